@@ -1,0 +1,34 @@
+"""gridverify: certify neural-network AC-OPF proxies against grid physics.
+
+The public surface is re-exported lazily here so that ``import gridverify``
+stays fast (torch, pyomo and pandapower load only when used).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# name -> (module, attribute)
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "load_case": ("gridverify.grid", "load_case"),
+    "compile_case": ("gridverify.grid", "compile_case"),
+    "from_pandapower": ("gridverify.grid", "from_pandapower"),
+    "solve_opf": ("gridverify.opf", "solve_opf"),
+    "compute_bounds": ("gridverify.bounds", "compute_bounds"),
+    "load_proxy": ("gridverify.proxy", "load_proxy"),
+    "certify": ("gridverify.certify", "certify"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        mod, attr = _EXPORTS[name]
+        return getattr(importlib.import_module(mod), attr)
+    raise AttributeError(f"module 'gridverify' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -1,0 +1,5 @@
+import sys
+
+from gridverify.cli import main
+
+sys.exit(main())

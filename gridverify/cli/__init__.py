@@ -1,0 +1,99 @@
+"""The ``gridverify`` command.
+
+Each command group lives in its own module of this package and exposes
+``register(subparsers)``; the handler it installs (``func``) receives the parsed
+arguments and returns the exit status.
+
+Exit status (all commands): 0 success / all certified, 1 a violation found,
+3 some constraints open, 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Command modules, in the order they appear in --help.  A module that is not
+# present yet (work in progress) is skipped.
+_COMMAND_MODULES = (
+    "gridverify.cli.case",
+    "gridverify.cli.opf",
+    "gridverify.cli.dataset",
+    "gridverify.cli.train",
+    "gridverify.cli.certify",
+    "gridverify.cli.vnncomp",
+    "gridverify.cli.study",
+)
+
+EXIT_OK = 0
+EXIT_VIOLATED = 1
+EXIT_BAD_INPUT = 2
+EXIT_OPEN = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors are one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"gridverify: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (used by ``main`` and by shell completion)."""
+    parser = _Parser(
+        prog="gridverify",
+        description=(
+            "Certify neural-network AC-OPF proxies against AC grid physics over a "
+            "whole region of loads."
+        ),
+        epilog=(
+            "examples:\n"
+            "  gridverify case info pglib_opf_case14_ieee\n"
+            "  gridverify opf solve pglib_opf_case14_ieee --json\n"
+            "  gridverify certify pglib_opf_case14_ieee --model models/case14_relu\n"
+            "\nexit status: 0 ok/all certified, 1 violation found, 2 bad input, 3 open"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from gridverify import __version__
+
+    parser.add_argument("--version", action="version", version=f"gridverify {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gridverify`` console command."""
+    from gridverify.errors import GridverifyError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(func(args) or 0)
+    except GridverifyError as exc:
+        print(f"gridverify: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except FileNotFoundError as exc:
+        print(f"gridverify: error: file not found: {exc.filename or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("gridverify: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

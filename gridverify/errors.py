@@ -1,0 +1,80 @@
+"""One error hierarchy for gridverify.
+
+Every error a user can cause derives from :class:`GridverifyError`; the CLI turns
+these into a one-line message and exit status 2.  Messages name the file and
+line, the field, or the op and node that is wrong.
+"""
+
+from __future__ import annotations
+
+
+class GridverifyError(Exception):
+    """Base class of all user-facing gridverify errors (bad input, bad options)."""
+
+
+class CaseFormatError(GridverifyError):
+    """A grid case file or network cannot be a valid OPF case.
+
+    ``source`` is the file (or ``"<pandapower>"``), ``line`` the 1-based line in
+    the file when known, ``field`` the table/column when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.source = source
+        self.line = line
+        self.field = field
+        where = []
+        if source:
+            where.append(str(source) + (f":{line}" if line is not None else ""))
+        elif line is not None:
+            where.append(f"line {line}")
+        if field:
+            where.append(f"field {field}")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+        self.message = message
+
+
+class SolverError(GridverifyError):
+    """No usable NLP solver, or the solver failed in a way that is not a status."""
+
+
+class DatasetError(GridverifyError):
+    """An OPF dataset file is malformed, of another case, or inconsistent."""
+
+
+class UnsupportedOpError(GridverifyError):
+    """An importer met an op it cannot lower into the gridverify graph."""
+
+    def __init__(self, op_type: str, node: str, detail: str = "") -> None:
+        self.op_type = op_type
+        self.node = node
+        msg = f"unsupported op {op_type!r} at node {node!r}"
+        super().__init__(msg + (f": {detail}" if detail else ""))
+
+
+class GraphError(GridverifyError):
+    """A graph is malformed (shapes, missing inputs, cycles) or cannot be bounded."""
+
+
+class ProxyError(GridverifyError):
+    """A proxy model cannot be loaded or does not match its case."""
+
+
+class SpecError(GridverifyError):
+    """A certification specification (region, constraints, thresholds) is invalid."""
+
+
+class VnnlibError(GridverifyError):
+    """A VNN-LIB property file is malformed; the message names the line."""
+
+
+class StudyError(GridverifyError):
+    """A study file is malformed; the message names the line and key."""

@@ -1,0 +1,127 @@
+"""The compiled, immutable form of a grid case (the contract other parts rely on).
+
+Everything is per-unit on ``base_mva`` and radians, active elements only.
+Arrays are read-only numpy float64 / int64 arrays.  Indices are 0-based
+positions into the compiled arrays; ``*_row`` arrays give the 1-based row of
+the element in the original MATPOWER table (for reports and the CLI).
+
+Branch flows follow the MATPOWER branch model (series admittance
+``y = 1/(r + jx)``, line charging ``b`` split half/half, off-nominal tap
+``tap`` and phase shift ``shift`` on the from side), written as PowerModels' ACP
+templates.  With ``cos_ft = cos(va_f - va_t)``, ``sin_ft = sin(va_f - va_t)``
+and ``w_ft = vm_f * vm_t``::
+
+    pf = pf_vv * vm_f**2 + pf_c * w_ft * cos_ft + pf_s * w_ft * sin_ft
+    qf = qf_vv * vm_f**2 + qf_c * w_ft * cos_ft + qf_s * w_ft * sin_ft
+    pt = pt_vv * vm_t**2 + pt_c * w_ft * cos_ft + pt_s * w_ft * sin_ft
+    qt = qt_vv * vm_t**2 + qt_c * w_ft * cos_ft + qt_s * w_ft * sin_ft
+
+(the to-side coefficients already account for ``sin(va_t - va_f) = -sin_ft``).
+Bus power balance (PowerModels' convention, injections positive)::
+
+    sum_{gens at i} pg - pd_i - gs_i * vm_i**2 = sum_{branches from i} pf + sum_{branches to i} pt
+    sum_{gens at i} qg - qd_i + bs_i * vm_i**2 = sum_{branches from i} qf + sum_{branches to i} qt
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FlowTemplate:
+    """Per-branch coefficients of one flow quantity (see module docstring)."""
+
+    vv: np.ndarray  # coefficient of vm_f**2 (from side) or vm_t**2 (to side)
+    c: np.ndarray  # coefficient of vm_f*vm_t*cos(va_f - va_t)
+    s: np.ndarray  # coefficient of vm_f*vm_t*sin(va_f - va_t)
+    side: str  # "f" or "t": which end's vm is squared in the vv term
+
+
+@dataclass(frozen=True)
+class CompiledCase:
+    """Immutable arrays of one grid case, ready for OPF and for physics graphs."""
+
+    name: str
+    source: str
+    base_mva: float
+    content_hash: str  # sha256 hex of the numeric case content
+
+    # buses (all buses of the case except isolated type-4 buses), bus-table order
+    bus_ids: np.ndarray  # original MATPOWER bus ids, int64
+    bus_type: np.ndarray  # 1 PQ, 2 PV, 3 ref
+    ref_bus: np.ndarray  # indices of reference buses
+    vmin: np.ndarray
+    vmax: np.ndarray
+    gs: np.ndarray  # shunt conductance per bus (pu at V = 1)
+    bs: np.ndarray  # shunt susceptance per bus (pu at V = 1)
+    pd_bus: np.ndarray  # demand per bus
+    qd_bus: np.ndarray
+    vm0: np.ndarray  # voltage magnitude in the case file (start point)
+    va0: np.ndarray  # voltage angle in the case file, radians
+
+    # loads: one per bus with non-zero demand, in bus-table order
+    load_bus: np.ndarray  # bus index of each load
+    pd: np.ndarray  # nominal demand of each load
+    qd: np.ndarray
+
+    # active generators, gen-table order
+    gen_bus: np.ndarray  # bus index
+    gen_row: np.ndarray  # 1-based row in the gen table
+    pmin: np.ndarray
+    pmax: np.ndarray
+    qmin: np.ndarray
+    qmax: np.ndarray
+    pg0: np.ndarray
+    qg0: np.ndarray
+    vg: np.ndarray  # voltage set point
+    cost_c2: np.ndarray  # cost = c2 * pg**2 + c1 * pg + c0 in $/h with pg in pu
+    cost_c1: np.ndarray
+    cost_c0: np.ndarray
+
+    # active branches, branch-table order
+    f_bus: np.ndarray  # bus index of the from end
+    t_bus: np.ndarray
+    branch_row: np.ndarray  # 1-based row in the branch table
+    r: np.ndarray
+    x: np.ndarray
+    b: np.ndarray  # total line charging
+    tap: np.ndarray  # off-nominal ratio (1.0 where the file has 0)
+    shift: np.ndarray  # phase shift, radians
+    rate_a: np.ndarray  # thermal limit on apparent power; np.inf where unlimited
+    angmin: np.ndarray  # radians
+    angmax: np.ndarray
+    pf_t: FlowTemplate
+    qf_t: FlowTemplate
+    pt_t: FlowTemplate
+    qt_t: FlowTemplate
+
+    # sparse structure (scipy.sparse csr matrices)
+    ybus: Any  # complex (n_bus x n_bus) bus admittance matrix
+    cf: Any  # (n_branch x n_bus) from-end incidence, 0/1
+    ct: Any  # (n_branch x n_bus) to-end incidence, 0/1
+    cg: Any  # (n_gen x n_bus) generator incidence
+    cl: Any  # (n_load x n_bus) load incidence
+
+    bus_index: dict[int, int] = field(default_factory=dict)  # original id -> index
+    graph: Any = None  # networkx.MultiGraph on bus indices (attributes: bus id, branch row)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def n_bus(self) -> int:
+        return int(self.bus_ids.shape[0])
+
+    @property
+    def n_gen(self) -> int:
+        return int(self.gen_bus.shape[0])
+
+    @property
+    def n_branch(self) -> int:
+        return int(self.f_bus.shape[0])
+
+    @property
+    def n_load(self) -> int:
+        return int(self.load_bus.shape[0])
