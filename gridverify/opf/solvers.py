@@ -1,0 +1,181 @@
+"""NLP solver selection for the Pyomo AC-OPF.
+
+Routes, in the order ``name="auto"`` tries them:
+
+``ipopt``
+    A real Ipopt executable found on ``PATH`` (``shutil.which("ipopt")``), driven
+    by Pyomo through AMPL ``.nl`` files.  Used first when present.
+``pounce``
+    POUNCE (``pyomo-pounce`` / ``pounce-solver`` from PyPI): a Rust port of
+    Ipopt's interior-point algorithm shipped as a wheel-bundled executable that
+    speaks the same ``.nl``/``.sol`` protocol, so Pyomo drives it exactly as it
+    drives Ipopt.  This is the pip-installable default.
+
+``cyipopt`` (real Ipopt 3.14 bundled in ``cyipopt-wheels``) is *not* a route:
+Pyomo's ``cyipopt`` interface evaluates the model through PyNumero's compiled
+AMPL-solver-library extension, which is not pip-installable and is absent here;
+:func:`available_solvers` reports it with that reason.
+
+Options are the Ipopt option names (both solvers accept them): ``tol``,
+``max_iter``, ``print_level``, ``linear_solver``, ``max_wall_time``.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+from gridverify.errors import SolverError
+
+SOLVER_NAMES = ("auto", "ipopt", "pounce")
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """How to solve one NLP.
+
+    ``name``: ``"auto"`` (a real ``ipopt`` on PATH, else POUNCE), ``"ipopt"`` or
+    ``"pounce"``.  ``tol``/``max_iter``/``print_level``/``linear_solver``/
+    ``time_limit`` map onto the Ipopt options ``tol``, ``max_iter``,
+    ``print_level``, ``linear_solver`` and ``max_wall_time`` (seconds).
+    ``constr_viol_tol`` is Ipopt's absolute constraint-violation tolerance; the
+    default keeps power-balance residuals far below 1e-6 p.u.  ``extra`` holds
+    further ``(option, value)`` pairs passed verbatim.
+    """
+
+    name: str = "auto"
+    tol: float = 1e-8
+    constr_viol_tol: float = 1e-8
+    max_iter: int = 3000
+    print_level: int = 0
+    linear_solver: str | None = None
+    time_limit: float | None = None
+    extra: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.name not in SOLVER_NAMES:
+            raise SolverError(
+                f"unknown solver {self.name!r}; choose one of {', '.join(SOLVER_NAMES)}"
+            )
+        if not self.tol > 0 or not self.constr_viol_tol > 0:
+            raise SolverError("solver option tol/constr_viol_tol must be positive")
+        if self.max_iter < 1:
+            raise SolverError("solver option max_iter must be >= 1")
+        if self.time_limit is not None and not self.time_limit > 0:
+            raise SolverError("solver option time_limit must be positive")
+
+    def ipopt_options(self) -> dict[str, Any]:
+        """The options as an Ipopt option dictionary."""
+        opts: dict[str, Any] = {
+            "tol": self.tol,
+            "constr_viol_tol": self.constr_viol_tol,
+            "max_iter": self.max_iter,
+            "print_level": self.print_level,
+        }
+        if self.linear_solver:
+            opts["linear_solver"] = self.linear_solver
+        if self.time_limit is not None:
+            opts["max_wall_time"] = float(self.time_limit)
+        opts.update(dict(self.extra))
+        return opts
+
+
+@dataclass(frozen=True)
+class SolverInfo:
+    """A resolved solver route: Pyomo factory name, executable, name and version."""
+
+    name: str  # "ipopt" or "pounce"
+    executable: str
+    version: str
+
+    @property
+    def label(self) -> str:
+        """``"name version"``, as recorded in results and dataset attributes."""
+        return f"{self.name} {self.version}"
+
+
+def _version_of(executable: str) -> str:
+    try:
+        out = subprocess.run(
+            [executable, "--version"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    for token in out.replace(",", " ").split():
+        if token[:1].isdigit() and "." in token:
+            return token
+    return "unknown"
+
+
+def _pounce_executable() -> str | None:
+    try:
+        import pyomo.environ as pyo
+        import pyomo_pounce  # noqa: F401  (registers the Pyomo plugin)
+    except ImportError:
+        return None
+    solver = pyo.SolverFactory("pounce")
+    try:
+        if not solver.available(exception_flag=False):
+            return None
+    except Exception:  # noqa: BLE001 - a broken plugin means "not available"
+        return None
+    exe = solver.executable()
+    return str(exe) if exe else None
+
+
+@functools.cache
+def _resolve(name: str) -> SolverInfo | None:
+    if name == "ipopt":
+        exe = shutil.which("ipopt")
+        return SolverInfo("ipopt", exe, _version_of(exe)) if exe else None
+    if name == "pounce":
+        exe = _pounce_executable()
+        return SolverInfo("pounce", exe, _version_of(exe)) if exe else None
+    return None
+
+
+def resolve_solver(options: SolverOptions | None = None) -> SolverInfo:
+    """The solver route that ``options.name`` selects; SolverError if none is usable."""
+    options = options or SolverOptions()
+    order = ("ipopt", "pounce") if options.name == "auto" else (options.name,)
+    for name in order:
+        info = _resolve(name)
+        if info is not None:
+            return info
+    if options.name == "auto":
+        raise SolverError(
+            "no NLP solver available: no `ipopt` executable on PATH and the "
+            "pyomo-pounce solver is not installed (pip install pyomo-pounce)"
+        )
+    hint = (
+        "no `ipopt` executable on PATH"
+        if options.name == "ipopt"
+        else "pyomo-pounce/pounce-solver not installed or its executable does not run"
+    )
+    raise SolverError(f"solver {options.name!r} is not available: {hint}")
+
+
+def available_solvers() -> dict[str, str]:
+    """Every known route with ``"name version"`` or the reason it is unusable."""
+    report: dict[str, str] = {}
+    for name in ("ipopt", "pounce"):
+        info = _resolve(name)
+        report[name] = info.label if info else "not available"
+    report["cyipopt"] = (
+        "not a route: Pyomo's cyipopt interface needs PyNumero's AMPL (ASL) extension"
+    )
+    return report
+
+
+def make_pyomo_solver(info: SolverInfo) -> Any:
+    """A Pyomo solver object for a resolved route."""
+    import pyomo.environ as pyo
+
+    if info.name == "pounce":
+        import pyomo_pounce  # noqa: F401
+
+        return pyo.SolverFactory("pounce")
+    return pyo.SolverFactory("ipopt", executable=info.executable)
