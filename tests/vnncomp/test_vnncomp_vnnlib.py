@@ -39,14 +39,18 @@ def _unsafe(prop, x: np.ndarray, y: np.ndarray) -> bool:
 
 
 def test_basic_box_and_disjunction() -> None:
-    text = DECL + BOX + (
-        "(assert (or (and (>= Y_0 Y_1) (<= (+ (* 2.0 Y_0) (* -1 Y_1)) 3))\n"
-        "            (and (<= Y_2 -1e-3))))\n"
+    text = (
+        DECL
+        + BOX
+        + (
+            "(assert (or (and (>= Y_0 Y_1) (<= (+ (* 2.0 Y_0) (* -1 Y_1)) 3))\n"
+            "            (and (<= Y_2 -1e-3))))\n"
+        )
     )
     prop = parse_vnnlib_text(text)
     assert (prop.n_inputs, prop.n_outputs) == (2, 3)
     assert len(prop.cases) == 1
-    (lo, hi), = prop.input_boxes
+    ((lo, hi),) = prop.input_boxes
     np.testing.assert_array_equal(lo, [-0.5, 0.0])
     np.testing.assert_array_equal(hi, [0.5, 1.0])
     out = prop.output
@@ -60,15 +64,19 @@ def test_basic_box_and_disjunction() -> None:
 
 
 def test_terms_constants_both_sides_and_chains() -> None:
-    text = DECL + BOX + (
-        "(assert (<= (- Y_0 Y_1) (+ 1.5 (* Y_2 0.5) (- 0.5))))\n"  # y0 - y1 - 0.5 y2 <= 1
-        "(assert (>= 2 (/ Y_0 4)))\n"  # y0 / 4 <= 2
-        "(assert (<= -1 Y_1 3))\n"  # chain: -1 <= y1 <= 3
-        "(assert (> (- Y_2) 0))\n"  # strict read as non-strict: -y2 >= 0
-        "(assert (= (* 3 (* 2 Y_0)) (- 6 1)))\n"  # 6 y0 = 5
+    text = (
+        DECL
+        + BOX
+        + (
+            "(assert (<= (- Y_0 Y_1) (+ 1.5 (* Y_2 0.5) (- 0.5))))\n"  # y0 - y1 - 0.5 y2 <= 1
+            "(assert (>= 2 (/ Y_0 4)))\n"  # y0 / 4 <= 2
+            "(assert (<= -1 Y_1 3))\n"  # chain: -1 <= y1 <= 3
+            "(assert (> (- Y_2) 0))\n"  # strict read as non-strict: -y2 >= 0
+            "(assert (= (* 3 (* 2 Y_0)) (- 6 1)))\n"  # 6 y0 = 5
+        )
     )
     prop = parse_vnnlib_text(text)
-    (A, b), = prop.output
+    ((A, b),) = prop.output
     rows = {tuple(r) + (v,) for r, v in zip(A.tolist(), b.tolist())}
     assert rows == {
         (1.0, -1.0, -0.5, 1.0),
@@ -112,14 +120,14 @@ def test_and_of_ors_is_distributed() -> None:
 
 def test_no_output_constraint_means_whole_box_unsafe() -> None:
     prop = parse_vnnlib_text(DECL + BOX)
-    (A, b), = prop.output
+    ((A, b),) = prop.output
     assert A.shape == (0, 3) and b.shape == (0,)
 
 
 def test_false_constant_atom_removes_disjunct() -> None:
     text = DECL + BOX + "(assert (or (and (<= 1 0) (<= Y_0 0)) (<= Y_1 0)))\n"
     prop = parse_vnnlib_text(text)
-    (A, _), = prop.output
+    ((A, _),) = prop.output
     np.testing.assert_array_equal(A, [[0, 1, 0]])
     assert parse_vnnlib_text(DECL + BOX + "(assert (>= 0 1))\n").cases == ()
 
@@ -200,9 +208,7 @@ def test_gap_in_variable_numbers() -> None:
     const=st.integers(-5, 5),
     op=st.sampled_from(["<=", ">=", "<", ">"]),
     swap=st.booleans(),
-    ys=st.lists(
-        st.lists(st.integers(-4, 4), min_size=3, max_size=3), min_size=20, max_size=20
-    ),
+    ys=st.lists(st.lists(st.integers(-4, 4), min_size=3, max_size=3), min_size=20, max_size=20),
 )
 def test_random_linear_atom_semantics(coefs, const, op, swap, ys) -> None:
     """The parsed polytope agrees with evaluating the written comparison directly."""
