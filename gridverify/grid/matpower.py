@@ -1,0 +1,358 @@
+"""A reader for MATPOWER v2 case files (``.m``) that never executes the file.
+
+The file is tokenized, not evaluated.  The accepted language is the subset that
+MATPOWER and PGLib-OPF case files use:
+
+* ``function mpc = NAME`` (optional), ``end`` and ``return`` (ignored);
+* ``mpc.NAME = <number>;`` and ``mpc.NAME = '<string>';``;
+* ``mpc.NAME = [ ... ];`` numeric matrices, whose rows are separated by ``;``
+  or newlines and whose elements are separated by blanks or commas;
+* ``mpc.NAME = { ... };`` cell arrays of strings or numbers (e.g. ``bus_name``);
+* ``%`` line comments, ``%{ ... %}`` block comments and ``...`` continuations.
+
+Numbers may carry a sign, a decimal point and an exponent; ``Inf``/``NaN`` are
+read as floats (the validator decides whether they are acceptable).  Anything
+else (arithmetic, function calls, transposes) raises :class:`CaseFormatError`
+naming the file and line: a case file is data, and the reader treats it as data.
+
+Every matrix row records the 1-based line of the file on which it starts, so
+later errors can point at the offending row.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gridverify.errors import CaseFormatError
+
+__all__ = ["MatpowerTable", "MatpowerFile", "parse_matpower", "read_matpower"]
+
+
+@dataclass(frozen=True)
+class MatpowerTable:
+    """One numeric matrix ``mpc.NAME = [...]`` of a case file.
+
+    ``values`` is a (rows, cols) float64 array; ``row_lines`` the 1-based file
+    line of each row; ``line`` the line of the assignment.
+    """
+
+    name: str
+    values: np.ndarray
+    row_lines: np.ndarray
+    line: int
+
+
+@dataclass(frozen=True)
+class MatpowerFile:
+    """Everything read from one ``.m`` case file."""
+
+    source: str
+    function_name: str | None
+    scalars: dict[str, float] = field(default_factory=dict)
+    strings: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, MatpowerTable] = field(default_factory=dict)
+    cells: dict[str, tuple[tuple[str | float, ...], tuple[int, ...]]] = field(
+        default_factory=dict
+    )
+    lines: dict[str, int] = field(default_factory=dict)  # field name -> assignment line
+
+
+# --------------------------------------------------------------------------- tokens
+
+_NUMBER_RE = re.compile(
+    r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eEdD][+-]?\d+)?|[Ii]nf(?:inity)?\b|NaN\b|nan\b)"
+)
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+@dataclass(frozen=True)
+class _Tok:
+    kind: str  # num, str, id, punct, nl
+    text: str
+    line: int
+    value: float | str | None = None
+
+
+def _err(source: str, line: int, msg: str, fld: str | None = None) -> CaseFormatError:
+    return CaseFormatError(msg, source=source, line=line, field=fld)
+
+
+def _to_float(text: str) -> float:
+    t = text.lower().replace("d", "e")
+    sign = -1.0 if t.startswith("-") else 1.0
+    body = t.lstrip("+-")
+    if body.startswith("inf"):
+        return sign * math.inf
+    if body == "nan":
+        return math.nan
+    return float(t)
+
+
+def _tokenize(text: str, source: str) -> list[_Tok]:
+    """Split the file into tokens; comments and continuations are dropped."""
+    toks: list[_Tok] = []
+    in_block = False
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if in_block:
+            if stripped == "%}":
+                in_block = False
+            continue
+        if stripped == "%{":
+            in_block = True
+            continue
+        i, n = 0, len(raw)
+        continued = False
+        while i < n:
+            ch = raw[i]
+            if ch in " \t\r\f\v":
+                i += 1
+                continue
+            if ch == "%" or ch == "#":
+                break
+            if raw.startswith("...", i):
+                continued = True
+                break
+            if ch == "'" or ch == '"':
+                prev = raw[i - 1] if i > 0 else " "
+                if ch == "'" and (prev.isalnum() or prev in "_.])}'"):
+                    raise _err(source, lineno, "transpose operator is not supported in case data")
+                j = i + 1
+                buf = []
+                while True:
+                    if j >= n:
+                        raise _err(source, lineno, "unterminated string")
+                    if raw[j] == ch:
+                        if j + 1 < n and raw[j + 1] == ch:  # doubled quote escapes itself
+                            buf.append(ch)
+                            j += 2
+                            continue
+                        break
+                    buf.append(raw[j])
+                    j += 1
+                toks.append(_Tok("str", raw[i : j + 1], lineno, "".join(buf)))
+                i = j + 1
+                continue
+            if ch in "+-":
+                m = _NUMBER_RE.match(raw, i)
+                if m is None:
+                    raise _err(
+                        source,
+                        lineno,
+                        f"unexpected {ch!r}: arithmetic is not supported in case data",
+                    )
+                toks.append(_Tok("num", m.group(0), lineno, _to_float(m.group(0))))
+                i = m.end()
+                continue
+            if ch.isdigit() or (ch == "." and i + 1 < n and raw[i + 1].isdigit()):
+                m = _NUMBER_RE.match(raw, i)
+                assert m is not None
+                toks.append(_Tok("num", m.group(0), lineno, _to_float(m.group(0))))
+                i = m.end()
+                if i < n and (raw[i].isalnum() or raw[i] in "_."):
+                    raise _err(source, lineno, f"malformed number near {raw[m.start():i + 1]!r}")
+                continue
+            if ch.isalpha() or ch == "_":
+                m = _IDENT_RE.match(raw, i)
+                assert m is not None
+                word = m.group(0)
+                if word.lower() in ("inf", "infinity", "nan"):
+                    toks.append(_Tok("num", word, lineno, _to_float(word)))
+                else:
+                    toks.append(_Tok("id", word, lineno))
+                i = m.end()
+                continue
+            if ch in "=[]{};,":
+                toks.append(_Tok("punct", ch, lineno))
+                i += 1
+                continue
+            raise _err(source, lineno, f"unexpected character {ch!r} in case data")
+        if not continued:
+            toks.append(_Tok("nl", "\n", lineno))
+    return toks
+
+
+# --------------------------------------------------------------------------- parser
+
+
+class _Parser:
+    def __init__(self, toks: list[_Tok], source: str) -> None:
+        self.toks = toks
+        self.pos = 0
+        self.source = source
+
+    def peek(self) -> _Tok | None:
+        return self.toks[self.pos] if self.pos < len(self.toks) else None
+
+    def next(self) -> _Tok:
+        tok = self.toks[self.pos]
+        self.pos += 1
+        return tok
+
+    def skip_separators(self) -> None:
+        while (t := self.peek()) is not None and (
+            t.kind == "nl" or (t.kind == "punct" and t.text in ";,")
+        ):
+            self.pos += 1
+
+    def end_statement(self, name: str) -> None:
+        t = self.peek()
+        if t is None or t.kind == "nl" or (t.kind == "punct" and t.text in ";,"):
+            return
+        raise _err(self.source, t.line, f"unexpected {t.text!r} after the value of {name}", name)
+
+    def bracket(self, close: str, name: str, start_line: int) -> tuple[list[list[_Tok]], list[int]]:
+        """Rows of tokens up to the closing bracket, with each row's first line."""
+        rows: list[list[_Tok]] = []
+        lines: list[int] = []
+        cur: list[_Tok] = []
+        while True:
+            t = self.peek()
+            if t is None:
+                raise _err(self.source, start_line, f"unterminated matrix {name} (missing {close})")
+            self.pos += 1
+            if t.kind == "punct" and t.text == close:
+                if cur:
+                    rows.append(cur)
+                    lines.append(cur[0].line)
+                return rows, lines
+            if t.kind == "nl" or (t.kind == "punct" and t.text == ";"):
+                if cur:
+                    rows.append(cur)
+                    lines.append(cur[0].line)
+                cur = []
+                continue
+            if t.kind == "punct" and t.text == ",":
+                continue
+            if t.kind == "punct" or t.kind == "id":
+                raise _err(
+                    self.source, t.line, f"unexpected {t.text!r} inside {name}", name
+                )
+            cur.append(t)
+
+    def parse(self) -> MatpowerFile:
+        out = MatpowerFile(source=self.source, function_name=None)
+        function_name: str | None = None
+        while True:
+            self.skip_separators()
+            t = self.peek()
+            if t is None:
+                break
+            if t.kind != "id":
+                raise _err(self.source, t.line, f"unexpected {t.text!r}: expected mpc.NAME = ...")
+            word = t.text
+            if word == "function":
+                self.pos += 1
+                parts = []
+                while (u := self.peek()) is not None and u.kind != "nl":
+                    parts.append(u)
+                    self.pos += 1
+                ids = [u.text for u in parts if u.kind == "id"]
+                function_name = ids[-1] if ids else None
+                continue
+            if word in ("end", "return", "endfunction"):
+                self.pos += 1
+                continue
+            if not word.startswith("mpc."):
+                raise _err(
+                    self.source,
+                    t.line,
+                    f"unsupported statement starting with {word!r} "
+                    "(case files are read as data, not executed)",
+                )
+            name = word[4:]
+            self.pos += 1
+            eq = self.peek()
+            if eq is None or eq.kind != "punct" or eq.text != "=":
+                raise _err(self.source, t.line, f"expected '=' after {word}", name)
+            self.pos += 1
+            v = self.peek()
+            if v is None or v.kind == "nl":
+                raise _err(self.source, t.line, f"missing value for {word}", name)
+            if name in out.lines:
+                raise _err(
+                    self.source, t.line, f"{word} assigned twice (first on line "
+                    f"{out.lines[name]})", name
+                )
+            out.lines[name] = t.line
+            if v.kind == "num":
+                self.pos += 1
+                out.scalars[name] = float(v.value)  # type: ignore[arg-type]
+            elif v.kind == "str":
+                self.pos += 1
+                out.strings[name] = str(v.value)
+            elif v.kind == "punct" and v.text == "[":
+                self.pos += 1
+                rows, lines = self.bracket("]", name, t.line)
+                out.tables[name] = self._matrix(name, rows, lines, t.line)
+            elif v.kind == "punct" and v.text == "{":
+                self.pos += 1
+                rows, lines = self.bracket("}", name, t.line)
+                vals: list[str | float] = []
+                cell_lines: list[int] = []
+                for row, ln in zip(rows, lines):
+                    for tok in row:
+                        vals.append(tok.value)  # type: ignore[arg-type]
+                        cell_lines.append(ln)
+                out.cells[name] = (tuple(vals), tuple(cell_lines))
+            else:
+                raise _err(
+                    self.source, v.line, f"unsupported value {v.text!r} for {word}", name
+                )
+            self.end_statement(name)
+        return MatpowerFile(
+            source=out.source,
+            function_name=function_name,
+            scalars=out.scalars,
+            strings=out.strings,
+            tables=out.tables,
+            cells=out.cells,
+            lines=out.lines,
+        )
+
+    def _matrix(
+        self, name: str, rows: list[list[_Tok]], lines: list[int], line: int
+    ) -> MatpowerTable:
+        width = len(rows[0]) if rows else 0
+        data = np.empty((len(rows), width), dtype=np.float64)
+        for r, (row, ln) in enumerate(zip(rows, lines)):
+            if len(row) != width:
+                raise _err(
+                    self.source,
+                    ln,
+                    f"row {r + 1} of {name} has {len(row)} columns, expected {width} "
+                    f"(as in row 1)",
+                    name,
+                )
+            for c, tok in enumerate(row):
+                if tok.kind != "num":
+                    raise _err(
+                        self.source,
+                        ln,
+                        f"non-numeric entry {tok.text!r} in row {r + 1}, column {c + 1} of {name}",
+                        name,
+                    )
+                data[r, c] = tok.value  # type: ignore[assignment]
+        return MatpowerTable(
+            name=name, values=data, row_lines=np.asarray(lines, dtype=np.int64), line=line
+        )
+
+
+def parse_matpower(text: str, source: str = "<string>") -> MatpowerFile:
+    """Parse the text of a MATPOWER case file (without executing it)."""
+    return _Parser(_tokenize(text, source), source).parse()
+
+
+def read_matpower(path: str | Path) -> MatpowerFile:
+    """Read and parse a MATPOWER ``.m`` file; errors name the file and line."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        text = p.read_text(encoding="latin-1")
+    return parse_matpower(text, source=str(p))

@@ -1,0 +1,316 @@
+"""Validation of a :class:`RawCase`: reject what cannot be an OPF case, warn on the odd.
+
+:func:`validate_case` raises :class:`CaseFormatError` naming the file and line
+(or field) for: malformed tables and wrong column counts, NaN or non-finite
+entries, non-integer or duplicate bus ids, unknown bus types, generators or
+branches on missing buses, self-loop branches, no reference bus, an island with
+load and no in-service generator, vmin > vmax, pmin > pmax, qmin > qmax,
+negative ratings, zero-impedance branches (r == 0 and x == 0), negative taps,
+angmin > angmax, a missing or non-positive baseMVA, and bad or unsupported
+``gencost`` rows (only polynomial model 2 of degree <= 2 is supported).
+
+Legal but unusual things give warnings (:class:`GridverifyWarning`; the
+compiled case records their text): negative reactance, taps outside [0.5, 1.5],
+angle-difference limits wider than 60 degrees, isolated buses, PV or reference
+buses without an in-service generator, islands without a reference bus,
+elements dropped because they touch an isolated (type 4) bus, ignored tables.
+
+Inactive elements (status 0) are checked only for what the parser needs (ids);
+their numeric limits are not, since they are dropped when compiling.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from gridverify.errors import CaseFormatError
+from gridverify.grid import case as C
+from gridverify.grid.case import RawCase
+
+__all__ = ["GridverifyWarning", "CaseCheck", "validate_case"]
+
+
+class GridverifyWarning(UserWarning):
+    """A case is legal but unusual (the compiled case records the message)."""
+
+
+BUS_FIELDS = ("bus_i", "type", "Pd", "Qd", "Gs", "Bs", "area", "Vm", "Va", "baseKV", "zone",
+              "Vmax", "Vmin")
+GEN_FIELDS = ("bus", "Pg", "Qg", "Qmax", "Qmin", "Vg", "mBase", "status", "Pmax", "Pmin")
+BRANCH_FIELDS = ("fbus", "tbus", "r", "x", "b", "rateA", "rateB", "rateC", "ratio", "angle",
+                 "status", "angmin", "angmax")
+
+MAX_ANGLE_WARN_DEG = 60.0
+TAP_WARN_RANGE = (0.5, 1.5)
+
+
+@dataclass(frozen=True)
+class CaseCheck:
+    """What validation found: warnings and the active elements to compile."""
+
+    warnings: tuple[str, ...]
+    bus_keep: np.ndarray  # bool per bus row: not isolated (type != 4)
+    gen_active: np.ndarray  # bool per gen row
+    branch_active: np.ndarray  # bool per branch row
+    gen_cost_rows: np.ndarray  # int per gen row: gencost row used
+
+
+def _line(lines: np.ndarray, i: int) -> int | None:
+    if lines.size > i and int(lines[i]) > 0:
+        return int(lines[i])
+    return None
+
+
+class _V:
+    def __init__(self, raw: RawCase) -> None:
+        self.raw = raw
+        self.src = raw.source
+        self.warnings: list[str] = list(raw.notes)
+
+    def fail(self, msg: str, table: str | None = None, row: int | None = None,
+             fld: str | None = None) -> CaseFormatError:
+        line = None
+        if table is not None:
+            lines = getattr(self.raw, f"{table}_lines")
+            if row is not None:
+                line = _line(lines, row)
+            if line is None:
+                line = self.raw.table_lines.get(table)
+            if row is not None:
+                msg = f"{table} row {row + 1}: {msg}"
+        return CaseFormatError(msg, source=self.src, line=line, field=fld)
+
+    def warn(self, msg: str, table: str | None = None, row: int | None = None) -> None:
+        where = self.src
+        if table is not None and row is not None:
+            ln = _line(getattr(self.raw, f"{table}_lines"), row)
+            where += f":{ln}" if ln else ""
+            msg = f"{table} row {row + 1}: {msg}"
+        self.warnings.append(f"{where}: {msg}")
+
+
+def _check_table(v: _V, name: str, arr: np.ndarray, ncols: int, fields: tuple[str, ...],
+                 inf_ok: tuple[int, ...] = ()) -> None:
+    if arr.ndim != 2 or (arr.size and arr.shape[1] < ncols):
+        got = arr.shape[1] if arr.ndim == 2 else 0
+        raise v.fail(f"has {got} columns, the MATPOWER v2 format needs at least {ncols}",
+                     name, 0 if arr.shape[0] else None, name)
+    std = arr[:, :ncols]
+    bad = ~np.isfinite(std)
+    for c in inf_ok:
+        bad[:, c] &= np.isnan(std[:, c])
+    if bad.any():
+        r, c = (int(i) for i in np.argwhere(bad)[0])
+        what = "NaN" if math.isnan(std[r, c]) else "non-finite value"
+        raise v.fail(f"{what} in column {c + 1} ({fields[c]})", name, r, f"{name}.{fields[c]}")
+
+
+def validate_case(raw: RawCase) -> CaseCheck:
+    """Check ``raw`` and return warnings and active-element masks.
+
+    Raises :class:`CaseFormatError` on the first problem found.  Emits no Python
+    warnings itself (:func:`gridverify.grid.compile.compile_case` does).
+    """
+    v = _V(raw)
+    if not (math.isfinite(raw.base_mva) and raw.base_mva > 0):
+        raise CaseFormatError(f"baseMVA must be a positive number, got {raw.base_mva}",
+                              source=v.src, line=raw.table_lines.get("baseMVA"), field="baseMVA")
+    bus, gen, br = raw.bus, raw.gen, raw.branch
+    if bus.shape[0] == 0:
+        raise v.fail("bus table is empty", "bus", None, "bus")
+    if gen.shape[0] == 0:
+        raise v.fail("gen table is empty", "gen", None, "gen")
+    _check_table(v, "bus", bus, C.BUS_COLS, BUS_FIELDS)
+    _check_table(v, "gen", gen, C.GEN_COLS, GEN_FIELDS,
+                 inf_ok=(C.QMAX, C.QMIN, C.PMAX, C.PMIN))
+    if br.size or br.ndim != 2:
+        _check_table(v, "branch", br, C.BRANCH_COLS, BRANCH_FIELDS,
+                     inf_ok=(C.ANGMIN, C.ANGMAX))
+
+    # ---- buses
+    ids = bus[:, C.BUS_I]
+    for i, bid in enumerate(ids):
+        if bid != np.round(bid) or bid <= 0:
+            raise v.fail(f"bus id {bid:g} is not a positive integer", "bus", i, "bus.bus_i")
+    index: dict[int, int] = {}
+    for i, bid in enumerate(ids.astype(np.int64)):
+        if int(bid) in index:
+            j = index[int(bid)]
+            raise v.fail(f"duplicate bus id {int(bid)} (also bus row {j + 1})", "bus", i,
+                         "bus.bus_i")
+        index[int(bid)] = i
+    btype = bus[:, C.BUS_TYPE]
+    for i, t in enumerate(btype):
+        if t not in (1.0, 2.0, 3.0, 4.0):
+            raise v.fail(f"bus type {t:g} is not 1 (PQ), 2 (PV), 3 (ref) or 4 (isolated)",
+                         "bus", i, "bus.type")
+    for i in range(bus.shape[0]):
+        if bus[i, C.VMIN] > bus[i, C.VMAX]:
+            raise v.fail(f"Vmin {bus[i, C.VMIN]:g} > Vmax {bus[i, C.VMAX]:g}", "bus", i,
+                         "bus.Vmin")
+        if bus[i, C.VMIN] < 0:
+            raise v.fail(f"negative Vmin {bus[i, C.VMIN]:g}", "bus", i, "bus.Vmin")
+    keep = btype != 4
+    if raw.bus_name is not None and len(raw.bus_name) != bus.shape[0]:
+        raise CaseFormatError(
+            f"bus_name has {len(raw.bus_name)} entries, bus table has {bus.shape[0]} rows",
+            source=v.src, line=raw.table_lines.get("bus_name"), field="bus_name")
+    for i in np.flatnonzero(~keep):
+        if bus[i, C.PD] != 0 or bus[i, C.QD] != 0:
+            v.warn("load on an isolated (type 4) bus is dropped", "bus", int(i))
+
+    # ---- generators
+    gen_active = gen[:, C.GEN_STATUS] > 0
+    for i in range(gen.shape[0]):
+        b = gen[i, C.GEN_BUS]
+        if b != np.round(b) or int(b) not in index:
+            raise v.fail(f"generator on missing bus {b:g}", "gen", i, "gen.bus")
+        if not gen_active[i]:
+            continue
+        if not keep[index[int(b)]]:
+            v.warn(f"in-service generator on isolated bus {int(b)} is dropped", "gen", i)
+            gen_active[i] = False
+            continue
+        if gen[i, C.PMIN] > gen[i, C.PMAX]:
+            raise v.fail(f"Pmin {gen[i, C.PMIN]:g} > Pmax {gen[i, C.PMAX]:g}", "gen", i,
+                         "gen.Pmin")
+        if gen[i, C.QMIN] > gen[i, C.QMAX]:
+            raise v.fail(f"Qmin {gen[i, C.QMIN]:g} > Qmax {gen[i, C.QMAX]:g}", "gen", i,
+                         "gen.Qmin")
+        if gen[i, C.PMIN] == math.inf or gen[i, C.PMAX] == -math.inf:
+            raise v.fail("Pmin = +Inf or Pmax = -Inf leaves no feasible output", "gen", i,
+                         "gen.Pmax")
+
+    # ---- branches
+    nbr = br.shape[0]
+    br_active = (br[:, C.BR_STATUS] > 0) if nbr else np.zeros(0, dtype=bool)
+    for k in range(nbr):
+        ends = []
+        for col, name in ((C.F_BUS, "fbus"), (C.T_BUS, "tbus")):
+            b = br[k, col]
+            if b != np.round(b) or int(b) not in index:
+                raise v.fail(f"branch end {name} on missing bus {b:g}", "branch", k,
+                             f"branch.{name}")
+            ends.append(int(b))
+        if not br_active[k]:
+            continue
+        if ends[0] == ends[1]:
+            raise v.fail(f"branch connects bus {ends[0]} to itself", "branch", k, "branch.tbus")
+        if not (keep[index[ends[0]]] and keep[index[ends[1]]]):
+            v.warn("in-service branch touching an isolated (type 4) bus is dropped", "branch", k)
+            br_active[k] = False
+            continue
+        r, x = br[k, C.BR_R], br[k, C.BR_X]
+        if r == 0 and x == 0:
+            raise v.fail("zero impedance (r = 0 and x = 0)", "branch", k, "branch.x")
+        for col, name in ((C.RATE_A, "rateA"), (C.RATE_B, "rateB"), (C.RATE_C, "rateC")):
+            if br[k, col] < 0:
+                raise v.fail(f"negative rating {name} = {br[k, col]:g}", "branch", k,
+                             f"branch.{name}")
+        tap = br[k, C.TAP]
+        if tap < 0:
+            raise v.fail(f"negative tap ratio {tap:g}", "branch", k, "branch.ratio")
+        if br[k, C.ANGMIN] > br[k, C.ANGMAX]:
+            raise v.fail(f"angmin {br[k, C.ANGMIN]:g} > angmax {br[k, C.ANGMAX]:g}", "branch",
+                         k, "branch.angmin")
+        if x < 0:
+            v.warn(f"negative reactance x = {x:g}", "branch", k)
+        if tap != 0 and not (TAP_WARN_RANGE[0] <= tap <= TAP_WARN_RANGE[1]):
+            v.warn(f"unusual tap ratio {tap:g}", "branch", k)
+        if max(abs(br[k, C.ANGMIN]), abs(br[k, C.ANGMAX])) > MAX_ANGLE_WARN_DEG:
+            v.warn(f"angle-difference limits [{br[k, C.ANGMIN]:g}, {br[k, C.ANGMAX]:g}] deg "
+                   f"wider than {MAX_ANGLE_WARN_DEG:g} deg", "branch", k)
+
+    cost_rows = _check_gencost(v, raw, gen_active)
+    _check_topology(v, raw, index, keep, gen_active, br_active)
+    return CaseCheck(
+        warnings=tuple(v.warnings),
+        bus_keep=keep,
+        gen_active=gen_active,
+        branch_active=br_active,
+        gen_cost_rows=cost_rows,
+    )
+
+
+def _check_gencost(v: _V, raw: RawCase, gen_active: np.ndarray) -> np.ndarray:
+    gc = raw.gencost
+    ng = raw.gen.shape[0]
+    if gc is None:
+        raise CaseFormatError("missing table gencost", source=v.src, field="gencost")
+    if gc.ndim != 2 or gc.shape[0] not in (ng, 2 * ng):
+        raise v.fail(f"gencost has {gc.shape[0]} rows, expected {ng} (one per generator) "
+                     f"or {2 * ng}", "gencost", None, "gencost")
+    if gc.shape[1] < 5:
+        raise v.fail(f"gencost has {gc.shape[1]} columns, needs at least 5", "gencost", 0,
+                     "gencost")
+    if gc.shape[0] == 2 * ng:
+        v.warn("reactive power costs (gencost rows ng+1..2ng) are ignored")
+    for i in range(ng):
+        row = gc[i]
+        model = row[C.MODEL]
+        if math.isnan(model) or model not in (1.0, 2.0):
+            raise v.fail(f"cost model {model:g} is not 1 (piecewise linear) or 2 (polynomial)",
+                         "gencost", i, "gencost.model")
+        n = row[C.NCOST]
+        if not math.isfinite(n) or n != np.round(n) or n < 0:
+            raise v.fail(f"number of cost coefficients n = {n:g} is not a non-negative integer",
+                         "gencost", i, "gencost.n")
+        n = int(n)
+        need = C.COST + (2 * n if model == 1 else n)
+        if need > gc.shape[1]:
+            raise v.fail(f"n = {n} needs {need} columns, the table has {gc.shape[1]}",
+                         "gencost", i, "gencost.n")
+        coefs = row[C.COST:need]
+        if not np.all(np.isfinite(coefs)):
+            raise v.fail("NaN or non-finite cost coefficient", "gencost", i, "gencost.cost")
+        if not gen_active[i]:
+            continue
+        if model == 1:
+            raise v.fail("piecewise-linear costs (model 1) are not supported; use model 2",
+                         "gencost", i, "gencost.model")
+        if n > 3 and np.any(coefs[: n - 3] != 0):
+            raise v.fail(f"polynomial cost of degree {n - 1} is not supported (at most 2)",
+                         "gencost", i, "gencost.n")
+        if n == 3 and coefs[0] < 0:
+            v.warn(f"negative quadratic cost coefficient {coefs[0]:g} (non-convex cost)",
+                   "gencost", i)
+    return np.arange(ng, dtype=np.int64)
+
+
+def _check_topology(v: _V, raw: RawCase, index: dict[int, int], keep: np.ndarray,
+                    gen_active: np.ndarray, br_active: np.ndarray) -> None:
+    bus, gen, br = raw.bus, raw.gen, raw.branch
+    btype = bus[:, C.BUS_TYPE]
+    if not np.any((btype == 3) & keep):
+        raise v.fail("no reference bus (type 3)", "bus", None, "bus.type")
+    g = nx.Graph()
+    g.add_nodes_from(int(i) for i in np.flatnonzero(keep))
+    for k in np.flatnonzero(br_active):
+        g.add_edge(index[int(br[k, C.F_BUS])], index[int(br[k, C.T_BUS])])
+    has_gen = np.zeros(bus.shape[0], dtype=bool)
+    for i in np.flatnonzero(gen_active):
+        has_gen[index[int(gen[i, C.GEN_BUS])]] = True
+    for i in np.flatnonzero(keep):
+        if btype[i] in (2, 3) and not has_gen[i]:
+            kind = "reference" if btype[i] == 3 else "PV"
+            v.warn(f"{kind} bus {int(bus[i, C.BUS_I])} has no in-service generator", "bus", int(i))
+        if g.degree(int(i)) == 0 and g.number_of_nodes() > 1:
+            v.warn(f"bus {int(bus[i, C.BUS_I])} has no in-service branch", "bus", int(i))
+    for comp in nx.connected_components(g):
+        members = np.array(sorted(comp), dtype=np.int64)
+        load = bus[members, C.PD]
+        qload = bus[members, C.QD]
+        if not has_gen[members].any() and (np.any(load != 0) or np.any(qload != 0)):
+            ids = [int(bus[i, C.BUS_I]) for i in members[:8]]
+            more = "" if members.size <= 8 else f" and {members.size - 8} more"
+            first = int(members[np.flatnonzero((load != 0) | (qload != 0))[0]])
+            raise v.fail(
+                f"island of buses {ids}{more} has load {load.sum():g} MW and no in-service "
+                "generator", "bus", first, "bus.Pd")
+        if not np.any(btype[members] == 3) and has_gen[members].any():
+            ids = [int(bus[i, C.BUS_I]) for i in members[:8]]
+            v.warn(f"island of buses {ids} has no reference bus")
