@@ -75,7 +75,7 @@ class _Ops:
 
     def index(self, a: np.ndarray) -> Array:
         if self.torch:
-            return self.t.as_tensor(np.asarray(a), dtype=self.t.int64, device=self.device)
+            return self.t.tensor(np.array(a), dtype=self.t.int64, device=self.device)
         return np.asarray(a, dtype=np.int64)
 
     def cos(self, a: Array) -> Array:
