@@ -1,0 +1,393 @@
+"""The gridverify computation graph: nodes in topological order over flat values.
+
+Every node's per-sample value is a flat vector of ``size`` entries; at run time a
+leading batch dimension is added, so values are ``(B, size)`` tensors.  Constants
+(weights, indices, biases) are stored as float64 / int64 CPU tensors and cast to
+the evaluation dtype and device on use.  See ``docs/ir.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from gridverify.errors import GraphError
+from gridverify.ir.ops import OPS, UNARY_NONLINEAR, op_info
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node: ``op`` applied to the values of ``inputs`` (node ids).
+
+    ``attrs`` holds the op's constants (float64 / int64 tensors, ints); ``size``
+    is the flat size of the value and ``shape`` metadata with ``prod == size``.
+    """
+
+    id: int
+    op: str
+    inputs: tuple[int, ...]
+    attrs: Mapping[str, Any]
+    size: int
+    shape: tuple[int, ...]
+    name: str
+
+    @property
+    def info(self):  # noqa: ANN201 - OpInfo, avoided import cycle in annotations
+        """The op's traits (:class:`gridverify.ir.ops.OpInfo`)."""
+        return op_info(self.op, dict(self.attrs))
+
+
+def _err(node: Node | None, msg: str) -> GraphError:
+    if node is None:
+        return GraphError(msg)
+    return GraphError(f"op {node.op!r} at node {node.name!r} (#{node.id}): {msg}")
+
+
+def validate_node(node: Node, sizes: Sequence[int]) -> None:
+    """Check ``node`` against the sizes of the earlier nodes; raise GraphError."""
+    if node.op not in OPS:
+        raise _err(node, "unknown op")
+    info = OPS[node.op]
+    n_in = len(node.inputs)
+    if info.arity >= 0 and n_in != info.arity:
+        raise _err(node, f"expects {info.arity} inputs, got {n_in}")
+    if info.arity < 0 and n_in < 1:
+        raise _err(node, "expects at least one input")
+    for i in node.inputs:
+        if not (0 <= i < node.id):
+            raise _err(node, f"input #{i} is not an earlier node (graph must be topological)")
+    if node.size < 0 or math.prod(node.shape) != node.size:
+        raise _err(node, f"shape {node.shape} does not match size {node.size}")
+    in_sizes = [sizes[i] for i in node.inputs]
+    a = node.attrs
+    op = node.op
+    if info.elementwise and any(s != node.size for s in in_sizes):
+        raise _err(node, f"elementwise op on sizes {in_sizes} -> {node.size}")
+    if op == "constant":
+        v = a.get("value")
+        if not isinstance(v, torch.Tensor) or v.numel() != node.size:
+            raise _err(node, "constant value missing or of wrong size")
+    elif op == "linear":
+        w = a["weight"]
+        if w.dim() != 2 or tuple(w.shape) != (node.size, in_sizes[0]):
+            raise _err(node, f"weight shape {tuple(w.shape)} != {(node.size, in_sizes[0])}")
+        b = a.get("bias")
+        if b is not None and b.numel() != node.size:
+            raise _err(node, f"bias of size {b.numel()} != {node.size}")
+    elif op == "sparse_linear":
+        rows, cols, vals = a["rows"], a["cols"], a["vals"]
+        if not (rows.dim() == cols.dim() == vals.dim() == 1) or not (
+            rows.numel() == cols.numel() == vals.numel()
+        ):
+            raise _err(node, "rows, cols, vals must be 1-D of equal length")
+        if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= node.size):
+            raise _err(node, f"row index out of range [0, {node.size})")
+        if cols.numel() and (int(cols.min()) < 0 or int(cols.max()) >= in_sizes[0]):
+            raise _err(node, f"column index out of range [0, {in_sizes[0]})")
+        b = a.get("bias")
+        if b is not None and b.numel() != node.size:
+            raise _err(node, f"bias of size {b.numel()} != {node.size}")
+    elif op in ("scale", "add_const"):
+        key = "coef" if op == "scale" else "const"
+        if a[key].numel() != node.size:
+            raise _err(node, f"{key} of size {a[key].numel()} != {node.size}")
+    elif op == "gather":
+        idx = a["index"]
+        if idx.dim() != 1 or idx.numel() != node.size:
+            raise _err(node, "index must be 1-D of the output size")
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= in_sizes[0]):
+            raise _err(node, f"index out of range [0, {in_sizes[0]})")
+    elif op == "concat":
+        if sum(in_sizes) != node.size:
+            raise _err(node, f"sizes {in_sizes} do not add up to {node.size}")
+    elif op == "reshape":
+        if in_sizes[0] != node.size:
+            raise _err(node, f"reshape of size {in_sizes[0]} to {node.size}")
+    elif op == "pow":
+        k = a.get("k")
+        if not isinstance(k, int) or k < 2:
+            raise _err(node, f"pow needs an integer exponent k >= 2, got {k!r}")
+    if any(
+        isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()
+        for v in a.values()
+    ):
+        raise _err(node, "non-finite constant in attributes")
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    """An immutable graph: ``nodes`` in topological order, ``outputs`` node ids.
+
+    Build one with :class:`gridverify.ir.GraphBuilder`.
+    """
+
+    nodes: tuple[Node, ...]
+    outputs: tuple[int, ...]
+    output_names: tuple[str, ...]
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        sizes: list[int] = []
+        names: set[str] = set()
+        for k, node in enumerate(self.nodes):
+            if node.id != k:
+                raise _err(node, f"node id {node.id} at position {k}")
+            validate_node(node, sizes)
+            sizes.append(node.size)
+            if node.op == "input":
+                if node.name in names:
+                    raise _err(node, "duplicate input name")
+                names.add(node.name)
+        if not self.outputs:
+            raise GraphError("graph has no outputs")
+        for o in self.outputs:
+            if not (0 <= o < len(self.nodes)):
+                raise GraphError(f"output #{o} is not a node")
+        if len(self.output_names) != len(self.outputs):
+            raise GraphError("output_names and outputs differ in length")
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def inputs(self) -> list[int]:
+        """Ids of the input nodes, in creation order."""
+        return [n.id for n in self.nodes if n.op == "input"]
+
+    @property
+    def input_names(self) -> list[str]:
+        """Names of the input nodes, in creation order."""
+        return [self.nodes[i].name for i in self.inputs]
+
+    @property
+    def input_size(self) -> int:
+        """Total flat size of all inputs (concatenated in creation order)."""
+        return sum(self.nodes[i].size for i in self.inputs)
+
+    @property
+    def output_size(self) -> int:
+        """Total flat size of all outputs (concatenated in order)."""
+        return sum(self.nodes[o].size for o in self.outputs)
+
+    def node_by_name(self, name: str) -> Node:
+        """The (first) node called ``name``; GraphError when none."""
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise GraphError(f"no node named {name!r}")
+
+    def nonlinear_nodes(self) -> list[int]:
+        """Ids of nodes whose op needs a relaxation (unary nonlinear ops and mul)."""
+        return [n.id for n in self.nodes if OPS[n.op].nonlinear]
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __repr__(self) -> str:
+        return (
+            f"Graph({len(self.nodes)} nodes, inputs={self.input_names}, "
+            f"outputs={list(self.output_names)})"
+        )
+
+    # ---------------------------------------------------------------- constants
+    def attr(self, node: Node, key: str, dtype: torch.dtype, device: torch.device) -> Any:
+        """Attribute ``key`` of ``node`` cast to ``dtype`` (floats) on ``device`` (cached)."""
+        ck = (node.id, key, dtype, device)
+        hit = self._cache.get(ck)
+        if hit is not None:
+            return hit
+        v = node.attrs[key]
+        if isinstance(v, torch.Tensor):
+            v = v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)
+        self._cache[ck] = v
+        return v
+
+    # --------------------------------------------------------------- evaluation
+    def split_inputs(
+        self,
+        x: torch.Tensor | Mapping[str, torch.Tensor] | Sequence[torch.Tensor],
+        dtype: torch.dtype,
+        device: torch.device | str | None,
+    ) -> dict[int, torch.Tensor]:
+        """Map user input(s) to ``{input_id: (B, size)}`` tensors.
+
+        ``x`` is one tensor over all inputs concatenated, a dict by input name or
+        a sequence in input order; a missing batch dimension is added.
+        """
+        ids = self.inputs
+        if isinstance(x, Mapping):
+            missing = [self.nodes[i].name for i in ids if self.nodes[i].name not in x]
+            if missing:
+                raise GraphError(f"missing graph inputs {missing}")
+            parts = [torch.as_tensor(x[self.nodes[i].name]) for i in ids]
+        elif isinstance(x, torch.Tensor):
+            xt = x
+            if xt.dim() > 2 or xt.dim() == 0:
+                xt = xt.reshape(-1, self.input_size) if xt.dim() > 2 else xt.reshape(1, 1)
+            if xt.dim() == 1:
+                xt = xt.unsqueeze(0)
+            if xt.shape[-1] != self.input_size:
+                raise GraphError(
+                    f"input has {xt.shape[-1]} entries, graph inputs total {self.input_size}"
+                )
+            parts = list(torch.split(xt, [self.nodes[i].size for i in ids], dim=-1))
+        else:
+            parts = [torch.as_tensor(p) for p in x]
+            if len(parts) != len(ids):
+                raise GraphError(f"{len(parts)} inputs given, graph has {len(ids)}")
+        out: dict[int, torch.Tensor] = {}
+        batch = None
+        for i, p in zip(ids, parts):
+            size = self.nodes[i].size
+            if p.dim() == 1 or (p.dim() == 0 and size == 1):
+                p = p.reshape(1, -1)
+            elif p.dim() > 2:
+                p = p.reshape(p.shape[0], -1)
+            if p.shape[-1] != size:
+                raise GraphError(
+                    f"input {self.nodes[i].name!r} has {p.shape[-1]} entries, expected {size}"
+                )
+            if batch is not None and p.shape[0] != batch and p.shape[0] != 1 and batch != 1:
+                raise GraphError("inputs have different batch sizes")
+            batch = p.shape[0] if batch in (None, 1) else batch
+            out[i] = p.to(device=device, dtype=dtype)
+        if batch is not None:
+            out = {i: (v.expand(batch, -1) if v.shape[0] != batch else v) for i, v in out.items()}
+        return out
+
+    def evaluate_all(
+        self,
+        x: torch.Tensor | Mapping[str, torch.Tensor] | Sequence[torch.Tensor],
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+    ) -> list[torch.Tensor]:
+        """Value of every node, ``(B, size)`` each, indexed by node id."""
+        if device is None:
+            device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
+        device = torch.device(device)
+        inputs = self.split_inputs(x, dtype, device)
+        batch = next(iter(inputs.values())).shape[0] if inputs else 1
+        vals: list[torch.Tensor] = []
+        for node in self.nodes:
+            if node.op == "input":
+                vals.append(inputs[node.id])
+            else:
+                vals.append(forward_node(self, node, [vals[i] for i in node.inputs], batch,
+                                         dtype, device))
+        return vals
+
+    def evaluate(
+        self,
+        x: torch.Tensor | Mapping[str, torch.Tensor] | Sequence[torch.Tensor],
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+    ) -> list[torch.Tensor]:
+        """Values of the outputs, ``(B, size)`` each, in output order."""
+        if device is None:
+            device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
+        device = torch.device(device)
+        inputs = self.split_inputs(x, dtype, device)
+        batch = next(iter(inputs.values())).shape[0] if inputs else 1
+        needed = self.ancestors(self.outputs)
+        last_use: dict[int, int] = {}
+        for node in self.nodes:
+            for i in node.inputs:
+                last_use[i] = node.id
+        keep = set(self.outputs)
+        vals: dict[int, torch.Tensor] = {}
+        for node in self.nodes:
+            if node.id not in needed:
+                continue
+            if node.op == "input":
+                vals[node.id] = inputs[node.id]
+            else:
+                vals[node.id] = forward_node(
+                    self, node, [vals[i] for i in node.inputs], batch, dtype, device
+                )
+            for i in node.inputs:
+                if last_use.get(i) == node.id and i not in keep:
+                    vals.pop(i, None)
+        return [vals[o] for o in self.outputs]
+
+    def evaluate_flat(
+        self,
+        x: torch.Tensor | Mapping[str, torch.Tensor] | Sequence[torch.Tensor],
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """All outputs concatenated, ``(B, output_size)``."""
+        return torch.cat(self.evaluate(x, dtype, device), dim=-1)
+
+    def ancestors(self, nodes: Sequence[int]) -> set[int]:
+        """Ids of ``nodes`` and every node they depend on."""
+        seen: set[int] = set()
+        stack = list(nodes)
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            stack.extend(self.nodes[n].inputs)
+        return seen
+
+
+def forward_node(
+    graph: Graph,
+    node: Node,
+    xs: Sequence[torch.Tensor],
+    batch: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> torch.Tensor:
+    """Value ``(B, size)`` of ``node`` from its input values ``xs`` (each ``(B, n_i)``)."""
+    op = node.op
+    if op == "constant":
+        return graph.attr(node, "value", dtype, device).reshape(1, -1).expand(batch, -1)
+    if op == "linear":
+        w = graph.attr(node, "weight", dtype, device)
+        y = xs[0] @ w.T
+        if node.attrs.get("bias") is not None:
+            y = y + graph.attr(node, "bias", dtype, device)
+        return y
+    if op == "sparse_linear":
+        return sparse_forward(graph, node, xs[0], dtype, device)
+    if op == "add":
+        return xs[0] + xs[1]
+    if op == "sub":
+        return xs[0] - xs[1]
+    if op == "neg":
+        return -xs[0]
+    if op == "scale":
+        return xs[0] * graph.attr(node, "coef", dtype, device)
+    if op == "add_const":
+        return xs[0] + graph.attr(node, "const", dtype, device)
+    if op == "gather":
+        return xs[0].index_select(-1, graph.attr(node, "index", dtype, device))
+    if op == "concat":
+        return torch.cat(list(xs), dim=-1)
+    if op == "reshape":
+        return xs[0]
+    if op == "mul":
+        return xs[0] * xs[1]
+    if op == "pow":
+        return xs[0] ** int(node.attrs["k"])
+    if op in UNARY_NONLINEAR:
+        return OPS[op].func(xs[0])  # type: ignore[misc]
+    raise _err(node, "cannot evaluate op")  # pragma: no cover
+
+
+def sparse_forward(
+    graph: Graph, node: Node, x: torch.Tensor, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """``y[:, r] = sum_k vals[k] x[:, cols[k]]`` (+ bias) via index_add on the flat vector."""
+    rows = graph.attr(node, "rows", dtype, device)
+    cols = graph.attr(node, "cols", dtype, device)
+    vals = graph.attr(node, "vals", dtype, device)
+    lead = x.shape[:-1]
+    y = x.new_zeros(*lead, node.size)
+    y.index_add_(-1, rows, x.index_select(-1, cols) * vals)
+    if node.attrs.get("bias") is not None:
+        y = y + graph.attr(node, "bias", dtype, device)
+    return y

@@ -1,0 +1,162 @@
+"""The op table of the gridverify graph: arity, shape rule and traits of every op.
+
+Generic code (the bound engine, the branch-and-bound, attacks) reads the traits
+here instead of testing op names.  Only *primitive* ops appear in built graphs:
+the builder lowers ``min``/``max``/``clamp`` to ``relu`` algebra, ``slice`` to
+``gather``, ``sum`` to ``sparse_linear`` and division to ``mul`` by
+``reciprocal``.
+
+Traits
+------
+``arity``          number of variable inputs (``-1``: any number >= 1, ``concat``)
+``elementwise``    output ``k`` depends only on input entry ``k`` (same size)
+``linear``         affine in its inputs (bounded exactly by linear propagation)
+``nonlinear``      needs a relaxation (its inputs need bounds)
+``interval_exact`` interval arithmetic gives the exact range of every output entry
+                   from input boxes (gather, scale, unary monotone-or-not ops...)
+``monotone``       ``"increasing"``, ``"decreasing"`` or ``None``
+``convex``/``concave``  intervals (lo, hi) of the real line where the function is
+                   convex / concave (``None`` when not a unary function)
+``period``         period of a periodic function, else ``None``
+``inflections``    inflection points (for periodic ops, those in one period
+                   starting at 0)
+``domain``         open interval where the op is defined (reciprocal/sqrt: (0, inf))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    """Traits of one primitive op (see module docstring)."""
+
+    name: str
+    arity: int
+    elementwise: bool = False
+    linear: bool = False
+    nonlinear: bool = False
+    interval_exact: bool = False
+    monotone: str | None = None
+    convex: tuple[tuple[float, float], ...] | None = None
+    concave: tuple[tuple[float, float], ...] | None = None
+    period: float | None = None
+    inflections: tuple[float, ...] = ()
+    domain: tuple[float, float] = (-INF, INF)
+    func: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
+
+
+def _floor(x: torch.Tensor) -> torch.Tensor:
+    return torch.floor(x)
+
+
+_TWO_PI = 2.0 * math.pi
+
+OPS: dict[str, OpInfo] = {
+    info.name: info
+    for info in (
+        # sources
+        OpInfo("input", 0, interval_exact=True),
+        OpInfo("constant", 0, interval_exact=True),
+        # affine ops
+        OpInfo("linear", 1, linear=True),
+        OpInfo("sparse_linear", 1, linear=True),
+        OpInfo("add", 2, elementwise=True, linear=True),
+        OpInfo("sub", 2, elementwise=True, linear=True),
+        OpInfo("neg", 1, elementwise=True, linear=True, interval_exact=True, monotone="decreasing"),
+        OpInfo("scale", 1, elementwise=True, linear=True, interval_exact=True),
+        OpInfo(
+            "add_const", 1, elementwise=True, linear=True, interval_exact=True,
+            monotone="increasing",
+        ),
+        OpInfo("gather", 1, linear=True, interval_exact=True),
+        OpInfo("concat", -1, linear=True, interval_exact=True),
+        OpInfo("reshape", 1, linear=True, interval_exact=True, monotone="increasing"),
+        # product of two variables
+        OpInfo("mul", 2, elementwise=True, nonlinear=True),
+        # unary nonlinear ops
+        OpInfo(
+            "relu", 1, elementwise=True, nonlinear=True, interval_exact=True,
+            monotone="increasing", convex=((-INF, INF),), concave=((-INF, 0.0), (0.0, INF)),
+            func=torch.relu,
+        ),
+        OpInfo(
+            "floor", 1, elementwise=True, nonlinear=True, interval_exact=True,
+            monotone="increasing", func=_floor,
+        ),
+        OpInfo(
+            "sigmoid", 1, elementwise=True, nonlinear=True, interval_exact=True,
+            monotone="increasing", convex=((-INF, 0.0),), concave=((0.0, INF),),
+            inflections=(0.0,), func=torch.sigmoid,
+        ),
+        OpInfo(
+            "tanh", 1, elementwise=True, nonlinear=True, interval_exact=True,
+            monotone="increasing", convex=((-INF, 0.0),), concave=((0.0, INF),),
+            inflections=(0.0,), func=torch.tanh,
+        ),
+        OpInfo(
+            "sin", 1, elementwise=True, nonlinear=True, interval_exact=True,
+            convex=((math.pi, _TWO_PI),), concave=((0.0, math.pi),), period=_TWO_PI,
+            inflections=(0.0, math.pi), func=torch.sin,
+        ),
+        OpInfo(
+            "cos", 1, elementwise=True, nonlinear=True, interval_exact=True,
+            convex=((math.pi / 2, 3 * math.pi / 2),),
+            concave=((-math.pi / 2, math.pi / 2),), period=_TWO_PI,
+            inflections=(math.pi / 2, 3 * math.pi / 2), func=torch.cos,
+        ),
+        OpInfo(
+            "exp", 1, elementwise=True, nonlinear=True, interval_exact=True,
+            monotone="increasing", convex=((-INF, INF),), func=torch.exp,
+        ),
+        OpInfo(
+            "reciprocal", 1, elementwise=True, nonlinear=True, interval_exact=True,
+            monotone="decreasing", convex=((0.0, INF),), domain=(0.0, INF),
+            func=torch.reciprocal,
+        ),
+        OpInfo(
+            "sqrt", 1, elementwise=True, nonlinear=True, interval_exact=True,
+            monotone="increasing", concave=((0.0, INF),), domain=(0.0, INF), func=torch.sqrt,
+        ),
+        OpInfo(
+            "square", 1, elementwise=True, nonlinear=True, interval_exact=True,
+            convex=((-INF, INF),), func=torch.square,
+        ),
+        # integer power k >= 2 (attrs["k"]); traits depend on the parity of k and
+        # are given for the odd case in ``pow_info``.
+        OpInfo("pow", 1, elementwise=True, nonlinear=True, interval_exact=True),
+    )
+}
+
+#: ops that are unary nonlinear functions with a relaxation in the table
+UNARY_NONLINEAR = frozenset(
+    n for n, i in OPS.items() if i.nonlinear and i.arity == 1
+)
+
+
+def pow_info(k: int) -> OpInfo:
+    """Traits of ``x ** k`` for an integer ``k >= 2``."""
+    if k % 2 == 0:
+        return OpInfo(
+            "pow", 1, elementwise=True, nonlinear=True, interval_exact=True,
+            convex=((-INF, INF),), func=lambda x: x**k,
+        )
+    return OpInfo(
+        "pow", 1, elementwise=True, nonlinear=True, interval_exact=True,
+        monotone="increasing", convex=((0.0, INF),), concave=((-INF, 0.0),),
+        inflections=(0.0,), func=lambda x: x**k,
+    )
+
+
+def op_info(op: str, attrs: dict | None = None) -> OpInfo:
+    """Traits of ``op`` (with its attributes, for ``pow``)."""
+    if op == "pow" and attrs is not None and "k" in attrs:
+        return pow_info(int(attrs["k"]))
+    return OPS[op]
