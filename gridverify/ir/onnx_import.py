@@ -1,0 +1,872 @@
+"""Import an ONNX model into the gridverify graph (IR).
+
+The importer walks the ONNX nodes in their (topological) file order and keeps,
+for every ONNX tensor, either a numpy constant or a :class:`Var` (an IR node
+plus the tensor's per-sample shape).  Any node whose inputs are all constants is
+evaluated with numpy at import time, so shape-computing subgraphs
+(``Shape -> Gather -> Concat -> Reshape``) fold away.
+
+Batch convention: a leading batch dimension in the file (fixed at 1, or
+symbolic such as ``'N'`` / ``-1``) is treated as size 1 while importing; IR
+values are flat per-sample vectors and the runtime batch of the IR replaces it.
+Every structural op (Transpose, Slice, Gather, Expand, broadcasting, Concat along
+an axis, Where) is lowered by applying the numpy op to an array of flat element
+positions and emitting one IR ``gather`` (or nothing when it is the identity).
+
+The tensor algebra (:class:`Lowering`) is shared with the torch importer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from gridverify.errors import GraphError, UnsupportedOpError
+from gridverify.ir import Graph, GraphBuilder
+
+__all__ = ["Lowering", "Var", "from_onnx"]
+
+# A sparse map with at least this density (and at most this many entries) is
+# emitted as a dense ``linear``; sparser maps become ``sparse_linear``.
+_DENSE_MIN_DENSITY = 0.25
+_DENSE_MAX_ENTRIES = 50_000_000
+
+
+@dataclass(frozen=True)
+class Var:
+    """A batch-dependent tensor: IR node ``node`` holding ``shape`` per sample."""
+
+    node: int
+    shape: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        """Number of entries per sample."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+Value = Var | np.ndarray
+
+
+def _f64(a: Any) -> torch.Tensor:
+    """A contiguous float64 torch tensor (shape kept as given)."""
+    arr = np.ascontiguousarray(np.asarray(a, dtype=np.float64))
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+
+
+def _i64(a: Any) -> torch.Tensor:
+    arr = np.ascontiguousarray(np.asarray(a, dtype=np.int64).ravel())
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+
+
+class Lowering:
+    """Tensor algebra over numpy constants and IR variables, emitting IR nodes.
+
+    Every method takes and returns values (``np.ndarray`` or :class:`Var`);
+    when all operands are constants the result is computed with numpy.
+    """
+
+    def __init__(self, builder: GraphBuilder) -> None:
+        self.b = builder
+
+    # ---------------------------------------------------------------- basics
+    @staticmethod
+    def shape(v: Value) -> tuple[int, ...]:
+        """Per-sample shape of a value."""
+        return v.shape if isinstance(v, Var) else tuple(np.shape(v))
+
+    @staticmethod
+    def iota(v: Var) -> np.ndarray:
+        """Array of flat element positions of ``v`` in its shape."""
+        return np.arange(v.size, dtype=np.int64).reshape(v.shape)
+
+    def node(self, v: Value) -> int:
+        """The IR node of a value (a constant becomes a ``constant`` node)."""
+        if isinstance(v, Var):
+            return v.node
+        return self.b.constant(_f64(np.asarray(v, dtype=np.float64).ravel()))
+
+    def select(self, node: int, size: int, idx: np.ndarray) -> Var:
+        """``out = node[idx]`` (flat positions, result shaped like ``idx``)."""
+        flat = np.asarray(idx, dtype=np.int64).ravel()
+        shape = tuple(int(d) for d in np.shape(idx))
+        if flat.size == size and np.array_equal(flat, np.arange(size)):
+            return Var(node, shape)
+        return Var(self.b.gather(node, _i64(flat)), shape)
+
+    def index(self, v: Value, fn: Callable[[np.ndarray], np.ndarray]) -> Value:
+        """Apply a pure indexing function (transpose, slice, take...) to ``v``."""
+        if not isinstance(v, Var):
+            return np.asarray(fn(np.asarray(v)))
+        return self.select(v.node, v.size, np.asarray(fn(self.iota(v))))
+
+    def reshape(self, v: Value, shape: Sequence[int]) -> Value:
+        """Reshape (metadata only for variables)."""
+        shape = tuple(int(d) for d in shape)
+        if not isinstance(v, Var):
+            return np.reshape(v, shape)
+        if int(np.prod(shape, dtype=np.int64)) != v.size:
+            raise ValueError(f"cannot reshape {v.shape} to {shape}")
+        return Var(v.node, shape)
+
+    def broadcast(self, v: Value, shape: Sequence[int]) -> Value:
+        """Broadcast ``v`` to ``shape`` (numpy rules)."""
+        shape = tuple(int(d) for d in shape)
+        if self.shape(v) == shape:
+            return v
+        return self.index(v, lambda a: np.broadcast_to(a, shape))
+
+    def linear_map(
+        self,
+        v: Var,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        vals: np.ndarray,
+        out_shape: Sequence[int],
+    ) -> Var:
+        """``out[rows[k]] += vals[k] * v[cols[k]]``: dense or sparse linear node."""
+        out_shape = tuple(int(d) for d in out_shape)
+        n_out = int(np.prod(out_shape, dtype=np.int64))
+        n_in = v.size
+        rows = np.asarray(rows, dtype=np.int64).ravel()
+        cols = np.asarray(cols, dtype=np.int64).ravel()
+        vals = np.asarray(vals, dtype=np.float64).ravel()
+        dense_entries = n_out * n_in
+        if dense_entries <= _DENSE_MAX_ENTRIES and rows.size >= _DENSE_MIN_DENSITY * dense_entries:
+            w = np.bincount(rows * n_in + cols, weights=vals, minlength=dense_entries)
+            node = self.b.linear(v.node, _f64(w.reshape(n_out, n_in)), None)
+        else:
+            node = self.b.sparse_linear(v.node, _i64(rows), _i64(cols), _f64(vals), n_out)
+        return Var(node, out_shape)
+
+    def dense(
+        self, v: Var, w: np.ndarray, bias: np.ndarray | None, out_shape: Sequence[int]
+    ) -> Var:
+        """``out = v_flat @ w.T + bias`` with ``w`` of shape (out, in)."""
+        b = None if bias is None else _f64(np.asarray(bias, dtype=np.float64).ravel())
+        return Var(self.b.linear(v.node, _f64(w), b), tuple(int(d) for d in out_shape))
+
+    # ----------------------------------------------------------- elementwise
+    def unary(self, op: str, v: Value) -> Value:
+        """Elementwise ``op`` (a builder method name: relu, sin, exp...)."""
+        if isinstance(v, Var):
+            return Var(getattr(self.b, op)(v.node), v.shape)
+        x = np.asarray(v, dtype=np.float64)
+        return _NUMPY_UNARY[op](x)
+
+    def _binary_shapes(self, a: Value, c: Value) -> tuple[int, ...]:
+        return tuple(np.broadcast_shapes(self.shape(a), self.shape(c)))
+
+    def add(self, a: Value, c: Value) -> Value:
+        """``a + c`` with broadcasting."""
+        if not isinstance(a, Var) and not isinstance(c, Var):
+            return np.add(a, c)
+        shape = self._binary_shapes(a, c)
+        if not isinstance(a, Var):
+            a, c = c, a
+        a = self.broadcast(a, shape)
+        if isinstance(c, Var):
+            return Var(self.b.add(a.node, self.broadcast(c, shape).node), shape)
+        cf = np.broadcast_to(np.asarray(c, dtype=np.float64), shape)
+        if not np.any(cf):
+            return a
+        return Var(self.b.add_const(a.node, _f64(cf.ravel())), shape)
+
+    def neg(self, a: Value) -> Value:
+        """``-a``."""
+        if not isinstance(a, Var):
+            return np.negative(a)
+        return Var(self.b.neg(a.node), a.shape)
+
+    def sub(self, a: Value, c: Value) -> Value:
+        """``a - c`` with broadcasting."""
+        if not isinstance(a, Var) and not isinstance(c, Var):
+            return np.subtract(a, c)
+        if isinstance(a, Var) and isinstance(c, Var):
+            shape = self._binary_shapes(a, c)
+            a, c = self.broadcast(a, shape), self.broadcast(c, shape)
+            return Var(self.b.sub(a.node, c.node), shape)
+        if isinstance(a, Var):
+            return self.add(a, np.negative(np.asarray(c, dtype=np.float64)))
+        return self.add(self.neg(c), a)
+
+    def mul(self, a: Value, c: Value) -> Value:
+        """``a * c`` with broadcasting."""
+        if not isinstance(a, Var) and not isinstance(c, Var):
+            return np.multiply(a, c)
+        shape = self._binary_shapes(a, c)
+        if not isinstance(a, Var):
+            a, c = c, a
+        a = self.broadcast(a, shape)
+        if isinstance(c, Var):
+            return Var(self.b.mul(a.node, self.broadcast(c, shape).node), shape)
+        cf = np.broadcast_to(np.asarray(c, dtype=np.float64), shape)
+        if np.all(cf == 1.0):
+            return a
+        return Var(self.b.scale(a.node, _f64(cf.ravel())), shape)
+
+    def div(self, a: Value, c: Value) -> Value:
+        """``a / c``; a variable divisor goes through ``reciprocal``."""
+        if not isinstance(a, Var) and not isinstance(c, Var):
+            a_, c_ = np.asarray(a), np.asarray(c)
+            if a_.dtype.kind in "iu" and c_.dtype.kind in "iu":
+                return np.trunc(a_ / c_).astype(np.result_type(a_, c_))
+            return np.divide(a_, c_)
+        if isinstance(c, Var):
+            return self.mul(a, self.unary("reciprocal", c))
+        return self.mul(a, 1.0 / np.asarray(c, dtype=np.float64))
+
+    def power(self, a: Value, e: Value) -> Value:
+        """``a ** e`` for a constant exponent that is an integer or +-1/2."""
+        if not isinstance(a, Var) and not isinstance(e, Var):
+            return np.power(np.asarray(a, dtype=np.float64), e)
+        if isinstance(e, Var):
+            raise _Unsupported("variable exponent")
+        ev = np.unique(np.asarray(e, dtype=np.float64))
+        if ev.size != 1:
+            raise _Unsupported("exponent must be one constant")
+        k = float(ev[0])
+        shape = self._binary_shapes(a, e)
+        a = self.broadcast(a, shape)
+        if k == 0.5:
+            return self.unary("sqrt", a)
+        if k == -0.5:
+            return self.unary("reciprocal", self.unary("sqrt", a))
+        if k != round(k):
+            raise _Unsupported(f"non-integer exponent {k}")
+        n = int(round(k))
+        if n == 0:
+            return np.ones(shape)
+        base = a if n > 0 else self.unary("reciprocal", a)
+        n = abs(n)
+        if n == 1:
+            return base
+        if n == 2:
+            return Var(self.b.square(base.node), shape)
+        return Var(self.b.pow(base.node, n), shape)
+
+    def minmax(self, op: str, a: Value, c: Value) -> Value:
+        """Elementwise ``minimum`` / ``maximum``."""
+        if not isinstance(a, Var) and not isinstance(c, Var):
+            return np.minimum(a, c) if op == "minimum" else np.maximum(a, c)
+        shape = self._binary_shapes(a, c)
+        if isinstance(a, Var) and isinstance(c, Var):
+            a, c = self.broadcast(a, shape), self.broadcast(c, shape)
+            return Var(getattr(self.b, op)(a.node, c.node), shape)
+        if not isinstance(a, Var):
+            a, c = c, a
+        return self.clamp(a, c if op == "maximum" else None, c if op == "minimum" else None)
+
+    def clamp(self, a: Value, lo: Any, hi: Any) -> Value:
+        """``clamp(a, lo, hi)`` with constant bounds (None = open)."""
+        if not isinstance(a, Var):
+            x = np.asarray(a, dtype=np.float64)
+            return np.clip(x, -np.inf if lo is None else lo, np.inf if hi is None else hi)
+        shape = a.shape
+        for bound in (lo, hi):
+            if isinstance(bound, Var):
+                raise _Unsupported("variable clamp bound")
+            if bound is not None:
+                shape = tuple(np.broadcast_shapes(shape, np.shape(bound)))
+        a = self.broadcast(a, shape)
+
+        def flat(bound: Any) -> torch.Tensor | None:
+            if bound is None:
+                return None
+            arr = np.asarray(bound, dtype=np.float64)
+            if arr.size == 1:
+                return _f64(arr.reshape(()))
+            return _f64(np.broadcast_to(arr, shape).ravel())
+
+        return Var(self.b.clamp(a.node, flat(lo), flat(hi)), shape)
+
+    # ------------------------------------------------------------ structural
+    def concat(self, values: Sequence[Value], axis: int) -> Value:
+        """Concatenate along ``axis`` (numpy rules)."""
+        if not any(isinstance(v, Var) for v in values):
+            return np.concatenate([np.asarray(v) for v in values], axis=axis)
+        parts = [v for v in values if int(np.prod(self.shape(v), dtype=np.int64)) > 0]
+        nodes, idx, offset = [], [], 0
+        for v in parts:
+            nodes.append(self.node(v))
+            n = int(np.prod(self.shape(v), dtype=np.int64))
+            idx.append(np.arange(offset, offset + n, dtype=np.int64).reshape(self.shape(v)))
+            offset += n
+        positions = np.concatenate(idx, axis=axis)
+        node = nodes[0] if len(nodes) == 1 else self.b.concat(nodes)
+        return self.select(node, offset, positions)
+
+    def where(self, cond: Value, a: Value, c: Value) -> Value:
+        """``where(cond, a, c)`` for a constant condition."""
+        if isinstance(cond, Var):
+            raise _Unsupported("variable condition")
+        cond = np.asarray(cond, dtype=bool)
+        if not isinstance(a, Var) and not isinstance(c, Var):
+            return np.where(cond, a, c)
+        shape = tuple(np.broadcast_shapes(cond.shape, self.shape(a), self.shape(c)))
+        cb = np.broadcast_to(cond, shape)
+        if cb.all():
+            return self.broadcast(a, shape)
+        if not cb.any():
+            return self.broadcast(c, shape)
+        n = int(np.prod(shape, dtype=np.int64))
+        flat_a = self.reshape(self.broadcast(a, shape), (n,))
+        flat_c = self.reshape(self.broadcast(c, shape), (n,))
+        both = self.concat([flat_a, flat_c], 0)
+        pos = np.where(cb, np.arange(n).reshape(shape), n + np.arange(n).reshape(shape))
+        return self.index(both, lambda arr: arr[pos])
+
+    def reduce_sum(self, v: Value, axes: Sequence[int] | None, keepdims: bool) -> Value:
+        """Sum over ``axes`` (all axes when None)."""
+        shape = self.shape(v)
+        ax = tuple(range(len(shape))) if axes is None else tuple(a % len(shape) for a in axes)
+        if not isinstance(v, Var):
+            return np.sum(v, axis=ax, keepdims=keepdims)
+        kept = tuple(1 if i in ax else d for i, d in enumerate(shape))
+        out_shape = kept if keepdims else tuple(d for i, d in enumerate(shape) if i not in ax)
+        if int(np.prod(kept, dtype=np.int64)) == 1:
+            return Var(self.b.sum(v.node), out_shape)
+        rows = np.broadcast_to(np.arange(int(np.prod(kept))).reshape(kept), shape)
+        return self.linear_map(v, rows, np.arange(v.size), np.ones(v.size), out_shape)
+
+    def matmul(self, a: Value, c: Value) -> Value:
+        """numpy ``matmul`` semantics, including 1-D operands."""
+        if not isinstance(a, Var) and not isinstance(c, Var):
+            return np.matmul(np.asarray(a), np.asarray(c))
+        sa, sc = self.shape(a), self.shape(c)
+        if len(sa) == 0 or len(sc) == 0:
+            raise ValueError("matmul of a scalar")
+        a1, c1 = len(sa) == 1, len(sc) == 1
+        if a1:
+            a, sa = self.reshape(a, (1, sa[0])), (1, sa[0])
+        if c1:
+            c, sc = self.reshape(c, (sc[0], 1)), (sc[0], 1)
+        m, k, n = sa[-2], sa[-1], sc[-1]
+        if sc[-2] != k:
+            raise ValueError(f"matmul shapes {sa} and {sc} do not match")
+        bo = tuple(np.broadcast_shapes(sa[:-2], sc[:-2]))
+        out_shape = bo + (m, n)
+        final = bo + ((m,) if not a1 else ()) + ((n,) if not c1 else ())
+        ra = int(np.prod(sa[:-1], dtype=np.int64))
+        if isinstance(a, Var) and not isinstance(c, Var) and len(sc) == 2 and ra == 1:
+            out = self.dense(a, np.asarray(c, dtype=np.float64).T, None, out_shape)
+            return self.reshape(out, final)
+        if isinstance(c, Var) and not isinstance(a, Var) and len(sa) == 2 and len(sc) == 2 \
+                and n == 1:
+            out = self.dense(c, np.asarray(a, dtype=np.float64), None, out_shape)
+            return self.reshape(out, final)
+        full = bo + (m, k, n)
+        out_idx = np.broadcast_to(
+            np.arange(int(np.prod(out_shape))).reshape(out_shape)[..., :, None, :], full)
+        if isinstance(a, Var) and isinstance(c, Var):
+            ga = self.index(a, lambda t: np.broadcast_to(t[..., :, :, None], full))
+            gc = self.index(c, lambda t: np.broadcast_to(t[..., None, :, :], full))
+            prod = self.mul(ga, gc)
+            out = self.linear_map(prod, out_idx, np.arange(prod.size), np.ones(prod.size),
+                                  out_shape)
+        elif isinstance(a, Var):
+            cols = np.broadcast_to(self.iota(a)[..., :, :, None], full)
+            vals = np.broadcast_to(np.asarray(c, dtype=np.float64)[..., None, :, :], full)
+            out = self.linear_map(a, out_idx, cols, vals, out_shape)
+        else:
+            cols = np.broadcast_to(self.iota(c)[..., None, :, :], full)
+            vals = np.broadcast_to(np.asarray(a, dtype=np.float64)[..., :, :, None], full)
+            out = self.linear_map(c, out_idx, cols, vals, out_shape)
+        return self.reshape(out, final)
+
+    def output(self, v: Value, name: str) -> None:
+        """Mark ``v`` as a graph output."""
+        self.b.output(self.node(v), name=name)
+
+
+class _Unsupported(Exception):
+    """Raised inside a lowering; the importer turns it into UnsupportedOpError."""
+
+
+def _np_sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+_NUMPY_UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "relu": lambda x: np.maximum(x, 0.0),
+    "sigmoid": _np_sigmoid,
+    "tanh": np.tanh,
+    "sin": np.sin,
+    "cos": np.cos,
+    "exp": np.exp,
+    "sqrt": np.sqrt,
+    "floor": np.floor,
+    "reciprocal": lambda x: 1.0 / x,
+    "neg": np.negative,
+    "square": np.square,
+}
+
+
+# ---------------------------------------------------------------------------
+# ONNX
+# ---------------------------------------------------------------------------
+
+_UNARY_OPS = {
+    "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Sin": "sin", "Cos": "cos",
+    "Exp": "exp", "Floor": "floor", "Sqrt": "sqrt", "Reciprocal": "reciprocal",
+}
+_CONST_ONLY_OPS: dict[str, Callable[..., np.ndarray]] = {
+    "Equal": np.equal, "Less": np.less, "Greater": np.greater, "LessOrEqual": np.less_equal,
+    "GreaterOrEqual": np.greater_equal, "Not": np.logical_not, "And": np.logical_and,
+    "Or": np.logical_or, "Xor": np.logical_xor, "Ceil": np.ceil, "Abs": np.abs,
+    "Sign": np.sign, "Log": np.log,
+}
+_LEGACY_UNSUPPORTED_HINT = {
+    "Softmax": "softmax is not boundable by gridverify",
+    "LSTM": "recurrent ops are not supported",
+    "GRU": "recurrent ops are not supported",
+    "RNN": "recurrent ops are not supported",
+    "If": "control flow is not supported",
+    "Loop": "control flow is not supported",
+}
+
+
+def _resolve_shape(in_shape: Sequence[int], target: Sequence[int], allowzero: bool) -> list[int]:
+    """ONNX Reshape semantics: 0 copies the input dim (unless allowzero), -1 is inferred."""
+    shp = [int(d) for d in target]
+    for i, d in enumerate(shp):
+        if d == 0 and not allowzero:
+            if i >= len(in_shape):
+                raise ValueError(f"reshape: dim {i} copies a missing input dim")
+            shp[i] = int(in_shape[i])
+    total = int(np.prod(in_shape, dtype=np.int64))
+    if shp.count(-1) > 1:
+        raise ValueError("reshape: more than one -1")
+    if -1 in shp:
+        known = int(np.prod([d for d in shp if d != -1], dtype=np.int64))
+        if known == 0 or total % known:
+            raise ValueError(f"reshape: cannot infer -1 for {list(in_shape)} -> {list(target)}")
+        shp[shp.index(-1)] = total // known
+    if int(np.prod(shp, dtype=np.int64)) != total:
+        raise ValueError(f"reshape: {list(in_shape)} -> {list(target)} changes the size")
+    return shp
+
+
+class _OnnxImporter:
+    """One import: walks the ONNX graph, keeping a value per tensor name."""
+
+    def __init__(self, model: Any, source: str) -> None:
+        import onnx
+
+        self.onnx = onnx
+        self.model = model
+        self.source = source
+        self.opset = 13
+        for imp in model.opset_import:
+            if imp.domain in ("", "ai.onnx"):
+                self.opset = int(imp.version)
+        self.b = GraphBuilder()
+        self.lw = Lowering(self.b)
+        self.env: dict[str, Value] = {}
+
+    # -------------------------------------------------------------- helpers
+    def _attrs(self, node: Any) -> dict[str, Any]:
+        from onnx import helper, numpy_helper
+
+        out: dict[str, Any] = {}
+        for a in node.attribute:
+            if a.type in (self.onnx.AttributeProto.GRAPH, self.onnx.AttributeProto.GRAPHS):
+                raise _Unsupported("subgraph attributes (control flow)")
+            v = helper.get_attribute_value(a)
+            if a.type == self.onnx.AttributeProto.TENSOR:
+                v = numpy_helper.to_array(v)
+            out[a.name] = v
+        return out
+
+    @staticmethod
+    def _const(v: Value | None, what: str) -> np.ndarray:
+        if isinstance(v, Var):
+            raise _Unsupported(f"{what} must be a constant")
+        if v is None:
+            raise ValueError(f"missing input {what}")
+        return np.asarray(v)
+
+    def _axes(self, ins: list[Value | None], at: dict[str, Any], pos: int) -> list[int] | None:
+        if len(ins) > pos and ins[pos] is not None:
+            return [int(a) for a in self._const(ins[pos], "axes").ravel()]
+        if "axes" in at:
+            return [int(a) for a in at["axes"]]
+        return None
+
+    # ------------------------------------------------------------------ run
+    def run(self, keep_outputs: int | None) -> Graph:
+        from onnx import numpy_helper
+
+        g = self.model.graph
+        for init in g.initializer:
+            self.env[init.name] = numpy_helper.to_array(init)
+        for vi in g.input:
+            if vi.name in self.env:
+                continue
+            self.env[vi.name] = self._input(vi)
+        for i, node in enumerate(g.node):
+            self._node(node, i)
+        outs: list[tuple[str, Value]] = []
+        for vi in g.output:
+            if vi.name not in self.env:
+                raise GraphError(f"{self.source}: graph output {vi.name!r} is never computed")
+            outs.append((vi.name, self.env[vi.name]))
+        if keep_outputs is not None:
+            outs = self._truncate(outs, int(keep_outputs))
+        for name, v in outs:
+            self.lw.output(v, name)
+        return self.b.build()
+
+    def _truncate(self, outs: list[tuple[str, Value]], k: int) -> list[tuple[str, Value]]:
+        if k <= 0:
+            raise GraphError(f"{self.source}: keep_outputs must be positive, got {k}")
+        kept: list[tuple[str, Value]] = []
+        left = k
+        for name, v in outs:
+            if left <= 0:
+                break
+            n = int(np.prod(self.lw.shape(v), dtype=np.int64))
+            if n <= left:
+                kept.append((name, v))
+            else:
+                flat = self.lw.reshape(v, (n,))
+                kept.append((name, self.lw.index(flat, lambda a, m=left: a[:m])))
+            left -= n
+        if left > 0:
+            raise GraphError(f"{self.source}: keep_outputs={k} but the model has only "
+                             f"{k - left} output entries")
+        return kept
+
+    def _input(self, vi: Any) -> Var:
+        tt = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type"):
+            raise GraphError(f"{self.source}: input {vi.name!r} is not a tensor")
+        dims: list[int] = []
+        for i, d in enumerate(tt.shape.dim):
+            known = d.HasField("dim_value") and d.dim_value > 0
+            if known:
+                dims.append(int(d.dim_value))
+            elif i == 0:
+                dims.append(1)  # symbolic / dynamic batch dimension
+            else:
+                raise GraphError(f"{self.source}: input {vi.name!r} has a dynamic "
+                                 f"dimension at axis {i}; only the batch axis may be dynamic")
+        shape = tuple(dims)
+        size = int(np.prod(shape, dtype=np.int64))
+        return Var(self.b.input(vi.name, size=size), shape)
+
+    def _node(self, node: Any, i: int) -> None:
+        op = node.op_type
+        name = node.name or f"{op}_{i}({node.output[0] if node.output else ''})"
+        try:
+            if node.domain not in ("", "ai.onnx"):
+                raise _Unsupported(f"custom domain {node.domain!r}")
+            ins: list[Value | None] = []
+            for n in node.input:
+                if n == "":
+                    ins.append(None)
+                elif n in self.env:
+                    ins.append(self.env[n])
+                else:
+                    raise GraphError(f"{self.source}: node {name!r} ({op}) reads {n!r}, "
+                                     "which no earlier node or initializer defines")
+            at = self._attrs(node)
+            handler = getattr(self, "_op_" + op, None)
+            if handler is not None:
+                res = handler(ins, at)
+            elif op in _UNARY_OPS:
+                res = self.lw.unary(_UNARY_OPS[op], ins[0])
+            elif op in _CONST_ONLY_OPS:
+                if any(isinstance(v, Var) for v in ins):
+                    raise _Unsupported("only supported on constants (folded at import)")
+                res = _CONST_ONLY_OPS[op](*[np.asarray(v) for v in ins])
+            elif op not in _LEGACY_UNSUPPORTED_HINT and ins and \
+                    not any(isinstance(v, Var) for v in ins):
+                res = self._reference_eval(node, ins)
+            else:
+                raise _Unsupported(_LEGACY_UNSUPPORTED_HINT.get(op, ""))
+        except _Unsupported as e:
+            raise UnsupportedOpError(op, name, str(e)) from None
+        except (ValueError, IndexError, TypeError, KeyError) as e:
+            raise GraphError(f"{self.source}: ONNX node {name!r} ({op}): {e}") from e
+        results = res if isinstance(res, list) else [res]
+        for out_name, v in zip(node.output, results):
+            if out_name:
+                self.env[out_name] = v
+
+    def _reference_eval(self, node: Any, ins: list[Value | None]) -> list[np.ndarray]:
+        """Fold an op we do not lower by hand, when all its inputs are constants."""
+        from onnx.reference import ReferenceEvaluator
+
+        try:
+            ev = ReferenceEvaluator(self._single_node_model(node, ins))
+            feeds = {n: np.asarray(v) for n, v in zip(node.input, ins) if n}
+            return [np.asarray(r) for r in ev.run(None, feeds)]
+        except Exception as e:  # noqa: BLE001 - any failure means we cannot fold it
+            raise _Unsupported(f"cannot fold on constants ({e})") from None
+
+    def _single_node_model(self, node: Any, ins: list[Value | None]) -> Any:
+        from onnx import TensorProto, helper
+
+        inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(
+            np.asarray(v).dtype), np.shape(v)) for n, v in zip(node.input, ins) if n]
+        outputs = [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None)
+                   for n in node.output if n]
+        graph = helper.make_graph([node], "fold", inputs, outputs)
+        return helper.make_model(graph, opset_imports=list(self.model.opset_import))
+
+    # -------------------------------------------------------------- the ops
+    def _op_Identity(self, ins: list, at: dict) -> Value:
+        return ins[0]
+
+    def _op_Dropout(self, ins: list, at: dict) -> Value:
+        return ins[0]
+
+    def _op_Constant(self, ins: list, at: dict) -> Value:
+        if "value" in at:
+            return np.asarray(at["value"])
+        for key, dt in (("value_float", np.float32), ("value_floats", np.float32),
+                        ("value_int", np.int64), ("value_ints", np.int64)):
+            if key in at:
+                return np.asarray(at[key], dtype=dt)
+        raise _Unsupported("Constant without a numeric value (sparse or string)")
+
+    def _op_Cast(self, ins: list, at: dict) -> Value:
+        from onnx import helper
+
+        dt = np.dtype(helper.tensor_dtype_to_np_dtype(int(at["to"])))
+        if not isinstance(ins[0], Var):
+            return np.asarray(ins[0]).astype(dt)
+        if dt.kind != "f":
+            raise _Unsupported(f"cast of a variable to {dt}")
+        return ins[0]
+
+    def _op_Neg(self, ins: list, at: dict) -> Value:
+        return self.lw.neg(ins[0])
+
+    def _op_Add(self, ins: list, at: dict) -> Value:
+        return self.lw.add(ins[0], ins[1])
+
+    def _op_Sum(self, ins: list, at: dict) -> Value:
+        acc = ins[0]
+        for v in ins[1:]:
+            acc = self.lw.add(acc, v)
+        return acc
+
+    def _op_Sub(self, ins: list, at: dict) -> Value:
+        return self.lw.sub(ins[0], ins[1])
+
+    def _op_Mul(self, ins: list, at: dict) -> Value:
+        return self.lw.mul(ins[0], ins[1])
+
+    def _op_Div(self, ins: list, at: dict) -> Value:
+        return self.lw.div(ins[0], ins[1])
+
+    def _op_Pow(self, ins: list, at: dict) -> Value:
+        return self.lw.power(ins[0], ins[1])
+
+    def _op_Max(self, ins: list, at: dict) -> Value:
+        acc = ins[0]
+        for v in ins[1:]:
+            acc = self.lw.minmax("maximum", acc, v)
+        return acc
+
+    def _op_Min(self, ins: list, at: dict) -> Value:
+        acc = ins[0]
+        for v in ins[1:]:
+            acc = self.lw.minmax("minimum", acc, v)
+        return acc
+
+    def _op_Clip(self, ins: list, at: dict) -> Value:
+        lo = ins[1] if len(ins) > 1 else at.get("min")
+        hi = ins[2] if len(ins) > 2 else at.get("max")
+        if isinstance(lo, Var) or isinstance(hi, Var):
+            raise _Unsupported("variable clip bounds")
+        return self.lw.clamp(ins[0], lo, hi)
+
+    def _op_LeakyRelu(self, ins: list, at: dict) -> Value:
+        alpha = float(at.get("alpha", 0.01))
+        x = ins[0]
+        return self.lw.add(self.lw.mul(x, alpha), self.lw.mul(self.lw.unary("relu", x), 1 - alpha))
+
+    def _op_Abs(self, ins: list, at: dict) -> Value:
+        x = ins[0]
+        if not isinstance(x, Var):
+            return np.abs(x)
+        return self.lw.add(self.lw.unary("relu", x), self.lw.unary("relu", self.lw.neg(x)))
+
+    def _op_MatMul(self, ins: list, at: dict) -> Value:
+        return self.lw.matmul(ins[0], ins[1])
+
+    def _op_Gemm(self, ins: list, at: dict) -> Value:
+        a, bm = ins[0], ins[1]
+        c = ins[2] if len(ins) > 2 else None
+        alpha, beta = float(at.get("alpha", 1.0)), float(at.get("beta", 1.0))
+        if at.get("transA", 0):
+            a = self.lw.index(a, lambda t: t.T)
+        if at.get("transB", 0):
+            bm = self.lw.index(bm, lambda t: t.T)
+        sa, sb = self.lw.shape(a), self.lw.shape(bm)
+        if len(sa) != 2 or len(sb) != 2:
+            raise ValueError(f"Gemm needs 2-D operands, got {sa} and {sb}")
+        if isinstance(a, Var) and not isinstance(bm, Var) and sa[0] == 1 and not isinstance(c, Var):
+            out_shape = (1, sb[1])
+            bias = None
+            if c is not None and beta != 0.0:
+                bias = beta * np.broadcast_to(np.asarray(c, dtype=np.float64), out_shape)
+            w = alpha * np.asarray(bm, dtype=np.float64).T
+            return self.lw.dense(a, w, bias, out_shape)
+        y = self.lw.matmul(a, bm)
+        if alpha != 1.0:
+            y = self.lw.mul(y, alpha)
+        if c is not None and beta != 0.0:
+            y = self.lw.add(y, self.lw.mul(c, beta) if beta != 1.0 else c)
+        return y
+
+    def _op_Where(self, ins: list, at: dict) -> Value:
+        return self.lw.where(ins[0], ins[1], ins[2])
+
+    def _op_Expand(self, ins: list, at: dict) -> Value:
+        target = [int(d) for d in self._const(ins[1], "shape").ravel()]
+        shape = np.broadcast_shapes(self.lw.shape(ins[0]), tuple(target))
+        return self.lw.broadcast(ins[0], shape)
+
+    def _op_ConstantOfShape(self, ins: list, at: dict) -> Value:
+        shape = [int(d) for d in self._const(ins[0], "shape").ravel()]
+        value = np.asarray(at.get("value", np.zeros(1, dtype=np.float32)))
+        return np.full(shape, value.ravel()[0], dtype=value.dtype)
+
+    def _op_Shape(self, ins: list, at: dict) -> Value:
+        shape = np.asarray(self.lw.shape(ins[0]), dtype=np.int64)
+        start, end = at.get("start", 0), at.get("end", None)
+        return shape[start:end]
+
+    def _op_Size(self, ins: list, at: dict) -> Value:
+        return np.asarray(np.prod(self.lw.shape(ins[0]), dtype=np.int64))
+
+    def _op_Slice(self, ins: list, at: dict) -> Value:
+        x = ins[0]
+        rank = len(self.lw.shape(x))
+        if len(ins) > 1:
+            starts = self._const(ins[1], "starts").ravel()
+            ends = self._const(ins[2], "ends").ravel()
+            axes = self._axes(ins, {}, 3)
+            steps = (self._const(ins[4], "steps").ravel()
+                     if len(ins) > 4 and ins[4] is not None else None)
+        else:
+            starts, ends = np.asarray(at["starts"]), np.asarray(at["ends"])
+            axes, steps = at.get("axes"), None
+        axes = list(range(len(starts))) if axes is None else [int(a) % rank for a in axes]
+        key = [slice(None)] * rank
+        for j, ax in enumerate(axes):
+            step = 1 if steps is None else int(steps[j])
+            key[ax] = slice(int(starts[j]), int(ends[j]), step)
+        return self.lw.index(x, lambda t: t[tuple(key)])
+
+    def _op_Gather(self, ins: list, at: dict) -> Value:
+        idx = self._const(ins[1], "indices").astype(np.int64)
+        axis = int(at.get("axis", 0))
+        return self.lw.index(ins[0], lambda t: np.take(t, idx, axis=axis))
+
+    def _op_Concat(self, ins: list, at: dict) -> Value:
+        return self.lw.concat([v for v in ins if v is not None], int(at["axis"]))
+
+    def _op_Reshape(self, ins: list, at: dict) -> Value:
+        target = self._const(ins[1], "shape").ravel()
+        shp = _resolve_shape(self.lw.shape(ins[0]), target, bool(at.get("allowzero", 0)))
+        return self.lw.reshape(ins[0], shp)
+
+    def _op_Flatten(self, ins: list, at: dict) -> Value:
+        s = self.lw.shape(ins[0])
+        axis = int(at.get("axis", 1)) % (len(s) + 1) if s else 0
+        lead = int(np.prod(s[:axis], dtype=np.int64))
+        return self.lw.reshape(ins[0], (lead, int(np.prod(s[axis:], dtype=np.int64))))
+
+    def _op_Squeeze(self, ins: list, at: dict) -> Value:
+        s = self.lw.shape(ins[0])
+        axes = self._axes(ins, at, 1)
+        if axes is None:
+            new = [d for d in s if d != 1]
+        else:
+            ax = {a % len(s) for a in axes}
+            if any(s[a] != 1 for a in ax):
+                raise ValueError(f"Squeeze of a dimension that is not 1 in {s}")
+            new = [d for i, d in enumerate(s) if i not in ax]
+        return self.lw.reshape(ins[0], new)
+
+    def _op_Unsqueeze(self, ins: list, at: dict) -> Value:
+        s = list(self.lw.shape(ins[0]))
+        axes = self._axes(ins, at, 1) or []
+        rank = len(s) + len(axes)
+        for a in sorted(a % rank for a in axes):
+            s.insert(a, 1)
+        return self.lw.reshape(ins[0], s)
+
+    def _op_Transpose(self, ins: list, at: dict) -> Value:
+        perm = at.get("perm")
+        return self.lw.index(ins[0], lambda t: np.transpose(t, perm))
+
+    def _op_ReduceSum(self, ins: list, at: dict) -> Value:
+        axes = self._axes(ins, at, 1)
+        if axes is not None and len(axes) == 0:
+            axes = None
+        if axes is None and at.get("noop_with_empty_axes", 0):
+            return ins[0]
+        return self.lw.reduce_sum(ins[0], axes, bool(at.get("keepdims", 1)))
+
+    def _op_ReduceMean(self, ins: list, at: dict) -> Value:
+        s = self.lw.shape(ins[0])
+        axes = self._axes(ins, at, 1) or list(range(len(s)))
+        count = int(np.prod([s[a % len(s)] for a in axes], dtype=np.int64))
+        total = self.lw.reduce_sum(ins[0], axes, bool(at.get("keepdims", 1)))
+        return self.lw.mul(total, 1.0 / count)
+
+    def _op_BatchNormalization(self, ins: list, at: dict) -> Value:
+        x = ins[0]
+        scale, bias, mean, var = (np.asarray(self._const(v, "parameters"), dtype=np.float64)
+                                  for v in ins[1:5])
+        eps = float(at.get("epsilon", 1e-5))
+        rank = len(self.lw.shape(x))
+        tail = (1,) * max(rank - 2, 0)
+        s = scale / np.sqrt(var + eps)
+        t = bias - mean * s
+        return self.lw.add(self.lw.mul(x, s.reshape(-1, *tail)), t.reshape(-1, *tail))
+
+
+def _load(path_or_model: Any) -> tuple[Any, str]:
+    import onnx
+
+    if isinstance(path_or_model, onnx.ModelProto):
+        return path_or_model, "<onnx model>"
+    if isinstance(path_or_model, (bytes, bytearray)):
+        try:
+            return onnx.load_from_string(bytes(path_or_model)), "<onnx bytes>"
+        except Exception as e:  # noqa: BLE001 - protobuf raises several types
+            raise GraphError(f"<onnx bytes>: not an ONNX model ({e})") from None
+    path = os.fspath(path_or_model)
+    if not os.path.isfile(path):
+        raise GraphError(f"{path}: no such ONNX file")
+    try:
+        return onnx.load(path), path
+    except Exception as e:  # noqa: BLE001 - protobuf raises several types
+        raise GraphError(f"{path}: cannot read ONNX model ({e})") from None
+
+
+def from_onnx(path_or_model: Any, keep_outputs: int | None = None) -> Graph:
+    """Import an ONNX model (path, ``onnx.ModelProto`` or bytes) as an IR graph.
+
+    Graph inputs keep their ONNX names and become flat per-sample vectors (a
+    leading batch dimension in the file, fixed or symbolic, is stripped).
+    Outputs keep their names and order; ``keep_outputs=k`` keeps only the first
+    ``k`` entries of the flattened outputs (truncating the last kept output).
+
+    Raises :class:`UnsupportedOpError` naming the op type and node for an op that
+    cannot be lowered, and :class:`GraphError` for a malformed model.
+    """
+    model, source = _load(path_or_model)
+    return _OnnxImporter(model, source).run(keep_outputs)

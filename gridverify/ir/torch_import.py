@@ -1,0 +1,503 @@
+"""Import a torch ``nn.Module`` into the gridverify graph (IR) through ``torch.fx``.
+
+The module is traced with :func:`torch.fx.symbolic_trace` (a public torch API);
+every fx node is lowered with the tensor algebra of
+:class:`gridverify.ir.onnx_import.Lowering`.  The module maps ``(B, n_in)`` to
+``(B, n_out)``: while lowering, the batch axis is a real axis of size 1 (so
+``x[:, 2:5]``, ``x.view(x.size(0), -1)`` or ``torch.cat(..., dim=1)`` mean what
+they mean in torch); the IR's runtime batch replaces it.  The graph input is
+named ``"x"``; outputs are named ``"y"`` (one output) or ``"y0"``, ``"y1"``...
+(a tuple or list of outputs, in order).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gridverify.errors import GraphError, UnsupportedOpError
+from gridverify.ir import Graph, GraphBuilder
+from gridverify.ir.onnx_import import Lowering, Value, Var, _Unsupported
+
+__all__ = ["from_torch"]
+
+Handler = Callable[["_TorchImporter", list, dict], Any]
+
+
+def _tensor_const(t: torch.Tensor) -> np.ndarray:
+    t = t.detach().cpu()
+    if t.is_floating_point():
+        return t.to(torch.float64).numpy()
+    return t.numpy()
+
+
+def _dim(d: Any, rank: int) -> int:
+    return int(d) % rank if rank else 0
+
+
+def _dims(ds: Any, rank: int) -> list[int]:
+    if isinstance(ds, int | np.integer):
+        return [_dim(ds, rank)]
+    return [_dim(d, rank) for d in ds]
+
+
+def _shape_args(args: list) -> list[int]:
+    """``view(2, 3)`` / ``view((2, 3))`` / ``view(torch.Size)`` -> [2, 3]."""
+    if len(args) == 1 and isinstance(args[0], tuple | list | np.ndarray):
+        return [int(d) for d in args[0]]
+    return [int(d) for d in args]
+
+
+class _TorchImporter:
+    """One import: a value per fx node name."""
+
+    def __init__(self, module: nn.Module, in_shape: tuple[int, ...]) -> None:
+        self.module = module
+        self.in_shape = in_shape
+        self.b = GraphBuilder()
+        self.lw = Lowering(self.b)
+        self.env: dict[str, Any] = {}
+
+    # ------------------------------------------------------------- plumbing
+    def _arg(self, a: Any) -> Any:
+        if isinstance(a, torch.fx.Node):
+            return self.env[a.name]
+        if isinstance(a, tuple | list):
+            return type(a)(self._arg(x) for x in a)
+        if isinstance(a, slice):
+            return slice(self._arg(a.start), self._arg(a.stop), self._arg(a.step))
+        if isinstance(a, dict):
+            return {k: self._arg(v) for k, v in a.items()}
+        if isinstance(a, torch.Tensor):
+            return _tensor_const(a)
+        return a
+
+    def run(self) -> Graph:
+        traced = self._trace()
+        placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
+        if not placeholders:
+            raise GraphError("from_torch: the module's forward takes no tensor input")
+        for node in traced.graph.nodes:
+            try:
+                self._node(traced, node, node is placeholders[0])
+            except _Unsupported as e:
+                raise UnsupportedOpError(self._op_name(traced, node), node.name, str(e)) from None
+            except (ValueError, IndexError, TypeError) as e:
+                raise GraphError(f"from_torch: node {node.name!r} "
+                                 f"({self._op_name(traced, node)}): {e}") from e
+        return self.b.build()
+
+    def _trace(self) -> torch.fx.GraphModule:
+        try:
+            return torch.fx.symbolic_trace(self.module)
+        except Exception as e:  # noqa: BLE001 - fx raises many types on untraceable code
+            raise GraphError(f"from_torch: torch.fx cannot trace {type(self.module).__name__} "
+                             f"({type(e).__name__}: {e})") from None
+
+    @staticmethod
+    def _op_name(traced: torch.fx.GraphModule, node: torch.fx.Node) -> str:
+        if node.op == "call_module":
+            return type(traced.get_submodule(str(node.target))).__name__
+        if node.op == "call_function":
+            return getattr(node.target, "__name__", str(node.target))
+        return str(node.target)
+
+    def _node(self, traced: torch.fx.GraphModule, node: torch.fx.Node, first: bool) -> None:
+        if node.op == "placeholder":
+            if first:
+                size = int(np.prod(self.in_shape, dtype=np.int64))
+                self.env[node.name] = Var(self.b.input("x", size=size), self.in_shape)
+            elif node.args:
+                self.env[node.name] = self._arg(node.args[0])  # default value
+            else:
+                raise GraphError(f"from_torch: forward has a second input {node.target!r}; "
+                                 "only one tensor input is supported")
+            return
+        if node.op == "get_attr":
+            obj: Any = traced
+            for part in str(node.target).split("."):
+                obj = getattr(obj, part)
+            self.env[node.name] = _tensor_const(obj) if isinstance(obj, torch.Tensor) else obj
+            return
+        if node.op == "output":
+            out = self._arg(node.args[0])
+            outs = list(out) if isinstance(out, tuple | list) else [out]
+            for k, v in enumerate(outs):
+                self.lw.output(v, "y" if len(outs) == 1 else f"y{k}")
+            return
+        args = [self._arg(a) for a in node.args]
+        kwargs = {k: self._arg(v) for k, v in node.kwargs.items()}
+        if node.op == "call_module":
+            mod = traced.get_submodule(str(node.target))
+            handler = _MODULES.get(type(mod))
+            if handler is None:
+                raise _Unsupported("module type not supported by gridverify")
+            self.env[node.name] = handler(self, mod, args, kwargs)
+            return
+        if node.op == "call_function":
+            fn = _FUNCTIONS.get(node.target)
+        else:  # call_method
+            fn = _METHODS.get(str(node.target))
+        if fn is None:
+            raise _Unsupported("not supported by gridverify")
+        self.env[node.name] = fn(self, args, kwargs)
+
+    # -------------------------------------------------------------- helpers
+    def linear(self, x: Value, w: np.ndarray, bias: np.ndarray | None) -> Value:
+        """``x @ w.T + bias`` on the last axis."""
+        s = self.lw.shape(x)
+        if isinstance(x, Var) and int(np.prod(s[:-1], dtype=np.int64)) == 1:
+            return self.lw.dense(x, w, bias, s[:-1] + (w.shape[0],))
+        y = self.lw.matmul(x, np.asarray(w).T)
+        return y if bias is None else self.lw.add(y, bias)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+
+
+def _binary(name: str) -> Handler:
+    py = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
+          "div": operator.truediv}[name]
+
+    def h(self: _TorchImporter, args: list, kw: dict) -> Any:
+        a = args[0] if args else kw["input"]
+        c = args[1] if len(args) > 1 else kw["other"]
+        if _is_num(a) and _is_num(c):
+            return py(a, c)
+        if name in ("add", "sub") and kw.get("alpha", 1) != 1:
+            c = self.lw.mul(c, kw["alpha"])
+        if name == "div" and kw.get("rounding_mode") is not None:
+            raise _Unsupported("division with rounding_mode")
+        return getattr(self.lw, name)(a, c)
+
+    return h
+
+
+def _unary(op: str) -> Handler:
+    def h(self: _TorchImporter, args: list, kw: dict) -> Any:
+        return self.lw.unary(op, args[0] if args else kw["input"])
+
+    return h
+
+
+def _identity(self: _TorchImporter, args: list, kw: dict) -> Any:
+    return args[0]
+
+
+def _neg(self: _TorchImporter, args: list, kw: dict) -> Any:
+    return -args[0] if _is_num(args[0]) else self.lw.neg(args[0])
+
+
+def _pow(self: _TorchImporter, args: list, kw: dict) -> Any:
+    a = args[0]
+    e = args[1] if len(args) > 1 else kw.get("exponent")
+    if _is_num(a) and _is_num(e):
+        return a**e
+    if isinstance(e, Var):
+        raise _Unsupported("variable exponent")
+    if not isinstance(a, Var):
+        raise _Unsupported("constant base with a variable exponent")
+    return self.lw.power(a, np.asarray(e, dtype=np.float64))
+
+
+def _getitem(self: _TorchImporter, args: list, kw: dict) -> Any:
+    obj, key = args
+    if not isinstance(obj, Var) and not isinstance(obj, np.ndarray):
+        return obj[key]  # python tuple / list / shape
+    keys = key if isinstance(key, tuple) else (key,)
+    if any(isinstance(k, Var) for k in keys):
+        raise _Unsupported("indexing with a variable tensor")
+    return self.lw.index(obj, lambda t: t[key])
+
+
+def _reshape(self: _TorchImporter, args: list, kw: dict) -> Any:
+    x = args[0]
+    shape = _shape_args(args[1:]) if len(args) > 1 else _shape_args([kw["shape"]])
+    if shape.count(-1) == 1:
+        known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
+        total = int(np.prod(self.lw.shape(x), dtype=np.int64))
+        if known == 0 or total % known:
+            raise ValueError(f"cannot view {self.lw.shape(x)} as {shape}")
+        shape[shape.index(-1)] = total // known
+    return self.lw.reshape(x, shape)
+
+
+def _flatten_with(start_default: int) -> Handler:
+    def h(self: _TorchImporter, args: list, kw: dict) -> Any:
+        x = args[0]
+        s = self.lw.shape(x)
+        start = args[1] if len(args) > 1 else kw.get("start_dim", start_default)
+        end = args[2] if len(args) > 2 else kw.get("end_dim", -1)
+        if not s:
+            return self.lw.reshape(x, (1,))
+        start, end = _dim(start, len(s)), _dim(end, len(s))
+        mid = int(np.prod(s[start:end + 1], dtype=np.int64))
+        return self.lw.reshape(x, s[:start] + (mid,) + s[end + 1:])
+
+    return h
+
+
+def _reduce(mean: bool) -> Handler:
+    def h(self: _TorchImporter, args: list, kw: dict) -> Any:
+        x = args[0]
+        s = self.lw.shape(x)
+        dim = args[1] if len(args) > 1 else kw.get("dim")
+        keep = bool(args[2] if len(args) > 2 else kw.get("keepdim", False))
+        axes = None if dim is None else _dims(dim, len(s))
+        out = self.lw.reduce_sum(x, axes, keep)
+        if mean:
+            count = math.prod(s) if axes is None else math.prod(s[a] for a in axes)
+            out = self.lw.mul(out, 1.0 / count)
+        return out
+
+    return h
+
+
+def _clamp(self: _TorchImporter, args: list, kw: dict) -> Any:
+    lo = args[1] if len(args) > 1 else kw.get("min")
+    hi = args[2] if len(args) > 2 else kw.get("max")
+    return self.lw.clamp(args[0], lo, hi)
+
+
+def _minmax(op: str) -> Handler:
+    def h(self: _TorchImporter, args: list, kw: dict) -> Any:
+        return self.lw.minmax(op, args[0], args[1] if len(args) > 1 else kw["other"])
+
+    return h
+
+
+def _cat(self: _TorchImporter, args: list, kw: dict) -> Any:
+    tensors = args[0] if args else kw["tensors"]
+    dim = args[1] if len(args) > 1 else kw.get("dim", 0)
+    rank = len(self.lw.shape(tensors[0]))
+    return self.lw.concat(list(tensors), _dim(dim, rank))
+
+
+def _stack(self: _TorchImporter, args: list, kw: dict) -> Any:
+    tensors = args[0] if args else kw["tensors"]
+    dim = args[1] if len(args) > 1 else kw.get("dim", 0)
+    rank = len(self.lw.shape(tensors[0])) + 1
+    d = _dim(dim, rank)
+    parts = []
+    for t in tensors:
+        s = list(self.lw.shape(t))
+        s.insert(d, 1)
+        parts.append(self.lw.reshape(t, s))
+    return self.lw.concat(parts, d)
+
+
+def _size(self: _TorchImporter, args: list, kw: dict) -> Any:
+    s = self.lw.shape(args[0])
+    dim = args[1] if len(args) > 1 else kw.get("dim")
+    return tuple(s) if dim is None else s[_dim(dim, len(s))]
+
+
+def _getattr(self: _TorchImporter, args: list, kw: dict) -> Any:
+    obj, attr = args
+    if attr == "shape":
+        return tuple(self.lw.shape(obj))
+    if attr in ("T", "mT") and len(self.lw.shape(obj)) == 2:
+        return self.lw.index(obj, lambda t: t.T)
+    if attr in ("dtype", "device"):
+        return None
+    raise _Unsupported(f"tensor attribute {attr!r}")
+
+
+def _transpose(self: _TorchImporter, args: list, kw: dict) -> Any:
+    x = args[0]
+    rank = len(self.lw.shape(x))
+    if len(args) == 1:  # .t()
+        return self.lw.index(x, lambda t: t.T)
+    d0, d1 = _dim(args[1], rank), _dim(args[2], rank)
+    return self.lw.index(x, lambda t: np.swapaxes(t, d0, d1))
+
+
+def _permute(self: _TorchImporter, args: list, kw: dict) -> Any:
+    x = args[0]
+    perm = _dims(_shape_args(args[1:]) if len(args) > 1 else kw["dims"], len(self.lw.shape(x)))
+    return self.lw.index(x, lambda t: np.transpose(t, perm))
+
+
+def _unsqueeze(self: _TorchImporter, args: list, kw: dict) -> Any:
+    x = args[0]
+    s = list(self.lw.shape(x))
+    s.insert(_dim(args[1] if len(args) > 1 else kw["dim"], len(s) + 1), 1)
+    return self.lw.reshape(x, s)
+
+
+def _squeeze(self: _TorchImporter, args: list, kw: dict) -> Any:
+    x = args[0]
+    s = self.lw.shape(x)
+    dim = args[1] if len(args) > 1 else kw.get("dim")
+    drop = set(range(len(s))) if dim is None else set(_dims(dim, len(s)))
+    return self.lw.reshape(x, [d for i, d in enumerate(s) if not (i in drop and d == 1)])
+
+
+def _expand(self: _TorchImporter, args: list, kw: dict) -> Any:
+    x = args[0]
+    target = _shape_args(args[1:])
+    s = self.lw.shape(x)
+    pad = len(target) - len(s)
+    shape = [s[i - pad] if d == -1 else d for i, d in enumerate(target)]
+    return self.lw.broadcast(x, shape)
+
+
+def _matmul(self: _TorchImporter, args: list, kw: dict) -> Any:
+    return self.lw.matmul(args[0], args[1])
+
+
+def _f_linear(self: _TorchImporter, args: list, kw: dict) -> Any:
+    w = args[1] if len(args) > 1 else kw["weight"]
+    bias = args[2] if len(args) > 2 else kw.get("bias")
+    if isinstance(w, Var) or isinstance(bias, Var):
+        raise _Unsupported("linear with a variable weight")
+    return self.linear(args[0], np.asarray(w, dtype=np.float64), bias)
+
+
+def _leaky(self: _TorchImporter, args: list, kw: dict) -> Any:
+    slope = float(args[1] if len(args) > 1 else kw.get("negative_slope", 0.01))
+    x = args[0]
+    return self.lw.add(self.lw.mul(x, slope), self.lw.mul(self.lw.unary("relu", x), 1 - slope))
+
+
+def _hardtanh(self: _TorchImporter, args: list, kw: dict) -> Any:
+    lo = args[1] if len(args) > 1 else kw.get("min_val", -1.0)
+    hi = args[2] if len(args) > 2 else kw.get("max_val", 1.0)
+    return self.lw.clamp(args[0], lo, hi)
+
+
+def _abs(self: _TorchImporter, args: list, kw: dict) -> Any:
+    x = args[0]
+    if not isinstance(x, Var):
+        return np.abs(x)
+    return self.lw.add(self.lw.unary("relu", x), self.lw.unary("relu", self.lw.neg(x)))
+
+
+def _square(self: _TorchImporter, args: list, kw: dict) -> Any:
+    return self.lw.power(args[0], np.asarray(2.0))
+
+
+_ARITH = {name: _binary(name) for name in ("add", "sub", "mul", "div")}
+_UNARY = {name: _unary(name) for name in
+          ("relu", "sigmoid", "tanh", "sin", "cos", "exp", "sqrt", "floor", "reciprocal")}
+
+_FUNCTIONS: dict[Any, Handler] = {
+    operator.add: _ARITH["add"], torch.add: _ARITH["add"],
+    operator.sub: _ARITH["sub"], torch.sub: _ARITH["sub"],
+    operator.mul: _ARITH["mul"], torch.mul: _ARITH["mul"],
+    operator.truediv: _ARITH["div"], torch.div: _ARITH["div"], torch.true_divide: _ARITH["div"],
+    operator.neg: _neg, torch.neg: _neg, operator.pow: _pow, torch.pow: _pow,
+    operator.getitem: _getitem, operator.matmul: _matmul, torch.matmul: _matmul,
+    torch.reshape: _reshape, torch.flatten: _flatten_with(0),
+    torch.sum: _reduce(False), torch.mean: _reduce(True),
+    torch.clamp: _clamp, torch.clip: _clamp, torch.minimum: _minmax("minimum"),
+    torch.maximum: _minmax("maximum"), torch.cat: _cat, torch.concat: _cat, torch.stack: _stack,
+    torch.transpose: _transpose, torch.permute: _permute, torch.unsqueeze: _unsqueeze,
+    torch.squeeze: _squeeze, torch.abs: _abs, torch.square: _square, getattr: _getattr,
+    F.linear: _f_linear, F.relu: _UNARY["relu"], F.sigmoid: _UNARY["sigmoid"],
+    F.tanh: _UNARY["tanh"], F.leaky_relu: _leaky, F.hardtanh: _hardtanh,
+    **{getattr(torch, n): h for n, h in _UNARY.items()},
+}
+
+_METHODS: dict[str, Handler] = {
+    **_ARITH, **_UNARY, "neg": _neg, "pow": _pow, "view": _reshape, "reshape": _reshape,
+    "flatten": _flatten_with(0), "sum": _reduce(False), "mean": _reduce(True), "clamp": _clamp,
+    "clip": _clamp, "size": _size, "transpose": _transpose, "t": _transpose,
+    "permute": _permute, "unsqueeze": _unsqueeze, "squeeze": _squeeze, "expand": _expand,
+    "matmul": _matmul, "abs": _abs, "square": _square, "__getitem__": _getitem,
+    "truediv": _ARITH["div"], "float": _identity, "double": _identity, "to": _identity,
+    "contiguous": _identity, "clone": _identity, "detach": _identity, "type_as": _identity,
+}
+
+
+def _mod_linear(self: _TorchImporter, m: nn.Linear, args: list, kw: dict) -> Any:
+    bias = None if m.bias is None else _tensor_const(m.bias)
+    return self.linear(args[0], _tensor_const(m.weight), bias)
+
+
+def _mod_unary(op: str) -> Callable[..., Any]:
+    return lambda self, m, args, kw: self.lw.unary(op, args[0])
+
+
+def _mod_flatten(self: _TorchImporter, m: nn.Flatten, args: list, kw: dict) -> Any:
+    return _flatten_with(1)(self, [args[0], m.start_dim, m.end_dim], {})
+
+
+def _mod_unflatten(self: _TorchImporter, m: nn.Unflatten, args: list, kw: dict) -> Any:
+    s = list(self.lw.shape(args[0]))
+    d = _dim(m.dim, len(s))
+    return self.lw.reshape(args[0], s[:d] + list(m.unflattened_size) + s[d + 1:])
+
+
+def _mod_batchnorm(self: _TorchImporter, m: nn.modules.batchnorm._BatchNorm, args: list,
+                   kw: dict) -> Any:
+    if m.training or m.running_mean is None or m.running_var is None:
+        raise _Unsupported("batch norm in training mode or without running statistics")
+    mean, var = _tensor_const(m.running_mean), _tensor_const(m.running_var)
+    s = 1.0 / np.sqrt(var + m.eps)
+    if m.affine:
+        s = s * _tensor_const(m.weight)
+    t = -mean * s + (_tensor_const(m.bias) if m.affine else 0.0)
+    tail = (1,) * max(len(self.lw.shape(args[0])) - 2, 0)
+    return self.lw.add(self.lw.mul(args[0], s.reshape(-1, *tail)), t.reshape(-1, *tail))
+
+
+_MODULES: dict[type, Callable[..., Any]] = {
+    nn.Linear: _mod_linear,
+    nn.ReLU: _mod_unary("relu"),
+    nn.Sigmoid: _mod_unary("sigmoid"),
+    nn.Tanh: _mod_unary("tanh"),
+    nn.Identity: lambda self, m, args, kw: args[0],
+    nn.Dropout: lambda self, m, args, kw: args[0],
+    nn.Flatten: _mod_flatten,
+    nn.Unflatten: _mod_unflatten,
+    nn.LeakyReLU: lambda self, m, args, kw: _leaky(self, [args[0], m.negative_slope], {}),
+    nn.Hardtanh: lambda self, m, args, kw: self.lw.clamp(args[0], m.min_val, m.max_val),
+    nn.ReLU6: lambda self, m, args, kw: self.lw.clamp(args[0], 0.0, 6.0),
+    nn.BatchNorm1d: _mod_batchnorm,
+}
+
+
+def _input_shape(module: nn.Module, input_size: int | None,
+                 example: torch.Tensor | None) -> tuple[int, ...]:
+    if example is not None:
+        ex = torch.as_tensor(example)
+        if ex.dim() <= 1:
+            return (1, max(int(ex.numel()), 1))
+        return (1, *(int(d) for d in ex.shape[1:]))
+    if input_size is not None:
+        if int(input_size) <= 0:
+            raise GraphError(f"from_torch: input_size must be positive, got {input_size}")
+        return (1, int(input_size))
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            return (1, int(m.in_features))
+    raise GraphError("from_torch: give input_size or example (the module has no nn.Linear "
+                     "to infer the input size from)")
+
+
+def from_torch(
+    module: nn.Module,
+    input_size: int | None = None,
+    example: torch.Tensor | None = None,
+) -> Graph:
+    """Import ``module`` (mapping ``(B, n_in) -> (B, n_out)``) as an IR graph.
+
+    The input size comes from ``example`` (a batch ``(B, ...)``; its trailing
+    shape is used), else ``input_size``, else the first ``nn.Linear``.  Weights
+    are copied as float64.  ``Dropout`` is the identity (evaluation semantics).
+    An op that cannot be bounded (GELU, softmax, ...) raises
+    :class:`UnsupportedOpError` naming the op and the fx node; an untraceable
+    module raises :class:`GraphError`.
+    """
+    if not isinstance(module, nn.Module):
+        raise GraphError(f"from_torch: expected an nn.Module, got {type(module).__name__}")
+    return _TorchImporter(module, _input_shape(module, input_size, example)).run()
