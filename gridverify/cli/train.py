@@ -1,0 +1,180 @@
+"""``gridverify train`` (proxy training) and ``gridverify model info``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from gridverify.errors import DatasetError, ProxyError
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--hidden {text!r}: expected integers like 64,64"
+        ) from None
+    if not sizes or any(s <= 0 for s in sizes):
+        raise argparse.ArgumentTypeError(f"--hidden {text!r}: sizes must be positive")
+    return sizes
+
+
+def register(sub: Any) -> None:
+    """Install the ``train`` and ``model`` commands."""
+    from gridverify.proxy.model import ACTIVATIONS
+    from gridverify.proxy.train import TrainOptions
+
+    d = TrainOptions()
+    p = sub.add_parser(
+        "train",
+        help="train an AC-OPF proxy from an OPF dataset",
+        description=(
+            "Train an MLP proxy (loads -> AC-OPF solution) on the optimal rows of an OPF "
+            "dataset and write a model directory (weights, arch.json, model.onnx, card.json)."
+        ),
+        epilog="example:\n  gridverify train data/case14.h5 --out models/case14_relu --seed 0",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("data", help="OPF dataset (HDF5) made by `gridverify dataset make`")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--case", default=None,
+                   help="case name or file (default: the dataset's case_name attribute)")
+    p.add_argument("--hidden", type=_hidden, default=d.hidden,
+                   help="hidden layer sizes, comma separated (default 64,64)")
+    p.add_argument("--activation", choices=ACTIVATIONS, default=d.activation)
+    p.add_argument("--clamp-head", action=argparse.BooleanOptionalAction, default=d.clamp_head,
+                   help="sigmoid head clamping pg, qg, vm into their limits (default on)")
+    p.add_argument("--balance-weight", type=float, default=d.balance_weight,
+                   help="weight of the power-balance penalty (default 0)")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--patience", type=int, default=d.patience,
+                   help="early-stopping patience in epochs")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    p.add_argument("--test-fraction", type=float, default=d.test_fraction)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the model card as JSON")
+    p.set_defaults(func=_run_train)
+
+    m = sub.add_parser("model", help="inspect proxy model directories")
+    msub = m.add_subparsers(dest="model_command", metavar="ACTION")
+    info = msub.add_parser("info", help="verify a model directory and show its card")
+    info.add_argument("dir", help="model directory")
+    info.add_argument("--json", action="store_true", help="print the card as JSON")
+    info.set_defaults(func=_run_info)
+    m.set_defaults(func=lambda args: (m.print_help(), 2)[1])
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from gridverify.grid import load_compiled
+    from gridverify.proxy.artifacts import write_model_dir
+    from gridverify.proxy.data import read_proxy_data
+    from gridverify.proxy.train import TrainOptions, train_proxy
+
+    options = TrainOptions(
+        hidden=args.hidden,
+        activation=args.activation,
+        clamp_head=args.clamp_head,
+        balance_weight=args.balance_weight,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        patience=args.patience,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    data_path = Path(args.data)
+    case_ref = args.case or _dataset_case_name(data_path)
+    case = load_compiled(case_ref)
+    data = read_proxy_data(data_path, case)
+    result = train_proxy(case, data, options)
+    out = write_model_dir(args.out, result.module, result.card)
+    if args.json:
+        print((out / "card.json").read_text(), end="")
+        return 0
+    from gridverify.proxy.artifacts import read_card
+
+    _print_summary(out, read_card(out))
+    return 0
+
+
+def _dataset_case_name(path: Path) -> str:
+    import h5py
+
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    try:
+        with h5py.File(path, "r") as fh:
+            name = fh.attrs.get("case_name")
+    except OSError as exc:
+        raise DatasetError(f"{path}: not an HDF5 file ({exc})") from None
+    if isinstance(name, bytes):
+        name = name.decode()
+    if not name:
+        raise DatasetError(f"{path}: attribute case_name: missing (pass --case)")
+    return str(name)
+
+
+def _print_summary(out: Path, card: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    arch = card.get("arch", {})
+    ds = card.get("dataset", {})
+    tr = card.get("training", {})
+    console.print(
+        f"[bold]{out}[/]: case {card['case_name']} ({card['case_hash'][:12]}), "
+        f"{arch.get('activation')} {arch.get('hidden')} clamp_head={arch.get('clamp_head')}"
+    )
+    console.print(
+        f"data: {ds.get('n_optimal')} optimal of {ds.get('n_rows')} rows "
+        f"(train {ds.get('n_train')}, val {ds.get('n_val')}, test {ds.get('n_test')}); "
+        f"training {tr.get('seconds')} s, {tr.get('epochs_run')} epochs "
+        f"(best {tr.get('best_epoch')})"
+    )
+    met = card.get("metrics", {})
+    test, base = met.get("test") or {}, met.get("baseline_nominal") or {}
+    table = Table(title="test-set metrics")
+    table.add_column("metric")
+    table.add_column("proxy", justify="right")
+    table.add_column("nominal baseline", justify="right")
+    for key in ("mae_pg", "mae_qg", "mae_vm", "mae_va", "balance_mean_pu", "balance_max_pu",
+                "thermal_mean_pu", "thermal_max_pu", "thermal_violation_rate"):
+        b = base.get(key)
+        table.add_row(key, _fmt(test.get(key)), _fmt(b))
+    console.print(table)
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else f"{float(v):.4g}"
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from gridverify.proxy.artifacts import read_model_dir
+
+    path = Path(args.dir)
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    if not path.is_dir():
+        raise ProxyError(f"{path}: not a model directory")
+    md = read_model_dir(path, verify=True)
+    if args.json:
+        print(json.dumps(md.card, indent=2, sort_keys=True))
+        return 0
+    _print_summary(path, md.card)
+    files = md.card.get("files", {})
+    for name, digest in sorted(files.items()):
+        size = (path / name).stat().st_size
+        print(f"  {name:12s} {size:>9d} B  sha256 {digest[:16]}...  ok")
+    return 0

@@ -1,0 +1,186 @@
+"""Reading OPF datasets (HDF5, schema version 1) as proxy training data.
+
+Only rows with ``status == 1`` (optimal) are used.  The dataset must belong to
+the given case (name and content hash), have the case's dimensions, and hold no
+NaN/inf in any optimal row; anything else is a :class:`DatasetError` naming the
+dataset, field and row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gridverify.errors import DatasetError
+
+SCHEMA_VERSION = 1
+STATUS_OPTIMAL = 1
+
+
+@dataclass(frozen=True)
+class ProxyData:
+    """Optimal rows of a dataset in the proxy convention.
+
+    ``x``: ``(S, 2L)`` = ``[pd, qd]``; ``y``: ``(S, 2G + 2N)`` = ``[pg, qg, vm, va]``;
+    ``rows``: the dataset row of each sample.
+    """
+
+    path: Path
+    case_name: str
+    case_hash: str
+    x: np.ndarray
+    y: np.ndarray
+    rows: np.ndarray
+    n_rows: int
+    sampler: dict[str, Any] | None
+    seed: int | None
+    file_sha256: str
+    content_sha256: str
+    attrs: dict[str, Any]
+
+    @property
+    def n_samples(self) -> int:
+        """Number of optimal samples."""
+        return int(self.x.shape[0])
+
+
+def _attr(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
+
+
+def read_proxy_data(path: str | os.PathLike[str], case: Any) -> ProxyData:
+    """Read ``path`` for the compiled ``case``; see module docstring for the checks."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    try:
+        fh = h5py.File(path, "r")
+    except OSError as exc:
+        raise DatasetError(f"{path}: not an HDF5 file ({exc})") from None
+    with fh:
+        attrs = {k: _attr(v) for k, v in fh.attrs.items()}
+        ver = attrs.get("schema_version")
+        if ver != SCHEMA_VERSION:
+            raise DatasetError(f"{path}: attribute schema_version: expected 1, got {ver!r}")
+        name = attrs.get("case_name")
+        chash = attrs.get("case_hash")
+        if chash != case.content_hash:
+            raise DatasetError(
+                f"{path}: dataset is of case {name!r} (hash {str(chash)[:12]}...), not of case "
+                f"{case.name!r} (hash {case.content_hash[:12]}...)"
+            )
+        want = {
+            "inputs/pd": case.n_load,
+            "inputs/qd": case.n_load,
+            "outputs/pg": case.n_gen,
+            "outputs/qg": case.n_gen,
+            "outputs/vm": case.n_bus,
+            "outputs/va": case.n_bus,
+        }
+        arrays: dict[str, np.ndarray] = {}
+        n_rows = None
+        for key, width in want.items():
+            if key not in fh:
+                raise DatasetError(f"{path}: field {key}: missing")
+            a = np.asarray(fh[key][()], dtype=np.float64)
+            if a.ndim != 2 or a.shape[1] != width:
+                raise DatasetError(
+                    f"{path}: field {key}: shape {a.shape}, case {case.name!r} needs (S, {width})"
+                )
+            if n_rows is None:
+                n_rows = a.shape[0]
+            elif a.shape[0] != n_rows:
+                raise DatasetError(f"{path}: field {key}: {a.shape[0]} rows, expected {n_rows}")
+            arrays[key] = a
+        if "status" not in fh:
+            raise DatasetError(f"{path}: field status: missing")
+        status = np.asarray(fh["status"][()])
+        if status.shape != (n_rows,):
+            raise DatasetError(f"{path}: field status: shape {status.shape}, expected ({n_rows},)")
+    assert n_rows is not None
+    rows = np.flatnonzero(status == STATUS_OPTIMAL)
+    x = np.concatenate([arrays["inputs/pd"], arrays["inputs/qd"]], axis=1)[rows]
+    y = np.concatenate(
+        [arrays[k] for k in ("outputs/pg", "outputs/qg", "outputs/vm", "outputs/va")], axis=1
+    )[rows]
+    for label, a in (("inputs", x), ("outputs", y)):
+        bad = ~np.all(np.isfinite(a), axis=1)
+        if np.any(bad):
+            r = int(rows[np.flatnonzero(bad)[0]])
+            raise DatasetError(
+                f"{path}: field {label}: row {r} has status optimal but holds NaN/inf "
+                f"({int(bad.sum())} such rows)"
+            )
+    if rows.size == 0:
+        raise DatasetError(f"{path}: no optimal rows (status == 1) to train on")
+    sampler = None
+    if "sampler" in attrs:
+        try:
+            sampler = json.loads(attrs["sampler"]) if isinstance(attrs["sampler"], str) else None
+        except json.JSONDecodeError:
+            sampler = None
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(x).tobytes())
+    h.update(np.ascontiguousarray(y).tobytes())
+    seed = attrs.get("seed")
+    return ProxyData(
+        path=path,
+        case_name=str(name),
+        case_hash=str(chash),
+        x=x,
+        y=y,
+        rows=rows,
+        n_rows=int(n_rows),
+        sampler=sampler,
+        seed=int(seed) if isinstance(seed, (int, np.integer)) else None,
+        file_sha256=_sha256(path),
+        content_sha256=h.hexdigest(),
+        attrs=attrs,
+    )
+
+
+def region_from_sampler(case: Any, sampler: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Input box ``(lower, upper)`` of length ``2L`` of a box or pglearn sampler.
+
+    Both samplers scale a load's pd and qd by one factor ``u`` in ``[f_lo, f_hi]``
+    (box: ``[low, high]``; pglearn: ``[a (1 - r), b (1 + r)]``).
+    """
+    if not sampler or "kind" not in sampler:
+        raise DatasetError("dataset has no sampler attribute to derive the region from")
+    kind = sampler["kind"]
+    try:
+        if kind == "box":
+            f_lo, f_hi = float(sampler["low"]), float(sampler["high"])
+        elif kind == "pglearn":
+            a, b, r = float(sampler["a"]), float(sampler["b"]), float(sampler["r"])
+            f_lo, f_hi = a * (1 - r), b * (1 + r)
+        else:
+            raise DatasetError(f"sampler kind {kind!r} is not known")
+    except (KeyError, TypeError, ValueError):
+        raise DatasetError(f"sampler {sampler!r}: missing or bad parameters") from None
+    nom = np.concatenate([np.asarray(case.pd), np.asarray(case.qd)]).astype(np.float64)
+    lo = np.minimum(f_lo * nom, f_hi * nom)
+    hi = np.maximum(f_lo * nom, f_hi * nom)
+    return lo, hi
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

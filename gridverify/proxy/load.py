@@ -1,0 +1,375 @@
+"""Load a proxy from a model directory, a torch checkpoint, an ``nn.Module`` or ONNX.
+
+Every source ends in a :class:`Proxy`: a float64 ``nn.Module`` following the
+proxy convention (``docs/proxy.md``) plus the case identity, the training region
+and the I/O layout.  Any mismatch (other case, wrong dimensions, altered files,
+checkpoints that need unpickling code) raises :class:`ProxyError`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from gridverify.errors import ProxyError
+from gridverify.proxy.artifacts import is_model_dir, read_model_dir
+from gridverify.proxy.model import ProxyArch, ProxyMLP, module_from_arrays
+from gridverify.proxy.onnx_torch import OnnxModule, onnx_metadata, probe_sizes, read_onnx
+
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+
+
+class InputRegion(NamedTuple):
+    """Per-input box ``lower <= x <= upper`` (length ``2L``) the proxy was trained on."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """A loaded proxy: ``module`` maps ``(B, 2L)`` loads to ``(B, 2G + 2N)`` solutions."""
+
+    module: nn.Module
+    case_name: str
+    case_hash: str
+    n_load: int
+    n_gen: int
+    n_bus: int
+    region: InputRegion | None = None
+    activation: str | None = None
+    hidden: tuple[int, ...] | None = None
+    clamp_head: bool | None = None
+    source: str = ""
+    card: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def input_size(self) -> int:
+        """``2L``."""
+        return 2 * self.n_load
+
+    @property
+    def output_size(self) -> int:
+        """``2G + 2N``."""
+        return 2 * self.n_gen + 2 * self.n_bus
+
+    @property
+    def pd_slice(self) -> slice:
+        """Input positions of active demand."""
+        return slice(0, self.n_load)
+
+    @property
+    def qd_slice(self) -> slice:
+        """Input positions of reactive demand."""
+        return slice(self.n_load, 2 * self.n_load)
+
+    @property
+    def pg_slice(self) -> slice:
+        """Output positions of generator active power."""
+        return slice(0, self.n_gen)
+
+    @property
+    def qg_slice(self) -> slice:
+        """Output positions of generator reactive power."""
+        return slice(self.n_gen, 2 * self.n_gen)
+
+    @property
+    def vm_slice(self) -> slice:
+        """Output positions of bus voltage magnitudes."""
+        g = 2 * self.n_gen
+        return slice(g, g + self.n_bus)
+
+    @property
+    def va_slice(self) -> slice:
+        """Output positions of bus voltage angles (radians)."""
+        g = 2 * self.n_gen + self.n_bus
+        return slice(g, g + self.n_bus)
+
+    def split(self, y: Any) -> dict[str, Any]:
+        """``{"pg", "qg", "vm", "va"}`` views of an output batch ``(B, 2G + 2N)``."""
+        return {
+            "pg": y[..., self.pg_slice],
+            "qg": y[..., self.qg_slice],
+            "vm": y[..., self.vm_slice],
+            "va": y[..., self.va_slice],
+        }
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Evaluate in float64 on a numpy batch ``(B, 2L)`` (or one vector)."""
+        arr = np.asarray(x, dtype=np.float64)
+        one = arr.ndim == 1
+        t = torch.from_numpy(np.atleast_2d(arr))
+        with torch.no_grad():
+            y = self.module(t).numpy()
+        return y[0] if one else y
+
+
+def load_proxy(
+    path_or_module: str | os.PathLike[str] | nn.Module,
+    case: Any = None,
+    *,
+    onnx_keep_outputs: bool = False,
+    arch: ProxyArch | dict[str, Any] | None = None,
+    verify: bool = True,
+) -> Proxy:
+    """Load a proxy following the convention.
+
+    ``path_or_module``: a model directory (``card.json`` inside), a torch
+    checkpoint (``.pt``/``.pth``/``.ckpt``/``.bin``: a state dict plus an
+    architecture, embedded as plain data under ``"arch"`` or in a JSON file next to
+    it), an ``.onnx`` file, or an ``nn.Module`` in memory.
+    ``case``: a compiled case, or a case name/path for ``gridverify.grid.load_compiled``;
+    needed for modules, checkpoints and foreign ONNX files, optional (but checked)
+    for model directories.  ``onnx_keep_outputs``: keep only the first ``2G + 2N``
+    output entries of an ONNX proxy with extra outputs.  ``arch``: the architecture
+    of a checkpoint when not stored with it.  ``verify``: check model-directory
+    hashes.
+    """
+    compiled = _resolve_case(case)
+    if isinstance(path_or_module, nn.Module):
+        if compiled is None:
+            raise ProxyError("loading an nn.Module needs case=... (the compiled case)")
+        module = copy.deepcopy(path_or_module).to(torch.float64).eval()
+        a = getattr(path_or_module, "arch", None)
+        return _finish(module, compiled, None, None, a if isinstance(a, ProxyArch) else None,
+                       source="<module>", card=None)
+    path = Path(path_or_module)
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    if path.is_dir():
+        if not is_model_dir(path):
+            raise ProxyError(f"{path}: not a model directory (no card.json)")
+        md = read_model_dir(path, verify=verify)
+        card = md.card
+        region = _region_from_card(card, md.arch, str(path))
+        return _finish(md.module, compiled, card["case_name"], card["case_hash"], md.arch,
+                       source=str(path), card=card, region=region)
+    if path.suffix.lower() == ".onnx":
+        return _load_onnx(path, compiled, onnx_keep_outputs)
+    if path.suffix.lower() in _CHECKPOINT_SUFFIXES:
+        return _load_checkpoint(path, compiled, arch)
+    raise ProxyError(
+        f"{path}: unknown proxy format (expected a model directory, .onnx, or a torch "
+        f"checkpoint {'/'.join(_CHECKPOINT_SUFFIXES)})"
+    )
+
+
+def _resolve_case(case: Any) -> Any:
+    if case is None:
+        return None
+    if hasattr(case, "content_hash") and hasattr(case, "n_load"):
+        return case
+    if isinstance(case, (str, os.PathLike)):
+        from gridverify.grid import load_compiled
+
+        return load_compiled(case)
+    raise ProxyError(f"case must be a compiled case or a case name/path, got {type(case).__name__}")
+
+
+def _finish(
+    module: nn.Module,
+    compiled: Any,
+    case_name: str | None,
+    case_hash: str | None,
+    arch: ProxyArch | None,
+    *,
+    source: str,
+    card: dict[str, Any] | None,
+    region: InputRegion | None = None,
+) -> Proxy:
+    if compiled is not None:
+        if case_hash is not None and case_hash != compiled.content_hash:
+            raise ProxyError(
+                f"{source}: proxy belongs to case {case_name!r} (hash {case_hash[:12]}...), "
+                f"not to case {compiled.name!r} (hash {compiled.content_hash[:12]}...)"
+            )
+        n_load, n_gen, n_bus = compiled.n_load, compiled.n_gen, compiled.n_bus
+        if arch is not None and (arch.n_load, arch.n_gen, arch.n_bus) != (n_load, n_gen, n_bus):
+            raise ProxyError(
+                f"{source}: proxy dimensions L={arch.n_load}, G={arch.n_gen}, N={arch.n_bus} do "
+                f"not match case {compiled.name!r} (L={n_load}, G={n_gen}, N={n_bus})"
+            )
+        case_name, case_hash = compiled.name, compiled.content_hash
+    elif arch is not None and case_name is not None and case_hash is not None:
+        n_load, n_gen, n_bus = arch.n_load, arch.n_gen, arch.n_bus
+    else:
+        raise ProxyError(f"{source}: the case is unknown; pass case=...")
+    _check_io(module, n_load, 2 * n_gen + 2 * n_bus, source)
+    return Proxy(
+        module=module,
+        case_name=str(case_name),
+        case_hash=str(case_hash),
+        n_load=n_load,
+        n_gen=n_gen,
+        n_bus=n_bus,
+        region=region,
+        activation=arch.activation if arch else None,
+        hidden=tuple(arch.hidden) if arch else None,
+        clamp_head=arch.clamp_head if arch else None,
+        source=source,
+        card=card,
+    )
+
+
+def _check_io(module: nn.Module, n_load: int, n_out: int, source: str) -> None:
+    x = torch.zeros(2, 2 * n_load, dtype=torch.float64)
+    try:
+        with torch.no_grad():
+            y = module(x)
+    except Exception as exc:  # a user's module may raise anything on a wrong input size
+        raise ProxyError(
+            f"{source}: the module does not accept inputs of size 2L = {2 * n_load}: {exc}"
+        ) from None
+    if not isinstance(y, torch.Tensor):
+        raise ProxyError(f"{source}: the module must return one tensor, got {type(y).__name__}")
+    if tuple(y.shape) != (2, n_out):
+        raise ProxyError(
+            f"{source}: the module maps (B, {2 * n_load}) to {tuple(y.shape[1:])}, "
+            f"the case needs (B, {n_out}) = 2G + 2N"
+        )
+    if y.dtype != torch.float64:
+        raise ProxyError(f"{source}: the module does not compute in float64 (got {y.dtype})")
+
+
+def _region_from_card(card: dict[str, Any], arch: ProxyArch, source: str) -> InputRegion | None:
+    reg = card.get("region")
+    if not reg:
+        return None
+    try:
+        lo = np.asarray(reg["lower"], dtype=np.float64)
+        hi = np.asarray(reg["upper"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError):
+        raise ProxyError(
+            f"{source}/card.json: field region: needs numeric lower and upper"
+        ) from None
+    if lo.shape != (arch.input_size,) or hi.shape != (arch.input_size,) or np.any(lo > hi):
+        raise ProxyError(f"{source}/card.json: field region: bad bounds for 2L = {arch.input_size}")
+    lo.setflags(write=False)
+    hi.setflags(write=False)
+    return InputRegion(lo, hi)
+
+
+def _load_onnx(path: Path, compiled: Any, keep_outputs: bool) -> Proxy:
+    m = read_onnx(path)
+    meta = onnx_metadata(m)
+    arch = None
+    if "gridverify.arch" in meta:
+        try:
+            arch = ProxyArch.from_dict(json.loads(meta["gridverify.arch"]), source=str(path))
+        except json.JSONDecodeError:
+            arch = None
+    name = meta.get("gridverify.case_name") or None
+    chash = meta.get("gridverify.case_hash") or None
+    if compiled is None and (arch is None or not name or not chash):
+        raise ProxyError(f"{path}: an ONNX proxy without gridverify metadata needs case=...")
+    if compiled is not None:
+        n_out = 2 * compiled.n_gen + 2 * compiled.n_bus
+        n_in = 2 * compiled.n_load
+    else:
+        n_out, n_in = arch.output_size, arch.input_size
+    d_in, d_outs = probe_sizes(m)
+    if d_in is not None and d_in != n_in:
+        raise ProxyError(f"{path}: ONNX input has {d_in} entries, the case needs 2L = {n_in}")
+    if not keep_outputs and (len(d_outs) != 1 or (d_outs[0] is not None and d_outs[0] != n_out)):
+        widths = ", ".join(str(d) for d in d_outs)
+        raise ProxyError(
+            f"{path}: ONNX outputs have widths [{widths}], the case needs one output of "
+            f"2G + 2N = {n_out} (use onnx_keep_outputs to keep the first {n_out} entries)"
+        )
+    module = OnnxModule(m, keep=n_out if keep_outputs else None, source=str(path)).eval()
+    if keep_outputs:
+        with torch.no_grad():
+            full = OnnxModule(m, source=str(path))(torch.zeros(1, n_in, dtype=torch.float64))
+        if full.shape[1] < n_out:
+            raise ProxyError(
+                f"{path}: ONNX outputs have {full.shape[1]} entries, fewer than 2G + 2N = {n_out}"
+            )
+    return _finish(module, compiled, name, chash, arch, source=str(path), card=None)
+
+
+def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any) -> Proxy:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ProxyError(
+            f"{path}: the checkpoint needs unpickling code, which gridverify never runs; "
+            f"save a plain state dict (model.state_dict()) plus an architecture instead ({first})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ProxyError(f"{path}: not a readable torch checkpoint: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProxyError(
+            f"{path}: checkpoint must be a dict (a state dict), got {type(obj).__name__}"
+        )
+    name = chash = None
+    if "state_dict" in obj:
+        state = obj["state_dict"]
+        arch_d = obj.get("arch")
+        name = obj.get("case_name") or None
+        chash = obj.get("case_hash") or None
+    else:
+        state, arch_d = obj, None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ProxyError(f"{path}: the state dict must map names to tensors")
+    if arch_arg is not None:
+        arch_d = arch_arg
+    if arch_d is None:
+        for cand in (path.with_suffix(".json"), path.parent / "arch.json"):
+            if cand.is_file():
+                try:
+                    arch_d = json.loads(cand.read_text())
+                except json.JSONDecodeError as exc:
+                    raise ProxyError(f"{cand}: not valid JSON: {exc}") from None
+                break
+    if arch_d is None:
+        raise ProxyError(
+            f"{path}: no architecture: embed it as checkpoint['arch'], put "
+            f"{path.with_suffix('.json').name} or arch.json next to it, or pass arch=..."
+        )
+    if isinstance(arch_d, ProxyArch):
+        arch = arch_d
+    else:
+        arch = ProxyArch.from_dict(arch_d, source=str(path))
+    if compiled is None:
+        raise ProxyError(f"{path}: loading a torch checkpoint needs case=...")
+    module = module_from_arrays(arch, state, source=str(path))
+    if chash is not None and not isinstance(chash, str):
+        chash = None
+    return _finish(module, compiled, name, chash, arch, source=str(path), card=None)
+
+
+def save_checkpoint(
+    module: ProxyMLP, path: str | os.PathLike[str], *, case_name: str = "", case_hash: str = ""
+) -> Path:
+    """Save a folded proxy as a plain torch checkpoint (state dict + arch as plain data)."""
+    from gridverify.proxy.onnx_export import write_bytes_atomic
+
+    if not module.is_folded:
+        module = module.folded()
+    import io
+
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "state_dict": {k: v.detach().clone() for k, v in module.state_dict().items()},
+            "arch": module.arch.to_dict(),
+            "case_name": case_name,
+            "case_hash": case_hash,
+        },
+        buf,
+    )
+    path = Path(path)
+    write_bytes_atomic(path, buf.getvalue())
+    return path

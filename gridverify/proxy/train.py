@@ -1,0 +1,416 @@
+"""Training a proxy MLP from an OPF dataset (deterministic on CPU for a given seed).
+
+Loss: mean squared error of the outputs normalized by the training-set
+statistics, plus ``balance_weight`` times the mean squared power-balance
+residual (pu^2) of the predicted solution, computed with
+:func:`gridverify.grid.flows.balance_residuals` on torch tensors.  The data is
+split into train/validation/test with the seed; Adam with plateau learning-rate
+halving; early stopping on the validation loss keeps the best weights.
+
+Determinism: the split, the initialization and the batch order come from the
+seed only; training runs single-threaded with ``torch.use_deterministic_algorithms``
+(both settings are restored afterwards).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import platform
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from gridverify.errors import ProxyError
+from gridverify.proxy.data import ProxyData, region_from_sampler
+from gridverify.proxy.metrics import (
+    ProxyMetrics,
+    baseline_metrics,
+    beats_baseline,
+    evaluate_predictions,
+    nominal_baseline,
+)
+from gridverify.proxy.model import ACTIVATIONS, ProxyArch, ProxyMLP, case_limits
+
+_STD_FLOOR = 1e-6
+_LOGIT_CLIP = 1e-3
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Options of :func:`train_proxy` (all explicit; no global configuration)."""
+
+    hidden: tuple[int, ...] = (64, 64)
+    activation: str = "relu"
+    clamp_head: bool = True
+    balance_weight: float = 0.0
+    epochs: int = 400
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    patience: int = 60
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ProxyError(f"activation must be one of {', '.join(ACTIVATIONS)}")
+        if not self.hidden or any(h <= 0 for h in self.hidden):
+            raise ProxyError(f"hidden sizes must be positive integers, got {self.hidden}")
+        checks = {
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0 and math.isfinite(self.lr),
+            "balance_weight": self.balance_weight >= 0 and math.isfinite(self.balance_weight),
+            "weight_decay": self.weight_decay >= 0,
+            "seed": self.seed >= 0,
+            "patience": self.patience >= 1,
+            "val_fraction": 0 < self.val_fraction < 0.5,
+            "test_fraction": 0 < self.test_fraction < 0.5,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ProxyError(f"bad training option(s): {', '.join(bad)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for the model card)."""
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        d.pop("progress")
+        return d
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row positions (into the dataset's optimal samples) of each split."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of :func:`train_proxy`: the deployed module and everything for the card."""
+
+    module: ProxyMLP
+    metrics: ProxyMetrics
+    baseline: ProxyMetrics | None
+    split: Split
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float
+    train_seconds: float
+    history: list[dict[str, float]] = field(repr=False)
+    card: dict[str, Any] = field(repr=False)
+
+
+def split_indices(n: int, seed: int, val_fraction: float, test_fraction: float) -> Split:
+    """Seeded random split of ``n`` samples; each part gets at least one sample."""
+    if n < 3:
+        raise ProxyError(f"need at least 3 optimal samples to split, got {n}")
+    perm = np.random.default_rng([int(seed), 7]).permutation(n)
+    n_test = max(1, int(round(test_fraction * n)))
+    n_val = max(1, int(round(val_fraction * n)))
+    if n - n_test - n_val < 1:
+        raise ProxyError(f"{n} samples are too few for the validation/test fractions")
+    return Split(
+        train=np.sort(perm[n_test + n_val :]),
+        val=np.sort(perm[n_test : n_test + n_val]),
+        test=np.sort(perm[:n_test]),
+    )
+
+
+@contextlib.contextmanager
+def deterministic_torch(threads: int = 1) -> Iterator[None]:
+    """Single-threaded, deterministic torch inside the block; settings restored after."""
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+        torch.set_num_threads(old_threads)
+
+
+def build_training_module(
+    case: Any, x_train: np.ndarray, y_train: np.ndarray, options: TrainOptions
+) -> tuple[ProxyMLP, np.ndarray, np.ndarray]:
+    """The training-form module (normalizations from the training data).
+
+    Returns ``(module, out_mean, out_std)``: the statistics define the normalized
+    loss.  Call inside ``torch.random.fork_rng`` with the seed set.
+    """
+    arch = ProxyArch(
+        n_load=case.n_load,
+        n_gen=case.n_gen,
+        n_bus=case.n_bus,
+        hidden=tuple(int(h) for h in options.hidden),
+        activation=options.activation,
+        clamp_head=options.clamp_head,
+    )
+    in_mean = x_train.mean(axis=0)
+    in_std = x_train.std(axis=0)
+    in_std = np.where(in_std > _STD_FLOOR, in_std, 1.0)
+    out_mean = y_train.mean(axis=0)
+    out_std = y_train.std(axis=0)
+    out_std = np.where(out_std > _STD_FLOOR, out_std, 1.0)
+    nc = arch.n_clamped
+    lo = hi = None
+    if options.clamp_head:
+        lo, hi = case_limits(case)
+    module = ProxyMLP(
+        arch,
+        head_lo=lo,
+        head_hi=hi,
+        in_shift=in_mean,
+        in_scale=in_std,
+        out_shift=out_mean[nc:],
+        out_scale=out_std[nc:],
+    )
+    with torch.no_grad():
+        last = module.layers[-1]
+        last.weight.mul_(0.1)
+        last.bias.zero_()
+        if nc:
+            span = hi - lo
+            frac = np.where(span > 0, (out_mean[:nc] - lo) / np.where(span > 0, span, 1.0), 0.5)
+            frac = np.clip(frac, _LOGIT_CLIP, 1 - _LOGIT_CLIP)
+            last.bias[:nc] = torch.tensor(np.log(frac / (1 - frac)), dtype=last.bias.dtype)
+    return module, out_mean, out_std
+
+
+def train_proxy(
+    case: Any,
+    data: ProxyData,
+    options: TrainOptions = TrainOptions(),
+    *,
+    baseline: np.ndarray | None = None,
+    compute_baseline: bool = True,
+) -> TrainResult:
+    """Train a proxy for ``case`` on ``data``; see module docstring.
+
+    ``baseline``: the nominal AC-OPF output vector; when None and
+    ``compute_baseline``, it is solved here with :func:`solve_opf`.
+    """
+    if data.case_hash != case.content_hash:
+        raise ProxyError(f"dataset {data.path} is not of case {case.name!r}")
+    split = split_indices(data.n_samples, options.seed, options.val_fraction,
+                          options.test_fraction)
+    x, y = data.x, data.y
+    t0 = time.perf_counter()
+    with deterministic_torch(1), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(options.seed)
+        module, out_mean, out_std = build_training_module(
+            case, x[split.train], y[split.train], options
+        )
+        best_state, hist, best_epoch, best_val, epochs_run = _fit(
+            case, module, x, y, split, out_mean, out_std, options
+        )
+        module.load_state_dict(best_state)
+        module.eval()
+        deployed = module.folded(torch.float32)
+    train_seconds = time.perf_counter() - t0
+    with torch.no_grad():
+        pred = copy.deepcopy(deployed).double()(torch.from_numpy(x[split.test])).numpy()
+    metrics = evaluate_predictions(case, x[split.test], y[split.test], pred)
+    base_m = None
+    if baseline is None and compute_baseline:
+        baseline = nominal_baseline(case)
+    if baseline is not None:
+        base_m = baseline_metrics(case, x[split.test], y[split.test], baseline)
+    card = make_card(case, data, options, split, metrics, base_m, train_seconds, epochs_run,
+                     best_epoch, best_val)
+    return TrainResult(
+        module=deployed,
+        metrics=metrics,
+        baseline=base_m,
+        split=split,
+        epochs_run=epochs_run,
+        best_epoch=best_epoch,
+        best_val_loss=best_val,
+        train_seconds=train_seconds,
+        history=hist,
+        card=card,
+    )
+
+
+def _loss_fn(case: Any, options: TrainOptions, out_mean: np.ndarray, out_std: np.ndarray) -> Any:
+    from gridverify.grid.flows import balance_residuals
+
+    inv_std = torch.tensor(1.0 / out_std, dtype=torch.float32)
+    g, n, L = case.n_gen, case.n_bus, case.n_load
+    w = float(options.balance_weight)
+
+    def loss(xb: torch.Tensor, pred: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        err = (pred - yb) * inv_std
+        val = torch.mean(err * err)
+        if w > 0:
+            rp, rq = balance_residuals(
+                case, pred[:, :g], pred[:, g : 2 * g], pred[:, 2 * g : 2 * g + n],
+                pred[:, 2 * g + n :], xb[:, :L], xb[:, L:],
+            )
+            val = val + w * torch.mean(rp * rp + rq * rq)
+        return val
+
+    return loss
+
+
+def _fit(
+    case: Any,
+    module: ProxyMLP,
+    x: np.ndarray,
+    y: np.ndarray,
+    split: Split,
+    out_mean: np.ndarray,
+    out_std: np.ndarray,
+    options: TrainOptions,
+) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int, float, int]:
+    loss_fn = _loss_fn(case, options, out_mean, out_std)
+    xt = torch.tensor(x[split.train], dtype=torch.float32)
+    yt = torch.tensor(y[split.train], dtype=torch.float32)
+    xv = torch.tensor(x[split.val], dtype=torch.float32)
+    yv = torch.tensor(y[split.val], dtype=torch.float32)
+    opt = torch.optim.Adam(module.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, factor=0.5, patience=max(2, options.patience // 4), min_lr=options.lr * 1e-3
+    )
+    gen = torch.Generator().manual_seed(options.seed)
+    n = xt.shape[0]
+    bs = min(options.batch_size, n)
+    best_val = math.inf
+    best_state = copy.deepcopy(module.state_dict())
+    best_epoch = 0
+    hist: list[dict[str, float]] = []
+    epochs_run = 0
+    with _progress(options.progress, options.epochs, case.name) as advance:
+        for epoch in range(1, options.epochs + 1):
+            module.train()
+            perm = torch.randperm(n, generator=gen)
+            total = 0.0
+            for i in range(0, n, bs):
+                idx = perm[i : i + bs]
+                xb, yb = xt[idx], yt[idx]
+                opt.zero_grad(set_to_none=True)
+                lv = loss_fn(xb, module(xb), yb)
+                lv.backward()
+                opt.step()
+                total += float(lv.detach()) * idx.shape[0]
+            module.eval()
+            with torch.no_grad():
+                val = float(loss_fn(xv, module(xv), yv))
+            if not math.isfinite(val):
+                raise ProxyError(f"training diverged at epoch {epoch} (validation loss {val})")
+            sched.step(val)
+            epochs_run = epoch
+            hist.append({"epoch": epoch, "train_loss": total / n, "val_loss": val})
+            if val < best_val:
+                best_val, best_epoch = val, epoch
+                best_state = copy.deepcopy(module.state_dict())
+            advance(epoch, total / n, val, best_val)
+            if epoch - best_epoch >= options.patience:
+                break
+    return best_state, hist, best_epoch, best_val, epochs_run
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, total: int, name: str) -> Iterator[Any]:
+    if not enabled:
+        yield lambda *a: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[bold]train[/] {task.description}"),
+        BarColumn(),
+        TextColumn("epoch {task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        transient=False,
+    ) as prog:
+        task = prog.add_task(name, total=total, info="")
+
+        def advance(epoch: int, tr: float, val: float, best: float) -> None:
+            prog.update(task, completed=epoch,
+                        info=f"train {tr:.3e} val {val:.3e} best {best:.3e}")
+
+        yield advance
+
+
+def make_card(
+    case: Any,
+    data: ProxyData,
+    options: TrainOptions,
+    split: Split,
+    metrics: ProxyMetrics,
+    base: ProxyMetrics | None,
+    seconds: float,
+    epochs_run: int,
+    best_epoch: int,
+    best_val: float,
+) -> dict[str, Any]:
+    """The model-card fields a training run knows (files/arch are added on write)."""
+    import h5py
+    import onnx
+    import onnxruntime
+
+    import gridverify
+
+    try:
+        lo, hi = region_from_sampler(case, data.sampler)
+        region = {"kind": "sampler", "sampler": data.sampler, "lower": lo, "upper": hi}
+    except Exception:  # no usable sampler attribute: fall back to the data's hull
+        region = {"kind": "empirical", "sampler": data.sampler,
+                  "lower": data.x.min(axis=0), "upper": data.x.max(axis=0)}
+    return {
+        "case_name": case.name,
+        "case_hash": case.content_hash,
+        "region": region,
+        "dataset": {
+            "path": str(data.path),
+            "file_sha256": data.file_sha256,
+            "content_sha256": data.content_sha256,
+            "case_name": data.case_name,
+            "seed": data.seed,
+            "sampler": data.sampler,
+            "n_rows": data.n_rows,
+            "n_optimal": data.n_samples,
+            "n_train": int(split.train.size),
+            "n_val": int(split.val.size),
+            "n_test": int(split.test.size),
+        },
+        "training": {
+            "options": options.to_dict(),
+            "seconds": round(seconds, 3),
+            "epochs_run": epochs_run,
+            "best_epoch": best_epoch,
+            "best_val_loss": best_val,
+            "loss": "mse(normalized outputs) + balance_weight * mean(res_p^2 + res_q^2)",
+            "dtype": "float32",
+            "threads": 1,
+        },
+        "metrics": {
+            "test": metrics.to_dict(),
+            "baseline_nominal": base.to_dict() if base else None,
+            "beats_baseline_mae": beats_baseline(metrics, base) if base else None,
+        },
+        "versions": {
+            "gridverify": gridverify.__version__,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "h5py": h5py.__version__,
+        },
+    }
