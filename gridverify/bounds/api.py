@@ -1,0 +1,196 @@
+"""``gridverify.compute_bounds``: the public entry of the bound engine."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from gridverify.bounds.alpha import optimize_alpha
+from gridverify.bounds.crown import Engine, LinearBounds
+from gridverify.bounds.ibp import BoundError, Interval
+from gridverify.bounds.options import METHODS, BoundOptions, BoundOptionsError
+from gridverify.errors import GraphError
+from gridverify.ir.graph import Graph
+
+
+@dataclass
+class Bounds:
+    """Result of :func:`compute_bounds`.
+
+    ``lower``/``upper``: ``(B, m)`` bounds of the outputs concatenated (``m`` =
+    output size) or of ``spec @ outputs`` (``m`` = spec rows), one row per
+    domain.  ``infeasible``: ``(B,)`` domains whose fixed intermediate bounds
+    are contradictory (empty domain: any bound holds vacuously).  ``linear``:
+    with ``return_A``, :class:`LinearBounds` w.r.t. the inputs, key ``"output"``
+    for the outputs/spec and node ids for the requested nodes.  ``interm``:
+    with ``keep_intermediate``, the bounds of every node whose bounds enter a
+    relaxation, ``{node_id: (lower, upper)}`` of ``(B, size)``.
+    """
+
+    lower: torch.Tensor
+    upper: torch.Tensor
+    method: str
+    infeasible: torch.Tensor
+    linear: dict[Any, LinearBounds] = field(default_factory=dict)
+    interm: dict[int, Interval] = field(default_factory=dict)
+
+    @property
+    def width(self) -> torch.Tensor:
+        """``upper - lower``."""
+        return self.upper - self.lower
+
+
+def to_graph(model: Any, lower: torch.Tensor | None = None) -> Graph:
+    """The gridverify graph of ``model`` (Graph, ``nn.Module`` or ONNX path/model)."""
+    if isinstance(model, Graph):
+        return model
+    if isinstance(model, str | os.PathLike):
+        from gridverify.ir.onnx_import import from_onnx
+
+        return from_onnx(os.fspath(model))
+    if isinstance(model, torch.nn.Module):
+        from gridverify.ir.torch_import import from_torch
+
+        example = None
+        if lower is not None:
+            example = lower.reshape(1, -1) if lower.dim() == 1 else lower[:1]
+        return from_torch(model, example=example)
+    if type(model).__name__ == "ModelProto":
+        from gridverify.ir.onnx_import import from_onnx
+
+        return from_onnx(model)
+    raise GraphError(f"cannot bound a model of type {type(model).__name__}")
+
+
+def _batch_box(graph: Graph, lower: Any, upper: Any, dtype: torch.dtype,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    n = graph.input_size
+    lo = torch.as_tensor(lower).to(device=device, dtype=dtype)
+    hi = torch.as_tensor(upper).to(device=device, dtype=dtype)
+    if lo.shape != hi.shape:
+        raise BoundError(f"lower shape {tuple(lo.shape)} != upper shape {tuple(hi.shape)}")
+    if lo.numel() == n:
+        lo, hi = lo.reshape(1, n), hi.reshape(1, n)
+    elif lo.numel() % n == 0 and lo.dim() >= 2:
+        lo, hi = lo.reshape(-1, n), hi.reshape(-1, n)
+    else:
+        raise BoundError(f"input box of shape {tuple(lo.shape)} does not match the graph's "
+                         f"{n} inputs")
+    if not (torch.isfinite(lo).all() and torch.isfinite(hi).all()):
+        raise BoundError("input box has non-finite entries")
+    if bool((lo > hi).any()):
+        k = int((lo > hi).nonzero()[0, 1])
+        raise BoundError(f"input box has lower > upper at input entry {k}")
+    return lo, hi
+
+
+def _interm(graph: Graph, interm: Mapping[int, tuple[Any, Any]] | None, batch: int,
+            dtype: torch.dtype, device: torch.device) -> dict[int, Interval]:
+    out: dict[int, Interval] = {}
+    for nid, (lo, hi) in (interm or {}).items():
+        if not (0 <= int(nid) < len(graph.nodes)):
+            raise BoundError(f"interm: #{nid} is not a node of the graph")
+        node = graph.nodes[int(nid)]
+        pair = []
+        for v in (lo, hi):
+            t = torch.as_tensor(v).to(device=device, dtype=dtype).reshape(-1, node.size)
+            if t.shape[0] not in (1, batch):
+                raise BoundError(f"interm bounds of node {node.name!r}: batch {t.shape[0]} "
+                                 f"!= {batch} domains")
+            pair.append(t.expand(batch, node.size))
+        out[int(nid)] = (pair[0], pair[1])
+    return out
+
+
+def _spec(spec: Any, graph: Graph, batch: int, dtype: torch.dtype,
+          device: torch.device) -> torch.Tensor | None:
+    if spec is None:
+        return None
+    c = torch.as_tensor(spec).to(device=device, dtype=dtype)
+    if c.dim() == 1:
+        c = c.unsqueeze(0)
+    if c.shape[-1] != graph.output_size or c.dim() not in (2, 3):
+        raise BoundError(f"spec of shape {tuple(c.shape)}: expected (m, {graph.output_size}) "
+                         f"or (B, m, {graph.output_size})")
+    if c.dim() == 3 and c.shape[0] not in (1, batch):
+        raise BoundError(f"spec batch {c.shape[0]} != {batch} domains")
+    if c.dim() == 3 and c.shape[0] == 1 and batch != 1:
+        c = c.expand(batch, *c.shape[1:])
+    if not torch.isfinite(c).all():
+        raise BoundError("spec has non-finite entries")
+    return c
+
+
+def compute_bounds(
+    model: Any,
+    lower: Any,
+    upper: Any,
+    method: str = "ibp",
+    spec: Any = None,
+    device: torch.device | str | None = None,
+    options: BoundOptions | None = None,
+    dtype: torch.dtype = torch.float64,
+    interm: Mapping[int, tuple[Any, Any]] | None = None,
+    return_A: bool | Sequence[int] = False,
+) -> Bounds:
+    """Sound bounds of ``model``'s outputs (or ``spec @ outputs``) over input boxes.
+
+    ``model``: a :class:`~gridverify.ir.Graph`, a torch ``nn.Module`` or an ONNX
+    file path.  ``lower``/``upper``: the input box, of the input size or with a
+    leading batch of domains ``(B, n_in)``.  ``method``: ``"ibp"``, ``"crown"``
+    or ``"alpha-crown"``.  ``spec``: ``(m, n_out)`` or ``(B, m, n_out)``.
+    ``interm``: fixed bounds ``{node_id: (lower, upper)}`` (``(size,)`` or
+    ``(B, size)``) intersected with the computed ones (branch-and-bound splits).
+    ``return_A``: ``True`` for the linear bounds of the outputs w.r.t. the
+    inputs, or a list of node ids (the outputs' key is ``"output"``).
+    Bounds that came out NaN are replaced by ``-inf``/``+inf``.
+    """
+    if method not in METHODS:
+        raise BoundOptionsError(f"method must be one of {METHODS}, got {method!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise BoundOptionsError(f"dtype must be float32 or float64, got {dtype}")
+    options = options or BoundOptions()
+    if device is None:
+        device = lower.device if isinstance(lower, torch.Tensor) else torch.device("cpu")
+    device = torch.device(device)
+    graph = to_graph(model, torch.as_tensor(lower))
+    lo, hi = _batch_box(graph, lower, upper, dtype, device)
+    batch = lo.shape[0]
+    boxes: dict[int, Interval] = {}
+    off = 0
+    for i in graph.inputs:
+        sz = graph.nodes[i].size
+        boxes[i] = (lo[:, off:off + sz], hi[:, off:off + sz])
+        off += sz
+    fixed = _interm(graph, interm, batch, dtype, device)
+    c = _spec(spec, graph, batch, dtype, device)
+    want_out = bool(return_A) and method != "ibp"
+    lin_nodes = frozenset() if isinstance(return_A, bool) else frozenset(int(n) for n in return_A)
+    eng = Engine(graph, boxes, dtype, device, options, fixed)
+    with torch.no_grad():
+        eng.compute_intermediate(
+            use_crown=method != "ibp" and options.intermediate == "crown",
+            linear_nodes=lin_nodes if method != "ibp" else frozenset(),
+        )
+    out_lo, out_hi = eng.output_interval(c)
+    linear: dict[Any, LinearBounds] = dict(eng.linear)
+    if method != "ibp":
+        starts, m = eng.output_starts(c)
+        with torch.no_grad():
+            cl, cu, lin = eng.crown_spec(starts, m, eng.default_relax, return_A=want_out)
+        if method == "alpha-crown":
+            cl, cu, lin = optimize_alpha(eng, starts, cl, cu, lin, return_A=want_out)
+        if lin is not None:
+            linear["output"] = lin
+        out_lo = torch.maximum(out_lo, cl.detach())
+        out_hi = torch.minimum(out_hi, cu.detach())
+    out_lo = torch.nan_to_num(out_lo, nan=-torch.inf)
+    out_hi = torch.nan_to_num(out_hi, nan=torch.inf)
+    kept: dict[int, Interval] = {}
+    if options.keep_intermediate:
+        kept = {n: eng.bounds[n] for n in sorted(eng.needed) if eng.bounds[n] is not None}
+    return Bounds(out_lo, out_hi, method, eng.infeasible, linear, kept)

@@ -1,0 +1,405 @@
+"""CROWN: backward linear bound propagation over a gridverify graph.
+
+The :class:`Engine` holds one batch of domains (input boxes, optional fixed
+intermediate bounds) and walks the graph:
+
+* a forward sweep (:meth:`Engine.compute_intermediate`) gives every node an
+  interval by IBP; the nodes whose bounds matter (inputs of nonlinear ops, and
+  what they pass through exactly) are tightened by a CROWN backward pass started
+  at that node with the identity spec, keeping the tighter of the two, and by
+  the user's fixed bounds (``interm``);
+* :meth:`Engine.backward` propagates linear coefficient matrices ``A``
+  (``(m, size)`` while batch independent, else ``(B, m, size)``) from any set of
+  nodes back to the inputs, one stream for the lower and one for the upper
+  bound, and concretizes them on the input box.  Sparse linear ops and gathers
+  use ``index_select``/``index_add`` on the last dimension of ``A`` (never
+  densified); products of two variables send coefficients to both operands.
+
+Relaxations come from :mod:`gridverify.bounds.relaxations`; a walk picks them
+with a ``relax(node, stream)`` callback (CROWN: the default parameters;
+alpha-CROWN: optimized ones).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+
+from gridverify.bounds.ibp import Interval, check_domain, ibp_node, node_relaxation
+from gridverify.bounds.options import BoundOptions
+from gridverify.ir.graph import Graph, Node
+from gridverify.ir.ops import OPS, UNARY_NONLINEAR
+
+# ops through which exact interval bounds pass: when such a node needs tight
+# bounds, its inputs need them too (and IBP then suffices for the node itself)
+_PASS_EXACT = frozenset({"gather", "concat", "reshape", "scale", "add_const", "neg"})
+
+RelaxFn = Callable[[Node, int], object]  # (node, stream 0 lower / 1 upper) -> relaxation
+
+
+@dataclass
+class LinearBounds:
+    """Linear bounds w.r.t. the inputs, valid on the input box of each domain.
+
+    ``lower >= sum_i lA[i] @ x_i + lbias`` and ``upper <= sum_i uA[i] @ x_i + ubias``
+    with ``lA[i]``/``uA[i]`` of shape ``(B, m, input_size_i)`` keyed by input node
+    id, biases ``(B, m)``.
+    """
+
+    lA: dict[int, torch.Tensor]
+    lbias: torch.Tensor
+    uA: dict[int, torch.Tensor]
+    ubias: torch.Tensor
+
+
+def _dot(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``sum_n a[..., m, n] * v[b, n]`` -> ``(B, m)`` for ``a`` of 2 or 3 dims."""
+    if a.dim() == 2:
+        return v @ a.T
+    return torch.bmm(a, v.unsqueeze(-1)).squeeze(-1)
+
+
+def _vec(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``a @ v`` for a constant vector ``v`` -> ``(m,)`` or ``(B, m)``."""
+    return a @ v
+
+
+class Engine:
+    """Bounds of one batch of domains on one graph (see module docstring)."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        boxes: Mapping[int, Interval],
+        dtype: torch.dtype,
+        device: torch.device,
+        options: BoundOptions,
+        interm: Mapping[int, Interval] | None = None,
+    ) -> None:
+        self.graph = graph
+        self.boxes = dict(boxes)
+        self.dtype = dtype
+        self.device = device
+        self.options = options
+        self.batch = next(iter(self.boxes.values()))[0].shape[0]
+        self.interm = dict(interm or {})
+        self.bounds: list[Interval | None] = [None] * len(graph.nodes)
+        self.infeasible = torch.zeros(self.batch, dtype=torch.bool, device=device)
+        self.active = graph.ancestors(graph.outputs) | set(self.interm)
+        self.needed = self._needed_nodes()
+        self._default_relax: dict[int, object] = {}
+        self.linear: dict[int, LinearBounds] = {}
+
+    # ------------------------------------------------------------ bookkeeping
+    def _needed_nodes(self) -> set[int]:
+        """Nodes whose bounds enter a relaxation, closed under exact pass-through ops."""
+        g = self.graph
+        need: set[int] = set()
+        for n in g.nodes:
+            if n.id in self.active and OPS[n.op].nonlinear:
+                need.update(n.inputs)
+        for n in reversed(g.nodes):
+            if n.id in need and n.op in _PASS_EXACT:
+                need.update(n.inputs)
+        return need
+
+    def _tighten(self, nid: int, lo: torch.Tensor, hi: torch.Tensor) -> Interval:
+        """Intersect with the user's fixed bounds; flag domains left empty."""
+        fixed = self.interm.get(nid)
+        if fixed is not None:
+            lo = torch.maximum(lo, fixed[0])
+            hi = torch.minimum(hi, fixed[1])
+        empty = lo > hi
+        if bool(empty.any()):
+            self.infeasible |= empty.any(-1)
+            mid = torch.where(empty, (lo + hi) / 2, lo)
+            lo = torch.where(empty, mid, lo)
+            hi = torch.where(empty, mid, hi)
+        return lo, hi
+
+    # ------------------------------------------------------------ relaxations
+    def default_relax(self, node: Node, stream: int) -> object:
+        """CROWN's relaxation of a nonlinear node (default parameters, cached)."""
+        rel = self._default_relax.get(node.id)
+        if rel is None:
+            rel = self.relax_with(node, None)
+            self._default_relax[node.id] = rel
+        return rel
+
+    def relax_with(self, node: Node, alpha: torch.Tensor | None) -> object:
+        """Relaxation of ``node`` on its input bounds with parameters ``alpha``."""
+        if node.op == "mul":
+            from gridverify.bounds.relaxations import relax_mul
+
+            (lx, ux), (ly, uy) = (self.bounds[i] for i in node.inputs)
+            return relax_mul(lx, ux, ly, uy, alpha)
+        l, u = self.bounds[node.inputs[0]]
+        return node_relaxation(node).relax(l, u, alpha)
+
+    # ------------------------------------------------------- forward sweep
+    def compute_intermediate(
+        self,
+        use_crown: bool,
+        relax: RelaxFn | None = None,
+        linear_nodes: frozenset[int] = frozenset(),
+    ) -> None:
+        """Bounds of every active node: IBP, tightened by CROWN where it matters."""
+        g = self.graph
+        relax = relax or self.default_relax
+        for node in g.nodes:
+            if node.id not in self.active:
+                continue
+            if node.op == "input":
+                lo, hi = self.boxes[node.id]
+            else:
+                lo, hi = ibp_node(g, node, [self.bounds[i] for i in node.inputs],
+                                  self.batch, self.dtype, self.device)
+            lo, hi = self._tighten(node.id, lo, hi)
+            want_lin = node.id in linear_nodes
+            if (
+                use_crown
+                and (node.id in self.needed or want_lin)
+                and (not OPS[node.op].interval_exact or want_lin)
+                and (self.options.crown_max_size is None
+                     or node.size <= self.options.crown_max_size)
+            ):
+                eye = torch.eye(node.size, dtype=self.dtype, device=self.device)
+                cl, cu, lin = self.crown_spec({node.id: eye}, node.size, relax,
+                                              return_A=want_lin)
+                if lin is not None:
+                    self.linear[node.id] = lin
+                lo, hi = self._tighten(node.id, torch.maximum(lo, cl), torch.minimum(hi, cu))
+            self.bounds[node.id] = (lo, hi)
+
+    # ------------------------------------------------------- backward walks
+    def crown_spec(
+        self,
+        starts: Mapping[int, torch.Tensor],
+        m: int,
+        relax: RelaxFn,
+        return_A: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, LinearBounds | None]:
+        """Bounds of ``sum_k starts[k] @ value(k)`` (``m`` rows), split into row chunks."""
+        width = max(
+            [n.size for n in self.graph.nodes if n.id in self.active] + [1]
+        )
+        per_row = self.batch * width * torch.finfo(self.dtype).bits / 8 * 4
+        chunk = max(1, int(self.options.memory_mb * 2**20 // max(per_row, 1)))
+        if chunk >= m:
+            return self.backward(starts, relax, return_A)
+        los, his, lins = [], [], []
+        for r0 in range(0, m, chunk):
+            part = {k: a[..., r0:r0 + chunk, :] for k, a in starts.items()}
+            lo, hi, lin = self.backward(part, relax, return_A)
+            los.append(lo)
+            his.append(hi)
+            lins.append(lin)
+        lin = None
+        if return_A:
+            lin = LinearBounds(
+                {i: torch.cat([x.lA[i] for x in lins], 1) for i in lins[0].lA},
+                torch.cat([x.lbias for x in lins], 1),
+                {i: torch.cat([x.uA[i] for x in lins], 1) for i in lins[0].uA},
+                torch.cat([x.ubias for x in lins], 1),
+            )
+        return torch.cat(los, 1), torch.cat(his, 1), lin
+
+    def backward(
+        self,
+        starts: Mapping[int, torch.Tensor],
+        relax: RelaxFn,
+        return_A: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, LinearBounds | None]:
+        """One backward pass from ``starts`` (node -> ``(m, size)`` or ``(B, m, size)``).
+
+        Returns lower and upper bounds ``(B, m)`` of ``sum_k starts[k] @ value(k)``
+        and, with ``return_A``, the linear bounds w.r.t. the inputs.
+        """
+        g = self.graph
+        Al: dict[int, torch.Tensor] = {}
+        Au: dict[int, torch.Tensor] = {}
+        for k, a in starts.items():
+            _acc(Al, Au, k, a, a)
+        zero = torch.zeros((), dtype=self.dtype, device=self.device)
+        bl, bu = zero, zero
+        in_l: dict[int, torch.Tensor] = {}
+        in_u: dict[int, torch.Tensor] = {}
+        for nid in range(max(starts), -1, -1):
+            if nid not in Al:
+                continue
+            al, au = Al.pop(nid), Au.pop(nid)
+            node = g.nodes[nid]
+            op = node.op
+            if op == "input":
+                in_l[nid], in_u[nid] = al, au
+                continue
+            if op == "constant":
+                v = g.attr(node, "value", self.dtype, self.device)
+                bl = bl + _vec(al, v)
+                bu = bu + _vec(au, v)
+                continue
+            if OPS[op].nonlinear:
+                if op == "mul":
+                    bl, bu = self._back_mul(node, al, au, Al, Au, bl, bu, relax)
+                else:
+                    bl, bu = self._back_unary(node, al, au, Al, Au, bl, bu, relax)
+                continue
+            shared = al is au
+            outs_l, dbl = self._back_linear(node, al)
+            if shared:
+                outs_u, dbu = outs_l, dbl
+            else:
+                outs_u, dbu = self._back_linear(node, au)
+            if dbl is not None:
+                bl = bl + dbl
+                bu = bu + dbu
+            for (i, nl), (_, nu) in zip(outs_l, outs_u):
+                _acc(Al, Au, i, nl, nu)
+        lower = bl
+        upper = bu
+        for i, al in in_l.items():
+            lo_i, hi_i = self.boxes[i]
+            c, r = (hi_i + lo_i) / 2, (hi_i - lo_i) / 2
+            au = in_u[i]
+            lower = lower + _dot(al, c) - _dot(al.abs(), r)
+            upper = upper + _dot(au, c) + _dot(au.abs(), r)
+        m = next(iter(starts.values())).shape[-2]
+        lower = _full(lower, self.batch, m)
+        upper = _full(upper, self.batch, m)
+        lin = None
+        if return_A:
+            lin = LinearBounds(
+                {i: _batched(a, self.batch) for i, a in in_l.items()}, _full(bl, self.batch, m),
+                {i: _batched(a, self.batch) for i, a in in_u.items()}, _full(bu, self.batch, m),
+            )
+        return lower, upper, lin
+
+    def _back_linear(
+        self, node: Node, a: torch.Tensor
+    ) -> tuple[list[tuple[int, torch.Tensor]], torch.Tensor | None]:
+        """Coefficients for the inputs of an affine node, and the bias term."""
+        g, op, dt, dev = self.graph, node.op, self.dtype, self.device
+        ins = node.inputs
+        if op == "linear":
+            w = g.attr(node, "weight", dt, dev)
+            bias = None
+            if node.attrs.get("bias") is not None:
+                bias = _vec(a, g.attr(node, "bias", dt, dev))
+            return [(ins[0], a @ w)], bias
+        if op == "sparse_linear":
+            rows = g.attr(node, "rows", dt, dev)
+            cols = g.attr(node, "cols", dt, dev)
+            vals = g.attr(node, "vals", dt, dev)
+            n_in = g.nodes[ins[0]].size
+            out = a.new_zeros(*a.shape[:-1], n_in)
+            out.index_add_(-1, cols, a.index_select(-1, rows) * vals)
+            bias = None
+            if node.attrs.get("bias") is not None:
+                bias = _vec(a, g.attr(node, "bias", dt, dev))
+            return [(ins[0], out)], bias
+        if op == "add":
+            return [(ins[0], a), (ins[1], a)], None
+        if op == "sub":
+            return [(ins[0], a), (ins[1], -a)], None
+        if op == "neg":
+            return [(ins[0], -a)], None
+        if op == "scale":
+            return [(ins[0], a * g.attr(node, "coef", dt, dev))], None
+        if op == "add_const":
+            return [(ins[0], a)], _vec(a, g.attr(node, "const", dt, dev))
+        if op == "gather":
+            idx = g.attr(node, "index", dt, dev)
+            out = a.new_zeros(*a.shape[:-1], g.nodes[ins[0]].size)
+            out.index_add_(-1, idx, a)
+            return [(ins[0], out)], None
+        if op == "concat":
+            sizes = [g.nodes[i].size for i in ins]
+            return list(zip(ins, torch.split(a, sizes, dim=-1))), None
+        if op == "reshape":
+            return [(ins[0], a)], None
+        raise AssertionError(f"no backward rule for {op}")  # pragma: no cover
+
+    def _back_unary(self, node, al, au, Al, Au, bl, bu, relax):  # noqa: ANN001, ANN202
+        i = node.inputs[0]
+        rl = relax(node, 0)
+        ru = rl if relax == self.default_relax else relax(node, 1)
+        lw, lb, uw, ub = rl.lw, rl.lb, rl.uw, rl.ub
+        ap, an = al.clamp(min=0), al.clamp(max=0)
+        new_l = ap * lw.unsqueeze(-2) + an * uw.unsqueeze(-2)
+        bl = bl + _dot(ap, lb) + _dot(an, ub)
+        lw, lb, uw, ub = ru.lw, ru.lb, ru.uw, ru.ub
+        ap, an = au.clamp(min=0), au.clamp(max=0)
+        new_u = ap * uw.unsqueeze(-2) + an * lw.unsqueeze(-2)
+        bu = bu + _dot(ap, ub) + _dot(an, lb)
+        _acc(Al, Au, i, new_l, new_u)
+        return bl, bu
+
+    def _back_mul(self, node, al, au, Al, Au, bl, bu, relax):  # noqa: ANN001, ANN202
+        x, y = node.inputs
+        rl = relax(node, 0)
+        ru = rl if relax == self.default_relax else relax(node, 1)
+        ap, an = al.clamp(min=0), al.clamp(max=0)
+        lx = ap * rl.lwx.unsqueeze(-2) + an * rl.uwx.unsqueeze(-2)
+        ly = ap * rl.lwy.unsqueeze(-2) + an * rl.uwy.unsqueeze(-2)
+        bl = bl + _dot(ap, rl.lb) + _dot(an, rl.ub)
+        ap, an = au.clamp(min=0), au.clamp(max=0)
+        ux = ap * ru.uwx.unsqueeze(-2) + an * ru.lwx.unsqueeze(-2)
+        uy = ap * ru.uwy.unsqueeze(-2) + an * ru.lwy.unsqueeze(-2)
+        bu = bu + _dot(ap, ru.ub) + _dot(an, ru.lb)
+        _acc(Al, Au, x, lx, ux)
+        _acc(Al, Au, y, ly, uy)
+        return bl, bu
+
+    # ------------------------------------------------------------ final bounds
+    def output_starts(self, spec: torch.Tensor | None) -> tuple[dict[int, torch.Tensor], int]:
+        """Start matrices at the output nodes for ``spec`` (``(m, n_out)`` or ``(B, m, n_out)``)."""
+        g = self.graph
+        n_out = g.output_size
+        if spec is None:
+            spec = torch.eye(n_out, dtype=self.dtype, device=self.device)
+        starts: dict[int, torch.Tensor] = {}
+        off = 0
+        for o in g.outputs:
+            sz = g.nodes[o].size
+            part = spec[..., off:off + sz]
+            off += sz
+            starts[o] = part if o not in starts else starts[o] + part
+        return starts, spec.shape[-2]
+
+    def output_interval(self, spec: torch.Tensor | None) -> Interval:
+        """IBP interval of ``spec @ outputs`` from the current node bounds."""
+        lo = torch.cat([self.bounds[o][0] for o in self.graph.outputs], -1)
+        hi = torch.cat([self.bounds[o][1] for o in self.graph.outputs], -1)
+        if spec is None:
+            return lo, hi
+        sp, sn = spec.clamp(min=0), spec.clamp(max=0)
+        return _dot(sp, lo) + _dot(sn, hi), _dot(sp, hi) + _dot(sn, lo)
+
+    def check_domains(self) -> None:
+        """Raise when a reciprocal/sqrt input interval leaves the op's domain."""
+        for node in self.graph.nodes:
+            if node.id in self.active and node.op in UNARY_NONLINEAR:
+                check_domain(node, *self.bounds[node.inputs[0]])
+
+
+def _acc(Al: dict, Au: dict, i: int, nl: torch.Tensor, nu: torch.Tensor) -> None:
+    """Accumulate coefficients into both streams, keeping shared tensors shared."""
+    ol, ou = Al.get(i), Au.get(i)
+    if nl is nu and ol is ou:
+        v = nl if ol is None else ol + nl
+        Al[i] = v
+        Au[i] = v
+        return
+    Al[i] = nl if ol is None else ol + nl
+    Au[i] = nu if ou is None else ou + nu
+
+
+def _full(b: torch.Tensor, batch: int, m: int) -> torch.Tensor:
+    return b.expand(batch, m).clone() if b.dim() < 2 or b.shape[0] != batch else b
+
+
+def _batched(a: torch.Tensor, batch: int) -> torch.Tensor:
+    return a.expand(batch, *a.shape[-2:]) if a.dim() == 2 else a
+

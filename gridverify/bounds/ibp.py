@@ -1,0 +1,144 @@
+"""Interval bound propagation (IBP) over a gridverify graph.
+
+``ibp_node`` gives the interval of one node from the intervals of its inputs;
+the walks in :mod:`gridverify.bounds.crown` call it for every node (and then
+tighten the nodes that feed nonlinear ops with CROWN).  Unary nonlinear ops use
+the ``interval`` function of the relaxation table, which is exact for every
+elementwise unary op (monotone or not).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+
+from gridverify.errors import GraphError
+from gridverify.ir.graph import Graph, Node
+from gridverify.ir.ops import UNARY_NONLINEAR
+
+Interval = tuple[torch.Tensor, torch.Tensor]
+
+
+class BoundError(GraphError):
+    """A graph cannot be bounded on the given box (e.g. reciprocal of an interval with 0)."""
+
+
+# lowest admissible input of ops with a restricted domain, and whether it is attained
+_DOMAIN = {"reciprocal": (0.0, False), "sqrt": (0.0, True)}
+
+
+@lru_cache(maxsize=64)
+def unary_relaxation(op: str, k: int | None = None):  # noqa: ANN201 - UnaryRelaxation
+    """The relaxation-table entry of a unary op (``k``: exponent of ``pow``)."""
+    from gridverify.bounds.relaxations import unary
+
+    return unary(op, k) if op == "pow" else unary(op)
+
+
+def node_relaxation(node: Node):  # noqa: ANN201 - UnaryRelaxation
+    """The relaxation-table entry of a unary nonlinear node."""
+    return unary_relaxation(node.op, int(node.attrs["k"]) if node.op == "pow" else None)
+
+
+def check_domain(node: Node, lower: torch.Tensor, upper: torch.Tensor) -> None:
+    """Raise :class:`BoundError` when ``node``'s op is undefined on part of its input box."""
+    dom = _DOMAIN.get(node.op)
+    if dom is None:
+        return
+    lo, closed = dom
+    bad = lower < lo if closed else lower <= lo
+    if bool(bad.any()):
+        worst = float(lower.min())
+        raise BoundError(
+            f"op {node.op!r} at node {node.name!r} (#{node.id}) needs an input interval "
+            f"{'>=' if closed else '>'} {lo:g}; its input bound reaches {worst:.6g}"
+        )
+
+
+def interval_mul(lx: torch.Tensor, ux: torch.Tensor, ly: torch.Tensor,
+                 uy: torch.Tensor) -> Interval:
+    """Exact interval of ``x * y`` over a box (min/max of the four corner products)."""
+    p = torch.stack([lx * ly, lx * uy, ux * ly, ux * uy])
+    return p.min(0).values, p.max(0).values
+
+
+def ibp_node(
+    graph: Graph,
+    node: Node,
+    ins: list[Interval],
+    batch: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> Interval:
+    """Interval ``(lower, upper)``, each ``(B, size)``, of ``node`` given its inputs' intervals."""
+    op = node.op
+    if op == "constant":
+        v = graph.attr(node, "value", dtype, device).reshape(1, -1).expand(batch, -1)
+        return v, v
+    if op in ("linear", "sparse_linear"):
+        l, u = ins[0]
+        mid, rad = (u + l) / 2, (u - l) / 2
+        if op == "linear":
+            w = graph.attr(node, "weight", dtype, device)
+            ym, yr = mid @ w.T, rad @ w.abs().T
+        else:
+            rows = graph.attr(node, "rows", dtype, device)
+            cols = graph.attr(node, "cols", dtype, device)
+            vals = graph.attr(node, "vals", dtype, device)
+            ym = mid.new_zeros(mid.shape[0], node.size)
+            yr = mid.new_zeros(mid.shape[0], node.size)
+            ym.index_add_(-1, rows, mid.index_select(-1, cols) * vals)
+            yr.index_add_(-1, rows, rad.index_select(-1, cols) * vals.abs())
+        if node.attrs.get("bias") is not None:
+            ym = ym + graph.attr(node, "bias", dtype, device)
+        return ym - yr, ym + yr
+    if op == "add":
+        return ins[0][0] + ins[1][0], ins[0][1] + ins[1][1]
+    if op == "sub":
+        return ins[0][0] - ins[1][1], ins[0][1] - ins[1][0]
+    if op == "neg":
+        return -ins[0][1], -ins[0][0]
+    if op == "scale":
+        c = graph.attr(node, "coef", dtype, device)
+        a, b = ins[0][0] * c, ins[0][1] * c
+        return torch.minimum(a, b), torch.maximum(a, b)
+    if op == "add_const":
+        c = graph.attr(node, "const", dtype, device)
+        return ins[0][0] + c, ins[0][1] + c
+    if op == "gather":
+        idx = graph.attr(node, "index", dtype, device)
+        return ins[0][0].index_select(-1, idx), ins[0][1].index_select(-1, idx)
+    if op == "concat":
+        return (torch.cat([i[0] for i in ins], -1), torch.cat([i[1] for i in ins], -1))
+    if op == "reshape":
+        return ins[0]
+    if op == "mul":
+        return interval_mul(ins[0][0], ins[0][1], ins[1][0], ins[1][1])
+    if op in UNARY_NONLINEAR:
+        l, u = ins[0]
+        check_domain(node, l, u)
+        lo, hi = node_relaxation(node).interval(l, u)
+        return lo, hi
+    raise BoundError(f"op {op!r} at node {node.name!r} (#{node.id}): no interval rule")
+
+
+def ibp(
+    graph: Graph,
+    boxes: dict[int, Interval],
+    dtype: torch.dtype,
+    device: torch.device,
+) -> list[Interval | None]:
+    """IBP intervals of every ancestor of the outputs (``None`` for other nodes)."""
+    needed = graph.ancestors(graph.outputs)
+    batch = next(iter(boxes.values()))[0].shape[0]
+    out: list[Interval | None] = [None] * len(graph.nodes)
+    for node in graph.nodes:
+        if node.id not in needed:
+            continue
+        if node.op == "input":
+            out[node.id] = boxes[node.id]
+        else:
+            out[node.id] = ibp_node(graph, node, [out[i] for i in node.inputs], batch,
+                                    dtype, device)
+    return out
