@@ -54,6 +54,13 @@ class AttackResult:
     seconds: float
 
 
+def _f64(a) -> torch.Tensor:
+    """A float64 CPU tensor copy of ``a`` (numpy arrays may be read-only)."""
+    if isinstance(a, torch.Tensor):
+        return a.detach().to(device="cpu", dtype=torch.float64).clone()
+    return torch.tensor(np.array(a, dtype=np.float64))
+
+
 def pgd_maximize(
     graph,
     lower: np.ndarray | torch.Tensor,
@@ -74,7 +81,7 @@ def pgd_maximize(
     Rows are attacked separately and in one batch (``restarts`` starts each).
     Returned values are recomputed in float64 at the returned inputs.
     """
-    c = torch.as_tensor(objective, dtype=torch.float64)
+    c = _f64(objective)
     if c.dim() == 1:
         c = c.unsqueeze(0)
     if c.dim() != 2 or c.shape[1] != graph.output_size:
@@ -120,8 +127,8 @@ def polytope_objective(polytopes: list[tuple[np.ndarray, np.ndarray]]) -> tuple[
     for j, (a, bb) in enumerate(polytopes):
         if a.shape[1] != n_out:
             raise SpecError(f"polytope {j} has {a.shape[1]} columns, expected {n_out}")
-        A[j, : a.shape[0]] = torch.as_tensor(a, dtype=torch.float64)
-        b[j, : a.shape[0]] = torch.as_tensor(bb, dtype=torch.float64)
+        A[j, : a.shape[0]] = _f64(a)
+        b[j, : a.shape[0]] = _f64(bb)
 
     def fn(y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         Ar = A.to(y)[rows]  # (B, k, n_out)
@@ -159,8 +166,8 @@ def pgd_maximize_fn(
     t0 = time.monotonic()
     deadline = None if time_limit is None else t0 + max(0.0, time_limit)
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    lo = torch.as_tensor(lower, dtype=torch.float64).reshape(-1)
-    hi = torch.as_tensor(upper, dtype=torch.float64).reshape(-1)
+    lo = _f64(lower).reshape(-1)
+    hi = _f64(upper).reshape(-1)
     n_in = graph.input_size
     if lo.numel() != n_in or hi.numel() != n_in:
         raise SpecError(f"box has {lo.numel()}/{hi.numel()} entries, graph inputs total {n_in}")

@@ -49,6 +49,7 @@ __all__ = [
     "PropertyCase",
     "parse_vnnlib",
     "parse_vnnlib_text",
+    "read_bytes",
     "read_text",
 ]
 
@@ -118,12 +119,22 @@ def _same_output(a: tuple, b: tuple) -> bool:
 # ----------------------------------------------------------------------------- reading
 
 
+def read_bytes(path: str | Path) -> bytes:
+    """The bytes of a file; gzip files (``.gz``) are decompressed in memory."""
+    p = Path(path)
+    data = p.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise VnnlibError(f"{p}: broken gzip file ({exc})") from None
+    return data
+
+
 def read_text(path: str | Path) -> str:
     """The text of a property file; ``.gz`` files are decompressed in memory."""
     p = Path(path)
-    data = p.read_bytes()
-    if p.suffix == ".gz" or data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+    data = read_bytes(p)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

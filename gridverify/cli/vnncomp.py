@@ -1,0 +1,182 @@
+"""``gridverify vnncomp``: run VNN-COMP instances (ONNX + VNN-LIB).
+
+``vnncomp run MODEL.onnx PROPERTY.vnnlib --timeout S --out RESULT`` writes the
+competition's result file; ``vnncomp batch BENCHMARK_DIR --out results.csv``
+runs every row of ``instances.csv`` and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+
+__all__ = ["register"]
+
+_EXIT = {"unsat": 0, "sat": 1, "unknown": 3, "timeout": 3}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Install the ``vnncomp`` command group."""
+    p = subparsers.add_parser(
+        "vnncomp",
+        help="run VNN-COMP instances (ONNX model + VNN-LIB property)",
+        description="Run VNN-COMP instances: ONNX models with VNN-LIB properties.",
+    )
+    sub = p.add_subparsers(dest="vnncomp_command", metavar="SUBCOMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="decide one instance and write the result file",
+        description=(
+            "Decide one instance: writes unsat, sat with a counterexample confirmed by "
+            "onnxruntime, unknown or timeout.  Exit status 0 unsat, 1 sat, 3 unknown/timeout, "
+            "2 bad input."
+        ),
+    )
+    run.add_argument("onnx", help="the ONNX model (.onnx or .onnx.gz)")
+    run.add_argument("vnnlib", help="the VNN-LIB property (.vnnlib or .vnnlib.gz)")
+    run.add_argument("--timeout", type=float, required=True, help="seconds")
+    run.add_argument("--out", required=True, help="the result file to write")
+    _common(run)
+    run.set_defaults(func=_run)
+
+    batch = sub.add_parser(
+        "batch",
+        help="run every instance of a benchmark folder",
+        description="Run every row (onnx,vnnlib,timeout) of BENCHMARK_DIR/instances.csv.",
+    )
+    batch.add_argument("benchmark_dir")
+    batch.add_argument("--instances", help="instances CSV (default BENCHMARK_DIR/instances.csv)")
+    batch.add_argument(
+        "--timeout-scale",
+        type=float,
+        default=1.0,
+        help="multiply every timeout by this (default 1)",
+    )
+    batch.add_argument("--expected", help="CSV onnx,vnnlib,expected-result to score against")
+    batch.add_argument("--out", required=True, help="results CSV (onnx,vnnlib,result,seconds)")
+    batch.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _common(batch)
+    batch.set_defaults(func=_batch)
+
+    def _help(args: argparse.Namespace) -> int:
+        p.print_help()
+        return 2
+
+    p.set_defaults(func=_help)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--bounds",
+        default="alpha-crown",
+        choices=["none", "ibp", "crown", "alpha-crown"],
+        help="bound method",
+    )
+    p.add_argument("--no-bab", action="store_true", help="skip branch-and-bound")
+    p.add_argument(
+        "--no-extend-attack",
+        action="store_true",
+        help="answer unknown instead of attacking until the timeout",
+    )
+    p.add_argument("--attack-restarts", type=int, default=16)
+    p.add_argument("--attack-steps", type=int, default=50)
+
+
+def _options(args: argparse.Namespace, timeout: float):
+    from gridverify.vnncomp.runner import RunOptions
+
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return RunOptions(
+        timeout=timeout,
+        device=device,
+        seed=args.seed,
+        attack_restarts=args.attack_restarts,
+        attack_steps=args.attack_steps,
+        bound_method=args.bounds,
+        use_bab=not args.no_bab,
+        extend_attack=not args.no_extend_attack,
+    )
+
+
+class _Watchdog:
+    """Writes ``timeout`` and ends the process if the run overshoots its deadline."""
+
+    def __init__(self, out: str, seconds: float) -> None:
+        self.out = out
+        self.lock = threading.Lock()
+        self.done = False
+        self.timer = threading.Timer(seconds, self._fire)
+        self.timer.daemon = True
+
+    def _fire(self) -> None:
+        from gridverify.vnncomp.result import write_result
+
+        with self.lock:
+            if self.done:
+                return
+            self.done = True
+            write_result(self.out, "timeout")
+            print("timeout (hard deadline)", flush=True)
+            os._exit(3)
+
+    def finish(self, write) -> bool:
+        """Run ``write`` unless the watchdog already fired; stop the watchdog."""
+        with self.lock:
+            if self.done:
+                return False
+            self.done = True
+            self.timer.cancel()
+            write()
+            return True
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gridverify.vnncomp.result import write_result
+    from gridverify.vnncomp.runner import run_instance
+
+    t0 = time.monotonic()
+    opts = _options(args, args.timeout)
+    dog = _Watchdog(args.out, max(1.0, args.timeout + min(5.0, 0.1 * args.timeout)))
+    dog.timer.start()
+    try:
+        outcome = run_instance(args.onnx, args.vnnlib, opts)
+    except BaseException:
+        dog.finish(lambda: None)
+        raise
+    dog.finish(lambda: write_result(args.out, outcome.result, outcome.x, outcome.y))
+    times = ", ".join(f"{k} {v:.2f}s" for k, v in outcome.timings.items())
+    print(
+        f"{outcome.result} ({outcome.stage}; {time.monotonic() - t0:.2f} s: {times})"
+        + (f" {outcome.detail}" if outcome.detail else "")
+    )
+    return _EXIT.get(outcome.result, 3)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from gridverify.vnncomp.batch import run_batch
+
+    opts = _options(args, 1.0)
+    summary = run_batch(
+        args.benchmark_dir,
+        args.out,
+        instances=args.instances,
+        timeout_scale=args.timeout_scale,
+        expected=args.expected,
+        options=opts,
+        progress=not args.no_progress,
+    )
+    for line in summary.lines():
+        print(line)
+    print(f"results: {args.out}")
+    if summary.wrong:
+        return 1
+    return 0

@@ -1,0 +1,256 @@
+"""Run a VNN-COMP benchmark folder: every row of ``instances.csv``, then a summary.
+
+``instances.csv`` rows are ``onnx,vnnlib,timeout`` with paths relative to the
+benchmark folder (no header, as in the competition's repositories).  A listed
+file that is missing but has a ``.gz`` sibling is read from that, decompressed
+in memory.  The results CSV has the columns ``onnx,vnnlib,result,seconds``.
+
+An expected-results CSV (rows ``onnx,vnnlib,result``, header optional; result
+``sat``/``unsat``, also ``violated``/``holds``) turns the summary into counts of
+correct, wrong (the opposite definite answer) and missed (no definite answer).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from gridverify.errors import GridverifyError, VnnlibError
+from gridverify.vnncomp.result import write_atomic
+from gridverify.vnncomp.runner import RunOptions, RunOutcome, run_instance
+
+__all__ = ["BatchRow", "BatchSummary", "Instance", "read_expected", "read_instances", "run_batch"]
+
+_SYNONYMS = {"holds": "unsat", "violated": "sat"}
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One row of instances.csv (paths as written, relative to the benchmark folder)."""
+
+    onnx: str
+    vnnlib: str
+    timeout: float
+    line: int
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """The result of one instance."""
+
+    onnx: str
+    vnnlib: str
+    result: str
+    seconds: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """Counts by result, times, and (with expected results) correct/wrong/missed."""
+
+    rows: tuple[BatchRow, ...]
+    counts: dict[str, int]
+    total_seconds: float
+    median_seconds: float
+    correct: int | None = None
+    wrong: int | None = None
+    missed: int | None = None
+    wrong_rows: tuple[BatchRow, ...] = ()
+
+    def lines(self) -> list[str]:
+        """The summary as printable lines."""
+        out = [f"instances: {len(self.rows)}"]
+        for key in ("sat", "unsat", "unknown", "timeout", "error"):
+            if self.counts.get(key):
+                out.append(f"  {key:8s} {self.counts[key]}")
+        out.append(f"time: total {self.total_seconds:.2f} s, median {self.median_seconds:.2f} s")
+        if self.correct is not None:
+            out.append(
+                f"vs expected: correct {self.correct}, wrong {self.wrong}, missed {self.missed}"
+            )
+            for r in self.wrong_rows:
+                out.append(f"  WRONG: {r.onnx} {r.vnnlib} -> {r.result}")
+        return out
+
+
+def _rows(path: Path) -> list[tuple[int, list[str]]]:
+    text = path.read_text(encoding="utf-8")
+    out = []
+    for n, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        row = [c.strip() for c in row]
+        if not row or all(not c for c in row) or row[0].startswith("#"):
+            continue
+        out.append((n, row))
+    return out
+
+
+def read_instances(path: str | Path) -> list[Instance]:
+    """Rows of an instances.csv (``onnx,vnnlib,timeout``); errors name the line."""
+    p = Path(path)
+    out = []
+    for n, row in _rows(p):
+        if len(row) < 3:
+            raise VnnlibError(f"{p}:{n}: expected onnx,vnnlib,timeout, got {len(row)} field(s)")
+        try:
+            timeout = float(row[2])
+        except ValueError:
+            if n == 1:  # a header row
+                continue
+            raise VnnlibError(f"{p}:{n}: bad timeout {row[2]!r}") from None
+        if not timeout > 0:
+            raise VnnlibError(f"{p}:{n}: timeout must be > 0, got {row[2]!r}")
+        out.append(Instance(row[0], row[1], timeout, n))
+    return out
+
+
+def _key(onnx: str, vnnlib: str) -> tuple[str, str]:
+    def norm(s: str) -> str:
+        s = s.strip().replace("\\", "/")
+        while s.startswith("./"):
+            s = s[2:]
+        return s[:-3] if s.endswith(".gz") else s
+
+    return norm(onnx), norm(vnnlib)
+
+
+def read_expected(path: str | Path) -> dict[tuple[str, str], str]:
+    """Expected results by (onnx, vnnlib): ``sat``/``unsat`` (others are ignored)."""
+    p = Path(path)
+    out: dict[tuple[str, str], str] = {}
+    for n, row in _rows(p):
+        if len(row) < 3:
+            raise VnnlibError(f"{p}:{n}: expected onnx,vnnlib,result, got {len(row)} field(s)")
+        word = _SYNONYMS.get(row[2].lower(), row[2].lower())
+        if word not in ("sat", "unsat", "unknown"):
+            if n == 1:
+                continue  # header
+            raise VnnlibError(f"{p}:{n}: unknown expected result {row[2]!r}")
+        if word != "unknown":
+            out[_key(row[0], row[1])] = word
+    return out
+
+
+def _resolve(root: Path, rel: str, csv_path: Path, line: int) -> Path:
+    p = root / rel
+    if p.exists():
+        return p
+    gz = root / (rel + ".gz")
+    if gz.exists():
+        return gz
+    raise VnnlibError(f"{csv_path}:{line}: file not found: {p}")
+
+
+def run_batch(
+    benchmark_dir: str | Path,
+    out: str | Path,
+    *,
+    instances: str | Path | None = None,
+    timeout_scale: float = 1.0,
+    expected: str | Path | None = None,
+    options: RunOptions | None = None,
+    progress: bool = True,
+    on_row: Callable[[BatchRow], None] | None = None,
+) -> BatchSummary:
+    """Run every instance, write the results CSV atomically after each row, summarize."""
+    root = Path(benchmark_dir)
+    if not root.is_dir():
+        raise VnnlibError(f"{root}: not a folder")
+    csv_path = Path(instances) if instances is not None else root / "instances.csv"
+    if not csv_path.is_absolute() and not csv_path.exists() and (root / csv_path).exists():
+        csv_path = root / csv_path
+    if not timeout_scale > 0:
+        raise VnnlibError(f"--timeout-scale must be > 0, got {timeout_scale}")
+    rows_in = read_instances(csv_path)
+    exp = read_expected(expected) if expected is not None else None
+    base = options or RunOptions()
+    # Resolve every path first: a typo fails before hours of work.
+    paths = [
+        (_resolve(root, i.onnx, csv_path, i.line), _resolve(root, i.vnnlib, csv_path, i.line))
+        for i in rows_in
+    ]
+    results: list[BatchRow] = []
+
+    def run_all(advance: Callable[[str], None]) -> None:
+        for inst, (onnx_p, vnn_p) in zip(rows_in, paths):
+            opts = replace(base, timeout=inst.timeout * timeout_scale)
+            t0 = time.monotonic()
+            try:
+                outcome: RunOutcome = run_instance(onnx_p, vnn_p, opts)
+                result, detail = outcome.result, f"{outcome.stage}: {outcome.detail}"
+            except GridverifyError as exc:
+                result, detail = "error", str(exc)
+            row = BatchRow(inst.onnx, inst.vnnlib, result, time.monotonic() - t0, detail)
+            results.append(row)
+            _write_csv(out, results)
+            if on_row is not None:
+                on_row(row)
+            advance(f"{Path(inst.vnnlib).name}: {result}")
+
+    if progress and rows_in:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        with Progress(
+            TextColumn("[bold]vnncomp"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            transient=False,
+        ) as bar:
+            task = bar.add_task("", total=len(rows_in))
+            run_all(lambda d: bar.update(task, advance=1, description=d))
+    else:
+        run_all(lambda d: None)
+    if not rows_in:
+        _write_csv(out, results)
+    return summarize(results, exp)
+
+
+def _write_csv(path: str | Path, rows: list[BatchRow]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["onnx", "vnnlib", "result", "seconds"])
+    for r in rows:
+        w.writerow([r.onnx, r.vnnlib, r.result, f"{r.seconds:.3f}"])
+    write_atomic(path, buf.getvalue())
+
+
+def summarize(
+    rows: list[BatchRow], expected: dict[tuple[str, str], str] | None = None
+) -> BatchSummary:
+    """Counts by result, total/median seconds, and the comparison with ``expected``."""
+    counts = dict(Counter(r.result for r in rows))
+    secs = [r.seconds for r in rows]
+    total = float(sum(secs))
+    median = float(statistics.median(secs)) if secs else 0.0
+    if expected is None:
+        return BatchSummary(tuple(rows), counts, total, median)
+    correct = wrong = missed = 0
+    wrong_rows = []
+    for r in rows:
+        want = expected.get(_key(r.onnx, r.vnnlib))
+        if want is None:
+            continue
+        if r.result == want:
+            correct += 1
+        elif r.result in ("sat", "unsat"):
+            wrong += 1
+            wrong_rows.append(r)
+        else:
+            missed += 1
+    return BatchSummary(
+        tuple(rows), counts, total, median, correct, wrong, missed, tuple(wrong_rows)
+    )

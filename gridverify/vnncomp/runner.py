@@ -1,0 +1,497 @@
+"""Run one VNN-COMP instance: an ONNX model and a VNN-LIB property.
+
+Pipeline (:func:`run_instance`), all under one deadline:
+
+1. start-up: load the ONNX model, import it as a graph (:func:`gridverify.ir.from_onnx`),
+   parse the property;
+2. a cheap attack (:mod:`gridverify.attack.pgd`) on every input box, maximizing
+   ``min_k (b_k - A_k y)`` for every disjunct ``A y <= b``; a point with value
+   ``>= 0`` is a candidate counterexample;
+3. bounds (:func:`gridverify.bounds.compute_bounds`, alpha-CROWN by default)
+   with the rows of every disjunct as the spec: a disjunct is infeasible on a box
+   when some row has ``lower(A_k y) - b_k > 0``; ``unsat`` when every disjunct
+   of every box is infeasible;
+4. branch-and-bound on what is left, through ``gridverify.bab.verify_polytope``
+   when that module provides it (see :data:`BAB_PROTOCOL`);
+5. with time left, more attack rounds (other seeds, more restarts).
+
+``sat`` is returned only for a counterexample confirmed by running the ONNX
+model in onnxruntime: the input (as the model's input dtype) lies in the box and
+the onnxruntime outputs satisfy every row of the disjunct, compared in float64
+without tolerance.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gridverify.errors import GraphError, GridverifyError, VnnlibError
+from gridverify.vnncomp.vnnlib import Property, PropertyCase, parse_vnnlib
+
+__all__ = ["BAB_PROTOCOL", "OnnxChecker", "RunOptions", "RunOutcome", "run_instance"]
+
+BAB_PROTOCOL = """\
+gridverify.bab.verify_polytope(graph, lower, upper, A, b, *, deadline, device, seed) -> obj
+    Decide whether some x in [lower, upper] (float64 numpy, flat over the graph
+    inputs) has A @ y(x) <= b (all rows), y the flat graph outputs.  ``deadline``
+    is a time.monotonic() value.  The returned object has ``status`` in
+    {"infeasible", "counterexample", "unknown", "timeout"} and ``x`` (flat
+    float64 numpy or None): a candidate input for "counterexample".
+"""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run one instance (passed explicitly; no global configuration)."""
+
+    timeout: float = 60.0
+    device: str = "cpu"
+    seed: int = 0
+    attack_restarts: int = 16
+    attack_steps: int = 50
+    attack_dtype: str = "float64"
+    bound_method: str = "alpha-crown"
+    use_bab: bool = True
+    extend_attack: bool = True
+    safety_margin_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.timeout > 0:
+            raise VnnlibError(f"timeout must be > 0 seconds, got {self.timeout}")
+        if self.attack_dtype not in ("float32", "float64"):
+            raise VnnlibError(f"attack_dtype must be float32 or float64, got {self.attack_dtype}")
+        if self.bound_method not in ("none", "ibp", "crown", "alpha-crown"):
+            raise VnnlibError(f"unknown bound method {self.bound_method!r}")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What :func:`run_instance` decided.
+
+    ``result``: sat / unsat / unknown / timeout.  For ``sat``, ``x`` and ``y``
+    are the confirmed counterexample (flat float64; ``y`` from onnxruntime).
+    ``stage`` names the step that decided, ``timings`` the seconds per step.
+    """
+
+    result: str
+    x: np.ndarray | None = None
+    y: np.ndarray | None = None
+    stage: str = ""
+    detail: str = ""
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class OnnxChecker:
+    """Runs the ONNX model in onnxruntime on flat inputs (the reference semantics)."""
+
+    def __init__(self, model_bytes: bytes) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            model_bytes, sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        self.inputs = []
+        for inp in self.session.get_inputs():
+            shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
+            dtype = np.float64 if inp.type == "tensor(double)" else np.float32
+            if inp.type not in ("tensor(double)", "tensor(float)"):
+                raise GraphError(f"ONNX input {inp.name!r} has type {inp.type}; expected float")
+            self.inputs.append((inp.name, shape, dtype, int(np.prod(shape))))
+
+    @property
+    def input_size(self) -> int:
+        """Total flat size of the model inputs."""
+        return sum(k for _, _, _, k in self.inputs)
+
+    def cast(self, x: np.ndarray) -> np.ndarray:
+        """``x`` rounded to the model's input dtype(s), as float64."""
+        out, at = [], 0
+        for _, _, dtype, k in self.inputs:
+            out.append(x[at : at + k].astype(dtype).astype(np.float64))
+            at += k
+        return np.concatenate(out)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Flat float64 outputs of the model at flat input ``x``."""
+        feed, at = {}, 0
+        for name, shape, dtype, k in self.inputs:
+            feed[name] = x[at : at + k].astype(dtype).reshape(shape)
+            at += k
+        outs = self.session.run(None, feed)
+        return np.concatenate([np.asarray(o, dtype=np.float64).reshape(-1) for o in outs])
+
+
+def _in_dtype_box(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, checker: OnnxChecker):
+    """A point of the model's input dtype inside [lo, hi] near ``x``, or None."""
+    x = np.clip(x, lo, hi)
+    xc = checker.cast(x)
+    if np.all(xc >= lo) and np.all(xc <= hi):
+        return xc
+    # Nudge entries that rounding pushed out of the box (one float32 step inwards).
+    x32 = xc.astype(np.float32)
+    up = np.nextafter(x32, np.float32(np.inf)).astype(np.float64)
+    down = np.nextafter(x32, np.float32(-np.inf)).astype(np.float64)
+    xc = np.where(xc < lo, up, np.where(xc > hi, down, xc))
+    xc = checker.cast(xc)
+    if np.all(xc >= lo) and np.all(xc <= hi):
+        return xc
+    return None
+
+
+def confirm(
+    checker: OnnxChecker, case: PropertyCase, x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(x, y)`` when onnxruntime confirms ``x`` violates some disjunct of ``case``."""
+    xc = _in_dtype_box(np.asarray(x, dtype=np.float64), case.lower, case.upper, checker)
+    if xc is None:
+        return None
+    y = checker.run(xc)
+    if not np.all(np.isfinite(y)):
+        return None
+    for A, b in case.output:
+        if A.shape[1] != y.size:
+            raise VnnlibError(f"the property has {A.shape[1]} outputs, the model {y.size}")
+        if np.all(A @ y <= b):
+            return xc, y
+    return None
+
+
+class _Clock:
+    def __init__(self, timeout: float, margin: float) -> None:
+        self.t0 = time.monotonic()
+        self.deadline = self.t0 + timeout
+        self.soft = self.deadline - min(margin, 0.1 * timeout)
+        self.timings: dict[str, float] = {}
+        self._mark = self.t0
+
+    def left(self) -> float:
+        return self.soft - time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.timings[name] = self.timings.get(name, 0.0) + now - self._mark
+        self._mark = now
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+
+@dataclass
+class _Instance:
+    graph: Any
+    prop: Property
+    model_bytes: bytes
+    checker: OnnxChecker | None = None
+
+    def onnx(self) -> OnnxChecker:
+        if self.checker is None:
+            self.checker = OnnxChecker(self.model_bytes)
+        return self.checker
+
+
+def load_instance(onnx_path: str | Path, vnnlib_path: str | Path) -> _Instance:
+    """Start-up: read the ONNX model (``.gz`` allowed), build its graph, parse the property."""
+    import onnx
+
+    from gridverify.ir import from_onnx
+    from gridverify.vnncomp.vnnlib import read_bytes
+
+    data = read_bytes(onnx_path)
+    try:
+        model = onnx.load_from_string(data)
+    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends
+        raise GraphError(f"{onnx_path}: not a readable ONNX model ({exc})") from None
+    graph = from_onnx(model)
+    prop = parse_vnnlib(vnnlib_path)
+    if prop.n_inputs != graph.input_size:
+        raise VnnlibError(
+            f"{vnnlib_path}: the property declares {prop.n_inputs} inputs, "
+            f"the model {onnx_path} has {graph.input_size}"
+        )
+    if prop.n_outputs != graph.output_size:
+        raise VnnlibError(
+            f"{vnnlib_path}: the property declares {prop.n_outputs} outputs, "
+            f"the model {onnx_path} has {graph.output_size}"
+        )
+    return _Instance(graph, prop, data)
+
+
+def run_instance(
+    onnx_path: str | Path, vnnlib_path: str | Path, options: RunOptions | None = None
+) -> RunOutcome:
+    """Decide one instance within ``options.timeout`` seconds (see the module docstring)."""
+    opts = options or RunOptions()
+    clock = _Clock(opts.timeout, opts.safety_margin_s)
+    inst = load_instance(onnx_path, vnnlib_path)
+    clock.lap("startup")
+    return decide(inst, opts, clock)
+
+
+def _outcome(result: str, clock: _Clock, stage: str, detail: str = "", x=None, y=None):
+    return RunOutcome(result, x, y, stage, detail, clock.elapsed(), dict(clock.timings))
+
+
+def decide(inst: _Instance, opts: RunOptions, clock: _Clock) -> RunOutcome:
+    """Stages 2-5 of the pipeline on a loaded instance."""
+    prop = inst.prop
+    if not prop.cases:
+        return _outcome("unsat", clock, "parse", "the unsafe set is empty")
+    device = torch.device(opts.device)
+    dtype = torch.float64 if opts.attack_dtype == "float64" else torch.float32
+
+    # 2. cheap attack
+    hit = _attack_round(
+        inst,
+        opts,
+        clock,
+        device,
+        dtype,
+        opts.seed,
+        opts.attack_restarts,
+        opts.attack_steps,
+        share=0.3,
+    )
+    clock.lap("attack")
+    if hit is not None:
+        return _outcome("sat", clock, "attack", "counterexample confirmed by onnxruntime", *hit)
+    if clock.left() <= 0:
+        return _outcome("timeout", clock, "attack")
+
+    # 3. bounds: which disjuncts of which boxes remain open
+    open_items: list[tuple[int, int]] = [
+        (ci, di) for ci, case in enumerate(prop.cases) for di in range(len(case.output))
+    ]
+    bound_note = "bounds not run"
+    if opts.bound_method != "none":
+        try:
+            open_items = _bound_filter(inst, opts, clock, device, open_items)
+            bound_note = f"{len(open_items)} disjunct(s) open after {opts.bound_method}"
+        except ImportError as exc:
+            bound_note = f"bound engine unavailable ({exc})"
+        except GridverifyError as exc:
+            bound_note = f"bounds failed: {exc}"
+        clock.lap("bounds")
+        if not open_items:
+            return _unsat(
+                inst, clock, "bounds", f"every disjunct infeasible by {opts.bound_method}"
+            )
+    if clock.left() <= 0:
+        return _outcome("timeout", clock, "bounds", bound_note)
+
+    # 4. branch-and-bound
+    if opts.use_bab:
+        verdict = _bab(inst, opts, clock, device, open_items)
+        clock.lap("bab")
+        if isinstance(verdict, RunOutcome):
+            return verdict
+        open_items = verdict
+        if not open_items:
+            return _unsat(inst, clock, "bab", "every open disjunct infeasible by BaB")
+
+    # 5. more attack rounds with the remaining time
+    rnd = 1
+    while opts.extend_attack and clock.left() > 0.05 * opts.timeout:
+        hit = _attack_round(
+            inst,
+            opts,
+            clock,
+            device,
+            dtype,
+            opts.seed + 1000 * rnd,
+            opts.attack_restarts * 2,
+            opts.attack_steps * 2,
+            share=1.0,
+            items=open_items,
+        )
+        clock.lap("attack")
+        if hit is not None:
+            return _outcome("sat", clock, "attack", "counterexample confirmed by onnxruntime", *hit)
+        rnd += 1
+    if opts.extend_attack:
+        return _outcome("timeout", clock, "attack", bound_note)
+    return _outcome("unknown", clock, "bounds", bound_note)
+
+
+def _unsat(inst: _Instance, clock: _Clock, stage: str, detail: str) -> RunOutcome:
+    """``unsat``, unless the graph and onnxruntime disagree (then ``unknown``)."""
+    bad = graph_disagreement(inst)
+    if bad is not None:
+        return _outcome("unknown", clock, stage, f"not claiming unsat: {bad}")
+    return _outcome("unsat", clock, stage, detail)
+
+
+def graph_disagreement(inst: _Instance, points: int = 4, seed: int = 0) -> str | None:
+    """Compare the imported graph (float64) with onnxruntime at a few points of each box.
+
+    Bounds are proved on the graph; a wrong import must not turn into a wrong
+    ``unsat``.  Returns a message on disagreement (relative 1e-3 of the output
+    scale, the model being float32), else None.
+    """
+    rng = np.random.default_rng(seed)
+    checker = inst.onnx()
+    for case in inst.prop.cases[:8]:
+        xs = [0.5 * (case.lower + case.upper)]
+        xs += [rng.uniform(case.lower, case.upper) for _ in range(points - 1)]
+        for x in xs:
+            xc = checker.cast(x)
+            y_ref = checker.run(xc)
+            with torch.no_grad():
+                y = inst.graph.evaluate_flat(torch.tensor(xc).unsqueeze(0))
+            y = y.reshape(-1).numpy()
+            if y.shape != y_ref.shape:
+                return f"graph has {y.size} outputs, onnxruntime {y_ref.size}"
+            scale = 1.0 + np.abs(y_ref)
+            err = np.abs(y - y_ref) / scale
+            if not np.all(np.isfinite(y)) or err.max(initial=0.0) > 1e-3:
+                j = int(np.nanargmax(np.where(np.isfinite(err), err, np.inf)))
+                return f"graph and onnxruntime disagree at Y_{j}: {y[j]!r} vs {y_ref[j]!r}"
+    return None
+
+
+def _attack_round(inst, opts, clock, device, dtype, seed, restarts, steps, share, items=None):
+    """Attack every box once; a confirmed ``(x, y)`` or None."""
+    from gridverify.attack.pgd import pgd_maximize_fn, polytope_objective
+
+    prop = inst.prop
+    wanted = None if items is None else {}
+    if items is not None:
+        for ci, di in items:
+            wanted.setdefault(ci, []).append(di)
+    for ci, case in enumerate(prop.cases):
+        if wanted is not None and ci not in wanted:
+            continue
+        left = clock.left()
+        if left <= 0:
+            return None
+        dis = list(range(len(case.output))) if wanted is None else wanted[ci]
+        polys = [case.output[d] for d in dis]
+        fn, m = polytope_objective(polys)
+        scale = max(1.0, max((float(np.abs(b).max()) if b.size else 1.0) for _, b in polys))
+        res = pgd_maximize_fn(
+            inst.graph,
+            case.lower,
+            case.upper,
+            fn,
+            m,
+            restarts=restarts,
+            steps=steps,
+            seed=seed + ci,
+            dtype=dtype,
+            device=device,
+            time_limit=share * left / max(1, len(prop.cases) - ci),
+            target=1e-6 * scale,
+        )
+        order = torch.argsort(res.values, descending=True)
+        for j in order[: min(8, m)].tolist():
+            if not res.values[j] >= 0.0:
+                break
+            hit = confirm(inst.onnx(), case, res.inputs[j].numpy())
+            if hit is not None:
+                return hit
+    return None
+
+
+def _bound_filter(inst, opts, clock, device, items):
+    """The (case, disjunct) pairs that the bound engine cannot rule out.
+
+    Methods are tried from cheap to strong (IBP, CROWN, alpha-CROWN, up to
+    ``opts.bound_method``), each on what the previous one left open.
+    """
+    from gridverify.bounds import compute_bounds
+
+    ladder = ("ibp", "crown", "alpha-crown")
+    methods = ladder[: ladder.index(opts.bound_method) + 1]
+    remaining = list(items)
+    for method in methods:
+        if not remaining or clock.left() <= 0:
+            break
+        remaining = _bound_pass(compute_bounds, inst, method, device, remaining)
+    return remaining
+
+
+def _bound_pass(compute_bounds, inst, method, device, items):
+    prop = inst.prop
+    remaining = []
+    by_case: dict[int, list[int]] = {}
+    for ci, di in items:
+        by_case.setdefault(ci, []).append(di)
+    for ci, dis in by_case.items():
+        case = prop.cases[ci]
+        sizes = [case.output[d][0].shape[0] for d in dis]
+        if sum(sizes) == 0:
+            remaining.extend((ci, d) for d in dis)
+            continue
+        C = np.concatenate([case.output[d][0] for d in dis], axis=0)
+        bvec = np.concatenate([case.output[d][1] for d in dis])
+        lb = _spec_lower(compute_bounds, inst.graph, case, C, method, device)
+        margin = lb - bvec  # > 0: that row can never hold on the box
+        at = 0
+        for d, k in zip(dis, sizes):
+            seg = margin[at : at + k]
+            at += k
+            if not (k > 0 and np.any(np.isfinite(seg) & (seg > 0))):
+                remaining.append((ci, d))
+    return remaining
+
+
+def _spec_lower(compute_bounds, graph, case, C, method, device) -> np.ndarray:
+    """Lower bounds of ``C @ y`` over the case's box (float64 numpy, NaN -> -inf)."""
+    lo = torch.tensor(np.array(case.lower), dtype=torch.float64, device=device).unsqueeze(0)
+    hi = torch.tensor(np.array(case.upper), dtype=torch.float64, device=device).unsqueeze(0)
+    spec = torch.tensor(np.array(C), dtype=torch.float64, device=device)
+    res = compute_bounds(graph, lo, hi, method=method, spec=spec, device=device)
+    lower = res.lower.detach().to(torch.float64).reshape(-1).cpu().numpy()
+    if lower.size != C.shape[0]:
+        raise GraphError(f"bound engine returned {lower.size} bounds for {C.shape[0]} rows")
+    return np.where(np.isnan(lower), -math.inf, lower)
+
+
+def _bab(inst, opts, clock, device, items):
+    """Run BaB on every open disjunct; a RunOutcome (decided) or the still-open items."""
+    try:
+        bab = importlib.import_module("gridverify.bab")
+    except ImportError:
+        return items
+    verify = getattr(bab, "verify_polytope", None)
+    if verify is None:
+        return items
+    still = []
+    for n, (ci, di) in enumerate(items):
+        left = clock.left()
+        if left <= 0:
+            return items[n:] + still
+        case = inst.prop.cases[ci]
+        A, b = case.output[di]
+        share = left / (len(items) - n)
+        out = verify(
+            inst.graph,
+            case.lower,
+            case.upper,
+            A,
+            b,
+            deadline=time.monotonic() + share,
+            device=device,
+            seed=opts.seed,
+        )
+        status = getattr(out, "status", "unknown")
+        if status == "infeasible":
+            continue
+        if status == "counterexample" and getattr(out, "x", None) is not None:
+            hit = confirm(inst.onnx(), case, np.asarray(out.x, dtype=np.float64))
+            if hit is not None:
+                return _outcome(
+                    "sat", clock, "bab", "counterexample confirmed by onnxruntime", *hit
+                )
+        still.append((ci, di))
+    return still

@@ -1,0 +1,182 @@
+"""Run single VNN-COMP instances built from small real ONNX models with known answers."""
+
+from __future__ import annotations
+
+import gzip
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vnncomp_fixtures import (  # noqa: E402
+    forward,
+    ibp_upper,
+    mlp_onnx,
+    random_weights,
+    tiny_relu_weights,
+    vnnlib_text,
+)
+
+from gridverify.errors import VnnlibError  # noqa: E402
+from gridverify.vnncomp.result import read_result, write_result  # noqa: E402
+from gridverify.vnncomp.runner import RunOptions, run_instance  # noqa: E402
+from gridverify.vnncomp.vnnlib import parse_vnnlib  # noqa: E402
+
+QUICK = RunOptions(timeout=20.0, extend_attack=False)
+
+
+def _bounds_available() -> bool:
+    """The bound engine imports and bounds a one-ReLU graph (it may be work in progress)."""
+    try:
+        import torch
+
+        from gridverify.bounds import compute_bounds
+        from gridverify.ir import GraphBuilder
+
+        b = GraphBuilder()
+        b.output(b.relu(b.input("x", 1)), "y")
+        res = compute_bounds(b.build(), torch.zeros(1), torch.ones(1), method="alpha-crown")
+        return bool(res.upper.reshape(-1)[0] >= 1.0)
+    except Exception:  # noqa: BLE001 - any failure means "not available yet"
+        return False
+
+
+needs_bounds = pytest.mark.skipif(not _bounds_available(), reason="bound engine not importable")
+
+
+def _ort_check(onnx_path: Path, vnnlib_path: Path, x: np.ndarray) -> bool:
+    """Independent check: x in a box of the property and the ONNX output in its polytope."""
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    y = sess.run(None, {inp.name: x.astype(np.float32).reshape(1, -1)})[0].reshape(-1)
+    prop = parse_vnnlib(vnnlib_path)
+    for case in prop.cases:
+        if np.all(x >= case.lower) and np.all(x <= case.upper):
+            for A, b in case.output:
+                if np.all(A @ y.astype(np.float64) <= b):
+                    return True
+    return False
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    return mlp_onnx(tmp_path / "tiny.onnx", tiny_relu_weights())
+
+
+def _prop(tmp_path: Path, name: str, lo, hi, n_out, disjuncts) -> Path:
+    p = tmp_path / name
+    p.write_text(vnnlib_text(np.asarray(lo, float), np.asarray(hi, float), n_out, disjuncts))
+    return p
+
+
+def test_sat_at_known_point_confirmed(tiny: Path, tmp_path: Path) -> None:
+    prop = _prop(tmp_path, "sat.vnnlib", [0, 0], [1, 1], 2, [["(>= Y_0 1.9)", "(<= Y_1 0.1)"]])
+    out = run_instance(tiny, prop, QUICK)
+    assert out.result == "sat" and out.stage == "attack"
+    assert np.all(out.x >= 0) and np.all(out.x <= 1)
+    assert out.y[0] >= 1.9 and out.y[1] <= 0.1
+    assert _ort_check(tiny, prop, out.x)
+    res = tmp_path / "result.txt"
+    write_result(res, out.result, out.x, out.y)
+    word, values = read_result(res)
+    assert word == "sat"
+    x = np.array([values["X_0"], values["X_1"]])
+    np.testing.assert_array_equal(x, out.x)  # repr round-trips exactly
+    assert _ort_check(tiny, prop, x)
+
+
+def test_sat_in_second_disjunct_and_second_box(tiny: Path, tmp_path: Path) -> None:
+    prop = _prop(tmp_path, "or.vnnlib", [0, 0], [1, 1], 2, [["(>= Y_0 3)"], ["(>= Y_1 0.99)"]])
+    out = run_instance(tiny, prop, QUICK)
+    assert out.result == "sat" and out.y[1] >= 0.99
+    text = (
+        "(declare-const X_0 Real)\n(declare-const X_1 Real)\n"
+        "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+        "(assert (or (and (>= X_0 0) (<= X_0 0.2) (>= X_1 0) (<= X_1 0.2) (>= Y_0 1))\n"
+        "            (and (>= X_0 0.5) (<= X_0 1) (>= X_1 0.5) (<= X_1 1) (>= Y_0 1.5))))\n"
+    )
+    p2 = tmp_path / "boxes.vnnlib"
+    p2.write_text(text)
+    out = run_instance(tiny, p2, QUICK)
+    assert out.result == "sat" and np.all(out.x >= 0.5)
+    assert _ort_check(tiny, p2, out.x)
+
+
+def test_whole_box_unsafe_when_no_output_constraint(tiny: Path, tmp_path: Path) -> None:
+    lines = vnnlib_text(np.zeros(2), np.ones(2), 2, [["(>= Y_0 0)"]]).splitlines()[:-1]
+    p = tmp_path / "box_only.vnnlib"
+    p.write_text("\n".join(lines) + "\n")
+    assert run_instance(tiny, p, QUICK).result == "sat"
+
+
+@needs_bounds
+def test_unsat_by_bounds(tiny: Path, tmp_path: Path) -> None:
+    prop = _prop(
+        tmp_path,
+        "unsat.vnnlib",
+        [0, 0],
+        [1, 1],
+        2,
+        [["(>= Y_0 2.5)"], ["(>= (- Y_0 Y_1) 2.1)"], ["(<= Y_1 -0.01)"]],
+    )
+    out = run_instance(tiny, prop, QUICK)
+    assert out.result == "unsat" and out.stage == "bounds"
+
+
+def test_unknown_without_bounds_and_timeout_respected(tiny: Path, tmp_path: Path) -> None:
+    prop = _prop(tmp_path, "unsat.vnnlib", [0, 0], [1, 1], 2, [["(>= Y_0 2.5)"]])
+    out = run_instance(
+        tiny, prop, RunOptions(timeout=5, bound_method="none", use_bab=False, extend_attack=False)
+    )
+    assert out.result == "unknown"
+    t0 = time.monotonic()
+    out = run_instance(tiny, prop, RunOptions(timeout=2.0, bound_method="none", use_bab=False))
+    assert out.result == "timeout"
+    assert time.monotonic() - t0 < 2.5
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_networks_answers_are_consistent(tmp_path: Path, seed: int) -> None:
+    """sat below the sampled maximum (confirmed); never unsat where sampling violates."""
+    w = random_weights(seed, [4, 12, 12, 3])
+    model = mlp_onnx(tmp_path / f"net{seed}.onnx", w)
+    lo, hi = -np.ones(4), np.ones(4)
+    rng = np.random.default_rng(seed)
+    xs = rng.uniform(lo, hi, size=(20000, 4))
+    ys = forward(w, xs)
+    top = ys[:, 0].max()
+    sat = _prop(tmp_path, "s.vnnlib", lo, hi, 3, [[f"(>= Y_0 {float(top) - 0.01!r})"]])
+    out = run_instance(model, sat, QUICK)
+    assert out.result == "sat" and _ort_check(model, sat, out.x)
+    bound = ibp_upper(w, lo, hi, np.array([1.0, 0.0, 0.0]))
+    safe = _prop(tmp_path, "u.vnnlib", lo, hi, 3, [[f"(>= Y_0 {bound + 0.01!r})"]])
+    out = run_instance(model, safe, QUICK)
+    assert out.result in (("unsat",) if _bounds_available() else ("unknown",))
+    # a threshold between: whatever the answer, it must agree with sampling
+    mid = _prop(tmp_path, "m.vnnlib", lo, hi, 3, [[f"(>= Y_0 {float(top) + 1e-3!r})"]])
+    out = run_instance(model, mid, QUICK)
+    if out.result == "sat":
+        assert _ort_check(model, mid, out.x)
+    assert out.result in ("sat", "unsat", "unknown")
+
+
+def test_gzip_inputs(tiny: Path, tmp_path: Path) -> None:
+    prop = _prop(tmp_path, "sat.vnnlib", [0, 0], [1, 1], 2, [["(>= Y_0 1.9)"]])
+    gz_model = tmp_path / "tiny.onnx.gz"
+    gz_model.write_bytes(gzip.compress(tiny.read_bytes()))
+    gz_prop = tmp_path / "sat.vnnlib.gz"
+    gz_prop.write_bytes(gzip.compress(prop.read_bytes()))
+    assert run_instance(gz_model, gz_prop, QUICK).result == "sat"
+
+
+def test_dimension_mismatch_is_a_named_error(tiny: Path, tmp_path: Path) -> None:
+    prop = _prop(tmp_path, "bad.vnnlib", [0, 0, 0], [1, 1, 1], 2, [["(>= Y_0 1)"]])
+    with pytest.raises(VnnlibError, match="declares 3 inputs"):
+        run_instance(tiny, prop, QUICK)
+    prop = _prop(tmp_path, "bad2.vnnlib", [0, 0], [1, 1], 3, [["(>= Y_0 1)"]])
+    with pytest.raises(VnnlibError, match="declares 3 outputs"):
+        run_instance(tiny, prop, QUICK)
