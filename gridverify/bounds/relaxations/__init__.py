@@ -1,0 +1,95 @@
+"""The relaxation table of the bound engine.
+
+One entry per unary nonlinear op (:class:`UnaryRelaxation`: interval, linear
+relaxation with optional parameters, true function) plus the product of two
+variables (:func:`interval_mul`, :func:`relax_mul`).  IBP, CROWN and
+alpha-CROWN are different walks over this one table.  See
+:mod:`gridverify.bounds.relaxations.base` for the conventions (shapes, alpha,
+infinities, rounding) and each family module for why its relaxation is sound:
+
+* :mod:`.piecewise` -- relu, floor
+* :mod:`.sshaped` -- sigmoid, tanh, odd powers ``x^3, x^5, ...``
+* :mod:`.convex` -- exp, reciprocal, sqrt, square and even powers
+* :mod:`.trig` -- sin, cos
+* :mod:`.bilinear` -- ``x * y`` (McCormick with a mixing parameter)
+* :mod:`.smooth` -- the generic exact-offset engine of sshaped and trig
+
+Use ``unary("sin")``, ``unary("pow", 3)`` or ``RELAXATIONS["tanh"]``.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from gridverify.bounds.relaxations.base import (
+    BilinearRelaxation,
+    Relaxation,
+    RelaxationError,
+    UnaryRelaxation,
+)
+from gridverify.bounds.relaxations.bilinear import interval_mul, relax_mul
+from gridverify.bounds.relaxations.piecewise import FLOOR, RELU
+from gridverify.bounds.relaxations.sshaped import SIGMOID, TANH, odd_power
+
+__all__ = [
+    "BilinearRelaxation",
+    "RELAXATIONS",
+    "Relaxation",
+    "RelaxationError",
+    "UnaryRelaxation",
+    "interval_mul",
+    "relax_mul",
+    "unary",
+]
+
+MAX_POWER = 64
+
+
+@cache
+def _power(p: int) -> UnaryRelaxation:
+    if p % 2:
+        return odd_power(p)
+    from gridverify.bounds.relaxations.convex import even_power
+
+    return even_power(p)
+
+
+def _build_table() -> dict[str, UnaryRelaxation]:
+    table = {r.op: r for r in (RELU, FLOOR, SIGMOID, TANH)}
+    try:
+        from gridverify.bounds.relaxations.convex import EXP, RECIPROCAL, SQRT, SQUARE
+        from gridverify.bounds.relaxations.trig import COS, SIN
+    except ImportError:  # pragma: no cover - during development only
+        pass
+    else:
+        table.update({r.op: r for r in (EXP, RECIPROCAL, SQRT, SQUARE, SIN, COS)})
+        table["pow2"] = SQUARE
+        for p in range(3, 9):
+            table[f"pow{p}"] = _power(p)
+    for p in (3, 5, 7):
+        table.setdefault(f"pow{p}", _power(p))
+    return table
+
+
+RELAXATIONS: dict[str, UnaryRelaxation] = _build_table()
+
+
+def unary(op: str, k: int | None = None) -> UnaryRelaxation:
+    """The table entry of a unary op; ``unary("pow", k)`` for ``x^k`` (integer ``k >= 2``).
+
+    Raises :class:`RelaxationError` for an unknown op or an invalid exponent.
+    """
+    if op == "pow":
+        if k is None or int(k) != k or not 2 <= int(k) <= MAX_POWER:
+            raise RelaxationError(
+                f"op 'pow' needs an integer exponent in [2, {MAX_POWER}], got {k!r}"
+            )
+        return RELAXATIONS["square"] if int(k) == 2 and "square" in RELAXATIONS else _power(int(k))
+    if k is not None:
+        raise RelaxationError(f"op {op!r} takes no exponent (got k={k!r})")
+    try:
+        return RELAXATIONS[op]
+    except KeyError:
+        raise RelaxationError(
+            f"no relaxation for op {op!r}; known: {', '.join(sorted(RELAXATIONS))}, pow"
+        ) from None

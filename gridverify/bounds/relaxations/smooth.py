@@ -1,0 +1,154 @@
+"""Generic relaxation of smooth unary functions by supporting lines of exact offset.
+
+For a slope ``k`` the tightest sound lines are
+
+    upper:  k x + max_{x in [l, u]} (f(x) - k x)
+    lower:  k x + min_{x in [l, u]} (f(x) - k x)
+
+and the extrema of ``h(x) = f(x) - k x`` lie at ``l``, ``u`` or an interior
+critical point where ``f'(x) = k``.  Each op supplies the critical points in
+closed form (``crit``: for sigmoid/tanh ``x = +-acosh(..)``, for ``x^p``
+``x = +-(k/p)^(1/(p-1))``, for sin ``x = +-acos(k) + 2 pi n`` with the extreme
+``n`` only, since the values at the local extrema are affine in ``n``).  The
+offsets are therefore exact whatever the slope heuristic, which makes every
+slope -- hence every alpha -- sound; the candidates are clamped into
+``[l, u]``, so a candidate that is off by rounding only makes the offset
+smaller by a second-order amount, which the float64 padding of
+:func:`~gridverify.bounds.relaxations._common.finalize` covers.
+
+Parameterization: ``alpha`` in ``[0, 1]`` picks the slope ``k = k_min + alpha
+(k_max - k_min)`` where ``[k_min, k_max]`` is the range of ``f'`` over ``[l, u]``;
+every supporting line of the concave (upper) or convex (lower) envelope has a
+slope in that range, so this is the family of tangent lines of the envelopes,
+parameterized by slope (equivalently by tangent point on each convex/concave
+piece).
+
+Default (CROWN) slope: the line of least area -- for the upper line the
+``k`` that minimizes ``k m + max_x (f(x) - k x)`` with ``m = (l + u) / 2``, i.e.
+the tangent of the concave envelope at the midpoint.  This function of ``k`` is
+convex with derivative ``m - argmax``, found by bisection.  On a concave piece it
+gives the midpoint tangent, on a convex piece the chord, on an S-shaped interval
+the secant-tangent line through an endpoint (or the midpoint tangent), and on a
+wide sin interval nearly the constant 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from gridverify.bounds.relaxations._common import (
+    as64,
+    finalize,
+    out_interval,
+    safe_div,
+    split_alpha,
+)
+from gridverify.bounds.relaxations.base import Relaxation, UnaryRelaxation
+
+BISECTION_STEPS = 40
+
+
+@dataclass(frozen=True)
+class SmoothOp:
+    """What the generic engine needs to know about a smooth unary function (float64).
+
+    ``f``: the function; ``fp_range(l, u)``: the range of ``f'`` on ``[l, u]``
+    (only used to parameterize slopes, soundness does not depend on it);
+    ``crit(k, l, u)``: points that include every local extremum of
+    ``f(x) - k x`` in ``[l, u]`` (any extra points are harmless);
+    ``interval(l, u)``: a sound float64 enclosure of ``f([l, u])``.
+    """
+
+    name: str
+    f: Callable[[Tensor], Tensor]
+    fp_range: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+    crit: Callable[[Tensor, Tensor, Tensor], list[Tensor]]
+    interval: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
+def extreme_offset(
+    op: SmoothOp, l: Tensor, u: Tensor, k: Tensor, upper: bool
+) -> tuple[Tensor, Tensor]:
+    """Exact ``max`` (upper) or ``min`` of ``f(x) - k x`` on ``[l, u]`` and its argument.
+
+    The critical points are detached: by the envelope theorem the gradient of
+    the extremum with respect to ``k`` is ``-argmax``, which the detached point
+    gives exactly; gradients with respect to ``l``/``u`` flow through endpoint
+    candidates.
+    """
+    with torch.no_grad():
+        cands = op.crit(k.detach(), l.detach(), u.detach())
+    xs = [l, u] + [torch.minimum(torch.maximum(c, l), u) for c in cands]
+    x = torch.stack(xs)
+    vals = op.f(x) - k.unsqueeze(0) * x
+    best = vals.max(0) if upper else vals.min(0)
+    xstar = x.detach().gather(0, best.indices.unsqueeze(0)).squeeze(0)
+    return best.values, xstar
+
+
+def area_slope(op: SmoothOp, l: Tensor, u: Tensor, upper: bool) -> Tensor:
+    """The slope of the least-area upper (or lower) supporting line on ``[l, u]`` (detached)."""
+    with torch.no_grad():
+        kmin, kmax = op.fp_range(l, u)
+        m = 0.5 * (l + u)
+        lo, hi = kmin.clone(), kmax.clone()
+        for _ in range(BISECTION_STEPS):
+            mid = 0.5 * (lo + hi)
+            _, xs = extreme_offset(op, l, u, mid, upper)
+            go_up = xs > m if upper else xs < m
+            lo = torch.where(go_up, mid, lo)
+            hi = torch.where(go_up, hi, mid)
+        k = 0.5 * (lo + hi)
+        return torch.where(torch.isfinite(k), k, torch.zeros_like(k))
+
+
+def smooth_relax(op: SmoothOp, l: Tensor, u: Tensor, alpha: Tensor | None = None) -> Relaxation:
+    """Relaxation of ``op`` on ``[l, u]``; ``alpha[0]``/``alpha[1]`` pick the lower/upper slope."""
+    dtype = l.dtype
+    l64, u64 = as64(l), as64(u)
+    a_lo, a_up = split_alpha(alpha, 2)
+    kmin, kmax = op.fp_range(l64, u64)
+    span = kmax - kmin
+    kl = area_slope(op, l64, u64, upper=False) if a_lo is None else kmin + a_lo * span
+    ku = area_slope(op, l64, u64, upper=True) if a_up is None else kmin + a_up * span
+    lb, _ = extreme_offset(op, l64, u64, kl, upper=False)
+    ub, _ = extreme_offset(op, l64, u64, ku, upper=True)
+    lo, hi = op.interval(l64, u64)
+    return finalize(kl, lb, ku, ub, l64, u64, lo, hi, dtype)
+
+
+def smooth_init_alpha(op: SmoothOp, l: Tensor, u: Tensor) -> Tensor:
+    """The alpha ``(2, *l.shape)`` that reproduces the default relaxation."""
+    l64, u64 = as64(l.detach()), as64(u.detach())
+    kmin, kmax = op.fp_range(l64, u64)
+    span = kmax - kmin
+    half = torch.full_like(l64, 0.5)
+    rows = []
+    for upper in (False, True):
+        k = area_slope(op, l64, u64, upper)
+        a = safe_div(k - kmin, span, half)
+        rows.append(torch.where(torch.isfinite(a), a, half).clamp(0.0, 1.0))
+    return torch.stack(rows).to(l.dtype)
+
+
+def make_unary(op: SmoothOp, func: Callable[[Tensor], Tensor]) -> UnaryRelaxation:
+    """The table entry of a smooth op (two parameters: lower and upper slope)."""
+
+    def interval(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+        return out_interval(*op.interval(as64(l), as64(u)), l.dtype)
+
+    def relax(l: Tensor, u: Tensor, alpha: Tensor | None = None) -> Relaxation:
+        return smooth_relax(op, l, u, alpha)
+
+    def init_alpha(l: Tensor, u: Tensor) -> Tensor:
+        return smooth_init_alpha(op, l, u)
+
+    interval.__doc__ = f"Sound enclosure of {op.name}([l, u])."
+    relax.__doc__ = f"Relaxation of {op.name} on [l, u] (see gridverify.bounds.relaxations.smooth)."
+    return UnaryRelaxation(
+        op=op.name, interval=interval, relax=relax, n_alpha=2, init_alpha=init_alpha, func=func
+    )

@@ -1,0 +1,125 @@
+"""S-shaped ops: sigmoid, tanh (convex left of 0, concave right) and odd powers x^p.
+
+``x^p`` for odd ``p >= 3`` is concave left of 0 and convex right, so it is
+S-shaped as well (inflection at 0).  All three go through the generic engine of
+:mod:`gridverify.bounds.relaxations.smooth`: the slope is chosen (by least area
+by default, by alpha otherwise) and the offsets are the exact extrema of
+``f(x) - k x`` over the endpoints and the two critical points ``f'(x) = k``:
+
+* sigmoid: ``f'(x) = 1 / (4 cosh^2(x/2))``, so ``x = +-2 acosh(1 / (2 sqrt k))``;
+* tanh: ``f'(x) = 1 / cosh^2 x``, so ``x = +-acosh(1 / sqrt k)``;
+* ``x^p``: ``f'(x) = p x^(p-1)``, so ``x = +-(k / p)^(1 / (p - 1))``.
+
+Since ``f'`` is even and unimodal (or monotone in ``|x|``) for all three, those
+are all the critical points, so the offsets are the true extrema: every
+``alpha`` is sound.  On an interval inside one convex or concave piece the
+default lines are the chord and the midpoint tangent; across the inflection
+the least-area line is the tangent from an endpoint (or the chord when the
+tangent point falls outside).  The derivatives are evaluated in forms that do
+not lose precision or overflow for large ``|x|``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import Tensor
+
+from gridverify.bounds.relaxations._common import pad_interval
+from gridverify.bounds.relaxations.base import UnaryRelaxation
+from gridverify.bounds.relaxations.smooth import SmoothOp, make_unary
+
+_KMIN = 1e-300
+
+
+def _near_far(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    """``min |x|`` and ``max |x|`` over ``[l, u]``."""
+    cross = (l <= 0) & (u >= 0)
+    near = torch.where(cross, torch.zeros_like(l), torch.minimum(l.abs(), u.abs()))
+    return near, torch.maximum(l.abs(), u.abs())
+
+
+# ---------------------------------------------------------------- sigmoid
+def _sigmoid_fp(x: Tensor) -> Tensor:
+    e = torch.exp(-x.abs())
+    return e / (1.0 + e) ** 2
+
+
+def _sigmoid_fp_range(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    near, far = _near_far(l, u)
+    return _sigmoid_fp(far), _sigmoid_fp(near)
+
+
+def _sigmoid_crit(k: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
+    kc = k.clamp(_KMIN, 0.25)
+    x = 2.0 * torch.acosh((0.5 / torch.sqrt(kc)).clamp(min=1.0))
+    return [x, -x]
+
+
+def _sigmoid_interval(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    lo, hi = pad_interval(torch.sigmoid(l), torch.sigmoid(u))
+    return lo.clamp(min=0.0), hi.clamp(max=1.0)
+
+
+SIGMOID_OP = SmoothOp("sigmoid", torch.sigmoid, _sigmoid_fp_range, _sigmoid_crit, _sigmoid_interval)
+SIGMOID: UnaryRelaxation = make_unary(SIGMOID_OP, torch.sigmoid)
+
+
+# ---------------------------------------------------------------- tanh
+def _tanh_fp(x: Tensor) -> Tensor:
+    e = torch.exp(-2.0 * x.abs())
+    return 4.0 * e / (1.0 + e) ** 2
+
+
+def _tanh_fp_range(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    near, far = _near_far(l, u)
+    return _tanh_fp(far), _tanh_fp(near)
+
+
+def _tanh_crit(k: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
+    kc = k.clamp(_KMIN, 1.0)
+    x = torch.acosh((1.0 / torch.sqrt(kc)).clamp(min=1.0))
+    return [x, -x]
+
+
+def _tanh_interval(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    lo, hi = pad_interval(torch.tanh(l), torch.tanh(u))
+    return lo.clamp(min=-1.0), hi.clamp(max=1.0)
+
+
+TANH_OP = SmoothOp("tanh", torch.tanh, _tanh_fp_range, _tanh_crit, _tanh_interval)
+TANH: UnaryRelaxation = make_unary(TANH_OP, torch.tanh)
+
+
+# ---------------------------------------------------------------- odd powers
+def _pow(x: Tensor, p: int) -> Tensor:
+    return torch.pow(x, p)
+
+
+def _odd_fp_range(p: int, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    near, far = _near_far(l, u)
+    return p * near ** (p - 1), p * far ** (p - 1)
+
+
+def _odd_crit(p: int, k: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
+    x = (k.clamp(min=0.0) / p) ** (1.0 / (p - 1))
+    return [x, -x]
+
+
+def _odd_interval(p: int, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    return pad_interval(_pow(l, p), _pow(u, p))
+
+
+def odd_power(p: int) -> UnaryRelaxation:
+    """The table entry of ``x^p`` for an odd ``p >= 3``."""
+    if p < 3 or p % 2 == 0:
+        raise ValueError(f"odd_power needs an odd exponent >= 3, got {p}")
+    op = SmoothOp(
+        f"pow{p}",
+        partial(_pow, p=p),
+        partial(_odd_fp_range, p),
+        partial(_odd_crit, p),
+        partial(_odd_interval, p),
+    )
+    return make_unary(op, partial(_pow, p=p))
