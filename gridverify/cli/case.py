@@ -1,0 +1,109 @@
+"""``gridverify case``: inspect grid cases (``case info``, ``case list``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from typing import Any
+
+__all__ = ["register", "case_summary"]
+
+
+def case_summary(name_or_path: str) -> dict[str, Any]:
+    """The ``case info --json`` object of a case (path or bundled name)."""
+    import numpy as np
+
+    from gridverify.grid.case import load_case
+    from gridverify.grid.compile import compile_case
+
+    raw = load_case(name_or_path, validate=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cc = compile_case(raw, emit_warnings=False)
+    base = cc.base_mva
+    finite_rate = np.isfinite(cc.rate_a)
+    return {
+        "name": cc.name,
+        "source": cc.source,
+        "n_bus": cc.n_bus,
+        "n_gen": cc.n_gen,
+        "n_branch": cc.n_branch,
+        "n_load": cc.n_load,
+        "base_mva": base,
+        "n_bus_in_file": int(raw.bus.shape[0]),
+        "n_gen_in_file": int(raw.gen.shape[0]),
+        "n_branch_in_file": int(raw.branch.shape[0]),
+        "n_transformers": int(np.count_nonzero((cc.tap != 1.0) | (cc.shift != 0.0))),
+        "n_ref_bus": int(cc.ref_bus.shape[0]),
+        "ref_bus_ids": [int(cc.bus_ids[i]) for i in cc.ref_bus],
+        "total_pd_mw": float(cc.pd.sum() * base),
+        "total_qd_mvar": float(cc.qd.sum() * base),
+        "total_pmax_mw": float(cc.pmax.sum() * base),
+        "total_pmin_mw": float(cc.pmin.sum() * base),
+        "n_branch_unlimited": int(np.count_nonzero(~finite_rate)),
+        "content_hash": cc.content_hash,
+        "warnings": list(cc.warnings),
+    }
+
+
+def _info(args: argparse.Namespace) -> int:
+    info = case_summary(args.case)
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"case {info['name']}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key in ("source", "base_mva", "n_bus", "n_gen", "n_branch", "n_load", "n_transformers",
+                "ref_bus_ids", "total_pd_mw", "total_qd_mvar", "total_pmax_mw",
+                "n_branch_unlimited", "content_hash"):
+        val = info[key]
+        table.add_row(key, f"{val:.2f}" if isinstance(val, float) else str(val))
+    console = Console()
+    console.print(table)
+    for w in info["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {w}", markup=True, highlight=False)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from gridverify.grid.case import bundled_cases_dir, list_bundled_cases
+
+    names = list_bundled_cases()
+    if args.json:
+        print(json.dumps({"cases": names, "directory": str(bundled_cases_dir())}))
+    else:
+        for n in names:
+            sys.stdout.write(n + "\n")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``case info`` and ``case list`` to the ``gridverify`` parser."""
+    p = subparsers.add_parser("case", help="inspect grid cases (info, list)",
+                              description="Inspect grid cases.")
+    sub = p.add_subparsers(dest="case_command", metavar="SUBCOMMAND",
+                           parser_class=type(p))
+    info = sub.add_parser(
+        "info",
+        help="summary of a case (sizes, totals, hash, warnings)",
+        description="Summary of a MATPOWER case given by path or bundled name "
+        "(e.g. pglib_opf_case14_ieee or case14_ieee).",
+    )
+    info.add_argument("case", metavar="CASE", help="case file or bundled case name")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(func=_info)
+    lst = sub.add_parser("list", help="list bundled cases", description="List bundled cases.")
+    lst.add_argument("--json", action="store_true", help="print one JSON object")
+    lst.set_defaults(func=_list)
+
+    def _no_sub(args: argparse.Namespace) -> int:
+        p.print_help(sys.stderr)
+        return 2
+
+    p.set_defaults(func=_no_sub)

@@ -1,0 +1,253 @@
+"""pandapower networks in and out.
+
+:func:`from_pandapower` converts a pandapower network with pandapower's own
+converter (its internal MATPOWER-like case, ``pandapower.pd2ppc._pd2ppc``,
+which ``pandapower.converter.pypower.to_ppc`` also uses but trims) into a
+:class:`RawCase`:
+
+* bus ids are the pandapower bus index plus 1 (MATPOWER ids are positive);
+  auxiliary buses that pandapower adds (open line ends, 3-winding transformer
+  star points, xward internal buses) get ids after the largest one; buses that
+  pandapower merges (closed bus-bus switches) take the id of the first one;
+* generator rows are pandapower's (ext_grid first, then gen, ...); costs come
+  from ``poly_cost`` (active power part; reactive costs ignored with a note;
+  ``pwl_cost`` rejected); a network without costs gets zero costs and a note;
+* branch conductance (transformer iron losses, ``BR_G``) has no MATPOWER column
+  and becomes bus shunt conductance at both ends (``g/2/tap^2`` at the from
+  bus, ``g/2`` at the to bus): bus balances are exact, branch flows of those
+  transformers then exclude the iron losses (noted);
+* asymmetric branch impedances are rejected (:class:`CaseFormatError`);
+* a network without bus voltage limits gets [0.9, 1.1] pu (noted).
+
+:func:`to_pandapower` goes the other way through ``from_ppc`` (used by the
+``runpp`` cross-check).  Both directions are checked against ``runpp`` in
+``tests/grid/test_grid_pandapower.py``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gridverify.errors import CaseFormatError
+from gridverify.grid import case as C
+from gridverify.grid.case import RawCase
+from gridverify.grid.compiled import CompiledCase
+
+__all__ = ["PandapowerCase", "from_pandapower", "to_pandapower", "ppc_of"]
+
+_SOURCE = "<pandapower>"
+# pandapower's extra branch columns (pandapower.pypower.idx_brch)
+_BR_R_ASYM, _BR_X_ASYM, _BR_G, _BR_G_ASYM, _BR_B_ASYM = 21, 22, 23, 24, 25
+
+
+@dataclass(frozen=True)
+class PandapowerCase:
+    """A :class:`RawCase` converted from pandapower, with its element maps."""
+
+    raw: RawCase
+    gen_elements: tuple[tuple[str, int], ...]  # (element type, index) per gen row
+    branch_elements: tuple[tuple[str, int], ...]  # (element type, index) per branch row
+    bus_ids: dict[int, int]  # pandapower bus index -> case bus id
+
+
+def _ppc_full(net: Any) -> dict[str, Any]:
+    """pandapower's full internal case (all elements, status columns, lookups)."""
+    from pandapower.auxiliary import _add_ppc_options
+    from pandapower.pd2ppc import _pd2ppc
+
+    net["_options"] = {}
+    _add_ppc_options(net, calculate_voltage_angles=True, trafo_model="pi",
+                     check_connectivity=True, mode="pf", switch_rx_ratio=2,
+                     init_vm_pu="flat", init_va_degree="flat", enforce_q_lims=False,
+                     enforce_p_lims=False, recycle=None, voltage_depend_loads=False)
+    ppc, _ = _pd2ppc(net)
+    return ppc
+
+
+def _element_rows(net: Any, look: dict[str, Any], et: str, n_rows: int) -> list[tuple[int, int]]:
+    """(element index, ppc gen row) pairs of one element type."""
+    if et not in net or len(net[et]) == 0 or et not in look:
+        return []
+    rows = np.asarray(look[et]).ravel()
+    idx = list(net[et].index)
+    if rows.shape[0] != len(idx):
+        idx = list(net[et].index[net[et].in_service.astype(bool)])
+    if rows.shape[0] != len(idx):
+        return []
+    return [(int(k), int(r)) for k, r in zip(idx, rows) if 0 <= int(r) < n_rows]
+
+
+def _convert(net: Any, name: str | None) -> PandapowerCase:
+    import copy
+
+    if len(net.bus) == 0:
+        raise CaseFormatError("the pandapower network has no buses", source=_SOURCE, field="bus")
+    if "pwl_cost" in net and len(net.pwl_cost):
+        raise CaseFormatError("piecewise-linear costs (pwl_cost) are not supported",
+                              source=_SOURCE, field="pwl_cost")
+    net = copy.deepcopy(net)
+    notes: list[str] = []
+    if "max_vm_pu" not in net.bus or "min_vm_pu" not in net.bus:
+        if "max_vm_pu" not in net.bus:
+            net.bus["max_vm_pu"] = 1.1
+        if "min_vm_pu" not in net.bus:
+            net.bus["min_vm_pu"] = 0.9
+        notes.append(f"{_SOURCE}: bus voltage limits missing; [0.9, 1.1] pu used")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ppc = _ppc_full(net)
+    except (KeyError, ValueError, UserWarning, IndexError, AttributeError) as exc:
+        raise CaseFormatError(f"pandapower could not convert the network: {exc}",
+                              source=_SOURCE) from exc
+    look = net._pd2ppc_lookups
+    base = float(ppc["baseMVA"])
+    bus = np.real(np.array(ppc["bus"])).astype(np.float64)
+    nb = bus.shape[0]
+    # ppc bus index -> case bus id
+    ppc_to_id = np.full(nb, -1, dtype=np.int64)
+    pp_to_id: dict[int, int] = {}
+    lk = np.asarray(look["bus"])
+    for pp_idx in sorted(int(i) for i in net.bus.index):
+        if pp_idx >= lk.shape[0] or lk[pp_idx] < 0 or lk[pp_idx] >= nb:
+            continue
+        j = int(lk[pp_idx])
+        if ppc_to_id[j] < 0:
+            ppc_to_id[j] = pp_idx + 1
+        pp_to_id[pp_idx] = int(ppc_to_id[j])
+    nxt = int(max(ppc_to_id.max(), 0)) + 1
+    for j in range(nb):
+        if ppc_to_id[j] < 0:
+            ppc_to_id[j] = nxt
+            nxt += 1
+
+    def remap(col: np.ndarray) -> np.ndarray:
+        return ppc_to_id[col.astype(np.int64)].astype(np.float64)
+
+    bus = bus[:, : C.BUS_COLS].copy()
+    bus[:, C.BUS_I] = remap(bus[:, C.BUS_I])
+    gen = np.real(np.array(ppc["gen"])).astype(np.float64)[:, : C.GEN_COLS].copy()
+    gen[:, C.GEN_BUS] = remap(gen[:, C.GEN_BUS])
+    gen[:, C.MBASE] = np.where(np.isfinite(gen[:, C.MBASE]), gen[:, C.MBASE], base)
+    branch_full = np.real(np.array(ppc["branch"])).astype(np.float64)
+    branch = branch_full[:, : C.BRANCH_COLS].copy()
+    if branch_full.shape[1] > _BR_B_ASYM:
+        asym = branch_full[:, [_BR_R_ASYM, _BR_X_ASYM, _BR_G_ASYM, _BR_B_ASYM]]
+        bad = np.flatnonzero(np.any(asym != 0, axis=1) & (branch[:, C.BR_STATUS] > 0))
+        if bad.size:
+            raise CaseFormatError("asymmetric branch impedance is not part of the MATPOWER model",
+                                  source=_SOURCE, field=f"branch row {bad[0] + 1}")
+        g = branch_full[:, _BR_G]
+        gk = np.flatnonzero((g != 0) & (branch[:, C.BR_STATUS] > 0))
+        for k in gk:
+            # pandapower's branch conductance G (Yff += G/2/|tap|^2, Ytt += G/2) has no
+            # MATPOWER column: it becomes bus shunt conductance at both ends (exact for
+            # bus balances; branch flows then exclude it).
+            tap = branch[k, C.TAP] if branch[k, C.TAP] != 0 else 1.0
+            fb, tb = int(branch_full[k, C.F_BUS]), int(branch_full[k, C.T_BUS])
+            bus[fb, C.GS] += g[k] / 2.0 / tap**2 * base
+            bus[tb, C.GS] += g[k] / 2.0 * base
+        if gk.size:
+            notes.append(f"{_SOURCE}: branch conductance of {gk.size} branches (transformer "
+                         "iron losses) moved to bus shunts")
+    if branch.size:
+        branch[:, C.F_BUS] = remap(branch[:, C.F_BUS])
+        branch[:, C.T_BUS] = remap(branch[:, C.T_BUS])
+
+    # generator rows -> pandapower elements, and costs from poly_cost
+    ng = gen.shape[0]
+    gen_el: list[tuple[str, int]] = [("", -1)] * ng
+    where: dict[tuple[str, int], int] = {}
+    for et in ("ext_grid", "gen", "sgen", "storage", "load"):
+        for k, row in _element_rows(net, look, et, ng):
+            gen_el[row] = (et, k)
+            where[(et, k)] = row
+    gc = np.zeros((ng, 7))
+    gc[:, C.MODEL] = 2
+    gc[:, C.NCOST] = 3
+    if "poly_cost" in net and len(net.poly_cost):
+        q_cost = False
+        for _, pc in net.poly_cost.iterrows():
+            row = where.get((str(pc["et"]), int(pc["element"])))
+            if row is None:
+                continue
+            gc[row, 4:7] = (pc["cp2_eur_per_mw2"], pc["cp1_eur_per_mw"], pc["cp0_eur"])
+            q_cost |= any(float(pc.get(c, 0.0) or 0.0) != 0 for c in
+                          ("cq0_eur", "cq1_eur_per_mvar", "cq2_eur_per_mvar2"))
+        if q_cost:
+            notes.append(f"{_SOURCE}: reactive power costs are ignored")
+    else:
+        notes.append(f"{_SOURCE}: the network has no poly_cost; zero generator costs used")
+
+    br_el: list[tuple[str, int]] = [("", -1)] * branch.shape[0]
+    for et, (start, stop) in look.get("branch", {}).items():
+        if et in net and len(net[et]) == stop - start:
+            for off, k in enumerate(net[et].index):
+                br_el[start + off] = (et, int(k))
+    nm = name or (str(net.name) if getattr(net, "name", "") else "pandapower_net")
+
+    def zeros(n: int) -> np.ndarray:
+        return np.zeros(n, dtype=np.int64)
+
+    raw = RawCase(
+        name=nm,
+        source=_SOURCE,
+        base_mva=base,
+        bus=bus,
+        gen=gen,
+        branch=branch,
+        gencost=gc,
+        bus_lines=zeros(bus.shape[0]),
+        gen_lines=zeros(gen.shape[0]),
+        branch_lines=zeros(branch.shape[0]),
+        gencost_lines=zeros(gc.shape[0]),
+        notes=tuple(notes),
+    )
+    return PandapowerCase(raw=raw, gen_elements=tuple(gen_el), branch_elements=tuple(br_el),
+                          bus_ids=pp_to_id)
+
+
+def from_pandapower(net: Any, name: str | None = None) -> RawCase:
+    """A :class:`RawCase` from a pandapower network (see the module doc for ids)."""
+    return _convert(net, name).raw
+
+
+def from_pandapower_mapped(net: Any, name: str | None = None) -> PandapowerCase:
+    """Like :func:`from_pandapower`, with the pandapower element of every row."""
+    return _convert(net, name)
+
+
+def ppc_of(case: RawCase) -> dict[str, Any]:
+    """A PYPOWER/MATPOWER case dict (``baseMVA``, ``bus``, ``gen``, ``branch``,
+    ``gencost``) of a raw case, in original units and ids."""
+    out: dict[str, Any] = {
+        "version": "2",
+        "baseMVA": float(case.base_mva),
+        "bus": np.array(case.bus[:, : C.BUS_COLS], dtype=np.float64),
+        "gen": np.array(case.gen[:, : C.GEN_COLS], dtype=np.float64),
+        "branch": np.array(case.branch[:, : C.BRANCH_COLS], dtype=np.float64),
+    }
+    if case.gencost is not None:
+        out["gencost"] = np.array(case.gencost, dtype=np.float64)
+    return out
+
+
+def to_pandapower(case: RawCase | CompiledCase, f_hz: float = 50.0) -> Any:
+    """A pandapower network of a raw case (``pandapower.converter.from_ppc``).
+
+    Branch ``k`` of the raw table becomes the element
+    ``net._from_ppc_lookups["branch"].loc[k]`` (a line or a transformer).
+    """
+    if isinstance(case, CompiledCase):
+        from gridverify.grid.case import load_case
+
+        case = load_case(case.source)
+    from pandapower.converter.pypower import from_ppc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return from_ppc(ppc_of(case), f_hz=f_hz)
