@@ -18,6 +18,7 @@ The tensor algebra (:class:`Lowering`) is shared with the torch importer.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -421,6 +422,21 @@ _CONST_ONLY_OPS: dict[str, Callable[..., np.ndarray]] = {
     "Or": np.logical_or, "Xor": np.logical_xor, "Ceil": np.ceil, "Abs": np.abs,
     "Sign": np.sign, "Log": np.log,
 }
+_ALGEBRA: dict[str, Callable[[Lowering, list], Value]] = {
+    "Identity": lambda lw, v: v[0],
+    "Dropout": lambda lw, v: v[0],
+    "Neg": lambda lw, v: lw.neg(v[0]),
+    "Add": lambda lw, v: lw.add(v[0], v[1]),
+    "Sub": lambda lw, v: lw.sub(v[0], v[1]),
+    "Mul": lambda lw, v: lw.mul(v[0], v[1]),
+    "Div": lambda lw, v: lw.div(v[0], v[1]),
+    "Pow": lambda lw, v: lw.power(v[0], v[1]),
+    "MatMul": lambda lw, v: lw.matmul(v[0], v[1]),
+    "Where": lambda lw, v: lw.where(v[0], v[1], v[2]),
+    "Sum": lambda lw, v: functools.reduce(lw.add, v),
+    "Max": lambda lw, v: functools.reduce(lambda a, c: lw.minmax("maximum", a, c), v),
+    "Min": lambda lw, v: functools.reduce(lambda a, c: lw.minmax("minimum", a, c), v),
+}
 _LEGACY_UNSUPPORTED_HINT = {
     "Softmax": "softmax is not boundable by gridverify",
     "LSTM": "recurrent ops are not supported",
@@ -579,6 +595,8 @@ class _OnnxImporter:
             handler = getattr(self, "_op_" + op, None)
             if handler is not None:
                 res = handler(ins, at)
+            elif op in _ALGEBRA:
+                res = _ALGEBRA[op](self.lw, ins)
             elif op in _UNARY_OPS:
                 res = self.lw.unary(_UNARY_OPS[op], ins[0])
             elif op in _CONST_ONLY_OPS:
@@ -621,12 +639,6 @@ class _OnnxImporter:
         return helper.make_model(graph, opset_imports=list(self.model.opset_import))
 
     # -------------------------------------------------------------- the ops
-    def _op_Identity(self, ins: list, at: dict) -> Value:
-        return ins[0]
-
-    def _op_Dropout(self, ins: list, at: dict) -> Value:
-        return ins[0]
-
     def _op_Constant(self, ins: list, at: dict) -> Value:
         if "value" in at:
             return np.asarray(at["value"])
@@ -646,42 +658,6 @@ class _OnnxImporter:
             raise _Unsupported(f"cast of a variable to {dt}")
         return ins[0]
 
-    def _op_Neg(self, ins: list, at: dict) -> Value:
-        return self.lw.neg(ins[0])
-
-    def _op_Add(self, ins: list, at: dict) -> Value:
-        return self.lw.add(ins[0], ins[1])
-
-    def _op_Sum(self, ins: list, at: dict) -> Value:
-        acc = ins[0]
-        for v in ins[1:]:
-            acc = self.lw.add(acc, v)
-        return acc
-
-    def _op_Sub(self, ins: list, at: dict) -> Value:
-        return self.lw.sub(ins[0], ins[1])
-
-    def _op_Mul(self, ins: list, at: dict) -> Value:
-        return self.lw.mul(ins[0], ins[1])
-
-    def _op_Div(self, ins: list, at: dict) -> Value:
-        return self.lw.div(ins[0], ins[1])
-
-    def _op_Pow(self, ins: list, at: dict) -> Value:
-        return self.lw.power(ins[0], ins[1])
-
-    def _op_Max(self, ins: list, at: dict) -> Value:
-        acc = ins[0]
-        for v in ins[1:]:
-            acc = self.lw.minmax("maximum", acc, v)
-        return acc
-
-    def _op_Min(self, ins: list, at: dict) -> Value:
-        acc = ins[0]
-        for v in ins[1:]:
-            acc = self.lw.minmax("minimum", acc, v)
-        return acc
-
     def _op_Clip(self, ins: list, at: dict) -> Value:
         lo = ins[1] if len(ins) > 1 else at.get("min")
         hi = ins[2] if len(ins) > 2 else at.get("max")
@@ -699,9 +675,6 @@ class _OnnxImporter:
         if not isinstance(x, Var):
             return np.abs(x)
         return self.lw.add(self.lw.unary("relu", x), self.lw.unary("relu", self.lw.neg(x)))
-
-    def _op_MatMul(self, ins: list, at: dict) -> Value:
-        return self.lw.matmul(ins[0], ins[1])
 
     def _op_Gemm(self, ins: list, at: dict) -> Value:
         a, bm = ins[0], ins[1]
@@ -727,9 +700,6 @@ class _OnnxImporter:
         if c is not None and beta != 0.0:
             y = self.lw.add(y, self.lw.mul(c, beta) if beta != 1.0 else c)
         return y
-
-    def _op_Where(self, ins: list, at: dict) -> Value:
-        return self.lw.where(ins[0], ins[1], ins[2])
 
     def _op_Expand(self, ins: list, at: dict) -> Value:
         target = [int(d) for d in self._const(ins[1], "shape").ravel()]
@@ -810,6 +780,44 @@ class _OnnxImporter:
     def _op_Transpose(self, ins: list, at: dict) -> Value:
         perm = at.get("perm")
         return self.lw.index(ins[0], lambda t: np.transpose(t, perm))
+
+    def _op_ScatterElements(self, ins: list, at: dict) -> Value:
+        data, upd = ins[0], ins[2]
+        idx = self._const(ins[1], "indices").astype(np.int64)
+        red = at.get("reduction", b"none")
+        red = red.decode() if isinstance(red, bytes) else str(red)
+        ds = self.lw.shape(data)
+        axis = int(at.get("axis", 0)) % len(ds)
+        idx = np.where(idx < 0, idx + ds[axis], idx)
+        n = int(np.prod(ds, dtype=np.int64))
+        pos = np.arange(n).reshape(ds)
+        pos = pos[tuple(slice(None) if d == axis else slice(0, idx.shape[d])
+                        for d in range(len(ds)))]
+        target = np.take_along_axis(pos, idx, axis).ravel()
+        if not isinstance(data, Var) and not isinstance(upd, Var):
+            out = np.array(data, dtype=np.result_type(data, upd)).ravel()
+            vals = np.asarray(upd).ravel()
+            if red == "add":
+                np.add.at(out, target, vals)
+            elif red == "none":
+                out[target] = vals
+            else:
+                raise _Unsupported(f"reduction {red!r}")
+            return out.reshape(ds)
+        upd = self.lw.reshape(self.lw.broadcast(upd, idx.shape), (idx.size,))
+        if red == "add":
+            if not isinstance(upd, Var):
+                raise _Unsupported("variable data with constant updates")
+            scattered = self.lw.linear_map(upd, target, np.arange(idx.size), np.ones(idx.size),
+                                           ds)
+            return self.lw.add(data, scattered) if isinstance(data, Var) or np.any(data) \
+                else scattered
+        if red != "none" or np.unique(target).size != target.size:
+            raise _Unsupported(f"reduction {red!r} with these indices")
+        flat = self.lw.reshape(data, (n,))
+        src = np.arange(n)
+        src[target] = n + np.arange(idx.size)
+        return self.lw.index(self.lw.concat([flat, upd], 0), lambda t: t[src].reshape(ds))
 
     def _op_ReduceSum(self, ins: list, at: dict) -> Value:
         axes = self._axes(ins, at, 1)
