@@ -1,0 +1,191 @@
+"""from_torch: torch.fx import against the torch module itself (float64), and errors."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gridverify.errors import GraphError, UnsupportedOpError
+from gridverify.ir.onnx_import import from_onnx
+from gridverify.ir.torch_import import from_torch
+
+
+class AcopfLike(nn.Module):
+    """An MLP with a sigmoid head feeding products, trig of differences, squares, sums."""
+
+    def __init__(self, n_in: int = 6, hidden: int = 16, n_out: int = 8) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, hidden),
+                                 nn.ReLU(), nn.Linear(hidden, n_out), nn.Sigmoid())
+        self.register_buffer("lo", torch.linspace(0.1, 0.5, n_out))
+        self.half = n_out // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.net(x) * 2.0 + self.lo
+        a, b = y[:, : self.half], y[:, self.half:]
+        d = a - b
+        s = torch.sin(d) * a * b + torch.cos(d) ** 2
+        e = torch.exp(-a) / (b + 1.0) + torch.sqrt(b + 0.5) - a.pow(3)
+        z = torch.cat([s, e, y.sum(dim=1, keepdim=True), torch.clamp(d, -0.1, 0.2),
+                       y.view(y.size(0), 2, -1).flatten(1)[:, 1:3], -x[:, [0, 3]]], dim=1)
+        return z.reshape(-1, z.shape[1]) + torch.relu(x).mean(1, keepdim=True)
+
+
+class Structural(nn.Module):
+    """Indexing, transposes, stacks, reductions and the less common functionals."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(6, 12)
+        self.w = nn.Parameter(torch.randn(3, 4))
+        self.bn = nn.BatchNorm1d(12)
+        self.flat = nn.Flatten()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.bn(self.lin(x))                      # (B, 12)
+        m = h.view(-1, 3, 4)                          # (B, 3, 4)
+        t = m.transpose(1, 2)                         # (B, 4, 3)
+        p = m.permute(0, 2, 1).contiguous()           # same as t
+        q = torch.matmul(t, self.w)                   # (B, 4, 4) variable @ parameter
+        r = F.linear(h, self.w.reshape(12, 1).t())    # (B, 1)
+        st = torch.stack([h[:, 0], h[:, 5], h[..., -1]], dim=1)   # (B, 3)
+        sq = t.unsqueeze(1).squeeze(1)
+        e = st[:, :1].expand(-1, 3)
+        mm = torch.maximum(st, e) + torch.minimum(st, 0.5 * e)
+        ab = torch.abs(h[:, ::3]) + F.leaky_relu(h[:, 1::3], 0.2) + F.hardtanh(h[:, 2::3])
+        quot = st / (1.5 + torch.sigmoid(e))          # variable / variable
+        sm = (t * p).sum(dim=(1, 2)).unsqueeze(1)     # products of variables, reduced
+        return torch.cat([self.flat(q), r, mm, ab, quot, sm, torch.square(sq).mean(-1),
+                          1.0 - st, 2 ** 0.5 * st], dim=1)
+
+
+class TwoOutputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(5, 3)
+        self.b = nn.Linear(5, 2)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.sigmoid(self.a(x)), torch.tanh(self.b(x)) * x[:, 1:3]
+
+
+def _check(module: nn.Module, n_in: int, **kw) -> torch.Tensor:
+    module = module.double().eval()
+    g = from_torch(module, **kw)
+    x = torch.rand(64, n_in, dtype=torch.float64) * 4 - 2
+    with torch.no_grad():
+        want = module(x)
+    want = list(want) if isinstance(want, tuple) else [want]
+    got = g.evaluate(x)
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b.reshape(b.shape[0], -1), atol=1e-10, rtol=1e-10)
+    return g
+
+
+def test_mlp_sigmoid_head_matches_torch():
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(22, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
+                        nn.Linear(32, 38), nn.Sigmoid())
+    g = _check(mlp, 22)
+    assert g.input_names == ["x"] and list(g.output_names) == ["y"]
+    assert [n.op for n in g.nodes].count("linear") == 3
+
+
+def test_acopf_like_arithmetic_and_trig_matches_torch():
+    torch.manual_seed(1)
+    g = _check(AcopfLike(), 6)
+    ops = {n.op for n in g.nodes}
+    assert {"sin", "cos", "mul", "exp", "sqrt", "pow", "reciprocal", "sigmoid"} <= ops
+
+
+def test_structural_ops_match_torch():
+    torch.manual_seed(2)
+    m = Structural()
+    with torch.no_grad():  # non-trivial running statistics
+        m.bn.running_mean.uniform_(-1, 1)
+        m.bn.running_var.uniform_(0.5, 2)
+    _check(m, 6, example=torch.zeros(2, 6))
+
+
+def test_two_outputs_in_order_and_float32_evaluation():
+    torch.manual_seed(3)
+    g = _check(TwoOutputs(), 5, input_size=5)
+    assert list(g.output_names) == ["y0", "y1"]
+    m = TwoOutputs().eval()
+    g32 = from_torch(m)
+    x = torch.randn(10, 5)
+    torch.testing.assert_close(g32.evaluate(x, dtype=torch.float32)[1], m(x)[1].detach(),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_functional_activations_and_methods():
+    class Fun(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = F.relu(x) + F.sigmoid(x) + F.tanh(x) + x.sin() + x.cos().exp() + x.floor()
+            z = x.clamp(min=0.25).sqrt() + torch.clip(x, -1.0, 1.0) + x.clamp(max=0.3)
+            w = torch.pow(x, 4) - x ** 2 + x.neg() * 3 - x / 4 + torch.sub(x, 1, alpha=2)
+            return torch.cat([y, z + 1.0, w, torch.reciprocal(x.exp())], dim=-1)
+
+    _check(Fun(), 4, input_size=4)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_from_torch_vs_onnx_export_same_graph_outputs():
+    """torch.onnx.export (TorchScript exporter) then from_onnx == from_torch == onnxruntime."""
+    torch.manual_seed(4)
+    m = AcopfLike().double().eval()
+    buf = io.BytesIO()
+    torch.onnx.export(m, (torch.zeros(1, 6, dtype=torch.float64),), buf, dynamo=False,
+                      opset_version=17, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+    model = onnx.load_from_string(buf.getvalue())
+    g_onnx, g_torch = from_onnx(model), from_torch(m)
+    x = torch.rand(32, 6, dtype=torch.float64) * 4 - 2
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {"x": x.numpy()})[0]
+    np.testing.assert_allclose(g_onnx.evaluate(x)[0].numpy(), want, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(g_onnx.evaluate(x)[0], g_torch.evaluate(x)[0], atol=1e-10,
+                               rtol=1e-10)
+
+
+def test_unsupported_gelu_names_op_and_node():
+    class WithGelu(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+            self.act = nn.GELU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.gelu(self.fc(x)) + self.act(x)
+
+    with pytest.raises(UnsupportedOpError) as err:
+        from_torch(WithGelu())
+    assert err.value.op_type == "gelu" and err.value.node == "gelu"
+    with pytest.raises(UnsupportedOpError) as err:
+        from_torch(nn.Sequential(nn.Linear(3, 3), nn.GELU()))
+    assert err.value.op_type == "GELU" and "1" in err.value.node
+    with pytest.raises(UnsupportedOpError, match="Softmax"):
+        from_torch(nn.Sequential(nn.Linear(3, 3), nn.Softmax(dim=1)))
+
+
+def test_untraceable_and_bad_arguments():
+    class Branchy(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x if x.sum() > 0 else -x
+
+    with pytest.raises(GraphError, match="trace"):
+        from_torch(Branchy(), input_size=3)
+    with pytest.raises(GraphError, match="input_size"):
+        from_torch(nn.ReLU())
+    with pytest.raises(GraphError, match="nn.Module"):
+        from_torch(lambda x: x)  # type: ignore[arg-type]
+    with pytest.raises(GraphError, match="Linear|linear|shape|size"):
+        from_torch(nn.Linear(4, 2), input_size=5)
