@@ -39,6 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("vnnlib", help="the VNN-LIB property (.vnnlib or .vnnlib.gz)")
     run.add_argument("--timeout", type=float, required=True, help="seconds")
     run.add_argument("--out", required=True, help="the result file to write")
+    run.add_argument(
+        "--started-at",
+        type=float,
+        default=None,
+        help="epoch seconds when the timeout started (default: now); scripts pass the "
+        "launch time so that interpreter start-up counts against the timeout",
+    )
     _common(run)
     run.set_defaults(func=_run)
 
@@ -144,8 +151,18 @@ def _run(args: argparse.Namespace) -> int:
     from gridverify.vnncomp.runner import run_instance
 
     t0 = time.monotonic()
-    opts = _options(args, args.timeout)
-    dog = _Watchdog(args.out, max(1.0, args.timeout + min(5.0, 0.1 * args.timeout)))
+    if not args.timeout > 0:
+        from gridverify.errors import VnnlibError
+
+        raise VnnlibError(f"--timeout must be > 0 seconds, got {args.timeout}")
+    spent = 0.0 if args.started_at is None else max(0.0, time.time() - args.started_at)
+    budget = args.timeout - spent
+    if budget <= 0.05:
+        write_result(args.out, "timeout")
+        print("timeout (no time left after start-up)")
+        return 3
+    opts = _options(args, budget)
+    dog = _Watchdog(args.out, max(0.5, budget + min(5.0, 0.1 * budget)))
     dog.timer.start()
     try:
         outcome = run_instance(args.onnx, args.vnnlib, opts)

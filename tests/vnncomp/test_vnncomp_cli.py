@@ -1,0 +1,250 @@
+"""The ``gridverify vnncomp`` commands, the batch runner and the competition scripts."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vnncomp_fixtures import mlp_onnx, tiny_relu_weights, vnnlib_text  # noqa: E402
+
+from gridverify.cli import main  # noqa: E402
+from gridverify.vnncomp.batch import read_expected, read_instances, summarize  # noqa: E402
+from gridverify.vnncomp.result import format_result, read_result  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+SAT = [["(>= Y_0 1.9)", "(<= Y_1 0.1)"]]
+UNSAT_IBP = [["(>= Y_0 2.5)"]]
+
+
+@pytest.fixture
+def bench(tmp_path: Path) -> Path:
+    """A benchmark folder: onnx/, vnnlib/ (one gzipped), instances.csv, expected.csv."""
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "vnnlib").mkdir()
+    mlp_onnx(tmp_path / "onnx" / "tiny.onnx", tiny_relu_weights())
+    lo, hi = np.zeros(2), np.ones(2)
+    (tmp_path / "vnnlib" / "sat.vnnlib").write_text(vnnlib_text(lo, hi, 2, SAT))
+    text = vnnlib_text(lo, hi, 2, [["(>= Y_1 0.999)"]])
+    (tmp_path / "vnnlib" / "sat2.vnnlib.gz").write_bytes(gzip.compress(text.encode()))
+    (tmp_path / "vnnlib" / "unsat.vnnlib").write_text(vnnlib_text(lo, hi, 2, UNSAT_IBP))
+    (tmp_path / "instances.csv").write_text(
+        "onnx/tiny.onnx,vnnlib/sat.vnnlib,10\n"
+        "onnx/tiny.onnx,vnnlib/sat2.vnnlib,10\n"
+        "onnx/tiny.onnx,vnnlib/unsat.vnnlib,2\n"
+    )
+    (tmp_path / "expected.csv").write_text(
+        "onnx,vnnlib,result\n"
+        "onnx/tiny.onnx,vnnlib/sat.vnnlib,sat\n"
+        "onnx/tiny.onnx,vnnlib/sat2.vnnlib.gz,violated\n"
+        "onnx/tiny.onnx,vnnlib/unsat.vnnlib,holds\n"
+    )
+    return tmp_path
+
+
+def test_format_and_read_result(tmp_path: Path) -> None:
+    text = format_result("sat", np.array([0.1, 1 / 3]), np.array([-2.5]))
+    assert text == "sat\n((X_0 0.1)\n (X_1 0.3333333333333333)\n (Y_0 -2.5))\n"
+    p = tmp_path / "r.txt"
+    p.write_text(text)
+    word, vals = read_result(p)
+    assert word == "sat" and vals == {"X_0": 0.1, "X_1": 1 / 3, "Y_0": -2.5}
+    assert format_result("unsat") == "unsat\n"
+    with pytest.raises(ValueError):
+        format_result("sat")
+    with pytest.raises(ValueError):
+        format_result("maybe")
+
+
+def test_cli_run_sat_unknown_and_bad_input(bench: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "res" / "r.txt"
+    model = str(bench / "onnx" / "tiny.onnx")
+    rc = main(
+        [
+            "vnncomp",
+            "run",
+            model,
+            str(bench / "vnnlib" / "sat.vnnlib"),
+            "--timeout",
+            "10",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 1
+    word, vals = read_result(out)
+    assert word == "sat" and vals["Y_0"] >= 1.9 and 0 <= vals["X_0"] <= 1
+    rc = main(
+        [
+            "vnncomp",
+            "run",
+            model,
+            str(bench / "vnnlib" / "unsat.vnnlib"),
+            "--timeout",
+            "5",
+            "--out",
+            str(out),
+            "--bounds",
+            "none",
+            "--no-bab",
+            "--no-extend-attack",
+        ]
+    )
+    assert rc == 3 and out.read_text() == "unknown\n"
+    bad = tmp_path / "bad.vnnlib"
+    bad.write_text("(declare-const X_0 Real)\n(assert (<= X_0 1)\n")
+    capsys.readouterr()
+    rc = main(["vnncomp", "run", model, str(bad), "--timeout", "5", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and f"{bad}:2:" in err and "never closed" in err
+    rc = main(
+        [
+            "vnncomp",
+            "run",
+            model,
+            str(bad),
+            "--timeout",
+            "5",
+            "--out",
+            str(out),
+            "--started-at",
+            "0",
+        ]
+    )  # the whole timeout already spent
+    assert rc == 3 and out.read_text() == "timeout\n"
+
+
+def test_batch_with_expected(bench: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "results.csv"
+    rc = main(
+        [
+            "vnncomp",
+            "batch",
+            str(bench),
+            "--expected",
+            str(bench / "expected.csv"),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-extend-attack",
+            "--timeout-scale",
+            "0.5",
+        ]
+    )
+    printed = capsys.readouterr().out
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["onnx", "vnnlib", "result", "seconds"]
+    assert [r[2] for r in rows[1:3]] == ["sat", "sat"]
+    assert rows[3][2] in ("unsat", "unknown")  # unsat once the bound engine is in
+    assert "instances: 3" in printed and "median" in printed
+    assert "wrong 0" in printed
+    assert rc == 0
+
+
+def test_batch_summary_counts() -> None:
+    from gridverify.vnncomp.batch import BatchRow
+
+    rows = [
+        BatchRow("a", "p1", "sat", 1.0),
+        BatchRow("a", "p2", "unsat", 3.0),
+        BatchRow("a", "p3", "timeout", 5.0),
+        BatchRow("a", "p4", "sat", 2.0),
+    ]
+    exp = {("a", "p1"): "sat", ("a", "p2"): "sat", ("a", "p3"): "unsat", ("a", "p4"): "sat"}
+    s = summarize(rows, exp)
+    assert (s.correct, s.wrong, s.missed) == (2, 1, 1)
+    assert s.counts == {"sat": 2, "unsat": 1, "timeout": 1}
+    assert s.total_seconds == 11.0 and s.median_seconds == 2.5
+    assert any("WRONG: a p2" in line for line in s.lines())
+
+
+def test_instance_and_expected_errors(tmp_path: Path) -> None:
+    from gridverify.errors import VnnlibError
+
+    p = tmp_path / "instances.csv"
+    p.write_text("a.onnx,b.vnnlib,10\n\na.onnx,b.vnnlib\n")
+    with pytest.raises(VnnlibError, match=r"instances.csv:3: expected onnx,vnnlib,timeout"):
+        read_instances(p)
+    p.write_text("a.onnx,b.vnnlib,ten\nx,y,1\n")  # a header-like first row is skipped
+    assert len(read_instances(p)) == 1
+    p.write_text("x,y,1\na.onnx,b.vnnlib,ten\n")
+    with pytest.raises(VnnlibError, match=r":2: bad timeout"):
+        read_instances(p)
+    e = tmp_path / "expected.csv"
+    e.write_text("a,b,sat\na,c,perhaps\n")
+    with pytest.raises(VnnlibError, match=r"expected.csv:2: unknown expected result"):
+        read_expected(e)
+
+
+def test_batch_missing_file_is_named(bench: Path, tmp_path: Path, capsys) -> None:
+    (bench / "instances.csv").write_text("onnx/tiny.onnx,vnnlib/nope.vnnlib,5\n")
+    rc = main(["vnncomp", "batch", str(bench), "--out", str(tmp_path / "r.csv"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "instances.csv:1: file not found" in err
+
+
+@pytest.mark.skipif(not os.access("/bin/bash", os.X_OK), reason="needs bash")
+def test_competition_scripts(bench: Path, tmp_path: Path) -> None:
+    scripts = REPO / "vnncomp_scripts"
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    model, prop = bench / "onnx" / "tiny.onnx", bench / "vnnlib" / "sat.vnnlib"
+    r = subprocess.run(
+        ["bash", str(scripts / "prepare_instance.sh"), "v1", "test", str(model), str(prop)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run(
+        ["bash", str(scripts / "prepare_instance.sh"), "v2", "test", str(model), str(prop)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 1
+    res = tmp_path / "out.txt"
+    res.write_text("stale\n")
+    r = subprocess.run(
+        [
+            "bash",
+            str(scripts / "run_instance.sh"),
+            "v1",
+            "test",
+            str(model),
+            str(prop),
+            str(res),
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert read_result(res)[0] == "sat"
+    r = subprocess.run(
+        [
+            "bash",
+            str(scripts / "run_instance.sh"),
+            "v1",
+            "test",
+            str(model),
+            str(tmp_path / "none.vnnlib"),
+            str(res),
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert r.returncode == 0 and res.read_text() == "error\n"
