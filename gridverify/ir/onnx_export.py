@@ -1,0 +1,230 @@
+"""Export a gridverify graph (IR) to a standard ONNX file that onnxruntime runs.
+
+Every IR value ``(B, size)`` becomes an ONNX tensor of the same shape; the batch
+dimension is fixed (``batch_dim=1``, the VNN-COMP convention) or symbolic
+(``batch_dim=None`` gives ``'N'``).  The op mapping:
+
+=================  =====================================================
+IR op              ONNX
+=================  =====================================================
+linear             Gemm(x, W, bias, transB=1)
+sparse_linear      MatMul with the dense (in, out) matrix when it is small or
+                   dense enough; otherwise Gather(x, cols) * vals then
+                   ScatterElements(reduction="add") over the rows (opset >= 16)
+add/sub/neg/mul    Add/Sub/Neg/Mul
+scale/add_const    Mul/Add with a (size,) constant
+gather             Gather(axis=1);  concat: Concat(axis=1);  reshape: Identity
+square / pow k     Mul(x, x) / Pow(x, k)
+relu sigmoid tanh sin cos exp sqrt floor reciprocal: the ONNX op of that name
+constant           an initializer of shape (1, size) (broadcast over the batch)
+=================  =====================================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from gridverify.errors import GraphError, UnsupportedOpError
+from gridverify.ir import Graph
+
+__all__ = ["to_onnx"]
+
+# sparse_linear is exported as a dense MatMul up to this many matrix entries, or
+# at any size when at least this fraction of the entries are nonzero.
+_DENSE_MAX_ENTRIES = 1 << 22
+_DENSE_MIN_DENSITY = 0.1
+
+_SAME_NAME = {
+    "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "sin": "Sin", "cos": "Cos",
+    "exp": "Exp", "sqrt": "Sqrt", "floor": "Floor", "reciprocal": "Reciprocal", "neg": "Neg",
+    "add": "Add", "sub": "Sub", "mul": "Mul",
+}
+
+
+class _Exporter:
+    def __init__(self, graph: Graph, opset: int, batch_dim: int | None, dtype: Any) -> None:
+        from onnx import helper
+
+        self.helper = helper
+        self.g = graph
+        self.opset = int(opset)
+        self.batch: int | str = "N" if batch_dim is None else int(batch_dim)
+        self.np_dtype = np.dtype(dtype)
+        if self.np_dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise GraphError(f"to_onnx: dtype must be float32 or float64, got {self.np_dtype}")
+        self.elem = helper.np_dtype_to_tensor_dtype(self.np_dtype)
+        self.nodes: list[Any] = []
+        self.inits: list[Any] = []
+        self.name: dict[int, str] = {}
+        self._shape_name: str | None = None
+
+    # ------------------------------------------------------------- helpers
+    def init(self, key: str, value: Any, dtype: Any | None = None) -> str:
+        from onnx import numpy_helper
+
+        arr = np.asarray(value, dtype=self.np_dtype if dtype is None else dtype)
+        name = f"gv_{key}"
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        return name
+
+    def emit(self, op: str, inputs: Sequence[str], out: str, **attrs: Any) -> str:
+        self.nodes.append(self.helper.make_node(op, list(inputs), [out], name=out, **attrs))
+        return out
+
+    def batch_shape(self, size: int) -> str:
+        """A (2,) int64 tensor ``[B, size]`` for the runtime batch B."""
+        first = self.name[self.g.inputs[0]] if self.g.inputs else None
+        if first is None or self.batch != "N":
+            b = 1 if first is None else int(self.batch)
+            return self.init(f"shape_{size}_{len(self.inits)}", [b, size], np.int64)
+        if self._shape_name is None:
+            shp = self.emit("Shape", [first], "gv_in_shape")
+            start = self.init("zero_1", [0], np.int64)
+            stop = self.init("one_1", [1], np.int64)
+            self._shape_name = self.emit("Slice", [shp, start, stop], "gv_batch")
+        tail = self.init(f"size_{size}_{len(self.inits)}", [size], np.int64)
+        return self.emit("Concat", [self._shape_name, tail], f"gv_bshape_{len(self.nodes)}",
+                         axis=0)
+
+    # ---------------------------------------------------------------- nodes
+    def node(self, nd: Any) -> None:
+        op, out = nd.op, f"gv_n{nd.id}"
+        ins = [self.name[i] for i in nd.inputs]
+        a = nd.attrs
+        if op == "input":
+            return
+        if op == "constant":
+            self.name[nd.id] = self.init(f"n{nd.id}", a["value"].numpy().reshape(1, -1))
+            return
+        if op == "linear":
+            w = self.init(f"n{nd.id}_w", a["weight"].numpy())
+            args = [ins[0], w]
+            if a.get("bias") is not None:
+                args.append(self.init(f"n{nd.id}_b", a["bias"].numpy()))
+            self.emit("Gemm", args, out, transB=1)
+        elif op == "sparse_linear":
+            self.sparse(nd, ins[0], out)
+        elif op in _SAME_NAME:
+            self.emit(_SAME_NAME[op], ins, out)
+        elif op == "scale":
+            self.emit("Mul", [ins[0], self.init(f"n{nd.id}_c", a["coef"].numpy())], out)
+        elif op == "add_const":
+            self.emit("Add", [ins[0], self.init(f"n{nd.id}_c", a["const"].numpy())], out)
+        elif op == "gather":
+            idx = self.init(f"n{nd.id}_i", a["index"].numpy(), np.int64)
+            self.emit("Gather", [ins[0], idx], out, axis=1)
+        elif op == "concat":
+            self.emit("Concat", ins, out, axis=1)
+        elif op == "reshape":
+            self.name[nd.id] = ins[0]
+            return
+        elif op == "square":
+            self.emit("Mul", [ins[0], ins[0]], out)
+        elif op == "pow":
+            self.emit("Pow", [ins[0], self.init(f"n{nd.id}_k", float(a["k"]))], out)
+        else:
+            raise UnsupportedOpError(op, nd.name, "no ONNX mapping in gridverify's exporter")
+        self.name[nd.id] = out
+
+    def sparse(self, nd: Any, x: str, out: str) -> None:
+        a = nd.attrs
+        rows, cols = a["rows"].numpy(), a["cols"].numpy()
+        vals = a["vals"].numpy()
+        n_in, n_out = self.g.nodes[nd.inputs[0]].size, nd.size
+        entries = n_in * n_out
+        if entries <= _DENSE_MAX_ENTRIES or rows.size >= _DENSE_MIN_DENSITY * entries \
+                or self.opset < 16:
+            m = np.bincount(cols * n_out + rows, weights=vals, minlength=entries)
+            y = self.emit("MatMul", [x, self.init(f"n{nd.id}_m", m.reshape(n_in, n_out))],
+                          out if a.get("bias") is None else out + "_mm")
+        else:
+            g = self.emit("Gather", [x, self.init(f"n{nd.id}_cols", cols, np.int64)],
+                          out + "_g", axis=1)
+            upd = self.emit("Mul", [g, self.init(f"n{nd.id}_vals", vals)], out + "_u")
+            idx = self.emit("Expand", [self.init(f"n{nd.id}_rows", rows.reshape(1, -1), np.int64),
+                                       self.emit("Shape", [upd], out + "_us")], out + "_ix")
+            zeros = self.emit("ConstantOfShape", [self.batch_shape(n_out)], out + "_z",
+                              value=self.helper.make_tensor("v", self.elem, [1], [0.0]))
+            y = self.emit("ScatterElements", [zeros, idx, upd],
+                          out if a.get("bias") is None else out + "_mm",
+                          axis=1, reduction="add")
+        if a.get("bias") is not None:
+            self.emit("Add", [y, self.init(f"n{nd.id}_b", a["bias"].numpy())], out)
+
+    # ---------------------------------------------------------------- model
+    def build(self, input_names: Sequence[str] | None, output_names: Sequence[str] | None) -> Any:
+        helper, g = self.helper, self.g
+        in_names = list(input_names) if input_names is not None else g.input_names
+        out_names = list(output_names) if output_names is not None else list(g.output_names)
+        if len(in_names) != len(g.inputs):
+            raise GraphError(f"to_onnx: {len(in_names)} input names for {len(g.inputs)} inputs")
+        if len(out_names) != len(g.outputs):
+            raise GraphError(f"to_onnx: {len(out_names)} output names for "
+                             f"{len(g.outputs)} outputs")
+        if len(set(in_names) | set(out_names)) != len(in_names) + len(out_names):
+            raise GraphError("to_onnx: input and output names must be distinct")
+        if any(n.startswith("gv_") for n in [*in_names, *out_names]):
+            raise GraphError("to_onnx: names starting with 'gv_' are reserved")
+        for i, nm in zip(g.inputs, in_names):
+            self.name[i] = nm
+        needed = g.ancestors(g.outputs)
+        for nd in g.nodes:
+            if nd.id in needed:
+                self.node(nd)
+        for o, nm in zip(g.outputs, out_names):
+            if g.nodes[o].op == "constant":
+                self.emit("Expand", [self.name[o], self.batch_shape(g.nodes[o].size)], nm)
+            else:
+                self.emit("Identity", [self.name[o]], nm)
+        inputs = [helper.make_tensor_value_info(nm, self.elem, [self.batch, g.nodes[i].size])
+                  for i, nm in zip(g.inputs, in_names)]
+        outputs = [helper.make_tensor_value_info(nm, self.elem, [self.batch, g.nodes[o].size])
+                   for o, nm in zip(g.outputs, out_names)]
+        graph = helper.make_graph(self.nodes, "gridverify", inputs, outputs, self.inits)
+        opsets = [helper.make_opsetid("", self.opset)]
+        model = helper.make_model(graph, opset_imports=opsets, producer_name="gridverify")
+        model.ir_version = helper.find_min_ir_version_for(opsets)
+        return model
+
+
+def to_onnx(
+    graph: Graph,
+    path: str | os.PathLike[str] | None,
+    opset: int = 17,
+    batch_dim: int | None = 1,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    dtype: Any = np.float32,
+    check: bool = True,
+) -> Any:
+    """Write ``graph`` as an ONNX model to ``path`` (atomically) and return the ModelProto.
+
+    Inputs and outputs are ``(batch, size)`` tensors named after the graph's
+    inputs and outputs (or ``input_names`` / ``output_names``); ``batch_dim``
+    fixes the batch size in the file (``None``: a symbolic ``'N'``).  ``dtype``
+    is the element type of the file (float32, the ONNX norm, or float64).
+    ``path=None`` only builds the model.  ``check`` runs ``onnx.checker``.
+    """
+    import onnx
+
+    if opset < 13:
+        raise GraphError(f"to_onnx: opset {opset} is not supported (13 or later)")
+    if batch_dim is not None and int(batch_dim) < 1:
+        raise GraphError(f"to_onnx: batch_dim must be positive or None, got {batch_dim}")
+    model = _Exporter(graph, opset, batch_dim, dtype).build(input_names, output_names)
+    if check:
+        onnx.checker.check_model(model)
+    if path is not None:
+        path = os.fspath(path)
+        tmp = f"{path}.tmp{os.getpid()}"
+        try:
+            onnx.save(model, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    return model

@@ -1,0 +1,173 @@
+"""to_onnx: IR -> ONNX -> onnxruntime == IR evaluate, for every IR op; re-import round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gridverify.errors import GraphError
+from gridverify.ir import GraphBuilder
+from gridverify.ir.onnx_export import to_onnx
+from gridverify.ir.onnx_import import from_onnx
+
+
+def _ort(model, feeds):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def all_ops_graph(seed: int, n: int = 5, big_sparse: bool = False):
+    """A graph that uses every IR op the builder can emit, over two inputs."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder()
+    x = b.input("x", size=n)
+    u = b.input("u", size=3)
+    h = b.linear(x, rng.normal(size=(8, n)), rng.normal(size=8))
+    hn = b.linear(u, rng.normal(size=(8, 3)))                       # no bias
+    rows = rng.integers(0, 6, size=20)
+    cols = rng.integers(0, 8, size=20)
+    sp = b.sparse_linear(h, rows, cols, rng.normal(size=20), 6, bias=rng.normal(size=6))
+    s = b.sin(b.slice(h, 0, 6))
+    c = b.cos(b.gather(h, [7, 1, 1, 3, 0, 2]))
+    prod = b.mul(s, c)
+    sq = b.square(b.sub(sp, s))
+    p3 = b.pow(b.add(c, sp), 3)
+    sig = b.sigmoid(b.scale(hn, rng.normal(size=8)))
+    th = b.tanh(b.add_const(hn, rng.normal(size=8)))
+    rl = b.relu(b.neg(h))
+    pos = b.exp(b.scale(th, 0.5))                                   # positive
+    rec = b.reciprocal(pos)
+    sr = b.sqrt(b.add_const(pos, 0.1))
+    fl = b.floor(b.scale(h, 3.0))
+    mx = b.maximum(sig, th)
+    mn = b.minimum(sig, rl)
+    cl = b.clamp(h, -0.5, 0.75)
+    tot = b.sum(prod)
+    cat = b.concat([prod, sq, p3, rec, sr, fl, mx, mn, cl, tot])
+    rs = b.reshape(cat, (1, int(b.size(cat))))
+    b.output(rs, "main")
+    b.output(sig, "sig")
+    b.output(b.constant(torch.tensor([1.5, -2.0])), "const")
+    if big_sparse:  # forces the Gather/ScatterElements path of the exporter
+        m, k, nnz = 3000, 2048, 4000
+        big = b.gather(x, np.arange(k) % n)
+        sb = b.sparse_linear(big, rng.integers(0, m, nnz), rng.integers(0, k, nnz),
+                             rng.normal(size=nnz), m)
+        b.output(sb, "big")
+    return b.build()
+
+
+def _feeds(g, batch, dtype, rng):
+    return {g.nodes[i].name: rng.uniform(-2, 2, size=(batch, g.nodes[i].size)).astype(dtype)
+            for i in g.inputs}
+
+
+@pytest.mark.parametrize("batch_dim", [1, None])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-9), (np.float32, 2e-4)])
+def test_every_op_round_trip_through_onnxruntime(tmp_path, batch_dim, dtype, tol):
+    g = all_ops_graph(0)
+    path = tmp_path / "g.onnx"
+    model = to_onnx(g, path, batch_dim=batch_dim, dtype=dtype)
+    assert path.exists() and not list(tmp_path.glob("*.tmp*"))
+    loaded = onnx.load(path)
+    onnx.checker.check_model(loaded)
+    assert [i.name for i in loaded.graph.input] == ["x", "u"]
+    assert [o.name for o in loaded.graph.output] == ["main", "sig", "const"]
+    rng = np.random.default_rng(1)
+    batch = 1 if batch_dim == 1 else 7
+    for _ in range(3):
+        feeds = _feeds(g, batch, dtype, rng)
+        got = _ort(model, feeds)
+        want = g.evaluate({k: torch.from_numpy(v.astype(np.float64)) for k, v in feeds.items()})
+        for a, w in zip(got, want):
+            assert a.shape == tuple(w.shape)
+            np.testing.assert_allclose(a, w.numpy(), atol=tol, rtol=tol)
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 10_000), batch=st.integers(1, 5))
+def test_round_trip_random_graphs_and_reimport(seed, batch):
+    g = all_ops_graph(seed)
+    model = to_onnx(g, None, batch_dim=None, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    feeds = _feeds(g, batch, np.float64, rng)
+    tfeeds = {k: torch.from_numpy(v) for k, v in feeds.items()}
+    want = g.evaluate(tfeeds)
+    for a, w in zip(_ort(model, feeds), want):
+        np.testing.assert_allclose(a, w.numpy(), atol=1e-9, rtol=1e-9)
+    g2 = from_onnx(model)
+    assert g2.input_names == g.input_names and g2.output_names == g.output_names
+    for a, w in zip(g2.evaluate(tfeeds), want):
+        torch.testing.assert_close(a, w, atol=1e-9, rtol=1e-9)
+
+
+def test_large_sparse_linear_uses_scatter_and_reimports():
+    g = all_ops_graph(3, n=7, big_sparse=True)
+    model = to_onnx(g, None, batch_dim=None, dtype=np.float64)
+    assert "ScatterElements" in {n.op_type for n in model.graph.node}
+    rng = np.random.default_rng(5)
+    feeds = _feeds(g, 3, np.float64, rng)
+    tfeeds = {k: torch.from_numpy(v) for k, v in feeds.items()}
+    want = g.evaluate(tfeeds)
+    for a, w in zip(_ort(model, feeds), want):
+        np.testing.assert_allclose(a, w.numpy(), atol=1e-9, rtol=1e-9)
+    g2 = from_onnx(model)
+    assert "sparse_linear" in {n.op for n in g2.nodes}
+    for a, w in zip(g2.evaluate(tfeeds), want):
+        torch.testing.assert_close(a, w, atol=1e-9, rtol=1e-9)
+    # opset 15 has no ScatterElements reduction: dense MatMul instead, still correct
+    m15 = to_onnx(g, None, opset=15, batch_dim=1, dtype=np.float64)
+    assert "ScatterElements" not in {n.op_type for n in m15.graph.node}
+    feeds1 = {k: v[:1] for k, v in feeds.items()}
+    np.testing.assert_allclose(_ort(m15, feeds1)[-1], want[-1][:1].numpy(), atol=1e-9)
+
+
+def test_names_and_argument_errors(tmp_path):
+    g = all_ops_graph(1)
+    model = to_onnx(g, None, input_names=["a", "b"], output_names=["p", "q", "r"])
+    assert [i.name for i in model.graph.input] == ["a", "b"]
+    assert [o.name for o in model.graph.output] == ["p", "q", "r"]
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    with pytest.raises(GraphError, match="input names"):
+        to_onnx(g, None, input_names=["a"])
+    with pytest.raises(GraphError, match="distinct"):
+        to_onnx(g, None, input_names=["a", "p"], output_names=["p", "q", "r"])
+    with pytest.raises(GraphError, match="batch_dim"):
+        to_onnx(g, None, batch_dim=0)
+    with pytest.raises(GraphError, match="dtype"):
+        to_onnx(g, None, dtype=np.int32)
+    with pytest.raises(GraphError, match="opset"):
+        to_onnx(g, None, opset=11)
+
+
+def test_torch_mlp_with_physics_export_matches_torch(tmp_path):
+    """A proxy + physics graph from torch, exported with batch 1 as VNN-COMP does."""
+    from gridverify.ir.torch_import import from_torch
+
+    torch.manual_seed(0)
+
+    class Proxy(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(),
+                                           torch.nn.Linear(16, 6), torch.nn.Sigmoid())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.net(x)
+            vm, va = 0.9 + 0.2 * y[:, :3], y[:, 3:] - 0.5
+            d = va[:, [0, 1]] - va[:, [1, 2]]
+            w = vm[:, [0, 1]] * vm[:, [1, 2]]
+            return torch.cat([w * torch.cos(d), w * torch.sin(d), vm ** 2], dim=1)
+
+    m = Proxy().double().eval()
+    g = from_torch(m)
+    path = tmp_path / "proxy.onnx"
+    to_onnx(g, path, batch_dim=1, dtype=np.float32, input_names=["X"], output_names=["Y"])
+    x = torch.rand(1, 4, dtype=torch.float64)
+    got = _ort(onnx.load(path), {"X": x.numpy().astype(np.float32)})[0]
+    np.testing.assert_allclose(got, m(x).detach().numpy(), atol=1e-5)
