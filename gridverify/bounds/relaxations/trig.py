@@ -1,0 +1,98 @@
+"""Trigonometric ops: sin and cos.
+
+Interval: the values at the endpoints, widened to +-1 when a maximum
+(``pi/2 + 2 pi n`` for sin, ``2 pi n`` for cos) or minimum lies in ``[l, u]``;
+the test "some ``n`` has ``l <= c + 2 pi n <= u``" is done on ``(l - c) / 2 pi``
+with a tolerance that covers its rounding, so it can only err towards the
+wider (still sound) interval.  Intervals spanning a period give ``[-1, 1]``.
+
+Relaxation: the generic exact-offset engine of
+:mod:`gridverify.bounds.relaxations.smooth`.  For a slope ``k`` the critical
+points of ``sin(x) - k x`` are ``x = +-acos(k) + 2 pi n`` (for cos,
+``x = -asin(k) + 2 pi n`` and ``pi + asin(k) + 2 pi n``).  The values at the
+local maxima (or minima) of one family are affine in ``n``, so only the
+smallest and largest ``n`` with a point in ``[l, u]`` matter; we also include
+their neighbours, so an off-by-one from rounding ``n`` cannot drop the extreme
+point.  With the endpoints, the extremum of ``f(x) - k x`` is exact for every
+slope, so every alpha (slope in the range of ``f'`` on ``[l, u]``) is sound.
+The default is the least-area line: on a concave or convex piece the midpoint
+tangent and the chord, across an inflection the tangent through an endpoint,
+and over more than a period a line of slope near 0 at height +-1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from gridverify.bounds.relaxations._common import EPS64, pad_interval
+from gridverify.bounds.relaxations.base import UnaryRelaxation
+from gridverify.bounds.relaxations.smooth import SmoothOp, make_unary
+
+TWO_PI = 2.0 * math.pi
+
+
+def hits(c: float, l: Tensor, u: Tensor) -> Tensor:
+    """Mask of elements where some ``c + 2 pi n`` may lie in ``[l, u]`` (never a false no)."""
+    tl = (l - c) / TWO_PI
+    tu = (u - c) / TWO_PI
+    tol = 64.0 * EPS64 * (1.0 + tl.abs() + tu.abs())
+    return (torch.floor(tu + tol) >= torch.ceil(tl - tol)) | ~torch.isfinite(tl + tu)
+
+
+def _periodic_interval(
+    f: Callable[[Tensor], Tensor], l: Tensor, u: Tensor, c_max: float, c_min: float
+) -> tuple[Tensor, Tensor]:
+    fl, fu = f(l), f(u)
+    lo, hi = pad_interval(torch.minimum(fl, fu), torch.maximum(fl, fu))
+    one = torch.ones_like(l)
+    wide = ~((u - l) < TWO_PI)  # also catches NaN/inf widths
+    hi = torch.where(hits(c_max, l, u) | wide, one, hi.clamp(max=1.0))
+    lo = torch.where(hits(c_min, l, u) | wide, -one, lo.clamp(min=-1.0))
+    return lo, hi
+
+
+def sin_interval64(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    """Sound float64 enclosure of ``sin([l, u])``."""
+    return _periodic_interval(torch.sin, l, u, 0.5 * math.pi, -0.5 * math.pi)
+
+
+def cos_interval64(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    """Sound float64 enclosure of ``cos([l, u])``."""
+    return _periodic_interval(torch.cos, l, u, 0.0, math.pi)
+
+
+def _family(base: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
+    """The points ``base + 2 pi n`` for the extreme ``n`` in ``[l, u]`` and their neighbours."""
+    n_lo = torch.ceil((l - base) / TWO_PI)
+    n_hi = torch.floor((u - base) / TWO_PI)
+    return [base + TWO_PI * n for n in (n_lo - 1.0, n_lo, n_hi, n_hi + 1.0)]
+
+
+def _sin_crit(k: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
+    a = torch.acos(k.clamp(-1.0, 1.0))
+    return _family(a, l, u) + _family(-a, l, u)
+
+
+def _cos_crit(k: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
+    a = torch.asin(k.clamp(-1.0, 1.0))
+    return _family(-a, l, u) + _family(math.pi + a, l, u)
+
+
+def _sin_fp_range(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    lo, hi = cos_interval64(l, u)
+    return lo.clamp(min=-1.0), hi.clamp(max=1.0)
+
+
+def _cos_fp_range(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    lo, hi = sin_interval64(l, u)
+    return (-hi).clamp(min=-1.0), (-lo).clamp(max=1.0)
+
+
+SIN_OP = SmoothOp("sin", torch.sin, _sin_fp_range, _sin_crit, sin_interval64)
+COS_OP = SmoothOp("cos", torch.cos, _cos_fp_range, _cos_crit, cos_interval64)
+SIN: UnaryRelaxation = make_unary(SIN_OP, torch.sin)
+COS: UnaryRelaxation = make_unary(COS_OP, torch.cos)
