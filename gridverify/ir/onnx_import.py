@@ -484,6 +484,7 @@ class _OnnxImporter:
         self.b = GraphBuilder()
         self.lw = Lowering(self.b)
         self.env: dict[str, Value] = {}
+        self._outputs: list[str] = []
 
     # -------------------------------------------------------------- helpers
     def _attrs(self, node: Any) -> dict[str, Any]:
@@ -592,6 +593,7 @@ class _OnnxImporter:
                     raise GraphError(f"{self.source}: node {name!r} ({op}) reads {n!r}, "
                                      "which no earlier node or initializer defines")
             at = self._attrs(node)
+            self._outputs = list(node.output)
             handler = getattr(self, "_op_" + op, None)
             if handler is not None:
                 res = handler(ins, at)
@@ -753,9 +755,22 @@ class _OnnxImporter:
 
     def _op_Flatten(self, ins: list, at: dict) -> Value:
         s = self.lw.shape(ins[0])
-        axis = int(at.get("axis", 1)) % (len(s) + 1) if s else 0
+        axis = int(at.get("axis", 1))
+        axis = axis + len(s) if axis < 0 else axis
         lead = int(np.prod(s[:axis], dtype=np.int64))
         return self.lw.reshape(ins[0], (lead, int(np.prod(s[axis:], dtype=np.int64))))
+
+    def _op_Split(self, ins: list, at: dict) -> list[Value]:
+        s = self.lw.shape(ins[0])
+        axis = int(at.get("axis", 0)) % len(s)
+        sizes = self._axes(ins, {"axes": at["split"]} if "split" in at else {}, 1)
+        if sizes is None:
+            n = int(at.get("num_outputs", 0)) or len(self._outputs)
+            chunk = -(-s[axis] // n)
+            sizes = [min(chunk, s[axis] - k * chunk) for k in range(n)]
+        bounds = np.cumsum([0, *sizes])
+        return [self.lw.index(ins[0], lambda t, a=int(a), c=int(c): np.take(
+            t, np.arange(a, c), axis=axis)) for a, c in zip(bounds[:-1], bounds[1:])]
 
     def _op_Squeeze(self, ins: list, at: dict) -> Value:
         s = self.lw.shape(ins[0])

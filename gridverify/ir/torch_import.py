@@ -145,9 +145,12 @@ class _TorchImporter:
             fn = _FUNCTIONS.get(node.target)
         else:  # call_method
             fn = _METHODS.get(str(node.target))
-        if fn is None:
+        if fn is not None:
+            self.env[node.name] = fn(self, args, kwargs)
+        elif not _has_var(args) and not _has_var(kwargs):
+            self.env[node.name] = _fold(node, args, kwargs)
+        else:
             raise _Unsupported("not supported by gridverify")
-        self.env[node.name] = fn(self, args, kwargs)
 
     # -------------------------------------------------------------- helpers
     def linear(self, x: Value, w: np.ndarray, bias: np.ndarray | None) -> Value:
@@ -157,6 +160,58 @@ class _TorchImporter:
             return self.lw.dense(x, w, bias, s[:-1] + (w.shape[0],))
         y = self.lw.matmul(x, np.asarray(w).T)
         return y if bias is None else self.lw.add(y, bias)
+
+
+def _has_var(v: Any) -> bool:
+    if isinstance(v, Var):
+        return True
+    if isinstance(v, tuple | list):
+        return any(_has_var(x) for x in v)
+    if isinstance(v, dict):
+        return any(_has_var(x) for x in v.values())
+    if isinstance(v, slice):
+        return _has_var([v.start, v.stop, v.step])
+    return False
+
+
+def _to_torch(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return torch.from_numpy(v.copy())
+    if isinstance(v, tuple | list):
+        return type(v)(_to_torch(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _to_torch(x) for k, x in v.items()}
+    return v
+
+
+def _from_torch(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return _tensor_const(v)
+    if isinstance(v, tuple | list):
+        return type(v)(_from_torch(x) for x in v)
+    return v
+
+
+def _fold(node: torch.fx.Node, args: list, kwargs: dict) -> Any:
+    """Evaluate a call whose arguments are all constants (shape arithmetic, torch.zeros...)."""
+    name = str(getattr(node.target, "__name__", node.target))
+    if any(w in name for w in ("rand", "normal", "bernoulli", "dropout", "multinomial")):
+        raise _Unsupported("random op")
+    a, kw = _to_torch(args), _to_torch(kwargs)
+    try:
+        if node.op == "call_method":
+            return _from_torch(getattr(a[0], str(node.target))(*a[1:], **kw))
+        return _from_torch(node.target(*a, **kw))  # type: ignore[operator]
+    except Exception as e:  # noqa: BLE001 - any failure means we cannot fold it
+        raise _Unsupported(f"cannot evaluate on constants ({type(e).__name__}: {e})") from None
+
+
+def _like(fill: float | None) -> Handler:
+    def h(self: _TorchImporter, args: list, kw: dict) -> Any:
+        value = fill if fill is not None else (args[1] if len(args) > 1 else kw["fill_value"])
+        return np.full(self.lw.shape(args[0]), float(value))
+
+    return h
 
 
 def _is_num(v: Any) -> bool:
@@ -403,7 +458,8 @@ _FUNCTIONS: dict[Any, Handler] = {
     torch.transpose: _transpose, torch.permute: _permute, torch.unsqueeze: _unsqueeze,
     torch.squeeze: _squeeze, torch.abs: _abs, torch.square: _square, getattr: _getattr,
     F.linear: _f_linear, F.relu: _UNARY["relu"], F.sigmoid: _UNARY["sigmoid"],
-    F.tanh: _UNARY["tanh"], F.leaky_relu: _leaky, F.hardtanh: _hardtanh,
+    F.tanh: _UNARY["tanh"], F.leaky_relu: _leaky, F.hardtanh: _hardtanh, F.dropout: _identity,
+    torch.zeros_like: _like(0.0), torch.ones_like: _like(1.0), torch.full_like: _like(None),
     **{getattr(torch, n): h for n, h in _UNARY.items()},
 }
 

@@ -383,3 +383,15 @@ def test_startup_time_large_mlp(tmp_path, sizes):
     want = run_ort(onnx.load(path), {"x": x})[0]
     got = g.evaluate(torch.from_numpy(x.astype(np.float64)))[0].numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("opset,kw,with_input,sizes", [
+    (13, {}, True, (2, 4)), (11, {"split": [2, 4]}, False, (2, 4)),
+    (18, {"num_outputs": 2}, False, (3, 3)), (13, {}, False, (3, 3))])
+def test_split_forms(opset, kw, with_input, sizes):
+    split = helper.make_node("Split", ["x", "sp"] if with_input else ["x"], ["a", "b"], axis=-1,
+                             **kw)
+    nodes = [split, helper.make_node("Sin", ["a"], ["y1"]), helper.make_node("Cos", ["b"], ["y2"])]
+    model = make_model(nodes, [("x", [1, 6])], [("y1", [1, sizes[0]]), ("y2", [1, sizes[1]])],
+                       {"sp": np.array([2, 4])} if with_input else {}, opset=opset)
+    assert_matches_ort(model, (1, 6))

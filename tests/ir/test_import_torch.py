@@ -189,3 +189,14 @@ def test_untraceable_and_bad_arguments():
         from_torch(lambda x: x)  # type: ignore[arg-type]
     with pytest.raises(GraphError, match="Linear|linear|shape|size"):
         from_torch(nn.Linear(4, 2), input_size=5)
+
+
+def test_constant_calls_fold_and_like_constructors():
+    class Consts(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            z = x[:, :2] * 0 + (torch.zeros(1, 2, dtype=torch.float64) + torch.arange(2.0))
+            o = torch.ones_like(x) * 3 + torch.full_like(x, 0.5)
+            n = x.size(1) * 2 - 1  # python arithmetic on traced sizes
+            return torch.cat([x * o, z, F.dropout(x, 0.5, False), x[:, :1] * n], 1)
+
+    _check(Consts(), 3, input_size=3)
