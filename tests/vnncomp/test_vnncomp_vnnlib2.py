@@ -1,0 +1,81 @@
+"""VNN-LIB 2.0 through the optional ``vnnlib`` package: same Property as the 1.0 parser."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("vnnlib")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vnncomp_fixtures import mlp_onnx, tiny_relu_weights  # noqa: E402
+
+from gridverify.errors import VnnlibError  # noqa: E402
+from gridverify.vnncomp.runner import RunOptions, run_instance  # noqa: E402
+from gridverify.vnncomp.vnnlib import parse_vnnlib, parse_vnnlib_text  # noqa: E402
+
+HEAD2 = """(vnnlib-version <2.0>)
+(declare-network net
+    (declare-input X float32 [2])
+    (declare-output Y float32 [2])
+)
+"""
+BODY2 = """(assert (<= X[0] 1.0))
+(assert (>= X[0] 0.0))
+(assert (<= X[1] 1.0))
+(assert (>= X[1] 0.0))
+(assert (or (and (>= Y[0] 1.9) (<= Y[1] 0.1)) (>= (- Y[1] Y[0]) 5.0)))
+"""
+V1 = """(declare-const X_0 Real)
+(declare-const X_1 Real)
+(declare-const Y_0 Real)
+(declare-const Y_1 Real)
+(assert (<= X_0 1.0))
+(assert (>= X_0 0.0))
+(assert (<= X_1 1.0))
+(assert (>= X_1 0.0))
+(assert (or (and (>= Y_0 1.9) (<= Y_1 0.1)) (>= (- Y_1 Y_0) 5.0)))
+"""
+
+
+def _polys(prop):
+    out = set()
+    for case in prop.cases:
+        for A, b in case.output:
+            rows = tuple(sorted(tuple(r) + (v,) for r, v in zip(A.tolist(), b.tolist())))
+            out.add((tuple(case.lower), tuple(case.upper), rows))
+    return out
+
+
+def test_version2_matches_version1(tmp_path: Path) -> None:
+    p = tmp_path / "v2.vnnlib"
+    p.write_text(HEAD2 + BODY2)
+    v2 = parse_vnnlib(p)  # detected by its header
+    v1 = parse_vnnlib_text(V1)
+    assert (v2.n_inputs, v2.n_outputs) == (2, 2)
+    assert _polys(v2) == _polys(v1)
+
+
+def test_version2_errors_name_the_line(tmp_path: Path) -> None:
+    p = tmp_path / "bad.vnnlib"
+    p.write_text(HEAD2 + "(assert (<= Z[0] 1.0))\n")
+    with pytest.raises(VnnlibError, match=r"bad.vnnlib:6: Undeclared variable 'Z'"):
+        parse_vnnlib(p)
+    p.write_text(HEAD2 + "(assert (<= X[0] 1.0)\n")
+    with pytest.raises(VnnlibError, match=r"bad.vnnlib:6: .*syntax error"):
+        parse_vnnlib(p)
+    p.write_text(HEAD2 + BODY2 + "(assert (<= (* Y[0] Y[1]) 1.0))\n")
+    with pytest.raises(VnnlibError, match=r"[Nn]on-linear"):
+        parse_vnnlib(p)
+
+
+def test_version2_instance_runs(tmp_path: Path) -> None:
+    model = mlp_onnx(tmp_path / "tiny.onnx", tiny_relu_weights())
+    p = tmp_path / "v2.vnnlib"
+    p.write_text(HEAD2 + BODY2)
+    out = run_instance(model, p, RunOptions(timeout=10, extend_attack=False))
+    assert out.result == "sat" and out.y[0] >= 1.9 and out.y[1] <= 0.1
+    assert np.all(out.x >= 0) and np.all(out.x <= 1)
