@@ -171,6 +171,10 @@ def _tokenize(text: str, source: str) -> list[_Tok]:
                 toks.append(_Tok("punct", ch, lineno))
                 i += 1
                 continue
+            if ch in "()*/\\^&|<>~!:@.":
+                toks.append(_Tok("op", ch, lineno))
+                i += 1
+                continue
             raise _err(source, lineno, f"unexpected character {ch!r} in case data")
         if not continued:
             toks.append(_Tok("nl", "\n", lineno))
@@ -204,7 +208,9 @@ class _Parser:
         t = self.peek()
         if t is None or t.kind == "nl" or (t.kind == "punct" and t.text in ";,"):
             return
-        raise _err(self.source, t.line, f"unexpected {t.text!r} after the value of {name}", name)
+        raise _err(
+            self.source, t.line, f"unexpected {t.text!r} after the value of mpc.{name}", name
+        )
 
     def bracket(self, close: str, name: str, start_line: int) -> tuple[list[list[_Tok]], list[int]]:
         """Rows of tokens up to the closing bracket, with each row's first line."""
@@ -229,7 +235,14 @@ class _Parser:
                 continue
             if t.kind == "punct" and t.text == ",":
                 continue
-            if t.kind == "punct" or t.kind == "id":
+            if t.kind == "id" and t.text.startswith("mpc."):
+                raise _err(
+                    self.source,
+                    t.line,
+                    f"mpc.{name} (line {start_line}) is not closed with {close!r} before {t.text}",
+                    name,
+                )
+            if t.kind in ("punct", "id", "op"):
                 raise _err(
                     self.source, t.line, f"unexpected {t.text!r} inside {name}", name
                 )
