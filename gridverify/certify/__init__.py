@@ -1,0 +1,53 @@
+"""Certification: ``certify`` and the ``Certificate`` it returns."""
+
+from gridverify.certify.certificate import (
+    CERTIFIED,
+    OPEN,
+    VIOLATED,
+    Certificate,
+    ConstraintResult,
+    decide_status,
+)
+from gridverify.certify.certify import (
+    METHODS,
+    CertifyOptions,
+    RegionWarning,
+    certify,
+    default_region,
+    evaluate_violations,
+    model_hash,
+)
+
+__all__ = [
+    "CERTIFIED",
+    "METHODS",
+    "OPEN",
+    "VIOLATED",
+    "Certificate",
+    "CertifyOptions",
+    "ConstraintResult",
+    "RegionWarning",
+    "certify",
+    "decide_status",
+    "default_region",
+    "evaluate_violations",
+    "model_hash",
+]
+
+
+# ``gridverify.certify`` is both this package and the function: once the package is
+# imported, ``import gridverify; gridverify.certify(...)`` finds the package (the
+# lazy export in gridverify/__init__.py is bypassed), so the package forwards calls.
+def _make_callable() -> None:
+    import sys
+    import types
+
+    class _CallablePackage(types.ModuleType):
+        def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204
+            """Same as :func:`gridverify.certify.certify`."""
+            return certify(*args, **kwargs)
+
+    sys.modules[__name__].__class__ = _CallablePackage
+
+
+_make_callable()

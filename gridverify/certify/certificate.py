@@ -1,0 +1,290 @@
+"""The Certificate: per-constraint bounds, attained violations, witnesses, provenance.
+
+JSON form (the output contract of ``gridverify certify --json``)::
+
+    {"case": ..., "model": ..., "region": {"kind", "params", "lower", "upper"},
+     "method": ..., "seconds": ..., "summary": {"certified", "violated", "open", "total"},
+     "families": {family: {...per-family summary...}},
+     "constraints": [{"family", "component", "upper_bound", "attained", "threshold",
+                      "status", "witness", "method", "seconds", "unit", ...}],
+     "provenance": {...}, "warnings": [...]}
+
+Non-finite numbers are written as ``null`` (an ``upper_bound`` of ``null`` means
+no finite bound was obtained; such a constraint is never certified).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gridverify.errors import SpecError
+from gridverify.spec.constraints import FAMILIES, FAMILY_UNIT
+from gridverify.spec.region import Region
+
+CERTIFIED = "certified"
+VIOLATED = "violated"
+OPEN = "open"
+STATUSES = (CERTIFIED, VIOLATED, OPEN)
+FORMAT = "gridverify-certificate"
+FORMAT_VERSION = 1
+
+
+def decide_status(upper_bound: float, attained: float, threshold: float) -> str:
+    """``violated`` if attained > threshold, ``certified`` if upper_bound <= threshold, else open.
+
+    NaN or missing values never give ``certified``.
+    """
+    if math.isfinite(attained) and attained > threshold:
+        return VIOLATED
+    if math.isfinite(upper_bound) and upper_bound <= threshold:
+        return CERTIFIED
+    return OPEN
+
+
+def _num(v: float) -> float | None:
+    return float(v) if v is not None and math.isfinite(float(v)) else None
+
+
+def _from_num(v: Any, missing: float) -> float:
+    return missing if v is None else float(v)
+
+
+@dataclass(frozen=True)
+class ConstraintResult:
+    """Result for one constraint (values in the family's unit, see ``docs/physics.md``).
+
+    ``upper_bound``: sound upper bound of the violation over the region (``inf``
+    when none was obtained); ``attained``: the largest violation found, at the
+    load vector ``worst_load`` (re-evaluated in float64 on the proxy and the grid
+    equations); ``witness``: ``worst_load`` when ``attained > threshold``.
+    ``seconds``: this constraint's share of the batched bounding and attack time.
+    """
+
+    family: str
+    component: int
+    index: int
+    upper_bound: float
+    attained: float
+    threshold: float
+    status: str
+    method: str
+    seconds: float
+    worst_load: np.ndarray | None = None
+    rate: float | None = None  # thermal families: the branch rating (pu)
+
+    @property
+    def witness(self) -> np.ndarray | None:
+        """The violating load vector (only when a violation was attained)."""
+        return self.worst_load if self.status == VIOLATED else None
+
+    @property
+    def gap(self) -> float:
+        """``upper_bound - attained`` (how far the certificate is from tight)."""
+        return float(self.upper_bound - self.attained)
+
+    @property
+    def unit(self) -> str:
+        """Unit of the values."""
+        return FAMILY_UNIT[self.family]
+
+    def loading(self) -> tuple[float, float] | None:
+        """Thermal families: (attained, upper bound) of apparent power over the rating."""
+        if self.rate is None or not self.rate > 0:
+            return None
+        r2 = self.rate**2
+
+        def f(v: float) -> float:
+            return math.sqrt(max(v + r2, 0.0)) / self.rate if math.isfinite(v) else math.inf
+
+        return f(self.attained), f(self.upper_bound)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (contract keys first)."""
+        w = self.witness
+        d: dict[str, Any] = {
+            "family": self.family,
+            "component": int(self.component),
+            "upper_bound": _num(self.upper_bound),
+            "attained": _num(self.attained),
+            "threshold": float(self.threshold),
+            "status": self.status,
+            "witness": None if w is None else [float(v) for v in w],
+            "method": self.method,
+            "seconds": float(self.seconds),
+            "unit": self.unit,
+            "index": int(self.index),
+            "worst_load": None if self.worst_load is None else [float(v) for v in self.worst_load],
+        }
+        if self.rate is not None:
+            ld = self.loading()
+            d["rate"] = float(self.rate)
+            if ld is not None:
+                d["loading_attained"] = _num(ld[0])
+                d["loading_upper_bound"] = _num(ld[1])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ConstraintResult:
+        """Inverse of :meth:`to_dict`."""
+        wl = d.get("worst_load", d.get("witness"))
+        return cls(
+            family=str(d["family"]),
+            component=int(d["component"]),
+            index=int(d.get("index", -1)),
+            upper_bound=_from_num(d.get("upper_bound"), math.inf),
+            attained=_from_num(d.get("attained"), -math.inf),
+            threshold=float(d["threshold"]),
+            status=str(d["status"]),
+            method=str(d.get("method", "")),
+            seconds=float(d.get("seconds", 0.0)),
+            worst_load=None if wl is None else np.asarray(wl, dtype=np.float64),
+            rate=None if d.get("rate") is None else float(d["rate"]),
+        )
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """Outcome of :func:`gridverify.certify` for one case, proxy and region."""
+
+    case: str
+    model: str
+    region: Region
+    method: str
+    seconds: float
+    constraints: tuple[ConstraintResult, ...]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def summary(self) -> dict[str, int]:
+        """Counts of ``certified``, ``violated``, ``open`` and ``total``."""
+        out = {s: 0 for s in STATUSES}
+        for c in self.constraints:
+            out[c.status] = out.get(c.status, 0) + 1
+        out["total"] = len(self.constraints)
+        return out
+
+    def families(self) -> dict[str, dict[str, Any]]:
+        """Per-family summary: counts, worst upper bound and attained, their gap."""
+        out: dict[str, dict[str, Any]] = {}
+        for fam in FAMILIES:
+            rows = [c for c in self.constraints if c.family == fam]
+            if not rows:
+                continue
+            ub = max(c.upper_bound for c in rows)
+            att = max(c.attained for c in rows)
+            worst_ub = max(rows, key=lambda c: c.upper_bound)
+            worst_att = max(rows, key=lambda c: c.attained)
+            out[fam] = {
+                "count": len(rows),
+                "certified": sum(c.status == CERTIFIED for c in rows),
+                "violated": sum(c.status == VIOLATED for c in rows),
+                "open": sum(c.status == OPEN for c in rows),
+                "max_upper_bound": _num(ub),
+                "max_attained": _num(att),
+                "gap": _num(ub - att),
+                "worst_upper_bound_component": int(worst_ub.component),
+                "worst_attained_component": int(worst_att.component),
+                "unit": FAMILY_UNIT[fam],
+            }
+        return out
+
+    @property
+    def exit_status(self) -> int:
+        """CLI exit status: 1 if any violation, else 3 if any open, else 0."""
+        s = self.summary
+        if s[VIOLATED]:
+            return 1
+        if s[OPEN]:
+            return 3
+        return 0
+
+    def get(self, family: str, component: int) -> ConstraintResult:
+        """The result of one constraint (KeyError if absent)."""
+        for c in self.constraints:
+            if c.family == family and c.component == component:
+                return c
+        raise KeyError((family, component))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of the output contract."""
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "case": self.case,
+            "model": self.model,
+            "region": self.region.to_dict(),
+            "method": self.method,
+            "seconds": float(self.seconds),
+            "summary": self.summary,
+            "families": self.families(),
+            "constraints": [c.to_dict() for c in self.constraints],
+            "provenance": self.provenance,
+            "warnings": list(self.warnings),
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """JSON text (strict JSON: non-finite numbers are null)."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Certificate:
+        """Inverse of :meth:`to_dict` (SpecError on a malformed object)."""
+        try:
+            if d.get("format", FORMAT) != FORMAT:
+                raise SpecError(f"certificate: format {d.get('format')!r} is not {FORMAT!r}")
+            return cls(
+                case=str(d["case"]),
+                model=str(d["model"]),
+                region=Region.from_dict(d["region"]),
+                method=str(d["method"]),
+                seconds=float(d["seconds"]),
+                constraints=tuple(ConstraintResult.from_dict(c) for c in d["constraints"]),
+                provenance=dict(d.get("provenance", {})),
+                warnings=tuple(d.get("warnings", ())),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SpecError(f"certificate: malformed ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> Certificate:
+        """Parse the JSON form."""
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"certificate: invalid JSON at line {exc.lineno} ({exc.msg})") from None
+
+    def write(self, path: str | os.PathLike[str]) -> Path:
+        """Write the JSON form atomically (temporary file, then ``os.replace``)."""
+        return write_text_atomic(path, self.to_json() + "\n")
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> Certificate:
+        """Read a certificate JSON file."""
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p

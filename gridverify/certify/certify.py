@@ -1,0 +1,479 @@
+"""``gridverify.certify``: bound and falsify every selected constraint over a load region.
+
+Pipeline (one batched pass over all constraints):
+
+1. **Sampling** (falsification, cheap): ``samples`` uniform loads, the box
+   centre and the two extreme corners, evaluated in float64 on the concrete
+   proxy module and the grid flow equations.
+2. **Bounds** on the composed graph (proxy then physics) in float64 with the
+   chosen method.  ``alpha-crown`` first runs CROWN on every row, then
+   alpha-CROWN on the rows CROWN left undecided (or on every row with
+   ``CertifyOptions(refine="all")``).  Upper bounds are padded for rounding.
+3. **Attack** (falsification): projected gradient ascent with restarts and box
+   corners (:func:`gridverify.attack.pgd.pgd_maximize`) on the rows still
+   undecided (or all rows with ``attack="all"``); every point found is
+   re-evaluated in float64 on the proxy module and the grid equations (not the
+   graph) and kept as the witness.
+4. ``bab``: constraints still open go to :mod:`gridverify.bab`.
+
+A stage that would start after ``timeout`` seconds is skipped; results of
+finished stages stand (they are sound), so a timeout leaves constraints
+``open``, never ``certified``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import platform
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from gridverify.certify.certificate import (
+    CERTIFIED,
+    OPEN,
+    VIOLATED,
+    Certificate,
+    ConstraintResult,
+    decide_status,
+)
+from gridverify.errors import GridverifyError, SpecError
+from gridverify.physics.acp import PhysicsGraph, build_physics_graph, compose_with_proxy
+from gridverify.physics.evaluate import violation_values
+from gridverify.spec.constraints import (
+    Constraint,
+    ConstraintSelection,
+    parse_constraints,
+    select_constraints,
+)
+from gridverify.spec.region import Region, box_region, validate_region
+from gridverify.spec.thresholds import ThresholdSpec, resolve_thresholds
+
+METHODS = ("ibp", "crown", "alpha-crown", "bab")
+
+Progress = Callable[[str, float], None]
+
+
+class RegionWarning(UserWarning):
+    """The certified region is wider than the proxy's training region."""
+
+
+@dataclass(frozen=True)
+class CertifyOptions:
+    """Options of :func:`certify` (frozen; pass explicitly).
+
+    ``timeout``: seconds for the whole run (None: no limit).  ``samples``:
+    uniform random loads for the sampling stage.  ``attack``: which rows get
+    the PGD attack, ``"undecided"`` (bound above and attained below the
+    threshold) or ``"all"`` or ``"none"``.  ``attack_restarts``/``attack_steps``:
+    PGD effort per row.  ``refine``: rows for alpha-CROWN after CROWN,
+    ``"undecided"`` or ``"all"``.  ``alpha_iterations``: alpha-CROWN steps.
+    ``pad_rel``/``pad_abs``: rounding pad added to every upper bound
+    (``ub + pad_abs + pad_rel * |ub|``).  ``seed``: sampling and attack seed.
+    """
+
+    timeout: float | None = None
+    samples: int = 1024
+    attack: str = "undecided"
+    attack_restarts: int = 4
+    attack_steps: int = 30
+    refine: str = "undecided"
+    alpha_iterations: int = 20
+    pad_rel: float = 1e-9
+    pad_abs: float = 1e-9
+    seed: int = 0
+    bab_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None and not self.timeout > 0:
+            raise SpecError(f"options.timeout: must be > 0 seconds, got {self.timeout!r}")
+        if self.samples < 0:
+            raise SpecError(f"options.samples: must be >= 0, got {self.samples}")
+        if self.attack not in ("undecided", "all", "none"):
+            raise SpecError(f"options.attack: 'undecided', 'all' or 'none', got {self.attack!r}")
+        if self.refine not in ("undecided", "all"):
+            raise SpecError(f"options.refine: 'undecided' or 'all', got {self.refine!r}")
+        if self.attack_restarts < 1 or self.attack_steps < 0:
+            raise SpecError("options.attack_restarts must be >= 1 and attack_steps >= 0")
+        if self.alpha_iterations < 0:
+            raise SpecError("options.alpha_iterations must be >= 0")
+        if not (self.pad_rel >= 0 and self.pad_abs >= 0):
+            raise SpecError("options.pad_rel/pad_abs must be >= 0")
+
+
+@dataclass
+class _State:
+    """Mutable working state of one certify run (internal)."""
+
+    physics: PhysicsGraph
+    thresholds: np.ndarray
+    ub: np.ndarray  # per constraint
+    att: np.ndarray  # per constraint
+    worst: np.ndarray  # (K, n_in) load of the attained value
+    seconds: np.ndarray  # per constraint share
+    stage_methods: list[str] = field(default_factory=list)
+
+    def rows_of(self, cons_mask: np.ndarray) -> np.ndarray:
+        return np.flatnonzero(cons_mask[self.physics.row_constraint])
+
+    def undecided(self) -> np.ndarray:
+        """Constraint mask: not certified by the bound and not violated by a point."""
+        return ~(self.ub <= self.thresholds) & ~(self.att > self.thresholds)
+
+
+def _resolve_case(case: Any) -> Any:
+    if hasattr(case, "content_hash") and hasattr(case, "pf_t"):
+        return case
+    from gridverify.grid import load_compiled
+
+    return load_compiled(case)
+
+
+def _resolve_proxy(proxy: Any, case: Any) -> Any:
+    from gridverify.proxy.load import Proxy, load_proxy
+
+    if isinstance(proxy, Proxy):
+        if proxy.case_hash != case.content_hash:
+            raise SpecError(
+                f"proxy {proxy.source or '<proxy>'} belongs to case {proxy.case_name!r}, "
+                f"not to {case.name!r} (case hashes differ)"
+            )
+        return proxy
+    return load_proxy(proxy, case=case)
+
+
+def _resolve_constraints(case: Any, constraints: Any) -> list[Constraint]:
+    if constraints is None:
+        sel = ConstraintSelection()
+    elif isinstance(constraints, ConstraintSelection):
+        sel = constraints
+    elif isinstance(constraints, str):
+        sel = parse_constraints(constraints)
+    elif isinstance(constraints, Sequence) and constraints and isinstance(
+        constraints[0], Constraint
+    ):
+        return list(constraints)
+    elif isinstance(constraints, Sequence):
+        sel = parse_constraints(",".join(str(c) for c in constraints))
+    else:
+        raise SpecError(f"constraints: unsupported selection {type(constraints).__name__}")
+    out = select_constraints(case, sel)
+    if not out:
+        raise SpecError("constraints: the selection is empty for this case")
+    return out
+
+
+def default_region(case: Any, proxy: Any) -> Region:
+    """The proxy's training region (model card) or ``[0.9, 1.1] x nominal``."""
+    reg = getattr(proxy, "region", None)
+    if reg is not None:
+        return validate_region(
+            case, Region(np.asarray(reg.lower), np.asarray(reg.upper), "training", ()),
+            name="proxy training region",
+        )
+    return box_region(case, 0.9, 1.1)
+
+
+def _region_warnings(region: Region, proxy: Any) -> list[str]:
+    reg = getattr(proxy, "region", None)
+    if reg is None:
+        return []
+    train = Region(np.asarray(reg.lower), np.asarray(reg.upper), "training", ())
+    if train.n_input == region.n_input and not train.contains(region, tol=1e-9):
+        return [
+            "the region is wider than the proxy's training region: the proxy is "
+            "certified outside the loads it was trained on"
+        ]
+    return []
+
+
+def model_hash(module: torch.nn.Module) -> str:
+    """sha256 of the module's state (names, shapes, float64 bytes)."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        arr = t.detach().to(torch.float64).cpu().contiguous().numpy()
+        h.update(str(arr.shape).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    from gridverify import __version__
+
+    return {
+        "gridverify": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def evaluate_violations(
+    case: Any, module: torch.nn.Module, constraints: Sequence[Constraint], x: np.ndarray,
+    batch: int = 8192,
+) -> np.ndarray:
+    """Violations ``(B, K)`` at loads ``x`` in float64 on the proxy module and grid equations."""
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    outs = []
+    with torch.no_grad():
+        for s in range(0, x.shape[0], batch):
+            xt = torch.from_numpy(x[s:s + batch])
+            y = module(xt).to(torch.float64)
+            outs.append(violation_values(case, constraints, xt, y).numpy())
+    if not outs:
+        return np.zeros((0, len(constraints)))
+    return np.concatenate(outs, axis=0)
+
+
+def _update_attained(st: _State, case: Any, module: torch.nn.Module, x: np.ndarray) -> None:
+    if x.shape[0] == 0:
+        return
+    v = evaluate_violations(case, module, st.physics.constraints, x)
+    v = np.where(np.isnan(v), -np.inf, v)
+    best = v.argmax(axis=0)
+    vals = v[best, np.arange(v.shape[1])]
+    better = vals > st.att
+    st.att[better] = vals[better]
+    st.worst[better] = x[best[better]]
+
+
+def _bound_rows(graph: Any, region: Region, rows: np.ndarray, n_rows: int, method: str,
+                alpha_iterations: int) -> np.ndarray:
+    """Upper bounds (float64) of the given violation rows."""
+    from gridverify.bounds import BoundOptions, compute_bounds
+
+    spec = torch.zeros(rows.size, n_rows, dtype=torch.float64)
+    spec[torch.arange(rows.size), torch.from_numpy(rows)] = 1.0
+    opts = BoundOptions(alpha_iterations=alpha_iterations)
+    b = compute_bounds(
+        graph, torch.from_numpy(region.lower.copy()), torch.from_numpy(region.upper.copy()),
+        method=method, spec=spec, options=opts, dtype=torch.float64,
+    )
+    up = b.upper.detach().to(torch.float64).cpu().numpy().reshape(-1)
+    return np.where(np.isnan(up), np.inf, up)
+
+
+def _apply_row_bounds(st: _State, rows: np.ndarray, up: np.ndarray, opts: CertifyOptions) -> None:
+    up = up + opts.pad_abs + opts.pad_rel * np.abs(up)
+    per = np.full(len(st.physics.constraints), -np.inf)
+    seen = np.zeros(len(st.physics.constraints), dtype=bool)
+    for r, u in zip(rows, up):
+        k = st.physics.row_constraint[r]
+        per[k] = max(per[k], u)
+        seen[k] = True
+    # a constraint's bound is the max over ALL its rows: only update constraints whose
+    # rows were all bounded in this call
+    for k in np.flatnonzero(seen):
+        all_rows = np.flatnonzero(st.physics.row_constraint == k)
+        if np.isin(all_rows, rows).all():
+            st.ub[k] = min(st.ub[k], per[k])
+
+
+def _timed_out(t0: float, opts: CertifyOptions) -> bool:
+    return opts.timeout is not None and time.perf_counter() - t0 > opts.timeout
+
+
+def certify(
+    case: Any,
+    proxy: Any,
+    region: Region | None = None,
+    constraints: Any = None,
+    method: str = "alpha-crown",
+    options: CertifyOptions | None = None,
+    thresholds: ThresholdSpec | None = None,
+    progress: Progress | None = None,
+) -> Certificate:
+    """Certify ``proxy`` against the AC-OPF constraints of ``case`` over ``region``.
+
+    ``case``: a compiled case or a case name/path.  ``proxy``: a loaded
+    :class:`~gridverify.proxy.load.Proxy`, a model path or an ``nn.Module``.
+    ``region``: a :class:`Region` (default: the proxy's training region, else
+    ``[0.9, 1.1] x nominal``).  ``constraints``: a ConstraintSelection, a string
+    such as ``"p_balance,thermal_fr[1,5]"``, a list of family names or of
+    Constraint objects (default: every family).  ``method``: ``ibp``, ``crown``,
+    ``alpha-crown`` or ``bab``.  ``thresholds``: per-family rules (default:
+    documented defaults).  ``progress(stage, fraction)`` is called between stages.
+    """
+    from gridverify.ir import from_torch
+
+    t0 = time.perf_counter()
+    opts = options or CertifyOptions()
+    if method not in METHODS:
+        raise SpecError(f"method: {method!r} is not one of {', '.join(METHODS)}")
+    bab_mod = None
+    if method == "bab":
+        bab_mod = _bab_entry()
+    case = _resolve_case(case)
+    prox = _resolve_proxy(proxy, case)
+    warn_list: list[str] = []
+    if region is None:
+        region = default_region(case, prox)
+    else:
+        region = validate_region(case, region)
+        warn_list += _region_warnings(region, prox)
+    for w in warn_list:
+        warnings.warn(w, RegionWarning, stacklevel=2)
+    cons = _resolve_constraints(case, constraints)
+    thr = resolve_thresholds(case, cons, thresholds)
+    module = prox.module.to(torch.float64).eval()
+    notify = progress or (lambda stage, frac: None)
+
+    notify("building graph", 0.0)
+    physics = build_physics_graph(case, cons)
+    graph = compose_with_proxy(physics, from_torch(module, input_size=region.n_input))
+    K, n_in = len(cons), region.n_input
+    st = _State(physics, thr, np.full(K, np.inf), np.full(K, -np.inf),
+                np.tile(region.center, (K, 1)), np.zeros(K))
+    rng = np.random.default_rng(opts.seed)
+
+    # 1. sampling
+    notify("sampling", 0.05)
+    ts = time.perf_counter()
+    pts = [region.center[None, :], region.lower[None, :], region.upper[None, :]]
+    if opts.samples:
+        pts.append(region.sample(opts.samples, rng))
+    _update_attained(st, case, module, np.concatenate(pts, axis=0))
+    st.seconds += (time.perf_counter() - ts) / K
+
+    # 2. bounds
+    all_rows = np.arange(physics.n_rows)
+    stages = {"ibp": ["ibp"], "crown": ["crown"], "alpha-crown": ["crown", "alpha-crown"],
+              "bab": ["crown", "alpha-crown"]}[method]
+    for i, stage in enumerate(stages):
+        if _timed_out(t0, opts):
+            warn_list.append(f"timeout before the {stage} stage: remaining constraints open")
+            break
+        if stage == "alpha-crown" and opts.refine == "undecided":
+            rows = st.rows_of(st.undecided())
+        else:
+            rows = all_rows
+        if rows.size == 0:
+            continue
+        notify(stage, 0.1 + 0.5 * i / len(stages))
+        ts = time.perf_counter()
+        up = _bound_rows(graph, region, rows, physics.n_rows, stage, opts.alpha_iterations)
+        _apply_row_bounds(st, rows, up, opts)
+        dt = time.perf_counter() - ts
+        touched = np.unique(physics.row_constraint[rows])
+        st.seconds[touched] += dt / max(touched.size, 1)
+
+    # 3. attack
+    if opts.attack != "none" and not _timed_out(t0, opts):
+        mask = st.undecided() if opts.attack == "undecided" else np.ones(K, dtype=bool)
+        rows = st.rows_of(mask)
+        if rows.size:
+            notify("attack", 0.7)
+            ts = time.perf_counter()
+            xs = _attack_rows(graph, region, rows, physics.n_rows, opts, t0)
+            _update_attained(st, case, module, xs)
+            dt = time.perf_counter() - ts
+            touched = np.unique(physics.row_constraint[rows])
+            st.seconds[touched] += dt / max(touched.size, 1)
+
+    # 4. branch and bound
+    if bab_mod is not None and not _timed_out(t0, opts):
+        notify("bab", 0.85)
+        _run_bab(bab_mod, st, graph, region, case, module, opts, t0)
+
+    notify("done", 1.0)
+    results = []
+    for k, c in enumerate(cons):
+        ub, att = float(st.ub[k]), float(st.att[k])
+        status = decide_status(ub, att, float(thr[k]))
+        rate = float(case.rate_a[c.index]) if c.family.startswith("thermal") else None
+        results.append(ConstraintResult(
+            c.family, c.component, c.index, ub, att, float(thr[k]), status, method,
+            float(st.seconds[k]), st.worst[k].copy(), rate,
+        ))
+    prov = {
+        "case_name": case.name,
+        "case_hash": case.content_hash,
+        "case_source": str(getattr(case, "source", "")),
+        "model_source": prox.source,
+        "model_hash": model_hash(module),
+        "proxy_case_hash": prox.case_hash,
+        "options": asdict(opts),
+        "thresholds": (thresholds or ThresholdSpec()).to_dict(),
+        "versions": _versions(),
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return Certificate(
+        case=case.name, model=prox.source or "<module>", region=region, method=method,
+        seconds=time.perf_counter() - t0, constraints=tuple(results), provenance=prov,
+        warnings=tuple(warn_list),
+    )
+
+
+def _attack_rows(graph: Any, region: Region, rows: np.ndarray, n_rows: int,
+                 opts: CertifyOptions, t0: float) -> np.ndarray:
+    """PGD on the composed graph, one objective per row; returns the inputs found."""
+    from gridverify.attack.pgd import pgd_maximize
+
+    obj = np.zeros((rows.size, n_rows))
+    obj[np.arange(rows.size), rows] = 1.0
+    limit = None
+    if opts.timeout is not None:
+        limit = max(opts.timeout - (time.perf_counter() - t0), 0.1)
+    res = pgd_maximize(
+        graph, region.lower, region.upper, obj, restarts=opts.attack_restarts,
+        steps=opts.attack_steps, seed=opts.seed, include_corners=True,
+        dtype=torch.float64, time_limit=limit,
+    )
+    x = res.inputs.detach().cpu().numpy().astype(np.float64)
+    return np.clip(x, region.lower, region.upper)
+
+
+def _bab_entry() -> Any:
+    try:
+        import gridverify.bab as bab
+    except ImportError:
+        raise SpecError("method bab: gridverify.bab is not available") from None
+    for name in ("bab_maximize", "branch_and_bound", "maximize"):
+        if hasattr(bab, name):
+            return getattr(bab, name)
+    raise SpecError("method bab: gridverify.bab has no branch-and-bound entry point yet")
+
+
+def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
+             module: torch.nn.Module, opts: CertifyOptions, t0: float) -> None:
+    """Send each open row to branch-and-bound (upper bound vs threshold)."""
+    open_rows = st.rows_of(st.undecided())
+    for r in open_rows:
+        if _timed_out(t0, opts):
+            break
+        k = st.physics.row_constraint[r]
+        ts = time.perf_counter()
+        obj = np.zeros(st.physics.n_rows)
+        obj[r] = 1.0
+        try:
+            out = fn(graph, region.lower, region.upper, obj, threshold=float(st.thresholds[k]),
+                     timeout=opts.bab_timeout)
+        except GridverifyError:
+            raise
+        ub = float(getattr(out, "upper", getattr(out, "upper_bound", math.inf)))
+        _apply_row_bounds(st, np.array([r]), np.array([ub]), opts)
+        x = getattr(out, "inputs", getattr(out, "witness", None))
+        if x is not None:
+            _update_attained(st, case, module, np.atleast_2d(np.asarray(x, dtype=np.float64)))
+        st.seconds[k] += time.perf_counter() - ts
+
+
+__all__ = [
+    "CERTIFIED",
+    "METHODS",
+    "OPEN",
+    "VIOLATED",
+    "CertifyOptions",
+    "RegionWarning",
+    "certify",
+    "default_region",
+    "evaluate_violations",
+    "model_hash",
+]
