@@ -328,7 +328,7 @@ def certify(
     notify("building graph", 0.0)
     physics = build_physics_graph(case, cons)
     graph = compose_with_proxy(physics, from_torch(module, input_size=region.n_input))
-    K, n_in = len(cons), region.n_input
+    K = len(cons)
     st = _State(physics, thr, np.full(K, np.inf), np.full(K, -np.inf),
                 np.tile(region.center, (K, 1)), np.zeros(K))
     rng = np.random.default_rng(opts.seed)

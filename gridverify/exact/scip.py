@@ -50,11 +50,11 @@ class ExactError(GridverifyError):
 
 @dataclass(frozen=True)
 class ExactOptions:
-    """Options of the exact check: SCIP ``time_limit`` (s), relative ``gap``, ``threads``."""
+    """Options of the exact check: SCIP ``time_limit`` (s), relative ``gap``, ``feastol``."""
 
     time_limit: float = 60.0
     gap: float = 1e-6
-    feastol: float = 1e-7
+    feastol: float | None = None
     verbose: bool = False
 
 
@@ -276,18 +276,23 @@ def _violation_expr(case: Any, c: Constraint, sign: float, x: list[Any], y: list
     return float(case.angmin[i]) - d
 
 
-def _solve_one(case: Any, layers: list[_Layer], lo: np.ndarray, hi: np.ndarray,
-               c: Constraint, sign: float, opts: ExactOptions) -> tuple[float, float, np.ndarray, str]:
+def _solve_one(
+    case: Any, layers: list[_Layer], lo: np.ndarray, hi: np.ndarray, c: Constraint,
+    sign: float, opts: ExactOptions,
+) -> tuple[float, float, np.ndarray, str]:
     try:
         from pyscipopt import Model
     except ImportError as exc:  # pragma: no cover - pyscipopt is a dev dependency
-        raise SolverError("the exact check needs pyscipopt (pip install gridverify[exact])") from exc
+        raise SolverError(
+            "the exact check needs pyscipopt (pip install gridverify[exact])"
+        ) from exc
     m = Model("gridverify_exact")
     if not opts.verbose:
         m.hideOutput()
     m.setParam("limits/time", float(opts.time_limit))
     m.setParam("limits/gap", float(opts.gap))
-    m.setParam("numerics/feastol", float(opts.feastol))
+    if opts.feastol is not None:
+        m.setParam("numerics/feastol", float(opts.feastol))
     xs = [m.addVar(f"x{j}", lb=float(lo[j]), ub=float(hi[j])) for j in range(lo.size)]
     y = _encode_mlp(m, layers, xs, lo, hi)
     t = m.addVar("t", lb=-1e6, ub=1e6)
