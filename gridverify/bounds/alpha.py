@@ -66,10 +66,7 @@ def optimize_alpha(
     if not alphas or opts.alpha_iterations == 0:
         return best_l, best_u, best_lin
     params = list(alphas.values())
-    if opts.optimizer == "adam":
-        optim: torch.optim.Optimizer = torch.optim.Adam(params, lr=opts.alpha_lr)
-    else:
-        optim = torch.optim.SGD(params, lr=opts.alpha_lr, momentum=0.9)
+    optim = _Optimizer(params, opts.alpha_lr, opts.optimizer)
 
     def relax(node: Node, stream: int) -> object:
         a = alphas.get((node.id, stream))
@@ -80,7 +77,8 @@ def optimize_alpha(
     best_obj = float((crown_upper - crown_lower).sum())
     m = crown_lower.shape[1]
     for _ in range(opts.alpha_iterations):
-        optim.zero_grad(set_to_none=True)
+        for p in params:
+            p.grad = None
         lo, hi, lin = engine.crown_spec(starts, m, relax, return_A=return_A)
         loss = hi.sum() - lo.sum()
         if not torch.isfinite(loss):
@@ -97,7 +95,38 @@ def optimize_alpha(
                 )
         loss.backward()
         optim.step()
-        with torch.no_grad():
-            for p in params:
-                p.clamp_(0.0, 1.0)
     return best_l, best_u, best_lin
+
+
+class _Optimizer:
+    """Adam (or SGD with momentum) followed by projection onto [0, 1].
+
+    Written here rather than taken from ``torch.optim``, whose import pulls in
+    the compiler stack (seconds of start-up) for a few lines of arithmetic.
+    """
+
+    def __init__(self, params: list[torch.Tensor], lr: float, kind: str) -> None:
+        self.params, self.lr, self.kind = params, lr, kind
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        for p, m, v in zip(self.params, self.m, self.v):
+            g = p.grad
+            if g is None:
+                continue
+            g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
+            if self.kind == "adam":
+                m.mul_(b1).add_(g, alpha=1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                mhat = m / (1 - b1**self.t)
+                vhat = v / (1 - b2**self.t)
+                p.sub_(self.lr * mhat / (vhat.sqrt() + eps))
+            else:
+                m.mul_(0.9).add_(g)
+                p.sub_(self.lr * m)
+            p.clamp_(0.0, 1.0)

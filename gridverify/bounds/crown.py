@@ -58,7 +58,29 @@ def _dot(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``sum_n a[..., m, n] * v[b, n]`` -> ``(B, m)`` for ``a`` of 2 or 3 dims."""
     if a.dim() == 2:
         return v @ a.T
-    return torch.bmm(a, v.unsqueeze(-1)).squeeze(-1)
+    if a.is_cuda:
+        return torch.bmm(a, v.unsqueeze(-1)).squeeze(-1)
+    # CPU batched matrix-vector products are much slower through bmm
+    return (a * v.unsqueeze(-2)).sum(-1)
+
+
+def _dot_off(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``_dot`` for offsets that may be infinite ("no bound"), with ``0 * inf = 0``.
+
+    Only called with ``a >= 0`` or ``a <= 0`` and ``v`` whose infinities have
+    the sign that makes the bound vacuous, so a nonzero coefficient meeting an
+    infinite offset yields that infinity.
+    """
+    fin = torch.isfinite(v)
+    if bool(fin.all()):
+        return _dot(a, v)
+    out = _dot(a, torch.where(fin, v, torch.zeros_like(v)))
+    hit = (a != 0) & ~fin.unsqueeze(-2)
+    if not bool(hit.any()):
+        return out
+    vv = v.unsqueeze(-2).expand_as(hit) if a.dim() == 3 else v.unsqueeze(-2)
+    contrib = torch.where(hit, a.sign() * vv, torch.zeros((), dtype=a.dtype, device=a.device))
+    return out + contrib.sum(-1)
 
 
 def _vec(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -328,11 +350,11 @@ class Engine:
         lw, lb, uw, ub = rl.lw, rl.lb, rl.uw, rl.ub
         ap, an = al.clamp(min=0), al.clamp(max=0)
         new_l = ap * lw.unsqueeze(-2) + an * uw.unsqueeze(-2)
-        bl = bl + _dot(ap, lb) + _dot(an, ub)
+        bl = bl + _dot_off(ap, lb) + _dot_off(an, ub)
         lw, lb, uw, ub = ru.lw, ru.lb, ru.uw, ru.ub
         ap, an = au.clamp(min=0), au.clamp(max=0)
         new_u = ap * uw.unsqueeze(-2) + an * lw.unsqueeze(-2)
-        bu = bu + _dot(ap, ub) + _dot(an, lb)
+        bu = bu + _dot_off(ap, ub) + _dot_off(an, lb)
         _acc(Al, Au, i, new_l, new_u)
         return bl, bu
 
@@ -343,11 +365,11 @@ class Engine:
         ap, an = al.clamp(min=0), al.clamp(max=0)
         lx = ap * rl.lwx.unsqueeze(-2) + an * rl.uwx.unsqueeze(-2)
         ly = ap * rl.lwy.unsqueeze(-2) + an * rl.uwy.unsqueeze(-2)
-        bl = bl + _dot(ap, rl.lb) + _dot(an, rl.ub)
+        bl = bl + _dot_off(ap, rl.lb) + _dot_off(an, rl.ub)
         ap, an = au.clamp(min=0), au.clamp(max=0)
         ux = ap * ru.uwx.unsqueeze(-2) + an * ru.lwx.unsqueeze(-2)
         uy = ap * ru.uwy.unsqueeze(-2) + an * ru.lwy.unsqueeze(-2)
-        bu = bu + _dot(ap, ru.ub) + _dot(an, ru.lb)
+        bu = bu + _dot_off(ap, ru.ub) + _dot_off(an, ru.lb)
         _acc(Al, Au, x, lx, ux)
         _acc(Al, Au, y, ly, uy)
         return bl, bu

@@ -60,7 +60,9 @@ def interval_mul(lx: torch.Tensor, ux: torch.Tensor, ly: torch.Tensor,
                  uy: torch.Tensor) -> Interval:
     """Exact interval of ``x * y`` over a box (min/max of the four corner products)."""
     p = torch.stack([lx * ly, lx * uy, ux * ly, ux * uy])
-    return p.min(0).values, p.max(0).values
+    lo, hi = p.min(0).values, p.max(0).values
+    # 0 * inf (an unbounded operand): no bound rather than NaN
+    return torch.nan_to_num(lo, nan=-torch.inf), torch.nan_to_num(hi, nan=torch.inf)
 
 
 def ibp_node(
@@ -117,7 +119,8 @@ def ibp_node(
         return interval_mul(ins[0][0], ins[0][1], ins[1][0], ins[1][1])
     if op in UNARY_NONLINEAR:
         l, u = ins[0]
-        check_domain(node, l, u)
+        # off the op's domain (reciprocal of an interval holding 0) the table
+        # returns infinite ("no bound") intervals and lines: sound, never NaN
         lo, hi = node_relaxation(node).interval(l, u)
         return lo, hi
     raise BoundError(f"op {op!r} at node {node.name!r} (#{node.id}): no interval rule")

@@ -1,0 +1,115 @@
+"""End-to-end soundness of IBP, CROWN and alpha-CROWN on random all-op graphs and an
+ACOPF-like graph: the bounds contain 10,000 sampled outputs per domain and the
+extremes found by projected gradient ascent."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from engine_graphs import acopf_small, pgd_extremes, random_graph, sample_box
+
+from gridverify.bounds import BoundOptions, compute_bounds
+from gridverify.ir import OPS
+
+METHODS = ["ibp", "crown", "alpha-crown"]
+OPTS = BoundOptions(alpha_iterations=8, alpha_lr=0.2)
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: one intra-op thread avoids oversubscription on shared CPUs."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    return torch.device(name)
+
+
+def _boxes(n_in: int, batch: int, radius: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    c = torch.randn(batch, n_in, generator=gen, dtype=torch.float64)
+    r = radius * torch.rand(batch, n_in, generator=gen, dtype=torch.float64)
+    return c - r, c + r
+
+
+def _assert_contains(lower: torch.Tensor, upper: torch.Tensor, vals: torch.Tensor,
+                     tol: float) -> None:
+    """``vals`` (B, n, m) inside ``[lower, upper]`` (B, m), up to a relative ``tol``."""
+    lower, upper = lower.double().cpu(), upper.double().cpu()
+    slack = tol * (1 + vals.abs())
+    assert not torch.isnan(lower).any() and not torch.isnan(upper).any()
+    low_ok = lower.unsqueeze(1) <= vals + slack
+    up_ok = upper.unsqueeze(1) >= vals - slack
+    assert bool(low_ok.all()), f"lower bound violated by {float((lower.unsqueeze(1) - vals).max())}"
+    assert bool(up_ok.all()), f"upper bound violated by {float((vals - upper.unsqueeze(1)).max())}"
+
+
+def _check_graph(g, lo, hi, methods, device, dtype, n_samples=10_000, pgd=True):  # noqa: ANN001
+    xs = sample_box(lo, hi, n_samples)
+    vals = torch.stack([g.evaluate_flat(xs[k]) for k in range(lo.shape[0])])
+    if pgd:
+        mn, mx = pgd_extremes(g, lo, hi, steps=25, restarts=2)
+        vals = torch.cat([vals, mn.unsqueeze(1), mx.unsqueeze(1)], 1)
+    tol = 1e-9 if dtype == torch.float64 else 2e-5
+    widths = {}
+    for m in methods:
+        r = compute_bounds(g, lo.to(device), hi.to(device), method=m, options=OPTS, dtype=dtype)
+        assert r.lower.shape == (lo.shape[0], g.output_size)
+        assert r.lower.dtype == dtype and r.lower.device.type == device.type
+        _assert_contains(r.lower, r.upper, vals, tol)
+        widths[m] = (r.upper - r.lower).double().cpu()
+    return widths
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_graphs_sound(seed: int) -> None:
+    g = random_graph(seed, depth=4)
+    assert len([n for n in g.nodes if OPS[n.op].nonlinear]) >= 8
+    lo, hi = _boxes(g.input_size, 2, [0.05, 0.5, 2.0][seed % 3], seed)
+    _check_graph(g, lo, hi, METHODS, torch.device("cpu"), torch.float64)
+
+
+def test_random_graphs_cover_every_op() -> None:
+    ops = set()
+    for seed in range(6):
+        ops |= {n.op for n in random_graph(seed, depth=4).nodes}
+    assert ops >= set(OPS) - {"constant"}, set(OPS) - ops
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_acopf_like_sound(device: str, dtype: torch.dtype) -> None:
+    dev = _device(device)
+    g = acopf_small(seed=1)
+    lo, hi = _boxes(22, 2, 0.3, 7)
+    _check_graph(g, lo, hi, METHODS, dev, dtype, pgd=dtype == torch.float64)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_random_graph_devices_dtypes(device: str, dtype: torch.dtype) -> None:
+    dev = _device(device)
+    g = random_graph(11, depth=4)
+    lo, hi = _boxes(g.input_size, 3, 0.4, 11)
+    _check_graph(g, lo, hi, METHODS, dev, dtype, n_samples=2000, pgd=False)
+
+
+def test_spec_bounds_sound() -> None:
+    g = acopf_small(seed=2)
+    lo, hi = _boxes(22, 2, 0.2, 3)
+    gen = torch.Generator().manual_seed(0)
+    spec = torch.randn(2, 5, g.output_size, generator=gen, dtype=torch.float64)
+    xs = sample_box(lo, hi, 5000)
+    vals = torch.stack([g.evaluate_flat(xs[k]) @ spec[k].T for k in range(2)])
+    for m in METHODS:
+        r = compute_bounds(g, lo, hi, method=m, spec=spec, options=OPTS)
+        assert r.lower.shape == (2, 5)
+        _assert_contains(r.lower, r.upper, vals, 1e-9)
+    r2 = compute_bounds(g, lo, hi, method="crown", spec=spec[0])
+    assert r2.lower.shape == (2, 5)
