@@ -1,0 +1,45 @@
+"""``gridverify case info`` and ``gridverify case list``."""
+
+from __future__ import annotations
+
+import json
+
+from gridverify.cli import main
+
+
+def test_case_info_json(capsys):
+    assert main(["case", "info", "pglib_opf_case14_ieee", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    info = json.loads(out)
+    assert info["name"] == "pglib_opf_case14_ieee"
+    assert (info["n_bus"], info["n_gen"], info["n_branch"], info["n_load"]) == (14, 5, 20, 11)
+    assert info["base_mva"] == 100.0
+    assert abs(info["total_pd_mw"] - 259.0) < 1e-9
+    assert len(info["content_hash"]) == 64 and info["warnings"] == []
+
+
+def test_case_info_short_name_and_warnings(capsys):
+    assert main(["case", "info", "case300_ieee", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["n_bus"] == 300 and any("negative reactance" in w for w in info["warnings"])
+
+
+def test_case_info_table(capsys):
+    assert main(["case", "info", "case5_pjm"]) == 0
+    out = capsys.readouterr().out
+    assert "pglib_opf_case5_pjm" in out and "n_branch" in out
+
+
+def test_case_list(capsys):
+    assert main(["case", "list", "--json"]) == 0
+    cases = json.loads(capsys.readouterr().out)["cases"]
+    assert "pglib_opf_case118_ieee" in cases and len(cases) == 10
+    assert main(["case", "list"]) == 0
+    assert "pglib_opf_case3_lmbd" in capsys.readouterr().out.split()
+
+
+def test_case_info_unknown_is_exit_2(capsys):
+    assert main(["case", "info", "no_such_case"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no_such_case" in err[0]

@@ -1,0 +1,140 @@
+"""Cross-checks against pandapower's runpp, and the pandapower converter."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+pp = pytest.importorskip("pandapower")
+pn = pytest.importorskip("pandapower.networks")
+
+from gridverify.errors import CaseFormatError  # noqa: E402
+from gridverify.grid import (  # noqa: E402
+    GridverifyWarning,
+    balance_residuals,
+    branch_flows,
+    bus_injections,
+    compile_case,
+    from_pandapower,
+    load_case,
+)
+from gridverify.grid.pandapower_io import from_pandapower_mapped, to_pandapower  # noqa: E402
+
+TOL = 1e-6  # pu
+
+
+def _runpp(net) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pp.runpp(net, calculate_voltage_angles=True, trafo_model="pi", tolerance_mva=1e-9,
+                 max_iteration=30, numba=False)
+
+
+def _side_results(net, et: str, idx: int, base: float) -> np.ndarray:
+    r = net["res_" + et].loc[idx]
+    a, b = ("from", "to") if "p_from_mw" in r.index else ("hv", "lv")
+    return np.array([r[f"p_{a}_mw"], r[f"q_{a}_mvar"], r[f"p_{b}_mw"], r[f"q_{b}_mvar"]]) / base
+
+
+@pytest.mark.parametrize("name", ["case14_ieee", "case57_ieee", "case118_ieee"])
+def test_flows_match_runpp(name):
+    """Our flows at pandapower's solved voltages equal its line/trafo results."""
+    raw = load_case(name)
+    cc = compile_case(raw, emit_warnings=False)
+    net = to_pandapower(raw)
+    _runpp(net)
+    assert net.converged
+    vm = net.res_bus.vm_pu.loc[cc.bus_ids].to_numpy()
+    va = np.deg2rad(net.res_bus.va_degree.loc[cc.bus_ids].to_numpy())
+    fl = branch_flows(cc, vm, va)
+    ours = np.stack([fl.pf, fl.qf, fl.pt, fl.qt], axis=1)
+    lookup = net._from_ppc_lookups["branch"]
+    kinds = set()
+    for k in range(cc.n_branch):
+        row = lookup.loc[int(cc.branch_row[k]) - 1]
+        et, idx = str(row.element_type), int(row.element)
+        kinds.add(et)
+        np.testing.assert_allclose(ours[k], _side_results(net, et, idx, cc.base_mva),
+                                   rtol=0, atol=TOL, err_msg=f"branch row {cc.branch_row[k]}")
+    assert {"line", "trafo"} <= kinds
+    # bus level: pandapower's bus result (consumption positive, shunts included) is
+    # minus the net flow out of the bus
+    p, q = bus_injections(cc, vm, va)
+    res_p = -net.res_bus.p_mw.loc[cc.bus_ids].to_numpy() / cc.base_mva
+    res_q = -net.res_bus.q_mvar.loc[cc.bus_ids].to_numpy() / cc.base_mva
+    np.testing.assert_allclose(p, res_p, rtol=0, atol=TOL)
+    np.testing.assert_allclose(q, res_q, rtol=0, atol=TOL)
+    assert np.any(cc.bs != 0) or name != "case14_ieee"
+
+
+def _check_net(net, *, flows: bool = True) -> None:
+    pc = from_pandapower_mapped(net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GridverifyWarning)
+        cc = compile_case(pc.raw)
+    _runpp(net)
+    ppc = net._ppc
+    ids = pc.raw.bus[:, 0].astype(int)
+    vm = np.zeros(cc.n_bus)
+    va = np.zeros(cc.n_bus)
+    for row, bid in enumerate(ids):
+        if bid in cc.bus_index:
+            vm[cc.bus_index[bid]] = ppc["bus"][row, 7].real
+            va[cc.bus_index[bid]] = np.deg2rad(ppc["bus"][row, 8].real)
+    # pandapower buses map onto case buses by id = index + 1 (or the merged bus)
+    for b in net.bus.index[net.bus.in_service]:
+        i = cc.bus_index[pc.bus_ids[int(b)]]
+        assert vm[i] == pytest.approx(net.res_bus.vm_pu.loc[b], abs=1e-12)
+    pg = np.real(ppc["gen"][cc.gen_row - 1, 1]) / cc.base_mva
+    qg = np.real(ppc["gen"][cc.gen_row - 1, 2]) / cc.base_mva
+    rp, rq = balance_residuals(cc, pg, qg, vm, va)
+    assert np.abs(rp).max() < TOL and np.abs(rq).max() < TOL
+    if flows:
+        fl = branch_flows(cc, vm, va)
+        ours = np.stack([fl.pf, fl.qf, fl.pt, fl.qt], axis=1)
+        for k in range(cc.n_branch):
+            et, idx = pc.branch_elements[int(cc.branch_row[k]) - 1]
+            np.testing.assert_allclose(ours[k], _side_results(net, et, idx, cc.base_mva),
+                                       rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("factory", [pn.case14, pn.case57, pn.case118])
+def test_from_pandapower_builtin_cases(factory):
+    _check_net(factory())
+
+
+def test_from_pandapower_case14_costs_and_ids():
+    net = pn.case14()
+    raw = from_pandapower(net, name="pp14")
+    assert raw.name == "pp14" and raw.source == "<pandapower>"
+    assert sorted(raw.bus[:, 0].astype(int)) == list(range(1, 15))
+    cc = compile_case(raw, emit_warnings=False)
+    assert cc.n_gen == len(net.gen) + len(net.ext_grid)
+    # ext_grid cost: pandapower poly_cost in $/MW^2 -> pu
+    cost = net.poly_cost[(net.poly_cost.et == "ext_grid")].iloc[0]
+    assert cc.cost_c2[0] == pytest.approx(cost.cp2_eur_per_mw2 * cc.base_mva**2)
+    assert cc.cost_c1[0] == pytest.approx(cost.cp1_eur_per_mw * cc.base_mva)
+    assert np.isclose(cc.pd.sum() * cc.base_mva, net.load.p_mw.sum())
+
+
+def test_from_pandapower_with_switches_and_iron_losses():
+    """example_simple: merged buses, an open line end, a transformer with iron losses."""
+    net = pn.example_simple()
+    pc = from_pandapower_mapped(net)
+    assert any("moved to bus shunts" in n for n in pc.raw.notes)
+    # flows of transformers exclude the iron losses, so compare bus balances only there
+    _check_net(net, flows=False)
+
+
+def test_from_pandapower_distribution_grid():
+    _check_net(pn.mv_oberrhein(), flows=False)
+
+
+def test_from_pandapower_rejects_pwl_cost():
+    net = pn.case14()
+    net.poly_cost = net.poly_cost.iloc[0:0]
+    pp.create_pwl_cost(net, 0, "gen", [[0, 50, 1.0]])
+    with pytest.raises(CaseFormatError, match="pwl_cost"):
+        from_pandapower(net)
