@@ -1,0 +1,248 @@
+"""Loading proxies from every source, and every bad input the issue lists (exit status 2)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import helper
+
+from gridverify.cli import main
+from gridverify.errors import DatasetError, ProxyError
+from gridverify.proxy import load_proxy, save_checkpoint
+from gridverify.proxy.data import read_proxy_data
+
+CASE5 = "pglib_opf_case5_pjm"
+
+
+def _x(proxy, n=50, seed=0):
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.uniform(proxy.region.lower, proxy.region.upper,
+                                        (n, proxy.input_size)))
+
+
+# ---------------------------------------------------------------- good sources
+
+
+def test_model_dir_proxy_object(trained14, case14):
+    _, out = trained14
+    p = load_proxy(out)
+    assert p.case_name == case14.name and p.case_hash == case14.content_hash
+    assert (p.n_load, p.n_gen, p.n_bus) == (case14.n_load, case14.n_gen, case14.n_bus)
+    assert p.activation == "relu" and p.hidden == (32, 32) and p.clamp_head
+    assert p.region is not None and p.region.lower.shape == (2 * case14.n_load,)
+    y = p.module(_x(p))
+    assert y.dtype == torch.float64 and y.shape == (50, p.output_size)
+    parts = p.split(y)
+    assert parts["vm"].shape == (50, case14.n_bus)
+    assert p.vm_slice == slice(2 * case14.n_gen, 2 * case14.n_gen + case14.n_bus)
+    assert p.va_slice.stop == p.output_size
+    assert p.qd_slice == slice(case14.n_load, 2 * case14.n_load)
+    # loading with the matching case (object or name) works
+    assert load_proxy(out, case=case14).case_hash == case14.content_hash
+    assert load_proxy(out, case="pglib_opf_case14_ieee").n_bus == 14
+
+
+def test_all_sources_agree(trained14, case14, tmp_path):
+    _, out = trained14
+    p = load_proxy(out)
+    x = _x(p, 200)
+    y = p.module(x)
+    # ONNX file (our metadata: case optional)
+    po = load_proxy(out / "model.onnx")
+    assert po.case_hash == case14.content_hash and po.activation == "relu"
+    assert torch.allclose(po.module(x), y, atol=1e-10, rtol=0)
+    # torch checkpoint with embedded arch
+    ck = save_checkpoint(p.module, tmp_path / "p.pt", case_name=case14.name,
+                         case_hash=case14.content_hash)
+    pc = load_proxy(ck, case=case14)
+    assert torch.allclose(pc.module(x), y, atol=0, rtol=0)
+    # bare state dict with arch json alongside
+    torch.save(p.module.state_dict(), tmp_path / "bare.pt")
+    shutil.copy(out / "arch.json", tmp_path / "bare.json")
+    pb = load_proxy(tmp_path / "bare.pt", case=case14)
+    assert torch.allclose(pb.module(x), y, atol=0, rtol=0)
+    # an nn.Module in memory (a user's Sequential) + case
+    seq = torch.nn.Sequential(*(m for m in _as_sequential(p.module)))
+    pm = load_proxy(seq, case=case14)
+    assert pm.module(x).dtype == torch.float64
+    assert next(seq.parameters()).dtype == torch.float32  # the user's module is not mutated
+
+
+def _as_sequential(mlp):
+    mods = []
+    for i, lin in enumerate(mlp.layers):
+        mods.append(lin)
+        if i < len(mlp.layers) - 1:
+            mods.append(torch.nn.ReLU())
+    return [m.float() for m in mods]
+
+
+def test_onnx_with_extra_outputs(trained14, case14, tmp_path):
+    _, out = trained14
+    m = onnx.load(out / "model.onnx")
+    g = m.graph
+    # append a second output ("residuals": the solution squared) after the solution
+    g.node.append(helper.make_node("Mul", ["solution", "solution"], ["resid"], name="extra"))
+    g.output.append(helper.make_tensor_value_info("resid", onnx.TensorProto.FLOAT,
+                                                  ["batch", 38]))
+    del m.metadata_props[:]
+    path = tmp_path / "extra.onnx"
+    onnx.save(m, path)
+    with pytest.raises(ProxyError, match="onnx_keep_outputs"):
+        load_proxy(path, case=case14)
+    with pytest.raises(ProxyError, match="needs case"):
+        load_proxy(path, onnx_keep_outputs=True)
+    p = load_proxy(path, case=case14, onnx_keep_outputs=True)
+    ref = load_proxy(out)
+    x = _x(ref)
+    assert torch.allclose(p.module(x), ref.module(x), atol=1e-10, rtol=0)
+
+
+# ---------------------------------------------------------------- bad models
+
+
+def test_missing_or_altered_files(trained14, tmp_path):
+    _, out = trained14
+    for name in ("weights.npz", "arch.json", "model.onnx"):
+        d = tmp_path / f"miss_{name}"
+        shutil.copytree(out, d)
+        (d / name).unlink()
+        with pytest.raises(ProxyError, match=f"{name} is missing"):
+            load_proxy(d)
+        assert main(["model", "info", str(d)]) == 2
+        d2 = tmp_path / f"alt_{name}"
+        shutil.copytree(out, d2)
+        data = bytearray((d2 / name).read_bytes())
+        data[len(data) // 2] ^= 0x01
+        (d2 / name).write_bytes(bytes(data))
+        with pytest.raises(ProxyError, match="sha256 mismatch"):
+            load_proxy(d2)
+        assert main(["model", "info", str(d2)]) == 2
+    d3 = tmp_path / "nocard"
+    shutil.copytree(out, d3)
+    (d3 / "card.json").unlink()
+    with pytest.raises(ProxyError, match="not a model directory"):
+        load_proxy(d3)
+    assert main(["model", "info", str(out)]) == 0
+
+
+def test_card_with_wrong_case(trained14, case14, tmp_path):
+    _, out = trained14
+    with pytest.raises(ProxyError, match="not to case"):
+        load_proxy(out, case=CASE5)
+
+
+def test_checkpoint_needing_unpickling_code(trained14, case14, tmp_path):
+    _, out = trained14
+    p = load_proxy(out)
+    path = tmp_path / "whole_module.pt"
+    torch.save(torch.nn.Sequential(torch.nn.Linear(22, 38)), path)  # pickles a class
+    with pytest.raises(ProxyError, match="unpickling code"):
+        load_proxy(path, case=case14)
+    torch.save({"state_dict": p.module.state_dict()}, tmp_path / "noarch.pt")
+    with pytest.raises(ProxyError, match="no architecture"):
+        load_proxy(tmp_path / "noarch.pt", case=case14)
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ProxyError):
+        load_proxy(tmp_path / "garbage.pt", case=case14)
+
+
+def test_wrong_dimensions(trained14, case14, tmp_path):
+    _, out = trained14
+    p = load_proxy(out)
+    ck = save_checkpoint(p.module, tmp_path / "p.pt")
+    with pytest.raises(ProxyError, match="do not match case"):
+        load_proxy(ck, case=CASE5)
+    with pytest.raises(ProxyError, match="needs \\(B, 38\\)"):
+        load_proxy(torch.nn.Linear(22, 30).double(), case=case14)
+    with pytest.raises(ProxyError, match="does not accept inputs"):
+        load_proxy(torch.nn.Linear(10, 38), case=case14)
+    with pytest.raises(ProxyError, match="needs case"):
+        load_proxy(torch.nn.Linear(22, 38))
+    with pytest.raises(ProxyError, match="input has 22 entries"):
+        load_proxy(out / "model.onnx", case=CASE5)
+    (tmp_path / "m.txt").write_text("x")
+    with pytest.raises(ProxyError, match="unknown proxy format"):
+        load_proxy(tmp_path / "m.txt", case=case14)
+
+
+# ---------------------------------------------------------------- bad datasets
+
+
+def _copy(src, dst):
+    shutil.copy(src, dst)
+    return dst
+
+
+def test_dataset_of_another_case(case14, case14_data, tmp_path):
+    from gridverify.opf.dataset import make_dataset
+
+    other = tmp_path / "case5.h5"
+    make_dataset(CASE5, 4, other, seed=0, progress=False)
+    with pytest.raises(DatasetError, match="not of case"):
+        read_proxy_data(other, case14)
+    rc = main(["train", str(other), "--case", "pglib_opf_case14_ieee", "--out",
+               str(tmp_path / "m"), "--epochs", "1", "--no-progress"])
+    assert rc == 2
+    assert not (tmp_path / "m").exists()
+
+
+def test_dataset_wrong_shapes(case14, case14_data, tmp_path):
+    bad = _copy(case14_data, tmp_path / "shape.h5")
+    with h5py.File(bad, "r+") as f:
+        pd = f["inputs/pd"][()]
+        del f["inputs/pd"]
+        f["inputs/pd"] = pd[:, :-1]
+    with pytest.raises(DatasetError, match=r"field inputs/pd: shape \(80, 10\)"):
+        read_proxy_data(bad, case14)
+    assert main(["train", str(bad), "--out", str(tmp_path / "m"), "--no-progress"]) == 2
+
+
+def test_dataset_nan_rows(case14, case14_data, tmp_path):
+    bad = _copy(case14_data, tmp_path / "nan.h5")
+    with h5py.File(bad, "r+") as f:
+        f["outputs/vm"][7, 3] = np.nan
+        assert f["status"][7] == 1
+    with pytest.raises(DatasetError, match="row 7 has status optimal but holds NaN"):
+        read_proxy_data(bad, case14)
+    assert main(["train", str(bad), "--out", str(tmp_path / "m"), "--no-progress"]) == 2
+    # a NaN row whose status is not optimal is simply skipped
+    with h5py.File(bad, "r+") as f:
+        f["status"][7] = 4
+    d = read_proxy_data(bad, case14)
+    assert d.n_samples == 79 and 7 not in d.rows
+
+
+def test_dataset_not_hdf5_and_missing(tmp_path):
+    p = tmp_path / "x.h5"
+    p.write_text("hello")
+    assert main(["train", str(p), "--out", str(tmp_path / "m"), "--no-progress"]) == 2
+    assert main(["train", str(tmp_path / "nope.h5"), "--out", str(tmp_path / "m")]) == 2
+    assert main(["model", "info", str(tmp_path / "nope")]) == 2
+
+
+def test_bad_cli_options_exit_2(case14_data, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(["train", str(case14_data), "--out", str(tmp_path / "m"), "--hidden", "a,b"])
+    assert e.value.code == 2
+    assert main(["train", str(case14_data), "--out", str(tmp_path / "m"), "--lr", "-1",
+                 "--no-progress"]) == 2
+
+
+def test_cli_train_and_info_json(case14_data, tmp_path, capsys):
+    out = tmp_path / "cli_model"
+    rc = main(["train", str(case14_data), "--out", str(out), "--hidden", "8", "--epochs", "3",
+               "--activation", "tanh", "--no-clamp-head", "--seed", "2", "--no-progress"])
+    assert rc == 0
+    capsys.readouterr()
+    assert main(["model", "info", str(out), "--json"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert card["arch"]["activation"] == "tanh" and card["arch"]["clamp_head"] is False
+    assert card["training"]["options"]["seed"] == 2
+    assert set(card["files"]) == {"arch.json", "weights.npz", "model.onnx"}

@@ -1,0 +1,115 @@
+"""Training a case14 proxy from a small real dataset: metrics, card, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gridverify.errors import ProxyError
+from gridverify.proxy.artifacts import read_model_dir
+from gridverify.proxy.data import read_proxy_data
+from gridverify.proxy.train import TrainOptions, split_indices, train_proxy
+
+
+def test_trained_proxy_beats_nominal_baseline(trained14):
+    result, out = trained14
+    m, b = result.metrics, result.baseline
+    assert b is not None
+    for group, mae in m.mae().items():
+        assert np.isfinite(mae)
+        assert mae < b.mae()[group], f"{group}: proxy {mae} vs baseline {b.mae()[group]}"
+    card = json.loads((out / "card.json").read_text())
+    assert card["metrics"]["beats_baseline_mae"] == {"pg": True, "qg": True, "vm": True,
+                                                      "va": True}
+    assert card["case_name"] == "pglib_opf_case14_ieee"
+    ds = card["dataset"]
+    assert ds["n_train"] + ds["n_val"] + ds["n_test"] == ds["n_optimal"]
+    assert card["region"]["kind"] == "sampler"
+    assert card["training"]["seconds"] > 0
+
+
+def test_region_matches_sampler_box(trained14, case14):
+    _, out = trained14
+    md = read_model_dir(out)
+    lo = np.asarray(md.card["region"]["lower"])
+    hi = np.asarray(md.card["region"]["upper"])
+    nom = np.concatenate([case14.pd, case14.qd])
+    np.testing.assert_allclose(lo, np.minimum(0.9 * nom, 1.1 * nom))
+    np.testing.assert_allclose(hi, np.maximum(0.9 * nom, 1.1 * nom))
+
+
+def test_metrics_recomputed_from_saved_model(trained14, case14, case14_data):
+    """The card's test metrics are those of the saved (folded, float32) weights."""
+    from gridverify.proxy.metrics import evaluate_predictions
+
+    result, out = trained14
+    md = read_model_dir(out)
+    data = read_proxy_data(case14_data, case14)
+    xt, yt = data.x[result.split.test], data.y[result.split.test]
+    with torch.no_grad():
+        pred = md.module(torch.from_numpy(xt)).numpy()
+    m = evaluate_predictions(case14, xt, yt, pred)
+    for k, v in m.to_dict().items():
+        assert v == pytest.approx(md.card["metrics"]["test"][k], rel=1e-9, abs=1e-12)
+
+
+def test_metrics_of_ground_truth_are_physical(case14, case14_data):
+    """The OPF solutions themselves balance (sanity of the metric code)."""
+    from gridverify.proxy.metrics import evaluate_predictions
+
+    data = read_proxy_data(case14_data, case14)
+    m = evaluate_predictions(case14, data.x, data.y, data.y)
+    assert m.mae_pg == 0 and m.mae_va == 0
+    assert m.balance_max_pu < 1e-5
+    assert m.thermal_max_pu < 1e-5
+
+
+def test_same_seed_same_weights(case14, case14_data, nominal14):
+    data = read_proxy_data(case14_data, case14)
+    opts = TrainOptions(hidden=(16, 16), activation="tanh", clamp_head=True, epochs=12,
+                        batch_size=8, seed=3, balance_weight=0.1, progress=False)
+    a = train_proxy(case14, data, opts, baseline=nominal14)
+    b = train_proxy(case14, data, opts, baseline=nominal14)
+    sa, sb = a.module.state_dict(), b.module.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    assert a.history == b.history
+    c = train_proxy(case14, data, TrainOptions(**{**opts.to_dict(), "hidden": (16, 16),
+                                                  "seed": 4, "progress": False}),
+                    baseline=nominal14)
+    assert not torch.equal(c.module.state_dict()["layers.0.weight"], sa["layers.0.weight"])
+    # global torch settings are restored
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_balance_penalty_changes_training(case14, case14_data, nominal14):
+    data = read_proxy_data(case14_data, case14)
+    base = dict(hidden=(16,), activation="relu", clamp_head=False, epochs=5, batch_size=16,
+                seed=1, progress=False)
+    a = train_proxy(case14, data, TrainOptions(**base), baseline=nominal14)
+    b = train_proxy(case14, data, TrainOptions(**base, balance_weight=10.0), baseline=nominal14)
+    assert a.history[0]["train_loss"] < b.history[0]["train_loss"]
+
+
+def test_split_is_disjoint_and_seeded():
+    s = split_indices(100, 0, 0.1, 0.1)
+    allr = np.concatenate([s.train, s.val, s.test])
+    assert sorted(allr.tolist()) == list(range(100))
+    assert len(s.test) == 10 and len(s.val) == 10
+    s2 = split_indices(100, 0, 0.1, 0.1)
+    assert np.array_equal(s.test, s2.test)
+    with pytest.raises(ProxyError):
+        split_indices(2, 0, 0.1, 0.1)
+
+
+def test_bad_options():
+    with pytest.raises(ProxyError, match="activation"):
+        TrainOptions(activation="elu")
+    with pytest.raises(ProxyError, match="lr"):
+        TrainOptions(lr=-1)
+    with pytest.raises(ProxyError, match="val_fraction"):
+        TrainOptions(val_fraction=0.7)
