@@ -1,0 +1,247 @@
+"""Regions, constraint selection, thresholds and spec files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import h5py
+import numpy as np
+import pytest
+
+from gridverify.errors import SpecError
+from gridverify.grid import load_compiled
+from gridverify.spec import (
+    FAMILIES,
+    ConstraintSelection,
+    Region,
+    ThresholdRule,
+    ThresholdSpec,
+    box_region,
+    dataset_region,
+    explicit_region,
+    load_spec,
+    parse_constraints,
+    parse_region,
+    parse_threshold,
+    pglearn_region,
+    resolve_thresholds,
+    select_constraints,
+)
+from gridverify.spec.constraints import family_candidates
+
+
+@pytest.fixture(scope="module")
+def case14():
+    return load_compiled("pglib_opf_case14_ieee")
+
+
+def test_box_region_flips_negative_nominal(case14):
+    reg = box_region(case14, 0.9, 1.1)
+    nom = np.concatenate([case14.pd, case14.qd])
+    assert np.all(reg.lower <= reg.upper)
+    for i, d in enumerate(nom):
+        assert (reg.lower[i], reg.upper[i]) == pytest.approx((min(0.9 * d, 1.1 * d),
+                                                              max(0.9 * d, 1.1 * d)))
+    # negative nominal loads flip the interval
+    fake = replace(case14, qd=-np.abs(case14.qd))
+    r2 = box_region(fake, 0.9, 1.1)
+    L = case14.n_load
+    np.testing.assert_allclose(r2.lower[L:], 1.1 * fake.qd)
+    np.testing.assert_allclose(r2.upper[L:], 0.9 * fake.qd)
+
+
+def test_pglearn_region_encloses_samples(case14):
+    a, b, r = 0.8, 1.2, 0.1
+    reg = pglearn_region(case14, a, b, r)
+    rng = np.random.default_rng(0)
+    nom = np.concatenate([case14.pd, case14.qd])
+    alpha = rng.uniform(a, b, (5000, 1))
+    eta = rng.uniform(1 - r, 1 + r, (5000, nom.size))
+    x = alpha * eta * nom
+    assert np.all(x >= reg.lower - 1e-15) and np.all(x <= reg.upper + 1e-15)
+    # tight: the corners are reached
+    np.testing.assert_allclose(reg.upper[: case14.n_load], 1.32 * case14.pd)
+    np.testing.assert_allclose(reg.lower[: case14.n_load], 0.72 * case14.pd)
+
+
+def test_explicit_and_dataset_regions(case14, tmp_path):
+    n = 2 * case14.n_load
+    reg = explicit_region(case14, np.zeros(n), np.ones(n))
+    assert reg.n_input == n and reg.kind == "explicit"
+    rng = np.random.default_rng(1)
+    pd = case14.pd * rng.uniform(0.9, 1.1, (50, case14.n_load))
+    qd = case14.qd * rng.uniform(0.9, 1.1, (50, case14.n_load))
+    path = tmp_path / "data.h5"
+    with h5py.File(path, "w") as f:
+        f["input/pd"] = pd
+        f["input/qd"] = qd
+    dr = dataset_region(case14, path)
+    np.testing.assert_allclose(dr.lower, np.concatenate([pd.min(0), qd.min(0)]))
+    np.testing.assert_allclose(dr.upper, np.concatenate([pd.max(0), qd.max(0)]))
+    assert parse_region(f"dataset:{path}", case14).kind == "dataset"
+
+
+@pytest.mark.parametrize(
+    "lower_fn, upper_fn, match",
+    [
+        (lambda n: np.ones(n), lambda n: np.zeros(n), "inverted"),
+        (lambda n: np.full(n, np.nan), lambda n: np.ones(n), "finite"),
+        (lambda n: -np.ones(n), lambda n: np.ones(n), "negative active load"),
+        (lambda n: np.zeros(n - 1), lambda n: np.ones(n - 1), "inputs"),
+        (lambda n: [], lambda n: [], "empty"),
+    ],
+)
+def test_bad_regions(case14, lower_fn, upper_fn, match):
+    n = 2 * case14.n_load
+    with pytest.raises(SpecError, match=match):
+        explicit_region(case14, lower_fn(n), upper_fn(n))
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("box:1.1,0.9", "inverted"),
+        ("box:nan,1", "finite"),
+        ("box:-0.5,1", "negative"),
+        ("box:1", "expected"),
+        ("pglearn:0.8,1.2,-1", "negative noise"),
+        ("foo:1,2", "expected"),
+        ("", "empty"),
+        ("dataset:/nonexistent.h5", "not found"),
+    ],
+)
+def test_bad_region_strings(case14, text, match):
+    with pytest.raises(SpecError, match=match):
+        parse_region(text, case14)
+
+
+def test_region_roundtrip_and_sampling(case14):
+    reg = box_region(case14, 0.9, 1.1)
+    again = Region.from_dict(json.loads(json.dumps(reg.to_dict())))
+    np.testing.assert_array_equal(again.lower, reg.lower)
+    assert again.kind == "box" and again.describe() == "box:0.9,1.1"
+    x = reg.sample(1000, np.random.default_rng(0))
+    assert np.all(x >= reg.lower) and np.all(x <= reg.upper)
+    assert box_region(case14, 0.8, 1.2).contains(reg)
+    assert not reg.contains(box_region(case14, 0.8, 1.2))
+
+
+def test_select_all_families(case14):
+    cons = select_constraints(case14)
+    fams = {c.family for c in cons}
+    assert fams == set(FAMILIES)
+    n_rated = int(np.sum(np.isfinite(case14.rate_a) & (case14.rate_a > 0)))
+    assert sum(c.family == "thermal_fr" for c in cons) == n_rated
+    assert sum(c.family == "p_balance" for c in cons) == case14.n_bus
+    # components: bus ids, 1-based branch rows, 1-based gen rows
+    assert {c.component for c in cons if c.family == "vm_max"} == set(case14.bus_ids.tolist())
+    assert {c.component for c in cons if c.family == "pg_max"} == set(case14.gen_row.tolist())
+    assert {c.component for c in cons if c.family == "angle_max"} <= set(
+        case14.branch_row.tolist())
+
+
+def test_parse_constraints_components(case14):
+    sel = parse_constraints("p_balance[1,3],thermal_fr[2],vm_max")
+    cons = select_constraints(case14, sel)
+    assert [(c.family, c.component) for c in cons if c.family != "vm_max"] == [
+        ("p_balance", 1), ("p_balance", 3), ("thermal_fr", 2)]
+    assert sum(c.family == "vm_max" for c in cons) == case14.n_bus
+    assert set(parse_constraints("all").families) == set(FAMILIES)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("p_balanse", "unknown family"),
+        ("thermal_fr[9999]", "no component 9999"),
+        ("pg_max[0]", "no component 0"),
+        ("vm_max[abc]", "not an integer"),
+        ("", "empty"),
+    ],
+)
+def test_bad_constraint_selection(case14, text, match):
+    with pytest.raises(SpecError, match=match):
+        select_constraints(case14, parse_constraints(text))
+
+
+def test_unrated_branches_have_no_thermal_constraint(case14):
+    rate = np.array(case14.rate_a, dtype=float)
+    rate[0] = np.inf
+    fake = replace(case14, rate_a=rate)
+    idx, ids = family_candidates(fake, "thermal_fr")
+    assert 0 not in idx
+    with pytest.raises(SpecError, match="rated"):
+        select_constraints(fake, ConstraintSelection(("thermal_fr",), (("thermal_fr", (1,)),)))
+
+
+def test_thresholds_rules(case14):
+    cons = select_constraints(case14, parse_constraints("p_balance,q_balance,vm_max"))
+    t = resolve_thresholds(case14, cons)
+    assert all(v == 1e-3 for c, v in zip(cons, t) if c.family.endswith("balance"))
+    assert all(v == 1e-6 for c, v in zip(cons, t) if c.family == "vm_max")
+    spec = ThresholdSpec((("p_balance", ThresholdRule("max", 0.002, 0.05)),
+                          ("q_balance", ThresholdRule("relative", 0.0, 0.1))))
+    t = resolve_thresholds(case14, cons, spec)
+    for c, v in zip(cons, t):
+        if c.family == "p_balance":
+            assert v == pytest.approx(max(0.002, 0.05 * abs(case14.pd_bus[c.index])))
+        elif c.family == "q_balance":
+            assert v == pytest.approx(0.1 * abs(case14.qd_bus[c.index]))
+    parsed = parse_threshold("p_balance=max:0.002:0.05,q_balance=rel:0.1,vm_max=0.01")
+    assert parsed.rule("p_balance") == ThresholdRule("max", 0.002, 0.05)
+    assert parsed.rule("vm_max") == ThresholdRule("absolute", 0.01)
+    assert parse_threshold("0.5").rule("angle_min").a == 0.5
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [("vm_max=rel:0.1", "p_balance/q_balance only"), ("x=1", "unknown family"),
+     ("p_balance=abc", "not a number"), ("nan", "finite"), ("-1", ">= 0")],
+)
+def test_bad_thresholds(text, match):
+    with pytest.raises(SpecError, match=match):
+        parse_threshold(text)
+
+
+def test_spec_files_toml_and_json(case14, tmp_path):
+    toml = tmp_path / "spec.toml"
+    toml.write_text(
+        '[region]\nbox = [0.95, 1.05]\n\n[constraints]\nfamilies = ["p_balance", "vm_max"]\n'
+        'components = { vm_max = [1, 2] }\n\n[thresholds]\ndefault = 1e-4\n'
+        'p_balance = { absolute = 1e-3, relative = 0.01 }\n'
+    )
+    spec = load_spec(toml, case14)
+    assert spec.region is not None and spec.region.describe() == "box:0.95,1.05"
+    cons = select_constraints(case14, spec.constraints)
+    assert [c.component for c in cons if c.family == "vm_max"] == [1, 2]
+    assert spec.thresholds.rule("p_balance").kind == "max"
+    assert spec.thresholds.rule("vm_min").a == 1e-4
+    js = tmp_path / "spec.json"
+    js.write_text(json.dumps({"region": {"pglearn": [0.8, 1.2, 0.05]},
+                              "constraints": {"families": ["thermal_fr"]}}))
+    spec2 = load_spec(js, case14)
+    assert spec2.region.kind == "pglearn"
+    assert parse_region(str(toml), case14).describe() == "box:0.95,1.05"
+
+
+@pytest.mark.parametrize(
+    "body, suffix, match",
+    [
+        ("[region]\nbox = [0.9, nan]\n", ".toml", "finite"),
+        ("[region]\nbox = [1.1, 0.9]\n", ".toml", "inverted"),
+        ("[constraints]\nfamilies = ['nope']\n", ".toml", "unknown family"),
+        ("[constraints]\ncomponents = { vm_max = [999] }\n", ".toml", None),
+        ("[thresholds]\nvm_max = nan\n", ".toml", "finite"),
+        ("[regions]\nbox = [0.9, 1.1]\n", ".toml", "unknown key"),
+        ("[region\n", ".toml", "invalid TOML"),
+        ('{"region": {"box": [0.9, NaN]}}', ".json", "finite"),
+        ('{"region": ', ".json", "invalid JSON"),
+    ],
+)
+def test_bad_spec_files(case14, tmp_path, body, suffix, match):
+    p = tmp_path / f"bad{suffix}"
+    p.write_text(body)
+    with pytest.raises(SpecError, match=match):
+        spec = load_spec(p, case14)
+        select_constraints(case14, spec.constraints)
