@@ -365,7 +365,7 @@ def read_matpower(path: str | Path) -> MatpowerFile:
     """Read and parse a MATPOWER ``.m`` file; errors name the file and line."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         text = p.read_text(encoding="latin-1")
     return parse_matpower(text, source=str(p))

@@ -46,6 +46,7 @@ BRANCH_FIELDS = ("fbus", "tbus", "r", "x", "b", "rateA", "rateB", "rateC", "rati
 
 MAX_ANGLE_WARN_DEG = 60.0
 TAP_WARN_RANGE = (0.5, 1.5)
+GROUP_LIMIT = 5  # more warnings of one kind than this are summarised in one line
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ class _V:
     def __init__(self, raw: RawCase) -> None:
         self.raw = raw
         self.src = raw.source
-        self.warnings: list[str] = list(raw.notes)
+        self.groups: dict[str, list[tuple[str, str | None, int | None]]] = {}
+        self.order: list[str] = []
 
     def fail(self, msg: str, table: str | None = None, row: int | None = None,
              fld: str | None = None) -> CaseFormatError:
@@ -84,13 +86,35 @@ class _V:
                 msg = f"{table} row {row + 1}: {msg}"
         return CaseFormatError(msg, source=self.src, line=line, field=fld)
 
-    def warn(self, msg: str, table: str | None = None, row: int | None = None) -> None:
+    def warn(self, msg: str, table: str | None = None, row: int | None = None,
+             kind: str | None = None) -> None:
+        """Record a warning; ``kind`` groups repeated ones (summarised in :meth:`done`)."""
         where = self.src
         if table is not None and row is not None:
             ln = _line(getattr(self.raw, f"{table}_lines"), row)
             where += f":{ln}" if ln else ""
             msg = f"{table} row {row + 1}: {msg}"
-        self.warnings.append(f"{where}: {msg}")
+        text = f"{where}: {msg}"
+        key = kind or text
+        if key not in self.groups:
+            self.groups[key] = []
+            self.order.append(key)
+        self.groups[key].append((text, table, row))
+
+    def done(self) -> tuple[str, ...]:
+        """All warnings; a kind seen more than ``GROUP_LIMIT`` times becomes one line."""
+        out = list(self.raw.notes)
+        for key in self.order:
+            items = self.groups[key]
+            if len(items) <= GROUP_LIMIT:
+                out.extend(text for text, _, _ in items)
+                continue
+            table = items[0][1]
+            rows = [r + 1 for _, _, r in items if r is not None]
+            shown = ", ".join(str(r) for r in rows[:GROUP_LIMIT])
+            out.append(f"{self.src}: {key} on {len(items)} {table} rows ({shown}, ...); "
+                       f"first: {items[0][0].split(': ', 1)[1]}")
+        return tuple(out)
 
 
 def _check_table(v: _V, name: str, arr: np.ndarray, ncols: int, fields: tuple[str, ...],
@@ -161,7 +185,8 @@ def validate_case(raw: RawCase) -> CaseCheck:
             source=v.src, line=raw.table_lines.get("bus_name"), field="bus_name")
     for i in np.flatnonzero(~keep):
         if bus[i, C.PD] != 0 or bus[i, C.QD] != 0:
-            v.warn("load on an isolated (type 4) bus is dropped", "bus", int(i))
+            v.warn("load on an isolated (type 4) bus is dropped", "bus", int(i),
+                   kind="load on isolated (type 4) buses dropped")
 
     # ---- generators
     gen_active = gen[:, C.GEN_STATUS] > 0
@@ -181,9 +206,10 @@ def validate_case(raw: RawCase) -> CaseCheck:
         if gen[i, C.QMIN] > gen[i, C.QMAX]:
             raise v.fail(f"Qmin {gen[i, C.QMIN]:g} > Qmax {gen[i, C.QMAX]:g}", "gen", i,
                          "gen.Qmin")
-        if gen[i, C.PMIN] == math.inf or gen[i, C.PMAX] == -math.inf:
-            raise v.fail("Pmin = +Inf or Pmax = -Inf leaves no feasible output", "gen", i,
-                         "gen.Pmax")
+        for lo, hi, nm in ((C.PMIN, C.PMAX, "P"), (C.QMIN, C.QMAX, "Q")):
+            if gen[i, lo] == math.inf or gen[i, hi] == -math.inf:
+                raise v.fail(f"{nm}min = +Inf or {nm}max = -Inf leaves no feasible output",
+                             "gen", i, f"gen.{nm}max")
 
     # ---- branches
     nbr = br.shape[0]
@@ -201,7 +227,8 @@ def validate_case(raw: RawCase) -> CaseCheck:
         if ends[0] == ends[1]:
             raise v.fail(f"branch connects bus {ends[0]} to itself", "branch", k, "branch.tbus")
         if not (keep[index[ends[0]]] and keep[index[ends[1]]]):
-            v.warn("in-service branch touching an isolated (type 4) bus is dropped", "branch", k)
+            v.warn("in-service branch touching an isolated (type 4) bus is dropped", "branch", k,
+                   kind="in-service branches touching isolated (type 4) buses dropped")
             br_active[k] = False
             continue
         r, x = br[k, C.BR_R], br[k, C.BR_X]
@@ -218,17 +245,20 @@ def validate_case(raw: RawCase) -> CaseCheck:
             raise v.fail(f"angmin {br[k, C.ANGMIN]:g} > angmax {br[k, C.ANGMAX]:g}", "branch",
                          k, "branch.angmin")
         if x < 0:
-            v.warn(f"negative reactance x = {x:g}", "branch", k)
+            v.warn(f"negative reactance x = {x:g}", "branch", k, kind="negative reactance")
+        if r < 0:
+            v.warn(f"negative resistance r = {r:g}", "branch", k, kind="negative resistance")
         if tap != 0 and not (TAP_WARN_RANGE[0] <= tap <= TAP_WARN_RANGE[1]):
-            v.warn(f"unusual tap ratio {tap:g}", "branch", k)
+            v.warn(f"unusual tap ratio {tap:g}", "branch", k, kind="unusual tap ratios")
         if max(abs(br[k, C.ANGMIN]), abs(br[k, C.ANGMAX])) > MAX_ANGLE_WARN_DEG:
             v.warn(f"angle-difference limits [{br[k, C.ANGMIN]:g}, {br[k, C.ANGMAX]:g}] deg "
-                   f"wider than {MAX_ANGLE_WARN_DEG:g} deg", "branch", k)
+                   f"wider than {MAX_ANGLE_WARN_DEG:g} deg", "branch", k,
+                   kind=f"angle-difference limits wider than {MAX_ANGLE_WARN_DEG:g} deg")
 
     cost_rows = _check_gencost(v, raw, gen_active)
     _check_topology(v, raw, index, keep, gen_active, br_active)
     return CaseCheck(
-        warnings=tuple(v.warnings),
+        warnings=v.done(),
         bus_keep=keep,
         gen_active=gen_active,
         branch_active=br_active,
@@ -297,20 +327,25 @@ def _check_topology(v: _V, raw: RawCase, index: dict[int, int], keep: np.ndarray
     for i in np.flatnonzero(keep):
         if btype[i] in (2, 3) and not has_gen[i]:
             kind = "reference" if btype[i] == 3 else "PV"
-            v.warn(f"{kind} bus {int(bus[i, C.BUS_I])} has no in-service generator", "bus", int(i))
+            v.warn(f"{kind} bus {int(bus[i, C.BUS_I])} has no in-service generator", "bus", int(i),
+                   kind=f"{kind} buses without an in-service generator")
         if g.degree(int(i)) == 0 and g.number_of_nodes() > 1:
-            v.warn(f"bus {int(bus[i, C.BUS_I])} has no in-service branch", "bus", int(i))
+            v.warn(f"bus {int(bus[i, C.BUS_I])} has no in-service branch", "bus", int(i),
+                   kind="buses without an in-service branch")
     for comp in nx.connected_components(g):
         members = np.array(sorted(comp), dtype=np.int64)
         load = bus[members, C.PD]
         qload = bus[members, C.QD]
+        ids = [int(bus[i, C.BUS_I]) for i in members[:8]]
+        more = "" if members.size <= 8 else f" and {members.size - 8} more"
         if not has_gen[members].any() and (np.any(load != 0) or np.any(qload != 0)):
-            ids = [int(bus[i, C.BUS_I]) for i in members[:8]]
-            more = "" if members.size <= 8 else f" and {members.size - 8} more"
             first = int(members[np.flatnonzero((load != 0) | (qload != 0))[0]])
             raise v.fail(
                 f"island of buses {ids}{more} has load {load.sum():g} MW and no in-service "
                 "generator", "bus", first, "bus.Pd")
         if not np.any(btype[members] == 3) and has_gen[members].any():
-            ids = [int(bus[i, C.BUS_I]) for i in members[:8]]
-            v.warn(f"island of buses {ids} has no reference bus")
+            v.warn(f"island of buses {ids}{more} has no reference bus",
+                   kind="islands without a reference bus")
+        elif members.size > 1 and not has_gen[members].any():
+            v.warn(f"island of buses {ids}{more} has no generator (and no load)",
+                   kind="islands without generation")

@@ -284,3 +284,37 @@ def test_templates_match_branch_model(name):
     fl = branch_flows(cc, vm, va)
     for got, ref in ((fl.pf, sf.real), (fl.qf, sf.imag), (fl.pt, st.real), (fl.qt, st.imag)):
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-10)
+
+
+def test_repeated_warnings_are_grouped(tmp_path):
+    text = (CASES / "pglib_opf_case5_pjm.m").read_text().replace("-30.0	 30.0", "-80.0	 30.0")
+    p = tmp_path / "wide.m"
+    p.write_text(text)
+    with pytest.warns(GridverifyWarning) as rec:
+        cc = load_compiled(p)
+    wide = [w for w in cc.warnings if "wider than 60 deg" in w]
+    assert len(wide) == 1 and "on 6 branch rows (1, 2, 3, 4, 5, ...)" in wide[0]
+    assert len(rec) == len(cc.warnings)
+
+
+def test_negative_resistance_and_unfed_island_warn(tmp_path):
+    # case5: bus 5 cut off (branches 1-5 and 4-5 out), its generator off and no load there
+    p = _edited(tmp_path, "pglib_opf_case5_pjm", {
+        "0.00064	 0.0064	 0.03126	 426	 426	 426	 0.0	 0.0	 1":
+            "0.00064	 0.0064	 0.03126	 426	 426	 426	 0.0	 0.0	 0",
+        "0.00297	 0.0297	 0.00674	 240.0	 240.0	 240.0	 0.0	 0.0	 1":
+            "0.00297	 0.0297	 0.00674	 240.0	 240.0	 240.0	 0.0	 0.0	 0",
+        "0.00281	 0.0281": "-0.00281	 0.0281",
+    })
+    with pytest.warns(GridverifyWarning):
+        cc = load_compiled(p)
+    text = " | ".join(cc.warnings)
+    assert "negative resistance" in text
+    assert "bus 5 has no in-service branch" in text
+
+
+def test_gen_q_limit_infinite_wrong_way(tmp_path):
+    p = _edited(tmp_path, "pglib_opf_case3_lmbd", {"1000.0	 -1000.0": "-Inf	 -Inf"})
+    with pytest.raises(CaseFormatError, match=r"Qmin = \+Inf or Qmax = -Inf") as info:
+        load_case(p)
+    assert info.value.line == 54
