@@ -145,8 +145,9 @@ def compute_bounds(
     or ``"alpha-crown"``.  ``spec``: ``(m, n_out)`` or ``(B, m, n_out)``.
     ``interm``: fixed bounds ``{node_id: (lower, upper)}`` (``(size,)`` or
     ``(B, size)``) intersected with the computed ones (branch-and-bound splits).
-    ``return_A``: ``True`` for the linear bounds of the outputs w.r.t. the
-    inputs, or a list of node ids (the outputs' key is ``"output"``).
+    ``return_A``: ``True`` for the linear bounds of the outputs (or spec rows)
+    w.r.t. the inputs, key ``"output"``; or a list of node ids (and/or
+    ``"output"``) whose linear bounds to return (CROWN methods only).
     Bounds that came out NaN are replaced by ``-inf``/``+inf``.
     """
     if method not in METHODS:
@@ -168,8 +169,12 @@ def compute_bounds(
         off += sz
     fixed = _interm(graph, interm, batch, dtype, device)
     c = _spec(spec, graph, batch, dtype, device)
-    want_out = bool(return_A) and method != "ibp"
-    lin_nodes = frozenset() if isinstance(return_A, bool) else frozenset(int(n) for n in return_A)
+    if isinstance(return_A, bool):
+        want_out, lin_nodes = return_A, frozenset()
+    else:
+        want_out = "output" in list(return_A)
+        lin_nodes = frozenset(int(n) for n in return_A if n != "output")
+    want_out = want_out and method != "ibp"
     eng = Engine(graph, boxes, dtype, device, options, fixed)
     with torch.no_grad():
         eng.compute_intermediate(

@@ -292,6 +292,10 @@ class Engine:
         upper = _full(upper, self.batch, m)
         lin = None
         if return_A:
+            for i in g.inputs:  # every input gets coefficients, zero when unreached
+                if i not in in_l:
+                    in_l[i] = in_u[i] = torch.zeros(m, g.nodes[i].size, dtype=self.dtype,
+                                                    device=self.device)
             lin = LinearBounds(
                 {i: _batched(a, self.batch) for i, a in in_l.items()}, _full(bl, self.batch, m),
                 {i: _batched(a, self.batch) for i, a in in_u.items()}, _full(bu, self.batch, m),
