@@ -234,6 +234,9 @@ def validate_case(raw: RawCase) -> CaseCheck:
         r, x = br[k, C.BR_R], br[k, C.BR_X]
         if r == 0 and x == 0:
             raise v.fail("zero impedance (r = 0 and x = 0)", "branch", k, "branch.x")
+        if 1.0 / math.hypot(r, x) > 1e12:  # 1/|z| overflows or is absurd
+            raise v.fail(f"numerically zero impedance (|r + jx| = {math.hypot(r, x):g})",
+                         "branch", k, "branch.x")
         for col, name in ((C.RATE_A, "rateA"), (C.RATE_B, "rateB"), (C.RATE_C, "rateC")):
             if br[k, col] < 0:
                 raise v.fail(f"negative rating {name} = {br[k, col]:g}", "branch", k,

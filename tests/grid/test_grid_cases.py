@@ -318,3 +318,10 @@ def test_gen_q_limit_infinite_wrong_way(tmp_path):
     with pytest.raises(CaseFormatError, match=r"Qmin = \+Inf or Qmax = -Inf") as info:
         load_case(p)
     assert info.value.line == 54
+
+
+def test_tiny_impedance_rejected(tmp_path):
+    p = _edited(tmp_path, "pglib_opf_case3_lmbd", {"0.065	 0.62": "0.0	 1e-300"})
+    with pytest.raises(CaseFormatError, match="numerically zero impedance") as info:
+        load_case(p)
+    assert info.value.line == 70
