@@ -140,7 +140,8 @@ def _print_summary(out: Path, card: dict[str, Any]) -> None:
     console.print(
         f"data: {ds.get('n_optimal')} optimal of {ds.get('n_rows')} rows "
         f"(train {ds.get('n_train')}, val {ds.get('n_val')}, test {ds.get('n_test')}); "
-        f"training {tr.get('seconds')} s, {tr.get('epochs_run')} epochs "
+        f"training {tr.get('seconds')} s wall ({tr.get('cpu_seconds')} s CPU), "
+        f"{tr.get('epochs_run')} epochs "
         f"(best {tr.get('best_epoch')})"
     )
     met = card.get("metrics", {})

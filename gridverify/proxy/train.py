@@ -209,6 +209,7 @@ def train_proxy(
                           options.test_fraction)
     x, y = data.x, data.y
     t0 = time.perf_counter()
+    c0 = time.process_time()
     with deterministic_torch(1), torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.seed)
         module, out_mean, out_std = build_training_module(
@@ -221,6 +222,7 @@ def train_proxy(
         module.eval()
         deployed = module.folded(torch.float32)
     train_seconds = time.perf_counter() - t0
+    cpu_seconds = time.process_time() - c0
     with torch.no_grad():
         pred = copy.deepcopy(deployed).double()(torch.from_numpy(x[split.test])).numpy()
     metrics = evaluate_predictions(case, x[split.test], y[split.test], pred)
@@ -231,6 +233,7 @@ def train_proxy(
         base_m = baseline_metrics(case, x[split.test], y[split.test], baseline)
     card = make_card(case, data, options, split, metrics, base_m, train_seconds, epochs_run,
                      best_epoch, best_val)
+    card["training"]["cpu_seconds"] = round(cpu_seconds, 3)
     return TrainResult(
         module=deployed,
         metrics=metrics,
