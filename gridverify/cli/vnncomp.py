@@ -15,6 +15,7 @@ import time
 __all__ = ["register"]
 
 _EXIT = {"unsat": 0, "sat": 1, "unknown": 3, "timeout": 3}
+_KINDS = ("balance_all", "thermal_one", "gen_limits", "voltage_limits", "balance_one")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,6 +68,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     batch.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(batch)
     batch.set_defaults(func=_batch)
+
+    mk = sub.add_parser(
+        "make-instances",
+        help="write ACOPF instances of our own (proxy + physics in one ONNX graph)",
+        description=(
+            "Export a proxy with the AC physics to ONNX and write properties of five kinds "
+            "(power balance at every bus, thermal limit of one line, generator limits, "
+            "voltage limits, power balance at one bus) over small and large load boxes, "
+            "each violated and holding, with instances.csv and expected.csv."
+        ),
+    )
+    mk.add_argument("case", help="case name (e.g. pglib_opf_case14_ieee) or file")
+    mk.add_argument("--out", required=True, help="benchmark folder to write (appends)")
+    mk.add_argument(
+        "--model",
+        help="a proxy (model directory, checkpoint or .onnx); "
+        "default: an untrained seeded proxy with the clamp head",
+    )
+    mk.add_argument("--hidden", default="32,32", help="hidden sizes of the untrained proxy")
+    mk.add_argument("--activation", default="relu", help="activation of the untrained proxy")
+    mk.add_argument(
+        "--widths",
+        default="0.01,0.2",
+        help="relative half-widths of the load boxes (default 0.01,0.2)",
+    )
+    mk.add_argument("--kinds", default=",".join(_KINDS), help="property kinds")
+    mk.add_argument("--timeout", type=float, default=60.0, help="timeout per instance")
+    mk.add_argument("--seed", type=int, default=0)
+    mk.add_argument(
+        "--alpha",
+        action="store_true",
+        help="also use alpha-CROWN for the holding thresholds (slower, tighter)",
+    )
+    mk.set_defaults(func=_make)
 
     def _help(args: argparse.Namespace) -> int:
         p.print_help()
@@ -196,4 +231,65 @@ def _batch(args: argparse.Namespace) -> int:
     print(f"results: {args.out}")
     if summary.wrong:
         return 1
+    return 0
+
+
+def _floats(text: str, what: str) -> tuple[float, ...]:
+    from gridverify.errors import SpecError
+
+    try:
+        vals = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise SpecError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+    if not vals:
+        raise SpecError(f"{what}: empty list")
+    return vals
+
+
+def _make(args: argparse.Namespace) -> int:
+    import torch
+
+    from gridverify.errors import SpecError
+    from gridverify.grid import load_compiled
+    from gridverify.vnncomp.instances import KINDS, make_benchmark
+
+    case = load_compiled(args.case, emit_warnings=False)
+    widths = _floats(args.widths, "--widths")
+    if any(not (0 <= w < 1) for w in widths):
+        raise SpecError(f"--widths: each width must be in [0, 1), got {args.widths!r}")
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    for k in kinds:
+        if k not in KINDS:
+            raise SpecError(f"--kinds: unknown kind {k!r} (known: {', '.join(KINDS)})")
+    if args.model:
+        from gridverify.proxy.load import load_proxy
+
+        module = load_proxy(args.model, case).module
+        prefix = f"{case.name}_{type(module).__name__.lower()}"
+    else:
+        from gridverify.proxy.model import ProxyArch, ProxyMLP, case_limits
+
+        hidden = tuple(int(h) for h in _floats(args.hidden, "--hidden"))
+        arch = ProxyArch(case.n_load, case.n_gen, case.n_bus, hidden, args.activation, True)
+        lo, hi = case_limits(case)
+        torch.manual_seed(args.seed)
+        module = ProxyMLP(arch, head_lo=lo, head_hi=hi, dtype=torch.float64).eval()
+        prefix = f"{case.name}_{args.activation}{'x'.join(map(str, hidden))}_s{args.seed}"
+    methods = ("ibp", "crown", "alpha-crown") if args.alpha else ("ibp", "crown")
+    specs = make_benchmark(
+        case,
+        module,
+        args.out,
+        widths=widths,
+        kinds=kinds,
+        timeout=args.timeout,
+        seed=args.seed,
+        prefix=prefix,
+        bound_methods=methods,
+    )
+    n_sat = sum(s.expected == "sat" for s in specs)
+    print(
+        f"wrote {len(specs)} properties ({n_sat} violated, {len(specs) - n_sat} holding) "
+        f"for onnx/{prefix}.onnx under {args.out}"
+    )
     return 0

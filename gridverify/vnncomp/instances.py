@@ -1,0 +1,373 @@
+"""VNN-COMP instances of our own: a proxy and the AC physics in one ONNX graph.
+
+The model (:func:`acopf_graph`) maps the loads ``X = [pd, qd]`` (``2L``, batch
+dimension 1 in the file) through the proxy (clamp head: ``pg, qg, vm`` are
+``lo + (hi - lo) * sigmoid(z)`` inside their limits) to one output ``Y``, the
+concatenation of the blocks of :class:`AcopfLayout`::
+
+    pg (G) qg (G) vm (N) va (N) pf (E) pt (E) qf (E) qt (E)
+    sf (T) st (T)      thermal residuals pf^2 + qf^2 - rate^2 (from/to side) of
+                       the T branches with a finite rating
+    rp (N) rq (N)      power-balance residuals (P, Q) of every bus
+
+Properties (:func:`make_benchmark`) come in the five kinds an AC-OPF benchmark
+asks, each over a small and a large box of loads around the nominal ones:
+power balance at every bus, the thermal limit of one line, generator limits,
+voltage limits, power balance at one bus.  Each kind has a violated variant
+(the threshold below a worst case found by sampling and attack; the witness is
+confirmed with onnxruntime when the instance is made, so the expected answer is
+``sat``) and a holding variant (the threshold above a sound bound; expected
+``unsat``).  Generator and voltage limits hold by construction of the clamp
+head.  ``expected.csv`` records the expected answers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gridverify.errors import GraphError, SpecError
+from gridverify.vnncomp.result import write_atomic
+
+__all__ = [
+    "AcopfLayout",
+    "InstanceSpec",
+    "KINDS",
+    "acopf_graph",
+    "export_onnx",
+    "make_benchmark",
+]
+
+KINDS = ("balance_all", "thermal_one", "gen_limits", "voltage_limits", "balance_one")
+
+
+@dataclass(frozen=True)
+class AcopfLayout:
+    """Where each block lives in the flat output ``Y``."""
+
+    n_gen: int
+    n_bus: int
+    n_branch: int
+    thermal_branches: np.ndarray  # branch index of each thermal row (T,)
+
+    def sizes(self) -> list[tuple[str, int]]:
+        """Block names and sizes, in output order."""
+        g, n, e, t = self.n_gen, self.n_bus, self.n_branch, self.thermal_branches.size
+        return [
+            ("pg", g),
+            ("qg", g),
+            ("vm", n),
+            ("va", n),
+            ("pf", e),
+            ("pt", e),
+            ("qf", e),
+            ("qt", e),
+            ("sf", t),
+            ("st", t),
+            ("rp", n),
+            ("rq", n),
+        ]
+
+    def block(self, name: str) -> slice:
+        """The slice of block ``name`` in ``Y``."""
+        at = 0
+        for nm, k in self.sizes():
+            if nm == name:
+                return slice(at, at + k)
+            at += k
+        raise KeyError(name)
+
+    @property
+    def size(self) -> int:
+        """Length of ``Y``."""
+        return sum(k for _, k in self.sizes())
+
+
+def acopf_graph(case: Any, proxy: Any) -> tuple[Any, AcopfLayout]:
+    """The proxy and the physics as one graph ``X -> Y`` (see module docstring).
+
+    ``proxy`` is a torch module ``(B, 2L) -> (B, 2G + 2N)`` or a graph with one
+    input and that output first.
+    """
+    from gridverify.ir import Graph, GraphBuilder, compose, from_torch
+    from gridverify.physics.acp import LOAD_INPUT, PROXY_INPUT, build_physics_graph
+    from gridverify.spec.constraints import ConstraintSelection, select_constraints
+
+    n_load, n_gen, n_bus, n_br = case.n_load, case.n_gen, case.n_bus, case.n_branch
+    pg = proxy if isinstance(proxy, Graph) else from_torch(proxy.eval(), 2 * n_load)
+    if len(pg.inputs) != 1 or pg.input_size != 2 * n_load:
+        raise GraphError(f"proxy graph must have one input of size {2 * n_load}")
+    if pg.nodes[pg.outputs[0]].size != 2 * n_gen + 2 * n_bus:
+        raise GraphError(f"proxy output must have {2 * n_gen + 2 * n_bus} entries")
+    sel = select_constraints(case, ConstraintSelection(families=("thermal_fr", "thermal_to")))
+    physics = build_physics_graph(case, sel, expose_flows=True)
+    thermal = np.array([c.index for c in sel if c.family == "thermal_fr"], dtype=np.int64)
+    b = GraphBuilder(pg)
+    b.output(pg.outputs[0], "proxy_out")
+    b.output(pg.inputs[0], "loads")
+    inner = b.build()
+    full = compose(
+        physics.graph,
+        inner,
+        {PROXY_INPUT: "proxy_out", LOAD_INPUT: "loads"},
+        keep_inner_outputs=True,
+    )
+    names = list(full.output_names)
+    sol = full.outputs[names.index("proxy_out")]
+    flows = full.outputs[names.index("flows")]
+    res = full.outputs[names.index("residuals")]
+    b = GraphBuilder(full)
+    parts = [sol]
+    e = n_br
+    # flows are [pf, qf, pt, qt]; Y wants pf, pt, qf, qt
+    for k in (0, 2, 1, 3):
+        parts.append(b.slice(flows, k * e, (k + 1) * e))
+    if thermal.size:
+        viol = full.outputs[names.index("violation")]
+        parts.append(viol)  # thermal_fr rows then thermal_to rows (selection order)
+    parts.append(res)
+    b.output(b.concat(parts, name="Y"), "Y")
+    graph = b.build()
+    layout = AcopfLayout(n_gen, n_bus, n_br, thermal)
+    if graph.output_size != layout.size:
+        raise GraphError(f"ACOPF graph has {graph.output_size} outputs, layout {layout.size}")
+    return graph, layout
+
+
+def export_onnx(graph: Any, path: str | Path) -> Path:
+    """Write the graph as a float32 ONNX model, input ``X`` and output ``Y`` of batch 1."""
+    from gridverify.ir.onnx_export import to_onnx
+
+    to_onnx(graph, path, batch_dim=1, input_names=["X"], output_names=["Y"], dtype=np.float32)
+    return Path(path)
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """One property: its file name, kind, box width, variant and expected answer."""
+
+    name: str
+    kind: str
+    width: float
+    variant: str  # "violated" or "holds"
+    expected: str  # "sat" or "unsat"
+    text: str
+    threshold: float
+
+
+def _rows(kind: str, case: Any, lay: AcopfLayout, rng: np.random.Generator, x0, graph):
+    """The score rows ``(C, d)`` of a kind: unsafe iff ``C[r] @ y - d[r] >= t`` for some r."""
+    n_out = lay.size
+    rows: list[tuple[int, float, float]] = []  # (output index, sign, offset)
+    if kind in ("balance_all", "balance_one"):
+        blocks = [lay.block("rp"), lay.block("rq")]
+        if kind == "balance_one":
+            # the bus with the largest nominal residual
+            with torch.no_grad():
+                y0 = graph.evaluate_flat(torch.tensor(x0).unsqueeze(0))[0].numpy()
+            rp = y0[lay.block("rp")]
+            bus = int(np.argmax(np.abs(rp)))
+            blocks = [slice(lay.block("rp").start + bus, lay.block("rp").start + bus + 1)]
+        for blk in blocks:
+            for j in range(blk.start, blk.stop):
+                rows += [(j, 1.0, 0.0), (j, -1.0, 0.0)]
+    elif kind == "thermal_one":
+        if lay.thermal_branches.size == 0:
+            return None
+        with torch.no_grad():
+            y0 = graph.evaluate_flat(torch.tensor(x0).unsqueeze(0))[0].numpy()
+        sf = y0[lay.block("sf")]
+        k = int(np.argmax(sf))  # the most loaded rated line at nominal load
+        rows = [(lay.block("sf").start + k, 1.0, 0.0)]
+    elif kind == "gen_limits":
+        for blk, lo, hi in (
+            (lay.block("pg"), case.pmin, case.pmax),
+            (lay.block("qg"), case.qmin, case.qmax),
+        ):
+            for g, j in enumerate(range(blk.start, blk.stop)):
+                rows += [(j, 1.0, float(hi[g])), (j, -1.0, -float(lo[g]))]
+    elif kind == "voltage_limits":
+        blk = lay.block("vm")
+        for i, j in enumerate(range(blk.start, blk.stop)):
+            rows += [(j, 1.0, float(case.vmax[i])), (j, -1.0, -float(case.vmin[i]))]
+    else:
+        raise SpecError(f"unknown property kind {kind!r} (known: {', '.join(KINDS)})")
+    C = np.zeros((len(rows), n_out))
+    d = np.zeros(len(rows))
+    for r, (j, s, off) in enumerate(rows):
+        C[r, j] = s
+        d[r] = off
+    return C, d
+
+
+def _property_text(lo, hi, n_out: int, C: np.ndarray, d: np.ndarray, t: float, title: str) -> str:
+    """VNN-LIB 1.0: the box and ``or`` over rows of ``C[r] @ Y >= d[r] + t``."""
+    out = io.StringIO()
+    out.write(f"; {title}\n")
+    for i in range(lo.size):
+        out.write(f"(declare-const X_{i} Real)\n")
+    for j in range(n_out):
+        out.write(f"(declare-const Y_{j} Real)\n")
+    for i in range(lo.size):
+        out.write(f"(assert (>= X_{i} {float(lo[i])!r}))\n(assert (<= X_{i} {float(hi[i])!r}))\n")
+    out.write("(assert (or\n")
+    for r in range(C.shape[0]):
+        (j,) = np.nonzero(C[r])[0]
+        rhs = float(d[r] + t)
+        if C[r, j] > 0:
+            out.write(f"    (and (>= Y_{j} {rhs!r}))\n")
+        else:  # -y >= rhs  <=>  y <= -rhs
+            out.write(f"    (and (<= Y_{j} {-rhs!r}))\n")
+    out.write("))\n")
+    return out.getvalue()
+
+
+def _worst(graph, lo, hi, C, d, rng, seed: int) -> tuple[float, np.ndarray]:
+    """Largest score found by sampling and the attack, and where."""
+    from gridverify.attack.pgd import pgd_maximize
+
+    xs = rng.uniform(lo, hi, size=(512, lo.size))
+    with torch.no_grad():
+        ys = graph.evaluate_flat(torch.tensor(xs)).numpy()
+    scores = ys @ C.T - d
+    k = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    best, best_x = float(scores[k]), xs[k[0]]
+    res = pgd_maximize(graph, lo, hi, C, restarts=8, steps=40, seed=seed)
+    vals = res.values.numpy() - d
+    j = int(np.argmax(vals))
+    if vals[j] > best:
+        best, best_x = float(vals[j]), res.inputs[j].numpy()
+    return best, best_x
+
+
+def _upper(graph, lo, hi, C, d, methods: tuple[str, ...]) -> float:
+    """A sound upper bound of the score: the best of the bound ``methods``."""
+    from gridverify.bounds import compute_bounds
+
+    lo_t = torch.tensor(lo).unsqueeze(0)
+    hi_t = torch.tensor(hi).unsqueeze(0)
+    spec = torch.tensor(C)
+    best = np.inf
+    for method in methods:
+        try:
+            r = compute_bounds(graph, lo_t, hi_t, method=method, spec=spec)
+        except Exception:  # noqa: BLE001 - a method that fails just gives no bound
+            continue
+        ub = r.upper.reshape(-1).numpy() - d
+        if np.all(np.isfinite(ub)):
+            best = min(best, float(ub.max()))
+    return best
+
+
+def make_benchmark(
+    case: Any,
+    proxy: Any,
+    out_dir: str | Path,
+    *,
+    widths: tuple[float, ...] = (0.01, 0.2),
+    kinds: tuple[str, ...] = KINDS,
+    timeout: float = 60.0,
+    seed: int = 0,
+    prefix: str | None = None,
+    bound_methods: tuple[str, ...] = ("ibp", "crown"),
+) -> list[InstanceSpec]:
+    """Write ``onnx/``, ``vnnlib/``, ``instances.csv`` and ``expected.csv`` under ``out_dir``.
+
+    Returns the properties written.  The violated variants' witnesses are
+    confirmed with onnxruntime before they are recorded as ``sat``; the holding
+    variants' thresholds lie above the best bound of ``bound_methods`` and above
+    everything sampling and the attack found.
+    """
+    from gridverify.vnncomp.runner import OnnxChecker
+    from gridverify.vnncomp.vnnlib import parse_vnnlib_text
+
+    out = Path(out_dir)
+    (out / "onnx").mkdir(parents=True, exist_ok=True)
+    (out / "vnnlib").mkdir(parents=True, exist_ok=True)
+    name = prefix or str(case.name)
+    graph, lay = acopf_graph(case, proxy)
+    onnx_rel = f"onnx/{name}.onnx"
+    export_onnx(graph, out / onnx_rel)
+    checker = OnnxChecker((out / onnx_rel).read_bytes())
+    # the graph the runner will see is the ONNX import: make properties on it
+    from gridverify.ir import from_onnx
+
+    graph = from_onnx(str(out / onnx_rel))
+    x0 = np.concatenate([case.pd, case.qd]).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    specs: list[InstanceSpec] = []
+    for w in widths:
+        a, b = x0 * (1 - w), x0 * (1 + w)
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        for kind in kinds:
+            rows = _rows(kind, case, lay, rng, x0, graph)
+            if rows is None:
+                continue
+            C, d = rows
+            worst, wx = _worst(graph, lo, hi, C, d, rng, seed)
+            up = _upper(graph, lo, hi, C, d, bound_methods)
+            scale = max(1e-3, abs(worst))
+            # violated: a threshold below the worst case found (confirmed by onnxruntime)
+            t_v = worst - 0.1 * scale
+            # holds: above a sound bound (clamped limits: 1e-4 above the limit)
+            if kind in ("gen_limits", "voltage_limits"):
+                t_h = max(1e-4, up + 1e-4) if np.isfinite(up) else 1e-4
+            else:
+                t_h = (up + 0.05 * abs(up) + 1e-3) if np.isfinite(up) else None
+            for variant, t in (("violated", t_v), ("holds", t_h)):
+                if t is None:
+                    continue
+                fname = f"{name}_{kind}_w{w:g}_{variant}.vnnlib"
+                title = (
+                    f"{name} {kind} load box +-{w:g} {variant}; threshold {t!r} "
+                    f"(worst found {worst!r}, bound {up!r})"
+                )
+                text = _property_text(lo, hi, lay.size, C, d, t, title)
+                expected = "unsat" if variant == "holds" else "sat"
+                if variant == "violated":
+                    prop = parse_vnnlib_text(text, fname)
+                    from gridverify.vnncomp.runner import confirm
+
+                    if confirm(checker, prop.cases[0], wx) is None:
+                        continue  # float32 rounding ate the margin: no sure witness
+                elif worst >= t:
+                    raise SpecError(f"{fname}: sampled worst {worst} above the sound bound {t}")
+                write_atomic(out / "vnnlib" / fname, text)
+                specs.append(InstanceSpec(fname, kind, w, variant, expected, text, float(t)))
+    _write_csvs(out, onnx_rel, specs, timeout)
+    return specs
+
+
+def _write_csvs(out: Path, onnx_rel: str, specs: list[InstanceSpec], timeout: float) -> None:
+    inst_path, exp_path = out / "instances.csv", out / "expected.csv"
+    old_inst = inst_path.read_text() if inst_path.exists() else ""
+    old_exp = exp_path.read_text() if exp_path.exists() else "onnx,vnnlib,result\n"
+    mine = {f"vnnlib/{s.name}" for s in specs}
+
+    def keep(text: str) -> list[str]:
+        lines = []
+        for line in text.splitlines():
+            parts = line.split(",")
+            if len(parts) >= 2 and parts[0] == onnx_rel and parts[1] in mine:
+                continue
+            lines.append(line)
+        return lines
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    for s in specs:
+        w.writerow([onnx_rel, f"vnnlib/{s.name}", f"{timeout:g}"])
+    inst = "\n".join([ln for ln in keep(old_inst) if ln]) + ("\n" if old_inst.strip() else "")
+    write_atomic(inst_path, inst + buf.getvalue())
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    for s in specs:
+        w.writerow([onnx_rel, f"vnnlib/{s.name}", s.expected])
+    exp = "\n".join([ln for ln in keep(old_exp) if ln]) + "\n"
+    write_atomic(exp_path, exp + buf.getvalue())

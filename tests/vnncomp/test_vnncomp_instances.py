@@ -1,0 +1,109 @@
+"""Our own ACOPF instances: the exported graph against the grid equations, and answers."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from gridverify.grid import balance_residuals, branch_flows, load_compiled, thermal_residuals
+from gridverify.proxy.model import ProxyArch, ProxyMLP, case_limits
+from gridverify.vnncomp.instances import acopf_graph, export_onnx, make_benchmark
+from gridverify.vnncomp.runner import RunOptions, run_instance
+from gridverify.vnncomp.vnnlib import parse_vnnlib
+
+
+def _proxy(case, hidden=(8,), activation="tanh", seed=0):
+    arch = ProxyArch(case.n_load, case.n_gen, case.n_bus, hidden, activation, True)
+    lo, hi = case_limits(case)
+    torch.manual_seed(seed)
+    return ProxyMLP(arch, head_lo=lo, head_hi=hi, dtype=torch.float64).eval()
+
+
+@pytest.fixture(scope="module")
+def case5():
+    return load_compiled("pglib_opf_case5_pjm", emit_warnings=False)
+
+
+def test_onnx_outputs_match_the_grid_equations(case5, tmp_path: Path) -> None:
+    """Y from onnxruntime equals proxy + grid.flows (an independent numpy implementation)."""
+    proxy = _proxy(case5)
+    graph, lay = acopf_graph(case5, proxy)
+    path = export_onnx(graph, tmp_path / "m.onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (inp,) = sess.get_inputs()
+    assert inp.name == "X" and inp.shape == [1, 2 * case5.n_load]
+    x0 = np.concatenate([case5.pd, case5.qd])
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        x = x0 * rng.uniform(0.8, 1.2, size=x0.size)
+        x32 = x.astype(np.float32).astype(np.float64)
+        y = sess.run(None, {"X": x32.astype(np.float32)[None]})[0][0].astype(np.float64)
+        with torch.no_grad():
+            sol = proxy(torch.tensor(x32)[None])[0].numpy()
+        G, N = case5.n_gen, case5.n_bus
+        pg, qg, vm, va = sol[:G], sol[G : 2 * G], sol[2 * G : 2 * G + N], sol[2 * G + N :]
+        fl = branch_flows(case5, vm, va)
+        rp, rq = balance_residuals(case5, pg, qg, vm, va, x32[: case5.n_load], x32[case5.n_load :])
+        sf, st = thermal_residuals(case5, fl)
+        ref = {
+            "pg": pg,
+            "qg": qg,
+            "vm": vm,
+            "va": va,
+            "pf": fl.pf,
+            "pt": fl.pt,
+            "qf": fl.qf,
+            "qt": fl.qt,
+            "sf": sf[lay.thermal_branches],
+            "st": st[lay.thermal_branches],
+            "rp": rp,
+            "rq": rq,
+        }
+        for name, want in ref.items():
+            got = y[lay.block(name)]
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=name)
+        # the clamp head keeps pg, qg, vm inside their limits
+        assert np.all(pg >= case5.pmin - 1e-6) and np.all(vm <= case5.vmax + 1e-6)
+
+
+def test_benchmark_answers_match_expected(case5, tmp_path: Path) -> None:
+    specs = make_benchmark(
+        case5,
+        _proxy(case5),
+        tmp_path,
+        widths=(0.05,),
+        kinds=("thermal_one", "gen_limits", "balance_one"),
+        timeout=30,
+    )
+    assert {s.kind for s in specs} == {"thermal_one", "gen_limits", "balance_one"}
+    assert {s.expected for s in specs} == {"sat", "unsat"}
+    rows = list(csv.reader((tmp_path / "instances.csv").open()))
+    exp = list(csv.reader((tmp_path / "expected.csv").open()))
+    assert len(rows) == len(specs) and len(exp) == len(specs) + 1
+    model = tmp_path / rows[0][0]
+    rng = np.random.default_rng(1)
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    for (onnx_rel, vnn_rel, _), (_, _, want) in zip(rows, exp[1:]):
+        prop = parse_vnnlib(tmp_path / vnn_rel)
+        case = prop.cases[0]
+        out = run_instance(
+            tmp_path / onnx_rel,
+            tmp_path / vnn_rel,
+            RunOptions(timeout=60, extend_attack=False, bound_method="crown"),
+        )
+        assert out.result in (want, "unknown"), (vnn_rel, out)
+        if want == "unsat":  # sampling never violates a holding property
+            xs = rng.uniform(case.lower, case.upper, size=(200, case.lower.size))
+            ys = np.concatenate(
+                [sess.run(None, {"X": x.astype(np.float32)[None]})[0] for x in xs]
+            ).astype(np.float64)
+            for A, b in case.output:
+                assert not np.any(np.all(ys @ A.T <= b, axis=1)), vnn_rel
+        if out.result == "sat":
+            assert np.all(out.x >= case.lower) and np.all(out.x <= case.upper)
+    assert sum(1 for s in specs if s.expected == "sat") >= 2
