@@ -33,12 +33,10 @@ def violation_values(case: Any, constraints: Sequence[Constraint], x: Any, y: An
     if is_torch:
         import torch
 
-        stack = lambda cols: torch.stack(cols, dim=-1)  # noqa: E731
         absf = torch.abs
     else:
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
-        stack = lambda cols: np.stack(cols, axis=-1)  # noqa: E731
         absf = np.abs
     L = case.n_load
     pd, qd = x[..., :L], x[..., L:2 * L]
@@ -49,34 +47,55 @@ def violation_values(case: Any, constraints: Sequence[Constraint], x: Any, y: An
         flows = branch_flows(case, vm, va)
     if fams & {"p_balance", "q_balance"}:
         res = balance_residuals(case, pg, qg, vm, va, pd, qd)
-    cols = []
-    for c in constraints:
-        i, fam = c.index, c.family
-        if fam == "p_balance":
-            v = absf(res[0][..., i])
-        elif fam == "q_balance":
-            v = absf(res[1][..., i])
-        elif fam == "thermal_fr":
-            v = flows.pf[..., i] ** 2 + flows.qf[..., i] ** 2 - float(case.rate_a[i]) ** 2
-        elif fam == "thermal_to":
-            v = flows.pt[..., i] ** 2 + flows.qt[..., i] ** 2 - float(case.rate_a[i]) ** 2
-        elif fam == "vm_max":
-            v = vm[..., i] - float(case.vmax[i])
-        elif fam == "vm_min":
-            v = float(case.vmin[i]) - vm[..., i]
-        elif fam == "pg_max":
-            v = pg[..., i] - float(case.pmax[i])
-        elif fam == "pg_min":
-            v = float(case.pmin[i]) - pg[..., i]
-        elif fam == "qg_max":
-            v = qg[..., i] - float(case.qmax[i])
-        elif fam == "qg_min":
-            v = float(case.qmin[i]) - qg[..., i]
+    fam_pos: dict[str, list[int]] = {}
+    for k, c in enumerate(constraints):
+        fam_pos.setdefault(c.family, []).append(k)
+    blocks, order = [], []
+    for fam, pos in fam_pos.items():
+        idx = np.array([constraints[k].index for k in pos], dtype=np.int64)
+        if is_torch:
+            import torch
+
+            ti = torch.as_tensor(idx, device=y.device)
+            take = lambda a, ti=ti: a.index_select(-1, ti)  # noqa: E731
+            const = lambda v: torch.as_tensor(v, dtype=y.dtype, device=y.device)  # noqa: E731
         else:
-            d = va[..., int(case.f_bus[i])] - va[..., int(case.t_bus[i])]
-            if fam == "angle_max":
-                v = d - float(case.angmax[i])
+            take = lambda a, idx=idx: a[..., idx]  # noqa: E731
+            const = lambda v: v  # noqa: E731
+        if fam == "p_balance":
+            v = absf(take(res[0]))
+        elif fam == "q_balance":
+            v = absf(take(res[1]))
+        elif fam in ("thermal_fr", "thermal_to"):
+            p_, q_ = (flows.pf, flows.qf) if fam == "thermal_fr" else (flows.pt, flows.qt)
+            v = take(p_) ** 2 + take(q_) ** 2 - const(np.asarray(case.rate_a)[idx] ** 2)
+        elif fam in _SIMPLE:
+            name, lim, sgn = _SIMPLE[fam]
+            var = {"vm": vm, "pg": pg, "qg": qg}[name]
+            v = sgn * (take(var) - const(np.asarray(getattr(case, lim), dtype=np.float64)[idx]))
+        else:
+            f_i = np.asarray(case.f_bus)[idx]
+            t_i = np.asarray(case.t_bus)[idx]
+            if is_torch:
+                d = va.index_select(-1, torch.as_tensor(f_i, device=y.device)) - va.index_select(
+                    -1, torch.as_tensor(t_i, device=y.device))
             else:
-                v = float(case.angmin[i]) - d
-        cols.append(v)
-    return stack(cols)
+                d = va[..., f_i] - va[..., t_i]
+            if fam == "angle_max":
+                v = d - const(np.asarray(case.angmax, dtype=np.float64)[idx])
+            else:
+                v = const(np.asarray(case.angmin, dtype=np.float64)[idx]) - d
+        blocks.append(v)
+        order.extend(pos)
+    inv = np.argsort(np.asarray(order, dtype=np.int64))
+    if is_torch:
+        out = torch.cat(blocks, dim=-1)
+        return out.index_select(-1, torch.as_tensor(inv, device=y.device))
+    return np.concatenate(blocks, axis=-1)[..., inv]
+
+
+_SIMPLE = {
+    "vm_max": ("vm", "vmax", 1.0), "vm_min": ("vm", "vmin", -1.0),
+    "pg_max": ("pg", "pmax", 1.0), "pg_min": ("pg", "pmin", -1.0),
+    "qg_max": ("qg", "qmax", 1.0), "qg_min": ("qg", "qmin", -1.0),
+}

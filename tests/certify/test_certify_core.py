@@ -1,0 +1,216 @@
+"""certify(): bounds, falsification, statuses, certificates, sampling soundness."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import gridverify
+from gridverify.certify import (
+    Certificate,
+    CertifyOptions,
+    RegionWarning,
+    certify,
+    decide_status,
+    evaluate_violations,
+)
+from gridverify.errors import GridverifyError, ProxyError, SpecError
+from gridverify.grid import load_compiled
+from gridverify.proxy.load import InputRegion, load_proxy
+from gridverify.spec import FAMILIES, box_region, explicit_region, pglearn_region
+
+
+@pytest.fixture(scope="module")
+def case14():
+    return load_compiled("pglib_opf_case14_ieee")
+
+
+CONTRACT_KEYS = {"family", "component", "upper_bound", "attained", "threshold", "status",
+                 "witness"}
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown", "alpha-crown"])
+def test_certify_methods_sound(case14, tiny_mlp, check_sound, method):
+    net = tiny_mlp(case14, hidden=(16, 16), act="relu", seed=1)
+    proxy = load_proxy(net, case=case14)
+    region = box_region(case14, 0.9, 1.1)
+    cert = certify(case14, proxy, region, method=method,
+                   options=CertifyOptions(samples=256, attack="all", attack_steps=10,
+                                          attack_restarts=2))
+    assert {c.family for c in cert.constraints} == set(FAMILIES)
+    for c in cert.constraints:
+        assert c.status == decide_status(c.upper_bound, c.attained, c.threshold)
+        assert math.isfinite(c.upper_bound) and c.attained <= c.upper_bound
+        # the worst load lies in the region and reproduces the attained value in float64
+        assert np.all(c.worst_load >= region.lower) and np.all(c.worst_load <= region.upper)
+    check_sound(cert, case14, proxy.module)
+    # witnesses re-evaluate to their attained violation
+    viol = [c for c in cert.constraints if c.status == "violated"]
+    assert viol, "a start-point proxy violates the balance equations"
+    from gridverify.spec.constraints import Constraint
+
+    for c in viol[:10]:
+        v = evaluate_violations(case14, proxy.module, [Constraint(c.family, c.component,
+                                                                  c.index)], c.witness[None])
+        assert v[0, 0] == pytest.approx(c.attained, rel=1e-12, abs=1e-12)
+        assert v[0, 0] > c.threshold
+
+
+def test_crown_tighter_than_ibp(case14, tiny_mlp, check_sound):
+    net = tiny_mlp(case14, hidden=(16, 16), act="tanh", seed=2)
+    region = box_region(case14, 0.9, 1.1)
+    opts = CertifyOptions(samples=64, attack="none")
+    ibp = certify(case14, net, region, method="ibp", options=opts)
+    crown = certify(case14, net, region, method="crown", options=opts)
+    ub_i = np.array([c.upper_bound for c in ibp.constraints])
+    ub_c = np.array([c.upper_bound for c in crown.constraints])
+    assert np.all(ub_c <= ub_i + 1e-9)
+    assert np.mean(ub_c < ub_i - 1e-6) > 0.3
+    check_sound(ibp, case14, net)
+    check_sound(crown, case14, net)
+
+
+@pytest.mark.parametrize("act", ["tanh", "sigmoid"])
+def test_smooth_proxies_sound_pglearn(case14, tiny_mlp, check_sound, act):
+    net = tiny_mlp(case14, hidden=(8, 8), act=act, seed=3)
+    proxy = load_proxy(net, case=case14)
+    region = pglearn_region(case14, 0.8, 1.2, 0.05)
+    cert = certify(case14, proxy, region, method="crown",
+                   options=CertifyOptions(samples=128, attack_steps=10, attack_restarts=2))
+    check_sound(cert, case14, proxy.module)
+
+
+def test_certificate_json_contract_and_roundtrip(case14, tiny_mlp, tmp_path, check_sound):
+    net = tiny_mlp(case14)
+    cert = certify(case14, net, box_region(case14, 0.95, 1.05), constraints="p_balance,vm_max",
+                   method="crown", options=CertifyOptions(samples=32, attack="none"))
+    d = json.loads(cert.to_json())
+    for key in ("case", "model", "region", "method", "seconds", "summary", "constraints"):
+        assert key in d
+    assert set(d["region"]) >= {"lower", "upper"}
+    assert len(d["region"]["lower"]) == 2 * case14.n_load
+    assert set(d["summary"]) >= {"certified", "violated", "open"}
+    for c in d["constraints"]:
+        assert CONTRACT_KEYS <= set(c)
+        assert c["family"] in ("p_balance", "vm_max")
+        assert (c["witness"] is not None) == (c["status"] == "violated")
+    assert {c["component"] for c in d["constraints"] if c["family"] == "vm_max"} == set(
+        case14.bus_ids.tolist())
+    path = cert.write(tmp_path / "sub" / "cert.json")
+    back = Certificate.read(path)
+    assert back.summary == cert.summary and back.region.describe() == "box:0.95,1.05"
+    for a, b in zip(back.constraints, cert.constraints):
+        assert (a.family, a.component, a.status) == (b.family, b.component, b.status)
+        assert a.upper_bound == b.upper_bound and a.attained == b.attained
+    assert d["provenance"]["case_hash"] == case14.content_hash
+    assert len(d["provenance"]["model_hash"]) == 64
+    assert "torch" in d["provenance"]["versions"]
+    assert not list(path.parent.glob(".*tmp"))
+    check_sound(cert, case14, net)
+
+
+def test_thermal_loading_and_families_summary(case14, tiny_mlp, check_sound):
+    net = tiny_mlp(case14)
+    cert = certify(case14, net, box_region(case14, 0.9, 1.1),
+                   constraints=["thermal_fr", "thermal_to"], method="crown",
+                   options=CertifyOptions(samples=32, attack="none"))
+    c = cert.constraints[0]
+    la, lu = c.loading()
+    assert la <= lu
+    assert la == pytest.approx(math.sqrt(max(c.attained + c.rate**2, 0)) / c.rate)
+    fams = cert.families()
+    assert set(fams) == {"thermal_fr", "thermal_to"}
+    assert fams["thermal_fr"]["max_upper_bound"] == max(
+        x.upper_bound for x in cert.constraints if x.family == "thermal_fr")
+    check_sound(cert, case14, net)
+
+
+def test_decide_status_never_certifies_nan():
+    assert decide_status(float("nan"), -1.0, 0.0) == "open"
+    assert decide_status(float("inf"), -1.0, 0.0) == "open"
+    assert decide_status(-1.0, float("nan"), 0.0) == "certified"
+    assert decide_status(1.0, 0.5, 0.1) == "violated"
+    assert decide_status(0.05, 0.0, 0.1) == "certified"
+    assert decide_status(0.2, 0.0, 0.1) == "open"
+
+
+def test_timeout_leaves_constraints_open(case14, tiny_mlp, check_sound):
+    net = tiny_mlp(case14)
+    cert = certify(case14, net, box_region(case14, 0.9, 1.1), method="crown",
+                   options=CertifyOptions(timeout=1e-6, samples=8))
+    assert all(c.status != "certified" for c in cert.constraints)
+    assert any("timeout" in w for w in cert.warnings)
+    assert cert.exit_status in (1, 3)
+    check_sound(cert, case14, net)
+
+
+def test_callable_package_and_exit_status(case14, tiny_mlp, check_sound):
+    net = tiny_mlp(case14)
+    cert = gridverify.certify(case14, net, box_region(case14, 0.9, 1.1),
+                              constraints="pg_max", method="ibp",
+                              options=CertifyOptions(samples=16, attack="none"))
+    assert cert.summary["total"] == case14.n_gen
+    expected = 1 if cert.summary["violated"] else (3 if cert.summary["open"] else 0)
+    assert cert.exit_status == expected
+    check_sound(cert, case14, net)
+
+
+def test_bad_inputs(case14, tiny_mlp):
+    case5 = load_compiled("pglib_opf_case5_pjm")
+    net5 = tiny_mlp(case5)
+    with pytest.raises(ProxyError):
+        certify(case14, net5, None)
+    p5 = load_proxy(net5, case=case5)
+    with pytest.raises(SpecError, match="belongs to case"):
+        certify(case14, p5, None)
+    net = tiny_mlp(case14)
+    with pytest.raises(SpecError, match="unknown family"):
+        certify(case14, net, None, constraints="p_balanse")
+    with pytest.raises(SpecError, match="no component"):
+        certify(case14, net, None, constraints="thermal_fr[999]")
+    with pytest.raises(SpecError, match="method"):
+        certify(case14, net, None, method="magic")
+    n = 2 * case14.n_load
+    with pytest.raises(SpecError, match="inverted"):
+        certify(case14, net, explicit_region(case14, np.ones(n), np.zeros(n)))
+    with pytest.raises(SpecError):
+        CertifyOptions(timeout=-1)
+    assert issubclass(SpecError, GridverifyError)
+
+
+def test_default_region_and_wider_region_warning(case14, tiny_mlp, check_sound):
+    net = tiny_mlp(case14)
+    proxy = load_proxy(net, case=case14)
+    opts = CertifyOptions(samples=8, attack="none")
+    cert = certify(case14, proxy, None, constraints="vm_max", method="ibp", options=opts)
+    np.testing.assert_allclose(cert.region.lower, box_region(case14, 0.9, 1.1).lower)
+    train = box_region(case14, 0.95, 1.05)
+    trained = replace(proxy, region=InputRegion(train.lower, train.upper))
+    cert = certify(case14, trained, None, constraints="vm_max", method="ibp", options=opts)
+    np.testing.assert_allclose(cert.region.upper, train.upper)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        cert = certify(case14, trained, box_region(case14, 0.9, 1.1), constraints="vm_max",
+                       method="ibp", options=opts)
+    assert any(issubclass(w.category, RegionWarning) for w in rec)
+    assert cert.warnings and "wider" in cert.warnings[0]
+    check_sound(cert, case14, net)
+
+
+def test_attack_improves_attained(case14, tiny_mlp, check_sound):
+    net = tiny_mlp(case14, hidden=(16, 16), act="relu", seed=5, out_scale=0.5)
+    region = box_region(case14, 0.8, 1.2)
+    base = certify(case14, net, region, constraints="angle_max,vm_max", method="ibp",
+                   options=CertifyOptions(samples=0, attack="none"))
+    att = certify(case14, net, region, constraints="angle_max,vm_max", method="ibp",
+                  options=CertifyOptions(samples=0, attack="all", attack_steps=20))
+    a0 = np.array([c.attained for c in base.constraints])
+    a1 = np.array([c.attained for c in att.constraints])
+    assert np.all(a1 >= a0 - 1e-12) and np.any(a1 > a0 + 1e-6)
+    check_sound(base, case14, net)
+    check_sound(att, case14, net)
