@@ -17,7 +17,11 @@ which ``pandapower.converter.pypower.to_ppc`` also uses but trims) into a
   bus, ``g/2`` at the to bus): bus balances are exact, branch flows of those
   transformers then exclude the iron losses (noted);
 * asymmetric branch impedances are rejected (:class:`CaseFormatError`);
-* a network without bus voltage limits gets [0.9, 1.1] pu (noted).
+* a network without bus voltage limits gets [0.9, 1.1] pu (noted);
+* transformers use pandapower's ``trafo_model="pi"`` (the MATPOWER branch
+  model); pandapower's ``runpp`` default is ``"t"``, which differs slightly for
+  transformers with magnetizing current or iron losses, so compare against
+  ``runpp(net, trafo_model="pi")``.
 
 :func:`to_pandapower` goes the other way through ``from_ppc`` (used by the
 ``runpp`` cross-check).  Both directions are checked against ``runpp`` in
