@@ -34,8 +34,9 @@ from gridverify.ir import Graph
 __all__ = ["to_onnx"]
 
 # sparse_linear is exported as a dense MatMul up to this many matrix entries, or
-# at any size when at least this fraction of the entries are nonzero.
-_DENSE_MAX_ENTRIES = 1 << 22
+# at any size when at least this fraction of the entries are nonzero; otherwise
+# as Gather + Mul + ScatterElements (which re-imports as sparse_linear).
+_DENSE_MAX_ENTRIES = 1 << 16
 _DENSE_MIN_DENSITY = 0.1
 
 _SAME_NAME = {

@@ -36,6 +36,9 @@ __all__ = ["Lowering", "Var", "from_onnx"]
 # emitted as a dense ``linear``; sparser maps become ``sparse_linear``.
 _DENSE_MIN_DENSITY = 0.25
 _DENSE_MAX_ENTRIES = 50_000_000
+# A constant dense matrix of at least this many entries and less than the
+# density above is imported as ``sparse_linear``.
+_SPARSE_MIN_ENTRIES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -148,8 +151,20 @@ class Lowering:
     def dense(
         self, v: Var, w: np.ndarray, bias: np.ndarray | None, out_shape: Sequence[int]
     ) -> Var:
-        """``out = v_flat @ w.T + bias`` with ``w`` of shape (out, in)."""
+        """``out = v_flat @ w.T + bias`` with ``w`` of shape (out, in).
+
+        A large, mostly-zero ``w`` (a physics incidence matrix stored densely)
+        becomes a ``sparse_linear``.
+        """
         b = None if bias is None else _f64(np.asarray(bias, dtype=np.float64).ravel())
+        w = np.asarray(w)
+        if w.size >= _SPARSE_MIN_ENTRIES:
+            nnz = np.count_nonzero(w)
+            if nnz < _DENSE_MIN_DENSITY * w.size:
+                rows, cols = np.nonzero(w)
+                node = self.b.sparse_linear(v.node, _i64(rows), _i64(cols), _f64(w[rows, cols]),
+                                            w.shape[0], bias=b)
+                return Var(node, tuple(int(d) for d in out_shape))
         return Var(self.b.linear(v.node, _f64(w), b), tuple(int(d) for d in out_shape))
 
     # ----------------------------------------------------------- elementwise
@@ -694,7 +709,8 @@ class _OnnxImporter:
             bias = None
             if c is not None and beta != 0.0:
                 bias = beta * np.broadcast_to(np.asarray(c, dtype=np.float64), out_shape)
-            w = alpha * np.asarray(bm, dtype=np.float64).T
+            w = np.asarray(bm, dtype=np.float64).T
+            w = w if alpha == 1.0 else alpha * w
             return self.lw.dense(a, w, bias, out_shape)
         y = self.lw.matmul(a, bm)
         if alpha != 1.0:

@@ -373,12 +373,22 @@ def test_startup_time_large_mlp(tmp_path, sizes):
     path = tmp_path / "mlp.onnx"
     n_params = _mlp_onnx(sizes, path)
     from_onnx(path)  # warm imports
-    t0 = time.perf_counter()
-    g = from_onnx(path)
-    elapsed = time.perf_counter() - t0
+    # One torch thread: on a shared, overloaded 2-core machine torch's thread pool
+    # (not the importer) dominates otherwise.  Best of three runs.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            g = from_onnx(path)
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    elapsed = min(times)
     print(f"from_onnx {sizes} ({n_params} params): {elapsed:.3f} s")
     assert n_params > 400_000
-    assert elapsed < 2.0  # typically ~0.1-0.2 s; generous for a loaded 2-core machine
+    assert elapsed < 1.0  # typically 0.1-0.2 s
     x = RNG.uniform(-1, 1, size=(1, sizes[0])).astype(np.float32)
     want = run_ort(onnx.load(path), {"x": x})[0]
     got = g.evaluate(torch.from_numpy(x.astype(np.float64)))[0].numpy()
@@ -395,3 +405,14 @@ def test_split_forms(opset, kw, with_input, sizes):
     model = make_model(nodes, [("x", [1, 6])], [("y1", [1, sizes[0]]), ("y2", [1, sizes[1]])],
                        {"sp": np.array([2, 4])} if with_input else {}, opset=opset)
     assert_matches_ort(model, (1, 6))
+
+
+def test_mostly_zero_constant_matrix_becomes_sparse_linear():
+    w = np.zeros((400, 300))
+    idx = RNG.integers(0, w.size, size=900)
+    w.flat[idx] = RNG.normal(size=900)
+    model = make_model([helper.make_node("MatMul", ["x", "W"], ["h"]),
+                        helper.make_node("Add", ["h", "b"], ["y"])],
+                       [("x", [1, 400])], [("y", [1, 300])], {"W": w, "b": RNG.normal(size=300)})
+    g = assert_matches_ort(model, (1, 400))
+    assert "sparse_linear" in {n.op for n in g.nodes} and "linear" not in {n.op for n in g.nodes}
