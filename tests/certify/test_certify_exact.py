@@ -1,0 +1,102 @@
+"""Exact bracket: attained <= exact (SCIP) <= certified upper bound, tiny cases and proxies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pyscipopt")
+
+from gridverify.certify import CertifyOptions, certify  # noqa: E402
+from gridverify.exact import ExactError, ExactOptions, exact_worst_case, mlp_layers  # noqa: E402
+from gridverify.grid import load_compiled  # noqa: E402
+from gridverify.spec import FAMILIES, box_region  # noqa: E402
+from gridverify.spec.constraints import Constraint  # noqa: E402
+
+TOL = 1e-5  # SCIP feasibility/optimality tolerance, absolute
+
+
+def _bracket(case, net, cert, families, time_limit):
+    """For the first constraint of each family: attained <= dual bound, exact <= upper bound."""
+    out = {}
+    for fam in families:
+        res = next(c for c in cert.constraints if c.family == fam)
+        con = Constraint(res.family, res.component, res.index)
+        ex = exact_worst_case(case, net, cert.region.lower, cert.region.upper, con,
+                              ExactOptions(time_limit=time_limit))
+        scale = 1.0 + abs(ex.bound)
+        # the falsifier can never beat the global optimum (SCIP's dual bound)
+        assert res.attained <= ex.bound + TOL * scale, (fam, res.attained, ex.bound)
+        # the global optimum's point, re-evaluated in float64, stays under the sound bound
+        assert ex.witness_value <= res.upper_bound + 1e-9, (fam, ex.witness_value,
+                                                            res.upper_bound)
+        assert ex.value <= res.upper_bound + TOL * scale
+        assert ex.witness_value == pytest.approx(ex.value, abs=TOL * scale)
+        out[fam] = (res.attained, ex.value, ex.bound, res.upper_bound, ex.status)
+    return out
+
+
+@pytest.mark.parametrize(
+    "case_name",
+    ["pglib_opf_case3_lmbd", pytest.param("pglib_opf_case5_pjm", marks=pytest.mark.slow)],
+)
+def test_exact_bracket_relu_every_family(case_name, tiny_mlp, check_sound):
+    case = load_compiled(case_name)
+    net = tiny_mlp(case, hidden=(8, 8), act="relu", seed=11, out_scale=0.3)
+    cert = certify(case, net, box_region(case, 0.8, 1.2), method="alpha-crown",
+                   options=CertifyOptions(samples=512, attack="all", attack_steps=20))
+    check_sound(cert, case, net)
+    fams = [f for f in FAMILIES if any(c.family == f for c in cert.constraints)]
+    out = _bracket(case, net, cert, fams, time_limit=20)
+    # ReLU problems are solved to optimality on these tiny cases
+    assert sum(v[4] in ("optimal", "gaplimit") for v in out.values()) >= len(fams) - 2
+
+
+@pytest.mark.parametrize("act", ["tanh", "sigmoid"])
+def test_exact_bracket_smooth_quick(act, tiny_mlp, check_sound):
+    case = load_compiled("pglib_opf_case3_lmbd")
+    net = tiny_mlp(case, hidden=(8, 8), act=act, seed=12, out_scale=0.3)
+    cert = certify(case, net, box_region(case, 0.9, 1.1), method="crown",
+                   options=CertifyOptions(samples=512, attack="all", attack_steps=20))
+    check_sound(cert, case, net)
+    _bracket(case, net, cert, ["p_balance", "vm_max", "angle_min"], time_limit=3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("case_name", ["pglib_opf_case3_lmbd", "pglib_opf_case5_pjm"])
+def test_exact_bracket_every_family_slow(case_name, act, tiny_mlp, check_sound):
+    case = load_compiled(case_name)
+    net = tiny_mlp(case, hidden=(12, 12), act=act, seed=13, out_scale=0.3)
+    cert = certify(case, net, box_region(case, 0.9, 1.1), method="alpha-crown",
+                   options=CertifyOptions(samples=1024, attack="all", attack_steps=30))
+    check_sound(cert, case, net)
+    fams = [f for f in FAMILIES if any(c.family == f for c in cert.constraints)]
+    _bracket(case, net, cert, fams, time_limit=30)
+
+
+def test_exact_rejects_unsupported_modules():
+    from torch import nn
+
+    with pytest.raises(ExactError, match="GELU"):
+        mlp_layers(nn.Sequential(nn.Linear(2, 2), nn.GELU(), nn.Linear(2, 2)))
+    with pytest.raises(ExactError):
+        mlp_layers(nn.Identity())
+
+
+def test_exact_on_proxy_mlp_with_clamp_head(check_sound):
+    import torch
+
+    from gridverify.proxy.model import ProxyArch, ProxyMLP, case_limits
+
+    case = load_compiled("pglib_opf_case3_lmbd")
+    arch = ProxyArch(case.n_load, case.n_gen, case.n_bus, (8, 8), "relu", True)
+    lo, hi = case_limits(case)
+    torch.manual_seed(4)
+    m = ProxyMLP(arch, head_lo=lo, head_hi=hi, dtype=torch.float64).eval()
+    region = box_region(case, 0.9, 1.1)
+    cert = certify(case, m, region, constraints="p_balance[1],vm_max[1],qg_min",
+                   method="crown", options=CertifyOptions(samples=256, attack="all"))
+    check_sound(cert, case, m)
+    _bracket(case, m, cert, ["p_balance", "vm_max", "qg_min"], time_limit=10)
+    assert np.isfinite(cert.constraints[0].upper_bound)
