@@ -182,6 +182,9 @@ class _Clock:
         now = time.monotonic()
         self.timings[name] = self.timings.get(name, 0.0) + now - self._mark
         self._mark = now
+        if name == "startup":
+            # CPU seconds of the whole process so far (interpreter, imports, load, parse)
+            self.timings["startup_cpu"] = time.process_time()
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
