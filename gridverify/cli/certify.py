@@ -61,7 +61,11 @@ def register(sub: Any) -> None:
 def _build_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
     from gridverify.grid import load_compiled
     from gridverify.proxy.load import load_proxy
-    from gridverify.spec.constraints import parse_constraints
+    from gridverify.spec.constraints import (
+        ConstraintSelection,
+        parse_constraints,
+        select_constraints,
+    )
     from gridverify.spec.region import parse_region
     from gridverify.spec.specfile import load_spec
     from gridverify.spec.thresholds import ThresholdSpec, parse_threshold
@@ -73,6 +77,12 @@ def _build_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
     cons = parse_constraints(args.constraints) if args.constraints else (
         spec.constraints if spec else None
     )
+    # resolve the selection now: bad component ids fail before any progress output
+    cons = select_constraints(case, cons or ConstraintSelection())
+    if not cons:
+        from gridverify.errors import SpecError
+
+        raise SpecError("constraints: the selection is empty for this case")
     thr = spec.thresholds if spec else ThresholdSpec()
     if args.threshold:
         over = parse_threshold(args.threshold)

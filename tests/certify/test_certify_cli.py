@@ -1,0 +1,141 @@
+"""``gridverify certify``: JSON contract, exit statuses, bad input -> exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gridverify.cli import main
+from gridverify.grid import load_compiled
+from gridverify.proxy.artifacts import write_model_dir
+from gridverify.proxy.model import ProxyArch, ProxyMLP, case_limits
+from gridverify.spec import box_region
+
+CASE = "pglib_opf_case14_ieee"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    case = load_compiled(CASE)
+    arch = ProxyArch(case.n_load, case.n_gen, case.n_bus, (16, 16), "relu", True)
+    lo, hi = case_limits(case)
+    torch.manual_seed(0)
+    m = ProxyMLP(arch, head_lo=lo, head_hi=hi, dtype=torch.float64).eval()
+    with torch.no_grad():
+        m.layers[-1].weight.mul_(0.05)
+    reg = box_region(case, 0.95, 1.05)
+    card = {"case_name": case.name, "case_hash": case.content_hash,
+            "region": {"kind": "box", "lower": reg.lower.tolist(), "upper": reg.upper.tolist()}}
+    return write_model_dir(tmp_path_factory.mktemp("m") / "case14_tiny", m, card)
+
+
+def _run(capsys, *args):
+    code = main(["certify", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_json_contract_and_exit_1(model_dir, capsys, tmp_path):
+    out_file = tmp_path / "cert.json"
+    code, out, err = _run(capsys, CASE, "--model", str(model_dir), "--region", "box:0.95,1.05",
+                          "--method", "crown", "--json", "--out", str(out_file),
+                          "--samples", "64")
+    d = json.loads(out)
+    assert code == 1 and d["summary"]["violated"] > 0
+    for key in ("case", "model", "region", "method", "seconds", "summary", "constraints"):
+        assert key in d
+    assert d["method"] == "crown" and len(d["region"]["lower"]) == 22
+    fams = {c["family"] for c in d["constraints"]}
+    assert fams == {"p_balance", "q_balance", "thermal_fr", "thermal_to", "vm_max", "vm_min",
+                    "pg_max", "pg_min", "qg_max", "qg_min", "angle_max", "angle_min"}
+    assert json.loads(out_file.read_text())["summary"] == d["summary"]
+
+
+def test_certified_exit_0_and_table(model_dir, capsys):
+    # the clamp head keeps vm inside [vmin, vmax]: certified
+    code, out, err = _run(capsys, CASE, "--model", str(model_dir), "--constraints",
+                          "vm_max,vm_min", "--method", "ibp", "--samples", "16")
+    assert code == 0
+    assert "vm_max" in out and "certified" in out
+
+
+def test_open_exit_3(model_dir, capsys):
+    args = [CASE, "--model", str(model_dir), "--constraints", "p_balance[4]", "--method",
+            "ibp", "--attack", "none", "--samples", "0", "--json"]
+    code, out, _ = _run(capsys, *args)
+    c = json.loads(out)["constraints"][0]
+    assert c["upper_bound"] > c["attained"]
+    mid = 0.5 * (c["upper_bound"] + c["attained"])
+    code, out, _ = _run(capsys, *args, "--threshold", f"p_balance={mid!r}")
+    d = json.loads(out)
+    assert code == 3 and d["constraints"][0]["status"] == "open"
+    assert d["constraints"][0]["threshold"] == pytest.approx(mid)
+
+
+def test_default_region_is_training_region_and_wider_warns(model_dir, capsys):
+    case = load_compiled(CASE)
+    code, out, err = _run(capsys, CASE, "--model", str(model_dir), "--constraints", "vm_max",
+                          "--method", "ibp", "--json", "--samples", "8")
+    d = json.loads(out)
+    np.testing.assert_allclose(d["region"]["upper"], box_region(case, 0.95, 1.05).upper)
+    assert "warning" not in err
+    code, out, err = _run(capsys, CASE, "--model", str(model_dir), "--constraints", "vm_max",
+                          "--method", "ibp", "--json", "--region", "box:0.8,1.2")
+    assert code == 0 and "wider than the proxy's training region" in err
+
+
+def test_spec_file(model_dir, capsys, tmp_path):
+    spec = tmp_path / "s.toml"
+    spec.write_text('[region]\nbox = [0.97, 1.03]\n[constraints]\nfamilies = ["vm_min"]\n'
+                    "[thresholds]\nvm_min = 0.5\n")
+    code, out, _ = _run(capsys, CASE, "--model", str(model_dir), "--spec", str(spec),
+                        "--method", "ibp", "--json")
+    d = json.loads(out)
+    assert code == 0 and {c["family"] for c in d["constraints"]} == {"vm_min"}
+    assert all(c["threshold"] == 0.5 for c in d["constraints"])
+    assert d["region"]["params"] == {"a": 0.97, "b": 1.03}
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--region", "box:1.1,0.9"], "inverted"),
+        (["--region", "box:-1,1"], "negative"),
+        (["--region", "box:nan,1"], "finite"),
+        (["--constraints", "p_balanse"], "unknown family"),
+        (["--constraints", "thermal_fr[999]"], "no component"),
+        (["--threshold", "vm_max=nan"], "finite"),
+        (["--timeout", "-1"], "timeout"),
+    ],
+)
+def test_bad_input_exit_2(model_dir, capsys, extra, match):
+    code, out, err = _run(capsys, CASE, "--model", str(model_dir), *extra)
+    assert code == 2
+    assert match in err and err.count("\n") == 1
+
+
+def test_bad_input_exit_2_spec_and_model(model_dir, capsys, tmp_path):
+    spec = tmp_path / "nan.toml"
+    spec.write_text("[region]\nbox = [nan, 1.1]\n")
+    code, _, err = _run(capsys, CASE, "--model", str(model_dir), "--spec", str(spec))
+    assert code == 2 and "finite" in err
+    # a proxy of another case
+    code, _, err = _run(capsys, "pglib_opf_case30_ieee", "--model", str(model_dir))
+    assert code == 2 and "case" in err
+    code, _, err = _run(capsys, CASE, "--model", str(tmp_path / "missing"))
+    assert code == 2 and "not found" in err
+
+
+def _argparse_exit(capsys, *args):
+    with pytest.raises(SystemExit) as exc:
+        main(["certify", *args])
+    capsys.readouterr()
+    return exc.value.code
+
+
+def test_usage_errors_exit_2(capsys):
+    assert _argparse_exit(capsys, CASE) == 2  # --model is required
+    assert _argparse_exit(capsys, CASE, "--model", "m", "--method", "magic") == 2
