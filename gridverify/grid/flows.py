@@ -98,8 +98,8 @@ class _Ops:
         return np.asarray(inc @ s2.T).T.reshape(shape).astype(src.dtype, copy=False)
 
 
-def _eval(tpl: FlowTemplate, ops: _Ops, vm_f: Array, vm_t: Array, wc: Array, ws: Array) -> Array:
-    v2 = vm_f * vm_f if tpl.side == "f" else vm_t * vm_t
+def _eval(tpl: FlowTemplate, ops: _Ops, v2f: Array, v2t: Array, wc: Array, ws: Array) -> Array:
+    v2 = v2f if tpl.side == "f" else v2t
     return ops.const(tpl.vv) * v2 + ops.const(tpl.c) * wc + ops.const(tpl.s) * ws
 
 
@@ -116,11 +116,13 @@ def branch_flows(case: CompiledCase, vm: Array, va: Array) -> Flows:
     w = vm_f * vm_t
     wc = w * ops.cos(dva)
     ws = w * ops.sin(dva)
+    v2f = vm_f * vm_f
+    v2t = vm_t * vm_t
     return Flows(
-        pf=_eval(case.pf_t, ops, vm_f, vm_t, wc, ws),
-        qf=_eval(case.qf_t, ops, vm_f, vm_t, wc, ws),
-        pt=_eval(case.pt_t, ops, vm_f, vm_t, wc, ws),
-        qt=_eval(case.qt_t, ops, vm_f, vm_t, wc, ws),
+        pf=_eval(case.pf_t, ops, v2f, v2t, wc, ws),
+        qf=_eval(case.qf_t, ops, v2f, v2t, wc, ws),
+        pt=_eval(case.pt_t, ops, v2f, v2t, wc, ws),
+        qt=_eval(case.qt_t, ops, v2f, v2t, wc, ws),
     )
 
 

@@ -144,3 +144,17 @@ def test_losses_nonnegative_and_lossless_at_flat(seed, spread):
     a = cc.tap * np.exp(1j * cc.shift)
     i_series = (v[cc.f_bus] / a - v[cc.t_bus]) / (cc.r + 1j * cc.x)
     np.testing.assert_allclose(fl.pf + fl.pt, cc.r * np.abs(i_series) ** 2, atol=1e-10)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(case118):
+    vm, va = _voltages(case118, (4,), seed=11)
+    ref = branch_flows(case118, vm, va)
+    dev = torch.device("cuda")
+    got = branch_flows(case118, torch.tensor(vm, device=dev), torch.tensor(va, device=dev))
+    for a, b in zip(ref, got):
+        assert b.device.type == "cuda"
+        np.testing.assert_allclose(b.cpu().numpy(), a, rtol=0, atol=1e-12)
+    p, _ = bus_injections(case118, torch.tensor(vm, device=dev), torch.tensor(va, device=dev))
+    assert p.device.type == "cuda"
