@@ -243,12 +243,19 @@ def ppc_of(case: RawCase) -> dict[str, Any]:
 def to_pandapower(case: RawCase | CompiledCase, f_hz: float = 50.0) -> Any:
     """A pandapower network of a raw case (``pandapower.converter.from_ppc``).
 
+    A compiled case is re-read from its source file (inactive elements included).
+
     Branch ``k`` of the raw table becomes the element
     ``net._from_ppc_lookups["branch"].loc[k]`` (a line or a transformer).
     """
     if isinstance(case, CompiledCase):
+        from pathlib import Path
+
         from gridverify.grid.case import load_case
 
+        if not Path(case.source).is_file():
+            raise CaseFormatError("to_pandapower of a compiled case needs its source file; "
+                                  "pass the RawCase instead", source=case.source)
         case = load_case(case.source)
     from pandapower.converter.pypower import from_ppc
 
