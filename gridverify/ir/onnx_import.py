@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from gridverify.errors import GraphError, UnsupportedOpError
-from gridverify.ir import Graph, GraphBuilder
+from gridverify.ir import Graph, GraphBuilder, Node
 
-__all__ = ["Lowering", "Var", "from_onnx"]
+__all__ = ["Lowering", "Var", "from_onnx", "prune"]
 
 # A sparse map with at least this density (and at most this many entries) is
 # emitted as a dense ``linear``; sparser maps become ``sparse_linear``.
@@ -133,13 +133,25 @@ class Lowering:
         vals: np.ndarray,
         out_shape: Sequence[int],
     ) -> Var:
-        """``out[rows[k]] += vals[k] * v[cols[k]]``: dense or sparse linear node."""
+        """``out[rows[k]] += vals[k] * v[cols[k]]``: dense or sparse linear node.
+
+        Gathers and constant scalings feeding ``v`` are folded into the map (so an
+        exported ``Gather * vals -> ScatterElements`` re-imports as one node).
+        """
         out_shape = tuple(int(d) for d in out_shape)
         n_out = int(np.prod(out_shape, dtype=np.int64))
-        n_in = v.size
         rows = np.asarray(rows, dtype=np.int64).ravel()
         cols = np.asarray(cols, dtype=np.int64).ravel()
         vals = np.asarray(vals, dtype=np.float64).ravel()
+        src = v.node
+        while (nd := self.b.node(src)).op in ("gather", "scale", "reshape"):
+            if nd.op == "gather":
+                cols = nd.attrs["index"].numpy()[cols]
+            elif nd.op == "scale":
+                vals = vals * nd.attrs["coef"].numpy()[cols]
+            src = nd.inputs[0]
+        v = Var(src, (self.b.node(src).size,))
+        n_in = v.size
         dense_entries = n_out * n_in
         if dense_entries <= _DENSE_MAX_ENTRIES and rows.size >= _DENSE_MIN_DENSITY * dense_entries:
             w = np.bincount(rows * n_in + cols, weights=vals, minlength=dense_entries)
@@ -400,6 +412,21 @@ class Lowering:
         self.b.output(self.node(v), name=name)
 
 
+def prune(graph: Graph) -> Graph:
+    """``graph`` without the nodes no output depends on (inputs are always kept)."""
+    live = graph.ancestors(graph.outputs) | set(graph.inputs)
+    if len(live) == len(graph.nodes):
+        return graph
+    remap: dict[int, int] = {}
+    nodes: list[Node] = []
+    for nd in graph.nodes:
+        if nd.id in live:
+            remap[nd.id] = len(nodes)
+            nodes.append(Node(len(nodes), nd.op, tuple(remap[i] for i in nd.inputs), nd.attrs,
+                              nd.size, nd.shape, nd.name))
+    return Graph(tuple(nodes), tuple(remap[o] for o in graph.outputs), graph.output_names)
+
+
 class _Unsupported(Exception):
     """Raised inside a lowering; the importer turns it into UnsupportedOpError."""
 
@@ -552,7 +579,7 @@ class _OnnxImporter:
             outs = self._truncate(outs, int(keep_outputs))
         for name, v in outs:
             self.lw.output(v, name)
-        return self.b.build()
+        return prune(self.b.build())
 
     def _truncate(self, outs: list[tuple[str, Value]], k: int) -> list[tuple[str, Value]]:
         if k <= 0:

@@ -24,7 +24,7 @@ from torch import nn
 
 from gridverify.errors import GraphError, UnsupportedOpError
 from gridverify.ir import Graph, GraphBuilder
-from gridverify.ir.onnx_import import Lowering, Value, Var, _Unsupported
+from gridverify.ir.onnx_import import Lowering, Value, Var, _Unsupported, prune
 
 __all__ = ["from_torch"]
 
@@ -92,7 +92,7 @@ class _TorchImporter:
             except (ValueError, IndexError, TypeError) as e:
                 raise GraphError(f"from_torch: node {node.name!r} "
                                  f"({self._op_name(traced, node)}): {e}") from e
-        return self.b.build()
+        return prune(self.b.build())
 
     def _trace(self) -> torch.fx.GraphModule:
         try:

@@ -171,3 +171,21 @@ def test_torch_mlp_with_physics_export_matches_torch(tmp_path):
     x = torch.rand(1, 4, dtype=torch.float64)
     got = _ort(onnx.load(path), {"X": x.numpy().astype(np.float32)})[0]
     np.testing.assert_allclose(got, m(x).detach().numpy(), atol=1e-5)
+
+
+def test_scatter_export_reimports_as_one_sparse_linear():
+    rng = np.random.default_rng(9)
+    b = GraphBuilder()
+    x = b.input("x", size=1000)
+    nnz = 3000
+    s = b.sparse_linear(x, rng.integers(0, 800, nnz), rng.integers(0, 1000, nnz),
+                        rng.normal(size=nnz), 800, bias=rng.normal(size=800))
+    b.output(b.sin(s), "y")
+    g = b.build()
+    model = to_onnx(g, None, dtype=np.float64)
+    assert "ScatterElements" in {n.op_type for n in model.graph.node}
+    g2 = from_onnx(model)
+    assert [n.op for n in g2.nodes] == ["input", "sparse_linear", "add_const", "sin"]
+    assert g2.nodes[1].attrs["rows"].numel() == nnz
+    xx = torch.from_numpy(rng.normal(size=(4, 1000)))
+    torch.testing.assert_close(g2.evaluate(xx)[0], g.evaluate(xx)[0], atol=1e-12, rtol=1e-12)
