@@ -144,28 +144,33 @@ def _with_progress(certify: Any, case: Any, proxy: Any, region: Any, cons: Any, 
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
-    return f"{v:.4g}"
+    return f"{v:.3g}"
 
 
 def _print_table(cert: Any) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)
     fams = cert.families()
-    table = Table(title=f"{cert.case} | {cert.model} | {cert.region.describe()} | {cert.method}")
-    for col in ("family", "unit", "n", "certified", "violated", "open", "max upper bound",
-                "max attained", "gap", "threshold"):
-        table.add_column(col, justify="left" if col in ("family", "unit") else "right")
+    table = Table(title=f"{cert.case} | {cert.model} | {cert.region.describe()} | {cert.method}",
+                  box=box.SIMPLE_HEAD)
+    for col in ("family", "n", "certified", "violated", "open", "max bound", "max attained",
+                "gap", "threshold", "unit"):
+        table.add_column(col, justify="left" if col in ("family", "unit") else "right",
+                         no_wrap=True)
     thr_by_fam: dict[str, float] = {}
     for c in cert.constraints:
         thr_by_fam[c.family] = max(thr_by_fam.get(c.family, -float("inf")), c.threshold)
     for fam, d in fams.items():
         style = "red" if d["violated"] else ("yellow" if d["open"] else "green")
         table.add_row(
-            f"[{style}]{fam}[/{style}]", d["unit"], str(d["count"]), str(d["certified"]),
+            f"[{style}]{fam}[/{style}]", str(d["count"]), str(d["certified"]),
             str(d["violated"]), str(d["open"]), _fmt(d["max_upper_bound"]),
-            _fmt(d["max_attained"]), _fmt(d["gap"]), _fmt(thr_by_fam[fam]),
+            _fmt(d["max_attained"]), _fmt(d["gap"]), _fmt(thr_by_fam[fam]), d["unit"],
         )
     console.print(table)
     s = cert.summary
