@@ -232,6 +232,12 @@ def dataset_region(case: Any, path: str | Path) -> Region:
         raise SpecError(f"region dataset: file not found: {path}")
     try:
         with h5py.File(path, "r") as f:
+            h = f.attrs.get("case_hash")
+            if h is not None and str(h) != str(case.content_hash):
+                raise SpecError(
+                    f"region dataset {path}: made for case {f.attrs.get('case_name', '?')!s} "
+                    f"(hash {str(h)[:12]}...), not for {case.name}"
+                )
             pd = qd = None
             for prefix in ("input/", "inputs/", ""):
                 if f"{prefix}pd" in f and f"{prefix}qd" in f:

@@ -80,6 +80,13 @@ def test_explicit_and_dataset_regions(case14, tmp_path):
     np.testing.assert_allclose(dr.lower, np.concatenate([pd.min(0), qd.min(0)]))
     np.testing.assert_allclose(dr.upper, np.concatenate([pd.max(0), qd.max(0)]))
     assert parse_region(f"dataset:{path}", case14).kind == "dataset"
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f.attrs["case_hash"] = "0" * 64
+        f["inputs/pd"] = pd
+        f["inputs/qd"] = qd
+    with pytest.raises(SpecError, match="made for case"):
+        dataset_region(case14, other)
 
 
 @pytest.mark.parametrize(
