@@ -325,3 +325,20 @@ def test_tiny_impedance_rejected(tmp_path):
     with pytest.raises(CaseFormatError, match="numerically zero impedance") as info:
         load_case(p)
     assert info.value.line == 70
+
+
+# Nodes and edges of each bundled case as listed in PGLib-OPF's BASELINE.md (v23.07).
+PGLIB_SIZES = {
+    "pglib_opf_case3_lmbd": (3, 3), "pglib_opf_case5_pjm": (5, 6),
+    "pglib_opf_case14_ieee": (14, 20), "pglib_opf_case24_ieee_rts": (24, 38),
+    "pglib_opf_case30_ieee": (30, 41), "pglib_opf_case39_epri": (39, 46),
+    "pglib_opf_case57_ieee": (57, 80), "pglib_opf_case118_ieee": (118, 186),
+    "pglib_opf_case300_ieee": (300, 411), "pglib_opf_case1354_pegase": (1354, 1991),
+}
+
+
+def test_sizes_match_pglib_baseline():
+    assert set(PGLIB_SIZES) == set(BUNDLED)
+    for name, size in PGLIB_SIZES.items():
+        cc = _compile(name)
+        assert (cc.n_bus, cc.n_branch) == size, name
