@@ -117,7 +117,7 @@ def load_proxy(
     path_or_module: str | os.PathLike[str] | nn.Module,
     case: Any = None,
     *,
-    onnx_keep_outputs: bool = False,
+    onnx_keep_outputs: bool | int = False,
     arch: ProxyArch | dict[str, Any] | None = None,
     verify: bool = True,
 ) -> Proxy:
@@ -130,7 +130,8 @@ def load_proxy(
     ``case``: a compiled case, or a case name/path for ``gridverify.grid.load_compiled``;
     needed for modules, checkpoints and foreign ONNX files, optional (but checked)
     for model directories.  ``onnx_keep_outputs``: keep only the first ``2G + 2N``
-    output entries of an ONNX proxy with extra outputs.  ``arch``: the architecture
+    output entries of an ONNX proxy with extra outputs (``True``, or the count
+    ``2G + 2N`` itself).  ``arch``: the architecture
     of a checkpoint when not stored with it.  ``verify``: check model-directory
     hashes.
     """
@@ -258,7 +259,7 @@ def _region_from_card(card: dict[str, Any], arch: ProxyArch, source: str) -> Inp
     return InputRegion(lo, hi)
 
 
-def _load_onnx(path: Path, compiled: Any, keep_outputs: bool) -> Proxy:
+def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int) -> Proxy:
     m = read_onnx(path)
     meta = onnx_metadata(m)
     arch = None
@@ -276,6 +277,12 @@ def _load_onnx(path: Path, compiled: Any, keep_outputs: bool) -> Proxy:
         n_in = 2 * compiled.n_load
     else:
         n_out, n_in = arch.output_size, arch.input_size
+    if not isinstance(keep_outputs, bool):
+        if int(keep_outputs) != n_out:
+            raise ProxyError(
+                f"{path}: onnx_keep_outputs={keep_outputs}, but the case needs 2G + 2N = {n_out}"
+            )
+        keep_outputs = True
     d_in, d_outs = probe_sizes(m)
     if d_in is not None and d_in != n_in:
         raise ProxyError(f"{path}: ONNX input has {d_in} entries, the case needs 2L = {n_in}")

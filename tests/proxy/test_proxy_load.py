@@ -99,6 +99,9 @@ def test_onnx_with_extra_outputs(trained14, case14, tmp_path):
     with pytest.raises(ProxyError, match="needs case"):
         load_proxy(path, onnx_keep_outputs=True)
     p = load_proxy(path, case=case14, onnx_keep_outputs=True)
+    assert load_proxy(path, case=case14, onnx_keep_outputs=38).output_size == 38
+    with pytest.raises(ProxyError, match="onnx_keep_outputs=40"):
+        load_proxy(path, case=case14, onnx_keep_outputs=40)
     ref = load_proxy(out)
     x = _x(ref)
     assert torch.allclose(p.module(x), ref.module(x), atol=1e-10, rtol=0)
