@@ -132,6 +132,7 @@ class _TorchImporter:
             for k, v in enumerate(outs):
                 self.lw.output(v, "y" if len(outs) == 1 else f"y{k}")
             return
+        self._check_inplace(traced, node)
         args = [self._arg(a) for a in node.args]
         kwargs = {k: self._arg(v) for k, v in node.kwargs.items()}
         if node.op == "call_module":
@@ -151,6 +152,20 @@ class _TorchImporter:
             self.env[node.name] = _fold(node, args, kwargs)
         else:
             raise _Unsupported("not supported by gridverify")
+
+    def _check_inplace(self, traced: torch.fx.GraphModule, node: torch.fx.Node) -> None:
+        """An in-place op is imported as its out-of-place form: only sound when its
+        input is not read again afterwards (fx would still name the old value)."""
+        inplace = bool(node.kwargs.get("inplace", False))
+        if node.op == "call_module":
+            inplace = bool(getattr(traced.get_submodule(str(node.target)), "inplace", False))
+        elif node.op == "call_method" and str(node.target).endswith("_"):
+            inplace = True
+        if not inplace or not node.args or not isinstance(node.args[0], torch.fx.Node):
+            return
+        order = {n: k for k, n in enumerate(traced.graph.nodes)}
+        if any(order[u] > order[node] for u in node.args[0].users if u is not node):
+            raise _Unsupported("in-place op whose input is used again later")
 
     # -------------------------------------------------------------- helpers
     def linear(self, x: Value, w: np.ndarray, bias: np.ndarray | None) -> Value:
@@ -244,6 +259,12 @@ def _unary(op: str) -> Handler:
 
 
 def _identity(self: _TorchImporter, args: list, kw: dict) -> Any:
+    return args[0]
+
+
+def _f_dropout(self: _TorchImporter, args: list, kw: dict) -> Any:
+    if bool(args[2] if len(args) > 2 else kw.get("training", True)):
+        raise _Unsupported("dropout in training mode (pass training=False)")
     return args[0]
 
 
@@ -458,7 +479,7 @@ _FUNCTIONS: dict[Any, Handler] = {
     torch.transpose: _transpose, torch.permute: _permute, torch.unsqueeze: _unsqueeze,
     torch.squeeze: _squeeze, torch.abs: _abs, torch.square: _square, getattr: _getattr,
     F.linear: _f_linear, F.relu: _UNARY["relu"], F.sigmoid: _UNARY["sigmoid"],
-    F.tanh: _UNARY["tanh"], F.leaky_relu: _leaky, F.hardtanh: _hardtanh, F.dropout: _identity,
+    F.tanh: _UNARY["tanh"], F.leaky_relu: _leaky, F.hardtanh: _hardtanh, F.dropout: _f_dropout,
     torch.zeros_like: _like(0.0), torch.ones_like: _like(1.0), torch.full_like: _like(None),
     **{getattr(torch, n): h for n, h in _UNARY.items()},
 }
@@ -472,6 +493,9 @@ _METHODS: dict[str, Handler] = {
     "truediv": _ARITH["div"], "float": _identity, "double": _identity, "to": _identity,
     "contiguous": _identity, "clone": _identity, "detach": _identity, "type_as": _identity,
 }
+_METHODS.update({name + "_": _METHODS[name] for name in
+                 ("add", "sub", "mul", "div", "neg", "pow", "relu", "sigmoid", "tanh", "sin",
+                  "cos", "exp", "sqrt", "floor", "clamp", "abs", "square")})
 
 
 def _mod_linear(self: _TorchImporter, m: nn.Linear, args: list, kw: dict) -> Any:

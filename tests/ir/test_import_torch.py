@@ -200,3 +200,36 @@ def test_constant_calls_fold_and_like_constructors():
             return torch.cat([x * o, z, F.dropout(x, 0.5, False), x[:, :1] * n], 1)
 
     _check(Consts(), 3, input_size=3)
+
+
+def test_inplace_ops_only_when_their_input_is_dead():
+    class SafeInplace(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+            self.act = nn.ReLU(inplace=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.act(self.fc(x))
+            return h.mul_(2.0).add_(1.0)
+
+    class UnsafeInplace(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.fc(x)
+            r = F.relu(h, inplace=True)  # modifies h, which is read again below
+            return h + r
+
+    _check(SafeInplace(), 3)
+    with pytest.raises(UnsupportedOpError, match="in-place"):
+        from_torch(UnsafeInplace())
+    with pytest.raises(UnsupportedOpError, match="training"):
+        from_torch(nn.Sequential(nn.Linear(3, 3), _Drop()))
+
+
+class _Drop(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(x, 0.5)  # training=True by default: random
