@@ -49,29 +49,40 @@ from gridverify.bounds.relaxations._common import (
 )
 from gridverify.bounds.relaxations.base import Relaxation, UnaryRelaxation
 
-BISECTION_STEPS = 40
+BISECTION_STEPS = 26
 
 
 @dataclass(frozen=True)
 class SmoothOp:
     """What the generic engine needs to know about a smooth unary function (float64).
 
-    ``f``: the function; ``fp_range(l, u)``: the range of ``f'`` on ``[l, u]``
-    (only used to parameterize slopes, soundness does not depend on it);
-    ``crit(k, l, u)``: points that include every local extremum of
-    ``f(x) - k x`` in ``[l, u]`` (any extra points are harmless);
-    ``interval(l, u)``: a sound float64 enclosure of ``f([l, u])``.
+    ``f``, ``fp``: the function and its derivative; ``fp_range(l, u)``: the
+    range of ``f'`` on ``[l, u]`` (only used to parameterize slopes, soundness
+    does not depend on it); ``crit(k, l, u)``: points that include every local
+    extremum of ``f(x) - k x`` in ``[l, u]`` (any extra points are harmless);
+    ``interval(l, u)``: a sound float64 enclosure of ``f([l, u])``;
+    ``curvature(l, u)``: ``+1`` where ``f`` is convex on ``[l, u]``, ``-1`` where
+    concave, ``0`` where mixed or unknown (a speed hint: the default lines of a
+    single piece are the chord and the midpoint tangent in closed form);
+    ``period``: for periodic ``f``, intervals at least this wide get the
+    constant lines (slope 0); ``crit_search``: a cheaper ``crit`` for the
+    bisection of the default slope (it only steers the search; the offsets
+    always use ``crit``).
     """
 
     name: str
     f: Callable[[Tensor], Tensor]
+    fp: Callable[[Tensor], Tensor]
     fp_range: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
     crit: Callable[[Tensor, Tensor, Tensor], list[Tensor]]
     interval: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+    curvature: Callable[[Tensor, Tensor], Tensor]
+    period: float | None = None
+    crit_search: Callable[[Tensor, Tensor, Tensor], list[Tensor]] | None = None
 
 
 def extreme_offset(
-    op: SmoothOp, l: Tensor, u: Tensor, k: Tensor, upper: bool
+    op: SmoothOp, l: Tensor, u: Tensor, k: Tensor, upper: bool, search: bool = False
 ) -> tuple[Tensor, Tensor]:
     """Exact ``max`` (upper) or ``min`` of ``f(x) - k x`` on ``[l, u]`` and its argument.
 
@@ -80,8 +91,9 @@ def extreme_offset(
     gives exactly; gradients with respect to ``l``/``u`` flow through endpoint
     candidates.
     """
+    crit = op.crit_search if search and op.crit_search is not None else op.crit
     with torch.no_grad():
-        cands = op.crit(k.detach(), l.detach(), u.detach())
+        cands = crit(k.detach(), l.detach(), u.detach())
     xs = [l, u] + [torch.minimum(torch.maximum(c, l), u) for c in cands]
     x = torch.stack(xs)
     vals = op.f(x) - k.unsqueeze(0) * x
@@ -98,12 +110,44 @@ def area_slope(op: SmoothOp, l: Tensor, u: Tensor, upper: bool) -> Tensor:
         lo, hi = kmin.clone(), kmax.clone()
         for _ in range(BISECTION_STEPS):
             mid = 0.5 * (lo + hi)
-            _, xs = extreme_offset(op, l, u, mid, upper)
+            _, xs = extreme_offset(op, l, u, mid, upper, search=True)
             go_up = xs > m if upper else xs < m
             lo = torch.where(go_up, mid, lo)
             hi = torch.where(go_up, hi, mid)
         k = 0.5 * (lo + hi)
         return torch.where(torch.isfinite(k), k, torch.zeros_like(k))
+
+
+def default_slopes(op: SmoothOp, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    """Slopes of the default (least-area) lower and upper lines (detached).
+
+    On a single convex (concave) piece these are the midpoint tangent and the
+    chord (swapped), in closed form; periodic intervals of a full period or more
+    get slope 0; the rest (intervals across inflection points) are solved by
+    :func:`area_slope`, on that subset only.
+    """
+    with torch.no_grad():
+        m = 0.5 * (l + u)
+        tan_m = op.fp(m)
+        chord = safe_div(op.f(u) - op.f(l), u - l, tan_m)
+        curv = op.curvature(l, u)
+        kl = torch.where(curv > 0, tan_m, chord)
+        ku = torch.where(curv > 0, chord, tan_m)
+        mixed = curv == 0
+        if op.period is not None:
+            wide = ~((u - l) < op.period)
+            zero = torch.zeros_like(kl)
+            kl, ku = torch.where(wide, zero, kl), torch.where(wide, zero, ku)
+            mixed = mixed & ~wide
+        if bool(mixed.any()):
+            lm, um = l[mixed], u[mixed]
+            kl = kl.masked_scatter(mixed, area_slope(op, lm, um, upper=False))
+            ku = ku.masked_scatter(mixed, area_slope(op, lm, um, upper=True))
+        zero = torch.zeros_like(kl)
+        return (
+            torch.where(torch.isfinite(kl), kl, zero),
+            torch.where(torch.isfinite(ku), ku, zero),
+        )
 
 
 def smooth_relax(op: SmoothOp, l: Tensor, u: Tensor, alpha: Tensor | None = None) -> Relaxation:
@@ -113,8 +157,10 @@ def smooth_relax(op: SmoothOp, l: Tensor, u: Tensor, alpha: Tensor | None = None
     a_lo, a_up = split_alpha(alpha, 2)
     kmin, kmax = op.fp_range(l64, u64)
     span = kmax - kmin
-    kl = area_slope(op, l64, u64, upper=False) if a_lo is None else kmin + a_lo * span
-    ku = area_slope(op, l64, u64, upper=True) if a_up is None else kmin + a_up * span
+    if a_lo is None or a_up is None:
+        dl, du = default_slopes(op, l64, u64)
+    kl = dl if a_lo is None else kmin + a_lo * span
+    ku = du if a_up is None else kmin + a_up * span
     lb, _ = extreme_offset(op, l64, u64, kl, upper=False)
     ub, _ = extreme_offset(op, l64, u64, ku, upper=True)
     lo, hi = op.interval(l64, u64)
@@ -128,8 +174,7 @@ def smooth_init_alpha(op: SmoothOp, l: Tensor, u: Tensor) -> Tensor:
     span = kmax - kmin
     half = torch.full_like(l64, 0.5)
     rows = []
-    for upper in (False, True):
-        k = area_slope(op, l64, u64, upper)
+    for k in default_slopes(op, l64, u64):
         a = safe_div(k - kmin, span, half)
         rows.append(torch.where(torch.isfinite(a), a, half).clamp(0.0, 1.0))
     return torch.stack(rows).to(l.dtype)

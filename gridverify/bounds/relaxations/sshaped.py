@@ -33,11 +33,27 @@ from gridverify.bounds.relaxations.smooth import SmoothOp, make_unary
 _KMIN = 1e-300
 
 
+def _acosh(y: Tensor) -> Tensor:
+    """``acosh(y)`` for ``y >= 1`` (faster than ``torch.acosh`` on CPU; ``y <= 1e150`` here)."""
+    return torch.log(y + torch.sqrt((y - 1.0) * (y + 1.0)))
+
+
 def _near_far(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
     """``min |x|`` and ``max |x|`` over ``[l, u]``."""
     cross = (l <= 0) & (u >= 0)
     near = torch.where(cross, torch.zeros_like(l), torch.minimum(l.abs(), u.abs()))
     return near, torch.maximum(l.abs(), u.abs())
+
+
+def _curv_convex_left(l: Tensor, u: Tensor) -> Tensor:
+    """+1 on ``u <= 0``, -1 on ``l >= 0``, 0 across 0 (sigmoid, tanh)."""
+    one = torch.ones_like(l)
+    return torch.where(u <= 0, one, torch.where(l >= 0, -one, torch.zeros_like(l)))
+
+
+def _curv_concave_left(l: Tensor, u: Tensor) -> Tensor:
+    """-1 on ``u <= 0``, +1 on ``l >= 0``, 0 across 0 (odd powers)."""
+    return -_curv_convex_left(l, u)
 
 
 # ---------------------------------------------------------------- sigmoid
@@ -53,7 +69,7 @@ def _sigmoid_fp_range(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
 
 def _sigmoid_crit(k: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
     kc = k.clamp(_KMIN, 0.25)
-    x = 2.0 * torch.acosh((0.5 / torch.sqrt(kc)).clamp(min=1.0))
+    x = 2.0 * _acosh((0.5 / torch.sqrt(kc)).clamp(min=1.0))
     return [x, -x]
 
 
@@ -62,7 +78,15 @@ def _sigmoid_interval(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
     return lo.clamp(min=0.0), hi.clamp(max=1.0)
 
 
-SIGMOID_OP = SmoothOp("sigmoid", torch.sigmoid, _sigmoid_fp_range, _sigmoid_crit, _sigmoid_interval)
+SIGMOID_OP = SmoothOp(
+    "sigmoid",
+    torch.sigmoid,
+    _sigmoid_fp,
+    _sigmoid_fp_range,
+    _sigmoid_crit,
+    _sigmoid_interval,
+    _curv_convex_left,
+)
 SIGMOID: UnaryRelaxation = make_unary(SIGMOID_OP, torch.sigmoid)
 
 
@@ -79,7 +103,7 @@ def _tanh_fp_range(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
 
 def _tanh_crit(k: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
     kc = k.clamp(_KMIN, 1.0)
-    x = torch.acosh((1.0 / torch.sqrt(kc)).clamp(min=1.0))
+    x = _acosh((1.0 / torch.sqrt(kc)).clamp(min=1.0))
     return [x, -x]
 
 
@@ -88,13 +112,19 @@ def _tanh_interval(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
     return lo.clamp(min=-1.0), hi.clamp(max=1.0)
 
 
-TANH_OP = SmoothOp("tanh", torch.tanh, _tanh_fp_range, _tanh_crit, _tanh_interval)
+TANH_OP = SmoothOp(
+    "tanh", torch.tanh, _tanh_fp, _tanh_fp_range, _tanh_crit, _tanh_interval, _curv_convex_left
+)
 TANH: UnaryRelaxation = make_unary(TANH_OP, torch.tanh)
 
 
 # ---------------------------------------------------------------- odd powers
 def _pow(x: Tensor, p: int) -> Tensor:
     return torch.pow(x, p)
+
+
+def _odd_fp(p: int, x: Tensor) -> Tensor:
+    return p * torch.pow(x, p - 1)
 
 
 def _odd_fp_range(p: int, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
@@ -118,8 +148,10 @@ def odd_power(p: int) -> UnaryRelaxation:
     op = SmoothOp(
         f"pow{p}",
         partial(_pow, p=p),
+        partial(_odd_fp, p),
         partial(_odd_fp_range, p),
         partial(_odd_crit, p),
         partial(_odd_interval, p),
+        _curv_concave_left,
     )
     return make_unary(op, partial(_pow, p=p))

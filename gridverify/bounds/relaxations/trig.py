@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -72,6 +73,23 @@ def _family(base: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
     return [base + TWO_PI * n for n in (n_lo - 1.0, n_lo, n_hi, n_hi + 1.0)]
 
 
+def _family_ends(base: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
+    """The points ``base + 2 pi n`` for the extreme ``n`` only (for the slope search)."""
+    n_lo = torch.ceil((l - base) / TWO_PI)
+    n_hi = torch.floor((u - base) / TWO_PI)
+    return [base + TWO_PI * n_lo, base + TWO_PI * n_hi]
+
+
+def _sin_crit_search(k: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
+    a = torch.acos(k.clamp(-1.0, 1.0))
+    return _family_ends(a, l, u) + _family_ends(-a, l, u)
+
+
+def _cos_crit_search(k: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
+    a = torch.asin(k.clamp(-1.0, 1.0))
+    return _family_ends(-a, l, u) + _family_ends(math.pi + a, l, u)
+
+
 def _sin_crit(k: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
     a = torch.acos(k.clamp(-1.0, 1.0))
     return _family(a, l, u) + _family(-a, l, u)
@@ -92,7 +110,27 @@ def _cos_fp_range(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
     return (-hi).clamp(min=-1.0), (-lo).clamp(max=1.0)
 
 
-SIN_OP = SmoothOp("sin", torch.sin, _sin_fp_range, _sin_crit, sin_interval64)
-COS_OP = SmoothOp("cos", torch.cos, _cos_fp_range, _cos_crit, cos_interval64)
+def _curvature(f: Callable[[Tensor], Tensor], c: float, l: Tensor, u: Tensor) -> Tensor:
+    """-sign(f(midpoint)) when no inflection ``c + n pi`` may lie inside ``(l, u)``, else 0."""
+    tl = (l - c) / math.pi
+    tu = (u - c) / math.pi
+    tol = 64.0 * EPS64 * (1.0 + tl.abs() + tu.abs())
+    maybe = (torch.floor(tu + tol) >= torch.ceil(tl - tol)) | ~torch.isfinite(tl + tu)
+    sign = -torch.sign(f(0.5 * (l + u)))
+    return torch.where(maybe, torch.zeros_like(l), sign)
+
+
+def _neg_sin(x: Tensor) -> Tensor:
+    return -torch.sin(x)
+
+
+SIN_OP = SmoothOp(
+    "sin", torch.sin, torch.cos, _sin_fp_range, _sin_crit, sin_interval64,
+    partial(_curvature, torch.sin, 0.0), TWO_PI, _sin_crit_search,
+)
+COS_OP = SmoothOp(
+    "cos", torch.cos, _neg_sin, _cos_fp_range, _cos_crit, cos_interval64,
+    partial(_curvature, torch.cos, 0.5 * math.pi), TWO_PI, _cos_crit_search,
+)
 SIN: UnaryRelaxation = make_unary(SIN_OP, torch.sin)
 COS: UnaryRelaxation = make_unary(COS_OP, torch.cos)
