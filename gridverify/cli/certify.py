@@ -52,6 +52,9 @@ def register(sub: Any) -> None:
     p.add_argument("--attack", default="undecided", choices=("undecided", "all", "none"),
                    help="which constraints get the gradient attack (default undecided)")
     p.add_argument("--seed", type=int, default=0, help="sampling and attack seed")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch CPU threads for this run (default 1: the graphs are small and "
+                   "extra threads mostly contend)")
     p.add_argument("--json", action="store_true", help="print the certificate as JSON")
     p.add_argument("--out", metavar="FILE", help="write the certificate JSON to FILE")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
@@ -101,6 +104,11 @@ def run_certify(args: argparse.Namespace) -> int:
         raise SpecError(f"--timeout: must be > 0 seconds, got {args.timeout}")
     if args.samples < 0:
         raise SpecError(f"--samples: must be >= 0, got {args.samples}")
+    if args.threads < 1:
+        raise SpecError(f"--threads: must be >= 1, got {args.threads}")
+    import torch
+
+    torch.set_num_threads(args.threads)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         case, proxy, region, cons, thr = _build_inputs(args)
