@@ -233,3 +233,25 @@ def test_inplace_ops_only_when_their_input_is_dead():
 class _Drop(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.dropout(x, 0.5)  # training=True by default: random
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_structural_module_through_torch_onnx_export(dynamic):
+    """The TorchScript exporter writes Where/Equal/Expand/ConstantOfShape/ReduceMean/Clip..."""
+    torch.manual_seed(2)
+    m = Structural().double().eval()
+    buf = io.BytesIO()
+    batch = 2 if dynamic else 1
+    torch.onnx.export(m, (torch.zeros(batch, 6, dtype=torch.float64),), buf, dynamo=False,
+                      opset_version=17, input_names=["x"],
+                      dynamic_axes={"x": {0: "N"}} if dynamic else None)
+    ops = {n.op_type for n in onnx.load_from_string(buf.getvalue()).graph.node}
+    assert {"Where", "Equal", "Expand", "BatchNormalization", "Transpose"} <= ops
+    g = from_onnx(buf.getvalue())
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    x = torch.rand(8, 6, dtype=torch.float64) * 4 - 2
+    want = np.concatenate([sess.run(None, {"x": x[i:i + 1].numpy()})[0] for i in range(8)])
+    np.testing.assert_allclose(g.evaluate(x)[0].numpy(), want, atol=1e-9, rtol=1e-9)
+    torch.testing.assert_close(g.evaluate(x)[0], from_torch(m).evaluate(x)[0], atol=1e-10,
+                               rtol=1e-10)
