@@ -11,6 +11,7 @@ import argparse
 import os
 import threading
 import time
+from pathlib import Path
 
 __all__ = ["register"]
 
@@ -100,6 +101,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--alpha",
         action="store_true",
         help="also use alpha-CROWN for the holding thresholds (slower, tighter)",
+    )
+    mk.add_argument(
+        "--open",
+        action="store_true",
+        help="add a property per kind with the threshold between the worst case "
+        "found and the bound (answer unknown in advance)",
     )
     mk.set_defaults(func=_make)
 
@@ -265,7 +272,7 @@ def _make(args: argparse.Namespace) -> int:
         from gridverify.proxy.load import load_proxy
 
         module = load_proxy(args.model, case).module
-        prefix = f"{case.name}_{type(module).__name__.lower()}"
+        prefix = f"{case.name}_{Path(args.model).stem}"
     else:
         from gridverify.proxy.model import ProxyArch, ProxyMLP, case_limits
 

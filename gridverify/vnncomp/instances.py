@@ -155,8 +155,8 @@ class InstanceSpec:
     name: str
     kind: str
     width: float
-    variant: str  # "violated" or "holds"
-    expected: str  # "sat" or "unsat"
+    variant: str  # "violated", "holds" or "open"
+    expected: str  # "sat", "unsat" or "unknown"
     text: str
     threshold: float
 
@@ -276,13 +276,16 @@ def make_benchmark(
     seed: int = 0,
     prefix: str | None = None,
     bound_methods: tuple[str, ...] = ("ibp", "crown"),
+    open_variant: bool = False,
 ) -> list[InstanceSpec]:
     """Write ``onnx/``, ``vnnlib/``, ``instances.csv`` and ``expected.csv`` under ``out_dir``.
 
     Returns the properties written.  The violated variants' witnesses are
     confirmed with onnxruntime before they are recorded as ``sat``; the holding
     variants' thresholds lie above the best bound of ``bound_methods`` and above
-    everything sampling and the attack found.
+    everything sampling and the attack found.  With ``open_variant`` a third
+    property per kind puts the threshold halfway between the worst case found
+    and the bound (answer not known in advance: expected ``unknown``).
     """
     from gridverify.vnncomp.runner import OnnxChecker
     from gridverify.vnncomp.vnnlib import parse_vnnlib_text
@@ -320,7 +323,8 @@ def make_benchmark(
                 t_h = max(1e-4, up + 1e-4) if np.isfinite(up) else 1e-4
             else:
                 t_h = (up + 0.05 * abs(up) + 1e-3) if np.isfinite(up) else None
-            for variant, t in (("violated", t_v), ("holds", t_h)):
+            t_o = 0.5 * (worst + up) if open_variant and np.isfinite(up) and up > worst else None
+            for variant, t in (("violated", t_v), ("holds", t_h), ("open", t_o)):
                 if t is None:
                     continue
                 fname = f"{name}_{kind}_w{w:g}_{variant}.vnnlib"
@@ -329,14 +333,14 @@ def make_benchmark(
                     f"(worst found {worst!r}, bound {up!r})"
                 )
                 text = _property_text(lo, hi, lay.size, C, d, t, title)
-                expected = "unsat" if variant == "holds" else "sat"
+                expected = {"holds": "unsat", "violated": "sat", "open": "unknown"}[variant]
                 if variant == "violated":
                     prop = parse_vnnlib_text(text, fname)
                     from gridverify.vnncomp.runner import confirm
 
                     if confirm(checker, prop.cases[0], wx) is None:
                         continue  # float32 rounding ate the margin: no sure witness
-                elif worst >= t:
+                elif variant == "holds" and worst >= t:
                     raise SpecError(f"{fname}: sampled worst {worst} above the sound bound {t}")
                 write_atomic(out / "vnnlib" / fname, text)
                 specs.append(InstanceSpec(fname, kind, w, variant, expected, text, float(t)))
@@ -368,6 +372,7 @@ def _write_csvs(out: Path, onnx_rel: str, specs: list[InstanceSpec], timeout: fl
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     for s in specs:
-        w.writerow([onnx_rel, f"vnnlib/{s.name}", s.expected])
+        if s.expected != "unknown":
+            w.writerow([onnx_rel, f"vnnlib/{s.name}", s.expected])
     exp = "\n".join([ln for ln in keep(old_exp) if ln]) + "\n"
     write_atomic(exp_path, exp + buf.getvalue())
