@@ -253,5 +253,6 @@ def test_structural_module_through_torch_onnx_export(dynamic):
     x = torch.rand(8, 6, dtype=torch.float64) * 4 - 2
     want = np.concatenate([sess.run(None, {"x": x[i:i + 1].numpy()})[0] for i in range(8)])
     np.testing.assert_allclose(g.evaluate(x)[0].numpy(), want, atol=1e-9, rtol=1e-9)
-    torch.testing.assert_close(g.evaluate(x)[0], from_torch(m).evaluate(x)[0], atol=1e-10,
-                               rtol=1e-10)
+    # ONNX stores BatchNormalization's epsilon as a float32 attribute: 1e-7 relative
+    torch.testing.assert_close(g.evaluate(x)[0], from_torch(m).evaluate(x)[0], atol=1e-7,
+                               rtol=1e-6)
