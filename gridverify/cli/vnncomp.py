@@ -293,10 +293,11 @@ def _make(args: argparse.Namespace) -> int:
         seed=args.seed,
         prefix=prefix,
         bound_methods=methods,
+        open_variant=args.open,
     )
-    n_sat = sum(s.expected == "sat" for s in specs)
+    n = {v: sum(s.variant == v for s in specs) for v in ("violated", "holds", "open")}
     print(
-        f"wrote {len(specs)} properties ({n_sat} violated, {len(specs) - n_sat} holding) "
-        f"for onnx/{prefix}.onnx under {args.out}"
+        f"wrote {len(specs)} properties ({n['violated']} violated, {n['holds']} holding, "
+        f"{n['open']} open) for onnx/{prefix}.onnx under {args.out}"
     )
     return 0

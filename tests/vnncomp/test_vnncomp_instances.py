@@ -107,3 +107,47 @@ def test_benchmark_answers_match_expected(case5, tmp_path: Path) -> None:
         if out.result == "sat":
             assert np.all(out.x >= case.lower) and np.all(out.x <= case.upper)
     assert sum(1 for s in specs if s.expected == "sat") >= 2
+
+
+def test_make_instances_command(tmp_path: Path, capsys) -> None:
+    from gridverify.cli import main
+
+    rc = main(
+        [
+            "vnncomp",
+            "make-instances",
+            "pglib_opf_case5_pjm",
+            "--out",
+            str(tmp_path),
+            "--hidden",
+            "4",
+            "--kinds",
+            "thermal_one",
+            "--widths",
+            "0.05",
+            "--open",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0 and "1 open" in out, out
+    names = sorted(p.name for p in (tmp_path / "vnnlib").iterdir())
+    assert [n.rsplit("_", 1)[-1] for n in names] == [
+        "holds.vnnlib",
+        "open.vnnlib",
+        "violated.vnnlib",
+    ]
+    exp = (tmp_path / "expected.csv").read_text()
+    assert "open" not in exp  # unknown answers are not scored
+    assert len((tmp_path / "instances.csv").read_text().splitlines()) == 3
+    rc = main(
+        [
+            "vnncomp",
+            "make-instances",
+            "pglib_opf_case5_pjm",
+            "--out",
+            str(tmp_path),
+            "--kinds",
+            "thermal_two",
+        ]
+    )
+    assert rc == 2 and "unknown kind 'thermal_two'" in capsys.readouterr().err
