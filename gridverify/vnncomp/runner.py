@@ -284,6 +284,9 @@ def decide(inst: _Instance, opts: RunOptions, clock: _Clock) -> RunOutcome:
             bound_note = f"bound engine unavailable ({exc})"
         except GridverifyError as exc:
             bound_note = f"bounds failed: {exc}"
+        except (RuntimeError, MemoryError, ValueError) as exc:
+            # a crash of the bound engine proves nothing but must not lose the instance
+            bound_note = f"bounds failed: {type(exc).__name__}: {exc}"
         clock.lap("bounds")
         if not open_items:
             return _unsat(
@@ -294,7 +297,11 @@ def decide(inst: _Instance, opts: RunOptions, clock: _Clock) -> RunOutcome:
 
     # 4. branch-and-bound
     if opts.use_bab:
-        verdict = _bab(inst, opts, clock, device, open_items)
+        try:
+            verdict = _bab(inst, opts, clock, device, open_items)
+        except (GridverifyError, RuntimeError, MemoryError, ValueError) as exc:
+            bound_note += f"; BaB failed: {type(exc).__name__}: {exc}"
+            verdict = open_items
         clock.lap("bab")
         if isinstance(verdict, RunOutcome):
             return verdict
