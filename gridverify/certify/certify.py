@@ -276,6 +276,25 @@ def _apply_row_bounds(st: _State, rows: np.ndarray, up: np.ndarray, opts: Certif
             st.ub[k] = min(st.ub[k], per[k])
 
 
+def proxy_graph(proxy: Any) -> Any:
+    """The IR graph of a loaded proxy: from its ONNX file for ONNX proxies, else from torch."""
+    from gridverify.ir import from_onnx, from_torch
+
+    src = str(getattr(proxy, "source", ""))
+    if src.lower().endswith(".onnx"):
+        g = from_onnx(src, keep_outputs=proxy.output_size)
+    else:
+        g = from_torch(proxy.module, input_size=proxy.input_size)
+    if len(g.inputs) != 1 or g.input_size != proxy.input_size or g.output_size != (
+        proxy.output_size
+    ):
+        raise SpecError(
+            f"proxy graph of {src or '<module>'} maps {g.input_size} inputs to "
+            f"{g.output_size} outputs; the case needs {proxy.input_size} -> {proxy.output_size}"
+        )
+    return g
+
+
 def _timed_out(t0: float, opts: CertifyOptions) -> bool:
     return opts.timeout is not None and time.perf_counter() - t0 > opts.timeout
 
@@ -301,8 +320,6 @@ def certify(
     ``alpha-crown`` or ``bab``.  ``thresholds``: per-family rules (default:
     documented defaults).  ``progress(stage, fraction)`` is called between stages.
     """
-    from gridverify.ir import from_torch
-
     t0 = time.perf_counter()
     opts = options or CertifyOptions()
     if method not in METHODS:
@@ -322,12 +339,12 @@ def certify(
         warnings.warn(w, RegionWarning, stacklevel=2)
     cons = _resolve_constraints(case, constraints)
     thr = resolve_thresholds(case, cons, thresholds)
-    module = prox.module.to(torch.float64).eval()
+    module = prox.module  # float64, evaluation mode (load_proxy's contract)
     notify = progress or (lambda stage, frac: None)
 
     notify("building graph", 0.0)
     physics = build_physics_graph(case, cons)
-    graph = compose_with_proxy(physics, from_torch(module, input_size=region.n_input))
+    graph = compose_with_proxy(physics, proxy_graph(prox))
     K = len(cons)
     st = _State(physics, thr, np.full(K, np.inf), np.full(K, -np.inf),
                 np.tile(region.center, (K, 1)), np.zeros(K))

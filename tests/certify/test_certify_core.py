@@ -6,6 +6,7 @@ import json
 import math
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -214,3 +215,22 @@ def test_attack_improves_attained(case14, tiny_mlp, check_sound):
     assert np.all(a1 >= a0 - 1e-12) and np.any(a1 > a0 + 1e-6)
     check_sound(base, case14, net)
     check_sound(att, case14, net)
+
+
+_MODEL14 = Path(__file__).resolve().parents[2] / "models" / "case14_relu"
+
+
+@pytest.mark.skipif(not _MODEL14.is_dir(), reason="bundled case14 proxy not present")
+def test_bundled_case14_proxy_sound_and_onnx_agrees(case14, check_sound):
+    proxy = load_proxy(_MODEL14, case=case14)
+    region = box_region(case14, 0.9, 1.1)
+    cert = certify(case14, proxy, region, method="alpha-crown",
+                   options=CertifyOptions(samples=512))
+    check_sound(cert, case14, proxy.module)
+    onnx = certify(case14, load_proxy(_MODEL14 / "model.onnx", case=case14), region,
+                   method="crown", constraints="p_balance,thermal_fr,vm_min",
+                   options=CertifyOptions(samples=64, attack="none"))
+    check_sound(onnx, case14, proxy.module)
+    for c in onnx.constraints:
+        ref = cert.get(c.family, c.component)
+        assert c.upper_bound >= ref.upper_bound - 1e-6 * (1 + abs(ref.upper_bound))
