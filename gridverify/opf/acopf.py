@@ -19,7 +19,8 @@ Constraints:
 Objective: ``sum c2 * pg^2 + c1 * pg + c0`` in $/h (pg in p.u.).
 
 The model is built once per case (:class:`ACOPFModel`); loads are mutable
-Pyomo parameters, so re-solving for new loads only rewrites the ``.nl`` file.
+Pyomo parameters; how a re-solve reaches the solver is up to the backend
+(:mod:`gridverify.opf.backends`).
 """
 
 from __future__ import annotations
@@ -34,10 +35,13 @@ import numpy as np
 
 from gridverify.errors import GridverifyError, SolverError
 from gridverify.grid.compiled import CompiledCase, FlowTemplate
-from gridverify.opf.solvers import SolverInfo, SolverOptions, make_pyomo_solver, resolve_solver
+from gridverify.grid.flows import balance_residuals, branch_flows
+from gridverify.opf.backends import RawResult
+from gridverify.opf.solvers import SolverInfo, SolverOptions, resolve_solver
 
 STATUSES = ("optimal", "locally_infeasible", "max_iter", "time_limit", "error")
 
+ACCEPTABLE_RESIDUAL = 1e-6  # p.u.; "acceptable" solves must meet this to count as optimal
 _ANG_PAD = math.pi / 3  # PowerModels' default angle-difference pad (60 degrees)
 
 
@@ -67,7 +71,8 @@ class OPFSolution:
     max_balance_residual_pu: float
     iterations: int | None = None
     message: str = ""
-    termination: str = field(default="")
+    termination: str = ""
+    warm_data: Any = field(default=None, repr=False, compare=False)
 
     @property
     def optimal(self) -> bool:
@@ -224,32 +229,20 @@ def _build_model(case: CompiledCase) -> Any:
     return m
 
 
-def _status_of(results: Any) -> str:
-    from pyomo.opt import TerminationCondition as TC
-
-    tc = results.solver.termination_condition
-    if tc in (TC.optimal, TC.locallyOptimal, TC.globallyOptimal):
-        return "optimal"
-    if tc in (TC.infeasible, TC.locallyInfeasible, TC.globallyInfeasible, TC.infeasibleOrUnbounded):
-        return "locally_infeasible"
-    if tc == TC.maxIterations:
-        return "max_iter"
-    if tc in (TC.maxTimeLimit, TC.maxEvaluations):
-        return "time_limit"
-    return "error"
-
-
 class ACOPFModel:
     """One case's AC-OPF Pyomo model, built once and re-solved for new loads."""
 
     def __init__(self, case: CompiledCase, options: SolverOptions | None = None) -> None:
+        from gridverify.opf.backends import NlBackend, PyomoBackend
+
         self.case = case
         self.options = options or SolverOptions()
         self.solver_info: SolverInfo = resolve_solver(self.options)
-        self._solver = make_pyomo_solver(self.solver_info)
         self.model = _build_model(case)
+        self._set_start(self.flat_start())
+        backend = NlBackend if self.solver_info.name == "pounce" else PyomoBackend
+        self.backend = backend(self, self.solver_info, self.options)
 
-    # -- starting points -------------------------------------------------
     def flat_start(self) -> dict[str, np.ndarray]:
         """PowerModels-style flat start: vm = 1 (clipped to bounds), va = 0, pg/qg mid-range."""
         c = self.case
@@ -260,32 +253,35 @@ class ACOPFModel:
             "qg": 0.5 * (c.qmin + c.qmax),
         }
 
+    def _start_values(self, start: dict[str, np.ndarray] | OPFSolution) -> dict[str, np.ndarray]:
+        """Start values for every variable family; flows follow from the voltages."""
+        get = (lambda k: getattr(start, k)) if isinstance(start, OPFSolution) else start.get
+        flat = self.flat_start()
+        vals: dict[str, np.ndarray] = {}
+        for key in ("vm", "va", "pg", "qg"):
+            v = get(key)
+            v = flat[key] if v is None else np.asarray(v, dtype=float)
+            if v.shape != flat[key].shape or not np.all(np.isfinite(v)):
+                v = flat[key]
+            vals[key] = v
+        flows = branch_flows(self.case, vals["vm"], vals["va"])
+        vals.update(p_fr=flows.pf, q_fr=flows.qf, p_to=flows.pt, q_to=flows.qt)
+        return vals
+
     def _set_start(self, start: dict[str, np.ndarray] | OPFSolution) -> None:
         m = self.model
-        get = (lambda k: getattr(start, k)) if isinstance(start, OPFSolution) else start.get
-        for key, var in (("vm", m.vm), ("va", m.va), ("pg", m.pg), ("qg", m.qg)):
-            vals = get(key)
-            if vals is None:
-                continue
-            vals = np.asarray(vals, dtype=float)
-            if not np.all(np.isfinite(vals)):
-                continue
-            for i, v in enumerate(vals):
+        for fam, v in self._start_values(start).items():
+            var = getattr(m, fam)
+            for i, x in enumerate(v):
                 if not var[i].fixed:
-                    var[i].set_value(float(v), skip_validation=True)
-        # Flows: consistent with the voltages (computed from the templates).
-        vm = np.array([m.vm[i].value for i in range(self.case.n_bus)], dtype=float)
-        va = np.array([m.va[i].value for i in range(self.case.n_bus)], dtype=float)
-        flows = branch_flows(self.case, vm, va)
-        for name, var in (("pf", m.p_fr), ("qf", m.q_fr), ("pt", m.p_to), ("qt", m.q_to)):
-            for k, v in enumerate(flows[name]):
-                var[k].set_value(float(v), skip_validation=True)
+                    var[i].set_value(float(x), skip_validation=True)
 
-    def set_loads(self, pd: np.ndarray | None, qd: np.ndarray | None) -> None:
-        """Set the per-load demand (p.u., compiled load order); None keeps nominal."""
+    def _loads(
+        self, pd: np.ndarray | None, qd: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         c = self.case
-        pd = c.pd if pd is None else np.asarray(pd, dtype=float)
-        qd = c.qd if qd is None else np.asarray(qd, dtype=float)
+        pd = np.asarray(c.pd if pd is None else pd, dtype=float)
+        qd = np.asarray(c.qd if qd is None else qd, dtype=float)
         for name, vec in (("pd", pd), ("qd", qd)):
             if vec.shape != (c.n_load,):
                 raise GridverifyError(
@@ -293,9 +289,7 @@ class ACOPFModel:
                 )
             if not np.all(np.isfinite(vec)):
                 raise GridverifyError(f"{name} contains NaN or inf")
-        for i in range(c.n_load):
-            self.model.pd[i].set_value(float(pd[i]))
-            self.model.qd[i].set_value(float(qd[i]))
+        return pd, qd
 
     def solve(
         self,
@@ -303,98 +297,66 @@ class ACOPFModel:
         qd: np.ndarray | None = None,
         warm_start: dict[str, np.ndarray] | OPFSolution | None = None,
     ) -> OPFSolution:
-        """Solve for the given loads from ``warm_start`` (default: flat start)."""
-        self.set_loads(pd, qd)
-        self._set_start(warm_start if warm_start is not None else self.flat_start())
-        t0 = time.perf_counter()
-        try:
-            results = self._solver.solve(
-                self.model,
-                options=self.options.ipopt_options(),
-                tee=self.options.print_level > 0,
-                load_solutions=False,
-            )
-        except (OSError, RuntimeError, ValueError) as exc:
-            elapsed = time.perf_counter() - t0
-            return self._failed("error", elapsed, f"{type(exc).__name__}: {exc}")
-        elapsed = time.perf_counter() - t0
-        status = _status_of(results)
-        termination = str(results.solver.termination_condition)
-        message = str(getattr(results.solver, "message", "") or "")
-        if len(results.solution) == 0:
-            return self._failed(status, elapsed, message, termination)
-        self.model.solutions.load_from(results)
-        return self._extract(status, elapsed, message, termination)
+        """Solve for the given loads from ``warm_start`` (default: flat start).
 
-    def _failed(
-        self, status: str, elapsed: float, message: str, termination: str = ""
+        A warm start that is an :class:`OPFSolution` of this model's backend
+        also passes its duals to the solver.
+        """
+        pd, qd = self._loads(pd, qd)
+        start = self._start_values(warm_start if warm_start is not None else self.flat_start())
+        warm = warm_start.warm_data if isinstance(warm_start, OPFSolution) else None
+        t0 = time.perf_counter()
+        raw = self.backend.solve(pd, qd, start, warm)
+        elapsed = time.perf_counter() - t0
+        return self._solution(raw, pd, qd, elapsed)
+
+    def _solution(
+        self, raw: RawResult, pd: np.ndarray, qd: np.ndarray, elapsed: float
     ) -> OPFSolution:
         c = self.case
-        nan = np.full
-        return OPFSolution(
-            case=c.name,
-            status="error" if status == "optimal" else status,
-            objective=math.nan,
-            pg=nan(c.n_gen, math.nan),
-            qg=nan(c.n_gen, math.nan),
-            vm=nan(c.n_bus, math.nan),
-            va=nan(c.n_bus, math.nan),
-            pf=nan(c.n_branch, math.nan),
-            qf=nan(c.n_branch, math.nan),
-            pt=nan(c.n_branch, math.nan),
-            qt=nan(c.n_branch, math.nan),
-            solve_seconds=elapsed,
-            solver=self.solver_info.label,
-            max_balance_residual_pu=math.nan,
-            message=message,
-            termination=termination,
-        )
-
-    def _extract(self, status: str, elapsed: float, message: str, termination: str) -> OPFSolution:
-        import pyomo.environ as pyo
-
-        m, c = self.model, self.case
-
-        def arr(var: Any, n: int) -> np.ndarray:
-            out = np.array([var[i].value for i in range(n)], dtype=float)
-            out.setflags(write=False)
-            return out
-
-        vm, va = arr(m.vm, c.n_bus), arr(m.va, c.n_bus)
-        pg, qg = arr(m.pg, c.n_gen), arr(m.qg, c.n_gen)
-        pd = np.array([pyo.value(m.pd[i]) for i in range(c.n_load)])
-        qd = np.array([pyo.value(m.qd[i]) for i in range(c.n_load)])
-        residual = max_balance_residual(c, vm, va, pg, qg, pd, qd)
+        values = raw.values
+        status = raw.status
+        if values is None:
+            values = {
+                "vm": np.full(c.n_bus, math.nan),
+                "va": np.full(c.n_bus, math.nan),
+                "pg": np.full(c.n_gen, math.nan),
+                "qg": np.full(c.n_gen, math.nan),
+                **{k: np.full(c.n_branch, math.nan) for k in ("p_fr", "q_fr", "p_to", "q_to")},
+            }
+            residual = math.nan
+            objective = math.nan
+        else:
+            pg = values["pg"]
+            residual = max_balance_residual(c, values["vm"], values["va"], pg, values["qg"], pd, qd)
+            objective = float(np.sum(c.cost_c2 * pg**2 + c.cost_c1 * pg + c.cost_c0))
+        if status == "acceptable":
+            # Ipopt's "solved to acceptable level": optimal only if physically tight.
+            status = "optimal" if residual <= ACCEPTABLE_RESIDUAL else "error"
+        if status == "optimal" and not math.isfinite(residual):
+            status = "error"
+        for v in values.values():
+            v.setflags(write=False)
         return OPFSolution(
             case=c.name,
             status=status,
-            objective=float(pyo.value(m.cost)),
-            pg=pg,
-            qg=qg,
-            vm=vm,
-            va=va,
-            pf=arr(m.p_fr, c.n_branch),
-            qf=arr(m.q_fr, c.n_branch),
-            pt=arr(m.p_to, c.n_branch),
-            qt=arr(m.q_to, c.n_branch),
+            objective=objective,
+            pg=values["pg"],
+            qg=values["qg"],
+            vm=values["vm"],
+            va=values["va"],
+            pf=values["p_fr"],
+            qf=values["q_fr"],
+            pt=values["p_to"],
+            qt=values["q_to"],
             solve_seconds=elapsed,
             solver=self.solver_info.label,
             max_balance_residual_pu=residual,
-            message=message,
-            termination=termination,
+            iterations=raw.iterations,
+            message=raw.message,
+            termination=raw.termination,
+            warm_data=raw.warm_data,
         )
-
-
-def branch_flows(case: CompiledCase, vm: np.ndarray, va: np.ndarray) -> dict[str, np.ndarray]:
-    """Branch flows (pf, qf, pt, qt) from the case's flow templates (numpy)."""
-    f, t = case.f_bus, case.t_bus
-    w = vm[f] * vm[t]
-    cos_ft, sin_ft = np.cos(va[f] - va[t]), np.sin(va[f] - va[t])
-    out = {}
-    for name, tmpl in (("pf", case.pf_t), ("qf", case.qf_t), ("pt", case.pt_t), ("qt", case.qt_t)):
-        vside = vm[f] if tmpl.side == "f" else vm[t]
-        out[name] = tmpl.vv * vside**2 + tmpl.c * w * cos_ft + tmpl.s * w * sin_ft
-    return out
 
 
 def max_balance_residual(
@@ -407,11 +369,8 @@ def max_balance_residual(
     qd: np.ndarray,
 ) -> float:
     """Max |power-balance residual| (p.u.), recomputed by the grid's flow function."""
-    from gridverify.grid.flows import balance_residuals
-
-    res = balance_residuals(case, vm, va, pg, qg, pd, qd)
-    arrays = res if isinstance(res, tuple | list) else (res,)
-    vals = [np.abs(np.asarray(a, dtype=float)) for a in arrays]
+    res_p, res_q = balance_residuals(case, pg=pg, qg=qg, vm=vm, va=va, pd=pd, qd=qd)
+    vals = [np.abs(np.asarray(a, dtype=float)) for a in (res_p, res_q)]
     if any(not np.all(np.isfinite(v)) for v in vals):
         return math.nan
     return float(max(float(v.max()) if v.size else 0.0 for v in vals))
@@ -448,7 +407,6 @@ __all__ = [
     "SolverError",
     "STATUSES",
     "angle_limits",
-    "branch_flows",
     "max_balance_residual",
     "solve_opf",
 ]

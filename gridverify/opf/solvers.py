@@ -6,10 +6,15 @@ Routes, in the order ``name="auto"`` tries them:
     A real Ipopt executable found on ``PATH`` (``shutil.which("ipopt")``), driven
     by Pyomo through AMPL ``.nl`` files.  Used first when present.
 ``pounce``
-    POUNCE (``pyomo-pounce`` / ``pounce-solver`` from PyPI): a Rust port of
-    Ipopt's interior-point algorithm shipped as a wheel-bundled executable that
-    speaks the same ``.nl``/``.sol`` protocol, so Pyomo drives it exactly as it
-    drives Ipopt.  This is the pip-installable default.
+    POUNCE (``pounce-solver`` / ``pyomo-pounce`` from PyPI): a Rust port of
+    Ipopt's interior-point algorithm.  Pyomo writes the model's ``.nl`` text
+    once and POUNCE evaluates and solves it in-process; re-solves for new loads
+    change only row bounds and the start point (see :mod:`.backends`).  This
+    is the pip-installable default and the fastest route.
+``pounce-cli``
+    The same solver through its wheel-bundled executable, driven by Pyomo's
+    ``SolverFactory("pounce")`` (``.nl`` file written and a process run per
+    solve).  Slower; kept as a cross-check.
 
 ``cyipopt`` (real Ipopt 3.14 bundled in ``cyipopt-wheels``) is *not* a route:
 Pyomo's ``cyipopt`` interface evaluates the model through PyNumero's compiled
@@ -30,15 +35,15 @@ from typing import Any
 
 from gridverify.errors import SolverError
 
-SOLVER_NAMES = ("auto", "ipopt", "pounce")
+SOLVER_NAMES = ("auto", "ipopt", "pounce", "pounce-cli")
 
 
 @dataclass(frozen=True)
 class SolverOptions:
     """How to solve one NLP.
 
-    ``name``: ``"auto"`` (a real ``ipopt`` on PATH, else POUNCE), ``"ipopt"`` or
-    ``"pounce"``.  ``tol``/``max_iter``/``print_level``/``linear_solver``/
+    ``name``: ``"auto"`` (a real ``ipopt`` on PATH, else POUNCE), ``"ipopt"``,
+    ``"pounce"`` or ``"pounce-cli"``.  ``tol``/``max_iter``/``print_level``/``linear_solver``/
     ``time_limit`` map onto the Ipopt options ``tol``, ``max_iter``,
     ``print_level``, ``linear_solver`` and ``max_wall_time`` (seconds).
     ``constr_viol_tol`` is Ipopt's absolute constraint-violation tolerance; the
@@ -87,7 +92,7 @@ class SolverOptions:
 class SolverInfo:
     """A resolved solver route: Pyomo factory name, executable, name and version."""
 
-    name: str  # "ipopt" or "pounce"
+    name: str  # "ipopt", "pounce" or "pounce-cli"
     executable: str
     version: str
 
@@ -131,9 +136,20 @@ def _resolve(name: str) -> SolverInfo | None:
     if name == "ipopt":
         exe = shutil.which("ipopt")
         return SolverInfo("ipopt", exe, _version_of(exe)) if exe else None
-    if name == "pounce":
+    if name == "pounce-cli":
         exe = _pounce_executable()
-        return SolverInfo("pounce", exe, _version_of(exe)) if exe else None
+        return SolverInfo("pounce-cli", exe, _version_of(exe)) if exe else None
+    if name == "pounce":
+        try:
+            from importlib.metadata import version
+
+            import pounce
+            from pyomo.repn.plugins.nl_writer import NLWriter  # noqa: F401
+        except ImportError:
+            return None
+        if not hasattr(pounce, "parse_nl_text") or not hasattr(pounce, "solve_nlp_batch"):
+            return None
+        return SolverInfo("pounce", "<in-process>", version("pounce-solver"))
     return None
 
 
@@ -153,7 +169,8 @@ def resolve_solver(options: SolverOptions | None = None) -> SolverInfo:
     hint = (
         "no `ipopt` executable on PATH"
         if options.name == "ipopt"
-        else "pyomo-pounce/pounce-solver not installed or its executable does not run"
+        else "pounce-solver/pyomo-pounce not installed (or too old, or its executable "
+        "does not run)"
     )
     raise SolverError(f"solver {options.name!r} is not available: {hint}")
 
@@ -161,7 +178,7 @@ def resolve_solver(options: SolverOptions | None = None) -> SolverInfo:
 def available_solvers() -> dict[str, str]:
     """Every known route with ``"name version"`` or the reason it is unusable."""
     report: dict[str, str] = {}
-    for name in ("ipopt", "pounce"):
+    for name in ("ipopt", "pounce", "pounce-cli"):
         info = _resolve(name)
         report[name] = info.label if info else "not available"
     report["cyipopt"] = (
@@ -174,7 +191,7 @@ def make_pyomo_solver(info: SolverInfo) -> Any:
     """A Pyomo solver object for a resolved route."""
     import pyomo.environ as pyo
 
-    if info.name == "pounce":
+    if info.name == "pounce-cli":
         import pyomo_pounce  # noqa: F401
 
         return pyo.SolverFactory("pounce")

@@ -1,0 +1,230 @@
+"""How an :class:`~gridverify.opf.acopf.ACOPFModel` is handed to a solver.
+
+Two backends, chosen by the resolved solver route (see :mod:`.solvers`):
+
+``NlBackend`` (route ``pounce``, the default)
+    Pyomo writes the model's AMPL ``.nl`` text once per case (linear presolve
+    and scaling off, so rows and columns are exactly the model's); POUNCE parses
+    it in-process (``pounce.parse_nl_text``) into a native evaluator.  The loads
+    enter only the constant bounds of the power-balance rows, so each re-solve
+    is a ``variant`` of that evaluator with new row bounds and a new start point;
+    no file is written.  A warm start from a previous solution of this backend
+    also seeds the duals and barrier parameter.
+``PyomoBackend`` (routes ``ipopt`` and ``pounce-cli``)
+    Pyomo's ordinary ``SolverFactory`` path: the ``.nl`` file is rewritten and
+    an executable run for every solve.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gridverify.errors import SolverError
+from gridverify.opf.solvers import SolverInfo, SolverOptions, make_pyomo_solver
+
+# Ipopt ApplicationReturnStatus -> gridverify status
+_IPOPT_STATUS = {
+    0: "optimal",
+    1: "acceptable",
+    2: "locally_infeasible",
+    -1: "max_iter",
+    -4: "time_limit",
+    -5: "time_limit",
+}
+
+VAR_FAMILIES = ("vm", "va", "pg", "qg", "p_fr", "q_fr", "p_to", "q_to")
+
+
+@dataclass(frozen=True)
+class RawResult:
+    """What a backend returns: status, termination text and variable values."""
+
+    status: str
+    termination: str
+    message: str
+    values: dict[str, np.ndarray] | None  # family -> values (index order)
+    iterations: int | None = None
+    warm_data: Any = None
+
+
+class NlBackend:
+    """In-process POUNCE on a parsed ``.nl`` evaluator (see module docstring)."""
+
+    def __init__(self, model: Any, info: SolverInfo, options: SolverOptions) -> None:
+        import pounce
+        from pyomo.repn.plugins.nl_writer import NLWriter
+
+        self.info = info
+        self.options = options
+        m = model.model
+        writer = NLWriter()
+        buf = io.StringIO()
+        cfg = writer.config(
+            {"linear_presolve": False, "scale_model": False, "skip_trivial_constraints": False}
+        )
+        nl_info = writer.write(m, buf, config=cfg)
+        if nl_info.eliminated_vars:
+            raise SolverError("internal: the .nl writer eliminated variables")
+        self.problem = pounce.parse_nl_text(buf.getvalue())
+        col = {id(v): k for k, v in enumerate(nl_info.variables)}
+        row = {id(c): k for k, c in enumerate(nl_info.constraints)}
+        self.n = len(nl_info.variables)
+        # column of each variable family member (-1: fixed, not in the .nl)
+        self.cols: dict[str, np.ndarray] = {}
+        self.fixed: dict[str, np.ndarray] = {}
+        for fam in VAR_FAMILIES:
+            var = getattr(m, fam)
+            idx = np.array([col.get(id(var[i]), -1) for i in sorted(var.keys())], dtype=np.int64)
+            self.cols[fam] = idx
+            self.fixed[fam] = np.array(
+                [float(var[i].value or 0.0) if idx[k] < 0 else 0.0
+                 for k, i in enumerate(sorted(var.keys()))]
+            )
+        case = model.case
+        nb = case.n_bus
+        self.rows_p = np.array([row[id(m.bal_p[i])] for i in range(nb)], dtype=np.int64)
+        self.rows_q = np.array([row[id(m.bal_q[i])] for i in range(nb)], dtype=np.int64)
+        g_l = np.asarray(self.problem.g_l, dtype=float).copy()
+        g_u = np.asarray(self.problem.g_u, dtype=float).copy()
+        # Balance rows are "expr == sum(loads at bus)": the writer moves the load
+        # constant into the row bounds.  Recover the load-free offset and check.
+        pd_bus = case.cl.T @ np.asarray(case.pd, dtype=float)
+        qd_bus = case.cl.T @ np.asarray(case.qd, dtype=float)
+        self.off_p = g_l[self.rows_p] - pd_bus
+        self.off_q = g_l[self.rows_q] - qd_bus
+        ok = (
+            np.allclose(g_l[self.rows_p], g_u[self.rows_p], rtol=0, atol=0)
+            and np.allclose(g_l[self.rows_q], g_u[self.rows_q], rtol=0, atol=0)
+            and np.all(np.abs(self.off_p) < 1e-12)
+            and np.all(np.abs(self.off_q) < 1e-12)
+        )
+        if not ok:
+            raise SolverError("internal: unexpected layout of the power-balance rows in .nl")
+        self.g_l, self.g_u = g_l, g_u
+        self.load_map = case.cl.T.tocsr()
+
+    def pack(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """A start vector in .nl column order from per-family values."""
+        x = np.asarray(self.problem.x0, dtype=float).copy()
+        for fam, idx in self.cols.items():
+            vals = values.get(fam)
+            if vals is None:
+                continue
+            mask = idx >= 0
+            x[idx[mask]] = np.asarray(vals, dtype=float)[mask]
+        return x
+
+    def unpack(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-family values from an .nl column-order vector."""
+        out = {}
+        for fam, idx in self.cols.items():
+            vals = self.fixed[fam].copy()
+            mask = idx >= 0
+            vals[mask] = x[idx[mask]]
+            out[fam] = vals
+        return out
+
+    def solve(
+        self, pd: np.ndarray, qd: np.ndarray, start: dict[str, np.ndarray], warm: Any
+    ) -> RawResult:
+        """Solve with loads (pd, qd) from ``start`` (and duals from ``warm`` if given)."""
+        import pounce
+
+        g_l, g_u = self.g_l.copy(), self.g_u.copy()
+        bp = self.load_map @ pd + self.off_p
+        bq = self.load_map @ qd + self.off_q
+        g_l[self.rows_p] = bp
+        g_u[self.rows_p] = bp
+        g_l[self.rows_q] = bq
+        g_u[self.rows_q] = bq
+        x0 = self.pack(start)
+        prob = self.problem.variant(x0=x0, g_l=g_l, g_u=g_u)
+        opts = self.options.ipopt_options()
+        try:
+            if warm is not None and len(warm[0]) == self.n:
+                [(x, info)] = pounce.solve_nlp_batch(
+                    [prob], options=opts, parallel=False, warms=[warm]
+                )
+            else:
+                [(x, info)] = pounce.solve_nlp_batch([prob], options=opts, parallel=False)
+        except (RuntimeError, ValueError) as exc:
+            return RawResult("error", "exception", f"{type(exc).__name__}: {exc}", None)
+        code = int(info.get("status", -100))
+        status = _IPOPT_STATUS.get(code, "error")
+        x = np.asarray(x, dtype=float)
+        values = self.unpack(x) if np.all(np.isfinite(x)) else None
+        keep = {k: info[k] for k in ("mult_g", "mult_x_L", "mult_x_U", "mu") if k in info}
+        return RawResult(
+            status=status,
+            termination=str(info.get("status_msg", code)),
+            message=str(info.get("status_msg", "")),
+            values=values,
+            iterations=int(info.get("iter_count", 0)),
+            warm_data=(x, keep) if status in ("optimal", "acceptable") else None,
+        )
+
+
+class PyomoBackend:
+    """Pyomo's SolverFactory path: rewrite the .nl and run an executable per solve."""
+
+    def __init__(self, model: Any, info: SolverInfo, options: SolverOptions) -> None:
+        self.acopf = model
+        self.info = info
+        self.options = options
+        self.solver = make_pyomo_solver(info)
+
+    def solve(
+        self, pd: np.ndarray, qd: np.ndarray, start: dict[str, np.ndarray], warm: Any
+    ) -> RawResult:
+        """Set loads and start values on the Pyomo model and run the executable."""
+        from pyomo.opt import TerminationCondition as TC
+
+        m = self.acopf.model
+        for i in range(len(pd)):
+            m.pd[i].set_value(float(pd[i]))
+            m.qd[i].set_value(float(qd[i]))
+        for fam in VAR_FAMILIES:
+            vals = start.get(fam)
+            if vals is None:
+                continue
+            var = getattr(m, fam)
+            for i, v in enumerate(vals):
+                if not var[i].fixed:
+                    var[i].set_value(float(v), skip_validation=True)
+        try:
+            results = self.solver.solve(
+                m,
+                options=self.options.ipopt_options(),
+                tee=self.options.print_level > 0,
+                load_solutions=False,
+            )
+        except (OSError, RuntimeError, ValueError) as exc:
+            return RawResult("error", "exception", f"{type(exc).__name__}: {exc}", None)
+        tc = results.solver.termination_condition
+        if tc in (TC.optimal, TC.locallyOptimal, TC.globallyOptimal):
+            status = "optimal"
+        elif tc in (TC.infeasible, TC.infeasibleOrUnbounded):
+            status = "locally_infeasible"
+        elif tc == TC.maxIterations:
+            status = "max_iter"
+        elif tc in (TC.maxTimeLimit, TC.maxEvaluations):
+            status = "time_limit"
+        else:
+            status = "error"
+        message = str(getattr(results.solver, "message", "") or "")
+        if len(results.solution) == 0:
+            return RawResult(status, str(tc), message, None)
+        m.solutions.load_from(results)
+        values = {}
+        for fam in VAR_FAMILIES:
+            var = getattr(m, fam)
+            values[fam] = np.array(
+                [math.nan if var[i].value is None else float(var[i].value)
+                 for i in sorted(var.keys())]
+            )
+        return RawResult(status, str(tc), message, values)

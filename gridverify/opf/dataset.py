@@ -1,0 +1,632 @@
+"""OPF datasets: sample loads in a region, solve each AC-OPF, store in HDF5.
+
+HDF5 schema (``schema_version`` 1; S samples, L loads, G generators, N buses,
+all in the compiled case's orders, per-unit on the case base, radians)::
+
+    inputs/pd        (S, L) float64   active demand per load
+    inputs/qd        (S, L) float64   reactive demand per load
+    outputs/pg       (S, G) float64   NaN where not solved to optimality
+    outputs/qg       (S, G) float64
+    outputs/vm       (S, N) float64
+    outputs/va       (S, N) float64   radians
+    objective        (S,)   float64   $/h, NaN where not solved
+    solve_seconds    (S,)   float64   solver wall time (NaN while pending)
+    status           (S,)   int8      0 pending, 1 optimal, 2 infeasible,
+                                      3 max_iter (iteration or time limit), 4 error
+    done             (S,)   bool      the sample's row is final
+
+    attrs: schema_version=1, case_name, case_hash (CompiledCase.content_hash),
+           sampler (JSON: {"kind": "box", "low":..,"high":..} or
+           {"kind": "pglearn", "a":..,"b":..,"r":..}), seed, n_samples,
+           solver_name, solver_version, gridverify_version,
+           status_codes (JSON: {"pending": 0, "optimal": 1, ...})
+
+All inputs are written when the file is created (sample i's loads are a pure
+function of (seed, i), see :mod:`gridverify.opf.samplers`).  Failed samples keep
+their status; nothing is dropped.
+
+Crash safety: the file is created complete (every dataset contiguous, fully
+allocated and filled) under a temporary name and moved into place with
+``os.replace``.  After that only raw data changes, in place, so HDF5 metadata is
+never rewritten.  Results are written in batches: outputs, flush, then the
+``done`` flags, flush.  A killed run therefore leaves a readable file in which
+every ``done`` row is complete; re-running the same command resumes with the
+rows not ``done``.  Every sample is warm-started from the nominal-load solution
+(with its duals; retried from a flat start after a numerical error), so a
+sample's result does not depend on which worker solved it or on an interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gridverify.errors import DatasetError
+from gridverify.grid.compiled import CompiledCase
+from gridverify.opf.samplers import BoxSampler, LoadSampler, PGLearnSampler
+from gridverify.opf.solvers import SolverOptions, resolve_solver
+
+SCHEMA_VERSION = 1
+STATUS_CODES: dict[str, int] = {
+    "pending": 0,
+    "optimal": 1,
+    "infeasible": 2,
+    "max_iter": 3,
+    "error": 4,
+}
+_FROM_SOLUTION = {
+    "optimal": 1,
+    "locally_infeasible": 2,
+    "max_iter": 3,
+    "time_limit": 3,
+    "error": 4,
+}
+_DATASETS = (
+    "inputs/pd",
+    "inputs/qd",
+    "outputs/pg",
+    "outputs/qg",
+    "outputs/vm",
+    "outputs/va",
+    "objective",
+    "solve_seconds",
+    "status",
+    "done",
+)
+_ATTRS = (
+    "schema_version",
+    "case_name",
+    "case_hash",
+    "sampler",
+    "seed",
+    "n_samples",
+    "solver_name",
+    "solver_version",
+    "gridverify_version",
+)
+
+
+@dataclass(frozen=True)
+class OPFDataset:
+    """An OPF dataset read into memory (see the module docstring for the schema)."""
+
+    path: str
+    pd: np.ndarray
+    qd: np.ndarray
+    pg: np.ndarray
+    qg: np.ndarray
+    vm: np.ndarray
+    va: np.ndarray
+    objective: np.ndarray
+    solve_seconds: np.ndarray
+    status: np.ndarray
+    done: np.ndarray
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def solved(self) -> np.ndarray:
+        """Boolean mask of samples solved to optimality."""
+        return self.done & (self.status == STATUS_CODES["optimal"])
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.pd.shape[0])
+
+    @property
+    def case_name(self) -> str:
+        return str(self.attrs["case_name"])
+
+    @property
+    def case_hash(self) -> str:
+        return str(self.attrs["case_hash"])
+
+    @property
+    def sampler(self) -> dict[str, Any]:
+        return dict(json.loads(self.attrs["sampler"]))
+
+    @property
+    def seed(self) -> int:
+        return int(self.attrs["seed"])
+
+    def status_counts(self) -> dict[str, int]:
+        """Number of samples per status name (``pending`` counts rows not done)."""
+        counts = {name: 0 for name in STATUS_CODES}
+        names = {code: name for name, code in STATUS_CODES.items()}
+        for code, n in zip(*np.unique(np.where(self.done, self.status, 0), return_counts=True)):
+            counts[names.get(int(code), "error")] += int(n)
+        return counts
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready description (attributes, shapes, status counts, timings)."""
+        secs = self.solve_seconds[self.done]
+        return {
+            "path": self.path,
+            **{k: _plain(v) for k, v in self.attrs.items()},
+            "n_load": int(self.pd.shape[1]),
+            "n_gen": int(self.pg.shape[1]),
+            "n_bus": int(self.vm.shape[1]),
+            "n_done": int(self.done.sum()),
+            "n_solved": int(self.solved.sum()),
+            "status_counts": self.status_counts(),
+            "mean_solve_seconds": float(secs.mean()) if secs.size else None,
+        }
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+# --------------------------------------------------------------------------
+# reading and validation
+# --------------------------------------------------------------------------
+def _read_attrs(f: Any, path: str) -> dict[str, Any]:
+    attrs = {}
+    for key in (*_ATTRS, "status_codes"):
+        if key not in f.attrs:
+            raise DatasetError(f"{path}: missing attribute {key!r}")
+        attrs[key] = _plain(f.attrs[key])
+    if attrs["schema_version"] != SCHEMA_VERSION:
+        raise DatasetError(
+            f"{path}: schema_version {attrs['schema_version']} (this gridverify reads "
+            f"{SCHEMA_VERSION})"
+        )
+    return attrs
+
+
+def _check_structure(f: Any, path: str) -> tuple[int, int, int, int]:
+    for key in _DATASETS:
+        if key not in f:
+            raise DatasetError(f"{path}: missing dataset {key!r}")
+    s = int(f.attrs.get("n_samples", -1))
+    n_load = f["inputs/pd"].shape[-1] if f["inputs/pd"].ndim == 2 else -1
+    n_gen = f["outputs/pg"].shape[-1] if f["outputs/pg"].ndim == 2 else -1
+    n_bus = f["outputs/vm"].shape[-1] if f["outputs/vm"].ndim == 2 else -1
+    expect = {
+        "inputs/pd": (s, n_load),
+        "inputs/qd": (s, n_load),
+        "outputs/pg": (s, n_gen),
+        "outputs/qg": (s, n_gen),
+        "outputs/vm": (s, n_bus),
+        "outputs/va": (s, n_bus),
+        "objective": (s,),
+        "solve_seconds": (s,),
+        "status": (s,),
+        "done": (s,),
+    }
+    for key, shape in expect.items():
+        if tuple(f[key].shape) != shape or min(shape) < 0:
+            raise DatasetError(
+                f"{path}: dataset {key!r} has shape {tuple(f[key].shape)}, expected {shape}"
+            )
+    return s, n_load, n_gen, n_bus
+
+
+def _check_rows(path: str, d: OPFDataset) -> None:
+    if not (np.all(np.isfinite(d.pd)) and np.all(np.isfinite(d.qd))):
+        bad = np.nonzero(~(np.isfinite(d.pd).all(1) & np.isfinite(d.qd).all(1)))[0]
+        raise DatasetError(f"{path}: inputs contain NaN/inf (first sample {int(bad[0])})")
+    codes = set(STATUS_CODES.values())
+    bad_status = ~np.isin(d.status, list(codes))
+    if bad_status.any():
+        i = int(np.nonzero(bad_status)[0][0])
+        raise DatasetError(f"{path}: sample {i}: unknown status code {int(d.status[i])}")
+    pending_done = d.done & (d.status == 0)
+    if pending_done.any():
+        i = int(np.nonzero(pending_done)[0][0])
+        raise DatasetError(f"{path}: sample {i} is marked done with status pending")
+    sol = d.solved
+    outs = np.concatenate([d.pg, d.qg, d.vm, d.va, d.objective[:, None]], axis=1)
+    bad = sol & ~np.isfinite(outs).all(1)
+    if bad.any():
+        raise DatasetError(f"{path}: sample {int(np.nonzero(bad)[0][0])} optimal but has NaN")
+
+
+def load_dataset(path: str | Path, case: CompiledCase | None = None) -> OPFDataset:
+    """Read and validate an OPF dataset; with ``case``, also check it is that case's."""
+    import h5py
+
+    path = str(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(2, "No such file", path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DatasetError(f"{path}: not a readable HDF5 file ({exc})") from None
+    with f:
+        attrs = _read_attrs(f, path)
+        _check_structure(f, path)
+        arrays = {key.split("/")[-1]: np.asarray(f[key][...]) for key in _DATASETS}
+    d = OPFDataset(
+        path=path,
+        pd=arrays["pd"].astype(np.float64),
+        qd=arrays["qd"].astype(np.float64),
+        pg=arrays["pg"].astype(np.float64),
+        qg=arrays["qg"].astype(np.float64),
+        vm=arrays["vm"].astype(np.float64),
+        va=arrays["va"].astype(np.float64),
+        objective=arrays["objective"].astype(np.float64),
+        solve_seconds=arrays["solve_seconds"].astype(np.float64),
+        status=arrays["status"].astype(np.int8),
+        done=arrays["done"].astype(bool),
+        attrs=attrs,
+    )
+    _check_rows(path, d)
+    if case is not None:
+        check_case(d, case)
+    return d
+
+
+def check_case(d: OPFDataset, case: CompiledCase) -> None:
+    """DatasetError unless ``d`` was made from ``case`` (hash and dimensions)."""
+    if d.case_hash != case.content_hash:
+        raise DatasetError(
+            f"{d.path}: dataset is of case {d.case_name!r} (hash {d.case_hash[:12]}), "
+            f"not {case.name!r} (hash {case.content_hash[:12]})"
+        )
+    dims = (d.pd.shape[1], d.pg.shape[1], d.vm.shape[1])
+    if dims != (case.n_load, case.n_gen, case.n_bus):
+        raise DatasetError(
+            f"{d.path}: dimensions (loads, gens, buses) {dims} do not match case "
+            f"{case.name!r} {(case.n_load, case.n_gen, case.n_bus)}"
+        )
+
+
+# --------------------------------------------------------------------------
+# file creation and resume
+# --------------------------------------------------------------------------
+def _create_file(
+    path: str,
+    case: CompiledCase,
+    n_samples: int,
+    sampler: LoadSampler,
+    seed: int,
+    solver_name: str,
+    solver_version: str,
+) -> None:
+    """Write a complete new dataset file (all inputs, nothing solved) atomically."""
+    import h5py
+
+    from gridverify import __version__
+
+    s = n_samples
+    pd = np.empty((s, case.n_load))
+    qd = np.empty((s, case.n_load))
+    for i in range(s):
+        pd[i], qd[i] = sampler.sample(case, seed, i)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".h5", dir=directory)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+
+            def put(name: str, data: np.ndarray) -> None:
+                f.create_dataset(name, data=data, track_times=False)
+
+            put("inputs/pd", pd)
+            put("inputs/qd", qd)
+            for name, n in (("pg", case.n_gen), ("qg", case.n_gen), ("vm", case.n_bus),
+                            ("va", case.n_bus)):
+                put(f"outputs/{name}", np.full((s, n), np.nan))
+            put("objective", np.full(s, np.nan))
+            put("solve_seconds", np.full(s, np.nan))
+            put("status", np.zeros(s, dtype=np.int8))
+            put("done", np.zeros(s, dtype=bool))
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["case_name"] = case.name
+            f.attrs["case_hash"] = case.content_hash
+            f.attrs["sampler"] = sampler.to_json()
+            f.attrs["seed"] = int(seed)
+            f.attrs["n_samples"] = int(s)
+            f.attrs["solver_name"] = solver_name
+            f.attrs["solver_version"] = solver_version
+            f.attrs["gridverify_version"] = __version__
+            f.attrs["status_codes"] = json.dumps(STATUS_CODES, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _check_resume(
+    path: str,
+    case: CompiledCase,
+    n_samples: int,
+    sampler: LoadSampler,
+    seed: int,
+    solver_name: str,
+) -> OPFDataset:
+    d = load_dataset(path)
+    problems = []
+    if d.case_hash != case.content_hash:
+        problems.append(f"case {d.case_name!r} (hash {d.case_hash[:12]}) != {case.name!r}")
+    if json.loads(d.attrs["sampler"]) != json.loads(sampler.to_json()):
+        problems.append(f"sampler {d.attrs['sampler']} != {sampler.to_json()}")
+    if d.seed != int(seed):
+        problems.append(f"seed {d.seed} != {seed}")
+    if d.n_samples != int(n_samples):
+        problems.append(f"n_samples {d.n_samples} != {n_samples}")
+    if str(d.attrs["solver_name"]) != solver_name:
+        problems.append(f"solver {d.attrs['solver_name']!r} != {solver_name!r}")
+    if problems:
+        raise DatasetError(
+            f"{path}: exists and was made with other settings ({'; '.join(problems)}); "
+            "use another --out or delete the file"
+        )
+    if d.pd.shape[1] != case.n_load or d.pg.shape[1] != case.n_gen or d.vm.shape[1] != case.n_bus:
+        raise DatasetError(f"{path}: dimensions do not match case {case.name!r}")
+    return d
+
+
+# --------------------------------------------------------------------------
+# solving (in-process or in worker processes)
+# --------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(case: CompiledCase, options: SolverOptions) -> None:
+    from gridverify.opf.acopf import ACOPFModel
+
+    model = ACOPFModel(case, options)
+    nominal = model.solve()
+    _WORKER["model"] = model
+    _WORKER["start"] = nominal if nominal.optimal else None
+
+
+def _solve_one(pd: np.ndarray, qd: np.ndarray) -> dict[str, Any]:
+    model = _WORKER["model"]
+    start = _WORKER["start"]
+    t0 = time.perf_counter()
+    try:
+        sol = model.solve(pd, qd, warm_start=start)
+        if sol.status == "error" and start is not None:
+            # numerical trouble from the warm start: retry once from a flat start
+            sol = model.solve(pd, qd, warm_start=None)
+    except Exception:  # noqa: BLE001 - a crashing sample is recorded, not fatal
+        return {"status": STATUS_CODES["error"], "seconds": time.perf_counter() - t0}
+    code = _FROM_SOLUTION.get(sol.status, STATUS_CODES["error"])
+    if code == STATUS_CODES["optimal"] and not math.isfinite(sol.max_balance_residual_pu):
+        code = STATUS_CODES["error"]
+    out: dict[str, Any] = {"status": code, "seconds": time.perf_counter() - t0}
+    if code == STATUS_CODES["optimal"]:
+        out.update(pg=sol.pg, qg=sol.qg, vm=sol.vm, va=sol.va, objective=sol.objective)
+    return out
+
+
+def _solve_batch(batch: list[tuple[int, np.ndarray, np.ndarray]]) -> list[tuple[int, dict]]:
+    return [(i, _solve_one(pd, qd)) for i, pd, qd in batch]
+
+
+class _Writer:
+    """Buffers finished samples and writes them: outputs, flush, done flags, flush."""
+
+    def __init__(self, f: Any, case: CompiledCase, flush_every: int, flush_seconds: float):
+        self.f = f
+        self.case = case
+        self.buf: list[tuple[int, dict]] = []
+        self.flush_every = flush_every
+        self.flush_seconds = flush_seconds
+        self.last = time.monotonic()
+
+    def add(self, items: list[tuple[int, dict]]) -> None:
+        self.buf.extend(items)
+        if len(self.buf) >= self.flush_every or time.monotonic() - self.last > self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buf:
+            return
+        self.buf.sort(key=lambda item: item[0])
+        idx = [i for i, _ in self.buf]
+        c, f = self.case, self.f
+        n = len(idx)
+        arrays = {
+            "pg": np.full((n, c.n_gen), np.nan),
+            "qg": np.full((n, c.n_gen), np.nan),
+            "vm": np.full((n, c.n_bus), np.nan),
+            "va": np.full((n, c.n_bus), np.nan),
+        }
+        objective = np.full(n, np.nan)
+        seconds = np.empty(n)
+        status = np.empty(n, dtype=np.int8)
+        for row, (_, res) in enumerate(self.buf):
+            status[row] = res["status"]
+            seconds[row] = res["seconds"]
+            if res["status"] == STATUS_CODES["optimal"]:
+                for key in arrays:
+                    arrays[key][row] = res[key]
+                objective[row] = res["objective"]
+        for key, val in arrays.items():
+            f[f"outputs/{key}"][idx] = val
+        f["objective"][idx] = objective
+        f["solve_seconds"][idx] = seconds
+        f["status"][idx] = status
+        f.flush()
+        f["done"][idx] = np.ones(n, dtype=bool)
+        f.flush()
+        self.buf = []
+        self.last = time.monotonic()
+
+
+def _batches(
+    pending: list[int], pd: np.ndarray, qd: np.ndarray, size: int
+) -> Iterator[list[tuple[int, np.ndarray, np.ndarray]]]:
+    for start in range(0, len(pending), size):
+        chunk = pending[start : start + size]
+        yield [(i, pd[i], qd[i]) for i in chunk]
+
+
+def make_dataset(
+    case: CompiledCase | str | Path,
+    n_samples: int,
+    out_path: str | Path,
+    sampler: BoxSampler | PGLearnSampler | LoadSampler | None = None,
+    seed: int = 0,
+    workers: int = 1,
+    options: SolverOptions | None = None,
+    progress: bool = True,
+    batch_size: int | None = None,
+) -> OPFDataset:
+    """Sample ``n_samples`` load vectors, solve each AC-OPF, write ``out_path``.
+
+    An existing file made with the same case, sampler, seed, sample count and
+    solver is resumed (only rows not ``done`` are solved); other settings raise
+    DatasetError.  ``workers`` >= 1 processes (1 = in this process).  Returns
+    the finished dataset as read back from disk.
+    """
+
+    from gridverify.opf.acopf import _as_case
+
+    if n_samples < 1:
+        raise DatasetError(f"number of samples must be >= 1, got {n_samples}")
+    if workers < 1:
+        raise DatasetError(f"workers must be >= 1, got {workers}")
+    if seed < 0:
+        raise DatasetError(f"seed must be >= 0, got {seed}")
+    case = _as_case(case)
+    sampler = sampler or BoxSampler()
+    options = options or SolverOptions()
+    info = resolve_solver(options)
+    path = str(out_path)
+    if os.path.exists(path):
+        existing = _check_resume(path, case, n_samples, sampler, seed, info.name)
+    else:
+        _create_file(path, case, n_samples, sampler, seed, info.name, info.version)
+        existing = load_dataset(path)
+    pending = [int(i) for i in np.nonzero(~existing.done)[0]]
+    if pending:
+        _run(case, existing, pending, path, workers, options, progress, batch_size)
+    return load_dataset(path, case)
+
+
+def _run(
+    case: CompiledCase,
+    d: OPFDataset,
+    pending: list[int],
+    path: str,
+    workers: int,
+    options: SolverOptions,
+    progress: bool,
+    batch_size: int | None,
+) -> None:
+    import h5py
+
+    size = batch_size or max(1, min(8, len(pending) // (4 * workers) or 1))
+    bar = _progress(progress, case.name, d.n_samples, d.n_samples - len(pending))
+    with h5py.File(path, "r+") as f, bar as (advance):
+        writer = _Writer(f, case, flush_every=max(8, 4 * size * workers), flush_seconds=2.0)
+        try:
+            if workers == 1:
+                _worker_init(case, options)
+                for batch in _batches(pending, d.pd, d.qd, size):
+                    res = _solve_batch(batch)
+                    writer.add(res)
+                    advance(len(res))
+            else:
+                _run_pool(case, d, pending, workers, options, size, writer, advance)
+        finally:
+            writer.flush()
+
+
+def _run_pool(
+    case: CompiledCase,
+    d: OPFDataset,
+    pending: list[int],
+    workers: int,
+    options: SolverOptions,
+    size: int,
+    writer: _Writer,
+    advance: Any,
+) -> None:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    batches = _batches(pending, d.pd, d.qd, size)
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(case, options)
+    ) as pool:
+        in_flight: set[Future] = set()
+        exhausted = False
+        while True:
+            while not exhausted and len(in_flight) < 2 * workers:
+                batch = next(batches, None)
+                if batch is None:
+                    exhausted = True
+                    break
+                in_flight.add(pool.submit(_solve_batch, batch))
+            if not in_flight:
+                break
+            finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                res = fut.result()
+                writer.add(res)
+                advance(len(res))
+
+
+class _NoBar:
+    def __enter__(self) -> Any:
+        return lambda n: None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class _RichBar:
+    def __init__(self, name: str, total: int, completed: int) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn(f"[bold]{name}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self.task = self.progress.add_task("solve", total=total, completed=completed)
+
+    def __enter__(self) -> Any:
+        self.progress.__enter__()
+        return lambda n: self.progress.advance(self.task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+
+def _progress(enabled: bool, name: str, total: int, completed: int) -> Any:
+    return _RichBar(name, total, completed) if enabled else _NoBar()
+
+
+__all__ = [
+    "OPFDataset",
+    "SCHEMA_VERSION",
+    "STATUS_CODES",
+    "check_case",
+    "load_dataset",
+    "make_dataset",
+    "PGLearnSampler",
+    "BoxSampler",
+]
