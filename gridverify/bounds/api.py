@@ -125,6 +125,29 @@ def _spec(spec: Any, graph: Graph, batch: int, dtype: torch.dtype,
     return c
 
 
+def _rows_to_bound(graph: Graph, eng: Engine, spec: torch.Tensor | None, want_out: bool,
+                   options: BoundOptions) -> torch.Tensor | None:
+    """Output entries that need the final backward pass (``None``: the whole spec).
+
+    Without a spec, outputs whose node bounds are already CROWN-tight (a node
+    bounded by CROWN, or an exact interval image of one, e.g. a sigmoid head)
+    cannot be improved by another pass and are skipped.
+    """
+    if spec is not None or want_out or options.intermediate != "crown":
+        return None
+    keep = []
+    off = 0
+    for o in graph.outputs:
+        sz = graph.nodes[o].size
+        if o not in eng.tight:
+            keep.append(torch.arange(off, off + sz))
+        off += sz
+    if len(keep) == len(graph.outputs):
+        return None
+    idx = torch.cat(keep) if keep else torch.zeros(0, dtype=torch.int64)
+    return idx.to(eng.device)
+
+
 def compute_bounds(
     model: Any,
     lower: Any,
@@ -184,15 +207,26 @@ def compute_bounds(
     out_lo, out_hi = eng.output_interval(c)
     linear: dict[Any, LinearBounds] = dict(eng.linear)
     if method != "ibp":
-        starts, m = eng.output_starts(c)
-        with torch.no_grad():
-            cl, cu, lin = eng.crown_spec(starts, m, eng.default_relax, return_A=want_out)
-        if method == "alpha-crown":
-            cl, cu, lin = optimize_alpha(eng, starts, cl, cu, lin, return_A=want_out)
-        if lin is not None:
-            linear["output"] = lin
-        out_lo = torch.maximum(out_lo, cl.detach())
-        out_hi = torch.minimum(out_hi, cu.detach())
+        rows = _rows_to_bound(graph, eng, c, want_out, options)
+        sub = c
+        if rows is not None:
+            sub = torch.zeros(rows.numel(), graph.output_size, dtype=dtype, device=device)
+            sub[torch.arange(rows.numel(), device=device), rows] = 1.0
+        if rows is None or rows.numel():
+            starts, m = eng.output_starts(sub)
+            with torch.no_grad():
+                cl, cu, lin = eng.crown_spec(starts, m, eng.default_relax, return_A=want_out)
+            if method == "alpha-crown":
+                cl, cu, lin = optimize_alpha(eng, starts, cl, cu, lin, return_A=want_out)
+            if lin is not None:
+                linear["output"] = lin
+            if rows is None:
+                out_lo = torch.maximum(out_lo, cl.detach())
+                out_hi = torch.minimum(out_hi, cu.detach())
+            else:
+                out_lo, out_hi = out_lo.clone(), out_hi.clone()
+                out_lo[:, rows] = torch.maximum(out_lo[:, rows], cl.detach())
+                out_hi[:, rows] = torch.minimum(out_hi[:, rows], cu.detach())
     out_lo = torch.nan_to_num(out_lo, nan=-torch.inf)
     out_hi = torch.nan_to_num(out_hi, nan=torch.inf)
     kept: dict[int, Interval] = {}

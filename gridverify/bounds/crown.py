@@ -111,6 +111,14 @@ class Engine:
         self.infeasible = torch.zeros(self.batch, dtype=torch.bool, device=device)
         self.active = graph.ancestors(graph.outputs) | set(self.interm)
         self.needed = self._needed_nodes()
+        # nodes whose bounds CROWN could not improve (CROWN-bounded, or exact
+        # interval images of such nodes): their output rows skip the final pass
+        self.tight: set[int] = set()
+        self._consumers: dict[int, list[int]] = {}
+        for n in graph.nodes:
+            if n.id in self.active:
+                for i in n.inputs:
+                    self._consumers.setdefault(i, []).append(n.id)
         self._default_relax: dict[int, object] = {}
         self.linear: dict[int, LinearBounds] = {}
 
@@ -173,6 +181,11 @@ class Engine:
         for node in g.nodes:
             if node.id not in self.active:
                 continue
+            if node.op == "input" or (
+                (node.op in _PASS_EXACT or node.op in UNARY_NONLINEAR or node.op == "constant")
+                and all(i in self.tight for i in node.inputs)
+            ):
+                self.tight.add(node.id)
             if node.op == "input":
                 lo, hi = self.boxes[node.id]
             else:
@@ -187,13 +200,37 @@ class Engine:
                 and (self.options.crown_max_size is None
                      or node.size <= self.options.crown_max_size)
             ):
-                eye = torch.eye(node.size, dtype=self.dtype, device=self.device)
-                cl, cu, lin = self.crown_spec({node.id: eye}, node.size, relax,
-                                              return_A=want_lin)
-                if lin is not None:
-                    self.linear[node.id] = lin
-                lo, hi = self._tighten(node.id, torch.maximum(lo, cl), torch.minimum(hi, cu))
+                rows = None if want_lin else self._unstable_rows(node.id, lo, hi)
+                if rows is None:
+                    eye = torch.eye(node.size, dtype=self.dtype, device=self.device)
+                    cl, cu, lin = self.crown_spec({node.id: eye}, node.size, relax,
+                                                  return_A=want_lin)
+                    if lin is not None:
+                        self.linear[node.id] = lin
+                    lo, hi = torch.maximum(lo, cl), torch.minimum(hi, cu)
+                    self.tight.add(node.id)
+                elif rows.numel():
+                    spec = torch.zeros(rows.numel(), node.size, dtype=self.dtype,
+                                       device=self.device)
+                    spec[torch.arange(rows.numel(), device=self.device), rows] = 1.0
+                    cl, cu, _ = self.crown_spec({node.id: spec}, rows.numel(), relax)
+                    lo, hi = lo.clone(), hi.clone()
+                    lo[:, rows] = torch.maximum(lo[:, rows], cl)
+                    hi[:, rows] = torch.minimum(hi[:, rows], cu)
+                lo, hi = self._tighten(node.id, lo, hi)
             self.bounds[node.id] = (lo, hi)
+
+    def _unstable_rows(self, nid: int, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor | None:
+        """Entries worth a CROWN row when every consumer of ``nid`` is a relu.
+
+        A relu's relaxation is exact where its input interval does not cross 0,
+        so only the entries unstable in some domain need tighter bounds;
+        ``None`` when some consumer needs every entry.
+        """
+        cons = self._consumers.get(nid, ())
+        if not cons or any(self.graph.nodes[c].op != "relu" for c in cons):
+            return None
+        return ((lo < 0) & (hi > 0)).any(0).nonzero().reshape(-1)
 
     # ------------------------------------------------------- backward walks
     def crown_spec(
