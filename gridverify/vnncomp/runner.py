@@ -36,7 +36,14 @@ import torch
 from gridverify.errors import GraphError, GridverifyError, VnnlibError
 from gridverify.vnncomp.vnnlib import Property, PropertyCase, parse_vnnlib
 
-__all__ = ["BAB_PROTOCOL", "OnnxChecker", "RunOptions", "RunOutcome", "run_instance"]
+__all__ = [
+    "BAB_PROTOCOL",
+    "OnnxChecker",
+    "RunOptions",
+    "RunOutcome",
+    "VnncompOptionError",
+    "run_instance",
+]
 
 BAB_PROTOCOL = """\
 gridverify.bab.verify_polytope(graph, lower, upper, A, b, *, deadline, device, seed) -> obj
@@ -46,6 +53,10 @@ gridverify.bab.verify_polytope(graph, lower, upper, A, b, *, deadline, device, s
     {"infeasible", "counterexample", "unknown", "timeout"} and ``x`` (flat
     float64 numpy or None): a candidate input for "counterexample".
 """
+
+
+class VnncompOptionError(GridverifyError):
+    """A run option is out of range or names a device this machine lacks."""
 
 
 @dataclass(frozen=True)
@@ -65,11 +76,21 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:
-            raise VnnlibError(f"timeout must be > 0 seconds, got {self.timeout}")
+            raise VnncompOptionError(f"timeout must be > 0 seconds, got {self.timeout}")
         if self.attack_dtype not in ("float32", "float64"):
-            raise VnnlibError(f"attack_dtype must be float32 or float64, got {self.attack_dtype}")
+            raise VnncompOptionError(
+                f"attack_dtype must be float32 or float64, got {self.attack_dtype}"
+            )
         if self.bound_method not in ("none", "ibp", "crown", "alpha-crown"):
-            raise VnnlibError(f"unknown bound method {self.bound_method!r}")
+            raise VnncompOptionError(f"unknown bound method {self.bound_method!r}")
+        if self.attack_restarts < 1 or self.attack_steps < 0:
+            raise VnncompOptionError("attack_restarts must be >= 1 and attack_steps >= 0")
+        try:
+            dev = torch.device(self.device)
+        except RuntimeError:
+            raise VnncompOptionError(f"unknown device {self.device!r}") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise VnncompOptionError(f"device {self.device!r}: no CUDA device on this machine")
 
 
 @dataclass(frozen=True)

@@ -248,3 +248,19 @@ def test_competition_scripts(bench: Path, tmp_path: Path) -> None:
         timeout=120,
     )
     assert r.returncode == 0 and res.read_text() == "error\n"
+
+
+def test_bad_run_options_are_one_line_errors(bench: Path, tmp_path: Path, capsys) -> None:
+    model = str(bench / "onnx" / "tiny.onnx")
+    prop = str(bench / "vnnlib" / "sat.vnnlib")
+    out = str(tmp_path / "r.txt")
+    for extra, fragment in (
+        (["--device", "gpu7"], "unknown device 'gpu7'"),
+        (["--attack-restarts", "0"], "attack_restarts must be >= 1"),
+        (["--timeout", "-1"], "--timeout must be > 0"),
+    ):
+        args = ["vnncomp", "run", model, prop, "--out", out]
+        args += extra if "--timeout" in extra else ["--timeout", "5", *extra]
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert fragment in err and "\n" not in err
