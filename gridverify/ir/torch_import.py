@@ -24,7 +24,7 @@ from torch import nn
 
 from gridverify.errors import GraphError, UnsupportedOpError
 from gridverify.ir import Graph, GraphBuilder
-from gridverify.ir.onnx_import import Lowering, Value, Var, _Unsupported, prune
+from gridverify.ir.lowering import Lowering, Value, Var, _Unsupported, prune
 
 __all__ = ["from_torch"]
 

@@ -1,0 +1,438 @@
+"""Tensor lowering shared by the ONNX and torch importers.
+
+A :class:`Lowering` keeps, for every framework tensor, either a numpy constant
+or a :class:`Var` (an IR node plus the tensor's per-sample shape), and lowers
+tensor algebra (broadcasting, transposes, slicing, matmul) onto the flat-vector
+IR: every structural op becomes one ``gather`` (or nothing when it is the
+identity) and every constant matrix product one ``linear``/``sparse_linear``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from gridverify.ir import Graph, GraphBuilder, Node
+
+__all__ = ["Lowering", "Value", "Var", "prune"]
+
+# A sparse map with at least this density (and at most this many entries) is
+# emitted as a dense ``linear``; sparser maps become ``sparse_linear``.
+_DENSE_MIN_DENSITY = 0.25
+_DENSE_MAX_ENTRIES = 50_000_000
+# A constant dense matrix of at least this many entries and less than the
+# density above is imported as ``sparse_linear``.
+_SPARSE_MIN_ENTRIES = 1 << 16
+
+
+@dataclass(frozen=True)
+class Var:
+    """A batch-dependent tensor: IR node ``node`` holding ``shape`` per sample."""
+
+    node: int
+    shape: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        """Number of entries per sample."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+Value = Var | np.ndarray
+
+
+def _f64(a: Any) -> torch.Tensor:
+    """A contiguous float64 torch tensor (shape kept as given)."""
+    arr = np.ascontiguousarray(np.asarray(a, dtype=np.float64))
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+
+
+def _i64(a: Any) -> torch.Tensor:
+    arr = np.ascontiguousarray(np.asarray(a, dtype=np.int64).ravel())
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+
+
+class Lowering:
+    """Tensor algebra over numpy constants and IR variables, emitting IR nodes.
+
+    Every method takes and returns values (``np.ndarray`` or :class:`Var`);
+    when all operands are constants the result is computed with numpy.
+    """
+
+    def __init__(self, builder: GraphBuilder) -> None:
+        self.b = builder
+
+    # ---------------------------------------------------------------- basics
+    @staticmethod
+    def shape(v: Value) -> tuple[int, ...]:
+        """Per-sample shape of a value."""
+        return v.shape if isinstance(v, Var) else tuple(np.shape(v))
+
+    @staticmethod
+    def iota(v: Var) -> np.ndarray:
+        """Array of flat element positions of ``v`` in its shape."""
+        return np.arange(v.size, dtype=np.int64).reshape(v.shape)
+
+    def node(self, v: Value) -> int:
+        """The IR node of a value (a constant becomes a ``constant`` node)."""
+        if isinstance(v, Var):
+            return v.node
+        return self.b.constant(_f64(np.asarray(v, dtype=np.float64).ravel()))
+
+    def select(self, node: int, size: int, idx: np.ndarray) -> Var:
+        """``out = node[idx]`` (flat positions, result shaped like ``idx``)."""
+        flat = np.asarray(idx, dtype=np.int64).ravel()
+        shape = tuple(int(d) for d in np.shape(idx))
+        if flat.size == size and np.array_equal(flat, np.arange(size)):
+            return Var(node, shape)
+        return Var(self.b.gather(node, _i64(flat)), shape)
+
+    def index(self, v: Value, fn: Callable[[np.ndarray], np.ndarray]) -> Value:
+        """Apply a pure indexing function (transpose, slice, take...) to ``v``."""
+        if not isinstance(v, Var):
+            return np.asarray(fn(np.asarray(v)))
+        return self.select(v.node, v.size, np.asarray(fn(self.iota(v))))
+
+    def reshape(self, v: Value, shape: Sequence[int]) -> Value:
+        """Reshape (metadata only for variables)."""
+        shape = tuple(int(d) for d in shape)
+        if not isinstance(v, Var):
+            return np.reshape(v, shape)
+        if int(np.prod(shape, dtype=np.int64)) != v.size:
+            raise ValueError(f"cannot reshape {v.shape} to {shape}")
+        return Var(v.node, shape)
+
+    def broadcast(self, v: Value, shape: Sequence[int]) -> Value:
+        """Broadcast ``v`` to ``shape`` (numpy rules)."""
+        shape = tuple(int(d) for d in shape)
+        if self.shape(v) == shape:
+            return v
+        return self.index(v, lambda a: np.broadcast_to(a, shape))
+
+    def linear_map(
+        self,
+        v: Var,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        vals: np.ndarray,
+        out_shape: Sequence[int],
+    ) -> Var:
+        """``out[rows[k]] += vals[k] * v[cols[k]]``: dense or sparse linear node.
+
+        Gathers and constant scalings feeding ``v`` are folded into the map (so an
+        exported ``Gather * vals -> ScatterElements`` re-imports as one node).
+        """
+        out_shape = tuple(int(d) for d in out_shape)
+        n_out = int(np.prod(out_shape, dtype=np.int64))
+        rows = np.asarray(rows, dtype=np.int64).ravel()
+        cols = np.asarray(cols, dtype=np.int64).ravel()
+        vals = np.asarray(vals, dtype=np.float64).ravel()
+        src = v.node
+        while (nd := self.b.node(src)).op in ("gather", "scale", "reshape"):
+            if nd.op == "gather":
+                cols = nd.attrs["index"].numpy()[cols]
+            elif nd.op == "scale":
+                vals = vals * nd.attrs["coef"].numpy()[cols]
+            src = nd.inputs[0]
+        v = Var(src, (self.b.node(src).size,))
+        n_in = v.size
+        dense_entries = n_out * n_in
+        if dense_entries <= _DENSE_MAX_ENTRIES and rows.size >= _DENSE_MIN_DENSITY * dense_entries:
+            w = np.bincount(rows * n_in + cols, weights=vals, minlength=dense_entries)
+            node = self.b.linear(v.node, _f64(w.reshape(n_out, n_in)), None)
+        else:
+            node = self.b.sparse_linear(v.node, _i64(rows), _i64(cols), _f64(vals), n_out)
+        return Var(node, out_shape)
+
+    def dense(
+        self, v: Var, w: np.ndarray, bias: np.ndarray | None, out_shape: Sequence[int]
+    ) -> Var:
+        """``out = v_flat @ w.T + bias`` with ``w`` of shape (out, in).
+
+        A large, mostly-zero ``w`` (a physics incidence matrix stored densely)
+        becomes a ``sparse_linear``.
+        """
+        b = None if bias is None else _f64(np.asarray(bias, dtype=np.float64).ravel())
+        w = np.asarray(w)
+        if w.size >= _SPARSE_MIN_ENTRIES:
+            nnz = np.count_nonzero(w)
+            if nnz < _DENSE_MIN_DENSITY * w.size:
+                rows, cols = np.nonzero(w)
+                node = self.b.sparse_linear(v.node, _i64(rows), _i64(cols), _f64(w[rows, cols]),
+                                            w.shape[0], bias=b)
+                return Var(node, tuple(int(d) for d in out_shape))
+        return Var(self.b.linear(v.node, _f64(w), b), tuple(int(d) for d in out_shape))
+
+    # ----------------------------------------------------------- elementwise
+    def unary(self, op: str, v: Value) -> Value:
+        """Elementwise ``op`` (a builder method name: relu, sin, exp...)."""
+        if isinstance(v, Var):
+            return Var(getattr(self.b, op)(v.node), v.shape)
+        x = np.asarray(v, dtype=np.float64)
+        return _NUMPY_UNARY[op](x)
+
+    def _binary_shapes(self, a: Value, c: Value) -> tuple[int, ...]:
+        return tuple(np.broadcast_shapes(self.shape(a), self.shape(c)))
+
+    def add(self, a: Value, c: Value) -> Value:
+        """``a + c`` with broadcasting."""
+        if not isinstance(a, Var) and not isinstance(c, Var):
+            return np.add(a, c)
+        shape = self._binary_shapes(a, c)
+        if not isinstance(a, Var):
+            a, c = c, a
+        a = self.broadcast(a, shape)
+        if isinstance(c, Var):
+            return Var(self.b.add(a.node, self.broadcast(c, shape).node), shape)
+        cf = np.broadcast_to(np.asarray(c, dtype=np.float64), shape)
+        if not np.any(cf):
+            return a
+        return Var(self.b.add_const(a.node, _f64(cf.ravel())), shape)
+
+    def neg(self, a: Value) -> Value:
+        """``-a``."""
+        if not isinstance(a, Var):
+            return np.negative(a)
+        return Var(self.b.neg(a.node), a.shape)
+
+    def sub(self, a: Value, c: Value) -> Value:
+        """``a - c`` with broadcasting."""
+        if not isinstance(a, Var) and not isinstance(c, Var):
+            return np.subtract(a, c)
+        if isinstance(a, Var) and isinstance(c, Var):
+            shape = self._binary_shapes(a, c)
+            a, c = self.broadcast(a, shape), self.broadcast(c, shape)
+            return Var(self.b.sub(a.node, c.node), shape)
+        if isinstance(a, Var):
+            return self.add(a, np.negative(np.asarray(c, dtype=np.float64)))
+        return self.add(self.neg(c), a)
+
+    def mul(self, a: Value, c: Value) -> Value:
+        """``a * c`` with broadcasting."""
+        if not isinstance(a, Var) and not isinstance(c, Var):
+            return np.multiply(a, c)
+        shape = self._binary_shapes(a, c)
+        if not isinstance(a, Var):
+            a, c = c, a
+        a = self.broadcast(a, shape)
+        if isinstance(c, Var):
+            return Var(self.b.mul(a.node, self.broadcast(c, shape).node), shape)
+        cf = np.broadcast_to(np.asarray(c, dtype=np.float64), shape)
+        if np.all(cf == 1.0):
+            return a
+        return Var(self.b.scale(a.node, _f64(cf.ravel())), shape)
+
+    def div(self, a: Value, c: Value) -> Value:
+        """``a / c``; a variable divisor goes through ``reciprocal``."""
+        if not isinstance(a, Var) and not isinstance(c, Var):
+            a_, c_ = np.asarray(a), np.asarray(c)
+            if a_.dtype.kind in "iu" and c_.dtype.kind in "iu":
+                return np.trunc(a_ / c_).astype(np.result_type(a_, c_))
+            return np.divide(a_, c_)
+        if isinstance(c, Var):
+            return self.mul(a, self.unary("reciprocal", c))
+        return self.mul(a, 1.0 / np.asarray(c, dtype=np.float64))
+
+    def power(self, a: Value, e: Value) -> Value:
+        """``a ** e`` for a constant exponent that is an integer or +-1/2."""
+        if not isinstance(a, Var) and not isinstance(e, Var):
+            return np.power(np.asarray(a, dtype=np.float64), e)
+        if isinstance(e, Var):
+            raise _Unsupported("variable exponent")
+        ev = np.unique(np.asarray(e, dtype=np.float64))
+        if ev.size != 1:
+            raise _Unsupported("exponent must be one constant")
+        k = float(ev[0])
+        shape = self._binary_shapes(a, e)
+        a = self.broadcast(a, shape)
+        if k == 0.5:
+            return self.unary("sqrt", a)
+        if k == -0.5:
+            return self.unary("reciprocal", self.unary("sqrt", a))
+        if k != round(k):
+            raise _Unsupported(f"non-integer exponent {k}")
+        n = int(round(k))
+        if n == 0:
+            return np.ones(shape)
+        base = a if n > 0 else self.unary("reciprocal", a)
+        n = abs(n)
+        if n == 1:
+            return base
+        if n == 2:
+            return Var(self.b.square(base.node), shape)
+        return Var(self.b.pow(base.node, n), shape)
+
+    def minmax(self, op: str, a: Value, c: Value) -> Value:
+        """Elementwise ``minimum`` / ``maximum``."""
+        if not isinstance(a, Var) and not isinstance(c, Var):
+            return np.minimum(a, c) if op == "minimum" else np.maximum(a, c)
+        shape = self._binary_shapes(a, c)
+        if isinstance(a, Var) and isinstance(c, Var):
+            a, c = self.broadcast(a, shape), self.broadcast(c, shape)
+            return Var(getattr(self.b, op)(a.node, c.node), shape)
+        if not isinstance(a, Var):
+            a, c = c, a
+        return self.clamp(a, c if op == "maximum" else None, c if op == "minimum" else None)
+
+    def clamp(self, a: Value, lo: Any, hi: Any) -> Value:
+        """``clamp(a, lo, hi)`` with constant bounds (None = open)."""
+        if not isinstance(a, Var):
+            x = np.asarray(a, dtype=np.float64)
+            return np.clip(x, -np.inf if lo is None else lo, np.inf if hi is None else hi)
+        shape = a.shape
+        for bound in (lo, hi):
+            if isinstance(bound, Var):
+                raise _Unsupported("variable clamp bound")
+            if bound is not None:
+                shape = tuple(np.broadcast_shapes(shape, np.shape(bound)))
+        a = self.broadcast(a, shape)
+
+        def flat(bound: Any) -> torch.Tensor | None:
+            if bound is None:
+                return None
+            arr = np.asarray(bound, dtype=np.float64)
+            if arr.size == 1:
+                return _f64(arr.reshape(()))
+            return _f64(np.broadcast_to(arr, shape).ravel())
+
+        return Var(self.b.clamp(a.node, flat(lo), flat(hi)), shape)
+
+    # ------------------------------------------------------------ structural
+    def concat(self, values: Sequence[Value], axis: int) -> Value:
+        """Concatenate along ``axis`` (numpy rules)."""
+        if not any(isinstance(v, Var) for v in values):
+            return np.concatenate([np.asarray(v) for v in values], axis=axis)
+        parts = [v for v in values if int(np.prod(self.shape(v), dtype=np.int64)) > 0]
+        nodes, idx, offset = [], [], 0
+        for v in parts:
+            nodes.append(self.node(v))
+            n = int(np.prod(self.shape(v), dtype=np.int64))
+            idx.append(np.arange(offset, offset + n, dtype=np.int64).reshape(self.shape(v)))
+            offset += n
+        positions = np.concatenate(idx, axis=axis)
+        node = nodes[0] if len(nodes) == 1 else self.b.concat(nodes)
+        return self.select(node, offset, positions)
+
+    def where(self, cond: Value, a: Value, c: Value) -> Value:
+        """``where(cond, a, c)`` for a constant condition."""
+        if isinstance(cond, Var):
+            raise _Unsupported("variable condition")
+        cond = np.asarray(cond, dtype=bool)
+        if not isinstance(a, Var) and not isinstance(c, Var):
+            return np.where(cond, a, c)
+        shape = tuple(np.broadcast_shapes(cond.shape, self.shape(a), self.shape(c)))
+        cb = np.broadcast_to(cond, shape)
+        if cb.all():
+            return self.broadcast(a, shape)
+        if not cb.any():
+            return self.broadcast(c, shape)
+        n = int(np.prod(shape, dtype=np.int64))
+        flat_a = self.reshape(self.broadcast(a, shape), (n,))
+        flat_c = self.reshape(self.broadcast(c, shape), (n,))
+        both = self.concat([flat_a, flat_c], 0)
+        pos = np.where(cb, np.arange(n).reshape(shape), n + np.arange(n).reshape(shape))
+        return self.index(both, lambda arr: arr[pos])
+
+    def reduce_sum(self, v: Value, axes: Sequence[int] | None, keepdims: bool) -> Value:
+        """Sum over ``axes`` (all axes when None)."""
+        shape = self.shape(v)
+        ax = tuple(range(len(shape))) if axes is None else tuple(a % len(shape) for a in axes)
+        if not isinstance(v, Var):
+            return np.sum(v, axis=ax, keepdims=keepdims)
+        kept = tuple(1 if i in ax else d for i, d in enumerate(shape))
+        out_shape = kept if keepdims else tuple(d for i, d in enumerate(shape) if i not in ax)
+        if int(np.prod(kept, dtype=np.int64)) == 1:
+            return Var(self.b.sum(v.node), out_shape)
+        rows = np.broadcast_to(np.arange(int(np.prod(kept))).reshape(kept), shape)
+        return self.linear_map(v, rows, np.arange(v.size), np.ones(v.size), out_shape)
+
+    def matmul(self, a: Value, c: Value) -> Value:
+        """numpy ``matmul`` semantics, including 1-D operands."""
+        if not isinstance(a, Var) and not isinstance(c, Var):
+            return np.matmul(np.asarray(a), np.asarray(c))
+        sa, sc = self.shape(a), self.shape(c)
+        if len(sa) == 0 or len(sc) == 0:
+            raise ValueError("matmul of a scalar")
+        a1, c1 = len(sa) == 1, len(sc) == 1
+        if a1:
+            a, sa = self.reshape(a, (1, sa[0])), (1, sa[0])
+        if c1:
+            c, sc = self.reshape(c, (sc[0], 1)), (sc[0], 1)
+        m, k, n = sa[-2], sa[-1], sc[-1]
+        if sc[-2] != k:
+            raise ValueError(f"matmul shapes {sa} and {sc} do not match")
+        bo = tuple(np.broadcast_shapes(sa[:-2], sc[:-2]))
+        out_shape = bo + (m, n)
+        final = bo + ((m,) if not a1 else ()) + ((n,) if not c1 else ())
+        ra = int(np.prod(sa[:-1], dtype=np.int64))
+        if isinstance(a, Var) and not isinstance(c, Var) and len(sc) == 2 and ra == 1:
+            out = self.dense(a, np.asarray(c, dtype=np.float64).T, None, out_shape)
+            return self.reshape(out, final)
+        if isinstance(c, Var) and not isinstance(a, Var) and len(sa) == 2 and len(sc) == 2 \
+                and n == 1:
+            out = self.dense(c, np.asarray(a, dtype=np.float64), None, out_shape)
+            return self.reshape(out, final)
+        full = bo + (m, k, n)
+        out_idx = np.broadcast_to(
+            np.arange(int(np.prod(out_shape))).reshape(out_shape)[..., :, None, :], full)
+        if isinstance(a, Var) and isinstance(c, Var):
+            ga = self.index(a, lambda t: np.broadcast_to(t[..., :, :, None], full))
+            gc = self.index(c, lambda t: np.broadcast_to(t[..., None, :, :], full))
+            prod = self.mul(ga, gc)
+            out = self.linear_map(prod, out_idx, np.arange(prod.size), np.ones(prod.size),
+                                  out_shape)
+        elif isinstance(a, Var):
+            cols = np.broadcast_to(self.iota(a)[..., :, :, None], full)
+            vals = np.broadcast_to(np.asarray(c, dtype=np.float64)[..., None, :, :], full)
+            out = self.linear_map(a, out_idx, cols, vals, out_shape)
+        else:
+            cols = np.broadcast_to(self.iota(c)[..., None, :, :], full)
+            vals = np.broadcast_to(np.asarray(a, dtype=np.float64)[..., :, :, None], full)
+            out = self.linear_map(c, out_idx, cols, vals, out_shape)
+        return self.reshape(out, final)
+
+    def output(self, v: Value, name: str) -> None:
+        """Mark ``v`` as a graph output."""
+        self.b.output(self.node(v), name=name)
+
+
+def prune(graph: Graph) -> Graph:
+    """``graph`` without the nodes no output depends on (inputs are always kept)."""
+    live = graph.ancestors(graph.outputs) | set(graph.inputs)
+    if len(live) == len(graph.nodes):
+        return graph
+    remap: dict[int, int] = {}
+    nodes: list[Node] = []
+    for nd in graph.nodes:
+        if nd.id in live:
+            remap[nd.id] = len(nodes)
+            nodes.append(Node(len(nodes), nd.op, tuple(remap[i] for i in nd.inputs), nd.attrs,
+                              nd.size, nd.shape, nd.name))
+    return Graph(tuple(nodes), tuple(remap[o] for o in graph.outputs), graph.output_names)
+
+
+class _Unsupported(Exception):
+    """Raised inside a lowering; the importer turns it into UnsupportedOpError."""
+
+
+def _np_sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+_NUMPY_UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "relu": lambda x: np.maximum(x, 0.0),
+    "sigmoid": _np_sigmoid,
+    "tanh": np.tanh,
+    "sin": np.sin,
+    "cos": np.cos,
+    "exp": np.exp,
+    "sqrt": np.sqrt,
+    "floor": np.floor,
+    "reciprocal": lambda x: 1.0 / x,
+    "neg": np.negative,
+    "square": np.square,
+}
