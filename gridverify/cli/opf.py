@@ -1,0 +1,128 @@
+"""``gridverify opf``: solve a case's AC-OPF (``opf solve``) and list solvers.
+
+``opf solve CASE --json`` prints one JSON object with at least ``case``,
+``status`` (``"optimal"`` when solved to optimality), ``objective`` ($/h),
+``max_balance_residual_pu``, ``solve_seconds`` and ``solver``.  Exit status 0
+when optimal, 1 when the solver ended otherwise, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["register", "solver_options_from_args", "add_solver_arguments"]
+
+
+def add_solver_arguments(p: argparse.ArgumentParser, max_iter: int = 3000) -> None:
+    """The solver flags shared by ``opf solve`` and ``dataset make``."""
+    from gridverify.opf.solvers import SOLVER_NAMES
+
+    p.add_argument(
+        "--solver",
+        default="auto",
+        choices=SOLVER_NAMES,
+        help="NLP solver: auto (ipopt on PATH, else pounce), ipopt, pounce, pounce-cli",
+    )
+    p.add_argument("--tol", type=float, default=1e-8, help="Ipopt tol (default 1e-8)")
+    p.add_argument(
+        "--max-iter", type=int, default=max_iter, help=f"iteration limit (default {max_iter})"
+    )
+    p.add_argument("--time-limit", type=float, default=None, help="wall-clock limit per solve, s")
+    p.add_argument("--print-level", type=int, default=0, help="solver print level (default 0)")
+
+
+def solver_options_from_args(args: argparse.Namespace) -> Any:
+    """A :class:`~gridverify.opf.solvers.SolverOptions` from the parsed solver flags."""
+    from gridverify.opf.solvers import SolverOptions
+
+    return SolverOptions(
+        name=args.solver,
+        tol=args.tol,
+        max_iter=args.max_iter,
+        time_limit=args.time_limit,
+        print_level=args.print_level,
+    )
+
+
+def _solve(args: argparse.Namespace) -> int:
+    from gridverify.grid import load_compiled
+    from gridverify.opf.acopf import solve_opf
+
+    options = solver_options_from_args(args)
+    case = load_compiled(args.case, emit_warnings=False)
+    sol = solve_opf(case, options=options)
+    if args.json:
+        out = sol.to_dict(arrays=args.arrays)
+        out["n_bus"], out["n_gen"], out["n_load"] = case.n_bus, case.n_gen, case.n_load
+        out["iterations"] = sol.iterations
+        print(json.dumps(out))
+    else:
+        _print_table(case, sol)
+    return 0 if sol.optimal else 1
+
+
+def _print_table(case: Any, sol: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for w in case.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    table = Table(title=f"AC-OPF {sol.case}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    rows = [
+        ("status", sol.status),
+        ("objective ($/h)", f"{sol.objective:.4f}"),
+        ("max balance residual (pu)", f"{sol.max_balance_residual_pu:.3e}"),
+        ("iterations", str(sol.iterations)),
+        ("solve seconds", f"{sol.solve_seconds:.3f}"),
+        ("solver", sol.solver),
+        ("termination", sol.termination),
+    ]
+    if sol.optimal:
+        base = case.base_mva
+        rows += [
+            ("total pg (MW)", f"{sol.pg.sum() * base:.2f}"),
+            ("total qg (MVAr)", f"{sol.qg.sum() * base:.2f}"),
+            ("vm range (pu)", f"{sol.vm.min():.4f} .. {sol.vm.max():.4f}"),
+        ]
+    for key, val in rows:
+        table.add_row(key, val)
+    console.print(table)
+
+
+def _solvers(args: argparse.Namespace) -> int:
+    from gridverify.opf.solvers import available_solvers
+
+    report = available_solvers()
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for name, what in report.items():
+            print(f"{name:11s} {what}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Install ``gridverify opf solve`` and ``gridverify opf solvers``."""
+    p = subparsers.add_parser("opf", help="solve AC optimal power flow")
+    sub = p.add_subparsers(dest="opf_command", metavar="SUBCOMMAND", parser_class=type(p))
+    sub.required = True
+    s = sub.add_parser(
+        "solve",
+        help="solve the AC-OPF of a case",
+        description="Solve the polar AC-OPF (PowerModels' ACP) of CASE at nominal load. "
+        "Exit status 0 optimal, 1 not optimal, 2 bad input.",
+    )
+    s.add_argument("case", metavar="CASE", help="bundled case name or MATPOWER file path")
+    add_solver_arguments(s)
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--arrays", action="store_true", help="with --json: include pg, vm, ... arrays")
+    s.set_defaults(func=_solve)
+    v = sub.add_parser("solvers", help="list the NLP solver routes and their versions")
+    v.add_argument("--json", action="store_true", help="print one JSON object")
+    v.set_defaults(func=_solvers)
