@@ -1,0 +1,215 @@
+"""OPF datasets: schema, failures recorded, validation, kill-and-resume."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from gridverify.errors import DatasetError
+from gridverify.grid import balance_residuals, load_compiled
+from gridverify.opf import SolverOptions
+from gridverify.opf.dataset import STATUS_CODES, load_dataset, make_dataset
+from gridverify.opf.samplers import BoxSampler, PGLearnSampler
+
+CASE14 = load_compiled("pglib_opf_case14_ieee", emit_warnings=False)
+CASE5 = load_compiled("pglib_opf_case5_pjm", emit_warnings=False)
+OPTS = SolverOptions(max_iter=500)  # what `dataset make` uses by default
+KEYS = {
+    "inputs/pd": ("float64", "L"),
+    "inputs/qd": ("float64", "L"),
+    "outputs/pg": ("float64", "G"),
+    "outputs/qg": ("float64", "G"),
+    "outputs/vm": ("float64", "N"),
+    "outputs/va": ("float64", "N"),
+    "objective": ("float64", None),
+    "solve_seconds": ("float64", None),
+    "status": ("int8", None),
+    "done": ("bool", None),
+}
+
+
+@pytest.fixture(scope="module")
+def case14_20(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ds") / "case14.h5"
+    make_dataset(CASE14, 20, path, BoxSampler(0.9, 1.1), seed=11, workers=1, options=OPTS,
+                 progress=False)
+    return path
+
+
+def test_schema_exact(case14_20: Path) -> None:
+    dims = {"L": CASE14.n_load, "G": CASE14.n_gen, "N": CASE14.n_bus}
+    with h5py.File(case14_20, "r") as f:
+        found = set()
+        f.visititems(lambda name, obj: found.add(name) if isinstance(obj, h5py.Dataset) else None)
+        assert found == set(KEYS)
+        for key, (dtype, dim) in KEYS.items():
+            assert f[key].dtype == np.dtype(dtype), key
+            assert f[key].shape == ((20, dims[dim]) if dim else (20,)), key
+        a = dict(f.attrs)
+    assert a["schema_version"] == 1 and a["n_samples"] == 20 and a["seed"] == 11
+    assert a["case_name"] == "pglib_opf_case14_ieee" and a["case_hash"] == CASE14.content_hash
+    assert a["solver_name"] == "pounce" and a["solver_version"]
+    assert a["gridverify_version"]
+    import json
+
+    assert json.loads(a["sampler"]) == {"kind": "box", "low": 0.9, "high": 1.1}
+    assert json.loads(a["status_codes"]) == STATUS_CODES
+
+
+def test_case14_complete_and_physical(case14_20: Path) -> None:
+    d = load_dataset(case14_20, CASE14)
+    assert d.done.all() and d.solved.all()
+    sampler = BoxSampler(0.9, 1.1)
+    for i in range(d.n_samples):
+        pd, qd = sampler.sample(CASE14, 11, i)
+        assert np.array_equal(pd, d.pd[i]) and np.array_equal(qd, d.qd[i])
+        rp, rq = balance_residuals(CASE14, pg=d.pg[i], qg=d.qg[i], vm=d.vm[i], va=d.va[i],
+                                   pd=d.pd[i], qd=d.qd[i])
+        assert max(np.abs(rp).max(), np.abs(rq).max()) <= 1e-6
+        pg = d.pg[i]
+        cost = np.sum(CASE14.cost_c2 * pg**2 + CASE14.cost_c1 * pg + CASE14.cost_c0)
+        assert cost == pytest.approx(d.objective[i], rel=1e-12)
+    assert np.all(d.solve_seconds > 0)
+    assert len(set(np.round(d.objective, 6))) == 20  # every sample its own optimum
+
+
+def test_rerun_complete_file_is_noop_and_mismatch_is_error(case14_20: Path) -> None:
+    before = load_dataset(case14_20)
+    again = make_dataset(CASE14, 20, case14_20, BoxSampler(0.9, 1.1), seed=11, options=OPTS,
+                         progress=False)
+    assert np.array_equal(before.pg, again.pg, equal_nan=True)
+    with pytest.raises(DatasetError, match="seed"):
+        make_dataset(CASE14, 20, case14_20, BoxSampler(0.9, 1.1), seed=12, progress=False)
+    with pytest.raises(DatasetError, match="sampler"):
+        make_dataset(CASE14, 20, case14_20, BoxSampler(0.8, 1.1), seed=11, progress=False)
+    with pytest.raises(DatasetError, match="n_samples"):
+        make_dataset(CASE14, 21, case14_20, BoxSampler(0.9, 1.1), seed=11, progress=False)
+    with pytest.raises(DatasetError, match="case"):
+        make_dataset(CASE5, 20, case14_20, BoxSampler(0.9, 1.1), seed=11, progress=False)
+    with pytest.raises(DatasetError, match="not 'pglib_opf_case5_pjm'"):
+        load_dataset(case14_20, CASE5)
+
+
+def _corrupt(src: Path, dst: Path, edit) -> Path:  # noqa: ANN001
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        edit(f)
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("label", "edit", "match"),
+    [
+        ("missing", lambda f: f.__delitem__("outputs/vm"), "missing dataset 'outputs/vm'"),
+        ("attr", lambda f: f.attrs.__delitem__("case_hash"), "missing attribute 'case_hash'"),
+        ("shape", lambda f: (f.__delitem__("objective"), f.create_dataset("objective", (7,), dtype="f8")),
+         "shape"),
+        ("naninput", lambda f: f["inputs/pd"].__setitem__((3, 0), np.nan), "NaN"),
+        ("status", lambda f: f["status"].__setitem__(2, 9), "unknown status"),
+        ("optnan", lambda f: f["outputs/vm"].__setitem__((4, 1), np.nan), "optimal but has NaN"),
+        ("schema", lambda f: f.attrs.__setitem__("schema_version", 7), "schema_version"),
+    ],
+)
+def test_validation_errors(case14_20: Path, tmp_path: Path, label: str, edit, match: str) -> None:  # noqa: ANN001
+    bad = _corrupt(case14_20, tmp_path / f"{label}.h5", edit)
+    with pytest.raises(DatasetError, match=match):
+        load_dataset(bad)
+
+
+def test_not_hdf5(tmp_path: Path) -> None:
+    p = tmp_path / "x.h5"
+    p.write_text("hello")
+    with pytest.raises(DatasetError, match="not a readable HDF5"):
+        load_dataset(p)
+
+
+def test_failed_samples_are_recorded(tmp_path: Path) -> None:
+    # Demand at 3x nominal exceeds case5's generation: no sample can be optimal.
+    out = tmp_path / "c5.h5"
+    d = make_dataset(CASE5, 4, out, BoxSampler(3.0, 3.2), seed=0,
+                     options=SolverOptions(max_iter=150), progress=False)
+    assert d.done.all()
+    assert not d.solved.any()
+    assert set(d.status.tolist()) <= {2, 3, 4} and len(d.status) == 4
+    assert np.isnan(d.pg).all() and np.isnan(d.objective).all()
+    assert np.isfinite(d.pd).all()
+
+
+def _ref_run(path: Path, n: int, seed: int) -> object:
+    return make_dataset(CASE14, n, path, PGLearnSampler(0.85, 1.1, 0.05), seed=seed, workers=1,
+                        options=OPTS, progress=False)
+
+
+def _done_count(path: Path) -> int:
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            return int(f["done"][...].sum())
+    except (OSError, KeyError):
+        return -1
+
+
+def test_kill_and_resume(tmp_path: Path) -> None:
+    n, seed = 400, 5
+    out = tmp_path / "killed.h5"
+    cmd = [sys.executable, "-m", "gridverify", "dataset", "make", "pglib_opf_case14_ieee",
+           "--samples", str(n), "--out", str(out), "--region", "pglearn:0.85,1.1,0.05",
+           "--seed", str(seed), "--workers", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            if _done_count(out) >= 20:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "run finished before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)  # the run and its worker processes
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    partial = load_dataset(out, CASE14)  # readable and consistent after SIGKILL
+    k = int(partial.done.sum())
+    assert 20 <= k < n
+    assert (partial.status[~partial.done] == 0).all()
+
+    ref = _ref_run(tmp_path / "ref.h5", n, seed)
+    done = partial.done
+    np.testing.assert_allclose(partial.vm[done], ref.vm[done], rtol=1e-9, atol=1e-12)
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    full = load_dataset(out, CASE14)
+    assert full.done.all() and (full.status != 0).all()
+    assert np.array_equal(full.pd, ref.pd) and np.array_equal(full.qd, ref.qd)
+    assert np.array_equal(full.status, ref.status)
+    # rows written before the kill are untouched by the resume
+    assert np.array_equal(full.vm[done], partial.vm[done])
+    for key in ("pg", "qg", "vm", "va", "objective"):
+        np.testing.assert_allclose(getattr(full, key), getattr(ref, key), rtol=1e-9,
+                                   atol=1e-12, err_msg=key)
+
+
+@pytest.mark.slow
+def test_case118_200_samples_cli(tmp_path: Path) -> None:
+    out = tmp_path / "c118.h5"
+    r = subprocess.run(
+        [sys.executable, "-m", "gridverify", "dataset", "make", "pglib_opf_case118_ieee",
+         "--samples", "200", "--out", str(out), "--workers", "2", "--no-progress"],
+        capture_output=True, text=True, timeout=1200,
+    )
+    assert r.returncode == 0, r.stderr
+    d = load_dataset(out, load_compiled("pglib_opf_case118_ieee", emit_warnings=False))
+    assert d.done.all() and d.solved.sum() >= 190
