@@ -264,3 +264,28 @@ def test_bad_run_options_are_one_line_errors(bench: Path, tmp_path: Path, capsys
         assert main(args) == 2
         err = capsys.readouterr().err.strip()
         assert fragment in err and "\n" not in err
+
+
+def test_watchdog_writes_timeout_and_ends_the_process(tmp_path: Path) -> None:
+    """A run that overshoots its deadline still leaves a 'timeout' result (exit 3)."""
+    out = tmp_path / "r.txt"
+    code = (
+        "import time\n"
+        "from gridverify.cli.vnncomp import _Watchdog\n"
+        f"dog = _Watchdog({str(out)!r}, 0.3)\n"
+        "dog.timer.start()\n"
+        "time.sleep(30)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 3 and out.read_text() == "timeout\n"
+    # a finished run cancels the watchdog and writes its own result
+    from gridverify.cli.vnncomp import _Watchdog
+    from gridverify.vnncomp.result import write_result
+
+    dog = _Watchdog(str(out), 0.2)
+    dog.timer.start()
+    assert dog.finish(lambda: write_result(out, "unsat"))
+    import time
+
+    time.sleep(0.4)
+    assert out.read_text() == "unsat\n"
