@@ -111,8 +111,8 @@ def _corrupt(src: Path, dst: Path, edit) -> Path:  # noqa: ANN001
     [
         ("missing", lambda f: f.__delitem__("outputs/vm"), "missing dataset 'outputs/vm'"),
         ("attr", lambda f: f.attrs.__delitem__("case_hash"), "missing attribute 'case_hash'"),
-        ("shape", lambda f: (f.__delitem__("objective"), f.create_dataset("objective", (7,), dtype="f8")),
-         "shape"),
+        ("shape", lambda f: (f.__delitem__("objective"),
+                             f.create_dataset("objective", (7,), dtype="f8")), "shape"),
         ("naninput", lambda f: f["inputs/pd"].__setitem__((3, 0), np.nan), "NaN"),
         ("status", lambda f: f["status"].__setitem__(2, 9), "unknown status"),
         ("optnan", lambda f: f["outputs/vm"].__setitem__((4, 1), np.nan), "optimal but has NaN"),
@@ -158,7 +158,7 @@ def _done_count(path: Path) -> int:
 
 
 def test_kill_and_resume(tmp_path: Path) -> None:
-    n, seed = 400, 5
+    n, seed = 150, 5
     out = tmp_path / "killed.h5"
     cmd = [sys.executable, "-m", "gridverify", "dataset", "make", "pglib_opf_case14_ieee",
            "--samples", str(n), "--out", str(out), "--region", "pglearn:0.85,1.1,0.05",
