@@ -122,18 +122,35 @@ def polytope_objective(polytopes: list[tuple[np.ndarray, np.ndarray]]) -> tuple[
         raise SpecError("no polytopes to attack")
     n_out = polytopes[0][0].shape[1]
     k = max(1, max(a.shape[0] for a, _ in polytopes))
-    A = torch.zeros((m, k, n_out), dtype=torch.float64)
-    b = torch.full((m, k), 1e300, dtype=torch.float64)
-    for j, (a, bb) in enumerate(polytopes):
+    # Rows are stored sparsely: the z nonzero columns of each row (padded with
+    # column 0 and coefficient 0), so that a sample costs k * z, not k * n_out.
+    z = 1
+    for j, (a, _) in enumerate(polytopes):
         if a.shape[1] != n_out:
             raise SpecError(f"polytope {j} has {a.shape[1]} columns, expected {n_out}")
-        A[j, : a.shape[0]] = _f64(a)
+        if a.size:
+            z = max(z, int((np.asarray(a) != 0).sum(axis=1).max()))
+    cols = torch.zeros((m, k, z), dtype=torch.int64)
+    vals = torch.zeros((m, k, z), dtype=torch.float64)
+    b = torch.full((m, k), 1e300, dtype=torch.float64)
+    for j, (a, bb) in enumerate(polytopes):
+        a = np.asarray(a, dtype=np.float64)
+        for r in range(a.shape[0]):
+            (nz,) = np.nonzero(a[r])
+            cols[j, r, : nz.size] = torch.from_numpy(nz.astype(np.int64))
+            vals[j, r, : nz.size] = torch.from_numpy(a[r, nz].copy())
         b[j, : a.shape[0]] = _f64(bb)
+    cache: dict = {}
 
     def fn(y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        Ar = A.to(y)[rows]  # (B, k, n_out)
-        br = b.to(y)[rows] if y.dtype == torch.float64 else b.clamp(max=1e30).to(y)[rows]
-        return (br - torch.einsum("bkn,bn->bk", Ar, y)).amin(dim=-1)
+        key = (y.device, y.dtype)
+        if key not in cache:
+            bb = b if y.dtype == torch.float64 else b.clamp(max=1e30)
+            cache[key] = (cols.to(y.device), vals.to(y), bb.to(y))
+        c, v, bd = cache[key]
+        cr, vr = c[rows], v[rows]  # (B, k, z)
+        yz = torch.gather(y, 1, cr.reshape(cr.shape[0], -1)).reshape(cr.shape)
+        return (bd[rows] - (yz * vr).sum(dim=-1)).amin(dim=-1)
 
     return fn, m
 

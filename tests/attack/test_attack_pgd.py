@@ -142,3 +142,26 @@ def test_degenerate_box_and_bad_arguments() -> None:
         pgd_maximize(g, [0, -np.inf], [1, 1], [[1.0, 1.0]])
     with pytest.raises(SpecError, match="graph inputs total"):
         pgd_maximize(g, [0], [1], [[1.0, 1.0]])
+
+
+def test_polytope_objective_matches_the_dense_formula() -> None:
+    rng = np.random.default_rng(5)
+    n_out = 7
+    polys = []
+    for j in range(12):
+        k = int(rng.integers(0, 4))
+        A = rng.normal(size=(k, n_out)) * (rng.random((k, n_out)) < 0.4)
+        if j == 3 and k:
+            A[0] = rng.normal(size=n_out)  # a dense row
+        polys.append((A, rng.normal(size=k)))
+    fn, m = polytope_objective(polys)
+    y = torch.tensor(rng.normal(size=(40, n_out)))
+    rows = torch.tensor(rng.integers(0, m, size=40))
+    got = fn(y, rows).numpy()
+    for i in range(40):
+        A, b = polys[int(rows[i])]
+        want = np.min(b - A @ y[i].numpy()) if A.shape[0] else 1e300
+        assert got[i] == pytest.approx(want, rel=1e-12, abs=1e-12)
+    got32 = fn(y.float(), rows).numpy()
+    finite = np.array([polys[int(r)][0].shape[0] > 0 for r in rows])
+    np.testing.assert_allclose(got32[finite], got[finite], rtol=1e-4, atol=1e-4)
