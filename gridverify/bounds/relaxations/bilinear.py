@@ -37,9 +37,11 @@ from gridverify.bounds.relaxations.base import BilinearRelaxation
 
 
 def _interval64(lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> tuple[Tensor, Tensor]:
-    p = torch.stack([lx * ly, lx * uy, ux * ly, ux * uy])
-    p = torch.where(torch.isnan(p), torch.zeros_like(p), p)  # 0 * inf at a corner
-    lo, hi = p.min(0).values, p.max(0).values
+    lo = hi = None
+    for p in (lx * ly, lx * uy, ux * ly, ux * uy):
+        p = torch.where(torch.isnan(p), torch.zeros_like(p), p)  # 0 * inf at a corner
+        lo = p if lo is None else torch.minimum(lo, p)
+        hi = p if hi is None else torch.maximum(hi, p)
     lo = lo - (PAD_REL_INTERVAL * lo.abs() + PAD_ABS)
     hi = hi + (PAD_REL_INTERVAL * hi.abs() + PAD_ABS)
     return lo, hi

@@ -48,8 +48,11 @@ Fn = Callable[[Tensor], Tensor]
 
 def _extreme(f: Fn, xs: list[Tensor], k: Tensor, upper: bool) -> Tensor:
     """``max`` (upper) or ``min`` of ``f(x) - k x`` over the candidate points ``xs``."""
-    vals = torch.stack([f(x) - k * x for x in xs])
-    return vals.max(0).values if upper else vals.min(0).values
+    best = f(xs[0]) - k * xs[0]
+    for x in xs[1:]:
+        v = f(x) - k * x
+        best = torch.maximum(best, v) if upper else torch.minimum(best, v)
+    return best
 
 
 def _tangent_point(l: Tensor, u: Tensor, alpha: Tensor | None) -> Tensor:

@@ -95,11 +95,17 @@ def extreme_offset(
     with torch.no_grad():
         cands = crit(k.detach(), l.detach(), u.detach())
     xs = [l, u] + [torch.minimum(torch.maximum(c, l), u) for c in cands]
-    x = torch.stack(xs)
-    vals = op.f(x) - k.unsqueeze(0) * x
-    best = vals.max(0) if upper else vals.min(0)
-    xstar = x.detach().gather(0, best.indices.unsqueeze(0)).squeeze(0)
-    return best.values, xstar
+    # elementwise running extremum (dim reductions are slow for small tensors on CPU)
+    best, xstar = None, None
+    for x in xs:
+        v = op.f(x) - k * x
+        if best is None:
+            best, xstar = v, x.detach()
+            continue
+        better = v > best if upper else v < best
+        best = torch.where(better, v, best)
+        xstar = torch.where(better, x.detach(), xstar)
+    return best, xstar
 
 
 def area_slope(op: SmoothOp, l: Tensor, u: Tensor, upper: bool) -> Tensor:

@@ -1,0 +1,168 @@
+"""Soundness of every unary relaxation (float64), property-tested against the true function.
+
+Intervals: tiny, wide, crossing zero, crossing inflection points, spanning
+several periods (sin, cos) and extreme ([-50, 50] and beyond); default alpha,
+alpha at the ends of [0, 1] and random alpha.  Each check samples 1,000 grid
+points (endpoints included), 1,000 random points and 1,000 points around the
+worst sample, see :mod:`gridverify.bounds.relaxations.checks`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gridverify.bounds.relaxations import RELAXATIONS, unary
+from gridverify.bounds.relaxations.checks import unary_violation
+
+F64 = torch.float64
+TOL = 4.0  # ulps of the float64 check itself
+OPS = [
+    "relu", "floor", "sigmoid", "tanh", "sin", "cos", "exp", "reciprocal", "sqrt",
+    "square", "pow3", "pow4", "pow5", "pow6", "pow7",
+]
+POSITIVE = {"reciprocal", "sqrt"}
+PI = math.pi
+
+# op -> (range of centers, inflection/kink points used by the "inflect" kind)
+RANGE = {"exp": 40.0, "pow3": 30.0, "pow4": 30.0, "pow5": 20.0, "pow6": 15.0, "pow7": 12.0}
+INFLECT = {
+    "relu": [0.0], "floor": [-3.0, 0.0, 1.0, 7.0], "sigmoid": [0.0], "tanh": [0.0],
+    "sin": [n * PI for n in range(-4, 5)], "cos": [PI / 2 + n * PI for n in range(-4, 4)],
+    "pow3": [0.0], "pow5": [0.0], "pow7": [0.0], "square": [0.0], "pow4": [0.0],
+    "pow6": [0.0], "exp": [0.0],
+}
+
+
+def curated(op: str) -> list[tuple[float, float]]:
+    """Hand-picked intervals of every kind for ``op``."""
+    if op in POSITIVE:
+        out = [(1e-6, 1e-3), (1e-3, 1e3), (0.5, 0.5), (2.0, 2.0 + 1e-12), (1e-8, 50.0),
+               (0.1, 0.2), (3.0, 3.0 + 1e-6), (1e-300, 1.0), (7.0, 1e4)]
+        if op == "sqrt":
+            out += [(0.0, 0.0), (0.0, 4.0), (0.0, 1e-12), (-1.0, 4.0), (-1e-9, 1e-3)]
+        return out
+    r = RANGE.get(op, 50.0)
+    out = [(-1e-9, 1e-9), (0.3, 0.3), (0.3, 0.3 + 1e-12), (-2.0, 3.0), (-0.1, 0.2),
+           (1.0, 4.0), (-4.0, -1.0), (-7.0, 2.0), (-1.5, 9.0), (0.0, 0.0), (-3.0, 0.0),
+           (0.0, 3.0), (-r, r), (-r, -r + 1.0), (r - 1.0, r), (-r, 0.5)]
+    if op in ("sin", "cos"):
+        out += [(-20.0, 20.0), (0.0, 2 * PI), (-PI, PI), (PI / 2 - 0.1, PI / 2 + 0.1),
+                (PI - 0.5, PI + 0.5), (3.0, 9.0), (1e3, 1e3 + 5.0), (-1e4, -1e4 + 1.0),
+                (2 * PI - 1e-9, 2 * PI + 1e-9), (-0.5, PI + 0.5), (PI - 0.5, 2 * PI + 0.5),
+                (0.1, 2 * PI - 0.1), (-1e5, 1e5), (123456.7, 123459.9)]
+    if op in ("sigmoid", "tanh"):
+        out += [(-800.0, 800.0), (-40.0, 3.0), (-3.0, 40.0), (-700.0, -690.0), (690.0, 700.0)]
+    if op == "exp":
+        out += [(-700.0, -600.0), (600.0, 700.0), (-800.0, -700.0), (-50.0, 50.0)]
+    if op == "floor":
+        out += [(-50.0, 50.0), (0.999, 1.001), (0.5, 1.5), (-2.0, -1.0), (1e6, 1e6 + 3.5)]
+    return out
+
+
+def _alphas(entry, l: torch.Tensor, seed: int, full: bool = True) -> list[torch.Tensor | None]:  # noqa: ANN001
+    """Default, the ends of [0, 1] (``full``) and random alphas for ``entry`` on ``l``."""
+    if not entry.n_alpha:
+        return [None]
+    g = torch.Generator().manual_seed(seed)
+    shape = (entry.n_alpha, *l.shape)
+    rand = torch.rand(shape, generator=g, dtype=F64).to(l.dtype)
+    if not full:
+        return [None, rand]
+    return [
+        None,
+        torch.zeros(shape, dtype=l.dtype),
+        torch.ones(shape, dtype=l.dtype),
+        rand,
+        torch.rand(shape, generator=g, dtype=F64).to(l.dtype),
+    ]
+
+
+def _check(op: str, ivs: list[tuple[float, float]], seed: int = 0, full: bool = True) -> None:
+    entry = unary(op)
+    l = torch.tensor([a for a, _ in ivs], dtype=F64)
+    u = torch.tensor([b for _, b in ivs], dtype=F64)
+    for alpha in _alphas(entry, l, seed, full):
+        v = unary_violation(entry, l, u, alpha, n=1000, seed=seed)
+        assert v.worst() <= TOL, (op, v, "alpha None" if alpha is None else alpha)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_curated_intervals_are_sound(op: str) -> None:
+    _check(op, curated(op))
+
+
+@st.composite
+def interval(draw: st.DrawFn, op: str) -> tuple[float, float]:
+    """An interval of a random kind for ``op``."""
+    if op in POSITIVE:
+        lo = draw(st.floats(-8.0, 3.0))
+        width = draw(st.sampled_from([0.0, 1e-14, 1e-9, 1e-4, 0.1, 1.0, 10.0, 1e3]))
+        l = 10.0**lo
+        return l, l + width * draw(st.floats(0.0, 1.0))
+    r = RANGE.get(op, 50.0)
+    kind = draw(st.sampled_from(["tiny", "wide", "cross", "inflect", "period", "extreme", "any"]))
+    if kind == "tiny":
+        c = draw(st.floats(-r, r))
+        w = draw(st.sampled_from([0.0, 1e-300, 1e-15, 1e-12, 1e-9, 1e-6, 1e-3]))
+        return c, c + w * draw(st.floats(0.0, 1.0))
+    if kind == "wide":
+        c = draw(st.floats(-r / 4, r / 4))
+        w = draw(st.floats(5.0, r))
+        return c - w / 2, c + w / 2
+    if kind == "cross":
+        return -draw(st.floats(1e-6, r)), draw(st.floats(1e-6, r))
+    if kind == "inflect":
+        p = draw(st.sampled_from(INFLECT.get(op, [0.0])))
+        return p - draw(st.floats(0.0, 3.0)), p + draw(st.floats(0.0, 3.0))
+    if kind == "period":
+        c = draw(st.floats(-r, r))
+        return c, c + draw(st.floats(2 * PI, 10 * PI))
+    if kind == "extreme":
+        return -draw(st.floats(0.9 * r, r)), draw(st.floats(0.9 * r, r))
+    a, b = draw(st.floats(-r, r)), draw(st.floats(-r, r))
+    return min(a, b), max(a, b)
+
+
+@pytest.mark.parametrize("op", OPS)
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_intervals_are_sound(op: str, data: st.DataObject) -> None:
+    """20 batches of up to 12 intervals per op; default and one random alpha each."""
+    ivs = data.draw(st.lists(interval(op), min_size=1, max_size=12), label="intervals")
+    seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
+    _check(op, ivs, seed, full=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", OPS)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_intervals_are_sound_long(op: str, data: st.DataObject) -> None:
+    """The long run: 200 batches per op, five alphas each (default, 0, 1, two random)."""
+    ivs = data.draw(st.lists(interval(op), min_size=1, max_size=12), label="intervals")
+    seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
+    _check(op, ivs, seed, full=True)
+
+
+def test_table_covers_the_ir_ops() -> None:
+    for op in ("relu", "sigmoid", "tanh", "sin", "cos", "exp", "reciprocal", "sqrt",
+               "square", "floor"):
+        assert RELAXATIONS[op].op == op
+    assert unary("pow", 2).op == "square"
+    assert unary("pow", 3).op == "pow3"
+    assert unary("pow", 12).op == "pow12"
+
+
+@pytest.mark.parametrize("k", [9, 10, 11, 12])
+def test_high_powers_are_sound(k: int) -> None:
+    entry = unary("pow", k)
+    l = torch.tensor([-3.0, -1.0, 0.5, -2.0, 0.0, -1e-3], dtype=F64)
+    u = torch.tensor([3.0, 2.0, 1.5, -1.0, 0.0, 1e-3], dtype=F64)
+    for alpha in _alphas(entry, l, k):
+        v = unary_violation(entry, l, u, alpha)
+        assert v.worst() <= TOL, (k, v)
