@@ -76,6 +76,8 @@ class CertifyOptions:
     ``"undecided"`` or ``"all"``.  ``alpha_iterations``: alpha-CROWN steps.
     ``pad_rel``/``pad_abs``: rounding pad added to every upper bound
     (``ub + pad_abs + pad_rel * |ub|``).  ``seed``: sampling and attack seed.
+    ``bab_timeout``: seconds of branch-and-bound per undecided constraint
+    (method ``bab``; also capped by ``timeout``).
     """
 
     timeout: float | None = None
@@ -88,7 +90,7 @@ class CertifyOptions:
     pad_rel: float = 1e-9
     pad_abs: float = 1e-9
     seed: int = 0
-    bab_timeout: float | None = None
+    bab_timeout: float | None = 30.0
 
     def __post_init__(self) -> None:
         if self.timeout is not None and not self.timeout > 0:
@@ -103,6 +105,8 @@ class CertifyOptions:
             raise SpecError("options.attack_restarts must be >= 1 and attack_steps >= 0")
         if self.alpha_iterations < 0:
             raise SpecError("options.alpha_iterations must be >= 0")
+        if self.bab_timeout is not None and not self.bab_timeout > 0:
+            raise SpecError(f"options.bab_timeout: must be > 0, got {self.bab_timeout!r}")
         if not (self.pad_rel >= 0 and self.pad_abs >= 0):
             raise SpecError("options.pad_rel/pad_abs must be >= 0")
 
@@ -449,36 +453,54 @@ def _attack_rows(graph: Any, region: Region, rows: np.ndarray, n_rows: int,
 
 def _bab_entry() -> Any:
     try:
-        import gridverify.bab as bab
+        from gridverify.bab import bab_maximize
     except ImportError:
-        raise SpecError("method bab: gridverify.bab is not available") from None
-    for name in ("bab_maximize", "branch_and_bound", "maximize"):
-        if hasattr(bab, name):
-            return getattr(bab, name)
-    raise SpecError("method bab: gridverify.bab has no branch-and-bound entry point yet")
+        raise SpecError("method bab: gridverify.bab (bab_maximize) is not available") from None
+    return bab_maximize
+
+
+def _bab_call(fn: Any, graph: Any, region: Region, spec: np.ndarray, threshold: float,
+              limit: float | None) -> Any:
+    """One bab_maximize call; without the pre-built branching-point table, midpoints."""
+    from gridverify.bab import BabOptions
+
+    try:
+        return fn(graph, region.lower, region.upper, spec, threshold=threshold, timeout=limit)
+    except GridverifyError as exc:
+        if "branching-point table" not in str(exc):
+            raise
+    return fn(graph, region.lower, region.upper, spec, threshold=threshold, timeout=limit,
+              options=BabOptions(points="midpoint"))
 
 
 def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
              module: torch.nn.Module, opts: CertifyOptions, t0: float) -> None:
-    """Send each open row to branch-and-bound (upper bound vs threshold)."""
-    open_rows = st.rows_of(st.undecided())
-    for r in open_rows:
+    """Branch-and-bound on every undecided constraint (decision mode at its threshold).
+
+    The spec of a constraint is its violation rows, so BaB bounds their maximum
+    (``|residual|`` for balance constraints).
+    """
+    n_rows = st.physics.n_rows
+    for k in np.flatnonzero(st.undecided()):
         if _timed_out(t0, opts):
             break
-        k = st.physics.row_constraint[r]
+        rows = np.flatnonzero(st.physics.row_constraint == k)
+        spec = np.zeros((rows.size, n_rows))
+        spec[np.arange(rows.size), rows] = 1.0
+        limit = opts.bab_timeout
+        if opts.timeout is not None:
+            left = max(opts.timeout - (time.perf_counter() - t0), 0.1)
+            limit = left if limit is None else min(limit, left)
         ts = time.perf_counter()
-        obj = np.zeros(st.physics.n_rows)
-        obj[r] = 1.0
-        try:
-            out = fn(graph, region.lower, region.upper, obj, threshold=float(st.thresholds[k]),
-                     timeout=opts.bab_timeout)
-        except GridverifyError:
-            raise
-        ub = float(getattr(out, "upper", getattr(out, "upper_bound", math.inf)))
-        _apply_row_bounds(st, np.array([r]), np.array([ub]), opts)
-        x = getattr(out, "inputs", getattr(out, "witness", None))
-        if x is not None:
-            _update_attained(st, case, module, np.atleast_2d(np.asarray(x, dtype=np.float64)))
+        out = _bab_call(fn, graph, region, spec, float(st.thresholds[k]), limit)
+        ub = float(out.upper_bound)
+        if math.isfinite(ub):
+            ub = ub + opts.pad_abs + opts.pad_rel * abs(ub)
+            st.ub[k] = min(st.ub[k], ub)
+        if out.witness is not None:
+            x = np.clip(np.atleast_2d(np.asarray(out.witness, dtype=np.float64)),
+                        region.lower, region.upper)
+            _update_attained(st, case, module, x)
         st.seconds[k] += time.perf_counter() - ts
 
 

@@ -234,3 +234,30 @@ def test_bundled_case14_proxy_sound_and_onnx_agrees(case14, check_sound):
     for c in onnx.constraints:
         ref = cert.get(c.family, c.component)
         assert c.upper_bound >= ref.upper_bound - 1e-6 * (1 + abs(ref.upper_bound))
+
+
+def test_bab_method_sound(case14, tiny_mlp, check_sound):
+    pytest.importorskip("gridverify.bab")
+    from gridverify.spec import ThresholdRule, ThresholdSpec
+
+    net = tiny_mlp(case14, hidden=(8, 8), act="relu", seed=7, out_scale=3.0)
+    region = box_region(case14, 0.9, 1.1)
+    opts = CertifyOptions(samples=64, attack="none", bab_timeout=5)
+    crown = certify(case14, net, region, constraints="thermal_fr[18]", method="crown",
+                    options=opts)
+    c0 = crown.constraints[0]
+    assert c0.upper_bound > c0.attained
+    # a threshold between the attained value and the CROWN bound: undecided after
+    # bounding, so branch-and-bound runs on it
+    thr = ThresholdSpec(
+        (("thermal_fr", ThresholdRule("absolute", 0.0)),)
+    ) if c0.attained < 0 < c0.upper_bound else None
+    if thr is None:
+        pytest.skip("constraint not undecided at threshold 0")
+    bab = certify(case14, net, region, constraints="thermal_fr[18]", method="bab",
+                  options=opts, thresholds=thr)
+    check_sound(crown, case14, net)
+    check_sound(bab, case14, net)
+    b0 = bab.constraints[0]
+    assert b0.upper_bound <= c0.upper_bound + 1e-9
+    assert b0.method == "bab" and b0.seconds > 0
