@@ -1,0 +1,86 @@
+"""Options of the branch-and-bound (a frozen dataclass passed explicitly)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gridverify.errors import GridverifyError
+
+BRANCHINGS = ("auto", "input", "bbps", "babsr", "widest")
+POINTS = ("midpoint", "table")
+BOUND_METHODS = ("crown", "alpha-crown")
+
+
+class BabOptionsError(GridverifyError):
+    """A branch-and-bound option is out of range."""
+
+
+@dataclass(frozen=True)
+class BabOptions:
+    """How :func:`gridverify.bab.bab_maximize` searches.
+
+    ``timeout``: seconds of wall time (``None``: no limit; then ``max_domains``
+    or ``memory_mb`` end an unfinished search).  ``memory_mb``: cap on the host
+    memory of the domain store; reaching it ends the search with status
+    ``open``.  ``batch``: domains popped and split per round (children are
+    bounded in one engine call, ``2 * batch`` domains).  ``branching``:
+    ``"input"`` (split the input box, score from the linear coefficients),
+    ``"bbps"`` (split a nonlinear neuron, BBPS score), ``"babsr"``
+    (intercept-only score), ``"widest"`` (widest neuron interval) or ``"auto"``
+    (input splitting for graphs with at most ``input_split_max_dim`` inputs,
+    else BBPS).  ``points``: ``"midpoint"`` or ``"table"`` (pre-optimized
+    branching points; relu always splits at 0).  ``bound_method``: the engine
+    method used on the domains; ``alpha_iterations`` its alpha steps (root:
+    ``root_alpha_iterations``).  ``tolerance``: optimization mode stops when the
+    upper bound minus the attained value is at most this.  ``attack_every``:
+    rounds between in-search PGD attacks (0: never) on the ``attack_domains``
+    best domains with ``attack_restarts`` x ``attack_steps``.  ``max_domains``:
+    cap on domains visited (``None``: none).  ``seed``: attack seed.
+    ``device``: torch device of the bounding (the store stays on the host).
+    """
+
+    timeout: float | None = 60.0
+    memory_mb: float = 512.0
+    batch: int = 64
+    branching: str = "auto"
+    points: str = "table"
+    bound_method: str = "crown"
+    alpha_iterations: int = 5
+    root_alpha_iterations: int = 20
+    tolerance: float = 1e-4
+    input_split_max_dim: int = 32
+    attack_every: int = 5
+    attack_domains: int = 8
+    attack_restarts: int = 4
+    attack_steps: int = 20
+    max_domains: int | None = None
+    seed: int = 0
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None and not self.timeout > 0:
+            raise BabOptionsError(f"timeout: must be > 0 seconds, got {self.timeout!r}")
+        if not self.memory_mb > 0:
+            raise BabOptionsError(f"memory_mb: must be > 0, got {self.memory_mb!r}")
+        if self.batch < 1:
+            raise BabOptionsError(f"batch: must be >= 1, got {self.batch}")
+        if self.branching not in BRANCHINGS:
+            raise BabOptionsError(f"branching: one of {BRANCHINGS}, got {self.branching!r}")
+        if self.points not in POINTS:
+            raise BabOptionsError(f"points: one of {POINTS}, got {self.points!r}")
+        if self.bound_method not in BOUND_METHODS:
+            raise BabOptionsError(
+                f"bound_method: one of {BOUND_METHODS}, got {self.bound_method!r}"
+            )
+        if self.alpha_iterations < 0 or self.root_alpha_iterations < 0:
+            raise BabOptionsError("alpha_iterations/root_alpha_iterations: must be >= 0")
+        if not self.tolerance >= 0:
+            raise BabOptionsError(f"tolerance: must be >= 0, got {self.tolerance!r}")
+        if self.input_split_max_dim < 0:
+            raise BabOptionsError("input_split_max_dim: must be >= 0")
+        if self.attack_every < 0 or self.attack_domains < 1:
+            raise BabOptionsError("attack_every must be >= 0 and attack_domains >= 1")
+        if self.attack_restarts < 1 or self.attack_steps < 0:
+            raise BabOptionsError("attack_restarts must be >= 1 and attack_steps >= 0")
+        if self.max_domains is not None and self.max_domains < 1:
+            raise BabOptionsError("max_domains: must be >= 1 or None")

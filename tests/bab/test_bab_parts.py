@@ -1,0 +1,166 @@
+"""Branch-and-bound parts: domain store, branching points and tables, branching, children."""
+
+from __future__ import annotations
+
+import math
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from gridverify.bab.bounding import Bounder
+from gridverify.bab.branching import INPUT, NEURON, choose, neuron_points, neuron_scores
+from gridverify.bab.build_points import build_tables, looseness, write_tables
+from gridverify.bab.domains import DomainStore
+from gridverify.bab.points import (
+    POINTS_FILE,
+    POINTS_VERSION,
+    PointsFileError,
+    load_tables,
+    split_points,
+)
+from gridverify.bab.search import _children
+from gridverify.ir import GraphBuilder
+
+
+def _rows(n, n_in=2, n_flat=3, ub=None):
+    ub = torch.arange(n, dtype=torch.float64) if ub is None else ub
+    return dict(lo=torch.zeros(n, n_in), hi=torch.ones(n, n_in), ilo=torch.zeros(n, n_flat),
+                ihi=torch.ones(n, n_flat), ub=ub, kind=torch.zeros(n, dtype=torch.int64),
+                index=torch.zeros(n, dtype=torch.int64), point=torch.zeros(n))
+
+
+def test_store_pops_best_first_and_prunes():
+    st = DomainStore(2, 3, memory_mb=1.0)
+    st.push(**_rows(5))
+    st.push(**_rows(3, ub=torch.tensor([10.0, -1.0, 2.5])))
+    assert len(st) == 8 and st.max_upper() == 10.0
+    top = st.pop(3)
+    assert sorted(top["ub"].tolist(), reverse=True) == [10.0, 4.0, 3.0]
+    n, worst = st.prune(1.0)
+    assert n == 3 and worst == 1.0  # -1, 0, 1 pruned
+    assert len(st) == 2 and st.max_upper() == 2.5
+    assert st.nbytes == 2 * st.row_bytes
+
+
+def test_store_memory_cap_remembers_refused_bounds():
+    st = DomainStore(2, 3, memory_mb=1e-9)
+    assert st.capacity == 1
+    kept = st.push(**_rows(4, ub=torch.tensor([1.0, 7.0, 3.0, 5.0])))
+    assert kept == 1 and st.full and st.refused == 3
+    assert st.max_upper() == 7.0  # the best one is kept
+    assert st.lost_upper == 5.0
+    with pytest.raises(IndexError):
+        DomainStore(1, 1, 1.0).pop(1)
+
+
+def test_split_points_relu_midpoint_table():
+    l = torch.tensor([-1.0, -3.0, 0.5, -2.0], dtype=torch.float64)
+    u = torch.tensor([2.0, 1.0, 1.5, -1.0], dtype=torch.float64)
+    assert split_points("relu", l, u, None)[:2].tolist() == [0.0, 0.0]
+    assert split_points("sin", l, u, None).tolist() == ((l + u) / 2).tolist()
+    tabs = load_tables()
+    for op in ("sin", "cos", "tanh", "sigmoid"):
+        p = split_points(op, l, u, tabs)
+        assert torch.all((p > l) & (p < u))
+
+
+def test_shipped_table_file_has_version_and_grid():
+    with h5py.File(POINTS_FILE, "r") as f:
+        assert int(f.attrs["version"]) == POINTS_VERSION
+        for op in ("sin", "cos", "tanh", "sigmoid"):
+            a = f[op].attrs
+            assert {"l_min", "l_max", "w_min", "w_max", "period"} <= set(a)
+            r = np.asarray(f[op]["ratio"])
+            assert r.ndim == 2 and np.all((r > 0) & (r < 1))
+
+
+@pytest.mark.parametrize("op", ["sin", "tanh", "sigmoid", "cos"])
+def test_table_points_never_looser_than_midpoint_on_grid(op):
+    tab = load_tables()[op]
+    rng = np.random.default_rng(0)
+    i = rng.integers(0, tab.n_l, 200)
+    j = rng.integers(0, tab.n_w, 200)
+    l = torch.tensor(tab.l_min + (tab.l_max - tab.l_min) * i / (tab.n_l - 1))
+    w = torch.exp(torch.tensor(math.log(tab.w_min) + (math.log(tab.w_max) - math.log(tab.w_min))
+                               * j / (tab.n_w - 1)))
+    u = l + w
+    p = tab.lookup(l, u)
+    m = (l + u) / 2
+    lt = looseness(op, l, p) + looseness(op, p, u)
+    lm = looseness(op, l, m) + looseness(op, m, u)
+    assert torch.all(lt <= lm * (1 + 1e-9) + 1e-15)
+    assert bool((lt < lm * (1 - 1e-3)).any()), "the table should beat the midpoint somewhere"
+    # periodic lookup: shifting by the period gives the same ratio
+    if tab.period:
+        p2 = tab.lookup(l + tab.period, u + tab.period)
+        assert torch.allclose(p2 - tab.period, p, atol=1e-9)
+
+
+def test_points_file_errors(tmp_path):
+    with pytest.raises(PointsFileError, match="not found"):
+        load_tables(tmp_path / "none.h5")
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as f:
+        f.attrs["version"] = POINTS_VERSION + 1
+    with pytest.raises(PointsFileError, match="version"):
+        load_tables(bad)
+    ok = write_tables(build_tables(n_l=5, n_w=4, n_r=7, ops=("tanh",)), tmp_path / "t.h5")
+    tabs = load_tables(ok)
+    assert set(tabs) == {"tanh"} and tabs["tanh"].ratio.shape == (5, 4)
+
+
+def _graph():
+    b = GraphBuilder()
+    x = b.input("x", 2)
+    h = b.linear(x, np.array([[1.0, -1.0], [0.5, 2.0], [1.0, 1.0]]), np.array([0.1, -0.2, 0.0]))
+    r = b.relu(h)
+    s = b.sin(b.linear(x, np.array([[2.0, 1.0]]), None))
+    t = b.mul(b.gather(r, np.array([0])), s)
+    b.output(b.concat([b.linear(r, np.array([[1.0, -2.0, 1.0]]), None), t]), "y")
+    return b.build()
+
+
+def test_bounder_split_nodes_and_children():
+    g = _graph()
+    spec = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    bd = Bounder(g, spec, torch.device("cpu"))
+    ops = {g.nodes[i].op for i in bd.split_nodes}
+    assert "linear" in ops and "gather" in ops  # relu/sin inputs, product operands
+    lo, hi = -torch.ones(1, 2, dtype=torch.float64), torch.ones(1, 2, dtype=torch.float64)
+    db = bd.bound(lo, hi, None, None, want_lin=True)
+    assert db.ilo.shape == (1, bd.n_flat) and db.input_coef.shape == (1, 2)
+    assert set(db.lin) == set(bd.split_nodes)
+    for h in ("bbps", "babsr", "widest"):
+        d = choose(bd, db, lo, hi, h, None)
+        assert int(d.kind[0]) == NEURON
+        k = int(d.index[0])
+        assert float(db.ilo[0, k]) < float(d.point[0]) < float(db.ihi[0, k])
+        par = dict(lo=lo, hi=hi, ilo=db.ilo, ihi=db.ihi, ub=db.upper, kind=d.kind,
+                   index=d.index, point=d.point)
+        ch = _children(par)
+        assert float(ch["ihi"][0, k]) == float(d.point[0]) == float(ch["ilo"][1, k])
+        cb = bd.bound(ch["lo"], ch["hi"], ch["ilo"], ch["ihi"])
+        # a child's computed intervals stay inside the fixed ones
+        assert torch.all(cb.ilo >= ch["ilo"] - 1e-12) and torch.all(cb.ihi <= ch["ihi"] + 1e-12)
+    d = choose(bd, db, lo, hi, "input", None)
+    assert int(d.kind[0]) == INPUT and float(d.point[0]) == 0.0
+    ch = _children(dict(lo=lo, hi=hi, ilo=db.ilo, ihi=db.ihi, ub=db.upper, kind=d.kind,
+                        index=d.index, point=d.point))
+    k = int(d.index[0])
+    assert float(ch["hi"][0, k]) == 0.0 == float(ch["lo"][1, k])
+
+
+def test_relu_points_and_stable_neurons_not_split():
+    g = _graph()
+    bd = Bounder(g, torch.tensor([[1.0, 0.0]], dtype=torch.float64), torch.device("cpu"))
+    lo = torch.tensor([[0.5, -0.1]], dtype=torch.float64)
+    hi = torch.tensor([[0.6, 0.1]], dtype=torch.float64)
+    db = bd.bound(lo, hi, None, None, want_lin=True)
+    pts = neuron_points(bd, db.ilo, db.ihi, None)
+    sc = neuron_scores(bd, db, pts, "bbps")
+    first = bd.offsets[bd.split_nodes[0]]
+    l, u = db.ilo[0, first:first + 3], db.ihi[0, first:first + 3]
+    stable = (l >= 0) | (u <= 0)
+    assert torch.all(torch.isinf(sc[0, first:first + 3][stable]))

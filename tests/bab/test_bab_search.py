@@ -1,0 +1,153 @@
+"""Branch-and-bound: soundness against dense sampling, modes, anytime stops, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gridverify.bab import BabOptions, BabOptionsError, bab_maximize
+from gridverify.bounds import compute_bounds
+from gridverify.errors import GridverifyError, SpecError
+from gridverify.ir import GraphBuilder
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def mixed_graph(seed: int = 0, n_in: int = 3, hidden: int = 6):
+    """A small graph with every kind of nonlinearity BaB splits: relu, tanh, sin, products."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder()
+    x = b.input("x", n_in)
+    h = b.relu(b.linear(x, rng.normal(size=(hidden, n_in)), rng.normal(size=hidden) * 0.3))
+    t = b.tanh(b.linear(h, rng.normal(size=(hidden, hidden)) * 0.6, rng.normal(size=hidden)))
+    s = b.sin(b.linear(x, rng.normal(size=(hidden, n_in)), rng.normal(size=hidden)))
+    p = b.mul(t, s)
+    q = b.square(b.linear(x, rng.normal(size=(2, n_in)), None))
+    out = b.concat([b.linear(p, rng.normal(size=(3, hidden)), rng.normal(size=3)), q])
+    b.output(out, "y")
+    return b.build()
+
+
+def sampled_max(g, lo, hi, spec, n=200_000, seed=1) -> float:
+    rng = np.random.default_rng(seed)
+    x = lo + rng.random((n, lo.size)) * (hi - lo)
+    corners = np.array([[lo[i] if (k >> i) & 1 else hi[i] for i in range(lo.size)]
+                        for k in range(2 ** lo.size)])
+    x = np.concatenate([x, corners])
+    y = g.evaluate_flat(torch.from_numpy(x), dtype=torch.float64)
+    return float((y @ torch.as_tensor(spec, dtype=torch.float64).reshape(-1, y.shape[1]).T)
+                 .max(-1).values.max())
+
+
+def value_at(g, x, spec) -> float:
+    y = g.evaluate_flat(torch.as_tensor(x, dtype=torch.float64)[None], dtype=torch.float64)
+    return float((y @ torch.as_tensor(spec, dtype=torch.float64).reshape(-1, y.shape[1]).T).max())
+
+
+FAST = BabOptions(timeout=2.0, batch=16, root_alpha_iterations=5, attack_steps=10)
+
+
+@pytest.mark.parametrize("branching", ["input", "bbps", "babsr", "widest"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bound_is_sound_and_tighter(branching, seed):
+    g = mixed_graph(seed)
+    lo, hi = -np.ones(3), np.ones(3)
+    rng = np.random.default_rng(seed)
+    spec = rng.normal(size=(2, g.output_size))
+    res = bab_maximize(g, lo, hi, spec, options=FAST.__class__(
+        **{**FAST.__dict__, "branching": branching}))
+    smax = sampled_max(g, lo, hi, spec)
+    assert res.upper_bound >= smax - 1e-9, (res.upper_bound, smax)
+    assert res.attained <= res.upper_bound
+    # the witness is a point of the box whose float64 value is the attained value
+    assert np.all(res.witness >= lo) and np.all(res.witness <= hi)
+    assert value_at(g, res.witness, spec) == pytest.approx(res.attained, abs=1e-12)
+    # never looser than the engine alone
+    crown = compute_bounds(g, torch.from_numpy(lo), torch.from_numpy(hi), method="crown",
+                           spec=torch.from_numpy(spec)).upper.max()
+    assert res.upper_bound <= float(crown) + 1e-9
+    assert res.domains_visited >= 1
+    times = [h[0] for h in res.history]
+    bounds = [h[1] for h in res.history]
+    assert times == sorted(times)
+    assert all(b2 <= b1 + 1e-12 for b1, b2 in zip(bounds, bounds[1:])), "bound went up"
+
+
+def test_optimization_closes_gap_on_one_input():
+    b = GraphBuilder()
+    x = b.input("x", 1)
+    y = b.mul(b.sin(b.scale(x, np.array([3.0]))), x)  # x sin(3x) on [-2, 2]
+    b.output(y, "y")
+    g = b.build()
+    res = bab_maximize(g, np.array([-2.0]), np.array([2.0]), np.array([1.0]),
+                       options=BabOptions(timeout=20.0, tolerance=1e-5))
+    xs = np.linspace(-2, 2, 2_000_001)
+    true = float(np.max(xs * np.sin(3 * xs)))
+    assert res.status == "certified" and res.reason == "gap"
+    assert res.attained <= true + 1e-9
+    assert true <= res.upper_bound + 1e-12
+    assert res.upper_bound - res.attained <= 1e-5
+
+
+def test_decision_modes():
+    g = mixed_graph(2)
+    lo, hi = -np.ones(3), np.ones(3)
+    spec = np.eye(g.output_size)[0]
+    smax = sampled_max(g, lo, hi, spec)
+    crown = float(compute_bounds(g, torch.from_numpy(lo), torch.from_numpy(hi), method="crown",
+                                 spec=torch.from_numpy(spec)[None]).upper.max())
+    # threshold above the engine's own bound: certified at once
+    r = bab_maximize(g, lo, hi, spec, threshold=crown + 1.0, options=FAST)
+    assert r.status == "certified" and r.upper_bound <= crown + 1.0
+    # threshold below a sampled value: violated, with a witness above the threshold
+    r = bab_maximize(g, lo, hi, spec, threshold=smax - 0.05, options=FAST)
+    assert r.status == "violated" and r.attained > smax - 0.05
+    assert value_at(g, r.witness, spec) > smax - 0.05
+
+
+@pytest.mark.parametrize("kw", [{"memory_mb": 1e-4}, {"timeout": 1e-3}, {"max_domains": 3}])
+def test_anytime_stop_is_open_and_sound(kw):
+    g = mixed_graph(3)
+    lo, hi = -np.ones(3), np.ones(3)
+    spec = np.eye(g.output_size)[:3]
+    opts = BabOptions(**{**FAST.__dict__, "timeout": 30.0, **kw})
+    res = bab_maximize(g, lo, hi, spec, options=opts, mode="optimization")
+    assert res.status == "open"
+    assert res.reason in ("memory", "timeout", "max_domains")
+    assert math.isfinite(res.upper_bound)
+    assert res.upper_bound >= sampled_max(g, lo, hi, spec, n=50_000) - 1e-9
+
+
+def test_keyword_overrides_and_progress():
+    g = mixed_graph(4)
+    seen = []
+    res = bab_maximize(g, -np.ones(3), np.ones(3), np.eye(g.output_size)[1], timeout=0.5,
+                       memory_mb=16, progress=seen.append)
+    assert seen and {"open", "bound", "attained", "gap", "visited", "seconds"} <= set(seen[0])
+    assert res.seconds < 30
+
+
+def test_bad_input_named_errors():
+    g = mixed_graph(0)
+    with pytest.raises(SpecError, match="box"):
+        bab_maximize(g, np.zeros(2), np.ones(2), np.eye(g.output_size)[0])
+    with pytest.raises(SpecError, match="lower > upper"):
+        bab_maximize(g, np.ones(3), np.zeros(3), np.eye(g.output_size)[0])
+    with pytest.raises(SpecError, match="spec"):
+        bab_maximize(g, np.zeros(3), np.ones(3), np.ones(g.output_size + 1))
+    with pytest.raises(BabOptionsError, match="decision"):
+        bab_maximize(g, np.zeros(3), np.ones(3), np.eye(g.output_size)[0], mode="decision")
+    with pytest.raises(BabOptionsError, match="branching"):
+        BabOptions(branching="random")
+    with pytest.raises(BabOptionsError, match="memory_mb"):
+        BabOptions(memory_mb=0)
+    assert issubclass(BabOptionsError, GridverifyError)
