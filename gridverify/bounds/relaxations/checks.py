@@ -127,8 +127,9 @@ def bilinear_violation(
     lwx, lwy, lb, uwx, uwy, ub = (t.detach().to(F64) for t in rel)
     t = torch.linspace(0.0, 1.0, n, dtype=F64, device=lx.device)
     shape = (n, 1) + (1,) * lx.dim()
-    x = lx + (ux - lx) * t.view(shape)
+    x = torch.minimum(torch.maximum(lx + (ux - lx) * t.view(shape), lx), ux)
     y = ly + (uy - ly) * t.view((1, n) + (1,) * lx.dim())
+    y = torch.minimum(torch.maximum(y, ly), uy)
     xy = x * y
     lowp = lwx * x + lwy * y + lb
     upp = uwx * x + uwy * y + ub
