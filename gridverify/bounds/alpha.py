@@ -76,24 +76,37 @@ def optimize_alpha(
 
     best_obj = float((crown_upper - crown_lower).sum())
     m = crown_lower.shape[1]
+    chunk = engine.row_chunk()
     for _ in range(opts.alpha_iterations):
         for p in params:
             p.grad = None
-        lo, hi, lin = engine.crown_spec(starts, m, relax, return_A=return_A)
-        loss = hi.sum() - lo.sum()
-        if not torch.isfinite(loss):
+        # one backward pass (and one autograd graph) per chunk of spec rows
+        los, his, lins = [], [], []
+        finite = True
+        for r0 in range(0, m, chunk):
+            part = {k: a[..., r0:r0 + chunk, :] for k, a in starts.items()}
+            lo, hi, lin = engine.backward(part, relax, return_A=return_A)
+            loss = hi.sum() - lo.sum()
+            finite = finite and bool(torch.isfinite(loss))
+            if finite:
+                loss.backward()
+            los.append(lo.detach())
+            his.append(hi.detach())
+            lins.append(lin)
+        lo, hi = torch.cat(los, 1), torch.cat(his, 1)
+        best_l = torch.maximum(best_l, torch.nan_to_num(lo, nan=-torch.inf))
+        best_u = torch.minimum(best_u, torch.nan_to_num(hi, nan=torch.inf))
+        if not finite:
             break
-        with torch.no_grad():
-            best_l = torch.maximum(best_l, torch.nan_to_num(lo, nan=-torch.inf))
-            best_u = torch.minimum(best_u, torch.nan_to_num(hi, nan=torch.inf))
-            obj = float(loss)
-            if return_A and obj < best_obj:
-                best_obj = obj
-                best_lin = LinearBounds(
-                    {k: v.detach() for k, v in lin.lA.items()}, lin.lbias.detach(),
-                    {k: v.detach() for k, v in lin.uA.items()}, lin.ubias.detach(),
-                )
-        loss.backward()
+        obj = float((hi - lo).sum())
+        if return_A and obj < best_obj:
+            best_obj = obj
+            best_lin = LinearBounds(
+                {k: torch.cat([x.lA[k] for x in lins], 1).detach() for k in lins[0].lA},
+                torch.cat([x.lbias for x in lins], 1).detach(),
+                {k: torch.cat([x.uA[k] for x in lins], 1).detach() for k in lins[0].uA},
+                torch.cat([x.ubias for x in lins], 1).detach(),
+            )
         optim.step()
     return best_l, best_u, best_lin
 

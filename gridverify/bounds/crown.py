@@ -241,11 +241,7 @@ class Engine:
         return_A: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, LinearBounds | None]:
         """Bounds of ``sum_k starts[k] @ value(k)`` (``m`` rows), split into row chunks."""
-        width = max(
-            [n.size for n in self.graph.nodes if n.id in self.active] + [1]
-        )
-        per_row = self.batch * width * torch.finfo(self.dtype).bits / 8 * 4
-        chunk = max(1, int(self.options.memory_mb * 2**20 // max(per_row, 1)))
+        chunk = self.row_chunk()
         if chunk >= m:
             return self.backward(starts, relax, return_A)
         los, his, lins = [], [], []
@@ -264,6 +260,12 @@ class Engine:
                 torch.cat([x.ubias for x in lins], 1),
             )
         return torch.cat(los, 1), torch.cat(his, 1), lin
+
+    def row_chunk(self) -> int:
+        """Spec rows per backward pass so one coefficient tensor fits ``memory_mb``."""
+        width = max([n.size for n in self.graph.nodes if n.id in self.active] + [1])
+        per_row = self.batch * width * torch.finfo(self.dtype).bits / 8 * 4
+        return max(1, int(self.options.memory_mb * 2**20 // max(per_row, 1)))
 
     def backward(
         self,

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# GPU checks in one go: the tests marked `gpu` and the GPU benchmarks.
+# Usage: bash benchmarks/gpu_check.sh [OUT_DIR]   (results land in OUT_DIR, default $OUT or ./gpu_out)
+# Others append their GPU benchmarks at the end of this file.
+set -u
+cd "$(dirname "$0")/.."
+OUT_DIR="${1:-${OUT:-gpu_out}}"
+mkdir -p "$OUT_DIR"
+PY="${PYTHON:-.venv/bin/python}"
+[ -x "$PY" ] || PY=python
+status=0
+
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
+
+# 1. tests marked gpu (cuda-parametrized cases)
+"$PY" -m pytest -q -m gpu -p no:cacheprovider 2>&1 | tee "$OUT_DIR/pytest_gpu.txt" || status=1
+
+# 2. bound engine benchmark (CROWN / alpha-CROWN vs IBP, 3 sizes, 1 and 256 domains)
+timeout "${BOUNDS_TIMEOUT:-420}" "$PY" benchmarks/bounds.py --device cuda \
+    --json "$OUT_DIR/bounds_cuda_float64.json" 2>&1 | tee "$OUT_DIR/bounds_cuda_float64.txt" || status=1
+
+exit $status
