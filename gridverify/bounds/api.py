@@ -198,7 +198,10 @@ def compute_bounds(
         want_out = "output" in list(return_A)
         lin_nodes = frozenset(int(n) for n in return_A if n != "output")
     want_out = want_out and method != "ibp"
-    eng = Engine(graph, boxes, dtype, device, options, fixed)
+    for n in lin_nodes:
+        if not (0 <= n < len(graph.nodes)):
+            raise BoundError(f"return_A: #{n} is not a node of the graph")
+    eng = Engine(graph, boxes, dtype, device, options, fixed, extra_nodes=lin_nodes)
     with torch.no_grad():
         eng.compute_intermediate(
             use_crown=method != "ibp" and options.intermediate == "crown",

@@ -99,6 +99,7 @@ class Engine:
         device: torch.device,
         options: BoundOptions,
         interm: Mapping[int, Interval] | None = None,
+        extra_nodes: frozenset[int] = frozenset(),
     ) -> None:
         self.graph = graph
         self.boxes = dict(boxes)
@@ -109,7 +110,9 @@ class Engine:
         self.interm = dict(interm or {})
         self.bounds: list[Interval | None] = [None] * len(graph.nodes)
         self.infeasible = torch.zeros(self.batch, dtype=torch.bool, device=device)
-        self.active = graph.ancestors(graph.outputs) | set(self.interm)
+        # nodes to bound: ancestors of the outputs, of fixed-bound nodes and of
+        # ``extra_nodes`` (nodes whose linear bounds are wanted)
+        self.active = graph.ancestors([*graph.outputs, *self.interm, *extra_nodes])
         self.needed = self._needed_nodes()
         # nodes whose bounds CROWN could not improve (CROWN-bounded, or exact
         # interval images of such nodes): their output rows skip the final pass

@@ -250,3 +250,22 @@ def test_errors_are_named() -> None:
     with pytest.raises(GraphError):
         compute_bounds(object(), lo, hi)
     assert issubclass(BoundError, GridverifyError)
+
+
+def test_nodes_off_the_output_paths() -> None:
+    b = GraphBuilder()
+    x = b.input("x", 3)
+    side = b.sin(b.linear(x, torch.ones(2, 3)))  # feeds no output
+    b.output(b.relu(b.linear(x, torch.eye(3))), "y")
+    g = b.build()
+    lo, hi = _box(3, 2, 0.3)
+    r = compute_bounds(g, lo, hi, method="crown", return_A=[side],
+                       interm={side: (-torch.ones(2), torch.ones(2))})
+    xs = sample_box(lo, hi, 500)
+    for k in range(2):
+        v = g.evaluate_all(xs[k])[side]
+        lin = r.linear[side]
+        low = v.new_zeros(v.shape) + lin.lbias[k] + xs[k] @ lin.lA[0][k].T
+        assert bool((low <= v + 1e-9).all())
+    with pytest.raises(BoundError, match="return_A"):
+        compute_bounds(g, lo, hi, method="crown", return_A=[99])
