@@ -34,7 +34,7 @@ def _init_alphas(engine: Engine) -> dict[tuple[int, int], torch.Tensor]:
             a0 = torch.full((2, *lx.shape), 0.5, dtype=engine.dtype, device=engine.device)
         else:
             rel = node_relaxation(node)
-            if not rel.n_alpha:
+            if not rel.n_alpha or rel.init_alpha is None:
                 continue
             l, u = engine.bounds[node.inputs[0]]
             a0 = rel.init_alpha(l, u).to(dtype=engine.dtype, device=engine.device)
