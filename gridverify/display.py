@@ -1,0 +1,206 @@
+"""Jupyter helpers: HTML views, pandas DataFrames and one-call plots.
+
+In a notebook::
+
+    from gridverify import display
+    display.register()          # cases, proxies and certificates show as HTML tables
+    display.to_dataframe(cert)  # one row per constraint
+    display.plot(cert)          # the grid colored by the certified worst violations
+
+(or ``%load_ext gridverify.display``).  :func:`register` adds HTML formatters to
+IPython's display system for :class:`~gridverify.grid.compiled.CompiledCase`,
+:class:`~gridverify.proxy.load.Proxy` and :class:`~gridverify.certify.Certificate`
+(study results, :class:`~gridverify.study.results.StudyResults`, have their own
+``_repr_html_``); nothing is changed on those classes.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+__all__ = [
+    "case_html",
+    "certificate_frame",
+    "certificate_html",
+    "load_ipython_extension",
+    "plot",
+    "proxy_html",
+    "register",
+    "to_dataframe",
+]
+
+
+def _kv_table(title: str, items: list[tuple[str, Any]]) -> str:
+    rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                   f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+                   for k, v in items)
+    return f"<table><caption style='text-align:left'><b>{html.escape(title)}</b></caption>" \
+           f"{rows}</table>"
+
+
+def case_frame(case: Any) -> Any:
+    """One row per bus: id, type, voltage limits, demand, shunts, generators at the bus."""
+    import numpy as np
+    import pandas as pd
+
+    n_gen = np.bincount(np.asarray(case.gen_bus, dtype=np.int64), minlength=case.n_bus)
+    return pd.DataFrame({
+        "bus_id": np.asarray(case.bus_ids), "type": np.asarray(case.bus_type),
+        "vmin": np.asarray(case.vmin), "vmax": np.asarray(case.vmax),
+        "pd": np.asarray(case.pd_bus), "qd": np.asarray(case.qd_bus),
+        "gs": np.asarray(case.gs), "bs": np.asarray(case.bs), "n_gen": n_gen,
+    })
+
+
+def case_html(case: Any) -> str:
+    """HTML summary of a compiled case."""
+    return _kv_table(f"case {case.name}", [
+        ("buses", case.n_bus), ("generators", case.n_gen), ("branches", case.n_branch),
+        ("loads", case.n_load), ("base MVA", case.base_mva),
+        ("total demand (MW)", f"{float(case.pd.sum() * case.base_mva):.1f}"),
+        ("source", case.source), ("content hash", case.content_hash[:16] + "..."),
+    ])
+
+
+def proxy_html(proxy: Any) -> str:
+    """HTML summary of a loaded proxy."""
+    reg = "-"
+    if proxy.region is not None:
+        reg = f"box over {len(proxy.region.lower)} inputs"
+    return _kv_table(f"proxy {proxy.source or '<module>'}", [
+        ("case", proxy.case_name), ("inputs (2L)", proxy.input_size),
+        ("outputs (2G+2N)", proxy.output_size), ("activation", proxy.activation or "-"),
+        ("hidden", proxy.hidden or "-"), ("training region", reg),
+    ])
+
+
+def certificate_frame(cert: Any) -> Any:
+    """One row per constraint: bound, attained, gap, threshold, margin, status, loading."""
+    import pandas as pd
+
+    rows = []
+    for c in cert.constraints:
+        ld = c.loading()
+        rows.append({
+            "family": c.family, "component": c.component, "status": c.status,
+            "upper_bound": c.upper_bound, "attained": c.attained, "gap": c.gap,
+            "threshold": c.threshold, "margin": c.upper_bound - c.threshold, "unit": c.unit,
+            "method": c.method, "seconds": c.seconds, "index": c.index, "rate": c.rate,
+            "loading_upper_bound": ld[1] if ld else math.nan,
+            "loading_attained": ld[0] if ld else math.nan,
+        })
+    return pd.DataFrame(rows)
+
+
+def certificate_html(cert: Any) -> str:
+    """HTML view of a certificate: status counts and the per-family summary table."""
+    import pandas as pd
+
+    s = cert.summary
+    head = (f"<p><b>certificate</b> {html.escape(cert.case)} | {html.escape(cert.model)} | "
+            f"{html.escape(cert.region.describe())} | {html.escape(cert.method)}: "
+            f"<span style='color:#1a7f37'>{s['certified']} certified</span>, "
+            f"<span style='color:#c62828'>{s['violated']} violated</span>, "
+            f"<span style='color:#b26a00'>{s['open']} open</span> of {s['total']} "
+            f"in {cert.seconds:.1f} s</p>")
+    fam = pd.DataFrame([{"family": k, **v} for k, v in cert.families().items()])
+    cols = ["family", "count", "certified", "violated", "open", "max_upper_bound",
+            "max_attained", "gap", "unit"]
+    table = fam[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}") if len(fam) else ""
+    return head + table
+
+
+def to_dataframe(obj: Any, level: str = "summary") -> Any:
+    """A DataFrame of a certificate (constraints), case (buses), proxy or study results.
+
+    ``level`` applies to study results (summary, jobs, families, constraints, combined).
+    """
+    import pandas as pd
+
+    if hasattr(obj, "constraints") and hasattr(obj, "families"):
+        return certificate_frame(obj)
+    if hasattr(obj, "pf_t") and hasattr(obj, "bus_ids"):
+        return case_frame(obj)
+    if hasattr(obj, "to_dataframe"):
+        return obj.to_dataframe(level)
+    if hasattr(obj, "module") and hasattr(obj, "case_hash"):
+        return pd.DataFrame([{
+            "source": obj.source, "case": obj.case_name, "inputs": obj.input_size,
+            "outputs": obj.output_size, "activation": obj.activation,
+            "hidden": obj.hidden,
+        }])
+    raise TypeError(f"to_dataframe: unsupported object {type(obj).__name__}")
+
+
+def _case_of(cert: Any) -> Any:
+    import warnings
+
+    from gridverify.grid import load_compiled
+
+    src = (cert.provenance or {}).get("case_source") or cert.case
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return load_compiled(src, emit_warnings=False)
+        except (OSError, ValueError, Exception):  # noqa: BLE001 - fall back to the name
+            return load_compiled(cert.case, emit_warnings=False)
+
+
+def plot(obj: Any, case: Any = None, ax: Any = None, **kwargs: Any) -> Any:
+    """One-call figure; returns the matplotlib Figure.
+
+    A certificate: the grid colored by certified worst violations (``case``:
+    the compiled case, default loaded from the certificate).  A compiled case:
+    its topology.  Study results: :meth:`StudyResults.plot` (``kind=...``).
+    """
+    from gridverify.report import figures
+
+    plt = figures._plt()
+    if hasattr(obj, "plot") and hasattr(obj, "records"):
+        return obj.plot(**kwargs)
+    if hasattr(obj, "constraints") and hasattr(obj, "families"):
+        cc = case if case is not None else _case_of(obj)
+        vals = figures.grid_values(cc, certificate_frame(obj))
+        title = f"{obj.case} | {obj.model} | {obj.region.describe()} | {obj.method}"
+    elif hasattr(obj, "pf_t"):
+        import numpy as np
+
+        cc = obj
+        vals = {"bus_value": np.full(cc.n_bus, np.nan), "bus_status": np.full(cc.n_bus, -1),
+                "branch_loading": np.where(np.isfinite(cc.rate_a), 0.0, np.nan),
+                "branch_status": np.full(cc.n_branch, -1)}
+        title = cc.name
+    else:
+        raise TypeError(f"plot: unsupported object {type(obj).__name__}")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=kwargs.pop("figsize", (7, 5.5)))
+    figures.draw_grid(ax, cc, vals, title, colorbars=hasattr(obj, "constraints"))
+    return ax.figure
+
+
+def register(ipython: Any = None) -> bool:
+    """Register HTML views with IPython (the running shell by default); False outside IPython."""
+    if ipython is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return False
+        ipython = get_ipython()
+    if ipython is None:
+        return False
+    from gridverify.certify.certificate import Certificate
+    from gridverify.grid.compiled import CompiledCase
+    from gridverify.proxy.load import Proxy
+
+    fmt = ipython.display_formatter.formatters["text/html"]
+    fmt.for_type(Certificate, certificate_html)
+    fmt.for_type(CompiledCase, case_html)
+    fmt.for_type(Proxy, proxy_html)
+    return True
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext gridverify.display``."""
+    register(ipython)

@@ -1,0 +1,184 @@
+"""The content of a study report, independent of its format (Markdown or HTML).
+
+:func:`build_report` turns :class:`~gridverify.study.results.StudyResults` and
+the written figures into a :class:`Report`: sections of text, tables (already
+formatted strings) and figures.  :mod:`gridverify.report.markdown` and
+:mod:`gridverify.report.html` render it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gridverify.report.figures import FigureInfo
+
+__all__ = ["Report", "Section", "Table", "build_report", "fmt"]
+
+TOP_CONSTRAINTS = 12
+
+
+@dataclass(frozen=True)
+class Table:
+    """A formatted table: ``columns`` and ``rows`` of strings, optional ``note`` below it."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Section:
+    """A report section: paragraphs, tables and figures, at heading ``level``."""
+
+    title: str
+    paragraphs: tuple[str, ...] = ()
+    tables: tuple[Table, ...] = ()
+    figures: tuple[FigureInfo, ...] = ()
+    level: int = 2
+
+
+@dataclass(frozen=True)
+class Report:
+    """A whole report."""
+
+    title: str
+    sections: tuple[Section, ...] = field(default_factory=tuple)
+
+
+def fmt(v: Any) -> str:
+    """Compact number formatting (``inf``, ``-`` for missing)."""
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (bool,)):
+        return str(v)
+    if isinstance(v, int):
+        return str(v)
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    if math.isnan(f):
+        return "-"
+    if math.isinf(f):
+        return "inf" if f > 0 else "-inf"
+    if f == int(f) and abs(f) < 1e6 and isinstance(v, int):
+        return str(int(f))
+    return f"{f:.4g}"
+
+
+def _regions_paragraph(results: Any) -> str:
+    seen: dict[str, str] = {}
+    for r in results.records:
+        j = r["job"]
+        reg = j["region"]
+        params = ", ".join(f"{k}={v}" for k, v in sorted(reg.get("params", {}).items()))
+        seen.setdefault(j["region_name"], f"{reg.get('kind', 'explicit')}({params})")
+    return "Regions: " + "; ".join(f"`{k}` = {v}" for k, v in seen.items()) + "."
+
+
+def _overview(results: Any, command: str | None) -> Section:
+    jobs = results.jobs_frame()
+    n = len(jobs)
+    done = int((jobs.state == "done").sum()) if n else 0
+    failed = int((jobs.state == "failed").sum()) if n else 0
+    pending = n - done - failed
+    secs = float(jobs.seconds.fillna(0).sum()) if n else 0.0
+    methods = ", ".join(dict.fromkeys(jobs.method)) if n else "-"
+    cases = ", ".join(f"{c} ({cn})" for c, cn in dict.fromkeys(zip(jobs.case, jobs.case_name)))
+    paras = [
+        f"Study `{results.name}` — {n} jobs: {done} done, {failed} failed, {pending} pending; "
+        f"total job time {secs:.1f} s (summed over jobs).",
+        f"Cases: {cases}. Methods: {methods}.",
+        _regions_paragraph(results),
+        "A constraint is *certified* when its sound upper bound on the violation is at most "
+        "its threshold, *violated* when a load in the region attains more than the threshold "
+        "(re-evaluated in float64 on the proxy and the AC equations), otherwise *open*. "
+        "Summary and per-constraint tables combine the methods of a case, model and region: "
+        "the smallest upper bound and the largest attained violation of each constraint "
+        "(both remain valid), with the status decided again.",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+    ]
+    if command:
+        paras.append(f"Reproduce with: `{command}`")
+    return Section("Overview", tuple(paras))
+
+
+def _summary(results: Any) -> Section:
+    summ = results.summary_frame()
+    tables = []
+    if not summ.empty:
+        cols = ("model", "region", "family", "n", "certified", "violated", "open",
+                "worst bound", "worst attained", "gap", "unit", "time (s)")
+        for case, grp in summ.groupby("case", sort=False):
+            rows = tuple(
+                (r.model, r.region, r.family, str(r["count"]), str(r.certified),
+                 str(r.violated), str(r.open), fmt(r.max_upper_bound), fmt(r.max_attained),
+                 fmt(r.gap), r.unit, fmt(r.seconds))
+                for _, r in grp.iterrows()
+            )
+            tables.append(Table(f"{case}", cols, rows,
+                                "time: total time of the jobs of that model and region"))
+    return Section(
+        "Summary per case, model and family", (
+            "Worst certified upper bound, worst attained violation and their gap per family "
+            "(best of all methods), with status counts.",
+        ), tuple(tables))
+
+
+def _jobs(results: Any) -> Section:
+    jobs = results.jobs_frame()
+    cols = ("case", "model", "region", "constraints", "method", "state", "certified",
+            "violated", "open", "time (s)")
+    rows = tuple(
+        (r.case, r.model, r.region, r.constraint_set, r.method, r.state, fmt(r.certified),
+         fmt(r.violated), fmt(r.open), fmt(r.seconds))
+        for _, r in jobs.iterrows()
+    )
+    tables = [Table("All jobs", cols, rows)]
+    bad = jobs[jobs.state == "failed"]
+    if len(bad):
+        tables.append(Table("Failed jobs", ("job", "error"),
+                            tuple((r.job_id, r.error) for _, r in bad.iterrows())))
+    return Section("Jobs", (), tuple(tables))
+
+
+def _constraints(results: Any) -> list[Section]:
+    comb = results.combined_frame()
+    if comb.empty:
+        return []
+    out = []
+    cols = ("family", "component", "status", "upper bound", "attained", "gap", "threshold",
+            "unit", "|S|/rate bound", "best method")
+    for (case, model, region), grp in comb.groupby(["case", "model", "region"], sort=False):
+        margin = grp.upper_bound - grp.threshold
+        order = margin.sort_values(ascending=False, kind="stable").index[:TOP_CONSTRAINTS]
+        rows = tuple(
+            (r.family, str(int(r.component)), r.status, fmt(r.upper_bound), fmt(r.attained),
+             fmt(r.gap), fmt(r.threshold), r.unit, fmt(r.loading_upper_bound), r.best_method)
+            for _, r in grp.loc[order].iterrows()
+        )
+        counts = grp.status.value_counts()
+        note = (f"{len(grp)} constraints: {int(counts.get('certified', 0))} certified, "
+                f"{int(counts.get('violated', 0))} violated, {int(counts.get('open', 0))} open. "
+                f"The {len(rows)} with the largest bound above threshold are shown; every "
+                "constraint is in constraints.csv.")
+        out.append(Table(f"{case} | {model} | {region}", cols, rows, note))
+    return [Section("Worst constraints", (
+        "Per case, model and region, the constraints whose certified upper bound exceeds "
+        "the threshold by the most (components: bus id, 1-based branch or generator row).",
+    ), tuple(out))]
+
+
+def build_report(results: Any, figures: list[FigureInfo], command: str | None = None) -> Report:
+    """The report of a study (``command``: how it was made, printed in the overview)."""
+    sections = [_overview(results, command), _summary(results), _jobs(results)]
+    sections += _constraints(results)
+    if figures:
+        sections.append(Section("Figures", (), (), tuple(figures)))
+    return Report(f"gridverify study report: {results.name}", tuple(sections))

@@ -1,0 +1,402 @@
+"""Report figures (matplotlib, Agg backend): grid maps, bound and gap vs time, gap histograms.
+
+* :func:`grid_figure`: the grid drawn from its topology (buses at a
+  Kamada-Kawai layout of the case graph), buses colored by their certified worst
+  violation (the largest upper bound, in pu, over the balance, voltage and
+  generator constraints at the bus; at most 0 shows as the lightest color),
+  branches colored by their certified worst loading ``|S| / rate`` (upper bound
+  of the thermal constraints, blue below 1, red above; unrated branches grey
+  and dashed).  Edge colors/widths show the status: green certified, orange
+  open, red violated.
+* :func:`bound_time_figure`: per model and region, the worst power-balance
+  bound, the median gap (upper bound - attained) and the number of open
+  constraints against each job's time, one point per method (ibp, crown,
+  alpha-crown, bab), and branch-and-bound traces when certificates carry them.
+* :func:`gap_figure`: distribution of ``log10`` gaps per method.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "FigureInfo",
+    "bound_time_figure",
+    "draw_grid",
+    "gap_figure",
+    "grid_figure",
+    "grid_values",
+    "write_figures",
+]
+
+_METHOD_ORDER = ("ibp", "crown", "alpha-crown", "bab")
+_STATUS_COLOR = {"certified": "#2ca02c", "open": "#ff7f0e", "violated": "#d62728"}
+_STATUS_RANK = {"certified": 0, "open": 1, "violated": 2}
+_BUS_FAMILIES = ("p_balance", "q_balance", "vm_max", "vm_min")
+_GEN_FAMILIES = ("pg_max", "pg_min", "qg_max", "qg_min")
+_BRANCH_FAMILIES = ("thermal_fr", "thermal_to", "angle_max", "angle_min")
+_BUS_FLOOR = 1e-4  # pu: bus values at or below this share the lightest color
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+@dataclass(frozen=True)
+class FigureInfo:
+    """A written figure: ``title``, file ``path`` and a one-line ``caption``."""
+
+    title: str
+    path: Path
+    caption: str
+
+
+def layout(case: Any) -> dict[int, np.ndarray]:
+    """Deterministic 2-D positions of the buses (Kamada-Kawai on the case graph)."""
+    import networkx as nx
+
+    g = nx.Graph(case.graph) if case.graph is not None else nx.Graph()
+    g.add_nodes_from(range(case.n_bus))
+    for f, t in zip(case.f_bus, case.t_bus):
+        g.add_edge(int(f), int(t))
+    pos: dict[int, np.ndarray] = {}
+    comps = sorted(nx.connected_components(g), key=lambda c: (-len(c), min(c)))
+    x_off = 0.0
+    for comp in comps:
+        sub = g.subgraph(sorted(comp))
+        p = nx.kamada_kawai_layout(sub) if len(comp) > 2 else nx.circular_layout(sub)
+        arr = np.array([p[n] for n in sub.nodes]) if p else np.zeros((0, 2))
+        width = float(np.ptp(arr[:, 0])) if len(arr) > 1 else 0.2
+        for n in sub.nodes:
+            pos[int(n)] = np.asarray(p[n]) + np.array([x_off - arr[:, 0].min(), 0.0])
+        x_off += width + 0.3
+    return pos
+
+
+def grid_values(case: Any, rows: Any) -> dict[str, np.ndarray]:
+    """Per-bus and per-branch worst values and statuses from constraint rows.
+
+    ``rows``: a DataFrame (or records) with ``family``, ``index``,
+    ``upper_bound``, ``status`` and, for thermal rows, ``rate``.  Returns
+    ``bus_value`` (pu, NaN where no constraint), ``bus_status`` (rank -1 none,
+    0 certified, 1 open, 2 violated), ``branch_loading`` (NaN unrated),
+    ``branch_status``.
+    """
+    recs = rows.to_dict("records") if hasattr(rows, "to_dict") else list(rows)
+    bus_v = np.full(case.n_bus, np.nan)
+    bus_s = np.full(case.n_bus, -1)
+    br_v = np.full(case.n_branch, np.nan)
+    br_s = np.full(case.n_branch, -1)
+    for r in recs:
+        fam, idx, ub = r["family"], int(r["index"]), float(r["upper_bound"])
+        rank = _STATUS_RANK[r["status"]]
+        if fam in _BUS_FAMILIES or fam in _GEN_FAMILIES:
+            b = idx if fam in _BUS_FAMILIES else int(case.gen_bus[idx])
+            bus_v[b] = ub if np.isnan(bus_v[b]) else max(bus_v[b], ub)
+            bus_s[b] = max(bus_s[b], rank)
+        elif fam in _BRANCH_FAMILIES:
+            br_s[idx] = max(br_s[idx], rank)
+            rate = r.get("rate")
+            if fam.startswith("thermal") and rate is not None and rate == rate and rate > 0:
+                ld = math.sqrt(max(ub + rate * rate, 0.0)) / rate if math.isfinite(ub) else np.inf
+                br_v[idx] = ld if np.isnan(br_v[idx]) else max(br_v[idx], ld)
+    return {"bus_value": bus_v, "bus_status": bus_s, "branch_loading": br_v,
+            "branch_status": br_s}
+
+
+def grid_norms(values: Sequence[dict[str, np.ndarray]]) -> tuple[Any, Any]:
+    """Shared color norms (bus log-norm over the positive values, branch loading around 1)."""
+    import matplotlib.colors as mcolors
+
+    bus = np.concatenate([v["bus_value"] for v in values]) if values else np.zeros(0)
+    pos = bus[np.isfinite(bus) & (bus > _BUS_FLOOR)]
+    lo = max(_BUS_FLOOR, float(pos.min())) if pos.size else _BUS_FLOOR
+    hi = float(pos.max()) if pos.size else 1e-2
+    hi = max(hi, 10 * lo)
+    ld = np.concatenate([v["branch_loading"] for v in values]) if values else np.zeros(0)
+    fin = ld[np.isfinite(ld)]
+    vmax_ld = max(1.5, float(fin.max()) if fin.size else 1.5)
+    return (mcolors.LogNorm(vmin=lo, vmax=hi),
+            mcolors.TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=vmax_ld))
+
+
+def draw_grid(ax: Any, case: Any, values: dict[str, np.ndarray], title: str = "",
+              pos: dict[int, np.ndarray] | None = None, colorbars: bool = True,
+              norms: tuple[Any, Any] | None = None) -> None:
+    """Draw one grid map on ``ax`` (see the module docstring for the encoding).
+
+    ``norms``: (bus, branch) color norms shared between maps (default: this map's).
+    ``colorbars``: add the two colorbars next to ``ax``.
+    """
+    from matplotlib.collections import LineCollection
+
+    plt = _plt()
+    pos = pos or layout(case)
+    bus_norm, ld_norm = norms or grid_norms([values])
+    bus_v, bus_s = values["bus_value"], values["bus_status"]
+    br_v, br_s = values["branch_loading"], values["branch_status"]
+    rated = ~np.isnan(br_v)
+    ld_cmap = plt.get_cmap("coolwarm")
+    segs, colors, widths = [], [], []
+    dashed = []
+    for k, (f, t) in enumerate(zip(case.f_bus, case.t_bus)):
+        seg = [pos[int(f)], pos[int(t)]]
+        if rated[k]:
+            segs.append(seg)
+            colors.append(ld_cmap(ld_norm(min(br_v[k], ld_norm.vmax))))
+            widths.append({-1: 1.2, 0: 1.8, 1: 3.0, 2: 3.8}[int(br_s[k])])
+        else:
+            dashed.append(seg)
+    if dashed:
+        ax.add_collection(LineCollection(dashed, colors="0.6", linewidths=1.0,
+                                         linestyles="dashed", zorder=1))
+    if segs:
+        ax.add_collection(LineCollection(segs, colors=colors, linewidths=widths, zorder=2))
+    xy = np.array([pos[i] for i in range(case.n_bus)])
+    bus_cmap = plt.get_cmap("YlOrRd")
+    levels = [float(bus_norm(min(max(v, bus_norm.vmin), bus_norm.vmax))) if np.isfinite(v)
+              else (1.0 if np.isinf(v) else -1.0) for v in bus_v]
+    face = [bus_cmap(lv) if lv >= 0 else "white" for lv in levels]
+    edge = [_STATUS_COLOR.get({0: "certified", 1: "open", 2: "violated"}.get(int(s), ""), "0.5")
+            for s in bus_s]
+    size = 170 if case.n_bus <= 30 else (60 if case.n_bus <= 120 else 15)
+    ax.scatter(xy[:, 0], xy[:, 1], s=size, c=face, edgecolors=edge,
+               linewidths=[2.4 if s >= 1 else 1.4 for s in bus_s], zorder=3)
+    if case.n_bus <= 60:
+        fs = 6.5 if case.n_bus <= 30 else 4.5
+        for i in range(case.n_bus):
+            ax.annotate(str(int(case.bus_ids[i])), xy[i], fontsize=fs, ha="center",
+                        va="center", zorder=4, color="white" if levels[i] > 0.65 else "black")
+    ax.set_title(title, fontsize=9)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    pad = 0.08
+    ax.set_xlim(xy[:, 0].min() - pad, xy[:, 0].max() + pad)
+    ax.set_ylim(xy[:, 1].min() - pad, xy[:, 1].max() + pad)
+    if colorbars:
+        _colorbars(ax.figure, (bus_norm, ld_norm), ax=ax)
+
+
+def _colorbars(fig: Any, norms: tuple[Any, Any], ax: Any = None,
+               caxes: tuple[Any, Any] | None = None) -> None:
+    plt = _plt()
+    sm_b = plt.cm.ScalarMappable(norm=norms[0], cmap=plt.get_cmap("YlOrRd"))
+    sm_l = plt.cm.ScalarMappable(norm=norms[1], cmap=plt.get_cmap("coolwarm"))
+    if caxes is not None:
+        cb1 = fig.colorbar(sm_b, cax=caxes[0])
+        cb2 = fig.colorbar(sm_l, cax=caxes[1])
+    else:
+        cb1 = fig.colorbar(sm_b, ax=ax, fraction=0.04, pad=0.01)
+        cb2 = fig.colorbar(sm_l, ax=ax, fraction=0.04, pad=0.08)
+    cb1.set_label("bus: certified worst violation (pu)", fontsize=7)
+    cb2.set_label("branch: certified max |S|/rate", fontsize=7)
+    for cb in (cb1, cb2):
+        cb.ax.tick_params(labelsize=6)
+
+
+def _legend(fig: Any) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", linestyle="", markerfacecolor="white",
+                      markeredgecolor=c, markeredgewidth=2, label=s)
+               for s, c in _STATUS_COLOR.items()]
+    handles.append(Line2D([], [], color="0.6", linestyle="dashed", label="unrated branch"))
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
+
+
+def _case_keys(results: Any, case: str | None) -> list[str]:
+    keys = list(dict.fromkeys(r["job"]["case_key"] for r in results.records))
+    if case is not None:
+        if case not in keys:
+            raise ValueError(f"case {case!r} is not in the study (cases: {', '.join(keys)})")
+        return [case]
+    return keys
+
+
+def _compiled(results: Any, case_key: str) -> Any:
+    import warnings
+
+    from gridverify.grid import load_compiled
+
+    rec = next(r for r in results.records if r["job"]["case_key"] == case_key)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_compiled(rec["job"]["case"], emit_warnings=False)
+
+
+def grid_figure(results: Any, case: str | None = None, compiled: Any = None) -> Any:
+    """Grid maps of one case (default: the first) for every model x region of the study."""
+    plt = _plt()
+    key = _case_keys(results, case)[0]
+    cc = compiled if compiled is not None else _compiled(results, key)
+    comb = results.combined_frame()
+    comb = comb[comb.case == key] if not comb.empty else comb
+    models = list(dict.fromkeys(comb.model)) if not comb.empty else []
+    regions = list(dict.fromkeys(comb.region)) if not comb.empty else []
+    nr, nc = max(len(models), 1), max(len(regions), 1)
+    fig, axes = plt.subplots(nr, nc, figsize=(4.8 * nc + 1.2, 4.4 * nr + 0.5), squeeze=False)
+    pos = layout(cc)
+    vals = {(m, r): grid_values(cc, comb[(comb.model == m) & (comb.region == r)])
+            for m in models for r in regions}
+    norms = grid_norms(list(vals.values()))
+    for i, m in enumerate(models):
+        for j, r in enumerate(regions):
+            if not ((comb.model == m) & (comb.region == r)).any():
+                axes[i][j].axis("off")
+                continue
+            draw_grid(axes[i][j], cc, vals[(m, r)], f"{key} | {m} | {r}", pos=pos,
+                      colorbars=False, norms=norms)
+    if not models:
+        axes[0][0].text(0.5, 0.5, "no finished jobs", ha="center")
+        axes[0][0].axis("off")
+    fig.suptitle(f"{cc.name}: certified worst violation per bus and branch (best of methods)",
+                 fontsize=10)
+    _legend(fig)
+    right = 1.0 - 1.1 / fig.get_figwidth()
+    fig.tight_layout(rect=(0, 0.04, right, 0.96))
+    if models:
+        cax1 = fig.add_axes((right + 0.01, 0.55, 0.015, 0.36))
+        cax2 = fig.add_axes((right + 0.01, 0.10, 0.015, 0.36))
+        _colorbars(fig, norms, caxes=(cax1, cax2))
+    return fig
+
+
+def _method_key(m: str) -> int:
+    return _METHOD_ORDER.index(m) if m in _METHOD_ORDER else len(_METHOD_ORDER)
+
+
+def bound_time_figure(results: Any, case: str | None = None) -> Any:
+    """Bound, gap and open count against time, one line per model and region of a case."""
+    plt = _plt()
+    key = _case_keys(results, case)[0]
+    df = results.constraints_frame()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9))
+    df = df[df.case == key] if not df.empty else df
+    groups = df.groupby(["model", "region"], sort=False) if not df.empty else []
+    jobs = results.jobs_frame().set_index("job_id")
+    for (model, region), grp in groups:
+        pts = []
+        for job_id, g in grp.groupby("job_id", sort=False):
+            bal = g[g.family.isin(["p_balance", "q_balance"])].upper_bound
+            fin = g.gap[np.isfinite(g.gap)]
+            pts.append((g.method.iloc[0], float(jobs.loc[job_id, "seconds"]),
+                        float(bal.max()) if len(bal) else math.nan,
+                        float(fin.median()) if len(fin) else math.nan,
+                        int((g.status == "open").sum())))
+        pts.sort(key=lambda p: (_method_key(p[0]), p[1]))
+        t = [p[1] for p in pts]
+        for ax, col in zip(axes, (2, 3, 4)):
+            y = [p[col] for p in pts]
+            line = ax.plot(t, y, marker="o", label=f"{model} | {region}")[0]
+            for p, yy in zip(pts, y):
+                if yy == yy:
+                    ax.annotate(p[0], (p[1], yy), fontsize=6, color=line.get_color(),
+                                xytext=(3, 3), textcoords="offset points")
+    _bab_traces(results, key, axes)
+    titles = ("worst power-balance upper bound (pu)", "median gap: bound - attained",
+              "open constraints")
+    for ax, title in zip(axes, titles):
+        ax.set_xscale("log")
+        ax.set_xlabel("job time (s)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+    ys = [v for line in axes[0].get_lines() for v in line.get_ydata() if v == v]
+    if ys and min(ys) > 0:
+        axes[0].set_yscale("log")
+    else:
+        axes[0].set_yscale("symlog", linthresh=1e-3)
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{key}: bound and gap against time (points: methods, in order of effort)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _bab_traces(results: Any, key: str, axes: Sequence[Any]) -> None:
+    """Branch-and-bound traces ``provenance['bab_trace'] = [[t, upper, attained], ...]``."""
+    for r in results.done:
+        if r["job"]["case_key"] != key:
+            continue
+        trace = (r["certificate"].get("provenance") or {}).get("bab_trace")
+        if not trace:
+            continue
+        arr = np.array([[np.nan if v is None else v for v in row[:3]] for row in trace],
+                       dtype=float)
+        lbl = f"bab {r['job']['model_label']} | {r['job']['region_name']}"
+        axes[0].step(arr[:, 0], arr[:, 1], where="post", label=lbl + " bound")
+        axes[1].step(arr[:, 0], arr[:, 1] - arr[:, 2], where="post", label=lbl + " gap")
+
+
+def gap_figure(results: Any, case: str | None = None) -> Any:
+    """Histogram of ``log10(bound - attained)`` per method for one case (default the first)."""
+    plt = _plt()
+    key = _case_keys(results, case)[0]
+    df = results.constraints_frame()
+    df = df[df.case == key] if not df.empty else df
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    methods = sorted(set(df.method), key=_method_key) if not df.empty else []
+    bins = np.linspace(-10, 2, 49)
+    for m in methods:
+        g = df[df.method == m].gap.to_numpy()
+        fin = g[np.isfinite(g)]
+        n_inf = int((~np.isfinite(g)).sum())
+        vals = np.clip(np.log10(np.maximum(fin, 1e-10)), bins[0], bins[-1])
+        label = f"{m} ({len(fin)} finite" + (f", {n_inf} no bound)" if n_inf else ")")
+        ax.hist(vals, bins=bins, histtype="step", linewidth=1.6, label=label)
+    ax.set_xlabel("log10 gap = log10(upper bound - attained)  (each family in its unit)")
+    ax.set_ylabel("constraints")
+    ax.set_title(f"{key}: distribution of gaps (all models and regions)", fontsize=10)
+    ax.grid(alpha=0.3)
+    if methods:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def write_figures(results: Any, out_dir: str | Path, dpi: int = 110) -> list[FigureInfo]:
+    """Write every report figure as PNG into ``out_dir``; returns them in report order."""
+    from gridverify.study.storage import write_bytes_atomic
+
+    plt = _plt()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    infos: list[FigureInfo] = []
+    if not results.done:
+        return infos
+    import io
+
+    for key in _case_keys(results, None):
+        if not any(r["job"]["case_key"] == key for r in results.done):
+            continue
+        specs = [
+            ("grid", grid_figure, f"{key}: grid colored by certified worst violation",
+             "Buses: largest certified upper bound (pu) of the balance, voltage and generator "
+             "constraints at the bus; branches: certified max |S|/rate; outline and width: "
+             "status (green certified, orange open, red violated)."),
+            ("bound_time", bound_time_figure, f"{key}: bound and gap against time",
+             "Worst power-balance bound, median gap and open constraints against job time; "
+             "one point per method."),
+            ("gaps", gap_figure, f"{key}: gap distribution",
+             "Histogram of log10(upper bound - attained) over all constraints, per method."),
+        ]
+        for stem, fn, title, caption in specs:
+            fig = fn(results, key)
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=dpi)
+            plt.close(fig)
+            path = out / f"{stem}_{key}.png"
+            write_bytes_atomic(path, buf.getvalue())
+            infos.append(FigureInfo(title, path, caption))
+    return infos

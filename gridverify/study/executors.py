@@ -1,0 +1,170 @@
+"""Executors: run study jobs in a local process pool or on a Ray cluster.
+
+Both call ``on_start(job)`` when a job is handed to a worker and
+``on_finish(job, record)`` with the record of :func:`~gridverify.study.jobs.run_job`
+(in the driver process, one at a time), so storage and progress live in the
+driver.  A worker that dies has its job rescheduled (up to ``max_attempts``
+tries); after that the job is recorded as failed and the study goes on.
+
+Ray is optional (``pip install gridverify[ray]``): it is imported only by
+:func:`run_ray`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+from gridverify.errors import GridverifyError
+from gridverify.study.jobs import FAILED, Job, run_job, warm_up
+
+__all__ = ["ExecutorOptions", "RayUnavailableError", "run_jobs", "run_local", "run_ray"]
+
+OnStart = Callable[[Job], None]
+OnFinish = Callable[[Job, dict[str, Any]], None]
+
+
+class RayUnavailableError(GridverifyError):
+    """``--executor ray`` without Ray installed, or the cluster cannot be reached."""
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """How to run jobs: ``kind`` local or ray, ``workers`` in parallel, Ray ``address``."""
+
+    kind: str = "local"
+    workers: int = 1
+    address: str | None = None
+    max_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("local", "ray"):
+            raise GridverifyError(f"--executor: expected local or ray, got {self.kind!r}")
+        if self.workers < 1:
+            raise GridverifyError(f"--workers: must be >= 1, got {self.workers}")
+        if self.address is not None and self.kind != "ray":
+            raise GridverifyError("--address: only with --executor ray")
+        if self.max_attempts < 1:
+            raise GridverifyError("max_attempts must be >= 1")
+
+
+def _died(job: Job, attempts: int, detail: str) -> dict[str, Any]:
+    return {
+        "format": "gridverify-study-job", "version": 1, "job_id": job.id,
+        "job_hash": job.digest, "job": job.to_dict(), "state": FAILED, "certificate": None,
+        "exit_status": None, "seconds": 0.0,
+        "error": {"type": "WorkerDied", "message": f"the worker died {attempts} time(s): {detail}",
+                  "traceback": ""},
+    }
+
+
+def run_local(jobs: Sequence[Job], opts: ExecutorOptions, on_start: OnStart,
+              on_finish: OnFinish) -> None:
+    """Run jobs in a pool of ``opts.workers`` fresh (spawned) processes."""
+    ctx = multiprocessing.get_context("spawn")
+    pending = list(jobs)[::-1]  # pop() from the end keeps the given order
+    attempts: dict[str, int] = {}
+    while pending:
+        pool = ProcessPoolExecutor(max_workers=opts.workers, mp_context=ctx, initializer=warm_up)
+        running: dict[Future[dict[str, Any]], Job] = {}
+        broken = False
+        try:
+            while pending or running:
+                while pending and len(running) < opts.workers and not broken:
+                    job = pending.pop()
+                    attempts[job.id] = attempts.get(job.id, 0) + 1
+                    try:
+                        fut = pool.submit(run_job, job.to_dict())
+                    except BrokenProcessPool:
+                        pending.append(job)
+                        attempts[job.id] -= 1
+                        broken = True
+                        break
+                    running[fut] = job
+                    on_start(job)
+                if not running:
+                    break
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    job = running.pop(fut)
+                    try:
+                        rec = fut.result()
+                    except BrokenProcessPool as exc:
+                        broken = True
+                        if attempts[job.id] < opts.max_attempts:
+                            pending.append(job)
+                        else:
+                            on_finish(job, _died(job, attempts[job.id], str(exc)))
+                        continue
+                    rec["attempts"] = attempts[job.id]
+                    on_finish(job, rec)
+                if broken and not running:
+                    break
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_ray(jobs: Sequence[Job], opts: ExecutorOptions, on_start: OnStart,
+            on_finish: OnFinish) -> None:
+    """Run jobs as Ray tasks on the cluster at ``opts.address`` or on a local one.
+
+    A local cluster gets ``opts.workers`` CPUs and is shut down at the end; on an
+    existing cluster at most ``opts.workers`` jobs run at once.  Tasks whose
+    worker dies are retried by Ray (``max_retries``).
+    """
+    try:
+        import ray
+    except ImportError:
+        raise RayUnavailableError(
+            "--executor ray needs Ray: pip install 'gridverify[ray]'"
+        ) from None
+    started_here = False
+    if not ray.is_initialized():
+        try:
+            if opts.address:
+                ray.init(address=opts.address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=opts.workers, include_dashboard=False, log_to_driver=False,
+                         configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = opts.address or "a local cluster"
+            raise RayUnavailableError(f"cannot start or reach Ray at {where}: {exc}") from None
+        started_here = True
+    remote = ray.remote(num_cpus=1, max_retries=opts.max_attempts - 1)(run_job)
+    pending = list(jobs)[::-1]
+    running: dict[Any, Job] = {}
+    try:
+        while pending or running:
+            while pending and len(running) < opts.workers:
+                job = pending.pop()
+                running[remote.remote(job.to_dict())] = job
+                on_start(job)
+            ready, _ = ray.wait(list(running), num_returns=1)
+            for ref in ready:
+                job = running.pop(ref)
+                try:
+                    rec = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - worker crash after retries
+                    rec = _died(job, opts.max_attempts, f"{type(exc).__name__}: {exc}")
+                rec.setdefault("attempts", 1)
+                on_finish(job, rec)
+    finally:
+        for ref in running:
+            ray.cancel(ref, force=True)
+        if started_here:
+            ray.shutdown()
+
+
+def run_jobs(jobs: Sequence[Job], opts: ExecutorOptions, on_start: OnStart,
+             on_finish: OnFinish) -> None:
+    """Dispatch to :func:`run_local` or :func:`run_ray`."""
+    if not jobs:
+        return
+    if opts.kind == "ray":
+        run_ray(jobs, opts, on_start, on_finish)
+    else:
+        run_local(jobs, opts, on_start, on_finish)

@@ -1,0 +1,211 @@
+"""Study jobs: one certify run of a (case, model, region, constraint set, method).
+
+:func:`expand_jobs` turns a :class:`~gridverify.study.spec.StudySpec` into jobs;
+:func:`run_job` runs one job in the current process and returns a JSON-ready
+record (never raises for a failing job: the error is recorded instead).  Jobs
+carry everything they need as plain data (absolute paths, the region box, the
+selection and threshold tables), so they can run in another process or on
+another machine with the same files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from gridverify.study.spec import StudySpec
+
+__all__ = ["DONE", "FAILED", "Job", "comparable_record", "expand_jobs", "run_job"]
+
+DONE = "done"
+FAILED = "failed"
+RECORD_FORMAT = "gridverify-study-job"
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True, eq=True)
+class Job:
+    """One certify run, as plain data (see the module docstring)."""
+
+    id: str
+    case_key: str
+    case: str
+    case_name: str
+    model_label: str
+    model: str
+    region_name: str
+    region: dict[str, Any]
+    constraint_set: str
+    selection: dict[str, Any]
+    method: str
+    options: dict[str, Any]
+    thresholds: dict[str, Any]
+
+    __hash__ = None  # type: ignore[assignment]  # dict fields: compare, do not hash
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Job:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the job's canonical JSON (a changed job is re-run on resume)."""
+        text = json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def describe(self) -> str:
+        """``case / model / region / set / method``."""
+        return (f"{self.case_key} / {self.model_label} / {self.region_name} / "
+                f"{self.constraint_set} / {self.method}")
+
+
+def job_id(case_key: str, model: str, region: str, cset: str, method: str) -> str:
+    """File-safe job id."""
+    return "__".join(_SAFE.sub("-", p) for p in (case_key, model, region, cset, method))
+
+
+def expand_jobs(spec: StudySpec) -> list[Job]:
+    """Every job of a checked study, in a stable order (case, model, region, set, method)."""
+    if not spec.region_boxes:
+        raise ValueError("expand_jobs needs a study parsed with check=True")
+    jobs = []
+    for e in spec.cases:
+        for label, model in e.models:
+            for r in e.regions:
+                for s in e.constraint_sets:
+                    for m in spec.methods:
+                        jobs.append(Job(
+                            id=job_id(e.key, label, r, s, m), case_key=e.key, case=e.case,
+                            case_name=e.case_name, model_label=label, model=model,
+                            region_name=r, region=spec.region_box(e.key, r), constraint_set=s,
+                            selection=spec.constraint_set(s), method=m,
+                            options=spec.options.to_dict(), thresholds=dict(spec.thresholds),
+                        ))
+    return jobs
+
+
+def run_job(job: Job | dict[str, Any]) -> dict[str, Any]:
+    """Run one job here; the record has ``state`` ``done`` (with ``certificate``) or ``failed``.
+
+    The record holds the certificate's full JSON form (worst loads included);
+    :class:`~gridverify.study.storage.StudyStore` splits it into the job's JSON
+    and HDF5 files.
+    """
+    if isinstance(job, dict):
+        job = Job.from_dict(job)
+    try:
+        warm_up()  # imports are not part of the job's time
+    except Exception:  # noqa: BLE001, S110 - the job itself reports the import error
+        pass
+    t0 = time.perf_counter()
+    rec: dict[str, Any] = {
+        "format": RECORD_FORMAT,
+        "version": 1,
+        "job_id": job.id,
+        "job_hash": job.digest,
+        "job": job.to_dict(),
+        "host": platform.node(),
+        "pid": os.getpid(),
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    try:
+        cert = _certify(job)
+        rec["state"] = DONE
+        rec["certificate"] = cert.to_dict()
+        rec["exit_status"] = cert.exit_status
+        rec["error"] = None
+    except Exception as exc:  # noqa: BLE001 - a failing job is recorded, the study goes on
+        rec["state"] = FAILED
+        rec["certificate"] = None
+        rec["exit_status"] = None
+        rec["error"] = {
+            "type": type(exc).__name__,
+            "message": str(exc),
+            "traceback": traceback.format_exc(limit=20),
+        }
+    rec["seconds"] = time.perf_counter() - t0
+    return rec
+
+
+def warm_up() -> None:
+    """Import what jobs need (a worker's first job then times only its own work)."""
+    import torch  # noqa: F401
+
+    import gridverify.certify  # noqa: F401
+    import gridverify.grid  # noqa: F401
+    import gridverify.proxy.load  # noqa: F401
+
+
+def _certify(job: Job) -> Any:
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from gridverify.certify import CertifyOptions, certify
+    from gridverify.grid import load_compiled
+    from gridverify.proxy.load import load_proxy
+    from gridverify.spec.constraints import ConstraintSelection
+    from gridverify.spec.region import Region
+    from gridverify.spec.thresholds import thresholds_from_mapping
+
+    o = job.options
+    torch.set_num_threads(int(o.get("threads", 1)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        case = load_compiled(job.case, emit_warnings=False)
+        proxy = load_proxy(job.model, case=case)
+        reg = job.region
+        region = Region(np.asarray(reg["lower"]), np.asarray(reg["upper"]), reg["kind"],
+                        tuple(sorted(reg.get("params", {}).items())))
+        sel = ConstraintSelection(
+            tuple(job.selection["families"]),
+            tuple((f, tuple(v)) for f, v in job.selection["components"].items()),
+        )
+        opts = CertifyOptions(timeout=o.get("timeout"), samples=int(o.get("samples", 1024)),
+                              attack=o.get("attack", "undecided"), seed=int(o.get("seed", 0)))
+        return certify(case, proxy, region, constraints=sel, method=job.method, options=opts,
+                       thresholds=thresholds_from_mapping(job.thresholds))
+
+
+# fields that differ between two runs of the same job (timings, hosts, dates)
+_VOLATILE_RECORD = ("seconds", "host", "pid", "started_utc", "run_id", "attempts", "finished_utc",
+                    "executor")
+
+
+def comparable_record(rec: dict[str, Any]) -> dict[str, Any]:
+    """A record without timings, hosts and dates: equal for equal results."""
+    out = {k: v for k, v in rec.items() if k not in _VOLATILE_RECORD}
+    cert = out.get("certificate")
+    if cert is not None:
+        cert = dict(cert)
+        cert.pop("seconds", None)
+        prov = dict(cert.get("provenance", {}))
+        prov.pop("created_utc", None)
+        cert["provenance"] = prov
+        cert["constraints"] = [
+            {k: v for k, v in c.items() if k != "seconds"} for c in cert["constraints"]
+        ]
+        out["certificate"] = cert
+    err = out.get("error")
+    if err is not None:
+        out["error"] = {k: v for k, v in err.items() if k != "traceback"}
+    return out
+
+
+def is_finite(v: Any) -> bool:
+    """Whether ``v`` is a finite number (``None`` is not)."""
+    return v is not None and isinstance(v, (int, float)) and math.isfinite(v)

@@ -1,0 +1,239 @@
+"""Stored study results: load a study output folder, tabulate it, combine methods.
+
+:func:`load_results` reads ``reports/NAME`` (see :mod:`gridverify.study.storage`)
+into :class:`StudyResults`, which turns into pandas DataFrames (jobs, families,
+constraints, and the best-of-methods summary), shows as an HTML table in
+Jupyter and plots with one call.
+
+Combining methods is sound: for one case, model, region and constraint, every
+method's upper bound holds, so the smallest of them holds; every attained value
+is a real point of the region, so the largest of them is attained.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gridverify.certify.certificate import decide_status
+from gridverify.study.jobs import DONE, FAILED
+from gridverify.study.storage import StudyStore
+
+__all__ = ["StudyResults", "load_results"]
+
+_KEYS = ("case", "model", "region")
+
+
+def _f(v: Any, missing: float) -> float:
+    return missing if v is None else float(v)
+
+
+@dataclass(frozen=True)
+class StudyResults:
+    """Every stored job record of a study folder (missing jobs are ``pending``)."""
+
+    root: Path
+    name: str
+    records: tuple[dict[str, Any], ...]
+
+    @property
+    def done(self) -> list[dict[str, Any]]:
+        """Records of finished jobs."""
+        return [r for r in self.records if r.get("state") == DONE]
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """Records of failed jobs."""
+        return [r for r in self.records if r.get("state") == FAILED]
+
+    def certificate(self, job_id: str) -> Any:
+        """The :class:`~gridverify.certify.Certificate` of a finished job."""
+        from gridverify.certify import Certificate
+
+        for r in self.done:
+            if r["job_id"] == job_id:
+                return Certificate.from_dict(r["certificate"])
+        raise KeyError(job_id)
+
+    def jobs_frame(self) -> Any:
+        """One row per job: keys, state, status counts, seconds, error."""
+        import pandas as pd
+
+        rows = []
+        for r in self.records:
+            j = r["job"]
+            s = (r.get("certificate") or {}).get("summary", {})
+            err = r.get("error") or {}
+            rows.append({
+                "job_id": r["job_id"], "case": j["case_key"], "case_name": j["case_name"],
+                "model": j["model_label"], "region": j["region_name"],
+                "constraint_set": j["constraint_set"], "method": j["method"],
+                "state": r.get("state", "pending"), "certified": s.get("certified"),
+                "violated": s.get("violated"), "open": s.get("open"), "total": s.get("total"),
+                "seconds": r.get("seconds"),
+                "error": f"{err.get('type')}: {err.get('message')}" if err else "",
+            })
+        return pd.DataFrame(rows)
+
+    def constraints_frame(self) -> Any:
+        """One row per job and constraint: bound, attained, gap, threshold, status, loading."""
+        import pandas as pd
+
+        rows = []
+        for r in self.done:
+            j = r["job"]
+            for c in r["certificate"]["constraints"]:
+                ub = _f(c.get("upper_bound"), math.inf)
+                att = _f(c.get("attained"), -math.inf)
+                rows.append({
+                    "job_id": r["job_id"], "case": j["case_key"], "model": j["model_label"],
+                    "region": j["region_name"], "constraint_set": j["constraint_set"],
+                    "method": j["method"], "family": c["family"],
+                    "component": int(c["component"]), "index": int(c.get("index", -1)),
+                    "upper_bound": ub, "attained": att, "gap": ub - att,
+                    "threshold": float(c["threshold"]), "status": c["status"],
+                    "unit": c.get("unit", ""), "seconds": float(c.get("seconds", 0.0)),
+                    "rate": c.get("rate"),
+                    "loading_upper_bound": _f(c.get("loading_upper_bound"), math.nan),
+                    "loading_attained": _f(c.get("loading_attained"), math.nan),
+                })
+        return pd.DataFrame(rows)
+
+    def families_frame(self) -> Any:
+        """One row per job and family (the certificate's family summary and the job time)."""
+        import pandas as pd
+
+        rows = []
+        for r in self.done:
+            j = r["job"]
+            for fam, d in r["certificate"]["families"].items():
+                rows.append({
+                    "job_id": r["job_id"], "case": j["case_key"], "model": j["model_label"],
+                    "region": j["region_name"], "constraint_set": j["constraint_set"],
+                    "method": j["method"], "family": fam, "count": d["count"],
+                    "certified": d["certified"], "violated": d["violated"], "open": d["open"],
+                    "max_upper_bound": _f(d.get("max_upper_bound"), math.inf),
+                    "max_attained": _f(d.get("max_attained"), -math.inf),
+                    "gap": _f(d.get("gap"), math.inf), "unit": d["unit"],
+                    "seconds": r.get("seconds"),
+                })
+        return pd.DataFrame(rows)
+
+    def combined_frame(self) -> Any:
+        """Per case, model, region and constraint: the best of all methods.
+
+        ``upper_bound`` is the smallest bound, ``attained`` the largest attained
+        value over the jobs; ``status`` is decided again from them; ``methods``
+        lists the methods that contributed, ``best_method`` the one whose bound
+        is the smallest.
+        """
+        import pandas as pd
+
+        df = self.constraints_frame()
+        if df.empty:
+            return df
+        keys = list(_KEYS) + ["family", "component"]
+        idx_ub = df.groupby(keys, sort=False)["upper_bound"].idxmin()
+        g = df.groupby(keys, sort=False)
+        out = pd.DataFrame({
+            "upper_bound": g["upper_bound"].min(),
+            "attained": g["attained"].max(),
+            "threshold": g["threshold"].first(),
+            "unit": g["unit"].first(),
+            "index": g["index"].first(),
+            "rate": g["rate"].first(),
+            "methods": g["method"].agg(lambda s: ",".join(sorted(set(s)))),
+        })
+        out["best_method"] = df.loc[idx_ub.values, "method"].values
+        out = out.reset_index()
+        out["gap"] = out["upper_bound"] - out["attained"]
+        out["status"] = [decide_status(u, a, t) for u, a, t in
+                         zip(out["upper_bound"], out["attained"], out["threshold"])]
+        out["loading_upper_bound"] = [_loading(u, r) for u, r in zip(out["upper_bound"],
+                                                                     out["rate"])]
+        out["loading_attained"] = [_loading(a, r) for a, r in zip(out["attained"], out["rate"])]
+        return out
+
+    def summary_frame(self) -> Any:
+        """Per case, model, region and family: counts and worst values of the combined results.
+
+        ``seconds`` is the total time of the jobs of that case, model and region.
+        """
+        import pandas as pd
+
+        comb = self.combined_frame()
+        if comb.empty:
+            return comb
+        jobs = self.jobs_frame()
+        secs = jobs[jobs.state == DONE].groupby(list(_KEYS))["seconds"].sum()
+        rows = []
+        for key, grp in comb.groupby(list(_KEYS) + ["family"], sort=False):
+            case, model, region, fam = key
+            rows.append({
+                "case": case, "model": model, "region": region, "family": fam,
+                "count": len(grp), "certified": int((grp.status == "certified").sum()),
+                "violated": int((grp.status == "violated").sum()),
+                "open": int((grp.status == "open").sum()),
+                "max_upper_bound": float(grp.upper_bound.max()),
+                "max_attained": float(grp.attained.max()),
+                "gap": float(grp.upper_bound.max() - grp.attained.max()),
+                "unit": grp.unit.iloc[0],
+                "seconds": float(secs.get((case, model, region), math.nan)),
+            })
+        return pd.DataFrame(rows)
+
+    def to_dataframe(self, level: str = "summary") -> Any:
+        """``summary``, ``jobs``, ``families``, ``constraints`` or ``combined`` as a DataFrame."""
+        table = {"summary": self.summary_frame, "jobs": self.jobs_frame,
+                 "families": self.families_frame, "constraints": self.constraints_frame,
+                 "combined": self.combined_frame}
+        if level not in table:
+            raise ValueError(f"level: one of {', '.join(table)}, got {level!r}")
+        return table[level]()
+
+    def _repr_html_(self) -> str:
+        jobs = self.jobs_frame()
+        head = (f"<p><b>study {self.name}</b>: {len(self.done)} done, {len(self.failed)} failed, "
+                f"{len(self.records) - len(self.done) - len(self.failed)} pending "
+                f"of {len(self.records)} jobs</p>")
+        cols = ["case", "model", "region", "constraint_set", "method", "state", "certified",
+                "violated", "open", "seconds"]
+        return head + jobs[cols].to_html(index=False, float_format=lambda v: f"{v:.3g}")
+
+    def plot(self, kind: str = "grid", **kwargs: Any) -> Any:
+        """One-call figures: ``grid`` (topology colored by worst violation), ``gaps``, ``time``.
+
+        Returns the matplotlib Figure (keyword arguments go to the figure function).
+        """
+        from gridverify.report import figures
+
+        fn = {"grid": figures.grid_figure, "gaps": figures.gap_figure,
+              "time": figures.bound_time_figure}
+        if kind not in fn:
+            raise ValueError(f"kind: one of {', '.join(fn)}, got {kind!r}")
+        return fn[kind](self, **kwargs)
+
+
+def _loading(v: float, rate: Any) -> float:
+    """Apparent power over rating from a thermal violation ``|S|^2 - rate^2`` (NaN if unrated)."""
+    if rate is None or not isinstance(rate, (int, float)) or not rate > 0:
+        return math.nan
+    if not math.isfinite(v):
+        return math.inf if v > 0 else math.nan
+    return math.sqrt(max(v + rate * rate, 0.0)) / rate
+
+
+def load_results(root: str | os.PathLike[str]) -> StudyResults:
+    """Read a study output folder (jobs without a record are ``pending``)."""
+    store = StudyStore(root)
+    records = []
+    for entry in store.job_list():
+        rec = store.read_record(entry["id"])
+        if rec is None or rec.get("job_hash") != entry["hash"]:
+            rec = {"job_id": entry["id"], "job": entry["job"], "state": "pending",
+                   "certificate": None, "error": None}
+        records.append(rec)
+    return StudyResults(Path(root), store.study_name(), tuple(records))

@@ -1,0 +1,124 @@
+"""Run a study: expand jobs, skip finished ones, run the rest, store each as it ends."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gridverify.study.executors import ExecutorOptions, run_jobs
+from gridverify.study.jobs import DONE, Job, expand_jobs
+from gridverify.study.spec import StudySpec
+from gridverify.study.storage import StudyStore
+
+__all__ = ["ProgressEvent", "StudyRun", "run_study"]
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Progress of a study run: counts of jobs ``done``, ``running``, ``failed`` of ``total``."""
+
+    total: int
+    done: int
+    running: int
+    failed: int
+    skipped: int
+    last: str = ""
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """Outcome of :func:`run_study`."""
+
+    out: Path
+    run_id: str
+    jobs: tuple[str, ...]
+    skipped: tuple[str, ...]
+    ran: tuple[str, ...]
+    failed: tuple[str, ...]
+    seconds: float
+    exit_statuses: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def exit_status(self) -> int:
+        """1 if any job found a violation, else 3 if any constraint open or job failed, else 0."""
+        codes = list(self.exit_statuses.values())
+        if 1 in codes:
+            return 1
+        if self.failed or 3 in codes:
+            return 3
+        return 0
+
+
+def run_study(
+    spec: StudySpec,
+    out: str | os.PathLike[str],
+    executor: ExecutorOptions | None = None,
+    progress: Callable[[ProgressEvent], None] | None = None,
+) -> StudyRun:
+    """Run every job of ``spec`` not already finished in ``out``; returns what happened.
+
+    Finished jobs (stored ``done`` with the same job hash) are skipped; failed
+    ones run again.  Each job's files are written as soon as it ends.
+    """
+    t0 = time.perf_counter()
+    opts = executor or ExecutorOptions()
+    store = StudyStore(out)
+    jobs = expand_jobs(spec)
+    store.write_study(spec.text, spec.name, jobs, spec.source)
+    todo: list[Job] = []
+    skipped: list[str] = []
+    statuses: dict[str, int] = {}
+    for j in jobs:
+        if store.is_finished(j):
+            skipped.append(j.id)
+            rec = store.read_record(j.id) or {}
+            if rec.get("exit_status") is not None:
+                statuses[j.id] = int(rec["exit_status"])
+        else:
+            todo.append(j)
+    run_id = uuid.uuid4().hex[:12]
+    store.append_event({"event": "run_start", "run_id": run_id, "executor": opts.kind,
+                        "workers": opts.workers, "todo": len(todo), "skipped": len(skipped)})
+    state = {"done": len(skipped), "failed": 0}
+    running: set[str] = set()
+    ran: list[str] = []
+    failed: list[str] = []
+    notify = progress or (lambda ev: None)
+
+    def emit(last: str = "") -> None:
+        notify(ProgressEvent(len(jobs), state["done"], len(running), state["failed"],
+                             len(skipped), last))
+
+    def on_start(job: Job) -> None:
+        running.add(job.id)
+        emit(job.id)
+
+    def on_finish(job: Job, rec: dict[str, Any]) -> None:
+        rec = dict(rec)
+        rec["run_id"] = run_id
+        rec["executor"] = opts.kind
+        store.write_record(rec)
+        store.append_event({"event": "job_end", "run_id": run_id, "job_id": job.id,
+                            "state": rec["state"], "seconds": rec.get("seconds")})
+        running.discard(job.id)
+        if rec["state"] == DONE:
+            state["done"] += 1
+            ran.append(job.id)
+            statuses[job.id] = int(rec["exit_status"])
+        else:
+            state["failed"] += 1
+            failed.append(job.id)
+        emit(job.id)
+
+    emit()
+    run_jobs(todo, opts, on_start, on_finish)
+    store.append_event({"event": "run_end", "run_id": run_id, "ran": len(ran),
+                        "failed": len(failed)})
+    return StudyRun(Path(out), run_id, tuple(j.id for j in jobs), tuple(skipped), tuple(ran),
+                    tuple(failed), time.perf_counter() - t0, statuses)
+

@@ -1,0 +1,117 @@
+"""Study files: parsing, job expansion, and malformed files rejected with line and key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from study_helpers import MODEL, SMALL_STUDY
+
+from gridverify.errors import GridverifyError, StudyError
+from gridverify.study.jobs import expand_jobs
+from gridverify.study.spec import load_study, parse_study
+
+
+def _line_of(text: str, needle: str) -> int:
+    for no, line in enumerate(text.splitlines(), start=1):
+        if needle in line:
+            return no
+    raise AssertionError(needle)
+
+
+def test_small_study_expands_to_jobs() -> None:
+    spec = parse_study(SMALL_STUDY, "small.toml")
+    jobs = expand_jobs(spec)
+    assert [j.id for j in jobs] == [
+        "c14__case14_relu__near__all__crown", "c14__case14_relu__near__all__alpha-crown",
+        "c14__case14_relu__wide__all__crown", "c14__case14_relu__wide__all__alpha-crown",
+    ]
+    j = jobs[0]
+    assert j.case_name == "pglib_opf_case14_ieee"
+    assert len(j.region["lower"]) == 22 and j.region["kind"] == "box"
+    assert j.options["samples"] == 64 and j.options["seed"] == 3
+    assert len({x.digest for x in jobs}) == 4
+
+
+def test_relative_paths_resolve_against_the_study_folder(tmp_path: Path) -> None:
+    rel = Path("..") / ".." / MODEL.relative_to(MODEL.parents[1])
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    (MODEL.parents[1] / "x").exists()
+    text = SMALL_STUDY.replace(str(MODEL), str(Path("../../models/case14_relu")))
+    (tmp_path / "models").symlink_to(MODEL.parent)
+    p = sub / "s.toml"
+    p.write_text(text)
+    spec = load_study(p)
+    assert spec.cases[0].models[0][1] == str((tmp_path / "models" / "case14_relu").resolve())
+    del rel
+
+
+# (description, edit of the small study: (old, new), line needle, key named)
+BAD = [
+    ("unknown top-level table", ("[study]", "[studdy]"), "[studdy]", "studdy"),
+    ("unknown key in study", ("seed = 3", "sed = 3"), "sed = 3", "study.sed"),
+    ("unknown key in a case", ("models = ", "modles = "), "modles", "cases.c14.modles"),
+    ("missing case", ('case = "pglib_opf_case14_ieee"\n', ""), "[cases.c14]", "cases.c14"),
+    ("case file not found", ('"pglib_opf_case14_ieee"', '"cases/missing_case.m"'),
+     "missing_case.m", "cases.c14.case"),
+    ("unknown bundled case", ('"pglib_opf_case14_ieee"', '"pglib_opf_case99_nowhere"'),
+     "case99", "cases.c14.case"),
+    ("bad region bounds", ("box = [0.97, 1.03]", "box = [1.03, 0.97]"), "box = [1.03",
+     "regions.near.box"),
+    ("bad region shape", ("box = [0.97, 1.03]", "box = [0.97]"), "box = [0.97]",
+     "regions.near.box"),
+    ("unknown region key", ("box = [0.97, 1.03]", "boxx = [0.97, 1.03]"), "boxx",
+     "regions.near.boxx"),
+    ("unknown method", ('"alpha-crown"]', '"alpha-crwn"]'), "methods", "study.methods"),
+    ("unknown family", ('families = ["all"]', 'families = ["thermal"]'), "families",
+     "constraints.all.families"),
+    ("model not found", (str(MODEL), str(MODEL) + "_gone"), "models = ", "cases.c14.models"),
+    ("negative samples", ("samples = 64", "samples = -1"), "samples", "study.samples"),
+    ("case names an undefined region", ("models = [", 'regions = ["far"]\nmodels = ['),
+     "regions = [", "cases.c14.regions"),
+]
+
+
+@pytest.mark.parametrize("what,edit,needle,key", BAD, ids=[b[0] for b in BAD])
+def test_malformed_study_names_line_and_key(what: str, edit: tuple[str, str], needle: str,
+                                            key: str) -> None:
+    old, new = edit
+    assert old in SMALL_STUDY
+    text = SMALL_STUDY.replace(old, new, 1)
+    with pytest.raises(StudyError) as info:
+        parse_study(text, "bad.toml")
+    msg = str(info.value)
+    line = _line_of(text, needle)
+    assert msg.startswith(f"bad.toml:{line}: key {key}:"), msg
+    assert isinstance(info.value, GridverifyError)
+
+
+def test_toml_syntax_error_names_line() -> None:
+    text = SMALL_STUDY.replace("samples = 64", "samples = = 64")
+    with pytest.raises(StudyError, match=r"bad.toml: invalid TOML .*line 5"):
+        parse_study(text, "bad.toml")
+
+
+def test_cli_rejects_before_any_job(tmp_path: Path) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text(SMALL_STUDY.replace("box = [0.97, 1.03]", "box = [1.2, 0.8]"))
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "gridverify", "study", "run", str(p), "--out",
+                        str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert f"{p}:{_line_of(p.read_text(), 'box = [1.2')}: key regions.near.box:" in lines[0]
+    assert not out.exists()  # nothing ran, nothing written
+
+
+def test_cli_check_lists_jobs(tmp_path: Path) -> None:
+    p = tmp_path / "s.toml"
+    p.write_text(SMALL_STUDY)
+    r = subprocess.run([sys.executable, "-m", "gridverify", "study", "check", str(p), "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert '"c14__case14_relu__wide__all__alpha-crown"' in r.stdout
