@@ -45,13 +45,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gridverify.errors import DatasetError
+from gridverify.errors import DatasetError, SolverError
 from gridverify.grid.compiled import CompiledCase
 from gridverify.opf.samplers import BoxSampler, LoadSampler, PGLearnSampler
 from gridverify.opf.solvers import SolverOptions, resolve_solver
@@ -502,6 +503,9 @@ def make_dataset(
     options = options or SolverOptions()
     info = resolve_solver(options)
     path = str(out_path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise DatasetError(f"{path}: output directory {directory} does not exist")
     if os.path.exists(path):
         existing = _check_resume(path, case, n_samples, sampler, seed, info.name)
     else:
@@ -572,7 +576,13 @@ def _run_pool(
                 break
             finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
             for fut in finished:
-                res = fut.result()
+                try:
+                    res = fut.result()
+                except BrokenProcessPool:
+                    raise SolverError(
+                        "a dataset worker process died (out of memory or a solver crash); "
+                        "the finished samples are saved: re-run the same command to resume"
+                    ) from None
                 writer.add(res)
                 advance(len(res))
 
