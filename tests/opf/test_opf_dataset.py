@@ -157,22 +157,37 @@ def _done_count(path: Path) -> int:
         return -1
 
 
+# The run under test, as a real process.  It calls make_dataset directly rather than
+# the full CLI (whose parser imports every command module) to keep the test fast;
+# the CLI's own resume path is covered in test_opf_cli.py.
+RUN_SCRIPT = """
+import sys
+from gridverify.grid import load_compiled
+from gridverify.opf import SolverOptions
+from gridverify.opf.dataset import make_dataset
+from gridverify.opf.samplers import sampler_from_spec
+if __name__ == "__main__":
+    n, seed, out, workers = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    case = load_compiled("pglib_opf_case14_ieee", emit_warnings=False)
+    make_dataset(case, n, out, sampler_from_spec("pglearn:0.85,1.1,0.05"), seed=seed,
+                 workers=workers, options=SolverOptions(max_iter=500), progress=False)
+"""
+
+
 def test_kill_and_resume(tmp_path: Path) -> None:
     n, seed = 150, 5
     out = tmp_path / "killed.h5"
-    cmd = [sys.executable, "-m", "gridverify", "dataset", "make", "pglib_opf_case14_ieee",
-           "--samples", str(n), "--out", str(out), "--region", "pglearn:0.85,1.1,0.05",
-           "--seed", str(seed), "--workers", "2", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    script = tmp_path / "run.py"
+    script.write_text(RUN_SCRIPT)
+    cmd = [sys.executable, str(script), str(n), str(seed), str(out)]
+    proc = subprocess.Popen([*cmd, "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
+            if proc.poll() is not None or _done_count(out) >= 20:
                 break
-            if _done_count(out) >= 20:
-                break
-            time.sleep(0.05)
+            time.sleep(0.02)
         assert proc.poll() is None, "run finished before it could be killed"
         os.killpg(proc.pid, signal.SIGKILL)  # the run and its worker processes
     finally:
@@ -189,7 +204,7 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     done = partial.done
     np.testing.assert_allclose(partial.vm[done], ref.vm[done], rtol=1e-9, atol=1e-12)
 
-    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run([*cmd, "1"], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     full = load_dataset(out, CASE14)
     assert full.done.all() and (full.status != 0).all()
