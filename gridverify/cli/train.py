@@ -39,7 +39,9 @@ def register(sub: Any) -> None:
         epilog="example:\n  gridverify train data/case14.h5 --out models/case14_relu --seed 0",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("data", help="OPF dataset (HDF5) made by `gridverify dataset make`")
+    p.add_argument("data", nargs="+",
+                   help="OPF dataset(s) (HDF5) made by `gridverify dataset make`; several "
+                        "files of one case and region (different seeds) are concatenated")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--case", default=None,
                    help="case name or file (default: the dataset's case_name attribute)")
@@ -75,7 +77,7 @@ def register(sub: Any) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from gridverify.grid import load_compiled
     from gridverify.proxy.artifacts import write_model_dir
-    from gridverify.proxy.data import read_proxy_data
+    from gridverify.proxy.data import read_proxy_data_many
     from gridverify.proxy.train import TrainOptions, train_proxy
 
     options = TrainOptions(
@@ -93,10 +95,10 @@ def _run_train(args: argparse.Namespace) -> int:
         test_fraction=args.test_fraction,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
-    data_path = Path(args.data)
-    case_ref = args.case or _dataset_case_name(data_path)
+    paths = [Path(p) for p in args.data]
+    case_ref = args.case or _dataset_case_name(paths[0])
     case = load_compiled(case_ref)
-    data = read_proxy_data(data_path, case)
+    data = read_proxy_data_many(paths, case)
     result = train_proxy(case, data, options)
     out = write_model_dir(args.out, result.module, result.card)
     if args.json:

@@ -43,6 +43,7 @@ class ProxyData:
     file_sha256: str
     content_sha256: str
     attrs: dict[str, Any]
+    parts: tuple[dict[str, Any], ...] = ()
 
     @property
     def n_samples(self) -> int:
@@ -150,6 +151,64 @@ def read_proxy_data(path: str | os.PathLike[str], case: Any) -> ProxyData:
         file_sha256=_sha256(path),
         content_sha256=h.hexdigest(),
         attrs=attrs,
+    )
+
+
+def read_proxy_data_many(paths: list[str | os.PathLike[str]], case: Any) -> ProxyData:
+    """Several datasets of one case and one sampler, concatenated in the given order.
+
+    Each file is checked as in :func:`read_proxy_data`; files with different
+    samplers (regions) or duplicate (sampler, seed) pairs are a :class:`DatasetError`.
+    ``rows`` then index the concatenated rows; ``parts`` describes each file.
+    """
+    if not paths:
+        raise DatasetError("no dataset given")
+    ds = [read_proxy_data(p, case) for p in paths]
+    parts = tuple(
+        {
+            "path": str(d.path),
+            "file_sha256": d.file_sha256,
+            "content_sha256": d.content_sha256,
+            "seed": d.seed,
+            "n_rows": d.n_rows,
+            "n_optimal": d.n_samples,
+        }
+        for d in ds
+    )
+    if len(ds) == 1:
+        return ProxyData(**{**ds[0].__dict__, "parts": parts})
+    first = ds[0]
+    seen = set()
+    for d in ds:
+        if d.sampler != first.sampler:
+            raise DatasetError(
+                f"{d.path}: sampler {d.sampler} differs from {first.path}'s {first.sampler}"
+            )
+        if d.seed in seen:
+            raise DatasetError(f"{d.path}: seed {d.seed} used by another dataset (same samples)")
+        seen.add(d.seed)
+    x = np.concatenate([d.x for d in ds])
+    y = np.concatenate([d.y for d in ds])
+    offsets = np.cumsum([0] + [d.n_rows for d in ds[:-1]])
+    rows = np.concatenate([d.rows + off for d, off in zip(ds, offsets)])
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(x).tobytes())
+    h.update(np.ascontiguousarray(y).tobytes())
+    files = hashlib.sha256("".join(d.file_sha256 for d in ds).encode()).hexdigest()
+    return ProxyData(
+        path=first.path,
+        case_name=first.case_name,
+        case_hash=first.case_hash,
+        x=x,
+        y=y,
+        rows=rows,
+        n_rows=int(sum(d.n_rows for d in ds)),
+        sampler=first.sampler,
+        seed=first.seed,
+        file_sha256=files,
+        content_sha256=h.hexdigest(),
+        attrs=first.attrs,
+        parts=parts,
     )
 
 

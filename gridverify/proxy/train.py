@@ -57,6 +57,7 @@ class TrainOptions:
     patience: int = 60
     val_fraction: float = 0.1
     test_fraction: float = 0.1
+    std_floor: float = 0.05
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -74,6 +75,7 @@ class TrainOptions:
             "patience": self.patience >= 1,
             "val_fraction": 0 < self.val_fraction < 0.5,
             "test_fraction": 0 < self.test_fraction < 0.5,
+            "std_floor": 0 <= self.std_floor <= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -143,6 +145,27 @@ def deterministic_torch(threads: int = 1) -> Iterator[None]:
         torch.set_num_threads(old_threads)
 
 
+def output_scales(case: Any, y_train: np.ndarray, rel_floor: float) -> np.ndarray:
+    """Per-output loss scales: the training std, floored per output group.
+
+    The floor of a group (pg, qg, vm, va) is ``rel_floor`` times the 90th
+    percentile of the group's stds, so that outputs that barely move (a generator
+    at a limit with solver noise) do not dominate the normalized loss.  Outputs
+    with no spread at all get the floor (or 1 when the whole group is constant).
+    """
+    std = y_train.std(axis=0)
+    g, n = case.n_gen, case.n_bus
+    out = np.empty_like(std)
+    for sl in (slice(0, g), slice(g, 2 * g), slice(2 * g, 2 * g + n), slice(2 * g + n, None)):
+        s = std[sl]
+        floor = rel_floor * float(np.percentile(s, 90)) if s.size else 0.0
+        if floor <= _STD_FLOOR:
+            floor = float(s.max()) if s.size and s.max() > _STD_FLOOR else 1.0
+            floor = rel_floor * floor if rel_floor > 0 and floor != 1.0 else floor
+        out[sl] = np.maximum(s, max(floor, _STD_FLOOR))
+    return out
+
+
 def build_training_module(
     case: Any, x_train: np.ndarray, y_train: np.ndarray, options: TrainOptions
 ) -> tuple[ProxyMLP, np.ndarray, np.ndarray]:
@@ -163,8 +186,7 @@ def build_training_module(
     in_std = x_train.std(axis=0)
     in_std = np.where(in_std > _STD_FLOOR, in_std, 1.0)
     out_mean = y_train.mean(axis=0)
-    out_std = y_train.std(axis=0)
-    out_std = np.where(out_std > _STD_FLOOR, out_std, 1.0)
+    out_std = output_scales(case, y_train, options.std_floor)
     nc = arch.n_clamped
     lo = hi = None
     if options.clamp_head:
@@ -380,6 +402,7 @@ def make_card(
         "case_hash": case.content_hash,
         "region": region,
         "dataset": {
+            "parts": list(data.parts),
             "path": str(data.path),
             "file_sha256": data.file_sha256,
             "content_sha256": data.content_sha256,

@@ -249,3 +249,27 @@ def test_cli_train_and_info_json(case14_data, tmp_path, capsys):
     assert card["arch"]["activation"] == "tanh" and card["arch"]["clamp_head"] is False
     assert card["training"]["options"]["seed"] == 2
     assert set(card["files"]) == {"arch.json", "weights.npz", "model.onnx"}
+
+
+def test_several_datasets(case14, case14_data, tmp_path, capsys):
+    from gridverify.opf.dataset import make_dataset
+    from gridverify.opf.samplers import BoxSampler
+    from gridverify.proxy.data import read_proxy_data_many
+
+    with pytest.raises(DatasetError, match="seed 11 used by another"):
+        read_proxy_data_many([case14_data, case14_data], case14)
+    other_region = tmp_path / "wide.h5"
+    make_dataset(case14, 3, other_region, sampler=BoxSampler(0.8, 1.2), seed=12,
+                 progress=False)
+    with pytest.raises(DatasetError, match="sampler"):
+        read_proxy_data_many([case14_data, other_region], case14)
+    second = tmp_path / "s12.h5"
+    make_dataset(case14, 6, second, sampler=BoxSampler(0.9, 1.1), seed=12, progress=False)
+    d = read_proxy_data_many([case14_data, second], case14)
+    assert d.n_samples == 86 and d.rows[-1] == 85
+    out = tmp_path / "two"
+    assert main(["train", str(case14_data), str(second), "--out", str(out), "--hidden", "8",
+                 "--epochs", "2", "--no-progress", "--json"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert [p["seed"] for p in card["dataset"]["parts"]] == [11, 12]
+    assert card["dataset"]["n_optimal"] == 86
