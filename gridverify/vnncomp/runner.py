@@ -11,8 +11,7 @@ Pipeline (:func:`run_instance`), all under one deadline:
    with the rows of every disjunct as the spec: a disjunct is infeasible on a box
    when some row has ``lower(A_k y) - b_k > 0``; ``unsat`` when every disjunct
    of every box is infeasible;
-4. branch-and-bound on what is left, through ``gridverify.bab.verify_polytope``
-   when that module provides it (see :data:`BAB_PROTOCOL`);
+4. branch-and-bound (:func:`gridverify.bab.bab_maximize`) on what is left;
 5. with time left, more attack rounds (other seeds, more restarts).
 
 ``sat`` is returned only for a counterexample confirmed by running the ONNX
@@ -23,7 +22,6 @@ without tolerance.
 
 from __future__ import annotations
 
-import importlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -37,22 +35,12 @@ from gridverify.errors import GraphError, GridverifyError, VnnlibError
 from gridverify.vnncomp.vnnlib import Property, PropertyCase, parse_vnnlib
 
 __all__ = [
-    "BAB_PROTOCOL",
     "OnnxChecker",
     "RunOptions",
     "RunOutcome",
     "VnncompOptionError",
     "run_instance",
 ]
-
-BAB_PROTOCOL = """\
-gridverify.bab.verify_polytope(graph, lower, upper, A, b, *, deadline, device, seed) -> obj
-    Decide whether some x in [lower, upper] (float64 numpy, flat over the graph
-    inputs) has A @ y(x) <= b (all rows), y the flat graph outputs.  ``deadline``
-    is a time.monotonic() value.  The returned object has ``status`` in
-    {"infeasible", "counterexample", "unknown", "timeout"} and ``x`` (flat
-    float64 numpy or None): a candidate input for "counterexample".
-"""
 
 
 class VnncompOptionError(GridverifyError):
@@ -488,41 +476,73 @@ def _spec_lower(compute_bounds, graph, case, C, method, device) -> np.ndarray:
     return np.where(np.isnan(lower), -math.inf, lower)
 
 
+def _offset_graph(graph, rows: list[tuple[np.ndarray, float]]):
+    """``graph`` with one more output ``z_r = b_r - a_r @ y`` per row (y: flat outputs)."""
+    from gridverify.ir import GraphBuilder
+
+    b = GraphBuilder(graph)
+    outs = list(graph.outputs)
+    y = outs[0] if len(outs) == 1 else b.concat(outs)
+    W = torch.tensor(np.stack([-np.asarray(a, dtype=np.float64) for a, _ in rows]))
+    bias = torch.tensor(np.array([float(v) for _, v in rows], dtype=np.float64))
+    b.output(b.linear(y, W, bias), "margin")
+    return b.build()
+
+
 def _bab(inst, opts, clock, device, items):
-    """Run BaB on every open disjunct; a RunOutcome (decided) or the still-open items."""
+    """Branch-and-bound (:func:`gridverify.bab.bab_maximize`) on the open disjuncts.
+
+    A disjunct ``A y <= b`` is infeasible on its box when one of its rows is:
+    ``max_x (b_k - A_k y(x)) < 0``.  Per box, the rows tried are put behind the
+    graph as outputs ``z = b - A y`` and one decision-mode search with threshold
+    0 bounds their maximum: an upper bound below 0 rules them all out; a point
+    above 0 is a candidate counterexample (confirmed with onnxruntime).  For a
+    single-row disjunct this is exact; for a multi-row one it is a sufficient
+    condition (rows tried one search each, first rows first).
+    Returns a RunOutcome (decided) or the still-open items.
+    """
     try:
-        bab = importlib.import_module("gridverify.bab")
+        from gridverify.bab import BabOptions, bab_maximize
     except ImportError:
         return items
-    verify = getattr(bab, "verify_polytope", None)
-    if verify is None:
-        return items
-    still = []
-    for n, (ci, di) in enumerate(items):
-        left = clock.left()
-        if left <= 0:
-            return items[n:] + still
+    by_case: dict[int, list[int]] = {}
+    for ci, di in items:
+        by_case.setdefault(ci, []).append(di)
+    still: list[tuple[int, int]] = []
+    cases = list(by_case.items())
+    for n, (ci, dis) in enumerate(cases):
         case = inst.prop.cases[ci]
-        A, b = case.output[di]
-        share = left / (len(items) - n)
-        out = verify(
-            inst.graph,
-            case.lower,
-            case.upper,
-            A,
-            b,
-            deadline=time.monotonic() + share,
-            device=device,
-            seed=opts.seed,
-        )
-        status = getattr(out, "status", "unknown")
-        if status == "infeasible":
-            continue
-        if status == "counterexample" and getattr(out, "x", None) is not None:
-            hit = confirm(inst.onnx(), case, np.asarray(out.x, dtype=np.float64))
-            if hit is not None:
-                return _outcome(
-                    "sat", clock, "bab", "counterexample confirmed by onnxruntime", *hit
-                )
-        still.append((ci, di))
+        single = [d for d in dis if case.output[d][0].shape[0] == 1]
+        multi = [d for d in dis if case.output[d][0].shape[0] > 1]
+        still.extend((ci, d) for d in dis if case.output[d][0].shape[0] == 0)
+        groups: list[list[tuple[int, int]]] = []  # (disjunct, row) per search
+        if single:
+            groups.append([(d, 0) for d in single])
+        for d in multi:
+            groups.extend([[(d, k)] for k in range(case.output[d][0].shape[0])])
+        proved: set[int] = set()
+        for gi, group in enumerate(groups):
+            group = [(d, k) for d, k in group if d not in proved]
+            left = clock.left()
+            if not group or left <= 0.05:
+                continue
+            share = left / ((len(cases) - n) * (len(groups) - gi))
+            rows = [(case.output[d][0][k], float(case.output[d][1][k])) for d, k in group]
+            g2 = _offset_graph(inst.graph, rows)
+            spec = np.zeros((len(rows), g2.output_size))
+            spec[:, g2.output_size - len(rows) :] = np.eye(len(rows))
+            bopts = BabOptions(timeout=max(0.05, share), device=str(device), seed=opts.seed)
+            res = bab_maximize(
+                g2, case.lower, case.upper, spec, threshold=0.0, options=bopts, mode="decision"
+            )
+            if math.isfinite(res.upper_bound) and res.upper_bound < 0.0:
+                proved.update(d for d, _ in group)
+                continue
+            if res.witness is not None and res.attained >= 0.0:
+                hit = confirm(inst.onnx(), case, np.asarray(res.witness, dtype=np.float64))
+                if hit is not None:
+                    return _outcome(
+                        "sat", clock, "bab", "counterexample confirmed by onnxruntime", *hit
+                    )
+        still.extend((ci, d) for d in single + multi if d not in proved)
     return still

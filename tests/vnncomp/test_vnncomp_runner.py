@@ -180,3 +180,17 @@ def test_dimension_mismatch_is_a_named_error(tiny: Path, tmp_path: Path) -> None
     prop = _prop(tmp_path, "bad2.vnnlib", [0, 0], [1, 1], 3, [["(>= Y_0 1)"]])
     with pytest.raises(VnnlibError, match="declares 3 outputs"):
         run_instance(tiny, prop, QUICK)
+
+
+def test_branch_and_bound_decides_what_bounds_leave_open(tmp_path: Path) -> None:
+    """Threshold just above the dense-grid maximum: alpha-CROWN alone cannot, BaB can."""
+    w = random_weights(2, [2, 16, 16, 1])
+    model = mlp_onnx(tmp_path / "n.onnx", w)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 301)] * 2), -1).reshape(-1, 2)
+    top = float(forward(w, grid)[:, 0].max())
+    lo, hi = -np.ones(2), np.ones(2)
+    prop = _prop(tmp_path, "p.vnnlib", lo, hi, 1, [[f"(>= Y_0 {top + 0.01!r})"]])
+    no_bab = run_instance(model, prop, RunOptions(timeout=20, extend_attack=False, use_bab=False))
+    assert no_bab.result == "unknown"
+    out = run_instance(model, prop, QUICK)
+    assert out.result == "unsat" and out.stage == "bab"
