@@ -37,6 +37,8 @@ class BabOptions:
     best domains with ``attack_restarts`` x ``attack_steps``.  ``max_domains``:
     cap on domains visited (``None``: none).  ``seed``: attack seed.
     ``device``: torch device of the bounding (the store stays on the host).
+    ``clock``: what ``timeout`` measures, ``"wall"`` seconds or ``"cpu"``
+    seconds of this process (for benchmarks on a shared machine).
     """
 
     timeout: float | None = 60.0
@@ -56,6 +58,7 @@ class BabOptions:
     max_domains: int | None = None
     seed: int = 0
     device: str | None = None
+    clock: str = "wall"
 
     def __post_init__(self) -> None:
         if self.timeout is not None and not self.timeout > 0:
@@ -82,5 +85,7 @@ class BabOptions:
             raise BabOptionsError("attack_every must be >= 0 and attack_domains >= 1")
         if self.attack_restarts < 1 or self.attack_steps < 0:
             raise BabOptionsError("attack_restarts must be >= 1 and attack_steps >= 0")
+        if self.clock not in ("wall", "cpu"):
+            raise BabOptionsError(f"clock: 'wall' or 'cpu', got {self.clock!r}")
         if self.max_domains is not None and self.max_domains < 1:
             raise BabOptionsError("max_domains: must be >= 1 or None")

@@ -240,8 +240,11 @@ def bab_maximize(
     fals = _Falsifier(g, c, dev, opts.seed)
     notify = progress or (lambda info: None)
 
+    clock = time.process_time if opts.clock == "cpu" else time.perf_counter
+    c0 = clock() - (time.perf_counter() - t0) if opts.clock == "wall" else clock()
+
     def elapsed() -> float:
-        return time.perf_counter() - t0
+        return clock() - c0
 
     # falsify first (cheap): centre, corners the root attack finds
     fals.offer(((lo + hi) / 2)[None], lo, hi)
