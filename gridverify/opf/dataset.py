@@ -244,9 +244,14 @@ def load_dataset(path: str | Path, case: CompiledCase | None = None) -> OPFDatas
     if not os.path.exists(path):
         raise FileNotFoundError(2, "No such file", path)
     try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DatasetError(f"{path}: not a readable HDF5 file ({exc})") from None
+        # No HDF5 file lock: a reader may look at a file that a run is filling
+        # (rows change in place and only become visible through `done`).
+        f = h5py.File(path, "r", locking=False)
+    except OSError:
+        try:  # this process holds the file open with locking
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise DatasetError(f"{path}: not a readable HDF5 file ({exc})") from None
     with f:
         attrs = _read_attrs(f, path)
         _check_structure(f, path)
@@ -531,7 +536,13 @@ def _run(
 
     size = batch_size or max(1, min(8, len(pending) // (4 * workers) or 1))
     bar = _progress(progress, case.name, d.n_samples, d.n_samples - len(pending))
-    with h5py.File(path, "r+") as f, bar as (advance):
+    try:
+        handle = h5py.File(path, "r+")
+    except OSError as exc:
+        raise DatasetError(
+            f"{path}: cannot open for writing; is another run filling it? ({exc})"
+        ) from None
+    with handle as f, bar as (advance):
         writer = _Writer(f, case, flush_every=max(8, 4 * size * workers), flush_seconds=2.0)
         try:
             if workers == 1:

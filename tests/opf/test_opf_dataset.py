@@ -228,3 +228,26 @@ def test_case118_200_samples_cli(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     d = load_dataset(out, load_compiled("pglib_opf_case118_ieee", emit_warnings=False))
     assert d.done.all() and d.solved.sum() >= 190
+
+
+def test_file_in_use_by_another_run(tmp_path: Path) -> None:
+    out = tmp_path / "busy.h5"
+    make_dataset(CASE5, 2, out, BoxSampler(), seed=0, options=OPTS, progress=False)
+    with h5py.File(out, "r+") as f:  # make one row pending again
+        f["done"][1] = False
+        f["status"][1] = 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import h5py, sys, time; f = h5py.File(sys.argv[1], 'r+'); "
+         "print('open', flush=True); time.sleep(60)", str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        assert load_dataset(out).done.tolist() == [True, False]  # readers are not blocked
+        with pytest.raises(DatasetError, match="another run"):
+            make_dataset(CASE5, 2, out, BoxSampler(), seed=0, options=OPTS, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert make_dataset(CASE5, 2, out, BoxSampler(), seed=0, options=OPTS,
+                        progress=False).done.all()
