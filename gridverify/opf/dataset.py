@@ -381,21 +381,37 @@ def _check_resume(
 # --------------------------------------------------------------------------
 # solving (in-process or in worker processes)
 # --------------------------------------------------------------------------
-_WORKER: dict[str, Any] = {}
+@dataclass
+class _SolveState:
+    """One process's model and the nominal-load solution every sample starts from."""
+
+    model: Any
+    start: Any
 
 
-def _worker_init(case: CompiledCase, options: SolverOptions) -> None:
+def _init_state(case: CompiledCase, options: SolverOptions) -> _SolveState:
     from gridverify.opf.acopf import ACOPFModel
 
     model = ACOPFModel(case, options)
     nominal = model.solve()
-    _WORKER["model"] = model
-    _WORKER["start"] = nominal if nominal.optimal else None
+    return _SolveState(model, nominal if nominal.optimal else None)
 
 
-def _solve_one(pd: np.ndarray, qd: np.ndarray) -> dict[str, Any]:
-    model = _WORKER["model"]
-    start = _WORKER["start"]
+# State of a pool worker process (set once by the pool's initializer; never used
+# in the parent process, which passes its own _SolveState explicitly).
+_POOL_STATE: list[_SolveState] = []
+
+
+def _pool_init(case: CompiledCase, options: SolverOptions) -> None:
+    _POOL_STATE[:] = [_init_state(case, options)]
+
+
+def _pool_solve_batch(batch: list[tuple[int, np.ndarray, np.ndarray]]) -> list[tuple[int, dict]]:
+    return _solve_batch(_POOL_STATE[0], batch)
+
+
+def _solve_one(state: _SolveState, pd: np.ndarray, qd: np.ndarray) -> dict[str, Any]:
+    model, start = state.model, state.start
     t0 = time.perf_counter()
     try:
         sol = model.solve(pd, qd, warm_start=start)
@@ -413,8 +429,10 @@ def _solve_one(pd: np.ndarray, qd: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def _solve_batch(batch: list[tuple[int, np.ndarray, np.ndarray]]) -> list[tuple[int, dict]]:
-    return [(i, _solve_one(pd, qd)) for i, pd, qd in batch]
+def _solve_batch(
+    state: _SolveState, batch: list[tuple[int, np.ndarray, np.ndarray]]
+) -> list[tuple[int, dict]]:
+    return [(i, _solve_one(state, pd, qd)) for i, pd, qd in batch]
 
 
 class _Writer:
@@ -546,9 +564,9 @@ def _run(
         writer = _Writer(f, case, flush_every=max(8, 4 * size * workers), flush_seconds=2.0)
         try:
             if workers == 1:
-                _worker_init(case, options)
+                state = _init_state(case, options)
                 for batch in _batches(pending, d.pd, d.qd, size):
-                    res = _solve_batch(batch)
+                    res = _solve_batch(state, batch)
                     writer.add(res)
                     advance(len(res))
             else:
@@ -572,7 +590,7 @@ def _run_pool(
     ctx = multiprocessing.get_context("spawn")
     batches = _batches(pending, d.pd, d.qd, size)
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(case, options)
+        max_workers=workers, mp_context=ctx, initializer=_pool_init, initargs=(case, options)
     ) as pool:
         in_flight: set[Future] = set()
         exhausted = False
@@ -582,7 +600,7 @@ def _run_pool(
                 if batch is None:
                     exhausted = True
                     break
-                in_flight.add(pool.submit(_solve_batch, batch))
+                in_flight.add(pool.submit(_pool_solve_batch, batch))
             if not in_flight:
                 break
             finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
