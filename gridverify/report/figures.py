@@ -45,9 +45,13 @@ _BUS_FLOOR = 1e-4  # pu: bus values at or below this share the lightest color
 
 
 def _plt() -> Any:
+    """pyplot; the Agg backend unless pyplot is already in use or a Jupyter kernel runs."""
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg", force=False)
+    if "matplotlib.pyplot" not in sys.modules and "ipykernel" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

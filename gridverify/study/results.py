@@ -49,13 +49,31 @@ class StudyResults:
         """Records of failed jobs."""
         return [r for r in self.records if r.get("state") == FAILED]
 
-    def certificate(self, job_id: str) -> Any:
-        """The :class:`~gridverify.certify.Certificate` of a finished job."""
+    def certificate(self, job_id: str, worst_loads: bool = True) -> Any:
+        """The :class:`~gridverify.certify.Certificate` of a finished job.
+
+        ``worst_loads``: attach every constraint's worst load from the job's HDF5
+        file (the JSON holds only the witnesses of violated constraints).
+        """
+        import dataclasses
+
+        import numpy as np
+
         from gridverify.certify import Certificate
 
         for r in self.done:
-            if r["job_id"] == job_id:
-                return Certificate.from_dict(r["certificate"])
+            if r["job_id"] != job_id:
+                continue
+            cert = Certificate.from_dict(r["certificate"])
+            store = StudyStore(self.root)
+            if not worst_loads or not store.h5_path(job_id).exists():
+                return cert
+            wl = store.read_bounds(job_id)["worst_load"]
+            cons = tuple(
+                dataclasses.replace(c, worst_load=w.copy()) if np.isfinite(w).all() else c
+                for c, w in zip(cert.constraints, wl)
+            )
+            return dataclasses.replace(cert, constraints=cons)
         raise KeyError(job_id)
 
     def jobs_frame(self) -> Any:

@@ -13,8 +13,8 @@ job hash equals the job's, and ``jobs/ID.h5`` exists: the HDF5 file is written
 first, the JSON last, each through a temporary file and ``os.replace``, so a
 study killed at any point leaves either a complete job or none.
 
-The JSON keeps the certificate's contract form except ``worst_load`` (null;
-the ``witness`` of a violated constraint stays); every constraint's worst load
+The JSON keeps the certificate's contract form without the ``worst_load`` key
+(the ``witness`` of a violated constraint stays); every constraint's worst load
 is in the HDF5 file (dataset ``worst_load``).
 """
 
@@ -115,7 +115,8 @@ def _write_h5_atomic(path: Path, cert: dict[str, Any], job: dict[str, Any]) -> N
 def _slim_certificate(cert: dict[str, Any]) -> dict[str, Any]:
     """The certificate without ``worst_load`` (in the HDF5 file; ``witness`` stays)."""
     out = dict(cert)
-    out["constraints"] = [{**c, "worst_load": None} for c in cert["constraints"]]
+    out["constraints"] = [{k: v for k, v in c.items() if k != "worst_load"}
+                          for c in cert["constraints"]]
     return out
 
 

@@ -13,7 +13,7 @@ MODEL = ROOT / "models" / "case14_relu"
 SMALL_STUDY = f"""
 [study]
 name = "small"
-methods = ["crown", "alpha-crown"]
+methods = ["ibp", "crown"]
 samples = 64
 seed = 3
 

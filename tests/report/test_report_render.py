@@ -1,0 +1,155 @@
+"""Reports from stored study results: Markdown, self-contained HTML, figures, CSV, CLI."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gridverify.study.jobs import Job, job_id, run_job
+from gridverify.study.results import load_results
+from gridverify.study.storage import StudyStore
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ROOT / "models" / "case14_relu"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _job(method: str, region: str, model: Path = MODEL) -> Job:
+    from gridverify.grid import load_compiled
+    from gridverify.spec.constraints import ConstraintSelection
+    from gridverify.spec.region import box_region
+    from gridverify.spec.thresholds import ThresholdSpec
+
+    case = load_compiled("pglib_opf_case14_ieee", emit_warnings=False)
+    a, b = {"near": (0.97, 1.03), "wide": (0.9, 1.1)}[region]
+    return Job(
+        id=job_id("c14", model.name, region, "all", method), case_key="c14",
+        case="pglib_opf_case14_ieee", case_name=case.name, model_label=model.name,
+        model=str(model), region_name=region, region=box_region(case, a, b).to_dict(),
+        constraint_set="all", selection=ConstraintSelection().to_dict(), method=method,
+        options={"timeout": None, "samples": 64, "seed": 0, "attack": "undecided", "threads": 1},
+        thresholds=ThresholdSpec().to_dict(),
+    )
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A study folder with three finished jobs (run in this process) and one failed job."""
+    if not MODEL.exists():
+        pytest.skip("shipped proxy models/case14_relu not present")
+    out = tmp_path_factory.mktemp("study") / "out"
+    jobs = [_job("ibp", "near"), _job("crown", "near"), _job("crown", "wide"),
+            _job("crown", "near", model=MODEL.parent / "no_such_model")]
+    store = StudyStore(out)
+    store.write_study("# test study\n", "t", jobs, "test.toml")
+    for j in jobs:
+        store.write_record(run_job(j))
+    return out
+
+
+def test_records_and_bounds_files(study_dir: Path) -> None:
+    store = StudyStore(study_dir)
+    res = load_results(study_dir)
+    assert [r["state"] for r in res.records] == ["done", "done", "done", "failed"]
+    bad = res.failed[0]
+    assert bad["error"]["type"] == "FileNotFoundError"
+    assert "no_such_model" in bad["error"]["message"]
+    assert not store.h5_path(bad["job_id"]).exists()
+    for r in res.done:
+        cert = res.certificate(r["job_id"])
+        b = store.read_bounds(r["job_id"])
+        assert list(b["family"]) == [c.family for c in cert.constraints]
+        ub = np.array([c.upper_bound for c in cert.constraints])
+        np.testing.assert_array_equal(b["upper_bound"], ub)
+        np.testing.assert_array_equal(b["attained"], [c.attained for c in cert.constraints])
+        assert np.isfinite(b["worst_load"]).all()  # every constraint's worst load is stored
+        for c, wl in zip(cert.constraints, b["worst_load"]):
+            if c.status == "violated":
+                np.testing.assert_array_equal(c.witness, wl)
+        json.loads(store.json_path(r["job_id"]).read_text())  # strict JSON
+
+
+def test_combined_is_best_of_methods(study_dir: Path) -> None:
+    res = load_results(study_dir)
+    comb = res.combined_frame()
+    ibp = res.certificate(job_id("c14", MODEL.name, "near", "all", "ibp"))
+    crown = res.certificate(job_id("c14", MODEL.name, "near", "all", "crown"))
+    near = comb[comb.region == "near"].set_index(["family", "component"])
+    assert len(near) == len(crown.constraints)
+    for a, b in zip(ibp.constraints, crown.constraints):
+        row = near.loc[(a.family, a.component)]
+        assert row.upper_bound == min(a.upper_bound, b.upper_bound)
+        assert row.attained == max(a.attained, b.attained)
+        assert row.upper_bound >= row.attained
+    summ = res.summary_frame()
+    pb = summ[(summ.region == "near") & (summ.family == "p_balance")].iloc[0]
+    assert math.isclose(pb.max_upper_bound, near.loc["p_balance"].upper_bound.max())
+    assert pb["count"] == pb.certified + pb.violated + pb.open
+
+
+def test_render_report(study_dir: Path) -> None:
+    from gridverify.report import render_report
+
+    files = render_report(study_dir, command="gridverify study run test.toml")
+    md = files.markdown.read_text()
+    assert "## Summary per case, model and family" in md
+    assert "| model | region | family |" in md
+    assert "Failed jobs" in md and "no_such_model" in md
+    assert "`gridverify study run test.toml`" in md
+    for fam in ("p_balance", "thermal_fr", "vm_min", "qg_max", "angle_max"):
+        assert f"| {fam} |" in md
+    figs = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert len(figs) == 3
+    for rel in figs:
+        data = (study_dir / rel).read_bytes()
+        assert data.startswith(PNG) and len(data) > 10_000
+    page = files.html.read_text()
+    srcs = re.findall(r'src="([^"]+)"', page)
+    assert len(srcs) == 3 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert base64.b64decode(srcs[0].split(",", 1)[1]).startswith(PNG)
+    assert "http://" not in page and "https://" not in page and "<link" not in page
+    assert '<td class="failed">failed</td>' in page
+    csv = (study_dir / "constraints.csv").read_text().splitlines()
+    assert len(csv) == 1 + 2 * 156  # header + every constraint of both regions
+
+
+def test_report_cli(study_dir: Path, tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "gridverify", "report", str(study_dir), "--json"],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 1, r.stderr  # violations exist in the shipped proxy's results
+    out = json.loads(r.stdout)
+    assert out["study"] == "t" and Path(out["html"]).exists()
+    assert {row["family"] for row in out["summary"]} >= {"p_balance", "thermal_to"}
+    r = subprocess.run([sys.executable, "-m", "gridverify", "report", str(tmp_path / "nope")],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "nope" in r.stderr
+
+
+def _complete(script: Path, *words: str) -> list[str]:
+    cmd = (f'source {script}; COMP_WORDS=({" ".join(repr(w) for w in words)}); '
+           'COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 )); _gridverify; echo "${COMPREPLY[*]}"')
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()
+
+
+def test_shell_completion(tmp_path: Path) -> None:
+    from gridverify.cli.study import completion_script
+
+    script = tmp_path / "gv.bash"
+    script.write_text(completion_script("bash"))
+    assert _complete(script, "gridverify", "stu") == ["study"]
+    assert set(_complete(script, "gridverify", "study", "")) >= {"run", "check"}
+    assert _complete(script, "gridverify", "study", "run", "x.toml", "--exec") == ["--executor"]
+    assert _complete(script, "gridverify", "study", "run", "--executor", "") == ["local", "ray"]
+    assert "--model" in _complete(script, "gridverify", "certify", "case", "--")
+    zsh = completion_script("zsh")
+    assert "bashcompinit" in zsh and "complete -o filenames -F _gridverify gridverify" in zsh
