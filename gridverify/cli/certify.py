@@ -52,6 +52,8 @@ def register(sub: Any) -> None:
     p.add_argument("--attack", default="undecided", choices=("undecided", "all", "none"),
                    help="which constraints get the gradient attack (default undecided)")
     p.add_argument("--seed", type=int, default=0, help="sampling and attack seed")
+    p.add_argument("--bab-timeout", type=float, default=30.0, metavar="S",
+                   help="branch-and-bound seconds per undecided constraint (--method bab)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="torch CPU threads for this run (default 1: the graphs are small and "
                    "extra threads mostly contend)")
@@ -113,7 +115,7 @@ def run_certify(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         case, proxy, region, cons, thr = _build_inputs(args)
         opts = CertifyOptions(timeout=args.timeout, samples=args.samples, attack=args.attack,
-                              seed=args.seed)
+                              seed=args.seed, bab_timeout=args.bab_timeout)
         show = not (args.quiet or args.json)
         if show:
             cert = _with_progress(certify, case, proxy, region, cons, args.method, opts, thr)

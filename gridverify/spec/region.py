@@ -83,6 +83,8 @@ class Region:
             return f"pglearn:{p['a']:g},{p['b']:g},{p['r']:g}"
         if self.kind == "dataset":
             return f"dataset:{p.get('path', '?')}"
+        if self.kind == "training":
+            return "training region"
         return f"explicit ({self.n_input} inputs)"
 
     def to_dict(self) -> dict[str, Any]:
