@@ -254,11 +254,36 @@ def _starts(graph, lo, hi, fn, rows, restarts, gen, include_corners, dtype, dev)
             grad = torch.zeros_like(centre)
         grad = torch.nan_to_num(grad.detach().to(torch.float64).cpu())
         x[:, 1] = torch.where(grad >= 0, hi, lo)
-        n_corner = (restarts - 2) // 3
-        if n_corner > 0:
-            bits = torch.rand((r, n_corner, n), generator=gen, dtype=torch.float64) < 0.5
-            x[:, 2 : 2 + n_corner] = torch.where(bits, hi, lo)
+        n_screen = (restarts - 2) // 2
+        if n_screen > 0:
+            # Screening: evaluate a pool of corners (all of them for small inputs)
+            # and random points once, start from the best of the pool; the
+            # remaining slots stay uniformly random (exploration).
+            pool = _pool(lo, hi, r, 4 * restarts, gen)  # (r, P, n)
+            with torch.no_grad():
+                p = pool.shape[1]
+                yp = graph.evaluate_flat(
+                    pool.reshape(r * p, n).to(device=dev, dtype=dtype), dtype=dtype, device=dev
+                )
+                vp = fn(yp, rows.to(dev).repeat_interleave(p)).reshape(r, p)
+                vp = torch.nan_to_num(vp.to(torch.float64).cpu(), nan=-math.inf)
+            best = vp.topk(min(n_screen, p), dim=1).indices  # (r, n_screen)
+            x[:, 2 : 2 + best.shape[1]] = pool[torch.arange(r).unsqueeze(1), best]
     return x
+
+
+def _pool(lo: torch.Tensor, hi: torch.Tensor, r: int, size: int, gen) -> torch.Tensor:
+    """Candidate starts (r, P, n): box corners (all when few) and uniform points."""
+    n = lo.numel()
+    if n <= 16 and 2**n <= size // 2:
+        bits = ((torch.arange(2**n).unsqueeze(1) >> torch.arange(n)) & 1).bool()
+        corners = torch.where(bits, hi, lo).expand(r, -1, -1)
+    else:
+        bits = torch.rand((r, size // 2, n), generator=gen, dtype=torch.float64) < 0.5
+        corners = torch.where(bits, hi, lo)
+    k = size - corners.shape[1]
+    uni = lo + torch.rand((r, k, n), generator=gen, dtype=torch.float64) * (hi - lo)
+    return torch.cat([corners, uni], dim=1)
 
 
 def _attack_rows(
