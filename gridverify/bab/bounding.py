@@ -85,6 +85,18 @@ class Bounder:
             off += graph.nodes[i].size
         self.n_flat = off
         self.n_in = graph.input_size
+        #: the graph with one more output, the split nodes concatenated (for beta terms)
+        self.aug: Graph | None = None
+        if self.n_flat:
+            from gridverify.ir.builder import GraphBuilder
+
+            b = GraphBuilder(graph)
+            for o, name in zip(graph.outputs, graph.output_names):
+                b.output(o, name)
+            cat = (b.concat(list(self.split_nodes), name="bab_split")
+                   if len(self.split_nodes) > 1 else self.split_nodes[0])
+            b.output(cat, "bab_split")
+            self.aug = b.build()
         #: consumers of each split node (nonlinear nodes reading it)
         self.consumers: dict[int, list[Node]] = {i: [] for i in self.split_nodes}
         for n in self.nonlinear:
@@ -119,8 +131,14 @@ class Bounder:
         alpha_iterations: int = 0,
         want_coef: bool = True,
         want_lin: bool = False,
+        beta_iterations: int = 0,
+        beta_lr: float = 0.05,
     ) -> DomainBounds:
-        """Bound ``B`` domains (input boxes ``lo``/``hi``, split intervals ``ilo``/``ihi``)."""
+        """Bound ``B`` domains (input boxes ``lo``/``hi``, split intervals ``ilo``/``ihi``).
+
+        ``beta_iterations > 0`` tightens the bound with Lagrangian terms of the
+        split constraints ``ilo <= z <= ihi`` (see :meth:`_beta`).
+        """
         dev, dt = self.device, self.dtype
         lo = lo.to(device=dev, dtype=dt)
         hi = hi.to(device=dev, dtype=dt)
@@ -187,6 +205,10 @@ class Bounder:
         if method == "alpha-crown" and alpha_iterations > 0:
             _, au, _ = optimize_alpha(eng, starts, cl.detach(), cu.detach())
             row_up = torch.minimum(row_up, au.detach())
+        if beta_iterations > 0 and self.aug is not None and ilo is not None and ihi is not None:
+            bu = self._beta(eng, lo, hi, ilo.to(device=dev, dtype=dt), ihi.to(device=dev, dtype=dt),
+                            fixed, beta_iterations, beta_lr)
+            row_up = torch.minimum(row_up, bu)
         row_up = torch.nan_to_num(row_up, nan=torch.inf)
         infeasible = eng.infeasible.clone()
         up = row_up.max(1).values
@@ -210,3 +232,64 @@ class Bounder:
                 lin_out[i] = (lA.detach(), lb.lbias.detach(), uA.detach(), lb.ubias.detach())
         return DomainBounds(row_up, up, infeasible, nlo, nhi, coef, input_coef, lin_out,
                             (lo, hi))
+
+    def _beta(self, eng: Engine, lo: torch.Tensor, hi: torch.Tensor, ilo: torch.Tensor,
+              ihi: torch.Tensor, fixed: dict, iterations: int, lr: float) -> torch.Tensor:
+        """Upper bounds with the split constraints dualized (beta-CROWN style, CROWN relaxations).
+
+        Every point of a domain satisfies ``ilo <= z <= ihi`` for the split
+        nodes ``z``, so for any ``bu, bl >= 0``
+        ``spec @ y <= spec @ y + bu (ihi - z) + bl (z - ilo)``; the right side is
+        bounded by one backward pass on the graph with ``z`` as an extra output
+        and the multipliers are improved by projected Adam.  Every iterate is a
+        sound bound; the best per domain and row is kept.
+        """
+        dev, dt = self.device, self.dtype
+        B = lo.shape[0]
+        aug = self.aug
+        assert aug is not None
+        opts = BoundOptions()
+        e2 = Engine(aug, self._boxes(lo, hi), dt, dev, opts, fixed)
+        # the intermediate bounds are the ones just computed (the split nodes' outputs
+        # are plain ancestors of the outputs): copy them instead of recomputing
+        e2.bounds = list(eng.bounds) + [None] * (len(aug.nodes) - len(eng.bounds))
+        for n in aug.nodes[len(eng.bounds):]:
+            from gridverify.bounds.ibp import ibp_node
+
+            e2.bounds[n.id] = ibp_node(aug, n, [e2.bounds[i] for i in n.inputs], B, dt, dev)
+        e2.infeasible = eng.infeasible
+        finite = torch.isfinite(ilo) & torch.isfinite(ihi)
+        a = torch.where(finite, ilo, torch.zeros_like(ilo))
+        b = torch.where(finite, ihi, torch.zeros_like(ihi))
+        m = self.spec.shape[0]
+        n_out = self.graph.output_size
+        base = self.spec.expand(B, m, n_out)
+        bu = torch.zeros(B, self.n_flat, dtype=dt, device=dev, requires_grad=True)
+        bl = torch.zeros(B, self.n_flat, dtype=dt, device=dev, requires_grad=True)
+        mom = [torch.zeros_like(bu), torch.zeros_like(bl)]
+        var = [torch.zeros_like(bu), torch.zeros_like(bl)]
+        best = torch.full((B, m), torch.inf, dtype=dt, device=dev)
+        mask = finite.to(dt)
+        for t in range(1, iterations + 1):
+            with torch.enable_grad():
+                w = (bl - bu) * mask
+                spec = torch.cat([base, w[:, None, :].expand(B, m, self.n_flat)], -1)
+                starts, _ = e2.output_starts(spec)
+                _, cu, _ = e2.crown_spec(starts, m, e2.default_relax)
+                const = ((bu * b - bl * a) * mask).sum(-1, keepdim=True)
+                up = cu + const
+                obj = up.sum()
+                if not torch.isfinite(obj):
+                    break
+                gu, gl = torch.autograd.grad(obj, [bu, bl])
+            with torch.no_grad():
+                best = torch.minimum(best, torch.nan_to_num(up.detach(), nan=torch.inf))
+                for k, (p, g) in enumerate(((bu, gu), (bl, gl))):
+                    g = torch.nan_to_num(g)
+                    mom[k].mul_(0.9).add_(g, alpha=0.1)
+                    var[k].mul_(0.999).addcmul_(g, g, value=0.001)
+                    mh = mom[k] / (1 - 0.9**t)
+                    vh = var[k] / (1 - 0.999**t)
+                    p.sub_(lr * mh / (vh.sqrt() + 1e-8))
+                    p.clamp_(min=0.0)
+        return best

@@ -37,7 +37,9 @@ class BabOptions:
     best domains with ``attack_restarts`` x ``attack_steps``.  ``max_domains``:
     cap on domains visited (``None``: none).  ``seed``: attack seed.
     ``device``: torch device of the bounding (the store stays on the host).
-    ``clock``: what ``timeout`` measures, ``"wall"`` seconds or ``"cpu"``
+    ``beta_iterations``: projected-Adam steps on the multipliers of the split
+    constraints (beta-CROWN style; neuron branching only, 0: off) with step
+    ``beta_lr``.  ``clock``: what ``timeout`` measures, ``"wall"`` seconds or ``"cpu"``
     seconds of this process (for benchmarks on a shared machine).
     """
 
@@ -59,6 +61,8 @@ class BabOptions:
     seed: int = 0
     device: str | None = None
     clock: str = "wall"
+    beta_iterations: int = 0
+    beta_lr: float = 0.05
 
     def __post_init__(self) -> None:
         if self.timeout is not None and not self.timeout > 0:
@@ -85,6 +89,8 @@ class BabOptions:
             raise BabOptionsError("attack_every must be >= 0 and attack_domains >= 1")
         if self.attack_restarts < 1 or self.attack_steps < 0:
             raise BabOptionsError("attack_restarts must be >= 1 and attack_steps >= 0")
+        if self.beta_iterations < 0 or not self.beta_lr > 0:
+            raise BabOptionsError("beta_iterations must be >= 0 and beta_lr > 0")
         if self.clock not in ("wall", "cpu"):
             raise BabOptionsError(f"clock: 'wall' or 'cpu', got {self.clock!r}")
         if self.max_domains is not None and self.max_domains < 1:

@@ -309,7 +309,9 @@ def bab_maximize(
         try:
             cb = bounder.bound(ch["lo"], ch["hi"], ch["ilo"], ch["ihi"],
                                method=opts.bound_method, alpha_iterations=opts.alpha_iterations,
-                               want_lin=heuristic == "bbps")
+                               want_lin=heuristic == "bbps",
+                               beta_iterations=0 if heuristic == "input" else opts.beta_iterations,
+                               beta_lr=opts.beta_lr)
             cdec = choose(bounder, cb, ch["lo"], ch["hi"], heuristic, tables)
         except (GridverifyError, RuntimeError) as exc:
             # keep the parents' (sound) bounds and stop: never crash mid-search

@@ -151,3 +151,14 @@ def test_bad_input_named_errors():
     with pytest.raises(BabOptionsError, match="memory_mb"):
         BabOptions(memory_mb=0)
     assert issubclass(BabOptionsError, GridverifyError)
+
+
+def test_beta_multipliers_keep_bounds_sound():
+    g = mixed_graph(5)
+    lo, hi = -np.ones(3), np.ones(3)
+    spec = np.eye(g.output_size)[:2]
+    opts = BabOptions(**{**FAST.__dict__, "branching": "bbps", "beta_iterations": 5,
+                         "beta_lr": 0.01, "max_domains": 200})
+    res = bab_maximize(g, lo, hi, spec, options=opts, mode="optimization")
+    assert res.upper_bound >= sampled_max(g, lo, hi, spec) - 1e-9
+    assert res.attained <= res.upper_bound
