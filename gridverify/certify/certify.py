@@ -77,7 +77,9 @@ class CertifyOptions:
     ``pad_rel``/``pad_abs``: rounding pad added to every upper bound
     (``ub + pad_abs + pad_rel * |ub|``).  ``seed``: sampling and attack seed.
     ``bab_timeout``: seconds of branch-and-bound per undecided constraint
-    (method ``bab``; also capped by ``timeout``).
+    (method ``bab``; also capped by ``timeout``).  ``bab_memory_mb``: cap on the
+    memory of branch-and-bound's domain store (reaching it leaves the constraint
+    ``open`` with a sound bound).
     """
 
     timeout: float | None = None
@@ -91,6 +93,7 @@ class CertifyOptions:
     pad_abs: float = 1e-9
     seed: int = 0
     bab_timeout: float | None = 30.0
+    bab_memory_mb: float = 512.0
 
     def __post_init__(self) -> None:
         if self.timeout is not None and not self.timeout > 0:
@@ -107,6 +110,8 @@ class CertifyOptions:
             raise SpecError("options.alpha_iterations must be >= 0")
         if self.bab_timeout is not None and not self.bab_timeout > 0:
             raise SpecError(f"options.bab_timeout: must be > 0, got {self.bab_timeout!r}")
+        if not self.bab_memory_mb > 0:
+            raise SpecError(f"options.bab_memory_mb: must be > 0, got {self.bab_memory_mb!r}")
         if not (self.pad_rel >= 0 and self.pad_abs >= 0):
             raise SpecError("options.pad_rel/pad_abs must be >= 0")
 
@@ -401,7 +406,7 @@ def certify(
     # 4. branch and bound
     if bab_mod is not None and not _timed_out(t0, opts):
         notify("bab", 0.85)
-        _run_bab(bab_mod, st, graph, region, case, module, opts, t0)
+        _run_bab(bab_mod, st, graph, region, case, module, opts, t0, notify)
 
     notify("done", 1.0)
     results = []
@@ -460,30 +465,44 @@ def _bab_entry() -> Any:
 
 
 def _bab_call(fn: Any, graph: Any, region: Region, spec: np.ndarray, threshold: float,
-              limit: float | None) -> Any:
+              limit: float | None, memory_mb: float | None = None,
+              progress: Callable[[dict], None] | None = None) -> Any:
     """One bab_maximize call; without the pre-built branching-point table, midpoints."""
     from gridverify.bab import BabOptions
 
+    kw = {"threshold": threshold, "timeout": limit, "memory_mb": memory_mb,
+          "progress": progress}
     try:
-        return fn(graph, region.lower, region.upper, spec, threshold=threshold, timeout=limit)
+        return fn(graph, region.lower, region.upper, spec, **kw)
     except GridverifyError as exc:
         if "branching-point table" not in str(exc):
             raise
-    return fn(graph, region.lower, region.upper, spec, threshold=threshold, timeout=limit,
-              options=BabOptions(points="midpoint"))
+    return fn(graph, region.lower, region.upper, spec, options=BabOptions(points="midpoint"),
+              **kw)
 
 
 def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
-             module: torch.nn.Module, opts: CertifyOptions, t0: float) -> None:
+             module: torch.nn.Module, opts: CertifyOptions, t0: float,
+             notify: Progress | None = None) -> None:
     """Branch-and-bound on every undecided constraint (decision mode at its threshold).
 
     The spec of a constraint is its violation rows, so BaB bounds their maximum
     (``|residual|`` for balance constraints).
     """
     n_rows = st.physics.n_rows
-    for k in np.flatnonzero(st.undecided()):
+    todo = np.flatnonzero(st.undecided())
+    for j, k in enumerate(todo):
         if _timed_out(t0, opts):
             break
+        c = st.physics.constraints[k]
+        label = f"bab {c.family}[{c.component}] ({j + 1}/{todo.size})"
+        frac = 0.85 + 0.15 * j / max(todo.size, 1)
+
+        def show(info: dict, _label: str = label, _frac: float = frac) -> None:
+            if notify is not None:
+                notify(f"{_label}: {int(info['open'])} open domains, bound "
+                       f"{info['bound']:.4g}, gap {info['gap']:.3g}", _frac)
+
         rows = np.flatnonzero(st.physics.row_constraint == k)
         spec = np.zeros((rows.size, n_rows))
         spec[np.arange(rows.size), rows] = 1.0
@@ -492,7 +511,8 @@ def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
             left = max(opts.timeout - (time.perf_counter() - t0), 0.1)
             limit = left if limit is None else min(limit, left)
         ts = time.perf_counter()
-        out = _bab_call(fn, graph, region, spec, float(st.thresholds[k]), limit)
+        out = _bab_call(fn, graph, region, spec, float(st.thresholds[k]), limit,
+                        opts.bab_memory_mb, show)
         ub = float(out.upper_bound)
         if math.isfinite(ub):
             ub = ub + opts.pad_abs + opts.pad_rel * abs(ub)

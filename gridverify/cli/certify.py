@@ -54,6 +54,9 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampling and attack seed")
     p.add_argument("--bab-timeout", type=float, default=30.0, metavar="S",
                    help="branch-and-bound seconds per undecided constraint (--method bab)")
+    p.add_argument("--memory-cap", type=float, default=512.0, metavar="MB",
+                   help="memory cap of branch-and-bound's domain store (--method bab; "
+                   "default 512)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="torch CPU threads for this run (default 1: the graphs are small and "
                    "extra threads mostly contend)")
@@ -115,7 +118,8 @@ def run_certify(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         case, proxy, region, cons, thr = _build_inputs(args)
         opts = CertifyOptions(timeout=args.timeout, samples=args.samples, attack=args.attack,
-                              seed=args.seed, bab_timeout=args.bab_timeout)
+                              seed=args.seed, bab_timeout=args.bab_timeout,
+                              bab_memory_mb=args.memory_cap)
         show = not (args.quiet or args.json)
         if show:
             cert = _with_progress(certify, case, proxy, region, cons, args.method, opts, thr)
