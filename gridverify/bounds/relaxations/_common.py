@@ -11,7 +11,8 @@ Every relaxation is computed in float64 whatever the input dtype, then
    outward (``cast_down``/``cast_up``);
 3. a line whose slope is not finite (overflow) or whose offset is NaN or of the
    wrong infinity falls back to the constant line given by the interval bound,
-   so no result is ever NaN.
+   so no result is ever NaN; a line that lies beyond the interval bound at both
+   ends of ``[l, u]`` is replaced by that constant bound (it dominates it).
 """
 
 from __future__ import annotations
@@ -99,6 +100,14 @@ def finalize(
     if not exact:
         lb = lb - (PAD_REL * (lb.abs() + lw.abs() * ms) + PAD_ABS)
         ub = ub + (PAD_REL * (ub.abs() + uw.abs() * ms) + PAD_ABS)
+    # a line that lies beyond the interval bound at both ends is dominated by it
+    fin_lu = torch.isfinite(l) & torch.isfinite(u)
+    dom_l = fin_lu & (lw * l + lb <= lo) & (lw * u + lb <= lo)
+    dom_u = fin_lu & (uw * l + ub >= hi) & (uw * u + ub >= hi)
+    lw = torch.where(dom_l, torch.zeros_like(lw), lw)
+    lb = torch.where(dom_l, lo, lb)
+    uw = torch.where(dom_u, torch.zeros_like(uw), uw)
+    ub = torch.where(dom_u, hi, ub)
     lw_o = lw.to(dtype)
     uw_o = uw.to(dtype)
     if dtype != F64:

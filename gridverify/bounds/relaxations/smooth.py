@@ -67,7 +67,9 @@ class SmoothOp:
     ``period``: for periodic ``f``, intervals at least this wide get the
     constant lines (slope 0); ``crit_search``: a cheaper ``crit`` for the
     bisection of the default slope (it only steers the search; the offsets
-    always use ``crit``).
+    always use ``crit``); ``offset_pad(l, u)``: an extra absolute padding of
+    the offsets for ops whose critical points lose absolute accuracy on large
+    inputs (sin, cos: ``x = base + 2 pi n``).
     """
 
     name: str
@@ -79,6 +81,7 @@ class SmoothOp:
     curvature: Callable[[Tensor, Tensor], Tensor]
     period: float | None = None
     crit_search: Callable[[Tensor, Tensor, Tensor], list[Tensor]] | None = None
+    offset_pad: Callable[[Tensor, Tensor], Tensor] | None = None
 
 
 def extreme_offset(
@@ -170,6 +173,12 @@ def smooth_relax(op: SmoothOp, l: Tensor, u: Tensor, alpha: Tensor | None = None
     lb, _ = extreme_offset(op, l64, u64, kl, upper=False)
     ub, _ = extreme_offset(op, l64, u64, ku, upper=True)
     lo, hi = op.interval(l64, u64)
+    if op.offset_pad is not None:
+        pad = op.offset_pad(l64, u64)
+        lb, ub = lb - pad, ub + pad
+    # a flat line is best placed at the (sound, padded) interval bound
+    lb = torch.where(kl == 0, torch.minimum(lb, lo), lb)
+    ub = torch.where(ku == 0, torch.maximum(ub, hi), ub)
     return finalize(kl, lb, ku, ub, l64, u64, lo, hi, dtype)
 
 

@@ -120,17 +120,31 @@ def _curvature(f: Callable[[Tensor], Tensor], c: float, l: Tensor, u: Tensor) ->
     return torch.where(maybe, torch.zeros_like(l), sign)
 
 
+def _crit_pad(l: Tensor, u: Tensor) -> Tensor:
+    """Bound on ``h(x*) - h(c)`` for a computed critical point ``c = base + 2 pi n``.
+
+    ``c`` is within ``delta = 4 eps (max|x| + 8)`` of the true ``x*`` (rounding of
+    ``base``, of the constant ``2 pi`` times ``n`` and of the sum) and
+    ``h'(x*) = 0``, ``|h''| <= 1``, so the loss is at most ``delta^2 / 2``; we pad
+    by four times that.
+    """
+    m = torch.maximum(l.abs(), u.abs())
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    delta = 4.0 * EPS64 * (m + 8.0)
+    return 2.0 * delta * delta
+
+
 def _neg_sin(x: Tensor) -> Tensor:
     return -torch.sin(x)
 
 
 SIN_OP = SmoothOp(
     "sin", torch.sin, torch.cos, _sin_fp_range, _sin_crit, sin_interval64,
-    partial(_curvature, torch.sin, 0.0), TWO_PI, _sin_crit_search,
+    partial(_curvature, torch.sin, 0.0), TWO_PI, _sin_crit_search, _crit_pad,
 )
 COS_OP = SmoothOp(
     "cos", torch.cos, _neg_sin, _cos_fp_range, _cos_crit, cos_interval64,
-    partial(_curvature, torch.cos, 0.5 * math.pi), TWO_PI, _cos_crit_search,
+    partial(_curvature, torch.cos, 0.5 * math.pi), TWO_PI, _cos_crit_search, _crit_pad,
 )
 SIN: UnaryRelaxation = make_unary(SIN_OP, torch.sin)
 COS: UnaryRelaxation = make_unary(COS_OP, torch.cos)
