@@ -35,14 +35,15 @@ def _cpu() -> float:
 def _run(
     case: object, n: int, workers: int, region: str, solver: str, folder: Path
 ) -> tuple[float, float]:
-    from gridverify.opf.dataset import make_dataset
+    from gridverify.opf.dataset import DATASET_MAX_ITER, make_dataset
     from gridverify.opf.samplers import sampler_from_spec
     from gridverify.opf.solvers import SolverOptions
 
     out = folder / f"ds-{time.monotonic_ns()}.h5"
     t0, c0 = time.perf_counter(), _cpu()
     d = make_dataset(case, n, out, sampler_from_spec(region), seed=0, workers=workers,
-                     options=SolverOptions(name=solver, max_iter=500), progress=False)
+                     options=SolverOptions(name=solver, max_iter=DATASET_MAX_ITER),
+                     progress=False)
     wall, cpu = time.perf_counter() - t0, _cpu() - c0
     if not d.done.all():
         raise SystemExit(f"incomplete dataset {out}")

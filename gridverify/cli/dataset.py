@@ -17,8 +17,6 @@ from typing import Any
 
 __all__ = ["register"]
 
-DATASET_MAX_ITER = 500  # an infeasible sample should not cost thousands of iterations
-
 
 def _make(args: argparse.Namespace) -> int:
     from gridverify.cli.opf import solver_options_from_args
@@ -75,6 +73,7 @@ def _info(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     """Install ``gridverify dataset make`` and ``gridverify dataset info``."""
     from gridverify.cli.opf import add_solver_arguments
+    from gridverify.opf.dataset import DATASET_MAX_ITER
 
     p = subparsers.add_parser("dataset", help="make and inspect OPF datasets (HDF5)")
     sub = p.add_subparsers(dest="dataset_command", metavar="SUBCOMMAND", parser_class=type(p))

@@ -181,7 +181,12 @@ def _build_model(case: CompiledCase) -> Any:
         from_at[f_bus[k]].append(k)
         to_at[t_bus[k]].append(k)
 
+    def empty(i: int) -> bool:  # an isolated bus without load or generation
+        return not (gens_at[i] or loads_at[i] or from_at[i] or to_at[i])
+
     def bal_p(m: Any, i: int) -> Any:
+        if empty(i) and case.gs[i] == 0:
+            return pyo.Constraint.Skip
         lhs = sum(m.pg[g] for g in gens_at[i]) - sum(m.pd[d] for d in loads_at[i])
         if case.gs[i] != 0:
             lhs = lhs - float(case.gs[i]) * m.vm[i] ** 2
@@ -189,6 +194,8 @@ def _build_model(case: CompiledCase) -> Any:
         return lhs - rhs == 0
 
     def bal_q(m: Any, i: int) -> Any:
+        if empty(i) and case.bs[i] == 0:
+            return pyo.Constraint.Skip
         lhs = sum(m.qg[g] for g in gens_at[i]) - sum(m.qd[d] for d in loads_at[i])
         if case.bs[i] != 0:
             lhs = lhs + float(case.bs[i]) * m.vm[i] ** 2

@@ -87,14 +87,18 @@ class NlBackend:
             )
         case = model.case
         nb = case.n_bus
-        self.rows_p = np.array([row[id(m.bal_p[i])] for i in range(nb)], dtype=np.int64)
-        self.rows_q = np.array([row[id(m.bal_q[i])] for i in range(nb)], dtype=np.int64)
+        # Balance rows of buses that have one (an isolated bus without load,
+        # generation or shunt has none).
+        self.bus_p = np.array([i for i in range(nb) if i in m.bal_p], dtype=np.int64)
+        self.bus_q = np.array([i for i in range(nb) if i in m.bal_q], dtype=np.int64)
+        self.rows_p = np.array([row[id(m.bal_p[i])] for i in self.bus_p], dtype=np.int64)
+        self.rows_q = np.array([row[id(m.bal_q[i])] for i in self.bus_q], dtype=np.int64)
         g_l = np.asarray(self.problem.g_l, dtype=float).copy()
         g_u = np.asarray(self.problem.g_u, dtype=float).copy()
         # Balance rows are "expr == sum(loads at bus)": the writer moves the load
         # constant into the row bounds.  Recover the load-free offset and check.
-        pd_bus = case.cl.T @ np.asarray(case.pd, dtype=float)
-        qd_bus = case.cl.T @ np.asarray(case.qd, dtype=float)
+        pd_bus = (case.cl.T @ np.asarray(case.pd, dtype=float))[self.bus_p]
+        qd_bus = (case.cl.T @ np.asarray(case.qd, dtype=float))[self.bus_q]
         self.off_p = g_l[self.rows_p] - pd_bus
         self.off_q = g_l[self.rows_q] - qd_bus
         ok = (
@@ -136,8 +140,8 @@ class NlBackend:
         import pounce
 
         g_l, g_u = self.g_l.copy(), self.g_u.copy()
-        bp = self.load_map @ pd + self.off_p
-        bq = self.load_map @ qd + self.off_q
+        bp = (self.load_map @ pd)[self.bus_p] + self.off_p
+        bq = (self.load_map @ qd)[self.bus_q] + self.off_q
         g_l[self.rows_p] = bp
         g_u[self.rows_p] = bp
         g_l[self.rows_q] = bq

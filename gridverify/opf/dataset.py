@@ -58,6 +58,10 @@ from gridverify.opf.samplers import BoxSampler, LoadSampler, PGLearnSampler
 from gridverify.opf.solvers import SolverOptions, resolve_solver
 
 SCHEMA_VERSION = 1
+# Iteration limit of dataset solves unless options say otherwise: warm-started
+# feasible samples take tens of iterations; proving infeasibility can take
+# thousands, and such samples are recorded as max_iter instead.
+DATASET_MAX_ITER = 200
 STATUS_CODES: dict[str, int] = {
     "pending": 0,
     "optimal": 1,
@@ -509,8 +513,9 @@ def make_dataset(
 
     An existing file made with the same case, sampler, seed, sample count and
     solver is resumed (only rows not ``done`` are solved); other settings raise
-    DatasetError.  ``workers`` >= 1 processes (1 = in this process).  Returns
-    the finished dataset as read back from disk.
+    DatasetError.  ``workers`` >= 1 processes (1 = in this process).  Default
+    ``options``: ``SolverOptions(max_iter=DATASET_MAX_ITER)``.  Returns the
+    finished dataset as read back from disk.
     """
 
     from gridverify.opf.acopf import _as_case
@@ -523,7 +528,7 @@ def make_dataset(
         raise DatasetError(f"seed must be >= 0, got {seed}")
     case = _as_case(case)
     sampler = sampler or BoxSampler()
-    options = options or SolverOptions()
+    options = options or SolverOptions(max_iter=DATASET_MAX_ITER)
     info = resolve_solver(options)
     path = str(out_path)
     directory = os.path.dirname(os.path.abspath(path))

@@ -211,3 +211,17 @@ def test_angle_limit_correction() -> None:
     assert np.allclose(lo, -math.pi / 3) and np.allclose(hi, math.pi / 3)
     lo, hi = angle_limits(case)  # PGLib's +-30 degrees are kept
     assert np.allclose(lo, case.angmin) and np.allclose(hi, case.angmax)
+
+
+def test_isolated_bus_without_load(tmp_path: Path) -> None:
+    text = (REPO / "cases" / "pglib_opf_case5_pjm.m").read_text()
+    end = text.index("];", text.index("mpc.bus = ["))
+    extra = "\t99\t 1\t 0.0\t 0.0\t 0.0\t 0.0\t 1\t 1.0\t 0.0\t 230.0\t 1\t 1.1\t 0.9;\n"
+    path = tmp_path / "case5_isolated.m"
+    path.write_text(text[:end] + extra + text[end:])
+    case = load_compiled(path, emit_warnings=False)
+    assert case.n_bus == 6
+    sol = solve_opf(case)
+    assert sol.optimal
+    assert sol.objective == pytest.approx(solved("case5_pjm")[1].objective, rel=1e-7)
+    assert sol.max_balance_residual_pu <= 1e-6

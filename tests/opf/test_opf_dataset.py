@@ -17,12 +17,12 @@ import pytest
 from gridverify.errors import DatasetError
 from gridverify.grid import balance_residuals, load_compiled
 from gridverify.opf import SolverOptions
-from gridverify.opf.dataset import STATUS_CODES, load_dataset, make_dataset
+from gridverify.opf.dataset import DATASET_MAX_ITER, STATUS_CODES, load_dataset, make_dataset
 from gridverify.opf.samplers import BoxSampler, PGLearnSampler
 
 CASE14 = load_compiled("pglib_opf_case14_ieee", emit_warnings=False)
 CASE5 = load_compiled("pglib_opf_case5_pjm", emit_warnings=False)
-OPTS = SolverOptions(max_iter=500)  # what `dataset make` uses by default
+OPTS = SolverOptions(max_iter=DATASET_MAX_ITER)  # what `dataset make` uses by default
 KEYS = {
     "inputs/pd": ("float64", "L"),
     "inputs/qd": ("float64", "L"),
@@ -170,7 +170,7 @@ if __name__ == "__main__":
     n, seed, out, workers = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
     case = load_compiled("pglib_opf_case14_ieee", emit_warnings=False)
     make_dataset(case, n, out, sampler_from_spec("pglearn:0.85,1.1,0.05"), seed=seed,
-                 workers=workers, options=SolverOptions(max_iter=500), progress=False)
+                 workers=workers, options=SolverOptions(max_iter=200), progress=False)
 """
 
 
