@@ -245,3 +245,22 @@ def test_unknown_ops_and_bad_exponents_raise_named_errors() -> None:
             unary("pow", k)
     with pytest.raises(RelaxationError):
         unary("sin", 3)
+
+
+def test_checker_detects_slightly_unsound_lines() -> None:
+    """The sampling check used by these tests must catch a line lowered by 1e-12."""
+    from dataclasses import replace
+
+    from gridverify.bounds.relaxations import Relaxation
+
+    base = unary("sigmoid")
+
+    def shifted(l, u, alpha=None):  # noqa: ANN001, ANN202
+        r = base.relax(l, u, alpha)
+        return Relaxation(r.lw, r.lb + 1e-12, r.uw, r.ub - 1e-12)
+
+    bad = replace(base, relax=shifted)
+    l, u = torch.tensor([0.5, -3.0, -6.0], dtype=F64), torch.tensor([2.5, 1.0, 2.0], dtype=F64)
+    v = unary_violation(bad, l, u)
+    assert v.lower > 100 and v.upper > 100
+    assert unary_violation(base, l, u).worst() <= TOL

@@ -176,7 +176,7 @@ def smooth_relax(op: SmoothOp, l: Tensor, u: Tensor, alpha: Tensor | None = None
     if op.offset_pad is not None:
         pad = op.offset_pad(l64, u64)
         lb, ub = lb - pad, ub + pad
-    # a flat line is best placed at the (sound, padded) interval bound
+    # a flat line never needs to be beyond the (sound, padded) interval bound
     lb = torch.where(kl == 0, torch.minimum(lb, lo), lb)
     ub = torch.where(ku == 0, torch.maximum(ub, hi), ub)
     return finalize(kl, lb, ku, ub, l64, u64, lo, hi, dtype)
