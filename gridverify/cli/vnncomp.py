@@ -108,6 +108,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="add a property per kind with the threshold between the worst case "
         "found and the bound (answer unknown in advance)",
     )
+    mk.add_argument(
+        "--exact",
+        action="store_true",
+        help="cross-check thermal_one/balance_one with SCIP (small cases) and let it decide "
+        "the open variants",
+    )
     mk.set_defaults(func=_make)
 
     def _help(args: argparse.Namespace) -> int:
@@ -294,6 +300,7 @@ def _make(args: argparse.Namespace) -> int:
         prefix=prefix,
         bound_methods=methods,
         open_variant=args.open,
+        exact=args.exact,
     )
     n = {v: sum(s.variant == v for s in specs) for v in ("violated", "holds", "open")}
     print(

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from gridverify.errors import GraphError, SpecError
+from gridverify.ir import Graph
 from gridverify.vnncomp.result import write_atomic
 
 __all__ = [
@@ -95,7 +96,7 @@ def acopf_graph(case: Any, proxy: Any) -> tuple[Any, AcopfLayout]:
     ``proxy`` is a torch module ``(B, 2L) -> (B, 2G + 2N)`` or a graph with one
     input and that output first.
     """
-    from gridverify.ir import Graph, GraphBuilder, compose, from_torch
+    from gridverify.ir import GraphBuilder, compose, from_torch
     from gridverify.physics.acp import LOAD_INPUT, PROXY_INPUT, build_physics_graph
     from gridverify.spec.constraints import ConstraintSelection, select_constraints
 
@@ -277,6 +278,8 @@ def make_benchmark(
     prefix: str | None = None,
     bound_methods: tuple[str, ...] = ("ibp", "crown"),
     open_variant: bool = False,
+    exact: bool = False,
+    exact_time: float = 60.0,
 ) -> list[InstanceSpec]:
     """Write ``onnx/``, ``vnnlib/``, ``instances.csv`` and ``expected.csv`` under ``out_dir``.
 
@@ -286,6 +289,12 @@ def make_benchmark(
     everything sampling and the attack found.  With ``open_variant`` a third
     property per kind puts the threshold halfway between the worst case found
     and the bound (answer not known in advance: expected ``unknown``).
+    With ``exact`` (a torch proxy; kinds ``thermal_one`` and ``balance_one``)
+    SCIP brackets the true worst case (:mod:`gridverify.exact.scip`): it must
+    agree with every holding and violated threshold (else SpecError: something
+    is unsound), and it decides the open variants it can (expected ``unsat``
+    when its dual bound is below the threshold, ``sat`` when its float64
+    re-evaluated witness is above it and onnxruntime confirms).
     """
     from gridverify.vnncomp.runner import OnnxChecker
     from gridverify.vnncomp.vnnlib import parse_vnnlib_text
@@ -326,16 +335,22 @@ def make_benchmark(
             # open: only where the gap is above float32 noise (else the answer is rounding)
             gap_ok = np.isfinite(up) and up - worst > 1e-5 * max(1.0, abs(worst))
             t_o = 0.5 * (worst + up) if open_variant and gap_ok else None
+            ex = None
+            if exact and kind in ("thermal_one", "balance_one") and not isinstance(proxy, Graph):
+                ex = _exact(case, proxy, lo, hi, kind, C, lay, exact_time)
             for variant, t in (("violated", t_v), ("holds", t_h), ("open", t_o)):
                 if t is None:
                     continue
                 fname = f"{name}_{kind}_w{w:g}_{variant}.vnnlib"
                 title = (
                     f"{name} {kind} load box +-{w:g} {variant}; threshold {t!r} "
-                    f"(worst found {worst!r}, bound {up!r})"
+                    f"(worst found {worst!r}, bound {up!r}"
+                    + (f", exact in [{ex.witness_value!r}, {ex.bound!r}])" if ex else ")")
                 )
                 text = _property_text(lo, hi, lay.size, C, d, t, title)
                 expected = {"holds": "unsat", "violated": "sat", "open": "unknown"}[variant]
+                if ex is not None:
+                    expected = _exact_expected(ex, t, variant, fname, checker, text, wx)
                 if variant == "violated":
                     prop = parse_vnnlib_text(text, fname)
                     from gridverify.vnncomp.runner import confirm
@@ -348,6 +363,42 @@ def make_benchmark(
                 specs.append(InstanceSpec(fname, kind, w, variant, expected, text, float(t)))
     _write_csvs(out, onnx_rel, specs, timeout)
     return specs
+
+
+def _exact(case, proxy, lo, hi, kind: str, C: np.ndarray, lay: AcopfLayout, time_limit: float):
+    """SCIP's bracket of the worst case of the single constraint behind a kind's rows."""
+    from gridverify.exact.scip import ExactOptions, exact_worst_case
+    from gridverify.spec.constraints import ConstraintSelection, select_constraints
+
+    j = int(np.nonzero(C[0])[0][0])
+    if kind == "thermal_one":
+        family, index = "thermal_fr", int(lay.thermal_branches[j - lay.block("sf").start])
+    else:
+        family, index = "p_balance", j - lay.block("rp").start
+    sel = select_constraints(case, ConstraintSelection(families=(family,)))
+    (con,) = [c for c in sel if c.index == index]
+    return exact_worst_case(case, proxy, lo, hi, con, ExactOptions(time_limit=time_limit))
+
+
+def _exact_expected(ex, t: float, variant: str, fname: str, checker, text: str, wx) -> str:
+    """The answer the exact bracket implies; SpecError when it contradicts the variant."""
+    from gridverify.vnncomp.runner import confirm
+    from gridverify.vnncomp.vnnlib import parse_vnnlib_text
+
+    margin = 1e-5 * max(1.0, abs(t))  # float32 model vs float64 module
+    if variant == "holds" and not ex.bound < t:
+        raise SpecError(f"{fname}: exact bound {ex.bound} is not below the threshold {t}")
+    if variant == "violated" and not ex.bound >= t:
+        raise SpecError(f"{fname}: exact bound {ex.bound} below a violated threshold {t}")
+    if variant != "open":
+        return "unsat" if variant == "holds" else "sat"
+    if ex.bound < t - margin:
+        return "unsat"
+    if ex.witness_value >= t + margin:
+        case = parse_vnnlib_text(text, fname).cases[0]
+        if confirm(checker, case, np.asarray(ex.witness, dtype=np.float64)) is not None:
+            return "sat"
+    return "unknown"
 
 
 def _write_csvs(out: Path, onnx_rel: str, specs: list[InstanceSpec], timeout: float) -> None:

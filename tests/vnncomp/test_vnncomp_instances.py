@@ -151,3 +151,30 @@ def test_make_instances_command(tmp_path: Path, capsys) -> None:
         ]
     )
     assert rc == 2 and "unknown kind 'thermal_two'" in capsys.readouterr().err
+
+
+def test_exact_check_agrees_and_decides_open_variants(case5, tmp_path: Path) -> None:
+    """SCIP brackets the worst case: it agrees with the thresholds and scores 'open'."""
+    pytest.importorskip("pyscipopt")
+    proxy = _proxy(case5, hidden=(4,), activation="relu")
+    specs = make_benchmark(
+        case5,
+        proxy,
+        tmp_path,
+        widths=(0.05,),
+        kinds=("thermal_one",),
+        open_variant=True,
+        exact=True,
+        exact_time=60,
+    )
+    by_variant = {s.variant: s for s in specs}
+    assert set(by_variant) == {"violated", "holds", "open"}
+    assert "exact in [" in by_variant["open"].text.splitlines()[0]
+    assert by_variant["open"].expected in ("sat", "unsat")  # decided by SCIP here
+    for s in specs:
+        out = run_instance(
+            tmp_path / "onnx" / f"{case5.name}.onnx",
+            tmp_path / "vnnlib" / s.name,
+            RunOptions(timeout=60, extend_attack=False),
+        )
+        assert out.result in (s.expected, "unknown", "timeout"), (s.name, out)
