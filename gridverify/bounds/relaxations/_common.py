@@ -120,11 +120,13 @@ def finalize(
     hi = torch.where(torch.isnan(hi), torch.full_like(hi, INF), hi)
     lb = torch.where(bad_l, lo, lb)
     ub = torch.where(bad_u, hi, ub)
+    lb_o, ub_o = cast_down(lb, dtype), cast_up(ub, dtype)
+    # an infinite offset (overflow in dtype) is "no bound": make the line constant
     return Relaxation(
-        torch.where(bad_l, zero, lw_o),
-        cast_down(lb, dtype),
-        torch.where(bad_u, zero, uw_o),
-        cast_up(ub, dtype),
+        torch.where(bad_l | torch.isinf(lb_o), zero, lw_o),
+        lb_o,
+        torch.where(bad_u | torch.isinf(ub_o), zero, uw_o),
+        ub_o,
     )
 
 

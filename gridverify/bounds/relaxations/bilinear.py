@@ -90,11 +90,15 @@ def relax_mul(
     bad_u = ~(torch.isfinite(uwx_o) & torch.isfinite(uwy_o) & fin) | torch.isnan(ub) | (ub == -INF)
     lo, hi = _interval64(lx, ux, ly, uy)
     zero = torch.zeros_like(lwx_o)
+    lb_o = cast_down(torch.where(bad_l, lo, lb), dtype)
+    ub_o = cast_up(torch.where(bad_u, hi, ub), dtype)
+    bad_l = bad_l | torch.isinf(lb_o)  # "no bound" planes are constant
+    bad_u = bad_u | torch.isinf(ub_o)
     return BilinearRelaxation(
         torch.where(bad_l, zero, lwx_o),
         torch.where(bad_l, zero, lwy_o),
-        cast_down(torch.where(bad_l, lo, lb), dtype),
+        lb_o,
         torch.where(bad_u, zero, uwx_o),
         torch.where(bad_u, zero, uwy_o),
-        cast_up(torch.where(bad_u, hi, ub), dtype),
+        ub_o,
     )
