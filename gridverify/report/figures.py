@@ -11,7 +11,8 @@
 * :func:`bound_time_figure`: per model and region, the worst power-balance
   bound, the median gap (upper bound - attained) and the number of open
   constraints against each job's time, one point per method (ibp, crown,
-  alpha-crown, bab), and branch-and-bound traces when certificates carry them.
+  alpha-crown, bab), and branch-and-bound traces (thin grey steps) when
+  certificates carry them (``provenance["bab"]``, see :func:`_bab_traces`).
 * :func:`gap_figure`: distribution of ``log10`` gaps per method.
 """
 
@@ -329,18 +330,26 @@ def bound_time_figure(results: Any, case: str | None = None) -> Any:
 
 
 def _bab_traces(results: Any, key: str, axes: Sequence[Any]) -> None:
-    """Branch-and-bound traces ``provenance['bab_trace'] = [[t, upper, attained], ...]``."""
+    """Branch-and-bound traces, when certificates carry them.
+
+    Read from ``provenance["bab"]``: a list of ``{"family", "component",
+    "history": [[seconds, bound, attained], ...]}`` (one per BaB call).  Balance
+    constraints go to the bound panel, every trace to the gap panel.
+    """
     for r in results.done:
         if r["job"]["case_key"] != key:
             continue
-        trace = (r["certificate"].get("provenance") or {}).get("bab_trace")
-        if not trace:
-            continue
-        arr = np.array([[np.nan if v is None else v for v in row[:3]] for row in trace],
-                       dtype=float)
-        lbl = f"bab {r['job']['model_label']} | {r['job']['region_name']}"
-        axes[0].step(arr[:, 0], arr[:, 1], where="post", label=lbl + " bound")
-        axes[1].step(arr[:, 0], arr[:, 1] - arr[:, 2], where="post", label=lbl + " gap")
+        runs = (r["certificate"].get("provenance") or {}).get("bab") or []
+        for run in runs if isinstance(runs, list) else []:
+            hist = run.get("history") if isinstance(run, dict) else None
+            if not hist:
+                continue
+            arr = np.array([[np.nan if v is None else v for v in row[:3]] for row in hist],
+                           dtype=float)
+            kw = {"where": "post", "linewidth": 0.7, "alpha": 0.6, "color": "0.35"}
+            if run.get("family") in ("p_balance", "q_balance"):
+                axes[0].step(arr[:, 0], arr[:, 1], **kw)
+            axes[1].step(arr[:, 0], arr[:, 1] - arr[:, 2], **kw)
 
 
 def gap_figure(results: Any, case: str | None = None) -> Any:
@@ -393,7 +402,8 @@ def write_figures(results: Any, out_dir: str | Path, dpi: int = 110) -> list[Fig
              "Worst power-balance bound, median gap and open constraints against job time; "
              "one point per method."),
             ("gaps", gap_figure, f"{key}: gap distribution",
-             "Histogram of log10(upper bound - attained) over all constraints, per method."),
+             "Histogram of log10(upper bound - attained) over all constraints, per method "
+             "(gaps outside [1e-10, 1e2] are counted in the end bins)."),
         ]
         for stem, fn, title, caption in specs:
             fig = fn(results, key)

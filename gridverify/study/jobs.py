@@ -92,9 +92,17 @@ def expand_jobs(spec: StudySpec) -> list[Job]:
                             case_name=e.case_name, model_label=label, model=model,
                             region_name=r, region=spec.region_box(e.key, r), constraint_set=s,
                             selection=spec.constraint_set(s), method=m,
-                            options=spec.options.to_dict(), thresholds=dict(spec.thresholds),
+                            options=_options_for(spec, m), thresholds=dict(spec.thresholds),
                         ))
     return jobs
+
+
+def _options_for(spec: StudySpec, method: str) -> dict[str, Any]:
+    """The study options a job of ``method`` uses (bab_timeout only for bab jobs)."""
+    o = spec.options.to_dict()
+    if method != "bab":
+        o.pop("bab_timeout", None)
+    return o
 
 
 def run_job(job: Job | dict[str, Any]) -> dict[str, Any]:
@@ -175,8 +183,10 @@ def _certify(job: Job) -> Any:
             tuple(job.selection["families"]),
             tuple((f, tuple(v)) for f, v in job.selection["components"].items()),
         )
+        extra = {"bab_timeout": float(o["bab_timeout"])} if "bab_timeout" in o else {}
         opts = CertifyOptions(timeout=o.get("timeout"), samples=int(o.get("samples", 1024)),
-                              attack=o.get("attack", "undecided"), seed=int(o.get("seed", 0)))
+                              attack=o.get("attack", "undecided"), seed=int(o.get("seed", 0)),
+                              **extra)
         return certify(case, proxy, region, constraints=sel, method=job.method, options=opts,
                        thresholds=thresholds_from_mapping(job.thresholds))
 

@@ -6,6 +6,7 @@ A study file::
     name = "demo"                        # default: the file's stem
     methods = ["crown", "alpha-crown"]   # ibp, crown, alpha-crown, bab
     timeout = 300                        # seconds per job (optional)
+    bab_timeout = 5                      # bab: seconds per undecided constraint (optional)
     samples = 1024                       # random loads per job before bounding
     seed = 0
     attack = "undecided"                 # undecided | all | none
@@ -54,7 +55,7 @@ __all__ = [
 _METHODS = ("ibp", "crown", "alpha-crown", "bab")
 _TOP = ("study", "cases", "regions", "constraints", "thresholds")
 _STUDY_KEYS = ("name", "description", "methods", "timeout", "samples", "seed", "attack",
-               "threads")
+               "threads", "bab_timeout")
 _CASE_KEYS = ("case", "models", "regions", "constraints")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -68,11 +69,15 @@ class StudyOptions:
     seed: int = 0
     attack: str = "undecided"
     threads: int = 1
+    bab_timeout: float | None = None  # None: certify's default
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        return {"timeout": self.timeout, "samples": self.samples, "seed": self.seed,
-                "attack": self.attack, "threads": self.threads}
+        d: dict[str, Any] = {"timeout": self.timeout, "samples": self.samples,
+                             "seed": self.seed, "attack": self.attack, "threads": self.threads}
+        if self.bab_timeout is not None:
+            d["bab_timeout"] = self.bab_timeout
+        return d
 
 
 @dataclass(frozen=True)
@@ -202,6 +207,11 @@ def _parse_options(ctx: _Ctx, st: Mapping[str, Any]) -> StudyOptions:
         timeout = float(_number(ctx, timeout, ("study", "timeout"), False, 0.0))
         if timeout <= 0:
             raise ctx.error(("study", "timeout"), "must be > 0 seconds")
+    bab_timeout = st.get("bab_timeout")
+    if bab_timeout is not None:
+        bab_timeout = float(_number(ctx, bab_timeout, ("study", "bab_timeout"), False, 0.0))
+        if bab_timeout <= 0:
+            raise ctx.error(("study", "bab_timeout"), "must be > 0 seconds")
     attack = st.get("attack", "undecided")
     if attack not in ("undecided", "all", "none"):
         raise ctx.error(("study", "attack"), f"expected undecided, all or none, got {attack!r}")
@@ -211,6 +221,7 @@ def _parse_options(ctx: _Ctx, st: Mapping[str, Any]) -> StudyOptions:
         seed=int(_number(ctx, st.get("seed", 0), ("study", "seed"), True, 0)),
         attack=attack,
         threads=int(_number(ctx, st.get("threads", 1), ("study", "threads"), True, 1)),
+        bab_timeout=bab_timeout,
     )
 
 

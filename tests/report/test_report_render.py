@@ -7,7 +7,6 @@ import json
 import math
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -121,16 +120,17 @@ def test_render_report(study_dir: Path) -> None:
     assert len(csv) == 1 + 2 * 156  # header + every constraint of both regions
 
 
-def test_report_cli(study_dir: Path, tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "gridverify", "report", str(study_dir), "--json"],
-                       capture_output=True, text=True, timeout=180)
-    assert r.returncode == 1, r.stderr  # violations exist in the shipped proxy's results
-    out = json.loads(r.stdout)
+def test_report_cli(study_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gridverify.cli import main
+
+    # exit 1: violations exist in the shipped proxy's results
+    assert main(["report", str(study_dir), "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
     assert out["study"] == "t" and Path(out["html"]).exists()
     assert {row["family"] for row in out["summary"]} >= {"p_balance", "thermal_to"}
-    r = subprocess.run([sys.executable, "-m", "gridverify", "report", str(tmp_path / "nope")],
-                       capture_output=True, text=True, timeout=180)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "nope" in r.stderr
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope" in err
 
 
 def _complete(script: Path, *words: str) -> list[str]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from study_helpers import MODEL, SMALL_STUDY
 
+from gridverify.cli import main
 from gridverify.errors import GridverifyError, StudyError
 from gridverify.study.jobs import expand_jobs
 from gridverify.study.spec import load_study, parse_study
@@ -91,23 +90,29 @@ def test_toml_syntax_error_names_line() -> None:
         parse_study(text, "bad.toml")
 
 
-def test_cli_rejects_before_any_job(tmp_path: Path) -> None:
+def test_cli_rejects_before_any_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p = tmp_path / "bad.toml"
     p.write_text(SMALL_STUDY.replace("box = [0.97, 1.03]", "box = [1.2, 0.8]"))
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "gridverify", "study", "run", str(p), "--out",
-                        str(out)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
+    assert main(["study", "run", str(p), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
     assert f"{p}:{_line_of(p.read_text(), 'box = [1.2')}: key regions.near.box:" in lines[0]
     assert not out.exists()  # nothing ran, nothing written
 
 
-def test_cli_check_lists_jobs(tmp_path: Path) -> None:
+def test_cli_check_lists_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p = tmp_path / "s.toml"
     p.write_text(SMALL_STUDY)
-    r = subprocess.run([sys.executable, "-m", "gridverify", "study", "check", str(p), "--json"],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert '"c14__case14_relu__wide__all__crown"' in r.stdout
+    assert main(["study", "check", str(p), "--json"]) == 0
+    assert '"c14__case14_relu__wide__all__crown"' in capsys.readouterr().out
+
+
+def test_cli_bad_executor_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "s.toml"
+    p.write_text(SMALL_STUDY)
+    assert main(["study", "run", str(p), "--workers", "0"]) == 2
+    assert "--workers" in capsys.readouterr().err
+    assert main(["study", "run", str(p), "--address", "ray://x:1"]) == 2
+    assert "--address" in capsys.readouterr().err
