@@ -252,7 +252,8 @@ def parse_study(text: str, source: str = "<study>", base: Path | None = None,
     _check_keys(ctx, data, (), _TOP)
     st = data.get("study", {})
     _check_keys(ctx, st, ("study",), _STUDY_KEYS)
-    name = st.get("name", Path(source).stem if source != "<study>" else "study")
+    default_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(source).stem) or "study"
+    name = st.get("name", default_name if source != "<study>" else "study")
     if not isinstance(name, str) or not _NAME.match(name):
         raise ctx.error(("study", "name"), "expected a name of letters, digits, _ . -")
     description = st.get("description", "")
