@@ -48,6 +48,8 @@ class Job:
     method: str
     options: dict[str, Any]
     thresholds: dict[str, Any]
+    case_hash: str = ""  # content hash of the compiled case when the study was checked
+    model_digest: str = ""  # sha256 of the model's files when the study was checked
 
     __hash__ = None  # type: ignore[assignment]  # dict fields: compare, do not hash
 
@@ -58,11 +60,14 @@ class Job:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Job:
         """Inverse of :meth:`to_dict`."""
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     @property
     def digest(self) -> str:
-        """sha256 of the job's canonical JSON (a changed job is re-run on resume)."""
+        """sha256 of the job's canonical JSON (a changed job is re-run on resume).
+
+        It covers the case and model content, so re-trained models run again.
+        """
         text = json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -83,7 +88,7 @@ def expand_jobs(spec: StudySpec) -> list[Job]:
         raise ValueError("expand_jobs needs a study parsed with check=True")
     jobs = []
     for e in spec.cases:
-        for label, model in e.models:
+        for (label, model), digest in zip(e.models, e.model_digests):
             for r in e.regions:
                 for s in e.constraint_sets:
                     for m in spec.methods:
@@ -93,6 +98,7 @@ def expand_jobs(spec: StudySpec) -> list[Job]:
                             region_name=r, region=spec.region_box(e.key, r), constraint_set=s,
                             selection=spec.constraint_set(s), method=m,
                             options=_options_for(spec, m), thresholds=dict(spec.thresholds),
+                            case_hash=e.case_hash, model_digest=digest,
                         ))
     return jobs
 
@@ -164,17 +170,24 @@ def _certify(job: Job) -> Any:
     import torch
 
     from gridverify.certify import CertifyOptions, certify
+    from gridverify.errors import StudyError
     from gridverify.grid import load_compiled
     from gridverify.proxy.load import load_proxy
     from gridverify.spec.constraints import ConstraintSelection
     from gridverify.spec.region import Region
     from gridverify.spec.thresholds import thresholds_from_mapping
+    from gridverify.study.spec import path_digest
 
     o = job.options
     torch.set_num_threads(int(o.get("threads", 1)))
+    if job.model_digest and path_digest(job.model) != job.model_digest:
+        raise StudyError(f"model {job.model}: its files changed after the study was checked "
+                         "(run the study again)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         case = load_compiled(job.case, emit_warnings=False)
+        if job.case_hash and case.content_hash != job.case_hash:
+            raise StudyError(f"case {job.case}: its content changed after the study was checked")
         proxy = load_proxy(job.model, case=case)
         reg = job.region
         region = Region(np.asarray(reg["lower"]), np.asarray(reg["upper"]), reg["kind"],

@@ -46,6 +46,7 @@ from gridverify.errors import GridverifyError, StudyError
 
 __all__ = [
     "CaseEntry",
+    "path_digest",
     "StudyOptions",
     "StudySpec",
     "load_study",
@@ -90,6 +91,8 @@ class CaseEntry:
     models: tuple[tuple[str, str], ...]  # (label, absolute path)
     regions: tuple[str, ...]
     constraint_sets: tuple[str, ...]
+    case_hash: str = ""  # the compiled case's content hash (after checking)
+    model_digests: tuple[str, ...] = ()  # sha256 of each model's files (after checking)
 
 
 @dataclass(frozen=True)
@@ -447,8 +450,22 @@ def _check_against_cases(
                 raise ctx.error(("constraints", s),
                                 f"for case {e.key} ({case.name}): {_msg(exc)}") from None
         out_entries.append(CaseEntry(e.key, e.case, case.name, e.models, e.regions,
-                                     e.constraint_sets))
+                                     e.constraint_sets, case.content_hash,
+                                     tuple(path_digest(m) for _, m in e.models)))
     return out_entries, boxes
+
+
+def path_digest(path: str | Path) -> str:
+    """sha256 of a file, or of every file under a folder (names and contents, sorted)."""
+    import hashlib
+
+    p = Path(path)
+    h = hashlib.sha256()
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
 
 
 def _msg(exc: BaseException) -> str:

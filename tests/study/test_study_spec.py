@@ -116,3 +116,22 @@ def test_cli_bad_executor_options(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "--workers" in capsys.readouterr().err
     assert main(["study", "run", str(p), "--address", "ray://x:1"]) == 2
     assert "--address" in capsys.readouterr().err
+
+
+def test_job_hash_covers_model_files(tmp_path: Path) -> None:
+    import shutil
+
+    from gridverify.study.jobs import run_job
+
+    copy = tmp_path / "case14_relu"
+    shutil.copytree(MODEL, copy)
+    p = tmp_path / "s.toml"
+    p.write_text(SMALL_STUDY.replace(str(MODEL), str(copy)))
+    before = expand_jobs(load_study(p))
+    (copy / "extra.txt").write_text("re-trained")  # any change of the model's files
+    after = expand_jobs(load_study(p))
+    assert [j.id for j in before] == [j.id for j in after]
+    assert all(a.digest != b.digest for a, b in zip(before, after))  # resume re-runs them
+    rec = run_job(before[0])  # a job checked before the change refuses to run
+    assert rec["state"] == "failed" and rec["error"]["type"] == "StudyError"
+    assert "changed after the study was checked" in rec["error"]["message"]
