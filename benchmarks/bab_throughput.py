@@ -1,7 +1,7 @@
 """Branch-and-bound throughput (domains bounded per second) on the case57 proxy, CPU vs GPU.
 
 Usage: ``python benchmarks/bab_throughput.py [--devices cpu,cuda] [--seconds 30]
-[--batch 256] [--gpu-batch 2048] [--family p_balance] [--json FILE]``.  CUDA is skipped when
+[--batch 64] [--gpu-batch 2048] [--family p_balance] [--json FILE]``.  CUDA is skipped when
 unavailable.  The search runs in optimization mode with the tolerance at 0 (so
 it never stops early) and no in-search attack; domains/s counts the domains
 bounded after the root, over the time after the root.
@@ -57,15 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--devices", default="cpu,cuda")
     ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--batch", type=int, default=256, help="domains popped per round (CPU)")
+    ap.add_argument("--batch", type=int, default=64, help="domains popped per round (CPU)")
     ap.add_argument("--gpu-batch", type=int, default=2048, help="domains popped per round (GPU)")
     ap.add_argument("--family", default="p_balance")
     ap.add_argument("--branching", default="auto")
     ap.add_argument("--clock", default="wall", choices=("wall", "cpu"),
                     help="what --seconds measures (cpu: process CPU time, for loaded machines)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     rows = []
     for dev in args.devices.split(","):
         if dev.startswith("cuda") and not torch.cuda.is_available():
