@@ -19,6 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from gridverify.errors import GraphError
@@ -29,6 +30,8 @@ TensorLike = Any  # torch.Tensor, numpy array, list or float
 
 def _f64(x: TensorLike) -> torch.Tensor:
     # python floats/lists must not pass through float32 (torch's default dtype)
+    if isinstance(x, np.ndarray):  # copy: read-only arrays (compiled cases) warn in torch
+        x = np.array(x, dtype=np.float64)
     t = x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=torch.float64)
     return t.detach().to(device="cpu", dtype=torch.float64).clone()
 
