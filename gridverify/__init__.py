@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, tuple[str, str]] = {
     "load_case": ("gridverify.grid", "load_case"),
     "compile_case": ("gridverify.grid", "compile_case"),
+    "load_compiled": ("gridverify.grid", "load_compiled"),
+    "list_bundled_cases": ("gridverify.grid", "list_bundled_cases"),
     "from_pandapower": ("gridverify.grid", "from_pandapower"),
     "solve_opf": ("gridverify.opf", "solve_opf"),
     "compute_bounds": ("gridverify.bounds", "compute_bounds"),

@@ -37,6 +37,8 @@ def _f64(x: TensorLike) -> torch.Tensor:
 
 
 def _i64(x: TensorLike) -> torch.Tensor:
+    if isinstance(x, np.ndarray):  # copy: read-only arrays warn in torch
+        x = np.array(x)
     t = torch.as_tensor(x)
     if t.is_floating_point():
         if not torch.equal(t, t.round()):
