@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from gridverify.errors import ProxyError
 from gridverify.proxy.model import ProxyArch, ProxyMLP, module_from_arrays
-from gridverify.proxy.onnx_export import export_onnx
+from gridverify.proxy.onnx_export import _umask, export_onnx
 
 ARCH_FILE = "arch.json"
 WEIGHTS_FILE = "weights.npz"
@@ -110,13 +111,12 @@ def write_model_dir(
     module: ProxyMLP,
     card: dict[str, Any],
 ) -> Path:
-    """Write a model directory for the folded ``module`` and the ``card`` fields.
+    """Write a model directory for ``module`` (folded, stored as float32) and ``card``.
 
     ``card`` must hold at least ``case_name`` and ``case_hash``; ``arch``,
     ``files``, ``format`` and ``version`` are filled in here.  Returns the path.
     """
-    if not module.is_folded:
-        module = module.folded()
+    module = module.folded(torch.float32)  # the deployed form, float32 like the ONNX file
     for key in ("case_name", "case_hash"):
         if not card.get(key):
             raise ProxyError(f"model card needs {key}")
@@ -124,6 +124,7 @@ def write_model_dir(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())
         (tmp / ARCH_FILE).write_text(module.arch.to_json())
         (tmp / WEIGHTS_FILE).write_bytes(npz_bytes(module.weight_arrays()))
         export_onnx(module, tmp / ONNX_FILE, case_name=card["case_name"],
