@@ -25,8 +25,7 @@ def _hidden(text: str) -> tuple[int, ...]:
 
 def register(sub: Any) -> None:
     """Install the ``train`` and ``model`` commands."""
-    from gridverify.proxy.model import ACTIVATIONS
-    from gridverify.proxy.train import TrainOptions
+    from gridverify.proxy.options import ACTIVATIONS, TrainOptions
 
     d = TrainOptions()
     p = sub.add_parser(

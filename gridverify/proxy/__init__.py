@@ -2,34 +2,40 @@
 
 Convention (``docs/proxy.md``): input ``[pd (L), qd (L)]`` per unit in compiled
 load order; output ``[pg (G), qg (G), vm (N), va (N)]`` per unit and radians.
+Names are imported lazily so that light users (the CLI) do not import torch.
 """
 
 from __future__ import annotations
 
-from gridverify.proxy.artifacts import (
-    ModelDir,
-    read_card,
-    read_model_dir,
-    verify_model_dir,
-    write_model_dir,
-)
-from gridverify.proxy.load import InputRegion, Proxy, load_proxy, save_checkpoint
-from gridverify.proxy.model import ACTIVATIONS, ProxyArch, ProxyMLP
-from gridverify.proxy.onnx_export import export_onnx, proxy_to_onnx
+import importlib
+from typing import Any
 
-__all__ = [
-    "ACTIVATIONS",
-    "InputRegion",
-    "ModelDir",
-    "Proxy",
-    "ProxyArch",
-    "ProxyMLP",
-    "export_onnx",
-    "load_proxy",
-    "proxy_to_onnx",
-    "read_card",
-    "read_model_dir",
-    "save_checkpoint",
-    "verify_model_dir",
-    "write_model_dir",
-]
+_EXPORTS: dict[str, str] = {
+    "ACTIVATIONS": "gridverify.proxy.options",
+    "TrainOptions": "gridverify.proxy.options",
+    "InputRegion": "gridverify.proxy.load",
+    "Proxy": "gridverify.proxy.load",
+    "load_proxy": "gridverify.proxy.load",
+    "save_checkpoint": "gridverify.proxy.load",
+    "ModelDir": "gridverify.proxy.artifacts",
+    "read_card": "gridverify.proxy.artifacts",
+    "read_model_dir": "gridverify.proxy.artifacts",
+    "verify_model_dir": "gridverify.proxy.artifacts",
+    "write_model_dir": "gridverify.proxy.artifacts",
+    "ProxyArch": "gridverify.proxy.model",
+    "ProxyMLP": "gridverify.proxy.model",
+    "export_onnx": "gridverify.proxy.onnx_export",
+    "proxy_to_onnx": "gridverify.proxy.onnx_export",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'gridverify.proxy' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

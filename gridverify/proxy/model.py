@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from gridverify.errors import ProxyError
+from gridverify.proxy.options import ACTIVATIONS  # noqa: E402
 
-ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu")
 ARCH_FORMAT = "gridverify-proxy-mlp"
 ARCH_VERSION = 1
 

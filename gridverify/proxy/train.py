@@ -20,7 +20,7 @@ import math
 import platform
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,58 +35,11 @@ from gridverify.proxy.metrics import (
     evaluate_predictions,
     nominal_baseline,
 )
-from gridverify.proxy.model import ACTIVATIONS, ProxyArch, ProxyMLP, case_limits
+from gridverify.proxy.model import ProxyArch, ProxyMLP, case_limits
+from gridverify.proxy.options import TrainOptions
 
 _STD_FLOOR = 1e-6
 _LOGIT_CLIP = 1e-3
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """Options of :func:`train_proxy` (all explicit; no global configuration)."""
-
-    hidden: tuple[int, ...] = (64, 64)
-    activation: str = "relu"
-    clamp_head: bool = True
-    balance_weight: float = 0.0
-    epochs: int = 400
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    seed: int = 0
-    patience: int = 60
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    std_floor: float = 0.05
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.activation not in ACTIVATIONS:
-            raise ProxyError(f"activation must be one of {', '.join(ACTIVATIONS)}")
-        if not self.hidden or any(h <= 0 for h in self.hidden):
-            raise ProxyError(f"hidden sizes must be positive integers, got {self.hidden}")
-        checks = {
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0 and math.isfinite(self.lr),
-            "balance_weight": self.balance_weight >= 0 and math.isfinite(self.balance_weight),
-            "weight_decay": self.weight_decay >= 0,
-            "seed": self.seed >= 0,
-            "patience": self.patience >= 1,
-            "val_fraction": 0 < self.val_fraction < 0.5,
-            "test_fraction": 0 < self.test_fraction < 0.5,
-            "std_floor": 0 <= self.std_floor <= 1,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ProxyError(f"bad training option(s): {', '.join(bad)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (for the model card)."""
-        d = asdict(self)
-        d["hidden"] = list(self.hidden)
-        d.pop("progress")
-        return d
 
 
 @dataclass(frozen=True)
@@ -215,7 +168,7 @@ def build_training_module(
 def train_proxy(
     case: Any,
     data: ProxyData,
-    options: TrainOptions = TrainOptions(),
+    options: TrainOptions = TrainOptions(),  # noqa: B008 (frozen)
     *,
     baseline: np.ndarray | None = None,
     compute_baseline: bool = True,
