@@ -95,13 +95,14 @@ def _fmt(v: float) -> str:
     return "-" if v is None else f"{v:.3g}"
 
 
-def effect(cases: list[str], fams: list[str] | None, timeout: float, out: list) -> None:
+def effect(cases: list[str], fams: list[str] | None, timeout: float, out: list,
+           branching: str = "auto") -> None:
     print("| case | family | alpha-CROWN bound | BaB bound | attained | gap alpha-CROWN "
           "| gap BaB | shrink | domains | s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for ck in cases:
         for fam in fams or families(ck):
-            row = run(ck, fam, BabOptions(timeout=timeout, clock="cpu"))
+            row = run(ck, fam, BabOptions(timeout=timeout, clock="cpu", branching=branching))
             out.append(row)
             shrink = (row["root_gap"] / row["gap"]) if row["gap"] > 0 else float("inf")
             print(f"| {ck} | {fam} | {_fmt(row['root_bound'])} | {_fmt(row['bound'])} | "
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", default=None, help="comma list (default: every family; "
                     "ablation: angle_max,p_balance)")
     ap.add_argument("--timeout", type=float, default=None)
+    ap.add_argument("--branching", default="auto", help="effect: the branching heuristic")
     ap.add_argument("--out", default=None, help="write the rows as JSON")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     fams = args.families.split(",") if args.families else None
     rows: list = []
     if args.what == "effect":
-        effect(cases, fams, args.timeout or 60.0, rows)
+        effect(cases, fams, args.timeout or 60.0, rows, args.branching)
     else:
         ablation(cases, fams or ["angle_max", "p_balance"], args.timeout or 20.0, rows)
     if args.out:

@@ -20,7 +20,9 @@ Heuristics
   the score is its decrease.
 * ``babsr``: the same, intercepts only (slopes ignored), in the spirit of BaBSR.
 * ``widest``: the widest interval among the splittable neurons.
-* ``auto``: ``input`` for graphs with few inputs, else ``bbps``.
+* ``auto``: ``input`` for graphs with few inputs, else ``babsr`` (on the
+  shipped case14/case57 proxies the intercept score beat this BBPS at equal
+  CPU time; see ``benchmarks/bab_ablation.py``).
 
 A neuron is splittable when its point lies strictly inside its interval (for
 relu: the interval contains 0 strictly).
@@ -58,7 +60,7 @@ def resolve_branching(name: str, n_in: int, input_split_max_dim: int, n_flat: in
         return name
     if n_in <= input_split_max_dim or n_flat == 0:
         return "input"
-    return "bbps"
+    return "babsr"
 
 
 def _node_op(bounder: Bounder, nid: int) -> str:

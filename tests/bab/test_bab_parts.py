@@ -164,3 +164,12 @@ def test_relu_points_and_stable_neurons_not_split():
     l, u = db.ilo[0, first:first + 3], db.ihi[0, first:first + 3]
     stable = (l >= 0) | (u <= 0)
     assert torch.all(torch.isinf(sc[0, first:first + 3][stable]))
+
+
+def test_auto_branching_by_input_dimension():
+    from gridverify.bab.branching import resolve_branching
+
+    assert resolve_branching("auto", 22, 32, 100) == "input"
+    assert resolve_branching("auto", 84, 32, 100) == "babsr"
+    assert resolve_branching("auto", 84, 32, 0) == "input"
+    assert resolve_branching("bbps", 2, 32, 100) == "bbps"
