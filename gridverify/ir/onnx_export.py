@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from gridverify.errors import GraphError, UnsupportedOpError
+from gridverify.fileio import atomic_path
 from gridverify.ir import Graph
 
 __all__ = ["to_onnx"]
@@ -220,12 +221,6 @@ def to_onnx(
     if check:
         onnx.checker.check_model(model)
     if path is not None:
-        path = os.fspath(path)
-        tmp = f"{path}.tmp{os.getpid()}"
-        try:
-            onnx.save(model, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_path(path, fsync=False, mkdir=False) as tmp:
+            onnx.save(model, str(tmp))
     return model

@@ -41,7 +41,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -53,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from gridverify.errors import DatasetError, SolverError
+from gridverify.fileio import atomic_path
 from gridverify.grid.compiled import CompiledCase
 from gridverify.opf.samplers import BoxSampler, LoadSampler, PGLearnSampler
 from gridverify.opf.solvers import SolverOptions, resolve_solver
@@ -317,10 +317,8 @@ def _create_file(
     qd = np.empty((s, case.n_load))
     for i in range(s):
         pd[i], qd[i] = sampler.sample(case, seed, i)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".h5", dir=directory)
-    os.close(fd)
-    try:
+    # mode 0o600, no fsync, no folder creation: as this function always did
+    with atomic_path(os.path.abspath(path), mode=0o600, fsync=False, mkdir=False) as tmp:
         with h5py.File(tmp, "w") as f:
 
             def put(name: str, data: np.ndarray) -> None:
@@ -345,11 +343,6 @@ def _create_file(
             f.attrs["solver_version"] = solver_version
             f.attrs["gridverify_version"] = __version__
             f.attrs["status_codes"] = json.dumps(STATUS_CODES, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _check_resume(

@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from gridverify.errors import ProxyError
+from gridverify.fileio import process_umask
 from gridverify.proxy.model import ProxyArch, ProxyMLP, module_from_arrays
-from gridverify.proxy.onnx_export import _umask, export_onnx
+from gridverify.proxy.onnx_export import export_onnx
 
 ARCH_FILE = "arch.json"
 WEIGHTS_FILE = "weights.npz"
@@ -124,7 +125,7 @@ def write_model_dir(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~process_umask())
         (tmp / ARCH_FILE).write_text(module.arch.to_json())
         (tmp / WEIGHTS_FILE).write_bytes(npz_bytes(module.weight_arrays()))
         export_onnx(module, tmp / ONNX_FILE, case_name=card["case_name"],

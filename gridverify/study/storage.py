@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from gridverify.errors import StudyError
+from gridverify.fileio import atomic_path, atomic_write_bytes, atomic_write_json
 from gridverify.study.jobs import DONE, Job
 
 __all__ = ["StudyStore", "write_bytes_atomic", "write_json_atomic"]
@@ -41,36 +41,18 @@ _STATUS_CODE = {"certified": 0, "violated": 1, "open": 3}
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, data, mode=_FILE_MODE)
 
 
 def write_json_atomic(path: Path, obj: Any, indent: int | None = None) -> None:
     """Strict JSON (no NaN) written atomically."""
-    text = json.dumps(obj, indent=indent, allow_nan=False, separators=(",", ":")
-                      if indent is None else None)
-    write_bytes_atomic(path, (text + "\n").encode())
+    atomic_write_json(path, obj, indent=indent, mode=_FILE_MODE)
 
 
 def _write_h5_atomic(path: Path, cert: dict[str, Any], job: dict[str, Any]) -> None:
     import h5py
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, _FILE_MODE)
+    with atomic_path(path, mode=_FILE_MODE) as tmp:
         cons = cert["constraints"]
         n_in = len(cert["region"]["lower"])
 
@@ -103,13 +85,6 @@ def _write_h5_atomic(path: Path, cert: dict[str, Any], job: dict[str, Any]) -> N
             f.create_dataset("worst_load", data=wl, compression="gzip", shuffle=True)
             f.create_dataset("region_lower", data=np.asarray(cert["region"]["lower"]))
             f.create_dataset("region_upper", data=np.asarray(cert["region"]["upper"]))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _slim_certificate(cert: dict[str, Any]) -> dict[str, Any]:

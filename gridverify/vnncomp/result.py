@@ -14,13 +14,12 @@ Files are written atomically (a temporary file in the same folder, then
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from gridverify.errors import VnnlibError
+from gridverify.fileio import atomic_write_text
 
 __all__ = ["RESULTS", "format_result", "read_result", "write_atomic", "write_result"]
 
@@ -42,22 +41,8 @@ def format_result(result: str, x: np.ndarray | None = None, y: np.ndarray | None
 
 def write_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (temp file in the same folder, then replace)."""
-    p = Path(path)
-    folder = p.parent if str(p.parent) else Path(".")
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    # mode 0o600 and fsync: as this function always wrote (mkstemp's mode, kept)
+    atomic_write_text(path, text, mode=0o600)
 
 
 def write_result(

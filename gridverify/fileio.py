@@ -1,0 +1,128 @@
+"""Atomic file writing: a temporary file in the target's folder, then ``os.replace``.
+
+A reader of the target path sees either the old file or the complete new one,
+never a half-written file; on failure the temporary file is removed and the
+target is left as it was.
+
+The temporary file is made by :func:`tempfile.mkstemp` (named
+``.NAME.XXXXXXXX.tmp`` next to the target) and given ``mode`` before the
+contents are written; ``mode=None`` gives what a plain ``open(path, "w")``
+would create (``0o666`` less the process umask).  ``fsync=True`` flushes the
+contents to disk before the replace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "default_file_mode",
+    "process_umask",
+]
+
+
+def process_umask() -> int:
+    """The process umask (read without changing it for longer than a call)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: ``0o666`` less the umask."""
+    return 0o666 & ~process_umask()
+
+
+def _fsync_path(path: str | os.PathLike[str]) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+@contextmanager
+def atomic_path(
+    path: str | os.PathLike[str],
+    *,
+    mode: int | None = None,
+    fsync: bool = True,
+    mkdir: bool = True,
+) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; ``os.replace`` it onto ``path`` on success.
+
+    The body writes the file at the yielded path (any writer that opens it by
+    name: ``h5py.File(tmp, "w")``, ``onnx.save``...).  When the body raises,
+    the temporary file is removed and the exception propagates.  ``mkdir``
+    creates the missing parent folders first; ``mode`` and ``fsync`` as in the
+    module docstring.
+    """
+    target = Path(path)
+    folder = target.parent
+    if mkdir:
+        folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        os.chmod(tmp, default_file_mode() if mode is None else mode)
+        yield Path(tmp)
+        if fsync:
+            _fsync_path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_bytes(
+    path: str | os.PathLike[str],
+    data: bytes,
+    *,
+    mode: int | None = None,
+    fsync: bool = True,
+    mkdir: bool = True,
+) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path, mode=mode, fsync=fsync, mkdir=mkdir) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+
+
+def atomic_write_text(
+    path: str | os.PathLike[str],
+    text: str,
+    *,
+    encoding: str = "utf-8",
+    mode: int | None = None,
+    fsync: bool = True,
+    mkdir: bool = True,
+) -> None:
+    """Write ``text`` (encoded as ``encoding``) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode(encoding), mode=mode, fsync=fsync, mkdir=mkdir)
+
+
+def atomic_write_json(
+    path: str | os.PathLike[str],
+    obj: Any,
+    *,
+    indent: int | None = None,
+    mode: int | None = None,
+    fsync: bool = True,
+    mkdir: bool = True,
+) -> None:
+    """Strict JSON (``NaN``/``inf`` raise ``ValueError``) and a newline, written atomically.
+
+    ``indent=None`` gives the compact form (no spaces after ``,`` and ``:``).
+    """
+    text = json.dumps(obj, indent=indent, allow_nan=False,
+                      separators=(",", ":") if indent is None else None)
+    atomic_write_text(path, text + "\n", mode=mode, fsync=fsync, mkdir=mkdir)

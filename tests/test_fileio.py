@@ -1,0 +1,77 @@
+"""Atomic file writing (gridverify.fileio)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+
+import pytest
+
+from gridverify.fileio import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    default_file_mode,
+)
+
+
+def _mode(path: object) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_write_bytes_replaces_and_leaves_no_temp(tmp_path):
+    p = tmp_path / "sub" / "a.bin"
+    atomic_write_bytes(p, b"one")
+    atomic_write_bytes(p, b"two")
+    assert p.read_bytes() == b"two"
+    assert sorted(x.name for x in p.parent.iterdir()) == ["a.bin"]
+    assert _mode(p) == default_file_mode()
+
+
+def test_mode_is_applied(tmp_path):
+    p = tmp_path / "a.txt"
+    atomic_write_text(p, "héllo\n", mode=0o600)
+    assert p.read_bytes() == "héllo\n".encode()
+    assert _mode(p) == 0o600
+    atomic_write_text(p, "x", mode=0o644, fsync=False)
+    assert _mode(p) == 0o644
+
+
+def test_json_strict_and_compact(tmp_path):
+    p = tmp_path / "a.json"
+    atomic_write_json(p, {"a": [1, 2.5]})
+    assert p.read_text() == '{"a":[1,2.5]}\n'
+    atomic_write_json(p, {"a": 1}, indent=2)
+    assert json.loads(p.read_text()) == {"a": 1} and "\n  " in p.read_text()
+    with pytest.raises(ValueError):
+        atomic_write_json(p, {"a": math.nan})
+    assert json.loads(p.read_text()) == {"a": 1}  # the old file is untouched
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_atomic_path_failure_keeps_old_file(tmp_path):
+    p = tmp_path / "a.txt"
+    p.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(p) as tmp:
+        assert tmp.parent == tmp_path and tmp.exists() and tmp != p
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert p.read_text() == "old"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_atomic_path_body_may_remove_temp_on_failure(tmp_path):
+    p = tmp_path / "a.txt"
+    with pytest.raises(KeyError), atomic_path(p) as tmp:
+        tmp.unlink()
+        raise KeyError("x")
+    assert not p.exists()
+
+
+def test_no_mkdir_raises_for_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        atomic_write_bytes(tmp_path / "missing" / "a.bin", b"", mkdir=False)
+    assert not (tmp_path / "missing").exists()
