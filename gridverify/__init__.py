@@ -6,8 +6,7 @@ stays fast (torch, pyomo and pandapower load only when used).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from gridverify._lazy import lazy_module_attrs
 
 __version__ = "0.1.0"
 
@@ -25,12 +24,4 @@ _EXPORTS: dict[str, tuple[str, str]] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        mod, attr = _EXPORTS[name]
-        return getattr(importlib.import_module(mod), attr)
-    raise AttributeError(f"module 'gridverify' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_module_attrs(__name__, _EXPORTS)

@@ -5,8 +5,7 @@ Names are imported lazily so that the CLI does not import Pyomo to build --help.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from gridverify._lazy import lazy_module_attrs
 
 _EXPORTS: dict[str, str] = {
     "ACOPFModel": "gridverify.opf.acopf",
@@ -20,11 +19,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'gridverify.opf' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_module_attrs(__name__, _EXPORTS)

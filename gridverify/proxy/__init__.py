@@ -7,8 +7,7 @@ Names are imported lazily so that light users (the CLI) do not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from gridverify._lazy import lazy_module_attrs
 
 _EXPORTS: dict[str, str] = {
     "ACTIVATIONS": "gridverify.proxy.options",
@@ -31,11 +30,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'gridverify.proxy' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_module_attrs(__name__, _EXPORTS)
