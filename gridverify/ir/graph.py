@@ -261,6 +261,23 @@ class Graph:
             out = {i: (v.expand(batch, -1) if v.shape[0] != batch else v) for i, v in out.items()}
         return out
 
+    def _prepare_inputs(
+        self,
+        x: torch.Tensor | Mapping[str, torch.Tensor] | Sequence[torch.Tensor],
+        dtype: torch.dtype,
+        device: torch.device | str | None,
+    ) -> tuple[dict[int, torch.Tensor], int, torch.device]:
+        """The inputs by node id (see :meth:`split_inputs`), the batch size and the device.
+
+        ``device=None``: the device of a tensor ``x``, else the CPU.
+        """
+        if device is None:
+            device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
+        device = torch.device(device)
+        inputs = self.split_inputs(x, dtype, device)
+        batch = next(iter(inputs.values())).shape[0] if inputs else 1
+        return inputs, batch, device
+
     def evaluate_all(
         self,
         x: torch.Tensor | Mapping[str, torch.Tensor] | Sequence[torch.Tensor],
@@ -268,11 +285,7 @@ class Graph:
         device: torch.device | str | None = None,
     ) -> list[torch.Tensor]:
         """Value of every node, ``(B, size)`` each, indexed by node id."""
-        if device is None:
-            device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
-        device = torch.device(device)
-        inputs = self.split_inputs(x, dtype, device)
-        batch = next(iter(inputs.values())).shape[0] if inputs else 1
+        inputs, batch, device = self._prepare_inputs(x, dtype, device)
         vals: list[torch.Tensor] = []
         for node in self.nodes:
             if node.op == "input":
@@ -289,11 +302,7 @@ class Graph:
         device: torch.device | str | None = None,
     ) -> list[torch.Tensor]:
         """Values of the outputs, ``(B, size)`` each, in output order."""
-        if device is None:
-            device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
-        device = torch.device(device)
-        inputs = self.split_inputs(x, dtype, device)
-        batch = next(iter(inputs.values())).shape[0] if inputs else 1
+        inputs, batch, device = self._prepare_inputs(x, dtype, device)
         needed = self.ancestors(self.outputs)
         last_use: dict[int, int] = {}
         for node in self.nodes:

@@ -178,20 +178,37 @@ class Lowering:
     def _binary_shapes(self, a: Value, c: Value) -> tuple[int, ...]:
         return tuple(np.broadcast_shapes(self.shape(a), self.shape(c)))
 
-    def add(self, a: Value, c: Value) -> Value:
-        """``a + c`` with broadcasting."""
+    def _commutative(
+        self,
+        a: Value,
+        c: Value,
+        numpy_op: Callable[[Any, Any], Any],
+        var_op: Callable[[int, int], int],
+        const_op: Callable[[int, np.ndarray], int],
+        neutral: float,
+    ) -> Value:
+        """``a op c`` with broadcasting for a commutative elementwise ``op``.
+
+        Two constants: ``numpy_op``.  Two variables: ``var_op`` on the nodes.  A
+        variable and a constant: ``const_op(node, constant)``, or the variable
+        itself when the constant is ``neutral`` everywhere.
+        """
         if not isinstance(a, Var) and not isinstance(c, Var):
-            return np.add(a, c)
+            return numpy_op(a, c)
         shape = self._binary_shapes(a, c)
         if not isinstance(a, Var):
             a, c = c, a
         a = self.broadcast(a, shape)
         if isinstance(c, Var):
-            return Var(self.b.add(a.node, self.broadcast(c, shape).node), shape)
+            return Var(var_op(a.node, self.broadcast(c, shape).node), shape)
         cf = np.broadcast_to(np.asarray(c, dtype=np.float64), shape)
-        if not np.any(cf):
+        if np.all(cf == neutral):
             return a
-        return Var(self.b.add_const(a.node, _f64(cf.ravel())), shape)
+        return Var(const_op(a.node, _f64(cf.ravel())), shape)
+
+    def add(self, a: Value, c: Value) -> Value:
+        """``a + c`` with broadcasting."""
+        return self._commutative(a, c, np.add, self.b.add, self.b.add_const, 0.0)
 
     def neg(self, a: Value) -> Value:
         """``-a``."""
@@ -213,18 +230,7 @@ class Lowering:
 
     def mul(self, a: Value, c: Value) -> Value:
         """``a * c`` with broadcasting."""
-        if not isinstance(a, Var) and not isinstance(c, Var):
-            return np.multiply(a, c)
-        shape = self._binary_shapes(a, c)
-        if not isinstance(a, Var):
-            a, c = c, a
-        a = self.broadcast(a, shape)
-        if isinstance(c, Var):
-            return Var(self.b.mul(a.node, self.broadcast(c, shape).node), shape)
-        cf = np.broadcast_to(np.asarray(c, dtype=np.float64), shape)
-        if np.all(cf == 1.0):
-            return a
-        return Var(self.b.scale(a.node, _f64(cf.ravel())), shape)
+        return self._commutative(a, c, np.multiply, self.b.mul, self.b.scale, 1.0)
 
     def div(self, a: Value, c: Value) -> Value:
         """``a / c``; a variable divisor goes through ``reciprocal``."""
