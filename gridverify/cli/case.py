@@ -54,16 +54,13 @@ def _info(args: argparse.Namespace) -> int:
         print(json.dumps(info))
         return 0
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"case {info['name']}", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
-    for key in ("source", "base_mva", "n_bus", "n_gen", "n_branch", "n_load", "n_transformers",
-                "ref_bus_ids", "total_pd_mw", "total_qd_mvar", "total_pmax_mw",
-                "n_branch_unlimited", "content_hash"):
-        val = info[key]
-        table.add_row(key, f"{val:.2f}" if isinstance(val, float) else str(val))
+    from gridverify.cli._table import field_table
+
+    keys = ("source", "base_mva", "n_bus", "n_gen", "n_branch", "n_load", "n_transformers",
+            "ref_bus_ids", "total_pd_mw", "total_qd_mvar", "total_pmax_mw",
+            "n_branch_unlimited", "content_hash")
+    table = field_table(f"case {info['name']}", [(k, info[k]) for k in keys], ".2f")
     console = Console()
     console.print(table)
     for w in info["warnings"]:

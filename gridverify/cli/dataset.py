@@ -55,16 +55,13 @@ def _info(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
         return 0
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"OPF dataset {args.file}", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
-    for key in ("case_name", "case_hash", "sampler", "seed", "n_samples", "n_done", "n_solved",
-                "n_load", "n_gen", "n_bus", "solver_name", "solver_version",
-                "gridverify_version", "mean_solve_seconds"):
-        val = summary.get(key)
-        table.add_row(key, f"{val:.4f}" if isinstance(val, float) else str(val))
+    from gridverify.cli._table import field_table
+
+    keys = ("case_name", "case_hash", "sampler", "seed", "n_samples", "n_done", "n_solved",
+            "n_load", "n_gen", "n_bus", "solver_name", "solver_version",
+            "gridverify_version", "mean_solve_seconds")
+    table = field_table(f"OPF dataset {args.file}", [(k, summary.get(k)) for k in keys])
     table.add_row("status", ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items()))
     Console().print(table)
     return 0

@@ -66,14 +66,12 @@ def _solve(args: argparse.Namespace) -> int:
 
 def _print_table(case: Any, sol: Any) -> None:
     from rich.console import Console
-    from rich.table import Table
+
+    from gridverify.cli._table import field_table
 
     console = Console()
     for w in case.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    table = Table(title=f"AC-OPF {sol.case}", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
     rows = [
         ("status", sol.status),
         ("objective ($/h)", f"{sol.objective:.4f}"),
@@ -90,9 +88,7 @@ def _print_table(case: Any, sol: Any) -> None:
             ("total qg (MVAr)", f"{sol.qg.sum() * base:.2f}"),
             ("vm range (pu)", f"{sol.vm.min():.4f} .. {sol.vm.max():.4f}"),
         ]
-    for key, val in rows:
-        table.add_row(key, val)
-    console.print(table)
+    console.print(field_table(f"AC-OPF {sol.case}", rows))
 
 
 def _solvers(args: argparse.Namespace) -> int:

@@ -1,0 +1,23 @@
+"""The two-column ``field | value`` table that the ``info``-style commands print."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["field_table"]
+
+
+def field_table(title: str, rows: Iterable[tuple[str, Any]], float_format: str = ".4f") -> Any:
+    """A headerless rich ``Table`` of ``(field, value)`` rows titled ``title``.
+
+    A float value is formatted with ``float_format``, any other value with ``str``.
+    """
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key, val in rows:
+        table.add_row(key, format(val, float_format) if isinstance(val, float) else str(val))
+    return table
