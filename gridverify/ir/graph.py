@@ -19,6 +19,10 @@ import torch
 from gridverify.errors import GraphError
 from gridverify.ir.ops import OPS, UNARY_NONLINEAR, op_info
 
+#: What the evaluation methods accept: one tensor over all inputs concatenated,
+#: a dict by input name, or a sequence in input order.
+GraphInput = torch.Tensor | Mapping[str, torch.Tensor] | Sequence[torch.Tensor]
+
 
 @dataclass(frozen=True)
 class Node:
@@ -211,7 +215,7 @@ class Graph:
     # --------------------------------------------------------------- evaluation
     def split_inputs(
         self,
-        x: torch.Tensor | Mapping[str, torch.Tensor] | Sequence[torch.Tensor],
+        x: GraphInput,
         dtype: torch.dtype,
         device: torch.device | str | None,
     ) -> dict[int, torch.Tensor]:
@@ -263,7 +267,7 @@ class Graph:
 
     def _prepare_inputs(
         self,
-        x: torch.Tensor | Mapping[str, torch.Tensor] | Sequence[torch.Tensor],
+        x: GraphInput,
         dtype: torch.dtype,
         device: torch.device | str | None,
     ) -> tuple[dict[int, torch.Tensor], int, torch.device]:
@@ -280,7 +284,7 @@ class Graph:
 
     def evaluate_all(
         self,
-        x: torch.Tensor | Mapping[str, torch.Tensor] | Sequence[torch.Tensor],
+        x: GraphInput,
         dtype: torch.dtype = torch.float64,
         device: torch.device | str | None = None,
     ) -> list[torch.Tensor]:
@@ -297,7 +301,7 @@ class Graph:
 
     def evaluate(
         self,
-        x: torch.Tensor | Mapping[str, torch.Tensor] | Sequence[torch.Tensor],
+        x: GraphInput,
         dtype: torch.dtype = torch.float64,
         device: torch.device | str | None = None,
     ) -> list[torch.Tensor]:
@@ -326,7 +330,7 @@ class Graph:
 
     def evaluate_flat(
         self,
-        x: torch.Tensor | Mapping[str, torch.Tensor] | Sequence[torch.Tensor],
+        x: GraphInput,
         dtype: torch.dtype = torch.float64,
         device: torch.device | str | None = None,
     ) -> torch.Tensor:

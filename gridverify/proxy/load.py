@@ -22,7 +22,7 @@ from torch import nn
 
 from gridverify.errors import ProxyError
 from gridverify.proxy.artifacts import is_model_dir, read_model_dir
-from gridverify.proxy.model import ProxyArch, ProxyMLP, module_from_arrays
+from gridverify.proxy.model import ProxyArch, ProxyMLP, _IOSizes, module_from_arrays
 from gridverify.proxy.onnx_torch import OnnxModule, onnx_metadata, probe_sizes, read_onnx
 
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
@@ -36,7 +36,7 @@ class InputRegion(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Proxy:
+class Proxy(_IOSizes):
     """A loaded proxy: ``module`` maps ``(B, 2L)`` loads to ``(B, 2G + 2N)`` solutions."""
 
     module: nn.Module
@@ -51,16 +51,6 @@ class Proxy:
     clamp_head: bool | None = None
     source: str = ""
     card: dict[str, Any] | None = field(default=None, repr=False)
-
-    @property
-    def input_size(self) -> int:
-        """``2L``."""
-        return 2 * self.n_load
-
-    @property
-    def output_size(self) -> int:
-        """``2G + 2N``."""
-        return 2 * self.n_gen + 2 * self.n_bus
 
     @property
     def pd_slice(self) -> slice:

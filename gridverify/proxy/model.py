@@ -33,8 +33,30 @@ ARCH_FORMAT = "gridverify-proxy-mlp"
 ARCH_VERSION = 1
 
 
+class _IOSizes:
+    """``input_size`` and ``output_size`` of the proxy layout (``docs/proxy.md``).
+
+    For a class with ``n_load``, ``n_gen`` and ``n_bus`` attributes: the input is
+    ``[pd (L), qd (L)]``, the output ``[pg (G), qg (G), vm (N), va (N)]``.
+    """
+
+    n_load: int
+    n_gen: int
+    n_bus: int
+
+    @property
+    def input_size(self) -> int:
+        """``2L``: ``2 * n_load``."""
+        return 2 * self.n_load
+
+    @property
+    def output_size(self) -> int:
+        """``2G + 2N``: ``2 * n_gen + 2 * n_bus``."""
+        return 2 * self.n_gen + 2 * self.n_bus
+
+
 @dataclass(frozen=True)
-class ProxyArch:
+class ProxyArch(_IOSizes):
     """Architecture of a proxy MLP (what ``arch.json`` holds).
 
     ``clamp_head``: ``pg, qg, vm`` are ``lo + (hi - lo) * sigmoid(z)`` with the
@@ -61,16 +83,6 @@ class ProxyArch:
             (not isinstance(h, int)) or isinstance(h, bool) or h <= 0 for h in self.hidden
         ):
             raise ProxyError(f"arch field hidden: must be positive integers, got {self.hidden!r}")
-
-    @property
-    def input_size(self) -> int:
-        """``2 * n_load``."""
-        return 2 * self.n_load
-
-    @property
-    def output_size(self) -> int:
-        """``2 * n_gen + 2 * n_bus``."""
-        return 2 * self.n_gen + 2 * self.n_bus
 
     @property
     def n_clamped(self) -> int:
