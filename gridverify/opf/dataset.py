@@ -317,8 +317,8 @@ def _create_file(
     qd = np.empty((s, case.n_load))
     for i in range(s):
         pd[i], qd[i] = sampler.sample(case, seed, i)
-    # mode 0o600, no fsync, no folder creation: as this function always did
-    with atomic_path(os.path.abspath(path), mode=0o600, fsync=False, mkdir=False) as tmp:
+    # no fsync, no folder creation; the usual file permissions
+    with atomic_path(os.path.abspath(path), fsync=False, mkdir=False) as tmp:
         with h5py.File(tmp, "w") as f:
 
             def put(name: str, data: np.ndarray) -> None:

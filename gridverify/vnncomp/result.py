@@ -41,8 +41,7 @@ def format_result(result: str, x: np.ndarray | None = None, y: np.ndarray | None
 
 def write_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (temp file in the same folder, then replace)."""
-    # mode 0o600 and fsync: as this function always wrote (mkstemp's mode, kept)
-    atomic_write_text(path, text, mode=0o600)
+    atomic_write_text(path, text)
 
 
 def write_result(
