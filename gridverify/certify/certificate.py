@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from gridverify.errors import SpecError
+from gridverify.fileio import atomic_write_text
 from gridverify.spec.constraints import FAMILIES, FAMILY_UNIT
 from gridverify.spec.region import Region
 
@@ -266,6 +266,12 @@ class Certificate:
         """Write the JSON form atomically (temporary file, then ``os.replace``)."""
         return write_text_atomic(path, self.to_json() + "\n")
 
+    def _repr_html_(self) -> str:
+        """Notebook display (:func:`gridverify.display.certificate_html`)."""
+        from gridverify.display import certificate_html
+
+        return certificate_html(self)
+
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> Certificate:
         """Read a certificate JSON file."""
@@ -273,18 +279,11 @@ class Certificate:
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`gridverify.fileio.atomic_write_text`).
+
+    As before the move to :mod:`gridverify.fileio`: mode ``0o600`` (what
+    ``tempfile.mkstemp`` gave) and the contents fsynced before the replace.
+    """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(p, text, mode=0o600, fsync=True)
     return p

@@ -336,6 +336,7 @@ def certify(
     bab_mod = None
     if method == "bab":
         bab_mod = _bab_entry()
+    bab_runs: list[dict[str, Any]] = []
     case = _resolve_case(case)
     prox = _resolve_proxy(proxy, case)
     warn_list: list[str] = []
@@ -406,7 +407,7 @@ def certify(
     # 4. branch and bound
     if bab_mod is not None and not _timed_out(t0, opts):
         notify("bab", 0.85)
-        _run_bab(bab_mod, st, graph, region, case, module, opts, t0, notify)
+        bab_runs = _run_bab(bab_mod, st, graph, region, case, module, opts, t0, notify)
 
     notify("done", 1.0)
     results = []
@@ -430,6 +431,8 @@ def certify(
         "versions": _versions(),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if bab_mod is not None:
+        prov["bab"] = bab_runs
     return Certificate(
         case=case.name, model=prox.source or "<module>", region=region, method=method,
         seconds=time.perf_counter() - t0, constraints=tuple(results), provenance=prov,
@@ -454,6 +457,15 @@ def _attack_rows(graph: Any, region: Region, rows: np.ndarray, n_rows: int,
     )
     x = res.inputs.detach().cpu().numpy().astype(np.float64)
     return np.clip(x, region.lower, region.upper)
+
+
+def bab_available() -> bool:
+    """Whether method ``bab`` can run (:mod:`gridverify.bab` and its ``bab_maximize`` import)."""
+    try:
+        _bab_entry()
+    except GridverifyError:
+        return False
+    return True
 
 
 def _bab_entry() -> Any:
@@ -483,12 +495,14 @@ def _bab_call(fn: Any, graph: Any, region: Region, spec: np.ndarray, threshold: 
 
 def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
              module: torch.nn.Module, opts: CertifyOptions, t0: float,
-             notify: Progress | None = None) -> None:
+             notify: Progress | None = None) -> list[dict[str, Any]]:
     """Branch-and-bound on every undecided constraint (decision mode at its threshold).
 
     The spec of a constraint is its violation rows, so BaB bounds their maximum
-    (``|residual|`` for balance constraints).
+    (``|residual|`` for balance constraints).  Returns one trace per BaB call
+    (see :func:`_bab_trace`), for ``provenance["bab"]``.
     """
+    runs: list[dict[str, Any]] = []
     n_rows = st.physics.n_rows
     todo = np.flatnonzero(st.undecided())
     for j, k in enumerate(todo):
@@ -522,6 +536,25 @@ def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
                         region.lower, region.upper)
             _update_attained(st, case, module, x)
         st.seconds[k] += time.perf_counter() - ts
+        runs.append(_bab_trace(c, out, ts - t0))
+    return runs
+
+
+def _json_num(v: Any) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _bab_trace(c: Constraint, out: Any, offset: float) -> dict[str, Any]:
+    """One BaB call as JSON: ``{"family", "component", "history", "domains", "status"}``.
+
+    ``history`` rows are ``[seconds, bound, attained]`` with ``seconds`` counted
+    from the start of :func:`certify` (the BaB call's own clock plus ``offset``,
+    when it started) and the unpadded BaB bound; non-finite values are ``None``.
+    """
+    hist = [[float(t) + offset, _json_num(b), _json_num(a)] for t, b, a in out.history]
+    return {"family": c.family, "component": int(c.component), "history": hist,
+            "domains": int(out.domains_visited), "status": str(out.status)}
 
 
 __all__ = [
@@ -531,6 +564,7 @@ __all__ = [
     "VIOLATED",
     "CertifyOptions",
     "RegionWarning",
+    "bab_available",
     "certify",
     "default_region",
     "evaluate_violations",

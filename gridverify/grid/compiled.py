@@ -110,6 +110,12 @@ class CompiledCase:
     graph: Any = None  # networkx.MultiGraph on bus indices (attributes: bus id, branch row)
     warnings: tuple[str, ...] = ()
 
+    def _repr_html_(self) -> str:
+        """Notebook display (:func:`gridverify.display.case_html`)."""
+        from gridverify.display import case_html
+
+        return case_html(self)
+
     @property
     def n_bus(self) -> int:
         return int(self.bus_ids.shape[0])

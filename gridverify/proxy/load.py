@@ -52,6 +52,12 @@ class Proxy(_IOSizes):
     source: str = ""
     card: dict[str, Any] | None = field(default=None, repr=False)
 
+    def _repr_html_(self) -> str:
+        """Notebook display (:func:`gridverify.display.proxy_html`)."""
+        from gridverify.display import proxy_html
+
+        return proxy_html(self)
+
     @property
     def pd_slice(self) -> slice:
         """Input positions of active demand."""

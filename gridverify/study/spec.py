@@ -304,12 +304,12 @@ def parse_study(text: str, source: str = "<study>", base: Path | None = None,
 
 
 def _check_bab(ctx: _Ctx) -> None:
-    from gridverify.certify.certify import _bab_entry
+    from gridverify.certify.certify import bab_available
 
-    try:
-        _bab_entry()
-    except GridverifyError as exc:
-        raise ctx.error(("study", "methods"), f"method 'bab' is not available: {exc}") from None
+    if not bab_available():
+        raise ctx.error(("study", "methods"),
+                        "method 'bab' is not available: gridverify.bab (bab_maximize) "
+                        "does not import")
 
 
 def _check_tables(ctx: _Ctx, value: Any, path: tuple[str, ...]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -112,6 +113,9 @@ def test_certificate_json_contract_and_roundtrip(case14, tiny_mlp, tmp_path, che
     assert len(d["provenance"]["model_hash"]) == 64
     assert "torch" in d["provenance"]["versions"]
     assert not list(path.parent.glob(".*tmp"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # as before gridverify.fileio
+    assert "bab" not in d["provenance"]  # only method bab records traces
+    assert "certified" in cert._repr_html_() and case14.name in case14._repr_html_()
     check_sound(cert, case14, net)
 
 
@@ -223,6 +227,7 @@ _MODEL14 = Path(__file__).resolve().parents[2] / "models" / "case14_relu"
 @pytest.mark.skipif(not _MODEL14.is_dir(), reason="bundled case14 proxy not present")
 def test_bundled_case14_proxy_sound_and_onnx_agrees(case14, check_sound):
     proxy = load_proxy(_MODEL14, case=case14)
+    assert "proxy " in proxy._repr_html_() and proxy.case_name in proxy._repr_html_()
     region = box_region(case14, 0.9, 1.1)
     cert = certify(case14, proxy, region, method="alpha-crown",
                    options=CertifyOptions(samples=512))
@@ -237,7 +242,10 @@ def test_bundled_case14_proxy_sound_and_onnx_agrees(case14, check_sound):
 
 
 def test_bab_method_sound(case14, tiny_mlp, check_sound):
+    from gridverify.certify import bab_available
+
     pytest.importorskip("gridverify.bab")
+    assert bab_available()
     from gridverify.spec import ThresholdRule, ThresholdSpec
 
     net = tiny_mlp(case14, hidden=(8, 8), act="relu", seed=7, out_scale=3.0)
@@ -261,3 +269,38 @@ def test_bab_method_sound(case14, tiny_mlp, check_sound):
     b0 = bab.constraints[0]
     assert b0.upper_bound <= c0.upper_bound + 1e-9
     assert b0.method == "bab" and b0.seconds > 0
+    _check_bab_provenance(bab)
+
+
+def _check_bab_provenance(cert):
+    """``provenance["bab"]``: one trace per BaB call, kept by JSON, drawn by the report."""
+    import types
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gridverify.report.figures import _bab_traces
+
+    runs = cert.provenance["bab"]
+    assert len(runs) == 1
+    run = runs[0]
+    assert set(run) == {"family", "component", "history", "domains", "status"}
+    assert (run["family"], run["component"]) == ("thermal_fr", 18)
+    assert run["domains"] >= 1 and run["status"] in ("certified", "violated", "open")
+    hist = run["history"]
+    assert hist and all(len(row) == 3 for row in hist)
+    times = [row[0] for row in hist]
+    assert times == sorted(times) and 0 < times[-1] <= cert.seconds
+    back = Certificate.from_json(cert.to_json())
+    assert back.provenance["bab"] == json.loads(json.dumps(runs))
+    results = types.SimpleNamespace(done=[{"job": {"case_key": "k"},
+                                           "certificate": back.to_dict()}])
+    fig, axes = plt.subplots(1, 2)
+    try:
+        _bab_traces(results, "k", axes)
+        assert len(axes[1].get_lines()) == 1  # gap panel: every trace
+        assert len(axes[0].get_lines()) == 0  # bound panel: balance constraints only
+    finally:
+        plt.close(fig)
