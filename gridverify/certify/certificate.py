@@ -281,9 +281,9 @@ class Certificate:
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically (:func:`gridverify.fileio.atomic_write_text`).
 
-    As before the move to :mod:`gridverify.fileio`: mode ``0o600`` (what
-    ``tempfile.mkstemp`` gave) and the contents fsynced before the replace.
+    The file gets the usual (umask) permissions; its contents are fsynced
+    before the replace.
     """
     p = Path(path)
-    atomic_write_text(p, text, mode=0o600, fsync=True)
+    atomic_write_text(p, text, fsync=True)
     return p

@@ -113,7 +113,9 @@ def test_certificate_json_contract_and_roundtrip(case14, tiny_mlp, tmp_path, che
     assert len(d["provenance"]["model_hash"]) == 64
     assert "torch" in d["provenance"]["versions"]
     assert not list(path.parent.glob(".*tmp"))
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # as before gridverify.fileio
+    from gridverify.fileio import default_file_mode
+
+    assert stat.S_IMODE(path.stat().st_mode) == default_file_mode()
     assert "bab" not in d["provenance"]  # only method bab records traces
     assert "certified" in cert._repr_html_() and case14.name in case14._repr_html_()
     check_sound(cert, case14, net)
