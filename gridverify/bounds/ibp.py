@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import torch
 
+from gridverify.bounds.relaxations import interval_mul
 from gridverify.errors import GraphError
 from gridverify.ir.graph import Graph, Node
 from gridverify.ir.ops import UNARY_NONLINEAR
@@ -54,15 +55,6 @@ def check_domain(node: Node, lower: torch.Tensor, upper: torch.Tensor) -> None:
             f"op {node.op!r} at node {node.name!r} (#{node.id}) needs an input interval "
             f"{'>=' if closed else '>'} {lo:g}; its input bound reaches {worst:.6g}"
         )
-
-
-def interval_mul(lx: torch.Tensor, ux: torch.Tensor, ly: torch.Tensor,
-                 uy: torch.Tensor) -> Interval:
-    """Exact interval of ``x * y`` over a box (min/max of the four corner products)."""
-    p = torch.stack([lx * ly, lx * uy, ux * ly, ux * uy])
-    lo, hi = p.min(0).values, p.max(0).values
-    # 0 * inf (an unbounded operand): no bound rather than NaN
-    return torch.nan_to_num(lo, nan=-torch.inf), torch.nan_to_num(hi, nan=torch.inf)
 
 
 def ibp_node(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 # Command modules, in the order they appear in --help.  A module that is not
 # present yet (work in progress) is skipped.
@@ -74,14 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gridverify`` console command."""
-    from gridverify.errors import GridverifyError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
         return EXIT_BAD_INPUT
+    return run_handler(func, args)
+
+
+def run_handler(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Run a command handler, mapping user errors to one stderr line and exit status 2."""
+    from gridverify.errors import GridverifyError
+
     try:
         return int(func(args) or 0)
     except GridverifyError as exc:
