@@ -133,11 +133,15 @@ class Bounder:
         want_lin: bool = False,
         beta_iterations: int = 0,
         beta_lr: float = 0.05,
+        intermediate: str = "crown",
     ) -> DomainBounds:
         """Bound ``B`` domains (input boxes ``lo``/``hi``, split intervals ``ilo``/``ihi``).
 
         ``beta_iterations > 0`` tightens the bound with Lagrangian terms of the
         split constraints ``ilo <= z <= ihi`` (see :meth:`_beta`).
+        ``intermediate``: how the split nodes' intervals are computed (see
+        :class:`~gridverify.bounds.BoundOptions`; ``"alpha-crown"`` uses
+        ``alpha_iterations`` steps per node).
         """
         dev, dt = self.device, self.dtype
         lo = lo.to(device=dev, dtype=dt)
@@ -148,7 +152,7 @@ class Bounder:
             flo = self.unflat(ilo.to(device=dev, dtype=dt))
             fhi = self.unflat(ihi.to(device=dev, dtype=dt))
             fixed = {i: (flo[i], fhi[i]) for i in self.split_nodes}
-        opts = BoundOptions(alpha_iterations=alpha_iterations)
+        opts = BoundOptions(alpha_iterations=alpha_iterations, intermediate=intermediate)
         eng = Engine(self.graph, self._boxes(lo, hi), dt, dev, opts, fixed)
         with torch.no_grad():
             eng.compute_intermediate(

@@ -40,7 +40,9 @@ class BabOptions:
     ``device``: torch device of the bounding (the store stays on the host).
     ``beta_iterations``: projected-Adam steps on the multipliers of the split
     constraints (beta-CROWN style; neuron branching only, 0: off) with step
-    ``beta_lr``.  ``clock``: what ``timeout`` measures, ``"wall"`` seconds or ``"cpu"``
+    ``beta_lr``.  ``root_intermediate``: how the root's intermediate bounds are
+    computed, ``"crown"`` or ``"alpha-crown"`` (optimized node by node; every
+    domain inherits them).  ``clock``: what ``timeout`` measures, ``"wall"`` seconds or ``"cpu"``
     seconds of this process (for benchmarks on a shared machine).
     """
 
@@ -64,6 +66,7 @@ class BabOptions:
     clock: str = "wall"
     beta_iterations: int = 0
     beta_lr: float = 0.05
+    root_intermediate: str = "alpha-crown"
 
     def __post_init__(self) -> None:
         if self.timeout is not None and not self.timeout > 0:
@@ -92,6 +95,10 @@ class BabOptions:
             raise BabOptionsError("attack_restarts must be >= 1 and attack_steps >= 0")
         if self.beta_iterations < 0 or not self.beta_lr > 0:
             raise BabOptionsError("beta_iterations must be >= 0 and beta_lr > 0")
+        if self.root_intermediate not in ("crown", "alpha-crown"):
+            raise BabOptionsError(
+                f"root_intermediate: 'crown' or 'alpha-crown', got {self.root_intermediate!r}"
+            )
         if self.clock not in ("wall", "cpu"):
             raise BabOptionsError(f"clock: 'wall' or 'cpu', got {self.clock!r}")
         if self.max_domains is not None and self.max_domains < 1:

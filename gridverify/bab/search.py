@@ -118,6 +118,8 @@ class _Falsifier:
         self.gen = torch.Generator().manual_seed(seed)
         self.best = -math.inf
         self.witness: np.ndarray | None = None
+        #: spec rows the in-search attacks target (the root's worst bounds)
+        self.top_rows = torch.arange(spec.shape[0])
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
         """``max_k spec_k @ y(x)`` in float64 (NaN -> -inf)."""
@@ -138,22 +140,37 @@ class _Falsifier:
             return True
         return False
 
-    def attack(self, lo: torch.Tensor, hi: torch.Tensor, restarts: int, steps: int) -> torch.Tensor:
-        """Best points of PGD on each box ``(D, n)``; returns ``(D, n)`` candidates."""
+    def attack(self, lo: torch.Tensor, hi: torch.Tensor, restarts: int, steps: int,
+               rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Best points of PGD on each box ``(D, n)``; returns ``(D, n)`` candidates.
+
+        Each restart ascends one spec row (the maximum of the rows follows only
+        the row that is largest at the start, and misses the others): restart
+        ``r`` of every box targets ``rows[r % len(rows)]`` (default: every row
+        in turn).  Restart 0 starts at the box centre, odd restarts at random
+        corners (the maximum of a nearly linear function sits at a corner),
+        the others at uniformly random points.
+        """
         D, n = lo.shape
+        m = self.spec.shape[0]
+        targets = rows if rows is not None else torch.arange(m)
+        targets = targets.reshape(-1)[torch.arange(restarts) % max(1, targets.numel())]
         lo_r = lo.repeat_interleave(restarts, 0).to(self.device, torch.float64)
         hi_r = hi.repeat_interleave(restarts, 0).to(self.device, torch.float64)
-        u = torch.rand(lo_r.shape, generator=self.gen, dtype=torch.float64).to(self.device)
+        u = torch.rand(lo_r.shape, generator=self.gen, dtype=torch.float64)
+        corner = (torch.rand(lo_r.shape, generator=self.gen) < 0.5).to(torch.float64)
+        odd = (torch.arange(D * restarts) % restarts) % 2 == 1
+        u = torch.where(odd[:, None], corner, u).to(self.device)
         x = lo_r + u * (hi_r - lo_r)
         x[::restarts] = (lo_r[::restarts] + hi_r[::restarts]) / 2
         w = hi_r - lo_r
+        c = self.spec[targets.to(self.device)].repeat(D, 1)  # (D * restarts, n_out)
         best_x, best_v = x.clone(), torch.full((D * restarts,), -math.inf, device=self.device,
                                                dtype=torch.float64)
-        spec = self.spec
         for t in range(steps + 1):
             x = x.detach().requires_grad_(True)
             y = self.graph.evaluate_flat(x, dtype=torch.float64, device=self.device)
-            v = (y @ spec.T).max(-1).values
+            v = (y * c).sum(-1)
             vd = torch.nan_to_num(v.detach(), nan=-math.inf)
             better = vd > best_v
             best_v = torch.where(better, vd, best_v)
@@ -165,8 +182,8 @@ class _Falsifier:
                 break
             step = 0.002 + 0.098 * 0.5 * (1 + math.cos(math.pi * t / max(1, steps)))
             x = torch.maximum(torch.minimum(x.detach() + step * w * torch.sign(g), hi_r), lo_r)
-        k = best_v.reshape(D, restarts).argmax(1)
-        return best_x.reshape(D, restarts, n)[torch.arange(D, device=self.device), k].cpu()
+        # candidates: every restart's best point (offer() re-checks them on every row)
+        return best_x.cpu()
 
 
 def _children(parents: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -246,15 +263,20 @@ def bab_maximize(
     def elapsed() -> float:
         return clock() - c0
 
-    # falsify first (cheap): centre, corners the root attack finds
     fals.offer(((lo + hi) / 2)[None], lo, hi)
-    fals.offer(fals.attack(lo[None], hi[None], 4 * opts.attack_restarts, opts.attack_steps),
-               lo, hi)
-
     root_method = "alpha-crown" if opts.root_alpha_iterations > 0 else "crown"
     db = bounder.bound(lo[None], hi[None], None, None, method=root_method,
                        alpha_iterations=opts.root_alpha_iterations,
-                       want_lin=heuristic == "bbps")
+                       want_lin=heuristic == "bbps", intermediate=opts.root_intermediate)
+    # root attack: every row whose bound leaves room, worst bound first, one
+    # restart each at least; the in-search attacks cycle over the worst rows
+    root_rows = db.row_upper[0].detach().cpu()
+    order = torch.argsort(root_rows, descending=True)
+    fals.top_rows = order[: max(1, opts.attack_restarts)]
+    live = order[root_rows[order] > fals.best]
+    if live.numel():
+        n_r = min(max(4 * opts.attack_restarts, 2 * live.numel()), 512)
+        fals.offer(fals.attack(lo[None], hi[None], n_r, opts.attack_steps, rows=live), lo, hi)
     visited = 1
     dec = choose(bounder, db, lo[None], hi[None], heuristic, tables)
     store = DomainStore(g.input_size, bounder.n_flat, opts.memory_mb)
@@ -338,7 +360,8 @@ def bab_maximize(
                        index=cdec.index[keep], point=cdec.point[keep])
         if opts.attack_every and rounds % opts.attack_every == 0 and len(store):
             blo, bhi = store.peek_boxes(opts.attack_domains)
-            xs = fals.attack(blo, bhi, opts.attack_restarts, opts.attack_steps)
+            xs = fals.attack(blo, bhi, opts.attack_restarts, opts.attack_steps,
+                              rows=fals.top_rows)
             if fals.offer(xs, lo, hi) and mode != "decision":
                 n, worst = store.prune(fals.best + opts.tolerance)
                 if n:

@@ -4,8 +4,10 @@ Choice of parameters: every nonlinear node on a path to the outputs gets its own
 alphas per domain and neuron, ``(n_alpha, B, size)`` (the relaxation table's
 ``init_alpha`` shape; ``(2, B, size)`` for products), *shared by all spec rows*
 (memory stays linear in the spec size), and two independent sets: one for the
-lower bounds and one for the upper bounds.  The intermediate bounds are CROWN's
-(not re-optimized).  Adam (or SGD) maximizes the summed lower bounds and
+lower bounds and one for the upper bounds.  The intermediate bounds are CROWN's,
+or, with ``BoundOptions(intermediate="alpha-crown")``, optimized the same way
+node by node during the forward sweep (each node's bounds with fresh alphas of
+its own ancestors, so later nodes are relaxed on the tightened intervals).  Adam (or SGD) maximizes the summed lower bounds and
 minimizes the summed upper bounds; after each step the alphas are projected to
 [0, 1].  The best bound seen per output over the iterations is kept, starting
 from CROWN's own bounds, so alpha-CROWN is never looser than CROWN.
@@ -21,10 +23,10 @@ from gridverify.ir.graph import Node
 from gridverify.ir.ops import OPS
 
 
-def _init_alphas(engine: Engine) -> dict[tuple[int, int], torch.Tensor]:
-    """Initial alphas of every nonlinear node that feeds the outputs, per stream."""
+def _init_alphas(engine: Engine, targets: list[int]) -> dict[tuple[int, int], torch.Tensor]:
+    """Initial alphas of every nonlinear node that feeds ``targets``, per stream."""
     g = engine.graph
-    reach = g.ancestors(g.outputs)
+    reach = g.ancestors(targets)
     alphas: dict[tuple[int, int], torch.Tensor] = {}
     for node in g.nodes:
         if node.id not in reach or not OPS[node.op].nonlinear:
@@ -59,7 +61,7 @@ def optimize_alpha(
     row possibly looser than the returned bounds).
     """
     opts = engine.options
-    alphas = _init_alphas(engine)
+    alphas = _init_alphas(engine, list(starts))
     best_l = crown_lower.detach().clone()
     best_u = crown_upper.detach().clone()
     best_lin = crown_lin
@@ -88,7 +90,7 @@ def optimize_alpha(
             lo, hi, lin = engine.backward(part, relax, return_A=return_A)
             loss = hi.sum() - lo.sum()
             finite = finite and bool(torch.isfinite(loss))
-            if finite:
+            if finite and loss.requires_grad:
                 loss.backward()
             los.append(lo.detach())
             his.append(hi.detach())

@@ -133,7 +133,7 @@ def _rows_to_bound(graph: Graph, eng: Engine, spec: torch.Tensor | None, want_ou
     bounded by CROWN, or an exact interval image of one, e.g. a sigmoid head)
     cannot be improved by another pass and are skipped.
     """
-    if spec is not None or want_out or options.intermediate != "crown":
+    if spec is not None or want_out or options.intermediate == "ibp":
         return None
     keep = []
     off = 0
@@ -204,7 +204,7 @@ def compute_bounds(
     eng = Engine(graph, boxes, dtype, device, options, fixed, extra_nodes=lin_nodes)
     with torch.no_grad():
         eng.compute_intermediate(
-            use_crown=method != "ibp" and options.intermediate == "crown",
+            use_crown=method != "ibp" and options.intermediate != "ibp",
             linear_nodes=lin_nodes if method != "ibp" else frozenset(),
         )
     out_lo, out_hi = eng.output_interval(c)

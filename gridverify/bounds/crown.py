@@ -224,6 +224,7 @@ class Engine:
                                                   return_A=want_lin)
                     if lin is not None:
                         self.linear[node.id] = lin
+                    cl, cu = self._alpha_rows(node.id, eye, cl, cu)
                     lo, hi = torch.maximum(lo, cl), torch.minimum(hi, cu)
                     self.tight.add(node.id)
                 elif rows.numel():
@@ -231,11 +232,28 @@ class Engine:
                                        device=self.device)
                     spec[torch.arange(rows.numel(), device=self.device), rows] = 1.0
                     cl, cu, _ = self.crown_spec({node.id: spec}, rows.numel(), relax)
+                    cl, cu = self._alpha_rows(node.id, spec, cl, cu)
                     lo, hi = lo.clone(), hi.clone()
                     lo[:, rows] = torch.maximum(lo[:, rows], cl)
                     hi[:, rows] = torch.minimum(hi[:, rows], cu)
                 lo, hi = self._tighten(node.id, lo, hi)
             self.bounds[node.id] = (lo, hi)
+
+    def _alpha_rows(self, nid: int, spec: torch.Tensor, cl: torch.Tensor,
+                    cu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Alpha-optimized bounds of ``spec @ value(nid)`` when ``intermediate="alpha-crown"``.
+
+        Never looser than CROWN's ``cl``/``cu``; the relaxations built meanwhile
+        are on final input intervals (the sweep is in graph order).  Linear
+        bounds kept for ``linear_nodes`` stay CROWN's (sound, if looser).
+        """
+        if self.options.intermediate != "alpha-crown" or self.options.alpha_iterations == 0:
+            return cl, cu
+        from gridverify.bounds.alpha import optimize_alpha
+
+        with torch.enable_grad():
+            al, au, _ = optimize_alpha(self, {nid: spec}, cl, cu)
+        return al.detach(), au.detach()
 
     def _unstable_rows(self, nid: int, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor | None:
         """Entries worth a CROWN row when every consumer of ``nid`` is a relu.

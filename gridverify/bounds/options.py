@@ -22,7 +22,8 @@ class BoundOptions:
     and neuron, shared by the spec rows, separate for the lower and the upper
     bound).  ``intermediate`` picks how the bounds of the inputs of nonlinear ops
     are computed: ``"crown"`` (backward from each such node, intersected with
-    IBP) or ``"ibp"`` (cheap).  ``crown_max_size``: nodes larger than this get
+    IBP), ``"alpha-crown"`` (the same, then ``alpha_iterations`` steps of
+    alpha optimization per node: tighter and far costlier) or ``"ibp"`` (cheap).  ``crown_max_size``: nodes larger than this get
     IBP bounds only (``None``: no limit).  ``memory_mb`` caps the size of one
     backward coefficient tensor; larger specs are split into row chunks.
     ``keep_intermediate`` returns the intermediate bounds used in
@@ -44,9 +45,10 @@ class BoundOptions:
             raise BoundOptionsError(f"alpha_lr must be > 0, got {self.alpha_lr}")
         if self.optimizer not in ("adam", "sgd"):
             raise BoundOptionsError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        if self.intermediate not in ("crown", "ibp"):
+        if self.intermediate not in ("crown", "alpha-crown", "ibp"):
             raise BoundOptionsError(
-                f"intermediate must be 'crown' or 'ibp', got {self.intermediate!r}"
+                f"intermediate must be 'crown', 'alpha-crown' or 'ibp', "
+                f"got {self.intermediate!r}"
             )
         if self.crown_max_size is not None and self.crown_max_size < 1:
             raise BoundOptionsError("crown_max_size must be >= 1 or None")

@@ -10,8 +10,10 @@ Pipeline (one batched pass over all constraints):
    alpha-CROWN on the rows CROWN left undecided (or on every row with
    ``CertifyOptions(refine="all")``).  Upper bounds are padded for rounding.
 3. **Attack** (falsification): projected gradient ascent with restarts and box
-   corners (:func:`gridverify.attack.pgd.pgd_maximize`) on the rows still
-   undecided (or all rows with ``attack="all"``); every point found is
+   corners (:func:`gridverify.attack.pgd.pgd_maximize`) on the rows the bound
+   did not certify, violated ones included, so the reported worst violation is
+   pushed as high as the attack gets it (``attack="undecided"``: only rows not
+   yet violated either; ``"all"``: every row); every point found is
    re-evaluated in float64 on the proxy module and the grid equations (not the
    graph) and kept as the witness.
 4. ``bab``: constraints still open go to :mod:`gridverify.bab`.
@@ -60,6 +62,10 @@ METHODS = ("ibp", "crown", "alpha-crown", "bab")
 Progress = Callable[[str, float], None]
 
 
+#: which constraints the attack stage targets (see :class:`CertifyOptions`)
+ATTACKS = ("uncertified", "undecided", "all", "none")
+
+
 class RegionWarning(UserWarning):
     """The certified region is wider than the proxy's training region."""
 
@@ -70,8 +76,10 @@ class CertifyOptions:
 
     ``timeout``: seconds for the whole run (None: no limit).  ``samples``:
     uniform random loads for the sampling stage.  ``attack``: which rows get
-    the PGD attack, ``"undecided"`` (bound above and attained below the
-    threshold) or ``"all"`` or ``"none"``.  ``attack_restarts``/``attack_steps``:
+    the PGD attack: ``"uncertified"`` (bound above the threshold: the
+    worst violation found is pushed up, not just past the threshold),
+    ``"undecided"`` (bound above and attained below the threshold), ``"all"``
+    or ``"none"``.  ``attack_restarts``/``attack_steps``:
     PGD effort per row.  ``refine``: rows for alpha-CROWN after CROWN,
     ``"undecided"`` or ``"all"``.  ``alpha_iterations``: alpha-CROWN steps.
     ``pad_rel``/``pad_abs``: rounding pad added to every upper bound
@@ -84,7 +92,7 @@ class CertifyOptions:
 
     timeout: float | None = None
     samples: int = 1024
-    attack: str = "undecided"
+    attack: str = "uncertified"
     attack_restarts: int = 4
     attack_steps: int = 30
     refine: str = "undecided"
@@ -100,8 +108,8 @@ class CertifyOptions:
             raise SpecError(f"options.timeout: must be > 0 seconds, got {self.timeout!r}")
         if self.samples < 0:
             raise SpecError(f"options.samples: must be >= 0, got {self.samples}")
-        if self.attack not in ("undecided", "all", "none"):
-            raise SpecError(f"options.attack: 'undecided', 'all' or 'none', got {self.attack!r}")
+        if self.attack not in ATTACKS:
+            raise SpecError(f"options.attack: one of {', '.join(ATTACKS)}, got {self.attack!r}")
         if self.refine not in ("undecided", "all"):
             raise SpecError(f"options.refine: 'undecided' or 'all', got {self.refine!r}")
         if self.attack_restarts < 1 or self.attack_steps < 0:
@@ -130,6 +138,10 @@ class _State:
 
     def rows_of(self, cons_mask: np.ndarray) -> np.ndarray:
         return np.flatnonzero(cons_mask[self.physics.row_constraint])
+
+    def uncertified(self) -> np.ndarray:
+        """Constraint mask: not certified by the bound."""
+        return ~(self.ub <= self.thresholds)
 
     def undecided(self) -> np.ndarray:
         """Constraint mask: not certified by the bound and not violated by a point."""
@@ -393,7 +405,8 @@ def certify(
 
     # 3. attack
     if opts.attack != "none" and not _timed_out(t0, opts):
-        mask = st.undecided() if opts.attack == "undecided" else np.ones(K, dtype=bool)
+        mask = {"undecided": st.undecided, "uncertified": st.uncertified,
+                "all": lambda: np.ones(K, dtype=bool)}[opts.attack]()
         rows = st.rows_of(mask)
         if rows.size:
             notify("attack", 0.7)

@@ -49,8 +49,11 @@ def register(sub: Any) -> None:
     p.add_argument("--timeout", type=float, metavar="S", help="time limit in seconds")
     p.add_argument("--samples", type=int, default=1024, metavar="N",
                    help="random loads tried before bounding (default 1024)")
-    p.add_argument("--attack", default="undecided", choices=("undecided", "all", "none"),
-                   help="which constraints get the gradient attack (default undecided)")
+    p.add_argument("--attack", default="uncertified",
+                   choices=("uncertified", "undecided", "all", "none"),
+                   help="which constraints get the gradient attack: uncertified (default; "
+                   "violated ones too, pushing the worst violation found up), undecided "
+                   "(not yet violated), all, none")
     p.add_argument("--seed", type=int, default=0, help="sampling and attack seed")
     p.add_argument("--bab-timeout", type=float, default=30.0, metavar="S",
                    help="branch-and-bound seconds per undecided constraint (--method bab)")

@@ -198,7 +198,7 @@ def _certify(job: Job) -> Any:
         )
         extra = {"bab_timeout": float(o["bab_timeout"])} if "bab_timeout" in o else {}
         opts = CertifyOptions(timeout=o.get("timeout"), samples=int(o.get("samples", 1024)),
-                              attack=o.get("attack", "undecided"), seed=int(o.get("seed", 0)),
+                              attack=o.get("attack", "uncertified"), seed=int(o.get("seed", 0)),
                               **extra)
         return certify(case, proxy, region, constraints=sel, method=job.method, options=opts,
                        thresholds=thresholds_from_mapping(job.thresholds))

@@ -9,7 +9,7 @@ A study file::
     bab_timeout = 5                      # bab: seconds per undecided constraint (optional)
     samples = 1024                       # random loads per job before bounding
     seed = 0
-    attack = "undecided"                 # undecided | all | none
+    attack = "uncertified"               # uncertified | undecided | all | none
     threads = 1                          # torch threads per job
 
     [cases.case14]                       # one table per case; the key names it
@@ -68,7 +68,7 @@ class StudyOptions:
     timeout: float | None = None
     samples: int = 1024
     seed: int = 0
-    attack: str = "undecided"
+    attack: str = "uncertified"
     threads: int = 1
     bab_timeout: float | None = None  # None: certify's default
 
@@ -215,9 +215,10 @@ def _parse_options(ctx: _Ctx, st: Mapping[str, Any]) -> StudyOptions:
         bab_timeout = float(_number(ctx, bab_timeout, ("study", "bab_timeout"), False, 0.0))
         if bab_timeout <= 0:
             raise ctx.error(("study", "bab_timeout"), "must be > 0 seconds")
-    attack = st.get("attack", "undecided")
-    if attack not in ("undecided", "all", "none"):
-        raise ctx.error(("study", "attack"), f"expected undecided, all or none, got {attack!r}")
+    attack = st.get("attack", "uncertified")
+    if attack not in ("uncertified", "undecided", "all", "none"):
+        raise ctx.error(("study", "attack"),
+                        f"expected uncertified, undecided, all or none, got {attack!r}")
     return StudyOptions(
         timeout=timeout,
         samples=int(_number(ctx, st.get("samples", 1024), ("study", "samples"), True, 0)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -162,3 +163,44 @@ def test_beta_multipliers_keep_bounds_sound():
     res = bab_maximize(g, lo, hi, spec, options=opts, mode="optimization")
     assert res.upper_bound >= sampled_max(g, lo, hi, spec) - 1e-9
     assert res.attained <= res.upper_bound
+
+
+def _two_rows_graph():
+    """y0 = 0.5 - 0.1 x0 (largest at the centre), y1 = 2 (x0 + x1) - 3.2 (max 0.8 at (1, 1))."""
+    b = GraphBuilder()
+    x = b.input("x", 2)
+    y = b.linear(x, np.array([[-0.1, 0.0], [2.0, 2.0]]), np.array([0.5, -3.2]))
+    b.output(b.relu(b.add_const(y, np.array([10.0, 10.0]))), "y")
+    return b.build()
+
+
+def test_attack_targets_rows_not_only_the_largest_at_the_start() -> None:
+    from gridverify.bab.search import _Falsifier
+
+    g = _two_rows_graph()
+    spec = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    lo = torch.zeros(1, 2, dtype=torch.float64)
+    hi = torch.ones(1, 2, dtype=torch.float64)
+    f = _Falsifier(g, spec, torch.device("cpu"), seed=0)
+    # one restart from the centre: ascending the maximum of the rows follows row 0
+    # (to x0 = 0); targeting row 1 reaches its maximum at the corner (1, 1)
+    x = f.attack(lo, hi, restarts=1, steps=10, rows=torch.tensor([1]))
+    assert torch.allclose(x, torch.ones(1, 2, dtype=torch.float64))
+    assert f.offer(x, lo[0], hi[0]) and f.best == pytest.approx(10.8, abs=1e-12)
+    r = bab_maximize(g, lo[0].numpy(), hi[0].numpy(), spec.numpy(), options=FAST)
+    assert r.attained == pytest.approx(10.8, abs=1e-12)
+    assert r.upper_bound >= r.attained - 1e-12
+
+
+def test_root_intermediate_option() -> None:
+    with pytest.raises(BabOptionsError, match="root_intermediate"):
+        BabOptions(root_intermediate="ibp")
+    g = mixed_graph(3)
+    lo, hi = -np.ones(3), np.ones(3)
+    spec = np.eye(g.output_size)[:2]
+    truth = sampled_max(g, lo, hi, spec)
+    for ri in ("crown", "alpha-crown"):
+        r = bab_maximize(g, lo, hi, spec, options=replace(FAST, root_intermediate=ri,
+                                                          max_domains=50))
+        assert r.upper_bound >= max(truth, r.attained) - 1e-9
+        assert value_at(g, r.witness, spec) == pytest.approx(r.attained, abs=1e-12)

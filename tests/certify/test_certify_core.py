@@ -226,6 +226,26 @@ def test_attack_improves_attained(case14, tiny_mlp, check_sound):
 _MODEL14 = Path(__file__).resolve().parents[2] / "models" / "case14_relu"
 
 
+def test_uncertified_attack_pushes_violated_rows(case14, check_sound):
+    """The default attack also climbs on rows a sample already violated, so the
+    reported worst violation is not the first sample past the threshold."""
+    if not _MODEL14.is_dir():
+        pytest.skip("bundled case14 proxy not present")
+    proxy = load_proxy(_MODEL14, case=case14)
+    region = box_region(case14, 0.9, 1.1)
+    assert CertifyOptions().attack == "uncertified"
+    kw = dict(constraints="p_balance", method="crown")
+    und = certify(case14, proxy, region, options=CertifyOptions(samples=256, attack="undecided"),
+                  **kw)
+    unc = certify(case14, proxy, region, options=CertifyOptions(samples=256), **kw)
+    a0 = np.array([c.attained for c in und.constraints])
+    a1 = np.array([c.attained for c in unc.constraints])
+    assert all(c.status == "violated" for c in und.constraints)
+    assert np.all(a1 >= a0 - 1e-12) and a1.max() > a0.max() + 1e-3
+    check_sound(unc, case14, proxy.module)
+
+
+
 @pytest.mark.skipif(not _MODEL14.is_dir(), reason="bundled case14 proxy not present")
 def test_bundled_case14_proxy_sound_and_onnx_agrees(case14, check_sound):
     proxy = load_proxy(_MODEL14, case=case14)
