@@ -7,10 +7,11 @@ alphas per domain and neuron, ``(n_alpha, B, size)`` (the relaxation table's
 lower bounds and one for the upper bounds.  The intermediate bounds are CROWN's,
 or, with ``BoundOptions(intermediate="alpha-crown")``, optimized the same way
 node by node during the forward sweep (each node's bounds with fresh alphas of
-its own ancestors, so later nodes are relaxed on the tightened intervals).  Adam (or SGD) maximizes the summed lower bounds and
-minimizes the summed upper bounds; after each step the alphas are projected to
-[0, 1].  The best bound seen per output over the iterations is kept, starting
-from CROWN's own bounds, so alpha-CROWN is never looser than CROWN.
+its own ancestors, so later nodes are relaxed on the tightened intervals).
+Adam (or SGD) maximizes the summed lower bounds and minimizes the summed upper
+bounds; after each step the alphas are projected to [0, 1].  The best bound
+seen per output over the iterations is kept, starting from CROWN's own
+bounds, so alpha-CROWN is never looser than CROWN.
 """
 
 from __future__ import annotations

@@ -23,9 +23,10 @@ class BoundOptions:
     bound).  ``intermediate`` picks how the bounds of the inputs of nonlinear ops
     are computed: ``"crown"`` (backward from each such node, intersected with
     IBP), ``"alpha-crown"`` (the same, then ``alpha_iterations`` steps of
-    alpha optimization per node: tighter and far costlier) or ``"ibp"`` (cheap).  ``crown_max_size``: nodes larger than this get
-    IBP bounds only (``None``: no limit).  ``memory_mb`` caps the size of one
-    backward coefficient tensor; larger specs are split into row chunks.
+    alpha optimization per node: tighter and far costlier) or ``"ibp"`` (cheap).
+    ``crown_max_size``: nodes larger than this get IBP bounds only (``None``: no
+    limit).  ``memory_mb`` caps the size of one backward coefficient tensor;
+    larger specs are split into row chunks.
     ``keep_intermediate`` returns the intermediate bounds used in
     :class:`~gridverify.bounds.api.Bounds`.
     """
