@@ -54,6 +54,9 @@ def register(sub: Any) -> None:
                    help="which constraints get the gradient attack: uncertified (default; "
                    "violated ones too, pushing the worst violation found up), undecided "
                    "(not yet violated), all, none")
+    p.add_argument("--intermediate", default="alpha-crown", choices=("alpha-crown", "crown"),
+                   help="intermediate bounds of the alpha-crown stage: alpha-crown (default; "
+                   "optimized node by node, tighter, somewhat slower) or crown")
     p.add_argument("--seed", type=int, default=0, help="sampling and attack seed")
     p.add_argument("--bab-timeout", type=float, default=30.0, metavar="S",
                    help="branch-and-bound seconds per undecided constraint (--method bab)")
@@ -122,7 +125,7 @@ def run_certify(args: argparse.Namespace) -> int:
         case, proxy, region, cons, thr = _build_inputs(args)
         opts = CertifyOptions(timeout=args.timeout, samples=args.samples, attack=args.attack,
                               seed=args.seed, bab_timeout=args.bab_timeout,
-                              bab_memory_mb=args.memory_cap)
+                              bab_memory_mb=args.memory_cap, intermediate=args.intermediate)
         show = not (args.quiet or args.json)
         if show:
             cert = _with_progress(certify, case, proxy, region, cons, args.method, opts, thr)
