@@ -298,6 +298,10 @@ class GraphBuilder:
         """Hyperbolic tangent."""
         return self._unary("tanh", a, name)
 
+    def erf(self, a: int, name: str | None = None) -> int:
+        """Gauss error function."""
+        return self._unary("erf", a, name)
+
     def exp(self, a: int, name: str | None = None) -> int:
         """``exp(a)``."""
         return self._unary("exp", a, name)

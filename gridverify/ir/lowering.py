@@ -9,6 +9,7 @@ identity) and every constant matrix product one ``linear``/``sparse_linear``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -272,6 +273,23 @@ class Lowering:
             return Var(self.b.square(base.node), shape)
         return Var(self.b.pow(base.node, n), shape)
 
+    def gelu(self, x: Value, approximate: str = "none") -> Value:
+        """GELU ``x * Phi(x)`` as ``x * (1 + erf(x / sqrt 2)) / 2`` (``"tanh"``: its tanh form).
+
+        The product of ``x`` and a function of ``x`` is relaxed as a product of
+        two variables: sound, looser than a dedicated GELU relaxation would be
+        on wide intervals (branch-and-bound splits the shared operand).
+        """
+        if approximate == "tanh":
+            inner = self.mul(self.add(x, self.mul(self.power(x, np.asarray(3.0)), 0.044715)),
+                             math.sqrt(2.0 / math.pi))
+            s = self.unary("tanh", inner)
+        elif approximate == "none":
+            s = self.unary("erf", self.mul(x, 1.0 / math.sqrt(2.0)))
+        else:
+            raise _Unsupported(f"GELU approximation {approximate!r}")
+        return self.mul(x, self.add(self.mul(s, 0.5), 0.5))
+
     def minmax(self, op: str, a: Value, c: Value) -> Value:
         """Elementwise ``minimum`` / ``maximum``."""
         if not isinstance(a, Var) and not isinstance(c, Var):
@@ -433,6 +451,7 @@ _NUMPY_UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "relu": lambda x: np.maximum(x, 0.0),
     "sigmoid": _np_sigmoid,
     "tanh": np.tanh,
+    "erf": lambda x: np.vectorize(math.erf, otypes=[np.float64])(x),
     "sin": np.sin,
     "cos": np.cos,
     "exp": np.exp,

@@ -15,7 +15,7 @@ add/sub/neg/mul    Add/Sub/Neg/Mul
 scale/add_const    Mul/Add with a (size,) constant
 gather             Gather(axis=1);  concat: Concat(axis=1);  reshape: Identity
 square / pow k     Mul(x, x) / Pow(x, k)
-relu sigmoid tanh sin cos exp sqrt floor reciprocal: the ONNX op of that name
+relu sigmoid tanh erf sin cos exp sqrt floor reciprocal: the ONNX op of that name
 constant           an initializer of shape (1, size) (broadcast over the batch)
 =================  =====================================================
 """
@@ -41,7 +41,7 @@ _DENSE_MAX_ENTRIES = 1 << 16
 _DENSE_MIN_DENSITY = 0.1
 
 _SAME_NAME = {
-    "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "sin": "Sin", "cos": "Cos",
+    "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "erf": "Erf", "sin": "Sin", "cos": "Cos",
     "exp": "Exp", "sqrt": "Sqrt", "floor": "Floor", "reciprocal": "Reciprocal", "neg": "Neg",
     "add": "Add", "sub": "Sub", "mul": "Mul",
 }

@@ -38,7 +38,7 @@ __all__ = ["Lowering", "Var", "from_onnx", "prune"]
 # ---------------------------------------------------------------------------
 
 _UNARY_OPS = {
-    "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Sin": "sin", "Cos": "cos",
+    "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Erf": "erf", "Sin": "sin", "Cos": "cos",
     "Exp": "exp", "Floor": "floor", "Sqrt": "sqrt", "Reciprocal": "reciprocal",
 }
 _CONST_ONLY_OPS: dict[str, Callable[..., np.ndarray]] = {
@@ -296,6 +296,12 @@ class _OnnxImporter:
         alpha = float(at.get("alpha", 0.01))
         x = ins[0]
         return self.lw.add(self.lw.mul(x, alpha), self.lw.mul(self.lw.unary("relu", x), 1 - alpha))
+
+    def _op_Gelu(self, ins: list, at: dict) -> Value:
+        approx = at.get("approximate", "none")
+        if isinstance(approx, bytes):
+            approx = approx.decode()
+        return self.lw.gelu(ins[0], str(approx))
 
     def _op_Abs(self, ins: list, at: dict) -> Value:
         x = ins[0]

@@ -102,6 +102,11 @@ OPS: dict[str, OpInfo] = {
             inflections=(0.0,), func=torch.tanh,
         ),
         OpInfo(
+            "erf", 1, elementwise=True, nonlinear=True, interval_exact=True,
+            monotone="increasing", convex=((-INF, 0.0),), concave=((0.0, INF),),
+            inflections=(0.0,), func=torch.erf,
+        ),
+        OpInfo(
             "sin", 1, elementwise=True, nonlinear=True, interval_exact=True,
             convex=((math.pi, _TWO_PI),), concave=((0.0, math.pi),), period=_TWO_PI,
             inflections=(0.0, math.pi), func=torch.sin,

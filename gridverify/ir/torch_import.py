@@ -444,6 +444,10 @@ def _leaky(self: _TorchImporter, args: list, kw: dict) -> Any:
     return self.lw.add(self.lw.mul(x, slope), self.lw.mul(self.lw.unary("relu", x), 1 - slope))
 
 
+def _gelu(self: _TorchImporter, args: list, kw: dict) -> Any:
+    return self.lw.gelu(args[0], str(args[1] if len(args) > 1 else kw.get("approximate", "none")))
+
+
 def _hardtanh(self: _TorchImporter, args: list, kw: dict) -> Any:
     lo = args[1] if len(args) > 1 else kw.get("min_val", -1.0)
     hi = args[2] if len(args) > 2 else kw.get("max_val", 1.0)
@@ -463,7 +467,8 @@ def _square(self: _TorchImporter, args: list, kw: dict) -> Any:
 
 _ARITH = {name: _binary(name) for name in ("add", "sub", "mul", "div")}
 _UNARY = {name: _unary(name) for name in
-          ("relu", "sigmoid", "tanh", "sin", "cos", "exp", "sqrt", "floor", "reciprocal")}
+          ("relu", "sigmoid", "tanh", "erf", "sin", "cos", "exp", "sqrt", "floor",
+           "reciprocal")}
 
 _FUNCTIONS: dict[Any, Handler] = {
     operator.add: _ARITH["add"], torch.add: _ARITH["add"],
@@ -479,7 +484,8 @@ _FUNCTIONS: dict[Any, Handler] = {
     torch.transpose: _transpose, torch.permute: _permute, torch.unsqueeze: _unsqueeze,
     torch.squeeze: _squeeze, torch.abs: _abs, torch.square: _square, getattr: _getattr,
     F.linear: _f_linear, F.relu: _UNARY["relu"], F.sigmoid: _UNARY["sigmoid"],
-    F.tanh: _UNARY["tanh"], F.leaky_relu: _leaky, F.hardtanh: _hardtanh, F.dropout: _f_dropout,
+    F.tanh: _UNARY["tanh"], F.gelu: _gelu, F.leaky_relu: _leaky, F.hardtanh: _hardtanh,
+    F.dropout: _f_dropout,
     torch.zeros_like: _like(0.0), torch.ones_like: _like(1.0), torch.full_like: _like(None),
     **{getattr(torch, n): h for n, h in _UNARY.items()},
 }
@@ -494,7 +500,7 @@ _METHODS: dict[str, Handler] = {
     "contiguous": _identity, "clone": _identity, "detach": _identity, "type_as": _identity,
 }
 _METHODS.update({name + "_": _METHODS[name] for name in
-                 ("add", "sub", "mul", "div", "neg", "pow", "relu", "sigmoid", "tanh", "sin",
+                 ("add", "sub", "mul", "div", "neg", "pow", "relu", "sigmoid", "tanh", "erf", "sin",
                   "cos", "exp", "sqrt", "floor", "clamp", "abs", "square")})
 
 
@@ -535,6 +541,7 @@ _MODULES: dict[type, Callable[..., Any]] = {
     nn.ReLU: _mod_unary("relu"),
     nn.Sigmoid: _mod_unary("sigmoid"),
     nn.Tanh: _mod_unary("tanh"),
+    nn.GELU: lambda self, m, args, kw: self.lw.gelu(args[0], m.approximate),
     nn.Identity: lambda self, m, args, kw: args[0],
     nn.Dropout: lambda self, m, args, kw: args[0],
     nn.Flatten: _mod_flatten,

@@ -204,3 +204,24 @@ def test_root_intermediate_option() -> None:
                                                           max_domains=50))
         assert r.upper_bound >= max(truth, r.attained) - 1e-9
         assert value_at(g, r.witness, spec) == pytest.approx(r.attained, abs=1e-12)
+
+
+@pytest.mark.parametrize("branching", ["input", "babsr"])
+def test_gelu_network_sound(branching: str) -> None:
+    """GELU lowers to ``x * (1 + erf(x / sqrt 2)) / 2``: erf and product splits stay sound."""
+    from torch import nn
+
+    from gridverify.ir import from_torch
+
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Linear(3, 8), nn.GELU(), nn.Linear(8, 2)).double()
+    g = from_torch(net, input_size=3)
+    assert {"erf", "mul"} <= {n.op for n in g.nodes}
+    lo, hi = -np.ones(3) * 1.5, np.ones(3) * 1.5
+    spec = np.array([[1.0, -1.0], [0.0, 1.0]])
+    truth = sampled_max(g, lo, hi, spec)
+    r = bab_maximize(g, lo, hi, spec, options=replace(FAST, branching=branching))
+    root = compute_bounds(g, lo, hi, method="crown", spec=spec)
+    assert r.upper_bound >= max(truth, r.attained) - 1e-9
+    assert r.upper_bound <= float(root.upper.max()) + 1e-9
+    assert value_at(g, r.witness, spec) == pytest.approx(r.attained, abs=1e-12)

@@ -92,7 +92,7 @@ def random_graph(seed: int, n_in: int = 4, depth: int = 5, width: int = 6) -> Gr
     x = b.input("x", n_in)
     y = b.input("y", 2)
     cur = b.linear(x, rng.normal(size=(width, n_in)), rng.normal(size=width) * 0.3)
-    ops = ["relu", "sigmoid", "tanh", "sin", "cos", "exp", "square", "pow3", "pow4",
+    ops = ["relu", "sigmoid", "tanh", "erf", "sin", "cos", "exp", "square", "pow3", "pow4",
            "reciprocal", "sqrt", "floor", "mul", "add", "sub", "neg", "scale", "clamp",
            "maximum", "minimum", "gather", "concat", "sum", "sparse", "div"]
     pool = [cur]
@@ -109,6 +109,8 @@ def random_graph(seed: int, n_in: int = 4, depth: int = 5, width: int = 6) -> Gr
                 r = b.sigmoid(a)
             elif op == "tanh":
                 r = b.tanh(a)
+            elif op == "erf":
+                r = b.erf(b.scale(a, 1.5))
             elif op == "sin":
                 r = b.sin(b.scale(a, 2.0))
             elif op == "cos":

@@ -22,7 +22,7 @@ from gridverify.bounds.relaxations.checks import unary_violation
 F64 = torch.float64
 TOL = 4.0  # ulps of the float64 check itself
 OPS = [
-    "relu", "floor", "sigmoid", "tanh", "sin", "cos", "exp", "reciprocal", "sqrt",
+    "relu", "floor", "sigmoid", "tanh", "erf", "sin", "cos", "exp", "reciprocal", "sqrt",
     "square", "pow3", "pow4", "pow5", "pow6", "pow7",
 ]
 POSITIVE = {"reciprocal", "sqrt"}
@@ -40,7 +40,7 @@ def _one_thread():  # noqa: ANN202
 # op -> (range of centers, inflection/kink points used by the "inflect" kind)
 RANGE = {"exp": 40.0, "pow3": 30.0, "pow4": 30.0, "pow5": 20.0, "pow6": 15.0, "pow7": 12.0}
 INFLECT = {
-    "relu": [0.0], "floor": [-3.0, 0.0, 1.0, 7.0], "sigmoid": [0.0], "tanh": [0.0],
+    "relu": [0.0], "floor": [-3.0, 0.0, 1.0, 7.0], "sigmoid": [0.0], "tanh": [0.0], "erf": [0.0],
     "sin": [n * PI for n in range(-4, 5)], "cos": [PI / 2 + n * PI for n in range(-4, 4)],
     "pow3": [0.0], "pow5": [0.0], "pow7": [0.0], "square": [0.0], "pow4": [0.0],
     "pow6": [0.0], "exp": [0.0],
@@ -65,7 +65,7 @@ def curated(op: str) -> list[tuple[float, float]]:
                 (2 * PI - 1e-9, 2 * PI + 1e-9), (-0.5, PI + 0.5), (PI - 0.5, 2 * PI + 0.5),
                 (0.1, 2 * PI - 0.1), (-1e5, 1e5), (123456.7, 123459.9),
                 (1e9, 1e9 + 20.0), (1e12, 1e12 + 3.0), (-1e12 - 0.5, -1e12), (1e15, 1e15 + 2.0)]
-    if op in ("sigmoid", "tanh"):
+    if op in ("sigmoid", "tanh", "erf"):
         out += [(-800.0, 800.0), (-40.0, 3.0), (-3.0, 40.0), (-700.0, -690.0), (690.0, 700.0)]
     if op == "exp":
         out += [(-700.0, -600.0), (600.0, 700.0), (-800.0, -700.0), (-50.0, 50.0)]
@@ -160,7 +160,7 @@ def test_random_intervals_are_sound_long(op: str, data: st.DataObject) -> None:
 
 
 def test_table_covers_the_ir_ops() -> None:
-    for op in ("relu", "sigmoid", "tanh", "sin", "cos", "exp", "reciprocal", "sqrt",
+    for op in ("relu", "sigmoid", "tanh", "erf", "sin", "cos", "exp", "reciprocal", "sqrt",
                "square", "floor"):
         assert RELAXATIONS[op].op == op
     assert unary("pow", 2).op == "square"

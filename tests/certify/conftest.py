@@ -10,7 +10,7 @@ from torch import nn
 from gridverify.certify import evaluate_violations
 from gridverify.spec.constraints import Constraint
 
-_ACTS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+_ACTS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
 
 
 def make_tiny_mlp(case, hidden=(8, 8), act="relu", seed=0, out_scale=0.05) -> nn.Sequential:

@@ -77,7 +77,7 @@ def test_crown_tighter_than_ibp(case14, tiny_mlp, check_sound):
     check_sound(crown, case14, net)
 
 
-@pytest.mark.parametrize("act", ["tanh", "sigmoid"])
+@pytest.mark.parametrize("act", ["tanh", "sigmoid", "gelu"])
 def test_smooth_proxies_sound_pglearn(case14, tiny_mlp, check_sound, act):
     net = tiny_mlp(case14, hidden=(8, 8), act=act, seed=3)
     proxy = load_proxy(net, case=case14)

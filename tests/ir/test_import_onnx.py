@@ -293,7 +293,8 @@ def test_multiple_outputs_and_keep_outputs():
 
 
 # ---------------------------------------------------------------------- errors
-@pytest.mark.parametrize("op,domain", [("Softmax", ""), ("Erf", ""), ("MyCustomOp", "my.dom")])
+@pytest.mark.parametrize("op,domain", [("Softmax", ""), ("Hardmax", ""),
+                                       ("MyCustomOp", "my.dom")])
 def test_unsupported_op_names_op_and_node(op, domain):
     nodes = [helper.make_node("Relu", ["x"], ["r"], name="first_relu"),
              helper.make_node(op, ["r"], ["y"], name="the_bad_node", domain=domain)]
@@ -416,3 +417,24 @@ def test_mostly_zero_constant_matrix_becomes_sparse_linear():
                        [("x", [1, 400])], [("y", [1, 300])], {"W": w, "b": RNG.normal(size=300)})
     g = assert_matches_ort(model, (1, 400))
     assert "sparse_linear" in {n.op for n in g.nodes} and "linear" not in {n.op for n in g.nodes}
+
+
+@pytest.mark.parametrize("approx", ["none", "tanh"])
+def test_gelu_and_erf_match_onnxruntime(approx):
+    """``Gelu`` (opset 20) and ``Erf`` (the pattern our proxy exporter writes), float32."""
+    w = RNG.normal(size=(4, 3)).astype(np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["h"], transB=1),
+             helper.make_node("Gelu", ["h"], ["g"], approximate=approx),
+             helper.make_node("Erf", ["x"], ["e"]),
+             helper.make_node("Concat", ["g", "e"], ["y"], axis=1)]
+    graph = helper.make_graph(
+        nodes, "t", [helper.make_tensor_value_info("x", TP.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("y", TP.FLOAT, [None, 7])],
+        [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    g = from_onnx(model)
+    x = (RNG.normal(size=(50, 3)) * 3).astype(np.float32)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {"x": x})[0]
+    got = g.evaluate_flat(torch.from_numpy(x.astype(np.float64))).numpy()
+    np.testing.assert_allclose(got, want, atol=2e-5, rtol=2e-5)

@@ -156,22 +156,29 @@ def test_from_torch_vs_onnx_export_same_graph_outputs():
                                rtol=1e-10)
 
 
-def test_unsupported_gelu_names_op_and_node():
+@pytest.mark.parametrize("approx", ["none", "tanh"])
+def test_gelu_and_erf_import_exactly(approx):
     class WithGelu(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.fc = nn.Linear(3, 3)
-            self.act = nn.GELU()
+            self.fc = nn.Linear(3, 3, dtype=torch.float64)
+            self.act = nn.GELU(approximate=approx)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return F.gelu(self.fc(x)) + self.act(x)
+            return F.gelu(self.fc(x), approximate=approx) + self.act(x) + torch.erf(x)
 
+    m = WithGelu()
+    g = from_torch(m)
+    assert "erf" in {n.op for n in g.nodes} or approx == "tanh"
+    x = torch.rand(64, 3, dtype=torch.float64) * 8 - 4
+    with torch.no_grad():
+        torch.testing.assert_close(g.evaluate(x)[0], m(x), atol=1e-12, rtol=1e-12)
+
+
+def test_unsupported_ops_name_op_and_node():
     with pytest.raises(UnsupportedOpError) as err:
-        from_torch(WithGelu())
-    assert err.value.op_type == "gelu" and err.value.node == "gelu"
-    with pytest.raises(UnsupportedOpError) as err:
-        from_torch(nn.Sequential(nn.Linear(3, 3), nn.GELU()))
-    assert err.value.op_type == "GELU" and "1" in err.value.node
+        from_torch(nn.Sequential(nn.Linear(3, 3), nn.GELU(approximate="none"), nn.Softmax(1)))
+    assert err.value.op_type == "Softmax" and "2" in err.value.node
     with pytest.raises(UnsupportedOpError, match="Softmax"):
         from_torch(nn.Sequential(nn.Linear(3, 3), nn.Softmax(dim=1)))
 

@@ -8,7 +8,7 @@ alpha-CROWN are different walks over this one table.  See
 infinities, rounding) and each family module for why its relaxation is sound:
 
 * :mod:`.piecewise` -- relu, floor
-* :mod:`.sshaped` -- sigmoid, tanh, odd powers ``x^3, x^5, ...``
+* :mod:`.sshaped` -- sigmoid, tanh, erf, odd powers ``x^3, x^5, ...``
 * :mod:`.convex` -- exp, reciprocal, sqrt, square and even powers
 * :mod:`.trig` -- sin, cos
 * :mod:`.bilinear` -- ``x * y`` (McCormick with a mixing parameter)
@@ -29,7 +29,7 @@ from gridverify.bounds.relaxations.base import (
 )
 from gridverify.bounds.relaxations.bilinear import interval_mul, relax_mul
 from gridverify.bounds.relaxations.piecewise import FLOOR, RELU
-from gridverify.bounds.relaxations.sshaped import SIGMOID, TANH, odd_power
+from gridverify.bounds.relaxations.sshaped import ERF, SIGMOID, TANH, odd_power
 
 __all__ = [
     "BilinearRelaxation",
@@ -55,7 +55,7 @@ def _power(p: int) -> UnaryRelaxation:
 
 
 def _build_table() -> dict[str, UnaryRelaxation]:
-    table = {r.op: r for r in (RELU, FLOOR, SIGMOID, TANH)}
+    table = {r.op: r for r in (RELU, FLOOR, SIGMOID, TANH, ERF)}
     try:
         from gridverify.bounds.relaxations.convex import EXP, RECIPROCAL, SQRT, SQUARE
         from gridverify.bounds.relaxations.trig import COS, SIN

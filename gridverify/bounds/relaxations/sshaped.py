@@ -1,4 +1,4 @@
-"""S-shaped ops: sigmoid, tanh (convex left of 0, concave right) and odd powers x^p.
+"""S-shaped ops: sigmoid, tanh, erf (convex left of 0, concave right) and odd powers x^p.
 
 ``x^p`` for odd ``p >= 3`` is concave left of 0 and convex right, so it is
 S-shaped as well (inflection at 0).  All three go through the generic engine of
@@ -8,9 +8,10 @@ by default, by alpha otherwise) and the offsets are the exact extrema of
 
 * sigmoid: ``f'(x) = 1 / (4 cosh^2(x/2))``, so ``x = +-2 acosh(1 / (2 sqrt k))``;
 * tanh: ``f'(x) = 1 / cosh^2 x``, so ``x = +-acosh(1 / sqrt k)``;
+* erf: ``f'(x) = (2 / sqrt pi) exp(-x^2)``, so ``x = +-sqrt(log(2 / (sqrt(pi) k)))``;
 * ``x^p``: ``f'(x) = p x^(p-1)``, so ``x = +-(k / p)^(1 / (p - 1))``.
 
-Since ``f'`` is even and unimodal (or monotone in ``|x|``) for all three, those
+Since ``f'`` is even and unimodal (or monotone in ``|x|``) for all four, those
 are all the critical points, so the offsets are the true extrema: every
 ``alpha`` is sound.  On an interval inside one convex or concave piece the
 default lines are the chord and the midpoint tangent; across the inflection
@@ -21,6 +22,7 @@ not lose precision or overflow for large ``|x|``.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import torch
@@ -116,6 +118,36 @@ TANH_OP = SmoothOp(
     "tanh", torch.tanh, _tanh_fp, _tanh_fp_range, _tanh_crit, _tanh_interval, _curv_convex_left
 )
 TANH: UnaryRelaxation = make_unary(TANH_OP, torch.tanh)
+
+
+# ---------------------------------------------------------------- erf
+_ERF_FP0 = 2.0 / math.sqrt(math.pi)
+
+
+def _erf_fp(x: Tensor) -> Tensor:
+    return _ERF_FP0 * torch.exp(-x * x)
+
+
+def _erf_fp_range(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    near, far = _near_far(l, u)
+    return _erf_fp(far), _erf_fp(near)
+
+
+def _erf_crit(k: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
+    kc = k.clamp(_KMIN, _ERF_FP0)
+    x = torch.sqrt(torch.log(_ERF_FP0 / kc).clamp(min=0.0))
+    return [x, -x]
+
+
+def _erf_interval(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    lo, hi = pad_interval(torch.erf(l), torch.erf(u))
+    return lo.clamp(min=-1.0), hi.clamp(max=1.0)
+
+
+ERF_OP = SmoothOp(
+    "erf", torch.erf, _erf_fp, _erf_fp_range, _erf_crit, _erf_interval, _curv_convex_left
+)
+ERF: UnaryRelaxation = make_unary(ERF_OP, torch.erf)
 
 
 # ---------------------------------------------------------------- odd powers
