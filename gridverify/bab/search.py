@@ -268,15 +268,18 @@ def bab_maximize(
     db = bounder.bound(lo[None], hi[None], None, None, method=root_method,
                        alpha_iterations=opts.root_alpha_iterations,
                        want_lin=heuristic == "bbps", intermediate=opts.root_intermediate)
-    # root attack: every row whose bound leaves room, worst bound first, one
-    # restart each at least; the in-search attacks cycle over the worst rows
+    # root attack (the objective is multi-modal: many restarts pay): every row
+    # whose bound leaves room, worst bound first, 2 * attack_restarts restarts
+    # each (at most 1024 in all) and 5 * attack_steps steps; the in-search
+    # attacks cycle over the worst rows
     root_rows = db.row_upper[0].detach().cpu()
     order = torch.argsort(root_rows, descending=True)
     fals.top_rows = order[: max(1, opts.attack_restarts)]
     live = order[root_rows[order] > fals.best]
     if live.numel():
-        n_r = min(max(4 * opts.attack_restarts, 2 * live.numel()), 512)
-        fals.offer(fals.attack(lo[None], hi[None], n_r, opts.attack_steps, rows=live), lo, hi)
+        n_r = min(max(4 * opts.attack_restarts, 2 * opts.attack_restarts * live.numel()), 1024)
+        fals.offer(fals.attack(lo[None], hi[None], n_r, 5 * opts.attack_steps, rows=live),
+                   lo, hi)
     visited = 1
     dec = choose(bounder, db, lo[None], hi[None], heuristic, tables)
     store = DomainStore(g.input_size, bounder.n_flat, opts.memory_mb)
