@@ -16,14 +16,6 @@ ALPHA_INTERM = BoundOptions(alpha_iterations=10, alpha_lr=0.2, intermediate="alp
 CROWN_INTERM = BoundOptions(alpha_iterations=10, alpha_lr=0.2, keep_intermediate=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _box(n_in: int, batch: int, radius: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     c = torch.randn(batch, n_in, generator=gen, dtype=torch.float64)

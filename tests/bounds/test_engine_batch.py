@@ -15,14 +15,6 @@ from gridverify.ir import GraphBuilder
 OPTS = BoundOptions(alpha_iterations=5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _box(n: int, batch: int, radius: float, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     c = torch.randn(batch, n, generator=gen, dtype=torch.float64)

@@ -11,14 +11,6 @@ from engine_graphs import acopf_small
 from gridverify.bounds import BoundOptions, compute_bounds
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _widths(radius: float, seed: int = 0) -> dict[str, torch.Tensor]:
     g = acopf_small(seed)
     gen = torch.Generator().manual_seed(seed)

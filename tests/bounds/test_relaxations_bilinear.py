@@ -13,15 +13,6 @@ from gridverify.bounds.relaxations.checks import bilinear_violation
 F64 = torch.float64
 TOL = 4.0
 
-@pytest.fixture(autouse=True)
-def _one_thread():  # noqa: ANN202
-    """Run single-threaded (intra-op threads only contend on the shared 2-core runner)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 BOXES = [
     # (lx, ux, ly, uy)
     (-1.0, 2.0, -3.0, 0.5),

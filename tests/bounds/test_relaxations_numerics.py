@@ -16,16 +16,6 @@ TOL = 4.0
 OPS = sorted(RELAXATIONS)
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
-@pytest.fixture(autouse=True)
-def _one_thread():  # noqa: ANN202
-    """Run single-threaded (intra-op threads only contend on the shared 2-core runner)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 def _random_intervals(op: str, n: int, seed: int, dtype: torch.dtype) -> tuple:
     g = torch.Generator().manual_seed(seed)
     scale = {"exp": 20.0, "pow5": 8.0, "pow6": 6.0, "pow7": 5.0, "pow8": 4.0}.get(op, 12.0)

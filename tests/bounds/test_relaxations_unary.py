@@ -28,15 +28,6 @@ OPS = [
 POSITIVE = {"reciprocal", "sqrt"}
 PI = math.pi
 
-@pytest.fixture(autouse=True)
-def _one_thread():  # noqa: ANN202
-    """Run single-threaded (intra-op threads only contend on the shared 2-core runner)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # op -> (range of centers, inflection/kink points used by the "inflect" kind)
 RANGE = {"exp": 40.0, "pow3": 30.0, "pow4": 30.0, "pow5": 20.0, "pow6": 15.0, "pow7": 12.0}
 INFLECT = {
