@@ -58,15 +58,23 @@ def _curv_concave_left(l: Tensor, u: Tensor) -> Tensor:
     return -_curv_convex_left(l, u)
 
 
+def _even_fp_range(fp, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:  # noqa: ANN001
+    """Range of an even derivative that decreases in ``|x|`` (sigmoid, tanh, erf)."""
+    near, far = _near_far(l, u)
+    return fp(far), fp(near)
+
+
+def _bounded_interval(f, lo_lim: float, hi_lim: float, l: Tensor,  # noqa: ANN001
+                      u: Tensor) -> tuple[Tensor, Tensor]:
+    """Padded image of an increasing ``f`` kept inside its range ``[lo_lim, hi_lim]``."""
+    lo, hi = pad_interval(f(l), f(u))
+    return lo.clamp(min=lo_lim), hi.clamp(max=hi_lim)
+
+
 # ---------------------------------------------------------------- sigmoid
 def _sigmoid_fp(x: Tensor) -> Tensor:
     e = torch.exp(-x.abs())
     return e / (1.0 + e) ** 2
-
-
-def _sigmoid_fp_range(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-    near, far = _near_far(l, u)
-    return _sigmoid_fp(far), _sigmoid_fp(near)
 
 
 def _sigmoid_crit(k: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
@@ -75,18 +83,13 @@ def _sigmoid_crit(k: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
     return [x, -x]
 
 
-def _sigmoid_interval(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-    lo, hi = pad_interval(torch.sigmoid(l), torch.sigmoid(u))
-    return lo.clamp(min=0.0), hi.clamp(max=1.0)
-
-
 SIGMOID_OP = SmoothOp(
     "sigmoid",
     torch.sigmoid,
     _sigmoid_fp,
-    _sigmoid_fp_range,
+    partial(_even_fp_range, _sigmoid_fp),
     _sigmoid_crit,
-    _sigmoid_interval,
+    partial(_bounded_interval, torch.sigmoid, 0.0, 1.0),
     _curv_convex_left,
 )
 SIGMOID: UnaryRelaxation = make_unary(SIGMOID_OP, torch.sigmoid)
@@ -98,24 +101,15 @@ def _tanh_fp(x: Tensor) -> Tensor:
     return 4.0 * e / (1.0 + e) ** 2
 
 
-def _tanh_fp_range(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-    near, far = _near_far(l, u)
-    return _tanh_fp(far), _tanh_fp(near)
-
-
 def _tanh_crit(k: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
     kc = k.clamp(_KMIN, 1.0)
     x = _acosh((1.0 / torch.sqrt(kc)).clamp(min=1.0))
     return [x, -x]
 
 
-def _tanh_interval(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-    lo, hi = pad_interval(torch.tanh(l), torch.tanh(u))
-    return lo.clamp(min=-1.0), hi.clamp(max=1.0)
-
-
 TANH_OP = SmoothOp(
-    "tanh", torch.tanh, _tanh_fp, _tanh_fp_range, _tanh_crit, _tanh_interval, _curv_convex_left
+    "tanh", torch.tanh, _tanh_fp, partial(_even_fp_range, _tanh_fp), _tanh_crit,
+    partial(_bounded_interval, torch.tanh, -1.0, 1.0), _curv_convex_left,
 )
 TANH: UnaryRelaxation = make_unary(TANH_OP, torch.tanh)
 
@@ -128,24 +122,15 @@ def _erf_fp(x: Tensor) -> Tensor:
     return _ERF_FP0 * torch.exp(-x * x)
 
 
-def _erf_fp_range(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-    near, far = _near_far(l, u)
-    return _erf_fp(far), _erf_fp(near)
-
-
 def _erf_crit(k: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
     kc = k.clamp(_KMIN, _ERF_FP0)
     x = torch.sqrt(torch.log(_ERF_FP0 / kc).clamp(min=0.0))
     return [x, -x]
 
 
-def _erf_interval(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-    lo, hi = pad_interval(torch.erf(l), torch.erf(u))
-    return lo.clamp(min=-1.0), hi.clamp(max=1.0)
-
-
 ERF_OP = SmoothOp(
-    "erf", torch.erf, _erf_fp, _erf_fp_range, _erf_crit, _erf_interval, _curv_convex_left
+    "erf", torch.erf, _erf_fp, partial(_even_fp_range, _erf_fp), _erf_crit,
+    partial(_bounded_interval, torch.erf, -1.0, 1.0), _curv_convex_left,
 )
 ERF: UnaryRelaxation = make_unary(ERF_OP, torch.erf)
 
