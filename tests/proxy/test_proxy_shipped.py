@@ -17,6 +17,7 @@ MODELS = Path(__file__).resolve().parents[2] / "models"
 SHIPPED = {
     "case14_relu": ("pglib_opf_case14_ieee", "relu", True),
     "case14_tanh": ("pglib_opf_case14_ieee", "tanh", False),
+    "case14_gelu": ("pglib_opf_case14_ieee", "gelu", True),
     "case57_relu": ("pglib_opf_case57_ieee", "relu", True),
     "case57_tanh": ("pglib_opf_case57_ieee", "tanh", False),
     "case118_relu": ("pglib_opf_case118_ieee", "relu", True),
