@@ -9,6 +9,7 @@ the evaluation dtype and device on use.  See ``docs/ir.md``.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -395,16 +396,43 @@ def forward_node(
     raise _err(node, "cannot evaluate op")  # pragma: no cover
 
 
+def _csr(graph: Graph, node: Node, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The ``(size, in)`` matrix of a ``sparse_linear`` node in CSR form (cached per dtype)."""
+    ck = (node.id, "_csr", dtype, device)
+    hit = graph._cache.get(ck)
+    if hit is None:
+        rows = graph.attr(node, "rows", dtype, device)
+        cols = graph.attr(node, "cols", dtype, device)
+        vals = graph.attr(node, "vals", dtype, device)
+        n_in = graph.nodes[node.inputs[0]].size
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (node.size, n_in),
+                                          check_invariants=True)
+            hit = coo.coalesce().to_sparse_csr()
+        graph._cache[ck] = hit
+    return hit
+
+
 def sparse_forward(
     graph: Graph, node: Node, x: torch.Tensor, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
-    """``y[:, r] = sum_k vals[k] x[:, cols[k]]`` (+ bias) via index_add on the flat vector."""
-    rows = graph.attr(node, "rows", dtype, device)
-    cols = graph.attr(node, "cols", dtype, device)
-    vals = graph.attr(node, "vals", dtype, device)
+    """``y[:, r] = sum_k vals[k] x[:, cols[k]]`` (+ bias).
+
+    float32/float64 batches go through a cached CSR matrix (no ``(batch, nnz)``
+    intermediate: several times faster and lighter on large physics graphs,
+    autograd included); other dtypes use ``index_add`` on the flat vector.
+    """
     lead = x.shape[:-1]
-    y = x.new_zeros(*lead, node.size)
-    y.index_add_(-1, rows, x.index_select(-1, cols) * vals)
+    if dtype in (torch.float32, torch.float64) and x.dtype == dtype and x.dim() >= 1:
+        x2 = x.reshape(-1, x.shape[-1])
+        y = (_csr(graph, node, dtype, device) @ x2.T).T.reshape(*lead, node.size)
+    else:
+        rows = graph.attr(node, "rows", dtype, device)
+        cols = graph.attr(node, "cols", dtype, device)
+        vals = graph.attr(node, "vals", dtype, device)
+        y = x.new_zeros(*lead, node.size)
+        y.index_add_(-1, rows, x.index_select(-1, cols) * vals)
     if node.attrs.get("bias") is not None:
         y = y + graph.attr(node, "bias", dtype, device)
     return y
