@@ -159,6 +159,12 @@ class Graph:
         if len(self.output_names) != len(self.outputs):
             raise GraphError("output_names and outputs differ in length")
 
+    def __getstate__(self) -> dict:
+        """Pickle/deepcopy state without the cache (rebuilt on use; CSR tensors don't pickle)."""
+        state = dict(self.__dict__)
+        state["_cache"] = {}
+        return state
+
     # ------------------------------------------------------------------ queries
     @property
     def inputs(self) -> list[int]:

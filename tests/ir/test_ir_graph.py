@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -203,3 +204,44 @@ def test_traits() -> None:
     assert op_info("pow", {"k": 4}).monotone is None
     assert OPS["mul"].nonlinear and not OPS["mul"].interval_exact
     assert OPS["sparse_linear"].linear and not OPS["sparse_linear"].interval_exact
+
+
+def _sparse_graph():
+    rng = np.random.default_rng(3)
+    b = GraphBuilder()
+    x = b.input("x", 6)
+    k = 20  # repeated (row, col) pairs must add up
+    s = b.sparse_linear(x, rng.integers(0, 4, k), rng.integers(0, 6, k), rng.normal(size=k), 4,
+                        bias=rng.normal(size=4))
+    b.output(b.tanh(s), "y")
+    return b.build(), s
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+def test_sparse_linear_csr_matches_dense_with_gradients(dtype):
+    g, sid = _sparse_graph()
+    node = g.nodes[sid]
+    dense = torch.zeros(4, 6, dtype=torch.float64)
+    dense.index_put_((node.attrs["rows"], node.attrs["cols"]),
+                     node.attrs["vals"].to(torch.float64), accumulate=True)
+    x = torch.randn(7, 6, dtype=torch.float64)
+    want = torch.tanh(x @ dense.T + node.attrs["bias"].to(torch.float64))
+    xd = x.to(dtype).requires_grad_(True)
+    got = g.evaluate_flat(xd, dtype=dtype)
+    tol = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 5e-3}[dtype]
+    assert torch.allclose(got.double(), want, atol=tol, rtol=tol)
+    (gx,) = torch.autograd.grad(got.sum(), xd)
+    xr = x.clone().requires_grad_(True)
+    (gw,) = torch.autograd.grad(torch.tanh(xr @ dense.T + node.attrs["bias"].double()).sum(), xr)
+    assert torch.allclose(gx.double(), gw, atol=tol * 10, rtol=tol * 10)
+
+
+def test_graph_pickles_and_copies_after_evaluation():
+    import copy
+    import pickle
+
+    g, _ = _sparse_graph()
+    x = torch.randn(3, 6, dtype=torch.float64)
+    y = g.evaluate_flat(x)  # fills the cache (a CSR matrix, which torch cannot pickle)
+    for g2 in (pickle.loads(pickle.dumps(g)), copy.deepcopy(g)):
+        assert torch.equal(g2.evaluate_flat(x), y)
