@@ -38,6 +38,8 @@ from gridverify.bab import BabOptions, bab_maximize
 CASES = {
     "case14": ("pglib_opf_case14_ieee", "models/case14_relu"),
     "case57": ("pglib_opf_case57_ieee", "models/case57_relu"),
+    "case118": ("pglib_opf_case118_ieee", "models/case118_relu"),
+    "case300": ("pglib_opf_case300_ieee", "models/case300_relu"),
 }
 ABLATION = {
     "widest": BabOptions(branching="widest", points="midpoint"),
@@ -48,19 +50,27 @@ ABLATION = {
 }
 
 
-def instance(case_key: str, family: str):
-    """(graph, lower, upper, spec) of one family of one shipped proxy."""
+def instance(case_key: str, family: str | None = None):
+    """(graph, lower, upper, spec) of one family (``None``: every constraint) of a shipped proxy.
+
+    Also used by ``bab_throughput.py`` and ``graph_eval.py``.
+    """
     from gridverify.grid import load_compiled
     from gridverify.ir import from_torch
     from gridverify.physics.acp import build_physics_graph, compose_with_proxy
     from gridverify.proxy.load import load_proxy
-    from gridverify.spec.constraints import parse_constraints, select_constraints
+    from gridverify.spec.constraints import (
+        ConstraintSelection,
+        parse_constraints,
+        select_constraints,
+    )
     from gridverify.spec.region import box_region
 
     name, model = CASES[case_key]
-    case = load_compiled(name)
+    case = load_compiled(name, emit_warnings=False)
     prox = load_proxy(model, case=case)
-    cons = select_constraints(case, parse_constraints(family))
+    sel = parse_constraints(family) if family else ConstraintSelection()
+    cons = select_constraints(case, sel)
     ph = build_physics_graph(case, cons)
     reg = box_region(case, 0.9, 1.1)
     g = compose_with_proxy(ph, from_torch(prox.module, input_size=reg.n_input))

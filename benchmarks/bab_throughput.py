@@ -14,27 +14,16 @@ import json
 import sys
 import time
 
-import numpy as np
 import torch
 
 from gridverify.bab import BabOptions, bab_maximize
 
 
 def build(family: str):
-    from gridverify.grid import load_compiled
-    from gridverify.ir import from_torch
-    from gridverify.physics.acp import build_physics_graph, compose_with_proxy
-    from gridverify.proxy.load import load_proxy
-    from gridverify.spec.constraints import parse_constraints, select_constraints
-    from gridverify.spec.region import box_region
+    """The case57 instance of ``family`` (see ``bab_ablation.instance``)."""
+    from bab_ablation import instance
 
-    case = load_compiled("pglib_opf_case57_ieee")
-    prox = load_proxy("models/case57_relu", case=case)
-    cons = select_constraints(case, parse_constraints(family))
-    ph = build_physics_graph(case, cons)
-    reg = box_region(case, 0.9, 1.1)
-    g = compose_with_proxy(ph, from_torch(prox.module, input_size=reg.n_input))
-    return g, reg.lower, reg.upper, np.eye(g.output_size)
+    return instance("case57", family)
 
 
 def measure(device: str, seconds: float, batch: int, family: str, branching: str,

@@ -420,6 +420,18 @@ def _csr(graph: Graph, node: Node, dtype: torch.dtype, device: torch.device) -> 
     return hit
 
 
+def sparse_forward_gather(
+    graph: Graph, node: Node, x: torch.Tensor, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """``sparse_linear`` without bias: a ``(batch, nnz)`` gather, then ``index_add`` (any dtype)."""
+    rows = graph.attr(node, "rows", dtype, device)
+    cols = graph.attr(node, "cols", dtype, device)
+    vals = graph.attr(node, "vals", dtype, device)
+    y = x.new_zeros(*x.shape[:-1], node.size)
+    y.index_add_(-1, rows, x.index_select(-1, cols) * vals)
+    return y
+
+
 def sparse_forward(
     graph: Graph, node: Node, x: torch.Tensor, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
@@ -429,16 +441,11 @@ def sparse_forward(
     intermediate: several times faster and lighter on large physics graphs,
     autograd included); other dtypes use ``index_add`` on the flat vector.
     """
-    lead = x.shape[:-1]
     if dtype in (torch.float32, torch.float64) and x.dtype == dtype and x.dim() >= 1:
         x2 = x.reshape(-1, x.shape[-1])
-        y = (_csr(graph, node, dtype, device) @ x2.T).T.reshape(*lead, node.size)
+        y = (_csr(graph, node, dtype, device) @ x2.T).T.reshape(*x.shape[:-1], node.size)
     else:
-        rows = graph.attr(node, "rows", dtype, device)
-        cols = graph.attr(node, "cols", dtype, device)
-        vals = graph.attr(node, "vals", dtype, device)
-        y = x.new_zeros(*lead, node.size)
-        y.index_add_(-1, rows, x.index_select(-1, cols) * vals)
+        y = sparse_forward_gather(graph, node, x, dtype, device)
     if node.attrs.get("bias") is not None:
         y = y + graph.attr(node, "bias", dtype, device)
     return y
