@@ -51,6 +51,12 @@ def register(sub: Any) -> None:
                    help="sigmoid head clamping pg, qg, vm into their limits (default on)")
     p.add_argument("--balance-weight", type=float, default=d.balance_weight,
                    help="weight of the power-balance penalty (default 0)")
+    p.add_argument("--stability-weight", type=float, default=d.stability_weight,
+                   help="weight of the verification-friendliness term: the mean relaxation "
+                        "gap of the hidden neurons over the whole load region (interval "
+                        "bounds); larger values make more neurons stable over the region, "
+                        "so certification bounds are tighter, at some cost in accuracy "
+                        "(default 0: off)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
@@ -84,6 +90,7 @@ def _run_train(args: argparse.Namespace) -> int:
         activation=args.activation,
         clamp_head=args.clamp_head,
         balance_weight=args.balance_weight,
+        stability_weight=args.stability_weight,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,

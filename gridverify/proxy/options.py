@@ -13,12 +13,20 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu")
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """Options of :func:`train_proxy` (all explicit; no global configuration)."""
+    """Options of :func:`train_proxy` (all explicit; no global configuration).
+
+    ``stability_weight``: weight of the verification-friendliness term, the mean
+    over hidden neurons of the largest gap of their convex relaxation over the
+    whole load region (interval bounds of the pre-activations over the region
+    box); it pushes neurons to be stable over the region so that bound
+    propagation is tight (0: off).
+    """
 
     hidden: tuple[int, ...] = (64, 64)
     activation: str = "relu"
     clamp_head: bool = True
     balance_weight: float = 0.0
+    stability_weight: float = 0.0
     epochs: int = 400
     batch_size: int = 64
     lr: float = 1e-3
@@ -40,6 +48,8 @@ class TrainOptions:
             "batch_size": self.batch_size >= 1,
             "lr": self.lr > 0 and math.isfinite(self.lr),
             "balance_weight": self.balance_weight >= 0 and math.isfinite(self.balance_weight),
+            "stability_weight": self.stability_weight >= 0
+            and math.isfinite(self.stability_weight),
             "weight_decay": self.weight_decay >= 0,
             "seed": self.seed >= 0,
             "patience": self.patience >= 1,

@@ -3,7 +3,10 @@
 Loss: mean squared error of the outputs normalized by the training-set
 statistics, plus ``balance_weight`` times the mean squared power-balance
 residual (pu^2) of the predicted solution, computed with
-:func:`gridverify.grid.flows.balance_residuals` on torch tensors.  The data is
+:func:`gridverify.grid.flows.balance_residuals` on torch tensors, plus
+``stability_weight`` times :func:`relaxation_gap` over the training region (a
+verification-friendly proxy: most neurons stable over the region, so bound
+propagation over the region is tight).  The data is
 split into train/validation/test with the seed; Adam with plateau learning-rate
 halving; early stopping on the validation loss keeps the best weights.
 
@@ -190,8 +193,11 @@ def train_proxy(
         module, out_mean, out_std = build_training_module(
             case, x[split.train], y[split.train], options
         )
+        region = training_region(case, data)
+        box = (torch.tensor(np.asarray(region["lower"]), dtype=torch.float32),
+               torch.tensor(np.asarray(region["upper"]), dtype=torch.float32))
         best_state, hist, best_epoch, best_val, epochs_run = _fit(
-            case, module, x, y, split, out_mean, out_std, options
+            case, module, x, y, split, out_mean, out_std, options, box
         )
         module.load_state_dict(best_state)
         module.eval()
@@ -221,6 +227,71 @@ def train_proxy(
         history=hist,
         card=card,
     )
+
+
+#: largest |f''| of the smooth activations (their chord/tangent relaxation gap over
+#: an interval of width w is at most ``w**2 / 8 * max|f''|``)
+_CURVATURE = {"tanh": 0.7699, "sigmoid": 0.0963}
+_GELU_ARGMIN, _GELU_MIN = -0.751791524693564, -0.16997120747
+
+
+def hidden_intervals(
+    module: ProxyMLP, lo: torch.Tensor, hi: torch.Tensor, *, head: bool = False
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Interval bounds of every hidden layer's pre-activations over the box ``[lo, hi]``.
+
+    ``head``: also the pre-activations of the clamp head's sigmoids (last entry;
+    nothing more without a clamp head).
+    Interval arithmetic through the module (input normalization, then each
+    ``Linear`` in centre/radius form and the activation's range); sound for every
+    input of the box, and differentiable in the weights.
+    """
+    zl, zh = lo, hi
+    if module.in_norm:
+        zl = (zl - module.in_shift) * module.in_gain
+        zh = (zh - module.in_shift) * module.in_gain
+    out = []
+    for k, lin in enumerate(module.layers):
+        if k == len(module.layers) - 1 and not (head and module.n_clamped):
+            break
+        c, r = (zh + zl) / 2, (zh - zl) / 2
+        c = torch.nn.functional.linear(c, lin.weight, lin.bias)
+        r = torch.nn.functional.linear(r, lin.weight.abs())
+        pl, ph = c - r, c + r
+        if k == len(module.layers) - 1:
+            out.append((pl[..., :module.n_clamped], ph[..., :module.n_clamped]))
+            break
+        out.append((pl, ph))
+        zl, zh = module.act(pl), module.act(ph)
+        if module.arch.activation == "gelu":  # decreasing up to its minimum, then increasing
+            zl, zh = torch.minimum(zl, zh), torch.maximum(zl, zh)
+            inside = (pl < _GELU_ARGMIN) & (ph > _GELU_ARGMIN)
+            zl = torch.where(inside, torch.full_like(zl, _GELU_MIN), zl)
+    return out
+
+
+def relaxation_gap(module: ProxyMLP, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Mean over hidden neurons of their relaxation gap over the input box ``[lo, hi]``.
+
+    With the pre-activation intervals ``[l, u]`` of :func:`hidden_intervals`, a
+    relu (or gelu) neuron contributes the height of its triangle relaxation,
+    ``relu(-l) relu(u) / (u - l)`` (0 when stable over the box; gelu's kink is
+    smoothed but the measure is the same); tanh and sigmoid contribute
+    ``(u - l)^2 / 8 * max|f''|``, and so do the clamp head's sigmoids.
+    Differentiable in the weights: the term of
+    ``TrainOptions.stability_weight``.
+    """
+    name = module.arch.activation
+    gaps = []
+    iv = hidden_intervals(module, lo, hi, head=True)
+    for k, (pl, ph) in enumerate(iv):
+        if k == len(module.layers) - 1:  # the clamp head's sigmoids
+            gaps.append(((ph - pl) ** 2 / 8 * _CURVATURE["sigmoid"]).flatten())
+        elif name in _CURVATURE:
+            gaps.append(((ph - pl) ** 2 / 8 * _CURVATURE[name]).flatten())
+        else:
+            gaps.append((torch.relu(-pl) * torch.relu(ph) / (ph - pl).clamp_min(1e-12)).flatten())
+    return torch.cat(gaps).mean()
 
 
 def _loss_fn(case: Any, options: TrainOptions, out_mean: np.ndarray, out_std: np.ndarray) -> Any:
@@ -253,8 +324,17 @@ def _fit(
     out_mean: np.ndarray,
     out_std: np.ndarray,
     options: TrainOptions,
+    box: tuple[torch.Tensor, torch.Tensor],
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int, float, int]:
-    loss_fn = _loss_fn(case, options, out_mean, out_std)
+    data_loss = _loss_fn(case, options, out_mean, out_std)
+    ws = float(options.stability_weight)
+
+    def loss_fn(xb: torch.Tensor, pred: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        val = data_loss(xb, pred, yb)
+        if ws > 0:
+            val = val + ws * relaxation_gap(module, box[0][None], box[1][None])
+        return val
+
     xt = torch.tensor(x[split.train], dtype=torch.float32)
     yt = torch.tensor(y[split.train], dtype=torch.float32)
     xv = torch.tensor(x[split.val], dtype=torch.float32)
@@ -325,6 +405,16 @@ def _progress(enabled: bool, total: int, name: str) -> Iterator[Any]:
         yield advance
 
 
+def training_region(case: Any, data: ProxyData) -> dict[str, Any]:
+    """The load region of a dataset: its sampler's box, else the hull of its loads."""
+    try:
+        lo, hi = region_from_sampler(case, data.sampler)
+        return {"kind": "sampler", "sampler": data.sampler, "lower": lo, "upper": hi}
+    except Exception:  # no usable sampler attribute: fall back to the data's hull
+        return {"kind": "empirical", "sampler": data.sampler,
+                "lower": data.x.min(axis=0), "upper": data.x.max(axis=0)}
+
+
 def make_card(
     case: Any,
     data: ProxyData,
@@ -344,12 +434,7 @@ def make_card(
 
     import gridverify
 
-    try:
-        lo, hi = region_from_sampler(case, data.sampler)
-        region = {"kind": "sampler", "sampler": data.sampler, "lower": lo, "upper": hi}
-    except Exception:  # no usable sampler attribute: fall back to the data's hull
-        region = {"kind": "empirical", "sampler": data.sampler,
-                  "lower": data.x.min(axis=0), "upper": data.x.max(axis=0)}
+    region = training_region(case, data)
     return {
         "case_name": case.name,
         "case_hash": case.content_hash,
@@ -374,7 +459,8 @@ def make_card(
             "epochs_run": epochs_run,
             "best_epoch": best_epoch,
             "best_val_loss": best_val,
-            "loss": "mse(normalized outputs) + balance_weight * mean(res_p^2 + res_q^2)",
+            "loss": "mse(normalized outputs) + balance_weight * mean(res_p^2 + res_q^2)"
+            " + stability_weight * mean relaxation gap of the hidden neurons over the region",
             "dtype": "float32",
             "threads": 1,
         },

@@ -18,6 +18,8 @@ SHIPPED = {
     "case14_relu": ("pglib_opf_case14_ieee", "relu", True),
     "case14_tanh": ("pglib_opf_case14_ieee", "tanh", False),
     "case14_gelu": ("pglib_opf_case14_ieee", "gelu", True),
+    "case14_relu_stable": ("pglib_opf_case14_ieee", "relu", True),
+    "case57_relu_stable": ("pglib_opf_case57_ieee", "relu", True),
     "case57_relu": ("pglib_opf_case57_ieee", "relu", True),
     "case57_tanh": ("pglib_opf_case57_ieee", "tanh", False),
     "case118_relu": ("pglib_opf_case118_ieee", "relu", True),
@@ -26,6 +28,15 @@ SHIPPED = {
     "case300_tanh": ("pglib_opf_case300_ieee", "tanh", False),
 }
 MAX_BYTES = 5 * 1024 * 1024
+
+
+def _keep_options():
+    from gridverify.bounds import BoundOptions
+
+    return BoundOptions(keep_intermediate=True)
+
+
+_KEEP = _keep_options()
 
 
 @pytest.fixture(scope="module", params=sorted(SHIPPED))
@@ -101,3 +112,29 @@ def test_models_readme_lists_every_proxy():
         assert f"models/{name}" in text
         card = json.loads((MODELS / name / "card.json").read_text())
         assert str(card["training"]["options"]["seed"]) in text
+
+
+@pytest.mark.parametrize("name", ["case14_relu_stable", "case57_relu_stable"])
+def test_stable_proxies_are_stable_over_the_region(name):
+    """The verification-friendly proxies: trained with a stability weight, and every relu
+    is stable over the whole region by the bound engine's CROWN intervals (the plain
+    proxy of the same case has every relu unstable)."""
+    from gridverify.bounds import compute_bounds
+    from gridverify.ir import from_torch
+
+    def unstable(path: Path) -> tuple[int, int]:
+        p = load_proxy(path)
+        g = from_torch(p.module, input_size=p.input_size)
+        r = compute_bounds(g, torch.tensor(p.region.lower), torch.tensor(p.region.upper),
+                           method="crown", options=_KEEP)
+        relu_in = [n.inputs[0] for n in g.nodes if n.op == "relu"]
+        lo = torch.cat([r.interm[i][0].reshape(-1) for i in relu_in])
+        hi = torch.cat([r.interm[i][1].reshape(-1) for i in relu_in])
+        return int(((lo < 0) & (hi > 0)).sum()), lo.numel()
+
+    p = load_proxy(MODELS / name)
+    assert p.card["training"]["options"]["stability_weight"] > 0
+    n_unstable, n_relu = unstable(MODELS / name)
+    assert n_relu > 0 and n_unstable <= 0.05 * n_relu
+    plain_unstable, plain_relu = unstable(MODELS / name.replace("_stable", ""))
+    assert plain_unstable > 0.5 * plain_relu
