@@ -114,8 +114,12 @@ class Engine:
         options: BoundOptions,
         interm: Mapping[int, Interval] | None = None,
         extra_nodes: frozenset[int] = frozenset(),
+        relevant: Mapping[int, torch.Tensor] | None = None,
     ) -> None:
         self.graph = graph
+        #: per node, the entries worth CROWN rows (see :mod:`gridverify.bounds.relevance`;
+        #: the others keep interval bounds); None: every entry
+        self.relevant = relevant
         self.boxes = dict(boxes)
         self.dtype = dtype
         self.device = device
@@ -217,7 +221,7 @@ class Engine:
                 and (self.options.crown_max_size is None
                      or node.size <= self.options.crown_max_size)
             ):
-                rows = None if want_lin else self._unstable_rows(node.id, lo, hi)
+                rows = None if want_lin else self._crown_rows(node.id, lo, hi)
                 if rows is None:
                     eye = torch.eye(node.size, dtype=self.dtype, device=self.device)
                     cl, cu, lin = self.crown_spec({node.id: eye}, node.size, relax,
@@ -254,6 +258,21 @@ class Engine:
         with torch.enable_grad():
             al, au, _ = optimize_alpha(self, {nid: spec}, cl, cu)
         return al.detach(), au.detach()
+
+    def _crown_rows(self, nid: int, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor | None:
+        """Entries of ``nid`` to bound by CROWN (``None``: all of them).
+
+        The unstable entries of relu inputs (:meth:`_unstable_rows`), within the
+        relevant entries when the engine was given a relevance map.
+        """
+        rows = self._unstable_rows(nid, lo, hi)
+        rel = None if self.relevant is None else self.relevant.get(nid)
+        if rel is None:
+            return rows
+        rel = rel.to(lo.device)
+        if rows is None:
+            return None if bool(rel.all()) else rel.nonzero().reshape(-1)
+        return rows[rel[rows]]
 
     def _unstable_rows(self, nid: int, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor | None:
         """Entries worth a CROWN row when every consumer of ``nid`` is a relu.
