@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bab_ablation.py effect   [--cases case14,case57] [--timeout 60]
     python benchmarks/bab_ablation.py ablation [--cases ...] [--families ...] [--timeout 20]
+    python benchmarks/bab_ablation.py focus    [--cases ...] [--families ...] [--timeout 20]
 
 *effect*: per constraint family (the spec is every row of the family, so the
 bound is the family's worst violation), alpha-CROWN alone (the root bound:
@@ -40,6 +41,8 @@ CASES = {
     "case57": ("pglib_opf_case57_ieee", "models/case57_relu"),
     "case118": ("pglib_opf_case118_ieee", "models/case118_relu"),
     "case300": ("pglib_opf_case300_ieee", "models/case300_relu"),
+    "case14s": ("pglib_opf_case14_ieee", "models/case14_relu_stable"),
+    "case57s": ("pglib_opf_case57_ieee", "models/case57_relu_stable"),
 }
 ABLATION = {
     "widest": BabOptions(branching="widest", points="midpoint"),
@@ -52,6 +55,8 @@ ABLATION = {
 
 def instance(case_key: str, family: str | None = None):
     """(graph, lower, upper, spec) of one family (``None``: every constraint) of a shipped proxy.
+
+    ``case_key``: a key of :data:`CASES`, or ``key=MODEL_DIR`` for another proxy of that case.
 
     Also used by ``bab_throughput.py`` and ``graph_eval.py``.
     """
@@ -66,7 +71,9 @@ def instance(case_key: str, family: str | None = None):
     )
     from gridverify.spec.region import box_region
 
-    name, model = CASES[case_key]
+    key, _, model_dir = case_key.partition("=")
+    name, model = CASES[key]
+    model = model_dir or model
     case = load_compiled(name, emit_warnings=False)
     prox = load_proxy(model, case=case)
     sel = parse_constraints(family) if family else ConstraintSelection()
@@ -82,7 +89,7 @@ def families(case_key: str) -> list[str]:
     from gridverify.spec import FAMILIES
     from gridverify.spec.constraints import ConstraintSelection, select_constraints
 
-    case = load_compiled(CASES[case_key][0])
+    case = load_compiled(CASES[case_key.partition("=")[0]][0])
     present = {c.family for c in select_constraints(case, ConstraintSelection())}
     return [f for f in FAMILIES if f in present]
 
@@ -142,9 +149,29 @@ def ablation(cases: list[str], fams: list[str], timeout: float, out: list) -> No
                       flush=True)
 
 
+def focus(cases: list[str], fams: list[str], timeout: float, out: list) -> None:
+    """Default options with and without ``focus`` (row pruning + relevance), same process."""
+    print("| case | family | focus | domains | domains/s | gap at end | root gap | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for ck in cases:
+        for fam in fams:
+            res = {}
+            for on in (False, True):
+                row = run(ck, fam, BabOptions(timeout=timeout, clock="cpu", focus=on))
+                row["focus"] = on
+                out.append(row)
+                res[on] = row
+                rate = row["visited"] / max(row["seconds"], 1e-9)
+                ratio = (f"{rate / (res[False]['visited'] / max(res[False]['seconds'], 1e-9)):.2f}x"
+                         " domains/s" if on else "baseline")
+                print(f"| {ck} | {fam} | {'on' if on else 'off'} | {row['visited']} | "
+                      f"{rate:.0f} | {_fmt(row['gap'])} | {_fmt(row['root_gap'])} | {ratio} |",
+                      flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=("effect", "ablation"))
+    ap.add_argument("what", choices=("effect", "ablation", "focus"))
     ap.add_argument("--cases", default="case14,case57")
     ap.add_argument("--families", default=None, help="comma list (default: every family; "
                     "ablation: angle_max,p_balance)")
@@ -158,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list = []
     if args.what == "effect":
         effect(cases, fams, args.timeout or 60.0, rows, args.branching)
+    elif args.what == "focus":
+        focus(cases, fams or ["p_balance", "thermal_fr"], args.timeout or 20.0, rows)
     else:
         ablation(cases, fams or ["angle_max", "p_balance"], args.timeout or 20.0, rows)
     if args.out:

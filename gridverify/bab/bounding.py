@@ -61,11 +61,21 @@ class Bounder:
     """Bounds domains of one graph and one spec (``(m, n_out)`` rows to upper-bound)."""
 
     def __init__(self, graph: Graph, spec: torch.Tensor, device: torch.device,
-                 dtype: torch.dtype = torch.float64) -> None:
+                 dtype: torch.dtype = torch.float64, relevance: bool = True) -> None:
         self.graph = graph
         self.device = device
         self.dtype = dtype
-        self.spec = spec.to(device=device, dtype=dtype)
+        #: every row of the spec; :attr:`spec` holds the rows still bounded
+        self.full_spec = spec.to(device=device, dtype=dtype)
+        self.spec = self.full_spec
+        #: indices (into :attr:`full_spec`) of the rows of :attr:`spec`
+        self.rows = torch.arange(self.full_spec.shape[0])
+        self.use_relevance = relevance
+        #: entries of each node that reach the bounded rows (``None``: all), see
+        #: :mod:`gridverify.bounds.relevance`: only those get CROWN rows
+        self.relevant: dict[int, torch.Tensor] | None = None
+        if relevance:
+            self._update_relevance()
         reach = graph.ancestors(graph.outputs)
         #: nonlinear nodes that feed the outputs
         self.nonlinear: list[Node] = [
@@ -103,6 +113,27 @@ class Bounder:
             for i in dict.fromkeys(n.inputs):
                 if i in self.consumers:
                     self.consumers[i].append(n)
+
+    # ------------------------------------------------------------------ rows
+    def restrict_rows(self, rows: torch.Tensor) -> None:
+        """Bound only the rows ``rows`` of the full spec from now on (at least one).
+
+        The caller accounts for the dropped rows (their bounds at the time they
+        were dropped still bound them in every sub-domain).  The relevance map
+        shrinks with the rows: fewer CROWN rows per domain.
+        """
+        rows = torch.as_tensor(rows, dtype=torch.int64).reshape(-1).cpu()
+        if rows.numel() == 0:
+            raise ValueError("restrict_rows: at least one row must stay")
+        self.rows = self.rows[rows]
+        self.spec = self.full_spec[self.rows.to(self.full_spec.device)]
+        if self.use_relevance:
+            self._update_relevance()
+
+    def _update_relevance(self) -> None:
+        from gridverify.bounds.relevance import relevant_entries
+
+        self.relevant = relevant_entries(self.graph, self.spec)
 
     # ------------------------------------------------------------------ helpers
     def unflat(self, flat: torch.Tensor) -> dict[int, torch.Tensor]:
@@ -153,7 +184,8 @@ class Bounder:
             fhi = self.unflat(ihi.to(device=dev, dtype=dt))
             fixed = {i: (flo[i], fhi[i]) for i in self.split_nodes}
         opts = BoundOptions(alpha_iterations=alpha_iterations, intermediate=intermediate)
-        eng = Engine(self.graph, self._boxes(lo, hi), dt, dev, opts, fixed)
+        eng = Engine(self.graph, self._boxes(lo, hi), dt, dev, opts, fixed,
+                     relevant=self.relevant)
         with torch.no_grad():
             eng.compute_intermediate(
                 use_crown=True,

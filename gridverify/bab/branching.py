@@ -40,7 +40,7 @@ from gridverify.bounds.ibp import node_relaxation
 from gridverify.bounds.relaxations import relax_mul
 
 __all__ = ["Decisions", "choose", "input_scores", "neuron_points", "neuron_scores",
-           "resolve_branching"]
+           "relu_unstable", "resolve_branching"]
 
 INPUT, NEURON, NONE = 0, 1, -1
 
@@ -54,13 +54,41 @@ class Decisions:
     point: torch.Tensor
 
 
-def resolve_branching(name: str, n_in: int, input_split_max_dim: int, n_flat: int) -> str:
-    """The heuristic ``auto`` stands for on a graph with ``n_in`` inputs."""
+def resolve_branching(name: str, n_in: int, input_split_max_dim: int, n_flat: int,
+                      relu_unstable: tuple[int, int] | None = None,
+                      stable_fraction: float = 0.95) -> str:
+    """The heuristic ``auto`` stands for on a graph with ``n_in`` inputs.
+
+    Input splitting for at most ``input_split_max_dim`` inputs or no split node;
+    also when ``relu_unstable = (unstable, total)`` (the relu neurons whose root
+    interval contains 0, of all relu neurons) shows a network that is stable
+    over the region (at least ``stable_fraction`` of its relus): splitting a
+    neuron then only narrows a smooth op's interval, and the looseness of the
+    smooth relaxations shrinks with the width of the input box.  Otherwise the
+    BaBSR-like score (neuron splitting).
+    """
     if name != "auto":
         return name
     if n_in <= input_split_max_dim or n_flat == 0:
         return "input"
+    if relu_unstable is not None:
+        unstable, total = relu_unstable
+        if total > 0 and unstable <= (1.0 - stable_fraction) * total:
+            return "input"
     return "babsr"
+
+
+def relu_unstable(bounder: Bounder, ilo: torch.Tensor, ihi: torch.Tensor) -> tuple[int, int]:
+    """``(unstable, total)`` relu neurons of the first domain of ``(B, F)`` intervals."""
+    unstable = total = 0
+    for nid, off in bounder.offsets.items():
+        if not any(c.op == "relu" for c in bounder.consumers[nid]):
+            continue
+        sz = bounder.graph.nodes[nid].size
+        lo, hi = ilo[0, off:off + sz], ihi[0, off:off + sz]
+        total += sz
+        unstable += int(((lo < 0) & (hi > 0)).sum())
+    return unstable, total
 
 
 def _node_op(bounder: Bounder, nid: int) -> str:

@@ -19,31 +19,36 @@ class BabOptionsError(GridverifyError):
 class BabOptions:
     """How :func:`gridverify.bab.bab_maximize` searches.
 
-    ``timeout``: seconds of wall time (``None``: no limit; then ``max_domains``
-    or ``memory_mb`` end an unfinished search).  ``memory_mb``: cap on the host
-    memory of the domain store; reaching it ends the search with status
-    ``open``.  ``batch``: domains popped and split per round (children are
-    bounded in one engine call, ``2 * batch`` domains).  ``branching``:
-    ``"input"`` (split the input box, score from the linear coefficients),
-    ``"bbps"`` (split a nonlinear neuron, BBPS score), ``"babsr"``
-    (intercept-only score), ``"widest"`` (widest neuron interval) or ``"auto"``
-    (input splitting for graphs with at most ``input_split_max_dim`` inputs,
-    else the BaBSR-like score, which measured better than BBPS on the shipped
-    proxies).  ``points``: ``"midpoint"`` or ``"table"`` (pre-optimized
-    branching points; relu always splits at 0).  ``bound_method``: the engine
-    method used on the domains; ``alpha_iterations`` its alpha steps (root:
-    ``root_alpha_iterations``).  ``tolerance``: optimization mode stops when the
-    upper bound minus the attained value is at most this.  ``attack_every``:
-    rounds between in-search PGD attacks (0: never) on the ``attack_domains``
-    best domains with ``attack_restarts`` x ``attack_steps``.  ``max_domains``:
-    cap on domains visited (``None``: none).  ``seed``: attack seed.
-    ``device``: torch device of the bounding (the store stays on the host).
-    ``beta_iterations``: projected-Adam steps on the multipliers of the split
-    constraints (beta-CROWN style; neuron branching only, 0: off) with step
-    ``beta_lr``.  ``root_intermediate``: how the root's intermediate bounds are
-    computed, ``"crown"`` or ``"alpha-crown"`` (optimized node by node; every
-    domain inherits them).  ``clock``: what ``timeout`` measures, ``"wall"`` seconds or ``"cpu"``
-    seconds of this process (for benchmarks on a shared machine).
+    ``timeout``: seconds of wall time (``None``: no limit; then ``max_domains`` or
+    ``memory_mb`` end an unfinished search).  ``memory_mb``: cap on the host memory
+    of the domain store; reaching it ends the search with status ``open``.
+    ``batch``: domains popped and split per round (children are bounded in one
+    engine call, ``2 * batch`` domains).  ``branching``: ``"input"`` (split the
+    input box, score from the linear coefficients), ``"bbps"`` (split a nonlinear
+    neuron, BBPS score), ``"babsr"`` (intercept-only score), ``"widest"`` (widest
+    neuron interval) or ``"auto"`` (input splitting for graphs with at most
+    ``input_split_max_dim`` inputs or whose relu neurons are at least 95 % stable at
+    the root, as on proxies trained with ``--stability-weight``; else the BaBSR-like
+    score, which measured better than BBPS on the shipped proxies).  ``points``:
+    ``"midpoint"`` or ``"table"`` (pre-optimized branching points; relu always
+    splits at 0).  ``bound_method``: the engine method used on the domains;
+    ``alpha_iterations`` its alpha steps (root: ``root_alpha_iterations``).
+    ``tolerance``: optimization mode stops when the upper bound minus the attained
+    value is at most this.  ``attack_every``: rounds between in-search PGD attacks
+    (0: never) on the ``attack_domains`` best domains with ``attack_restarts`` x
+    ``attack_steps``.  ``max_domains``: cap on domains visited (``None``: none).
+    ``seed``: attack seed. ``device``: torch device of the bounding (the store stays
+    on the host). ``beta_iterations``: projected-Adam steps on the multipliers of
+    the split constraints (beta-CROWN style; neuron branching only, 0: off) with
+    step ``beta_lr``.  ``root_intermediate``: how the root's intermediate bounds are
+    computed, ``"crown"`` or ``"alpha-crown"`` (optimized node by node; every domain
+    inherits them).  ``clock``: what ``timeout`` measures, ``"wall"`` seconds or
+    ``"cpu"`` seconds of this process (for benchmarks on a shared machine).
+    ``focus``: after the root, bound only the spec rows whose root bound is above
+    the level (attained + tolerance, or the threshold) and spend CROWN rows only on
+    the entries of intermediate nodes those rows depend on
+    (:mod:`gridverify.bounds.relevance`); the same bounds for far less work when a
+    spec reads a few entries of wide nodes (False: every row and entry).
     """
 
     timeout: float | None = 60.0
@@ -67,6 +72,7 @@ class BabOptions:
     beta_iterations: int = 0
     beta_lr: float = 0.05
     root_intermediate: str = "alpha-crown"
+    focus: bool = True
 
     def __post_init__(self) -> None:
         if self.timeout is not None and not self.timeout > 0:

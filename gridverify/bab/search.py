@@ -34,7 +34,14 @@ import numpy as np
 import torch
 
 from gridverify.bab.bounding import Bounder
-from gridverify.bab.branching import INPUT, NEURON, NONE, choose, resolve_branching
+from gridverify.bab.branching import (
+    INPUT,
+    NEURON,
+    NONE,
+    choose,
+    relu_unstable,
+    resolve_branching,
+)
 from gridverify.bab.domains import DomainStore
 from gridverify.bab.options import BabOptions, BabOptionsError
 from gridverify.bab.points import load_tables
@@ -250,10 +257,9 @@ def bab_maximize(
     lo, hi = _as_box(g, lower, upper)
     c = _as_spec(g, spec)
     dev = torch.device(opts.device) if opts.device else torch.device("cpu")
-    bounder = Bounder(g, c, dev)
+    bounder = Bounder(g, c, dev, relevance=opts.focus)
     heuristic = resolve_branching(opts.branching, g.input_size, opts.input_split_max_dim,
                                   bounder.n_flat)
-    tables = load_tables() if opts.points == "table" and heuristic != "input" else None
     fals = _Falsifier(g, c, dev, opts.seed)
     notify = progress or (lambda info: None)
 
@@ -281,9 +287,24 @@ def bab_maximize(
         fals.offer(fals.attack(lo[None], hi[None], n_r, 5 * opts.attack_steps, rows=live),
                    lo, hi)
     visited = 1
+    pruned_max = stuck_max = -math.inf
+    # rows whose root bound is already below the level need no more work: bound
+    # only the others from here on (fewer CROWN rows per domain, see
+    # Bounder.restrict_rows); the dropped rows' root bounds still count
+    level = threshold if mode == "decision" else fals.best + opts.tolerance
+    if mode != "decision" and threshold is not None:
+        level = min(level, threshold)
+    keep = root_rows > level
+    if opts.focus and 0 < int(keep.sum()) < keep.numel() and not bool(db.infeasible[0]):
+        pruned_max = float(root_rows[~keep].max())
+        bounder.restrict_rows(keep.nonzero().reshape(-1))
+    if opts.branching == "auto" and heuristic != "input":
+        # a network stable over the region (relus decided at the root) branches on inputs
+        heuristic = resolve_branching("auto", g.input_size, opts.input_split_max_dim,
+                                      bounder.n_flat, relu_unstable(bounder, db.ilo, db.ihi))
+    tables = load_tables() if opts.points == "table" and heuristic != "input" else None
     dec = choose(bounder, db, lo[None], hi[None], heuristic, tables)
     store = DomainStore(g.input_size, bounder.n_flat, opts.memory_mb)
-    pruned_max = stuck_max = -math.inf
     root_ub = float(db.upper[0])
     if bool(db.infeasible[0]):
         root_ub = -math.inf

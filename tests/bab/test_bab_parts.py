@@ -172,4 +172,9 @@ def test_auto_branching_by_input_dimension():
     assert resolve_branching("auto", 22, 32, 100) == "input"
     assert resolve_branching("auto", 84, 32, 100) == "babsr"
     assert resolve_branching("auto", 84, 32, 0) == "input"
+    # a network stable over the region branches on inputs, an unstable one on neurons
+    assert resolve_branching("auto", 84, 32, 100, (0, 256)) == "input"
+    assert resolve_branching("auto", 84, 32, 100, (12, 256)) == "input"
+    assert resolve_branching("auto", 84, 32, 100, (23, 256)) == "babsr"
+    assert resolve_branching("auto", 84, 32, 100, (0, 0)) == "babsr"  # no relu at all
     assert resolve_branching("bbps", 2, 32, 100) == "bbps"
