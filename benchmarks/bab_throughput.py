@@ -1,7 +1,7 @@
 """Branch-and-bound throughput (domains bounded per second) on the case57 proxy, CPU vs GPU.
 
 Usage: ``python benchmarks/bab_throughput.py [--devices cpu,cuda] [--seconds 30]
-[--batch 64] [--gpu-batch 2048] [--family p_balance] [--json FILE]``.  CUDA is skipped when
+[--batch 64] [--gpu-batch 2048] [--family p_balance] [--case case57] [--json FILE]``.  CUDA is skipped when
 unavailable.  The search runs in optimization mode with the tolerance at 0 (so
 it never stops early) and no in-search attack; domains/s counts the domains
 bounded after the root, over the time after the root.
@@ -19,16 +19,16 @@ import torch
 from gridverify.bab import BabOptions, bab_maximize
 
 
-def build(family: str):
-    """The case57 instance of ``family`` (see ``bab_ablation.instance``)."""
+def build(family: str, case: str = "case57"):
+    """The instance of ``family`` on ``case`` (see ``bab_ablation.instance``)."""
     from bab_ablation import instance
 
-    return instance("case57", family)
+    return instance(case, family)
 
 
 def measure(device: str, seconds: float, batch: int, family: str, branching: str,
-            clock: str = "wall") -> dict:
-    g, lo, hi, spec = build(family)
+            clock: str = "wall", case: str = "case57") -> dict:
+    g, lo, hi, spec = build(family, case)
     opts = BabOptions(timeout=seconds, batch=batch, device=device, tolerance=0.0,
                       attack_every=0, branching=branching, memory_mb=4096,
                       root_alpha_iterations=0, attack_steps=2, clock=clock)
@@ -36,7 +36,7 @@ def measure(device: str, seconds: float, batch: int, family: str, branching: str
     r = bab_maximize(g, lo, hi, spec, options=opts, mode="optimization")
     t_root = r.history[0][0]
     dt = max(r.history[-1][0] - t_root, 1e-9)
-    return {"device": device, "branching": r.branching, "batch": batch, "family": family,
+    return {"device": device, "case": case, "branching": r.branching, "batch": batch, "family": family,
             "visited": r.domains_visited, "seconds": time.perf_counter() - t0,
             "domains_per_s": (r.domains_visited - 1) / dt, "bound": r.upper_bound,
             "attained": r.attained}
@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=64, help="domains popped per round (CPU)")
     ap.add_argument("--gpu-batch", type=int, default=2048, help="domains popped per round (GPU)")
     ap.add_argument("--family", default="p_balance")
+    ap.add_argument("--case", default="case57",
+                    help="a bab_ablation case key (case57s: the verification-friendly proxy)")
     ap.add_argument("--branching", default="auto")
     ap.add_argument("--clock", default="wall", choices=("wall", "cpu"),
                     help="what --seconds measures (cpu: process CPU time, for loaded machines)")
@@ -62,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{dev}: skipped (no CUDA)")
             continue
         batch = args.gpu_batch if dev.startswith("cuda") else args.batch
-        row = measure(dev, args.seconds, batch, args.family, args.branching, args.clock)
+        row = measure(dev, args.seconds, batch, args.family, args.branching, args.clock,
+                      args.case)
         rows.append(row)
         print(f"{dev:6s} {row['branching']:6s} batch {row['batch']}: {row['visited']} domains, "
               f"{row['domains_per_s']:.1f} domains/s, bound {row['bound']:.5g}, "

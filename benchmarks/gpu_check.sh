@@ -23,4 +23,9 @@ timeout "${BOUNDS_TIMEOUT:-420}" "$PY" benchmarks/bounds.py --device cuda \
 timeout "${BAB_TIMEOUT:-240}" "$PY" benchmarks/bab_throughput.py --devices cpu,cuda --seconds 30 \
     --json "$OUT_DIR/bab_throughput.json" 2>&1 | tee "$OUT_DIR/bab_throughput.txt" || status=1
 
+# 4. the same on the verification-friendly case57 proxy (input splitting, focused rows)
+timeout "${BAB_TIMEOUT:-240}" "$PY" benchmarks/bab_throughput.py --devices cpu,cuda --seconds 20 \
+    --case case57s --json "$OUT_DIR/bab_throughput_stable.json" 2>&1 \
+    | tee "$OUT_DIR/bab_throughput_stable.txt" || status=1
+
 exit $status
