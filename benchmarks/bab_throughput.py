@@ -1,8 +1,8 @@
 """Branch-and-bound throughput (domains bounded per second) on the case57 proxy, CPU vs GPU.
 
 Usage: ``python benchmarks/bab_throughput.py [--devices cpu,cuda] [--seconds 30]
-[--batch 64] [--gpu-batch 2048] [--family p_balance] [--case case57] [--json FILE]``.  CUDA is skipped when
-unavailable.  The search runs in optimization mode with the tolerance at 0 (so
+[--batch 64] [--gpu-batch 2048] [--family p_balance] [--case case57] [--json FILE]``.
+CUDA is skipped when unavailable.  The search runs in optimization mode with the tolerance at 0 (so
 it never stops early) and no in-search attack; domains/s counts the domains
 bounded after the root, over the time after the root.
 """
@@ -36,7 +36,8 @@ def measure(device: str, seconds: float, batch: int, family: str, branching: str
     r = bab_maximize(g, lo, hi, spec, options=opts, mode="optimization")
     t_root = r.history[0][0]
     dt = max(r.history[-1][0] - t_root, 1e-9)
-    return {"device": device, "case": case, "branching": r.branching, "batch": batch, "family": family,
+    return {"device": device, "case": case, "branching": r.branching, "batch": batch,
+            "family": family,
             "visited": r.domains_visited, "seconds": time.perf_counter() - t0,
             "domains_per_s": (r.domains_visited - 1) / dt, "bound": r.upper_bound,
             "attained": r.attained}

@@ -201,7 +201,13 @@ def compute_bounds(
     for n in lin_nodes:
         if not (0 <= n < len(graph.nodes)):
             raise BoundError(f"return_A: #{n} is not a node of the graph")
-    eng = Engine(graph, boxes, dtype, device, options, fixed, extra_nodes=lin_nodes)
+    relevant = None
+    if c is not None and options.relevance and not options.keep_intermediate and not lin_nodes:
+        from gridverify.bounds.relevance import relevant_entries
+
+        relevant = relevant_entries(graph, c)
+    eng = Engine(graph, boxes, dtype, device, options, fixed, extra_nodes=lin_nodes,
+                 relevant=relevant)
     with torch.no_grad():
         eng.compute_intermediate(
             use_crown=method != "ibp" and options.intermediate != "ibp",

@@ -28,7 +28,11 @@ class BoundOptions:
     limit).  ``memory_mb`` caps the size of one backward coefficient tensor;
     larger specs are split into row chunks.
     ``keep_intermediate`` returns the intermediate bounds used in
-    :class:`~gridverify.bounds.api.Bounds`.
+    :class:`~gridverify.bounds.api.Bounds`.  ``relevance``: with a spec (and
+    neither ``keep_intermediate`` nor intermediate linear bounds asked for),
+    CROWN rows go only to the entries the spec depends on
+    (:mod:`gridverify.bounds.relevance`): the same bounds, less work when the
+    spec reads a few entries of wide nodes.
     """
 
     alpha_iterations: int = 20
@@ -38,6 +42,7 @@ class BoundOptions:
     crown_max_size: int | None = None
     memory_mb: float = 512.0
     keep_intermediate: bool = False
+    relevance: bool = True
 
     def __post_init__(self) -> None:
         if self.alpha_iterations < 0:
