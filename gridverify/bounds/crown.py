@@ -221,7 +221,8 @@ class Engine:
                 and (self.options.crown_max_size is None
                      or node.size <= self.options.crown_max_size)
             ):
-                rows = None if want_lin else self._crown_rows(node.id, lo, hi)
+                rows = self._relevant_rows(node.id) if want_lin else self._crown_rows(
+                    node.id, lo, hi)
                 if rows is None:
                     eye = torch.eye(node.size, dtype=self.dtype, device=self.device)
                     cl, cu, lin = self.crown_spec({node.id: eye}, node.size, relax,
@@ -235,12 +236,22 @@ class Engine:
                     spec = torch.zeros(rows.numel(), node.size, dtype=self.dtype,
                                        device=self.device)
                     spec[torch.arange(rows.numel(), device=self.device), rows] = 1.0
-                    cl, cu, _ = self.crown_spec({node.id: spec}, rows.numel(), relax)
+                    cl, cu, lin = self.crown_spec({node.id: spec}, rows.numel(), relax,
+                                                  return_A=want_lin)
                     cl, cu = self._alpha_rows(node.id, spec, cl, cu)
                     lo, hi = lo.clone(), hi.clone()
                     lo[:, rows] = torch.maximum(lo[:, rows], cl)
                     hi[:, rows] = torch.minimum(hi[:, rows], cu)
+                    if lin is not None:
+                        self.linear[node.id] = self._scatter_linear(lin, rows, node.size)
                 lo, hi = self._tighten(node.id, lo, hi)
+                if want_lin and node.id in self.linear and rows is not None:
+                    # entries without a CROWN row: their (constant) interval bounds
+                    lb = self.linear[node.id]
+                    other = torch.ones(node.size, dtype=torch.bool, device=self.device)
+                    other[rows] = False
+                    lb.lbias[:, other] = lo[:, other]
+                    lb.ubias[:, other] = hi[:, other]
             self.bounds[node.id] = (lo, hi)
 
     def _alpha_rows(self, nid: int, spec: torch.Tensor, cl: torch.Tensor,
@@ -258,6 +269,26 @@ class Engine:
         with torch.enable_grad():
             al, au, _ = optimize_alpha(self, {nid: spec}, cl, cu)
         return al.detach(), au.detach()
+
+    def _relevant_rows(self, nid: int) -> torch.Tensor | None:
+        """Entries of ``nid`` in the relevance map (``None``: all of them)."""
+        rel = None if self.relevant is None else self.relevant.get(nid)
+        if rel is None or bool(rel.all()):
+            return None
+        return rel.to(self.device).nonzero().reshape(-1)
+
+    def _scatter_linear(self, lin: LinearBounds, rows: torch.Tensor, size: int) -> LinearBounds:
+        """Linear bounds of ``rows`` placed into full-size ones (zero coefficients elsewhere;
+        the caller sets the other biases to the entries' interval bounds)."""
+        def put(a: torch.Tensor) -> torch.Tensor:  # (B, m, ...) -> (B, size, ...)
+            full = a.new_zeros(a.shape[0], size, *a.shape[2:])
+            full[:, rows] = a
+            return full
+
+        return LinearBounds({i: put(_batched(a, self.batch)) for i, a in lin.lA.items()},
+                            put(_full(lin.lbias, self.batch, rows.numel())),
+                            {i: put(_batched(a, self.batch)) for i, a in lin.uA.items()},
+                            put(_full(lin.ubias, self.batch, rows.numel())))
 
     def _crown_rows(self, nid: int, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor | None:
         """Entries of ``nid`` to bound by CROWN (``None``: all of them).

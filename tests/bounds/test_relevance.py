@@ -86,3 +86,41 @@ def test_an_empty_map_is_still_sound():
     l0, u0, _ = _spec_bounds(g, lo, hi, spec, none)
     v = g.evaluate_flat(sample_box(lo, hi, 5000)[0])
     assert bool((v >= l0[0] - 1e-9).all()) and bool((v <= u0[0] + 1e-9).all())
+
+
+def test_linear_bounds_of_partially_relevant_nodes_are_sound():
+    """Linear bounds asked for a node whose entries are only partly relevant (BBPS asks
+    for every split node's): CROWN rows for the relevant entries, constant interval
+    bounds for the others; every entry's pair holds on samples."""
+    g = acopf_small(seed=6)
+    gen = torch.Generator().manual_seed(2)
+    c = torch.randn(2, 22, generator=gen, dtype=torch.float64)
+    lo, hi = c - 0.25, c + 0.25
+    n_proxy = g.nodes[g.outputs[0]].size
+    spec = _row_spec(g, [(n_proxy + 2, 1.0)])
+    rel = relevant_entries(g, spec)
+    partial = [n.id for n in g.nodes
+               if n.op not in ("input", "constant") and 0 < int(rel[n.id].sum()) < n.size]
+    assert partial
+    eng = Engine(g, {g.inputs[0]: (lo, hi)}, torch.float64, torch.device("cpu"),
+                 BoundOptions(), relevant=rel)
+    with torch.no_grad():
+        eng.compute_intermediate(use_crown=True, linear_nodes=frozenset(partial))
+    xs = sample_box(lo, hi, 4000)
+    checked = 0
+    for nid in partial:
+        lb = eng.linear.get(nid)
+        if lb is None:
+            continue
+        checked += 1
+        for k in range(2):
+            v = g.evaluate_all(xs[k])[nid]
+            x = xs[k]
+            low = x @ lb.lA[g.inputs[0]][k].T + lb.lbias[k]
+            up = x @ lb.uA[g.inputs[0]][k].T + lb.ubias[k]
+            assert bool((low <= v + 1e-9).all()) and bool((v <= up + 1e-9).all()), nid
+            # irrelevant entries: zero coefficients, their interval bounds as biases
+            other = ~rel[nid]
+            assert float(lb.uA[g.inputs[0]][k][other].abs().sum()) == 0.0
+            torch.testing.assert_close(lb.ubias[k][other], eng.bounds[nid][1][k][other])
+    assert checked
