@@ -84,6 +84,36 @@ def instance(case_key: str, family: str | None = None):
     return g, reg.lower, reg.upper, np.eye(g.output_size)
 
 
+def whole_instance(case_key: str):
+    """(graph, lower, upper, physics) of a shipped proxy with every constraint (as certify
+    builds it; ``constraint_spec`` picks one constraint's rows)."""
+    from gridverify.grid import load_compiled
+    from gridverify.ir import from_torch
+    from gridverify.physics.acp import build_physics_graph, compose_with_proxy
+    from gridverify.proxy.load import load_proxy
+    from gridverify.spec.constraints import ConstraintSelection, select_constraints
+    from gridverify.spec.region import box_region
+
+    key, _, model_dir = case_key.partition("=")
+    name, model = CASES[key]
+    model = model_dir or model
+    case = load_compiled(name, emit_warnings=False)
+    prox = load_proxy(model, case=case)
+    ph = build_physics_graph(case, select_constraints(case, ConstraintSelection()))
+    reg = box_region(case, 0.9, 1.1)
+    g = compose_with_proxy(ph, from_torch(prox.module, input_size=reg.n_input))
+    return g, reg.lower, reg.upper, ph
+
+
+def constraint_spec(g, ph, family: str) -> np.ndarray:
+    """The rows of the first constraint of ``family``."""
+    k = next(i for i, c in enumerate(ph.constraints) if c.family == family)
+    rows = np.flatnonzero(ph.row_constraint == k)
+    spec = np.zeros((rows.size, g.output_size))
+    spec[np.arange(rows.size), rows] = 1.0
+    return spec
+
+
 def families(case_key: str) -> list[str]:
     from gridverify.grid import load_compiled
     from gridverify.spec import FAMILIES
@@ -94,8 +124,12 @@ def families(case_key: str) -> list[str]:
     return [f for f in FAMILIES if f in present]
 
 
-def run(case_key: str, family: str, opts: BabOptions) -> dict:
-    g, lo, hi, spec = instance(case_key, family)
+def run(case_key: str, family: str, opts: BabOptions, whole: bool = False) -> dict:
+    if whole:  # one constraint on the graph of every constraint, as certify runs it
+        g, lo, hi, ph = whole_instance(case_key)
+        spec = constraint_spec(g, ph, family)
+    else:
+        g, lo, hi, spec = instance(case_key, family)
     t0 = time.perf_counter()
     r = bab_maximize(g, lo, hi, spec, options=opts, mode="optimization")
     root_t, root_b, _ = r.history[0]
@@ -149,7 +183,8 @@ def ablation(cases: list[str], fams: list[str], timeout: float, out: list) -> No
                       flush=True)
 
 
-def focus(cases: list[str], fams: list[str], timeout: float, out: list) -> None:
+def focus(cases: list[str], fams: list[str], timeout: float, out: list,
+          whole: bool = False) -> None:
     """Default options with and without ``focus`` (row pruning + relevance), same process."""
     print("| case | family | focus | domains | domains/s | gap at end | root gap | ratio |")
     print("|---|---|---|---|---|---|---|---|")
@@ -157,7 +192,7 @@ def focus(cases: list[str], fams: list[str], timeout: float, out: list) -> None:
         for fam in fams:
             res = {}
             for on in (False, True):
-                row = run(ck, fam, BabOptions(timeout=timeout, clock="cpu", focus=on))
+                row = run(ck, fam, BabOptions(timeout=timeout, clock="cpu", focus=on), whole)
                 row["focus"] = on
                 out.append(row)
                 res[on] = row
@@ -177,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
                     "ablation: angle_max,p_balance)")
     ap.add_argument("--timeout", type=float, default=None)
     ap.add_argument("--branching", default="auto", help="effect: the branching heuristic")
+    ap.add_argument("--whole", action="store_true",
+                    help="focus: the first constraint of each family on the graph of every "
+                         "constraint (as certify --method bab runs it)")
     ap.add_argument("--out", default=None, help="write the rows as JSON")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -186,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "effect":
         effect(cases, fams, args.timeout or 60.0, rows, args.branching)
     elif args.what == "focus":
-        focus(cases, fams or ["p_balance", "thermal_fr"], args.timeout or 20.0, rows)
+        focus(cases, fams or ["p_balance", "thermal_fr"], args.timeout or 20.0, rows,
+              args.whole)
     else:
         ablation(cases, fams or ["angle_max", "p_balance"], args.timeout or 20.0, rows)
     if args.out:

@@ -17,42 +17,14 @@ import argparse
 import sys
 import time
 
-import numpy as np
 import torch
 
 from gridverify.bounds import BoundOptions, compute_bounds
 
 
-def _instance(case_key: str):
-    """(graph, lower, upper, physics) of a shipped proxy with every constraint."""
-    from bab_ablation import CASES
-
-    from gridverify.grid import load_compiled
-    from gridverify.ir import from_torch
-    from gridverify.physics.acp import build_physics_graph, compose_with_proxy
-    from gridverify.proxy.load import load_proxy
-    from gridverify.spec.constraints import ConstraintSelection, select_constraints
-    from gridverify.spec.region import box_region
-
-    name, model = CASES[case_key]
-    case = load_compiled(name, emit_warnings=False)
-    prox = load_proxy(model, case=case)
-    ph = build_physics_graph(case, select_constraints(case, ConstraintSelection()))
-    reg = box_region(case, 0.9, 1.1)
-    g = compose_with_proxy(ph, from_torch(prox.module, input_size=reg.n_input))
-    return g, reg.lower, reg.upper, ph
-
-
-def _spec(g, ph, family: str) -> np.ndarray:
-    """The rows of the first constraint of ``family``."""
-    k = next(i for i, c in enumerate(ph.constraints) if c.family == family)
-    rows = np.flatnonzero(ph.row_constraint == k)
-    spec = np.zeros((rows.size, g.output_size))
-    spec[np.arange(rows.size), rows] = 1.0
-    return spec
-
-
 def main(argv: list[str] | None = None) -> int:
+    from bab_ablation import constraint_spec, whole_instance
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", default="case57,case118")
     ap.add_argument("--families", default="p_balance,thermal_fr")
@@ -62,9 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| case | spec | method | all entries (s) | relevant entries (s) | speed-up | bound |")
     print("|---|---|---|---|---|---|---|")
     for case in args.cases.split(","):
-        g, lo, hi, ph = _instance(case)
+        g, lo, hi, ph = whole_instance(case)
         for fam in args.families.split(","):
-            spec = _spec(g, ph, fam)
+            spec = constraint_spec(g, ph, fam)
             for method in ("crown", "alpha-crown"):
                 res = {}
                 for rel in (False, True):
