@@ -28,13 +28,6 @@ TOL = 1e-5
 _ACTS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def tiny_proxy(case, act: str, seed: int, hidden=(8, 8), out_scale=0.3) -> nn.Sequential:
     """Fixed-seed float64 MLP: the case's start point plus a load-dependent term."""

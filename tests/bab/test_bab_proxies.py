@@ -29,7 +29,6 @@ def _instance(family: str, model: str = "models/case14_relu",
 
 @pytest.mark.parametrize("branching", ["input", pytest.param("bbps", marks=pytest.mark.slow)])
 def test_case14_angle_max_gap_shrinks_and_bound_is_sound(branching):
-    torch.set_num_threads(1)
     g, reg = _instance("angle_max")
     spec = np.eye(g.output_size)
     res = bab_maximize(g, reg.lower, reg.upper, spec, mode="optimization",
@@ -48,7 +47,6 @@ def test_stable_case14_proxy_closes_the_balance_gap(family):
     """On the verification-friendly proxy (trained with --stability-weight) the default
     branch-and-bound closes the family's gap to the tolerance; the bound holds on 20,000
     samples and every attained value is a real load's."""
-    torch.set_num_threads(1)
     g, reg = _instance(family, "models/case14_relu_stable")
     spec = np.eye(g.output_size)
     res = bab_maximize(g, reg.lower, reg.upper, spec, mode="optimization",
@@ -67,7 +65,6 @@ def test_stable_case14_proxy_closes_the_balance_gap(family):
 def test_auto_branches_on_inputs_for_a_stable_network_with_many_inputs():
     """case57 has 84 inputs (above input_split_max_dim): the plain proxy gets neuron
     branching, the verification-friendly one (its relus stable over the region) inputs."""
-    torch.set_num_threads(1)
     opts = BabOptions(max_domains=2, timeout=None, root_alpha_iterations=0,
                       root_intermediate="crown", attack_steps=2)
     for model, expect in (("models/case57_relu", "babsr"),

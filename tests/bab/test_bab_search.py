@@ -15,14 +15,6 @@ from gridverify.errors import GridverifyError, SpecError
 from gridverify.ir import GraphBuilder
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def mixed_graph(seed: int = 0, n_in: int = 3, hidden: int = 6):
     """A small graph with every kind of nonlinearity BaB splits: relu, tanh, sin, products."""
     rng = np.random.default_rng(seed)

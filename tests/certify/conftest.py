@@ -64,9 +64,5 @@ def check_sound():
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """2-core machine shared by several test runs: one torch thread avoids oversubscription."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+def _one_torch_thread(one_torch_thread):
+    """Every certify test runs with one torch thread (see ``tests/conftest.py``)."""
