@@ -297,13 +297,10 @@ class Engine:
         relevant entries when the engine was given a relevance map.
         """
         rows = self._unstable_rows(nid, lo, hi)
-        rel = None if self.relevant is None else self.relevant.get(nid)
-        if rel is None:
-            return rows
-        rel = rel.to(lo.device)
-        if rows is None:
-            return None if bool(rel.all()) else rel.nonzero().reshape(-1)
-        return rows[rel[rows]]
+        rel = self._relevant_rows(nid)
+        if rel is None or rows is None:
+            return rows if rel is None else rel
+        return rows[self.relevant[nid].to(rows.device)[rows]]
 
     def _unstable_rows(self, nid: int, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor | None:
         """Entries worth a CROWN row when every consumer of ``nid`` is a relu.
