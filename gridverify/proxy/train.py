@@ -213,7 +213,7 @@ def train_proxy(
     if baseline is not None:
         base_m = baseline_metrics(case, x[split.test], y[split.test], baseline)
     card = make_card(case, data, options, split, metrics, base_m, train_seconds, epochs_run,
-                     best_epoch, best_val)
+                     best_epoch, best_val, region=region)
     card["training"]["cpu_seconds"] = round(cpu_seconds, 3)
     return TrainResult(
         module=deployed,
@@ -246,27 +246,27 @@ def hidden_intervals(
     ``Linear`` in centre/radius form and the activation's range); sound for every
     input of the box, and differentiable in the weights.
     """
+    def affine(lin: torch.nn.Linear, zl: torch.Tensor, zh: torch.Tensor) -> tuple:
+        c = torch.nn.functional.linear((zh + zl) / 2, lin.weight, lin.bias)
+        r = torch.nn.functional.linear((zh - zl) / 2, lin.weight.abs())
+        return c - r, c + r
+
     zl, zh = lo, hi
     if module.in_norm:
         zl = (zl - module.in_shift) * module.in_gain
         zh = (zh - module.in_shift) * module.in_gain
     out = []
-    for k, lin in enumerate(module.layers):
-        if k == len(module.layers) - 1 and not (head and module.n_clamped):
-            break
-        c, r = (zh + zl) / 2, (zh - zl) / 2
-        c = torch.nn.functional.linear(c, lin.weight, lin.bias)
-        r = torch.nn.functional.linear(r, lin.weight.abs())
-        pl, ph = c - r, c + r
-        if k == len(module.layers) - 1:
-            out.append((pl[..., :module.n_clamped], ph[..., :module.n_clamped]))
-            break
+    for lin in module.layers[:-1]:
+        pl, ph = affine(lin, zl, zh)
         out.append((pl, ph))
         zl, zh = module.act(pl), module.act(ph)
         if module.arch.activation == "gelu":  # decreasing up to its minimum, then increasing
             zl, zh = torch.minimum(zl, zh), torch.maximum(zl, zh)
             inside = (pl < _GELU_ARGMIN) & (ph > _GELU_ARGMIN)
             zl = torch.where(inside, torch.full_like(zl, _GELU_MIN), zl)
+    if head and module.n_clamped:
+        pl, ph = affine(module.layers[-1], zl, zh)
+        out.append((pl[..., :module.n_clamped], ph[..., :module.n_clamped]))
     return out
 
 
@@ -285,7 +285,7 @@ def relaxation_gap(module: ProxyMLP, lo: torch.Tensor, hi: torch.Tensor) -> torc
     gaps = []
     iv = hidden_intervals(module, lo, hi, head=True)
     for k, (pl, ph) in enumerate(iv):
-        if k == len(module.layers) - 1:  # the clamp head's sigmoids
+        if k == len(module.layers) - 1:  # past the hidden layers: the clamp head's sigmoids
             gaps.append(((ph - pl) ** 2 / 8 * _CURVATURE["sigmoid"]).flatten())
         elif name in _CURVATURE:
             gaps.append(((ph - pl) ** 2 / 8 * _CURVATURE[name]).flatten())
@@ -426,6 +426,7 @@ def make_card(
     epochs_run: int,
     best_epoch: int,
     best_val: float,
+    region: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The model-card fields a training run knows (files/arch are added on write)."""
     import h5py
@@ -434,7 +435,8 @@ def make_card(
 
     import gridverify
 
-    region = training_region(case, data)
+    if region is None:
+        region = training_region(case, data)
     return {
         "case_name": case.name,
         "case_hash": case.content_hash,
