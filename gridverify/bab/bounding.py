@@ -55,6 +55,9 @@ class DomainBounds:
     input_coef: torch.Tensor | None
     lin: dict[int, tuple[torch.Tensor, ...]] | None = None
     box: tuple[torch.Tensor, torch.Tensor] | None = None
+    #: linear upper bound of every spec row w.r.t. the inputs, ``(B, m, n_in)``
+    #: coefficients and ``(B, m)`` offsets (``None`` unless ``want_coef``)
+    row_lin: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class Bounder:
@@ -95,18 +98,6 @@ class Bounder:
             off += graph.nodes[i].size
         self.n_flat = off
         self.n_in = graph.input_size
-        #: the graph with one more output, the split nodes concatenated (for beta terms)
-        self.aug: Graph | None = None
-        if self.n_flat:
-            from gridverify.ir.builder import GraphBuilder
-
-            b = GraphBuilder(graph)
-            for o, name in zip(graph.outputs, graph.output_names):
-                b.output(o, name)
-            cat = (b.concat(list(self.split_nodes), name="bab_split")
-                   if len(self.split_nodes) > 1 else self.split_nodes[0])
-            b.output(cat, "bab_split")
-            self.aug = b.build()
         #: consumers of each split node (nonlinear nodes reading it)
         self.consumers: dict[int, list[Node]] = {i: [] for i in self.split_nodes}
         for n in self.nonlinear:
@@ -183,12 +174,16 @@ class Bounder:
             flo = self.unflat(ilo.to(device=dev, dtype=dt))
             fhi = self.unflat(ihi.to(device=dev, dtype=dt))
             fixed = {i: (flo[i], fhi[i]) for i in self.split_nodes}
-        opts = BoundOptions(alpha_iterations=alpha_iterations, intermediate=intermediate)
+        # "inherit": the split nodes keep the intervals passed in (the parent's, the
+        # split entry narrowed) intersected with IBP; no CROWN pass per node
+        inherit = intermediate == "inherit"
+        opts = BoundOptions(alpha_iterations=alpha_iterations,
+                            intermediate="crown" if inherit else intermediate)
         eng = Engine(self.graph, self._boxes(lo, hi), dt, dev, opts, fixed,
                      relevant=self.relevant)
         with torch.no_grad():
             eng.compute_intermediate(
-                use_crown=True,
+                use_crown=not inherit,
                 linear_nodes=frozenset(self.split_nodes) if want_lin else frozenset(),
             )
         starts, m = eng.output_starts(self.spec)
@@ -215,7 +210,7 @@ class Bounder:
             _, ibp_hi = eng.output_interval(self.spec)
             row_up = torch.minimum(cu, ibp_hi)
             arg = torch.nan_to_num(row_up.detach(), nan=torch.inf).argmax(1)
-            coef = input_coef = None
+            coef = input_coef = row_lin = None
             if want_coef:
                 coef = {}
                 sel = cu.gather(1, arg[:, None]).sum()
@@ -237,14 +232,17 @@ class Bounder:
                     ua = lin.uA[i]
                     parts.append(ua.gather(1, rows.expand(B, 1, ua.shape[-1]))[:, 0])
                 input_coef = torch.cat(parts, -1).detach()
+                row_lin = (torch.cat([lin.uA[i] for i in self.graph.inputs], -1).detach(),
+                           lin.ubias.detach())
         row_up = row_up.detach()
-        if method == "alpha-crown" and alpha_iterations > 0:
-            _, au, _ = optimize_alpha(eng, starts, cl.detach(), cu.detach())
+        n_alpha = alpha_iterations if method == "alpha-crown" else 0
+        if n_alpha > 0 or (beta_iterations > 0 and fixed):
+            # alphas and split multipliers optimized together (beta-CROWN style)
+            _, au, _ = optimize_alpha(eng, starts, cl.detach(), cu.detach(),
+                                      splits=fixed if beta_iterations > 0 else None,
+                                      sides="upper", iterations=max(n_alpha, beta_iterations),
+                                      beta_lr=beta_lr)
             row_up = torch.minimum(row_up, au.detach())
-        if beta_iterations > 0 and self.aug is not None and ilo is not None and ihi is not None:
-            bu = self._beta(eng, lo, hi, ilo.to(device=dev, dtype=dt), ihi.to(device=dev, dtype=dt),
-                            fixed, beta_iterations, beta_lr)
-            row_up = torch.minimum(row_up, bu)
         row_up = torch.nan_to_num(row_up, nan=torch.inf)
         infeasible = eng.infeasible.clone()
         up = row_up.max(1).values
@@ -267,65 +265,4 @@ class Bounder:
                 uA = torch.cat([lb.uA[k] for k in self.graph.inputs], -1)
                 lin_out[i] = (lA.detach(), lb.lbias.detach(), uA.detach(), lb.ubias.detach())
         return DomainBounds(row_up, up, infeasible, nlo, nhi, coef, input_coef, lin_out,
-                            (lo, hi))
-
-    def _beta(self, eng: Engine, lo: torch.Tensor, hi: torch.Tensor, ilo: torch.Tensor,
-              ihi: torch.Tensor, fixed: dict, iterations: int, lr: float) -> torch.Tensor:
-        """Upper bounds with the split constraints dualized (beta-CROWN style, CROWN relaxations).
-
-        Every point of a domain satisfies ``ilo <= z <= ihi`` for the split
-        nodes ``z``, so for any ``bu, bl >= 0``
-        ``spec @ y <= spec @ y + bu (ihi - z) + bl (z - ilo)``; the right side is
-        bounded by one backward pass on the graph with ``z`` as an extra output
-        and the multipliers are improved by projected Adam.  Every iterate is a
-        sound bound; the best per domain and row is kept.
-        """
-        dev, dt = self.device, self.dtype
-        B = lo.shape[0]
-        aug = self.aug
-        assert aug is not None
-        opts = BoundOptions()
-        e2 = Engine(aug, self._boxes(lo, hi), dt, dev, opts, fixed)
-        # the intermediate bounds are the ones just computed (the split nodes' outputs
-        # are plain ancestors of the outputs): copy them instead of recomputing
-        e2.bounds = list(eng.bounds) + [None] * (len(aug.nodes) - len(eng.bounds))
-        for n in aug.nodes[len(eng.bounds):]:
-            from gridverify.bounds.ibp import ibp_node
-
-            e2.bounds[n.id] = ibp_node(aug, n, [e2.bounds[i] for i in n.inputs], B, dt, dev)
-        e2.infeasible = eng.infeasible
-        finite = torch.isfinite(ilo) & torch.isfinite(ihi)
-        a = torch.where(finite, ilo, torch.zeros_like(ilo))
-        b = torch.where(finite, ihi, torch.zeros_like(ihi))
-        m = self.spec.shape[0]
-        n_out = self.graph.output_size
-        base = self.spec.expand(B, m, n_out)
-        bu = torch.zeros(B, self.n_flat, dtype=dt, device=dev, requires_grad=True)
-        bl = torch.zeros(B, self.n_flat, dtype=dt, device=dev, requires_grad=True)
-        mom = [torch.zeros_like(bu), torch.zeros_like(bl)]
-        var = [torch.zeros_like(bu), torch.zeros_like(bl)]
-        best = torch.full((B, m), torch.inf, dtype=dt, device=dev)
-        mask = finite.to(dt)
-        for t in range(1, iterations + 1):
-            with torch.enable_grad():
-                w = (bl - bu) * mask
-                spec = torch.cat([base, w[:, None, :].expand(B, m, self.n_flat)], -1)
-                starts, _ = e2.output_starts(spec)
-                _, cu, _ = e2.crown_spec(starts, m, e2.default_relax)
-                const = ((bu * b - bl * a) * mask).sum(-1, keepdim=True)
-                up = cu + const
-                obj = up.sum()
-                if not torch.isfinite(obj):
-                    break
-                gu, gl = torch.autograd.grad(obj, [bu, bl])
-            with torch.no_grad():
-                best = torch.minimum(best, torch.nan_to_num(up.detach(), nan=torch.inf))
-                for k, (p, g) in enumerate(((bu, gu), (bl, gl))):
-                    g = torch.nan_to_num(g)
-                    mom[k].mul_(0.9).add_(g, alpha=0.1)
-                    var[k].mul_(0.999).addcmul_(g, g, value=0.001)
-                    mh = mom[k] / (1 - 0.9**t)
-                    vh = var[k] / (1 - 0.999**t)
-                    p.sub_(lr * mh / (vh.sqrt() + 1e-8))
-                    p.clamp_(min=0.0)
-        return best
+                            (lo, hi), row_lin)

@@ -49,6 +49,9 @@ class BabOptions:
     the entries of intermediate nodes those rows depend on
     (:mod:`gridverify.bounds.relevance`); the same bounds for far less work when a
     spec reads a few entries of wide nodes (False: every row and entry).
+    ``clip``: shrink each domain's input box to the part where some spec row's
+    linear upper bound reaches the level (:mod:`gridverify.bounds.clip`); the
+    rest cannot change the answer.
     """
 
     timeout: float | None = 60.0
@@ -73,6 +76,8 @@ class BabOptions:
     beta_lr: float = 0.05
     root_intermediate: str = "alpha-crown"
     focus: bool = True
+    clip: bool = True
+    domain_intermediate: str = "crown"
 
     def __post_init__(self) -> None:
         if self.timeout is not None and not self.timeout > 0:
@@ -104,6 +109,10 @@ class BabOptions:
         if self.root_intermediate not in ("crown", "alpha-crown"):
             raise BabOptionsError(
                 f"root_intermediate: 'crown' or 'alpha-crown', got {self.root_intermediate!r}"
+            )
+        if self.domain_intermediate not in ("crown", "inherit"):
+            raise BabOptionsError(
+                f"domain_intermediate: 'crown' or 'inherit', got {self.domain_intermediate!r}"
             )
         if self.clock not in ("wall", "cpu"):
             raise BabOptionsError(f"clock: 'wall' or 'cpu', got {self.clock!r}")

@@ -45,6 +45,7 @@ from gridverify.bab.branching import (
 from gridverify.bab.domains import DomainStore
 from gridverify.bab.options import BabOptions, BabOptionsError
 from gridverify.bab.points import load_tables
+from gridverify.bounds.clip import clip_union
 from gridverify.errors import GridverifyError, SpecError
 
 __all__ = ["BabResult", "bab_maximize"]
@@ -193,6 +194,24 @@ class _Falsifier:
         return best_x.cpu()
 
 
+def _clip(db: Any, lo: torch.Tensor, hi: torch.Tensor,
+          level: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Input boxes shrunk to where some spec row's linear upper bound reaches ``level``.
+
+    Elsewhere every row stays below the level, so that part of a domain cannot
+    change the answer (see :mod:`gridverify.bounds.clip`).  Returns CPU boxes
+    and a mask of the domains left empty.
+    """
+    if db.row_lin is None or not math.isfinite(level):
+        return lo, hi, torch.zeros(lo.shape[0], dtype=torch.bool)
+    uA, ub = db.row_lin
+    dev = uA.device
+    active = torch.nan_to_num(db.row_upper, nan=torch.inf) >= level
+    nlo, nhi, empty = clip_union(lo.to(dev, uA.dtype), hi.to(dev, uA.dtype), uA, level - ub,
+                                 active)
+    return nlo.cpu(), nhi.cpu(), empty.cpu()
+
+
 def _children(parents: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Two children per parent (left block then right block) by the stored decisions."""
     P = parents["ub"].shape[0]
@@ -298,8 +317,8 @@ def bab_maximize(
     if opts.focus and 0 < int(keep.sum()) < keep.numel() and not bool(db.infeasible[0]):
         pruned_max = float(root_rows[~keep].max())
         bounder.restrict_rows(keep.nonzero().reshape(-1))
-    if opts.branching == "auto" and heuristic != "input":
-        # a network stable over the region (relus decided at the root) branches on inputs
+    if opts.branching == "auto":
+        # relus decide: stable over the region -> inputs, else neurons
         heuristic = resolve_branching("auto", g.input_size, opts.input_split_max_dim,
                                       bounder.n_flat, relu_unstable(bounder, db.ilo, db.ihi))
     tables = load_tables() if opts.points == "table" and heuristic != "input" else None
@@ -311,7 +330,10 @@ def bab_maximize(
     elif int(dec.kind[0]) == NONE:
         stuck_max = root_ub
     else:
-        store.push(lo=lo[None], hi=hi[None], ilo=db.ilo.cpu(), ihi=db.ihi.cpu(),
+        rlo, rhi = lo[None], hi[None]
+        if opts.clip:
+            rlo, rhi, _ = _clip(db, rlo, rhi, level)
+        store.push(lo=rlo, hi=rhi, ilo=db.ilo.cpu(), ihi=db.ihi.cpu(),
                    ub=db.upper.cpu(), kind=dec.kind, index=dec.index, point=dec.point)
 
     history: list[tuple[float, float, float]] = []
@@ -357,7 +379,9 @@ def bab_maximize(
                                method=opts.bound_method, alpha_iterations=opts.alpha_iterations,
                                want_lin=heuristic == "bbps",
                                beta_iterations=0 if heuristic == "input" else opts.beta_iterations,
-                               beta_lr=opts.beta_lr)
+                               beta_lr=opts.beta_lr,
+                               intermediate=("crown" if heuristic == "input"
+                                             else opts.domain_intermediate))
             cdec = choose(bounder, cb, ch["lo"], ch["hi"], heuristic, tables)
         except (GridverifyError, RuntimeError) as exc:
             # keep the parents' (sound) bounds and stop: never crash mid-search
@@ -378,6 +402,13 @@ def bab_maximize(
         if bool(stuck.any()):
             stuck_max = max(stuck_max, float(ub[stuck].max()))
         keep = ~done & ~infeasible & ~stuck
+        if opts.clip and bool(keep.any()):
+            clo, chi, empty = _clip(cb, ch["lo"], ch["hi"], level)
+            ch["lo"], ch["hi"] = clo, chi
+            gone = empty & keep
+            if bool(gone.any()):  # every row below the level: as good as pruned
+                pruned_max = max(pruned_max, float(ub[gone].max()))
+                keep = keep & ~empty
         if bool(keep.any()):
             store.push(lo=ch["lo"][keep], hi=ch["hi"][keep], ilo=cb.ilo.cpu()[keep],
                        ihi=cb.ihi.cpu()[keep], ub=ub[keep], kind=cdec.kind[keep],

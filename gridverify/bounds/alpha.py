@@ -16,6 +16,8 @@ bounds, so alpha-CROWN is never looser than CROWN.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
 from gridverify.bounds.crown import Engine, LinearBounds
@@ -46,6 +48,58 @@ def _init_alphas(engine: Engine, targets: list[int]) -> dict[tuple[int, int], to
     return alphas
 
 
+Splits = Mapping[int, tuple[torch.Tensor, torch.Tensor]]
+
+
+def _beta_starts(starts: dict[int, torch.Tensor], betas: dict[int, tuple], m: int,
+                 batch: int) -> tuple[dict[int, object], torch.Tensor, torch.Tensor]:
+    """Start coefficients with the dualized split terms, and their constant offsets.
+
+    For split constraints ``lo <= z <= hi`` of a node ``z`` and multipliers
+    ``bl, bu >= 0`` (one set per stream), every point of the domain satisfies
+    ``c.y <= c.y + bu (hi - z) + bl (z - lo)`` and
+    ``c.y >= c.y - bu' (hi - z) - bl' (z - lo)``: the upper stream starts with
+    ``bl - bu`` at ``z`` and the offset ``bu.hi - bl.lo``, the lower stream with
+    ``bu' - bl'`` and the offset ``bl'.lo - bu'.hi``.  Any multipliers >= 0 give
+    sound bounds.
+    """
+    out: dict[int, object] = dict(starts)
+    cu = torch.zeros((), dtype=torch.float64)
+    cl = torch.zeros((), dtype=torch.float64)
+    for nid, (lo, hi, (bl_l, bu_l, bl_u, bu_u)) in betas.items():
+        wl = (bu_l - bl_l)[:, None, :].expand(batch, m, lo.shape[-1])
+        wu = (bl_u - bu_u)[:, None, :].expand(batch, m, lo.shape[-1])
+        prev = out.get(nid)
+        if prev is None:
+            out[nid] = (wl, wu)
+        else:  # a split node that is also a start (an output)
+            pl, pu = prev if isinstance(prev, tuple) else (prev, prev)
+            out[nid] = (pl + wl, pu + wu)
+        cu = cu + (bu_u * hi - bl_u * lo).sum(-1, keepdim=True)
+        cl = cl + (bl_l * lo - bu_l * hi).sum(-1, keepdim=True)
+    return out, cl, cu
+
+
+def _init_betas(splits: Splits, warm: Mapping[int, torch.Tensor] | None
+                ) -> dict[int, tuple]:
+    """Multipliers ``(bl_lower, bu_lower, bl_upper, bu_upper)`` per split node.
+
+    Entries whose split end is infinite keep a zero multiplier (masked) so the
+    offset stays finite.  ``warm``: a ``(4, B, size)`` start per node.
+    """
+    betas: dict[int, tuple] = {}
+    for nid, (lo, hi) in splits.items():
+        fin_lo, fin_hi = torch.isfinite(lo), torch.isfinite(hi)
+        lo0 = torch.where(fin_lo, lo, torch.zeros_like(lo))
+        hi0 = torch.where(fin_hi, hi, torch.zeros_like(hi))
+        w = None if warm is None else warm.get(nid)
+        if w is None or w.shape[1:] != lo.shape:
+            w = torch.zeros(4, *lo.shape, dtype=lo.dtype, device=lo.device)
+        ps = tuple(w[k].detach().clone().requires_grad_(True) for k in range(4))
+        betas[nid] = (lo0, hi0, ps, (fin_lo, fin_hi))
+    return betas
+
+
 def optimize_alpha(
     engine: Engine,
     starts: dict[int, torch.Tensor],
@@ -53,23 +107,44 @@ def optimize_alpha(
     crown_upper: torch.Tensor,
     crown_lin: LinearBounds | None = None,
     return_A: bool = False,
+    splits: Splits | None = None,
+    sides: str = "both",
+    warm: Mapping[int, torch.Tensor] | None = None,
+    iterations: int | None = None,
+    beta_lr: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, LinearBounds | None]:
-    """Optimize alphas for the bounds of ``starts`` (after ``compute_intermediate``).
+    """Optimize alphas (and split multipliers) for the bounds of ``starts``.
 
-    Returns the best lower and upper bounds per domain and row (never looser
-    than ``crown_lower``/``crown_upper``) and, with ``return_A``, the linear
-    bounds of the iteration with the best summed objective (sound, though per
-    row possibly looser than the returned bounds).
+    Call after ``compute_intermediate``.  Returns the best lower and upper bounds
+    per domain and row (never looser than ``crown_lower``/``crown_upper``) and,
+    with ``return_A``, the linear bounds of the iteration with the best summed
+    objective (sound, though per row possibly looser than the returned bounds).
+
+    ``splits``: ``{node id: (lo, hi)}`` with ``(B, size)`` constraints that every
+    point of each domain satisfies (branch-and-bound splits, beta-CROWN style):
+    they are dualized with multipliers optimized jointly with the alphas, which
+    lets a split tighten every bound of its domain, not only the split node's
+    relaxation.  ``sides``: ``"both"``, ``"upper"`` or ``"lower"``: which bounds
+    the objective improves.  ``warm``: initial multipliers per split node (the
+    ``(4, B, size)`` tensors of ``engine.warm_betas`` after a previous call);
+    the final multipliers are left in ``engine.warm_betas``.  ``iterations`` and
+    ``beta_lr`` (the multipliers' step) default to the options' alpha values.
     """
     opts = engine.options
+    n_iter = opts.alpha_iterations if iterations is None else iterations
     alphas = _init_alphas(engine, list(starts))
+    betas = _init_betas(splits or {}, warm)
     best_l = crown_lower.detach().clone()
     best_u = crown_upper.detach().clone()
     best_lin = crown_lin
-    if not alphas or opts.alpha_iterations == 0:
+    beta_params = [p for _, _, ps, _ in betas.values() for p in ps]
+    if (not alphas and not beta_params) or n_iter == 0:
         return best_l, best_u, best_lin
-    params = list(alphas.values())
-    optim = _Optimizer(params, opts.alpha_lr, opts.optimizer)
+    optim = ProjectedAdam(
+        [(list(alphas.values()), 0.0, 1.0, opts.alpha_lr),
+         (beta_params, 0.0, None, opts.alpha_lr if beta_lr is None else beta_lr)],
+        opts.optimizer,
+    )
 
     def relax(node: Node, stream: int) -> object:
         a = alphas.get((node.id, stream))
@@ -80,16 +155,25 @@ def optimize_alpha(
     best_obj = float((crown_upper - crown_lower).sum())
     m = crown_lower.shape[1]
     chunk = engine.row_chunk()
-    for _ in range(opts.alpha_iterations):
-        for p in params:
-            p.grad = None
+    w_lo = 0.0 if sides == "upper" else 1.0
+    w_hi = 0.0 if sides == "lower" else 1.0
+    for _ in range(n_iter):
+        optim.zero_grad()
         # one backward pass (and one autograd graph) per chunk of spec rows
         los, his, lins = [], [], []
         finite = True
         for r0 in range(0, m, chunk):
             part = {k: a[..., r0:r0 + chunk, :] for k, a in starts.items()}
-            lo, hi, lin = engine.backward(part, relax, return_A=return_A)
-            loss = hi.sum() - lo.sum()
+            mk = next(iter(part.values())).shape[-2]
+            masked = {n: (lo, hi, tuple(p * f for p, f in zip(ps, (fl, fh, fl, fh))))
+                      for n, (lo, hi, ps, (fl, fh)) in betas.items()}
+            full, c_lo, c_hi = _beta_starts(part, masked, mk, engine.batch)
+            lo, hi, lin = engine.backward(full, relax, return_A=return_A)
+            lo, hi = lo + c_lo, hi + c_hi
+            if lin is not None:
+                lin.lbias = lin.lbias + c_lo
+                lin.ubias = lin.ubias + c_hi
+            loss = w_hi * hi.sum() - w_lo * lo.sum()
             finite = finite and bool(torch.isfinite(loss))
             if finite and loss.requires_grad:
                 loss.backward()
@@ -111,38 +195,54 @@ def optimize_alpha(
                 torch.cat([x.ubias for x in lins], 1).detach(),
             )
         optim.step()
+    engine.warm_betas = {n: torch.stack([p.detach() for p in ps])
+                         for n, (_, _, ps, _) in betas.items()}
     return best_l, best_u, best_lin
 
 
-class _Optimizer:
-    """Adam (or SGD with momentum) followed by projection onto [0, 1].
+class ProjectedAdam:
+    """Adam (or SGD with momentum) followed by projection onto a box per group.
 
-    Written here rather than taken from ``torch.optim``, whose import pulls in
-    the compiler stack (seconds of start-up) for a few lines of arithmetic.
+    ``groups``: ``(params, lower, upper, step)`` with ``None`` for no limit (alphas
+    live in [0, 1], split multipliers in [0, inf)).  Written here rather than taken
+    from ``torch.optim``, whose import pulls in the compiler stack (seconds of
+    start-up) for a few lines of arithmetic.
     """
 
-    def __init__(self, params: list[torch.Tensor], lr: float, kind: str) -> None:
-        self.params, self.lr, self.kind = params, lr, kind
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
+    def __init__(self,
+                 groups: list[tuple[list[torch.Tensor], float | None, float | None, float]],
+                 kind: str = "adam") -> None:
+        self.groups = groups
+        self.kind = kind
+        self.params = [p for ps, _, _, _ in groups for p in ps]
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
         self.t = 0
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
 
     @torch.no_grad()
     def step(self) -> None:
         self.t += 1
         b1, b2, eps = 0.9, 0.999, 1e-8
-        for p, m, v in zip(self.params, self.m, self.v):
-            g = p.grad
-            if g is None:
-                continue
-            g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
-            if self.kind == "adam":
-                m.mul_(b1).add_(g, alpha=1 - b1)
-                v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                mhat = m / (1 - b1**self.t)
-                vhat = v / (1 - b2**self.t)
-                p.sub_(self.lr * mhat / (vhat.sqrt() + eps))
-            else:
-                m.mul_(0.9).add_(g)
-                p.sub_(self.lr * m)
-            p.clamp_(0.0, 1.0)
+        k = 0
+        for ps, lo, hi, lr in self.groups:
+            for p in ps:
+                m, v = self.m[k], self.v[k]
+                k += 1
+                g = p.grad
+                if g is None:
+                    continue
+                g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
+                if self.kind == "adam":
+                    m.mul_(b1).add_(g, alpha=1 - b1)
+                    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                    mhat = m / (1 - b1**self.t)
+                    vhat = v / (1 - b2**self.t)
+                    p.sub_(lr * mhat / (vhat.sqrt() + eps))
+                else:
+                    m.mul_(0.9).add_(g)
+                    p.sub_(lr * m)
+                p.clamp_(lo, hi)

@@ -142,6 +142,8 @@ class Engine:
                     self._consumers.setdefault(i, []).append(n.id)
         self._default_relax: dict[int, object] = {}
         self.linear: dict[int, LinearBounds] = {}
+        #: split multipliers left by the last optimization with splits (warm starts)
+        self.warm_betas: dict[int, torch.Tensor] = {}
 
     # ------------------------------------------------------------ bookkeeping
     def _needed_nodes(self) -> set[int]:
@@ -364,7 +366,9 @@ class Engine:
         Al: dict[int, torch.Tensor] = {}
         Au: dict[int, torch.Tensor] = {}
         for k, a in starts.items():
-            _acc(Al, Au, k, a, a)
+            # a pair gives the lower and the upper stream different starts
+            al0, au0 = a if isinstance(a, tuple) else (a, a)
+            _acc(Al, Au, k, al0, au0)
         zero = torch.zeros((), dtype=self.dtype, device=self.device)
         bl, bu = zero, zero
         in_l: dict[int, torch.Tensor] = {}
@@ -408,7 +412,8 @@ class Engine:
             au = in_u[i]
             lower = lower + _dot(al, c) - _dot(al.abs(), r)
             upper = upper + _dot(au, c) + _dot(au.abs(), r)
-        m = next(iter(starts.values())).shape[-2]
+        first = next(iter(starts.values()))
+        m = (first[0] if isinstance(first, tuple) else first).shape[-2]
         lower = _full(lower, self.batch, m)
         upper = _full(upper, self.batch, m)
         lin = None

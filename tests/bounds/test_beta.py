@@ -1,0 +1,163 @@
+"""Split constraints dualized in the bounds (beta-CROWN style, ``optimize_alpha(splits=...)``).
+
+Soundness for *any* multipliers: random, large multipliers (as warm starts, one
+evaluation) never give a bound that a sampled point of the split domain beats;
+optimized multipliers never loosen CROWN's bound and tighten it on a split
+relu network; the clipped input boxes hold every point of the domain.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from engine_graphs import mlp_physics_graph, sample_box
+
+from gridverify.bounds import BoundOptions
+from gridverify.bounds.alpha import optimize_alpha
+from gridverify.bounds.clip import clip_halfspaces, clip_union
+from gridverify.bounds.crown import Engine
+from gridverify.ir import OPS
+
+
+def _split_nodes(g) -> list[int]:  # noqa: ANN001
+    """Inputs of nonlinear ops that are neither inputs nor constants."""
+    out: list[int] = []
+    for n in g.nodes:
+        if OPS[n.op].nonlinear:
+            for i in n.inputs:
+                if g.nodes[i].op not in ("input", "constant") and i not in out:
+                    out.append(i)
+    return sorted(out)
+
+
+def _domain(g, xs: torch.Tensor, seed: int):  # noqa: ANN001, ANN202
+    """Random split constraints: one entry of three split nodes narrowed to one side
+    of a sampled quantile of its values among the points kept so far."""
+    gen = torch.Generator().manual_seed(seed)
+    every = g.evaluate_all(xs)
+    splits = {}
+    nodes = _split_nodes(g)
+    inside = torch.ones(xs.shape[0], dtype=torch.bool)
+    for j in torch.randperm(len(nodes), generator=gen)[:3].tolist():
+        nid = nodes[j]
+        v = every[nid][inside]
+        size = v.shape[-1]
+        k = int(torch.randint(size, (1,), generator=gen))
+        q = float(0.3 + 0.4 * torch.rand(1, generator=gen))
+        p = float(v[:, k].quantile(q))
+        nl = torch.full((1, size), -torch.inf, dtype=torch.float64)
+        nu = torch.full((1, size), torch.inf, dtype=torch.float64)
+        if bool(torch.rand(1, generator=gen) < 0.5):
+            nl[0, k] = p
+        else:
+            nu[0, k] = p
+        splits[nid] = (nl, nu)
+        inside &= ((every[nid] >= nl) & (every[nid] <= nu)).all(-1)
+    return splits
+
+
+def _inside(g, xs: torch.Tensor, splits) -> torch.Tensor:  # noqa: ANN001
+    every = g.evaluate_all(xs)
+    ok = torch.ones(xs.shape[0], dtype=torch.bool)
+    for nid, (nl, nu) in splits.items():
+        v = every[nid]
+        ok &= ((v >= nl) & (v <= nu)).all(-1)
+    return ok
+
+
+def _bounds(g, lo, hi, splits, warm=None, iterations=1, spec=None):  # noqa: ANN001, ANN202
+    eng = Engine(g, {g.inputs[0]: (lo, hi)}, torch.float64, torch.device("cpu"),
+                 BoundOptions(alpha_iterations=iterations), splits)
+    with torch.no_grad():
+        eng.compute_intermediate(use_crown=True)
+    starts, m = eng.output_starts(spec)
+    with torch.no_grad():
+        cl, cu, _ = eng.crown_spec(starts, m, eng.default_relax)
+    with torch.enable_grad():
+        bl, bu, _ = optimize_alpha(eng, starts, cl, cu, splits=splits, warm=warm,
+                                   iterations=iterations)
+    return cl, cu, bl, bu, eng
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_any_multipliers_sound(seed: int) -> None:
+    g = mlp_physics_graph(4, (8, 8), 8, 4, seed=seed,
+                          activation="relu" if seed % 2 == 0 else "tanh")
+    gen = torch.Generator().manual_seed(seed)
+    c = torch.randn(1, g.input_size, generator=gen, dtype=torch.float64)
+    lo, hi = c - 0.4, c + 0.4
+    xs = sample_box(lo, hi, 40_000)[0]
+    splits = _domain(g, xs, seed)
+    ok = _inside(g, xs, splits)
+    assert int(ok.sum()) > 10
+    vals = g.evaluate_flat(xs[ok])
+    for scale in (0.1, 10.0):
+        warm = {n: scale * torch.rand(4, *nl.shape, generator=gen, dtype=torch.float64)
+                for n, (nl, _) in splits.items()}
+        _, _, bl, bu, _ = _bounds(g, lo, hi, splits, warm=warm, iterations=1)
+        slack = 1e-9 * (1 + vals.abs())
+        assert bool((bl[0] <= vals + slack).all()), float((bl[0] - vals).max())
+        assert bool((bu[0] >= vals - slack).all()), float((vals - bu[0]).max())
+
+
+def test_optimized_multipliers_tighten_relu_splits() -> None:
+    g = mlp_physics_graph(6, (16, 16), 8, 4, seed=7)
+    lo = torch.full((1, 6), -1.0, dtype=torch.float64)
+    hi = torch.full((1, 6), 1.0, dtype=torch.float64)
+    eng = Engine(g, {g.inputs[0]: (lo, hi)}, torch.float64, torch.device("cpu"), BoundOptions())
+    eng.compute_intermediate(use_crown=True)
+    # split every unstable relu input of the first layer at 0, on the side of the centre
+    first = _split_nodes(g)[0]
+    l, u = eng.bounds[first]
+    at_c = g.evaluate_all((lo + hi) / 2)[first]
+    unstable = (l < 0) & (u > 0)
+    nl = torch.where(unstable & (at_c >= 0), torch.zeros_like(l), torch.full_like(l, -torch.inf))
+    nu = torch.where(unstable & (at_c < 0), torch.zeros_like(u), torch.full_like(u, torch.inf))
+    splits = {first: (nl, nu)}
+    cl, cu, bl, bu, _ = _bounds(g, lo, hi, splits, iterations=30)
+    assert bool((bu <= cu + 1e-12).all()) and bool((bl >= cl - 1e-12).all())
+    assert float((cu - bu).sum()) > 1e-3
+    xs = sample_box(lo, hi, 40_000)[0]
+    ok = _inside(g, xs, splits)
+    vals = g.evaluate_flat(xs[ok])
+    assert bool((bu[0] >= vals - 1e-9).all()) and bool((bl[0] <= vals + 1e-9).all())
+
+
+def test_clip_keeps_every_point() -> None:
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(20):
+        n = 5
+        lo = torch.randn(3, n, generator=gen, dtype=torch.float64)
+        hi = lo + torch.rand(3, n, generator=gen, dtype=torch.float64) * 2
+        a = torch.randn(3, 4, n, generator=gen, dtype=torch.float64)
+        a[:, :, 0] = 0.0  # a coordinate no halfspace reads
+        x = lo[:, None] + (hi - lo)[:, None] * torch.rand(3, 20_000, n, generator=gen,
+                                                            dtype=torch.float64)
+        ax = torch.einsum("bkn,bsn->bsk", a, x)
+        t = ax.quantile(0.8, dim=1)  # keeps about a fifth of the box per halfspace
+        # intersection
+        clo, chi, empty = clip_halfspaces(lo, hi, a, t)
+        keep = (ax >= t[:, None]).all(-1)
+        for b in range(3):
+            pts = x[b][keep[b]]
+            if pts.numel():
+                assert not bool(empty[b])
+                assert bool((pts >= clo[b]).all()) and bool((pts <= chi[b]).all())
+        assert bool(((chi - clo >= -1e-12) | empty[:, None]).all())
+        # union
+        ulo, uhi, uempty = clip_union(lo, hi, a, t)
+        anyk = (ax >= t[:, None]).any(-1)
+        for b in range(3):
+            pts = x[b][anyk[b]]
+            assert not bool(uempty[b])
+            assert bool((pts >= ulo[b]).all()) and bool((pts <= uhi[b]).all())
+        assert bool((ulo[:, 0] == lo[:, 0]).all()) and bool((uhi[:, 0] == hi[:, 0]).all())
+    # a halfspace that misses the box empties it
+    lo = torch.zeros(1, 2, dtype=torch.float64)
+    hi = torch.ones(1, 2, dtype=torch.float64)
+    a = torch.tensor([[[1.0, 1.0]]], dtype=torch.float64)
+    _, _, empty = clip_halfspaces(lo, hi, a, torch.tensor([[2.5]], dtype=torch.float64))
+    assert bool(empty[0])
+    clo, chi, empty = clip_halfspaces(lo, hi, a, torch.tensor([[1.5]], dtype=torch.float64))
+    assert not bool(empty[0])
+    assert torch.allclose(clo, torch.full((1, 2), 0.5, dtype=torch.float64))
