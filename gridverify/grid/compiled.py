@@ -17,6 +17,8 @@ and ``w_ft = vm_f * vm_t``::
     qt = qt_vv * vm_t**2 + qt_c * w_ft * cos_ft + qt_s * w_ft * sin_ft
 
 (the to-side coefficients already account for ``sin(va_t - va_f) = -sin_ft``).
+These equations are written once, for every backend, in
+:mod:`gridverify.physics.equations`; this module only holds the data.
 Bus power balance (PowerModels' convention, injections positive)::
 
     sum_{gens at i} pg - pd_i - gs_i * vm_i**2 = sum_{branches from i} pf + sum_{branches to i} pt
@@ -33,7 +35,12 @@ import numpy as np
 
 @dataclass(frozen=True)
 class FlowTemplate:
-    """Per-branch coefficients of one flow quantity (see module docstring)."""
+    """Per-branch coefficients of one flow quantity (see module docstring).
+
+    The one branch-template type: the compiled case carries four (``pf_t``,
+    ``qf_t``, ``pt_t``, ``qt_t``) and every backend of
+    :mod:`gridverify.physics.equations` reads them.
+    """
 
     vv: np.ndarray  # coefficient of vm_f**2 (from side) or vm_t**2 (to side)
     c: np.ndarray  # coefficient of vm_f*vm_t*cos(va_f - va_t)
