@@ -115,6 +115,16 @@ class _Rows:
     def __rmul__(self, s: float) -> _Rows:
         return _Rows(self.n, self.row, self.col, s * self.val, _mul(s, self.bias))
 
+    @staticmethod
+    def stack(parts: list[_Rows]) -> _Rows:
+        """The rows of ``parts`` one after the other."""
+        off = np.cumsum([0] + [r.n for r in parts])
+        bias = None if all(r.bias is None for r in parts) else np.concatenate(
+            [np.zeros(r.n) if r.bias is None else r.bias for r in parts])
+        return _Rows(int(off[-1]), np.concatenate([r.row + o for r, o in zip(parts, off)]),
+                     np.concatenate([r.col for r in parts]),
+                     np.concatenate([r.val for r in parts]), bias)
+
     def take(self, idx: np.ndarray) -> _Rows:
         """Rows ``idx`` (repeats allowed)."""
         idx = np.asarray(idx, dtype=np.int64)
@@ -154,11 +164,45 @@ def _mul(s: Any, a: np.ndarray | None) -> np.ndarray | None:
     return None if a is None else s * a
 
 
+class _SumOfSquares:
+    """``sum_k square(terms[k]) + bias`` over affine rows (the thermal form).
+
+    Emitted as one ``square`` node of the stacked terms and one ``sparse_linear``
+    that sums them per row and adds ``bias``.
+    """
+
+    def __init__(self, terms: list[_Rows], bias: np.ndarray | None = None) -> None:
+        self.terms = terms
+        self.bias = bias
+
+    def __add__(self, other: _SumOfSquares) -> _SumOfSquares:
+        return _SumOfSquares(self.terms + other.terms, _add(self.bias, other.bias))
+
+    def __sub__(self, other: np.ndarray) -> _SumOfSquares:
+        return _SumOfSquares(self.terms, _add(self.bias, -np.asarray(other, dtype=np.float64)))
+
+    def emit(self, b: GraphBuilder, u: int, name: str) -> int:
+        n, k = self.terms[0].n, len(self.terms)
+        lin = _Lin()
+        rows = lin.new_rows(k * n)
+        for j, t in enumerate(self.terms):
+            lin.put(rows[j * n:(j + 1) * n], t)
+        sq = b.square(lin.emit(b, u, f"{name}_flows"), name=f"{name}_sq")
+        jj = np.arange(n)
+        return b.sparse_linear(
+            sq, np.tile(jj, k), np.arange(k * n), np.ones(k * n), n, bias=self.bias, name=name,
+        )
+
+
 class _RowsAlgebra:
-    """The linear part of the equations on :class:`_Rows` (see ``physics.equations``)."""
+    """The linear part of the equations on :class:`_Rows` (see ``physics.equations``);
+    ``square`` gives the sum-of-squares form of the thermal rows."""
 
     def const(self, a: Any) -> np.ndarray:
         return np.asarray(a, dtype=np.float64)
+
+    def square(self, a: _Rows, name: str | None = None) -> _SumOfSquares:
+        return _SumOfSquares([a])
 
     def take(self, a: _Rows, idx: np.ndarray) -> _Rows:
         return a.take(idx)
@@ -338,26 +382,16 @@ def _linear_rows(case: Any, constraints: tuple[Constraint, ...], lay: _Layout, l
 
 def _thermal_block(b: GraphBuilder, u: int, case: Any, lay: _Layout,
                    thermal: list[tuple[int, int, int]]) -> int:
-    """Thermal rows ``square(p) + square(q) - rate**2`` (p, q one sparse_linear of ``u``)."""
+    """Thermal rows (``physics.equations.thermal_violation``), ``p, q`` affine in ``u``."""
     assert lay.base is not None
-    flows = eq.branch_flows(_RowsAlgebra(), case, lay.base)
-    tl = _Lin()
-    n_t = len(thermal)
-    pq = tl.new_rows(2 * n_t)
-    for side, (kp, kq) in ((0, (0, 1)), (1, (2, 3))):
-        sel = np.array([j for j, t in enumerate(thermal) if t[2] == side], dtype=np.int64)
-        if sel.size:
-            br = np.array([thermal[j][1] for j in sel], dtype=np.int64)
-            tl.put(pq[sel], flows[kp].take(br))
-            tl.put(pq[n_t + sel], flows[kq].take(br))
-    pq_node = tl.emit(b, u, "thermal_flows")
-    sq = b.square(pq_node, name="thermal_sq")
+    alg = _RowsAlgebra()
+    fl = eq.branch_flows(alg, case, lay.base)
+    n_br = case.n_branch
+    at = np.array([i + side * n_br for _, i, side in thermal], dtype=np.int64)  # into [fr; to]
+    p = _Rows.stack([fl.pf, fl.pt]).take(at)
+    q = _Rows.stack([fl.qf, fl.qt]).take(at)
     rate = np.asarray(case.rate_a, dtype=np.float64)[[i for _, i, _ in thermal]]
-    jj = np.arange(n_t)
-    return b.sparse_linear(
-        sq, np.concatenate([jj, jj]), np.concatenate([jj, jj + n_t]), np.ones(2 * n_t),
-        n_t, bias=-(rate**2), name="thermal",
-    )
+    return eq.thermal_violation(alg, p, q, rate).emit(b, u, "thermal")
 
 
 def _expose(case: Any, lay: _Layout, lin: _Lin) -> int:
