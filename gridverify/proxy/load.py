@@ -59,11 +59,6 @@ class Proxy(_IOSizes):
         return proxy_html(self)
 
     @property
-    def pd_slice(self) -> slice:
-        """Input positions of active demand."""
-        return slice(0, self.n_load)
-
-    @property
     def qd_slice(self) -> slice:
         """Input positions of reactive demand."""
         return slice(self.n_load, 2 * self.n_load)
@@ -98,15 +93,6 @@ class Proxy(_IOSizes):
             "vm": y[..., self.vm_slice],
             "va": y[..., self.va_slice],
         }
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Evaluate in float64 on a numpy batch ``(B, 2L)`` (or one vector)."""
-        arr = np.asarray(x, dtype=np.float64)
-        one = arr.ndim == 1
-        t = torch.from_numpy(np.atleast_2d(arr))
-        with torch.no_grad():
-            y = self.module(t).numpy()
-        return y[0] if one else y
 
 
 def load_proxy(
