@@ -28,9 +28,11 @@ Bus power balance (PowerModels' convention, injections positive)::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+
+from gridverify._html import HtmlView
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,10 @@ class FlowTemplate:
 
 
 @dataclass(frozen=True)
-class CompiledCase:
+class CompiledCase(HtmlView):
     """Immutable arrays of one grid case, ready for OPF and for physics graphs."""
+
+    html_kind: ClassVar[str] = "case"
 
     name: str
     source: str
@@ -116,12 +120,6 @@ class CompiledCase:
     bus_index: dict[int, int] = field(default_factory=dict)  # original id -> index
     graph: Any = None  # networkx.MultiGraph on bus indices (attributes: bus id, branch row)
     warnings: tuple[str, ...] = ()
-
-    def _repr_html_(self) -> str:
-        """Notebook display (:func:`gridverify.display.case_html`)."""
-        from gridverify.display import case_html
-
-        return case_html(self)
 
     @property
     def n_bus(self) -> int:
