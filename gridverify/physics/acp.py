@@ -7,13 +7,15 @@ value is the maximum of its rows; balance constraints have two rows
 (``+residual`` and ``-residual``) so that the bound of ``|residual|`` is the
 larger of the two row bounds, every other constraint has one row.
 
-Encoding (chosen to keep relaxations tight):
+The equations are those of :mod:`gridverify.physics.equations`; this module is
+their graph formulation (chosen to keep relaxations tight):
 
-* base quantities ``vm2 = square(vm)`` per bus, ``w = vm_f * vm_t``,
-  ``d = va_f - va_t`` (one sparse linear op), ``wc = w * cos(d)``,
-  ``ws = w * sin(d)`` per branch;
+* the nonlinear base terms (``equations.base_terms`` on graph nodes):
+  ``vm2 = square(vm)`` per bus, ``w = vm_f * vm_t``, ``d = va_f - va_t`` (one
+  sparse linear op), ``wc = w * cos(d)``, ``ws = w * sin(d)`` per branch;
 * every quantity that is linear in ``u = [proxy_out, load, vm2, wc, ws]``
-  (balance residuals, voltage, generator and angle limits) is **one**
+  (balance residuals, voltage, generator and angle limits) is written by the
+  same equations on affine rows of ``u`` and emitted as **one**
   ``sparse_linear`` of ``u`` (no intermediate flow nodes, so interval
   arithmetic sees each residual as a single sum);
 * thermal rows are ``square(pf) + square(qf) - rate**2`` with ``pf, qf`` one
