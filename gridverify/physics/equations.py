@@ -53,6 +53,7 @@ __all__ = [
     "case_templates",
     "limit_values",
     "limit_violation",
+    "quantity",
     "thermal_violation",
 ]
 
