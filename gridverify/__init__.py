@@ -25,3 +25,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
 
 
 __getattr__, __dir__ = lazy_module_attrs(__name__, _EXPORTS)
+
+# the display layer registers the notebook HTML views of cases, proxies and certificates
+from gridverify import display as _display  # noqa: E402, F401
+

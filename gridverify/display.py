@@ -7,11 +7,14 @@ In a notebook::
     display.to_dataframe(cert)  # one row per constraint
     display.plot(cert)          # the grid colored by the certified worst violations
 
-(or ``%load_ext gridverify.display``).  :func:`register` adds HTML formatters to
-IPython's display system for :class:`~gridverify.grid.compiled.CompiledCase`,
-:class:`~gridverify.proxy.load.Proxy` and :class:`~gridverify.certify.Certificate`
-(study results, :class:`~gridverify.study.results.StudyResults`, have their own
-``_repr_html_``); nothing is changed on those classes.
+(or ``%load_ext gridverify.display``).  Importing this module (which
+``import gridverify`` does) registers the HTML views of
+:class:`~gridverify.grid.compiled.CompiledCase`, :class:`~gridverify.proxy.load.Proxy`
+and :class:`~gridverify.certify.Certificate` with :mod:`gridverify._html`, whose
+``HtmlView._repr_html_`` those classes inherit: the display layer depends on
+them, never the other way round.  :func:`register` also adds them to IPython's
+formatters by class name (study results,
+:class:`~gridverify.study.results.StudyResults`, have their own ``_repr_html_``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import html
 import math
 from typing import Any
+
+from gridverify._html import register_view
 
 __all__ = [
     "case_html",
@@ -190,17 +195,22 @@ def register(ipython: Any = None) -> bool:
         ipython = get_ipython()
     if ipython is None:
         return False
-    from gridverify.certify.certificate import Certificate
-    from gridverify.grid.compiled import CompiledCase
-    from gridverify.proxy.load import Proxy
-
     fmt = ipython.display_formatter.formatters["text/html"]
-    fmt.for_type(Certificate, certificate_html)
-    fmt.for_type(CompiledCase, case_html)
-    fmt.for_type(Proxy, proxy_html)
+    for _kind, module, name, view in _VIEWS:
+        fmt.for_type_by_name(module, name, view)
     return True
 
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext gridverify.display``."""
     register(ipython)
+
+
+# (html kind, module, class name, view) of every object with an HTML view
+_VIEWS: tuple[tuple[str, str, str, Any], ...] = (
+    ("certificate", "gridverify.certify.certificate", "Certificate", certificate_html),
+    ("case", "gridverify.grid.compiled", "CompiledCase", case_html),
+    ("proxy", "gridverify.proxy.load", "Proxy", proxy_html),
+)
+for _v in _VIEWS:
+    register_view(_v[0], _v[3])

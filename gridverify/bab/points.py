@@ -32,6 +32,7 @@ __all__ = [
     "POINTS_VERSION",
     "PointTable",
     "PointsFileError",
+    "PointsUnavailableError",
     "load_tables",
     "split_points",
 ]
@@ -42,6 +43,10 @@ POINTS_FILE = Path(__file__).resolve().parent.parent / "data" / "branch_points.h
 
 class PointsFileError(GridverifyError):
     """A branching-point table file is missing, malformed or of another version."""
+
+
+class PointsUnavailableError(PointsFileError):
+    """The branching-point table file is missing or unreadable (callers may use midpoints)."""
 
 
 @dataclass(frozen=True)
@@ -96,8 +101,8 @@ def _load_cached(path: str) -> dict[str, PointTable]:
 
     p = Path(path)
     if not p.is_file():
-        raise PointsFileError(f"{p}: branching-point table file not found "
-                              "(build it with python -m gridverify.bab.build_points)")
+        raise PointsUnavailableError(f"{p}: branching-point table file not found "
+                                     "(build it with python -m gridverify.bab.build_points)")
     try:
         with h5py.File(p, "r") as f:
             version = int(f.attrs.get("version", -1))
@@ -118,7 +123,8 @@ def _load_cached(path: str) -> dict[str, PointTable]:
                         f"{p}: table {op}/ratio must be 2-D with values in (0, 1)")
                 out[op] = tab
     except (OSError, KeyError, ValueError) as exc:
-        raise PointsFileError(f"{p}: malformed branching-point table file ({exc})") from None
+        raise PointsUnavailableError(
+            f"{p}: malformed branching-point table file ({exc})") from None
     return out
 
 

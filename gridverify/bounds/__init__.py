@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from gridverify.bounds.api import Bounds, compute_bounds, to_graph
 from gridverify.bounds.crown import Engine, LinearBounds
-from gridverify.bounds.ibp import BoundError, ibp
+from gridverify.bounds.ibp import BoundError
 from gridverify.bounds.options import BoundOptions, BoundOptionsError
 
 __all__ = [
@@ -20,6 +20,5 @@ __all__ = [
     "Engine",
     "LinearBounds",
     "compute_bounds",
-    "ibp",
     "to_graph",
 ]

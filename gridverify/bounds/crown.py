@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gridverify.bounds.ibp import Interval, check_domain, ibp_node, node_relaxation
+from gridverify.bounds.ibp import Interval, ibp_node, node_relaxation
 from gridverify.bounds.options import BoundOptions
 from gridverify.ir.graph import Graph, Node
 from gridverify.ir.ops import OPS, UNARY_NONLINEAR
@@ -527,12 +527,6 @@ class Engine:
             return lo, hi
         sp, sn = spec.clamp(min=0), spec.clamp(max=0)
         return _dot(sp, lo) + _dot(sn, hi), _dot(sp, hi) + _dot(sn, lo)
-
-    def check_domains(self) -> None:
-        """Raise when a reciprocal/sqrt input interval leaves the op's domain."""
-        for node in self.graph.nodes:
-            if node.id in self.active and node.op in UNARY_NONLINEAR:
-                check_domain(node, *self.bounds[node.inputs[0]])
 
 
 def _acc(Al: dict, Au: dict, i: int, nl: torch.Tensor, nu: torch.Tensor) -> None:

@@ -25,10 +25,6 @@ class BoundError(GraphError):
     """A graph cannot be bounded on the given box (e.g. reciprocal of an interval with 0)."""
 
 
-# lowest admissible input of ops with a restricted domain, and whether it is attained
-_DOMAIN = {"reciprocal": (0.0, False), "sqrt": (0.0, True)}
-
-
 @lru_cache(maxsize=64)
 def unary_relaxation(op: str, k: int | None = None):  # noqa: ANN201 - UnaryRelaxation
     """The relaxation-table entry of a unary op (``k``: exponent of ``pow``)."""
@@ -40,21 +36,6 @@ def unary_relaxation(op: str, k: int | None = None):  # noqa: ANN201 - UnaryRela
 def node_relaxation(node: Node):  # noqa: ANN201 - UnaryRelaxation
     """The relaxation-table entry of a unary nonlinear node."""
     return unary_relaxation(node.op, int(node.attrs["k"]) if node.op == "pow" else None)
-
-
-def check_domain(node: Node, lower: torch.Tensor, upper: torch.Tensor) -> None:
-    """Raise :class:`BoundError` when ``node``'s op is undefined on part of its input box."""
-    dom = _DOMAIN.get(node.op)
-    if dom is None:
-        return
-    lo, closed = dom
-    bad = lower < lo if closed else lower <= lo
-    if bool(bad.any()):
-        worst = float(lower.min())
-        raise BoundError(
-            f"op {node.op!r} at node {node.name!r} (#{node.id}) needs an input interval "
-            f"{'>=' if closed else '>'} {lo:g}; its input bound reaches {worst:.6g}"
-        )
 
 
 def ibp_node(
@@ -117,23 +98,3 @@ def ibp_node(
         return lo, hi
     raise BoundError(f"op {op!r} at node {node.name!r} (#{node.id}): no interval rule")
 
-
-def ibp(
-    graph: Graph,
-    boxes: dict[int, Interval],
-    dtype: torch.dtype,
-    device: torch.device,
-) -> list[Interval | None]:
-    """IBP intervals of every ancestor of the outputs (``None`` for other nodes)."""
-    needed = graph.ancestors(graph.outputs)
-    batch = next(iter(boxes.values()))[0].shape[0]
-    out: list[Interval | None] = [None] * len(graph.nodes)
-    for node in graph.nodes:
-        if node.id not in needed:
-            continue
-        if node.op == "input":
-            out[node.id] = boxes[node.id]
-        else:
-            out[node.id] = ibp_node(graph, node, [out[i] for i in node.inputs], batch,
-                                    dtype, device)
-    return out

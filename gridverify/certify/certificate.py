@@ -20,10 +20,11 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from gridverify._html import HtmlView
 from gridverify.errors import SpecError
 from gridverify.fileio import atomic_write_text
 from gridverify.spec.constraints import FAMILIES, FAMILY_UNIT
@@ -151,8 +152,10 @@ class ConstraintResult:
 
 
 @dataclass(frozen=True)
-class Certificate:
+class Certificate(HtmlView):
     """Outcome of :func:`gridverify.certify` for one case, proxy and region."""
+
+    html_kind: ClassVar[str] = "certificate"
 
     case: str
     model: str
@@ -265,12 +268,6 @@ class Certificate:
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write the JSON form atomically (temporary file, then ``os.replace``)."""
         return write_text_atomic(path, self.to_json() + "\n")
-
-    def _repr_html_(self) -> str:
-        """Notebook display (:func:`gridverify.display.certificate_html`)."""
-        from gridverify.display import certificate_html
-
-        return certificate_html(self)
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> Certificate:

@@ -511,14 +511,14 @@ def _bab_call(fn: Any, graph: Any, region: Region, spec: np.ndarray, threshold: 
               progress: Callable[[dict], None] | None = None) -> Any:
     """One bab_maximize call; without the pre-built branching-point table, midpoints."""
     from gridverify.bab import BabOptions
+    from gridverify.bab.points import PointsUnavailableError
 
     kw = {"threshold": threshold, "timeout": limit, "memory_mb": memory_mb,
           "progress": progress}
     try:
         return fn(graph, region.lower, region.upper, spec, **kw)
-    except GridverifyError as exc:
-        if "branching-point table" not in str(exc):
-            raise
+    except PointsUnavailableError:
+        pass
     return fn(graph, region.lower, region.upper, spec, options=BabOptions(points="midpoint"),
               **kw)
 

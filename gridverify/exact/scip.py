@@ -17,8 +17,9 @@ templates.
   but not below, to avoid overflow);
 * the clamp head of :class:`~gridverify.proxy.model.ProxyMLP`
   (``lo + span * sigmoid(z)``);
-* flows ``vv vm^2 + c vm_f vm_t cos(d) + s vm_f vm_t sin(d)`` with SCIP's
-  ``sin``/``cos``.
+* the flows, balances and limits of :mod:`gridverify.physics.equations`
+  (written once for every backend) on SCIP expressions, with SCIP's
+  ``sin``/``cos``; angle limits are PowerModels' corrected ones.
 
 SCIP returns a primal value (a feasible point: a lower bound on the true
 maximum, up to its feasibility tolerance) and a dual bound (an upper bound).
@@ -38,7 +39,7 @@ import torch
 from torch import nn
 
 from gridverify.errors import GridverifyError, SolverError
-from gridverify.physics.templates import branch_templates
+from gridverify.physics import equations as eq
 from gridverify.spec.constraints import Constraint
 
 _EXP_LIMIT = 40.0  # |z| beyond which exp(z) is not written (SCIP infinity is 1e20)
@@ -229,51 +230,26 @@ def _violation_expr(case: Any, c: Constraint, sign: float, x: list[Any], y: list
     from pyscipopt import cos, sin
 
     g, n, L = case.n_gen, case.n_bus, case.n_load
-    pg, qg, vm, va = y[:g], y[g:2 * g], y[2 * g:2 * g + n], y[2 * g + n:]
+    alg = eq.ExprAlgebra(cos, sin)
+    vec = alg.vector
+    pg, qg, vm, va = vec(y[:g]), vec(y[g:2 * g]), vec(y[2 * g:2 * g + n]), vec(y[2 * g + n:])
     i, fam = c.index, c.family
-    tpl = branch_templates(case)
-
-    def flow(k: int, e: int) -> Any:
-        f, t = int(tpl.f_bus[e]), int(tpl.t_bus[e])
-        d = va[f] - va[t]
-        vb = int(tpl.vv_bus[k, e])
-        w = vm[f] * vm[t]
-        return (float(tpl.vv[k, e]) * vm[vb] * vm[vb] + float(tpl.c[k, e]) * w * cos(d)
-                + float(tpl.s[k, e]) * w * sin(d))
-
+    idx = np.array([i], dtype=np.int64)
+    if fam in eq.LIMITS:
+        parts = {"pg": pg, "qg": qg, "vm": vm, "va": va}
+        value = eq.quantity(alg, case, eq.LIMITS[fam].quantity, parts, idx)
+        return eq.limit_violation(alg, case, fam, value, idx)[0]
+    base = eq.base_terms(alg, case, vm, va)
+    flows = eq.branch_flows(alg, case, base)
     if fam in ("p_balance", "q_balance"):
-        reactive = fam == "q_balance"
-        gv, dv = (qg, x[L:]) if reactive else (pg, x[:L])
-        expr = 0.0
-        for j in np.flatnonzero(np.asarray(case.gen_bus) == i):
-            expr = expr + gv[int(j)]
-        for j in np.flatnonzero(np.asarray(case.load_bus) == i):
-            expr = expr - dv[int(j)]
-        sh = float(case.bs[i]) if reactive else -float(case.gs[i])
-        if sh != 0:
-            expr = expr + sh * vm[i] * vm[i]
-        kf, kt = (1, 3) if reactive else (0, 2)
-        for e in np.flatnonzero(np.asarray(case.f_bus) == i):
-            expr = expr - flow(kf, int(e))
-        for e in np.flatnonzero(np.asarray(case.t_bus) == i):
-            expr = expr - flow(kt, int(e))
-        return sign * expr
-    if fam in ("thermal_fr", "thermal_to"):
-        kp, kq = (0, 1) if fam == "thermal_fr" else (2, 3)
-        p, q = flow(kp, i), flow(kq, i)
-        return p * p + q * q - float(case.rate_a[i]) ** 2
-    simple = {
-        "vm_max": (vm, case.vmax, 1.0), "vm_min": (vm, case.vmin, -1.0),
-        "pg_max": (pg, case.pmax, 1.0), "pg_min": (pg, case.pmin, -1.0),
-        "qg_max": (qg, case.qmax, 1.0), "qg_min": (qg, case.qmin, -1.0),
-    }
-    if fam in simple:
-        var, lim, s = simple[fam]
-        return s * (var[i] - float(lim[i]))
-    d = va[int(case.f_bus[i])] - va[int(case.t_bus[i])]
-    if fam == "angle_max":
-        return d - float(case.angmax[i])
-    return float(case.angmin[i]) - d
+        if fam == "q_balance":
+            res = eq.bus_balance(alg, case, True, qg, vec(x[L:]), base.vm2, flows.qf, flows.qt)
+        else:
+            res = eq.bus_balance(alg, case, False, pg, vec(x[:L]), base.vm2, flows.pf, flows.pt)
+        return sign * res[i]
+    p, q = (flows.pf, flows.qf) if fam == "thermal_fr" else (flows.pt, flows.qt)
+    rate = np.asarray(case.rate_a, dtype=np.float64)[idx]
+    return eq.thermal_violation(alg, alg.take(p, idx), alg.take(q, idx), rate)[0]
 
 
 def _solve_one(

@@ -17,6 +17,8 @@ and ``w_ft = vm_f * vm_t``::
     qt = qt_vv * vm_t**2 + qt_c * w_ft * cos_ft + qt_s * w_ft * sin_ft
 
 (the to-side coefficients already account for ``sin(va_t - va_f) = -sin_ft``).
+These equations are written once, for every backend, in
+:mod:`gridverify.physics.equations`; this module only holds the data.
 Bus power balance (PowerModels' convention, injections positive)::
 
     sum_{gens at i} pg - pd_i - gs_i * vm_i**2 = sum_{branches from i} pf + sum_{branches to i} pt
@@ -26,14 +28,21 @@ Bus power balance (PowerModels' convention, injections positive)::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+
+from gridverify._html import HtmlView
 
 
 @dataclass(frozen=True)
 class FlowTemplate:
-    """Per-branch coefficients of one flow quantity (see module docstring)."""
+    """Per-branch coefficients of one flow quantity (see module docstring).
+
+    The one branch-template type: the compiled case carries four (``pf_t``,
+    ``qf_t``, ``pt_t``, ``qt_t``) and every backend of
+    :mod:`gridverify.physics.equations` reads them.
+    """
 
     vv: np.ndarray  # coefficient of vm_f**2 (from side) or vm_t**2 (to side)
     c: np.ndarray  # coefficient of vm_f*vm_t*cos(va_f - va_t)
@@ -42,8 +51,10 @@ class FlowTemplate:
 
 
 @dataclass(frozen=True)
-class CompiledCase:
+class CompiledCase(HtmlView):
     """Immutable arrays of one grid case, ready for OPF and for physics graphs."""
+
+    html_kind: ClassVar[str] = "case"
 
     name: str
     source: str
@@ -109,12 +120,6 @@ class CompiledCase:
     bus_index: dict[int, int] = field(default_factory=dict)  # original id -> index
     graph: Any = None  # networkx.MultiGraph on bus indices (attributes: bus id, branch row)
     warnings: tuple[str, ...] = ()
-
-    def _repr_html_(self) -> str:
-        """Notebook display (:func:`gridverify.display.case_html`)."""
-        from gridverify.display import case_html
-
-        return case_html(self)
 
     @property
     def n_bus(self) -> int:

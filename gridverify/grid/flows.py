@@ -1,7 +1,8 @@
-"""AC power flow equations from the compiled flow templates (numpy and torch).
+"""AC power flow of a compiled case on numpy arrays and torch tensors.
 
-One implementation serves numpy arrays and torch tensors (any float dtype;
-float64 recommended) with arbitrary leading batch dimensions: ``vm`` and ``va``
+The equations are those of :mod:`gridverify.physics.equations` (written once
+for every backend); this module evaluates them on arrays.  Any float dtype
+(float64 recommended) and arbitrary leading batch dimensions: ``vm`` and ``va``
 have shape ``(..., n_bus)``.  Torch inputs keep autograd and device.
 
 Conventions are those of :mod:`gridverify.grid.compiled`: flows are per unit on
@@ -12,12 +13,13 @@ of each bus; balance residuals are ``generation - demand - shunt - flows out``
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
-from gridverify.grid.compiled import CompiledCase, FlowTemplate
+from gridverify.grid.compiled import CompiledCase
+from gridverify.physics import equations as eq
+from gridverify.physics.equations import Flows
 
 __all__ = [
     "Flows",
@@ -31,99 +33,11 @@ __all__ = [
 Array = Any  # numpy.ndarray or torch.Tensor
 
 
-class Flows(NamedTuple):
-    """Branch flows in pu, shape (..., n_branch): from end (pf, qf), to end (pt, qt)."""
-
-    pf: Array
-    qf: Array
-    pt: Array
-    qt: Array
-
-
-def _is_torch(a: Any) -> bool:
-    mod = type(a).__module__
-    return mod.startswith("torch")
-
-
-class _Ops:
-    """The few array operations the equations need, for numpy or torch."""
-
-    def __init__(self, like: Array) -> None:
-        self.torch = _is_torch(like)
-        if self.torch:
-            import torch
-
-            self.t = torch
-            self.dtype = like.dtype if like.is_floating_point() else torch.float64
-            self.device = like.device
-        else:
-            self.dtype = np.result_type(np.asarray(like).dtype, np.float64) \
-                if not np.issubdtype(np.asarray(like).dtype, np.floating) \
-                else np.asarray(like).dtype
-
-    def const(self, a: np.ndarray) -> Array:
-        if self.torch:
-            return self.t.tensor(np.array(a), dtype=self.dtype, device=self.device)
-        return np.asarray(a, dtype=self.dtype)
-
-    def arr(self, a: Array) -> Array:
-        if self.torch:
-            if _is_torch(a):
-                return a.to(dtype=self.dtype, device=self.device)
-            return self.t.tensor(np.array(a), dtype=self.dtype, device=self.device)
-        return np.asarray(a, dtype=self.dtype)
-
-    def index(self, a: np.ndarray) -> Array:
-        if self.torch:
-            return self.t.tensor(np.array(a), dtype=self.t.int64, device=self.device)
-        return np.asarray(a, dtype=np.int64)
-
-    def cos(self, a: Array) -> Array:
-        return self.t.cos(a) if self.torch else np.cos(a)
-
-    def sin(self, a: Array) -> Array:
-        return self.t.sin(a) if self.torch else np.sin(a)
-
-    def scatter(self, src: Array, idx: np.ndarray, n: int) -> Array:
-        """out[..., j] = sum over k with idx[k] == j of src[..., k]."""
-        shape = tuple(src.shape[:-1]) + (n,)
-        if self.torch:
-            out = self.t.zeros(shape, dtype=src.dtype, device=src.device)
-            return out.index_add(-1, self.index(idx), src)
-        m = src.shape[-1]
-        if m == 0:
-            return np.zeros(shape, dtype=src.dtype)
-        inc = sp.csr_matrix((np.ones(m), (np.asarray(idx), np.arange(m))), shape=(n, m))
-        s2 = np.asarray(src).reshape(-1, m)
-        return np.asarray(inc @ s2.T).T.reshape(shape).astype(src.dtype, copy=False)
-
-
-def _eval(tpl: FlowTemplate, ops: _Ops, v2f: Array, v2t: Array, wc: Array, ws: Array) -> Array:
-    v2 = v2f if tpl.side == "f" else v2t
-    return ops.const(tpl.vv) * v2 + ops.const(tpl.c) * wc + ops.const(tpl.s) * ws
-
-
 def branch_flows(case: CompiledCase, vm: Array, va: Array) -> Flows:
     """Branch flows (pf, qf, pt, qt) in pu at bus voltages ``vm`` (pu), ``va`` (rad)."""
-    ops = _Ops(vm)
-    vm = ops.arr(vm)
-    va = ops.arr(va)
-    f = ops.index(case.f_bus)
-    t = ops.index(case.t_bus)
-    vm_f = vm[..., f]
-    vm_t = vm[..., t]
-    dva = va[..., f] - va[..., t]
-    w = vm_f * vm_t
-    wc = w * ops.cos(dva)
-    ws = w * ops.sin(dva)
-    v2f = vm_f * vm_f
-    v2t = vm_t * vm_t
-    return Flows(
-        pf=_eval(case.pf_t, ops, v2f, v2t, wc, ws),
-        qf=_eval(case.qf_t, ops, v2f, v2t, wc, ws),
-        pt=_eval(case.pt_t, ops, v2f, v2t, wc, ws),
-        qt=_eval(case.qt_t, ops, v2f, v2t, wc, ws),
-    )
+    alg = eq.ArrayAlgebra(vm)
+    base = eq.base_terms(alg, case, alg.arr(vm), alg.arr(va))
+    return eq.branch_flows(alg, case, base)
 
 
 def bus_injections(
@@ -133,11 +47,11 @@ def bus_injections(
 
     ``p[i] = sum_{from i} pf + sum_{to i} pt`` (shunts not included).
     """
-    ops = _Ops(vm)
+    alg = eq.ArrayAlgebra(vm)
     fl = flows if flows is not None else branch_flows(case, vm, va)
     nb = case.n_bus
-    p = ops.scatter(fl.pf, case.f_bus, nb) + ops.scatter(fl.pt, case.t_bus, nb)
-    q = ops.scatter(fl.qf, case.f_bus, nb) + ops.scatter(fl.qt, case.t_bus, nb)
+    p = alg.scatter(fl.pf, case.f_bus, nb) + alg.scatter(fl.pt, case.t_bus, nb)
+    q = alg.scatter(fl.qf, case.f_bus, nb) + alg.scatter(fl.qt, case.t_bus, nb)
     return p, q
 
 
@@ -156,19 +70,13 @@ def balance_residuals(
     ``res_q = sum gens qg - sum loads qd + bs vm^2 - flows out``; ``pg``/``qg``
     per active generator, ``pd``/``qd`` per load (default: nominal).
     """
-    ops = _Ops(vm)
-    vm_ = ops.arr(vm)
-    pg = ops.arr(pg)
-    qg = ops.arr(qg)
-    pd = ops.const(case.pd) if pd is None else ops.arr(pd)
-    qd = ops.const(case.qd) if qd is None else ops.arr(qd)
-    nb = case.n_bus
-    p_out, q_out = bus_injections(case, vm_, va)
-    v2 = vm_ * vm_
-    res_p = (ops.scatter(pg, case.gen_bus, nb) - ops.scatter(pd, case.load_bus, nb)
-             - ops.const(case.gs) * v2 - p_out)
-    res_q = (ops.scatter(qg, case.gen_bus, nb) - ops.scatter(qd, case.load_bus, nb)
-             + ops.const(case.bs) * v2 - q_out)
+    alg = eq.ArrayAlgebra(vm)
+    pd = alg.const(case.pd) if pd is None else alg.arr(pd)
+    qd = alg.const(case.qd) if qd is None else alg.arr(qd)
+    base = eq.base_terms(alg, case, alg.arr(vm), alg.arr(va))
+    fl = eq.branch_flows(alg, case, base)
+    res_p = eq.bus_balance(alg, case, False, alg.arr(pg), pd, base.vm2, fl.pf, fl.pt)
+    res_q = eq.bus_balance(alg, case, True, alg.arr(qg), qd, base.vm2, fl.qf, fl.qt)
     return res_p, res_q
 
 
@@ -177,12 +85,10 @@ def thermal_residuals(case: CompiledCase, flows: Flows) -> tuple[Array, Array]:
 
     Unlimited branches (``rate_a = inf``) give ``-inf``.
     """
-    ops = _Ops(flows.pf)
-    rate2 = ops.const(np.where(np.isinf(case.rate_a), -np.inf, 0.0))
-    lim = ops.const(np.where(np.isinf(case.rate_a), 0.0, case.rate_a**2))
-    sf = flows.pf * flows.pf + flows.qf * flows.qf - lim + rate2
-    st = flows.pt * flows.pt + flows.qt * flows.qt - lim + rate2
-    return sf, st
+    alg = eq.ArrayAlgebra(flows.pf)
+    rate = np.asarray(case.rate_a, dtype=np.float64)
+    return (eq.thermal_violation(alg, flows.pf, flows.qf, rate),
+            eq.thermal_violation(alg, flows.pt, flows.qt, rate))
 
 
 def ybus_injections(case: CompiledCase, vm: np.ndarray, va: np.ndarray) -> tuple[

@@ -186,17 +186,6 @@ class Graph:
         """Total flat size of all outputs (concatenated in order)."""
         return sum(self.nodes[o].size for o in self.outputs)
 
-    def node_by_name(self, name: str) -> Node:
-        """The (first) node called ``name``; GraphError when none."""
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise GraphError(f"no node named {name!r}")
-
-    def nonlinear_nodes(self) -> list[int]:
-        """Ids of nodes whose op needs a relaxation (unary nonlinear ops and mul)."""
-        return [n.id for n in self.nodes if OPS[n.op].nonlinear]
-
     def __len__(self) -> int:
         return len(self.nodes)
 

@@ -6,14 +6,16 @@ flows ``p_fr, q_fr, p_to, q_to`` (bounded by ``+-rate_a`` where finite).
 
 Constraints:
 
-* flow definitions from the case's :class:`~gridverify.grid.compiled.FlowTemplate`
-  coefficients (series admittance, charging, tap and shift already folded in);
+* flow definitions, power balance, thermal and simple limits from
+  :mod:`gridverify.physics.equations` (the one home of the ACP equations),
+  with the case's flow templates (series admittance, charging, tap and shift
+  already folded in);
 * power balance with shunts at every bus (see ``gridverify.grid.compiled``);
 * thermal limits ``p^2 + q^2 <= rate_a^2`` at both ends (skipped where
   ``rate_a`` is infinite, i.e. 0 in the file);
 * angle-difference limits ``angmin <= va_f - va_t <= angmax``.  As PowerModels
   does, a limit at or beyond +-90 degrees (or both limits 0) is replaced by
-  +-60 degrees;
+  +-60 degrees (:func:`gridverify.physics.equations.angle_limits`);
 * generator and voltage bounds.
 
 Objective: ``sum c2 * pg^2 + c1 * pg + c0`` in $/h (pg in p.u.).
@@ -34,15 +36,16 @@ from typing import Any
 import numpy as np
 
 from gridverify.errors import GridverifyError, SolverError
-from gridverify.grid.compiled import CompiledCase, FlowTemplate
+from gridverify.grid.compiled import CompiledCase
 from gridverify.grid.flows import balance_residuals, branch_flows
 from gridverify.opf.backends import RawResult
 from gridverify.opf.solvers import SolverInfo, SolverOptions, resolve_solver
+from gridverify.physics import equations as eq
+from gridverify.physics.equations import angle_limits
 
 STATUSES = ("optimal", "locally_infeasible", "max_iter", "time_limit", "error")
 
 ACCEPTABLE_RESIDUAL = 1e-6  # p.u.; "acceptable" solves must meet this to count as optimal
-_ANG_PAD = math.pi / 3  # PowerModels' default angle-difference pad (60 degrees)
 
 
 @dataclass(frozen=True)
@@ -101,31 +104,6 @@ class OPFSolution:
         return out
 
 
-def angle_limits(case: CompiledCase) -> tuple[np.ndarray, np.ndarray]:
-    """Angle-difference limits after PowerModels' correction (see module docstring)."""
-    lo = np.array(case.angmin, dtype=float)
-    hi = np.array(case.angmax, dtype=float)
-    both_zero = (lo == 0) & (hi == 0)
-    lo = np.where((lo <= -math.pi / 2) | both_zero, -_ANG_PAD, lo)
-    hi = np.where((hi >= math.pi / 2) | both_zero, _ANG_PAD, hi)
-    return lo, hi
-
-
-def _flow_expr(m: Any, t: FlowTemplate, k: int, f: int, to: int) -> Any:
-    import pyomo.environ as pyo
-
-    vm_side = m.vm[f] if t.side == "f" else m.vm[to]
-    expr = 0
-    if t.vv[k] != 0:
-        expr = expr + float(t.vv[k]) * vm_side**2
-    w = m.vm[f] * m.vm[to]
-    if t.c[k] != 0:
-        expr = expr + float(t.c[k]) * w * pyo.cos(m.va[f] - m.va[to])
-    if t.s[k] != 0:
-        expr = expr + float(t.s[k]) * w * pyo.sin(m.va[f] - m.va[to])
-    return expr
-
-
 def _build_model(case: CompiledCase) -> Any:
     import pyomo.environ as pyo
 
@@ -138,10 +116,14 @@ def _build_model(case: CompiledCase) -> Any:
     m.pd = pyo.Param(m.D, mutable=True, initialize=lambda _m, i: float(case.pd[i]))
     m.qd = pyo.Param(m.D, mutable=True, initialize=lambda _m, i: float(case.qd[i]))
 
-    m.vm = pyo.Var(m.B, bounds=lambda _m, i: (float(case.vmin[i]), float(case.vmax[i])))
+    def bounds(fam_min: str, fam_max: str) -> Any:
+        lo, hi = eq.limit_values(case, fam_min), eq.limit_values(case, fam_max)
+        return lambda _m, i: (float(lo[i]), float(hi[i]))
+
+    m.vm = pyo.Var(m.B, bounds=bounds("vm_min", "vm_max"))
     m.va = pyo.Var(m.B)
-    m.pg = pyo.Var(m.G, bounds=lambda _m, g: (float(case.pmin[g]), float(case.pmax[g])))
-    m.qg = pyo.Var(m.G, bounds=lambda _m, g: (float(case.qmin[g]), float(case.qmax[g])))
+    m.pg = pyo.Var(m.G, bounds=bounds("pg_min", "pg_max"))
+    m.qg = pyo.Var(m.G, bounds=bounds("qg_min", "qg_max"))
 
     def flow_bounds(_m: Any, k: int) -> tuple[float | None, float | None]:
         rate = float(case.rate_a[k])
@@ -154,71 +136,46 @@ def _build_model(case: CompiledCase) -> Any:
     for r in case.ref_bus:
         m.va[int(r)].fix(0.0)
 
-    f_bus = [int(v) for v in case.f_bus]
-    t_bus = [int(v) for v in case.t_bus]
-    m.def_p_fr = pyo.Constraint(
-        m.L, rule=lambda m, k: m.p_fr[k] == _flow_expr(m, case.pf_t, k, f_bus[k], t_bus[k])
-    )
-    m.def_q_fr = pyo.Constraint(
-        m.L, rule=lambda m, k: m.q_fr[k] == _flow_expr(m, case.qf_t, k, f_bus[k], t_bus[k])
-    )
-    m.def_p_to = pyo.Constraint(
-        m.L, rule=lambda m, k: m.p_to[k] == _flow_expr(m, case.pt_t, k, f_bus[k], t_bus[k])
-    )
-    m.def_q_to = pyo.Constraint(
-        m.L, rule=lambda m, k: m.q_to[k] == _flow_expr(m, case.qt_t, k, f_bus[k], t_bus[k])
-    )
+    alg = eq.ExprAlgebra(pyo.cos, pyo.sin)
+    vec = alg.vector
+    vm, va = vec([m.vm[i] for i in range(nb)]), vec([m.va[i] for i in range(nb)])
+    base = eq.base_terms(alg, case, vm, va)
+    flows = eq.branch_flows(alg, case, base)
+    m.def_p_fr = pyo.Constraint(m.L, rule=lambda m, k: m.p_fr[k] == flows.pf[k])
+    m.def_q_fr = pyo.Constraint(m.L, rule=lambda m, k: m.q_fr[k] == flows.qf[k])
+    m.def_p_to = pyo.Constraint(m.L, rule=lambda m, k: m.p_to[k] == flows.pt[k])
+    m.def_q_to = pyo.Constraint(m.L, rule=lambda m, k: m.q_to[k] == flows.qt[k])
 
-    gens_at: list[list[int]] = [[] for _ in range(nb)]
-    loads_at: list[list[int]] = [[] for _ in range(nb)]
-    from_at: list[list[int]] = [[] for _ in range(nb)]
-    to_at: list[list[int]] = [[] for _ in range(nb)]
-    for g, b in enumerate(case.gen_bus):
-        gens_at[int(b)].append(g)
-    for d, b in enumerate(case.load_bus):
-        loads_at[int(b)].append(d)
-    for k in range(nl):
-        from_at[f_bus[k]].append(k)
-        to_at[t_bus[k]].append(k)
+    # an isolated bus without load or generation has no balance (unless it has a shunt)
+    used = np.zeros(nb, dtype=bool)
+    for idx in (case.gen_bus, case.load_bus, case.f_bus, case.t_bus):
+        used[np.asarray(idx, dtype=np.int64)] = True
+    res_p = eq.bus_balance(
+        alg, case, False, vec([m.pg[g] for g in range(ng)]), vec([m.pd[d] for d in range(nd)]),
+        base.vm2, vec([m.p_fr[k] for k in range(nl)]), vec([m.p_to[k] for k in range(nl)]))
+    res_q = eq.bus_balance(
+        alg, case, True, vec([m.qg[g] for g in range(ng)]), vec([m.qd[d] for d in range(nd)]),
+        base.vm2, vec([m.q_fr[k] for k in range(nl)]), vec([m.q_to[k] for k in range(nl)]))
 
-    def empty(i: int) -> bool:  # an isolated bus without load or generation
-        return not (gens_at[i] or loads_at[i] or from_at[i] or to_at[i])
+    def balance(res: np.ndarray, shunt: np.ndarray) -> Any:
+        return lambda m, i: (res[i] == 0) if used[i] or shunt[i] != 0 else pyo.Constraint.Skip
 
-    def bal_p(m: Any, i: int) -> Any:
-        if empty(i) and case.gs[i] == 0:
-            return pyo.Constraint.Skip
-        lhs = sum(m.pg[g] for g in gens_at[i]) - sum(m.pd[d] for d in loads_at[i])
-        if case.gs[i] != 0:
-            lhs = lhs - float(case.gs[i]) * m.vm[i] ** 2
-        rhs = sum(m.p_fr[k] for k in from_at[i]) + sum(m.p_to[k] for k in to_at[i])
-        return lhs - rhs == 0
-
-    def bal_q(m: Any, i: int) -> Any:
-        if empty(i) and case.bs[i] == 0:
-            return pyo.Constraint.Skip
-        lhs = sum(m.qg[g] for g in gens_at[i]) - sum(m.qd[d] for d in loads_at[i])
-        if case.bs[i] != 0:
-            lhs = lhs + float(case.bs[i]) * m.vm[i] ** 2
-        rhs = sum(m.q_fr[k] for k in from_at[i]) + sum(m.q_to[k] for k in to_at[i])
-        return lhs - rhs == 0
-
-    m.bal_p = pyo.Constraint(m.B, rule=bal_p)
-    m.bal_q = pyo.Constraint(m.B, rule=bal_q)
+    m.bal_p = pyo.Constraint(m.B, rule=balance(res_p, case.gs))
+    m.bal_q = pyo.Constraint(m.B, rule=balance(res_q, case.bs))
 
     limited = [k for k in range(nl) if math.isfinite(float(case.rate_a[k]))]
     m.LT = pyo.Set(initialize=limited, ordered=True)
-    m.thermal_fr = pyo.Constraint(
-        m.LT, rule=lambda m, k: m.p_fr[k] ** 2 + m.q_fr[k] ** 2 <= float(case.rate_a[k]) ** 2
-    )
-    m.thermal_to = pyo.Constraint(
-        m.LT, rule=lambda m, k: m.p_to[k] ** 2 + m.q_to[k] ** 2 <= float(case.rate_a[k]) ** 2
-    )
-    lo, hi = angle_limits(case)
+    rate = np.asarray(case.rate_a, dtype=np.float64)
+    vars_ = {n: vec([getattr(m, n)[k] for k in range(nl)]) for n in ("p_fr", "q_fr", "p_to",
+                                                                       "q_to")}
+    th_fr = eq.thermal_violation(alg, vars_["p_fr"], vars_["q_fr"], rate)
+    th_to = eq.thermal_violation(alg, vars_["p_to"], vars_["q_to"], rate)
+    m.thermal_fr = pyo.Constraint(m.LT, rule=lambda m, k: th_fr[k] <= 0)
+    m.thermal_to = pyo.Constraint(m.LT, rule=lambda m, k: th_to[k] <= 0)
+    lo, hi = eq.limit_values(case, "angle_min"), eq.limit_values(case, "angle_max")
+    dva = eq.quantity(alg, case, "dva", {"va": va}, np.arange(nl))
     m.angle_diff = pyo.Constraint(
-        m.L,
-        rule=lambda m, k: pyo.inequality(
-            float(lo[k]), m.va[f_bus[k]] - m.va[t_bus[k]], float(hi[k])
-        ),
+        m.L, rule=lambda m, k: pyo.inequality(float(lo[k]), dva[k], float(hi[k])),
     )
 
     def cost(m: Any) -> Any:

@@ -14,12 +14,13 @@ import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from gridverify._html import HtmlView
 from gridverify.errors import ProxyError
 from gridverify.proxy.artifacts import is_model_dir, read_model_dir
 from gridverify.proxy.model import ProxyArch, ProxyMLP, _IOSizes, module_from_arrays
@@ -36,8 +37,10 @@ class InputRegion(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Proxy(_IOSizes):
+class Proxy(_IOSizes, HtmlView):
     """A loaded proxy: ``module`` maps ``(B, 2L)`` loads to ``(B, 2G + 2N)`` solutions."""
+
+    html_kind: ClassVar[str] = "proxy"
 
     module: nn.Module
     case_name: str
@@ -51,17 +54,6 @@ class Proxy(_IOSizes):
     clamp_head: bool | None = None
     source: str = ""
     card: dict[str, Any] | None = field(default=None, repr=False)
-
-    def _repr_html_(self) -> str:
-        """Notebook display (:func:`gridverify.display.proxy_html`)."""
-        from gridverify.display import proxy_html
-
-        return proxy_html(self)
-
-    @property
-    def pd_slice(self) -> slice:
-        """Input positions of active demand."""
-        return slice(0, self.n_load)
 
     @property
     def qd_slice(self) -> slice:
@@ -98,15 +90,6 @@ class Proxy(_IOSizes):
             "vm": y[..., self.vm_slice],
             "va": y[..., self.va_slice],
         }
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Evaluate in float64 on a numpy batch ``(B, 2L)`` (or one vector)."""
-        arr = np.asarray(x, dtype=np.float64)
-        one = arr.ndim == 1
-        t = torch.from_numpy(np.atleast_2d(arr))
-        with torch.no_grad():
-            y = self.module(t).numpy()
-        return y[0] if one else y
 
 
 def load_proxy(

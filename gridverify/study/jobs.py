@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import platform
 import re
@@ -228,7 +227,3 @@ def comparable_record(rec: dict[str, Any]) -> dict[str, Any]:
         out["error"] = {k: v for k, v in err.items() if k != "traceback"}
     return out
 
-
-def is_finite(v: Any) -> bool:
-    """Whether ``v`` is a finite number (``None`` is not)."""
-    return v is not None and isinstance(v, (int, float)) and math.isfinite(v)

@@ -186,17 +186,16 @@ def _rows(kind: str, case: Any, lay: AcopfLayout, rng: np.random.Generator, x0, 
         sf = y0[lay.block("sf")]
         k = int(np.argmax(sf))  # the most loaded rated line at nominal load
         rows = [(lay.block("sf").start + k, 1.0, 0.0)]
-    elif kind == "gen_limits":
-        for blk, lo, hi in (
-            (lay.block("pg"), case.pmin, case.pmax),
-            (lay.block("qg"), case.qmin, case.qmax),
-        ):
-            for g, j in enumerate(range(blk.start, blk.stop)):
-                rows += [(j, 1.0, float(hi[g])), (j, -1.0, -float(lo[g]))]
-    elif kind == "voltage_limits":
-        blk = lay.block("vm")
-        for i, j in enumerate(range(blk.start, blk.stop)):
-            rows += [(j, 1.0, float(case.vmax[i])), (j, -1.0, -float(case.vmin[i]))]
+    elif kind in ("gen_limits", "voltage_limits"):
+        # sign * (quantity - limit) > 0, from the limit table of physics.equations
+        from gridverify.physics.equations import LIMITS, limit_values
+
+        for q in (("pg", "qg") if kind == "gen_limits" else ("vm",)):
+            fams = (f"{q}_max", f"{q}_min")
+            lims = [(LIMITS[f].sign, limit_values(case, f)) for f in fams]
+            blk = lay.block(q)
+            for i, j in enumerate(range(blk.start, blk.stop)):
+                rows += [(j, s, s * float(lim[i])) for s, lim in lims]
     else:
         raise SpecError(f"unknown property kind {kind!r} (known: {', '.join(KINDS)})")
     C = np.zeros((len(rows), n_out))

@@ -17,6 +17,7 @@ from gridverify.bab.points import (
     POINTS_FILE,
     POINTS_VERSION,
     PointsFileError,
+    PointsUnavailableError,
     load_tables,
     split_points,
 )
@@ -109,6 +110,23 @@ def test_points_file_errors(tmp_path):
     ok = write_tables(build_tables(n_l=5, n_w=4, n_r=7, ops=("tanh",)), tmp_path / "t.h5")
     tabs = load_tables(ok)
     assert set(tabs) == {"tanh"} and tabs["tanh"].ratio.shape == (5, 4)
+
+
+def test_points_unavailable_is_typed(tmp_path):
+    """A missing or unreadable table (certify falls back to midpoints) has its own type;
+    a table of another version does not."""
+    with pytest.raises(PointsUnavailableError):
+        load_tables(tmp_path / "none.h5")
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not hdf5")
+    with pytest.raises(PointsUnavailableError, match="malformed"):
+        load_tables(junk)
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as f:
+        f.attrs["version"] = POINTS_VERSION + 1
+    with pytest.raises(PointsFileError) as info:
+        load_tables(bad)
+    assert not isinstance(info.value, PointsUnavailableError)
 
 
 def _graph():
