@@ -19,45 +19,13 @@ respect to the inputs (for input splitting).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from gridverify.bounds.alpha import optimize_alpha
-from gridverify.bounds.crown import Engine
-from gridverify.bounds.options import BoundOptions
-from gridverify.bounds.relaxations.base import BilinearRelaxation, Relaxation
+from gridverify.bounds.domains import DomainBounds, bound_domains
 from gridverify.ir.graph import Graph, Node
 from gridverify.ir.ops import OPS
 
 __all__ = ["Bounder", "DomainBounds"]
-
-
-@dataclass
-class DomainBounds:
-    """Bounds of a batch of ``B`` domains (all tensors on the bounding device).
-
-    ``row_upper`` ``(B, m)``: upper bound of every spec row; ``upper`` ``(B,)``:
-    their maximum (``-inf`` for an infeasible, i.e. empty, domain);
-    ``ilo``/``ihi`` ``(B, F)``: computed intervals of the split nodes;
-    ``coef``: ``{nonlinear node id: (B, size)}`` coefficient of the upper bound
-    of the domain's worst row at the node's output (``None`` unless asked);
-    ``input_coef`` ``(B, n_in)``: the same row's linear coefficients w.r.t. the
-    inputs (``None`` unless asked).
-    """
-
-    row_upper: torch.Tensor
-    upper: torch.Tensor
-    infeasible: torch.Tensor
-    ilo: torch.Tensor
-    ihi: torch.Tensor
-    coef: dict[int, torch.Tensor] | None
-    input_coef: torch.Tensor | None
-    lin: dict[int, tuple[torch.Tensor, ...]] | None = None
-    box: tuple[torch.Tensor, torch.Tensor] | None = None
-    #: linear upper bound of every spec row w.r.t. the inputs, ``(B, m, n_in)``
-    #: coefficients and ``(B, m)`` offsets (``None`` unless ``want_coef``)
-    row_lin: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class Bounder:
@@ -159,110 +127,19 @@ class Bounder:
     ) -> DomainBounds:
         """Bound ``B`` domains (input boxes ``lo``/``hi``, split intervals ``ilo``/``ihi``).
 
-        ``beta_iterations > 0`` tightens the bound with Lagrangian terms of the
-        split constraints ``ilo <= z <= ihi`` (see :meth:`_beta`).
-        ``intermediate``: how the split nodes' intervals are computed (see
-        :class:`~gridverify.bounds.BoundOptions`; ``"alpha-crown"`` uses
-        ``alpha_iterations`` steps per node).
+        The split intervals become split constraints of
+        :func:`gridverify.bounds.domains.bound_domains`, which does the work
+        (see there for the options).
         """
         dev, dt = self.device, self.dtype
-        lo = lo.to(device=dev, dtype=dt)
-        hi = hi.to(device=dev, dtype=dt)
-        B = lo.shape[0]
-        fixed: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        splits = None
         if ilo is not None and ihi is not None and self.n_flat:
             flo = self.unflat(ilo.to(device=dev, dtype=dt))
             fhi = self.unflat(ihi.to(device=dev, dtype=dt))
-            fixed = {i: (flo[i], fhi[i]) for i in self.split_nodes}
-        # "inherit": the split nodes keep the intervals passed in (the parent's, the
-        # split entry narrowed) intersected with IBP; no CROWN pass per node
-        inherit = intermediate == "inherit"
-        opts = BoundOptions(alpha_iterations=alpha_iterations,
-                            intermediate="crown" if inherit else intermediate)
-        eng = Engine(self.graph, self._boxes(lo, hi), dt, dev, opts, fixed,
-                     relevant=self.relevant)
-        with torch.no_grad():
-            eng.compute_intermediate(
-                use_crown=not inherit,
-                linear_nodes=frozenset(self.split_nodes) if want_lin else frozenset(),
-            )
-        starts, m = eng.output_starts(self.spec)
-        rec: dict[int, object] = {}
-
-        def relax(node: Node, stream: int) -> object:
-            r = eng.default_relax(node, stream)
-            if stream == 0 or not want_coef:
-                return r
-            hit = rec.get(node.id)
-            if hit is not None:
-                return hit
-            if isinstance(r, BilinearRelaxation):
-                r = BilinearRelaxation(r.lwx, r.lwy, r.lb.detach().clone().requires_grad_(True),
-                                       r.uwx, r.uwy, r.ub.detach().clone().requires_grad_(True))
-            else:
-                r = Relaxation(r.lw, r.lb.detach().clone().requires_grad_(True),
-                               r.uw, r.ub.detach().clone().requires_grad_(True))
-            rec[node.id] = r
-            return r
-
-        with torch.enable_grad():
-            cl, cu, lin = eng.crown_spec(starts, m, relax, return_A=want_coef)
-            _, ibp_hi = eng.output_interval(self.spec)
-            row_up = torch.minimum(cu, ibp_hi)
-            arg = torch.nan_to_num(row_up.detach(), nan=torch.inf).argmax(1)
-            coef = input_coef = row_lin = None
-            if want_coef:
-                coef = {}
-                sel = cu.gather(1, arg[:, None]).sum()
-                tensors = [t for r in rec.values() for t in (r.lb, r.ub)]
-                grads = (torch.autograd.grad(sel, tensors, allow_unused=True)
-                         if tensors and sel.requires_grad else [None] * len(tensors))
-                for k, nid in enumerate(rec):
-                    g_lb, g_ub = grads[2 * k], grads[2 * k + 1]
-                    size = self.graph.nodes[nid].size
-                    c = torch.zeros(B, size, dtype=dt, device=dev)
-                    for gg in (g_lb, g_ub):
-                        if gg is not None:
-                            c = c + torch.nan_to_num(gg.expand(B, size), nan=0.0,
-                                                     posinf=0.0, neginf=0.0)
-                    coef[nid] = c
-                rows = arg[:, None, None]
-                parts = []
-                for i in self.graph.inputs:
-                    ua = lin.uA[i]
-                    parts.append(ua.gather(1, rows.expand(B, 1, ua.shape[-1]))[:, 0])
-                input_coef = torch.cat(parts, -1).detach()
-                row_lin = (torch.cat([lin.uA[i] for i in self.graph.inputs], -1).detach(),
-                           lin.ubias.detach())
-        row_up = row_up.detach()
-        n_alpha = alpha_iterations if method == "alpha-crown" else 0
-        if n_alpha > 0 or (beta_iterations > 0 and fixed):
-            # alphas and split multipliers optimized together (beta-CROWN style)
-            _, au, _ = optimize_alpha(eng, starts, cl.detach(), cu.detach(),
-                                      splits=fixed if beta_iterations > 0 else None,
-                                      sides="upper", iterations=max(n_alpha, beta_iterations),
-                                      beta_lr=beta_lr)
-            row_up = torch.minimum(row_up, au.detach())
-        row_up = torch.nan_to_num(row_up, nan=torch.inf)
-        infeasible = eng.infeasible.clone()
-        up = row_up.max(1).values
-        up = torch.where(infeasible, torch.full_like(up, -torch.inf), up)
-        if self.n_flat:
-            nlo = torch.cat([eng.bounds[i][0] for i in self.split_nodes], -1).detach()
-            nhi = torch.cat([eng.bounds[i][1] for i in self.split_nodes], -1).detach()
-        else:
-            nlo = nhi = torch.zeros(B, 0, dtype=dt, device=dev)
-        lin_out = None
-        if want_lin:
-            lin_out = {}
-            for i in self.split_nodes:
-                lb = eng.linear.get(i)
-                if lb is None:  # no CROWN pass for this node: constant (interval) bounds
-                    z = torch.zeros(B, self.graph.nodes[i].size, self.n_in, dtype=dt, device=dev)
-                    lin_out[i] = (z, eng.bounds[i][0].detach(), z, eng.bounds[i][1].detach())
-                    continue
-                lA = torch.cat([lb.lA[k] for k in self.graph.inputs], -1)
-                uA = torch.cat([lb.uA[k] for k in self.graph.inputs], -1)
-                lin_out[i] = (lA.detach(), lb.lbias.detach(), uA.detach(), lb.ubias.detach())
-        return DomainBounds(row_up, up, infeasible, nlo, nhi, coef, input_coef, lin_out,
-                            (lo, hi), row_lin)
+            splits = {i: (flo[i], fhi[i]) for i in self.split_nodes}
+        return bound_domains(
+            self.graph, lo.to(device=dev, dtype=dt), hi.to(device=dev, dtype=dt), splits,
+            self.spec, split_nodes=self.split_nodes, relevant=self.relevant, method=method,
+            alpha_iterations=alpha_iterations, beta_iterations=beta_iterations, beta_lr=beta_lr,
+            intermediate=intermediate, want_coef=want_coef, want_lin=want_lin,
+        )

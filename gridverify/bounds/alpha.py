@@ -51,6 +51,21 @@ def _init_alphas(engine: Engine, targets: list[int]) -> dict[tuple[int, int], to
 Splits = Mapping[int, tuple[torch.Tensor, torch.Tensor]]
 
 
+def alpha_rows(engine: Engine, nid: int, spec: torch.Tensor, cl: torch.Tensor,
+               cu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Alpha-optimized bounds of ``spec @ value(nid)`` during the forward sweep.
+
+    The ``refine`` hook of :class:`~gridverify.bounds.crown.Engine` for
+    ``intermediate="alpha-crown"``: never looser than CROWN's ``cl``/``cu``; the
+    relaxations built meanwhile are on final input intervals (the sweep is in
+    graph order).  Linear bounds kept for ``linear_nodes`` stay CROWN's (sound,
+    if looser).
+    """
+    with torch.enable_grad():
+        al, au, _ = optimize_alpha(engine, {nid: spec}, cl, cu)
+    return al.detach(), au.detach()
+
+
 def _beta_starts(starts: dict[int, torch.Tensor], betas: dict[int, tuple], m: int,
                  batch: int) -> tuple[dict[int, object], torch.Tensor, torch.Tensor]:
     """Start coefficients with the dualized split terms, and their constant offsets.

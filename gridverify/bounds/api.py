@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from gridverify.bounds.alpha import optimize_alpha
+from gridverify.bounds.alpha import alpha_rows, optimize_alpha
 from gridverify.bounds.crown import Engine, LinearBounds
 from gridverify.bounds.ibp import BoundError, Interval
 from gridverify.bounds.options import METHODS, BoundOptions, BoundOptionsError
@@ -207,7 +207,7 @@ def compute_bounds(
 
         relevant = relevant_entries(graph, c)
     eng = Engine(graph, boxes, dtype, device, options, fixed, extra_nodes=lin_nodes,
-                 relevant=relevant)
+                 relevant=relevant, refine=alpha_rows)
     with torch.no_grad():
         eng.compute_intermediate(
             use_crown=method != "ibp" and options.intermediate != "ibp",

@@ -115,8 +115,13 @@ class Engine:
         interm: Mapping[int, Interval] | None = None,
         extra_nodes: frozenset[int] = frozenset(),
         relevant: Mapping[int, torch.Tensor] | None = None,
+        refine: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> None:
         self.graph = graph
+        #: ``refine(engine, nid, spec, lower, upper) -> (lower, upper)`` tightens
+        #: intermediate bounds when ``options.intermediate == "alpha-crown"``
+        #: (:func:`gridverify.bounds.alpha.alpha_rows`); None: CROWN's are kept
+        self.refine = refine
         #: per node, the entries worth CROWN rows (see :mod:`gridverify.bounds.relevance`;
         #: the others keep interval bounds); None: every entry
         self.relevant = relevant
@@ -258,19 +263,12 @@ class Engine:
 
     def _alpha_rows(self, nid: int, spec: torch.Tensor, cl: torch.Tensor,
                     cu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Alpha-optimized bounds of ``spec @ value(nid)`` when ``intermediate="alpha-crown"``.
-
-        Never looser than CROWN's ``cl``/``cu``; the relaxations built meanwhile
-        are on final input intervals (the sweep is in graph order).  Linear
-        bounds kept for ``linear_nodes`` stay CROWN's (sound, if looser).
-        """
-        if self.options.intermediate != "alpha-crown" or self.options.alpha_iterations == 0:
+        """Bounds of ``spec @ value(nid)`` refined by ``self.refine`` (alpha-optimized)
+        when ``intermediate="alpha-crown"``; CROWN's ``cl``/``cu`` otherwise."""
+        if (self.refine is None or self.options.intermediate != "alpha-crown"
+                or self.options.alpha_iterations == 0):
             return cl, cu
-        from gridverify.bounds.alpha import optimize_alpha
-
-        with torch.enable_grad():
-            al, au, _ = optimize_alpha(self, {nid: spec}, cl, cu)
-        return al.detach(), au.detach()
+        return self.refine(self, nid, spec, cl, cu)
 
     def _relevant_rows(self, nid: int) -> torch.Tensor | None:
         """Entries of ``nid`` in the relevance map (``None``: all of them)."""
