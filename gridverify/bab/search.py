@@ -274,159 +274,211 @@ def bab_maximize(
         mode = "decision" if threshold is not None else "optimization"
     g = to_graph(graph)
     lo, hi = _as_box(g, lower, upper)
-    c = _as_spec(g, spec)
-    dev = torch.device(opts.device) if opts.device else torch.device("cpu")
-    bounder = Bounder(g, c, dev, relevance=opts.focus)
-    heuristic = resolve_branching(opts.branching, g.input_size, opts.input_split_max_dim,
-                                  bounder.n_flat)
-    fals = _Falsifier(g, c, dev, opts.seed)
+    search = _Search(g, lo, hi, _as_spec(g, spec), threshold, opts, mode, t0)
+    search.root()
     notify = progress or (lambda info: None)
+    while True:
+        search.record(notify)
+        if search.finished():
+            break
+        search.round()
+    return search.result()
 
-    clock = time.process_time if opts.clock == "cpu" else time.perf_counter
-    c0 = clock() - (time.perf_counter() - t0) if opts.clock == "wall" else clock()
 
-    def elapsed() -> float:
-        return clock() - c0
+class _Search:
+    """The state of one branch-and-bound search (see :func:`bab_maximize`).
 
-    fals.offer(((lo + hi) / 2)[None], lo, hi)
-    root_method = "alpha-crown" if opts.root_alpha_iterations > 0 else "crown"
-    db = bounder.bound(lo[None], hi[None], None, None, method=root_method,
-                       alpha_iterations=opts.root_alpha_iterations,
-                       want_lin=heuristic == "bbps", intermediate=opts.root_intermediate)
-    # root attack (the objective is multi-modal: many restarts pay): every row
-    # whose bound leaves room, worst bound first, 2 * attack_restarts restarts
-    # each (at most 1024 in all) and 5 * attack_steps steps; the in-search
-    # attacks cycle over the worst rows
-    root_rows = db.row_upper[0].detach().cpu()
-    order = torch.argsort(root_rows, descending=True)
-    fals.top_rows = order[: max(1, opts.attack_restarts)]
-    live = order[root_rows[order] > fals.best]
-    if live.numel():
-        n_r = min(max(4 * opts.attack_restarts, 2 * opts.attack_restarts * live.numel()), 1024)
-        fals.offer(fals.attack(lo[None], hi[None], n_r, 5 * opts.attack_steps, rows=live),
-                   lo, hi)
-    visited = 1
-    pruned_max = stuck_max = -math.inf
-    # rows whose root bound is already below the level need no more work: bound
-    # only the others from here on (fewer CROWN rows per domain, see
-    # Bounder.restrict_rows); the dropped rows' root bounds still count
-    level = threshold if mode == "decision" else fals.best + opts.tolerance
-    if mode != "decision" and threshold is not None:
-        level = min(level, threshold)
-    keep = root_rows > level
-    if opts.focus and 0 < int(keep.sum()) < keep.numel() and not bool(db.infeasible[0]):
-        pruned_max = float(root_rows[~keep].max())
-        bounder.restrict_rows(keep.nonzero().reshape(-1))
-    if opts.branching == "auto":
-        # relus decide: stable over the region -> inputs, else neurons
-        heuristic = resolve_branching("auto", g.input_size, opts.input_split_max_dim,
-                                      bounder.n_flat, relu_unstable(bounder, db.ilo, db.ihi))
-    tables = load_tables() if opts.points == "table" and heuristic != "input" else None
-    dec = choose(bounder, db, lo[None], hi[None], heuristic, tables)
-    store = DomainStore(g.input_size, bounder.n_flat, opts.memory_mb)
-    root_ub = float(db.upper[0])
-    if bool(db.infeasible[0]):
-        root_ub = -math.inf
-    elif int(dec.kind[0]) == NONE:
-        stuck_max = root_ub
-    else:
+    The reported bound is the maximum of the open domains' bounds
+    (:attr:`store`), of the pruned ones (``pruned_max``: at or below the level
+    when pruned), of the ones with nothing left to split (``stuck_max``) and of
+    the ones the memory cap refused.
+    """
+
+    def __init__(self, g: Any, lo: torch.Tensor, hi: torch.Tensor, c: torch.Tensor,
+                 threshold: float | None, opts: BabOptions, mode: str, t0: float) -> None:
+        self.g, self.lo, self.hi, self.threshold, self.opts, self.mode = (
+            g, lo, hi, threshold, opts, mode)
+        dev = torch.device(opts.device) if opts.device else torch.device("cpu")
+        self.bounder = Bounder(g, c, dev, relevance=opts.focus)
+        self.heuristic = resolve_branching(opts.branching, g.input_size,
+                                           opts.input_split_max_dim, self.bounder.n_flat)
+        self.fals = _Falsifier(g, c, dev, opts.seed)
+        self.clock = time.process_time if opts.clock == "cpu" else time.perf_counter
+        self.c0 = (self.clock() - (time.perf_counter() - t0) if opts.clock == "wall"
+                   else self.clock())
+        self.store = DomainStore(g.input_size, self.bounder.n_flat, opts.memory_mb)
+        self.tables = None
+        self.visited = 0
+        self.rounds = 0
+        self.pruned_max = self.stuck_max = -math.inf
+        self.history: list[tuple[float, float, float]] = []
+        self.status, self.reason = OPEN, ""
+
+    # ------------------------------------------------------------ bookkeeping
+    def elapsed(self) -> float:
+        return self.clock() - self.c0
+
+    def bound_now(self) -> float:
+        """The sound upper bound over the whole box right now."""
+        return max(self.store.max_upper(), self.pruned_max, self.stuck_max,
+                   self.store.lost_upper)
+
+    def level(self) -> float:
+        """Domains whose bound is at or below this cannot change the answer."""
+        opts, thr = self.opts, self.threshold
+        if self.mode == "decision":
+            return thr
+        lev = self.fals.best + opts.tolerance
+        return min(lev, thr) if thr is not None else lev
+
+    def record(self, notify: Progress) -> None:
+        gub, att = self.bound_now(), self.fals.best
+        self.history.append((self.elapsed(), gub, att))
+        notify({"open": float(len(self.store)), "bound": gub, "attained": att,
+                "gap": gub - att, "visited": float(self.visited), "seconds": self.elapsed()})
+
+    def finished(self) -> bool:
+        """Decide (status, reason) when the search should stop."""
+        opts, gub, att = self.opts, self.bound_now(), self.fals.best
+        if self.mode == "decision":
+            if att > self.threshold:
+                self.status, self.reason = VIOLATED, "violation"
+                return True
+            if gub <= self.threshold:
+                self.status, self.reason = CERTIFIED, "threshold"
+                return True
+        elif gub - att <= opts.tolerance:
+            self.status, self.reason = CERTIFIED, "gap"
+            return True
+        if not len(self.store):
+            self.reason = "memory" if self.store.full else "unsplittable"
+        elif self.store.full:
+            self.reason = "memory"
+        elif opts.timeout is not None and self.elapsed() > opts.timeout:
+            self.reason = "timeout"
+        elif opts.max_domains is not None and self.visited >= opts.max_domains:
+            self.reason = "max_domains"
+        return bool(self.reason)
+
+    def result(self) -> BabResult:
+        gub = self.bound_now()
+        status, thr = self.status, self.threshold
+        if self.mode == "optimization" and thr is not None and status == CERTIFIED:
+            status = CERTIFIED if gub <= thr else (VIOLATED if self.fals.best > thr else OPEN)
+        return BabResult(
+            upper_bound=gub, attained=self.fals.best, witness=self.fals.witness,
+            status=status, domains_visited=self.visited, seconds=self.elapsed(),
+            reason=self.reason, open_domains=len(self.store), branching=self.heuristic,
+            mode=self.mode, history=self.history,
+        )
+
+    # ------------------------------------------------------------ the algorithm
+    def root(self) -> None:
+        """Bound and attack the whole box, drop the rows already decided, store the root."""
+        opts, lo, hi, bounder, fals = self.opts, self.lo, self.hi, self.bounder, self.fals
+        fals.offer(((lo + hi) / 2)[None], lo, hi)
+        root_method = "alpha-crown" if opts.root_alpha_iterations > 0 else "crown"
+        db = bounder.bound(lo[None], hi[None], None, None, method=root_method,
+                           alpha_iterations=opts.root_alpha_iterations,
+                           want_lin=self.heuristic == "bbps",
+                           intermediate=opts.root_intermediate)
+        self.visited = 1
+        root_rows = db.row_upper[0].detach().cpu()
+        self._root_attack(root_rows)
+        # rows whose root bound is already below the level need no more work: bound
+        # only the others from here on (fewer CROWN rows per domain, see
+        # Bounder.restrict_rows); the dropped rows' root bounds still count
+        level = self.level()
+        keep = root_rows > level
+        if opts.focus and 0 < int(keep.sum()) < keep.numel() and not bool(db.infeasible[0]):
+            self.pruned_max = float(root_rows[~keep].max())
+            bounder.restrict_rows(keep.nonzero().reshape(-1))
+        if opts.branching == "auto":
+            # relus decide: stable over the region -> inputs, else neurons
+            self.heuristic = resolve_branching(
+                "auto", self.g.input_size, opts.input_split_max_dim, bounder.n_flat,
+                relu_unstable(bounder, db.ilo, db.ihi))
+        if opts.points == "table" and self.heuristic != "input":
+            self.tables = load_tables()
+        dec = choose(bounder, db, lo[None], hi[None], self.heuristic, self.tables)
+        if bool(db.infeasible[0]):
+            return
+        if int(dec.kind[0]) == NONE:
+            self.stuck_max = float(db.upper[0])
+            return
         rlo, rhi = lo[None], hi[None]
         if opts.clip:
             rlo, rhi, _ = _clip(db, rlo, rhi, level)
-        store.push(lo=rlo, hi=rhi, ilo=db.ilo.cpu(), ihi=db.ihi.cpu(),
-                   ub=db.upper.cpu(), kind=dec.kind, index=dec.index, point=dec.point)
+        self.store.push(lo=rlo, hi=rhi, ilo=db.ilo.cpu(), ihi=db.ihi.cpu(),
+                        ub=db.upper.cpu(), kind=dec.kind, index=dec.index, point=dec.point)
 
-    history: list[tuple[float, float, float]] = []
-    reason = ""
-    status = OPEN
-    rounds = 0
+    def _root_attack(self, root_rows: torch.Tensor) -> None:
+        """Every row whose bound leaves room, worst bound first, ``2 * attack_restarts``
+        restarts each (at most 1024 in all) and ``5 * attack_steps`` steps (the
+        objective is multi-modal: many restarts pay); the in-search attacks then
+        cycle over the worst rows."""
+        opts, fals = self.opts, self.fals
+        order = torch.argsort(root_rows, descending=True)
+        fals.top_rows = order[: max(1, opts.attack_restarts)]
+        live = order[root_rows[order] > fals.best]
+        if live.numel():
+            n_r = min(max(4 * opts.attack_restarts, 2 * opts.attack_restarts * live.numel()),
+                      1024)
+            fals.offer(fals.attack(self.lo[None], self.hi[None], n_r, 5 * opts.attack_steps,
+                                   rows=live), self.lo, self.hi)
 
-    def bound_now() -> float:
-        return max(store.max_upper(), pruned_max, stuck_max, store.lost_upper)
-
-    while True:
-        gub = bound_now()
-        att = fals.best
-        history.append((elapsed(), gub, att))
-        notify({"open": float(len(store)), "bound": gub, "attained": att, "gap": gub - att,
-                "visited": float(visited), "seconds": elapsed()})
-        if mode == "decision":
-            if att > threshold:
-                status, reason = VIOLATED, "violation"
-                break
-            if gub <= threshold:
-                status, reason = CERTIFIED, "threshold"
-                break
-        elif gub - att <= opts.tolerance:
-            status, reason = CERTIFIED, "gap"
-            break
-        if not len(store):
-            reason = "memory" if store.full else "unsplittable"
-            break
-        if store.full:
-            reason = "memory"
-            break
-        if opts.timeout is not None and elapsed() > opts.timeout:
-            reason = "timeout"
-            break
-        if opts.max_domains is not None and visited >= opts.max_domains:
-            reason = "max_domains"
-            break
+    def round(self) -> None:
+        """Pop the best domains, split them, bound every child in one call, prune,
+        clip and store the rest; every few rounds, attack the best boxes."""
+        opts, bounder, store = self.opts, self.bounder, self.store
         parents = store.pop(opts.batch)
         ch = _children(parents)
+        neuron = self.heuristic != "input"
         try:
             cb = bounder.bound(ch["lo"], ch["hi"], ch["ilo"], ch["ihi"],
                                method=opts.bound_method, alpha_iterations=opts.alpha_iterations,
-                               want_lin=heuristic == "bbps",
-                               beta_iterations=0 if heuristic == "input" else opts.beta_iterations,
+                               want_lin=self.heuristic == "bbps",
+                               beta_iterations=opts.beta_iterations if neuron else 0,
                                beta_lr=opts.beta_lr,
-                               intermediate=("crown" if heuristic == "input"
-                                             else opts.domain_intermediate))
-            cdec = choose(bounder, cb, ch["lo"], ch["hi"], heuristic, tables)
+                               intermediate=opts.domain_intermediate if neuron else "crown")
+            cdec = choose(bounder, cb, ch["lo"], ch["hi"], self.heuristic, self.tables)
         except (GridverifyError, RuntimeError) as exc:
             # keep the parents' (sound) bounds and stop: never crash mid-search
             store.push(**parents)
-            reason = f"error: {exc}"
-            break
-        visited += int(ch["ub"].shape[0])
-        rounds += 1
+            self.reason = f"error: {exc}"
+            return
+        self.visited += int(ch["ub"].shape[0])
+        self.rounds += 1
         ub = torch.minimum(cb.upper.cpu(), ch["ub"])
         infeasible = cb.infeasible.cpu()
-        level = threshold if mode == "decision" else att + opts.tolerance
-        if mode != "decision" and threshold is not None:
-            level = min(level, threshold)
+        level = self.level()
         done = (ub <= level) & ~infeasible
         if bool(done.any()):
-            pruned_max = max(pruned_max, float(ub[done].max()))
+            self.pruned_max = max(self.pruned_max, float(ub[done].max()))
         stuck = (cdec.kind == NONE) & ~done & ~infeasible
         if bool(stuck.any()):
-            stuck_max = max(stuck_max, float(ub[stuck].max()))
+            self.stuck_max = max(self.stuck_max, float(ub[stuck].max()))
         keep = ~done & ~infeasible & ~stuck
         if opts.clip and bool(keep.any()):
             clo, chi, empty = _clip(cb, ch["lo"], ch["hi"], level)
             ch["lo"], ch["hi"] = clo, chi
             gone = empty & keep
             if bool(gone.any()):  # every row below the level: as good as pruned
-                pruned_max = max(pruned_max, float(ub[gone].max()))
+                self.pruned_max = max(self.pruned_max, float(ub[gone].max()))
                 keep = keep & ~empty
         if bool(keep.any()):
             store.push(lo=ch["lo"][keep], hi=ch["hi"][keep], ilo=cb.ilo.cpu()[keep],
                        ihi=cb.ihi.cpu()[keep], ub=ub[keep], kind=cdec.kind[keep],
                        index=cdec.index[keep], point=cdec.point[keep])
-        if opts.attack_every and rounds % opts.attack_every == 0 and len(store):
-            blo, bhi = store.peek_boxes(opts.attack_domains)
-            xs = fals.attack(blo, bhi, opts.attack_restarts, opts.attack_steps,
-                              rows=fals.top_rows)
-            if fals.offer(xs, lo, hi) and mode != "decision":
-                n, worst = store.prune(fals.best + opts.tolerance)
-                if n:
-                    pruned_max = max(pruned_max, worst)
+        if opts.attack_every and self.rounds % opts.attack_every == 0 and len(store):
+            self._attack_best()
 
-    gub = bound_now()
-    if mode == "optimization" and threshold is not None and status == CERTIFIED:
-        status = CERTIFIED if gub <= threshold else (VIOLATED if fals.best > threshold else OPEN)
-    return BabResult(
-        upper_bound=gub, attained=fals.best, witness=fals.witness, status=status,
-        domains_visited=visited, seconds=elapsed(), reason=reason, open_domains=len(store),
-        branching=heuristic, mode=mode, history=history,
-    )
+    def _attack_best(self) -> None:
+        """PGD on the best open boxes; a better point prunes domains (optimization mode)."""
+        opts, fals, store = self.opts, self.fals, self.store
+        blo, bhi = store.peek_boxes(opts.attack_domains)
+        xs = fals.attack(blo, bhi, opts.attack_restarts, opts.attack_steps, rows=fals.top_rows)
+        if fals.offer(xs, self.lo, self.hi) and self.mode != "decision":
+            n, worst = store.prune(fals.best + opts.tolerance)
+            if n:
+                self.pruned_max = max(self.pruned_max, worst)
