@@ -124,8 +124,9 @@ class Lowering:
     ) -> Var:
         """``out[rows[k]] += vals[k] * v[cols[k]]``: dense or sparse linear node.
 
-        Gathers and constant scalings feeding ``v`` are folded into the map (so an
-        exported ``Gather * vals -> ScatterElements`` re-imports as one node).
+        Gathers and constant scalings feeding ``v`` are folded into the map and
+        zero weights dropped (so an exported ``Gather * vals -> ScatterElements``
+        or ``Gather * vals -> Reshape -> ReduceSum`` re-imports as one node).
         """
         out_shape = tuple(int(d) for d in out_shape)
         n_out = int(np.prod(out_shape, dtype=np.int64))
@@ -139,6 +140,8 @@ class Lowering:
             elif nd.op == "scale":
                 vals = vals * nd.attrs["coef"].numpy()[cols]
             src = nd.inputs[0]
+        if not np.all(keep := vals != 0):  # padding slots of an exported sparse map
+            rows, cols, vals = rows[keep], cols[keep], vals[keep]
         v = Var(src, (self.b.node(src).size,))
         n_in = v.size
         dense_entries = n_out * n_in

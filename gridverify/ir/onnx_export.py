@@ -9,8 +9,10 @@ IR op              ONNX
 =================  =====================================================
 linear             Gemm(x, W, bias, transB=1)
 sparse_linear      MatMul with the dense (in, out) matrix when it is small or
-                   dense enough; otherwise Gather(x, cols) * vals then
-                   ScatterElements(reduction="add") over the rows (opset >= 16)
+                   dense enough; otherwise padded rows: Gather(x, cols) * vals,
+                   Reshape to (batch, out, K) and ReduceSum over the K slots of
+                   each row (K: the most entries of any row; padding slots read
+                   column 0 with weight 0)
 add/sub/neg/mul    Add/Sub/Neg/Mul
 scale/add_const    Mul/Add with a (size,) constant
 gather             Gather(axis=1);  concat: Concat(axis=1);  reshape: Identity
@@ -18,6 +20,13 @@ square / pow k     Mul(x, x) / Pow(x, k)
 relu sigmoid tanh erf sin cos exp sqrt floor reciprocal: the ONNX op of that name
 constant           an initializer of shape (1, size) (broadcast over the batch)
 =================  =====================================================
+
+Portability: the file uses only Gemm, MatMul, Gather, Mul, Add, Sub, Neg, Pow,
+Reshape, ReduceSum, Concat, Identity, the elementwise ops above and, for a
+constant output or a symbolic batch, Shape/Slice/Expand; no ScatterElements
+with a reduction and no control flow, so that onnxruntime and the common
+ONNX-to-torch converters (onnx2torch, onnx2pytorch) read it.  The opset is
+stated in the file (:data:`OPSET` unless asked otherwise; 13 or later).
 """
 
 from __future__ import annotations
@@ -32,11 +41,14 @@ from gridverify.errors import GraphError, UnsupportedOpError
 from gridverify.fileio import atomic_path
 from gridverify.ir import Graph
 
-__all__ = ["to_onnx"]
+__all__ = ["OPSET", "to_onnx"]
+
+OPSET = 17
+"""The ONNX opset gridverify's exports state (ai.onnx domain)."""
 
 # sparse_linear is exported as a dense MatMul up to this many matrix entries, or
 # at any size when at least this fraction of the entries are nonzero; otherwise
-# as Gather + Mul + ScatterElements (which re-imports as sparse_linear).
+# as Gather + Mul + Reshape + ReduceSum (which re-imports as sparse_linear).
 _DENSE_MAX_ENTRIES = 1 << 16
 _DENSE_MIN_DENSITY = 0.1
 
@@ -138,22 +150,20 @@ class _Exporter:
         vals = a["vals"].numpy()
         n_in, n_out = self.g.nodes[nd.inputs[0]].size, nd.size
         entries = n_in * n_out
-        if entries <= _DENSE_MAX_ENTRIES or rows.size >= _DENSE_MIN_DENSITY * entries \
-                or self.opset < 16:
+        y_name = out if a.get("bias") is None else out + "_mm"
+        if entries <= _DENSE_MAX_ENTRIES or rows.size >= _DENSE_MIN_DENSITY * entries:
             m = np.bincount(cols * n_out + rows, weights=vals, minlength=entries)
-            y = self.emit("MatMul", [x, self.init(f"n{nd.id}_m", m.reshape(n_in, n_out))],
-                          out if a.get("bias") is None else out + "_mm")
+            y = self.emit("MatMul", [x, self.init(f"n{nd.id}_m", m.reshape(n_in, n_out))], y_name)
         else:
-            g = self.emit("Gather", [x, self.init(f"n{nd.id}_cols", cols, np.int64)],
+            idx, w = _padded_rows(rows, cols, vals, n_out)
+            k = idx.shape[1]
+            g = self.emit("Gather", [x, self.init(f"n{nd.id}_cols", idx.ravel(), np.int64)],
                           out + "_g", axis=1)
-            upd = self.emit("Mul", [g, self.init(f"n{nd.id}_vals", vals)], out + "_u")
-            idx = self.emit("Expand", [self.init(f"n{nd.id}_rows", rows.reshape(1, -1), np.int64),
-                                       self.emit("Shape", [upd], out + "_us")], out + "_ix")
-            zeros = self.emit("ConstantOfShape", [self.batch_shape(n_out)], out + "_z",
-                              value=self.helper.make_tensor("v", self.elem, [1], [0.0]))
-            y = self.emit("ScatterElements", [zeros, idx, upd],
-                          out if a.get("bias") is None else out + "_mm",
-                          axis=1, reduction="add")
+            upd = self.emit("Mul", [g, self.init(f"n{nd.id}_vals", w.ravel())], out + "_u")
+            shp = self.init(f"n{nd.id}_shape", [-1, n_out, k], np.int64)
+            r = self.emit("Reshape", [upd, shp], out + "_r")
+            y = self.emit("ReduceSum", [r, self.init(f"n{nd.id}_axes", [2], np.int64)], y_name,
+                          keepdims=0)
         if a.get("bias") is not None:
             self.emit("Add", [y, self.init(f"n{nd.id}_b", a["bias"].numpy())], out)
 
@@ -193,10 +203,32 @@ class _Exporter:
         return model
 
 
+def _padded_rows(
+    rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_out: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices and weights ``(n_out, K)`` of a sparse map, one row per output.
+
+    Row ``r`` holds its entries in its first slots; the other slots read column
+    0 with weight 0.  ``K`` is the largest number of entries in a row (at least 1).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    order = np.argsort(rows, kind="stable")
+    r = rows[order]
+    counts = np.bincount(r, minlength=n_out)
+    k = max(1, int(counts.max(initial=0)))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.arange(r.size) - starts[r]
+    idx = np.zeros((n_out, k), dtype=np.int64)
+    w = np.zeros((n_out, k), dtype=np.float64)
+    idx[r, slot] = np.asarray(cols, dtype=np.int64)[order]
+    w[r, slot] = np.asarray(vals, dtype=np.float64)[order]
+    return idx, w
+
+
 def to_onnx(
     graph: Graph,
     path: str | os.PathLike[str] | None,
-    opset: int = 17,
+    opset: int = OPSET,
     batch_dim: int | None = 1,
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
