@@ -61,22 +61,22 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print(res: Any) -> None:
+    """The report in lines of at most 80 columns (paths and notes apart)."""
     out = sys.stdout
-    out.write(f"{res.model} against {res.case}: {res.samples} load samples, "
+    out.write(f"model: {res.model}\ncase: {res.case}\n{res.samples} load samples, "
               f"{res.evaluator}, tolerance {res.tol:g}\n")
     for n in res.notes:
         out.write(f"note: {n}\n")
-    out.write(f"{'block':<6}{'entries':>8}{'max abs':>11}{'max rel':>11}{'bad':>5}  worst\n")
+    out.write(f"{'block':<6}{'entries':>8}{'max abs':>10}{'max rel':>10}{'bad':>5}  worst\n")
     for f in res.families:
-        out.write(f"{f.family:<6}{f.size:>8}{f.max_abs:>11.2e}{f.max_err:>11.2e}{f.n_bad:>5}  "
+        out.write(f"{f.family:<6}{f.size:>8}{f.max_abs:>10.2e}{f.max_err:>10.2e}{f.n_bad:>5}  "
                   f"{f.worst}\n")
     if res.ok:
         out.write(f"agree: every physics output within {res.tol:g}\n")
         return
     out.write(f"DISAGREE: {len(res.findings)} branch(es)/bus(es) above {res.tol:g}\n")
     for fd in res.findings[:_MAX_LINES]:
-        cause = fd.cause or "cause not recognised"
         out.write(f"  {fd.element}: {','.join(fd.families)} off by {fd.max_abs:.3g} "
-                  f"(rel {fd.max_err:.2e}): {cause}\n")
+                  f"(rel {fd.max_err:.2e})\n    -> {fd.cause or 'cause not recognised'}\n")
     if len(res.findings) > _MAX_LINES:
         out.write(f"  ... and {len(res.findings) - _MAX_LINES} more (--json lists all)\n")

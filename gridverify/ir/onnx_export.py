@@ -21,11 +21,9 @@ relu sigmoid tanh erf sin cos exp sqrt floor reciprocal: the ONNX op of that nam
 constant           an initializer of shape (1, size) (broadcast over the batch)
 =================  =====================================================
 
-Portability: the file uses only Gemm, MatMul, Gather, Mul, Add, Sub, Neg, Pow,
-Reshape, ReduceSum, Concat, Identity, the elementwise ops above and, for a
-constant output or a symbolic batch, Shape/Slice/Expand; no ScatterElements
-with a reduction and no control flow, so that onnxruntime and the common
-ONNX-to-torch converters (onnx2torch, onnx2pytorch) read it.  The opset is
+Portability: the file uses only the ops of :data:`PORTABLE_OPS` (no
+ScatterElements with a reduction, no control flow), which onnxruntime and the
+common ONNX-to-torch converters (onnx2torch, onnx2pytorch) read.  The opset is
 stated in the file (:data:`OPSET` unless asked otherwise; 13 or later).
 """
 
@@ -41,10 +39,18 @@ from gridverify.errors import GraphError, UnsupportedOpError
 from gridverify.fileio import atomic_path
 from gridverify.ir import Graph
 
-__all__ = ["OPSET", "to_onnx"]
+__all__ = ["OPSET", "PORTABLE_OPS", "to_onnx"]
 
 OPSET = 17
 """The ONNX opset gridverify's exports state (ai.onnx domain)."""
+
+PORTABLE_OPS = frozenset({
+    "Gemm", "MatMul", "Gather", "Concat", "Reshape", "ReduceSum", "Identity",
+    "Add", "Sub", "Mul", "Neg", "Pow", "Relu", "Sigmoid", "Tanh", "Erf", "Sin", "Cos", "Exp",
+    "Sqrt", "Floor", "Reciprocal", "Shape", "Slice", "Expand",
+})
+"""Every op :func:`to_onnx` may write (Shape/Slice/Expand only for constant outputs and
+symbolic batches)."""
 
 # sparse_linear is exported as a dense MatMul up to this many matrix entries, or
 # at any size when at least this fraction of the entries are nonzero; otherwise

@@ -300,7 +300,7 @@ class _Evaluator:
                             if vi.name not in {t.name for t in wide.graph.initializer}]
                 self._ref.run(None, {n: np.zeros(s) for n, s in self._in})
                 self.name = "onnx reference float64"
-                self.notes.append(f"onnxruntime cannot run the graph in float64 ({why[:160]}); "
+                self.notes.append(f"onnxruntime cannot run the graph in float64 ({why[:100]}); "
                                   "used the ONNX reference evaluator")
                 return
             except Exception:  # noqa: BLE001 - fall back to the stored precision
@@ -310,7 +310,7 @@ class _Evaluator:
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
             raise GraphError(f"{source}: onnxruntime cannot run the model ({exc})") from None
         self.name = "onnxruntime as stored"
-        self.notes.append(f"the graph runs only as stored ({why[:160]}): tolerance at least "
+        self.notes.append(f"the graph runs only as stored ({why[:100]}): tolerance at least "
                           f"{FLOAT32_TOL:g}")
 
     @property
@@ -360,7 +360,10 @@ def _load_model(model: Any) -> tuple[Any, str]:
         raise GraphError(f"{source}: no such ONNX file")
     if os.path.isdir(source):
         raise GraphError(f"{source}: is a directory, not an ONNX file")
-    data = read_bytes(source)
+    try:
+        data = read_bytes(source)
+    except OSError as exc:
+        raise GraphError(f"{source}: cannot read ({exc.strerror or exc})") from None
     try:
         return onnx.load_from_string(data), source
     except Exception as exc:  # noqa: BLE001 - protobuf raises several types
@@ -588,7 +591,7 @@ def _judge(case: CompiledCase, lay: AcopfLayout, xs: np.ndarray, ys: np.ndarray,
         elif kind == "bus" and bus_via.get(idx):
             key = "via_branch"
             cause = "follows from the flows of " + ", ".join(
-                f"{names.branch(e)} ({BRANCH_MISTAKES[br_cause[e]]})" for e in bus_via[idx])
+                names.branch(e) for e in bus_via[idx])
         elif all(f in fam_cause for f in fams):
             key, cause = "sign_convention", fam_cause[fams[0]]
         findings.append(Finding(
