@@ -9,10 +9,12 @@ IR op              ONNX
 =================  =====================================================
 linear             Gemm(x, W, bias, transB=1)
 sparse_linear      MatMul with the dense (in, out) matrix when it is small or
-                   dense enough; otherwise padded rows: Gather(x, cols) * vals,
-                   Reshape to (batch, out, K) and ReduceSum over the K slots of
-                   each row (K: the most entries of any row; padding slots read
-                   column 0 with weight 0)
+                   dense enough; otherwise rows grouped by their number of
+                   entries (rounded up to a power of two, K), each group
+                   Gather(x, cols) * vals, Reshape to (batch, rows, K) and
+                   ReduceSum over the K slots (padding slots read column 0 with
+                   weight 0), the groups joined by Concat and put back in row
+                   order by one Gather
 add/sub/neg/mul    Add/Sub/Neg/Mul
 scale/add_const    Mul/Add with a (size,) constant
 gather             Gather(axis=1);  concat: Concat(axis=1);  reshape: Identity
@@ -54,7 +56,7 @@ symbolic batches)."""
 
 # sparse_linear is exported as a dense MatMul up to this many matrix entries, or
 # at any size when at least this fraction of the entries are nonzero; otherwise
-# as Gather + Mul + Reshape + ReduceSum (which re-imports as sparse_linear).
+# as row groups of Gather + Mul + Reshape + ReduceSum (each re-imports as a sparse_linear).
 _DENSE_MAX_ENTRIES = 1 << 16
 _DENSE_MIN_DENSITY = 0.1
 
@@ -161,15 +163,25 @@ class _Exporter:
             m = np.bincount(cols * n_out + rows, weights=vals, minlength=entries)
             y = self.emit("MatMul", [x, self.init(f"n{nd.id}_m", m.reshape(n_in, n_out))], y_name)
         else:
-            idx, w = _padded_rows(rows, cols, vals, n_out)
-            k = idx.shape[1]
-            g = self.emit("Gather", [x, self.init(f"n{nd.id}_cols", idx.ravel(), np.int64)],
-                          out + "_g", axis=1)
-            upd = self.emit("Mul", [g, self.init(f"n{nd.id}_vals", w.ravel())], out + "_u")
-            shp = self.init(f"n{nd.id}_shape", [-1, n_out, k], np.int64)
-            r = self.emit("Reshape", [upd, shp], out + "_r")
-            y = self.emit("ReduceSum", [r, self.init(f"n{nd.id}_axes", [2], np.int64)], y_name,
-                          keepdims=0)
+            buckets = _row_buckets(rows, cols, vals, n_out)
+            sums = []
+            for j, (members, idx, w) in enumerate(buckets):
+                key, name = f"n{nd.id}_{j}", f"{out}_{j}"
+                g = self.emit("Gather", [x, self.init(f"{key}_cols", idx.ravel(), np.int64)],
+                              name + "_g", axis=1)
+                u = self.emit("Mul", [g, self.init(f"{key}_vals", w.ravel())], name + "_u")
+                shp = self.init(f"{key}_shape", [-1, members.size, idx.shape[1]], np.int64)
+                r = self.emit("Reshape", [u, shp], name + "_r")
+                sums.append(self.emit("ReduceSum", [r, self.init(f"{key}_axes", [2], np.int64)],
+                                      y_name if len(buckets) == 1 else name + "_s", keepdims=0))
+            if len(buckets) == 1:
+                y = sums[0]
+            else:  # back to row order
+                cat = self.emit("Concat", sums, out + "_cat", axis=1)
+                pos = np.empty(n_out, dtype=np.int64)
+                pos[np.concatenate([m for m, _, _ in buckets])] = np.arange(n_out)
+                y = self.emit("Gather", [cat, self.init(f"n{nd.id}_pos", pos, np.int64)], y_name,
+                              axis=1)
         if a.get("bias") is not None:
             self.emit("Add", [y, self.init(f"n{nd.id}_b", a["bias"].numpy())], out)
 
@@ -209,26 +221,38 @@ class _Exporter:
         return model
 
 
-def _padded_rows(
+def _row_buckets(
     rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_out: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices and weights ``(n_out, K)`` of a sparse map, one row per output.
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A sparse map as padded row blocks: ``(members, cols (n, K), weights (n, K))`` each.
 
-    Row ``r`` holds its entries in its first slots; the other slots read column
-    0 with weight 0.  ``K`` is the largest number of entries in a row (at least 1).
+    Rows are grouped by their number of entries rounded up to a power of two
+    (``K``), so padding at most doubles the entries; row ``r`` of a block holds
+    the entries of output ``members[r]`` in its first slots, the other slots read
+    column 0 with weight 0.  Blocks come in increasing ``K``; every output row is
+    in exactly one block (a row without entries in the ``K = 1`` block).
     """
     rows = np.asarray(rows, dtype=np.int64)
     order = np.argsort(rows, kind="stable")
     r = rows[order]
+    c = np.asarray(cols, dtype=np.int64)[order]
+    v = np.asarray(vals, dtype=np.float64)[order]
     counts = np.bincount(r, minlength=n_out)
-    k = max(1, int(counts.max(initial=0)))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     slot = np.arange(r.size) - starts[r]
-    idx = np.zeros((n_out, k), dtype=np.int64)
-    w = np.zeros((n_out, k), dtype=np.float64)
-    idx[r, slot] = np.asarray(cols, dtype=np.int64)[order]
-    w[r, slot] = np.asarray(vals, dtype=np.float64)[order]
-    return idx, w
+    width = 1 << np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64)
+    out = []
+    for k in np.unique(width):
+        members = np.nonzero(width == k)[0]
+        at = np.full(n_out, -1, dtype=np.int64)
+        at[members] = np.arange(members.size)
+        mine = at[r] >= 0
+        idx = np.zeros((members.size, int(k)), dtype=np.int64)
+        w = np.zeros((members.size, int(k)), dtype=np.float64)
+        idx[at[r[mine]], slot[mine]] = c[mine]
+        w[at[r[mine]], slot[mine]] = v[mine]
+        out.append((members, idx, w))
+    return out
 
 
 def to_onnx(

@@ -13,7 +13,7 @@ import torch
 
 from gridverify.cli import main
 from gridverify.errors import GraphError, SpecError
-from gridverify.grid.case import BR_B, BS, F_BUS, RATE_A, SHIFT, T_BUS, TAP, load_case
+from gridverify.grid.case import BR_B, BS, F_BUS, GS, RATE_A, SHIFT, T_BUS, TAP, load_case
 from gridverify.grid.compile import compile_case
 from gridverify.grid.flows import branch_flows
 from gridverify.proxy.model import ProxyArch, ProxyMLP, case_limits
@@ -158,6 +158,28 @@ def test_case300_phase_shifter_sign(tmp_path):
     args = ["--samples", "4", "--json"]
     assert main(["check-physics", str(good), "pglib_opf_case300_ieee", *args]) == 0
     assert main(["check-physics", str(bad), "pglib_opf_case300_ieee", "--samples", "4"]) == 1
+    res = check_physics(bad, case, OPTS)
+    assert res.findings[0].element == _branch_name(case, int(row))
+    assert res.findings[0].cause == "phase-shift sign flipped"
+    # a shunt conductance left out
+    i = int(np.nonzero(raw.bus[:, GS])[0][0])
+    no_gs = compile_case(_modified(raw, "bus", i, GS, 0.0), emit_warnings=False)
+    res = check_physics(_export(no_gs, proxy, tmp_path / "gs.onnx"), case, OPTS)
+    (only,) = res.findings
+    assert only.element == f"bus {int(raw.bus[i, 0])}" and only.cause_key == "no_gs"
+
+
+def test_gelu_graph_runs_in_the_reference_evaluator(tmp_path):
+    """onnxruntime has no float64 Erf: the ONNX reference evaluator takes over."""
+    case = compile_case(load_case("pglib_opf_case5_pjm"), emit_warnings=False)
+    arch = ProxyArch(case.n_load, case.n_gen, case.n_bus, (6,), "gelu", True)
+    lo, hi = case_limits(case)
+    torch.manual_seed(0)
+    proxy = ProxyMLP(arch, head_lo=lo, head_hi=hi, dtype=torch.float64).eval()
+    res = check_physics(_export(case, proxy, tmp_path / "g.onnx"), case,
+                        CheckOptions(samples=3))
+    assert res.ok and res.evaluator == "onnx reference float64"
+    assert "reference evaluator" in res.notes[0]
 
 
 def test_cli_json_and_text(shifted, proxy14, tmp_path, capsys):
