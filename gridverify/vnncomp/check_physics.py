@@ -265,12 +265,16 @@ def onnx_float64(model: Any) -> Any:
         if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type == f32:
             vi.type.tensor_type.elem_type = f64
     for node in m.graph.node:
-        for a in node.attribute:
+        for k, a in enumerate(node.attribute):
             if a.type == onnx.AttributeProto.TENSOR:
                 widen_tensor(a.t)
             elif a.name == "to" and node.op_type == "Cast" and a.i == f32:
                 a.i = f64
-            elif a.type == onnx.AttributeProto.GRAPH:
+            elif node.op_type == "Constant" and a.name in ("value_float", "value_floats"):
+                v = np.asarray(a.f if a.name == "value_float" else list(a.floats), np.float64)
+                node.attribute[k].CopyFrom(
+                    onnx.helper.make_attribute("value", numpy_helper.from_array(v)))
+            elif a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
                 raise GraphError("subgraphs (control flow) are not supported")
     return m
 

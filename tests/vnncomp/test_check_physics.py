@@ -241,3 +241,25 @@ def test_float64_widening_keeps_the_graph(shifted, proxy14, tmp_path):
     assert y64.dtype == np.float64
     np.testing.assert_allclose(y64, y32, rtol=1e-3, atol=1e-3)
     assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # not touched
+
+
+def test_float64_widening_of_constants_and_casts():
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Constant", [], ["c"], value_float=0.1),
+        helper.make_node("Constant", [], ["v"], value_floats=[1.0, 2.0]),
+        helper.make_node("Cast", ["x"], ["x32"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["x32", "c"], ["y0"]),
+        helper.make_node("Add", ["y0", "v"], ["y"]),
+    ]
+    g = helper.make_graph(
+        nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    w = onnx_float64(m)
+    x = np.array([[1.0 / 3.0, 3.0]])
+    (y,) = ort.InferenceSession(w.SerializeToString()).run(None, {"x": x})
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y, x * float(np.float32(0.1)) + [1.0, 2.0], rtol=1e-15)
