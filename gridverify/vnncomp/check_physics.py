@@ -147,13 +147,18 @@ class PhysicsCheck:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (``ok``, settings, ``families``, ``findings``, ``notes``)."""
-        d = dataclasses.asdict(self)
-        d["families"] = [dataclasses.asdict(f) for f in self.families]
-        d["findings"] = [
-            {**dataclasses.asdict(f), "families": list(f.families)} for f in self.findings
-        ]
-        d["notes"] = list(self.notes)
-        return {"ok": self.ok, **d}
+        return _finite({"ok": self.ok, **dataclasses.asdict(self)})
+
+
+def _finite(v: Any) -> Any:
+    """``v`` with non-finite floats as None (strict JSON)."""
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    return v
 
 
 # --------------------------------------------------------------------------
@@ -294,7 +299,7 @@ class _Evaluator:
             self.name = "onnxruntime float64"
             return
         except Exception as exc:  # noqa: BLE001 - no float64 kernel, or a graph we cannot widen
-            why = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            why = _one_line(exc)
         if wide is not None:
             try:
                 from onnx.reference import ReferenceEvaluator
@@ -312,7 +317,8 @@ class _Evaluator:
         try:
             self._checker = OnnxChecker(model.SerializeToString())
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
-            raise GraphError(f"{source}: onnxruntime cannot run the model ({exc})") from None
+            raise GraphError(f"{source}: onnxruntime cannot run the model ({_one_line(exc)})"
+                             ) from None
         self.name = "onnxruntime as stored"
         self.notes.append(f"the graph runs only as stored ({why[:100]}): tolerance at least "
                           f"{FLOAT32_TOL:g}")
@@ -346,6 +352,12 @@ class _Evaluator:
         return x if self._ref is not None else self._checker.cast(x)
 
 
+def _one_line(exc: BaseException) -> str:
+    """The last non-empty line of an exception's message (at most 160 characters)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:160]
+
+
 def _static_shape(vi: Any) -> tuple[int, ...]:
     dims = vi.type.tensor_type.shape.dim
     return tuple(int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else 1
@@ -371,7 +383,7 @@ def _load_model(model: Any) -> tuple[Any, str]:
     try:
         return onnx.load_from_string(data), source
     except Exception as exc:  # noqa: BLE001 - protobuf raises several types
-        raise GraphError(f"{source}: not a readable ONNX model ({exc})") from None
+        raise GraphError(f"{source}: not a readable ONNX model ({_one_line(exc)})") from None
 
 
 def _layouts(case: CompiledCase) -> list[tuple[str, AcopfLayout]]:
