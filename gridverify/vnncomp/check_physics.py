@@ -22,8 +22,8 @@ applied to that element and names the mistake whose equations reproduce the
 graph: a phase-shift sign flipped, the tap on the wrong side, the tap ratio
 inverted, line charging missing; a shunt conductance or susceptance left out or
 of the wrong sign; a thermal rating that differs; a whole block with the
-opposite sign convention.  Balance residuals that disagree only because the
-branch flows do are attributed to those branches.
+opposite sign convention.  Balance and thermal residuals that disagree only
+because the branch flows do (recognised or not) are attributed to those branches.
 """
 
 from __future__ import annotations
@@ -38,7 +38,13 @@ import numpy as np
 from gridverify.errors import GraphError, SpecError
 from gridverify.grid.compile import flow_templates
 from gridverify.grid.compiled import CompiledCase, FlowTemplate
-from gridverify.grid.flows import balance_residuals, branch_flows, thermal_residuals
+from gridverify.grid.flows import (
+    Flows,
+    balance_residuals,
+    branch_flows,
+    bus_injections,
+    thermal_residuals,
+)
 from gridverify.vnncomp.instances import AcopfLayout, acopf_layout
 
 __all__ = [
@@ -551,6 +557,8 @@ def _judge(case: CompiledCase, lay: AcopfLayout, xs: np.ndarray, ys: np.ndarray,
         for j in np.nonzero((elem_err[f] > tol) & (e_alt > tol))[0]:
             r2 = implied[:, j]
             rate = float(case.rate_a[t[j]])
+            if _err(r2, np.full_like(r2, rate**2), scale[f][:, j])[1].max() <= tol:
+                continue  # consistent with the graph's own flows: the flows are the cause
             if r2.min() >= 0 and np.ptp(r2) <= tol * max(1.0, float(r2.max())):
                 therm_cause[int(t[j])] = (f"thermal rating differs (graph {np.sqrt(r2[0]):.6g} "
                                           f"p.u., case {rate:.6g} p.u.)")
@@ -563,26 +571,36 @@ def _judge(case: CompiledCase, lay: AcopfLayout, xs: np.ndarray, ys: np.ndarray,
     if bad_bus:
         L = case.n_load
         pg, qg = ys[:, lay.block("pg")], ys[:, lay.block("qg")]
+        own = Flows(*(got[f] for f in ("pf", "qf", "pt", "qt")))
 
-        def bal_err(c: CompiledCase) -> np.ndarray:
-            res = dict(zip(BALANCE_FAMILIES,
-                           balance_residuals(c, pg, qg, vm, va, xs[:, :L], xs[:, L:])))
-            return np.max([rel(f, res[f]) for f in bal_fams], axis=0)
+        def bal_err(c: CompiledCase, graph_flows: bool) -> np.ndarray:
+            """Balance disagreement with ``c``'s equations (optionally the graph's own flows)."""
+            res = list(balance_residuals(c, pg, qg, vm, va, xs[:, :L], xs[:, L:]))
+            if graph_flows:  # residual = ... - flows out: swap gridverify's flows for the graph's
+                for k, (mine, theirs) in enumerate(zip(bus_injections(c, vm, va),
+                                                       bus_injections(c, vm, va, own))):
+                    res[k] = res[k] + mine - theirs
+            return np.max([rel(f, r) for f, r in zip(BALANCE_FAMILIES, res) if f in bal_fams],
+                          axis=0)
 
-        base = bal_err(fixed)
         f_bus, t_bus = np.asarray(case.f_bus), np.asarray(case.t_bus)
-        for i in bad_bus:
-            if base[i] <= tol:
-                bus_via[i] = sorted(e for e in br_cause if i in (f_bus[e], t_bus[e]))
-        rest = np.array([i for i in bad_bus if i not in bus_via], dtype=np.int64)
-        for key in BUS_MISTAKES:
-            shunt = np.asarray(case.gs if key == "no_gs" else case.bs)
-            cand = rest[shunt[rest] != 0] if rest.size else rest
-            if not cand.size:
-                continue
-            e_alt = bal_err(with_bus_mistake(fixed, cand, key))[cand]
-            bus_cause.update({int(i): key for i in cand[e_alt <= tol]})
-            rest = np.array([i for i in rest if i not in bus_cause], dtype=np.int64)
+        for graph_flows in (False, True):
+            base = bal_err(fixed, graph_flows)
+            src = br_cause if not graph_flows else bad_br
+            for i in bad_bus:
+                if i not in bus_via and base[i] <= tol:
+                    bus_via[i] = sorted(e for e in src if i in (f_bus[e], t_bus[e]))
+        for graph_flows in (False, True):
+            rest = np.array([i for i in bad_bus if i not in bus_via and i not in bus_cause],
+                            dtype=np.int64)
+            for key in BUS_MISTAKES:
+                shunt = np.asarray(case.gs if key == "no_gs" else case.bs)
+                cand = rest[shunt[rest] != 0] if rest.size else rest
+                if not cand.size:
+                    continue
+                e_alt = bal_err(with_bus_mistake(fixed, cand, key), graph_flows)[cand]
+                bus_cause.update({int(i): key for i in cand[e_alt <= tol]})
+                rest = np.array([i for i in rest if i not in bus_cause], dtype=np.int64)
 
     # findings, one per element
     per: dict[tuple[str, int], list[tuple[str, float, float]]] = {}
@@ -607,7 +625,8 @@ def _judge(case: CompiledCase, lay: AcopfLayout, xs: np.ndarray, ys: np.ndarray,
         elif kind == "bus" and bus_via.get(idx):
             key = "via_branch"
             cause = "follows from the flows of " + ", ".join(
-                names.branch(e) for e in bus_via[idx])
+                names.branch(e) for e in bus_via[idx][:3]) + (
+                f" and {len(bus_via[idx]) - 3} more" if len(bus_via[idx]) > 3 else "")
         elif all(f in fam_cause for f in fams):
             key, cause = "sign_convention", fam_cause[fams[0]]
         findings.append(Finding(

@@ -13,7 +13,7 @@ import torch
 
 from gridverify.cli import main
 from gridverify.errors import GraphError, SpecError
-from gridverify.grid.case import BR_B, BS, F_BUS, GS, RATE_A, SHIFT, T_BUS, TAP, load_case
+from gridverify.grid.case import BR_B, BR_R, BS, F_BUS, GS, RATE_A, SHIFT, T_BUS, TAP, load_case
 from gridverify.grid.compile import compile_case
 from gridverify.grid.flows import branch_flows
 from gridverify.proxy.model import ProxyArch, ProxyMLP, case_limits
@@ -124,6 +124,22 @@ def test_tap_side_and_shunt_mistakes_are_named(shifted, proxy14, tmp_path):
     (only,) = res.findings
     assert only.element == f"bus {int(raw.bus[i, 0])}" and only.cause_key == "no_bs"
     assert only.families == ("rq",)
+
+
+def test_unknown_branch_mistake_still_explains_its_buses(shifted, proxy14, tmp_path):
+    """A resistance doubled: no known cause, but the buses' residuals follow from its flows."""
+    raw, case, _ = shifted
+    row = int(np.nonzero(raw.branch[:, TAP] == 0)[0][0])
+    bad = compile_case(_modified(raw, "branch", row, BR_R, 2 * raw.branch[row, BR_R]),
+                       emit_warnings=False)
+    res = check_physics(_export(bad, proxy14, tmp_path / "r.onnx"), case, OPTS)
+    found = _by_element(res)
+    name = _branch_name(case, row)
+    assert found[name].cause is None
+    buses = [f for f in res.findings if f.kind == "bus"]
+    assert len(buses) == 2 and all(f.cause_key == "via_branch" and name in f.cause
+                                   for f in buses)
+    assert len(res.findings) == 3
 
 
 def test_tap_side_is_the_branch_seen_from_its_other_end(shifted):
