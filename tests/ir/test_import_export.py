@@ -217,3 +217,24 @@ def test_row_buckets_cover_every_row_once():
     want = np.zeros((6, 7))
     np.add.at(want, (rows, cols), vals)
     np.testing.assert_array_equal(dense, want)
+
+
+def test_selecting_rows_of_concatenated_sparse_maps_folds_into_one():
+    """Lowering.select on a concat of sparse_linear maps of one input: one exact sparse_linear."""
+    from gridverify.ir.lowering import Lowering
+
+    rng = np.random.default_rng(2)
+    b = GraphBuilder()
+    x = b.input("x", size=9)
+    s1 = b.sparse_linear(x, rng.integers(0, 4, 10), rng.integers(0, 9, 10), rng.normal(size=10), 4)
+    s2 = b.sparse_linear(x, rng.integers(0, 3, 6), rng.integers(0, 9, 6), rng.normal(size=6), 3)
+    c = b.concat([s1, s2])
+    idx = np.array([6, 0, 0, 3, 5, 2])  # a subset with a repeat
+    v = Lowering(b).select(c, 7, idx)
+    assert b.node(v.node).op == "sparse_linear"
+    b.output(v.node, "y")
+    b.output(c, "c")
+    g = b.build()
+    xx = torch.from_numpy(rng.normal(size=(3, 9)))
+    y, full = g.evaluate(xx)
+    torch.testing.assert_close(y, full[:, idx], atol=1e-12, rtol=1e-12)
