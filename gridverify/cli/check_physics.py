@@ -28,15 +28,16 @@ def register(subparsers: Any) -> None:
             "every flow, thermal and balance output with gridverify's equations from the "
             "graph's own pg, qg, vm, va, and report the largest disagreement per output block "
             "and per branch or bus, naming the likely modelling mistake (phase-shift sign, tap "
-            "side, tap inverted, line charging, shunt, rating).  Disagreement: |diff| / max(1, "
-            "|value|).  Exit status 0 agree, 1 disagree, 2 bad input."
+            "side, tap inverted, line charging, shunt, rating).  A disagreement is |difference| "
+            "divided by the size of the terms summed for that entry (at least 1).  Exit status "
+            "0 agree, 1 disagree, 2 bad input.  Details: docs/check_physics.md."
         ),
     )
     p.add_argument("model", metavar="MODEL.onnx", help="the ONNX graph (.onnx or .onnx.gz)")
     p.add_argument("case", metavar="CASE", help="case file or bundled case name")
     p.add_argument("--tol", type=float, default=1e-6,
-                   help="largest disagreement accepted (default 1e-6; at least 1e-3 when the "
-                        "graph can only run in float32)")
+                   help="largest disagreement accepted (default 1e-6; at least 1e-5 when the "
+                        "graph can only run as stored in float32)")
     p.add_argument("--samples", type=int, default=32,
                    help="load samples to evaluate (default 32)")
     p.add_argument("--seed", type=int, default=0, help="seed of the load samples (default 0)")

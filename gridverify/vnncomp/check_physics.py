@@ -15,8 +15,10 @@ has no float64 kernel), so float32 rounding does not hide or fake a
 disagreement.  Where neither can run it in float64 it is run as stored, and the
 tolerance is raised to :data:`FLOAT32_TOL`.
 
-Disagreement of an entry is ``|graph - gridverify| / max(1, |gridverify|)``
-(absolute below 1 p.u., relative above).  For every branch or bus that
+Disagreement of an entry is ``|graph - gridverify|`` divided by the size of
+the terms gridverify sums for it (at least 1; see :func:`_scales`), so that the
+float32 rounding of a graph's constants stays near 1e-7 while a modelling
+mistake stands out by orders of magnitude.  For every branch or bus that
 disagrees, the check re-evaluates gridverify's equations with one known mistake
 applied to that element and names the mistake whose equations reproduce the
 graph: a phase-shift sign flipped, the tap on the wrong side, the tap ratio
@@ -113,7 +115,7 @@ class FamilyResult:
     family: str
     size: int  # entries compared
     max_abs: float
-    max_err: float  # |diff| / max(1, |reference|)
+    max_err: float  # |diff| / max(1, |reference|, size of the terms summed)
     worst: str  # the element with the largest disagreement ("" when none)
     n_bad: int  # elements above the tolerance
 
