@@ -151,17 +151,17 @@ def acopf_graph(case: Any, proxy: Any) -> tuple[Any, AcopfLayout]:
     return graph, layout
 
 
-def export_onnx(graph: Any, path: str | Path, *, dtype: Any = np.float32) -> Path:
-    """Write the graph as an ONNX model, input ``X`` and output ``Y`` of batch 1.
+def export_onnx(graph: Any, path: str | Path) -> Path:
+    """Write the graph as a float32 ONNX model, input ``X`` and output ``Y`` of batch 1.
 
-    float32 by default (the competition's norm); opset :data:`~gridverify.ir.onnx_export.OPSET`
-    and the portable operator subset of :func:`~gridverify.ir.onnx_export.to_onnx` (bus
-    aggregation by MatMul or Gather + ReduceSum, no ScatterElements).
+    Opset :data:`~gridverify.ir.onnx_export.OPSET` and the portable operator subset of
+    :func:`~gridverify.ir.onnx_export.to_onnx` (bus aggregation by MatMul or
+    Gather + ReduceSum, no ScatterElements).
     """
     from gridverify.ir.onnx_export import OPSET, to_onnx
 
     to_onnx(graph, path, opset=OPSET, batch_dim=1, input_names=["X"], output_names=["Y"],
-            dtype=dtype)
+            dtype=np.float32)
     return Path(path)
 
 
