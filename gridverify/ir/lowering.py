@@ -90,7 +90,34 @@ class Lowering:
         shape = tuple(int(d) for d in np.shape(idx))
         if flat.size == size and np.array_equal(flat, np.arange(size)):
             return Var(node, shape)
+        merged = self._select_rows(node, flat)
+        if merged is not None:
+            return Var(merged, shape)
         return Var(self.b.gather(node, _i64(flat)), shape)
+
+    def _select_rows(self, node: int, flat: np.ndarray) -> int | None:
+        """Rows ``flat`` of a concat of bias-free ``sparse_linear`` maps of one input, as one
+        ``sparse_linear`` (how an exported sparse map in row groups re-imports); else None."""
+        nd = self.b.node(node)
+        if nd.op != "concat":
+            return None
+        parts = [self.b.node(i) for i in nd.inputs]
+        if any(p.op != "sparse_linear" or p.attrs.get("bias") is not None for p in parts) \
+                or len({p.inputs[0] for p in parts}) != 1:
+            return None
+        offsets = np.cumsum([0] + [p.size for p in parts])
+        rows = np.concatenate([p.attrs["rows"].numpy() + o for p, o in zip(parts, offsets)])
+        cols = np.concatenate([p.attrs["cols"].numpy() for p in parts])
+        vals = np.concatenate([p.attrs["vals"].numpy() for p in parts])
+        order = np.argsort(rows, kind="stable")
+        counts = np.bincount(rows, minlength=int(offsets[-1]))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        n = counts[flat]
+        at = np.repeat(starts[flat] - np.concatenate([[0], np.cumsum(n)[:-1]]), n) \
+            + np.arange(int(n.sum()))
+        new_rows = np.repeat(np.arange(flat.size), n)
+        return self.b.sparse_linear(parts[0].inputs[0], _i64(new_rows), _i64(cols[order][at]),
+                                    _f64(vals[order][at]), int(flat.size))
 
     def index(self, v: Value, fn: Callable[[np.ndarray], np.ndarray]) -> Value:
         """Apply a pure indexing function (transpose, slice, take...) to ``v``."""
@@ -124,8 +151,9 @@ class Lowering:
     ) -> Var:
         """``out[rows[k]] += vals[k] * v[cols[k]]``: dense or sparse linear node.
 
-        Gathers and constant scalings feeding ``v`` are folded into the map (so an
-        exported ``Gather * vals -> ScatterElements`` re-imports as one node).
+        Gathers and constant scalings feeding ``v`` are folded into the map and
+        zero weights dropped (so an exported ``Gather * vals -> ScatterElements``
+        or ``Gather * vals -> Reshape -> ReduceSum`` re-imports as one node).
         """
         out_shape = tuple(int(d) for d in out_shape)
         n_out = int(np.prod(out_shape, dtype=np.int64))
@@ -139,6 +167,8 @@ class Lowering:
             elif nd.op == "scale":
                 vals = vals * nd.attrs["coef"].numpy()[cols]
             src = nd.inputs[0]
+        if not np.all(keep := vals != 0):  # padding slots of an exported sparse map
+            rows, cols, vals = rows[keep], cols[keep], vals[keep]
         v = Var(src, (self.b.node(src).size,))
         n_in = v.size
         dense_entries = n_out * n_in

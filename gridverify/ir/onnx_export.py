@@ -9,8 +9,12 @@ IR op              ONNX
 =================  =====================================================
 linear             Gemm(x, W, bias, transB=1)
 sparse_linear      MatMul with the dense (in, out) matrix when it is small or
-                   dense enough; otherwise Gather(x, cols) * vals then
-                   ScatterElements(reduction="add") over the rows (opset >= 16)
+                   dense enough; otherwise rows grouped by their number of
+                   entries (rounded up to a power of two, K), each group
+                   Gather(x, cols) * vals, Reshape to (batch, rows, K) and
+                   ReduceSum over the K slots (padding slots read column 0 with
+                   weight 0), the groups joined by Concat and put back in row
+                   order by one Gather
 add/sub/neg/mul    Add/Sub/Neg/Mul
 scale/add_const    Mul/Add with a (size,) constant
 gather             Gather(axis=1);  concat: Concat(axis=1);  reshape: Identity
@@ -18,6 +22,11 @@ square / pow k     Mul(x, x) / Pow(x, k)
 relu sigmoid tanh erf sin cos exp sqrt floor reciprocal: the ONNX op of that name
 constant           an initializer of shape (1, size) (broadcast over the batch)
 =================  =====================================================
+
+Portability: the file uses only the ops of :data:`PORTABLE_OPS` (no
+ScatterElements with a reduction, no control flow), which onnxruntime and the
+common ONNX-to-torch converters (onnx2torch, onnx2pytorch) read.  The opset is
+stated in the file (:data:`OPSET` unless asked otherwise; 13 or later).
 """
 
 from __future__ import annotations
@@ -32,11 +41,22 @@ from gridverify.errors import GraphError, UnsupportedOpError
 from gridverify.fileio import atomic_path
 from gridverify.ir import Graph
 
-__all__ = ["to_onnx"]
+__all__ = ["OPSET", "PORTABLE_OPS", "to_onnx"]
+
+OPSET = 17
+"""The ONNX opset gridverify's exports state (ai.onnx domain)."""
+
+PORTABLE_OPS = frozenset({
+    "Gemm", "MatMul", "Gather", "Concat", "Reshape", "ReduceSum", "Identity",
+    "Add", "Sub", "Mul", "Neg", "Pow", "Relu", "Sigmoid", "Tanh", "Erf", "Sin", "Cos", "Exp",
+    "Sqrt", "Floor", "Reciprocal", "Shape", "Slice", "Expand",
+})
+"""Every op :func:`to_onnx` may write (Shape/Slice/Expand only for constant outputs and
+symbolic batches)."""
 
 # sparse_linear is exported as a dense MatMul up to this many matrix entries, or
 # at any size when at least this fraction of the entries are nonzero; otherwise
-# as Gather + Mul + ScatterElements (which re-imports as sparse_linear).
+# as row groups of Gather + Mul + Reshape + ReduceSum (each re-imports as a sparse_linear).
 _DENSE_MAX_ENTRIES = 1 << 16
 _DENSE_MIN_DENSITY = 0.1
 
@@ -138,22 +158,30 @@ class _Exporter:
         vals = a["vals"].numpy()
         n_in, n_out = self.g.nodes[nd.inputs[0]].size, nd.size
         entries = n_in * n_out
-        if entries <= _DENSE_MAX_ENTRIES or rows.size >= _DENSE_MIN_DENSITY * entries \
-                or self.opset < 16:
+        y_name = out if a.get("bias") is None else out + "_mm"
+        if entries <= _DENSE_MAX_ENTRIES or rows.size >= _DENSE_MIN_DENSITY * entries:
             m = np.bincount(cols * n_out + rows, weights=vals, minlength=entries)
-            y = self.emit("MatMul", [x, self.init(f"n{nd.id}_m", m.reshape(n_in, n_out))],
-                          out if a.get("bias") is None else out + "_mm")
+            y = self.emit("MatMul", [x, self.init(f"n{nd.id}_m", m.reshape(n_in, n_out))], y_name)
         else:
-            g = self.emit("Gather", [x, self.init(f"n{nd.id}_cols", cols, np.int64)],
-                          out + "_g", axis=1)
-            upd = self.emit("Mul", [g, self.init(f"n{nd.id}_vals", vals)], out + "_u")
-            idx = self.emit("Expand", [self.init(f"n{nd.id}_rows", rows.reshape(1, -1), np.int64),
-                                       self.emit("Shape", [upd], out + "_us")], out + "_ix")
-            zeros = self.emit("ConstantOfShape", [self.batch_shape(n_out)], out + "_z",
-                              value=self.helper.make_tensor("v", self.elem, [1], [0.0]))
-            y = self.emit("ScatterElements", [zeros, idx, upd],
-                          out if a.get("bias") is None else out + "_mm",
-                          axis=1, reduction="add")
+            buckets = _row_buckets(rows, cols, vals, n_out)
+            sums = []
+            for j, (members, idx, w) in enumerate(buckets):
+                key, name = f"n{nd.id}_{j}", f"{out}_{j}"
+                g = self.emit("Gather", [x, self.init(f"{key}_cols", idx.ravel(), np.int64)],
+                              name + "_g", axis=1)
+                u = self.emit("Mul", [g, self.init(f"{key}_vals", w.ravel())], name + "_u")
+                shp = self.init(f"{key}_shape", [-1, members.size, idx.shape[1]], np.int64)
+                r = self.emit("Reshape", [u, shp], name + "_r")
+                sums.append(self.emit("ReduceSum", [r, self.init(f"{key}_axes", [2], np.int64)],
+                                      y_name if len(buckets) == 1 else name + "_s", keepdims=0))
+            if len(buckets) == 1:
+                y = sums[0]
+            else:  # back to row order
+                cat = self.emit("Concat", sums, out + "_cat", axis=1)
+                pos = np.empty(n_out, dtype=np.int64)
+                pos[np.concatenate([m for m, _, _ in buckets])] = np.arange(n_out)
+                y = self.emit("Gather", [cat, self.init(f"n{nd.id}_pos", pos, np.int64)], y_name,
+                              axis=1)
         if a.get("bias") is not None:
             self.emit("Add", [y, self.init(f"n{nd.id}_b", a["bias"].numpy())], out)
 
@@ -193,10 +221,44 @@ class _Exporter:
         return model
 
 
+def _row_buckets(
+    rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_out: int
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A sparse map as padded row blocks: ``(members, cols (n, K), weights (n, K))`` each.
+
+    Rows are grouped by their number of entries rounded up to a power of two
+    (``K``), so padding at most doubles the entries; row ``r`` of a block holds
+    the entries of output ``members[r]`` in its first slots, the other slots read
+    column 0 with weight 0.  Blocks come in increasing ``K``; every output row is
+    in exactly one block (a row without entries in the ``K = 1`` block).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    order = np.argsort(rows, kind="stable")
+    r = rows[order]
+    c = np.asarray(cols, dtype=np.int64)[order]
+    v = np.asarray(vals, dtype=np.float64)[order]
+    counts = np.bincount(r, minlength=n_out)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.arange(r.size) - starts[r]
+    width = 1 << np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64)
+    out = []
+    for k in np.unique(width):
+        members = np.nonzero(width == k)[0]
+        at = np.full(n_out, -1, dtype=np.int64)
+        at[members] = np.arange(members.size)
+        mine = at[r] >= 0
+        idx = np.zeros((members.size, int(k)), dtype=np.int64)
+        w = np.zeros((members.size, int(k)), dtype=np.float64)
+        idx[at[r[mine]], slot[mine]] = c[mine]
+        w[at[r[mine]], slot[mine]] = v[mine]
+        out.append((members, idx, w))
+    return out
+
+
 def to_onnx(
     graph: Graph,
     path: str | os.PathLike[str] | None,
-    opset: int = 17,
+    opset: int = OPSET,
     batch_dim: int | None = 1,
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,

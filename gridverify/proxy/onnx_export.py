@@ -5,7 +5,10 @@ The graph is written directly with ``onnx.helper`` (no tracing): a chain of
 the clamped rows (``Sigmoid``, ``Mul`` by the span, ``Add`` of the lower limit)
 and the unclamped ``va`` rows, joined by ``Concat``.  Input ``loads``
 ``(batch, 2L)``, output ``solution`` ``(batch, 2G + 2N)``, float32 by default.
-Case identity and the architecture go into the model's metadata.
+Case identity and the architecture go into the model's metadata.  The opset is
+gridverify's :data:`~gridverify.ir.onnx_export.OPSET`, stated in the file, and
+every op is one of :data:`~gridverify.ir.onnx_export.PORTABLE_OPS` (read by
+onnxruntime, onnx2torch and onnx2pytorch).
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 from gridverify.errors import ProxyError
 from gridverify.fileio import atomic_write_bytes
+from gridverify.ir.onnx_export import OPSET
 from gridverify.proxy.model import ProxyMLP
 
-OPSET = 17
+__all__ = ["INPUT_NAME", "OPSET", "OUTPUT_NAME", "export_onnx", "proxy_to_onnx",
+           "write_bytes_atomic"]
+
 INPUT_NAME = "loads"
 OUTPUT_NAME = "solution"
 

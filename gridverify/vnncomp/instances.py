@@ -41,6 +41,7 @@ __all__ = [
     "InstanceSpec",
     "KINDS",
     "acopf_graph",
+    "acopf_layout",
     "export_onnx",
     "make_benchmark",
 ]
@@ -90,6 +91,15 @@ class AcopfLayout:
         return sum(k for _, k in self.sizes())
 
 
+def acopf_layout(case: Any) -> AcopfLayout:
+    """The output layout of :func:`acopf_graph` for ``case`` (thermal rows: rated branches)."""
+    from gridverify.spec.constraints import ConstraintSelection, select_constraints
+
+    sel = select_constraints(case, ConstraintSelection(families=("thermal_fr",)))
+    thermal = np.array([c.index for c in sel if c.family == "thermal_fr"], dtype=np.int64)
+    return AcopfLayout(case.n_gen, case.n_bus, case.n_branch, thermal)
+
+
 def acopf_graph(case: Any, proxy: Any) -> tuple[Any, AcopfLayout]:
     """The proxy and the physics as one graph ``X -> Y`` (see module docstring).
 
@@ -108,7 +118,8 @@ def acopf_graph(case: Any, proxy: Any) -> tuple[Any, AcopfLayout]:
         raise GraphError(f"proxy output must have {2 * n_gen + 2 * n_bus} entries")
     sel = select_constraints(case, ConstraintSelection(families=("thermal_fr", "thermal_to")))
     physics = build_physics_graph(case, sel, expose_flows=True)
-    thermal = np.array([c.index for c in sel if c.family == "thermal_fr"], dtype=np.int64)
+    layout = acopf_layout(case)
+    thermal = layout.thermal_branches
     b = GraphBuilder(pg)
     b.output(pg.outputs[0], "proxy_out")
     b.output(pg.inputs[0], "loads")
@@ -135,17 +146,22 @@ def acopf_graph(case: Any, proxy: Any) -> tuple[Any, AcopfLayout]:
     parts.append(res)
     b.output(b.concat(parts, name="Y"), "Y")
     graph = b.build()
-    layout = AcopfLayout(n_gen, n_bus, n_br, thermal)
     if graph.output_size != layout.size:
         raise GraphError(f"ACOPF graph has {graph.output_size} outputs, layout {layout.size}")
     return graph, layout
 
 
 def export_onnx(graph: Any, path: str | Path) -> Path:
-    """Write the graph as a float32 ONNX model, input ``X`` and output ``Y`` of batch 1."""
-    from gridverify.ir.onnx_export import to_onnx
+    """Write the graph as a float32 ONNX model, input ``X`` and output ``Y`` of batch 1.
 
-    to_onnx(graph, path, batch_dim=1, input_names=["X"], output_names=["Y"], dtype=np.float32)
+    Opset :data:`~gridverify.ir.onnx_export.OPSET` and the portable operator subset of
+    :func:`~gridverify.ir.onnx_export.to_onnx` (bus aggregation by MatMul or
+    Gather + ReduceSum, no ScatterElements).
+    """
+    from gridverify.ir.onnx_export import OPSET, to_onnx
+
+    to_onnx(graph, path, opset=OPSET, batch_dim=1, input_names=["X"], output_names=["Y"],
+            dtype=np.float32)
     return Path(path)
 
 
