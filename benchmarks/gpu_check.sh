@@ -19,7 +19,7 @@ status=0
 timeout "${BOUNDS_TIMEOUT:-420}" "$PY" benchmarks/bounds.py --device cuda \
     --json "$OUT_DIR/bounds_cuda_float64.json" 2>&1 | tee "$OUT_DIR/bounds_cuda_float64.txt" || status=1
 
-# 3. branch-and-bound throughput: domains/s on CPU and GPU for the case57 proxy (p_balance)
+# 3. branch-and-bound throughput: domains/s on CPU and GPU for case57_relu (p_balance)
 timeout "${BAB_TIMEOUT:-240}" "$PY" benchmarks/bab_throughput.py --devices cpu,cuda --seconds 30 \
     --json "$OUT_DIR/bab_throughput.json" 2>&1 | tee "$OUT_DIR/bab_throughput.txt" || status=1
 
@@ -27,5 +27,10 @@ timeout "${BAB_TIMEOUT:-240}" "$PY" benchmarks/bab_throughput.py --devices cpu,c
 timeout "${BAB_TIMEOUT:-240}" "$PY" benchmarks/bab_throughput.py --devices cpu,cuda --seconds 20 \
     --case case57s --json "$OUT_DIR/bab_throughput_stable.json" 2>&1 \
     | tee "$OUT_DIR/bab_throughput_stable.txt" || status=1
+
+# 5. domains/s on CPU and GPU for case118_relu (split multipliers on, default options)
+timeout "${BAB_TIMEOUT:-240}" "$PY" benchmarks/bab_throughput.py --devices cpu,cuda --seconds 20 \
+    --case case118 --json "$OUT_DIR/bab_throughput_118.json" 2>&1 \
+    | tee "$OUT_DIR/bab_throughput_118.txt" || status=1
 
 exit $status
