@@ -73,6 +73,52 @@ class Bounder:
                 if i in self.consumers:
                     self.consumers[i].append(n)
 
+        #: split nodes affine in the inputs (no nonlinear ancestor): their exact map
+        #: ``z = A x + b`` turns their split constraints into halfspaces of the input
+        self.affine = self._affine_maps()
+
+    def _affine_maps(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """``{split node: (A (size, n_in), b (size,))}`` for nodes affine in the inputs.
+
+        Read off the graph's own evaluation at 0 and at the unit vectors (exact
+        up to float64 rounding, which the clipping pads for).
+        """
+        g = self.graph
+        nodes = [i for i in self.split_nodes
+                 if not any(OPS[g.nodes[a].op].nonlinear for a in g.ancestors([i]))]
+        if not nodes:
+            return {}
+        x = torch.cat([torch.zeros(1, self.n_in, dtype=torch.float64),
+                       torch.eye(self.n_in, dtype=torch.float64)])
+        with torch.no_grad():
+            vals = g.evaluate_all(x)
+        out = {}
+        for i in nodes:
+            v = vals[i].to(torch.float64)
+            b = v[0]
+            out[i] = ((v[1:] - b).T.contiguous().to(self.device, self.dtype),
+                      b.to(self.device, self.dtype))
+        return out
+
+    def split_halfspaces(self, ilo: torch.Tensor, ihi: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The split constraints of the affine split nodes as halfspaces ``a.x >= t``.
+
+        ``ilo``/``ihi`` ``(B, F)`` flat intervals; returns ``a`` ``(B, K, n_in)``
+        and ``t`` ``(B, K)`` (``-inf`` where an end is infinite), or ``None``.
+        """
+        if not self.affine:
+            return None
+        flo, fhi = self.unflat(ilo), self.unflat(ihi)
+        A = torch.cat([a for a, _ in self.affine.values()])
+        b = torch.cat([v for _, v in self.affine.values()])
+        lo = torch.cat([flo[i] for i in self.affine], -1).to(A)
+        hi = torch.cat([fhi[i] for i in self.affine], -1).to(A)
+        B = lo.shape[0]
+        a = torch.cat([A, -A])[None].expand(B, -1, -1)
+        t = torch.cat([lo - b, b - hi], -1)
+        return a, torch.nan_to_num(t, nan=-torch.inf)
+
     # ------------------------------------------------------------------ rows
     def restrict_rows(self, rows: torch.Tensor) -> None:
         """Bound only the rows ``rows`` of the full spec from now on (at least one).

@@ -44,7 +44,8 @@ class BabOptions:
     step ``beta_lr``; on case57_relu p_balance 5 steps shrink the gap 1.19x in 20
     CPU s against 1.08x without.  ``domain_intermediate``: how the domains'
     intermediate bounds are computed, ``"crown"`` (a CROWN pass per split node) or
-    ``"inherit"`` (the parent's, with the split applied, intersected with IBP).  ``root_intermediate``: how the root's intermediate bounds are
+    ``"inherit"`` (the parent's, with the split applied, intersected with IBP).
+    ``root_intermediate``: how the root's intermediate bounds are
     computed, ``"crown"`` or ``"alpha-crown"`` (optimized node by node; every domain
     inherits them).  ``clock``: what ``timeout`` measures, ``"wall"`` seconds or
     ``"cpu"`` seconds of this process (for benchmarks on a shared machine).

@@ -45,7 +45,7 @@ from gridverify.bab.branching import (
 from gridverify.bab.domains import DomainStore
 from gridverify.bab.options import BabOptions, BabOptionsError
 from gridverify.bab.points import load_tables
-from gridverify.bounds.clip import clip_union
+from gridverify.bounds.clip import clip_halfspaces, clip_union
 from gridverify.errors import GridverifyError, SpecError
 
 __all__ = ["BabResult", "bab_maximize"]
@@ -209,6 +209,22 @@ def _clip(db: Any, lo: torch.Tensor, hi: torch.Tensor,
     active = torch.nan_to_num(db.row_upper, nan=torch.inf) >= level
     nlo, nhi, empty = clip_union(lo.to(dev, uA.dtype), hi.to(dev, uA.dtype), uA, level - ub,
                                  active)
+    return nlo.cpu(), nhi.cpu(), empty.cpu()
+
+
+def _clip_splits(bounder: Bounder, db: Any, lo: torch.Tensor, hi: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Input boxes shrunk by the split constraints of the nodes affine in the inputs.
+
+    A domain's points satisfy its split constraints; for a node ``z = A x + b``
+    they are halfspaces of the input, so the box shrinks to their intersection
+    (empty: the domain holds no point).  Returns CPU boxes and the empty mask.
+    """
+    hs = bounder.split_halfspaces(db.ilo, db.ihi)
+    if hs is None:
+        return lo, hi, torch.zeros(lo.shape[0], dtype=torch.bool)
+    a, t = hs
+    nlo, nhi, empty = clip_halfspaces(lo.to(a), hi.to(a), a, t)
     return nlo.cpu(), nhi.cpu(), empty.cpu()
 
 
@@ -461,11 +477,14 @@ class _Search:
         keep = ~done & ~infeasible & ~stuck
         if opts.clip and bool(keep.any()):
             clo, chi, empty = _clip(cb, ch["lo"], ch["hi"], level)
-            ch["lo"], ch["hi"] = clo, chi
             gone = empty & keep
             if bool(gone.any()):  # every row below the level: as good as pruned
                 self.pruned_max = max(self.pruned_max, float(ub[gone].max()))
                 keep = keep & ~empty
+            if neuron:  # split constraints on nodes affine in the inputs
+                clo, chi, void = _clip_splits(bounder, cb, clo, chi)
+                keep = keep & ~void  # no point of the box meets the splits
+            ch["lo"], ch["hi"] = clo, chi
         if bool(keep.any()):
             store.push(lo=ch["lo"][keep], hi=ch["hi"][keep], ilo=cb.ilo.cpu()[keep],
                        ihi=cb.ihi.cpu()[keep], ub=ub[keep], kind=cdec.kind[keep],

@@ -196,3 +196,39 @@ def test_auto_branching_by_input_dimension():
     assert resolve_branching("auto", 84, 32, 100, (23, 256)) == "babsr"
     assert resolve_branching("auto", 84, 32, 100, (0, 0)) == "babsr"  # no relu at all
     assert resolve_branching("bbps", 2, 32, 100) == "bbps"
+
+
+def test_affine_split_halfspaces_keep_every_point_of_the_domain():
+    """The split constraints of a node affine in the inputs, as halfspaces, clip the box
+    without losing a point that satisfies them; a contradictory split empties it."""
+    from gridverify.bab.search import _clip_splits
+    from gridverify.bounds.domains import DomainBounds
+
+    rng = np.random.default_rng(0)
+    b = GraphBuilder()
+    x = b.input("x", 3)
+    z = b.linear(x, rng.normal(size=(4, 3)), rng.normal(size=4), name="fc0")
+    h = b.relu(z)
+    b.output(b.linear(h, rng.normal(size=(1, 4)), None), "y")
+    g = b.build()
+    bounder = Bounder(g, torch.eye(1, dtype=torch.float64), torch.device("cpu"))
+    assert list(bounder.affine) == [z]
+    A, c = bounder.affine[z]
+    lo, hi = -torch.ones(2, 3, dtype=torch.float64), torch.ones(2, 3, dtype=torch.float64)
+    xs = lo[0] + (hi[0] - lo[0]) * torch.rand(50_000, 3, dtype=torch.float64)
+    vals = g.evaluate_all(xs)[z]
+    assert torch.allclose(xs @ A.T + c, vals, atol=1e-12)
+    F = bounder.n_flat
+    ilo = torch.full((2, F), -torch.inf, dtype=torch.float64)
+    ihi = torch.full((2, F), torch.inf, dtype=torch.float64)
+    off = bounder.offsets[z]
+    p = float(vals[:, 0].quantile(0.8))
+    ilo[0, off] = p  # domain 0: z_0 >= its 80 % quantile
+    ihi[1, off] = float(vals[:, 0].min()) - 1.0  # domain 1: below its minimum
+    db = DomainBounds(torch.zeros(2, 1), torch.zeros(2), torch.zeros(2, dtype=torch.bool),
+                      ilo, ihi, None, None)
+    clo, chi, empty = _clip_splits(bounder, db, lo, hi)
+    assert not bool(empty[0]) and bool(empty[1])
+    inside = xs[vals[:, 0] >= p]
+    assert bool((inside >= clo[0]).all()) and bool((inside <= chi[0]).all())
+    assert float((chi[0] - clo[0]).prod()) < 8.0  # the box did shrink
