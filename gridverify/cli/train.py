@@ -172,7 +172,11 @@ def _fmt(v: Any) -> str:
 def _run_info(args: argparse.Namespace) -> int:
     from gridverify.proxy.artifacts import read_model_dir
 
+    from gridverify.resources import bundled_model
+
     path = Path(args.dir)
+    if not path.exists():
+        path = bundled_model(args.dir) or path
     if not path.exists():
         raise FileNotFoundError(2, "No such file or directory", str(path))
     if not path.is_dir():

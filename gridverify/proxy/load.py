@@ -119,7 +119,8 @@ def load_proxy(
 ) -> Proxy:
     """Load a proxy following the convention.
 
-    ``path_or_module``: a model directory (``card.json`` inside), a torch
+    ``path_or_module``: a model directory (``card.json`` inside; a bundled proxy's
+    name such as ``case14_relu`` when no such path exists), a torch
     checkpoint (``.pt``/``.pth``/``.ckpt``/``.bin``: a state dict plus an
     architecture, embedded as plain data under ``"arch"`` or in a JSON file next to
     it), an ``.onnx`` file, or an ``nn.Module`` in memory.
@@ -141,7 +142,12 @@ def load_proxy(
                        source="<module>", card=None)
     path = Path(path_or_module)
     if not path.exists():
-        raise FileNotFoundError(2, "No such file or directory", str(path))
+        from gridverify.resources import bundled_model
+
+        bundled = bundled_model(str(path))
+        if bundled is None:
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        path = bundled
     if path.is_dir():
         if not is_model_dir(path):
             raise ProxyError(f"{path}: not a model directory (no card.json)")
