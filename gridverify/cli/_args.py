@@ -19,6 +19,7 @@ __all__ = [
     "add_progress_flag",
     "count",
     "fraction",
+    "hidden_sizes",
     "nonneg_float",
     "positive_float",
     "seed",
@@ -86,6 +87,17 @@ def count(minimum: int) -> Callable[[str], int]:
 
     parse.__name__ = f"integer >= {minimum}"
     return parse
+
+
+def hidden_sizes(text: str) -> tuple[int, ...]:
+    """Hidden layer sizes: positive integers, comma separated (``64,64``)."""
+    try:
+        sizes = tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 64,64, got {text!r}") from None
+    if not sizes or any(s <= 0 for s in sizes):
+        raise argparse.ArgumentTypeError(f"sizes must be positive integers, got {text!r}")
+    return sizes
 
 
 def positive_float(text: str) -> float:

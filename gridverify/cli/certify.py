@@ -87,9 +87,9 @@ def register(sub: Any) -> None:
 
 
 def _build_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
+    from gridverify.errors import SpecError
     from gridverify.grid import load_compiled
     from gridverify.proxy.load import load_proxy
-    from gridverify.errors import SpecError
     from gridverify.spec.constraints import (
         ConstraintSelection,
         parse_constraints,

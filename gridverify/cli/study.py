@@ -27,7 +27,8 @@ examples:
   gridverify study run studies/demo.toml --executor ray --address ray://head:10001
 
 A killed study resumes: run the same command again; finished jobs are skipped.
-Study file format: see gridverify/study/spec.py (and studies/demo.toml).
+Study file format: docs/study.md (an example: studies/demo.toml); the spec
+tables of a study (regions, constraints, thresholds) as in docs/spec.md.
 {_EXIT}
 """
 
@@ -48,6 +49,8 @@ examples:
 
 def register(sub: Any) -> None:
     """Install ``study`` (run, check), ``report`` and ``completion``."""
+    from gridverify.cli._args import add_progress_flag, count
+
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("study", help="run batch certification studies (cases x models x "
                        "regions x constraint sets x methods)",
@@ -64,11 +67,12 @@ def register(sub: Any) -> None:
                      help="local process pool (default) or a Ray cluster")
     run.add_argument("--address", metavar="ADDR",
                      help="Ray cluster address (default: start a local one for the run)")
-    run.add_argument("--workers", type=int, default=1, metavar="K",
-                     help="jobs in parallel (default 1)")
+    run.add_argument("--workers", type=count(1), default=1, metavar="K",
+                     help="jobs in parallel")
     run.add_argument("--no-report", action="store_true", help="do not render the report")
     run.add_argument("--json", action="store_true", help="print the outcome as JSON")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    add_progress_flag(run)
     run.set_defaults(func=run_study_cmd)
     chk = ssub.add_parser("check", help="check a study file and list its jobs (runs nothing)",
                           epilog=_STUDY_EPILOG, formatter_class=fmt)
@@ -131,14 +135,17 @@ def _progress_runner(spec: Any, out: Path, opts: Any, show: bool) -> Any:
 
 def run_study_cmd(args: argparse.Namespace) -> int:
     """Handler of ``gridverify study run``."""
+    from gridverify.cli._args import show_progress
+    from gridverify.fileio import check_output_path
     from gridverify.report import render_report
     from gridverify.study.executors import ExecutorOptions
     from gridverify.study.spec import load_study
 
     opts = ExecutorOptions(args.executor, args.workers, args.address)  # checks the options
     spec = load_study(args.study)
-    out = Path(args.out) if args.out else Path("reports") / spec.name
-    show = not (args.quiet or args.json)
+    out = check_output_path(Path(args.out) if args.out else Path("reports") / spec.name,
+                            "--out", folder=True)
+    show = show_progress(args, quiet=args.quiet or args.json)
     run = _progress_runner(spec, out, opts, show)
     files = None
     if not args.no_report:
@@ -204,8 +211,11 @@ def report_cmd(args: argparse.Namespace) -> int:
     from gridverify.study.results import load_results
 
     folder = Path(args.folder)
-    if not folder.is_dir():
+    if not folder.exists():
         raise StudyError(f"{folder}: no such study folder")
+    if not folder.is_dir():
+        raise StudyError(f"{folder}: not a study folder but a file (give the folder that "
+                         "`study run --out` wrote)")
     res = load_results(folder)
     files = render_report(folder, command=f"gridverify report {shlex.quote(str(folder))}",
                           results=res)

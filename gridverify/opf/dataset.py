@@ -58,10 +58,10 @@ from gridverify.opf.samplers import BoxSampler, LoadSampler, PGLearnSampler
 from gridverify.opf.solvers import SolverOptions, resolve_solver
 
 SCHEMA_VERSION = 1
-# Iteration limit of dataset solves unless options say otherwise: warm-started
-# feasible samples take tens of iterations; proving infeasibility can take
-# thousands, and such samples are recorded as max_iter instead.
-DATASET_MAX_ITER = 200
+# Iteration limit of dataset solves unless options say otherwise: the same default
+# as every other solve (``SolverOptions.max_iter``; `opf solve` and `dataset make`
+# share it).  Warm-started feasible samples take tens of iterations.
+DATASET_MAX_ITER = SolverOptions().max_iter
 STATUS_CODES: dict[str, int] = {
     "pending": 0,
     "optimal": 1,
