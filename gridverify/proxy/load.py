@@ -309,10 +309,14 @@ def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any) -> Proxy:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        import re
+
+        # name the code it wants, never torch's advice to turn weights_only off
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" (it refers to {found.group(1)})" if found else ""
         raise ProxyError(
-            f"{path}: the checkpoint needs unpickling code, which gridverify never runs; "
-            f"save a plain state dict (model.state_dict()) plus an architecture instead ({first})"
+            f"{path}: the checkpoint needs unpickling code, which gridverify never runs{what}; "
+            "save a plain state dict (model.state_dict()) plus an architecture instead"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         if isinstance(exc, FileNotFoundError):
