@@ -269,7 +269,10 @@ def completion_cmd(args: argparse.Namespace) -> int:
 def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...],
           out: dict[tuple[str, ...], dict[str, Any]]) -> None:
     opts, subs, choices = [], [], {}
+    takes_case = False
     for act in parser._actions:  # argparse has no public API for this
+        if not act.option_strings and act.dest == "case":
+            takes_case = True
         if isinstance(act, argparse._SubParsersAction):
             for name, sp in act.choices.items():
                 subs.append(name)
@@ -281,7 +284,7 @@ def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...],
                     choices[o] = [str(c) for c in act.choices]
         elif act.choices:
             subs += [str(c) for c in act.choices]
-    out[path] = {"opts": opts, "subs": subs, "choices": choices}
+    out[path] = {"opts": opts, "subs": subs, "choices": choices, "case": takes_case}
 
 
 def completion_script(shell: str) -> str:
@@ -312,6 +315,16 @@ def completion_script(shell: str) -> str:
         '  done',
         '  case "$prev" in',
     ]
+    from gridverify.grid.case import list_bundled_cases
+    from gridverify.resources import list_bundled_models
+
+    # names of the bundled cases and proxies, completed along with file names
+    lines += [
+        f'    --case) COMPREPLY=($(compgen -W "{" ".join(list_bundled_cases())}" -- "$cur") '
+        '$(compgen -f -- "$cur")); return ;;',
+        f'    --model) COMPREPLY=($(compgen -W "{" ".join(list_bundled_models())}" -- "$cur") '
+        '$(compgen -f -- "$cur")); return ;;',
+    ]
     seen_opt: dict[str, list[str]] = {}
     for p in paths:
         for o, ch in tree[p]["choices"].items():
@@ -321,11 +334,15 @@ def completion_script(shell: str) -> str:
     lines += ['  esac', '  case "$_gv_path" in']
     for p in paths:
         words = tree[p]["subs"] + tree[p]["opts"]
+        if tree[p]["case"]:
+            words += list_bundled_cases()
         lines.append(f'    "{"/".join(p)}") _gv_words="{" ".join(words)}" ;;')
     lines += [
         '  esac',
         '  COMPREPLY=($(compgen -W "$_gv_words" -- "$cur"))',
-        '  if [[ ${#COMPREPLY[@]} -eq 0 && "$cur" != -* ]]; then',
+        '  if [[ "$cur" != -* && " $_gv_words " == *" pglib_opf_"* ]]; then',
+        '    COMPREPLY+=($(compgen -f -- "$cur"))',
+        '  elif [[ ${#COMPREPLY[@]} -eq 0 && "$cur" != -* ]]; then',
         '    COMPREPLY=($(compgen -f -- "$cur"))',
         '  fi',
         '}',

@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run every instance of a benchmark folder",
         description="Run every row (onnx,vnnlib,timeout) of BENCHMARK_DIR/instances.csv.",
     )
-    batch.add_argument("benchmark_dir")
+    batch.add_argument("benchmark_dir", help="benchmark folder (instances.csv, onnx/, vnnlib/)")
     batch.add_argument("--instances", help="instances CSV (default BENCHMARK_DIR/instances.csv)")
     batch.add_argument(
         "--timeout-scale",
