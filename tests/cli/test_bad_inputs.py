@@ -59,6 +59,8 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     with open(tmp_path / "evil.pt", "wb") as fh:
         pickle.dump({"state": np.zeros(3), "fn": os.getcwd}, fh)
     mlp_onnx(tmp_path / "tiny.onnx", tiny_relu_weights())
+    _onnx_with(tmp_path / "einsum.onnx", "Einsum", ["x", "x"], equation="bi,bi->bi")
+    _onnx_with(tmp_path / "dangling.onnx", "Relu", ["nope"])
     lo, hi = np.zeros(2), np.ones(2)
     (tmp_path / "prop.vnnlib").write_text(vnnlib_text(lo, hi, 2, [["(>= Y_0 1.9)"]]))
     (tmp_path / "bad.vnnlib").write_text("(declare-const X_0 Real)\n(assert (<= X_0 oops))\n")
@@ -69,6 +71,20 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "badstudy.toml").write_text('[study]\nname = "s"\nmethods = ["nope"]\n')
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def _onnx_with(path: Path, op: str, inputs: list[str], **attrs: object) -> None:
+    """A one-node ONNX model ``x (1, 2) -> y (1, 2)`` (unsupported or malformed)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node(op, inputs, ["y"], **attrs)
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
 
 
 C = ["certify", CASE, "--model", MODEL, "--quiet"]
@@ -165,6 +181,11 @@ CORPUS: list[tuple[list[str], str]] = [
      "nosuch.onnx"),
     (["vnncomp", "run", "garbage.onnx", "prop.vnnlib", "--timeout", "5", "--out", "r.txt"],
      "garbage.onnx"),
+    (["vnncomp", "run", "einsum.onnx", "prop.vnnlib", "--timeout", "5", "--out", "r.txt"],
+     "einsum.onnx: unsupported op 'Einsum'"),
+    (["vnncomp", "run", "dangling.onnx", "prop.vnnlib", "--timeout", "5", "--out", "r.txt"],
+     "dangling.onnx: node"),
+    (["certify", CASE, "--model", "dangling.onnx", "--quiet"], "dangling.onnx"),
     (["vnncomp", "run", "tiny.onnx", "bad.vnnlib", "--timeout", "5", "--out", "r.txt"],
      "bad.vnnlib"),
     (["vnncomp", "run", "tiny.onnx", "adir", "--timeout", "5", "--out", "r.txt"], "adir"),
