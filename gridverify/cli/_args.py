@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from gridverify.seeds import SEED_MAX, seed_problem
+
 __all__ = [
     "HelpFormatter",
     "SEED_MAX",
@@ -26,7 +28,6 @@ __all__ = [
     "show_progress",
 ]
 
-SEED_MAX = 2**32 - 1  # numpy's and torch's seeds are unsigned 32-bit
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -70,9 +71,14 @@ def _number(text: str) -> float:
 
 def seed(text: str) -> int:
     """A random seed: an integer in ``[0, 2**32 - 1]``."""
-    value = _integer(text)
-    if not 0 <= value <= SEED_MAX:
-        raise argparse.ArgumentTypeError(f"must be an integer in [0, {SEED_MAX}], got {text}")
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer in [0, {SEED_MAX}], got {text!r}") from None
+    problem = seed_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 

@@ -69,6 +69,8 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         f'models = ["{MODEL}"]\n\n[regions.r]\nbox = [0.99, 1.01]\n\n'
         '[constraints.all]\nfamilies = ["all"]\n')
     (tmp_path / "badstudy.toml").write_text('[study]\nname = "s"\nmethods = ["nope"]\n')
+    (tmp_path / "seedstudy.toml").write_text(
+        (tmp_path / "study.toml").read_text().replace('methods', 'seed = -1\nmethods'))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -208,6 +210,7 @@ CORPUS: list[tuple[list[str], str]] = [
     (["study", "run", "study.toml", "--executor", "nope"], "--executor"),
     (["study", "run", "badstudy.toml"], "badstudy.toml"),
     (["study", "check", "bad.toml"], "bad.toml"),
+    (["study", "check", "seedstudy.toml"], "study.seed"),
     (["study", "check", "adir"], "adir"),
     (["report", "notes.txt"], "notes.txt"),
     (["report", "nosuch"], "nosuch"),
