@@ -31,14 +31,20 @@ __all__ = [
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps descriptions and epilogs as written and appends ``(default: X)`` to every
-    option's help that does not state its default already."""
+    """Wraps one-paragraph descriptions, keeps multi-line ones and epilogs as written,
+    and appends ``(default: X)`` to every option's help that does not state it."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" not in text.strip():
+            return argparse.HelpFormatter._fill_text(self, text, width, indent)
+        return super()._fill_text(text, width, indent)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         if "default" in text or "%(default)" in text:
             return text
-        if action.default in (None, False, argparse.SUPPRESS) or isinstance(
+        default = action.default
+        if default is None or default is False or default is argparse.SUPPRESS or isinstance(
             action, (argparse._StoreTrueAction, argparse._HelpAction, argparse._VersionAction)
         ):
             return text

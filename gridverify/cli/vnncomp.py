@@ -103,7 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="relative half-widths of the load boxes",
     )
     mk.add_argument("--kinds", default=",".join(_KINDS),
-                    help=f"property kinds, comma separated, from: {' '.join(_KINDS)}")
+                    help=f"property kinds, comma separated (default: all of {' '.join(_KINDS)})")
     mk.add_argument("--timeout", type=positive_float, default=60.0,
                     help="timeout per instance, s (written to instances.csv)")
     mk.add_argument("--seed", type=seed, default=0,

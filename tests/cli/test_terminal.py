@@ -64,7 +64,8 @@ def test_every_option_has_help_with_its_default_and_choices() -> None:
     for path, parser, act in _options(build_parser()):
         where = f"{path} {'/'.join(act.option_strings) or act.dest}"
         assert act.help, f"{where}: no help text"
-        if act.option_strings and act.default not in (None, False, argparse.SUPPRESS):
+        if act.option_strings and not any(act.default is v for v in
+                                          (None, False, argparse.SUPPRESS)):
             assert "default" in fmt._get_help_string(act), f"{where}: default not shown"
         if act.choices is not None:
             text = parser.format_help()
