@@ -80,9 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``gridverify`` console command."""
+    """Entry point of the ``gridverify`` console command: returns the exit status
+    (usage errors, ``--help`` and ``--version`` included; it never raises
+    ``SystemExit``)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) or a usage error (2): a status too
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
