@@ -78,3 +78,8 @@ class VnnlibError(GridverifyError):
 
 class StudyError(GridverifyError):
     """A study file is malformed; the message names the line and key."""
+
+
+class OutputPathError(GridverifyError):
+    """An output path cannot be written (a folder where a file is meant, no permission,
+    a file in the way of a folder); checked before any computation starts."""

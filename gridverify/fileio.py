@@ -26,6 +26,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "check_output_path",
     "default_file_mode",
     "process_umask",
 ]
@@ -126,3 +127,51 @@ def atomic_write_json(
     text = json.dumps(obj, indent=indent, allow_nan=False,
                       separators=(",", ":") if indent is None else None)
     atomic_write_text(path, text + "\n", mode=mode, fsync=fsync, mkdir=mkdir)
+
+
+def check_output_path(path: str | os.PathLike[str], what: str, *, folder: bool = False) -> Path:
+    """Check before any computation that ``path`` can be written; return it as a ``Path``.
+
+    ``what`` names the path in messages (a flag such as ``--out``).  A file
+    target (``folder=False``) must not be a folder or a special file, and an
+    existing one must be writable (an existing file without write permission is
+    not replaced).  A folder target (``folder=True``) must be a folder if it
+    exists.  Missing parent folders are fine (they are created on writing) as
+    long as the nearest existing one is a writable folder; when it exists, a
+    temporary file is created and removed in it to be sure.  Raises
+    :class:`~gridverify.errors.OutputPathError` naming ``what`` and the path.
+    """
+    from gridverify.errors import OutputPathError
+
+    target = Path(path)
+    if str(path) == "":
+        raise OutputPathError(f"{what}: empty path")
+    if target.exists():
+        if folder and not target.is_dir():
+            raise OutputPathError(f"{what} {target}: exists and is not a folder")
+        if not folder:
+            if target.is_dir():
+                raise OutputPathError(f"{what} {target}: is a folder (give a file path)")
+            if not target.is_file():
+                raise OutputPathError(f"{what} {target}: exists and is not a regular file")
+            if not os.access(target, os.W_OK) or not target.stat().st_mode & 0o200:
+                raise OutputPathError(f"{what} {target}: exists and is not writable "
+                                "(not replaced)")
+    parent = target if folder and target.is_dir() else target.parent
+    probe = parent
+    while not probe.exists():
+        if probe.is_symlink():
+            raise OutputPathError(f"{what} {target}: {probe} is a dangling link")
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputPathError(f"{what} {target}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{what} {target}: folder {probe} is not writable")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".gridverify-check.", dir=probe)
+    except OSError as exc:
+        raise OutputPathError(f"{what} {target}: cannot write in {probe} "
+                        f"({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(tmp)
+    return target

@@ -14,6 +14,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 # Command modules, in the order they appear in --help.  A module that is not
 # present yet (work in progress) is skipped.
@@ -35,7 +36,14 @@ EXIT_OPEN = 3
 
 
 class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors are one line and exit status 2."""
+    """ArgumentParser whose usage errors are one line and exit status 2, and whose
+    ``--help`` shows every option's default (:class:`~gridverify.cli._args.HelpFormatter`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from gridverify.cli._args import HelpFormatter
+
+        kwargs["formatter_class"] = HelpFormatter
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_BAD_INPUT, f"gridverify: error: {message} (see --help)\n")
@@ -56,7 +64,6 @@ def build_parser() -> argparse.ArgumentParser:
             "  gridverify certify pglib_opf_case14_ieee --model models/case14_relu\n"
             "\nexit status: 0 ok/all certified, 1 violation found, 2 bad input, 3 open"
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from gridverify import __version__
 
@@ -74,9 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``gridverify`` console command."""
+    """Entry point of the ``gridverify`` console command: returns the exit status
+    (usage errors, ``--help`` and ``--version`` included; it never raises
+    ``SystemExit``)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) or a usage error (2): a status too
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
@@ -85,20 +97,43 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_handler(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
-    """Run a command handler, mapping user errors to one stderr line and exit status 2."""
+    """Run a command handler, mapping user errors to one stderr line and exit status 2.
+
+    User errors are :class:`~gridverify.errors.GridverifyError` and every
+    ``OSError`` (missing, unreadable or unwritable files, a folder where a file
+    is expected, a full disk...): the line names the file and the reason.
+    """
     from gridverify.errors import GridverifyError
 
     try:
         return int(func(args) or 0)
     except GridverifyError as exc:
-        print(f"gridverify: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except FileNotFoundError as exc:
-        print(f"gridverify: error: file not found: {exc.filename or exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        _error(str(exc))
+    except OSError as exc:
+        _error(os_error_message(exc))
     except KeyboardInterrupt:
         print("gridverify: interrupted", file=sys.stderr)
         return 130
+    return EXIT_BAD_INPUT
+
+
+def _error(message: str) -> None:
+    line = " ".join(message.split())  # always one line
+    print(f"gridverify: error: {line}", file=sys.stderr)
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an ``OSError``: the file(s) and the reason, e.g.
+    ``file not found: cases/x.m`` or ``out/: Is a directory``."""
+    if isinstance(exc, FileNotFoundError) and exc.filename is not None:
+        return f"file not found: {exc.filename}"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None:
+        return reason
+    where = str(exc.filename)
+    if exc.filename2 is not None:
+        where += f" -> {exc.filename2}"
+    return f"{where}: {reason}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["register", "run_certify"]
@@ -21,58 +22,72 @@ constraints: comma list of families, optionally family[ids], e.g. p_balance,ther
            families: p_balance q_balance thermal_fr thermal_to vm_max vm_min pg_max pg_min
                      qg_max qg_min angle_max angle_min (all: every family)
 thresholds: 0.01 (every family) or p_balance=0.01,thermal_fr=0 or p_balance=max:0.001:0.01
+           A: absolute, in the family's unit; rel:B: B x |nominal demand at the bus|;
+           max:A:B: max(A, B x |nominal demand at the bus|), the larger of an absolute
+           floor and a relative part (rel and max: p_balance and q_balance only)
            (defaults: 1e-3 pu for p/q balance, 1e-6 for every limit family)
+spec file: region, constraints and thresholds in one TOML/JSON file: see docs/spec.md
+           (flags given on the command line override the file's tables)
+table:     bound = sound upper bound of the worst violation, found = worst violation
+           attained by a load (> threshold: violated), gap = bound - found
 exit status: 0 all certified, 1 a violation found, 3 some open, 2 bad input
 """
 
 
 def register(sub: Any) -> None:
     """Install the ``certify`` command."""
+    from gridverify.cli._args import add_progress_flag, count, nonneg_float, positive_float, seed
+
     p = sub.add_parser(
         "certify",
         help="certify a proxy over a load region (bounds, attained violations, witnesses)",
         description="Certify a neural AC-OPF proxy against every AC-OPF constraint of a "
         "case over a whole region of loads.",
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("case", metavar="CASE", help="bundled case name or MATPOWER file")
+    p.add_argument("case", metavar="CASE",
+                   help="bundled case name (see `gridverify case list`) or MATPOWER file")
     p.add_argument("--model", required=True, metavar="MODEL",
-                   help="proxy: model directory, torch checkpoint or .onnx")
+                   help="proxy: model directory, torch checkpoint, .onnx, or a bundled "
+                   "proxy's name (case14_relu, case57_relu, ...)")
     p.add_argument("--region", metavar="REGION", help="load region (see below)")
-    p.add_argument("--spec", metavar="FILE", help="specification file (.toml or .json)")
-    p.add_argument("--constraints", metavar="LIST", help="constraint selection (see below)")
+    p.add_argument("--spec", metavar="FILE", help="specification file (.toml or .json, "
+                   "see docs/spec.md)")
+    p.add_argument("--constraints", metavar="LIST",
+                   help="constraint selection (see below; default: all)")
     p.add_argument("--threshold", metavar="T", help="thresholds (see below)")
     p.add_argument("--method", default="alpha-crown",
                    choices=("ibp", "crown", "alpha-crown", "bab"),
-                   help="bounding method (default alpha-crown)")
-    p.add_argument("--timeout", type=float, metavar="S", help="time limit in seconds")
-    p.add_argument("--samples", type=int, default=1024, metavar="N",
-                   help="random loads tried before bounding (default 1024)")
+                   help="bounding method")
+    p.add_argument("--timeout", type=positive_float, metavar="S",
+                   help="time limit in seconds (default: none)")
+    p.add_argument("--samples", type=count(0), default=1024, metavar="N",
+                   help="random loads tried before bounding")
     p.add_argument("--attack", default="uncertified",
                    choices=("uncertified", "undecided", "all", "none"),
-                   help="which constraints get the gradient attack: uncertified (default; "
-                   "violated ones too, pushing the worst violation found up), undecided "
+                   help="which constraints get the gradient attack: uncertified (violated "
+                   "ones too, pushing the worst violation found up), undecided "
                    "(not yet violated), all, none")
     p.add_argument("--intermediate", default="alpha-crown", choices=("alpha-crown", "crown"),
-                   help="intermediate bounds of the alpha-crown stage: alpha-crown (default; "
-                   "optimized node by node, tighter, somewhat slower) or crown")
-    p.add_argument("--seed", type=int, default=0, help="sampling and attack seed")
-    p.add_argument("--bab-timeout", type=float, default=30.0, metavar="S",
+                   help="intermediate bounds of the alpha-crown stage: alpha-crown "
+                   "(optimized node by node, tighter, somewhat slower) or crown")
+    p.add_argument("--seed", type=seed, default=0, help="sampling and attack seed")
+    p.add_argument("--bab-timeout", type=nonneg_float, default=30.0, metavar="S",
                    help="branch-and-bound seconds per undecided constraint (--method bab)")
-    p.add_argument("--memory-cap", type=float, default=512.0, metavar="MB",
-                   help="memory cap of branch-and-bound's domain store (--method bab; "
-                   "default 512)")
-    p.add_argument("--threads", type=int, default=1, metavar="N",
-                   help="torch CPU threads for this run (default 1: the graphs are small and "
+    p.add_argument("--memory-cap", type=positive_float, default=512.0, metavar="MB",
+                   help="memory cap of branch-and-bound's domain store (--method bab)")
+    p.add_argument("--threads", type=count(1), default=1, metavar="N",
+                   help="torch CPU threads for this run (the graphs are small and "
                    "extra threads mostly contend)")
     p.add_argument("--json", action="store_true", help="print the certificate as JSON")
     p.add_argument("--out", metavar="FILE", help="write the certificate JSON to FILE")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    add_progress_flag(p)
     p.set_defaults(func=run_certify)
 
 
 def _build_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
+    from gridverify.errors import SpecError
     from gridverify.grid import load_compiled
     from gridverify.proxy.load import load_proxy
     from gridverify.spec.constraints import (
@@ -88,14 +103,15 @@ def _build_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
     proxy = load_proxy(args.model, case=case)
     spec = load_spec(args.spec, case) if args.spec else None
     region = parse_region(args.region, case) if args.region else (spec.region if spec else None)
-    cons = parse_constraints(args.constraints) if args.constraints else (
+    if args.constraints is not None and not args.constraints.strip():
+        raise SpecError("--constraints: empty selection (leave the flag out for all "
+                        "constraints)")
+    cons = parse_constraints(args.constraints) if args.constraints is not None else (
         spec.constraints if spec else None
     )
     # resolve the selection now: bad component ids fail before any progress output
     cons = select_constraints(case, cons or ConstraintSelection())
     if not cons:
-        from gridverify.errors import SpecError
-
         raise SpecError("constraints: the selection is empty for this case")
     thr = spec.thresholds if spec else ThresholdSpec()
     if args.threshold:
@@ -109,14 +125,11 @@ def _build_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
 def run_certify(args: argparse.Namespace) -> int:
     """Handler of ``gridverify certify``; returns the exit status."""
     from gridverify.certify import CertifyOptions, certify
-    from gridverify.errors import SpecError
+    from gridverify.cli._args import show_progress
+    from gridverify.fileio import check_output_path
 
-    if args.timeout is not None and not args.timeout > 0:
-        raise SpecError(f"--timeout: must be > 0 seconds, got {args.timeout}")
-    if args.samples < 0:
-        raise SpecError(f"--samples: must be >= 0, got {args.samples}")
-    if args.threads < 1:
-        raise SpecError(f"--threads: must be >= 1, got {args.threads}")
+    if args.out:
+        check_output_path(args.out, "--out")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -126,8 +139,7 @@ def run_certify(args: argparse.Namespace) -> int:
         opts = CertifyOptions(timeout=args.timeout, samples=args.samples, attack=args.attack,
                               seed=args.seed, bab_timeout=args.bab_timeout,
                               bab_memory_mb=args.memory_cap, intermediate=args.intermediate)
-        show = not (args.quiet or args.json)
-        if show:
+        if show_progress(args, quiet=args.quiet or args.json):
             cert = _with_progress(certify, case, proxy, region, cons, args.method, opts, thr)
         else:
             cert = certify(case, proxy, region, constraints=cons, method=args.method,
@@ -167,34 +179,86 @@ def _fmt(v: Any) -> str:
     return f"{v:.3g}"
 
 
-def _print_table(cert: Any) -> None:
+# Columns of the certify table: (wide header, compact header, justify, cell).  The
+# compact headers keep the table within 80 columns; the wide ones are used when
+# the console is wide enough for them.  A cell is ``cell(family, summary, threshold)``.
+_Cell = Callable[[str, dict[str, Any], float], str]
+_COLUMNS: tuple[tuple[str, str, str, _Cell], ...] = (
+    ("family", "family", "left", lambda f, d, t: f),
+    ("n", "n", "right", lambda f, d, t: str(d["count"])),
+    ("certified", "cert", "right", lambda f, d, t: str(d["certified"])),
+    ("violated", "viol", "right", lambda f, d, t: str(d["violated"])),
+    ("open", "open", "right", lambda f, d, t: str(d["open"])),
+    ("max bound", "bound", "right", lambda f, d, t: _fmt(d["max_upper_bound"])),
+    ("max attained", "found", "right", lambda f, d, t: _fmt(d["max_attained"])),
+    ("gap", "gap", "right", lambda f, d, t: _fmt(d["gap"])),
+    ("threshold", "thr", "right", lambda f, d, t: _fmt(t)),
+    ("unit", "unit", "left", lambda f, d, t: d["unit"]),
+)
+_LEGEND = ("bound: sound upper bound of the worst violation; found: worst violation attained "
+           "by a load; thr: threshold")
+
+
+def _table_width(headers: list[str], rows: list[list[str]]) -> int:
+    """Characters the table of :func:`certify_table` needs (two spaces between columns)."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    return sum(widths) + 2 * (len(widths) - 1)
+
+
+def certify_table(cert: Any, width: int) -> tuple[Any, int, bool]:
+    """The per-family table of a certificate for a console ``width`` columns wide, the
+    width it needs, and whether it uses the compact headers (explained by a legend).
+
+    No cell is ever truncated or wrapped: the compact headers fit 80 columns; on a
+    narrower console the table is printed wider than the console.
+    """
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=120)
-    fams = cert.families()
-    table = Table(title=f"{cert.case} | {cert.model} | {cert.region.describe()} | {cert.method}",
-                  box=box.SIMPLE_HEAD)
-    for col in ("family", "n", "certified", "violated", "open", "max bound", "max attained",
-                "gap", "threshold", "unit"):
-        table.add_column(col, justify="left" if col in ("family", "unit") else "right",
-                         no_wrap=True)
     thr_by_fam: dict[str, float] = {}
     for c in cert.constraints:
         thr_by_fam[c.family] = max(thr_by_fam.get(c.family, -float("inf")), c.threshold)
-    for fam, d in fams.items():
+    fams = cert.families()
+    rows = [[cell(f, d, thr_by_fam[f]) for _, _, _, cell in _COLUMNS] for f, d in fams.items()]
+    wide = [h for h, _, _, _ in _COLUMNS]
+    compact = _table_width(wide, rows) > width
+    headers = [c[1] for c in _COLUMNS] if compact else wide
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1, 0, 0))
+    for header, (_, _, justify, _) in zip(headers, _COLUMNS):
+        table.add_column(header, justify=justify, no_wrap=True)
+    for (_, d), row in zip(fams.items(), rows):
         style = "red" if d["violated"] else ("yellow" if d["open"] else "green")
-        table.add_row(
-            f"[{style}]{fam}[/{style}]", str(d["count"]), str(d["certified"]),
-            str(d["violated"]), str(d["open"]), _fmt(d["max_upper_bound"]),
-            _fmt(d["max_attained"]), _fmt(d["gap"]), _fmt(thr_by_fam[fam]), d["unit"],
-        )
+        table.add_row(f"[{style}]{row[0]}[/{style}]", *row[1:])
+    return table, _table_width(headers, rows), compact
+
+
+def _print_table(cert: Any) -> None:
+    from rich.console import Console
+
+    console = Console(highlight=False)  # its width: the terminal's, else $COLUMNS, else 80
+    console.print(f"{cert.case} | {_short_model(cert.model)} | {cert.region.describe()} | "
+                  f"{cert.method}", markup=False)
+    table, needed, compact = certify_table(cert, console.width)
+    if needed > console.width:  # a console narrower than 80: wider than it, never cut
+        console = Console(highlight=False, width=needed)
     console.print(table)
+    if compact:
+        console.print(_LEGEND, markup=False)
     s = cert.summary
     console.print(
         f"{s['certified']} certified, {s['violated']} violated, {s['open']} open "
         f"of {s['total']} constraints in {cert.seconds:.1f} s"
     )
+
+
+def _short_model(model: str) -> str:
+    """A bundled proxy by its name, any other model as given."""
+    from pathlib import Path
+
+    from gridverify.resources import bundled_models_dir
+
+    try:
+        rel = Path(model).absolute().relative_to(bundled_models_dir().absolute())
+    except ValueError:
+        return model
+    return rel.parts[0] if rel.parts else model

@@ -19,11 +19,14 @@ __all__ = ["register"]
 
 
 def _make(args: argparse.Namespace) -> int:
+    from gridverify.cli._args import show_progress
     from gridverify.cli.opf import solver_options_from_args
+    from gridverify.fileio import check_output_path
     from gridverify.grid import load_compiled
     from gridverify.opf.dataset import make_dataset
     from gridverify.opf.samplers import sampler_from_spec
 
+    check_output_path(args.out, "--out")  # an existing dataset is resumed in place
     sampler = sampler_from_spec(args.region)
     options = solver_options_from_args(args)
     case = load_compiled(args.case, emit_warnings=False)
@@ -35,7 +38,7 @@ def _make(args: argparse.Namespace) -> int:
         seed=args.seed,
         workers=args.workers,
         options=options,
-        progress=not args.no_progress,
+        progress=show_progress(args, quiet=args.json),
     )
     summary = d.summary()
     if args.json:
@@ -69,8 +72,8 @@ def _info(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Install ``gridverify dataset make`` and ``gridverify dataset info``."""
+    from gridverify.cli._args import add_progress_flag, count, seed
     from gridverify.cli.opf import add_solver_arguments
-    from gridverify.opf.dataset import DATASET_MAX_ITER
 
     p = subparsers.add_parser("dataset", help="make and inspect OPF datasets (HDF5)")
     sub = p.add_subparsers(dest="dataset_command", metavar="SUBCOMMAND", parser_class=type(p))
@@ -81,22 +84,24 @@ def register(subparsers: Any) -> None:
         description="Sample N load vectors in a region around the nominal loads, solve "
         "each AC-OPF and write FILE.h5. Re-running the same command resumes a killed run.",
     )
-    m.add_argument("case", metavar="CASE", help="bundled case name or MATPOWER file path")
-    m.add_argument("--samples", type=int, required=True, metavar="N", help="number of samples")
+    m.add_argument("case", metavar="CASE",
+                   help="bundled case name (see `gridverify case list`) or MATPOWER file path")
+    m.add_argument("--samples", type=count(1), required=True, metavar="N",
+                   help="number of samples")
     m.add_argument("--out", required=True, metavar="FILE.h5", help="output HDF5 file")
     m.add_argument(
         "--region",
         default="box:0.9,1.1",
         help="box:LOW,HIGH (per-load factor) or pglearn:A,B,R (global factor in [A,B] "
-        "times per-load noise 1+U(-R,R)); default box:0.9,1.1",
+        "times per-load noise 1+U(-R,R))",
     )
-    m.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    m.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    m.add_argument("--seed", type=seed, default=0, help="random seed")
+    m.add_argument("--workers", type=count(1), default=1, help="worker processes")
     m.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    m.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_solver_arguments(m, max_iter=DATASET_MAX_ITER)
+    add_progress_flag(m)
+    add_solver_arguments(m)
     m.set_defaults(func=_make)
     i = sub.add_parser("info", help="describe an OPF dataset file")
-    i.add_argument("file", metavar="FILE.h5")
+    i.add_argument("file", metavar="FILE.h5", help="a dataset made by `dataset make`")
     i.add_argument("--json", action="store_true", help="print one JSON object")
     i.set_defaults(func=_info)

@@ -16,22 +16,24 @@ from typing import Any
 __all__ = ["register", "solver_options_from_args", "add_solver_arguments"]
 
 
-def add_solver_arguments(p: argparse.ArgumentParser, max_iter: int = 3000) -> None:
-    """The solver flags shared by ``opf solve`` and ``dataset make``."""
-    from gridverify.opf.solvers import SOLVER_NAMES
+def add_solver_arguments(p: argparse.ArgumentParser) -> None:
+    """The solver flags shared by ``opf solve`` and ``dataset make`` (one set of defaults)."""
+    from gridverify.cli._args import count, positive_float
+    from gridverify.opf.solvers import SOLVER_NAMES, SolverOptions
 
+    d = SolverOptions()
     p.add_argument(
         "--solver",
-        default="auto",
+        default=d.name,
         choices=SOLVER_NAMES,
         help="NLP solver: auto (ipopt on PATH, else pounce), ipopt, pounce, pounce-cli",
     )
-    p.add_argument("--tol", type=float, default=1e-8, help="Ipopt tol (default 1e-8)")
-    p.add_argument(
-        "--max-iter", type=int, default=max_iter, help=f"iteration limit (default {max_iter})"
-    )
-    p.add_argument("--time-limit", type=float, default=None, help="wall-clock limit per solve, s")
-    p.add_argument("--print-level", type=int, default=0, help="solver print level (default 0)")
+    p.add_argument("--tol", type=positive_float, default=d.tol, help="Ipopt tol")
+    p.add_argument("--max-iter", type=count(1), default=d.max_iter, help="iteration limit")
+    p.add_argument("--time-limit", type=positive_float, default=d.time_limit,
+                   help="wall-clock limit per solve, s (default: none)")
+    p.add_argument("--print-level", type=count(0), default=d.print_level,
+                   help="solver print level")
 
 
 def solver_options_from_args(args: argparse.Namespace) -> Any:
@@ -114,7 +116,8 @@ def register(subparsers: Any) -> None:
         description="Solve the polar AC-OPF (PowerModels' ACP) of CASE at nominal load. "
         "Exit status 0 optimal, 1 not optimal, 2 bad input.",
     )
-    s.add_argument("case", metavar="CASE", help="bundled case name or MATPOWER file path")
+    s.add_argument("case", metavar="CASE",
+                   help="bundled case name (see `gridverify case list`) or MATPOWER file path")
     add_solver_arguments(s)
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--arrays", action="store_true", help="with --json: include pg, vm, ... arrays")

@@ -27,7 +27,8 @@ examples:
   gridverify study run studies/demo.toml --executor ray --address ray://head:10001
 
 A killed study resumes: run the same command again; finished jobs are skipped.
-Study file format: see gridverify/study/spec.py (and studies/demo.toml).
+Study file format: docs/study.md (an example: studies/demo.toml); the spec
+tables of a study (regions, constraints, thresholds) as in docs/spec.md.
 {_EXIT}
 """
 
@@ -48,6 +49,8 @@ examples:
 
 def register(sub: Any) -> None:
     """Install ``study`` (run, check), ``report`` and ``completion``."""
+    from gridverify.cli._args import add_progress_flag, count
+
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("study", help="run batch certification studies (cases x models x "
                        "regions x constraint sets x methods)",
@@ -64,11 +67,12 @@ def register(sub: Any) -> None:
                      help="local process pool (default) or a Ray cluster")
     run.add_argument("--address", metavar="ADDR",
                      help="Ray cluster address (default: start a local one for the run)")
-    run.add_argument("--workers", type=int, default=1, metavar="K",
-                     help="jobs in parallel (default 1)")
+    run.add_argument("--workers", type=count(1), default=1, metavar="K",
+                     help="jobs in parallel")
     run.add_argument("--no-report", action="store_true", help="do not render the report")
     run.add_argument("--json", action="store_true", help="print the outcome as JSON")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    add_progress_flag(run)
     run.set_defaults(func=run_study_cmd)
     chk = ssub.add_parser("check", help="check a study file and list its jobs (runs nothing)",
                           epilog=_STUDY_EPILOG, formatter_class=fmt)
@@ -131,14 +135,17 @@ def _progress_runner(spec: Any, out: Path, opts: Any, show: bool) -> Any:
 
 def run_study_cmd(args: argparse.Namespace) -> int:
     """Handler of ``gridverify study run``."""
+    from gridverify.cli._args import show_progress
+    from gridverify.fileio import check_output_path
     from gridverify.report import render_report
     from gridverify.study.executors import ExecutorOptions
     from gridverify.study.spec import load_study
 
     opts = ExecutorOptions(args.executor, args.workers, args.address)  # checks the options
     spec = load_study(args.study)
-    out = Path(args.out) if args.out else Path("reports") / spec.name
-    show = not (args.quiet or args.json)
+    out = check_output_path(Path(args.out) if args.out else Path("reports") / spec.name,
+                            "--out", folder=True)
+    show = show_progress(args, quiet=args.quiet or args.json)
     run = _progress_runner(spec, out, opts, show)
     files = None
     if not args.no_report:
@@ -204,8 +211,11 @@ def report_cmd(args: argparse.Namespace) -> int:
     from gridverify.study.results import load_results
 
     folder = Path(args.folder)
-    if not folder.is_dir():
+    if not folder.exists():
         raise StudyError(f"{folder}: no such study folder")
+    if not folder.is_dir():
+        raise StudyError(f"{folder}: not a study folder but a file (give the folder that "
+                         "`study run --out` wrote)")
     res = load_results(folder)
     files = render_report(folder, command=f"gridverify report {shlex.quote(str(folder))}",
                           results=res)
@@ -259,7 +269,10 @@ def completion_cmd(args: argparse.Namespace) -> int:
 def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...],
           out: dict[tuple[str, ...], dict[str, Any]]) -> None:
     opts, subs, choices = [], [], {}
+    takes_case = False
     for act in parser._actions:  # argparse has no public API for this
+        if not act.option_strings and act.dest == "case":
+            takes_case = True
         if isinstance(act, argparse._SubParsersAction):
             for name, sp in act.choices.items():
                 subs.append(name)
@@ -271,7 +284,7 @@ def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...],
                     choices[o] = [str(c) for c in act.choices]
         elif act.choices:
             subs += [str(c) for c in act.choices]
-    out[path] = {"opts": opts, "subs": subs, "choices": choices}
+    out[path] = {"opts": opts, "subs": subs, "choices": choices, "case": takes_case}
 
 
 def completion_script(shell: str) -> str:
@@ -302,6 +315,16 @@ def completion_script(shell: str) -> str:
         '  done',
         '  case "$prev" in',
     ]
+    from gridverify.grid.case import list_bundled_cases
+    from gridverify.resources import list_bundled_models
+
+    # names of the bundled cases and proxies, completed along with file names
+    lines += [
+        f'    --case) COMPREPLY=($(compgen -W "{" ".join(list_bundled_cases())}" -- "$cur") '
+        '$(compgen -f -- "$cur")); return ;;',
+        f'    --model) COMPREPLY=($(compgen -W "{" ".join(list_bundled_models())}" -- "$cur") '
+        '$(compgen -f -- "$cur")); return ;;',
+    ]
     seen_opt: dict[str, list[str]] = {}
     for p in paths:
         for o, ch in tree[p]["choices"].items():
@@ -311,11 +334,15 @@ def completion_script(shell: str) -> str:
     lines += ['  esac', '  case "$_gv_path" in']
     for p in paths:
         words = tree[p]["subs"] + tree[p]["opts"]
+        if tree[p]["case"]:
+            words += list_bundled_cases()
         lines.append(f'    "{"/".join(p)}") _gv_words="{" ".join(words)}" ;;')
     lines += [
         '  esac',
         '  COMPREPLY=($(compgen -W "$_gv_words" -- "$cur"))',
-        '  if [[ ${#COMPREPLY[@]} -eq 0 && "$cur" != -* ]]; then',
+        '  if [[ "$cur" != -* && " $_gv_words " == *" pglib_opf_"* ]]; then',
+        '    COMPREPLY+=($(compgen -f -- "$cur"))',
+        '  elif [[ ${#COMPREPLY[@]} -eq 0 && "$cur" != -* ]]; then',
         '    COMPREPLY=($(compgen -f -- "$cur"))',
         '  fi',
         '}',

@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from gridverify.errors import DatasetError, ProxyError
 
 
-def _hidden(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(p) for p in text.split(",") if p.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--hidden {text!r}: expected integers like 64,64"
-        ) from None
-    if not sizes or any(s <= 0 for s in sizes):
-        raise argparse.ArgumentTypeError(f"--hidden {text!r}: sizes must be positive")
-    return sizes
-
-
 def register(sub: Any) -> None:
     """Install the ``train`` and ``model`` commands."""
+    from gridverify.cli._args import (
+        add_progress_flag,
+        count,
+        fraction,
+        hidden_sizes,
+        nonneg_float,
+        positive_float,
+        seed,
+    )
     from gridverify.proxy.options import ACTIVATIONS, TrainOptions
 
     d = TrainOptions()
@@ -41,47 +37,56 @@ def register(sub: Any) -> None:
     p.add_argument("data", nargs="+",
                    help="OPF dataset(s) (HDF5) made by `gridverify dataset make`; several "
                         "files of one case and region (different seeds) are concatenated")
-    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--out", required=True, help="model directory to write (an existing "
+                   "model directory is replaced whole)")
     p.add_argument("--case", default=None,
                    help="case name or file (default: the dataset's case_name attribute)")
-    p.add_argument("--hidden", type=_hidden, default=d.hidden,
-                   help="hidden layer sizes, comma separated (default 64,64)")
-    p.add_argument("--activation", choices=ACTIVATIONS, default=d.activation)
+    p.add_argument("--hidden", type=hidden_sizes, default=d.hidden,
+                   help="hidden layer sizes, comma separated")
+    p.add_argument("--activation", choices=ACTIVATIONS, default=d.activation,
+                   help="hidden activation")
     p.add_argument("--clamp-head", action=argparse.BooleanOptionalAction, default=d.clamp_head,
-                   help="sigmoid head clamping pg, qg, vm into their limits (default on)")
-    p.add_argument("--balance-weight", type=float, default=d.balance_weight,
-                   help="weight of the power-balance penalty (default 0)")
-    p.add_argument("--stability-weight", type=float, default=d.stability_weight,
+                   help="sigmoid head clamping pg, qg, vm into their limits")
+    p.add_argument("--balance-weight", type=nonneg_float, default=d.balance_weight,
+                   help="weight of the power-balance penalty (0: off)")
+    p.add_argument("--stability-weight", type=nonneg_float, default=d.stability_weight,
                    help="weight of the verification-friendliness term: the mean relaxation "
                         "gap of the hidden neurons over the whole load region (interval "
                         "bounds); larger values make more neurons stable over the region, "
                         "so certification bounds are tighter, at some cost in accuracy "
-                        "(default 0: off)")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--patience", type=int, default=d.patience,
+                        "(0: off)")
+    p.add_argument("--epochs", type=count(1), default=d.epochs, help="maximum epochs")
+    p.add_argument("--batch-size", type=count(1), default=d.batch_size, help="batch size")
+    p.add_argument("--lr", type=positive_float, default=d.lr, help="Adam learning rate")
+    p.add_argument("--weight-decay", type=nonneg_float, default=d.weight_decay,
+                   help="Adam weight decay")
+    p.add_argument("--seed", type=seed, default=d.seed,
+                   help="seed of the split, the initialization and the batches")
+    p.add_argument("--patience", type=count(1), default=d.patience,
                    help="early-stopping patience in epochs")
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
-    p.add_argument("--test-fraction", type=float, default=d.test_fraction)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--val-fraction", type=fraction, default=d.val_fraction,
+                   help="fraction of the optimal rows held out for early stopping")
+    p.add_argument("--test-fraction", type=fraction, default=d.test_fraction,
+                   help="fraction of the optimal rows held out for the test metrics")
+    add_progress_flag(p)
     p.add_argument("--json", action="store_true", help="print the model card as JSON")
     p.set_defaults(func=_run_train)
 
     m = sub.add_parser("model", help="inspect proxy model directories")
     msub = m.add_subparsers(dest="model_command", metavar="ACTION")
     info = msub.add_parser("info", help="verify a model directory and show its card")
-    info.add_argument("dir", help="model directory")
+    info.add_argument("dir", metavar="MODEL",
+                      help="model directory, or a bundled proxy's name (case14_relu, ...)")
     info.add_argument("--json", action="store_true", help="print the card as JSON")
     info.set_defaults(func=_run_info)
     m.set_defaults(func=lambda args: (m.print_help(), 2)[1])
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from gridverify.cli._args import show_progress
+    from gridverify.fileio import check_output_path
     from gridverify.grid import load_compiled
-    from gridverify.proxy.artifacts import write_model_dir
+    from gridverify.proxy.artifacts import is_model_dir, write_model_dir
     from gridverify.proxy.data import read_proxy_data_many
     from gridverify.proxy.train import TrainOptions, train_proxy
 
@@ -99,8 +104,12 @@ def _run_train(args: argparse.Namespace) -> int:
         patience=args.patience,
         val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=show_progress(args, quiet=args.json),
     )
+    out_dir = check_output_path(args.out, "--out", folder=True)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not is_model_dir(out_dir):
+        raise ProxyError(f"--out {out_dir}: exists and is not a model directory; "
+                         "not overwriting")
     paths = [Path(p) for p in args.data]
     case_ref = args.case or _dataset_case_name(paths[0])
     case = load_compiled(case_ref)
@@ -171,8 +180,11 @@ def _fmt(v: Any) -> str:
 
 def _run_info(args: argparse.Namespace) -> int:
     from gridverify.proxy.artifacts import read_model_dir
+    from gridverify.resources import bundled_model
 
     path = Path(args.dir)
+    if not path.exists():
+        path = bundled_model(args.dir) or path
     if not path.exists():
         raise FileNotFoundError(2, "No such file or directory", str(path))
     if not path.is_dir():

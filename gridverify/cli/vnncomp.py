@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["register"]
@@ -21,6 +25,8 @@ _KINDS = ("balance_all", "thermal_one", "gen_limits", "voltage_limits", "balance
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Install the ``vnncomp`` command group."""
+    from gridverify.cli._args import add_progress_flag, hidden_sizes, positive_float, seed
+    from gridverify.proxy.options import ACTIVATIONS
     p = subparsers.add_parser(
         "vnncomp",
         help="run VNN-COMP instances (ONNX model + VNN-LIB property)",
@@ -39,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("onnx", help="the ONNX model (.onnx or .onnx.gz)")
     run.add_argument("vnnlib", help="the VNN-LIB property (.vnnlib or .vnnlib.gz)")
-    run.add_argument("--timeout", type=float, required=True, help="seconds")
+    run.add_argument("--timeout", type=positive_float, required=True, help="seconds")
     run.add_argument("--out", required=True, help="the result file to write")
     run.add_argument(
         "--started-at",
@@ -56,17 +62,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run every instance of a benchmark folder",
         description="Run every row (onnx,vnnlib,timeout) of BENCHMARK_DIR/instances.csv.",
     )
-    batch.add_argument("benchmark_dir")
+    batch.add_argument("benchmark_dir", help="benchmark folder (instances.csv, onnx/, vnnlib/)")
     batch.add_argument("--instances", help="instances CSV (default BENCHMARK_DIR/instances.csv)")
     batch.add_argument(
         "--timeout-scale",
-        type=float,
+        type=positive_float,
         default=1.0,
-        help="multiply every timeout by this (default 1)",
+        help="multiply every timeout by this",
     )
     batch.add_argument("--expected", help="CSV onnx,vnnlib,expected-result to score against")
     batch.add_argument("--out", required=True, help="results CSV (onnx,vnnlib,result,seconds)")
-    batch.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_flag(batch)
     _common(batch)
     batch.set_defaults(func=_batch)
 
@@ -87,16 +93,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a proxy (model directory, checkpoint or .onnx); "
         "default: an untrained seeded proxy with the clamp head",
     )
-    mk.add_argument("--hidden", default="32,32", help="hidden sizes of the untrained proxy")
-    mk.add_argument("--activation", default="relu", help="activation of the untrained proxy")
+    mk.add_argument("--hidden", type=hidden_sizes, default=(32, 32),
+                    help="hidden sizes of the untrained proxy")
+    mk.add_argument("--activation", default="relu", choices=ACTIVATIONS,
+                    help="activation of the untrained proxy")
     mk.add_argument(
         "--widths",
         default="0.01,0.2",
-        help="relative half-widths of the load boxes (default 0.01,0.2)",
+        help="relative half-widths of the load boxes",
     )
-    mk.add_argument("--kinds", default=",".join(_KINDS), help="property kinds")
-    mk.add_argument("--timeout", type=float, default=60.0, help="timeout per instance")
-    mk.add_argument("--seed", type=int, default=0)
+    mk.add_argument("--kinds", default=",".join(_KINDS),
+                    help=f"property kinds, comma separated (default: all of {' '.join(_KINDS)})")
+    mk.add_argument("--timeout", type=positive_float, default=60.0,
+                    help="timeout per instance, s (written to instances.csv)")
+    mk.add_argument("--seed", type=seed, default=0,
+                    help="seed of the untrained proxy and of the sampling")
     mk.add_argument(
         "--alpha",
         action="store_true",
@@ -124,8 +135,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, auto")
-    p.add_argument("--seed", type=int, default=0)
+    from gridverify.cli._args import count, seed
+
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N, auto")
+    p.add_argument("--seed", type=seed, default=0, help="attack seed")
     p.add_argument(
         "--bounds",
         default="alpha-crown",
@@ -138,8 +151,10 @@ def _common(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="answer unknown instead of attacking until the timeout",
     )
-    p.add_argument("--attack-restarts", type=int, default=16)
-    p.add_argument("--attack-steps", type=int, default=50)
+    p.add_argument("--attack-restarts", type=count(1), default=16,
+                   help="random restarts of the gradient attack")
+    p.add_argument("--attack-steps", type=count(1), default=50,
+                   help="steps of each attack restart")
 
 
 def _options(args: argparse.Namespace, timeout: float):
@@ -195,14 +210,12 @@ class _Watchdog:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from gridverify.fileio import check_output_path
     from gridverify.vnncomp.result import write_result
     from gridverify.vnncomp.runner import run_instance
 
     t0 = time.monotonic()
-    if not args.timeout > 0:
-        from gridverify.errors import VnnlibError
-
-        raise VnnlibError(f"--timeout must be > 0 seconds, got {args.timeout}")
+    check_output_path(args.out, "--out")
     spent = 0.0 if args.started_at is None else max(0.0, time.time() - args.started_at)
     budget = args.timeout - spent
     if budget <= 0.05:
@@ -227,7 +240,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
+    from gridverify.cli._args import show_progress
+    from gridverify.fileio import check_output_path
     from gridverify.vnncomp.batch import run_batch
+
+    check_output_path(args.out, "--out")
 
     opts = _options(args, 1.0)
     summary = run_batch(
@@ -237,7 +254,7 @@ def _batch(args: argparse.Namespace) -> int:
         timeout_scale=args.timeout_scale,
         expected=args.expected,
         options=opts,
-        progress=not args.no_progress,
+        progress=show_progress(args),
     )
     for line in summary.lines():
         print(line)
@@ -263,9 +280,11 @@ def _make(args: argparse.Namespace) -> int:
     import torch
 
     from gridverify.errors import SpecError
+    from gridverify.fileio import check_output_path
     from gridverify.grid import load_compiled
     from gridverify.vnncomp.instances import KINDS, make_benchmark
 
+    out = check_output_path(args.out, "--out", folder=True)
     case = load_compiled(args.case, emit_warnings=False)
     widths = _floats(args.widths, "--widths")
     if any(not (0 <= w < 1) for w in widths):
@@ -282,29 +301,58 @@ def _make(args: argparse.Namespace) -> int:
     else:
         from gridverify.proxy.model import ProxyArch, ProxyMLP, case_limits
 
-        hidden = tuple(int(h) for h in _floats(args.hidden, "--hidden"))
+        hidden = args.hidden
         arch = ProxyArch(case.n_load, case.n_gen, case.n_bus, hidden, args.activation, True)
         lo, hi = case_limits(case)
         torch.manual_seed(args.seed)
         module = ProxyMLP(arch, head_lo=lo, head_hi=hi, dtype=torch.float64).eval()
         prefix = f"{case.name}_{args.activation}{'x'.join(map(str, hidden))}_s{args.seed}"
     methods = ("ibp", "crown", "alpha-crown") if args.alpha else ("ibp", "crown")
-    specs = make_benchmark(
-        case,
-        module,
-        args.out,
-        widths=widths,
-        kinds=kinds,
-        timeout=args.timeout,
-        seed=args.seed,
-        prefix=prefix,
-        bound_methods=methods,
-        open_variant=args.open,
-        exact=args.exact,
-    )
+    with _staged_folder(out) as stage:
+        specs = make_benchmark(
+            case,
+            module,
+            stage,
+            widths=widths,
+            kinds=kinds,
+            timeout=args.timeout,
+            seed=args.seed,
+            prefix=prefix,
+            bound_methods=methods,
+            open_variant=args.open,
+            exact=args.exact,
+        )
     n = {v: sum(s.variant == v for s in specs) for v in ("violated", "holds", "open")}
     print(
         f"wrote {len(specs)} properties ({n['violated']} violated, {n['holds']} holding, "
         f"{n['open']} open) for onnx/{prefix}.onnx under {args.out}"
     )
     return 0
+
+
+@contextmanager
+def _staged_folder(out: Path) -> Iterator[Path]:
+    """A staging folder next to ``out`` that becomes (or is merged into) ``out`` when
+    the body succeeds and is removed when it fails: a failed run writes nothing.
+
+    The staging folder starts with ``out``'s CSV files, which the body updates;
+    the merge moves every new file into ``out`` with ``os.replace``.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        if out.is_dir():
+            for name in ("instances.csv", "expected.csv"):
+                if (out / name).is_file():
+                    shutil.copy2(out / name, stage / name)
+        yield stage
+        if not out.exists():
+            os.replace(stage, out)
+            return
+        for src in sorted(stage.rglob("*")):
+            if src.is_file():
+                dst = out / src.relative_to(stage)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-import gridverify
 from gridverify.errors import CaseFormatError
 from gridverify.grid.matpower import MatpowerFile, read_matpower
 
@@ -89,8 +88,11 @@ class RawCase:
 
 
 def bundled_cases_dir() -> Path:
-    """The folder holding the bundled PGLib-OPF cases."""
-    return Path(gridverify.__file__).resolve().parents[1] / "cases"
+    """The folder holding the bundled PGLib-OPF cases (package data, found through
+    :mod:`importlib.resources`; in a checkout a link to the repository's ``cases/``)."""
+    from gridverify.resources import data_dir
+
+    return data_dir() / "cases"
 
 
 def list_bundled_cases() -> list[str]:

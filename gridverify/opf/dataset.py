@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from gridverify._worker import die_with_parent
 from gridverify.errors import DatasetError, SolverError
 from gridverify.fileio import atomic_path
 from gridverify.grid.compiled import CompiledCase
@@ -58,10 +59,10 @@ from gridverify.opf.samplers import BoxSampler, LoadSampler, PGLearnSampler
 from gridverify.opf.solvers import SolverOptions, resolve_solver
 
 SCHEMA_VERSION = 1
-# Iteration limit of dataset solves unless options say otherwise: warm-started
-# feasible samples take tens of iterations; proving infeasibility can take
-# thousands, and such samples are recorded as max_iter instead.
-DATASET_MAX_ITER = 200
+# Iteration limit of dataset solves unless options say otherwise: the same default
+# as every other solve (``SolverOptions.max_iter``; `opf solve` and `dataset make`
+# share it).  Warm-started feasible samples take tens of iterations.
+DATASET_MAX_ITER = SolverOptions().max_iter
 STATUS_CODES: dict[str, int] = {
     "pending": 0,
     "optimal": 1,
@@ -399,7 +400,8 @@ def _init_state(case: CompiledCase, options: SolverOptions) -> _SolveState:
 _POOL_STATE: list[_SolveState] = []
 
 
-def _pool_init(case: CompiledCase, options: SolverOptions) -> None:
+def _pool_init(case: CompiledCase, options: SolverOptions, parent_pid: int) -> None:
+    die_with_parent(parent_pid)  # no orphan when the command is killed
     _POOL_STATE[:] = [_init_state(case, options)]
 
 
@@ -588,7 +590,8 @@ def _run_pool(
     ctx = multiprocessing.get_context("spawn")
     batches = _batches(pending, d.pd, d.qd, size)
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_pool_init, initargs=(case, options)
+        max_workers=workers, mp_context=ctx, initializer=_pool_init,
+        initargs=(case, options, os.getpid())
     ) as pool:
         in_flight: set[Future] = set()
         exhausted = False

@@ -102,7 +102,8 @@ def load_proxy(
 ) -> Proxy:
     """Load a proxy following the convention.
 
-    ``path_or_module``: a model directory (``card.json`` inside), a torch
+    ``path_or_module``: a model directory (``card.json`` inside; a bundled proxy's
+    name such as ``case14_relu`` when no such path exists), a torch
     checkpoint (``.pt``/``.pth``/``.ckpt``/``.bin``: a state dict plus an
     architecture, embedded as plain data under ``"arch"`` or in a JSON file next to
     it), an ``.onnx`` file, or an ``nn.Module`` in memory.
@@ -124,7 +125,12 @@ def load_proxy(
                        source="<module>", card=None)
     path = Path(path_or_module)
     if not path.exists():
-        raise FileNotFoundError(2, "No such file or directory", str(path))
+        from gridverify.resources import bundled_model
+
+        bundled = bundled_model(str(path))
+        if bundled is None:
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        path = bundled
     if path.is_dir():
         if not is_model_dir(path):
             raise ProxyError(f"{path}: not a model directory (no card.json)")
@@ -286,10 +292,14 @@ def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any) -> Proxy:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        import re
+
+        # name the code it wants, never torch's advice to turn weights_only off
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" (it refers to {found.group(1)})" if found else ""
         raise ProxyError(
-            f"{path}: the checkpoint needs unpickling code, which gridverify never runs; "
-            f"save a plain state dict (model.state_dict()) plus an architecture instead ({first})"
+            f"{path}: the checkpoint needs unpickling code, which gridverify never runs{what}; "
+            "save a plain state dict (model.state_dict()) plus an architecture instead"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         if isinstance(exc, FileNotFoundError):

@@ -278,6 +278,12 @@ def region_from_mapping(case: Any, data: dict[str, Any], base: Path | None = Non
         raise SpecError(
             f"region: unknown key {sorted(unknown)[0]!r} (expected one of {sorted(known)})"
         )
+    kinds = [k for k in ("box", "pglearn", "dataset") if k in data]
+    if "lower" in data or "upper" in data:
+        kinds.append("lower/upper")
+    if len(kinds) > 1:
+        raise SpecError(f"region: conflicting keys {' and '.join(kinds)} (give only one of "
+                        "box, pglearn, dataset or lower/upper)")
     if "box" in data:
         v = data["box"]
         if not isinstance(v, (list, tuple)) or len(v) != 2:

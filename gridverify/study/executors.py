@@ -13,12 +13,14 @@ Ray is optional (``pip install gridverify[ray]``): it is imported only by
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
+from gridverify._worker import die_with_parent
 from gridverify.errors import GridverifyError
 from gridverify.study.jobs import FAILED, Job, run_job, warm_up
 
@@ -62,6 +64,12 @@ def _died(job: Job, attempts: int, detail: str) -> dict[str, Any]:
     }
 
 
+def _worker_init(parent_pid: int) -> None:
+    """Pool initializer: die with the driver (even a SIGKILLed one), then warm up."""
+    die_with_parent(parent_pid)
+    warm_up()
+
+
 def run_local(jobs: Sequence[Job], opts: ExecutorOptions, on_start: OnStart,
               on_finish: OnFinish) -> None:
     """Run jobs in a pool of ``opts.workers`` fresh (spawned) processes."""
@@ -69,7 +77,8 @@ def run_local(jobs: Sequence[Job], opts: ExecutorOptions, on_start: OnStart,
     pending = list(jobs)[::-1]  # pop() from the end keeps the given order
     attempts: dict[str, int] = {}
     while pending:
-        pool = ProcessPoolExecutor(max_workers=opts.workers, mp_context=ctx, initializer=warm_up)
+        pool = ProcessPoolExecutor(max_workers=opts.workers, mp_context=ctx,
+                                   initializer=_worker_init, initargs=(os.getpid(),))
         running: dict[Future[dict[str, Any]], Job] = {}
         broken = False
         try:

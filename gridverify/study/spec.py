@@ -219,6 +219,10 @@ def _parse_options(ctx: _Ctx, st: Mapping[str, Any]) -> StudyOptions:
     if attack not in ("uncertified", "undecided", "all", "none"):
         raise ctx.error(("study", "attack"),
                         f"expected uncertified, undecided, all or none, got {attack!r}")
+    from gridverify.seeds import seed_problem
+
+    if "seed" in st and (problem := seed_problem(st["seed"])):
+        raise ctx.error(("study", "seed"), problem)
     return StudyOptions(
         timeout=timeout,
         samples=int(_number(ctx, st.get("samples", 1024), ("study", "samples"), True, 0)),

@@ -224,7 +224,11 @@ def load_instance(onnx_path: str | Path, vnnlib_path: str | Path) -> _Instance:
         model = onnx.load_from_string(data)
     except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends
         raise GraphError(f"{onnx_path}: not a readable ONNX model ({exc})") from None
-    graph = from_onnx(model)
+    try:
+        graph = from_onnx(model)
+    except GridverifyError as exc:  # name the file (the importer saw only the model)
+        exc.args = (f"{onnx_path}: {str(exc).removeprefix('<onnx model>: ')}",)
+        raise
     prop = parse_vnnlib(vnnlib_path)
     if prop.n_inputs != graph.input_size:
         raise VnnlibError(

@@ -74,7 +74,7 @@ def test_dataset_make_and_info(tmp_path: Path, capsys: pytest.CaptureFixture[str
     [
         (["opf", "solve", "no_such_case"], "no_such_case"),
         (["opf", "solve", "pglib_opf_case5_pjm", "--solver", "gurobi"], "--solver"),
-        (["opf", "solve", "pglib_opf_case5_pjm", "--max-iter", "0"], "max_iter"),
+        (["opf", "solve", "pglib_opf_case5_pjm", "--max-iter", "0"], "--max-iter"),
         (["opf", "solve", "pglib_opf_case5_pjm", "--tol", "-1"], "tol"),
         (["opf", "solve", "pglib_opf_case5_pjm", "--max-iter", "x"], "--max-iter"),
         (["dataset", "make", "pglib_opf_case5_pjm", "--samples", "0", "--out", "{tmp}/a.h5"],

@@ -256,8 +256,8 @@ def test_bad_run_options_are_one_line_errors(bench: Path, tmp_path: Path, capsys
     out = str(tmp_path / "r.txt")
     for extra, fragment in (
         (["--device", "gpu7"], "unknown device 'gpu7'"),
-        (["--attack-restarts", "0"], "attack_restarts must be >= 1"),
-        (["--timeout", "-1"], "--timeout must be > 0"),
+        (["--attack-restarts", "0"], "argument --attack-restarts: must be >= 1"),
+        (["--timeout", "-1"], "argument --timeout: must be > 0"),
     ):
         args = ["vnncomp", "run", model, prop, "--out", out]
         args += extra if "--timeout" in extra else ["--timeout", "5", *extra]

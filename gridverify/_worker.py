@@ -1,0 +1,53 @@
+"""Pool workers that die with their parent.
+
+A pool worker started by ``study run`` or ``dataset make`` must not outlive the
+command: when the parent is killed (even with SIGKILL, which runs no cleanup),
+its workers must go too.  :func:`die_with_parent`, called first in a worker's
+initializer, asks Linux for a parent-death signal (``PR_SET_PDEATHSIG``) and
+otherwise (other systems, or no ``prctl``) starts a watchdog thread that exits
+the worker once its parent is gone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+
+__all__ = ["die_with_parent"]
+
+_PR_SET_PDEATHSIG = 1
+_WATCH_SECONDS = 0.5
+
+
+def _set_pdeathsig() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(_WATCH_SECONDS)
+    os._exit(1)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this process end when ``parent_pid`` (the process that started it) ends.
+
+    Call it first in a pool initializer, with the parent's ``os.getpid()`` passed
+    through ``initargs``: a parent that died before this call is caught by the
+    same check (the worker's parent is then no longer ``parent_pid``).
+    """
+    if not _set_pdeathsig():
+        threading.Thread(target=_watch, args=(parent_pid,), daemon=True,
+                         name="gridverify-parent-watch").start()
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)

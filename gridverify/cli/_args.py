@@ -1,0 +1,158 @@
+"""Argument types, flags and the help formatter shared by every ``gridverify`` command.
+
+Every numeric flag is checked by argparse through one of these types, so a bad
+value is a one-line usage error (exit status 2) naming the flag, before any
+file is read or any computation starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from gridverify.seeds import SEED_MAX, seed_problem
+
+__all__ = [
+    "HelpFormatter",
+    "SEED_MAX",
+    "add_progress_flag",
+    "count",
+    "fraction",
+    "hidden_sizes",
+    "nonneg_float",
+    "positive_float",
+    "seed",
+    "show_progress",
+]
+
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps one-paragraph descriptions, keeps multi-line ones and epilogs as written,
+    and appends ``(default: X)`` to every option's help that does not state it."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" not in text.strip():
+            return argparse.HelpFormatter._fill_text(self, text, width, indent)
+        return super()._fill_text(text, width, indent)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or "%(default)" in text:
+            return text
+        default = action.default
+        if default is None or default is False or default is argparse.SUPPRESS or isinstance(
+            action, (argparse._StoreTrueAction, argparse._HelpAction, argparse._VersionAction)
+        ):
+            return text
+        if not action.option_strings:
+            return text
+        value = action.default
+        if isinstance(value, tuple | list):
+            value = ",".join(str(v) for v in value)
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        return f"{text} (default: {value})".lstrip()
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def seed(text: str) -> int:
+    """A random seed: an integer in ``[0, 2**32 - 1]``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer in [0, {SEED_MAX}], got {text!r}") from None
+    problem = seed_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
+def count(minimum: int) -> Callable[[str], int]:
+    """An integer ``>= minimum``."""
+
+    def parse(text: str) -> int:
+        value = _integer(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def hidden_sizes(text: str) -> tuple[int, ...]:
+    """Hidden layer sizes: positive integers, comma separated (``64,64``)."""
+    try:
+        sizes = tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 64,64, got {text!r}") from None
+    if not sizes or any(s <= 0 for s in sizes):
+        raise argparse.ArgumentTypeError(f"sizes must be positive integers, got {text!r}")
+    return sizes
+
+
+def positive_float(text: str) -> float:
+    """A finite number ``> 0``."""
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def nonneg_float(text: str) -> float:
+    """A finite number ``>= 0``."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in ``[0, 1)``."""
+    value = _number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def add_progress_flag(p: argparse.ArgumentParser, what: str = "progress bar") -> None:
+    """``--progress/--no-progress``: draw the bar on stderr; default only on a terminal."""
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"{what} on stderr (default: only when stderr is a terminal)")
+
+
+def show_progress(args: argparse.Namespace, *, quiet: bool = False) -> bool:
+    """Whether to draw progress: ``--progress``/``--no-progress`` when given, else
+    only when stderr is a terminal (and never with ``quiet``)."""
+    flag: Any = getattr(args, "progress", None)
+    if flag is not None:
+        return bool(flag)
+    return not quiet and _is_terminal(sys.stderr)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty()) and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):
+        return False
