@@ -430,12 +430,12 @@ def _scales(case: CompiledCase, lay: AcopfLayout, xs: np.ndarray, ys: np.ndarray
     ``p**2 + q**2`` and ``rate**2``.  Rounding the graph's constants to float32
     moves an entry by about 1e-7 of this size, a modelling mistake by far more.
     """
-    from gridverify.physics.templates import branch_templates
+    from gridverify.physics.equations import case_templates
 
-    tpl = branch_templates(case)
-    br = (np.abs(tpl.vv) + np.abs(tpl.c) + np.abs(tpl.s)).max(axis=0)  # (E,)
+    br = np.max([np.abs(t.vv) + np.abs(t.c) + np.abs(t.s) for t in case_templates(case)],
+                axis=0)  # (E,)
     vm = np.abs(ys[:, lay.block("vm")])
-    vmax = np.maximum(vm[:, tpl.f_bus], vm[:, tpl.t_bus]) ** 2
+    vmax = np.maximum(vm[:, case.f_bus], vm[:, case.t_bus]) ** 2
     flow = br * vmax  # (S, E)
     out = {f: flow for f in FLOW_FAMILIES}
     t = lay.thermal_branches
