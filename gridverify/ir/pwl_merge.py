@@ -19,7 +19,10 @@ with ``t_m = -c_m / s_m``, ``w_m = v_rm |s_m|`` (a negative ``s_m`` adds the
 linear term of ``relu(-y) = relu(y) - y``; ``s_m = 0`` a constant).  The pass
 replaces the linear map by ``pwl(gather(x, j))`` (no gather when ``j`` is the
 identity) and leaves the relu and its feeders to :func:`prune` when nothing
-else reads them.  It is exact up to float64 rounding of ``t_m``.
+else reads them.  Affine terms added to the sum afterwards (``add_const``, and
+``add``/``sub`` of an entrywise affine image of the same entries ``x[j]``, the
+"linear term and bias" of a table) are folded into the node's slope and bias.
+It is exact up to float64 rounding of ``t_m``.
 
 Every other relu (hidden layers, whose consumer mixes entries; relus read by
 more than one node or by an output) is left alone.
@@ -148,6 +151,36 @@ def _pwl_rows(lin: Node, n_relu: int, j: np.ndarray, s: np.ndarray, c: np.ndarra
     return src, breaks, weights, slope, bias
 
 
+def _absorb_affine(graph: Graph, consumers: dict[int, list[int]], outputs: set[int], nid: int,
+                   x: int, src: np.ndarray, slope: np.ndarray, bias: np.ndarray) -> int:
+    """Fold the affine terms added after the relu sum into ``slope``/``bias`` (in place).
+
+    Follows single consumers of ``nid``: ``add_const`` and ``add``/``sub`` of an
+    entrywise affine image of the same source entries ``x[src]``.  Returns the
+    last node absorbed (the one the ``pwl`` node replaces).
+    """
+    while nid not in outputs:
+        cons = consumers.get(nid, [])
+        if len(cons) != 1:
+            break
+        nd = graph.nodes[cons[0]]
+        if nd.op == "add_const":
+            bias += nd.attrs["const"].numpy()
+        elif nd.op in ("add", "sub") and nd.inputs[0] != nd.inputs[1] and (
+                nd.op == "add" or nd.inputs[0] == nid):
+            other = nd.inputs[1] if nd.inputs[0] == nid else nd.inputs[0]
+            x2, j2, s2, c2 = _affine_source(graph, other, nd.size)
+            if x2 != x or not np.all((j2 == src) | (s2 == 0)):
+                break
+            sign = 1.0 if nd.op == "add" else -1.0
+            slope += sign * s2
+            bias += sign * c2
+        else:
+            break
+        nid = nd.id
+    return nid
+
+
 def _f64(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
 
@@ -178,8 +211,9 @@ def merge_pwl(graph: Graph) -> Graph:
         got = _pwl_rows(lin, nd.size, j, s, c)
         if got is None:
             continue
-        src, *attrs = got
-        plans[lin.id] = (x, src, tuple(attrs))
+        src, breaks, weights, slope, bias = got
+        last = _absorb_affine(graph, consumers, outputs, lin.id, x, src, slope, bias)
+        plans[last] = (x, src, (breaks, weights, slope, bias))
     if not plans:
         return graph
     new: list[Node] = []
