@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from gridverify.errors import GraphError
@@ -161,3 +163,31 @@ def test_builder_pwl_validation():
     nd = b.node(h)
     assert nd.attrs["breaks"].shape == (3, 2) and float(nd.attrs["breaks"][0, 0]) == -1.0
     assert float(nd.attrs["weights"][0, 0]) == 3.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_merge_is_exact_on_random_relu_sums(seed):
+    """Random copies (scales of any sign, zeros), shifts, weights, linear terms: same function."""
+    rng = np.random.default_rng(seed)
+    n, n_out = int(rng.integers(1, 5)), int(rng.integers(1, 6))
+    jrow = rng.integers(0, n, size=n_out)
+    rows = np.repeat(np.arange(n_out), rng.integers(1, 7, size=n_out))
+    m = rows.size
+    s = rng.normal(size=m) * rng.choice([0.0, 1.0, -1.0, 3.0], size=m)
+    b = GraphBuilder()
+    x = b.input("x", n)
+    h = b.add_const(b.scale(b.gather(x, jrow[rows]), s), rng.normal(size=m) * 2)
+    lin = b.sparse_linear(b.relu(h), rows, np.arange(m), rng.normal(size=m), n_out,
+                          bias=rng.normal(size=n_out))
+    if rng.random() < 0.5:
+        lin = b.add(lin, b.scale(b.gather(x, jrow), rng.normal(size=n_out)))
+    if rng.random() < 0.5:
+        lin = b.sub(lin, b.add_const(b.gather(x, jrow), rng.normal(size=n_out)))
+    b.output(lin, "y")
+    g = b.build()
+    merged = merge_pwl(g)
+    live = [nd.op for nd in merged.nodes if nd.id in merged.ancestors(merged.outputs)]
+    assert live.count("relu") == (0 if np.any(s != 0) else 1)
+    xs = torch.tensor(rng.normal(size=(500, n)) * 4, dtype=F64)
+    _assert_same(merged, g, xs)
