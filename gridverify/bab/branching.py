@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 
 from gridverify.bab.bounding import Bounder, DomainBounds
-from gridverify.bab.points import PointTable, split_points
+from gridverify.bab.points import PointTable, kink_points, split_points
 from gridverify.bounds.ibp import node_relaxation
 from gridverify.bounds.relaxations import relax_mul
 
@@ -116,6 +116,14 @@ def _node_op(bounder: Bounder, nid: int) -> str:
     return "mul"
 
 
+def _kinked_consumer(bounder: Bounder, nid: int):  # noqa: ANN202 - Node | None
+    """The consumer of a split node with per-entry kinks (``OpInfo.kinks``), if any."""
+    for c in bounder.consumers[nid]:
+        if c.op != "relu" and c.info.kinks is not None:
+            return c
+    return None
+
+
 def neuron_points(bounder: Bounder, ilo: torch.Tensor, ihi: torch.Tensor,
                   tables: dict[str, PointTable] | None) -> torch.Tensor:
     """Branching point of every flat entry ``(B, F)``."""
@@ -123,7 +131,13 @@ def neuron_points(bounder: Bounder, ilo: torch.Tensor, ihi: torch.Tensor,
     for nid, off in bounder.offsets.items():
         sz = bounder.graph.nodes[nid].size
         sl = slice(off, off + sz)
-        pts[:, sl] = split_points(_node_op(bounder, nid), ilo[:, sl], ihi[:, sl], tables)
+        op = _node_op(bounder, nid)
+        kinked = None if op == "relu" else _kinked_consumer(bounder, nid)
+        if kinked is not None:
+            pts[:, sl] = kink_points(kinked.attrs[kinked.info.kinks], kinked.attrs["weights"],
+                                     ilo[:, sl], ihi[:, sl])
+        else:
+            pts[:, sl] = split_points(op, ilo[:, sl], ihi[:, sl], tables)
     return pts
 
 

@@ -1,6 +1,9 @@
 """Branching points: where to cut a neuron's interval ``[l, u]``.
 
 * relu (and anything whose kink is at 0): 0 -- both halves are then exact;
+* ops with per-entry kinks (``OpInfo.kinks``: ``pwl``): the middle one of the
+  kinks strictly inside the interval (:func:`kink_points`), so that each split
+  halves the number of kinks left and a domain with none is exact;
 * midpoint: ``(l + u) / 2``;
 * pre-optimized: a lookup table per op computed once (see
   :mod:`gridverify.bab.build_points`): for every interval on a grid of lower
@@ -33,6 +36,7 @@ __all__ = [
     "PointTable",
     "PointsFileError",
     "PointsUnavailableError",
+    "kink_points",
     "load_tables",
     "split_points",
 ]
@@ -131,6 +135,23 @@ def _load_cached(path: str) -> dict[str, PointTable]:
 def load_tables(path: str | Path | None = None) -> dict[str, PointTable]:
     """The pre-optimized tables ``{op: PointTable}`` (cached per path)."""
     return _load_cached(str(Path(path) if path is not None else POINTS_FILE))
+
+
+def kink_points(kinks: torch.Tensor, weights: torch.Tensor, l: torch.Tensor,
+                u: torch.Tensor) -> torch.Tensor:
+    """The middle kink strictly inside each ``[l, u]`` (``l`` itself when there is none).
+
+    ``kinks``/``weights``: ``(n, K)`` sorted kink positions of each entry and the
+    slope changes there (kinks of zero weight are not kinks); ``l, u``: ``(B, n)``.
+    A returned ``l`` is not strictly inside, so the entry is not splittable.
+    """
+    k = kinks.to(l)
+    inside = (k > l.unsqueeze(-1)) & (k < u.unsqueeze(-1)) & (weights.to(l) != 0)
+    count = inside.sum(-1, keepdim=True)
+    rank = torch.cumsum(inside.to(torch.int64), -1)
+    pick = inside & (rank == (count + 1) // 2)
+    p = torch.where(pick, k.expand_as(pick), torch.zeros_like(k)).sum(-1)
+    return torch.where(count.squeeze(-1) > 0, p, l)
 
 
 def split_points(op: str, l: torch.Tensor, u: torch.Tensor,

@@ -9,6 +9,7 @@ elementwise unary op (monotone or not).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from functools import lru_cache
 
 import torch
@@ -33,8 +34,31 @@ def unary_relaxation(op: str, k: int | None = None):  # noqa: ANN201 - UnaryRela
     return unary(op, k) if op == "pow" else unary(op)
 
 
+# pwl entries depend on the node's attributes: cached by the identity of its breaks
+# tensor (kept alive in the cache, so the identity cannot be reused while cached)
+_PWL_CACHE: OrderedDict[int, tuple[torch.Tensor, object]] = OrderedDict()
+_PWL_CACHE_SIZE = 256
+
+
+def _pwl_relaxation(node: Node):  # noqa: ANN202 - UnaryRelaxation
+    from gridverify.bounds.relaxations import pwl_entry
+
+    br = node.attrs["breaks"]
+    hit = _PWL_CACHE.get(id(br))
+    if hit is not None and hit[0] is br:
+        _PWL_CACHE.move_to_end(id(br))
+        return hit[1]
+    entry = pwl_entry(br, node.attrs["weights"], node.attrs["slope"], node.attrs["bias"])
+    _PWL_CACHE[id(br)] = (br, entry)
+    while len(_PWL_CACHE) > _PWL_CACHE_SIZE:
+        _PWL_CACHE.popitem(last=False)
+    return entry
+
+
 def node_relaxation(node: Node):  # noqa: ANN201 - UnaryRelaxation
     """The relaxation-table entry of a unary nonlinear node."""
+    if node.op == "pwl":
+        return _pwl_relaxation(node)
     return unary_relaxation(node.op, int(node.attrs["k"]) if node.op == "pow" else None)
 
 

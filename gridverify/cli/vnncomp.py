@@ -125,6 +125,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="cross-check thermal_one/balance_one with SCIP (small cases) and let it decide "
         "the open variants",
     )
+    mk.add_argument(
+        "--nonlinear",
+        choices=("smooth", "lut"),
+        default="smooth",
+        help="lut: replace sin, cos, sigmoid (and tanh, erf, exp) by ReLU lookup tables "
+        "(piecewise-linear interpolation, written as weighted sums of Relu(x - t_k)); "
+        "the model is then <name>_lut.onnx",
+    )
+    mk.add_argument(
+        "--lut-points",
+        type=int,
+        default=32,
+        help="grid points per lookup table (default 32; with --nonlinear lut)",
+    )
     mk.set_defaults(func=_make)
 
     def _help(args: argparse.Namespace) -> int:
@@ -308,6 +322,12 @@ def _make(args: argparse.Namespace) -> int:
         module = ProxyMLP(arch, head_lo=lo, head_hi=hi, dtype=torch.float64).eval()
         prefix = f"{case.name}_{args.activation}{'x'.join(map(str, hidden))}_s{args.seed}"
     methods = ("ibp", "crown", "alpha-crown") if args.alpha else ("ibp", "crown")
+    if args.lut_points < 2:
+        raise SpecError(f"--lut-points: need at least 2 points, got {args.lut_points}")
+    lut = args.lut_points if args.nonlinear == "lut" else None
+    if lut is not None and args.exact:
+        raise SpecError("--exact: cannot be combined with --nonlinear lut (SCIP models the "
+                        "smooth functions)")
     with _staged_folder(out) as stage:
         specs = make_benchmark(
             case,
@@ -321,7 +341,10 @@ def _make(args: argparse.Namespace) -> int:
             bound_methods=methods,
             open_variant=args.open,
             exact=args.exact,
+            lut_points=lut,
         )
+    if lut is not None:
+        prefix = f"{prefix}_lut"
     n = {v: sum(s.variant == v for s in specs) for v in ("violated", "holds", "open")}
     print(
         f"wrote {len(specs)} properties ({n['violated']} violated, {n['holds']} holding, "

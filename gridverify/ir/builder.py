@@ -318,6 +318,35 @@ class GraphBuilder:
         """``floor(a)``."""
         return self._unary("floor", a, name)
 
+    def pwl(self, a: int, breaks: TensorLike, weights: TensorLike,
+            slope: TensorLike | None = None, bias: TensorLike | None = None,
+            name: str | None = None) -> int:
+        """Piecewise-linear ``bias + slope * a + sum_k weights[:, k] relu(a - breaks[:, k])``.
+
+        ``breaks``/``weights``: ``(K,)`` (shared by every entry) or ``(size, K)``;
+        ``slope``/``bias``: scalars or ``(size,)`` (default 0).  Each row is sorted
+        by its breaks (weights follow).
+        """
+        n = self._node(a).size
+        br, wt = _f64(breaks), _f64(weights)
+        if br.dim() == 1:
+            br = br.reshape(1, -1).expand(n, -1).clone()
+        if wt.dim() == 1:
+            wt = wt.reshape(1, -1).expand(n, -1).clone()
+        if br.shape != wt.shape:
+            raise GraphError(f"pwl at node {name!r}: breaks {tuple(br.shape)} and weights "
+                             f"{tuple(wt.shape)} differ")
+        order = torch.argsort(br, dim=-1, stable=True) if br.dim() == 2 else None
+        if order is not None:
+            br, wt = br.gather(-1, order), wt.gather(-1, order)
+
+        def vec(v: TensorLike | None) -> torch.Tensor:
+            t = torch.zeros(n, dtype=torch.float64) if v is None else _f64(v).reshape(-1)
+            return t.expand(n).clone() if t.numel() == 1 else t
+
+        attrs = {"breaks": br, "weights": wt, "slope": vec(slope), "bias": vec(bias)}
+        return self._add("pwl", (a,), attrs, name=name)
+
     # ----------------------------------------------------- lowered min/max/clamp
     def maximum(self, a: int, c: int, name: str | None = None) -> int:
         """``max(a, c) = c + relu(a - c)``."""

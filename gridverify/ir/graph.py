@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from gridverify.errors import GraphError
-from gridverify.ir.ops import OPS, UNARY_NONLINEAR, op_info
+from gridverify.ir.ops import OPS, UNARY_NONLINEAR, op_info, pwl_forward
 
 #: What the evaluation methods accept: one tensor over all inputs concatenated,
 #: a dict by input name, or a sequence in input order.
@@ -113,6 +113,17 @@ def validate_node(node: Node, sizes: Sequence[int]) -> None:
     elif op == "reshape":
         if in_sizes[0] != node.size:
             raise _err(node, f"reshape of size {in_sizes[0]} to {node.size}")
+    elif op == "pwl":
+        br, wt, sl, bi = (a.get(k) for k in ("breaks", "weights", "slope", "bias"))
+        if not all(isinstance(t, torch.Tensor) for t in (br, wt, sl, bi)):
+            raise _err(node, "pwl needs tensors breaks, weights, slope and bias")
+        if br.dim() != 2 or tuple(wt.shape) != tuple(br.shape) or br.shape[0] != node.size:
+            raise _err(node, f"breaks/weights must both be ({node.size}, K), got "
+                             f"{tuple(br.shape)} and {tuple(wt.shape)}")
+        if sl.numel() != node.size or bi.numel() != node.size:
+            raise _err(node, f"slope and bias must have {node.size} entries")
+        if br.shape[1] > 1 and bool((br[:, 1:] < br[:, :-1]).any()):
+            raise _err(node, "breaks must be sorted along each row")
     elif op == "pow":
         k = a.get("k")
         if not isinstance(k, int) or k < 2:
@@ -386,6 +397,9 @@ def forward_node(
         return xs[0] * xs[1]
     if op == "pow":
         return xs[0] ** int(node.attrs["k"])
+    if op == "pwl":
+        return pwl_forward(xs[0], *(graph.attr(node, k, dtype, device)
+                                    for k in ("breaks", "weights", "slope", "bias")))
     if op in UNARY_NONLINEAR:
         return OPS[op].func(xs[0])  # type: ignore[misc]
     raise _err(node, "cannot evaluate op")  # pragma: no cover

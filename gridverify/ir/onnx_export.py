@@ -20,6 +20,8 @@ scale/add_const    Mul/Add with a (size,) constant
 gather             Gather(axis=1);  concat: Concat(axis=1);  reshape: Identity
 square / pow k     Mul(x, x) / Pow(x, k)
 relu sigmoid tanh erf sin cos exp sqrt floor reciprocal: the ONNX op of that name
+pwl                the lookup-table pattern: ReduceSum(Relu(Unsqueeze(x) - T) * W,
+                   last axis) + bias (+ x * slope when nonzero); re-imports as pwl
 constant           an initializer of shape (1, size) (broadcast over the batch)
 =================  =====================================================
 
@@ -148,9 +150,32 @@ class _Exporter:
             self.emit("Mul", [ins[0], ins[0]], out)
         elif op == "pow":
             self.emit("Pow", [ins[0], self.init(f"n{nd.id}_k", float(a["k"]))], out)
+        elif op == "pwl":
+            self.pwl(nd, ins[0], out)
         else:
             raise UnsupportedOpError(op, nd.name, "no ONNX mapping in gridverify's exporter")
         self.name[nd.id] = out
+
+    def pwl(self, nd: Any, x: str, out: str) -> None:
+        """``sum_k W[:, k] Relu(x - T[:, k]) + bias (+ slope * x)`` in plain ONNX ops."""
+        a, p = nd.attrs, f"n{nd.id}"
+        if self.opset >= 13:
+            xu = self.emit("Unsqueeze", [x, self.init(f"{p}_ax", [2], np.int64)], out + "_x")
+        else:
+            xu = self.emit("Unsqueeze", [x], out + "_x", axes=[2])
+        d = self.emit("Sub", [xu, self.init(f"{p}_breaks", a["breaks"].numpy())], out + "_d")
+        r = self.emit("Relu", [d], out + "_r")
+        m = self.emit("Mul", [r, self.init(f"{p}_weights", a["weights"].numpy())], out + "_m")
+        if self.opset >= 13:
+            s = self.emit("ReduceSum", [m, self.init(f"{p}_rax", [2], np.int64)], out + "_s",
+                          keepdims=0)
+        else:
+            s = self.emit("ReduceSum", [m], out + "_s", axes=[2], keepdims=0)
+        slope = a["slope"].numpy()
+        if np.any(slope != 0):
+            s = self.emit("Add", [s, self.emit("Mul", [x, self.init(f"{p}_slope", slope)],
+                                               out + "_lin")], out + "_sum")
+        self.emit("Add", [s, self.init(f"{p}_bias", a["bias"].numpy())], out)
 
     def sparse(self, nd: Any, x: str, out: str) -> None:
         a = nd.attrs

@@ -28,6 +28,7 @@ import numpy as np
 from gridverify.errors import GraphError, UnsupportedOpError
 from gridverify.ir import Graph, GraphBuilder
 from gridverify.ir.lowering import Lowering, Value, Var, _Unsupported, prune
+from gridverify.ir.pwl_merge import merge_pwl
 
 __all__ = ["Lowering", "Var", "from_onnx", "prune"]
 
@@ -141,7 +142,7 @@ class _OnnxImporter:
         return None
 
     # ------------------------------------------------------------------ run
-    def run(self, keep_outputs: int | None) -> Graph:
+    def run(self, keep_outputs: int | None, merge: bool = True) -> Graph:
         from onnx import numpy_helper
 
         g = self.model.graph
@@ -162,7 +163,8 @@ class _OnnxImporter:
             outs = self._truncate(outs, int(keep_outputs))
         for name, v in outs:
             self.lw.output(v, name)
-        return prune(self.b.build())
+        g = self.b.build()
+        return prune(merge_pwl(g) if merge else g)
 
     def _truncate(self, outs: list[tuple[str, Value]], k: int) -> list[tuple[str, Value]]:
         if k <= 0:
@@ -512,16 +514,19 @@ def _load(path_or_model: Any) -> tuple[Any, str]:
         raise GraphError(f"{path}: cannot read ONNX model ({e})") from None
 
 
-def from_onnx(path_or_model: Any, keep_outputs: int | None = None) -> Graph:
+def from_onnx(path_or_model: Any, keep_outputs: int | None = None,
+              merge_pwl: bool = True) -> Graph:
     """Import an ONNX model (path, ``onnx.ModelProto`` or bytes) as an IR graph.
 
     Graph inputs keep their ONNX names and become flat per-sample vectors (a
     leading batch dimension in the file, fixed or symbolic, is stripped).
     Outputs keep their names and order; ``keep_outputs=k`` keeps only the first
     ``k`` entries of the flattened outputs (truncating the last kept output).
+    ``merge_pwl``: rewrite weighted sums of shifted relus of one scalar (lookup
+    tables) as ``pwl`` nodes (:mod:`gridverify.ir.pwl_merge`).
 
     Raises :class:`UnsupportedOpError` naming the op type and node for an op that
     cannot be lowered, and :class:`GraphError` for a malformed model.
     """
     model, source = _load(path_or_model)
-    return _OnnxImporter(model, source).run(keep_outputs)
+    return _OnnxImporter(model, source).run(keep_outputs, merge_pwl)

@@ -21,6 +21,8 @@ Traits
 ``inflections``    inflection points (for periodic ops, those in one period
                    starting at 0)
 ``domain``         open interval where the op is defined (reciprocal/sqrt: (0, inf))
+``kinks``          name of the attribute holding per-entry kink positions (``pwl``:
+                   ``"breaks"``), where branch-and-bound splits the op's input
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class OpInfo:
     period: float | None = None
     inflections: tuple[float, ...] = ()
     domain: tuple[float, float] = (-INF, INF)
+    kinks: str | None = None
     func: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
 
 
@@ -134,6 +137,9 @@ OPS: dict[str, OpInfo] = {
             "square", 1, elementwise=True, nonlinear=True, interval_exact=True,
             convex=((-INF, INF),), func=torch.square,
         ),
+        # piecewise-linear function of one scalar per entry (attrs breaks, weights,
+        # slope, bias; see ``pwl_forward``); evaluated from its attributes
+        OpInfo("pwl", 1, elementwise=True, nonlinear=True, interval_exact=True, kinks="breaks"),
         # integer power k >= 2 (attrs["k"]); traits depend on the parity of k and
         # are given for the odd case in ``pow_info``.
         OpInfo("pow", 1, elementwise=True, nonlinear=True, interval_exact=True),
@@ -144,6 +150,24 @@ OPS: dict[str, OpInfo] = {
 UNARY_NONLINEAR = frozenset(
     n for n, i in OPS.items() if i.nonlinear and i.arity == 1
 )
+
+
+def pwl_forward(
+    x: torch.Tensor,
+    breaks: torch.Tensor,
+    weights: torch.Tensor,
+    slope: torch.Tensor,
+    bias: torch.Tensor,
+) -> torch.Tensor:
+    """``bias + slope * x + sum_k weights[:, k] * relu(x - breaks[:, k])``, elementwise.
+
+    ``x`` is ``(..., n)``; ``breaks`` and ``weights`` are ``(n, K)`` (entry ``i``'s
+    kinks and slope changes), ``slope`` and ``bias`` ``(n,)``.  This is the ``pwl``
+    op: a continuous piecewise-linear function of each entry, of slope ``slope``
+    left of its first kink.
+    """
+    terms = torch.relu(x.unsqueeze(-1) - breaks) * weights
+    return bias + slope * x + terms.sum(-1)
 
 
 def pow_info(k: int) -> OpInfo:

@@ -25,6 +25,7 @@ from torch import nn
 from gridverify.errors import GraphError, UnsupportedOpError
 from gridverify.ir import Graph, GraphBuilder
 from gridverify.ir.lowering import Lowering, Value, Var, _Unsupported, prune
+from gridverify.ir.pwl_merge import merge_pwl
 
 __all__ = ["from_torch"]
 
@@ -79,7 +80,7 @@ class _TorchImporter:
             return _tensor_const(a)
         return a
 
-    def run(self) -> Graph:
+    def run(self, merge: bool = True) -> Graph:
         traced = self._trace()
         placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
         if not placeholders:
@@ -92,7 +93,8 @@ class _TorchImporter:
             except (ValueError, IndexError, TypeError) as e:
                 raise GraphError(f"from_torch: node {node.name!r} "
                                  f"({self._op_name(traced, node)}): {e}") from e
-        return prune(self.b.build())
+        g = self.b.build()
+        return prune(merge_pwl(g) if merge else g)
 
     def _trace(self) -> torch.fx.GraphModule:
         try:
@@ -575,6 +577,7 @@ def from_torch(
     module: nn.Module,
     input_size: int | None = None,
     example: torch.Tensor | None = None,
+    merge_pwl: bool = True,
 ) -> Graph:
     """Import ``module`` (mapping ``(B, n_in) -> (B, n_out)``) as an IR graph.
 
@@ -583,8 +586,10 @@ def from_torch(
     are copied as float64.  ``Dropout`` is the identity (evaluation semantics).
     An op that cannot be bounded (GELU, softmax, ...) raises
     :class:`UnsupportedOpError` naming the op and the fx node; an untraceable
-    module raises :class:`GraphError`.
+    module raises :class:`GraphError`.  ``merge_pwl``: rewrite weighted sums of
+    shifted relus of one scalar as ``pwl`` nodes (:mod:`gridverify.ir.pwl_merge`).
     """
     if not isinstance(module, nn.Module):
         raise GraphError(f"from_torch: expected an nn.Module, got {type(module).__name__}")
-    return _TorchImporter(module, _input_shape(module, input_size, example)).run()
+    return _TorchImporter(module, _input_shape(module, input_size, example)).run(
+        merge_pwl)

@@ -295,6 +295,7 @@ def make_benchmark(
     open_variant: bool = False,
     exact: bool = False,
     exact_time: float = 60.0,
+    lut_points: int | None = None,
 ) -> list[InstanceSpec]:
     """Write ``onnx/``, ``vnnlib/``, ``instances.csv`` and ``expected.csv`` under ``out_dir``.
 
@@ -311,6 +312,10 @@ def make_benchmark(
     decides the open variants it can (expected ``unsat`` when its dual bound is
     below the threshold, ``sat`` when its float64 re-evaluated witness is above
     it and onnxruntime confirms).
+    With ``lut_points`` the smooth nonlinearities are replaced by ReLU lookup
+    tables of that many points covering the largest box
+    (:func:`gridverify.vnncomp.lut.lut_graph`); the model is then
+    ``<name>_lut.onnx`` and ``exact`` is refused (SCIP models the smooth graph).
     """
     from gridverify.vnncomp.runner import OnnxChecker
     from gridverify.vnncomp.vnnlib import parse_vnnlib_text
@@ -320,6 +325,8 @@ def make_benchmark(
     (out / "vnnlib").mkdir(parents=True, exist_ok=True)
     name = prefix or str(case.name)
     graph, lay = acopf_graph(case, proxy)
+    if lut_points is not None:
+        graph, name = _lut_variant(graph, case, widths, lut_points, exact, name)
     onnx_rel = f"onnx/{name}.onnx"
     export_onnx(graph, out / onnx_rel)
     checker = OnnxChecker((out / onnx_rel).read_bytes())
@@ -379,6 +386,19 @@ def make_benchmark(
                 specs.append(InstanceSpec(fname, kind, w, variant, expected, text, float(t)))
     _write_csvs(out, onnx_rel, specs, timeout)
     return specs
+
+
+def _lut_variant(graph, case, widths, lut_points: int, exact: bool, name: str):  # noqa: ANN001, ANN202
+    """The lookup-table graph over the largest box, and its model name."""
+    from gridverify.vnncomp.lut import lut_graph
+
+    if exact:
+        raise SpecError("--exact cannot check the lookup-table variant (SCIP models the "
+                        "smooth functions)")
+    x0 = np.concatenate([case.pd, case.qd]).astype(np.float64)
+    w = max(widths)
+    a, b = x0 * (1 - w), x0 * (1 + w)
+    return lut_graph(graph, np.minimum(a, b), np.maximum(a, b), lut_points), f"{name}_lut"
 
 
 def _exact(case, proxy, lo, hi, kind: str, C: np.ndarray, lay: AcopfLayout, time_limit: float):

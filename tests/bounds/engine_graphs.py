@@ -161,7 +161,9 @@ def random_graph(seed: int, n_in: int = 4, depth: int = 5, width: int = 6) -> Gr
         cur = b.add(pool[-1], b.add(pool[-2], pool[-3]))
         pool.append(cur)
     yy = b.gather(b.sigmoid(y), np.arange(width) % 2)
-    b.output(b.mul(b.tanh(cur), yy), "out")
+    # a non-convex piecewise-linear op (fixed kinks: the rng stream above is unchanged)
+    kinked = b.pwl(cur, [-1.0, 0.0, 0.5, 2.0], [1.0, -2.0, 1.5, -0.5], 0.3, 0.1)
+    b.output(b.mul(b.tanh(kinked), yy), "out")
     b.output(b.sum(b.cos(cur)), "total")
     return b.build()
 

@@ -8,6 +8,8 @@ alpha-CROWN are different walks over this one table.  See
 infinities, rounding) and each family module for why its relaxation is sound:
 
 * :mod:`.piecewise` -- relu, floor
+* :mod:`.pwl` -- ``pwl`` (a sum of shifted relus of one scalar; per-node
+  attributes, so its entry comes from ``pwl_entry(breaks, weights, slope, bias)``)
 * :mod:`.sshaped` -- sigmoid, tanh, erf, odd powers ``x^3, x^5, ...``
 * :mod:`.convex` -- exp, reciprocal, sqrt, square and even powers
 * :mod:`.trig` -- sin, cos
@@ -29,6 +31,7 @@ from gridverify.bounds.relaxations.base import (
 )
 from gridverify.bounds.relaxations.bilinear import interval_mul, relax_mul
 from gridverify.bounds.relaxations.piecewise import FLOOR, RELU
+from gridverify.bounds.relaxations.pwl import pwl_entry
 from gridverify.bounds.relaxations.sshaped import ERF, SIGMOID, TANH, odd_power
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "RelaxationError",
     "UnaryRelaxation",
     "interval_mul",
+    "pwl_entry",
     "relax_mul",
     "unary",
 ]
@@ -85,6 +89,8 @@ def unary(op: str, k: int | None = None) -> UnaryRelaxation:
                 f"op 'pow' needs an integer exponent in [2, {MAX_POWER}], got {k!r}"
             )
         return RELAXATIONS["square"] if int(k) == 2 and "square" in RELAXATIONS else _power(int(k))
+    if op == "pwl":
+        raise RelaxationError("op 'pwl' has per-node attributes: use pwl_entry(...)")
     if k is not None:
         raise RelaxationError(f"op {op!r} takes no exponent (got k={k!r})")
     try:
