@@ -170,12 +170,14 @@ class Bounder:
         beta_iterations: int = 0,
         beta_lr: float = 0.05,
         intermediate: str = "crown",
+        warm: torch.Tensor | None = None,
     ) -> DomainBounds:
         """Bound ``B`` domains (input boxes ``lo``/``hi``, split intervals ``ilo``/``ihi``).
 
         The split intervals become split constraints of
         :func:`gridverify.bounds.domains.bound_domains`, which does the work
-        (see there for the options).
+        (see there for the options).  ``warm``: ``(B, 4 F)`` flat split multipliers
+        (:meth:`flat_warm` of the parents' bounds) to start from.
         """
         dev, dt = self.device, self.dtype
         splits = None
@@ -183,9 +185,33 @@ class Bounder:
             flo = self.unflat(ilo.to(device=dev, dtype=dt))
             fhi = self.unflat(ihi.to(device=dev, dtype=dt))
             splits = {i: (flo[i], fhi[i]) for i in self.split_nodes}
+        wd = None
+        if warm is not None and splits is not None:
+            w = self.unflat4(warm.to(device=dev, dtype=dt))
+            wd = {i: w[i] for i in splits}
         return bound_domains(
             self.graph, lo.to(device=dev, dtype=dt), hi.to(device=dev, dtype=dt), splits,
             self.spec, split_nodes=self.split_nodes, relevant=self.relevant, method=method,
             alpha_iterations=alpha_iterations, beta_iterations=beta_iterations, beta_lr=beta_lr,
-            intermediate=intermediate, want_coef=want_coef, want_lin=want_lin,
+            intermediate=intermediate, want_coef=want_coef, want_lin=want_lin, warm=wd,
         )
+
+    def unflat4(self, flat: torch.Tensor) -> dict[int, torch.Tensor]:
+        """``{split node: (4, B, size)}`` from ``(B, 4 F)`` flat multipliers."""
+        B = flat.shape[0]
+        return {i: flat[:, 4 * o:4 * (o + self.graph.nodes[i].size)]
+                .reshape(B, 4, self.graph.nodes[i].size).transpose(0, 1)
+                for i, o in self.offsets.items()}
+
+    def flat_warm(self, db: DomainBounds) -> torch.Tensor | None:
+        """The ``(B, 4 F)`` float32 flat form of ``db.warm`` (zeros for missing nodes)."""
+        if db.warm is None:
+            return None
+        B = db.upper.shape[0]
+        parts = []
+        for i in self.split_nodes:
+            w = db.warm.get(i)
+            size = self.graph.nodes[i].size
+            parts.append(torch.zeros(B, 4 * size, dtype=torch.float32) if w is None
+                         else w.transpose(0, 1).reshape(B, 4 * size).float().cpu())
+        return torch.cat(parts, -1)

@@ -19,17 +19,20 @@ import torch
 
 __all__ = ["DomainStore"]
 
-_FIELDS = ("lo", "hi", "ilo", "ihi", "ub", "kind", "index", "point")
+_BASE_FIELDS = ("lo", "hi", "ilo", "ihi", "ub", "kind", "index", "point")
 
 
 class DomainStore:
     """Open domains (host tensors) with a cap on their memory."""
 
-    def __init__(self, n_in: int, n_flat: int, memory_mb: float) -> None:
+    def __init__(self, n_in: int, n_flat: int, memory_mb: float, warm_width: int = 0) -> None:
         self.n_in = n_in
         self.n_flat = n_flat
-        #: bytes per stored domain (float64 boxes and intervals, decision, bound)
-        self.row_bytes = 8 * (2 * n_in + 2 * n_flat + 1) + 8 + 8 + 8
+        #: fields of a row; ``warm`` ``(warm_width,)`` float32 holds the domain's split
+        #: multipliers, the warm start of its children's bounding
+        self.fields = _BASE_FIELDS + (("warm",) if warm_width else ())
+        #: bytes per stored domain (float64 boxes and intervals, decision, bound, warm state)
+        self.row_bytes = 8 * (2 * n_in + 2 * n_flat + 1) + 8 + 8 + 8 + 4 * warm_width
         self.capacity = max(1, int(memory_mb * 2**20 // self.row_bytes))
         self._chunks: list[dict[str, torch.Tensor]] = []
         self._n = 0
@@ -52,12 +55,13 @@ class DomainStore:
 
     def _merged(self) -> dict[str, torch.Tensor]:
         if len(self._chunks) > 1:
-            self._chunks = [{k: torch.cat([c[k] for c in self._chunks]) for k in _FIELDS}]
+            self._chunks = [{k: torch.cat([c[k] for c in self._chunks]) for k in self.fields}]
         return self._chunks[0]
 
     def push(self, **rows: torch.Tensor) -> int:
-        """Store domains (fields ``lo hi ilo ihi ub kind index point``); returns how many fit."""
-        rows = {k: rows[k].detach().to("cpu") for k in _FIELDS}
+        """Store domains (fields ``lo hi ilo ihi ub kind index point`` [``warm``]);
+        returns how many fit."""
+        rows = {k: rows[k].detach().to("cpu") for k in self.fields}
         n = rows["ub"].shape[0]
         room = max(0, self.capacity - self._n)
         if n > room:
@@ -88,8 +92,8 @@ class DomainStore:
         top = torch.topk(d["ub"], k).indices
         mask = torch.ones(self._n, dtype=torch.bool)
         mask[top] = False
-        out = {f: d[f][top] for f in _FIELDS}
-        self._chunks = [{f: d[f][mask] for f in _FIELDS}]
+        out = {f: d[f][top] for f in self.fields}
+        self._chunks = [{f: d[f][mask] for f in self.fields}]
         self._n -= k
         return out
 
@@ -103,7 +107,7 @@ class DomainStore:
         if not n:
             return 0, -math.inf
         worst = float(d["ub"][drop].max())
-        self._chunks = [{f: d[f][~drop] for f in _FIELDS}]
+        self._chunks = [{f: d[f][~drop] for f in self.fields}]
         self._n -= n
         return n, worst
 

@@ -232,7 +232,8 @@ def _children(parents: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Two children per parent (left block then right block) by the stored decisions."""
     P = parents["ub"].shape[0]
     kind, idx, pt = parents["kind"], parents["index"], parents["point"]
-    ch = {k: torch.cat([parents[k], parents[k]]) for k in ("lo", "hi", "ilo", "ihi", "ub")}
+    ch = {k: torch.cat([parents[k], parents[k]])
+          for k in ("lo", "hi", "ilo", "ihi", "ub", "warm") if k in parents}
     rows = torch.arange(P)
     inp = kind == INPUT
     r = rows[inp]
@@ -322,7 +323,10 @@ class _Search:
         self.clock = time.process_time if opts.clock == "cpu" else time.perf_counter
         self.c0 = (self.clock() - (time.perf_counter() - t0) if opts.clock == "wall"
                    else self.clock())
-        self.store = DomainStore(g.input_size, self.bounder.n_flat, opts.memory_mb)
+        #: split multipliers travel with the domains (warm starts) when they are optimized
+        self.warm = opts.beta_iterations > 0 and self.bounder.n_flat > 0
+        self.store = DomainStore(g.input_size, self.bounder.n_flat, opts.memory_mb,
+                                 warm_width=4 * self.bounder.n_flat if self.warm else 0)
         self.tables = None
         self.visited = 0
         self.rounds = 0
@@ -425,8 +429,10 @@ class _Search:
         rlo, rhi = lo[None], hi[None]
         if opts.clip:
             rlo, rhi, _ = _clip(db, rlo, rhi, level)
+        extra = {"warm": torch.zeros(1, 4 * bounder.n_flat)} if self.warm else {}
         self.store.push(lo=rlo, hi=rhi, ilo=db.ilo.cpu(), ihi=db.ihi.cpu(),
-                        ub=db.upper.cpu(), kind=dec.kind, index=dec.index, point=dec.point)
+                        ub=db.upper.cpu(), kind=dec.kind, index=dec.index, point=dec.point,
+                        **extra)
 
     def _root_attack(self, root_rows: torch.Tensor) -> None:
         """Every row whose bound leaves room, worst bound first, ``2 * attack_restarts``
@@ -456,7 +462,8 @@ class _Search:
                                want_lin=self.heuristic == "bbps",
                                beta_iterations=opts.beta_iterations if neuron else 0,
                                beta_lr=opts.beta_lr,
-                               intermediate=opts.domain_intermediate if neuron else "crown")
+                               intermediate=opts.domain_intermediate if neuron else "crown",
+                               warm=ch.get("warm") if neuron else None)
             cdec = choose(bounder, cb, ch["lo"], ch["hi"], self.heuristic, self.tables)
         except (GridverifyError, RuntimeError) as exc:
             # keep the parents' (sound) bounds and stop: never crash mid-search
@@ -486,9 +493,13 @@ class _Search:
                 keep = keep & ~void  # no point of the box meets the splits
             ch["lo"], ch["hi"] = clo, chi
         if bool(keep.any()):
+            extra = {}
+            if self.warm:
+                w = bounder.flat_warm(cb)
+                extra["warm"] = (w if w is not None else ch["warm"])[keep]
             store.push(lo=ch["lo"][keep], hi=ch["hi"][keep], ilo=cb.ilo.cpu()[keep],
                        ihi=cb.ihi.cpu()[keep], ub=ub[keep], kind=cdec.kind[keep],
-                       index=cdec.index[keep], point=cdec.point[keep])
+                       index=cdec.index[keep], point=cdec.point[keep], **extra)
         if opts.attack_every and self.rounds % opts.attack_every == 0 and len(store):
             self._attack_best()
 

@@ -56,6 +56,9 @@ class DomainBounds:
     input_coef: torch.Tensor | None
     lin: dict[int, tuple[torch.Tensor, ...]] | None = None
     box: tuple[torch.Tensor, torch.Tensor] | None = None
+    #: split multipliers after the optimization, ``{node: (4, B, size)}`` (the warm
+    #: start of the children; ``None`` when no multipliers were optimized)
+    warm: dict[int, torch.Tensor] | None = None
     #: linear upper bound of every spec row w.r.t. the inputs, ``(B, m, n_in)``
     #: coefficients and ``(B, m)`` offsets (``None`` unless ``want_coef``)
     row_lin: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -86,6 +89,7 @@ def bound_domains(
     intermediate: str = "crown",
     want_coef: bool = True,
     want_lin: bool = False,
+    warm: Mapping[int, torch.Tensor] | None = None,
 ) -> DomainBounds:
     """Bound ``B`` domains: input boxes ``lo``/``hi`` ``(B, n_in)`` (their device and
     dtype are the bounding's), split constraints ``{node: (lo, hi)}`` ``(B, size)``
@@ -100,7 +104,8 @@ def bound_domains(
     intermediate intervals are computed: ``"crown"``, ``"alpha-crown"`` (see
     :class:`~gridverify.bounds.BoundOptions`) or ``"inherit"`` (IBP intersected
     with the split constraints, which then carry the parent's intervals: no
-    CROWN pass per node).
+    CROWN pass per node).  ``warm``: initial split multipliers per node
+    (``(4, B, size)``, e.g. the parent's ``DomainBounds.warm``).
     """
     dev, dt = lo.device, lo.dtype
     B = lo.shape[0]
@@ -167,13 +172,15 @@ def bound_domains(
                        lin.ubias.detach())
     row_up = row_up.detach()
     n_alpha = alpha_iterations if method == "alpha-crown" else 0
+    warm_out = None
     if n_alpha > 0 or (beta_iterations > 0 and fixed):
         # alphas and split multipliers optimized together (beta-CROWN style)
         _, au, _ = optimize_alpha(eng, starts, cl.detach(), cu.detach(),
                                   splits=fixed if beta_iterations > 0 else None,
                                   sides="upper", iterations=max(n_alpha, beta_iterations),
-                                  beta_lr=beta_lr)
+                                  beta_lr=beta_lr, warm=warm)
         row_up = torch.minimum(row_up, au.detach())
+        warm_out = eng.warm_betas or None
     row_up = torch.nan_to_num(row_up, nan=torch.inf)
     infeasible = eng.infeasible.clone()
     up = row_up.max(1).values
@@ -196,4 +203,4 @@ def bound_domains(
             uA = torch.cat([lb.uA[k] for k in graph.inputs], -1)
             lin_out[i] = (lA.detach(), lb.lbias.detach(), uA.detach(), lb.ubias.detach())
     return DomainBounds(row_up, up, infeasible, nlo, nhi, coef, input_coef, lin_out,
-                        (lo, hi), row_lin)
+                        (lo, hi), warm_out, row_lin)
