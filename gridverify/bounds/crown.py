@@ -224,7 +224,7 @@ class Engine:
                 rows = self._relevant_rows(node.id) if want_lin else self._crown_rows(
                     node.id, lo, hi)
                 if rows is None:
-                    eye = torch.eye(node.size, dtype=self.dtype, device=self.device)
+                    eye = self.one_hot(torch.arange(node.size), node.size)
                     cl, cu, lin = self.crown_spec({node.id: eye}, node.size, relax,
                                                   return_A=want_lin)
                     if lin is not None:
@@ -233,9 +233,7 @@ class Engine:
                     lo, hi = torch.maximum(lo, cl), torch.minimum(hi, cu)
                     self.tight.add(node.id)
                 elif rows.numel():
-                    spec = torch.zeros(rows.numel(), node.size, dtype=self.dtype,
-                                       device=self.device)
-                    spec[torch.arange(rows.numel(), device=self.device), rows] = 1.0
+                    spec = self.one_hot(rows, node.size)
                     cl, cu, lin = self.crown_spec({node.id: spec}, rows.numel(), relax,
                                                   return_A=want_lin)
                     cl, cu = self._alpha_rows(node.id, spec, cl, cu)
@@ -342,6 +340,13 @@ class Engine:
                 torch.cat([x.ubias for x in lins], 1),
             )
         return torch.cat(los, 1), torch.cat(his, 1), lin
+
+    def one_hot(self, cols: torch.Tensor, size: int) -> torch.Tensor:
+        """Start matrix of the entries ``cols`` of a node of ``size`` (one-hot rows; lazy,
+        densified one row chunk at a time, when larger than a chunk)."""
+        from gridverify.bounds.selection import one_hot_start
+
+        return one_hot_start(cols, size, self.row_chunk(), self.dtype, self.device)
 
     def row_chunk(self) -> int:
         """Spec rows per backward pass so one coefficient tensor fits ``memory_mb``."""

@@ -279,9 +279,9 @@ def _bound_rows(graph: Any, region: Region, rows: np.ndarray, n_rows: int, metho
                 alpha_iterations: int, intermediate: str = "crown") -> np.ndarray:
     """Upper bounds (float64) of the given violation rows."""
     from gridverify.bounds import BoundOptions, compute_bounds
+    from gridverify.bounds.selection import RowSelection
 
-    spec = torch.zeros(rows.size, n_rows, dtype=torch.float64)
-    spec[torch.arange(rows.size), torch.from_numpy(rows)] = 1.0
+    spec = RowSelection.of(rows, n_rows)  # index vector: memory linear in the rows
     opts = BoundOptions(alpha_iterations=alpha_iterations,
                         intermediate=intermediate if method == "alpha-crown" else "crown")
     b = compute_bounds(
@@ -294,18 +294,17 @@ def _bound_rows(graph: Any, region: Region, rows: np.ndarray, n_rows: int, metho
 
 def _apply_row_bounds(st: _State, rows: np.ndarray, up: np.ndarray, opts: CertifyOptions) -> None:
     up = up + opts.pad_abs + opts.pad_rel * np.abs(up)
-    per = np.full(len(st.physics.constraints), -np.inf)
-    seen = np.zeros(len(st.physics.constraints), dtype=bool)
-    for r, u in zip(rows, up):
-        k = st.physics.row_constraint[r]
-        per[k] = max(per[k], u)
-        seen[k] = True
+    K = len(st.physics.constraints)
+    rc = st.physics.row_constraint
+    per = np.full(K, -np.inf)
+    np.maximum.at(per, rc[rows], up)
     # a constraint's bound is the max over ALL its rows: only update constraints whose
     # rows were all bounded in this call
-    for k in np.flatnonzero(seen):
-        all_rows = np.flatnonzero(st.physics.row_constraint == k)
-        if np.isin(all_rows, rows).all():
-            st.ub[k] = min(st.ub[k], per[k])
+    hit = np.zeros(rc.size, dtype=bool)
+    hit[rows] = True
+    done = np.bincount(rc[hit], minlength=K) == np.bincount(rc, minlength=K)
+    done &= np.bincount(rc[rows], minlength=K) > 0
+    st.ub[done] = np.minimum(st.ub[done], per[done])
 
 
 def proxy_graph(proxy: Any) -> Any:
@@ -473,15 +472,18 @@ def certify(
 def _attack_rows(graph: Any, region: Region, rows: np.ndarray, n_rows: int,
                  opts: CertifyOptions, t0: float, restarts: int) -> np.ndarray:
     """PGD on the composed graph, one objective per row; returns the inputs found."""
-    from gridverify.attack.pgd import pgd_maximize
+    from gridverify.attack.pgd import pgd_maximize_fn
 
-    obj = np.zeros((rows.size, n_rows))
-    obj[np.arange(rows.size), rows] = 1.0
+    pick = torch.from_numpy(np.asarray(rows, dtype=np.int64))  # objective r: violation row
+
+    def obj(y: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return y.gather(-1, pick[r].to(y.device).unsqueeze(-1)).squeeze(-1)
+
     limit = None
     if opts.timeout is not None:
         limit = max(opts.timeout - (time.perf_counter() - t0), 0.1)
-    res = pgd_maximize(
-        graph, region.lower, region.upper, obj, restarts=restarts,
+    res = pgd_maximize_fn(
+        graph, region.lower, region.upper, obj, int(rows.size), restarts=restarts,
         steps=opts.attack_steps, seed=opts.seed, include_corners=True,
         dtype=torch.float64, time_limit=limit,
     )
