@@ -29,7 +29,7 @@ import torch
 
 from gridverify.bounds.ibp import Interval, check_domain, ibp_node, node_relaxation
 from gridverify.bounds.options import BoundOptions
-from gridverify.ir.graph import Graph, Node
+from gridverify.ir.graph import Graph, Node, sparse_transpose_apply
 from gridverify.ir.ops import OPS, UNARY_NONLINEAR
 
 # ops through which exact interval bounds pass: when such a node needs tight
@@ -441,12 +441,7 @@ class Engine:
                 bias = _vec(a, g.attr(node, "bias", dt, dev))
             return [(ins[0], a @ w)], bias
         if op == "sparse_linear":
-            rows = g.attr(node, "rows", dt, dev)
-            cols = g.attr(node, "cols", dt, dev)
-            vals = g.attr(node, "vals", dt, dev)
-            n_in = g.nodes[ins[0]].size
-            out = a.new_zeros(*a.shape[:-1], n_in)
-            out.index_add_(-1, cols, a.index_select(-1, rows) * vals)
+            out = sparse_transpose_apply(g, node, a, dt, dev)  # a @ W, one CSR product
             bias = None
             if node.attrs.get("bias") is not None:
                 bias = _vec(a, g.attr(node, "bias", dt, dev))

@@ -60,9 +60,10 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampling and attack seed")
     p.add_argument("--bab-timeout", type=float, default=30.0, metavar="S",
                    help="branch-and-bound seconds per undecided constraint (--method bab)")
-    p.add_argument("--memory-cap", type=float, default=512.0, metavar="MB",
-                   help="memory cap of branch-and-bound's domain store (--method bab; "
-                   "default 512)")
+    p.add_argument("--memory-cap", type=float, metavar="MB",
+                   help="memory cap of the run: stages shrink, fall back or leave "
+                   "constraints open to stay under it (default: 80%% of the available "
+                   "memory; branch-and-bound's domain store gets min(512, MB/2))")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="torch CPU threads for this run (default 1: the graphs are small and "
                    "extra threads mostly contend)")
@@ -117,6 +118,8 @@ def run_certify(args: argparse.Namespace) -> int:
         raise SpecError(f"--samples: must be >= 0, got {args.samples}")
     if args.threads < 1:
         raise SpecError(f"--threads: must be >= 1, got {args.threads}")
+    if args.memory_cap is not None and not args.memory_cap > 0:
+        raise SpecError(f"--memory-cap: must be > 0 MB, got {args.memory_cap}")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -125,7 +128,8 @@ def run_certify(args: argparse.Namespace) -> int:
         case, proxy, region, cons, thr = _build_inputs(args)
         opts = CertifyOptions(timeout=args.timeout, samples=args.samples, attack=args.attack,
                               seed=args.seed, bab_timeout=args.bab_timeout,
-                              bab_memory_mb=args.memory_cap, intermediate=args.intermediate)
+                              intermediate=args.intermediate, memory_cap_mb=args.memory_cap,
+                              bab_memory_mb=min(512.0, (args.memory_cap or 1024.0) / 2))
         show = not (args.quiet or args.json)
         if show:
             cert = _with_progress(certify, case, proxy, region, cons, args.method, opts, thr)

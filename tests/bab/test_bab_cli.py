@@ -26,4 +26,4 @@ def test_cli_memory_cap_must_be_positive(capsys):
     code = main(["certify", "pglib_opf_case14_ieee", "--model", "models/case14_relu",
                  "--method", "bab", "--memory-cap", "0", "--constraints", "vm_min[1]"])
     err = capsys.readouterr().err
-    assert code == 2 and "bab_memory_mb" in err
+    assert code == 2 and "--memory-cap" in err
