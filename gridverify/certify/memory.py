@@ -1,9 +1,11 @@
 """The memory guard of certification: stages sized to a cap instead of the OS killer.
 
-The cap (``CertifyOptions.memory_cap_mb``, ``--memory-cap``) defaults to a
-share (:data:`DEFAULT_SHARE`) of the memory the machine has available when the
-run starts (``MemAvailable`` of ``/proc/meminfo``).  Before each stage the
-process's resident memory is read and the stage is given what is left:
+The cap (``CertifyOptions.memory_cap_mb``, ``--memory-cap``) is what a run may
+allocate on top of what the process holds when it starts (the imports, the
+loaded case and model); it defaults to a share (:data:`DEFAULT_SHARE`) of the
+memory the machine has available then (``MemAvailable`` of ``/proc/meminfo``).
+Before each stage the process's resident memory is read and the stage is given
+what is left:
 
 * **bounds**: the engine's estimate (:mod:`gridverify.bounds.memory`) picks
   the largest row chunk that fits; when none does the stage falls back to a
@@ -11,8 +13,8 @@ process's resident memory is read and the stage is given what is left:
   fit, the rows are left ``open`` with a warning saying why;
 * **sampling** and **attack**: their batch shrinks to fit (the attack is
   skipped, with a warning, when not even one objective's starts fit);
-* when the process already holds more than the cap, certification stops with
-  :class:`MemoryCapError` (one line; exit status 2 at the command line).
+* when the run has already used up its cap before a stage, certification stops
+  with :class:`MemoryCapError` (one line; exit status 2 at the command line).
 """
 
 from __future__ import annotations
@@ -66,33 +68,40 @@ def resident_mb() -> float:
 
 @dataclass(frozen=True)
 class MemoryBudget:
-    """A run's memory cap (MB, for the whole process) and where it came from."""
+    """A run's memory cap: ``cap_mb`` MB on top of the ``base_mb`` the process held at the
+    start, and where the cap came from."""
 
     cap_mb: float
     source: str  # "--memory-cap" or "default"
+    base_mb: float = 0.0
 
     @classmethod
     def resolve(cls, cap_mb: float | None) -> MemoryBudget:
-        """The given cap, or :data:`DEFAULT_SHARE` of the available memory plus what this
-        process already holds (infinite when the machine does not say)."""
+        """The given cap, or :data:`DEFAULT_SHARE` of the available memory (infinite when
+        the machine does not say), counted from this process's resident memory now."""
+        base = resident_mb()
         if cap_mb is not None:
-            return cls(float(cap_mb), "--memory-cap")
+            return cls(float(cap_mb), "--memory-cap", base)
         avail = available_mb()
         if avail is None:
-            return cls(float("inf"), "default")
-        return cls(DEFAULT_SHARE * avail + resident_mb(), "default")
+            return cls(float("inf"), "default", base)
+        return cls(DEFAULT_SHARE * avail, "default", base)
+
+    def used(self) -> float:
+        """MB the run has allocated so far (resident now minus the start)."""
+        return max(resident_mb() - self.base_mb, 0.0)
 
     def left(self) -> float:
-        """MB a stage may still allocate (the cap minus the resident memory now)."""
-        return self.cap_mb - resident_mb()
+        """MB a stage may still allocate."""
+        return self.cap_mb - self.used()
 
     def check_start(self, what: str) -> None:
-        """Raise :class:`MemoryCapError` when the process already holds the cap."""
-        rss = resident_mb()
-        if rss >= self.cap_mb:
+        """Raise :class:`MemoryCapError` when the run has used up its cap."""
+        used = self.used()
+        if used >= self.cap_mb:
             raise MemoryCapError(
-                f"memory cap {self.cap_mb:.0f} MB ({self.source}) reached before {what}: "
-                f"gridverify already holds {rss:.0f} MB; raise --memory-cap"
+                f"memory cap {self.cap_mb:.0f} MB ({self.source}) used up before {what}: "
+                f"the run already allocated {used:.0f} MB; raise --memory-cap"
             )
 
     def batch(self, bytes_per_item: float, largest: int, smallest: int = 1) -> int:
