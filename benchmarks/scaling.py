@@ -249,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-limit", type=float, default=12.0,
                     help="address-space limit of a worker, GB")
     ap.add_argument("--json", help="also write the raw results here")
+    ap.add_argument("--render", nargs="+", metavar="JSON",
+                    help="print the table of results saved with --json (no runs)")
     ap.add_argument("--worker", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -259,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         lim = int(args.memory_limit * 2**30) + _status_kb("VmSize") * 1024
         resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
         print(json.dumps(worker(*args.worker, args.samples, args.attack, {})))
+        return 0
+    if args.render:
+        saved = [r for f in args.render for r in json.loads(Path(f).read_text())]
+        print(table(saved))
         return 0
     for case in args.cases.split(","):
         if case not in CASES:
