@@ -81,3 +81,18 @@ def test_selection_validation():
     lo, hi = _box(g)
     with pytest.raises(GridverifyError, match="row selection over"):
         compute_bounds(g, lo, hi, spec=RowSelection(torch.tensor([0]), 3))
+
+
+@pytest.mark.parametrize("method", ["crown", "alpha-crown"])
+def test_lazy_identity_starts_of_intermediate_nodes(method):
+    """Intermediate nodes wider than a chunk get lazy identity starts: same bounds."""
+    g = acopf_small(3)
+    lo, hi = _box(g, 2)
+    sel = RowSelection(torch.arange(0, g.output_size, 3), g.output_size)
+    kw = {"alpha_iterations": 2, "intermediate": "alpha-crown" if method == "alpha-crown"
+          else "crown"}
+    a = compute_bounds(g, lo, hi, method=method, spec=sel, options=BoundOptions(**kw))
+    b = compute_bounds(g, lo, hi, method=method, spec=sel,
+                       options=BoundOptions(memory_mb=0.005, **kw))
+    torch.testing.assert_close(a.lower, b.lower, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(a.upper, b.upper, rtol=1e-12, atol=1e-12)
