@@ -13,6 +13,7 @@ from gridverify.bounds.alpha import alpha_rows, optimize_alpha
 from gridverify.bounds.crown import Engine, LinearBounds
 from gridverify.bounds.ibp import BoundError, Interval
 from gridverify.bounds.options import METHODS, BoundOptions, BoundOptionsError
+from gridverify.bounds.selection import RowSelection, selection_starts
 from gridverify.errors import GraphError
 from gridverify.ir.graph import Graph
 
@@ -165,7 +166,10 @@ def compute_bounds(
     ``model``: a :class:`~gridverify.ir.Graph`, a torch ``nn.Module`` or an ONNX
     file path.  ``lower``/``upper``: the input box, of the input size or with a
     leading batch of domains ``(B, n_in)``.  ``method``: ``"ibp"``, ``"crown"``
-    or ``"alpha-crown"``.  ``spec``: ``(m, n_out)`` or ``(B, m, n_out)``.
+    or ``"alpha-crown"``.  ``spec``: ``(m, n_out)`` or ``(B, m, n_out)``, or a
+    :class:`~gridverify.bounds.selection.RowSelection` (row ``r`` reads output
+    entry ``index[r]``; the same bounds as its one-hot matrix in memory linear in
+    the graph: IBP gathers, CROWN densifies one row chunk at a time).
     ``interm``: fixed bounds ``{node_id: (lower, upper)}`` (``(size,)`` or
     ``(B, size)``) intersected with the computed ones (branch-and-bound splits).
     ``return_A``: ``True`` for the linear bounds of the outputs (or spec rows)
@@ -191,7 +195,11 @@ def compute_bounds(
         boxes[i] = (lo[:, off:off + sz], hi[:, off:off + sz])
         off += sz
     fixed = _interm(graph, interm, batch, dtype, device)
-    c = _spec(spec, graph, batch, dtype, device)
+    sel = spec if isinstance(spec, RowSelection) else None
+    if sel is not None and sel.n_out != graph.output_size:
+        raise BoundError(f"row selection over {sel.n_out} outputs: the graph has "
+                         f"{graph.output_size}")
+    c = None if sel is not None else _spec(spec, graph, batch, dtype, device)
     if isinstance(return_A, bool):
         want_out, lin_nodes = return_A, frozenset()
     else:
@@ -202,10 +210,12 @@ def compute_bounds(
         if not (0 <= n < len(graph.nodes)):
             raise BoundError(f"return_A: #{n} is not a node of the graph")
     relevant = None
-    if c is not None and options.relevance and not options.keep_intermediate and not lin_nodes:
+    picked = sel if sel is not None else c
+    if (picked is not None and options.relevance and not options.keep_intermediate
+            and not lin_nodes):
         from gridverify.bounds.relevance import relevant_entries
 
-        relevant = relevant_entries(graph, c)
+        relevant = relevant_entries(graph, picked)
     eng = Engine(graph, boxes, dtype, device, options, fixed, extra_nodes=lin_nodes,
                  relevant=relevant, refine=alpha_rows)
     with torch.no_grad():
@@ -213,16 +223,24 @@ def compute_bounds(
             use_crown=method != "ibp" and options.intermediate != "ibp",
             linear_nodes=lin_nodes if method != "ibp" else frozenset(),
         )
-    out_lo, out_hi = eng.output_interval(c)
+    if sel is not None:
+        out_lo, out_hi = eng.output_interval(None)
+        pick = sel.index.to(device)
+        out_lo, out_hi = out_lo[:, pick], out_hi[:, pick]
+    else:
+        out_lo, out_hi = eng.output_interval(c)
     linear: dict[Any, LinearBounds] = dict(eng.linear)
     if method != "ibp":
-        rows = _rows_to_bound(graph, eng, c, want_out, options)
-        sub = c
+        rows = _rows_to_bound(graph, eng, picked, want_out, options)
         if rows is not None:
-            sub = torch.zeros(rows.numel(), graph.output_size, dtype=dtype, device=device)
-            sub[torch.arange(rows.numel(), device=device), rows] = 1.0
+            sel = RowSelection(rows.cpu(), graph.output_size)
+        elif sel is None and c is None:  # every output: the identity, one row chunk at a time
+            sel = RowSelection(torch.arange(graph.output_size), graph.output_size)
         if rows is None or rows.numel():
-            starts, m = eng.output_starts(sub)
+            if sel is not None:
+                starts, m = selection_starts(eng, sel)
+            else:
+                starts, m = eng.output_starts(c)
             with torch.no_grad():
                 cl, cu, lin = eng.crown_spec(starts, m, eng.default_relax, return_A=want_out)
             if method == "alpha-crown":

@@ -29,7 +29,7 @@ import torch
 
 from gridverify.bounds.ibp import Interval, ibp_node, node_relaxation
 from gridverify.bounds.options import BoundOptions
-from gridverify.ir.graph import Graph, Node
+from gridverify.ir.graph import Graph, Node, sparse_transpose_apply
 from gridverify.ir.ops import OPS, UNARY_NONLINEAR
 
 # ops through which exact interval bounds pass: when such a node needs tight
@@ -231,7 +231,7 @@ class Engine:
                 rows = self._relevant_rows(node.id) if want_lin else self._crown_rows(
                     node.id, lo, hi)
                 if rows is None:
-                    eye = torch.eye(node.size, dtype=self.dtype, device=self.device)
+                    eye = self.one_hot(torch.arange(node.size), node.size)
                     cl, cu, lin = self.crown_spec({node.id: eye}, node.size, relax,
                                                   return_A=want_lin)
                     if lin is not None:
@@ -240,9 +240,7 @@ class Engine:
                     lo, hi = torch.maximum(lo, cl), torch.minimum(hi, cu)
                     self.tight.add(node.id)
                 elif rows.numel():
-                    spec = torch.zeros(rows.numel(), node.size, dtype=self.dtype,
-                                       device=self.device)
-                    spec[torch.arange(rows.numel(), device=self.device), rows] = 1.0
+                    spec = self.one_hot(rows, node.size)
                     cl, cu, lin = self.crown_spec({node.id: spec}, rows.numel(), relax,
                                                   return_A=want_lin)
                     cl, cu = self._alpha_rows(node.id, spec, cl, cu)
@@ -343,6 +341,13 @@ class Engine:
             )
         return torch.cat(los, 1), torch.cat(his, 1), lin
 
+    def one_hot(self, cols: torch.Tensor, size: int) -> torch.Tensor:
+        """Start matrix of the entries ``cols`` of a node of ``size`` (one-hot rows; lazy,
+        densified one row chunk at a time, when larger than a chunk)."""
+        from gridverify.bounds.selection import one_hot_start
+
+        return one_hot_start(cols, size, self.row_chunk(), self.dtype, self.device)
+
     def row_chunk(self) -> int:
         """Spec rows per backward pass so one coefficient tensor fits ``memory_mb``."""
         width = max([n.size for n in self.graph.nodes if n.id in self.active] + [1])
@@ -439,12 +444,7 @@ class Engine:
                 bias = _vec(a, g.attr(node, "bias", dt, dev))
             return [(ins[0], a @ w)], bias
         if op == "sparse_linear":
-            rows = g.attr(node, "rows", dt, dev)
-            cols = g.attr(node, "cols", dt, dev)
-            vals = g.attr(node, "vals", dt, dev)
-            n_in = g.nodes[ins[0]].size
-            out = a.new_zeros(*a.shape[:-1], n_in)
-            out.index_add_(-1, cols, a.index_select(-1, rows) * vals)
+            out = sparse_transpose_apply(g, node, a, dt, dev)  # a @ W, one CSR product
             bias = None
             if node.attrs.get("bias") is not None:
                 bias = _vec(a, g.attr(node, "bias", dt, dev))

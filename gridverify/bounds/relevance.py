@@ -18,20 +18,28 @@ from __future__ import annotations
 
 import torch
 
+from gridverify.bounds.selection import RowSelection
 from gridverify.ir.graph import Graph, forward_node
 from gridverify.ir.ops import OPS
 
 __all__ = ["relevant_entries"]
 
 
-def relevant_entries(graph: Graph, spec: torch.Tensor, *, seed: int = 0) -> dict[int, torch.Tensor]:
+def relevant_entries(graph: Graph, spec: torch.Tensor | RowSelection, *,
+                     seed: int = 0) -> dict[int, torch.Tensor]:
     """Boolean mask ``(size,)`` per node id of the entries ``spec @ outputs`` depends on.
 
-    ``spec`` ``(m, n_out)`` (or ``(B, m, n_out)``) over the concatenated outputs.
+    ``spec`` ``(m, n_out)`` (or ``(B, m, n_out)``) over the concatenated outputs,
+    or a :class:`~gridverify.bounds.selection.RowSelection`.  Memory and time
+    are linear in the graph (one boolean mask per node, one autograd pass per
+    affine node at a single point).
     """
     dt, dev = torch.float64, torch.device("cpu")
-    sp = spec.detach().to(dev, dt)
-    used = (sp != 0).reshape(-1, sp.shape[-1]).any(0)
+    if isinstance(spec, RowSelection):
+        used = spec.used()
+    else:
+        sp = spec.detach().to(dev, dt)
+        used = (sp != 0).reshape(-1, sp.shape[-1]).any(0)
     need = {n.id: torch.zeros(n.size, dtype=torch.bool) for n in graph.nodes}
     off = 0
     for o in graph.outputs:

@@ -45,6 +45,7 @@ from gridverify.certify.certificate import (
     ConstraintResult,
     decide_status,
 )
+from gridverify.certify.memory import MemoryBudget
 from gridverify.errors import GridverifyError, SpecError
 from gridverify.physics.acp import PhysicsGraph, build_physics_graph, compose_with_proxy
 from gridverify.physics.evaluate import violation_values
@@ -92,7 +93,10 @@ class CertifyOptions:
     ``bab_timeout``: seconds of branch-and-bound per undecided constraint
     (method ``bab``; also capped by ``timeout``).  ``bab_memory_mb``: cap on the
     memory of branch-and-bound's domain store (reaching it leaves the constraint
-    ``open`` with a sound bound).
+    ``open`` with a sound bound).  ``memory_cap_mb``: memory cap of the whole run
+    (MB; ``None``: a share of the machine's available memory): stages are sized
+    to it, fall back to cheaper methods or leave constraints ``open`` (see
+    :mod:`gridverify.certify.memory`).
     """
 
     timeout: float | None = None
@@ -108,6 +112,7 @@ class CertifyOptions:
     seed: int = 0
     bab_timeout: float | None = 30.0
     bab_memory_mb: float = 512.0
+    memory_cap_mb: float | None = None
 
     def __post_init__(self) -> None:
         if self.timeout is not None and not self.timeout > 0:
@@ -130,6 +135,8 @@ class CertifyOptions:
             raise SpecError(f"options.bab_timeout: must be > 0, got {self.bab_timeout!r}")
         if not self.bab_memory_mb > 0:
             raise SpecError(f"options.bab_memory_mb: must be > 0, got {self.bab_memory_mb!r}")
+        if self.memory_cap_mb is not None and not self.memory_cap_mb > 0:
+            raise SpecError(f"options.memory_cap_mb: must be > 0, got {self.memory_cap_mb!r}")
         if not (self.pad_rel >= 0 and self.pad_abs >= 0):
             raise SpecError("options.pad_rel/pad_abs must be >= 0")
 
@@ -263,10 +270,11 @@ def evaluate_violations(
     return np.concatenate(outs, axis=0)
 
 
-def _update_attained(st: _State, case: Any, module: torch.nn.Module, x: np.ndarray) -> None:
+def _update_attained(st: _State, case: Any, module: torch.nn.Module, x: np.ndarray,
+                     batch: int = 8192) -> None:
     if x.shape[0] == 0:
         return
-    v = evaluate_violations(case, module, st.physics.constraints, x)
+    v = evaluate_violations(case, module, st.physics.constraints, x, batch=batch)
     v = np.where(np.isnan(v), -np.inf, v)
     best = v.argmax(axis=0)
     vals = v[best, np.arange(v.shape[1])]
@@ -276,14 +284,25 @@ def _update_attained(st: _State, case: Any, module: torch.nn.Module, x: np.ndarr
 
 
 def _bound_rows(graph: Any, region: Region, rows: np.ndarray, n_rows: int, method: str,
-                alpha_iterations: int, intermediate: str = "crown") -> np.ndarray:
-    """Upper bounds (float64) of the given violation rows."""
-    from gridverify.bounds import BoundOptions, compute_bounds
+                alpha_iterations: int, intermediate: str = "crown",
+                budget: MemoryBudget | None = None,
+                notes: list[str] | None = None) -> np.ndarray:
+    """Upper bounds (float64) of the given violation rows (``inf``: not bounded).
 
-    spec = torch.zeros(rows.size, n_rows, dtype=torch.float64)
-    spec[torch.arange(rows.size), torch.from_numpy(rows)] = 1.0
+    With a ``budget`` the stage is sized to the memory left (see
+    :mod:`gridverify.certify.memory`); what it gave up is appended to ``notes``.
+    """
+    from gridverify.bounds import BoundOptions, compute_bounds
+    from gridverify.bounds.selection import RowSelection
+
+    spec = RowSelection.of(rows, n_rows)  # index vector: memory linear in the rows
     opts = BoundOptions(alpha_iterations=alpha_iterations,
                         intermediate=intermediate if method == "alpha-crown" else "crown")
+    if budget is not None:
+        plan = _fit_stage(graph, method, rows.size, opts, budget, notes)
+        if plan is None:
+            return np.full(rows.size, np.inf)
+        method, opts = plan
     b = compute_bounds(
         graph, torch.from_numpy(region.lower.copy()), torch.from_numpy(region.upper.copy()),
         method=method, spec=spec, options=opts, dtype=torch.float64,
@@ -292,20 +311,59 @@ def _bound_rows(graph: Any, region: Region, rows: np.ndarray, n_rows: int, metho
     return np.where(np.isnan(up), np.inf, up)
 
 
+def _fit_stage(graph: Any, method: str, m: int, opts: Any, budget: MemoryBudget,
+               notes: list[str] | None) -> tuple[str, Any] | None:
+    """The method and options of a bound stage that fit the memory left, or ``None``.
+
+    Row chunks shrink first; then alpha-CROWN drops its alpha-optimized
+    intermediate bounds, CROWN falls back to IBP; an alpha-CROWN stage that
+    does not fit is skipped (its rows keep their CROWN bounds), an IBP stage
+    that does not fit leaves its rows unbounded.
+    """
+    from dataclasses import replace as _replace
+
+    from gridverify.bounds.memory import estimate_mb, fit_options
+
+    tries = [(method, opts)]
+    if method == "alpha-crown" and opts.intermediate != "crown":
+        tries.append((method, _replace(opts, intermediate="crown")))
+    if method == "crown":
+        tries.append(("ibp", opts))
+    left = budget.left()
+    for meth, o in tries:
+        fitted = fit_options(graph, meth, m, o, left)
+        if fitted is not None:
+            if (meth, fitted.intermediate) != (method, opts.intermediate) and notes is not None:
+                notes.append(
+                    f"memory cap {budget.cap_mb:.0f} MB: the {method} stage on {m} rows would "
+                    f"need ~{estimate_mb(graph, method, m, opts).total:.0f} MB, "
+                    f"{left:.0f} MB left; ran {meth} (intermediate {fitted.intermediate}) instead"
+                )
+            return meth, fitted
+    if notes is not None:
+        need = estimate_mb(graph, tries[-1][0], m, tries[-1][1])
+        what = ("its rows keep their CROWN bounds" if method == "alpha-crown"
+                else "their constraints are left open")
+        notes.append(
+            f"memory cap {budget.cap_mb:.0f} MB: the {method} stage on {m} rows needs "
+            f"~{need.fixed:.0f} MB even in one-row chunks, {left:.0f} MB left; skipped, {what}"
+        )
+    return None
+
+
 def _apply_row_bounds(st: _State, rows: np.ndarray, up: np.ndarray, opts: CertifyOptions) -> None:
     up = up + opts.pad_abs + opts.pad_rel * np.abs(up)
-    per = np.full(len(st.physics.constraints), -np.inf)
-    seen = np.zeros(len(st.physics.constraints), dtype=bool)
-    for r, u in zip(rows, up):
-        k = st.physics.row_constraint[r]
-        per[k] = max(per[k], u)
-        seen[k] = True
+    K = len(st.physics.constraints)
+    rc = st.physics.row_constraint
+    per = np.full(K, -np.inf)
+    np.maximum.at(per, rc[rows], up)
     # a constraint's bound is the max over ALL its rows: only update constraints whose
     # rows were all bounded in this call
-    for k in np.flatnonzero(seen):
-        all_rows = np.flatnonzero(st.physics.row_constraint == k)
-        if np.isin(all_rows, rows).all():
-            st.ub[k] = min(st.ub[k], per[k])
+    hit = np.zeros(rc.size, dtype=bool)
+    hit[rows] = True
+    done = np.bincount(rc[hit], minlength=K) == np.bincount(rc, minlength=K)
+    done &= np.bincount(rc[rows], minlength=K) > 0
+    st.ub[done] = np.minimum(st.ub[done], per[done])
 
 
 def proxy_graph(proxy: Any) -> Any:
@@ -375,9 +433,12 @@ def certify(
     module = prox.module  # float64, evaluation mode (load_proxy's contract)
     notify = progress or (lambda stage, frac: None)
 
+    budget = MemoryBudget.resolve(opts.memory_cap_mb)
+    budget.check_start("building the graph")
     notify("building graph", 0.0)
     physics = build_physics_graph(case, cons)
     graph = compose_with_proxy(physics, proxy_graph(prox))
+    per_point = _point_bytes(graph)
     K = len(cons)
     st = _State(physics, thr, np.full(K, np.inf), np.full(K, -np.inf),
                 np.tile(region.center, (K, 1)), np.zeros(K))
@@ -389,7 +450,9 @@ def certify(
     pts = [region.center[None, :], region.lower[None, :], region.upper[None, :]]
     if opts.samples:
         pts.append(region.sample(opts.samples, rng))
-    _update_attained(st, case, module, np.concatenate(pts, axis=0))
+    budget.check_start("sampling")
+    _update_attained(st, case, module, np.concatenate(pts, axis=0),
+                     batch=max(1, budget.batch(per_point, 8192)))
     st.seconds += (time.perf_counter() - ts) / K
 
     # 2. bounds
@@ -406,10 +469,10 @@ def certify(
             rows = all_rows
         if rows.size == 0:
             continue
-        notify(stage, 0.1 + 0.5 * i / len(stages))
+        notify(f"{stage} ({rows.size} rows)", 0.1 + 0.5 * i / len(stages))
         ts = time.perf_counter()
         up = _bound_rows(graph, region, rows, physics.n_rows, stage, opts.alpha_iterations,
-                         opts.intermediate)
+                         opts.intermediate, budget=budget, notes=warn_list)
         _apply_row_bounds(st, rows, up, opts)
         dt = time.perf_counter() - ts
         touched = np.unique(physics.row_constraint[rows])
@@ -426,9 +489,16 @@ def certify(
             rows = st.rows_of(part)
             if not rows.size or _timed_out(t0, opts):
                 continue
-            notify("attack", 0.7)
+            notify(f"attack ({rows.size} rows)", 0.7)
             ts = time.perf_counter()
-            xs = _attack_rows(graph, region, rows, physics.n_rows, opts, t0, restarts)
+            # PGD keeps every node's value of its batch for the gradient
+            max_batch = budget.batch(4 * per_point, 4096, smallest=restarts)
+            if not max_batch:
+                warn_list.append(f"memory cap {budget.cap_mb:.0f} MB: no room for the attack "
+                                 f"on {rows.size} rows; skipped")
+                continue
+            xs = _attack_rows(graph, region, rows, physics.n_rows, opts, t0, restarts,
+                              max_batch)
             _update_attained(st, case, module, xs)
             dt = time.perf_counter() - ts
             touched = np.unique(physics.row_constraint[rows])
@@ -470,20 +540,29 @@ def certify(
     )
 
 
-def _attack_rows(graph: Any, region: Region, rows: np.ndarray, n_rows: int,
-                 opts: CertifyOptions, t0: float, restarts: int) -> np.ndarray:
-    """PGD on the composed graph, one objective per row; returns the inputs found."""
-    from gridverify.attack.pgd import pgd_maximize
+def _point_bytes(graph: Any) -> float:
+    """Bytes one load point takes when evaluated on ``graph`` (every node's value, twice)."""
+    return 16.0 * sum(n.size for n in graph.nodes)
 
-    obj = np.zeros((rows.size, n_rows))
-    obj[np.arange(rows.size), rows] = 1.0
+
+def _attack_rows(graph: Any, region: Region, rows: np.ndarray, n_rows: int,
+                 opts: CertifyOptions, t0: float, restarts: int,
+                 max_batch: int = 4096) -> np.ndarray:
+    """PGD on the composed graph, one objective per row; returns the inputs found."""
+    from gridverify.attack.pgd import pgd_maximize_fn
+
+    pick = torch.from_numpy(np.asarray(rows, dtype=np.int64))  # objective r: violation row
+
+    def obj(y: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return y.gather(-1, pick[r].to(y.device).unsqueeze(-1)).squeeze(-1)
+
     limit = None
     if opts.timeout is not None:
         limit = max(opts.timeout - (time.perf_counter() - t0), 0.1)
-    res = pgd_maximize(
-        graph, region.lower, region.upper, obj, restarts=restarts,
+    res = pgd_maximize_fn(
+        graph, region.lower, region.upper, obj, int(rows.size), restarts=restarts,
         steps=opts.attack_steps, seed=opts.seed, include_corners=True,
-        dtype=torch.float64, time_limit=limit,
+        dtype=torch.float64, time_limit=limit, max_batch=max_batch,
     )
     x = res.inputs.detach().cpu().numpy().astype(np.float64)
     return np.clip(x, region.lower, region.upper)

@@ -74,8 +74,10 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=seed, default=0, help="sampling and attack seed")
     p.add_argument("--bab-timeout", type=nonneg_float, default=30.0, metavar="S",
                    help="branch-and-bound seconds per undecided constraint (--method bab)")
-    p.add_argument("--memory-cap", type=positive_float, default=512.0, metavar="MB",
-                   help="memory cap of branch-and-bound's domain store (--method bab)")
+    p.add_argument("--memory-cap", type=positive_float, metavar="MB",
+                   help="memory cap of the run: stages shrink, fall back or leave "
+                   "constraints open to stay under it (default: 80%% of the available "
+                   "memory; branch-and-bound's domain store gets min(512, MB/2))")
     p.add_argument("--threads", type=count(1), default=1, metavar="N",
                    help="torch CPU threads for this run (the graphs are small and "
                    "extra threads mostly contend)")
@@ -138,7 +140,8 @@ def run_certify(args: argparse.Namespace) -> int:
         case, proxy, region, cons, thr = _build_inputs(args)
         opts = CertifyOptions(timeout=args.timeout, samples=args.samples, attack=args.attack,
                               seed=args.seed, bab_timeout=args.bab_timeout,
-                              bab_memory_mb=args.memory_cap, intermediate=args.intermediate)
+                              intermediate=args.intermediate, memory_cap_mb=args.memory_cap,
+                              bab_memory_mb=min(512.0, (args.memory_cap or 1024.0) / 2))
         if show_progress(args, quiet=args.quiet or args.json):
             cert = _with_progress(certify, case, proxy, region, cons, args.method, opts, thr)
         else:

@@ -473,7 +473,17 @@ def _spec_lower(compute_bounds, graph, case, C, method, device) -> np.ndarray:
     lo = torch.tensor(np.array(case.lower), dtype=torch.float64, device=device).unsqueeze(0)
     hi = torch.tensor(np.array(case.upper), dtype=torch.float64, device=device).unsqueeze(0)
     spec = torch.tensor(np.array(C), dtype=torch.float64, device=device)
-    res = compute_bounds(graph, lo, hi, method=method, spec=spec, device=device)
+    from gridverify.bounds import BoundOptions
+    from gridverify.bounds.memory import fit_options
+    from gridverify.certify.memory import MemoryBudget
+
+    # memory guard: row chunks sized to the memory left; a method that cannot fit rules
+    # nothing out (the cheaper ones before it already ran)
+    opts = fit_options(graph, method, C.shape[0], BoundOptions(),
+                       MemoryBudget.resolve(None).left())
+    if opts is None:
+        return np.full(C.shape[0], -math.inf)
+    res = compute_bounds(graph, lo, hi, method=method, spec=spec, device=device, options=opts)
     lower = res.lower.detach().to(torch.float64).reshape(-1).cpu().numpy()
     if lower.size != C.shape[0]:
         raise GraphError(f"bound engine returned {lower.size} bounds for {C.shape[0]} rows")

@@ -1,0 +1,57 @@
+"""Row bounds equal (to 1e-9) the ones pinned before row selections became index vectors.
+
+The fixture ``tests/data/bound_rows/bound_rows.json`` was written by
+``tests/data/bound_rows/make_fixture.py`` with the dense one-hot spec of
+``_bound_rows`` (issue 15); the memory work must not change any bound.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gridverify.certify.certify import _bound_rows
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "bound_rows"
+FIXTURE = json.loads((DATA / "bound_rows.json").read_text())
+
+
+def _maker():
+    spec = importlib.util.spec_from_file_location("make_fixture", DATA / "make_fixture.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+MAKER = _maker()
+_INSTANCES: dict = {}
+
+
+def _instance(case: str, model: str):
+    key = (case, model)
+    if key not in _INSTANCES:
+        _INSTANCES.clear()  # one instance at a time: entries are grouped by pair
+        _INSTANCES[key] = MAKER.instance(case, model)
+    return _INSTANCES[key]
+
+
+@pytest.mark.parametrize(
+    "entry", FIXTURE["entries"], ids=lambda e: f"{e['model'].split('/')[-1]}-{e['run']}"
+)
+def test_bounds_match_fixture(entry):
+    graph, region, physics, subset = _instance(entry["case"], entry["model"])
+    rows = np.asarray(entry["rows"], dtype=np.int64)
+    if entry["run"].endswith("subset"):
+        np.testing.assert_array_equal(rows, subset)
+    up = _bound_rows(graph, region, rows, physics.n_rows, entry["method"],
+                     FIXTURE["alpha_iterations"], entry["intermediate"])
+    want = np.array([np.inf if v is None else v for v in entry["upper"]])
+    assert up.shape == want.shape
+    fin = np.isfinite(want)
+    np.testing.assert_array_equal(np.isfinite(up), fin)
+    err = np.abs(up[fin] - want[fin]) / np.maximum(1.0, np.abs(want[fin]))
+    assert err.size == 0 or err.max() <= 1e-9, float(err.max())
