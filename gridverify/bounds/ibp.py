@@ -122,3 +122,24 @@ def ibp_node(
         return lo, hi
     raise BoundError(f"op {op!r} at node {node.name!r} (#{node.id}): no interval rule")
 
+
+
+def ibp(
+    graph: Graph,
+    boxes: dict[int, Interval],
+    dtype: torch.dtype,
+    device: torch.device,
+) -> list[Interval | None]:
+    """IBP intervals of every ancestor of the outputs (``None`` for other nodes)."""
+    needed = graph.ancestors(graph.outputs)
+    batch = next(iter(boxes.values()))[0].shape[0]
+    out: list[Interval | None] = [None] * len(graph.nodes)
+    for node in graph.nodes:
+        if node.id not in needed:
+            continue
+        if node.op == "input":
+            out[node.id] = boxes[node.id]
+        else:
+            out[node.id] = ibp_node(graph, node, [out[i] for i in node.inputs], batch,
+                                    dtype, device)
+    return out
