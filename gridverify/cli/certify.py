@@ -26,6 +26,18 @@ exit status: 0 all certified, 1 a violation found, 3 some open, 2 bad input
 """
 
 
+class _Defaults:
+    """CertifyOptions' defaults, read when the parser is built (keeps --help import-light)."""
+
+    def __getattr__(self, name: str) -> Any:
+        from gridverify.certify.options import CertifyOptions
+
+        return getattr(CertifyOptions(), name)
+
+
+_DEFAULTS = _Defaults()
+
+
 def register(sub: Any) -> None:
     """Install the ``certify`` command."""
     p = sub.add_parser(
@@ -47,8 +59,8 @@ def register(sub: Any) -> None:
                    choices=("ibp", "crown", "alpha-crown", "bab"),
                    help="bounding method (default alpha-crown)")
     p.add_argument("--timeout", type=float, metavar="S", help="time limit in seconds")
-    p.add_argument("--samples", type=int, default=1024, metavar="N",
-                   help="random loads tried before bounding (default 1024)")
+    p.add_argument("--samples", type=int, default=_DEFAULTS.samples, metavar="N",
+                   help=f"random loads tried before bounding (default {_DEFAULTS.samples})")
     p.add_argument("--attack", default="uncertified",
                    choices=("uncertified", "undecided", "all", "none"),
                    help="which constraints get the gradient attack: uncertified (default; "
@@ -58,9 +70,16 @@ def register(sub: Any) -> None:
                    help="intermediate bounds of the alpha-crown stage: alpha-crown (default; "
                    "optimized node by node, tighter, somewhat slower) or crown")
     p.add_argument("--seed", type=int, default=0, help="sampling and attack seed")
-    p.add_argument("--bab-timeout", type=float, default=30.0, metavar="S",
-                   help="branch-and-bound seconds per undecided constraint (--method bab)")
-    p.add_argument("--memory-cap", type=float, default=512.0, metavar="MB",
+    p.add_argument("--bab-timeout", type=float, default=_DEFAULTS.bab.timeout, metavar="S",
+                   help="branch-and-bound seconds per constraint (--method bab; default "
+                   f"{_DEFAULTS.bab.timeout:g})")
+    p.add_argument("--bab-mode", default=_DEFAULTS.bab_mode, choices=("tighten", "decide"),
+                   help="--method bab: tighten (default; every constraint whose gap, bound "
+                   "minus worst found, exceeds --gap-tolerance, violated ones included, open "
+                   "ones first) or decide (only the open ones, at their threshold)")
+    p.add_argument("--gap-tolerance", type=float, default=_DEFAULTS.bab.tolerance, metavar="G",
+                   help=f"--method bab: gap left alone (default {_DEFAULTS.bab.tolerance:g})")
+    p.add_argument("--memory-cap", type=float, default=_DEFAULTS.bab.memory_mb, metavar="MB",
                    help="memory cap of branch-and-bound's domain store (--method bab; "
                    "default 512)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
@@ -108,7 +127,7 @@ def _build_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
 
 def run_certify(args: argparse.Namespace) -> int:
     """Handler of ``gridverify certify``; returns the exit status."""
-    from gridverify.certify import CertifyOptions, certify
+    from gridverify.certify import certify
     from gridverify.errors import SpecError
 
     if args.timeout is not None and not args.timeout > 0:
@@ -123,9 +142,7 @@ def run_certify(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         case, proxy, region, cons, thr = _build_inputs(args)
-        opts = CertifyOptions(timeout=args.timeout, samples=args.samples, attack=args.attack,
-                              seed=args.seed, bab_timeout=args.bab_timeout,
-                              bab_memory_mb=args.memory_cap, intermediate=args.intermediate)
+        opts = _options(args)
         show = not (args.quiet or args.json)
         if show:
             cert = _with_progress(certify, case, proxy, region, cons, args.method, opts, thr)
@@ -142,6 +159,29 @@ def run_certify(args: argparse.Namespace) -> int:
     elif not args.quiet:
         _print_table(cert)
     return cert.exit_status
+
+
+def _options(args: argparse.Namespace) -> Any:
+    """The CertifyOptions of the command line (defaults from CertifyOptions itself)."""
+    from dataclasses import replace
+
+    from gridverify.bab.options import BabOptionsError
+    from gridverify.certify import CertifyOptions
+    from gridverify.errors import SpecError
+
+    if not args.memory_cap > 0:
+        raise SpecError(f"--memory-cap: the bab_memory_mb cap must be > 0, got {args.memory_cap}")
+    if not args.gap_tolerance >= 0:
+        raise SpecError(f"--gap-tolerance: must be >= 0, got {args.gap_tolerance}")
+    d = CertifyOptions()
+    try:
+        bab = replace(d.bab, timeout=args.bab_timeout, memory_mb=args.memory_cap,
+                      tolerance=args.gap_tolerance)
+    except BabOptionsError as exc:
+        raise SpecError(f"--bab-timeout/--memory-cap: {exc}") from None
+    return CertifyOptions(timeout=args.timeout, samples=args.samples, attack=args.attack,
+                          seed=args.seed, bab=bab, bab_mode=args.bab_mode,
+                          bounds=replace(d.bounds, intermediate=args.intermediate))
 
 
 def _with_progress(certify: Any, case: Any, proxy: Any, region: Any, cons: Any, method: str,
@@ -198,3 +238,6 @@ def _print_table(cert: Any) -> None:
         f"{s['certified']} certified, {s['violated']} violated, {s['open']} open "
         f"of {s['total']} constraints in {cert.seconds:.1f} s"
     )
+    for w in cert.warnings:
+        if w.startswith(("timeout", "memory cap")):
+            console.print(f"[yellow]incomplete: {w}[/yellow]")
