@@ -29,6 +29,9 @@ deadline cuts the least valuable):
    vertex of the best point, rounds of single-coordinate flips ranked by the
    gradient's predicted gain, plus the combined flip of all improving ones.
 
+With ``rounds`` > 1 the phases run again, the best point of every objective
+joining the candidate starts (with a shared box) and other random starts.
+
 The search uses ``options.dtype`` (float64 by default); whatever it finds is
 evaluated once more in float64 before it is returned.
 """
@@ -209,19 +212,28 @@ def falsify(
     if starts is not None and shared:
         s = _f64(starts).reshape(-1, lo.shape[1])
         extra = torch.maximum(torch.minimum(s, hi[0]), lo[0]) if s.shape[0] else None
-    x0 = run.starts(extra, shared)
-    if "ascent" in opts.phases:
-        run.ascent(x0)
-    elif not run.stop():
-        run.reached[:] = True
-    if shared and m > 1:
-        run.cross()
-    if "polish" in opts.phases:
-        run.polish()
-    if "vertex" in opts.phases:
-        run.vertex()
+    for rnd in range(opts.rounds):
+        if rnd and run.stop():
+            break
+        pool = extra
+        if rnd and shared:
+            # later rounds also start from the best point of every objective
+            best = run.best_x.to("cpu", torch.float64)
+            pool = best if extra is None else torch.cat([extra, best])
+        x0 = run.starts(pool, shared)
+        if "ascent" in opts.phases:
+            run.ascent(x0)
+        elif not run.stop():
+            run.reached[:] = True
         if shared and m > 1:
             run.cross()
+        if "polish" in opts.phases:
+            run.polish()
+        if "vertex" in opts.phases:
+            run.vertex()
+            if shared and m > 1:
+                run.cross()
+        run.gen.manual_seed(int(opts.seed) + 7919 * (rnd + 1))
     return run.result(t0)
 
 

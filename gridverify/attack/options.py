@@ -37,7 +37,8 @@ class AttackOptions:
     """
 
     restarts: int = 6
-    steps: int = 40
+    steps: int = 30
+    rounds: int = 2
     phases: tuple[str, ...] = PHASES
     polish_steps: int = 20
     vertex_rounds: int = 6
@@ -48,6 +49,8 @@ class AttackOptions:
     dtype: str = "float64"
 
     def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise AttackOptionsError(f"attack.rounds: must be >= 1, got {self.rounds}")
         if self.restarts < 1 or self.steps < 0:
             raise AttackOptionsError(
                 f"attack: restarts must be >= 1 and steps >= 0, got {self.restarts}/{self.steps}"

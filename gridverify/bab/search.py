@@ -172,7 +172,7 @@ class _Falsifier:
         bhi = hi.repeat_interleave(T, 0)
         self.calls += 1
         opts = AttackOptions(restarts=per, steps=steps, seed=self.seed + self.calls,
-                             vertex_rounds=2, polish_steps=5)
+                             rounds=1, vertex_rounds=2, polish_steps=5)
         res = falsify(self.graph, blo, bhi, linear_objectives(c.cpu(), self.graph.output_size),
                       opts, device=self.device)
         # candidates: every objective's best point (offer() re-checks them on every row)

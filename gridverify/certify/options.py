@@ -38,7 +38,10 @@ class CertifyOptions:
     ``"none"``; constraints nearest their threshold go first.
     ``attack_options``: the falsifier's effort and phases (its ``seed`` is
     replaced by ``seed``; its ``time_share`` is the share of the remaining time
-    the attack may take when branch-and-bound follows).  ``bounds``: the bound
+    the attack may take when branch-and-bound follows).  ``attack_focus``: per
+    family, that many undecided constraints nearest their threshold and that
+    many with the largest worst found get a second attack with 4x the restarts
+    and 2x the steps (0: none).  ``bounds``: the bound
     engine's options (``alpha_iterations``; ``intermediate`` of the
     alpha-CROWN stage, ``"alpha-crown"`` by default: optimized node by node, on
     case57 and case118 it certified more thermal and angle constraints for
@@ -59,6 +62,7 @@ class CertifyOptions:
     samples: int = 1024
     attack: str = "uncertified"
     attack_options: AttackOptions = field(default_factory=AttackOptions)
+    attack_focus: int = 4
     bounds: BoundOptions = field(
         default_factory=lambda: BoundOptions(intermediate="alpha-crown"))
     refine: str = "undecided"
@@ -75,6 +79,8 @@ class CertifyOptions:
             raise SpecError(f"options.samples: must be >= 0, got {self.samples}")
         if self.attack not in ATTACKS:
             raise SpecError(f"options.attack: one of {', '.join(ATTACKS)}, got {self.attack!r}")
+        if self.attack_focus < 0:
+            raise SpecError(f"options.attack_focus: must be >= 0, got {self.attack_focus}")
         if self.refine not in ("undecided", "all"):
             raise SpecError(f"options.refine: 'undecided' or 'all', got {self.refine!r}")
         if self.bounds.intermediate not in ("crown", "alpha-crown"):
