@@ -387,14 +387,35 @@ def certify(
 
 def _sample_stage(st: _State, case: Any, module: torch.nn.Module, region: Region,
                   opts: CertifyOptions) -> None:
-    """Uniform loads, the box centre and its two extreme corners, in float64."""
+    """Uniform loads, the box centre and its two extreme corners, in float64.
+
+    A region made from an OPF dataset adds up to ``samples`` of the dataset's
+    loads; every constraint's best point is an attack start later.
+    """
     ts = time.perf_counter()
     rng = np.random.default_rng(opts.seed)
     pts = [region.center[None, :], region.lower[None, :], region.upper[None, :]]
     if opts.samples:
         pts.append(region.sample(opts.samples, rng))
+    pts.append(_dataset_points(case, region, opts.samples, rng))
     _update_attained(st, case, module, np.concatenate(pts, axis=0))
     st.seconds += (time.perf_counter() - ts) / len(st.thresholds)
+
+
+def _dataset_points(case: Any, region: Region, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``n`` load samples of the OPF dataset a ``dataset`` region was made from."""
+    path = dict(region.params).get("path") if region.kind == "dataset" else None
+    if path is None or n <= 0:
+        return np.zeros((0, region.n_input))
+    from gridverify.spec.region import dataset_loads
+
+    try:
+        x = dataset_loads(case, path)
+    except GridverifyError:
+        return np.zeros((0, region.n_input))  # the region stands; its points are a bonus
+    if x.shape[0] > n:
+        x = x[rng.choice(x.shape[0], n, replace=False)]
+    return np.clip(x, region.lower, region.upper)
 
 
 def _bound_stages(st: _State, graph: Any, region: Region, method: str, opts: CertifyOptions,

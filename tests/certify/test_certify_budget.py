@@ -93,3 +93,29 @@ def test_options_validation() -> None:
         CertifyOptions(bab_mode="fast")
     o = CertifyOptions(timeout=5.0, bab=BabOptions(timeout=2.0, tolerance=0.5))
     assert CertifyOptions.from_dict(json.loads(json.dumps(o.to_dict()))) == o
+
+
+def test_dataset_region_points_are_tried(case14, tiny_mlp, tmp_path) -> None:
+    import h5py
+
+    from gridverify.certify import evaluate_violations
+    from gridverify.spec.region import dataset_region
+
+    rng = np.random.default_rng(0)
+    nom = np.concatenate([case14.pd, case14.qd])
+    x = nom * rng.uniform(0.9, 1.1, size=(20, nom.size))
+    path = tmp_path / "data.h5"
+    with h5py.File(path, "w") as f:
+        f["input/pd"] = x[:, : case14.n_load]
+        f["input/qd"] = x[:, case14.n_load:]
+    region = dataset_region(case14, path)
+    net = tiny_mlp(case14)
+    cert = certify(case14, net, region, method="ibp", constraints="p_balance",
+                   options=CertifyOptions(samples=20, attack="none"))
+    cons = [c for c in cert.constraints]
+    from gridverify.spec.constraints import Constraint
+
+    v = evaluate_violations(case14, net, [Constraint(c.family, c.component, c.index)
+                                          for c in cons], x)
+    att = np.array([c.attained for c in cons])
+    assert np.all(att >= v.max(axis=0) - 1e-12)
