@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from gridverify.bab import BabOptions
 from gridverify.certify import Certificate, CertifyOptions, bab_available, certify
@@ -119,3 +120,25 @@ def test_dataset_region_points_are_tried(case14, tiny_mlp, tmp_path) -> None:
                                           for c in cons], x)
     att = np.array([c.attained for c in cons])
     assert np.all(att >= v.max(axis=0) - 1e-12)
+
+
+def test_onnx_witnesses_are_rechecked_in_onnxruntime() -> None:
+    """An ONNX proxy's violations stand only where onnxruntime reproduces them."""
+    from gridverify.physics.evaluate import violation_values
+    from gridverify.proxy.load import load_proxy
+    from gridverify.spec.constraints import Constraint
+    from gridverify.vnncomp.runner import OnnxChecker
+
+    case = load_compiled("pglib_opf_case14_ieee")
+    path = "models/case14_relu/model.onnx"
+    proxy = load_proxy(path, case=case)
+    cert = certify(case, proxy, constraints="p_balance[1,2,3]",
+                   options=CertifyOptions(samples=64))
+    checker = OnnxChecker(open(path, "rb").read())
+    for c in cert.constraints:
+        if c.status != "violated":
+            continue
+        y = checker.run(c.witness)[: proxy.output_size]
+        v = violation_values(case, [Constraint(c.family, c.component, c.index)],
+                             torch.from_numpy(c.witness[None]), torch.from_numpy(y[None]))
+        assert float(v[0, 0]) >= c.attained - 1e-12 and float(v[0, 0]) > c.threshold
