@@ -26,16 +26,33 @@ exit status: 0 all certified, 1 a violation found, 3 some open, 2 bad input
 """
 
 
-class _Defaults:
-    """CertifyOptions' defaults, read when the parser is built (keeps --help import-light)."""
+class _Default:
+    """A default of :class:`CertifyOptions` (dotted ``path``), read only when needed.
 
-    def __getattr__(self, name: str) -> Any:
+    Building the parser then imports nothing heavy; ``%(default)s`` in a help
+    text and :func:`_resolve_defaults` read the value.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def value(self) -> Any:
         from gridverify.certify.options import CertifyOptions
 
-        return getattr(CertifyOptions(), name)
+        v: Any = CertifyOptions()
+        for part in self.path.split("."):
+            v = getattr(v, part)
+        return v
+
+    def __str__(self) -> str:
+        v = self.value()
+        return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-_DEFAULTS = _Defaults()
+def _resolve_defaults(args: argparse.Namespace) -> None:
+    for k, v in vars(args).items():
+        if isinstance(v, _Default):
+            setattr(args, k, v.value())
 
 
 def register(sub: Any) -> None:
@@ -59,8 +76,8 @@ def register(sub: Any) -> None:
                    choices=("ibp", "crown", "alpha-crown", "bab"),
                    help="bounding method (default alpha-crown)")
     p.add_argument("--timeout", type=float, metavar="S", help="time limit in seconds")
-    p.add_argument("--samples", type=int, default=_DEFAULTS.samples, metavar="N",
-                   help=f"random loads tried before bounding (default {_DEFAULTS.samples})")
+    p.add_argument("--samples", type=int, default=_Default("samples"), metavar="N",
+                   help="random loads tried before bounding (default %(default)s)")
     p.add_argument("--attack", default="uncertified",
                    choices=("uncertified", "undecided", "all", "none"),
                    help="which constraints get the gradient attack: uncertified (default; "
@@ -70,18 +87,18 @@ def register(sub: Any) -> None:
                    help="intermediate bounds of the alpha-crown stage: alpha-crown (default; "
                    "optimized node by node, tighter, somewhat slower) or crown")
     p.add_argument("--seed", type=int, default=0, help="sampling and attack seed")
-    p.add_argument("--bab-timeout", type=float, default=_DEFAULTS.bab.timeout, metavar="S",
+    p.add_argument("--bab-timeout", type=float, default=_Default("bab.timeout"), metavar="S",
                    help="branch-and-bound seconds per constraint (--method bab; default "
-                   f"{_DEFAULTS.bab.timeout:g})")
-    p.add_argument("--bab-mode", default=_DEFAULTS.bab_mode, choices=("tighten", "decide"),
+                   "%(default)s)")
+    p.add_argument("--bab-mode", default="tighten", choices=("tighten", "decide"),
                    help="--method bab: tighten (default; every constraint whose gap, bound "
                    "minus worst found, exceeds --gap-tolerance, violated ones included, open "
                    "ones first) or decide (only the open ones, at their threshold)")
-    p.add_argument("--gap-tolerance", type=float, default=_DEFAULTS.bab.tolerance, metavar="G",
-                   help=f"--method bab: gap left alone (default {_DEFAULTS.bab.tolerance:g})")
-    p.add_argument("--memory-cap", type=float, default=_DEFAULTS.bab.memory_mb, metavar="MB",
+    p.add_argument("--gap-tolerance", type=float, default=_Default("bab.tolerance"),
+                   metavar="G", help="--method bab: gap left alone (default %(default)s)")
+    p.add_argument("--memory-cap", type=float, default=_Default("bab.memory_mb"), metavar="MB",
                    help="memory cap of branch-and-bound's domain store (--method bab; "
-                   "default 512)")
+                   "default %(default)s)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="torch CPU threads for this run (default 1: the graphs are small and "
                    "extra threads mostly contend)")
@@ -130,6 +147,7 @@ def run_certify(args: argparse.Namespace) -> int:
     from gridverify.certify import certify
     from gridverify.errors import SpecError
 
+    _resolve_defaults(args)
     if args.timeout is not None and not args.timeout > 0:
         raise SpecError(f"--timeout: must be > 0 seconds, got {args.timeout}")
     if args.samples < 0:
