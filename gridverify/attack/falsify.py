@@ -287,18 +287,27 @@ class _Run:
         v = torch.cat(vs)
         return (v, torch.cat(gs)) if grad else v
 
-    def every(self, x: torch.Tensor) -> torch.Tensor:
-        """Every objective at every point ``(B, m)``, float64 on the CPU, NaN -> -inf."""
-        out = []
+    def top(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``k`` best of the points ``x`` for every objective: values and indices ``(k, m)``.
+
+        Points are scored in chunks (at most about 4M scores at a time), so the
+        memory stays bounded for many points and objectives.
+        """
+        k = min(k, x.shape[0])
+        best_v = torch.full((0, self.m), -math.inf, dtype=torch.float64)
+        best_i = torch.zeros((0, self.m), dtype=torch.int64)
         chunk = max(1, min(self.max_batch, (1 << 22) // max(1, self.m)))
         with torch.no_grad():
             for s in range(0, x.shape[0], chunk):
                 xb = x[s:s + chunk].to(self.dev, self.dtype)
                 y = self.graph.evaluate_flat(xb, dtype=self.dtype, device=self.dev)
-                out.append(self.obj.every(y).to(torch.float64).cpu())
+                v = torch.nan_to_num(self.obj.every(y).to(torch.float64).cpu(), nan=-math.inf)
                 self.n_eval += xb.shape[0]
-        v = torch.cat(out) if out else torch.zeros((0, self.m), dtype=torch.float64)
-        return torch.nan_to_num(v, nan=-math.inf)
+                idx = torch.arange(s, s + xb.shape[0]).unsqueeze(1).expand(-1, self.m)
+                allv, alli = torch.cat([best_v, v]), torch.cat([best_i, idx])
+                tv, ti = allv.topk(min(k, allv.shape[0]), dim=0)
+                best_v, best_i = tv, alli.gather(0, ti)
+        return best_v, best_i
 
     def offer(self, x: torch.Tensor, rows: torch.Tensor, v: torch.Tensor) -> None:
         """Keep, per objective, the best of the points ``x`` scored ``v``."""
@@ -339,9 +348,7 @@ class _Run:
                 parts.append(torch.where(bits, hi0, lo0))
             if parts:
                 pool = torch.cat(parts).to(self.dev, self.dtype)
-                s = self.every(pool)  # (P, m)
-                k = min(R, pool.shape[0])
-                sv, si = s.topk(k, dim=0)  # (k, m)
+                sv, si = self.top(pool, R)  # (k, m)
                 self.offer(pool[si[0].to(self.dev)], torch.arange(m), sv[0])
                 cands.append(pool[si.T.to(self.dev)])
                 vals.append(sv.T.to(self.dev, self.dtype))
@@ -386,9 +393,8 @@ class _Run:
         """Score every objective's best point against every objective (shared box)."""
         if self.stop():
             return
-        s = self.every(self.best_x)  # (m points, m objectives)
-        v, i = s.max(dim=0)
-        self.offer(self.best_x[i.to(self.dev)].clone(), torch.arange(self.m), v)
+        v, i = self.top(self.best_x, 1)  # the best of the m points for each objective
+        self.offer(self.best_x[i[0].to(self.dev)].clone(), torch.arange(self.m), v[0])
 
     def polish(self) -> None:
         """Projected gradient from each best point, step doubled on success, quartered else."""
