@@ -450,13 +450,15 @@ def _bound_stages(st: _State, graph: Any, region: Region, method: str, opts: Cer
 def _attack_stage(st: _State, graph: Any, pgraph: Any, region: Region, case: Any,
                   module: torch.nn.Module, opts: CertifyOptions, budget: _Budget,
                   notify: Progress, last: bool) -> None:
-    """The falsifier on the targeted constraints' rows, nearest to deciding first.
+    """The falsifier on the targeted constraints, nearest to deciding first.
 
-    Starts: every constraint's best sampled load and the loads that minimize
-    and maximize each proxy output.  Every point found is re-evaluated in
-    float64 on the proxy module and the grid equations (not the graph).
+    The undecided constraints are attacked first (exactly as with
+    ``attack="undecided"``), then the other targeted ones.  Starts: every
+    targeted constraint's best load so far and the loads that minimize and
+    maximize each proxy output.  Every point found is re-evaluated in float64
+    on the proxy module and the grid equations (not the graph).
     """
-    from gridverify.attack import falsify, output_extremizers, row_objectives
+    from gridverify.attack import output_extremizers
 
     if opts.attack == "none":
         return
@@ -469,16 +471,27 @@ def _attack_stage(st: _State, graph: Any, pgraph: Any, region: Region, case: Any
         st.skip(mask, "attack")
         return
     notify("attack", 0.7)
-    ts = time.perf_counter()
     left = budget.left()
     share = 1.0 if last else opts.attack_options.time_share
     deadline = None if math.isinf(left) else time.monotonic() + share * left
-    order = st.priority(mask)
-    row_lists = [np.flatnonzero(st.physics.row_constraint == k) for k in order]
-    rows = np.concatenate(row_lists)
+    ext = output_extremizers(pgraph, region.lower, region.upper, deadline=deadline).numpy()
+    first = mask & st.undecided()
+    for group in (first, mask & ~first):
+        if group.any():
+            _attack_group(st, graph, region, case, module, opts, group, ext, deadline)
+
+
+def _attack_group(st: _State, graph: Any, region: Region, case: Any, module: torch.nn.Module,
+                  opts: CertifyOptions, group: np.ndarray, ext: np.ndarray,
+                  deadline: float | None) -> None:
+    """One falsifier call on the rows of the constraints in ``group``, then the focus."""
+    from gridverify.attack import falsify, row_objectives
+
+    ts = time.perf_counter()
+    order = st.priority(group)
+    rows = np.concatenate([np.flatnonzero(st.physics.row_constraint == k) for k in order])
     aopts = replace(opts.attack_options, seed=opts.seed)
-    ext = output_extremizers(pgraph, region.lower, region.upper, deadline=deadline)
-    starts = np.concatenate([np.unique(st.worst[mask], axis=0), ext.numpy()])
+    starts = np.concatenate([np.unique(st.worst[group], axis=0), ext])
     res = falsify(graph, region.lower, region.upper,
                   row_objectives(rows, st.physics.n_rows), aopts, starts=starts,
                   deadline=deadline)
