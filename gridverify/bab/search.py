@@ -117,13 +117,17 @@ def _as_spec(graph: Any, spec: Any) -> torch.Tensor:
 
 
 class _Falsifier:
-    """Batched signed-gradient ascent on domain boxes; float64 re-check of every point."""
+    """The in-search falsifier: :func:`gridverify.attack.falsify` on domain boxes.
+
+    Keeps the best point found (re-checked in float64 on every spec row).
+    """
 
     def __init__(self, graph: Any, spec: torch.Tensor, device: torch.device, seed: int) -> None:
         self.graph = graph
         self.spec = spec.to(device)
         self.device = device
-        self.gen = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.calls = 0
         self.best = -math.inf
         self.witness: np.ndarray | None = None
         #: spec rows the in-search attacks target (the root's worst bounds)
@@ -150,48 +154,30 @@ class _Falsifier:
 
     def attack(self, lo: torch.Tensor, hi: torch.Tensor, restarts: int, steps: int,
                rows: torch.Tensor | None = None) -> torch.Tensor:
-        """Best points of PGD on each box ``(D, n)``; returns ``(D, n)`` candidates.
+        """Best points of the falsifier on each box ``(D, n)``; returns candidate points.
 
-        Each restart ascends one spec row (the maximum of the rows follows only
-        the row that is largest at the start, and misses the others): restart
-        ``r`` of every box targets ``rows[r % len(rows)]`` (default: every row
-        in turn).  Restart 0 starts at the box centre, odd restarts at random
-        corners (the maximum of a nearly linear function sits at a corner),
-        the others at uniformly random points.
+        Each objective is one (box, spec row) pair (the maximum of the rows
+        follows only the row that is largest at the start, and misses the
+        others): every box is attacked on the target ``rows`` (default: every
+        row; at most ``restarts`` of them), with the restarts shared among them.
         """
+        from gridverify.attack import AttackOptions, falsify, linear_objectives
+
         D, n = lo.shape
         m = self.spec.shape[0]
-        targets = rows if rows is not None else torch.arange(m)
-        targets = targets.reshape(-1)[torch.arange(restarts) % max(1, targets.numel())]
-        lo_r = lo.repeat_interleave(restarts, 0).to(self.device, torch.float64)
-        hi_r = hi.repeat_interleave(restarts, 0).to(self.device, torch.float64)
-        u = torch.rand(lo_r.shape, generator=self.gen, dtype=torch.float64)
-        corner = (torch.rand(lo_r.shape, generator=self.gen) < 0.5).to(torch.float64)
-        odd = (torch.arange(D * restarts) % restarts) % 2 == 1
-        u = torch.where(odd[:, None], corner, u).to(self.device)
-        x = lo_r + u * (hi_r - lo_r)
-        x[::restarts] = (lo_r[::restarts] + hi_r[::restarts]) / 2
-        w = hi_r - lo_r
-        c = self.spec[targets.to(self.device)].repeat(D, 1)  # (D * restarts, n_out)
-        best_x, best_v = x.clone(), torch.full((D * restarts,), -math.inf, device=self.device,
-                                               dtype=torch.float64)
-        for t in range(steps + 1):
-            x = x.detach().requires_grad_(True)
-            y = self.graph.evaluate_flat(x, dtype=torch.float64, device=self.device)
-            v = (y * c).sum(-1)
-            vd = torch.nan_to_num(v.detach(), nan=-math.inf)
-            better = vd > best_v
-            best_v = torch.where(better, vd, best_v)
-            best_x = torch.where(better[:, None], x.detach(), best_x)
-            if t == steps:
-                break
-            (g,) = torch.autograd.grad(torch.nan_to_num(v).sum(), x, allow_unused=True)
-            if g is None:
-                break
-            step = 0.002 + 0.098 * 0.5 * (1 + math.cos(math.pi * t / max(1, steps)))
-            x = torch.maximum(torch.minimum(x.detach() + step * w * torch.sign(g), hi_r), lo_r)
-        # candidates: every restart's best point (offer() re-checks them on every row)
-        return best_x.cpu()
+        targets = (rows if rows is not None else torch.arange(m)).reshape(-1)[:max(1, restarts)]
+        T = targets.numel()
+        per = max(1, restarts // T)
+        c = self.spec[targets.to(self.device)].repeat(D, 1)  # (D * T, n_out)
+        blo = lo.repeat_interleave(T, 0)
+        bhi = hi.repeat_interleave(T, 0)
+        self.calls += 1
+        opts = AttackOptions(restarts=per, steps=steps, seed=self.seed + self.calls,
+                             rounds=1, vertex_rounds=2, polish_steps=5)
+        res = falsify(self.graph, blo, bhi, linear_objectives(c.cpu(), self.graph.output_size),
+                      opts, device=self.device)
+        # candidates: every objective's best point (offer() re-checks them on every row)
+        return res.inputs
 
 
 def _clip(db: Any, lo: torch.Tensor, hi: torch.Tensor,

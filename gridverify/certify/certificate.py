@@ -6,7 +6,7 @@ JSON form (the output contract of ``gridverify certify --json``)::
      "method": ..., "seconds": ..., "summary": {"certified", "violated", "open", "total"},
      "families": {family: {...per-family summary...}},
      "constraints": [{"family", "component", "upper_bound", "attained", "threshold",
-                      "status", "witness", "method", "seconds", "unit", ...}],
+                      "status", "witness", "method", "seconds", "unit", "reason", ...}],
      "provenance": {...}, "warnings": [...]}
 
 Non-finite numbers are written as ``null`` (an ``upper_bound`` of ``null`` means
@@ -67,6 +67,11 @@ class ConstraintResult:
     load vector ``worst_load`` (re-evaluated in float64 on the proxy and the grid
     equations); ``witness``: ``worst_load`` when ``attained > threshold``.
     ``seconds``: this constraint's share of the batched bounding and attack time.
+    ``reason``: why the work on this constraint stopped short, ``None`` when it
+    was fully processed (``not reached: timeout (stage)``: the certificate's
+    time budget ran out before that stage; ``memory cap``: branch-and-bound
+    filled its domain store; ``gap above tolerance``: the bound stays above the
+    worst found by more than the tolerance).
     """
 
     family: str
@@ -80,6 +85,7 @@ class ConstraintResult:
     seconds: float
     worst_load: np.ndarray | None = None
     rate: float | None = None  # thermal families: the branch rating (pu)
+    reason: str | None = None
 
     @property
     def witness(self) -> np.ndarray | None:
@@ -123,6 +129,7 @@ class ConstraintResult:
             "unit": self.unit,
             "index": int(self.index),
             "worst_load": None if self.worst_load is None else [float(v) for v in self.worst_load],
+            "reason": self.reason,
         }
         if self.rate is not None:
             ld = self.loading()
@@ -148,6 +155,7 @@ class ConstraintResult:
             seconds=float(d.get("seconds", 0.0)),
             worst_load=None if wl is None else np.asarray(wl, dtype=np.float64),
             rate=None if d.get("rate") is None else float(d["rate"]),
+            reason=None if d.get("reason") is None else str(d["reason"]),
         )
 
 

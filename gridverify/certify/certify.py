@@ -9,18 +9,27 @@ Pipeline (one batched pass over all constraints):
    chosen method.  ``alpha-crown`` first runs CROWN on every row, then
    alpha-CROWN on the rows CROWN left undecided (or on every row with
    ``CertifyOptions(refine="all")``).  Upper bounds are padded for rounding.
-3. **Attack** (falsification): projected gradient ascent with restarts and box
-   corners (:func:`gridverify.attack.pgd.pgd_maximize`) on the rows the bound
-   did not certify, violated ones included, so the reported worst violation is
-   pushed as high as the attack gets it (``attack="undecided"``: only rows not
-   yet violated either; ``"all"``: every row); every point found is
-   re-evaluated in float64 on the proxy module and the grid equations (not the
-   graph) and kept as the witness.
-4. ``bab``: constraints still open go to :mod:`gridverify.bab`.
+3. **Attack** (falsification, :func:`gridverify.attack.falsify`): structured
+   starts (each constraint's best sample, the loads that minimize and maximize
+   each proxy output, gradient-sign vertices, the best points of the other
+   rows), projected ascent, a polish and a vertex search, on the constraints
+   the bound did not certify, violated ones included, so the reported worst
+   violation is pushed as high as the attack gets it (``attack="undecided"``:
+   only constraints not yet violated either; ``"all"``: every one); the
+   constraints nearest to deciding first.  Every point found is re-evaluated
+   in float64 on the proxy module and the grid equations (not the graph), and
+   for ONNX proxies once more in onnxruntime, and kept as the witness.
+4. ``bab`` (:func:`gridverify.bab.bab_maximize`): ``bab_mode="tighten"``
+   tightens every constraint whose gap exceeds ``bab.tolerance`` (open ones
+   first); ``"decide"`` decides the open ones at their threshold.
 
-A stage that would start after ``timeout`` seconds is skipped; results of
-finished stages stand (they are sound), so a timeout leaves constraints
-``open``, never ``certified``.
+Statuses are anytime: ``violated`` whenever the worst found exceeds the
+threshold, whatever stage found it; ``open`` only when the bound is above and
+no violation is found.  One ``timeout`` budget covers every stage; a stage the
+budget does not reach is skipped for the constraints it would have processed,
+and each of them carries a reason (``not reached: timeout (stage)``; the
+certificate gets a warning).  Results of finished stages stand (they are
+sound), so a timeout leaves constraints ``open``, never ``certified``.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ import platform
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -46,6 +55,7 @@ from gridverify.certify.certificate import (
     decide_status,
 )
 from gridverify.certify.memory import MemoryBudget
+from gridverify.certify.options import ATTACKS, BAB_MODES, CertifyOptions
 from gridverify.errors import GridverifyError, SpecError
 from gridverify.physics.acp import PhysicsGraph, build_physics_graph, compose_with_proxy
 from gridverify.physics.evaluate import violation_values
@@ -63,82 +73,8 @@ METHODS = ("ibp", "crown", "alpha-crown", "bab")
 Progress = Callable[[str, float], None]
 
 
-#: which constraints the attack stage targets (see :class:`CertifyOptions`)
-ATTACKS = ("uncertified", "undecided", "all", "none")
-
-
 class RegionWarning(UserWarning):
     """The certified region is wider than the proxy's training region."""
-
-
-@dataclass(frozen=True)
-class CertifyOptions:
-    """Options of :func:`certify` (frozen; pass explicitly).
-
-    ``timeout``: seconds for the whole run (None: no limit).  ``samples``:
-    uniform random loads for the sampling stage.  ``attack``: which rows get
-    the PGD attack: ``"uncertified"`` (bound above the threshold: the
-    worst violation found is pushed up, not just past the threshold; rows a
-    sample already violated get one restart each),
-    ``"undecided"`` (bound above and attained below the threshold), ``"all"``
-    or ``"none"``.  ``attack_restarts``/``attack_steps``:
-    PGD effort per row.  ``refine``: rows for alpha-CROWN after CROWN,
-    ``"undecided"`` or ``"all"``.  ``alpha_iterations``: alpha-CROWN steps.
-    ``intermediate``: the alpha-CROWN stage's intermediate bounds,
-    ``"alpha-crown"`` (optimized node by node: on case57 and case118 it
-    certified more thermal and angle constraints for 10-25 % more time) or
-    ``"crown"``.
-    ``pad_rel``/``pad_abs``: rounding pad added to every upper bound
-    (``ub + pad_abs + pad_rel * |ub|``).  ``seed``: sampling and attack seed.
-    ``bab_timeout``: seconds of branch-and-bound per undecided constraint
-    (method ``bab``; also capped by ``timeout``).  ``bab_memory_mb``: cap on the
-    memory of branch-and-bound's domain store (reaching it leaves the constraint
-    ``open`` with a sound bound).  ``memory_cap_mb``: memory cap of the whole run
-    (MB; ``None``: a share of the machine's available memory): stages are sized
-    to it, fall back to cheaper methods or leave constraints ``open`` (see
-    :mod:`gridverify.certify.memory`).
-    """
-
-    timeout: float | None = None
-    samples: int = 1024
-    attack: str = "uncertified"
-    attack_restarts: int = 4
-    attack_steps: int = 30
-    refine: str = "undecided"
-    alpha_iterations: int = 20
-    intermediate: str = "alpha-crown"
-    pad_rel: float = 1e-9
-    pad_abs: float = 1e-9
-    seed: int = 0
-    bab_timeout: float | None = 30.0
-    bab_memory_mb: float = 512.0
-    memory_cap_mb: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.timeout is not None and not self.timeout > 0:
-            raise SpecError(f"options.timeout: must be > 0 seconds, got {self.timeout!r}")
-        if self.samples < 0:
-            raise SpecError(f"options.samples: must be >= 0, got {self.samples}")
-        if self.attack not in ATTACKS:
-            raise SpecError(f"options.attack: one of {', '.join(ATTACKS)}, got {self.attack!r}")
-        if self.refine not in ("undecided", "all"):
-            raise SpecError(f"options.refine: 'undecided' or 'all', got {self.refine!r}")
-        if self.attack_restarts < 1 or self.attack_steps < 0:
-            raise SpecError("options.attack_restarts must be >= 1 and attack_steps >= 0")
-        if self.alpha_iterations < 0:
-            raise SpecError("options.alpha_iterations must be >= 0")
-        if self.intermediate not in ("crown", "alpha-crown"):
-            raise SpecError(
-                f"options.intermediate: 'crown' or 'alpha-crown', got {self.intermediate!r}"
-            )
-        if self.bab_timeout is not None and not self.bab_timeout > 0:
-            raise SpecError(f"options.bab_timeout: must be > 0, got {self.bab_timeout!r}")
-        if not self.bab_memory_mb > 0:
-            raise SpecError(f"options.bab_memory_mb: must be > 0, got {self.bab_memory_mb!r}")
-        if self.memory_cap_mb is not None and not self.memory_cap_mb > 0:
-            raise SpecError(f"options.memory_cap_mb: must be > 0, got {self.memory_cap_mb!r}")
-        if not (self.pad_rel >= 0 and self.pad_abs >= 0):
-            raise SpecError("options.pad_rel/pad_abs must be >= 0")
 
 
 @dataclass
@@ -151,7 +87,15 @@ class _State:
     att: np.ndarray  # per constraint
     worst: np.ndarray  # (K, n_in) load of the attained value
     seconds: np.ndarray  # per constraint share
-    stage_methods: list[str] = field(default_factory=list)
+    #: per constraint: why its work stopped short (None: processed)
+    reason: list[str | None] = field(default_factory=list)
+    #: per constraint: the last stage that bounded it ("none" before any)
+    stage: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        k = len(self.thresholds)
+        self.reason = [None] * k
+        self.stage = ["none"] * k
 
     def rows_of(self, cons_mask: np.ndarray) -> np.ndarray:
         return np.flatnonzero(cons_mask[self.physics.row_constraint])
@@ -163,6 +107,48 @@ class _State:
     def undecided(self) -> np.ndarray:
         """Constraint mask: not certified by the bound and not violated by a point."""
         return ~(self.ub <= self.thresholds) & ~(self.att > self.thresholds)
+
+    def skip(self, cons: np.ndarray, stage: str) -> None:
+        """Constraints (mask or indices) a stage did not reach before the timeout."""
+        cons = np.asarray(cons)
+        idx = np.flatnonzero(cons) if cons.dtype == bool else cons.astype(np.int64)
+        for k in idx:
+            if self.reason[k] is None:
+                self.reason[k] = f"not reached: timeout ({stage})"
+
+    def priority(self, cons: np.ndarray) -> np.ndarray:
+        """Constraint indices of ``cons`` (mask), the nearest to deciding first.
+
+        Undecided ones first, by the share of their bracket ``[attained, bound]``
+        that lies below the threshold (small: a violation is near); then
+        violated ones, then certified ones, each by decreasing gap.
+        """
+        idx = np.flatnonzero(cons)
+        ub, att, thr = self.ub[idx], self.att[idx], self.thresholds[idx]
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            near = (thr - att) / np.maximum(ub - att, 1e-300)
+        near = np.nan_to_num(near, nan=np.inf, posinf=np.inf, neginf=-np.inf)
+        rank = np.where(att > thr, 1, np.where(ub <= thr, 2, 0))
+        gap = np.nan_to_num(ub - att, nan=np.inf, posinf=np.inf, neginf=0.0)
+        key2 = np.where(rank == 0, near, -gap)
+        return idx[np.lexsort((key2, rank))]
+
+
+class _Budget:
+    """The one time budget of a certificate (``timeout`` seconds from ``t0``)."""
+
+    def __init__(self, t0: float, timeout: float | None) -> None:
+        self.t0, self.timeout = t0, timeout
+
+    def left(self) -> float:
+        """Seconds left (``inf`` without a timeout)."""
+        if self.timeout is None:
+            return math.inf
+        return self.timeout - (time.perf_counter() - self.t0)
+
+    def expired(self) -> bool:
+        """Whether the budget is spent."""
+        return self.left() <= 0
 
 
 def _resolve_case(case: Any) -> Any:
@@ -385,10 +371,6 @@ def proxy_graph(proxy: Any) -> Any:
     return g
 
 
-def _timed_out(t0: float, opts: CertifyOptions) -> bool:
-    return opts.timeout is not None and time.perf_counter() - t0 > opts.timeout
-
-
 def certify(
     case: Any,
     proxy: Any,
@@ -414,10 +396,7 @@ def certify(
     opts = options or CertifyOptions()
     if method not in METHODS:
         raise SpecError(f"method: {method!r} is not one of {', '.join(METHODS)}")
-    bab_mod = None
-    if method == "bab":
-        bab_mod = _bab_entry()
-    bab_runs: list[dict[str, Any]] = []
+    bab_fn = _bab_entry() if method == "bab" else None
     case = _resolve_case(case)
     prox = _resolve_proxy(proxy, case)
     warn_list: list[str] = []
@@ -432,92 +411,249 @@ def certify(
     thr = resolve_thresholds(case, cons, thresholds)
     module = prox.module  # float64, evaluation mode (load_proxy's contract)
     notify = progress or (lambda stage, frac: None)
+    budget = _Budget(t0, opts.timeout)
+    memory = MemoryBudget.resolve(opts.memory_cap_mb)
+    memory.check_start("building the graph")
 
-    budget = MemoryBudget.resolve(opts.memory_cap_mb)
-    budget.check_start("building the graph")
     notify("building graph", 0.0)
     physics = build_physics_graph(case, cons)
-    graph = compose_with_proxy(physics, proxy_graph(prox))
-    per_point = _point_bytes(graph)
+    pgraph = proxy_graph(prox)
+    graph = compose_with_proxy(physics, pgraph)
     K = len(cons)
     st = _State(physics, thr, np.full(K, np.inf), np.full(K, -np.inf),
                 np.tile(region.center, (K, 1)), np.zeros(K))
-    rng = np.random.default_rng(opts.seed)
 
-    # 1. sampling
     notify("sampling", 0.05)
+    _sample_stage(st, case, module, region, opts, memory, _point_bytes(graph))
+    _bound_stages(st, graph, region, method, opts, budget, notify, memory, warn_list)
+    _attack_stage(st, graph, pgraph, region, case, module, opts, budget, notify,
+                  last=bab_fn is None)
+    bab_runs: list[dict[str, Any]] = []
+    if bab_fn is not None:
+        notify("bab", 0.85)
+        bab_runs = _run_bab(bab_fn, st, graph, region, case, module, opts, budget, notify)
+    warn_list += _onnx_recheck(st, case, prox)
+    warn_list += _budget_warnings(st, opts)
+    notify("done", 1.0)
+    return _certificate(st, case, prox, module, cons, region, method, opts, thresholds,
+                        warn_list, bab_runs, t0)
+
+
+def _point_bytes(graph: Any) -> float:
+    """Bytes one load point takes when evaluated on ``graph`` (every node's value, twice)."""
+    return 16.0 * sum(n.size for n in graph.nodes)
+
+
+def _sample_stage(st: _State, case: Any, module: torch.nn.Module, region: Region,
+                  opts: CertifyOptions, memory: MemoryBudget, per_point: float) -> None:
+    """Uniform loads, the box centre and its two extreme corners, in float64.
+
+    A region made from an OPF dataset adds up to ``samples`` of the dataset's
+    loads; every constraint's best point is an attack start later.
+    """
     ts = time.perf_counter()
+    rng = np.random.default_rng(opts.seed)
     pts = [region.center[None, :], region.lower[None, :], region.upper[None, :]]
     if opts.samples:
         pts.append(region.sample(opts.samples, rng))
-    budget.check_start("sampling")
+    pts.append(_dataset_points(case, region, opts.samples, rng))
+    memory.check_start("sampling")
     _update_attained(st, case, module, np.concatenate(pts, axis=0),
-                     batch=max(1, budget.batch(per_point, 8192)))
-    st.seconds += (time.perf_counter() - ts) / K
+                     batch=max(1, memory.batch(per_point, 8192)))
+    st.seconds += (time.perf_counter() - ts) / len(st.thresholds)
 
-    # 2. bounds
-    all_rows = np.arange(physics.n_rows)
+
+def _dataset_points(case: Any, region: Region, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``n`` load samples of the OPF dataset a ``dataset`` region was made from."""
+    path = dict(region.params).get("path") if region.kind == "dataset" else None
+    if path is None or n <= 0:
+        return np.zeros((0, region.n_input))
+    from gridverify.spec.region import dataset_loads
+
+    try:
+        x = dataset_loads(case, path)
+    except GridverifyError:
+        return np.zeros((0, region.n_input))  # the region stands; its points are a bonus
+    if x.shape[0] > n:
+        x = x[rng.choice(x.shape[0], n, replace=False)]
+    return np.clip(x, region.lower, region.upper)
+
+
+def _bound_stages(st: _State, graph: Any, region: Region, method: str, opts: CertifyOptions,
+                  budget: _Budget, notify: Progress, memory: MemoryBudget,
+                  notes: list[str]) -> None:
+    """The bound stages of ``method`` (alpha-CROWN after CROWN on what CROWN left)."""
+    physics = st.physics
     stages = {"ibp": ["ibp"], "crown": ["crown"], "alpha-crown": ["crown", "alpha-crown"],
               "bab": ["crown", "alpha-crown"]}[method]
     for i, stage in enumerate(stages):
-        if _timed_out(t0, opts):
-            warn_list.append(f"timeout before the {stage} stage: remaining constraints open")
-            break
         if stage == "alpha-crown" and opts.refine == "undecided":
-            rows = st.rows_of(st.undecided())
+            cmask = st.undecided()
         else:
-            rows = all_rows
+            cmask = np.ones(len(st.thresholds), dtype=bool)
+        rows = st.rows_of(cmask)
         if rows.size == 0:
+            continue
+        if budget.expired():
+            st.skip(cmask, stage)
             continue
         notify(f"{stage} ({rows.size} rows)", 0.1 + 0.5 * i / len(stages))
         ts = time.perf_counter()
-        up = _bound_rows(graph, region, rows, physics.n_rows, stage, opts.alpha_iterations,
-                         opts.intermediate, budget=budget, notes=warn_list)
+        up = _bound_rows(graph, region, rows, physics.n_rows, stage,
+                         opts.bounds.alpha_iterations, opts.bounds.intermediate,
+                         budget=memory, notes=notes)
         _apply_row_bounds(st, rows, up, opts)
         dt = time.perf_counter() - ts
         touched = np.unique(physics.row_constraint[rows])
+        for k in touched:
+            st.stage[k] = stage
         st.seconds[touched] += dt / max(touched.size, 1)
 
-    # 3. attack
-    if opts.attack != "none" and not _timed_out(t0, opts):
-        mask = {"undecided": st.undecided, "uncertified": st.uncertified,
-                "all": lambda: np.ones(K, dtype=bool)}[opts.attack]()
-        # constraints a sample already violated get one restart (it finds nearly
-        # all of the extra violation at a quarter of the cost), the rest the full effort
-        seen = mask & (st.att > st.thresholds)
-        for part, restarts in ((mask & ~seen, opts.attack_restarts), (seen, 1)):
-            rows = st.rows_of(part)
-            if not rows.size or _timed_out(t0, opts):
-                continue
-            notify(f"attack ({rows.size} rows)", 0.7)
-            ts = time.perf_counter()
-            # PGD keeps every node's value of its batch for the gradient
-            max_batch = budget.batch(4 * per_point, 4096, smallest=restarts)
-            if not max_batch:
-                warn_list.append(f"memory cap {budget.cap_mb:.0f} MB: no room for the attack "
-                                 f"on {rows.size} rows; skipped")
-                continue
-            xs = _attack_rows(graph, region, rows, physics.n_rows, opts, t0, restarts,
-                              max_batch)
-            _update_attained(st, case, module, xs)
-            dt = time.perf_counter() - ts
-            touched = np.unique(physics.row_constraint[rows])
-            st.seconds[touched] += dt / max(touched.size, 1)
 
-    # 4. branch and bound
-    if bab_mod is not None and not _timed_out(t0, opts):
-        notify("bab", 0.85)
-        bab_runs = _run_bab(bab_mod, st, graph, region, case, module, opts, t0, notify)
+def _attack_stage(st: _State, graph: Any, pgraph: Any, region: Region, case: Any,
+                  module: torch.nn.Module, opts: CertifyOptions, budget: _Budget,
+                  notify: Progress, last: bool) -> None:
+    """The falsifier on the targeted constraints, nearest to deciding first.
 
-    notify("done", 1.0)
+    The undecided constraints are attacked first (exactly as with
+    ``attack="undecided"``), then the other targeted ones.  Starts: every
+    targeted constraint's best load so far and the loads that minimize and
+    maximize each proxy output.  Every point found is re-evaluated in float64
+    on the proxy module and the grid equations (not the graph).
+    """
+    from gridverify.attack import output_extremizers
+
+    if opts.attack == "none":
+        return
+    K = len(st.thresholds)
+    mask = {"undecided": st.undecided, "uncertified": st.uncertified,
+            "all": lambda: np.ones(K, dtype=bool)}[opts.attack]()
+    if not mask.any():
+        return
+    if budget.expired():
+        st.skip(mask, "attack")
+        return
+    notify("attack", 0.7)
+    left = budget.left()
+    share = 1.0 if last else opts.attack_options.time_share
+    deadline = None if math.isinf(left) else time.monotonic() + share * left
+    ext = output_extremizers(pgraph, region.lower, region.upper, deadline=deadline).numpy()
+    first = mask & st.undecided()
+    for group in (first, mask & ~first):
+        if group.any():
+            _attack_group(st, graph, region, case, module, opts, group, ext, deadline)
+
+
+def _attack_group(st: _State, graph: Any, region: Region, case: Any, module: torch.nn.Module,
+                  opts: CertifyOptions, group: np.ndarray, ext: np.ndarray,
+                  deadline: float | None) -> None:
+    """One falsifier call on the rows of the constraints in ``group``, then the focus."""
+    from gridverify.attack import falsify, row_objectives
+
+    ts = time.perf_counter()
+    order = st.priority(group)
+    rows = np.concatenate([np.flatnonzero(st.physics.row_constraint == k) for k in order])
+    aopts = replace(opts.attack_options, seed=opts.seed)
+    starts = np.concatenate([np.unique(st.worst[group], axis=0), ext])
+    res = falsify(graph, region.lower, region.upper,
+                  row_objectives(rows, st.physics.n_rows), aopts, starts=starts,
+                  deadline=deadline)
+    x = np.clip(res.inputs.numpy().astype(np.float64), region.lower, region.upper)
+    _update_attained(st, case, module, x)
+    if res.reached is not None and not bool(res.reached.all()):
+        missed = np.unique(st.physics.row_constraint[rows[~res.reached.numpy()]])
+        st.skip(missed, "attack")
+    focus = _focus(st, order, opts.attack_focus)
+    if focus.size and (deadline is None or time.monotonic() < deadline):
+        frows = np.concatenate([np.flatnonzero(st.physics.row_constraint == k) for k in focus])
+        fopts = replace(aopts, restarts=4 * aopts.restarts, steps=2 * aopts.steps,
+                        seed=opts.seed + 1)
+        res = falsify(graph, region.lower, region.upper,
+                      row_objectives(frows, st.physics.n_rows), fopts,
+                      starts=np.concatenate([starts, x]), deadline=deadline)
+        _update_attained(st, case, module,
+                         np.clip(res.inputs.numpy(), region.lower, region.upper))
+    dt = time.perf_counter() - ts
+    st.seconds[order] += dt / max(order.size, 1)
+
+
+def _focus(st: _State, order: np.ndarray, per_family: int) -> np.ndarray:
+    """The constraints of ``order`` that get a second, 4x heavier attack.
+
+    Per family, the ``per_family`` undecided ones nearest their threshold (a
+    violation decides them) and the ``per_family`` with the largest worst found
+    (the family's worst magnitude); none when ``per_family`` is 0.
+    """
+    if per_family <= 0 or not order.size:
+        return order[:0]
+    fams = np.array([st.physics.constraints[k].family for k in order])
+    und = st.undecided()[order]
+    pick: list[int] = []
+    for fam in dict.fromkeys(fams):
+        mine = order[fams == fam]
+        pick += list(mine[und[fams == fam]][:per_family])  # order: nearest first
+        pick += list(mine[np.argsort(-st.att[mine], kind="stable")][:per_family])
+    return np.array(sorted(set(pick)), dtype=np.int64)
+
+
+def _onnx_recheck(st: _State, case: Any, prox: Any) -> list[str]:
+    """ONNX proxies: every witness re-run in onnxruntime; the lower of the two values counts.
+
+    Returns warnings for witnesses onnxruntime does not confirm.
+    """
+    src = str(getattr(prox, "source", "") or "")
+    ks = np.flatnonzero(st.att > st.thresholds)
+    if not src.lower().endswith(".onnx") or not ks.size:
+        return []
+    from pathlib import Path
+
+    from gridverify.vnncomp.runner import OnnxChecker
+
+    checker = OnnxChecker(Path(src).read_bytes())
+    x = st.worst[ks]
+    y = np.stack([checker.run(xi)[: prox.output_size] for xi in x])
+    v = violation_values(case, st.physics.constraints, torch.from_numpy(x),
+                         torch.from_numpy(y)).numpy()
+    ort = np.where(np.isnan(v[np.arange(ks.size), ks]), -np.inf, v[np.arange(ks.size), ks])
+    st.att[ks] = np.minimum(st.att[ks], ort)
+    lost = int((ort <= st.thresholds[ks]).sum())
+    if lost:
+        return [f"{lost} violation(s) found on the proxy graph are not confirmed by "
+                "onnxruntime; those constraints are not reported violated"]
+    return []
+
+
+def _budget_warnings(st: _State, opts: CertifyOptions) -> list[str]:
+    """A warning per kind of work left undone (timeout, memory cap)."""
+    out = []
+    n = sum(r is not None and r.startswith("not reached: timeout") for r in st.reason)
+    if n:
+        out.append(f"timeout: the {opts.timeout:g} s budget ran out before {n} constraint(s) "
+                   "were fully processed (see each constraint's reason)")
+    n = sum(r == "memory cap" for r in st.reason)
+    if n:
+        out.append(f"memory cap: branch-and-bound stopped at its {opts.bab.memory_mb:g} MB "
+                   f"domain store on {n} constraint(s)")
+    return out
+
+
+def _certificate(st: _State, case: Any, prox: Any, module: torch.nn.Module,
+                 cons: list[Constraint], region: Region, method: str, opts: CertifyOptions,
+                 thresholds: ThresholdSpec | None, warn_list: list[str],
+                 bab_runs: list[dict[str, Any]], t0: float) -> Certificate:
     results = []
+    thr = st.thresholds
     for k, c in enumerate(cons):
         ub, att = float(st.ub[k]), float(st.att[k])
         status = decide_status(ub, att, float(thr[k]))
+        reason = st.reason[k]
+        if reason is None and status == OPEN:
+            reason = "gap above tolerance"
+        how = method if reason is None or not reason.startswith("not reached") else st.stage[k]
         rate = float(case.rate_a[c.index]) if c.family.startswith("thermal") else None
         results.append(ConstraintResult(
-            c.family, c.component, c.index, ub, att, float(thr[k]), status, method,
-            float(st.seconds[k]), st.worst[k].copy(), rate,
+            c.family, c.component, c.index, ub, att, float(thr[k]), status, how,
+            float(st.seconds[k]), st.worst[k].copy(), rate, reason,
         ))
     prov = {
         "case_name": case.name,
@@ -526,46 +662,18 @@ def certify(
         "model_source": prox.source,
         "model_hash": model_hash(module),
         "proxy_case_hash": prox.case_hash,
-        "options": asdict(opts),
+        "options": opts.to_dict(),
         "thresholds": (thresholds or ThresholdSpec()).to_dict(),
         "versions": _versions(),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    if bab_mod is not None:
+    if method == "bab":
         prov["bab"] = bab_runs
     return Certificate(
         case=case.name, model=prox.source or "<module>", region=region, method=method,
         seconds=time.perf_counter() - t0, constraints=tuple(results), provenance=prov,
         warnings=tuple(warn_list),
     )
-
-
-def _point_bytes(graph: Any) -> float:
-    """Bytes one load point takes when evaluated on ``graph`` (every node's value, twice)."""
-    return 16.0 * sum(n.size for n in graph.nodes)
-
-
-def _attack_rows(graph: Any, region: Region, rows: np.ndarray, n_rows: int,
-                 opts: CertifyOptions, t0: float, restarts: int,
-                 max_batch: int = 4096) -> np.ndarray:
-    """PGD on the composed graph, one objective per row; returns the inputs found."""
-    from gridverify.attack.pgd import pgd_maximize_fn
-
-    pick = torch.from_numpy(np.asarray(rows, dtype=np.int64))  # objective r: violation row
-
-    def obj(y: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        return y.gather(-1, pick[r].to(y.device).unsqueeze(-1)).squeeze(-1)
-
-    limit = None
-    if opts.timeout is not None:
-        limit = max(opts.timeout - (time.perf_counter() - t0), 0.1)
-    res = pgd_maximize_fn(
-        graph, region.lower, region.upper, obj, int(rows.size), restarts=restarts,
-        steps=opts.attack_steps, seed=opts.seed, include_corners=True,
-        dtype=torch.float64, time_limit=limit, max_batch=max_batch,
-    )
-    x = res.inputs.detach().cpu().numpy().astype(np.float64)
-    return np.clip(x, region.lower, region.upper)
 
 
 def bab_available() -> bool:
@@ -585,37 +693,56 @@ def _bab_entry() -> Any:
     return bab_maximize
 
 
-def _bab_call(fn: Any, graph: Any, region: Region, spec: np.ndarray, threshold: float,
-              limit: float | None, memory_mb: float | None = None,
-              progress: Callable[[dict], None] | None = None) -> Any:
+def _bab_call(fn: Any, graph: Any, region: Region, spec: np.ndarray, threshold: float | None,
+              options: Any, mode: str, progress: Callable[[dict], None] | None = None) -> Any:
     """One bab_maximize call; without the pre-built branching-point table, midpoints."""
-    from gridverify.bab import BabOptions
-    from gridverify.bab.points import PointsUnavailableError
-
-    kw = {"threshold": threshold, "timeout": limit, "memory_mb": memory_mb,
-          "progress": progress}
+    kw = {"threshold": threshold, "mode": mode, "progress": progress}
     try:
-        return fn(graph, region.lower, region.upper, spec, **kw)
-    except PointsUnavailableError:
-        pass
-    return fn(graph, region.lower, region.upper, spec, options=BabOptions(points="midpoint"),
-              **kw)
+        return fn(graph, region.lower, region.upper, spec, options=options, **kw)
+    except GridverifyError as exc:
+        if "branching-point table" not in str(exc):
+            raise
+    return fn(graph, region.lower, region.upper, spec,
+              options=replace(options, points="midpoint"), **kw)
+
+
+#: why branch-and-bound stopped (BabResult.reason) -> the constraint's reason
+_BAB_REASONS = {"memory": "memory cap", "timeout": "gap above tolerance",
+                "max_domains": "gap above tolerance", "unsplittable": "gap above tolerance"}
+
+
+def _bab_todo(st: _State, opts: CertifyOptions) -> np.ndarray:
+    """The constraints branch-and-bound works on, most valuable first.
+
+    ``decide``: the undecided ones.  ``tighten``: every constraint whose gap
+    (bound minus worst found) exceeds ``bab.tolerance``: open ones first, then
+    violated, then certified ones, each by decreasing gap.
+    """
+    if opts.bab_mode == "decide":
+        return st.priority(st.undecided())
+    gap = st.ub - st.att
+    return st.priority(~(gap <= opts.bab.tolerance))
 
 
 def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
-             module: torch.nn.Module, opts: CertifyOptions, t0: float,
+             module: torch.nn.Module, opts: CertifyOptions, budget: _Budget,
              notify: Progress | None = None) -> list[dict[str, Any]]:
-    """Branch-and-bound on every undecided constraint (decision mode at its threshold).
+    """Branch-and-bound on the constraints of :func:`_bab_todo`, within the one budget.
 
     The spec of a constraint is its violation rows, so BaB bounds their maximum
-    (``|residual|`` for balance constraints).  Returns one trace per BaB call
-    (see :func:`_bab_trace`), for ``provenance["bab"]``.
+    (``|residual|`` for balance constraints).  ``decide`` runs decision mode at
+    the threshold; ``tighten`` runs optimization mode (stops when the gap is at
+    most ``bab.tolerance``).  Each call gets ``bab.timeout`` seconds, capped by
+    what is left of ``timeout``.  Returns one trace per BaB call (see
+    :func:`_bab_trace`), for ``provenance["bab"]``.
     """
     runs: list[dict[str, Any]] = []
     n_rows = st.physics.n_rows
-    todo = np.flatnonzero(st.undecided())
+    todo = _bab_todo(st, opts)
+    decide = opts.bab_mode == "decide"
     for j, k in enumerate(todo):
-        if _timed_out(t0, opts):
+        if budget.expired():
+            st.skip(todo[j:], "bab")
             break
         c = st.physics.constraints[k]
         label = f"bab {c.family}[{c.component}] ({j + 1}/{todo.size})"
@@ -629,23 +756,31 @@ def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
         rows = np.flatnonzero(st.physics.row_constraint == k)
         spec = np.zeros((rows.size, n_rows))
         spec[np.arange(rows.size), rows] = 1.0
-        limit = opts.bab_timeout
-        if opts.timeout is not None:
-            left = max(opts.timeout - (time.perf_counter() - t0), 0.1)
-            limit = left if limit is None else min(limit, left)
+        limit = opts.bab.timeout
+        left = budget.left()
+        if math.isfinite(left):
+            limit = max(left, 0.05) if limit is None else min(limit, max(left, 0.05))
         ts = time.perf_counter()
-        out = _bab_call(fn, graph, region, spec, float(st.thresholds[k]), limit,
-                        opts.bab_memory_mb, show)
+        out = _bab_call(fn, graph, region, spec, float(st.thresholds[k]) if decide else None,
+                        replace(opts.bab, timeout=limit, seed=opts.seed),
+                        "decision" if decide else "optimization", show)
         ub = float(out.upper_bound)
         if math.isfinite(ub):
             ub = ub + opts.pad_abs + opts.pad_rel * abs(ub)
             st.ub[k] = min(st.ub[k], ub)
+        st.stage[k] = "bab"
         if out.witness is not None:
             x = np.clip(np.atleast_2d(np.asarray(out.witness, dtype=np.float64)),
                         region.lower, region.upper)
             _update_attained(st, case, module, x)
+        if not st.ub[k] - st.att[k] <= opts.bab.tolerance and not (
+                decide and out.status != OPEN):
+            reason = _BAB_REASONS.get(str(out.reason), f"bab {out.reason}")
+            if str(out.reason) == "timeout" and budget.expired():
+                reason = "not reached: timeout (bab)"
+            st.reason[k] = reason
         st.seconds[k] += time.perf_counter() - ts
-        runs.append(_bab_trace(c, out, ts - t0))
+        runs.append(_bab_trace(c, out, ts - budget.t0))
     return runs
 
 
@@ -667,6 +802,8 @@ def _bab_trace(c: Constraint, out: Any, offset: float) -> dict[str, Any]:
 
 
 __all__ = [
+    "ATTACKS",
+    "BAB_MODES",
     "CERTIFIED",
     "METHODS",
     "OPEN",

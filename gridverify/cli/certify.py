@@ -34,6 +34,35 @@ exit status: 0 all certified, 1 a violation found, 3 some open, 2 bad input
 """
 
 
+class _Default:
+    """A default of :class:`CertifyOptions` (dotted ``path``), read only when needed.
+
+    Building the parser then imports nothing heavy; ``%(default)s`` in a help
+    text and :func:`_resolve_defaults` read the value.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def value(self) -> Any:
+        from gridverify.certify.options import CertifyOptions
+
+        v: Any = CertifyOptions()
+        for part in self.path.split("."):
+            v = getattr(v, part)
+        return v
+
+    def __str__(self) -> str:
+        v = self.value()
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _resolve_defaults(args: argparse.Namespace) -> None:
+    for k, v in vars(args).items():
+        if isinstance(v, _Default):
+            setattr(args, k, v.value())
+
+
 def register(sub: Any) -> None:
     """Install the ``certify`` command."""
     from gridverify.cli._args import add_progress_flag, count, nonneg_float, positive_float, seed
@@ -60,8 +89,8 @@ def register(sub: Any) -> None:
                    choices=("ibp", "crown", "alpha-crown", "bab"),
                    help="bounding method")
     p.add_argument("--timeout", type=positive_float, metavar="S",
-                   help="time limit in seconds (default: none)")
-    p.add_argument("--samples", type=count(0), default=1024, metavar="N",
+                   help="time limit in seconds for the whole certificate (default: none)")
+    p.add_argument("--samples", type=count(0), default=_Default("samples"), metavar="N",
                    help="random loads tried before bounding")
     p.add_argument("--attack", default="uncertified",
                    choices=("uncertified", "undecided", "all", "none"),
@@ -72,8 +101,14 @@ def register(sub: Any) -> None:
                    help="intermediate bounds of the alpha-crown stage: alpha-crown "
                    "(optimized node by node, tighter, somewhat slower) or crown")
     p.add_argument("--seed", type=seed, default=0, help="sampling and attack seed")
-    p.add_argument("--bab-timeout", type=nonneg_float, default=30.0, metavar="S",
-                   help="branch-and-bound seconds per undecided constraint (--method bab)")
+    p.add_argument("--bab-timeout", type=positive_float, default=_Default("bab.timeout"),
+                   metavar="S", help="branch-and-bound seconds per constraint (--method bab)")
+    p.add_argument("--bab-mode", default="tighten", choices=("tighten", "decide"),
+                   help="--method bab: tighten (every constraint whose gap, bound "
+                   "minus worst found, exceeds --gap-tolerance, violated ones included, open "
+                   "ones first) or decide (only the open ones, at their threshold)")
+    p.add_argument("--gap-tolerance", type=nonneg_float, default=_Default("bab.tolerance"),
+                   metavar="G", help="--method bab: gap left alone")
     p.add_argument("--memory-cap", type=positive_float, metavar="MB",
                    help="memory cap of the run: stages shrink, fall back or leave "
                    "constraints open to stay under it (default: 80%% of the available "
@@ -126,10 +161,11 @@ def _build_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
 
 def run_certify(args: argparse.Namespace) -> int:
     """Handler of ``gridverify certify``; returns the exit status."""
-    from gridverify.certify import CertifyOptions, certify
+    from gridverify.certify import certify
     from gridverify.cli._args import show_progress
     from gridverify.fileio import check_output_path
 
+    _resolve_defaults(args)
     if args.out:
         check_output_path(args.out, "--out")
     import torch
@@ -138,10 +174,7 @@ def run_certify(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         case, proxy, region, cons, thr = _build_inputs(args)
-        opts = CertifyOptions(timeout=args.timeout, samples=args.samples, attack=args.attack,
-                              seed=args.seed, bab_timeout=args.bab_timeout,
-                              intermediate=args.intermediate, memory_cap_mb=args.memory_cap,
-                              bab_memory_mb=min(512.0, (args.memory_cap or 1024.0) / 2))
+        opts = _options(args)
         if show_progress(args, quiet=args.quiet or args.json):
             cert = _with_progress(certify, case, proxy, region, cons, args.method, opts, thr)
         else:
@@ -157,6 +190,27 @@ def run_certify(args: argparse.Namespace) -> int:
     elif not args.quiet:
         _print_table(cert)
     return cert.exit_status
+
+
+def _options(args: argparse.Namespace) -> Any:
+    """The CertifyOptions of the command line (defaults from CertifyOptions itself)."""
+    from dataclasses import replace
+
+    from gridverify.bab.options import BabOptionsError
+    from gridverify.certify import CertifyOptions
+    from gridverify.errors import SpecError
+
+    d = CertifyOptions()
+    try:
+        bab = replace(d.bab, timeout=args.bab_timeout,
+                      memory_mb=min(512.0, (args.memory_cap or 1024.0) / 2),
+                      tolerance=args.gap_tolerance)
+    except BabOptionsError as exc:
+        raise SpecError(f"--bab-timeout/--gap-tolerance: {exc}") from None
+    return CertifyOptions(timeout=args.timeout, samples=args.samples, attack=args.attack,
+                          seed=args.seed, bab=bab, bab_mode=args.bab_mode,
+                          bounds=replace(d.bounds, intermediate=args.intermediate),
+                          memory_cap_mb=args.memory_cap)
 
 
 def _with_progress(certify: Any, case: Any, proxy: Any, region: Any, cons: Any, method: str,
@@ -252,6 +306,9 @@ def _print_table(cert: Any) -> None:
         f"{s['certified']} certified, {s['violated']} violated, {s['open']} open "
         f"of {s['total']} constraints in {cert.seconds:.1f} s"
     )
+    for w in cert.warnings:
+        if w.startswith(("timeout", "memory cap")):
+            console.print(f"[yellow]incomplete: {w}[/yellow]")
 
 
 def _short_model(model: str) -> str:

@@ -225,8 +225,18 @@ def dataset_region(case: Any, path: str | Path) -> Region:
     """The per-input range of the load samples stored in an OPF dataset (HDF5) file.
 
     The loads are read from ``input/pd`` and ``input/qd`` (or ``pd``/``qd`` at the
-    root), each ``(n_samples, n_load)`` per-unit.
+    root), each ``(n_samples, n_load)`` per-unit (:func:`dataset_loads`).
     """
+    x = dataset_loads(case, path)
+    return validate_region(
+        case,
+        Region(x.min(axis=0), x.max(axis=0), "dataset", (("path", str(path)),)),
+        name=f"region dataset {path}",
+    )
+
+
+def dataset_loads(case: Any, path: str | Path) -> np.ndarray:
+    """The load samples ``(n_samples, 2 n_load)`` (pd then qd) of an OPF dataset file."""
     import h5py
 
     path = Path(path)
@@ -258,11 +268,7 @@ def dataset_region(case: Any, path: str | Path) -> Region:
     x = np.concatenate([pd, qd], axis=1)
     if not np.all(np.isfinite(x)):
         raise SpecError(f"region dataset {path}: non-finite load values")
-    return validate_region(
-        case,
-        Region(x.min(axis=0), x.max(axis=0), "dataset", (("path", str(path)),)),
-        name=f"region dataset {path}",
-    )
+    return x
 
 
 def region_from_mapping(case: Any, data: dict[str, Any], base: Path | None = None) -> Region:

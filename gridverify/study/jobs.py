@@ -168,17 +168,17 @@ def _certify(job: Job) -> Any:
     import numpy as np
     import torch
 
-    from gridverify.certify import CertifyOptions, certify
+    from gridverify.certify import certify
     from gridverify.errors import StudyError
     from gridverify.grid import load_compiled
     from gridverify.proxy.load import load_proxy
     from gridverify.spec.constraints import ConstraintSelection
     from gridverify.spec.region import Region
     from gridverify.spec.thresholds import thresholds_from_mapping
-    from gridverify.study.spec import path_digest
+    from gridverify.study.spec import StudyOptions, path_digest
 
-    o = job.options
-    torch.set_num_threads(int(o.get("threads", 1)))
+    so = StudyOptions.from_dict(job.options)
+    torch.set_num_threads(so.threads)
     if job.model_digest and path_digest(job.model) != job.model_digest:
         raise StudyError(f"model {job.model}: its files changed after the study was checked "
                          "(run the study again)")
@@ -195,11 +195,8 @@ def _certify(job: Job) -> Any:
             tuple(job.selection["families"]),
             tuple((f, tuple(v)) for f, v in job.selection["components"].items()),
         )
-        extra = {"bab_timeout": float(o["bab_timeout"])} if "bab_timeout" in o else {}
-        opts = CertifyOptions(timeout=o.get("timeout"), samples=int(o.get("samples", 1024)),
-                              attack=o.get("attack", "uncertified"), seed=int(o.get("seed", 0)),
-                              **extra)
-        return certify(case, proxy, region, constraints=sel, method=job.method, options=opts,
+        return certify(case, proxy, region, constraints=sel, method=job.method,
+                       options=so.certify,
                        thresholds=thresholds_from_mapping(job.thresholds))
 
 

@@ -7,7 +7,7 @@ A study file::
     methods = ["crown", "alpha-crown"]   # ibp, crown, alpha-crown, bab
     timeout = 300                        # seconds per job (optional)
     bab_timeout = 5                      # bab: seconds per undecided constraint (optional)
-    samples = 1024                       # random loads per job before bounding
+    samples = 1024                       # random loads per job before bounding (default)
     seed = 0
     attack = "uncertified"               # uncertified | undecided | all | none
     threads = 1                          # torch threads per job
@@ -38,10 +38,11 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gridverify.certify.options import ATTACKS, CertifyOptions
 from gridverify.errors import GridverifyError, StudyError
 
 __all__ = [
@@ -63,22 +64,36 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 @dataclass(frozen=True)
 class StudyOptions:
-    """Per-job certify options of a study (``[study]`` table)."""
+    """Per-job options of a study (``[study]`` table): certify's options and torch threads.
 
-    timeout: float | None = None
-    samples: int = 1024
-    seed: int = 0
-    attack: str = "uncertified"
+    The study file sets ``timeout``, ``samples``, ``seed``, ``attack`` and
+    ``bab_timeout`` of :class:`~gridverify.certify.options.CertifyOptions`;
+    the rest keep certify's defaults.
+    """
+
+    certify: CertifyOptions = field(default_factory=CertifyOptions)
     threads: int = 1
-    bab_timeout: float | None = None  # None: certify's default
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        d: dict[str, Any] = {"timeout": self.timeout, "samples": self.samples,
-                             "seed": self.seed, "attack": self.attack, "threads": self.threads}
-        if self.bab_timeout is not None:
-            d["bab_timeout"] = self.bab_timeout
+        """JSON-ready dict of the study keys (``bab_timeout`` only when not the default)."""
+        c = self.certify
+        d: dict[str, Any] = {"timeout": c.timeout, "samples": c.samples, "seed": c.seed,
+                             "attack": c.attack, "threads": self.threads}
+        if c.bab.timeout != CertifyOptions().bab.timeout:
+            d["bab_timeout"] = c.bab.timeout
         return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StudyOptions:
+        """Inverse of :meth:`to_dict` (missing keys: certify's defaults)."""
+        base = CertifyOptions()
+        bab = base.bab
+        if d.get("bab_timeout") is not None:
+            bab = replace(bab, timeout=float(d["bab_timeout"]))
+        c = CertifyOptions(timeout=d.get("timeout"), samples=int(d.get("samples", base.samples)),
+                           attack=str(d.get("attack", base.attack)),
+                           seed=int(d.get("seed", base.seed)), bab=bab)
+        return cls(certify=c, threads=int(d.get("threads", 1)))
 
 
 @dataclass(frozen=True)
@@ -215,22 +230,24 @@ def _parse_options(ctx: _Ctx, st: Mapping[str, Any]) -> StudyOptions:
         bab_timeout = float(_number(ctx, bab_timeout, ("study", "bab_timeout"), False, 0.0))
         if bab_timeout <= 0:
             raise ctx.error(("study", "bab_timeout"), "must be > 0 seconds")
-    attack = st.get("attack", "uncertified")
-    if attack not in ("uncertified", "undecided", "all", "none"):
+    attack = st.get("attack", CertifyOptions().attack)
+    if attack not in ATTACKS:
         raise ctx.error(("study", "attack"),
                         f"expected uncertified, undecided, all or none, got {attack!r}")
     from gridverify.seeds import seed_problem
 
     if "seed" in st and (problem := seed_problem(st["seed"])):
         raise ctx.error(("study", "seed"), problem)
-    return StudyOptions(
-        timeout=timeout,
-        samples=int(_number(ctx, st.get("samples", 1024), ("study", "samples"), True, 0)),
-        seed=int(_number(ctx, st.get("seed", 0), ("study", "seed"), True, 0)),
-        attack=attack,
-        threads=int(_number(ctx, st.get("threads", 1), ("study", "threads"), True, 1)),
-        bab_timeout=bab_timeout,
-    )
+    base = CertifyOptions()
+    return StudyOptions.from_dict({
+        "timeout": timeout,
+        "samples": int(_number(ctx, st.get("samples", base.samples), ("study", "samples"),
+                               True, 0)),
+        "seed": int(_number(ctx, st.get("seed", base.seed), ("study", "seed"), True, 0)),
+        "attack": attack,
+        "threads": int(_number(ctx, st.get("threads", 1), ("study", "threads"), True, 1)),
+        "bab_timeout": bab_timeout,
+    })
 
 
 def _resolve_path(base: Path, value: str) -> Path:

@@ -4,7 +4,8 @@ Pipeline (:func:`run_instance`), all under one deadline:
 
 1. start-up: load the ONNX model, import it as a graph (:func:`gridverify.ir.from_onnx`),
    parse the property;
-2. a cheap attack (:mod:`gridverify.attack.pgd`) on every input box, maximizing
+2. a cheap attack (:func:`gridverify.attack.falsify`: gradient-sign vertices,
+   ascent, polish, vertex search) on every input box, maximizing
    ``min_k (b_k - A_k y)`` for every disjunct ``A y <= b``; a point with value
    ``>= 0`` is a candidate counterexample;
 3. bounds (:func:`gridverify.bounds.compute_bounds`, alpha-CROWN by default)
@@ -383,7 +384,12 @@ def graph_disagreement(inst: _Instance, points: int = 4, seed: int = 0) -> str |
 
 
 def _attack_round(inst, opts, clock, device, dtype, seed, restarts, steps, share, items=None):
-    """Attack every box once; a confirmed ``(x, y)`` or None."""
+    """Attack every box once (:func:`gridverify.attack.falsify`); a confirmed ``(x, y)`` or None.
+
+    The first, cheap round (``share`` < 1) runs the phases once; later rounds
+    twice, the second from the best points of every disjunct.
+    """
+    from gridverify.attack import AttackOptions
     from gridverify.attack.pgd import pgd_maximize_fn, polytope_objective
 
     prop = inst.prop
@@ -401,16 +407,16 @@ def _attack_round(inst, opts, clock, device, dtype, seed, restarts, steps, share
         polys = [case.output[d] for d in dis]
         fn, m = polytope_objective(polys)
         scale = max(1.0, max((float(np.abs(b).max()) if b.size else 1.0) for _, b in polys))
+        aopts = AttackOptions(restarts=restarts, steps=steps, seed=seed + ci,
+                              rounds=1 if share < 1 else 2,
+                              dtype="float64" if dtype == torch.float64 else "float32")
         res = pgd_maximize_fn(
             inst.graph,
             case.lower,
             case.upper,
             fn,
             m,
-            restarts=restarts,
-            steps=steps,
-            seed=seed + ci,
-            dtype=dtype,
+            options=aopts,
             device=device,
             time_limit=share * left / max(1, len(prop.cases) - ci),
             target=1e-6 * scale,

@@ -15,6 +15,7 @@ from torch import nn
 
 pytest.importorskip("pyscipopt")
 
+from gridverify.attack import AttackOptions  # noqa: E402
 from gridverify.bab import BabOptions, bab_maximize  # noqa: E402
 from gridverify.certify import CertifyOptions, certify, evaluate_violations  # noqa: E402
 from gridverify.exact import ExactOptions, exact_worst_case  # noqa: E402
@@ -92,7 +93,8 @@ def test_certify_method_bab_is_sound_on_samples():
     net = tiny_proxy(case, "relu", 23)
     region = box_region(case, 0.9, 1.1)
     cert = certify(case, net, region, method="bab",
-                   options=CertifyOptions(samples=256, attack_steps=10, bab_timeout=2.0,
+                   options=CertifyOptions(samples=256, attack_options=AttackOptions(steps=10),
+                                          bab=BabOptions(timeout=2.0),
                                           timeout=60.0))
     cons = [Constraint(c.family, c.component, c.index) for c in cert.constraints]
     ub = np.array([c.upper_bound for c in cert.constraints])

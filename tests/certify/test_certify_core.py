@@ -13,6 +13,9 @@ import numpy as np
 import pytest
 
 import gridverify
+from gridverify.attack import AttackOptions
+from gridverify.bab import BabOptions
+from gridverify.bounds import BoundOptions
 from gridverify.certify import (
     Certificate,
     CertifyOptions,
@@ -42,8 +45,8 @@ def test_certify_methods_sound(case14, tiny_mlp, check_sound, method):
     proxy = load_proxy(net, case=case14)
     region = box_region(case14, 0.9, 1.1)
     cert = certify(case14, proxy, region, method=method,
-                   options=CertifyOptions(samples=256, attack="all", attack_steps=10,
-                                          attack_restarts=2))
+                   options=CertifyOptions(samples=256, attack="all", attack_options=AttackOptions(
+                                              steps=10, restarts=2)))
     assert {c.family for c in cert.constraints} == set(FAMILIES)
     for c in cert.constraints:
         assert c.status == decide_status(c.upper_bound, c.attained, c.threshold)
@@ -83,7 +86,8 @@ def test_smooth_proxies_sound_pglearn(case14, tiny_mlp, check_sound, act):
     proxy = load_proxy(net, case=case14)
     region = pglearn_region(case14, 0.8, 1.2, 0.05)
     cert = certify(case14, proxy, region, method="crown",
-                   options=CertifyOptions(samples=128, attack_steps=10, attack_restarts=2))
+                   options=CertifyOptions(samples=128,
+                                          attack_options=AttackOptions(steps=10, restarts=2)))
     check_sound(cert, case14, proxy.module)
 
 
@@ -215,7 +219,8 @@ def test_attack_improves_attained(case14, tiny_mlp, check_sound):
     base = certify(case14, net, region, constraints="angle_max,vm_max", method="ibp",
                    options=CertifyOptions(samples=0, attack="none"))
     att = certify(case14, net, region, constraints="angle_max,vm_max", method="ibp",
-                  options=CertifyOptions(samples=0, attack="all", attack_steps=20))
+                  options=CertifyOptions(samples=0, attack="all",
+                                                 attack_options=AttackOptions(steps=20)))
     a0 = np.array([c.attained for c in base.constraints])
     a1 = np.array([c.attained for c in att.constraints])
     assert np.all(a1 >= a0 - 1e-12) and np.any(a1 > a0 + 1e-6)
@@ -272,7 +277,7 @@ def test_bab_method_sound(case14, tiny_mlp, check_sound):
 
     net = tiny_mlp(case14, hidden=(8, 8), act="relu", seed=7, out_scale=3.0)
     region = box_region(case14, 0.9, 1.1)
-    opts = CertifyOptions(samples=64, attack="none", bab_timeout=5)
+    opts = CertifyOptions(samples=64, attack="none", bab=BabOptions(timeout=5))
     crown = certify(case14, net, region, constraints="thermal_fr[18]", method="crown",
                     options=opts)
     c0 = crown.constraints[0]
@@ -333,7 +338,8 @@ def test_alpha_intermediate_stage_sound_and_not_looser(case14, tiny_mlp, check_s
     region = box_region(case14, 0.85, 1.15)
     kw = dict(constraints="thermal_fr,angle_max,vm_min", method="alpha-crown")
     crown_i = certify(case14, net, region,
-                      options=CertifyOptions(samples=64, refine="all", intermediate="crown"), **kw)
+                      options=CertifyOptions(samples=64, refine="all",
+                                                 bounds=BoundOptions(intermediate="crown")), **kw)
     alpha_i = certify(case14, net, region, options=CertifyOptions(samples=64, refine="all"), **kw)
     check_sound(alpha_i, case14, net)
     ub_c = np.array([c.upper_bound for c in crown_i.constraints])
@@ -342,4 +348,4 @@ def test_alpha_intermediate_stage_sound_and_not_looser(case14, tiny_mlp, check_s
     assert np.mean(ub_a <= ub_c + 1e-9 * (1 + np.abs(ub_c))) >= 0.9
     assert ub_a.sum() < ub_c.sum()
     with pytest.raises(SpecError, match="intermediate"):
-        CertifyOptions(intermediate="ibp")
+        CertifyOptions(bounds=BoundOptions(intermediate="ibp"))

@@ -7,6 +7,7 @@ import pytest
 
 pytest.importorskip("pyscipopt")
 
+from gridverify.attack import AttackOptions  # noqa: E402
 from gridverify.certify import CertifyOptions, certify  # noqa: E402
 from gridverify.exact import ExactError, ExactOptions, exact_worst_case, mlp_layers  # noqa: E402
 from gridverify.grid import load_compiled  # noqa: E402
@@ -44,7 +45,8 @@ def test_exact_bracket_relu_every_family(case_name, tiny_mlp, check_sound):
     case = load_compiled(case_name)
     net = tiny_mlp(case, hidden=(8, 8), act="relu", seed=11, out_scale=0.3)
     cert = certify(case, net, box_region(case, 0.8, 1.2), method="alpha-crown",
-                   options=CertifyOptions(samples=512, attack="all", attack_steps=20))
+                   options=CertifyOptions(samples=512, attack="all",
+                                                  attack_options=AttackOptions(steps=20)))
     check_sound(cert, case, net)
     fams = [f for f in FAMILIES if any(c.family == f for c in cert.constraints)]
     out = _bracket(case, net, cert, fams, time_limit=20)
@@ -57,7 +59,8 @@ def test_exact_bracket_smooth_quick(act, tiny_mlp, check_sound):
     case = load_compiled("pglib_opf_case3_lmbd")
     net = tiny_mlp(case, hidden=(8, 8), act=act, seed=12, out_scale=0.3)
     cert = certify(case, net, box_region(case, 0.9, 1.1), method="crown",
-                   options=CertifyOptions(samples=512, attack="all", attack_steps=20))
+                   options=CertifyOptions(samples=512, attack="all",
+                                                  attack_options=AttackOptions(steps=20)))
     check_sound(cert, case, net)
     _bracket(case, net, cert, ["p_balance", "vm_max", "angle_min"], time_limit=3)
 
@@ -69,7 +72,8 @@ def test_exact_bracket_every_family_slow(case_name, act, tiny_mlp, check_sound):
     case = load_compiled(case_name)
     net = tiny_mlp(case, hidden=(12, 12), act=act, seed=13, out_scale=0.3)
     cert = certify(case, net, box_region(case, 0.9, 1.1), method="alpha-crown",
-                   options=CertifyOptions(samples=1024, attack="all", attack_steps=30))
+                   options=CertifyOptions(samples=1024, attack="all",
+                                                  attack_options=AttackOptions(steps=30)))
     check_sound(cert, case, net)
     fams = [f for f in FAMILIES if any(c.family == f for c in cert.constraints)]
     _bracket(case, net, cert, fams, time_limit=30)

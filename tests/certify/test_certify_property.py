@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gridverify.bounds import BoundOptions
 from gridverify.certify import CertifyOptions, certify
 from gridverify.grid import load_compiled
 from gridverify.spec import box_region, pglearn_region
@@ -31,7 +32,8 @@ def test_random_proxy_bounds_hold(tiny_mlp, check_sound, seed, act, method, lo, 
     region = (pglearn_region(_CASE, lo, lo + width, noise) if pglearn
               else box_region(_CASE, lo, lo + width))
     cert = certify(_CASE, net, region, method=method,
-                   options=CertifyOptions(samples=64, attack="none", alpha_iterations=5))
+                   options=CertifyOptions(samples=64, attack="none", bounds=BoundOptions(
+                                              alpha_iterations=5, intermediate="alpha-crown")))
     check_sound(cert, _CASE, net)
     assert all(c.status in ("certified", "violated", "open") for c in cert.constraints)
 

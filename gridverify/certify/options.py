@@ -1,0 +1,125 @@
+"""Options of :func:`gridverify.certify` (a frozen dataclass passed explicitly).
+
+``CertifyOptions`` holds the engine's own option types instead of copying
+their fields: :class:`~gridverify.bounds.options.BoundOptions` for the bound
+stages, :class:`~gridverify.attack.options.AttackOptions` for the falsifier and
+:class:`~gridverify.bab.options.BabOptions` for branch-and-bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from gridverify.attack.options import AttackOptions
+from gridverify.bab.options import BabOptions
+from gridverify.bounds.options import BoundOptions
+from gridverify.errors import SpecError
+
+__all__ = ["ATTACKS", "BAB_MODES", "CertifyOptions"]
+
+#: which constraints the attack stage targets (see :class:`CertifyOptions`)
+ATTACKS = ("uncertified", "undecided", "all", "none")
+#: what method ``bab`` does with branch-and-bound (see :class:`CertifyOptions`)
+BAB_MODES = ("tighten", "decide")
+
+
+@dataclass(frozen=True)
+class CertifyOptions:
+    """Options of :func:`gridverify.certify` (frozen; pass explicitly).
+
+    ``timeout``: seconds for the whole certificate, spent across the stages and
+    the constraints (None: no limit); what it leaves undone is reported (a
+    warning and a reason per constraint).  ``samples``: uniform random loads for
+    the sampling stage.  ``attack``: which constraints the falsifier targets:
+    ``"uncertified"`` (bound above the threshold, violated ones included: the
+    worst violation found is pushed up, not just past the threshold),
+    ``"undecided"`` (bound above, no violation found yet), ``"all"`` or
+    ``"none"``; constraints nearest their threshold go first.
+    ``attack_options``: the falsifier's effort and phases (its ``seed`` is
+    replaced by ``seed``; its ``time_share`` is the share of the remaining time
+    the attack may take when branch-and-bound follows).  ``attack_focus``: per
+    family, that many undecided constraints nearest their threshold and that
+    many with the largest worst found get a second attack with 4x the restarts
+    and 2x the steps (0: none).  ``bounds``: the bound
+    engine's options (``alpha_iterations``; ``intermediate`` of the
+    alpha-CROWN stage, ``"alpha-crown"`` by default: optimized node by node, on
+    case57 and case118 it certified more thermal and angle constraints for
+    10-25 % more time).  ``refine``: rows for alpha-CROWN after CROWN,
+    ``"undecided"`` or ``"all"``.  ``pad_rel``/``pad_abs``: rounding pad added
+    to every upper bound (``ub + pad_abs + pad_rel * |ub|``).  ``seed``:
+    sampling and attack seed.  ``bab``: branch-and-bound's options for method
+    ``bab`` (``timeout``: seconds per constraint, also capped by ``timeout``;
+    ``memory_mb``: cap on the domain store, reaching it leaves the constraint
+    with a sound bound and the reason ``memory cap``; ``tolerance``: the gap
+    tolerance).  ``bab_mode``: ``"tighten"`` (every constraint whose gap, bound
+    minus worst found, exceeds ``bab.tolerance`` is tightened, violated ones
+    included, open ones first then by gap) or ``"decide"`` (only undecided
+    constraints, stopping at their threshold).  ``memory_cap_mb``: memory cap of
+    the whole run (MB on top of what the process held at the start; ``None``: a
+    share of the machine's available memory): stages are sized to it, fall back
+    to cheaper methods or leave constraints ``open`` (see
+    :mod:`gridverify.certify.memory`).
+    """
+
+    timeout: float | None = None
+    samples: int = 1024
+    attack: str = "uncertified"
+    attack_options: AttackOptions = field(default_factory=AttackOptions)
+    attack_focus: int = 4
+    bounds: BoundOptions = field(
+        default_factory=lambda: BoundOptions(intermediate="alpha-crown"))
+    refine: str = "undecided"
+    pad_rel: float = 1e-9
+    pad_abs: float = 1e-9
+    seed: int = 0
+    bab: BabOptions = field(default_factory=lambda: BabOptions(timeout=30.0))
+    bab_mode: str = "tighten"
+    memory_cap_mb: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None and not self.timeout > 0:
+            raise SpecError(f"options.timeout: must be > 0 seconds, got {self.timeout!r}")
+        if self.samples < 0:
+            raise SpecError(f"options.samples: must be >= 0, got {self.samples}")
+        if self.attack not in ATTACKS:
+            raise SpecError(f"options.attack: one of {', '.join(ATTACKS)}, got {self.attack!r}")
+        if self.attack_focus < 0:
+            raise SpecError(f"options.attack_focus: must be >= 0, got {self.attack_focus}")
+        if self.refine not in ("undecided", "all"):
+            raise SpecError(f"options.refine: 'undecided' or 'all', got {self.refine!r}")
+        if self.bounds.intermediate not in ("crown", "alpha-crown"):
+            raise SpecError(
+                f"options.bounds.intermediate: 'crown' or 'alpha-crown', "
+                f"got {self.bounds.intermediate!r}"
+            )
+        if self.bab_mode not in BAB_MODES:
+            raise SpecError(f"options.bab_mode: one of {', '.join(BAB_MODES)}, "
+                            f"got {self.bab_mode!r}")
+        if self.memory_cap_mb is not None and not self.memory_cap_mb > 0:
+            raise SpecError(f"options.memory_cap_mb: must be > 0, got {self.memory_cap_mb!r}")
+        if not (self.pad_rel >= 0 and self.pad_abs >= 0):
+            raise SpecError("options.pad_rel/pad_abs must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (nested option types as dicts; see :meth:`from_dict`)."""
+        d = asdict(self)
+        d["attack_options"]["phases"] = list(self.attack_options.phases)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CertifyOptions:
+        """Inverse of :meth:`to_dict` (missing keys take their defaults)."""
+        kinds = {"attack_options": AttackOptions, "bounds": BoundOptions, "bab": BabOptions}
+        kw: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in d:
+                continue
+            v = d[f.name]
+            if f.name in kinds:
+                v = dict(v)
+                if "phases" in v:
+                    v["phases"] = tuple(v["phases"])
+                v = kinds[f.name](**v)
+            kw[f.name] = v
+        return cls(**kw)

@@ -1,0 +1,80 @@
+"""The falsifier's phases, options and bookkeeping."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from gridverify.attack import (
+    AttackOptions,
+    AttackOptionsError,
+    falsify,
+    linear_objectives,
+    output_extremizers,
+    row_objectives,
+)
+from gridverify.ir import GraphBuilder
+
+
+def _abs_net(seed: int, n_in: int = 8, hidden: int = 12):
+    """y = (sum_i |W x + b|_i, -sum_i |W x + b|_i): convex, maxima at box vertices."""
+    rng = np.random.default_rng(seed)
+    W, b0 = rng.normal(size=(hidden, n_in)), rng.normal(size=hidden) * 0.3
+    b = GraphBuilder()
+    x = b.input("x", n_in)
+    z = b.linear(x, torch.tensor(W), torch.tensor(b0))
+    a = b.linear(b.concat([b.relu(z), b.relu(b.neg(z))]), torch.ones(1, 2 * hidden),
+                 torch.zeros(1))
+    b.output(b.concat([a, b.neg(a)]), "y")
+    return b.build(), W, b0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vertex_phase_finds_the_best_vertex(seed: int) -> None:
+    g, W, b0 = _abs_net(seed)
+    n = W.shape[1]
+    lo, hi = -np.ones(n), np.ones(n)
+    verts = np.array(list(itertools.product([-1.0, 1.0], repeat=n)))
+    best = np.abs(verts @ W.T + b0).sum(axis=1).max()
+    opts = AttackOptions(restarts=1, steps=0, rounds=1, phases=("vertex",), pool=0,
+                         vertex_rounds=40)
+    res = falsify(g, lo, hi, linear_objectives([[1.0, 0.0]], 2), opts)
+    assert res.values[0].item() == pytest.approx(best, rel=1e-9)
+    assert np.all(np.isin(res.inputs.numpy(), [-1.0, 1.0]))
+
+
+def test_per_objective_boxes_and_row_objectives() -> None:
+    g, W, b0 = _abs_net(3, n_in=3)
+    lo = torch.tensor([[-1.0, -1, -1], [0.0, 0, 0]])
+    hi = torch.tensor([[0.0, 0, 0], [1.0, 1, 1]])
+    res = falsify(g, lo, hi, row_objectives([0, 0], 2), AttackOptions(restarts=4, steps=20))
+    x = res.inputs
+    assert torch.all(x >= lo) and torch.all(x <= hi)
+    want = np.abs(x.numpy() @ W.T + b0).sum(axis=1)
+    np.testing.assert_allclose(res.values.numpy(), want, rtol=1e-12)
+    assert bool(res.reached.all())
+
+
+def test_deadline_in_the_past_returns_valid_points() -> None:
+    g, W, b0 = _abs_net(4, n_in=4)
+    res = falsify(g, -np.ones(4), np.ones(4), row_objectives([0, 1], 2),
+                  AttackOptions(steps=1000), deadline=time.monotonic() - 1)
+    assert not bool(res.reached.any())
+    want = np.abs(res.inputs.numpy() @ W.T + b0).sum(axis=1)
+    np.testing.assert_allclose(res.values.numpy(), [want[0], -want[1]], rtol=1e-12)
+
+
+def test_output_extremizers_and_options() -> None:
+    g, _, _ = _abs_net(5, n_in=3)
+    pts = output_extremizers(g, -np.ones(3), np.ones(3))
+    assert pts.shape == (4, 3)
+    with pytest.raises(AttackOptionsError, match="phases"):
+        AttackOptions(phases=("ascent", "magic"))
+    with pytest.raises(AttackOptionsError, match="time_share"):
+        AttackOptions(time_share=0.0)
+    h = AttackOptions().heavy(10)
+    assert h.restarts == 10 * AttackOptions().restarts and h.steps == 10 * AttackOptions().steps

@@ -1,0 +1,144 @@
+"""Anytime statuses, the one time budget with per-constraint reasons, bab modes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gridverify.bab import BabOptions
+from gridverify.certify import Certificate, CertifyOptions, bab_available, certify
+from gridverify.cli import main
+from gridverify.grid import load_compiled
+from gridverify.spec import box_region
+
+
+@pytest.fixture(scope="module")
+def case14():
+    return load_compiled("pglib_opf_case14_ieee")
+
+
+def test_case57_relu_q_balance_bus22_is_violated() -> None:
+    """A violation exists (1.114e-3 > 1e-3 by the grid equations): never ``open``."""
+    cert = certify("pglib_opf_case57_ieee", "models/case57_relu", constraints="q_balance[22]")
+    c = cert.get("q_balance", 22)
+    assert c.status == "violated", (c.attained, c.threshold)
+    assert c.attained > c.threshold and c.witness is not None
+
+
+def test_timeout_reasons_in_certificate_and_json(case14, tiny_mlp, check_sound) -> None:
+    net = tiny_mlp(case14)
+    cert = certify(case14, net, box_region(case14, 0.9, 1.1), method="alpha-crown",
+                   options=CertifyOptions(timeout=1e-6, samples=8))
+    assert any(w.startswith("timeout") for w in cert.warnings)
+    for c in cert.constraints:
+        assert c.status != "certified"
+        assert c.reason is not None and c.reason.startswith("not reached: timeout")
+        assert c.method == "none"  # no stage bounded it
+    d = json.loads(cert.to_json())
+    assert all(c["reason"].startswith("not reached: timeout") for c in d["constraints"])
+    assert Certificate.from_json(cert.to_json()).constraints[0].reason == cert.constraints[0].reason
+    check_sound(cert, case14, net)
+
+
+def test_complete_run_has_no_timeout_reason(case14, tiny_mlp) -> None:
+    net = tiny_mlp(case14)
+    cert = certify(case14, net, box_region(case14, 0.9, 1.1), method="crown",
+                   constraints="vm_max,p_balance[1,2]", options=CertifyOptions(samples=32))
+    assert not any(w.startswith("timeout") for w in cert.warnings)
+    for c in cert.constraints:
+        assert c.reason is None or c.reason == "gap above tolerance"
+        assert (c.reason is not None) == (c.status == "open")
+
+
+def test_cli_table_says_incomplete(tmp_path, capsys) -> None:
+    code = main(["certify", "pglib_opf_case14_ieee", "--model", "models/case14_relu",
+                 "--constraints", "p_balance[1,2]", "--timeout", "0.001", "--samples", "8"])
+    out = capsys.readouterr()
+    assert code in (1, 3)
+    assert "incomplete: timeout" in out.out
+    assert "warning: timeout" in out.err
+
+
+@pytest.mark.skipif(not bab_available(), reason="bab unavailable")
+def test_bab_tighten_works_on_violated_constraints_and_decide_does_not(tiny_mlp) -> None:
+    case = load_compiled("pglib_opf_case3_lmbd")
+    net = tiny_mlp(case, act="relu", seed=23, out_scale=0.3)
+    region = box_region(case, 0.9, 1.1)
+    base = dict(samples=128, bab=BabOptions(timeout=1.0, tolerance=1e-4), timeout=60.0)
+    tight = certify(case, net, region, method="bab", constraints="p_balance",
+                    options=CertifyOptions(**base))
+    decide = certify(case, net, region, method="bab", constraints="p_balance",
+                     options=CertifyOptions(bab_mode="decide", **base))
+    viol = {(c.family, c.component) for c in decide.constraints if c.status == "violated"}
+    ran_t = {(r["family"], r["component"]) for r in tight.provenance["bab"]}
+    ran_d = {(r["family"], r["component"]) for r in decide.provenance["bab"]}
+    assert not (ran_d & viol)  # decision mode leaves decided constraints alone
+    gaps = {(c.family, c.component): c.gap for c in decide.constraints}
+    assert {k for k in viol if gaps[k] > 1e-4} <= ran_t  # tighten mode works on them
+    for a, b in zip(decide.constraints, tight.constraints):
+        assert a.status == b.status or "open" in (a.status, b.status)
+        if (a.family, a.component) in ran_t:
+            assert b.upper_bound <= a.upper_bound + 1e-9 * (1 + abs(a.upper_bound))
+    ub = np.array([c.upper_bound for c in tight.constraints])
+    att = np.array([c.attained for c in tight.constraints])
+    assert np.all(att <= ub)
+
+
+def test_options_validation() -> None:
+    from gridverify.errors import SpecError
+
+    with pytest.raises(SpecError, match="bab_mode"):
+        CertifyOptions(bab_mode="fast")
+    o = CertifyOptions(timeout=5.0, bab=BabOptions(timeout=2.0, tolerance=0.5))
+    assert CertifyOptions.from_dict(json.loads(json.dumps(o.to_dict()))) == o
+
+
+def test_dataset_region_points_are_tried(case14, tiny_mlp, tmp_path) -> None:
+    import h5py
+
+    from gridverify.certify import evaluate_violations
+    from gridverify.spec.region import dataset_region
+
+    rng = np.random.default_rng(0)
+    nom = np.concatenate([case14.pd, case14.qd])
+    x = nom * rng.uniform(0.9, 1.1, size=(20, nom.size))
+    path = tmp_path / "data.h5"
+    with h5py.File(path, "w") as f:
+        f["input/pd"] = x[:, : case14.n_load]
+        f["input/qd"] = x[:, case14.n_load:]
+    region = dataset_region(case14, path)
+    net = tiny_mlp(case14)
+    cert = certify(case14, net, region, method="ibp", constraints="p_balance",
+                   options=CertifyOptions(samples=20, attack="none"))
+    cons = [c for c in cert.constraints]
+    from gridverify.spec.constraints import Constraint
+
+    v = evaluate_violations(case14, net, [Constraint(c.family, c.component, c.index)
+                                          for c in cons], x)
+    att = np.array([c.attained for c in cons])
+    assert np.all(att >= v.max(axis=0) - 1e-12)
+
+
+def test_onnx_witnesses_are_rechecked_in_onnxruntime() -> None:
+    """An ONNX proxy's violations stand only where onnxruntime reproduces them."""
+    from gridverify.physics.evaluate import violation_values
+    from gridverify.proxy.load import load_proxy
+    from gridverify.spec.constraints import Constraint
+    from gridverify.vnncomp.runner import OnnxChecker
+
+    case = load_compiled("pglib_opf_case14_ieee")
+    path = "models/case14_relu/model.onnx"
+    proxy = load_proxy(path, case=case)
+    cert = certify(case, proxy, constraints="p_balance[1,2,3]",
+                   options=CertifyOptions(samples=64))
+    checker = OnnxChecker(open(path, "rb").read())
+    for c in cert.constraints:
+        if c.status != "violated":
+            continue
+        y = checker.run(c.witness)[: proxy.output_size]
+        v = violation_values(case, [Constraint(c.family, c.component, c.index)],
+                             torch.from_numpy(c.witness[None]), torch.from_numpy(y[None]))
+        assert float(v[0, 0]) >= c.attained - 1e-12 and float(v[0, 0]) > c.threshold

@@ -1,0 +1,25 @@
+"""StudyOptions embeds CertifyOptions; jobs carry the study keys as plain data."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from gridverify.certify import CertifyOptions
+from gridverify.study.spec import StudyOptions
+
+
+def test_defaults_come_from_certify_options() -> None:
+    d = StudyOptions().to_dict()
+    assert d["samples"] == CertifyOptions().samples
+    assert d["attack"] == CertifyOptions().attack
+    assert "bab_timeout" not in d  # certify's default
+    assert StudyOptions.from_dict({}).certify == CertifyOptions()
+
+
+def test_round_trip_with_bab_timeout() -> None:
+    c = CertifyOptions(timeout=12.0, samples=64, attack="all", seed=3)
+    c = replace(c, bab=replace(c.bab, timeout=5.0))
+    so = StudyOptions(certify=c, threads=2)
+    d = so.to_dict()
+    assert d["bab_timeout"] == 5.0 and d["threads"] == 2
+    assert StudyOptions.from_dict(d) == so
