@@ -415,6 +415,8 @@ class _Search:
         rlo, rhi = lo[None], hi[None]
         if opts.clip:
             rlo, rhi, _ = _clip(db, rlo, rhi, level)
+            if bool(((rlo != lo) | (rhi != hi)).any()):
+                self.pruned_max = max(self.pruned_max, level)  # the dropped part
         extra = {"warm": torch.zeros(1, 4 * bounder.n_flat)} if self.warm else {}
         self.store.push(lo=rlo, hi=rhi, ilo=db.ilo.cpu(), ihi=db.ihi.cpu(),
                         ub=db.upper.cpu(), kind=dec.kind, index=dec.index, point=dec.point,
@@ -470,10 +472,11 @@ class _Search:
         keep = ~done & ~infeasible & ~stuck
         if opts.clip and bool(keep.any()):
             clo, chi, empty = _clip(cb, ch["lo"], ch["hi"], level)
-            gone = empty & keep
-            if bool(gone.any()):  # every row below the level: as good as pruned
-                self.pruned_max = max(self.pruned_max, float(ub[gone].max()))
-                keep = keep & ~empty
+            cut = keep & ((clo != ch["lo"]) | (chi != ch["hi"])).any(-1)
+            if bool((cut | (empty & keep)).any()):
+                # what clipping drops stays below the level: the level bounds it
+                self.pruned_max = max(self.pruned_max, level)
+            keep = keep & ~empty
             if neuron:  # split constraints on nodes affine in the inputs
                 clo, chi, void = _clip_splits(bounder, cb, clo, chi)
                 keep = keep & ~void  # no point of the box meets the splits
