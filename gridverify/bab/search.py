@@ -337,6 +337,18 @@ class _Search:
         lev = self.fals.best + opts.tolerance
         return min(lev, thr) if thr is not None else lev
 
+    def clip_level(self) -> float:
+        """The level input clipping keeps: what it drops stays below this, which then
+        bounds it (:attr:`pruned_max`).  Just under the threshold (a bound equal to a
+        threshold must not stand for "below" it) and halfway to the gap tolerance
+        (the gap can still close)."""
+        opts, thr = self.opts, self.threshold
+        below = None if thr is None else thr - 1e-9 * (1.0 + abs(thr))
+        if self.mode == "decision":
+            return below
+        lev = self.fals.best + 0.5 * opts.tolerance
+        return min(lev, below) if below is not None else lev
+
     def record(self, notify: Progress) -> None:
         gub, att = self.bound_now(), self.fals.best
         self.history.append((self.elapsed(), gub, att))
@@ -414,9 +426,10 @@ class _Search:
             return
         rlo, rhi = lo[None], hi[None]
         if opts.clip:
-            rlo, rhi, _ = _clip(db, rlo, rhi, level)
+            clev = self.clip_level()
+            rlo, rhi, _ = _clip(db, rlo, rhi, clev)
             if bool(((rlo != lo) | (rhi != hi)).any()):
-                self.pruned_max = max(self.pruned_max, level)  # the dropped part
+                self.pruned_max = max(self.pruned_max, clev)  # the dropped part
         extra = {"warm": torch.zeros(1, 4 * bounder.n_flat)} if self.warm else {}
         self.store.push(lo=rlo, hi=rhi, ilo=db.ilo.cpu(), ihi=db.ihi.cpu(),
                         ub=db.upper.cpu(), kind=dec.kind, index=dec.index, point=dec.point,
@@ -471,11 +484,12 @@ class _Search:
             self.stuck_max = max(self.stuck_max, float(ub[stuck].max()))
         keep = ~done & ~infeasible & ~stuck
         if opts.clip and bool(keep.any()):
-            clo, chi, empty = _clip(cb, ch["lo"], ch["hi"], level)
+            clev = self.clip_level()
+            clo, chi, empty = _clip(cb, ch["lo"], ch["hi"], clev)
             cut = keep & ((clo != ch["lo"]) | (chi != ch["hi"])).any(-1)
             if bool((cut | (empty & keep)).any()):
                 # what clipping drops stays below the level: the level bounds it
-                self.pruned_max = max(self.pruned_max, level)
+                self.pruned_max = max(self.pruned_max, clev)
             keep = keep & ~empty
             if neuron:  # split constraints on nodes affine in the inputs
                 clo, chi, void = _clip_splits(bounder, cb, clo, chi)
