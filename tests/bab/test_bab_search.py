@@ -248,3 +248,29 @@ def test_focus_bounds_the_kept_rows_exactly_and_stays_sound():
         assert r.upper_bound >= smax - 1e-9 and r.attained <= smax + 1e-12
         res[focus] = r
     assert res[True].upper_bound == pytest.approx(res[False].upper_bound, rel=0.05, abs=1e-3)
+
+
+@pytest.mark.parametrize("branching", ["input", "babsr"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_clipped_parts_count_in_the_bound(branching: str, seed: int) -> None:
+    """With a weak attack and a wide tolerance (clipping at a level far from the
+    bounds), with clipping on and off: the reported bound is at least every sampled
+    value, in optimization and in decision mode."""
+    g = mixed_graph(seed, n_in=2)
+    lo, hi = -np.ones(2), np.ones(2)
+    spec = np.eye(g.output_size)[:1]
+    smax = sampled_max(g, lo, hi, spec)
+    for clip in (True, False):
+        opts = BabOptions(timeout=3.0, batch=8, branching=branching, tolerance=0.3,
+                          attack_every=0, attack_restarts=1, attack_steps=0, clip=clip,
+                          root_alpha_iterations=0)
+        r = bab_maximize(g, lo, hi, spec, options=opts, mode="optimization")
+        assert r.upper_bound >= smax - 1e-9, (clip, r.upper_bound, smax)
+        assert r.upper_bound >= r.attained
+    # decision mode: a bound never ties a threshold because of a clipped part
+    thr = smax + 0.05
+    r = bab_maximize(g, lo, hi, spec, threshold=thr,
+                     options=BabOptions(timeout=3.0, batch=8, branching=branching))
+    assert r.status in ("certified", "open") and r.upper_bound >= smax - 1e-9
+    if r.status == "certified":
+        assert r.upper_bound <= thr
