@@ -121,3 +121,17 @@ def test_make_instances_leaks_no_warning(tmp_path: Path,
     assert [str(w.message) for w in caught] == []
     assert capsys.readouterr().err == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no staging folder left
+
+
+def test_shell_completion(tmp_path: Path) -> None:
+    from gridverify.cli.study import completion_script
+
+    script = tmp_path / "gv.bash"
+    script.write_text(completion_script("bash"))
+    assert _complete(script, "gridverify", "stu") == ["study"]
+    assert set(_complete(script, "gridverify", "study", "")) >= {"run", "check"}
+    assert _complete(script, "gridverify", "study", "run", "x.toml", "--exec") == ["--executor"]
+    assert _complete(script, "gridverify", "study", "run", "--executor", "") == ["local", "ray"]
+    assert "--model" in _complete(script, "gridverify", "certify", "case", "--")
+    zsh = completion_script("zsh")
+    assert "bashcompinit" in zsh and "complete -o filenames -F _gridverify gridverify" in zsh

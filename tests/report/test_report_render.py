@@ -6,7 +6,6 @@ import base64
 import json
 import math
 import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -131,25 +130,3 @@ def test_report_cli(study_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["report", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nope" in err
-
-
-def _complete(script: Path, *words: str) -> list[str]:
-    cmd = (f'source {script}; COMP_WORDS=({" ".join(repr(w) for w in words)}); '
-           'COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 )); _gridverify; echo "${COMPREPLY[*]}"')
-    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, r.stderr
-    return r.stdout.split()
-
-
-def test_shell_completion(tmp_path: Path) -> None:
-    from gridverify.cli.study import completion_script
-
-    script = tmp_path / "gv.bash"
-    script.write_text(completion_script("bash"))
-    assert _complete(script, "gridverify", "stu") == ["study"]
-    assert set(_complete(script, "gridverify", "study", "")) >= {"run", "check"}
-    assert _complete(script, "gridverify", "study", "run", "x.toml", "--exec") == ["--executor"]
-    assert _complete(script, "gridverify", "study", "run", "--executor", "") == ["local", "ray"]
-    assert "--model" in _complete(script, "gridverify", "certify", "case", "--")
-    zsh = completion_script("zsh")
-    assert "bashcompinit" in zsh and "complete -o filenames -F _gridverify gridverify" in zsh

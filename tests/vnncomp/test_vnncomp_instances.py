@@ -9,19 +9,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from vnncomp_fixtures import tiny_acopf_proxy  # noqa: E402
 
 from gridverify.grid import balance_residuals, branch_flows, load_compiled, thermal_residuals
-from gridverify.proxy.model import ProxyArch, ProxyMLP, case_limits
 from gridverify.vnncomp.instances import acopf_graph, export_onnx, make_benchmark
 from gridverify.vnncomp.runner import RunOptions, run_instance
 from gridverify.vnncomp.vnnlib import parse_vnnlib
 
-
-def _proxy(case, hidden=(8,), activation="tanh", seed=0):
-    arch = ProxyArch(case.n_load, case.n_gen, case.n_bus, hidden, activation, True)
-    lo, hi = case_limits(case)
-    torch.manual_seed(seed)
-    return ProxyMLP(arch, head_lo=lo, head_hi=hi, dtype=torch.float64).eval()
+_proxy = tiny_acopf_proxy
 
 
 @pytest.fixture(scope="module")

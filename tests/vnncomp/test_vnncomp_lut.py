@@ -10,10 +10,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from vnncomp_fixtures import tiny_acopf_proxy  # noqa: E402
 
 from gridverify.grid import load_compiled
 from gridverify.ir import from_onnx
-from gridverify.proxy.model import ProxyArch, ProxyMLP, case_limits
 from gridverify.vnncomp.instances import acopf_graph, export_onnx, make_benchmark
 from gridverify.vnncomp.lut import lut_graph, table_attrs
 from gridverify.vnncomp.runner import RunOptions, run_instance
@@ -21,11 +21,7 @@ from gridverify.vnncomp.runner import RunOptions, run_instance
 F64 = torch.float64
 
 
-def _proxy(case, hidden=(8,), activation="tanh", seed=0):
-    arch = ProxyArch(case.n_load, case.n_gen, case.n_bus, hidden, activation, True)
-    lo, hi = case_limits(case)
-    torch.manual_seed(seed)
-    return ProxyMLP(arch, head_lo=lo, head_hi=hi, dtype=torch.float64).eval()
+_proxy = tiny_acopf_proxy
 
 
 @pytest.fixture(scope="module")

@@ -91,3 +91,15 @@ def vnnlib_text(lo: np.ndarray, hi: np.ndarray, n_out: int, disjuncts: list[list
     body = " ".join("(and " + " ".join(d) + ")" for d in disjuncts)
     lines.append(f"(assert (or {body}))")
     return "\n".join(lines) + "\n"
+
+
+def tiny_acopf_proxy(case, hidden=(8,), activation="tanh", seed=0):  # noqa: ANN001, ANN201
+    """An untrained seeded proxy of ``case`` with the clamp head (float64, eval mode)."""
+    import torch
+
+    from gridverify.proxy.model import ProxyArch, ProxyMLP, case_limits
+
+    arch = ProxyArch(case.n_load, case.n_gen, case.n_bus, hidden, activation, True)
+    lo, hi = case_limits(case)
+    torch.manual_seed(seed)
+    return ProxyMLP(arch, head_lo=lo, head_hi=hi, dtype=torch.float64).eval()
