@@ -76,6 +76,13 @@ class Bounder:
         #: split nodes affine in the inputs (no nonlinear ancestor): their exact map
         #: ``z = A x + b`` turns their split constraints into halfspaces of the input
         self.affine = self._affine_maps()
+        if self.affine:  # stacked once: halfspace rows, offsets, flat entries they read
+            A = torch.cat([a for a, _ in self.affine.values()])
+            self._hs_a = torch.cat([A, -A])
+            self._hs_b = torch.cat([v for _, v in self.affine.values()])
+            self._hs_cols = torch.cat([
+                torch.arange(self.offsets[i], self.offsets[i] + graph.nodes[i].size)
+                for i in self.affine])
 
     def _affine_maps(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """``{split node: (A (size, n_in), b (size,))}`` for nodes affine in the inputs.
@@ -109,14 +116,11 @@ class Bounder:
         """
         if not self.affine:
             return None
-        flo, fhi = self.unflat(ilo), self.unflat(ihi)
-        A = torch.cat([a for a, _ in self.affine.values()])
-        b = torch.cat([v for _, v in self.affine.values()])
-        lo = torch.cat([flo[i] for i in self.affine], -1).to(A)
-        hi = torch.cat([fhi[i] for i in self.affine], -1).to(A)
-        B = lo.shape[0]
-        a = torch.cat([A, -A])[None].expand(B, -1, -1)
-        t = torch.cat([lo - b, b - hi], -1)
+        cols = self._hs_cols.to(ilo.device)
+        lo = ilo[:, cols].to(self._hs_a)
+        hi = ihi[:, cols].to(self._hs_a)
+        a = self._hs_a[None].expand(lo.shape[0], -1, -1)
+        t = torch.cat([lo - self._hs_b, self._hs_b - hi], -1)
         return a, torch.nan_to_num(t, nan=-torch.inf)
 
     # ------------------------------------------------------------------ rows
@@ -146,14 +150,6 @@ class Bounder:
         return {
             i: flat[:, o:o + self.graph.nodes[i].size] for i, o in self.offsets.items()
         }
-
-    def _boxes(self, lo: torch.Tensor, hi: torch.Tensor) -> dict[int, tuple]:
-        boxes, off = {}, 0
-        for i in self.graph.inputs:
-            sz = self.graph.nodes[i].size
-            boxes[i] = (lo[:, off:off + sz], hi[:, off:off + sz])
-            off += sz
-        return boxes
 
     # ------------------------------------------------------------------ bounding
     def bound(

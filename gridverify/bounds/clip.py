@@ -32,12 +32,11 @@ _REL_PAD = 1e-12
 
 
 def _slack(a: torch.Tensor, t: torch.Tensor, lo: torch.Tensor,
-           hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Slack ``max_box a.x - t`` (padded for rounding) and its scale, ``(...,)``."""
+           hi: torch.Tensor) -> torch.Tensor:
+    """Slack ``max_box a.x - t``, padded for rounding, ``(...,)``."""
     terms = torch.maximum(a * lo, a * hi)
-    s = terms.sum(-1) - t
     scale = terms.abs().sum(-1) + t.abs()
-    return s + _REL_PAD * scale + 1e-300, scale
+    return terms.sum(-1) - t + _REL_PAD * scale + 1e-300
 
 
 def _clip_one(lo: torch.Tensor, hi: torch.Tensor, a: torch.Tensor,
@@ -49,7 +48,7 @@ def _clip_one(lo: torch.Tensor, hi: torch.Tensor, a: torch.Tensor,
     """
     ok = torch.isfinite(t) & torch.isfinite(a).all(-1)
     a = torch.where(ok[..., None], a, torch.zeros_like(a))
-    s, _ = _slack(a, torch.where(ok, t, torch.zeros_like(t)), lo, hi)
+    s = _slack(a, torch.where(ok, t, torch.zeros_like(t)), lo, hi)
     s = torch.where(ok, s, torch.full_like(s, torch.inf))
     empty = s < 0
     sn = s.clamp(min=0)[..., None]
