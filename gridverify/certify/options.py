@@ -8,7 +8,7 @@ stages, :class:`~gridverify.attack.options.AttackOptions` for the falsifier and
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from gridverify.attack.options import AttackOptions
@@ -100,6 +100,14 @@ class CertifyOptions:
             raise SpecError(f"options.memory_cap_mb: must be > 0, got {self.memory_cap_mb!r}")
         if not (self.pad_rel >= 0 and self.pad_abs >= 0):
             raise SpecError("options.pad_rel/pad_abs must be >= 0")
+
+    def with_memory_cap(self, cap_mb: float | None) -> CertifyOptions:
+        """These options under a memory cap of ``cap_mb`` MB (``None``: unchanged): the
+        run's ``memory_cap_mb``, and branch-and-bound's domain store at most half of it."""
+        if cap_mb is None:
+            return self
+        return replace(self, memory_cap_mb=float(cap_mb),
+                       bab=replace(self.bab, memory_mb=min(self.bab.memory_mb, cap_mb / 2)))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (nested option types as dicts; see :meth:`from_dict`)."""

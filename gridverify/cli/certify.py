@@ -202,15 +202,13 @@ def _options(args: argparse.Namespace) -> Any:
 
     d = CertifyOptions()
     try:
-        bab = replace(d.bab, timeout=args.bab_timeout,
-                      memory_mb=min(512.0, (args.memory_cap or 1024.0) / 2),
-                      tolerance=args.gap_tolerance)
+        bab = replace(d.bab, timeout=args.bab_timeout, tolerance=args.gap_tolerance)
     except BabOptionsError as exc:
         raise SpecError(f"--bab-timeout/--gap-tolerance: {exc}") from None
     return CertifyOptions(timeout=args.timeout, samples=args.samples, attack=args.attack,
                           seed=args.seed, bab=bab, bab_mode=args.bab_mode,
                           bounds=replace(d.bounds, intermediate=args.intermediate),
-                          memory_cap_mb=args.memory_cap)
+                          ).with_memory_cap(args.memory_cap)
 
 
 def _with_progress(certify: Any, case: Any, proxy: Any, region: Any, cons: Any, method: str,

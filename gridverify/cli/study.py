@@ -49,7 +49,7 @@ examples:
 
 def register(sub: Any) -> None:
     """Install ``study`` (run, check), ``report`` and ``completion``."""
-    from gridverify.cli._args import add_progress_flag, count
+    from gridverify.cli._args import add_progress_flag, count, positive_float
 
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("study", help="run batch certification studies (cases x models x "
@@ -69,6 +69,10 @@ def register(sub: Any) -> None:
                      help="Ray cluster address (default: start a local one for the run)")
     run.add_argument("--workers", type=count(1), default=1, metavar="K",
                      help="jobs in parallel")
+    run.add_argument("--memory-cap", type=positive_float, metavar="MB",
+                     help="memory cap of each job (see gridverify certify --memory-cap); "
+                     "default on this machine: 80%% of the available memory, split between "
+                     "the --workers")
     run.add_argument("--no-report", action="store_true", help="do not render the report")
     run.add_argument("--json", action="store_true", help="print the outcome as JSON")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
@@ -141,7 +145,8 @@ def run_study_cmd(args: argparse.Namespace) -> int:
     from gridverify.study.executors import ExecutorOptions
     from gridverify.study.spec import load_study
 
-    opts = ExecutorOptions(args.executor, args.workers, args.address)  # checks the options
+    opts = ExecutorOptions(args.executor, args.workers, args.address,
+                           memory_cap_mb=args.memory_cap)  # checks the options
     spec = load_study(args.study)
     out = check_output_path(Path(args.out) if args.out else Path("reports") / spec.name,
                             "--out", folder=True)
@@ -175,6 +180,8 @@ def _argv_tail(args: argparse.Namespace, out: Path) -> list[str]:
         tail += ["--address", args.address]
     if args.workers != 1:
         tail += ["--workers", str(args.workers)]
+    if args.memory_cap is not None:
+        tail += ["--memory-cap", f"{args.memory_cap:g}"]
     return tail
 
 

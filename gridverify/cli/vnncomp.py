@@ -149,7 +149,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from gridverify.cli._args import count, seed
+    from gridverify.cli._args import count, positive_float, seed
 
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N, auto")
     p.add_argument("--seed", type=seed, default=0, help="attack seed")
@@ -169,6 +169,11 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="random restarts of the gradient attack")
     p.add_argument("--attack-steps", type=count(1), default=50,
                    help="steps of each attack restart")
+    p.add_argument("--memory-cap", type=positive_float, metavar="MB",
+                   help="memory an instance may allocate once loaded: bound row chunks "
+                   "shrink to fit, a bound method that does not fit is skipped, "
+                   "branch-and-bound's domain store gets half of what is left "
+                   "(at most 512 MB); default 80%% of the available memory")
 
 
 def _options(args: argparse.Namespace, timeout: float):
@@ -188,6 +193,7 @@ def _options(args: argparse.Namespace, timeout: float):
         bound_method=args.bounds,
         use_bab=not args.no_bab,
         extend_attack=not args.no_extend_attack,
+        memory_cap_mb=args.memory_cap,
     )
 
 

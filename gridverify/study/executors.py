@@ -36,12 +36,20 @@ class RayUnavailableError(GridverifyError):
 
 @dataclass(frozen=True)
 class ExecutorOptions:
-    """How to run jobs: ``kind`` local or ray, ``workers`` in parallel, Ray ``address``."""
+    """How to run jobs: ``kind`` local or ray, ``workers`` in parallel, Ray ``address``.
+
+    ``memory_cap_mb``: the memory cap of each job (``--memory-cap``, see
+    :mod:`gridverify.certify.memory`).  ``None``: on this machine (local workers
+    or a local Ray cluster), the default share of the memory available when the
+    study starts, split evenly between the ``workers``; on a Ray cluster at an
+    ``address``, each job's own default.
+    """
 
     kind: str = "local"
     workers: int = 1
     address: str | None = None
     max_attempts: int = 3
+    memory_cap_mb: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("local", "ray"):
@@ -52,6 +60,17 @@ class ExecutorOptions:
             raise GridverifyError("--address: only with --executor ray")
         if self.max_attempts < 1:
             raise GridverifyError("max_attempts must be >= 1")
+        if self.memory_cap_mb is not None and not self.memory_cap_mb > 0:
+            raise GridverifyError(f"--memory-cap: must be > 0 MB, got {self.memory_cap_mb}")
+
+    def job_memory_cap(self) -> float | None:
+        """The cap each job gets (MB), ``None`` for the job's own default."""
+        if self.memory_cap_mb is not None or self.address is not None or self.workers == 1:
+            return self.memory_cap_mb
+        from gridverify.certify.memory import DEFAULT_SHARE, available_mb
+
+        avail = available_mb()
+        return None if avail is None else DEFAULT_SHARE * avail / self.workers
 
 
 def _died(job: Job, attempts: int, detail: str) -> dict[str, Any]:
@@ -74,6 +93,7 @@ def run_local(jobs: Sequence[Job], opts: ExecutorOptions, on_start: OnStart,
               on_finish: OnFinish) -> None:
     """Run jobs in a pool of ``opts.workers`` fresh (spawned) processes."""
     ctx = multiprocessing.get_context("spawn")
+    cap = opts.job_memory_cap()
     pending = list(jobs)[::-1]  # pop() from the end keeps the given order
     attempts: dict[str, int] = {}
     while pending:
@@ -87,7 +107,7 @@ def run_local(jobs: Sequence[Job], opts: ExecutorOptions, on_start: OnStart,
                     job = pending.pop()
                     attempts[job.id] = attempts.get(job.id, 0) + 1
                     try:
-                        fut = pool.submit(run_job, job.to_dict())
+                        fut = pool.submit(run_job, job.to_dict(), cap)
                     except BrokenProcessPool:
                         pending.append(job)
                         attempts[job.id] -= 1
@@ -155,13 +175,14 @@ def run_ray(jobs: Sequence[Job], opts: ExecutorOptions, on_start: OnStart,
             raise RayUnavailableError(f"cannot start or reach Ray at {where}: {exc}") from None
         started_here = True
     remote = ray.remote(num_cpus=1, max_retries=opts.max_attempts - 1)(run_job)
+    cap = opts.job_memory_cap()
     pending = list(jobs)[::-1]
     running: dict[Any, Job] = {}
     try:
         while pending or running:
             while pending and len(running) < opts.workers:
                 job = pending.pop()
-                running[remote.remote(job.to_dict())] = job
+                running[remote.remote(job.to_dict(), cap)] = job
                 on_start(job)
             ready, _ = ray.wait(list(running), num_returns=1)
             for ref in ready:

@@ -110,8 +110,12 @@ def _options_for(spec: StudySpec, method: str) -> dict[str, Any]:
     return o
 
 
-def run_job(job: Job | dict[str, Any]) -> dict[str, Any]:
+def run_job(job: Job | dict[str, Any], memory_cap_mb: float | None = None) -> dict[str, Any]:
     """Run one job here; the record has ``state`` ``done`` (with ``certificate``) or ``failed``.
+
+    ``memory_cap_mb`` caps the job's memory (certify's ``memory_cap_mb``; ``None``:
+    its default).  It is how the job is run, not what it is: it is not part of the
+    job's hash, and the record keeps it as ``memory_cap_mb``.
 
     The record holds the certificate's full JSON form (worst loads included);
     :class:`~gridverify.study.storage.StudyStore` splits it into the job's JSON
@@ -133,9 +137,10 @@ def run_job(job: Job | dict[str, Any]) -> dict[str, Any]:
         "host": platform.node(),
         "pid": os.getpid(),
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "memory_cap_mb": memory_cap_mb,
     }
     try:
-        cert = _certify(job)
+        cert = _certify(job, memory_cap_mb)
         rec["state"] = DONE
         rec["certificate"] = cert.to_dict()
         rec["exit_status"] = cert.exit_status
@@ -162,7 +167,7 @@ def warm_up() -> None:
     import gridverify.proxy.load  # noqa: F401
 
 
-def _certify(job: Job) -> Any:
+def _certify(job: Job, memory_cap_mb: float | None) -> Any:
     import warnings
 
     import numpy as np
@@ -196,17 +201,26 @@ def _certify(job: Job) -> Any:
             tuple((f, tuple(v)) for f, v in job.selection["components"].items()),
         )
         return certify(case, proxy, region, constraints=sel, method=job.method,
-                       options=so.certify,
+                       options=so.certify.with_memory_cap(memory_cap_mb),
                        thresholds=thresholds_from_mapping(job.thresholds))
 
 
 # fields that differ between two runs of the same job (timings, hosts, dates)
-_VOLATILE_RECORD = ("seconds", "host", "pid", "started_utc", "run_id", "attempts", "finished_utc",
-                    "executor")
+_VOLATILE_RECORD = ("seconds", "host", "pid", "started_utc", "memory_cap_mb", "run_id",
+                    "attempts", "finished_utc", "executor")
+
+
+def _without_memory_settings(options: dict[str, Any]) -> dict[str, Any]:
+    """Certify options without the memory cap and the domain store size derived from it
+    (how much memory a run had, which depends on the machine, not what it computed)."""
+    out = {k: v for k, v in options.items() if k != "memory_cap_mb"}
+    if isinstance(out.get("bab"), dict):
+        out["bab"] = {k: v for k, v in out["bab"].items() if k != "memory_mb"}
+    return out
 
 
 def comparable_record(rec: dict[str, Any]) -> dict[str, Any]:
-    """A record without timings, hosts and dates: equal for equal results."""
+    """A record without timings, hosts, dates and memory settings: equal for equal results."""
     out = {k: v for k, v in rec.items() if k not in _VOLATILE_RECORD}
     cert = out.get("certificate")
     if cert is not None:
@@ -214,6 +228,8 @@ def comparable_record(rec: dict[str, Any]) -> dict[str, Any]:
         cert.pop("seconds", None)
         prov = dict(cert.get("provenance", {}))
         prov.pop("created_utc", None)
+        if isinstance(prov.get("options"), dict):
+            prov["options"] = _without_memory_settings(prov["options"])
         cert["provenance"] = prov
         cert["constraints"] = [
             {k: v for k, v in c.items() if k != "seconds"} for c in cert["constraints"]

@@ -50,7 +50,13 @@ class VnncompOptionError(GridverifyError):
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How to run one instance (passed explicitly; no global configuration)."""
+    """How to run one instance (passed explicitly; no global configuration).
+
+    ``memory_cap_mb``: what the run may allocate once the instance is loaded
+    (``None``: :data:`~gridverify.certify.memory.DEFAULT_SHARE` of the available
+    memory); the bound stages size their row chunks to it and branch-and-bound's
+    domain store gets half of what is left (at most 512 MB).
+    """
 
     timeout: float = 60.0
     device: str = "cpu"
@@ -62,6 +68,7 @@ class RunOptions:
     use_bab: bool = True
     extend_attack: bool = True
     safety_margin_s: float = 0.5
+    memory_cap_mb: float | None = None
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:
@@ -72,6 +79,8 @@ class RunOptions:
             )
         if self.bound_method not in ("none", "ibp", "crown", "alpha-crown"):
             raise VnncompOptionError(f"unknown bound method {self.bound_method!r}")
+        if self.memory_cap_mb is not None and not self.memory_cap_mb > 0:
+            raise VnncompOptionError(f"memory cap must be > 0 MB, got {self.memory_cap_mb}")
         if self.attack_restarts < 1 or self.attack_steps < 0:
             raise VnncompOptionError("attack_restarts must be >= 1 and attack_steps >= 0")
         try:
@@ -266,6 +275,9 @@ def decide(inst: _Instance, opts: RunOptions, clock: _Clock) -> RunOutcome:
         return _outcome("unsat", clock, "parse", "the unsafe set is empty")
     device = torch.device(opts.device)
     dtype = torch.float64 if opts.attack_dtype == "float64" else torch.float32
+    from gridverify.certify.memory import MemoryBudget
+
+    budget = MemoryBudget.resolve(opts.memory_cap_mb)  # counted from what the loaded instance holds
 
     # 2. cheap attack
     hit = _attack_round(
@@ -292,7 +304,7 @@ def decide(inst: _Instance, opts: RunOptions, clock: _Clock) -> RunOutcome:
     bound_note = "bounds not run"
     if opts.bound_method != "none":
         try:
-            open_items = _bound_filter(inst, opts, clock, device, open_items)
+            open_items = _bound_filter(inst, opts, clock, device, open_items, budget)
             bound_note = f"{len(open_items)} disjunct(s) open after {opts.bound_method}"
         except ImportError as exc:
             bound_note = f"bound engine unavailable ({exc})"
@@ -312,7 +324,7 @@ def decide(inst: _Instance, opts: RunOptions, clock: _Clock) -> RunOutcome:
     # 4. branch-and-bound
     if opts.use_bab:
         try:
-            verdict = _bab(inst, opts, clock, device, open_items)
+            verdict = _bab(inst, opts, clock, device, open_items, budget)
         except (GridverifyError, RuntimeError, MemoryError, ValueError) as exc:
             bound_note += f"; BaB failed: {type(exc).__name__}: {exc}"
             verdict = open_items
@@ -431,7 +443,7 @@ def _attack_round(inst, opts, clock, device, dtype, seed, restarts, steps, share
     return None
 
 
-def _bound_filter(inst, opts, clock, device, items):
+def _bound_filter(inst, opts, clock, device, items, budget):
     """The (case, disjunct) pairs that the bound engine cannot rule out.
 
     Methods are tried from cheap to strong (IBP, CROWN, alpha-CROWN, up to
@@ -445,11 +457,11 @@ def _bound_filter(inst, opts, clock, device, items):
     for method in methods:
         if not remaining or clock.left() <= 0:
             break
-        remaining = _bound_pass(compute_bounds, inst, method, device, remaining)
+        remaining = _bound_pass(compute_bounds, inst, method, device, remaining, budget)
     return remaining
 
 
-def _bound_pass(compute_bounds, inst, method, device, items):
+def _bound_pass(compute_bounds, inst, method, device, items, budget):
     prop = inst.prop
     remaining = []
     by_case: dict[int, list[int]] = {}
@@ -463,7 +475,7 @@ def _bound_pass(compute_bounds, inst, method, device, items):
             continue
         C = np.concatenate([case.output[d][0] for d in dis], axis=0)
         bvec = np.concatenate([case.output[d][1] for d in dis])
-        lb = _spec_lower(compute_bounds, inst.graph, case, C, method, device)
+        lb = _spec_lower(compute_bounds, inst.graph, case, C, method, device, budget)
         margin = lb - bvec  # > 0: that row can never hold on the box
         at = 0
         for d, k in zip(dis, sizes):
@@ -474,19 +486,19 @@ def _bound_pass(compute_bounds, inst, method, device, items):
     return remaining
 
 
-def _spec_lower(compute_bounds, graph, case, C, method, device) -> np.ndarray:
-    """Lower bounds of ``C @ y`` over the case's box (float64 numpy, NaN -> -inf)."""
+def _spec_lower(compute_bounds, graph, case, C, method, device, budget) -> np.ndarray:
+    """Lower bounds of ``C @ y`` over the case's box (float64 numpy, NaN -> -inf).
+
+    Row chunks are sized to what ``budget`` (a :class:`MemoryBudget`) has left;
+    a method that cannot fit rules nothing out (the cheaper ones before it ran).
+    """
     lo = torch.tensor(np.array(case.lower), dtype=torch.float64, device=device).unsqueeze(0)
     hi = torch.tensor(np.array(case.upper), dtype=torch.float64, device=device).unsqueeze(0)
     spec = torch.tensor(np.array(C), dtype=torch.float64, device=device)
     from gridverify.bounds import BoundOptions
     from gridverify.bounds.memory import fit_options
-    from gridverify.certify.memory import MemoryBudget
 
-    # memory guard: row chunks sized to the memory left; a method that cannot fit rules
-    # nothing out (the cheaper ones before it already ran)
-    opts = fit_options(graph, method, C.shape[0], BoundOptions(),
-                       MemoryBudget.resolve(None).left())
+    opts = fit_options(graph, method, C.shape[0], BoundOptions(), budget.left())
     if opts is None:
         return np.full(C.shape[0], -math.inf)
     res = compute_bounds(graph, lo, hi, method=method, spec=spec, device=device, options=opts)
@@ -509,7 +521,7 @@ def _offset_graph(graph, rows: list[tuple[np.ndarray, float]]):
     return b.build()
 
 
-def _bab(inst, opts, clock, device, items):
+def _bab(inst, opts, clock, device, items, budget):
     """Branch-and-bound (:func:`gridverify.bab.bab_maximize`) on the open disjuncts.
 
     A disjunct ``A y <= b`` is infeasible on its box when one of its rows is:
@@ -518,7 +530,9 @@ def _bab(inst, opts, clock, device, items):
     0 bounds their maximum: an upper bound below 0 rules them all out; a point
     above 0 is a candidate counterexample (confirmed with onnxruntime).  For a
     single-row disjunct this is exact; for a multi-row one it is a sufficient
-    condition (rows tried one search each, first rows first).
+    condition (rows tried one search each, first rows first).  The domain store
+    of each search gets half of what ``budget`` has left (at most 512 MB); with
+    less than 2 MB left the disjuncts stay open.
     Returns a RunOutcome (decided) or the still-open items.
     """
     try:
@@ -551,7 +565,11 @@ def _bab(inst, opts, clock, device, items):
             g2 = _offset_graph(inst.graph, rows)
             spec = np.zeros((len(rows), g2.output_size))
             spec[:, g2.output_size - len(rows) :] = np.eye(len(rows))
-            bopts = BabOptions(timeout=max(0.05, share), device=str(device), seed=opts.seed)
+            store_mb = min(512.0, budget.left() / 2)
+            if store_mb < 1.0:
+                continue
+            bopts = BabOptions(timeout=max(0.05, share), device=str(device), seed=opts.seed,
+                               memory_mb=store_mb)
             res = bab_maximize(
                 g2, case.lower, case.upper, spec, threshold=0.0, options=bopts, mode="decision"
             )

@@ -136,6 +136,8 @@ def test_batch_with_expected(bench: Path, tmp_path: Path, capsys) -> None:
             "--no-extend-attack",
             "--timeout-scale",
             "0.5",
+            "--memory-cap",
+            "256",
         ]
     )
     printed = capsys.readouterr().out
@@ -258,6 +260,7 @@ def test_bad_run_options_are_one_line_errors(bench: Path, tmp_path: Path, capsys
         (["--device", "gpu7"], "unknown device 'gpu7'"),
         (["--attack-restarts", "0"], "argument --attack-restarts: must be >= 1"),
         (["--timeout", "-1"], "argument --timeout: must be > 0"),
+        (["--memory-cap", "0"], "argument --memory-cap: must be > 0"),
     ):
         args = ["vnncomp", "run", model, prop, "--out", out]
         args += extra if "--timeout" in extra else ["--timeout", "5", *extra]

@@ -23,7 +23,7 @@ from vnncomp_fixtures import (  # noqa: E402
 
 from gridverify.errors import VnnlibError  # noqa: E402
 from gridverify.vnncomp.result import read_result, write_result  # noqa: E402
-from gridverify.vnncomp.runner import RunOptions, run_instance  # noqa: E402
+from gridverify.vnncomp.runner import RunOptions, VnncompOptionError, run_instance  # noqa: E402
 from gridverify.vnncomp.vnnlib import parse_vnnlib  # noqa: E402
 
 QUICK = RunOptions(timeout=20.0, extend_attack=False)
@@ -194,3 +194,39 @@ def test_branch_and_bound_decides_what_bounds_leave_open(tmp_path: Path) -> None
     assert no_bab.result == "unknown"
     out = run_instance(model, prop, QUICK)
     assert out.result == "unsat" and out.stage == "bab"
+
+
+@needs_bounds
+def test_memory_cap_sizes_bounds_and_rules_nothing_out_when_nothing_fits(
+    tiny: Path, tmp_path: Path
+) -> None:
+    """A cap with room decides as the default does; one with none answers unknown, no crash."""
+    prop = _prop(tmp_path, "unsat.vnnlib", [0, 0], [1, 1], 2, [["(>= Y_0 2.5)"]])
+    roomy = run_instance(tiny, prop, RunOptions(timeout=20.0, extend_attack=False,
+                                                memory_cap_mb=256.0))
+    assert roomy.result == "unsat" and roomy.stage == "bounds"
+    starved = run_instance(tiny, prop, RunOptions(timeout=20.0, extend_attack=False,
+                                                  memory_cap_mb=1e-6))
+    assert starved.result == "unknown"
+
+
+def test_memory_cap_leaves_branch_and_bound_out_when_its_store_cannot_fit(
+    tmp_path: Path,
+) -> None:
+    w = random_weights(2, [2, 16, 16, 1])
+    model = mlp_onnx(tmp_path / "n.onnx", w)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 301)] * 2), -1).reshape(-1, 2)
+    top = float(forward(w, grid)[:, 0].max())
+    prop = _prop(tmp_path, "p.vnnlib", -np.ones(2), np.ones(2), 1,
+                 [[f"(>= Y_0 {top + 0.01!r})"]])
+    out = run_instance(model, prop, RunOptions(timeout=20, extend_attack=False,
+                                               memory_cap_mb=1e-6))
+    assert out.result == "unknown"
+    out = run_instance(model, prop, RunOptions(timeout=20, extend_attack=False,
+                                               memory_cap_mb=512.0))
+    assert out.result == "unsat" and out.stage == "bab"
+
+
+def test_memory_cap_must_be_positive() -> None:
+    with pytest.raises(VnncompOptionError, match="memory cap"):
+        RunOptions(memory_cap_mb=0.0)
