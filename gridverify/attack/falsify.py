@@ -130,23 +130,31 @@ def linear_objectives(matrix, n_out: int) -> Objectives:
     return Objectives(c.shape[0], at, every)
 
 
-def row_objectives(indices, n_out: int) -> Objectives:
-    """Objective ``j`` is output entry ``indices[j]`` (a one-hot row, stored as an index)."""
+def row_objectives(indices, n_out: int, signs=None) -> Objectives:
+    """Objective ``j`` is output entry ``indices[j]`` (a one-hot row, stored as an index),
+    times ``signs[j]`` (``+1``/``-1``; default all ``+1``) when given."""
     idx = torch.as_tensor(np.asarray(indices, dtype=np.int64)).reshape(-1)
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n_out):
         raise SpecError(f"row objectives: indices must lie in [0, {n_out})")
+    sg = None if signs is None else _f64(signs).reshape(-1)
+    if sg is not None and sg.shape != idx.shape:
+        raise SpecError(f"row objectives: {sg.numel()} signs for {idx.numel()} indices")
     cache: dict = {}
 
-    def ix(y: torch.Tensor) -> torch.Tensor:
-        if y.device not in cache:
-            cache[y.device] = idx.to(y.device)
-        return cache[y.device]
+    def ix(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        key = (y.device, y.dtype)
+        if key not in cache:
+            cache[key] = (idx.to(y.device), None if sg is None else sg.to(y))
+        return cache[key]
 
     def at(y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        return y.gather(1, ix(y)[rows].unsqueeze(1)).squeeze(1)
+        i, s = ix(y)
+        v = y.gather(1, i[rows].unsqueeze(1)).squeeze(1)
+        return v if s is None else v * s[rows]
 
     def every(y: torch.Tensor) -> torch.Tensor:
-        return y[:, ix(y)]
+        i, s = ix(y)
+        return y[:, i] if s is None else y[:, i] * s
 
     return Objectives(int(idx.numel()), at, every)
 
@@ -483,16 +491,25 @@ class _Run:
 
 
 def output_extremizers(graph, lower, upper, options: AttackOptions | None = None,
-                       deadline: float | None = None) -> torch.Tensor:
-    """Points ``(2 * n_out, n_in)`` of the box that minimize and maximize each graph output.
+                       deadline: float | None = None, outputs=None) -> torch.Tensor:
+    """Points ``(2 k, n_in)`` of the box that maximize and minimize each of ``k`` outputs.
 
-    A cheap search (the given options, by default one restart of 10 steps and
-    the vertex phase): used as starts for objectives of a larger graph built on
-    this one (a proxy's output extremes drive the physics violations).
+    ``outputs``: the indices of the graph's (flat) outputs to extremize (default:
+    all of them); the first ``k`` points maximize them in that order, the next
+    ``k`` minimize them.  A cheap search (the given options, by default one
+    restart of 10 steps and the vertex phase): used as starts for objectives of a
+    larger graph built on this one (a proxy's output extremes drive the physics
+    violations); objectives that read a few outputs need the extremes of those
+    only.
     """
     n_out = graph.output_size
+    idx = (torch.arange(n_out) if outputs is None
+           else torch.as_tensor(np.asarray(outputs, dtype=np.int64)).reshape(-1))
+    if not idx.numel():
+        return torch.zeros((0, graph.input_size), dtype=torch.float64)
     opts = options or AttackOptions(restarts=1, steps=10, phases=("ascent", "vertex"),
                                     vertex_rounds=2, pool=16)
-    eye = torch.eye(n_out, dtype=torch.float64)
-    obj = linear_objectives(torch.cat([eye, -eye]), n_out)
+    k = idx.numel()
+    signs = torch.cat([torch.ones(k), -torch.ones(k)]).to(torch.float64)
+    obj = row_objectives(torch.cat([idx, idx]), n_out, signs=signs)
     return falsify(graph, lower, upper, obj, opts, deadline=deadline).inputs

@@ -57,7 +57,12 @@ from gridverify.certify.certificate import (
 from gridverify.certify.memory import MemoryBudget
 from gridverify.certify.options import ATTACKS, BAB_MODES, CertifyOptions
 from gridverify.errors import GridverifyError, SpecError
-from gridverify.physics.acp import PhysicsGraph, build_physics_graph, compose_with_proxy
+from gridverify.physics.acp import (
+    PROXY_INPUT,
+    PhysicsGraph,
+    build_physics_graph,
+    compose_with_proxy,
+)
 from gridverify.physics.evaluate import violation_values
 from gridverify.spec.constraints import (
     Constraint,
@@ -537,11 +542,26 @@ def _attack_stage(st: _State, graph: Any, pgraph: Any, region: Region, case: Any
     left = budget.left()
     share = 1.0 if last else opts.attack_options.time_share
     deadline = None if math.isinf(left) else time.monotonic() + share * left
-    ext = output_extremizers(pgraph, region.lower, region.upper, deadline=deadline).numpy()
+    ext = output_extremizers(pgraph, region.lower, region.upper, deadline=deadline,
+                             outputs=_proxy_outputs_read(st.physics, mask)).numpy()
     first = mask & st.undecided()
     for group in (first, mask & ~first):
         if group.any():
             _attack_group(st, graph, region, case, module, opts, group, ext, deadline)
+
+
+def _proxy_outputs_read(physics: Any, mask: np.ndarray) -> np.ndarray:
+    """Indices of the proxy outputs that the rows of the constraints in ``mask`` read
+    (structurally, through the physics graph): the ones whose extremes are worth
+    starting from.  A few constraints of a large grid read a handful of outputs."""
+    from gridverify.bounds.relevance import relevant_entries
+    from gridverify.bounds.selection import RowSelection
+
+    g = physics.graph
+    rows = np.flatnonzero(mask[physics.row_constraint])
+    need = relevant_entries(g, RowSelection.of(rows, g.output_size))
+    pin = next(i for i in g.inputs if g.nodes[i].name == PROXY_INPUT)
+    return need[pin].nonzero().reshape(-1).numpy()
 
 
 def _attack_group(st: _State, graph: Any, region: Region, case: Any, module: torch.nn.Module,

@@ -78,3 +78,33 @@ def test_output_extremizers_and_options() -> None:
         AttackOptions(time_share=0.0)
     h = AttackOptions().heavy(10)
     assert h.restarts == 10 * AttackOptions().restarts and h.steps == 10 * AttackOptions().steps
+
+
+def test_signed_row_objectives_equal_the_linear_ones() -> None:
+    g, _, _ = _abs_net(6, n_in=4)
+    x = torch.tensor(np.random.default_rng(0).uniform(-1, 1, (5, 4)))
+    y = g.evaluate_flat(x, dtype=torch.float64)
+    eye = torch.eye(2, dtype=torch.float64)
+    lin = linear_objectives(torch.cat([eye, -eye]), 2)
+    signed = row_objectives([0, 1, 0, 1], 2, signs=[1.0, 1.0, -1.0, -1.0])
+    torch.testing.assert_close(signed.every(y), lin.every(y), rtol=0, atol=0)
+    rows = torch.tensor([3, 2, 1, 0, 3])
+    torch.testing.assert_close(signed.at(y, rows), lin.at(y, rows), rtol=0, atol=0)
+    with pytest.raises(Exception, match="signs"):
+        row_objectives([0, 1], 2, signs=[1.0])
+
+
+def test_output_extremizers_of_chosen_outputs() -> None:
+    """Outputs ``[1]``: two points in the box, maximizing then minimizing output 1."""
+    g, W, b0 = _abs_net(7, n_in=3)
+    lo, hi = -np.ones(3), np.ones(3)
+    one = output_extremizers(g, lo, hi, outputs=[1])  # max y1, min y1
+    assert one.shape == (2, 3)
+    assert torch.all(one >= -1) and torch.all(one <= 1)
+    y1 = g.evaluate_flat(one, dtype=torch.float64)[:, 1]
+    centre = float(g.evaluate_flat(torch.zeros(1, 3), dtype=torch.float64)[0, 1])
+    verts = np.array(list(itertools.product([-1.0, 1.0], repeat=3)))
+    lowest = -np.abs(verts @ W.T + b0).sum(axis=1).max()  # y1 is concave: min at a vertex
+    assert float(y1[0]) >= centre and float(y1[1]) <= centre
+    assert float(y1[1]) == pytest.approx(lowest, rel=1e-9)
+    assert output_extremizers(g, lo, hi, outputs=[]).shape == (0, 3)

@@ -349,3 +349,20 @@ def test_alpha_intermediate_stage_sound_and_not_looser(case14, tiny_mlp, check_s
     assert ub_a.sum() < ub_c.sum()
     with pytest.raises(SpecError, match="intermediate"):
         CertifyOptions(bounds=BoundOptions(intermediate="ibp"))
+
+
+def test_attack_starts_from_the_extremes_of_the_proxy_outputs_the_rows_read(case14):
+    """One line's thermal limit reads vm and va at its two buses: four proxy outputs
+    (layout pg, qg, vm, va), not the 2G + 2N of the whole proxy."""
+    from gridverify.certify.certify import _proxy_outputs_read, _resolve_constraints
+    from gridverify.physics.acp import build_physics_graph
+
+    G, N = case14.n_gen, case14.n_bus
+    for k in (1, 3, 8):  # 1-based branch rows
+        cons = _resolve_constraints(case14, f"thermal_fr[{k}]")
+        got = _proxy_outputs_read(build_physics_graph(case14, cons), np.ones(1, dtype=bool))
+        f, t = int(case14.f_bus[k - 1]), int(case14.t_bus[k - 1])
+        assert sorted(got) == sorted({2 * G + f, 2 * G + t, 2 * G + N + f, 2 * G + N + t})
+    cons = _resolve_constraints(case14, "all")
+    every = _proxy_outputs_read(build_physics_graph(case14, cons), np.ones(len(cons), bool))
+    assert every.size > 2 * N  # the whole grid reads (nearly) every output
