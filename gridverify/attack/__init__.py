@@ -12,6 +12,7 @@ from gridverify.attack.falsify import (
     falsify,
     function_objectives,
     linear_objectives,
+    objective_bytes,
     output_extremizers,
     row_objectives,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "falsify",
     "function_objectives",
     "linear_objectives",
+    "objective_bytes",
     "output_extremizers",
     "pgd_maximize",
     "pgd_maximize_fn",

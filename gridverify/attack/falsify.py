@@ -55,6 +55,7 @@ __all__ = [
     "falsify",
     "function_objectives",
     "linear_objectives",
+    "objective_bytes",
     "output_extremizers",
     "row_objectives",
 ]
@@ -94,6 +95,25 @@ class Objectives:
         self.m = m
         self.at = at
         self.every = every
+
+    def subset(self, start: int, stop: int) -> Objectives:
+        """Objectives ``start .. stop - 1`` of these, numbered from 0."""
+        at, every = self.at, self.every
+
+        def at_sub(y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            return at(y, rows + start)
+
+        def every_sub(y: torch.Tensor) -> torch.Tensor:
+            return every(y)[:, start:stop]
+
+        return Objectives(stop - start, at_sub, every_sub)
+
+
+def objective_bytes(n_in: int, restarts: int) -> float:
+    """Bytes :func:`falsify` holds per objective besides its evaluation batches: the
+    objective's box (float64 and working copies), its best point, its starts and
+    start candidates, for ``n_in`` inputs and ``restarts`` starts."""
+    return 8.0 * n_in * (2 * restarts + 9)
 
 
 def _f64(a) -> torch.Tensor:
@@ -202,6 +222,7 @@ def falsify(
     target: float | None = None,
     device: torch.device | str | None = None,
     max_batch: int = 4096,
+    max_objectives: int | None = None,
 ) -> AttackResult:
     """Maximize every objective over its box (see the module docstring).
 
@@ -209,8 +230,15 @@ def falsify(
     ``starts``: extra candidate start points ``(S, n_in)`` (shared box only; clipped
     into the box).  ``deadline``: a :func:`time.monotonic` time after which the
     search stops (the result is always valid).  ``target``: stop as soon as any
-    objective reaches it.
+    objective reaches it.  ``max_batch``: points per graph evaluation.
+    ``max_objectives``: objectives per search (more are searched in groups of
+    that many, one after the other, the cross phase within a group): the memory
+    of a search is about ``max_objectives * objective_bytes(n_in, restarts)``
+    plus ``max_batch`` evaluated points.
     """
+    if max_objectives is not None and objectives.m > max(1, int(max_objectives)):
+        return _falsify_in_groups(graph, lower, upper, objectives, options, starts, deadline,
+                                  target, device, max_batch, max(1, int(max_objectives)))
     t0 = time.monotonic()
     opts = options or AttackOptions()
     m = objectives.m
@@ -243,6 +271,30 @@ def falsify(
                 run.cross()
         run.gen.manual_seed(int(opts.seed) + 7919 * (rnd + 1))
     return run.result(t0)
+
+
+def _falsify_in_groups(graph, lower, upper, objectives: Objectives, options, starts, deadline,
+                       target, device, max_batch: int, size: int) -> AttackResult:
+    """:func:`falsify` on groups of ``size`` objectives in turn, results concatenated.
+
+    Once an objective reaches ``target`` the groups left get a deadline in the
+    past (valid points, not searched; ``reached`` False).
+    """
+    t0 = time.monotonic()
+    lo, hi = _f64(lower), _f64(upper)
+    per_objective = lo.dim() > 1 or hi.dim() > 1
+    parts: list[AttackResult] = []
+    for s in range(0, objectives.m, size):
+        e = min(objectives.m, s + size)
+        hit = target is not None and any(bool((p.values >= target).any()) for p in parts)
+        parts.append(falsify(graph, lo[s:e] if per_objective else lo,
+                             hi[s:e] if per_objective else hi, objectives.subset(s, e), options,
+                             starts=starts, deadline=time.monotonic() - 1.0 if hit else deadline,
+                             target=target, device=device, max_batch=max_batch))
+    reached = (None if any(p.reached is None for p in parts)
+               else torch.cat([p.reached for p in parts]))
+    return AttackResult(torch.cat([p.values for p in parts]), torch.cat([p.inputs for p in parts]),
+                        sum(p.evaluations for p in parts), time.monotonic() - t0, reached)
 
 
 class _Run:
@@ -491,7 +543,8 @@ class _Run:
 
 
 def output_extremizers(graph, lower, upper, options: AttackOptions | None = None,
-                       deadline: float | None = None, outputs=None) -> torch.Tensor:
+                       deadline: float | None = None, outputs=None, max_batch: int = 4096,
+                       max_objectives: int | None = None) -> torch.Tensor:
     """Points ``(2 k, n_in)`` of the box that maximize and minimize each of ``k`` outputs.
 
     ``outputs``: the indices of the graph's (flat) outputs to extremize (default:
@@ -500,7 +553,7 @@ def output_extremizers(graph, lower, upper, options: AttackOptions | None = None
     restart of 10 steps and the vertex phase): used as starts for objectives of a
     larger graph built on this one (a proxy's output extremes drive the physics
     violations); objectives that read a few outputs need the extremes of those
-    only.
+    only.  ``max_batch`` and ``max_objectives``: as in :func:`falsify`.
     """
     n_out = graph.output_size
     idx = (torch.arange(n_out) if outputs is None
@@ -512,4 +565,5 @@ def output_extremizers(graph, lower, upper, options: AttackOptions | None = None
     k = idx.numel()
     signs = torch.cat([torch.ones(k), -torch.ones(k)]).to(torch.float64)
     obj = row_objectives(torch.cat([idx, idx]), n_out, signs=signs)
-    return falsify(graph, lower, upper, obj, opts, deadline=deadline).inputs
+    return falsify(graph, lower, upper, obj, opts, deadline=deadline, max_batch=max_batch,
+                   max_objectives=max_objectives).inputs

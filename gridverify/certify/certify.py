@@ -432,7 +432,7 @@ def certify(
     _sample_stage(st, case, module, region, opts, memory, _point_bytes(graph))
     _bound_stages(st, graph, region, method, opts, budget, notify, memory, warn_list)
     _attack_stage(st, graph, pgraph, region, case, module, opts, budget, notify,
-                  last=bab_fn is None)
+                  last=bab_fn is None, memory=memory, notes=warn_list)
     bab_runs: list[dict[str, Any]] = []
     if bab_fn is not None:
         notify("bab", 0.85)
@@ -517,14 +517,18 @@ def _bound_stages(st: _State, graph: Any, region: Region, method: str, opts: Cer
 
 def _attack_stage(st: _State, graph: Any, pgraph: Any, region: Region, case: Any,
                   module: torch.nn.Module, opts: CertifyOptions, budget: _Budget,
-                  notify: Progress, last: bool) -> None:
+                  notify: Progress, last: bool, memory: MemoryBudget,
+                  notes: list[str]) -> None:
     """The falsifier on the targeted constraints, nearest to deciding first.
 
     The undecided constraints are attacked first (exactly as with
     ``attack="undecided"``), then the other targeted ones.  Starts: every
     targeted constraint's best load so far and the loads that minimize and
-    maximize each proxy output.  Every point found is re-evaluated in float64
-    on the proxy module and the grid equations (not the graph).
+    maximize each proxy output the targeted rows read.  Every point found is
+    re-evaluated in float64 on the proxy module and the grid equations (not the
+    graph).  The searches are sized to the memory left (points per evaluation,
+    objectives per search); with no room for one objective's starts the attack
+    is skipped with a note.
     """
     from gridverify.attack import output_extremizers
 
@@ -538,16 +542,39 @@ def _attack_stage(st: _State, graph: Any, pgraph: Any, region: Region, case: Any
     if budget.expired():
         st.skip(mask, "attack")
         return
+    sizes = _attack_sizes(memory, graph, 4 * opts.attack_options.restarts)
+    if sizes is None:
+        notes.append(f"memory cap {memory.cap_mb:.0f} MB: no room for the attack "
+                     f"({memory.left():.0f} MB left); skipped, the worst found is the "
+                     "samples'")
+        return
     notify("attack", 0.7)
     left = budget.left()
     share = 1.0 if last else opts.attack_options.time_share
     deadline = None if math.isinf(left) else time.monotonic() + share * left
     ext = output_extremizers(pgraph, region.lower, region.upper, deadline=deadline,
-                             outputs=_proxy_outputs_read(st.physics, mask)).numpy()
+                             outputs=_proxy_outputs_read(st.physics, mask),
+                             max_batch=sizes[0], max_objectives=sizes[1]).numpy()
     first = mask & st.undecided()
     for group in (first, mask & ~first):
         if group.any():
-            _attack_group(st, graph, region, case, module, opts, group, ext, deadline)
+            _attack_group(st, graph, region, case, module, opts, group, ext, deadline, sizes)
+
+
+def _attack_sizes(memory: MemoryBudget, graph: Any, restarts: int) -> tuple[int, int] | None:
+    """(points per evaluation, objectives per search) of the attack that fit the memory
+    left, for searches of up to ``restarts`` starts; ``None`` when not even one
+    objective's starts fit.  Half of what is left goes to evaluation batches
+    (values, gradients and the autograd tape of a point: three times its values).
+    """
+    from gridverify.attack import objective_bytes
+
+    per_point = 3.0 * _point_bytes(graph)
+    batch = memory.batch(2.0 * per_point, 4096, smallest=restarts)
+    if not batch:
+        return None
+    objectives = memory.batch(2.0 * objective_bytes(graph.input_size, restarts), 1 << 30)
+    return (batch, objectives) if objectives else None
 
 
 def _proxy_outputs_read(physics: Any, mask: np.ndarray) -> np.ndarray:
@@ -566,7 +593,7 @@ def _proxy_outputs_read(physics: Any, mask: np.ndarray) -> np.ndarray:
 
 def _attack_group(st: _State, graph: Any, region: Region, case: Any, module: torch.nn.Module,
                   opts: CertifyOptions, group: np.ndarray, ext: np.ndarray,
-                  deadline: float | None) -> None:
+                  deadline: float | None, sizes: tuple[int, int]) -> None:
     """One falsifier call on the rows of the constraints in ``group``, then the focus."""
     from gridverify.attack import falsify, row_objectives
 
@@ -575,9 +602,10 @@ def _attack_group(st: _State, graph: Any, region: Region, case: Any, module: tor
     rows = np.concatenate([np.flatnonzero(st.physics.row_constraint == k) for k in order])
     aopts = replace(opts.attack_options, seed=opts.seed)
     starts = np.concatenate([np.unique(st.worst[group], axis=0), ext])
+    batch, per_search = sizes
     res = falsify(graph, region.lower, region.upper,
                   row_objectives(rows, st.physics.n_rows), aopts, starts=starts,
-                  deadline=deadline)
+                  deadline=deadline, max_batch=batch, max_objectives=per_search)
     x = np.clip(res.inputs.numpy().astype(np.float64), region.lower, region.upper)
     _update_attained(st, case, module, x)
     if res.reached is not None and not bool(res.reached.all()):
@@ -590,7 +618,8 @@ def _attack_group(st: _State, graph: Any, region: Region, case: Any, module: tor
                         seed=opts.seed + 1)
         res = falsify(graph, region.lower, region.upper,
                       row_objectives(frows, st.physics.n_rows), fopts,
-                      starts=np.concatenate([starts, x]), deadline=deadline)
+                      starts=np.concatenate([starts, x]), deadline=deadline,
+                      max_batch=batch, max_objectives=per_search)
         _update_attained(st, case, module,
                          np.clip(res.inputs.numpy(), region.lower, region.upper))
     dt = time.perf_counter() - ts

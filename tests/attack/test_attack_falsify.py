@@ -108,3 +108,37 @@ def test_output_extremizers_of_chosen_outputs() -> None:
     assert float(y1[0]) >= centre and float(y1[1]) <= centre
     assert float(y1[1]) == pytest.approx(lowest, rel=1e-9)
     assert output_extremizers(g, lo, hi, outputs=[]).shape == (0, 3)
+
+
+@pytest.mark.parametrize("per_box", [False, True])
+def test_objectives_in_groups_give_valid_points_for_every_objective(per_box: bool) -> None:
+    g, W, b0 = _abs_net(8, n_in=4)
+    m = 5
+    if per_box:
+        lo = torch.tensor(np.random.default_rng(1).uniform(-1, 0, (m, 4)))
+        hi = lo + 0.5
+    else:
+        lo, hi = -torch.ones(4), torch.ones(4)
+    obj = row_objectives([0, 1, 0, 1, 0], 2)
+    opts = AttackOptions(restarts=3, steps=10)
+    whole = falsify(g, lo, hi, obj, opts)
+    grouped = falsify(g, lo, hi, obj, opts, max_objectives=2)
+    assert grouped.values.shape == (m,) and grouped.inputs.shape == (m, 4)
+    assert bool(grouped.reached.all())
+    x = grouped.inputs
+    assert torch.all(x >= lo - 0.0) and torch.all(x <= hi + 0.0)
+    y = np.abs(x.numpy() @ W.T + b0).sum(axis=1)
+    want = np.where(np.array([0, 1, 0, 1, 0]) == 0, y, -y)
+    np.testing.assert_allclose(grouped.values.numpy(), want, rtol=1e-12)
+    # a group searches its objectives as the whole call does (vertex maxima are found)
+    np.testing.assert_allclose(grouped.values.numpy()[[0, 2, 4]],
+                               whole.values.numpy()[[0, 2, 4]], rtol=1e-6)
+
+
+def test_groups_after_a_target_is_reached_are_not_searched() -> None:
+    g, _, _ = _abs_net(9, n_in=3)
+    obj = row_objectives([0, 0, 0, 0], 2)
+    res = falsify(g, -np.ones(3), np.ones(3), obj, AttackOptions(restarts=2, steps=5),
+                  target=-1e9, max_objectives=2)
+    assert res.values.shape == (4,)
+    assert not bool(res.reached[2:].any())

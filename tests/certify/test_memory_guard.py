@@ -149,3 +149,26 @@ def test_budget_resolve_and_check():
         MemoryBudget(1.0, "x", 0.0).check_start("sampling")
     assert MemoryBudget(10.0, "x", resident_mb()).batch(2**20, 100) <= 10
     assert MemoryBudget(1.0, "x", 0.0).batch(1.0, 100) == 0
+
+
+def test_attack_sized_to_the_memory_left(case300):
+    """Points per evaluation and objectives per search shrink with the memory left; with
+    no room for one objective's starts the attack is skipped (None)."""
+    from gridverify.attack import objective_bytes
+    from gridverify.certify.certify import _attack_sizes, _point_bytes
+
+    case, proxy = case300
+    cons = select_constraints(case, parse_constraints("thermal_fr"))
+    graph = compose_with_proxy(build_physics_graph(case, cons), proxy_graph(proxy))
+    R = 24
+    roomy = _attack_sizes(_Left(1e9, "x", 0.0, fixed_left=1e9), graph, R)
+    assert roomy is not None and roomy[0] == 4096 and roomy[1] > 10**5
+    point_mb = 3.0 * _point_bytes(graph) / 2**20
+    obj_mb = objective_bytes(graph.input_size, R) / 2**20
+    left = 2.0 * R * point_mb + 2.0 * 3 * obj_mb  # room for R points and a few objectives
+    small = _attack_sizes(_Left(left, "x", 0.0, fixed_left=left), graph, R)
+    assert small is not None and R <= small[0] < 4096 and 1 <= small[1] < roomy[1]
+    # what the attack is given fits what is left: half for points, half for objectives
+    assert small[0] * point_mb <= left / 2 + 1e-9 and small[1] * obj_mb <= left / 2 + 1e-9
+    tiny = 0.5 * 2.0 * R * point_mb
+    assert _attack_sizes(_Left(tiny, "x", 0.0, fixed_left=tiny), graph, R) is None
