@@ -16,10 +16,9 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from gridverify.errors import ProxyError
 from gridverify.fileio import atomic_write_bytes
@@ -32,7 +31,10 @@ __all__ = ["INPUT_NAME", "OPSET", "OUTPUT_NAME", "export_onnx", "proxy_to_onnx",
 INPUT_NAME = "loads"
 OUTPUT_NAME = "solution"
 
-_DTYPES = {"float32": (np.float32, TensorProto.FLOAT), "float64": (np.float64, TensorProto.DOUBLE)}
+if TYPE_CHECKING:  # onnx is imported when a model is written (it costs ~0.7 s at start-up)
+    import onnx
+
+_DTYPES = {"float32": (np.float32, "FLOAT"), "float64": (np.float64, "DOUBLE")}
 
 
 def proxy_to_onnx(
@@ -43,11 +45,15 @@ def proxy_to_onnx(
     dtype: str = "float32",
 ) -> onnx.ModelProto:
     """Build the ONNX model of a folded proxy (see module docstring)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
     if not model.is_folded:
         model = model.folded()
     if dtype not in _DTYPES:
         raise ProxyError(f"ONNX dtype must be float32 or float64, got {dtype!r}")
-    np_dt, onnx_dt = _DTYPES[dtype]
+    np_dt, onnx_name = _DTYPES[dtype]
+    onnx_dt = getattr(TensorProto, onnx_name)
     arch = model.arch
     inits: list[onnx.TensorProto] = []
     nodes: list[onnx.NodeProto] = []

@@ -15,15 +15,16 @@ whose ONNX has extra outputs after the solution, e.g. physics residuals).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
 import torch
-from onnx import numpy_helper
 from torch import nn
 
 from gridverify.errors import ProxyError, UnsupportedOpError
+
+if TYPE_CHECKING:  # onnx is imported when an ONNX file is read (~0.7 s at start-up)
+    import onnx
 
 _SUPPORTED = {
     "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Relu", "LeakyRelu", "Sigmoid",
@@ -34,6 +35,8 @@ _SUPPORTED = {
 
 def read_onnx(path: str | os.PathLike[str]) -> onnx.ModelProto:
     """Load and check an ONNX file; a malformed file raises :class:`ProxyError`."""
+    import onnx
+
     try:
         m = onnx.load(os.fspath(path))
         onnx.checker.check_model(m)
@@ -53,6 +56,8 @@ class OnnxModule(nn.Module):
     """Torch evaluation of a (feed-forward) ONNX graph; see module docstring."""
 
     def __init__(self, m: onnx.ModelProto, *, keep: int | None = None, source: str = "onnx"):
+        from onnx import helper, numpy_helper
+
         super().__init__()
         g = m.graph
         init_names = {t.name for t in g.initializer}
@@ -74,7 +79,7 @@ class OnnxModule(nn.Module):
                 raise UnsupportedOpError(node.op_type, name, f"domain {node.domain!r}")
             if node.op_type not in _SUPPORTED:
                 raise UnsupportedOpError(node.op_type, name)
-            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
             if node.op_type == "Constant":
                 if "value" not in attrs:
                     raise UnsupportedOpError("Constant", name, "only the 'value' attribute")
