@@ -28,15 +28,17 @@ import torch
 
 from gridverify.bab.points import POINTS_FILE, POINTS_VERSION
 from gridverify.bounds.relaxations import unary
+from gridverify.ir.ops import OPS
 
 __all__ = ["GRIDS", "build_tables", "looseness", "main", "write_tables"]
 
-# op -> (l_min, l_max, w_min, w_max, period)
-GRIDS: dict[str, tuple[float, float, float, float, float | None]] = {
-    "sigmoid": (-10.0, 10.0, 1e-2, 20.0, None),
-    "tanh": (-6.0, 6.0, 1e-2, 12.0, None),
-    "sin": (0.0, 2 * math.pi, 1e-2, 2 * math.pi, 2 * math.pi),
-    "cos": (0.0, 2 * math.pi, 1e-2, 2 * math.pi, 2 * math.pi),
+# op -> (l_min, l_max, w_min, w_max): the grid of interval starts and widths (the
+# period, where the op has one, is the op table's)
+GRIDS: dict[str, tuple[float, float, float, float]] = {
+    "sigmoid": (-10.0, 10.0, 1e-2, 20.0),
+    "tanh": (-6.0, 6.0, 1e-2, 12.0),
+    "sin": (0.0, 2 * math.pi, 1e-2, 2 * math.pi),
+    "cos": (0.0, 2 * math.pi, 1e-2, 2 * math.pi),
 }
 
 
@@ -54,7 +56,8 @@ def build_tables(n_l: int = 96, n_w: int = 64, n_r: int = 39,
     ratios[mid] = 0.5
     out: dict[str, dict] = {}
     for op in ops:
-        l_min, l_max, w_min, w_max, period = GRIDS[op]
+        l_min, l_max, w_min, w_max = GRIDS[op]
+        period = OPS[op].period
         ls = torch.linspace(l_min, l_max, n_l, dtype=torch.float64)
         ws = torch.exp(torch.linspace(math.log(w_min), math.log(w_max), n_w,
                                       dtype=torch.float64))

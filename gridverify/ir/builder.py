@@ -24,6 +24,7 @@ import torch
 
 from gridverify.errors import GraphError
 from gridverify.ir.graph import Graph, Node, forward_node, validate_node
+from gridverify.ir.ops import OPS
 
 TensorLike = Any  # torch.Tensor, numpy array, list or float
 
@@ -258,6 +259,18 @@ class GraphBuilder:
 
     def _unary(self, op: str, a: int, name: str | None) -> int:
         return self._add(op, (a,), name=name)
+
+    def unary(self, op: str, a: int, name: str | None = None) -> int:
+        """Elementwise unary ``op`` of the op table (:data:`~gridverify.ir.ops.OPS`):
+        ``relu``, ``sin``, ``atan``...; also ``neg`` and ``square``.  ``pow`` and
+        ``pwl`` take attributes: use :meth:`pow` and :meth:`pwl`."""
+        info = OPS.get(op)
+        if info is None or info.arity != 1 or not info.elementwise or op in ("pow", "pwl") \
+                or not (info.nonlinear or op == "neg"):
+            raise GraphError(f"unary: {op!r} is not a unary elementwise op of the op table")
+        if op == "neg":
+            return self.neg(a, name)
+        return self._unary(op, a, name)
 
     def square(self, a: int, name: str | None = None) -> int:
         """``a ** 2``."""

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from gridverify.ir import Graph, GraphBuilder, Node
+from gridverify.ir.ops import OPS
 
 __all__ = ["Lowering", "Value", "Var", "prune"]
 
@@ -200,9 +201,9 @@ class Lowering:
 
     # ----------------------------------------------------------- elementwise
     def unary(self, op: str, v: Value) -> Value:
-        """Elementwise ``op`` (a builder method name: relu, sin, exp...)."""
+        """Elementwise unary ``op`` of the op table (relu, sin, exp, neg, square...)."""
         if isinstance(v, Var):
-            return Var(getattr(self.b, op)(v.node), v.shape)
+            return Var(self.b.unary(op, v.node), v.shape)
         x = np.asarray(v, dtype=np.float64)
         return _NUMPY_UNARY[op](x)
 
@@ -473,21 +474,7 @@ class _Unsupported(Exception):
     """Raised inside a lowering; the importer turns it into UnsupportedOpError."""
 
 
-def _np_sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
+#: float64 numpy evaluation of the unary ops, from the op table (constant folding)
 _NUMPY_UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "relu": lambda x: np.maximum(x, 0.0),
-    "sigmoid": _np_sigmoid,
-    "tanh": np.tanh,
-    "erf": lambda x: np.vectorize(math.erf, otypes=[np.float64])(x),
-    "sin": np.sin,
-    "cos": np.cos,
-    "exp": np.exp,
-    "sqrt": np.sqrt,
-    "floor": np.floor,
-    "reciprocal": lambda x: 1.0 / x,
-    "neg": np.negative,
-    "square": np.square,
+    name: info.numpy for name, info in OPS.items() if info.numpy is not None and info.arity == 1
 }

@@ -42,6 +42,7 @@ import numpy as np
 from gridverify.errors import GraphError, UnsupportedOpError
 from gridverify.fileio import atomic_path
 from gridverify.ir import Graph
+from gridverify.ir.ops import OPS
 
 __all__ = ["OPSET", "PORTABLE_OPS", "to_onnx"]
 
@@ -62,11 +63,8 @@ symbolic batches)."""
 _DENSE_MAX_ENTRIES = 1 << 16
 _DENSE_MIN_DENSITY = 0.1
 
-_SAME_NAME = {
-    "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "erf": "Erf", "sin": "Sin", "cos": "Cos",
-    "exp": "Exp", "sqrt": "Sqrt", "floor": "Floor", "reciprocal": "Reciprocal", "neg": "Neg",
-    "add": "Add", "sub": "Sub", "mul": "Mul",
-}
+#: ops written as the ONNX op of the same meaning, from the op table
+_SAME_NAME = {name: info.onnx for name, info in OPS.items() if info.onnx is not None}
 
 
 class _Exporter:

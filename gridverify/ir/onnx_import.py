@@ -28,6 +28,7 @@ import numpy as np
 from gridverify.errors import GraphError, UnsupportedOpError
 from gridverify.ir import Graph, GraphBuilder
 from gridverify.ir.lowering import Lowering, Value, Var, _Unsupported, prune
+from gridverify.ir.ops import OPS, UNARY_NONLINEAR
 from gridverify.ir.pwl_merge import merge_pwl
 
 __all__ = ["Lowering", "Var", "from_onnx", "prune"]
@@ -38,10 +39,9 @@ __all__ = ["Lowering", "Var", "from_onnx", "prune"]
 # ONNX
 # ---------------------------------------------------------------------------
 
-_UNARY_OPS = {
-    "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Erf": "erf", "Sin": "sin", "Cos": "cos",
-    "Exp": "exp", "Floor": "floor", "Sqrt": "sqrt", "Reciprocal": "reciprocal",
-}
+#: ONNX op type -> unary nonlinear op, from the op table
+_UNARY_OPS = {info.onnx: name for name, info in OPS.items()
+              if info.onnx is not None and name in UNARY_NONLINEAR}
 _CONST_ONLY_OPS: dict[str, Callable[..., np.ndarray]] = {
     "Equal": np.equal, "Less": np.less, "Greater": np.greater, "LessOrEqual": np.less_equal,
     "GreaterOrEqual": np.greater_equal, "Not": np.logical_not, "And": np.logical_and,

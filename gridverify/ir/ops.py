@@ -23,6 +23,22 @@ Traits
 ``domain``         open interval where the op is defined (reciprocal/sqrt: (0, inf))
 ``kinks``          name of the attribute holding per-entry kink positions (``pwl``:
                    ``"breaks"``), where branch-and-bound splits the op's input
+
+Spellings and homes (read by the importers, the exporter, lowering and the bound
+engine, so that an op is declared here once)
+------------------------------------------------------------------------------
+``func``           torch evaluation of a unary op (graph evaluation)
+``numpy``          float64 numpy evaluation (constant folding while importing)
+``onnx``           the ONNX op type that spells it (import of unary ops; export)
+``torch``          spelled ``torch.<name>``, ``Tensor.<name>`` (and in place
+                   ``<name>_``) and ``torch.nn.functional.<name>`` where it exists
+``module``         the ``torch.nn`` module class that applies it (``"ReLU"``)
+``relaxation``     ``"module:NAME"``: the :class:`UnaryRelaxation` of the op in
+                   ``gridverify.bounds.relaxations.<module>`` (the bound engine's
+                   table is built from these)
+
+Adding a smooth unary op is one entry here plus, when no family fits, its
+relaxation (see ``docs/ir.md``, "Adding an op").
 """
 
 from __future__ import annotations
@@ -31,6 +47,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 INF = math.inf
@@ -54,10 +71,23 @@ class OpInfo:
     domain: tuple[float, float] = (-INF, INF)
     kinks: str | None = None
     func: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
+    numpy: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+    onnx: str | None = None
+    torch: bool = False
+    module: str | None = None
+    relaxation: str | None = None
 
 
 def _floor(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(x)
+
+
+def _np_sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _np_erf(x: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.erf, otypes=[np.float64])(x)
 
 
 _TWO_PI = 2.0 * math.pi
@@ -71,9 +101,10 @@ OPS: dict[str, OpInfo] = {
         # affine ops
         OpInfo("linear", 1, linear=True),
         OpInfo("sparse_linear", 1, linear=True),
-        OpInfo("add", 2, elementwise=True, linear=True),
-        OpInfo("sub", 2, elementwise=True, linear=True),
-        OpInfo("neg", 1, elementwise=True, linear=True, interval_exact=True, monotone="decreasing"),
+        OpInfo("add", 2, elementwise=True, linear=True, onnx="Add"),
+        OpInfo("sub", 2, elementwise=True, linear=True, onnx="Sub"),
+        OpInfo("neg", 1, elementwise=True, linear=True, interval_exact=True, monotone="decreasing",
+               numpy=np.negative, onnx="Neg"),
         OpInfo("scale", 1, elementwise=True, linear=True, interval_exact=True),
         OpInfo(
             "add_const", 1, elementwise=True, linear=True, interval_exact=True,
@@ -83,59 +114,70 @@ OPS: dict[str, OpInfo] = {
         OpInfo("concat", -1, linear=True, interval_exact=True),
         OpInfo("reshape", 1, linear=True, interval_exact=True, monotone="increasing"),
         # product of two variables
-        OpInfo("mul", 2, elementwise=True, nonlinear=True),
+        OpInfo("mul", 2, elementwise=True, nonlinear=True, onnx="Mul"),
         # unary nonlinear ops
         OpInfo(
             "relu", 1, elementwise=True, nonlinear=True, interval_exact=True,
             monotone="increasing", convex=((-INF, INF),), concave=((-INF, 0.0), (0.0, INF)),
-            func=torch.relu,
+            func=torch.relu, numpy=lambda x: np.maximum(x, 0.0), onnx="Relu", torch=True,
+            module="ReLU", relaxation="piecewise:RELU",
         ),
         OpInfo(
             "floor", 1, elementwise=True, nonlinear=True, interval_exact=True,
-            monotone="increasing", func=_floor,
+            monotone="increasing", func=_floor, numpy=np.floor, onnx="Floor", torch=True,
+            relaxation="piecewise:FLOOR",
         ),
         OpInfo(
             "sigmoid", 1, elementwise=True, nonlinear=True, interval_exact=True,
             monotone="increasing", convex=((-INF, 0.0),), concave=((0.0, INF),),
-            inflections=(0.0,), func=torch.sigmoid,
+            inflections=(0.0,), func=torch.sigmoid, numpy=_np_sigmoid, onnx="Sigmoid",
+            torch=True, module="Sigmoid", relaxation="sshaped:SIGMOID",
         ),
         OpInfo(
             "tanh", 1, elementwise=True, nonlinear=True, interval_exact=True,
             monotone="increasing", convex=((-INF, 0.0),), concave=((0.0, INF),),
-            inflections=(0.0,), func=torch.tanh,
+            inflections=(0.0,), func=torch.tanh, numpy=np.tanh, onnx="Tanh", torch=True,
+            module="Tanh", relaxation="sshaped:TANH",
         ),
         OpInfo(
             "erf", 1, elementwise=True, nonlinear=True, interval_exact=True,
             monotone="increasing", convex=((-INF, 0.0),), concave=((0.0, INF),),
-            inflections=(0.0,), func=torch.erf,
+            inflections=(0.0,), func=torch.erf, numpy=_np_erf, onnx="Erf", torch=True,
+            relaxation="sshaped:ERF",
         ),
         OpInfo(
             "sin", 1, elementwise=True, nonlinear=True, interval_exact=True,
             convex=((math.pi, _TWO_PI),), concave=((0.0, math.pi),), period=_TWO_PI,
-            inflections=(0.0, math.pi), func=torch.sin,
+            inflections=(0.0, math.pi), func=torch.sin, numpy=np.sin, onnx="Sin", torch=True,
+            relaxation="trig:SIN",
         ),
         OpInfo(
             "cos", 1, elementwise=True, nonlinear=True, interval_exact=True,
             convex=((math.pi / 2, 3 * math.pi / 2),),
             concave=((-math.pi / 2, math.pi / 2),), period=_TWO_PI,
-            inflections=(math.pi / 2, 3 * math.pi / 2), func=torch.cos,
+            inflections=(math.pi / 2, 3 * math.pi / 2), func=torch.cos, numpy=np.cos,
+            onnx="Cos", torch=True, relaxation="trig:COS",
         ),
         OpInfo(
             "exp", 1, elementwise=True, nonlinear=True, interval_exact=True,
-            monotone="increasing", convex=((-INF, INF),), func=torch.exp,
+            monotone="increasing", convex=((-INF, INF),), func=torch.exp, numpy=np.exp,
+            onnx="Exp", torch=True, relaxation="convex:EXP",
         ),
         OpInfo(
             "reciprocal", 1, elementwise=True, nonlinear=True, interval_exact=True,
             monotone="decreasing", convex=((0.0, INF),), domain=(0.0, INF),
-            func=torch.reciprocal,
+            func=torch.reciprocal, numpy=lambda x: 1.0 / x, onnx="Reciprocal", torch=True,
+            relaxation="convex:RECIPROCAL",
         ),
         OpInfo(
             "sqrt", 1, elementwise=True, nonlinear=True, interval_exact=True,
             monotone="increasing", concave=((0.0, INF),), domain=(0.0, INF), func=torch.sqrt,
+            numpy=np.sqrt, onnx="Sqrt", torch=True, relaxation="convex:SQRT",
         ),
         OpInfo(
             "square", 1, elementwise=True, nonlinear=True, interval_exact=True,
-            convex=((-INF, INF),), func=torch.square,
+            convex=((-INF, INF),), func=torch.square, numpy=np.square,
+            relaxation="convex:SQUARE",
         ),
         # piecewise-linear function of one scalar per entry (attrs breaks, weights,
         # slope, bias; see ``pwl_forward``); evaluated from its attributes

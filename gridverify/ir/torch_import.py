@@ -25,6 +25,7 @@ from torch import nn
 from gridverify.errors import GraphError, UnsupportedOpError
 from gridverify.ir import Graph, GraphBuilder
 from gridverify.ir.lowering import Lowering, Value, Var, _Unsupported, prune
+from gridverify.ir.ops import OPS
 from gridverify.ir.pwl_merge import merge_pwl
 
 __all__ = ["from_torch"]
@@ -468,9 +469,8 @@ def _square(self: _TorchImporter, args: list, kw: dict) -> Any:
 
 
 _ARITH = {name: _binary(name) for name in ("add", "sub", "mul", "div")}
-_UNARY = {name: _unary(name) for name in
-          ("relu", "sigmoid", "tanh", "erf", "sin", "cos", "exp", "sqrt", "floor",
-           "reciprocal")}
+#: unary ops spelled torch.<name> / Tensor.<name> / F.<name>, from the op table
+_UNARY = {name: _unary(name) for name, info in OPS.items() if info.torch}
 
 _FUNCTIONS: dict[Any, Handler] = {
     operator.add: _ARITH["add"], torch.add: _ARITH["add"],
@@ -485,11 +485,11 @@ _FUNCTIONS: dict[Any, Handler] = {
     torch.maximum: _minmax("maximum"), torch.cat: _cat, torch.concat: _cat, torch.stack: _stack,
     torch.transpose: _transpose, torch.permute: _permute, torch.unsqueeze: _unsqueeze,
     torch.squeeze: _squeeze, torch.abs: _abs, torch.square: _square, getattr: _getattr,
-    F.linear: _f_linear, F.relu: _UNARY["relu"], F.sigmoid: _UNARY["sigmoid"],
-    F.tanh: _UNARY["tanh"], F.gelu: _gelu, F.leaky_relu: _leaky, F.hardtanh: _hardtanh,
+    F.linear: _f_linear, F.gelu: _gelu, F.leaky_relu: _leaky, F.hardtanh: _hardtanh,
     F.dropout: _f_dropout,
     torch.zeros_like: _like(0.0), torch.ones_like: _like(1.0), torch.full_like: _like(None),
     **{getattr(torch, n): h for n, h in _UNARY.items()},
+    **{getattr(F, n): h for n, h in _UNARY.items() if hasattr(F, n)},
 }
 
 _METHODS: dict[str, Handler] = {
@@ -502,8 +502,7 @@ _METHODS: dict[str, Handler] = {
     "contiguous": _identity, "clone": _identity, "detach": _identity, "type_as": _identity,
 }
 _METHODS.update({name + "_": _METHODS[name] for name in
-                 ("add", "sub", "mul", "div", "neg", "pow", "relu", "sigmoid", "tanh", "erf", "sin",
-                  "cos", "exp", "sqrt", "floor", "clamp", "abs", "square")})
+                 ("add", "sub", "mul", "div", "neg", "pow", "clamp", "abs", "square", *_UNARY)})
 
 
 def _mod_linear(self: _TorchImporter, m: nn.Linear, args: list, kw: dict) -> Any:
@@ -540,9 +539,7 @@ def _mod_batchnorm(self: _TorchImporter, m: nn.modules.batchnorm._BatchNorm, arg
 
 _MODULES: dict[type, Callable[..., Any]] = {
     nn.Linear: _mod_linear,
-    nn.ReLU: _mod_unary("relu"),
-    nn.Sigmoid: _mod_unary("sigmoid"),
-    nn.Tanh: _mod_unary("tanh"),
+    **{getattr(nn, info.module): _mod_unary(name) for name, info in OPS.items() if info.module},
     nn.GELU: lambda self, m, args, kw: self.lw.gelu(args[0], m.approximate),
     nn.Identity: lambda self, m, args, kw: args[0],
     nn.Dropout: lambda self, m, args, kw: args[0],

@@ -16,11 +16,14 @@ infinities, rounding) and each family module for why its relaxation is sound:
 * :mod:`.bilinear` -- ``x * y`` (McCormick with a mixing parameter)
 * :mod:`.smooth` -- the generic exact-offset engine of sshaped and trig
 
-Use ``unary("sin")``, ``unary("pow", 3)`` or ``RELAXATIONS["tanh"]``.
+Use ``unary("sin")``, ``unary("pow", 3)`` or ``RELAXATIONS["tanh"]``.  The table
+is built from the op table: each op's ``relaxation`` field (``"module:NAME"``,
+see :mod:`gridverify.ir.ops`) names where its entry lives.
 """
 
 from __future__ import annotations
 
+import importlib
 from functools import cache
 
 from gridverify.bounds.relaxations.base import (
@@ -30,9 +33,9 @@ from gridverify.bounds.relaxations.base import (
     UnaryRelaxation,
 )
 from gridverify.bounds.relaxations.bilinear import interval_mul, relax_mul
-from gridverify.bounds.relaxations.piecewise import FLOOR, RELU
 from gridverify.bounds.relaxations.pwl import pwl_entry
-from gridverify.bounds.relaxations.sshaped import ERF, SIGMOID, TANH, odd_power
+from gridverify.bounds.relaxations.sshaped import odd_power
+from gridverify.ir.ops import OPS
 
 __all__ = [
     "BilinearRelaxation",
@@ -58,20 +61,18 @@ def _power(p: int) -> UnaryRelaxation:
     return even_power(p)
 
 
+def _entry(path: str) -> UnaryRelaxation:
+    """The relaxation ``"module:NAME"`` of this package."""
+    module, name = path.split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
 def _build_table() -> dict[str, UnaryRelaxation]:
-    table = {r.op: r for r in (RELU, FLOOR, SIGMOID, TANH, ERF)}
-    try:
-        from gridverify.bounds.relaxations.convex import EXP, RECIPROCAL, SQRT, SQUARE
-        from gridverify.bounds.relaxations.trig import COS, SIN
-    except ImportError:  # pragma: no cover - during development only
-        pass
-    else:
-        table.update({r.op: r for r in (EXP, RECIPROCAL, SQRT, SQUARE, SIN, COS)})
-        table["pow2"] = SQUARE
-        for p in range(3, 9):
-            table[f"pow{p}"] = _power(p)
-    for p in (3, 5, 7):
-        table.setdefault(f"pow{p}", _power(p))
+    table = {op: _entry(info.relaxation) for op, info in OPS.items()
+             if info.relaxation is not None}
+    table["pow2"] = table["square"]
+    for p in range(3, 9):
+        table[f"pow{p}"] = _power(p)
     return table
 
 
