@@ -146,6 +146,12 @@ OPS: dict[str, OpInfo] = {
             relaxation="sshaped:ERF",
         ),
         OpInfo(
+            "atan", 1, elementwise=True, nonlinear=True, interval_exact=True,
+            monotone="increasing", convex=((-INF, 0.0),), concave=((0.0, INF),),
+            inflections=(0.0,), func=torch.atan, numpy=np.arctan, onnx="Atan", torch=True,
+            relaxation="sshaped:ATAN",
+        ),
+        OpInfo(
             "sin", 1, elementwise=True, nonlinear=True, interval_exact=True,
             convex=((math.pi, _TWO_PI),), concave=((0.0, math.pi),), period=_TWO_PI,
             inflections=(0.0, math.pi), func=torch.sin, numpy=np.sin, onnx="Sin", torch=True,

@@ -1,4 +1,4 @@
-"""S-shaped ops: sigmoid, tanh, erf (convex left of 0, concave right) and odd powers x^p.
+"""S-shaped ops: sigmoid, tanh, erf, atan (convex left of 0, concave right) and odd powers x^p.
 
 ``x^p`` for odd ``p >= 3`` is concave left of 0 and convex right, so it is
 S-shaped as well (inflection at 0).  All three go through the generic engine of
@@ -9,9 +9,10 @@ by default, by alpha otherwise) and the offsets are the exact extrema of
 * sigmoid: ``f'(x) = 1 / (4 cosh^2(x/2))``, so ``x = +-2 acosh(1 / (2 sqrt k))``;
 * tanh: ``f'(x) = 1 / cosh^2 x``, so ``x = +-acosh(1 / sqrt k)``;
 * erf: ``f'(x) = (2 / sqrt pi) exp(-x^2)``, so ``x = +-sqrt(log(2 / (sqrt(pi) k)))``;
+* atan: ``f'(x) = 1 / (1 + x^2)``, so ``x = +-sqrt(1 / k - 1)``;
 * ``x^p``: ``f'(x) = p x^(p-1)``, so ``x = +-(k / p)^(1 / (p - 1))``.
 
-Since ``f'`` is even and unimodal (or monotone in ``|x|``) for all four, those
+Since ``f'`` is even and unimodal (or monotone in ``|x|``) for all five, those
 are all the critical points, so the offsets are the true extrema: every
 ``alpha`` is sound.  On an interval inside one convex or concave piece the
 default lines are the chord and the midpoint tangent; across the inflection
@@ -133,6 +134,27 @@ ERF_OP = SmoothOp(
     partial(_bounded_interval, torch.erf, -1.0, 1.0), _curv_convex_left,
 )
 ERF: UnaryRelaxation = make_unary(ERF_OP, torch.erf)
+
+
+# ---------------------------------------------------------------- atan
+def _atan_fp(x: Tensor) -> Tensor:
+    return 1.0 / (1.0 + x * x)
+
+
+def _atan_crit(k: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
+    kc = k.clamp(_KMIN, 1.0)
+    x = torch.sqrt((1.0 / kc - 1.0).clamp(min=0.0))
+    return [x, -x]
+
+
+# the float64 pi / 2 lies below the true one: the enclosure may reach the next float
+_HALF_PI_UP = math.nextafter(math.pi / 2, math.inf)
+
+ATAN_OP = SmoothOp(
+    "atan", torch.atan, _atan_fp, partial(_even_fp_range, _atan_fp), _atan_crit,
+    partial(_bounded_interval, torch.atan, -_HALF_PI_UP, _HALF_PI_UP), _curv_convex_left,
+)
+ATAN: UnaryRelaxation = make_unary(ATAN_OP, torch.atan)
 
 
 # ---------------------------------------------------------------- odd powers
