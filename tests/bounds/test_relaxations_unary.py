@@ -22,8 +22,8 @@ from gridverify.bounds.relaxations.checks import unary_violation
 F64 = torch.float64
 TOL = 4.0  # ulps of the float64 check itself
 OPS = [
-    "relu", "floor", "sigmoid", "tanh", "erf", "sin", "cos", "exp", "reciprocal", "sqrt",
-    "square", "pow3", "pow4", "pow5", "pow6", "pow7",
+    "relu", "floor", "sigmoid", "tanh", "erf", "atan", "sin", "cos", "exp", "reciprocal",
+    "sqrt", "square", "pow3", "pow4", "pow5", "pow6", "pow7",
 ]
 POSITIVE = {"reciprocal", "sqrt"}
 PI = math.pi
@@ -32,6 +32,7 @@ PI = math.pi
 RANGE = {"exp": 40.0, "pow3": 30.0, "pow4": 30.0, "pow5": 20.0, "pow6": 15.0, "pow7": 12.0}
 INFLECT = {
     "relu": [0.0], "floor": [-3.0, 0.0, 1.0, 7.0], "sigmoid": [0.0], "tanh": [0.0], "erf": [0.0],
+    "atan": [0.0],
     "sin": [n * PI for n in range(-4, 5)], "cos": [PI / 2 + n * PI for n in range(-4, 4)],
     "pow3": [0.0], "pow5": [0.0], "pow7": [0.0], "square": [0.0], "pow4": [0.0],
     "pow6": [0.0], "exp": [0.0],
@@ -56,7 +57,7 @@ def curated(op: str) -> list[tuple[float, float]]:
                 (2 * PI - 1e-9, 2 * PI + 1e-9), (-0.5, PI + 0.5), (PI - 0.5, 2 * PI + 0.5),
                 (0.1, 2 * PI - 0.1), (-1e5, 1e5), (123456.7, 123459.9),
                 (1e9, 1e9 + 20.0), (1e12, 1e12 + 3.0), (-1e12 - 0.5, -1e12), (1e15, 1e15 + 2.0)]
-    if op in ("sigmoid", "tanh", "erf"):
+    if op in ("sigmoid", "tanh", "erf", "atan"):
         out += [(-800.0, 800.0), (-40.0, 3.0), (-3.0, 40.0), (-700.0, -690.0), (690.0, 700.0)]
     if op == "exp":
         out += [(-700.0, -600.0), (600.0, 700.0), (-800.0, -700.0), (-50.0, 50.0)]
