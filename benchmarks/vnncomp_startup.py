@@ -90,7 +90,7 @@ def main() -> None:
             ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.time()
             r = subprocess.run(
-                [py, "-m", "gridverify.vnncomp", "run", str(model), str(prop), "--timeout",
+                [py, "-m", "gridverify.cli.vnncomp", "run", str(model), str(prop), "--timeout",
                  "60", "--out", f"{out}/r.txt", "--bounds", "none", "--no-bab",
                  "--no-extend-attack", "--attack-steps", "0", "--attack-restarts", "1",
                  "--started-at", str(t0)],

@@ -23,7 +23,7 @@ import html
 import math
 from typing import Any
 
-from gridverify._html import register_view
+from gridverify._html import register_plot, register_view
 
 __all__ = [
     "case_html",
@@ -33,6 +33,7 @@ __all__ = [
     "plot",
     "proxy_html",
     "register",
+    "study_plot",
     "to_dataframe",
 ]
 
@@ -153,18 +154,33 @@ def _case_of(cert: Any) -> Any:
             return load_compiled(cert.case, emit_warnings=False)
 
 
+def study_plot(results: Any, kind: str = "grid", **kwargs: Any) -> Any:
+    """Figures of study results (:meth:`StudyResults.plot`): ``grid`` (topology colored
+    by worst violation), ``gaps``, ``time``; the report's figure functions."""
+    from gridverify.report import figures
+
+    fn = {"grid": figures.grid_figure, "gaps": figures.gap_figure,
+          "time": figures.bound_time_figure}
+    if kind not in fn:
+        raise ValueError(f"kind: one of {', '.join(fn)}, got {kind!r}")
+    return fn[kind](results, **kwargs)
+
+
+register_plot("study", study_plot)
+
+
 def plot(obj: Any, case: Any = None, ax: Any = None, **kwargs: Any) -> Any:
     """One-call figure; returns the matplotlib Figure.
 
     A certificate: the grid colored by certified worst violations (``case``:
     the compiled case, default loaded from the certificate).  A compiled case:
-    its topology.  Study results: :meth:`StudyResults.plot` (``kind=...``).
+    its topology.  Study results: :func:`study_plot` (``kind=...``).
     """
     from gridverify.report import figures
 
     plt = figures._plt()
     if hasattr(obj, "plot") and hasattr(obj, "records"):
-        return obj.plot(**kwargs)
+        return study_plot(obj, **kwargs)
     if hasattr(obj, "constraints") and hasattr(obj, "families"):
         cc = case if case is not None else _case_of(obj)
         vals = figures.grid_values(cc, certificate_frame(obj))

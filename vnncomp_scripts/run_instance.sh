@@ -33,7 +33,7 @@ echo "Running gridverify on category '$CATEGORY': onnx '$ONNX_FILE', vnnlib '$VN
 rm -f "$RESULTS_FILE"
 
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(nproc)}"
-"$PY" -m gridverify.vnncomp run "$ONNX_FILE" "$VNNLIB_FILE" \
+"$PY" -m gridverify.cli.vnncomp run "$ONNX_FILE" "$VNNLIB_FILE" \
     --timeout "$TIMEOUT" --out "$RESULTS_FILE" --device auto --started-at "$START"
 STATUS=$?
 echo "gridverify exit status $STATUS"

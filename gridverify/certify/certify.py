@@ -157,11 +157,9 @@ class _Budget:
 
 
 def _resolve_case(case: Any) -> Any:
-    if hasattr(case, "content_hash") and hasattr(case, "pf_t"):
-        return case
-    from gridverify.grid import load_compiled
+    from gridverify.grid import CompiledCase, load_compiled
 
-    return load_compiled(case)
+    return case if isinstance(case, CompiledCase) else load_compiled(case)
 
 
 def _resolve_proxy(proxy: Any, case: Any) -> Any:
@@ -656,7 +654,7 @@ def _onnx_recheck(st: _State, case: Any, prox: Any) -> list[str]:
         return []
     from pathlib import Path
 
-    from gridverify.vnncomp.runner import OnnxChecker
+    from gridverify.ir.onnx_check import OnnxChecker
 
     checker = OnnxChecker(Path(src).read_bytes())
     x = st.worst[ks]
@@ -745,12 +743,13 @@ def _bab_entry() -> Any:
 def _bab_call(fn: Any, graph: Any, region: Region, spec: np.ndarray, threshold: float | None,
               options: Any, mode: str, progress: Callable[[dict], None] | None = None) -> Any:
     """One bab_maximize call; without the pre-built branching-point table, midpoints."""
+    from gridverify.bab.points import PointsUnavailableError
+
     kw = {"threshold": threshold, "mode": mode, "progress": progress}
     try:
         return fn(graph, region.lower, region.upper, spec, options=options, **kw)
-    except GridverifyError as exc:
-        if "branching-point table" not in str(exc):
-            raise
+    except PointsUnavailableError:
+        pass
     return fn(graph, region.lower, region.upper, spec,
               options=replace(options, points="midpoint"), **kw)
 

@@ -3,6 +3,11 @@
 ``vnncomp run MODEL.onnx PROPERTY.vnnlib --timeout S --out RESULT`` writes the
 competition's result file; ``vnncomp batch BENCHMARK_DIR --out results.csv``
 runs every row of ``instances.csv`` and prints a summary.
+
+``python -m gridverify.cli.vnncomp ...`` runs the same commands with a light
+start-up: only this command group is loaded (the full CLI imports every command
+module, e.g. the OPF stack), which matters when the start-up is most of an easy
+instance's time.  The competition scripts use this entry.
 """
 
 from __future__ import annotations
@@ -10,14 +15,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["register"]
+__all__ = ["main", "register"]
 
 _EXIT = {"unsat": 0, "sat": 1, "unknown": 3, "timeout": 3}
 _KINDS = ("balance_all", "thermal_one", "gen_limits", "voltage_limits", "balance_one")
@@ -385,3 +391,18 @@ def _staged_folder(out: Path) -> Iterator[Path]:
                 os.replace(src, dst)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``gridverify vnncomp`` with the given arguments (default: ``sys.argv[1:]``)."""
+    from gridverify.cli import _Parser, run_handler
+
+    parser = _Parser(prog="python -m gridverify.cli.vnncomp", add_help=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    register(sub)
+    args = parser.parse_args(["vnncomp", *(sys.argv[1:] if argv is None else argv)])
+    return run_handler(args.func, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -224,15 +224,12 @@ class StudyResults:
     def plot(self, kind: str = "grid", **kwargs: Any) -> Any:
         """One-call figures: ``grid`` (topology colored by worst violation), ``gaps``, ``time``.
 
-        Returns the matplotlib Figure (keyword arguments go to the figure function).
+        Returns the matplotlib Figure (keyword arguments go to the figure function;
+        the figures are the report's, registered by :mod:`gridverify.display`).
         """
-        from gridverify.report import figures
+        from gridverify._html import plotter
 
-        fn = {"grid": figures.grid_figure, "gaps": figures.gap_figure,
-              "time": figures.bound_time_figure}
-        if kind not in fn:
-            raise ValueError(f"kind: one of {', '.join(fn)}, got {kind!r}")
-        return fn[kind](self, **kwargs)
+        return plotter("study")(self, kind, **kwargs)
 
 
 def _loading(v: float, rate: Any) -> float:

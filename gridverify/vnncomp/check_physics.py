@@ -296,7 +296,7 @@ class _Evaluator:
     """Runs the model on flat inputs: float64 where possible (see the module docstring)."""
 
     def __init__(self, model: Any, source: str) -> None:
-        from gridverify.vnncomp.runner import OnnxChecker
+        from gridverify.ir.onnx_check import OnnxChecker
 
         self.notes: list[str] = []
         self._ref = None

@@ -317,7 +317,7 @@ def make_benchmark(
     (:func:`gridverify.vnncomp.lut.lut_graph`); the model is then
     ``<name>_lut.onnx`` and ``exact`` is refused (SCIP models the smooth graph).
     """
-    from gridverify.vnncomp.runner import OnnxChecker
+    from gridverify.ir.onnx_check import OnnxChecker
     from gridverify.vnncomp.vnnlib import parse_vnnlib_text
 
     out = Path(out_dir)
