@@ -234,9 +234,6 @@ def decide(inst: _Instance, opts: RunOptions, clock: _Clock) -> RunOutcome:
         return _outcome("unsat", clock, "parse", "the unsafe set is empty")
     device = torch.device(opts.device)
     dtype = torch.float64 if opts.attack_dtype == "float64" else torch.float32
-    from gridverify.certify.memory import MemoryBudget
-
-    budget = MemoryBudget.resolve(opts.memory_cap_mb)  # counted from what the loaded instance holds
 
     # 2. cheap attack
     hit = _attack_round(
@@ -261,6 +258,12 @@ def decide(inst: _Instance, opts: RunOptions, clock: _Clock) -> RunOutcome:
         (ci, di) for ci, case in enumerate(prop.cases) for di in range(len(case.output))
     ]
     bound_note = "bounds not run"
+    budget = None
+    if opts.bound_method != "none" or opts.use_bab:
+        from gridverify.certify.memory import MemoryBudget
+
+        # counted from what the process holds once the instance is loaded and attacked
+        budget = MemoryBudget.resolve(opts.memory_cap_mb)
     if opts.bound_method != "none":
         try:
             open_items = _bound_filter(inst, opts, clock, device, open_items, budget)

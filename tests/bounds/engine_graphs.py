@@ -94,7 +94,7 @@ def random_graph(seed: int, n_in: int = 4, depth: int = 5, width: int = 6) -> Gr
     cur = b.linear(x, rng.normal(size=(width, n_in)), rng.normal(size=width) * 0.3)
     ops = ["relu", "sigmoid", "tanh", "erf", "sin", "cos", "exp", "square", "pow3", "pow4",
            "reciprocal", "sqrt", "floor", "mul", "add", "sub", "neg", "scale", "clamp",
-           "maximum", "minimum", "gather", "concat", "sum", "sparse", "div"]
+           "maximum", "minimum", "gather", "concat", "sum", "sparse", "div", "atan"]
     pool = [cur]
     for _ in range(depth):
         for op in rng.choice(ops, size=3, replace=False):
@@ -111,6 +111,8 @@ def random_graph(seed: int, n_in: int = 4, depth: int = 5, width: int = 6) -> Gr
                 r = b.tanh(a)
             elif op == "erf":
                 r = b.erf(b.scale(a, 1.5))
+            elif op == "atan":
+                r = b.unary("atan", b.scale(a, 2.0))
             elif op == "sin":
                 r = b.sin(b.scale(a, 2.0))
             elif op == "cos":
