@@ -64,10 +64,6 @@ FAMILY_UNIT: dict[str, str] = {
     "angle_min": "rad",
 }
 
-# angle limits at or beyond this (radians) are treated as "no limit"
-_ANGLE_UNLIMITED = np.pi
-
-
 @dataclass(frozen=True)
 class Constraint:
     """One constraint: ``family``, ``component`` id and its 0-based ``index`` in the case.
@@ -121,7 +117,10 @@ def family_candidates(case: Any, family: str) -> tuple[np.ndarray, np.ndarray]:
     """All constraints of a family in a case: ``(indices, component_ids)``.
 
     Thermal families cover rated branches only (finite positive ``rate_a``);
-    angle families cover branches whose limit is tighter than pi radians.
+    angle families cover every branch with a limit after PowerModels' correction
+    (:func:`gridverify.physics.equations.angle_limits`, the one place it is
+    written), which turns a missing one (both 0, at or beyond 90 degrees, 360)
+    into 60 degrees: every branch whose raw limit is a number, as in the AC-OPF.
     """
     kind = FAMILY_KIND[family]
     if kind == "bus":
@@ -133,12 +132,10 @@ def family_candidates(case: Any, family: str) -> tuple[np.ndarray, np.ndarray]:
     if family in ("thermal_fr", "thermal_to"):
         rate = np.asarray(case.rate_a, dtype=np.float64)
         idx = np.flatnonzero(np.isfinite(rate) & (rate > 0))
-    elif family == "angle_max":
-        lim = np.asarray(case.angmax, dtype=np.float64)
-        idx = np.flatnonzero(np.isfinite(lim) & (lim < _ANGLE_UNLIMITED))
-    else:
-        lim = np.asarray(case.angmin, dtype=np.float64)
-        idx = np.flatnonzero(np.isfinite(lim) & (lim > -_ANGLE_UNLIMITED))
+    else:  # angle_max, angle_min: the corrected limit exists unless the raw one is NaN
+        lim = np.asarray(case.angmax if family == "angle_max" else case.angmin,
+                         dtype=np.float64)
+        idx = np.flatnonzero(~np.isnan(lim))
     return idx, np.asarray(case.branch_row, dtype=np.int64)[idx]
 
 

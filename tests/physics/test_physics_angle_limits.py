@@ -133,3 +133,18 @@ def test_exact_check_uses_corrected_limits(case):
         assert res.value == pytest.approx(ref[k], abs=1e-6)
         assert res.witness_value == pytest.approx(ref[k], abs=1e-12)
         assert math.isfinite(res.bound)
+
+
+def test_selection_covers_every_branch_the_opf_limits(case):
+    """The angle families of a selection are the branches the AC-OPF limits (all six,
+    the 360-degree one included, at its corrected 60 degrees), in the graph's rows too."""
+    from gridverify.spec.constraints import ConstraintSelection, select_constraints
+
+    cons = select_constraints(case, ConstraintSelection(("angle_max", "angle_min")))
+    assert cons == _angle_constraints(case)
+    phys = build_physics_graph(case, cons)
+    x, y = _outputs(case, np.random.default_rng(5), 16)
+    (rows,) = phys.graph.evaluate({"load": torch.from_numpy(x), "proxy_out": torch.from_numpy(y)},
+                               dtype=torch.float64)
+    np.testing.assert_allclose(phys.reduce(rows.numpy()), _reference(case, y), rtol=0,
+                               atol=1e-12)
