@@ -87,17 +87,23 @@ class Objectives:
 
     ``at(y, rows)`` is objective ``rows[i]`` at ``y[i]`` (differentiable in
     ``y``); ``every(y)`` is every objective at every ``y`` ``(B, m)``.
+    ``sliced(start, stop)``, when given, builds objectives ``start .. stop - 1``
+    on their own (so that a group's ``every`` does not compute all ``m``).
     """
 
-    def __init__(self, m: int, at: Objective, every: Callable[[torch.Tensor], torch.Tensor]):
+    def __init__(self, m: int, at: Objective, every: Callable[[torch.Tensor], torch.Tensor],
+                 sliced: Callable[[int, int], Objectives] | None = None):
         if m <= 0:
             raise SpecError("nothing to attack (m = 0)")
         self.m = m
         self.at = at
         self.every = every
+        self._sliced = sliced
 
     def subset(self, start: int, stop: int) -> Objectives:
         """Objectives ``start .. stop - 1`` of these, numbered from 0."""
+        if self._sliced is not None:
+            return self._sliced(start, stop)
         at, every = self.at, self.every
 
         def at_sub(y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -147,7 +153,10 @@ def linear_objectives(matrix, n_out: int) -> Objectives:
     def every(y: torch.Tensor) -> torch.Tensor:
         return y @ cm(y).T
 
-    return Objectives(c.shape[0], at, every)
+    def sliced(start: int, stop: int) -> Objectives:
+        return linear_objectives(c[start:stop], n_out)
+
+    return Objectives(c.shape[0], at, every, sliced)
 
 
 def row_objectives(indices, n_out: int, signs=None) -> Objectives:
@@ -176,7 +185,10 @@ def row_objectives(indices, n_out: int, signs=None) -> Objectives:
         i, s = ix(y)
         return y[:, i] if s is None else y[:, i] * s
 
-    return Objectives(int(idx.numel()), at, every)
+    def sliced(start: int, stop: int) -> Objectives:
+        return row_objectives(idx[start:stop], n_out, None if sg is None else sg[start:stop])
+
+    return Objectives(int(idx.numel()), at, every, sliced)
 
 
 def function_objectives(fn: Objective, m: int) -> Objectives:

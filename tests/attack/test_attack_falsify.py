@@ -142,3 +142,21 @@ def test_groups_after_a_target_is_reached_are_not_searched() -> None:
                   target=-1e9, max_objectives=2)
     assert res.values.shape == (4,)
     assert not bool(res.reached[2:].any())
+
+
+def test_subsets_of_every_kind_of_objectives_agree_with_the_whole() -> None:
+    from gridverify.attack import function_objectives
+
+    y = torch.tensor(np.random.default_rng(2).normal(size=(5, 3)))
+    kinds = [
+        row_objectives([2, 0, 1, 2], 3),
+        row_objectives([2, 0, 1, 2], 3, signs=[1.0, -1.0, -1.0, 1.0]),
+        linear_objectives(np.random.default_rng(3).normal(size=(4, 3)), 3),
+        function_objectives(lambda yy, rows: yy.gather(1, (rows % 3)[:, None])[:, 0] * 2.0, 4),
+    ]
+    for obj in kinds:
+        sub = obj.subset(1, 3)
+        assert sub.m == 2
+        torch.testing.assert_close(sub.every(y), obj.every(y)[:, 1:3], rtol=0, atol=0)
+        rows = torch.tensor([0, 1, 1, 0, 1])
+        torch.testing.assert_close(sub.at(y, rows), obj.at(y, rows + 1), rtol=0, atol=0)
