@@ -148,6 +148,7 @@ def pgd_maximize_fn(
     max_batch: int = 4096,
     target: float | None = None,
     options: AttackOptions | None = None,
+    starts=None,
 ) -> AttackResult:
     """Maximize ``m`` objectives ``fn(y, rows) -> (B,)`` of the flat outputs over the box.
 
@@ -156,9 +157,11 @@ def pgd_maximize_fn(
     differentiable in ``y``.  With ``target`` the search stops as soon as any
     objective reaches it (used to stop at a first counterexample).
     ``time_limit`` (seconds) bounds the search; the result is always valid.
+    ``starts``: extra candidate start points ``(S, n_in)`` (see :func:`falsify`).
     """
     obj = function_objectives(fn, m)
     opts = _options(options, restarts, steps, seed, dtype, include_corners)
-    return falsify(graph, lower, upper, obj, opts, deadline=_deadline(time_limit),
-                   target=target, device=device, max_batch=max_batch)
+    return falsify(graph, lower, upper, obj, opts, starts=starts,
+                   deadline=_deadline(time_limit), target=target, device=device,
+                   max_batch=max_batch)
 

@@ -230,3 +230,24 @@ def test_memory_cap_leaves_branch_and_bound_out_when_its_store_cannot_fit(
 def test_memory_cap_must_be_positive() -> None:
     with pytest.raises(VnncompOptionError, match="memory cap"):
         RunOptions(memory_cap_mb=0.0)
+
+
+def test_many_disjuncts_screened_then_searched_find_the_one_violated(tmp_path: Path) -> None:
+    """40 disjuncts (one per output and sign), one reachable just below its grid maximum:
+    the screened attack finds it (sat, confirmed by onnxruntime) without bounds or BaB."""
+    w = random_weights(7, [3, 24, 24, 20])
+    model = mlp_onnx(tmp_path / "wide.onnx", w)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 41)] * 3), -1).reshape(-1, 3)
+    y = forward(w, grid)
+    hi_y, lo_y = [float(v) for v in y.max(0)], [float(v) for v in y.min(0)]
+    dis = []
+    for k in range(20):
+        dis.append([f"(>= Y_{k} {hi_y[k] + 1.0!r})"])  # out of reach
+        dis.append([f"(<= Y_{k} {lo_y[k] - 1.0!r})"])
+    k = 13
+    dis[2 * k] = [f"(>= Y_{k} {hi_y[k] - 0.05 * (hi_y[k] - lo_y[k])!r})"]  # reachable
+    prop = _prop(tmp_path, "many.vnnlib", -np.ones(3), np.ones(3), 20, dis)
+    out = run_instance(model, prop, RunOptions(timeout=20, bound_method="none", use_bab=False,
+                                               extend_attack=False))
+    assert out.result == "sat" and out.stage == "attack"
+    assert out.y[k] >= hi_y[k] - 0.05 * (hi_y[k] - lo_y[k])
