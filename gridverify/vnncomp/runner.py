@@ -518,8 +518,8 @@ def _bab(inst, opts, clock, device, items, budget):
     above 0 is a candidate counterexample (confirmed with onnxruntime).  For a
     single-row disjunct this is exact; for a multi-row one it is a sufficient
     condition (rows tried one search each, first rows first).  The domain store
-    of each search gets half of what ``budget`` has left (at most 512 MB); with
-    less than 2 MB left the disjuncts stay open.
+    of each search gets half of what ``budget`` has left (at most the default
+    ``BabOptions.memory_mb``); with less than 2 MB left the disjuncts stay open.
     Returns a RunOutcome (decided) or the still-open items.
     """
     try:
@@ -552,7 +552,7 @@ def _bab(inst, opts, clock, device, items, budget):
             g2 = _offset_graph(inst.graph, rows)
             spec = np.zeros((len(rows), g2.output_size))
             spec[:, g2.output_size - len(rows) :] = np.eye(len(rows))
-            store_mb = min(512.0, budget.left() / 2)
+            store_mb = min(BabOptions().memory_mb, budget.left() / 2)
             if store_mb < 1.0:
                 continue
             bopts = BabOptions(timeout=max(0.05, share), device=str(device), seed=opts.seed,
