@@ -439,6 +439,8 @@ class _Run:
         """Signed-gradient projected ascent from every start, objectives in chunks."""
         m, R, n = x0.shape
         steps = self.opts.steps
+        top = self.opts.step
+        lo_step = top / 150
         per = max(1, self.max_batch // R)
         for s in range(0, m, per):
             if self.stop():
@@ -458,7 +460,8 @@ class _Run:
                     self.reached[s:s + per] = True
                 if last or self.stop():
                     break
-                step = 0.002 + 0.098 * 0.5 * (1.0 + math.cos(math.pi * t / max(1, steps)))
+                cos = 0.5 * (1.0 + math.cos(math.pi * t / max(1, steps)))
+                step = lo_step + (top - lo_step) * cos
                 x = torch.maximum(torch.minimum(x + step * w * torch.sign(g), hi), lo)
 
     def cross(self) -> None:

@@ -24,6 +24,9 @@ class AttackOptions:
     structured starts first: gradient-sign vertices, the box centre, the
     caller's points, the best points of the other objectives; a third of them
     uniformly random).  ``steps``: signed-gradient ascent steps per start.
+    ``step``: the first (largest) ascent step, a fraction of the box width; it
+    decays along a cosine to ``step / 150`` (long early steps explore the many
+    linear pieces of a relu proxy, short late ones settle).
     ``phases``: which of ``"ascent"``, ``"polish"`` (adaptive projected
     gradient from each objective's best point, ``polish_steps`` steps) and
     ``"vertex"`` (sign-vector search between box vertices with coordinate
@@ -38,6 +41,7 @@ class AttackOptions:
 
     restarts: int = 6
     steps: int = 30
+    step: float = 0.3
     rounds: int = 2
     phases: tuple[str, ...] = PHASES
     polish_steps: int = 20
@@ -55,6 +59,8 @@ class AttackOptions:
             raise AttackOptionsError(
                 f"attack: restarts must be >= 1 and steps >= 0, got {self.restarts}/{self.steps}"
             )
+        if not 0 < self.step <= 1:
+            raise AttackOptionsError(f"attack.step: in (0, 1], got {self.step!r}")
         bad = [p for p in self.phases if p not in PHASES]
         if bad:
             raise AttackOptionsError(f"attack.phases: unknown {bad[0]!r} (one of {PHASES})")
