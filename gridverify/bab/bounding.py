@@ -66,6 +66,17 @@ class Bounder:
             off += graph.nodes[i].size
         self.n_flat = off
         self.n_in = graph.input_size
+        #: warm state of a domain, flat: 4 multipliers per split entry, then the
+        #: upper-stream alphas of every nonlinear node that has some
+        #: (``{node: (offset, n_alpha, size)}``, offsets after the multipliers)
+        self.alpha_layout: dict[int, tuple[int, int, int]] = {}
+        aoff = 4 * self.n_flat
+        for n in self.nonlinear:
+            k, size = _n_alpha(graph, n)
+            if k:
+                self.alpha_layout[n.id] = (aoff, k, size)
+                aoff += k * size
+        self.warm_width = aoff
         #: consumers of each split node (nonlinear nodes reading it)
         self.consumers: dict[int, list[Node]] = {i: [] for i in self.split_nodes}
         for n in self.nonlinear:
@@ -172,8 +183,9 @@ class Bounder:
 
         The split intervals become split constraints of
         :func:`gridverify.bounds.domains.bound_domains`, which does the work
-        (see there for the options).  ``warm``: ``(B, 4 F)`` flat split multipliers
-        (:meth:`flat_warm` of the parents' bounds) to start from.
+        (see there for the options).  ``warm``: ``(B, warm_width)`` flat split
+        multipliers and alphas (:meth:`flat_warm` of the parents' bounds) to start
+        from (NaN alphas: the default start).
         """
         dev, dt = self.device, self.dtype
         splits = None
@@ -181,15 +193,21 @@ class Bounder:
             flo = self.unflat(ilo.to(device=dev, dtype=dt))
             fhi = self.unflat(ihi.to(device=dev, dtype=dt))
             splits = {i: (flo[i], fhi[i]) for i in self.split_nodes}
-        wd = None
-        if warm is not None and splits is not None:
-            w = self.unflat4(warm.to(device=dev, dtype=dt))
-            wd = {i: w[i] for i in splits}
+        wd = wa = None
+        if warm is not None:
+            warm = warm.to(device=dev, dtype=dt)
+            if splits is not None:
+                w = self.unflat4(warm[:, :4 * self.n_flat])
+                wd = {i: w[i] for i in splits}
+            B = warm.shape[0]
+            wa = {nid: warm[:, o:o + k * size].reshape(B, k, size).transpose(0, 1)
+                  for nid, (o, k, size) in self.alpha_layout.items()}
         return bound_domains(
             self.graph, lo.to(device=dev, dtype=dt), hi.to(device=dev, dtype=dt), splits,
             self.spec, split_nodes=self.split_nodes, relevant=self.relevant, method=method,
             alpha_iterations=alpha_iterations, beta_iterations=beta_iterations, beta_lr=beta_lr,
             intermediate=intermediate, want_coef=want_coef, want_lin=want_lin, warm=wd,
+            warm_alpha=wa,
         )
 
     def unflat4(self, flat: torch.Tensor) -> dict[int, torch.Tensor]:
@@ -199,15 +217,39 @@ class Bounder:
                 .reshape(B, 4, self.graph.nodes[i].size).transpose(0, 1)
                 for i, o in self.offsets.items()}
 
+    def no_warm(self, batch: int) -> torch.Tensor:
+        """A ``(batch, warm_width)`` warm state that starts from the defaults."""
+        w = torch.zeros(batch, self.warm_width, dtype=torch.float32)
+        w[:, 4 * self.n_flat:] = torch.nan
+        return w
+
     def flat_warm(self, db: DomainBounds) -> torch.Tensor | None:
-        """The ``(B, 4 F)`` float32 flat form of ``db.warm`` (zeros for missing nodes)."""
-        if db.warm is None:
+        """The ``(B, warm_width)`` float32 flat form of ``db.warm`` and ``db.warm_alpha``
+        (multipliers of missing nodes 0, alphas of missing nodes NaN: the default);
+        ``None`` when the bounding optimized neither."""
+        if db.warm is None and db.warm_alpha is None:
             return None
         B = db.upper.shape[0]
         parts = []
         for i in self.split_nodes:
-            w = db.warm.get(i)
+            w = None if db.warm is None else db.warm.get(i)
             size = self.graph.nodes[i].size
             parts.append(torch.zeros(B, 4 * size, dtype=torch.float32) if w is None
                          else w.transpose(0, 1).reshape(B, 4 * size).float().cpu())
+        for nid, (_, k, size) in self.alpha_layout.items():
+            a = None if db.warm_alpha is None else db.warm_alpha.get(nid)
+            ok = a is not None and tuple(a.shape) == (k, B, size)
+            parts.append(a.transpose(0, 1).reshape(B, k * size).float().cpu() if ok
+                         else torch.full((B, k * size), torch.nan))
         return torch.cat(parts, -1)
+
+
+def _n_alpha(graph: Graph, node: Node) -> tuple[int, int]:
+    """(alphas per entry, entries) of a nonlinear node's relaxation parameters."""
+    from gridverify.bounds.ibp import node_relaxation
+
+    size = graph.nodes[node.inputs[0]].size
+    if node.op == "mul":
+        return 2, size
+    rel = node_relaxation(node)
+    return (rel.n_alpha, size) if rel.n_alpha and rel.init_alpha is not None else (0, 0)

@@ -309,10 +309,11 @@ class _Search:
         self.clock = time.process_time if opts.clock == "cpu" else time.perf_counter
         self.c0 = (self.clock() - (time.perf_counter() - t0) if opts.clock == "wall"
                    else self.clock())
-        #: split multipliers travel with the domains (warm starts) when they are optimized
+        #: split multipliers and alphas travel with the domains (warm starts of the
+        #: children) when they are optimized
         self.warm = opts.beta_iterations > 0 and self.bounder.n_flat > 0
         self.store = DomainStore(g.input_size, self.bounder.n_flat, opts.memory_mb,
-                                 warm_width=4 * self.bounder.n_flat if self.warm else 0)
+                                 warm_width=self.bounder.warm_width if self.warm else 0)
         self.tables = None
         self.visited = 0
         self.rounds = 0
@@ -430,7 +431,10 @@ class _Search:
             rlo, rhi, _ = _clip(db, rlo, rhi, clev)
             if bool(((rlo != lo) | (rhi != hi)).any()):
                 self.pruned_max = max(self.pruned_max, clev)  # the dropped part
-        extra = {"warm": torch.zeros(1, 4 * bounder.n_flat)} if self.warm else {}
+        extra = {}
+        if self.warm:  # the root's alphas start its children
+            w = bounder.flat_warm(db)
+            extra["warm"] = w if w is not None else bounder.no_warm(1)
         self.store.push(lo=rlo, hi=rhi, ilo=db.ilo.cpu(), ihi=db.ihi.cpu(),
                         ub=db.upper.cpu(), kind=dec.kind, index=dec.index, point=dec.point,
                         **extra)

@@ -26,8 +26,16 @@ from gridverify.ir.graph import Node
 from gridverify.ir.ops import OPS
 
 
-def _init_alphas(engine: Engine, targets: list[int]) -> dict[tuple[int, int], torch.Tensor]:
-    """Initial alphas of every nonlinear node that feeds ``targets``, per stream."""
+def _init_alphas(engine: Engine, targets: list[int],
+                 warm: Mapping[int, torch.Tensor] | None = None
+                 ) -> dict[tuple[int, int], torch.Tensor]:
+    """Initial alphas of every nonlinear node that feeds ``targets``, per stream.
+
+    ``warm``: ``{node: (n_alpha, B, size)}`` starts of the upper stream (e.g. the
+    parent domain's optimized alphas); any value in [0, 1] is sound, so a start
+    of the right shape is taken as is (clamped; NaN entries: the default start),
+    others are ignored.
+    """
     g = engine.graph
     reach = g.ancestors(targets)
     alphas: dict[tuple[int, int], torch.Tensor] = {}
@@ -44,7 +52,12 @@ def _init_alphas(engine: Engine, targets: list[int]) -> dict[tuple[int, int], to
             l, u = engine.bounds[node.inputs[0]]
             a0 = rel.init_alpha(l, u).to(dtype=engine.dtype, device=engine.device)
         for stream in (0, 1):
-            alphas[(node.id, stream)] = a0.detach().clone().requires_grad_(True)
+            a = a0
+            w = None if (warm is None or stream == 0) else warm.get(node.id)
+            if w is not None and w.shape == a0.shape:
+                w = w.to(a0)
+                a = torch.where(torch.isnan(w), a0, w.clamp(0.0, 1.0))
+            alphas[(node.id, stream)] = a.detach().clone().requires_grad_(True)
     return alphas
 
 
@@ -127,6 +140,7 @@ def optimize_alpha(
     warm: Mapping[int, torch.Tensor] | None = None,
     iterations: int | None = None,
     beta_lr: float | None = None,
+    warm_alphas: Mapping[int, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, LinearBounds | None]:
     """Optimize alphas (and split multipliers) for the bounds of ``starts``.
 
@@ -144,10 +158,13 @@ def optimize_alpha(
     ``(4, B, size)`` tensors of ``engine.warm_betas`` after a previous call);
     the final multipliers are left in ``engine.warm_betas``.  ``iterations`` and
     ``beta_lr`` (the multipliers' step) default to the options' alpha values.
+    ``warm_alphas``: initial alphas of the upper stream per nonlinear node
+    (``(n_alpha, B, size)``, ``engine.warm_alphas`` after a previous call); the
+    final ones are left in ``engine.warm_alphas``.
     """
     opts = engine.options
     n_iter = opts.alpha_iterations if iterations is None else iterations
-    alphas = _init_alphas(engine, list(starts))
+    alphas = _init_alphas(engine, list(starts), warm_alphas)
     betas = _init_betas(splits or {}, warm)
     best_l = crown_lower.detach().clone()
     best_u = crown_upper.detach().clone()
@@ -212,6 +229,7 @@ def optimize_alpha(
         optim.step()
     engine.warm_betas = {n: torch.stack([p.detach() for p in ps])
                          for n, (_, _, ps, _) in betas.items()}
+    engine.warm_alphas = {nid: a.detach() for (nid, stream), a in alphas.items() if stream == 1}
     return best_l, best_u, best_lin
 
 

@@ -149,6 +149,8 @@ class Engine:
         self.linear: dict[int, LinearBounds] = {}
         #: split multipliers left by the last optimization with splits (warm starts)
         self.warm_betas: dict[int, torch.Tensor] = {}
+        #: upper-stream alphas left by the last optimization (warm starts)
+        self.warm_alphas: dict[int, torch.Tensor] = {}
 
     # ------------------------------------------------------------ bookkeeping
     def _needed_nodes(self) -> set[int]:

@@ -62,6 +62,9 @@ class DomainBounds:
     #: linear upper bound of every spec row w.r.t. the inputs, ``(B, m, n_in)``
     #: coefficients and ``(B, m)`` offsets (``None`` unless ``want_coef``)
     row_lin: tuple[torch.Tensor, torch.Tensor] | None = None
+    #: upper-stream alphas after the optimization, ``{nonlinear node: (n_alpha, B,
+    #: size)}`` (the warm start of the children; ``None`` when none were optimized)
+    warm_alpha: dict[int, torch.Tensor] | None = None
 
 
 def _boxes(graph: Graph, lo: torch.Tensor, hi: torch.Tensor) -> dict[int, tuple]:
@@ -90,6 +93,7 @@ def bound_domains(
     want_coef: bool = True,
     want_lin: bool = False,
     warm: Mapping[int, torch.Tensor] | None = None,
+    warm_alpha: Mapping[int, torch.Tensor] | None = None,
 ) -> DomainBounds:
     """Bound ``B`` domains: input boxes ``lo``/``hi`` ``(B, n_in)`` (their device and
     dtype are the bounding's), split constraints ``{node: (lo, hi)}`` ``(B, size)``
@@ -105,7 +109,9 @@ def bound_domains(
     :class:`~gridverify.bounds.BoundOptions`) or ``"inherit"`` (IBP intersected
     with the split constraints, which then carry the parent's intervals: no
     CROWN pass per node).  ``warm``: initial split multipliers per node
-    (``(4, B, size)``, e.g. the parent's ``DomainBounds.warm``).
+    (``(4, B, size)``, e.g. the parent's ``DomainBounds.warm``); ``warm_alpha``:
+    initial alphas of the final bound per nonlinear node (``(n_alpha, B, size)``,
+    e.g. the parent's ``DomainBounds.warm_alpha``; any alphas are sound).
     """
     dev, dt = lo.device, lo.dtype
     B = lo.shape[0]
@@ -172,15 +178,16 @@ def bound_domains(
                        lin.ubias.detach())
     row_up = row_up.detach()
     n_alpha = alpha_iterations if method == "alpha-crown" else 0
-    warm_out = None
+    warm_out = alpha_out = None
     if n_alpha > 0 or (beta_iterations > 0 and fixed):
         # alphas and split multipliers optimized together (beta-CROWN style)
         _, au, _ = optimize_alpha(eng, starts, cl.detach(), cu.detach(),
                                   splits=fixed if beta_iterations > 0 else None,
                                   sides="upper", iterations=max(n_alpha, beta_iterations),
-                                  beta_lr=beta_lr, warm=warm)
+                                  beta_lr=beta_lr, warm=warm, warm_alphas=warm_alpha)
         row_up = torch.minimum(row_up, au.detach())
         warm_out = eng.warm_betas or None
+        alpha_out = eng.warm_alphas or None
     row_up = torch.nan_to_num(row_up, nan=torch.inf)
     infeasible = eng.infeasible.clone()
     up = row_up.max(1).values
@@ -203,4 +210,4 @@ def bound_domains(
             uA = torch.cat([lb.uA[k] for k in graph.inputs], -1)
             lin_out[i] = (lA.detach(), lb.lbias.detach(), uA.detach(), lb.ubias.detach())
     return DomainBounds(row_up, up, infeasible, nlo, nhi, coef, input_coef, lin_out,
-                        (lo, hi), warm_out, row_lin)
+                        (lo, hi), warm_out, row_lin, warm_alpha=alpha_out)

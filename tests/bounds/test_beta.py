@@ -13,7 +13,7 @@ import torch
 from engine_graphs import mlp_physics_graph, sample_box
 
 from gridverify.bounds import BoundOptions
-from gridverify.bounds.alpha import optimize_alpha
+from gridverify.bounds.alpha import _init_alphas, optimize_alpha
 from gridverify.bounds.clip import clip_halfspaces, clip_union
 from gridverify.bounds.crown import Engine
 from gridverify.ir import OPS
@@ -65,7 +65,8 @@ def _inside(g, xs: torch.Tensor, splits) -> torch.Tensor:  # noqa: ANN001
     return ok
 
 
-def _bounds(g, lo, hi, splits, warm=None, iterations=1, spec=None):  # noqa: ANN001, ANN202
+def _bounds(g, lo, hi, splits, warm=None, iterations=1, spec=None,  # noqa: ANN001, ANN202
+            warm_alphas=None):
     eng = Engine(g, {g.inputs[0]: (lo, hi)}, torch.float64, torch.device("cpu"),
                  BoundOptions(alpha_iterations=iterations), splits)
     with torch.no_grad():
@@ -73,9 +74,11 @@ def _bounds(g, lo, hi, splits, warm=None, iterations=1, spec=None):  # noqa: ANN
     starts, m = eng.output_starts(spec)
     with torch.no_grad():
         cl, cu, _ = eng.crown_spec(starts, m, eng.default_relax)
+    if callable(warm_alphas):  # built from the engine's alpha shapes
+        warm_alphas = warm_alphas(_init_alphas(eng, list(starts)))
     with torch.enable_grad():
         bl, bu, _ = optimize_alpha(eng, starts, cl, cu, splits=splits, warm=warm,
-                                   iterations=iterations)
+                                   iterations=iterations, warm_alphas=warm_alphas)
     return cl, cu, bl, bu, eng
 
 
@@ -98,6 +101,41 @@ def test_any_multipliers_sound(seed: int) -> None:
         slack = 1e-9 * (1 + vals.abs())
         assert bool((bl[0] <= vals + slack).all()), float((bl[0] - vals).max())
         assert bool((bu[0] >= vals - slack).all()), float((vals - bu[0]).max())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_any_warm_alphas_sound(seed: int) -> None:
+    """Warm-started alphas (a parent's, here random: out of [0, 1], NaN for "default")
+    give bounds that every sampled point of the split domain respects, and the
+    optimization leaves its final alphas in [0, 1] for the children."""
+    g = mlp_physics_graph(4, (8, 8), 8, 4, seed=seed,
+                          activation=("relu", "tanh", "sigmoid", "relu")[seed])
+    gen = torch.Generator().manual_seed(100 + seed)
+    c = torch.randn(1, g.input_size, generator=gen, dtype=torch.float64)
+    lo, hi = c - 0.4, c + 0.4
+    xs = sample_box(lo, hi, 40_000)[0]
+    splits = _domain(g, xs, seed)
+    vals = g.evaluate_flat(xs[_inside(g, xs, splits)])
+
+    def random_alphas(init):  # noqa: ANN001, ANN202
+        out = {}
+        for (nid, stream), a in init.items():
+            if stream == 1:
+                w = 2.0 * torch.rand(a.shape, generator=gen, dtype=torch.float64) - 0.5
+                w[torch.rand(a.shape, generator=gen) < 0.2] = torch.nan
+                out[nid] = w
+        assert out
+        return out
+
+    for iterations in (1, 5):
+        _, _, bl, bu, eng = _bounds(g, lo, hi, splits, iterations=iterations,
+                                    warm_alphas=random_alphas)
+        slack = 1e-9 * (1 + vals.abs())
+        assert bool((bu[0] >= vals - slack).all()), float((vals - bu[0]).max())
+        assert bool((bl[0] <= vals + slack).all()), float((bl[0] - vals).max())
+        assert eng.warm_alphas
+        for a in eng.warm_alphas.values():
+            assert bool(((a >= 0) & (a <= 1)).all())
 
 
 def test_optimized_multipliers_tighten_relu_splits() -> None:
