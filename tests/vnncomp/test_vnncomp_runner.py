@@ -251,3 +251,24 @@ def test_many_disjuncts_screened_then_searched_find_the_one_violated(tmp_path: P
                                                extend_attack=False))
     assert out.result == "sat" and out.stage == "attack"
     assert out.y[k] >= hi_y[k] - 0.05 * (hi_y[k] - lo_y[k])
+
+
+def test_hundreds_of_disjuncts_sampled_first_find_the_one_violated(tmp_path: Path) -> None:
+    """200 disjuncts (above four times the screen size): the sample screen keeps the
+    promising ones, the reachable one among them, and the attack finds it."""
+    w = random_weights(8, [3, 24, 24, 100])
+    model = mlp_onnx(tmp_path / "wider.onnx", w)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 41)] * 3), -1).reshape(-1, 3)
+    y = forward(w, grid)
+    hi_y, lo_y = [float(v) for v in y.max(0)], [float(v) for v in y.min(0)]
+    dis = []
+    for k in range(100):
+        dis.append([f"(>= Y_{k} {hi_y[k] + 1.0!r})"])  # out of reach
+        dis.append([f"(<= Y_{k} {lo_y[k] - 1.0!r})"])
+    k = 77
+    dis[2 * k + 1] = [f"(<= Y_{k} {lo_y[k] + 0.05 * (hi_y[k] - lo_y[k])!r})"]  # reachable
+    prop = _prop(tmp_path, "hundreds.vnnlib", -np.ones(3), np.ones(3), 100, dis)
+    out = run_instance(model, prop, RunOptions(timeout=20, bound_method="none", use_bab=False,
+                                               extend_attack=False))
+    assert out.result == "sat" and out.stage == "attack"
+    assert out.y[k] <= lo_y[k] + 0.05 * (hi_y[k] - lo_y[k])
