@@ -40,8 +40,8 @@ class CertifyOptions:
     replaced by ``seed``; its ``time_share`` is the share of the remaining time
     the attack may take when branch-and-bound follows).  ``attack_focus``: per
     family, that many undecided constraints nearest their threshold and that
-    many with the largest worst found get a second attack with 4x the restarts
-    and 2x the steps (0: none).  ``bounds``: the bound
+    many with the largest worst found get a second attack with 2x the restarts
+    and 8x the steps (0: none).  ``bounds``: the bound
     engine's options (``alpha_iterations``; ``intermediate`` of the
     alpha-CROWN stage, ``"alpha-crown"`` by default: optimized node by node, on
     case57 and case118 it certified more thermal and angle constraints for

@@ -246,7 +246,10 @@ def test_uncertified_attack_pushes_violated_rows(case14, check_sound):
     a0 = np.array([c.attained for c in und.constraints])
     a1 = np.array([c.attained for c in unc.constraints])
     assert all(c.status == "violated" for c in und.constraints)
-    assert np.all(a1 >= a0 - 1e-12) and a1.max() > a0.max() + 1e-3
+    # rows both runs attack (undecided after sampling) come out of two different
+    # searches: equal up to the search's own noise, not to rounding
+    assert np.all(a1 >= a0 - 1e-3 * np.abs(a0) - 1e-12)
+    assert a1.max() > a0.max() + 1e-3
     check_sound(unc, case14, proxy.module)
 
 
