@@ -232,43 +232,42 @@ def test_memory_cap_must_be_positive() -> None:
         RunOptions(memory_cap_mb=0.0)
 
 
-def test_many_disjuncts_screened_then_searched_find_the_one_violated(tmp_path: Path) -> None:
-    """40 disjuncts (one per output and sign), one reachable just below its grid maximum:
-    the screened attack finds it (sat, confirmed by onnxruntime) without bounds or BaB."""
-    w = random_weights(7, [3, 24, 24, 20])
-    model = mlp_onnx(tmp_path / "wide.onnx", w)
+def _one_reachable_disjunct(tmp_path: Path, seed: int, n_out: int, k: int, upper: bool):
+    """An MLP with ``n_out`` outputs and one disjunct per output and sign, all out of
+    reach (1 beyond the output's grid range) but the one on output ``k`` (the upper
+    side when ``upper``), 5 % inside its range.  Returns the run outcome and the
+    grid range of output ``k``."""
+    w = random_weights(seed, [3, 24, 24, n_out])
+    model = mlp_onnx(tmp_path / f"wide{n_out}.onnx", w)
     grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 41)] * 3), -1).reshape(-1, 3)
     y = forward(w, grid)
     hi_y, lo_y = [float(v) for v in y.max(0)], [float(v) for v in y.min(0)]
     dis = []
-    for k in range(20):
-        dis.append([f"(>= Y_{k} {hi_y[k] + 1.0!r})"])  # out of reach
-        dis.append([f"(<= Y_{k} {lo_y[k] - 1.0!r})"])
-    k = 13
-    dis[2 * k] = [f"(>= Y_{k} {hi_y[k] - 0.05 * (hi_y[k] - lo_y[k])!r})"]  # reachable
-    prop = _prop(tmp_path, "many.vnnlib", -np.ones(3), np.ones(3), 20, dis)
+    for j in range(n_out):
+        dis.append([f"(>= Y_{j} {hi_y[j] + 1.0!r})"])
+        dis.append([f"(<= Y_{j} {lo_y[j] - 1.0!r})"])
+    margin = 0.05 * (hi_y[k] - lo_y[k])
+    if upper:
+        dis[2 * k] = [f"(>= Y_{k} {hi_y[k] - margin!r})"]
+    else:
+        dis[2 * k + 1] = [f"(<= Y_{k} {lo_y[k] + margin!r})"]
+    prop = _prop(tmp_path, f"many{n_out}.vnnlib", -np.ones(3), np.ones(3), n_out, dis)
     out = run_instance(model, prop, RunOptions(timeout=20, bound_method="none", use_bab=False,
                                                extend_attack=False))
+    return out, lo_y[k], hi_y[k]
+
+
+def test_many_disjuncts_screened_then_searched_find_the_one_violated(tmp_path: Path) -> None:
+    """40 disjuncts (one per output and sign), one reachable just below its grid maximum:
+    the screened attack finds it (sat, confirmed by onnxruntime) without bounds or BaB."""
+    out, lo, hi = _one_reachable_disjunct(tmp_path, 7, 20, 13, upper=True)
     assert out.result == "sat" and out.stage == "attack"
-    assert out.y[k] >= hi_y[k] - 0.05 * (hi_y[k] - lo_y[k])
+    assert out.y[13] >= hi - 0.05 * (hi - lo)
 
 
 def test_hundreds_of_disjuncts_sampled_first_find_the_one_violated(tmp_path: Path) -> None:
     """200 disjuncts (above four times the screen size): the sample screen keeps the
     promising ones, the reachable one among them, and the attack finds it."""
-    w = random_weights(8, [3, 24, 24, 100])
-    model = mlp_onnx(tmp_path / "wider.onnx", w)
-    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 41)] * 3), -1).reshape(-1, 3)
-    y = forward(w, grid)
-    hi_y, lo_y = [float(v) for v in y.max(0)], [float(v) for v in y.min(0)]
-    dis = []
-    for k in range(100):
-        dis.append([f"(>= Y_{k} {hi_y[k] + 1.0!r})"])  # out of reach
-        dis.append([f"(<= Y_{k} {lo_y[k] - 1.0!r})"])
-    k = 77
-    dis[2 * k + 1] = [f"(<= Y_{k} {lo_y[k] + 0.05 * (hi_y[k] - lo_y[k])!r})"]  # reachable
-    prop = _prop(tmp_path, "hundreds.vnnlib", -np.ones(3), np.ones(3), 100, dis)
-    out = run_instance(model, prop, RunOptions(timeout=20, bound_method="none", use_bab=False,
-                                               extend_attack=False))
+    out, lo, hi = _one_reachable_disjunct(tmp_path, 8, 100, 77, upper=False)
     assert out.result == "sat" and out.stage == "attack"
-    assert out.y[k] <= lo_y[k] + 0.05 * (hi_y[k] - lo_y[k])
+    assert out.y[77] <= lo + 0.05 * (hi - lo)
