@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from gridverify.bounds.alpha import alphas_per_entry
 from gridverify.bounds.domains import DomainBounds, bound_domains
 from gridverify.ir.graph import Graph, Node
 from gridverify.ir.ops import OPS
@@ -72,7 +73,7 @@ class Bounder:
         self.alpha_layout: dict[int, tuple[int, int, int]] = {}
         aoff = 4 * self.n_flat
         for n in self.nonlinear:
-            k, size = _n_alpha(graph, n)
+            k, size = alphas_per_entry(n), graph.nodes[n.inputs[0]].size
             if k:
                 self.alpha_layout[n.id] = (aoff, k, size)
                 aoff += k * size
@@ -243,13 +244,3 @@ class Bounder:
                          else torch.full((B, k * size), torch.nan))
         return torch.cat(parts, -1)
 
-
-def _n_alpha(graph: Graph, node: Node) -> tuple[int, int]:
-    """(alphas per entry, entries) of a nonlinear node's relaxation parameters."""
-    from gridverify.bounds.ibp import node_relaxation
-
-    size = graph.nodes[node.inputs[0]].size
-    if node.op == "mul":
-        return 2, size
-    rel = node_relaxation(node)
-    return (rel.n_alpha, size) if rel.n_alpha and rel.init_alpha is not None else (0, 0)

@@ -26,6 +26,15 @@ from gridverify.ir.graph import Node
 from gridverify.ir.ops import OPS
 
 
+def alphas_per_entry(node: Node) -> int:
+    """How many alphas a nonlinear node's relaxation takes per entry of its input
+    (0: none; products take 2, one per operand's line)."""
+    if node.op == "mul":
+        return 2
+    rel = node_relaxation(node)
+    return rel.n_alpha if rel.n_alpha and rel.init_alpha is not None else 0
+
+
 def _init_alphas(engine: Engine, targets: list[int],
                  warm: Mapping[int, torch.Tensor] | None = None
                  ) -> dict[tuple[int, int], torch.Tensor]:
@@ -40,17 +49,14 @@ def _init_alphas(engine: Engine, targets: list[int],
     reach = g.ancestors(targets)
     alphas: dict[tuple[int, int], torch.Tensor] = {}
     for node in g.nodes:
-        if node.id not in reach or not OPS[node.op].nonlinear:
+        if node.id not in reach or not OPS[node.op].nonlinear or not alphas_per_entry(node):
             continue
         if node.op == "mul":
             lx = engine.bounds[node.inputs[0]][0]
             a0 = torch.full((2, *lx.shape), 0.5, dtype=engine.dtype, device=engine.device)
         else:
-            rel = node_relaxation(node)
-            if not rel.n_alpha or rel.init_alpha is None:
-                continue
             l, u = engine.bounds[node.inputs[0]]
-            a0 = rel.init_alpha(l, u).to(dtype=engine.dtype, device=engine.device)
+            a0 = node_relaxation(node).init_alpha(l, u).to(dtype=engine.dtype, device=engine.device)
         for stream in (0, 1):
             a = a0
             w = None if (warm is None or stream == 0) else warm.get(node.id)

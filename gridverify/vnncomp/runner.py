@@ -403,7 +403,7 @@ def _attack_round(inst, opts, clock, device, dtype, seed, restarts, steps, share
             t_end = time.monotonic() + limit
             if m > 4 * _SCREEN_ABOVE:  # sampled first: the light search gets the best 4x
                 keep, vals, xs = _sample_screen(inst.graph, case, fn, m, seed + ci)
-                hit = _confirm_points(inst, case, xs[:8][vals[:8] >= 0])
+                hit = _confirm_top(inst, case, vals, xs)
                 if hit is not None:
                     return hit
                 keep = keep[:4 * _SCREEN_ABOVE]
@@ -452,22 +452,19 @@ def _sample_screen(graph, case, fn, m: int, seed: int, n: int = 256
     return order.tolist(), best[order].numpy(), xs[arg[order]].numpy()
 
 
-def _confirm_points(inst, case, xs: np.ndarray):
-    """The first of the points ``xs`` that onnxruntime confirms as a counterexample."""
-    for x in xs:
-        hit = confirm(inst.onnx(), case, x)
-        if hit is not None:
-            return hit
-    return None
-
-
 def _confirm_best(inst, case, res, k: int = 8):
     """The first of the ``k`` best points of an attack that onnxruntime confirms, or None."""
-    order = torch.argsort(res.values, descending=True)
-    for j in order[: min(k, res.values.numel())].tolist():
-        if not res.values[j] >= 0.0:
+    return _confirm_top(inst, case, res.values, res.inputs, k)
+
+
+def _confirm_top(inst, case, values, inputs, k: int = 8):
+    """The first of the ``k`` best-valued points (value >= 0) that onnxruntime confirms."""
+    values = torch.as_tensor(values)
+    order = torch.argsort(values, descending=True)
+    for j in order[: min(k, values.numel())].tolist():
+        if not values[j] >= 0.0:
             break
-        hit = confirm(inst.onnx(), case, res.inputs[j].numpy())
+        hit = confirm(inst.onnx(), case, np.asarray(inputs[j]))
         if hit is not None:
             return hit
     return None
