@@ -23,6 +23,7 @@ without tolerance.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -548,6 +549,27 @@ def _offset_graph(graph, rows: list[tuple[np.ndarray, float]]):
     return b.build()
 
 
+_BAB_PASSES = 3
+
+
+def _bab_rows(inst, opts, device, case, group, seconds, budget):
+    """One decision-mode search over the rows ``group`` of ``case`` for ``seconds``
+    (``None`` when the memory budget leaves no room for a domain store)."""
+    from gridverify.bab import BabOptions, bab_maximize
+
+    rows = [(case.output[d][0][k], float(case.output[d][1][k])) for d, k in group]
+    g2 = _offset_graph(inst.graph, rows)
+    spec = np.zeros((len(rows), g2.output_size))
+    spec[:, g2.output_size - len(rows) :] = np.eye(len(rows))
+    store_mb = min(BabOptions().memory_mb, budget.left() / 2)
+    if store_mb < 1.0:
+        return None
+    bopts = BabOptions(timeout=max(0.05, seconds), device=str(device), seed=opts.seed,
+                       memory_mb=store_mb)
+    return bab_maximize(g2, case.lower, case.upper, spec, threshold=0.0, options=bopts,
+                        mode="decision")
+
+
 def _bab(inst, opts, clock, device, items, budget):
     """Branch-and-bound (:func:`gridverify.bab.bab_maximize`) on the open disjuncts.
 
@@ -558,14 +580,13 @@ def _bab(inst, opts, clock, device, items, budget):
     0 is a candidate counterexample (confirmed with onnxruntime).  For a
     single-row disjunct this is exact; for a multi-row one it is a sufficient
     condition (rows tried one search each, first rows first).  Each search gets
-    an equal share of the time left.  The domain store
+    an equal share of the box's time; rows left undecided are searched again
+    (up to ``_BAB_PASSES`` passes) with what the decided ones did not use.  The domain store
     of each search gets half of what ``budget`` has left (at most the default
     ``BabOptions.memory_mb``); with less than 2 MB left the disjuncts stay open.
     Returns a RunOutcome (decided) or the still-open items.
     """
-    try:
-        from gridverify.bab import BabOptions, bab_maximize
-    except ImportError:
+    if importlib.util.find_spec("gridverify.bab") is None:
         return items
     by_case: dict[int, list[int]] = {}
     for ci, di in items:
@@ -585,32 +606,32 @@ def _bab(inst, opts, clock, device, items, budget):
         for d in multi:
             groups.extend([[(d, k)] for k in range(case.output[d][0].shape[0])])
         proved: set[int] = set()
-        for gi, group in enumerate(groups):
-            group = [(d, k) for d, k in group if d not in proved]
-            left = clock.left()
-            if not group or left <= 0.05:
-                continue
-            share = left / ((len(cases) - n) * (len(groups) - gi))
-            rows = [(case.output[d][0][k], float(case.output[d][1][k])) for d, k in group]
-            g2 = _offset_graph(inst.graph, rows)
-            spec = np.zeros((len(rows), g2.output_size))
-            spec[:, g2.output_size - len(rows) :] = np.eye(len(rows))
-            store_mb = min(BabOptions().memory_mb, budget.left() / 2)
-            if store_mb < 1.0:
-                continue
-            bopts = BabOptions(timeout=max(0.05, share), device=str(device), seed=opts.seed,
-                               memory_mb=store_mb)
-            res = bab_maximize(
-                g2, case.lower, case.upper, spec, threshold=0.0, options=bopts, mode="decision"
-            )
-            if math.isfinite(res.upper_bound) and res.upper_bound < 0.0:
-                proved.update(d for d, _ in group)
-                continue
-            if res.witness is not None and res.attained >= 0.0:
-                hit = confirm(inst.onnx(), case, np.asarray(res.witness, dtype=np.float64))
-                if hit is not None:
-                    return _outcome(
-                        "sat", clock, "bab", "counterexample confirmed by onnxruntime", *hit
-                    )
+        case_end = time.monotonic() + clock.left() / (len(cases) - n)
+        pending = groups
+        # passes: the time the easy rows leave goes to the rows not yet decided
+        for _ in range(_BAB_PASSES):
+            failed: list[list[tuple[int, int]]] = []
+            for gi, group in enumerate(pending):
+                group = [(d, k) for d, k in group if d not in proved]
+                left = min(clock.left(), case_end - time.monotonic())
+                if not group or left <= 0.05:
+                    continue
+                res = _bab_rows(inst, opts, device, case, group, left / (len(pending) - gi),
+                                budget)
+                if res is None:
+                    continue
+                if math.isfinite(res.upper_bound) and res.upper_bound < 0.0:
+                    proved.update(d for d, _ in group)
+                    continue
+                if res.witness is not None and res.attained >= 0.0:
+                    hit = confirm(inst.onnx(), case, np.asarray(res.witness, dtype=np.float64))
+                    if hit is not None:
+                        return _outcome(
+                            "sat", clock, "bab", "counterexample confirmed by onnxruntime", *hit
+                        )
+                failed.append(group)
+            pending = failed
+            if not pending or min(clock.left(), case_end - time.monotonic()) <= 0.5:
+                break
         still.extend((ci, d) for d in single + multi if d not in proved)
     return still
