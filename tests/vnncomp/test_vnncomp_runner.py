@@ -196,6 +196,35 @@ def test_branch_and_bound_decides_what_bounds_leave_open(tmp_path: Path) -> None
     assert out.result == "unsat" and out.stage == "bab"
 
 
+def test_branch_and_bound_searches_open_rows_one_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two one-row disjuncts (output above its top, or below its bottom): each gets a
+    search of its own (a joint search would have to prove both in every domain)."""
+    import gridverify.vnncomp.runner as runner
+
+    w = random_weights(2, [2, 16, 16, 1])
+    model = mlp_onnx(tmp_path / "n.onnx", w)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 301)] * 2), -1).reshape(-1, 2)
+    ys = forward(w, grid)[:, 0]
+    top, bot = float(ys.max()), float(ys.min())
+    prop = _prop(tmp_path, "p.vnnlib", -np.ones(2), np.ones(2), 1,
+                 [[f"(>= Y_0 {top + 0.01!r})"], [f"(<= Y_0 {bot - 0.01!r})"]])
+    no_bab = run_instance(model, prop, RunOptions(timeout=20, extend_attack=False, use_bab=False))
+    assert no_bab.result == "unknown"
+    seen: list[int] = []
+    real = runner._bab_rows
+
+    def counted(inst, opts, device, case, group, seconds, budget):  # noqa: ANN001, ANN202
+        seen.append(len(group))
+        return real(inst, opts, device, case, group, seconds, budget)
+
+    monkeypatch.setattr(runner, "_bab_rows", counted)
+    out = run_instance(model, prop, QUICK)
+    assert out.result == "unsat" and out.stage == "bab"
+    assert seen and all(k == 1 for k in seen)
+
+
 @needs_bounds
 def test_memory_cap_sizes_bounds_and_rules_nothing_out_when_nothing_fits(
     tiny: Path, tmp_path: Path
