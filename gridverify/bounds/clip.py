@@ -74,8 +74,22 @@ def clip_halfspaces(lo: torch.Tensor, hi: torch.Tensor, a: torch.Tensor, t: torc
     empty (the bounds of those rows are meaningless).
     """
     empty = torch.zeros(lo.shape[0], dtype=torch.bool, device=lo.device)
+    # a halfspace that holds on the whole box holds on every box inside it: only
+    # those that cut their box by more than rounding can change it (skipping one
+    # only keeps more of the box); each box's cutting ones are gathered to the
+    # front, in their order (the others become no-ops)
+    B, K, n = a.shape
+    terms = torch.minimum(a * lo[:, None], a * hi[:, None])
+    low = terms.sum(-1)
+    noise = 4 * _REL_PAD * (terms.abs().sum(-1) + t.abs().nan_to_num(0.0, 0.0, 0.0))
+    cuts = torch.isfinite(t) & (t > low + noise)
+    kmax = int(cuts.sum(1).max()) if B else 0
+    order = torch.arange(K, device=t.device).expand(B, K)
+    idx = torch.where(cuts, order, order + K).sort(1).values[:, :kmax] % K
+    a = a.gather(1, idx[..., None].expand(B, kmax, n))
+    t = torch.where(cuts.gather(1, idx), t.gather(1, idx), torch.full_like(t[:, :kmax], -torch.inf))
     for _ in range(passes):
-        for k in range(a.shape[1]):
+        for k in range(kmax):
             lo, hi, e = _clip_one(lo, hi, a[:, k], t[:, k])
             empty |= e
     return lo, hi, empty

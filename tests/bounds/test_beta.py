@@ -199,3 +199,30 @@ def test_clip_keeps_every_point() -> None:
     clo, chi, empty = clip_halfspaces(lo, hi, a, torch.tensor([[1.5]], dtype=torch.float64))
     assert not bool(empty[0])
     assert torch.allclose(clo, torch.full((1, 2), 0.5, dtype=torch.float64))
+
+
+def test_clip_skips_only_halfspaces_that_cut_nothing() -> None:
+    """The box from the halfspaces that cut some box of the batch equals the box from
+    every halfspace applied in turn (one that holds on a box holds on its sub-boxes)."""
+    from gridverify.bounds.clip import _clip_one
+
+    gen = torch.Generator().manual_seed(5)
+    for trial in range(20):
+        B, K, n = 4, 12, 5
+        lo = torch.rand(B, n, generator=gen, dtype=torch.float64)
+        hi = lo + torch.rand(B, n, generator=gen, dtype=torch.float64)
+        a = torch.randn(B, K, n, generator=gen, dtype=torch.float64)
+        top = torch.maximum(a * lo[:, None], a * hi[:, None]).sum(-1)
+        low = torch.minimum(a * lo[:, None], a * hi[:, None]).sum(-1)
+        frac = torch.rand(B, K, generator=gen, dtype=torch.float64) * 1.4 - 0.7
+        t = low + frac.clamp(min=-0.5) * (top - low)  # about half cut nothing
+        t[:, 0] = -torch.inf
+        ref_lo, ref_hi = lo, hi
+        ref_empty = torch.zeros(B, dtype=torch.bool)
+        for _ in range(2):
+            for k in range(K):
+                ref_lo, ref_hi, e = _clip_one(ref_lo, ref_hi, a[:, k], t[:, k])
+                ref_empty |= e
+        clo, chi, empty = clip_halfspaces(lo, hi, a, t)
+        assert torch.equal(empty, ref_empty)
+        assert torch.equal(clo, ref_lo) and torch.equal(chi, ref_hi), trial
