@@ -552,15 +552,14 @@ def _offset_graph(graph, rows: list[tuple[np.ndarray, float]]):
 _BAB_PASSES = 3
 
 
-def _bab_rows(inst, opts, device, case, group, seconds, budget):
-    """One decision-mode search over the rows ``group`` of ``case`` for ``seconds``
-    (``None`` when the memory budget leaves no room for a domain store)."""
+def _bab_row(inst, opts, device, case, d: int, k: int, seconds: float, budget):
+    """One decision-mode search on row ``k`` of disjunct ``d`` of ``case`` for
+    ``seconds`` (``None`` when the memory budget leaves no room for a domain store)."""
     from gridverify.bab import BabOptions, bab_maximize
 
-    rows = [(case.output[d][0][k], float(case.output[d][1][k])) for d, k in group]
-    g2 = _offset_graph(inst.graph, rows)
-    spec = np.zeros((len(rows), g2.output_size))
-    spec[:, g2.output_size - len(rows) :] = np.eye(len(rows))
+    g2 = _offset_graph(inst.graph, [(case.output[d][0][k], float(case.output[d][1][k]))])
+    spec = np.zeros((1, g2.output_size))
+    spec[0, -1] = 1.0
     store_mb = min(BabOptions().memory_mb, budget.left() / 2)
     if store_mb < 1.0:
         return None
@@ -574,17 +573,20 @@ def _bab(inst, opts, clock, device, items, budget):
     """Branch-and-bound (:func:`gridverify.bab.bab_maximize`) on the open disjuncts.
 
     A disjunct ``A y <= b`` is infeasible on its box when one of its rows is:
-    ``max_x (b_k - A_k y(x)) < 0``.  Per box, the rows tried are put behind the
-    graph as an output ``z = b - A y`` and one decision-mode search with threshold
-    0 bounds its maximum: an upper bound below 0 rules the row out; a point above
-    0 is a candidate counterexample (confirmed with onnxruntime).  For a
-    single-row disjunct this is exact; for a multi-row one it is a sufficient
-    condition (rows tried one search each, first rows first).  Each search gets
-    an equal share of the box's time; rows left undecided are searched again
-    (up to ``_BAB_PASSES`` passes) with what the decided ones did not use.  The domain store
-    of each search gets half of what ``budget`` has left (at most the default
-    ``BabOptions.memory_mb``); with less than 2 MB left the disjuncts stay open.
-    Returns a RunOutcome (decided) or the still-open items.
+    ``max_x (b_k - A_k y(x)) < 0``.  Each row tried is put behind the graph as an
+    output ``z = b - A y`` and one decision-mode search with threshold 0 bounds
+    it: an upper bound below 0 rules the row out; a point above 0 is a
+    candidate counterexample (confirmed with onnxruntime).  For a single-row
+    disjunct this is exact; for a multi-row one it is a sufficient condition
+    (its rows tried one after the other).  One search per row: a joint search
+    over rows must prove all of them in every domain, so the splits one row
+    needs multiply with another's (case14_relu's open balance property, five
+    rows: 11 s one by one, open after 40 s together).  Each search gets an equal
+    share of the box's time; rows left undecided are searched again (up to
+    ``_BAB_PASSES`` passes) with what the decided ones did not use.  The domain
+    store of each search gets half of what ``budget`` has left (at most the
+    default ``BabOptions.memory_mb``); with less than 2 MB left the disjuncts
+    stay open.  Returns a RunOutcome (decided) or the still-open items.
     """
     if importlib.util.find_spec("gridverify.bab") is None:
         return items
@@ -598,30 +600,22 @@ def _bab(inst, opts, clock, device, items, budget):
         single = [d for d in dis if case.output[d][0].shape[0] == 1]
         multi = [d for d in dis if case.output[d][0].shape[0] > 1]
         still.extend((ci, d) for d in dis if case.output[d][0].shape[0] == 0)
-        # one search per row: a joint search over rows must prove all of them in
-        # every domain, and the splits one row needs multiply with another's (the
-        # five open rows of case14_relu's balance_all: 11 s one by one, open after
-        # 40 s together)
-        groups: list[list[tuple[int, int]]] = [[(d, 0)] for d in single]
-        for d in multi:
-            groups.extend([[(d, k)] for k in range(case.output[d][0].shape[0])])
+        pending = [(d, 0) for d in single]  # (disjunct, row), one search each
+        pending += [(d, k) for d in multi for k in range(case.output[d][0].shape[0])]
         proved: set[int] = set()
         case_end = time.monotonic() + clock.left() / (len(cases) - n)
-        pending = groups
-        # passes: the time the easy rows leave goes to the rows not yet decided
         for _ in range(_BAB_PASSES):
-            failed: list[list[tuple[int, int]]] = []
-            for gi, group in enumerate(pending):
-                group = [(d, k) for d, k in group if d not in proved]
+            failed: list[tuple[int, int]] = []
+            for j, (d, k) in enumerate(pending):
                 left = min(clock.left(), case_end - time.monotonic())
-                if not group or left <= 0.05:
+                if d in proved or left <= 0.05:
                     continue
-                res = _bab_rows(inst, opts, device, case, group, left / (len(pending) - gi),
-                                budget)
+                res = _bab_row(inst, opts, device, case, d, k, left / (len(pending) - j),
+                               budget)
                 if res is None:
                     continue
                 if math.isfinite(res.upper_bound) and res.upper_bound < 0.0:
-                    proved.update(d for d, _ in group)
+                    proved.add(d)
                     continue
                 if res.witness is not None and res.attained >= 0.0:
                     hit = confirm(inst.onnx(), case, np.asarray(res.witness, dtype=np.float64))
@@ -629,8 +623,8 @@ def _bab(inst, opts, clock, device, items, budget):
                         return _outcome(
                             "sat", clock, "bab", "counterexample confirmed by onnxruntime", *hit
                         )
-                failed.append(group)
-            pending = failed
+                failed.append((d, k))
+            pending = [(d, k) for d, k in failed if d not in proved]
             if not pending or min(clock.left(), case_end - time.monotonic()) <= 0.5:
                 break
         still.extend((ci, d) for d in single + multi if d not in proved)

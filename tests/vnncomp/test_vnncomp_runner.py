@@ -212,17 +212,17 @@ def test_branch_and_bound_searches_open_rows_one_at_a_time(
                  [[f"(>= Y_0 {top + 0.01!r})"], [f"(<= Y_0 {bot - 0.01!r})"]])
     no_bab = run_instance(model, prop, RunOptions(timeout=20, extend_attack=False, use_bab=False))
     assert no_bab.result == "unknown"
-    seen: list[int] = []
-    real = runner._bab_rows
+    seen: list[tuple[int, int]] = []
+    real = runner._bab_row
 
-    def counted(inst, opts, device, case, group, seconds, budget):  # noqa: ANN001, ANN202
-        seen.append(len(group))
-        return real(inst, opts, device, case, group, seconds, budget)
+    def counted(inst, opts, device, case, d, k, seconds, budget):  # noqa: ANN001, ANN202
+        seen.append((d, k))
+        return real(inst, opts, device, case, d, k, seconds, budget)
 
-    monkeypatch.setattr(runner, "_bab_rows", counted)
+    monkeypatch.setattr(runner, "_bab_row", counted)
     out = run_instance(model, prop, QUICK)
     assert out.result == "unsat" and out.stage == "bab"
-    assert seen and all(k == 1 for k in seen)
+    assert seen and len(set(seen)) == len(seen)  # one search per row, each decided once
 
 
 @needs_bounds
