@@ -550,16 +550,22 @@ def _offset_graph(graph, rows: list[tuple[np.ndarray, float]]):
 
 
 _BAB_PASSES = 3
+# open one-row disjuncts of a box searched one at a time up to this many; beyond,
+# one joint search (each search starts with a root bound of its own)
+_BAB_PER_ROW_MAX = 32
 
 
-def _bab_row(inst, opts, device, case, d: int, k: int, seconds: float, budget):
-    """One decision-mode search on row ``k`` of disjunct ``d`` of ``case`` for
-    ``seconds`` (``None`` when the memory budget leaves no room for a domain store)."""
+def _bab_rows(inst, opts, device, case, rows: list[tuple[int, int]], seconds: float,
+              budget):
+    """One decision-mode search on the maximum of the rows ``(disjunct, row)`` of
+    ``case`` for ``seconds`` (``None`` when the memory budget leaves no room for a
+    domain store)."""
     from gridverify.bab import BabOptions, bab_maximize
 
-    g2 = _offset_graph(inst.graph, [(case.output[d][0][k], float(case.output[d][1][k]))])
-    spec = np.zeros((1, g2.output_size))
-    spec[0, -1] = 1.0
+    g2 = _offset_graph(inst.graph, [(case.output[d][0][k], float(case.output[d][1][k]))
+                                    for d, k in rows])
+    spec = np.zeros((len(rows), g2.output_size))
+    spec[:, g2.output_size - len(rows):] = np.eye(len(rows))
     store_mb = min(BabOptions().memory_mb, budget.left() / 2)
     if store_mb < 1.0:
         return None
@@ -581,7 +587,10 @@ def _bab(inst, opts, clock, device, items, budget):
     (its rows tried one after the other).  One search per row: a joint search
     over rows must prove all of them in every domain, so the splits one row
     needs multiply with another's (case14_relu's open balance property, five
-    rows: 11 s one by one, open after 40 s together).  Each search gets an equal
+    rows: 11 s one by one, open after 40 s together); only a box with more than
+    ``_BAB_PER_ROW_MAX`` open one-row disjuncts puts them in one joint search
+    (the maximum of their rows), as every search starts with a root bound of
+    its own.  Each search gets an equal
     share of the box's time; rows left undecided are searched again (up to
     ``_BAB_PASSES`` passes) with what the decided ones did not use.  The domain
     store of each search gets half of what ``budget`` has left (at most the
@@ -600,22 +609,25 @@ def _bab(inst, opts, clock, device, items, budget):
         single = [d for d in dis if case.output[d][0].shape[0] == 1]
         multi = [d for d in dis if case.output[d][0].shape[0] > 1]
         still.extend((ci, d) for d in dis if case.output[d][0].shape[0] == 0)
-        pending = [(d, 0) for d in single]  # (disjunct, row), one search each
-        pending += [(d, k) for d in multi for k in range(case.output[d][0].shape[0])]
+        # searches: lists of (disjunct, row), one row each but for many one-row ones
+        pending = ([[(d, 0) for d in single]] if len(single) > _BAB_PER_ROW_MAX
+                   else [[(d, 0)] for d in single])
+        pending += [[(d, k)] for d in multi for k in range(case.output[d][0].shape[0])]
         proved: set[int] = set()
         case_end = time.monotonic() + clock.left() / (len(cases) - n)
         for _ in range(_BAB_PASSES):
-            failed: list[tuple[int, int]] = []
-            for j, (d, k) in enumerate(pending):
+            failed: list[list[tuple[int, int]]] = []
+            for j, rows in enumerate(pending):
+                rows = [(d, k) for d, k in rows if d not in proved]
                 left = min(clock.left(), case_end - time.monotonic())
-                if d in proved or left <= 0.05:
+                if not rows or left <= 0.05:
                     continue
-                res = _bab_row(inst, opts, device, case, d, k, left / (len(pending) - j),
-                               budget)
+                res = _bab_rows(inst, opts, device, case, rows, left / (len(pending) - j),
+                                budget)
                 if res is None:
                     continue
                 if math.isfinite(res.upper_bound) and res.upper_bound < 0.0:
-                    proved.add(d)
+                    proved.update(d for d, _ in rows)
                     continue
                 if res.witness is not None and res.attained >= 0.0:
                     hit = confirm(inst.onnx(), case, np.asarray(res.witness, dtype=np.float64))
@@ -623,8 +635,8 @@ def _bab(inst, opts, clock, device, items, budget):
                         return _outcome(
                             "sat", clock, "bab", "counterexample confirmed by onnxruntime", *hit
                         )
-                failed.append((d, k))
-            pending = [(d, k) for d, k in failed if d not in proved]
+                failed.append(rows)
+            pending = failed
             if not pending or min(clock.left(), case_end - time.monotonic()) <= 0.5:
                 break
         still.extend((ci, d) for d in single + multi if d not in proved)

@@ -212,17 +212,24 @@ def test_branch_and_bound_searches_open_rows_one_at_a_time(
                  [[f"(>= Y_0 {top + 0.01!r})"], [f"(<= Y_0 {bot - 0.01!r})"]])
     no_bab = run_instance(model, prop, RunOptions(timeout=20, extend_attack=False, use_bab=False))
     assert no_bab.result == "unknown"
-    seen: list[tuple[int, int]] = []
-    real = runner._bab_row
+    seen: list[tuple[tuple[int, int], ...]] = []
+    real = runner._bab_rows
 
-    def counted(inst, opts, device, case, d, k, seconds, budget):  # noqa: ANN001, ANN202
-        seen.append((d, k))
-        return real(inst, opts, device, case, d, k, seconds, budget)
+    def counted(inst, opts, device, case, rows, seconds, budget):  # noqa: ANN001, ANN202
+        seen.append(tuple(rows))
+        return real(inst, opts, device, case, rows, seconds, budget)
 
-    monkeypatch.setattr(runner, "_bab_row", counted)
+    monkeypatch.setattr(runner, "_bab_rows", counted)
     out = run_instance(model, prop, QUICK)
     assert out.result == "unsat" and out.stage == "bab"
-    assert seen and len(set(seen)) == len(seen)  # one search per row, each decided once
+    assert seen and all(len(rows) == 1 for rows in seen)
+    assert len(set(seen)) == len(seen)  # each row decided by its one search
+    # more open one-row disjuncts than the cap: one joint search over them
+    seen.clear()
+    monkeypatch.setattr(runner, "_BAB_PER_ROW_MAX", 1)
+    out = run_instance(model, prop, QUICK)
+    assert out.result in ("unsat", "timeout", "unknown")
+    assert seen and len(seen[0]) == 2
 
 
 @needs_bounds
