@@ -590,12 +590,12 @@ def _bab(inst, opts, clock, device, items, budget):
     rows: 11 s one by one, open after 40 s together); only a box with more than
     ``_BAB_PER_ROW_MAX`` open one-row disjuncts puts them in one joint search
     (the maximum of their rows), as every search starts with a root bound of
-    its own.  Each search gets an equal
-    share of the box's time; rows left undecided are searched again (up to
-    ``_BAB_PASSES`` passes) with what the decided ones did not use.  The domain
-    store of each search gets half of what ``budget`` has left (at most the
-    default ``BabOptions.memory_mb``); with less than 2 MB left the disjuncts
-    stay open.  Returns a RunOutcome (decided) or the still-open items.
+    its own.  Each search gets an equal share of the box's time; rows left
+    undecided are searched again (up to ``_BAB_PASSES`` passes) with what the
+    decided ones did not use.  The domain store of each search gets half of
+    what ``budget`` has left (at most the default ``BabOptions.memory_mb``);
+    with less than 2 MB left the disjuncts stay open.  Returns a RunOutcome
+    (decided) or the still-open items.
     """
     if importlib.util.find_spec("gridverify.bab") is None:
         return items
@@ -615,11 +615,15 @@ def _bab(inst, opts, clock, device, items, budget):
         pending += [[(d, k)] for d in multi for k in range(case.output[d][0].shape[0])]
         proved: set[int] = set()
         case_end = time.monotonic() + clock.left() / (len(cases) - n)
+
+        def case_left(_end: float = case_end) -> float:
+            return min(clock.left(), _end - time.monotonic())
+
         for _ in range(_BAB_PASSES):
             failed: list[list[tuple[int, int]]] = []
             for j, rows in enumerate(pending):
                 rows = [(d, k) for d, k in rows if d not in proved]
-                left = min(clock.left(), case_end - time.monotonic())
+                left = case_left()
                 if not rows or left <= 0.05:
                     continue
                 res = _bab_rows(inst, opts, device, case, rows, left / (len(pending) - j),
@@ -637,7 +641,7 @@ def _bab(inst, opts, clock, device, items, budget):
                         )
                 failed.append(rows)
             pending = failed
-            if not pending or min(clock.left(), case_end - time.monotonic()) <= 0.5:
+            if not pending or case_left() <= 0.5:
                 break
         still.extend((ci, d) for d in single + multi if d not in proved)
     return still
