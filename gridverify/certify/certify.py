@@ -20,8 +20,9 @@ Pipeline (one batched pass over all constraints):
    in float64 on the proxy module and the grid equations (not the graph), and
    for ONNX proxies once more in onnxruntime, and kept as the witness.
 4. ``bab`` (:func:`gridverify.bab.bab_maximize`): ``bab_mode="tighten"``
-   tightens every constraint whose gap exceeds ``bab.tolerance`` (open ones
-   first); ``"decide"`` decides the open ones at their threshold.
+   first decides the open constraints at their threshold, cheapest first, in
+   passes of growing length; ``bab_mode="tighten"`` then tightens every
+   constraint whose gap still exceeds ``bab.tolerance``.
 
 Statuses are anytime: ``violated`` whenever the worst found exceeds the
 threshold, whatever stage found it; ``open`` only when the bound is above and
@@ -137,6 +138,16 @@ class _State:
         gap = np.nan_to_num(ub - att, nan=np.inf, posinf=np.inf, neginf=0.0)
         key2 = np.where(rank == 0, near, -gap)
         return idx[np.lexsort((key2, rank))]
+
+    def cut_odds(self, idx: np.ndarray) -> np.ndarray:
+        """Per constraint of ``idx``: how much of its bracket ``[attained, bound]``
+        lies above the threshold, as odds ``above / below`` (0: the bound is at the
+        threshold; large: the threshold is near the worst found; ``inf`` for a
+        constraint without a finite bracket)."""
+        ub, att, thr = self.ub[idx], self.att[idx], self.thresholds[idx]
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            odds = (ub - thr) / np.maximum(thr - att, 1e-300)
+        return np.nan_to_num(odds, nan=np.inf, posinf=np.inf, neginf=np.inf)
 
 
 class _Budget:
@@ -762,77 +773,119 @@ _BAB_REASONS = {"memory": "memory cap", "timeout": "gap above tolerance",
                 "max_domains": "gap above tolerance", "unsplittable": "gap above tolerance"}
 
 
-def _bab_todo(st: _State, opts: CertifyOptions) -> np.ndarray:
-    """The constraints branch-and-bound works on, most valuable first.
+#: the decision searches of one undecided constraint, as shares of ``bab.timeout``:
+#: a short one first, longer ones while it stays undecided (1/16 + 1/4 + 1 in all)
+_DECIDE_SHARES = (1 / 16, 1 / 4, 1.0)
 
-    ``decide``: the undecided ones.  ``tighten``: every constraint whose gap
-    (bound minus worst found) exceeds ``bab.tolerance``: open ones first, then
-    violated, then certified ones, each by decreasing gap.
+
+def _next_search(st: _State, searched: np.ndarray, shares: tuple[float, ...]) -> int | None:
+    """The undecided constraint to search next (``None``: none left).
+
+    ``searched``: decision searches each constraint has had.  The key is the
+    cost of its next search (its share) times the odds of its bracket lying
+    above the threshold (:meth:`_State.cut_odds`): the bound has to cut that
+    much to certify, and the attack before branch-and-bound is strong, so an
+    undecided constraint is settled by its bound far more often than by a new
+    violation.  A constraint whose threshold sits near its worst found waits
+    behind the short and the longer searches of those nearly certified.
     """
-    if opts.bab_mode == "decide":
-        return st.priority(st.undecided())
-    gap = st.ub - st.att
-    return st.priority(~(gap <= opts.bab.tolerance))
+    idx = np.flatnonzero(st.undecided() & (searched < len(shares)))
+    if not idx.size:
+        return None
+    key = st.cut_odds(idx) * np.asarray(shares)[searched[idx]]
+    return int(idx[np.argmin(key)])
 
 
 def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
              module: torch.nn.Module, opts: CertifyOptions, budget: _Budget,
              notify: Progress | None = None) -> list[dict[str, Any]]:
-    """Branch-and-bound on the constraints of :func:`_bab_todo`, within the one budget.
+    """Branch-and-bound within the one budget; one trace per call (:func:`_bab_trace`).
 
-    The spec of a constraint is its violation rows, so BaB bounds their maximum
-    (``|residual|`` for balance constraints).  ``decide`` runs decision mode at
-    the threshold; ``tighten`` runs optimization mode (stops when the gap is at
-    most ``bab.tolerance``).  Each call gets ``bab.timeout`` seconds, capped by
-    what is left of ``timeout``.  Returns one trace per BaB call (see
-    :func:`_bab_trace`), for ``provenance["bab"]``.
+    First the undecided constraints, in decision mode at their threshold, in
+    searches of growing length (:data:`_DECIDE_SHARES` of ``bab.timeout``), the
+    next one picked by :func:`_next_search`: a status changed is what the
+    engineer values most, and the constraints a short search settles no longer
+    wait behind those no search settles.  Then, in ``tighten`` mode, every
+    constraint whose gap (bound minus worst found) still exceeds
+    ``bab.tolerance``, in optimization mode (violated and certified ones by
+    decreasing gap) with what is left of ``timeout``; a constraint still open
+    after all its decision searches is not searched again.  The spec of a
+    constraint is its violation rows, so branch-and-bound bounds their maximum
+    (``|residual|`` for balance constraints).
     """
     runs: list[dict[str, Any]] = []
-    n_rows = st.physics.n_rows
-    todo = _bab_todo(st, opts)
-    decide = opts.bab_mode == "decide"
-    for j, k in enumerate(todo):
+    per = opts.bab.timeout
+    shares = _DECIDE_SHARES if per is not None else (1.0,)
+    searched = np.zeros(len(st.thresholds), dtype=np.int64)
+    while (k := _next_search(st, searched, shares)) is not None:
         if budget.expired():
-            st.skip(todo[j:], "bab")
-            break
+            st.skip(st.undecided() & (searched < len(shares)), "bab")
+            return runs
         c = st.physics.constraints[k]
-        label = f"bab {c.family}[{c.component}] ({j + 1}/{todo.size})"
-        frac = 0.85 + 0.15 * j / max(todo.size, 1)
-
-        def show(info: dict, _label: str = label, _frac: float = frac) -> None:
-            if notify is not None:
-                notify(f"{_label}: {int(info['open'])} open domains, bound "
-                       f"{info['bound']:.4g}, gap {info['gap']:.3g}", _frac)
-
-        rows = np.flatnonzero(st.physics.row_constraint == k)
-        spec = np.zeros((rows.size, n_rows))
-        spec[np.arange(rows.size), rows] = 1.0
-        limit = opts.bab.timeout
-        left = budget.left()
-        if math.isfinite(left):
-            limit = max(left, 0.05) if limit is None else min(limit, max(left, 0.05))
-        ts = time.perf_counter()
-        out = _bab_call(fn, graph, region, spec, float(st.thresholds[k]) if decide else None,
-                        replace(opts.bab, timeout=limit, seed=opts.seed),
-                        "decision" if decide else "optimization", show)
-        ub = float(out.upper_bound)
-        if math.isfinite(ub):
-            ub = ub + opts.pad_abs + opts.pad_rel * abs(ub)
-            st.ub[k] = min(st.ub[k], ub)
-        st.stage[k] = "bab"
-        if out.witness is not None:
-            x = np.clip(np.atleast_2d(np.asarray(out.witness, dtype=np.float64)),
-                        region.lower, region.upper)
-            _update_attained(st, case, module, x)
-        if not st.ub[k] - st.att[k] <= opts.bab.tolerance and not (
-                decide and out.status != OPEN):
-            reason = _BAB_REASONS.get(str(out.reason), f"bab {out.reason}")
-            if str(out.reason) == "timeout" and budget.expired():
-                reason = "not reached: timeout (bab)"
-            st.reason[k] = reason
-        st.seconds[k] += time.perf_counter() - ts
-        runs.append(_bab_trace(c, out, ts - budget.t0))
+        n = int(searched[k])
+        _bab_one(fn, st, graph, region, case, module, opts, budget, notify, runs, k,
+                 None if per is None else per * shares[n], True,
+                 f"bab decide {c.family}[{c.component}] (search {n + 1}/{len(shares)})",
+                 0.85 + 0.1 * searched.sum() / max(len(shares) * searched.size, 1),
+                 final=n == len(shares) - 1)
+        searched[k] += 1
+    if opts.bab_mode == "tighten":
+        gap = st.ub - st.att
+        todo = st.priority(~(gap <= opts.bab.tolerance) & (searched < len(shares)))
+        for j, k in enumerate(todo):
+            if budget.expired():
+                st.skip(todo[j:], "bab")
+                break
+            c = st.physics.constraints[k]
+            _bab_one(fn, st, graph, region, case, module, opts, budget, notify, runs, k,
+                     per, False, f"bab tighten {c.family}[{c.component}] ({j + 1}/{todo.size})",
+                     0.95 + 0.05 * j / max(todo.size, 1), final=True)
     return runs
+
+
+def _bab_one(fn: Any, st: _State, graph: Any, region: Region, case: Any,
+             module: torch.nn.Module, opts: CertifyOptions, budget: _Budget,
+             notify: Progress | None, runs: list[dict[str, Any]], k: int,
+             per: float | None, decide: bool, label: str, frac: float, *,
+             final: bool) -> None:
+    """One search of constraint ``k`` within ``per`` seconds and the budget
+    (``decide``: decision mode at its threshold, else optimization mode); its
+    trace is appended to ``runs``.  ``final``: the constraint's last search (an
+    open one gets its reason)."""
+    def show(info: dict) -> None:
+        if notify is not None:
+            notify(f"{label}: {int(info['open'])} open domains, bound "
+                   f"{info['bound']:.4g}, gap {info['gap']:.3g}", frac)
+
+    rows = np.flatnonzero(st.physics.row_constraint == k)
+    spec = np.zeros((rows.size, st.physics.n_rows))
+    spec[np.arange(rows.size), rows] = 1.0
+    limit = per
+    left = budget.left()
+    if math.isfinite(left):
+        limit = max(left, 0.05) if limit is None else min(limit, max(left, 0.05))
+    ts = time.perf_counter()
+    out = _bab_call(fn, graph, region, spec, float(st.thresholds[k]) if decide else None,
+                    replace(opts.bab, timeout=limit, seed=opts.seed),
+                    "decision" if decide else "optimization", show)
+    ub = float(out.upper_bound)
+    if math.isfinite(ub):
+        ub = ub + opts.pad_abs + opts.pad_rel * abs(ub)
+        st.ub[k] = min(st.ub[k], ub)
+    st.stage[k] = "bab"
+    if out.witness is not None:
+        x = np.clip(np.atleast_2d(np.asarray(out.witness, dtype=np.float64)),
+                    region.lower, region.upper)
+        _update_attained(st, case, module, x)
+    settled = decide and out.status != OPEN
+    if not st.ub[k] - st.att[k] <= opts.bab.tolerance and not settled and (
+            final or budget.expired()):
+        reason = _BAB_REASONS.get(str(out.reason), f"bab {out.reason}")
+        if str(out.reason) == "timeout" and budget.expired():
+            reason = "not reached: timeout (bab)"
+        st.reason[k] = reason
+    st.seconds[k] += time.perf_counter() - ts
+    runs.append(_bab_trace(st.physics.constraints[k], out, ts - budget.t0))
 
 
 def _json_num(v: Any) -> float | None:

@@ -52,10 +52,12 @@ class CertifyOptions:
     ``bab`` (``timeout``: seconds per constraint, also capped by ``timeout``;
     ``memory_mb``: cap on the domain store, reaching it leaves the constraint
     with a sound bound and the reason ``memory cap``; ``tolerance``: the gap
-    tolerance).  ``bab_mode``: ``"tighten"`` (every constraint whose gap, bound
-    minus worst found, exceeds ``bab.tolerance`` is tightened, violated ones
-    included, open ones first then by gap) or ``"decide"`` (only undecided
-    constraints, stopping at their threshold).  ``memory_cap_mb``: memory cap of
+    tolerance).  Both ``bab_mode`` values first decide the undecided
+    constraints at their threshold, cheapest first, in passes of 1/16, 1/4 and
+    all of ``bab.timeout`` each; ``"tighten"`` then tightens every constraint
+    whose gap, bound minus worst found, still exceeds ``bab.tolerance``
+    (violated and certified ones by decreasing gap) with the time left;
+    ``"decide"`` stops there.  ``memory_cap_mb``: memory cap of
     the whole run (MB on top of what the process held at the start; ``None``: a
     share of the machine's available memory): stages are sized to it, fall back
     to cheaper methods or leave constraints ``open`` (see

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -85,6 +86,71 @@ def test_bab_tighten_works_on_violated_constraints_and_decide_does_not(tiny_mlp)
     ub = np.array([c.upper_bound for c in tight.constraints])
     att = np.array([c.attained for c in tight.constraints])
     assert np.all(att <= ub)
+
+
+def test_bab_searches_nearly_certified_constraints_first(case14) -> None:
+    from gridverify.certify.certify import _next_search, _State
+    from gridverify.physics.acp import build_physics_graph
+    from gridverify.spec.constraints import parse_constraints, select_constraints
+
+    cons = select_constraints(case14, parse_constraints("vm_max[1,2,3,4,5]"))
+    ph = build_physics_graph(case14, cons)
+    ub = np.array([1.0, 10.0, 0.5, 2.0, -1.0])
+    att = np.array([-1.0, -1.0, -3.0, 5.0, -2.0])
+    st = _State(ph, np.zeros(5), ub, att, np.zeros((5, 2)), np.zeros(5))
+    # undecided 0, 1, 2 with odds above/below the threshold 1, 10, 1/6; 3 violated,
+    # 4 certified: never searched in decision mode
+    shares = (1 / 16, 1 / 4, 1.0)
+    searched = np.zeros(5, dtype=np.int64)
+    order = []
+    while (k := _next_search(st, searched, shares)) is not None:
+        order.append(k)
+        searched[k] += 1
+    # keys: odds x share (1/96, 1/24, 1/6 | 1/16, 1/4, 1 | 10/16, 10/4, 10)
+    assert order == [2, 2, 0, 2, 0, 1, 0, 1, 1]
+    # the attack's order is unchanged: a violation nearest first
+    assert st.priority(np.ones(5, bool)).tolist() == [1, 0, 2, 3, 4]
+    st.ub[2] = -0.5  # certified meanwhile: no longer searched
+    assert _next_search(st, np.zeros(5, dtype=np.int64), shares) == 0
+
+
+@pytest.mark.skipif(not bab_available(), reason="bab unavailable")
+@pytest.mark.parametrize("mode", ["decide", "tighten"])
+def test_bab_passes_never_search_a_settled_constraint_again(tiny_mlp, check_sound, mode) -> None:
+    """Decision passes of growing length: a constraint is searched again only while it
+    is open, at most once per pass; tightening skips those the last pass had in full."""
+    from gridverify.spec.thresholds import ThresholdRule, ThresholdSpec
+
+    case = load_compiled("pglib_opf_case14_ieee")
+    net = tiny_mlp(case, hidden=(8, 8), act="relu", seed=7, out_scale=3.0)
+    region = box_region(case, 0.7, 1.3)
+    # no attack, few samples, threshold 0: some brackets [found, bound] straddle it
+    opts = CertifyOptions(samples=16, attack="none", timeout=120.0, bab_mode=mode,
+                          bab=BabOptions(timeout=0.4, tolerance=1e-4))
+    sel = "thermal_fr,angle_max"
+    thr = ThresholdSpec(tuple((fam, ThresholdRule("absolute", 0.0))
+                              for fam in ("thermal_fr", "angle_max")))
+    first = certify(case, net, region, method="alpha-crown", constraints=sel, options=opts,
+                    thresholds=thr)
+    open0 = {(c.family, c.component) for c in first.constraints if c.status == "open"}
+    assert open0
+    cert = certify(case, net, region, method="bab", constraints=sel, options=opts,
+                   thresholds=thr)
+    check_sound(cert, case, net)
+    runs = cert.provenance["bab"]
+    assert runs
+    per: dict = {}
+    for r in runs:
+        per.setdefault((r["family"], r["component"]), []).append(r["status"])
+    for key, statuses in per.items():
+        decided_at = next((i for i, s in enumerate(statuses) if s != "open"), None)
+        if mode == "decide":
+            assert len(statuses) <= 3 and key in open0
+            assert decided_at is None or decided_at == len(statuses) - 1
+        else:
+            assert len(statuses) <= 4
+            if len(statuses) == 4:  # three passes, then one tightening
+                assert statuses[:3] != ["open"] * 3
 
 
 def test_options_validation() -> None:

@@ -314,15 +314,15 @@ def _check_bab_provenance(cert):
     from gridverify.report.figures import _bab_traces
 
     runs = cert.provenance["bab"]
-    assert len(runs) == 1
-    run = runs[0]
-    assert set(run) == {"family", "component", "history", "domains", "status"}
-    assert (run["family"], run["component"]) == ("thermal_fr", 18)
-    assert run["domains"] >= 1 and run["status"] in ("certified", "violated", "open")
-    hist = run["history"]
-    assert hist and all(len(row) == 3 for row in hist)
-    times = [row[0] for row in hist]
-    assert times == sorted(times) and 0 < times[-1] <= cert.seconds
+    assert len(runs) >= 1  # a decision pass, maybe longer ones, maybe a tightening
+    for run in runs:
+        assert set(run) == {"family", "component", "history", "domains", "status"}
+        assert (run["family"], run["component"]) == ("thermal_fr", 18)
+        assert run["domains"] >= 1 and run["status"] in ("certified", "violated", "open")
+        hist = run["history"]
+        assert hist and all(len(row) == 3 for row in hist)
+        times = [row[0] for row in hist]
+        assert times == sorted(times) and 0 < times[-1] <= cert.seconds
     back = Certificate.from_json(cert.to_json())
     assert back.provenance["bab"] == json.loads(json.dumps(runs))
     results = types.SimpleNamespace(done=[{"job": {"case_key": "k"},
@@ -330,7 +330,7 @@ def _check_bab_provenance(cert):
     fig, axes = plt.subplots(1, 2)
     try:
         _bab_traces(results, "k", axes)
-        assert len(axes[1].get_lines()) == 1  # gap panel: every trace
+        assert len(axes[1].get_lines()) == len(runs)  # gap panel: every trace
         assert len(axes[0].get_lines()) == 0  # bound panel: balance constraints only
     finally:
         plt.close(fig)
