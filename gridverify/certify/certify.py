@@ -776,6 +776,9 @@ _BAB_REASONS = {"memory": "memory cap", "timeout": "gap above tolerance",
 #: the decision searches of one undecided constraint, as shares of ``bab.timeout``:
 #: a short one first, longer ones while it stays undecided (1/16 + 1/4 + 1 in all)
 _DECIDE_SHARES = (1 / 16, 1 / 4, 1.0)
+#: ``tighten`` mode: the share of the time left at the start of branch-and-bound
+#: that the decision searches may take; the tightening has the rest
+_DECIDE_TIME_SHARE = 0.5
 
 
 def _next_search(st: _State, searched: np.ndarray, shares: tuple[float, ...]) -> int | None:
@@ -805,11 +808,12 @@ def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
     searches of growing length (:data:`_DECIDE_SHARES` of ``bab.timeout``), the
     next one picked by :func:`_next_search`: a status changed is what the
     engineer values most, and the constraints a short search settles no longer
-    wait behind those no search settles.  Then, in ``tighten`` mode, every
-    constraint whose gap (bound minus worst found) still exceeds
-    ``bab.tolerance``, in optimization mode (violated and certified ones by
-    decreasing gap) with what is left of ``timeout``; a constraint still open
-    after all its decision searches is not searched again.  The spec of a
+    wait behind those no search settles.  Then, in ``tighten`` mode (where the
+    decision searches take at most :data:`_DECIDE_TIME_SHARE` of the time left),
+    every constraint whose gap (bound minus worst found) still exceeds
+    ``bab.tolerance``, in optimization mode (undecided ones first, then violated
+    and certified ones by decreasing gap) with what is left of ``timeout``; a
+    constraint still open after all its decision searches is not searched again.  The spec of a
     constraint is its violation rows, so branch-and-bound bounds their maximum
     (``|residual|`` for balance constraints).
     """
@@ -817,19 +821,25 @@ def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
     per = opts.bab.timeout
     shares = _DECIDE_SHARES if per is not None else (1.0,)
     searched = np.zeros(len(st.thresholds), dtype=np.int64)
+    tighten = opts.bab_mode == "tighten"
+    phase = _Budget(time.perf_counter(), _DECIDE_TIME_SHARE * budget.left()
+                    if tighten and math.isfinite(budget.left()) else None)
     while (k := _next_search(st, searched, shares)) is not None:
         if budget.expired():
             st.skip(st.undecided() & (searched < len(shares)), "bab")
             return runs
+        if phase.expired():
+            break  # the tightening below takes the undecided ones left
         c = st.physics.constraints[k]
         n = int(searched[k])
+        limit = min(math.inf if per is None else per * shares[n], phase.left())
         _bab_one(fn, st, graph, region, case, module, opts, budget, notify, runs, k,
-                 None if per is None else per * shares[n], True,
+                 limit if math.isfinite(limit) else None, True,
                  f"bab decide {c.family}[{c.component}] (search {n + 1}/{len(shares)})",
                  0.85 + 0.1 * searched.sum() / max(len(shares) * searched.size, 1),
                  final=n == len(shares) - 1)
         searched[k] += 1
-    if opts.bab_mode == "tighten":
+    if tighten:
         gap = st.ub - st.att
         todo = st.priority(~(gap <= opts.bab.tolerance) & (searched < len(shares)))
         for j, k in enumerate(todo):

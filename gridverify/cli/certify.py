@@ -106,9 +106,10 @@ def register(sub: Any) -> None:
     p.add_argument("--bab-mode", default="tighten", choices=("tighten", "decide"),
                    help="--method bab: both first decide the open constraints at their "
                    "threshold, cheapest first, in passes of 1/16, 1/4 and all of "
-                   "--bab-timeout; tighten then narrows every constraint whose gap, bound "
-                   "minus worst found, exceeds --gap-tolerance (violated ones included) "
-                   "with the time left; decide stops there")
+                   "--bab-timeout (tighten: within half of the time left); tighten then "
+                   "narrows every constraint whose gap, bound minus worst found, exceeds "
+                   "--gap-tolerance (violated ones included) with the time left; decide "
+                   "stops there")
     p.add_argument("--gap-tolerance", type=nonneg_float, default=_Default("bab.tolerance"),
                    metavar="G", help="--method bab: gap left alone")
     p.add_argument("--memory-cap", type=positive_float, metavar="MB",
