@@ -19,10 +19,10 @@ Pipeline (one batched pass over all constraints):
    constraints nearest to deciding first.  Every point found is re-evaluated
    in float64 on the proxy module and the grid equations (not the graph), and
    for ONNX proxies once more in onnxruntime, and kept as the witness.
-4. ``bab`` (:func:`gridverify.bab.bab_maximize`): ``bab_mode="tighten"``
-   first decides the open constraints at their threshold, cheapest first, in
-   passes of growing length; ``bab_mode="tighten"`` then tightens every
-   constraint whose gap still exceeds ``bab.tolerance``.
+4. ``bab`` (:func:`gridverify.bab.bab_maximize`): first the open constraints
+   are decided at their threshold, the nearly certified first, in searches of
+   growing length; ``bab_mode="tighten"`` then tightens every constraint whose
+   gap still exceeds ``bab.tolerance``.
 
 Statuses are anytime: ``violated`` whenever the worst found exceeds the
 threshold, whatever stage found it; ``open`` only when the bound is above and
@@ -813,9 +813,9 @@ def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
     every constraint whose gap (bound minus worst found) still exceeds
     ``bab.tolerance``, in optimization mode (undecided ones first, then violated
     and certified ones by decreasing gap) with what is left of ``timeout``; a
-    constraint still open after all its decision searches is not searched again.  The spec of a
-    constraint is its violation rows, so branch-and-bound bounds their maximum
-    (``|residual|`` for balance constraints).
+    constraint still open after all its decision searches is not searched
+    again.  The spec of a constraint is its violation rows, so branch-and-bound
+    bounds their maximum (``|residual|`` for balance constraints).
     """
     runs: list[dict[str, Any]] = []
     per = opts.bab.timeout
