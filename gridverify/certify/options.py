@@ -53,12 +53,12 @@ class CertifyOptions:
     ``memory_mb``: cap on the domain store, reaching it leaves the constraint
     with a sound bound and the reason ``memory cap``; ``tolerance``: the gap
     tolerance).  Both ``bab_mode`` values first decide the undecided
-    constraints at their threshold, cheapest first, in passes of 1/16, 1/4 and
-    all of ``bab.timeout`` each (``"tighten"``: within half of the time left);
-    ``"tighten"`` then tightens every constraint whose gap, bound minus worst
-    found, still exceeds ``bab.tolerance`` (undecided ones first, then violated
-    and certified ones by decreasing gap) with the time left; ``"decide"`` stops
-    there.  ``memory_cap_mb``: memory cap of the whole run (MB on top of what
+    constraints at their threshold, nearly certified ones first, in searches
+    of 1/16, 1/4 and all of ``bab.timeout`` (``"tighten"``: within half of the
+    time left); ``"tighten"`` then tightens every constraint whose gap, bound
+    minus worst found, still exceeds ``bab.tolerance`` (undecided ones first,
+    then violated and certified ones by decreasing gap) with the time left;
+    ``"decide"`` stops there.  ``memory_cap_mb``: memory cap of the whole run (MB on top of what
     the process held at the start; ``None``: a share of the machine's available
     memory): stages are sized to it, fall back to cheaper methods or leave
     constraints ``open`` (see :mod:`gridverify.certify.memory`).

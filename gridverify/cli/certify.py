@@ -105,8 +105,8 @@ def register(sub: Any) -> None:
                    metavar="S", help="branch-and-bound seconds per constraint (--method bab)")
     p.add_argument("--bab-mode", default="tighten", choices=("tighten", "decide"),
                    help="--method bab: both first decide the open constraints at their "
-                   "threshold, cheapest first, in passes of 1/16, 1/4 and all of "
-                   "--bab-timeout (tighten: within half of the time left); tighten then "
+                   "threshold, nearly certified ones first, in searches of 1/16, 1/4 and "
+                   "all of --bab-timeout (tighten: within half of the time left); tighten then "
                    "narrows every constraint whose gap, bound minus worst found, exceeds "
                    "--gap-tolerance (violated ones included) with the time left; decide "
                    "stops there")
