@@ -818,6 +818,48 @@ def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
     bounds their maximum (``|residual|`` for balance constraints).
     """
     runs: list[dict[str, Any]] = []
+
+    def search(k: int, per: float | None, decide: bool, label: str, frac: float,
+               final: bool) -> None:
+        """One search of constraint ``k`` within ``per`` seconds and the budget
+        (``decide``: decision mode at its threshold, else optimization mode).
+        ``final``: the constraint's last search (an open one gets its reason)."""
+
+        def show(info: dict) -> None:
+            if notify is not None:
+                notify(f"{label}: {int(info['open'])} open domains, bound "
+                       f"{info['bound']:.4g}, gap {info['gap']:.3g}", frac)
+
+        rows = np.flatnonzero(st.physics.row_constraint == k)
+        spec = np.zeros((rows.size, st.physics.n_rows))
+        spec[np.arange(rows.size), rows] = 1.0
+        limit = per
+        left = budget.left()
+        if math.isfinite(left):
+            limit = max(left, 0.05) if limit is None else min(limit, max(left, 0.05))
+        ts = time.perf_counter()
+        out = _bab_call(fn, graph, region, spec, float(st.thresholds[k]) if decide else None,
+                        replace(opts.bab, timeout=limit, seed=opts.seed),
+                        "decision" if decide else "optimization", show)
+        ub = float(out.upper_bound)
+        if math.isfinite(ub):
+            ub = ub + opts.pad_abs + opts.pad_rel * abs(ub)
+            st.ub[k] = min(st.ub[k], ub)
+        st.stage[k] = "bab"
+        if out.witness is not None:
+            x = np.clip(np.atleast_2d(np.asarray(out.witness, dtype=np.float64)),
+                        region.lower, region.upper)
+            _update_attained(st, case, module, x)
+        settled = decide and out.status != OPEN
+        if not st.ub[k] - st.att[k] <= opts.bab.tolerance and not settled and (
+                final or budget.expired()):
+            reason = _BAB_REASONS.get(str(out.reason), f"bab {out.reason}")
+            if str(out.reason) == "timeout" and budget.expired():
+                reason = "not reached: timeout (bab)"
+            st.reason[k] = reason
+        st.seconds[k] += time.perf_counter() - ts
+        runs.append(_bab_trace(st.physics.constraints[k], out, ts - budget.t0))
+
     per = opts.bab.timeout
     shares = _DECIDE_SHARES if per is not None else (1.0,)
     searched = np.zeros(len(st.thresholds), dtype=np.int64)
@@ -833,11 +875,10 @@ def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
         c = st.physics.constraints[k]
         n = int(searched[k])
         limit = min(math.inf if per is None else per * shares[n], phase.left())
-        _bab_one(fn, st, graph, region, case, module, opts, budget, notify, runs, k,
-                 limit if math.isfinite(limit) else None, True,
-                 f"bab decide {c.family}[{c.component}] (search {n + 1}/{len(shares)})",
-                 0.85 + 0.1 * searched.sum() / max(len(shares) * searched.size, 1),
-                 final=n == len(shares) - 1)
+        search(k, limit if math.isfinite(limit) else None, True,
+               f"bab decide {c.family}[{c.component}] (search {n + 1}/{len(shares)})",
+               0.85 + 0.1 * searched.sum() / max(len(shares) * searched.size, 1),
+               final=n == len(shares) - 1)
         searched[k] += 1
     if tighten:
         gap = st.ub - st.att
@@ -847,55 +888,9 @@ def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
                 st.skip(todo[j:], "bab")
                 break
             c = st.physics.constraints[k]
-            _bab_one(fn, st, graph, region, case, module, opts, budget, notify, runs, k,
-                     per, False, f"bab tighten {c.family}[{c.component}] ({j + 1}/{todo.size})",
-                     0.95 + 0.05 * j / max(todo.size, 1), final=True)
+            search(k, per, False, f"bab tighten {c.family}[{c.component}] ({j + 1}/{todo.size})",
+                   0.95 + 0.05 * j / max(todo.size, 1), final=True)
     return runs
-
-
-def _bab_one(fn: Any, st: _State, graph: Any, region: Region, case: Any,
-             module: torch.nn.Module, opts: CertifyOptions, budget: _Budget,
-             notify: Progress | None, runs: list[dict[str, Any]], k: int,
-             per: float | None, decide: bool, label: str, frac: float, *,
-             final: bool) -> None:
-    """One search of constraint ``k`` within ``per`` seconds and the budget
-    (``decide``: decision mode at its threshold, else optimization mode); its
-    trace is appended to ``runs``.  ``final``: the constraint's last search (an
-    open one gets its reason)."""
-    def show(info: dict) -> None:
-        if notify is not None:
-            notify(f"{label}: {int(info['open'])} open domains, bound "
-                   f"{info['bound']:.4g}, gap {info['gap']:.3g}", frac)
-
-    rows = np.flatnonzero(st.physics.row_constraint == k)
-    spec = np.zeros((rows.size, st.physics.n_rows))
-    spec[np.arange(rows.size), rows] = 1.0
-    limit = per
-    left = budget.left()
-    if math.isfinite(left):
-        limit = max(left, 0.05) if limit is None else min(limit, max(left, 0.05))
-    ts = time.perf_counter()
-    out = _bab_call(fn, graph, region, spec, float(st.thresholds[k]) if decide else None,
-                    replace(opts.bab, timeout=limit, seed=opts.seed),
-                    "decision" if decide else "optimization", show)
-    ub = float(out.upper_bound)
-    if math.isfinite(ub):
-        ub = ub + opts.pad_abs + opts.pad_rel * abs(ub)
-        st.ub[k] = min(st.ub[k], ub)
-    st.stage[k] = "bab"
-    if out.witness is not None:
-        x = np.clip(np.atleast_2d(np.asarray(out.witness, dtype=np.float64)),
-                    region.lower, region.upper)
-        _update_attained(st, case, module, x)
-    settled = decide and out.status != OPEN
-    if not st.ub[k] - st.att[k] <= opts.bab.tolerance and not settled and (
-            final or budget.expired()):
-        reason = _BAB_REASONS.get(str(out.reason), f"bab {out.reason}")
-        if str(out.reason) == "timeout" and budget.expired():
-            reason = "not reached: timeout (bab)"
-        st.reason[k] = reason
-    st.seconds[k] += time.perf_counter() - ts
-    runs.append(_bab_trace(st.physics.constraints[k], out, ts - budget.t0))
 
 
 def _json_num(v: Any) -> float | None:
