@@ -882,7 +882,8 @@ def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
         searched[k] += 1
     if tighten:
         gap = st.ub - st.att
-        todo = st.priority(~(gap <= opts.bab.tolerance) & (searched < len(shares)))
+        spent = st.undecided() & (searched >= len(shares))  # open after every search
+        todo = st.priority(~(gap <= opts.bab.tolerance) & ~spent)
         for j, k in enumerate(todo):
             if budget.expired():
                 st.skip(todo[j:], "bab")
