@@ -58,10 +58,10 @@ class CertifyOptions:
     time left); ``"tighten"`` then tightens every constraint whose gap, bound
     minus worst found, still exceeds ``bab.tolerance`` (undecided ones first,
     then violated and certified ones by decreasing gap) with the time left;
-    ``"decide"`` stops there.  ``memory_cap_mb``: memory cap of the whole run (MB on top of what
-    the process held at the start; ``None``: a share of the machine's available
-    memory): stages are sized to it, fall back to cheaper methods or leave
-    constraints ``open`` (see :mod:`gridverify.certify.memory`).
+    ``"decide"`` stops there.  ``memory_cap_mb``: memory cap of the whole run
+    (MB on top of what the process held at the start; ``None``: a share of the
+    machine's available memory): stages are sized to it, fall back to cheaper
+    methods or leave constraints ``open`` (see :mod:`gridverify.certify.memory`).
     """
 
     timeout: float | None = None

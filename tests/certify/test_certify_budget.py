@@ -115,9 +115,10 @@ def test_bab_searches_nearly_certified_constraints_first(case14) -> None:
 
 @pytest.mark.skipif(not bab_available(), reason="bab unavailable")
 @pytest.mark.parametrize("mode", ["decide", "tighten"])
-def test_bab_passes_never_search_a_settled_constraint_again(tiny_mlp, check_sound, mode) -> None:
-    """Decision passes of growing length: a constraint is searched again only while it
-    is open, at most once per pass; tightening skips those the last pass had in full."""
+def test_bab_searches_never_search_a_settled_constraint_again(tiny_mlp, check_sound,
+                                                              mode) -> None:
+    """Decision searches of growing length: a constraint is searched again only while
+    it is open, at most three times; the tightening skips those open after all three."""
     from gridverify.spec.thresholds import ThresholdRule, ThresholdSpec
 
     case = load_compiled("pglib_opf_case14_ieee")
@@ -148,7 +149,7 @@ def test_bab_passes_never_search_a_settled_constraint_again(tiny_mlp, check_soun
             assert decided_at is None or decided_at == len(statuses) - 1
         else:
             assert len(statuses) <= 4
-            if len(statuses) == 4:  # three passes, then one tightening
+            if len(statuses) == 4:  # three decision searches, then one tightening
                 assert statuses[:3] != ["open"] * 3
 
 
