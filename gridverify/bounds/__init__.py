@@ -7,7 +7,7 @@ the public entry; ``BoundOptions`` configures it.  Relaxations live in
 
 from __future__ import annotations
 
-from gridverify.bounds.api import Bounds, compute_bounds, to_graph
+from gridverify.bounds.api import Bounds, compute_bounds, relu_stability, to_graph
 from gridverify.bounds.crown import Engine, LinearBounds
 from gridverify.bounds.ibp import BoundError
 from gridverify.bounds.options import BoundOptions, BoundOptionsError
@@ -20,5 +20,6 @@ __all__ = [
     "Engine",
     "LinearBounds",
     "compute_bounds",
+    "relu_stability",
     "to_graph",
 ]

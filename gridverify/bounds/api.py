@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -260,3 +260,34 @@ def compute_bounds(
     if options.keep_intermediate:
         kept = {n: eng.bounds[n] for n in sorted(eng.needed) if eng.bounds[n] is not None}
     return Bounds(out_lo, out_hi, method, eng.infeasible, linear, kept)
+
+
+def relu_stability(
+    model: Any,
+    lower: Any,
+    upper: Any,
+    method: str = "crown",
+    device: torch.device | str | None = None,
+    options: BoundOptions | None = None,
+) -> tuple[int, int]:
+    """``(unstable, total)`` relu neurons of ``model`` over the input box.
+
+    A relu is *unstable* when the bound interval of its input (from ``method``'s
+    intermediate bounds, CROWN by default) has zero strictly inside: its
+    relaxation is then a triangle, not the function itself, and every bound
+    through it is loose.  Sound in this direction: a relu whose input takes
+    both signs somewhere in the box is always counted.  ``lower``/``upper``:
+    one box (the first domain of a batch is read).
+    """
+    options = replace(options or BoundOptions(), keep_intermediate=True)
+    lo, hi = (v if isinstance(v, torch.Tensor) else torch.tensor(v) for v in (lower, upper))
+    graph = to_graph(model, lo)
+    b = compute_bounds(graph, lo, hi, method=method, device=device, options=options)
+    unstable = total = 0
+    for node in graph.nodes:
+        if node.op != "relu":
+            continue
+        lo, hi = b.interm[node.inputs[0]]
+        total += node.size
+        unstable += int(((lo[0] < 0) & (hi[0] > 0)).sum())
+    return unstable, total

@@ -97,6 +97,8 @@ class _State:
     reason: list[str | None] = field(default_factory=list)
     #: per constraint: the last stage that bounded it ("none" before any)
     stage: list[str] = field(default_factory=list)
+    #: the proxy's (unstable, total) relus over the region; None without relus
+    relus: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         k = len(self.thresholds)
@@ -436,6 +438,7 @@ def certify(
     K = len(cons)
     st = _State(physics, thr, np.full(K, np.inf), np.full(K, -np.inf),
                 np.tile(region.center, (K, 1)), np.zeros(K))
+    st.relus = _relu_stability(pgraph, region)
 
     notify("sampling", 0.05)
     _sample_stage(st, case, module, region, opts, memory, _point_bytes(graph))
@@ -451,6 +454,24 @@ def certify(
     notify("done", 1.0)
     return _certificate(st, case, prox, module, cons, region, method, opts, thresholds,
                         warn_list, bab_runs, t0)
+
+
+def _relu_stability(pgraph: Any, region: Region) -> tuple[int, int] | None:
+    """``(unstable, total)`` relus of the proxy over the region (CROWN), ``None`` without relus.
+
+    Reported with the certificate: a proxy whose relus are mostly unstable over
+    the region keeps loose bounds (docs/tightness.md), which tells the engineer
+    why constraints stay open and what to change (region, training).
+    """
+    from gridverify.bounds import relu_stability
+
+    if not any(n.op == "relu" for n in pgraph.nodes):
+        return None
+    try:
+            return relu_stability(pgraph, torch.from_numpy(region.lower.copy()),
+                              torch.from_numpy(region.upper.copy()))
+    except MemoryError:  # a diagnosis only: the certificate does without it
+        return None
 
 
 def _point_bytes(graph: Any) -> float:
@@ -730,6 +751,8 @@ def _certificate(st: _State, case: Any, prox: Any, module: torch.nn.Module,
     }
     if method == "bab":
         prov["bab"] = bab_runs
+    if st.relus is not None:
+        prov["proxy_relus"] = {"unstable": st.relus[0], "total": st.relus[1], "bounds": "crown"}
     return Certificate(
         case=case.name, model=prox.source or "<module>", region=region, method=method,
         seconds=time.perf_counter() - t0, constraints=tuple(results), provenance=prov,

@@ -310,6 +310,33 @@ def _print_table(cert: Any) -> None:
     for w in cert.warnings:
         if w.startswith(("timeout", "memory cap")):
             console.print(f"[yellow]incomplete: {w}[/yellow]")
+    hint = open_hint(cert)
+    if hint:
+        console.print(hint, markup=False)
+
+
+def open_hint(cert: Any) -> str | None:
+    """What to try when constraints stay open (``None`` when none is open).
+
+    Names the share of the proxy's relus that are unstable over the region
+    (``provenance["proxy_relus"]``): through them every bound is loose, which is
+    why an ordinary relu proxy leaves constraints open where a proxy trained
+    with ``--stability-weight`` does not (docs/tightness.md).
+    """
+    n_open = cert.summary["open"]
+    if not n_open:
+        return None
+    relus = cert.provenance.get("proxy_relus")
+    why = ""
+    if relus and relus.get("total"):
+        why = (f" {relus['unstable']} of {relus['total']} relus of the proxy are unstable "
+               "over the region, and every bound through them is loose.")
+    more = ("a longer --timeout" if cert.method == "bab"
+            else "--method bab with a longer --timeout")
+    are = "constraint is" if n_open == 1 else "constraints are"
+    return (f"hint: {n_open} {are} open (bound above the threshold, no violating load found)."
+            f"{why} To close them: {more}, a narrower region, or a proxy trained with "
+            "`gridverify train --stability-weight` (see docs/tightness.md).")
 
 
 def _short_model(model: str) -> str:

@@ -75,6 +75,25 @@ def test_open_exit_3(model_dir, capsys):
     assert d["constraints"][0]["threshold"] == pytest.approx(mid)
 
 
+def test_open_hint_names_unstable_relus(model_dir, capsys):
+    args = [CASE, "--model", str(model_dir), "--constraints", "p_balance[4]", "--method",
+            "ibp", "--attack", "none", "--samples", "0"]
+    code, out, _ = _run(capsys, *args, "--json")
+    d = json.loads(out)
+    c = d["constraints"][0]
+    relus = d["provenance"]["proxy_relus"]
+    assert relus["total"] == 32 and 0 <= relus["unstable"] <= 32
+    mid = 0.5 * (c["upper_bound"] + c["attained"])
+    code, out, _ = _run(capsys, *args, "--threshold", f"p_balance={mid!r}")
+    text = " ".join(out.split())  # the console wraps long lines
+    assert code == 3
+    assert "hint: 1 constraint is open" in text
+    assert f"{relus['unstable']} of 32 relus of the proxy are unstable" in text
+    assert "--method bab with a longer --timeout" in text
+    code, out, _ = _run(capsys, *args)  # nothing open: no hint
+    assert "hint:" not in out
+
+
 def test_default_region_is_training_region_and_wider_warns(model_dir, capsys):
     case = load_compiled(CASE)
     code, out, err = _run(capsys, CASE, "--model", str(model_dir), "--constraints", "vm_max",
