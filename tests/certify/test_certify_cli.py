@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from gridverify.certify import Certificate
 from gridverify.cli import main
 from gridverify.grid import load_compiled
 from gridverify.proxy.artifacts import write_model_dir
@@ -90,6 +91,9 @@ def test_open_hint_names_unstable_relus(model_dir, capsys):
     assert "hint: 1 constraint is open" in text
     assert f"{relus['unstable']} of 32 relus of the proxy are unstable" in text
     assert "--method bab with a longer --timeout" in text
+    code, out, _ = _run(capsys, *args, "--threshold", f"p_balance={mid!r}", "--json")
+    html = Certificate.from_json(out)._repr_html_()
+    assert f"{relus['unstable']} of 32 relus of the proxy are unstable" in html
     code, out, _ = _run(capsys, *args)  # nothing open: no hint
     assert "hint:" not in out
 
