@@ -115,11 +115,10 @@ def certificate_html(cert: Any) -> str:
     cols = ["family", "count", "certified", "violated", "open", "max_upper_bound",
             "max_attained", "gap", "unit"]
     table = fam[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}") if len(fam) else ""
-    relus = cert.provenance.get("proxy_relus")
-    if s["open"] and relus and relus.get("total"):
-        head += (f"<p>{relus['unstable']} of {relus['total']} relus of the proxy are unstable "
-                 "over the region: every bound through them is loose (see docs/tightness.md "
-                 "for what closes open constraints).</p>")
+    note = cert.relu_note()
+    if note:
+        head += (f"<p>{html.escape(note)} (see docs/tightness.md for what closes open "
+                 "constraints).</p>")
     return head + table
 
 

@@ -287,7 +287,7 @@ def relu_stability(
     for node in graph.nodes:
         if node.op != "relu":
             continue
-        lo, hi = b.interm[node.inputs[0]]
+        z_lo, z_hi = b.interm[node.inputs[0]]
         total += node.size
-        unstable += int(((lo[0] < 0) & (hi[0] > 0)).sum())
+        unstable += int(((z_lo[0] < 0) & (z_hi[0] > 0)).sum())
     return unstable, total

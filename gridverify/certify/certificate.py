@@ -208,6 +208,18 @@ class Certificate(HtmlView):
             }
         return out
 
+    def relu_note(self) -> str | None:
+        """Why constraints may stay open: the proxy's unstable relus (``None`` if none open).
+
+        From ``provenance["proxy_relus"]`` (recorded by :func:`gridverify.certify`
+        for proxies with relus): through an unstable relu every bound is loose.
+        """
+        relus = self.provenance.get("proxy_relus")
+        if not self.summary[OPEN] or not relus or not relus.get("total"):
+            return None
+        return (f"{relus['unstable']} of {relus['total']} relus of the proxy are unstable "
+                "over the region, and every bound through them is loose")
+
     @property
     def exit_status(self) -> int:
         """CLI exit status: 1 if any violation, else 3 if any open, else 0."""

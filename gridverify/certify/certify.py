@@ -456,6 +456,10 @@ def certify(
                         warn_list, bab_runs, t0)
 
 
+#: the bound method whose intermediate intervals decide a relu's stability in the certificate
+_RELU_BOUNDS = "crown"
+
+
 def _relu_stability(pgraph: Any, region: Region) -> tuple[int, int] | None:
     """``(unstable, total)`` relus of the proxy over the region (CROWN), ``None`` without relus.
 
@@ -468,8 +472,8 @@ def _relu_stability(pgraph: Any, region: Region) -> tuple[int, int] | None:
     if not any(n.op == "relu" for n in pgraph.nodes):
         return None
     try:
-            return relu_stability(pgraph, torch.from_numpy(region.lower.copy()),
-                              torch.from_numpy(region.upper.copy()))
+        return relu_stability(pgraph, torch.from_numpy(region.lower.copy()),
+                              torch.from_numpy(region.upper.copy()), method=_RELU_BOUNDS)
     except MemoryError:  # a diagnosis only: the certificate does without it
         return None
 
@@ -752,7 +756,8 @@ def _certificate(st: _State, case: Any, prox: Any, module: torch.nn.Module,
     if method == "bab":
         prov["bab"] = bab_runs
     if st.relus is not None:
-        prov["proxy_relus"] = {"unstable": st.relus[0], "total": st.relus[1], "bounds": "crown"}
+        prov["proxy_relus"] = {"unstable": st.relus[0], "total": st.relus[1],
+                               "bounds": _RELU_BOUNDS}
     return Certificate(
         case=case.name, model=prox.source or "<module>", region=region, method=method,
         seconds=time.perf_counter() - t0, constraints=tuple(results), provenance=prov,

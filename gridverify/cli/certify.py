@@ -318,19 +318,16 @@ def _print_table(cert: Any) -> None:
 def open_hint(cert: Any) -> str | None:
     """What to try when constraints stay open (``None`` when none is open).
 
-    Names the share of the proxy's relus that are unstable over the region
-    (``provenance["proxy_relus"]``): through them every bound is loose, which is
-    why an ordinary relu proxy leaves constraints open where a proxy trained
-    with ``--stability-weight`` does not (docs/tightness.md).
+    Names the proxy's unstable relus (:meth:`Certificate.relu_note`): through
+    them every bound is loose, which is why an ordinary relu proxy leaves
+    constraints open where a proxy trained with ``--stability-weight`` does not
+    (docs/tightness.md).
     """
     n_open = cert.summary["open"]
     if not n_open:
         return None
-    relus = cert.provenance.get("proxy_relus")
-    why = ""
-    if relus and relus.get("total"):
-        why = (f" {relus['unstable']} of {relus['total']} relus of the proxy are unstable "
-               "over the region, and every bound through them is loose.")
+    note = cert.relu_note()
+    why = f" {note[0].upper()}{note[1:]}." if note else ""
     more = ("a longer --timeout" if cert.method == "bab"
             else "--method bab with a longer --timeout")
     are = "constraint is" if n_open == 1 else "constraints are"
