@@ -131,16 +131,27 @@ def _summary(results: Any) -> Section:
         ), tuple(tables))
 
 
+def _relus(unstable: Any, total: Any) -> str:
+    """``"U of T"``, or ``-`` for a job without the count (failed, or a proxy without relus)."""
+    try:
+        return f"{int(unstable)} of {int(total)}"
+    except (TypeError, ValueError):  # None, or NaN in a column with missing counts
+        return "-"
+
+
 def _jobs(results: Any) -> Section:
     jobs = results.jobs_frame()
     cols = ("case", "model", "region", "constraints", "method", "state", "certified",
-            "violated", "open", "time (s)")
+            "violated", "open", "unstable relus", "time (s)")
     rows = tuple(
         (r.case, r.model, r.region, r.constraint_set, r.method, r.state, fmt(r.certified),
-         fmt(r.violated), fmt(r.open), fmt(r.seconds))
+         fmt(r.violated), fmt(r.open), _relus(r.relus_unstable, r.relus_total),
+         fmt(r.seconds))
         for _, r in jobs.iterrows()
     )
-    tables = [Table("All jobs", cols, rows)]
+    tables = [Table("All jobs", cols, rows, "unstable relus: relus of the proxy whose input "
+                    "interval (CROWN) contains zero over the region; bounds through them are "
+                    "loose")]
     bad = jobs[jobs.state == "failed"]
     if len(bad):
         tables.append(Table("Failed jobs", ("job", "error"),

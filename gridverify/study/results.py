@@ -77,13 +77,18 @@ class StudyResults:
         raise KeyError(job_id)
 
     def jobs_frame(self) -> Any:
-        """One row per job: keys, state, status counts, seconds, error."""
+        """One row per job: keys, state, status counts, the proxy's unstable relus, seconds, error.
+
+        ``relus_unstable`` / ``relus_total``: the certificate's
+        ``provenance.proxy_relus`` (``None`` for proxies without relus).
+        """
         import pandas as pd
 
         rows = []
         for r in self.records:
             j = r["job"]
             s = (r.get("certificate") or {}).get("summary", {})
+            relus = (r.get("certificate") or {}).get("provenance", {}).get("proxy_relus") or {}
             err = r.get("error") or {}
             rows.append({
                 "job_id": r["job_id"], "case": j["case_key"], "case_name": j["case_name"],
@@ -91,6 +96,7 @@ class StudyResults:
                 "constraint_set": j["constraint_set"], "method": j["method"],
                 "state": r.get("state", "pending"), "certified": s.get("certified"),
                 "violated": s.get("violated"), "open": s.get("open"), "total": s.get("total"),
+                "relus_unstable": relus.get("unstable"), "relus_total": relus.get("total"),
                 "seconds": r.get("seconds"),
                 "error": f"{err.get('type')}: {err.get('message')}" if err else "",
             })

@@ -101,6 +101,9 @@ def test_render_report(study_dir: Path) -> None:
     assert "## Summary per case, model and family" in md
     assert "| model | region | family |" in md
     assert "Failed jobs" in md and "no_such_model" in md
+    assert "| unstable relus |" in md
+    counts = [int(u) for u in re.findall(r"\| (\d+) of 128 \|", md)]  # case14_relu: 64 + 64
+    assert len(counts) == 3 and all(0 < u <= 128 for u in counts)
     assert "`gridverify study run test.toml`" in md
     for fam in ("p_balance", "thermal_fr", "vm_min", "qg_max", "angle_max"):
         assert f"| {fam} |" in md
