@@ -87,8 +87,9 @@ class StudyResults:
         rows = []
         for r in self.records:
             j = r["job"]
-            s = (r.get("certificate") or {}).get("summary", {})
-            relus = (r.get("certificate") or {}).get("provenance", {}).get("proxy_relus") or {}
+            cert = r.get("certificate") or {}
+            s = cert.get("summary", {})
+            relus = cert.get("provenance", {}).get("proxy_relus") or {}
             err = r.get("error") or {}
             rows.append({
                 "job_id": r["job_id"], "case": j["case_key"], "case_name": j["case_name"],
