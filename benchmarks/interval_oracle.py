@@ -26,7 +26,11 @@ a constraint family (every row of the family, composed with the physics):
 * the same with the inputs of the physics' nonlinearities (products, sin, cos,
   squares, the proxy's sigmoid head: their attack ranges from 4 starts and 40
   steps), and with every nonlinearity's input at its attack range: the ceiling
-  of every method that only tightens intermediate intervals;
+  of every method that only tightens intermediate intervals.  A thermal
+  row's flows ``pf, qf`` (the operands of its final squares) are left to the
+  bound: fixing them would fix the row's bound almost directly
+  (:func:`row_operands`); a last row with them fixed too is printed for
+  reference;
 * ``--milp-seconds S --milp-neurons K``: the dual bound HiGHS (through scipy)
   proves in ``S`` seconds for the upper end of the first ``K`` second-layer
   neurons (one-hidden-layer program, big-M from the exact first-layer
@@ -80,6 +84,27 @@ def attack_range(g: Graph, nid: int, lo: torch.Tensor, hi: torch.Tensor,
             z = g.evaluate_all(x)[nid][rows, idx].reshape(size, starts)
         ends.append(z.min(1).values if sign < 0 else z.max(1).values)
     return ends[0], ends[1]
+
+
+def row_operands(g: Graph) -> set[int]:
+    """The affine operands of the rows' final squares: the flows of the thermal form.
+
+    ``physics.acp`` writes a thermal row as ``square(pf) + square(qf) - rate**2``
+    with ``pf, qf`` one ``sparse_linear`` of the base terms; fixing their
+    intervals would fix the row's bound almost directly, so the oracle leaves
+    them to the bound.  (A balance row's last nonlinearities are products, and
+    ``vm2 = square(vm)`` squares a proxy output, not an affine combination.)
+    """
+    consumers: dict[int, list[int]] = {}
+    for nd in g.nodes:
+        for i in nd.inputs:
+            consumers.setdefault(i, []).append(nd.id)
+    near: dict[int, bool] = {}
+    for nd in reversed(g.nodes):  # consumers come after their inputs
+        near[nd.id] = nd.id in g.outputs or bool(consumers.get(nd.id)) and all(
+            g.nodes[c].op not in NONLINEAR and near[c] for c in consumers[nd.id])
+    return {nd.inputs[0] for nd in g.nodes if nd.op == "square" and near[nd.id]
+            and g.nodes[nd.inputs[0]].op == "sparse_linear"}
 
 
 def milp_upper(w1: np.ndarray, b1: np.ndarray, row: np.ndarray, lo: np.ndarray,
@@ -158,7 +183,11 @@ def run(case_key: str, family: str, factors: list[float], milp_s: float,
         cl, cu = (t[0] for t in base.interm[p])
         return torch.maximum(ranges[p][0], cl), torch.minimum(ranges[p][1], cu)
 
-    for label, keys in (("physics inputs", feeds), ("every nonlinearity's input", feeds + pre)):
+    own = row_operands(g)
+    inner = [p for p in feeds if p not in own]
+    for label, keys in (("physics inputs but the rows' operands", inner),
+                        ("every nonlinearity's input but the rows' operands", inner + pre),
+                        ("every nonlinearity's input (rows' operands too)", feeds + pre)):
         interm = {p: clamped(p) for p in keys}
         lines.append(f"| {label} at attack ranges (oracle) | {cell(interm, 'crown')} | "
                      f"{cell(interm, 'alpha-crown')} |")
