@@ -282,12 +282,12 @@ def relu_stability(
     options = replace(options or BoundOptions(), keep_intermediate=True)
     lo, hi = (v if isinstance(v, torch.Tensor) else torch.tensor(v) for v in (lower, upper))
     graph = to_graph(model, lo)
+    relus = [node for node in graph.nodes if node.op == "relu"]
+    if not relus:  # nothing to bound
+        return 0, 0
     b = compute_bounds(graph, lo, hi, method=method, device=device, options=options)
-    unstable = total = 0
-    for node in graph.nodes:
-        if node.op != "relu":
-            continue
+    unstable = 0
+    for node in relus:
         z_lo, z_hi = b.interm[node.inputs[0]]
-        total += node.size
         unstable += int(((z_lo[0] < 0) & (z_hi[0] > 0)).sum())
-    return unstable, total
+    return unstable, sum(node.size for node in relus)

@@ -469,13 +469,12 @@ def _relu_stability(pgraph: Any, region: Region) -> tuple[int, int] | None:
     """
     from gridverify.bounds import relu_stability
 
-    if not any(n.op == "relu" for n in pgraph.nodes):
-        return None
     try:
-        return relu_stability(pgraph, torch.from_numpy(region.lower.copy()),
-                              torch.from_numpy(region.upper.copy()), method=_RELU_BOUNDS)
+        counts = relu_stability(pgraph, torch.from_numpy(region.lower.copy()),
+                                torch.from_numpy(region.upper.copy()), method=_RELU_BOUNDS)
     except MemoryError:  # a diagnosis only: the certificate does without it
         return None
+    return counts if counts[1] else None
 
 
 def _point_bytes(graph: Any) -> float:
