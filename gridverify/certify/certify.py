@@ -520,32 +520,40 @@ def _dataset_points(case: Any, region: Region, n: int, rng: np.random.Generator)
 def _bound_stages(st: _State, graph: Any, region: Region, method: str, opts: CertifyOptions,
                   budget: _Budget, notify: Progress, memory: MemoryBudget,
                   notes: list[str]) -> None:
-    """The bound stages of ``method`` (alpha-CROWN after CROWN on what CROWN left)."""
+    """The bound stages of ``method`` (alpha-CROWN after CROWN on what CROWN left).
+
+    With ``refine="all"`` alpha-CROWN takes the constraints CROWN decided in a
+    pass of their own, after the undecided ones: one pass optimizes one set of
+    slopes and intermediate bounds for all its rows, so sharing it with the
+    decided rows would loosen the undecided ones.
+    """
     physics = st.physics
     stages = {"ibp": ["ibp"], "crown": ["crown"], "alpha-crown": ["crown", "alpha-crown"],
               "bab": ["crown", "alpha-crown"]}[method]
     for i, stage in enumerate(stages):
-        if stage == "alpha-crown" and opts.refine == "undecided":
-            cmask = st.undecided()
+        if stage == "alpha-crown":
+            und = st.undecided()
+            passes = [und] if opts.refine == "undecided" else [und, ~und]
         else:
-            cmask = np.ones(len(st.thresholds), dtype=bool)
-        rows = st.rows_of(cmask)
-        if rows.size == 0:
-            continue
-        if budget.expired():
-            st.skip(cmask, stage)
-            continue
-        notify(f"{stage} ({rows.size} rows)", 0.1 + 0.5 * i / len(stages))
-        ts = time.perf_counter()
-        up = _bound_rows(graph, region, rows, physics.n_rows, stage,
-                         opts.bounds.alpha_iterations, opts.bounds.intermediate,
-                         budget=memory, notes=notes)
-        _apply_row_bounds(st, rows, up, opts)
-        dt = time.perf_counter() - ts
-        touched = np.unique(physics.row_constraint[rows])
-        for k in touched:
-            st.stage[k] = stage
-        st.seconds[touched] += dt / max(touched.size, 1)
+            passes = [np.ones(len(st.thresholds), dtype=bool)]
+        for cmask in passes:
+            rows = st.rows_of(cmask)
+            if rows.size == 0:
+                continue
+            if budget.expired():
+                st.skip(cmask, stage)
+                continue
+            notify(f"{stage} ({rows.size} rows)", 0.1 + 0.5 * i / len(stages))
+            ts = time.perf_counter()
+            up = _bound_rows(graph, region, rows, physics.n_rows, stage,
+                             opts.bounds.alpha_iterations, opts.bounds.intermediate,
+                             budget=memory, notes=notes)
+            _apply_row_bounds(st, rows, up, opts)
+            dt = time.perf_counter() - ts
+            touched = np.unique(physics.row_constraint[rows])
+            for k in touched:
+                st.stage[k] = stage
+            st.seconds[touched] += dt / max(touched.size, 1)
 
 
 def _attack_stage(st: _State, graph: Any, pgraph: Any, region: Region, case: Any,

@@ -46,8 +46,9 @@ class CertifyOptions:
     alpha-CROWN stage, ``"alpha-crown"`` by default: optimized node by node, on
     case57 and case118 it certified more thermal and angle constraints for
     10-25 % more time).  ``refine``: rows for alpha-CROWN after CROWN,
-    ``"undecided"`` or ``"all"``.  ``pad_rel``/``pad_abs``: rounding pad added
-    to every upper bound (``ub + pad_abs + pad_rel * |ub|``).  ``seed``:
+    ``"undecided"`` or ``"all"`` (the decided ones too, in a pass after the
+    undecided ones': tighter bounds on how large a violation can get).
+    ``pad_rel``/``pad_abs``: rounding pad added to every upper bound (``ub + pad_abs + pad_rel * |ub|``).  ``seed``:
     sampling and attack seed.  ``bab``: branch-and-bound's options for method
     ``bab`` (``timeout``: seconds per constraint, also capped by ``timeout``;
     ``memory_mb``: cap on the domain store, reaching it leaves the constraint

@@ -92,18 +92,23 @@ def register(sub: Any) -> None:
                    help="time limit in seconds for the whole certificate (default: none)")
     p.add_argument("--samples", type=count(0), default=_Default("samples"), metavar="N",
                    help="random loads tried before bounding")
-    p.add_argument("--attack", default="uncertified",
+    p.add_argument("--attack", default=_Default("attack"),
                    choices=("uncertified", "undecided", "all", "none"),
                    help="which constraints get the gradient attack: uncertified (violated "
                    "ones too, pushing the worst violation found up), undecided "
                    "(not yet violated), all, none")
-    p.add_argument("--intermediate", default="alpha-crown", choices=("alpha-crown", "crown"),
+    p.add_argument("--intermediate", default=_Default("bounds.intermediate"),
+                   choices=("alpha-crown", "crown"),
                    help="intermediate bounds of the alpha-crown stage: alpha-crown "
                    "(optimized node by node, tighter, somewhat slower) or crown")
+    p.add_argument("--refine", default=_Default("refine"), choices=("undecided", "all"),
+                   help="constraints the alpha-crown stage tightens after CROWN: undecided "
+                   "(those CROWN leaves open) or all (violated and certified ones too: "
+                   "tighter bounds on how large a violation can get, for more time)")
     p.add_argument("--seed", type=seed, default=0, help="sampling and attack seed")
     p.add_argument("--bab-timeout", type=positive_float, default=_Default("bab.timeout"),
                    metavar="S", help="branch-and-bound seconds per constraint (--method bab)")
-    p.add_argument("--bab-mode", default="tighten", choices=("tighten", "decide"),
+    p.add_argument("--bab-mode", default=_Default("bab_mode"), choices=("tighten", "decide"),
                    help="--method bab: both first decide the open constraints at their "
                    "threshold, nearly certified ones first, in searches of 1/16, 1/4 and "
                    "all of --bab-timeout (tighten: within half of the time left); tighten then "
@@ -209,7 +214,7 @@ def _options(args: argparse.Namespace) -> Any:
     except BabOptionsError as exc:
         raise SpecError(f"--bab-timeout/--gap-tolerance: {exc}") from None
     return CertifyOptions(timeout=args.timeout, samples=args.samples, attack=args.attack,
-                          seed=args.seed, bab=bab, bab_mode=args.bab_mode,
+                          seed=args.seed, bab=bab, bab_mode=args.bab_mode, refine=args.refine,
                           bounds=replace(d.bounds, intermediate=args.intermediate),
                           ).with_memory_cap(args.memory_cap)
 

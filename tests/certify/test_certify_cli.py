@@ -98,6 +98,39 @@ def test_open_hint_names_unstable_relus(model_dir, capsys):
     assert "hint:" not in out
 
 
+def test_refine_all_tightens_decided_constraints(model_dir, capsys):
+    """``--refine all``: alpha-CROWN also tightens the constraints CROWN already decided,
+    in a pass after the undecided ones', so those keep the default's bounds exactly."""
+    args = [CASE, "--model", str(model_dir), "--constraints",
+            "p_balance,q_balance,thermal_fr,angle_max",
+            "--samples", "0", "--attack", "none", "--json"]
+    code, out, _ = _run(capsys, *args, "--method", "crown")
+    c = json.loads(out)["constraints"][0]  # p_balance at bus 1, inside its bracket: open
+    args += ["--threshold", f"p_balance={0.5 * (c['attained'] + c['upper_bound'])!r}"]
+    runs = {}
+    for method, refine in (("crown", "undecided"), ("alpha-crown", "undecided"),
+                           ("alpha-crown", "all")):
+        code, out, _ = _run(capsys, *args, "--method", method, "--refine", refine)
+        d = json.loads(out)
+        assert d["provenance"]["options"]["refine"] == refine
+        runs[method, refine] = {(c["family"], c["component"]): c for c in d["constraints"]}
+    crown, default, every = (runs["crown", "undecided"], runs["alpha-crown", "undecided"],
+                             runs["alpha-crown", "all"])
+    # no point but the box centre and corners: open after CROWN = undecided after CROWN
+    undecided = [k for k, c in crown.items() if c["status"] == "open"]
+    decided = [k for k in crown if k not in undecided]
+    assert undecided and decided
+    assert [every[k]["upper_bound"] for k in undecided] == [
+        default[k]["upper_bound"] for k in undecided]
+    ub_c = np.array([crown[k]["upper_bound"] for k in decided])
+    assert [default[k]["upper_bound"] for k in decided] == ub_c.tolist()
+    ub_a = np.array([every[k]["upper_bound"] for k in decided])
+    assert np.all(ub_a <= ub_c)
+    assert np.any(ub_a < ub_c - 1e-6)
+    for c in every.values():
+        assert c["attained"] <= c["upper_bound"]
+
+
 def test_default_region_is_training_region_and_wider_warns(model_dir, capsys):
     case = load_compiled(CASE)
     code, out, err = _run(capsys, CASE, "--model", str(model_dir), "--constraints", "vm_max",
