@@ -16,12 +16,14 @@ from gridverify.bab.options import BabOptions
 from gridverify.bounds.options import BoundOptions
 from gridverify.errors import SpecError
 
-__all__ = ["ATTACKS", "BAB_MODES", "CertifyOptions"]
+__all__ = ["ATTACKS", "BAB_MODES", "REFINES", "CertifyOptions"]
 
 #: which constraints the attack stage targets (see :class:`CertifyOptions`)
 ATTACKS = ("uncertified", "undecided", "all", "none")
 #: what method ``bab`` does with branch-and-bound (see :class:`CertifyOptions`)
 BAB_MODES = ("tighten", "decide")
+#: which constraints the alpha-CROWN stage tightens (see :class:`CertifyOptions`)
+REFINES = ("undecided", "all")
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,10 @@ class CertifyOptions:
     10-25 % more time).  ``refine``: rows for alpha-CROWN after CROWN,
     ``"undecided"`` or ``"all"`` (the decided ones too, in a pass after the
     undecided ones': tighter bounds on how large a violation can get).
-    ``pad_rel``/``pad_abs``: rounding pad added to every upper bound (``ub + pad_abs + pad_rel * |ub|``).  ``seed``:
-    sampling and attack seed.  ``bab``: branch-and-bound's options for method
-    ``bab`` (``timeout``: seconds per constraint, also capped by ``timeout``;
+    ``pad_rel``/``pad_abs``: rounding pad added to every upper bound
+    (``ub + pad_abs + pad_rel * |ub|``).  ``seed``: sampling and attack seed.
+    ``bab``: branch-and-bound's options for method ``bab`` (``timeout``:
+    seconds per constraint, also capped by ``timeout``;
     ``memory_mb``: cap on the domain store, reaching it leaves the constraint
     with a sound bound and the reason ``memory cap``; ``tolerance``: the gap
     tolerance).  Both ``bab_mode`` values first decide the undecided
@@ -89,8 +92,8 @@ class CertifyOptions:
             raise SpecError(f"options.attack: one of {', '.join(ATTACKS)}, got {self.attack!r}")
         if self.attack_focus < 0:
             raise SpecError(f"options.attack_focus: must be >= 0, got {self.attack_focus}")
-        if self.refine not in ("undecided", "all"):
-            raise SpecError(f"options.refine: 'undecided' or 'all', got {self.refine!r}")
+        if self.refine not in REFINES:
+            raise SpecError(f"options.refine: one of {', '.join(REFINES)}, got {self.refine!r}")
         if self.bounds.intermediate not in ("crown", "alpha-crown"):
             raise SpecError(
                 f"options.bounds.intermediate: 'crown' or 'alpha-crown', "

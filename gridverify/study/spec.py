@@ -10,6 +10,7 @@ A study file::
     samples = 1024                       # random loads per job before bounding (default)
     seed = 0
     attack = "uncertified"               # uncertified | undecided | all | none
+    refine = "undecided"                 # undecided | all: alpha-crown on decided ones too
     threads = 1                          # torch threads per job
 
     [cases.case14]                       # one table per case; the key names it
@@ -42,7 +43,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from gridverify.certify.options import ATTACKS, CertifyOptions
+from gridverify.certify.options import ATTACKS, REFINES, CertifyOptions
 from gridverify.errors import GridverifyError, StudyError
 
 __all__ = [
@@ -57,7 +58,7 @@ __all__ = [
 _METHODS = ("ibp", "crown", "alpha-crown", "bab")
 _TOP = ("study", "cases", "regions", "constraints", "thresholds")
 _STUDY_KEYS = ("name", "description", "methods", "timeout", "samples", "seed", "attack",
-               "threads", "bab_timeout")
+               "refine", "threads", "bab_timeout")
 _CASE_KEYS = ("case", "models", "regions", "constraints")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -66,21 +67,26 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 class StudyOptions:
     """Per-job options of a study (``[study]`` table): certify's options and torch threads.
 
-    The study file sets ``timeout``, ``samples``, ``seed``, ``attack`` and
-    ``bab_timeout`` of :class:`~gridverify.certify.options.CertifyOptions`;
-    the rest keep certify's defaults.
+    The study file sets ``timeout``, ``samples``, ``seed``, ``attack``,
+    ``refine`` and ``bab_timeout`` of
+    :class:`~gridverify.certify.options.CertifyOptions`; the rest keep
+    certify's defaults.
     """
 
     certify: CertifyOptions = field(default_factory=CertifyOptions)
     threads: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of the study keys (``bab_timeout`` only when not the default)."""
+        """JSON-ready dict of the study keys (``bab_timeout`` and ``refine`` only when not
+        the default, so that the options of studies written before them read the same)."""
         c = self.certify
         d: dict[str, Any] = {"timeout": c.timeout, "samples": c.samples, "seed": c.seed,
                              "attack": c.attack, "threads": self.threads}
-        if c.bab.timeout != CertifyOptions().bab.timeout:
+        base = CertifyOptions()
+        if c.bab.timeout != base.bab.timeout:
             d["bab_timeout"] = c.bab.timeout
+        if c.refine != base.refine:
+            d["refine"] = c.refine
         return d
 
     @classmethod
@@ -92,7 +98,8 @@ class StudyOptions:
             bab = replace(bab, timeout=float(d["bab_timeout"]))
         c = CertifyOptions(timeout=d.get("timeout"), samples=int(d.get("samples", base.samples)),
                            attack=str(d.get("attack", base.attack)),
-                           seed=int(d.get("seed", base.seed)), bab=bab)
+                           seed=int(d.get("seed", base.seed)), bab=bab,
+                           refine=str(d.get("refine", base.refine)))
         return cls(certify=c, threads=int(d.get("threads", 1)))
 
 
@@ -234,6 +241,9 @@ def _parse_options(ctx: _Ctx, st: Mapping[str, Any]) -> StudyOptions:
     if attack not in ATTACKS:
         raise ctx.error(("study", "attack"),
                         f"expected uncertified, undecided, all or none, got {attack!r}")
+    refine = st.get("refine", CertifyOptions().refine)
+    if refine not in REFINES:
+        raise ctx.error(("study", "refine"), f"expected undecided or all, got {refine!r}")
     from gridverify.seeds import seed_problem
 
     if "seed" in st and (problem := seed_problem(st["seed"])):
@@ -245,6 +255,7 @@ def _parse_options(ctx: _Ctx, st: Mapping[str, Any]) -> StudyOptions:
                                True, 0)),
         "seed": int(_number(ctx, st.get("seed", base.seed), ("study", "seed"), True, 0)),
         "attack": attack,
+        "refine": refine,
         "threads": int(_number(ctx, st.get("threads", 1), ("study", "threads"), True, 1)),
         "bab_timeout": bab_timeout,
     })

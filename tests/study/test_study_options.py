@@ -12,7 +12,7 @@ def test_defaults_come_from_certify_options() -> None:
     d = StudyOptions().to_dict()
     assert d["samples"] == CertifyOptions().samples
     assert d["attack"] == CertifyOptions().attack
-    assert "bab_timeout" not in d  # certify's default
+    assert "bab_timeout" not in d and "refine" not in d  # certify's defaults
     assert StudyOptions.from_dict({}).certify == CertifyOptions()
 
 
@@ -22,4 +22,11 @@ def test_round_trip_with_bab_timeout() -> None:
     so = StudyOptions(certify=c, threads=2)
     d = so.to_dict()
     assert d["bab_timeout"] == 5.0 and d["threads"] == 2
+    assert StudyOptions.from_dict(d) == so
+
+
+def test_round_trip_with_refine() -> None:
+    so = StudyOptions(certify=CertifyOptions(refine="all"))
+    d = so.to_dict()
+    assert d["refine"] == "all"
     assert StudyOptions.from_dict(d) == so

@@ -34,6 +34,15 @@ def test_small_study_expands_to_jobs() -> None:
     assert len({x.digest for x in jobs}) == 4
 
 
+def test_refine_reaches_the_jobs_and_their_hashes() -> None:
+    default = expand_jobs(parse_study(SMALL_STUDY, "small.toml"))
+    assert all("refine" not in j.options for j in default)  # hashes of older studies hold
+    text = SMALL_STUDY.replace("samples = 64", 'samples = 64\nrefine = "all"', 1)
+    jobs = expand_jobs(parse_study(text, "small.toml"))
+    assert all(j.options["refine"] == "all" for j in jobs)
+    assert {j.digest for j in jobs}.isdisjoint({j.digest for j in default})
+
+
 def test_relative_paths_resolve_against_the_study_folder(tmp_path: Path) -> None:
     sub = tmp_path / "a" / "b"
     sub.mkdir(parents=True)
@@ -65,6 +74,8 @@ BAD = [
      "constraints.all.families"),
     ("model not found", (str(MODEL), str(MODEL) + "_gone"), "models = ", "cases.c14.models"),
     ("negative samples", ("samples = 64", "samples = -1"), "samples", "study.samples"),
+    ("unknown refine", ("samples = 64", 'samples = 64\nrefine = "violated"'), "refine",
+     "study.refine"),
     ("case names an undefined region", ("models = [", 'regions = ["far"]\nmodels = ['),
      "regions = [", "cases.c14.regions"),
 ]
