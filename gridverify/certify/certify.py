@@ -7,8 +7,9 @@ Pipeline (one batched pass over all constraints):
    proxy module and the grid flow equations.
 2. **Bounds** on the composed graph (proxy then physics) in float64 with the
    chosen method.  ``alpha-crown`` first runs CROWN on every row, then
-   alpha-CROWN on the rows CROWN left undecided (or on every row with
-   ``CertifyOptions(refine="all")``).  Upper bounds are padded for rounding.
+   alpha-CROWN on the rows CROWN left undecided (and then on the decided ones
+   with ``CertifyOptions(refine="all")``, and by default for ``bab`` in
+   tighten mode).  Upper bounds are padded for rounding.
 3. **Attack** (falsification, :func:`gridverify.attack.falsify`): structured
    starts (each constraint's best sample, the loads that minimize and maximize
    each proxy output, gradient-sign vertices, the best points of the other
@@ -522,10 +523,11 @@ def _bound_stages(st: _State, graph: Any, region: Region, method: str, opts: Cer
                   notes: list[str]) -> None:
     """The bound stages of ``method`` (alpha-CROWN after CROWN on what CROWN left).
 
-    With ``refine="all"`` alpha-CROWN takes the constraints CROWN decided in a
-    pass of their own, after the undecided ones: one pass optimizes one set of
-    slopes and intermediate bounds for all its rows, so sharing it with the
-    decided rows would loosen the undecided ones.
+    When it refines all (:meth:`CertifyOptions.refines_all`) alpha-CROWN takes
+    the constraints CROWN decided in a pass of their own, after the undecided
+    ones: one pass optimizes one set of slopes and intermediate bounds for all
+    its rows, so sharing it with the decided rows would loosen the undecided
+    ones.
     """
     physics = st.physics
     stages = {"ibp": ["ibp"], "crown": ["crown"], "alpha-crown": ["crown", "alpha-crown"],
@@ -533,7 +535,7 @@ def _bound_stages(st: _State, graph: Any, region: Region, method: str, opts: Cer
     for i, stage in enumerate(stages):
         if stage == "alpha-crown":
             und = st.undecided()
-            passes = [und] if opts.refine == "undecided" else [und, ~und]
+            passes = [und, ~und] if opts.refines_all(method) else [und]
         else:
             passes = [np.ones(len(st.thresholds), dtype=bool)]
         for cmask in passes:

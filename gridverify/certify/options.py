@@ -23,7 +23,7 @@ ATTACKS = ("uncertified", "undecided", "all", "none")
 #: what method ``bab`` does with branch-and-bound (see :class:`CertifyOptions`)
 BAB_MODES = ("tighten", "decide")
 #: which constraints the alpha-CROWN stage tightens (see :class:`CertifyOptions`)
-REFINES = ("undecided", "all")
+REFINES = ("auto", "undecided", "all")
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,10 @@ class CertifyOptions:
     case57 and case118 it certified more thermal and angle constraints for
     10-25 % more time).  ``refine``: rows for alpha-CROWN after CROWN,
     ``"undecided"`` or ``"all"`` (the decided ones too, in a pass after the
-    undecided ones': tighter bounds on how large a violation can get).
+    undecided ones': tighter bounds on how large a violation can get);
+    ``"auto"`` (the default) is ``"all"`` for method ``bab`` in ``"tighten"``
+    mode, whose purpose is every constraint's magnitude, else ``"undecided"``
+    (:meth:`refines_all`).
     ``pad_rel``/``pad_abs``: rounding pad added to every upper bound
     (``ub + pad_abs + pad_rel * |ub|``).  ``seed``: sampling and attack seed.
     ``bab``: branch-and-bound's options for method ``bab`` (``timeout``:
@@ -75,7 +78,7 @@ class CertifyOptions:
     attack_focus: int = 4
     bounds: BoundOptions = field(
         default_factory=lambda: BoundOptions(intermediate="alpha-crown"))
-    refine: str = "undecided"
+    refine: str = "auto"
     pad_rel: float = 1e-9
     pad_abs: float = 1e-9
     seed: int = 0
@@ -106,6 +109,12 @@ class CertifyOptions:
             raise SpecError(f"options.memory_cap_mb: must be > 0, got {self.memory_cap_mb!r}")
         if not (self.pad_rel >= 0 and self.pad_abs >= 0):
             raise SpecError("options.pad_rel/pad_abs must be >= 0")
+
+    def refines_all(self, method: str) -> bool:
+        """Whether the alpha-CROWN stage of ``method`` also tightens the decided constraints."""
+        if self.refine == "auto":
+            return method == "bab" and self.bab_mode == "tighten"
+        return self.refine == "all"
 
     def with_memory_cap(self, cap_mb: float | None) -> CertifyOptions:
         """These options under a memory cap of ``cap_mb`` MB (``None``: unchanged): the

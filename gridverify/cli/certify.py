@@ -101,10 +101,11 @@ def register(sub: Any) -> None:
                    choices=("alpha-crown", "crown"),
                    help="intermediate bounds of the alpha-crown stage: alpha-crown "
                    "(optimized node by node, tighter, somewhat slower) or crown")
-    p.add_argument("--refine", default=_Default("refine"), choices=("undecided", "all"),
+    p.add_argument("--refine", default=_Default("refine"), choices=("auto", "undecided", "all"),
                    help="constraints the alpha-crown stage tightens after CROWN: undecided "
-                   "(those CROWN leaves open) or all (violated and certified ones too: "
-                   "tighter bounds on how large a violation can get, for more time)")
+                   "(those CROWN leaves open), all (violated and certified ones too: "
+                   "tighter bounds on how large a violation can get, for more time) or "
+                   "auto (all with --method bab --bab-mode tighten, else undecided)")
     p.add_argument("--seed", type=seed, default=0, help="sampling and attack seed")
     p.add_argument("--bab-timeout", type=positive_float, default=_Default("bab.timeout"),
                    metavar="S", help="branch-and-bound seconds per constraint (--method bab)")

@@ -10,7 +10,7 @@ A study file::
     samples = 1024                       # random loads per job before bounding (default)
     seed = 0
     attack = "uncertified"               # uncertified | undecided | all | none
-    refine = "undecided"                 # undecided | all: alpha-crown on decided ones too
+    refine = "auto"                      # auto | undecided | all (as certify --refine)
     threads = 1                          # torch threads per job
 
     [cases.case14]                       # one table per case; the key names it
@@ -243,7 +243,7 @@ def _parse_options(ctx: _Ctx, st: Mapping[str, Any]) -> StudyOptions:
                         f"expected uncertified, undecided, all or none, got {attack!r}")
     refine = st.get("refine", CertifyOptions().refine)
     if refine not in REFINES:
-        raise ctx.error(("study", "refine"), f"expected undecided or all, got {refine!r}")
+        raise ctx.error(("study", "refine"), f"expected auto, undecided or all, got {refine!r}")
     from gridverify.seeds import seed_problem
 
     if "seed" in st and (problem := seed_problem(st["seed"])):

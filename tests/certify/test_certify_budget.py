@@ -76,8 +76,11 @@ def test_bab_tighten_works_on_violated_constraints_and_decide_does_not(tiny_mlp)
     ran_t = {(r["family"], r["component"]) for r in tight.provenance["bab"]}
     ran_d = {(r["family"], r["component"]) for r in decide.provenance["bab"]}
     assert not (ran_d & viol)  # decision mode leaves decided constraints alone
-    gaps = {(c.family, c.component): c.gap for c in decide.constraints}
-    assert {k for k in viol if gaps[k] > 1e-4} <= ran_t  # tighten mode works on them
+    # tighten mode works on them: alpha-CROWN first (it refines all), then every one whose
+    # gap is still above the tolerance (a search only shrinks it: the final gap tells)
+    gaps = {(c.family, c.component): c.gap for c in tight.constraints}
+    assert {k for k in viol if gaps[k] > 1e-4} <= ran_t
+    assert ran_t & viol
     for a, b in zip(decide.constraints, tight.constraints):
         assert a.status == b.status or "open" in (a.status, b.status)
         if (a.family, a.component) in ran_t:
@@ -158,6 +161,14 @@ def test_options_validation() -> None:
 
     with pytest.raises(SpecError, match="bab_mode"):
         CertifyOptions(bab_mode="fast")
+    with pytest.raises(SpecError, match="refine"):
+        CertifyOptions(refine="violated")
+    # auto: every constraint's bound is tightened where that is the point (bab, tighten)
+    auto, decide = CertifyOptions(), CertifyOptions(bab_mode="decide")
+    assert auto.refines_all("bab") and not decide.refines_all("bab")
+    assert not any(auto.refines_all(m) for m in ("ibp", "crown", "alpha-crown"))
+    assert CertifyOptions(refine="all").refines_all("alpha-crown")
+    assert not CertifyOptions(refine="undecided").refines_all("bab")
     o = CertifyOptions(timeout=5.0, bab=BabOptions(timeout=2.0, tolerance=0.5))
     assert CertifyOptions.from_dict(json.loads(json.dumps(o.to_dict()))) == o
 
