@@ -243,7 +243,8 @@ def _parse_options(ctx: _Ctx, st: Mapping[str, Any]) -> StudyOptions:
                         f"expected uncertified, undecided, all or none, got {attack!r}")
     refine = st.get("refine", CertifyOptions().refine)
     if refine not in REFINES:
-        raise ctx.error(("study", "refine"), f"expected auto, undecided or all, got {refine!r}")
+        raise ctx.error(("study", "refine"),
+                        f"expected one of {', '.join(REFINES)}, got {refine!r}")
     from gridverify.seeds import seed_problem
 
     if "seed" in st and (problem := seed_problem(st["seed"])):
