@@ -226,6 +226,15 @@ def _number(ctx: _Ctx, value: Any, path: tuple[str, ...], integer: bool, minimum
     return value
 
 
+def _choice(ctx: _Ctx, st: Mapping[str, Any], key: str, allowed: tuple[str, ...],
+            default: str) -> str:
+    """``[study] key``: one of ``allowed`` (``default`` when absent)."""
+    value = st.get(key, default)
+    if value not in allowed:
+        raise ctx.error(("study", key), f"expected one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 def _parse_options(ctx: _Ctx, st: Mapping[str, Any]) -> StudyOptions:
     timeout = st.get("timeout")
     if timeout is not None:
@@ -237,19 +246,13 @@ def _parse_options(ctx: _Ctx, st: Mapping[str, Any]) -> StudyOptions:
         bab_timeout = float(_number(ctx, bab_timeout, ("study", "bab_timeout"), False, 0.0))
         if bab_timeout <= 0:
             raise ctx.error(("study", "bab_timeout"), "must be > 0 seconds")
-    attack = st.get("attack", CertifyOptions().attack)
-    if attack not in ATTACKS:
-        raise ctx.error(("study", "attack"),
-                        f"expected uncertified, undecided, all or none, got {attack!r}")
-    refine = st.get("refine", CertifyOptions().refine)
-    if refine not in REFINES:
-        raise ctx.error(("study", "refine"),
-                        f"expected one of {', '.join(REFINES)}, got {refine!r}")
+    base = CertifyOptions()
+    attack = _choice(ctx, st, "attack", ATTACKS, base.attack)
+    refine = _choice(ctx, st, "refine", REFINES, base.refine)
     from gridverify.seeds import seed_problem
 
     if "seed" in st and (problem := seed_problem(st["seed"])):
         raise ctx.error(("study", "seed"), problem)
-    base = CertifyOptions()
     return StudyOptions.from_dict({
         "timeout": timeout,
         "samples": int(_number(ctx, st.get("samples", base.samples), ("study", "samples"),
