@@ -1,4 +1,4 @@
-"""Row bounds equal (to 1e-9) the ones pinned before row selections became index vectors.
+"""Row bounds equal (to 1e-9; alpha-CROWN 1e-3) the ones pinned before row selections became index vectors.
 
 The fixture ``tests/data/bound_rows/bound_rows.json`` was written by
 ``tests/data/bound_rows/make_fixture.py`` with the dense one-hot spec of
@@ -54,4 +54,9 @@ def test_bounds_match_fixture(entry):
     fin = np.isfinite(want)
     np.testing.assert_array_equal(np.isfinite(up), fin)
     err = np.abs(up[fin] - want[fin]) / np.maximum(1.0, np.abs(want[fin]))
-    assert err.size == 0 or err.max() <= 1e-9, float(err.max())
+    # IBP and CROWN are closed forms: equal to rounding on any machine.  alpha-CROWN's
+    # projected ascent follows the float rounding of the CPU it runs on (another
+    # BLAS kernel, another path: case14_relu differs by up to 1e-4 on some CPUs), so
+    # its pin is looser, still far below what reading the wrong rows would change
+    tol = 1e-3 if entry["method"] == "alpha-crown" else 1e-9
+    assert err.size == 0 or err.max() <= tol, float(err.max())
