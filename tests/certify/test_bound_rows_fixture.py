@@ -1,4 +1,6 @@
-"""Row bounds equal (to 1e-9; alpha-CROWN 1e-3) the ones pinned before row selections became index vectors.
+"""Row bounds equal the ones pinned before row selections became index vectors.
+
+To 1e-9 (alpha-CROWN: 1e-3, see the test).
 
 The fixture ``tests/data/bound_rows/bound_rows.json`` was written by
 ``tests/data/bound_rows/make_fixture.py`` with the dense one-hot spec of
