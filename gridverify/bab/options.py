@@ -26,12 +26,14 @@ class BabOptions:
     engine call, ``2 * batch`` domains).  ``branching``: ``"input"`` (split the
     input box, score from the linear coefficients), ``"bbps"`` (split a nonlinear
     neuron, BBPS score), ``"babsr"`` (intercept-only score), ``"widest"`` (widest
-    neuron interval) or ``"auto"`` (input splitting for graphs with at most
-    ``input_split_max_dim`` inputs or whose relu neurons are at least 95 % stable at
-    the root, as on proxies trained with ``--stability-weight``; else the BaBSR-like
-    score, which measured better than BBPS on the shipped proxies).  ``points``:
-    ``"midpoint"`` or ``"table"`` (pre-optimized branching points; relu always
-    splits at 0).  ``bound_method``: the engine method used on the domains;
+    neuron interval) or ``"auto"`` (input splitting for graphs whose relu neurons
+    are at least 95 % stable at the root, as on proxies trained with
+    ``--stability-weight``, and for graphs with at most ``input_split_max_dim``
+    inputs that have no relu or are searched in optimization mode on several spec
+    rows; else the BaBSR-like score, which measured better than BBPS on the
+    shipped proxies; see :func:`gridverify.bab.branching.resolve_branching`).
+    ``points``: ``"midpoint"`` or ``"table"`` (pre-optimized branching points;
+    relu always splits at 0).  ``bound_method``: the engine method used on the domains;
     ``alpha_iterations`` its alpha steps (root: ``root_alpha_iterations``).
     ``tolerance``: optimization mode stops when the upper bound minus the attained
     value is at most this.  ``attack_every``: rounds between in-search PGD attacks

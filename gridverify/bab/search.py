@@ -416,7 +416,8 @@ class _Search:
             # relus decide: stable over the region -> inputs, else neurons
             self.heuristic = resolve_branching(
                 "auto", self.g.input_size, opts.input_split_max_dim, bounder.n_flat,
-                relu_unstable(bounder, db.ilo, db.ihi), decision=self.mode == "decision")
+                relu_unstable(bounder, db.ilo, db.ihi), decision=self.mode == "decision",
+                rows=int(keep.sum()))
         if opts.points == "table" and self.heuristic != "input":
             self.tables = load_tables()
         dec = choose(bounder, db, lo[None], hi[None], self.heuristic, self.tables)

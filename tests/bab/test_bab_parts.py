@@ -196,6 +196,14 @@ def test_auto_branching_by_input_dimension():
     assert resolve_branching("auto", 84, 32, 100, (23, 256)) == "babsr"
     assert resolve_branching("auto", 84, 32, 100, (0, 0)) == "babsr"  # no relu at all
     assert resolve_branching("bbps", 2, 32, 100) == "bbps"
+    # optimization mode, unstable relus, few inputs: several rows (or not known) split
+    # inputs, one row the neurons its bound depends on; a stable network inputs
+    unstable, stable = (100, 128), (0, 128)
+    assert resolve_branching("auto", 22, 32, 100, unstable, decision=False) == "input"
+    assert resolve_branching("auto", 22, 32, 100, unstable, decision=False, rows=28) == "input"
+    assert resolve_branching("auto", 22, 32, 100, unstable, decision=False, rows=1) == "babsr"
+    assert resolve_branching("auto", 22, 32, 100, stable, decision=False, rows=1) == "input"
+    assert resolve_branching("auto", 22, 32, 100, unstable, rows=28) == "babsr"  # decision
 
 
 def test_affine_split_halfspaces_keep_every_point_of_the_domain():

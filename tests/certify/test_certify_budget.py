@@ -156,6 +156,45 @@ def test_bab_searches_never_search_a_settled_constraint_again(tiny_mlp, check_so
                 assert statuses[:3] != ["open"] * 3
 
 
+@pytest.mark.skipif(not bab_available(), reason="bab unavailable")
+@pytest.mark.parametrize("mode", ["decide", "tighten"])
+def test_bab_searches_each_violation_row_alone(tiny_mlp, check_sound, mode) -> None:
+    """A balance constraint's two violation rows (the two signs of its residual) are
+    searched one at a time, never both in one search; its bound is the larger of
+    theirs, and never looser than before branch-and-bound."""
+    from gridverify.spec.thresholds import ThresholdRule, ThresholdSpec
+
+    case = load_compiled("pglib_opf_case14_ieee")
+    net = tiny_mlp(case, hidden=(8, 8), act="relu", seed=7, out_scale=3.0)
+    region = box_region(case, 0.7, 1.3)
+    opts = CertifyOptions(samples=16, attack="none", timeout=120.0, bab_mode=mode,
+                          bab=BabOptions(timeout=0.4, tolerance=1e-4))
+    sel = "p_balance"
+    first = certify(case, net, region, method="alpha-crown", constraints=sel, options=opts)
+    thr = None
+    if mode == "decide":  # the threshold that leaves the most constraints open
+        mids = [(c.attained + c.upper_bound) / 2 for c in first.constraints]
+        level = max(mids, key=lambda t: sum(c.attained < t < c.upper_bound
+                                            for c in first.constraints))
+        thr = ThresholdSpec((("p_balance", ThresholdRule("absolute", level)),))
+        first = certify(case, net, region, method="alpha-crown", constraints=sel,
+                        options=opts, thresholds=thr)
+        assert any(c.status == "open" for c in first.constraints)
+    cert = certify(case, net, region, method="bab", constraints=sel, options=opts,
+                   thresholds=thr)
+    check_sound(cert, case, net)
+    rows: dict = {}
+    for r in cert.provenance["bab"]:
+        rows.setdefault((r["family"], r["component"]), []).append(r["row"])
+    assert rows and all(set(v) <= {0, 1} for v in rows.values())
+    if mode == "tighten":  # every gap is tightened: both signs, one at a time
+        assert any(set(v) == {0, 1} for v in rows.values())
+    before = {(c.family, c.component): c.upper_bound for c in first.constraints}
+    for c in cert.constraints:
+        assert c.upper_bound <= before[(c.family, c.component)] + 1e-12
+        assert c.attained <= c.upper_bound
+
+
 def test_options_validation() -> None:
     from gridverify.errors import SpecError
 
