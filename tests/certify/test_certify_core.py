@@ -316,8 +316,8 @@ def _check_bab_provenance(cert):
     runs = cert.provenance["bab"]
     assert len(runs) >= 1  # a decision pass, maybe longer ones, maybe a tightening
     for run in runs:
-        assert set(run) == {"family", "component", "history", "domains", "status"}
-        assert (run["family"], run["component"]) == ("thermal_fr", 18)
+        assert set(run) == {"family", "component", "row", "history", "domains", "status"}
+        assert (run["family"], run["component"], run["row"]) == ("thermal_fr", 18, 0)
         assert run["domains"] >= 1 and run["status"] in ("certified", "violated", "open")
         hist = run["history"]
         assert hist and all(len(row) == 3 for row in hist)
