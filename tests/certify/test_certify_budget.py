@@ -116,6 +116,16 @@ def test_bab_searches_nearly_certified_constraints_first(case14) -> None:
     assert _next_search(st, np.zeros(5, dtype=np.int64), shares) == 0
 
 
+def _short_searches(tiny_mlp, mode: str):
+    """case14, a relu net whose brackets are wide, a wide box, no attack and short
+    branch-and-bound searches: (case, net, region, options)."""
+    case = load_compiled("pglib_opf_case14_ieee")
+    net = tiny_mlp(case, hidden=(8, 8), act="relu", seed=7, out_scale=3.0)
+    opts = CertifyOptions(samples=16, attack="none", timeout=120.0, bab_mode=mode,
+                          bab=BabOptions(timeout=0.4, tolerance=1e-4))
+    return case, net, box_region(case, 0.7, 1.3), opts
+
+
 @pytest.mark.skipif(not bab_available(), reason="bab unavailable")
 @pytest.mark.parametrize("mode", ["decide", "tighten"])
 def test_bab_searches_never_search_a_settled_constraint_again(tiny_mlp, check_sound,
@@ -124,12 +134,8 @@ def test_bab_searches_never_search_a_settled_constraint_again(tiny_mlp, check_so
     it is open, at most three times; the tightening skips those open after all three."""
     from gridverify.spec.thresholds import ThresholdRule, ThresholdSpec
 
-    case = load_compiled("pglib_opf_case14_ieee")
-    net = tiny_mlp(case, hidden=(8, 8), act="relu", seed=7, out_scale=3.0)
-    region = box_region(case, 0.7, 1.3)
     # no attack, few samples, threshold 0: some brackets [found, bound] straddle it
-    opts = CertifyOptions(samples=16, attack="none", timeout=120.0, bab_mode=mode,
-                          bab=BabOptions(timeout=0.4, tolerance=1e-4))
+    case, net, region, opts = _short_searches(tiny_mlp, mode)
     sel = "thermal_fr,angle_max"
     thr = ThresholdSpec(tuple((fam, ThresholdRule("absolute", 0.0))
                               for fam in ("thermal_fr", "angle_max")))
@@ -160,15 +166,11 @@ def test_bab_searches_never_search_a_settled_constraint_again(tiny_mlp, check_so
 @pytest.mark.parametrize("mode", ["decide", "tighten"])
 def test_bab_searches_each_violation_row_alone(tiny_mlp, check_sound, mode) -> None:
     """A balance constraint's two violation rows (the two signs of its residual) are
-    searched one at a time, never both in one search; its bound is the larger of
-    theirs, and never looser than before branch-and-bound."""
+    searched one at a time, never both in one search, and the bounds are never
+    looser than before branch-and-bound."""
     from gridverify.spec.thresholds import ThresholdRule, ThresholdSpec
 
-    case = load_compiled("pglib_opf_case14_ieee")
-    net = tiny_mlp(case, hidden=(8, 8), act="relu", seed=7, out_scale=3.0)
-    region = box_region(case, 0.7, 1.3)
-    opts = CertifyOptions(samples=16, attack="none", timeout=120.0, bab_mode=mode,
-                          bab=BabOptions(timeout=0.4, tolerance=1e-4))
+    case, net, region, opts = _short_searches(tiny_mlp, mode)
     sel = "p_balance"
     first = certify(case, net, region, method="alpha-crown", constraints=sel, options=opts)
     thr = None
