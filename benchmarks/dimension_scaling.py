@@ -82,9 +82,7 @@ def scaling(case_key: str, family: str, dims: list[int], timeout: float,
     probe = bab_maximize(g, lo, hi, spec, mode="optimization",
                          options=BabOptions(timeout=5.0, clock="cpu"))
     x0 = probe.witness
-    with torch.no_grad():
-        y0 = g.evaluate_flat(torch.as_tensor(x0[None, :]), dtype=torch.float64).numpy()
-    k_row = int(np.argmax(y0 @ spec.T))
+    k_row = int(np.argmax(_value(g, x0[None, :], spec.T)))
     row = spec[k_row]
     infl = influence(g, lo, hi, x0, row)
     order = np.argsort(-infl)

@@ -357,8 +357,13 @@ def _fit_stage(graph: Any, method: str, m: int, opts: Any, budget: MemoryBudget,
     return None
 
 
+def _padded(up: Any, opts: CertifyOptions) -> Any:
+    """Upper bounds (a float or an array) padded for rounding."""
+    return up + opts.pad_abs + opts.pad_rel * np.abs(up)
+
+
 def _apply_row_bounds(st: _State, rows: np.ndarray, up: np.ndarray, opts: CertifyOptions) -> None:
-    up = up + opts.pad_abs + opts.pad_rel * np.abs(up)
+    up = _padded(up, opts)
     st.row_ub[rows] = np.minimum(st.row_ub[rows], up)
     K = len(st.physics.constraints)
     rc = st.physics.row_constraint
@@ -900,7 +905,7 @@ def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
                             "decision" if decide else "optimization", show)
             ub = float(out.upper_bound)
             if math.isfinite(ub):
-                st.row_ub[r] = min(st.row_ub[r], ub + opts.pad_abs + opts.pad_rel * abs(ub))
+                st.row_ub[r] = min(st.row_ub[r], float(_padded(ub, opts)))
             if out.witness is not None:
                 x = np.clip(np.atleast_2d(np.asarray(out.witness, dtype=np.float64)),
                             region.lower, region.upper)
