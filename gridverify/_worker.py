@@ -16,8 +16,9 @@ import signal
 import sys
 import threading
 import time
+from typing import Any
 
-__all__ = ["die_with_parent"]
+__all__ = ["die_with_parent", "terminate_pool"]
 
 _PR_SET_PDEATHSIG = 1
 _WATCH_SECONDS = 0.5
@@ -51,3 +52,12 @@ def die_with_parent(parent_pid: int) -> None:
                          name="gridverify-parent-watch").start()
     if os.getppid() != parent_pid:  # the parent died before the signal was armed
         os._exit(1)
+
+
+def terminate_pool(pool: Any) -> None:
+    """Terminate the worker processes a ``ProcessPoolExecutor`` started (Ctrl-C or an
+    error in the parent: do not wait for the jobs they run)."""
+    procs = getattr(pool, "_processes", None) or {}  # no public API before Python 3.14
+    for proc in list(procs.values()):
+        if proc.is_alive():
+            proc.terminate()

@@ -58,6 +58,7 @@ from gridverify.certify.certificate import (
 )
 from gridverify.certify.memory import MemoryBudget
 from gridverify.certify.options import ATTACKS, BAB_MODES, CertifyOptions
+from gridverify.certify.searches import BrokenProcessPool, RowSearch, SearchOutcome, SearchPool
 from gridverify.errors import GridverifyError, SpecError
 from gridverify.physics.acp import (
     PROXY_INPUT,
@@ -800,20 +801,6 @@ def _bab_entry() -> Any:
     return bab_maximize
 
 
-def _bab_call(fn: Any, graph: Any, region: Region, spec: np.ndarray, threshold: float | None,
-              options: Any, mode: str, progress: Callable[[dict], None] | None = None) -> Any:
-    """One bab_maximize call; without the pre-built branching-point table, midpoints."""
-    from gridverify.bab.points import PointsUnavailableError
-
-    kw = {"threshold": threshold, "mode": mode, "progress": progress}
-    try:
-        return fn(graph, region.lower, region.upper, spec, options=options, **kw)
-    except PointsUnavailableError:
-        pass
-    return fn(graph, region.lower, region.upper, spec,
-              options=replace(options, points="midpoint"), **kw)
-
-
 #: why branch-and-bound stopped (BabResult.reason) -> the constraint's reason
 _BAB_REASONS = {"memory": "memory cap", "timeout": "gap above tolerance",
                 "max_domains": "gap above tolerance", "unsplittable": "gap above tolerance"}
@@ -827,10 +814,12 @@ _DECIDE_SHARES = (1 / 16, 1 / 4, 1.0)
 _DECIDE_TIME_SHARE = 0.5
 
 
-def _next_search(st: _State, searched: np.ndarray, shares: tuple[float, ...]) -> int | None:
+def _next_search(st: _State, searched: np.ndarray, shares: tuple[float, ...],
+                 busy: np.ndarray | None = None) -> int | None:
     """The undecided constraint to search next (``None``: none left).
 
-    ``searched``: decision searches each constraint has had.  The key is the
+    ``searched``: decision searches each constraint has had; ``busy``: constraints
+    being searched now (skipped).  The key is the
     cost of its next search (its share) times the odds of its bracket lying
     above the threshold (:meth:`_State.cut_odds`): the bound has to cut that
     much to certify, and the attack before branch-and-bound is strong, so an
@@ -838,11 +827,41 @@ def _next_search(st: _State, searched: np.ndarray, shares: tuple[float, ...]) ->
     violation.  A constraint whose threshold sits near its worst found waits
     behind the short and the longer searches of those nearly certified.
     """
-    idx = np.flatnonzero(st.undecided() & (searched < len(shares)))
+    mask = st.undecided() & (searched < len(shares))
+    if busy is not None:
+        mask &= ~busy
+    idx = np.flatnonzero(mask)
     if not idx.size:
         return None
     key = st.cut_odds(idx) * np.asarray(shares)[searched[idx]]
     return int(idx[np.argmin(key)])
+
+
+def _row_search(st: _State, k: int, per: float | None, decide: bool, opts: CertifyOptions,
+                budget: _Budget) -> RowSearch:
+    """The search of constraint ``k`` within ``per`` seconds and the budget
+    (``decide``: decision mode at its threshold, less twice the rounding pad so
+    that a bound at it still certifies once padded; else optimization mode).
+    One search per violation row whose bound is above the level (the
+    threshold, or the worst found plus the tolerance), the loosest last, each
+    with an equal share of what is left of ``per``: searched together, a
+    domain is dropped only where every row is below the level, so each row's
+    splits repeat in the leaves of the other's (case57_relu p_balance bus 12,
+    60 CPU s: 7.71 together, 7.02 row by row).  With ``jobs`` searches side by
+    side, each domain store gets ``1 / jobs`` of ``bab.memory_mb``."""
+    thr = float(st.thresholds[k])
+    decide_at = thr - 2.0 * (opts.pad_abs + opts.pad_rel * abs(thr))
+    own = np.flatnonzero(st.physics.row_constraint == k)
+    level = thr if decide else st.att[k] + opts.bab.tolerance
+    rows = own[~(st.row_ub[own] <= level)]
+    rows = rows[np.argsort(st.row_ub[rows], kind="stable")]
+    left = budget.left()
+    return RowSearch(
+        rows=tuple(int(r) for r in rows), n_rows=st.physics.n_rows,
+        threshold=decide_at if decide else None, seconds=per,
+        deadline=time.time() + left if math.isfinite(left) else math.inf,
+        options=replace(opts.bab, seed=opts.seed, memory_mb=opts.bab.memory_mb / opts.jobs),
+        stop_above=thr if decide else None)
 
 
 def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
@@ -860,104 +879,122 @@ def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
     ``bab.tolerance``, in optimization mode (undecided ones first, then violated
     and certified ones by decreasing gap) with what is left of ``timeout``; a
     constraint still open after all its decision searches is not searched
-    again.  The spec of a constraint is its violation rows, so branch-and-bound
-    bounds their maximum (``|residual|`` for balance constraints).
+    again.  The spec of a constraint is its violation rows (:func:`_row_search`).
+    ``opts.jobs`` searches run side by side, each in a worker process
+    (:class:`~gridverify.certify.searches.SearchPool`); the next one starts as
+    soon as one ends, picked from the state as it then stands.
     """
     runs: list[dict[str, Any]] = []
+    wall0 = time.time() - (time.perf_counter() - budget.t0)  # budget.t0 on the wall clock
+    K = len(st.thresholds)
+    busy = np.zeros(K, dtype=bool)
+    # future -> (constraint, decide, final, label)
+    running: dict[Any, tuple[int, bool, bool, str]] = {}
 
-    def search(k: int, per: float | None, decide: bool, label: str, frac: float,
-               final: bool) -> None:
-        """Searches of constraint ``k`` within ``per`` seconds and the budget
-        (``decide``: decision mode at its threshold, less twice the rounding pad so
-        that a bound at it still certifies once padded; else optimization mode).
-        One search per violation row whose bound is above the level (the
-        threshold, or the worst found plus the tolerance), the loosest last, each
-        with an equal share of what is left of ``per``: searched together, a
-        domain is dropped only where every row is below the level, so each row's
-        splits repeat in the leaves of the other's (case57_relu p_balance bus 12,
-        60 CPU s: 7.71 together, 7.02 row by row).  ``final``: the constraint's
-        last search (an open one gets its reason)."""
-
+    def start(pool: SearchPool, k: int, per: float | None, decide: bool, label: str,
+              frac: float, final: bool) -> None:
         def show(info: dict) -> None:
             if notify is not None:
                 notify(f"{label}: {int(info['open'])} open domains, bound "
                        f"{info['bound']:.4g}, gap {info['gap']:.3g}", frac)
 
-        thr = float(st.thresholds[k])
-        decide_at = thr - 2.0 * (opts.pad_abs + opts.pad_rel * abs(thr))
-        own = np.flatnonzero(st.physics.row_constraint == k)
-        level = thr if decide else st.att[k] + opts.bab.tolerance
-        rows = own[~(st.row_ub[own] <= level)]
-        rows = rows[np.argsort(st.row_ub[rows], kind="stable")]
-        ts = time.perf_counter()
-        out = None
-        for i, r in enumerate(rows):
-            limit = None if per is None else max(per - (time.perf_counter() - ts), 0.05) / (
-                rows.size - i)
-            left = budget.left()
-            if math.isfinite(left):
-                limit = max(left, 0.05) if limit is None else min(limit, max(left, 0.05))
-            spec = np.zeros((1, st.physics.n_rows))
-            spec[0, r] = 1.0
-            t_row = time.perf_counter()
-            out = _bab_call(fn, graph, region, spec, decide_at if decide else None,
-                            replace(opts.bab, timeout=limit, seed=opts.seed),
-                            "decision" if decide else "optimization", show)
-            ub = float(out.upper_bound)
-            if math.isfinite(ub):
-                st.row_ub[r] = min(st.row_ub[r], float(_padded(ub, opts)))
-            if out.witness is not None:
-                x = np.clip(np.atleast_2d(np.asarray(out.witness, dtype=np.float64)),
-                            region.lower, region.upper)
-                _update_attained(st, case, module, x)
-            runs.append(_bab_trace(st.physics.constraints[k], int(np.searchsorted(own, r)),
-                                   out, t_row - budget.t0))
-            if (decide and st.att[k] > thr) or budget.expired():
-                break  # violated (the other rows cannot change that), or out of time
-        # rows not searched keep the bounds of the stages before
-        st.ub[k] = min(st.ub[k], float(st.row_ub[own].max()))
-        st.stage[k] = "bab"
-        settled = decide and not st.undecided()[k]
-        if out is not None and not st.ub[k] - st.att[k] <= opts.bab.tolerance and not settled \
-                and (final or budget.expired()):
-            reason = _BAB_REASONS.get(str(out.reason), f"bab {out.reason}")
-            if str(out.reason) == "timeout" and budget.expired():
-                reason = "not reached: timeout (bab)"
-            st.reason[k] = reason
-        st.seconds[k] += time.perf_counter() - ts
+        if notify is not None and pool.jobs > 1:
+            notify(f"{label} ({len(running) + 1} of {pool.jobs} searches running)", frac)
+        busy[k] = True
+        running[pool.submit(_row_search(st, k, per, decide, opts, budget), show)] = (
+            k, decide, final, label)
+
+    def collect(pool: SearchPool) -> None:
+        for fut in SearchPool.first_done(running):
+            k, decide, final, _ = running.pop(fut)
+            busy[k] = False
+            try:
+                outcome = fut.result()
+            except BrokenProcessPool:
+                st.reason[k] = st.reason[k] or "bab worker died"
+                pool.run_here()
+                continue
+            _apply_search(st, k, outcome, decide, final, case, module, region, opts, budget,
+                          runs, wall0)
 
     per = opts.bab.timeout
     shares = _DECIDE_SHARES if per is not None else (1.0,)
-    searched = np.zeros(len(st.thresholds), dtype=np.int64)
+    searched = np.zeros(K, dtype=np.int64)
     tighten = opts.bab_mode == "tighten"
     phase = _Budget(time.perf_counter(), _DECIDE_TIME_SHARE * budget.left()
                     if tighten and math.isfinite(budget.left()) else None)
-    while (k := _next_search(st, searched, shares)) is not None:
+    with SearchPool(fn, graph, region.lower, region.upper, opts.jobs,
+                    torch.get_num_threads()) as pool:
+        while True:
+            while len(running) < pool.jobs and not budget.expired() and not phase.expired():
+                k = _next_search(st, searched, shares, busy)
+                if k is None:
+                    break
+                n = int(searched[k])
+                limit = min(math.inf if per is None else per * shares[n], phase.left())
+                c = st.physics.constraints[k]
+                searched[k] += 1
+                start(pool, k, limit if math.isfinite(limit) else None, True,
+                      f"bab decide {c.family}[{c.component}] (search {n + 1}/{len(shares)})",
+                      0.85 + 0.1 * searched.sum() / max(len(shares) * searched.size, 1),
+                      final=n == len(shares) - 1)
+            if not running:
+                break
+            collect(pool)
         if budget.expired():
             st.skip(st.undecided() & (searched < len(shares)), "bab")
             return runs
-        if phase.expired():
-            break  # the tightening below takes the undecided ones left
-        c = st.physics.constraints[k]
-        n = int(searched[k])
-        limit = min(math.inf if per is None else per * shares[n], phase.left())
-        search(k, limit if math.isfinite(limit) else None, True,
-               f"bab decide {c.family}[{c.component}] (search {n + 1}/{len(shares)})",
-               0.85 + 0.1 * searched.sum() / max(len(shares) * searched.size, 1),
-               final=n == len(shares) - 1)
-        searched[k] += 1
-    if tighten:
+        if not tighten:
+            return runs
+        # the tightening takes the undecided ones left
         gap = st.ub - st.att
         spent = st.undecided() & (searched >= len(shares))  # open after every search
         todo = st.priority(~(gap <= opts.bab.tolerance) & ~spent)
-        for j, k in enumerate(todo):
-            if budget.expired():
-                st.skip(todo[j:], "bab")
+        j = 0
+        while True:
+            while len(running) < pool.jobs and j < todo.size and not budget.expired():
+                c = st.physics.constraints[todo[j]]
+                start(pool, int(todo[j]), per, False,
+                      f"bab tighten {c.family}[{c.component}] ({j + 1}/{todo.size})",
+                      0.95 + 0.05 * j / max(todo.size, 1), final=True)
+                j += 1
+            if not running:
                 break
-            c = st.physics.constraints[k]
-            search(k, per, False, f"bab tighten {c.family}[{c.component}] ({j + 1}/{todo.size})",
-                   0.95 + 0.05 * j / max(todo.size, 1), final=True)
+            collect(pool)
+        st.skip(todo[j:], "bab")
     return runs
+
+
+def _apply_search(st: _State, k: int, outcome: SearchOutcome, decide: bool, final: bool,
+                  case: Any, module: torch.nn.Module, region: Region, opts: CertifyOptions,
+                  budget: _Budget, runs: list[dict[str, Any]], wall0: float) -> None:
+    """Fold one search of constraint ``k`` into the state: its rows' bounds (padded),
+    the points it found (re-evaluated on the proxy and the grid equations) and a
+    trace per row; ``final``: the constraint's last search (an open one gets its
+    reason)."""
+    own = np.flatnonzero(st.physics.row_constraint == k)
+    out = None
+    for r, started, out in outcome.rows:
+        ub = float(out.upper_bound)
+        if math.isfinite(ub):
+            st.row_ub[r] = min(st.row_ub[r], float(_padded(ub, opts)))
+        if out.witness is not None:
+            x = np.clip(np.atleast_2d(np.asarray(out.witness, dtype=np.float64)),
+                        region.lower, region.upper)
+            _update_attained(st, case, module, x)
+        runs.append(_bab_trace(st.physics.constraints[k], int(np.searchsorted(own, r)),
+                               out, started - wall0))
+    # rows not searched keep the bounds of the stages before
+    st.ub[k] = min(st.ub[k], float(st.row_ub[own].max()))
+    st.stage[k] = "bab"
+    settled = decide and not st.undecided()[k]
+    if out is not None and not st.ub[k] - st.att[k] <= opts.bab.tolerance and not settled \
+            and (final or budget.expired()):
+        reason = _BAB_REASONS.get(str(out.reason), f"bab {out.reason}")
+        if str(out.reason) == "timeout" and budget.expired():
+            reason = "not reached: timeout (bab)"
+        st.reason[k] = reason
+    st.seconds[k] += outcome.seconds
 
 
 def _json_num(v: Any) -> float | None:

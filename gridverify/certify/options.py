@@ -69,6 +69,9 @@ class CertifyOptions:
     (MB on top of what the process held at the start; ``None``: a share of the
     machine's available memory): stages are sized to it, fall back to cheaper
     methods or leave constraints ``open`` (see :mod:`gridverify.certify.memory`).
+    ``jobs``: branch-and-bound searches run side by side, each in a worker
+    process with the caller's torch thread count (1: in this process); each
+    search's domain store gets ``bab.memory_mb / jobs``.
     """
 
     timeout: float | None = None
@@ -85,6 +88,7 @@ class CertifyOptions:
     bab: BabOptions = field(default_factory=lambda: BabOptions(timeout=30.0))
     bab_mode: str = "tighten"
     memory_cap_mb: float | None = None
+    jobs: int = 1
 
     def __post_init__(self) -> None:
         if self.timeout is not None and not self.timeout > 0:
@@ -107,6 +111,8 @@ class CertifyOptions:
                             f"got {self.bab_mode!r}")
         if self.memory_cap_mb is not None and not self.memory_cap_mb > 0:
             raise SpecError(f"options.memory_cap_mb: must be > 0, got {self.memory_cap_mb!r}")
+        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
+            raise SpecError(f"options.jobs: an integer >= 1, got {self.jobs!r}")
         if not (self.pad_rel >= 0 and self.pad_abs >= 0):
             raise SpecError("options.pad_rel/pad_abs must be >= 0")
 

@@ -125,6 +125,10 @@ def register(sub: Any) -> None:
     p.add_argument("--threads", type=count(1), default=1, metavar="N",
                    help="torch CPU threads for this run (the graphs are small and "
                    "extra threads mostly contend)")
+    p.add_argument("--jobs", type=count(1), default=_Default("jobs"), metavar="N",
+                   help="--method bab: searches of different constraints run side by side in "
+                   "N worker processes, each with --threads threads (on a machine with N "
+                   "free cores: about N times the searches in the same time)")
     p.add_argument("--json", action="store_true", help="print the certificate as JSON")
     p.add_argument("--out", metavar="FILE", help="write the certificate JSON to FILE")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
@@ -217,7 +221,7 @@ def _options(args: argparse.Namespace) -> Any:
     return CertifyOptions(timeout=args.timeout, samples=args.samples, attack=args.attack,
                           seed=args.seed, bab=bab, bab_mode=args.bab_mode, refine=args.refine,
                           bounds=replace(d.bounds, intermediate=args.intermediate),
-                          ).with_memory_cap(args.memory_cap)
+                          jobs=args.jobs).with_memory_cap(args.memory_cap)
 
 
 def _with_progress(certify: Any, case: Any, proxy: Any, region: Any, cons: Any, method: str,

@@ -20,7 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from gridverify._worker import die_with_parent
+from gridverify._worker import die_with_parent, terminate_pool
 from gridverify.errors import GridverifyError
 from gridverify.study.jobs import FAILED, Job, run_job, warm_up
 
@@ -134,18 +134,10 @@ def run_local(jobs: Sequence[Job], opts: ExecutorOptions, on_start: OnStart,
                 if broken and not running:
                     break
         except BaseException:
-            _terminate(pool)  # Ctrl-C or a driver error: do not wait for running jobs
+            terminate_pool(pool)  # Ctrl-C or a driver error: do not wait for running jobs
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _terminate(pool: ProcessPoolExecutor) -> None:
-    """Terminate the pool's worker processes (started by this pool)."""
-    procs = getattr(pool, "_processes", None) or {}  # no public API before Python 3.14
-    for proc in list(procs.values()):
-        if proc.is_alive():
-            proc.terminate()
 
 
 def run_ray(jobs: Sequence[Job], opts: ExecutorOptions, on_start: OnStart,

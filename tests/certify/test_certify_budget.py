@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -127,15 +128,18 @@ def _short_searches(tiny_mlp, mode: str):
 
 
 @pytest.mark.skipif(not bab_available(), reason="bab unavailable")
-@pytest.mark.parametrize("mode", ["decide", "tighten"])
+@pytest.mark.parametrize(("mode", "jobs"), [("decide", 1), ("tighten", 1), ("tighten", 2)])
 def test_bab_searches_never_search_a_settled_constraint_again(tiny_mlp, check_sound,
-                                                              mode) -> None:
+                                                              mode, jobs) -> None:
     """Decision searches of growing length: a constraint is searched again only while
-    it is open, at most three times; the tightening skips those open after all three."""
+    it is open, at most three times; the tightening skips those open after all three.
+    The same with two searches side by side in worker processes (``jobs=2``): a
+    constraint is never searched by both at once."""
     from gridverify.spec.thresholds import ThresholdRule, ThresholdSpec
 
     # no attack, few samples, threshold 0: some brackets [found, bound] straddle it
     case, net, region, opts = _short_searches(tiny_mlp, mode)
+    opts = replace(opts, jobs=jobs)
     sel = "thermal_fr,angle_max"
     thr = ThresholdSpec(tuple((fam, ThresholdRule("absolute", 0.0))
                               for fam in ("thermal_fr", "angle_max")))
@@ -149,8 +153,15 @@ def test_bab_searches_never_search_a_settled_constraint_again(tiny_mlp, check_so
     runs = cert.provenance["bab"]
     assert runs
     per: dict = {}
+    spans: dict = {}
     for r in runs:
         per.setdefault((r["family"], r["component"]), []).append(r["status"])
+        if r["history"]:
+            spans.setdefault((r["family"], r["component"]), []).append(
+                (r["history"][0][0], r["history"][-1][0]))
+    for key, sp in spans.items():  # one search of a constraint at a time
+        sp.sort()
+        assert all(b[0] >= a[1] - 1e-3 for a, b in zip(sp, sp[1:])), (key, sp)
     for key, statuses in per.items():
         decided_at = next((i for i, s in enumerate(statuses) if s != "open"), None)
         if mode == "decide":
@@ -204,13 +215,16 @@ def test_options_validation() -> None:
         CertifyOptions(bab_mode="fast")
     with pytest.raises(SpecError, match="refine"):
         CertifyOptions(refine="violated")
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(SpecError, match="jobs"):
+            CertifyOptions(jobs=bad)
     # auto: every constraint's bound is tightened where that is the point (bab, tighten)
     auto, decide = CertifyOptions(), CertifyOptions(bab_mode="decide")
     assert auto.refines_all("bab") and not decide.refines_all("bab")
     assert not any(auto.refines_all(m) for m in ("ibp", "crown", "alpha-crown"))
     assert CertifyOptions(refine="all").refines_all("alpha-crown")
     assert not CertifyOptions(refine="undecided").refines_all("bab")
-    o = CertifyOptions(timeout=5.0, bab=BabOptions(timeout=2.0, tolerance=0.5))
+    o = CertifyOptions(timeout=5.0, bab=BabOptions(timeout=2.0, tolerance=0.5), jobs=3)
     assert CertifyOptions.from_dict(json.loads(json.dumps(o.to_dict()))) == o
 
 

@@ -148,6 +148,7 @@ CORPUS: list[tuple[list[str], str]] = [
     (C + ["--timeout", "nan"], "--timeout"),
     (C + ["--samples", "-1"], "--samples"),
     (C + ["--threads", "0"], "--threads"),
+    (C + ["--jobs", "0"], "--jobs"),
     (C + ["--constraints", ""], "--constraints"),
     (C + ["--constraints", "nosuch"], "nosuch"),
     (C + ["--constraints", "thermal_fr[999]"], "999"),

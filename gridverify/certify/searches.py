@@ -1,0 +1,177 @@
+"""Branch-and-bound searches of one constraint's violation rows, here or in worker processes.
+
+:func:`~gridverify.certify.certify` (method ``bab``) hands each search of a
+constraint to a :class:`SearchPool`: a :class:`RowSearch` (the rows to search,
+in order, with the threshold, the time share and the run's deadline) goes in,
+a :class:`SearchOutcome` (one :class:`~gridverify.bab.BabResult` per row
+searched) comes out.  With ``jobs == 1`` the search runs in this process, at
+once; with more, in a pool of ``jobs`` spawned worker processes, each search
+on one core, so that the searches of different constraints run side by side
+(the graphs are small: one torch thread per search uses a core better than two
+threads on one search; see docs/tightness.md).  The caller keeps the state and
+applies each outcome when it arrives; a search knows nothing of it.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from gridverify._worker import die_with_parent, terminate_pool
+
+__all__ = ["BrokenProcessPool", "RowSearch", "SearchOutcome", "SearchPool", "run_search"]
+
+
+@dataclass(frozen=True)
+class RowSearch:
+    """One search of a constraint (picklable).
+
+    ``rows``: the violation rows (indices of the graph's spec rows, ``n_rows`` in
+    all) in the order searched, each alone with an equal share of what is left of
+    ``seconds`` (``None``: no share of its own); ``threshold``: decision mode's
+    threshold (``None``: optimization mode); ``stop_above``: in decision mode the
+    search ends once a row attains more than this (the constraint is violated,
+    the other rows cannot change that); ``deadline``: wall-clock time
+    (``time.time()``) at which the run's budget ends (``inf``: none);
+    ``options``: the branch-and-bound options (their ``timeout`` is replaced per
+    row).
+    """
+
+    rows: tuple[int, ...]
+    n_rows: int
+    threshold: float | None
+    seconds: float | None
+    deadline: float
+    options: Any
+    stop_above: float | None = None
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """What a :class:`RowSearch` found: ``(row, started, result)`` per row searched
+    (``started``: wall-clock time of the row's start) and the search's seconds."""
+
+    rows: list[tuple[int, float, Any]]
+    seconds: float
+
+
+def bab_call(fn: Any, graph: Any, lower: Any, upper: Any, spec: np.ndarray,
+             threshold: float | None, options: Any, mode: str,
+             progress: Callable[[dict], None] | None = None) -> Any:
+    """One ``fn`` (:func:`~gridverify.bab.bab_maximize`) call; without the pre-built
+    branching-point table, midpoints."""
+    from gridverify.bab.points import PointsUnavailableError
+
+    kw = {"threshold": threshold, "mode": mode, "progress": progress}
+    try:
+        return fn(graph, lower, upper, spec, options=options, **kw)
+    except PointsUnavailableError:
+        pass
+    return fn(graph, lower, upper, spec, options=replace(options, points="midpoint"), **kw)
+
+
+def run_search(fn: Any, graph: Any, lower: Any, upper: Any, task: RowSearch,
+               progress: Callable[[dict], None] | None = None) -> SearchOutcome:
+    """Search ``task``'s rows one after the other (see :class:`RowSearch`)."""
+    ts = time.time()
+    done: list[tuple[int, float, Any]] = []
+    mode = "optimization" if task.threshold is None else "decision"
+    for i, r in enumerate(task.rows):
+        now = time.time()
+        limit = None if task.seconds is None else max(task.seconds - (now - ts), 0.05) / (
+            len(task.rows) - i)
+        left = task.deadline - now
+        if math.isfinite(left):
+            limit = max(left, 0.05) if limit is None else min(limit, max(left, 0.05))
+        spec = np.zeros((1, task.n_rows))
+        spec[0, r] = 1.0
+        out = bab_call(fn, graph, lower, upper, spec, task.threshold,
+                       replace(task.options, timeout=limit), mode, progress)
+        done.append((int(r), now, out))
+        if task.stop_above is not None and out.attained > task.stop_above:
+            break
+        if time.time() >= task.deadline:
+            break
+    return SearchOutcome(done, time.time() - ts)
+
+
+def _worker_init(parent_pid: int, threads: int) -> None:
+    """Pool initializer: die with the parent (even a SIGKILLed one), one torch thread
+    count for every search of this worker."""
+    die_with_parent(parent_pid)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _worker_search(fn: Any, graph: Any, lower: Any, upper: Any,
+                   task: RowSearch) -> SearchOutcome:
+    return run_search(fn, graph, lower, upper, task)
+
+
+class SearchPool:
+    """Runs :class:`RowSearch` tasks for one graph and box: in this process when
+    ``jobs == 1`` (the future is done when :meth:`submit` returns, and the search
+    reports ``progress``), else in ``jobs`` spawned worker processes with
+    ``threads`` torch threads each (started at the first submit).  A context
+    manager: leaving it ends the workers.  A worker that dies breaks the pool:
+    the futures then raise :class:`BrokenProcessPool`, and :meth:`run_here`
+    switches the rest of the run to this process."""
+
+    def __init__(self, fn: Any, graph: Any, lower: Any, upper: Any, jobs: int,
+                 threads: int) -> None:
+        self.fn, self.graph = fn, graph
+        self.lower, self.upper = np.asarray(lower), np.asarray(upper)
+        self.jobs, self.threads = int(jobs), int(threads)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> SearchPool:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: object) -> None:
+        if self._pool is not None:
+            if exc_type is not None:
+                terminate_pool(self._pool)  # Ctrl-C or an error: do not wait for searches
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def run_here(self) -> None:
+        """Run the remaining searches in this process (after a worker died)."""
+        if self._pool is not None:
+            terminate_pool(self._pool)
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self.jobs = 1
+
+    def submit(self, task: RowSearch,
+               progress: Callable[[dict], None] | None = None) -> Future:
+        """Start ``task``; its future gives the :class:`SearchOutcome`."""
+        if self.jobs == 1:
+            fut: Future = Future()
+            try:
+                fut.set_result(run_search(self.fn, self.graph, self.lower, self.upper, task,
+                                          progress))
+            except Exception as exc:  # noqa: BLE001 - re-raised by fut.result()
+                fut.set_exception(exc)
+            return fut
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init, initargs=(os.getpid(), self.threads))
+        return self._pool.submit(_worker_search, self.fn, self.graph, self.lower, self.upper,
+                                 task)
+
+    @staticmethod
+    def first_done(futures: Iterable[Future]) -> set[Future]:
+        """Wait until at least one of ``futures`` is done; those that are."""
+        done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+        return done
