@@ -407,7 +407,13 @@ class Engine:
             if dbl is not None:
                 bl = bl + dbl
                 bu = bu + dbu
+            skip_zero = op == "concat" and len(outs_l) > 1
             for (i, nl), (_, nu) in zip(outs_l, outs_u):
+                # a spec that reads a few parts of a concatenation (one constraint of
+                # many) leaves the others' coefficients zero: their whole subgraphs,
+                # relaxations included, would only add zeros
+                if skip_zero and not bool(nl.any()) and (nu is nl or not bool(nu.any())):
+                    continue
                 _acc(Al, Au, i, nl, nu)
         lower = bl
         upper = bu
@@ -526,7 +532,8 @@ class Engine:
         if spec is None:
             return lo, hi
         sp, sn = spec.clamp(min=0), spec.clamp(max=0)
-        return _dot(sp, lo) + _dot(sn, hi), _dot(sp, hi) + _dot(sn, lo)
+        # an output a spec row does not read adds nothing, even an unbounded one
+        return _dot_off(sp, lo) + _dot_off(sn, hi), _dot_off(sp, hi) + _dot_off(sn, lo)
 
 
 def _acc(Al: dict, Au: dict, i: int, nl: torch.Tensor, nu: torch.Tensor) -> None:

@@ -4,6 +4,7 @@ and an engine that spends CROWN rows on those entries only gives the same sound 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from engine_graphs import acopf_small, sample_box
 
@@ -124,3 +125,46 @@ def test_linear_bounds_of_partially_relevant_nodes_are_sound():
             assert float(lb.uA[g.inputs[0]][k][other].abs().sum()) == 0.0
             torch.testing.assert_close(lb.ubias[k][other], eng.bounds[nid][1][k][other])
     assert checked
+
+
+def _two_parts(unread: bool):
+    """``concat(W sin(A x), exp(400 B x))``: the second part's bounds overflow to
+    ``inf`` on the unit box (``unread=False``: the first part alone)."""
+    rng = np.random.default_rng(0)
+    A, B, W = rng.normal(size=(4, 3)), rng.normal(size=(2, 3)), rng.normal(size=(2, 4))
+    b = GraphBuilder()
+    x = b.input("x", 3)
+    a = b.linear(b.sin(b.linear(x, A)), W)
+    b.output(b.concat([a, b.exp(b.linear(x, 400 * B))]) if unread else a, "y")
+    return b.build()
+
+
+@pytest.mark.parametrize("method", ["crown", "alpha-crown"])
+def test_parts_of_a_concat_no_spec_row_reads_cost_nothing(method, monkeypatch) -> None:
+    """A spec that reads one part of a concatenation (one constraint of many) gets the
+    bound of that part alone, even where another part is unbounded (its ``0 * inf``
+    would make the bound vacuous), and the other part's relaxation is never built."""
+    from gridverify.bounds import compute_bounds
+    from gridverify.bounds.crown import Engine as CrownEngine
+
+    lo, hi = -torch.ones(1, 3, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64)
+    spec = torch.tensor([[1.0, 0.0], [0.5, -2.0]], dtype=torch.float64)
+    alone = compute_bounds(_two_parts(False), lo, hi, method=method, spec=spec)
+    relaxed: list[str] = []
+    back = CrownEngine._back_unary
+
+    def spy(self, node, *args):
+        relaxed.append(node.op)
+        return back(self, node, *args)
+
+    monkeypatch.setattr(CrownEngine, "_back_unary", spy)
+    g = _two_parts(True)
+    wide = torch.cat([spec, torch.zeros(2, 2, dtype=torch.float64)], 1)
+    both = compute_bounds(g, lo, hi, method=method, spec=wide)
+    assert torch.isfinite(both.upper).all() and torch.isfinite(both.lower).all()
+    assert torch.allclose(both.upper, alone.upper, rtol=0, atol=1e-12)
+    assert torch.allclose(both.lower, alone.lower, rtol=0, atol=1e-12)
+    assert relaxed and "exp" not in relaxed
+    xs = sample_box(lo, hi, 20000)[0]
+    val = g.evaluate_flat(xs)[:, :2] @ spec.T  # the unread part overflows
+    assert bool((val <= both.upper + 1e-12).all() and (val >= both.lower - 1e-12).all())
