@@ -517,12 +517,20 @@ class Engine:
         if spec is None:
             spec = torch.eye(n_out, dtype=self.dtype, device=self.device)
         starts: dict[int, torch.Tensor] = {}
+        unread: dict[int, torch.Tensor] = {}
         off = 0
         for o in g.outputs:
             sz = g.nodes[o].size
             part = spec[..., off:off + sz]
             off += sz
+            if not bool(part.any()):
+                # an output no row reads: its subgraph would only add zeros
+                unread.setdefault(o, part)
+                continue
             starts[o] = part if o not in starts else starts[o] + part
+        if not starts:  # no row reads anything: one zero start keeps the shapes
+            o, part = next(iter(unread.items()))
+            starts[o] = part
         return starts, spec.shape[-2]
 
     def output_interval(self, spec: torch.Tensor | None) -> Interval:

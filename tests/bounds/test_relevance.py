@@ -127,29 +127,38 @@ def test_linear_bounds_of_partially_relevant_nodes_are_sound():
     assert checked
 
 
-def _two_parts(unread: bool):
-    """``concat(W sin(A x), exp(400 B x))``: the second part's bounds overflow to
-    ``inf`` on the unit box (``unread=False``: the first part alone)."""
+def _two_parts(unread: str | None):
+    """``W sin(A x)`` and ``exp(400 B x)``, whose bounds overflow to ``inf`` on the unit
+    box, as one ``concat`` output or two outputs (``unread``); ``None``: the first
+    part alone."""
     rng = np.random.default_rng(0)
     A, B, W = rng.normal(size=(4, 3)), rng.normal(size=(2, 3)), rng.normal(size=(2, 4))
     b = GraphBuilder()
     x = b.input("x", 3)
     a = b.linear(b.sin(b.linear(x, A)), W)
-    b.output(b.concat([a, b.exp(b.linear(x, 400 * B))]) if unread else a, "y")
+    if unread is None:
+        b.output(a, "y")
+    elif unread == "concat":
+        b.output(b.concat([a, b.exp(b.linear(x, 400 * B))]), "y")
+    else:
+        b.output(a, "y")
+        b.output(b.exp(b.linear(x, 400 * B)), "z")
     return b.build()
 
 
 @pytest.mark.parametrize("method", ["crown", "alpha-crown"])
-def test_parts_of_a_concat_no_spec_row_reads_cost_nothing(method, monkeypatch) -> None:
-    """A spec that reads one part of a concatenation (one constraint of many) gets the
-    bound of that part alone, even where another part is unbounded (its ``0 * inf``
-    would make the bound vacuous), and the other part's relaxation is never built."""
+@pytest.mark.parametrize("unread", ["concat", "outputs"])
+def test_parts_no_spec_row_reads_cost_nothing(method, unread, monkeypatch) -> None:
+    """A spec that reads one part of a concatenation (one constraint of many), or one
+    of several outputs, gets the bound of that part alone, even where another part
+    is unbounded (its ``0 * inf`` would make the bound vacuous), and the other
+    part's relaxation is never built."""
     from gridverify.bounds import compute_bounds
     from gridverify.bounds.crown import Engine as CrownEngine
 
     lo, hi = -torch.ones(1, 3, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64)
     spec = torch.tensor([[1.0, 0.0], [0.5, -2.0]], dtype=torch.float64)
-    alone = compute_bounds(_two_parts(False), lo, hi, method=method, spec=spec)
+    alone = compute_bounds(_two_parts(None), lo, hi, method=method, spec=spec)
     relaxed: list[str] = []
     back = CrownEngine._back_unary
 
@@ -158,7 +167,7 @@ def test_parts_of_a_concat_no_spec_row_reads_cost_nothing(method, monkeypatch) -
         return back(self, node, *args)
 
     monkeypatch.setattr(CrownEngine, "_back_unary", spy)
-    g = _two_parts(True)
+    g = _two_parts(unread)
     wide = torch.cat([spec, torch.zeros(2, 2, dtype=torch.float64)], 1)
     both = compute_bounds(g, lo, hi, method=method, spec=wide)
     assert torch.isfinite(both.upper).all() and torch.isfinite(both.lower).all()
