@@ -735,6 +735,11 @@ def _budget_warnings(st: _State, opts: CertifyOptions) -> list[str]:
     if n:
         out.append(f"timeout: the {opts.timeout:g} s budget ran out before {n} constraint(s) "
                    "were fully processed (see each constraint's reason)")
+    n = sum(r == _WORKER_DIED for r in st.reason)
+    if n:
+        out.append(f"a branch-and-bound worker process died (out of memory?): {n} "
+                   "constraint(s) keep the bounds of the stages before their search; the "
+                   "other searches ran in this process")
     n = sum(r == "memory cap" for r in st.reason)
     if n:
         out.append(f"memory cap: branch-and-bound stopped at its {opts.bab.memory_mb:g} MB "
@@ -801,6 +806,8 @@ def _bab_entry() -> Any:
     return bab_maximize
 
 
+#: the reason of a constraint whose search was lost with its worker process
+_WORKER_DIED = "bab worker died"
 #: why branch-and-bound stopped (BabResult.reason) -> the constraint's reason
 _BAB_REASONS = {"memory": "memory cap", "timeout": "gap above tolerance",
                 "max_domains": "gap above tolerance", "unsplittable": "gap above tolerance"}
@@ -888,8 +895,7 @@ def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
     wall0 = time.time() - (time.perf_counter() - budget.t0)  # budget.t0 on the wall clock
     K = len(st.thresholds)
     busy = np.zeros(K, dtype=bool)
-    # future -> (constraint, decide, final, label)
-    running: dict[Any, tuple[int, bool, bool, str]] = {}
+    running: dict[Any, tuple[int, bool, bool]] = {}  # future -> (constraint, decide, final)
 
     def start(pool: SearchPool, k: int, per: float | None, decide: bool, label: str,
               frac: float, final: bool) -> None:
@@ -902,16 +908,16 @@ def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
             notify(f"{label} ({len(running) + 1} of {pool.jobs} searches running)", frac)
         busy[k] = True
         running[pool.submit(_row_search(st, k, per, decide, opts, budget), show)] = (
-            k, decide, final, label)
+            k, decide, final)
 
     def collect(pool: SearchPool) -> None:
         for fut in SearchPool.first_done(running):
-            k, decide, final, _ = running.pop(fut)
+            k, decide, final = running.pop(fut)
             busy[k] = False
             try:
                 outcome = fut.result()
-            except BrokenProcessPool:
-                st.reason[k] = st.reason[k] or "bab worker died"
+            except BrokenProcessPool:  # its bounds stand; the rest runs in this process
+                st.reason[k] = st.reason[k] or _WORKER_DIED
                 pool.run_here()
                 continue
             _apply_search(st, k, outcome, decide, final, case, module, region, opts, budget,
@@ -973,6 +979,8 @@ def _apply_search(st: _State, k: int, outcome: SearchOutcome, decide: bool, fina
     trace per row; ``final``: the constraint's last search (an open one gets its
     reason)."""
     own = np.flatnonzero(st.physics.row_constraint == k)
+    if st.reason[k] == _WORKER_DIED:
+        st.reason[k] = None  # searched again since
     out = None
     for r, started, out in outcome.rows:
         ub = float(out.upper_bound)

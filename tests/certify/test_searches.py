@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import numpy as np
@@ -80,3 +81,45 @@ def test_a_search_past_its_deadline_searches_no_further_row() -> None:
     assert [r for r, _, _ in out.rows] == [0]
     assert math.isfinite(out.rows[0][2].upper_bound)
     assert out.seconds < 30
+
+
+def _bab_dying_in_workers(*args, **kw):
+    """``bab_maximize`` in the test's process, a crash (``os._exit``) in any other."""
+    from gridverify.bab import bab_maximize
+
+    if str(os.getpid()) != os.environ.get("GRIDVERIFY_TEST_PARENT"):
+        os._exit(3)
+    return bab_maximize(*args, **kw)
+
+
+def test_a_dead_worker_leaves_sound_bounds_and_the_rest_runs_here(tiny_mlp, check_sound,
+                                                                monkeypatch) -> None:
+    """Worker processes that die (out of memory, a crash) break the pool: their
+    constraints keep the bounds of the stages before and say why, the certificate
+    warns, and the other searches run in this process."""
+    import importlib
+    from dataclasses import replace
+
+    from gridverify.certify import CertifyOptions, certify
+    from gridverify.grid import load_compiled
+    from gridverify.spec import box_region
+
+    cm = importlib.import_module("gridverify.certify.certify")  # the module, not the function
+    monkeypatch.setenv("GRIDVERIFY_TEST_PARENT", str(os.getpid()))
+    monkeypatch.setattr(cm, "_bab_entry", lambda: _bab_dying_in_workers)
+    case = load_compiled("pglib_opf_case14_ieee")
+    net = tiny_mlp(case, hidden=(8, 8), act="relu", seed=7, out_scale=3.0)
+    opts = CertifyOptions(samples=16, attack="none", timeout=120.0, jobs=2,
+                          bab=BabOptions(timeout=0.4, tolerance=1e-4))
+    region = box_region(case, 0.7, 1.3)
+    cert = certify(case, net, region, method="bab", constraints="p_balance", options=opts)
+    check_sound(cert, case, net)
+    died = [c for c in cert.constraints if c.reason == "bab worker died"]
+    assert 1 <= len(died) <= 2
+    assert any("worker process died" in w for w in cert.warnings)
+    assert cert.provenance["bab"]  # the searches after the crash ran here
+    before = certify(case, net, region, method="alpha-crown", constraints="p_balance",
+                     options=replace(opts, jobs=1))
+    ub0 = {(c.family, c.component): c.upper_bound for c in before.constraints}
+    for c in died:
+        assert c.upper_bound <= ub0[(c.family, c.component)] + 1e-12
