@@ -894,7 +894,6 @@ def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
     runs: list[dict[str, Any]] = []
     wall0 = time.time() - (time.perf_counter() - budget.t0)  # budget.t0 on the wall clock
     K = len(st.thresholds)
-    busy = np.zeros(K, dtype=bool)
     running: dict[Any, tuple[int, bool, bool]] = {}  # future -> (constraint, decide, final)
 
     def start(pool: SearchPool, k: int, per: float | None, decide: bool, label: str,
@@ -906,22 +905,27 @@ def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
 
         if notify is not None and pool.jobs > 1:
             notify(f"{label} ({len(running) + 1} of {pool.jobs} searches running)", frac)
-        busy[k] = True
         running[pool.submit(_row_search(st, k, per, decide, opts, budget), show)] = (
             k, decide, final)
 
-    def collect(pool: SearchPool) -> None:
-        for fut in SearchPool.first_done(running):
-            k, decide, final = running.pop(fut)
-            busy[k] = False
-            try:
-                outcome = fut.result()
-            except BrokenProcessPool:  # its bounds stand; the rest runs in this process
-                st.reason[k] = st.reason[k] or _WORKER_DIED
-                pool.run_here()
-                continue
-            _apply_search(st, k, outcome, decide, final, case, module, region, opts, budget,
-                          runs, wall0)
+    def run_all(pool: SearchPool, start_next: Callable[[], bool]) -> None:
+        """Keep ``pool.jobs`` searches running while ``start_next()`` starts one (False:
+        none to start) and the budget lasts; apply each outcome as it arrives."""
+        while True:
+            while len(running) < pool.jobs and not budget.expired() and start_next():
+                pass
+            if not running:
+                return
+            for fut in SearchPool.first_done(running):
+                k, decide, final = running.pop(fut)
+                try:
+                    outcome = fut.result()
+                except BrokenProcessPool:  # its bounds stand; the rest runs in this process
+                    st.reason[k] = st.reason[k] or _WORKER_DIED
+                    pool.run_here()
+                    continue
+                _apply_search(st, k, outcome, decide, final, case, module, region, opts,
+                              budget, runs, wall0)
 
     per = opts.bab.timeout
     shares = _DECIDE_SHARES if per is not None else (1.0,)
@@ -931,22 +935,26 @@ def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
                     if tighten and math.isfinite(budget.left()) else None)
     with SearchPool(fn, graph, region.lower, region.upper, opts.jobs,
                     torch.get_num_threads()) as pool:
-        while True:
-            while len(running) < pool.jobs and not budget.expired() and not phase.expired():
-                k = _next_search(st, searched, shares, busy)
-                if k is None:
-                    break
-                n = int(searched[k])
-                limit = min(math.inf if per is None else per * shares[n], phase.left())
-                c = st.physics.constraints[k]
-                searched[k] += 1
-                start(pool, k, limit if math.isfinite(limit) else None, True,
-                      f"bab decide {c.family}[{c.component}] (search {n + 1}/{len(shares)})",
-                      0.85 + 0.1 * searched.sum() / max(len(shares) * searched.size, 1),
-                      final=n == len(shares) - 1)
-            if not running:
-                break
-            collect(pool)
+
+        def decide_next() -> bool:
+            if phase.expired():
+                return False
+            busy = np.zeros(K, dtype=bool)
+            busy[[k for k, _, _ in running.values()]] = True
+            k = _next_search(st, searched, shares, busy)
+            if k is None:
+                return False
+            n = int(searched[k])
+            limit = min(math.inf if per is None else per * shares[n], phase.left())
+            c = st.physics.constraints[k]
+            searched[k] += 1
+            start(pool, k, limit if math.isfinite(limit) else None, True,
+                  f"bab decide {c.family}[{c.component}] (search {n + 1}/{len(shares)})",
+                  0.85 + 0.1 * searched.sum() / max(len(shares) * searched.size, 1),
+                  final=n == len(shares) - 1)
+            return True
+
+        run_all(pool, decide_next)
         if budget.expired():
             st.skip(st.undecided() & (searched < len(shares)), "bab")
             return runs
@@ -956,18 +964,22 @@ def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
         gap = st.ub - st.att
         spent = st.undecided() & (searched >= len(shares))  # open after every search
         todo = st.priority(~(gap <= opts.bab.tolerance) & ~spent)
-        j = 0
-        while True:
-            while len(running) < pool.jobs and j < todo.size and not budget.expired():
-                c = st.physics.constraints[todo[j]]
-                start(pool, int(todo[j]), per, False,
-                      f"bab tighten {c.family}[{c.component}] ({j + 1}/{todo.size})",
-                      0.95 + 0.05 * j / max(todo.size, 1), final=True)
-                j += 1
-            if not running:
-                break
-            collect(pool)
-        st.skip(todo[j:], "bab")
+        started = 0
+
+        def tighten_next() -> bool:
+            nonlocal started
+            if started >= todo.size:
+                return False
+            k = int(todo[started])
+            c = st.physics.constraints[k]
+            start(pool, k, per, False,
+                  f"bab tighten {c.family}[{c.component}] ({started + 1}/{todo.size})",
+                  0.95 + 0.05 * started / max(todo.size, 1), final=True)
+            started += 1
+            return True
+
+        run_all(pool, tighten_next)
+        st.skip(todo[started:], "bab")
     return runs
 
 

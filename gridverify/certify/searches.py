@@ -138,18 +138,19 @@ class SearchPool:
         return self
 
     def __exit__(self, exc_type: Any, *exc: object) -> None:
+        # Ctrl-C or an error: do not wait for the searches under way
+        self._close(terminate=exc_type is not None)
+
+    def _close(self, terminate: bool) -> None:
         if self._pool is not None:
-            if exc_type is not None:
-                terminate_pool(self._pool)  # Ctrl-C or an error: do not wait for searches
+            if terminate:
+                terminate_pool(self._pool)
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     def run_here(self) -> None:
         """Run the remaining searches in this process (after a worker died)."""
-        if self._pool is not None:
-            terminate_pool(self._pool)
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        self._close(terminate=True)
         self.jobs = 1
 
     def submit(self, task: RowSearch,
