@@ -54,6 +54,10 @@ def _num(v: float) -> float | None:
     return float(v) if v is not None and math.isfinite(float(v)) else None
 
 
+def _median(values: list[float]) -> float:
+    return float(np.median(np.asarray(values, dtype=np.float64)))
+
+
 def _from_num(v: Any, missing: float) -> float:
     return missing if v is None else float(v)
 
@@ -71,7 +75,11 @@ class ConstraintResult:
     was fully processed (``not reached: timeout (stage)``: the certificate's
     time budget ran out before that stage; ``memory cap``: branch-and-bound
     filled its domain store; ``gap above tolerance``: the bound stays above the
-    worst found by more than the tolerance).
+    worst found by more than the tolerance).  ``radius``: the constraint is
+    certified on ``region.shrunk(radius)``, the box about the region's centre
+    with ``radius`` times its half-widths (1.0 when certified over the region;
+    ``None`` when not asked for or certified on no box tried, see
+    ``CertifyOptions.radius``).
     """
 
     family: str
@@ -86,6 +94,7 @@ class ConstraintResult:
     worst_load: np.ndarray | None = None
     rate: float | None = None  # thermal families: the branch rating (pu)
     reason: str | None = None
+    radius: float | None = None
 
     @property
     def witness(self) -> np.ndarray | None:
@@ -130,6 +139,7 @@ class ConstraintResult:
             "index": int(self.index),
             "worst_load": None if self.worst_load is None else [float(v) for v in self.worst_load],
             "reason": self.reason,
+            "radius": self.radius,
         }
         if self.rate is not None:
             ld = self.loading()
@@ -156,6 +166,7 @@ class ConstraintResult:
             worst_load=None if wl is None else np.asarray(wl, dtype=np.float64),
             rate=None if d.get("rate") is None else float(d["rate"]),
             reason=None if d.get("reason") is None else str(d["reason"]),
+            radius=None if d.get("radius") is None else float(d["radius"]),
         )
 
 
@@ -219,6 +230,23 @@ class Certificate(HtmlView):
             return None
         return (f"{relus['unstable']} of {relus['total']} relus of the proxy are unstable "
                 "over the region, and every bound through them is loose")
+
+    def radius_note(self) -> str | None:
+        """How near the region's centre the constraints it does not certify hold
+        (``ConstraintResult.radius``; ``None`` when no such radius was computed)."""
+        parts = []
+        for status in (OPEN, VIOLATED):
+            rows = [c for c in self.constraints if c.status == status]
+            got = sorted(c.radius for c in rows if c.radius is not None)
+            if rows and any(c.radius is not None for c in self.constraints):
+                txt = f"{len(got)} of {len(rows)} {status}"
+                if got:
+                    txt += f" (radius {got[0]:.3g} to {got[-1]:.3g}, median {_median(got):.3g})"
+                parts.append(txt)
+        if not parts:
+            return None
+        return ("certified on a smaller box about the region's centre (radius: a fraction "
+                "of its half-widths): " + "; ".join(parts))
 
     @property
     def exit_status(self) -> int:

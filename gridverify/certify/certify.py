@@ -57,7 +57,7 @@ from gridverify.certify.certificate import (
     decide_status,
 )
 from gridverify.certify.memory import MemoryBudget
-from gridverify.certify.options import ATTACKS, BAB_MODES, CertifyOptions
+from gridverify.certify.options import ATTACKS, BAB_MODES, RADII, CertifyOptions
 from gridverify.certify.searches import BrokenProcessPool, RowSearch, SearchOutcome, SearchPool
 from gridverify.errors import GridverifyError, SpecError
 from gridverify.physics.acp import (
@@ -103,12 +103,15 @@ class _State:
     relus: tuple[int, int] | None = None
     #: per violation row: its padded upper bound (``ub`` is the max over a constraint's)
     row_ub: np.ndarray = field(init=False)
+    #: per constraint: the largest radius of RADII certifying it (NaN: none, or not asked)
+    radius: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         k = len(self.thresholds)
         self.reason = [None] * k
         self.stage = ["none"] * k
         self.row_ub = np.full(self.physics.n_rows, np.inf)
+        self.radius = np.full(k, np.nan)
 
     def rows_of(self, cons_mask: np.ndarray) -> np.ndarray:
         return np.flatnonzero(cons_mask[self.physics.row_constraint])
@@ -456,6 +459,8 @@ def certify(
     _bound_stages(st, graph, region, method, opts, budget, notify, memory, warn_list)
     _attack_stage(st, graph, pgraph, region, case, module, opts, budget, notify,
                   last=bab_fn is None, memory=memory, notes=warn_list)
+    if opts.radius:
+        _radius_stage(st, graph, region, opts, budget, notify, memory, warn_list)
     bab_runs: list[dict[str, Any]] = []
     if bab_fn is not None:
         notify("bab", 0.85)
@@ -566,6 +571,35 @@ def _bound_stages(st: _State, graph: Any, region: Region, method: str, opts: Cer
             for k in touched:
                 st.stage[k] = stage
             st.seconds[touched] += dt / max(touched.size, 1)
+
+
+def _radius_stage(st: _State, graph: Any, region: Region, opts: CertifyOptions,
+                  budget: _Budget, notify: Progress, memory: MemoryBudget,
+                  notes: list[str]) -> None:
+    """For every constraint the bound does not certify: the largest radius of
+    :data:`RADII` at which CROWN certifies it on ``region.shrunk(radius)``.
+
+    One CROWN pass per radius, largest first, over the rows of the constraints
+    not certified at a larger one (a smaller box is tried only for those).
+    """
+    todo = st.uncertified()
+    rc = st.physics.row_constraint
+    for r in RADII:
+        if not todo.any():
+            return
+        if budget.expired():
+            notes.append(f"timeout: the radius stage stopped before radius {r:g}; "
+                         f"{int(todo.sum())} constraint(s) have no radius")
+            return
+        rows = st.rows_of(todo)
+        notify(f"radius {r:g} ({rows.size} rows)", 0.8)
+        up = _padded(_bound_rows(graph, region.shrunk(r), rows, st.physics.n_rows, "crown", 0,
+                                 budget=memory, notes=notes), opts)
+        per = np.full(todo.size, -np.inf)
+        np.maximum.at(per, rc[rows], up)
+        hit = todo & (per <= st.thresholds)
+        st.radius[hit] = r
+        todo &= ~hit
 
 
 def _attack_stage(st: _State, graph: Any, pgraph: Any, region: Region, case: Any,
@@ -761,9 +795,13 @@ def _certificate(st: _State, case: Any, prox: Any, module: torch.nn.Module,
             reason = "gap above tolerance"
         how = method if reason is None or not reason.startswith("not reached") else st.stage[k]
         rate = float(case.rate_a[c.index]) if c.family.startswith("thermal") else None
+        radius = None
+        if opts.radius:
+            radius = 1.0 if status == CERTIFIED else (
+                float(st.radius[k]) if np.isfinite(st.radius[k]) else None)
         results.append(ConstraintResult(
             c.family, c.component, c.index, ub, att, float(thr[k]), status, how,
-            float(st.seconds[k]), st.worst[k].copy(), rate, reason,
+            float(st.seconds[k]), st.worst[k].copy(), rate, reason, radius,
         ))
     prov = {
         "case_name": case.name,

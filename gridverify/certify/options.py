@@ -16,7 +16,7 @@ from gridverify.bab.options import BabOptions
 from gridverify.bounds.options import BoundOptions
 from gridverify.errors import SpecError
 
-__all__ = ["ATTACKS", "BAB_MODES", "REFINES", "CertifyOptions"]
+__all__ = ["ATTACKS", "BAB_MODES", "RADII", "REFINES", "CertifyOptions"]
 
 #: which constraints the attack stage targets (see :class:`CertifyOptions`)
 ATTACKS = ("uncertified", "undecided", "all", "none")
@@ -24,6 +24,9 @@ ATTACKS = ("uncertified", "undecided", "all", "none")
 BAB_MODES = ("tighten", "decide")
 #: which constraints the alpha-CROWN stage tightens (see :class:`CertifyOptions`)
 REFINES = ("auto", "undecided", "all")
+#: the radii (fractions of the region's half-widths about its centre) tried, largest
+#: first, for the constraints the bound does not certify (``CertifyOptions.radius``)
+RADII: tuple[float, ...] = tuple(round(2.0 ** (-k / 2), 4) for k in range(1, 15))
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,12 @@ class CertifyOptions:
     ``jobs``: branch-and-bound searches run side by side, each in a worker
     process with the caller's torch thread count (1: in this process); each
     search's domain store gets ``bab.memory_mb / jobs``.
+    ``radius``: for every constraint the bound does not certify over the region,
+    the largest radius of :data:`RADII` (0.71 down to 0.0078) at which CROWN
+    certifies it on the smaller box about the region's centre
+    (:meth:`Region.shrunk <gridverify.spec.region.Region.shrunk>`): a sound
+    statement for loads nearer the centre (``ConstraintResult.radius``), at the
+    cost of one CROWN pass per radius over the rows left.
     """
 
     timeout: float | None = None
@@ -89,6 +98,7 @@ class CertifyOptions:
     bab_mode: str = "tighten"
     memory_cap_mb: float | None = None
     jobs: int = 1
+    radius: bool = True
 
     def __post_init__(self) -> None:
         if self.timeout is not None and not self.timeout > 0:

@@ -61,6 +61,17 @@ class Region:
         """Midpoint of the box."""
         return 0.5 * (self.lower + self.upper)
 
+    def shrunk(self, radius: float) -> Region:
+        """The box about :attr:`center` with ``radius`` times the half-widths (``0 < radius
+        <= 1``; kept inside this box), e.g. where a constraint's ``radius`` certifies it."""
+        if not 0 < radius <= 1:
+            raise SpecError(f"region: radius must be in (0, 1], got {radius!r}")
+        half = 0.5 * (self.upper - self.lower)
+        c = self.center
+        lo = np.clip(c - radius * half, self.lower, self.upper)
+        hi = np.clip(c + radius * half, self.lower, self.upper)
+        return Region(lo, hi, self.kind, self.params + (("radius", float(radius)),))
+
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` load vectors drawn uniformly from the box, shape ``(n, n_input)``."""
         u = rng.random((n, self.n_input))

@@ -1,0 +1,111 @@
+"""``CertifyOptions.radius``: where a constraint the bound leaves open or violated still holds.
+
+The radius of a constraint is a claim about the box ``region.shrunk(radius)``:
+checked here on the shipped case57 relu proxy by sampling that box and attacking
+inside it, and against the violating load, which must lie outside it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gridverify.certify import CertifyOptions, certify, evaluate_violations
+from gridverify.certify.options import RADII
+from gridverify.cli import main
+from gridverify.errors import SpecError
+from gridverify.grid import load_compiled
+from gridverify.proxy.load import load_proxy
+from gridverify.spec import box_region
+from gridverify.spec.constraints import Constraint
+
+_MODELS = Path(__file__).resolve().parents[2] / "models"
+# violated balance constraints with small worst cases, open thermal ones, a certified one
+_CONS = "p_balance[4,7,11,21,24,26],thermal_fr[7,8,11,19],vm_max[1]"
+
+
+def _sampled_max(case, module, cons, region, n):
+    """Max violation per constraint over ``n`` uniform loads of the box and its corners."""
+    x = np.concatenate([region.sample(n, np.random.default_rng(7)), region.lower[None],
+                        region.upper[None]])
+    return evaluate_violations(case, module, cons, x, batch=20_000).max(axis=0)
+
+
+@pytest.fixture(scope="module")
+def case57():
+    return load_compiled("pglib_opf_case57_ieee")
+
+
+def test_radius_holds_on_its_box_and_keeps_the_witness_outside(case57, check_sound):
+    proxy = load_proxy(_MODELS / "case57_relu", case=case57)
+    region = box_region(case57, 0.9, 1.1)
+    cert = certify(case57, proxy, region, constraints=_CONS, method="crown",
+                   options=CertifyOptions(samples=256))
+    check_sound(cert, case57, proxy.module, n=20_000)
+    statuses = {c.status for c in cert.constraints}
+    assert statuses == {"certified", "violated", "open"}
+    for c in cert.constraints:
+        assert c.radius is None or c.radius in RADII or (c.radius == 1.0) == (
+            c.status == "certified")
+    partial = [c for c in cert.constraints if c.status != "certified" and c.radius is not None]
+    assert {c.status for c in partial} == {"violated", "open"}
+    for r in sorted({c.radius for c in partial}):
+        sub = region.shrunk(r)
+        assert region.contains(sub) and np.all(sub.upper - sub.lower > 0)
+        group = [c for c in partial if c.radius == r]
+        cons = [Constraint(c.family, c.component, c.index) for c in group]
+        thr = np.array([c.threshold for c in group])
+        assert np.all(_sampled_max(case57, proxy.module, cons, sub, 20_000) <= thr)
+        # the attack inside the box (every constraint attacked: IBP certifies none)
+        inside = certify(case57, proxy, sub, constraints=cons, method="ibp",
+                         options=CertifyOptions(samples=0, attack="all", radius=False))
+        for c, again in zip(group, inside.constraints):
+            assert again.attained <= c.threshold, (c.family, c.component, again.attained)
+            assert again.radius is None
+        for c in group:
+            if c.status == "violated":
+                w = c.witness
+                assert np.any((w < sub.lower) | (w > sub.upper)), (c.family, c.component)
+    assert cert.radius_note().startswith("certified on a smaller box")
+
+
+def test_no_radius_when_not_asked(case57):
+    proxy = load_proxy(_MODELS / "case57_relu", case=case57)
+    cert = certify(case57, proxy, box_region(case57, 0.9, 1.1), constraints="thermal_fr[8]",
+                   method="crown", options=CertifyOptions(samples=32, radius=False))
+    assert [c.radius for c in cert.constraints] == [None]
+    assert cert.radius_note() is None
+
+
+def test_shrunk_region():
+    case = load_compiled("pglib_opf_case14_ieee")
+    region = box_region(case, 0.9, 1.1)
+    sub = region.shrunk(0.25)
+    np.testing.assert_allclose(sub.upper - sub.lower, 0.25 * (region.upper - region.lower))
+    np.testing.assert_allclose(sub.center, region.center)
+    whole = region.shrunk(1.0)
+    assert region.contains(whole) and whole.contains(region)
+    assert dict(sub.params)["radius"] == 0.25 and sub.describe() == region.describe()
+    for bad in (0.0, -0.5, 1.5, float("nan")):
+        with pytest.raises(SpecError, match="radius"):
+            region.shrunk(bad)
+
+
+def test_cli_radius_flag(capsys):
+    args = ["certify", "pglib_opf_case57_ieee", "--model", str(_MODELS / "case57_relu"),
+            "--constraints", "thermal_fr[8],vm_max[1]", "--method", "crown", "--samples", "32"]
+    code = main(args + ["--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert code == 3
+    assert [c["radius"] for c in d["constraints"]] == [0.25, 1.0]
+    assert d["provenance"]["options"]["radius"] is True
+    main(args + ["--no-radius", "--json"])
+    assert [c["radius"] for c in json.loads(capsys.readouterr().out)["constraints"]] == [None,
+                                                                                          None]
+    main(args + ["--no-progress"])
+    out = capsys.readouterr().out
+    assert "certified on a smaller box about the region's centre" in out
+    assert "1 of 1 open (radius 0.25 to 0.25" in " ".join(out.split())
