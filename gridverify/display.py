@@ -83,7 +83,8 @@ def proxy_html(proxy: Any) -> str:
 
 
 def certificate_frame(cert: Any) -> Any:
-    """One row per constraint: bound, attained, gap, threshold, margin, status, loading."""
+    """One row per constraint: bound, attained, gap, threshold, margin, status, loading and
+    radius (NaN where none)."""
     import pandas as pd
 
     rows = []
@@ -94,6 +95,7 @@ def certificate_frame(cert: Any) -> Any:
             "upper_bound": c.upper_bound, "attained": c.attained, "gap": c.gap,
             "threshold": c.threshold, "margin": c.upper_bound - c.threshold, "unit": c.unit,
             "method": c.method, "seconds": c.seconds, "index": c.index, "rate": c.rate,
+            "radius": math.nan if c.radius is None else c.radius,
             "loading_upper_bound": ld[1] if ld else math.nan,
             "loading_attained": ld[0] if ld else math.nan,
         })
@@ -119,6 +121,9 @@ def certificate_html(cert: Any) -> str:
     if note:
         head += (f"<p>{html.escape(note)} (see docs/tightness.md for what closes open "
                  "constraints).</p>")
+    radius = cert.radius_note()
+    if radius:
+        table += f"<p>{html.escape(radius)}.</p>"
     return head + table
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gridverify.certify import CertifyOptions, certify, evaluate_violations
+from gridverify.certify import Certificate, CertifyOptions, certify, evaluate_violations
 from gridverify.certify.options import RADII
 from gridverify.cli import main
+from gridverify.display import certificate_frame, certificate_html
 from gridverify.errors import SpecError
 from gridverify.grid import load_compiled
 from gridverify.proxy.load import load_proxy
@@ -70,6 +71,12 @@ def test_radius_holds_on_its_box_and_keeps_the_witness_outside(case57, check_sou
                 w = c.witness
                 assert np.any((w < sub.lower) | (w > sub.upper)), (c.family, c.component)
     assert cert.radius_note().startswith("certified on a smaller box")
+    frame = certificate_frame(cert)
+    assert [None if np.isnan(r) else r for r in frame["radius"]] == [
+        c.radius for c in cert.constraints]
+    assert "certified on a smaller box" in certificate_html(cert)
+    again = Certificate.from_json(cert.to_json())
+    assert [c.radius for c in again.constraints] == [c.radius for c in cert.constraints]
 
 
 def test_no_radius_when_not_asked(case57):
