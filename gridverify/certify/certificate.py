@@ -234,11 +234,13 @@ class Certificate(HtmlView):
     def radius_note(self) -> str | None:
         """How near the region's centre the constraints it does not certify hold
         (``ConstraintResult.radius``; ``None`` when no such radius was computed)."""
+        asked = bool((self.provenance.get("options") or {}).get("radius")) or any(
+            c.radius is not None for c in self.constraints)
         parts = []
         for status in (OPEN, VIOLATED):
             rows = [c for c in self.constraints if c.status == status]
             got = sorted(c.radius for c in rows if c.radius is not None)
-            if rows and any(c.radius is not None for c in self.constraints):
+            if rows and asked:
                 txt = f"{len(got)} of {len(rows)} {status}"
                 if got:
                     txt += f" (radius {got[0]:.3g} to {got[-1]:.3g}, median {_median(got):.3g})"

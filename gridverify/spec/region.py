@@ -63,14 +63,18 @@ class Region:
 
     def shrunk(self, radius: float) -> Region:
         """The box about :attr:`center` with ``radius`` times the half-widths (``0 < radius
-        <= 1``; kept inside this box), e.g. where a constraint's ``radius`` certifies it."""
+        <= 1``; kept inside this box), e.g. where a constraint's ``radius`` certifies it.
+
+        Its ``params`` record the radius against the region first shrunk."""
         if not 0 < radius <= 1:
             raise SpecError(f"region: radius must be in (0, 1], got {radius!r}")
         half = 0.5 * (self.upper - self.lower)
         c = self.center
         lo = np.clip(c - radius * half, self.lower, self.upper)
         hi = np.clip(c + radius * half, self.lower, self.upper)
-        return Region(lo, hi, self.kind, self.params + (("radius", float(radius)),))
+        p = dict(self.params)
+        p["radius"] = float(radius) * float(p.get("radius", 1.0))
+        return Region(lo, hi, self.kind, tuple(sorted(p.items())))
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` load vectors drawn uniformly from the box, shape ``(n, n_input)``."""

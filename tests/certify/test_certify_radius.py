@@ -22,6 +22,7 @@ from gridverify.grid import load_compiled
 from gridverify.proxy.load import load_proxy
 from gridverify.spec import box_region
 from gridverify.spec.constraints import Constraint
+from gridverify.spec.region import Region
 
 _MODELS = Path(__file__).resolve().parents[2] / "models"
 # violated balance constraints with small worst cases, open thermal ones, a certified one
@@ -49,8 +50,10 @@ def test_radius_holds_on_its_box_and_keeps_the_witness_outside(case57, check_sou
     statuses = {c.status for c in cert.constraints}
     assert statuses == {"certified", "violated", "open"}
     for c in cert.constraints:
-        assert c.radius is None or c.radius in RADII or (c.radius == 1.0) == (
-            c.status == "certified")
+        if c.status == "certified":
+            assert c.radius == 1.0
+        else:
+            assert c.radius is None or c.radius in RADII
     partial = [c for c in cert.constraints if c.status != "certified" and c.radius is not None]
     assert {c.status for c in partial} == {"violated", "open"}
     for r in sorted({c.radius for c in partial}):
@@ -96,6 +99,8 @@ def test_shrunk_region():
     whole = region.shrunk(1.0)
     assert region.contains(whole) and whole.contains(region)
     assert dict(sub.params)["radius"] == 0.25 and sub.describe() == region.describe()
+    assert dict(sub.shrunk(0.5).params)["radius"] == 0.125
+    assert Region.from_dict(sub.to_dict()).params == sub.params
     for bad in (0.0, -0.5, 1.5, float("nan")):
         with pytest.raises(SpecError, match="radius"):
             region.shrunk(bad)
