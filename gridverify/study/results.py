@@ -104,7 +104,8 @@ class StudyResults:
         return pd.DataFrame(rows)
 
     def constraints_frame(self) -> Any:
-        """One row per job and constraint: bound, attained, gap, threshold, status, loading."""
+        """One row per job and constraint: bound, attained, gap, threshold, status, loading,
+        radius (``CertifyOptions.radius``; NaN where none)."""
         import pandas as pd
 
         rows = []
@@ -124,6 +125,7 @@ class StudyResults:
                     "rate": c.get("rate"),
                     "loading_upper_bound": _f(c.get("loading_upper_bound"), math.nan),
                     "loading_attained": _f(c.get("loading_attained"), math.nan),
+                    "radius": _f(c.get("radius"), math.nan),
                 })
         return pd.DataFrame(rows)
 
@@ -153,7 +155,7 @@ class StudyResults:
         ``upper_bound`` is the smallest bound, ``attained`` the largest attained
         value over the jobs; ``status`` is decided again from them; ``methods``
         lists the methods that contributed, ``best_method`` the one whose bound
-        is the smallest.
+        is the smallest; ``radius`` is the largest over the jobs (each holds).
         """
         import pandas as pd
 
@@ -171,6 +173,7 @@ class StudyResults:
             "index": g["index"].first(),
             "rate": g["rate"].first(),
             "methods": g["method"].agg(lambda s: ",".join(sorted(set(s)))),
+            "radius": g["radius"].max(),  # every job's radius holds: the largest does
         })
         out["best_method"] = df.loc[idx_ub.values, "method"].values
         out = out.reset_index()

@@ -87,6 +87,10 @@ def test_combined_is_best_of_methods(study_dir: Path) -> None:
         assert row.upper_bound == min(a.upper_bound, b.upper_bound)
         assert row.attained == max(a.attained, b.attained)
         assert row.upper_bound >= row.attained
+        radii = [c.radius for c in (a, b) if c.radius is not None]
+        assert (math.isnan(row.radius) and not radii) or row.radius == max(radii)
+        if row.status == "certified":
+            assert row.radius == 1.0
     summ = res.summary_frame()
     pb = summ[(summ.region == "near") & (summ.family == "p_balance")].iloc[0]
     assert math.isclose(pb.max_upper_bound, near.loc["p_balance"].upper_bound.max())
