@@ -54,10 +54,6 @@ def _num(v: float) -> float | None:
     return float(v) if v is not None and math.isfinite(float(v)) else None
 
 
-def _median(values: list[float]) -> float:
-    return float(np.median(np.asarray(values, dtype=np.float64)))
-
-
 def _from_num(v: Any, missing: float) -> float:
     return missing if v is None else float(v)
 
@@ -243,7 +239,8 @@ class Certificate(HtmlView):
             if rows and asked:
                 txt = f"{len(got)} of {len(rows)} {status}"
                 if got:
-                    txt += f" (radius {got[0]:.3g} to {got[-1]:.3g}, median {_median(got):.3g})"
+                    mid = float(np.median(got))
+                    txt += f" (radius {got[0]:.3g} to {got[-1]:.3g}, median {mid:.3g})"
                 parts.append(txt)
         if not parts:
             return None
