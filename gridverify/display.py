@@ -182,14 +182,23 @@ def plot(obj: Any, case: Any = None, ax: Any = None, **kwargs: Any) -> Any:
     """One-call figure; returns the matplotlib Figure.
 
     A certificate: the grid colored by certified worst violations (``case``:
-    the compiled case, default loaded from the certificate).  A compiled case:
-    its topology.  Study results: :func:`study_plot` (``kind=...``).
+    the compiled case, default loaded from the certificate), or with
+    ``kind="radius"`` the share of each family certified against the radius of
+    the box about the region's centre (:func:`~gridverify.report.figures.radius_figure`).
+    A compiled case: its topology.  Study results: :func:`study_plot` (``kind=...``).
     """
     from gridverify.report import figures
 
     plt = figures._plt()
     if hasattr(obj, "plot") and hasattr(obj, "records"):
         return study_plot(obj, **kwargs)
+    kind = kwargs.pop("kind", "grid")
+    if kind not in ("grid", "radius"):
+        raise ValueError(f"kind: 'grid' or 'radius', got {kind!r}")
+    if kind == "radius":
+        if not hasattr(obj, "constraints"):
+            raise TypeError(f"plot: kind 'radius' needs a certificate, not {type(obj).__name__}")
+        return figures.radius_figure(obj, ax=ax)
     if hasattr(obj, "constraints") and hasattr(obj, "families"):
         cc = case if case is not None else _case_of(obj)
         vals = figures.grid_values(cc, certificate_frame(obj))

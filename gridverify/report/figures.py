@@ -378,6 +378,40 @@ def gap_figure(results: Any, case: str | None = None) -> Any:
     return fig
 
 
+def radius_figure(cert: Any, ax: Any = None) -> Any:
+    """Share of each family's constraints certified on the box about the region's centre,
+    against that box's radius (``ConstraintResult.radius``; a certified constraint counts
+    at every radius).  Raises ``ValueError`` for a certificate without radii."""
+    from gridverify.certify.options import RADII
+
+    if not any(c.radius is not None for c in cert.constraints):
+        raise ValueError("the certificate has no radius: certify with CertifyOptions(radius=True)")
+    plt = _plt()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    xs = np.array(sorted({*RADII, 1.0}))
+    groups: dict[str, list[float]] = {}
+    for c in cert.constraints:
+        groups.setdefault(c.family, []).append(-1.0 if c.radius is None else c.radius)
+    colors = plt.get_cmap("tab20")(np.arange(len(groups)) % 20)
+    groups["all"] = [r for fam in list(groups) for r in groups[fam]]
+    for k, (fam, radii) in enumerate(groups.items()):
+        r = np.asarray(radii)
+        share = [(r >= x).mean() for x in xs]  # between two radii: the larger one's share
+        ax.plot(xs, share, drawstyle="steps-pre", marker=".", label=f"{fam} ({r.size})",
+                linewidth=2.4 if fam == "all" else 1.2,
+                color="black" if fam == "all" else colors[k])
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("radius: fraction of the region's half-widths about its centre")
+    ax.set_ylabel("share certified on that box")
+    ax.set_title(f"{cert.case} | {cert.model} | {cert.region.describe()}", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
 def write_figures(results: Any, out_dir: str | Path, dpi: int = 110) -> list[FigureInfo]:
     """Write every report figure as PNG into ``out_dir``; returns them in report order."""
     from gridverify.study.storage import write_bytes_atomic

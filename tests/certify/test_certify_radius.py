@@ -16,7 +16,7 @@ import pytest
 from gridverify.certify import Certificate, CertifyOptions, certify, evaluate_violations
 from gridverify.certify.options import RADII
 from gridverify.cli import main
-from gridverify.display import certificate_frame, certificate_html
+from gridverify.display import certificate_frame, certificate_html, plot
 from gridverify.errors import SpecError
 from gridverify.grid import load_compiled
 from gridverify.proxy.load import load_proxy
@@ -78,6 +78,13 @@ def test_radius_holds_on_its_box_and_keeps_the_witness_outside(case57, check_sou
     assert [None if np.isnan(r) else r for r in frame["radius"]] == [
         c.radius for c in cert.constraints]
     assert "certified on a smaller box" in certificate_html(cert)
+    fig = plot(cert, kind="radius")
+    lines = {ln.get_label().split(" (")[0]: ln for ln in fig.axes[0].get_lines()}
+    assert set(lines) == {"all", "p_balance", "thermal_fr", "vm_max"}
+    xs, share = lines["all"].get_data()
+    got = np.array([-1.0 if c.radius is None else c.radius for c in cert.constraints])
+    np.testing.assert_allclose(share, [(got >= x).mean() for x in xs])
+    assert share[-1] == np.mean([c.status == "certified" for c in cert.constraints])
     again = Certificate.from_json(cert.to_json())
     assert [c.radius for c in again.constraints] == [c.radius for c in cert.constraints]
 
@@ -88,6 +95,8 @@ def test_no_radius_when_not_asked(case57):
                    method="crown", options=CertifyOptions(samples=32, radius=False))
     assert [c.radius for c in cert.constraints] == [None]
     assert cert.radius_note() is None
+    with pytest.raises(ValueError, match="no radius"):
+        plot(cert, kind="radius")
 
 
 def test_shrunk_region():
