@@ -114,21 +114,34 @@ def _summary(results: Any) -> Section:
     tables = []
     if not summ.empty:
         cols = ("model", "region", "family", "n", "certified", "violated", "open",
-                "worst bound", "worst attained", "gap", "unit", "time (s)")
+                "open: radius", "worst bound", "worst attained", "gap", "unit", "time (s)")
         for case, grp in summ.groupby("case", sort=False):
             rows = tuple(
                 (r.model, r.region, r.family, str(r["count"]), str(r.certified),
-                 str(r.violated), str(r.open), fmt(r.max_upper_bound), fmt(r.max_attained),
-                 fmt(r.gap), r.unit, fmt(r.seconds))
+                 str(r.violated), str(r.open), _open_radius(r.open, r.open_radius, r.radius_known),
+                 fmt(r.max_upper_bound), fmt(r.max_attained), fmt(r.gap), r.unit,
+                 fmt(r.seconds))
                 for _, r in grp.iterrows()
             )
             tables.append(Table(f"{case}", cols, rows,
-                                "time: total time of the jobs of that model and region"))
+                                "open: radius: every open constraint of the family is "
+                                "certified on the box about the region's centre with that "
+                                "fraction of its half-widths (none: not every one; -: none "
+                                "open, or no radius computed); time: total time of the jobs "
+                                "of that model and region"))
     return Section(
         "Summary per case, model and family", (
             "Worst certified upper bound, worst attained violation and their gap per family "
             "(best of all methods), with status counts.",
         ), tuple(tables))
+
+
+def _open_radius(n_open: Any, radius: Any, known: Any) -> str:
+    """The family's open radius; ``-`` with no open constraint or no radius computed,
+    ``none`` when some open constraint has none."""
+    if not n_open or not known:
+        return "-"
+    return "none" if radius != radius else fmt(radius)
 
 
 def _relus(unstable: Any, total: Any) -> str:

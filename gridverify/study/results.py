@@ -188,7 +188,12 @@ class StudyResults:
     def summary_frame(self) -> Any:
         """Per case, model, region and family: counts and worst values of the combined results.
 
-        ``seconds`` is the total time of the jobs of that case, model and region.
+        ``seconds`` is the total time of the jobs of that case, model and region;
+        ``open_radius`` the smallest radius of the family's open constraints (every
+        one of them is certified on the box about the region's centre with that
+        fraction of its half-widths; NaN when none is open or one has no radius);
+        ``radius_known`` whether the family has any radius (certificates made
+        without ``CertifyOptions.radius`` have none).
         """
         import pandas as pd
 
@@ -200,6 +205,7 @@ class StudyResults:
         rows = []
         for key, grp in comb.groupby(list(_KEYS) + ["family"], sort=False):
             case, model, region, fam = key
+            open_r = [float(v) for v in grp.radius[grp.status == "open"]]
             rows.append({
                 "case": case, "model": model, "region": region, "family": fam,
                 "count": len(grp), "certified": int((grp.status == "certified").sum()),
@@ -210,6 +216,9 @@ class StudyResults:
                 "gap": float(grp.upper_bound.max() - grp.attained.max()),
                 "unit": grp.unit.iloc[0],
                 "seconds": float(secs.get((case, model, region), math.nan)),
+                "open_radius": min(open_r) if open_r and all(map(math.isfinite, open_r))
+                else math.nan,
+                "radius_known": bool(grp.radius.notna().any()),
             })
         return pd.DataFrame(rows)
 

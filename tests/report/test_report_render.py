@@ -95,6 +95,13 @@ def test_combined_is_best_of_methods(study_dir: Path) -> None:
     pb = summ[(summ.region == "near") & (summ.family == "p_balance")].iloc[0]
     assert math.isclose(pb.max_upper_bound, near.loc["p_balance"].upper_bound.max())
     assert pb["count"] == pb.certified + pb.violated + pb.open
+    for _, r in summ.iterrows():
+        fam = comb[(comb.region == r.region) & (comb.model == r.model) & (comb.family == r.family)]
+        radii = fam.radius[fam.status == "open"]
+        if len(radii) and radii.notna().all():
+            assert r.open_radius == radii.min()
+        else:
+            assert math.isnan(r.open_radius)
 
 
 def test_render_report(study_dir: Path) -> None:
@@ -104,6 +111,7 @@ def test_render_report(study_dir: Path) -> None:
     md = files.markdown.read_text()
     assert "## Summary per case, model and family" in md
     assert "| model | region | family |" in md
+    assert "| open | open: radius | worst bound |" in md
     assert "Failed jobs" in md and "no_such_model" in md
     assert "| unstable relus |" in md
     counts = [int(u) for u in re.findall(r"\| (\d+) of 128 \|", md)]  # case14_relu: 64 + 64
