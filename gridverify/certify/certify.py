@@ -116,6 +116,13 @@ class _State:
     def rows_of(self, cons_mask: np.ndarray) -> np.ndarray:
         return np.flatnonzero(cons_mask[self.physics.row_constraint])
 
+    def row_max(self, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Per constraint, the largest of ``values`` over its rows among ``rows``
+        (``-inf`` for a constraint with none of them)."""
+        out = np.full(len(self.thresholds), -np.inf)
+        np.maximum.at(out, self.physics.row_constraint[rows], values)
+        return out
+
     def uncertified(self) -> np.ndarray:
         """Constraint mask: not certified by the bound."""
         return ~(self.ub <= self.thresholds)
@@ -371,8 +378,7 @@ def _apply_row_bounds(st: _State, rows: np.ndarray, up: np.ndarray, opts: Certif
     st.row_ub[rows] = np.minimum(st.row_ub[rows], up)
     K = len(st.physics.constraints)
     rc = st.physics.row_constraint
-    per = np.full(K, -np.inf)
-    np.maximum.at(per, rc[rows], up)
+    per = st.row_max(rows, up)
     # a constraint's bound is the max over ALL its rows: only update constraints whose
     # rows were all bounded in this call
     hit = np.zeros(rc.size, dtype=bool)
@@ -583,7 +589,6 @@ def _radius_stage(st: _State, graph: Any, region: Region, opts: CertifyOptions,
     not certified at a larger one (a smaller box is tried only for those).
     """
     todo = st.uncertified()
-    rc = st.physics.row_constraint
     for r in RADII:
         if not todo.any():
             return
@@ -595,9 +600,7 @@ def _radius_stage(st: _State, graph: Any, region: Region, opts: CertifyOptions,
         notify(f"radius {r:g} ({rows.size} rows)", 0.8)
         up = _padded(_bound_rows(graph, region.shrunk(r), rows, st.physics.n_rows, "crown", 0,
                                  budget=memory, notes=notes), opts)
-        per = np.full(todo.size, -np.inf)
-        np.maximum.at(per, rc[rows], up)
-        hit = todo & (per <= st.thresholds)
+        hit = todo & (st.row_max(rows, up) <= st.thresholds)
         st.radius[hit] = r
         todo &= ~hit
 
