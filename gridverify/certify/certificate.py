@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from gridverify._html import HtmlView
+from gridverify.certify.options import radius_text
 from gridverify.errors import SpecError
 from gridverify.fileio import atomic_write_text
 from gridverify.spec.constraints import FAMILIES, FAMILY_UNIT
@@ -240,7 +241,8 @@ class Certificate(HtmlView):
                 txt = f"{len(got)} of {len(rows)} {status}"
                 if got:
                     mid = float(np.median(got))
-                    txt += f" (radius {got[0]:.3g} to {got[-1]:.3g}, median {mid:.3g})"
+                    txt += (f" (radius {radius_text(got[0])} to {radius_text(got[-1])}, "
+                            f"median {radius_text(mid)})")
                 parts.append(txt)
         if not parts:
             return None

@@ -57,7 +57,13 @@ from gridverify.certify.certificate import (
     decide_status,
 )
 from gridverify.certify.memory import MemoryBudget
-from gridverify.certify.options import ATTACKS, BAB_MODES, RADII, CertifyOptions
+from gridverify.certify.options import (
+    ATTACKS,
+    BAB_MODES,
+    RADII,
+    CertifyOptions,
+    radius_midpoint,
+)
 from gridverify.certify.searches import BrokenProcessPool, RowSearch, SearchOutcome, SearchPool
 from gridverify.errors import GridverifyError, SpecError
 from gridverify.physics.acp import (
@@ -103,7 +109,7 @@ class _State:
     relus: tuple[int, int] | None = None
     #: per violation row: its padded upper bound (``ub`` is the max over a constraint's)
     row_ub: np.ndarray = field(init=False)
-    #: per constraint: the largest radius of RADII certifying it (NaN: none, or not asked)
+    #: per constraint: the largest radius found certifying it (NaN: none, or not asked)
     radius: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -582,27 +588,56 @@ def _bound_stages(st: _State, graph: Any, region: Region, method: str, opts: Cer
 def _radius_stage(st: _State, graph: Any, region: Region, opts: CertifyOptions,
                   budget: _Budget, notify: Progress, memory: MemoryBudget,
                   notes: list[str]) -> None:
-    """For every constraint the bound does not certify: the largest radius of
-    :data:`RADII` at which CROWN certifies it on ``region.shrunk(radius)``.
+    """For every constraint the bound does not certify: the largest radius at which
+    CROWN certifies it on ``region.shrunk(radius)``.
 
-    One CROWN pass per radius, largest first, over the rows of the constraints
-    not certified at a larger one (a smaller box is tried only for those).
+    First the ladder :data:`RADII`: one CROWN pass per radius, largest first, over
+    the rows of the constraints not certified at a larger one (a smaller box is
+    tried only for those).  Then ``opts.radius_steps`` bisection steps: each
+    constraint with a radius has a bracket, its radius and the smallest radius
+    tried that failed; the constraints whose brackets share a midpoint
+    (:func:`radius_midpoint`) are bounded in one pass at it, largest first.
+    Only radii at which a pass certified are recorded.
     """
     todo = st.uncertified()
+    failed = np.ones(len(st.thresholds))  # per constraint: smallest radius tried that failed
     for r in RADII:
         if not todo.any():
-            return
+            break
         if budget.expired():
             notes.append(f"timeout: the radius stage stopped before radius {r:g}; "
                          f"{int(todo.sum())} constraint(s) have no radius")
             return
-        rows = st.rows_of(todo)
-        notify(f"radius {r:g} ({rows.size} rows)", 0.8)
-        up = _padded(_bound_rows(graph, region.shrunk(r), rows, st.physics.n_rows, "crown", 0,
-                                 budget=memory, notes=notes), opts)
-        hit = todo & (st.row_max(rows, up) <= st.thresholds)
+        hit = _radius_pass(st, graph, region, r, todo, opts, notify, memory, notes)
         st.radius[hit] = r
         todo &= ~hit
+        failed[todo] = r
+    for step in range(opts.radius_steps):
+        has = np.isfinite(st.radius) & st.uncertified()
+        mids = np.full(len(st.thresholds), np.nan)
+        for k in np.flatnonzero(has):
+            mids[k] = radius_midpoint(float(st.radius[k]), float(failed[k]))
+        mids[~((mids > st.radius) & (mids < failed))] = np.nan  # bracket too narrow
+        for m in sorted(set(mids[np.isfinite(mids)].tolist()), reverse=True):
+            if budget.expired():
+                notes.append(f"timeout: the radius stage stopped at bisection step {step + 1} "
+                             f"of {opts.radius_steps}; the radii found so far stand")
+                return
+            sel = mids == m
+            hit = _radius_pass(st, graph, region, m, sel, opts, notify, memory, notes)
+            st.radius[hit] = m
+            failed[sel & ~hit] = m
+
+
+def _radius_pass(st: _State, graph: Any, region: Region, radius: float, cons: np.ndarray,
+                 opts: CertifyOptions, notify: Progress, memory: MemoryBudget,
+                 notes: list[str]) -> np.ndarray:
+    """Constraint mask: those of ``cons`` CROWN certifies on ``region.shrunk(radius)``."""
+    rows = st.rows_of(cons)
+    notify(f"radius {radius:g} ({rows.size} rows)", 0.8)
+    up = _padded(_bound_rows(graph, region.shrunk(radius), rows, st.physics.n_rows, "crown", 0,
+                             budget=memory, notes=notes), opts)
+    return cons & (st.row_max(rows, up) <= st.thresholds)
 
 
 def _attack_stage(st: _State, graph: Any, pgraph: Any, region: Region, case: Any,

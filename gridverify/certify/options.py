@@ -8,6 +8,7 @@ stages, :class:`~gridverify.attack.options.AttackOptions` for the falsifier and
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -16,7 +17,8 @@ from gridverify.bab.options import BabOptions
 from gridverify.bounds.options import BoundOptions
 from gridverify.errors import SpecError
 
-__all__ = ["ATTACKS", "BAB_MODES", "RADII", "REFINES", "CertifyOptions"]
+__all__ = ["ATTACKS", "BAB_MODES", "RADII", "REFINES", "CertifyOptions", "radius_midpoint",
+           "radius_text"]
 
 #: which constraints the attack stage targets (see :class:`CertifyOptions`)
 ATTACKS = ("uncertified", "undecided", "all", "none")
@@ -27,6 +29,22 @@ REFINES = ("auto", "undecided", "all")
 #: the radii (fractions of the region's half-widths about its centre) tried, largest
 #: first, for the constraints the bound does not certify (``CertifyOptions.radius``)
 RADII: tuple[float, ...] = tuple(round(2.0 ** (-k / 2), 4) for k in range(1, 15))
+
+
+def radius_midpoint(lo: float, hi: float) -> float:
+    """The radius tried between a certified ``lo`` and a failed ``hi`` (``radius_steps``):
+    their geometric mean, rounded to 4 significant digits (the value bounded is the one
+    recorded, so rounding costs nothing in soundness)."""
+    return float(f"{(lo * hi) ** 0.5:.4g}")
+
+
+def radius_text(radius: float) -> str:
+    """A radius for people: 3 significant digits, rounded *down* (a shown radius is
+    never larger than the one certified)."""
+    if not radius > 0:
+        return f"{radius:g}"
+    scale = 10.0 ** (math.floor(math.log10(radius)) - 2)
+    return f"{math.floor(radius / scale * (1 + 1e-12)) * scale:.3g}"
 
 
 @dataclass(frozen=True)
@@ -80,7 +98,11 @@ class CertifyOptions:
     certifies it on the smaller box about the region's centre
     (:meth:`Region.shrunk <gridverify.spec.region.Region.shrunk>`): a sound
     statement for loads nearer the centre (``ConstraintResult.radius``), at the
-    cost of one CROWN pass per radius over the rows left.
+    cost of one CROWN pass per radius over the rows left.  ``radius_steps``:
+    bisection steps after that ladder, each halving (in log scale) the bracket
+    between a constraint's radius and the next larger one tried (0: the ladder's
+    radii only, within a factor 1.41 of the largest that certifies; 2: within
+    1.09; 3: 1.044), one CROWN pass per bracket and step.
     """
 
     timeout: float | None = None
@@ -99,6 +121,7 @@ class CertifyOptions:
     memory_cap_mb: float | None = None
     jobs: int = 1
     radius: bool = True
+    radius_steps: int = 2
 
     def __post_init__(self) -> None:
         if self.timeout is not None and not self.timeout > 0:
@@ -123,6 +146,9 @@ class CertifyOptions:
             raise SpecError(f"options.memory_cap_mb: must be > 0, got {self.memory_cap_mb!r}")
         if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
             raise SpecError(f"options.jobs: an integer >= 1, got {self.jobs!r}")
+        if (isinstance(self.radius_steps, bool) or not isinstance(self.radius_steps, int)
+                or self.radius_steps < 0):
+            raise SpecError(f"options.radius_steps: an integer >= 0, got {self.radius_steps!r}")
         if not (self.pad_rel >= 0 and self.pad_abs >= 0):
             raise SpecError("options.pad_rel/pad_abs must be >= 0")
 

@@ -141,7 +141,9 @@ def _open_radius(n_open: Any, radius: Any, known: Any) -> str:
     ``none`` when some open constraint has none."""
     if not n_open or not known:
         return "-"
-    return "none" if radius != radius else fmt(radius)
+    from gridverify.certify.options import radius_text
+
+    return "none" if radius != radius else radius_text(float(radius))
 
 
 def _relus(unstable: Any, total: Any) -> str:

@@ -389,7 +389,8 @@ def radius_figure(cert: Any, ax: Any = None) -> Any:
     plt = _plt()
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
-    xs = np.array(sorted({*RADII, 1.0}))
+    xs = np.array(sorted({*RADII, 1.0, *(c.radius for c in cert.constraints
+                                          if c.radius is not None)}))
     groups: dict[str, list[float]] = {}
     for c in cert.constraints:
         groups.setdefault(c.family, []).append(-1.0 if c.radius is None else c.radius)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from gridverify.certify import Certificate, CertifyOptions, certify, evaluate_violations
-from gridverify.certify.options import RADII
+from gridverify.certify.options import RADII, radius_midpoint, radius_text
 from gridverify.cli import main
 from gridverify.display import certificate_frame, certificate_html, plot
 from gridverify.errors import SpecError
@@ -53,7 +53,7 @@ def test_radius_holds_on_its_box_and_keeps_the_witness_outside(case57, check_sou
         if c.status == "certified":
             assert c.radius == 1.0
         else:
-            assert c.radius is None or c.radius in RADII
+            assert c.radius is None or 0 < c.radius < 1
     partial = [c for c in cert.constraints if c.status != "certified" and c.radius is not None]
     assert {c.status for c in partial} == {"violated", "open"}
     for r in sorted({c.radius for c in partial}):
@@ -89,6 +89,45 @@ def test_radius_holds_on_its_box_and_keeps_the_witness_outside(case57, check_sou
     assert [c.radius for c in again.constraints] == [c.radius for c in cert.constraints]
 
 
+def _bisection_points(lo: float, hi: float, steps: int) -> set[float]:
+    """Every radius ``steps`` bisection steps can record inside the bracket ``[lo, hi)``."""
+    if steps == 0:
+        return {lo}
+    mid = radius_midpoint(lo, hi)
+    return _bisection_points(lo, mid, steps - 1) | _bisection_points(mid, hi, steps - 1)
+
+
+def test_bisection_refines_the_ladder(case57):
+    """``radius_steps`` only ever raises a radius, within the ladder's bracket, and each
+    refined radius is one CROWN certifies the constraint at (checked again here)."""
+    proxy = load_proxy(_MODELS / "case57_relu", case=case57)
+    region = box_region(case57, 0.9, 1.1)
+    certs = {steps: certify(case57, proxy, region, constraints=_CONS, method="crown",
+                            options=CertifyOptions(samples=64, radius_steps=steps))
+             for steps in (0, 3)}
+    ladder = [c.radius for c in certs[0].constraints]
+    refined = [c.radius for c in certs[3].constraints]
+    assert all(r is None or r == 1.0 or r in RADII for r in ladder)
+    assert [r is None for r in ladder] == [r is None for r in refined]
+    above = dict(zip(RADII, (1.0, *RADII[:-1])))  # ladder radius -> the failed one above it
+    moved = 0
+    for c, lo, r in zip(certs[3].constraints, ladder, refined):
+        if lo is None or lo == 1.0:
+            assert r == lo
+            continue
+        assert lo <= r < above[lo]
+        assert r in _bisection_points(lo, above[lo], 3)
+        moved += r > lo
+        again = certify(case57, proxy, region.shrunk(r),
+                        constraints=[Constraint(c.family, c.component, c.index)],
+                        method="crown", options=CertifyOptions(samples=0, attack="none",
+                                                               radius=False))
+        assert again.constraints[0].status == "certified", (c.family, c.component, r)
+    assert moved > 0
+    with pytest.raises(SpecError, match="radius_steps"):
+        CertifyOptions(radius_steps=-1)
+
+
 def test_no_radius_when_not_asked(case57):
     proxy = load_proxy(_MODELS / "case57_relu", case=case57)
     cert = certify(case57, proxy, box_region(case57, 0.9, 1.1), constraints="thermal_fr[8]",
@@ -121,7 +160,8 @@ def test_cli_radius_flag(capsys):
     code = main(args + ["--json"])
     d = json.loads(capsys.readouterr().out)
     assert code == 3
-    assert [c["radius"] for c in d["constraints"]] == [0.25, 1.0]
+    r, one = (c["radius"] for c in d["constraints"])
+    assert 0.25 <= r < 0.3536 and one == 1.0
     assert d["provenance"]["options"]["radius"] is True
     main(args + ["--no-radius", "--json"])
     assert [c["radius"] for c in json.loads(capsys.readouterr().out)["constraints"]] == [None,
@@ -129,4 +169,14 @@ def test_cli_radius_flag(capsys):
     main(args + ["--no-progress"])
     out = capsys.readouterr().out
     assert "certified on a smaller box about the region's centre" in out
-    assert "1 of 1 open (radius 0.25 to 0.25" in " ".join(out.split())
+    assert f"1 of 1 open (radius {radius_text(r)} to {radius_text(r)}" in " ".join(out.split())
+    main(args + ["--radius-steps", "0", "--json"])
+    assert [c["radius"] for c in json.loads(capsys.readouterr().out)["constraints"]] == [0.25,
+                                                                                          1.0]
+
+
+def test_radius_text_rounds_down():
+    for r in (*RADII, 0.2726, 0.02409, 0.009263, 0.123456, 1.0):
+        shown = float(radius_text(r))
+        assert shown <= r and shown > r * (1 - 1e-2)
+    assert radius_text(0.2726) == "0.272" and radius_text(0.0078) == "0.0078"
