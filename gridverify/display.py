@@ -165,11 +165,12 @@ def _case_of(cert: Any) -> Any:
 
 def study_plot(results: Any, kind: str = "grid", **kwargs: Any) -> Any:
     """Figures of study results (:meth:`StudyResults.plot`): ``grid`` (topology colored
-    by worst violation), ``gaps``, ``time``; the report's figure functions."""
+    by worst violation), ``gaps``, ``time``, ``radius`` (share certified against the
+    radius, per model and region); the report's figure functions."""
     from gridverify.report import figures
 
     fn = {"grid": figures.grid_figure, "gaps": figures.gap_figure,
-          "time": figures.bound_time_figure}
+          "time": figures.bound_time_figure, "radius": figures.study_radius_figure}
     if kind not in fn:
         raise ValueError(f"kind: one of {', '.join(fn)}, got {kind!r}")
     return fn[kind](results, **kwargs)

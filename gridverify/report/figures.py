@@ -33,6 +33,7 @@ __all__ = [
     "gap_figure",
     "grid_figure",
     "grid_values",
+    "study_radius_figure",
     "write_figures",
 ]
 
@@ -378,39 +379,71 @@ def gap_figure(results: Any, case: str | None = None) -> Any:
     return fig
 
 
-def radius_figure(cert: Any, ax: Any = None) -> Any:
-    """Share of each family's constraints certified on the box about the region's centre,
-    against that box's radius (``ConstraintResult.radius``; a certified constraint counts
-    at every radius).  Raises ``ValueError`` for a certificate without radii."""
+def _radius_curves(ax: Any, groups: dict[str, list[float | None]], bold: str | None,
+                   title: str) -> None:
+    """One step curve per group: the share of its constraints whose radius is at least
+    ``x`` (``None``: no radius; 1.0: certified over the whole region), on a log axis."""
     from gridverify.certify.options import RADII
 
-    if not any(c.radius is not None for c in cert.constraints):
-        raise ValueError("the certificate has no radius: certify with CertifyOptions(radius=True)")
     plt = _plt()
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4))
-    xs = np.array(sorted({*RADII, 1.0, *(c.radius for c in cert.constraints
-                                          if c.radius is not None)}))
-    groups: dict[str, list[float]] = {}
-    for c in cert.constraints:
-        groups.setdefault(c.family, []).append(-1.0 if c.radius is None else c.radius)
+    xs = np.array(sorted({*RADII, 1.0, *(r for v in groups.values() for r in v
+                                         if r is not None)}))
     colors = plt.get_cmap("tab20")(np.arange(len(groups)) % 20)
-    groups["all"] = [r for fam in list(groups) for r in groups[fam]]
-    for k, (fam, radii) in enumerate(groups.items()):
-        r = np.asarray(radii)
+    for k, (name, radii) in enumerate(groups.items()):
+        r = np.array([-1.0 if v is None else v for v in radii])
         share = [(r >= x).mean() for x in xs]  # between two radii: the larger one's share
-        ax.plot(xs, share, drawstyle="steps-pre", marker=".", label=f"{fam} ({r.size})",
-                linewidth=2.4 if fam == "all" else 1.2,
-                color="black" if fam == "all" else colors[k])
+        ax.plot(xs, share, drawstyle="steps-pre", marker=".", label=f"{name} ({r.size})",
+                linewidth=2.4 if name == bold else 1.2,
+                color="black" if name == bold else colors[k])
     ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("radius: fraction of the region's half-widths about its centre")
     ax.set_ylabel("share certified on that box")
-    ax.set_title(f"{cert.case} | {cert.model} | {cert.region.describe()}", fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncol=2)
     ax.figure.tight_layout()
+
+
+def radius_figure(cert: Any, ax: Any = None) -> Any:
+    """Share of each family's constraints certified on the box about the region's centre,
+    against that box's radius (``ConstraintResult.radius``; a certified constraint counts
+    at every radius).  Raises ``ValueError`` for a certificate without radii."""
+    if not any(c.radius is not None for c in cert.constraints):
+        raise ValueError("the certificate has no radius: certify with CertifyOptions(radius=True)")
+    if ax is None:
+        _, ax = _plt().subplots(figsize=(7, 4))
+    groups: dict[str, list[float | None]] = {}
+    for c in cert.constraints:
+        groups.setdefault(c.family, []).append(c.radius)
+    groups["all"] = [r for fam in list(groups) for r in groups[fam]]
+    _radius_curves(ax, groups, "all", f"{cert.case} | {cert.model} | {cert.region.describe()}")
     return ax.figure
+
+
+def study_radius_figure(results: Any, case: str | None = None, ax: Any = None) -> Any:
+    """For one case of a study (default the first): per model and region, the share of
+    the constraints certified on the box about the region's centre against its radius
+    (the largest radius over the methods, as in ``combined_frame``).  Raises
+    ``ValueError`` when no job of the case computed a radius."""
+    key = _case_keys(results, case)[0]
+    df = results.combined_frame()
+    df = df[df.case == key] if not df.empty else df
+    if df.empty or not df.radius.notna().any():
+        raise ValueError(f"case {key!r}: no job computed a radius")
+    if ax is None:
+        _, ax = _plt().subplots(figsize=(7, 4))
+    groups: dict[str, list[float | None]] = {}
+    for (model, region), g in df.groupby(["model", "region"], sort=False):
+        groups[f"{model} | {region}"] = [None if r != r else float(r) for r in g.radius]
+    _radius_curves(ax, groups, None, f"{key}: where the constraints hold (all families; "
+                   "certified ones at radius 1)")
+    return ax.figure
+
+
+def _has_radius(results: Any, key: str) -> bool:
+    df = results.constraints_frame()
+    return bool(not df.empty and df[df.case == key].radius.notna().any())
 
 
 def write_figures(results: Any, out_dir: str | Path, dpi: int = 110) -> list[FigureInfo]:
@@ -440,6 +473,12 @@ def write_figures(results: Any, out_dir: str | Path, dpi: int = 110) -> list[Fig
              "Histogram of log10(upper bound - attained) over all constraints, per method "
              "(gaps outside [1e-10, 1e2] are counted in the end bins)."),
         ]
+        if _has_radius(results, key):
+            specs.append((
+                "radius", study_radius_figure, f"{key}: share certified against the radius",
+                "Per model and region, the share of constraints certified on the box about "
+                "the region's centre with that fraction of its half-widths (the constraint's "
+                "radius; certified ones count up to 1, those without a radius nowhere)."))
         for stem, fn, title, caption in specs:
             fig = fn(results, key)
             buf = io.BytesIO()

@@ -104,6 +104,23 @@ def test_combined_is_best_of_methods(study_dir: Path) -> None:
             assert math.isnan(r.open_radius)
 
 
+def test_study_radius_figure(study_dir: Path) -> None:
+    """One curve per model and region: the share of the combined frame's constraints
+    whose radius is at least x (certified ones at 1, those without a radius nowhere)."""
+    from gridverify.display import plot
+
+    res = load_results(study_dir)
+    comb = res.combined_frame()
+    fig = plot(res, kind="radius")
+    lines = {ln.get_label().split(" (")[0]: ln for ln in fig.axes[0].get_lines()}
+    assert set(lines) == {f"{MODEL.name} | near", f"{MODEL.name} | wide"}
+    for region in ("near", "wide"):
+        radius = comb[comb.region == region].radius.fillna(-1.0).to_numpy()
+        xs, share = lines[f"{MODEL.name} | {region}"].get_data()
+        np.testing.assert_allclose(share, [(radius >= x).mean() for x in xs])
+        assert share[-1] == (comb[comb.region == region].status == "certified").mean()
+
+
 def test_render_report(study_dir: Path) -> None:
     from gridverify.report import render_report
 
@@ -120,13 +137,13 @@ def test_render_report(study_dir: Path) -> None:
     for fam in ("p_balance", "thermal_fr", "vm_min", "qg_max", "angle_max"):
         assert f"| {fam} |" in md
     figs = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
-    assert len(figs) == 3
+    assert len(figs) == 4  # grid, bound and time, gaps, radius
     for rel in figs:
         data = (study_dir / rel).read_bytes()
         assert data.startswith(PNG) and len(data) > 10_000
     page = files.html.read_text()
     srcs = re.findall(r'src="([^"]+)"', page)
-    assert len(srcs) == 3 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert base64.b64decode(srcs[0].split(",", 1)[1]).startswith(PNG)
     assert "http://" not in page and "https://" not in page and "<link" not in page
     assert '<td class="failed">failed</td>' in page
