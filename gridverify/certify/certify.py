@@ -20,10 +20,17 @@ Pipeline (one batched pass over all constraints):
    constraints nearest to deciding first.  Every point found is re-evaluated
    in float64 on the proxy module and the grid equations (not the graph), and
    for ONNX proxies once more in onnxruntime, and kept as the witness.
-4. ``bab`` (:func:`gridverify.bab.bab_maximize`): first the open constraints
+4. **Radius** (``CertifyOptions.radius``): for every constraint the bound does
+   not certify, the largest box about the region's centre on which CROWN
+   certifies it (a ladder of radii, then bisection steps).
+5. ``bab`` (:func:`gridverify.bab.bab_maximize`; the stage is
+   :mod:`gridverify.certify.bab_stage`): first the open constraints
    are decided at their threshold, the nearly certified first, in searches of
    growing length; ``bab_mode="tighten"`` then tightens every constraint whose
    gap still exceeds ``bab.tolerance``.
+
+The stages share one :class:`~gridverify.certify.state.State` (bounds, worst
+values found, reasons and radii per constraint and row) and one time budget.
 
 Statuses are anytime: ``violated`` whenever the worst found exceeds the
 threshold, whatever stage found it; ``open`` only when the bound is above and
@@ -41,13 +48,14 @@ import math
 import platform
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
+from gridverify.certify.bab_stage import WORKER_DIED, bab_available, bab_entry, run_bab
 from gridverify.certify.certificate import (
     CERTIFIED,
     OPEN,
@@ -64,11 +72,18 @@ from gridverify.certify.options import (
     CertifyOptions,
     radius_midpoint,
 )
-from gridverify.certify.searches import BrokenProcessPool, RowSearch, SearchOutcome, SearchPool
+from gridverify.certify.state import (
+    Budget,
+    Progress,
+    State,
+    apply_row_bounds,
+    evaluate_violations,
+    padded,
+    update_attained,
+)
 from gridverify.errors import GridverifyError, SpecError
 from gridverify.physics.acp import (
     PROXY_INPUT,
-    PhysicsGraph,
     build_physics_graph,
     compose_with_proxy,
 )
@@ -84,110 +99,10 @@ from gridverify.spec.thresholds import ThresholdSpec, resolve_thresholds
 
 METHODS = ("ibp", "crown", "alpha-crown", "bab")
 
-Progress = Callable[[str, float], None]
 
 
 class RegionWarning(UserWarning):
     """The certified region is wider than the proxy's training region."""
-
-
-@dataclass
-class _State:
-    """Mutable working state of one certify run (internal)."""
-
-    physics: PhysicsGraph
-    thresholds: np.ndarray
-    ub: np.ndarray  # per constraint
-    att: np.ndarray  # per constraint
-    worst: np.ndarray  # (K, n_in) load of the attained value
-    seconds: np.ndarray  # per constraint share
-    #: per constraint: why its work stopped short (None: processed)
-    reason: list[str | None] = field(default_factory=list)
-    #: per constraint: the last stage that bounded it ("none" before any)
-    stage: list[str] = field(default_factory=list)
-    #: the proxy's (unstable, total) relus over the region; None without relus
-    relus: tuple[int, int] | None = None
-    #: per violation row: its padded upper bound (``ub`` is the max over a constraint's)
-    row_ub: np.ndarray = field(init=False)
-    #: per constraint: the largest radius found certifying it (NaN: none, or not asked)
-    radius: np.ndarray = field(init=False)
-
-    def __post_init__(self) -> None:
-        k = len(self.thresholds)
-        self.reason = [None] * k
-        self.stage = ["none"] * k
-        self.row_ub = np.full(self.physics.n_rows, np.inf)
-        self.radius = np.full(k, np.nan)
-
-    def rows_of(self, cons_mask: np.ndarray) -> np.ndarray:
-        return np.flatnonzero(cons_mask[self.physics.row_constraint])
-
-    def row_max(self, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Per constraint, the largest of ``values`` over its rows among ``rows``
-        (``-inf`` for a constraint with none of them)."""
-        out = np.full(len(self.thresholds), -np.inf)
-        np.maximum.at(out, self.physics.row_constraint[rows], values)
-        return out
-
-    def uncertified(self) -> np.ndarray:
-        """Constraint mask: not certified by the bound."""
-        return ~(self.ub <= self.thresholds)
-
-    def undecided(self) -> np.ndarray:
-        """Constraint mask: not certified by the bound and not violated by a point."""
-        return ~(self.ub <= self.thresholds) & ~(self.att > self.thresholds)
-
-    def skip(self, cons: np.ndarray, stage: str) -> None:
-        """Constraints (mask or indices) a stage did not reach before the timeout."""
-        cons = np.asarray(cons)
-        idx = np.flatnonzero(cons) if cons.dtype == bool else cons.astype(np.int64)
-        for k in idx:
-            if self.reason[k] is None:
-                self.reason[k] = f"not reached: timeout ({stage})"
-
-    def priority(self, cons: np.ndarray) -> np.ndarray:
-        """Constraint indices of ``cons`` (mask), the nearest to deciding first.
-
-        Undecided ones first, by the share of their bracket ``[attained, bound]``
-        that lies below the threshold (small: a violation is near); then
-        violated ones, then certified ones, each by decreasing gap.
-        """
-        idx = np.flatnonzero(cons)
-        ub, att, thr = self.ub[idx], self.att[idx], self.thresholds[idx]
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            near = (thr - att) / np.maximum(ub - att, 1e-300)
-        near = np.nan_to_num(near, nan=np.inf, posinf=np.inf, neginf=-np.inf)
-        rank = np.where(att > thr, 1, np.where(ub <= thr, 2, 0))
-        gap = np.nan_to_num(ub - att, nan=np.inf, posinf=np.inf, neginf=0.0)
-        key2 = np.where(rank == 0, near, -gap)
-        return idx[np.lexsort((key2, rank))]
-
-    def cut_odds(self, idx: np.ndarray) -> np.ndarray:
-        """Per constraint of ``idx``: how much of its bracket ``[attained, bound]``
-        lies above the threshold, as odds ``above / below`` (0: the bound is at the
-        threshold; large: the threshold is near the worst found; ``inf`` for a
-        constraint without a finite bracket)."""
-        ub, att, thr = self.ub[idx], self.att[idx], self.thresholds[idx]
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            odds = (ub - thr) / np.maximum(thr - att, 1e-300)
-        return np.nan_to_num(odds, nan=np.inf, posinf=np.inf, neginf=np.inf)
-
-
-class _Budget:
-    """The one time budget of a certificate (``timeout`` seconds from ``t0``)."""
-
-    def __init__(self, t0: float, timeout: float | None) -> None:
-        self.t0, self.timeout = t0, timeout
-
-    def left(self) -> float:
-        """Seconds left (``inf`` without a timeout)."""
-        if self.timeout is None:
-            return math.inf
-        return self.timeout - (time.perf_counter() - self.t0)
-
-    def expired(self) -> bool:
-        """Whether the budget is spent."""
-        return self.left() <= 0
 
 
 def _resolve_case(case: Any) -> Any:
@@ -276,36 +191,6 @@ def _versions() -> dict[str, str]:
     }
 
 
-def evaluate_violations(
-    case: Any, module: torch.nn.Module, constraints: Sequence[Constraint], x: np.ndarray,
-    batch: int = 8192,
-) -> np.ndarray:
-    """Violations ``(B, K)`` at loads ``x`` in float64 on the proxy module and grid equations."""
-    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-    outs = []
-    with torch.no_grad():
-        for s in range(0, x.shape[0], batch):
-            xt = torch.from_numpy(x[s:s + batch])
-            y = module(xt).to(torch.float64)
-            outs.append(violation_values(case, constraints, xt, y).numpy())
-    if not outs:
-        return np.zeros((0, len(constraints)))
-    return np.concatenate(outs, axis=0)
-
-
-def _update_attained(st: _State, case: Any, module: torch.nn.Module, x: np.ndarray,
-                     batch: int = 8192) -> None:
-    if x.shape[0] == 0:
-        return
-    v = evaluate_violations(case, module, st.physics.constraints, x, batch=batch)
-    v = np.where(np.isnan(v), -np.inf, v)
-    best = v.argmax(axis=0)
-    vals = v[best, np.arange(v.shape[1])]
-    better = vals > st.att
-    st.att[better] = vals[better]
-    st.worst[better] = x[best[better]]
-
-
 def _bound_rows(graph: Any, region: Region, rows: np.ndarray, n_rows: int, method: str,
                 alpha_iterations: int, intermediate: str = "crown",
                 budget: MemoryBudget | None = None,
@@ -374,26 +259,6 @@ def _fit_stage(graph: Any, method: str, m: int, opts: Any, budget: MemoryBudget,
     return None
 
 
-def _padded(up: Any, opts: CertifyOptions) -> Any:
-    """Upper bounds (a float or an array) padded for rounding."""
-    return up + opts.pad_abs + opts.pad_rel * np.abs(up)
-
-
-def _apply_row_bounds(st: _State, rows: np.ndarray, up: np.ndarray, opts: CertifyOptions) -> None:
-    up = _padded(up, opts)
-    st.row_ub[rows] = np.minimum(st.row_ub[rows], up)
-    K = len(st.physics.constraints)
-    rc = st.physics.row_constraint
-    per = st.row_max(rows, up)
-    # a constraint's bound is the max over ALL its rows: only update constraints whose
-    # rows were all bounded in this call
-    hit = np.zeros(rc.size, dtype=bool)
-    hit[rows] = True
-    done = np.bincount(rc[hit], minlength=K) == np.bincount(rc, minlength=K)
-    done &= np.bincount(rc[rows], minlength=K) > 0
-    st.ub[done] = np.minimum(st.ub[done], per[done])
-
-
 def proxy_graph(proxy: Any) -> Any:
     """The IR graph of a loaded proxy: from its ONNX file for ONNX proxies, else from torch."""
     from gridverify.ir import from_onnx, from_torch
@@ -438,7 +303,7 @@ def certify(
     opts = options or CertifyOptions()
     if method not in METHODS:
         raise SpecError(f"method: {method!r} is not one of {', '.join(METHODS)}")
-    bab_fn = _bab_entry() if method == "bab" else None
+    bab_fn = bab_entry() if method == "bab" else None
     case = _resolve_case(case)
     prox = _resolve_proxy(proxy, case)
     warn_list: list[str] = []
@@ -453,7 +318,7 @@ def certify(
     thr = resolve_thresholds(case, cons, thresholds)
     module = prox.module  # float64, evaluation mode (load_proxy's contract)
     notify = progress or (lambda stage, frac: None)
-    budget = _Budget(t0, opts.timeout)
+    budget = Budget(t0, opts.timeout)
     memory = MemoryBudget.resolve(opts.memory_cap_mb)
     memory.check_start("building the graph")
 
@@ -462,7 +327,7 @@ def certify(
     pgraph = proxy_graph(prox)
     graph = compose_with_proxy(physics, pgraph)
     K = len(cons)
-    st = _State(physics, thr, np.full(K, np.inf), np.full(K, -np.inf),
+    st = State(physics, thr, np.full(K, np.inf), np.full(K, -np.inf),
                 np.tile(region.center, (K, 1)), np.zeros(K))
     st.relus = _relu_stability(pgraph, region)
 
@@ -476,7 +341,7 @@ def certify(
     bab_runs: list[dict[str, Any]] = []
     if bab_fn is not None:
         notify("bab", 0.85)
-        bab_runs = _run_bab(bab_fn, st, graph, region, case, module, opts, budget, notify)
+        bab_runs = run_bab(bab_fn, st, graph, region, case, module, opts, budget, notify)
     warn_list += _onnx_recheck(st, case, prox)
     warn_list += _budget_warnings(st, opts)
     notify("done", 1.0)
@@ -510,7 +375,7 @@ def _point_bytes(graph: Any) -> float:
     return 16.0 * sum(n.size for n in graph.nodes)
 
 
-def _sample_stage(st: _State, case: Any, module: torch.nn.Module, region: Region,
+def _sample_stage(st: State, case: Any, module: torch.nn.Module, region: Region,
                   opts: CertifyOptions, memory: MemoryBudget, per_point: float) -> None:
     """Uniform loads, the box centre and its two extreme corners, in float64.
 
@@ -524,7 +389,7 @@ def _sample_stage(st: _State, case: Any, module: torch.nn.Module, region: Region
         pts.append(region.sample(opts.samples, rng))
     pts.append(_dataset_points(case, region, opts.samples, rng))
     memory.check_start("sampling")
-    _update_attained(st, case, module, np.concatenate(pts, axis=0),
+    update_attained(st, case, module, np.concatenate(pts, axis=0),
                      batch=max(1, memory.batch(per_point, 8192)))
     st.seconds += (time.perf_counter() - ts) / len(st.thresholds)
 
@@ -545,8 +410,8 @@ def _dataset_points(case: Any, region: Region, n: int, rng: np.random.Generator)
     return np.clip(x, region.lower, region.upper)
 
 
-def _bound_stages(st: _State, graph: Any, region: Region, method: str, opts: CertifyOptions,
-                  budget: _Budget, notify: Progress, memory: MemoryBudget,
+def _bound_stages(st: State, graph: Any, region: Region, method: str, opts: CertifyOptions,
+                  budget: Budget, notify: Progress, memory: MemoryBudget,
                   notes: list[str]) -> None:
     """The bound stages of ``method`` (alpha-CROWN after CROWN on what CROWN left).
 
@@ -577,7 +442,7 @@ def _bound_stages(st: _State, graph: Any, region: Region, method: str, opts: Cer
             up = _bound_rows(graph, region, rows, physics.n_rows, stage,
                              opts.bounds.alpha_iterations, opts.bounds.intermediate,
                              budget=memory, notes=notes)
-            _apply_row_bounds(st, rows, up, opts)
+            apply_row_bounds(st, rows, up, opts)
             dt = time.perf_counter() - ts
             touched = np.unique(physics.row_constraint[rows])
             for k in touched:
@@ -585,8 +450,8 @@ def _bound_stages(st: _State, graph: Any, region: Region, method: str, opts: Cer
             st.seconds[touched] += dt / max(touched.size, 1)
 
 
-def _radius_stage(st: _State, graph: Any, region: Region, opts: CertifyOptions,
-                  budget: _Budget, notify: Progress, memory: MemoryBudget,
+def _radius_stage(st: State, graph: Any, region: Region, opts: CertifyOptions,
+                  budget: Budget, notify: Progress, memory: MemoryBudget,
                   notes: list[str]) -> None:
     """For every constraint the bound does not certify: the largest radius at which
     CROWN certifies it on ``region.shrunk(radius)``.
@@ -629,19 +494,19 @@ def _radius_stage(st: _State, graph: Any, region: Region, opts: CertifyOptions,
             failed[sel & ~hit] = m
 
 
-def _radius_pass(st: _State, graph: Any, region: Region, radius: float, cons: np.ndarray,
+def _radius_pass(st: State, graph: Any, region: Region, radius: float, cons: np.ndarray,
                  opts: CertifyOptions, notify: Progress, memory: MemoryBudget,
                  notes: list[str]) -> np.ndarray:
     """Constraint mask: those of ``cons`` CROWN certifies on ``region.shrunk(radius)``."""
     rows = st.rows_of(cons)
     notify(f"radius {radius:g} ({rows.size} rows)", 0.8)
-    up = _padded(_bound_rows(graph, region.shrunk(radius), rows, st.physics.n_rows, "crown", 0,
+    up = padded(_bound_rows(graph, region.shrunk(radius), rows, st.physics.n_rows, "crown", 0,
                              budget=memory, notes=notes), opts)
     return cons & (st.row_max(rows, up) <= st.thresholds)
 
 
-def _attack_stage(st: _State, graph: Any, pgraph: Any, region: Region, case: Any,
-                  module: torch.nn.Module, opts: CertifyOptions, budget: _Budget,
+def _attack_stage(st: State, graph: Any, pgraph: Any, region: Region, case: Any,
+                  module: torch.nn.Module, opts: CertifyOptions, budget: Budget,
                   notify: Progress, last: bool, memory: MemoryBudget,
                   notes: list[str]) -> None:
     """The falsifier on the targeted constraints, nearest to deciding first.
@@ -716,7 +581,7 @@ def _proxy_outputs_read(physics: Any, mask: np.ndarray) -> np.ndarray:
     return need[pin].nonzero().reshape(-1).numpy()
 
 
-def _attack_group(st: _State, graph: Any, region: Region, case: Any, module: torch.nn.Module,
+def _attack_group(st: State, graph: Any, region: Region, case: Any, module: torch.nn.Module,
                   opts: CertifyOptions, group: np.ndarray, ext: np.ndarray,
                   deadline: float | None, sizes: tuple[int, int]) -> None:
     """One falsifier call on the rows of the constraints in ``group``, then the focus."""
@@ -732,7 +597,7 @@ def _attack_group(st: _State, graph: Any, region: Region, case: Any, module: tor
                   row_objectives(rows, st.physics.n_rows), aopts, starts=starts,
                   deadline=deadline, max_batch=batch, max_objectives=per_search)
     x = np.clip(res.inputs.numpy().astype(np.float64), region.lower, region.upper)
-    _update_attained(st, case, module, x)
+    update_attained(st, case, module, x)
     if res.reached is not None and not bool(res.reached.all()):
         missed = np.unique(st.physics.row_constraint[rows[~res.reached.numpy()]])
         st.skip(missed, "attack")
@@ -748,13 +613,13 @@ def _attack_group(st: _State, graph: Any, region: Region, case: Any, module: tor
                       row_objectives(frows, st.physics.n_rows), fopts,
                       starts=np.concatenate([starts, x]), deadline=deadline,
                       max_batch=batch, max_objectives=per_search)
-        _update_attained(st, case, module,
+        update_attained(st, case, module,
                          np.clip(res.inputs.numpy(), region.lower, region.upper))
     dt = time.perf_counter() - ts
     st.seconds[order] += dt / max(order.size, 1)
 
 
-def _focus(st: _State, order: np.ndarray, per_family: int) -> np.ndarray:
+def _focus(st: State, order: np.ndarray, per_family: int) -> np.ndarray:
     """The constraints of ``order`` that get a second, 16x heavier attack.
 
     Per family, the ``per_family`` undecided ones nearest their threshold (a
@@ -773,7 +638,7 @@ def _focus(st: _State, order: np.ndarray, per_family: int) -> np.ndarray:
     return np.array(sorted(set(pick)), dtype=np.int64)
 
 
-def _onnx_recheck(st: _State, case: Any, prox: Any) -> list[str]:
+def _onnx_recheck(st: State, case: Any, prox: Any) -> list[str]:
     """ONNX proxies: every witness re-run in onnxruntime; the lower of the two values counts.
 
     Returns warnings for witnesses onnxruntime does not confirm.
@@ -800,14 +665,14 @@ def _onnx_recheck(st: _State, case: Any, prox: Any) -> list[str]:
     return []
 
 
-def _budget_warnings(st: _State, opts: CertifyOptions) -> list[str]:
+def _budget_warnings(st: State, opts: CertifyOptions) -> list[str]:
     """A warning per kind of work left undone (timeout, memory cap)."""
     out = []
     n = sum(r is not None and r.startswith("not reached: timeout") for r in st.reason)
     if n:
         out.append(f"timeout: the {opts.timeout:g} s budget ran out before {n} constraint(s) "
                    "were fully processed (see each constraint's reason)")
-    n = sum(r == _WORKER_DIED for r in st.reason)
+    n = sum(r == WORKER_DIED for r in st.reason)
     if n:
         out.append(f"a branch-and-bound worker process died (out of memory?): {n} "
                    "constraint(s) keep the bounds of the stages before their search; the "
@@ -819,7 +684,7 @@ def _budget_warnings(st: _State, opts: CertifyOptions) -> list[str]:
     return out
 
 
-def _certificate(st: _State, case: Any, prox: Any, module: torch.nn.Module,
+def _certificate(st: State, case: Any, prox: Any, module: torch.nn.Module,
                  cons: list[Constraint], region: Region, method: str, opts: CertifyOptions,
                  thresholds: ThresholdSpec | None, warn_list: list[str],
                  bab_runs: list[dict[str, Any]], t0: float) -> Certificate:
@@ -863,254 +728,6 @@ def _certificate(st: _State, case: Any, prox: Any, module: torch.nn.Module,
         seconds=time.perf_counter() - t0, constraints=tuple(results), provenance=prov,
         warnings=tuple(warn_list),
     )
-
-
-def bab_available() -> bool:
-    """Whether method ``bab`` can run (:mod:`gridverify.bab` and its ``bab_maximize`` import)."""
-    try:
-        _bab_entry()
-    except GridverifyError:
-        return False
-    return True
-
-
-def _bab_entry() -> Any:
-    try:
-        from gridverify.bab import bab_maximize
-    except ImportError:
-        raise SpecError("method bab: gridverify.bab (bab_maximize) is not available") from None
-    return bab_maximize
-
-
-#: the reason of a constraint whose search was lost with its worker process
-_WORKER_DIED = "bab worker died"
-#: why branch-and-bound stopped (BabResult.reason) -> the constraint's reason
-_BAB_REASONS = {"memory": "memory cap", "timeout": "gap above tolerance",
-                "max_domains": "gap above tolerance", "unsplittable": "gap above tolerance"}
-
-
-#: the decision searches of one undecided constraint, as shares of ``bab.timeout``:
-#: a short one first, longer ones while it stays undecided (1/16 + 1/4 + 1 in all)
-_DECIDE_SHARES = (1 / 16, 1 / 4, 1.0)
-#: ``tighten`` mode: the share of the time left at the start of branch-and-bound
-#: that the decision searches may take; the tightening has the rest
-_DECIDE_TIME_SHARE = 0.5
-
-
-def _next_search(st: _State, searched: np.ndarray, shares: tuple[float, ...],
-                 busy: np.ndarray | None = None) -> int | None:
-    """The undecided constraint to search next (``None``: none left).
-
-    ``searched``: decision searches each constraint has had; ``busy``: constraints
-    being searched now (skipped).  The key is the
-    cost of its next search (its share) times the odds of its bracket lying
-    above the threshold (:meth:`_State.cut_odds`): the bound has to cut that
-    much to certify, and the attack before branch-and-bound is strong, so an
-    undecided constraint is settled by its bound far more often than by a new
-    violation.  A constraint whose threshold sits near its worst found waits
-    behind the short and the longer searches of those nearly certified.
-    """
-    mask = st.undecided() & (searched < len(shares))
-    if busy is not None:
-        mask &= ~busy
-    idx = np.flatnonzero(mask)
-    if not idx.size:
-        return None
-    key = st.cut_odds(idx) * np.asarray(shares)[searched[idx]]
-    return int(idx[np.argmin(key)])
-
-
-def _row_search(st: _State, k: int, per: float | None, decide: bool, opts: CertifyOptions,
-                budget: _Budget) -> RowSearch:
-    """The search of constraint ``k`` within ``per`` seconds and the budget
-    (``decide``: decision mode at its threshold, less twice the rounding pad so
-    that a bound at it still certifies once padded; else optimization mode).
-    One search per violation row whose bound is above the level (the
-    threshold, or the worst found plus the tolerance), the loosest last, each
-    with an equal share of what is left of ``per``: searched together, a
-    domain is dropped only where every row is below the level, so each row's
-    splits repeat in the leaves of the other's (case57_relu p_balance bus 12,
-    60 CPU s: 7.71 together, 7.02 row by row).  With ``jobs`` searches side by
-    side, each domain store gets ``1 / jobs`` of ``bab.memory_mb``."""
-    thr = float(st.thresholds[k])
-    decide_at = thr - 2.0 * (opts.pad_abs + opts.pad_rel * abs(thr))
-    own = np.flatnonzero(st.physics.row_constraint == k)
-    level = thr if decide else st.att[k] + opts.bab.tolerance
-    rows = own[~(st.row_ub[own] <= level)]
-    rows = rows[np.argsort(st.row_ub[rows], kind="stable")]
-    left = budget.left()
-    return RowSearch(
-        rows=tuple(int(r) for r in rows), n_rows=st.physics.n_rows,
-        threshold=decide_at if decide else None, seconds=per,
-        deadline=time.time() + left if math.isfinite(left) else math.inf,
-        options=replace(opts.bab, seed=opts.seed, memory_mb=opts.bab.memory_mb / opts.jobs),
-        stop_above=thr if decide else None)
-
-
-def _run_bab(fn: Any, st: _State, graph: Any, region: Region, case: Any,
-             module: torch.nn.Module, opts: CertifyOptions, budget: _Budget,
-             notify: Progress | None = None) -> list[dict[str, Any]]:
-    """Branch-and-bound within the one budget; one trace per call (:func:`_bab_trace`).
-
-    First the undecided constraints, in decision mode at their threshold, in
-    searches of growing length (:data:`_DECIDE_SHARES` of ``bab.timeout``), the
-    next one picked by :func:`_next_search`: a status changed is what the
-    engineer values most, and the constraints a short search settles no longer
-    wait behind those no search settles.  Then, in ``tighten`` mode (where the
-    decision searches take at most :data:`_DECIDE_TIME_SHARE` of the time left),
-    every constraint whose gap (bound minus worst found) still exceeds
-    ``bab.tolerance``, in optimization mode (undecided ones first, then violated
-    and certified ones by decreasing gap) with what is left of ``timeout``; a
-    constraint still open after all its decision searches is not searched
-    again.  The spec of a constraint is its violation rows (:func:`_row_search`).
-    ``opts.jobs`` searches run side by side, each in a worker process
-    (:class:`~gridverify.certify.searches.SearchPool`); the next one starts as
-    soon as one ends, picked from the state as it then stands.
-    """
-    runs: list[dict[str, Any]] = []
-    wall0 = time.time() - (time.perf_counter() - budget.t0)  # budget.t0 on the wall clock
-    K = len(st.thresholds)
-    running: dict[Any, tuple[int, bool, bool]] = {}  # future -> (constraint, decide, final)
-
-    def start(pool: SearchPool, k: int, per: float | None, decide: bool, label: str,
-              frac: float, final: bool) -> None:
-        def show(info: dict) -> None:
-            if notify is not None:
-                notify(f"{label}: {int(info['open'])} open domains, bound "
-                       f"{info['bound']:.4g}, gap {info['gap']:.3g}", frac)
-
-        if notify is not None and pool.jobs > 1:
-            notify(f"{label} ({len(running) + 1} of {pool.jobs} searches running)", frac)
-        running[pool.submit(_row_search(st, k, per, decide, opts, budget), show)] = (
-            k, decide, final)
-
-    def run_all(pool: SearchPool, start_next: Callable[[], bool]) -> None:
-        """Keep ``pool.jobs`` searches running while ``start_next()`` starts one (False:
-        none to start) and the budget lasts; apply each outcome as it arrives."""
-        while True:
-            while len(running) < pool.jobs and not budget.expired() and start_next():
-                pass
-            if not running:
-                return
-            for fut in SearchPool.first_done(running):
-                k, decide, final = running.pop(fut)
-                try:
-                    outcome = fut.result()
-                except BrokenProcessPool:  # its bounds stand; the rest runs in this process
-                    st.reason[k] = st.reason[k] or _WORKER_DIED
-                    pool.run_here()
-                    continue
-                _apply_search(st, k, outcome, decide, final, case, module, region, opts,
-                              budget, runs, wall0)
-
-    per = opts.bab.timeout
-    shares = _DECIDE_SHARES if per is not None else (1.0,)
-    searched = np.zeros(K, dtype=np.int64)
-    tighten = opts.bab_mode == "tighten"
-    phase = _Budget(time.perf_counter(), _DECIDE_TIME_SHARE * budget.left()
-                    if tighten and math.isfinite(budget.left()) else None)
-    with SearchPool(fn, graph, region.lower, region.upper, opts.jobs,
-                    torch.get_num_threads()) as pool:
-
-        def decide_next() -> bool:
-            if phase.expired():
-                return False
-            busy = np.zeros(K, dtype=bool)
-            busy[[k for k, _, _ in running.values()]] = True
-            k = _next_search(st, searched, shares, busy)
-            if k is None:
-                return False
-            n = int(searched[k])
-            limit = min(math.inf if per is None else per * shares[n], phase.left())
-            c = st.physics.constraints[k]
-            searched[k] += 1
-            start(pool, k, limit if math.isfinite(limit) else None, True,
-                  f"bab decide {c.family}[{c.component}] (search {n + 1}/{len(shares)})",
-                  0.85 + 0.1 * searched.sum() / max(len(shares) * searched.size, 1),
-                  final=n == len(shares) - 1)
-            return True
-
-        run_all(pool, decide_next)
-        if budget.expired():
-            st.skip(st.undecided() & (searched < len(shares)), "bab")
-            return runs
-        if not tighten:
-            return runs
-        # the tightening takes the undecided ones left
-        gap = st.ub - st.att
-        spent = st.undecided() & (searched >= len(shares))  # open after every search
-        todo = st.priority(~(gap <= opts.bab.tolerance) & ~spent)
-        started = 0
-
-        def tighten_next() -> bool:
-            nonlocal started
-            if started >= todo.size:
-                return False
-            k = int(todo[started])
-            c = st.physics.constraints[k]
-            start(pool, k, per, False,
-                  f"bab tighten {c.family}[{c.component}] ({started + 1}/{todo.size})",
-                  0.95 + 0.05 * started / max(todo.size, 1), final=True)
-            started += 1
-            return True
-
-        run_all(pool, tighten_next)
-        st.skip(todo[started:], "bab")
-    return runs
-
-
-def _apply_search(st: _State, k: int, outcome: SearchOutcome, decide: bool, final: bool,
-                  case: Any, module: torch.nn.Module, region: Region, opts: CertifyOptions,
-                  budget: _Budget, runs: list[dict[str, Any]], wall0: float) -> None:
-    """Fold one search of constraint ``k`` into the state: its rows' bounds (padded),
-    the points it found (re-evaluated on the proxy and the grid equations) and a
-    trace per row; ``final``: the constraint's last search (an open one gets its
-    reason)."""
-    own = np.flatnonzero(st.physics.row_constraint == k)
-    if st.reason[k] == _WORKER_DIED:
-        st.reason[k] = None  # searched again since
-    out = None
-    for r, started, out in outcome.rows:
-        ub = float(out.upper_bound)
-        if math.isfinite(ub):
-            st.row_ub[r] = min(st.row_ub[r], float(_padded(ub, opts)))
-        if out.witness is not None:
-            x = np.clip(np.atleast_2d(np.asarray(out.witness, dtype=np.float64)),
-                        region.lower, region.upper)
-            _update_attained(st, case, module, x)
-        runs.append(_bab_trace(st.physics.constraints[k], int(np.searchsorted(own, r)),
-                               out, started - wall0))
-    # rows not searched keep the bounds of the stages before
-    st.ub[k] = min(st.ub[k], float(st.row_ub[own].max()))
-    st.stage[k] = "bab"
-    settled = decide and not st.undecided()[k]
-    if out is not None and not st.ub[k] - st.att[k] <= opts.bab.tolerance and not settled \
-            and (final or budget.expired()):
-        reason = _BAB_REASONS.get(str(out.reason), f"bab {out.reason}")
-        if str(out.reason) == "timeout" and budget.expired():
-            reason = "not reached: timeout (bab)"
-        st.reason[k] = reason
-    st.seconds[k] += outcome.seconds
-
-
-def _json_num(v: Any) -> float | None:
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
-def _bab_trace(c: Constraint, row: int, out: Any, offset: float) -> dict[str, Any]:
-    """One BaB call as JSON: ``{"family", "component", "row", "history", "domains",
-    "status"}``.
-
-    ``row``: which of the constraint's violation rows was searched (0 or 1 for the
-    two signs of a balance residual).  ``history`` rows are ``[seconds, bound,
-    attained]`` with ``seconds`` counted from the start of :func:`certify` (the BaB
-    call's own clock plus ``offset``, when it started) and the unpadded BaB bound;
-    non-finite values are ``None``.
-    """
-    hist = [[float(t) + offset, _json_num(b), _json_num(a)] for t, b, a in out.history]
-    return {"family": c.family, "component": int(c.component), "row": int(row),
-            "history": hist, "domains": int(out.domains_visited), "status": str(out.status)}
 
 
 __all__ = [

@@ -92,7 +92,8 @@ def test_bab_tighten_works_on_violated_constraints_and_decide_does_not(tiny_mlp)
 
 
 def test_bab_searches_nearly_certified_constraints_first(case14) -> None:
-    from gridverify.certify.certify import _next_search, _State
+    from gridverify.certify.bab_stage import _next_search
+    from gridverify.certify.state import State
     from gridverify.physics.acp import build_physics_graph
     from gridverify.spec.constraints import parse_constraints, select_constraints
 
@@ -100,7 +101,7 @@ def test_bab_searches_nearly_certified_constraints_first(case14) -> None:
     ph = build_physics_graph(case14, cons)
     ub = np.array([1.0, 10.0, 0.5, 2.0, -1.0])
     att = np.array([-1.0, -1.0, -3.0, 5.0, -2.0])
-    st = _State(ph, np.zeros(5), ub, att, np.zeros((5, 2)), np.zeros(5))
+    st = State(ph, np.zeros(5), ub, att, np.zeros((5, 2)), np.zeros(5))
     # undecided 0, 1, 2 with odds above/below the threshold 1, 10, 1/6; 3 violated,
     # 4 certified: never searched in decision mode
     shares = (1 / 16, 1 / 4, 1.0)

@@ -106,7 +106,7 @@ def test_a_dead_worker_leaves_sound_bounds_and_the_rest_runs_here(tiny_mlp, chec
 
     cm = importlib.import_module("gridverify.certify.certify")  # the module, not the function
     monkeypatch.setenv("GRIDVERIFY_TEST_PARENT", str(os.getpid()))
-    monkeypatch.setattr(cm, "_bab_entry", lambda: _bab_dying_in_workers)
+    monkeypatch.setattr(cm, "bab_entry", lambda: _bab_dying_in_workers)
     case = load_compiled("pglib_opf_case14_ieee")
     net = tiny_mlp(case, hidden=(8, 8), act="relu", seed=7, out_scale=3.0)
     opts = CertifyOptions(samples=16, attack="none", timeout=120.0, jobs=2,
