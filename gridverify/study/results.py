@@ -241,7 +241,8 @@ class StudyResults:
         return head + jobs[cols].to_html(index=False, float_format=lambda v: f"{v:.3g}")
 
     def plot(self, kind: str = "grid", **kwargs: Any) -> Any:
-        """One-call figures: ``grid`` (topology colored by worst violation), ``gaps``, ``time``.
+        """One-call figures: ``grid`` (topology colored by worst violation), ``gaps``, ``time``,
+        ``radius`` (share certified against the radius of the box about the centre).
 
         Returns the matplotlib Figure (keyword arguments go to the figure function;
         the figures are the report's, registered by :mod:`gridverify.display`).
