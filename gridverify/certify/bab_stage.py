@@ -1,10 +1,10 @@
 """The branch-and-bound stage of ``certify`` (method ``bab``).
 
 First the undecided constraints are decided at their threshold, in searches of
-growing length, the next one picked by cost times odds (:func:`next_search`);
+growing length, the next one picked by cost times odds (:func:`_next_search`);
 then, in ``tighten`` mode, every constraint whose gap still exceeds the
 tolerance is tightened.  Each search runs on one violation row at a time
-(:func:`row_search`), in this process or side by side in worker processes
+(:func:`_row_search`), in this process or side by side in worker processes
 (:mod:`gridverify.certify.searches`); results are written into the run's
 :class:`~gridverify.certify.state.State`.
 """

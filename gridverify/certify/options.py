@@ -94,15 +94,15 @@ class CertifyOptions:
     process with the caller's torch thread count (1: in this process); each
     search's domain store gets ``bab.memory_mb / jobs``.
     ``radius``: for every constraint the bound does not certify over the region,
-    the largest radius of :data:`RADII` (0.71 down to 0.0078) at which CROWN
-    certifies it on the smaller box about the region's centre
-    (:meth:`Region.shrunk <gridverify.spec.region.Region.shrunk>`): a sound
-    statement for loads nearer the centre (``ConstraintResult.radius``), at the
-    cost of one CROWN pass per radius over the rows left.  ``radius_steps``:
-    bisection steps after that ladder, each halving (in log scale) the bracket
-    between a constraint's radius and the next larger one tried (0: the ladder's
-    radii only, within a factor 1.41 of the largest that certifies; 2: within
-    1.09; 3: 1.044), one CROWN pass per bracket and step.
+    the largest radius found at which CROWN certifies it on the smaller box
+    about the region's centre (:meth:`Region.shrunk
+    <gridverify.spec.region.Region.shrunk>`): a sound statement for loads nearer
+    the centre (``ConstraintResult.radius``).  First the ladder :data:`RADII`
+    (0.71 down to 0.0078), one CROWN pass per radius over the rows left; then
+    ``radius_steps`` bisection steps, each halving (in log scale) the bracket
+    between a constraint's radius and the smallest radius tried that failed (0:
+    the ladder's radii only, within a factor 1.41 of the largest that certifies;
+    2: within 1.09; 3: 1.044), one CROWN pass per bracket and step.
     """
 
     timeout: float | None = None

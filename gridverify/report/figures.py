@@ -424,8 +424,9 @@ def radius_figure(cert: Any, ax: Any = None) -> Any:
 def study_radius_figure(results: Any, case: str | None = None, ax: Any = None) -> Any:
     """For one case of a study (default the first): per model and region, the share of
     the constraints certified on the box about the region's centre against its radius
-    (the largest radius over the methods, as in ``combined_frame``).  Raises
-    ``ValueError`` when no job of the case computed a radius."""
+    (the largest radius over the methods, as in ``combined_frame``; a constraint
+    certified by some method counts up to 1).  Models and regions without radii are
+    left out; ``ValueError`` when no job of the case computed one."""
     key = _case_keys(results, case)[0]
     df = results.combined_frame()
     df = df[df.case == key] if not df.empty else df
@@ -435,7 +436,11 @@ def study_radius_figure(results: Any, case: str | None = None, ax: Any = None) -
         _, ax = _plt().subplots(figsize=(7, 4))
     groups: dict[str, list[float | None]] = {}
     for (model, region), g in df.groupby(["model", "region"], sort=False):
-        groups[f"{model} | {region}"] = [None if r != r else float(r) for r in g.radius]
+        if not g.radius.notna().any():
+            continue  # no job of this model and region computed radii: nothing to draw
+        groups[f"{model} | {region}"] = [
+            1.0 if st == "certified" else None if r != r else float(r)
+            for r, st in zip(g.radius, g.status)]
     _radius_curves(ax, groups, None, f"{key}: where the constraints hold (all families; "
                    "certified ones at radius 1)")
     return ax.figure
