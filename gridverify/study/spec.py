@@ -11,6 +11,8 @@ A study file::
     seed = 0
     attack = "uncertified"               # uncertified | undecided | all | none
     refine = "auto"                      # auto | undecided | all (as certify --refine)
+    radius = true                        # radius of each uncertified constraint (default)
+    radius_steps = 2                     # its bisection steps (as certify --radius-steps)
     threads = 1                          # torch threads per job
 
     [cases.case14]                       # one table per case; the key names it
@@ -58,7 +60,7 @@ __all__ = [
 _METHODS = ("ibp", "crown", "alpha-crown", "bab")
 _TOP = ("study", "cases", "regions", "constraints", "thresholds")
 _STUDY_KEYS = ("name", "description", "methods", "timeout", "samples", "seed", "attack",
-               "refine", "threads", "bab_timeout")
+               "refine", "threads", "bab_timeout", "radius", "radius_steps")
 _CASE_KEYS = ("case", "models", "regions", "constraints")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -68,7 +70,7 @@ class StudyOptions:
     """Per-job options of a study (``[study]`` table): certify's options and torch threads.
 
     The study file sets ``timeout``, ``samples``, ``seed``, ``attack``,
-    ``refine`` and ``bab_timeout`` of
+    ``refine``, ``radius``, ``radius_steps`` and ``bab_timeout`` of
     :class:`~gridverify.certify.options.CertifyOptions`; the rest keep
     certify's defaults.
     """
@@ -77,16 +79,18 @@ class StudyOptions:
     threads: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of the study keys (``bab_timeout`` and ``refine`` only when not
-        the default, so that the options of studies written before them read the same)."""
+        """JSON-ready dict of the study keys (``bab_timeout``, ``refine``, ``radius`` and
+        ``radius_steps`` only when not the default, so that the options, and the job
+        hashes, of studies written before them read the same)."""
         c = self.certify
         d: dict[str, Any] = {"timeout": c.timeout, "samples": c.samples, "seed": c.seed,
                              "attack": c.attack, "threads": self.threads}
         base = CertifyOptions()
         if c.bab.timeout != base.bab.timeout:
             d["bab_timeout"] = c.bab.timeout
-        if c.refine != base.refine:
-            d["refine"] = c.refine
+        for key in ("refine", "radius", "radius_steps"):
+            if getattr(c, key) != getattr(base, key):
+                d[key] = getattr(c, key)
         return d
 
     @classmethod
@@ -99,7 +103,9 @@ class StudyOptions:
         c = CertifyOptions(timeout=d.get("timeout"), samples=int(d.get("samples", base.samples)),
                            attack=str(d.get("attack", base.attack)),
                            seed=int(d.get("seed", base.seed)), bab=bab,
-                           refine=str(d.get("refine", base.refine)))
+                           refine=str(d.get("refine", base.refine)),
+                           radius=bool(d.get("radius", base.radius)),
+                           radius_steps=int(d.get("radius_steps", base.radius_steps)))
         return cls(certify=c, threads=int(d.get("threads", 1)))
 
 
@@ -249,6 +255,9 @@ def _parse_options(ctx: _Ctx, st: Mapping[str, Any]) -> StudyOptions:
     base = CertifyOptions()
     attack = _choice(ctx, st, "attack", ATTACKS, base.attack)
     refine = _choice(ctx, st, "refine", REFINES, base.refine)
+    radius = st.get("radius", base.radius)
+    if not isinstance(radius, bool):
+        raise ctx.error(("study", "radius"), f"expected true or false, got {radius!r}")
     from gridverify.seeds import seed_problem
 
     if "seed" in st and (problem := seed_problem(st["seed"])):
@@ -260,6 +269,9 @@ def _parse_options(ctx: _Ctx, st: Mapping[str, Any]) -> StudyOptions:
         "seed": int(_number(ctx, st.get("seed", base.seed), ("study", "seed"), True, 0)),
         "attack": attack,
         "refine": refine,
+        "radius": radius,
+        "radius_steps": int(_number(ctx, st.get("radius_steps", base.radius_steps),
+                                    ("study", "radius_steps"), True, 0)),
         "threads": int(_number(ctx, st.get("threads", 1), ("study", "threads"), True, 1)),
         "bab_timeout": bab_timeout,
     })

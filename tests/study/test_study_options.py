@@ -12,7 +12,7 @@ def test_defaults_come_from_certify_options() -> None:
     d = StudyOptions().to_dict()
     assert d["samples"] == CertifyOptions().samples
     assert d["attack"] == CertifyOptions().attack
-    assert "bab_timeout" not in d and "refine" not in d  # certify's defaults
+    assert not {"bab_timeout", "refine", "radius", "radius_steps"} & set(d)  # certify's defaults
     assert StudyOptions.from_dict({}).certify == CertifyOptions()
 
 
@@ -30,3 +30,12 @@ def test_round_trip_with_refine() -> None:
     d = so.to_dict()
     assert d["refine"] == "all"
     assert StudyOptions.from_dict(d) == so
+
+
+def test_round_trip_with_radius() -> None:
+    for c in (CertifyOptions(radius=False), CertifyOptions(radius_steps=0),
+              CertifyOptions(radius_steps=5)):
+        so = StudyOptions(certify=c)
+        d = so.to_dict()
+        assert d.get("radius", True) == c.radius and d.get("radius_steps", 2) == c.radius_steps
+        assert StudyOptions.from_dict(d) == so

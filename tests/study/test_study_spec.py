@@ -10,7 +10,7 @@ from study_helpers import MODEL, SMALL_STUDY
 from gridverify.cli import main
 from gridverify.errors import GridverifyError, StudyError
 from gridverify.study.jobs import expand_jobs
-from gridverify.study.spec import load_study, parse_study
+from gridverify.study.spec import StudyOptions, load_study, parse_study
 
 
 def _line_of(text: str, needle: str) -> int:
@@ -41,6 +41,17 @@ def test_refine_reaches_the_jobs_and_their_hashes() -> None:
     jobs = expand_jobs(parse_study(text, "small.toml"))
     assert all(j.options["refine"] == "all" for j in jobs)
     assert {j.digest for j in jobs}.isdisjoint({j.digest for j in default})
+
+
+def test_radius_keys_reach_the_jobs_and_their_hashes() -> None:
+    default = expand_jobs(parse_study(SMALL_STUDY, "small.toml"))
+    assert all(not {"radius", "radius_steps"} & set(j.options) for j in default)
+    text = SMALL_STUDY.replace("samples = 64", "samples = 64\nradius = false\nradius_steps = 0", 1)
+    jobs = expand_jobs(parse_study(text, "small.toml"))
+    assert all(j.options["radius"] is False and j.options["radius_steps"] == 0 for j in jobs)
+    assert {j.digest for j in jobs}.isdisjoint({j.digest for j in default})
+    so = StudyOptions.from_dict(jobs[0].options)
+    assert so.certify.radius is False and so.certify.radius_steps == 0
 
 
 def test_relative_paths_resolve_against_the_study_folder(tmp_path: Path) -> None:
@@ -76,6 +87,12 @@ BAD = [
     ("negative samples", ("samples = 64", "samples = -1"), "samples", "study.samples"),
     ("unknown refine", ("samples = 64", 'samples = 64\nrefine = "violated"'), "refine",
      "study.refine"),
+    ("radius not a boolean", ("samples = 64", 'samples = 64\nradius = "yes"'), "radius",
+     "study.radius"),
+    ("negative radius_steps", ("samples = 64", "samples = 64\nradius_steps = -1"),
+     "radius_steps", "study.radius_steps"),
+    ("fractional radius_steps", ("samples = 64", "samples = 64\nradius_steps = 1.5"),
+     "radius_steps", "study.radius_steps"),
     ("case names an undefined region", ("models = [", 'regions = ["far"]\nmodels = ['),
      "regions = [", "cases.c14.regions"),
 ]
