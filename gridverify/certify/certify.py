@@ -478,7 +478,7 @@ def _radius_stage(st: State, graph: Any, region: Region, opts: CertifyOptions,
         todo &= ~hit
         failed[todo] = r
     for step in range(opts.radius_steps):
-        has = np.isfinite(st.radius) & st.uncertified()
+        has = np.isfinite(st.radius)  # set above for uncertified constraints only
         mids = np.full(len(st.thresholds), np.nan)
         for k in np.flatnonzero(has):
             mids[k] = radius_midpoint(float(st.radius[k]), float(failed[k]))

@@ -446,11 +446,6 @@ def study_radius_figure(results: Any, case: str | None = None, ax: Any = None) -
     return ax.figure
 
 
-def _has_radius(results: Any, key: str) -> bool:
-    df = results.constraints_frame()
-    return bool(not df.empty and df[df.case == key].radius.notna().any())
-
-
 def write_figures(results: Any, out_dir: str | Path, dpi: int = 110) -> list[FigureInfo]:
     """Write every report figure as PNG into ``out_dir``; returns them in report order."""
     from gridverify.study.storage import write_bytes_atomic
@@ -463,6 +458,8 @@ def write_figures(results: Any, out_dir: str | Path, dpi: int = 110) -> list[Fig
         return infos
     import io
 
+    df = results.constraints_frame()  # once: which cases have radii to draw
+    radius_cases = set(df.case[df.radius.notna()]) if not df.empty else set()
     for key in _case_keys(results, None):
         if not any(r["job"]["case_key"] == key for r in results.done):
             continue
@@ -478,7 +475,7 @@ def write_figures(results: Any, out_dir: str | Path, dpi: int = 110) -> list[Fig
              "Histogram of log10(upper bound - attained) over all constraints, per method "
              "(gaps outside [1e-10, 1e2] are counted in the end bins)."),
         ]
-        if _has_radius(results, key):
+        if key in radius_cases:
             specs.append((
                 "radius", study_radius_figure, f"{key}: share certified against the radius",
                 "Per model and region, the share of constraints certified on the box about "
