@@ -116,6 +116,8 @@ def certificate_html(cert: Any) -> str:
     fam = pd.DataFrame([{"family": k, **v} for k, v in cert.families().items()])
     cols = ["family", "count", "certified", "violated", "open", "max_upper_bound",
             "max_attained", "gap", "unit"]
+    if len(fam) and fam["radius"].notna().any():
+        cols.append("radius")
     table = fam[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}") if len(fam) else ""
     note = cert.relu_note()
     if note:

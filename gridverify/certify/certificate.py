@@ -192,7 +192,12 @@ class Certificate(HtmlView):
         return out
 
     def families(self) -> dict[str, dict[str, Any]]:
-        """Per-family summary: counts, worst upper bound and attained, their gap."""
+        """Per-family summary: counts, worst upper bound and attained, their gap, and
+        the family's ``radius``: the largest radius on which every constraint of the
+        family is certified (the least of their ``ConstraintResult.radius``; 1.0 when
+        all are certified over the region, 0.0 when one of them has no radius,
+        ``None`` when no radius was computed)."""
+        asked = self._radius_asked()
         out: dict[str, dict[str, Any]] = {}
         for fam in FAMILIES:
             rows = [c for c in self.constraints if c.family == fam]
@@ -213,8 +218,14 @@ class Certificate(HtmlView):
                 "worst_upper_bound_component": int(worst_ub.component),
                 "worst_attained_component": int(worst_att.component),
                 "unit": FAMILY_UNIT[fam],
+                "radius": min(c.radius or 0.0 for c in rows) if asked else None,
             }
         return out
+
+    def _radius_asked(self) -> bool:
+        """Whether radii were computed (asked in the options, or present on a constraint)."""
+        return bool((self.provenance.get("options") or {}).get("radius")) or any(
+            c.radius is not None for c in self.constraints)
 
     def relu_note(self) -> str | None:
         """Why constraints may stay open: the proxy's unstable relus (``None`` if none open).
@@ -231,8 +242,7 @@ class Certificate(HtmlView):
     def radius_note(self) -> str | None:
         """How near the region's centre the constraints it does not certify hold
         (``ConstraintResult.radius``; ``None`` when no such radius was computed)."""
-        asked = bool((self.provenance.get("options") or {}).get("radius")) or any(
-            c.radius is not None for c in self.constraints)
+        asked = self._radius_asked()
         parts = []
         for status in (OPEN, VIOLATED):
             rows = [c for c in self.constraints if c.status == status]

@@ -278,6 +278,18 @@ _COLUMNS: tuple[tuple[str, str, str, _Cell], ...] = (
 )
 _LEGEND = ("bound: sound upper bound of the worst violation; found: worst violation attained "
            "by a load; thr: threshold")
+# shown when the certificate has radii and the console has room for it
+_RADIUS_COLUMN = ("radius", "rad", "right", lambda f, d, t: _radius_cell(d.get("radius")))
+_RADIUS_LEGEND = ("; rad: every constraint of the family is certified on the box about the "
+                  "region's centre with this fraction of its half-widths")
+
+
+def _radius_cell(radius: float | None) -> str:
+    from gridverify.certify.options import radius_text
+
+    if radius is None:
+        return "-"
+    return "none" if radius <= 0 else ("1" if radius >= 1 else radius_text(radius))
 
 
 def _table_width(headers: list[str], rows: list[list[str]]) -> int:
@@ -286,12 +298,14 @@ def _table_width(headers: list[str], rows: list[list[str]]) -> int:
     return sum(widths) + 2 * (len(widths) - 1)
 
 
-def certify_table(cert: Any, width: int) -> tuple[Any, int, bool]:
+def certify_table(cert: Any, width: int) -> tuple[Any, int, str | None]:
     """The per-family table of a certificate for a console ``width`` columns wide, the
-    width it needs, and whether it uses the compact headers (explained by a legend).
+    width it needs, and the legend of its compact headers (``None`` with the wide ones).
 
     No cell is ever truncated or wrapped: the compact headers fit 80 columns; on a
-    narrower console the table is printed wider than the console.
+    narrower console the table is printed wider than the console.  The family
+    radius (``Certificate.families``) gets a column when the certificate has radii
+    and the console has room for it (wide headers first, then compact ones).
     """
     from rich import box
     from rich.table import Table
@@ -300,17 +314,25 @@ def certify_table(cert: Any, width: int) -> tuple[Any, int, bool]:
     for c in cert.constraints:
         thr_by_fam[c.family] = max(thr_by_fam.get(c.family, -float("inf")), c.threshold)
     fams = cert.families()
-    rows = [[cell(f, d, thr_by_fam[f]) for _, _, _, cell in _COLUMNS] for f, d in fams.items()]
-    wide = [h for h, _, _, _ in _COLUMNS]
-    compact = _table_width(wide, rows) > width
-    headers = [c[1] for c in _COLUMNS] if compact else wide
+    with_radius = any(d.get("radius") is not None for d in fams.values())
+    layouts = [(cols, compact) for cols in ((*_COLUMNS, _RADIUS_COLUMN), _COLUMNS)
+               if with_radius or cols is _COLUMNS for compact in (False, True)]
+    for cols, compact in layouts:  # the first that fits, else the last (the narrowest)
+        rows = [[cell(f, d, thr_by_fam[f]) for _, _, _, cell in cols] for f, d in fams.items()]
+        headers = [c[1] if compact else c[0] for c in cols]
+        needed = _table_width(headers, rows)
+        if needed <= width:
+            break
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1, 0, 0))
-    for header, (_, _, justify, _) in zip(headers, _COLUMNS):
+    for header, (_, _, justify, _) in zip(headers, cols):
         table.add_column(header, justify=justify, no_wrap=True)
     for (_, d), row in zip(fams.items(), rows):
         style = "red" if d["violated"] else ("yellow" if d["open"] else "green")
         table.add_row(f"[{style}]{row[0]}[/{style}]", *row[1:])
-    return table, _table_width(headers, rows), compact
+    legend = None
+    if compact:
+        legend = _LEGEND + (_RADIUS_LEGEND if len(cols) > len(_COLUMNS) else "")
+    return table, needed, legend
 
 
 def _print_table(cert: Any) -> None:
@@ -319,12 +341,12 @@ def _print_table(cert: Any) -> None:
     console = Console(highlight=False)  # its width: the terminal's, else $COLUMNS, else 80
     console.print(f"{cert.case} | {_short_model(cert.model)} | {cert.region.describe()} | "
                   f"{cert.method}", markup=False)
-    table, needed, compact = certify_table(cert, console.width)
+    table, needed, legend = certify_table(cert, console.width)
     if needed > console.width:  # a console narrower than 80: wider than it, never cut
         console = Console(highlight=False, width=needed)
     console.print(table)
-    if compact:
-        console.print(_LEGEND, markup=False)
+    if legend:
+        console.print(legend, markup=False)
     s = cert.summary
     console.print(
         f"{s['certified']} certified, {s['violated']} violated, {s['open']} open "

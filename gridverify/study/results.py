@@ -145,7 +145,7 @@ class StudyResults:
                     "max_upper_bound": _f(d.get("max_upper_bound"), math.inf),
                     "max_attained": _f(d.get("max_attained"), -math.inf),
                     "gap": _f(d.get("gap"), math.inf), "unit": d["unit"],
-                    "seconds": r.get("seconds"),
+                    "radius": _f(d.get("radius"), math.nan), "seconds": r.get("seconds"),
                 })
         return pd.DataFrame(rows)
 

@@ -74,10 +74,15 @@ def test_radius_holds_on_its_box_and_keeps_the_witness_outside(case57, check_sou
                 w = c.witness
                 assert np.any((w < sub.lower) | (w > sub.upper)), (c.family, c.component)
     assert cert.radius_note().startswith("certified on a smaller box")
+    for fam, d in cert.families().items():  # the family's radius: its least constraint's
+        rows = [c for c in cert.constraints if c.family == fam]
+        assert d["radius"] == min(c.radius or 0.0 for c in rows)
+    assert cert.families()["vm_max"]["radius"] == 1.0
     frame = certificate_frame(cert)
     assert [None if np.isnan(r) else r for r in frame["radius"]] == [
         c.radius for c in cert.constraints]
     assert "certified on a smaller box" in certificate_html(cert)
+    assert "<th>radius</th>" in certificate_html(cert)
     fig = plot(cert, kind="radius")
     lines = {ln.get_label().split(" (")[0]: ln for ln in fig.axes[0].get_lines()}
     assert set(lines) == {"all", "p_balance", "thermal_fr", "vm_max"}
@@ -134,6 +139,8 @@ def test_no_radius_when_not_asked(case57):
                    method="crown", options=CertifyOptions(samples=32, radius=False))
     assert [c.radius for c in cert.constraints] == [None]
     assert cert.radius_note() is None
+    assert cert.families()["thermal_fr"]["radius"] is None
+    assert "radius" not in certificate_html(cert)
     with pytest.raises(ValueError, match="no radius"):
         plot(cert, kind="radius")
 

@@ -47,7 +47,15 @@ def test_certify_table_uses_wide_headers_on_a_wide_terminal(
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("family"))
     assert "certified" in header and "max attained" in header and "threshold" in header
+    assert header.split()[-1] == "radius"  # the family radius, with room for it
     assert "bound: sound upper bound" not in out
+    monkeypatch.setenv("COLUMNS", "90")  # room for the radius with the compact headers
+    main(["certify", "pglib_opf_case14_ieee", "--model", "case14_relu", "--method", "ibp",
+          "--samples", "32"])
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("family"))
+    assert header.split()[-1] == "rad" and max(len(line) for line in out.splitlines()) <= 90
+    assert "rad: every constraint of the family is certified" in " ".join(out.split())
 
 
 def _options(parser: argparse.ArgumentParser, path: str = "gridverify"):
