@@ -331,22 +331,30 @@ def certify(
                 np.tile(region.center, (K, 1)), np.zeros(K))
     st.relus = _relu_stability(pgraph, region)
 
+    clock = _StageClock(t0)
+    clock.lap("graph")
     notify("sampling", 0.05)
     _sample_stage(st, case, module, region, opts, memory, _point_bytes(graph))
+    clock.lap("sampling")
     _bound_stages(st, graph, region, method, opts, budget, notify, memory, warn_list)
+    clock.lap("bounds")
     _attack_stage(st, graph, pgraph, region, case, module, opts, budget, notify,
                   last=bab_fn is None, memory=memory, notes=warn_list)
+    clock.lap("attack")
     if opts.radius:
         _radius_stage(st, graph, region, opts, budget, notify, memory, warn_list)
+        clock.lap("radius")
     bab_runs: list[dict[str, Any]] = []
     if bab_fn is not None:
         notify("bab", 0.85)
         bab_runs = run_bab(bab_fn, st, graph, region, case, module, opts, budget, notify)
+        clock.lap("bab")
     warn_list += _onnx_recheck(st, case, prox)
+    clock.lap("onnx recheck")
     warn_list += _budget_warnings(st, opts)
     notify("done", 1.0)
     return _certificate(st, case, prox, module, cons, region, method, opts, thresholds,
-                        warn_list, bab_runs, t0)
+                        warn_list, bab_runs, t0, clock.laps)
 
 
 #: the bound method whose intermediate intervals decide a relu's stability in the certificate
@@ -448,6 +456,19 @@ def _bound_stages(st: State, graph: Any, region: Region, method: str, opts: Cert
             for k in touched:
                 st.stage[k] = stage
             st.seconds[touched] += dt / max(touched.size, 1)
+
+
+class _StageClock:
+    """Wall seconds per stage of a certificate (``provenance["stage_seconds"]``)."""
+
+    def __init__(self, t0: float) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = t0
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = round(now - self._last, 3)
+        self._last = now
 
 
 def _radius_stage(st: State, graph: Any, region: Region, opts: CertifyOptions,
@@ -687,7 +708,8 @@ def _budget_warnings(st: State, opts: CertifyOptions) -> list[str]:
 def _certificate(st: State, case: Any, prox: Any, module: torch.nn.Module,
                  cons: list[Constraint], region: Region, method: str, opts: CertifyOptions,
                  thresholds: ThresholdSpec | None, warn_list: list[str],
-                 bab_runs: list[dict[str, Any]], t0: float) -> Certificate:
+                 bab_runs: list[dict[str, Any]], t0: float,
+                 stage_seconds: dict[str, float]) -> Certificate:
     results = []
     thr = st.thresholds
     for k, c in enumerate(cons):
@@ -718,6 +740,7 @@ def _certificate(st: State, case: Any, prox: Any, module: torch.nn.Module,
         "versions": _versions(),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    prov["stage_seconds"] = stage_seconds
     if method == "bab":
         prov["bab"] = bab_runs
     if st.relus is not None:

@@ -84,6 +84,9 @@ def test_open_hint_names_unstable_relus(model_dir, capsys):
     c = d["constraints"][0]
     relus = d["provenance"]["proxy_relus"]
     assert relus["total"] == 32 and 0 <= relus["unstable"] <= 32
+    laps = d["provenance"]["stage_seconds"]  # every stage that ran, in order, within the total
+    assert list(laps) == ["graph", "sampling", "bounds", "attack", "radius", "onnx recheck"]
+    assert all(v >= 0 for v in laps.values()) and sum(laps.values()) <= d["seconds"] + 1e-3
     mid = 0.5 * (c["upper_bound"] + c["attained"])
     code, out, _ = _run(capsys, *args, "--threshold", f"p_balance={mid!r}")
     text = " ".join(out.split())  # the console wraps long lines
