@@ -228,6 +228,7 @@ def comparable_record(rec: dict[str, Any]) -> dict[str, Any]:
         cert.pop("seconds", None)
         prov = dict(cert.get("provenance", {}))
         prov.pop("created_utc", None)
+        prov.pop("stage_seconds", None)
         if isinstance(prov.get("options"), dict):
             prov["options"] = _without_memory_settings(prov["options"])
         cert["provenance"] = prov
