@@ -1,13 +1,21 @@
-"""Graph evaluation speed of ``sparse_linear``: cached CSR matmul against ``index_add``.
+"""Graph evaluation speed: the evaluators' layout and batch size, and ``sparse_linear``.
 
-Usage: ``python benchmarks/graph_eval.py [--case case300] [--batch 4096] [--repeats 5]``.
+Usage: ``python benchmarks/graph_eval.py [--case case300] [--batch 4096] [--repeats 5]
+[--batches 128,256,512,1024,3348]``.
 
 Builds the composed certification graph (shipped relu proxy, every constraint)
-of a case and, for every ``sparse_linear`` node, times a forward plus backward
-pass on a random float64 batch of its input with the two implementations in
-the same process: the one :func:`gridverify.ir.graph.sparse_forward` uses
-(CSR) and the gather/``index_add`` form it replaced.  Prints per-node and total
-seconds and the ratio; also times a whole-graph forward plus backward.
+of a case and measures, in the same process, one thread, float64:
+
+* **layout and batch**: forward plus backward (one output entry per point, as
+  the falsifier's objectives read them) of the whole graph per batch size, with
+  the graph's evaluator (feature-major values, ``forward_node_fm``) against the
+  batch-major evaluation it replaced (``forward_node`` node by node, the
+  baseline); loads per second of both, their ratio, and the batch
+  :meth:`Graph.eval_chunk` picks for the CPU;
+* **sparse_linear**: for every such node a forward plus backward pass on a random
+  batch of its input with the batch-major CSR product
+  (:func:`gridverify.ir.graph.sparse_forward`) and the gather/``index_add``
+  form it replaced.
 """
 
 from __future__ import annotations
@@ -30,6 +38,37 @@ def timed(fn, x: torch.Tensor, repeats: int) -> float:
     return best
 
 
+def batch_major_flat(g, x: torch.Tensor, dt: torch.dtype) -> torch.Tensor:
+    """The baseline evaluator: every node batch-major ``(B, size)`` (``forward_node``)."""
+    from gridverify.ir.graph import forward_node
+
+    inputs, batch, device = g._prepare_inputs(x, dt, None)
+    vals: dict[int, torch.Tensor] = {}
+    for node in g.nodes:
+        vals[node.id] = inputs[node.id] if node.op == "input" else forward_node(
+            g, node, [vals[i] for i in node.inputs], batch, dt, device)
+    return torch.cat([vals[o] for o in g.outputs], dim=-1)
+
+
+def layout_table(g, lo, hi, batches: list[int], repeats: int) -> None:
+    """Loads per second, forward plus backward of one output entry per point."""
+    dt = torch.float64
+    gen = torch.Generator().manual_seed(1)
+    lo_t, hi_t = torch.from_numpy(lo.copy()), torch.from_numpy(hi.copy())
+    print(f"eval_chunk (CPU, float64): {g.eval_chunk(dt, 'cpu')} points")
+    print("| batch | batch-major loads/s | feature-major loads/s | ratio |")
+    print("|---|---|---|---|")
+    for b in batches:
+        x = lo_t + torch.rand(b, lo_t.numel(), generator=gen, dtype=dt) * (hi_t - lo_t)
+        sel = torch.randint(0, g.output_size, (b, 1), generator=gen)
+        rates = []
+        for flat in (lambda v: batch_major_flat(g, v, dt),
+                     lambda v: g.evaluate_flat(v, dtype=dt)):
+            t = timed(lambda v, f=flat, s=sel: f(v).gather(1, s), x, repeats)
+            rates.append(b / t)
+        print(f"| {b} | {rates[0]:.0f} | {rates[1]:.0f} | {rates[1] / rates[0]:.2f}x |")
+
+
 def main(argv: list[str] | None = None) -> int:
     from gridverify.ir.graph import sparse_forward, sparse_forward_gather
 
@@ -37,9 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--case", default="case300", choices=sorted(CASES))
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--batches", default="128,256,512,1024,3348",
+                    help="batch sizes of the layout table")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     g, lo, hi, _ = instance(args.case)
+    layout_table(g, lo, hi, [int(b) for b in args.batches.split(",")], args.repeats)
+    print()
     dt, dev = torch.float64, torch.device("cpu")
     gen = torch.Generator().manual_seed(0)
     tot_csr = tot_idx = 0.0

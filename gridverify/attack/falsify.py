@@ -322,6 +322,8 @@ class _Run:
         self.hi = hi.to(self.dev, self.dtype)
         self.deadline, self.target = deadline, target
         self.max_batch = max(1, int(max_batch))
+        # points per graph evaluation: max_batch, in cache-sized chunks on the CPU
+        self.chunk = min(self.max_batch, graph.eval_chunk(self.dtype, self.dev) or self.max_batch)
         self.gen = torch.Generator().manual_seed(int(opts.seed))
         self.m, self.n = lo.shape
         self.best_v = torch.full((self.m,), -math.inf, dtype=torch.float64)
@@ -338,9 +340,9 @@ class _Run:
     def value(self, x: torch.Tensor, rows: torch.Tensor, grad: bool = False):
         """Objective ``rows[i]`` at ``x[i]`` (NaN -> -inf) and, with ``grad``, its gradient."""
         vs, gs = [], []
-        for s in range(0, x.shape[0], self.max_batch):
-            xb = x[s:s + self.max_batch].detach().to(self.dev, self.dtype)
-            rb = rows[s:s + self.max_batch].to(self.dev)
+        for s in range(0, x.shape[0], self.chunk):
+            xb = x[s:s + self.chunk].detach().to(self.dev, self.dtype)
+            rb = rows[s:s + self.chunk].to(self.dev)
             if grad:
                 xb.requires_grad_(True)
             with torch.set_grad_enabled(grad):
@@ -368,7 +370,7 @@ class _Run:
         k = min(k, x.shape[0])
         best_v = torch.full((0, self.m), -math.inf, dtype=torch.float64)
         best_i = torch.zeros((0, self.m), dtype=torch.int64)
-        chunk = max(1, min(self.max_batch, (1 << 22) // max(1, self.m)))
+        chunk = max(1, min(self.chunk, (1 << 22) // max(1, self.m)))
         with torch.no_grad():
             for s in range(0, x.shape[0], chunk):
                 xb = x[s:s + chunk].to(self.dev, self.dtype)
@@ -547,8 +549,8 @@ class _Run:
         x = torch.maximum(torch.minimum(x, self.hi64), self.lo64)
         vals = []
         with torch.no_grad():
-            for s in range(0, self.m, self.max_batch):
-                xb = x[s:s + self.max_batch].to(self.dev)
+            for s in range(0, self.m, self.chunk):
+                xb = x[s:s + self.chunk].to(self.dev)
                 y = self.graph.evaluate_flat(xb, dtype=torch.float64, device=self.dev)
                 rows = torch.arange(s, s + xb.shape[0], device=self.dev)
                 vals.append(self.obj.at(y, rows).to(torch.float64).cpu())

@@ -76,6 +76,53 @@ def test_evaluate_matches_torch_reference(device: str, dtype: torch.dtype) -> No
     assert flat.shape == (50, 7)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_evaluate_gradients_match_torch_reference(dtype: torch.dtype) -> None:
+    """The evaluators hold values feature-major (``forward_node_fm``); their gradients,
+    through every op, a one-point input broadcast over the batch and a constant,
+    are the reference's."""
+    g, ref = _all_ops_graph()
+    gen = torch.Generator().manual_seed(2)
+    xv = (torch.randn(40, 4, generator=gen, dtype=torch.float64) * 2).to(dtype)
+    yv = (torch.randn(1, 2, generator=gen, dtype=torch.float64) * 2).to(dtype)
+    w = torch.randn(40, 7, generator=gen, dtype=torch.float64).to(dtype)
+    xa = xv.clone().requires_grad_(True)
+    flat = g.evaluate_flat({"x": xa, "y": yv}, dtype=dtype)
+    (got,) = torch.autograd.grad((flat * w).sum(), xa)
+    xb = xv.clone().requires_grad_(True)
+    (want,) = torch.autograd.grad((torch.cat(ref(xb, yv.expand(40, -1)), 1) * w).sum(), xb)
+    tol = 1e-10 if dtype == torch.float64 else 1e-3
+    torch.testing.assert_close(got, want, atol=tol, rtol=tol)
+    b = GraphBuilder()  # a constant and a piecewise-linear node, with gradients
+    x = b.input("x", 3)
+    k = b.add(b.constant(torch.tensor([0.5, -1.0, 2.0])), x)
+    b.output(b.pwl(k, [-0.5, 0.0, 1.0], [1.0, -2.0, 0.5], slope=0.3, bias=0.1), "y")
+    g2 = b.build()
+    xv = torch.randn(9, 3, generator=gen, dtype=torch.float64).to(dtype).requires_grad_(True)
+
+    def pwl_ref(v: torch.Tensor) -> torch.Tensor:
+        u = v + torch.tensor([0.5, -1.0, 2.0], dtype=dtype)
+        return 0.1 + 0.3 * u + torch.relu(u + 0.5) - 2 * torch.relu(u) + 0.5 * torch.relu(u - 1)
+
+    y = g2.evaluate_flat(xv, dtype=dtype)
+    torch.testing.assert_close(y, pwl_ref(xv), atol=tol, rtol=tol)
+    torch.testing.assert_close(torch.autograd.grad(y.sum(), xv)[0],
+                               torch.autograd.grad(pwl_ref(xv).sum(), xv)[0], atol=tol, rtol=tol)
+
+
+def test_eval_chunk_sizes_cpu_batches_by_node_bytes() -> None:
+    from gridverify.ir.graph import CPU_CHUNK_BYTES
+
+    g, _ = _all_ops_graph()
+    per_point = sum(n.size for n in g.nodes) * 8
+    assert g.eval_chunk(torch.float64, "cpu") == max(64, CPU_CHUNK_BYTES // per_point)
+    assert g.eval_chunk(torch.float32, None) == max(64, CPU_CHUNK_BYTES // (per_point // 2))
+    b = GraphBuilder()
+    b.output(b.relu(b.input("x", 10 ** 6)), "y")
+    assert b.build().eval_chunk(torch.float64, "cpu") == 64  # never below 64 points
+    assert g.eval_chunk(torch.float64, "cuda") is None  # no limit off the CPU
+
+
 def test_lowering_uses_primitive_ops_only() -> None:
     g, _ = _all_ops_graph()
     ops = {n.op for n in g.nodes}
