@@ -271,7 +271,10 @@ class _Lin:
             for p, v in zip(positions.tolist(), rows.bias.tolist()):
                 self.bias[p] = v
 
-    def emit(self, b: GraphBuilder, u: int, name: str) -> int:
+    def emit(self, b: GraphBuilder, u: int, name: str, select: np.ndarray | None = None) -> int:
+        """The rows as one ``sparse_linear`` node of ``u``; with ``select``, only the rows
+        ``select`` (in that order, repeats allowed): one node instead of a node and a
+        ``gather`` of it."""
         import scipy.sparse as sp
 
         if self.blocks:
@@ -282,11 +285,14 @@ class _Lin:
             r = c = np.zeros(0, dtype=np.int64)
             v = np.zeros(0)
         m = sp.coo_matrix((v, (r, c)), shape=(self.n, b.size(u))).tocsr()
+        bias = np.asarray(self.bias)
+        if select is not None:
+            m, bias = m[select], bias[select]
         m.eliminate_zeros()
         m = m.tocoo()
         return b.sparse_linear(
-            u, m.row.astype(np.int64), m.col.astype(np.int64), m.data, self.n,
-            bias=np.asarray(self.bias), name=name,
+            u, m.row.astype(np.int64), m.col.astype(np.int64), m.data, m.shape[0],
+            bias=bias, name=name,
         )
 
 
@@ -433,10 +439,15 @@ def build_physics_graph(
     blocks: list[int] = []
     row_constraint: list[int] = []
     row_sign: list[int] = []
-    lin_node = lin.emit(b, u, "linear_rows") if lin.n else None
+    picked = np.array([r for r, _, _ in lin_rows], dtype=np.int64)
+    lin_node = None
+    if exposed is not None:  # the flows and residuals read the rows too
+        lin_node = lin.emit(b, u, "linear_rows")
+        if lin_rows:
+            blocks.append(b.gather(lin_node, picked))
+    elif lin_rows:  # only the constraints' rows, in their order
+        blocks.append(lin.emit(b, u, "linear_rows", select=picked))
     if lin_rows:
-        assert lin_node is not None
-        blocks.append(b.gather(lin_node, np.array([r for r, _, _ in lin_rows], dtype=np.int64)))
         row_constraint += [p for _, p, _ in lin_rows]
         row_sign += [s for _, _, s in lin_rows]
     if thermal:
