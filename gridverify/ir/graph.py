@@ -475,36 +475,48 @@ def forward_node_fm(
     return forward_node(graph, node, xs, batch, dtype, device)  # elementwise: any layout
 
 
+def csr_matmul(w: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None = None
+               ) -> torch.Tensor:
+    """``w @ x (+ bias)`` for a CSR ``w`` and a dense ``x`` as one ``addmm``: several
+    times faster than ``w @ x`` on the CPU (case118's constraint rows: 0.57 ms
+    against 3.7 ms for 394 points, ``benchmarks/graph_eval.py``), same values."""
+    if bias is None:
+        bias = x.new_zeros(w.shape[0], 1)
+    return torch.addmm(bias, w, x)
+
+
 class _CsrProduct(torch.autograd.Function):
-    """``W @ X`` for a CSR matrix ``W`` and a dense ``X``; the backward multiplies by
-    the cached CSR transpose ``Wt`` (autograd would transpose ``W`` on every call)."""
+    """``W @ X + b`` for a CSR matrix ``W``, a dense ``X`` and a constant column ``b``;
+    the backward multiplies by the cached CSR transpose ``Wt`` (autograd would
+    transpose ``W`` on every call)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, wt: torch.Tensor,
+                bias: torch.Tensor | None) -> torch.Tensor:
         ctx.wt = wt
-        return w @ x
+        return csr_matmul(w, x, bias)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        return ctx.wt @ grad.contiguous(), None, None
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        return csr_matmul(ctx.wt, grad.contiguous()), None, None, None
 
 
 def sparse_forward_fm(
     graph: Graph, node: Node, x: torch.Tensor, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
     """:func:`sparse_forward` on feature-major values: ``(size, B)`` from ``(in, B)``."""
+    bias = None
+    if node.attrs.get("bias") is not None:
+        bias = graph.attr(node, "bias", dtype, device).reshape(-1, 1)
     if dtype in (torch.float32, torch.float64) and x.dtype == dtype:
         w = _csr(graph, node, dtype, device)
         if x.requires_grad:
-            y = _CsrProduct.apply(x, w, _csr(graph, node, dtype, device, transpose=True))
-        else:
-            y = w @ x
-    else:
-        y = sparse_forward_gather(graph, node, x.T, dtype, device).T
-    if node.attrs.get("bias") is not None:
-        y = y + graph.attr(node, "bias", dtype, device).reshape(-1, 1)
-    return y
+            return _CsrProduct.apply(x, w, _csr(graph, node, dtype, device, transpose=True),
+                                     bias)
+        return csr_matmul(w, x, bias)
+    y = sparse_forward_gather(graph, node, x.T, dtype, device).T
+    return y if bias is None else y + bias
 
 
 def _csr(graph: Graph, node: Node, dtype: torch.dtype, device: torch.device,
@@ -539,7 +551,7 @@ def sparse_transpose_apply(
     intermediate), differentiable in ``a``.
     """
     a2 = a.reshape(-1, a.shape[-1])
-    out = (_csr(graph, node, dtype, device, transpose=True) @ a2.T).T
+    out = csr_matmul(_csr(graph, node, dtype, device, transpose=True), a2.T).T
     return out.reshape(*a.shape[:-1], graph.nodes[node.inputs[0]].size)
 
 
