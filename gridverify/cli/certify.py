@@ -350,7 +350,7 @@ def _print_table(cert: Any) -> None:
     s = cert.summary
     console.print(
         f"{s['certified']} certified, {s['violated']} violated, {s['open']} open "
-        f"of {s['total']} constraints in {cert.seconds:.1f} s"
+        f"of {s['total']} constraints in {cert.seconds:.1f} s{_stage_text(cert)}"
     )
     for w in cert.warnings:
         if w.startswith(("timeout", "memory cap")):
@@ -361,6 +361,15 @@ def _print_table(cert: Any) -> None:
     hint = open_hint(cert)
     if hint:
         console.print(hint, markup=False)
+
+
+def _stage_text(cert: Any) -> str:
+    """`` (attack 28.4 s, bounds 4.5 s)``: the stages that took a tenth of the time or
+    more, longest first (``provenance.stage_seconds``; empty without it)."""
+    laps = cert.provenance.get("stage_seconds") or {}
+    big = sorted(((v, k) for k, v in laps.items() if v >= 0.1 * cert.seconds and v > 0),
+                 reverse=True)
+    return f" ({', '.join(f'{k} {v:.1f} s' for v, k in big)})" if big else ""
 
 
 def open_hint(cert: Any) -> str | None:

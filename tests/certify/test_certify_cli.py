@@ -87,6 +87,11 @@ def test_open_hint_names_unstable_relus(model_dir, capsys):
     laps = d["provenance"]["stage_seconds"]  # every stage that ran, in order, within the total
     assert list(laps) == ["graph", "sampling", "bounds", "attack", "radius", "onnx recheck"]
     assert all(v >= 0 for v in laps.values()) and sum(laps.values()) <= d["seconds"] + 1e-3
+    from gridverify.cli.certify import _stage_text
+
+    top = max(laps, key=laps.get)  # the summary line names the longest stage
+    text = _stage_text(Certificate.from_json(out))
+    assert text.startswith(" (") and f"{top} {laps[top]:.1f} s" in text
     mid = 0.5 * (c["upper_bound"] + c["attained"])
     code, out, _ = _run(capsys, *args, "--threshold", f"p_balance={mid!r}")
     text = " ".join(out.split())  # the console wraps long lines
