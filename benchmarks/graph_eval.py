@@ -1,4 +1,4 @@
-"""Graph evaluation speed: the evaluators' layout and batch size, and ``sparse_linear``.
+"""Graph evaluation speed: batch size on the CPU, and ``sparse_linear`` products.
 
 Usage: ``python benchmarks/graph_eval.py [--case case300] [--batch 4096] [--repeats 5]
 [--batches 128,256,512,1024,3348]``.
@@ -6,16 +6,19 @@ Usage: ``python benchmarks/graph_eval.py [--case case300] [--batch 4096] [--repe
 Builds the composed certification graph (shipped relu proxy, every constraint)
 of a case and measures, in the same process, one thread, float64:
 
-* **layout and batch**: forward plus backward (one output entry per point, as
-  the falsifier's objectives read them) of the whole graph per batch size, with
-  the graph's evaluator (feature-major values, ``forward_node_fm``) against the
-  batch-major evaluation it replaced (``forward_node`` node by node, the
-  baseline); loads per second of both, their ratio, and the batch
-  :meth:`Graph.eval_chunk` picks for the CPU;
+* **batch**: loads per second of the graph's evaluator (``evaluate_flat``,
+  feature-major values), forward plus the backward of one output entry per
+  point (what the falsifier's objectives read), per batch size, against the
+  last batch of ``--batches`` as the baseline (3,348: about what the falsifier
+  used before it evaluated in :meth:`Graph.eval_chunk` chunks), and the chunk
+  ``eval_chunk`` picks;
 * **sparse_linear**: for every such node a forward plus backward pass on a random
-  batch of its input with the batch-major CSR product
-  (:func:`gridverify.ir.graph.sparse_forward`) and the gather/``index_add``
+  batch of its input with the CSR product the evaluator uses
+  (:func:`gridverify.ir.graph.sparse_forward_fm`) against the gather/``index_add``
   form it replaced.
+
+The layout change itself (feature-major against batch-major values) was
+measured when it was made: docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -38,50 +41,39 @@ def timed(fn, x: torch.Tensor, repeats: int) -> float:
     return best
 
 
-def batch_major_flat(g, x: torch.Tensor, dt: torch.dtype) -> torch.Tensor:
-    """The baseline evaluator: every node batch-major ``(B, size)`` (``forward_node``)."""
-    from gridverify.ir.graph import forward_node
-
-    inputs, batch, device = g._prepare_inputs(x, dt, None)
-    vals: dict[int, torch.Tensor] = {}
-    for node in g.nodes:
-        vals[node.id] = inputs[node.id] if node.op == "input" else forward_node(
-            g, node, [vals[i] for i in node.inputs], batch, dt, device)
-    return torch.cat([vals[o] for o in g.outputs], dim=-1)
-
-
-def layout_table(g, lo, hi, batches: list[int], repeats: int) -> None:
+def batch_table(g, lo, hi, batches: list[int], repeats: int) -> None:
     """Loads per second, forward plus backward of one output entry per point."""
     dt = torch.float64
     gen = torch.Generator().manual_seed(1)
     lo_t, hi_t = torch.from_numpy(lo.copy()), torch.from_numpy(hi.copy())
-    print(f"eval_chunk (CPU, float64): {g.eval_chunk(dt, 'cpu')} points")
-    print("| batch | batch-major loads/s | feature-major loads/s | ratio |")
-    print("|---|---|---|---|")
-    for b in batches:
+    chunk = g.eval_chunk(dt, "cpu")
+    print(f"eval_chunk (CPU, float64): {chunk} points")
+    rates = {}
+    for b in sorted({*batches, chunk}):
         x = lo_t + torch.rand(b, lo_t.numel(), generator=gen, dtype=dt) * (hi_t - lo_t)
         sel = torch.randint(0, g.output_size, (b, 1), generator=gen)
-        rates = []
-        for flat in (lambda v: batch_major_flat(g, v, dt),
-                     lambda v: g.evaluate_flat(v, dtype=dt)):
-            t = timed(lambda v, f=flat, s=sel: f(v).gather(1, s), x, repeats)
-            rates.append(b / t)
-        print(f"| {b} | {rates[0]:.0f} | {rates[1]:.0f} | {rates[1] / rates[0]:.2f}x |")
+        t = timed(lambda v, s=sel: g.evaluate_flat(v, dtype=dt).gather(1, s), x, repeats)
+        rates[b] = b / t
+    base = batches[-1]
+    print(f"| batch | loads/s | vs batch {base} |")
+    print("|---|---|---|")
+    for b, r in rates.items():
+        print(f"| {b}{' (eval_chunk)' if b == chunk else ''} | {r:.0f} | {r / rates[base]:.2f}x |")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gridverify.ir.graph import sparse_forward, sparse_forward_gather
+    from gridverify.ir.graph import sparse_forward_fm, sparse_forward_gather
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--case", default="case300", choices=sorted(CASES))
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batches", default="128,256,512,1024,3348",
-                    help="batch sizes of the layout table")
+                    help="batch sizes of the batch table (the last one is the baseline)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     g, lo, hi, _ = instance(args.case)
-    layout_table(g, lo, hi, [int(b) for b in args.batches.split(",")], args.repeats)
+    batch_table(g, lo, hi, [int(b) for b in args.batches.split(",")], args.repeats)
     print()
     dt, dev = torch.float64, torch.device("cpu")
     gen = torch.Generator().manual_seed(0)
@@ -93,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         n_in = g.nodes[node.inputs[0]].size
         x = torch.randn(args.batch, n_in, generator=gen, dtype=dt)
-        sparse_forward(g, node, x, dt, dev)  # build the cached CSR matrix
-        t_csr = timed(lambda v, n=node: sparse_forward(g, n, v, dt, dev), x, args.repeats)
+        sparse_forward_fm(g, node, x.T, dt, dev)  # build the cached CSR matrices
+        t_csr = timed(lambda v, n=node: sparse_forward_fm(g, n, v.T, dt, dev), x, args.repeats)
         t_idx = timed(lambda v, n=node: sparse_forward_gather(g, n, v, dt, dev), x,
                       args.repeats)
         tot_csr += t_csr

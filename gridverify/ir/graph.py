@@ -359,11 +359,12 @@ class Graph:
         """Points per evaluation for cache-friendly batches on ``device``, ``None`` for
         no limit (a GPU).
 
-        On the CPU a batch whose node values outgrow the caches runs several times
-        slower per point (case118's certify graph: 19,500 loads per second in
-        batches of 512, 7,900 in batches of 3,348, forward and backward):
-        callers that evaluate many points split them into chunks whose node values
-        take about :data:`CPU_CHUNK_BYTES` (at least 64 points).
+        On the CPU a batch whose node values outgrow the caches runs slower per
+        point (case118's certify graph, forward and backward: about twice the
+        loads per second in chunks of 394 points as in batches of 3,348;
+        ``benchmarks/graph_eval.py``): callers that evaluate many points split
+        them into chunks whose node values take about :data:`CPU_CHUNK_BYTES`
+        (at least 64 points).
         """
         if torch.device(device if device is not None else "cpu").type != "cpu":
             return None
@@ -395,44 +396,9 @@ def forward_node(
     dtype: torch.dtype,
     device: torch.device,
 ) -> torch.Tensor:
-    """Value ``(B, size)`` of ``node`` from its input values ``xs`` (each ``(B, n_i)``)."""
-    op = node.op
-    if op == "constant":
-        return graph.attr(node, "value", dtype, device).reshape(1, -1).expand(batch, -1)
-    if op == "linear":
-        w = graph.attr(node, "weight", dtype, device)
-        y = xs[0] @ w.T
-        if node.attrs.get("bias") is not None:
-            y = y + graph.attr(node, "bias", dtype, device)
-        return y
-    if op == "sparse_linear":
-        return sparse_forward(graph, node, xs[0], dtype, device)
-    if op == "add":
-        return xs[0] + xs[1]
-    if op == "sub":
-        return xs[0] - xs[1]
-    if op == "neg":
-        return -xs[0]
-    if op == "scale":
-        return xs[0] * graph.attr(node, "coef", dtype, device)
-    if op == "add_const":
-        return xs[0] + graph.attr(node, "const", dtype, device)
-    if op == "gather":
-        return xs[0].index_select(-1, graph.attr(node, "index", dtype, device))
-    if op == "concat":
-        return torch.cat(list(xs), dim=-1)
-    if op == "reshape":
-        return xs[0]
-    if op == "mul":
-        return xs[0] * xs[1]
-    if op == "pow":
-        return xs[0] ** int(node.attrs["k"])
-    if op == "pwl":
-        return pwl_forward(xs[0], *(graph.attr(node, k, dtype, device)
-                                    for k in ("breaks", "weights", "slope", "bias")))
-    if op in UNARY_NONLINEAR:
-        return OPS[op].func(xs[0])  # type: ignore[misc]
-    raise _err(node, "cannot evaluate op")  # pragma: no cover
+    """Value ``(B, size)`` of ``node`` from its input values ``xs`` (each ``(B, n_i)``):
+    :func:`forward_node_fm` on the transposed values."""
+    return forward_node_fm(graph, node, [x.T for x in xs], batch, dtype, device).T
 
 
 def forward_node_fm(
@@ -443,14 +409,13 @@ def forward_node_fm(
     dtype: torch.dtype,
     device: torch.device,
 ) -> torch.Tensor:
-    """:func:`forward_node` on feature-major values: ``(size, B)`` from inputs ``(n_i, B)``.
+    """Value ``(size, B)`` of ``node`` from its feature-major input values ``(n_i, B)``.
 
-    The graph evaluators use this layout: a ``gather`` or ``concat`` then moves
-    whole contiguous rows, and a ``sparse_linear`` is one CSR-by-dense product
-    with a contiguous result (:func:`sparse_forward_fm`); on the physics graphs
-    of the larger cases that is several times faster than batch-major values,
-    forward and backward (``benchmarks/graph_eval.py``).  Elementwise ops are the
-    same in both layouts.
+    The graph evaluators hold values in this layout: a ``gather`` or ``concat``
+    then moves whole contiguous rows, and a ``sparse_linear`` is one CSR-by-dense
+    product with a contiguous result (:func:`sparse_forward_fm`); on the physics
+    graphs of the larger cases that is faster than batch-major values, forward
+    and backward (docs/scaling.md).  Every op's semantics are written here once.
     """
     op = node.op
     if op == "constant":
@@ -462,6 +427,12 @@ def forward_node_fm(
         return w @ xs[0]
     if op == "sparse_linear":
         return sparse_forward_fm(graph, node, xs[0], dtype, device)
+    if op == "add":
+        return xs[0] + xs[1]
+    if op == "sub":
+        return xs[0] - xs[1]
+    if op == "neg":
+        return -xs[0]
     if op == "scale":
         return xs[0] * graph.attr(node, "coef", dtype, device).reshape(-1, 1)
     if op == "add_const":
@@ -470,9 +441,18 @@ def forward_node_fm(
         return xs[0].index_select(0, graph.attr(node, "index", dtype, device))
     if op == "concat":
         return torch.cat(list(xs), dim=0)
-    if op == "pwl":
-        return forward_node(graph, node, [xs[0].T], batch, dtype, device).T
-    return forward_node(graph, node, xs, batch, dtype, device)  # elementwise: any layout
+    if op == "reshape":
+        return xs[0]
+    if op == "mul":
+        return xs[0] * xs[1]
+    if op == "pow":
+        return xs[0] ** int(node.attrs["k"])
+    if op == "pwl":  # its parameters are per entry: batch-major for pwl_forward
+        return pwl_forward(xs[0].T, *(graph.attr(node, k, dtype, device)
+                                      for k in ("breaks", "weights", "slope", "bias"))).T
+    if op in UNARY_NONLINEAR:
+        return OPS[op].func(xs[0])  # type: ignore[misc]
+    raise _err(node, "cannot evaluate op")  # pragma: no cover
 
 
 def csr_matmul(w: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None = None
@@ -505,7 +485,13 @@ class _CsrProduct(torch.autograd.Function):
 def sparse_forward_fm(
     graph: Graph, node: Node, x: torch.Tensor, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
-    """:func:`sparse_forward` on feature-major values: ``(size, B)`` from ``(in, B)``."""
+    """``y[r] = sum_k vals[k] x[cols[k]] (+ bias)`` of a ``sparse_linear`` node, feature-major:
+    ``(size, B)`` from ``(in, B)``.
+
+    float32/float64 values go through a cached CSR matrix (:func:`csr_matmul`; no
+    ``(nnz, B)`` intermediate), with the cached transpose in the backward; other
+    dtypes through :func:`sparse_forward_gather`.
+    """
     bias = None
     if node.attrs.get("bias") is not None:
         bias = graph.attr(node, "bias", dtype, device).reshape(-1, 1)
@@ -564,23 +550,4 @@ def sparse_forward_gather(
     vals = graph.attr(node, "vals", dtype, device)
     y = x.new_zeros(*x.shape[:-1], node.size)
     y.index_add_(-1, rows, x.index_select(-1, cols) * vals)
-    return y
-
-
-def sparse_forward(
-    graph: Graph, node: Node, x: torch.Tensor, dtype: torch.dtype, device: torch.device
-) -> torch.Tensor:
-    """``y[:, r] = sum_k vals[k] x[:, cols[k]]`` (+ bias).
-
-    float32/float64 batches go through a cached CSR matrix (no ``(batch, nnz)``
-    intermediate: several times faster and lighter on large physics graphs,
-    autograd included); other dtypes use ``index_add`` on the flat vector.
-    """
-    if dtype in (torch.float32, torch.float64) and x.dtype == dtype and x.dim() >= 1:
-        x2 = x.reshape(-1, x.shape[-1])
-        y = (_csr(graph, node, dtype, device) @ x2.T).T.reshape(*x.shape[:-1], node.size)
-    else:
-        y = sparse_forward_gather(graph, node, x, dtype, device)
-    if node.attrs.get("bias") is not None:
-        y = y + graph.attr(node, "bias", dtype, device)
     return y
