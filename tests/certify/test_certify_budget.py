@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from gridverify.attack import AttackOptions
 from gridverify.bab import BabOptions
 from gridverify.certify import Certificate, CertifyOptions, bab_available, certify
 from gridverify.cli import main
@@ -227,6 +228,11 @@ def test_options_validation() -> None:
     assert not CertifyOptions(refine="undecided").refines_all("bab")
     o = CertifyOptions(timeout=5.0, bab=BabOptions(timeout=2.0, tolerance=0.5), jobs=3)
     assert CertifyOptions.from_dict(json.loads(json.dumps(o.to_dict()))) == o
+    # the certificate's search runs in float32 (re-evaluated in float64); a float64
+    # search stays available and round-trips
+    assert o.attack_options.dtype == "float32" and AttackOptions().dtype == "float64"
+    o64 = CertifyOptions(attack_options=AttackOptions(dtype="float64"))
+    assert CertifyOptions.from_dict(json.loads(json.dumps(o64.to_dict()))) == o64
 
 
 def test_dataset_region_points_are_tried(case14, tiny_mlp, tmp_path) -> None:
