@@ -332,7 +332,7 @@ def certify(
     st.relus = _relu_stability(pgraph, region)
 
     clock = _StageClock(t0)
-    clock.lap("graph")
+    clock.lap("setup")  # the case, the proxy, the graphs, the relu census
     notify("sampling", 0.05)
     _sample_stage(st, case, module, region, opts, memory, _point_bytes(graph))
     clock.lap("sampling")

@@ -64,10 +64,10 @@ class CertifyOptions:
     the attack may take when branch-and-bound follows); the certificate's search
     runs in float32 by default (what it finds is re-evaluated in float64: on the
     shipped proxies the worst cases differ from a float64 search's by less than
-    a change of seed moves them, in about half the time; docs/physics.md).  ``attack_focus``: per
-    family, that many undecided constraints nearest their threshold and that
-    many with the largest worst found get a second attack with 2x the restarts
-    and 8x the steps (0: none).  ``bounds``: the bound
+    a change of seed moves them, in about half the time; docs/physics.md).
+    ``attack_focus``: per family, that many undecided constraints nearest their
+    threshold and that many with the largest worst found get a second attack
+    with 2x the restarts and 8x the steps (0: none).  ``bounds``: the bound
     engine's options (``alpha_iterations``; ``intermediate`` of the
     alpha-CROWN stage, ``"alpha-crown"`` by default: optimized node by node, on
     case57 and case118 it certified more thermal and angle constraints for

@@ -85,7 +85,7 @@ def test_open_hint_names_unstable_relus(model_dir, capsys):
     relus = d["provenance"]["proxy_relus"]
     assert relus["total"] == 32 and 0 <= relus["unstable"] <= 32
     laps = d["provenance"]["stage_seconds"]  # every stage that ran, in order, within the total
-    assert list(laps) == ["graph", "sampling", "bounds", "attack", "radius", "onnx recheck"]
+    assert list(laps) == ["setup", "sampling", "bounds", "attack", "radius", "onnx recheck"]
     assert all(v >= 0 for v in laps.values()) and sum(laps.values()) <= d["seconds"] + 1e-3
     from gridverify.cli.certify import _stage_text
 
