@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from gridverify.bounds.selection import RowSelection
-from gridverify.ir.graph import Graph, forward_node
+from gridverify.ir.graph import Graph, forward_node_fm
 from gridverify.ir.ops import OPS
 
 __all__ = ["relevant_entries"]
@@ -57,10 +57,10 @@ def relevant_entries(graph: Graph, spec: torch.Tensor | RowSelection, *,
                 size = graph.nodes[i].size
                 need[i] |= mask if size == mask.numel() else mask.any().expand(size)
             continue
-        xs = [torch.randn(1, graph.nodes[i].size, generator=gen, dtype=dt).requires_grad_(True)
-              for i in node.inputs]
+        xs = [torch.randn(graph.nodes[i].size, 1, generator=gen, dtype=dt).requires_grad_(True)
+              for i in node.inputs]  # one point, feature-major
         with torch.enable_grad():
-            y = forward_node(graph, node, xs, 1, dt, dev)
+            y = forward_node_fm(graph, node, xs, 1, dt, dev).reshape(-1)
             w = (0.5 + torch.rand(mask.numel(), generator=gen, dtype=dt)) * mask
             grads = torch.autograd.grad((y * w).sum(), xs, allow_unused=True)
         for i, g in zip(node.inputs, grads):

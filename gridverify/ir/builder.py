@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from gridverify.errors import GraphError
-from gridverify.ir.graph import Graph, Node, forward_node, validate_node
+from gridverify.ir.graph import Graph, Node, forward_node_fm, validate_node
 from gridverify.ir.ops import OPS
 
 TensorLike = Any  # torch.Tensor, numpy array, list or float
@@ -114,8 +114,8 @@ class GraphBuilder:
         # fold ops whose inputs are all constants
         if inputs and op != "constant" and all(self._is_const(i) for i in inputs):
             tmp = Graph((*self._nodes, node), (nid,), ("_",))
-            vals = [self._const(i).reshape(1, -1) for i in inputs]
-            v = forward_node(tmp, node, vals, 1, torch.float64, torch.device("cpu"))
+            vals = [self._const(i).reshape(-1, 1) for i in inputs]  # (size, batch 1)
+            v = forward_node_fm(tmp, node, vals, 1, torch.float64, torch.device("cpu"))
             node = Node(nid, "constant", (), {"value": v.reshape(-1).clone()}, node.size,
                         node.shape, node.name)
             validate_node(node, [n.size for n in self._nodes])

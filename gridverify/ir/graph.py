@@ -388,19 +388,6 @@ class Graph:
 CPU_CHUNK_BYTES = 32 << 20
 
 
-def forward_node(
-    graph: Graph,
-    node: Node,
-    xs: Sequence[torch.Tensor],
-    batch: int,
-    dtype: torch.dtype,
-    device: torch.device,
-) -> torch.Tensor:
-    """Value ``(B, size)`` of ``node`` from its input values ``xs`` (each ``(B, n_i)``):
-    :func:`forward_node_fm` on the transposed values."""
-    return forward_node_fm(graph, node, [x.T for x in xs], batch, dtype, device).T
-
-
 def forward_node_fm(
     graph: Graph,
     node: Node,
