@@ -76,18 +76,20 @@ def test_evaluate_matches_torch_reference(device: str, dtype: torch.dtype) -> No
     assert flat.shape == (50, 7)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_evaluate_gradients_match_torch_reference(dtype: torch.dtype) -> None:
+def test_evaluate_gradients_match_torch_reference(device: str, dtype: torch.dtype) -> None:
     """The evaluators hold values feature-major (``forward_node_fm``); their gradients,
     through every op, a one-point input broadcast over the batch and a constant,
     are the reference's."""
+    dev = _device(device)
     g, ref = _all_ops_graph()
     gen = torch.Generator().manual_seed(2)
-    xv = (torch.randn(40, 4, generator=gen, dtype=torch.float64) * 2).to(dtype)
-    yv = (torch.randn(1, 2, generator=gen, dtype=torch.float64) * 2).to(dtype)
-    w = torch.randn(40, 7, generator=gen, dtype=torch.float64).to(dtype)
+    xv = (torch.randn(40, 4, generator=gen, dtype=torch.float64) * 2).to(dev, dtype)
+    yv = (torch.randn(1, 2, generator=gen, dtype=torch.float64) * 2).to(dev, dtype)
+    w = torch.randn(40, 7, generator=gen, dtype=torch.float64).to(dev, dtype)
     xa = xv.clone().requires_grad_(True)
-    flat = g.evaluate_flat({"x": xa, "y": yv}, dtype=dtype)
+    flat = g.evaluate_flat({"x": xa, "y": yv}, dtype=dtype, device=dev)
     (got,) = torch.autograd.grad((flat * w).sum(), xa)
     xb = xv.clone().requires_grad_(True)
     (want,) = torch.autograd.grad((torch.cat(ref(xb, yv.expand(40, -1)), 1) * w).sum(), xb)
@@ -98,13 +100,14 @@ def test_evaluate_gradients_match_torch_reference(dtype: torch.dtype) -> None:
     k = b.add(b.constant(torch.tensor([0.5, -1.0, 2.0])), x)
     b.output(b.pwl(k, [-0.5, 0.0, 1.0], [1.0, -2.0, 0.5], slope=0.3, bias=0.1), "y")
     g2 = b.build()
-    xv = torch.randn(9, 3, generator=gen, dtype=torch.float64).to(dtype).requires_grad_(True)
+    xv = torch.randn(9, 3, generator=gen, dtype=torch.float64).to(dev, dtype)
+    xv.requires_grad_(True)
 
     def pwl_ref(v: torch.Tensor) -> torch.Tensor:
-        u = v + torch.tensor([0.5, -1.0, 2.0], dtype=dtype)
+        u = v + torch.tensor([0.5, -1.0, 2.0], dtype=dtype, device=dev)
         return 0.1 + 0.3 * u + torch.relu(u + 0.5) - 2 * torch.relu(u) + 0.5 * torch.relu(u - 1)
 
-    y = g2.evaluate_flat(xv, dtype=dtype)
+    y = g2.evaluate_flat(xv, dtype=dtype, device=dev)
     torch.testing.assert_close(y, pwl_ref(xv), atol=tol, rtol=tol)
     torch.testing.assert_close(torch.autograd.grad(y.sum(), xv)[0],
                                torch.autograd.grad(pwl_ref(xv).sum(), xv)[0], atol=tol, rtol=tol)
