@@ -331,30 +331,29 @@ def certify(
                 np.tile(region.center, (K, 1)), np.zeros(K))
     st.relus = _relu_stability(pgraph, region)
 
-    clock = _StageClock(t0)
-    clock.lap("setup")  # the case, the proxy, the graphs, the relu census
+    budget.lap("setup")  # the case, the proxy, the graphs, the relu census
     notify("sampling", 0.05)
     _sample_stage(st, case, module, region, opts, memory, _point_bytes(graph))
-    clock.lap("sampling")
+    budget.lap("sampling")
     _bound_stages(st, graph, region, method, opts, budget, notify, memory, warn_list)
-    clock.lap("bounds")
+    budget.lap("bounds")
     _attack_stage(st, graph, pgraph, region, case, module, opts, budget, notify,
                   last=bab_fn is None, memory=memory, notes=warn_list)
-    clock.lap("attack")
+    budget.lap("attack")
     if opts.radius:
         _radius_stage(st, graph, region, opts, budget, notify, memory, warn_list)
-        clock.lap("radius")
+        budget.lap("radius")
     bab_runs: list[dict[str, Any]] = []
     if bab_fn is not None:
         notify("bab", 0.85)
         bab_runs = run_bab(bab_fn, st, graph, region, case, module, opts, budget, notify)
-        clock.lap("bab")
+        budget.lap("bab")
     warn_list += _onnx_recheck(st, case, prox)
-    clock.lap("onnx recheck")
+    budget.lap("onnx recheck")
     warn_list += _budget_warnings(st, opts)
     notify("done", 1.0)
     return _certificate(st, case, prox, module, cons, region, method, opts, thresholds,
-                        warn_list, bab_runs, t0, clock.laps)
+                        warn_list, bab_runs, t0, budget.laps)
 
 
 #: the bound method whose intermediate intervals decide a relu's stability in the certificate
@@ -456,19 +455,6 @@ def _bound_stages(st: State, graph: Any, region: Region, method: str, opts: Cert
             for k in touched:
                 st.stage[k] = stage
             st.seconds[touched] += dt / max(touched.size, 1)
-
-
-class _StageClock:
-    """Wall seconds per stage of a certificate (``provenance["stage_seconds"]``)."""
-
-    def __init__(self, t0: float) -> None:
-        self.laps: dict[str, float] = {}
-        self._last = t0
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.laps[stage] = round(now - self._last, 3)
-        self._last = now
 
 
 def _radius_stage(st: State, graph: Any, region: Region, opts: CertifyOptions,

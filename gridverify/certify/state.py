@@ -114,10 +114,19 @@ class State:
 
 
 class Budget:
-    """The one time budget of a certificate (``timeout`` seconds from ``t0``)."""
+    """The one time budget of a certificate (``timeout`` seconds from ``t0``), and the
+    wall seconds of its stages (``laps``, ``provenance["stage_seconds"]``)."""
 
     def __init__(self, t0: float, timeout: float | None) -> None:
         self.t0, self.timeout = t0, timeout
+        self.laps: dict[str, float] = {}
+        self._mark = t0
+
+    def lap(self, stage: str) -> None:
+        """Record the seconds since the last lap (or ``t0``) as ``stage``'s."""
+        now = time.perf_counter()
+        self.laps[stage] = round(now - self._mark, 3)
+        self._mark = now
 
     def left(self) -> float:
         """Seconds left (``inf`` without a timeout)."""

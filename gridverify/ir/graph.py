@@ -296,15 +296,8 @@ class Graph:
         device: torch.device | str | None = None,
     ) -> list[torch.Tensor]:
         """Value of every node, ``(B, size)`` each, indexed by node id."""
-        inputs, batch, device = self._prepare_inputs(x, dtype, device)
-        vals: list[torch.Tensor] = []
-        for node in self.nodes:  # feature-major values (size, B); see forward_node_fm
-            if node.op == "input":
-                vals.append(inputs[node.id].T.contiguous())
-            else:
-                vals.append(forward_node_fm(self, node, [vals[i] for i in node.inputs], batch,
-                                            dtype, device))
-        return [v.T for v in vals]
+        vals = self._forward_fm(x, dtype, device, keep_all=True)
+        return [vals[node.id].T for node in self.nodes]
 
     def evaluate(
         self,
@@ -313,18 +306,21 @@ class Graph:
         device: torch.device | str | None = None,
     ) -> list[torch.Tensor]:
         """Values of the outputs, ``(B, size)`` each, in output order."""
-        return [v.T for v in self._evaluate_fm(x, dtype, device)]
+        vals = self._forward_fm(x, dtype, device)
+        return [vals[o].T for o in self.outputs]
 
-    def _evaluate_fm(
+    def _forward_fm(
         self,
         x: GraphInput,
         dtype: torch.dtype,
         device: torch.device | str | None,
-    ) -> list[torch.Tensor]:
-        """Values of the outputs, feature-major ``(size, B)`` (see :func:`forward_node_fm`);
-        a node's value is dropped after its last use."""
+        keep_all: bool = False,
+    ) -> dict[int, torch.Tensor]:
+        """Node values by id, feature-major ``(size, B)`` (see :func:`forward_node_fm`):
+        every node's with ``keep_all``, else the outputs' (only the nodes they depend
+        on are computed, and a value is dropped after its last use)."""
         inputs, batch, device = self._prepare_inputs(x, dtype, device)
-        needed = self.ancestors(self.outputs)
+        needed = None if keep_all else self.ancestors(self.outputs)
         last_use: dict[int, int] = {}
         for node in self.nodes:
             for i in node.inputs:
@@ -332,7 +328,7 @@ class Graph:
         keep = set(self.outputs)
         vals: dict[int, torch.Tensor] = {}
         for node in self.nodes:
-            if node.id not in needed:
+            if needed is not None and node.id not in needed:
                 continue
             if node.op == "input":
                 vals[node.id] = inputs[node.id].T.contiguous()
@@ -340,10 +336,12 @@ class Graph:
                 vals[node.id] = forward_node_fm(
                     self, node, [vals[i] for i in node.inputs], batch, dtype, device
                 )
+            if keep_all:
+                continue
             for i in node.inputs:
                 if last_use.get(i) == node.id and i not in keep:
                     vals.pop(i, None)
-        return [vals[o] for o in self.outputs]
+        return vals
 
     def evaluate_flat(
         self,
@@ -353,7 +351,8 @@ class Graph:
     ) -> torch.Tensor:
         """All outputs concatenated, ``(B, output_size)`` (a transposed view of a
         contiguous ``(output_size, B)`` tensor)."""
-        return torch.cat(self._evaluate_fm(x, dtype, device), dim=0).T
+        vals = self._forward_fm(x, dtype, device)
+        return torch.cat([vals[o] for o in self.outputs], dim=0).T
 
     def eval_chunk(self, dtype: torch.dtype, device: torch.device | str | None) -> int | None:
         """Points per evaluation for cache-friendly batches on ``device``, ``None`` for
