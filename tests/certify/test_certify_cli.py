@@ -86,7 +86,9 @@ def test_open_hint_names_unstable_relus(model_dir, capsys):
     assert relus["total"] == 32 and 0 <= relus["unstable"] <= 32
     laps = d["provenance"]["stage_seconds"]  # every stage that ran, in order, within the total
     assert list(laps) == ["setup", "sampling", "bounds", "attack", "radius", "onnx recheck"]
-    assert all(v >= 0 for v in laps.values()) and sum(laps.values()) <= d["seconds"] + 1e-3
+    # each lap is rounded to the millisecond
+    assert all(v >= 0 for v in laps.values())
+    assert sum(laps.values()) <= d["seconds"] + 5e-4 * len(laps) + 1e-9
     from gridverify.cli.certify import _stage_text
 
     top = max(laps, key=laps.get)  # the summary line names the longest stage
