@@ -68,6 +68,7 @@ class ReluLP:
         self.cols, self.bounds = 0, []
         self.ub: list[tuple[list[int], list[float], float]] = []
         self.eq: list[tuple[list[int], list[float], float]] = []
+        self._cache: tuple | None = None  # (sizes, matrices) of the last LP built
         self.x = self._alloc(lo.size, list(zip(lo, hi)))
         self.intervals: list[tuple[np.ndarray, np.ndarray]] = []
         prev, plo, phi = self.x, lo, hi
@@ -120,7 +121,7 @@ class ReluLP:
 
     def _matrices(self):
         key = (len(self.ub), len(self.eq), self.cols)
-        if getattr(self, "_cache", (None,))[0] != key:
+        if self._cache is None or self._cache[0] != key:
             self._cache = (key, self._build())
         return self._cache[1]
 
@@ -209,7 +210,6 @@ def run_case(case: str, n_out: int) -> dict:
     tri_b, hull_b = np.array(out["tri"]), np.array(out["hull"])
     if (hull_b > tri_b + 1e-6).any() or (hull_b < found - 1e-6).any():
         raise RuntimeError(f"{case}: the hull LP is not between the attack and the triangle LP")
-    out["hull_columns"] = hull.cols
     return out
 
 
