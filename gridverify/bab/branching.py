@@ -57,7 +57,7 @@ class Decisions:
 def resolve_branching(name: str, n_in: int, input_split_max_dim: int, n_flat: int,
                       relu_unstable: tuple[int, int] | None = None,
                       stable_fraction: float = 0.95, decision: bool = True,
-                      rows: int | None = None) -> str:
+                      rows: int | None = None, always_dim: int = 0) -> str:
     """The heuristic ``auto`` stands for on a graph with ``n_in`` inputs.
 
     Input splitting when there is no split node.  When ``relu_unstable =
@@ -83,10 +83,19 @@ def resolve_branching(name: str, n_in: int, input_split_max_dim: int, n_flat: in
     by neuron splitting, 1.48x by input splitting).  Without relu information (or
     without relus): input splitting for at most ``input_split_max_dim`` inputs,
     else the BaBSR-like score.
+
+    Whatever the relus, graphs with at most ``always_dim`` inputs split inputs:
+    in few dimensions each split narrows a large share of the box, and the relus
+    along it stabilise within a few splits (the open constraints of certify over
+    factor regions, 10 s per constraint, decision mode: case14_relu
+    ``scale:0.9,1.1``, one input, 16 of 16 certified in 11 s by input splitting, 9
+    by neuron splitting in 99 s; case57_relu the same, 42 of 42 in 30 s against 5
+    in 401 s; case14_relu ``correlated:0.9,1.1,0.02``, 12 inputs, 3 of 10 against
+    0 of 10).
     """
     if name != "auto":
         return name
-    if n_flat == 0:
+    if n_flat == 0 or n_in <= always_dim:
         return "input"
     if relu_unstable is not None and relu_unstable[1] > 0:
         if not decision and rows != 1 and n_in <= input_split_max_dim:

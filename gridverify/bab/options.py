@@ -30,8 +30,10 @@ class BabOptions:
     are at least 95 % stable at the root, as on proxies trained with
     ``--stability-weight``, and for graphs with at most ``input_split_max_dim``
     inputs that have no relu or are searched in optimization mode on several spec
-    rows; else the BaBSR-like score, which measured better than BBPS on the
-    shipped proxies; see :func:`gridverify.bab.branching.resolve_branching`).
+    rows, and for graphs with at most ``input_split_always_dim`` inputs whatever
+    their relus, as factor regions give; else the BaBSR-like score, which
+    measured better than BBPS on the shipped proxies; see
+    :func:`gridverify.bab.branching.resolve_branching`).
     ``points``: ``"midpoint"`` or ``"table"`` (pre-optimized branching points;
     relu always splits at 0).  ``bound_method``: the engine method used on the domains;
     ``alpha_iterations`` its alpha steps (root: ``root_alpha_iterations``).
@@ -71,6 +73,7 @@ class BabOptions:
     root_alpha_iterations: int = 20
     tolerance: float = 1e-4
     input_split_max_dim: int = 32
+    input_split_always_dim: int = 12
     attack_every: int = 5
     attack_domains: int = 8
     attack_restarts: int = 4
@@ -105,8 +108,8 @@ class BabOptions:
             raise BabOptionsError("alpha_iterations/root_alpha_iterations: must be >= 0")
         if not self.tolerance >= 0:
             raise BabOptionsError(f"tolerance: must be >= 0, got {self.tolerance!r}")
-        if self.input_split_max_dim < 0:
-            raise BabOptionsError("input_split_max_dim: must be >= 0")
+        if self.input_split_max_dim < 0 or self.input_split_always_dim < 0:
+            raise BabOptionsError("input_split_max_dim/input_split_always_dim: must be >= 0")
         if self.attack_every < 0 or self.attack_domains < 1:
             raise BabOptionsError("attack_every must be >= 0 and attack_domains >= 1")
         if self.attack_restarts < 1 or self.attack_steps < 0:

@@ -304,7 +304,8 @@ class _Search:
         dev = torch.device(opts.device) if opts.device else torch.device("cpu")
         self.bounder = Bounder(g, c, dev, relevance=opts.focus)
         self.heuristic = resolve_branching(opts.branching, g.input_size,
-                                           opts.input_split_max_dim, self.bounder.n_flat)
+                                           opts.input_split_max_dim, self.bounder.n_flat,
+                                           always_dim=opts.input_split_always_dim)
         self.fals = _Falsifier(g, c, dev, opts.seed)
         self.clock = time.process_time if opts.clock == "cpu" else time.perf_counter
         self.c0 = (self.clock() - (time.perf_counter() - t0) if opts.clock == "wall"
@@ -417,7 +418,7 @@ class _Search:
             self.heuristic = resolve_branching(
                 "auto", self.g.input_size, opts.input_split_max_dim, bounder.n_flat,
                 relu_unstable(bounder, db.ilo, db.ihi), decision=self.mode == "decision",
-                rows=int(keep.sum()))
+                rows=int(keep.sum()), always_dim=opts.input_split_always_dim)
         if opts.points == "table" and self.heuristic != "input":
             self.tables = load_tables()
         dec = choose(bounder, db, lo[None], hi[None], self.heuristic, self.tables)

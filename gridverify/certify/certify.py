@@ -324,29 +324,33 @@ def certify(
 
     notify("building graph", 0.0)
     physics = build_physics_graph(case, cons)
-    pgraph = proxy_graph(prox)
-    graph = compose_with_proxy(physics, pgraph)
+    # the stages below search and bound over `space`: the loads, or a factor region's factors
+    space = region.search_box()
+    pg = proxy_graph(prox)
+    pgraph = on_search_space(pg, region)
+    graph = on_search_space(compose_with_proxy(physics, pg), region)
     K = len(cons)
     st = State(physics, thr, np.full(K, np.inf), np.full(K, -np.inf),
-                np.tile(region.center, (K, 1)), np.zeros(K))
-    st.relus = _relu_stability(pgraph, region)
+                np.tile(space.center, (K, 1)), np.zeros(K))
+    st.to_loads = region.to_loads
+    st.relus = _relu_stability(pgraph, space)
 
     budget.lap("setup")  # the case, the proxy, the graphs, the relu census
     notify("sampling", 0.05)
     _sample_stage(st, case, module, region, opts, memory, _point_bytes(graph))
     budget.lap("sampling")
-    _bound_stages(st, graph, region, method, opts, budget, notify, memory, warn_list)
+    _bound_stages(st, graph, space, method, opts, budget, notify, memory, warn_list)
     budget.lap("bounds")
-    _attack_stage(st, graph, pgraph, region, case, module, opts, budget, notify,
+    _attack_stage(st, graph, pgraph, space, case, module, opts, budget, notify,
                   last=bab_fn is None, memory=memory, notes=warn_list)
     budget.lap("attack")
     if opts.radius:
-        _radius_stage(st, graph, region, opts, budget, notify, memory, warn_list)
+        _radius_stage(st, graph, space, opts, budget, notify, memory, warn_list)
         budget.lap("radius")
     bab_runs: list[dict[str, Any]] = []
     if bab_fn is not None:
         notify("bab", 0.85)
-        bab_runs = run_bab(bab_fn, st, graph, region, case, module, opts, budget, notify)
+        bab_runs = run_bab(bab_fn, st, graph, space, case, module, opts, budget, notify)
         budget.lap("bab")
     warn_list += _onnx_recheck(st, case, prox)
     budget.lap("onnx recheck")
@@ -354,6 +358,24 @@ def certify(
     notify("done", 1.0)
     return _certificate(st, case, prox, module, cons, region, method, opts, thresholds,
                         warn_list, bab_runs, t0, budget.laps)
+
+
+def on_search_space(graph: Any, region: Region) -> Any:
+    """``graph`` (its one input: the loads) read from the region's search space: unchanged
+    for a box, behind the affine map ``e -> center + factors @ e`` for a factor region."""
+    if region.factors is None:
+        return graph
+    from gridverify.ir.builder import GraphBuilder, compose
+
+    g = region.factors
+    rows, cols = np.nonzero(g)
+    b = GraphBuilder()
+    e = b.input("load_factors", region.n_search)
+    x = b.sparse_linear(e, torch.from_numpy(rows), torch.from_numpy(cols),
+                        torch.from_numpy(g[rows, cols]), region.n_input,
+                        bias=torch.from_numpy(region.center))
+    b.output(x, "loads")
+    return compose(graph, b.build(), {graph.input_names[0]: "loads"})
 
 
 #: the bound method whose intermediate intervals decide a relu's stability in the certificate
@@ -391,10 +413,12 @@ def _sample_stage(st: State, case: Any, module: torch.nn.Module, region: Region,
     """
     ts = time.perf_counter()
     rng = np.random.default_rng(opts.seed)
-    pts = [region.center[None, :], region.lower[None, :], region.upper[None, :]]
+    space = region.search_box()  # points of the search space (update_attained maps them)
+    pts = [space.center[None, :], space.lower[None, :], space.upper[None, :]]
     if opts.samples:
-        pts.append(region.sample(opts.samples, rng))
-    pts.append(_dataset_points(case, region, opts.samples, rng))
+        pts.append(space.sample(opts.samples, rng))
+    if region.factors is None:
+        pts.append(_dataset_points(case, region, opts.samples, rng))
     memory.check_start("sampling")
     update_attained(st, case, module, np.concatenate(pts, axis=0),
                      batch=max(1, memory.batch(per_point, 8192)))
@@ -659,7 +683,7 @@ def _onnx_recheck(st: State, case: Any, prox: Any) -> list[str]:
     from gridverify.ir.onnx_check import OnnxChecker
 
     checker = OnnxChecker(Path(src).read_bytes())
-    x = st.worst[ks]
+    x = st.to_loads(st.worst[ks])
     y = np.stack([checker.run(xi)[: prox.output_size] for xi in x])
     v = violation_values(case, st.physics.constraints, torch.from_numpy(x),
                          torch.from_numpy(y)).numpy()
@@ -712,7 +736,7 @@ def _certificate(st: State, case: Any, prox: Any, module: torch.nn.Module,
                 float(st.radius[k]) if np.isfinite(st.radius[k]) else None)
         results.append(ConstraintResult(
             c.family, c.component, c.index, ub, att, float(thr[k]), status, how,
-            float(st.seconds[k]), st.worst[k].copy(), rate, reason, radius,
+            float(st.seconds[k]), st.to_loads(st.worst[k])[0], rate, reason, radius,
         ))
     prov = {
         "case_name": case.name,

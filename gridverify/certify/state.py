@@ -39,7 +39,9 @@ class State:
     thresholds: np.ndarray
     ub: np.ndarray  # per constraint
     att: np.ndarray  # per constraint
-    worst: np.ndarray  # (K, n_in) load of the attained value
+    #: (K, n) point of the attained value in the search space (the loads, or the
+    #: factors of a factor region: :attr:`to_loads` maps it)
+    worst: np.ndarray
     seconds: np.ndarray  # per constraint share
     #: per constraint: why its work stopped short (None: processed)
     reason: list[str | None] = field(default_factory=list)
@@ -51,6 +53,8 @@ class State:
     row_ub: np.ndarray = field(init=False)
     #: per constraint: the largest radius found certifying it (NaN: none, or not asked)
     radius: np.ndarray = field(init=False)
+    #: points of the search space -> loads ``(B, 2 n_load)`` (the region's ``to_loads``)
+    to_loads: Callable[[np.ndarray], np.ndarray] = np.atleast_2d
 
     def __post_init__(self) -> None:
         k = len(self.thresholds)
@@ -158,9 +162,10 @@ def evaluate_violations(
 
 def update_attained(st: State, case: Any, module: torch.nn.Module, x: np.ndarray,
                      batch: int = 8192) -> None:
+    """Evaluate the search-space points ``x`` at their loads; keep each constraint's worst."""
     if x.shape[0] == 0:
         return
-    v = evaluate_violations(case, module, st.physics.constraints, x, batch=batch)
+    v = evaluate_violations(case, module, st.physics.constraints, st.to_loads(x), batch=batch)
     v = np.where(np.isnan(v), -np.inf, v)
     best = v.argmax(axis=0)
     vals = v[best, np.arange(v.shape[1])]

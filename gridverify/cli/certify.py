@@ -18,6 +18,10 @@ __all__ = ["register", "run_certify"]
 _EPILOG = """\
 regions:   box:0.9,1.1 | pglearn:A,B,R | dataset:FILE.h5 | FILE.toml/.json ([region] table)
            (default: the proxy's training region, else box:0.9,1.1)
+           factor regions, loads moving together (power factors kept), bounded over
+           their factors: scale:A,B (every load at one factor s in [A,B] x nominal),
+           load-factors:A,B (each load at its own factor), correlated:A,B,R (a common
+           factor in [A,B] plus a per-load one within +-R)
 constraints: comma list of families, optionally family[ids], e.g. p_balance,thermal_fr[1,5]
            families: p_balance q_balance thermal_fr thermal_to vm_max vm_min pg_max pg_min
                      qg_max qg_min angle_max angle_min (all: every family)

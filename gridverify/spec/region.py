@@ -13,6 +13,21 @@ the compiled case's load order).  Every region kind is reduced to that box:
 * ``dataset``: the per-input range (min, max) of the load samples of an OPF
   dataset file.
 
+A *factor region* is a set of load vectors that move together, ``d = c + G e``
+with ``e`` in ``[-1, 1]^p`` (``G``: the ``factors``, one column per factor); its
+``lower``/``upper`` are the smallest box enclosing it, and ``certify`` searches
+and bounds over ``e`` (:meth:`Region.search_box`, :meth:`Region.to_loads`), so
+the correlation between loads is kept, not boxed away.  Power factors are kept
+(a load's pd and qd move by the same factor):
+
+* ``scale``: every load at ``s x nominal``, ``s in [a, b]`` (the system load
+  level: one factor);
+* ``load-factors``: each load at its own ``u x nominal``, ``u in [a, b]`` (how the
+  dataset's ``box`` sampler draws loads: one factor per load);
+* ``correlated``: each load at ``(alpha + u) x nominal`` with a global ``alpha in
+  [a, b]`` and a per-load ``|u| <= r`` (a PGLearn ``pglearn:A,B,R`` sample
+  ``alpha * eta * nominal`` lies in ``correlated:A,B,B*R`` for ``0 <= A <= B``).
+
 Regions are validated: bounds must be finite, ``lower <= upper`` and, when the
 case has no negative active load, no active load may go below zero.
 """
@@ -31,25 +46,69 @@ from gridverify.errors import SpecError
 
 @dataclass(frozen=True)
 class Region:
-    """A box of load vectors in the proxy's input order (per-unit).
+    """A box of load vectors in the proxy's input order (per-unit), or a factor
+    region inside it.
 
     ``lower``/``upper`` have ``2 * n_load`` entries: active loads then reactive
     loads.  ``kind`` and ``params`` record how the region was specified (for
-    provenance); ``params`` values are JSON-serializable.
+    provenance); ``params`` values are JSON-serializable.  ``factors``: ``None``
+    for a box, else the ``(2 * n_load, p)`` matrix ``G`` of a factor region, the
+    loads ``center + G e`` for ``e`` in ``[-1, 1]^p``; then ``lower``/``upper``
+    are derived from it (build one with :meth:`from_factors`).
     """
 
     lower: np.ndarray
     upper: np.ndarray
     kind: str = "explicit"
     params: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+    factors: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         lo = np.array(self.lower, dtype=np.float64).reshape(-1)
         hi = np.array(self.upper, dtype=np.float64).reshape(-1)
+        if self.factors is not None:
+            g = np.array(self.factors, dtype=np.float64)
+            if g.ndim != 2 or g.shape[0] != lo.size or g.shape[1] == 0:
+                raise SpecError(f"region: factors must be a ({lo.size}, p) matrix with p >= 1, "
+                                f"got shape {g.shape}")
+            if not np.all(np.isfinite(g)):
+                raise SpecError("region: factors must be finite")
+            spread = np.abs(g).sum(axis=1)
+            c = 0.5 * (lo + hi)
+            lo, hi = c - spread, c + spread
+            g.setflags(write=False)
+            object.__setattr__(self, "factors", g)
         lo.setflags(write=False)
         hi.setflags(write=False)
         object.__setattr__(self, "lower", lo)
         object.__setattr__(self, "upper", hi)
+
+    @classmethod
+    def from_factors(cls, center: np.ndarray, factors: np.ndarray, kind: str = "factors",
+                     params: tuple[tuple[str, Any], ...] = ()) -> Region:
+        """The factor region ``center + factors @ e``, ``e`` in ``[-1, 1]^p``."""
+        c = np.asarray(center, dtype=np.float64).reshape(-1)
+        return cls(c, c, kind, params, np.asarray(factors, dtype=np.float64))
+
+    @property
+    def n_search(self) -> int:
+        """Dimension of the space ``certify`` searches: ``p`` factors, else ``n_input``."""
+        return self.n_input if self.factors is None else int(self.factors.shape[1])
+
+    def search_box(self) -> Region:
+        """The box ``certify`` bounds and searches over: this box itself, or ``[-1, 1]^p``
+        for a factor region (map its points with :meth:`to_loads`)."""
+        if self.factors is None:
+            return self
+        one = np.ones(self.n_search)
+        return Region(-one, one, "factor-space", (("of", self.kind),))
+
+    def to_loads(self, points: np.ndarray) -> np.ndarray:
+        """Load vectors of points of :meth:`search_box` (unchanged for a box), ``(B, n_input)``."""
+        x = np.atleast_2d(np.asarray(points, dtype=np.float64))
+        if self.factors is None:
+            return x
+        return self.center + x @ self.factors.T
 
     @property
     def n_input(self) -> int:
@@ -68,23 +127,39 @@ class Region:
         Its ``params`` record the radius against the region first shrunk."""
         if not 0 < radius <= 1:
             raise SpecError(f"region: radius must be in (0, 1], got {radius!r}")
-        half = 0.5 * (self.upper - self.lower)
-        c = self.center
-        lo = np.clip(c - radius * half, self.lower, self.upper)
-        hi = np.clip(c + radius * half, self.lower, self.upper)
         p = dict(self.params)
         p["radius"] = float(radius) * float(p.get("radius", 1.0))
-        return Region(lo, hi, self.kind, tuple(sorted(p.items())))
+        params = tuple(sorted(p.items()))
+        c = self.center
+        if self.factors is not None:  # radius times every factor's range
+            return Region.from_factors(c, radius * self.factors, self.kind, params)
+        half = 0.5 * (self.upper - self.lower)
+        lo = np.clip(c - radius * half, self.lower, self.upper)
+        hi = np.clip(c + radius * half, self.lower, self.upper)
+        return Region(lo, hi, self.kind, params)
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` load vectors drawn uniformly from the box, shape ``(n, n_input)``."""
-        u = rng.random((n, self.n_input))
-        return self.lower + u * (self.upper - self.lower)
+        """``n`` load vectors drawn uniformly from the box (a factor region: its factors
+        drawn uniformly), shape ``(n, n_input)``."""
+        box = self.search_box()
+        u = rng.random((n, box.n_input))
+        return self.to_loads(box.lower + u * (box.upper - box.lower))
 
     def contains(self, other: Region, tol: float = 1e-12) -> bool:
-        """Whether ``other`` lies inside this region (up to ``tol``)."""
+        """Whether ``other`` lies inside this region (up to ``tol``).
+
+        Exact for a box; a factor region is only known to contain itself shrunk
+        (same centre, factors scaled by at most 1) and answers ``False`` otherwise.
+        """
         if other.n_input != self.n_input:
             return False
+        if self.factors is not None:
+            if other.factors is None or other.factors.shape != self.factors.shape \
+                    or not np.allclose(other.center, self.center, rtol=0, atol=tol):
+                return False
+            scale = np.linalg.norm(other.factors) / max(np.linalg.norm(self.factors), 1e-300)
+            return bool(scale <= 1 + tol
+                        and np.allclose(other.factors, scale * self.factors, rtol=0, atol=tol))
         return bool(
             np.all(other.lower >= self.lower - tol) and np.all(other.upper <= self.upper + tol)
         )
@@ -94,8 +169,10 @@ class Region:
         p = dict(self.params)
         if self.kind == "box":
             return f"box:{p['a']:g},{p['b']:g}"
-        if self.kind == "pglearn":
-            return f"pglearn:{p['a']:g},{p['b']:g},{p['r']:g}"
+        if self.kind in ("pglearn", "correlated"):
+            return f"{self.kind}:{p['a']:g},{p['b']:g},{p['r']:g}"
+        if self.kind in ("scale", "load-factors"):
+            return f"{self.kind}:{p['a']:g},{p['b']:g}"
         if self.kind == "dataset":
             return f"dataset:{p.get('path', '?')}"
         if self.kind == "training":
@@ -103,13 +180,19 @@ class Region:
         return f"explicit ({self.n_input} inputs)"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict with ``kind``, ``params``, ``lower``, ``upper``."""
-        return {
+        """JSON-ready dict with ``kind``, ``params``, ``lower``, ``upper`` and, for a factor
+        region, ``factors``: its nonzero entries ``{"shape", "rows", "cols", "values"}``."""
+        d: dict[str, Any] = {
             "kind": self.kind,
             "params": dict(self.params),
             "lower": [float(v) for v in self.lower],
             "upper": [float(v) for v in self.upper],
         }
+        if self.factors is not None:
+            r, c = np.nonzero(self.factors)
+            d["factors"] = {"shape": list(self.factors.shape), "rows": r.tolist(),
+                            "cols": c.tolist(), "values": self.factors[r, c].tolist()}
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Region:
@@ -121,7 +204,30 @@ class Region:
             raise SpecError(f"region: missing key {exc.args[0]!r}") from None
         _check_bounds(lower, upper, "region")
         params = data.get("params", {}) or {}
-        return cls(lower, upper, str(data.get("kind", "explicit")), tuple(sorted(params.items())))
+        kind, items = str(data.get("kind", "explicit")), tuple(sorted(params.items()))
+        if data.get("factors") is None:
+            return cls(lower, upper, kind, items)
+        return cls(lower, upper, kind, items, _factors_from_dict(data["factors"], lower.size))
+
+
+def _factors_from_dict(d: Any, n_input: int) -> np.ndarray:
+    """The dense factor matrix of :meth:`Region.to_dict`'s ``factors`` entry."""
+    try:
+        shape = tuple(int(v) for v in d["shape"])
+        rows, cols = np.asarray(d["rows"], dtype=np.int64), np.asarray(d["cols"], dtype=np.int64)
+        vals = np.asarray(d["values"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SpecError(f"region.factors: expected shape, rows, cols and values ({exc})") from None
+    if len(shape) != 2 or shape[0] != n_input or shape[1] < 1:
+        raise SpecError(f"region.factors: shape {list(shape)} does not fit {n_input} inputs")
+    if not rows.shape == cols.shape == vals.shape or rows.ndim != 1:
+        raise SpecError("region.factors: rows, cols and values differ in length")
+    if rows.size and (rows.min() < 0 or rows.max() >= shape[0] or cols.min() < 0
+                      or cols.max() >= shape[1]):
+        raise SpecError("region.factors: an index lies outside the shape")
+    g = np.zeros(shape)
+    g[rows, cols] = vals
+    return g
 
 
 def _as_vector(values: Any, name: str) -> np.ndarray:
@@ -229,6 +335,64 @@ def pglearn_region(case: Any, a: float, b: float, r: float) -> Region:
     return validate_region(case, Region(lo, hi, "pglearn", (("a", a), ("b", b), ("r", r))))
 
 
+def _factor_bounds(case: Any, a: Any, b: Any, kind: str) -> tuple[float, float]:
+    a = _check_number(a, f"region {kind} factor a")
+    b = _check_number(b, f"region {kind} factor b")
+    if a > b:
+        raise SpecError(f"region {kind}: inverted factors (a={a:g} > b={b:g})")
+    return a, b
+
+
+def _per_load(case: Any, scale: float) -> np.ndarray:
+    """``(2 L, L)``: column ``l`` moves load ``l``'s pd and qd by ``scale`` x nominal."""
+    nom = _nominal(case)
+    n_load = int(case.n_load)
+    g = np.zeros((2 * n_load, n_load))
+    idx = np.arange(n_load)
+    g[idx, idx] = scale * nom[:n_load]
+    g[n_load + idx, idx] = scale * nom[n_load:]
+    return g
+
+
+def _factor_region(case: Any, mid: float, g: np.ndarray, kind: str,
+                   params: tuple[tuple[str, Any], ...]) -> Region:
+    g = g[:, np.any(g != 0, axis=0)]  # a load with no nominal power adds no factor
+    if g.shape[1] == 0:  # zero-width region: one idle factor keeps the search space non-empty
+        g = np.zeros((g.shape[0], 1))
+    return validate_region(case, Region.from_factors(mid * _nominal(case), g, kind, params))
+
+
+def scale_region(case: Any, a: float, b: float) -> Region:
+    """Every load at ``s x nominal``, one ``s in [a, b]`` for all (the system load level)."""
+    a, b = _factor_bounds(case, a, b, "scale")
+    g = (0.5 * (b - a) * _nominal(case))[:, None]
+    return _factor_region(case, 0.5 * (a + b), g, "scale", (("a", a), ("b", b)))
+
+
+def load_factor_region(case: Any, a: float, b: float) -> Region:
+    """Each load at its own ``u x nominal``, ``u in [a, b]``: power factors kept (the loads
+    the dataset's ``box`` sampler draws; the plain ``box`` region lets pd and qd vary apart)."""
+    a, b = _factor_bounds(case, a, b, "load-factors")
+    return _factor_region(case, 0.5 * (a + b), _per_load(case, 0.5 * (b - a)),
+                          "load-factors", (("a", a), ("b", b)))
+
+
+def correlated_region(case: Any, a: float, b: float, r: float) -> Region:
+    """Each load at ``(alpha + u) x nominal``: one global ``alpha in [a, b]`` and a per-load
+    ``|u| <= r`` (power factors kept).  ``r = 0`` is :func:`scale_region`'s set."""
+    a, b = _factor_bounds(case, a, b, "correlated")
+    r = _check_number(r, "region correlated noise r")
+    if r < 0:
+        raise SpecError(f"region correlated: negative noise level r={r:g}")
+    g = np.concatenate([(0.5 * (b - a) * _nominal(case))[:, None], _per_load(case, r)], axis=1)
+    return _factor_region(case, 0.5 * (a + b), g, "correlated", (("a", a), ("b", b), ("r", r)))
+
+
+#: factor region kinds, their constructor and arity (CLI ``kind:A,B[,R]``, spec ``kind = [...]``)
+FACTOR_KINDS = {"scale": (scale_region, 2), "load-factors": (load_factor_region, 2),
+                "correlated": (correlated_region, 3)}
+
+
 def explicit_region(case: Any, lower: Sequence[float], upper: Sequence[float]) -> Region:
     """Explicit per-input bounds in the proxy's input order (pd then qd, per-unit)."""
     lo = _as_vector(lower, "region.lower")
@@ -286,35 +450,47 @@ def dataset_loads(case: Any, path: str | Path) -> np.ndarray:
     return x
 
 
+#: region kinds given by numbers: constructor and arity (CLI ``kind:A,B[,R]``, spec
+#: ``kind = [a, b(, r)]``)
+NUMBER_KINDS = {"box": (box_region, 2), "pglearn": (pglearn_region, 3), **FACTOR_KINDS}
+
+
+def _usage(kind: str, spec: bool = False) -> str:
+    """``box:A,B`` (CLI) or ``[a, b]`` (spec file)."""
+    names = "abr"[: NUMBER_KINDS[kind][1]]
+    return f"[{', '.join(names)}]" if spec else f"{kind}:{','.join(names.upper())}"
+
+
+def _number_region(case: Any, kind: str, vals: Any, what: str, spec: bool) -> Region:
+    make, arity = NUMBER_KINDS[kind]
+    if not isinstance(vals, (list, tuple)) or len(vals) != arity:
+        raise SpecError(f"{what}: expected {_usage(kind, spec)}")
+    return make(case, *vals)
+
+
 def region_from_mapping(case: Any, data: dict[str, Any], base: Path | None = None) -> Region:
     """A region from a spec-file table, e.g. ``{"box": [0.9, 1.1]}``.
 
-    Accepted keys: ``box = [a, b]``, ``pglearn = [a, b, r]``, ``dataset = "file"``,
-    or ``lower = [...]`` with ``upper = [...]``.
+    Accepted keys: ``box = [a, b]``, ``pglearn = [a, b, r]``, ``scale = [a, b]``,
+    ``load-factors = [a, b]``, ``correlated = [a, b, r]``, ``dataset = "file"``, or
+    ``lower = [...]`` with ``upper = [...]``.
     """
     keys = set(data)
-    known = {"box", "pglearn", "dataset", "lower", "upper"}
+    known = {*NUMBER_KINDS, "dataset", "lower", "upper"}
     unknown = keys - known
     if unknown:
         raise SpecError(
             f"region: unknown key {sorted(unknown)[0]!r} (expected one of {sorted(known)})"
         )
-    kinds = [k for k in ("box", "pglearn", "dataset") if k in data]
+    kinds = [k for k in (*NUMBER_KINDS, "dataset") if k in data]
     if "lower" in data or "upper" in data:
         kinds.append("lower/upper")
     if len(kinds) > 1:
         raise SpecError(f"region: conflicting keys {' and '.join(kinds)} (give only one of "
-                        "box, pglearn, dataset or lower/upper)")
-    if "box" in data:
-        v = data["box"]
-        if not isinstance(v, (list, tuple)) or len(v) != 2:
-            raise SpecError("region.box: expected [a, b]")
-        return box_region(case, v[0], v[1])
-    if "pglearn" in data:
-        v = data["pglearn"]
-        if not isinstance(v, (list, tuple)) or len(v) != 3:
-            raise SpecError("region.pglearn: expected [a, b, r]")
-        return pglearn_region(case, v[0], v[1], v[2])
+                        f"{', '.join(NUMBER_KINDS)}, dataset or lower/upper)")
+    for kind in NUMBER_KINDS:
+        if kind in data:
+            return _number_region(case, kind, data[kind], f"region.{kind}", spec=True)
     if "dataset" in data:
         p = Path(str(data["dataset"]))
         if base is not None and not p.is_absolute():
@@ -324,11 +500,13 @@ def region_from_mapping(case: Any, data: dict[str, Any], base: Path | None = Non
         if "lower" not in data or "upper" not in data:
             raise SpecError("region: 'lower' and 'upper' must both be given")
         return explicit_region(case, data["lower"], data["upper"])
-    raise SpecError("region: empty region table (give box, pglearn, dataset or lower/upper)")
+    raise SpecError("region: empty region table (give box, pglearn, scale, load-factors, "
+                    "correlated, dataset or lower/upper)")
 
 
 def parse_region(text: str, case: Any) -> Region:
-    """Parse a CLI region: ``box:A,B``, ``pglearn:A,B,R``, ``dataset:FILE.h5`` or a spec file.
+    """Parse a CLI region: ``box:A,B``, ``pglearn:A,B,R``, ``scale:A,B``,
+    ``load-factors:A,B``, ``correlated:A,B,R``, ``dataset:FILE.h5`` or a spec file.
 
     A spec file (``.toml``/``.json``) contributes its ``[region]`` table.
     """
@@ -336,19 +514,12 @@ def parse_region(text: str, case: Any) -> Region:
     if not text:
         raise SpecError("region: empty region")
     kind, _, rest = text.partition(":")
-    if kind in ("box", "pglearn") and rest:
-        parts = [p for p in rest.split(",")]
+    if kind in NUMBER_KINDS and rest:
         try:
-            vals = [float(p) for p in parts]
+            vals = [float(p) for p in rest.split(",")]
         except ValueError:
             raise SpecError(f"region {text!r}: factors must be numbers") from None
-        if kind == "box":
-            if len(vals) != 2:
-                raise SpecError(f"region {text!r}: expected box:A,B")
-            return box_region(case, *vals)
-        if len(vals) != 3:
-            raise SpecError(f"region {text!r}: expected pglearn:A,B,R")
-        return pglearn_region(case, *vals)
+        return _number_region(case, kind, vals, f"region {text!r}", spec=False)
     if kind == "dataset" and rest:
         return dataset_region(case, rest)
     if text.endswith((".toml", ".json")):
@@ -359,5 +530,7 @@ def parse_region(text: str, case: Any) -> Region:
             raise SpecError(f"{text}: no [region] table")
         return region_from_mapping(case, data["region"], base=Path(text).parent)
     raise SpecError(
-        f"region {text!r}: expected box:A,B, pglearn:A,B,R, dataset:FILE.h5 or a .toml/.json file"
+        f"region {text!r}: expected {', '.join(_usage(k) for k in NUMBER_KINDS)}, "
+        "dataset:FILE.h5 or a .toml/.json file"
     )
+

@@ -170,7 +170,6 @@ def warm_up() -> None:
 def _certify(job: Job, memory_cap_mb: float | None) -> Any:
     import warnings
 
-    import numpy as np
     import torch
 
     from gridverify.certify import certify
@@ -194,8 +193,7 @@ def _certify(job: Job, memory_cap_mb: float | None) -> Any:
             raise StudyError(f"case {job.case}: its content changed after the study was checked")
         proxy = load_proxy(job.model, case=case)
         reg = job.region
-        region = Region(np.asarray(reg["lower"]), np.asarray(reg["upper"]), reg["kind"],
-                        tuple(sorted(reg.get("params", {}).items())))
+        region = Region.from_dict(reg)
         sel = ConstraintSelection(
             tuple(job.selection["families"]),
             tuple((f, tuple(v)) for f, v in job.selection["components"].items()),

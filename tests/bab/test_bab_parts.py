@@ -196,6 +196,11 @@ def test_auto_branching_by_input_dimension():
     assert resolve_branching("auto", 84, 32, 100, (23, 256)) == "babsr"
     assert resolve_branching("auto", 84, 32, 100, (0, 0)) == "babsr"  # no relu at all
     assert resolve_branching("bbps", 2, 32, 100) == "bbps"
+    # few inputs (a factor region's): inputs, whatever the relus
+    assert resolve_branching("auto", 1, 32, 100, (256, 256), always_dim=12) == "input"
+    assert resolve_branching("auto", 12, 32, 100, (256, 256), always_dim=12) == "input"
+    assert resolve_branching("auto", 13, 32, 100, (256, 256), always_dim=12) == "babsr"
+    assert resolve_branching("bbps", 1, 32, 100, always_dim=12) == "bbps"
     # optimization mode, unstable relus, few inputs: several rows (or not known) split
     # inputs, one row the neurons its bound depends on; a stable network inputs
     unstable, stable = (100, 128), (0, 128)

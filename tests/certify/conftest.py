@@ -36,9 +36,12 @@ def make_tiny_mlp(case, hidden=(8, 8), act="relu", seed=0, out_scale=0.05) -> nn
 
 
 def sampled_max(case, module, constraints, region, n=100_000, seed=123) -> np.ndarray:
-    """Max violation per constraint over ``n`` uniform loads of the region (plus corners)."""
+    """Max violation per constraint over ``n`` uniform loads of the region (plus the
+    corners of its search box: the box's, or a factor region's extreme factors)."""
     rng = np.random.default_rng(seed)
-    x = np.concatenate([region.sample(n, rng), region.lower[None], region.upper[None]])
+    space = region.search_box()
+    x = np.concatenate([region.sample(n, rng), region.to_loads(space.lower),
+                        region.to_loads(space.upper)])
     return evaluate_violations(case, module, constraints, x, batch=20000).max(axis=0)
 
 
