@@ -256,8 +256,9 @@ class Certificate(HtmlView):
                 parts.append(txt)
         if not parts:
             return None
+        of = "its factors' ranges" if self.region.factors is not None else "its half-widths"
         return ("certified on a smaller box about the region's centre (radius: a fraction "
-                "of its half-widths): " + "; ".join(parts))
+                f"of {of}): " + "; ".join(parts))
 
     @property
     def exit_status(self) -> int:

@@ -306,12 +306,23 @@ def _check_number(value: Any, name: str) -> float:
     return v
 
 
+def _factor_range(a: Any, b: Any, kind: str, r: Any = None) -> tuple[float, ...]:
+    """The checked numbers of a ``kind:A,B[,R]`` region: ``(a, b)`` or ``(a, b, r)``."""
+    a = _check_number(a, f"region {kind} factor a")
+    b = _check_number(b, f"region {kind} factor b")
+    if a > b:
+        raise SpecError(f"region {kind}: inverted factors (a={a:g} > b={b:g})")
+    if r is None:
+        return a, b
+    r = _check_number(r, f"region {kind} noise r")
+    if r < 0:
+        raise SpecError(f"region {kind}: negative noise level r={r:g}")
+    return a, b, r
+
+
 def box_region(case: Any, a: float, b: float) -> Region:
     """``[a, b] x nominal`` per load (negative nominal loads flip the interval)."""
-    a = _check_number(a, "region box factor a")
-    b = _check_number(b, "region box factor b")
-    if a > b:
-        raise SpecError(f"region box: inverted factors (a={a:g} > b={b:g})")
+    a, b = _factor_range(a, b, "box")
     nom = _nominal(case)
     lo = np.minimum(a * nom, b * nom)
     hi = np.maximum(a * nom, b * nom)
@@ -320,13 +331,7 @@ def box_region(case: Any, a: float, b: float) -> Region:
 
 def pglearn_region(case: Any, a: float, b: float, r: float) -> Region:
     """Box enclosing ``alpha * eta * nominal``, ``alpha in [a, b]``, ``eta in [1-r, 1+r]``."""
-    a = _check_number(a, "region pglearn factor a")
-    b = _check_number(b, "region pglearn factor b")
-    r = _check_number(r, "region pglearn noise r")
-    if a > b:
-        raise SpecError(f"region pglearn: inverted factors (a={a:g} > b={b:g})")
-    if r < 0:
-        raise SpecError(f"region pglearn: negative noise level r={r:g}")
+    a, b, r = _factor_range(a, b, "pglearn", r)
     corners = np.array([a * (1 - r), a * (1 + r), b * (1 - r), b * (1 + r)])
     f_lo, f_hi = float(corners.min()), float(corners.max())
     nom = _nominal(case)
@@ -335,12 +340,6 @@ def pglearn_region(case: Any, a: float, b: float, r: float) -> Region:
     return validate_region(case, Region(lo, hi, "pglearn", (("a", a), ("b", b), ("r", r))))
 
 
-def _factor_bounds(case: Any, a: Any, b: Any, kind: str) -> tuple[float, float]:
-    a = _check_number(a, f"region {kind} factor a")
-    b = _check_number(b, f"region {kind} factor b")
-    if a > b:
-        raise SpecError(f"region {kind}: inverted factors (a={a:g} > b={b:g})")
-    return a, b
 
 
 def _per_load(case: Any, scale: float) -> np.ndarray:
@@ -364,7 +363,7 @@ def _factor_region(case: Any, mid: float, g: np.ndarray, kind: str,
 
 def scale_region(case: Any, a: float, b: float) -> Region:
     """Every load at ``s x nominal``, one ``s in [a, b]`` for all (the system load level)."""
-    a, b = _factor_bounds(case, a, b, "scale")
+    a, b = _factor_range(a, b, "scale")
     g = (0.5 * (b - a) * _nominal(case))[:, None]
     return _factor_region(case, 0.5 * (a + b), g, "scale", (("a", a), ("b", b)))
 
@@ -372,7 +371,7 @@ def scale_region(case: Any, a: float, b: float) -> Region:
 def load_factor_region(case: Any, a: float, b: float) -> Region:
     """Each load at its own ``u x nominal``, ``u in [a, b]``: power factors kept (the loads
     the dataset's ``box`` sampler draws; the plain ``box`` region lets pd and qd vary apart)."""
-    a, b = _factor_bounds(case, a, b, "load-factors")
+    a, b = _factor_range(a, b, "load-factors")
     return _factor_region(case, 0.5 * (a + b), _per_load(case, 0.5 * (b - a)),
                           "load-factors", (("a", a), ("b", b)))
 
@@ -380,10 +379,7 @@ def load_factor_region(case: Any, a: float, b: float) -> Region:
 def correlated_region(case: Any, a: float, b: float, r: float) -> Region:
     """Each load at ``(alpha + u) x nominal``: one global ``alpha in [a, b]`` and a per-load
     ``|u| <= r`` (power factors kept).  ``r = 0`` is :func:`scale_region`'s set."""
-    a, b = _factor_bounds(case, a, b, "correlated")
-    r = _check_number(r, "region correlated noise r")
-    if r < 0:
-        raise SpecError(f"region correlated: negative noise level r={r:g}")
+    a, b, r = _factor_range(a, b, "correlated", r)
     g = np.concatenate([(0.5 * (b - a) * _nominal(case))[:, None], _per_load(case, r)], axis=1)
     return _factor_region(case, 0.5 * (a + b), g, "correlated", (("a", a), ("b", b), ("r", r)))
 

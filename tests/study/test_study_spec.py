@@ -163,3 +163,24 @@ def test_job_hash_covers_model_files(tmp_path: Path) -> None:
     rec = run_job(before[0])  # a job checked before the change refuses to run
     assert rec["state"] == "failed" and rec["error"]["type"] == "StudyError"
     assert "changed after the study was checked" in rec["error"]["message"]
+
+
+def test_factor_region_reaches_the_job_and_is_certified_over_its_factors() -> None:
+    import numpy as np
+
+    from gridverify.study.jobs import run_job
+
+    text = SMALL_STUDY.replace("pglearn = [0.9, 1.1, 0.05]", "scale = [0.95, 1.05]", 1)
+    jobs = expand_jobs(parse_study(text, "small.toml"))
+    line = next(j for j in jobs if j.region_name == "wide" and j.method == "crown")
+    assert line.region["kind"] == "scale" and line.region["factors"]["shape"] == [22, 1]
+    from gridverify.certify import Certificate
+
+    rec = run_job(line)
+    assert rec["state"] == "done", rec.get("error")
+    cert = Certificate.from_dict(rec["certificate"])
+    assert cert.region.factors is not None and cert.region.describe() == "scale:0.95,1.05"
+    nom = cert.region.center  # 1.0 x nominal
+    for c in cert.constraints:  # every worst load: one factor of nominal for all loads
+        s = c.worst_load[nom != 0] / nom[nom != 0]
+        assert np.allclose(s, s[0], rtol=0, atol=1e-9) and 0.95 - 1e-9 <= s[0] <= 1.05 + 1e-9
