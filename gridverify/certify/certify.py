@@ -738,7 +738,7 @@ def _certificate(st: State, case: Any, prox: Any, module: torch.nn.Module,
                 float(st.radius[k]) if np.isfinite(st.radius[k]) else None)
         results.append(ConstraintResult(
             c.family, c.component, c.index, ub, att, float(thr[k]), status, how,
-            float(st.seconds[k]), st.to_loads(st.worst[k])[0], rate, reason, radius,
+            float(st.seconds[k]), st.to_loads(st.worst[k])[0].copy(), rate, reason, radius,
         ))
     prov = {
         "case_name": case.name,
