@@ -2,7 +2,8 @@
 
 A region is an axis-aligned box over the proxy's input vector
 ``[pd_1 .. pd_L, qd_1 .. qd_L]`` (per-unit on the case's ``base_mva``, loads in
-the compiled case's load order).  Every region kind is reduced to that box:
+the compiled case's load order), or a factor region inside one (below).  These
+kinds are reduced to the box:
 
 * ``box``: ``[a, b] x nominal`` per load (a negative nominal load flips the
   interval, so the box is always ``[min(a*d, b*d), max(a*d, b*d)]``);
