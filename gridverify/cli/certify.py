@@ -392,8 +392,11 @@ def open_hint(cert: Any) -> str | None:
     more = ("a longer --timeout" if cert.method == "bab"
             else "--method bab with a longer --timeout")
     are = "constraint is" if n_open == 1 else "constraints are"
+    region = ("a narrower region" if cert.region.factors is not None else
+              "a narrower region or one of loads that move together (--region scale:A,B, "
+              "load-factors:A,B, correlated:A,B,R)")
     return (f"hint: {n_open} {are} open (bound above the threshold, no violating load found)."
-            f"{why} To close them: {more}, a narrower region, or a proxy trained with "
+            f"{why} To close them: {more}, {region}, or a proxy trained with "
             "`gridverify train --stability-weight` (see docs/tightness.md).")
 
 

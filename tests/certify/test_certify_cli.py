@@ -101,6 +101,7 @@ def test_open_hint_names_unstable_relus(model_dir, capsys):
     assert "hint: 1 constraint is open" in text
     assert f"{relus['unstable']} of 32 relus of the proxy are unstable" in text
     assert "--method bab with a longer --timeout" in text
+    assert "loads that move together (--region scale:A,B" in text  # a box region
     code, out, _ = _run(capsys, *args, "--threshold", f"p_balance={mid!r}", "--json")
     html = Certificate.from_json(out)._repr_html_()
     assert f"{relus['unstable']} of 32 relus of the proxy are unstable" in html

@@ -125,6 +125,14 @@ def test_cli_certify_over_a_factor_region(tmp_path, capsys):
     d = json.loads(out.read_text())
     assert d["region"]["kind"] == "scale" and d["region"]["factors"]["shape"] == [22, 1]
     capsys.readouterr()
+    from dataclasses import replace
+
+    from gridverify.cli.certify import open_hint
+
+    cert = Certificate.from_dict(d)  # as if left open: the hint offers no factor region again
+    cert = replace(cert, constraints=[replace(c, status="open") for c in cert.constraints])
+    hint = " ".join(open_hint(cert).split())
+    assert "a narrower region, or a proxy" in hint and "--region scale" not in hint
     rc = main(["certify", "pglib_opf_case14_ieee", "--model", str(_MODELS / "case14_relu"),
                "--region", "scale:0.95", "--constraints", "thermal_fr[1]"])
     assert rc == 2
