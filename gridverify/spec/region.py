@@ -168,12 +168,8 @@ class Region:
     def describe(self) -> str:
         """Short human-readable description (``box:0.9,1.1`` style when known)."""
         p = dict(self.params)
-        if self.kind == "box":
-            return f"box:{p['a']:g},{p['b']:g}"
-        if self.kind in ("pglearn", "correlated"):
-            return f"{self.kind}:{p['a']:g},{p['b']:g},{p['r']:g}"
-        if self.kind in ("scale", "load-factors"):
-            return f"{self.kind}:{p['a']:g},{p['b']:g}"
+        if self.kind in NUMBER_KINDS:  # kind:a,b[,r], as given on the command line
+            return f"{self.kind}:" + ",".join(f"{p[k]:g}" for k in _NUMBER_NAMES[self.kind])
         if self.kind == "dataset":
             return f"dataset:{p.get('path', '?')}"
         if self.kind == "training":
@@ -341,8 +337,6 @@ def pglearn_region(case: Any, a: float, b: float, r: float) -> Region:
     return validate_region(case, Region(lo, hi, "pglearn", (("a", a), ("b", b), ("r", r))))
 
 
-
-
 def _per_load(case: Any, scale: float) -> np.ndarray:
     """``(2 L, L)``: column ``l`` moves load ``l``'s pd and qd by ``scale`` x nominal."""
     nom = _nominal(case)
@@ -383,11 +377,6 @@ def correlated_region(case: Any, a: float, b: float, r: float) -> Region:
     a, b, r = _factor_range(a, b, "correlated", r)
     g = np.concatenate([(0.5 * (b - a) * _nominal(case))[:, None], _per_load(case, r)], axis=1)
     return _factor_region(case, 0.5 * (a + b), g, "correlated", (("a", a), ("b", b), ("r", r)))
-
-
-#: factor region kinds, their constructor and arity (CLI ``kind:A,B[,R]``, spec ``kind = [...]``)
-FACTOR_KINDS = {"scale": (scale_region, 2), "load-factors": (load_factor_region, 2),
-                "correlated": (correlated_region, 3)}
 
 
 def explicit_region(case: Any, lower: Sequence[float], upper: Sequence[float]) -> Region:
@@ -447,22 +436,24 @@ def dataset_loads(case: Any, path: str | Path) -> np.ndarray:
     return x
 
 
-#: region kinds given by numbers: constructor and arity (CLI ``kind:A,B[,R]``, spec
-#: ``kind = [a, b(, r)]``)
-NUMBER_KINDS = {"box": (box_region, 2), "pglearn": (pglearn_region, 3), **FACTOR_KINDS}
+#: region kinds given by numbers and their constructors (CLI ``kind:A,B[,R]``, spec
+#: ``kind = [a, b(, r)]``, :meth:`Region.describe`); the numbers' names are the params'
+NUMBER_KINDS = {"box": box_region, "pglearn": pglearn_region, "scale": scale_region,
+                "load-factors": load_factor_region, "correlated": correlated_region}
+_NUMBER_NAMES = {"box": "ab", "pglearn": "abr", "scale": "ab", "load-factors": "ab",
+                 "correlated": "abr"}
 
 
 def _usage(kind: str, spec: bool = False) -> str:
     """``box:A,B`` (CLI) or ``[a, b]`` (spec file)."""
-    names = "abr"[: NUMBER_KINDS[kind][1]]
+    names = _NUMBER_NAMES[kind]
     return f"[{', '.join(names)}]" if spec else f"{kind}:{','.join(names.upper())}"
 
 
 def _number_region(case: Any, kind: str, vals: Any, what: str, spec: bool) -> Region:
-    make, arity = NUMBER_KINDS[kind]
-    if not isinstance(vals, (list, tuple)) or len(vals) != arity:
+    if not isinstance(vals, (list, tuple)) or len(vals) != len(_NUMBER_NAMES[kind]):
         raise SpecError(f"{what}: expected {_usage(kind, spec)}")
-    return make(case, *vals)
+    return NUMBER_KINDS[kind](case, *vals)
 
 
 def region_from_mapping(case: Any, data: dict[str, Any], base: Path | None = None) -> Region:
@@ -497,8 +488,8 @@ def region_from_mapping(case: Any, data: dict[str, Any], base: Path | None = Non
         if "lower" not in data or "upper" not in data:
             raise SpecError("region: 'lower' and 'upper' must both be given")
         return explicit_region(case, data["lower"], data["upper"])
-    raise SpecError("region: empty region table (give box, pglearn, scale, load-factors, "
-                    "correlated, dataset or lower/upper)")
+    raise SpecError(f"region: empty region table (give {', '.join(NUMBER_KINDS)}, dataset "
+                    "or lower/upper)")
 
 
 def parse_region(text: str, case: Any) -> Region:
