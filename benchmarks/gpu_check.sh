@@ -4,7 +4,7 @@
 # The interpreter is $PYTHON, else .venv/bin/python, else python3; the checkout is put on
 # PYTHONPATH so that a machine with torch but without our install runs it as is (the
 # GPU tests and benchmarks need numpy, torch, tqdm and onnx only).  Output: one log,
-# gpu_check.log, and one JSON per benchmark (five files in all).
+# gpu_check.log, and one JSON per benchmark (six files in all).
 # Others append their GPU benchmarks at the end of this file.
 set -u
 cd "$(dirname "$0")/.."
@@ -45,6 +45,11 @@ timeout "${BAB_TIMEOUT:-110}" "$PY" benchmarks/bab_throughput.py --devices cpu,c
 step "bab_throughput case118_relu"
 timeout "${BAB_TIMEOUT:-110}" "$PY" benchmarks/bab_throughput.py --devices cpu,cuda --seconds 20 \
     --case case118 --json "$OUT_DIR/bab_throughput_118.json" 2>&1 | tee -a "$LOG" || status=1
+
+# 6. least-area slope search on the GPU: batched grid against plain bisection
+step "slope_search cuda"
+timeout 60 "$PY" benchmarks/slope_search.py --device cuda --sizes 512,8192,65536 \
+    --json "$OUT_DIR/slope_search_cuda.json" 2>&1 | tee -a "$LOG" || status=1
 
 step "done, status $status"
 exit $status

@@ -265,3 +265,32 @@ def test_half_precision_relaxations_are_sound(dtype: torch.dtype) -> None:
         u = torch.maximum(l, u)
         v = unary_violation(unary(op), l, u)
         assert v.worst() <= TOL, (op, dtype, v)
+
+
+@pytest.mark.parametrize("name", ["sin", "cos", "sigmoid", "tanh", "atan"])
+def test_least_area_slope_search_agrees_whatever_the_grid(name: str) -> None:
+    from gridverify.bounds.relaxations import smooth, sshaped, trig
+
+    op = {"sin": trig.SIN_OP, "cos": trig.COS_OP, "sigmoid": sshaped.SIGMOID_OP,
+          "tanh": sshaped.TANH_OP, "atan": sshaped.ATAN_OP}[name]
+    g = torch.Generator().manual_seed(3)
+    c = (torch.rand(300, generator=g, dtype=F64) - 0.5) * 6.0
+    w = torch.rand(300, generator=g, dtype=F64) * 3.0
+    l, u = c - w, c + w
+    kmin, kmax = op.fp_range(l, u)
+    m = 0.5 * (l + u)
+    for upper in (False, True):
+        ks = [smooth.area_slope(op, l, u, upper, grid=grid) for grid in (2, 4, 16)]
+        for k in ks[1:]:
+            assert ((k - ks[0]).abs() <= 4.0 * 2.0**-smooth.SLOPE_SEARCH_BITS
+                    * (kmax - kmin) + 1e-15).all()
+        # least area: no slope a little to either side gives a lower line value at the midpoint
+        def at_mid(k: torch.Tensor, _upper: bool = upper) -> torch.Tensor:
+            off, _ = smooth.extreme_offset(op, l, u, k, _upper)
+            return k * m + off
+
+        best = at_mid(ks[0])
+        for dk in (-1e-3, 1e-3):
+            other = at_mid((ks[0] + dk * (kmax - kmin)).clamp(kmin, kmax))
+            worse = other - best if upper else best - other
+            assert (worse >= -1e-9).all()

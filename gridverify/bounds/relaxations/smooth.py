@@ -26,9 +26,10 @@ piece).
 Default (CROWN) slope: the line of least area -- for the upper line the
 ``k`` that minimizes ``k m + max_x (f(x) - k x)`` with ``m = (l + u) / 2``, i.e.
 the tangent of the concave envelope at the midpoint.  This function of ``k`` is
-convex with derivative ``m - argmax``, found by bisection.  On a concave piece it
-gives the midpoint tangent, on a convex piece the chord, on an S-shaped interval
-the secant-tangent line through an endpoint (or the midpoint tangent), and on a
+convex with derivative ``m - argmax``, so its minimizer is found by a
+search over ``k`` (:func:`area_slope`).  On a concave piece it gives the
+midpoint tangent, on a convex piece the chord, on an S-shaped interval the
+secant-tangent line through an endpoint (or the midpoint tangent), and on a
 wide sin interval nearly the constant 1.
 """
 
@@ -49,7 +50,8 @@ from gridverify.bounds.relaxations._common import (
 )
 from gridverify.bounds.relaxations.base import Relaxation, UnaryRelaxation
 
-BISECTION_STEPS = 26
+# the least-area slope is searched to 2**-24 (about 6e-8) of the range of f'
+SLOPE_SEARCH_BITS = 24
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class SmoothOp:
     single piece are the chord and the midpoint tangent in closed form);
     ``period``: for periodic ``f``, intervals at least this wide get the
     constant lines (slope 0); ``crit_search``: a cheaper ``crit`` for the
-    bisection of the default slope (it only steers the search; the offsets
+    search of the default slope (it only steers the search; the offsets
     always use ``crit``); ``offset_pad(l, u)``: an extra absolute padding of
     the offsets for ops whose critical points lose absolute accuracy on large
     inputs (sin, cos: ``x = base + 2 pi n``).
@@ -111,19 +113,44 @@ def extreme_offset(
     return best, xstar
 
 
-def area_slope(op: SmoothOp, l: Tensor, u: Tensor, upper: bool) -> Tensor:
-    """The slope of the least-area upper (or lower) supporting line on ``[l, u]`` (detached)."""
+def _slope_search_grid(n: int, device: torch.device) -> int:
+    """Slopes per round of :func:`area_slope` for ``n`` intervals: ``2`` is bisection.
+
+    Small tensors cost per pass, not per element (and so does every tensor on a
+    GPU), so they take few passes of many slopes; large ones on a CPU cost per
+    element and bisect (the fewest evaluations).
+    """
+    if device.type != "cpu" or n <= 512:
+        return 16
+    return 4 if n <= 4096 else 2
+
+
+def area_slope(
+    op: SmoothOp, l: Tensor, u: Tensor, upper: bool, grid: int | None = None
+) -> Tensor:
+    """The slope of the least-area upper (or lower) supporting line on ``[l, u]`` (detached).
+
+    The least-area slope is where the argument of the extremum crosses the
+    midpoint, and that argument is non-increasing in the slope: each round
+    evaluates it at ``G - 1`` evenly spaced slopes of the current cell at once
+    and keeps the sub-cell where it crosses, until the cell is
+    ``1 / 2**SLOPE_SEARCH_BITS`` of the range of ``f'`` (``G`` from
+    :func:`_slope_search_grid` unless given; a power of two).
+    """
     with torch.no_grad():
         kmin, kmax = op.fp_range(l, u)
         m = 0.5 * (l + u)
-        lo, hi = kmin.clone(), kmax.clone()
-        for _ in range(BISECTION_STEPS):
-            mid = 0.5 * (lo + hi)
-            _, xs = extreme_offset(op, l, u, mid, upper, search=True)
+        grid = grid or _slope_search_grid(l.numel(), l.device)
+        bits = grid.bit_length() - 1
+        steps = torch.arange(1, grid, dtype=l.dtype, device=l.device)
+        steps = steps.reshape((-1,) + (1,) * l.dim())
+        lo, width = kmin.clone(), kmax - kmin
+        for _ in range(-(-SLOPE_SEARCH_BITS // bits)):
+            width = width / grid
+            _, xs = extreme_offset(op, l, u, lo + steps * width, upper, search=True)
             go_up = xs > m if upper else xs < m
-            lo = torch.where(go_up, mid, lo)
-            hi = torch.where(go_up, hi, mid)
-        k = 0.5 * (lo + hi)
+            lo = lo + go_up.sum(0).to(l.dtype) * width
+        k = lo + 0.5 * width
         return torch.where(torch.isfinite(k), k, torch.zeros_like(k))
 
 
