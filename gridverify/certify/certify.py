@@ -293,7 +293,7 @@ def certify(
     ``case``: a compiled case or a case name/path.  ``proxy``: a loaded
     :class:`~gridverify.proxy.load.Proxy`, a model path or an ``nn.Module``.
     ``region``: a :class:`Region` (default: the proxy's training region, else
-    ``[0.9, 1.1] x nominal``); over a factor region (``scale``, ``load-factors``,
+    ``[0.9, 1.1] x nominal``); over a factor region (``scale``, ``zones``, ``load-factors``,
     ``correlated``) every stage bounds and searches over its factors, and worst
     loads are reported as loads.  ``constraints``: a ConstraintSelection, a string
     such as ``"p_balance,thermal_fr[1,5]"``, a list of family names or of

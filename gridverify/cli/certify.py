@@ -21,7 +21,8 @@ regions:   box:0.9,1.1 | pglearn:A,B,R | dataset:FILE.h5 | FILE.toml/.json ([reg
            factor regions, loads moving together (power factors kept), bounded over
            their factors: scale:A,B (every load at one factor s in [A,B] x nominal),
            load-factors:A,B (each load at its own factor), correlated:A,B,R (a common
-           factor in [A,B] plus a per-load one within +-R)
+           factor in [A,B] plus a per-load one within +-R), zones:A,B,K (the loads of
+           each of K connected zones of the grid at the zone's own factor)
 constraints: comma list of families, optionally family[ids], e.g. p_balance,thermal_fr[1,5]
            families: p_balance q_balance thermal_fr thermal_to vm_max vm_min pg_max pg_min
                      qg_max qg_min angle_max angle_min (all: every family)
@@ -394,7 +395,7 @@ def open_hint(cert: Any) -> str | None:
     are = "constraint is" if n_open == 1 else "constraints are"
     region = ("a narrower region" if cert.region.factors is not None else
               "a narrower region or one of loads that move together (--region scale:A,B, "
-              "load-factors:A,B, correlated:A,B,R)")
+              "zones:A,B,K, load-factors:A,B, correlated:A,B,R)")
     return (f"hint: {n_open} {are} open (bound above the threshold, no violating load found)."
             f"{why} To close them: {more}, {region}, or a proxy trained with "
             "`gridverify train --stability-weight` (see docs/tightness.md).")

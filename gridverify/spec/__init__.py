@@ -20,6 +20,7 @@ from gridverify.spec.region import (
     pglearn_region,
     scale_region,
     validate_region,
+    zone_region,
 )
 from gridverify.spec.specfile import Specification, load_spec, spec_from_mapping
 from gridverify.spec.thresholds import (
@@ -54,4 +55,5 @@ __all__ = [
     "select_constraints",
     "spec_from_mapping",
     "validate_region",
+    "zone_region",
 ]

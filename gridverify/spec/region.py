@@ -27,7 +27,10 @@ the correlation between loads is kept, not boxed away.  Power factors are kept
   dataset's ``box`` sampler draws loads: one factor per load);
 * ``correlated``: each load at ``(alpha + u) x nominal`` with a global ``alpha in
   [a, b]`` and a per-load ``|u| <= r`` (a PGLearn ``pglearn:A,B,R`` sample
-  ``alpha * eta * nominal`` lies in ``correlated:A,B,B*R`` for ``0 <= A <= B``).
+  ``alpha * eta * nominal`` lies in ``correlated:A,B,B*R`` for ``0 <= A <= B``);
+* ``zones``: the loads of each of ``k`` zones at the zone's own ``s x nominal``,
+  ``s in [a, b]`` (zones: connected groups of buses with about equal load
+  counts, :mod:`gridverify.grid.zones`; one factor per zone).
 
 Regions are validated: bounds must be finite, ``lower <= upper`` and, when the
 case has no negative active load, no active load may go below zero.
@@ -379,6 +382,27 @@ def correlated_region(case: Any, a: float, b: float, r: float) -> Region:
     return _factor_region(case, 0.5 * (a + b), g, "correlated", (("a", a), ("b", b), ("r", r)))
 
 
+def zone_region(case: Any, a: float, b: float, k: float) -> Region:
+    """The loads of each of ``k`` zones at a zone factor ``s_z x nominal``, ``s_z in [a, b]``
+    (one factor per zone, power factors kept).  Zones: connected groups of buses
+    with about equal load counts (:func:`gridverify.grid.zones.load_zones`);
+    ``k = 1`` is :func:`scale_region`'s set, one zone per load
+    :func:`load_factor_region`'s."""
+    from gridverify.grid.zones import load_zones
+
+    a, b = _factor_range(a, b, "zones")
+    kf = _check_number(k, "region zones count k")
+    n_load = int(case.n_load)
+    if kf != int(kf) or not 1 <= kf <= n_load:
+        raise SpecError(f"region zones: k={kf:g} must be a whole number of zones from 1 to "
+                        f"the case's {n_load} loads")
+    k = int(kf)
+    onehot = np.eye(k)[load_zones(case, k)]  # (L, k)
+    per = _per_load(case, 0.5 * (b - a))  # (2L, L)
+    return _factor_region(case, 0.5 * (a + b), per @ onehot, "zones",
+                          (("a", a), ("b", b), ("k", k)))
+
+
 def explicit_region(case: Any, lower: Sequence[float], upper: Sequence[float]) -> Region:
     """Explicit per-input bounds in the proxy's input order (pd then qd, per-unit)."""
     lo = _as_vector(lower, "region.lower")
@@ -436,12 +460,13 @@ def dataset_loads(case: Any, path: str | Path) -> np.ndarray:
     return x
 
 
-#: region kinds given by numbers and their constructors (CLI ``kind:A,B[,R]``, spec
-#: ``kind = [a, b(, r)]``, :meth:`Region.describe`); the numbers' names are the params'
+#: region kinds given by numbers and their constructors (CLI ``kind:A,B[,R|,K]``, spec
+#: ``kind = [a, b(, r|, k)]``, :meth:`Region.describe`); the numbers' names are the params'
 NUMBER_KINDS = {"box": box_region, "pglearn": pglearn_region, "scale": scale_region,
-                "load-factors": load_factor_region, "correlated": correlated_region}
+                "load-factors": load_factor_region, "correlated": correlated_region,
+                "zones": zone_region}
 _NUMBER_NAMES = {"box": "ab", "pglearn": "abr", "scale": "ab", "load-factors": "ab",
-                 "correlated": "abr"}
+                 "correlated": "abr", "zones": "abk"}
 
 
 def _usage(kind: str, spec: bool = False) -> str:
@@ -494,7 +519,8 @@ def region_from_mapping(case: Any, data: dict[str, Any], base: Path | None = Non
 
 def parse_region(text: str, case: Any) -> Region:
     """Parse a CLI region: ``box:A,B``, ``pglearn:A,B,R``, ``scale:A,B``,
-    ``load-factors:A,B``, ``correlated:A,B,R``, ``dataset:FILE.h5`` or a spec file.
+    ``load-factors:A,B``, ``correlated:A,B,R``, ``zones:A,B,K``, ``dataset:FILE.h5``
+    or a spec file.
 
     A spec file (``.toml``/``.json``) contributes its ``[region]`` table.
     """

@@ -116,6 +116,24 @@ def test_correlated_region_certificate_is_sound(case14, proxy, check_sound):
         assert np.all((s[:n] >= 0.9 - 1e-9) & (s[:n] <= 1.1 + 1e-9))
 
 
+def test_zone_region_certificate_is_sound_and_worst_loads_keep_zones(case14, proxy,
+                                                                      check_sound):
+    from gridverify.grid.zones import load_zones
+
+    region = parse_region("zones:0.9,1.1,3", case14)
+    cert = certify(case14, proxy, region, constraints=_CONS, method="bab",
+                   options=CertifyOptions(samples=256, timeout=12,
+                                          bab=BabOptions(timeout=2.0)))
+    check_sound(cert, case14, proxy.module, n=20_000)
+    nom = np.concatenate([np.asarray(case14.pd, float), np.asarray(case14.qd, float)])
+    n, zones = int(case14.n_load), load_zones(case14, 3)
+    for c in cert.constraints:  # each zone's loads at one factor in [0.9, 1.1]
+        s = c.worst_load[:n] / nom[:n]
+        for z in range(3):
+            np.testing.assert_allclose(s[zones == z], s[zones == z][0], atol=1e-9)
+        assert np.all((s >= 0.9 - 1e-9) & (s <= 1.1 + 1e-9))
+
+
 def test_cli_certify_over_a_factor_region(tmp_path, capsys):
     out = tmp_path / "cert.json"
     rc = main(["certify", "pglib_opf_case14_ieee", "--model", str(_MODELS / "case14_relu"),

@@ -16,6 +16,7 @@ from gridverify.spec import (
     load_factor_region,
     parse_region,
     scale_region,
+    zone_region,
 )
 from gridverify.spec.region import region_from_mapping
 
@@ -90,6 +91,37 @@ def test_correlated_region_contains_pglearn_samples(case14):
                                scale_region(case14, 0.9, 1.1).factors)
 
 
+def test_zone_region_moves_each_zone_by_its_own_factor(case14):
+    from gridverify.grid.zones import load_zones
+
+    reg = zone_region(case14, 0.9, 1.1, 4)
+    assert reg.n_search == 4 and reg.describe() == "zones:0.9,1.1,4"
+    box = box_region(case14, 0.9, 1.1)
+    np.testing.assert_allclose(reg.lower, box.lower)
+    np.testing.assert_allclose(reg.upper, box.upper)
+    zones = load_zones(case14, 4)
+    x = reg.sample(400, np.random.default_rng(1))
+    rp, rq = _ratios(case14, x)
+    for z in range(4):  # one factor per zone, in [a, b], shared by pd and qd of its loads
+        f = rp[:, zones == z]
+        np.testing.assert_allclose(f, np.broadcast_to(f[:, :1], f.shape), atol=1e-12)
+        assert np.all((f >= 0.9 - 1e-12) & (f <= 1.1 + 1e-12))
+        q = rq[:, zones == z]
+        ok = ~np.isnan(q)
+        np.testing.assert_allclose(q[ok], np.broadcast_to(f[:, :1], q.shape)[ok], atol=1e-12)
+    # zones move apart: two zones' factors are not tied
+    assert np.std(rp[:, zones == 0][:, 0] - rp[:, zones == 1][:, 0]) > 0.01
+    # one zone is the system load level, one zone per load each load on its own
+    np.testing.assert_allclose(zone_region(case14, 0.9, 1.1, 1).factors,
+                               scale_region(case14, 0.9, 1.1).factors)
+    per_load = zone_region(case14, 0.9, 1.1, int(case14.n_load)).factors
+    lf = load_factor_region(case14, 0.9, 1.1).factors
+    np.testing.assert_allclose(np.sort(per_load, axis=1), np.sort(lf, axis=1))
+    back = Region.from_dict(json.loads(json.dumps(reg.to_dict())))
+    np.testing.assert_array_equal(back.factors, reg.factors)
+    assert back.describe() == "zones:0.9,1.1,4"
+
+
 def test_factor_region_roundtrip_shrink_and_contains(case14):
     reg = parse_region("correlated:0.9,1.1,0.02", case14)
     assert reg.describe() == "correlated:0.9,1.1,0.02"
@@ -111,7 +143,8 @@ def test_factor_region_roundtrip_shrink_and_contains(case14):
 def test_factor_regions_from_spec_tables_and_cli(case14):
     for table, text in (({"scale": [0.9, 1.1]}, "scale:0.9,1.1"),
                         ({"load-factors": [0.95, 1.05]}, "load-factors:0.95,1.05"),
-                        ({"correlated": [0.9, 1.1, 0.01]}, "correlated:0.9,1.1,0.01")):
+                        ({"correlated": [0.9, 1.1, 0.01]}, "correlated:0.9,1.1,0.01"),
+                        ({"zones": [0.9, 1.1, 3]}, "zones:0.9,1.1,3")):
         a, b = region_from_mapping(case14, table), parse_region(text, case14)
         np.testing.assert_array_equal(a.factors, b.factors)
         assert a.describe() == text
@@ -125,6 +158,10 @@ def test_factor_regions_from_spec_tables_and_cli(case14):
     ("scale:-0.5,1.1", "negative active load"),
     ("scale:0.9,x", "factors must be numbers"),
     ("zonal:0.9,1.1", "expected box:A,B, pglearn:A,B,R, scale:A,B"),
+    ("zones:0.9,1.1", "expected zones:A,B,K"),
+    ("zones:0.9,1.1,2.5", "whole number of zones from 1 to the case's 11 loads"),
+    ("zones:0.9,1.1,0", "whole number of zones"),
+    ("zones:0.9,1.1,12", "whole number of zones"),
 ])
 def test_bad_factor_region_strings(case14, text, match):
     with pytest.raises(SpecError, match=match):
