@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", default="case14,case57")
     ap.add_argument("--regions",
-                    default="box:0.9,1.1;scale:0.9,1.1;load-factors:0.9,1.1;"
-                            "correlated:0.92,1.08,0.02")
+                    default="box:0.9,1.1;scale:0.9,1.1;zones:0.9,1.1,4;zones:0.9,1.1,8;"
+                            "load-factors:0.9,1.1;correlated:0.92,1.08,0.02")
     ap.add_argument("--method", default="bab")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--jobs", type=int, default=1)
