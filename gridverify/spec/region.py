@@ -30,7 +30,7 @@ the correlation between loads is kept, not boxed away.  Power factors are kept
   ``alpha * eta * nominal`` lies in ``correlated:A,B,B*R`` for ``0 <= A <= B``);
 * ``zones``: the loads of each of ``k`` zones at the zone's own ``s x nominal``,
   ``s in [a, b]`` (zones: connected groups of buses with about equal load
-  counts, :mod:`gridverify.grid.zones`; one factor per zone).
+  counts, :mod:`gridverify.spec.zones`; one factor per zone).
 
 Regions are validated: bounds must be finite, ``lower <= upper`` and, when the
 case has no negative active load, no active load may go below zero.
@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from gridverify.errors import SpecError
+from gridverify.spec.zones import load_zones
 
 
 @dataclass(frozen=True)
@@ -385,11 +386,9 @@ def correlated_region(case: Any, a: float, b: float, r: float) -> Region:
 def zone_region(case: Any, a: float, b: float, k: float) -> Region:
     """The loads of each of ``k`` zones at a zone factor ``s_z x nominal``, ``s_z in [a, b]``
     (one factor per zone, power factors kept).  Zones: connected groups of buses
-    with about equal load counts (:func:`gridverify.grid.zones.load_zones`);
+    with about equal load counts (:func:`gridverify.spec.zones.load_zones`);
     ``k = 1`` is :func:`scale_region`'s set, one zone per load
     :func:`load_factor_region`'s."""
-    from gridverify.grid.zones import load_zones
-
     a, b = _factor_range(a, b, "zones")
     kf = _check_number(k, "region zones count k")
     n_load = int(case.n_load)

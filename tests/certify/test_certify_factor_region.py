@@ -118,7 +118,7 @@ def test_correlated_region_certificate_is_sound(case14, proxy, check_sound):
 
 def test_zone_region_certificate_is_sound_and_worst_loads_keep_zones(case14, proxy,
                                                                       check_sound):
-    from gridverify.grid.zones import load_zones
+    from gridverify.spec.zones import load_zones
 
     region = parse_region("zones:0.9,1.1,3", case14)
     cert = certify(case14, proxy, region, constraints=_CONS, method="bab",

@@ -92,7 +92,7 @@ def test_correlated_region_contains_pglearn_samples(case14):
 
 
 def test_zone_region_moves_each_zone_by_its_own_factor(case14):
-    from gridverify.grid.zones import load_zones
+    from gridverify.spec.zones import load_zones
 
     reg = zone_region(case14, 0.9, 1.1, 4)
     assert reg.n_search == 4 and reg.describe() == "zones:0.9,1.1,4"

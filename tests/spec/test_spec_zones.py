@@ -8,7 +8,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from gridverify.grid import load_compiled
-from gridverify.grid.zones import bus_zones, load_zones
+from gridverify.spec.zones import bus_zones, load_zones
 
 CASES = ["pglib_opf_case14_ieee", "pglib_opf_case57_ieee", "pglib_opf_case118_ieee",
          "pglib_opf_case300_ieee"]
