@@ -22,12 +22,8 @@ import numpy as np
 
 
 def _adjacency(case: Any) -> Any:
-    """The bus graph as a symmetric csr matrix (one entry per connected pair)."""
-    from scipy.sparse import coo_matrix
-
-    n = case.n_bus
-    f, t = np.asarray(case.f_bus), np.asarray(case.t_bus)
-    adj = coo_matrix((np.ones(f.size), (f, t)), shape=(n, n)).tocsr()
+    """The bus graph as a symmetric csr matrix, from the branch incidences ``cf``, ``ct``."""
+    adj = (case.cf.T @ case.ct).tocsr()
     return (adj + adj.T).tocsr()
 
 
