@@ -294,3 +294,15 @@ def test_least_area_slope_search_agrees_whatever_the_grid(name: str) -> None:
             other = at_mid((ks[0] + dk * (kmax - kmin)).clamp(kmin, kmax))
             worse = other - best if upper else best - other
             assert (worse >= -1e-9).all()
+
+
+def test_slope_search_grid_keeps_each_pass_within_its_entry_budget() -> None:
+    from gridverify.bounds.relaxations import smooth
+
+    for dev in (torch.device("cpu"), torch.device("cuda")):  # a device object needs no GPU
+        budget = smooth.SLOPE_SEARCH_ENTRIES["cpu" if dev.type == "cpu" else "other"]
+        for n in (1, 64, 546, 547, 2730, 2731, 10**5, 10**7):
+            grid = smooth._slope_search_grid(n, dev)
+            assert grid in (2, 4, 16)
+            assert grid == 2 or n * (grid - 1) <= budget
+            assert grid == 16 or n * 15 > budget  # the most slopes the budget allows

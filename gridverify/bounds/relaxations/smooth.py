@@ -113,16 +113,25 @@ def extreme_offset(
     return best, xstar
 
 
+#: entries per pass of :func:`area_slope` (``n x (G - 1)``) up to which more slopes a
+#: round pay: small passes cost per pass on a CPU, and every pass does on a GPU
+SLOPE_SEARCH_ENTRIES = {"cpu": 1 << 13, "other": 1 << 24}
+
+
 def _slope_search_grid(n: int, device: torch.device) -> int:
     """Slopes per round of :func:`area_slope` for ``n`` intervals: ``2`` is bisection.
 
-    Small tensors cost per pass, not per element (and so does every tensor on a
-    GPU), so they take few passes of many slopes; large ones on a CPU cost per
-    element and bisect (the fewest evaluations).
+    The most slopes a round (16, 4) whose pass stays within
+    :data:`SLOPE_SEARCH_ENTRIES`: few passes for small tensors (on a CPU, tensors
+    of a few hundred entries cost per pass, not per entry) and on GPUs, and
+    bisection, the fewest evaluations, for large CPU tensors; the cap also bounds
+    the search's temporaries.
     """
-    if device.type != "cpu" or n <= 512:
-        return 16
-    return 4 if n <= 4096 else 2
+    budget = SLOPE_SEARCH_ENTRIES["cpu" if device.type == "cpu" else "other"]
+    for grid in (16, 4):
+        if n * (grid - 1) <= budget:
+            return grid
+    return 2
 
 
 def area_slope(
