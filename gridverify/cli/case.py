@@ -11,8 +11,9 @@ from typing import Any
 __all__ = ["register", "case_summary"]
 
 
-def case_summary(name_or_path: str) -> dict[str, Any]:
-    """The ``case info --json`` object of a case (path or bundled name)."""
+def case_summary(name_or_path: str, zones: int | None = None) -> dict[str, Any]:
+    """The ``case info --json`` object of a case (path or bundled name); with ``zones``
+    also ``"zones"``: the case's split into that many zones (``zones:A,B,K`` regions)."""
     import numpy as np
 
     from gridverify.grid.case import load_case
@@ -24,7 +25,7 @@ def case_summary(name_or_path: str) -> dict[str, Any]:
         cc = compile_case(raw, emit_warnings=False)
     base = cc.base_mva
     finite_rate = np.isfinite(cc.rate_a)
-    return {
+    out = {
         "name": cc.name,
         "source": cc.source,
         "n_bus": cc.n_bus,
@@ -46,10 +47,15 @@ def case_summary(name_or_path: str) -> dict[str, Any]:
         "content_hash": cc.content_hash,
         "warnings": list(cc.warnings),
     }
+    if zones is not None:
+        from gridverify.spec.zones import zone_table
+
+        out["zones"] = zone_table(cc, zones)
+    return out
 
 
 def _info(args: argparse.Namespace) -> int:
-    info = case_summary(args.case)
+    info = case_summary(args.case, args.zones)
     if args.json:
         print(json.dumps(info))
         return 0
@@ -63,9 +69,24 @@ def _info(args: argparse.Namespace) -> int:
     table = field_table(f"case {info['name']}", [(k, info[k]) for k in keys], ".2f")
     console = Console()
     console.print(table)
+    if args.zones is not None:
+        console.print(_zones_table(info["zones"]))
     for w in info["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {w}", markup=True, highlight=False)
     return 0
+
+
+def _zones_table(zones: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    t = Table(title=f"{len(zones)} zones (--region zones:A,B,{len(zones)})")
+    for col in ("zone", "buses", "loads", "pd MW", "qd MVAr", "load bus ids"):
+        t.add_column(col, justify="left" if col == "load bus ids" else "right")
+    for z in zones:
+        ids = ", ".join(str(i) for i in z["load_bus_ids"])
+        t.add_row(str(z["zone"]), str(z["n_bus"]), str(z["n_load"]), f"{z['pd_mw']:.1f}",
+                  f"{z['qd_mvar']:.1f}", ids)
+    return t
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -94,6 +115,9 @@ def register(subparsers: Any) -> None:
     )
     info.add_argument("case", metavar="CASE", help="case file or bundled case name")
     info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.add_argument("--zones", type=int, default=None, metavar="K",
+                      help="also list the K zones of the grid that --region zones:A,B,K "
+                      "moves apart (buses, loads, demand, load bus ids)")
     info.set_defaults(func=_info)
     lst = sub.add_parser("list", help="list bundled cases", description="List bundled cases.")
     lst.add_argument("--json", action="store_true", help="print one JSON object")

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from gridverify.errors import SpecError
+
 
 def _adjacency(case: Any) -> Any:
     """The bus graph as a symmetric csr matrix, from the branch incidences ``cf``, ``ct``."""
@@ -51,8 +53,8 @@ def bus_zones(case: Any, k: int) -> np.ndarray:
     """
     load_bus = np.asarray(case.load_bus, dtype=np.int64)
     if not 1 <= k <= load_bus.size:
-        raise ValueError(f"zones: k={k} must be between 1 and the number of loads "
-                         f"({load_bus.size})")
+        raise SpecError(f"zones: k={k} must be between 1 and the number of loads "
+                        f"({load_bus.size})")
     adj = _adjacency(case)
     is_load = np.zeros(case.n_bus, dtype=bool)
     is_load[load_bus] = True
@@ -82,6 +84,18 @@ def bus_zones(case: Any, k: int) -> np.ndarray:
         zone[b] = z
         loads[z] += int(is_load[b])
     return zone
+
+
+def zone_table(case: Any, k: int) -> list[dict[str, Any]]:
+    """Per zone: its buses and loads counted, its nominal demand (MW, MVAr) and the
+    MATPOWER ids of its load buses (what ``case info --zones K`` shows)."""
+    zb = bus_zones(case, k)
+    zl = zb[np.asarray(case.load_bus, dtype=np.int64)]
+    ids = np.asarray(case.bus_ids)[np.asarray(case.load_bus, dtype=np.int64)]
+    pd, qd = np.asarray(case.pd) * case.base_mva, np.asarray(case.qd) * case.base_mva
+    return [{"zone": z, "n_bus": int(np.sum(zb == z)), "n_load": int(np.sum(zl == z)),
+             "pd_mw": float(pd[zl == z].sum()), "qd_mvar": float(qd[zl == z].sum()),
+             "load_bus_ids": [int(i) for i in ids[zl == z]]} for z in range(k)]
 
 
 def load_zones(case: Any, k: int) -> np.ndarray:

@@ -43,3 +43,21 @@ def test_case_info_unknown_is_exit_2(capsys):
     assert main(["case", "info", "no_such_case"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no_such_case" in err[0]
+
+
+def test_case_info_lists_the_zones_of_a_zone_region(capsys):
+    assert main(["case", "info", "pglib_opf_case57_ieee", "--zones", "4", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    zones = info["zones"]
+    assert [z["zone"] for z in zones] == [0, 1, 2, 3]
+    assert sum(z["n_load"] for z in zones) == info["n_load"]
+    assert sum(z["n_bus"] for z in zones) == info["n_bus"]
+    assert abs(sum(z["pd_mw"] for z in zones) - info["total_pd_mw"]) < 1e-6
+    ids = [i for z in zones for i in z["load_bus_ids"]]
+    assert len(ids) == len(set(ids)) == info["n_load"]
+    assert main(["case", "info", "pglib_opf_case57_ieee", "--zones", "4"]) == 0
+    assert "zones:A,B,4" in capsys.readouterr().out
+    assert main(["case", "info", "pglib_opf_case14_ieee", "--zones", "12"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "zones: k=12 must be between 1 and the number of loads (11)" in err

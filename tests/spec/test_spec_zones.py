@@ -7,6 +7,7 @@ import pytest
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from gridverify.errors import SpecError
 from gridverify.grid import load_compiled
 from gridverify.spec.zones import bus_zones, load_zones
 
@@ -46,5 +47,5 @@ def test_one_zone_per_load_and_bad_counts() -> None:
     zl = load_zones(case, case.n_load)
     assert sorted(zl.tolist()) == list(range(case.n_load))
     for k in (0, case.n_load + 1):
-        with pytest.raises(ValueError, match="zones: k="):
+        with pytest.raises(SpecError, match="zones: k="):
             bus_zones(case, k)
