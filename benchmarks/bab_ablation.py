@@ -53,6 +53,18 @@ ABLATION = {
 }
 
 
+def case_and_proxy(case_key: str):
+    """(compiled case, loaded proxy) of a key of :data:`CASES`, or ``key=MODEL_DIR`` for
+    another proxy of that case (the one place the benchmarks load a shipped pair)."""
+    from gridverify.grid import load_compiled
+    from gridverify.proxy.load import load_proxy
+
+    key, _, model_dir = case_key.partition("=")
+    name, model = CASES[key]
+    case = load_compiled(name, emit_warnings=False)
+    return case, load_proxy(model_dir or model, case=case)
+
+
 def instance(case_key: str, family: str | None = None):
     """(graph, lower, upper, spec) of one family (``None``: every constraint) of a shipped proxy.
 
@@ -60,10 +72,8 @@ def instance(case_key: str, family: str | None = None):
 
     Also used by ``bab_throughput.py`` and ``graph_eval.py``.
     """
-    from gridverify.grid import load_compiled
     from gridverify.ir import from_torch
     from gridverify.physics.acp import build_physics_graph, compose_with_proxy
-    from gridverify.proxy.load import load_proxy
     from gridverify.spec.constraints import (
         ConstraintSelection,
         parse_constraints,
@@ -71,11 +81,7 @@ def instance(case_key: str, family: str | None = None):
     )
     from gridverify.spec.region import box_region
 
-    key, _, model_dir = case_key.partition("=")
-    name, model = CASES[key]
-    model = model_dir or model
-    case = load_compiled(name, emit_warnings=False)
-    prox = load_proxy(model, case=case)
+    case, prox = case_and_proxy(case_key)
     sel = parse_constraints(family) if family else ConstraintSelection()
     cons = select_constraints(case, sel)
     ph = build_physics_graph(case, cons)
@@ -87,18 +93,12 @@ def instance(case_key: str, family: str | None = None):
 def whole_instance(case_key: str):
     """(graph, lower, upper, physics) of a shipped proxy with every constraint (as certify
     builds it; ``constraint_spec`` picks one constraint's rows)."""
-    from gridverify.grid import load_compiled
     from gridverify.ir import from_torch
     from gridverify.physics.acp import build_physics_graph, compose_with_proxy
-    from gridverify.proxy.load import load_proxy
     from gridverify.spec.constraints import ConstraintSelection, select_constraints
     from gridverify.spec.region import box_region
 
-    key, _, model_dir = case_key.partition("=")
-    name, model = CASES[key]
-    model = model_dir or model
-    case = load_compiled(name, emit_warnings=False)
-    prox = load_proxy(model, case=case)
+    case, prox = case_and_proxy(case_key)
     ph = build_physics_graph(case, select_constraints(case, ConstraintSelection()))
     reg = box_region(case, 0.9, 1.1)
     g = compose_with_proxy(ph, from_torch(prox.module, input_size=reg.n_input))

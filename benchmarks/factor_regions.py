@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bab_ablation import CASES  # noqa: E402
+from bab_ablation import case_and_proxy  # noqa: E402
 
 
 def _family(cert, fam: str) -> str:
@@ -39,8 +39,6 @@ def _family(cert, fam: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from gridverify.certify import CertifyOptions, certify
-    from gridverify.grid import load_compiled
-    from gridverify.proxy.load import load_proxy
     from gridverify.spec import parse_region
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -59,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
           "| p_balance bound (found) | thermal_fr bound (found) | s |")
     print("|---|---|---|---|---|---|---|---|")
     for key in a.cases.split(","):
-        name, model = CASES[key]
-        case = load_compiled(name, emit_warnings=False)
-        proxy = load_proxy(model, case=case)
+        case, proxy = case_and_proxy(key)
         base = None
         for text in a.regions.split(";"):
             region = parse_region(text, case)

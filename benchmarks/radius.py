@@ -24,13 +24,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bab_ablation import CASES  # noqa: E402
+from bab_ablation import case_and_proxy  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     from gridverify.certify import CertifyOptions, certify
-    from gridverify.grid import load_compiled
-    from gridverify.proxy.load import load_proxy
     from gridverify.spec import box_region
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -47,9 +45,7 @@ def main(argv: list[str] | None = None) -> int:
           "raised |")
     print("|---|---|---|---|---|---|")
     for key in a.cases.split(","):
-        name, model = CASES[key]
-        case = load_compiled(name, emit_warnings=False)
-        proxy = load_proxy(model, case=case)
+        case, proxy = case_and_proxy(key)
         region = box_region(case, 0.9, 1.1)
         # warm-up (imports, first graph builds) outside the timed runs
         certify(case, proxy, region, constraints="vm_max[1]",
