@@ -18,6 +18,8 @@ from gridverify.seeds import SEED_MAX, seed_problem
 __all__ = [
     "HelpFormatter",
     "SEED_MAX",
+    "CASE_HELP",
+    "add_case_argument",
     "add_progress_flag",
     "count",
     "fraction",
@@ -134,6 +136,15 @@ def fraction(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value
+
+
+CASE_HELP = ("bundled case name (see `gridverify case list`), MATPOWER .m file, or "
+             "pandapower network saved with pandapower.to_json (.json)")
+
+
+def add_case_argument(p: argparse.ArgumentParser) -> None:
+    """The positional ``CASE`` argument that every command reading a grid case takes."""
+    p.add_argument("case", metavar="CASE", help=CASE_HELP)
 
 
 def add_progress_flag(p: argparse.ArgumentParser, what: str = "progress bar") -> None:

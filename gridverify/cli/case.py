@@ -103,6 +103,8 @@ def _list(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``case info`` and ``case list`` to the ``gridverify`` parser."""
+    from gridverify.cli._args import add_case_argument
+
     p = subparsers.add_parser("case", help="inspect grid cases (info, list)",
                               description="Inspect grid cases.")
     sub = p.add_subparsers(dest="case_command", metavar="SUBCOMMAND",
@@ -110,10 +112,10 @@ def register(subparsers: Any) -> None:
     info = sub.add_parser(
         "info",
         help="summary of a case (sizes, totals, hash, warnings)",
-        description="Summary of a MATPOWER case given by path or bundled name "
-        "(e.g. pglib_opf_case14_ieee or case14_ieee).",
+        description="Summary of a grid case: a MATPOWER .m file, a pandapower network "
+        "saved as .json, or a bundled name (e.g. pglib_opf_case14_ieee or case14_ieee).",
     )
-    info.add_argument("case", metavar="CASE", help="case file or bundled case name")
+    add_case_argument(info)
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.add_argument("--zones", type=int, default=None, metavar="K",
                       help="also list the K zones of the grid that --region zones:A,B,K "

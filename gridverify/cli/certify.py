@@ -70,7 +70,14 @@ def _resolve_defaults(args: argparse.Namespace) -> None:
 
 def register(sub: Any) -> None:
     """Install the ``certify`` command."""
-    from gridverify.cli._args import add_progress_flag, count, nonneg_float, positive_float, seed
+    from gridverify.cli._args import (
+        add_case_argument,
+        add_progress_flag,
+        count,
+        nonneg_float,
+        positive_float,
+        seed,
+    )
 
     p = sub.add_parser(
         "certify",
@@ -79,8 +86,7 @@ def register(sub: Any) -> None:
         "case over a whole region of loads.",
         epilog=_EPILOG,
     )
-    p.add_argument("case", metavar="CASE",
-                   help="bundled case name (see `gridverify case list`) or MATPOWER file")
+    add_case_argument(p)
     p.add_argument("--model", required=True, metavar="MODEL",
                    help="proxy: model directory, torch checkpoint, .onnx, or a bundled "
                    "proxy's name (case14_relu, case57_relu, ...)")

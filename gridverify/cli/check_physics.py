@@ -19,6 +19,8 @@ _MAX_LINES = 20  # findings printed in the text report (all of them with --json)
 
 def register(subparsers: Any) -> None:
     """Install the ``check-physics`` command."""
+    from gridverify.cli._args import add_case_argument
+
     p = subparsers.add_parser(
         "check-physics",
         help="check the AC physics embedded in an ACOPF ONNX graph against the case",
@@ -34,7 +36,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("model", metavar="MODEL.onnx", help="the ONNX graph (.onnx or .onnx.gz)")
-    p.add_argument("case", metavar="CASE", help="case file or bundled case name")
+    add_case_argument(p)
     p.add_argument("--tol", type=float, default=1e-6,
                    help="largest disagreement accepted (default 1e-6; at least 1e-5 when the "
                         "graph can only run as stored in float32)")

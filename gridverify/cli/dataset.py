@@ -72,7 +72,7 @@ def _info(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Install ``gridverify dataset make`` and ``gridverify dataset info``."""
-    from gridverify.cli._args import add_progress_flag, count, seed
+    from gridverify.cli._args import add_case_argument, add_progress_flag, count, seed
     from gridverify.cli.opf import add_solver_arguments
 
     p = subparsers.add_parser("dataset", help="make and inspect OPF datasets (HDF5)")
@@ -84,8 +84,7 @@ def register(subparsers: Any) -> None:
         description="Sample N load vectors in a region around the nominal loads, solve "
         "each AC-OPF and write FILE.h5. Re-running the same command resumes a killed run.",
     )
-    m.add_argument("case", metavar="CASE",
-                   help="bundled case name (see `gridverify case list`) or MATPOWER file path")
+    add_case_argument(m)
     m.add_argument("--samples", type=count(1), required=True, metavar="N",
                    help="number of samples")
     m.add_argument("--out", required=True, metavar="FILE.h5", help="output HDF5 file")

@@ -107,6 +107,8 @@ def _solvers(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Install ``gridverify opf solve`` and ``gridverify opf solvers``."""
+    from gridverify.cli._args import add_case_argument
+
     p = subparsers.add_parser("opf", help="solve AC optimal power flow")
     sub = p.add_subparsers(dest="opf_command", metavar="SUBCOMMAND", parser_class=type(p))
     sub.required = True
@@ -116,8 +118,7 @@ def register(subparsers: Any) -> None:
         description="Solve the polar AC-OPF (PowerModels' ACP) of CASE at nominal load. "
         "Exit status 0 optimal, 1 not optimal, 2 bad input.",
     )
-    s.add_argument("case", metavar="CASE",
-                   help="bundled case name (see `gridverify case list`) or MATPOWER file path")
+    add_case_argument(s)
     add_solver_arguments(s)
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--arrays", action="store_true", help="with --json: include pg, vm, ... arrays")

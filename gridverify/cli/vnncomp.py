@@ -31,7 +31,13 @@ _KINDS = ("balance_all", "thermal_one", "gen_limits", "voltage_limits", "balance
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Install the ``vnncomp`` command group."""
-    from gridverify.cli._args import add_progress_flag, hidden_sizes, positive_float, seed
+    from gridverify.cli._args import (
+        add_case_argument,
+        add_progress_flag,
+        hidden_sizes,
+        positive_float,
+        seed,
+    )
     from gridverify.proxy.options import ACTIVATIONS
     p = subparsers.add_parser(
         "vnncomp",
@@ -92,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "each violated and holding, with instances.csv and expected.csv."
         ),
     )
-    mk.add_argument("case", help="case name (e.g. pglib_opf_case14_ieee) or file")
+    add_case_argument(mk)
     mk.add_argument("--out", required=True, help="benchmark folder to write (appends)")
     mk.add_argument(
         "--model",

@@ -217,13 +217,22 @@ def raw_from_matpower(mf: MatpowerFile, name: str | None = None) -> RawCase:
 
 
 def load_case(name_or_path: str | Path, *, validate: bool = True) -> RawCase:
-    """Read a MATPOWER case by path or bundled name and validate it.
+    """Read a grid case by path or bundled name and validate it.
+
+    A ``.json`` file is a pandapower network saved with ``pandapower.to_json``
+    (see :func:`gridverify.grid.pandapower_io.read_pandapower_json`); any other
+    file is read as a MATPOWER case.
 
     Raises :class:`CaseFormatError` (naming file and line or field) when the file
     cannot be a valid OPF case.
     """
     path = resolve_case_path(name_or_path)
-    raw = raw_from_matpower(read_matpower(path), name=path.stem)
+    if path.suffix.lower() == ".json":
+        from gridverify.grid.pandapower_io import read_pandapower_json
+
+        raw = read_pandapower_json(path)
+    else:
+        raw = raw_from_matpower(read_matpower(path), name=path.stem)
     if validate:
         from gridverify.grid.validate import validate_case
 

@@ -18,20 +18,33 @@ which ``pandapower.converter.pypower.to_ppc`` also uses but trims) into a
   transformers then exclude the iron losses (noted);
 * asymmetric branch impedances are rejected (:class:`CaseFormatError`);
 * a network without bus voltage limits gets [0.9, 1.1] pu (noted);
+* the case is pandapower's OPF problem (its ``runopp`` mode): generator,
+  ext_grid and voltage limits from the ``max_``/``min_`` columns, an ext_grid
+  without a ``controllable`` column fixes its bus voltage, controllable sgen,
+  load and storage become generators, and a branch without
+  ``max_loading_percent`` is unlimited;
+* a line's limit becomes an MVA rating at nominal voltage (``max_i_ka`` times
+  ``vn_kv`` times sqrt 3, the MATPOWER and PowerModels convention, as in
+  pandapower's ``runpm``); ``runopp`` limits the current instead, the same
+  limit at 1 pu and a tighter one below it;
 * transformers use pandapower's ``trafo_model="pi"`` (the MATPOWER branch
   model); pandapower's ``runpp`` default is ``"t"``, which differs slightly for
   transformers with magnetizing current or iron losses, so compare against
   ``runpp(net, trafo_model="pi")``.
 
 :func:`to_pandapower` goes the other way through ``from_ppc`` (used by the
-``runpp`` cross-check).  Both directions are checked against ``runpp`` in
-``tests/grid/test_grid_pandapower.py``.
+``runpp`` cross-check).  Both directions are checked against ``runpp``, and
+the OPF against ``runopp``, in ``tests/grid/test_grid_pandapower.py``.
+:func:`read_pandapower_json` reads a network file written by
+``pandapower.to_json``; :func:`gridverify.grid.load_case`, and so every
+command that takes a ``CASE``, reads ``.json`` files through it.
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,7 +54,7 @@ from gridverify.grid import case as C
 from gridverify.grid.case import RawCase
 from gridverify.grid.compiled import CompiledCase
 
-__all__ = ["PandapowerCase", "from_pandapower", "to_pandapower", "ppc_of"]
+__all__ = ["PandapowerCase", "from_pandapower", "read_pandapower_json", "to_pandapower", "ppc_of"]
 
 _SOURCE = "<pandapower>"
 # pandapower's extra branch columns (pandapower.pypower.idx_brch)
@@ -60,14 +73,17 @@ class PandapowerCase:
 
 def _ppc_full(net: Any) -> dict[str, Any]:
     """pandapower's full internal case (all elements, status columns, lookups)."""
-    from pandapower.auxiliary import _add_ppc_options
+    from pandapower.auxiliary import _add_opf_options, _add_ppc_options
     from pandapower.pd2ppc import _pd2ppc
 
     net["_options"] = {}
+    # pandapower's OPF mode (as runopp): limits from max_/min_ columns, controllable
+    # sgen/load/storage as generators, unlimited branches where no max_loading_percent
     _add_ppc_options(net, calculate_voltage_angles=True, trafo_model="pi",
-                     check_connectivity=True, mode="pf", switch_rx_ratio=2,
+                     check_connectivity=True, mode="opf", switch_rx_ratio=2,
                      init_vm_pu="flat", init_va_degree="flat", enforce_q_lims=False,
                      enforce_p_lims=False, recycle=None, voltage_depend_loads=False)
+    _add_opf_options(net, trafo_loading="power", ac=True, init="flat", numba=False)
     ppc, _ = _pd2ppc(net)
     return ppc
 
@@ -85,14 +101,14 @@ def _element_rows(net: Any, look: dict[str, Any], et: str, n_rows: int) -> list[
     return [(int(k), int(r)) for k, r in zip(idx, rows) if 0 <= int(r) < n_rows]
 
 
-def _convert(net: Any, name: str | None) -> PandapowerCase:
+def _convert(net: Any, name: str | None, source: str = _SOURCE) -> PandapowerCase:
     import copy
 
     if len(net.bus) == 0:
-        raise CaseFormatError("the pandapower network has no buses", source=_SOURCE, field="bus")
+        raise CaseFormatError("the pandapower network has no buses", source=source, field="bus")
     if "pwl_cost" in net and len(net.pwl_cost):
         raise CaseFormatError("piecewise-linear costs (pwl_cost) are not supported",
-                              source=_SOURCE, field="pwl_cost")
+                              source=source, field="pwl_cost")
     net = copy.deepcopy(net)
     notes: list[str] = []
     if "max_vm_pu" not in net.bus or "min_vm_pu" not in net.bus:
@@ -100,14 +116,14 @@ def _convert(net: Any, name: str | None) -> PandapowerCase:
             net.bus["max_vm_pu"] = 1.1
         if "min_vm_pu" not in net.bus:
             net.bus["min_vm_pu"] = 0.9
-        notes.append(f"{_SOURCE}: bus voltage limits missing; [0.9, 1.1] pu used")
+        notes.append(f"{source}: bus voltage limits missing; [0.9, 1.1] pu used")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ppc = _ppc_full(net)
     except (KeyError, ValueError, UserWarning, IndexError, AttributeError) as exc:
         raise CaseFormatError(f"pandapower could not convert the network: {exc}",
-                              source=_SOURCE) from exc
+                              source=source) from exc
     look = net._pd2ppc_lookups
     base = float(ppc["baseMVA"])
     bus = np.real(np.array(ppc["bus"])).astype(np.float64)
@@ -144,7 +160,7 @@ def _convert(net: Any, name: str | None) -> PandapowerCase:
         bad = np.flatnonzero(np.any(asym != 0, axis=1) & (branch[:, C.BR_STATUS] > 0))
         if bad.size:
             raise CaseFormatError("asymmetric branch impedance is not part of the MATPOWER model",
-                                  source=_SOURCE, field=f"branch row {bad[0] + 1}")
+                                  source=source, field=f"branch row {bad[0] + 1}")
         g = branch_full[:, _BR_G]
         gk = np.flatnonzero((g != 0) & (branch[:, C.BR_STATUS] > 0))
         for k in gk:
@@ -156,7 +172,7 @@ def _convert(net: Any, name: str | None) -> PandapowerCase:
             bus[fb, C.GS] += g[k] / 2.0 / tap**2 * base
             bus[tb, C.GS] += g[k] / 2.0 * base
         if gk.size:
-            notes.append(f"{_SOURCE}: branch conductance of {gk.size} branches (transformer "
+            notes.append(f"{source}: branch conductance of {gk.size} branches (transformer "
                          "iron losses) moved to bus shunts")
     if branch.size:
         branch[:, C.F_BUS] = remap(branch[:, C.F_BUS])
@@ -183,9 +199,9 @@ def _convert(net: Any, name: str | None) -> PandapowerCase:
             q_cost |= any(float(pc.get(c, 0.0) or 0.0) != 0 for c in
                           ("cq0_eur", "cq1_eur_per_mvar", "cq2_eur_per_mvar2"))
         if q_cost:
-            notes.append(f"{_SOURCE}: reactive power costs are ignored")
+            notes.append(f"{source}: reactive power costs are ignored")
     else:
-        notes.append(f"{_SOURCE}: the network has no poly_cost; zero generator costs used")
+        notes.append(f"{source}: the network has no poly_cost; zero generator costs used")
 
     br_el: list[tuple[str, int]] = [("", -1)] * branch.shape[0]
     for et, (start, stop) in look.get("branch", {}).items():
@@ -199,7 +215,7 @@ def _convert(net: Any, name: str | None) -> PandapowerCase:
 
     raw = RawCase(
         name=nm,
-        source=_SOURCE,
+        source=source,
         base_mva=base,
         bus=bus,
         gen=gen,
@@ -218,6 +234,37 @@ def _convert(net: Any, name: str | None) -> PandapowerCase:
 def from_pandapower(net: Any, name: str | None = None) -> RawCase:
     """A :class:`RawCase` from a pandapower network (see the module doc for ids)."""
     return _convert(net, name).raw
+
+
+def read_pandapower_json(path: str | Path) -> RawCase:
+    """A :class:`RawCase` from a pandapower network file written by ``pandapower.to_json``.
+
+    The case is named after the file's stem and its ``source`` is the path, so
+    errors and notes name the file.  ``OSError`` (missing or unreadable file)
+    propagates; a file that is not a pandapower network raises
+    :class:`CaseFormatError`.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CaseFormatError(f"not UTF-8 text ({exc.reason} at byte {exc.start}); a pandapower "
+                              "network file is JSON", source=str(path)) from None
+    import pandapower as pp
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            net = pp.from_json_string(text)
+    except Exception as exc:  # pandapower raises whatever its JSON decoding hits
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CaseFormatError(f"not a pandapower network file (pandapower.from_json: {reason})",
+                              source=str(path)) from None
+    if not isinstance(net, pp.pandapowerNet):
+        raise CaseFormatError(f"not a pandapower network file (the JSON holds a "
+                              f"{type(net).__name__})", source=str(path))
+    return _convert(net, path.stem, source=str(path)).raw
 
 
 def from_pandapower_mapped(net: Any, name: str | None = None) -> PandapowerCase:
@@ -249,8 +296,6 @@ def to_pandapower(case: RawCase | CompiledCase, f_hz: float = 50.0) -> Any:
     ``net._from_ppc_lookups["branch"].loc[k]`` (a line or a transformer).
     """
     if isinstance(case, CompiledCase):
-        from pathlib import Path
-
         from gridverify.grid.case import load_case
 
         if not Path(case.source).is_file():

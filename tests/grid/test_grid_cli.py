@@ -61,3 +61,38 @@ def test_case_info_lists_the_zones_of_a_zone_region(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "zones: k=12 must be between 1 and the number of loads (11)" in err
+
+
+def _pandapower_file(tmp_path):
+    import pytest
+
+    pp = pytest.importorskip("pandapower")
+    pn = pytest.importorskip("pandapower.networks")
+    path = tmp_path / "grid9.json"
+    pp.to_json(pn.case9(), str(path))
+    return path
+
+
+def test_case_info_reads_a_pandapower_json_file(tmp_path, capsys):
+    path = _pandapower_file(tmp_path)
+    assert main(["case", "info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["name"] == "grid9" and info["source"] == str(path)
+    assert (info["n_bus"], info["n_gen"], info["n_branch"], info["n_load"]) == (9, 3, 9, 3)
+    assert abs(info["total_pd_mw"] - 315.0) < 1e-9
+
+
+def test_opf_solve_reads_a_pandapower_json_file(tmp_path, capsys):
+    path = _pandapower_file(tmp_path)
+    assert main(["opf", "solve", str(path), "--json"]) == 0
+    sol = json.loads(capsys.readouterr().out)
+    # pandapower's runopp optimum of its case9 (PIPS): 5311.9118 $/h
+    assert abs(sol["objective"] - 5311.9118) < 1e-3
+
+
+def test_bad_pandapower_json_file_is_exit_2(tmp_path, capsys):
+    path = tmp_path / "broken.json"
+    path.write_text('{"bus": [1, 2')
+    assert main(["case", "info", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and "pandapower" in err[0]

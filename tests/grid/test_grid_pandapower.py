@@ -144,3 +144,65 @@ def test_from_pandapower_rejects_pwl_cost():
     pp.create_pwl_cost(net, 0, "gen", [[0, 50, 1.0]])
     with pytest.raises(CaseFormatError, match="pwl_cost"):
         from_pandapower(net)
+
+
+def _runopp_cost(net) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pp.runopp(net, numba=False)
+    return float(net.res_cost)
+
+
+@pytest.mark.parametrize("factory", [pn.case9, pn.case14, pn.case_ieee30])
+def test_from_pandapower_opf_matches_runopp(factory):
+    """The converted case is pandapower's OPF problem: same limits, same optimum."""
+    from gridverify.opf import solve_opf
+
+    net = factory()
+    cc = compile_case(from_pandapower(net), emit_warnings=False)
+    sol = solve_opf(cc)
+    assert sol.status == "optimal"
+    assert sol.objective == pytest.approx(_runopp_cost(factory()), rel=1e-6)
+    # limits are the network's own, not power-flow placeholders (vm in [0, 2], q = 0)
+    assert np.all(cc.vmax <= 1.1 + 1e-9) and np.all(cc.vmin >= 0.9 - 1e-9)
+    gen = net.gen.sort_index()
+    rows = [i for i, (et, _) in enumerate(from_pandapower_mapped(net).gen_elements)
+            if et == "gen"]
+    # (pandapower widens them by its delta, 1e-10)
+    np.testing.assert_allclose(cc.pmax[rows] * cc.base_mva, gen.max_p_mw, atol=1e-8)
+    np.testing.assert_allclose(cc.qmin[rows] * cc.base_mva, gen.min_q_mvar, atol=1e-8)
+
+
+def test_from_pandapower_branch_without_loading_limit_is_unlimited():
+    net = pn.case9()
+    net.line = net.line.drop(columns="max_loading_percent")
+    cc = compile_case(from_pandapower(net), emit_warnings=False)
+    assert np.all(np.isinf(cc.rate_a))  # not pandapower's 100 MVA power-flow placeholder
+
+
+def test_read_pandapower_json_file(tmp_path):
+    from gridverify.grid.pandapower_io import read_pandapower_json
+
+    net = pn.case9()
+    path = tmp_path / "my grid.json"
+    pp.to_json(net, str(path))
+    raw = read_pandapower_json(path)
+    assert raw.name == "my grid" and raw.source == str(path)
+    direct = from_pandapower(net)
+    for table in ("bus", "gen", "branch", "gencost"):
+        np.testing.assert_array_equal(getattr(raw, table), getattr(direct, table))
+    # load_case dispatches on the suffix, so every command reads such files
+    assert compile_case(load_case(path)).content_hash == compile_case(direct).content_hash
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("not json", "not a pandapower network file"),
+    ('{"a": 1}', "holds a dict"),
+    ("", "not a pandapower network file"),
+])
+def test_read_pandapower_json_rejects_other_files(tmp_path, text, match):
+    path = tmp_path / "net.json"
+    path.write_text(text)
+    with pytest.raises(CaseFormatError, match=match) as info:
+        load_case(path)
+    assert str(path) in str(info.value)
