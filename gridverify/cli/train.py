@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gridverify.errors import DatasetError, ProxyError
+from gridverify.errors import DatasetError, GridverifyError, ProxyError
 
 
 def register(sub: Any) -> None:
@@ -112,7 +112,7 @@ def _run_train(args: argparse.Namespace) -> int:
                          "not overwriting")
     paths = [Path(p) for p in args.data]
     case_ref = args.case or _dataset_case_name(paths[0])
-    case = load_compiled(case_ref)
+    case = load_compiled(case_ref, emit_warnings=False)
     data = read_proxy_data_many(paths, case)
     result = train_proxy(case, data, options)
     out = write_model_dir(args.out, result.module, result.card)
@@ -126,20 +126,31 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _dataset_case_name(path: Path) -> str:
+    """The dataset's case: its bundled name, else the case file it was made from."""
     import h5py
+
+    from gridverify.grid.case import bundled_cases_dir, resolve_case_path
 
     if not path.is_file():
         raise FileNotFoundError(2, "No such file or directory", str(path))
     try:
         with h5py.File(path, "r") as fh:
-            name = fh.attrs.get("case_name")
+            name, source = fh.attrs.get("case_name"), fh.attrs.get("case_source")
     except OSError as exc:
         raise DatasetError(f"{path}: not an HDF5 file ({exc})") from None
-    if isinstance(name, bytes):
-        name = name.decode()
+    name, source = (v.decode() if isinstance(v, bytes) else v for v in (name, source))
     if not name:
         raise DatasetError(f"{path}: attribute case_name: missing (pass --case)")
-    return str(name)
+    try:
+        bundled = resolve_case_path(Path(str(name)).name).parent == bundled_cases_dir()
+    except GridverifyError:
+        bundled = False
+    if bundled:
+        return str(name)
+    if source and Path(str(source)).is_file():
+        return str(source)
+    raise DatasetError(f"{path}: case {name!r} is not a bundled case and its file "
+                       f"{source or '(not recorded)'} is not there; pass --case")
 
 
 def _print_summary(out: Path, card: dict[str, Any]) -> None:

@@ -337,6 +337,8 @@ def _create_file(
             f.attrs["schema_version"] = SCHEMA_VERSION
             f.attrs["case_name"] = case.name
             f.attrs["case_hash"] = case.content_hash
+            if Path(case.source).is_file():
+                f.attrs["case_source"] = str(Path(case.source).resolve())
             f.attrs["sampler"] = sampler.to_json()
             f.attrs["seed"] = int(seed)
             f.attrs["n_samples"] = int(s)
