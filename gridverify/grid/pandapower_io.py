@@ -9,9 +9,12 @@ which ``pandapower.converter.pypower.to_ppc`` also uses but trims) into a
   auxiliary buses that pandapower adds (open line ends, 3-winding transformer
   star points, xward internal buses) get ids after the largest one; buses that
   pandapower merges (closed bus-bus switches) take the id of the first one;
-* generator rows are pandapower's (ext_grid first, then gen, ...); costs come
-  from ``poly_cost`` (active power part; reactive costs ignored with a note;
-  ``pwl_cost`` rejected); a network without costs gets zero costs and a note;
+* generator rows are pandapower's (ext_grid first, then gen, then controllable
+  sgen, load and storage); costs come from ``poly_cost`` (active power part,
+  with the sign pandapower gives loads and storage; reactive costs ignored with
+  a note; ``pwl_cost`` rejected); a network without costs gets a cost of 1 per
+  MW on every generator row, as ``runopp`` (it minimizes the total generation),
+  and a note;
 * branch conductance (transformer iron losses, ``BR_G``) has no MATPOWER column
   and becomes bus shunt conductance at both ends (``g/2/tap^2`` at the from
   bus, ``g/2`` at the to bus): bus balances are exact, branch flows of those
@@ -88,17 +91,29 @@ def _ppc_full(net: Any) -> dict[str, Any]:
     return ppc
 
 
+# pandapower's generator-like elements, in its order of generator rows
+_GEN_ELEMENTS = ("ext_grid", "gen", "sgen", "storage", "load")
+# elements whose generator variable is minus their power: pandapower flips their costs
+_COST_SIGN = {"load": -1.0, "storage": -1.0}
+
+
 def _element_rows(net: Any, look: dict[str, Any], et: str, n_rows: int) -> list[tuple[int, int]]:
-    """(element index, ppc gen row) pairs of one element type."""
-    if et not in net or len(net[et]) == 0 or et not in look:
+    """(element index, ppc gen row) pairs of one element type.
+
+    pandapower's lookups are indexed by element index (-1 where an element has no
+    generator row); sgen, storage and load have rows only when controllable, under
+    ``<et>_controllable``.
+    """
+    key = f"{et}_controllable" if et in ("sgen", "storage", "load") else et
+    if et not in net or len(net[et]) == 0 or key not in look:
         return []
-    rows = np.asarray(look[et]).ravel()
-    idx = list(net[et].index)
-    if rows.shape[0] != len(idx):
-        idx = list(net[et].index[net[et].in_service.astype(bool)])
-    if rows.shape[0] != len(idx):
-        return []
-    return [(int(k), int(r)) for k, r in zip(idx, rows) if 0 <= int(r) < n_rows]
+    rows = np.asarray(look[key]).ravel()
+    out = []
+    for k in net[et].index:
+        k = int(k)
+        if 0 <= k < rows.shape[0] and 0 <= int(rows[k]) < n_rows:
+            out.append((k, int(rows[k])))
+    return out
 
 
 def _convert(net: Any, name: str | None, source: str = _SOURCE) -> PandapowerCase:
@@ -182,7 +197,7 @@ def _convert(net: Any, name: str | None, source: str = _SOURCE) -> PandapowerCas
     ng = gen.shape[0]
     gen_el: list[tuple[str, int]] = [("", -1)] * ng
     where: dict[tuple[str, int], int] = {}
-    for et in ("ext_grid", "gen", "sgen", "storage", "load"):
+    for et in _GEN_ELEMENTS:
         for k, row in _element_rows(net, look, et, ng):
             gen_el[row] = (et, k)
             where[(et, k)] = row
@@ -192,16 +207,21 @@ def _convert(net: Any, name: str | None, source: str = _SOURCE) -> PandapowerCas
     if "poly_cost" in net and len(net.poly_cost):
         q_cost = False
         for _, pc in net.poly_cost.iterrows():
-            row = where.get((str(pc["et"]), int(pc["element"])))
+            et = str(pc["et"])
+            row = where.get((et, int(pc["element"])))
             if row is None:
                 continue
-            gc[row, 4:7] = (pc["cp2_eur_per_mw2"], pc["cp1_eur_per_mw"], pc["cp0_eur"])
+            sign = _COST_SIGN.get(et, 1.0)
+            gc[row, 4:7] = (sign * pc["cp2_eur_per_mw2"], sign * pc["cp1_eur_per_mw"],
+                            sign * pc["cp0_eur"])
             q_cost |= any(float(pc.get(c, 0.0) or 0.0) != 0 for c in
                           ("cq0_eur", "cq1_eur_per_mvar", "cq2_eur_per_mvar2"))
         if q_cost:
             notes.append(f"{source}: reactive power costs are ignored")
     else:
-        notes.append(f"{source}: the network has no poly_cost; zero generator costs used")
+        gc[:, 5] = 1.0  # pandapower's runopp then minimizes the total generation
+        notes.append(f"{source}: the network has no poly_cost; the total generation is "
+                     "minimized (cost 1 per MW of every generator, as pandapower's runopp)")
 
     br_el: list[tuple[str, int]] = [("", -1)] * branch.shape[0]
     for et, (start, stop) in look.get("branch", {}).items():

@@ -15,7 +15,8 @@ Constraints:
   ``rate_a`` is infinite, i.e. 0 in the file);
 * angle-difference limits ``angmin <= va_f - va_t <= angmax``.  As PowerModels
   does, a limit at or beyond +-90 degrees (or both limits 0) is replaced by
-  +-60 degrees (:func:`gridverify.physics.equations.angle_limits`);
+  +-60 degrees, about the phase shift of a phase-shifting transformer
+  (:func:`gridverify.physics.equations.angle_limits`);
 * generator and voltage bounds.
 
 Objective: ``sum c2 * pg^2 + c1 * pg + c0`` in $/h (pg in p.u.).

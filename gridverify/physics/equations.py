@@ -165,13 +165,20 @@ def angle_limits(case: Any) -> tuple[np.ndarray, np.ndarray]:
     """Angle-difference limits ``(lo, hi)`` after PowerModels' correction.
 
     A limit at or beyond +-90 degrees, or both limits 0, becomes +-60 degrees
-    (:data:`ANGLE_PAD`).  This is the only place the correction is written.
+    (:data:`ANGLE_PAD`) about the branch's phase shift (taken in [-180, 180)
+    degrees): about 0 on a branch without one, as in PowerModels, and about the
+    shift on a phase-shifting transformer, whose bus angles differ by about
+    the shift (a 150-degree vector group of a pandapower network, say, would
+    be infeasible under +-60 degrees about 0).  This is the only place the
+    correction is written.
     """
     lo = np.array(case.angmin, dtype=np.float64)
     hi = np.array(case.angmax, dtype=np.float64)
+    shift = np.broadcast_to(np.asarray(getattr(case, "shift", 0.0), dtype=np.float64), lo.shape)
+    centre = np.remainder(shift + math.pi, 2 * math.pi) - math.pi  # 330 degrees is -30
     both_zero = (lo == 0) & (hi == 0)
-    lo = np.where((lo <= -math.pi / 2) | both_zero, -ANGLE_PAD, lo)
-    hi = np.where((hi >= math.pi / 2) | both_zero, ANGLE_PAD, hi)
+    lo = np.where((lo <= -math.pi / 2) | both_zero, centre - ANGLE_PAD, lo)
+    hi = np.where((hi >= math.pi / 2) | both_zero, centre + ANGLE_PAD, hi)
     return lo, hi
 
 

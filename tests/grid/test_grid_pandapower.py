@@ -153,7 +153,8 @@ def _runopp_cost(net) -> float:
     return float(net.res_cost)
 
 
-@pytest.mark.parametrize("factory", [pn.case9, pn.case14, pn.case_ieee30])
+@pytest.mark.parametrize("factory", [pn.case9, pn.case14, pn.case_ieee30, pn.case24_ieee_rts,
+                                     pn.create_cigre_network_mv])
 def test_from_pandapower_opf_matches_runopp(factory):
     """The converted case is pandapower's OPF problem: same limits, same optimum."""
     from gridverify.opf import solve_opf
@@ -165,9 +166,13 @@ def test_from_pandapower_opf_matches_runopp(factory):
     assert sol.objective == pytest.approx(_runopp_cost(factory()), rel=1e-6)
     # limits are the network's own, not power-flow placeholders (vm in [0, 2], q = 0)
     assert np.all(cc.vmax <= 1.1 + 1e-9) and np.all(cc.vmin >= 0.9 - 1e-9)
+    # (case24_ieee_rts: costs on controllable sgens; cigre mv: no costs at all, so
+    # the total generation is minimized as runopp does)
     gen = net.gen.sort_index()
     rows = [i for i, (et, _) in enumerate(from_pandapower_mapped(net).gen_elements)
             if et == "gen"]
+    if not rows:
+        return
     # (pandapower widens them by its delta, 1e-10)
     np.testing.assert_allclose(cc.pmax[rows] * cc.base_mva, gen.max_p_mw, atol=1e-8)
     np.testing.assert_allclose(cc.qmin[rows] * cc.base_mva, gen.min_q_mvar, atol=1e-8)
@@ -206,3 +211,41 @@ def test_read_pandapower_json_rejects_other_files(tmp_path, text, match):
     with pytest.raises(CaseFormatError, match=match) as info:
         load_case(path)
     assert str(path) in str(info.value)
+
+
+def test_from_pandapower_costs_of_controllable_elements():
+    """Controllable sgen, load and storage are generator rows with pandapower's costs
+    (sign flipped for loads and storage, whose generator variable is minus their power)."""
+    net = pn.case9()
+    pp.create_sgen(net, 4, p_mw=10.0, controllable=True, max_p_mw=20.0, min_p_mw=0.0,
+                   max_q_mvar=5.0, min_q_mvar=-5.0)
+    pp.create_load(net, 6, p_mw=10.0, controllable=True, max_p_mw=15.0, min_p_mw=5.0,
+                   max_q_mvar=0.0, min_q_mvar=0.0)
+    sg, ld = net.sgen.index[-1], net.load.index[-1]
+    pp.create_poly_cost(net, sg, "sgen", cp1_eur_per_mw=3.0, cp2_eur_per_mw2=0.5)
+    pp.create_poly_cost(net, ld, "load", cp1_eur_per_mw=-40.0)
+    pc = from_pandapower_mapped(net)
+    row = {el: i for i, el in enumerate(pc.gen_elements)}
+    assert pc.raw.gencost[row[("sgen", sg)], 4:7].tolist() == [0.5, 3.0, 0.0]
+    assert pc.raw.gencost[row[("load", ld)], 4:7].tolist() == [0.0, 40.0, 0.0]
+    cc = compile_case(pc.raw, emit_warnings=False)
+    from gridverify.opf import solve_opf
+
+    assert solve_opf(cc).objective == pytest.approx(_runopp_cost(net), rel=1e-6)
+
+
+def test_from_pandapower_vector_group_shift_is_feasible():
+    """A 150-degree transformer (pandapower's Dyn5) with unlimited angle difference:
+    the padded limits sit about the shift, so the OPF is feasible and its angle
+    difference across the transformer is about 150 degrees."""
+    from gridverify.opf import solve_opf
+
+    net = pn.simple_four_bus_system()
+    pc = from_pandapower_mapped(net)
+    cc = compile_case(pc.raw, emit_warnings=False)
+    k = int(np.flatnonzero(cc.shift != 0)[0])
+    assert np.rad2deg(cc.shift[k]) == pytest.approx(150.0)
+    sol = solve_opf(cc)
+    assert sol.status == "optimal"
+    dva = np.rad2deg(sol.va[cc.f_bus[k]] - sol.va[cc.t_bus[k]])
+    assert 90.0 < dva < 210.0 and abs(dva - 150.0) < 5.0

@@ -87,6 +87,22 @@ def test_correction_rule(case):
     np.testing.assert_array_equal(limit_values(case, "angle_max"), hi)
 
 
+def test_correction_is_centred_on_a_phase_shift():
+    """Padded limits sit about the branch's phase shift, taken in [-180, 180) degrees;
+    limits that need no correction stay as written."""
+    from types import SimpleNamespace
+
+    raw = [(-360.0, 360.0, 150.0), (-360.0, 360.0, 330.0), (0.0, 0.0, -30.0),
+           (-30.0, 45.0, 150.0), (-100.0, 20.0, 30.0), (-360.0, 360.0, 0.0)]
+    want = [(90.0, 210.0), (-90.0, 30.0), (-90.0, 30.0), (-30.0, 45.0), (-30.0, 20.0),
+            (-60.0, 60.0)]
+    branches = SimpleNamespace(**{name: np.deg2rad([r[i] for r in raw])
+                                  for i, name in enumerate(("angmin", "angmax", "shift"))})
+    lo, hi = angle_limits(branches)
+    np.testing.assert_allclose(np.rad2deg(lo), [a for a, _ in want], atol=1e-12)
+    np.testing.assert_allclose(np.rad2deg(hi), [b for _, b in want], atol=1e-12)
+
+
 def test_opf_model_uses_corrected_limits(case):
     import pyomo.environ as pyo
 
