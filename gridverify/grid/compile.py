@@ -139,9 +139,15 @@ def compile_case(raw: RawCase, *, emit_warnings: bool = True) -> CompiledCase:
     c2 = np.zeros(gi.size)
     c1 = np.zeros(gi.size)
     c0 = np.zeros(gi.size)
+    pwl: dict[int, np.ndarray] = {}
     if gc is not None:
         for k in range(gi.size):
             n = int(gc[k, C.NCOST])
+            if gc[k, C.MODEL] == 1:  # points (p_mw, cost) -> (pg in pu, cost)
+                pts = gc[k, C.COST : C.COST + 2 * n].reshape(n, 2) / np.array([base, 1.0])
+                pts.setflags(write=False)
+                pwl[k] = pts
+                continue
             coefs = gc[k, C.COST : C.COST + n][::-1]  # c0, c1, c2, ...
             if n >= 1:
                 c0[k] = coefs[0]
@@ -204,6 +210,7 @@ def compile_case(raw: RawCase, *, emit_warnings: bool = True) -> CompiledCase:
         cost_c2=_ro(c2),
         cost_c1=_ro(c1),
         cost_c0=_ro(c0),
+        cost_pwl=pwl,
         f_bus=_ro(f),
         t_bus=_ro(t),
         branch_row=_ro(branch_row),

@@ -118,6 +118,9 @@ class CompiledCase(HtmlView):
     cl: Any  # (n_load x n_bus) load incidence
 
     bus_index: dict[int, int] = field(default_factory=dict)  # original id -> index
+    # piecewise-linear costs (MATPOWER model 1): generator index -> (k, 2) points
+    # (pg in pu, cost in $/h), convex; those generators have zero polynomial costs
+    cost_pwl: dict[int, np.ndarray] = field(default_factory=dict)
     graph: Any = None  # networkx.MultiGraph on bus indices (attributes: bus id, branch row)
     warnings: tuple[str, ...] = ()
 
@@ -136,3 +139,22 @@ class CompiledCase(HtmlView):
     @property
     def n_load(self) -> int:
         return int(self.load_bus.shape[0])
+
+    def pwl_segments(self, g: int) -> tuple[np.ndarray, np.ndarray]:
+        """Slopes ($/h per pu) and intercepts ($/h) of generator ``g``'s
+        piecewise-linear cost, which is ``max_j slope_j * pg + intercept_j``
+        (convex; the end segments extend past the first and last points, as in
+        MATPOWER)."""
+        pts = self.cost_pwl[g]
+        slope = np.diff(pts[:, 1]) / np.diff(pts[:, 0])
+        return slope, pts[:-1, 1] - slope * pts[:-1, 0]
+
+    def generation_cost(self, pg: np.ndarray) -> float:
+        """Total generation cost in $/h of the active outputs ``pg`` (pu), polynomial
+        and piecewise-linear costs together."""
+        pg = np.asarray(pg, dtype=np.float64)
+        total = float(np.sum(self.cost_c2 * pg**2 + self.cost_c1 * pg + self.cost_c0))
+        for g in self.cost_pwl:
+            slope, icpt = self.pwl_segments(g)
+            total += float(np.max(slope * pg[g] + icpt))
+        return total

@@ -12,7 +12,8 @@ which ``pandapower.converter.pypower.to_ppc`` also uses but trims) into a
 * generator rows are pandapower's (ext_grid first, then gen, then controllable
   sgen, load and storage); costs come from ``poly_cost`` (active power part,
   with the sign pandapower gives loads and storage; reactive costs ignored with
-  a note; ``pwl_cost`` rejected); a network without costs gets a cost of 1 per
+  a note; ``pwl_cost`` as MATPOWER's piecewise-linear model 1, with the
+  points ``runopp`` builds); a network without costs gets a cost of 1 per
   MW on every generator row, as ``runopp`` (it minimizes the total generation),
   and a note;
 * branch conductance (transformer iron losses, ``BR_G``) has no MATPOWER column
@@ -116,14 +117,54 @@ def _element_rows(net: Any, look: dict[str, Any], et: str, n_rows: int) -> list[
     return out
 
 
+def _pwl_costs(net: Any, where: dict[tuple[str, int], int], gc: np.ndarray, source: str,
+               notes: list[str]) -> np.ndarray:
+    """``gc`` with pandapower's ``pwl_cost`` rows as MATPOWER model-1 rows.
+
+    A row's ``points`` are consecutive areas ``[p_from, p_to, slope]`` (MW, per
+    MW); the cost is ``p_from * slope`` at the first point and grows by each
+    area's slope, signed as pandapower signs loads and storage (the points
+    ``runopp`` builds).
+    """
+    rows: dict[int, list[tuple[float, float]]] = {}
+    q_cost = False
+    for idx, pc in net.pwl_cost.iterrows():
+        if str(pc.get("power_type", "p")) != "p":
+            q_cost = True
+            continue
+        et = str(pc["et"])
+        row = where.get((et, int(pc["element"])))
+        if row is None:
+            continue
+        sign = _COST_SIGN.get(et, 1.0)
+        pts: list[tuple[float, float]] = []
+        for lower, upper, slope in pc["points"]:
+            lower, upper, slope = float(lower), float(upper), float(slope)
+            if not pts:
+                pts.append((lower, lower * slope * sign))
+            elif pts[-1][0] != lower:
+                raise CaseFormatError(f"pwl_cost {idx}: areas are not consecutive "
+                                      f"({pts[-1][0]:g} MW, then {lower:g} MW)",
+                                      source=source, field="pwl_cost")
+            pts.append((upper, pts[-1][1] + (upper - lower) * slope * sign))
+        rows[row] = pts
+    if q_cost:
+        notes.append(f"{source}: reactive power costs are ignored")
+    width = max([gc.shape[1]] + [C.COST + 2 * len(p) for p in rows.values()])
+    out = np.zeros((gc.shape[0], width))
+    out[:, : gc.shape[1]] = gc
+    for row, pts in rows.items():
+        out[row, :] = 0.0
+        out[row, C.MODEL], out[row, C.NCOST] = 1, len(pts)
+        out[row, C.COST : C.COST + 2 * len(pts)] = np.ravel(pts)
+    return out
+
+
 def _convert(net: Any, name: str | None, source: str = _SOURCE) -> PandapowerCase:
     import copy
 
     if len(net.bus) == 0:
         raise CaseFormatError("the pandapower network has no buses", source=source, field="bus")
-    if "pwl_cost" in net and len(net.pwl_cost):
-        raise CaseFormatError("piecewise-linear costs (pwl_cost) are not supported",
-                              source=source, field="pwl_cost")
     net = copy.deepcopy(net)
     notes: list[str] = []
     if "max_vm_pu" not in net.bus or "min_vm_pu" not in net.bus:
@@ -218,9 +259,12 @@ def _convert(net: Any, name: str | None, source: str = _SOURCE) -> PandapowerCas
                           ("cq0_eur", "cq1_eur_per_mvar", "cq2_eur_per_mvar2"))
         if q_cost:
             notes.append(f"{source}: reactive power costs are ignored")
-    else:
+    has_pwl = "pwl_cost" in net and len(net.pwl_cost) > 0
+    if has_pwl:
+        gc = _pwl_costs(net, where, gc, source, notes)
+    elif not ("poly_cost" in net and len(net.poly_cost)):
         gc[:, 5] = 1.0  # pandapower's runopp then minimizes the total generation
-        notes.append(f"{source}: the network has no poly_cost; the total generation is "
+        notes.append(f"{source}: the network has no costs; the total generation is "
                      "minimized (cost 1 per MW of every generator, as pandapower's runopp)")
 
     br_el: list[tuple[str, int]] = [("", -1)] * branch.shape[0]

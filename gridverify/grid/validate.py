@@ -7,7 +7,8 @@ branches on missing buses, self-loop branches, no reference bus, an island with
 load and no in-service generator, vmin > vmax, pmin > pmax, qmin > qmax,
 negative ratings, zero-impedance branches (r == 0 and x == 0), negative taps,
 angmin > angmax, a missing or non-positive baseMVA, and bad or unsupported
-``gencost`` rows (only polynomial model 2 of degree <= 2 is supported).
+``gencost`` rows (polynomial model 2 of degree <= 2, or convex piecewise-linear
+model 1 with points strictly increasing in power).
 
 Legal but unusual things give warnings (:class:`GridverifyWarning`; the
 compiled case records their text): negative reactance, taps outside [0.5, 1.5],
@@ -269,6 +270,25 @@ def validate_case(raw: RawCase) -> CaseCheck:
     )
 
 
+def _check_pwl_cost(v: _V, coefs: np.ndarray, i: int) -> None:
+    """A piecewise-linear cost (model 1): at least two points, strictly increasing
+    in power, convex (MATPOWER's constrained cost variable needs it)."""
+    p, c = coefs[0::2], coefs[1::2]
+    if p.size < 2:
+        raise v.fail(f"piecewise-linear cost with {p.size} point(s); it needs at least 2",
+                     "gencost", i, "gencost.n")
+    if np.any(np.diff(p) <= 0):
+        raise v.fail("piecewise-linear cost points are not strictly increasing in power",
+                     "gencost", i, "gencost.cost")
+    # convex: every inner point on or below the chord of its neighbours, up to the
+    # rounding of a file written with a few decimals (1e-6 of the largest cost)
+    w = (p[1:-1] - p[:-2]) / (p[2:] - p[:-2])
+    above = c[1:-1] - ((1.0 - w) * c[:-2] + w * c[2:])
+    if np.any(above > 1e-6 * max(1.0, float(np.max(np.abs(c))))):
+        raise v.fail("piecewise-linear cost is not convex (its slopes decrease)", "gencost", i,
+                     "gencost.cost")
+
+
 def _check_gencost(v: _V, raw: RawCase, gen_active: np.ndarray) -> np.ndarray:
     gc = raw.gencost
     ng = raw.gen.shape[0]
@@ -303,8 +323,8 @@ def _check_gencost(v: _V, raw: RawCase, gen_active: np.ndarray) -> np.ndarray:
         if not gen_active[i]:
             continue
         if model == 1:
-            raise v.fail("piecewise-linear costs (model 1) are not supported; use model 2",
-                         "gencost", i, "gencost.model")
+            _check_pwl_cost(v, coefs, i)
+            continue
         if n > 3 and np.any(coefs[: n - 3] != 0):
             raise v.fail(f"polynomial cost of degree {n - 1} is not supported (at most 2)",
                          "gencost", i, "gencost.n")

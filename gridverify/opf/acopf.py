@@ -179,8 +179,20 @@ def _build_model(case: CompiledCase) -> Any:
         m.L, rule=lambda m, k: pyo.inequality(float(lo[k]), dva[k], float(hi[k])),
     )
 
+    # piecewise-linear costs: one cost variable per generator above every segment
+    # (MATPOWER's constrained cost variable; exact at the optimum as the cost is convex)
+    pwl = sorted(case.cost_pwl)
+    m.PWL = pyo.Set(initialize=pwl, ordered=True)
+    seg = {g: case.pwl_segments(g) for g in pwl}
+    m.cg = pyo.Var(m.PWL, initialize=lambda m, g: float(np.max(
+        seg[g][0] * 0.5 * (case.pmin[g] + case.pmax[g]) + seg[g][1])))
+    m.SEG = pyo.Set(initialize=[(g, j) for g in pwl for j in range(seg[g][0].size)],
+                    dimen=2, ordered=True)
+    m.cg_above = pyo.Constraint(m.SEG, rule=lambda m, g, j: m.cg[g] >= float(seg[g][0][j])
+                                * m.pg[g] + float(seg[g][1][j]))
+
     def cost(m: Any) -> Any:
-        total = 0.0
+        total = sum(m.cg[g] for g in pwl) if pwl else 0.0
         for g in range(ng):
             c2, c1, c0 = (float(case.cost_c2[g]), float(case.cost_c1[g]), float(case.cost_c0[g]))
             if c2 != 0:
@@ -294,7 +306,7 @@ class ACOPFModel:
         else:
             pg = values["pg"]
             residual = max_balance_residual(c, values["vm"], values["va"], pg, values["qg"], pd, qd)
-            objective = float(np.sum(c.cost_c2 * pg**2 + c.cost_c1 * pg + c.cost_c0))
+            objective = c.generation_cost(pg)
         if status == "acceptable":
             # Ipopt's "solved to acceptable level": optimal only if physically tight.
             status = "optimal" if residual <= ACCEPTABLE_RESIDUAL else "error"

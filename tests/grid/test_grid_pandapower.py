@@ -138,14 +138,6 @@ def test_from_pandapower_distribution_grid():
     _check_net(pn.mv_oberrhein(), flows=False)
 
 
-def test_from_pandapower_rejects_pwl_cost():
-    net = pn.case14()
-    net.poly_cost = net.poly_cost.iloc[0:0]
-    pp.create_pwl_cost(net, 0, "gen", [[0, 50, 1.0]])
-    with pytest.raises(CaseFormatError, match="pwl_cost"):
-        from_pandapower(net)
-
-
 def _runopp_cost(net) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -249,3 +241,28 @@ def test_from_pandapower_vector_group_shift_is_feasible():
     assert sol.status == "optimal"
     dva = np.rad2deg(sol.va[cc.f_bus[k]] - sol.va[cc.t_bus[k]])
     assert 90.0 < dva < 210.0 and abs(dva - 150.0) < 5.0
+
+
+def test_from_pandapower_piecewise_linear_costs_match_runopp():
+    """pwl_cost areas become MATPOWER model-1 points; the optimum is runopp's."""
+    from gridverify.opf import solve_opf
+
+    net = pn.case9()
+    net.poly_cost = net.poly_cost.iloc[0:0]
+    pp.create_pwl_cost(net, 0, "ext_grid", [[0, 100, 10], [100, 300, 30]])
+    pp.create_pwl_cost(net, 0, "gen", [[0, 150, 12], [150, 300, 25]])
+    pp.create_pwl_cost(net, 1, "gen", [[0, 270, 15]])
+    raw = from_pandapower(net)
+    assert raw.gencost[0, :10].tolist() == [1, 0, 0, 3, 0, 0, 100, 1000, 300, 7000]
+    cc = compile_case(raw, emit_warnings=False)
+    assert sorted(cc.cost_pwl) == [0, 1, 2]
+    sol = solve_opf(cc)
+    assert sol.objective == pytest.approx(_runopp_cost(net), rel=1e-6)
+
+
+def test_from_pandapower_rejects_gaps_between_cost_areas():
+    net = pn.case9()
+    net.poly_cost = net.poly_cost.iloc[0:0]
+    pp.create_pwl_cost(net, 0, "gen", [[0, 100, 12], [150, 300, 25]])
+    with pytest.raises(CaseFormatError, match="(?i)non-consecutive|not consecutive"):
+        from_pandapower(net)

@@ -1,5 +1,5 @@
-% BROKEN: piecewise-linear cost (model 1) (edit of pglib_opf_case3_lmbd)
-% EXPECT-ERROR: piecewise-linear costs (model 1) are not supported
+% BROKEN: piecewise-linear cost (model 1) of one point (edit of pglib_opf_case3_lmbd)
+% EXPECT-ERROR: piecewise-linear cost with 1 point(s)
 % EXPECT-AT: line 65
 %%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%
 %%%%                                                                  %%%%%
