@@ -20,7 +20,8 @@ which ``pandapower.converter.pypower.to_ppc`` also uses but trims) into a
   and becomes bus shunt conductance at both ends (``g/2/tap^2`` at the from
   bus, ``g/2`` at the to bus): bus balances are exact, branch flows of those
   transformers then exclude the iron losses (noted);
-* asymmetric branch impedances are rejected (:class:`CaseFormatError`);
+* asymmetric branch impedances and in-service DC lines are rejected
+  (:class:`CaseFormatError`);
 * a network without bus voltage limits gets [0.9, 1.1] pu (noted);
 * the case is pandapower's OPF problem (its ``runopp`` mode): generator,
   ext_grid and voltage limits from the ``max_``/``min_`` columns, an ext_grid
@@ -165,6 +166,11 @@ def _convert(net: Any, name: str | None, source: str = _SOURCE) -> PandapowerCas
 
     if len(net.bus) == 0:
         raise CaseFormatError("the pandapower network has no buses", source=source, field="bus")
+    if "dcline" in net and len(net.dcline) and net.dcline.in_service.astype(bool).any():
+        k = int(net.dcline.index[net.dcline.in_service.astype(bool)][0])
+        raise CaseFormatError("in-service DC lines are not supported (as mpc.dcline in MATPOWER "
+                              "cases); set their in_service to False or remove them",
+                              source=source, field=f"dcline {k}")
     net = copy.deepcopy(net)
     notes: list[str] = []
     if "max_vm_pu" not in net.bus or "min_vm_pu" not in net.bus:

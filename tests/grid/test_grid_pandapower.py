@@ -266,3 +266,13 @@ def test_from_pandapower_rejects_gaps_between_cost_areas():
     pp.create_pwl_cost(net, 0, "gen", [[0, 100, 12], [150, 300, 25]])
     with pytest.raises(CaseFormatError, match="(?i)non-consecutive|not consecutive"):
         from_pandapower(net)
+
+
+def test_from_pandapower_rejects_in_service_dc_lines():
+    net = pn.case9()
+    k = pp.create_dcline(net, 4, 6, p_mw=20, loss_percent=1, loss_mw=0.5, vm_from_pu=1.0,
+                         vm_to_pu=1.0, max_p_mw=50)
+    with pytest.raises(CaseFormatError, match=f"dcline {k}: in-service DC lines"):
+        from_pandapower(net)
+    net.dcline.loc[k, "in_service"] = False
+    assert from_pandapower(net).gen.shape[0] == 3
