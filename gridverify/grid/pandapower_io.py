@@ -47,7 +47,10 @@ command that takes a ``CASE``, reads ``.json`` files through it.
 
 from __future__ import annotations
 
+import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +77,34 @@ class PandapowerCase:
     gen_elements: tuple[tuple[str, int], ...]  # (element type, index) per gen row
     branch_elements: tuple[tuple[str, int], ...]  # (element type, index) per branch row
     bus_ids: dict[int, int]  # pandapower bus index -> case bus id
+
+
+@contextmanager
+def _pandapower_log(notes: list[str], source: str) -> Iterator[None]:
+    """pandapower's log warnings while converting, as notes of the case (not on stderr)."""
+    logger = logging.getLogger("pandapower")
+    records: list[logging.LogRecord] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = _Keep(level=logging.WARNING)
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        seen = set()
+        for r in records:
+            msg = " ".join(r.getMessage().split())
+            # runopp's "no costs" message: the converter's own note says what it does
+            if msg and msg not in seen and not msg.startswith("no costs are given"):
+                seen.add(msg)
+                notes.append(f"{source}: pandapower: {msg}")
 
 
 def _ppc_full(net: Any) -> dict[str, Any]:
@@ -180,7 +211,7 @@ def _convert(net: Any, name: str | None, source: str = _SOURCE) -> PandapowerCas
             net.bus["min_vm_pu"] = 0.9
         notes.append(f"{source}: bus voltage limits missing; [0.9, 1.1] pu used")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pandapower_log(notes, source):
             warnings.simplefilter("ignore")
             ppc = _ppc_full(net)
     except (KeyError, ValueError, UserWarning, IndexError, AttributeError) as exc:
@@ -324,7 +355,7 @@ def read_pandapower_json(path: str | Path) -> RawCase:
     import pandapower as pp
 
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pandapower_log([], str(path)):
             warnings.simplefilter("ignore")
             net = pp.from_json_string(text)
     except Exception as exc:  # pandapower raises whatever its JSON decoding hits

@@ -276,3 +276,14 @@ def test_from_pandapower_rejects_in_service_dc_lines():
         from_pandapower(net)
     net.dcline.loc[k, "in_service"] = False
     assert from_pandapower(net).gen.shape[0] == 3
+
+
+def test_pandapower_log_warnings_become_notes(capfd):
+    """pandapower's own warnings while converting are notes of the case, not stderr."""
+    raw = from_pandapower(pn.case14())
+    assert any("pandapower: gen vm_pu > bus max_vm_pu" in n for n in raw.notes)
+    net = pn.case9()
+    net.poly_cost = net.poly_cost.iloc[0:0]
+    raw = from_pandapower(net)
+    assert sum("no costs" in n for n in raw.notes) == 1
+    assert capfd.readouterr().err == ""
