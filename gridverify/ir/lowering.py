@@ -321,6 +321,54 @@ class Lowering:
             raise _Unsupported(f"GELU approximation {approximate!r}")
         return self.mul(x, self.add(self.mul(s, 0.5), 0.5))
 
+    # Activations built from the op table, written once for both importers.  A
+    # constant argument is evaluated in float64 numpy by the same expressions.
+    def abs(self, x: Value) -> Value:
+        """``|x| = relu(x) + relu(-x)``."""
+        if not isinstance(x, Var):
+            return np.abs(x)
+        return self.add(self.unary("relu", x), self.unary("relu", self.neg(x)))
+
+    def prelu(self, x: Value, slope: Any) -> Value:
+        """``x`` above 0, ``slope * x`` below (leaky relu; ``slope`` broadcasts per entry),
+        as ``slope * x + (1 - slope) * relu(x)``."""
+        slope = np.asarray(slope, dtype=np.float64)
+        return self.add(self.mul(x, slope), self.mul(self.unary("relu", x), 1.0 - slope))
+
+    def hardsigmoid(self, x: Value, alpha: float = 1.0 / 6.0, beta: float = 0.5) -> Value:
+        """``clamp(alpha * x + beta, 0, 1)`` (ONNX's default alpha is 0.2)."""
+        return self.clamp(self.add(self.mul(x, float(alpha)), float(beta)), 0.0, 1.0)
+
+    def hardswish(self, x: Value) -> Value:
+        """``x * hardsigmoid(x)`` with alpha 1/6, beta 1/2 (a product of two variables)."""
+        return self.mul(x, self.hardsigmoid(x, 1.0 / 6.0, 0.5))
+
+    def elu(self, x: Value, alpha: float = 1.0, scale: float = 1.0, width: float = 1.0) -> Value:
+        """``scale * (relu(x) + alpha * (exp(min(x, 0) / width) - 1))``: ELU (width 1),
+        SELU (its alpha and scale) and CELU (width = alpha)."""
+        neg = self.neg(self.unary("relu", self.neg(x)))  # min(x, 0)
+        e = self.add(self.unary("exp", self.mul(neg, 1.0 / float(width))), -1.0)
+        return self.mul(self.add(self.unary("relu", x), self.mul(e, float(alpha))), float(scale))
+
+    def silu(self, x: Value) -> Value:
+        """``x * sigmoid(x)`` (SiLU, swish; a product of two variables)."""
+        return self.mul(x, self.unary("sigmoid", x))
+
+    def mish(self, x: Value) -> Value:
+        """``x * tanh(softplus(x))`` (a product of two variables)."""
+        return self.mul(x, self.unary("tanh", self.unary("softplus", x)))
+
+    def softsign(self, x: Value) -> Value:
+        """``x / (1 + |x|)``."""
+        return self.mul(x, self.unary("reciprocal", self.add(self.abs(x), 1.0)))
+
+    def channel_affine(self, x: Value, scale: np.ndarray, shift: np.ndarray) -> Value:
+        """``scale[c] * x + shift[c]`` over the channel axis 1 (inference batch norm)."""
+        tail = (1,) * max(len(self.shape(x)) - 2, 0)
+        scale = np.asarray(scale, dtype=np.float64).reshape(-1, *tail)
+        shift = np.asarray(shift, dtype=np.float64).reshape(-1, *tail)
+        return self.add(self.mul(x, scale), shift)
+
     def minmax(self, op: str, a: Value, c: Value) -> Value:
         """Elementwise ``minimum`` / ``maximum``."""
         if not isinstance(a, Var) and not isinstance(c, Var):

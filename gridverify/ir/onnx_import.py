@@ -295,9 +295,33 @@ class _OnnxImporter:
         return self.lw.clamp(ins[0], lo, hi)
 
     def _op_LeakyRelu(self, ins: list, at: dict) -> Value:
-        alpha = float(at.get("alpha", 0.01))
-        x = ins[0]
-        return self.lw.add(self.lw.mul(x, alpha), self.lw.mul(self.lw.unary("relu", x), 1 - alpha))
+        return self.lw.prelu(ins[0], float(at.get("alpha", 0.01)))
+
+    def _op_PRelu(self, ins: list, at: dict) -> Value:
+        return self.lw.prelu(ins[0], self._const(ins[1], "PRelu slope"))
+
+    def _op_HardSigmoid(self, ins: list, at: dict) -> Value:
+        return self.lw.hardsigmoid(ins[0], float(at.get("alpha", 0.2)), float(at.get("beta", 0.5)))
+
+    def _op_HardSwish(self, ins: list, at: dict) -> Value:
+        return self.lw.hardswish(ins[0])
+
+    def _op_Elu(self, ins: list, at: dict) -> Value:
+        return self.lw.elu(ins[0], float(at.get("alpha", 1.0)))
+
+    def _op_Selu(self, ins: list, at: dict) -> Value:
+        return self.lw.elu(ins[0], float(at.get("alpha", 1.67326319217681884765625)),
+                           float(at.get("gamma", 1.05070102214813232421875)))
+
+    def _op_Celu(self, ins: list, at: dict) -> Value:
+        alpha = float(at.get("alpha", 1.0))
+        return self.lw.elu(ins[0], alpha, width=alpha)
+
+    def _op_Mish(self, ins: list, at: dict) -> Value:
+        return self.lw.mish(ins[0])
+
+    def _op_Softsign(self, ins: list, at: dict) -> Value:
+        return self.lw.softsign(ins[0])
 
     def _op_Gelu(self, ins: list, at: dict) -> Value:
         approx = at.get("approximate", "none")
@@ -306,10 +330,7 @@ class _OnnxImporter:
         return self.lw.gelu(ins[0], str(approx))
 
     def _op_Abs(self, ins: list, at: dict) -> Value:
-        x = ins[0]
-        if not isinstance(x, Var):
-            return np.abs(x)
-        return self.lw.add(self.lw.unary("relu", x), self.lw.unary("relu", self.lw.neg(x)))
+        return self.lw.abs(ins[0])
 
     def _op_Gemm(self, ins: list, at: dict) -> Value:
         a, bm = ins[0], ins[1]
@@ -487,12 +508,8 @@ class _OnnxImporter:
         x = ins[0]
         scale, bias, mean, var = (np.asarray(self._const(v, "parameters"), dtype=np.float64)
                                   for v in ins[1:5])
-        eps = float(at.get("epsilon", 1e-5))
-        rank = len(self.lw.shape(x))
-        tail = (1,) * max(rank - 2, 0)
-        s = scale / np.sqrt(var + eps)
-        t = bias - mean * s
-        return self.lw.add(self.lw.mul(x, s.reshape(-1, *tail)), t.reshape(-1, *tail))
+        s = scale / np.sqrt(var + float(at.get("epsilon", 1e-5)))
+        return self.lw.channel_affine(x, s, bias - mean * s)
 
 
 def _load(path_or_model: Any) -> tuple[Any, str]:

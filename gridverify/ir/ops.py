@@ -90,6 +90,11 @@ def _np_erf(x: np.ndarray) -> np.ndarray:
     return np.vectorize(math.erf, otypes=[np.float64])(x)
 
 
+def _softplus(x: torch.Tensor) -> torch.Tensor:
+    """``log(1 + exp(x))`` without torch's switch to the identity above a threshold."""
+    return torch.logaddexp(x, torch.zeros_like(x))
+
+
 _TWO_PI = 2.0 * math.pi
 
 OPS: dict[str, OpInfo] = {
@@ -168,6 +173,11 @@ OPS: dict[str, OpInfo] = {
             "exp", 1, elementwise=True, nonlinear=True, interval_exact=True,
             monotone="increasing", convex=((-INF, INF),), func=torch.exp, numpy=np.exp,
             onnx="Exp", torch=True, relaxation="convex:EXP",
+        ),
+        OpInfo(
+            "softplus", 1, elementwise=True, nonlinear=True, interval_exact=True,
+            monotone="increasing", convex=((-INF, INF),), func=_softplus,
+            numpy=lambda x: np.logaddexp(x, 0.0), onnx="Softplus", relaxation="convex:SOFTPLUS",
         ),
         OpInfo(
             "reciprocal", 1, elementwise=True, nonlinear=True, interval_exact=True,

@@ -442,9 +442,48 @@ def _f_linear(self: _TorchImporter, args: list, kw: dict) -> Any:
 
 
 def _leaky(self: _TorchImporter, args: list, kw: dict) -> Any:
-    slope = float(args[1] if len(args) > 1 else kw.get("negative_slope", 0.01))
-    x = args[0]
-    return self.lw.add(self.lw.mul(x, slope), self.lw.mul(self.lw.unary("relu", x), 1 - slope))
+    return self.lw.prelu(args[0], float(args[1] if len(args) > 1
+                                        else kw.get("negative_slope", 0.01)))
+
+
+def _arg(args: list, kw: dict, k: int, name: str, default: Any) -> Any:
+    return args[k] if len(args) > k else kw.get(name, default)
+
+
+def _f_elu(self: _TorchImporter, args: list, kw: dict) -> Any:
+    return self.lw.elu(args[0], float(_arg(args, kw, 1, "alpha", 1.0)))
+
+
+def _f_celu(self: _TorchImporter, args: list, kw: dict) -> Any:
+    alpha = float(_arg(args, kw, 1, "alpha", 1.0))
+    return self.lw.elu(args[0], alpha, width=alpha)
+
+
+def _f_selu(self: _TorchImporter, args: list, kw: dict) -> Any:
+    return self.lw.elu(args[0], _SELU_ALPHA, _SELU_SCALE)
+
+
+def _f_prelu(self: _TorchImporter, args: list, kw: dict) -> Any:
+    w = _arg(args, kw, 1, "weight", None)
+    if isinstance(w, Var) or w is None:
+        raise _Unsupported("prelu with a variable weight")
+    return _prelu_channels(self, args[0], np.asarray(w, dtype=np.float64))
+
+
+def _prelu_channels(self: _TorchImporter, x: Any, w: np.ndarray) -> Any:
+    """PReLU's weight: one slope, or one per channel (axis 1)."""
+    w = w.reshape(-1)
+    if w.size > 1:
+        w = w.reshape(-1, *(1,) * max(len(self.lw.shape(x)) - 2, 0))
+    return self.lw.prelu(x, w)
+
+
+def _no_torch_softplus(self: _TorchImporter, *args: Any) -> Any:
+    raise _Unsupported("torch's softplus (and mish) is the identity above its threshold, not "
+                       "log(1 + exp(x)); export the proxy to ONNX, whose Softplus is exact")
+
+
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
 
 
 def _gelu(self: _TorchImporter, args: list, kw: dict) -> Any:
@@ -458,10 +497,7 @@ def _hardtanh(self: _TorchImporter, args: list, kw: dict) -> Any:
 
 
 def _abs(self: _TorchImporter, args: list, kw: dict) -> Any:
-    x = args[0]
-    if not isinstance(x, Var):
-        return np.abs(x)
-    return self.lw.add(self.lw.unary("relu", x), self.lw.unary("relu", self.lw.neg(x)))
+    return self.lw.abs(args[0])
 
 
 def _square(self: _TorchImporter, args: list, kw: dict) -> Any:
@@ -486,7 +522,12 @@ _FUNCTIONS: dict[Any, Handler] = {
     torch.transpose: _transpose, torch.permute: _permute, torch.unsqueeze: _unsqueeze,
     torch.squeeze: _squeeze, torch.abs: _abs, torch.square: _square, getattr: _getattr,
     F.linear: _f_linear, F.gelu: _gelu, F.leaky_relu: _leaky, F.hardtanh: _hardtanh,
-    F.dropout: _f_dropout,
+    F.dropout: _f_dropout, F.elu: _f_elu, F.celu: _f_celu, F.selu: _f_selu, F.prelu: _f_prelu,
+    F.silu: lambda self, args, kw: self.lw.silu(args[0]),
+    F.hardsigmoid: lambda self, args, kw: self.lw.hardsigmoid(args[0]),
+    F.hardswish: lambda self, args, kw: self.lw.hardswish(args[0]),
+    F.softsign: lambda self, args, kw: self.lw.softsign(args[0]),
+    F.softplus: _no_torch_softplus, F.mish: _no_torch_softplus,
     torch.zeros_like: _like(0.0), torch.ones_like: _like(1.0), torch.full_like: _like(None),
     **{getattr(torch, n): h for n, h in _UNARY.items()},
     **{getattr(F, n): h for n, h in _UNARY.items() if hasattr(F, n)},
@@ -532,9 +573,8 @@ def _mod_batchnorm(self: _TorchImporter, m: nn.modules.batchnorm._BatchNorm, arg
     s = 1.0 / np.sqrt(var + m.eps)
     if m.affine:
         s = s * _tensor_const(m.weight)
-    t = -mean * s + (_tensor_const(m.bias) if m.affine else 0.0)
-    tail = (1,) * max(len(self.lw.shape(args[0])) - 2, 0)
-    return self.lw.add(self.lw.mul(args[0], s.reshape(-1, *tail)), t.reshape(-1, *tail))
+    return self.lw.channel_affine(args[0], s,
+                                  -mean * s + (_tensor_const(m.bias) if m.affine else 0.0))
 
 
 _MODULES: dict[type, Callable[..., Any]] = {
@@ -549,6 +589,16 @@ _MODULES: dict[type, Callable[..., Any]] = {
     nn.Hardtanh: lambda self, m, args, kw: self.lw.clamp(args[0], m.min_val, m.max_val),
     nn.ReLU6: lambda self, m, args, kw: self.lw.clamp(args[0], 0.0, 6.0),
     nn.BatchNorm1d: _mod_batchnorm,
+    nn.ELU: lambda self, m, args, kw: self.lw.elu(args[0], m.alpha),
+    nn.CELU: lambda self, m, args, kw: self.lw.elu(args[0], m.alpha, width=m.alpha),
+    nn.SELU: lambda self, m, args, kw: self.lw.elu(args[0], _SELU_ALPHA, _SELU_SCALE),
+    nn.SiLU: lambda self, m, args, kw: self.lw.silu(args[0]),
+    nn.Hardsigmoid: lambda self, m, args, kw: self.lw.hardsigmoid(args[0]),
+    nn.Hardswish: lambda self, m, args, kw: self.lw.hardswish(args[0]),
+    nn.Softsign: lambda self, m, args, kw: self.lw.softsign(args[0]),
+    nn.PReLU: lambda self, m, args, kw: _prelu_channels(self, args[0], _tensor_const(m.weight)),
+    nn.Softplus: _no_torch_softplus,
+    nn.Mish: _no_torch_softplus,
 }
 
 

@@ -128,7 +128,7 @@ def random_graph(seed: int, n_in: int = 4, depth: int = 5, width: int = 6) -> Gr
             elif op == "reciprocal":
                 r = b.reciprocal(b.add_const(b.square(b.tanh(a)), 0.5))
             elif op == "sqrt":
-                r = b.sqrt(b.add_const(b.sigmoid(a), 0.1))
+                r = b.sqrt(b.add_const(b.unary("softplus", b.scale(a, 3.0)), 0.1))
             elif op == "floor":
                 r = b.floor(b.scale(a, 2.0))
             elif op == "mul":

@@ -22,8 +22,8 @@ from gridverify.bounds.relaxations.checks import unary_violation
 F64 = torch.float64
 TOL = 4.0  # ulps of the float64 check itself
 OPS = [
-    "relu", "floor", "sigmoid", "tanh", "erf", "atan", "sin", "cos", "exp", "reciprocal",
-    "sqrt", "square", "pow3", "pow4", "pow5", "pow6", "pow7",
+    "relu", "floor", "sigmoid", "tanh", "erf", "atan", "sin", "cos", "exp", "softplus",
+    "reciprocal", "sqrt", "square", "pow3", "pow4", "pow5", "pow6", "pow7",
 ]
 POSITIVE = {"reciprocal", "sqrt"}
 PI = math.pi
@@ -35,7 +35,7 @@ INFLECT = {
     "atan": [0.0],
     "sin": [n * PI for n in range(-4, 5)], "cos": [PI / 2 + n * PI for n in range(-4, 4)],
     "pow3": [0.0], "pow5": [0.0], "pow7": [0.0], "square": [0.0], "pow4": [0.0],
-    "pow6": [0.0], "exp": [0.0],
+    "pow6": [0.0], "exp": [0.0], "softplus": [0.0],
 }
 
 
@@ -61,6 +61,9 @@ def curated(op: str) -> list[tuple[float, float]]:
         out += [(-800.0, 800.0), (-40.0, 3.0), (-3.0, 40.0), (-700.0, -690.0), (690.0, 700.0)]
     if op == "exp":
         out += [(-700.0, -600.0), (600.0, 700.0), (-800.0, -700.0), (-50.0, 50.0)]
+    if op == "softplus":
+        out += [(-800.0, 800.0), (-800.0, -700.0), (700.0, 800.0), (15.0, 25.0), (-40.0, -30.0),
+                (1e6, 1e6 + 1.0)]
     if op == "floor":
         out += [(-50.0, 50.0), (0.999, 1.001), (0.5, 1.5), (-2.0, -1.0), (1e6, 1e6 + 3.5)]
     return out
@@ -152,8 +155,8 @@ def test_random_intervals_are_sound_long(op: str, data: st.DataObject) -> None:
 
 
 def test_table_covers_the_ir_ops() -> None:
-    for op in ("relu", "sigmoid", "tanh", "erf", "sin", "cos", "exp", "reciprocal", "sqrt",
-               "square", "floor"):
+    for op in ("relu", "sigmoid", "tanh", "erf", "sin", "cos", "exp", "softplus", "reciprocal",
+               "sqrt", "square", "floor"):
         assert RELAXATIONS[op].op == op
     assert unary("pow", 2).op == "square"
     assert unary("pow", 3).op == "pow3"

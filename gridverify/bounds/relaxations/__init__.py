@@ -11,7 +11,7 @@ infinities, rounding) and each family module for why its relaxation is sound:
 * :mod:`.pwl` -- ``pwl`` (a sum of shifted relus of one scalar; per-node
   attributes, so its entry comes from ``pwl_entry(breaks, weights, slope, bias)``)
 * :mod:`.sshaped` -- sigmoid, tanh, erf, odd powers ``x^3, x^5, ...``
-* :mod:`.convex` -- exp, reciprocal, sqrt, square and even powers
+* :mod:`.convex` -- exp, softplus, reciprocal, sqrt, square and even powers
 * :mod:`.trig` -- sin, cos
 * :mod:`.bilinear` -- ``x * y`` (McCormick with a mixing parameter)
 * :mod:`.smooth` -- the generic exact-offset engine of sshaped and trig

@@ -1,4 +1,4 @@
-"""Convex and concave ops: exp, reciprocal, sqrt, square and even powers.
+"""Convex and concave ops: exp, softplus, reciprocal, sqrt, square and even powers.
 
 On an interval where ``f`` is convex the chord is the best upper line (the
 concave envelope) and every tangent is a lower line; for concave ``f`` the roles
@@ -13,6 +13,9 @@ convex ``f(x) - f'(t) x``) -- so rounding of the slopes cannot break soundness.
   slope and offset stay finite; when ``exp(u)`` would overflow that cap the
   upper line is ``+inf`` (no bound).  The interval's lower end uses
   ``exp(min(l, 709))``, which never overflows.
+* ``softplus``: ``log(1 + exp(x))``, convex and increasing everywhere (evaluated
+  as ``logaddexp(x, 0)``, which neither overflows nor, unlike torch's
+  ``softplus``, switches to the identity for large ``x``).
 * ``reciprocal``: convex on ``l > 0``, concave on ``u < 0`` (handled as
   ``-1/y`` with ``y = -x``); an interval containing 0 gives the no-bound
   relaxation (``-inf``/``+inf`` constants) and ``domain`` reports it.
@@ -109,6 +112,35 @@ EXP = UnaryRelaxation(
     n_alpha=1,
     init_alpha=_half_alpha,
     func=torch.exp,
+)
+
+
+# ---------------------------------------------------------------- softplus
+def _softplus(x: Tensor) -> Tensor:
+    return torch.logaddexp(x, torch.zeros_like(x))
+
+
+def _softplus_interval64(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    return pad_interval(_softplus(l), _softplus(u))
+
+
+def softplus_relax(l: Tensor, u: Tensor, alpha: Tensor | None = None) -> Relaxation:
+    """Relaxation of ``log(1 + exp(x))`` on ``[l, u]`` (``alpha[0]``: lower tangent point)."""
+    dtype = l.dtype
+    l64, u64 = as64(l), as64(u)
+    t = _tangent_point(l64, u64, alpha)
+    k, lb, s, ub = convex_lines(_softplus, torch.sigmoid, l64, u64, t)
+    lo, hi = _softplus_interval64(l64, u64)
+    return finalize(k, lb, s, ub, l64, u64, lo, hi, dtype)
+
+
+SOFTPLUS = UnaryRelaxation(
+    op="softplus",
+    interval=lambda l, u: out_interval(*_softplus_interval64(as64(l), as64(u)), l.dtype),
+    relax=softplus_relax,
+    n_alpha=1,
+    init_alpha=_half_alpha,
+    func=_softplus,
 )
 
 
