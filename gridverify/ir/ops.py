@@ -90,7 +90,7 @@ def _np_erf(x: np.ndarray) -> np.ndarray:
     return np.vectorize(math.erf, otypes=[np.float64])(x)
 
 
-def _softplus(x: torch.Tensor) -> torch.Tensor:
+def softplus(x: torch.Tensor) -> torch.Tensor:
     """``log(1 + exp(x))`` without torch's switch to the identity above a threshold."""
     return torch.logaddexp(x, torch.zeros_like(x))
 
@@ -176,7 +176,7 @@ OPS: dict[str, OpInfo] = {
         ),
         OpInfo(
             "softplus", 1, elementwise=True, nonlinear=True, interval_exact=True,
-            monotone="increasing", convex=((-INF, INF),), func=_softplus,
+            monotone="increasing", convex=((-INF, INF),), func=softplus,
             numpy=lambda x: np.logaddexp(x, 0.0), onnx="Softplus", relaxation="convex:SOFTPLUS",
         ),
         OpInfo(

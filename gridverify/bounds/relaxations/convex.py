@@ -45,6 +45,7 @@ from gridverify.bounds.relaxations._common import (
     split_alpha,
 )
 from gridverify.bounds.relaxations.base import Relaxation, UnaryRelaxation
+from gridverify.ir.ops import softplus
 
 Fn = Callable[[Tensor], Tensor]
 
@@ -116,12 +117,8 @@ EXP = UnaryRelaxation(
 
 
 # ---------------------------------------------------------------- softplus
-def _softplus(x: Tensor) -> Tensor:
-    return torch.logaddexp(x, torch.zeros_like(x))
-
-
 def _softplus_interval64(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-    return pad_interval(_softplus(l), _softplus(u))
+    return pad_interval(softplus(l), softplus(u))
 
 
 def softplus_relax(l: Tensor, u: Tensor, alpha: Tensor | None = None) -> Relaxation:
@@ -129,7 +126,7 @@ def softplus_relax(l: Tensor, u: Tensor, alpha: Tensor | None = None) -> Relaxat
     dtype = l.dtype
     l64, u64 = as64(l), as64(u)
     t = _tangent_point(l64, u64, alpha)
-    k, lb, s, ub = convex_lines(_softplus, torch.sigmoid, l64, u64, t)
+    k, lb, s, ub = convex_lines(softplus, torch.sigmoid, l64, u64, t)
     lo, hi = _softplus_interval64(l64, u64)
     return finalize(k, lb, s, ub, l64, u64, lo, hi, dtype)
 
@@ -140,7 +137,7 @@ SOFTPLUS = UnaryRelaxation(
     relax=softplus_relax,
     n_alpha=1,
     init_alpha=_half_alpha,
-    func=_softplus,
+    func=softplus,
 )
 
 
