@@ -129,17 +129,20 @@ class ProxyArch(_IOSizes):
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
+#: negative slope of the ``leaky_relu`` activation (torch's default)
+LEAKY_SLOPE = 0.01
+
+_ACTIVATION_MODULES = {
+    "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU,
+    "elu": nn.ELU, "leaky_relu": lambda: nn.LeakyReLU(LEAKY_SLOPE),
+}
+
+
 def make_activation(name: str) -> nn.Module:
-    """The torch module of an activation name (``relu|sigmoid|tanh|gelu``)."""
-    if name == "relu":
-        return nn.ReLU()
-    if name == "sigmoid":
-        return nn.Sigmoid()
-    if name == "tanh":
-        return nn.Tanh()
-    if name == "gelu":
-        return nn.GELU()
-    raise ProxyError(f"unknown activation {name!r}")
+    """The torch module of an activation name (one of ``ACTIVATIONS``)."""
+    if name not in _ACTIVATION_MODULES:
+        raise ProxyError(f"unknown activation {name!r}")
+    return _ACTIVATION_MODULES[name]()
 
 
 def case_limits(case: Any) -> tuple[np.ndarray, np.ndarray]:

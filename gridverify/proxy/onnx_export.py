@@ -23,7 +23,7 @@ import numpy as np
 from gridverify.errors import ProxyError
 from gridverify.fileio import atomic_write_bytes
 from gridverify.ir.onnx_export import OPSET
-from gridverify.proxy.model import ProxyMLP
+from gridverify.proxy.model import LEAKY_SLOPE, ProxyMLP
 
 __all__ = ["INPUT_NAME", "OPSET", "OUTPUT_NAME", "export_onnx", "proxy_to_onnx",
            "write_bytes_atomic"]
@@ -88,6 +88,31 @@ def proxy_to_onnx(
                 helper.make_node("Add", [f"{name}.e", one], [f"{name}.p"], name=f"{name}.add"),
                 helper.make_node("Mul", [f"{name}.p", half], [f"{name}.h"], name=f"{name}.half"),
                 helper.make_node("Mul", [x, f"{name}.h"], [out], name=name),
+            ])
+        elif act == "silu":  # x * sigmoid(x)
+            nodes.extend([
+                helper.make_node("Sigmoid", [x], [f"{name}.s"], name=f"{name}.sigmoid"),
+                helper.make_node("Mul", [x, f"{name}.s"], [out], name=name),
+            ])
+        elif act == "leaky_relu":  # slope * x + (1 - slope) * relu(x), in portable ops
+            a = const(f"{name}.slope", np.array(LEAKY_SLOPE))
+            b = const(f"{name}.rest", np.array(1.0 - LEAKY_SLOPE))
+            nodes.extend([
+                helper.make_node("Relu", [x], [f"{name}.r"], name=f"{name}.relu"),
+                helper.make_node("Mul", [x, a], [f"{name}.ax"], name=f"{name}.lin"),
+                helper.make_node("Mul", [f"{name}.r", b], [f"{name}.br"], name=f"{name}.kink"),
+                helper.make_node("Add", [f"{name}.ax", f"{name}.br"], [out], name=name),
+            ])
+        elif act == "elu":  # relu(x) + exp(-relu(-x)) - 1, in portable ops
+            one = const(f"{name}.one", np.array(1.0))
+            nodes.extend([
+                helper.make_node("Relu", [x], [f"{name}.r"], name=f"{name}.relu"),
+                helper.make_node("Neg", [x], [f"{name}.nx"], name=f"{name}.neg"),
+                helper.make_node("Relu", [f"{name}.nx"], [f"{name}.rn"], name=f"{name}.relu_neg"),
+                helper.make_node("Neg", [f"{name}.rn"], [f"{name}.m"], name=f"{name}.min0"),
+                helper.make_node("Exp", [f"{name}.m"], [f"{name}.e"], name=f"{name}.exp"),
+                helper.make_node("Sub", [f"{name}.e", one], [f"{name}.e1"], name=f"{name}.sub"),
+                helper.make_node("Add", [f"{name}.r", f"{name}.e1"], [out], name=name),
             ])
         else:  # pragma: no cover - ProxyArch validates
             raise ProxyError(f"unknown activation {act!r}")

@@ -38,7 +38,7 @@ from gridverify.proxy.metrics import (
     evaluate_predictions,
     nominal_baseline,
 )
-from gridverify.proxy.model import ProxyArch, ProxyMLP, case_limits
+from gridverify.proxy.model import LEAKY_SLOPE, ProxyArch, ProxyMLP, case_limits
 from gridverify.proxy.options import TrainOptions
 
 _STD_FLOOR = 1e-6
@@ -231,8 +231,10 @@ def train_proxy(
 
 #: largest |f''| of the smooth activations (their chord/tangent relaxation gap over
 #: an interval of width w is at most ``w**2 / 8 * max|f''|``)
-_CURVATURE = {"tanh": 0.7699, "sigmoid": 0.0963}
-_GELU_ARGMIN, _GELU_MIN = -0.751791524693564, -0.16997120747
+_CURVATURE = {"tanh": 0.7699, "sigmoid": 0.0963, "silu": 0.5, "elu": 1.0}
+#: the non-monotone activations: (argmin, min) of the one valley of each
+_VALLEY = {"gelu": (-0.751791524693564, -0.16997120747),
+           "silu": (-1.278464542761074, -0.2784645427610738)}
 
 
 def hidden_intervals(
@@ -260,10 +262,11 @@ def hidden_intervals(
         pl, ph = affine(lin, zl, zh)
         out.append((pl, ph))
         zl, zh = module.act(pl), module.act(ph)
-        if module.arch.activation == "gelu":  # decreasing up to its minimum, then increasing
+        valley = _VALLEY.get(module.arch.activation)
+        if valley is not None:  # decreasing up to its minimum, then increasing
             zl, zh = torch.minimum(zl, zh), torch.maximum(zl, zh)
-            inside = (pl < _GELU_ARGMIN) & (ph > _GELU_ARGMIN)
-            zl = torch.where(inside, torch.full_like(zl, _GELU_MIN), zl)
+            inside = (pl < valley[0]) & (ph > valley[0])
+            zl = torch.where(inside, torch.full_like(zl, valley[1]), zl)
     if head and module.n_clamped:
         pl, ph = affine(module.layers[-1], zl, zh)
         out.append((pl[..., :module.n_clamped], ph[..., :module.n_clamped]))
@@ -276,8 +279,9 @@ def relaxation_gap(module: ProxyMLP, lo: torch.Tensor, hi: torch.Tensor) -> torc
     With the pre-activation intervals ``[l, u]`` of :func:`hidden_intervals`, a
     relu (or gelu) neuron contributes the height of its triangle relaxation,
     ``relu(-l) relu(u) / (u - l)`` (0 when stable over the box; gelu's kink is
-    smoothed but the measure is the same); tanh and sigmoid contribute
-    ``(u - l)^2 / 8 * max|f''|``, and so do the clamp head's sigmoids.
+    smoothed but the measure is the same; leaky relu's is ``1 - slope`` times
+    it); tanh, sigmoid, silu and elu contribute ``(u - l)^2 / 8 * max|f''|``,
+    and so do the clamp head's sigmoids.
     Differentiable in the weights: the term of
     ``TrainOptions.stability_weight``.
     """
@@ -289,8 +293,10 @@ def relaxation_gap(module: ProxyMLP, lo: torch.Tensor, hi: torch.Tensor) -> torc
             gaps.append(((ph - pl) ** 2 / 8 * _CURVATURE["sigmoid"]).flatten())
         elif name in _CURVATURE:
             gaps.append(((ph - pl) ** 2 / 8 * _CURVATURE[name]).flatten())
-        else:
-            gaps.append((torch.relu(-pl) * torch.relu(ph) / (ph - pl).clamp_min(1e-12)).flatten())
+        else:  # relu and gelu; leaky relu's kink is (1 - slope) times relu's
+            kink = 1.0 - LEAKY_SLOPE if name == "leaky_relu" else 1.0
+            gaps.append((kink * torch.relu(-pl) * torch.relu(ph)
+                         / (ph - pl).clamp_min(1e-12)).flatten())
     return torch.cat(gaps).mean()
 
 

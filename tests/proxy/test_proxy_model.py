@@ -10,9 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridverify.errors import ProxyError, UnsupportedOpError
+from gridverify.ir import from_torch
 from gridverify.proxy.model import ProxyArch, ProxyMLP, case_limits, module_from_arrays
 from gridverify.proxy.onnx_export import proxy_to_onnx
 from gridverify.proxy.onnx_torch import OnnxModule
+from gridverify.proxy.options import ACTIVATIONS
 
 
 def _training_module(case, act: str, clamp: bool, seed: int = 0) -> ProxyMLP:
@@ -33,7 +35,7 @@ def _training_module(case, act: str, clamp: bool, seed: int = 0) -> ProxyMLP:
     )
 
 
-@pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh", "gelu"])
+@pytest.mark.parametrize("act", ACTIVATIONS)
 @pytest.mark.parametrize("clamp", [True, False])
 def test_fold_is_exact_in_float64(case14, act, clamp):
     m = _training_module(case14, act, clamp)
@@ -44,7 +46,7 @@ def test_fold_is_exact_in_float64(case14, act, clamp):
         assert torch.allclose(m(x), f(x), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh", "gelu"])
+@pytest.mark.parametrize("act", ACTIVATIONS)
 @pytest.mark.parametrize("clamp", [True, False])
 def test_onnx_forms_agree(case14, act, clamp):
     deployed = _training_module(case14, act, clamp).folded(torch.float32)
@@ -57,6 +59,10 @@ def test_onnx_forms_agree(case14, act, clamp):
     y_r = sess.run(None, {"loads": x.astype(np.float32)})[0]
     assert np.max(np.abs(y_t - y_o)) < 1e-7  # same float32 weights, float64 arithmetic
     assert np.max(np.abs(y_t - y_r)) < 1e-5  # onnxruntime computes in float32
+    # the graph the bounds see, from the module itself, is the module
+    (y_g,) = from_torch(deployed.double(), input_size=deployed.arch.input_size).evaluate(
+        torch.from_numpy(x))
+    assert np.max(np.abs(y_t - y_g.numpy())) < 1e-12
 
 
 @settings(max_examples=60, deadline=None)

@@ -11,6 +11,7 @@ import torch
 from gridverify.errors import ProxyError
 from gridverify.proxy.artifacts import read_model_dir
 from gridverify.proxy.data import read_proxy_data
+from gridverify.proxy.options import ACTIVATIONS
 from gridverify.proxy.train import TrainOptions, split_indices, train_proxy
 
 
@@ -108,7 +109,7 @@ def test_split_is_disjoint_and_seeded():
 
 def test_bad_options():
     with pytest.raises(ProxyError, match="activation"):
-        TrainOptions(activation="elu")
+        TrainOptions(activation="softsign")
     with pytest.raises(ProxyError, match="lr"):
         TrainOptions(lr=-1)
     with pytest.raises(ProxyError, match="val_fraction"):
@@ -130,7 +131,7 @@ def _random_training_module(activation: str, seed: int):
     return m
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "gelu"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_hidden_intervals_contain_sampled_preactivations(activation):
     """The intervals of the verification-friendliness term hold on dense samples of the box."""
     from gridverify.proxy.train import hidden_intervals
