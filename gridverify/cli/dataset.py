@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 __all__ = ["register"]
@@ -46,6 +47,10 @@ def _make(args: argparse.Namespace) -> int:
     else:
         counts = ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items() if v)
         print(f"{args.out}: {summary['n_done']}/{d.n_samples} samples done ({counts})")
+    if summary["n_done"] and not summary["status_counts"].get("optimal"):
+        print(f"gridverify: warning: no sample of {args.out} solved to optimality; the AC-OPF of "
+              f"{args.case} may be infeasible over the region (try `gridverify opf solve "
+              f"{args.case}`)", file=sys.stderr)
     return 0 if summary["n_done"] == d.n_samples else 1
 
 

@@ -69,6 +69,27 @@ def test_dataset_make_and_info(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert code == 0
 
 
+def test_dataset_of_an_infeasible_case_warns(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Every generator capped at 1 MW: no sample can be optimal, and the command says so."""
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "cases" / "pglib_opf_case5_pjm.m").read_text()
+    head, body = text.split("mpc.gen = [\n", 1)
+    rows, tail = body.split("];", 1)
+    capped = []
+    for ln in rows.strip().splitlines():
+        cols = re.split(r"\s+", ln.strip().rstrip(";"))
+        cols[8] = "1.0"  # Pmax
+        capped.append("\t" + "\t".join(cols) + ";")
+    case = tmp_path / "case5_capped.m"
+    case.write_text(head + "mpc.gen = [\n" + "\n".join(capped) + "\n];" + tail)
+    code, _, err = run(capsys, "dataset", "make", str(case), "--samples", "2", "--out",
+                       str(tmp_path / "c.h5"), "--no-progress")
+    assert code == 0
+    assert "no sample" in err and "infeasible" in err and str(case) in err
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
