@@ -193,6 +193,19 @@ def _pwl_costs(net: Any, where: dict[tuple[str, int], int], gc: np.ndarray, sour
 
 
 def _convert(net: Any, name: str | None, source: str = _SOURCE) -> PandapowerCase:
+    """:func:`_convert_tables`, with anything a malformed network makes it hit as a
+    :class:`CaseFormatError` naming the source."""
+    try:
+        return _convert_tables(net, name, source)
+    except CaseFormatError:
+        raise
+    except Exception as exc:  # odd values in a network's tables (strings, objects, ...)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CaseFormatError(f"cannot convert the pandapower network ({type(exc).__name__}: "
+                              f"{reason})", source=source) from exc
+
+
+def _convert_tables(net: Any, name: str | None, source: str) -> PandapowerCase:
     import copy
 
     if len(net.bus) == 0:
@@ -214,9 +227,10 @@ def _convert(net: Any, name: str | None, source: str = _SOURCE) -> PandapowerCas
         with warnings.catch_warnings(), _pandapower_log(notes, source):
             warnings.simplefilter("ignore")
             ppc = _ppc_full(net)
-    except (KeyError, ValueError, UserWarning, IndexError, AttributeError) as exc:
-        raise CaseFormatError(f"pandapower could not convert the network: {exc}",
-                              source=source) from exc
+    except Exception as exc:  # pandapower raises whatever its tables make it hit
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CaseFormatError(f"pandapower could not convert the network "
+                              f"({type(exc).__name__}: {reason})", source=source) from exc
     look = net._pd2ppc_lookups
     base = float(ppc["baseMVA"])
     bus = np.real(np.array(ppc["bus"])).astype(np.float64)

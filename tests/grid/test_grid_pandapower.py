@@ -287,3 +287,15 @@ def test_pandapower_log_warnings_become_notes(capfd):
     raw = from_pandapower(net)
     assert sum("no costs" in n for n in raw.notes) == 1
     assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("edit", [
+    lambda n: n.load.__setitem__("p_mw", "abc"),  # a string where pandapower needs a number
+    lambda n: n.line.__setitem__("from_bus", 99),  # a line to a bus that does not exist
+    lambda n: n.poly_cost.__setitem__("cp1_eur_per_mw", "x"),
+])
+def test_malformed_networks_are_named_errors(edit):
+    net = pn.case9()
+    edit(net)
+    with pytest.raises(CaseFormatError, match="pandapower"):
+        from_pandapower(net)
