@@ -299,3 +299,42 @@ def test_malformed_networks_are_named_errors(edit):
     edit(net)
     with pytest.raises(CaseFormatError, match="pandapower"):
         from_pandapower(net)
+
+
+@pytest.mark.parametrize("name", ["case14_ieee", "case118_ieee", "case300_ieee",
+                                  "case1354_pegase"])
+def test_admittances_match_pypower(name):
+    """Bus and branch admittance matrices equal PYPOWER's ``makeYbus`` (as shipped in
+    pandapower) on the same case: taps, phase shifters, charging, shunts and negative
+    reactances included, without a power flow that has to converge."""
+    from pandapower.pypower.makeYbus import makeYbus
+
+    from gridverify.grid.pandapower_io import ppc_of
+
+    raw = load_case(name)
+    cc = compile_case(raw, emit_warnings=False)
+    ppc = ppc_of(raw)
+    # PYPOWER's internal numbering: the compiled case's buses and in-service branches,
+    # in their order, buses numbered 0..n-1 (what ext2int does)
+    rows = {int(b): k for k, b in enumerate(ppc["bus"][:, 0])}
+    bus = ppc["bus"][[rows[int(b)] for b in cc.bus_ids]].copy()
+    bus[:, 0] = np.arange(cc.n_bus)
+    from pandapower.pypower.idx_brch import branch_cols
+    from pandapower.pypower.idx_bus import bus_cols
+
+    br = ppc["branch"][np.asarray(cc.branch_row) - 1]
+    branch = np.zeros((br.shape[0], branch_cols))  # pandapower's extra columns: zero
+    branch[:, : br.shape[1]] = br
+    branch[:, 0], branch[:, 1] = cc.f_bus, cc.t_bus
+    bus = np.hstack([bus, np.zeros((bus.shape[0], max(bus_cols - bus.shape[1], 0)))])
+    ybus, yf, yt = makeYbus(ppc["baseMVA"], bus, branch)
+    np.testing.assert_allclose(ybus.toarray(), cc.ybus.toarray(), rtol=0, atol=1e-9)
+    vm = np.random.default_rng(0).uniform(0.9, 1.1, cc.n_bus)
+    va = np.random.default_rng(1).uniform(-0.5, 0.5, cc.n_bus)
+    v = vm * np.exp(1j * va)
+    fl = branch_flows(cc, vm, va)
+    sf = v[cc.f_bus] * np.conj(yf @ v)
+    st_ = v[cc.t_bus] * np.conj(yt @ v)
+    np.testing.assert_allclose(fl.pf + 1j * fl.qf, sf, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(fl.pt + 1j * fl.qt, st_, rtol=0, atol=1e-9)
+    assert np.any(cc.shift != 0) or name != "case300_ieee"
