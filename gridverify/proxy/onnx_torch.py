@@ -15,6 +15,7 @@ whose ONNX has extra outputs after the solution, e.g. physics residuals).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import TYPE_CHECKING
 
@@ -63,6 +64,10 @@ class OnnxModule(nn.Module):
             self.graph = from_onnx(m, keep_outputs=keep)
         except GraphError as exc:
             raise ProxyError(f"{source}: {exc}") from None
+        # the module's state is the file: its digest (and ``keep``) identify the proxy
+        # (``gridverify.certify.model_hash`` hashes the state dict)
+        digest = hashlib.sha256(m.SerializeToString() + f"keep={keep}".encode()).digest()
+        self.register_buffer("onnx_sha256", torch.tensor(list(digest), dtype=torch.uint8))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, n_in) -> (B, n_out)`` in ``x``'s dtype and device (differentiable)."""

@@ -139,3 +139,16 @@ def test_onnx_module_rejects_unknown_ops():
     onnx.checker.check_model(m)
     with pytest.raises(UnsupportedOpError, match="Softmax.*sm"):
         OnnxModule(m)
+
+
+def test_onnx_module_state_identifies_the_file(case14):
+    """Two ONNX proxies differ in model_hash (the certificate's provenance) exactly when
+    their files differ."""
+    from gridverify.certify import model_hash
+
+    a = _training_module(case14, "relu", False, seed=1).folded(torch.float32)
+    b = _training_module(case14, "relu", False, seed=2).folded(torch.float32)
+    ma = proxy_to_onnx(a, case_name=case14.name, case_hash=case14.content_hash)
+    mb = proxy_to_onnx(b, case_name=case14.name, case_hash=case14.content_hash)
+    assert model_hash(OnnxModule(ma)) == model_hash(OnnxModule(ma))
+    assert model_hash(OnnxModule(ma)) != model_hash(OnnxModule(mb))
