@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gridverify.certify.checkpoint import Checkpoint
 from gridverify.certify.options import CertifyOptions
 from gridverify.certify.searches import BrokenProcessPool, RowSearch, SearchOutcome, SearchPool
 from gridverify.certify.state import Budget, Progress, State, padded, update_attained
@@ -114,7 +115,8 @@ def _row_search(st: State, k: int, per: float | None, decide: bool, opts: Certif
 
 def run_bab(fn: Any, st: State, graph: Any, region: Region, case: Any,
              module: torch.nn.Module, opts: CertifyOptions, budget: Budget,
-             notify: Progress | None = None) -> list[dict[str, Any]]:
+             notify: Progress | None = None,
+             checkpoint: Checkpoint | None = None) -> list[dict[str, Any]]:
     """Branch-and-bound within the one budget; one trace per call (:func:`_bab_trace`).
 
     First the undecided constraints, in decision mode at their threshold, in
@@ -131,10 +133,32 @@ def run_bab(fn: Any, st: State, graph: Any, region: Region, case: Any,
     ``opts.jobs`` searches run side by side, each in a worker process
     (:class:`~gridverify.certify.searches.SearchPool`); the next one starts as
     soon as one ends, picked from the state as it then stands.
+    ``checkpoint``: searches an earlier run finished are not repeated, and the
+    progress is saved as searches end (:mod:`gridverify.certify.checkpoint`).
     """
+    K = len(st.thresholds)
+    searched = np.zeros(K, dtype=np.int64)
+    tightened = np.zeros(K, dtype=bool)
+    if checkpoint is not None and checkpoint.searched is not None:
+        searched, tightened = checkpoint.searched.copy(), checkpoint.tightened.copy()
+    try:
+        return _run_bab(fn, st, graph, region, case, module, opts, budget, notify, checkpoint,
+                        searched, tightened)
+    finally:
+        if checkpoint is not None:
+            checkpoint.save(st, searched, tightened, force=True)
+
+
+def _run_bab(fn: Any, st: State, graph: Any, region: Region, case: Any,
+             module: torch.nn.Module, opts: CertifyOptions, budget: Budget,
+             notify: Progress | None, checkpoint: Checkpoint | None, searched: np.ndarray,
+             tightened: np.ndarray) -> list[dict[str, Any]]:
+    """:func:`run_bab` on the arrays of searches done, updated in place (a decision
+    search counts when it ends)."""
     runs: list[dict[str, Any]] = []
     wall0 = time.time() - (time.perf_counter() - budget.t0)  # budget.t0 on the wall clock
     K = len(st.thresholds)
+    started_decide = searched.copy()  # decision searches started (those running included)
     running: dict[Any, tuple[int, bool, bool]] = {}  # future -> (constraint, decide, final)
 
     def start(pool: SearchPool, k: int, per: float | None, decide: bool, label: str,
@@ -167,10 +191,20 @@ def run_bab(fn: Any, st: State, graph: Any, region: Region, case: Any,
                     continue
                 _apply_search(st, k, outcome, decide, final, case, module, region, opts,
                               budget, runs, wall0)
+                if decide:
+                    searched[k] += 1
+                else:
+                    tightened[k] = True
+                if checkpoint is not None:
+                    checkpoint.save(st, searched, tightened)
 
     per = opts.bab.timeout
     shares = _DECIDE_SHARES if per is not None else (1.0,)
-    searched = np.zeros(K, dtype=np.int64)
+    # searched to the end by an earlier run (a checkpoint) and still above the tolerance
+    earlier = (st.undecided() & (searched >= len(shares))) | tightened
+    for k in np.flatnonzero(earlier & ~(st.ub - st.att <= opts.bab.tolerance)):
+        st.reason[k] = st.reason[k] or _BAB_REASONS["timeout"]
+        st.stage[k] = "bab"
     tighten = opts.bab_mode == "tighten"
     phase = Budget(time.perf_counter(), _DECIDE_TIME_SHARE * budget.left()
                     if tighten and math.isfinite(budget.left()) else None)
@@ -182,16 +216,16 @@ def run_bab(fn: Any, st: State, graph: Any, region: Region, case: Any,
                 return False
             busy = np.zeros(K, dtype=bool)
             busy[[k for k, _, _ in running.values()]] = True
-            k = _next_search(st, searched, shares, busy)
+            k = _next_search(st, started_decide, shares, busy)
             if k is None:
                 return False
-            n = int(searched[k])
+            n = int(started_decide[k])
             limit = min(math.inf if per is None else per * shares[n], phase.left())
             c = st.physics.constraints[k]
-            searched[k] += 1
+            started_decide[k] += 1
             start(pool, k, limit if math.isfinite(limit) else None, True,
                   f"bab decide {c.family}[{c.component}] (search {n + 1}/{len(shares)})",
-                  0.85 + 0.1 * searched.sum() / max(len(shares) * searched.size, 1),
+                  0.85 + 0.1 * started_decide.sum() / max(len(shares) * K, 1),
                   final=n == len(shares) - 1)
             return True
 
@@ -201,10 +235,10 @@ def run_bab(fn: Any, st: State, graph: Any, region: Region, case: Any,
             return runs
         if not tighten:
             return runs
-        # the tightening takes the undecided ones left
+        # the tightening takes the undecided ones left (not those an earlier run tightened)
         gap = st.ub - st.att
         spent = st.undecided() & (searched >= len(shares))  # open after every search
-        todo = st.priority(~(gap <= opts.bab.tolerance) & ~spent)
+        todo = st.priority(~(gap <= opts.bab.tolerance) & ~spent & ~tightened)
         started = 0
 
         def tighten_next() -> bool:

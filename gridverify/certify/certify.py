@@ -50,6 +50,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,7 @@ from gridverify.certify.certificate import (
     ConstraintResult,
     decide_status,
 )
+from gridverify.certify.checkpoint import Checkpoint, run_key
 from gridverify.certify.memory import MemoryBudget
 from gridverify.certify.options import (
     ATTACKS,
@@ -287,6 +289,7 @@ def certify(
     options: CertifyOptions | None = None,
     thresholds: ThresholdSpec | None = None,
     progress: Progress | None = None,
+    checkpoint: str | Path | None = None,
 ) -> Certificate:
     """Certify ``proxy`` against the AC-OPF constraints of ``case`` over ``region``.
 
@@ -300,12 +303,17 @@ def certify(
     Constraint objects (default: every family).  ``method``: ``ibp``, ``crown``,
     ``alpha-crown`` or ``bab``.  ``thresholds``: per-family rules (default:
     documented defaults).  ``progress(stage, fraction)`` is called between stages.
+    ``checkpoint`` (method ``bab``): a file where branch-and-bound's progress is
+    saved as it goes; a run given the file of an earlier run of the same
+    certificate resumes from it (:mod:`gridverify.certify.checkpoint`).
     """
     t0 = time.perf_counter()
     opts = options or CertifyOptions()
     if method not in METHODS:
         raise SpecError(f"method: {method!r} is not one of {', '.join(METHODS)}")
     bab_fn = bab_entry() if method == "bab" else None
+    if checkpoint is not None and bab_fn is None:
+        raise SpecError(f"checkpoint: only method bab saves progress (method {method!r})")
     case = _resolve_case(case)
     prox = _resolve_proxy(proxy, case)
     warn_list: list[str] = []
@@ -352,7 +360,19 @@ def certify(
     bab_runs: list[dict[str, Any]] = []
     if bab_fn is not None:
         notify("bab", 0.85)
-        bab_runs = run_bab(bab_fn, st, graph, space, case, module, opts, budget, notify)
+        ck = None
+        if checkpoint is not None:
+            key = run_key(case, model_hash(module), region, cons, thr, opts.seed,
+                          (opts.pad_abs, opts.pad_rel))
+            ck = Checkpoint.open(checkpoint, key, K, physics.n_rows)
+            if ck.searched is not None:
+                n = ck.restore(st, case, module)
+                warn_list.append(f"resumed from checkpoint {checkpoint}: {n} constraints "
+                                 f"tightened or violated further by the earlier run, "
+                                 f"{int(ck.searched.sum())} decision and "
+                                 f"{int(ck.tightened.sum())} tightening searches done")
+        bab_runs = run_bab(bab_fn, st, graph, space, case, module, opts, budget, notify,
+                           checkpoint=ck)
         budget.lap("bab")
     warn_list += _onnx_recheck(st, case, prox)
     budget.lap("onnx recheck")

@@ -7,6 +7,7 @@ Exit status: 0 every constraint certified, 1 a violation found, 3 some open,
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import warnings
@@ -154,6 +155,12 @@ def register(sub: Any) -> None:
                    "bracket")
     p.add_argument("--json", action="store_true", help="print the certificate as JSON")
     p.add_argument("--out", metavar="FILE", help="write the certificate JSON to FILE")
+    p.add_argument("--checkpoint", metavar="FILE",
+                   help="--method bab: save branch-and-bound's progress to FILE as it goes "
+                   "(every 20 s and at the end); run the same command again to resume from "
+                   "it: its bounds and worst loads are kept and its searches not repeated "
+                   "(FILE must come from the same case, proxy, region, constraints, "
+                   "thresholds and seed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     add_progress_flag(p)
     p.set_defaults(func=run_certify)
@@ -199,11 +206,16 @@ def run_certify(args: argparse.Namespace) -> int:
     """Handler of ``gridverify certify``; returns the exit status."""
     from gridverify.certify import certify
     from gridverify.cli._args import show_progress
+    from gridverify.errors import SpecError
     from gridverify.fileio import check_output_path
 
     _resolve_defaults(args)
     if args.out:
         check_output_path(args.out, "--out")
+    if args.checkpoint:
+        if args.method != "bab":
+            raise SpecError("--checkpoint: only --method bab saves progress")
+        check_output_path(args.checkpoint, "--checkpoint")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -211,11 +223,12 @@ def run_certify(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         case, proxy, region, cons, thr = _build_inputs(args)
         opts = _options(args)
+        run = functools.partial(certify, checkpoint=args.checkpoint)
         if show_progress(args, quiet=args.quiet or args.json):
-            cert = _with_progress(certify, case, proxy, region, cons, args.method, opts, thr)
+            cert = _with_progress(run, case, proxy, region, cons, args.method, opts, thr)
         else:
-            cert = certify(case, proxy, region, constraints=cons, method=args.method,
-                           options=opts, thresholds=thr)
+            cert = run(case, proxy, region, constraints=cons, method=args.method,
+                       options=opts, thresholds=thr)
     del caught  # certify's warnings are in cert.warnings
     for w in cert.warnings:
         print(f"gridverify: warning: {w}", file=sys.stderr)

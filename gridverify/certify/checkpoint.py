@@ -1,0 +1,134 @@
+"""Resumable branch-and-bound: the progress of ``certify(method="bab")`` in a file.
+
+A long ``--method bab`` run (``--timeout 1200`` on case118) that is stopped
+loses its searches.  With a checkpoint file, :func:`gridverify.certify` saves
+what branch-and-bound has established (at most every :data:`SAVE_EVERY_S`
+seconds and when the stage ends): every violation row's bound, every
+constraint's worst load found, and which searches are done.  Run again with the
+same file, it first recomputes the stages before branch-and-bound (sampling,
+bounds, attack: deterministic for a seed), then folds the saved progress in
+(:meth:`Checkpoint.restore`) and goes on with the searches not done yet.
+
+Soundness: the saved bounds were computed on the same graph over the same
+region (the file's run key, :func:`run_key`, covers the case, the proxy, the
+region, the constraints, the thresholds, the seed and the rounding pad), so the
+smaller of a saved and a new bound is a bound; saved worst loads are
+re-evaluated on the proxy and the grid equations, never taken on trust.  The
+file is written to a temporary name and renamed (never half-written).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gridverify.certify.state import State, update_attained
+from gridverify.errors import SpecError
+from gridverify.fileio import atomic_write_bytes
+
+__all__ = ["SAVE_EVERY_S", "Checkpoint", "run_key"]
+
+#: seconds between two saves during branch-and-bound (and one when it ends)
+SAVE_EVERY_S = 20.0
+_FORMAT = "gridverify-bab-checkpoint-1"
+
+
+def run_key(case: Any, model_digest: str, region: Any, constraints: list[Any],
+            thresholds: np.ndarray, seed: int, pad: tuple[float, float]) -> str:
+    """sha256 of what makes two runs' bounds interchangeable."""
+    ident = {
+        "case": str(case.content_hash),
+        "model": model_digest,
+        "region": [region.kind, np.asarray(region.lower, dtype=np.float64).tolist(),
+                   np.asarray(region.upper, dtype=np.float64).tolist()],
+        "constraints": [[c.family, int(c.component)] for c in constraints],
+        "thresholds": np.asarray(thresholds, dtype=np.float64).tolist(),
+        "seed": int(seed),
+        "pad": [float(pad[0]), float(pad[1])],
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class Checkpoint:
+    """The checkpoint file of one run: what it held when opened, and its saving."""
+
+    path: Path
+    key: str
+    #: per constraint, decision searches done in earlier runs (None: a new file)
+    searched: np.ndarray | None = None
+    #: per constraint, whether an earlier run finished tightening it
+    tightened: np.ndarray | None = None
+    _saved: dict[str, np.ndarray] = field(default_factory=dict)
+    _last: float = -np.inf
+
+    @classmethod
+    def open(cls, path: str | Path, key: str, n_constraints: int, n_rows: int) -> Checkpoint:
+        """The checkpoint at ``path``: empty if there is no file yet, else the saved
+        progress, which must be of the same run (:class:`SpecError` otherwise)."""
+        path = Path(path)
+        ck = cls(path, key)
+        if not path.exists():
+            return ck
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                saved = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as exc:
+            raise SpecError(f"checkpoint {path}: not a gridverify checkpoint ({exc})") from None
+        if str(saved.get("format", "")) != _FORMAT:
+            raise SpecError(f"checkpoint {path}: not a gridverify checkpoint")
+        if str(saved.get("key", "")) != key:
+            raise SpecError(f"checkpoint {path}: saved by another run (case, proxy, region, "
+                            "constraints, thresholds or seed differ); remove it or give "
+                            "another file")
+        want = {"row_ub": n_rows, "att": n_constraints, "searched": n_constraints,
+                "tightened": n_constraints}
+        for name, n in want.items():
+            if name not in saved or saved[name].shape[0] != n:
+                raise SpecError(f"checkpoint {path}: field {name} is missing or of the wrong "
+                                "size")
+        ck._saved = saved
+        ck.searched = saved["searched"].astype(np.int64)
+        ck.tightened = saved["tightened"].astype(bool)
+        return ck
+
+    def restore(self, st: State, case: Any, module: torch.nn.Module) -> int:
+        """Fold the saved bounds and worst loads into ``st``; the number of
+        constraints whose bound or worst found it changed."""
+        if not self._saved:
+            return 0
+        ub0, att0 = st.ub.copy(), st.att.copy()
+        row_ub = self._saved["row_ub"].astype(np.float64)
+        st.row_ub = np.minimum(st.row_ub, np.where(np.isnan(row_ub), np.inf, row_ub))
+        rc = st.physics.row_constraint
+        per = np.full(len(st.ub), -np.inf)
+        np.maximum.at(per, rc, st.row_ub)
+        st.ub = np.minimum(st.ub, per)
+        worst = self._saved.get("worst")
+        if worst is not None and worst.shape == st.worst.shape:
+            found = np.isfinite(self._saved["att"])
+            update_attained(st, case, module, worst[found])
+        return int(np.count_nonzero((st.ub < ub0) | (st.att > att0)))
+
+    def save(self, st: State, searched: np.ndarray, tightened: np.ndarray, *,
+             force: bool = False) -> None:
+        """Write the progress (at most every :data:`SAVE_EVERY_S` s unless ``force``)."""
+        now = time.monotonic()
+        if not force and now - self._last < SAVE_EVERY_S:
+            return
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, format=np.array(_FORMAT), key=np.array(self.key),
+                 row_ub=st.row_ub, att=st.att, worst=st.worst,
+                 searched=np.asarray(searched, dtype=np.int64),
+                 tightened=np.asarray(tightened, dtype=bool))
+        atomic_write_bytes(self.path, buf.getvalue())
+        self._last = now

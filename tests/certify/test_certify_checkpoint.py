@@ -1,0 +1,89 @@
+"""Resuming ``certify --method bab`` from a checkpoint file.
+
+A run is cut short by its timeout; the same run given the same file goes on:
+the earlier bounds and worst loads are kept (never loosened), the searches the
+earlier run finished are not repeated, and the certificate stays sound
+(sampling).  A file of another run, a corrupt file and a method without
+branch-and-bound are named errors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gridverify.bab.options import BabOptions
+from gridverify.certify import CertifyOptions, certify
+from gridverify.certify.bab_stage import bab_available
+from gridverify.cli import main
+from gridverify.errors import SpecError
+from gridverify.grid import load_compiled
+from gridverify.spec.region import box_region
+
+pytestmark = pytest.mark.skipif(not bab_available(), reason="bab unavailable")
+
+
+def _run(case, net, path, seed=0, timeout=6.0):
+    opts = CertifyOptions(samples=128, seed=seed, timeout=timeout,
+                          bab=BabOptions(timeout=1.0, tolerance=1e-6))
+    return certify(case, net, box_region(case, 0.8, 1.2), method="bab",
+                   constraints="p_balance,q_balance", options=opts, checkpoint=path)
+
+
+def _searched(cert) -> set[tuple[str, int]]:
+    return {(r["family"], r["component"]) for r in cert.provenance["bab"]}
+
+
+def test_a_resumed_run_keeps_the_earlier_bounds_and_skips_its_searches(tmp_path, tiny_mlp,
+                                                                       check_sound):
+    case = load_compiled("pglib_opf_case5_pjm")
+    net = tiny_mlp(case, act="relu", seed=3, out_scale=0.3)
+    path = tmp_path / "run.ckpt"
+    first = _run(case, net, path)
+    assert path.is_file()
+    second = _run(case, net, path)
+    assert any("resumed from checkpoint" in w for w in second.warnings)
+    ub1 = np.array([c.upper_bound for c in first.constraints])
+    ub2 = np.array([c.upper_bound for c in second.constraints])
+    att1 = np.array([c.attained for c in first.constraints])
+    att2 = np.array([c.attained for c in second.constraints])
+    assert np.all(ub2 <= ub1)
+    # worst loads re-evaluated: equal up to float64 rounding of another batch shape
+    assert np.all(att2 >= att1 - 1e-12 * (1 + np.abs(att1)))
+    # the tightening searches the first run finished are not run again
+    tightened1 = {(r["family"], r["component"]) for r in first.provenance["bab"]}
+    assert tightened1 and not (tightened1 & _searched(second))
+    check_sound(second, case, net, n=20_000)
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path, tiny_mlp):
+    case = load_compiled("pglib_opf_case5_pjm")
+    net = tiny_mlp(case, act="relu", seed=3, out_scale=0.3)
+    path = tmp_path / "run.ckpt"
+    _run(case, net, path, timeout=2.0)
+    with pytest.raises(SpecError, match="another run"):
+        _run(case, net, path, seed=1, timeout=2.0)
+    with pytest.raises(SpecError, match="another run"):
+        _run(case, tiny_mlp(case, act="relu", seed=4, out_scale=0.3), path, timeout=2.0)
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(SpecError, match="not a gridverify checkpoint"):
+        _run(case, net, bad, timeout=2.0)
+    with pytest.raises(SpecError, match="only method bab"):
+        certify(case, net, box_region(case, 0.9, 1.1), method="crown", checkpoint=path)
+
+
+def test_cli_checkpoint_needs_bab_and_names_a_foreign_file(tmp_path, capsys):
+    ck = tmp_path / "c.ckpt"
+    argv = ["certify", "pglib_opf_case14_ieee", "--model", "case14_relu", "--constraints",
+            "p_balance[3]", "--samples", "16", "--checkpoint", str(ck), "--no-progress",
+            "--quiet"]
+    assert main(argv) == 2  # default method alpha-crown
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--checkpoint" in err[0]
+    bab = argv + ["--method", "bab", "--timeout", "15", "--bab-timeout", "2"]
+    assert main(bab) in (0, 1, 3) and ck.is_file()
+    capsys.readouterr()
+    assert main(bab + ["--seed", "7"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(ck) in err[0] and "another run" in err[0]
