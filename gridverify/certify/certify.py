@@ -262,11 +262,15 @@ def _fit_stage(graph: Any, method: str, m: int, opts: Any, budget: MemoryBudget,
 
 
 def proxy_graph(proxy: Any) -> Any:
-    """The IR graph of a loaded proxy: from its ONNX file for ONNX proxies, else from torch."""
-    from gridverify.ir import from_onnx, from_torch
+    """The IR graph of a loaded proxy: the graph an ONNX proxy's module evaluates
+    (imported once, when the proxy was loaded), else from torch."""
+    from gridverify.ir import Graph, from_onnx, from_torch
 
     src = str(getattr(proxy, "source", ""))
-    if src.lower().endswith(".onnx"):
+    module_graph = getattr(proxy.module, "graph", None)
+    if isinstance(module_graph, Graph):
+        g = module_graph
+    elif src.lower().endswith(".onnx"):
         g = from_onnx(src, keep_outputs=proxy.output_size)
     else:
         g = from_torch(proxy.module, input_size=proxy.input_size)

@@ -532,7 +532,7 @@ def _load(path_or_model: Any) -> tuple[Any, str]:
 
 
 def from_onnx(path_or_model: Any, keep_outputs: int | None = None,
-              merge_pwl: bool = True) -> Graph:
+              merge_pwl: bool = True, source: str | None = None) -> Graph:
     """Import an ONNX model (path, ``onnx.ModelProto`` or bytes) as an IR graph.
 
     Graph inputs keep their ONNX names and become flat per-sample vectors (a
@@ -540,10 +540,11 @@ def from_onnx(path_or_model: Any, keep_outputs: int | None = None,
     Outputs keep their names and order; ``keep_outputs=k`` keeps only the first
     ``k`` entries of the flattened outputs (truncating the last kept output).
     ``merge_pwl``: rewrite weighted sums of shifted relus of one scalar (lookup
-    tables) as ``pwl`` nodes (:mod:`gridverify.ir.pwl_merge`).
+    tables) as ``pwl`` nodes (:mod:`gridverify.ir.pwl_merge`).  ``source``: the
+    name errors give the model (default: its path, or ``<onnx model>``).
 
     Raises :class:`UnsupportedOpError` naming the op type and node for an op that
     cannot be lowered, and :class:`GraphError` for a malformed model.
     """
-    model, source = _load(path_or_model)
-    return _OnnxImporter(model, source).run(keep_outputs, merge_pwl)
+    model, name = _load(path_or_model)
+    return _OnnxImporter(model, source or name).run(keep_outputs, merge_pwl)

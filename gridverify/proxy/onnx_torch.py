@@ -61,9 +61,9 @@ class OnnxModule(nn.Module):
                              f"found {len(inputs)}")
         self.keep = keep
         try:
-            self.graph = from_onnx(m, keep_outputs=keep)
+            self.graph = from_onnx(m, keep_outputs=keep, source=source)
         except GraphError as exc:
-            raise ProxyError(f"{source}: {exc}") from None
+            raise ProxyError(str(exc)) from None
         # the module's state is the file: its digest (and ``keep``) identify the proxy
         # (``gridverify.certify.model_hash`` hashes the state dict)
         digest = hashlib.sha256(m.SerializeToString() + f"keep={keep}".encode()).digest()
