@@ -191,7 +191,9 @@ def _run_bab(fn: Any, st: State, graph: Any, region: Region, case: Any,
                     continue
                 _apply_search(st, k, outcome, decide, final, case, module, region, opts,
                               budget, runs, wall0)
-                if decide:
+                if budget.expired():
+                    pass  # cut short by the run's budget: a resumed run searches it again
+                elif decide:
                     searched[k] += 1
                 else:
                     tightened[k] = True
