@@ -50,9 +50,11 @@ def test_a_resumed_run_keeps_the_earlier_bounds_and_skips_its_searches(tmp_path,
     assert np.all(ub2 <= ub1)
     # worst loads re-evaluated: equal up to float64 rounding of another batch shape
     assert np.all(att2 >= att1 - 1e-12 * (1 + np.abs(att1)))
-    # the tightening searches the first run finished are not run again
+    # the tightening searches the first run finished are not run again: only the one
+    # its budget cut short (one search at a time here) is searched again
     tightened1 = {(r["family"], r["component"]) for r in first.provenance["bab"]}
-    assert tightened1 and not (tightened1 & _searched(second))
+    again = tightened1 & _searched(second)
+    assert len(tightened1) >= 3 and len(again) <= 1
     check_sound(second, case, net, n=20_000)
 
 
