@@ -20,6 +20,7 @@ file is written to a temporary name and renamed (never half-written).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -107,10 +108,7 @@ class Checkpoint:
         ub0, att0 = st.ub.copy(), st.att.copy()
         row_ub = self._saved["row_ub"].astype(np.float64)
         st.row_ub = np.minimum(st.row_ub, np.where(np.isnan(row_ub), np.inf, row_ub))
-        rc = st.physics.row_constraint
-        per = np.full(len(st.ub), -np.inf)
-        np.maximum.at(per, rc, st.row_ub)
-        st.ub = np.minimum(st.ub, per)
+        st.ub = np.minimum(st.ub, st.row_max(np.arange(st.row_ub.size), st.row_ub))
         worst = self._saved.get("worst")
         if worst is not None and worst.shape == st.worst.shape:
             found = np.isfinite(self._saved["att"])
@@ -123,8 +121,6 @@ class Checkpoint:
         now = time.monotonic()
         if not force and now - self._last < SAVE_EVERY_S:
             return
-        import io
-
         buf = io.BytesIO()
         np.savez(buf, format=np.array(_FORMAT), key=np.array(self.key),
                  row_ub=st.row_ub, att=st.att, worst=st.worst,
