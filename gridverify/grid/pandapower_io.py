@@ -199,10 +199,15 @@ def _convert(net: Any, name: str | None, source: str = _SOURCE) -> PandapowerCas
         return _convert_tables(net, name, source)
     except CaseFormatError:
         raise
-    except Exception as exc:  # odd values in a network's tables (strings, objects, ...)
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CaseFormatError(f"cannot convert the pandapower network ({type(exc).__name__}: "
-                              f"{reason})", source=source) from exc
+    except Exception as exc:  # pandapower, or odd values in a network's tables
+        raise CaseFormatError(f"cannot convert the pandapower network ({_reason(exc)})",
+                              source=source) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """``Type: first line of the message`` (pandapower raises many types, some verbose)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def _convert_tables(net: Any, name: str | None, source: str) -> PandapowerCase:
@@ -223,14 +228,9 @@ def _convert_tables(net: Any, name: str | None, source: str) -> PandapowerCase:
         if "min_vm_pu" not in net.bus:
             net.bus["min_vm_pu"] = 0.9
         notes.append(f"{source}: bus voltage limits missing; [0.9, 1.1] pu used")
-    try:
-        with warnings.catch_warnings(), _pandapower_log(notes, source):
-            warnings.simplefilter("ignore")
-            ppc = _ppc_full(net)
-    except Exception as exc:  # pandapower raises whatever its tables make it hit
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CaseFormatError(f"pandapower could not convert the network "
-                              f"({type(exc).__name__}: {reason})", source=source) from exc
+    with warnings.catch_warnings(), _pandapower_log(notes, source):
+        warnings.simplefilter("ignore")
+        ppc = _ppc_full(net)  # anything it raises is _convert's CaseFormatError
     look = net._pd2ppc_lookups
     base = float(ppc["baseMVA"])
     bus = np.real(np.array(ppc["bus"])).astype(np.float64)
@@ -373,9 +373,8 @@ def read_pandapower_json(path: str | Path) -> RawCase:
             warnings.simplefilter("ignore")
             net = pp.from_json_string(text)
     except Exception as exc:  # pandapower raises whatever its JSON decoding hits
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CaseFormatError(f"not a pandapower network file (pandapower.from_json: {reason})",
-                              source=str(path)) from None
+        raise CaseFormatError(f"not a pandapower network file (pandapower.from_json: "
+                              f"{_reason(exc)})", source=str(path)) from None
     if not isinstance(net, pp.pandapowerNet):
         raise CaseFormatError(f"not a pandapower network file (the JSON holds a "
                               f"{type(net).__name__})", source=str(path))
