@@ -59,6 +59,10 @@ def node_relaxation(node: Node):  # noqa: ANN201 - UnaryRelaxation
     """The relaxation-table entry of a unary nonlinear node."""
     if node.op == "pwl":
         return _pwl_relaxation(node)
+    if node.op == "softplus" and node.attrs.get("threshold") is not None:
+        from gridverify.bounds.relaxations.convex import softplus_above
+
+        return softplus_above(float(node.attrs["threshold"]))
     return unary_relaxation(node.op, int(node.attrs["k"]) if node.op == "pow" else None)
 
 

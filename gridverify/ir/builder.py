@@ -291,6 +291,16 @@ class GraphBuilder:
             return self.reciprocal(self.pow(a, -k), name=name)
         return self._add("pow", (a,), {"k": k}, name=name)
 
+    def softplus(self, a: int, threshold: float | None = None, name: str | None = None) -> int:
+        """``log(1 + exp(a))``; with a finite ``threshold``, ``a`` where ``a > threshold``
+        (torch's softplus; :func:`gridverify.ir.ops.softplus`)."""
+        if threshold is None:
+            return self._unary("softplus", a, name)
+        t = float(threshold)
+        if not math.isfinite(t):
+            raise GraphError(f"softplus at node {name!r}: threshold {threshold!r} is not finite")
+        return self._add("softplus", (a,), {"threshold": t}, name=name)
+
     def sin(self, a: int, name: str | None = None) -> int:
         """``sin(a)``."""
         return self._unary("sin", a, name)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from gridverify.errors import GraphError
-from gridverify.ir.ops import OPS, UNARY_NONLINEAR, op_info, pwl_forward
+from gridverify.ir.ops import OPS, UNARY_NONLINEAR, op_info, pwl_forward, softplus
 
 #: What the evaluation methods accept: one tensor over all inputs concatenated,
 #: a dict by input name, or a sequence in input order.
@@ -29,7 +29,7 @@ GraphInput = torch.Tensor | Mapping[str, torch.Tensor] | Sequence[torch.Tensor]
 class Node:
     """One node: ``op`` applied to the values of ``inputs`` (node ids).
 
-    ``attrs`` holds the op's constants (float64 / int64 tensors, ints); ``size``
+    ``attrs`` holds the op's constants (float64 / int64 tensors, ints, floats); ``size``
     is the flat size of the value and ``shape`` metadata with ``prod == size``.
     """
 
@@ -128,6 +128,10 @@ def validate_node(node: Node, sizes: Sequence[int]) -> None:
         k = a.get("k")
         if not isinstance(k, int) or k < 2:
             raise _err(node, f"pow needs an integer exponent k >= 2, got {k!r}")
+    elif op == "softplus" and a.get("threshold") is not None:
+        t = a["threshold"]
+        if not isinstance(t, float) or not math.isfinite(t):
+            raise _err(node, f"softplus threshold must be a finite float, got {t!r}")
     # numpy's check is single-threaded and ~100x cheaper than torch's on busy CPUs
     if any(
         isinstance(v, torch.Tensor)
@@ -436,6 +440,8 @@ def forward_node_fm(
     if op == "pwl":  # its parameters are per entry: batch-major for pwl_forward
         return pwl_forward(xs[0].T, *(graph.attr(node, k, dtype, device)
                                       for k in ("breaks", "weights", "slope", "bias"))).T
+    if op == "softplus":
+        return softplus(xs[0], node.attrs.get("threshold"))
     if op in UNARY_NONLINEAR:
         return OPS[op].func(xs[0])  # type: ignore[misc]
     raise _err(node, "cannot evaluate op")  # pragma: no cover

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from gridverify.ir import Graph, GraphBuilder, Node
-from gridverify.ir.ops import OPS
+from gridverify.ir.ops import OPS, np_softplus
 
 __all__ = ["Lowering", "Value", "Var", "prune"]
 
@@ -353,6 +353,19 @@ class Lowering:
     def silu(self, x: Value) -> Value:
         """``x * sigmoid(x)`` (SiLU, swish; a product of two variables)."""
         return self.mul(x, self.unary("sigmoid", x))
+
+    def softplus(self, x: Value, beta: float = 1.0, threshold: float | None = None) -> Value:
+        """``log(1 + exp(beta * x)) / beta``; with a ``threshold``, ``x`` where
+        ``beta * x > threshold`` (torch's ``softplus(x, beta, threshold)``)."""
+        beta = float(beta)
+        if not (math.isfinite(beta) and beta > 0.0):
+            raise _Unsupported(f"softplus needs a positive finite beta, got {beta!r}")
+        y = x if beta == 1.0 else self.mul(x, beta)
+        if isinstance(y, Var):
+            out: Value = Var(self.b.softplus(y.node, threshold), y.shape)
+        else:
+            out = np_softplus(np.asarray(y, dtype=np.float64), threshold)
+        return out if beta == 1.0 else self.mul(out, 1.0 / beta)
 
     def mish(self, x: Value) -> Value:
         """``x * tanh(softplus(x))`` (a product of two variables)."""

@@ -19,7 +19,9 @@ add/sub/neg/mul    Add/Sub/Neg/Mul
 scale/add_const    Mul/Add with a (size,) constant
 gather             Gather(axis=1);  concat: Concat(axis=1);  reshape: Identity
 square / pow k     Mul(x, x) / Pow(x, k)
-relu sigmoid tanh erf sin cos exp sqrt floor reciprocal: the ONNX op of that name
+relu sigmoid tanh erf sin cos exp softplus sqrt floor reciprocal: the ONNX op of that name
+softplus (with     Where(Greater(x, t), x, Softplus(x)), as torch's exporter writes
+threshold t)       torch's softplus (re-imports as the same node)
 pwl                the lookup-table pattern: ReduceSum(Relu(Unsqueeze(x) - T) * W,
                    last axis) + bias (+ x * slope when nonzero); re-imports as pwl
 constant           an initializer of shape (1, size) (broadcast over the batch)
@@ -130,6 +132,12 @@ class _Exporter:
             self.emit("Gemm", args, out, transB=1)
         elif op == "sparse_linear":
             self.sparse(nd, ins[0], out)
+        elif op == "softplus" and a.get("threshold") is not None:
+            # torch's softplus, spelled as its ONNX exporter does (re-imports as this node)
+            sp = self.emit("Softplus", ins, f"{out}_sp")
+            t = self.init(f"n{nd.id}_t", float(a["threshold"]))
+            above = self.emit("Greater", [ins[0], t], f"{out}_gt")
+            self.emit("Where", [above, ins[0], sp], out)
         elif op in _SAME_NAME:
             self.emit(_SAME_NAME[op], ins, out)
         elif op == "scale":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,20 @@ _LEGACY_UNSUPPORTED_HINT = {
     "If": "control flow is not supported",
     "Loop": "control flow is not supported",
 }
+
+
+@dataclass(frozen=True)
+class _Compare:
+    """``x > t`` of a variable ``x`` and a constant scalar ``t`` (``Greater(x, t)`` or
+    ``Less(t, x)``): kept for the one pattern that reads it, torch's softplus
+    ``Where(Greater(b x, t), x, Softplus(b x) / b)``."""
+
+    x: Var
+    t: float
+
+
+_COMPARE_HINT = ("a comparison of a variable tensor is supported only in torch's softplus "
+                 "pattern Where(Greater(b*x, t), x, Softplus(b*x)/b)")
 
 
 def _resolve_shape(in_shape: Sequence[int], target: Sequence[int], allowzero: bool) -> list[int]:
@@ -158,6 +173,8 @@ class _OnnxImporter:
         for vi in g.output:
             if vi.name not in self.env:
                 raise GraphError(f"{self.source}: graph output {vi.name!r} is never computed")
+            if isinstance(self.env[vi.name], _Compare):
+                raise UnsupportedOpError("Greater", vi.name, _COMPARE_HINT)
             outs.append((vi.name, self.env[vi.name]))
         if keep_outputs is not None:
             outs = self._truncate(outs, int(keep_outputs))
@@ -222,7 +239,11 @@ class _OnnxImporter:
             at = self._attrs(node)
             self._outputs = list(node.output)
             handler = getattr(self, "_op_" + op, None)
-            if handler is not None:
+            if any(isinstance(v, _Compare) for v in ins):
+                res = self._where_compare(op, ins)
+            elif op in ("Greater", "Less") and any(isinstance(v, Var) for v in ins):
+                res = self._compare(op, ins)
+            elif handler is not None:
                 res = handler(ins, at)
             elif op in _ALGEBRA:
                 res = _ALGEBRA[op](self.lw, ins)
@@ -245,6 +266,42 @@ class _OnnxImporter:
         for out_name, v in zip(node.output, results):
             if out_name:
                 self.env[out_name] = v
+
+    def _compare(self, op: str, ins: list[Value | None]) -> _Compare:
+        x, t = (ins[0], ins[1]) if op == "Greater" else (ins[1], ins[0])
+        if not isinstance(x, Var) or isinstance(t, Var) or t is None:
+            raise _Unsupported(_COMPARE_HINT)
+        tv = np.unique(np.asarray(t, dtype=np.float64))
+        if tv.size != 1 or not np.isfinite(tv[0]):
+            raise _Unsupported(_COMPARE_HINT)
+        return _Compare(x, float(tv[0]))
+
+    def _scaled(self, v: Value | None) -> tuple[int, float] | None:
+        """``(node, b)`` with ``v`` = ``b * node`` (``b`` one scalar), else ``None``."""
+        if not isinstance(v, Var):
+            return None
+        nd = self.b.node(v.node)
+        if nd.op != "scale":
+            return v.node, 1.0
+        coef = np.unique(nd.attrs["coef"].numpy())
+        return (nd.inputs[0], float(coef[0])) if coef.size == 1 else None
+
+    def _where_compare(self, op: str, ins: list[Value | None]) -> Value:
+        """torch's softplus as its ONNX exporter writes it (see :class:`_Compare`)."""
+        cond, x, y = (ins + [None, None, None])[:3]
+        if op != "Where" or not isinstance(cond, _Compare) or not isinstance(x, Var):
+            raise _Unsupported(_COMPARE_HINT)
+        bx = (x.node, 1.0) if cond.x.node == x.node else self._scaled(cond.x)
+        sy = self._scaled(y)
+        if bx is None or sy is None or bx[0] != x.node or not bx[1] > 0.0 \
+                or cond.x.shape != x.shape or y.shape != x.shape:
+            raise _Unsupported(_COMPARE_HINT)
+        sp = self.b.node(sy[0])
+        beta = bx[1]
+        if sp.op != "softplus" or sp.attrs.get("threshold") is not None \
+                or sp.inputs[0] != cond.x.node or abs(sy[1] * beta - 1.0) > 1e-6:
+            raise _Unsupported(_COMPARE_HINT)
+        return self.lw.softplus(x, beta, cond.t)
 
     def _reference_eval(self, node: Any, ins: list[Value | None]) -> list[np.ndarray]:
         """Fold an op we do not lower by hand, when all its inputs are constants."""

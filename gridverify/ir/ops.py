@@ -90,9 +90,25 @@ def _np_erf(x: np.ndarray) -> np.ndarray:
     return np.vectorize(math.erf, otypes=[np.float64])(x)
 
 
-def softplus(x: torch.Tensor) -> torch.Tensor:
-    """``log(1 + exp(x))`` without torch's switch to the identity above a threshold."""
-    return torch.logaddexp(x, torch.zeros_like(x))
+def softplus(x: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
+    """``log(1 + exp(x))``; with a ``threshold`` (the ``softplus`` node's attribute),
+    ``x`` where ``x > threshold``, as torch's ``softplus`` (and the graph its ONNX
+    exporter writes: ``Where(Greater(x, t), x, Softplus(x))``) computes it."""
+    sp = torch.logaddexp(x, torch.zeros_like(x))
+    return sp if threshold is None else torch.where(x > threshold, x, sp)
+
+
+def np_softplus(x: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """:func:`softplus` in float64 numpy (constant folding)."""
+    sp = np.logaddexp(x, 0.0)
+    return sp if threshold is None else np.where(x > threshold, x, sp)
+
+
+def softplus_drop(threshold: float) -> float:
+    """How far the thresholded :func:`softplus` lies below ``log(1 + exp(x))`` at
+    most: ``log(1 + exp(-t))``, reached just above ``t`` (below ``t`` they agree)."""
+    t = float(threshold)
+    return max(-t, 0.0) + math.log1p(math.exp(-abs(t)))
 
 
 _TWO_PI = 2.0 * math.pi
@@ -177,7 +193,7 @@ OPS: dict[str, OpInfo] = {
         OpInfo(
             "softplus", 1, elementwise=True, nonlinear=True, interval_exact=True,
             monotone="increasing", convex=((-INF, INF),), func=softplus,
-            numpy=lambda x: np.logaddexp(x, 0.0), onnx="Softplus", relaxation="convex:SOFTPLUS",
+            numpy=np_softplus, onnx="Softplus", relaxation="convex:SOFTPLUS",
         ),
         OpInfo(
             "reciprocal", 1, elementwise=True, nonlinear=True, interval_exact=True,
@@ -242,8 +258,20 @@ def pow_info(k: int) -> OpInfo:
     )
 
 
+def softplus_info(threshold: float) -> OpInfo:
+    """Traits of the thresholded :func:`softplus` (it drops by at most
+    :func:`softplus_drop` just above ``threshold``: neither monotone nor convex)."""
+    t = float(threshold)
+    return OpInfo(
+        "softplus", 1, elementwise=True, nonlinear=True, interval_exact=True,
+        func=lambda x: softplus(x, t), numpy=lambda x: np_softplus(x, t), onnx="Softplus",
+    )
+
+
 def op_info(op: str, attrs: dict | None = None) -> OpInfo:
-    """Traits of ``op`` (with its attributes, for ``pow``)."""
+    """Traits of ``op`` (with its attributes, for ``pow`` and a thresholded ``softplus``)."""
     if op == "pow" and attrs is not None and "k" in attrs:
         return pow_info(int(attrs["k"]))
+    if op == "softplus" and attrs is not None and attrs.get("threshold") is not None:
+        return softplus_info(float(attrs["threshold"]))
     return OPS[op]

@@ -478,9 +478,12 @@ def _prelu_channels(self: _TorchImporter, x: Any, w: np.ndarray) -> Any:
     return self.lw.prelu(x, w)
 
 
-def _no_torch_softplus(self: _TorchImporter, *args: Any) -> Any:
-    raise _Unsupported("torch's softplus (and mish) is the identity above its threshold, not "
-                       "log(1 + exp(x)); export the proxy to ONNX, whose Softplus is exact")
+def _softplus(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``F.softplus(x, beta=1, threshold=20)``: the identity where ``beta * x`` is
+    above the threshold, as torch computes it."""
+    beta = args[1] if len(args) > 1 else kw.get("beta", 1.0)
+    threshold = args[2] if len(args) > 2 else kw.get("threshold", 20.0)
+    return self.lw.softplus(args[0], float(beta), float(threshold))
 
 
 _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
@@ -527,7 +530,7 @@ _FUNCTIONS: dict[Any, Handler] = {
     F.hardsigmoid: lambda self, args, kw: self.lw.hardsigmoid(args[0]),
     F.hardswish: lambda self, args, kw: self.lw.hardswish(args[0]),
     F.softsign: lambda self, args, kw: self.lw.softsign(args[0]),
-    F.softplus: _no_torch_softplus, F.mish: _no_torch_softplus,
+    F.softplus: _softplus, F.mish: lambda self, args, kw: self.lw.mish(args[0]),
     torch.zeros_like: _like(0.0), torch.ones_like: _like(1.0), torch.full_like: _like(None),
     **{getattr(torch, n): h for n, h in _UNARY.items()},
     **{getattr(F, n): h for n, h in _UNARY.items() if hasattr(F, n)},
@@ -597,8 +600,9 @@ _MODULES: dict[type, Callable[..., Any]] = {
     nn.Hardswish: lambda self, m, args, kw: self.lw.hardswish(args[0]),
     nn.Softsign: lambda self, m, args, kw: self.lw.softsign(args[0]),
     nn.PReLU: lambda self, m, args, kw: _prelu_channels(self, args[0], _tensor_const(m.weight)),
-    nn.Softplus: _no_torch_softplus,
-    nn.Mish: _no_torch_softplus,
+    nn.Softplus: lambda self, m, args, kw: self.lw.softplus(args[0], float(m.beta),
+                                                         float(m.threshold)),
+    nn.Mish: lambda self, m, args, kw: self.lw.mish(args[0]),  # torch's mish: no threshold
 }
 
 

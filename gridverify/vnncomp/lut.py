@@ -29,7 +29,6 @@ import torch
 
 from gridverify.errors import SpecError
 from gridverify.ir import Graph, Node
-from gridverify.ir.ops import OPS
 
 __all__ = ["LUT_OPS", "lut_graph", "table_attrs"]
 
@@ -103,7 +102,7 @@ def lut_graph(graph: Graph, lo: np.ndarray, hi: np.ndarray, n_points: int = 32,
                             "over the box is unbounded")
         w = u - l
         l, u = l - pad * w - 1e-3, u + pad * w + 1e-3
-        f = OPS[nd.op].func
+        f = nd.info.func  # with the node's attributes (a thresholded softplus)
         attrs = table_attrs(f, l.double(), u.double(), int(n_points))
         nodes[nd.id] = Node(nd.id, "pwl", nd.inputs, attrs, nd.size, nd.shape, nd.name)
     return Graph(tuple(nodes), graph.outputs, graph.output_names)

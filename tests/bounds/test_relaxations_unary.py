@@ -171,3 +171,56 @@ def test_high_powers_are_sound(k: int) -> None:
     for alpha in _alphas(entry, l, k):
         v = unary_violation(entry, l, u, alpha)
         assert v.worst() <= TOL, (k, v)
+
+
+THRESHOLDS = [-3.0, 0.0, 1.0, 5.0, 20.0]
+
+
+def _threshold_intervals(t: float) -> list[tuple[float, float]]:
+    """Intervals below, above and across ``t``, tight around it and wide."""
+    return [(t - 3.0, t - 1.0), (t + 1e-9, t + 1.0), (t - 1.0, t + 1.0), (t - 1e-6, t + 1e-6),
+            (t, t + 1e-3), (t - 40.0, t + 40.0), (t - 0.5, t + 1e-12), (t - 800.0, t + 800.0),
+            (t + 0.3, t + 0.3)]
+
+
+@pytest.mark.parametrize("t", THRESHOLDS)
+def test_thresholded_softplus_is_sound(t: float) -> None:
+    """torch's softplus (the identity above ``t``, a downward jump of
+    ``log(1 + exp(-t))`` there) against its relaxation, default and random alphas."""
+    from gridverify.bounds.relaxations.convex import softplus_above
+
+    entry = softplus_above(t)
+    ivs = _threshold_intervals(t)
+    l = torch.tensor([a for a, _ in ivs], dtype=F64)
+    u = torch.tensor([b for _, b in ivs], dtype=F64)
+    for alpha in _alphas(entry, l, 3):
+        v = unary_violation(entry, l, u, alpha, n=4000, seed=1)
+        assert v.worst() <= TOL, (t, v)
+
+
+@pytest.mark.parametrize("t", [-3.0, 0.0, 1.0])
+def test_thresholded_softplus_needs_its_drop(t: float) -> None:
+    """The plain softplus relaxation is *not* sound for the thresholded function
+    (the check above can fail): the jump must be accounted for."""
+    from dataclasses import replace
+
+    from gridverify.bounds.relaxations.convex import softplus_above
+
+    plain = replace(unary("softplus"), func=softplus_above(t).func)
+    l = torch.tensor([t - 1.0, t + 0.5], dtype=F64)
+    u = torch.tensor([t + 1.0, t + 2.0], dtype=F64)
+    assert unary_violation(plain, l, u, None, n=4000).worst() > 1e3
+
+
+@settings(max_examples=30, deadline=None)
+@given(t=st.floats(-30.0, 30.0), a=st.floats(-60.0, 60.0), w=st.floats(0.0, 60.0),
+       seed=st.integers(0, 2**31 - 1))
+def test_thresholded_softplus_random_intervals(t: float, a: float, w: float, seed: int) -> None:
+    from gridverify.bounds.relaxations.convex import softplus_above
+
+    entry = softplus_above(t)
+    l = torch.tensor([a, t - w / 2], dtype=F64)
+    u = torch.tensor([a + w, t + w / 2], dtype=F64)
+    for alpha in _alphas(entry, l, seed, full=False):
+        v = unary_violation(entry, l, u, alpha, n=2000, seed=seed)
+        assert v.worst() <= TOL, (t, v)

@@ -34,12 +34,18 @@ ACTIVATIONS = {
     "hardswish": nn.Hardswish,
     "softsign": nn.Softsign,
     "leaky": lambda: nn.LeakyReLU(0.2),
+    "softplus": nn.Softplus,
+    "mish": nn.Mish,
+}
+#: torch's softplus is the identity where beta * x is above its threshold; these cross it
+#: (torch's legacy ONNX exporter drops the threshold, so they are checked through torch and
+#: through the pattern its current exporter writes, below)
+THRESHOLDED = {
+    "softplus_beta": lambda: nn.Softplus(beta=2.0, threshold=1.0),
+    "softplus_low": lambda: nn.Softplus(beta=0.5, threshold=-0.5),
 }
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # TorchScript export
-
-ONNX_ONLY = {"softplus": nn.Softplus, "mish": nn.Mish}  # torch's threshold: see below
-
 
 def _mlp(act: nn.Module, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
@@ -64,18 +70,18 @@ def _x(n: int = 64) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(3).uniform(-4, 4, (n, 5)))
 
 
-@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS | THRESHOLDED))
 def test_torch_import_computes_the_module(name):
-    m = _mlp(ACTIVATIONS[name]()).double()
+    m = _mlp({**ACTIVATIONS, **THRESHOLDED}[name]()).double()
     x = _x()
     (y,) = from_torch(m, input_size=5).evaluate(x)
     with torch.no_grad():
         np.testing.assert_allclose(y.numpy(), m(x).numpy(), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", sorted(ACTIVATIONS | ONNX_ONLY))
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 def test_onnx_import_computes_the_module_and_loads_as_a_proxy(name):
-    m = _mlp({**ACTIVATIONS, **ONNX_ONLY}[name]()).double()
+    m = _mlp(ACTIVATIONS[name]()).double()
     model = _onnx(m)
     x = _x()
     (y,) = from_onnx(model).evaluate(x)
@@ -89,10 +95,57 @@ def test_onnx_import_computes_the_module_and_loads_as_a_proxy(name):
     np.testing.assert_allclose(y.numpy(), ort_y, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", sorted(ONNX_ONLY))
-def test_torch_softplus_is_refused_with_a_hint(name):
-    with pytest.raises(UnsupportedOpError, match="export the proxy to ONNX"):
-        from_torch(_mlp(ONNX_ONLY[name]()), input_size=5)
+def _softplus_pattern(beta: float, t: float, *, other_true: bool = False,
+                      greater_out: bool = False) -> onnx.ModelProto:
+    """``Linear(5, 4)`` then torch's softplus as its current (dynamo) ONNX exporter
+    writes it: ``Where(Greater(b x, t), x, Softplus(b x) / b)``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    inits = [numpy_helper.from_array(rng.normal(size=(4, 5)) * 2, "w"),
+             numpy_helper.from_array(rng.normal(size=4), "b"),
+             numpy_helper.from_array(np.array(beta), "beta"),
+             numpy_helper.from_array(np.array(t), "t")]
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["z"], transB=1),
+             helper.make_node("Mul", ["z", "beta"], ["bz"]),
+             helper.make_node("Softplus", ["bz"], ["sp"]),
+             helper.make_node("Div", ["sp", "beta"], ["spb"]),
+             helper.make_node("Greater", ["bz", "t"], ["gt"]),
+             helper.make_node("Where", ["gt", "bz" if other_true else "z", "spb"], ["y"])]
+    outs = [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 4])]
+    if greater_out:
+        outs.append(helper.make_tensor_value_info("gt", TensorProto.BOOL, ["N", 4]))
+    graph = helper.make_graph(nodes, "softplus", [helper.make_tensor_value_info(
+        "x", TensorProto.DOUBLE, ["N", 5])], outs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+@pytest.mark.parametrize(("beta", "t"), [(1.0, 20.0), (1.0, 0.5), (2.0, 1.0), (0.5, -0.5)])
+def test_torch_softplus_pattern_imports_as_torch_computes_it(beta, t):
+    model = _softplus_pattern(beta, t)
+    lin = nn.Linear(5, 4).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor(onnx.numpy_helper.to_array(model.graph.initializer[0])))
+        lin.bias.copy_(torch.tensor(onnx.numpy_helper.to_array(model.graph.initializer[1])))
+    m = nn.Sequential(lin, nn.Softplus(beta=beta, threshold=t))
+    g = from_onnx(model)
+    assert [n.op for n in g.nodes].count("softplus") == 1
+    x = _x(4000)
+    with torch.no_grad():
+        np.testing.assert_allclose(g.evaluate(x)[0].numpy(), m(x).numpy(), rtol=0, atol=1e-12)
+    # exported again, it is the same pattern, and the same function
+    from gridverify.ir.onnx_export import to_onnx
+
+    again = from_onnx(to_onnx(g, None, batch_dim=None, dtype=np.float64))
+    np.testing.assert_allclose(again.evaluate(x)[0].numpy(), g.evaluate(x)[0].numpy(),
+                               rtol=0, atol=1e-12)
+
+
+def test_other_comparisons_of_variables_are_refused():
+    with pytest.raises(UnsupportedOpError, match="softplus pattern"):
+        from_onnx(_softplus_pattern(2.0, 1.0, other_true=True))
+    with pytest.raises(UnsupportedOpError, match="softplus pattern"):
+        from_onnx(_softplus_pattern(2.0, 1.0, greater_out=True))
 
 
 def _attack(g, lo: torch.Tensor, hi: torch.Tensor, steps: int = 80) -> tuple[np.ndarray, ...]:
@@ -116,10 +169,10 @@ def _attack(g, lo: torch.Tensor, hi: torch.Tensor, steps: int = 80) -> tuple[np.
     return best_lo, best_hi
 
 
-@pytest.mark.parametrize("name", sorted(ACTIVATIONS | ONNX_ONLY))
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS | THRESHOLDED))
 def test_bounds_contain_sampled_and_attacked_outputs(name):
-    m = _mlp({**ACTIVATIONS, **ONNX_ONLY}[name](), seed=1).double()
-    g = from_onnx(_onnx(m))
+    m = _mlp({**ACTIVATIONS, **THRESHOLDED}[name](), seed=1).double()
+    g = from_torch(m, input_size=5) if name in THRESHOLDED else from_onnx(_onnx(m))
     lo = torch.tensor([-2.0, -1.0, 0.0, 0.5, -3.0], dtype=torch.float64)
     hi = lo + torch.tensor([1.0, 2.5, 0.3, 1.0, 4.0], dtype=torch.float64)
     xs = lo + (hi - lo) * torch.rand(20000, 5, generator=torch.Generator().manual_seed(1),

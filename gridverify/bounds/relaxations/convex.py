@@ -15,7 +15,9 @@ convex ``f(x) - f'(t) x``) -- so rounding of the slopes cannot break soundness.
   ``exp(min(l, 709))``, which never overflows.
 * ``softplus``: ``log(1 + exp(x))``, convex and increasing everywhere (evaluated
   as ``logaddexp(x, 0)``, which neither overflows nor, unlike torch's
-  ``softplus``, switches to the identity for large ``x``).
+  ``softplus``, switches to the identity for large ``x``); a node with a
+  ``threshold`` attribute is torch's softplus, which does switch
+  (:func:`softplus_above`).
 * ``reciprocal``: convex on ``l > 0``, concave on ``u < 0`` (handled as
   ``-1/y`` with ``y = -x``); an interval containing 0 gives the no-bound
   relaxation (``-inf``/``+inf`` constants) and ``domain`` reports it.
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 
 import torch
 from torch import Tensor
@@ -45,7 +47,7 @@ from gridverify.bounds.relaxations._common import (
     split_alpha,
 )
 from gridverify.bounds.relaxations.base import Relaxation, UnaryRelaxation
-from gridverify.ir.ops import softplus
+from gridverify.ir.ops import softplus, softplus_drop
 
 Fn = Callable[[Tensor], Tensor]
 
@@ -117,18 +119,35 @@ EXP = UnaryRelaxation(
 
 
 # ---------------------------------------------------------------- softplus
-def _softplus_interval64(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-    return pad_interval(softplus(l), softplus(u))
+def _softplus_interval64(l: Tensor, u: Tensor, threshold: float | None = None
+                         ) -> tuple[Tensor, Tensor]:
+    lo, hi = pad_interval(softplus(l), softplus(u))
+    return lo - _drop(u, threshold), hi
 
 
-def softplus_relax(l: Tensor, u: Tensor, alpha: Tensor | None = None) -> Relaxation:
-    """Relaxation of ``log(1 + exp(x))`` on ``[l, u]`` (``alpha[0]``: lower tangent point)."""
+def _drop(u: Tensor, threshold: float | None) -> Tensor | float:
+    """How far below ``log(1 + exp(x))`` the thresholded softplus may lie on ``[l, u]``:
+    :func:`~gridverify.ir.ops.softplus_drop` (padded) where ``u`` is above the threshold."""
+    if threshold is None:
+        return 0.0
+    d = softplus_drop(threshold) * (1.0 + 1e-9)
+    return torch.where(u > threshold, torch.full_like(u, d), torch.zeros_like(u))
+
+
+def softplus_relax(l: Tensor, u: Tensor, alpha: Tensor | None = None,
+                   threshold: float | None = None) -> Relaxation:
+    """Relaxation of ``log(1 + exp(x))`` on ``[l, u]`` (``alpha[0]``: lower tangent point).
+
+    With a ``threshold`` (torch's softplus, the identity above it), which lies
+    below ``log(1 + exp(x))`` by at most ``log(1 + exp(-threshold))``: the same
+    upper line, the lower line and interval lowered by that much where ``u`` is
+    above the threshold."""
     dtype = l.dtype
     l64, u64 = as64(l), as64(u)
     t = _tangent_point(l64, u64, alpha)
     k, lb, s, ub = convex_lines(softplus, torch.sigmoid, l64, u64, t)
-    lo, hi = _softplus_interval64(l64, u64)
-    return finalize(k, lb, s, ub, l64, u64, lo, hi, dtype)
+    lo, hi = _softplus_interval64(l64, u64, threshold)
+    return finalize(k, lb - _drop(u64, threshold), s, ub, l64, u64, lo, hi, dtype)
 
 
 SOFTPLUS = UnaryRelaxation(
@@ -139,6 +158,20 @@ SOFTPLUS = UnaryRelaxation(
     init_alpha=_half_alpha,
     func=softplus,
 )
+
+
+@cache
+def softplus_above(threshold: float) -> UnaryRelaxation:
+    """The entry of a ``softplus`` node with a ``threshold`` attribute (torch's softplus)."""
+    t = float(threshold)
+    return UnaryRelaxation(
+        op="softplus",
+        interval=lambda l, u: out_interval(*_softplus_interval64(as64(l), as64(u), t), l.dtype),
+        relax=partial(softplus_relax, threshold=t),
+        n_alpha=1,
+        init_alpha=_half_alpha,
+        func=partial(softplus, threshold=t),
+    )
 
 
 # ---------------------------------------------------------------- reciprocal
