@@ -704,11 +704,10 @@ def _onnx_recheck(st: State, case: Any, prox: Any) -> list[str]:
     ks = np.flatnonzero(st.att > st.thresholds)
     if not src.lower().endswith(".onnx") or not ks.size:
         return []
-    from pathlib import Path
-
     from gridverify.ir.onnx_check import OnnxChecker
+    from gridverify.proxy.onnx_torch import read_onnx
 
-    checker = OnnxChecker(Path(src).read_bytes())
+    checker = OnnxChecker(read_onnx(src).SerializeToString())  # external data inlined
     x = st.to_loads(st.worst[ks])
     y = np.stack([checker.run(xi)[: prox.output_size] for xi in x])
     v = violation_values(case, st.physics.constraints, torch.from_numpy(x),

@@ -377,21 +377,10 @@ def _load_model(model: Any) -> tuple[Any, str]:
 
     if isinstance(model, onnx.ModelProto):
         return model, "<onnx model>"
-    from gridverify.vnncomp.vnnlib import read_bytes
+    from gridverify.vnncomp.vnnlib import read_onnx_file
 
     source = os.fspath(model)
-    if not os.path.exists(source):
-        raise GraphError(f"{source}: no such ONNX file")
-    if os.path.isdir(source):
-        raise GraphError(f"{source}: is a directory, not an ONNX file")
-    try:
-        data = read_bytes(source)
-    except OSError as exc:
-        raise GraphError(f"{source}: cannot read ({exc.strerror or exc})") from None
-    try:
-        return onnx.load_from_string(data), source
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several types
-        raise GraphError(f"{source}: not a readable ONNX model ({_one_line(exc)})") from None
+    return read_onnx_file(source), source
 
 
 def _layouts(case: CompiledCase) -> list[tuple[str, AcopfLayout]]:

@@ -184,16 +184,11 @@ class _Instance:
 
 def load_instance(onnx_path: str | Path, vnnlib_path: str | Path) -> _Instance:
     """Start-up: read the ONNX model (``.gz`` allowed), build its graph, parse the property."""
-    import onnx
 
     from gridverify.ir import from_onnx
-    from gridverify.vnncomp.vnnlib import read_bytes
+    from gridverify.vnncomp.vnnlib import read_onnx_file
 
-    data = read_bytes(onnx_path)
-    try:
-        model = onnx.load_from_string(data)
-    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends
-        raise GraphError(f"{onnx_path}: not a readable ONNX model ({exc})") from None
+    model = read_onnx_file(onnx_path)
     try:
         graph = from_onnx(model)
     except GridverifyError as exc:  # name the file (the importer saw only the model)
@@ -210,7 +205,7 @@ def load_instance(onnx_path: str | Path, vnnlib_path: str | Path) -> _Instance:
             f"{vnnlib_path}: the property declares {prop.n_outputs} outputs, "
             f"the model {onnx_path} has {graph.output_size}"
         )
-    return _Instance(graph, prop, data)
+    return _Instance(graph, prop, model.SerializeToString())
 
 
 def run_instance(

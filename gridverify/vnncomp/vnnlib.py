@@ -39,10 +39,11 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from gridverify.errors import VnnlibError
+from gridverify.errors import GraphError, VnnlibError
 
 __all__ = [
     "Property",
@@ -50,6 +51,7 @@ __all__ = [
     "parse_vnnlib",
     "parse_vnnlib_text",
     "read_bytes",
+    "read_onnx_file",
     "read_text",
 ]
 
@@ -129,6 +131,32 @@ def read_bytes(path: str | Path) -> bytes:
         except (OSError, EOFError) as exc:
             raise VnnlibError(f"{p}: broken gzip file ({exc})") from None
     return data
+
+
+def read_onnx_file(path: str | Path) -> Any:
+    """The ``onnx.ModelProto`` of an ONNX file (``.gz`` allowed), weights kept in side
+    files (torch's exporter writes ``NAME.onnx.data``) read in from the model's folder.
+
+    A missing, unreadable or malformed file raises :class:`GraphError` naming it.
+    """
+    import onnx
+    from onnx.external_data_helper import load_external_data_for_model
+
+    p = Path(path)
+    if not p.exists():
+        raise GraphError(f"{p}: no such ONNX file")
+    if p.is_dir():
+        raise GraphError(f"{p}: is a directory, not an ONNX file")
+    try:
+        model = onnx.load_from_string(read_bytes(p))
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+            load_external_data_for_model(model, str(p.resolve().parent))
+    except OSError as exc:
+        raise GraphError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    except Exception as exc:  # noqa: BLE001 - protobuf and onnx raise several types
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        raise GraphError(f"{p}: not a readable ONNX model ({why})") from None
+    return model
 
 
 def read_text(path: str | Path) -> str:

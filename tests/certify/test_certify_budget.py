@@ -281,3 +281,25 @@ def test_onnx_witnesses_are_rechecked_in_onnxruntime() -> None:
         v = violation_values(case, [Constraint(c.family, c.component, c.index)],
                              torch.from_numpy(c.witness[None]), torch.from_numpy(y[None]))
         assert float(v[0, 0]) >= c.attained - 1e-12 and float(v[0, 0]) > c.threshold
+
+
+def test_onnx_proxy_with_weights_in_a_side_file(tmp_path) -> None:
+    """torch's exporter writes the weights to ``NAME.onnx.data``: the proxy loads
+    from it and onnxruntime re-checks its witnesses with the same weights."""
+    import onnx
+
+    from gridverify.proxy.load import load_proxy
+
+    case = load_compiled("pglib_opf_case14_ieee")
+    path = tmp_path / "proxy.onnx"
+    onnx.save(onnx.load("models/case14_relu/model.onnx"), path, save_as_external_data=True,
+              all_tensors_to_one_file=True, location="proxy.onnx.data", size_threshold=0)
+    inline = load_proxy("models/case14_relu/model.onnx", case=case)
+    side = load_proxy(path, case=case)
+    opts = CertifyOptions(samples=64)
+    a = certify(case, inline, constraints="p_balance[1,2,3]", options=opts)
+    b = certify(case, side, constraints="p_balance[1,2,3]", options=opts)
+    assert [c.status for c in a.constraints] == [c.status for c in b.constraints]
+    assert "violated" in {c.status for c in b.constraints}  # the re-check ran
+    np.testing.assert_array_equal([c.attained for c in a.constraints],
+                                  [c.attained for c in b.constraints])

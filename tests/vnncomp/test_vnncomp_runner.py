@@ -173,6 +173,20 @@ def test_gzip_inputs(tiny: Path, tmp_path: Path) -> None:
     assert run_instance(gz_model, gz_prop, QUICK).result == "sat"
 
 
+def test_weights_in_a_side_file(tiny: Path, tmp_path: Path) -> None:
+    """torch's exporter writes the weights to ``NAME.onnx.data`` beside the model."""
+    import onnx
+
+    side = tmp_path / "side"
+    side.mkdir()
+    onnx.save(onnx.load(tiny), side / "tiny.onnx", save_as_external_data=True,
+              all_tensors_to_one_file=True, location="tiny.onnx.data", size_threshold=0)
+    assert (side / "tiny.onnx.data").is_file()
+    prop = _prop(tmp_path, "sat.vnnlib", [0, 0], [1, 1], 2, [["(>= Y_0 1.9)", "(<= Y_1 0.1)"]])
+    out = run_instance(side / "tiny.onnx", prop, QUICK)
+    assert out.result == "sat" and _ort_check(tiny, prop, out.x)
+
+
 def test_dimension_mismatch_is_a_named_error(tiny: Path, tmp_path: Path) -> None:
     prop = _prop(tmp_path, "bad.vnnlib", [0, 0, 0], [1, 1, 1], 2, [["(>= Y_0 1)"]])
     with pytest.raises(VnnlibError, match="declares 3 inputs"):
