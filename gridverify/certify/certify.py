@@ -707,7 +707,7 @@ def _onnx_recheck(st: State, case: Any, prox: Any) -> list[str]:
     from gridverify.ir.onnx_check import OnnxChecker
     from gridverify.proxy.onnx_torch import read_onnx
 
-    checker = OnnxChecker(read_onnx(src).SerializeToString())  # external data inlined
+    checker = OnnxChecker(read_onnx(src).SerializeToString(), batch_axis=True)  # data inlined
     x = st.to_loads(st.worst[ks])
     y = np.stack([checker.run(xi)[: prox.output_size] for xi in x])
     v = violation_values(case, st.physics.constraints, torch.from_numpy(x),

@@ -18,7 +18,10 @@ __all__ = ["OnnxChecker"]
 class OnnxChecker:
     """Runs the ONNX model in onnxruntime on flat inputs (the reference semantics)."""
 
-    def __init__(self, model_bytes: bytes) -> None:
+    def __init__(self, model_bytes: bytes, batch_axis: bool = False) -> None:
+        """``batch_axis``: the leading axis of every input of two or more axes is the
+        batch (as :func:`~gridverify.ir.from_onnx` takes it): a model exported with a
+        fixed batch of ``B`` runs on ``B`` copies of the input, its first row counts."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -27,8 +30,12 @@ class OnnxChecker:
             model_bytes, sess_options=opts, providers=["CPUExecutionProvider"]
         )
         self.inputs = []
+        self.copies = 1
         for inp in self.session.get_inputs():
             shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
+            if batch_axis and len(shape) >= 2 and shape[0] > 1:
+                self.copies = shape[0]
+                shape[0] = 1
             dtype = np.float64 if inp.type == "tensor(double)" else np.float32
             if inp.type not in ("tensor(double)", "tensor(float)"):
                 raise GraphError(f"ONNX input {inp.name!r} has type {inp.type}; expected float")
@@ -51,7 +58,11 @@ class OnnxChecker:
         """Flat float64 outputs of the model at flat input ``x``."""
         feed, at = {}, 0
         for name, shape, dtype, k in self.inputs:
-            feed[name] = x[at : at + k].astype(dtype).reshape(shape)
+            v = x[at : at + k].astype(dtype).reshape(shape)
+            feed[name] = np.repeat(v, self.copies, axis=0) if self.copies > 1 else v
             at += k
         outs = self.session.run(None, feed)
+        if self.copies > 1:
+            outs = [o[:1] if np.ndim(o) >= 1 and np.shape(o)[0] == self.copies else o
+                    for o in outs]
         return np.concatenate([np.asarray(o, dtype=np.float64).reshape(-1) for o in outs])

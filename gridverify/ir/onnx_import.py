@@ -112,12 +112,13 @@ def _resolve_shape(in_shape: Sequence[int], target: Sequence[int], allowzero: bo
 class _OnnxImporter:
     """One import: walks the ONNX graph, keeping a value per tensor name."""
 
-    def __init__(self, model: Any, source: str) -> None:
+    def __init__(self, model: Any, source: str, batch_axis: bool = False) -> None:
         import onnx
 
         self.onnx = onnx
         self.model = model
         self.source = source
+        self.batch_axis = batch_axis
         self.opset = 13
         for imp in model.opset_import:
             if imp.domain in ("", "ai.onnx"):
@@ -208,9 +209,12 @@ class _OnnxImporter:
         if not vi.type.HasField("tensor_type"):
             raise GraphError(f"{self.source}: input {vi.name!r} is not a tensor")
         dims: list[int] = []
+        rank = len(tt.shape.dim)
         for i, d in enumerate(tt.shape.dim):
             known = d.HasField("dim_value") and d.dim_value > 0
-            if known:
+            if i == 0 and self.batch_axis and rank >= 2:
+                dims.append(1)
+            elif known:
                 dims.append(int(d.dim_value))
             elif i == 0:
                 dims.append(1)  # symbolic / dynamic batch dimension
@@ -589,11 +593,14 @@ def _load(path_or_model: Any) -> tuple[Any, str]:
 
 
 def from_onnx(path_or_model: Any, keep_outputs: int | None = None,
-              merge_pwl: bool = True, source: str | None = None) -> Graph:
+              merge_pwl: bool = True, source: str | None = None,
+              batch_axis: bool = False) -> Graph:
     """Import an ONNX model (path, ``onnx.ModelProto`` or bytes) as an IR graph.
 
     Graph inputs keep their ONNX names and become flat per-sample vectors (a
-    leading batch dimension in the file, fixed or symbolic, is stripped).
+    leading batch dimension in the file, symbolic or fixed at 1, is stripped;
+    with ``batch_axis``, the leading axis of every input of two or more axes is
+    the batch whatever its size: a model exported with a fixed example batch).
     Outputs keep their names and order; ``keep_outputs=k`` keeps only the first
     ``k`` entries of the flattened outputs (truncating the last kept output).
     ``merge_pwl``: rewrite weighted sums of shifted relus of one scalar (lookup
@@ -604,4 +611,4 @@ def from_onnx(path_or_model: Any, keep_outputs: int | None = None,
     cannot be lowered, and :class:`GraphError` for a malformed model.
     """
     model, name = _load(path_or_model)
-    return _OnnxImporter(model, source or name).run(keep_outputs, merge_pwl)
+    return _OnnxImporter(model, source or name, batch_axis).run(keep_outputs, merge_pwl)

@@ -61,7 +61,7 @@ class OnnxModule(nn.Module):
                              f"found {len(inputs)}")
         self.keep = keep
         try:
-            self.graph = from_onnx(m, keep_outputs=keep, source=source)
+            self.graph = from_onnx(m, keep_outputs=keep, source=source, batch_axis=True)
         except GraphError as exc:
             raise ProxyError(str(exc)) from None
         # the module's state is the file: its digest (and ``keep``) identify the proxy

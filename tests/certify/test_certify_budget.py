@@ -303,3 +303,32 @@ def test_onnx_proxy_with_weights_in_a_side_file(tmp_path) -> None:
     assert "violated" in {c.status for c in b.constraints}  # the re-check ran
     np.testing.assert_array_equal([c.attained for c in a.constraints],
                                   [c.attained for c in b.constraints])
+
+
+def test_onnx_proxy_exported_with_a_fixed_batch(tmp_path) -> None:
+    """A proxy exported with a fixed example batch (input ``(8, 2L)``, no dynamic
+    axis) is the same proxy as with a dynamic batch: the leading axis is the batch."""
+    import warnings
+
+    from gridverify.proxy.load import load_proxy
+
+    case = load_compiled("pglib_opf_case14_ieee")
+    module = load_proxy("models/case14_relu", case=case).module.float().eval()
+    n_in = 2 * case.pd.size
+    paths = {}
+    for name, axes in (("fixed", None), ("dynamic", {"x": {0: "b"}, "y": {0: "b"}})):
+        paths[name] = tmp_path / f"{name}.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (torch.zeros(8, n_in),), paths[name], dynamo=False,
+                              input_names=["x"], output_names=["y"], dynamic_axes=axes)
+    opts = CertifyOptions(samples=64)
+    certs = {name: certify(case, load_proxy(p, case=case), constraints="p_balance[1,2,3]",
+                           options=opts) for name, p in paths.items()}
+    a, b = certs["fixed"], certs["dynamic"]
+    assert "violated" in {c.status for c in b.constraints}  # onnxruntime re-checked them
+    assert [c.status for c in a.constraints] == [c.status for c in b.constraints]
+    np.testing.assert_array_equal([c.attained for c in a.constraints],
+                                  [c.attained for c in b.constraints])
+    np.testing.assert_array_equal([c.upper_bound for c in a.constraints],
+                                  [c.upper_bound for c in b.constraints])
