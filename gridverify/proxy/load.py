@@ -298,7 +298,13 @@ def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any) -> Proxy:
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        raise ProxyError(f"{path}: not a readable torch checkpoint: {exc}") from None
+        if "TorchScript" in str(exc):
+            raise ProxyError(
+                f"{path}: a TorchScript archive, which gridverify does not read; export the "
+                "model to ONNX (torch.onnx.export) or save a plain state dict "
+                "(model.state_dict()) plus an architecture") from None
+        why = " ".join(str(exc).split())
+        raise ProxyError(f"{path}: not a readable torch checkpoint: {why}") from None
     if not isinstance(obj, dict):
         raise ProxyError(
             f"{path}: checkpoint must be a dict (a state dict), got {type(obj).__name__}"

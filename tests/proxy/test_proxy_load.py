@@ -154,6 +154,10 @@ def test_checkpoint_needing_unpickling_code(trained14, case14, tmp_path):
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ProxyError):
         load_proxy(tmp_path / "garbage.pt", case=case14)
+    script = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(22, 38)))
+    torch.jit.save(script, tmp_path / "script.pt")
+    with pytest.raises(ProxyError, match="TorchScript archive.*torch.onnx.export"):
+        load_proxy(tmp_path / "script.pt", case=case14)
 
 
 def test_wrong_dimensions(trained14, case14, tmp_path):
