@@ -38,6 +38,11 @@ class RayUnavailableError(GridverifyError):
 class ExecutorOptions:
     """How to run jobs: ``kind`` local or ray, ``workers`` in parallel, Ray ``address``.
 
+    ``checkpoint_dir``: where ``bab`` jobs save their progress, so that a study run
+    again after an interruption resumes them (:func:`~gridverify.study.jobs.run_job`;
+    :func:`~gridverify.study.runner.run_study` sets the study folder's
+    ``checkpoints``; not used on a Ray cluster at an ``address``, whose workers
+    may not see this machine's files).
     ``memory_cap_mb``: the memory cap of each job (``--memory-cap``, see
     :mod:`gridverify.certify.memory`).  ``None``: on this machine (local workers
     or a local Ray cluster), the default share of the memory available when the
@@ -50,6 +55,7 @@ class ExecutorOptions:
     address: str | None = None
     max_attempts: int = 3
     memory_cap_mb: float | None = None
+    checkpoint_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("local", "ray"):
@@ -107,7 +113,7 @@ def run_local(jobs: Sequence[Job], opts: ExecutorOptions, on_start: OnStart,
                     job = pending.pop()
                     attempts[job.id] = attempts.get(job.id, 0) + 1
                     try:
-                        fut = pool.submit(run_job, job.to_dict(), cap)
+                        fut = pool.submit(run_job, job.to_dict(), cap, opts.checkpoint_dir)
                     except BrokenProcessPool:
                         pending.append(job)
                         attempts[job.id] -= 1
@@ -168,13 +174,14 @@ def run_ray(jobs: Sequence[Job], opts: ExecutorOptions, on_start: OnStart,
         started_here = True
     remote = ray.remote(num_cpus=1, max_retries=opts.max_attempts - 1)(run_job)
     cap = opts.job_memory_cap()
+    ckdir = opts.checkpoint_dir if opts.address is None else None
     pending = list(jobs)[::-1]
     running: dict[Any, Job] = {}
     try:
         while pending or running:
             while pending and len(running) < opts.workers:
                 job = pending.pop()
-                running[remote.remote(job.to_dict(), cap)] = job
+                running[remote.remote(job.to_dict(), cap, ckdir)] = job
                 on_start(job)
             ready, _ = ray.wait(list(running), num_returns=1)
             for ref in ready:

@@ -18,11 +18,13 @@ import re
 import time
 import traceback
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from gridverify.study.spec import StudySpec
 
-__all__ = ["DONE", "FAILED", "Job", "comparable_record", "expand_jobs", "run_job"]
+__all__ = ["DONE", "FAILED", "Job", "checkpoint_path", "comparable_record", "expand_jobs",
+           "run_job"]
 
 DONE = "done"
 FAILED = "failed"
@@ -110,12 +112,21 @@ def _options_for(spec: StudySpec, method: str) -> dict[str, Any]:
     return o
 
 
-def run_job(job: Job | dict[str, Any], memory_cap_mb: float | None = None) -> dict[str, Any]:
+def checkpoint_path(job: Job, checkpoint_dir: str | os.PathLike[str]) -> Path:
+    """Where a branch-and-bound job saves its progress: one file per job and job hash."""
+    return Path(checkpoint_dir) / f"{job.id}-{job.digest[:16]}.npz"
+
+
+def run_job(job: Job | dict[str, Any], memory_cap_mb: float | None = None,
+            checkpoint_dir: str | None = None) -> dict[str, Any]:
     """Run one job here; the record has ``state`` ``done`` (with ``certificate``) or ``failed``.
 
     ``memory_cap_mb`` caps the job's memory (certify's ``memory_cap_mb``; ``None``:
     its default).  It is how the job is run, not what it is: it is not part of the
     job's hash, and the record keeps it as ``memory_cap_mb``.
+    ``checkpoint_dir``: a ``bab`` job saves its branch-and-bound progress there
+    (:func:`checkpoint_path`) and a job run again after an interruption resumes
+    from it (certify's ``checkpoint``); the file goes once the job is done.
 
     The record holds the certificate's full JSON form (worst loads included);
     :class:`~gridverify.study.storage.StudyStore` splits it into the job's JSON
@@ -139,8 +150,12 @@ def run_job(job: Job | dict[str, Any], memory_cap_mb: float | None = None) -> di
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "memory_cap_mb": memory_cap_mb,
     }
+    ck = (checkpoint_path(job, checkpoint_dir)
+          if checkpoint_dir is not None and job.method == "bab" else None)
     try:
-        cert = _certify(job, memory_cap_mb)
+        cert = _certify(job, memory_cap_mb, ck)
+        if ck is not None:
+            ck.unlink(missing_ok=True)
         rec["state"] = DONE
         rec["certificate"] = cert.to_dict()
         rec["exit_status"] = cert.exit_status
@@ -167,7 +182,7 @@ def warm_up() -> None:
     import gridverify.proxy.load  # noqa: F401
 
 
-def _certify(job: Job, memory_cap_mb: float | None) -> Any:
+def _certify(job: Job, memory_cap_mb: float | None, checkpoint: Path | None = None) -> Any:
     import warnings
 
     import torch
@@ -198,9 +213,12 @@ def _certify(job: Job, memory_cap_mb: float | None) -> Any:
             tuple(job.selection["families"]),
             tuple((f, tuple(v)) for f, v in job.selection["components"].items()),
         )
+        if checkpoint is not None:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
         return certify(case, proxy, region, constraints=sel, method=job.method,
                        options=so.certify.with_memory_cap(memory_cap_mb),
-                       thresholds=thresholds_from_mapping(job.thresholds))
+                       thresholds=thresholds_from_mapping(job.thresholds),
+                       checkpoint=checkpoint)
 
 
 # fields that differ between two runs of the same job (timings, hosts, dates)

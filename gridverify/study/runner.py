@@ -6,7 +6,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,8 @@ def run_study(
     t0 = time.perf_counter()
     opts = executor or ExecutorOptions()
     store = StudyStore(out)
+    if opts.checkpoint_dir is None:  # bab jobs cut short resume from their progress
+        opts = replace(opts, checkpoint_dir=str(store.root / "checkpoints"))
     jobs = expand_jobs(spec)
     store.write_study(spec.text, spec.name, jobs, spec.source)
     todo: list[Job] = []

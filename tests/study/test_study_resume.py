@@ -70,3 +70,47 @@ def test_kill_after_first_job_then_resume(tmp_path: Path, reference_study: Path)
     assert again.ran == () and sorted(again.skipped) == sorted(all_ids)
 
     assert compare_outputs(out, reference_study) == sorted(all_ids)
+
+
+BAB_STUDY = f"""
+[study]
+name = "babck"
+methods = ["bab"]
+samples = 64
+bab_timeout = 2
+radius = false
+
+[cases.c14]
+case = "pglib_opf_case14_ieee"
+models = ["{Path(__file__).resolve().parents[2] / 'models' / 'case14_relu'}"]
+
+[regions.near]
+box = [0.97, 1.03]
+
+[constraints.some]
+families = ["vm_max", "angle_max"]
+"""
+
+
+def test_bab_job_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    """A bab job run again after an interruption starts from the progress it saved
+    (here: saved by a first run of the same job), and the file goes once it is done."""
+    from gridverify.study.jobs import _certify, checkpoint_path
+
+    study = tmp_path / "babck.toml"
+    study.write_text(BAB_STUDY, encoding="utf-8")
+    spec = load_study(study)
+    (job,) = expand_jobs(spec)
+    out = tmp_path / "out"
+    ck = checkpoint_path(job, out / "checkpoints")
+    first = _certify(job, None, ck)  # the interrupted run's progress
+    assert ck.is_file()
+    run = run_study(spec, out, ExecutorOptions(workers=1))
+    assert run.ran == (job.id,) and not run.failed
+    rec = json.loads((out / "jobs" / f"{job.id}.json").read_text())
+    assert any("resumed from checkpoint" in w for w in rec["certificate"]["warnings"])
+    assert not ck.exists()
+    bounds = {(c["family"], c["component"]): c["upper_bound"]
+              for c in rec["certificate"]["constraints"]}
+    for c in first.constraints:  # the resumed bounds are never looser
+        assert bounds[(c.family, c.component)] <= c.upper_bound
