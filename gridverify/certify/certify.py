@@ -274,6 +274,12 @@ def proxy_graph(proxy: Any) -> Any:
         g = from_onnx(src, keep_outputs=proxy.output_size)
     else:
         g = from_torch(proxy.module, input_size=proxy.input_size)
+    if len(g.outputs) > 1:  # heads (pg, qg, vm, va) read one after the other, as the module
+        from gridverify.ir import GraphBuilder
+
+        b = GraphBuilder(g)
+        b.output(b.concat(list(g.outputs), name="solution"), "solution")
+        g = b.build()
     if len(g.inputs) != 1 or g.input_size != proxy.input_size or g.output_size != (
         proxy.output_size
     ):

@@ -271,7 +271,11 @@ def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int) -> Proxy:
     d_in, d_outs = probe_sizes(m)
     if d_in is not None and d_in != n_in:
         raise ProxyError(f"{path}: ONNX input has {d_in} entries, the case needs 2L = {n_in}")
-    if not keep_outputs and (len(d_outs) != 1 or (d_outs[0] is not None and d_outs[0] != n_out)):
+    heads = len(d_outs) > 1 and None not in d_outs and sum(d_outs) == n_out  # type: ignore[arg-type]
+    if heads and not keep_outputs:
+        _check_head_order(path, m)
+    elif not keep_outputs and (len(d_outs) != 1 or (d_outs[0] is not None
+                                                    and d_outs[0] != n_out)):
         widths = ", ".join(str(d) for d in d_outs)
         raise ProxyError(
             f"{path}: ONNX outputs have widths [{widths}], the case needs one output of "
@@ -280,6 +284,21 @@ def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int) -> Proxy:
     # (keeping more output entries than the graph has is the importer's ProxyError)
     module = OnnxModule(m, keep=n_out if keep_outputs else None, source=str(path)).eval()
     return _finish(module, compiled, name, chash, arch, source=str(path), card=None)
+
+
+_HEADS = ("pg", "qg", "vm", "va")
+
+
+def _check_head_order(path: Path, m: Any) -> None:
+    """Several ONNX outputs whose widths add up to ``2G + 2N`` are read one after the
+    other, as the convention's ``pg, qg, vm, va``; outputs named after those
+    quantities in another order are refused (they would be read as the wrong ones)."""
+    names = [o.name.lower() for o in m.graph.output]
+    found = [next((h for h in _HEADS if h in n), None) for n in names]
+    if len(names) == 4 and None not in found and len(set(found)) == 4 \
+            and tuple(found) != _HEADS:
+        raise ProxyError(f"{path}: ONNX outputs {[o.name for o in m.graph.output]} are read in "
+                         "file order as pg, qg, vm, va; export them in that order")
 
 
 def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any) -> Proxy:

@@ -332,3 +332,50 @@ def test_onnx_proxy_exported_with_a_fixed_batch(tmp_path) -> None:
                                   [c.attained for c in b.constraints])
     np.testing.assert_array_equal([c.upper_bound for c in a.constraints],
                                   [c.upper_bound for c in b.constraints])
+
+
+def test_onnx_proxy_with_one_output_per_quantity(tmp_path) -> None:
+    """Outputs ``pg, qg, vm, va`` (widths G, G, N, N) are read one after the other:
+    the same proxy as one output of ``2G + 2N``; named in another order, refused."""
+    import warnings
+
+    import pytest
+
+    from gridverify.errors import ProxyError
+    from gridverify.proxy.load import load_proxy
+
+    case = load_compiled("pglib_opf_case14_ieee")
+    base = load_proxy("models/case14_relu", case=case).module.float().eval()
+    g, n = case.n_gen, case.n_bus
+    cuts = [0, g, 2 * g, 2 * g + n, 2 * g + 2 * n]
+
+    class Heads(torch.nn.Module):
+        def __init__(self, order: tuple[int, ...]) -> None:
+            super().__init__()
+            self.base, self.order = base, order
+
+        def forward(self, x):  # noqa: ANN001, ANN202
+            y = self.base(x)
+            return tuple(y[:, cuts[k]:cuts[k + 1]] for k in self.order)
+
+    names = ("pg", "qg", "vm", "va")
+    paths = {}
+    for label, module, outs in (("one", base, ["y"]),
+                                ("heads", Heads((0, 1, 2, 3)), list(names)),
+                                ("swapped", Heads((1, 0, 2, 3)), ["qg", "pg", "vm", "va"])):
+        paths[label] = tmp_path / f"{label}.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (torch.zeros(1, 2 * case.pd.size),), paths[label],
+                              dynamo=False, input_names=["x"], output_names=outs,
+                              dynamic_axes={"x": {0: "b"}})
+    with pytest.raises(ProxyError, match="read in file order as pg, qg, vm, va"):
+        load_proxy(paths["swapped"], case=case)
+    opts = CertifyOptions(samples=64)
+    a, b = (certify(case, load_proxy(paths[k], case=case), constraints="p_balance[1,2,3]",
+                    options=opts) for k in ("one", "heads"))
+    assert [c.status for c in a.constraints] == [c.status for c in b.constraints]
+    np.testing.assert_allclose([c.upper_bound for c in a.constraints],
+                               [c.upper_bound for c in b.constraints], rtol=1e-12)
+    np.testing.assert_array_equal([c.attained for c in a.constraints],
+                                  [c.attained for c in b.constraints])
