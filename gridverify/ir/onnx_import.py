@@ -171,6 +171,8 @@ class _OnnxImporter:
         for i, node in enumerate(g.node):
             self._node(node, i)
         outs: list[tuple[str, Value]] = []
+        if not g.output:
+            raise GraphError(f"{self.source}: the ONNX graph has no outputs")
         for vi in g.output:
             if vi.name not in self.env:
                 raise GraphError(f"{self.source}: graph output {vi.name!r} is never computed")

@@ -144,6 +144,10 @@ def test_names_and_argument_errors(tmp_path):
         to_onnx(g, None, dtype=np.int32)
     with pytest.raises(GraphError, match="opset"):
         to_onnx(g, None, opset=11)
+    empty = onnx.ModelProto()
+    empty.graph.name = "empty"
+    with pytest.raises(GraphError, match="the ONNX graph has no outputs"):
+        from_onnx(empty)
 
 
 def test_torch_mlp_with_physics_export_matches_torch(tmp_path):
