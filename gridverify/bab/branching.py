@@ -166,8 +166,13 @@ def _line_max(a: torch.Tensor, lw, lb, uw, ub, lo, hi, intercept_only: bool) -> 
 
 
 def neuron_scores(bounder: Bounder, db: DomainBounds, pts: torch.Tensor,
-                  heuristic: str) -> torch.Tensor:
-    """Score ``(B, F)`` of splitting each flat entry (``-inf``: not splittable)."""
+                  heuristic: str,
+                  box: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Score ``(B, F)`` of splitting each flat entry (``-inf``: not splittable).
+
+    ``box``: the domains' input boxes ``(B, n_in)`` (default ``db.box``), the
+    intervals of product operands that are graph inputs."""
+    box = box if box is not None else db.box
     lo_all, hi_all = db.ilo, db.ihi
     B, F = lo_all.shape
     valid = (pts > lo_all) & (pts < hi_all) & torch.isfinite(lo_all) & torch.isfinite(hi_all)
@@ -201,7 +206,7 @@ def neuron_scores(bounder: Bounder, db: DomainBounds, pts: torch.Tensor,
             if c.op == "mul":
                 x, y = c.inputs
                 other = y if x == nid else x
-                ol, ou = _interval(bounder, db, other, nodes[other].size, B)
+                ol, ou = _interval(bounder, db, other, B, box)
 
                 def t_mul(nl, nu, _x=x, _ol=ol, _ou=ou, _a=a, _nid=nid):
                     if _x == _nid:
@@ -307,12 +312,25 @@ def _bbps(bounder: Bounder, db: DomainBounds, pts: torch.Tensor,
     return torch.minimum(imp_l, imp_r)
 
 
-def _interval(bounder: Bounder, db: DomainBounds, nid: int, size: int,
-              B: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _interval(bounder: Bounder, db: DomainBounds, nid: int, B: int,
+              box: tuple[torch.Tensor, torch.Tensor] | None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The domains' intervals ``(B, size)`` of a product's operand: a split node's
+    computed interval, a graph input's part of the box, a constant's value."""
+    g = bounder.graph
+    size = g.nodes[nid].size
     off = bounder.offsets.get(nid)
     if off is not None:
         return db.ilo[:, off:off + size], db.ihi[:, off:off + size]
-    raise KeyError(nid)  # pragma: no cover - every mul operand is a split node
+    node = g.nodes[nid]
+    if node.op == "constant":
+        v = node.attrs["value"].to(db.ilo).reshape(1, -1).expand(B, size)
+        return v, v
+    if node.op == "input" and box is not None:
+        start = sum(g.nodes[i].size for i in g.inputs[:g.inputs.index(nid)])
+        lo, hi = box
+        return (lo[:, start:start + size].to(db.ilo), hi[:, start:start + size].to(db.ilo))
+    raise KeyError(nid)  # pragma: no cover - split nodes, inputs and constants only
 
 
 def input_scores(db: DomainBounds, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -333,13 +351,13 @@ def choose(bounder: Bounder, db: DomainBounds, lo: torch.Tensor, hi: torch.Tenso
     point = torch.zeros(B, dtype=lo.dtype, device=lo.device)
     if heuristic != "input" and bounder.n_flat:
         pts = neuron_points(bounder, db.ilo, db.ihi, tables)
-        sc = neuron_scores(bounder, db, pts, heuristic)
+        sc = neuron_scores(bounder, db, pts, heuristic, (lo, hi))
         best, idx = sc.max(1)
         if heuristic in ("bbps", "babsr"):
             # no estimated gain: fall back to the widest splittable interval
             weak = ~(best > 0)
             if bool(weak.any()):
-                sw = neuron_scores(bounder, db, pts, "widest")
+                sw = neuron_scores(bounder, db, pts, "widest", (lo, hi))
                 bw, iw = sw.max(1)
                 idx = torch.where(weak & torch.isfinite(bw), iw, idx)
                 best = torch.where(weak, bw, best)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from gridverify.errors import GridverifyError
 
 BRANCHINGS = ("auto", "input", "bbps", "babsr", "widest")
@@ -38,9 +40,11 @@ class BabOptions:
     relu always splits at 0).  ``bound_method``: the engine method used on the domains;
     ``alpha_iterations`` its alpha steps (root: ``root_alpha_iterations``).
     ``tolerance``: optimization mode stops when the upper bound minus the attained
-    value is at most this.  ``attack_every``: rounds between in-search PGD attacks
-    (0: never) on the ``attack_domains`` best domains with ``attack_restarts`` x
-    ``attack_steps``.  ``max_domains``: cap on domains visited (``None``: none).
+    value is at most this, or at most ``rel_tolerance`` times the attained value's
+    magnitude when that is larger (:meth:`gap_tolerance`).  ``attack_every``: rounds
+    between in-search PGD attacks (0: never) on the ``attack_domains`` best domains
+    with ``attack_restarts`` x ``attack_steps``.  ``max_domains``: cap on domains
+    visited (``None``: none).
     ``seed``: attack seed. ``device``: torch device of the bounding (the store stays
     on the host). ``beta_iterations``: projected-Adam steps on the multipliers of
     the split constraints, optimized jointly with the alphas (beta-CROWN style: a
@@ -72,6 +76,7 @@ class BabOptions:
     alpha_iterations: int = 5
     root_alpha_iterations: int = 20
     tolerance: float = 1e-4
+    rel_tolerance: float = 0.0
     input_split_max_dim: int = 32
     input_split_always_dim: int = 12
     attack_every: int = 5
@@ -88,6 +93,15 @@ class BabOptions:
     focus: bool = True
     clip: bool = True
     domain_intermediate: str = "crown"
+
+    def gap_tolerance(self, attained: float | np.ndarray) -> float | np.ndarray:
+        """The gap (bound minus ``attained``) at which optimization mode is done:
+        ``tolerance``, or ``rel_tolerance * |attained|`` when larger (a non-finite
+        ``attained``: ``tolerance``)."""
+        a = np.abs(np.nan_to_num(np.asarray(attained, dtype=np.float64), nan=0.0,
+                                 posinf=0.0, neginf=0.0))
+        out = np.maximum(self.tolerance, self.rel_tolerance * a)
+        return float(out) if out.ndim == 0 else out
 
     def __post_init__(self) -> None:
         if self.timeout is not None and not self.timeout > 0:
@@ -108,6 +122,8 @@ class BabOptions:
             raise BabOptionsError("alpha_iterations/root_alpha_iterations: must be >= 0")
         if not self.tolerance >= 0:
             raise BabOptionsError(f"tolerance: must be >= 0, got {self.tolerance!r}")
+        if not 0 <= self.rel_tolerance < 1:
+            raise BabOptionsError(f"rel_tolerance: must be in [0, 1), got {self.rel_tolerance!r}")
         if self.input_split_max_dim < 0 or self.input_split_always_dim < 0:
             raise BabOptionsError("input_split_max_dim/input_split_always_dim: must be >= 0")
         if self.attack_every < 0 or self.attack_domains < 1:

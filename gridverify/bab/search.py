@@ -246,6 +246,7 @@ def bab_maximize(
     memory_mb: float | None = None,
     mode: str = "auto",
     progress: Progress | None = None,
+    floor: float | None = None,
 ) -> BabResult:
     """Branch-and-bound upper bound of ``max_k spec_k @ y(x)`` over ``lower <= x <= upper``.
 
@@ -256,8 +257,12 @@ def bab_maximize(
     ``mode``: ``"decision"`` (needs a threshold), ``"optimization"`` or
     ``"auto"`` (decision when a threshold is given).  ``progress(info)`` is
     called after every round with ``open``, ``bound``, ``attained``, ``gap``,
-    ``visited`` and ``seconds``.  Never raises on a timeout or the memory cap;
-    bad input raises a :class:`~gridverify.errors.GridverifyError`.
+    ``visited`` and ``seconds``.  ``floor`` (optimization mode): a value known to
+    be attained elsewhere (another row of the same constraint, whose maximum is
+    what counts): domains at or below it do not matter, and the search ends once
+    its bound is within the tolerance of it, whatever this spec attains.  Never
+    raises on a timeout or the memory cap; bad input raises a
+    :class:`~gridverify.errors.GridverifyError`.
     """
     t0 = time.perf_counter()
     from gridverify.bounds import to_graph
@@ -271,13 +276,16 @@ def bab_maximize(
         raise BabOptionsError(f"mode: 'auto', 'decision' or 'optimization', got {mode!r}")
     if threshold is not None and not math.isfinite(float(threshold)):
         raise SpecError(f"bab: threshold must be finite, got {threshold!r}")
+    if floor is not None and math.isnan(float(floor)):
+        raise SpecError("bab: floor must not be NaN")
     if mode == "decision" and threshold is None:
         raise BabOptionsError("mode 'decision' needs a threshold")
     if mode == "auto":
         mode = "decision" if threshold is not None else "optimization"
     g = to_graph(graph)
     lo, hi = _as_box(g, lower, upper)
-    search = _Search(g, lo, hi, _as_spec(g, spec), threshold, opts, mode, t0)
+    search = _Search(g, lo, hi, _as_spec(g, spec), threshold, opts, mode, t0,
+                     -math.inf if floor is None or mode == "decision" else float(floor))
     search.root()
     notify = progress or (lambda info: None)
     while True:
@@ -298,9 +306,11 @@ class _Search:
     """
 
     def __init__(self, g: Any, lo: torch.Tensor, hi: torch.Tensor, c: torch.Tensor,
-                 threshold: float | None, opts: BabOptions, mode: str, t0: float) -> None:
+                 threshold: float | None, opts: BabOptions, mode: str, t0: float,
+                 floor: float = -math.inf) -> None:
         self.g, self.lo, self.hi, self.threshold, self.opts, self.mode = (
             g, lo, hi, threshold, opts, mode)
+        self.floor = floor
         dev = torch.device(opts.device) if opts.device else torch.device("cpu")
         self.bounder = Bounder(g, c, dev, relevance=opts.focus)
         self.heuristic = resolve_branching(opts.branching, g.input_size,
@@ -336,8 +346,13 @@ class _Search:
         opts, thr = self.opts, self.threshold
         if self.mode == "decision":
             return thr
-        lev = self.fals.best + opts.tolerance
+        known = self.known()
+        lev = known + opts.gap_tolerance(known)
         return min(lev, thr) if thr is not None else lev
+
+    def known(self) -> float:
+        """The larger of the value attained here and the floor (optimization mode)."""
+        return max(self.fals.best, self.floor)
 
     def clip_level(self) -> float:
         """The level input clipping keeps: what it drops stays below this, which then
@@ -348,7 +363,8 @@ class _Search:
         below = None if thr is None else thr - 1e-9 * (1.0 + abs(thr))
         if self.mode == "decision":
             return below
-        lev = self.fals.best + 0.5 * opts.tolerance
+        known = self.known()
+        lev = known + 0.5 * opts.gap_tolerance(known)
         return min(lev, below) if below is not None else lev
 
     def record(self, notify: Progress) -> None:
@@ -367,7 +383,7 @@ class _Search:
             if gub <= self.threshold:
                 self.status, self.reason = CERTIFIED, "threshold"
                 return True
-        elif gub - att <= opts.tolerance:
+        elif gub - self.known() <= opts.gap_tolerance(self.known()):
             self.status, self.reason = CERTIFIED, "gap"
             return True
         if not len(self.store):
@@ -518,6 +534,7 @@ class _Search:
         blo, bhi = store.peek_boxes(opts.attack_domains)
         xs = fals.attack(blo, bhi, opts.attack_restarts, opts.attack_steps, rows=fals.top_rows)
         if fals.offer(xs, self.lo, self.hi) and self.mode != "decision":
-            n, worst = store.prune(fals.best + opts.tolerance)
+            known = self.known()
+            n, worst = store.prune(known + opts.gap_tolerance(known))
             if n:
                 self.pruned_max = max(self.pruned_max, worst)

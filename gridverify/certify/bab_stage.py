@@ -101,7 +101,7 @@ def _row_search(st: State, k: int, per: float | None, decide: bool, opts: Certif
     thr = float(st.thresholds[k])
     decide_at = thr - 2.0 * (opts.pad_abs + opts.pad_rel * abs(thr))
     own = np.flatnonzero(st.physics.row_constraint == k)
-    level = thr if decide else st.att[k] + opts.bab.tolerance
+    level = thr if decide else st.att[k] + opts.bab.gap_tolerance(st.att[k])
     rows = own[~(st.row_ub[own] <= level)]
     rows = rows[np.argsort(st.row_ub[rows], kind="stable")]
     left = budget.left()
@@ -110,7 +110,8 @@ def _row_search(st: State, k: int, per: float | None, decide: bool, opts: Certif
         threshold=decide_at if decide else None, seconds=per,
         deadline=time.time() + left if math.isfinite(left) else math.inf,
         options=replace(opts.bab, seed=opts.seed, memory_mb=opts.bab.memory_mb / opts.jobs),
-        stop_above=thr if decide else None)
+        stop_above=thr if decide else None,
+        floor=None if decide or not np.isfinite(st.att[k]) else float(st.att[k]))
 
 
 def run_bab(fn: Any, st: State, graph: Any, region: Region, case: Any,
@@ -204,7 +205,7 @@ def _run_bab(fn: Any, st: State, graph: Any, region: Region, case: Any,
     shares = _DECIDE_SHARES if per is not None else (1.0,)
     # searched to the end by an earlier run (a checkpoint) and still above the tolerance
     earlier = (st.undecided() & (searched >= len(shares))) | tightened
-    for k in np.flatnonzero(earlier & ~(st.ub - st.att <= opts.bab.tolerance)):
+    for k in np.flatnonzero(earlier & ~(st.ub - st.att <= opts.bab.gap_tolerance(st.att))):
         st.reason[k] = st.reason[k] or _BAB_REASONS["timeout"]
         st.stage[k] = "bab"
     tighten = opts.bab_mode == "tighten"
@@ -240,7 +241,7 @@ def _run_bab(fn: Any, st: State, graph: Any, region: Region, case: Any,
         # the tightening takes the undecided ones left (not those an earlier run tightened)
         gap = st.ub - st.att
         spent = st.undecided() & (searched >= len(shares))  # open after every search
-        todo = st.priority(~(gap <= opts.bab.tolerance) & ~spent & ~tightened)
+        todo = st.priority(~(gap <= opts.bab.gap_tolerance(st.att)) & ~spent & ~tightened)
         started = 0
 
         def tighten_next() -> bool:
@@ -285,8 +286,8 @@ def _apply_search(st: State, k: int, outcome: SearchOutcome, decide: bool, final
     st.ub[k] = min(st.ub[k], float(st.row_ub[own].max()))
     st.stage[k] = "bab"
     settled = decide and not st.undecided()[k]
-    if out is not None and not st.ub[k] - st.att[k] <= opts.bab.tolerance and not settled \
-            and (final or budget.expired()):
+    closed = st.ub[k] - st.att[k] <= opts.bab.gap_tolerance(st.att[k])
+    if out is not None and not closed and not settled and (final or budget.expired()):
         reason = _BAB_REASONS.get(str(out.reason), f"bab {out.reason}")
         if str(out.reason) == "timeout" and budget.expired():
             reason = "not reached: timeout (bab)"

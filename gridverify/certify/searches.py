@@ -43,7 +43,10 @@ class RowSearch:
     the other rows cannot change that); ``deadline``: wall-clock time
     (``time.time()``) at which the run's budget ends (``inf``: none);
     ``options``: the branch-and-bound options (their ``timeout`` is replaced per
-    row).
+    row); ``floor``: in optimization mode, the constraint's worst value found so
+    far (its maximum over the rows is what counts: a row's search ends once its
+    bound is within the tolerance of the larger of it and what the rows searched
+    before attained).
     """
 
     rows: tuple[int, ...]
@@ -53,6 +56,7 @@ class RowSearch:
     deadline: float
     options: Any
     stop_above: float | None = None
+    floor: float | None = None
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,15 @@ class SearchOutcome:
 
 def bab_call(fn: Any, graph: Any, lower: Any, upper: Any, spec: np.ndarray,
              threshold: float | None, options: Any, mode: str,
-             progress: Callable[[dict], None] | None = None) -> Any:
+             progress: Callable[[dict], None] | None = None,
+             floor: float | None = None) -> Any:
     """One ``fn`` (:func:`~gridverify.bab.bab_maximize`) call; without the pre-built
     branching-point table, midpoints."""
     from gridverify.bab.points import PointsUnavailableError
 
     kw = {"threshold": threshold, "mode": mode, "progress": progress}
+    if floor is not None and math.isfinite(floor):
+        kw["floor"] = floor
     try:
         return fn(graph, lower, upper, spec, options=options, **kw)
     except PointsUnavailableError:
@@ -85,6 +92,7 @@ def run_search(fn: Any, graph: Any, lower: Any, upper: Any, task: RowSearch,
     ts = time.time()
     done: list[tuple[int, float, Any]] = []
     mode = "optimization" if task.threshold is None else "decision"
+    floor = -math.inf if task.floor is None else float(task.floor)
     for i, r in enumerate(task.rows):
         now = time.time()
         limit = None if task.seconds is None else max(task.seconds - (now - ts), 0.05) / (
@@ -95,8 +103,11 @@ def run_search(fn: Any, graph: Any, lower: Any, upper: Any, task: RowSearch,
         spec = np.zeros((1, task.n_rows))
         spec[0, r] = 1.0
         out = bab_call(fn, graph, lower, upper, spec, task.threshold,
-                       replace(task.options, timeout=limit), mode, progress)
+                       replace(task.options, timeout=limit), mode, progress,
+                       floor=floor if mode == "optimization" else None)
         done.append((int(r), now, out))
+        if math.isfinite(out.attained):
+            floor = max(floor, float(out.attained))
         if task.stop_above is not None and out.attained > task.stop_above:
             break
         if time.time() >= task.deadline:

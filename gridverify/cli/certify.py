@@ -130,6 +130,10 @@ def register(sub: Any) -> None:
                    "stops there")
     p.add_argument("--gap-tolerance", type=nonneg_float, default=_Default("bab.tolerance"),
                    metavar="G", help="--method bab: gap left alone")
+    p.add_argument("--gap-rel-tolerance", type=nonneg_float,
+                   default=_Default("bab.rel_tolerance"), metavar="R",
+                   help="--method bab: gap left alone, as a fraction of the worst value "
+                   "found (0.01: within 1%%), where larger than --gap-tolerance")
     p.add_argument("--memory-cap", type=positive_float, metavar="MB",
                    help="memory cap of the run: stages shrink, fall back or leave "
                    "constraints open to stay under it (default: 80%% of the available "
@@ -251,9 +255,10 @@ def _options(args: argparse.Namespace) -> Any:
 
     d = CertifyOptions()
     try:
-        bab = replace(d.bab, timeout=args.bab_timeout, tolerance=args.gap_tolerance)
+        bab = replace(d.bab, timeout=args.bab_timeout, tolerance=args.gap_tolerance,
+                      rel_tolerance=args.gap_rel_tolerance)
     except BabOptionsError as exc:
-        raise SpecError(f"--bab-timeout/--gap-tolerance: {exc}") from None
+        raise SpecError(f"--bab-timeout/--gap-tolerance/--gap-rel-tolerance: {exc}") from None
     return CertifyOptions(timeout=args.timeout, samples=args.samples, attack=args.attack,
                           seed=args.seed, bab=bab, bab_mode=args.bab_mode, refine=args.refine,
                           bounds=replace(d.bounds, intermediate=args.intermediate),

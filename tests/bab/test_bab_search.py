@@ -91,6 +91,49 @@ def test_optimization_closes_gap_on_one_input():
     assert res.upper_bound - res.attained <= 1e-5
 
 
+@pytest.mark.parametrize("branching", ["bbps", "babsr", "widest"])
+def test_product_with_a_graph_input_operand(branching):
+    """``x * sin(3 x)``: the product reads the graph input itself, whose interval in a
+    domain is the domain's box (neuron scores used to fail on it)."""
+    b = GraphBuilder()
+    x = b.input("x", 2)
+    b.output(b.mul(b.sin(b.scale(x, np.array([3.0, -2.0]))), x), "y")
+    g = b.build()
+    lo, hi, spec = np.array([-2.0, -1.0]), np.array([2.0, 1.5]), np.array([1.0, 1.0])
+    res = bab_maximize(g, lo, hi, spec, options=replace(FAST, branching=branching))
+    assert res.upper_bound >= sampled_max(g, lo, hi, spec) - 1e-12
+    assert res.domains_visited > 1
+
+
+@pytest.mark.parametrize("branching", ["input", "babsr"])
+def test_floor_ends_the_search_once_below_it_and_stays_sound(branching):
+    """A value attained elsewhere (another row of the same constraint): the search
+    stops once its bound is within the tolerance of it, with a sound bound and its
+    own attained value and witness; far below the floor it needs no split."""
+    b = GraphBuilder()
+    x = b.input("x", 1)
+    b.output(b.mul(b.sin(b.scale(x, np.array([3.0]))), x), "y")  # x sin(3x) on [-2, 2]
+    g = b.build()
+    lo, hi, spec = np.array([-2.0]), np.array([2.0]), np.array([1.0])
+    opts = BabOptions(timeout=20.0, tolerance=1e-5, branching=branching)
+    xs = np.linspace(-2, 2, 2_000_001)
+    true = float(np.max(xs * np.sin(3 * xs)))  # about 1.8
+    exact = bab_maximize(g, lo, hi, spec, options=opts)
+    floor = true + 0.05  # below the root bound, above the true maximum
+    res = bab_maximize(g, lo, hi, spec, options=opts, floor=floor)
+    assert res.status == "certified" and res.reason == "gap"
+    assert true <= res.upper_bound <= floor + 1e-5
+    assert res.domains_visited < exact.domains_visited
+    assert res.attained <= true + 1e-9  # its own value, not the floor
+    assert value_at(g, res.witness, spec) == pytest.approx(res.attained, abs=1e-12)
+    high = bab_maximize(g, lo, hi, spec, options=opts, floor=100.0)
+    assert high.domains_visited == 1 and high.upper_bound >= true
+    low = bab_maximize(g, lo, hi, spec, options=opts, floor=-100.0)  # a floor below: no effect
+    assert low.upper_bound - low.attained <= 1e-5
+    with pytest.raises(SpecError, match="floor"):
+        bab_maximize(g, lo, hi, spec, options=opts, floor=float("nan"))
+
+
 def test_decision_modes():
     g = mixed_graph(2)
     lo, hi = -np.ones(3), np.ones(3)

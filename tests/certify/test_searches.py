@@ -72,6 +72,31 @@ def test_a_decision_search_stops_at_the_first_violated_row() -> None:
     assert [r for r, _, _ in out.rows] == [0, 1]
 
 
+def test_optimization_rows_search_down_to_the_constraints_worst_found() -> None:
+    """In optimization mode a row's search ends once its bound is within the
+    tolerance of the constraint's worst found (the floor) or of what the rows
+    searched before attained: below it the row cannot lower the maximum."""
+    from dataclasses import replace
+
+    fn, graph, lo, hi, net = _net_graph()
+    x = torch.from_numpy(np.random.default_rng(0).uniform(lo, hi, (20000, 4)))
+    with torch.no_grad():
+        true = net(x).numpy().max(0)
+    free = run_search(fn, graph, lo, hi, _task([0], domains=10**6))
+    (_, _, alone), = free.rows
+    floor = float(true[0]) + 0.5 * (alone.upper_bound - true[0]) + 0.05
+    task = replace(_task([0], domains=10**6), floor=floor)
+    (_, _, capped), = run_search(fn, graph, lo, hi, task).rows
+    assert true[0] <= capped.upper_bound <= floor + task.options.tolerance
+    assert capped.domains_visited <= alone.domains_visited
+    # the second row's search starts from what the first attained
+    both = run_search(fn, graph, lo, hi, _task([0, 1], domains=10**6))
+    first, second = both.rows[0][2], both.rows[1][2]
+    assert second.upper_bound >= true[1] - 1e-12
+    assert second.upper_bound - max(first.attained, second.attained) \
+        <= task.options.tolerance + 1e-12 or second.reason != "gap"
+
+
 def test_a_search_past_its_deadline_searches_no_further_row() -> None:
     """The run's deadline ends the search after the row under way (which gets the
     minimum time), and the outcome still carries that row's sound bound."""
