@@ -271,7 +271,8 @@ def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int) -> Proxy:
     d_in, d_outs = probe_sizes(m)
     if d_in is not None and d_in != n_in:
         raise ProxyError(f"{path}: ONNX input has {d_in} entries, the case needs 2L = {n_in}")
-    heads = len(d_outs) > 1 and None not in d_outs and sum(d_outs) == n_out  # type: ignore[arg-type]
+    known = [d for d in d_outs if d is not None]
+    heads = len(d_outs) > 1 and len(known) == len(d_outs) and sum(known) == n_out
     if heads and not keep_outputs:
         _check_head_order(path, m)
     elif not keep_outputs and (len(d_outs) != 1 or (d_outs[0] is not None

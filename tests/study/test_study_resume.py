@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from study_helpers import compare_outputs, write_small_study
+from study_helpers import MODEL, compare_outputs, write_small_study
 
 from gridverify.study.executors import ExecutorOptions
 from gridverify.study.jobs import expand_jobs
@@ -77,18 +77,20 @@ BAB_STUDY = f"""
 name = "babck"
 methods = ["bab"]
 samples = 64
-bab_timeout = 2
+timeout = 8
+bab_timeout = 1
 radius = false
 
 [cases.c14]
 case = "pglib_opf_case14_ieee"
-models = ["{Path(__file__).resolve().parents[2] / 'models' / 'case14_relu'}"]
+models = ["{MODEL}"]
 
 [regions.near]
 box = [0.97, 1.03]
 
 [constraints.some]
-families = ["vm_max", "angle_max"]
+families = ["p_balance"]
+components = {{ p_balance = [2, 3, 4] }}
 """
 
 
