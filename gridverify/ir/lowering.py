@@ -382,6 +382,34 @@ class Lowering:
         shift = np.asarray(shift, dtype=np.float64).reshape(-1, *tail)
         return self.add(self.mul(x, scale), shift)
 
+    def layer_norm(self, x: Value, n_axes: int, eps: float, scale: Any = None,
+                   bias: Any = None) -> Value:
+        """Layer normalization over the last ``n_axes`` axes: ``(x - mean) /
+        sqrt(var + eps) * scale + bias``, mean and (biased) variance per sample,
+        written with ``square``, ``sqrt`` and ``reciprocal`` (their relaxations bound
+        it; the variance's interval is at least ``eps``, so the reciprocal is
+        defined).  A normalized entry lies within ``sqrt(n - 1)`` of 0 (``n`` entries
+        normalized together; ``c_i^2 <= (n - 1) var`` when the ``c`` sum to 0), a
+        clamp that never acts on the true value but bounds it where the product's
+        relaxation cannot (a small variance)."""
+        shape = self.shape(x)
+        if not 1 <= n_axes <= len(shape):
+            raise _Unsupported(f"layer norm over {n_axes} axes of a {len(shape)}-axis tensor")
+        axes = list(range(len(shape) - n_axes, len(shape)))
+        n = int(np.prod([shape[a] for a in axes]))
+        centred = self.sub(x, self.mul(self.reduce_sum(x, axes, True), 1.0 / n))
+        var = self.mul(self.reduce_sum(self.unary("square", centred), axes, True), 1.0 / n)
+        inv_std = self.unary("reciprocal", self.unary("sqrt", self.add(var, float(eps))))
+        reach = math.sqrt(max(n - 1, 0)) * (1.0 + 1e-12)
+        z = self.mul(centred, inv_std)
+        # clamp(z, -reach, reach) nested (min of a max): interval arithmetic then keeps
+        # it within [-reach, reach], which lo + relu(z - lo) - relu(z - hi) does not
+        above = self.add(self.unary("relu", self.add(z, reach)), -reach)
+        y = self.sub(reach, self.unary("relu", self.sub(reach, above)))
+        if scale is not None:
+            y = self.mul(y, np.asarray(scale, dtype=np.float64))
+        return y if bias is None else self.add(y, np.asarray(bias, dtype=np.float64))
+
     def minmax(self, op: str, a: Value, c: Value) -> Value:
         """Elementwise ``minimum`` / ``maximum``."""
         if not isinstance(a, Var) and not isinstance(c, Var):

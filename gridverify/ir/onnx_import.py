@@ -567,6 +567,18 @@ class _OnnxImporter:
         total = self.lw.reduce_sum(ins[0], axes, bool(at.get("keepdims", 1)))
         return self.lw.mul(total, 1.0 / count)
 
+    def _op_LayerNormalization(self, ins: list, at: dict) -> Value | list[Value]:
+        x = ins[0]
+        rank = len(self.lw.shape(x))
+        axis = int(at.get("axis", -1)) % rank
+        if int(at.get("stash_type", 1)) != 1:
+            raise _Unsupported("stash_type other than float")
+        scale = None if len(ins) < 2 or ins[1] is None else self._const(ins[1], "Scale")
+        bias = None if len(ins) < 3 or ins[2] is None else self._const(ins[2], "B")
+        if len(self._outputs) > 1 and any(self._outputs[1:]):
+            raise _Unsupported("the Mean / InvStdDev outputs")
+        return self.lw.layer_norm(x, rank - axis, float(at.get("epsilon", 1e-5)), scale, bias)
+
     def _op_BatchNormalization(self, ins: list, at: dict) -> Value:
         x = ins[0]
         scale, bias, mean, var = (np.asarray(self._const(v, "parameters"), dtype=np.float64)

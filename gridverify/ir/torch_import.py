@@ -441,6 +441,17 @@ def _f_linear(self: _TorchImporter, args: list, kw: dict) -> Any:
     return self.linear(args[0], np.asarray(w, dtype=np.float64), bias)
 
 
+def _f_layer_norm(self: _TorchImporter, args: list, kw: dict) -> Any:
+    shape = args[1] if len(args) > 1 else kw["normalized_shape"]
+    w = args[2] if len(args) > 2 else kw.get("weight")
+    bias = args[3] if len(args) > 3 else kw.get("bias")
+    if isinstance(w, Var) or isinstance(bias, Var):
+        raise _Unsupported("layer norm with a variable weight")
+    n_axes = 1 if isinstance(shape, int) else len(shape)
+    return self.lw.layer_norm(args[0], n_axes, float(args[4] if len(args) > 4
+                                                    else kw.get("eps", 1e-5)), w, bias)
+
+
 def _leaky(self: _TorchImporter, args: list, kw: dict) -> Any:
     return self.lw.prelu(args[0], float(args[1] if len(args) > 1
                                         else kw.get("negative_slope", 0.01)))
@@ -530,6 +541,7 @@ _FUNCTIONS: dict[Any, Handler] = {
     F.hardsigmoid: lambda self, args, kw: self.lw.hardsigmoid(args[0]),
     F.hardswish: lambda self, args, kw: self.lw.hardswish(args[0]),
     F.softsign: lambda self, args, kw: self.lw.softsign(args[0]),
+    F.layer_norm: _f_layer_norm,
     F.softplus: _softplus, F.mish: lambda self, args, kw: self.lw.mish(args[0]),
     torch.zeros_like: _like(0.0), torch.ones_like: _like(1.0), torch.full_like: _like(None),
     **{getattr(torch, n): h for n, h in _UNARY.items()},
@@ -592,6 +604,10 @@ _MODULES: dict[type, Callable[..., Any]] = {
     nn.Hardtanh: lambda self, m, args, kw: self.lw.clamp(args[0], m.min_val, m.max_val),
     nn.ReLU6: lambda self, m, args, kw: self.lw.clamp(args[0], 0.0, 6.0),
     nn.BatchNorm1d: _mod_batchnorm,
+    nn.LayerNorm: lambda self, m, args, kw: self.lw.layer_norm(
+        args[0], len(m.normalized_shape), m.eps,
+        None if m.weight is None else _tensor_const(m.weight),
+        None if m.bias is None else _tensor_const(m.bias)),
     nn.ELU: lambda self, m, args, kw: self.lw.elu(args[0], m.alpha),
     nn.CELU: lambda self, m, args, kw: self.lw.elu(args[0], m.alpha, width=m.alpha),
     nn.SELU: lambda self, m, args, kw: self.lw.elu(args[0], _SELU_ALPHA, _SELU_SCALE),

@@ -36,6 +36,8 @@ ACTIVATIONS = {
     "leaky": lambda: nn.LeakyReLU(0.2),
     "softplus": nn.Softplus,
     "mish": nn.Mish,
+    "layernorm": lambda: _affine_layer_norm(nn.LayerNorm(8, eps=1e-3)),
+    "layernorm_plain": lambda: nn.LayerNorm(8, elementwise_affine=False),
 }
 #: torch's softplus is the identity where beta * x is above its threshold; these cross it
 #: (torch's legacy ONNX exporter drops the threshold, so they are checked through torch and
@@ -46,6 +48,13 @@ THRESHOLDED = {
 }
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # TorchScript export
+
+def _affine_layer_norm(m: nn.LayerNorm) -> nn.LayerNorm:
+    with torch.no_grad():  # non-trivial scale and shift
+        m.weight.uniform_(0.5, 1.5)
+        m.bias.uniform_(-0.3, 0.3)
+    return m
+
 
 def _mlp(act: nn.Module, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
@@ -185,3 +194,30 @@ def test_bounds_contain_sampled_and_attacked_outputs(name):
         r = compute_bounds(g, lo, hi, method=method)
         b_lo, b_hi = r.lower.reshape(-1).numpy(), r.upper.reshape(-1).numpy()
         assert np.all(b_lo <= s_lo + 1e-12) and np.all(s_hi <= b_hi + 1e-12), method
+
+
+def test_functional_layer_norm_and_its_range():
+    """``F.layer_norm`` with a weight only; a normalized entry never leaves
+    ``[-sqrt(n - 1), sqrt(n - 1)]``, which bounds it even on a box where the
+    variance can vanish (without the bias, the scale 1: the bound is that range)."""
+    import torch.nn.functional as F
+
+    class FL(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(5, 4)
+
+        def forward(self, x):  # noqa: ANN001, ANN202
+            return F.layer_norm(self.lin(x), (4,), None, None, 1e-5)
+
+    torch.manual_seed(2)
+    m = FL().double().eval()
+    g = from_torch(m, input_size=5)
+    x = _x(500)
+    with torch.no_grad():
+        np.testing.assert_allclose(g.evaluate(x)[0].numpy(), m(x).numpy(), rtol=0, atol=1e-12)
+    lo, hi = -torch.ones(5, dtype=torch.float64), torch.ones(5, dtype=torch.float64)
+    for method in ("ibp", "crown"):
+        r = compute_bounds(g, lo, hi, method=method)
+        assert float(r.upper.max()) <= math.sqrt(3) * (1 + 1e-9)
+        assert float(r.lower.min()) >= -math.sqrt(3) * (1 + 1e-9)
