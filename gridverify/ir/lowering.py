@@ -389,8 +389,8 @@ class Lowering:
         written with ``square``, ``sqrt`` and ``reciprocal`` (their relaxations bound
         it; the variance's interval is at least ``eps``, so the reciprocal is
         defined).  A normalized entry lies within ``sqrt(n - 1)`` of 0 (``n`` entries
-        normalized together; ``c_i^2 <= (n - 1) var`` when the ``c`` sum to 0), a
-        clamp that never acts on the true value but bounds it where the product's
+        normalized together; ``c_i^2 <= (n - 1) var`` when the ``c`` sum to 0): a
+        clamp that never acts on the true value bounds it where the product's
         relaxation cannot (a small variance)."""
         shape = self.shape(x)
         if not 1 <= n_axes <= len(shape):
@@ -401,11 +401,7 @@ class Lowering:
         var = self.mul(self.reduce_sum(self.unary("square", centred), axes, True), 1.0 / n)
         inv_std = self.unary("reciprocal", self.unary("sqrt", self.add(var, float(eps))))
         reach = math.sqrt(max(n - 1, 0)) * (1.0 + 1e-12)
-        z = self.mul(centred, inv_std)
-        # clamp(z, -reach, reach) nested (min of a max): interval arithmetic then keeps
-        # it within [-reach, reach], which lo + relu(z - lo) - relu(z - hi) does not
-        above = self.add(self.unary("relu", self.add(z, reach)), -reach)
-        y = self.sub(reach, self.unary("relu", self.sub(reach, above)))
+        y = self.clamp(self.mul(centred, inv_std), -reach, reach)
         if scale is not None:
             y = self.mul(y, np.asarray(scale, dtype=np.float64))
         return y if bias is None else self.add(y, np.asarray(bias, dtype=np.float64))

@@ -221,3 +221,22 @@ def test_functional_layer_norm_and_its_range():
         r = compute_bounds(g, lo, hi, method=method)
         assert float(r.upper.max()) <= math.sqrt(3) * (1 + 1e-9)
         assert float(r.lower.min()) >= -math.sqrt(3) * (1 + 1e-9)
+
+
+def test_clamp_intervals_stay_within_its_ends():
+    """``clamp`` (hardtanh here) is built as a min of a max: interval arithmetic and
+    CROWN keep its output in ``[lo, hi]`` however wide the input, and contain the
+    sampled outputs."""
+    torch.manual_seed(4)
+    m = nn.Sequential(nn.Linear(5, 6), nn.Hardtanh(-0.5, 2.0)).double().eval()
+    g = from_torch(m, input_size=5)
+    lo, hi = -10 * torch.ones(5, dtype=torch.float64), 10 * torch.ones(5, dtype=torch.float64)
+    xs = lo + (hi - lo) * torch.rand(20000, 5, generator=torch.Generator().manual_seed(0),
+                                     dtype=torch.float64)
+    with torch.no_grad():
+        ys = m(xs).numpy()
+    for method in ("ibp", "crown", "alpha-crown"):
+        r = compute_bounds(g, lo, hi, method=method)
+        b_lo, b_hi = r.lower.reshape(-1).numpy(), r.upper.reshape(-1).numpy()
+        assert np.all(b_lo >= -0.5 - 1e-9) and np.all(b_hi <= 2.0 + 1e-9), method
+        assert np.all(b_lo <= ys.min(0) + 1e-12) and np.all(ys.max(0) <= b_hi + 1e-12)
