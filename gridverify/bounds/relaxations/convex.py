@@ -150,28 +150,22 @@ def softplus_relax(l: Tensor, u: Tensor, alpha: Tensor | None = None,
     return finalize(k, lb - _drop(u64, threshold), s, ub, l64, u64, lo, hi, dtype)
 
 
-SOFTPLUS = UnaryRelaxation(
-    op="softplus",
-    interval=lambda l, u: out_interval(*_softplus_interval64(as64(l), as64(u)), l.dtype),
-    relax=softplus_relax,
-    n_alpha=1,
-    init_alpha=_half_alpha,
-    func=softplus,
-)
-
-
 @cache
-def softplus_above(threshold: float) -> UnaryRelaxation:
-    """The entry of a ``softplus`` node with a ``threshold`` attribute (torch's softplus)."""
-    t = float(threshold)
+def softplus_above(threshold: float | None) -> UnaryRelaxation:
+    """The entry of a ``softplus`` node; with a ``threshold`` attribute, torch's
+    softplus (``None``: exact ``log(1 + exp(x))``, the table's :data:`SOFTPLUS`)."""
+    t = None if threshold is None else float(threshold)
     return UnaryRelaxation(
         op="softplus",
         interval=lambda l, u: out_interval(*_softplus_interval64(as64(l), as64(u), t), l.dtype),
-        relax=partial(softplus_relax, threshold=t),
+        relax=softplus_relax if t is None else partial(softplus_relax, threshold=t),
         n_alpha=1,
         init_alpha=_half_alpha,
-        func=partial(softplus, threshold=t),
+        func=softplus if t is None else partial(softplus, threshold=t),
     )
+
+
+SOFTPLUS = softplus_above(None)
 
 
 # ---------------------------------------------------------------- reciprocal
