@@ -296,6 +296,31 @@ def test_least_area_slope_search_agrees_whatever_the_grid(name: str) -> None:
             assert (worse >= -1e-9).all()
 
 
+@pytest.mark.parametrize("name", ["sin", "cos", "sigmoid", "tanh", "atan"])
+def test_least_area_slope_beats_a_dense_grid_of_slopes(name: str) -> None:
+    # the line of the slope found is at least as low (upper; high, lower) at the
+    # midpoint as the line of any of 20,001 evenly spaced slopes of f''s range
+    from gridverify.bounds.relaxations import smooth, sshaped, trig
+
+    op = {"sin": trig.SIN_OP, "cos": trig.COS_OP, "sigmoid": sshaped.SIGMOID_OP,
+          "tanh": sshaped.TANH_OP, "atan": sshaped.ATAN_OP}[name]
+    g = torch.Generator().manual_seed(5)
+    c = (torch.rand(64, generator=g, dtype=F64) - 0.5) * 6.0
+    w = torch.rand(64, generator=g, dtype=F64) * 3.0 + 1e-3
+    l, u = c - w, c + w
+    kmin, kmax = op.fp_range(l, u)
+    m = 0.5 * (l + u)
+    grid = kmin + torch.linspace(0.0, 1.0, 20001, dtype=F64).unsqueeze(1) * (kmax - kmin)
+    for upper in (False, True):
+        k = smooth.area_slope(op, l, u, upper)
+        off, _ = smooth.extreme_offset(op, l, u, k, upper)
+        goff, _ = smooth.extreme_offset(op, l, u, grid, upper)
+        found, dense = k * m + off, grid * m + goff
+        best = dense.min(0).values if upper else dense.max(0).values
+        slack = 1e-12 * (1.0 + best.abs())
+        assert ((found <= best + slack) if upper else (found >= best - slack)).all()
+
+
 def test_slope_search_grid_keeps_each_pass_within_its_entry_budget() -> None:
     from gridverify.bounds.relaxations import smooth
 

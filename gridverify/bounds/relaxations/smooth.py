@@ -50,8 +50,9 @@ from gridverify.bounds.relaxations._common import (
 )
 from gridverify.bounds.relaxations.base import Relaxation, UnaryRelaxation
 
-# the least-area slope is searched to 2**-24 (about 6e-8) of the range of f'
-SLOPE_SEARCH_BITS = 24
+# the least-area slope is searched to a cell of 2**-12 of the range of f', then
+# refined by the chord through the points its two ends touch (see area_slope)
+SLOPE_SEARCH_BITS = 12
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,13 @@ def area_slope(
     evaluates it at ``G - 1`` evenly spaced slopes of the current cell at once
     and keeps the sub-cell where it crosses, until the cell is
     ``1 / 2**SLOPE_SEARCH_BITS`` of the range of ``f'`` (``G`` from
-    :func:`_slope_search_grid` unless given; a power of two).
+    :func:`_slope_search_grid` unless given; a power of two).  Of the cell's
+    middle, the chord through the points the lines of the cell's two ends touch
+    (kept within the cell) and ``f'(m)``, the slope returned is the one whose
+    line is lowest (upper; highest for the lower line) at ``m``: where the
+    least-area line touches ``f`` twice (through an endpoint, or a bitangent)
+    the chord is its slope to rounding, where it is the tangent at ``m``,
+    ``f'(m)`` is.
     """
     with torch.no_grad():
         kmin, kmax = op.fp_range(l, u)
@@ -159,7 +166,21 @@ def area_slope(
             _, xs = extreme_offset(op, l, u, lo + steps * width, upper, search=True)
             go_up = xs > m if upper else xs < m
             lo = lo + go_up.sum(0).to(l.dtype) * width
-        k = lo + 0.5 * width
+        # the points the lines of the cell's two ends touch lie on either side of m:
+        # the chord through them is the slope of a least-area line that touches f
+        # twice (exact, whatever the cell's width), f'(m) that of one tangent at m;
+        # the one whose line is lowest (highest) at m wins, the cell's middle if none
+        mid = lo + 0.5 * width
+        ends = torch.stack([lo, lo + width])
+        _, (xa, xb) = extreme_offset(op, l, u, ends, upper, search=True)
+        chord = safe_div(op.f(xb) - op.f(xa), xb - xa, mid)
+        chord = torch.minimum(torch.maximum(chord, ends[0]), ends[1])
+        ks = torch.stack([mid, chord, op.fp(m)])
+        ks = torch.where(torch.isfinite(ks), ks, mid)
+        off, _ = extreme_offset(op, l, u, ks, upper, search=True)
+        at_m = ks * m + off
+        pick = (at_m.argmin(0) if upper else at_m.argmax(0)).unsqueeze(0)
+        k = ks.gather(0, pick).squeeze(0)
         return torch.where(torch.isfinite(k), k, torch.zeros_like(k))
 
 
