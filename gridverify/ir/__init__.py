@@ -1,8 +1,9 @@
 """The gridverify graph (IR): build, evaluate and compose computation graphs.
 
 ``GraphBuilder``/``Graph``/``Node``/``compose`` and the op table ``OPS`` live
-here; the importers ``from_torch`` and ``from_onnx`` are loaded lazily from
-``gridverify.ir.torch_import`` and ``gridverify.ir.onnx_import``.
+here; the importers ``from_torch``, ``from_exported`` (torch.export programs)
+and ``from_onnx`` are loaded lazily from ``gridverify.ir.torch_import`` and
+``gridverify.ir.onnx_import``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = [
     "Node",
     "OpInfo",
     "compose",
+    "from_exported",
     "from_onnx",
     "from_torch",
     "op_info",
@@ -28,6 +30,7 @@ __all__ = [
 
 _LAZY = {
     "from_torch": "gridverify.ir.torch_import",
+    "from_exported": "gridverify.ir.torch_import",
     "from_onnx": "gridverify.ir.onnx_import",
 }
 

@@ -8,6 +8,11 @@ every fx node is lowered with the tensor algebra of
 they mean in torch); the IR's runtime batch replaces it.  The graph input is
 named ``"x"``; outputs are named ``"y"`` (one output) or ``"y0"``, ``"y1"``...
 (a tuple or list of outputs, in order).
+
+:func:`from_exported` imports a program of :func:`torch.export.export` (or one
+read back with :func:`torch.export.load`, a ``.pt2`` file: a proxy that needs no
+Python class to load) the same way: its graph of ATen ops is already traced, and
+each op is lowered by the handler of its ``torch.nn.functional`` counterpart.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from gridverify.ir.lowering import Lowering, Value, Var, _Unsupported, prune
 from gridverify.ir.ops import OPS
 from gridverify.ir.pwl_merge import merge_pwl
 
-__all__ = ["from_torch"]
+__all__ = ["from_exported", "from_torch"]
 
 Handler = Callable[["_TorchImporter", list, dict], Any]
 
@@ -60,9 +65,14 @@ def _shape_args(args: list) -> list[int]:
 class _TorchImporter:
     """One import: a value per fx node name."""
 
-    def __init__(self, module: nn.Module, in_shape: tuple[int, ...]) -> None:
+    def __init__(self, module: nn.Module, in_shape: tuple[int, ...],
+                 exported_batch: int | None = None, traced: bool = False) -> None:
         self.module = module
         self.in_shape = in_shape
+        # a program of torch.export: already an ATen graph; a batch size it was
+        # exported with (static shapes) stands for the batch axis in shape arguments
+        self.traced = traced
+        self.exported_batch = exported_batch
         self.b = GraphBuilder()
         self.lw = Lowering(self.b)
         self.env: dict[str, Any] = {}
@@ -92,12 +102,18 @@ class _TorchImporter:
             except _Unsupported as e:
                 raise UnsupportedOpError(self._op_name(traced, node), node.name, str(e)) from None
             except (ValueError, IndexError, TypeError) as e:
-                raise GraphError(f"from_torch: node {node.name!r} "
-                                 f"({self._op_name(traced, node)}): {e}") from e
+                who = "from_exported" if self.traced else "from_torch"
+                hint = ("; the program was exported with a static batch of "
+                        f"{self.exported_batch}: export it with a dynamic batch axis"
+                        if self.exported_batch not in (None, 1) else "")
+                raise GraphError(f"{who}: node {node.name!r} "
+                                 f"({self._op_name(traced, node)}): {e}{hint}") from e
         g = self.b.build()
         return prune(merge_pwl(g) if merge else g)
 
     def _trace(self) -> torch.fx.GraphModule:
+        if self.traced:
+            return self.module  # type: ignore[return-value]
         try:
             return torch.fx.symbolic_trace(self.module)
         except Exception as e:  # noqa: BLE001 - fx raises many types on untraceable code
@@ -108,6 +124,8 @@ class _TorchImporter:
     def _op_name(traced: torch.fx.GraphModule, node: torch.fx.Node) -> str:
         if node.op == "call_module":
             return type(traced.get_submodule(str(node.target))).__name__
+        if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
+            return f"aten.{node.target.overloadpacket.__name__}"
         if node.op == "call_function":
             return getattr(node.target, "__name__", str(node.target))
         return str(node.target)
@@ -138,6 +156,9 @@ class _TorchImporter:
         self._check_inplace(traced, node)
         args = [self._arg(a) for a in node.args]
         kwargs = {k: self._arg(v) for k, v in node.kwargs.items()}
+        if node.op == "call_module" and self.traced and str(node.target).startswith("_guards"):
+            self.env[node.name] = None  # the exported program's input checks
+            return
         if node.op == "call_module":
             mod = traced.get_submodule(str(node.target))
             handler = _MODULES.get(type(mod))
@@ -145,7 +166,13 @@ class _TorchImporter:
                 raise _Unsupported("module type not supported by gridverify")
             self.env[node.name] = handler(self, mod, args, kwargs)
             return
-        if node.op == "call_function":
+        if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
+            name = node.target.overloadpacket.__name__
+            if name in _ATEN_SKIP:
+                self.env[node.name] = None
+                return
+            fn = _ATEN.get(name)
+        elif node.op == "call_function":
             fn = _FUNCTIONS.get(node.target)
         else:  # call_method
             fn = _METHODS.get(str(node.target))
@@ -297,9 +324,18 @@ def _getitem(self: _TorchImporter, args: list, kw: dict) -> Any:
     return self.lw.index(obj, lambda t: t[key])
 
 
+def _batch_first(self: _TorchImporter, shape: list[int]) -> list[int]:
+    """A shape argument of an exported program: its leading size, when it is the
+    batch size the program was exported with, is the batch axis (size 1 here)."""
+    if self.exported_batch is not None and shape and shape[0] == self.exported_batch:
+        return [1, *shape[1:]]
+    return shape
+
+
 def _reshape(self: _TorchImporter, args: list, kw: dict) -> Any:
     x = args[0]
     shape = _shape_args(args[1:]) if len(args) > 1 else _shape_args([kw["shape"]])
+    shape = _batch_first(self, shape)
     if shape.count(-1) == 1:
         known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
         total = int(np.prod(self.lw.shape(x), dtype=np.int64))
@@ -422,7 +458,7 @@ def _squeeze(self: _TorchImporter, args: list, kw: dict) -> Any:
 
 def _expand(self: _TorchImporter, args: list, kw: dict) -> Any:
     x = args[0]
-    target = _shape_args(args[1:])
+    target = _batch_first(self, _shape_args(args[1:]))
     s = self.lw.shape(x)
     pad = len(target) - len(s)
     shape = [s[i - pad] if d == -1 else d for i, d in enumerate(target)]
@@ -536,6 +572,7 @@ _FUNCTIONS: dict[Any, Handler] = {
     torch.transpose: _transpose, torch.permute: _permute, torch.unsqueeze: _unsqueeze,
     torch.squeeze: _squeeze, torch.abs: _abs, torch.square: _square, getattr: _getattr,
     F.linear: _f_linear, F.gelu: _gelu, F.leaky_relu: _leaky, F.hardtanh: _hardtanh,
+    F.relu6: lambda self, args, kw: self.lw.clamp(args[0], 0.0, 6.0),
     F.dropout: _f_dropout, F.elu: _f_elu, F.celu: _f_celu, F.selu: _f_selu, F.prelu: _f_prelu,
     F.silu: lambda self, args, kw: self.lw.silu(args[0]),
     F.hardsigmoid: lambda self, args, kw: self.lw.hardsigmoid(args[0]),
@@ -620,6 +657,153 @@ _MODULES: dict[type, Callable[..., Any]] = {
                                                          float(m.threshold)),
     nn.Mish: lambda self, m, args, kw: self.lw.mish(args[0]),  # torch's mish: no threshold
 }
+
+
+# ---------------------------------------------------------------- ATen (torch.export)
+def _aten_addmm(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``beta * bias + alpha * (a @ b)``."""
+    beta, alpha = float(kw.get("beta", 1.0)), float(kw.get("alpha", 1.0))
+    prod = self.lw.matmul(args[1], args[2])
+    if alpha != 1.0:
+        prod = self.lw.mul(prod, alpha)
+    return self.lw.add(prod, args[0] if beta == 1.0 else self.lw.mul(args[0], beta))
+
+
+def _aten_slice(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``slice.Tensor(x, dim=0, start=None, end=None, step=1)``."""
+    x = args[0]
+    dim = _dim(_arg(args, kw, 1, "dim", 0), len(self.lw.shape(x)))
+    key = (slice(None),) * dim + (slice(_arg(args, kw, 2, "start", None),
+                                        _arg(args, kw, 3, "end", None),
+                                        _arg(args, kw, 4, "step", 1)),)
+    return self.lw.index(x, lambda t: t[key])
+
+
+def _aten_select(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``select.int(x, dim, index)``: the axis is dropped."""
+    x = args[0]
+    dim = _dim(args[1], len(self.lw.shape(x)))
+    key = (slice(None),) * dim + (int(args[2]),)
+    return self.lw.index(x, lambda t: t[key])
+
+
+def _aten_index(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``index.Tensor(x, indices)``: ``x[i0, i1, ...]`` with constant index tensors
+    (``None`` for a whole axis), numpy's advanced indexing."""
+    indices = args[1]
+    if any(isinstance(i, Var) for i in indices):
+        raise _Unsupported("indexing with a variable tensor")
+    key = tuple(slice(None) if i is None else np.asarray(i) for i in indices)
+    return self.lw.index(args[0], lambda t: t[key])
+
+
+def _aten_rsub(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``rsub(x, other, alpha=1) = other - alpha * x``."""
+    alpha = float(_arg(args, kw, 2, "alpha", 1.0))
+    return self.lw.sub(args[1], args[0] if alpha == 1.0 else self.lw.mul(args[0], alpha))
+
+
+def _aten_elu(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``elu(x, alpha=1, scale=1, input_scale=1)`` (ELU, SELU and CELU)."""
+    alpha = float(_arg(args, kw, 1, "alpha", 1.0))
+    scale = float(_arg(args, kw, 2, "scale", 1.0))
+    input_scale = float(_arg(args, kw, 3, "input_scale", 1.0))
+    if input_scale <= 0.0:
+        raise _Unsupported(f"elu with input_scale {input_scale}")
+    return self.lw.elu(args[0], alpha, scale, width=1.0 / input_scale)
+
+
+def _aten_batch_norm(order: tuple[int, int, int, int, int]) -> Handler:
+    """Batch norm in evaluation mode; ``order``: the argument positions of weight,
+    bias, running mean, running variance and eps."""
+
+    def h(self: _TorchImporter, args: list, kw: dict) -> Any:
+        w, b, mean, var, eps = (args[k] for k in order)
+        if any(isinstance(v, Var) for v in (w, b, mean, var)) or mean is None or var is None:
+            raise _Unsupported("batch norm without constant running statistics")
+        scale = 1.0 / np.sqrt(np.asarray(var, dtype=np.float64) + float(eps))
+        if w is not None:
+            scale = scale * np.asarray(w, dtype=np.float64)
+        shift = -np.asarray(mean, dtype=np.float64) * scale + (0.0 if b is None else b)
+        return self.lw.channel_affine(args[0], scale, shift)
+
+    return h
+
+
+def _aten_batch_norm_train_flag(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``batch_norm(x, w, b, mean, var, training, momentum, eps, cudnn)``."""
+    if bool(args[5]):
+        raise _Unsupported("batch norm in training mode")
+    return _aten_batch_norm((1, 2, 3, 4, 7))(self, args, kw)
+
+
+def _aten_tuple(handler: Handler, n: int) -> Handler:
+    """An op returning ``n`` tensors of which models read the first (native norms)."""
+    return lambda self, args, kw: (handler(self, args, kw),) + (None,) * (n - 1)
+
+
+#: ATen ops (by overload packet name) of a torch.export program and their lowering;
+#: most share their ``torch.nn.functional`` / ``torch`` counterpart's arguments
+_ATEN: dict[str, Handler] = {
+    **_UNARY, **_ARITH,
+    "linear": _f_linear, "addmm": _aten_addmm, "mm": _matmul, "matmul": _matmul,
+    "t": _transpose, "transpose": _transpose, "permute": _permute,
+    "view": _reshape, "reshape": _reshape, "_unsafe_view": _reshape, "expand": _expand,
+    "flatten": _flatten_with(0), "unsqueeze": _unsqueeze, "squeeze": _squeeze,
+    "cat": _cat, "concat": _cat, "stack": _stack, "slice": _aten_slice, "select": _aten_select,
+    "index": _aten_index, "rsub": _aten_rsub,
+    "sym_size": _size, "neg": _neg, "pow": _pow, "abs": _abs, "square": _square,
+    "sum": _reduce(False), "mean": _reduce(True), "clamp": _clamp, "clip": _clamp,
+    "clamp_min": lambda self, args, kw: self.lw.clamp(args[0], args[1], None),
+    "clamp_max": lambda self, args, kw: self.lw.clamp(args[0], None, args[1]),
+    "minimum": _minmax("minimum"), "maximum": _minmax("maximum"),
+    "hardtanh": _hardtanh, "relu6": lambda self, args, kw: self.lw.clamp(args[0], 0.0, 6.0),
+    "leaky_relu": _leaky, "elu": _aten_elu, "celu": _f_celu, "selu": _f_selu,
+    "prelu": _f_prelu, "_prelu_kernel": _f_prelu, "gelu": _gelu,
+    "silu": lambda self, args, kw: self.lw.silu(args[0]),
+    "hardsigmoid": lambda self, args, kw: self.lw.hardsigmoid(args[0]),
+    "hardswish": lambda self, args, kw: self.lw.hardswish(args[0]),
+    "softplus": _softplus, "mish": lambda self, args, kw: self.lw.mish(args[0]),
+    "layer_norm": _f_layer_norm, "native_layer_norm": _aten_tuple(_f_layer_norm, 3),
+    "batch_norm": _aten_batch_norm_train_flag,
+    "_native_batch_norm_legit_no_training": _aten_tuple(_aten_batch_norm((1, 2, 3, 4, 6)), 3),
+    "dropout": _f_dropout, "clone": _identity, "contiguous": _identity, "alias": _identity,
+    "detach": _identity, "_to_copy": _identity, "to": _identity, "lift_fresh_copy": _identity,
+    "zeros_like": _like(0.0), "ones_like": _like(1.0), "full_like": _like(None),
+}
+#: ATen ops of an exported program that check its inputs and compute nothing
+_ATEN_SKIP = frozenset({"_assert_tensor_metadata", "_assert_scalar", "_assert_async",
+                        "sym_constrain_range", "sym_constrain_range_for_size"})
+
+
+def from_exported(program: Any, merge_pwl: bool = True) -> Graph:
+    """Import a :func:`torch.export.export` program mapping ``(B, n_in) -> (B, n_out)``.
+
+    ``program``: a ``torch.export.ExportedProgram`` (as :func:`torch.export.load`
+    returns it) or the ``torch.fx.GraphModule`` of its ``.module()``.  The input's
+    trailing shape is read from the program; export it with a dynamic batch axis
+    (``dynamic_shapes``), or with a batch size that no other axis of its reshapes
+    shares.  Raises :class:`UnsupportedOpError` (naming the ATen op and the node)
+    or :class:`GraphError` as :func:`from_torch` does.
+    """
+    gm = program.module() if hasattr(program, "graph_signature") else program
+    if not isinstance(gm, torch.fx.GraphModule):
+        raise GraphError("from_exported: expected a torch.export program, got "
+                         f"{type(program).__name__}")
+    inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    val = inputs[0].meta.get("val") if inputs else None
+    if val is None or not hasattr(val, "shape") or len(val.shape) < 2:
+        raise GraphError("from_exported: the program's first input is not a tensor of shape "
+                         "(batch, ...)")
+    if len(inputs) > 1:
+        raise GraphError(f"from_exported: the program takes {len(inputs)} inputs; only one "
+                         "tensor input is supported")
+    batch, *rest = val.shape
+    if not all(isinstance(d, int) for d in rest):
+        raise GraphError("from_exported: only the batch axis of the input may be dynamic")
+    exported_batch = int(batch) if isinstance(batch, int) else None
+    return _TorchImporter(gm, (1, *rest), exported_batch=exported_batch, traced=True).run(
+        merge_pwl)
 
 
 def _input_shape(module: nn.Module, input_size: int | None,

@@ -106,7 +106,9 @@ def load_proxy(
     name such as ``case14_relu`` when no such path exists), a torch
     checkpoint (``.pt``/``.pth``/``.ckpt``/``.bin``: a state dict plus an
     architecture, embedded as plain data under ``"arch"`` or in a JSON file next to
-    it), an ``.onnx`` file, or an ``nn.Module`` in memory.
+    it), an ``.onnx`` file, a ``.pt2`` program of :func:`torch.export.save`
+    (mapping ``(B, 2L)`` to ``(B, 2G + 2N)``, or to the heads ``pg, qg, vm, va``
+    in that order), or an ``nn.Module`` in memory.
     ``case``: a compiled case, or a case name/path for ``gridverify.grid.load_compiled``;
     needed for modules, checkpoints and foreign ONNX files, optional (but checked)
     for model directories.  ``onnx_keep_outputs``: keep only the first ``2G + 2N``
@@ -143,9 +145,11 @@ def load_proxy(
         return _load_onnx(path, compiled, onnx_keep_outputs)
     if path.suffix.lower() in _CHECKPOINT_SUFFIXES:
         return _load_checkpoint(path, compiled, arch)
+    if path.suffix.lower() == ".pt2":
+        return _load_exported(path, compiled)
     raise ProxyError(
-        f"{path}: unknown proxy format (expected a model directory, .onnx, or a torch "
-        f"checkpoint {'/'.join(_CHECKPOINT_SUFFIXES)})"
+        f"{path}: unknown proxy format (expected a model directory, .onnx, a torch.export "
+        f"program .pt2, or a torch checkpoint {'/'.join(_CHECKPOINT_SUFFIXES)})"
     )
 
 
@@ -287,6 +291,16 @@ def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int) -> Proxy:
     return _finish(module, compiled, name, chash, arch, source=str(path), card=None)
 
 
+def _load_exported(path: Path, compiled: Any) -> Proxy:
+    """A program of :func:`torch.export.save` (see :class:`ExportedModule`)."""
+    from gridverify.proxy.graph_proxy import ExportedModule
+
+    if compiled is None:
+        raise ProxyError(f"{path}: a torch.export program (.pt2) needs case=...")
+    module = ExportedModule(path).eval()
+    return _finish(module, compiled, None, None, None, source=str(path), card=None)
+
+
 _HEADS = ("pg", "qg", "vm", "va")
 
 
@@ -320,9 +334,10 @@ def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any) -> Proxy:
             raise
         if "TorchScript" in str(exc):
             raise ProxyError(
-                f"{path}: a TorchScript archive, which gridverify does not read; export the "
-                "model to ONNX (torch.onnx.export) or save a plain state dict "
-                "(model.state_dict()) plus an architecture") from None
+                f"{path}: a TorchScript archive, which gridverify does not read; save the "
+                "model with torch.export (torch.export.save, a .pt2 file), export it to ONNX "
+                "(torch.onnx.export), or save a plain state dict (model.state_dict()) plus "
+                "an architecture") from None
         why = " ".join(str(exc).split())
         raise ProxyError(f"{path}: not a readable torch checkpoint: {why}") from None
     if not isinstance(obj, dict):

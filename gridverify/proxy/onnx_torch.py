@@ -19,10 +19,8 @@ import hashlib
 import os
 from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
 from gridverify.errors import GraphError, ProxyError
+from gridverify.proxy.graph_proxy import GraphProxy
 
 if TYPE_CHECKING:  # onnx is imported when an ONNX file is read (~0.7 s at start-up)
     import onnx
@@ -47,31 +45,26 @@ def onnx_metadata(m: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in m.metadata_props}
 
 
-class OnnxModule(nn.Module):
+class OnnxModule(GraphProxy):
     """Torch evaluation of a (feed-forward) ONNX proxy graph; see module docstring."""
 
     def __init__(self, m: onnx.ModelProto, *, keep: int | None = None, source: str = "onnx"):
         from gridverify.ir import from_onnx
 
-        super().__init__()
         init_names = {t.name for t in m.graph.initializer}
         inputs = [i.name for i in m.graph.input if i.name not in init_names]
         if len(inputs) != 1:
             raise ProxyError(f"{source}: a proxy ONNX graph needs exactly one input, "
                              f"found {len(inputs)}")
-        self.keep = keep
         try:
-            self.graph = from_onnx(m, keep_outputs=keep, source=source, batch_axis=True)
+            graph = from_onnx(m, keep_outputs=keep, source=source, batch_axis=True)
         except GraphError as exc:
             raise ProxyError(str(exc)) from None
         # the module's state is the file: its digest (and ``keep``) identify the proxy
         # (``gridverify.certify.model_hash`` hashes the state dict)
         digest = hashlib.sha256(m.SerializeToString() + f"keep={keep}".encode()).digest()
-        self.register_buffer("onnx_sha256", torch.tensor(list(digest), dtype=torch.uint8))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, n_in) -> (B, n_out)`` in ``x``'s dtype and device (differentiable)."""
-        return self.graph.evaluate_flat(x, dtype=x.dtype, device=x.device)
+        super().__init__(graph, "onnx_sha256", digest)
+        self.keep = keep
 
 
 def probe_sizes(m: onnx.ModelProto) -> tuple[int | None, list[int | None]]:

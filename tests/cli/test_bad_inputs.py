@@ -47,6 +47,7 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "garbage.m").write_text("function mpc = garbage\nmpc.bus = [1 2;\n")
     (tmp_path / "garbage.h5").write_text("not hdf5\n")
     (tmp_path / "garbage.onnx").write_text("not onnx\n")
+    (tmp_path / "garbage.pt2").write_text("not a torch.export program\n")
     (tmp_path / "bad.toml").write_text("[region\nbox = 1\n")
     (tmp_path / "conflict.toml").write_text("[region]\nbox = [0.9, 1.1]\nlower = [1.0]\n")
     (tmp_path / "unknown.toml").write_text("[regoin]\nbox = [0.9, 1.1]\n")
@@ -170,6 +171,7 @@ CORPUS: list[tuple[list[str], str]] = [
     (["certify", CASE, "--model", "nosuch", "--quiet"], "nosuch"),
     (["certify", CASE, "--model", "garbage.onnx", "--quiet"], "garbage.onnx"),
     (["certify", CASE, "--model", "evil.pt", "--quiet"], "evil.pt"),
+    (["certify", CASE, "--model", "garbage.pt2", "--quiet"], "garbage.pt2"),
     (["certify", CASE, "--model", "adir", "--quiet"], "adir"),
     (["certify", CASE, "--model", str(REPO / "models" / "case57_relu"), "--quiet"],
      "case57"),

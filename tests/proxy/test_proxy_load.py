@@ -160,6 +160,59 @@ def test_checkpoint_needing_unpickling_code(trained14, case14, tmp_path):
         load_proxy(tmp_path / "script.pt", case=case14)
 
 
+def _save_exported(module, n_in, path, dynamic=True):
+    ep = torch.export.export(module.eval(), (torch.zeros(3, n_in, dtype=torch.float64),),
+                             dynamic_shapes=({0: torch.export.Dim("batch")},) if dynamic
+                             else None)
+    torch.export.save(ep, path)
+    return path
+
+
+def test_torch_export_program(trained14, case14, tmp_path):
+    from gridverify.certify import model_hash
+
+    _, out = trained14
+    p = load_proxy(out)
+    for dynamic in (True, False):
+        path = _save_exported(p.module, p.input_size, tmp_path / f"m{dynamic}.pt2", dynamic)
+        q = load_proxy(path, case=case14)
+        assert q.case_name == case14.name and q.case_hash == case14.content_hash
+        assert q.source == str(path) and q.region is None
+        x = _x(p)
+        torch.testing.assert_close(q.module(x), p.module(x), atol=1e-12, rtol=1e-12)
+    # the file identifies the proxy
+    other = torch.nn.Sequential(torch.nn.Linear(22, 38), torch.nn.Sigmoid()).double()
+    q2 = load_proxy(_save_exported(other, 22, tmp_path / "other.pt2"), case=case14)
+    assert model_hash(q2.module) != model_hash(q.module)
+    with pytest.raises(ProxyError, match="needs case"):
+        load_proxy(path)
+    with pytest.raises(ProxyError, match="needs \\(B, 38\\)"):
+        load_proxy(_save_exported(torch.nn.Linear(22, 30).double(), 22, tmp_path / "w.pt2"),
+                   case=case14)
+    (tmp_path / "garbage.pt2").write_bytes(b"not a program")
+    with pytest.raises(ProxyError, match="not a readable torch.export program"):
+        load_proxy(tmp_path / "garbage.pt2", case=case14)
+
+
+def test_torch_export_program_certifies_as_the_model_dir(tmp_path):
+    from gridverify.certify import CertifyOptions, certify
+    from gridverify.grid import load_compiled
+    from gridverify.spec.region import parse_region
+
+    case = load_compiled("pglib_opf_case14_ieee")
+    p = load_proxy("case14_relu")
+    path = _save_exported(p.module, p.input_size, tmp_path / "c14.pt2")
+    opts = CertifyOptions(samples=64, attack="none", radius=False)
+    region = parse_region("box:0.9,1.1", case)
+    sel = "p_balance,thermal_fr,angle_max"
+    a = certify(case, "case14_relu", region, sel, method="crown", options=opts)
+    b = certify(case, str(path), region, sel, method="crown", options=opts)
+    ua = np.array([r.upper_bound for r in a.constraints])
+    ub = np.array([r.upper_bound for r in b.constraints])
+    np.testing.assert_allclose(ub, ua, rtol=1e-9, atol=1e-12)
+    assert [r.status for r in a.constraints] == [r.status for r in b.constraints]
+
+
 def test_wrong_dimensions(trained14, case14, tmp_path):
     _, out = trained14
     p = load_proxy(out)
