@@ -384,7 +384,7 @@ def certify(
         bab_runs = run_bab(bab_fn, st, graph, space, case, module, opts, budget, notify,
                            checkpoint=ck)
         budget.lap("bab")
-    warn_list += _onnx_recheck(st, case, prox)
+    warn_list += _source_recheck(st, case, prox)
     budget.lap("onnx recheck")
     warn_list += _budget_warnings(st, opts)
     notify("done", 1.0)
@@ -701,21 +701,21 @@ def _focus(st: State, order: np.ndarray, per_family: int) -> np.ndarray:
     return np.array(sorted(set(pick)), dtype=np.int64)
 
 
-def _onnx_recheck(st: State, case: Any, prox: Any) -> list[str]:
-    """ONNX proxies: every witness re-run in onnxruntime; the lower of the two values counts.
+def _source_recheck(st: State, case: Any, prox: Any) -> list[str]:
+    """Proxies read from a file: every witness re-run by the file's own runtime
+    (onnxruntime for ONNX, torch for a torch.export program); the lower of the
+    two values counts.
 
-    Returns warnings for witnesses onnxruntime does not confirm.
+    Returns warnings for witnesses that runtime does not confirm.
     """
     src = str(getattr(prox, "source", "") or "")
     ks = np.flatnonzero(st.att > st.thresholds)
-    if not src.lower().endswith(".onnx") or not ks.size:
+    runner = _source_runner(src, prox.output_size) if ks.size else None
+    if runner is None:
         return []
-    from gridverify.ir.onnx_check import OnnxChecker
-    from gridverify.proxy.onnx_torch import read_onnx
-
-    checker = OnnxChecker(read_onnx(src).SerializeToString(), batch_axis=True)  # data inlined
+    run, who = runner
     x = st.to_loads(st.worst[ks])
-    y = np.stack([checker.run(xi)[: prox.output_size] for xi in x])
+    y = run(x)
     v = violation_values(case, st.physics.constraints, torch.from_numpy(x),
                          torch.from_numpy(y)).numpy()
     ort = np.where(np.isnan(v[np.arange(ks.size), ks]), -np.inf, v[np.arange(ks.size), ks])
@@ -723,8 +723,25 @@ def _onnx_recheck(st: State, case: Any, prox: Any) -> list[str]:
     lost = int((ort <= st.thresholds[ks]).sum())
     if lost:
         return [f"{lost} violation(s) found on the proxy graph are not confirmed by "
-                "onnxruntime; those constraints are not reported violated"]
+                f"{who}; those constraints are not reported violated"]
     return []
+
+
+def _source_runner(src: str, n_out: int) -> tuple[Any, str] | None:
+    """``(run, name)``: ``run(x (n, 2L) float64) -> (n, n_out)`` float64 by the
+    runtime of the proxy file ``src``; ``None`` for other sources."""
+    low = src.lower()
+    if low.endswith(".onnx"):
+        from gridverify.ir.onnx_check import OnnxChecker
+        from gridverify.proxy.onnx_torch import read_onnx
+
+        checker = OnnxChecker(read_onnx(src).SerializeToString(), batch_axis=True)  # inlined
+        return (lambda x: np.stack([checker.run(xi)[:n_out] for xi in x])), "onnxruntime"
+    if low.endswith(".pt2"):
+        from gridverify.proxy.graph_proxy import run_exported
+
+        return (lambda x: run_exported(src, x)[:, :n_out]), "torch.export"
+    return None
 
 
 def _budget_warnings(st: State, opts: CertifyOptions) -> list[str]:

@@ -13,6 +13,7 @@ import hashlib
 import os
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -74,3 +75,22 @@ def read_exported(path: str | os.PathLike[str]) -> Any:
         why = " ".join(str(exc).split())[:200]
         raise ProxyError(f"{path}: not a readable torch.export program (.pt2): "
                          f"{type(exc).__name__}: {why}") from None
+
+
+def run_exported(path: str | os.PathLike[str], x: np.ndarray) -> np.ndarray:
+    """The program of ``path`` run by torch itself on the rows of ``x`` (``(n, n_in)``),
+    one row at a time in a batch of the size it was exported with (2 when dynamic),
+    in its input's dtype: ``(n, n_out)`` float64, outputs concatenated."""
+    program = read_exported(path)
+    gm = program.module()
+    inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    val = inputs[0].meta["val"]
+    batch = val.shape[0] if isinstance(val.shape[0], int) else 2
+    rows = []
+    with torch.no_grad():
+        for xi in np.asarray(x, dtype=np.float64):
+            xb = torch.from_numpy(np.repeat(xi[None, :], batch, axis=0)).to(val.dtype)
+            out = gm(xb)
+            outs = out if isinstance(out, tuple | list) else (out,)
+            rows.append(torch.cat([o.reshape(batch, -1)[0] for o in outs]).double().numpy())
+    return np.stack(rows)

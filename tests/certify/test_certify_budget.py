@@ -379,3 +379,35 @@ def test_onnx_proxy_with_one_output_per_quantity(tmp_path) -> None:
                                [c.upper_bound for c in b.constraints], rtol=1e-12)
     np.testing.assert_array_equal([c.attained for c in a.constraints],
                                   [c.attained for c in b.constraints])
+
+
+@pytest.mark.parametrize("dynamic", [True, False])
+def test_torch_export_witnesses_are_rechecked_by_torch(tmp_path, dynamic) -> None:
+    """A torch.export proxy's violations stand only where the program itself, run by
+    torch in its own dtype (float32 here), reproduces them."""
+    from gridverify.physics.evaluate import violation_values
+    from gridverify.proxy.graph_proxy import run_exported
+    from gridverify.proxy.load import load_proxy
+    from gridverify.spec.constraints import Constraint
+
+    case = load_compiled("pglib_opf_case14_ieee")
+    module = load_proxy("models/case14_relu", case=case).module.float().eval()
+    n_in = 2 * case.pd.size
+    ep = torch.export.export(module, (torch.zeros(4, n_in),),
+                             dynamic_shapes=({0: torch.export.Dim("b")},) if dynamic else None)
+    path = tmp_path / "proxy.pt2"
+    torch.export.save(ep, path)
+    proxy = load_proxy(path, case=case)
+    x = np.random.default_rng(0).uniform(0.0, 0.5, (5, n_in))
+    np.testing.assert_allclose(run_exported(path, x), module.double()(torch.from_numpy(x))
+                               .detach().numpy(), rtol=1e-5, atol=1e-6)
+    cert = certify(case, proxy, constraints="p_balance[1,2,3]",
+                   options=CertifyOptions(samples=64))
+    assert "violated" in {c.status for c in cert.constraints}
+    for c in cert.constraints:
+        if c.status != "violated":
+            continue
+        y = run_exported(path, c.witness[None])
+        v = violation_values(case, [Constraint(c.family, c.component, c.index)],
+                             torch.from_numpy(c.witness[None]), torch.from_numpy(y))
+        assert float(v[0, 0]) >= c.attained - 1e-12 and float(v[0, 0]) > c.threshold
