@@ -72,12 +72,26 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the model card as JSON")
     p.set_defaults(func=_run_train)
 
-    m = sub.add_parser("model", help="inspect proxy model directories")
+    m = sub.add_parser("model", help="inspect proxies (model directories and proxy files)")
     msub = m.add_subparsers(dest="model_command", metavar="ACTION")
-    info = msub.add_parser("info", help="verify a model directory and show its card")
+    info = msub.add_parser(
+        "info", help="verify a model directory and show its card, or check that a proxy "
+        "file loads for a case and show its graph",
+        description="A model directory (or a bundled proxy's name): verify its file hashes "
+        "and show its card.  A proxy file (.onnx, .pt2 torch.export program, torch "
+        "checkpoint): load it for --case as certify would, and show what it maps to what, "
+        "its graph's ops and its nonlinear entries (what the bounds relax).",
+        epilog="examples:\n  gridverify model info case14_relu\n"
+        "  gridverify model info proxy.pt2 --case pglib_opf_case14_ieee --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     info.add_argument("dir", metavar="MODEL",
-                      help="model directory, or a bundled proxy's name (case14_relu, ...)")
-    info.add_argument("--json", action="store_true", help="print the card as JSON")
+                      help="model directory, bundled proxy's name (case14_relu, ...), or "
+                      "proxy file (.onnx, .pt2, .pt/.pth/.ckpt/.bin)")
+    info.add_argument("--case", metavar="CASE", default=None,
+                      help="the case a proxy file is for (bundled name, .m or pandapower "
+                      ".json; files written by gridverify know their case)")
+    info.add_argument("--json", action="store_true", help="print the card (model "
+                      "directory) or the proxy's summary (file) as JSON")
     info.set_defaults(func=_run_info)
     m.set_defaults(func=lambda args: (m.print_help(), 2)[1])
 
@@ -191,6 +205,7 @@ def _fmt(v: Any) -> str:
 
 def _run_info(args: argparse.Namespace) -> int:
     from gridverify.proxy.artifacts import read_model_dir
+    from gridverify.proxy.load import PROXY_FILE_SUFFIXES
     from gridverify.resources import bundled_model
 
     path = Path(args.dir)
@@ -199,8 +214,15 @@ def _run_info(args: argparse.Namespace) -> int:
     if not path.exists():
         raise FileNotFoundError(2, "No such file or directory", str(path))
     if not path.is_dir():
-        raise ProxyError(f"{path}: not a model directory")
+        if path.suffix.lower() in PROXY_FILE_SUFFIXES:
+            return _file_info(path, args)
+        raise ProxyError(f"{path}: not a model directory or a proxy file "
+                         f"({', '.join(PROXY_FILE_SUFFIXES)})")
     md = read_model_dir(path, verify=True)
+    if args.case is not None:  # the directory must be a proxy for that case
+        from gridverify.proxy import load_proxy
+
+        load_proxy(path, case=args.case)
     if args.json:
         print(json.dumps(md.card, indent=2, sort_keys=True))
         return 0
@@ -209,4 +231,58 @@ def _run_info(args: argparse.Namespace) -> int:
     for name, digest in sorted(files.items()):
         size = (path / name).stat().st_size
         print(f"  {name:12s} {size:>9d} B  sha256 {digest[:16]}...  ok")
+    return 0
+
+
+def proxy_summary(proxy: Any) -> dict[str, Any]:
+    """What ``model info`` shows of a loaded proxy: sizes, graph ops, nonlinear
+    entries (what the bounds relax) and the model hash certificates record."""
+    from gridverify.certify.certify import model_hash, proxy_graph
+    from gridverify.ir.ops import OPS
+
+    g = proxy_graph(proxy)
+    ops: dict[str, int] = {}
+    entries: dict[str, int] = {}
+    for node in g.nodes:
+        if node.op in ("input", "constant"):
+            continue
+        ops[node.op] = ops.get(node.op, 0) + 1
+        if OPS[node.op].nonlinear:
+            entries[node.op] = entries.get(node.op, 0) + int(node.size)
+    return {
+        "source": str(proxy.source), "case": proxy.case_name, "case_hash": proxy.case_hash,
+        "n_load": proxy.n_load, "n_gen": proxy.n_gen, "n_bus": proxy.n_bus,
+        "input_size": proxy.input_size, "output_size": proxy.output_size,
+        "outputs": {"pg": proxy.n_gen, "qg": proxy.n_gen, "vm": proxy.n_bus,
+                    "va": proxy.n_bus},
+        "graph_nodes": sum(ops.values()), "ops": dict(sorted(ops.items())),
+        "nonlinear_entries": dict(sorted(entries.items())),
+        "model_hash": model_hash(proxy.module),
+    }
+
+
+def _file_info(path: Path, args: argparse.Namespace) -> int:
+    from gridverify.proxy import load_proxy
+
+    try:
+        proxy = load_proxy(path, case=args.case)
+    except ProxyError as exc:
+        if args.case is None and "case=" in str(exc):
+            raise ProxyError(f"{path}: the file does not name its case; pass --case") from None
+        raise
+    info = proxy_summary(proxy)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    outs = ", ".join(f"{k} {v}" for k, v in info["outputs"].items())
+    print(f"{path}: a proxy for case {info['case']} ({info['case_hash'][:12]}): "
+          f"L={info['n_load']} loads, G={info['n_gen']} generators, N={info['n_bus']} buses")
+    print(f"maps (B, {info['input_size']}) loads (pd, qd) -> (B, {info['output_size']}) "
+          f"= {outs}")
+    print(f"graph: {info['graph_nodes']} nodes: "
+          + ", ".join(f"{k} {v}" for k, v in info["ops"].items()))
+    nl = info["nonlinear_entries"]
+    print("nonlinear entries (each relaxed by the bounds): "
+          + (", ".join(f"{k} {v}" for k, v in nl.items()) if nl else "none"))
+    print(f"model hash {info['model_hash'][:16]}... (as certificates record it)")
     return 0

@@ -27,6 +27,8 @@ from gridverify.proxy.model import ProxyArch, ProxyMLP, _IOSizes, module_from_ar
 from gridverify.proxy.onnx_torch import OnnxModule, onnx_metadata, probe_sizes, read_onnx
 
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+#: the proxy files :func:`load_proxy` reads (besides model directories)
+PROXY_FILE_SUFFIXES = (".onnx", ".pt2", *_CHECKPOINT_SUFFIXES)
 
 
 class InputRegion(NamedTuple):

@@ -140,6 +140,8 @@ CORPUS: list[tuple[list[str], str]] = [
     (["model", "info", "nosuch"], "nosuch"),
     (["model", "info", "notes.txt"], "notes.txt"),
     (["model", "info", "adir"], "adir"),
+    (["model", "info", "garbage.pt2", "--case", CASE], "garbage.pt2"),
+    (["model", "info", "garbage.onnx", "--case", CASE], "garbage.onnx"),
     # certify
     (C + ["--seed", "-1"], "--seed"),
     (C + ["--seed", str(SEED_MAX + 1)], "--seed"),

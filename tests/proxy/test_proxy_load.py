@@ -213,6 +213,30 @@ def test_torch_export_program_certifies_as_the_model_dir(tmp_path):
     assert [r.status for r in a.constraints] == [r.status for r in b.constraints]
 
 
+def test_model_info_on_proxy_files(trained14, case14, tmp_path, capsys):
+    _, out = trained14
+    p = load_proxy(out)
+    pt2 = _save_exported(p.module, p.input_size, tmp_path / "m.pt2")
+    for path, extra in ((pt2, ["--case", case14.name]), (out / "model.onnx", [])):
+        capsys.readouterr()
+        assert main(["model", "info", str(path), *extra, "--json"]) == 0
+        info = json.loads(capsys.readouterr().out)
+        assert info["case"] == case14.name and info["input_size"] == 22
+        assert info["output_size"] == 38 and sum(info["outputs"].values()) == 38
+        assert info["nonlinear_entries"]["relu"] == 64  # hidden (32, 32)
+        assert info["ops"]["linear"] == 3
+        assert main(["model", "info", str(path), *extra]) == 0
+        text = capsys.readouterr().out
+        assert "maps (B, 22)" in text and "relu 64" in text
+    # a file that does not name its case, a proxy for another case
+    assert main(["model", "info", str(pt2)]) == 2
+    assert "pass --case" in capsys.readouterr().err
+    assert main(["model", "info", str(pt2), "--case", CASE5]) == 2
+    assert main(["model", "info", str(out), "--case", CASE5]) == 2
+    assert "not to case" in capsys.readouterr().err
+    assert main(["model", "info", str(out), "--case", case14.name]) == 0
+
+
 def test_wrong_dimensions(trained14, case14, tmp_path):
     _, out = trained14
     p = load_proxy(out)
