@@ -710,7 +710,7 @@ def _source_recheck(st: State, case: Any, prox: Any) -> list[str]:
     """
     src = str(getattr(prox, "source", "") or "")
     ks = np.flatnonzero(st.att > st.thresholds)
-    runner = _source_runner(src, prox.output_size) if ks.size else None
+    runner = _source_runner(src, prox.output_size, prox.module) if ks.size else None
     if runner is None:
         return []
     run, who = runner
@@ -727,20 +727,19 @@ def _source_recheck(st: State, case: Any, prox: Any) -> list[str]:
     return []
 
 
-def _source_runner(src: str, n_out: int) -> tuple[Any, str] | None:
+def _source_runner(src: str, n_out: int, module: Any) -> tuple[Any, str] | None:
     """``(run, name)``: ``run(x (n, 2L) float64) -> (n, n_out)`` float64 by the
-    runtime of the proxy file ``src``; ``None`` for other sources."""
-    low = src.lower()
-    if low.endswith(".onnx"):
+    runtime of the proxy's file ``src`` (onnxruntime for ONNX, torch for the
+    files of :mod:`gridverify.proxy.graph_proxy`); ``None`` for other sources."""
+    if src.lower().endswith(".onnx"):
         from gridverify.ir.onnx_check import OnnxChecker
         from gridverify.proxy.onnx_torch import read_onnx
 
         checker = OnnxChecker(read_onnx(src).SerializeToString(), batch_axis=True)  # inlined
         return (lambda x: np.stack([checker.run(xi)[:n_out] for xi in x])), "onnxruntime"
-    if low.endswith(".pt2"):
-        from gridverify.proxy.graph_proxy import run_exported
-
-        return (lambda x: run_exported(src, x)[:, :n_out]), "torch.export"
+    name = getattr(module, "reference_name", None)
+    if name is not None:
+        return (lambda x: module.reference(x)[:, :n_out]), name
     return None
 
 

@@ -89,9 +89,9 @@ def register(sub: Any) -> None:
     )
     add_case_argument(p)
     p.add_argument("--model", required=True, metavar="MODEL",
-                   help="proxy: model directory, torch checkpoint, .onnx, torch.export "
-                   "program (.pt2, torch.export.save), or a bundled proxy's name "
-                   "(case14_relu, case57_relu, ...)")
+                   help="proxy: model directory, torch checkpoint or TorchScript archive "
+                   "(.pt), .onnx, torch.export program (.pt2, torch.export.save), or a "
+                   "bundled proxy's name (case14_relu, case57_relu, ...)")
     p.add_argument("--region", metavar="REGION", help="load region (see below)")
     p.add_argument("--spec", metavar="FILE", help="specification file (.toml or .json, "
                    "see docs/spec.md)")

@@ -79,8 +79,9 @@ def register(sub: Any) -> None:
         "file loads for a case and show its graph",
         description="A model directory (or a bundled proxy's name): verify its file hashes "
         "and show its card.  A proxy file (.onnx, .pt2 torch.export program, torch "
-        "checkpoint): load it for --case as certify would, and show what it maps to what, "
-        "its graph's ops and its nonlinear entries (what the bounds relax).",
+        "checkpoint or TorchScript archive): load it for --case as certify would, and "
+        "show what it maps to what, its graph's ops and its nonlinear entries (what the "
+        "bounds relax).",
         epilog="examples:\n  gridverify model info case14_relu\n"
         "  gridverify model info proxy.pt2 --case pglib_opf_case14_ieee --json",
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -776,15 +776,17 @@ _ATEN_SKIP = frozenset({"_assert_tensor_metadata", "_assert_scalar", "_assert_as
                         "sym_constrain_range", "sym_constrain_range_for_size"})
 
 
-def from_exported(program: Any, merge_pwl: bool = True) -> Graph:
+def from_exported(program: Any, merge_pwl: bool = True, input_size: int | None = None) -> Graph:
     """Import a :func:`torch.export.export` program mapping ``(B, n_in) -> (B, n_out)``.
 
     ``program``: a ``torch.export.ExportedProgram`` (as :func:`torch.export.load`
     returns it) or the ``torch.fx.GraphModule`` of its ``.module()``.  The input's
     trailing shape is read from the program; export it with a dynamic batch axis
     (``dynamic_shapes``), or with a batch size that no other axis of its reshapes
-    shares.  Raises :class:`UnsupportedOpError` (naming the ATen op and the node)
-    or :class:`GraphError` as :func:`from_torch` does.
+    shares.  ``input_size``: the width of the input where the program leaves
+    it symbolic (a program converted from TorchScript).  Raises
+    :class:`UnsupportedOpError` (naming the ATen op and the node) or
+    :class:`GraphError` as :func:`from_torch` does.
     """
     gm = program.module() if hasattr(program, "graph_signature") else program
     if not isinstance(gm, torch.fx.GraphModule):
@@ -799,6 +801,8 @@ def from_exported(program: Any, merge_pwl: bool = True) -> Graph:
         raise GraphError(f"from_exported: the program takes {len(inputs)} inputs; only one "
                          "tensor input is supported")
     batch, *rest = val.shape
+    if input_size is not None and len(rest) == 1 and not isinstance(rest[0], int):
+        rest = [int(input_size)]
     if not all(isinstance(d, int) for d in rest):
         raise GraphError("from_exported: only the batch axis of the input may be dynamic")
     exported_batch = int(batch) if isinstance(batch, int) else None

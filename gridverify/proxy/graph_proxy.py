@@ -1,10 +1,13 @@
-"""Proxies held as gridverify graphs: ONNX files and torch.export programs.
+"""Proxies held as gridverify graphs: ONNX files, torch.export programs, TorchScript.
 
-A proxy read from a self-contained file (ONNX, or a ``.pt2`` program of
-:func:`torch.export.export`) is imported once into the IR graph, and the torch
-module of the proxy evaluates that graph: the module computes exactly what the
-bounds are computed on, in any floating dtype.  The module's state is a digest
-of the file, so that :func:`gridverify.certify.model_hash` tells proxies apart.
+A proxy read from a self-contained file (ONNX, a ``.pt2`` program of
+:func:`torch.export.export`, or a TorchScript archive of :func:`torch.jit.save`)
+is imported once into the IR graph, and the torch module of the proxy evaluates
+that graph: the module computes exactly what the bounds are computed on, in any
+floating dtype.  The module's state is a digest of the file, so that
+:func:`gridverify.certify.model_hash` tells proxies apart.  Where the file's own
+runtime can run it, :meth:`GraphProxy.reference` does (``certify`` re-runs its
+witnesses so).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ class GraphProxy(nn.Module):
     ``(B, -1)``.  ``digest_name``/``digest``: a buffer identifying the source.
     """
 
+    #: the runtime :meth:`reference` runs (``None``: none)
+    reference_name: str | None = None
+
     def __init__(self, graph: Any, digest_name: str, digest: bytes) -> None:
         super().__init__()
         self.graph = graph
@@ -35,6 +41,38 @@ class GraphProxy(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, n_in) -> (B, n_out)`` in ``x``'s dtype and device (differentiable)."""
         return self.graph.evaluate_flat(x, dtype=x.dtype, device=x.device)
+
+    def reference(self, x: np.ndarray) -> np.ndarray | None:
+        """The source run by its own runtime on the rows of ``x`` (``(n, n_in)``):
+        ``(n, n_out)`` float64, or ``None`` when there is no such runtime."""
+        return None
+
+
+def _file_digest(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).digest()
+
+
+def _graph_of(path: str, program: Any, input_size: int | None = None) -> Any:
+    from gridverify.ir import from_exported
+
+    try:
+        return from_exported(program, input_size=input_size)
+    except GraphError as exc:
+        raise ProxyError(f"{path}: {exc}") from None
+
+
+def _rows_by(fn: Any, x: np.ndarray, batch: int, dtype: torch.dtype) -> np.ndarray:
+    """``fn`` on each row of ``x`` (one row repeated to a batch of ``batch``, in
+    ``dtype``): ``(n, n_out)`` float64, outputs concatenated."""
+    rows = []
+    with torch.no_grad():
+        for xi in np.asarray(x, dtype=np.float64):
+            xb = torch.from_numpy(np.repeat(xi[None, :], batch, axis=0)).to(dtype)
+            out = fn(xb)
+            outs = out if isinstance(out, tuple | list) else (out,)
+            rows.append(torch.cat([o.reshape(batch, -1)[0] for o in outs]).double().numpy())
+    return np.stack(rows)
 
 
 class ExportedModule(GraphProxy):
@@ -46,18 +84,103 @@ class ExportedModule(GraphProxy):
     :class:`~gridverify.errors.UnsupportedOpError` naming the op and the node.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        from gridverify.ir import from_exported
+    reference_name = "torch.export"
 
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         path = os.fspath(path)
-        with open(path, "rb") as f:
-            data = f.read()
-        program = read_exported(path)
+        digest = _file_digest(path)
+        super().__init__(_graph_of(path, read_exported(path)), "pt2_sha256", digest)
+        self.path = path
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        """The program run by torch, in its input's dtype, one row at a time in a
+        batch of the size it was exported with (2 when dynamic)."""
+        gm = read_exported(self.path).module()
+        val = next(n for n in gm.graph.nodes if n.op == "placeholder").meta["val"]
+        batch = val.shape[0] if isinstance(val.shape[0], int) else 2
+        return _rows_by(gm, x, batch, val.dtype)
+
+
+class TorchScriptModule(GraphProxy):
+    """A proxy saved with :func:`torch.jit.save` (TorchScript), as a graph.
+
+    The archive is loaded with :func:`torch.jit.load` (TorchScript, not Python
+    pickles: no Python code of the model runs), converted to a torch.export
+    program by torch's TorchScript converter on a ``(2, input_size)`` example in
+    the archive's floating dtype, and imported by
+    :func:`gridverify.ir.from_exported`.
+    """
+
+    reference_name = "TorchScript"
+
+    def __init__(self, path: str | os.PathLike[str], input_size: int) -> None:
+        path = os.fspath(path)
+        digest = _file_digest(path)
+        script = _read_script(path)
+        dtype = _float_dtype(script)
+        example = (torch.zeros(2, int(input_size), dtype=dtype),)
         try:
-            graph = from_exported(program)
-        except GraphError as exc:
-            raise ProxyError(f"{path}: {exc}") from None
-        super().__init__(graph, "pt2_sha256", hashlib.sha256(data).digest())
+            with torch.no_grad():
+                script(*example)
+        except Exception as exc:  # noqa: BLE001 - a user's module may raise anything
+            # TorchScript's message carries the script's traceback; its last line says why
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            why = (lines[-1] if lines else type(exc).__name__)[:200]
+            raise ProxyError(f"{path}: the module does not accept inputs of size 2L = "
+                             f"{input_size}: {why}") from None
+        try:
+            from torch._export.converter import TS2EPConverter
+
+            with _quiet_torch_logs():
+                program = TS2EPConverter(script, example).convert()
+        except Exception as exc:  # noqa: BLE001 - the converter raises many types
+            why = " ".join(str(exc).split())[:200]
+            raise ProxyError(
+                f"{path}: torch cannot convert this TorchScript archive to a graph "
+                f"({type(exc).__name__}: {why}); save the model with torch.export "
+                "(torch.export.save, a .pt2 file) or export it to ONNX") from None
+        super().__init__(_graph_of(path, program, int(input_size)), "torchscript_sha256",
+                         digest)
+        self.path, self.dtype = path, dtype
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        """The archive run by TorchScript, in its floating dtype."""
+        return _rows_by(_read_script(self.path), x, 2, self.dtype)
+
+
+class _quiet_torch_logs:
+    """Within: torch's loggers print nothing (a failed conversion logs tracebacks
+    before it raises; the caller turns the exception into one line)."""
+
+    def __enter__(self) -> None:
+        import logging
+
+        self._was = logging.root.manager.disable
+        logging.disable(logging.CRITICAL)
+
+    def __exit__(self, *exc: object) -> None:
+        import logging
+
+        logging.disable(self._was)
+
+
+def _read_script(path: str) -> Any:
+    try:
+        return torch.jit.load(path, map_location="cpu").eval()
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch raises many unrelated types
+        why = " ".join(str(exc).split())[:200]
+        raise ProxyError(f"{path}: not a readable TorchScript archive: "
+                         f"{type(exc).__name__}: {why}") from None
+
+
+def _float_dtype(module: Any) -> torch.dtype:
+    """The floating dtype of a module's first floating tensor (float32 if none)."""
+    for t in list(module.parameters()) + list(module.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
 
 
 def read_exported(path: str | os.PathLike[str]) -> Any:
@@ -71,26 +194,7 @@ def read_exported(path: str | os.PathLike[str]) -> Any:
             return torch.export.load(os.fspath(path))
     except FileNotFoundError:
         raise
-    except Exception as exc:  # torch raises many unrelated types on a bad archive
+    except Exception as exc:  # noqa: BLE001 - torch raises many types on a bad archive
         why = " ".join(str(exc).split())[:200]
         raise ProxyError(f"{path}: not a readable torch.export program (.pt2): "
                          f"{type(exc).__name__}: {why}") from None
-
-
-def run_exported(path: str | os.PathLike[str], x: np.ndarray) -> np.ndarray:
-    """The program of ``path`` run by torch itself on the rows of ``x`` (``(n, n_in)``),
-    one row at a time in a batch of the size it was exported with (2 when dynamic),
-    in its input's dtype: ``(n, n_out)`` float64, outputs concatenated."""
-    program = read_exported(path)
-    gm = program.module()
-    inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    val = inputs[0].meta["val"]
-    batch = val.shape[0] if isinstance(val.shape[0], int) else 2
-    rows = []
-    with torch.no_grad():
-        for xi in np.asarray(x, dtype=np.float64):
-            xb = torch.from_numpy(np.repeat(xi[None, :], batch, axis=0)).to(val.dtype)
-            out = gm(xb)
-            outs = out if isinstance(out, tuple | list) else (out,)
-            rows.append(torch.cat([o.reshape(batch, -1)[0] for o in outs]).double().numpy())
-    return np.stack(rows)

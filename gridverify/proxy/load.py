@@ -12,6 +12,7 @@ import copy
 import json
 import os
 import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -108,9 +109,10 @@ def load_proxy(
     name such as ``case14_relu`` when no such path exists), a torch
     checkpoint (``.pt``/``.pth``/``.ckpt``/``.bin``: a state dict plus an
     architecture, embedded as plain data under ``"arch"`` or in a JSON file next to
-    it), an ``.onnx`` file, a ``.pt2`` program of :func:`torch.export.save`
-    (mapping ``(B, 2L)`` to ``(B, 2G + 2N)``, or to the heads ``pg, qg, vm, va``
-    in that order), or an ``nn.Module`` in memory.
+    it; or a TorchScript archive of :func:`torch.jit.save`), an ``.onnx`` file, a
+    ``.pt2`` program of :func:`torch.export.save` (mapping ``(B, 2L)`` to
+    ``(B, 2G + 2N)``, or to the heads ``pg, qg, vm, va`` in that order), or an
+    ``nn.Module`` in memory.
     ``case``: a compiled case, or a case name/path for ``gridverify.grid.load_compiled``;
     needed for modules, checkpoints and foreign ONNX files, optional (but checked)
     for model directories.  ``onnx_keep_outputs``: keep only the first ``2G + 2N``
@@ -303,6 +305,16 @@ def _load_exported(path: Path, compiled: Any) -> Proxy:
     return _finish(module, compiled, None, None, None, source=str(path), card=None)
 
 
+def _load_torchscript(path: Path, compiled: Any) -> Proxy:
+    """A TorchScript archive of :func:`torch.jit.save` (see :class:`TorchScriptModule`)."""
+    from gridverify.proxy.graph_proxy import TorchScriptModule
+
+    if compiled is None:
+        raise ProxyError(f"{path}: a TorchScript archive needs case=...")
+    module = TorchScriptModule(path, 2 * compiled.n_load).eval()
+    return _finish(module, compiled, None, None, None, source=str(path), card=None)
+
+
 _HEADS = ("pg", "qg", "vm", "va")
 
 
@@ -320,7 +332,9 @@ def _check_head_order(path: Path, m: Any) -> None:
 
 def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any) -> Proxy:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a TorchScript archive is read below
+            warnings.filterwarnings("ignore", message=".*TorchScript archive")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         import re
 
@@ -335,11 +349,7 @@ def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any) -> Proxy:
         if isinstance(exc, FileNotFoundError):
             raise
         if "TorchScript" in str(exc):
-            raise ProxyError(
-                f"{path}: a TorchScript archive, which gridverify does not read; save the "
-                "model with torch.export (torch.export.save, a .pt2 file), export it to ONNX "
-                "(torch.onnx.export), or save a plain state dict (model.state_dict()) plus "
-                "an architecture") from None
+            return _load_torchscript(path, compiled)
         why = " ".join(str(exc).split())
         raise ProxyError(f"{path}: not a readable torch checkpoint: {why}") from None
     if not isinstance(obj, dict):

@@ -381,33 +381,45 @@ def test_onnx_proxy_with_one_output_per_quantity(tmp_path) -> None:
                                   [c.attained for c in b.constraints])
 
 
-@pytest.mark.parametrize("dynamic", [True, False])
-def test_torch_export_witnesses_are_rechecked_by_torch(tmp_path, dynamic) -> None:
-    """A torch.export proxy's violations stand only where the program itself, run by
-    torch in its own dtype (float32 here), reproduces them."""
+@pytest.mark.parametrize("kind", ["export-dynamic", "export-static", "script", "trace"])
+def test_torch_file_witnesses_are_rechecked_by_torch(tmp_path, kind) -> None:
+    """A proxy read from a torch.export program or a TorchScript archive: its
+    violations stand only where the file itself, run by torch in its own dtype
+    (float32 here), reproduces them."""
     from gridverify.physics.evaluate import violation_values
-    from gridverify.proxy.graph_proxy import run_exported
     from gridverify.proxy.load import load_proxy
     from gridverify.spec.constraints import Constraint
 
     case = load_compiled("pglib_opf_case14_ieee")
-    module = load_proxy("models/case14_relu", case=case).module.float().eval()
     n_in = 2 * case.pd.size
-    ep = torch.export.export(module, (torch.zeros(4, n_in),),
-                             dynamic_shapes=({0: torch.export.Dim("b")},) if dynamic else None)
-    path = tmp_path / "proxy.pt2"
-    torch.export.save(ep, path)
+    torch.manual_seed(0)  # a user's network (not gridverify's ProxyMLP): scriptable
+    module = torch.nn.Sequential(torch.nn.Linear(n_in, 32), torch.nn.ReLU(),
+                                 torch.nn.Linear(32, 32), torch.nn.Tanh(),
+                                 torch.nn.Linear(32, 38), torch.nn.Sigmoid()).eval()
+    example = torch.zeros(4, n_in)
+    if kind.startswith("export"):
+        path = tmp_path / "proxy.pt2"
+        dyn = ({0: torch.export.Dim("b")},) if kind == "export-dynamic" else None
+        torch.export.save(torch.export.export(module, (example,), dynamic_shapes=dyn), path)
+    else:
+        path = tmp_path / "proxy.pt"
+        script = torch.jit.script(module) if kind == "script" else torch.jit.trace(module,
+                                                                                  example)
+        torch.jit.save(script, path)
     proxy = load_proxy(path, case=case)
     x = np.random.default_rng(0).uniform(0.0, 0.5, (5, n_in))
-    np.testing.assert_allclose(run_exported(path, x), module.double()(torch.from_numpy(x))
-                               .detach().numpy(), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        want = module.double()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(proxy.module(torch.from_numpy(x)).detach().numpy(), want,
+                               rtol=1e-6, atol=1e-6)  # float32 weights, float64 graph
+    np.testing.assert_allclose(proxy.module.reference(x), want, rtol=1e-5, atol=1e-6)
     cert = certify(case, proxy, constraints="p_balance[1,2,3]",
                    options=CertifyOptions(samples=64))
     assert "violated" in {c.status for c in cert.constraints}
     for c in cert.constraints:
         if c.status != "violated":
             continue
-        y = run_exported(path, c.witness[None])
+        y = proxy.module.reference(c.witness[None])
         v = violation_values(case, [Constraint(c.family, c.component, c.index)],
                              torch.from_numpy(c.witness[None]), torch.from_numpy(y))
         assert float(v[0, 0]) >= c.attained - 1e-12 and float(v[0, 0]) > c.threshold

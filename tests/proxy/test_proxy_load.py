@@ -154,10 +154,18 @@ def test_checkpoint_needing_unpickling_code(trained14, case14, tmp_path):
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ProxyError):
         load_proxy(tmp_path / "garbage.pt", case=case14)
-    script = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(22, 38)))
-    torch.jit.save(script, tmp_path / "script.pt")
-    with pytest.raises(ProxyError, match="TorchScript archive.*torch.onnx.export"):
-        load_proxy(tmp_path / "script.pt", case=case14)
+    # a TorchScript archive (no Python class needed) loads as a graph
+    lin = torch.nn.Sequential(torch.nn.Linear(22, 38)).double()
+    torch.jit.save(torch.jit.script(lin), tmp_path / "script.pt")
+    q = load_proxy(tmp_path / "script.pt", case=case14)
+    x = _x(q if q.region is not None else p)
+    with torch.no_grad():
+        torch.testing.assert_close(q.module(x), lin(x), atol=1e-12, rtol=1e-12)
+    with pytest.raises(ProxyError, match="TorchScript archive needs case"):
+        load_proxy(tmp_path / "script.pt")
+    with pytest.raises(ProxyError, match="needs \\(B, 38\\)"):
+        torch.jit.save(torch.jit.script(torch.nn.Linear(22, 30)), tmp_path / "w.pt")
+        load_proxy(tmp_path / "w.pt", case=case14)
 
 
 def _save_exported(module, n_in, path, dynamic=True):
@@ -211,6 +219,26 @@ def test_torch_export_program_certifies_as_the_model_dir(tmp_path):
     ub = np.array([r.upper_bound for r in b.constraints])
     np.testing.assert_allclose(ub, ua, rtol=1e-9, atol=1e-12)
     assert [r.status for r in a.constraints] == [r.status for r in b.constraints]
+
+
+class _Cumsum(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(22, 38)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cumsum(self.lin(x), 1)
+
+
+def test_torchscript_errors_are_one_line(case14, tmp_path, capfd):
+    torch.jit.save(torch.jit.script(_Cumsum()), tmp_path / "cumsum.pt")
+    torch.jit.save(torch.jit.script(torch.nn.Linear(4, 38)), tmp_path / "small.pt")
+    capfd.readouterr()
+    for name, expect in (("cumsum.pt", "aten.cumsum"),
+                         ("small.pt", "does not accept inputs of size 2L = 22")):
+        assert main(["certify", case14.name, "--model", str(tmp_path / name), "--quiet"]) == 2
+        err = capfd.readouterr().err
+        assert err.count("\n") == 1 and expect in err and "Traceback" not in err, err
 
 
 def test_model_info_on_proxy_files(trained14, case14, tmp_path, capsys):
