@@ -17,6 +17,7 @@ each op is lowered by the handler of its ``torch.nn.functional`` counterpart.
 
 from __future__ import annotations
 
+import copy
 import math
 import operator
 from collections.abc import Callable
@@ -117,8 +118,8 @@ class _TorchImporter:
         try:
             return torch.fx.symbolic_trace(self.module)
         except Exception as e:  # noqa: BLE001 - fx raises many types on untraceable code
-            raise GraphError(f"from_torch: torch.fx cannot trace {type(self.module).__name__} "
-                             f"({type(e).__name__}: {e})") from None
+            raise _Untraceable(f"from_torch: torch.fx cannot trace "
+                               f"{type(self.module).__name__} ({type(e).__name__}: {e})") from None
 
     @staticmethod
     def _op_name(traced: torch.fx.GraphModule, node: torch.fx.Node) -> str:
@@ -840,11 +841,38 @@ def from_torch(
     shape is used), else ``input_size``, else the first ``nn.Linear``.  Weights
     are copied as float64.  ``Dropout`` is the identity (evaluation semantics).
     An op that cannot be bounded (GELU, softmax, ...) raises
-    :class:`UnsupportedOpError` naming the op and the fx node; an untraceable
-    module raises :class:`GraphError`.  ``merge_pwl``: rewrite weighted sums of
-    shifted relus of one scalar as ``pwl`` nodes (:mod:`gridverify.ir.pwl_merge`).
+    :class:`UnsupportedOpError` naming the op and the fx node.  A module torch.fx
+    cannot trace (Python logic on shapes, ...) is exported with
+    :func:`torch.export.export` (dynamic batch axis) and imported by
+    :func:`from_exported`; one neither can trace raises :class:`GraphError`.
+    ``merge_pwl``: rewrite weighted sums of shifted relus of one scalar as ``pwl``
+    nodes (:mod:`gridverify.ir.pwl_merge`).
     """
     if not isinstance(module, nn.Module):
         raise GraphError(f"from_torch: expected an nn.Module, got {type(module).__name__}")
-    return _TorchImporter(module, _input_shape(module, input_size, example)).run(
-        merge_pwl)
+    shape = _input_shape(module, input_size, example)
+    try:
+        return _TorchImporter(module, shape).run(merge_pwl)
+    except _Untraceable as fx_error:
+        program = _export_or_none(module, shape)
+        if program is None:
+            raise GraphError(f"{fx_error} and torch.export cannot export it either") from None
+        return from_exported(program, merge_pwl)
+
+
+class _Untraceable(GraphError):
+    """torch.fx cannot trace the module (torch.export may: see :func:`from_torch`)."""
+
+
+def _export_or_none(module: nn.Module, shape: tuple[int, ...]) -> Any:
+    """``module`` exported by :func:`torch.export.export` on a batch of 2 with a
+    dynamic batch axis (``None`` when it cannot be): the fallback for modules
+    torch.fx cannot trace but torch can run (Python logic on shapes, ...)."""
+    dtype = next((t.dtype for t in list(module.parameters()) + list(module.buffers())
+                  if t.is_floating_point()), torch.float32)
+    example = (torch.zeros(2, *shape[1:], dtype=dtype),)
+    try:
+        return torch.export.export(copy.deepcopy(module).eval(), example,
+                                   dynamic_shapes=({0: torch.export.Dim("batch")},))
+    except Exception:  # noqa: BLE001 - export raises many types on what it cannot trace
+        return None

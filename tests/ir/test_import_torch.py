@@ -188,7 +188,7 @@ def test_untraceable_and_bad_arguments():
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x if x.sum() > 0 else -x
 
-    with pytest.raises(GraphError, match="trace"):
+    with pytest.raises(GraphError, match="fx cannot trace.*torch.export cannot export"):
         from_torch(Branchy(), input_size=3)
     with pytest.raises(GraphError, match="input_size"):
         from_torch(nn.ReLU())
@@ -350,3 +350,27 @@ def test_exported_program_errors():
         from_exported(ep)
     with pytest.raises(GraphError, match="expected a torch.export program"):
         from_exported(nn.Linear(2, 2))
+
+
+def test_module_fx_cannot_trace_is_imported_through_torch_export():
+    class ShapeLogic(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(6, 8)
+            self.b = nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.relu(self.a(x))
+            if h.shape[1] == 8:  # Python logic on a shape: torch.fx cannot trace it
+                h = h * 2.0
+            return torch.sigmoid(self.b(h))
+
+    torch.manual_seed(6)
+    m = ShapeLogic()
+    with pytest.raises(Exception):  # noqa: B017 - fx raises its own error types
+        torch.fx.symbolic_trace(m)
+    g = _check(m, 6, input_size=6)
+    assert {n.op for n in g.nodes} >= {"linear", "relu", "sigmoid"}
+    m.train()
+    from_torch(m, input_size=6)
+    assert m.training  # the caller's module keeps its mode
