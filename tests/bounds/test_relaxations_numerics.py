@@ -267,18 +267,26 @@ def test_half_precision_relaxations_are_sound(dtype: torch.dtype) -> None:
         assert v.worst() <= TOL, (op, dtype, v)
 
 
-@pytest.mark.parametrize("name", ["sin", "cos", "sigmoid", "tanh", "atan"])
-def test_least_area_slope_search_agrees_whatever_the_grid(name: str) -> None:
-    from gridverify.bounds.relaxations import smooth, sshaped, trig
+def _smooth_intervals(name: str, n: int, seed: int, min_width: float = 0.0):
+    """The smooth op ``name`` and ``n`` random intervals of ``[-3, 3] +- 3``:
+    ``(op, l, u, kmin, kmax, m)`` (range of the derivative, midpoints)."""
+    from gridverify.bounds.relaxations import sshaped, trig
 
     op = {"sin": trig.SIN_OP, "cos": trig.COS_OP, "sigmoid": sshaped.SIGMOID_OP,
           "tanh": sshaped.TANH_OP, "atan": sshaped.ATAN_OP}[name]
-    g = torch.Generator().manual_seed(3)
-    c = (torch.rand(300, generator=g, dtype=F64) - 0.5) * 6.0
-    w = torch.rand(300, generator=g, dtype=F64) * 3.0
+    g = torch.Generator().manual_seed(seed)
+    c = (torch.rand(n, generator=g, dtype=F64) - 0.5) * 6.0
+    w = torch.rand(n, generator=g, dtype=F64) * 3.0 + min_width
     l, u = c - w, c + w
     kmin, kmax = op.fp_range(l, u)
-    m = 0.5 * (l + u)
+    return op, l, u, kmin, kmax, 0.5 * (l + u)
+
+
+@pytest.mark.parametrize("name", ["sin", "cos", "sigmoid", "tanh", "atan"])
+def test_least_area_slope_search_agrees_whatever_the_grid(name: str) -> None:
+    from gridverify.bounds.relaxations import smooth
+
+    op, l, u, kmin, kmax, m = _smooth_intervals(name, 300, 3)
     for upper in (False, True):
         ks = [smooth.area_slope(op, l, u, upper, grid=grid) for grid in (2, 4, 16)]
         for k in ks[1:]:
@@ -300,16 +308,9 @@ def test_least_area_slope_search_agrees_whatever_the_grid(name: str) -> None:
 def test_least_area_slope_beats_a_dense_grid_of_slopes(name: str) -> None:
     # the line of the slope found is at least as low (upper; high, lower) at the
     # midpoint as the line of any of 20,001 evenly spaced slopes of f''s range
-    from gridverify.bounds.relaxations import smooth, sshaped, trig
+    from gridverify.bounds.relaxations import smooth
 
-    op = {"sin": trig.SIN_OP, "cos": trig.COS_OP, "sigmoid": sshaped.SIGMOID_OP,
-          "tanh": sshaped.TANH_OP, "atan": sshaped.ATAN_OP}[name]
-    g = torch.Generator().manual_seed(5)
-    c = (torch.rand(64, generator=g, dtype=F64) - 0.5) * 6.0
-    w = torch.rand(64, generator=g, dtype=F64) * 3.0 + 1e-3
-    l, u = c - w, c + w
-    kmin, kmax = op.fp_range(l, u)
-    m = 0.5 * (l + u)
+    op, l, u, kmin, kmax, m = _smooth_intervals(name, 64, 5, min_width=1e-3)
     grid = kmin + torch.linspace(0.0, 1.0, 20001, dtype=F64).unsqueeze(1) * (kmax - kmin)
     for upper in (False, True):
         k = smooth.area_slope(op, l, u, upper)

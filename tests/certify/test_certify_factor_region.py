@@ -62,7 +62,9 @@ def test_scale_region_certificate_is_sound_and_reports_loads(case14, proxy, chec
     ub = np.array([c.upper_bound for c in cert.constraints])
     att = np.array([c.attained for c in cert.constraints])
     assert np.all(dense <= ub)  # sound along the whole line
-    assert np.all(att <= dense + 1e-12)  # found values are attained on the line
+    # found values are attained on the line: at most what the grid of 20,001 factors
+    # misses between its points (the attack may land between them)
+    assert np.all(att <= dense + 1e-6)
     # the worst loads lie in the region (one factor for every load), and their values
     # are the violations there
     worst = np.stack([c.worst_load for c in cert.constraints])
