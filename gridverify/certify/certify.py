@@ -265,6 +265,7 @@ def proxy_graph(proxy: Any) -> Any:
     """The IR graph of a loaded proxy: the graph an ONNX proxy's module evaluates
     (imported once, when the proxy was loaded), else from torch."""
     from gridverify.ir import Graph, from_onnx, from_torch
+    from gridverify.ir.builder import concat_outputs
 
     src = str(getattr(proxy, "source", ""))
     module_graph = getattr(proxy.module, "graph", None)
@@ -274,12 +275,7 @@ def proxy_graph(proxy: Any) -> Any:
         g = from_onnx(src, keep_outputs=proxy.output_size)
     else:
         g = from_torch(proxy.module, input_size=proxy.input_size)
-    if len(g.outputs) > 1:  # heads (pg, qg, vm, va) read one after the other, as the module
-        from gridverify.ir import GraphBuilder
-
-        b = GraphBuilder(g)
-        b.output(b.concat(list(g.outputs), name="solution"), "solution")
-        g = b.build()
+    g = concat_outputs(g)  # heads (pg, qg, vm, va) read one after the other, as the module
     if len(g.inputs) != 1 or g.input_size != proxy.input_size or g.output_size != (
         proxy.output_size
     ):

@@ -474,3 +474,13 @@ def compose(
         b.output(mapping[o], nm)
     return b.build()
 
+
+def concat_outputs(g: Graph, name: str = "solution") -> Graph:
+    """``g`` with its outputs concatenated, in order, into one output ``name``
+    (``g`` itself when it has one output): a proxy's heads (``pg, qg, vm, va``)
+    read one after the other, as its torch module returns them."""
+    if len(g.outputs) <= 1:
+        return g
+    b = GraphBuilder(g)
+    b.output(b.concat(list(g.outputs), name=name), name)
+    return b.build()

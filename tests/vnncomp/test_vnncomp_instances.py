@@ -173,3 +173,32 @@ def test_exact_check_agrees_and_decides_open_variants(case5, tmp_path: Path) -> 
             RunOptions(timeout=60, extend_attack=False),
         )
         assert out.result in (s.expected, "unknown", "timeout"), (s.name, out)
+
+
+@pytest.mark.parametrize("kind", ["onnx", "pt2"])
+def test_make_instances_from_a_proxy_file(tmp_path: Path, capsys, kind: str) -> None:
+    """A proxy read from a file (its module evaluates a graph) is exported as that
+    graph: the written model computes what the proxy computes."""
+    from gridverify.cli import main
+    from gridverify.proxy.load import load_proxy
+
+    case14 = load_compiled("pglib_opf_case14_ieee", emit_warnings=False)
+    proxy = load_proxy("case14_relu")
+    path = tmp_path / f"proxy.{kind}"
+    if kind == "onnx":
+        path.write_bytes((Path("models") / "case14_relu" / "model.onnx").read_bytes())
+    else:
+        ep = torch.export.export(proxy.module, (torch.zeros(3, 22, dtype=torch.float64),),
+                                 dynamic_shapes=({0: torch.export.Dim("b")},))
+        torch.export.save(ep, path)
+    out = tmp_path / "bench"
+    assert main(["vnncomp", "make-instances", case14.name, "--model", str(path), "--out",
+                 str(out), "--kinds", "balance_one", "--widths", "0.01"]) == 0
+    capsys.readouterr()
+    (model,) = (out / "onnx").iterdir()
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    x = np.concatenate([case14.pd, case14.qd]).astype(np.float32)[None]
+    y = sess.run(None, {"X": x})[0][0]
+    with torch.no_grad():
+        want = proxy.module(torch.from_numpy(x.astype(np.float64)))[0].numpy()
+    np.testing.assert_allclose(y[: want.size], want, rtol=1e-4, atol=1e-5)
