@@ -262,20 +262,14 @@ def _fit_stage(graph: Any, method: str, m: int, opts: Any, budget: MemoryBudget,
 
 
 def proxy_graph(proxy: Any) -> Any:
-    """The IR graph of a loaded proxy: the graph an ONNX proxy's module evaluates
-    (imported once, when the proxy was loaded), else from torch."""
-    from gridverify.ir import Graph, from_onnx, from_torch
-    from gridverify.ir.builder import concat_outputs
+    """The IR graph of a loaded proxy (:func:`~gridverify.ir.from_torch`): the graph
+    the module of a proxy read from a file evaluates (imported once, when it was
+    loaded, its heads ``pg, qg, vm, va`` read one after the other), else the
+    module traced."""
+    from gridverify.ir import from_torch
 
     src = str(getattr(proxy, "source", ""))
-    module_graph = getattr(proxy.module, "graph", None)
-    if isinstance(module_graph, Graph):
-        g = module_graph
-    elif src.lower().endswith(".onnx"):
-        g = from_onnx(src, keep_outputs=proxy.output_size)
-    else:
-        g = from_torch(proxy.module, input_size=proxy.input_size)
-    g = concat_outputs(g)  # heads (pg, qg, vm, va) read one after the other, as the module
+    g = from_torch(proxy.module, input_size=proxy.input_size)
     if len(g.inputs) != 1 or g.input_size != proxy.input_size or g.output_size != (
         proxy.output_size
     ):

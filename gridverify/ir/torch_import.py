@@ -844,12 +844,20 @@ def from_torch(
     :class:`UnsupportedOpError` naming the op and the fx node.  A module torch.fx
     cannot trace (Python logic on shapes, ...) is exported with
     :func:`torch.export.export` (dynamic batch axis) and imported by
-    :func:`from_exported`; one neither can trace raises :class:`GraphError`.
+    :func:`from_exported`; one neither can trace raises :class:`GraphError`.  A
+    module that evaluates a gridverify graph (``module.graph``, with
+    ``module.evaluates_graph`` true: the proxies read from files) is that graph,
+    its outputs concatenated as the module returns them.
     ``merge_pwl``: rewrite weighted sums of shifted relus of one scalar as ``pwl``
     nodes (:mod:`gridverify.ir.pwl_merge`).
     """
     if not isinstance(module, nn.Module):
         raise GraphError(f"from_torch: expected an nn.Module, got {type(module).__name__}")
+    own = getattr(module, "graph", None)
+    if getattr(module, "evaluates_graph", False) and isinstance(own, Graph):
+        from gridverify.ir.builder import concat_outputs
+
+        return concat_outputs(own)  # a module that evaluates a graph (a proxy file's)
     shape = _input_shape(module, input_size, example)
     try:
         return _TorchImporter(module, shape).run(merge_pwl)

@@ -32,6 +32,8 @@ class GraphProxy(nn.Module):
 
     #: the runtime :meth:`reference` runs (``None``: none)
     reference_name: str | None = None
+    #: :func:`gridverify.ir.from_torch` imports the module as its graph
+    evaluates_graph = True
 
     def __init__(self, graph: Any, digest_name: str, digest: bytes) -> None:
         super().__init__()

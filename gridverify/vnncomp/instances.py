@@ -103,22 +103,16 @@ def acopf_layout(case: Any) -> AcopfLayout:
 def acopf_graph(case: Any, proxy: Any) -> tuple[Any, AcopfLayout]:
     """The proxy and the physics as one graph ``X -> Y`` (see module docstring).
 
-    ``proxy`` is a torch module ``(B, 2L) -> (B, 2G + 2N)`` (one read from a
-    file evaluates a graph: that graph is used) or a graph with one input and
-    that output first.
+    ``proxy`` is a torch module ``(B, 2L) -> (B, 2G + 2N)`` (imported by
+    :func:`~gridverify.ir.from_torch`) or a graph with one input and that output
+    first.
     """
     from gridverify.ir import GraphBuilder, compose, from_torch
-    from gridverify.ir.builder import concat_outputs
     from gridverify.physics.acp import LOAD_INPUT, PROXY_INPUT, build_physics_graph
     from gridverify.spec.constraints import ConstraintSelection, select_constraints
 
     n_load, n_gen, n_bus, n_br = case.n_load, case.n_gen, case.n_bus, case.n_branch
-    if isinstance(proxy, Graph):
-        pg = proxy
-    elif isinstance(getattr(proxy, "graph", None), Graph):  # an ONNX, .pt2, TorchScript proxy
-        pg = concat_outputs(proxy.graph)
-    else:
-        pg = from_torch(proxy.eval(), 2 * n_load)
+    pg = proxy if isinstance(proxy, Graph) else from_torch(proxy.eval(), 2 * n_load)
     if len(pg.inputs) != 1 or pg.input_size != 2 * n_load:
         raise GraphError(f"proxy graph must have one input of size {2 * n_load}")
     if pg.nodes[pg.outputs[0]].size != 2 * n_gen + 2 * n_bus:

@@ -374,3 +374,20 @@ def test_module_fx_cannot_trace_is_imported_through_torch_export():
     m.train()
     from_torch(m, input_size=6)
     assert m.training  # the caller's module keeps its mode
+
+
+def test_module_that_evaluates_a_graph_is_that_graph():
+    """A proxy read from a file (its module evaluates a gridverify graph) imports as
+    that graph, its outputs concatenated as the module returns them."""
+    from gridverify.bounds import compute_bounds
+    from gridverify.proxy.onnx_torch import OnnxModule, read_onnx
+
+    m = OnnxModule(read_onnx("models/case14_relu/model.onnx"))
+    g = from_torch(m)
+    assert g.output_size == 38 and len(g.outputs) == 1
+    x = torch.rand(6, 22, dtype=torch.float64)
+    torch.testing.assert_close(g.evaluate_flat(x), m(x), atol=0, rtol=0)
+    r = compute_bounds(m, torch.zeros(22, dtype=torch.float64),
+                       torch.ones(22, dtype=torch.float64), method="crown")
+    y = m(torch.rand(200, 22, dtype=torch.float64))
+    assert bool((r.lower <= y).all() and (y <= r.upper).all())
