@@ -404,6 +404,13 @@ def on_search_space(graph: Any, region: Region) -> Any:
 _RELU_BOUNDS = "crown"
 
 
+def relu_census(proxy_graph: Any, region: Region) -> tuple[int, int] | None:
+    """``(unstable, total)`` relus of a proxy graph over ``region`` (over its
+    factors for a factor region), as certificates record them; ``None`` without
+    relus."""
+    return _relu_stability(on_search_space(proxy_graph, region), region.search_box())
+
+
 def _relu_stability(pgraph: Any, region: Region) -> tuple[int, int] | None:
     """``(unstable, total)`` relus of the proxy over the region (CROWN), ``None`` without relus.
 

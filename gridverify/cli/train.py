@@ -91,6 +91,10 @@ def register(sub: Any) -> None:
     info.add_argument("--case", metavar="CASE", default=None,
                       help="the case a proxy file is for (bundled name, .m or pandapower "
                       ".json; files written by gridverify know their case)")
+    info.add_argument("--region", metavar="REGION", default=None,
+                      help="proxy file: the load region over which its relus' stability is "
+                      "counted, as certify reads it (default: the proxy's training region, "
+                      "else box:0.9,1.1)")
     info.add_argument("--json", action="store_true", help="print the card (model "
                       "directory) or the proxy's summary (file) as JSON")
     info.set_defaults(func=_run_info)
@@ -235,13 +239,19 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def proxy_summary(proxy: Any) -> dict[str, Any]:
+def proxy_summary(proxy: Any, case: Any, region: Any) -> dict[str, Any]:
     """What ``model info`` shows of a loaded proxy: sizes, graph ops, nonlinear
-    entries (what the bounds relax) and the model hash certificates record."""
-    from gridverify.certify.certify import model_hash, proxy_graph
+    entries (what the bounds relax), its relus unstable over ``region`` (default:
+    :func:`~gridverify.certify.certify.default_region`; CROWN, as certificates
+    count them: each keeps the bounds loose) and the model hash certificates
+    record."""
+    from gridverify.certify.certify import default_region, model_hash, proxy_graph, relu_census
     from gridverify.ir.ops import OPS
 
     g = proxy_graph(proxy)
+    if region is None:
+        region = default_region(case, proxy)
+    unstable, total = relu_census(g, region) or (0, 0)
     ops: dict[str, int] = {}
     entries: dict[str, int] = {}
     for node in g.nodes:
@@ -258,20 +268,32 @@ def proxy_summary(proxy: Any) -> dict[str, Any]:
                     "va": proxy.n_bus},
         "graph_nodes": sum(ops.values()), "ops": dict(sorted(ops.items())),
         "nonlinear_entries": dict(sorted(entries.items())),
+        "region": region.describe(),
+        "relus": {"unstable": unstable, "total": total},
         "model_hash": model_hash(proxy.module),
     }
 
 
 def _file_info(path: Path, args: argparse.Namespace) -> int:
+    from gridverify.grid import load_compiled
     from gridverify.proxy import load_proxy
+    from gridverify.spec.region import parse_region
 
+    case = load_compiled(args.case, emit_warnings=False) if args.case is not None else None
     try:
-        proxy = load_proxy(path, case=args.case)
+        proxy = load_proxy(path, case=case)
     except ProxyError as exc:
         if args.case is None and "case=" in str(exc):
             raise ProxyError(f"{path}: the file does not name its case; pass --case") from None
         raise
-    info = proxy_summary(proxy)
+    if case is None:  # the file names its case
+        try:
+            case = load_compiled(proxy.case_name, emit_warnings=False)
+        except (GridverifyError, OSError):
+            raise ProxyError(f"{path}: its case {proxy.case_name!r} is not a bundled case; "
+                             "pass --case") from None
+    region = parse_region(args.region, case) if args.region else None
+    info = proxy_summary(proxy, case, region)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -285,5 +307,10 @@ def _file_info(path: Path, args: argparse.Namespace) -> int:
     nl = info["nonlinear_entries"]
     print("nonlinear entries (each relaxed by the bounds): "
           + (", ".join(f"{k} {v}" for k, v in nl.items()) if nl else "none"))
+    rl = info["relus"]
+    if rl["total"]:
+        print(f"relus unstable over {info['region']} (CROWN): {rl['unstable']} of "
+              f"{rl['total']}" + ("  (each keeps the bounds loose: see docs/tightness.md)"
+                                  if rl["unstable"] else ""))
     print(f"model hash {info['model_hash'][:16]}... (as certificates record it)")
     return 0

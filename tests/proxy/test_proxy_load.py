@@ -253,6 +253,8 @@ def test_model_info_on_proxy_files(trained14, case14, tmp_path, capsys):
         assert info["output_size"] == 38 and sum(info["outputs"].values()) == 38
         assert info["nonlinear_entries"]["relu"] == 64  # hidden (32, 32)
         assert info["ops"]["linear"] == 3
+        assert info["region"] == "box:0.9,1.1" and 0 <= info["relus"]["unstable"] <= 64
+        assert info["relus"]["total"] == 64
         assert main(["model", "info", str(path), *extra]) == 0
         text = capsys.readouterr().out
         assert "maps (B, 22)" in text and "relu 64" in text
@@ -263,6 +265,14 @@ def test_model_info_on_proxy_files(trained14, case14, tmp_path, capsys):
     assert main(["model", "info", str(out), "--case", CASE5]) == 2
     assert "not to case" in capsys.readouterr().err
     assert main(["model", "info", str(out), "--case", case14.name]) == 0
+    # the relu census over a region, as certificates record it
+    capsys.readouterr()
+    assert main(["model", "info", "models/case57_relu_stable/model.onnx", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["relus"] == {"unstable": 0, "total": 256} and info["region"] == "box:0.9,1.1"
+    assert main(["model", "info", "models/case57_relu/model.onnx", "--json", "--region",
+                 "box:0.99,1.01"]) == 0
+    assert json.loads(capsys.readouterr().out)["relus"]["total"] == 256
 
 
 def test_wrong_dimensions(trained14, case14, tmp_path):
