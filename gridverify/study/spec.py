@@ -17,7 +17,7 @@ A study file::
 
     [cases.case14]                       # one table per case; the key names it
     case = "pglib_opf_case14_ieee"       # bundled case name or MATPOWER file
-    models = ["../models/case14_relu"]   # model directories / checkpoints / .onnx
+    models = ["../models/case14_relu"]   # model dirs / .onnx / .pt2 / checkpoints / TorchScript
     regions = ["near"]                   # optional: a subset of [regions]
     constraints = ["all"]                # optional: a subset of [constraints]
 
