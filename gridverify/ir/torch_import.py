@@ -293,6 +293,31 @@ def _identity(self: _TorchImporter, args: list, kw: dict) -> Any:
     return args[0]
 
 
+def _cast(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``x.to(...)``, ``x.type_as(t)``, ``_to_copy(x, dtype=...)``: the identity on a
+    float dtype (values are float64 here); a variable cast to an integer or bool
+    dtype (a rounding) is refused, as ONNX's ``Cast`` is."""
+    if not isinstance(args[0], Var):
+        return _fold_cast(args, kw)
+    for v in [*args[1:], *kw.values()]:
+        if isinstance(v, torch.dtype) and not v.is_floating_point:
+            raise _Unsupported(f"cast of a variable to {v}")
+        if isinstance(v, np.ndarray) and v.dtype.kind != "f":
+            raise _Unsupported(f"cast of a variable to {v.dtype}")
+    return args[0]
+
+
+def _fold_cast(args: list, kw: dict) -> Any:
+    """A cast of a constant, evaluated."""
+    t = _to_torch(args[0])
+    if not isinstance(t, torch.Tensor):
+        return args[0]
+    for v in [*args[1:], *kw.values()]:
+        if isinstance(v, torch.dtype):
+            return _from_torch(t.to(v))
+    return args[0]
+
+
 def _f_dropout(self: _TorchImporter, args: list, kw: dict) -> Any:
     if bool(args[2] if len(args) > 2 else kw.get("training", True)):
         raise _Unsupported("dropout in training mode (pass training=False)")
@@ -592,8 +617,8 @@ _METHODS: dict[str, Handler] = {
     "clip": _clamp, "size": _size, "transpose": _transpose, "t": _transpose,
     "permute": _permute, "unsqueeze": _unsqueeze, "squeeze": _squeeze, "expand": _expand,
     "matmul": _matmul, "abs": _abs, "square": _square, "__getitem__": _getitem,
-    "truediv": _ARITH["div"], "float": _identity, "double": _identity, "to": _identity,
-    "contiguous": _identity, "clone": _identity, "detach": _identity, "type_as": _identity,
+    "truediv": _ARITH["div"], "float": _identity, "double": _identity, "to": _cast,
+    "contiguous": _identity, "clone": _identity, "detach": _identity, "type_as": _cast,
 }
 _METHODS.update({name + "_": _METHODS[name] for name in
                  ("add", "sub", "mul", "div", "neg", "pow", "clamp", "abs", "square", *_UNARY)})
@@ -769,7 +794,8 @@ _ATEN: dict[str, Handler] = {
     "batch_norm": _aten_batch_norm_train_flag,
     "_native_batch_norm_legit_no_training": _aten_tuple(_aten_batch_norm((1, 2, 3, 4, 6)), 3),
     "dropout": _f_dropout, "clone": _identity, "contiguous": _identity, "alias": _identity,
-    "detach": _identity, "_to_copy": _identity, "to": _identity, "lift_fresh_copy": _identity,
+    "detach": _identity, "_to_copy": _cast, "to": _cast, "type_as": _cast,
+    "lift_fresh_copy": _identity,
     "zeros_like": _like(0.0), "ones_like": _like(1.0), "full_like": _like(None),
 }
 #: ATen ops of an exported program that check its inputs and compute nothing

@@ -391,3 +391,29 @@ def test_module_that_evaluates_a_graph_is_that_graph():
                        torch.ones(22, dtype=torch.float64), method="crown")
     y = m(torch.rand(200, 22, dtype=torch.float64))
     assert bool((r.lower <= y).all() and (y <= r.upper).all())
+
+
+def test_casts_to_integer_dtypes_are_refused():
+    """A cast of a variable to an integer dtype rounds: refused (as ONNX's Cast), by
+    both importers; float casts and casts of constants stay."""
+    from gridverify.ir.torch_import import from_exported
+
+    class Rounding(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (x * 10).to(torch.int64).to(torch.float64) / 10
+
+    class FloatCasts(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            c = torch.arange(3).to(torch.float64)  # a constant, cast: evaluated
+            return torch.relu(x.to(torch.float64)).type_as(x) + c
+
+    ep = torch.export.export(Rounding(), (torch.zeros(2, 3, dtype=torch.float64),))
+    with pytest.raises(UnsupportedOpError, match="cast of a variable to torch.int64"):
+        from_torch(Rounding(), input_size=3)
+    with pytest.raises(UnsupportedOpError, match="aten.to.*torch.int64"):
+        from_exported(ep)
+    _check(FloatCasts(), 3, input_size=3)
+    ep = torch.export.export(FloatCasts(), (torch.zeros(2, 3, dtype=torch.float64),),
+                             dynamic_shapes=({0: torch.export.Dim("b")},))
+    x = torch.rand(5, 3, dtype=torch.float64)
+    torch.testing.assert_close(from_exported(ep).evaluate_flat(x), FloatCasts()(x))
