@@ -80,8 +80,9 @@ def register(sub: Any) -> None:
         description="A model directory (or a bundled proxy's name): verify its file hashes "
         "and show its card.  A proxy file (.onnx, .pt2 torch.export program, torch "
         "checkpoint or TorchScript archive): load it for --case as certify would, and "
-        "show what it maps to what, its graph's ops and its nonlinear entries (what the "
-        "bounds relax).",
+        "show what it maps to what, its graph's ops, its nonlinear entries (what the "
+        "bounds relax) and how many of its relus are unstable over --region (each keeps "
+        "the bounds loose).",
         epilog="examples:\n  gridverify model info case14_relu\n"
         "  gridverify model info proxy.pt2 --case pglib_opf_case14_ieee --json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
