@@ -64,6 +64,14 @@ def _graph_of(path: str, program: Any, input_size: int | None = None) -> Any:
         raise ProxyError(f"{path}: {exc}") from None
 
 
+def _dict_keys(program: Any) -> list[str] | None:
+    """The keys of a program's output when it is one flat dict, else ``None``."""
+    spec = getattr(getattr(program, "call_spec", None), "out_spec", None)
+    if spec is None or getattr(spec, "type", None) is not dict:
+        return None
+    return [str(k) for k in spec.context]
+
+
 def _rows_by(fn: Any, x: np.ndarray, batch: int, dtype: torch.dtype) -> np.ndarray:
     """``fn`` on each row of ``x`` (one row repeated to a batch of ``batch``, in
     ``dtype``): ``(n, n_out)`` float64, outputs concatenated."""
@@ -71,10 +79,19 @@ def _rows_by(fn: Any, x: np.ndarray, batch: int, dtype: torch.dtype) -> np.ndarr
     with torch.no_grad():
         for xi in np.asarray(x, dtype=np.float64):
             xb = torch.from_numpy(np.repeat(xi[None, :], batch, axis=0)).to(dtype)
-            out = fn(xb)
-            outs = out if isinstance(out, tuple | list) else (out,)
+            outs = _leaves(fn(xb))
             rows.append(torch.cat([o.reshape(batch, -1)[0] for o in outs]).double().numpy())
     return np.stack(rows)
+
+
+def _leaves(out: Any) -> list[torch.Tensor]:
+    """The tensors of a model's output (a tensor, or tuples, lists and dicts of them,
+    in order: as torch.export flattens them into the graph's outputs)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        out = list(out.values())
+    return [t for o in out for t in _leaves(o)]
 
 
 class ExportedModule(GraphProxy):
@@ -91,8 +108,11 @@ class ExportedModule(GraphProxy):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         path = os.fspath(path)
         digest = _file_digest(path)
-        super().__init__(_graph_of(path, read_exported(path)), "pt2_sha256", digest)
+        program = read_exported(path)
+        super().__init__(_graph_of(path, program), "pt2_sha256", digest)
         self.path = path
+        #: the keys of a program returning a dict (its outputs, in that order)
+        self.output_names = _dict_keys(program)
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         """The program run by torch, in its input's dtype, one row at a time in a

@@ -282,7 +282,7 @@ def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int) -> Proxy:
     known = [d for d in d_outs if d is not None]
     heads = len(d_outs) > 1 and len(known) == len(d_outs) and sum(known) == n_out
     if heads and not keep_outputs:
-        _check_head_order(path, m)
+        _check_head_order(path, [o.name for o in m.graph.output])
     elif not keep_outputs and (len(d_outs) != 1 or (d_outs[0] is not None
                                                     and d_outs[0] != n_out)):
         widths = ", ".join(str(d) for d in d_outs)
@@ -302,6 +302,8 @@ def _load_exported(path: Path, compiled: Any) -> Proxy:
     if compiled is None:
         raise ProxyError(f"{path}: a torch.export program (.pt2) needs case=...")
     module = ExportedModule(path).eval()
+    if module.output_names is not None:  # a dict of outputs: read in its order
+        _check_head_order(path, module.output_names, "the program's outputs")
     return _finish(module, compiled, None, None, None, source=str(path), card=None)
 
 
@@ -318,16 +320,15 @@ def _load_torchscript(path: Path, compiled: Any) -> Proxy:
 _HEADS = ("pg", "qg", "vm", "va")
 
 
-def _check_head_order(path: Path, m: Any) -> None:
-    """Several ONNX outputs whose widths add up to ``2G + 2N`` are read one after the
+def _check_head_order(path: Path | str, names: list[str], what: str = "ONNX outputs") -> None:
+    """Several outputs whose widths add up to ``2G + 2N`` are read one after the
     other, as the convention's ``pg, qg, vm, va``; outputs named after those
     quantities in another order are refused (they would be read as the wrong ones)."""
-    names = [o.name.lower() for o in m.graph.output]
-    found = [next((h for h in _HEADS if h in n), None) for n in names]
+    found = [next((h for h in _HEADS if h in n.lower()), None) for n in names]
     if len(names) == 4 and None not in found and len(set(found)) == 4 \
             and tuple(found) != _HEADS:
-        raise ProxyError(f"{path}: ONNX outputs {[o.name for o in m.graph.output]} are read in "
-                         "file order as pg, qg, vm, va; export them in that order")
+        raise ProxyError(f"{path}: {what} {list(names)} are read in order as pg, qg, vm, "
+                         "va; export them in that order")
 
 
 def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any) -> Proxy:

@@ -369,7 +369,7 @@ def test_onnx_proxy_with_one_output_per_quantity(tmp_path) -> None:
             torch.onnx.export(module, (torch.zeros(1, 2 * case.pd.size),), paths[label],
                               dynamo=False, input_names=["x"], output_names=outs,
                               dynamic_axes={"x": {0: "b"}})
-    with pytest.raises(ProxyError, match="read in file order as pg, qg, vm, va"):
+    with pytest.raises(ProxyError, match="read in order as pg, qg, vm, va"):
         load_proxy(paths["swapped"], case=case)
     opts = CertifyOptions(samples=64)
     a, b = (certify(case, load_proxy(paths[k], case=case), constraints="p_balance[1,2,3]",

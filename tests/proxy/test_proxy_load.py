@@ -202,6 +202,36 @@ def test_torch_export_program(trained14, case14, tmp_path):
         load_proxy(tmp_path / "garbage.pt2", case=case14)
 
 
+class _DictHeads(torch.nn.Module):
+    """A user's network returning its heads as a dict, in ``order``."""
+
+    def __init__(self, order: tuple[str, ...]) -> None:
+        super().__init__()
+        self.order = order
+        self.body = torch.nn.Sequential(torch.nn.Linear(22, 16), torch.nn.ReLU())
+        self.heads = torch.nn.ModuleDict({k: torch.nn.Linear(16, n) for k, n in
+                                          (("pg", 5), ("qg", 5), ("vm", 14), ("va", 14))})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        z = self.body(x)
+        return {k: self.heads[k](z) for k in self.order}
+
+
+def test_torch_export_program_with_dict_heads(case14, tmp_path):
+    torch.manual_seed(0)
+    good = _DictHeads(("pg", "qg", "vm", "va")).double()
+    q = load_proxy(_save_exported(good, 22, tmp_path / "good.pt2"), case=case14)
+    x = torch.rand(4, 22, dtype=torch.float64)
+    with torch.no_grad():
+        want = torch.cat(list(good(x).values()), 1)
+    torch.testing.assert_close(q.module(x), want, atol=1e-12, rtol=1e-12)
+    np.testing.assert_allclose(q.module.reference(x.numpy()), want.numpy(), atol=1e-12)
+    # the same widths in another order would be read as the wrong quantities
+    bad = _DictHeads(("vm", "va", "pg", "qg")).double()
+    with pytest.raises(ProxyError, match="'vm', 'va', 'pg', 'qg'.*read in order as pg, qg"):
+        load_proxy(_save_exported(bad, 22, tmp_path / "bad.pt2"), case=case14)
+
+
 def test_torch_export_program_certifies_as_the_model_dir(tmp_path):
     from gridverify.certify import CertifyOptions, certify
     from gridverify.grid import load_compiled
