@@ -206,17 +206,64 @@ def _float_dtype(module: Any) -> torch.dtype:
 
 
 def read_exported(path: str | os.PathLike[str]) -> Any:
-    """Load a ``.pt2`` file written by :func:`torch.export.save`; anything else
-    raises :class:`ProxyError`."""
+    """Load a ``.pt2`` file written by :func:`torch.export.save`, running no code of
+    the file: an archive holding Python objects (which loading would unpickle) is
+    refused, and every pickle torch reads is read weights-only (tensors and plain
+    containers); anything else raises :class:`ProxyError`."""
     import warnings
 
+    path = os.fspath(path)
+    _refuse_python_objects(path)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _weights_only_loads():
             warnings.simplefilter("ignore")
-            return torch.export.load(os.fspath(path))
+            return torch.export.load(path)
     except FileNotFoundError:
         raise
     except Exception as exc:  # noqa: BLE001 - torch raises many types on a bad archive
         why = " ".join(str(exc).split())[:200]
         raise ProxyError(f"{path}: not a readable torch.export program (.pt2): "
                          f"{type(exc).__name__}: {why}") from None
+
+
+#: members of a torch.export archive that torch unpickles as Python objects
+_PT2_OBJECT_MEMBERS = ("data/constants/custom_obj_", "data/constants/opaque_obj_")
+
+
+def _refuse_python_objects(path: str) -> None:
+    """A ``.pt2`` archive whose constants are Python objects (torch reads them
+    with a plain unpickler, whatever ``weights_only``) is refused."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ProxyError(f"{path}: not a readable torch.export program (.pt2): {exc}") from None
+    for name in names:
+        member = name.split("/", 1)[-1]
+        if member.startswith(_PT2_OBJECT_MEMBERS):
+            raise ProxyError(f"{path}: the program holds a Python object ({member}), which "
+                             "loading would unpickle; gridverify reads programs of tensors only")
+
+
+class _weights_only_loads:
+    """Within: every ``torch.load`` reads weights only, whatever its caller asks
+    (torch's ``TORCH_FORCE_WEIGHTS_ONLY_LOAD``; torch.export's loader falls back to
+    full unpickling on some members)."""
+
+    _FORCE, _NO = "TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+
+    def __enter__(self) -> None:
+        self._was = {k: os.environ.get(k) for k in (self._FORCE, self._NO)}
+        os.environ[self._FORCE] = "1"
+        os.environ.pop(self._NO, None)
+
+    def __exit__(self, *exc: object) -> None:
+        for k, v in self._was.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

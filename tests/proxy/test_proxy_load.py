@@ -202,6 +202,57 @@ def test_torch_export_program(trained14, case14, tmp_path):
         load_proxy(tmp_path / "garbage.pt2", case=case14)
 
 
+class _Payload:
+    """Unpickling it creates the folder ``marker``: code a file runs when loaded."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        import os
+
+        return (os.mkdir, (self.marker,))
+
+
+def _rewrite_member(src, dst, suffix: str, data: bytes | None, extra: str | None = None):
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        root = zin.namelist()[0].split("/", 1)[0]
+        for item in zin.infolist():
+            body = zin.read(item.filename)
+            if data is not None and item.filename.endswith(suffix):
+                body = data
+            zout.writestr(item, body)
+        if extra is not None:
+            zout.writestr(f"{root}/{extra}", b"\x80\x04N.")
+    return dst
+
+
+def test_torch_export_program_runs_no_code_of_the_file(case14, tmp_path):
+    """torch.export.load unpickles some members in full (its fallback for sample
+    inputs, Python-object constants): gridverify reads every pickle weights-only
+    and refuses archives of Python objects."""
+    import pickle
+
+    good = _save_exported(torch.nn.Sequential(torch.nn.Linear(22, 38)).double(), 22,
+                          tmp_path / "good.pt2")
+    marker = tmp_path / "ran"
+    evil = _rewrite_member(good, tmp_path / "evil.pt2", "data/sample_inputs/model.pt",
+                           pickle.dumps(_Payload(str(marker))))
+    with pytest.raises(ProxyError, match="not a readable torch.export program"):
+        load_proxy(evil, case=case14)
+    assert not marker.exists()
+    with pytest.raises(Exception):  # noqa: B017 - what torch itself does with the file
+        torch.export.load(evil)
+    assert marker.exists()  # torch alone runs the file's code: the check above can fail
+    obj = _rewrite_member(good, tmp_path / "obj.pt2", "", None,
+                          extra="data/constants/opaque_obj_0")
+    with pytest.raises(ProxyError, match="holds a Python object"):
+        load_proxy(obj, case=case14)
+    assert load_proxy(good, case=case14).output_size == 38
+
+
 class _DictHeads(torch.nn.Module):
     """A user's network returning its heads as a dict, in ``order``."""
 
