@@ -49,6 +49,12 @@ class GraphProxy(nn.Module):
         ``(n, n_out)`` float64, or ``None`` when there is no such runtime."""
         return None
 
+    def _same_file(self, path: str, digest_name: str) -> None:
+        """The file at ``path`` is still the one this module was read from."""
+        want = bytes(getattr(self, digest_name).tolist())
+        if _file_digest(path) != want:
+            raise ProxyError(f"{path}: the file changed since the proxy was loaded")
+
 
 def _file_digest(path: str) -> bytes:
     with open(path, "rb") as f:
@@ -117,6 +123,7 @@ class ExportedModule(GraphProxy):
     def reference(self, x: np.ndarray) -> np.ndarray:
         """The program run by torch, in its input's dtype, one row at a time in a
         batch of the size it was exported with (2 when dynamic)."""
+        self._same_file(self.path, "pt2_sha256")
         gm = read_exported(self.path).module()
         val = next(n for n in gm.graph.nodes if n.op == "placeholder").meta["val"]
         batch = val.shape[0] if isinstance(val.shape[0], int) else 2
@@ -167,6 +174,7 @@ class TorchScriptModule(GraphProxy):
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         """The archive run by TorchScript, in its floating dtype."""
+        self._same_file(self.path, "torchscript_sha256")
         return _rows_by(_read_script(self.path), x, 2, self.dtype)
 
 

@@ -200,6 +200,12 @@ def test_torch_export_program(trained14, case14, tmp_path):
     (tmp_path / "garbage.pt2").write_bytes(b"not a program")
     with pytest.raises(ProxyError, match="not a readable torch.export program"):
         load_proxy(tmp_path / "garbage.pt2", case=case14)
+    # witnesses are re-run by the file the proxy was read from, not by another
+    q = load_proxy(path, case=case14)
+    q.module.reference(_x(p, n=2).numpy())
+    path.write_bytes((tmp_path / "other.pt2").read_bytes())
+    with pytest.raises(ProxyError, match="changed since the proxy was loaded"):
+        q.module.reference(_x(p, n=2).numpy())
 
 
 class _Payload:
