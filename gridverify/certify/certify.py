@@ -700,8 +700,8 @@ def _focus(st: State, order: np.ndarray, per_family: int) -> np.ndarray:
 
 def _source_recheck(st: State, case: Any, prox: Any) -> list[str]:
     """Proxies read from a file: every witness re-run by the file's own runtime
-    (onnxruntime for ONNX, torch for a torch.export program); the lower of the
-    two values counts.
+    (onnxruntime for ONNX, torch for torch.export programs and TorchScript
+    archives); the lower of the two values counts.
 
     Returns warnings for witnesses that runtime does not confirm.
     """
