@@ -700,19 +700,17 @@ def _focus(st: State, order: np.ndarray, per_family: int) -> np.ndarray:
 
 def _source_recheck(st: State, case: Any, prox: Any) -> list[str]:
     """Proxies read from a file: every witness re-run by the file's own runtime
-    (onnxruntime for ONNX, torch for torch.export programs and TorchScript
-    archives); the lower of the two values counts.
+    (the module's ``reference``: onnxruntime for ONNX, torch for torch.export
+    programs and TorchScript archives); the lower of the two values counts.
 
     Returns warnings for witnesses that runtime does not confirm.
     """
-    src = str(getattr(prox, "source", "") or "")
     ks = np.flatnonzero(st.att > st.thresholds)
-    runner = _source_runner(src, prox.output_size, prox.module) if ks.size else None
-    if runner is None:
+    who = getattr(prox.module, "reference_name", None)
+    if who is None or not ks.size:
         return []
-    run, who = runner
     x = st.to_loads(st.worst[ks])
-    y = run(x)
+    y = prox.module.reference(x)[:, : prox.output_size]
     v = violation_values(case, st.physics.constraints, torch.from_numpy(x),
                          torch.from_numpy(y)).numpy()
     ort = np.where(np.isnan(v[np.arange(ks.size), ks]), -np.inf, v[np.arange(ks.size), ks])
@@ -722,22 +720,6 @@ def _source_recheck(st: State, case: Any, prox: Any) -> list[str]:
         return [f"{lost} violation(s) found on the proxy graph are not confirmed by "
                 f"{who}; those constraints are not reported violated"]
     return []
-
-
-def _source_runner(src: str, n_out: int, module: Any) -> tuple[Any, str] | None:
-    """``(run, name)``: ``run(x (n, 2L) float64) -> (n, n_out)`` float64 by the
-    runtime of the proxy's file ``src`` (onnxruntime for ONNX, torch for the
-    files of :mod:`gridverify.proxy.graph_proxy`); ``None`` for other sources."""
-    if src.lower().endswith(".onnx"):
-        from gridverify.ir.onnx_check import OnnxChecker
-        from gridverify.proxy.onnx_torch import read_onnx
-
-        checker = OnnxChecker(read_onnx(src).SerializeToString(), batch_axis=True)  # inlined
-        return (lambda x: np.stack([checker.run(xi)[:n_out] for xi in x])), "onnxruntime"
-    name = getattr(module, "reference_name", None)
-    if name is not None:
-        return (lambda x: module.reference(x)[:, :n_out]), name
-    return None
 
 
 def _budget_warnings(st: State, opts: CertifyOptions) -> list[str]:

@@ -756,11 +756,14 @@ def _aten_batch_norm(order: tuple[int, int, int, int, int]) -> Handler:
     return h
 
 
+_BATCH_NORM_EVAL = _aten_batch_norm((1, 2, 3, 4, 7))
+
+
 def _aten_batch_norm_train_flag(self: _TorchImporter, args: list, kw: dict) -> Any:
     """``batch_norm(x, w, b, mean, var, training, momentum, eps, cudnn)``."""
     if bool(args[5]):
         raise _Unsupported("batch norm in training mode")
-    return _aten_batch_norm((1, 2, 3, 4, 7))(self, args, kw)
+    return _BATCH_NORM_EVAL(self, args, kw)
 
 
 def _aten_tuple(handler: Handler, n: int) -> Handler:

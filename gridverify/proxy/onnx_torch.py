@@ -19,6 +19,8 @@ import hashlib
 import os
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from gridverify.errors import GraphError, ProxyError
 from gridverify.proxy.graph_proxy import GraphProxy
 
@@ -46,7 +48,12 @@ def onnx_metadata(m: onnx.ModelProto) -> dict[str, str]:
 
 
 class OnnxModule(GraphProxy):
-    """Torch evaluation of a (feed-forward) ONNX proxy graph; see module docstring."""
+    """Torch evaluation of a (feed-forward) ONNX proxy graph; see module docstring.
+
+    :meth:`reference` runs the model in onnxruntime (its weights inlined, as read).
+    """
+
+    reference_name = "onnxruntime"
 
     def __init__(self, m: onnx.ModelProto, *, keep: int | None = None, source: str = "onnx"):
         from gridverify.ir import from_onnx
@@ -62,9 +69,19 @@ class OnnxModule(GraphProxy):
             raise ProxyError(str(exc)) from None
         # the module's state is the file: its digest (and ``keep``) identify the proxy
         # (``gridverify.certify.model_hash`` hashes the state dict)
-        digest = hashlib.sha256(m.SerializeToString() + f"keep={keep}".encode()).digest()
+        data = m.SerializeToString()
+        digest = hashlib.sha256(data + f"keep={keep}".encode()).digest()
         super().__init__(graph, "onnx_sha256", digest)
         self.keep = keep
+        self._onnx = data
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        """The model run by onnxruntime on each row of ``x``: ``(n, n_out)`` float64
+        (a model exported with a fixed batch runs on copies of the row)."""
+        from gridverify.ir.onnx_check import OnnxChecker
+
+        checker = OnnxChecker(self._onnx, batch_axis=True)
+        return np.stack([checker.run(xi) for xi in np.asarray(x, dtype=np.float64)])
 
 
 def probe_sizes(m: onnx.ModelProto) -> tuple[int | None, list[int | None]]:
