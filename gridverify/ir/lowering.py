@@ -406,6 +406,38 @@ class Lowering:
             y = self.mul(y, np.asarray(scale, dtype=np.float64))
         return y if bias is None else self.add(y, np.asarray(bias, dtype=np.float64))
 
+    def _scaled(self, v: Value | None) -> tuple[int, float] | None:
+        """``(node, b)`` with ``v`` = ``b * node`` (``b`` one scalar), else ``None``."""
+        if not isinstance(v, Var):
+            return None
+        nd = self.b.node(v.node)
+        if nd.op != "scale":
+            return v.node, 1.0
+        coef = np.unique(nd.attrs["coef"].numpy())
+        return (nd.inputs[0], float(coef[0])) if coef.size == 1 else None
+
+    def softplus_where(self, z: Var, t: float, x: Value | None, y: Value | None) -> Value | None:
+        """``where(z > t, x, y)`` when it spells torch's thresholded softplus, else ``None``:
+        ``z = b * x`` (``b > 0``) and ``y = softplus(z) / b``, i.e. ``softplus(x, b, t)``
+        (torch's ONNX exporter and its ATen decomposition both write it so; the two
+        branches differ at the threshold by :func:`gridverify.ir.ops.softplus_drop`,
+        which the softplus op's relaxation accounts for)."""
+        if not isinstance(x, Var) or not isinstance(y, Var):
+            return None
+        bx = (x.node, 1.0) if z.node == x.node else self._scaled(z)
+        sy = self._scaled(y)
+        if bx is None or sy is None or bx[0] != x.node or not bx[1] > 0.0 \
+                or z.shape != x.shape or y.shape != x.shape:
+            return None
+        sp = self.b.node(sy[0])
+        if sp.op != "softplus" or sp.attrs.get("threshold") is not None \
+                or abs(sy[1] * bx[1] - 1.0) > 1e-6:
+            return None
+        arg = bx if sp.inputs[0] == z.node else self._scaled(Var(sp.inputs[0], z.shape))
+        if arg is None or arg[0] != x.node or abs(arg[1] - bx[1]) > 1e-12 * bx[1]:
+            return None  # softplus of another value than z (or of z computed again)
+        return self.softplus(x, bx[1], t)
+
     def minmax(self, op: str, a: Value, c: Value) -> Value:
         """Elementwise ``minimum`` / ``maximum``."""
         if not isinstance(a, Var) and not isinstance(c, Var):

@@ -282,32 +282,15 @@ class _OnnxImporter:
             raise _Unsupported(_COMPARE_HINT)
         return _Compare(x, float(tv[0]))
 
-    def _scaled(self, v: Value | None) -> tuple[int, float] | None:
-        """``(node, b)`` with ``v`` = ``b * node`` (``b`` one scalar), else ``None``."""
-        if not isinstance(v, Var):
-            return None
-        nd = self.b.node(v.node)
-        if nd.op != "scale":
-            return v.node, 1.0
-        coef = np.unique(nd.attrs["coef"].numpy())
-        return (nd.inputs[0], float(coef[0])) if coef.size == 1 else None
-
     def _where_compare(self, op: str, ins: list[Value | None]) -> Value:
         """torch's softplus as its ONNX exporter writes it (see :class:`_Compare`)."""
         cond, x, y = (ins + [None, None, None])[:3]
-        if op != "Where" or not isinstance(cond, _Compare) or not isinstance(x, Var):
+        if op != "Where" or not isinstance(cond, _Compare):
             raise _Unsupported(_COMPARE_HINT)
-        bx = (x.node, 1.0) if cond.x.node == x.node else self._scaled(cond.x)
-        sy = self._scaled(y)
-        if bx is None or sy is None or bx[0] != x.node or not bx[1] > 0.0 \
-                or cond.x.shape != x.shape or y.shape != x.shape:
+        res = self.lw.softplus_where(cond.x, cond.t, x, y)
+        if res is None:
             raise _Unsupported(_COMPARE_HINT)
-        sp = self.b.node(sy[0])
-        beta = bx[1]
-        if sp.op != "softplus" or sp.attrs.get("threshold") is not None \
-                or sp.inputs[0] != cond.x.node or abs(sy[1] * beta - 1.0) > 1e-6:
-            raise _Unsupported(_COMPARE_HINT)
-        return self.lw.softplus(x, beta, cond.t)
+        return res
 
     def _reference_eval(self, node: Any, ins: list[Value | None]) -> list[np.ndarray]:
         """Fold an op we do not lower by hand, when all its inputs are constants."""

@@ -21,6 +21,7 @@ import copy
 import math
 import operator
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,7 @@ class _TorchImporter:
 
     def run(self, merge: bool = True) -> Graph:
         traced = self._trace()
+        self._traced = traced
         placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
         if not placeholders:
             raise GraphError("from_torch: the module's forward takes no tensor input")
@@ -167,6 +169,16 @@ class _TorchImporter:
                 raise _Unsupported("module type not supported by gridverify")
             self.env[node.name] = handler(self, mod, args, kwargs)
             return
+        if node.op in ("call_function", "call_method"):
+            op = _call_name(node)
+            if op in _COMPARISONS and _has_var(args):
+                self.env[node.name] = self._compare(node, args, _COMPARISONS[op])
+                return
+            if any(isinstance(a, _Compare) for a in [*args, *kwargs.values()]):
+                if op != "where" or node.op != "call_function":
+                    raise _Unsupported(_COMPARE_HINT)
+                self.env[node.name] = self._where(node)
+                return
         if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
             name = node.target.overloadpacket.__name__
             if name in _ATEN_SKIP:
@@ -198,6 +210,139 @@ class _TorchImporter:
         if any(order[u] > order[node] for u in node.args[0].users if u is not node):
             raise _Unsupported("in-place op whose input is used again later")
 
+    # --------------------------------------------------- where(x > t, a, b)
+    def _compare(self, node: torch.fx.Node, args: list, above: bool) -> _Compare:
+        """``x > t`` / ``x < t`` (and ``>=``, ``<=``) of a variable and a constant scalar,
+        with ``x`` followed back through scalar ``*``, ``/``, ``+``, ``-``."""
+        x, t, fx = args[0], args[1] if len(args) > 1 else None, node.args[0]
+        if not isinstance(x, Var):  # t < x: x > t
+            x, t, fx, above = t, x, (node.args[1] if len(node.args) > 1 else None), not above
+        tv = _scalar(t)
+        if not isinstance(x, Var) or tv is None or not isinstance(fx, torch.fx.Node):
+            raise _Unsupported(_COMPARE_HINT)
+        z, tv0 = fx, tv
+        while True:
+            step = self._affine_step(z)
+            if step is None:
+                break
+            z, k, kind = step
+            if kind == "add":
+                tv -= k
+            elif kind == "rsub":  # k - z > t  <=>  z < k - t
+                tv, above = k - tv, not above
+            else:  # "mul" by k (a division already inverted)
+                tv, above = tv / k, above if k > 0 else not above
+        if not math.isfinite(tv):
+            raise _Unsupported(_COMPARE_HINT)
+        return _Compare(fx, tv0, z, tv, above)
+
+    def _affine_step(self, z: torch.fx.Node) -> tuple[torch.fx.Node, float, str] | None:
+        """``z`` as ``k * w``, ``w + k`` or ``k - w`` of a variable node ``w`` and a
+        nonzero finite scalar ``k``: ``(w, k, kind)``, else ``None``."""
+        if z.op not in ("call_function", "call_method") or len(z.args) < 2 or z.kwargs:
+            return None
+        name = _call_name(z)
+        a, c = z.args[0], z.args[1]
+        va = self.env.get(a.name) if isinstance(a, torch.fx.Node) else a
+        vc = self.env.get(c.name) if isinstance(c, torch.fx.Node) else c
+        ka, kc = _scalar(va), _scalar(vc)
+        if isinstance(va, Var) and isinstance(a, torch.fx.Node) and kc is not None:
+            w, k, first = a, kc, True
+        elif isinstance(vc, Var) and isinstance(c, torch.fx.Node) and ka is not None:
+            w, k, first = c, ka, False
+        else:
+            return None
+        if self.lw.shape(self.env[w.name]) != self.lw.shape(self.env[z.name]):
+            return None
+        if name == "mul" and k != 0.0:
+            return w, k, "mul"
+        if name in ("div", "truediv") and first and k != 0.0:
+            return w, 1.0 / k, "mul"
+        if name == "add":
+            return w, k, "add"
+        if name == "sub":
+            return (w, -k, "add") if first else (w, k, "rsub")
+        return None
+
+    def _where(self, node: torch.fx.Node) -> Any:
+        """``where(x > t, a, b)`` with a variable ``x``: torch's thresholded softplus, or
+        branches ``a(x)``, ``b(x)`` elementwise in ``x`` that agree at ``x = t``, lowered
+        as ``a(max(x, t)) + b(min(x, t)) - a(t)`` (equal to it wherever the branches are
+        continuous at ``t``: leaky and parametric relus, CELU, a softplus's ``where``...)."""
+        cond: _Compare = self.env[node.args[0].name]
+        a_fx, b_fx = node.args[1], node.args[2]
+        a, b = self._arg(a_fx), self._arg(b_fx)
+        zv = self.env[cond.fx.name]
+        if cond.above and _scalar(cond.t0) is not None:
+            sp = self.lw.softplus_where(zv, cond.t0, a, b) if isinstance(zv, Var) else None
+            if sp is not None:
+                return sp
+        if not cond.above:
+            a_fx, b_fx = b_fx, a_fx
+        x = self.env[cond.z.name]
+        shape = self.lw.shape(x)
+        t = np.full(shape, cond.t)
+        a_t, b_t = self._relower(a_fx, cond.z, t), self._relower(b_fx, cond.z, t)
+        if _has_var(a_t) or _has_var(b_t):
+            raise _Unsupported("where(x > t, a, b): the branches read variables other than "
+                               "the compared x")
+        a_t = np.broadcast_to(np.asarray(a_t, dtype=np.float64), shape)
+        if not np.array_equal(a_t, np.broadcast_to(np.asarray(b_t, dtype=np.float64), shape)):
+            raise _Unsupported("where(x > t, a, b): the branches differ at x = t (a step "
+                               "function, which gridverify does not bound)")
+        hi, lo = self.lw.clamp(x, cond.t, None), self.lw.clamp(x, None, cond.t)
+        parts = [self._relower(a_fx, cond.z, hi), self._relower(b_fx, cond.z, lo)]
+        for p, sub in zip(parts, (hi, lo)):
+            if isinstance(p, Var) and not self._elementwise_of(p, sub):
+                raise _Unsupported("where(x > t, a, b): a branch is not elementwise in x")
+        out = self.lw.add(self.lw.sub(parts[0], a_t), parts[1])
+        if self.lw.shape(out) != shape:
+            raise _Unsupported("where(x > t, a, b): the branches broadcast x to another shape")
+        return out
+
+    def _relower(self, target: Any, z: torch.fx.Node, value: Any) -> Any:
+        """``target`` (an fx argument) lowered again with ``z`` replaced by ``value``."""
+        if not isinstance(target, torch.fx.Node):
+            return self._arg(target)
+        order = {n: k for k, n in enumerate(self._traced.graph.nodes)}
+        below, stack = {target}, [target]
+        while stack:  # the target's ancestors, back to z
+            for u in stack.pop().all_input_nodes:
+                if u not in below and order[u] >= order[z]:
+                    below.add(u)
+                    stack.append(u)
+        cone, stack = {z}, [z]
+        while stack:  # those of them that read z
+            for u in stack.pop().users:
+                if u not in cone and u in below:
+                    cone.add(u)
+                    stack.append(u)
+        saved = self.env
+        self.env = dict(saved)
+        self.env[z.name] = value
+        try:
+            for n in sorted(cone - {z}, key=order.__getitem__):
+                self._node(self._traced, n, False)
+            return self.env[target.name]
+        finally:
+            self.env = saved
+
+    def _elementwise_of(self, v: Var, sub: Var) -> bool:
+        """Whether ``v`` depends on the variables through ``sub`` only, elementwise."""
+        stack, seen = [v.node], set()
+        while stack:
+            h = stack.pop()
+            if h in seen or h == sub.node:
+                continue
+            seen.add(h)
+            nd = self.b.node(h)
+            if nd.op == "constant":
+                continue
+            if not OPS[nd.op].elementwise or nd.size != self.b.size(sub.node):
+                return False
+            stack.extend(nd.inputs)
+        return True
+
     # -------------------------------------------------------------- helpers
     def linear(self, x: Value, w: np.ndarray, bias: np.ndarray | None) -> Value:
         """``x @ w.T + bias`` on the last axis."""
@@ -206,6 +351,69 @@ class _TorchImporter:
             return self.lw.dense(x, w, bias, s[:-1] + (w.shape[0],))
         y = self.lw.matmul(x, np.asarray(w).T)
         return y if bias is None else self.lw.add(y, bias)
+
+
+@dataclass(frozen=True)
+class _Compare:
+    """``z > t`` (``above``) or ``z < t`` of a variable fx node ``z``: the condition of a
+    ``where``, which alone reads it.  ``fx`` and ``t0``: the comparison as written
+    (before ``z`` was followed back through scalar affine steps)."""
+
+    fx: torch.fx.Node
+    t0: float
+    z: torch.fx.Node
+    t: float
+    above: bool
+
+
+_COMPARE_HINT = ("a comparison of a variable is supported only as the condition of a where "
+                 "whose branches agree at the threshold (or torch's softplus)")
+#: comparison ops (fx functions, methods and ATen packets by name): True for ``>``
+_COMPARISONS = {"gt": True, "ge": True, "greater": True, "greater_equal": True,
+                "lt": False, "le": False, "less": False, "less_equal": False}
+
+
+def _call_name(node: torch.fx.Node) -> str:
+    """The op name of a call node: ATen packet, function ``__name__`` or method name."""
+    if isinstance(node.target, torch._ops.OpOverload):
+        return node.target.overloadpacket.__name__
+    return str(getattr(node.target, "__name__", node.target))
+
+
+def _scalar(v: Any) -> float | None:
+    """``v`` as one float (a number, or an array of one repeated value), else ``None``."""
+    if isinstance(v, Var) or v is None or isinstance(v, bool):
+        return None
+    try:
+        a = np.unique(np.asarray(v, dtype=np.float64))
+    except (TypeError, ValueError):
+        return None
+    return float(a[0]) if a.size == 1 and math.isfinite(a[0]) else None
+
+
+def _where_const(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``where(cond, a, b)`` with a constant condition."""
+    return self.lw.where(args[0], args[1], args[2])
+
+
+def _log1p(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``log1p(exp(z))`` is ``softplus(z)`` (torch's decomposition of softplus and mish)."""
+    x = args[0]
+    if not isinstance(x, Var):
+        return np.log1p(np.asarray(x, dtype=np.float64))
+    nd = self.b.node(x.node)
+    if nd.op != "exp":
+        raise _Unsupported("log1p of a variable is supported only as log1p(exp(z)), a softplus")
+    return self.lw.softplus(Var(nd.inputs[0], x.shape))
+
+
+def _expm1(self: _TorchImporter, args: list, kw: dict) -> Any:
+    return self.lw.sub(self.lw.unary("exp", args[0]), 1.0)
+
+
+def _log_sigmoid(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``log(sigmoid(x)) = -softplus(-x)``."""
+    return self.lw.neg(self.lw.softplus(self.lw.neg(args[0])))
 
 
 def _has_var(v: Any) -> bool:
@@ -606,6 +814,8 @@ _FUNCTIONS: dict[Any, Handler] = {
     F.softsign: lambda self, args, kw: self.lw.softsign(args[0]),
     F.layer_norm: _f_layer_norm,
     F.softplus: _softplus, F.mish: lambda self, args, kw: self.lw.mish(args[0]),
+    torch.where: _where_const, torch.log1p: _log1p, torch.expm1: _expm1,
+    F.logsigmoid: _log_sigmoid,
     torch.zeros_like: _like(0.0), torch.ones_like: _like(1.0), torch.full_like: _like(None),
     **{getattr(torch, n): h for n, h in _UNARY.items()},
     **{getattr(F, n): h for n, h in _UNARY.items() if hasattr(F, n)},
@@ -619,6 +829,7 @@ _METHODS: dict[str, Handler] = {
     "matmul": _matmul, "abs": _abs, "square": _square, "__getitem__": _getitem,
     "truediv": _ARITH["div"], "float": _identity, "double": _identity, "to": _cast,
     "contiguous": _identity, "clone": _identity, "detach": _identity, "type_as": _cast,
+    "log1p": _log1p, "expm1": _expm1,
 }
 _METHODS.update({name + "_": _METHODS[name] for name in
                  ("add", "sub", "mul", "div", "neg", "pow", "clamp", "abs", "square", *_UNARY)})
@@ -682,6 +893,7 @@ _MODULES: dict[type, Callable[..., Any]] = {
     nn.Softplus: lambda self, m, args, kw: self.lw.softplus(args[0], float(m.beta),
                                                          float(m.threshold)),
     nn.Mish: lambda self, m, args, kw: self.lw.mish(args[0]),  # torch's mish: no threshold
+    nn.LogSigmoid: lambda self, m, args, kw: _log_sigmoid(self, args, kw),
 }
 
 
@@ -799,6 +1011,8 @@ _ATEN: dict[str, Handler] = {
     "dropout": _f_dropout, "clone": _identity, "contiguous": _identity, "alias": _identity,
     "detach": _identity, "_to_copy": _cast, "to": _cast, "type_as": _cast,
     "lift_fresh_copy": _identity,
+    "where": _where_const, "log1p": _log1p, "expm1": _expm1, "log_sigmoid": _log_sigmoid,
+    "log_sigmoid_forward": _aten_tuple(_log_sigmoid, 2),
     "zeros_like": _like(0.0), "ones_like": _like(1.0), "full_like": _like(None),
 }
 #: ATen ops of an exported program that check its inputs and compute nothing

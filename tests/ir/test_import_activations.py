@@ -16,6 +16,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gridverify.bounds import compute_bounds
@@ -240,3 +241,93 @@ def test_clamp_intervals_stay_within_its_ends():
         b_lo, b_hi = r.lower.reshape(-1).numpy(), r.upper.reshape(-1).numpy()
         assert np.all(b_lo >= -0.5 - 1e-9) and np.all(b_hi <= 2.0 + 1e-9), method
         assert np.all(b_lo <= ys.min(0) + 1e-12) and np.all(ys.max(0) <= b_hi + 1e-12)
+
+
+# ------------------------------------------- where(x > t, a, b) written in torch
+
+
+class WhereActivations(nn.Module):
+    """Activations users write with ``torch.where`` and comparisons (fx traces them as
+    ``gt``/``lt``/``ge`` and ``where``), and the ones ATen decomposes into them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(5, 8)
+        self.out = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lin(x)
+        leaky = torch.where(h > 0, h, 0.1 * h)
+        cap = torch.where(h < 1.0, h, 1.0 + 0.5 * (h - 1.0))  # kink at 1, branches swapped
+        scaled = torch.where(2.0 * h - 1.0 >= 0, h * h, 0.5 * h + 0.25 - 0.5 + 0.25)  # at 0.5
+        flipped = torch.where(0.3 > h, torch.expm1(h - 0.3), h - 0.3)  # celu-like, kink at 0.3
+        const = torch.where(h > -1.0, h, torch.full_like(h, -1.0))  # max(h, -1)
+        soft = torch.where(4.0 * h > 3.0, h, torch.log1p(torch.exp(4.0 * h)) / 4.0)
+        return self.out(leaky + cap + scaled + flipped + const + soft + F.logsigmoid(h))
+
+
+def _where_expected(h: torch.Tensor) -> torch.Tensor:
+    return (F.leaky_relu(h, 0.1) + torch.where(h < 1, h, 0.5 * h + 0.5)
+            + torch.where(h >= 0.5, h * h, 0.5 * h) + torch.where(h < 0.3, torch.expm1(h - 0.3),
+                                                                   h - 0.3)
+            + torch.clamp(h, min=-1.0) + F.softplus(h, beta=4.0, threshold=3.0) + F.logsigmoid(h))
+
+
+def test_where_activations_import_as_torch_computes_them():
+    from gridverify.ir import from_exported
+
+    torch.manual_seed(2)
+    m = WhereActivations().double().eval()
+    x = _x(4000) * 2.0  # far past every threshold on both sides
+    with torch.no_grad():
+        want = m(x)
+        np.testing.assert_allclose(m.out(_where_expected(m.lin(x))).numpy(), want.numpy(),
+                                   rtol=0, atol=1e-12)  # the module is what it says
+    ep = torch.export.export(m, (x[:3],), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    graphs = {"fx": from_torch(m, input_size=5), "export": from_exported(ep),
+              "core aten": from_exported(ep.run_decompositions())}
+    for how, g in graphs.items():
+        assert [n.op for n in g.nodes].count("softplus") >= 2, how  # the pattern, log1p(exp)
+        np.testing.assert_allclose(g.evaluate(x)[0].numpy(), want.numpy(), rtol=0, atol=1e-11,
+                                   err_msg=how)
+
+
+def test_where_activation_bounds_contain_sampled_and_attacked_outputs():
+    torch.manual_seed(3)
+    g = from_torch(WhereActivations().double().eval(), input_size=5)
+    lo = torch.tensor([-2.0, -1.0, 0.0, 0.5, -3.0], dtype=torch.float64)
+    hi = lo + torch.tensor([1.0, 2.5, 0.3, 1.0, 4.0], dtype=torch.float64)
+    xs = lo + (hi - lo) * torch.rand(20000, 5, generator=torch.Generator().manual_seed(1),
+                                     dtype=torch.float64)
+    (ys,) = g.evaluate(xs)
+    a_lo, a_hi = _attack(g, lo, hi)
+    s_lo = np.minimum(ys.min(0).values.numpy(), a_lo)
+    s_hi = np.maximum(ys.max(0).values.numpy(), a_hi)
+    for method in ("ibp", "crown", "alpha-crown"):
+        r = compute_bounds(g, lo, hi, method=method)
+        b_lo, b_hi = r.lower.reshape(-1).numpy(), r.upper.reshape(-1).numpy()
+        assert np.all(b_lo <= s_lo + 1e-12) and np.all(s_hi <= b_hi + 1e-12), method
+
+
+class _Where(nn.Module):
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(self.lin(x), x)
+
+
+@pytest.mark.parametrize(("fn", "match"), [
+    (lambda h, x: torch.where(h > 0, torch.ones_like(h), torch.zeros_like(h)), "differ at x = t"),
+    (lambda h, x: torch.where(h > 0, h, x), "other than the compared"),
+    (lambda h, x: torch.where(h > 0, h, h.mean(-1, keepdim=True) + 0.0 * h),
+     "not elementwise"),
+    (lambda h, x: (h > 0).double() * h, "condition of a where"),
+    (lambda h, x: torch.where(h > x, h, x), "condition of a where"),
+    (lambda h, x: torch.log1p(h * h), "log1p"),
+])
+def test_where_forms_gridverify_cannot_bound_are_refused(fn, match):
+    with pytest.raises(UnsupportedOpError, match=match):
+        from_torch(_Where(fn).double().eval(), input_size=4)

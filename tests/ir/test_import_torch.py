@@ -306,12 +306,12 @@ def _modules() -> dict[str, tuple[nn.Module, int]]:
             "activations": (Activations(), 5)}
 
 
-# core ATen (decompose) writes Activations' softplus/elu with where/expm1, not lowered;
-# Structural decomposed with a static batch merges the batch into another axis (next test)
+# core ATen (decompose) writes Activations' softplus, mish and celu with where, log1p and
+# expm1; Structural decomposed with a static batch merges the batch into another axis (next
+# test)
 _EXPORTS = [(name, dynamic, decompose) for name in ("acopf", "structural", "two", "activations")
             for dynamic in (True, False) for decompose in (False, True)
-            if not (name == "activations" and decompose)
-            and not (name == "structural" and decompose and not dynamic)]
+            if not (name == "structural" and decompose and not dynamic)]
 
 
 @pytest.mark.parametrize(("name", "dynamic", "decompose"), _EXPORTS)
