@@ -20,7 +20,7 @@ import torch
 from gridverify.ir import Graph, GraphBuilder, Node
 from gridverify.ir.ops import OPS, np_softplus
 
-__all__ = ["Lowering", "Value", "Var", "prune"]
+__all__ = ["COMPARE_HINT", "Compare", "Lowering", "Value", "Var", "prune"]
 
 # A sparse map with at least this density (and at most this many entries) is
 # emitted as a dense ``linear``; sparser maps become ``sparse_linear``.
@@ -45,6 +45,24 @@ class Var:
 
 
 Value = Var | np.ndarray
+
+
+@dataclass(frozen=True)
+class Compare:
+    """``z > t`` (``above``) or ``z < t`` of a variable ``z`` and a constant scalar ``t``
+    (``>=`` and ``<=`` read the same: only continuous ``where`` branches use it).  An
+    importer keeps it as the value of the comparison; only a ``where`` may read it
+    (:meth:`Lowering.where_compare`)."""
+
+    z: Var
+    t: float
+    above: bool
+
+
+#: the one-line reason an importer gives for a comparison it cannot use
+COMPARE_HINT = ("a comparison of a variable with a constant is supported only as the "
+                "condition of a where whose branches agree at the threshold (or torch's "
+                "softplus pattern)")
 
 
 def _f64(a: Any) -> torch.Tensor:
@@ -437,6 +455,83 @@ class Lowering:
         if arg is None or arg[0] != x.node or abs(arg[1] - bx[1]) > 1e-12 * bx[1]:
             return None  # softplus of another value than z (or of z computed again)
         return self.softplus(x, bx[1], t)
+
+    def compare_root(self, c: Compare) -> Compare:
+        """The same comparison of the variable ``c.z`` is a scalar affine image of
+        (followed back through ``neg`` and scalar ``scale`` and ``add_const`` nodes)."""
+        z, t, above = c.z, float(c.t), c.above
+        while True:
+            nd = self.b.node(z.node)
+            if nd.op == "neg":
+                t, above = -t, not above
+            elif nd.op in ("scale", "add_const"):
+                k = np.unique(nd.attrs["coef" if nd.op == "scale" else "const"].numpy())
+                if k.size != 1 or (nd.op == "scale" and k[0] == 0.0):
+                    break
+                if nd.op == "add_const":
+                    t -= float(k[0])
+                else:
+                    t, above = t / float(k[0]), above if k[0] > 0 else not above
+            else:
+                break
+            z = Var(nd.inputs[0], z.shape)
+        if not math.isfinite(t):
+            raise _Unsupported(COMPARE_HINT)
+        return Compare(z, t, above)
+
+    def where_compare(self, cond: Compare, a: Value | None, b: Value | None,
+                      relower: Callable[[Var, int, Value], Value]) -> Value:
+        """``where(cond, a, b)`` for a comparison of a variable: torch's thresholded
+        softplus (:meth:`softplus_where`), or branches that are elementwise functions of
+        the compared variable ``x`` alone and agree at the threshold ``t``, as the same
+        function ``hi(max(x, t)) + lo(min(x, t)) - hi(t)`` (``hi`` the branch taken above
+        ``t``).  ``relower(x, k, v)``: branch ``k`` (0 = ``a``, 1 = ``b``) lowered again
+        with ``x`` replaced by ``v`` (the importer's part: it knows the graph)."""
+        if cond.above:
+            sp = self.softplus_where(cond.z, cond.t, a, b)
+            if sp is not None:
+                return sp
+        root = self.compare_root(cond)
+        x, t = root.z, root.t
+        k_hi = 0 if root.above else 1
+        at_t = [relower(x, k, np.full(x.shape, t)) for k in (k_hi, 1 - k_hi)]
+        if any(isinstance(v, Var) for v in at_t):
+            raise _Unsupported("where(x > t, a, b): the branches read variables other than "
+                               "the compared x")
+        try:
+            hi_t, lo_t = (np.broadcast_to(np.asarray(v, dtype=np.float64), x.shape)
+                          for v in at_t)
+        except ValueError:
+            raise _Unsupported("where(x > t, a, b): the branches broadcast x to another "
+                               "shape") from None
+        if not np.array_equal(hi_t, lo_t):
+            raise _Unsupported("where(x > t, a, b): the branches differ at x = t (a step "
+                               "function, which gridverify does not bound)")
+        subs = (self.clamp(x, t, None), self.clamp(x, None, t))
+        parts = [relower(x, k, v) for k, v in zip((k_hi, 1 - k_hi), subs)]
+        for p, sub in zip(parts, subs):
+            if isinstance(p, Var) and not self._elementwise_of(p, sub):
+                raise _Unsupported("where(x > t, a, b): a branch is not elementwise in x")
+        out = self.add(self.sub(parts[0], hi_t), parts[1])
+        if self.shape(out) != x.shape:
+            raise _Unsupported("where(x > t, a, b): the branches broadcast x to another shape")
+        return out
+
+    def _elementwise_of(self, v: Var, sub: Var) -> bool:
+        """Whether ``v`` depends on variables through ``sub`` only, entry by entry."""
+        stack, seen = [v.node], set()
+        while stack:
+            h = stack.pop()
+            if h in seen or h == sub.node:
+                continue
+            seen.add(h)
+            nd = self.b.node(h)
+            if nd.op == "constant":
+                continue
+            if not OPS[nd.op].elementwise or nd.size != sub.size:
+                return False
+            stack.extend(nd.inputs)
+        return True
 
     def minmax(self, op: str, a: Value, c: Value) -> Value:
         """Elementwise ``minimum`` / ``maximum``."""

@@ -21,14 +21,21 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from gridverify.errors import GraphError, UnsupportedOpError
 from gridverify.ir import Graph, GraphBuilder
-from gridverify.ir.lowering import Lowering, Value, Var, _Unsupported, prune
+from gridverify.ir.lowering import (
+    COMPARE_HINT,
+    Compare,
+    Lowering,
+    Value,
+    Var,
+    _Unsupported,
+    prune,
+)
 from gridverify.ir.ops import OPS, UNARY_NONLINEAR
 from gridverify.ir.pwl_merge import merge_pwl
 
@@ -64,6 +71,8 @@ _ALGEBRA: dict[str, Callable[[Lowering, list], Value]] = {
     "Max": lambda lw, v: functools.reduce(lambda a, c: lw.minmax("maximum", a, c), v),
     "Min": lambda lw, v: functools.reduce(lambda a, c: lw.minmax("minimum", a, c), v),
 }
+#: comparisons of a variable with a constant (True: ``x > t`` for ``op(x, t)``)
+_COMPARISONS = {"Greater": True, "GreaterOrEqual": True, "Less": False, "LessOrEqual": False}
 _LEGACY_UNSUPPORTED_HINT = {
     "Softmax": "softmax is not boundable by gridverify",
     "LSTM": "recurrent ops are not supported",
@@ -72,20 +81,6 @@ _LEGACY_UNSUPPORTED_HINT = {
     "If": "control flow is not supported",
     "Loop": "control flow is not supported",
 }
-
-
-@dataclass(frozen=True)
-class _Compare:
-    """``x > t`` of a variable ``x`` and a constant scalar ``t`` (``Greater(x, t)`` or
-    ``Less(t, x)``): kept for the one pattern that reads it, torch's softplus
-    ``Where(Greater(b x, t), x, Softplus(b x) / b)``."""
-
-    x: Var
-    t: float
-
-
-_COMPARE_HINT = ("a comparison of a variable tensor is supported only in torch's softplus "
-                 "pattern Where(Greater(b*x, t), x, Softplus(b*x)/b)")
 
 
 def _resolve_shape(in_shape: Sequence[int], target: Sequence[int], allowzero: bool) -> list[int]:
@@ -168,6 +163,7 @@ class _OnnxImporter:
             if vi.name in self.env:
                 continue
             self.env[vi.name] = self._input(vi)
+        self._producer = {o: i for i, node in enumerate(g.node) for o in node.output if o}
         for i, node in enumerate(g.node):
             self._node(node, i)
         outs: list[tuple[str, Value]] = []
@@ -176,8 +172,8 @@ class _OnnxImporter:
         for vi in g.output:
             if vi.name not in self.env:
                 raise GraphError(f"{self.source}: graph output {vi.name!r} is never computed")
-            if isinstance(self.env[vi.name], _Compare):
-                raise UnsupportedOpError("Greater", vi.name, _COMPARE_HINT)
+            if isinstance(self.env[vi.name], Compare):
+                raise UnsupportedOpError("Greater", vi.name, COMPARE_HINT)
             outs.append((vi.name, self.env[vi.name]))
         if keep_outputs is not None:
             outs = self._truncate(outs, int(keep_outputs))
@@ -245,9 +241,9 @@ class _OnnxImporter:
             at = self._attrs(node)
             self._outputs = list(node.output)
             handler = getattr(self, "_op_" + op, None)
-            if any(isinstance(v, _Compare) for v in ins):
-                res = self._where_compare(op, ins)
-            elif op in ("Greater", "Less") and any(isinstance(v, Var) for v in ins):
+            if any(isinstance(v, Compare) for v in ins):
+                res = self._where_compare(op, ins, node)
+            elif op in _COMPARISONS and any(isinstance(v, Var) for v in ins):
                 res = self._compare(op, ins)
             elif handler is not None:
                 res = handler(ins, at)
@@ -273,24 +269,62 @@ class _OnnxImporter:
             if out_name:
                 self.env[out_name] = v
 
-    def _compare(self, op: str, ins: list[Value | None]) -> _Compare:
-        x, t = (ins[0], ins[1]) if op == "Greater" else (ins[1], ins[0])
+    def _compare(self, op: str, ins: list[Value | None]) -> Compare:
+        """``x > t`` (``Greater(x, t)``, ``Less(t, x)``, ``...OrEqual``) or ``x < t`` of a
+        variable and a constant scalar: kept for the ``Where`` that reads it."""
+        x, t, above = ins[0], ins[1], _COMPARISONS[op]
+        if not isinstance(x, Var):
+            x, t, above = t, x, not above
         if not isinstance(x, Var) or isinstance(t, Var) or t is None:
-            raise _Unsupported(_COMPARE_HINT)
+            raise _Unsupported(COMPARE_HINT)
         tv = np.unique(np.asarray(t, dtype=np.float64))
         if tv.size != 1 or not np.isfinite(tv[0]):
-            raise _Unsupported(_COMPARE_HINT)
-        return _Compare(x, float(tv[0]))
+            raise _Unsupported(COMPARE_HINT)
+        return Compare(x, float(tv[0]), above)
 
-    def _where_compare(self, op: str, ins: list[Value | None]) -> Value:
-        """torch's softplus as its ONNX exporter writes it (see :class:`_Compare`)."""
+    def _where_compare(self, op: str, ins: list[Value | None], node: Any) -> Value:
+        """``Where`` on a comparison of a variable (:meth:`Lowering.where_compare`)."""
         cond, x, y = (ins + [None, None, None])[:3]
-        if op != "Where" or not isinstance(cond, _Compare):
-            raise _Unsupported(_COMPARE_HINT)
-        res = self.lw.softplus_where(cond.x, cond.t, x, y)
-        if res is None:
-            raise _Unsupported(_COMPARE_HINT)
-        return res
+        if op != "Where" or not isinstance(cond, Compare) or isinstance(x, Compare) \
+                or isinstance(y, Compare):
+            raise _Unsupported(COMPARE_HINT)
+        branches = list(node.input[1:3])
+
+        def relower(v: Var, k: int, value: Value) -> Value:
+            return self._relower(branches[k], v, value)
+
+        return self.lw.where_compare(cond, x, y, relower)
+
+    def _relower(self, target: str, v: Var, value: Value) -> Value:
+        """Tensor ``target`` computed again with the tensor holding ``v`` replaced by
+        ``value`` (the nodes between them run again on a copy of the values)."""
+        name = next((n for n, e in self.env.items()
+                     if isinstance(e, Var) and e.node == v.node and e.shape == v.shape), None)
+        if name is None or target not in self._producer:
+            return self.env[target] if name != target else value
+        nodes = self.model.graph.node
+        start = self._producer.get(name, -1)
+        below, stack = {self._producer[target]}, [self._producer[target]]
+        while stack:  # the nodes computing the target, back to the replaced tensor
+            for i in nodes[stack.pop()].input:
+                k = self._producer.get(i)
+                if k is not None and k > start and k not in below:
+                    below.add(k)
+                    stack.append(k)
+        changed, cone = {name}, []
+        for k in sorted(below):  # those of them that read it
+            if changed.intersection(nodes[k].input):
+                cone.append(k)
+                changed.update(nodes[k].output)
+        saved, outs = self.env, self._outputs
+        self.env = dict(saved)
+        self.env[name] = value
+        try:
+            for k in cone:
+                self._node(nodes[k], k)
+            return self.env[target]
+        finally:
+            self.env, self._outputs = saved, outs
 
     def _reference_eval(self, node: Any, ins: list[Value | None]) -> list[np.ndarray]:
         """Fold an op we do not lower by hand, when all its inputs are constants."""

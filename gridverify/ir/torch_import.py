@@ -21,7 +21,6 @@ import copy
 import math
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,15 @@ from torch import nn
 
 from gridverify.errors import GraphError, UnsupportedOpError
 from gridverify.ir import Graph, GraphBuilder
-from gridverify.ir.lowering import Lowering, Value, Var, _Unsupported, prune
+from gridverify.ir.lowering import (
+    COMPARE_HINT,
+    Compare,
+    Lowering,
+    Value,
+    Var,
+    _Unsupported,
+    prune,
+)
 from gridverify.ir.ops import OPS
 from gridverify.ir.pwl_merge import merge_pwl
 
@@ -96,6 +103,7 @@ class _TorchImporter:
     def run(self, merge: bool = True) -> Graph:
         traced = self._trace()
         self._traced = traced
+        self._by_name = {n.name: n for n in traced.graph.nodes}
         placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
         if not placeholders:
             raise GraphError("from_torch: the module's forward takes no tensor input")
@@ -172,11 +180,11 @@ class _TorchImporter:
         if node.op in ("call_function", "call_method"):
             op = _call_name(node)
             if op in _COMPARISONS and _has_var(args):
-                self.env[node.name] = self._compare(node, args, _COMPARISONS[op])
+                self.env[node.name] = self._compare(args, _COMPARISONS[op])
                 return
-            if any(isinstance(a, _Compare) for a in [*args, *kwargs.values()]):
+            if any(isinstance(a, Compare) for a in [*args, *kwargs.values()]):
                 if op != "where" or node.op != "call_function":
-                    raise _Unsupported(_COMPARE_HINT)
+                    raise _Unsupported(COMPARE_HINT)
                 self.env[node.name] = self._where(node)
                 return
         if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
@@ -211,98 +219,36 @@ class _TorchImporter:
             raise _Unsupported("in-place op whose input is used again later")
 
     # --------------------------------------------------- where(x > t, a, b)
-    def _compare(self, node: torch.fx.Node, args: list, above: bool) -> _Compare:
-        """``x > t`` / ``x < t`` (and ``>=``, ``<=``) of a variable and a constant scalar,
-        with ``x`` followed back through scalar ``*``, ``/``, ``+``, ``-``."""
-        x, t, fx = args[0], args[1] if len(args) > 1 else None, node.args[0]
+    def _compare(self, args: list, above: bool) -> Compare:
+        """``x > t`` / ``x < t`` (and ``>=``, ``<=``) of a variable and a constant scalar."""
+        x, t = args[0], args[1] if len(args) > 1 else None
         if not isinstance(x, Var):  # t < x: x > t
-            x, t, fx, above = t, x, (node.args[1] if len(node.args) > 1 else None), not above
+            x, t, above = t, x, not above
         tv = _scalar(t)
-        if not isinstance(x, Var) or tv is None or not isinstance(fx, torch.fx.Node):
-            raise _Unsupported(_COMPARE_HINT)
-        z, tv0 = fx, tv
-        while True:
-            step = self._affine_step(z)
-            if step is None:
-                break
-            z, k, kind = step
-            if kind == "add":
-                tv -= k
-            elif kind == "rsub":  # k - z > t  <=>  z < k - t
-                tv, above = k - tv, not above
-            else:  # "mul" by k (a division already inverted)
-                tv, above = tv / k, above if k > 0 else not above
-        if not math.isfinite(tv):
-            raise _Unsupported(_COMPARE_HINT)
-        return _Compare(fx, tv0, z, tv, above)
-
-    def _affine_step(self, z: torch.fx.Node) -> tuple[torch.fx.Node, float, str] | None:
-        """``z`` as ``k * w``, ``w + k`` or ``k - w`` of a variable node ``w`` and a
-        nonzero finite scalar ``k``: ``(w, k, kind)``, else ``None``."""
-        if z.op not in ("call_function", "call_method") or len(z.args) < 2 or z.kwargs:
-            return None
-        name = _call_name(z)
-        a, c = z.args[0], z.args[1]
-        va = self.env.get(a.name) if isinstance(a, torch.fx.Node) else a
-        vc = self.env.get(c.name) if isinstance(c, torch.fx.Node) else c
-        ka, kc = _scalar(va), _scalar(vc)
-        if isinstance(va, Var) and isinstance(a, torch.fx.Node) and kc is not None:
-            w, k, first = a, kc, True
-        elif isinstance(vc, Var) and isinstance(c, torch.fx.Node) and ka is not None:
-            w, k, first = c, ka, False
-        else:
-            return None
-        if self.lw.shape(self.env[w.name]) != self.lw.shape(self.env[z.name]):
-            return None
-        if name == "mul" and k != 0.0:
-            return w, k, "mul"
-        if name in ("div", "truediv") and first and k != 0.0:
-            return w, 1.0 / k, "mul"
-        if name == "add":
-            return w, k, "add"
-        if name == "sub":
-            return (w, -k, "add") if first else (w, k, "rsub")
-        return None
+        if not isinstance(x, Var) or tv is None:
+            raise _Unsupported(COMPARE_HINT)
+        return Compare(x, tv, above)
 
     def _where(self, node: torch.fx.Node) -> Any:
-        """``where(x > t, a, b)`` with a variable ``x``: torch's thresholded softplus, or
-        branches ``a(x)``, ``b(x)`` elementwise in ``x`` that agree at ``x = t``, lowered
-        as ``a(max(x, t)) + b(min(x, t)) - a(t)`` (equal to it wherever the branches are
-        continuous at ``t``: leaky and parametric relus, CELU, a softplus's ``where``...)."""
-        cond: _Compare = self.env[node.args[0].name]
-        a_fx, b_fx = node.args[1], node.args[2]
-        a, b = self._arg(a_fx), self._arg(b_fx)
-        zv = self.env[cond.fx.name]
-        if cond.above and _scalar(cond.t0) is not None:
-            sp = self.lw.softplus_where(zv, cond.t0, a, b) if isinstance(zv, Var) else None
-            if sp is not None:
-                return sp
-        if not cond.above:
-            a_fx, b_fx = b_fx, a_fx
-        x = self.env[cond.z.name]
-        shape = self.lw.shape(x)
-        t = np.full(shape, cond.t)
-        a_t, b_t = self._relower(a_fx, cond.z, t), self._relower(b_fx, cond.z, t)
-        if _has_var(a_t) or _has_var(b_t):
-            raise _Unsupported("where(x > t, a, b): the branches read variables other than "
-                               "the compared x")
-        a_t = np.broadcast_to(np.asarray(a_t, dtype=np.float64), shape)
-        if not np.array_equal(a_t, np.broadcast_to(np.asarray(b_t, dtype=np.float64), shape)):
-            raise _Unsupported("where(x > t, a, b): the branches differ at x = t (a step "
-                               "function, which gridverify does not bound)")
-        hi, lo = self.lw.clamp(x, cond.t, None), self.lw.clamp(x, None, cond.t)
-        parts = [self._relower(a_fx, cond.z, hi), self._relower(b_fx, cond.z, lo)]
-        for p, sub in zip(parts, (hi, lo)):
-            if isinstance(p, Var) and not self._elementwise_of(p, sub):
-                raise _Unsupported("where(x > t, a, b): a branch is not elementwise in x")
-        out = self.lw.add(self.lw.sub(parts[0], a_t), parts[1])
-        if self.lw.shape(out) != shape:
-            raise _Unsupported("where(x > t, a, b): the branches broadcast x to another shape")
-        return out
+        """``where(x > t, a, b)`` (:meth:`Lowering.where_compare`)."""
+        branches = node.args[1:3]
 
-    def _relower(self, target: Any, z: torch.fx.Node, value: Any) -> Any:
+        def relower(x: Var, k: int, value: Any) -> Any:
+            return self._relower(branches[k], self._name_of(x), value)
+
+        return self.lw.where_compare(self.env[node.args[0].name], self._arg(branches[0]),
+                                     self._arg(branches[1]), relower)
+
+    def _name_of(self, x: Var) -> torch.fx.Node | None:
+        """The first fx node whose value is ``x``."""
+        for name, v in self.env.items():
+            if isinstance(v, Var) and v.node == x.node and v.shape == x.shape:
+                return self._by_name[name]
+        return None
+
+    def _relower(self, target: Any, z: torch.fx.Node | None, value: Any) -> Any:
         """``target`` (an fx argument) lowered again with ``z`` replaced by ``value``."""
-        if not isinstance(target, torch.fx.Node):
+        if not isinstance(target, torch.fx.Node) or z is None:
             return self._arg(target)
         order = {n: k for k, n in enumerate(self._traced.graph.nodes)}
         below, stack = {target}, [target]
@@ -327,22 +273,6 @@ class _TorchImporter:
         finally:
             self.env = saved
 
-    def _elementwise_of(self, v: Var, sub: Var) -> bool:
-        """Whether ``v`` depends on the variables through ``sub`` only, elementwise."""
-        stack, seen = [v.node], set()
-        while stack:
-            h = stack.pop()
-            if h in seen or h == sub.node:
-                continue
-            seen.add(h)
-            nd = self.b.node(h)
-            if nd.op == "constant":
-                continue
-            if not OPS[nd.op].elementwise or nd.size != self.b.size(sub.node):
-                return False
-            stack.extend(nd.inputs)
-        return True
-
     # -------------------------------------------------------------- helpers
     def linear(self, x: Value, w: np.ndarray, bias: np.ndarray | None) -> Value:
         """``x @ w.T + bias`` on the last axis."""
@@ -353,21 +283,6 @@ class _TorchImporter:
         return y if bias is None else self.lw.add(y, bias)
 
 
-@dataclass(frozen=True)
-class _Compare:
-    """``z > t`` (``above``) or ``z < t`` of a variable fx node ``z``: the condition of a
-    ``where``, which alone reads it.  ``fx`` and ``t0``: the comparison as written
-    (before ``z`` was followed back through scalar affine steps)."""
-
-    fx: torch.fx.Node
-    t0: float
-    z: torch.fx.Node
-    t: float
-    above: bool
-
-
-_COMPARE_HINT = ("a comparison of a variable is supported only as the condition of a where "
-                 "whose branches agree at the threshold (or torch's softplus)")
 #: comparison ops (fx functions, methods and ATen packets by name): True for ``>``
 _COMPARISONS = {"gt": True, "ge": True, "greater": True, "greater_equal": True,
                 "lt": False, "le": False, "less": False, "less_equal": False}

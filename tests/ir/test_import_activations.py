@@ -152,9 +152,10 @@ def test_torch_softplus_pattern_imports_as_torch_computes_it(beta, t):
 
 
 def test_other_comparisons_of_variables_are_refused():
-    with pytest.raises(UnsupportedOpError, match="softplus pattern"):
+    # where(b x > t, b x, softplus(b x) / b): branches apart at the threshold (a step)
+    with pytest.raises(UnsupportedOpError, match="differ at x = t"):
         from_onnx(_softplus_pattern(2.0, 1.0, other_true=True))
-    with pytest.raises(UnsupportedOpError, match="softplus pattern"):
+    with pytest.raises(UnsupportedOpError, match="condition of a where"):
         from_onnx(_softplus_pattern(2.0, 1.0, greater_out=True))
 
 
@@ -331,3 +332,41 @@ class _Where(nn.Module):
 def test_where_forms_gridverify_cannot_bound_are_refused(fn, match):
     with pytest.raises(UnsupportedOpError, match=match):
         from_torch(_Where(fn).double().eval(), input_size=4)
+
+
+class WhereOnnx(nn.Module):
+    """The ``where`` activations ONNX spells as ``Where(Greater|Less|...(x, t), a, b)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(5, 8)
+        self.out = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lin(x)
+        return self.out(torch.where(h > 0, h, 0.1 * h)
+                        + torch.where(h < 1.0, h, 1.0 + 0.5 * (h - 1.0))
+                        + torch.where(2.0 * h - 1.0 >= 0, h * h, 0.5 * h)
+                        + torch.where(0.3 > h, torch.exp(h - 0.3) - 1.0, h - 0.3)
+                        + torch.where(-h <= 1.0, h, torch.full_like(h, -1.0)))
+
+
+def test_onnx_where_activations_import_and_bound_soundly():
+    torch.manual_seed(5)
+    m = WhereOnnx().double().eval()
+    g = from_onnx(_onnx(m))
+    x = _x(4000) * 2.0
+    with torch.no_grad():
+        np.testing.assert_allclose(g.evaluate(x)[0].numpy(), m(x).numpy(), rtol=0, atol=1e-11)
+    lo = torch.tensor([-2.0, -1.0, 0.0, 0.5, -3.0], dtype=torch.float64)
+    hi = lo + torch.tensor([1.0, 2.5, 0.3, 1.0, 4.0], dtype=torch.float64)
+    xs = lo + (hi - lo) * torch.rand(20000, 5, generator=torch.Generator().manual_seed(1),
+                                     dtype=torch.float64)
+    (ys,) = g.evaluate(xs)
+    a_lo, a_hi = _attack(g, lo, hi)
+    s_lo = np.minimum(ys.min(0).values.numpy(), a_lo)
+    s_hi = np.maximum(ys.max(0).values.numpy(), a_hi)
+    for method in ("ibp", "crown", "alpha-crown"):
+        r = compute_bounds(g, lo, hi, method=method)
+        assert np.all(r.lower.reshape(-1).numpy() <= s_lo + 1e-12), method
+        assert np.all(s_hi <= r.upper.reshape(-1).numpy() + 1e-12), method

@@ -311,10 +311,17 @@ def test_unsupported_op_names_op_and_node(op, domain):
 
 def test_unsupported_variable_condition_and_lstm(tmp_path):
     nodes = [helper.make_node("Greater", ["x", "zero"], ["c"], name="gt")]
-    model = make_model(nodes + [helper.make_node("Where", ["c", "x", "zero"], ["y"])],
-                       [("x", [1, 3])], [("y", [1, 3])], {"zero": np.zeros(1)})
-    with pytest.raises(UnsupportedOpError, match="Greater"):
-        from_onnx(model)
+    relu = make_model(nodes + [helper.make_node("Where", ["c", "x", "zero"], ["y"])],
+                      [("x", [1, 3])], [("y", [1, 3])], {"zero": np.zeros(1)})
+    x = torch.linspace(-2, 2, 12, dtype=torch.float64).reshape(4, 3)
+    torch.testing.assert_close(from_onnx(relu).evaluate(x)[0], torch.relu(x))  # continuous
+    step = make_model(nodes + [helper.make_node("Where", ["c", "one", "zero"], ["y"])],
+                      [("x", [1, 3])], [("y", [1, 3])], {"zero": np.zeros(1), "one": np.ones(1)})
+    with pytest.raises(UnsupportedOpError, match="Where.*differ at x = t"):
+        from_onnx(step)
+    bare = make_model(nodes, [("x", [1, 3])], [("c", [1, 3])], {"zero": np.zeros(1)})
+    with pytest.raises(UnsupportedOpError, match="Greater.*condition of a where"):
+        from_onnx(bare)
     lstm = helper.make_node("LSTM", ["x", "W", "R"], ["y"], name="rnn", hidden_size=2)
     graph = helper.make_graph(
         [lstm], "t", [helper.make_tensor_value_info("x", TP.FLOAT, [1, 1, 3])],
