@@ -180,10 +180,8 @@ def _attack(g, lo: torch.Tensor, hi: torch.Tensor, steps: int = 80) -> tuple[np.
     return best_lo, best_hi
 
 
-@pytest.mark.parametrize("name", sorted(ACTIVATIONS | THRESHOLDED))
-def test_bounds_contain_sampled_and_attacked_outputs(name):
-    m = _mlp({**ACTIVATIONS, **THRESHOLDED}[name](), seed=1).double()
-    g = from_torch(m, input_size=5) if name in THRESHOLDED else from_onnx(_onnx(m))
+def _assert_bounds_hold(g) -> None:
+    """Every bound method contains the outputs sampled and attacked over a fixed box."""
     lo = torch.tensor([-2.0, -1.0, 0.0, 0.5, -3.0], dtype=torch.float64)
     hi = lo + torch.tensor([1.0, 2.5, 0.3, 1.0, 4.0], dtype=torch.float64)
     xs = lo + (hi - lo) * torch.rand(20000, 5, generator=torch.Generator().manual_seed(1),
@@ -196,6 +194,13 @@ def test_bounds_contain_sampled_and_attacked_outputs(name):
         r = compute_bounds(g, lo, hi, method=method)
         b_lo, b_hi = r.lower.reshape(-1).numpy(), r.upper.reshape(-1).numpy()
         assert np.all(b_lo <= s_lo + 1e-12) and np.all(s_hi <= b_hi + 1e-12), method
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS | THRESHOLDED))
+def test_bounds_contain_sampled_and_attacked_outputs(name):
+    m = _mlp({**ACTIVATIONS, **THRESHOLDED}[name](), seed=1).double()
+    _assert_bounds_hold(from_torch(m, input_size=5) if name in THRESHOLDED
+                        else from_onnx(_onnx(m)))
 
 
 def test_functional_layer_norm_and_its_range():
@@ -295,19 +300,7 @@ def test_where_activations_import_as_torch_computes_them():
 
 def test_where_activation_bounds_contain_sampled_and_attacked_outputs():
     torch.manual_seed(3)
-    g = from_torch(WhereActivations().double().eval(), input_size=5)
-    lo = torch.tensor([-2.0, -1.0, 0.0, 0.5, -3.0], dtype=torch.float64)
-    hi = lo + torch.tensor([1.0, 2.5, 0.3, 1.0, 4.0], dtype=torch.float64)
-    xs = lo + (hi - lo) * torch.rand(20000, 5, generator=torch.Generator().manual_seed(1),
-                                     dtype=torch.float64)
-    (ys,) = g.evaluate(xs)
-    a_lo, a_hi = _attack(g, lo, hi)
-    s_lo = np.minimum(ys.min(0).values.numpy(), a_lo)
-    s_hi = np.maximum(ys.max(0).values.numpy(), a_hi)
-    for method in ("ibp", "crown", "alpha-crown"):
-        r = compute_bounds(g, lo, hi, method=method)
-        b_lo, b_hi = r.lower.reshape(-1).numpy(), r.upper.reshape(-1).numpy()
-        assert np.all(b_lo <= s_lo + 1e-12) and np.all(s_hi <= b_hi + 1e-12), method
+    _assert_bounds_hold(from_torch(WhereActivations().double().eval(), input_size=5))
 
 
 class _Where(nn.Module):
@@ -358,15 +351,4 @@ def test_onnx_where_activations_import_and_bound_soundly():
     x = _x(4000) * 2.0
     with torch.no_grad():
         np.testing.assert_allclose(g.evaluate(x)[0].numpy(), m(x).numpy(), rtol=0, atol=1e-11)
-    lo = torch.tensor([-2.0, -1.0, 0.0, 0.5, -3.0], dtype=torch.float64)
-    hi = lo + torch.tensor([1.0, 2.5, 0.3, 1.0, 4.0], dtype=torch.float64)
-    xs = lo + (hi - lo) * torch.rand(20000, 5, generator=torch.Generator().manual_seed(1),
-                                     dtype=torch.float64)
-    (ys,) = g.evaluate(xs)
-    a_lo, a_hi = _attack(g, lo, hi)
-    s_lo = np.minimum(ys.min(0).values.numpy(), a_lo)
-    s_hi = np.maximum(ys.max(0).values.numpy(), a_hi)
-    for method in ("ibp", "crown", "alpha-crown"):
-        r = compute_bounds(g, lo, hi, method=method)
-        assert np.all(r.lower.reshape(-1).numpy() <= s_lo + 1e-12), method
-        assert np.all(s_hi <= r.upper.reshape(-1).numpy() + 1e-12), method
+    _assert_bounds_hold(g)
