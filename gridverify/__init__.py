@@ -21,6 +21,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "compute_bounds": ("gridverify.bounds", "compute_bounds"),
     "load_proxy": ("gridverify.proxy", "load_proxy"),
     "certify": ("gridverify.certify", "certify"),
+    "compare_certificates": ("gridverify.certify.compare", "compare_certificates"),
 }
 
 

@@ -27,6 +27,7 @@ from gridverify._html import register_plot, register_view
 
 __all__ = [
     "case_html",
+    "certificate_diff_html",
     "certificate_frame",
     "certificate_html",
     "load_ipython_extension",
@@ -126,6 +127,33 @@ def certificate_html(cert: Any) -> str:
     radius = cert.radius_note()
     if radius:
         table += f"<p>{html.escape(radius)}.</p>"
+    return head + table
+
+
+def certificate_diff_html(diff: Any) -> str:
+    """HTML view of a comparison of two certificates: per-family counts and worst values
+    of both, then the constraints whose status changed."""
+    import pandas as pd
+
+    c = diff.counts
+    head = (f"<p><b>comparison</b> {html.escape(diff.old.case)}: "
+            f"{html.escape(diff.old.model)} ({html.escape(diff.old.method)}) &rarr; "
+            f"{html.escape(diff.new.model)} ({html.escape(diff.new.method)}): "
+            f"<span style='color:#c62828'>{c['regression']} regressed</span>, "
+            f"<span style='color:#1a7f37'>{c['improvement']} improved</span>, "
+            f"{c['unchanged']} unchanged</p>")
+    head += "".join(f"<p>note: {html.escape(n)}</p>" for n in diff.notes)
+    rows = []
+    for fam, d in diff.families().items():
+        row: dict[str, Any] = {"family": fam}
+        for side in ("old", "new"):
+            for k in ("certified", "violated", "open", "max_upper_bound", "max_attained"):
+                row[f"{k} ({side})"] = (d[side] or {}).get(k)
+        rows.append(row)
+    table = pd.DataFrame(rows).to_html(index=False, float_format=lambda v: f"{v:.4g}")
+    changed = [ch.to_dict() for ch in diff.changes if ch.kind != "unchanged"]
+    if changed:
+        table += pd.DataFrame(changed).to_html(index=False, float_format=lambda v: f"{v:.4g}")
     return head + table
 
 
@@ -246,6 +274,7 @@ def load_ipython_extension(ipython: Any) -> None:
 # (html kind, module, class name, view) of every object with an HTML view
 _VIEWS: tuple[tuple[str, str, str, Any], ...] = (
     ("certificate", "gridverify.certify.certificate", "Certificate", certificate_html),
+    ("certificate-diff", "gridverify.certify.compare", "CertificateDiff", certificate_diff_html),
     ("case", "gridverify.grid.compiled", "CompiledCase", case_html),
     ("proxy", "gridverify.proxy.load", "Proxy", proxy_html),
 )

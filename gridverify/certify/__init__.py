@@ -18,6 +18,7 @@ from gridverify.certify.certify import (
     evaluate_violations,
     model_hash,
 )
+from gridverify.certify.compare import CertificateDiff, ConstraintChange, compare_certificates
 
 __all__ = [
     "CERTIFIED",
@@ -25,11 +26,14 @@ __all__ = [
     "OPEN",
     "VIOLATED",
     "Certificate",
+    "CertificateDiff",
     "CertifyOptions",
+    "ConstraintChange",
     "ConstraintResult",
     "RegionWarning",
     "bab_available",
     "certify",
+    "compare_certificates",
     "decide_status",
     "default_region",
     "evaluate_violations",

@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "gridverify.cli.dataset",
     "gridverify.cli.train",
     "gridverify.cli.certify",
+    "gridverify.cli.compare",
     "gridverify.cli.vnncomp",
     "gridverify.cli.check_physics",
     "gridverify.cli.study",

@@ -1,0 +1,172 @@
+"""Two certificates of one case side by side: what a new proxy (or region, or method)
+changed, constraint by constraint.
+
+:func:`compare_certificates` matches constraints by ``(family, component)`` and
+classifies each pair by status, ranked ``certified`` (best) over ``open`` over
+``violated`` (worst): a *regression* ranks lower in the new certificate (a
+constraint certified before and open or violated now, or open before and
+violated now), an *improvement* higher, *unchanged* the same; constraints in one
+certificate only are *added* or *removed*.  The :class:`CertificateDiff` also
+carries the per-family counts and worst values of both, and says where the two
+are not like for like (other regions, thresholds or methods), since a change of
+status may then come from them rather than from the proxy.
+
+``gridverify compare OLD.json NEW.json`` prints it (exit status 1 when a
+regression is found: a check for a retrained proxy in CI).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from gridverify._html import HtmlView
+from gridverify.certify.certificate import (
+    CERTIFIED,
+    OPEN,
+    VIOLATED,
+    Certificate,
+    ConstraintResult,
+    _num,
+)
+from gridverify.errors import SpecError
+
+__all__ = ["KINDS", "CertificateDiff", "ConstraintChange", "compare_certificates"]
+
+#: status ranks: a higher rank is a better status
+_RANK = {VIOLATED: 0, OPEN: 1, CERTIFIED: 2}
+#: change kinds, in the order they are listed
+KINDS = ("regression", "improvement", "added", "removed", "unchanged")
+
+
+@dataclass(frozen=True)
+class ConstraintChange:
+    """One constraint in the two certificates (``old`` or ``new`` ``None`` where it is
+    absent)."""
+
+    family: str
+    component: int
+    old: ConstraintResult | None
+    new: ConstraintResult | None
+
+    @property
+    def kind(self) -> str:
+        """``regression``, ``improvement``, ``unchanged``, ``added`` or ``removed``."""
+        if self.old is None:
+            return "added"
+        if self.new is None:
+            return "removed"
+        d = _RANK[self.new.status] - _RANK[self.old.status]
+        return "regression" if d < 0 else ("improvement" if d > 0 else "unchanged")
+
+    @property
+    def name(self) -> str:
+        """``family[component]``."""
+        return f"{self.family}[{self.component}]"
+
+    def delta(self, what: str) -> float:
+        """``new - old`` of ``upper_bound`` or ``attained`` (NaN where one is missing or
+        not finite)."""
+        if self.old is None or self.new is None:
+            return math.nan
+        a, b = getattr(self.old, what), getattr(self.new, what)
+        return float(b - a) if math.isfinite(a) and math.isfinite(b) else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (statuses and values of both sides, ``None`` where absent)."""
+        def side(c: ConstraintResult | None, key: str) -> Any:
+            if c is None:
+                return None
+            return c.status if key == "status" else _num(getattr(c, key))
+
+        return {"family": self.family, "component": int(self.component), "kind": self.kind,
+                **{f"{w}_{k}": side(c, k) for w, c in (("old", self.old), ("new", self.new))
+                   for k in ("status", "upper_bound", "attained", "threshold")}}
+
+
+@dataclass(frozen=True)
+class CertificateDiff(HtmlView):
+    """The outcome of :func:`compare_certificates`.
+
+    ``changes``: one :class:`ConstraintChange` per constraint of either certificate,
+    regressions first (the new status worst first, then the old status best first,
+    then the largest rise of the worst found), then improvements, added, removed
+    and unchanged constraints.
+    ``notes``: where the two certificates are not like for like.
+    """
+
+    html_kind: ClassVar[str] = "certificate-diff"
+
+    old: Certificate
+    new: Certificate
+    changes: tuple[ConstraintChange, ...]
+    notes: tuple[str, ...]
+
+    def of_kind(self, kind: str) -> list[ConstraintChange]:
+        """The changes of one kind (see :data:`KINDS`)."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        return [c for c in self.changes if c.kind == kind]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many constraints of each kind."""
+        return {k: sum(c.kind == k for c in self.changes) for k in KINDS}
+
+    @property
+    def regressed(self) -> bool:
+        """Whether any constraint ranks lower in the new certificate."""
+        return any(c.kind == "regression" for c in self.changes)
+
+    def families(self) -> dict[str, dict[str, Any]]:
+        """Per family (of either certificate): ``Certificate.families()`` of the old and
+        of the new certificate (``None`` where the family is absent)."""
+        fo, fn = self.old.families(), self.new.families()
+        return {f: {"old": fo.get(f), "new": fn.get(f)} for f in dict.fromkeys([*fo, *fn])}
+
+    def to_dict(self, every: bool = False) -> dict[str, Any]:
+        """JSON-ready dict; ``changes`` lists the constraints that changed status or are
+        in one certificate only (``every``: all of them)."""
+        def head(c: Certificate) -> dict[str, Any]:
+            return {"case": c.case, "model": c.model, "method": c.method,
+                    "region": c.region.describe(), "summary": c.summary}
+
+        return {"old": head(self.old), "new": head(self.new), "counts": self.counts,
+                "regressed": self.regressed, "notes": list(self.notes),
+                "families": self.families(),
+                "changes": [c.to_dict() for c in self.changes
+                            if every or c.kind != "unchanged"]}
+
+
+def _order(c: ConstraintChange) -> tuple[Any, ...]:
+    kind = KINDS.index(c.kind)
+    side = c.new if c.new is not None else c.old
+    assert side is not None
+    rise = c.delta("attained")
+    worst = (_RANK[side.status], -_RANK[c.old.status]) if c.kind == "regression" else (0, 0)
+    return (kind, *worst, -(rise if math.isfinite(rise) else -math.inf), side.family,
+            side.component)
+
+
+def compare_certificates(old: Certificate, new: Certificate) -> CertificateDiff:
+    """Compare two certificates of the same case (:class:`SpecError` otherwise)."""
+    if old.case != new.case:
+        raise SpecError(f"compare: the certificates are of different cases ({old.case!r} and "
+                        f"{new.case!r})")
+    by_key_old = {(c.family, c.component): c for c in old.constraints}
+    by_key_new = {(c.family, c.component): c for c in new.constraints}
+    keys = list(dict.fromkeys([*by_key_old, *by_key_new]))
+    changes = sorted((ConstraintChange(f, k, by_key_old.get((f, k)), by_key_new.get((f, k)))
+                      for f, k in keys), key=_order)
+    notes = []
+    if old.region.to_dict() != new.region.to_dict():
+        notes.append(f"the regions differ (old: {old.region.describe()}; new: "
+                     f"{new.region.describe()})")
+    n_thr = sum(c.old is not None and c.new is not None and c.old.threshold != c.new.threshold
+                for c in changes)
+    if n_thr:
+        notes.append(f"{n_thr} constraint(s) have other thresholds")
+    if old.method != new.method:
+        notes.append(f"the methods differ (old: {old.method}; new: {new.method})")
+    return CertificateDiff(old, new, tuple(changes), tuple(notes))

@@ -1,0 +1,145 @@
+"""``gridverify compare OLD.json NEW.json``: two certificates of one case side by side.
+
+Thin wrapper over :func:`gridverify.certify.compare.compare_certificates`.  Exit
+status 0 when no constraint regressed, 1 when one did (certified before and
+open or violated now, or open before and violated now), 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Install the ``compare`` command."""
+    p = subparsers.add_parser(
+        "compare",
+        help="compare two certificates of one case (regressions, improvements)",
+        description=(
+            "Read two certificates written by 'gridverify certify --out' (for instance of a "
+            "proxy and of its retrained version, over the same region) and show, per "
+            "constraint family, the status counts and worst values of both, then the "
+            "constraints whose status changed: regressions (certified before, open or "
+            "violated now; open before, violated now) and improvements.  Says where the two "
+            "are not like for like (other regions, thresholds or methods).  Exit status 0 "
+            "no regression, 1 a regression, 2 bad input."
+        ),
+        epilog=(
+            "examples:\n"
+            "  gridverify certify pglib_opf_case14_ieee --model old/ --out old.json\n"
+            "  gridverify certify pglib_opf_case14_ieee --model new/ --out new.json\n"
+            "  gridverify compare old.json new.json\n"
+            "  gridverify compare old.json new.json --json --all"
+        ),
+    )
+    p.add_argument("old", metavar="OLD.json", help="the certificate to compare against")
+    p.add_argument("new", metavar="NEW.json", help="the new certificate")
+    p.add_argument("--limit", type=_positive, default=20, metavar="N",
+                   help="constraints listed per kind of change (default 20)")
+    p.add_argument("--all", action="store_true",
+                   help="list every changed constraint (with --json: every constraint)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quiet", action="store_true", help="print nothing (exit status only)")
+    p.set_defaults(func=_run)
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return n
+
+
+def _read(path: str) -> Any:
+    from gridverify.certify import Certificate
+    from gridverify.errors import SpecError
+
+    try:
+        return Certificate.read(path)
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a certificate (not UTF-8 text)") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gridverify.certify.compare import compare_certificates
+
+    diff = compare_certificates(_read(args.old), _read(args.new))
+    if args.json:
+        print(json.dumps(diff.to_dict(every=args.all), allow_nan=False))
+    elif not args.quiet:
+        _print(diff, None if args.all else args.limit)
+    return 1 if diff.regressed else 0
+
+
+def _arrow(a: Any, b: Any, fmt: str = "") -> str:
+    def f(v: Any) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    return f(a) if a == b else f"{f(a)} -> {f(b)}"
+
+
+def _print(diff: Any, limit: int | None) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from gridverify.cli.certify import _short_model, _table_width
+
+    o, n = diff.old, diff.new
+    headers = ["family", "cert", "viol", "open", "bound", "found", "unit"]
+    rows, styles = [], []
+    for fam, d in diff.families().items():
+        a, b = d["old"] or {}, d["new"] or {}
+        cells = [_arrow(a.get(k), b.get(k)) for k in ("certified", "violated", "open")]
+        cells += [_arrow(a.get(k), b.get(k), ".3g") for k in ("max_upper_bound",
+                                                              "max_attained")]
+        rows.append([fam, *cells, (b or a).get("unit", "")])
+        worse = any(c.kind == "regression" and c.family == fam for c in diff.changes)
+        better = any(c.kind == "improvement" and c.family == fam for c in diff.changes)
+        styles.append("red" if worse else ("green" if better else "default"))
+    console = Console(highlight=False)  # never cut a cell: wider than the console if need be
+    console = Console(highlight=False, width=max(console.width, _table_width(headers, rows)))
+    console.print(f"{o.case} | {_short_model(o.model)} ({o.method}) -> "
+                  f"{_short_model(n.model)} ({n.method})", markup=False, soft_wrap=True)
+    for note in diff.notes:
+        console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1, 0, 0))
+    for h in headers:
+        table.add_column(h, justify="left" if h in ("family", "unit") else "right",
+                         no_wrap=True)
+    for row, style in zip(rows, styles):
+        table.add_row(f"[{style}]{row[0]}[/{style}]", *row[1:])
+    console.print(table)
+    console.print("cert / viol / open: constraints certified, violated, open; bound: largest "
+                  "sound upper bound of the family; found: largest violation found "
+                  "(old -> new where they differ)", markup=False, soft_wrap=True)
+    c = diff.counts
+    console.print(f"{c['regression']} regressed, {c['improvement']} improved, "
+                  f"{c['unchanged']} unchanged" + "".join(
+                      f", {c[k]} {k}" for k in ("added", "removed") if c[k]))
+    for kind, title, style in (("regression", "regressions", "red"),
+                               ("improvement", "improvements", "green"),
+                               ("added", "only in the new certificate", "default"),
+                               ("removed", "only in the old certificate", "default")):
+        changed = diff.of_kind(kind)
+        if not changed:
+            continue
+        console.print(f"[{style}]{title}[/{style}] (status, bound, found):")
+        for ch in changed[:limit]:
+            a, b = ch.old, ch.new
+            console.print(
+                f"  {ch.name:<16} {_arrow(a and a.status, b and b.status)}  "
+                f"bound {_arrow(a and a.upper_bound, b and b.upper_bound, '.3g')}  "
+                f"found {_arrow(a and a.attained, b and b.attained, '.3g')}", markup=False,
+                soft_wrap=True)
+        if limit is not None and len(changed) > limit:
+            console.print(f"  ... {len(changed) - limit} more (--all lists them)")

@@ -1,0 +1,112 @@
+"""Comparing two certificates of one case: status changes, families, notes, JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from gridverify.certify import (
+    CERTIFIED,
+    OPEN,
+    VIOLATED,
+    Certificate,
+    CertifyOptions,
+    certify,
+    compare_certificates,
+)
+from gridverify.errors import SpecError
+from gridverify.grid import load_compiled
+from gridverify.spec import box_region
+
+_CASE = load_compiled("pglib_opf_case5_pjm")
+
+
+@pytest.fixture
+def two_certs(tiny_mlp):
+    """Certificates of two (tiny, random) proxies of case5 over the same region."""
+    region = box_region(_CASE, 0.9, 1.1)
+    opts = CertifyOptions(samples=64, radius=False)
+    return tuple(certify(_CASE, tiny_mlp(_CASE, seed=s, out_scale=0.05), region,
+                         method="crown", options=opts) for s in (0, 1))
+
+
+def _with(cert: Certificate, changes: dict[tuple[str, int], dict]) -> Certificate:
+    rows = tuple(dataclasses.replace(c, **changes.get((c.family, c.component), {}))
+                 for c in cert.constraints)
+    return dataclasses.replace(cert, constraints=rows)
+
+
+def test_same_certificate_changes_nothing(two_certs):
+    a, _ = two_certs
+    d = compare_certificates(a, Certificate.from_json(a.to_json()))
+    assert d.counts == {"regression": 0, "improvement": 0, "added": 0, "removed": 0,
+                        "unchanged": len(a.constraints)}
+    assert not d.regressed and d.notes == ()
+    assert set(d.families()) == set(a.families())
+    assert d.to_dict()["changes"] == [] and len(d.to_dict(every=True)["changes"]) == len(
+        a.constraints)
+
+
+def test_status_changes_are_classified_and_ordered(two_certs):
+    a, _ = two_certs
+    cs = [c for c in a.constraints]
+    k = [(c.family, c.component) for c in cs[:5]]
+    old = _with(a, {k[0]: {"status": CERTIFIED}, k[1]: {"status": OPEN},
+                    k[2]: {"status": VIOLATED}, k[3]: {"status": OPEN},
+                    k[4]: {"status": CERTIFIED}})
+    new = _with(a, {k[0]: {"status": VIOLATED}, k[1]: {"status": VIOLATED},
+                    k[2]: {"status": CERTIFIED}, k[3]: {"status": CERTIFIED},
+                    k[4]: {"status": OPEN}})
+    d = compare_certificates(old, new)
+    assert d.regressed
+    reg = d.of_kind("regression")
+    # violated now before open now; lost a certificate before an open that turned violated
+    assert [(c.family, c.component) for c in reg] == [k[0], k[1], k[4]]
+    assert {(c.family, c.component) for c in d.of_kind("improvement")} == {k[2], k[3]}
+    assert d.changes[:3] == tuple(reg)
+    back = compare_certificates(new, old)
+    assert {(c.family, c.component) for c in back.of_kind("regression")} == {k[2], k[3]}
+    with pytest.raises(ValueError, match="kind must be one of"):
+        d.of_kind("worse")
+
+
+def test_real_proxies_side_by_side(two_certs):
+    a, b = two_certs
+    d = compare_certificates(a, b)
+    for ch in d.changes:
+        assert ch.old.status == a.get(ch.family, ch.component).status
+        assert ch.new.status == b.get(ch.family, ch.component).status
+        assert ch.delta("upper_bound") == pytest.approx(ch.new.upper_bound - ch.old.upper_bound)
+    fams = d.families()
+    for fam, sides in fams.items():
+        assert sides["old"] == a.families()[fam] and sides["new"] == b.families()[fam]
+    assert sum(d.counts.values()) == len(a.constraints)
+    json.dumps(d.to_dict(every=True), allow_nan=False)  # strict JSON
+
+
+def test_added_removed_notes_and_other_cases(two_certs):
+    a, b = two_certs
+    fewer = dataclasses.replace(b, constraints=b.constraints[3:], method="alpha-crown",
+                                region=box_region(_CASE, 0.95, 1.05))
+    first = (a.constraints[0].family, a.constraints[0].component)
+    fewer = _with(fewer, {(c.family, c.component): {"threshold": 0.5}
+                          for c in fewer.constraints[:2]})
+    d = compare_certificates(a, fewer)
+    assert d.counts["removed"] == 3 and (d.of_kind("removed")[0].family,
+                                         d.of_kind("removed")[0].component) == first
+    assert compare_certificates(fewer, a).counts["added"] == 3
+    notes = " | ".join(d.notes)
+    assert "regions differ" in notes and "2 constraint(s) have other thresholds" in notes
+    assert "methods differ (old: crown; new: alpha-crown)" in notes
+    other = dataclasses.replace(b, case="pglib_opf_case14_ieee")
+    with pytest.raises(SpecError, match="different cases"):
+        compare_certificates(a, other)
+
+
+def test_notebook_view(two_certs):
+    import gridverify  # noqa: F401 - registers the views
+
+    html = compare_certificates(*two_certs)._repr_html_()
+    assert "comparison" in html and "p_balance" in html

@@ -1,0 +1,65 @@
+"""``gridverify compare``: exit status, text and JSON output, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gridverify.cli import main
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    """Certificates of the shipped plain and verification-friendly case14 proxies."""
+    d = tmp_path_factory.mktemp("certs")
+    for name in ("case14_relu", "case14_relu_stable"):
+        rc = main(["certify", "pglib_opf_case14_ieee", "--model", f"models/{name}",
+                   "--method", "crown", "--samples", "64", "--no-radius", "--quiet",
+                   "--threads", "1", "--out", str(d / f"{name}.json")])
+        assert rc in (0, 1, 3)
+    return d / "case14_relu.json", d / "case14_relu_stable.json"
+
+
+def test_improvement_exits_0_and_regression_exits_1(certs, capsys):
+    plain, stable = certs
+    assert main(["compare", str(plain), str(stable)]) == 0
+    out = capsys.readouterr().out
+    assert "0 regressed" in out and "improvements (status, bound, found):" in out
+    assert "p_balance" in out and " -> " in out
+    assert main(["compare", str(stable), str(plain), "--limit", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "regressions (status, bound, found):" in out
+    assert main(["compare", str(stable), str(plain), "--quiet"]) == 1
+    assert capsys.readouterr().out == ""
+
+
+def test_json(certs, capsys):
+    plain, stable = certs
+    assert main(["compare", str(stable), str(plain), "--json"]) == 1
+    d = json.loads(capsys.readouterr().out)
+    assert d["regressed"] and d["counts"]["regression"] == len(d["changes"]) > 0
+    assert {c["kind"] for c in d["changes"]} == {"regression"}
+    assert d["old"]["model"].endswith("case14_relu_stable")
+    assert main(["compare", str(plain), str(plain), "--json", "--all"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert len(d["changes"]) == d["old"]["summary"]["total"] and not d["notes"]
+
+
+def test_bad_input_is_one_line_exit_2(certs, tmp_path, capsys):
+    plain, _ = certs
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    for args, match in (([str(tmp_path / "missing.json"), str(plain)], "missing.json"),
+                        ([str(plain), str(bad)], "bad.json: certificate: invalid JSON"),
+                        ([str(plain), str(tmp_path)], str(tmp_path)),
+                        ([str(plain), str(plain), "--limit", "0"], "positive integer")):
+        assert main(["compare", *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert match in err and "\n" not in err, err
+    other = tmp_path / "other.json"
+    d = json.loads(plain.read_text())
+    d["case"] = "pglib_opf_case5_pjm"
+    other.write_text(json.dumps(d))
+    assert main(["compare", str(plain), str(other)]) == 2
+    assert "different cases" in capsys.readouterr().err
