@@ -134,7 +134,7 @@ LEAKY_SLOPE = 0.01
 
 _ACTIVATION_MODULES = {
     "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU,
-    "elu": nn.ELU, "leaky_relu": lambda: nn.LeakyReLU(LEAKY_SLOPE),
+    "elu": nn.ELU, "leaky_relu": lambda: nn.LeakyReLU(LEAKY_SLOPE), "softplus": nn.Softplus,
 }
 
 

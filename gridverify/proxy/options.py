@@ -8,7 +8,7 @@ from typing import Any
 
 from gridverify.errors import ProxyError
 
-ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "silu", "elu", "leaky_relu")
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "silu", "elu", "leaky_relu", "softplus")
 
 
 @dataclass(frozen=True)

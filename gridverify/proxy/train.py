@@ -231,7 +231,7 @@ def train_proxy(
 
 #: largest |f''| of the smooth activations (their chord/tangent relaxation gap over
 #: an interval of width w is at most ``w**2 / 8 * max|f''|``)
-_CURVATURE = {"tanh": 0.7699, "sigmoid": 0.0963, "silu": 0.5, "elu": 1.0}
+_CURVATURE = {"tanh": 0.7699, "sigmoid": 0.0963, "silu": 0.5, "elu": 1.0, "softplus": 0.25}
 #: the non-monotone activations: (argmin, min) of the one valley of each
 _VALLEY = {"gelu": (-0.751791524693564, -0.16997120747),
            "silu": (-1.278464542761074, -0.2784645427610738)}
@@ -280,7 +280,7 @@ def relaxation_gap(module: ProxyMLP, lo: torch.Tensor, hi: torch.Tensor) -> torc
     relu (or gelu) neuron contributes the height of its triangle relaxation,
     ``relu(-l) relu(u) / (u - l)`` (0 when stable over the box; gelu's kink is
     smoothed but the measure is the same; leaky relu's is ``1 - slope`` times
-    it); tanh, sigmoid, silu and elu contribute ``(u - l)^2 / 8 * max|f''|``,
+    it); tanh, sigmoid, silu, elu and softplus contribute ``(u - l)^2 / 8 * max|f''|``,
     and so do the clamp head's sigmoids.
     Differentiable in the weights: the term of
     ``TrainOptions.stability_weight``.
