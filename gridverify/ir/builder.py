@@ -73,6 +73,28 @@ class GraphBuilder:
         """The node with handle ``h``."""
         return self._node(h)
 
+    def inline(self, graph: Graph, bind: Mapping[int, int]) -> dict[int, int]:
+        """Copy the nodes of ``graph`` into this builder; an input node of ``graph``
+        whose id is in ``bind`` stands for the handle it maps to here (same size),
+        the other inputs become inputs here.  Returns ``{node id of graph: handle}``
+        for every node of ``graph`` (its outputs are not made outputs here)."""
+        mapping: dict[int, int] = {}
+        for node in graph.nodes:
+            if node.id in bind:
+                h = bind[node.id]
+                if node.op != "input" or self._node(h).size != node.size:
+                    raise GraphError(f"inline: node {node.name!r} of size {node.size} bound "
+                                     f"to a node of size {self._node(h).size}")
+                mapping[node.id] = h
+                continue
+            nid = len(self._nodes)
+            new = Node(nid, node.op, tuple(mapping[i] for i in node.inputs), node.attrs,
+                       node.size, node.shape, node.name)
+            validate_node(new, [n.size for n in self._nodes])
+            self._nodes.append(new)
+            mapping[node.id] = nid
+        return mapping
+
     def _node(self, h: int) -> Node:
         if not isinstance(h, int) or not (0 <= h < len(self._nodes)):
             raise GraphError(f"{h!r} is not a node handle of this builder")
@@ -433,7 +455,7 @@ def compose(
     ``keep_inner_outputs``).
     """
     b = GraphBuilder(inner)
-    mapping: dict[int, int] = {}
+    bound: dict[int, int] = {}
     in_names = {inner.nodes[i].name for i in inner.inputs}
     for key in bind:
         if key not in outer.input_names:
@@ -457,16 +479,10 @@ def compose(
                     f"compose: input {node.name!r} of size {node.size} bound to inner output "
                     f"{inner.output_names[int(ref)]!r} of size {inner.nodes[src].size}"
                 )
-            mapping[node.id] = src
-            continue
-        if node.op == "input" and node.name in in_names:
+            bound[node.id] = src
+        elif node.op == "input" and node.name in in_names:
             raise GraphError(f"compose: input name {node.name!r} exists in both graphs")
-        nid = len(b)
-        new = Node(nid, node.op, tuple(mapping[i] for i in node.inputs), node.attrs,
-                   node.size, node.shape, node.name)
-        validate_node(new, [n.size for n in b._nodes])
-        b._nodes.append(new)
-        mapping[node.id] = nid
+    mapping = b.inline(outer, bound)
     if keep_inner_outputs:
         for o, nm in zip(inner.outputs, inner.output_names):
             b.output(o, nm)

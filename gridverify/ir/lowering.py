@@ -144,6 +144,18 @@ class Lowering:
             return np.asarray(fn(np.asarray(v)))
         return self.select(v.node, v.size, np.asarray(fn(self.iota(v))))
 
+    def split(self, v: Value, sizes: Sequence[int], axis: int) -> list[Value]:
+        """``v`` cut along ``axis`` into consecutive pieces of ``sizes`` (which add up
+        to the axis' length)."""
+        s = self.shape(v)
+        axis = int(axis) % max(len(s), 1)
+        if any(int(k) < 0 for k in sizes) or sum(int(k) for k in sizes) != s[axis]:
+            raise ValueError(f"split: sizes {list(sizes)} do not add up to {s[axis]}")
+        ends = np.cumsum([0, *[int(k) for k in sizes]])
+        return [self.index(v, lambda t, a=int(a), c=int(c): np.take(t, np.arange(a, c),
+                                                                      axis=axis))
+                for a, c in zip(ends[:-1], ends[1:])]
+
     def reshape(self, v: Value, shape: Sequence[int]) -> Value:
         """Reshape (metadata only for variables)."""
         shape = tuple(int(d) for d in shape)

@@ -503,9 +503,7 @@ class _OnnxImporter:
             n = int(at.get("num_outputs", 0)) or len(self._outputs)
             chunk = -(-s[axis] // n)
             sizes = [min(chunk, s[axis] - k * chunk) for k in range(n)]
-        bounds = np.cumsum([0, *sizes])
-        return [self.lw.index(ins[0], lambda t, a=int(a), c=int(c): np.take(
-            t, np.arange(a, c), axis=axis)) for a, c in zip(bounds[:-1], bounds[1:])]
+        return self.lw.split(ins[0], sizes, axis)
 
     def _op_Squeeze(self, ins: list, at: dict) -> Value:
         s = self.lw.shape(ins[0])

@@ -126,7 +126,8 @@ class _TorchImporter:
         if self.traced:
             return self.module  # type: ignore[return-value]
         try:
-            return torch.fx.symbolic_trace(self.module)
+            tracer = _GraphLeafTracer()
+            return torch.fx.GraphModule(self.module, tracer.trace(self.module))
         except Exception as e:  # noqa: BLE001 - fx raises many types on untraceable code
             raise _Untraceable(f"from_torch: torch.fx cannot trace "
                                f"{type(self.module).__name__} ({type(e).__name__}: {e})") from None
@@ -172,6 +173,9 @@ class _TorchImporter:
             return
         if node.op == "call_module":
             mod = traced.get_submodule(str(node.target))
+            if _evaluates_graph(mod):
+                self.env[node.name] = self._inline(mod.graph, args[0])
+                return
             handler = _MODULES.get(type(mod))
             if handler is None:
                 raise _Unsupported("module type not supported by gridverify")
@@ -217,6 +221,21 @@ class _TorchImporter:
         order = {n: k for k, n in enumerate(traced.graph.nodes)}
         if any(order[u] > order[node] for u in node.args[0].users if u is not node):
             raise _Unsupported("in-place op whose input is used again later")
+
+    def _inline(self, graph: Graph, x: Any) -> Var:
+        """A submodule that evaluates a gridverify graph (a proxy read from a file):
+        its graph, on ``x`` flattened per sample, outputs concatenated."""
+        from gridverify.ir.builder import concat_outputs
+
+        g = concat_outputs(graph)
+        if len(g.inputs) != 1 or not isinstance(x, Var):
+            raise _Unsupported("a graph module with other than one variable input")
+        flat = self.lw.reshape(x, (1, x.size))
+        if flat.size != g.nodes[g.inputs[0]].size:
+            raise _Unsupported(f"a graph module of input size {g.nodes[g.inputs[0]].size} "
+                               f"called on {x.size} entries")
+        out = self.b.inline(g, {g.inputs[0]: flat.node})[g.outputs[0]]
+        return Var(out, (1, g.nodes[g.outputs[0]].size))
 
     # --------------------------------------------------- where(x > t, a, b)
     def _compare(self, args: list, above: bool) -> Compare:
@@ -703,6 +722,28 @@ def _square(self: _TorchImporter, args: list, kw: dict) -> Any:
     return self.lw.power(args[0], np.asarray(2.0))
 
 
+def _split(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``split(x, size_or_sizes, dim=0)`` / ``split_with_sizes``: pieces of one size
+    (the last one shorter) or of the sizes given."""
+    x, k = args[0], _arg(args, kw, 1, "split_size_or_sections", None)
+    if k is None:
+        k = kw.get("split_sizes", kw.get("split_size"))
+    shape = self.lw.shape(x)
+    dim = _dim(_arg(args, kw, 2, "dim", 0), len(shape))
+    if isinstance(k, (int, np.integer)):
+        n = shape[dim]
+        k = [min(int(k), n - a) for a in range(0, n, int(k))] if k > 0 else []
+    return tuple(self.lw.split(x, [int(v) for v in k], dim))
+
+
+def _chunk(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``chunk(x, chunks, dim=0)``: pieces of ``ceil(n / chunks)`` (fewer when it divides)."""
+    x, chunks = args[0], int(_arg(args, kw, 1, "chunks", 1))
+    n = self.lw.shape(x)[_dim(_arg(args, kw, 2, "dim", 0), len(self.lw.shape(x)))]
+    size = -(-n // max(chunks, 1))
+    return _split(self, [x, size, _arg(args, kw, 2, "dim", 0)], {})
+
+
 _ARITH = {name: _binary(name) for name in ("add", "sub", "mul", "div")}
 #: unary ops spelled torch.<name> / Tensor.<name> / F.<name>, from the op table
 _UNARY = {name: _unary(name) for name, info in OPS.items() if info.torch}
@@ -730,6 +771,7 @@ _FUNCTIONS: dict[Any, Handler] = {
     F.layer_norm: _f_layer_norm,
     F.softplus: _softplus, F.mish: lambda self, args, kw: self.lw.mish(args[0]),
     torch.where: _where_const, torch.log1p: _log1p, torch.expm1: _expm1,
+    torch.split: _split, torch.chunk: _chunk,
     F.logsigmoid: _log_sigmoid,
     torch.zeros_like: _like(0.0), torch.ones_like: _like(1.0), torch.full_like: _like(None),
     **{getattr(torch, n): h for n, h in _UNARY.items()},
@@ -744,7 +786,7 @@ _METHODS: dict[str, Handler] = {
     "matmul": _matmul, "abs": _abs, "square": _square, "__getitem__": _getitem,
     "truediv": _ARITH["div"], "float": _identity, "double": _identity, "to": _cast,
     "contiguous": _identity, "clone": _identity, "detach": _identity, "type_as": _cast,
-    "log1p": _log1p, "expm1": _expm1,
+    "log1p": _log1p, "expm1": _expm1, "split": _split, "chunk": _chunk,
 }
 _METHODS.update({name + "_": _METHODS[name] for name in
                  ("add", "sub", "mul", "div", "neg", "pow", "clamp", "abs", "square", *_UNARY)})
@@ -927,6 +969,7 @@ _ATEN: dict[str, Handler] = {
     "detach": _identity, "_to_copy": _cast, "to": _cast, "type_as": _cast,
     "lift_fresh_copy": _identity,
     "where": _where_const, "log1p": _log1p, "expm1": _expm1, "log_sigmoid": _log_sigmoid,
+    "split": _split, "split_with_sizes": _split, "chunk": _chunk,
     "log_sigmoid_forward": _aten_tuple(_log_sigmoid, 2),
     "zeros_like": _like(0.0), "ones_like": _like(1.0), "full_like": _like(None),
 }
@@ -980,9 +1023,11 @@ def _input_shape(module: nn.Module, input_size: int | None,
         if int(input_size) <= 0:
             raise GraphError(f"from_torch: input_size must be positive, got {input_size}")
         return (1, int(input_size))
-    for m in module.modules():
+    for m in module.modules():  # the first dense layer's (or graph module's) input size
         if isinstance(m, nn.Linear):
             return (1, int(m.in_features))
+        if _evaluates_graph(m):
+            return (1, int(m.graph.input_size))
     raise GraphError("from_torch: give input_size or example (the module has no nn.Linear "
                      "to infer the input size from)")
 
@@ -1011,11 +1056,10 @@ def from_torch(
     """
     if not isinstance(module, nn.Module):
         raise GraphError(f"from_torch: expected an nn.Module, got {type(module).__name__}")
-    own = getattr(module, "graph", None)
-    if getattr(module, "evaluates_graph", False) and isinstance(own, Graph):
+    if _evaluates_graph(module):
         from gridverify.ir.builder import concat_outputs
 
-        return concat_outputs(own)  # a module that evaluates a graph (a proxy file's)
+        return concat_outputs(module.graph)  # a module that evaluates a graph (a proxy file's)
     shape = _input_shape(module, input_size, example)
     try:
         return _TorchImporter(module, shape).run(merge_pwl)
@@ -1024,6 +1068,20 @@ def from_torch(
         if program is None:
             raise GraphError(f"{fx_error} and torch.export cannot export it either") from None
         return from_exported(program, merge_pwl)
+
+
+def _evaluates_graph(module: Any) -> bool:
+    """Whether ``module`` evaluates a gridverify graph (``module.graph``)."""
+    return bool(getattr(module, "evaluates_graph", False)) and isinstance(
+        getattr(module, "graph", None), Graph)
+
+
+class _GraphLeafTracer(torch.fx.Tracer):
+    """torch.fx's tracer, with the modules that evaluate a gridverify graph kept whole
+    (the importer inlines their graph)."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return _evaluates_graph(m) or super().is_leaf_module(m, module_qualified_name)
 
 
 class _Untraceable(GraphError):

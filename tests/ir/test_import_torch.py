@@ -419,3 +419,24 @@ def test_casts_to_integer_dtypes_are_refused():
                              dynamic_shapes=({0: torch.export.Dim("b")},))
     x = torch.rand(5, 3, dtype=torch.float64)
     torch.testing.assert_close(from_exported(ep).evaluate_flat(x), FloatCasts()(x))
+
+
+class Splits(nn.Module):
+    """torch.split / Tensor.split / chunk (ATen: split_with_sizes, split, chunk)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b, c = torch.split(x, [2, 3, 2], dim=1)
+        d, e = x.split(4, 1)  # sizes 4, 3
+        f, g, h = torch.chunk(x, 3, dim=1)  # sizes 3, 3, 1
+        return torch.cat([c * 2.0, a, torch.relu(b), e - d[:, :3], f + g, h], 1)
+
+
+def test_split_and_chunk_import_through_fx_and_export():
+    from gridverify.ir.torch_import import from_exported
+
+    m = Splits().double().eval()
+    x = torch.randn(16, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ep = torch.export.export(m, (x[:3],), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    for g in (from_torch(m, input_size=7), from_exported(ep),
+              from_exported(ep.run_decompositions())):
+        torch.testing.assert_close(g.evaluate(x)[0], m(x), rtol=0, atol=1e-12)
