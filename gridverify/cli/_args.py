@@ -147,6 +147,34 @@ def add_case_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("case", metavar="CASE", help=CASE_HELP)
 
 
+def add_layout_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of a foreign proxy's layout (:class:`gridverify.proxy.layout.ProxyLayout`)."""
+    g = p.add_argument_group(
+        "proxy layout (a proxy file trained elsewhere; default: gridverify's convention, "
+        "docs/proxy.md)")
+    g.add_argument("--inputs", metavar="ORDER", default=None,
+                   help="order of the load blocks the proxy reads (default pd,qd)")
+    g.add_argument("--outputs", metavar="ORDER", default=None,
+                   help="order of the blocks it returns, e.g. va,vm,pg,qg (default "
+                        "pg,qg,vm,va)")
+    g.add_argument("--load-units", choices=("pu", "mw", "MW"), default=None,
+                   help="units of pd, qd: per unit or MW and MVAr (default pu)")
+    g.add_argument("--gen-units", choices=("pu", "mw", "MW"), default=None,
+                   help="units of pg, qg: per unit or MW and MVAr (default pu)")
+    g.add_argument("--angle-units", choices=("rad", "deg"), default=None,
+                   help="units of va (default rad)")
+
+
+def layout_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~gridverify.proxy.layout.ProxyLayout` of :func:`add_layout_arguments`'s
+    flags (``None`` for the convention)."""
+    from gridverify.proxy.layout import ProxyLayout
+
+    lay = ProxyLayout.parse(args.inputs, args.outputs, args.load_units, args.gen_units,
+                            args.angle_units)
+    return None if lay.is_convention else lay
+
+
 def add_progress_flag(p: argparse.ArgumentParser, what: str = "progress bar") -> None:
     """``--progress/--no-progress``: draw the bar on stderr; default only on a terminal."""
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,

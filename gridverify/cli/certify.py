@@ -73,6 +73,7 @@ def register(sub: Any) -> None:
     """Install the ``certify`` command."""
     from gridverify.cli._args import (
         add_case_argument,
+        add_layout_arguments,
         add_progress_flag,
         count,
         nonneg_float,
@@ -167,11 +168,13 @@ def register(sub: Any) -> None:
                    "(FILE must come from the same case, proxy, region, constraints, "
                    "thresholds and seed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    add_layout_arguments(p)
     add_progress_flag(p)
     p.set_defaults(func=run_certify)
 
 
 def _build_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
+    from gridverify.cli._args import layout_from_args
     from gridverify.errors import SpecError
     from gridverify.grid import load_compiled
     from gridverify.proxy.load import load_proxy
@@ -185,7 +188,7 @@ def _build_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
     from gridverify.spec.thresholds import ThresholdSpec, parse_threshold
 
     case = load_compiled(args.case)
-    proxy = load_proxy(args.model, case=case)
+    proxy = load_proxy(args.model, case=case, layout=layout_from_args(args))
     spec = load_spec(args.spec, case) if args.spec else None
     region = parse_region(args.region, case) if args.region else (spec.region if spec else None)
     if args.constraints is not None and not args.constraints.strip():

@@ -13,6 +13,7 @@ from gridverify.errors import DatasetError, GridverifyError, ProxyError
 def register(sub: Any) -> None:
     """Install the ``train`` and ``model`` commands."""
     from gridverify.cli._args import (
+        add_layout_arguments,
         add_progress_flag,
         count,
         fraction,
@@ -98,6 +99,7 @@ def register(sub: Any) -> None:
                       "else box:0.9,1.1)")
     info.add_argument("--json", action="store_true", help="print the card (model "
                       "directory) or the proxy's summary (file) as JSON")
+    add_layout_arguments(info)
     info.set_defaults(func=_run_info)
     m.set_defaults(func=lambda args: (m.print_help(), 2)[1])
 
@@ -224,6 +226,11 @@ def _run_info(args: argparse.Namespace) -> int:
             return _file_info(path, args)
         raise ProxyError(f"{path}: not a model directory or a proxy file "
                          f"({', '.join(PROXY_FILE_SUFFIXES)})")
+    from gridverify.cli._args import layout_from_args
+
+    if layout_from_args(args) is not None:
+        raise ProxyError(f"{path}: a gridverify model directory follows the convention; "
+                         "--inputs/--outputs/--*-units are for proxy files trained elsewhere")
     md = read_model_dir(path, verify=True)
     if args.case is not None:  # the directory must be a proxy for that case
         from gridverify.proxy import load_proxy
@@ -267,6 +274,7 @@ def proxy_summary(proxy: Any, case: Any, region: Any) -> dict[str, Any]:
         "input_size": proxy.input_size, "output_size": proxy.output_size,
         "outputs": {"pg": proxy.n_gen, "qg": proxy.n_gen, "vm": proxy.n_bus,
                     "va": proxy.n_bus},
+        "layout": None if proxy.layout is None else proxy.layout.to_dict(),
         "graph_nodes": sum(ops.values()), "ops": dict(sorted(ops.items())),
         "nonlinear_entries": dict(sorted(entries.items())),
         "region": region.describe(),
@@ -276,13 +284,14 @@ def proxy_summary(proxy: Any, case: Any, region: Any) -> dict[str, Any]:
 
 
 def _file_info(path: Path, args: argparse.Namespace) -> int:
+    from gridverify.cli._args import layout_from_args
     from gridverify.grid import load_compiled
     from gridverify.proxy import load_proxy
     from gridverify.spec.region import parse_region
 
     case = load_compiled(args.case, emit_warnings=False) if args.case is not None else None
     try:
-        proxy = load_proxy(path, case=case)
+        proxy = load_proxy(path, case=case, layout=layout_from_args(args))
     except ProxyError as exc:
         if args.case is None and "case=" in str(exc):
             raise ProxyError(f"{path}: the file does not name its case; pass --case") from None
@@ -303,6 +312,8 @@ def _file_info(path: Path, args: argparse.Namespace) -> int:
           f"L={info['n_load']} loads, G={info['n_gen']} generators, N={info['n_bus']} buses")
     print(f"maps (B, {info['input_size']}) loads (pd, qd) -> (B, {info['output_size']}) "
           f"= {outs}")
+    if proxy.layout is not None:
+        print(f"adapted from its own layout: {proxy.layout.describe()}")
     print(f"graph: {info['graph_nodes']} nodes: "
           + ", ".join(f"{k} {v}" for k, v in info["ops"].items()))
     nl = info["nonlinear_entries"]

@@ -24,6 +24,7 @@ from torch import nn
 from gridverify._html import HtmlView
 from gridverify.errors import ProxyError
 from gridverify.proxy.artifacts import is_model_dir, read_model_dir
+from gridverify.proxy.layout import ProxyLayout, adapt
 from gridverify.proxy.model import ProxyArch, ProxyMLP, _IOSizes, module_from_arrays
 from gridverify.proxy.onnx_torch import OnnxModule, onnx_metadata, probe_sizes, read_onnx
 
@@ -57,6 +58,9 @@ class Proxy(_IOSizes, HtmlView):
     clamp_head: bool | None = None
     source: str = ""
     card: dict[str, Any] | None = field(default=None, repr=False)
+    #: the layout of the proxy's own inputs and outputs (``None``: the convention's),
+    #: which ``module`` adapts to the convention (:mod:`gridverify.proxy.layout`)
+    layout: ProxyLayout | None = None
 
     @property
     def qd_slice(self) -> slice:
@@ -102,6 +106,7 @@ def load_proxy(
     onnx_keep_outputs: bool | int = False,
     arch: ProxyArch | dict[str, Any] | None = None,
     verify: bool = True,
+    layout: ProxyLayout | None = None,
 ) -> Proxy:
     """Load a proxy following the convention.
 
@@ -119,16 +124,23 @@ def load_proxy(
     output entries of an ONNX proxy with extra outputs (``True``, or the count
     ``2G + 2N`` itself).  ``arch``: the architecture
     of a checkpoint when not stored with it.  ``verify``: check model-directory
-    hashes.
+    hashes.  ``layout``: the order and units of a foreign proxy's inputs and
+    outputs when they are not the convention's (loads in MW, angles in degrees,
+    blocks in another order: :class:`~gridverify.proxy.layout.ProxyLayout`); the
+    loaded module is adapted to the convention by exact linear maps.
     """
     compiled = _resolve_case(case)
+    if layout is not None and layout.is_convention:
+        layout = None
+    if layout is not None and compiled is None:
+        raise ProxyError("a proxy layout needs case=... (its base MVA converts MW)")
     if isinstance(path_or_module, nn.Module):
         if compiled is None:
             raise ProxyError("loading an nn.Module needs case=... (the compiled case)")
         module = copy.deepcopy(path_or_module).to(torch.float64).eval()
         a = getattr(path_or_module, "arch", None)
         return _finish(module, compiled, None, None, a if isinstance(a, ProxyArch) else None,
-                       source="<module>", card=None)
+                       source="<module>", card=None, layout=layout)
     path = Path(path_or_module)
     if not path.exists():
         from gridverify.resources import bundled_model
@@ -140,17 +152,20 @@ def load_proxy(
     if path.is_dir():
         if not is_model_dir(path):
             raise ProxyError(f"{path}: not a model directory (no card.json)")
+        if layout is not None:
+            raise ProxyError(f"{path}: a gridverify model directory follows the convention; "
+                             "a layout is for proxies trained elsewhere")
         md = read_model_dir(path, verify=verify)
         card = md.card
         region = _region_from_card(card, md.arch, str(path))
         return _finish(md.module, compiled, card["case_name"], card["case_hash"], md.arch,
                        source=str(path), card=card, region=region)
     if path.suffix.lower() == ".onnx":
-        return _load_onnx(path, compiled, onnx_keep_outputs)
+        return _load_onnx(path, compiled, onnx_keep_outputs, layout)
     if path.suffix.lower() in _CHECKPOINT_SUFFIXES:
-        return _load_checkpoint(path, compiled, arch)
+        return _load_checkpoint(path, compiled, arch, layout)
     if path.suffix.lower() == ".pt2":
-        return _load_exported(path, compiled)
+        return _load_exported(path, compiled, layout)
     raise ProxyError(
         f"{path}: unknown proxy format (expected a model directory, .onnx, a torch.export "
         f"program .pt2, or a torch checkpoint {'/'.join(_CHECKPOINT_SUFFIXES)})"
@@ -179,7 +194,13 @@ def _finish(
     source: str,
     card: dict[str, Any] | None,
     region: InputRegion | None = None,
+    layout: ProxyLayout | None = None,
 ) -> Proxy:
+    if layout is not None:
+        if compiled is None or card is not None or case_hash is not None:
+            raise ProxyError(f"{source}: a gridverify proxy follows the convention; a layout "
+                             "is for proxies trained elsewhere")
+        module = adapt(module, layout, compiled)
     if compiled is not None:
         if case_hash is not None and case_hash != compiled.content_hash:
             raise ProxyError(
@@ -211,6 +232,7 @@ def _finish(
         clamp_head=arch.clamp_head if arch else None,
         source=source,
         card=card,
+        layout=layout,
     )
 
 
@@ -252,7 +274,8 @@ def _region_from_card(card: dict[str, Any], arch: ProxyArch, source: str) -> Inp
     return InputRegion(lo, hi)
 
 
-def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int) -> Proxy:
+def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int,
+               layout: ProxyLayout | None = None) -> Proxy:
     m = read_onnx(path)
     meta = onnx_metadata(m)
     arch = None
@@ -282,7 +305,7 @@ def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int) -> Proxy:
     known = [d for d in d_outs if d is not None]
     heads = len(d_outs) > 1 and len(known) == len(d_outs) and sum(known) == n_out
     if heads and not keep_outputs:
-        _check_head_order(path, [o.name for o in m.graph.output])
+        _check_head_order(path, [o.name for o in m.graph.output], layout=layout)
     elif not keep_outputs and (len(d_outs) != 1 or (d_outs[0] is not None
                                                     and d_outs[0] != n_out)):
         widths = ", ".join(str(d) for d in d_outs)
@@ -292,10 +315,11 @@ def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int) -> Proxy:
         )
     # (keeping more output entries than the graph has is the importer's ProxyError)
     module = OnnxModule(m, keep=n_out if keep_outputs else None, source=str(path)).eval()
-    return _finish(module, compiled, name, chash, arch, source=str(path), card=None)
+    return _finish(module, compiled, name, chash, arch, source=str(path), card=None,
+                   layout=layout)
 
 
-def _load_exported(path: Path, compiled: Any) -> Proxy:
+def _load_exported(path: Path, compiled: Any, layout: ProxyLayout | None = None) -> Proxy:
     """A program of :func:`torch.export.save` (see :class:`ExportedModule`)."""
     from gridverify.proxy.graph_proxy import ExportedModule
 
@@ -303,35 +327,39 @@ def _load_exported(path: Path, compiled: Any) -> Proxy:
         raise ProxyError(f"{path}: a torch.export program (.pt2) needs case=...")
     module = ExportedModule(path).eval()
     if module.output_names is not None:  # a dict of outputs: read in its order
-        _check_head_order(path, module.output_names, "the program's outputs")
-    return _finish(module, compiled, None, None, None, source=str(path), card=None)
+        _check_head_order(path, module.output_names, "the program's outputs", layout)
+    return _finish(module, compiled, None, None, None, source=str(path), card=None,
+                   layout=layout)
 
 
-def _load_torchscript(path: Path, compiled: Any) -> Proxy:
+def _load_torchscript(path: Path, compiled: Any, layout: ProxyLayout | None = None) -> Proxy:
     """A TorchScript archive of :func:`torch.jit.save` (see :class:`TorchScriptModule`)."""
     from gridverify.proxy.graph_proxy import TorchScriptModule
 
     if compiled is None:
         raise ProxyError(f"{path}: a TorchScript archive needs case=...")
     module = TorchScriptModule(path, 2 * compiled.n_load).eval()
-    return _finish(module, compiled, None, None, None, source=str(path), card=None)
+    return _finish(module, compiled, None, None, None, source=str(path), card=None,
+                   layout=layout)
 
 
-_HEADS = ("pg", "qg", "vm", "va")
-
-
-def _check_head_order(path: Path | str, names: list[str], what: str = "ONNX outputs") -> None:
+def _check_head_order(path: Path | str, names: list[str], what: str = "ONNX outputs",
+                      layout: ProxyLayout | None = None) -> None:
     """Several outputs whose widths add up to ``2G + 2N`` are read one after the
-    other, as the convention's ``pg, qg, vm, va``; outputs named after those
-    quantities in another order are refused (they would be read as the wrong ones)."""
-    found = [next((h for h in _HEADS if h in n.lower()), None) for n in names]
+    other, as the layout's blocks (the convention's ``pg, qg, vm, va``); outputs
+    named after those quantities in another order are refused (they would be read
+    as the wrong ones)."""
+    order = (layout or ProxyLayout()).outputs
+    found = [next((h for h in order if h in n.lower()), None) for n in names]
     if len(names) == 4 and None not in found and len(set(found)) == 4 \
-            and tuple(found) != _HEADS:
-        raise ProxyError(f"{path}: {what} {list(names)} are read in order as pg, qg, vm, "
-                         "va; export them in that order")
+            and tuple(found) != order:
+        raise ProxyError(f"{path}: {what} {list(names)} are read in order as "
+                         f"{', '.join(order)}; export them in that order (or give the "
+                         "layout's output order)")
 
 
-def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any) -> Proxy:
+def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any,
+                     layout: ProxyLayout | None = None) -> Proxy:
     try:
         with warnings.catch_warnings():  # a TorchScript archive is read below
             warnings.filterwarnings("ignore", message=".*TorchScript archive")
@@ -350,7 +378,7 @@ def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any) -> Proxy:
         if isinstance(exc, FileNotFoundError):
             raise
         if "TorchScript" in str(exc):
-            return _load_torchscript(path, compiled)
+            return _load_torchscript(path, compiled, layout)
         why = " ".join(str(exc).split())
         raise ProxyError(f"{path}: not a readable torch checkpoint: {why}") from None
     if not isinstance(obj, dict):
@@ -391,7 +419,8 @@ def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any) -> Proxy:
     module = module_from_arrays(arch, state, source=str(path))
     if chash is not None and not isinstance(chash, str):
         chash = None
-    return _finish(module, compiled, name, chash, arch, source=str(path), card=None)
+    return _finish(module, compiled, name, chash, arch, source=str(path), card=None,
+                   layout=layout)
 
 
 def save_checkpoint(

@@ -1,0 +1,193 @@
+"""Proxies trained with another layout (block order, MW, degrees), adapted to the convention."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gridverify.errors import ProxyError
+from gridverify.grid import load_compiled
+from gridverify.proxy import load_proxy
+from gridverify.proxy.layout import OUTPUT_BLOCKS, ProxyLayout
+
+_CASE = load_compiled("pglib_opf_case14_ieee")
+
+
+class Foreign(nn.Module):
+    """The shipped case14 proxy, as a user would have trained it with ``layout``."""
+
+    def __init__(self, inner: nn.Module, layout: ProxyLayout) -> None:
+        super().__init__()
+        self.inner, self.layout = inner, layout
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        L, G, N, mva = _CASE.n_load, _CASE.n_gen, _CASE.n_bus, _CASE.base_mva
+        k = mva if self.layout.load_units == "mw" else 1.0
+        parts = dict(zip(self.layout.inputs, (u[:, :L] / k, u[:, L:] / k)))
+        y = self.inner(torch.cat([parts["pd"], parts["qd"]], 1))
+        blocks = dict(zip(OUTPUT_BLOCKS, torch.split(y, [G, G, N, N], 1)))
+        if self.layout.gen_units == "mw":
+            blocks["pg"], blocks["qg"] = blocks["pg"] * mva, blocks["qg"] * mva
+        if self.layout.angle_units == "deg":
+            blocks["va"] = blocks["va"] * (180.0 / math.pi)
+        return torch.cat([blocks[b] for b in self.layout.outputs], 1)
+
+
+_LAYOUTS = [ProxyLayout(("qd", "pd"), ("va", "vm", "pg", "qg"), "mw", "mw", "deg"),
+            ProxyLayout(outputs=("vm", "va", "pg", "qg")),
+            ProxyLayout(load_units="mw", angle_units="deg")]
+
+
+@pytest.fixture(scope="module")
+def convention():
+    return load_proxy("models/case14_relu", case=_CASE)
+
+
+def _loads(n: int = 64) -> torch.Tensor:
+    x0 = torch.from_numpy(np.concatenate([_CASE.pd, _CASE.qd]))
+    g = torch.Generator().manual_seed(0)
+    return x0 * (0.9 + 0.2 * torch.rand(n, x0.numel(), generator=g, dtype=torch.float64))
+
+
+def _onnx(module: nn.Module, names: list[str] | None = None) -> bytes:
+    buf = io.BytesIO()
+    torch.onnx.export(module, (torch.zeros(1, 2 * _CASE.n_load, dtype=torch.float64),), buf,
+                      dynamo=False, opset_version=17, input_names=["u"],
+                      output_names=names or ["v"],
+                      dynamic_axes={n: {0: "b"} for n in ["u", *(names or ["v"])]})
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("layout", _LAYOUTS, ids=lambda lay: lay.describe())
+def test_adapted_proxy_is_the_convention_proxy(convention, layout, tmp_path):
+    foreign = Foreign(convention.module, layout).eval()
+    path = tmp_path / "foreign.onnx"
+    path.write_bytes(_onnx(foreign))
+    x = _loads()
+    with torch.no_grad():
+        want = convention.module(x)
+        for src in (foreign, path):
+            p = load_proxy(src, case=_CASE, layout=layout)
+            assert p.layout == layout
+            torch.testing.assert_close(p.module(x), want, rtol=0, atol=1e-12)
+    # the ONNX file's own runtime, through the same maps
+    ref = load_proxy(path, case=_CASE, layout=layout).module.reference(x.numpy())
+    np.testing.assert_allclose(ref, want.numpy(), rtol=0, atol=1e-9)
+
+
+def test_exported_program_and_the_graph_the_bounds_see(convention, tmp_path):
+    from gridverify.certify.certify import proxy_graph
+
+    layout = _LAYOUTS[0]
+    foreign = Foreign(convention.module, layout).eval()
+    ep = torch.export.export(foreign, (_loads(3),),
+                             dynamic_shapes=({0: torch.export.Dim("b")},))
+    path = tmp_path / "foreign.pt2"
+    torch.export.save(ep, path)
+    x = _loads()
+    with torch.no_grad():
+        want = convention.module(x)
+    for src in (path, tmp_path / "foreign.onnx"):
+        if src.suffix == ".onnx":
+            src.write_bytes(_onnx(foreign))
+        p = load_proxy(src, case=_CASE, layout=layout)
+        g = proxy_graph(p)  # the file's graph inlined between the layout's linear maps
+        torch.testing.assert_close(g.evaluate_flat(x, dtype=torch.float64), want, rtol=0,
+                                   atol=1e-12)
+
+
+def test_certificate_of_the_adapted_proxy_is_the_same(convention, tmp_path):
+    from gridverify.certify import CertifyOptions, certify
+
+    layout = _LAYOUTS[0]
+    path = tmp_path / "foreign.onnx"
+    path.write_bytes(_onnx(Foreign(convention.module, layout).eval()))
+    opts = CertifyOptions(samples=32, radius=False, attack="none")
+    a = certify(_CASE, convention, method="crown", options=opts)
+    b = certify(_CASE, load_proxy(path, case=_CASE, layout=layout), method="crown",
+                options=opts)
+    ua = np.array([c.upper_bound for c in a.constraints])
+    ub = np.array([c.upper_bound for c in b.constraints])
+    np.testing.assert_allclose(ub, ua, rtol=1e-9, atol=1e-9)
+    assert b.provenance["proxy_layout"] == layout.to_dict()
+    assert a.provenance["proxy_layout"] is None
+
+
+def test_named_heads_follow_the_layout_order(convention, tmp_path):
+    class Heads(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, u: torch.Tensor):
+            G, N = _CASE.n_gen, _CASE.n_bus
+            pg, qg, vm, va = torch.split(self.inner(u), [G, G, N, N], 1)
+            return vm, va, pg, qg
+
+    path = tmp_path / "heads.onnx"
+    path.write_bytes(_onnx(Heads(convention.module).eval(), ["vm", "va", "pg", "qg"]))
+    with pytest.raises(ProxyError, match="read in order as pg, qg, vm, va"):
+        load_proxy(path, case=_CASE)
+    p = load_proxy(path, case=_CASE, layout=ProxyLayout(outputs=("vm", "va", "pg", "qg")))
+    with torch.no_grad():
+        torch.testing.assert_close(p.module(_loads()), convention.module(_loads()),
+                                   rtol=0, atol=1e-12)
+    with pytest.raises(ProxyError, match="read in order as va, vm, pg, qg"):
+        load_proxy(path, case=_CASE, layout=ProxyLayout(outputs=("va", "vm", "pg", "qg")))
+
+
+def test_bad_layouts_and_own_proxies_are_refused():
+    for kw, match in (({"inputs": ("pd",)}, "inputs must be an order of pd,qd"),
+                      ({"outputs": ("pg", "qg", "vm", "vm")}, "outputs must be an order"),
+                      ({"load_units": "kw"}, "load_units must be one of pu, mw"),
+                      ({"angle_units": "grad"}, "angle_units must be one of rad, deg")):
+        with pytest.raises(ProxyError, match=match):
+            ProxyLayout(**kw)
+    assert ProxyLayout.parse(" QD, pd ", None, "MW").inputs == ("qd", "pd")
+    assert ProxyLayout.parse().is_convention
+    lay = _LAYOUTS[0]
+    with pytest.raises(ProxyError, match="model directory follows the convention"):
+        load_proxy("models/case14_relu", case=_CASE, layout=lay)
+    with pytest.raises(ProxyError, match="needs case="):
+        load_proxy("models/case14_relu", layout=lay)
+    # a convention layout changes nothing
+    assert load_proxy("models/case14_relu", case=_CASE, layout=ProxyLayout()).layout is None
+
+
+def test_every_block_order_round_trips(convention):
+    x = _loads(8)
+    with torch.no_grad():
+        want = convention.module(x)
+        for order in itertools.permutations(OUTPUT_BLOCKS):
+            lay = ProxyLayout(outputs=order, gen_units="mw")
+            p = load_proxy(Foreign(convention.module, lay), case=_CASE, layout=lay)
+            torch.testing.assert_close(p.module(x), want, rtol=0, atol=1e-12)
+
+
+def test_cli_flags(convention, tmp_path, capsys):
+    from gridverify.cli import main
+
+    lay = _LAYOUTS[0]
+    path = tmp_path / "foreign.onnx"
+    path.write_bytes(_onnx(Foreign(convention.module, lay).eval()))
+    flags = ["--inputs", "qd,pd", "--outputs", "va,vm,pg,qg", "--load-units", "MW",
+             "--gen-units", "mw", "--angle-units", "deg"]
+    assert main(["model", "info", str(path), "--case", _CASE.name, *flags]) == 0
+    assert "adapted from its own layout: inputs qd,pd (mw)" in capsys.readouterr().out
+    out = tmp_path / "cert.json"
+    rc = main(["certify", _CASE.name, "--model", str(path), *flags, "--method", "crown",
+               "--samples", "16", "--attack", "none", "--no-radius", "--quiet", "--threads",
+               "1", "--out", str(out)])
+    assert rc in (0, 1, 3)
+    assert json.loads(out.read_text())["provenance"]["proxy_layout"] == lay.to_dict()
+    assert main(["model", "info", "case14_relu", "--angle-units", "deg"]) == 2
+    assert "follows the convention" in capsys.readouterr().err
+    assert main(["certify", _CASE.name, "--model", str(path), "--outputs", "pg,qg"]) == 2
+    assert "outputs must be an order" in capsys.readouterr().err
