@@ -327,13 +327,8 @@ def test_where_forms_gridverify_cannot_bound_are_refused(fn, match):
         from_torch(_Where(fn).double().eval(), input_size=4)
 
 
-class WhereOnnx(nn.Module):
+class WhereOnnx(WhereActivations):
     """The ``where`` activations ONNX spells as ``Where(Greater|Less|...(x, t), a, b)``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin = nn.Linear(5, 8)
-        self.out = nn.Linear(8, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.lin(x)
