@@ -104,6 +104,7 @@ class _TorchImporter:
         traced = self._trace()
         self._traced = traced
         self._by_name = {n.name: n for n in traced.graph.nodes}
+        self._order = {n: k for k, n in enumerate(traced.graph.nodes)}
         placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
         if not placeholders:
             raise GraphError("from_torch: the module's forward takes no tensor input")
@@ -218,7 +219,7 @@ class _TorchImporter:
             inplace = True
         if not inplace or not node.args or not isinstance(node.args[0], torch.fx.Node):
             return
-        order = {n: k for k, n in enumerate(traced.graph.nodes)}
+        order = self._order
         if any(order[u] > order[node] for u in node.args[0].users if u is not node):
             raise _Unsupported("in-place op whose input is used again later")
 
@@ -269,7 +270,7 @@ class _TorchImporter:
         """``target`` (an fx argument) lowered again with ``z`` replaced by ``value``."""
         if not isinstance(target, torch.fx.Node) or z is None:
             return self._arg(target)
-        order = {n: k for k, n in enumerate(self._traced.graph.nodes)}
+        order = self._order
         below, stack = {target}, [target]
         while stack:  # the target's ancestors, back to z
             for u in stack.pop().all_input_nodes:
