@@ -152,14 +152,11 @@ def load_proxy(
     if path.is_dir():
         if not is_model_dir(path):
             raise ProxyError(f"{path}: not a model directory (no card.json)")
-        if layout is not None:
-            raise ProxyError(f"{path}: a gridverify model directory follows the convention; "
-                             "a layout is for proxies trained elsewhere")
         md = read_model_dir(path, verify=verify)
         card = md.card
         region = _region_from_card(card, md.arch, str(path))
         return _finish(md.module, compiled, card["case_name"], card["case_hash"], md.arch,
-                       source=str(path), card=card, region=region)
+                       source=str(path), card=card, region=region, layout=layout)
     if path.suffix.lower() == ".onnx":
         return _load_onnx(path, compiled, onnx_keep_outputs, layout)
     if path.suffix.lower() in _CHECKPOINT_SUFFIXES:
@@ -196,10 +193,10 @@ def _finish(
     region: InputRegion | None = None,
     layout: ProxyLayout | None = None,
 ) -> Proxy:
-    if layout is not None:
-        if compiled is None or card is not None or case_hash is not None:
-            raise ProxyError(f"{source}: a gridverify proxy follows the convention; a layout "
-                             "is for proxies trained elsewhere")
+    if layout is not None:  # (load_proxy made sure the case is given)
+        if card is not None or case_hash is not None:
+            raise ProxyError(f"{source}: a proxy written by gridverify follows the "
+                             "convention; a layout is for proxies trained elsewhere")
         module = adapt(module, layout, compiled)
     if compiled is not None:
         if case_hash is not None and case_hash != compiled.content_hash:

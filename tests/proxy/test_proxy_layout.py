@@ -153,7 +153,7 @@ def test_bad_layouts_and_own_proxies_are_refused():
     assert ProxyLayout.parse(" QD, pd ", None, "MW").inputs == ("qd", "pd")
     assert ProxyLayout.parse().is_convention
     lay = _LAYOUTS[0]
-    with pytest.raises(ProxyError, match="model directory follows the convention"):
+    with pytest.raises(ProxyError, match="written by gridverify follows the convention"):
         load_proxy("models/case14_relu", case=_CASE, layout=lay)
     with pytest.raises(ProxyError, match="needs case="):
         load_proxy("models/case14_relu", layout=lay)
