@@ -79,6 +79,26 @@ class ProxyLayout:
         return cls(blocks(inputs, INPUT_BLOCKS), blocks(outputs, OUTPUT_BLOCKS),
                    unit(load_units, "pu"), unit(gen_units, "pu"), unit(angle_units, "rad"))
 
+    @classmethod
+    def from_dict(cls, d: Any) -> ProxyLayout:
+        """Inverse of :meth:`to_dict` (block orders as lists or ``"qd,pd"`` text; a study
+        file's ``layout`` table); :class:`ProxyError` on unknown keys."""
+        if not isinstance(d, dict):
+            raise ProxyError(f"layout: expected a table, got {type(d).__name__}")
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ProxyError(f"layout: unknown key(s) {', '.join(unknown)} (known: "
+                             f"{', '.join(cls.__dataclass_fields__)})")
+
+        def text(v: Any) -> str | None:
+            if v is None or isinstance(v, str):
+                return v
+            if isinstance(v, (list, tuple)) and all(isinstance(b, str) for b in v):
+                return ",".join(v)
+            raise ProxyError(f"layout: expected text or a list of block names, got {v!r}")
+
+        return cls.parse(*(text(d.get(k)) for k in cls.__dataclass_fields__))
+
     @property
     def is_convention(self) -> bool:
         """Whether this is gridverify's own layout (nothing to adapt)."""

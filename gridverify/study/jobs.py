@@ -51,12 +51,17 @@ class Job:
     thresholds: dict[str, Any]
     case_hash: str = ""  # content hash of the compiled case when the study was checked
     model_digest: str = ""  # sha256 of the model's files when the study was checked
+    layout: dict[str, Any] | None = None  # the model's layout (None: the convention)
 
     __hash__ = None  # type: ignore[assignment]  # dict fields: compare, do not hash
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
+        """JSON-ready dict (without ``layout`` when it is the convention's, so that
+        the jobs of studies stored before layouts existed keep their digest)."""
+        d = asdict(self)
+        if d["layout"] is None:
+            del d["layout"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Job:
@@ -99,7 +104,7 @@ def expand_jobs(spec: StudySpec) -> list[Job]:
                             region_name=r, region=spec.region_box(e.key, r), constraint_set=s,
                             selection=spec.constraint_set(s), method=m,
                             options=_options_for(spec, m), thresholds=dict(spec.thresholds),
-                            case_hash=e.case_hash, model_digest=digest,
+                            case_hash=e.case_hash, model_digest=digest, layout=e.layout,
                         ))
     return jobs
 
@@ -190,6 +195,7 @@ def _certify(job: Job, memory_cap_mb: float | None, checkpoint: Path | None = No
     from gridverify.certify import certify
     from gridverify.errors import StudyError
     from gridverify.grid import load_compiled
+    from gridverify.proxy.layout import ProxyLayout
     from gridverify.proxy.load import load_proxy
     from gridverify.spec.constraints import ConstraintSelection
     from gridverify.spec.region import Region
@@ -206,7 +212,8 @@ def _certify(job: Job, memory_cap_mb: float | None, checkpoint: Path | None = No
         case = load_compiled(job.case, emit_warnings=False)
         if job.case_hash and case.content_hash != job.case_hash:
             raise StudyError(f"case {job.case}: its content changed after the study was checked")
-        proxy = load_proxy(job.model, case=case)
+        layout = None if job.layout is None else ProxyLayout.from_dict(job.layout)
+        proxy = load_proxy(job.model, case=case, layout=layout)
         reg = job.region
         region = Region.from_dict(reg)
         sel = ConstraintSelection(

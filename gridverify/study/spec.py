@@ -20,6 +20,9 @@ A study file::
     models = ["../models/case14_relu"]   # model dirs / .onnx / .pt2 / checkpoints / TorchScript
     regions = ["near"]                   # optional: a subset of [regions]
     constraints = ["all"]                # optional: a subset of [constraints]
+    # optional: proxy files trained with another layout (docs/proxy.md), e.g.
+    # layout = { inputs = "qd,pd", outputs = "va,vm,pg,qg", load_units = "mw",
+    #            gen_units = "mw", angle_units = "deg" }
 
     [regions.near]                       # named regions (spec-file region tables)
     box = [0.95, 1.05]
@@ -61,7 +64,7 @@ _METHODS = ("ibp", "crown", "alpha-crown", "bab")
 _TOP = ("study", "cases", "regions", "constraints", "thresholds")
 _STUDY_KEYS = ("name", "description", "methods", "timeout", "samples", "seed", "attack",
                "refine", "threads", "bab_timeout", "radius", "radius_steps")
-_CASE_KEYS = ("case", "models", "regions", "constraints")
+_CASE_KEYS = ("case", "models", "regions", "constraints", "layout")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -121,6 +124,7 @@ class CaseEntry:
     constraint_sets: tuple[str, ...]
     case_hash: str = ""  # the compiled case's content hash (after checking)
     model_digests: tuple[str, ...] = ()  # sha256 of each model's files (after checking)
+    layout: dict[str, Any] | None = None  # the models' layout (ProxyLayout.to_dict)
 
 
 @dataclass(frozen=True)
@@ -402,7 +406,16 @@ def _parse_case(ctx: _Ctx, key: str, tab: Mapping[str, Any], base: Path,
     for c in css:
         if c not in sets:
             raise ctx.error(path + ("constraints",), f"no constraint set {c!r} in [constraints]")
-    return CaseEntry(key, case, "", tuple(models), tuple(regs), tuple(css))
+    layout = None
+    if "layout" in tab:
+        from gridverify.proxy.layout import ProxyLayout
+
+        try:
+            lay = ProxyLayout.from_dict(tab["layout"])
+        except GridverifyError as exc:
+            raise ctx.error(path + ("layout",), _msg(exc)) from None
+        layout = None if lay.is_convention else lay.to_dict()
+    return CaseEntry(key, case, "", tuple(models), tuple(regs), tuple(css), layout=layout)
 
 
 def _check_thresholds(ctx: _Ctx, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -458,6 +471,7 @@ def _check_against_cases(
     import warnings
 
     from gridverify.grid import load_compiled
+    from gridverify.proxy.layout import ProxyLayout
     from gridverify.proxy.load import load_proxy
     from gridverify.spec.constraints import ConstraintSelection, select_constraints
     from gridverify.spec.region import region_from_mapping
@@ -474,7 +488,8 @@ def _check_against_cases(
             raise ctx.error(path + ("case",), f"cannot load case {e.case!r}: {_msg(exc)}") from None
         for label, mpath in e.models:
             try:
-                load_proxy(mpath, case=case)
+                load_proxy(mpath, case=case, layout=ProxyLayout.from_dict(e.layout)
+                           if e.layout is not None else None)
             except (GridverifyError, OSError) as exc:
                 raise ctx.error(path + ("models",),
                                 f"model {label!r} ({mpath}): {_msg(exc)}") from None
@@ -500,7 +515,7 @@ def _check_against_cases(
                                 f"for case {e.key} ({case.name}): {_msg(exc)}") from None
         out_entries.append(CaseEntry(e.key, e.case, case.name, e.models, e.regions,
                                      e.constraint_sets, case.content_hash,
-                                     tuple(path_digest(m) for _, m in e.models)))
+                                     tuple(path_digest(m) for _, m in e.models), e.layout))
     return out_entries, boxes
 
 

@@ -184,3 +184,56 @@ def test_factor_region_reaches_the_job_and_is_certified_over_its_factors() -> No
     for c in cert.constraints:  # every worst load: one factor of nominal for all loads
         s = c.worst_load[nom != 0] / nom[nom != 0]
         assert np.allclose(s, s[0], rtol=0, atol=1e-9) and 0.95 - 1e-9 <= s[0] <= 1.05 + 1e-9
+
+
+def test_layout_reaches_the_jobs_and_a_foreign_proxy_runs(tmp_path: Path) -> None:
+    """A ``layout`` table adapts a proxy file trained elsewhere; jobs without one keep
+    the digests of studies stored before layouts existed."""
+    import io
+    import math
+
+    import torch
+
+    from gridverify.certify import Certificate
+    from gridverify.grid import load_compiled
+    from gridverify.proxy import load_proxy
+    from gridverify.study.jobs import run_job
+
+    case = load_compiled("pglib_opf_case14_ieee")
+    inner = load_proxy(MODEL, case=case).module
+    G, N = case.n_gen, case.n_bus
+
+    class Degrees(torch.nn.Module):  # the shipped proxy, its angles in degrees, va first
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.inner(x)
+            return torch.cat([y[:, 2 * G + N:] * (180 / math.pi), y[:, :2 * G + N]], 1)
+
+    buf = io.BytesIO()
+    torch.onnx.export(Degrees().eval(), (torch.zeros(1, 2 * case.n_load, dtype=torch.float64),),
+                      buf, dynamo=False, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
+    (tmp_path / "deg.onnx").write_bytes(buf.getvalue())
+    base = SMALL_STUDY.replace(f'models = ["{MODEL}"]', f'models = ["{tmp_path / "deg.onnx"}"]')
+    assert all(j.layout is None for j in expand_jobs(load_study_text(tmp_path, base)))
+    text = base.replace("[regions.near]", 'layout = { outputs = "va,pg,qg,vm", '
+                        'angle_units = "deg" }\n\n[regions.near]', 1)
+    jobs = expand_jobs(load_study_text(tmp_path, text))
+    assert all(j.layout["angle_units"] == "deg" for j in jobs)
+    assert all("layout" not in j.to_dict() for j in expand_jobs(parse_study(SMALL_STUDY, "s")))
+    rec = run_job(next(j for j in jobs if j.method == "crown" and j.region_name == "near"))
+    assert rec["state"] == "done", rec.get("error")
+    cert = Certificate.from_dict(rec["certificate"])
+    assert cert.provenance["proxy_layout"]["outputs"] == ["va", "pg", "qg", "vm"]
+    bad = base.replace("[regions.near]", 'layout = { angle_units = "grad" }\n\n[regions.near]', 1)
+    with pytest.raises(StudyError, match="layout.*angle_units must be one of rad, deg"):
+        parse_study(bad, "bad.toml")
+
+
+def load_study_text(folder: Path, text: str):
+    p = folder / "study.toml"
+    p.write_text(text, encoding="utf-8")
+    return load_study(p)
