@@ -209,6 +209,17 @@ def study_plot(results: Any, kind: str = "grid", **kwargs: Any) -> Any:
 register_plot("study", study_plot)
 
 
+def comparison_plot(diff: Any, ax: Any = None) -> Any:
+    """The figure of a comparison of two certificates
+    (:func:`~gridverify.report.figures.comparison_figure`)."""
+    from gridverify.report import figures
+
+    return figures.comparison_figure(diff, ax=ax)
+
+
+register_plot("certificate-diff", comparison_plot)
+
+
 def plot(obj: Any, case: Any = None, ax: Any = None, **kwargs: Any) -> Any:
     """One-call figure; returns the matplotlib Figure.
 

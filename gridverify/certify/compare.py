@@ -125,6 +125,13 @@ class CertificateDiff(HtmlView):
         fo, fn = self.old.families(), self.new.families()
         return {f: {"old": fo.get(f), "new": fn.get(f)} for f in dict.fromkeys([*fo, *fn])}
 
+    def plot(self, ax: Any = None) -> Any:
+        """The old margin (bound - threshold) of each constraint against the new one
+        (matplotlib Figure; :func:`~gridverify.report.figures.comparison_figure`)."""
+        from gridverify._html import plotter
+
+        return plotter("certificate-diff")(self, ax=ax)
+
     def to_dict(self, every: bool = False) -> dict[str, Any]:
         """JSON-ready dict; ``changes`` lists the constraints that changed status or are
         in one certificate only (``every``: all of them)."""

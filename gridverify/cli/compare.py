@@ -42,6 +42,9 @@ def register(subparsers: Any) -> None:
                    help="constraints listed per kind of change (default 20)")
     p.add_argument("--all", action="store_true",
                    help="list every changed constraint (with --json: every constraint)")
+    p.add_argument("--plot", metavar="FILE.png", default=None,
+                   help="also write a figure: each constraint's old margin (bound - "
+                        "threshold) against its new one")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="print nothing (exit status only)")
     p.set_defaults(func=_run)
@@ -71,8 +74,13 @@ def _read(path: str) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     from gridverify.certify.compare import compare_certificates
+    from gridverify.fileio import check_output_path
 
+    if args.plot:
+        check_output_path(args.plot, "--plot")
     diff = compare_certificates(_read(args.old), _read(args.new))
+    if args.plot:
+        _write_plot(diff, args.plot)
     if args.json:
         print(json.dumps(diff.to_dict(every=args.all), allow_nan=False))
     elif not args.quiet:
@@ -143,3 +151,17 @@ def _print(diff: Any, limit: int | None) -> None:
                 soft_wrap=True)
         if limit is not None and len(changed) > limit:
             console.print(f"  ... {len(changed) - limit} more (--all lists them)")
+
+
+def _write_plot(diff: Any, path: str) -> None:
+    import io
+
+    import gridverify.display  # noqa: F401 - registers the figure
+    from gridverify.fileio import atomic_write_bytes
+    from gridverify.report.figures import _plt
+
+    fig = diff.plot()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    _plt().close(fig)
+    atomic_write_bytes(path, buf.getvalue(), fsync=False)

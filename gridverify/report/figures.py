@@ -446,6 +446,54 @@ def study_radius_figure(results: Any, case: str | None = None, ax: Any = None) -
     return ax.figure
 
 
+_KIND_COLOR = {"regression": "#d62728", "improvement": "#2ca02c", "unchanged": "#7f7f7f"}
+
+
+def comparison_figure(diff: Any, ax: Any = None) -> Any:
+    """Two certificates side by side (:class:`~gridverify.certify.compare.CertificateDiff`):
+    per constraint in both, the margin ``upper bound - threshold`` of the old certificate
+    (x) against the new one's (y), on symmetric-log axes in each family's unit.  Below
+    the diagonal the new bound is tighter; left of x = 0 (below y = 0) the old (new)
+    certificate certifies the constraint.  Colors: regressed, improved, same status."""
+    if ax is None:
+        _, ax = _plt().subplots(figsize=(6.2, 5.4))
+    pts: dict[str, list[tuple[float, float]]] = {k: [] for k in _KIND_COLOR}
+    for ch in diff.changes:
+        if ch.old is None or ch.new is None or ch.kind not in pts:
+            continue
+        x, y = ch.old.upper_bound - ch.old.threshold, ch.new.upper_bound - ch.new.threshold
+        if np.isfinite(x) and np.isfinite(y):
+            pts[ch.kind].append((x, y))
+    every = [abs(v) for kind in pts.values() for p in kind for v in p]
+    top = int(np.ceil(np.log10(max(every + [1e-6]))))
+    small = [v for v in every if v > 0]
+    low = max(int(np.floor(np.log10(min(small)))) if small else top - 6, top - 8)
+    step = max(1, -(-(top - low) // 4))  # at most about four decades labelled a side
+    decades = [10.0 ** k for k in range(top, low - 1, -step)]
+    ticks = sorted([-d for d in decades] + [0.0] + decades)
+    for axis in ("x", "y"):
+        getattr(ax, f"set_{axis}scale")("symlog", linthresh=10.0 ** low)
+        getattr(ax, f"set_{axis}ticks")(ticks)
+    lim = (-1.5 * 10.0 ** top, 1.5 * 10.0 ** top)
+    ax.plot(lim, lim, color="black", lw=0.8, ls="--", zorder=1)
+    ax.axhline(0.0, color="black", lw=0.6)
+    ax.axvline(0.0, color="black", lw=0.6)
+    for kind in ("unchanged", "improvement", "regression"):  # regressions drawn on top
+        if pts[kind]:
+            xy = np.asarray(pts[kind])
+            ax.scatter(xy[:, 0], xy[:, 1], s=14, color=_KIND_COLOR[kind], zorder=2,
+                       label=f"{kind} ({len(xy)})", alpha=0.8)
+    ax.set_xlim(lim)
+    ax.set_ylim(lim)
+    ax.set_xlabel(f"old: bound - threshold ({Path(diff.old.model).name})")
+    ax.set_ylabel(f"new: bound - threshold ({Path(diff.new.model).name})")
+    ax.set_title(f"{diff.old.case}: certificates compared (below the diagonal: tighter)",
+                 fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
 def write_figures(results: Any, out_dir: str | Path, dpi: int = 110) -> list[FigureInfo]:
     """Write every report figure as PNG into ``out_dir``; returns them in report order."""
     from gridverify.study.storage import write_bytes_atomic

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from gridverify.certify import (
@@ -110,3 +111,17 @@ def test_notebook_view(two_certs):
 
     html = compare_certificates(*two_certs)._repr_html_()
     assert "comparison" in html and "p_balance" in html
+
+
+def test_plot(two_certs):
+    import gridverify  # noqa: F401 - registers the figure
+    from gridverify.report.figures import _plt
+
+    d = compare_certificates(*two_certs)
+    fig = d.plot()
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(lab.startswith("unchanged (") for lab in labels)
+    n = sum(len(c.get_offsets()) for c in fig.axes[0].collections)
+    assert n == sum(np.isfinite(c.old.upper_bound) and np.isfinite(c.new.upper_bound)
+                    for c in d.changes)
+    _plt().close(fig)

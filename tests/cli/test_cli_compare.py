@@ -34,6 +34,15 @@ def test_improvement_exits_0_and_regression_exits_1(certs, capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_plot_file(certs, tmp_path, capsys):
+    plain, stable = certs
+    png = tmp_path / "cmp.png"
+    assert main(["compare", str(plain), str(stable), "--quiet", "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["compare", str(plain), str(stable), "--plot", str(tmp_path)]) == 2
+    assert "--plot" in capsys.readouterr().err
+
+
 def test_json(certs, capsys):
     plain, stable = certs
     assert main(["compare", str(stable), str(plain), "--json"]) == 1
