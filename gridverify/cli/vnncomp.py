@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Install the ``vnncomp`` command group."""
     from gridverify.cli._args import (
         add_case_argument,
+        add_layout_arguments,
         add_progress_flag,
         hidden_sizes,
         positive_float,
@@ -105,6 +106,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a proxy (model directory, checkpoint or .onnx); "
         "default: an untrained seeded proxy with the clamp head",
     )
+    add_layout_arguments(mk)
     mk.add_argument("--hidden", type=hidden_sizes, default=(32, 32),
                     help="hidden sizes of the untrained proxy")
     mk.add_argument("--activation", default="relu", choices=ACTIVATIONS,
@@ -325,10 +327,12 @@ def _make(args: argparse.Namespace) -> int:
     for k in kinds:
         if k not in KINDS:
             raise SpecError(f"--kinds: unknown kind {k!r} (known: {', '.join(KINDS)})")
+    from gridverify.cli._args import layout_from_args
+
     if args.model:
         from gridverify.proxy.load import load_proxy
 
-        module = load_proxy(args.model, case).module
+        module = load_proxy(args.model, case, layout=layout_from_args(args)).module
         prefix = f"{case.name}_{Path(args.model).stem}"
     else:
         from gridverify.proxy.model import ProxyArch, ProxyMLP, case_limits

@@ -187,6 +187,10 @@ def test_cli_flags(convention, tmp_path, capsys):
                "1", "--out", str(out)])
     assert rc in (0, 1, 3)
     assert json.loads(out.read_text())["provenance"]["proxy_layout"] == lay.to_dict()
+    assert main(["vnncomp", "make-instances", _CASE.name, "--model", str(path), *flags,
+                 "--out", str(tmp_path / "vnn"), "--widths", "0.01", "--kinds",
+                 "balance_one"]) == 0
+    assert "wrote 2 properties" in capsys.readouterr().out
     assert main(["model", "info", "case14_relu", "--angle-units", "deg"]) == 2
     assert "follows the convention" in capsys.readouterr().err
     assert main(["certify", _CASE.name, "--model", str(path), "--outputs", "pg,qg"]) == 2
