@@ -44,6 +44,7 @@ def case_summary(name_or_path: str, zones: int | None = None) -> dict[str, Any]:
         "total_pmax_mw": float(cc.pmax.sum() * base),
         "total_pmin_mw": float(cc.pmin.sum() * base),
         "n_branch_unlimited": int(np.count_nonzero(~finite_rate)),
+        "has_costs": cc.has_costs,
         "content_hash": cc.content_hash,
         "warnings": list(cc.warnings),
     }

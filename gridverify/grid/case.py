@@ -170,13 +170,7 @@ def raw_from_matpower(mf: MatpowerFile, name: str | None = None) -> RawCase:
     tabs = {}
     for tname in ("bus", "gen", "branch"):
         tabs[tname] = _table(mf, tname, required=True)
-    gc = _table(mf, "gencost", required=False)
-    if gc is None:
-        raise CaseFormatError(
-            "missing table mpc.gencost (an OPF case needs generator costs)",
-            source=src,
-            field="gencost",
-        )
+    gc = _table(mf, "gencost", required=False)  # a power-flow case may have none
     dc = mf.tables.get("dcline")
     if dc is not None and dc.values.shape[0] > 0:
         status = dc.values[:, 2] if dc.values.shape[1] > 2 else np.ones(dc.values.shape[0])
@@ -205,11 +199,11 @@ def raw_from_matpower(mf: MatpowerFile, name: str | None = None) -> RawCase:
         bus=tabs["bus"][0],
         gen=tabs["gen"][0],
         branch=tabs["branch"][0],
-        gencost=gc[0],
+        gencost=gc[0] if gc is not None else None,
         bus_lines=tabs["bus"][1],
         gen_lines=tabs["gen"][1],
         branch_lines=tabs["branch"][1],
-        gencost_lines=gc[1],
+        gencost_lines=gc[1] if gc is not None else np.zeros(0, dtype=np.int64),
         bus_name=bus_name,
         table_lines=dict(mf.lines),
         notes=tuple(notes),

@@ -211,6 +211,7 @@ def compile_case(raw: RawCase, *, emit_warnings: bool = True) -> CompiledCase:
         cost_c1=_ro(c1),
         cost_c0=_ro(c0),
         cost_pwl=pwl,
+        has_costs=raw.gencost is not None,
         f_bus=_ro(f),
         t_bus=_ro(t),
         branch_row=_ro(branch_row),

@@ -123,6 +123,8 @@ class CompiledCase(HtmlView):
     cost_pwl: dict[int, np.ndarray] = field(default_factory=dict)
     graph: Any = None  # networkx.MultiGraph on bus indices (attributes: bus id, branch row)
     warnings: tuple[str, ...] = ()
+    #: whether the file gives generator costs (an OPF needs them; certification does not)
+    has_costs: bool = True
 
     @property
     def n_bus(self) -> int:

@@ -292,8 +292,10 @@ def _check_pwl_cost(v: _V, coefs: np.ndarray, i: int) -> None:
 def _check_gencost(v: _V, raw: RawCase, gen_active: np.ndarray) -> np.ndarray:
     gc = raw.gencost
     ng = raw.gen.shape[0]
-    if gc is None:
-        raise CaseFormatError("missing table gencost", source=v.src, field="gencost")
+    if gc is None:  # a power-flow case: certify needs no costs, an OPF does (has_costs)
+        v.warn("no generator costs (mpc.gencost): the case can be certified, not solved as "
+               "an OPF", kind="no generator costs")
+        return np.zeros(ng, dtype=np.int64)
     if gc.ndim != 2 or gc.shape[0] not in (ng, 2 * ng):
         raise v.fail(f"gencost has {gc.shape[0]} rows, expected {ng} (one per generator) "
                      f"or {2 * ng}", "gencost", None, "gencost")

@@ -212,6 +212,7 @@ class ACOPFModel:
     def __init__(self, case: CompiledCase, options: SolverOptions | None = None) -> None:
         from gridverify.opf.backends import NlBackend, PyomoBackend
 
+        require_costs(case)
         self.case = case
         self.options = options or SolverOptions()
         self.solver_info: SolverInfo = resolve_solver(self.options)
@@ -354,11 +355,23 @@ def max_balance_residual(
 
 
 def _as_case(case: CompiledCase | str | Path) -> CompiledCase:
-    if isinstance(case, CompiledCase):
-        return case
-    from gridverify.grid import load_compiled
+    """The compiled case of an OPF (``CaseFormatError`` when it has no generator costs)."""
+    if not isinstance(case, CompiledCase):
+        from gridverify.grid import load_compiled
 
-    return load_compiled(case)
+        case = load_compiled(case)
+    require_costs(case)
+    return case
+
+
+def require_costs(case: CompiledCase) -> None:
+    """An OPF minimizes the generation cost: refuse a (power-flow) case without any."""
+    if not case.has_costs:
+        from gridverify.errors import CaseFormatError
+
+        raise CaseFormatError("no generator costs (mpc.gencost): an OPF needs them (the case "
+                              "can still be certified)", source=case.source or case.name,
+                              field="gencost")
 
 
 def solve_opf(

@@ -342,3 +342,42 @@ def test_sizes_match_pglib_baseline():
     for name, size in PGLIB_SIZES.items():
         cc = _compile(name)
         assert (cc.n_bus, cc.n_branch) == size, name
+
+
+def test_case_without_generator_costs_is_certified_not_solved(tmp_path, capsys):
+    """A power-flow case (no mpc.gencost) compiles and certifies; an OPF refuses it in
+    one line naming the field."""
+    import sys
+
+    from gridverify.certify import CertifyOptions, certify
+    from gridverify.cli import main
+    from gridverify.errors import CaseFormatError
+    from gridverify.opf import solve_opf
+    from gridverify.spec import box_region
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data" / "broken_cases"))
+    try:
+        from make_corpus import CASES, drop_table
+    finally:
+        sys.path.pop(0)
+    lines = (CASES / "pglib_opf_case3_lmbd.m").read_text().splitlines()
+    drop_table("gencost")(lines)
+    path = tmp_path / "pf_case3.m"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match="no generator costs"):
+        case = load_compiled(path)
+    assert not case.has_costs and load_compiled("pglib_opf_case3_lmbd").has_costs
+    with pytest.raises(CaseFormatError, match="field gencost: no generator costs"):
+        solve_opf(case)
+    assert main(["opf", "solve", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([e for e in err if e.startswith("gridverify: error")]) == 1
+    assert "an OPF needs them" in err[-1]
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    n_out = 2 * case.n_gen + 2 * case.n_bus
+    net = torch.nn.Sequential(torch.nn.Linear(2 * case.n_load, 8), torch.nn.ReLU(),
+                              torch.nn.Linear(8, n_out)).double()
+    cert = certify(case, net, box_region(case, 0.9, 1.1), method="crown",
+                   options=CertifyOptions(samples=32, attack="none", radius=False))
+    assert cert.summary["total"] > 0

@@ -155,8 +155,6 @@ P3 = "pglib_opf_case3_lmbd"
 # name: (base case, description, edit, expected message substring)
 CORPUS: dict[str, tuple[str, str, Edit, str]] = {
     "missing_bus_table": (P5, "mpc.bus removed", drop_table("bus"), "missing table mpc.bus"),
-    "missing_gencost": (P3, "mpc.gencost removed", drop_table("gencost"),
-                        "missing table mpc.gencost"),
     "missing_basemva": (P5, "mpc.baseMVA removed", drop_line("mpc.baseMVA", "baseMVA"),
                         "missing or non-numeric mpc.baseMVA"),
     "negative_basemva": (P3, "baseMVA = -100", replace_line("mpc.baseMVA", "mpc.baseMVA = -100;"),
