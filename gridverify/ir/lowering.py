@@ -59,6 +59,10 @@ class Compare:
     above: bool
 
 
+#: how far (relative) the branches of a ``where`` may differ at its threshold and still
+#: be one continuous function: the rounding of constants written to agree there
+_WHERE_ROUNDING = 1e-12
+
 #: the one-line reason an importer gives for a comparison it cannot use
 COMPARE_HINT = ("a comparison of a variable with a constant is supported only as the "
                 "condition of a where whose branches agree at the threshold (or torch's "
@@ -495,10 +499,12 @@ class Lowering:
                       relower: Callable[[Var, int, Value], Value]) -> Value:
         """``where(cond, a, b)`` for a comparison of a variable: torch's thresholded
         softplus (:meth:`softplus_where`), or branches that are elementwise functions of
-        the compared variable ``x`` alone and agree at the threshold ``t``, as the same
-        function ``hi(max(x, t)) + lo(min(x, t)) - hi(t)`` (``hi`` the branch taken above
-        ``t``).  ``relower(x, k, v)``: branch ``k`` (0 = ``a``, 1 = ``b``) lowered again
-        with ``x`` replaced by ``v`` (the importer's part: it knows the graph)."""
+        the compared variable ``x`` alone and agree at the threshold ``t`` (up to a
+        relative 1e-12: constants rounded to agree there), as the same function
+        ``hi(max(x, t)) + lo(min(x, t)) - c`` (``hi`` the branch taken above ``t``, ``c``
+        the mean of the branches at ``t``: within half their rounding gap of the model).
+        ``relower(x, k, v)``: branch ``k`` (0 = ``a``, 1 = ``b``) lowered again with ``x``
+        replaced by ``v`` (the importer's part: it knows the graph)."""
         if cond.above:
             sp = self.softplus_where(cond.z, cond.t, a, b)
             if sp is not None:
@@ -516,15 +522,17 @@ class Lowering:
         except ValueError:
             raise _Unsupported("where(x > t, a, b): the branches broadcast x to another "
                                "shape") from None
-        if not np.array_equal(hi_t, lo_t):
-            raise _Unsupported("where(x > t, a, b): the branches differ at x = t (a step "
-                               "function, which gridverify does not bound)")
+        jump = float(np.max(np.abs(hi_t - lo_t), initial=0.0))
+        if jump > _WHERE_ROUNDING * (1.0 + float(np.max(np.abs(hi_t), initial=0.0))):
+            raise _Unsupported(f"where(x > t, a, b): the branches differ at x = t by {jump:.3g} "
+                               "(a step function, which gridverify does not bound)")
         subs = (self.clamp(x, t, None), self.clamp(x, None, t))
         parts = [relower(x, k, v) for k, v in zip((k_hi, 1 - k_hi), subs)]
         for p, sub in zip(parts, subs):
             if isinstance(p, Var) and not self._elementwise_of(p, sub):
                 raise _Unsupported("where(x > t, a, b): a branch is not elementwise in x")
-        out = self.add(self.sub(parts[0], hi_t), parts[1])
+        # the branches' common value at t: their mean, where rounding leaves them apart
+        out = self.add(self.sub(parts[0], 0.5 * (hi_t + lo_t)), parts[1])
         if self.shape(out) != x.shape:
             raise _Unsupported("where(x > t, a, b): the branches broadcast x to another shape")
         return out

@@ -347,3 +347,20 @@ def test_onnx_where_activations_import_and_bound_soundly():
     with torch.no_grad():
         np.testing.assert_allclose(g.evaluate(x)[0].numpy(), m(x).numpy(), rtol=0, atol=1e-11)
     _assert_bounds_hold(g)
+
+
+def test_where_branches_rounded_apart_at_the_threshold():
+    """Constants written to meet at t may miss by a rounding (0.1 * 3 != 0.3): still one
+    continuous function, imported within half that gap; a real step is refused."""
+    lin = nn.Linear(5, 4).double()
+    ok = _Where(lambda h, x: torch.where(h > 3.0, 0.1 * h, 0.3 + 0.2 * (h - 3.0)))
+    ok.lin = lin
+    x = _x(4000) * 3.0
+    with torch.no_grad():
+        want = ok(x)
+        g = from_torch(ok.double().eval(), input_size=5)
+        np.testing.assert_allclose(g.evaluate(x)[0].numpy(), want.numpy(), rtol=0, atol=1e-15)
+    step = _Where(lambda h, x: torch.where(h > 0.0, h + 1e-9, h))
+    step.lin = lin
+    with pytest.raises(UnsupportedOpError, match="differ at x = t by 1e-09"):
+        from_torch(step.double().eval(), input_size=5)
