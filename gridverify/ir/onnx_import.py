@@ -241,7 +241,10 @@ class _OnnxImporter:
             at = self._attrs(node)
             self._outputs = list(node.output)
             handler = getattr(self, "_op_" + op, None)
-            if any(isinstance(v, Compare) for v in ins):
+            if op == "Not" and len(ins) == 1 and isinstance(ins[0], Compare):
+                c = ins[0]  # not (x > t): x <= t (the boundary: continuous branches only)
+                res = Compare(c.z, c.t, not c.above)
+            elif any(isinstance(v, Compare) for v in ins):
                 res = self._where_compare(op, ins, node)
             elif op in _COMPARISONS and any(isinstance(v, Var) for v in ins):
                 res = self._compare(op, ins)

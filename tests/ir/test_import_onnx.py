@@ -445,3 +445,17 @@ def test_gelu_and_erf_match_onnxruntime(approx):
     want = sess.run(None, {"x": x})[0]
     got = g.evaluate_flat(torch.from_numpy(x.astype(np.float64))).numpy()
     np.testing.assert_allclose(got, want, atol=2e-5, rtol=2e-5)
+
+
+def test_where_of_a_negated_comparison():
+    """Older opsets write ``x >= t`` as ``Not(Less(x, t))``."""
+    nodes = [helper.make_node("Less", ["x", "one"], ["lt"]),
+             helper.make_node("Not", ["lt"], ["ge"]),
+             helper.make_node("Mul", ["x", "half"], ["hx"]),
+             helper.make_node("Add", ["hx", "half"], ["cap"]),
+             helper.make_node("Where", ["ge", "cap", "x"], ["y"])]
+    model = make_model(nodes, [("x", [1, 3])], [("y", [1, 3])],
+                       {"one": np.ones(1), "half": np.full(1, 0.5)})
+    x = torch.linspace(-3, 3, 12, dtype=torch.float64).reshape(4, 3)
+    want = torch.where(x >= 1.0, 0.5 * x + 0.5, x)
+    torch.testing.assert_close(from_onnx(model).evaluate(x)[0], want)
