@@ -27,6 +27,7 @@ from gridverify._html import register_plot, register_view
 
 __all__ = [
     "case_html",
+    "certificate_diff_frame",
     "certificate_diff_html",
     "certificate_frame",
     "certificate_html",
@@ -151,14 +152,24 @@ def certificate_diff_html(diff: Any) -> str:
                 row[f"{k} ({side})"] = (d[side] or {}).get(k)
         rows.append(row)
     table = pd.DataFrame(rows).to_html(index=False, float_format=lambda v: f"{v:.4g}")
-    changed = [ch.to_dict() for ch in diff.changes if ch.kind != "unchanged"]
-    if changed:
-        table += pd.DataFrame(changed).to_html(index=False, float_format=lambda v: f"{v:.4g}")
+    changed = certificate_diff_frame(diff)
+    changed = changed[changed.kind != "unchanged"]
+    if len(changed):
+        table += changed.to_html(index=False, float_format=lambda v: f"{v:.4g}")
     return head + table
 
 
+def certificate_diff_frame(diff: Any) -> Any:
+    """One row per constraint of a comparison of two certificates: its kind of change,
+    old and new status, upper bound, attained value and threshold (None where absent)."""
+    import pandas as pd
+
+    return pd.DataFrame([ch.to_dict() for ch in diff.changes])
+
+
 def to_dataframe(obj: Any, level: str = "summary") -> Any:
-    """A DataFrame of a certificate (constraints), case (buses), proxy or study results.
+    """A DataFrame of a certificate (constraints), a comparison of two certificates
+    (constraints), case (buses), proxy or study results.
 
     ``level`` applies to study results (summary, jobs, families, constraints, combined).
     """
@@ -166,6 +177,8 @@ def to_dataframe(obj: Any, level: str = "summary") -> Any:
 
     if hasattr(obj, "constraints") and hasattr(obj, "families"):
         return certificate_frame(obj)
+    if hasattr(obj, "changes") and hasattr(obj, "counts"):
+        return certificate_diff_frame(obj)
     if hasattr(obj, "pf_t") and hasattr(obj, "bus_ids"):
         return case_frame(obj)
     if hasattr(obj, "to_dataframe"):

@@ -108,9 +108,14 @@ def test_added_removed_notes_and_other_cases(two_certs):
 
 def test_notebook_view(two_certs):
     import gridverify  # noqa: F401 - registers the views
+    from gridverify.display import to_dataframe
 
-    html = compare_certificates(*two_certs)._repr_html_()
+    d = compare_certificates(*two_certs)
+    html = d._repr_html_()
     assert "comparison" in html and "p_balance" in html
+    df = to_dataframe(d)
+    assert len(df) == len(d.changes) and set(df.kind) <= set(d.counts)
+    assert {"old_status", "new_upper_bound", "old_attained"} <= set(df.columns)
 
 
 def test_plot(two_certs):
