@@ -168,9 +168,11 @@ class LayoutModule(nn.Module):
         ref = getattr(self.inner, "reference", None)
         if ref is None:
             return None
-        idx, scale = self.in_index.numpy(), self.in_scale.numpy()
+        idx, scale = self.in_index.cpu().numpy(), self.in_scale.cpu().numpy()
         v = ref(np.asarray(x, dtype=np.float64)[:, idx] * scale)
-        return None if v is None else v[:, self.out_index.numpy()] * self.out_scale.numpy()
+        if v is None:
+            return None
+        return v[:, self.out_index.cpu().numpy()] * self.out_scale.cpu().numpy()
 
 
 def adapt(module: nn.Module, layout: ProxyLayout, case: Any) -> nn.Module:
