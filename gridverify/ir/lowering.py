@@ -472,6 +472,34 @@ class Lowering:
             return None  # softplus of another value than z (or of z computed again)
         return self.softplus(x, bx[1], t)
 
+    def log(self, v: Value) -> Value:
+        """``log`` of a constant, or of a variable in the forms that are softplus:
+        ``log(1 + exp(z)) = softplus(z)``, ``log(sigmoid(z)) = -softplus(-z)`` (a
+        logsigmoid as exporters write it), ``log(exp(z)) = z``; any other is refused."""
+        if not isinstance(v, Var):
+            return np.log(np.asarray(v, dtype=np.float64))
+        nd = self.b.node(v.node)
+        if nd.op == "sigmoid":
+            return self.neg(self.softplus(self.neg(Var(nd.inputs[0], v.shape))))
+        if nd.op == "exp":
+            return Var(nd.inputs[0], v.shape)
+        if nd.op == "add_const" and np.all(nd.attrs["const"].numpy() == 1.0) \
+                and self.b.node(nd.inputs[0]).op == "exp":
+            return self.softplus(Var(self.b.node(nd.inputs[0]).inputs[0], v.shape))
+        raise _Unsupported("log of a variable is supported only as log(1 + exp(z)), "
+                           "log(sigmoid(z)) or log(exp(z))")
+
+    def log1p(self, v: Value) -> Value:
+        """``log1p`` of a constant, or ``log1p(exp(z)) = softplus(z)`` (torch's
+        decomposition of softplus and mish); any other variable is refused."""
+        if not isinstance(v, Var):
+            return np.log1p(np.asarray(v, dtype=np.float64))
+        nd = self.b.node(v.node)
+        if nd.op != "exp":
+            raise _Unsupported("log1p of a variable is supported only as log1p(exp(z)), a "
+                               "softplus")
+        return self.softplus(Var(nd.inputs[0], v.shape))
+
     def compare_root(self, c: Compare) -> Compare:
         """The same comparison of the variable ``c.z`` is a scalar affine image of
         (followed back through ``neg`` and scalar ``scale`` and ``add_const`` nodes)."""

@@ -54,7 +54,7 @@ _CONST_ONLY_OPS: dict[str, Callable[..., np.ndarray]] = {
     "Equal": np.equal, "Less": np.less, "Greater": np.greater, "LessOrEqual": np.less_equal,
     "GreaterOrEqual": np.greater_equal, "Not": np.logical_not, "And": np.logical_and,
     "Or": np.logical_or, "Xor": np.logical_xor, "Ceil": np.ceil, "Abs": np.abs,
-    "Sign": np.sign, "Log": np.log,
+    "Sign": np.sign,
 }
 _ALGEBRA: dict[str, Callable[[Lowering, list], Value]] = {
     "Identity": lambda lw, v: v[0],
@@ -67,6 +67,7 @@ _ALGEBRA: dict[str, Callable[[Lowering, list], Value]] = {
     "Pow": lambda lw, v: lw.power(v[0], v[1]),
     "MatMul": lambda lw, v: lw.matmul(v[0], v[1]),
     "Where": lambda lw, v: lw.where(v[0], v[1], v[2]),
+    "Log": lambda lw, v: lw.log(v[0]),
     "Sum": lambda lw, v: functools.reduce(lw.add, v),
     "Max": lambda lw, v: functools.reduce(lambda a, c: lw.minmax("maximum", a, c), v),
     "Min": lambda lw, v: functools.reduce(lambda a, c: lw.minmax("minimum", a, c), v),

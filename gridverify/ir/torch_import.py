@@ -332,14 +332,11 @@ def _where_const(self: _TorchImporter, args: list, kw: dict) -> Any:
 
 
 def _log1p(self: _TorchImporter, args: list, kw: dict) -> Any:
-    """``log1p(exp(z))`` is ``softplus(z)`` (torch's decomposition of softplus and mish)."""
-    x = args[0]
-    if not isinstance(x, Var):
-        return np.log1p(np.asarray(x, dtype=np.float64))
-    nd = self.b.node(x.node)
-    if nd.op != "exp":
-        raise _Unsupported("log1p of a variable is supported only as log1p(exp(z)), a softplus")
-    return self.lw.softplus(Var(nd.inputs[0], x.shape))
+    return self.lw.log1p(args[0])
+
+
+def _log(self: _TorchImporter, args: list, kw: dict) -> Any:
+    return self.lw.log(args[0])
 
 
 def _expm1(self: _TorchImporter, args: list, kw: dict) -> Any:
@@ -771,7 +768,7 @@ _FUNCTIONS: dict[Any, Handler] = {
     F.softsign: lambda self, args, kw: self.lw.softsign(args[0]),
     F.layer_norm: _f_layer_norm,
     F.softplus: _softplus, F.mish: lambda self, args, kw: self.lw.mish(args[0]),
-    torch.where: _where_const, torch.log1p: _log1p, torch.expm1: _expm1,
+    torch.where: _where_const, torch.log1p: _log1p, torch.expm1: _expm1, torch.log: _log,
     torch.split: _split, torch.chunk: _chunk,
     F.logsigmoid: _log_sigmoid,
     torch.zeros_like: _like(0.0), torch.ones_like: _like(1.0), torch.full_like: _like(None),
@@ -787,7 +784,7 @@ _METHODS: dict[str, Handler] = {
     "matmul": _matmul, "abs": _abs, "square": _square, "__getitem__": _getitem,
     "truediv": _ARITH["div"], "float": _identity, "double": _identity, "to": _cast,
     "contiguous": _identity, "clone": _identity, "detach": _identity, "type_as": _cast,
-    "log1p": _log1p, "expm1": _expm1, "split": _split, "chunk": _chunk,
+    "log1p": _log1p, "expm1": _expm1, "log": _log, "split": _split, "chunk": _chunk,
 }
 _METHODS.update({name + "_": _METHODS[name] for name in
                  ("add", "sub", "mul", "div", "neg", "pow", "clamp", "abs", "square", *_UNARY)})
@@ -969,7 +966,8 @@ _ATEN: dict[str, Handler] = {
     "dropout": _f_dropout, "clone": _identity, "contiguous": _identity, "alias": _identity,
     "detach": _identity, "_to_copy": _cast, "to": _cast, "type_as": _cast,
     "lift_fresh_copy": _identity,
-    "where": _where_const, "log1p": _log1p, "expm1": _expm1, "log_sigmoid": _log_sigmoid,
+    "where": _where_const, "log1p": _log1p, "expm1": _expm1, "log": _log,
+    "log_sigmoid": _log_sigmoid,
     "split": _split, "split_with_sizes": _split, "chunk": _chunk,
     "log_sigmoid_forward": _aten_tuple(_log_sigmoid, 2),
     "zeros_like": _like(0.0), "ones_like": _like(1.0), "full_like": _like(None),

@@ -364,3 +364,38 @@ def test_where_branches_rounded_apart_at_the_threshold():
     step.lin = lin
     with pytest.raises(UnsupportedOpError, match="differ at x = t by 1e-09"):
         from_torch(step.double().eval(), input_size=5)
+
+
+class LogForms(nn.Module):
+    """Softplus and logsigmoid spelled with log (as written by hand, or exported)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(5, 6)
+        self.out = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lin(x)
+        return self.out(F.logsigmoid(h) + torch.log(1 + torch.exp(h))
+                        + torch.log1p(torch.exp(-h)) + torch.log(torch.sigmoid(2.0 * h))
+                        + torch.log(torch.exp(h)))
+
+
+def test_log_forms_import_through_every_route():
+    from gridverify.ir import from_exported
+
+    torch.manual_seed(6)
+    m = LogForms().double().eval()
+    x = _x(4000) * 2.0
+    ep = torch.export.export(m, (x[:3],), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    with torch.no_grad():
+        want = m(x).numpy()
+    for how, g in {"fx": from_torch(m, input_size=5), "export": from_exported(ep),
+                   "core aten": from_exported(ep.run_decompositions()),
+                   "onnx": from_onnx(_onnx(m))}.items():
+        np.testing.assert_allclose(g.evaluate(x)[0].numpy(), want, rtol=0, atol=1e-11,
+                                   err_msg=how)
+    _assert_bounds_hold(from_onnx(_onnx(m)))
+    bad = _Where(lambda h, x: torch.log(h * h + 1.0))
+    with pytest.raises(UnsupportedOpError, match="log of a variable is supported only as"):
+        from_torch(bad.double().eval(), input_size=4)
