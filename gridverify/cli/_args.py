@@ -163,6 +163,11 @@ def add_layout_arguments(p: argparse.ArgumentParser) -> None:
                    help="units of pg, qg: per unit or MW and MVAr (default pu)")
     g.add_argument("--angle-units", choices=("rad", "deg"), default=None,
                    help="units of va (default rad)")
+    g.add_argument("--normalization", metavar="FILE", default=None,
+                   help="a .npz or .json file of the normalization the proxy expects around "
+                        "it, in its own layout and units: input_mean, input_std (it reads "
+                        "(u - mean) / std), output_mean, output_std (its output v means "
+                        "v * std + mean); any key may be left out")
 
 
 def layout_from_args(args: argparse.Namespace) -> Any:
@@ -171,7 +176,7 @@ def layout_from_args(args: argparse.Namespace) -> Any:
     from gridverify.proxy.layout import ProxyLayout
 
     lay = ProxyLayout.parse(args.inputs, args.outputs, args.load_units, args.gen_units,
-                            args.angle_units)
+                            args.angle_units, args.normalization)
     return None if lay.is_convention else lay
 
 

@@ -3,17 +3,20 @@
 gridverify's convention (``docs/proxy.md``) is loads ``[pd, qd]`` in per unit in,
 ``[pg, qg, vm, va]`` in per unit and radians out.  A proxy trained elsewhere may
 read its loads in MW and MVAr, or ``qd`` first, and return its blocks in another
-order, its powers in MW and MVAr or its angles in degrees.  A
+order, its powers in MW and MVAr or its angles in degrees, and expect its inputs
+and outputs normalized outside the network (:class:`Normalization`).  A
 :class:`ProxyLayout` says so, and :func:`adapt` wraps such a proxy into a module
-that follows the convention: a gather and a scaling before it and after it.  Both
-are exact linear maps (the bounds see them as such), so the adapted proxy is
+that follows the convention: a gather and an affine map before it and after it.
+Both are exact (the bounds see them as linear maps), so the adapted proxy is
 certified as tightly as the proxy itself.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +25,8 @@ from torch import nn
 
 from gridverify.errors import ProxyError
 
-__all__ = ["INPUT_BLOCKS", "OUTPUT_BLOCKS", "LayoutModule", "ProxyLayout", "adapt"]
+__all__ = ["INPUT_BLOCKS", "OUTPUT_BLOCKS", "LayoutModule", "Normalization", "ProxyLayout",
+           "adapt"]
 
 #: the input blocks of the convention, in its order
 INPUT_BLOCKS = ("pd", "qd")
@@ -30,6 +34,85 @@ INPUT_BLOCKS = ("pd", "qd")
 OUTPUT_BLOCKS = ("pg", "qg", "vm", "va")
 _POWER_UNITS = ("pu", "mw")
 _ANGLE_UNITS = ("rad", "deg")
+
+
+_NORM_KEYS = ("input_mean", "input_std", "output_mean", "output_std")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """The affine maps a proxy trained elsewhere expects around it, in its own layout
+    and units: it reads ``(u - input_mean) / input_std`` of its loads ``u`` and its
+    output ``v`` stands for ``v * output_std + output_mean`` (a pipeline that
+    normalizes outside the exported network).  Read from a ``.npz`` or ``.json``
+    file with any of the keys ``input_mean``, ``input_std`` (``2L`` entries each),
+    ``output_mean``, ``output_std`` (``2G + 2N``); a missing key is 0 (means) or 1
+    (standard deviations).  ``source``/``sha256``: the file and its digest."""
+
+    source: str
+    sha256: str
+    input_mean: tuple[float, ...] = ()
+    input_std: tuple[float, ...] = ()
+    output_mean: tuple[float, ...] = ()
+    output_std: tuple[float, ...] = ()
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> Normalization:
+        """Read a ``.npz`` (plain arrays) or ``.json`` normalization file."""
+        import hashlib
+        import json
+        import zipfile
+
+        p = Path(path)
+        data = p.read_bytes()
+        try:
+            if p.suffix.lower() == ".json":
+                raw = json.loads(data)
+                if not isinstance(raw, dict):
+                    raise ValueError("expected an object with the keys " + ", ".join(_NORM_KEYS))
+            else:
+                import io
+
+                with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                    raw = {k: z[k] for k in z.files}
+        except (ValueError, TypeError, OSError, zipfile.BadZipFile) as exc:
+            raise ProxyError(f"{p}: not a normalization file (.npz or .json): "
+                             f"{' '.join(str(exc).split())}") from None
+        unknown = sorted(set(raw) - set(_NORM_KEYS))
+        if unknown:
+            raise ProxyError(f"{p}: unknown key(s) {', '.join(unknown)} (known: "
+                             f"{', '.join(_NORM_KEYS)})")
+        vals = {}
+        for k, v in raw.items():
+            try:
+                a = np.asarray(v, dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError):
+                raise ProxyError(f"{p}: {k}: expected numbers") from None
+            if not np.all(np.isfinite(a)) or (k.endswith("std") and np.any(a <= 0)):
+                raise ProxyError(f"{p}: {k}: expected finite numbers"
+                                 + (", all positive" if k.endswith("std") else ""))
+            vals[k] = tuple(float(x) for x in a)
+        return cls(str(p), hashlib.sha256(data).hexdigest(), **vals)
+
+    def arrays(self, n_in: int, n_out: int) -> tuple[np.ndarray, ...]:
+        """``(input_mean, input_std, output_mean, output_std)`` as arrays of the sizes the
+        proxy reads and returns (``ProxyError`` naming the key when one does not fit)."""
+        out = []
+        for k in _NORM_KEYS:
+            n = n_in if k.startswith("input") else n_out
+            v = getattr(self, k)
+            if not v:
+                out.append(np.full(n, 1.0 if k.endswith("std") else 0.0))
+            elif len(v) == 1 or len(v) == n:
+                out.append(np.broadcast_to(np.asarray(v), (n,)).copy())
+            else:
+                raise ProxyError(f"{self.source}: {k} has {len(v)} entries, the proxy's "
+                                 f"{'inputs' if n == n_in else 'outputs'} have {n}")
+        return tuple(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file and its digest (as certificates and study jobs record them)."""
+        return {"source": self.source, "sha256": self.sha256}
 
 
 @dataclass(frozen=True)
@@ -40,8 +123,9 @@ class ProxyLayout:
     ``outputs``: the order of the blocks it returns (a permutation of
     ``pg, qg, vm, va``); ``load_units``: ``"pu"`` or ``"mw"`` (MW and MVAr) for
     ``pd, qd``; ``gen_units``: the same for ``pg, qg``; ``angle_units``:
-    ``"rad"`` or ``"deg"`` for ``va``.  Within a block the entries keep the
-    case's order (loads, generators, buses: ``docs/proxy.md``).
+    ``"rad"`` or ``"deg"`` for ``va``; ``normalization``: affine maps the proxy
+    expects around it (:class:`Normalization`).  Within a block the entries keep
+    the case's order (loads, generators, buses: ``docs/proxy.md``).
     """
 
     inputs: tuple[str, ...] = INPUT_BLOCKS
@@ -49,6 +133,7 @@ class ProxyLayout:
     load_units: str = "pu"
     gen_units: str = "pu"
     angle_units: str = "rad"
+    normalization: Normalization | None = None
 
     def __post_init__(self) -> None:
         for what, got, want in (("inputs", self.inputs, INPUT_BLOCKS),
@@ -66,9 +151,11 @@ class ProxyLayout:
     @classmethod
     def parse(cls, inputs: str | None = None, outputs: str | None = None,
               load_units: str | None = None, gen_units: str | None = None,
-              angle_units: str | None = None) -> ProxyLayout:
-        """From text (``"qd,pd"``, ``"va,vm,pg,qg"``, ``"MW"``, ``"deg"``; ``None``: the
-        convention's), as the command line gives it."""
+              angle_units: str | None = None,
+              normalization: str | os.PathLike[str] | None = None) -> ProxyLayout:
+        """From text (``"qd,pd"``, ``"va,vm,pg,qg"``, ``"MW"``, ``"deg"``, a
+        normalization file's path; ``None``: the convention's), as the command line
+        gives it."""
         def blocks(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
             return default if text is None else tuple(
                 b.strip().lower() for b in text.split(",") if b.strip())
@@ -76,8 +163,10 @@ class ProxyLayout:
         def unit(text: str | None, default: str) -> str:
             return default if text is None else text.strip().lower()
 
+        norm = None if normalization is None else Normalization.read(normalization)
         return cls(blocks(inputs, INPUT_BLOCKS), blocks(outputs, OUTPUT_BLOCKS),
-                   unit(load_units, "pu"), unit(gen_units, "pu"), unit(angle_units, "rad"))
+                   unit(load_units, "pu"), unit(gen_units, "pu"), unit(angle_units, "rad"),
+                   norm)
 
     @classmethod
     def from_dict(cls, d: Any) -> ProxyLayout:
@@ -97,7 +186,18 @@ class ProxyLayout:
                 return ",".join(v)
             raise ProxyError(f"layout: expected text or a list of block names, got {v!r}")
 
-        return cls.parse(*(text(d.get(k)) for k in cls.__dataclass_fields__))
+        norm = d.get("normalization")
+        want = None
+        if isinstance(norm, dict):  # as recorded: the file must still be the same
+            norm, want = norm.get("source"), norm.get("sha256")
+        if norm is not None and not isinstance(norm, str):
+            raise ProxyError(f"layout: normalization: expected a file path, got {norm!r}")
+        lay = cls.parse(*(text(d.get(k)) for k in cls.__dataclass_fields__
+                          if k != "normalization"), normalization=norm)
+        if want is not None and lay.normalization is not None \
+                and lay.normalization.sha256 != want:
+            raise ProxyError(f"{norm}: the normalization file changed since it was recorded")
+        return lay
 
     @property
     def is_convention(self) -> bool:
@@ -105,21 +205,27 @@ class ProxyLayout:
         return self == ProxyLayout()
 
     def describe(self) -> str:
-        """One line: ``inputs qd,pd (MW); outputs va,vm,pg,qg (MW, deg)``."""
+        """One line: ``inputs qd,pd (mw); outputs va,vm,pg,qg (mw, deg)[; normalized by F]``."""
+        norm = "" if self.normalization is None else (
+            f"; normalized by {Path(self.normalization.source).name}")
         return (f"inputs {','.join(self.inputs)} ({self.load_units}); outputs "
-                f"{','.join(self.outputs)} ({self.gen_units}, {self.angle_units})")
+                f"{','.join(self.outputs)} ({self.gen_units}, {self.angle_units}){norm}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (as certificates record it)."""
-        return {"inputs": list(self.inputs), "outputs": list(self.outputs),
-                "load_units": self.load_units, "gen_units": self.gen_units,
-                "angle_units": self.angle_units}
+        d: dict[str, Any] = {"inputs": list(self.inputs), "outputs": list(self.outputs),
+                             "load_units": self.load_units, "gen_units": self.gen_units,
+                             "angle_units": self.angle_units}
+        if self.normalization is not None:
+            d["normalization"] = self.normalization.to_dict()
+        return d
 
     def maps(self, n_load: int, n_gen: int, n_bus: int, base_mva: float
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``(in_index, in_scale, out_index, out_scale)``: the proxy reads
-        ``x[in_index] * in_scale`` of the convention's loads ``x``, and the
-        convention's solution is ``v[out_index] * out_scale`` of its output ``v``."""
+             ) -> tuple[np.ndarray, ...]:
+        """``(in_index, in_scale, in_shift, out_index, out_scale, out_shift)``: the proxy
+        reads ``x[in_index] * in_scale + in_shift`` of the convention's loads ``x``, and
+        the convention's solution is ``v[out_index] * out_scale + out_shift`` of its
+        output ``v``."""
         if not (math.isfinite(base_mva) and base_mva > 0):
             raise ProxyError(f"layout: the case's base MVA must be positive, got {base_mva!r}")
         mw = float(base_mva)
@@ -137,7 +243,12 @@ class ProxyLayout:
                 "qg": 1.0 / mw if self.gen_units == "mw" else 1.0, "vm": 1.0,
                 "va": math.pi / 180.0 if self.angle_units == "deg" else 1.0}
         out_scale = np.concatenate([np.full(sizes[b], unit[b]) for b in OUTPUT_BLOCKS])
-        return in_index, in_scale, out_index, out_scale
+        n_out = 2 * n_gen + 2 * n_bus
+        im, isd, om, osd = (self.normalization or Normalization("", "")).arrays(
+            2 * n_load, n_out)
+        # (u - im) / isd of u = x[in_index] * in_scale; (v * osd + om)[out_index] * out_scale
+        return (in_index, in_scale / isd, -im / isd, out_index,
+                osd[out_index] * out_scale, om[out_index] * out_scale)
 
 
 class LayoutModule(nn.Module):
@@ -149,14 +260,15 @@ class LayoutModule(nn.Module):
         self.inner = inner
         self.layout = layout
         maps = layout.maps(n_load, n_gen, n_bus, base_mva)
-        for name, a in zip(("in_index", "in_scale", "out_index", "out_scale"), maps):
+        for name, a in zip(("in_index", "in_scale", "in_shift", "out_index", "out_scale",
+                            "out_shift"), maps):
             self.register_buffer(name, torch.as_tensor(
                 a, dtype=torch.int64 if name.endswith("index") else torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The proxy on ``x`` (per unit, ``[pd, qd]``), its output in the convention."""
-        v = self.inner(x[:, self.in_index] * self.in_scale)
-        return v[:, self.out_index] * self.out_scale
+        v = self.inner(x[:, self.in_index] * self.in_scale + self.in_shift)
+        return v[:, self.out_index] * self.out_scale + self.out_shift
 
     @property
     def reference_name(self) -> str | None:
@@ -168,11 +280,12 @@ class LayoutModule(nn.Module):
         ref = getattr(self.inner, "reference", None)
         if ref is None:
             return None
-        idx, scale = self.in_index.cpu().numpy(), self.in_scale.cpu().numpy()
-        v = ref(np.asarray(x, dtype=np.float64)[:, idx] * scale)
+        m = {k: b.cpu().numpy() for k, b in self.named_buffers() if "." not in k}
+        v = ref(np.asarray(x, dtype=np.float64)[:, m["in_index"]] * m["in_scale"]
+                + m["in_shift"])
         if v is None:
             return None
-        return v[:, self.out_index.cpu().numpy()] * self.out_scale.cpu().numpy()
+        return v[:, m["out_index"]] * m["out_scale"] + m["out_shift"]
 
 
 def adapt(module: nn.Module, layout: ProxyLayout, case: Any) -> nn.Module:

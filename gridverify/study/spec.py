@@ -410,8 +410,11 @@ def _parse_case(ctx: _Ctx, key: str, tab: Mapping[str, Any], base: Path,
     if "layout" in tab:
         from gridverify.proxy.layout import ProxyLayout
 
+        raw = tab["layout"]
+        if isinstance(raw, Mapping) and isinstance(raw.get("normalization"), str):
+            raw = {**raw, "normalization": str(_resolve_path(base, raw["normalization"]))}
         try:
-            lay = ProxyLayout.from_dict(tab["layout"])
+            lay = ProxyLayout.from_dict(dict(raw) if isinstance(raw, Mapping) else raw)
         except GridverifyError as exc:
             raise ctx.error(path + ("layout",), _msg(exc)) from None
         layout = None if lay.is_convention else lay.to_dict()

@@ -195,3 +195,87 @@ def test_cli_flags(convention, tmp_path, capsys):
     assert "follows the convention" in capsys.readouterr().err
     assert main(["certify", _CASE.name, "--model", str(path), "--outputs", "pg,qg"]) == 2
     assert "outputs must be an order" in capsys.readouterr().err
+    missing = tmp_path / "norm.npz"
+    assert main(["model", "info", str(path), "--case", _CASE.name, *flags,
+                 "--normalization", str(missing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(missing) in err and "\n" not in err
+
+
+class Normalized(nn.Module):
+    """The shipped proxy as a pipeline that normalizes outside the network would export
+    it: it reads ``(u - mean) / std`` and returns ``(y - mean) / std``."""
+
+    def __init__(self, inner: nn.Module, stats: dict[str, np.ndarray]) -> None:
+        super().__init__()
+        self.inner, self.s = inner, {k: torch.from_numpy(v) for k, v in stats.items()}
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        u = z * self.s["input_std"] + self.s["input_mean"]
+        return (self.inner(u) - self.s["output_mean"]) / self.s["output_std"]
+
+
+def _stats(seed: int = 0) -> dict[str, np.ndarray]:
+    g = np.random.default_rng(seed)
+    n_in, n_out = 2 * _CASE.n_load, 2 * _CASE.n_gen + 2 * _CASE.n_bus
+    return {"input_mean": g.normal(size=n_in) * 0.1, "input_std": g.uniform(0.05, 2, n_in),
+            "output_mean": g.normal(size=n_out), "output_std": g.uniform(0.1, 3, n_out)}
+
+
+def test_normalization_outside_the_network(convention, tmp_path):
+    stats = _stats()
+    # the user's layout too: MW loads, qd first (the stats are in the proxy's own units)
+    lay_units = _LAYOUTS[0]
+    inner = Foreign(convention.module, lay_units).eval()
+    foreign = Normalized(inner, stats).eval()
+    npz, js = tmp_path / "norm.npz", tmp_path / "norm.json"
+    np.savez(npz, **stats)
+    js.write_text(json.dumps({k: v.tolist() for k, v in stats.items()}))
+    x = _loads()
+    with torch.no_grad():
+        want = convention.module(x)
+    for f in (npz, js):
+        lay = ProxyLayout.parse("qd,pd", "va,vm,pg,qg", "mw", "mw", "deg", normalization=f)
+        p = load_proxy(foreign, case=_CASE, layout=lay)
+        with torch.no_grad():
+            torch.testing.assert_close(p.module(x), want, rtol=0, atol=1e-10)
+        assert lay.to_dict()["normalization"]["sha256"] == lay.normalization.sha256
+        assert ProxyLayout.from_dict(lay.to_dict()) == lay
+    path = tmp_path / "normed.onnx"
+    path.write_bytes(_onnx(foreign))
+    lay = ProxyLayout.parse("qd,pd", "va,vm,pg,qg", "mw", "mw", "deg", normalization=npz)
+    p = load_proxy(path, case=_CASE, layout=lay)
+    ref = p.module.reference(x.numpy())
+    np.testing.assert_allclose(ref, want.numpy(), rtol=0, atol=1e-8)
+    from gridverify.certify import CertifyOptions, certify
+
+    opts = CertifyOptions(samples=32, radius=False, attack="none")
+    ua = [c.upper_bound for c in certify(_CASE, convention, method="crown",
+                                         options=opts).constraints]
+    ub = [c.upper_bound for c in certify(_CASE, p, method="crown", options=opts).constraints]
+    np.testing.assert_allclose(ub, ua, rtol=1e-8, atol=1e-8)
+    # a recorded layout whose file changed since is refused
+    recorded = lay.to_dict()
+    np.savez(npz, **_stats(1))
+    with pytest.raises(ProxyError, match="changed since it was recorded"):
+        ProxyLayout.from_dict(recorded)
+
+
+def test_bad_normalization_files(tmp_path):
+    n_in = 2 * _CASE.n_load
+    bad = tmp_path / "bad.npz"
+    for arrays, match in (({"input_std": -np.ones(n_in)}, "input_std: expected finite numbers, "
+                           "all positive"),
+                          ({"mean": np.zeros(n_in)}, "unknown key"),
+                          ({"input_mean": np.zeros(n_in + 1)}, "input_mean has 23 entries")):
+        np.savez(bad, **arrays)
+        with pytest.raises(ProxyError, match=match):
+            lay = ProxyLayout.parse(normalization=bad)
+            load_proxy(nn.Linear(n_in, 2 * _CASE.n_gen + 2 * _CASE.n_bus).double(),
+                       case=_CASE, layout=lay)
+    txt = tmp_path / "bad.json"
+    txt.write_text("[1, 2]")
+    with pytest.raises(ProxyError, match="not a normalization file"):
+        ProxyLayout.parse(normalization=txt)
+    with pytest.raises(FileNotFoundError):
+        ProxyLayout.parse(normalization=tmp_path / "missing.npz")
