@@ -415,7 +415,7 @@ def _parse_case(ctx: _Ctx, key: str, tab: Mapping[str, Any], base: Path,
             raw = {**raw, "normalization": str(_resolve_path(base, raw["normalization"]))}
         try:
             lay = ProxyLayout.from_dict(dict(raw) if isinstance(raw, Mapping) else raw)
-        except GridverifyError as exc:
+        except (GridverifyError, OSError) as exc:
             raise ctx.error(path + ("layout",), _msg(exc)) from None
         layout = None if lay.is_convention else lay.to_dict()
     return CaseEntry(key, case, "", tuple(models), tuple(regs), tuple(css), layout=layout)

@@ -231,6 +231,10 @@ def test_layout_reaches_the_jobs_and_a_foreign_proxy_runs(tmp_path: Path) -> Non
     bad = base.replace("[regions.near]", 'layout = { angle_units = "grad" }\n\n[regions.near]', 1)
     with pytest.raises(StudyError, match="layout.*angle_units must be one of rad, deg"):
         parse_study(bad, "bad.toml")
+    gone = base.replace("[regions.near]", 'layout = { normalization = "gone.npz" }\n\n'
+                        "[regions.near]", 1)
+    with pytest.raises(StudyError, match="layout.*file not found.*gone.npz"):
+        load_study_text(tmp_path, gone)
 
 
 def load_study_text(folder: Path, text: str):
