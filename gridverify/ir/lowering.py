@@ -500,6 +500,22 @@ class Lowering:
                                "softplus")
         return self.softplus(Var(nd.inputs[0], v.shape))
 
+    def compare(self, a: Value | None, b: Value | None, above: bool) -> Compare:
+        """``a > b`` (``above``; else ``a < b``, and ``>=``/``<=`` alike) of a variable and
+        a constant scalar (a number, or an array of one repeated value), either way
+        round; anything else is refused (:data:`COMPARE_HINT`)."""
+        if not isinstance(a, Var):  # t < x: x > t
+            a, b, above = b, a, not above
+        if not isinstance(a, Var) or isinstance(b, Var) or b is None or isinstance(b, bool):
+            raise _Unsupported(COMPARE_HINT)
+        try:
+            t = np.unique(np.asarray(b, dtype=np.float64))
+        except (TypeError, ValueError):
+            raise _Unsupported(COMPARE_HINT) from None
+        if t.size != 1 or not math.isfinite(t[0]):
+            raise _Unsupported(COMPARE_HINT)
+        return Compare(a, float(t[0]), above)
+
     def compare_root(self, c: Compare) -> Compare:
         """The same comparison of the variable ``c.z`` is a scalar affine image of
         (followed back through ``neg`` and scalar ``scale`` and ``add_const`` nodes)."""

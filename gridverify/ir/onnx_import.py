@@ -248,7 +248,7 @@ class _OnnxImporter:
             elif any(isinstance(v, Compare) for v in ins):
                 res = self._where_compare(op, ins, node)
             elif op in _COMPARISONS and any(isinstance(v, Var) for v in ins):
-                res = self._compare(op, ins)
+                res = self.lw.compare(ins[0], ins[1], _COMPARISONS[op])
             elif handler is not None:
                 res = handler(ins, at)
             elif op in _ALGEBRA:
@@ -272,19 +272,6 @@ class _OnnxImporter:
         for out_name, v in zip(node.output, results):
             if out_name:
                 self.env[out_name] = v
-
-    def _compare(self, op: str, ins: list[Value | None]) -> Compare:
-        """``x > t`` (``Greater(x, t)``, ``Less(t, x)``, ``...OrEqual``) or ``x < t`` of a
-        variable and a constant scalar: kept for the ``Where`` that reads it."""
-        x, t, above = ins[0], ins[1], _COMPARISONS[op]
-        if not isinstance(x, Var):
-            x, t, above = t, x, not above
-        if not isinstance(x, Var) or isinstance(t, Var) or t is None:
-            raise _Unsupported(COMPARE_HINT)
-        tv = np.unique(np.asarray(t, dtype=np.float64))
-        if tv.size != 1 or not np.isfinite(tv[0]):
-            raise _Unsupported(COMPARE_HINT)
-        return Compare(x, float(tv[0]), above)
 
     def _where_compare(self, op: str, ins: list[Value | None], node: Any) -> Value:
         """``Where`` on a comparison of a variable (:meth:`Lowering.where_compare`)."""

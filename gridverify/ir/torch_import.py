@@ -185,7 +185,8 @@ class _TorchImporter:
         if node.op in ("call_function", "call_method"):
             op = _call_name(node)
             if op in _COMPARISONS and _has_var(args):
-                self.env[node.name] = self._compare(args, _COMPARISONS[op])
+                self.env[node.name] = self.lw.compare(
+                    args[0], args[1] if len(args) > 1 else None, _COMPARISONS[op])
                 return
             if any(isinstance(a, Compare) for a in [*args, *kwargs.values()]):
                 if op != "where" or node.op != "call_function":
@@ -239,16 +240,6 @@ class _TorchImporter:
         return Var(out, (1, g.nodes[g.outputs[0]].size))
 
     # --------------------------------------------------- where(x > t, a, b)
-    def _compare(self, args: list, above: bool) -> Compare:
-        """``x > t`` / ``x < t`` (and ``>=``, ``<=``) of a variable and a constant scalar."""
-        x, t = args[0], args[1] if len(args) > 1 else None
-        if not isinstance(x, Var):  # t < x: x > t
-            x, t, above = t, x, not above
-        tv = _scalar(t)
-        if not isinstance(x, Var) or tv is None:
-            raise _Unsupported(COMPARE_HINT)
-        return Compare(x, tv, above)
-
     def _where(self, node: torch.fx.Node) -> Any:
         """``where(x > t, a, b)`` (:meth:`Lowering.where_compare`)."""
         branches = node.args[1:3]
@@ -313,17 +304,6 @@ def _call_name(node: torch.fx.Node) -> str:
     if isinstance(node.target, torch._ops.OpOverload):
         return node.target.overloadpacket.__name__
     return str(getattr(node.target, "__name__", node.target))
-
-
-def _scalar(v: Any) -> float | None:
-    """``v`` as one float (a number, or an array of one repeated value), else ``None``."""
-    if isinstance(v, Var) or v is None or isinstance(v, bool):
-        return None
-    try:
-        a = np.unique(np.asarray(v, dtype=np.float64))
-    except (TypeError, ValueError):
-        return None
-    return float(a[0]) if a.size == 1 and math.isfinite(a[0]) else None
 
 
 def _where_const(self: _TorchImporter, args: list, kw: dict) -> Any:
