@@ -3,7 +3,10 @@
 ``instances.csv`` rows are ``onnx,vnnlib,timeout`` with paths relative to the
 benchmark folder (no header, as in the competition's repositories).  A listed
 file that is missing but has a ``.gz`` sibling is read from that, decompressed
-in memory.  The results CSV has the columns ``onnx,vnnlib,result,seconds``.
+in memory; a listed file found neither way makes that row an ``error`` (the
+others still run).  The results CSV has the columns
+``onnx,vnnlib,result,seconds,detail`` (detail: the stage that decided, or why a
+row is an error).
 
 An expected-results CSV (rows ``onnx,vnnlib,result``, header optional; result
 ``sat``/``unsat``, also ``violated``/``holds``) turns the summary into counts of
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
 import time
 from collections import Counter
@@ -24,6 +28,7 @@ from pathlib import Path
 from gridverify.errors import GridverifyError, VnnlibError
 from gridverify.vnncomp.result import write_atomic
 from gridverify.vnncomp.runner import RunOptions, RunOutcome, run_instance
+from gridverify.vnncomp.vnnlib import gz_fallback
 
 __all__ = ["BatchRow", "BatchSummary", "Instance", "read_expected", "read_instances", "run_batch"]
 
@@ -77,6 +82,9 @@ class BatchSummary:
             )
             for r in self.wrong_rows:
                 out.append(f"  WRONG: {r.onnx} {r.vnnlib} -> {r.result}")
+        for r in self.rows:
+            if r.result == "error":
+                out.append(f"  ERROR: {r.onnx} {r.vnnlib}: {' '.join(r.detail.split())}")
         return out
 
 
@@ -101,12 +109,14 @@ def read_instances(path: str | Path) -> list[Instance]:
         try:
             timeout = float(row[2])
         except ValueError:
-            if n == 1:  # a header row
-                continue
+            if n == 1 and not _key(row[0], row[1])[0].lower().endswith(".onnx"):
+                continue  # a header row (onnx,vnnlib,timeout)
             raise VnnlibError(f"{p}:{n}: bad timeout {row[2]!r}") from None
-        if not timeout > 0:
-            raise VnnlibError(f"{p}:{n}: timeout must be > 0, got {row[2]!r}")
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise VnnlibError(f"{p}:{n}: timeout must be a number > 0, got {row[2]!r}")
         out.append(Instance(row[0], row[1], timeout, n))
+    if not out:
+        raise VnnlibError(f"{p}: no instances (expected rows onnx,vnnlib,timeout)")
     return out
 
 
@@ -137,14 +147,11 @@ def read_expected(path: str | Path) -> dict[tuple[str, str], str]:
     return out
 
 
-def _resolve(root: Path, rel: str, csv_path: Path, line: int) -> Path:
-    p = root / rel
-    if p.exists():
-        return p
-    gz = root / (rel + ".gz")
-    if gz.exists():
-        return gz
-    raise VnnlibError(f"{csv_path}:{line}: file not found: {p}")
+def _missing(root: Path, inst: Instance, csv_path: Path) -> str:
+    """Why a row cannot run (its files not found), or ``""``."""
+    gone = [str(root / rel) for rel in (inst.onnx, inst.vnnlib)
+            if not gz_fallback(root / rel).exists()]
+    return f"{csv_path}:{inst.line}: file not found: {', '.join(gone)}" if gone else ""
 
 
 def run_batch(
@@ -170,19 +177,21 @@ def run_batch(
     rows_in = read_instances(csv_path)
     exp = read_expected(expected) if expected is not None else None
     base = options or RunOptions()
-    # Resolve every path first: a typo fails before hours of work.
-    paths = [
-        (_resolve(root, i.onnx, csv_path, i.line), _resolve(root, i.vnnlib, csv_path, i.line))
-        for i in rows_in
-    ]
+    # Check every path first: when none can run, fail before any work.
+    missing = [_missing(root, i, csv_path) for i in rows_in]
+    if all(missing):
+        raise VnnlibError(missing[0] + ("" if len(missing) == 1 else
+                                        " (and the files of every other row)"))
     results: list[BatchRow] = []
 
     def run_all(advance: Callable[[str], None]) -> None:
-        for inst, (onnx_p, vnn_p) in zip(rows_in, paths):
+        for inst, gone in zip(rows_in, missing):
             opts = replace(base, timeout=inst.timeout * timeout_scale)
             t0 = time.monotonic()
             try:
-                outcome: RunOutcome = run_instance(onnx_p, vnn_p, opts)
+                if gone:
+                    raise VnnlibError(gone)
+                outcome: RunOutcome = run_instance(root / inst.onnx, root / inst.vnnlib, opts)
                 result, detail = outcome.result, f"{outcome.stage}: {outcome.detail}"
             except GridverifyError as exc:
                 result, detail = "error", str(exc)
@@ -214,17 +223,15 @@ def run_batch(
             run_all(lambda d: bar.update(task, advance=1, description=d))
     else:
         run_all(lambda d: None)
-    if not rows_in:
-        _write_csv(out, results)
     return summarize(results, exp)
 
 
 def _write_csv(path: str | Path, rows: list[BatchRow]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["onnx", "vnnlib", "result", "seconds"])
+    w.writerow(["onnx", "vnnlib", "result", "seconds", "detail"])
     for r in rows:
-        w.writerow([r.onnx, r.vnnlib, r.result, f"{r.seconds:.3f}"])
+        w.writerow([r.onnx, r.vnnlib, r.result, f"{r.seconds:.3f}", " ".join(r.detail.split())])
     write_atomic(path, buf.getvalue())
 
 

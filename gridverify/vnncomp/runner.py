@@ -12,13 +12,17 @@ Pipeline (:func:`run_instance`), all under one deadline:
    with the rows of every disjunct as the spec: a disjunct is infeasible on a box
    when some row has ``lower(A_k y) - b_k > 0``; ``unsat`` when every disjunct
    of every box is infeasible;
-4. branch-and-bound (:func:`gridverify.bab.bab_maximize`) on what is left;
+4. branch-and-bound (:func:`gridverify.bab.bab_maximize`) on what is left: one
+   search per open disjunct on its least margin ``min_k (b_k - A_k y)`` (so a
+   conjunction whose rows fail in different parts of the box is ruled out too);
 5. with time left, more attack rounds (other seeds, more restarts).
 
 ``sat`` is returned only for a counterexample confirmed by running the ONNX
 model in onnxruntime: the input (as the model's input dtype) lies in the box and
 the onnxruntime outputs satisfy every row of the disjunct, compared in float64
-without tolerance.
+without tolerance.  The one exception is an input whose interval holds no value
+of the model's dtype (pinned to 0.3, which float32 cannot hold): it gets the
+nearest one, less than one step outside.
 """
 
 from __future__ import annotations
@@ -112,7 +116,13 @@ class RunOutcome:
 
 
 def _in_dtype_box(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, checker: OnnxChecker):
-    """A point of the model's input dtype inside [lo, hi] near ``x``, or None."""
+    """A point of the model's input dtype inside [lo, hi] near ``x``, or None.
+
+    An entry whose interval holds no value of the dtype (an input pinned to 0.3,
+    which float32 cannot hold) takes the value nearest to the interval, less than
+    one float32 step outside it: the only inputs the model can be run on there (the
+    competition's checker accepts a counterexample within 1e-4 of the box).
+    """
     x = np.clip(x, lo, hi)
     xc = checker.cast(x)
     if np.all(xc >= lo) and np.all(xc <= hi):
@@ -123,9 +133,13 @@ def _in_dtype_box(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, checker: OnnxCh
     down = np.nextafter(x32, np.float32(-np.inf)).astype(np.float64)
     xc = np.where(xc < lo, up, np.where(xc > hi, down, xc))
     xc = checker.cast(xc)
-    if np.all(xc >= lo) and np.all(xc <= hi):
+    out = (xc < lo) | (xc > hi)
+    if not np.any(out):
         return xc
-    return None
+    xc = np.where(out, checker.cast(0.5 * (lo + hi)), xc)
+    off = np.maximum(lo - xc, xc - hi)
+    step = np.spacing(np.abs(xc).astype(np.float32)).astype(np.float64)
+    return xc if np.all(off <= step) else None
 
 
 def confirm(
@@ -531,16 +545,37 @@ def _spec_lower(compute_bounds, graph, case, C, method, device, budget) -> np.nd
     return np.where(np.isnan(lower), -math.inf, lower)
 
 
-def _offset_graph(graph, rows: list[tuple[np.ndarray, float]]):
-    """``graph`` with one more output ``z_r = b_r - a_r @ y`` per row (y: flat outputs)."""
+def _offset_graph(graph, groups: list[list[tuple[np.ndarray, float]]]):
+    """``graph`` with one more output per group of rows ``(a_r, b_r)``: the least
+    margin ``min_r (b_r - a_r @ y)`` over the group (y: the flat outputs).
+
+    Where it is >= 0 every row ``a_r y <= b_r`` of the group holds; a group of one
+    row gives that row's margin.  The minimum is written with relus
+    (``min(u, v) = u - relu(u - v)``, a balanced tree), so the bound engine's
+    optimized slope of each relu weighs the rows (``min(u, v) <= (1 - s) u + s v``)
+    and branch-and-bound splits them like any other neuron.
+    """
     from gridverify.ir import GraphBuilder
 
     b = GraphBuilder(graph)
     outs = list(graph.outputs)
     y = outs[0] if len(outs) == 1 else b.concat(outs)
+    rows = [r for g in groups for r in g]
     W = torch.tensor(np.stack([-np.asarray(a, dtype=np.float64) for a, _ in rows]))
     bias = torch.tensor(np.array([float(v) for _, v in rows], dtype=np.float64))
-    b.output(b.linear(y, W, bias), "margin")
+    z = b.linear(y, W, bias)
+    if all(len(g) == 1 for g in groups):
+        b.output(z, "margin")
+        return b.build()
+    parts, at = [], 0
+    for g in groups:
+        terms = [b.slice(z, at + k, at + k + 1) for k in range(len(g))]
+        at += len(g)
+        while len(terms) > 1:
+            paired = [b.minimum(u, v) for u, v in zip(terms[::2], terms[1::2])]
+            terms = paired + terms[len(paired) * 2:]
+        parts.append(terms[0])
+    b.output(parts[0] if len(parts) == 1 else b.concat(parts), "margin")
     return b.build()
 
 
@@ -550,17 +585,18 @@ _BAB_PASSES = 3
 _BAB_PER_ROW_MAX = 32
 
 
-def _bab_rows(inst, opts, device, case, rows: list[tuple[int, int]], seconds: float,
-              budget):
-    """One decision-mode search on the maximum of the rows ``(disjunct, row)`` of
-    ``case`` for ``seconds`` (``None`` when the memory budget leaves no room for a
-    domain store)."""
+def _bab_rows(inst, opts, device, case, disjuncts: list[int], seconds: float, budget):
+    """One decision-mode search on the maximum over ``disjuncts`` of ``case`` of
+    each disjunct's least margin, for ``seconds`` (``None`` when the memory budget
+    leaves no room for a domain store)."""
     from gridverify.bab import BabOptions, bab_maximize
 
-    g2 = _offset_graph(inst.graph, [(case.output[d][0][k], float(case.output[d][1][k]))
-                                    for d, k in rows])
-    spec = np.zeros((len(rows), g2.output_size))
-    spec[:, g2.output_size - len(rows):] = np.eye(len(rows))
+    groups = [[(A[k], float(bv[k])) for k in range(A.shape[0])]
+              for A, bv in (case.output[d] for d in disjuncts)]
+    g2 = _offset_graph(inst.graph, groups)
+    n = len(disjuncts)
+    spec = np.zeros((n, g2.output_size))
+    spec[:, g2.output_size - n:] = np.eye(n)
     store_mb = min(BabOptions().memory_mb, budget.left() / 2)
     if store_mb < 1.0:
         return None
@@ -573,16 +609,16 @@ def _bab_rows(inst, opts, device, case, rows: list[tuple[int, int]], seconds: fl
 def _bab(inst, opts, clock, device, items, budget):
     """Branch-and-bound (:func:`gridverify.bab.bab_maximize`) on the open disjuncts.
 
-    A disjunct ``A y <= b`` is infeasible on its box when one of its rows is:
-    ``max_x (b_k - A_k y(x)) < 0``.  Each row tried is put behind the graph as an
-    output ``z = b - A y`` and one decision-mode search with threshold 0 bounds
-    it: an upper bound below 0 rules the row out; a point above 0 is a
-    candidate counterexample (confirmed with onnxruntime).  For a single-row
-    disjunct this is exact; for a multi-row one it is a sufficient condition
-    (its rows tried one after the other).  One search per row: a joint search
-    over rows must prove all of them in every domain, so the splits one row
-    needs multiply with another's (case14_relu's open balance property, five
-    rows: 11 s one by one, open after 40 s together); only a box with more than
+    A disjunct ``A y <= b`` is infeasible on its box when its least margin is
+    negative everywhere: ``max_x min_k (b_k - A_k y(x)) < 0`` (at every point some
+    row fails, not necessarily the same one).  The least margin is put behind the
+    graph as an output (:func:`_offset_graph`) and one decision-mode search with
+    threshold 0 bounds it: an upper bound below 0 rules the disjunct out; a point
+    at or above 0 is a candidate counterexample (confirmed with onnxruntime).
+    One search per disjunct: a joint search over disjuncts must prove all of them
+    in every domain, so the splits one needs multiply with another's
+    (case14_relu's open balance property, five one-row disjuncts: 11 s one by
+    one, open after 40 s together); only a box with more than
     ``_BAB_PER_ROW_MAX`` open one-row disjuncts puts them in one joint search
     (the maximum of their rows), as every search starts with a root bound of
     its own.  Each search gets an equal share of the box's time; rows left
@@ -604,10 +640,9 @@ def _bab(inst, opts, clock, device, items, budget):
         single = [d for d in dis if case.output[d][0].shape[0] == 1]
         multi = [d for d in dis if case.output[d][0].shape[0] > 1]
         still.extend((ci, d) for d in dis if case.output[d][0].shape[0] == 0)
-        # searches: lists of (disjunct, row), one row each but for many one-row ones
-        pending = ([[(d, 0) for d in single]] if len(single) > _BAB_PER_ROW_MAX
-                   else [[(d, 0)] for d in single])
-        pending += [[(d, k)] for d in multi for k in range(case.output[d][0].shape[0])]
+        # searches: lists of disjuncts, one each but for many one-row ones
+        pending = ([single] if len(single) > _BAB_PER_ROW_MAX else [[d] for d in single])
+        pending += [[d] for d in multi]
         proved: set[int] = set()
         case_end = time.monotonic() + clock.left() / (len(cases) - n)
 
@@ -615,18 +650,18 @@ def _bab(inst, opts, clock, device, items, budget):
             return min(clock.left(), _end - time.monotonic())
 
         for _ in range(_BAB_PASSES):
-            failed: list[list[tuple[int, int]]] = []
-            for j, rows in enumerate(pending):
-                rows = [(d, k) for d, k in rows if d not in proved]
+            failed: list[list[int]] = []
+            for j, group in enumerate(pending):
+                group = [d for d in group if d not in proved]
                 left = case_left()
-                if not rows or left <= 0.05:
+                if not group or left <= 0.05:
                     continue
-                res = _bab_rows(inst, opts, device, case, rows, left / (len(pending) - j),
+                res = _bab_rows(inst, opts, device, case, group, left / (len(pending) - j),
                                 budget)
                 if res is None:
                     continue
                 if math.isfinite(res.upper_bound) and res.upper_bound < 0.0:
-                    proved.update(d for d, _ in rows)
+                    proved.update(group)
                     continue
                 if res.witness is not None and res.attained >= 0.0:
                     hit = confirm(inst.onnx(), case, np.asarray(res.witness, dtype=np.float64))
@@ -634,7 +669,7 @@ def _bab(inst, opts, clock, device, items, budget):
                         return _outcome(
                             "sat", clock, "bab", "counterexample confirmed by onnxruntime", *hit
                         )
-                failed.append(rows)
+                failed.append(group)
             pending = failed
             if not pending or case_left() <= 0.5:
                 break

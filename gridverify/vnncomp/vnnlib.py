@@ -121,9 +121,21 @@ def _same_output(a: tuple, b: tuple) -> bool:
 # ----------------------------------------------------------------------------- reading
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """The bytes of a file; gzip files (``.gz``) are decompressed in memory."""
+def gz_fallback(path: str | Path) -> Path:
+    """``path``, or its ``.gz`` sibling when only that exists (benchmark repositories
+    ship their models and properties compressed)."""
     p = Path(path)
+    if not p.exists():
+        gz = p.with_name(p.name + ".gz")
+        if gz.exists():
+            return gz
+    return p
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The bytes of a file (or of its ``.gz`` sibling when only that exists); gzip
+    files are decompressed in memory."""
+    p = gz_fallback(path)
     data = p.read_bytes()
     if data[:2] == b"\x1f\x8b":
         try:
@@ -142,7 +154,7 @@ def read_onnx_file(path: str | Path) -> Any:
     import onnx
     from onnx.external_data_helper import load_external_data_for_model
 
-    p = Path(path)
+    p = gz_fallback(path)
     if not p.exists():
         raise GraphError(f"{p}: no such ONNX file")
     if p.is_dir():
@@ -161,7 +173,7 @@ def read_onnx_file(path: str | Path) -> Any:
 
 def read_text(path: str | Path) -> str:
     """The text of a property file; ``.gz`` files are decompressed in memory."""
-    p = Path(path)
+    p = gz_fallback(path)
     data = read_bytes(p)
     try:
         return data.decode("utf-8")

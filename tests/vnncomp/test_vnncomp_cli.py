@@ -142,7 +142,7 @@ def test_batch_with_expected(bench: Path, tmp_path: Path, capsys) -> None:
     )
     printed = capsys.readouterr().out
     rows = list(csv.reader(out.open()))
-    assert rows[0] == ["onnx", "vnnlib", "result", "seconds"]
+    assert rows[0] == ["onnx", "vnnlib", "result", "seconds", "detail"]
     assert [r[2] for r in rows[1:3]] == ["sat", "sat"]
     assert rows[3][2] in ("unsat", "unknown")  # unsat once the bound engine is in
     assert "instances: 3" in printed and "median" in printed
@@ -174,8 +174,17 @@ def test_instance_and_expected_errors(tmp_path: Path) -> None:
     p.write_text("a.onnx,b.vnnlib,10\n\na.onnx,b.vnnlib\n")
     with pytest.raises(VnnlibError, match=r"instances.csv:3: expected onnx,vnnlib,timeout"):
         read_instances(p)
-    p.write_text("a.onnx,b.vnnlib,ten\nx,y,1\n")  # a header-like first row is skipped
+    p.write_text("onnx,vnnlib,timeout\nx,y,1\n")  # a header row is skipped
     assert len(read_instances(p)) == 1
+    p.write_text("a.onnx,b.vnnlib,10s\nx,y,1\n")  # a first row naming a model is not one
+    with pytest.raises(VnnlibError, match=r":1: bad timeout '10s'"):
+        read_instances(p)
+    p.write_text("onnx,vnnlib,timeout\n")
+    with pytest.raises(VnnlibError, match=r"instances.csv: no instances"):
+        read_instances(p)
+    p.write_text("a.onnx,b.vnnlib,inf\n")
+    with pytest.raises(VnnlibError, match=r":1: timeout must be a number > 0"):
+        read_instances(p)
     p.write_text("x,y,1\na.onnx,b.vnnlib,ten\n")
     with pytest.raises(VnnlibError, match=r":2: bad timeout"):
         read_instances(p)
@@ -185,11 +194,33 @@ def test_instance_and_expected_errors(tmp_path: Path) -> None:
         read_expected(e)
 
 
+def test_cli_run_reads_gz_siblings(bench: Path, tmp_path: Path) -> None:
+    """Files named without ``.gz`` are read from their ``.gz`` sibling, as ``batch`` does
+    (``prepare_instance.sh`` accepts either)."""
+    model = bench / "onnx" / "tiny.onnx"
+    (bench / "onnx" / "tiny.onnx.gz").write_bytes(gzip.compress(model.read_bytes()))
+    model.unlink()
+    out = tmp_path / "r.txt"
+    rc = main(["vnncomp", "run", str(model), str(bench / "vnnlib" / "sat2.vnnlib"),
+               "--timeout", "10", "--out", str(out)])
+    assert rc == 1 and read_result(out)[0] == "sat"
+
+
 def test_batch_missing_file_is_named(bench: Path, tmp_path: Path, capsys) -> None:
     (bench / "instances.csv").write_text("onnx/tiny.onnx,vnnlib/nope.vnnlib,5\n")
     rc = main(["vnncomp", "batch", str(bench), "--out", str(tmp_path / "r.csv"), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "instances.csv:1: file not found" in err
+    # one missing row among others is an error row, named; the others run
+    (bench / "instances.csv").write_text(
+        "onnx/tiny.onnx,vnnlib/nope.vnnlib,5\nonnx/tiny.onnx,vnnlib/sat.vnnlib,5\n")
+    out = tmp_path / "r.csv"
+    rc = main(["vnncomp", "batch", str(bench), "--out", str(out), "--no-progress"])
+    printed = capsys.readouterr().out
+    rows = list(csv.reader(out.open()))
+    assert rc == 0 and [r[2] for r in rows[1:]] == ["error", "sat"]
+    assert "instances.csv:1: file not found" in rows[1][4]
+    assert "ERROR: onnx/tiny.onnx vnnlib/nope.vnnlib: " in printed and "nope.vnnlib" in printed
 
 
 @pytest.mark.skipif(not os.access("/bin/bash", os.X_OK), reason="needs bash")

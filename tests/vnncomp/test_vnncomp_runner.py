@@ -321,3 +321,34 @@ def test_hundreds_of_disjuncts_sampled_first_find_the_one_violated(tmp_path: Pat
     out, lo, hi = _one_reachable_disjunct(tmp_path, 8, 100, 77, upper=False)
     assert out.result == "sat" and out.stage == "attack"
     assert out.y[77] <= lo + 0.05 * (hi - lo)
+
+
+@needs_bounds
+def test_conjunction_infeasible_only_jointly_is_unsat(tiny: Path, tmp_path: Path) -> None:
+    """``y0 >= 1.99 and y1 >= 0.5`` (y0 = relu(x0 + x1), y1 = relu(x0 - x1), x in
+    [-1, 1]^2): each row holds somewhere, never both; no single row can be ruled out,
+    the disjunct's least margin can."""
+    prop = _prop(tmp_path, "and.vnnlib", [-1, -1], [1, 1], 2, [["(>= Y_0 1.99)", "(>= Y_1 0.5)"]])
+    no_bab = run_instance(tiny, prop, RunOptions(timeout=10, extend_attack=False, use_bab=False))
+    assert no_bab.result == "unknown"
+    out = run_instance(tiny, prop, QUICK)
+    assert out.result == "unsat" and out.stage == "bab"
+    # the same with a reachable threshold: a counterexample, not unsat
+    prop = _prop(tmp_path, "and2.vnnlib", [-1, -1], [1, 1], 2, [["(>= Y_0 1.2)", "(>= Y_1 0.5)"]])
+    out = run_instance(tiny, prop, QUICK)
+    assert out.result == "sat" and _ort_check(tiny, prop, out.x)
+
+
+def test_input_pinned_off_float32_gets_the_nearest_float32(tmp_path: Path) -> None:
+    """X_0 pinned to 0.3 (no float32 equals it): the counterexample carries float32(0.3),
+    less than one float32 step off the box, as the only input the model can run on."""
+    model = mlp_onnx(tmp_path / "lin.onnx", [(np.array([[1.0, 1.0], [1.0, -1.0]]), np.zeros(2))])
+    prop = _prop(tmp_path, "pin.vnnlib", [0.3, 0.0], [0.3, 1.0], 2, [["(>= Y_0 0.5)"]])
+    out = run_instance(model, prop, QUICK)
+    assert out.result == "sat"
+    assert out.x[0] == float(np.float32(0.3)) and 0.0 <= out.x[1] <= 1.0
+    assert out.y[0] >= 0.5
+    # a box that does hold float32 values still gets one inside it
+    prop = _prop(tmp_path, "pin2.vnnlib", [0.3, 0.0], [0.31, 1.0], 2, [["(>= Y_0 0.5)"]])
+    out = run_instance(model, prop, QUICK)
+    assert out.result == "sat" and 0.3 <= out.x[0] <= 0.31
