@@ -19,6 +19,7 @@ import torch
 
 from gridverify.ir import Graph, GraphBuilder, Node
 from gridverify.ir.ops import OPS, np_softplus
+from gridverify.ir.windows import windows
 
 __all__ = ["COMPARE_HINT", "Compare", "Lowering", "Value", "Var", "prune"]
 
@@ -725,6 +726,87 @@ class Lowering:
             vals = np.broadcast_to(np.asarray(a, dtype=np.float64)[..., :, :, None], full)
             out = self.linear_map(c, out_idx, cols, vals, out_shape)
         return self.reshape(out, final)
+
+    # ------------------------------------------------------ sliding windows
+    def _windowed(self, x: Value, d: int, what: str) -> tuple[Var, int, int, tuple[int, ...]]:
+        """``x`` as a Var of shape (batch, channels, *spatial) with ``d`` spatial axes."""
+        if not isinstance(x, Var):
+            raise _Unsupported(f"{what} of a constant (fold it before export)")
+        shape = self.shape(x)
+        if len(shape) != d + 2:
+            raise ValueError(f"a {d}-d {what} needs (batch, channels, {d} spatial axes), "
+                             f"got shape {shape}")
+        return x, shape[0], shape[1], shape[2:]
+
+    def conv(self, x: Value, w: np.ndarray, bias: np.ndarray | None, strides: Sequence[int],
+             pads_begin: Sequence[int], pads_end: Sequence[int], dilations: Sequence[int],
+             groups: int = 1) -> Value:
+        """N-d convolution (cross-correlation, as ONNX ``Conv`` and torch ``convNd``) of
+        ``x`` (batch, channels, *spatial) with the constant kernel ``w`` (out channels,
+        in channels / groups, *kernel): one sparse linear map over its windows
+        (:func:`gridverify.ir.windows.windows`), plus ``bias`` per output channel."""
+        w = np.asarray(w, dtype=np.float64)
+        d = w.ndim - 2
+        x, n, c, spatial = self._windowed(x, d, "convolution")
+        m, cg = w.shape[:2]
+        if groups < 1 or c != cg * groups or m % groups:
+            raise ValueError(f"{c} input channels do not match a kernel of shape {w.shape} "
+                             f"in {groups} group(s)")
+        win = windows(spatial, w.shape[2:], strides, pads_begin, pads_end, dilations)
+        n_out, n_in = win.n_out, int(np.prod(spatial, dtype=np.int64))
+        oc = np.arange(m)[:, None, None]
+        ic = (oc // (m // groups)) * cg + np.arange(cg)[None, :, None]
+        full = (m, cg, win.p.size)
+        rows = np.broadcast_to(oc * n_out + win.p, full)
+        cols = np.broadcast_to(ic * n_in + win.at, full)
+        vals = w.reshape(m, cg, -1)[:, :, win.q]
+        batch = np.arange(n)[:, None, None, None]
+        y = self.linear_map(x, (rows + batch * m * n_out), (cols + batch * c * n_in),
+                            np.broadcast_to(vals, (n,) + full), (n, m) + win.out)
+        if bias is None:
+            return y
+        return self.add(y, np.asarray(bias, dtype=np.float64).reshape((1, m) + (1,) * d))
+
+    def pool(self, x: Value, kind: str, kernel: Sequence[int], strides: Sequence[int],
+             pads_begin: Sequence[int], pads_end: Sequence[int],
+             dilations: Sequence[int] | None = None, ceil_mode: bool = False,
+             count_include_pad: bool = False) -> Value:
+        """Average (``kind="average"``: a linear map) or max (``"max"``: a tree of
+        elementwise maxima over the kernel offsets) pooling of ``x`` (batch, channels,
+        *spatial).  A max window's offsets in the padding repeat one of its offsets
+        inside the input (padding never wins a maximum)."""
+        d = len(kernel)
+        x, n, c, spatial = self._windowed(x, d, f"{kind} pooling")
+        win = windows(spatial, kernel, strides, pads_begin, pads_end,
+                      dilations or [1] * d, ceil_mode)
+        n_out, n_in = win.n_out, int(np.prod(spatial, dtype=np.int64))
+        if np.any(np.bincount(win.p, minlength=n_out) == 0):
+            raise ValueError("a pooling window lies wholly in the padding")
+        out_shape = (n, c) + win.out
+        planes = np.arange(n * c)[:, None]
+        if kind == "average":
+            count = win.padded if count_include_pad else np.bincount(win.p, minlength=n_out)
+            size = (n * c, win.p.size)
+            return self.linear_map(
+                x, np.broadcast_to(planes * n_out + win.p, size),
+                np.broadcast_to(planes * n_in + win.at, size),
+                np.broadcast_to(1.0 / count[win.p], size), out_shape)
+        if kind != "max":
+            raise ValueError(f"unknown pooling {kind!r}")
+        n_k = int(np.prod(kernel, dtype=np.int64))
+        table = np.full((n_out, n_k), -1, dtype=np.int64)
+        table[win.p, win.q] = win.at
+        first = table[np.arange(n_out), np.argmax(table >= 0, axis=1)]
+        table = np.where(table >= 0, table, first[:, None])
+        cols = np.unique(table, axis=1)  # offsets that read the same positions everywhere
+        terms: list[Value] = [
+            self.index(x, lambda t, k=k: t.reshape(n * c, n_in)[:, cols[:, k]].reshape(out_shape))
+            for k in range(cols.shape[1])
+        ]
+        while len(terms) > 1:
+            paired = [self.minmax("maximum", a, b) for a, b in zip(terms[::2], terms[1::2])]
+            terms = paired + terms[len(paired) * 2:]
+        return terms[0]
 
     def output(self, v: Value, name: str) -> None:
         """Mark ``v`` as a graph output."""

@@ -38,6 +38,7 @@ from gridverify.ir.lowering import (
 )
 from gridverify.ir.ops import OPS, UNARY_NONLINEAR
 from gridverify.ir.pwl_merge import merge_pwl
+from gridverify.ir.windows import same_pads
 
 __all__ = ["Lowering", "Var", "from_onnx", "prune"]
 
@@ -584,6 +585,63 @@ class _OnnxImporter:
         if len(self._outputs) > 1 and any(self._outputs[1:]):
             raise _Unsupported("the Mean / InvStdDev outputs")
         return self.lw.layer_norm(x, rank - axis, float(at.get("epsilon", 1e-5)), scale, bias)
+
+    def _window_attrs(self, x: Value, at: dict, kernel: Sequence[int]
+                      ) -> tuple[list[int], list[int], list[int], list[int]]:
+        """Strides, begin pads, end pads and dilations of a Conv or pooling node."""
+        d = len(kernel)
+        strides = [int(v) for v in at.get("strides", [1] * d)]
+        dilations = [int(v) for v in at.get("dilations", [1] * d)]
+        auto = at.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            begin, end = same_pads(self.lw.shape(x)[2:], kernel, strides, dilations,
+                                   auto == "SAME_UPPER")
+        elif auto in ("NOTSET", "VALID"):
+            pads = [int(v) for v in at.get("pads", [0] * 2 * d)] if auto == "NOTSET" \
+                else [0] * 2 * d
+            if len(pads) != 2 * d:
+                raise ValueError(f"pads has {len(pads)} entries for {d} spatial axes")
+            begin, end = pads[:d], pads[d:]
+        else:
+            raise ValueError(f"unknown auto_pad {auto!r}")
+        return strides, begin, end, dilations
+
+    def _op_Conv(self, ins: list, at: dict) -> Value:
+        w = np.asarray(self._const(ins[1], "weight W"), dtype=np.float64)
+        bias = None if len(ins) < 3 or ins[2] is None else self._const(ins[2], "bias B")
+        kernel = [int(v) for v in at.get("kernel_shape", w.shape[2:])]
+        if tuple(kernel) != w.shape[2:]:
+            raise ValueError(f"kernel_shape {kernel} does not match the weight {w.shape}")
+        strides, begin, end, dil = self._window_attrs(ins[0], at, kernel)
+        return self.lw.conv(ins[0], w, bias, strides, begin, end, dil, int(at.get("group", 1)))
+
+    def _pool(self, kind: str, ins: list, at: dict) -> Value:
+        if int(at.get("storage_order", 0)):
+            raise _Unsupported("storage_order=1")
+        if len(self._outputs) > 1 and self._outputs[1]:
+            raise _Unsupported("the Indices output of MaxPool")
+        kernel = [int(v) for v in at["kernel_shape"]]
+        strides, begin, end, dil = self._window_attrs(ins[0], at, kernel)
+        return self.lw.pool(ins[0], kind, kernel, strides, begin, end, dil,
+                            bool(at.get("ceil_mode", 0)), bool(at.get("count_include_pad", 0)))
+
+    def _op_MaxPool(self, ins: list, at: dict) -> Value:
+        return self._pool("max", ins, at)
+
+    def _op_AveragePool(self, ins: list, at: dict) -> Value:
+        return self._pool("average", ins, at)
+
+    def _global_pool(self, kind: str, ins: list) -> Value:
+        spatial = list(self.lw.shape(ins[0])[2:])
+        zeros = [0] * len(spatial)
+        return self.lw.pool(ins[0], kind, spatial, [1] * len(spatial), zeros, zeros)
+
+    def _op_GlobalMaxPool(self, ins: list, at: dict) -> Value:
+        return self._global_pool("max", ins)
+
+    def _op_GlobalAveragePool(self, ins: list, at: dict) -> Value:
+        return self._global_pool("average", ins)
 
     def _op_BatchNormalization(self, ins: list, at: dict) -> Value:
         x = ins[0]

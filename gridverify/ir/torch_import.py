@@ -41,6 +41,7 @@ from gridverify.ir.lowering import (
 )
 from gridverify.ir.ops import OPS
 from gridverify.ir.pwl_merge import merge_pwl
+from gridverify.ir.windows import same_pads
 
 __all__ = ["from_exported", "from_torch"]
 
@@ -722,6 +723,134 @@ def _chunk(self: _TorchImporter, args: list, kw: dict) -> Any:
     return _split(self, [x, size, _arg(args, kw, 2, "dim", 0)], {})
 
 
+def _per_axis(v: Any, d: int, what: str) -> list[int]:
+    """An int-or-sequence argument of a convolution or pooling, one int per axis."""
+    if isinstance(v, (int, np.integer)):
+        return [int(v)] * d
+    out = [int(u) for u in v]
+    if len(out) == 1:
+        return out * d
+    if len(out) != d:
+        raise ValueError(f"{what} {out} for {d} spatial axes")
+    return out
+
+
+def _conv_pads(padding: Any, kernel: list[int], strides: list[int], dilations: list[int]
+               ) -> tuple[list[int], list[int]]:
+    """Begin and end pads of torch's ``padding`` (ints, ``"valid"`` or ``"same"``)."""
+    d = len(kernel)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return [0] * d, [0] * d
+        if padding == "same":  # stride 1 only (torch's rule): the odd pad at the end
+            return same_pads([1] * d, kernel, [1] * d, dilations, upper=True)
+        raise ValueError(f"unknown padding {padding!r}")
+    pads = _per_axis(padding, d, "padding")
+    return pads, pads
+
+
+def _conv(self: _TorchImporter, x: Any, w: Any, bias: Any, stride: Any, padding: Any,
+          dilation: Any, groups: Any) -> Any:
+    if isinstance(w, Var) or isinstance(bias, Var):
+        raise _Unsupported("convolution with a variable weight")
+    w = np.asarray(w, dtype=np.float64)
+    d = w.ndim - 2
+    kernel = list(w.shape[2:])
+    strides = _per_axis(stride, d, "stride")
+    dilations = _per_axis(dilation, d, "dilation")
+    begin, end = _conv_pads(padding, kernel, strides, dilations)
+    return self.lw.conv(x, w, None if bias is None else np.asarray(bias, dtype=np.float64),
+                        strides, begin, end, dilations, int(groups))
+
+
+def _f_conv(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``F.convNd(input, weight, bias, stride, padding, dilation, groups)`` (and ATen's
+    ``convNd``)."""
+    return _conv(self, args[0], _arg(args, kw, 1, "weight", None), _arg(args, kw, 2, "bias", None),
+                 _arg(args, kw, 3, "stride", 1), _arg(args, kw, 4, "padding", 0),
+                 _arg(args, kw, 5, "dilation", 1), _arg(args, kw, 6, "groups", 1))
+
+
+def _aten_convolution(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """ATen ``convolution(input, weight, bias, stride, padding, dilation, transposed,
+    output_padding, groups)``."""
+    if _arg(args, kw, 6, "transposed", False):
+        raise _Unsupported("transposed convolution")
+    return _conv(self, args[0], args[1], _arg(args, kw, 2, "bias", None), args[3], args[4],
+                 args[5], _arg(args, kw, 8, "groups", 1))
+
+
+def _pool(self: _TorchImporter, x: Any, kind: str, kernel: Any, stride: Any, padding: Any,
+          dilation: Any = 1, ceil_mode: Any = False, count_include_pad: Any = True,
+          divisor_override: Any = None) -> Any:
+    d = len(self.lw.shape(x)) - 2
+    k = _per_axis(kernel, d, "kernel_size")
+    st = k if stride is None or (not isinstance(stride, int) and len(stride) == 0) \
+        else _per_axis(stride, d, "stride")
+    pads = _per_axis(padding, d, "padding")
+    if divisor_override is not None:
+        raise _Unsupported("avg_pool with divisor_override")
+    return self.lw.pool(x, kind, k, st, pads, pads, _per_axis(dilation, d, "dilation"),
+                        bool(ceil_mode), bool(count_include_pad))
+
+
+def _f_max_pool(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``F.max_poolNd(input, kernel_size, stride, padding, dilation, ceil_mode)``."""
+    if _arg(args, kw, 6, "return_indices", False):
+        raise _Unsupported("max_pool with return_indices")
+    return _pool(self, args[0], "max", _arg(args, kw, 1, "kernel_size", None),
+                 _arg(args, kw, 2, "stride", None), _arg(args, kw, 3, "padding", 0),
+                 _arg(args, kw, 4, "dilation", 1), _arg(args, kw, 5, "ceil_mode", False))
+
+
+def _f_avg_pool(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``F.avg_poolNd(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+    divisor_override)``."""
+    return _pool(self, args[0], "average", _arg(args, kw, 1, "kernel_size", None),
+                 _arg(args, kw, 2, "stride", None), _arg(args, kw, 3, "padding", 0), 1,
+                 _arg(args, kw, 4, "ceil_mode", False),
+                 _arg(args, kw, 5, "count_include_pad", True),
+                 _arg(args, kw, 6, "divisor_override", None))
+
+
+def _adaptive(self: _TorchImporter, x: Any, kind: str, size: Any) -> Any:
+    """Adaptive pooling to ``size`` where it divides the input evenly (kernel = stride)."""
+    spatial = list(self.lw.shape(x)[2:])
+    want = [s if o is None else int(o) for s, o in
+            zip(spatial, [size] * len(spatial) if isinstance(size, (int, type(None)))
+                else list(size))]
+    if any(o <= 0 or s % o for s, o in zip(spatial, want)):
+        raise _Unsupported(f"adaptive pooling of {spatial} to {want} (only even divisions)")
+    k = [s // o for s, o in zip(spatial, want)]
+    zeros = [0] * len(k)
+    return self.lw.pool(x, kind, k, k, zeros, zeros)
+
+
+def _f_adaptive(kind: str) -> Handler:
+    return lambda self, args, kw: _adaptive(self, args[0], kind,
+                                            _arg(args, kw, 1, "output_size", None))
+
+
+def _mod_conv(self: _TorchImporter, m: nn.modules.conv._ConvNd, args: list, kw: dict) -> Any:
+    if m.padding_mode != "zeros":
+        raise _Unsupported(f"padding_mode={m.padding_mode!r}")
+    return _conv(self, args[0], _tensor_const(m.weight),
+                 None if m.bias is None else _tensor_const(m.bias), m.stride, m.padding,
+                 m.dilation, m.groups)
+
+
+def _mod_max_pool(self: _TorchImporter, m: Any, args: list, kw: dict) -> Any:
+    if m.return_indices:
+        raise _Unsupported("MaxPool with return_indices")
+    return _pool(self, args[0], "max", m.kernel_size, m.stride, m.padding, m.dilation,
+                 m.ceil_mode)
+
+
+def _mod_avg_pool(self: _TorchImporter, m: Any, args: list, kw: dict) -> Any:
+    return _pool(self, args[0], "average", m.kernel_size, m.stride, m.padding, 1, m.ceil_mode,
+                 m.count_include_pad, getattr(m, "divisor_override", None))
+
+
 _ARITH = {name: _binary(name) for name in ("add", "sub", "mul", "div")}
 #: unary ops spelled torch.<name> / Tensor.<name> / F.<name>, from the op table
 _UNARY = {name: _unary(name) for name, info in OPS.items() if info.torch}
@@ -751,6 +880,11 @@ _FUNCTIONS: dict[Any, Handler] = {
     torch.where: _where_const, torch.log1p: _log1p, torch.expm1: _expm1, torch.log: _log,
     torch.split: _split, torch.chunk: _chunk,
     F.logsigmoid: _log_sigmoid,
+    F.conv1d: _f_conv, F.conv2d: _f_conv, F.conv3d: _f_conv,
+    F.max_pool1d: _f_max_pool, F.max_pool2d: _f_max_pool, F.max_pool3d: _f_max_pool,
+    F.avg_pool1d: _f_avg_pool, F.avg_pool2d: _f_avg_pool, F.avg_pool3d: _f_avg_pool,
+    **{getattr(F, f"adaptive_{k}_pool{n}d"): _f_adaptive(kind)
+       for k, kind in (("avg", "average"), ("max", "max")) for n in (1, 2, 3)},
     torch.zeros_like: _like(0.0), torch.ones_like: _like(1.0), torch.full_like: _like(None),
     **{getattr(torch, n): h for n, h in _UNARY.items()},
     **{getattr(F, n): h for n, h in _UNARY.items() if hasattr(F, n)},
@@ -829,6 +963,12 @@ _MODULES: dict[type, Callable[..., Any]] = {
                                                          float(m.threshold)),
     nn.Mish: lambda self, m, args, kw: self.lw.mish(args[0]),  # torch's mish: no threshold
     nn.LogSigmoid: lambda self, m, args, kw: _log_sigmoid(self, args, kw),
+    **{getattr(nn, f"Conv{n}d"): _mod_conv for n in (1, 2, 3)},
+    **{getattr(nn, f"MaxPool{n}d"): _mod_max_pool for n in (1, 2, 3)},
+    **{getattr(nn, f"AvgPool{n}d"): _mod_avg_pool for n in (1, 2, 3)},
+    **{getattr(nn, f"Adaptive{k}Pool{n}d"): (
+        lambda self, m, args, kw, kind=kind: _adaptive(self, args[0], kind, m.output_size))
+       for k, kind in (("Avg", "average"), ("Max", "max")) for n in (1, 2, 3)},
 }
 
 
@@ -951,6 +1091,15 @@ _ATEN: dict[str, Handler] = {
     "split": _split, "split_with_sizes": _split, "chunk": _chunk,
     "log_sigmoid_forward": _aten_tuple(_log_sigmoid, 2),
     "zeros_like": _like(0.0), "ones_like": _like(1.0), "full_like": _like(None),
+    "conv1d": _f_conv, "conv2d": _f_conv, "conv3d": _f_conv, "convolution": _aten_convolution,
+    "max_pool1d": _f_max_pool, "max_pool2d": _f_max_pool, "max_pool3d": _f_max_pool,
+    "max_pool2d_with_indices": _aten_tuple(_f_max_pool, 2),
+    "max_pool3d_with_indices": _aten_tuple(_f_max_pool, 2),
+    "avg_pool1d": _f_avg_pool, "avg_pool2d": _f_avg_pool, "avg_pool3d": _f_avg_pool,
+    "adaptive_avg_pool1d": _f_adaptive("average"), "adaptive_avg_pool2d": _f_adaptive("average"),
+    "_adaptive_avg_pool2d": _f_adaptive("average"), "adaptive_avg_pool3d": _f_adaptive("average"),
+    "_adaptive_avg_pool3d": _f_adaptive("average"),
+    **{f"adaptive_max_pool{n}d": _aten_tuple(_f_adaptive("max"), 2) for n in (1, 2, 3)},
 }
 #: ATen ops of an exported program that check its inputs and compute nothing
 _ATEN_SKIP = frozenset({"_assert_tensor_metadata", "_assert_scalar", "_assert_async",
