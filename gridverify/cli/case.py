@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from typing import Any
 
 __all__ = ["register", "case_summary"]
+
+
+def _total(values: Any, base: float) -> float | None:
+    """A sum in MW / MVAr, rounded to 1e-6 (no float noise of the per-unit
+    round trip); ``None`` when a term is infinite (``Inf``: no limit)."""
+    total = float(sum(float(v) for v in values) * base)
+    return round(total, 6) if math.isfinite(total) else None
 
 
 def case_summary(name_or_path: str, zones: int | None = None) -> dict[str, Any]:
@@ -36,13 +44,13 @@ def case_summary(name_or_path: str, zones: int | None = None) -> dict[str, Any]:
         "n_bus_in_file": int(raw.bus.shape[0]),
         "n_gen_in_file": int(raw.gen.shape[0]),
         "n_branch_in_file": int(raw.branch.shape[0]),
-        "n_transformers": int(np.count_nonzero((cc.tap != 1.0) | (cc.shift != 0.0))),
+        "n_transformers": cc.n_transformers,
         "n_ref_bus": int(cc.ref_bus.shape[0]),
         "ref_bus_ids": [int(cc.bus_ids[i]) for i in cc.ref_bus],
-        "total_pd_mw": float(cc.pd.sum() * base),
-        "total_qd_mvar": float(cc.qd.sum() * base),
-        "total_pmax_mw": float(cc.pmax.sum() * base),
-        "total_pmin_mw": float(cc.pmin.sum() * base),
+        "total_pd_mw": _total(cc.pd, base),
+        "total_qd_mvar": _total(cc.qd, base),
+        "total_pmax_mw": _total(cc.pmax, base),  # None: some generator has no limit
+        "total_pmin_mw": _total(cc.pmin, base),
         "n_branch_unlimited": int(np.count_nonzero(~finite_rate)),
         "has_costs": cc.has_costs,
         "content_hash": cc.content_hash,
@@ -67,7 +75,8 @@ def _info(args: argparse.Namespace) -> int:
     keys = ("source", "base_mva", "n_bus", "n_gen", "n_branch", "n_load", "n_transformers",
             "ref_bus_ids", "total_pd_mw", "total_qd_mvar", "total_pmax_mw",
             "n_branch_unlimited", "content_hash")
-    table = field_table(f"case {info['name']}", [(k, info[k]) for k in keys], ".2f")
+    rows = [(k, "no limit" if info[k] is None else info[k]) for k in keys]
+    table = field_table(f"case {info['name']}", rows, ".2f")
     console = Console()
     console.print(table)
     if args.zones is not None:

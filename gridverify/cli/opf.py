@@ -2,7 +2,8 @@
 
 ``opf solve CASE --json`` prints one JSON object with at least ``case``,
 ``status`` (``"optimal"`` when solved to optimality), ``objective`` ($/h),
-``max_balance_residual_pu``, ``solve_seconds`` and ``solver``.  Exit status 0
+``max_balance_residual_pu``, ``solve_seconds``, ``solver`` and ``warnings`` (what
+reading the case noted).  Exit status 0
 when optimal, 1 when the solver ended otherwise, 2 on bad input.
 """
 
@@ -60,6 +61,7 @@ def _solve(args: argparse.Namespace) -> int:
         out = sol.to_dict(arrays=args.arrays)
         out["n_bus"], out["n_gen"], out["n_load"] = case.n_bus, case.n_gen, case.n_load
         out["iterations"] = sol.iterations
+        out["warnings"] = list(case.warnings)
         print(json.dumps(out))
     else:
         _print_table(case, sol)

@@ -70,6 +70,12 @@ class RawCase:
     bus_name: tuple[str, ...] | None = None
     table_lines: dict[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # reader warnings (ignored optional tables, ...)
+    #: per branch row: a transformer (None: as MATPOWER counts them, a non-zero
+    #: ``ratio`` or ``angle``; a converter that knows its elements sets it)
+    branch_is_transformer: np.ndarray | None = None
+    #: per table (``gen``, ``branch``): a name per row for messages, e.g. the
+    #: pandapower element (``line 2``); empty where the file's rows are the names
+    element_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def bus_ids(self) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Per-unit on ``base_mva``, radians, active elements only (generator and branch
 status, buses not of type 4), one load per bus with non-zero demand, tap 0 -> 1,
-``rate_a`` 0 -> inf, generator cost rescaled to pg in pu.  Branch flow templates
+``rate_a`` 0 or ``Inf`` -> inf (unlimited), generator limits of ``+-Inf`` kept as
++-inf (no limit), generator cost rescaled to pg in pu.  Branch flow templates
 follow PowerModels' ACP branch model with ``tr = tap cos(shift)``,
 ``ti = tap sin(shift)``, ``g + jb = 1 / (r + jx)``, ``b_fr = b_to = b/2`` and
 ``g_fr = g_to = 0``; the bus admittance matrix follows MATPOWER's ``makeYbus``.
@@ -167,7 +168,8 @@ def compile_case(raw: RawCase, *, emit_warnings: bool = True) -> CompiledCase:
     b = br[:, C.BR_B].copy()
     tap = np.where(br[:, C.TAP] == 0, 1.0, br[:, C.TAP])
     shift = np.deg2rad(br[:, C.SHIFT])
-    rate_a = np.where(br[:, C.RATE_A] == 0, np.inf, br[:, C.RATE_A] / base)
+    rate_a = np.where((br[:, C.RATE_A] == 0) | np.isinf(br[:, C.RATE_A]), np.inf,
+                      br[:, C.RATE_A] / base)
     angmin = np.deg2rad(br[:, C.ANGMIN])
     angmax = np.deg2rad(br[:, C.ANGMAX])
     pf_t, qf_t, pt_t, qt_t = flow_templates(r, x, b, tap, shift)
@@ -235,6 +237,9 @@ def compile_case(raw: RawCase, *, emit_warnings: bool = True) -> CompiledCase:
         bus_index=bus_index,
         graph=graph,
         warnings=chk.warnings,
+        transformer=_ro((br[:, C.TAP] != 0) | (br[:, C.SHIFT] != 0)
+                        if raw.branch_is_transformer is None
+                        else np.asarray(raw.branch_is_transformer, dtype=bool)[ki]),
     )
     return cc
 

@@ -125,6 +125,9 @@ class CompiledCase(HtmlView):
     warnings: tuple[str, ...] = ()
     #: whether the file gives generator costs (an OPF needs them; certification does not)
     has_costs: bool = True
+    #: per active branch: a transformer, as MATPOWER counts them (a non-zero ``ratio``
+    #: in the file, 1.0 included, or a non-zero phase shift); None: not known
+    transformer: np.ndarray | None = None
 
     @property
     def n_bus(self) -> int:
@@ -141,6 +144,14 @@ class CompiledCase(HtmlView):
     @property
     def n_load(self) -> int:
         return int(self.load_bus.shape[0])
+
+    @property
+    def n_transformers(self) -> int:
+        """Active transformers (see :attr:`transformer`; without it, the branches
+        with an off-nominal tap or a phase shift)."""
+        if self.transformer is not None:
+            return int(np.count_nonzero(self.transformer))
+        return int(np.count_nonzero((self.tap != 1.0) | (self.shift != 0.0)))
 
     def pwl_segments(self, g: int) -> tuple[np.ndarray, np.ndarray]:
         """Slopes ($/h per pu) and intercepts ($/h) of generator ``g``'s

@@ -357,8 +357,17 @@ class _Parser:
 
 
 def parse_matpower(text: str, source: str = "<string>") -> MatpowerFile:
-    """Parse the text of a MATPOWER case file (without executing it)."""
-    return _Parser(_tokenize(text, source), source).parse()
+    """Parse the text of a MATPOWER case file (without executing it).
+
+    A text without any statement (empty, blank or only comments) raises
+    :class:`CaseFormatError` saying so.
+    """
+    toks = _tokenize(text, source)
+    if not any(t.kind != "nl" for t in toks):
+        what = "empty" if not text.strip() else "only comments, no case data"
+        raise CaseFormatError(f"the file is {what}" if what == "empty" else
+                              f"the file has {what}", source=source)
+    return _Parser(toks, source).parse()
 
 
 def read_matpower(path: str | Path) -> MatpowerFile:

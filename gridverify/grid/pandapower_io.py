@@ -23,11 +23,17 @@ which ``pandapower.converter.pypower.to_ppc`` also uses but trims) into a
 * asymmetric branch impedances and in-service DC lines are rejected
   (:class:`CaseFormatError`);
 * a network without bus voltage limits gets [0.9, 1.1] pu (noted);
+* voltage angles are relative to the reference bus, whose angle is 0
+  (PowerModels' convention): an ext_grid's ``va_degree`` is not kept, and a
+  non-zero one is noted (pandapower's angles are then ours plus it);
+* bus references of every element table (``bus``, ``from_bus``, ``to_bus``,
+  ``hv_bus``, ``mv_bus``, ``lv_bus``, a bus-bus switch's ``element``) must name
+  a bus of ``net.bus`` (:class:`CaseFormatError` naming the element);
 * the case is pandapower's OPF problem (its ``runopp`` mode): generator,
   ext_grid and voltage limits from the ``max_``/``min_`` columns, an ext_grid
   without a ``controllable`` column fixes its bus voltage, controllable sgen,
   load and storage become generators, and a branch without
-  ``max_loading_percent`` is unlimited;
+  ``max_loading_percent`` (no column, or NaN in it) is unlimited;
 * a line's limit becomes an MVA rating at nominal voltage (``max_i_ka`` times
   ``vn_kv`` times sqrt 3, the MATPOWER and PowerModels convention, as in
   pandapower's ``runpm``); ``runopp`` limits the current instead, the same
@@ -210,11 +216,46 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
+# columns of pandapower's element tables that hold a bus index
+_BUS_COLUMNS = ("bus", "from_bus", "to_bus", "hv_bus", "mv_bus", "lv_bus")
+
+
+def _check_bus_references(net: Any, source: str) -> None:
+    """Every bus reference of every element table names a bus of ``net.bus``
+    (pandapower itself fails on one that does not with an index error)."""
+    import pandas as pd
+
+    buses = set(int(i) for i in net.bus.index)
+    for et in sorted(str(k) for k in net.keys()):
+        table = net[et]
+        if et == "bus" or et.startswith(("res_", "_")) or not isinstance(table, pd.DataFrame) \
+                or len(table) == 0:
+            continue
+        cols = [c for c in _BUS_COLUMNS if c in table.columns]
+        if et == "switch" and "element" in table.columns and "et" in table.columns:
+            cols.append("element")  # a bus-bus switch's element is a bus
+        for col in cols:
+            values = table[col]
+            if et == "switch" and col == "element":
+                values = values[table["et"].astype(str) == "b"]
+            for idx, val in values.items():
+                try:
+                    ok = float(val) == int(float(val)) and int(float(val)) in buses
+                except (TypeError, ValueError, OverflowError):
+                    ok = False
+                if not ok:
+                    shown = f"{float(val):g}" if isinstance(val, (int, float, np.number)) \
+                        else repr(val)
+                    raise CaseFormatError(f"{et} {idx}: {col} {shown} is not a bus of the "
+                                          "network", source=source, field=f"{et}.{col}")
+
+
 def _convert_tables(net: Any, name: str | None, source: str) -> PandapowerCase:
     import copy
 
     if len(net.bus) == 0:
         raise CaseFormatError("the pandapower network has no buses", source=source, field="bus")
+    _check_bus_references(net, source)
     if "dcline" in net and len(net.dcline) and net.dcline.in_service.astype(bool).any():
         k = int(net.dcline.index[net.dcline.in_service.astype(bool)][0])
         raise CaseFormatError("in-service DC lines are not supported (as mpc.dcline in MATPOWER "
@@ -222,6 +263,14 @@ def _convert_tables(net: Any, name: str | None, source: str) -> PandapowerCase:
                               source=source, field=f"dcline {k}")
     net = copy.deepcopy(net)
     notes: list[str] = []
+    if "ext_grid" in net and len(net.ext_grid) and "va_degree" in net.ext_grid:
+        on = net.ext_grid[net.ext_grid.in_service.astype(bool)] \
+            if "in_service" in net.ext_grid else net.ext_grid
+        for k, va in on.va_degree.items():
+            if np.isfinite(float(va)) and float(va) != 0:
+                notes.append(f"{source}: ext_grid {k} has va_degree {float(va):g}; angles are "
+                             "relative to the reference bus (0 there, PowerModels' convention), "
+                             f"so they differ from pandapower's by {float(va):g} degrees")
     if "max_vm_pu" not in net.bus or "min_vm_pu" not in net.bus:
         if "max_vm_pu" not in net.bus:
             net.bus["max_vm_pu"] = 1.1
@@ -262,6 +311,10 @@ def _convert_tables(net: Any, name: str | None, source: str) -> PandapowerCase:
     gen[:, C.MBASE] = np.where(np.isfinite(gen[:, C.MBASE]), gen[:, C.MBASE], base)
     branch_full = np.real(np.array(ppc["branch"])).astype(np.float64)
     branch = branch_full[:, : C.BRANCH_COLS].copy()
+    # a branch without max_loading_percent (NaN among others that have one) is
+    # unlimited: rating 0, as MATPOWER writes it
+    rates = branch[:, C.RATE_A : C.RATE_C + 1]
+    branch[:, C.RATE_A : C.RATE_C + 1] = np.where(np.isnan(rates), 0.0, rates)
     if branch_full.shape[1] > _BR_B_ASYM:
         asym = branch_full[:, [_BR_R_ASYM, _BR_X_ASYM, _BR_G_ASYM, _BR_B_ASYM]]
         bad = np.flatnonzero(np.any(asym != 0, axis=1) & (branch[:, C.BR_STATUS] > 0))
@@ -320,9 +373,15 @@ def _convert_tables(net: Any, name: str | None, source: str) -> PandapowerCase:
 
     br_el: list[tuple[str, int]] = [("", -1)] * branch.shape[0]
     for et, (start, stop) in look.get("branch", {}).items():
-        if et in net and len(net[et]) == stop - start:
+        if et not in net or len(net[et]) == 0:
+            continue
+        n_el = len(net[et])
+        # a 3-winding transformer is three branches (pandapower: all hv, all mv, all lv)
+        per = 3 if et == "trafo3w" else 1
+        if per * n_el == stop - start:
             for off, k in enumerate(net[et].index):
-                br_el[start + off] = (et, int(k))
+                for j in range(per):
+                    br_el[start + j * n_el + off] = (et, int(k))
     nm = name or (str(net.name) if getattr(net, "name", "") else "pandapower_net")
 
     def zeros(n: int) -> np.ndarray:
@@ -341,9 +400,18 @@ def _convert_tables(net: Any, name: str | None, source: str) -> PandapowerCase:
         branch_lines=zeros(branch.shape[0]),
         gencost_lines=zeros(gc.shape[0]),
         notes=tuple(notes),
+        # pandapower writes ratio 1 on lines too: its transformers are its trafo elements
+        branch_is_transformer=np.array([et in ("trafo", "trafo3w") for et, _ in br_el],
+                                       dtype=bool),
+        element_names={"gen": _names(gen_el), "branch": _names(br_el)},
     )
     return PandapowerCase(raw=raw, gen_elements=tuple(gen_el), branch_elements=tuple(br_el),
                           bus_ids=pp_to_id)
+
+
+def _names(elements: list[tuple[str, int]]) -> tuple[str, ...]:
+    """``"line 2"`` per row (``""`` where the row has no known element)."""
+    return tuple(f"{et} {k}" if et else "" for et, k in elements)
 
 
 def from_pandapower(net: Any, name: str | None = None) -> RawCase:

@@ -2,9 +2,12 @@
 
 :func:`validate_case` raises :class:`CaseFormatError` naming the file and line
 (or field) for: malformed tables and wrong column counts, NaN or non-finite
-entries, non-integer or duplicate bus ids, unknown bus types, generators or
-branches on missing buses, self-loop branches, no reference bus, an island with
-load and no in-service generator, vmin > vmax, pmin > pmax, qmin > qmax,
+entries (``Inf`` is accepted, as in MATPOWER, where it means no limit: generator
+``Pmax``/``Pmin``/``Qmax``/``Qmin``, ratings ``rateA``/``rateB``/``rateC`` (``+Inf``,
+as 0) and ``angmin``/``angmax`` (as any limit beyond 90 degrees)), non-integer
+or duplicate bus ids, unknown bus types, generators or branches on missing
+buses, self-loop branches, no reference bus, an island with load and no
+in-service generator, vmin > vmax, pmin > pmax, qmin > qmax,
 negative ratings, zero-impedance branches (r == 0 and x == 0), negative taps,
 angmin > angmax, a missing or non-positive baseMVA, and bad or unsupported
 ``gencost`` rows (polynomial model 2 of degree <= 2, or convex piecewise-linear
@@ -84,8 +87,15 @@ class _V:
             if line is None:
                 line = self.raw.table_lines.get(table)
             if row is not None:
-                msg = f"{table} row {row + 1}: {msg}"
+                msg = f"{self.row_name(table, row)}: {msg}"
         return CaseFormatError(msg, source=self.src, line=line, field=fld)
+
+    def row_name(self, table: str, row: int) -> str:
+        """``branch row 3``, with the converter's element name when it gives one
+        (``branch row 3 (line 2)`` for a pandapower network)."""
+        names = self.raw.element_names.get(table, ())
+        name = names[row] if 0 <= row < len(names) and names[row] else ""
+        return f"{table} row {row + 1}" + (f" ({name})" if name else "")
 
     def warn(self, msg: str, table: str | None = None, row: int | None = None,
              kind: str | None = None) -> None:
@@ -94,7 +104,7 @@ class _V:
         if table is not None and row is not None:
             ln = _line(getattr(self.raw, f"{table}_lines"), row)
             where += f":{ln}" if ln else ""
-            msg = f"{table} row {row + 1}: {msg}"
+            msg = f"{self.row_name(table, row)}: {msg}"
         text = f"{where}: {msg}"
         key = kind or text
         if key not in self.groups:
@@ -154,7 +164,7 @@ def validate_case(raw: RawCase) -> CaseCheck:
                  inf_ok=(C.QMAX, C.QMIN, C.PMAX, C.PMIN))
     if br.size or br.ndim != 2:
         _check_table(v, "branch", br, C.BRANCH_COLS, BRANCH_FIELDS,
-                     inf_ok=(C.ANGMIN, C.ANGMAX))
+                     inf_ok=(C.RATE_A, C.RATE_B, C.RATE_C, C.ANGMIN, C.ANGMAX))
 
     # ---- buses
     ids = bus[:, C.BUS_I]
@@ -331,8 +341,9 @@ def _check_gencost(v: _V, raw: RawCase, gen_active: np.ndarray) -> np.ndarray:
             raise v.fail(f"polynomial cost of degree {n - 1} is not supported (at most 2)",
                          "gencost", i, "gencost.n")
         if n == 3 and coefs[0] < 0:
-            v.warn(f"negative quadratic cost coefficient {coefs[0]:g} (non-convex cost)",
-                   "gencost", i)
+            v.warn(f"negative quadratic cost coefficient {coefs[0]:g} (non-convex cost: "
+                   "the OPF finds a local optimum)", "gencost", i,
+                   kind="negative quadratic cost coefficients (non-convex costs)")
     return np.arange(ng, dtype=np.int64)
 
 

@@ -17,7 +17,11 @@ Constraints:
   does, a limit at or beyond +-90 degrees (or both limits 0) is replaced by
   +-60 degrees, about the phase shift of a phase-shifting transformer
   (:func:`gridverify.physics.equations.angle_limits`);
-* generator and voltage bounds.
+* generator and voltage bounds (none where a generator limit is infinite:
+  ``Inf`` in a MATPOWER file is no limit).
+
+The default start (:meth:`ACOPFModel.flat_start`) is PowerModels' flat start
+with the voltage angles following the phase shifts (:func:`shift_angles`).
 
 Objective: ``sum c2 * pg^2 + c1 * pg + c0`` in $/h (pg in p.u.).
 
@@ -105,6 +109,69 @@ class OPFSolution:
         return out
 
 
+def _finite_or_none(x: float) -> float | None:
+    """A variable bound: ``None`` (no bound) for an infinite limit."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def start_power(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Start values of generator outputs with limits ``[lo, hi]`` (pu).
+
+    The middle of the range where both limits are finite (PowerModels' start);
+    where a limit is infinite (``Inf`` in a case file means no limit), 0 clipped
+    into the finite side, so the start is always finite.
+    """
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    both = np.isfinite(lo) & np.isfinite(hi)
+    with np.errstate(invalid="ignore"):
+        mid = 0.5 * (lo + hi)
+    return np.where(both, mid, np.clip(np.zeros_like(lo), lo, hi))
+
+
+def shift_angles(case: CompiledCase) -> np.ndarray:
+    """Start voltage angles (radians) consistent with the phase shifts.
+
+    MATPOWER's branch model puts the ideal transformer ``tap * exp(j shift)`` on
+    the from side, so with no flow ``va_t = va_f - shift``.  Walking the
+    in-service branches breadth-first from the reference bus(es) (then from the
+    first bus of every island without one, at angle 0) sets ``va_t = va_f -
+    shift`` along a branch and ``va_f = va_t + shift`` against it, the shift
+    taken in [-180, 180) degrees as :func:`gridverify.physics.equations.angle_limits`
+    centres the angle limits.  A 150-degree vector group (pandapower's standard
+    transformers) is then no longer 150 degrees away from the start.  In a case
+    without phase shifts this is exactly the flat start (all 0).
+    """
+    nb = case.n_bus
+    shift = np.asarray(case.shift, dtype=np.float64)
+    va = np.zeros(nb)
+    if not np.any(shift != 0):
+        return va
+    shift = np.remainder(shift + math.pi, 2 * math.pi) - math.pi
+    adj: list[list[tuple[int, float]]] = [[] for _ in range(nb)]
+    for k, (f, t) in enumerate(zip(case.f_bus, case.t_bus)):
+        adj[int(f)].append((int(t), -float(shift[k])))
+        adj[int(t)].append((int(f), float(shift[k])))
+    seen = np.zeros(nb, dtype=bool)
+    roots = [int(r) for r in case.ref_bus] + list(range(nb))
+    for root in roots:
+        if seen[root]:
+            continue
+        seen[root] = True
+        queue = [root]
+        while queue:
+            nxt: list[int] = []
+            for i in queue:
+                for j, d in adj[i]:
+                    if not seen[j]:
+                        seen[j] = True
+                        va[j] = va[i] + d
+                        nxt.append(j)
+            queue = nxt
+    return va
+
+
 def _build_model(case: CompiledCase) -> Any:
     import pyomo.environ as pyo
 
@@ -118,8 +185,9 @@ def _build_model(case: CompiledCase) -> Any:
     m.qd = pyo.Param(m.D, mutable=True, initialize=lambda _m, i: float(case.qd[i]))
 
     def bounds(fam_min: str, fam_max: str) -> Any:
+        # an infinite limit (``Inf`` in the file, as in MATPOWER) is no bound
         lo, hi = eq.limit_values(case, fam_min), eq.limit_values(case, fam_max)
-        return lambda _m, i: (float(lo[i]), float(hi[i]))
+        return lambda _m, i: (_finite_or_none(lo[i]), _finite_or_none(hi[i]))
 
     m.vm = pyo.Var(m.B, bounds=bounds("vm_min", "vm_max"))
     m.va = pyo.Var(m.B)
@@ -184,8 +252,9 @@ def _build_model(case: CompiledCase) -> Any:
     pwl = sorted(case.cost_pwl)
     m.PWL = pyo.Set(initialize=pwl, ordered=True)
     seg = {g: case.pwl_segments(g) for g in pwl}
+    pg0 = start_power(case.pmin, case.pmax)
     m.cg = pyo.Var(m.PWL, initialize=lambda m, g: float(np.max(
-        seg[g][0] * 0.5 * (case.pmin[g] + case.pmax[g]) + seg[g][1])))
+        seg[g][0] * pg0[g] + seg[g][1])))
     m.SEG = pyo.Set(initialize=[(g, j) for g in pwl for j in range(seg[g][0].size)],
                     dimen=2, ordered=True)
     m.cg_above = pyo.Constraint(m.SEG, rule=lambda m, g, j: m.cg[g] >= float(seg[g][0][j])
@@ -222,13 +291,15 @@ class ACOPFModel:
         self.backend = backend(self, self.solver_info, self.options)
 
     def flat_start(self) -> dict[str, np.ndarray]:
-        """PowerModels-style flat start: vm = 1 (clipped to bounds), va = 0, pg/qg mid-range."""
+        """The default start (the one home of it): PowerModels' flat start, vm = 1
+        (clipped to bounds) and pg/qg mid-range (:func:`start_power`), with the
+        angles of :func:`shift_angles` (all 0 in a case without phase shifts)."""
         c = self.case
         return {
             "vm": np.clip(np.ones(c.n_bus), c.vmin, c.vmax),
-            "va": np.zeros(c.n_bus),
-            "pg": 0.5 * (c.pmin + c.pmax),
-            "qg": 0.5 * (c.qmin + c.qmax),
+            "va": shift_angles(c),
+            "pg": start_power(c.pmin, c.pmax),
+            "qg": start_power(c.qmin, c.qmax),
         }
 
     def _start_values(self, start: dict[str, np.ndarray] | OPFSolution) -> dict[str, np.ndarray]:
@@ -398,5 +469,7 @@ __all__ = [
     "STATUSES",
     "angle_limits",
     "max_balance_residual",
+    "shift_angles",
     "solve_opf",
+    "start_power",
 ]

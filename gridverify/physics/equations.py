@@ -21,7 +21,8 @@ The equations (per unit, radians; see :mod:`gridverify.grid.compiled`)::
     flow:     vv * vm2[side] + c * wc + s * ws        (pf, qf, pt, qt)
     balance:  sum gens - sum loads -/+ shunt * vm2 - (flows out at from ends + at to ends)
     thermal:  p**2 + q**2 - rate_a**2
-    limits:   sign * (quantity - limit)               (:data:`LIMITS`)
+    limits:   sign * (quantity - limit)               (:data:`LIMITS`; a constant
+              :data:`UNLIMITED_VIOLATION` where the limit is infinite)
 
 The angle-difference limits are PowerModels' corrected ones
 (:func:`angle_limits`); every consumer reads them through :func:`limit_values`.
@@ -31,14 +32,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from gridverify.spec.constraints import LIMITS, Limit
+
 __all__ = [
     "ANGLE_PAD",
     "FLOW_NAMES",
+    "UNLIMITED_VIOLATION",
     "LIMITS",
     "ArrayAlgebra",
     "Base",
@@ -136,31 +139,6 @@ def thermal_violation(alg: Any, p: Value, q: Value, rate: np.ndarray) -> Value:
 # ---------------------------------------------------------------- limits
 
 
-@dataclass(frozen=True)
-class Limit:
-    """A simple limit family: ``sign * (quantity - limit) <= 0``.
-
-    ``quantity`` is ``"vm"`` (per bus), ``"pg"``/``"qg"`` (per generator) or
-    ``"dva"`` (``va_f - va_t`` per branch); ``sign`` is +1 for an upper limit.
-    """
-
-    quantity: str
-    sign: float
-    field: str  # the compiled-case array holding the raw limit
-
-
-LIMITS: dict[str, Limit] = {
-    "vm_max": Limit("vm", 1.0, "vmax"),
-    "vm_min": Limit("vm", -1.0, "vmin"),
-    "pg_max": Limit("pg", 1.0, "pmax"),
-    "pg_min": Limit("pg", -1.0, "pmin"),
-    "qg_max": Limit("qg", 1.0, "qmax"),
-    "qg_min": Limit("qg", -1.0, "qmin"),
-    "angle_max": Limit("dva", 1.0, "angmax"),
-    "angle_min": Limit("dva", -1.0, "angmin"),
-}
-
-
 def angle_limits(case: Any) -> tuple[np.ndarray, np.ndarray]:
     """Angle-difference limits ``(lo, hi)`` after PowerModels' correction.
 
@@ -191,10 +169,26 @@ def limit_values(case: Any, family: str) -> np.ndarray:
     return np.asarray(getattr(case, lim.field), dtype=np.float64)
 
 
+#: violation row of a side without a limit (an infinite generator limit: ``Inf``
+#: in a case file is no limit, as in MATPOWER): a finite constant below any
+#: threshold, so that no graph row, bound or reference value is inf or NaN
+UNLIMITED_VIOLATION = -1.0
+
+
 def limit_violation(alg: Any, case: Any, family: str, value: Value, idx: np.ndarray) -> Value:
-    """``sign * (value - limit[idx])`` for ``value`` the family's quantity at ``idx``."""
+    """``sign * (value - limit[idx])`` for ``value`` the family's quantity at ``idx``.
+
+    A component whose limit is infinite on this side (no limit) gets the constant
+    :data:`UNLIMITED_VIOLATION` instead (its row does not depend on ``value``).
+    """
     lim = LIMITS[family]
-    return lim.sign * (value - alg.const(limit_values(case, family)[idx]))
+    limit = limit_values(case, family)[np.asarray(idx, dtype=np.int64)]
+    finite = np.isfinite(limit)
+    if finite.all():
+        return lim.sign * (value - alg.const(limit))
+    keep = finite.astype(np.float64)
+    bias = np.where(finite, lim.sign * np.where(finite, limit, 0.0), -UNLIMITED_VIOLATION)
+    return lim.sign * alg.scale(keep, value) - alg.const(bias)
 
 
 def quantity(alg: Any, case: Any, name: str, parts: dict[str, Value], idx: np.ndarray) -> Value:

@@ -146,9 +146,24 @@ def make_activation(name: str) -> nn.Module:
 
 
 def case_limits(case: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Lower/upper limits of the clamped outputs ``[pg, qg, vm]`` of a compiled case."""
+    """Lower/upper limits of the clamped outputs ``[pg, qg, vm]`` of a compiled case.
+
+    An infinite limit (``Inf`` in a case file: no limit) gets a finite stand-in so
+    that the sigmoid head stays finite: for ``pg``/``qg`` the other end moved by
+    twice the total load magnitude plus 1 pu (no generator serves more), for
+    ``vm`` 0 or 2 pu.
+    """
     lo = np.concatenate([case.pmin, case.qmin, case.vmin]).astype(np.float64)
     hi = np.concatenate([case.pmax, case.qmax, case.vmax]).astype(np.float64)
+    if np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)):
+        return lo, hi
+    n_pq = 2 * int(case.n_gen)
+    reach = 2.0 * float(np.abs(case.pd).sum() + np.abs(case.qd).sum()) + 1.0
+    power = np.arange(lo.size) < n_pq
+    lo_f = np.where(np.isfinite(lo), lo, 0.0)
+    hi_f = np.where(np.isfinite(hi), hi, 0.0)
+    lo = np.where(np.isfinite(lo), lo, np.where(power, np.minimum(hi_f, 0.0) - reach, 0.0))
+    hi = np.where(np.isfinite(hi), hi, np.where(power, np.maximum(lo_f, 0.0) + reach, 2.0))
     return lo, hi
 
 

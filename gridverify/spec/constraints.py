@@ -48,6 +48,31 @@ FAMILY_KIND: dict[str, str] = {
     "angle_min": "branch",
 }
 
+@dataclass(frozen=True)
+class Limit:
+    """A simple limit family: ``sign * (quantity - limit) <= 0``.
+
+    ``quantity`` is ``"vm"`` (per bus), ``"pg"``/``"qg"`` (per generator) or
+    ``"dva"`` (``va_f - va_t`` per branch); ``sign`` is +1 for an upper limit.
+    """
+
+    quantity: str
+    sign: float
+    field: str  # the compiled-case array holding the raw limit
+
+
+LIMITS: dict[str, Limit] = {
+    "vm_max": Limit("vm", 1.0, "vmax"),
+    "vm_min": Limit("vm", -1.0, "vmin"),
+    "pg_max": Limit("pg", 1.0, "pmax"),
+    "pg_min": Limit("pg", -1.0, "pmin"),
+    "qg_max": Limit("qg", 1.0, "qmax"),
+    "qg_min": Limit("qg", -1.0, "qmin"),
+    "angle_max": Limit("dva", 1.0, "angmax"),
+    "angle_min": Limit("dva", -1.0, "angmin"),
+}
+
+
 #: unit of every family's violation value
 FAMILY_UNIT: dict[str, str] = {
     "p_balance": "pu",
@@ -116,19 +141,23 @@ def _unknown_family(fam: str) -> str:
 def family_candidates(case: Any, family: str) -> tuple[np.ndarray, np.ndarray]:
     """All constraints of a family in a case: ``(indices, component_ids)``.
 
-    Thermal families cover rated branches only (finite positive ``rate_a``);
+    Voltage and generator limit families cover the components whose limit is
+    finite (``Inf`` in a case file is no limit, as in MATPOWER); thermal families
+    cover rated branches only (finite positive ``rate_a``);
     angle families cover every branch with a limit after PowerModels' correction
     (:func:`gridverify.physics.equations.angle_limits`, the one place it is
     written), which turns a missing one (both 0, at or beyond 90 degrees, 360)
     into 60 degrees: every branch whose raw limit is a number, as in the AC-OPF.
     """
     kind = FAMILY_KIND[family]
-    if kind == "bus":
-        idx = np.arange(case.n_bus)
-        return idx, np.asarray(case.bus_ids, dtype=np.int64)[idx]
-    if kind == "gen":
-        idx = np.arange(case.n_gen)
-        return idx, np.asarray(case.gen_row, dtype=np.int64)[idx]
+    if kind in ("bus", "gen"):
+        n = case.n_bus if kind == "bus" else case.n_gen
+        idx = np.arange(n)
+        if family in LIMITS:  # an infinite limit (Inf in a case file) is no constraint
+            idx = idx[np.isfinite(np.asarray(getattr(case, LIMITS[family].field),
+                                             dtype=np.float64))]
+        ids = case.bus_ids if kind == "bus" else case.gen_row
+        return idx, np.asarray(ids, dtype=np.int64)[idx]
     if family in ("thermal_fr", "thermal_to"):
         rate = np.asarray(case.rate_a, dtype=np.float64)
         idx = np.flatnonzero(np.isfinite(rate) & (rate > 0))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,8 +212,8 @@ def _rows(kind: str, case: Any, lay: AcopfLayout, rng: np.random.Generator, x0, 
             fams = (f"{q}_max", f"{q}_min")
             lims = [(LIMITS[f].sign, limit_values(case, f)) for f in fams]
             blk = lay.block(q)
-            for i, j in enumerate(range(blk.start, blk.stop)):
-                rows += [(j, s, s * float(lim[i])) for s, lim in lims]
+            for i, j in enumerate(range(blk.start, blk.stop)):  # Inf: no limit, no row
+                rows += [(j, s, s * float(lim[i])) for s, lim in lims if math.isfinite(lim[i])]
     else:
         raise SpecError(f"unknown property kind {kind!r} (known: {', '.join(KINDS)})")
     C = np.zeros((len(rows), n_out))
