@@ -727,6 +727,33 @@ class Lowering:
             out = self.linear_map(c, out_idx, cols, vals, out_shape)
         return self.reshape(out, final)
 
+    def einsum(self, equation: str, operands: Sequence[Value]) -> Value:
+        """``einsum(equation, *operands)`` with at most one variable operand: its linear
+        map, read off numpy's einsum of the constant operands with the identity."""
+        var = [k for k, o in enumerate(operands) if isinstance(o, Var)]
+        if not var:
+            return np.einsum(equation, *[np.asarray(o) for o in operands])
+        if len(var) > 1:
+            raise _Unsupported("einsum of more than one variable operand")
+        eq = equation.replace(" ", "")
+        if "..." in eq or "->" not in eq:
+            raise _Unsupported("einsum with an ellipsis or an implicit output")
+        terms = eq.split("->")[0].split(",")
+        if len(terms) != len(operands):
+            raise ValueError(f"einsum {equation!r} names {len(terms)} operands, "
+                             f"got {len(operands)}")
+        k = var[0]
+        x = operands[k]
+        spare = next(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in eq)
+        terms[k] = spare + terms[k]
+        basis = np.eye(x.size).reshape((x.size, *x.shape))
+        m = np.einsum(",".join(terms) + "->" + spare + eq.split("->")[1],
+                      *[basis if j == k else np.asarray(o, dtype=np.float64)
+                        for j, o in enumerate(operands)])  # (inputs, *out)
+        w = m.reshape(x.size, -1).T
+        rows, cols = np.nonzero(w)
+        return self.linear_map(x, rows, cols, w[rows, cols], m.shape[1:])
+
     # ------------------------------------------------------ sliding windows
     def _windowed(self, x: Value, d: int, what: str) -> tuple[Var, int, int, tuple[int, ...]]:
         """``x`` as a Var of shape (batch, channels, *spatial) with ``d`` spatial axes."""
@@ -803,10 +830,36 @@ class Lowering:
             self.index(x, lambda t, k=k: t.reshape(n * c, n_in)[:, cols[:, k]].reshape(out_shape))
             for k in range(cols.shape[1])
         ]
+        return self._extreme_tree("maximum", terms)
+
+    def _extreme_tree(self, op: str, terms: list[Value]) -> Value:
+        """The elementwise ``op`` (``maximum`` / ``minimum``) of ``terms``, as a
+        balanced tree (depth ``ceil(log2 n)``, each level one relu per entry)."""
         while len(terms) > 1:
-            paired = [self.minmax("maximum", a, b) for a, b in zip(terms[::2], terms[1::2])]
+            paired = [self.minmax(op, a, b) for a, b in zip(terms[::2], terms[1::2])]
             terms = paired + terms[len(paired) * 2:]
         return terms[0]
+
+    def reduce_extreme(self, v: Value, op: str, axes: Sequence[int] | None,
+                       keepdims: bool) -> Value:
+        """Maximum (``op="maximum"``) or minimum over ``axes`` (all when None): a tree of
+        elementwise extremes of the slices along them (:meth:`_extreme_tree`)."""
+        shape = self.shape(v)
+        ax = tuple(range(len(shape))) if axes is None else tuple(sorted({a % len(shape)
+                                                                         for a in axes}))
+        if not isinstance(v, Var):
+            f = np.max if op == "maximum" else np.min
+            return f(np.asarray(v), axis=ax, keepdims=keepdims)
+        kept = tuple(d for i, d in enumerate(shape) if i not in ax)
+        out_shape = tuple(1 if i in ax else d for i, d in enumerate(shape)) if keepdims else kept
+        n = int(np.prod([shape[a] for a in ax], dtype=np.int64))
+
+        def moved(t: np.ndarray) -> np.ndarray:
+            return np.moveaxis(t, ax, range(-len(ax), 0)).reshape(kept + (n,))
+
+        terms: list[Value] = [self.index(v, lambda t, r=r: moved(t)[..., r].reshape(out_shape))
+                              for r in range(n)]
+        return self._extreme_tree(op, terms)
 
     def output(self, v: Value, name: str) -> None:
         """Mark ``v`` as a graph output."""

@@ -124,6 +124,9 @@ class _OnnxImporter:
         self.lw = Lowering(self.b)
         self.env: dict[str, Value] = {}
         self._outputs: list[str] = []
+        # an input's first axis is a batch of any size (symbolic, or batch_axis):
+        # a reduction over axis 0 would then mix the samples of a batch
+        self.dynamic_batch = False
 
     # -------------------------------------------------------------- helpers
     def _attrs(self, node: Any) -> dict[str, Any]:
@@ -214,10 +217,12 @@ class _OnnxImporter:
             known = d.HasField("dim_value") and d.dim_value > 0
             if i == 0 and self.batch_axis and rank >= 2:
                 dims.append(1)
+                self.dynamic_batch = True
             elif known:
                 dims.append(int(d.dim_value))
             elif i == 0:
                 dims.append(1)  # symbolic / dynamic batch dimension
+                self.dynamic_batch = self.dynamic_batch or rank >= 2
             else:
                 raise GraphError(f"{self.source}: input {vi.name!r} has a dynamic "
                                  f"dimension at axis {i}; only the batch axis may be dynamic")
@@ -559,17 +564,44 @@ class _OnnxImporter:
         src[target] = n + np.arange(idx.size)
         return self.lw.index(self.lw.concat([flat, upd], 0), lambda t: t[src].reshape(ds))
 
+    def _batch_reduction(self, x: Value, axes: list[int] | None) -> None:
+        """Refuse a reduction over the batch axis of a model with a dynamic batch: per
+        sample it is not the function the model computes on a batch."""
+        rank = len(self.lw.shape(x))
+        if self.dynamic_batch and isinstance(x, Var) and rank >= 2 and \
+                (axes is None or any(a % rank == 0 for a in axes)):
+            raise _Unsupported("a reduction over the batch axis (axis 0 of a model whose "
+                               "batch is dynamic) mixes the samples of a batch; reduce over "
+                               "feature axes only")
+
     def _op_ReduceSum(self, ins: list, at: dict) -> Value:
         axes = self._axes(ins, at, 1)
         if axes is not None and len(axes) == 0:
             axes = None
         if axes is None and at.get("noop_with_empty_axes", 0):
             return ins[0]
+        self._batch_reduction(ins[0], axes)
         return self.lw.reduce_sum(ins[0], axes, bool(at.get("keepdims", 1)))
+
+    def _reduce_extreme(self, op: str, ins: list, at: dict) -> Value:
+        axes = self._axes(ins, at, 1)
+        if axes is not None and len(axes) == 0:
+            axes = None
+        if axes is None and at.get("noop_with_empty_axes", 0):
+            return ins[0]
+        self._batch_reduction(ins[0], axes)
+        return self.lw.reduce_extreme(ins[0], op, axes, bool(at.get("keepdims", 1)))
+
+    def _op_ReduceMax(self, ins: list, at: dict) -> Value:
+        return self._reduce_extreme("maximum", ins, at)
+
+    def _op_ReduceMin(self, ins: list, at: dict) -> Value:
+        return self._reduce_extreme("minimum", ins, at)
 
     def _op_ReduceMean(self, ins: list, at: dict) -> Value:
         s = self.lw.shape(ins[0])
         axes = self._axes(ins, at, 1) or list(range(len(s)))
+        self._batch_reduction(ins[0], axes)
         count = int(np.prod([s[a % len(s)] for a in axes], dtype=np.int64))
         total = self.lw.reduce_sum(ins[0], axes, bool(at.get("keepdims", 1)))
         return self.lw.mul(total, 1.0 / count)
@@ -585,6 +617,35 @@ class _OnnxImporter:
         if len(self._outputs) > 1 and any(self._outputs[1:]):
             raise _Unsupported("the Mean / InvStdDev outputs")
         return self.lw.layer_norm(x, rank - axis, float(at.get("epsilon", 1e-5)), scale, bias)
+
+    def _op_Einsum(self, ins: list, at: dict) -> Value:
+        eq = at["equation"]
+        return self.lw.einsum(eq.decode() if isinstance(eq, bytes) else str(eq), ins)
+
+    def _op_GatherElements(self, ins: list, at: dict) -> Value:
+        idx = np.asarray(self._const(ins[1], "indices"), dtype=np.int64)
+        x = ins[0]
+        shape = self.lw.shape(x)
+        axis = int(at.get("axis", 0)) % len(shape)
+        idx = np.where(idx < 0, idx + shape[axis], idx)
+        return self.lw.index(x, lambda t: np.take_along_axis(t, idx, axis=axis))
+
+    def _op_GatherND(self, ins: list, at: dict) -> Value:
+        idx = np.asarray(self._const(ins[1], "indices"), dtype=np.int64)
+        x = ins[0]
+        b = int(at.get("batch_dims", 0))
+        shape = self.lw.shape(x)
+        k = idx.shape[-1]
+        idx = np.where(idx < 0, idx + np.asarray(shape[b:b + k]), idx)
+
+        def pick(t: np.ndarray) -> np.ndarray:
+            lead = t.shape[:b]
+            flat_t = t.reshape((-1,) + t.shape[b:])
+            flat_i = np.broadcast_to(idx, lead + idx.shape[b:]).reshape((-1,) + idx.shape[b:])
+            out = np.stack([ti[tuple(np.moveaxis(ii, -1, 0))] for ti, ii in zip(flat_t, flat_i)])
+            return out.reshape(lead + out.shape[1:])
+
+        return self.lw.index(x, pick)
 
     def _window_attrs(self, x: Value, at: dict, kernel: Sequence[int]
                       ) -> tuple[list[int], list[int], list[int], list[int]]:

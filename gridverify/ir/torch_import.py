@@ -90,7 +90,10 @@ class _TorchImporter:
     # ------------------------------------------------------------- plumbing
     def _arg(self, a: Any) -> Any:
         if isinstance(a, torch.fx.Node):
-            return self.env[a.name]
+            value = self.env[a.name]
+            if isinstance(value, _NoIndices):  # read by an op, not merely unpacked
+                raise _Unsupported("the indices of a max/min over an axis")
+            return value
         if isinstance(a, tuple | list):
             return type(a)(self._arg(x) for x in a)
         if isinstance(a, slice):
@@ -514,6 +517,9 @@ def _reduce(mean: bool) -> Handler:
         dim = args[1] if len(args) > 1 else kw.get("dim")
         keep = bool(args[2] if len(args) > 2 else kw.get("keepdim", False))
         axes = None if dim is None else _dims(dim, len(s))
+        if isinstance(x, Var) and (axes is None or 0 in axes):
+            raise _Unsupported(f"{'mean' if mean else 'sum'} over the batch axis (dim 0) "
+                               "mixes the samples of a batch; reduce over feature axes only")
         out = self.lw.reduce_sum(x, axes, keep)
         if mean:
             count = math.prod(s) if axes is None else math.prod(s[a] for a in axes)
@@ -564,6 +570,8 @@ def _size(self: _TorchImporter, args: list, kw: dict) -> Any:
 
 def _getattr(self: _TorchImporter, args: list, kw: dict) -> Any:
     obj, attr = args
+    if isinstance(obj, _ValuesIndices) and attr in ("values", "indices"):
+        return _getitem(self, [obj, 0 if attr == "values" else 1], {})
     if attr == "shape":
         return tuple(self.lw.shape(obj))
     if attr in ("T", "mT") and len(self.lw.shape(obj)) == 2:
@@ -851,6 +859,174 @@ def _mod_avg_pool(self: _TorchImporter, m: Any, args: list, kw: dict) -> Any:
                  m.count_include_pad, getattr(m, "divisor_override", None))
 
 
+def _new_full(fill: float | None) -> Handler:
+    """``x.new_zeros(size)`` / ``new_ones`` / ``new_full(size, value)``: a constant."""
+    def h(self: _TorchImporter, args: list, kw: dict) -> Any:
+        if fill is None:  # new_full(size, fill_value)
+            size, value = _arg(args, kw, 1, "size", None), _arg(args, kw, 2, "fill_value", None)
+        else:  # new_zeros(*size) / new_zeros(size)
+            size, value = (args[1:] if len(args) > 2 else _arg(args, kw, 1, "size", None)), fill
+        return np.full(_batch_first(self, _shape_args([size])), float(value))
+
+    return h
+
+
+def _expand_as(self: _TorchImporter, args: list, kw: dict) -> Any:
+    return self.lw.broadcast(args[0], self.lw.shape(_arg(args, kw, 1, "other", None)))
+
+
+def _take(self: _TorchImporter, x: Any, dim: int, fn: Callable[[np.ndarray, int], np.ndarray]
+          ) -> Any:
+    """``x`` re-indexed along ``dim`` by ``fn(index_array, axis)`` (a gather)."""
+    d = _dim(dim, len(self.lw.shape(x)))
+    if isinstance(x, Var) and d == 0:
+        raise _Unsupported("indexing along the batch axis (dim 0)")
+    return self.lw.index(x, lambda t: fn(t, d))
+
+
+def _const_index(v: Any, what: str) -> np.ndarray:
+    if isinstance(v, Var):
+        raise _Unsupported(f"{what} with a variable index")
+    return np.asarray(v, dtype=np.int64)
+
+
+def _index_select(self: _TorchImporter, args: list, kw: dict) -> Any:
+    idx = _const_index(_arg(args, kw, 2, "index", None), "index_select").reshape(-1)
+    return _take(self, args[0], _arg(args, kw, 1, "dim", None),
+                 lambda t, d: np.take(t, idx, axis=d))
+
+
+def _narrow(self: _TorchImporter, args: list, kw: dict) -> Any:
+    start, length = int(_arg(args, kw, 2, "start", 0)), int(_arg(args, kw, 3, "length", 0))
+    return _take(self, args[0], _arg(args, kw, 1, "dim", 0),
+                 lambda t, d: np.take(t, np.arange(start, start + length) % t.shape[d], axis=d))
+
+
+def _flip(self: _TorchImporter, args: list, kw: dict) -> Any:
+    x = args[0]
+    dims = _dims(_arg(args, kw, 1, "dims", None), len(self.lw.shape(x)))
+    if isinstance(x, Var) and 0 in dims:
+        raise _Unsupported("flip along the batch axis (dim 0)")
+    return self.lw.index(x, lambda t: np.flip(t, axis=tuple(dims)))
+
+
+def _roll(self: _TorchImporter, args: list, kw: dict) -> Any:
+    x = args[0]
+    shifts, dims = _arg(args, kw, 1, "shifts", None), _arg(args, kw, 2, "dims", None)
+    if dims is None or (not isinstance(dims, int) and len(dims) == 0):
+        raise _Unsupported("roll without dims (it rolls across the batch)")
+    dims = _dims(dims, len(self.lw.shape(x)))
+    shifts = [int(shifts)] if isinstance(shifts, int | np.integer) else [int(v) for v in shifts]
+    if isinstance(x, Var) and 0 in dims:
+        raise _Unsupported("roll along the batch axis (dim 0)")
+    return self.lw.index(x, lambda t: np.roll(t, shifts, axis=tuple(dims)))
+
+
+def _unbind(self: _TorchImporter, args: list, kw: dict) -> Any:
+    x = args[0]
+    d = _dim(_arg(args, kw, 1, "dim", 0), len(self.lw.shape(x)))
+    if isinstance(x, Var) and d == 0:
+        raise _Unsupported("unbind along the batch axis (dim 0)")
+    n = self.lw.shape(x)[d]
+    return tuple(self.lw.index(x, lambda t, k=k: np.take(t, k, axis=d)) for k in range(n))
+
+
+def _gather(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``torch.gather(x, dim, index)`` with a constant index (the same for every sample)."""
+    x = args[0]
+    idx = _const_index(_arg(args, kw, 2, "index", None), "gather")
+    rank = len(self.lw.shape(x))
+    d = _dim(_arg(args, kw, 1, "dim", None), rank)
+    if isinstance(x, Var) and d == 0:
+        raise _Unsupported("gather along the batch axis (dim 0)")
+    if idx.ndim != rank:
+        raise ValueError(f"gather: an index of {idx.ndim} axes for a tensor of {rank}")
+    if idx.shape[0] != 1:
+        if np.any(idx != idx[:1]):
+            raise _Unsupported("gather with an index that differs between samples")
+        idx = idx[:1]
+    part = tuple(slice(None) if k == d else slice(0, idx.shape[k]) for k in range(rank))
+    return self.lw.index(x, lambda t: np.take_along_axis(t[part], idx, axis=d))
+
+
+def _masked_fill(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``x.masked_fill(mask, value)`` with a constant mask: ``where(mask, value, x)``."""
+    mask = _arg(args, kw, 1, "mask", None)
+    if isinstance(mask, Var):
+        raise _Unsupported("masked_fill with a variable mask")
+    value = _arg(args, kw, 2, "value", None)
+    return self.lw.where(np.asarray(mask, dtype=bool), value, args[0])
+
+
+def _extreme(self: _TorchImporter, x: Any, op: str, dim: Any, keep: bool) -> Any:
+    """``amax`` / ``amin`` over ``dim`` (all axes when None), never the batch axis."""
+    axes = None if dim is None or (not isinstance(dim, int) and len(dim) == 0) \
+        else _dims(dim, len(self.lw.shape(x)))
+    if isinstance(x, Var) and (axes is None or 0 in axes):
+        raise _Unsupported(f"{op} over the batch axis (dim 0) mixes the samples of a batch; "
+                           "reduce over feature axes only")
+    return self.lw.reduce_extreme(x, op, axes, keep)
+
+
+def _amax_or_amin(op: str) -> Handler:
+    """``amax(x, dim=(), keepdim=False)`` / ``amin``."""
+    return lambda self, args, kw: _extreme(self, args[0], op, _arg(args, kw, 1, "dim", None),
+                                           bool(_arg(args, kw, 2, "keepdim", False)))
+
+
+def _max_or_min(op: str) -> Handler:
+    """``torch.max(a, b)`` / ``torch.min(a, b)`` of two tensors (elementwise), and
+    ``torch.max(x, dim)`` (the values; the indices are refused when read)."""
+    def h(self: _TorchImporter, args: list, kw: dict) -> Any:
+        other = _arg(args, kw, 1, "other", None)
+        dim = kw.get("dim", other if isinstance(other, int | np.integer) else None)
+        if dim is not None:
+            keep = bool(_arg(args, kw, 2, "keepdim", False))
+            return _ValuesIndices(_extreme(self, args[0], op, dim, keep))
+        if other is None:
+            return _extreme(self, args[0], op, None, False)
+        return self.lw.minmax(op, args[0], other)
+
+    return h
+
+
+class _ValuesIndices(tuple):
+    """``torch.max(x, dim)``'s ``(values, indices)``; reading the indices is refused."""
+
+    def __new__(cls, values: Any) -> _ValuesIndices:
+        return super().__new__(cls, (values, _NoIndices()))
+
+    @property
+    def values(self) -> Any:
+        return self[0]
+
+
+class _NoIndices:
+    """Stands for the indices of ``torch.max(x, dim)``: never a graph value."""
+
+
+def _einsum(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``torch.einsum(eq, *operands)`` (operands also as one list)."""
+    ops = list(args[1]) if len(args) == 2 and isinstance(args[1], list | tuple) else list(args[1:])
+    return self.lw.einsum(str(args[0]), ops)
+
+
+def _bmm(self: _TorchImporter, args: list, kw: dict) -> Any:
+    return self.lw.matmul(args[0], _arg(args, kw, 1, "mat2", None))
+
+
+def _aten_dim(self: _TorchImporter, args: list, kw: dict) -> Any:
+    return len(self.lw.shape(args[0]))
+
+
+def _clamp_min(self: _TorchImporter, args: list, kw: dict) -> Any:
+    return self.lw.clamp(args[0], _arg(args, kw, 1, "min", None), None)
+
+
+def _clamp_max(self: _TorchImporter, args: list, kw: dict) -> Any:
+    return self.lw.clamp(args[0], None, _arg(args, kw, 1, "max", None))
+
+
 _ARITH = {name: _binary(name) for name in ("add", "sub", "mul", "div")}
 #: unary ops spelled torch.<name> / Tensor.<name> / F.<name>, from the op table
 _UNARY = {name: _unary(name) for name, info in OPS.items() if info.torch}
@@ -880,6 +1056,12 @@ _FUNCTIONS: dict[Any, Handler] = {
     torch.where: _where_const, torch.log1p: _log1p, torch.expm1: _expm1, torch.log: _log,
     torch.split: _split, torch.chunk: _chunk,
     F.logsigmoid: _log_sigmoid,
+    torch.mm: _matmul, torch.bmm: _bmm, torch.clamp_min: _clamp_min,
+    torch.clamp_max: _clamp_max, torch.einsum: _einsum, torch.index_select: _index_select,
+    torch.narrow: _narrow, torch.flip: _flip, torch.roll: _roll, torch.unbind: _unbind,
+    torch.gather: _gather, torch.masked_fill: _masked_fill,
+    torch.max: _max_or_min("maximum"), torch.min: _max_or_min("minimum"),
+    torch.amax: _amax_or_amin("maximum"), torch.amin: _amax_or_amin("minimum"),
     F.conv1d: _f_conv, F.conv2d: _f_conv, F.conv3d: _f_conv,
     F.max_pool1d: _f_max_pool, F.max_pool2d: _f_max_pool, F.max_pool3d: _f_max_pool,
     F.avg_pool1d: _f_avg_pool, F.avg_pool2d: _f_avg_pool, F.avg_pool3d: _f_avg_pool,
@@ -899,6 +1081,13 @@ _METHODS: dict[str, Handler] = {
     "truediv": _ARITH["div"], "float": _identity, "double": _identity, "to": _cast,
     "contiguous": _identity, "clone": _identity, "detach": _identity, "type_as": _cast,
     "log1p": _log1p, "expm1": _expm1, "log": _log, "split": _split, "chunk": _chunk,
+    "new_zeros": _new_full(0.0), "new_ones": _new_full(1.0), "new_full": _new_full(None),
+    "expand_as": _expand_as, "index_select": _index_select, "narrow": _narrow, "flip": _flip,
+    "roll": _roll, "unbind": _unbind, "gather": _gather, "masked_fill": _masked_fill,
+    "max": _max_or_min("maximum"), "min": _max_or_min("minimum"), "mm": _matmul,
+    "amax": _amax_or_amin("maximum"), "amin": _amax_or_amin("minimum"),
+    "bmm": _bmm, "clamp_min": _clamp_min, "clamp_max": _clamp_max, "dim": _aten_dim,
+    "maximum": _minmax("maximum"), "minimum": _minmax("minimum"),
 }
 _METHODS.update({name + "_": _METHODS[name] for name in
                  ("add", "sub", "mul", "div", "neg", "pow", "clamp", "abs", "square", *_UNARY)})
@@ -980,6 +1169,10 @@ def _aten_addmm(self: _TorchImporter, args: list, kw: dict) -> Any:
     if alpha != 1.0:
         prod = self.lw.mul(prod, alpha)
     return self.lw.add(prod, args[0] if beta == 1.0 else self.lw.mul(args[0], beta))
+
+
+_FUNCTIONS[torch.addmm] = _aten_addmm
+_METHODS["addmm"] = _aten_addmm
 
 
 def _aten_slice(self: _TorchImporter, args: list, kw: dict) -> Any:
@@ -1091,6 +1284,12 @@ _ATEN: dict[str, Handler] = {
     "split": _split, "split_with_sizes": _split, "chunk": _chunk,
     "log_sigmoid_forward": _aten_tuple(_log_sigmoid, 2),
     "zeros_like": _like(0.0), "ones_like": _like(1.0), "full_like": _like(None),
+    "new_zeros": _new_full(0.0), "new_ones": _new_full(1.0), "new_full": _new_full(None),
+    "expand_as": _expand_as, "index_select": _index_select, "narrow": _narrow, "flip": _flip,
+    "roll": _roll, "unbind": _unbind, "gather": _gather, "masked_fill": _masked_fill,
+    "bmm": _bmm, "einsum": _einsum, "dim": _aten_dim,
+    "max": _max_or_min("maximum"), "min": _max_or_min("minimum"),
+    "amax": _amax_or_amin("maximum"), "amin": _amax_or_amin("minimum"),
     "conv1d": _f_conv, "conv2d": _f_conv, "conv3d": _f_conv, "convolution": _aten_convolution,
     "max_pool1d": _f_max_pool, "max_pool2d": _f_max_pool, "max_pool3d": _f_max_pool,
     "max_pool2d_with_indices": _aten_tuple(_f_max_pool, 2),

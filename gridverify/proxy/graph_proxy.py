@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gridverify.errors import GraphError, ProxyError
+from gridverify.errors import GraphError, ProxyError, UnsupportedOpError
 
 
 class GraphProxy(nn.Module):
@@ -68,6 +68,9 @@ def _graph_of(path: str, program: Any, input_size: int | None = None) -> Any:
         return from_exported(program, input_size=input_size)
     except GraphError as exc:
         raise ProxyError(f"{path}: {exc}") from None
+    except UnsupportedOpError as exc:  # name the file (the importer saw the program)
+        exc.args = (f"{path}: {exc}",)
+        raise
 
 
 def _dict_keys(program: Any) -> list[str] | None:
@@ -179,18 +182,24 @@ class TorchScriptModule(GraphProxy):
 
 
 class _quiet_torch_logs:
-    """Within: torch's loggers print nothing (a failed conversion logs tracebacks
-    before it raises; the caller turns the exception into one line)."""
+    """Within: torch's loggers and warnings print nothing (a failed conversion logs
+    tracebacks before it raises, a successful one warns of its internals; the caller
+    turns an exception into one line)."""
 
     def __enter__(self) -> None:
         import logging
+        import warnings
 
         self._was = logging.root.manager.disable
         logging.disable(logging.CRITICAL)
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore")
 
     def __exit__(self, *exc: object) -> None:
         import logging
 
+        self._warnings.__exit__(*exc)
         logging.disable(self._was)
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gridverify.errors import GraphError, ProxyError
+from gridverify.errors import GraphError, ProxyError, UnsupportedOpError
 from gridverify.proxy.graph_proxy import GraphProxy
 
 if TYPE_CHECKING:  # onnx is imported when an ONNX file is read (~0.7 s at start-up)
@@ -67,6 +67,9 @@ class OnnxModule(GraphProxy):
             graph = from_onnx(m, keep_outputs=keep, source=source, batch_axis=True)
         except GraphError as exc:
             raise ProxyError(str(exc)) from None
+        except UnsupportedOpError as exc:  # name the file (the importer saw the model)
+            exc.args = (f"{source}: {exc}",)
+            raise
         # the module's state is the file: its digest (and ``keep``) identify the proxy
         # (``gridverify.certify.model_hash`` hashes the state dict)
         data = m.SerializeToString()
