@@ -355,6 +355,11 @@ def _check_head_order(path: Path | str, names: list[str], what: str = "ONNX outp
                          "layout's output order)")
 
 
+#: keys under which a training checkpoint keeps the model's state dict (gridverify's
+#: own checkpoints use ``state_dict``; ``model_state_dict`` is the PyTorch tutorials')
+_STATE_KEYS = ("state_dict", "model_state_dict", "model")
+
+
 def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any,
                      layout: ProxyLayout | None = None) -> Proxy:
     try:
@@ -383,15 +388,22 @@ def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any,
             f"{path}: checkpoint must be a dict (a state dict), got {type(obj).__name__}"
         )
     name = chash = None
-    if "state_dict" in obj:
-        state = obj["state_dict"]
+    wrapper = next((k for k in _STATE_KEYS if isinstance(obj.get(k), dict)), None)
+    if wrapper is not None:  # a training checkpoint: the weights under one key
+        state = obj[wrapper]
         arch_d = obj.get("arch")
         name = obj.get("case_name") or None
         chash = obj.get("case_hash") or None
     else:
         state, arch_d = obj, None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ProxyError(f"{path}: the state dict must map names to tensors")
+        bad = next((k for k, v in state.items() if not isinstance(v, torch.Tensor)), None) \
+            if isinstance(state, dict) else None
+        raise ProxyError(
+            f"{path}: the state dict must map names to tensors ({bad!r} is a "
+            f"{type(state.get(bad)).__name__ if bad is not None else type(state).__name__}); "
+            f"give model.state_dict() itself, or a dict holding it under one of "
+            f"{', '.join(repr(k) for k in _STATE_KEYS)}")
     if arch_arg is not None:
         arch_d = arch_arg
     if arch_d is None:

@@ -352,6 +352,12 @@ def _normalize_keys(arch: ProxyArch, arrays: dict[str, Any], source: str) -> dic
     if not idx:
         return arrays
     out = {k: v for k, v in arrays.items() if not k.split(".")[0].isdigit()}
+    n_layers = len(arch.hidden) + 1
+    if len(idx) != n_layers:
+        raise ProxyError(
+            f"{source}: the state dict has {len(idx)} linear layer(s) (keys "
+            f"{', '.join(f'{n}.weight' for n in idx)}), the architecture (hidden "
+            f"{list(arch.hidden)}) {n_layers}")
     for j, n in enumerate(idx):
         for part in ("weight", "bias"):
             key = f"{n}.{part}"

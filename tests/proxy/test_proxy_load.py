@@ -168,6 +168,30 @@ def test_checkpoint_needing_unpickling_code(trained14, case14, tmp_path):
         load_proxy(tmp_path / "w.pt", case=case14)
 
 
+def test_training_loop_checkpoints_and_sequential_mismatch(case14, tmp_path):
+    """``{"model_state_dict": ..., "epoch": N}`` (the PyTorch tutorials' layout) loads
+    with its architecture beside it; a Sequential state dict whose layer count differs
+    from the architecture is named by its own keys."""
+    torch.manual_seed(0)
+    seq = torch.nn.Sequential(torch.nn.Linear(22, 16), torch.nn.Tanh(),
+                              torch.nn.Linear(16, 38)).double().eval()
+    arch = {"n_load": 11, "n_gen": 5, "n_bus": 14, "hidden": [16], "activation": "tanh",
+            "clamp_head": False}
+    torch.save({"model_state_dict": seq.state_dict(), "epoch": 7}, tmp_path / "loop.pt")
+    (tmp_path / "loop.json").write_text(json.dumps(arch))
+    q = load_proxy(tmp_path / "loop.pt", case=case14)
+    x = torch.rand(5, 22, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(q.module(x), seq(x), atol=1e-12, rtol=1e-12)
+    (tmp_path / "loop.json").write_text(json.dumps({**arch, "hidden": [16, 16]}))
+    with pytest.raises(ProxyError, match=r"has 2 linear layer\(s\) \(keys 0.weight, "
+                                         r"2.weight\), the architecture \(hidden \[16, 16\]\) 3"):
+        load_proxy(tmp_path / "loop.pt", case=case14)
+    torch.save({"model_state_dict": {"a": [1, 2]}, "epoch": 3}, tmp_path / "bad.pt")
+    with pytest.raises(ProxyError, match="'a' is a list.*'model_state_dict'"):
+        load_proxy(tmp_path / "bad.pt", case=case14)
+
+
 def _save_exported(module, n_in, path, dynamic=True):
     ep = torch.export.export(module.eval(), (torch.zeros(3, n_in, dtype=torch.float64),),
                              dynamic_shapes=({0: torch.export.Dim("batch")},) if dynamic
