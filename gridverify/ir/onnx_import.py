@@ -574,23 +574,23 @@ class _OnnxImporter:
                                "batch is dynamic) mixes the samples of a batch; reduce over "
                                "feature axes only")
 
-    def _op_ReduceSum(self, ins: list, at: dict) -> Value:
+    def _reduce(self, ins: list, at: dict, reduce: Callable[[Value, Any, bool], Value]) -> Value:
+        """ONNX reduction semantics (axes as input or attribute, empty = all unless
+        ``noop_with_empty_axes``), never over a dynamic batch axis."""
         axes = self._axes(ins, at, 1)
         if axes is not None and len(axes) == 0:
             axes = None
         if axes is None and at.get("noop_with_empty_axes", 0):
             return ins[0]
         self._batch_reduction(ins[0], axes)
-        return self.lw.reduce_sum(ins[0], axes, bool(at.get("keepdims", 1)))
+        return reduce(ins[0], axes, bool(at.get("keepdims", 1)))
+
+    def _op_ReduceSum(self, ins: list, at: dict) -> Value:
+        return self._reduce(ins, at, self.lw.reduce_sum)
 
     def _reduce_extreme(self, op: str, ins: list, at: dict) -> Value:
-        axes = self._axes(ins, at, 1)
-        if axes is not None and len(axes) == 0:
-            axes = None
-        if axes is None and at.get("noop_with_empty_axes", 0):
-            return ins[0]
-        self._batch_reduction(ins[0], axes)
-        return self.lw.reduce_extreme(ins[0], op, axes, bool(at.get("keepdims", 1)))
+        return self._reduce(ins, at, lambda x, axes, keep: self.lw.reduce_extreme(x, op, axes,
+                                                                                  keep))
 
     def _op_ReduceMax(self, ins: list, at: dict) -> Value:
         return self._reduce_extreme("maximum", ins, at)

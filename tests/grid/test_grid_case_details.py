@@ -11,29 +11,6 @@ import pytest
 from gridverify.errors import CaseFormatError
 from gridverify.grid import GridverifyWarning, load_case, load_compiled
 
-CASE3 = """function mpc = c3
-mpc.version = '2';
-mpc.baseMVA = 100;
-mpc.bus = [
- 1 3 0  0  0 0 1 1 0 230 1 1.1 0.9;
- 2 2 50 10 0 0 1 1 0 230 1 1.1 0.9;
- 3 1 80 30 0 0 1 1 0 230 1 1.1 0.9;
-];
-mpc.gen = [
- 1 0 0 100 -100 1 100 1 200 0;
- 2 0 0 100 -100 1 100 1 100 0;
-];
-mpc.branch = [
- 1 2 0.01 0.05 0.04 100 0 0 0 0 1 -30 30;
- 1 3 0.02 0.08 0.04 100 0 0 {ratio} {shift} 1 -30 30;
- 2 3 0.02 0.08 0.04 100 0 0 {ratio2} 0 1 -30 30;
-];
-mpc.gencost = [
- 2 0 0 3 {c2} 20 0;
- 2 0 0 3 0.03 25 0;
-];
-"""
-
 
 def _write(tmp_path: Path, text: str, name: str = "c3.m") -> Path:
     p = tmp_path / name
@@ -41,9 +18,13 @@ def _write(tmp_path: Path, text: str, name: str = "c3.m") -> Path:
     return p
 
 
-def _case3(tmp_path: Path, ratio: str = "0", shift: str = "0", ratio2: str = "0",
+def _case3(mpc3, ratio: str = "0", shift: str = "0", ratio2: str = "0",  # noqa: ANN001
            c2: str = "0.02") -> Path:
-    return _write(tmp_path, CASE3.format(ratio=ratio, shift=shift, ratio2=ratio2, c2=c2))
+    """The shared 3-bus case, lines 1-3 and 2-3 with these ratios (and shift), the
+    first generator's quadratic cost ``c2``."""
+    return mpc3(branch={1: f"1 3 0.02 0.08 0.04 100 0 0 {ratio} {shift} 1 -30 30",
+                        2: f"2 3 0.02 0.08 0.04 100 0 0 {ratio2} 0 1 -30 30"},
+                gencost={0: f"2 0 0 3 {c2} 20 0"})
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -58,9 +39,9 @@ def test_empty_files_say_so(tmp_path: Path, text: str, message: str) -> None:
     assert str(info.value) == f"{p}: {message}"
 
 
-def test_concave_quadratic_cost_warns(tmp_path: Path) -> None:
+def test_concave_quadratic_cost_warns(mpc3) -> None:  # noqa: ANN001
     with pytest.warns(GridverifyWarning, match="non-convex cost: the OPF finds a local optimum"):
-        load_compiled(_case3(tmp_path, c2="-0.02"))
+        load_compiled(_case3(mpc3, c2="-0.02"))
 
 
 @pytest.mark.parametrize(("ratio", "shift", "ratio2", "expect"), [
@@ -69,12 +50,12 @@ def test_concave_quadratic_cost_warns(tmp_path: Path) -> None:
     ("0", "10", "0", [False, True, False]),  # a phase shifter with ratio 0
     ("1.0", "10", "1.05", [False, True, True]),
 ])
-def test_transformers_are_counted_as_matpower_counts_them(tmp_path: Path, ratio: str,
+def test_transformers_are_counted_as_matpower_counts_them(mpc3, ratio: str,  # noqa: ANN001
                                                           shift: str, ratio2: str,
                                                           expect: list[bool]) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cc = load_compiled(_case3(tmp_path, ratio, shift, ratio2))
+        cc = load_compiled(_case3(mpc3, ratio, shift, ratio2))
     assert cc.transformer is not None and cc.transformer.tolist() == expect
     assert cc.n_transformers == sum(expect)
     assert not cc.transformer.flags.writeable

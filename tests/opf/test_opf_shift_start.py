@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,44 +12,23 @@ from gridverify.grid import load_compiled
 from gridverify.opf import ACOPFModel, solve_opf
 from gridverify.opf.acopf import shift_angles
 
-CASE4 = """function mpc = shift
-mpc.version = '2';
-mpc.baseMVA = 100;
-mpc.bus = [
- 1 3 0  0  0 0 1 1 0 230 1 1.1 0.9;
- 2 2 50 10 0 0 1 1 0 230 1 1.1 0.9;
- 3 1 80 30 0 0 1 1 0 230 1 1.1 0.9;
- 4 1 10 3 0 0 1 1 0 20 1 1.1 0.9;
-];
-mpc.gen = [
- 1 0 0 100 -100 1 100 1 200 0;
- 2 0 0 100 -100 1 100 1 100 0;
-];
-mpc.branch = [
- 1 2 0.01 0.05 0.04 100 0 0 0 0 1 -30 30;
- 1 3 0.02 0.08 0.04 100 0 0 0 0 1 -30 30;
- 2 3 0.02 0.08 0.04 100 0 0 0 0 1 -30 30;
- {trafo} 0.005 0.05 0 50 0 0 1.0 {shift} 1 -360 360;
-];
-mpc.gencost = [
- 2 0 0 3 0.02 20 0;
- 2 0 0 3 0.03 25 0;
-];
-"""
 OBJECTIVE = 3222.883074  # from a start at pandapower's power-flow angles (QA)
 
 
-def _case(tmp_path: Path, shift: float, trafo: str = "3 4"):  # noqa: ANN202
-    p = tmp_path / f"shift_{trafo.replace(' ', '_')}_{shift:g}.m"
-    p.write_text(CASE4.format(shift=shift, trafo=trafo))
+def _case(mpc3, shift: float, trafo: str = "3 4"):  # noqa: ANN001, ANN202
+    """The shared 3-bus case and a 20 kV bus 4 behind a transformer shifting ``shift``
+    degrees (``trafo``: its from and to bus)."""
+    p = mpc3(f"shift_{trafo.replace(' ', '_')}_{shift:g}",
+             bus_extra=["4 1 10 3 0 0 1 1 0 20 1 1.1 0.9"],
+             branch_extra=[f"{trafo} 0.005 0.05 0 50 0 0 1.0 {shift} 1 -360 360"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return load_compiled(p)
 
 
 @pytest.mark.parametrize("shift", [150.0, -150.0, 30.0])
-def test_phase_shifted_case_solves_from_the_default_start(tmp_path: Path, shift: float) -> None:
-    case = _case(tmp_path, shift)
+def test_phase_shifted_case_solves_from_the_default_start(mpc3, shift: float) -> None:  # noqa: ANN001
+    case = _case(mpc3, shift)
     sol = solve_opf(case)
     assert sol.optimal, sol.status
     assert sol.objective == pytest.approx(OBJECTIVE, rel=1e-8)
@@ -63,9 +41,9 @@ def test_phase_shifted_case_solves_from_the_default_start(tmp_path: Path, shift:
     ("4 3", 150.0, 150.0),  # walked backwards: va_f = va_t + shift
     ("3 4", 210.0, 150.0),  # the shift taken in [-180, 180)
 ])
-def test_start_angles_follow_matpower_sign(tmp_path: Path, trafo: str, shift: float,
+def test_start_angles_follow_matpower_sign(mpc3, trafo: str, shift: float,  # noqa: ANN001
                                            expect: float) -> None:
-    case = _case(tmp_path, shift, trafo)
+    case = _case(mpc3, shift, trafo)
     va = shift_angles(case)
     np.testing.assert_allclose(np.degrees(va), [0.0, 0.0, 0.0, expect], atol=1e-12)
     np.testing.assert_array_equal(ACOPFModel(case).flat_start()["va"], va)

@@ -20,29 +20,6 @@ from gridverify.physics.equations import UNLIMITED_VIOLATION
 from gridverify.physics.evaluate import violation_values
 from gridverify.spec.constraints import Constraint, select_constraints
 
-CASE3 = """function mpc = base3
-mpc.version = '2';
-mpc.baseMVA = 100;
-mpc.bus = [
- 1 3 0  0  0 0 1 1 0 230 1 1.1 0.9;
- 2 2 50 10 0 0 1 1 0 230 1 1.1 0.9;
- 3 1 80 30 0 0 1 1 0 230 1 1.1 0.9;
-];
-mpc.gen = [
- 1 0 0 {qmax} {qmin} 1 100 1 {pmax} {pmin};
- 2 0 0 100 -100 1 100 1 100 0;
-];
-mpc.branch = [
- 1 2 0.01 0.05 0.04 {rate} 0 0 0 0 1 {angmin} {angmax};
- 1 3 0.02 0.08 0.04 100 0 0 0 0 1 -30 30;
- 2 3 0.02 0.08 0.04 100 0 0 0 0 1 -30 30;
-];
-mpc.gencost = [
- 2 0 0 3 0.02 20 0;
- 2 0 0 3 0.03 25 0;
-];
-"""
-
 LIMITS = {  # (qmax, qmin, pmax, pmin) of generator 1, infinite and huge finite
     "q": (("Inf", "-Inf", "200", "0"), ("9999", "-9999", "200", "0")),
     "qmin": (("100", "-Inf", "200", "0"), ("100", "-9999", "200", "0")),
@@ -51,13 +28,13 @@ LIMITS = {  # (qmax, qmin, pmax, pmin) of generator 1, infinite and huge finite
 }
 
 
-def _case(tmp_path: Path, name: str, lim: tuple[str, str, str, str] = ("100", "-100", "200", "0"),
+def _case(mpc3, name: str, lim: tuple[str, str, str, str] = ("100", "-100", "200", "0"),  # noqa: ANN001
           rate: str = "100", ang: tuple[str, str] = ("-30", "30")) -> Path:
-    p = tmp_path / f"{name}.m"
+    """The shared 3-bus case with the first generator's limits ``(qmax, qmin, pmax,
+    pmin)`` and the first line's rating and angle limits."""
     qmax, qmin, pmax, pmin = lim
-    p.write_text(CASE3.format(qmax=qmax, qmin=qmin, pmax=pmax, pmin=pmin, rate=rate,
-                              angmin=ang[0], angmax=ang[1]))
-    return p
+    return mpc3(name, gen={0: f"1 0 0 {qmax} {qmin} 1 100 1 {pmax} {pmin}"},
+                branch={0: f"1 2 0.01 0.05 0.04 {rate} 0 0 0 0 1 {ang[0]} {ang[1]}"})
 
 
 def _compiled(path: Path):  # noqa: ANN202
@@ -67,10 +44,10 @@ def _compiled(path: Path):  # noqa: ANN202
 
 
 @pytest.mark.parametrize("which", sorted(LIMITS))
-def test_infinite_limit_solves_like_a_huge_one(tmp_path: Path, which: str) -> None:
+def test_infinite_limit_solves_like_a_huge_one(mpc3, which: str) -> None:
     inf_lim, big_lim = LIMITS[which]
-    inf_case = _compiled(_case(tmp_path, "inf", inf_lim))
-    big_case = _compiled(_case(tmp_path, "big", big_lim))
+    inf_case = _compiled(_case(mpc3, "inf", inf_lim))
+    big_case = _compiled(_case(mpc3, "big", big_lim))
     start = ACOPFModel(inf_case).flat_start()
     assert all(np.all(np.isfinite(v)) for v in start.values())
     sol, ref = solve_opf(inf_case), solve_opf(big_case)
@@ -85,8 +62,8 @@ def test_start_power_is_finite_and_mid_range() -> None:
     np.testing.assert_array_equal(start_power(lo, hi), [1.0, 0.0, 0.5, -0.5, 0.0])
 
 
-def test_physics_rows_of_infinite_limits_are_finite(tmp_path: Path) -> None:
-    case = _compiled(_case(tmp_path, "inf", ("Inf", "-Inf", "Inf", "-Inf")))
+def test_physics_rows_of_infinite_limits_are_finite(mpc3) -> None:
+    case = _compiled(_case(mpc3, "inf", ("Inf", "-Inf", "Inf", "-Inf")))
     assert math.isinf(case.qmax[0]) and math.isinf(case.pmin[0])
     cons = select_constraints(case)
     gen_limits = ("qg_max", "qg_min", "pg_max", "pg_min")
@@ -116,42 +93,42 @@ def test_physics_rows_of_infinite_limits_are_finite(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ref[:, unlimited], UNLIMITED_VIOLATION)
 
 
-def test_solution_json_of_infinite_limits_is_valid(tmp_path: Path) -> None:
-    case = _compiled(_case(tmp_path, "inf", ("Inf", "-Inf", "200", "0")))
+def test_solution_json_of_infinite_limits_is_valid(mpc3) -> None:
+    case = _compiled(_case(mpc3, "inf", ("Inf", "-Inf", "200", "0")))
     text = json.dumps(solve_opf(case).to_dict(), allow_nan=False)
     assert json.loads(text)["status"] == "optimal"
 
 
-def test_infinite_rating_is_unlimited_like_zero(tmp_path: Path) -> None:
-    inf_case = _compiled(_case(tmp_path, "rate_inf", rate="Inf"))
-    zero_case = _compiled(_case(tmp_path, "rate_zero", rate="0"))
+def test_infinite_rating_is_unlimited_like_zero(mpc3) -> None:
+    inf_case = _compiled(_case(mpc3, "rate_inf", rate="Inf"))
+    zero_case = _compiled(_case(mpc3, "rate_zero", rate="0"))
     assert math.isinf(inf_case.rate_a[0])
     np.testing.assert_array_equal(inf_case.rate_a, zero_case.rate_a)
     assert solve_opf(inf_case).objective == pytest.approx(solve_opf(zero_case).objective,
                                                           rel=1e-9)
     with pytest.raises(CaseFormatError, match="negative rating rateA = -inf"):
-        load_case(_case(tmp_path, "rate_minus_inf", rate="-Inf"))
+        load_case(_case(mpc3, "rate_minus_inf", rate="-Inf"))
     with pytest.raises(CaseFormatError, match=r"NaN in column 6 \(rateA\)"):
-        load_case(_case(tmp_path, "rate_nan", rate="NaN"))
+        load_case(_case(mpc3, "rate_nan", rate="NaN"))
 
 
-def test_infinite_angle_limits_are_like_360(tmp_path: Path) -> None:
+def test_infinite_angle_limits_are_like_360(mpc3) -> None:  # noqa: ANN001
     from gridverify.physics.equations import angle_limits
 
-    inf_case = _compiled(_case(tmp_path, "ang_inf", ang=("-Inf", "Inf")))
-    wide = _compiled(_case(tmp_path, "ang_360", ang=("-360", "360")))
+    inf_case = _compiled(_case(mpc3, "ang_inf", ang=("-Inf", "Inf")))
+    wide = _compiled(_case(mpc3, "ang_360", ang=("-360", "360")))
     for a, b in zip(angle_limits(inf_case), angle_limits(wide)):
         np.testing.assert_array_equal(a, b)
         assert np.all(np.isfinite(a))
     assert solve_opf(inf_case).objective == pytest.approx(solve_opf(wide).objective, rel=1e-9)
 
 
-def test_cli_json_of_infinite_limits_is_valid(tmp_path: Path, capsys) -> None:
+def test_cli_json_of_infinite_limits_is_valid(mpc3, capsys) -> None:
     """``case info --json`` says no total where a limit is infinite (strict JSON);
     ``opf solve --json`` carries the case's warnings."""
     from gridverify.cli import main
 
-    path = _case(tmp_path, "inf", ("Inf", "-Inf", "Inf", "0"))
+    path = _case(mpc3, "inf", ("Inf", "-Inf", "Inf", "0"))
     assert main(["case", "info", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(c))
     assert info["total_pmax_mw"] is None and info["total_pmin_mw"] == 0.0
@@ -163,17 +140,17 @@ def test_cli_json_of_infinite_limits_is_valid(tmp_path: Path, capsys) -> None:
     assert out["status"] == "optimal" and isinstance(out["warnings"], list)
 
 
-def test_proxy_head_limits_are_finite_stand_ins(tmp_path: Path) -> None:
+def test_proxy_head_limits_are_finite_stand_ins(mpc3) -> None:
     """The clamp head of a proxy of a case with Inf limits spans a finite range that
     holds every finite limit and reaches beyond the total load."""
     from gridverify.proxy.model import case_limits
 
-    case = _compiled(_case(tmp_path, "inf", ("Inf", "-Inf", "Inf", "0")))
+    case = _compiled(_case(mpc3, "inf", ("Inf", "-Inf", "Inf", "0")))
     lo, hi = case_limits(case)
     assert np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)
     reach = 2 * (np.abs(case.pd).sum() + np.abs(case.qd).sum()) + 1
     g = case.n_gen
     assert hi[0] == pytest.approx(reach) and lo[g] == pytest.approx(-reach)  # pmax, qmin
     assert hi[g] == pytest.approx(reach) and lo[0] == 0.0  # qmax, pmin
-    finite = _compiled(_case(tmp_path, "fin"))
+    finite = _compiled(_case(mpc3, "fin"))
     np.testing.assert_array_equal(case_limits(finite)[0][g + 1:], lo[g + 1:])
