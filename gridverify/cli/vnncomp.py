@@ -58,8 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("onnx", help="the ONNX model (.onnx or .onnx.gz)")
     run.add_argument("vnnlib", help="the VNN-LIB property (.vnnlib or .vnnlib.gz)")
+    run.add_argument("result", nargs="?", metavar="RESULT",
+                     help="the result file to write (or --out)")
     run.add_argument("--timeout", type=positive_float, required=True, help="seconds")
-    run.add_argument("--out", required=True, help="the result file to write")
+    run.add_argument("--out", help="the result file to write (or RESULT)")
     run.add_argument(
         "--started-at",
         type=float,
@@ -244,11 +246,17 @@ class _Watchdog:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from gridverify.errors import OutputPathError
     from gridverify.fileio import check_output_path
     from gridverify.vnncomp.result import write_result
     from gridverify.vnncomp.runner import run_instance
 
     t0 = time.monotonic()
+    if args.result is not None and args.out is not None and args.result != args.out:
+        raise OutputPathError(f"two result files: {args.result} and --out {args.out}")
+    args.out = args.out or args.result
+    if args.out is None:
+        raise OutputPathError("give the result file to write (RESULT or --out)")
     check_output_path(args.out, "--out")
     spent = 0.0 if args.started_at is None else max(0.0, time.time() - args.started_at)
     budget = args.timeout - spent

@@ -204,6 +204,13 @@ def test_cli_run_reads_gz_siblings(bench: Path, tmp_path: Path) -> None:
     rc = main(["vnncomp", "run", str(model), str(bench / "vnnlib" / "sat2.vnnlib"),
                "--timeout", "10", "--out", str(out)])
     assert rc == 1 and read_result(out)[0] == "sat"
+    # the result file as a third positional argument (the competition's order)
+    out2 = tmp_path / "r2.txt"
+    rc = main(["vnncomp", "run", str(model), str(bench / "vnnlib" / "sat2.vnnlib"), str(out2),
+               "--timeout", "10"])
+    assert rc == 1 and read_result(out2)[0] == "sat"
+    assert main(["vnncomp", "run", str(model), str(bench / "vnnlib" / "sat2.vnnlib"),
+                 "--timeout", "10"]) == 2
 
 
 def test_batch_missing_file_is_named(bench: Path, tmp_path: Path, capsys) -> None:
