@@ -40,6 +40,11 @@ __all__ = [
 ]
 
 
+def _num(v: float) -> str:
+    """A table number: 4 significant digits, -0 shown as 0."""
+    return f"{v + 0.0:.4g}"
+
+
 def _kv_table(title: str, items: list[tuple[str, Any]]) -> str:
     rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
                    f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
@@ -120,7 +125,7 @@ def certificate_html(cert: Any) -> str:
             "max_attained", "gap", "unit"]
     if len(fam) and fam["radius"].notna().any():
         cols.append("radius")
-    table = fam[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}") if len(fam) else ""
+    table = fam[cols].to_html(index=False, float_format=_num) if len(fam) else ""
     note = cert.relu_note()
     if note:
         head += (f"<p>{html.escape(note)} (see docs/tightness.md for what closes open "
@@ -151,11 +156,11 @@ def certificate_diff_html(diff: Any) -> str:
             for k in ("certified", "violated", "open", "max_upper_bound", "max_attained"):
                 row[f"{k} ({side})"] = (d[side] or {}).get(k)
         rows.append(row)
-    table = pd.DataFrame(rows).to_html(index=False, float_format=lambda v: f"{v:.4g}")
+    table = pd.DataFrame(rows).to_html(index=False, float_format=_num)
     changed = certificate_diff_frame(diff)
     changed = changed[changed.kind != "unchanged"]
     if len(changed):
-        table += changed.to_html(index=False, float_format=lambda v: f"{v:.4g}")
+        table += changed.to_html(index=False, float_format=_num)
     return head + table
 
 

@@ -13,6 +13,7 @@ contents to disk before the replace.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -29,6 +30,7 @@ __all__ = [
     "check_output_path",
     "default_file_mode",
     "process_umask",
+    "require_file",
 ]
 
 
@@ -127,6 +129,17 @@ def atomic_write_json(
     text = json.dumps(obj, indent=indent, allow_nan=False,
                       separators=(",", ":") if indent is None else None)
     atomic_write_text(path, text + "\n", mode=mode, fsync=fsync, mkdir=mkdir)
+
+
+def require_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path when it is an existing file; else the OS error the CLI
+    reports in one line (``file not found: X``, ``X: Is a directory``)."""
+    p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(p))
+    if not p.is_file():
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(p))
+    return p
 
 
 def check_output_path(path: str | os.PathLike[str], what: str, *, folder: bool = False) -> Path:

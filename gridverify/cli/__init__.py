@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -34,6 +35,8 @@ EXIT_OK = 0
 EXIT_VIOLATED = 1
 EXIT_BAD_INPUT = 2
 EXIT_OPEN = 3
+#: stdout's reader went away (`| head`): 128 + SIGPIPE, as a command the signal ends
+EXIT_BROKEN_PIPE = 141
 
 
 class _Parser(argparse.ArgumentParser):
@@ -107,9 +110,20 @@ def run_handler(func: Callable[[argparse.Namespace], int | None], args: argparse
     from gridverify.errors import GridverifyError
 
     try:
-        return int(func(args) or 0)
+        status = int(func(args) or 0)
+        sys.stdout.flush()  # a reader gone (`| head`) shows here, not at exit
+        return status
     except GridverifyError as exc:
         _error(str(exc))
+    except BrokenPipeError:
+        # the reader of stdout went away (`| head`): not an error of the command;
+        # stdout goes nowhere from now on, so the exit's flush stays quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except SystemExit as exc:
+        if isinstance(exc.__context__, BrokenPipeError):  # rich's console met it first
+            return EXIT_BROKEN_PIPE
+        raise
     except OSError as exc:
         _error(os_error_message(exc))
     except KeyboardInterrupt:

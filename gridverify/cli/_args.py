@@ -105,8 +105,8 @@ def count(minimum: int) -> Callable[[str], int]:
 
 def hidden_sizes(text: str) -> tuple[int, ...]:
     """Hidden layer sizes: positive integers, comma separated (``64,64``)."""
-    try:
-        sizes = tuple(int(p) for p in text.split(",") if p.strip())
+    try:  # an empty entry (``8,,8``) is a typo, not a layer fewer
+        sizes = tuple(int(p) for p in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected integers like 64,64, got {text!r}") from None
     if not sizes or any(s <= 0 for s in sizes):

@@ -290,7 +290,7 @@ def _with_progress(certify: Any, case: Any, proxy: Any, region: Any, cons: Any, 
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
-    return f"{v:.3g}"
+    return f"{v + 0.0:.3g}"  # + 0.0: -0.0 prints as 0
 
 
 # Columns of the certify table: (wide header, compact header, justify, cell).  The

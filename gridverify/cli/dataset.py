@@ -28,7 +28,7 @@ def _make(args: argparse.Namespace) -> int:
     from gridverify.opf.samplers import sampler_from_spec
 
     check_output_path(args.out, "--out")  # an existing dataset is resumed in place
-    sampler = sampler_from_spec(args.region)
+    sampler = sampler_from_spec(args.region, "--region")
     options = solver_options_from_args(args)
     case = load_compiled(args.case, emit_warnings=False)
     d = make_dataset(

@@ -66,9 +66,9 @@ def register(sub: Any) -> None:
     p.add_argument("--patience", type=count(1), default=d.patience,
                    help="early-stopping patience in epochs")
     p.add_argument("--val-fraction", type=fraction, default=d.val_fraction,
-                   help="fraction of the optimal rows held out for early stopping")
+                   help="fraction of the optimal rows held out for early stopping, in (0, 0.5)")
     p.add_argument("--test-fraction", type=fraction, default=d.test_fraction,
-                   help="fraction of the optimal rows held out for the test metrics")
+                   help="fraction of the optimal rows held out for the test metrics, in (0, 0.5)")
     add_progress_flag(p)
     p.add_argument("--json", action="store_true", help="print the model card as JSON")
     p.set_defaults(func=_run_train)
@@ -151,10 +151,10 @@ def _dataset_case_name(path: Path) -> str:
     """The dataset's case: its bundled name, else the case file it was made from."""
     import h5py
 
+    from gridverify.fileio import require_file
     from gridverify.grid.case import bundled_cases_dir, resolve_case_path
 
-    if not path.is_file():
-        raise FileNotFoundError(2, "No such file or directory", str(path))
+    require_file(path)
     try:
         with h5py.File(path, "r") as fh:
             name, source = fh.attrs.get("case_name"), fh.attrs.get("case_source")

@@ -53,7 +53,7 @@ import numpy as np
 
 from gridverify._worker import die_with_parent
 from gridverify.errors import DatasetError, SolverError
-from gridverify.fileio import atomic_path
+from gridverify.fileio import atomic_path, require_file
 from gridverify.grid.compiled import CompiledCase
 from gridverify.opf.samplers import BoxSampler, LoadSampler, PGLearnSampler
 from gridverify.opf.solvers import SolverOptions, resolve_solver
@@ -89,6 +89,7 @@ _DATASETS = (
     "status",
     "done",
 )
+_OPTIONAL_ATTRS = ("solver_settings",)
 _ATTRS = (
     "schema_version",
     "case_name",
@@ -185,6 +186,9 @@ def _read_attrs(f: Any, path: str) -> dict[str, Any]:
         if key not in f.attrs:
             raise DatasetError(f"{path}: missing attribute {key!r}")
         attrs[key] = _plain(f.attrs[key])
+    for key in _OPTIONAL_ATTRS:  # absent in files of older versions
+        if key in f.attrs:
+            attrs[key] = _plain(f.attrs[key])
     if attrs["schema_version"] != SCHEMA_VERSION:
         raise DatasetError(
             f"{path}: schema_version {attrs['schema_version']} (this gridverify reads "
@@ -246,8 +250,7 @@ def load_dataset(path: str | Path, case: CompiledCase | None = None) -> OPFDatas
     import h5py
 
     path = str(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(2, "No such file", path)
+    require_file(path)
     try:
         # No HDF5 file lock: a reader may look at a file that a run is filling
         # (rows change in place and only become visible through `done`).
@@ -307,6 +310,7 @@ def _create_file(
     seed: int,
     solver_name: str,
     solver_version: str,
+    settings: dict[str, Any],
 ) -> None:
     """Write a complete new dataset file (all inputs, nothing solved) atomically."""
     import h5py
@@ -344,6 +348,7 @@ def _create_file(
             f.attrs["n_samples"] = int(s)
             f.attrs["solver_name"] = solver_name
             f.attrs["solver_version"] = solver_version
+            f.attrs["solver_settings"] = json.dumps(settings, sort_keys=True)
             f.attrs["gridverify_version"] = __version__
             f.attrs["status_codes"] = json.dumps(STATUS_CODES, sort_keys=True)
 
@@ -355,11 +360,13 @@ def _check_resume(
     sampler: LoadSampler,
     seed: int,
     solver_name: str,
+    settings: dict[str, Any],
 ) -> OPFDataset:
     d = load_dataset(path)
     problems = []
     if d.case_hash != case.content_hash:
-        problems.append(f"case {d.case_name!r} (hash {d.case_hash[:12]}) != {case.name!r}")
+        problems.append(f"case {d.case_name!r} (hash {d.case_hash[:12]}) != {case.name!r} "
+                        f"(hash {case.content_hash[:12]})")
     if json.loads(d.attrs["sampler"]) != json.loads(sampler.to_json()):
         problems.append(f"sampler {d.attrs['sampler']} != {sampler.to_json()}")
     if d.seed != int(seed):
@@ -368,6 +375,12 @@ def _check_resume(
         problems.append(f"n_samples {d.n_samples} != {n_samples}")
     if str(d.attrs["solver_name"]) != solver_name:
         problems.append(f"solver {d.attrs['solver_name']!r} != {solver_name!r}")
+    if "solver_settings" in d.attrs:  # files of older versions did not record them
+        old = json.loads(d.attrs["solver_settings"])
+        changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        if changed:
+            problems.append("solver settings " + ", ".join(
+                f"{k} {old.get(k)!r} != {settings.get(k)!r}" for k in changed))
     if problems:
         raise DatasetError(
             f"{path}: exists and was made with other settings ({'; '.join(problems)}); "
@@ -508,9 +521,10 @@ def make_dataset(
 ) -> OPFDataset:
     """Sample ``n_samples`` load vectors, solve each AC-OPF, write ``out_path``.
 
-    An existing file made with the same case, sampler, seed, sample count and
-    solver is resumed (only rows not ``done`` are solved); other settings raise
-    DatasetError.  ``workers`` >= 1 processes (1 = in this process).  Default
+    An existing file made with the same case, sampler, seed, sample count,
+    solver and solver settings (:meth:`SolverOptions.settings`, recorded as the
+    ``solver_settings`` attribute) is resumed (only rows not ``done`` are solved);
+    other settings raise DatasetError.  ``workers`` >= 1 processes (1 = in this process).  Default
     ``options``: ``SolverOptions(max_iter=DATASET_MAX_ITER)``.  Returns the
     finished dataset as read back from disk.
     """
@@ -531,10 +545,11 @@ def make_dataset(
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise DatasetError(f"{path}: output directory {directory} does not exist")
+    settings = options.settings()
     if os.path.exists(path):
-        existing = _check_resume(path, case, n_samples, sampler, seed, info.name)
+        existing = _check_resume(path, case, n_samples, sampler, seed, info.name, settings)
     else:
-        _create_file(path, case, n_samples, sampler, seed, info.name, info.version)
+        _create_file(path, case, n_samples, sampler, seed, info.name, info.version, settings)
         existing = load_dataset(path)
     pending = [int(i) for i in np.nonzero(~existing.done)[0]]
     if pending:

@@ -138,13 +138,14 @@ _KINDS: dict[str, tuple[type, tuple[str, ...]]] = {
 }
 
 
-def sampler_from_spec(spec: str) -> BoxSampler | PGLearnSampler:
-    """Parse ``box:LOW,HIGH`` or ``pglearn:A,B,R`` (the CLI's ``--region``)."""
+def sampler_from_spec(spec: str, what: str = "region") -> BoxSampler | PGLearnSampler:
+    """Parse ``box:LOW,HIGH`` or ``pglearn:A,B,R`` (the CLI's ``--region``); errors
+    start with ``what`` and the spec."""
     kind, sep, rest = spec.strip().partition(":")
     kind = kind.strip().lower()
     if kind not in _KINDS:
         raise SamplerError(
-            f"region {spec!r}: unknown kind {kind!r}; use box:LOW,HIGH or pglearn:A,B,R"
+            f"{what} {spec!r}: unknown kind {kind!r}; use box:LOW,HIGH or pglearn:A,B,R"
         )
     cls, names = _KINDS[kind]
     if not sep or not rest.strip():
@@ -152,14 +153,17 @@ def sampler_from_spec(spec: str) -> BoxSampler | PGLearnSampler:
     parts = [p.strip() for p in rest.split(",")]
     if len(parts) != len(names):
         raise SamplerError(
-            f"region {spec!r}: {kind} takes {len(names)} numbers ({','.join(names)}), "
+            f"{what} {spec!r}: {kind} takes {len(names)} numbers ({','.join(names)}), "
             f"got {len(parts)}"
         )
     try:
         values = [float(p) for p in parts]
     except ValueError as exc:
-        raise SamplerError(f"region {spec!r}: not a number ({exc})") from None
-    return cls(**dict(zip(names, values)))
+        raise SamplerError(f"{what} {spec!r}: not a number ({exc})") from None
+    try:
+        return cls(**dict(zip(names, values)))
+    except SamplerError as exc:  # the sampler's own check: name the spec it came from
+        raise SamplerError(f"{what} {spec!r}: {exc}") from None
 
 
 def sampler_from_json(text: str) -> BoxSampler | PGLearnSampler:

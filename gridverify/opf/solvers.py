@@ -60,6 +60,15 @@ class SolverOptions:
     time_limit: float | None = None
     extra: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
 
+    def settings(self) -> dict[str, Any]:
+        """The options that can change a solution (all but the name and the print
+        level), as plain JSON values: what a dataset records and a resume must match."""
+        return {"tol": self.tol, "constr_viol_tol": self.constr_viol_tol,
+                "max_iter": self.max_iter, "linear_solver": self.linear_solver,
+                "time_limit": self.time_limit,
+                "extra": [[str(k), v if isinstance(v, int | float | str) else str(v)]
+                          for k, v in self.extra]}
+
     def __post_init__(self) -> None:
         if self.name not in SOLVER_NAMES:
             raise SolverError(

@@ -65,9 +65,9 @@ def read_proxy_data(path: str | os.PathLike[str], case: Any) -> ProxyData:
     """Read ``path`` for the compiled ``case``; see module docstring for the checks."""
     import h5py
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(2, "No such file or directory", str(path))
+    from gridverify.fileio import require_file
+
+    path = require_file(path)
     try:
         fh = h5py.File(path, "r")
     except OSError as exc:

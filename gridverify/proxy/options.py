@@ -43,23 +43,26 @@ class TrainOptions:
             raise ProxyError(f"activation must be one of {', '.join(ACTIVATIONS)}")
         if not self.hidden or any(h <= 0 for h in self.hidden):
             raise ProxyError(f"hidden sizes must be positive integers, got {self.hidden}")
-        checks = {
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0 and math.isfinite(self.lr),
-            "balance_weight": self.balance_weight >= 0 and math.isfinite(self.balance_weight),
-            "stability_weight": self.stability_weight >= 0
-            and math.isfinite(self.stability_weight),
-            "weight_decay": self.weight_decay >= 0,
-            "seed": self.seed >= 0,
-            "patience": self.patience >= 1,
-            "val_fraction": 0 < self.val_fraction < 0.5,
-            "test_fraction": 0 < self.test_fraction < 0.5,
-            "std_floor": 0 <= self.std_floor <= 1,
+        finite = math.isfinite
+        checks = {  # option: (holds, the rule)
+            "epochs": (self.epochs >= 1, ">= 1"),
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "lr": (self.lr > 0 and finite(self.lr), "> 0"),
+            "balance_weight": (self.balance_weight >= 0 and finite(self.balance_weight),
+                               ">= 0"),
+            "stability_weight": (self.stability_weight >= 0 and finite(self.stability_weight),
+                                 ">= 0"),
+            "weight_decay": (self.weight_decay >= 0, ">= 0"),
+            "seed": (self.seed >= 0, ">= 0"),
+            "patience": (self.patience >= 1, ">= 1"),
+            "val_fraction": (0 < self.val_fraction < 0.5, "in (0, 0.5)"),
+            "test_fraction": (0 < self.test_fraction < 0.5, "in (0, 0.5)"),
+            "std_floor": (0 <= self.std_floor <= 1, "in [0, 1]"),
         }
-        bad = [k for k, ok in checks.items() if not ok]
+        bad = [f"{k} = {getattr(self, k)!r} (--{k.replace('_', '-')} must be {rule})"
+               for k, (ok, rule) in checks.items() if not ok]
         if bad:
-            raise ProxyError(f"bad training option(s): {', '.join(bad)}")
+            raise ProxyError(f"bad training option(s): {'; '.join(bad)}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for the model card)."""

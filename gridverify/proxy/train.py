@@ -183,8 +183,11 @@ def train_proxy(
     """
     if data.case_hash != case.content_hash:
         raise ProxyError(f"dataset {data.path} is not of case {case.name!r}")
-    split = split_indices(data.n_samples, options.seed, options.val_fraction,
-                          options.test_fraction)
+    try:
+        split = split_indices(data.n_samples, options.seed, options.val_fraction,
+                              options.test_fraction)
+    except ProxyError as exc:  # name the dataset
+        raise ProxyError(f"{data.path}: {exc}") from None
     x, y = data.x, data.y
     t0 = time.perf_counter()
     c0 = time.process_time()

@@ -143,3 +143,17 @@ def test_shell_completion(tmp_path: Path) -> None:
     assert "--model" in _complete(script, "gridverify", "certify", "case", "--")
     zsh = completion_script("zsh")
     assert "bashcompinit" in zsh and "complete -o filenames -F _gridverify gridverify" in zsh
+
+
+@pytest.mark.parametrize("argv", [["case", "list", "--json"],
+                                  ["model", "info", "case14_relu"]])
+def test_a_closed_pipe_is_not_an_error(argv: list[str]) -> None:
+    """``gridverify ... | head``: the reader leaving is no error line and no exit status
+    of the command's own (1 would read as a violation): 141, as SIGPIPE gives."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "gridverify", *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # before the command writes anything
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "error" not in err and "Traceback" not in err

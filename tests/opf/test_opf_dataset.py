@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -95,6 +96,11 @@ def test_rerun_complete_file_is_noop_and_mismatch_is_error(case14_20: Path) -> N
         make_dataset(CASE14, 21, case14_20, BoxSampler(0.9, 1.1), seed=11, progress=False)
     with pytest.raises(DatasetError, match="case"):
         make_dataset(CASE5, 20, case14_20, BoxSampler(0.9, 1.1), seed=11, progress=False)
+    # rows solved under another tolerance or iteration limit would be mixed in
+    with pytest.raises(DatasetError, match=r"solver settings max_iter 3000 != 3, tol 1e-08 != "
+                                           r"0.01"):
+        make_dataset(CASE14, 20, case14_20, BoxSampler(0.9, 1.1), seed=11, progress=False,
+                     options=replace(OPTS, max_iter=3, tol=1e-2))
     with pytest.raises(DatasetError, match="not 'pglib_opf_case5_pjm'"):
         load_dataset(case14_20, CASE5)
 
