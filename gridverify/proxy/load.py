@@ -371,18 +371,25 @@ def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any,
 
         # name the code it wants, never torch's advice to turn weights_only off
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        with open(path, "rb") as fh:  # a pickle (protocol 2+) or torch's zip archive?
+            head = fh.read(2)
+        if found is None and head[:1] != b"\x80" and head != b"PK":  # damaged, not code
+            why = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(\n\n|$)", str(exc))
+            raise ProxyError(f"{path}: not a readable torch checkpoint (UnpicklingError: "
+                             f"{why.group(1) if why else 'not a pickle'})") from None
         what = f" (it refers to {found.group(1)})" if found else ""
         raise ProxyError(
             f"{path}: the checkpoint needs unpickling code, which gridverify never runs{what}; "
             "save a plain state dict (model.state_dict()) plus an architecture instead"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged file makes torch raise anything
         if "TorchScript" in str(exc):
             return _load_torchscript(path, compiled, layout)
-        why = " ".join(str(exc).split())
-        raise ProxyError(f"{path}: not a readable torch checkpoint: {why}") from None
+        why = " ".join(str(exc).split()) or "the file is empty or damaged"
+        raise ProxyError(f"{path}: not a readable torch checkpoint "
+                         f"({type(exc).__name__}: {why})") from None
     if not isinstance(obj, dict):
         raise ProxyError(
             f"{path}: checkpoint must be a dict (a state dict), got {type(obj).__name__}"

@@ -60,6 +60,8 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     with open(tmp_path / "evil.pt", "wb") as fh:
         pickle.dump({"state": np.zeros(3), "fn": os.getcwd}, fh)
     mlp_onnx(tmp_path / "tiny.onnx", tiny_relu_weights())
+    (tmp_path / "junk.pt").write_text("a text file named like a checkpoint\n")
+    (tmp_path / "noise.pt").write_bytes(np.random.default_rng(0).bytes(4096))
     _onnx_with(tmp_path / "einsum.onnx", "Einsum", ["x", "x"], equation="bi,bi->bi")
     _onnx_with(tmp_path / "dangling.onnx", "Relu", ["nope"])
     lo, hi = np.zeros(2), np.ones(2)
@@ -121,6 +123,8 @@ CORPUS: list[tuple[list[str], str]] = [
     (DM + ["--region", "box:1.2,0.9"], "--region 'box:1.2,0.9'"),
     (TR + ["--val-fraction", "0.7"], "--val-fraction must be in (0, 0.5)"),
     (TR + ["--hidden", "8,,8"], "--hidden"),
+    (["model", "info", "junk.pt", "--case", CASE], "junk.pt: not a readable torch checkpoint"),
+    (C[:3] + ["noise.pt", "--quiet"], "noise.pt: not a readable torch checkpoint"),
     (["train", "adir", "--out", "m"], "adir: Is a directory"),
     (DM[:-1] + ["notes.txt/d.h5"], "notes.txt"),
     (DM + ["--region", "box:1.1"], "box:1.1"),
