@@ -148,7 +148,18 @@ class ConstraintResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ConstraintResult:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (SpecError naming the constraint when a status
+        is unknown, a bound is missing or a number is NaN)."""
+        where = f"constraint {d.get('family')}[{d.get('component')}]"
+        if d.get("status") not in STATUSES:
+            raise SpecError(f"{where}: unknown status {d.get('status')!r} "
+                            f"(one of {', '.join(STATUSES)})")
+        if "upper_bound" not in d:
+            raise SpecError(f"{where}: no upper_bound (null stands for none)")
+        for key in ("upper_bound", "attained", "threshold"):
+            v = d.get(key)
+            if isinstance(v, float) and math.isnan(v):
+                raise SpecError(f"{where}: {key} is NaN")
         wl = d.get("worst_load", d.get("witness"))
         return cls(
             family=str(d["family"]),
@@ -304,6 +315,10 @@ class Certificate(HtmlView):
         try:
             if d.get("format", FORMAT) != FORMAT:
                 raise SpecError(f"certificate: format {d.get('format')!r} is not {FORMAT!r}")
+            version = d.get("version", FORMAT_VERSION)
+            if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+                raise SpecError(f"certificate: version {version!r} (this gridverify reads "
+                                f"versions 1 to {FORMAT_VERSION})")
             return cls(
                 case=str(d["case"]),
                 model=str(d["model"]),
@@ -331,8 +346,11 @@ class Certificate(HtmlView):
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> Certificate:
-        """Read a certificate JSON file."""
-        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+        """Read a certificate JSON file (errors name it)."""
+        try:
+            return cls.from_json(Path(path).read_text(encoding="utf-8"))
+        except SpecError as exc:
+            raise SpecError(f"{path}: {str(exc).removeprefix('certificate: ')}") from None
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

@@ -18,6 +18,7 @@ regression is found: a check for a retrained proxy in CI).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -156,8 +157,11 @@ def _order(c: ConstraintChange) -> tuple[Any, ...]:
             side.component)
 
 
-def compare_certificates(old: Certificate, new: Certificate) -> CertificateDiff:
-    """Compare two certificates of the same case (:class:`SpecError` otherwise)."""
+def compare_certificates(old: Certificate | str | os.PathLike[str],
+                         new: Certificate | str | os.PathLike[str]) -> CertificateDiff:
+    """Compare two certificates of the same case (:class:`SpecError` otherwise); each
+    a :class:`Certificate` or the path of its JSON file (``certify --out``)."""
+    old, new = (c if isinstance(c, Certificate) else Certificate.read(c) for c in (old, new))
     if old.case != new.case:
         raise SpecError(f"compare: the certificates are of different cases ({old.case!r} and "
                         f"{new.case!r})")

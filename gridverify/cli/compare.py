@@ -65,9 +65,7 @@ def _read(path: str) -> Any:
     from gridverify.errors import SpecError
 
     try:
-        return Certificate.read(path)
-    except SpecError as exc:
-        raise SpecError(f"{path}: {exc}") from None
+        return Certificate.read(path)  # its errors name the file
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a certificate (not UTF-8 text)") from None
 
@@ -89,10 +87,20 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _arrow(a: Any, b: Any, fmt: str = "") -> str:
-    def f(v: Any) -> str:
-        return "-" if v is None else format(v, fmt)
+    """``a`` when equal, else ``a -> b``; numbers that ``fmt`` rounds alike get the
+    digits that tell them apart (``1.2900e-08 -> 1.2901e-08``, not the same twice)."""
+    def f(v: Any, spec: str) -> str:
+        return "-" if v is None else format(v + 0.0 if isinstance(v, float) else v, spec)
 
-    return f(a) if a == b else f"{f(a)} -> {f(b)}"
+    if a == b:
+        return f(a, fmt)
+    spec = fmt
+    if fmt.endswith("g") and isinstance(a, float) and isinstance(b, float):
+        digits = int(fmt[1:-1] or 6)
+        while f(a, spec) == f(b, spec) and digits < 17:
+            digits += 1
+            spec = f".{digits}g"
+    return f"{f(a, spec)} -> {f(b, spec)}"
 
 
 def _print(diff: Any, limit: int | None) -> None:

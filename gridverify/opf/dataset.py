@@ -644,7 +644,6 @@ class _NoBar:
 
 class _RichBar:
     def __init__(self, name: str, total: int, completed: int) -> None:
-        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -654,13 +653,15 @@ class _RichBar:
             TimeRemainingColumn,
         )
 
+        from gridverify._progress import progress_console
+
         self.progress = Progress(
             TextColumn(f"[bold]{name}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=progress_console(),
             transient=False,
         )
         self.task = self.progress.add_task("solve", total=total, completed=completed)

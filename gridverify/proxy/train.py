@@ -397,12 +397,15 @@ def _progress(enabled: bool, total: int, name: str) -> Iterator[Any]:
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from gridverify._progress import progress_console
+
     with Progress(
         TextColumn("[bold]train[/] {task.description}"),
         BarColumn(),
         TextColumn("epoch {task.completed}/{task.total}"),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
+        console=progress_console(),
         transient=False,
     ) as prog:
         task = prog.add_task(name, total=total, info="")

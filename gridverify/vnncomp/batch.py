@@ -211,12 +211,15 @@ def run_batch(
             TimeElapsedColumn,
         )
 
+        from gridverify._progress import progress_console
+
         with Progress(
             TextColumn("[bold]vnncomp"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TextColumn("{task.description}"),
+            console=progress_console(),
             transient=False,
         ) as bar:
             task = bar.add_task("", total=len(rows_in))

@@ -60,12 +60,24 @@ def test_bad_input_is_one_line_exit_2(certs, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     for args, match in (([str(tmp_path / "missing.json"), str(plain)], "missing.json"),
-                        ([str(plain), str(bad)], "bad.json: certificate: invalid JSON"),
+                        ([str(plain), str(bad)], "bad.json: invalid JSON"),
                         ([str(plain), str(tmp_path)], str(tmp_path)),
                         ([str(plain), str(plain), "--limit", "0"], "positive integer")):
         assert main(["compare", *args]) == 2
         err = capsys.readouterr().err.strip()
         assert match in err and "\n" not in err, err
+    # damaged certificates: an unknown status, a NaN or missing bound, a newer version
+    for name, edit, match in (
+            ("status", lambda d: d["constraints"][0].update(status="bogus"), "unknown status"),
+            ("nan", lambda d: d["constraints"][0].update(upper_bound=float("nan")), "is NaN"),
+            ("nobound", lambda d: d["constraints"][0].pop("upper_bound"), "no upper_bound"),
+            ("version", lambda d: d.update(version=99), "version 99")):
+        d = json.loads(plain.read_text())
+        edit(d)
+        (tmp_path / f"{name}.json").write_text(json.dumps(d))
+        assert main(["compare", str(plain), str(tmp_path / f"{name}.json")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"{name}.json: " in err and match in err and "\n" not in err, err
     other = tmp_path / "other.json"
     d = json.loads(plain.read_text())
     d["case"] = "pglib_opf_case5_pjm"

@@ -157,3 +157,16 @@ def test_a_closed_pipe_is_not_an_error(argv: list[str]) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, err
     assert "error" not in err and "Traceback" not in err
+
+
+def test_progress_flag_draws_on_stderr_when_it_is_not_a_terminal() -> None:
+    """``--progress`` forces the bar where stderr is a file or a pipe; stdout keeps
+    only the command's own output."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    r = subprocess.run(
+        [sys.executable, "-m", "gridverify", "certify", "pglib_opf_case14_ieee", "--model",
+         "case14_relu", "--method", "ibp", "--samples", "32", "--progress", "--json"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode in (0, 1, 3), r.stderr
+    assert "certify" in r.stderr and "\x1b[" in r.stderr  # the bar, drawn
+    assert "\x1b[" not in r.stdout and r.stdout.lstrip().startswith("{")
