@@ -189,11 +189,9 @@ def _build_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
 
     case = load_compiled(args.case)
     proxy = load_proxy(args.model, case=case, layout=layout_from_args(args))
-    spec = load_spec(args.spec, case) if args.spec else None
-    region = parse_region(args.region, case) if args.region else (spec.region if spec else None)
-    if args.constraints is not None and not args.constraints.strip():
-        raise SpecError("--constraints: empty selection (leave the flag out for all "
-                        "constraints)")
+    spec = load_spec(args.spec, case) if args.spec is not None else None
+    region = (parse_region(args.region, case) if args.region is not None
+              else (spec.region if spec else None))
     cons = parse_constraints(args.constraints) if args.constraints is not None else (
         spec.constraints if spec else None
     )
@@ -202,12 +200,36 @@ def _build_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
     if not cons:
         raise SpecError("constraints: the selection is empty for this case")
     thr = spec.thresholds if spec else ThresholdSpec()
-    if args.threshold:
+    if args.threshold is not None:
         over = parse_threshold(args.threshold)
         merged = dict(thr.rules)
         merged.update(dict(over.rules))
         thr = ThresholdSpec(tuple(merged.items()))
     return case, proxy, region, cons, thr
+
+
+# flags whose empty value is an error (never the default the flag's absence gives)
+_EMPTY_FLAGS: tuple[tuple[str, str, str], ...] = (
+    ("region", "--region", "empty region (leave the flag out for the proxy's training "
+     "region)"),
+    ("spec", "--spec", "empty file name"),
+    ("constraints", "--constraints", "empty selection (leave the flag out for all "
+     "constraints)"),
+    ("threshold", "--threshold", "empty value (leave the flag out for the default "
+     "thresholds)"),
+    ("out", "--out", "empty file name"),
+    ("checkpoint", "--checkpoint", "empty file name"),
+)
+
+
+def _reject_empty_flags(args: argparse.Namespace) -> None:
+    """SpecError naming the first flag given as an empty (or blank) string."""
+    from gridverify.errors import SpecError
+
+    for dest, flag, message in _EMPTY_FLAGS:
+        value = getattr(args, dest, None)
+        if value is not None and not str(value).strip():
+            raise SpecError(f"{flag}: {message}")
 
 
 def run_certify(args: argparse.Namespace) -> int:
@@ -217,6 +239,7 @@ def run_certify(args: argparse.Namespace) -> int:
     from gridverify.errors import SpecError
     from gridverify.fileio import check_output_path
 
+    _reject_empty_flags(args)
     _resolve_defaults(args)
     if args.out:
         check_output_path(args.out, "--out")
@@ -272,10 +295,11 @@ def _options(args: argparse.Namespace) -> Any:
 
 def _with_progress(certify: Any, case: Any, proxy: Any, region: Any, cons: Any, method: str,
                    opts: Any, thr: Any) -> Any:
-    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = Console(stderr=True)
+    from gridverify._progress import progress_console
+
+    console = progress_console()
     with Progress(TextColumn("[bold]certify[/bold] {task.description}"), BarColumn(),
                   TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task("starting", total=1.0)

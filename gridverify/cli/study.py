@@ -111,7 +111,6 @@ def _progress_runner(spec: Any, out: Path, opts: Any, show: bool) -> Any:
 
     if not show:
         return run_study(spec, out, opts)
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -121,7 +120,9 @@ def _progress_runner(spec: Any, out: Path, opts: Any, show: bool) -> Any:
         TimeRemainingColumn,
     )
 
-    console = Console(stderr=True)
+    from gridverify._progress import progress_console
+
+    console = progress_console()
     with Progress(TextColumn("[bold]study[/bold] {task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("left"),
                   TimeRemainingColumn(), console=console) as bar:

@@ -229,11 +229,14 @@ def parse_constraints(text: str) -> ConstraintSelection:
     """Parse a CLI selection such as ``p_balance,thermal_fr[1,5],vm_max``.
 
     ``all`` selects every family; ``family[ids]`` restricts a family to the listed
-    component ids.
+    component ids.  Items are a union: a family given bare (or through ``all``)
+    keeps all its components even when ``family[ids]`` is listed too, and repeated
+    ``family[ids]`` items add up.
     """
     if not text.strip():
         raise SpecError("constraints: empty selection")
     fams: list[str] = []
+    whole: set[str] = set()  # families given bare: all their components
     comps: dict[str, list[int]] = {}
     for item in _split_top(text):
         m = _ITEM.match(item)
@@ -242,14 +245,19 @@ def parse_constraints(text: str) -> ConstraintSelection:
         fam, ids = m.group(1), m.group(2)
         if fam == "all" and ids is None:
             fams.extend(f for f in FAMILIES if f not in fams)
+            whole.update(FAMILIES)
             continue
         if fam not in FAMILY_KIND:
             raise SpecError(f"constraints: unknown family {fam!r} (known: {', '.join(FAMILIES)})")
         if fam not in fams:
             fams.append(fam)
-        if ids is not None:
+        if ids is None:
+            whole.add(fam)
+        else:
             comps.setdefault(fam, []).extend(_parse_ids(ids, fam))
-    return ConstraintSelection(tuple(fams), tuple((f, tuple(v)) for f, v in comps.items()))
+    return ConstraintSelection(
+        tuple(fams), tuple((f, tuple(v)) for f, v in comps.items() if f not in whole)
+    )
 
 
 def _parse_ids(text: str, fam: str) -> list[int]:
@@ -281,6 +289,9 @@ def selection_from_mapping(data: Mapping[str, Any]) -> ConstraintSelection:
         fams = [fams]
     if not isinstance(fams, Sequence) or not all(isinstance(f, str) for f in fams):
         raise SpecError("constraints.families: expected a list of family names")
+    if not fams:
+        raise SpecError("constraints.families: empty list (leave the key out for every "
+                        "family)")
     if "all" in fams:
         fams = list(FAMILIES)
     comps_raw = data.get("components", {}) or {}

@@ -464,6 +464,8 @@ def dataset_loads(case: Any, path: str | Path) -> np.ndarray:
 NUMBER_KINDS = {"box": box_region, "pglearn": pglearn_region, "scale": scale_region,
                 "load-factors": load_factor_region, "correlated": correlated_region,
                 "zones": zone_region}
+#: every key of a region table (spec files' ``[region]``, studies' ``[regions.NAME]``)
+REGION_KEYS: tuple[str, ...] = (*NUMBER_KINDS, "dataset", "lower", "upper")
 _NUMBER_NAMES = {"box": "ab", "pglearn": "abr", "scale": "ab", "load-factors": "ab",
                  "correlated": "abr", "zones": "abk"}
 
@@ -488,7 +490,7 @@ def region_from_mapping(case: Any, data: dict[str, Any], base: Path | None = Non
     ``lower = [...]`` with ``upper = [...]``.
     """
     keys = set(data)
-    known = {*NUMBER_KINDS, "dataset", "lower", "upper"}
+    known = set(REGION_KEYS)
     unknown = keys - known
     if unknown:
         raise SpecError(

@@ -18,6 +18,7 @@ The JSON form is the same object.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import tomllib
@@ -27,7 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from gridverify.errors import SpecError
-from gridverify.spec.constraints import ConstraintSelection, selection_from_mapping
+from gridverify.spec.constraints import (
+    ConstraintSelection,
+    select_constraints,
+    selection_from_mapping,
+)
 from gridverify.spec.region import Region, region_from_mapping
 from gridverify.spec.thresholds import ThresholdSpec, thresholds_from_mapping
 
@@ -54,6 +59,16 @@ def _reject_nan(value: Any, where: str) -> None:
             _reject_nan(v, f"{where}[{i}]")
 
 
+def _unique_keys(path: Path, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's dict; a key given twice is an error (JSON keeps the last silently)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise SpecError(f"{path}: key {k!r} is given twice (conflicting values)")
+        out[k] = v
+    return out
+
+
 def load_spec_mapping(path: str | Path) -> dict[str, Any]:
     """Read a TOML or JSON spec file into a dict (SpecError with file and line on bad syntax)."""
     path = Path(path)
@@ -62,7 +77,7 @@ def load_spec_mapping(path: str | Path) -> dict[str, Any]:
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=functools.partial(_unique_keys, path))
         except json.JSONDecodeError as exc:
             raise SpecError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
     else:
@@ -77,6 +92,19 @@ def load_spec_mapping(path: str | Path) -> dict[str, Any]:
             raise SpecError(f"{path}: unknown key {k!r} (expected {', '.join(_TOP_KEYS)})")
     _reject_nan(data, str(path))
     return data
+
+
+def _check_selection(case: Any, sel: ConstraintSelection) -> None:
+    """SpecError (``constraints.components.FAMILY: ...``) for a component id the case
+    lacks, or for a selection without a constraint in this case."""
+    for fam, ids in sel.components:
+        try:
+            select_constraints(case, ConstraintSelection((fam,), ((fam, ids),)))
+        except SpecError as exc:
+            msg = str(exc).removeprefix("constraints: ")
+            raise SpecError(f"constraints.components.{fam}: {msg}") from None
+    if not select_constraints(case, sel):
+        raise SpecError(f"constraints: the selection is empty for case {case.name}")
 
 
 def spec_from_mapping(
@@ -98,6 +126,7 @@ def spec_from_mapping(
             if not isinstance(data["constraints"], Mapping):
                 raise SpecError("constraints: expected a table")
             sel = selection_from_mapping(data["constraints"])
+            _check_selection(case, sel)
         thr = ThresholdSpec()
         if "thresholds" in data:
             if not isinstance(data["thresholds"], Mapping):

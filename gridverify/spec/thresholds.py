@@ -113,24 +113,42 @@ def _rule_from_value(fam: str, value: Any) -> ThresholdRule:
     if isinstance(value, (int, float)):
         if not math.isfinite(float(value)):
             raise SpecError(f"threshold.{fam}: not a finite number ({value!r})")
+        if value < 0:
+            raise SpecError(f"threshold.{fam}: must be >= 0, got {value!r}")
         return ThresholdRule("absolute", float(value))
     if isinstance(value, Mapping):
-        for k in value:
-            if k not in ("absolute", "relative", "a", "b", "kind"):
-                raise SpecError(f"threshold.{fam}: unknown key {k!r}")
-        if "kind" in value:
-            return ThresholdRule(str(value["kind"]), _num(value.get("a", 0.0), fam, "a"),
-                                 _num(value.get("b", 0.0), fam, "b"))
-        a = value.get("absolute", value.get("a"))
-        b = value.get("relative", value.get("b"))
-        if a is not None and b is not None:
-            return ThresholdRule("max", _num(a, fam, "absolute"), _num(b, fam, "relative"))
-        if b is not None:
-            return ThresholdRule("relative", 0.0, _num(b, fam, "relative"))
-        if a is not None:
-            return ThresholdRule("absolute", _num(a, fam, "absolute"))
-        raise SpecError(f"threshold.{fam}: empty rule")
+        try:
+            return _rule_from_table(fam, value)
+        except SpecError as exc:
+            msg = str(exc)
+            if msg.startswith("threshold:"):  # ThresholdRule's own checks: name the family
+                raise SpecError(f"threshold.{fam}:{msg.removeprefix('threshold:')}") from None
+            raise
     raise SpecError(f"threshold.{fam}: expected a number or a rule table, got {value!r}")
+
+
+def _rule_from_table(fam: str, value: Mapping[str, Any]) -> ThresholdRule:
+    """The rule of a table ``{absolute = A, relative = B}`` (or ``{kind, a, b}``)."""
+    for k in value:
+        if k not in ("absolute", "relative", "a", "b", "kind"):
+            raise SpecError(f"threshold.{fam}: unknown key {k!r}")
+    for one, other in (("absolute", "a"), ("relative", "b"), ("kind", "absolute"),
+                       ("kind", "relative")):
+        if one in value and other in value:
+            raise SpecError(f"threshold.{fam}: conflicting keys {one!r} and {other!r} "
+                            "(give one of them)")
+    if "kind" in value:
+        return ThresholdRule(str(value["kind"]), _num(value.get("a", 0.0), fam, "a"),
+                             _num(value.get("b", 0.0), fam, "b"))
+    a = value.get("absolute", value.get("a"))
+    b = value.get("relative", value.get("b"))
+    if a is not None and b is not None:
+        return ThresholdRule("max", _num(a, fam, "absolute"), _num(b, fam, "relative"))
+    if b is not None:
+        return ThresholdRule("relative", 0.0, _num(b, fam, "relative"))
+    if a is not None:
+        return ThresholdRule("absolute", _num(a, fam, "absolute"))
+    raise SpecError(f"threshold.{fam}: empty rule")
 
 
 def _num(v: Any, fam: str, key: str) -> float:
@@ -138,6 +156,8 @@ def _num(v: Any, fam: str, key: str) -> float:
         raise SpecError(f"threshold.{fam}.{key}: expected a number, got {v!r}")
     if not math.isfinite(float(v)):
         raise SpecError(f"threshold.{fam}.{key}: not a finite number ({v!r})")
+    if v < 0:
+        raise SpecError(f"threshold.{fam}.{key}: must be >= 0, got {v!r}")
     return float(v)
 
 
@@ -166,7 +186,8 @@ def thresholds_from_mapping(data: Mapping[str, Any]) -> ThresholdSpec:
 def parse_threshold(text: str) -> ThresholdSpec:
     """Parse a CLI threshold: ``0.01`` (every family) or ``p_balance=0.01,thermal_fr=0``.
 
-    Values may be ``A`` (absolute), ``rel:B`` (relative) or ``max:A:B``.
+    Values may be ``A`` (absolute), ``rel:B`` (relative) or ``max:A:B``.  A family
+    (or the default) given twice is an error, never a silent choice.
     """
     text = text.strip()
     if not text:
@@ -179,6 +200,9 @@ def parse_threshold(text: str) -> ThresholdSpec:
             fam, val = "default", item
         fam = fam.strip()
         val = val.strip()
+        if fam in data:
+            what = "a default (a bare number)" if fam == "default" else f"a rule for {fam}"
+            raise SpecError(f"threshold {item!r}: {what} is given twice (one rule per family)")
         try:
             if val.startswith("rel:"):
                 data[fam] = {"relative": float(val[4:])}

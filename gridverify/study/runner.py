@@ -63,11 +63,14 @@ def run_study(
     """Run every job of ``spec`` not already finished in ``out``; returns what happened.
 
     Finished jobs (stored ``done`` with the same job hash) are skipped; failed
-    ones run again.  Each job's files are written as soon as it ends.
+    ones run again.  Each job's files are written as soon as it ends.  Raises
+    StudyError, before writing anything, when ``out`` holds the results of another
+    study (:meth:`StudyStore.check_owner`).
     """
     t0 = time.perf_counter()
     opts = executor or ExecutorOptions()
     store = StudyStore(out)
+    store.check_owner(spec.name)
     if opts.checkpoint_dir is None:  # bab jobs cut short resume from their progress
         opts = replace(opts, checkpoint_dir=str(store.root / "checkpoints"))
     jobs = expand_jobs(spec)

@@ -50,6 +50,7 @@ from typing import Any
 
 from gridverify.certify.options import ATTACKS, REFINES, CertifyOptions
 from gridverify.errors import GridverifyError, StudyError
+from gridverify.spec.region import REGION_KEYS
 
 __all__ = [
     "CaseEntry",
@@ -329,6 +330,8 @@ def parse_study(text: str, source: str = "<study>", base: Path | None = None,
     if regions_raw is None:
         raise ctx.error(("regions",), "missing: the study needs at least one [regions.NAME]")
     _check_tables(ctx, regions_raw, ("regions",))
+    for rname, rtab in regions_raw.items():  # unknown keys: named here, on their own line
+        _check_keys(ctx, rtab, ("regions", rname), REGION_KEYS)
     sets_raw = data.get("constraints", {"all": {"families": ["all"]}})
     _check_tables(ctx, sets_raw, ("constraints",))
     thresholds_raw = data.get("thresholds", {})
@@ -459,7 +462,11 @@ def _check_sets(ctx: _Ctx, raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _region_key(tab: Mapping[str, Any], exc: Exception) -> str | None:
+    """The key of a region table an error is about (else its first key)."""
     msg = str(exc)
+    for k in tab:  # "unknown key 'k'" names it before any list of the known keys
+        if f"key {k!r}" in msg:
+            return k
     for k in tab:
         if f"region.{k}" in msg or repr(k) in msg:
             return k

@@ -110,6 +110,30 @@ class StudyStore:
         """Path of a job's HDF5 bounds."""
         return self.jobs_dir / f"{job_id}.h5"
 
+    def check_owner(self, name: str) -> None:
+        """Raise StudyError unless this folder is new or holds the results of study ``name``.
+
+        A study is identified by its name (``study.json``), as resume identifies its
+        jobs by their ids within it: the same study run again, even edited (its
+        changed jobs run again), resumes here; another study would overwrite the
+        job files and ``study.json`` of this one, so it is refused.
+        """
+        p = self.root / "study.json"
+        if not p.exists():
+            return
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StudyError(f"{self.root}: its study.json is unreadable ({exc}); not "
+                             f"writing study {name!r} over it") from None
+        if not isinstance(data, dict) or data.get("format") != "gridverify-study":
+            raise StudyError(f"{self.root}: its study.json is not a gridverify study's; not "
+                             f"writing study {name!r} over it")
+        old = data.get("name")
+        if old != name:
+            raise StudyError(f"{self.root}: holds the results of study {old!r}, not of study "
+                             f"{name!r}; give another output folder (--out) or remove it")
+
     def write_study(self, text: str, name: str, jobs: Iterable[Job], source: str) -> None:
         """Record the study file and its job list (atomically)."""
         self.root.mkdir(parents=True, exist_ok=True)

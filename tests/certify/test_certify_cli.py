@@ -176,12 +176,41 @@ def test_spec_file(model_dir, capsys, tmp_path):
         (["--constraints", "thermal_fr[999]"], "no component"),
         (["--threshold", "vm_max=nan"], "finite"),
         (["--timeout", "-1"], "timeout"),
+        (["--threshold", "p_balance=1,p_balance=2"], "rule for p_balance is given twice"),
+        (["--region", ""], "--region: empty region"),
+        (["--region", " "], "--region: empty region"),
+        (["--threshold", ""], "--threshold: empty value"),
+        (["--spec", ""], "--spec: empty file name"),
+        (["--out", ""], "--out: empty file name"),
+        (["--constraints", ""], "--constraints: empty selection"),
     ],
 )
 def test_bad_input_exit_2(model_dir, capsys, extra, match):
     code, out, err = _run(capsys, CASE, "--model", str(model_dir), *extra)
     assert code == 2
     assert match in err and err.count("\n") == 1
+
+
+def test_bare_family_with_components_certifies_the_whole_family(model_dir, capsys):
+    # the items of --constraints are a union: p_balance holds p_balance[1]
+    code, out, _ = _run(capsys, CASE, "--model", str(model_dir), "--method", "ibp", "--json",
+                        "--samples", "0", "--constraints", "p_balance,p_balance[1]")
+    comps = [c["component"] for c in json.loads(out)["constraints"]]
+    assert comps == load_compiled(CASE).bus_ids.tolist()
+
+
+def test_spec_file_errors_name_the_file(model_dir, capsys, tmp_path):
+    bodies = {
+        "comp.toml": ("[constraints]\nfamilies = ['p_balance']\n"
+                      "components = { p_balance = [99] }\n", "constraints.components.p_balance"),
+        "fam.toml": ("[constraints]\nfamilies = []\n", "constraints.families"),
+        "thr.toml": ("[thresholds]\ndefault = -1\n", "threshold.default"),
+    }
+    for name, (body, key) in bodies.items():
+        spec = tmp_path / name
+        spec.write_text(body)
+        code, _, err = _run(capsys, CASE, "--model", str(model_dir), "--spec", str(spec))
+        assert code == 2 and f"{spec}: {key}" in err and err.count("\n") == 1, err
 
 
 def test_bad_input_exit_2_spec_and_model(model_dir, capsys, tmp_path):

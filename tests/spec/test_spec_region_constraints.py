@@ -157,6 +157,21 @@ def test_parse_constraints_components(case14):
     assert set(parse_constraints("all").families) == set(FAMILIES)
 
 
+@pytest.mark.parametrize("text", ["p_balance,p_balance[1]", "p_balance[1],p_balance",
+                                  "all,p_balance[1]", "p_balance[1],all"])
+def test_bare_family_and_components_is_the_whole_family(case14, text):
+    # items are a union: the bare family (or all) already holds component 1
+    cons = select_constraints(case14, parse_constraints(text))
+    assert sum(c.family == "p_balance" for c in cons) == case14.n_bus
+    assert dict(parse_constraints(text).components) == {}
+
+
+def test_repeated_components_add_up(case14):
+    cons = select_constraints(case14, parse_constraints("p_balance[3],vm_max,p_balance[1,3]"))
+    assert [(c.family, c.component) for c in cons if c.family == "p_balance"] == [
+        ("p_balance", 1), ("p_balance", 3)]
+
+
 @pytest.mark.parametrize(
     "text, match",
     [
@@ -204,7 +219,10 @@ def test_thresholds_rules(case14):
 @pytest.mark.parametrize(
     "text, match",
     [("vm_max=rel:0.1", "p_balance/q_balance only"), ("x=1", "unknown family"),
-     ("p_balance=abc", "not a number"), ("nan", "finite"), ("-1", ">= 0")],
+     ("p_balance=abc", "not a number"), ("nan", "finite"), ("-1", ">= 0"),
+     ("p_balance=1,p_balance=2", "rule for p_balance is given twice"),
+     ("vm_max=0,p_balance=1,p_balance=rel:0.1", "rule for p_balance is given twice"),
+     ("0.1,vm_max=0,0.2", "default .* is given twice")],
 )
 def test_bad_thresholds(text, match):
     with pytest.raises(SpecError, match=match):
@@ -252,3 +270,29 @@ def test_bad_spec_files(case14, tmp_path, body, suffix, match):
     with pytest.raises(SpecError, match=match):
         spec = load_spec(p, case14)
         select_constraints(case14, spec.constraints)
+
+
+@pytest.mark.parametrize(
+    "body, suffix, key",
+    [
+        ("[constraints]\nfamilies = ['p_balance']\ncomponents = { p_balance = [99] }\n",
+         ".toml", "constraints.components.p_balance: p_balance has no component 99"),
+        ("[constraints]\nfamilies = []\n", ".toml", "constraints.families: empty list"),
+        ("[thresholds]\ndefault = -1\n", ".toml", "threshold.default: must be >= 0"),
+        ("[thresholds]\nvm_max = -1e-3\n", ".toml", "threshold.vm_max: must be >= 0"),
+        ("[thresholds]\np_balance = { absolute = 1e-3, relative = -1 }\n", ".toml",
+         "threshold.p_balance.relative: must be >= 0"),
+        ("[thresholds]\np_balance = { absolute = 1e-3, a = 2e-3 }\n", ".toml",
+         "threshold.p_balance: conflicting keys 'absolute' and 'a'"),
+        ('{"thresholds": {"vm_max": 0.1, "vm_max": 0.2}}', ".json", "key 'vm_max' is given twice"),
+        ('{"region": {"box": [0.9, 1.1]}, "region": {"box": [0.8, 1.2]}}', ".json",
+         "key 'region' is given twice"),
+    ],
+)
+def test_spec_file_errors_name_the_file_and_key(case14, tmp_path, body, suffix, key):
+    p = tmp_path / f"bad{suffix}"
+    p.write_text(body)
+    with pytest.raises(SpecError) as err:
+        load_spec(p, case14)
+    msg = str(err.value)
+    assert msg.startswith(f"{p}: ") and key in msg and "\n" not in msg, msg

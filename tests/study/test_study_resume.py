@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from study_helpers import MODEL, compare_outputs, write_small_study
 
 from gridverify.study.executors import ExecutorOptions
@@ -116,3 +117,80 @@ def test_bab_job_resumes_from_its_checkpoint(tmp_path: Path) -> None:
               for c in rec["certificate"]["constraints"]}
     for c in first.constraints:  # the resumed bounds are never looser
         assert bounds[(c.family, c.component)] <= c.upper_bound
+
+
+TINY_STUDY = f"""
+[study]
+name = "{{name}}"
+methods = ["ibp"]
+samples = 0
+attack = "none"
+radius = false
+
+[cases.c14]
+case = "pglib_opf_case14_ieee"
+models = ["{MODEL}"]
+
+[regions.near]
+box = [{{lo}}, 1.03]
+
+[constraints.some]
+families = ["vm_max"]
+"""
+
+
+def _tiny(folder: Path, file: str, name: str, lo: float = 0.97) -> Path:
+    p = folder / file
+    p.write_text(TINY_STUDY.format(name=name, lo=lo), encoding="utf-8")
+    return p
+
+
+def test_another_study_is_refused_in_a_study_folder(tmp_path: Path) -> None:
+    """A folder holding study A's results is not overwritten by study B (same job ids)."""
+    from gridverify.errors import StudyError
+
+    out = tmp_path / "out"
+    first = run_study(load_study(_tiny(tmp_path, "a.toml", "study_a")), out,
+                      ExecutorOptions(workers=1))
+    assert len(first.ran) == 1 and not first.failed
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    other = load_study(_tiny(tmp_path, "b.toml", "study_b", lo=0.95))
+    with pytest.raises(StudyError) as err:
+        run_study(other, out, ExecutorOptions(workers=1))
+    msg = str(err.value)
+    assert str(out) in msg and "'study_a'" in msg and "'study_b'" in msg and "\n" not in msg
+    after = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert after == before  # nothing written
+
+    # a study.json that is not a study's is not overwritten either
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "study.json").write_text('{"something": "else"}')
+    with pytest.raises(StudyError, match="not a gridverify study"):
+        run_study(other, foreign, ExecutorOptions(workers=1))
+
+
+def test_the_same_study_resumes_in_its_folder_even_edited(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    spec = load_study(_tiny(tmp_path, "a.toml", "study_a"))
+    first = run_study(spec, out, ExecutorOptions(workers=1))
+    again = run_study(spec, out, ExecutorOptions(workers=1))
+    assert again.ran == () and again.skipped == first.ran
+    # the same study edited (its job changed): it resumes, the changed job runs again
+    edited = load_study(_tiny(tmp_path, "a_v2.toml", "study_a", lo=0.95))
+    third = run_study(edited, out, ExecutorOptions(workers=1))
+    assert third.ran == first.ran and third.skipped == ()
+
+
+def test_cli_refuses_another_study_folder(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from gridverify.cli import main
+
+    out = tmp_path / "out"
+    StudyStore(out).write_study("", "study_a", [], "a.toml")
+    code = main(["study", "run", str(_tiny(tmp_path, "b.toml", "study_b")), "--out", str(out),
+                 "--quiet", "--no-report"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert str(out) in err and "'study_a'" in err and "'study_b'" in err
+    assert not (out / "jobs").exists()

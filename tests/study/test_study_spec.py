@@ -80,6 +80,10 @@ BAD = [
      "regions.near.box"),
     ("unknown region key", ("box = [0.97, 1.03]", "boxx = [0.97, 1.03]"), "boxx",
      "regions.near.boxx"),
+    ("unknown key beside a region", ("box = [0.97, 1.03]", "box = [0.97, 1.03]\n\nfoo = 1"),
+     "foo = 1", "regions.near.foo"),
+    ("unknown key beside a region, before it", ("pglearn = [0.9", "r = 0.1\npglearn = [0.9"),
+     "r = 0.1", "regions.wide.r"),
     ("unknown method", ('"crown"]', '"crwn"]'), "methods", "study.methods"),
     ("unknown family", ('families = ["all"]', 'families = ["thermal"]'), "families",
      "constraints.all.families"),
@@ -110,6 +114,14 @@ def test_malformed_study_names_line_and_key(what: str, edit: tuple[str, str], ne
     line = _line_of(text, needle)
     assert msg.startswith(f"bad.toml:{line}: key {key}:"), msg
     assert isinstance(info.value, GridverifyError)
+
+
+def test_unknown_region_key_is_found_without_checking_cases() -> None:
+    text = SMALL_STUDY.replace("box = [0.97, 1.03]", "box = [0.97, 1.03]\nfoo = 1", 1)
+    with pytest.raises(StudyError) as info:
+        parse_study(text, "bad.toml", check=False)
+    assert str(info.value).startswith(f"bad.toml:{_line_of(text, 'foo = 1')}: key "
+                                      "regions.near.foo: unknown key 'foo'"), info.value
 
 
 def test_toml_syntax_error_names_line() -> None:
