@@ -401,6 +401,17 @@ class GraphBuilder:
         """``min(a, c) = a - relu(a - c)``."""
         return self.sub(a, self.relu(self.sub(a, c)), name=name)
 
+    def extreme(self, op: str, nodes: Sequence[int]) -> int:
+        """The elementwise ``op`` (``"maximum"`` / ``"minimum"``) of same-size nodes, as a
+        balanced tree (depth ``ceil(log2 n)``, one relu per entry a level)."""
+        if op not in ("maximum", "minimum") or not nodes:
+            raise GraphError(f"extreme: {op!r} of {len(nodes)} node(s)")
+        terms = list(nodes)
+        while len(terms) > 1:
+            paired = [getattr(self, op)(a, c) for a, c in zip(terms[::2], terms[1::2])]
+            terms = paired + terms[len(paired) * 2:]
+        return terms[0]
+
     def clamp(self, x: int, lo: TensorLike | None = None, hi: TensorLike | None = None,
               name: str | None = None) -> int:
         """``clamp(x, lo, hi) = hi - relu(hi - lo - relu(x - lo))`` (constant lo/hi).

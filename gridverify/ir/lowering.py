@@ -826,24 +826,16 @@ class Lowering:
         first = table[np.arange(n_out), np.argmax(table >= 0, axis=1)]
         table = np.where(table >= 0, table, first[:, None])
         cols = np.unique(table, axis=1)  # offsets that read the same positions everywhere
-        terms: list[Value] = [
+        terms = [
             self.index(x, lambda t, k=k: t.reshape(n * c, n_in)[:, cols[:, k]].reshape(out_shape))
             for k in range(cols.shape[1])
         ]
-        return self._extreme_tree("maximum", terms)
-
-    def _extreme_tree(self, op: str, terms: list[Value]) -> Value:
-        """The elementwise ``op`` (``maximum`` / ``minimum``) of ``terms``, as a
-        balanced tree (depth ``ceil(log2 n)``, each level one relu per entry)."""
-        while len(terms) > 1:
-            paired = [self.minmax(op, a, b) for a, b in zip(terms[::2], terms[1::2])]
-            terms = paired + terms[len(paired) * 2:]
-        return terms[0]
+        return Var(self.b.extreme("maximum", [t.node for t in terms]), out_shape)
 
     def reduce_extreme(self, v: Value, op: str, axes: Sequence[int] | None,
                        keepdims: bool) -> Value:
         """Maximum (``op="maximum"``) or minimum over ``axes`` (all when None): a tree of
-        elementwise extremes of the slices along them (:meth:`_extreme_tree`)."""
+        elementwise extremes of the slices along them (:meth:`GraphBuilder.extreme`)."""
         shape = self.shape(v)
         ax = tuple(range(len(shape))) if axes is None else tuple(sorted({a % len(shape)
                                                                          for a in axes}))
@@ -857,9 +849,9 @@ class Lowering:
         def moved(t: np.ndarray) -> np.ndarray:
             return np.moveaxis(t, ax, range(-len(ax), 0)).reshape(kept + (n,))
 
-        terms: list[Value] = [self.index(v, lambda t, r=r: moved(t)[..., r].reshape(out_shape))
-                              for r in range(n)]
-        return self._extreme_tree(op, terms)
+        terms = [self.node(self.index(v, lambda t, r=r: moved(t)[..., r].reshape(out_shape)))
+                 for r in range(n)]
+        return Var(self.b.extreme(op, terms), out_shape)
 
     def output(self, v: Value, name: str) -> None:
         """Mark ``v`` as a graph output."""

@@ -569,12 +569,9 @@ def _offset_graph(graph, groups: list[list[tuple[np.ndarray, float]]]):
         return b.build()
     parts, at = [], 0
     for g in groups:
-        terms = [b.slice(z, at + k, at + k + 1) for k in range(len(g))]
+        parts.append(b.extreme("minimum", [b.slice(z, at + k, at + k + 1)
+                                           for k in range(len(g))]))
         at += len(g)
-        while len(terms) > 1:
-            paired = [b.minimum(u, v) for u, v in zip(terms[::2], terms[1::2])]
-            terms = paired + terms[len(paired) * 2:]
-        parts.append(terms[0])
     b.output(parts[0] if len(parts) == 1 else b.concat(parts), "margin")
     return b.build()
 
