@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -517,9 +517,7 @@ def _reduce(mean: bool) -> Handler:
         dim = args[1] if len(args) > 1 else kw.get("dim")
         keep = bool(args[2] if len(args) > 2 else kw.get("keepdim", False))
         axes = None if dim is None else _dims(dim, len(s))
-        if isinstance(x, Var) and (axes is None or 0 in axes):
-            raise _Unsupported(f"{'mean' if mean else 'sum'} over the batch axis (dim 0) "
-                               "mixes the samples of a batch; reduce over feature axes only")
+        _per_sample(x, axes, "mean" if mean else "sum")
         out = self.lw.reduce_sum(x, axes, keep)
         if mean:
             count = math.prod(s) if axes is None else math.prod(s[a] for a in axes)
@@ -875,12 +873,20 @@ def _expand_as(self: _TorchImporter, args: list, kw: dict) -> Any:
     return self.lw.broadcast(args[0], self.lw.shape(_arg(args, kw, 1, "other", None)))
 
 
+def _per_sample(x: Any, axes: Sequence[int] | None, what: str) -> None:
+    """Refuse ``what`` over ``axes`` (all when None) of a variable when they include
+    the batch axis (dim 0): it would mix the samples of a batch, so per sample it is
+    not the function the model computes on a batch."""
+    if isinstance(x, Var) and (axes is None or 0 in axes):
+        raise _Unsupported(f"{what} over the batch axis (dim 0) mixes the samples of a "
+                           "batch; use feature axes only")
+
+
 def _take(self: _TorchImporter, x: Any, dim: int, fn: Callable[[np.ndarray, int], np.ndarray]
           ) -> Any:
     """``x`` re-indexed along ``dim`` by ``fn(index_array, axis)`` (a gather)."""
     d = _dim(dim, len(self.lw.shape(x)))
-    if isinstance(x, Var) and d == 0:
-        raise _Unsupported("indexing along the batch axis (dim 0)")
+    _per_sample(x, [d], "indexing")
     return self.lw.index(x, lambda t: fn(t, d))
 
 
@@ -905,8 +911,7 @@ def _narrow(self: _TorchImporter, args: list, kw: dict) -> Any:
 def _flip(self: _TorchImporter, args: list, kw: dict) -> Any:
     x = args[0]
     dims = _dims(_arg(args, kw, 1, "dims", None), len(self.lw.shape(x)))
-    if isinstance(x, Var) and 0 in dims:
-        raise _Unsupported("flip along the batch axis (dim 0)")
+    _per_sample(x, dims, "flip")
     return self.lw.index(x, lambda t: np.flip(t, axis=tuple(dims)))
 
 
@@ -917,16 +922,14 @@ def _roll(self: _TorchImporter, args: list, kw: dict) -> Any:
         raise _Unsupported("roll without dims (it rolls across the batch)")
     dims = _dims(dims, len(self.lw.shape(x)))
     shifts = [int(shifts)] if isinstance(shifts, int | np.integer) else [int(v) for v in shifts]
-    if isinstance(x, Var) and 0 in dims:
-        raise _Unsupported("roll along the batch axis (dim 0)")
+    _per_sample(x, dims, "roll")
     return self.lw.index(x, lambda t: np.roll(t, shifts, axis=tuple(dims)))
 
 
 def _unbind(self: _TorchImporter, args: list, kw: dict) -> Any:
     x = args[0]
     d = _dim(_arg(args, kw, 1, "dim", 0), len(self.lw.shape(x)))
-    if isinstance(x, Var) and d == 0:
-        raise _Unsupported("unbind along the batch axis (dim 0)")
+    _per_sample(x, [d], "unbind")
     n = self.lw.shape(x)[d]
     return tuple(self.lw.index(x, lambda t, k=k: np.take(t, k, axis=d)) for k in range(n))
 
@@ -937,8 +940,7 @@ def _gather(self: _TorchImporter, args: list, kw: dict) -> Any:
     idx = _const_index(_arg(args, kw, 2, "index", None), "gather")
     rank = len(self.lw.shape(x))
     d = _dim(_arg(args, kw, 1, "dim", None), rank)
-    if isinstance(x, Var) and d == 0:
-        raise _Unsupported("gather along the batch axis (dim 0)")
+    _per_sample(x, [d], "gather")
     if idx.ndim != rank:
         raise ValueError(f"gather: an index of {idx.ndim} axes for a tensor of {rank}")
     if idx.shape[0] != 1:
@@ -962,9 +964,7 @@ def _extreme(self: _TorchImporter, x: Any, op: str, dim: Any, keep: bool) -> Any
     """``amax`` / ``amin`` over ``dim`` (all axes when None), never the batch axis."""
     axes = None if dim is None or (not isinstance(dim, int) and len(dim) == 0) \
         else _dims(dim, len(self.lw.shape(x)))
-    if isinstance(x, Var) and (axes is None or 0 in axes):
-        raise _Unsupported(f"{op} over the batch axis (dim 0) mixes the samples of a batch; "
-                           "reduce over feature axes only")
+    _per_sample(x, axes, op)
     return self.lw.reduce_extreme(x, op, axes, keep)
 
 
