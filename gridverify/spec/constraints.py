@@ -112,17 +112,19 @@ class ConstraintSelection:
 
     ``families``: the families (default all).  ``components``: optional per-family
     component ids, as ``(family, ids)`` pairs; a family without an entry keeps all
-    its components.
+    its components.  ``named``: ids named for families that are selected whole
+    (``p_balance,p_balance[4]``); they restrict nothing but must exist in the case.
     """
 
     families: tuple[str, ...] = FAMILIES
     components: tuple[tuple[str, tuple[int, ...]], ...] = field(default_factory=tuple)
+    named: tuple[tuple[str, tuple[int, ...]], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         for fam in self.families:
             if fam not in FAMILY_KIND:
                 raise SpecError(_unknown_family(fam))
-        for fam, _ids in self.components:
+        for fam, _ids in (*self.components, *self.named):
             if fam not in FAMILY_KIND:
                 raise SpecError(_unknown_family(fam))
 
@@ -175,19 +177,20 @@ def select_constraints(case: Any, selection: ConstraintSelection | None = None) 
     """
     sel = selection or ConstraintSelection()
     comp = dict(sel.components)
+    named = dict(sel.named)
     out: list[Constraint] = []
     for fam in FAMILIES:
         if fam not in sel.families:
             continue
         idx, ids = family_candidates(case, fam)
+        pos = {int(c): int(i) for i, c in zip(idx, ids)}
+        for c in (*comp.get(fam, ()), *named.get(fam, ())):
+            if int(c) not in pos:
+                raise SpecError(
+                    f"constraints: {fam} has no component {c} in case {case.name} "
+                    f"({_component_hint(fam)})"
+                )
         if fam in comp:
-            pos = {int(c): int(i) for i, c in zip(idx, ids)}
-            for c in comp[fam]:
-                if int(c) not in pos:
-                    raise SpecError(
-                        f"constraints: {fam} has no component {c} in case {case.name} "
-                        f"({_component_hint(fam)})"
-                    )
             wanted = sorted(set(int(c) for c in comp[fam]), key=lambda c: pos[c])
             out.extend(Constraint(fam, c, pos[c]) for c in wanted)
         else:
@@ -256,7 +259,8 @@ def parse_constraints(text: str) -> ConstraintSelection:
         else:
             comps.setdefault(fam, []).extend(_parse_ids(ids, fam))
     return ConstraintSelection(
-        tuple(fams), tuple((f, tuple(v)) for f, v in comps.items() if f not in whole)
+        tuple(fams), tuple((f, tuple(v)) for f, v in comps.items() if f not in whole),
+        tuple((f, tuple(v)) for f, v in comps.items() if f in whole),
     )
 
 

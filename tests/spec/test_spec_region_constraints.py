@@ -177,6 +177,8 @@ def test_repeated_components_add_up(case14):
     [
         ("p_balanse", "unknown family"),
         ("thermal_fr[9999]", "no component 9999"),
+        ("p_balance,p_balance[9999]", "no component 9999"),  # named ids still checked
+        ("all,vm_max[77]", "no component 77"),
         ("pg_max[0]", "no component 0"),
         ("vm_max[abc]", "not an integer"),
         ("", "empty"),
