@@ -25,6 +25,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
 }
 
 
+__all__ = sorted(_EXPORTS)  # ``from gridverify import *`` imports each of them then
+
 __getattr__, __dir__ = lazy_module_attrs(__name__, _EXPORTS)
 
 # the display layer registers the notebook HTML views of cases, proxies and certificates

@@ -68,6 +68,8 @@ def atomic_path(
     module docstring.
     """
     target = Path(path)
+    if target.is_dir():  # refused before anything is written (not a temp file's name)
+        raise IsADirectoryError(errno.EISDIR, "Is a directory (give a file path)", str(target))
     folder = target.parent
     if mkdir:
         folder.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,13 @@ def _make_callable() -> None:
             """Same as :func:`gridverify.certify.certify`."""
             return certify(*args, **kwargs)
 
-    sys.modules[__name__].__class__ = _CallablePackage
+    mod = sys.modules[__name__]
+    mod.__class__ = _CallablePackage
+    # what a notebook's help, ``?`` and inspect.signature show for gridverify.certify,
+    # which is this package once imported: the function's signature and docstring
+    mod.__wrapped__ = certify
+    mod.__doc__ = (f"{mod.__doc__}\n\nThe package is callable: calling it calls "
+                   f"``certify``, whose documentation follows.\n\n{certify.__doc__}")
 
 
 _make_callable()

@@ -239,13 +239,14 @@ class Certificate(HtmlView):
             c.radius is not None for c in self.constraints)
 
     def relu_note(self) -> str | None:
-        """Why constraints may stay open: the proxy's unstable relus (``None`` if none open).
+        """Why constraints may stay open: the proxy's unstable relus (``None`` if none
+        is open, or no relu of the proxy is unstable over the region).
 
         From ``provenance["proxy_relus"]`` (recorded by :func:`gridverify.certify`
         for proxies with relus): through an unstable relu every bound is loose.
         """
         relus = self.provenance.get("proxy_relus")
-        if not self.summary[OPEN] or not relus or not relus.get("total"):
+        if not self.summary[OPEN] or not relus or not relus.get("unstable"):
             return None
         return (f"{relus['unstable']} of {relus['total']} relus of the proxy are unstable "
                 "over the region, and every bound through them is loose")

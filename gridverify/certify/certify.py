@@ -96,7 +96,7 @@ from gridverify.spec.constraints import (
     parse_constraints,
     select_constraints,
 )
-from gridverify.spec.region import Region, box_region, validate_region
+from gridverify.spec.region import Region, box_region, parse_region, validate_region
 from gridverify.spec.thresholds import ThresholdSpec, resolve_thresholds
 
 METHODS = ("ibp", "crown", "alpha-crown", "bab")
@@ -283,7 +283,7 @@ def proxy_graph(proxy: Any) -> Any:
 def certify(
     case: Any,
     proxy: Any,
-    region: Region | None = None,
+    region: Region | str | None = None,
     constraints: Any = None,
     method: str = "alpha-crown",
     options: CertifyOptions | None = None,
@@ -295,12 +295,14 @@ def certify(
 
     ``case``: a compiled case or a case name/path.  ``proxy``: a loaded
     :class:`~gridverify.proxy.load.Proxy`, a model path or an ``nn.Module``.
-    ``region``: a :class:`Region` (default: the proxy's training region, else
-    ``[0.9, 1.1] x nominal``); over a factor region (``scale``, ``zones``, ``load-factors``,
-    ``correlated``) every stage bounds and searches over its factors, and worst
-    loads are reported as loads.  ``constraints``: a ConstraintSelection, a string
-    such as ``"p_balance,thermal_fr[1,5]"``, a list of family names or of
-    Constraint objects (default: every family).  ``method``: ``ibp``, ``crown``,
+    ``region``: a :class:`Region` or a region string as ``certify --region``
+    takes it (``"box:0.9,1.1"``, ``"scale:0.8,1.2"``, a spec file; default: the
+    proxy's training region, else ``[0.9, 1.1] x nominal``); over a factor region
+    (``scale``, ``zones``, ``load-factors``, ``correlated``) every stage bounds and
+    searches over its factors, and worst loads are reported as loads.
+    ``constraints``: a ConstraintSelection, a string such as
+    ``"p_balance,thermal_fr[1,5]"``, a list of family names or of Constraint
+    objects (default: every family).  ``method``: ``ibp``, ``crown``,
     ``alpha-crown`` or ``bab``.  ``thresholds``: per-family rules (default:
     documented defaults).  ``progress(stage, fraction)`` is called between stages.
     ``checkpoint`` (method ``bab``): a file where branch-and-bound's progress is
@@ -309,6 +311,12 @@ def certify(
     """
     t0 = time.perf_counter()
     opts = options or CertifyOptions()
+    if not isinstance(opts, CertifyOptions):
+        raise SpecError(f"options: expected a CertifyOptions, got {type(opts).__name__} "
+                        "(e.g. CertifyOptions(samples=16))")
+    if region is not None and not isinstance(region, (Region, str)):
+        raise SpecError(f"region: expected a Region or a region string such as "
+                        f"'box:0.9,1.1', got {type(region).__name__}")
     if method not in METHODS:
         raise SpecError(f"method: {method!r} is not one of {', '.join(METHODS)}")
     bab_fn = bab_entry() if method == "bab" else None
@@ -320,6 +328,8 @@ def certify(
     if region is None:
         region = default_region(case, prox)
     else:
+        if isinstance(region, str):  # as certify --region takes it
+            region = parse_region(region, case)
         region = validate_region(case, region)
         warn_list += _region_warnings(region, prox)
     for w in warn_list:

@@ -12,6 +12,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+import numpy as np
+
 from gridverify.attack.options import AttackOptions
 from gridverify.bab.options import BabOptions
 from gridverify.bounds.options import BoundOptions
@@ -45,6 +47,12 @@ def radius_text(radius: float) -> str:
         return f"{radius:g}"
     scale = 10.0 ** (math.floor(math.log10(radius)) - 2)
     return f"{math.floor(radius / scale * (1 + 1e-12)) * scale:.3g}"
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    """SpecError unless ``value`` is an integer ``>= minimum`` (numpy integers count)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise SpecError(f"options.{name}: an integer >= {minimum}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -130,8 +138,8 @@ class CertifyOptions:
     def __post_init__(self) -> None:
         if self.timeout is not None and not self.timeout > 0:
             raise SpecError(f"options.timeout: must be > 0 seconds, got {self.timeout!r}")
-        if self.samples < 0:
-            raise SpecError(f"options.samples: must be >= 0, got {self.samples}")
+        _check_int("samples", self.samples, 0)
+        _check_int("seed", self.seed, 0)
         if self.attack not in ATTACKS:
             raise SpecError(f"options.attack: one of {', '.join(ATTACKS)}, got {self.attack!r}")
         if self.attack_focus < 0:
@@ -148,11 +156,8 @@ class CertifyOptions:
                             f"got {self.bab_mode!r}")
         if self.memory_cap_mb is not None and not self.memory_cap_mb > 0:
             raise SpecError(f"options.memory_cap_mb: must be > 0, got {self.memory_cap_mb!r}")
-        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
-            raise SpecError(f"options.jobs: an integer >= 1, got {self.jobs!r}")
-        if (isinstance(self.radius_steps, bool) or not isinstance(self.radius_steps, int)
-                or self.radius_steps < 0):
-            raise SpecError(f"options.radius_steps: an integer >= 0, got {self.radius_steps!r}")
+        _check_int("jobs", self.jobs, 1)
+        _check_int("radius_steps", self.radius_steps, 0)
         if not (self.pad_rel >= 0 and self.pad_abs >= 0):
             raise SpecError("options.pad_rel/pad_abs must be >= 0")
 

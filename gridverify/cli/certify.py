@@ -448,9 +448,12 @@ def open_hint(cert: Any) -> str | None:
     region = ("a narrower region" if cert.region.factors is not None else
               "a narrower region or one of loads that move together (--region scale:A,B, "
               "zones:A,B,K, load-factors:A,B, correlated:A,B,R)")
+    relus = cert.provenance.get("proxy_relus") or {}
+    stable = relus.get("total") and not relus.get("unstable")  # nothing left to stabilise
+    train = "" if stable else ", or a proxy trained with `gridverify train --stability-weight`"
     return (f"hint: {n_open} {are} open (bound above the threshold, no violating load found)."
-            f"{why} To close them: {more}, {region}, or a proxy trained with "
-            "`gridverify train --stability-weight` (see docs/tightness.md).")
+            f"{why} To close them: {more}{',' if train else ' or'} {region}{train} "
+            "(see docs/tightness.md).")
 
 
 def _short_model(model: str) -> str:

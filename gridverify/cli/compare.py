@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 __all__ = ["register"]
@@ -43,8 +44,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--all", action="store_true",
                    help="list every changed constraint (with --json: every constraint)")
     p.add_argument("--plot", metavar="FILE.png", default=None,
-                   help="also write a figure: each constraint's old margin (bound - "
-                        "threshold) against its new one")
+                   help="also write a figure (.png, .svg or .pdf): each constraint's old "
+                        "margin (bound - threshold) against its new one")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="print nothing (exit status only)")
     p.set_defaults(func=_run)
@@ -74,10 +75,11 @@ def _run(args: argparse.Namespace) -> int:
     from gridverify.certify.compare import compare_certificates
     from gridverify.fileio import check_output_path
 
-    if args.plot:
+    if args.plot is not None:
         check_output_path(args.plot, "--plot")
+        _plot_format(args.plot)
     diff = compare_certificates(_read(args.old), _read(args.new))
-    if args.plot:
+    if args.plot is not None:
         _write_plot(diff, args.plot)
     if args.json:
         print(json.dumps(diff.to_dict(every=args.all), allow_nan=False))
@@ -161,6 +163,19 @@ def _print(diff: Any, limit: int | None) -> None:
             console.print(f"  ... {len(changed) - limit} more (--all lists them)")
 
 
+_PLOT_FORMATS = ("png", "svg", "pdf")
+
+
+def _plot_format(path: str) -> str:
+    """The figure format named by ``path``'s extension; SpecError for another one."""
+    from gridverify.errors import SpecError
+
+    ext = Path(path).suffix.lower().lstrip(".")
+    if ext not in _PLOT_FORMATS:
+        raise SpecError(f"--plot {path}: expected a .png, .svg or .pdf file name")
+    return ext
+
+
 def _write_plot(diff: Any, path: str) -> None:
     import io
 
@@ -170,6 +185,6 @@ def _write_plot(diff: Any, path: str) -> None:
 
     fig = diff.plot()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format=_plot_format(path), dpi=110)
     _plt().close(fig)
     atomic_write_bytes(path, buf.getvalue(), fsync=False)

@@ -149,7 +149,7 @@ def run_study_cmd(args: argparse.Namespace) -> int:
     opts = ExecutorOptions(args.executor, args.workers, args.address,
                            memory_cap_mb=args.memory_cap)  # checks the options
     spec = load_study(args.study)
-    out = check_output_path(Path(args.out) if args.out else Path("reports") / spec.name,
+    out = check_output_path(args.out if args.out is not None else Path("reports") / spec.name,
                             "--out", folder=True)
     show = show_progress(args, quiet=args.quiet or args.json)
     run = _progress_runner(spec, out, opts, show)
@@ -217,6 +217,7 @@ def report_cmd(args: argparse.Namespace) -> int:
     from gridverify.errors import StudyError
     from gridverify.report import render_report
     from gridverify.study.results import load_results
+    from gridverify.study.storage import StudyStore
 
     folder = Path(args.folder)
     if not folder.exists():
@@ -225,8 +226,10 @@ def report_cmd(args: argparse.Namespace) -> int:
         raise StudyError(f"{folder}: not a study folder but a file (give the folder that "
                          "`study run --out` wrote)")
     res = load_results(folder)
-    files = render_report(folder, command=f"gridverify report {shlex.quote(str(folder))}",
-                          results=res)
+    source = StudyStore(folder).study_source()  # the report says how the results were made
+    cmd = (None if source is None else
+           f"gridverify study run {shlex.quote(source)} --out {shlex.quote(str(folder))}")
+    files = render_report(folder, command=cmd, results=res)
     if args.json:
         summ = res.summary_frame()
         print(json.dumps({
@@ -277,10 +280,14 @@ def completion_cmd(args: argparse.Namespace) -> int:
 def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...],
           out: dict[tuple[str, ...], dict[str, Any]]) -> None:
     opts, subs, choices = [], [], {}
-    takes_case = False
+    takes_case = takes_file = takes_model = False
     for act in parser._actions:  # argparse has no public API for this
-        if not act.option_strings and act.dest == "case":
+        positional = not act.option_strings and not isinstance(act, argparse._SubParsersAction)
+        if positional and act.dest == "case":
             takes_case = True
+        elif positional and not act.choices:  # a file, folder or model argument
+            takes_file = True
+            takes_model = takes_model or act.metavar == "MODEL"
         if isinstance(act, argparse._SubParsersAction):
             for name, sp in act.choices.items():
                 subs.append(name)
@@ -292,7 +299,8 @@ def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...],
                     choices[o] = [str(c) for c in act.choices]
         elif act.choices:
             subs += [str(c) for c in act.choices]
-    out[path] = {"opts": opts, "subs": subs, "choices": choices, "case": takes_case}
+    out[path] = {"opts": opts, "subs": subs, "choices": choices, "case": takes_case,
+                 "file": takes_file or takes_case, "model": takes_model}
 
 
 def completion_script(shell: str) -> str:
@@ -311,7 +319,7 @@ def completion_script(shell: str) -> str:
                   "autoload -U +X bashcompinit && bashcompinit"]
     lines += [
         "_gridverify() {",
-        '  local cur prev _gv_path i w _gv_words',
+        '  local cur prev _gv_path i w _gv_words _gv_files=0',
         '  cur="${COMP_WORDS[COMP_CWORD]}"',
         '  prev="${COMP_WORDS[COMP_CWORD-1]}"',
         '  _gv_path=""',
@@ -344,11 +352,14 @@ def completion_script(shell: str) -> str:
         words = tree[p]["subs"] + tree[p]["opts"]
         if tree[p]["case"]:
             words += list_bundled_cases()
-        lines.append(f'    "{"/".join(p)}") _gv_words="{" ".join(words)}" ;;')
+        if tree[p]["model"]:
+            words += list_bundled_models()
+        lines.append(f'    "{"/".join(p)}") _gv_words="{" ".join(words)}"; '
+                     f'_gv_files={int(tree[p]["file"])} ;;')
     lines += [
         '  esac',
         '  COMPREPLY=($(compgen -W "$_gv_words" -- "$cur"))',
-        '  if [[ "$cur" != -* && " $_gv_words " == *" pglib_opf_"* ]]; then',
+        '  if [[ "$cur" != -* && "$_gv_files" == 1 ]]; then',  # a file argument: files too
         '    COMPREPLY+=($(compgen -f -- "$cur"))',
         '  elif [[ ${#COMPREPLY[@]} -eq 0 && "$cur" != -* ]]; then',
         '    COMPREPLY=($(compgen -f -- "$cur"))',

@@ -111,12 +111,22 @@ def _incidence(idx: np.ndarray, n: int) -> sp.csr_matrix:
     return _freeze(sp.csr_matrix((np.ones(m), (np.arange(m), idx)), shape=(m, n)))
 
 
-def compile_case(raw: RawCase, *, emit_warnings: bool = True) -> CompiledCase:
+def compile_case(raw: RawCase | CompiledCase | str | Path, *,
+                 emit_warnings: bool = True) -> CompiledCase:
     """Validate ``raw`` and build its :class:`CompiledCase` (see the module doc).
 
     Warnings found by validation are issued as :class:`GridverifyWarning` (unless
-    ``emit_warnings`` is false) and recorded in ``CompiledCase.warnings``.
+    ``emit_warnings`` is false) and recorded in ``CompiledCase.warnings``.  A case
+    name or path is read first (as :func:`load_compiled`); a compiled case is
+    returned as it is.
     """
+    if isinstance(raw, CompiledCase):
+        return raw
+    if isinstance(raw, (str, Path)):
+        return load_compiled(raw, emit_warnings=emit_warnings)
+    if not isinstance(raw, RawCase):
+        raise TypeError(f"compile_case: expected a RawCase (load_case), a case name or "
+                        f"path, got {type(raw).__name__}")
     chk = validate_case(raw)
     if emit_warnings:
         for w in chk.warnings:

@@ -17,7 +17,8 @@ A study file::
 
     [cases.case14]                       # one table per case; the key names it
     case = "pglib_opf_case14_ieee"       # bundled case name or MATPOWER file
-    models = ["../models/case14_relu"]   # model dirs / .onnx / .pt2 / checkpoints / TorchScript
+    models = ["../models/case14_relu"]   # model dirs / .onnx / .pt2 / checkpoints / TorchScript,
+                                         # or a bundled proxy's name (case14_relu)
     regions = ["near"]                   # optional: a subset of [regions]
     constraints = ["all"]                # optional: a subset of [constraints]
     # optional: proxy files trained with another layout (docs/proxy.md), e.g.
@@ -41,6 +42,7 @@ and raises :class:`~gridverify.errors.StudyError` naming the file, line and key.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -50,6 +52,7 @@ from typing import Any
 
 from gridverify.certify.options import ATTACKS, REFINES, CertifyOptions
 from gridverify.errors import GridverifyError, StudyError
+from gridverify.resources import bundled_model
 from gridverify.spec.region import REGION_KEYS
 
 __all__ = [
@@ -232,8 +235,21 @@ def _number(ctx: _Ctx, value: Any, path: tuple[str, ...], integer: bool, minimum
         raise ctx.error(path, f"expected a number, got {value!r}")
     if integer and not isinstance(value, int):
         raise ctx.error(path, f"expected an integer, got {value!r}")
-    if not value >= minimum or value != value:
+    if not math.isfinite(value):
+        raise ctx.error(path, f"expected a finite number, got {value!r}")
+    if not value >= minimum:
         raise ctx.error(path, f"must be >= {minimum:g}, got {value!r}")
+    return value
+
+
+def _seconds(ctx: _Ctx, st: Mapping[str, Any], key: str) -> float | None:
+    """``[study] key``: a finite positive number of seconds, or None when absent."""
+    value = st.get(key)
+    if value is None:
+        return None
+    value = float(_number(ctx, value, ("study", key), False, -math.inf))
+    if value <= 0:
+        raise ctx.error(("study", key), f"must be > 0 seconds, got {value:g}")
     return value
 
 
@@ -247,16 +263,8 @@ def _choice(ctx: _Ctx, st: Mapping[str, Any], key: str, allowed: tuple[str, ...]
 
 
 def _parse_options(ctx: _Ctx, st: Mapping[str, Any]) -> StudyOptions:
-    timeout = st.get("timeout")
-    if timeout is not None:
-        timeout = float(_number(ctx, timeout, ("study", "timeout"), False, 0.0))
-        if timeout <= 0:
-            raise ctx.error(("study", "timeout"), "must be > 0 seconds")
-    bab_timeout = st.get("bab_timeout")
-    if bab_timeout is not None:
-        bab_timeout = float(_number(ctx, bab_timeout, ("study", "bab_timeout"), False, 0.0))
-        if bab_timeout <= 0:
-            raise ctx.error(("study", "bab_timeout"), "must be > 0 seconds")
+    timeout = _seconds(ctx, st, "timeout")
+    bab_timeout = _seconds(ctx, st, "bab_timeout")
     base = CertifyOptions()
     attack = _choice(ctx, st, "attack", ATTACKS, base.attack)
     refine = _choice(ctx, st, "refine", REFINES, base.refine)
@@ -395,6 +403,8 @@ def _parse_case(ctx: _Ctx, key: str, tab: Mapping[str, Any], base: Path,
     labels: dict[str, str] = {}
     for m in _str_list(ctx, tab["models"], path + ("models",)):
         p = _resolve_path(base, m)
+        if not p.exists():  # a bundled proxy's name, as certify --model takes it
+            p = bundled_model(m) or p
         label = p.name.removesuffix(".onnx") or m
         if label in labels:
             raise ctx.error(path + ("models",),

@@ -210,13 +210,22 @@ class StudyStore:
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise StudyError(f"{p}: malformed ({exc})") from None
 
+    def _study_json(self) -> dict[str, Any]:
+        try:
+            data = json.loads((self.root / "study.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
     def study_name(self) -> str:
         """The study's name from ``study.json``."""
-        p = self.root / "study.json"
-        try:
-            return str(json.loads(p.read_text(encoding="utf-8")).get("name", self.root.name))
-        except (OSError, json.JSONDecodeError):
-            return self.root.name
+        return str(self._study_json().get("name", self.root.name))
+
+    def study_source(self) -> str | None:
+        """The study file the study was run from, as ``study.json`` records it (None
+        when unknown)."""
+        src = self._study_json().get("source")
+        return src if isinstance(src, str) and src and not src.startswith("<") else None
 
     def read_bounds(self, job_id: str) -> dict[str, np.ndarray]:
         """The arrays of a job's HDF5 file."""

@@ -107,6 +107,17 @@ def test_open_hint_names_unstable_relus(model_dir, capsys):
     assert f"{relus['unstable']} of 32 relus of the proxy are unstable" in html
     code, out, _ = _run(capsys, *args)  # nothing open: no hint
     assert "hint:" not in out
+    # with no relu unstable there is nothing to stabilise: no relu note, no training advice
+    from dataclasses import replace
+
+    from gridverify.cli.certify import open_hint
+
+    cert = Certificate.from_dict(d)
+    cert = replace(cert, constraints=[replace(c, status="open") for c in cert.constraints],
+                   provenance={**cert.provenance, "proxy_relus": {"total": 32, "unstable": 0}})
+    hint = " ".join(open_hint(cert).split())
+    assert cert.relu_note() is None and "hint: 1 constraint is open" in hint
+    assert "relus" not in hint and "--stability-weight" not in hint
 
 
 def test_refine_all_tightens_decided_constraints(model_dir, capsys):
