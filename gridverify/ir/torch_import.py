@@ -92,7 +92,7 @@ class _TorchImporter:
         if isinstance(a, torch.fx.Node):
             value = self.env[a.name]
             if isinstance(value, _NoIndices):  # read by an op, not merely unpacked
-                raise _Unsupported("the indices of a max/min over an axis")
+                raise _Unsupported(value.reason())
             return value
         if isinstance(a, tuple | list):
             return type(a)(self._arg(x) for x in a)
@@ -170,6 +170,13 @@ class _TorchImporter:
             for k, v in enumerate(outs):
                 self.lw.output(v, "y" if len(outs) == 1 else f"y{k}")
             return
+        if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload) \
+                and node.target.overloadpacket.__name__ in _ATEN_SKIP:
+            # an input check (dtype, shape, range) that computes nothing: skipped before
+            # its arguments are read, so that the op really using a value it cannot
+            # bound (the indices of a max/min...) is the one named
+            self.env[node.name] = None
+            return
         self._check_inplace(traced, node)
         args = [self._arg(a) for a in node.args]
         kwargs = {k: self._arg(v) for k, v in node.kwargs.items()}
@@ -198,17 +205,15 @@ class _TorchImporter:
                 self.env[node.name] = self._where(node)
                 return
         if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
-            name = node.target.overloadpacket.__name__
-            if name in _ATEN_SKIP:
-                self.env[node.name] = None
-                return
-            fn = _ATEN.get(name)
+            fn = _ATEN.get(node.target.overloadpacket.__name__)
         elif node.op == "call_function":
             fn = _FUNCTIONS.get(node.target)
         else:  # call_method
             fn = _METHODS.get(str(node.target))
         if fn is not None:
             self.env[node.name] = fn(self, args, kwargs)
+            if isinstance(self.env[node.name], _ValuesIndices):
+                self.env[node.name][1].node = node.name
         elif not _has_var(args) and not _has_var(kwargs):
             self.env[node.name] = _fold(node, args, kwargs)
         else:
@@ -982,7 +987,7 @@ def _max_or_min(op: str) -> Handler:
         dim = kw.get("dim", other if isinstance(other, int | np.integer) else None)
         if dim is not None:
             keep = bool(_arg(args, kw, 2, "keepdim", False))
-            return _ValuesIndices(_extreme(self, args[0], op, dim, keep))
+            return _ValuesIndices(_extreme(self, args[0], op, dim, keep), op[:3])
         if other is None:
             return _extreme(self, args[0], op, None, False)
         return self.lw.minmax(op, args[0], other)
@@ -993,8 +998,8 @@ def _max_or_min(op: str) -> Handler:
 class _ValuesIndices(tuple):
     """``torch.max(x, dim)``'s ``(values, indices)``; reading the indices is refused."""
 
-    def __new__(cls, values: Any) -> _ValuesIndices:
-        return super().__new__(cls, (values, _NoIndices()))
+    def __new__(cls, values: Any, kind: str = "max") -> _ValuesIndices:
+        return super().__new__(cls, (values, _NoIndices(kind)))
 
     @property
     def values(self) -> Any:
@@ -1002,7 +1007,21 @@ class _ValuesIndices(tuple):
 
 
 class _NoIndices:
-    """Stands for the indices of ``torch.max(x, dim)``: never a graph value."""
+    """Stands for the indices of ``torch.max(x, dim)``: never a graph value.
+
+    ``kind``: ``"max"`` or ``"min"``; ``node``: the fx node of the max/min (set by
+    the importer), both named when an op reads the indices."""
+
+    def __init__(self, kind: str = "max") -> None:
+        self.kind = kind
+        self.node: str | None = None
+
+    def reason(self) -> str:
+        """Why the op reading these indices is refused (one line)."""
+        at = f" at node {self.node!r}" if self.node else ""
+        return (f"it reads the indices of a max/min over an axis (an arg{self.kind}: "
+                f"torch.{self.kind}(x, dim).indices{at}), which gridverify does not "
+                "bound; only the values are supported")
 
 
 def _einsum(self: _TorchImporter, args: list, kw: dict) -> Any:

@@ -116,7 +116,8 @@ def load_proxy(
     architecture, embedded as plain data under ``"arch"`` or in a JSON file next to
     it; or a TorchScript archive of :func:`torch.jit.save`), an ``.onnx`` file, a
     ``.pt2`` program of :func:`torch.export.save` (mapping ``(B, 2L)`` to
-    ``(B, 2G + 2N)``, or to the heads ``pg, qg, vm, va`` in that order), or an
+    ``(B, 2G + 2N)``, or to the heads ``pg, qg, vm, va`` in that order, of widths
+    ``G, G, N, N``: heads of other widths are refused, not cut across), or an
     ``nn.Module`` in memory.
     ``case``: a compiled case, or a case name/path for ``gridverify.grid.load_compiled``;
     needed for modules, checkpoints and foreign ONNX files, optional (but checked)
@@ -278,7 +279,8 @@ def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int,
     arch = None
     if "gridverify.arch" in meta:
         try:
-            arch = ProxyArch.from_dict(json.loads(meta["gridverify.arch"]), source=str(path))
+            arch = ProxyArch.from_dict(json.loads(meta["gridverify.arch"]),
+                                       source=f"{path} (metadata gridverify.arch)")
         except json.JSONDecodeError:
             arch = None
     name = meta.get("gridverify.case_name") or None
@@ -312,6 +314,11 @@ def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int,
         )
     # (keeping more output entries than the graph has is the importer's ProxyError)
     module = OnnxModule(m, keep=n_out if keep_outputs else None, source=str(path)).eval()
+    if heads and not keep_outputs:
+        n_gen, n_bus = ((compiled.n_gen, compiled.n_bus) if compiled is not None
+                        else (arch.n_gen, arch.n_bus))
+        _check_head_widths(path, [o.name for o in m.graph.output], _output_widths(module),
+                           "ONNX outputs", layout, n_gen, n_bus)
     return _finish(module, compiled, name, chash, arch, source=str(path), card=None,
                    layout=layout)
 
@@ -325,6 +332,8 @@ def _load_exported(path: Path, compiled: Any, layout: ProxyLayout | None = None)
     module = ExportedModule(path).eval()
     if module.output_names is not None:  # a dict of outputs: read in its order
         _check_head_order(path, module.output_names, "the program's outputs", layout)
+    _check_head_widths(path, module.output_names, _output_widths(module),
+                       "the program's outputs", layout, compiled.n_gen, compiled.n_bus)
     return _finish(module, compiled, None, None, None, source=str(path), card=None,
                    layout=layout)
 
@@ -336,6 +345,8 @@ def _load_torchscript(path: Path, compiled: Any, layout: ProxyLayout | None = No
     if compiled is None:
         raise ProxyError(f"{path}: a TorchScript archive needs case=...")
     module = TorchScriptModule(path, 2 * compiled.n_load).eval()
+    _check_head_widths(path, None, _output_widths(module), "the archive's outputs", layout,
+                       compiled.n_gen, compiled.n_bus)
     return _finish(module, compiled, None, None, None, source=str(path), card=None,
                    layout=layout)
 
@@ -353,6 +364,36 @@ def _check_head_order(path: Path | str, names: list[str], what: str = "ONNX outp
         raise ProxyError(f"{path}: {what} {list(names)} are read in order as "
                          f"{', '.join(order)}; export them in that order (or give the "
                          "layout's output order)")
+
+
+def _output_widths(module: Any) -> list[int]:
+    """The width of each output of a proxy read from a file (its graph's outputs,
+    each flattened per sample, as the module concatenates them)."""
+    g = module.graph
+    return [int(g.nodes[o].size) for o in g.outputs]
+
+
+def _check_head_widths(path: Path | str, names: list[str] | None, widths: list[int],
+                       what: str, layout: ProxyLayout | None, n_gen: int, n_bus: int) -> None:
+    """Several outputs (heads) whose widths add up to ``2G + 2N`` are read one per
+    quantity, in the layout's order (the convention's ``pg, qg, vm, va``): their
+    widths must be those quantities' sizes in that order (``G, G, N, N``), or the
+    heads would be cut across (a ``va`` head of ``N`` read as ``pg`` and part of
+    ``qg``...).  One output, or widths that do not add up (the size check's
+    error), pass here."""
+    if len(widths) <= 1 or sum(widths) != 2 * n_gen + 2 * n_bus:
+        return
+    order = (layout or ProxyLayout()).outputs
+    size = {"pg": n_gen, "qg": n_gen, "vm": n_bus, "va": n_bus}
+    want = [size[b] for b in order]
+    if list(widths) == want:
+        return
+    shown = f"{what} {list(names)}" if names else what
+    raise ProxyError(
+        f"{path}: {shown} are {len(widths)} heads of widths {list(widths)}, but several "
+        f"outputs are read one per quantity, as {', '.join(order)}, which needs widths "
+        f"{want}; name the outputs after the quantities, or give their order "
+        "(--outputs ORDER, ProxyLayout(outputs=...))")
 
 
 #: keys under which a training checkpoint keeps the model's state dict (gridverify's
@@ -411,8 +452,9 @@ def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any,
             f"{type(state.get(bad)).__name__ if bad is not None else type(state).__name__}); "
             f"give model.state_dict() itself, or a dict holding it under one of "
             f"{', '.join(repr(k) for k in _STATE_KEYS)}")
+    arch_src = f"{path} (its 'arch' entry)"  # where the architecture comes from
     if arch_arg is not None:
-        arch_d = arch_arg
+        arch_d, arch_src = arch_arg, "the arch= argument"
     if arch_d is None:
         for cand in (path.with_suffix(".json"), path.parent / "arch.json"):
             if cand.is_file():
@@ -420,6 +462,7 @@ def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any,
                     arch_d = json.loads(cand.read_text())
                 except json.JSONDecodeError as exc:
                     raise ProxyError(f"{cand}: not valid JSON: {exc}") from None
+                arch_src = str(cand)
                 break
     if arch_d is None:
         raise ProxyError(
@@ -429,7 +472,7 @@ def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any,
     if isinstance(arch_d, ProxyArch):
         arch = arch_d
     else:
-        arch = ProxyArch.from_dict(arch_d, source=str(path))
+        arch = ProxyArch.from_dict(arch_d, source=arch_src)
     if compiled is None:
         raise ProxyError(f"{path}: loading a torch checkpoint needs case=...")
     module = module_from_arrays(arch, state, source=str(path))

@@ -71,6 +71,9 @@ class ProxyArch(_IOSizes):
     clamp_head: bool
 
     def __post_init__(self) -> None:
+        if not isinstance(self.activation, str):
+            raise ProxyError(f"arch field activation: must be a string (one of "
+                             f"{', '.join(ACTIVATIONS)}), got {self.activation!r}")
         if self.activation not in ACTIVATIONS:
             raise ProxyError(
                 f"arch field activation: {self.activation!r} is not one of {', '.join(ACTIVATIONS)}"
@@ -83,6 +86,11 @@ class ProxyArch(_IOSizes):
             (not isinstance(h, int)) or isinstance(h, bool) or h <= 0 for h in self.hidden
         ):
             raise ProxyError(f"arch field hidden: must be positive integers, got {self.hidden!r}")
+        if isinstance(self.clamp_head, np.bool_):  # (a numpy flag is a boolean)
+            object.__setattr__(self, "clamp_head", bool(self.clamp_head))
+        if not isinstance(self.clamp_head, bool):
+            raise ProxyError(f"arch field clamp_head: must be a boolean (true or false), "
+                             f"got {self.clamp_head!r}")
 
     @property
     def n_clamped(self) -> int:
@@ -104,22 +112,28 @@ class ProxyArch(_IOSizes):
         if fmt != ARCH_FORMAT:
             raise ProxyError(f"{source}: field format: expected {ARCH_FORMAT!r}, got {fmt!r}")
         ver = d.get("version", ARCH_VERSION)
-        if ver != ARCH_VERSION:
+        if ver != ARCH_VERSION or not isinstance(ver, int) or isinstance(ver, bool):
             raise ProxyError(f"{source}: field version: unsupported version {ver!r}")
         for key in ("n_load", "n_gen", "n_bus", "hidden", "activation"):
             if key not in d:
                 raise ProxyError(f"{source}: missing field {key!r}")
+        # JSON types exactly: a string "no" or a number 1 is no boolean, 64.0 no size
         hidden = d["hidden"]
         if not isinstance(hidden, (list, tuple)):
-            raise ProxyError(f"{source}: field hidden: must be a list of integers")
+            raise ProxyError(f"{source}: arch field hidden: must be a list of positive "
+                             f"integers, got {hidden!r}")
+        clamp = d.get("clamp_head", False)
+        if not isinstance(clamp, bool):
+            raise ProxyError(f"{source}: arch field clamp_head: must be a JSON boolean (true "
+                             f"or false), got {clamp!r}")
         try:
             return cls(
                 n_load=d["n_load"],
                 n_gen=d["n_gen"],
                 n_bus=d["n_bus"],
                 hidden=tuple(hidden),
-                activation=str(d["activation"]),
-                clamp_head=bool(d.get("clamp_head", False)),
+                activation=d["activation"],
+                clamp_head=clamp,
             )
         except ProxyError as exc:
             raise ProxyError(f"{source}: {exc}") from None

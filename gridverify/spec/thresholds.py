@@ -203,14 +203,33 @@ def parse_threshold(text: str) -> ThresholdSpec:
         if fam in data:
             what = "a default (a bare number)" if fam == "default" else f"a rule for {fam}"
             raise SpecError(f"threshold {item!r}: {what} is given twice (one rule per family)")
-        try:
-            if val.startswith("rel:"):
-                data[fam] = {"relative": float(val[4:])}
-            elif val.startswith("max:"):
-                a, _, b = val[4:].partition(":")
-                data[fam] = {"absolute": float(a), "relative": float(b)}
-            else:
-                data[fam] = float(val)
-        except ValueError:
-            raise SpecError(f"threshold {item!r}: not a number") from None
+        data[fam] = _cli_rule(item, val)
     return thresholds_from_mapping(data)
+
+
+#: the command-line forms of the rules
+_CLI_FORMS = "A, rel:B or max:A:B"
+
+
+def _cli_rule(item: str, val: str) -> Any:
+    """The value of one ``--threshold`` item: ``A``, ``rel:B`` or ``max:A:B`` (a
+    :class:`SpecError` naming the form the rule kind needs when it does not fit)."""
+    kind, colon, rest = val.partition(":")
+    kind = kind.strip().lower()
+    try:
+        if not colon:
+            return float(val)
+        if kind == "rel":
+            return {"relative": float(rest)}
+        if kind == "max":
+            parts = rest.split(":")
+            if len(parts) != 2:
+                raise ValueError
+            return {"absolute": float(parts[0]), "relative": float(parts[1])}
+    except ValueError:
+        why = {"rel": "rel needs rel:B, B a number (the factor of the bus's demand)",
+               "max": "max needs max:A:B, two numbers (A absolute, B the factor of the "
+                      "bus's demand)"}.get(kind if colon else "",
+                                           f"{val!r} is not a number (expected {_CLI_FORMS})")
+        raise SpecError(f"threshold {item!r}: {why}") from None
+    raise SpecError(f"threshold {item!r}: unknown rule {kind!r} (expected {_CLI_FORMS})")

@@ -168,3 +168,31 @@ def test_indices_of_a_max_over_an_axis_are_refused() -> None:
     m = _Op(lambda s, h: h.amax()).double().eval()
     with pytest.raises(UnsupportedOpError, match="batch axis"):
         from_torch(m, input_size=N_IN)
+
+
+@pytest.mark.parametrize("kind", ["max", "min"])
+def test_reading_max_indices_in_a_program_names_the_argmax_not_an_assert(kind: str) -> None:
+    """torch.export guards the cast of the indices with ``aten._assert_tensor_metadata``:
+    that check computes nothing and is skipped, so the error names the indices
+    (the argmax/argmin), read by the op that really uses them."""
+    def head(s, h):  # noqa: ANN001, ANN202
+        i = getattr(torch, kind)(h.reshape(-1, 2, 4), 1).indices.double()
+        return torch.cat([h, i], 1)
+
+    m = _Op(head).double().eval()
+    prog = torch.export.export(m, (torch.zeros(3, N_IN, dtype=torch.float64),),
+                               dynamic_shapes=({0: torch.export.Dim("b")},))
+    assert any("_assert_tensor_metadata" in str(n.target) for n in prog.graph.nodes)
+    with pytest.raises(UnsupportedOpError) as info:
+        from_exported(prog)
+    msg = str(info.value)
+    assert "_assert" not in msg and "\n" not in msg
+    assert f"arg{kind}" in msg and f"torch.{kind}(x, dim).indices" in msg
+    assert "indices of a max/min over an axis" in msg
+    # the values of the same max/min import (the assert on them is skipped too)
+    m = _Op(lambda s, h: torch.cat([h, getattr(torch, kind)(h.reshape(-1, 2, 4), 1)
+                                    .values.double()], 1)).double().eval()
+    prog = torch.export.export(m, (torch.zeros(3, N_IN, dtype=torch.float64),),
+                               dynamic_shapes=({0: torch.export.Dim("b")},))
+    x = _x(5)
+    assert torch.allclose(torch.cat(from_exported(prog).evaluate(x), 1), m(x), atol=1e-12)

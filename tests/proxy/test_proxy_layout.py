@@ -279,3 +279,73 @@ def test_bad_normalization_files(tmp_path):
         ProxyLayout.parse(normalization=txt)
     with pytest.raises(FileNotFoundError):
         ProxyLayout.parse(normalization=tmp_path / "missing.npz")
+
+
+class _TupleHeads(nn.Module):
+    """The convention proxy returning its four blocks as separate outputs, in ``order``."""
+
+    def __init__(self, inner: nn.Module, order: tuple[str, ...]) -> None:
+        super().__init__()
+        self.inner, self.order = inner, order
+
+    def forward(self, u: torch.Tensor):  # noqa: ANN201
+        G, N = _CASE.n_gen, _CASE.n_bus
+        blocks = dict(zip(OUTPUT_BLOCKS, torch.split(self.inner(u), [G, G, N, N], 1)))
+        return tuple(blocks[b] for b in self.order)
+
+
+def test_unnamed_heads_must_have_the_layout_widths(convention, tmp_path):
+    """Four unnamed heads ``va, vm, pg, qg`` (widths 14, 14, 5, 5 on case14) are not
+    read as ``pg, qg, vm, va`` cut across: refused, naming the file, the widths found
+    and the widths the layout needs; with the layout's order they load."""
+    order = ("va", "vm", "pg", "qg")
+    module = _TupleHeads(convention.module, order).eval()
+    names = ["o1", "o2", "o3", "o4"]
+    path = tmp_path / "unnamed.onnx"
+    path.write_bytes(_onnx(module, names))
+    want = (r"unnamed\.onnx: ONNX outputs \['o1', 'o2', 'o3', 'o4'\] are 4 heads of widths "
+            r"\[14, 14, 5, 5\].* pg, qg, vm, va, which needs widths \[5, 5, 14, 14\]; name "
+            r"the outputs after the quantities, or give their order \(--outputs ORDER")
+    with pytest.raises(ProxyError, match=want) as info:
+        load_proxy(path, case=_CASE)
+    assert "\n" not in str(info.value)
+    # a layout of another order whose widths still differ: the widths it needs
+    with pytest.raises(ProxyError, match=r"as pg, vm, qg, va, which needs widths "
+                                         r"\[5, 14, 5, 14\]"):
+        load_proxy(path, case=_CASE, layout=ProxyLayout(outputs=("pg", "vm", "qg", "va")))
+    layout = ProxyLayout(outputs=order)
+    x = _loads()
+    with torch.no_grad():
+        p = load_proxy(path, case=_CASE, layout=layout)
+        torch.testing.assert_close(p.module(x), convention.module(x), rtol=0, atol=1e-12)
+        # in the convention's order, unnamed heads load as they are
+        ok = tmp_path / "ordered.onnx"
+        ok.write_bytes(_onnx(_TupleHeads(convention.module, OUTPUT_BLOCKS).eval(), names))
+        torch.testing.assert_close(load_proxy(ok, case=_CASE).module(x),
+                                   convention.module(x), rtol=0, atol=1e-12)
+    # the same for a torch.export program returning a tuple
+    ep = torch.export.export(module.double(), (torch.zeros(3, 2 * _CASE.n_load,
+                                                           dtype=torch.float64),),
+                             dynamic_shapes=({0: torch.export.Dim("batch")},))
+    pt2 = tmp_path / "tuple.pt2"
+    torch.export.save(ep, pt2)
+    with pytest.raises(ProxyError, match=r"tuple\.pt2: the program's outputs are 4 heads of "
+                                         r"widths \[14, 14, 5, 5\].*\[5, 5, 14, 14\]"):
+        load_proxy(pt2, case=_CASE)
+    with torch.no_grad():
+        torch.testing.assert_close(load_proxy(pt2, case=_CASE, layout=layout).module(x),
+                                   convention.module(x), rtol=0, atol=1e-12)
+
+
+def test_model_info_refuses_unnamed_heads_cut_across(convention, tmp_path, capsys):
+    from gridverify.cli import main
+
+    path = tmp_path / "h.onnx"
+    order = ("va", "vm", "pg", "qg")
+    path.write_bytes(_onnx(_TupleHeads(convention.module, order).eval(),
+                           ["a", "b", "c", "d"]))
+    assert main(["model", "info", str(path), "--case", _CASE.name]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(path) in err and "[14, 14, 5, 5]" in err
+    assert main(["model", "info", str(path), "--case", _CASE.name,
+                 "--outputs", ",".join(order)]) == 0

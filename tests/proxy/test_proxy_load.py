@@ -502,3 +502,33 @@ def test_several_datasets(case14, case14_data, tmp_path, capsys):
     card = json.loads(capsys.readouterr().out)
     assert [p["seed"] for p in card["dataset"]["parts"]] == [11, 12]
     assert card["dataset"]["n_optimal"] == 86
+
+
+def test_arch_json_fields_of_the_wrong_type_name_the_file_and_field(case14, tmp_path, capsys):
+    """``"clamp_head": "no"`` next to a checkpoint is no ``true`` (it used to be taken
+    as one, and the error then blamed the weights): the arch file and the field are
+    named, in one line, by the API and by the command line."""
+    torch.manual_seed(0)
+    seq = torch.nn.Sequential(torch.nn.Linear(22, 16), torch.nn.Tanh(), torch.nn.Linear(16, 38))
+    torch.save(seq.state_dict(), tmp_path / "seq.pt")
+    arch = {"format": "gridverify-proxy-mlp", "version": 1, "n_load": 11, "n_gen": 5,
+            "n_bus": 14, "hidden": [16], "activation": "tanh", "clamp_head": False}
+    side = tmp_path / "seq.json"
+    side.write_text(json.dumps(arch))
+    assert load_proxy(tmp_path / "seq.pt", case=case14).clamp_head is False
+    for field, value in (("clamp_head", "no"), ("clamp_head", 0), ("n_bus", 14.0),
+                         ("hidden", [16.0]), ("activation", 3)):
+        side.write_text(json.dumps({**arch, field: value}))
+        with pytest.raises(ProxyError, match=rf"seq\.json: arch field {field}: ") as info:
+            load_proxy(tmp_path / "seq.pt", case=case14)
+        assert "\n" not in str(info.value) and "weights lack" not in str(info.value)
+    side.write_text(json.dumps({**arch, "clamp_head": "no"}))
+    assert main(["model", "info", str(tmp_path / "seq.pt"), "--case", case14.name]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(side) in err and "clamp_head" in err
+    assert "weights" not in err
+    # an arch embedded in the checkpoint is named as such
+    torch.save({"state_dict": seq.state_dict(), "arch": {**arch, "clamp_head": "yes"}},
+               tmp_path / "emb.pt")
+    with pytest.raises(ProxyError, match=r"emb\.pt \(its 'arch' entry\): arch field clamp_head"):
+        load_proxy(tmp_path / "emb.pt", case=case14)

@@ -152,3 +152,40 @@ def test_onnx_module_state_identifies_the_file(case14):
     mb = proxy_to_onnx(b, case_name=case14.name, case_hash=case14.content_hash)
     assert model_hash(OnnxModule(ma)) == model_hash(OnnxModule(ma))
     assert model_hash(OnnxModule(ma)) != model_hash(OnnxModule(mb))
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("clamp_head", "no", r"arch field clamp_head: must be a JSON boolean \(true or false\), "
+                         r"got 'no'"),
+    ("clamp_head", 1, "arch field clamp_head: must be a JSON boolean"),
+    ("clamp_head", None, "arch field clamp_head: must be a JSON boolean"),
+    ("n_load", 2.0, r"arch field n_load: must be a positive integer, got 2\.0"),
+    ("n_gen", "1", "arch field n_gen: must be a positive integer"),
+    ("n_bus", True, "arch field n_bus: must be a positive integer"),
+    ("hidden", [4.0], "arch field hidden: must be positive integers"),
+    ("hidden", ["4"], "arch field hidden: must be positive integers"),
+    ("hidden", 4, "arch field hidden: must be a list of positive integers"),
+    ("activation", 1, r"arch field activation: must be a string \(one of relu"),
+    ("activation", ["relu"], "arch field activation: must be a string"),
+    ("version", True, "field version: unsupported version True"),
+])
+def test_arch_fields_must_have_their_json_types(field, value, match):
+    """A field of the wrong JSON type is an error naming the source and the field
+    (never taken by truthiness: ``"clamp_head": "no"`` is no ``true``)."""
+    good = ProxyArch(2, 1, 3, (4,), "tanh", False).to_dict()
+    with pytest.raises(ProxyError, match=match) as info:
+        ProxyArch.from_dict({**good, field: value}, source="dir/arch.json")
+    assert str(info.value).startswith("dir/arch.json: ") and "\n" not in str(info.value)
+    assert ProxyArch.from_dict(good) == ProxyArch(2, 1, 3, (4,), "tanh", False)
+    assert ProxyArch.from_dict({**good, "clamp_head": True}).clamp_head is True
+    without = {k: v for k, v in good.items() if k != "clamp_head"}
+    assert ProxyArch.from_dict(without).clamp_head is False  # absent: no clamp head
+
+
+def test_arch_constructor_checks_clamp_head_and_activation_types():
+    with pytest.raises(ProxyError, match="arch field clamp_head: must be a boolean"):
+        ProxyArch(2, 1, 3, (4,), "relu", "no")
+    with pytest.raises(ProxyError, match="arch field activation: must be a string"):
+        ProxyArch(2, 1, 3, (4,), None, False)
+    a = ProxyArch(2, 1, 3, (4,), "relu", np.bool_(True))  # a numpy flag is a boolean
+    assert a.clamp_head is True and ProxyArch.from_dict(a.to_dict()) == a

@@ -298,3 +298,22 @@ def test_spec_file_errors_name_the_file_and_key(case14, tmp_path, body, suffix, 
         load_spec(p, case14)
     msg = str(err.value)
     assert msg.startswith(f"{p}: ") and key in msg and "\n" not in msg, msg
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [("p_balance=max:0.1", r"'p_balance=max:0\.1': max needs max:A:B, two numbers"),
+     ("p_balance=max:0.1:x", "max needs max:A:B"),
+     ("p_balance=max:1:2:3", "max needs max:A:B"),
+     ("max:0.1", "max needs max:A:B"),
+     ("q_balance=rel:", "rel needs rel:B, B a number"),
+     ("q_balance=rel:x", "rel needs rel:B"),
+     ("p_balance=abs:0.1", r"unknown rule 'abs' \(expected A, rel:B or max:A:B\)"),
+     ("p_balance=abc", r"'abc' is not a number \(expected A, rel:B or max:A:B\)")],
+)
+def test_bad_threshold_rules_name_the_form_their_kind_needs(text, match):
+    with pytest.raises(SpecError, match=match) as info:
+        parse_threshold(text)
+    assert "\n" not in str(info.value)
+    if "max:" in text or "rel:" in text:  # the kind was recognized: no "not a number"
+        assert "not a number" not in str(info.value)
