@@ -417,12 +417,26 @@ class Engine:
                 _acc(Al, Au, i, nl, nu)
         lower = bl
         upper = bu
+        # rounding: the products and sums above and below are widened by their
+        # error bound, (n + graph size) eps * sum |a| |x| (the offsets included),
+        # so that a bound computed in floating point holds the exact one
+        eps = torch.finfo(self.dtype).eps
+        n_ops = len(g.nodes) + 3
+        pad_l = bl.detach().abs() * (n_ops * eps)
+        pad_u = bu.detach().abs() * (n_ops * eps)
         for i, al in in_l.items():
             lo_i, hi_i = self.boxes[i]
             c, r = (hi_i + lo_i) / 2, (hi_i - lo_i) / 2
             au = in_u[i]
             lower = lower + _dot(al, c) - _dot(al.abs(), r)
             upper = upper + _dot(au, c) + _dot(au.abs(), r)
+            mag = (c.abs() + r).detach()
+            k = (n_ops + c.shape[-1]) * eps
+            pad_l = pad_l + k * _dot(al.detach().abs(), mag)
+            pad_u = pad_u + k * _dot(au.detach().abs(), mag)
+        tiny = torch.finfo(self.dtype).tiny
+        lower = lower - (pad_l + tiny)
+        upper = upper + (pad_u + tiny)
         first = next(iter(starts.values()))
         m = (first[0] if isinstance(first, tuple) else first).shape[-2]
         lower = _full(lower, self.batch, m)

@@ -66,6 +66,21 @@ def node_relaxation(node: Node):  # noqa: ANN201 - UnaryRelaxation
     return unary_relaxation(node.op, int(node.attrs["k"]) if node.op == "pow" else None)
 
 
+def _outward(lo: torch.Tensor, hi: torch.Tensor,
+             scale: torch.Tensor | None = None) -> Interval:
+    """``[lo, hi]`` widened by the rounding error of the arithmetic that made it:
+    ``eps * scale`` (default: the ends' own magnitude, one rounding) plus the
+    smallest normal number, so that an interval computed in floating point
+    holds the exact one."""
+    fi = torch.finfo(lo.dtype)
+    # the widening carries no gradient (slope optimization sees the unrounded ends)
+    if scale is None:
+        return (lo - (fi.eps * lo.detach().abs() + fi.tiny),
+                hi + (fi.eps * hi.detach().abs() + fi.tiny))
+    pad = fi.eps * scale.detach() + fi.tiny
+    return lo - pad, hi + pad
+
+
 def ibp_node(
     graph: Graph,
     node: Node,
@@ -84,31 +99,38 @@ def ibp_node(
         mid, rad = (u + l) / 2, (u - l) / 2
         if op == "linear":
             w = graph.attr(node, "weight", dtype, device)
-            ym, yr = mid @ w.T, rad @ w.abs().T
+            wa = w.abs()
+            ym, yr, ya = mid @ w.T, rad @ wa.T, mid.abs() @ wa.T
+            fan_in = w.shape[1]
         else:
             rows = graph.attr(node, "rows", dtype, device)
             cols = graph.attr(node, "cols", dtype, device)
             vals = graph.attr(node, "vals", dtype, device)
             ym = mid.new_zeros(mid.shape[0], node.size)
             yr = mid.new_zeros(mid.shape[0], node.size)
+            ya = mid.new_zeros(mid.shape[0], node.size)
             ym.index_add_(-1, rows, mid.index_select(-1, cols) * vals)
             yr.index_add_(-1, rows, rad.index_select(-1, cols) * vals.abs())
+            ya.index_add_(-1, rows, mid.abs().index_select(-1, cols) * vals.abs())
+            fan_in = int(torch.bincount(rows, minlength=node.size).max()) if rows.numel() else 0
         if node.attrs.get("bias") is not None:
-            ym = ym + graph.attr(node, "bias", dtype, device)
-        return ym - yr, ym + yr
+            bias = graph.attr(node, "bias", dtype, device)
+            ym, ya = ym + bias, ya + bias.abs()
+        # the sums are rounded: widen by their error bound, (n + 3) eps * sum |w| |x|
+        return _outward(ym - yr, ym + yr, (fan_in + 3) * (ya + yr))
     if op == "add":
-        return ins[0][0] + ins[1][0], ins[0][1] + ins[1][1]
+        return _outward(ins[0][0] + ins[1][0], ins[0][1] + ins[1][1])
     if op == "sub":
-        return ins[0][0] - ins[1][1], ins[0][1] - ins[1][0]
+        return _outward(ins[0][0] - ins[1][1], ins[0][1] - ins[1][0])
     if op == "neg":
         return -ins[0][1], -ins[0][0]
     if op == "scale":
         c = graph.attr(node, "coef", dtype, device)
         a, b = ins[0][0] * c, ins[0][1] * c
-        return torch.minimum(a, b), torch.maximum(a, b)
+        return _outward(torch.minimum(a, b), torch.maximum(a, b))
     if op == "add_const":
         c = graph.attr(node, "const", dtype, device)
-        return ins[0][0] + c, ins[0][1] + c
+        return _outward(ins[0][0] + c, ins[0][1] + c)
     if op == "gather":
         idx = graph.attr(node, "index", dtype, device)
         return ins[0][0].index_select(-1, idx), ins[0][1].index_select(-1, idx)

@@ -386,7 +386,7 @@ def certify(
         budget.lap("bab")
     warn_list += _source_recheck(st, case, prox)
     budget.lap("onnx recheck")
-    warn_list += _budget_warnings(st, opts)
+    warn_list += _budget_warnings(st, opts) + _nan_warnings(st, cons)
     notify("done", 1.0)
     return _certificate(st, case, prox, module, cons, region, method, opts, thresholds,
                         warn_list, bab_runs, t0, budget.laps)
@@ -751,6 +751,18 @@ def _budget_warnings(st: State, opts: CertifyOptions) -> list[str]:
     return out
 
 
+def _nan_warnings(st: State, cons: list[Constraint]) -> list[str]:
+    """A warning when the proxy's constraint values are NaN at evaluated loads."""
+    bad = np.flatnonzero(st.nan_count)
+    if not bad.size:
+        return []
+    k = int(bad[0])
+    load = ", ".join(f"{v:.6g}" for v in st.to_loads(st.nan_point[k])[0])
+    return [f"the proxy is undefined (NaN values) at loads of the region: {bad.size} "
+            f"constraint(s) are NaN at some evaluated load and are never certified; e.g. "
+            f"{cons[k].family}[{cons[k].component}] at the load ({load})"]
+
+
 def _certificate(st: State, case: Any, prox: Any, module: torch.nn.Module,
                  cons: list[Constraint], region: Region, method: str, opts: CertifyOptions,
                  thresholds: ThresholdSpec | None, warn_list: list[str],
@@ -762,6 +774,8 @@ def _certificate(st: State, case: Any, prox: Any, module: torch.nn.Module,
         ub, att = float(st.ub[k]), float(st.att[k])
         status = decide_status(ub, att, float(thr[k]))
         reason = st.reason[k]
+        if st.nan_count[k] and status == CERTIFIED:  # a bound says nothing of a NaN
+            status, reason = OPEN, "the proxy is undefined (NaN) at some loads"
         if reason is None and status == OPEN:
             reason = "gap above tolerance"
         how = method if reason is None or not reason.startswith("not reached") else st.stage[k]

@@ -55,6 +55,10 @@ class State:
     radius: np.ndarray = field(init=False)
     #: points of the search space -> loads ``(B, 2 n_load)`` (the region's ``to_loads``)
     to_loads: Callable[[np.ndarray], np.ndarray] = np.atleast_2d
+    #: per constraint: how many evaluated points gave it a NaN value (proxy undefined)
+    nan_count: np.ndarray = field(init=False)
+    #: per constraint: a point of the search space where its value is NaN (NaN: none)
+    nan_point: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         k = len(self.thresholds)
@@ -62,6 +66,8 @@ class State:
         self.stage = ["none"] * k
         self.row_ub = np.full(self.physics.n_rows, np.inf)
         self.radius = np.full(k, np.nan)
+        self.nan_count = np.zeros(k, dtype=np.int64)
+        self.nan_point = np.full((k, self.worst.shape[1]), np.nan)
 
     def rows_of(self, cons_mask: np.ndarray) -> np.ndarray:
         return np.flatnonzero(cons_mask[self.physics.row_constraint])
@@ -166,7 +172,14 @@ def update_attained(st: State, case: Any, module: torch.nn.Module, x: np.ndarray
     if x.shape[0] == 0:
         return
     v = evaluate_violations(case, module, st.physics.constraints, st.to_loads(x), batch=batch)
-    v = np.where(np.isnan(v), -np.inf, v)
+    nan = np.isnan(v)
+    if nan.any():  # the proxy is undefined there: never certified, and said (certify)
+        hit = nan.any(axis=0)
+        first = nan.argmax(axis=0)
+        fresh = hit & (st.nan_count == 0)
+        st.nan_point[fresh] = x[first[fresh]]
+        st.nan_count += nan.sum(axis=0)
+    v = np.where(nan, -np.inf, v)
     best = v.argmax(axis=0)
     vals = v[best, np.arange(v.shape[1])]
     better = vals > st.att

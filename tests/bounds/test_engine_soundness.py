@@ -104,3 +104,30 @@ def test_spec_bounds_sound() -> None:
         _assert_contains(r.lower, r.upper, vals, 1e-9)
     r2 = compute_bounds(g, lo, hi, method="crown", spec=spec[0])
     assert r2.lower.shape == (2, 5)
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown", "alpha-crown"])
+def test_wide_intervals_are_rounded_outward(method: str) -> None:
+    """A sum over an input spanning 13 decades: the midpoint-radius form loses the
+    small end below the ulp of 1e13 unless the interval is widened by its
+    rounding error; the bound must hold for the exact (rational) value."""
+    from fractions import Fraction
+
+    from gridverify.ir import GraphBuilder
+
+    b = GraphBuilder()
+    x = b.input("x", 2)
+    y = b.linear(x, torch.tensor([[1.0, 1.0], [-1.0, 1.0]], dtype=torch.float64),
+                 bias=torch.tensor([0.1, 0.3], dtype=torch.float64))
+    b.output(b.add_const(y, -0.2))
+    g = b.build()
+    lo = torch.tensor([1e-3, 0.5], dtype=torch.float64)
+    hi = torch.tensor([3e13, 0.7], dtype=torch.float64)
+    out = compute_bounds(g, lo, hi, method=method)
+    fl = [Fraction(float(v)) for v in lo]
+    fh = [Fraction(float(v)) for v in hi]
+    c = Fraction(-0.2)
+    exact_lo0 = fl[0] + fl[1] + Fraction(0.1) + c  # both weights +1: the lower corner
+    exact_hi1 = -fl[0] + fh[1] + Fraction(0.3) + c  # -x0 + x1: low x0, high x1
+    assert Fraction(float(out.lower[0, 0])) <= exact_lo0
+    assert Fraction(float(out.upper[0, 1])) >= exact_hi1

@@ -215,6 +215,24 @@ def test_reciprocal_across_zero_is_no_bound_and_flagged() -> None:
     ]
 
 
+def test_sqrt_below_zero_is_no_bound() -> None:
+    """torch's sqrt is NaN below 0, where no bound holds: an interval reaching there
+    gets the no-bound relaxation (-inf/+inf constants, zero slopes), never a finite
+    bound of sqrt(max(x, 0))."""
+    entry = unary("sqrt")
+    l, u = torch.tensor([-2.0, -1e-12, 0.0, 0.25], dtype=F64), torch.tensor(
+        [-1.0, 4.0, 4.0, 9.0], dtype=F64)
+    rel = entry.relax(l, u, None)
+    lo, hi = entry.interval(l, u)
+    for t in (*rel, lo, hi):
+        assert not torch.isnan(t).any()
+    assert lo[:2].tolist() == [-math.inf] * 2 and hi[:2].tolist() == [math.inf] * 2
+    assert rel.lb[:2].tolist() == [-math.inf] * 2 and rel.ub[:2].tolist() == [math.inf] * 2
+    assert rel.lw[:2].tolist() == [0.0, 0.0] and rel.uw[:2].tolist() == [0.0, 0.0]
+    assert torch.isfinite(lo[2:]).all() and torch.isfinite(hi[2:]).all()
+    assert lo[3] <= 0.5 and hi[3] >= 3.0
+
+
 def test_degenerate_intervals_give_finite_lines() -> None:
     for op in OPS:
         entry = unary(op)

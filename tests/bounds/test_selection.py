@@ -89,7 +89,9 @@ def test_lazy_identity_starts_of_intermediate_nodes(method):
     g = acopf_small(3)
     lo, hi = _box(g, 2)
     sel = RowSelection(torch.arange(0, g.output_size, 3), g.output_size)
-    kw = {"alpha_iterations": 2, "intermediate": "alpha-crown" if method == "alpha-crown"
+    # one alpha step: further steps amplify last-bit differences of the two paths'
+    # matrix products (Adam on a nonsmooth bound), which is not what is tested here
+    kw = {"alpha_iterations": 1, "intermediate": "alpha-crown" if method == "alpha-crown"
           else "crown"}
     a = compute_bounds(g, lo, hi, method=method, spec=sel, options=BoundOptions(**kw))
     b = compute_bounds(g, lo, hi, method=method, spec=sel,

@@ -21,10 +21,11 @@ convex ``f(x) - f'(t) x``) -- so rounding of the slopes cannot break soundness.
 * ``reciprocal``: convex on ``l > 0``, concave on ``u < 0`` (handled as
   ``-1/y`` with ``y = -x``); an interval containing 0 gives the no-bound
   relaxation (``-inf``/``+inf`` constants) and ``domain`` reports it.
-* ``sqrt``: relaxed as the total function ``sqrt(max(x, 0))`` (which equals sqrt
-  on its domain): chord below, tangent above, with the exact offsets taken over
-  ``{l, 0, t, u}`` so that a slightly negative ``l`` (loose upstream bounds)
-  stays sound; ``domain`` reports ``l < 0``.
+* ``sqrt``: chord below, tangent above, with the exact offsets taken over
+  ``{l, 0, t, u}``; an interval reaching below 0 (where torch's sqrt is NaN, so
+  that no bound holds) gives the no-bound relaxation (``-inf``/``+inf``
+  constants), as reciprocal's interval containing 0 does, and ``domain``
+  reports it: a constraint through it is never certified.
 * ``square`` and ``x^p`` for even ``p``: convex everywhere.
 """
 
@@ -227,9 +228,15 @@ def _sqrt_total(x: Tensor) -> Tensor:
     return torch.sqrt(x.clamp(min=0.0))
 
 
+def _sqrt_domain(l: Tensor, u: Tensor) -> Tensor:
+    return l >= 0
+
+
 def _sqrt_interval64(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
     lo, hi = pad_interval(_sqrt_total(l), _sqrt_total(u))
-    return lo.clamp(min=0.0), hi
+    ok = _sqrt_domain(l, u)  # below 0 sqrt is NaN: no bound holds for it
+    return (torch.where(ok, lo.clamp(min=0.0), torch.full_like(lo, -INF)),
+            torch.where(ok, hi, torch.full_like(hi, INF)))
 
 
 def sqrt_relax(l: Tensor, u: Tensor, alpha: Tensor | None = None) -> Relaxation:
@@ -252,6 +259,10 @@ def sqrt_relax(l: Tensor, u: Tensor, alpha: Tensor | None = None) -> Relaxation:
     flat = u0 == 0  # the function is 0 on the whole interval
     k = torch.where(flat, zero, k)
     ub = torch.where(flat, zero, ub)
+    ok = _sqrt_domain(l64, u64)  # an interval reaching below 0: the no-bound relaxation
+    s, k = torch.where(ok, s, zero), torch.where(ok, k, zero)
+    lb = torch.where(ok, lb, torch.full_like(lb, -INF))
+    ub = torch.where(ok, ub, torch.full_like(ub, INF))
     lo, hi = _sqrt_interval64(l64, u64)
     return finalize(s, lb, k, ub, l64, u64, lo, hi, dtype)
 
@@ -263,7 +274,7 @@ SQRT = UnaryRelaxation(
     n_alpha=1,
     init_alpha=_half_alpha,
     func=_sqrt_total,
-    domain=lambda l, u: l >= 0,
+    domain=_sqrt_domain,
 )
 
 

@@ -1,0 +1,55 @@
+"""A proxy that is undefined (NaN) over part of the region is never certified there."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import gridverify as gv
+from gridverify.certify import CertifyOptions
+
+CASE = "pglib_opf_case14_ieee"
+
+
+class _SqrtProxy(nn.Module):
+    """Mid-range set points; vm at bus 1 is ``0.95 + 0.1 sqrt(pd_1 - shift)`` (NaN
+    below the shift), every other voltage 1 and every angle 0."""
+
+    def __init__(self, case, shift: float) -> None:  # noqa: ANN001
+        super().__init__()
+        self.shift = shift
+        self.register_buffer("pg", torch.tensor((case.pmin + case.pmax) / 2))
+        self.register_buffer("qg", torch.tensor((case.qmin + case.qmax) / 2))
+        self.n_bus = case.n_bus
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        vm1 = 0.95 + 0.1 * torch.sqrt(x[:, :1] - self.shift)
+        vm = torch.cat([vm1, torch.ones(b, self.n_bus - 1, dtype=x.dtype)], 1)
+        va = torch.zeros(b, self.n_bus, dtype=x.dtype)
+        return torch.cat([self.pg.expand(b, -1), self.qg.expand(b, -1), vm, va], 1)
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown", "alpha-crown"])
+def test_nan_proxy_is_never_certified(method: str) -> None:
+    case = gv.load_compiled(CASE)
+    region = gv.certify.default_region(case, None)
+    lo1, hi1 = float(region.lower[0]), float(region.upper[0])
+    opts = CertifyOptions(samples=64, radius=False)
+    # below the whole range: NaN everywhere; inside it: NaN on part of the region
+    for shift in (hi1 + 1.0, (lo1 + hi1) / 2):
+        proxy = _SqrtProxy(case, shift).double()
+        cert = gv.certify(case, proxy, region=region, constraints="vm_max[1],vm_min[1]",
+                          method=method, options=opts)
+        assert [c.status for c in cert.constraints] == ["open", "open"], shift
+        assert any("undefined (NaN" in w for w in cert.warnings)
+        assert all(c.reason and "NaN" in c.reason or c.upper_bound is None
+                   or not np.isfinite(c.upper_bound) for c in cert.constraints)
+    # above the range the proxy is defined everywhere: certified as usual
+    proxy = _SqrtProxy(case, lo1 - 0.01).double()
+    cert = gv.certify(case, proxy, region=region, constraints="vm_max[1],vm_min[1]",
+                      method=method, options=opts)
+    assert [c.status for c in cert.constraints] == ["certified", "certified"]
+    assert not any("NaN" in w for w in cert.warnings)
