@@ -1,7 +1,8 @@
 """``gridverify check-physics MODEL.onnx CASE``: the AC physics of an ACOPF graph, checked.
 
 Thin wrapper over :func:`gridverify.vnncomp.check_physics.check_physics`.  Exit
-status 0 when every physics output agrees within ``--tol``, 1 on a disagreement,
+status 0 when every physics output agrees within ``--tol`` (plus the interpolation
+error of sin/cos lookup tables, when the graph has them), 1 on a disagreement,
 2 on bad input.
 """
 
@@ -31,7 +32,13 @@ def register(subparsers: Any) -> None:
             "graph's own pg, qg, vm, va, and report the largest disagreement per output block "
             "and per branch or bus, naming the likely modelling mistake (phase-shift sign, tap "
             "side, tap inverted, line charging, shunt, rating).  A disagreement is |difference| "
-            "divided by the size of the terms summed for that entry (at least 1).  Exit status "
+            "divided by the size of the terms summed for that entry (at least 1).  A graph "
+            "whose sin and cos are lookup tables (piecewise-linear interpolation on a grid, "
+            "as 'vnncomp make-instances --nonlinear lut' writes them) is recognised: its "
+            "flows are only as exact as the tables, so the tolerance becomes --tol plus the "
+            "tables' interpolation error (h^2/8 for grid step h), and a note names the "
+            "tables, their points and that error (and the samples whose table inputs leave "
+            "the tables' grid, where the tables are not sin and cos).  Exit status "
             "0 agree, 1 disagree, 2 bad input.  Details: docs/check_physics.md."
         ),
     )
@@ -39,7 +46,8 @@ def register(subparsers: Any) -> None:
     add_case_argument(p)
     p.add_argument("--tol", type=float, default=1e-6,
                    help="largest disagreement accepted (default 1e-6; at least 1e-5 when the "
-                        "graph can only run as stored in float32)")
+                        "graph can only run as stored in float32; plus the interpolation "
+                        "error of sin/cos lookup tables)")
     p.add_argument("--samples", type=int, default=32,
                    help="load samples to evaluate (default 32)")
     p.add_argument("--seed", type=int, default=0, help="seed of the load samples (default 0)")

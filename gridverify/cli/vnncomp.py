@@ -98,7 +98,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Export a proxy with the AC physics to ONNX and write properties of five kinds "
             "(power balance at every bus, thermal limit of one line, generator limits, "
             "voltage limits, power balance at one bus) over small and large load boxes, "
-            "each violated and holding, with instances.csv and expected.csv."
+            "each violated and holding, with instances.csv and expected.csv.  A folder "
+            "grows by appending: the model is onnx/<case>_<proxy>.onnx, or "
+            "onnx/<case>_<proxy>_<sha8>.onnx (first 8 hex digits of the SHA-256 of the "
+            "exported graph) when a file of that name holds another graph, so an earlier "
+            "graph and its properties are never replaced; the same graph again reuses its "
+            "file."
         ),
     )
     add_case_argument(mk)
@@ -152,8 +157,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mk.add_argument(
         "--lut-points",
         type=int,
-        default=32,
-        help="grid points per lookup table (default 32; with --nonlinear lut)",
+        default=None,
+        help="grid points per lookup table (default 32; only with --nonlinear lut)",
     )
     mk.set_defaults(func=_make)
 
@@ -352,12 +357,22 @@ def _make(args: argparse.Namespace) -> int:
         module = ProxyMLP(arch, head_lo=lo, head_hi=hi, dtype=torch.float64).eval()
         prefix = f"{case.name}_{args.activation}{'x'.join(map(str, hidden))}_s{args.seed}"
     methods = ("ibp", "crown", "alpha-crown") if args.alpha else ("ibp", "crown")
-    if args.lut_points < 2:
+    if args.lut_points is not None and args.nonlinear != "lut":
+        raise SpecError("--lut-points: only with --nonlinear lut (the smooth model has no "
+                        "lookup tables)")
+    if args.lut_points is not None and args.lut_points < 2:
         raise SpecError(f"--lut-points: need at least 2 points, got {args.lut_points}")
-    lut = args.lut_points if args.nonlinear == "lut" else None
+    lut = (args.lut_points or 32) if args.nonlinear == "lut" else None
     if lut is not None and args.exact:
         raise SpecError("--exact: cannot be combined with --nonlinear lut (SCIP models the "
                         "smooth functions)")
+    if "thermal_one" in kinds:
+        from gridverify.vnncomp.instances import acopf_layout
+
+        if acopf_layout(case).thermal_branches.size == 0:
+            print(f"gridverify: warning: --kinds thermal_one: case {case.name} has no branch "
+                  "with a thermal rating (rate_a), so no thermal_one property is written",
+                  file=sys.stderr)
     with _staged_folder(out) as stage:
         specs = make_benchmark(
             case,
@@ -372,13 +387,13 @@ def _make(args: argparse.Namespace) -> int:
             open_variant=args.open,
             exact=args.exact,
             lut_points=lut,
+            merge_into=out,
         )
-    if lut is not None:
-        prefix = f"{prefix}_lut"
+        (model,) = sorted((stage / "onnx").glob("*.onnx"))  # the one model of this run
     n = {v: sum(s.variant == v for s in specs) for v in ("violated", "holds", "open")}
     print(
         f"wrote {len(specs)} properties ({n['violated']} violated, {n['holds']} holding, "
-        f"{n['open']} open) for onnx/{prefix}.onnx under {args.out}"
+        f"{n['open']} open) for onnx/{model.name} under {args.out}"
     )
     return 0
 
@@ -391,9 +406,13 @@ def _staged_folder(out: Path) -> Iterator[Path]:
     The staging folder starts with ``out``'s CSV files, which the body updates;
     the merge moves every new file into ``out`` with ``os.replace``.
     """
+    from gridverify.fileio import process_umask
+
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
+        # mkdtemp makes it 0700; it may become ``out``: give it the usual permissions
+        os.chmod(stage, 0o777 & ~process_umask())
         if out.is_dir():
             for name in ("instances.csv", "expected.csv"):
                 if (out / name).is_file():

@@ -26,6 +26,19 @@ inverted, line charging missing; a shunt conductance or susceptance left out or
 of the wrong sign; a thermal rating that differs; a whole block with the
 opposite sign convention.  Balance and thermal residuals that disagree only
 because the branch flows do (recognised or not) are attributed to those branches.
+
+Lookup tables: a graph whose ``sin`` and ``cos`` are piecewise-linear
+interpolations on a grid (weighted sums of ``Relu(x - t_k)``, as
+``vnncomp make-instances --nonlinear lut`` writes them; see
+:func:`sin_cos_tables`) computes the flows only up to the interpolation error,
+at most ``h**2 / 8`` for grid step ``h`` (``|sin''|, |cos''| <= 1``) plus the
+tables' rounding at their grid points.  A flow's disagreement is then at most
+that error ``E`` in the unit above (its sin and cos terms are weighted by at
+most its template coefficients times ``vm**2``), and so are the balance and
+thermal residuals' to first order: the tolerance becomes ``tol + E`` and a note
+names the tables.  Samples whose table inputs leave the tables' range (where
+the table is no longer sin or cos) are counted in the note, and the
+disagreements the check cannot otherwise explain are then put down to that.
 """
 
 from __future__ import annotations
@@ -56,10 +69,12 @@ __all__ = [
     "CheckOptions",
     "FamilyResult",
     "Finding",
+    "LookupTables",
     "PhysicsCheck",
     "check_physics",
     "onnx_float64",
     "physics_outputs",
+    "sin_cos_tables",
     "with_branch_mistake",
     "with_bus_mistake",
 ]
@@ -135,6 +150,18 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class LookupTables:
+    """The sin/cos lookup tables of a graph (see :func:`sin_cos_tables`)."""
+
+    funcs: tuple[str, ...]  # "sin", "cos" (those found)
+    tables: int  # entries tabulated (one table each)
+    points: int  # grid points of the finest table
+    step: float  # largest grid step h
+    error: float  # bound of |table - f| inside the grids: h**2 / 8 + rounding at the points
+    outside: int = 0  # samples with a table input outside its grid (error not bounded there)
+
+
+@dataclass(frozen=True)
 class PhysicsCheck:
     """Result of :func:`check_physics`."""
 
@@ -147,6 +174,7 @@ class PhysicsCheck:
     families: tuple[FamilyResult, ...]
     findings: tuple[Finding, ...]
     notes: tuple[str, ...] = field(default=())
+    lookup_tables: LookupTables | None = None  # sin/cos tables found (tolerance raised)
 
     @property
     def ok(self) -> bool:
@@ -383,6 +411,81 @@ def _load_model(model: Any) -> tuple[Any, str]:
     return read_onnx_file(source), source
 
 
+_TABLE_MATCH = 1e-6  # largest |table - f| at the grid points of a table taken for f
+
+
+def sin_cos_tables(model: Any, xs: np.ndarray | None = None) -> LookupTables | None:
+    """The lookup tables of ``sin`` and ``cos`` in ``model`` (an ONNX ModelProto), or None.
+
+    The graph is imported with :func:`gridverify.ir.from_onnx`, which merges
+    weighted sums of ``Relu(x - t_k)`` into ``pwl`` nodes; a ``pwl`` node whose
+    values at its grid points are within ``1e-6`` of ``sin`` (or ``cos``) there
+    is taken for a table of it.  Between grid points linear interpolation is
+    within ``h**2 / 8`` of the function (``|f''| <= 1``), plus the mismatch at the
+    points.  ``xs``: flat input samples ``(S, n)``; ``outside`` counts those at
+    which some table input leaves its grid.  None when the graph has no ``Relu``,
+    does not import, or has no such table.
+    """
+    import torch
+
+    if not any(nd.op_type == "Relu" for nd in model.graph.node):
+        return None
+    try:
+        from gridverify.ir import from_onnx
+        from gridverify.ir.ops import pwl_forward
+
+        g = from_onnx(model)
+    except Exception:  # noqa: BLE001 - a graph we cannot import has no tables we can read
+        return None
+    found: list[tuple[Any, str, torch.Tensor]] = []
+    error, step, points, tables = 0.0, 0.0, 0, 0
+    for nd in g.nodes:
+        if nd.op != "pwl":
+            continue
+        t, w, sl, b = (torch.as_tensor(nd.attrs[k], dtype=torch.float64)
+                       for k in ("breaks", "weights", "slope", "bias"))
+        if t.ndim != 2 or t.shape[1] < 2:
+            continue
+        v = pwl_forward(t.T, t, w, sl, b).T  # the table at its grid points
+        for fname, f in (("sin", torch.sin), ("cos", torch.cos)):
+            miss = float((v - f(t)).abs().max())
+            if miss <= _TABLE_MATCH:
+                h = float((t[:, 1:] - t[:, :-1]).max())
+                step, points = max(step, h), max(points, int(t.shape[1]))
+                error = max(error, h * h / 8.0 + miss)
+                tables += int(t.shape[0])
+                found.append((nd, fname, t))
+                break
+    if not found:
+        return None
+    outside = 0
+    if xs is not None:
+        try:
+            vals = g.evaluate_all(torch.as_tensor(xs, dtype=torch.float64))
+            out = torch.zeros(xs.shape[0], dtype=torch.bool)
+            for nd, _, t in found:
+                xin = vals[nd.inputs[0]]
+                lo, hi = t[:, 0] - 1e-9, t[:, -1] + 1e-9
+                out |= ((xin < lo) | (xin > hi)).any(dim=1)
+            outside = int(out.sum())
+        except Exception:  # noqa: BLE001 - the range check is a diagnosis only
+            outside = 0
+    funcs = tuple(f for f in ("sin", "cos") if any(fn == f for _, fn, _ in found))
+    return LookupTables(funcs, tables, points, step, error, outside)
+
+
+def _table_note(lt: LookupTables, tol: float, samples: int) -> list[str]:
+    fs = " and ".join(lt.funcs)
+    notes = [f"{fs} approximated by lookup tables (piecewise-linear, {lt.points} points, "
+             f"grid step up to {lt.step:.3g}): interpolation error at most {lt.error:.3g} "
+             f"(h^2/8), tolerance raised to {tol:.3g}"]
+    if lt.outside:
+        notes.append(f"at {lt.outside} of {samples} samples an input of the {fs} tables lies "
+                     "outside their grid (the table is not the function there): use a "
+                     "smaller --width")
+    return notes
+
+
 def _layouts(case: CompiledCase) -> list[tuple[str, AcopfLayout]]:
     rated = acopf_layout(case)
     every = AcopfLayout(case.n_gen, case.n_bus, case.n_branch, np.arange(case.n_branch))
@@ -481,13 +584,18 @@ def check_physics(model: Any, case: CompiledCase, options: CheckOptions | None =
             f"rated or for all branches)")
     rows_kind, lay = match[0]
     ys = np.stack([first] + [ev.run(x) for x in xs[1:]])
-    return _judge(case, lay, xs, ys, tol, source, ev, rows_kind, opts)
+    tables = sin_cos_tables(m, xs)
+    return _judge(case, lay, xs, ys, tol, source, ev, rows_kind, opts, tables)
 
 
 def _judge(case: CompiledCase, lay: AcopfLayout, xs: np.ndarray, ys: np.ndarray, tol: float,
-           source: str, ev: _Evaluator, rows_kind: str, opts: CheckOptions) -> PhysicsCheck:
+           source: str, ev: _Evaluator, rows_kind: str, opts: CheckOptions,
+           tables: LookupTables | None = None) -> PhysicsCheck:
     names = _Names(case)
     notes = list(ev.notes)
+    if tables is not None:  # sin/cos interpolated: their error is no modelling mistake
+        tol = tol + tables.error
+        notes += _table_note(tables, tol, xs.shape[0])
     got = {f: ys[:, lay.block(f)] for f in PHYSICS_FAMILIES}
     ref = physics_outputs(case, lay, xs, ys)
     scale = _scales(case, lay, xs, ys, ref)
@@ -620,6 +728,10 @@ def _judge(case: CompiledCase, lay: AcopfLayout, xs: np.ndarray, ys: np.ndarray,
                 f" and {len(bus_via[idx]) - 3} more" if len(bus_via[idx]) > 3 else "")
         elif all(f in fam_cause for f in fams):
             key, cause = "sign_convention", fam_cause[fams[0]]
+        elif tables is not None and tables.outside:
+            key = "table_range"
+            cause = (f"{' and '.join(tables.funcs)} lookup tables evaluated outside their grid "
+                     f"at {tables.outside} sample(s)")
         findings.append(Finding(
             kind, int(idx), names.branch(idx) if kind == "branch" else names.bus(idx), fams,
             max(a for _, a, _ in items), max(r for _, _, r in items), cause, key))
@@ -635,4 +747,4 @@ def _judge(case: CompiledCase, lay: AcopfLayout, xs: np.ndarray, ys: np.ndarray,
             f, int(ee.size), float(errs[f][0].max(initial=0.0)), float(ee.max(initial=0.0)),
             worst, int((ee > tol).sum())))
     return PhysicsCheck(source, str(case.name), ev.name, opts.samples, float(tol), rows_kind,
-                        tuple(fam_results), tuple(findings), tuple(notes))
+                        tuple(fam_results), tuple(findings), tuple(notes), tables)

@@ -19,11 +19,22 @@ confirmed with onnxruntime when the instance is made, so the expected answer is
 ``sat``) and a holding variant (the threshold above a sound bound; expected
 ``unsat``).  Generator and voltage limits hold by construction of the clamp
 head.  ``expected.csv`` records the expected answers.
+
+A benchmark folder grows by appending: each run adds its model to ``onnx/`` and
+its properties to ``vnnlib/`` and the CSV files.  The model is named
+``<name>.onnx`` (the case and proxy, ``_lut`` for the lookup-table variant)
+unless a file of that name holds another graph (another proxy of the same file
+name, other layout flags, another table): then it is ``<name>_<sha8>.onnx``,
+``sha8`` the first 8 hex digits of the SHA-256 of the exported bytes, and the
+properties are named after it, so both graphs and their properties stay
+consistent.  A run that exports the same bytes again reuses the file.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
+import hashlib
 import io
 import math
 from dataclasses import dataclass
@@ -45,6 +56,8 @@ __all__ = [
     "acopf_layout",
     "export_onnx",
     "make_benchmark",
+    "model_name",
+    "onnx_bytes",
 ]
 
 KINDS = ("balance_all", "thermal_one", "gen_limits", "voltage_limits", "balance_one")
@@ -160,11 +173,47 @@ def export_onnx(graph: Any, path: str | Path) -> Path:
     :func:`~gridverify.ir.onnx_export.to_onnx` (bus aggregation by MatMul or
     Gather + ReduceSum, no ScatterElements).
     """
+    from gridverify.fileio import atomic_write_bytes
+
+    atomic_write_bytes(path, onnx_bytes(graph), fsync=False)
+    return Path(path)
+
+
+def onnx_bytes(graph: Any) -> bytes:
+    """The serialized ONNX model :func:`export_onnx` writes (what model names are hashed from)."""
     from gridverify.ir.onnx_export import OPSET, to_onnx
 
-    to_onnx(graph, path, opset=OPSET, batch_dim=1, input_names=["X"], output_names=["Y"],
-            dtype=np.float32)
-    return Path(path)
+    model = to_onnx(graph, None, opset=OPSET, batch_dim=1, input_names=["X"],
+                    output_names=["Y"], dtype=np.float32)
+    return model.SerializeToString(deterministic=True)
+
+
+def model_name(data: bytes, name: str, folders: Any) -> str:
+    """The model name under which ``data`` (ONNX bytes) goes into ``onnx/`` of ``folders``.
+
+    ``name`` when no folder's ``onnx/<name>.onnx`` (or ``.onnx.gz``) holds other
+    bytes, else ``<name>_<sha8>`` (first 8 hex digits of the SHA-256 of ``data``):
+    a graph never replaces another one that properties were made for, and the
+    same graph exported again reuses its file.
+    """
+    names = (name, f"{name}_{hashlib.sha256(data).hexdigest()[:8]}")
+    for cand in names:
+        clash = False
+        for folder in folders:
+            for path in (Path(folder) / "onnx" / f"{cand}.onnx",
+                         Path(folder) / "onnx" / f"{cand}.onnx.gz"):
+                if path.is_file():
+                    raw = path.read_bytes()
+                    if path.suffix == ".gz":
+                        try:
+                            raw = gzip.decompress(raw)
+                        except (OSError, EOFError):
+                            raw = b""
+                    clash = clash or raw != data
+        if not clash:
+            return cand
+    raise SpecError(f"onnx/{names[1]}.onnx: exists with other content (and so does "
+                    f"onnx/{names[0]}.onnx); not overwriting")
 
 
 @dataclass(frozen=True)
@@ -304,6 +353,7 @@ def make_benchmark(
     exact: bool = False,
     exact_time: float = 60.0,
     lut_points: int | None = None,
+    merge_into: str | Path | None = None,
 ) -> list[InstanceSpec]:
     """Write ``onnx/``, ``vnnlib/``, ``instances.csv`` and ``expected.csv`` under ``out_dir``.
 
@@ -324,6 +374,10 @@ def make_benchmark(
     tables of that many points covering the largest box
     (:func:`gridverify.vnncomp.lut.lut_graph`); the model is then
     ``<name>_lut.onnx`` and ``exact`` is refused (SCIP models the smooth graph).
+    The model is ``<name>_<sha8>.onnx`` instead when ``onnx/<name>.onnx`` holds
+    another graph in ``out_dir`` or in ``merge_into`` (the folder a staging
+    ``out_dir`` is merged into afterwards; see :func:`model_name`); the
+    properties are named after the model.
     """
     from gridverify.ir.onnx_check import OnnxChecker
     from gridverify.vnncomp.vnnlib import parse_vnnlib_text
@@ -335,9 +389,15 @@ def make_benchmark(
     graph, lay = acopf_graph(case, proxy)
     if lut_points is not None:
         graph, name = _lut_variant(graph, case, widths, lut_points, exact, name)
+    data = onnx_bytes(graph)
+    folders = [out] + ([Path(merge_into)] if merge_into is not None else [])
+    name = model_name(data, name, folders)
     onnx_rel = f"onnx/{name}.onnx"
-    export_onnx(graph, out / onnx_rel)
-    checker = OnnxChecker((out / onnx_rel).read_bytes())
+    if not (out / onnx_rel).is_file():  # else: the same bytes are there already
+        from gridverify.fileio import atomic_write_bytes
+
+        atomic_write_bytes(out / onnx_rel, data, fsync=False)
+    checker = OnnxChecker(data)
     # the graph the runner will see is the ONNX import: make properties on it
     from gridverify.ir import from_onnx
 

@@ -279,3 +279,51 @@ def test_float64_widening_of_constants_and_casts():
     (y,) = ort.InferenceSession(w.SerializeToString()).run(None, {"x": x})
     assert y.dtype == np.float64
     np.testing.assert_allclose(y, x * float(np.float32(0.1)) + [1.0, 2.0], rtol=1e-15)
+
+
+def test_lookup_table_export_agrees_within_its_interpolation_error(shifted, proxy14, tmp_path,
+                                                                    capsys):
+    """sin/cos as lookup tables (make-instances --nonlinear lut): agree within h^2/8."""
+    from gridverify.vnncomp.lut import lut_graph
+
+    raw, case, _ = shifted
+    x0 = np.concatenate([case.pd, case.qd])
+    lo, hi = np.minimum(0.8 * x0, 1.2 * x0), np.maximum(0.8 * x0, 1.2 * x0)
+
+    def lut_export(c, path):
+        graph, _ = acopf_graph(c, proxy14)
+        return export_onnx(lut_graph(graph, lo, hi, 32), path)
+
+    path = lut_export(case, tmp_path / "lut.onnx")
+    res = check_physics(path, case, OPTS)  # loads within 10%: inside the tables' 20% box
+    lt = res.lookup_tables
+    assert res.ok, res.findings[:3]
+    assert lt is not None and lt.funcs == ("sin", "cos") and lt.points == 32
+    assert lt.outside == 0 and lt.step**2 / 8 <= lt.error <= lt.step**2 / 8 + 1e-6
+    assert res.tol == pytest.approx(OPTS.tol + lt.error)
+    # the tables' error is above the plain tolerance: without them this would disagree
+    assert OPTS.tol < max(f.max_err for f in res.families) <= res.tol
+    assert any("lookup tables" in n and "32 points" in n for n in res.notes)
+    # a smooth export has no tables and keeps the tolerance
+    smooth = check_physics(_export(case, proxy14, tmp_path / "m.onnx"), case, OPTS)
+    assert smooth.lookup_tables is None and smooth.tol == OPTS.tol
+    # a modelling mistake in a table graph is still found and named
+    row = int(np.argmax(raw.branch[:, BR_B]))
+    bad = compile_case(_modified(raw, "branch", row, BR_B, 0.0), emit_warnings=False)
+    res = check_physics(lut_export(bad, tmp_path / "bad.onnx"), case, OPTS)
+    assert not res.ok and res.lookup_tables is not None
+    assert _by_element(res)[_branch_name(case, row)].cause_key == "no_charging"
+    # loads beyond the tables' box: the samples are counted and the disagreement put down
+    # to the tables' range, not left unexplained
+    res = check_physics(path, case, CheckOptions(samples=8, seed=3, width=0.9))
+    assert not res.ok and res.lookup_tables.outside > 0
+    assert all(f.cause is not None for f in res.findings)
+    assert any("outside their grid" in n for n in res.notes)
+    # the command: agree (exit 0) with a note naming the tables; --help says so
+    plain = compile_case(load_case("pglib_opf_case14_ieee"), emit_warnings=False)
+    path = lut_export(plain, tmp_path / "plain_lut.onnx")
+    assert main(["check-physics", str(path), "pglib_opf_case14_ieee", "--samples", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "note: sin and cos approximated by lookup tables" in out and "agree:" in out
+    main(["check-physics", "--help"])
+    assert "lookup tables" in " ".join(capsys.readouterr().out.split())

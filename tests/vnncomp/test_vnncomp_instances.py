@@ -202,3 +202,88 @@ def test_make_instances_from_a_proxy_file(tmp_path: Path, capsys, kind: str) -> 
     with torch.no_grad():
         want = proxy.module(torch.from_numpy(x.astype(np.float64)))[0].numpy()
     np.testing.assert_allclose(y[: want.size], want, rtol=1e-4, atol=1e-5)
+
+
+def _make(out: Path, *extra: str) -> int:
+    from gridverify.cli import main
+
+    return main(["vnncomp", "make-instances", "pglib_opf_case5_pjm", "--out", str(out),
+                 "--widths", "0.05", *extra])
+
+
+def test_appending_never_replaces_a_graph(case5, tmp_path: Path, capsys) -> None:
+    """Two proxies both called model.onnx into one folder: both graphs stay, each row of
+    instances.csv and expected.csv names the graph its property was made for, and the
+    same graph again reuses its file."""
+    import hashlib
+
+    from gridverify.proxy.onnx_export import export_onnx as proxy_to_file
+
+    paths = []
+    for seed in (0, 1):
+        p = tmp_path / f"proxy{seed}" / "model.onnx"
+        p.parent.mkdir()
+        proxy_to_file(_proxy(case5, hidden=(4,), activation="relu", seed=seed), p)
+        paths.append(p)
+    kinds = ("--kinds", "balance_one")
+    # each proxy alone: the reference graph and properties
+    refs = []
+    for k, p in enumerate(paths):
+        assert _make(tmp_path / f"ref{k}", "--model", str(p), *kinds) == 0
+        (model,) = (tmp_path / f"ref{k}" / "onnx").iterdir()
+        props = {f.name: f.read_text() for f in (tmp_path / f"ref{k}" / "vnnlib").iterdir()}
+        refs.append((model.stem, model.read_bytes(), props))
+    assert refs[0][0] == refs[1][0] and refs[0][1] != refs[1][1]  # same name, other graph
+    out = tmp_path / "bench"
+    for p in (*paths, paths[0]):
+        assert _make(out, "--model", str(p), *kinds) == 0
+    printed = capsys.readouterr().out.splitlines()
+    models = sorted(p.name for p in (out / "onnx").iterdir())
+    sha8 = hashlib.sha256(refs[1][1]).hexdigest()[:8]
+    stem = refs[0][0]
+    assert models == [f"{stem}.onnx", f"{stem}_{sha8}.onnx"]
+    assert [line.split(" for ")[1].split()[0] for line in printed[-3:]] == [
+        f"onnx/{stem}.onnx", f"onnx/{stem}_{sha8}.onnx", f"onnx/{stem}.onnx"]
+    rows = list(csv.reader((out / "instances.csv").open()))
+    exp = list(csv.reader((out / "expected.csv").open()))[1:]
+    assert len(rows) == len(exp) == sum(len(r[2]) for r in refs)  # the rerun replaced its rows
+    assert {r[0] for r in rows} == {f"onnx/{m}" for m in models}
+    for onnx_rel, vnn_rel, *_ in rows + exp:
+        graph = (out / onnx_rel).read_bytes()
+        (ref,) = [r for r in refs if r[1] == graph]  # the graph the row points to
+        mine = Path(onnx_rel).stem
+        assert Path(vnn_rel).name.startswith(mine + "_")
+        ref_name = ref[0] + Path(vnn_rel).name[len(mine):]
+        text = (out / vnn_rel).read_text().replace(mine, ref[0])
+        assert text == ref[2][ref_name], vnn_rel  # the property made for that graph
+
+
+def test_folder_mode_and_skipped_kind_warning(tmp_path: Path, capsys) -> None:
+    """The benchmark folder gets the umask's permissions (not mkdtemp's 0700); a kind
+    the case cannot have (thermal_one without a rated branch) is named on stderr."""
+    import os
+    import re
+
+    src = (Path("cases") / "pglib_opf_case5_pjm.m").read_text()
+    head, rest = src.split("mpc.branch = [", 1)
+    table, tail = rest.split("];", 1)
+    lines = [re.sub(r"^(\s*(?:\S+\s+){5})\S+", r"\g<1>0.0", ln) if ln.strip() else ln
+             for ln in table.splitlines()]  # rateA := 0 (unrated) on every branch
+    norate = tmp_path / "case5_norate.m"
+    norate.write_text(head + "mpc.branch = [" + "\n".join(lines) + "];" + tail)
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "bench"
+        from gridverify.cli import main
+
+        rc = main(["vnncomp", "make-instances", str(norate), "--out", str(out), "--hidden", "4",
+                   "--kinds", "thermal_one,gen_limits", "--widths", "0.01"])
+    finally:
+        os.umask(old)
+    cap = capsys.readouterr()
+    assert rc == 0
+    assert {(out / d).stat().st_mode & 0o777 for d in ("", "onnx", "vnnlib")} == {0o755}
+    warn = [ln for ln in cap.err.splitlines() if "warning" in ln]
+    assert len(warn) == 1 and "thermal_one" in warn[0] and "thermal rating" in warn[0]
+    assert not any("thermal_one" in p.name for p in (out / "vnnlib").iterdir())
+    assert any("gen_limits" in p.name for p in (out / "vnnlib").iterdir())

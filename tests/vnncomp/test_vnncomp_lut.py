@@ -110,3 +110,15 @@ def test_make_instances_lut_flags(tmp_path: Path, capsys):
     assert "--lut-points" in capsys.readouterr().err
     assert main([*base, "--nonlinear", "lut", "--exact"]) == 2
     assert "--exact" in capsys.readouterr().err
+    # --lut-points without --nonlinear lut is refused, naming both flags (not ignored)
+    for extra in ([], ["--nonlinear", "smooth"]):
+        assert main([*base, *extra, "--lut-points", "5"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "--lut-points" in err and "--nonlinear lut" in err and "\n" not in err
+    # another table of the same proxy: a graph of its own, the first one kept
+    assert main([*base, "--nonlinear", "lut", "--lut-points", "6"]) == 0
+    assert "_lut_" in capsys.readouterr().out
+    names = sorted(p.name for p in (tmp_path / "onnx").iterdir())
+    assert len(names) == 2 and names[0] == model.name, names
+    rows = list(csv.reader((tmp_path / "instances.csv").open()))
+    assert {r[0] for r in rows} == {f"onnx/{n}" for n in names}
