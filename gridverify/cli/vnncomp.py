@@ -53,7 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Decide one instance: writes unsat, sat with a counterexample confirmed by "
             "onnxruntime, unknown or timeout.  Exit status 0 unsat, 1 sat, 3 unknown/timeout, "
-            "2 bad input."
+            "2 bad input.  unsat is proved for the function the graph's stored weights "
+            "define in exact arithmetic (the bounds are rounded outward for that); the "
+            "rounding of a float32 runtime evaluating the graph is not modelled, so on a "
+            "float32 model onnxruntime can exceed a proved bound by its own rounding "
+            "(about 1e-7 of the magnitudes the graph adds up; more where a sum cancels "
+            "large terms), as with the other verifiers of the competition."
         ),
     )
     run.add_argument("onnx", help="the ONNX model (.onnx or .onnx.gz)")
@@ -188,8 +193,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--attack-restarts", type=count(1), default=16,
                    help="random restarts of the gradient attack")
-    p.add_argument("--attack-steps", type=count(1), default=50,
-                   help="steps of each attack restart")
+    p.add_argument("--attack-steps", type=count(0), default=50,
+                   help="steps of each attack restart (0: its random starts only)")
     p.add_argument("--memory-cap", type=positive_float, metavar="MB",
                    help="memory an instance may allocate once loaded: bound row chunks "
                    "shrink to fit, a bound method that does not fit is skipped, "

@@ -191,7 +191,7 @@ CORPUS: list[tuple[list[str], str]] = [
     (VR[:-1] + ["adir"], "adir"),
     (VR[:-1] + ["notes.txt/r.txt"], "notes.txt"),
     (VR + ["--seed", "-1"], "--seed"),
-    (VR + ["--attack-steps", "0"], "--attack-steps"),
+    (VR + ["--attack-steps", "-1"], "--attack-steps"),
     (["vnncomp", "run", "nosuch.onnx", "prop.vnnlib", "--timeout", "5", "--out", "r.txt"],
      "nosuch.onnx"),
     (["vnncomp", "run", "garbage.onnx", "prop.vnnlib", "--timeout", "5", "--out", "r.txt"],
