@@ -165,6 +165,11 @@ def _run_bab(fn: Any, st: State, graph: Any, region: Region, case: Any,
     def start(pool: SearchPool, k: int, per: float | None, decide: bool, label: str,
               frac: float, final: bool) -> None:
         def show(info: dict) -> None:
+            # a search's bound holds at any moment: keep it, so that an interrupted
+            # run's checkpoint has the progress of the search it was in
+            r, ub = info.get("row"), float(info.get("bound", math.inf))
+            if r is not None and math.isfinite(ub):
+                st.row_ub[r] = min(st.row_ub[r], float(padded(ub, opts)))
             if notify is not None:
                 notify(f"{label}: {int(info['open'])} open domains, bound "
                        f"{info['bound']:.4g}, gap {info['gap']:.3g}", frac)
@@ -192,11 +197,13 @@ def _run_bab(fn: Any, st: State, graph: Any, region: Region, case: Any,
                     continue
                 _apply_search(st, k, outcome, decide, final, case, module, region, opts,
                               budget, runs, wall0)
-                if budget.expired():
-                    pass  # cut short by the run's budget: a resumed run searches it again
-                elif decide:
-                    searched[k] += 1
+                if decide:
+                    if not budget.expired():  # cut short: a resumed run decides it again
+                        searched[k] += 1
                 else:
+                    # a tightening cut short by the budget counts too: its bound is kept,
+                    # and a resumed run goes on with the next constraints instead of
+                    # spending its piece on the same search from its root again
                     tightened[k] = True
                 if checkpoint is not None:
                     checkpoint.save(st, searched, tightened)

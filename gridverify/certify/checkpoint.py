@@ -78,11 +78,17 @@ class Checkpoint:
         ck = cls(path, key)
         if not path.exists():
             return ck
+        if path.is_dir():
+            raise SpecError(f"checkpoint {path}: is a folder (give a file path)")
         try:
             with np.load(path, allow_pickle=False) as z:
                 saved = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
-            raise SpecError(f"checkpoint {path}: not a gridverify checkpoint ({exc})") from None
+        except OSError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - truncated, empty or corrupt: zip, npy, EOF
+            reason = str(exc) or type(exc).__name__
+            raise SpecError(f"checkpoint {path}: not a gridverify checkpoint, or a damaged "
+                            f"one ({reason}); remove it or give another file") from None
         if str(saved.get("format", "")) != _FORMAT:
             raise SpecError(f"checkpoint {path}: not a gridverify checkpoint")
         if str(saved.get("key", "")) != key:
@@ -107,12 +113,22 @@ class Checkpoint:
             return 0
         ub0, att0 = st.ub.copy(), st.att.copy()
         row_ub = self._saved["row_ub"].astype(np.float64)
-        st.row_ub = np.minimum(st.row_ub, np.where(np.isnan(row_ub), np.inf, row_ub))
-        st.ub = np.minimum(st.ub, st.row_max(np.arange(st.row_ub.size), st.row_ub))
         worst = self._saved.get("worst")
         if worst is not None and worst.shape == st.worst.shape:
             found = np.isfinite(self._saved["att"])
             update_attained(st, case, module, worst[found])
+        # a saved bound below a value attained (here, by its own worst loads or by
+        # this run's samples) cannot come from the same run: refuse, never use it
+        saved_ub = st.row_max(np.arange(row_ub.size), np.where(np.isnan(row_ub), np.inf,
+                                                                row_ub))
+        bad = np.flatnonzero(saved_ub < st.att - 1e-9 * (1.0 + np.abs(st.att)))
+        if bad.size:
+            c = st.physics.constraints[int(bad[0])]
+            raise SpecError(f"checkpoint {self.path}: its bound of {c.family}[{c.component}] "
+                            f"({saved_ub[bad[0]]:.6g}) lies below a value attained there "
+                            f"({st.att[bad[0]]:.6g}): the file is damaged; remove it")
+        st.row_ub = np.minimum(st.row_ub, np.where(np.isnan(row_ub), np.inf, row_ub))
+        st.ub = np.minimum(st.ub, st.row_max(np.arange(st.row_ub.size), st.row_ub))
         return int(np.count_nonzero((st.ub < ub0) | (st.att > att0)))
 
     def save(self, st: State, searched: np.ndarray, tightened: np.ndarray, *,

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -102,8 +103,9 @@ def run_search(fn: Any, graph: Any, lower: Any, upper: Any, task: RowSearch,
             limit = max(left, 0.05) if limit is None else min(limit, max(left, 0.05))
         spec = np.zeros((1, task.n_rows))
         spec[0, r] = 1.0
+        report = None if progress is None else partial(_with_row, progress, int(r))
         out = bab_call(fn, graph, lower, upper, spec, task.threshold,
-                       replace(task.options, timeout=limit), mode, progress,
+                       replace(task.options, timeout=limit), mode, report,
                        floor=floor if mode == "optimization" else None)
         done.append((int(r), now, out))
         if math.isfinite(out.attained):
@@ -113,6 +115,11 @@ def run_search(fn: Any, graph: Any, lower: Any, upper: Any, task: RowSearch,
         if time.time() >= task.deadline:
             break
     return SearchOutcome(done, time.time() - ts)
+
+
+def _with_row(progress: Callable[[dict], None], row: int, info: dict) -> None:
+    """``progress`` with the searched row's index added (``info["row"]``)."""
+    progress({**info, "row": row})
 
 
 def _worker_init(parent_pid: int, threads: int) -> None:

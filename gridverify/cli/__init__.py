@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -109,10 +110,14 @@ def run_handler(func: Callable[[argparse.Namespace], int | None], args: argparse
     """
     from gridverify.errors import GridverifyError
 
+    previous = _catch_sigterm()
     try:
         status = int(func(args) or 0)
         sys.stdout.flush()  # a reader gone (`| head`) shows here, not at exit
         return status
+    except Terminated:
+        print("gridverify: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except GridverifyError as exc:
         _error(str(exc))
     except BrokenPipeError:
@@ -129,7 +134,37 @@ def run_handler(func: Callable[[argparse.Namespace], int | None], args: argparse
     except KeyboardInterrupt:
         print("gridverify: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not _NOT_SET:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return EXIT_BAD_INPUT
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler) in the command's process: it
+    unwinds as Ctrl-C does, so checkpoints and partial results are saved on the way."""
+
+
+def _catch_sigterm() -> Any:
+    """Make SIGTERM raise :class:`Terminated` in this process (not in worker processes
+    forked from it, which end as the signal's default says); the previous handler,
+    or ``_NOT_SET`` when handlers cannot be set here (not the main thread)."""
+    pid = os.getpid()
+
+    def on_term(signum: int, frame: Any) -> None:
+        if os.getpid() != pid:  # a forked worker: die as SIGTERM's default does
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise Terminated
+
+    try:
+        return signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread
+        return _NOT_SET
+
+
+_NOT_SET = object()  # _catch_sigterm set no handler
 
 
 def _error(message: str) -> None:

@@ -73,6 +73,25 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path, tiny_mlp):
         _run(case, net, bad, timeout=2.0)
     with pytest.raises(SpecError, match="only method bab"):
         certify(case, net, box_region(case, 0.9, 1.1), method="crown", checkpoint=path)
+    # truncated, empty or corrupt files, a folder: one clear error, never a traceback
+    raw = path.read_bytes()
+    for name, data in (("trunc", raw[: len(raw) // 2]), ("empty", b""),
+                       ("flip", raw[:200] + bytes(b ^ 255 for b in raw[200:300]) + raw[300:])):
+        bad = tmp_path / f"{name}.ckpt"
+        bad.write_bytes(data)
+        with pytest.raises(SpecError, match="not a gridverify checkpoint, or a damaged"):
+            _run(case, net, bad, timeout=2.0)
+    with pytest.raises(SpecError, match="is a folder"):
+        _run(case, net, tmp_path, timeout=2.0)
+    # a bound below what its own worst loads attain cannot be of this run: refused
+    with np.load(path) as z:
+        saved = {k: z[k] for k in z.files}
+    saved["row_ub"] = saved["row_ub"] - 10.0
+    low = tmp_path / "low.ckpt"
+    with open(low, "wb") as fh:
+        np.savez(fh, **saved)
+    with pytest.raises(SpecError, match="lies below a value attained"):
+        _run(case, net, low, timeout=2.0)
 
 
 def test_cli_checkpoint_needs_bab_and_names_a_foreign_file(tmp_path, capsys):
@@ -89,3 +108,32 @@ def test_cli_checkpoint_needs_bab_and_names_a_foreign_file(tmp_path, capsys):
     assert main(bab + ["--seed", "7"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(ck) in err[0] and "another run" in err[0]
+
+
+def test_sigterm_saves_the_checkpoint_and_exits_143(tmp_path):
+    """kill/timeout/batch schedulers send SIGTERM: it unwinds as Ctrl-C does (the
+    checkpoint is saved on the way), one line, exit status 143."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ck = tmp_path / "t.ckpt"
+    cmd = [sys.executable, "-m", "gridverify", "certify", "pglib_opf_case14_ieee", "--model",
+           "case14_relu", "--constraints", "p_balance", "--samples", "16", "--method", "bab",
+           "--timeout", "300", "--bab-timeout", "8", "--checkpoint", str(ck), "--quiet",
+           "--no-radius"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not ck.exists() and proc.poll() is None and time.time() - t0 < 240:
+        time.sleep(0.2)  # the first search that ends saves the file
+    assert proc.poll() is None, proc.communicate()
+    first = ck.stat().st_mtime_ns
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "gridverify: terminated" and "Traceback" not in err
+    assert ck.stat().st_mtime_ns >= first  # saved again on the way out
+    with np.load(ck) as z:
+        assert str(z["format"]) and np.isfinite(z["row_ub"]).any()
