@@ -71,8 +71,9 @@ class ConstraintResult:
     ``reason``: why the work on this constraint stopped short, ``None`` when it
     was fully processed (``not reached: timeout (stage)``: the certificate's
     time budget ran out before that stage; ``memory cap``: branch-and-bound
-    filled its domain store; ``gap above tolerance``: the bound stays above the
-    worst found by more than the tolerance).  ``radius``: the constraint is
+    filled its domain store; ``gap above tolerance``: branch-and-bound left the
+    bound above the worst found by more than the tolerance; ``bound above
+    threshold``: an open constraint of the other methods).  ``radius``: the constraint is
     certified on ``region.shrunk(radius)``, the box about the region's centre
     with ``radius`` times its half-widths (1.0 when certified over the region;
     ``None`` when not asked for or certified on no box tried, see

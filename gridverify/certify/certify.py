@@ -776,8 +776,8 @@ def _certificate(st: State, case: Any, prox: Any, module: torch.nn.Module,
         reason = st.reason[k]
         if st.nan_count[k] and status == CERTIFIED:  # a bound says nothing of a NaN
             status, reason = OPEN, "the proxy is undefined (NaN) at some loads"
-        if reason is None and status == OPEN:
-            reason = "gap above tolerance"
+        if reason is None and status == OPEN:  # branch-and-bound has a gap tolerance
+            reason = "gap above tolerance" if method == "bab" else "bound above threshold"
         how = method if reason is None or not reason.startswith("not reached") else st.stage[k]
         rate = float(case.rate_a[c.index]) if c.family.startswith("thermal") else None
         radius = None

@@ -232,6 +232,12 @@ def _reject_empty_flags(args: argparse.Namespace) -> None:
             raise SpecError(f"{flag}: {message}")
 
 
+# branch-and-bound's flags (dest, flag): said to be ignored by the other methods
+_BAB_FLAGS = (("bab_timeout", "--bab-timeout"), ("bab_mode", "--bab-mode"),
+              ("gap_tolerance", "--gap-tolerance"), ("gap_rel_tolerance", "--gap-rel-tolerance"),
+              ("jobs", "--jobs"))
+
+
 def run_certify(args: argparse.Namespace) -> int:
     """Handler of ``gridverify certify``; returns the exit status."""
     from gridverify.certify import certify
@@ -240,6 +246,11 @@ def run_certify(args: argparse.Namespace) -> int:
     from gridverify.fileio import check_output_path
 
     _reject_empty_flags(args)
+    if args.method != "bab":
+        given = [flag for dest, flag in _BAB_FLAGS if not isinstance(getattr(args, dest), _Default)]
+        if given:
+            print(f"gridverify: warning: {', '.join(given)}: only with --method bab; ignored "
+                  f"by --method {args.method}", file=sys.stderr)
     _resolve_defaults(args)
     if args.out:
         check_output_path(args.out, "--out")

@@ -51,7 +51,7 @@ def test_complete_run_has_no_timeout_reason(case14, tiny_mlp) -> None:
                    constraints="vm_max,p_balance[1,2]", options=CertifyOptions(samples=32))
     assert not any(w.startswith("timeout") for w in cert.warnings)
     for c in cert.constraints:
-        assert c.reason is None or c.reason == "gap above tolerance"
+        assert c.reason is None or c.reason == "bound above threshold"  # crown: no gap tol
         assert (c.reason is not None) == (c.status == "open")
 
 
