@@ -180,4 +180,23 @@ def compare_certificates(old: Certificate | str | os.PathLike[str],
         notes.append(f"{n_thr} constraint(s) have other thresholds")
     if old.method != new.method:
         notes.append(f"the methods differ (old: {old.method}; new: {new.method})")
+    notes += _option_notes(old, new)
     return CertificateDiff(old, new, tuple(changes), tuple(notes))
+
+
+def _option_notes(old: Certificate, new: Certificate) -> list[str]:
+    """Notes on run options that differ (time budget, samples, seed, branch-and-bound...)
+    and on a certificate resumed from a checkpoint."""
+    notes = []
+    a, b = (c.provenance.get("options") or {} for c in (old, new))
+    if a and b:
+        diff = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+                if a.get(k) != b.get(k) and not isinstance(a.get(k, b.get(k)), dict)]
+        diff += [f"{k} options" for k in sorted(set(a) | set(b))
+                 if a.get(k) != b.get(k) and isinstance(a.get(k, b.get(k)), dict)]
+        if diff:
+            notes.append("the run options differ (" + "; ".join(diff) + ")")
+    for label, c in (("old", old), ("new", new)):
+        if any(w.startswith("resumed from checkpoint") for w in c.warnings):
+            notes.append(f"the {label} certificate was resumed from a checkpoint")
+    return notes

@@ -103,7 +103,8 @@ def register(sub: Any) -> None:
                    choices=("ibp", "crown", "alpha-crown", "bab"),
                    help="bounding method")
     p.add_argument("--timeout", type=positive_float, metavar="S",
-                   help="time limit in seconds for the whole certificate (default: none)")
+                   help="time limit in seconds for the whole certificate, counted once the "
+                   "case and the proxy are loaded (start-up takes 1-3 s more; default: none)")
     p.add_argument("--samples", type=count(0), default=_Default("samples"), metavar="N",
                    help="random loads tried before bounding")
     p.add_argument("--attack", default=_Default("attack"),
@@ -137,9 +138,11 @@ def register(sub: Any) -> None:
                    help="--method bab: gap left alone, as a fraction of the worst value "
                    "found (0.01: within 1%%), where larger than --gap-tolerance")
     p.add_argument("--memory-cap", type=positive_float, metavar="MB",
-                   help="memory cap of the run: stages shrink, fall back or leave "
-                   "constraints open to stay under it (default: 80%% of the available "
-                   "memory; branch-and-bound's domain store gets min(512, MB/2))")
+                   help="memory cap of the run, counted on top of what the process holds "
+                   "once the case and the proxy are loaded (torch alone takes a few hundred "
+                   "MB): stages shrink, fall back or leave constraints open to stay under it "
+                   "(default: 80%% of the available memory; branch-and-bound's domain store "
+                   "gets min(512, MB/2))")
     p.add_argument("--threads", type=count(1), default=1, metavar="N",
                    help="torch CPU threads for this run (the graphs are small and "
                    "extra threads mostly contend)")

@@ -101,6 +101,14 @@ def test_added_removed_notes_and_other_cases(two_certs):
     notes = " | ".join(d.notes)
     assert "regions differ" in notes and "2 constraint(s) have other thresholds" in notes
     assert "methods differ (old: crown; new: alpha-crown)" in notes
+    # other run options and a resumed run are said too
+    opts = {**b.provenance["options"], "timeout": 15.0, "seed": 3}
+    later = dataclasses.replace(b, provenance={**b.provenance, "options": opts},
+                                warnings=("resumed from checkpoint c.ckpt: ...",))
+    notes = " | ".join(compare_certificates(b, later).notes)
+    assert "the run options differ (" in notes and "seed: 0 -> 3" in notes
+    assert "timeout: " in notes and "-> 15.0" in notes
+    assert "the new certificate was resumed from a checkpoint" in notes
     other = dataclasses.replace(b, case="pglib_opf_case14_ieee")
     with pytest.raises(SpecError, match="different cases"):
         compare_certificates(a, other)
