@@ -19,7 +19,7 @@ Only the deployed form is saved, exported and loaded.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -117,6 +117,12 @@ class ProxyArch(_IOSizes):
         for key in ("n_load", "n_gen", "n_bus", "hidden", "activation"):
             if key not in d:
                 raise ProxyError(f"{source}: missing field {key!r}")
+        # a misspelt field (``clamphead``) would silently describe another network
+        known = {"format", "version", *(f.name for f in fields(cls))}
+        unknown = sorted(str(k) for k in d if k not in known)
+        if unknown:
+            raise ProxyError(f"{source}: unknown field {unknown[0]!r} (known: "
+                             f"{', '.join(sorted(known))})")
         # JSON types exactly: a string "no" or a number 1 is no boolean, 64.0 no size
         hidden = d["hidden"]
         if not isinstance(hidden, (list, tuple)):

@@ -168,6 +168,7 @@ def test_onnx_module_state_identifies_the_file(case14):
     ("activation", 1, r"arch field activation: must be a string \(one of relu"),
     ("activation", ["relu"], "arch field activation: must be a string"),
     ("version", True, "field version: unsupported version True"),
+    ("clamphead", True, "unknown field 'clamphead' \\(known: activation, clamp_head"),
 ])
 def test_arch_fields_must_have_their_json_types(field, value, match):
     """A field of the wrong JSON type is an error naming the source and the field
