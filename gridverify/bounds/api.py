@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from gridverify.bounds.alpha import alpha_rows, optimize_alpha
@@ -59,12 +60,26 @@ def to_graph(model: Any, lower: torch.Tensor | None = None) -> Graph:
         example = None
         if lower is not None:
             example = lower.reshape(1, -1) if lower.dim() == 1 else lower[:1]
-        return from_torch(model, example=example)
+        try:
+            return from_torch(model, example=example)
+        except GraphError as exc:
+            if example is None:
+                raise
+            raise GraphError(f"the module does not take the input box's {example.shape[-1]} "
+                             f"entries: {exc}") from None
     if type(model).__name__ == "ModelProto":
         from gridverify.ir.onnx_import import from_onnx
 
         return from_onnx(model)
     raise GraphError(f"cannot bound a model of type {type(model).__name__}")
+
+
+def _as_tensor(x: Any) -> torch.Tensor:
+    """``x`` as a tensor; a read-only numpy array (a region's box) is copied, as torch
+    would warn about sharing it."""
+    if isinstance(x, np.ndarray) and not x.flags.writeable:
+        x = np.array(x)
+    return torch.as_tensor(x)
 
 
 def _batch_box(graph: Graph, lower: Any, upper: Any, dtype: torch.dtype,
@@ -185,7 +200,8 @@ def compute_bounds(
     if device is None:
         device = lower.device if isinstance(lower, torch.Tensor) else torch.device("cpu")
     device = torch.device(device)
-    graph = to_graph(model, torch.as_tensor(lower))
+    lower, upper = _as_tensor(lower), _as_tensor(upper)
+    graph = to_graph(model, lower)
     lo, hi = _batch_box(graph, lower, upper, dtype, device)
     batch = lo.shape[0]
     boxes: dict[int, Interval] = {}

@@ -43,12 +43,14 @@ sound), so a timeout leaves constraints ``open``, never ``certified``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
+import os
 import platform
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -97,7 +99,7 @@ from gridverify.spec.constraints import (
     select_constraints,
 )
 from gridverify.spec.region import Region, box_region, parse_region, validate_region
-from gridverify.spec.thresholds import ThresholdSpec, resolve_thresholds
+from gridverify.spec.thresholds import ThresholdSpec, as_thresholds, resolve_thresholds
 
 METHODS = ("ibp", "crown", "alpha-crown", "bab")
 
@@ -108,9 +110,9 @@ class RegionWarning(UserWarning):
 
 
 def _resolve_case(case: Any) -> Any:
-    from gridverify.grid import CompiledCase, load_compiled
+    from gridverify.grid import compile_case
 
-    return case if isinstance(case, CompiledCase) else load_compiled(case)
+    return compile_case(case)  # a compiled case, a name or path, a RawCase, a pandapower net
 
 
 def _resolve_proxy(proxy: Any, case: Any) -> Any:
@@ -283,17 +285,18 @@ def proxy_graph(proxy: Any) -> Any:
 def certify(
     case: Any,
     proxy: Any,
-    region: Region | str | None = None,
+    region: Region | str | os.PathLike[str] | None = None,
     constraints: Any = None,
     method: str = "alpha-crown",
     options: CertifyOptions | None = None,
-    thresholds: ThresholdSpec | None = None,
+    thresholds: ThresholdSpec | float | str | Mapping[str, Any] | None = None,
     progress: Progress | None = None,
     checkpoint: str | Path | None = None,
 ) -> Certificate:
     """Certify ``proxy`` against the AC-OPF constraints of ``case`` over ``region``.
 
-    ``case``: a compiled case or a case name/path.  ``proxy``: a loaded
+    ``case``: a compiled case, a case name or path, a pandapower network or a
+    :class:`~gridverify.grid.case.RawCase`.  ``proxy``: a loaded
     :class:`~gridverify.proxy.load.Proxy`, a model path or an ``nn.Module``.
     ``region``: a :class:`Region` or a region string as ``certify --region``
     takes it (``"box:0.9,1.1"``, ``"scale:0.8,1.2"``, a spec file; default: the
@@ -304,7 +307,10 @@ def certify(
     ``"p_balance,thermal_fr[1,5]"``, a list of family names or of Constraint
     objects (default: every family).  ``method``: ``ibp``, ``crown``,
     ``alpha-crown`` or ``bab``.  ``thresholds``: per-family rules (default:
-    documented defaults).  ``progress(stage, fraction)`` is called between stages.
+    documented defaults): a :class:`ThresholdSpec`, a number for every family, a
+    string as ``certify --threshold`` takes it (``"p_balance=0.01,thermal_fr=0"``)
+    or a mapping as a spec file's ``[thresholds]`` table.  ``progress(stage, fraction)``
+    is called between stages.
     ``checkpoint`` (method ``bab``): a file where branch-and-bound's progress is
     saved as it goes; a run given the file of an earlier run of the same
     certificate resumes from it (:mod:`gridverify.certify.checkpoint`).
@@ -314,11 +320,38 @@ def certify(
     if not isinstance(opts, CertifyOptions):
         raise SpecError(f"options: expected a CertifyOptions, got {type(opts).__name__} "
                         "(e.g. CertifyOptions(samples=16))")
+    if isinstance(region, os.PathLike):  # a spec file, as certify --region takes it
+        region = os.fspath(region)
     if region is not None and not isinstance(region, (Region, str)):
         raise SpecError(f"region: expected a Region or a region string such as "
-                        f"'box:0.9,1.1', got {type(region).__name__}")
-    if method not in METHODS:
+                        f"'box:0.9,1.1' (or a spec file), got {type(region).__name__}")
+    if not isinstance(method, str) or method not in METHODS:
         raise SpecError(f"method: {method!r} is not one of {', '.join(METHODS)}")
+    if progress is not None and not callable(progress):
+        raise SpecError(f"progress: expected a function progress(stage, fraction), got "
+                        f"{type(progress).__name__}")
+    with _torch_threads(opts.threads):
+        return _certify(t0, case, proxy, region, constraints, method, opts,
+                        as_thresholds(thresholds), progress, checkpoint)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's CPU thread count ``threads`` inside the block (None: unchanged), restored after."""
+    old = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if threads is not None:
+            torch.set_num_threads(old)
+
+
+def _certify(t0: float, case: Any, proxy: Any, region: Region | str | None, constraints: Any,
+             method: str, opts: CertifyOptions, thresholds: ThresholdSpec,
+             progress: Progress | None, checkpoint: str | Path | None) -> Certificate:
+    """:func:`certify` once its arguments are checked."""
     bab_fn = bab_entry() if method == "bab" else None
     if checkpoint is not None and bab_fn is None:
         raise SpecError(f"checkpoint: only method bab saves progress (method {method!r})")

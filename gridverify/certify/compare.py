@@ -190,10 +190,10 @@ def _option_notes(old: Certificate, new: Certificate) -> list[str]:
     notes = []
     a, b = (c.provenance.get("options") or {} for c in (old, new))
     if a and b:
-        diff = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
-                if a.get(k) != b.get(k) and not isinstance(a.get(k, b.get(k)), dict)]
-        diff += [f"{k} options" for k in sorted(set(a) | set(b))
-                 if a.get(k) != b.get(k) and isinstance(a.get(k, b.get(k)), dict)]
+        both = sorted(set(a) & set(b))  # an option one version lacks is no difference
+        diff = [f"{k}: {a[k]!r} -> {b[k]!r}" for k in both
+                if a[k] != b[k] and not isinstance(a[k], dict)]
+        diff += [f"{k} options" for k in both if a[k] != b[k] and isinstance(a[k], dict)]
         if diff:
             notes.append("the run options differ (" + "; ".join(diff) + ")")
     for label, c in (("old", old), ("new", new)):

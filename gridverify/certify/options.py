@@ -18,6 +18,7 @@ from gridverify.attack.options import AttackOptions
 from gridverify.bab.options import BabOptions
 from gridverify.bounds.options import BoundOptions
 from gridverify.errors import SpecError
+from gridverify.seeds import seed_problem
 
 __all__ = ["ATTACKS", "BAB_MODES", "RADII", "REFINES", "CertifyOptions", "radius_midpoint",
            "radius_text"]
@@ -49,10 +50,26 @@ def radius_text(radius: float) -> str:
     return f"{math.floor(radius / scale * (1 + 1e-12)) * scale:.3g}"
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    """SpecError unless ``value`` is an integer ``>= minimum`` (numpy integers count)."""
+def _check_int(opts: Any, name: str, minimum: int) -> None:
+    """SpecError unless ``opts.name`` is an integer ``>= minimum``; a numpy integer
+    is stored as a Python ``int`` (the options go into the certificate's JSON)."""
+    value = getattr(opts, name)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise SpecError(f"options.{name}: an integer >= {minimum}, got {value!r}")
+    object.__setattr__(opts, name, int(value))
+
+
+def _check_number(opts: Any, name: str, what: str, *, positive: bool,
+                  optional: bool = False) -> None:
+    """SpecError unless ``opts.name`` is a real number ``> 0`` (``positive``) or
+    ``>= 0`` (``None`` too when ``optional``); stored as a Python ``float``."""
+    value = getattr(opts, name)
+    if value is None and optional:
+        return
+    if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+            or math.isnan(value) or not (value > 0 if positive else value >= 0)):
+        raise SpecError(f"options.{name}: {what}, got {value!r}")
+    object.__setattr__(opts, name, float(value))
 
 
 @dataclass(frozen=True)
@@ -102,8 +119,11 @@ class CertifyOptions:
     machine's available memory): stages are sized to it, fall back to cheaper
     methods or leave constraints ``open`` (see :mod:`gridverify.certify.memory`).
     ``jobs``: branch-and-bound searches run side by side, each in a worker
-    process with the caller's torch thread count (1: in this process); each
-    search's domain store gets ``bab.memory_mb / jobs``.
+    process with ``threads`` torch threads (1: in this process); each
+    search's domain store gets ``bab.memory_mb / jobs``.  ``threads``: torch's
+    CPU threads during the call, set for it and restored after (the graphs are
+    small and extra threads mostly contend: 1, as ``certify --threads``
+    defaults; ``None``: torch's current setting).
     ``radius``: for every constraint the bound does not certify over the region,
     the largest radius found at which CROWN certifies it on the smaller box
     about the region's centre (:meth:`Region.shrunk
@@ -132,18 +152,20 @@ class CertifyOptions:
     bab_mode: str = "tighten"
     memory_cap_mb: float | None = None
     jobs: int = 1
+    threads: int | None = 1
     radius: bool = True
     radius_steps: int = 2
 
     def __post_init__(self) -> None:
-        if self.timeout is not None and not self.timeout > 0:
-            raise SpecError(f"options.timeout: must be > 0 seconds, got {self.timeout!r}")
-        _check_int("samples", self.samples, 0)
-        _check_int("seed", self.seed, 0)
+        _check_number(self, "timeout", "a number of seconds > 0 (or None: no limit)",
+                      positive=True, optional=True)
+        _check_int(self, "samples", 0)
+        _check_int(self, "seed", 0)
+        if (why := seed_problem(self.seed)) is not None:
+            raise SpecError(f"options.seed: {why}")
         if self.attack not in ATTACKS:
             raise SpecError(f"options.attack: one of {', '.join(ATTACKS)}, got {self.attack!r}")
-        if self.attack_focus < 0:
-            raise SpecError(f"options.attack_focus: must be >= 0, got {self.attack_focus}")
+        _check_int(self, "attack_focus", 0)
         if self.refine not in REFINES:
             raise SpecError(f"options.refine: one of {', '.join(REFINES)}, got {self.refine!r}")
         if self.bounds.intermediate not in ("crown", "alpha-crown"):
@@ -154,12 +176,17 @@ class CertifyOptions:
         if self.bab_mode not in BAB_MODES:
             raise SpecError(f"options.bab_mode: one of {', '.join(BAB_MODES)}, "
                             f"got {self.bab_mode!r}")
-        if self.memory_cap_mb is not None and not self.memory_cap_mb > 0:
-            raise SpecError(f"options.memory_cap_mb: must be > 0, got {self.memory_cap_mb!r}")
-        _check_int("jobs", self.jobs, 1)
-        _check_int("radius_steps", self.radius_steps, 0)
-        if not (self.pad_rel >= 0 and self.pad_abs >= 0):
-            raise SpecError("options.pad_rel/pad_abs must be >= 0")
+        _check_number(self, "memory_cap_mb", "a number of MB > 0 (or None: a share of the "
+                      "available memory)", positive=True, optional=True)
+        _check_int(self, "jobs", 1)
+        if self.threads is not None:
+            _check_int(self, "threads", 1)
+        _check_int(self, "radius_steps", 0)
+        for name in ("pad_rel", "pad_abs"):
+            _check_number(self, name, "a number >= 0", positive=False)
+        if not isinstance(self.radius, (bool, np.bool_)):
+            raise SpecError(f"options.radius: True or False, got {self.radius!r}")
+        object.__setattr__(self, "radius", bool(self.radius))
 
     def refines_all(self, method: str) -> bool:
         """Whether the alpha-CROWN stage of ``method`` also tightens the decided constraints."""

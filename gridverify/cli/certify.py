@@ -303,7 +303,7 @@ def _options(args: argparse.Namespace) -> Any:
     return CertifyOptions(timeout=args.timeout, samples=args.samples, attack=args.attack,
                           seed=args.seed, bab=bab, bab_mode=args.bab_mode, refine=args.refine,
                           bounds=replace(d.bounds, intermediate=args.intermediate),
-                          jobs=args.jobs, radius=args.radius,
+                          jobs=args.jobs, threads=args.threads, radius=args.radius,
                           radius_steps=args.radius_steps).with_memory_cap(args.memory_cap)
 
 

@@ -12,13 +12,15 @@ follow PowerModels' ACP branch model with ``tr = tap cos(shift)``,
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
-from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
+from gridverify.errors import CaseFormatError
 from gridverify.grid import case as C
 from gridverify.grid.case import RawCase, load_case
 from gridverify.grid.compiled import CompiledCase, FlowTemplate
@@ -111,22 +113,34 @@ def _incidence(idx: np.ndarray, n: int) -> sp.csr_matrix:
     return _freeze(sp.csr_matrix((np.ones(m), (np.arange(m), idx)), shape=(m, n)))
 
 
-def compile_case(raw: RawCase | CompiledCase | str | Path, *,
-                 emit_warnings: bool = True) -> CompiledCase:
+def _is_pandapower_net(obj: Any) -> bool:
+    """Whether ``obj`` is a pandapower network (checked without importing pandapower)."""
+    return any(c.__name__ == "pandapowerNet" and c.__module__.startswith("pandapower")
+               for c in type(obj).__mro__)
+
+
+def compile_case(raw: Any, *, emit_warnings: bool = True) -> CompiledCase:
     """Validate ``raw`` and build its :class:`CompiledCase` (see the module doc).
 
-    Warnings found by validation are issued as :class:`GridverifyWarning` (unless
-    ``emit_warnings`` is false) and recorded in ``CompiledCase.warnings``.  A case
-    name or path is read first (as :func:`load_compiled`); a compiled case is
-    returned as it is.
+    ``raw``: a :class:`RawCase` (:func:`load_case`, :func:`from_pandapower`), a
+    pandapower network, a bundled case name or a path (read as
+    :func:`load_compiled`), or a compiled case (returned as it is).  Warnings
+    found by validation are issued as :class:`GridverifyWarning` (unless
+    ``emit_warnings`` is false) and recorded in ``CompiledCase.warnings``.
+    Anything else raises :class:`CaseFormatError` naming its type.
     """
     if isinstance(raw, CompiledCase):
         return raw
-    if isinstance(raw, (str, Path)):
+    if isinstance(raw, (str, os.PathLike)):
         return load_compiled(raw, emit_warnings=emit_warnings)
+    if _is_pandapower_net(raw):
+        from gridverify.grid.pandapower_io import from_pandapower
+
+        raw = from_pandapower(raw)
     if not isinstance(raw, RawCase):
-        raise TypeError(f"compile_case: expected a RawCase (load_case), a case name or "
-                        f"path, got {type(raw).__name__}")
+        raise CaseFormatError(
+            f"expected a case: a bundled case name or a case file path, a pandapower "
+            f"network, a RawCase or a CompiledCase, got {type(raw).__name__}")
     chk = validate_case(raw)
     if emit_warnings:
         for w in chk.warnings:
@@ -254,6 +268,9 @@ def compile_case(raw: RawCase | CompiledCase | str | Path, *,
     return cc
 
 
-def load_compiled(name_or_path: str | Path, *, emit_warnings: bool = True) -> CompiledCase:
-    """``compile_case(load_case(name_or_path))``."""
+def load_compiled(name_or_path: Any, *, emit_warnings: bool = True) -> CompiledCase:
+    """``compile_case(load_case(name_or_path))``; any other case form as :func:`compile_case`
+    takes it (a pandapower network, a RawCase, a CompiledCase)."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        return compile_case(name_or_path, emit_warnings=emit_warnings)
     return compile_case(load_case(name_or_path, validate=False), emit_warnings=emit_warnings)

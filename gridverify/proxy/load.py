@@ -119,7 +119,8 @@ def load_proxy(
     ``(B, 2G + 2N)``, or to the heads ``pg, qg, vm, va`` in that order, of widths
     ``G, G, N, N``: heads of other widths are refused, not cut across), or an
     ``nn.Module`` in memory.
-    ``case``: a compiled case, or a case name/path for ``gridverify.grid.load_compiled``;
+    ``case``: a compiled case, or what :func:`gridverify.grid.compile_case` takes (a
+    case name or path, a pandapower network, a RawCase);
     needed for modules, checkpoints and foreign ONNX files, optional (but checked)
     for model directories.  ``onnx_keep_outputs``: keep only the first ``2G + 2N``
     output entries of an ONNX proxy with extra outputs (``True``, or the count
@@ -142,6 +143,9 @@ def load_proxy(
         a = getattr(path_or_module, "arch", None)
         return _finish(module, compiled, None, None, a if isinstance(a, ProxyArch) else None,
                        source="<module>", card=None, layout=layout)
+    if not isinstance(path_or_module, (str, os.PathLike)):
+        raise ProxyError(f"expected a proxy: a model directory or file path, a bundled "
+                         f"proxy's name or an nn.Module, got {type(path_or_module).__name__}")
     path = Path(path_or_module)
     if not path.exists():
         from gridverify.resources import bundled_model
@@ -175,11 +179,9 @@ def _resolve_case(case: Any) -> Any:
         return None
     if hasattr(case, "content_hash") and hasattr(case, "n_load"):
         return case
-    if isinstance(case, (str, os.PathLike)):
-        from gridverify.grid import load_compiled
+    from gridverify.grid import compile_case
 
-        return load_compiled(case)
-    raise ProxyError(f"case must be a compiled case or a case name/path, got {type(case).__name__}")
+    return compile_case(case)  # a name or path, a RawCase, a pandapower network
 
 
 def _finish(

@@ -183,6 +183,24 @@ def thresholds_from_mapping(data: Mapping[str, Any]) -> ThresholdSpec:
     return ThresholdSpec(tuple(rules.items()))
 
 
+def as_thresholds(value: Any) -> ThresholdSpec:
+    """A :class:`ThresholdSpec` from what a user may pass: ``None`` (the defaults), a
+    spec, a number (every family, absolute), a CLI string (:func:`parse_threshold`)
+    or a mapping as a spec file's ``[thresholds]`` table (:func:`thresholds_from_mapping`)."""
+    if value is None:
+        return ThresholdSpec()
+    if isinstance(value, ThresholdSpec):
+        return value
+    if isinstance(value, str):
+        return parse_threshold(value)
+    if isinstance(value, Mapping):
+        return thresholds_from_mapping(value)
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return thresholds_from_mapping({"default": float(value)})
+    raise SpecError(f"thresholds: expected a ThresholdSpec, a number, a string such as "
+                    f"'p_balance=0.01' or a mapping of family to rule, got {type(value).__name__}")
+
+
 def parse_threshold(text: str) -> ThresholdSpec:
     """Parse a CLI threshold: ``0.01`` (every family) or ``p_balance=0.01,thermal_fr=0``.
 

@@ -74,16 +74,20 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 @dataclass(frozen=True)
 class StudyOptions:
-    """Per-job options of a study (``[study]`` table): certify's options and torch threads.
+    """Per-job options of a study (``[study]`` table): certify's options.
 
     The study file sets ``timeout``, ``samples``, ``seed``, ``attack``,
-    ``refine``, ``radius``, ``radius_steps`` and ``bab_timeout`` of
+    ``refine``, ``radius``, ``radius_steps``, ``threads`` and ``bab_timeout`` of
     :class:`~gridverify.certify.options.CertifyOptions`; the rest keep
     certify's defaults.
     """
 
     certify: CertifyOptions = field(default_factory=CertifyOptions)
-    threads: int = 1
+
+    @property
+    def threads(self) -> int:
+        """torch CPU threads of a job (certify's ``threads``; None counts as 1)."""
+        return self.certify.threads or 1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the study keys (``bab_timeout``, ``refine``, ``radius`` and
@@ -112,8 +116,9 @@ class StudyOptions:
                            seed=int(d.get("seed", base.seed)), bab=bab,
                            refine=str(d.get("refine", base.refine)),
                            radius=bool(d.get("radius", base.radius)),
-                           radius_steps=int(d.get("radius_steps", base.radius_steps)))
-        return cls(certify=c, threads=int(d.get("threads", 1)))
+                           radius_steps=int(d.get("radius_steps", base.radius_steps)),
+                           threads=int(d.get("threads", 1)))
+        return cls(certify=c)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ def test_defaults_come_from_certify_options() -> None:
 def test_round_trip_with_bab_timeout() -> None:
     c = CertifyOptions(timeout=12.0, samples=64, attack="all", seed=3)
     c = replace(c, bab=replace(c.bab, timeout=5.0))
-    so = StudyOptions(certify=c, threads=2)
+    so = StudyOptions(certify=replace(c, threads=2))
     d = so.to_dict()
     assert d["bab_timeout"] == 5.0 and d["threads"] == 2
     assert StudyOptions.from_dict(d) == so
