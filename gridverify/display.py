@@ -24,6 +24,7 @@ import math
 from typing import Any
 
 from gridverify._html import register_plot, register_view
+from gridverify.errors import SpecError
 
 __all__ = [
     "case_html",
@@ -136,31 +137,48 @@ def certificate_html(cert: Any) -> str:
     return head + table
 
 
+def _cell(v: Any) -> str:
+    """A table cell: ``-`` where there is no value (a family absent from one side, or no
+    finite bound), counts as integers, other numbers as in :func:`_num`."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return str(v) if isinstance(v, int) else _num(v)
+    return str(v)
+
+
 def certificate_diff_html(diff: Any) -> str:
-    """HTML view of a comparison of two certificates: per-family counts and worst values
-    of both, then the constraints whose status changed."""
+    """HTML view of a comparison of two certificates: the counts of each kind of change
+    (constraints added or removed too, when any), per-family counts and worst values
+    of both (``-`` where a family is absent from one of them), then the constraints
+    whose status changed or that are in one certificate only."""
     import pandas as pd
 
     c = diff.counts
+    one_side = "".join(f", {c[k]} {k}" for k in ("added", "removed") if c[k])
     head = (f"<p><b>comparison</b> {html.escape(diff.old.case)}: "
             f"{html.escape(diff.old.model)} ({html.escape(diff.old.method)}) &rarr; "
             f"{html.escape(diff.new.model)} ({html.escape(diff.new.method)}): "
             f"<span style='color:#c62828'>{c['regression']} regressed</span>, "
             f"<span style='color:#1a7f37'>{c['improvement']} improved</span>, "
-            f"{c['unchanged']} unchanged</p>")
+            f"{c['unchanged']} unchanged{one_side}</p>")
     head += "".join(f"<p>note: {html.escape(n)}</p>" for n in diff.notes)
     rows = []
     for fam, d in diff.families().items():
         row: dict[str, Any] = {"family": fam}
         for side in ("old", "new"):
             for k in ("certified", "violated", "open", "max_upper_bound", "max_attained"):
-                row[f"{k} ({side})"] = (d[side] or {}).get(k)
+                row[f"{k} ({side})"] = _cell((d[side] or {}).get(k))
         rows.append(row)
-    table = pd.DataFrame(rows).to_html(index=False, float_format=_num)
+    table = pd.DataFrame(rows).to_html(index=False) if rows else ""
     changed = certificate_diff_frame(diff)
-    changed = changed[changed.kind != "unchanged"]
     if len(changed):
-        table += changed.to_html(index=False, float_format=_num)
+        changed = changed[changed.kind != "unchanged"]
+    if len(changed):
+        changed = changed.copy()
+        for col in changed.select_dtypes(include="object").columns:  # a status of no side
+            changed[col] = [_cell(v) for v in changed[col]]
+        table += changed.to_html(index=False, float_format=_num, na_rep="-")
     return head + table
 
 
@@ -242,7 +260,8 @@ def plot(obj: Any, case: Any = None, ax: Any = None, **kwargs: Any) -> Any:
     """One-call figure; returns the matplotlib Figure.
 
     A certificate: the grid colored by certified worst violations (``case``:
-    the compiled case, default loaded from the certificate), or with
+    the compiled case, default loaded from the certificate; SpecError when it is
+    not the certificate's case), or with
     ``kind="radius"`` the share of each family certified against the radius of
     the box about the region's centre (:func:`~gridverify.report.figures.radius_figure`).
     A compiled case: its topology.  Study results: :func:`study_plot` (``kind=...``).
@@ -261,6 +280,12 @@ def plot(obj: Any, case: Any = None, ax: Any = None, **kwargs: Any) -> Any:
         return figures.radius_figure(obj, ax=ax)
     if hasattr(obj, "constraints") and hasattr(obj, "families"):
         cc = case if case is not None else _case_of(obj)
+        prov = obj.provenance or {}
+        try:
+            figures.check_case(cc, obj.case, prov.get("case_hash"), "the certificate")
+        except SpecError as exc:
+            hint = "" if case is not None else " (pass the certificate's case as case=)"
+            raise SpecError(f"plot: {exc}{hint}") from None
         vals = figures.grid_values(cc, certificate_frame(obj))
         title = f"{obj.case} | {obj.model} | {obj.region.describe()} | {obj.method}"
     elif hasattr(obj, "pf_t"):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -59,7 +59,40 @@ def _from_num(v: Any, missing: float) -> float:
     return missing if v is None else float(v)
 
 
-@dataclass(frozen=True)
+def _same_value(a: Any, b: Any) -> bool:
+    """Value equality of certificate data: numpy arrays by shape and elements, NaN equal
+    to NaN (in arrays and floats), dataclasses field by field, dicts, lists and tuples
+    item by item; anything else by ``==``."""
+    if a is b:
+        return True
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)) or a.shape != b.shape:
+            return False
+        nan = a.dtype.kind in "fc" and b.dtype.kind in "fc"
+        return bool(np.array_equal(a, b, equal_nan=nan))
+    if is_dataclass(a) and not isinstance(a, type):
+        return type(a) is type(b) and all(
+            _same_value(getattr(a, f.name), getattr(b, f.name)) for f in fields(a))
+    if isinstance(a, dict):
+        return (isinstance(b, dict) and a.keys() == b.keys()
+                and all(_same_value(v, b[k]) for k, v in a.items()))
+    if isinstance(a, (list, tuple)):
+        return (type(a) is type(b) and len(a) == len(b)
+                and all(_same_value(x, y) for x, y in zip(a, b)))
+    if isinstance(a, (float, np.floating)) and isinstance(b, (float, np.floating)):
+        return bool(a == b) or (math.isnan(a) and math.isnan(b))
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # objects whose == gives no single truth value
+        return False
+
+
+def _fmt(v: float) -> str:
+    """A short number for reprs (4 significant digits)."""
+    return f"{float(v) + 0.0:.4g}"
+
+
+@dataclass(frozen=True, eq=False)
 class ConstraintResult:
     """Result for one constraint (values in the family's unit, see ``docs/physics.md``).
 
@@ -93,6 +126,20 @@ class ConstraintResult:
     rate: float | None = None  # thermal families: the branch rating (pu)
     reason: str | None = None
     radius: float | None = None
+
+    # mutable numpy array fields: equal results need not stay equal, so no hash
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        """Field by field; ``worst_load`` by its elements (NaN equal to NaN)."""
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return _same_value(self, other)
+
+    def __repr__(self) -> str:
+        return (f"ConstraintResult({self.family}[{self.component}]: {self.status}, "
+                f"bound {_fmt(self.upper_bound)}, worst found {_fmt(self.attained)}, "
+                f"threshold {_fmt(self.threshold)} {self.unit})")
 
     @property
     def witness(self) -> np.ndarray | None:
@@ -179,7 +226,7 @@ class ConstraintResult:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Certificate(HtmlView):
     """Outcome of :func:`gridverify.certify` for one case, proxy and region."""
 
@@ -193,6 +240,23 @@ class Certificate(HtmlView):
     constraints: tuple[ConstraintResult, ...]
     provenance: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+
+    # holds numpy arrays and a provenance dict: equal certificates need not stay equal
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        """Field by field; arrays (region bounds, worst loads) by their elements, NaN
+        equal to NaN."""
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return _same_value(self, other)
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (f"Certificate(case={self.case!r}, model={self.model!r}, "
+                f"method={self.method!r}, region={self.region.describe()!r}, "
+                f"certified={s[CERTIFIED]}, violated={s[VIOLATED]}, open={s[OPEN]}, "
+                f"seconds={float(self.seconds):.1f})")
 
     @property
     def summary(self) -> dict[str, int]:
@@ -348,9 +412,20 @@ class Certificate(HtmlView):
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> Certificate:
-        """Read a certificate JSON file (errors name it)."""
+        """Read a certificate JSON file (SpecError naming it when it cannot be read, is
+        a folder, is not UTF-8 JSON or is not a certificate)."""
         try:
-            return cls.from_json(Path(path).read_text(encoding="utf-8"))
+            text = Path(path).read_text(encoding="utf-8")
+        except IsADirectoryError:
+            raise SpecError(f"{path}: is a folder, not a certificate JSON file") from None
+        except FileNotFoundError:
+            raise SpecError(f"{path}: no such certificate file") from None
+        except UnicodeDecodeError:
+            raise SpecError(f"{path}: not a certificate (not UTF-8 text)") from None
+        except OSError as exc:
+            raise SpecError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        try:
+            return cls.from_json(text)
         except SpecError as exc:
             raise SpecError(f"{path}: {str(exc).removeprefix('certificate: ')}") from None
 

@@ -29,6 +29,7 @@ import numpy as np
 __all__ = [
     "FigureInfo",
     "bound_time_figure",
+    "check_case",
     "draw_grid",
     "gap_figure",
     "grid_figure",
@@ -90,22 +91,51 @@ def layout(case: Any) -> dict[int, np.ndarray]:
     return pos
 
 
+def check_case(case: Any, name: str, case_hash: str | None, what: str) -> None:
+    """SpecError unless the compiled ``case`` is the case ``name`` (with content hash
+    ``case_hash`` when known) that ``what`` (e.g. ``"the certificate"``) was made for."""
+    from gridverify.errors import SpecError
+
+    have = getattr(case, "content_hash", None)
+    if case_hash and have:
+        if str(case_hash) == str(have):
+            return
+    elif str(name) == str(case.name):
+        return
+    detail = ""
+    if str(name) == str(case.name) and case_hash and have:
+        detail = f" (case hashes differ: {str(have)[:12]} and {str(case_hash)[:12]})"
+    raise SpecError(f"case {case.name!r} is not the case of {what} ({name!r}){detail}")
+
+
 def grid_values(case: Any, rows: Any) -> dict[str, np.ndarray]:
     """Per-bus and per-branch worst values and statuses from constraint rows.
 
     ``rows``: a DataFrame (or records) with ``family``, ``index``,
-    ``upper_bound``, ``status`` and, for thermal rows, ``rate``.  Returns
+    ``upper_bound``, ``status`` and, for thermal rows, ``rate``, of constraints of
+    ``case`` (SpecError when an index is out of its range: rows of another case;
+    check the case itself with :func:`check_case`).  Returns
     ``bus_value`` (pu, NaN where no constraint), ``bus_status`` (rank -1 none,
     0 certified, 1 open, 2 violated), ``branch_loading`` (NaN unrated),
     ``branch_status``.
     """
+    from gridverify.errors import SpecError
+
     recs = rows.to_dict("records") if hasattr(rows, "to_dict") else list(rows)
     bus_v = np.full(case.n_bus, np.nan)
     bus_s = np.full(case.n_bus, -1)
     br_v = np.full(case.n_branch, np.nan)
     br_s = np.full(case.n_branch, -1)
+    sizes = {**{f: (case.n_bus, "buses") for f in _BUS_FAMILIES},
+             **{f: (case.n_gen, "generators") for f in _GEN_FAMILIES},
+             **{f: (case.n_branch, "branches") for f in _BRANCH_FAMILIES}}
     for r in recs:
         fam, idx, ub = r["family"], int(r["index"]), float(r["upper_bound"])
+        if fam in sizes and not 0 <= idx < sizes[fam][0]:
+            n, what = sizes[fam]
+            raise SpecError(f"constraint {fam}[{r.get('component', '?')}]: index {idx} is out "
+                            f"of range for case {case.name!r} ({n} {what}); the constraints "
+                            "are of another case")
         rank = _STATUS_RANK[r["status"]]
         if fam in _BUS_FAMILIES or fam in _GEN_FAMILIES:
             b = idx if fam in _BUS_FAMILIES else int(case.gen_bus[idx])
@@ -241,11 +271,29 @@ def _compiled(results: Any, case_key: str) -> Any:
         return load_compiled(rec["job"]["case"], emit_warnings=False)
 
 
+def _check_study_case(results: Any, key: str, cc: Any) -> None:
+    """SpecError unless ``cc`` is the case of the study's jobs of case key ``key``."""
+    for r in results.records:
+        if r["job"]["case_key"] != key:
+            continue
+        prov = (r.get("certificate") or {}).get("provenance") or {}
+        name = prov.get("case_name") or r["job"].get("case_name") or r["job"]["case"]
+        check_case(cc, name, prov.get("case_hash"), f"the study's jobs of case {key!r}")
+        if prov.get("case_hash"):
+            return
+
+
 def grid_figure(results: Any, case: str | None = None, compiled: Any = None) -> Any:
-    """Grid maps of one case (default: the first) for every model x region of the study."""
+    """Grid maps of one case (default: the first) for every model x region of the study.
+
+    ``compiled``: that case, compiled (default: loaded from the study); SpecError when
+    it is another case than the study's jobs were run on.
+    """
     plt = _plt()
     key = _case_keys(results, case)[0]
     cc = compiled if compiled is not None else _compiled(results, key)
+    if compiled is not None:
+        _check_study_case(results, key, cc)
     comb = results.combined_frame()
     comb = comb[comb.case == key] if not comb.empty else comb
     models = list(dict.fromkeys(comb.model)) if not comb.empty else []

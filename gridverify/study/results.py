@@ -19,16 +19,33 @@ from pathlib import Path
 from typing import Any
 
 from gridverify.certify.certificate import decide_status
+from gridverify.errors import StudyError
 from gridverify.study.jobs import DONE, FAILED
 from gridverify.study.storage import StudyStore
 
-__all__ = ["StudyResults", "load_results"]
+__all__ = ["StudyResults", "UnknownJobError", "load_results"]
 
 _KEYS = ("case", "model", "region")
 
 
 def _f(v: Any, missing: float) -> float:
     return missing if v is None else float(v)
+
+
+class UnknownJobError(StudyError, KeyError):
+    """A job id that names no finished job of the study (a ``KeyError`` too, so code
+    that catches ``KeyError`` keeps working); the message lists the valid ids."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def _id_list(ids: list[str], most: int = 10) -> str:
+    """``a, b, c`` (the first ``most`` ids, then how many more)."""
+    if not ids:
+        return "none"
+    more = f" ... ({len(ids) - most} more)" if len(ids) > most else ""
+    return ", ".join(ids[:most]) + more
 
 
 @dataclass(frozen=True)
@@ -54,6 +71,8 @@ class StudyResults:
 
         ``worst_loads``: attach every constraint's worst load from the job's HDF5
         file (the JSON holds only the witnesses of violated constraints).
+        :class:`UnknownJobError` (a ``KeyError``) when ``job_id`` names no finished
+        job; its message lists the finished jobs.
         """
         import dataclasses
 
@@ -74,7 +93,28 @@ class StudyResults:
                 for c, w in zip(cert.constraints, wl)
             )
             return dataclasses.replace(cert, constraints=cons)
-        raise KeyError(job_id)
+        done = [r["job_id"] for r in self.done]
+        state = next((r.get("state", "pending") for r in self.records
+                      if r["job_id"] == job_id), None)
+        what = ("is not a job of the study" if state is None
+                else f"is {state}, not done: it has no certificate")
+        raise UnknownJobError(f"study {self.name}: job {job_id!r} {what} (finished jobs: "
+                              f"{_id_list(done)})")
+
+    def __repr__(self) -> str:
+        n_done, n_failed = len(self.done), len(self.failed)
+        totals = {k: 0 for k in ("certified", "violated", "open")}
+        seconds = 0.0
+        for r in self.done:
+            summary = (r.get("certificate") or {}).get("summary") or {}
+            for k in totals:
+                totals[k] += int(summary.get(k) or 0)
+            seconds += float(r.get("seconds") or 0.0)
+        return (f"StudyResults(name={self.name!r}, root={str(self.root)!r}, "
+                f"jobs={len(self.records)} ({n_done} done, {n_failed} failed, "
+                f"{len(self.records) - n_done - n_failed} pending), "
+                f"certified={totals['certified']}, violated={totals['violated']}, "
+                f"open={totals['open']}, seconds={seconds:.1f})")
 
     def jobs_frame(self) -> Any:
         """One row per job: keys, state, status counts, the proxy's unstable relus, seconds, error.

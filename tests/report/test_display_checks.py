@@ -1,0 +1,139 @@
+"""Notebook views and figures check what they are given: a certificate is drawn on its
+own case only, and a comparison's HTML shows every kind of change."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gridverify import display
+from gridverify.certify import Certificate, ConstraintResult, compare_certificates
+from gridverify.errors import SpecError
+from gridverify.report import figures
+from gridverify.spec.region import box_region
+from gridverify.study.results import StudyResults
+
+
+def _case(name: str):
+    from gridverify.grid import load_compiled
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_compiled(name, emit_warnings=False)
+
+
+@pytest.fixture(scope="module")
+def case14():
+    return _case("pglib_opf_case14_ieee")
+
+
+@pytest.fixture(scope="module")
+def case5():
+    return _case("pglib_opf_case5_pjm")
+
+
+def _cert(case, families=("vm_max", "p_balance")) -> Certificate:
+    """A certificate of ``case``: every bus of each family, the last bus open."""
+    cons = []
+    for fam in families:
+        for i in range(case.n_bus):
+            status = "open" if i == case.n_bus - 1 else "certified"
+            cons.append(ConstraintResult(
+                family=fam, component=int(case.bus_ids[i]), index=i,
+                upper_bound=0.01 if status == "open" else -0.02, attained=-0.03,
+                threshold=1e-6, status=status, method="crown", seconds=0.0))
+    return Certificate(case=case.name, model="m", region=box_region(case, 0.97, 1.03),
+                       method="crown", seconds=1.0, constraints=tuple(cons),
+                       provenance={"case_name": case.name, "case_hash": case.content_hash})
+
+
+def test_plot_on_its_own_case(case14) -> None:
+    cert = _cert(case14)
+    fig = display.plot(cert, case=case14)
+    assert fig.axes[0].get_title().startswith(case14.name)
+
+
+def test_plot_on_another_case_names_both(case14, case5) -> None:
+    cert = _cert(case14)
+    for other in (case5, _case("pglib_opf_case30_ieee")):  # fewer and more buses
+        with pytest.raises(SpecError) as info:
+            display.plot(cert, case=other)
+        msg = str(info.value)
+        assert msg.startswith("plot: ") and other.name in msg and case14.name in msg, msg
+        assert "\n" not in msg
+
+
+def test_plot_same_name_other_content(case14) -> None:
+    cert = _cert(case14)
+    prov = {**cert.provenance, "case_hash": "0" * 64}
+    from dataclasses import replace
+
+    with pytest.raises(SpecError, match="case hashes differ"):
+        display.plot(replace(cert, provenance=prov), case=case14)
+    # without a recorded hash the names decide
+    fig = display.plot(replace(cert, provenance={}), case=case14)
+    assert fig.axes
+
+
+def test_grid_values_rejects_rows_of_another_case(case14, case5) -> None:
+    rows = display.certificate_frame(_cert(case14))
+    vals = figures.grid_values(case14, rows)
+    assert vals["bus_status"].max() == 1 and np.isfinite(vals["bus_value"]).all()
+    with pytest.raises(SpecError, match=r"index 5 is out of range for case "
+                                        r"'pglib_opf_case5_pjm' \(5 buses\)"):
+        figures.grid_values(case5, rows)
+    figures.check_case(case14, case14.name, case14.content_hash, "x")
+    with pytest.raises(SpecError, match="is not the case of x"):
+        figures.check_case(case5, case14.name, case14.content_hash, "x")
+
+
+def _study(tmp_path: Path, cert: Certificate) -> StudyResults:
+    job = {"case_key": "c14", "case": "pglib_opf_case14_ieee", "case_name": cert.case,
+           "model_label": "m", "region_name": "near", "constraint_set": "all",
+           "method": "crown"}
+    rec = {"job_id": "j", "job": job, "state": "done", "certificate": cert.to_dict(),
+           "seconds": 1.0, "error": None}
+    return StudyResults(tmp_path, "t", (rec,))
+
+
+def test_grid_figure_checks_a_given_case(tmp_path: Path, case14, case5) -> None:
+    res = _study(tmp_path, _cert(case14))
+    assert figures.grid_figure(res, compiled=case14).axes
+    with pytest.raises(SpecError, match="pglib_opf_case5_pjm.*pglib_opf_case14_ieee"):
+        figures.grid_figure(res, compiled=case5)
+
+
+def test_diff_html_shows_added_removed_and_dashes(case14) -> None:
+    old = _cert(case14)
+    d = json.loads(old.to_json())
+    d["constraints"] = [c for c in d["constraints"] if c["family"] == "vm_max"]
+    new = Certificate.from_dict(d)
+    diff = compare_certificates(old, new)
+    assert diff.counts["removed"] == case14.n_bus
+    h = diff._repr_html_()
+    head = h[:h.index("</p>")]
+    assert f"{case14.n_bus} unchanged, {case14.n_bus} removed" in head, head
+    assert "added" not in head  # only kinds that occur
+    assert "NaN" not in h and "nan" not in h and "None" not in h
+    fam_table = h[h.index("<table"):h.index("</table>")]
+    row = fam_table[fam_table.index("<td>p_balance</td>"):]
+    row = row[:row.index("</tr>")]
+    cells = [c.split("</td>")[0] for c in row.split("<td>")[1:]]
+    assert cells[1:4] == ["13", "0", "1"] and cells[6:] == ["-"] * 5, cells
+    # the other way round the constraints are added
+    back = compare_certificates(new, old)._repr_html_()
+    assert f"{case14.n_bus} added" in back[:back.index("</p>")]
+    # counts stay integers where both sides have the family
+    row = fam_table[fam_table.index("<td>vm_max</td>"):]
+    assert "13.0" not in row[:row.index("</tr>")]
+
+
+def test_diff_html_without_changes(case14) -> None:
+    cert = _cert(case14)
+    h = compare_certificates(cert, cert)._repr_html_()
+    head = h[:h.index("</p>")]
+    assert "0 regressed" in head and "added" not in head and "removed" not in head
