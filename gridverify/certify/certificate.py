@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from gridverify._html import HtmlView
+from gridverify._values import ArrayValueEq
 from gridverify.certify.options import radius_text
 from gridverify.errors import SpecError
 from gridverify.fileio import atomic_write_text
@@ -59,41 +60,13 @@ def _from_num(v: Any, missing: float) -> float:
     return missing if v is None else float(v)
 
 
-def _same_value(a: Any, b: Any) -> bool:
-    """Value equality of certificate data: numpy arrays by shape and elements, NaN equal
-    to NaN (in arrays and floats), dataclasses field by field, dicts, lists and tuples
-    item by item; anything else by ``==``."""
-    if a is b:
-        return True
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)) or a.shape != b.shape:
-            return False
-        nan = a.dtype.kind in "fc" and b.dtype.kind in "fc"
-        return bool(np.array_equal(a, b, equal_nan=nan))
-    if is_dataclass(a) and not isinstance(a, type):
-        return type(a) is type(b) and all(
-            _same_value(getattr(a, f.name), getattr(b, f.name)) for f in fields(a))
-    if isinstance(a, dict):
-        return (isinstance(b, dict) and a.keys() == b.keys()
-                and all(_same_value(v, b[k]) for k, v in a.items()))
-    if isinstance(a, (list, tuple)):
-        return (type(a) is type(b) and len(a) == len(b)
-                and all(_same_value(x, y) for x, y in zip(a, b)))
-    if isinstance(a, (float, np.floating)) and isinstance(b, (float, np.floating)):
-        return bool(a == b) or (math.isnan(a) and math.isnan(b))
-    try:
-        return bool(a == b)
-    except (TypeError, ValueError):  # objects whose == gives no single truth value
-        return False
-
-
 def _fmt(v: float) -> str:
     """A short number for reprs (4 significant digits)."""
     return f"{float(v) + 0.0:.4g}"
 
 
 @dataclass(frozen=True, eq=False)
-class ConstraintResult:
+class ConstraintResult(ArrayValueEq):
     """Result for one constraint (values in the family's unit, see ``docs/physics.md``).
 
     ``upper_bound``: sound upper bound of the violation over the region (``inf``
@@ -128,14 +101,6 @@ class ConstraintResult:
     radius: float | None = None
 
     # mutable numpy array fields: equal results need not stay equal, so no hash
-    __hash__ = None  # type: ignore[assignment]
-
-    def __eq__(self, other: object) -> bool:
-        """Field by field; ``worst_load`` by its elements (NaN equal to NaN)."""
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return _same_value(self, other)
-
     def __repr__(self) -> str:
         return (f"ConstraintResult({self.family}[{self.component}]: {self.status}, "
                 f"bound {_fmt(self.upper_bound)}, worst found {_fmt(self.attained)}, "
@@ -227,7 +192,7 @@ class ConstraintResult:
 
 
 @dataclass(frozen=True, eq=False)
-class Certificate(HtmlView):
+class Certificate(ArrayValueEq, HtmlView):
     """Outcome of :func:`gridverify.certify` for one case, proxy and region."""
 
     html_kind: ClassVar[str] = "certificate"
@@ -242,15 +207,6 @@ class Certificate(HtmlView):
     warnings: tuple[str, ...] = ()
 
     # holds numpy arrays and a provenance dict: equal certificates need not stay equal
-    __hash__ = None  # type: ignore[assignment]
-
-    def __eq__(self, other: object) -> bool:
-        """Field by field; arrays (region bounds, worst loads) by their elements, NaN
-        equal to NaN."""
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return _same_value(self, other)
-
     def __repr__(self) -> str:
         s = self.summary
         return (f"Certificate(case={self.case!r}, model={self.model!r}, "

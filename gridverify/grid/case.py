@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gridverify._values import ArrayValueEq
 from gridverify.errors import CaseFormatError
 from gridverify.grid.matpower import MatpowerFile, read_matpower
 
@@ -47,8 +48,8 @@ GEN_BUS, PG, QG, QMAX, QMIN, VG, MBASE, GEN_STATUS, PMAX, PMIN = range(10)
 MODEL, STARTUP, SHUTDOWN, NCOST, COST = range(5)
 
 
-@dataclass(frozen=True)
-class RawCase:
+@dataclass(frozen=True, eq=False)
+class RawCase(ArrayValueEq):
     """A grid case as read: MATPOWER tables in original units and ids.
 
     Tables are float64 arrays with at least the MATPOWER v2 columns; ``*_lines``
@@ -76,6 +77,11 @@ class RawCase:
     #: per table (``gen``, ``branch``): a name per row for messages, e.g. the
     #: pandapower element (``line 2``); empty where the file's rows are the names
     element_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (f"RawCase(name={self.name!r}, source={self.source!r}, "
+                f"buses={self.bus.shape[0]}, generators={self.gen.shape[0]}, "
+                f"branches={self.branch.shape[0]})")
 
     @property
     def bus_ids(self) -> np.ndarray:

@@ -50,9 +50,13 @@ class FlowTemplate:
     side: str  # "f" or "t": which end's vm is squared in the vv term
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CompiledCase(HtmlView):
-    """Immutable arrays of one grid case, ready for OPF and for physics graphs."""
+    """Immutable arrays of one grid case, ready for OPF and for physics graphs.
+
+    Two compiled cases are equal when they have the same name and content hash
+    (every array derives from the hashed content), and hash accordingly.
+    """
 
     html_kind: ClassVar[str] = "case"
 
@@ -128,6 +132,20 @@ class CompiledCase(HtmlView):
     #: per active branch: a transformer, as MATPOWER counts them (a non-zero ``ratio``
     #: in the file, 1.0 included, or a non-zero phase shift); None: not known
     transformer: np.ndarray | None = None
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        key = (other.name, other.content_hash)  # type: ignore[attr-defined]
+        return (self.name, self.content_hash) == key
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.content_hash))
+
+    def __repr__(self) -> str:
+        return (f"CompiledCase(name={self.name!r}, buses={self.n_bus}, generators={self.n_gen}, "
+                f"branches={self.n_branch}, loads={self.n_load}, "
+                f"content_hash={self.content_hash[:12]!r})")
 
     @property
     def n_bus(self) -> int:

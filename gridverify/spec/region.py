@@ -45,12 +45,13 @@ from typing import Any
 
 import numpy as np
 
+from gridverify._values import ArrayValueEq
 from gridverify.errors import SpecError
 from gridverify.spec.zones import load_zones
 
 
-@dataclass(frozen=True)
-class Region:
+@dataclass(frozen=True, eq=False)
+class Region(ArrayValueEq):
     """A box of load vectors in the proxy's input order (per-unit), or a factor
     region inside it.
 
