@@ -179,6 +179,8 @@ def _print_summary(out: Path, card: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from gridverify.proxy.metrics import METRIC_UNITS
+
     console = Console()
     arch = card.get("arch", {})
     ds = card.get("dataset", {})
@@ -198,12 +200,11 @@ def _print_summary(out: Path, card: dict[str, Any]) -> None:
     test, base = met.get("test") or {}, met.get("baseline_nominal") or {}
     table = Table(title="test-set metrics")
     table.add_column("metric")
+    table.add_column("unit")
     table.add_column("proxy", justify="right")
     table.add_column("nominal baseline", justify="right")
-    for key in ("mae_pg", "mae_qg", "mae_vm", "mae_va", "balance_mean_pu", "balance_max_pu",
-                "thermal_mean_pu", "thermal_max_pu", "thermal_violation_rate"):
-        b = base.get(key)
-        table.add_row(key, _fmt(test.get(key)), _fmt(b))
+    for key, unit in METRIC_UNITS.items():
+        table.add_row(key, unit, _fmt(test.get(key)), _fmt(base.get(key)))
     console.print(table)
 
 

@@ -23,6 +23,13 @@ from gridverify.errors import ProxyError
 
 THERMAL_TOL = 1e-6
 
+#: every metric in display order, with its unit (see the module docstring)
+METRIC_UNITS: dict[str, str] = {
+    "mae_pg": "pu", "mae_qg": "pu", "mae_vm": "pu", "mae_va": "rad",
+    "balance_mean_pu": "pu", "balance_max_pu": "pu",
+    "thermal_mean_pu": "pu", "thermal_max_pu": "pu", "thermal_violation_rate": "share",
+}
+
 
 @dataclass(frozen=True)
 class ProxyMetrics:

@@ -188,3 +188,12 @@ def test_stability_weight_makes_neurons_stable_over_the_region(case14, case14_da
     assert unstable(friendly) < unstable(plain) / 2
     assert all(friendly.metrics.mae()[k] < friendly.baseline.mae()[k] for k in ("pg", "vm"))
     assert friendly.card["training"]["options"]["stability_weight"] == 1.0
+
+
+def test_every_metric_has_a_unit():
+    """``model info`` prints the metrics of METRIC_UNITS: every metric, each with its unit."""
+    from dataclasses import fields
+
+    from gridverify.proxy.metrics import METRIC_UNITS, ProxyMetrics
+
+    assert list(METRIC_UNITS) == [f.name for f in fields(ProxyMetrics) if f.name != "n_samples"]
