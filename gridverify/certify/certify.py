@@ -50,7 +50,7 @@ import os
 import platform
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -135,18 +135,36 @@ def _resolve_constraints(case: Any, constraints: Any) -> list[Constraint]:
         sel = constraints
     elif isinstance(constraints, str):
         sel = parse_constraints(constraints)
-    elif isinstance(constraints, Sequence) and constraints and isinstance(
-        constraints[0], Constraint
-    ):
-        return list(constraints)
-    elif isinstance(constraints, Sequence):
-        sel = parse_constraints(",".join(str(c) for c in constraints))
+    elif isinstance(constraints, Iterable) and not isinstance(constraints, Mapping):
+        items = list(dict.fromkeys(constraints))  # a list, tuple, set, array or Series
+        if items and all(isinstance(c, Constraint) for c in items):
+            return _known_constraints(case, items)
+        if items and not all(isinstance(c, str) for c in items):
+            bad = next(c for c in items if not isinstance(c, str))
+            raise SpecError(f"constraints: expected family names or constraint strings "
+                            f"('p_balance', 'thermal_fr[3]') or Constraint objects, got "
+                            f"{type(bad).__name__} {bad!r}")
+        sel = parse_constraints(",".join(items))
     else:
-        raise SpecError(f"constraints: unsupported selection {type(constraints).__name__}")
+        raise SpecError(f"constraints: expected a string such as 'p_balance,thermal_fr[1,5]', "
+                        f"a list of family names or of Constraint objects, or a "
+                        f"ConstraintSelection, got {type(constraints).__name__}")
     out = select_constraints(case, sel)
     if not out:
         raise SpecError("constraints: the selection is empty for this case")
     return out
+
+
+def _known_constraints(case: Any, items: list[Constraint]) -> list[Constraint]:
+    """``items`` when each is a constraint of ``case`` (family, component and index as
+    :func:`select_constraints` gives them), else a SpecError naming the first that is not."""
+    families = tuple(dict.fromkeys(c.family for c in items))
+    known = set(select_constraints(case, ConstraintSelection(families=families)))
+    for c in items:
+        if c not in known:
+            raise SpecError(f"constraints: {c.family}[{c.component}] (index {c.index}) is not a "
+                            f"constraint of case {case.name!r}")
+    return items
 
 
 def default_region(case: Any, proxy: Any) -> Region:

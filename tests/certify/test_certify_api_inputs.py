@@ -157,3 +157,32 @@ def test_compute_bounds_names_a_box_the_module_does_not_take(case14, tiny_mlp):
         b = compute_bounds(net, lo, lo + 0.1, method="crown")
     assert torch.isfinite(b.upper).all()
 
+
+
+def test_constraints_as_any_collection_of_names_or_constraint_objects(case14, tiny_mlp):
+    pd = pytest.importorskip("pandas")
+    from gridverify.spec.constraints import Constraint
+
+    net = tiny_mlp(case14)
+
+    def names(cons):
+        cert = certify(case14, net, constraints=cons, method="ibp", options=FAST)
+        return [(c.family, c.component) for c in cert.constraints]
+
+    want = names("vm_max,thermal_fr[2]")
+    assert names(["vm_max", "thermal_fr[2]"]) == want
+    assert names(np.array(["vm_max", "thermal_fr[2]"])) == want
+    assert names(pd.Series(["vm_max", "thermal_fr[2]"])) == want
+    assert sorted(names({"vm_max", "thermal_fr[2]"})) == sorted(want)
+    objs = certify(case14, net, constraints="thermal_fr[2]", method="ibp", options=FAST)
+    one = Constraint(objs.constraints[0].family, objs.constraints[0].component,
+                     objs.constraints[0].index)
+    assert names([one, one]) == [("thermal_fr", 2)]  # repeated: certified once
+    with pytest.raises(SpecError, match=r"thermal_fr\[2\] \(index 99\) is not a constraint"):
+        certify(case14, net, constraints=[Constraint("thermal_fr", 2, 99)], options=FAST)
+    with pytest.raises(SpecError, match="expected family names or constraint strings"):
+        certify(case14, net, constraints=["vm_max", 3], options=FAST)
+    with pytest.raises(SpecError, match="^constraints: expected a string such as"):
+        certify(case14, net, constraints=3, options=FAST)
+    with pytest.raises(SpecError, match="empty"):
+        certify(case14, net, constraints=[], options=FAST)
