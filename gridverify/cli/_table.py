@@ -12,12 +12,16 @@ def field_table(title: str, rows: Iterable[tuple[str, Any]], float_format: str =
     """A headerless rich ``Table`` of ``(field, value)`` rows titled ``title``.
 
     A float value is formatted with ``float_format``, any other value with ``str``.
+    The title, fields and values are plain text (file names may hold ``[...]``):
+    they are escaped, never read as rich markup.
     """
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, show_header=False)
+    table = Table(title=escape(title), show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
     for key, val in rows:
-        table.add_row(key, format(val, float_format) if isinstance(val, float) else str(val))
+        text = format(val, float_format) if isinstance(val, float) else str(val)
+        table.add_row(escape(str(key)), escape(text))
     return table

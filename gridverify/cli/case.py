@@ -69,6 +69,7 @@ def _info(args: argparse.Namespace) -> int:
         print(json.dumps(info))
         return 0
     from rich.console import Console
+    from rich.markup import escape
 
     from gridverify.cli._table import field_table
 
@@ -81,8 +82,8 @@ def _info(args: argparse.Namespace) -> int:
     console.print(table)
     if args.zones is not None:
         console.print(_zones_table(info["zones"]))
-    for w in info["warnings"]:
-        console.print(f"[yellow]warning:[/yellow] {w}", markup=True, highlight=False)
+    for w in info["warnings"]:  # the text names the file: never markup
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}", markup=True, highlight=False)
     return 0
 
 

@@ -14,6 +14,9 @@ Numbers may carry a sign, a decimal point and an exponent; ``Inf``/``NaN`` are
 read as floats (the validator decides whether they are acceptable).  Anything
 else (arithmetic, function calls, transposes) raises :class:`CaseFormatError`
 naming the file and line: a case file is data, and the reader treats it as data.
+A sign right after a number (``1.1+0``, ``2-1``) is arithmetic, an error; after a
+blank it starts the next element (``[1 -2]`` is two numbers, as in MATLAB).  A
+``...`` continuation may follow a number directly (``30...`` is 30, continued).
 
 Every matrix row records the 1-based line of the file on which it starts, so
 later errors can point at the offending row.
@@ -93,6 +96,25 @@ def _to_float(text: str) -> float:
     return float(t)
 
 
+def _after_number(raw: str, start: int, end: int, source: str, lineno: int) -> int:
+    """``end``, after checking what follows the number ``raw[start:end]``: a letter,
+    digit, ``_`` or ``.`` (other than a ``...`` continuation) makes it malformed, and
+    a sign right after it (``1.1+0``, ``2-1``) is arithmetic; both raise."""
+    if end >= len(raw) or raw.startswith("...", end):
+        return end
+    nxt = raw[end]
+    if nxt.isalnum() or nxt in "_.":
+        raise _err(source, lineno, f"malformed number near {raw[start:end + 1]!r}")
+    if nxt in "+-":
+        raise _err(
+            source,
+            lineno,
+            f"unexpected {nxt!r} right after the number {raw[start:end]!r}: arithmetic is "
+            "not supported in case data (separate numbers by a blank or a comma)",
+        )
+    return end
+
+
 def _tokenize(text: str, source: str) -> list[_Tok]:
     """Split the file into tokens; comments and continuations are dropped."""
     toks: list[_Tok] = []
@@ -138,7 +160,7 @@ def _tokenize(text: str, source: str) -> list[_Tok]:
                 toks.append(_Tok("str", raw[i : j + 1], lineno, "".join(buf)))
                 i = j + 1
                 continue
-            if ch in "+-":
+            if ch in "+-" or ch.isdigit() or (ch == "." and i + 1 < n and raw[i + 1].isdigit()):
                 m = _NUMBER_RE.match(raw, i)
                 if m is None:
                     raise _err(
@@ -146,16 +168,11 @@ def _tokenize(text: str, source: str) -> list[_Tok]:
                         lineno,
                         f"unexpected {ch!r}: arithmetic is not supported in case data",
                     )
-                toks.append(_Tok("num", m.group(0), lineno, _to_float(m.group(0))))
-                i = m.end()
-                continue
-            if ch.isdigit() or (ch == "." and i + 1 < n and raw[i + 1].isdigit()):
-                m = _NUMBER_RE.match(raw, i)
-                assert m is not None
-                toks.append(_Tok("num", m.group(0), lineno, _to_float(m.group(0))))
-                i = m.end()
-                if i < n and (raw[i].isalnum() or raw[i] in "_."):
-                    raise _err(source, lineno, f"malformed number near {raw[m.start():i + 1]!r}")
+                end = m.end()
+                if raw[end - 1] == "." and raw.startswith("...", end - 1):
+                    end -= 1  # ``30...``: the number 30, then a continuation (as MATLAB)
+                toks.append(_Tok("num", raw[i:end], lineno, _to_float(raw[i:end])))
+                i = _after_number(raw, i, end, source, lineno)
                 continue
             if ch.isalpha() or ch == "_":
                 m = _IDENT_RE.match(raw, i)
@@ -163,8 +180,9 @@ def _tokenize(text: str, source: str) -> list[_Tok]:
                 word = m.group(0)
                 if word.lower() in ("inf", "infinity", "nan"):
                     toks.append(_Tok("num", word, lineno, _to_float(word)))
-                else:
-                    toks.append(_Tok("id", word, lineno))
+                    i = _after_number(raw, i, m.end(), source, lineno)
+                    continue
+                toks.append(_Tok("id", word, lineno))
                 i = m.end()
                 continue
             if ch in "=[]{};,":

@@ -44,7 +44,9 @@ which ``pandapower.converter.pypower.to_ppc`` also uses but trims) into a
   ``runpp(net, trafo_model="pi")``.
 
 :func:`to_pandapower` goes the other way through ``from_ppc`` (used by the
-``runpp`` cross-check).  Both directions are checked against ``runpp``, and
+``runpp`` cross-check); piecewise-linear cost rows with fewer points than the
+longest get collinear midpoints (the same cost function), since ``from_ppc``
+needs the same number of points on every row.  Both directions are checked against ``runpp``, and
 the OPF against ``runopp``, in ``tests/grid/test_grid_pandapower.py``.
 :func:`read_pandapower_json` reads a network file written by
 ``pandapower.to_json``; :func:`gridverify.grid.load_case`, and so every
@@ -486,6 +488,55 @@ def to_pandapower(case: RawCase | CompiledCase, f_hz: float = 50.0) -> Any:
         case = load_case(case.source)
     from pandapower.converter.pypower import from_ppc
 
+    ppc = ppc_of(case)
+    if "gencost" in ppc:
+        ppc["gencost"] = _even_pwl_gencost(ppc["gencost"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return from_ppc(ppc_of(case), f_hz=f_hz)
+        return from_ppc(ppc, f_hz=f_hz)
+
+
+def _split_widest(pts: list[tuple[float, float]], count: int) -> list[tuple[float, float]]:
+    """``pts`` with points added, up to ``count``, at the midpoints of the widest
+    segments: the same piecewise-linear function (each new point lies on its segment)."""
+    pts = list(pts)
+    while len(pts) < count:
+        if len(pts) < 2:  # no segment to split (a cost only an inactive generator can have)
+            pts.append(pts[-1] if pts else (0.0, 0.0))
+            continue
+        k = max(range(len(pts) - 1), key=lambda j: pts[j + 1][0] - pts[j][0])
+        (p0, c0), (p1, c1) = pts[k], pts[k + 1]
+        pts.insert(k + 1, (p0 + (p1 - p0) / 2.0, c0 + (c1 - c0) / 2.0))
+    return pts
+
+
+def _even_pwl_gencost(gc: np.ndarray) -> np.ndarray:
+    """``gc`` with every piecewise-linear (model 1) row given the same number of
+    points, as ``from_ppc`` needs (it requires ``2 n`` cost columns on every such
+    row; MATPOWER allows rows of different ``n`` with trailing zeros).  Rows with
+    fewer points get collinear midpoints, which leave the cost function unchanged;
+    polynomial rows keep their coefficients."""
+    gc = np.array(gc, dtype=np.float64, copy=True)
+    if gc.ndim != 2 or gc.shape[1] <= C.COST:
+        return gc
+    pwl = np.flatnonzero(gc[:, C.MODEL] == 1)
+    if pwl.size == 0:
+        return gc
+    ncost = gc[:, C.NCOST].astype(np.int64)
+    n = int(ncost[pwl].max())
+    poly = np.flatnonzero(gc[:, C.MODEL] != 1)
+    if poly.size:  # polynomial coefficients must fit in the 2 n columns
+        n = max(n, -(-int(ncost[poly].max()) // 2))
+    width = C.COST + 2 * n
+    if width == gc.shape[1] and np.all(ncost[pwl] == n):
+        return gc
+    out = np.zeros((gc.shape[0], width))
+    keep = min(width, gc.shape[1])
+    out[:, :keep] = gc[:, :keep]
+    for i in pwl:
+        m = int(ncost[i])
+        flat = gc[i, C.COST : C.COST + 2 * m]
+        pts = _split_widest([(float(a), float(b)) for a, b in zip(flat[0::2], flat[1::2])], n)
+        out[i, C.COST :] = np.ravel(pts)
+        out[i, C.NCOST] = n
+    return out

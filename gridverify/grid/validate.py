@@ -9,9 +9,12 @@ or duplicate bus ids, unknown bus types, generators or branches on missing
 buses, self-loop branches, no reference bus, an island with load and no
 in-service generator, vmin > vmax, pmin > pmax, qmin > qmax,
 negative ratings, zero-impedance branches (r == 0 and x == 0), negative taps,
-angmin > angmax, a missing or non-positive baseMVA, and bad or unsupported
-``gencost`` rows (polynomial model 2 of degree <= 2, or convex piecewise-linear
-model 1 with points strictly increasing in power).
+numerically zero taps (``1/tap^2`` above 1e12) and taps whose branch-flow
+coefficients are not finite, angmin > angmax, ``angmin = +Inf`` or
+``angmax = -Inf`` (no feasible angle difference), a missing or non-positive
+baseMVA, and bad or unsupported ``gencost`` rows (polynomial model 2 of
+degree <= 2, or convex piecewise-linear model 1 with points strictly
+increasing in power).
 
 Legal but unusual things give warnings (:class:`GridverifyWarning`; the
 compiled case records their text): negative reactance, taps outside [0.5, 1.5],
@@ -255,6 +258,11 @@ def validate_case(raw: RawCase) -> CaseCheck:
         tap = br[k, C.TAP]
         if tap < 0:
             raise v.fail(f"negative tap ratio {tap:g}", "branch", k, "branch.ratio")
+        _check_tap(v, k, r, x, br[k, C.BR_B], tap, br[k, C.SHIFT])
+        if br[k, C.ANGMIN] == math.inf or br[k, C.ANGMAX] == -math.inf:
+            fld = "angmin" if br[k, C.ANGMIN] == math.inf else "angmax"
+            raise v.fail("angmin = +Inf or angmax = -Inf leaves no feasible angle difference",
+                         "branch", k, f"branch.{fld}")
         if br[k, C.ANGMIN] > br[k, C.ANGMAX]:
             raise v.fail(f"angmin {br[k, C.ANGMIN]:g} > angmax {br[k, C.ANGMAX]:g}", "branch",
                          k, "branch.angmin")
@@ -278,6 +286,30 @@ def validate_case(raw: RawCase) -> CaseCheck:
         branch_active=br_active,
         gen_cost_rows=cost_rows,
     )
+
+
+def _check_tap(v: _V, k: int, r: float, x: float, b: float, tap: float,
+               shift_deg: float) -> None:
+    """Reject a tap ratio whose branch-flow coefficients are absurd or overflow: a
+    positive tap that is numerically zero (``1/tap^2`` above 1e12, as for the
+    impedance), or any coefficient of the compiled flow model that is not finite."""
+    if tap == 0:  # 0 means no transformer: ratio 1
+        return
+    if tap < 1e-6:  # 1/tap^2 above 1e12: overflows or is absurd
+        raise v.fail(f"numerically zero tap ratio {tap:g} (1/tap^2 above 1e12)", "branch", k,
+                     "branch.ratio")
+    with np.errstate(all="ignore"):
+        z2 = r * r + x * x
+        g, bs = r / z2, -x / z2
+        shift = np.deg2rad(shift_deg)
+        tr, ti = tap * np.cos(shift), tap * np.sin(shift)
+        tm = tr * tr + ti * ti
+        coefs = np.array([g / tm, bs / tm, (g * tr + bs * ti) / tm, (g * tr - bs * ti) / tm,
+                          (bs * tr + g * ti) / tm, (bs * tr - g * ti) / tm,
+                          (bs + b / 2.0) / tm])
+    if not (math.isfinite(tm) and tm > 0 and np.all(np.isfinite(coefs))):
+        raise v.fail(f"tap ratio {tap:g} gives non-finite branch-flow coefficients", "branch",
+                     k, "branch.ratio")
 
 
 def _check_pwl_cost(v: _V, coefs: np.ndarray, i: int) -> None:

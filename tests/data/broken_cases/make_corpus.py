@@ -235,6 +235,17 @@ CORPUS: dict[str, tuple[str, str, Edit, str]] = {
                         "];"]), lambda ls: [i for i, ln in enumerate(ls)
                                             if ln.startswith("mpc.bus =")][1] + 1),
         "mpc.bus assigned twice (first on line 45)"),
+    "angmin_plus_inf": (P3, "angmin = angmax = +Inf on branch 1",
+                        set_cells("branch", 1, {12: "Inf", 13: "Inf"}),
+                        "angmin = +Inf or angmax = -Inf leaves no feasible angle difference"),
+    "angmax_minus_inf": (P3, "angmin = angmax = -Inf on branch 2",
+                         set_cells("branch", 2, {12: "-Inf", 13: "-Inf"}),
+                         "angmin = +Inf or angmax = -Inf leaves no feasible angle difference"),
+    "tap_numerically_zero": (P3, "tap ratio 1e-200 (positive, but 1/tap^2 overflows)",
+                             set_cell("branch", 3, 9, "1e-200"), "numerically zero tap ratio"),
+    "sign_after_number": (P3, "Vmax written as 1.1+0 (arithmetic without blanks)",
+                          set_cell("bus", 2, 12, "1.1+0"),
+                          "unexpected '+' right after the number '1.1'"),
 }
 
 
