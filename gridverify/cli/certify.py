@@ -408,6 +408,7 @@ def certify_table(cert: Any, width: int) -> tuple[Any, int, str | None]:
 
 def _print_table(cert: Any) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console(highlight=False)  # its width: the terminal's, else $COLUMNS, else 80
     console.print(f"{cert.case} | {_short_model(cert.model)} | {cert.region.describe()} | "
@@ -425,7 +426,7 @@ def _print_table(cert: Any) -> None:
     )
     for w in cert.warnings:
         if w.startswith(("timeout", "memory cap")):
-            console.print(f"[yellow]incomplete: {w}[/yellow]")
+            console.print(f"[yellow]incomplete: {escape(w)}[/yellow]")
     note = cert.radius_note()
     if note:
         console.print(note, markup=False)

@@ -245,6 +245,7 @@ def report_cmd(args: argparse.Namespace) -> int:
 def _print_jobs(folder: Path, res: Any = None) -> None:
     from rich import box
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from gridverify.study.results import load_results
@@ -263,7 +264,8 @@ def _print_jobs(folder: Path, res: Any = None) -> None:
         st = r.state
         style = "red" if st == "failed" or (r.violated or 0) else (
             "yellow" if (r.open or 0) or st != "done" else "green")
-        table.add_row(r.case, r.model, r.region, r.constraint_set, r.method,
+        table.add_row(*(escape(str(v)) for v in (r.case, r.model, r.region, r.constraint_set)),
+                      r.method,
                       f"[{style}]{st}[/{style}]",
                       *(("-" if v is None or v != v else str(int(v)))
                         for v in (r.certified, r.violated, r.open)),

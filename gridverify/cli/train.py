@@ -177,6 +177,7 @@ def _dataset_case_name(path: Path) -> str:
 
 def _print_summary(out: Path, card: dict[str, Any]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from gridverify.proxy.metrics import METRIC_UNITS
@@ -186,7 +187,8 @@ def _print_summary(out: Path, card: dict[str, Any]) -> None:
     ds = card.get("dataset", {})
     tr = card.get("training", {})
     console.print(
-        f"[bold]{out}[/]: case {card['case_name']} ({card['case_hash'][:12]}), "
+        f"[bold]{escape(str(out))}[/]: case {escape(str(card['case_name']))} "
+        f"({card['case_hash'][:12]}), "
         f"{arch.get('activation')} {arch.get('hidden')} clamp_head={arch.get('clamp_head')}"
     )
     console.print(

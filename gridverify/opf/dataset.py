@@ -644,6 +644,7 @@ class _NoBar:
 
 class _RichBar:
     def __init__(self, name: str, total: int, completed: int) -> None:
+        from rich.markup import escape
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -656,7 +657,7 @@ class _RichBar:
         from gridverify._progress import progress_console
 
         self.progress = Progress(
-            TextColumn(f"[bold]{name}"),
+            TextColumn(f"[bold]{escape(name)}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
