@@ -85,6 +85,9 @@ def _as_tensor(x: Any) -> torch.Tensor:
 def _batch_box(graph: Graph, lower: Any, upper: Any, dtype: torch.dtype,
                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     n = graph.input_size
+    if n == 0:
+        raise BoundError("the graph has no inputs (input size 0): there is no input box to "
+                         "bound over")
     lo = torch.as_tensor(lower).to(device=device, dtype=dtype)
     hi = torch.as_tensor(upper).to(device=device, dtype=dtype)
     if lo.shape != hi.shape:

@@ -42,6 +42,23 @@ from gridverify.ir.windows import same_pads
 
 __all__ = ["Lowering", "Var", "from_onnx", "prune"]
 
+#: the default-domain opsets the importer implements (opset 7 replaced the legacy
+#: ``broadcast``/``axis`` attributes of Add/Mul/... by numpy broadcasting; later
+#: opsets than the highest here may change an op's semantics unseen)
+OPSET_MIN, OPSET_MAX = 7, 22
+
+
+def _f32(v: float) -> float:
+    """An ONNX float attribute's default: a float32 value (as onnxruntime reads it)."""
+    return float(np.float32(v))
+
+
+#: ONNX ops that broadcast their operands (numpy rules) elementwise
+_BROADCASTING = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Where", "Sum", "Max", "Min",
+                           "PRelu"})
+#: the batch message: per sample the graph would not be the model's function
+_BATCH_HINT = ("of a model whose batch is dynamic: per sample it is not the function the "
+               "model computes on a batch")
 
 
 # ---------------------------------------------------------------------------
@@ -59,7 +76,6 @@ _CONST_ONLY_OPS: dict[str, Callable[..., np.ndarray]] = {
 }
 _ALGEBRA: dict[str, Callable[[Lowering, list], Value]] = {
     "Identity": lambda lw, v: v[0],
-    "Dropout": lambda lw, v: v[0],
     "Neg": lambda lw, v: lw.neg(v[0]),
     "Add": lambda lw, v: lw.add(v[0], v[1]),
     "Sub": lambda lw, v: lw.sub(v[0], v[1]),
@@ -123,10 +139,16 @@ class _OnnxImporter:
         self.b = GraphBuilder()
         self.lw = Lowering(self.b)
         self.env: dict[str, Value] = {}
+        # the value at a batch of 2 of a constant that depends on the batch size
+        # (``Shape`` of a batched tensor...; None: depends on it in a way not followed)
+        self.shadow: dict[str, np.ndarray | None] = {}
         self._outputs: list[str] = []
         # an input's first axis is a batch of any size (symbolic, or batch_axis):
         # a reduction over axis 0 would then mix the samples of a batch
         self.dynamic_batch = False
+        # the fixed batch size written in the file (batch_axis): a reshape target
+        # starting with it means the batch axis, as a static export writes x.view(B, -1)
+        self.file_batch: int | None = None
 
     # -------------------------------------------------------------- helpers
     def _attrs(self, node: Any) -> dict[str, Any]:
@@ -162,11 +184,12 @@ class _OnnxImporter:
         from onnx import numpy_helper
 
         g = self.model.graph
+        self._check_model()
         for init in g.initializer:
             self.env[init.name] = numpy_helper.to_array(init)
         for vi in g.input:
             if vi.name in self.env:
-                continue
+                continue  # a default value onnxruntime uses when it is not fed: a constant
             self.env[vi.name] = self._input(vi)
         self._producer = {o: i for i, node in enumerate(g.node) for o in node.output if o}
         for i, node in enumerate(g.node):
@@ -186,6 +209,38 @@ class _OnnxImporter:
             self.lw.output(v, name)
         g = self.b.build()
         return prune(merge_pwl(g) if merge else g)
+
+    def _check_model(self) -> None:
+        """Opset range, inputs and single assignment, before any node is read."""
+        g = self.model.graph
+        if not OPSET_MIN <= self.opset <= OPSET_MAX:
+            raise GraphError(f"{self.source}: ONNX opset {self.opset} (default domain) is not "
+                             f"supported: gridverify imports opsets {OPSET_MIN} to {OPSET_MAX} "
+                             "(convert the model with onnx.version_converter)")
+        if not g.output:
+            raise GraphError(f"{self.source}: the ONNX graph has no outputs")
+        names = [vi.name for vi in g.input]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise GraphError(f"{self.source}: graph input {dup[0]!r} is listed twice")
+        inits = {t.name for t in g.initializer}
+        if not [n for n in names if n not in inits]:
+            which = (f"every graph input ({', '.join(repr(n) for n in names)}) has an "
+                     "initializer (a default value onnxruntime uses when it is not fed)"
+                     if names else "the graph has no inputs")
+            raise GraphError(f"{self.source}: the ONNX model has no variable input: {which}; "
+                             "there is nothing to bound")
+        written = set(names) | inits
+        for i, node in enumerate(g.node):
+            for o in node.output:
+                if not o:
+                    continue
+                if o in written:
+                    raise GraphError(f"{self.source}: ONNX node "
+                                     f"{node.name or f'{node.op_type}_{i}'!r} ({node.op_type}) "
+                                     f"writes {o!r}, which is already defined (an input, "
+                                     "an initializer or an earlier node's output)")
+                written.add(o)
 
     def _truncate(self, outs: list[tuple[str, Value]], k: int) -> list[tuple[str, Value]]:
         if k <= 0:
@@ -211,6 +266,15 @@ class _OnnxImporter:
         tt = vi.type.tensor_type
         if not vi.type.HasField("tensor_type"):
             raise GraphError(f"{self.source}: input {vi.name!r} is not a tensor")
+        TP = self.onnx.TensorProto
+        if tt.elem_type not in (TP.FLOAT, TP.DOUBLE):
+            kind = TP.DataType.Name(tt.elem_type) if tt.elem_type in TP.DataType.values() \
+                else str(tt.elem_type)
+            raise GraphError(f"{self.source}: input {vi.name!r} has element type {kind}; "
+                             "only float and double inputs can be bounded")
+        if not tt.HasField("shape"):
+            raise GraphError(f"{self.source}: input {vi.name!r} has no shape (unknown rank); "
+                             "give the input a shape (only the batch axis may be dynamic)")
         dims: list[int] = []
         rank = len(tt.shape.dim)
         for i, d in enumerate(tt.shape.dim):
@@ -218,6 +282,8 @@ class _OnnxImporter:
             if i == 0 and self.batch_axis and rank >= 2:
                 dims.append(1)
                 self.dynamic_batch = True
+                if known:
+                    self.file_batch = int(d.dim_value)
             elif known:
                 dims.append(int(d.dim_value))
             elif i == 0:
@@ -246,30 +312,13 @@ class _OnnxImporter:
                     raise GraphError(f"{self.source}: node {name!r} ({op}) reads {n!r}, "
                                      "which no earlier node or initializer defines")
             at = self._attrs(node)
+            if "broadcast" in at:
+                raise _Unsupported("the legacy 'broadcast' attribute (opset 6 and older)")
             self._outputs = list(node.output)
-            handler = getattr(self, "_op_" + op, None)
-            if op == "Not" and len(ins) == 1 and isinstance(ins[0], Compare):
-                c = ins[0]  # not (x > t): x <= t (the boundary: continuous branches only)
-                res = Compare(c.z, c.t, not c.above)
-            elif any(isinstance(v, Compare) for v in ins):
-                res = self._where_compare(op, ins, node)
-            elif op in _COMPARISONS and any(isinstance(v, Var) for v in ins):
-                res = self.lw.compare(ins[0], ins[1], _COMPARISONS[op])
-            elif handler is not None:
-                res = handler(ins, at)
-            elif op in _ALGEBRA:
-                res = _ALGEBRA[op](self.lw, ins)
-            elif op in _UNARY_OPS:
-                res = self.lw.unary(_UNARY_OPS[op], ins[0])
-            elif op in _CONST_ONLY_OPS:
-                if any(isinstance(v, Var) for v in ins):
-                    raise _Unsupported("only supported on constants (folded at import)")
-                res = _CONST_ONLY_OPS[op](*[np.asarray(v) for v in ins])
-            elif op not in _LEGACY_UNSUPPORTED_HINT and ins and \
-                    not any(isinstance(v, Var) for v in ins):
-                res = self._reference_eval(node, ins)
-            else:
-                raise _Unsupported(_LEGACY_UNSUPPORTED_HINT.get(op, ""))
+            res = self._dispatch(op, ins, at, node)
+            if self.dynamic_batch and any(isinstance(v, Var) for v in ins):
+                self._batch_check(op, node, ins, at, res)
+            self._shadow(op, node, ins, at, res)
         except _Unsupported as e:
             raise UnsupportedOpError(op, name, str(e)) from None
         except (ValueError, IndexError, TypeError, KeyError) as e:
@@ -278,6 +327,164 @@ class _OnnxImporter:
         for out_name, v in zip(node.output, results):
             if out_name:
                 self.env[out_name] = v
+
+    def _dispatch(self, op: str, ins: list[Value | None], at: dict[str, Any], node: Any
+                  ) -> Any:
+        """The value(s) of one node on its input values."""
+        handler = getattr(self, "_op_" + op, None)
+        if op == "Not" and len(ins) == 1 and isinstance(ins[0], Compare):
+            c = ins[0]  # not (x > t): x <= t (the boundary: continuous branches only)
+            return Compare(c.z, c.t, not c.above)
+        if any(isinstance(v, Compare) for v in ins):
+            return self._where_compare(op, ins, node)
+        if op in _COMPARISONS and any(isinstance(v, Var) for v in ins):
+            return self.lw.compare(ins[0], ins[1], _COMPARISONS[op])
+        if handler is not None:
+            return handler(ins, at)
+        if op in _ALGEBRA:
+            return _ALGEBRA[op](self.lw, ins)
+        if op in _UNARY_OPS:
+            return self.lw.unary(_UNARY_OPS[op], ins[0])
+        if op in _CONST_ONLY_OPS:
+            if any(isinstance(v, Var) for v in ins):
+                raise _Unsupported("only supported on constants (folded at import)")
+            return _CONST_ONLY_OPS[op](*[np.asarray(v) for v in ins])
+        if op not in _LEGACY_UNSUPPORTED_HINT and ins and \
+                not any(isinstance(v, Var) for v in ins):
+            return self._reference_eval(node, ins)
+        raise _Unsupported(_LEGACY_UNSUPPORTED_HINT.get(op, ""))
+
+
+    # ------------------------------------------------------------ batch axis
+    def _batch_check(self, op: str, node: Any, ins: list[Value | None], at: dict[str, Any],
+                     res: Any) -> None:
+        """With a dynamic batch, every variable keeps the batch as its axis 0 (size 1
+        here): refuse an op that reads across that axis, or moves it or merges it
+        with another axis (its per-sample import would be another function)."""
+        def refuse(what: str) -> None:
+            raise _Unsupported(f"{what} {_BATCH_HINT}")
+
+        outs = [v for v in (res if isinstance(res, list) else [res]) if isinstance(v, Var)]
+        var_ins = [v for v in ins if isinstance(v, Var)]
+        rank = len(var_ins[0].shape)
+        if op in _BROADCASTING or op == "Expand":
+            out_rank = max((len(v.shape) for v in outs), default=rank)
+            if any(len(v.shape) != out_rank for v in var_ins):
+                refuse(f"broadcasting to {out_rank} axes moves the batch axis")
+        elif op == "MatMul":
+            a, c = ins[0], ins[1]
+            out_rank = len(self.lw.shape(res))
+            if isinstance(a, Var) and (len(a.shape) < 2 or len(a.shape) != out_rank):
+                refuse("a matrix product that contracts or moves the batch axis")
+            if isinstance(c, Var) and (len(c.shape) < 3 or len(c.shape) != out_rank):
+                refuse("a matrix product that contracts over the batch axis")
+        elif op == "Gemm":
+            if (isinstance(ins[0], Var) and at.get("transA", 0)) or isinstance(ins[1], Var):
+                refuse("a Gemm that transposes or contracts the batch axis")
+        elif op == "Transpose":
+            perm = at.get("perm")
+            if (rank - 1 if perm is None else int(perm[0])) != 0:
+                refuse("a Transpose that moves the batch axis (axis 0)")
+        elif op in ("Gather", "GatherElements", "ScatterElements", "Concat", "Split",
+                    "LayerNormalization"):
+            default = -1 if op == "LayerNormalization" else 0
+            if int(at.get("axis", default)) % rank == 0:
+                refuse(f"{op} along the batch axis (axis 0)")
+        elif op == "GatherND":
+            if int(at.get("batch_dims", 0)) < 1:
+                refuse("GatherND indexing the batch axis (batch_dims=0)")
+        elif op == "Slice":
+            starts, ends, axes, steps = self._slice_params(ins, at)
+            for j, ax in enumerate(axes):
+                step = 1 if steps is None else int(steps[j])
+                full = step == 1 and (int(starts[j]) == 0 or int(starts[j]) <= -(1 << 31)) \
+                    and int(ends[j]) >= (1 << 31) - 1
+                if ax == 0 and not full:
+                    refuse("a Slice of the batch axis (axis 0)")
+        elif op == "Unsqueeze":
+            axes = self._axes(ins, at, 1) or []
+            if any(int(a) % (rank + len(axes)) == 0 for a in axes):
+                refuse("an Unsqueeze at axis 0 (it moves the batch axis)")
+        elif op == "Squeeze":
+            axes = self._axes(ins, at, 1)
+            if axes is not None and any(int(a) % rank == 0 for a in axes):
+                refuse("a Squeeze of the batch axis (axis 0)")
+        elif op in ("Reshape", "Flatten"):
+            self._reshape_keeps_batch(op, node, ins, at, res, refuse)
+        elif op == "Einsum":
+            eq = at["equation"]
+            eq = (eq.decode() if isinstance(eq, bytes) else str(eq)).replace(" ", "")
+            terms, _, out = eq.partition("->")
+            terms_l = terms.split(",")
+            for t, v in zip(terms_l, ins):
+                if not isinstance(v, Var):
+                    continue
+                lead = "..." if t.startswith("...") else t[:1]
+                if not _ or not out.startswith(lead) or any(
+                        lead in u for u, w in zip(terms_l, ins) if not isinstance(w, Var)):
+                    refuse("an Einsum that does not keep the batch axis as the output's "
+                           "first axis (or that reads it from a constant)")
+        for v in outs:
+            if not v.shape or v.shape[0] != 1:
+                refuse(f"{op} giving shape {list(v.shape)} (the batch axis must stay axis 0)")
+
+    def _reshape_keeps_batch(self, op: str, node: Any, ins: list[Value | None],
+                             at: dict[str, Any], res: Any, refuse: Callable[[str], None]) -> None:
+        """Reshape / Flatten: the output at a batch of 2 must be the per-sample output
+        with a batch of 2 in front (the batch axis neither merged nor moved)."""
+        s = tuple(self.lw.shape(ins[0]))
+        out1 = tuple(self.lw.shape(res))
+        big = (2, *s[1:])
+        if op == "Flatten":
+            axis = int(at.get("axis", 1)) % (len(s) + 1) if s else 0
+            out2 = (int(np.prod(big[:axis], dtype=np.int64)),
+                    int(np.prod(big[axis:], dtype=np.int64)))
+        else:
+            key = node.input[1]
+            if key in self.shadow and self.shadow[key] is None:
+                refuse("a Reshape whose target shape depends on the batch size in a way "
+                       "gridverify does not follow")
+            target = np.asarray(self.shadow.get(key, ins[1])).ravel()
+            if key not in self.shadow and self.file_batch is not None and target.size and \
+                    int(target[0]) == self.file_batch:
+                target = np.concatenate([[2], target[1:]]).astype(np.int64)
+            try:
+                out2 = tuple(_resolve_shape(big, np.asarray(target).ravel(),
+                                            bool(at.get("allowzero", 0))))
+            except ValueError:
+                return  # the model cannot run a batch of 2: its batch is 1 in fact
+        if out2 != (2, *out1[1:]):
+            refuse(f"a {op} that merges or moves the batch axis (per sample {list(s)} -> "
+                   f"{list(out1)}, at a batch of 2 {list(big)} -> {list(out2)})")
+
+    def _shadow(self, op: str, node: Any, ins: list[Value | None], at: dict[str, Any],
+                res: Any) -> None:
+        """Keep the value at a batch of 2 of constants that depend on the batch size."""
+        if not self.dynamic_batch:
+            return
+        outs = [o for o in node.output if o]
+        if op in ("Shape", "Size") and isinstance(ins[0], Var):
+            full = np.asarray((2, *ins[0].shape[1:]), dtype=np.int64)
+            if op == "Size":
+                val = np.asarray(np.prod(full, dtype=np.int64))
+            else:
+                val = full[at.get("start", 0):at.get("end", None)]
+            if not np.array_equal(val, np.asarray(res)):
+                self.shadow[outs[0]] = val
+            return
+        if any(isinstance(v, Var) for v in ins) or not any(n in self.shadow for n in node.input):
+            return
+        if any(self.shadow.get(n, 0) is None for n in node.input):
+            shadowed: list = [None] * len(outs)
+        else:
+            ins2 = [self.shadow.get(n, v) if n else v for n, v in zip(node.input, ins)]
+            try:
+                r2 = self._dispatch(op, ins2, at, node)
+                shadowed = [np.asarray(v) for v in (r2 if isinstance(r2, list) else [r2])]
+            except Exception:  # noqa: BLE001 - any failure: the batch-2 value is unknown
+                shadowed = [None] * len(outs)
+        for o, v in zip(outs, shadowed):
+            self.shadow[o] = v
 
     def _where_compare(self, op: str, ins: list[Value | None], node: Any) -> Value:
         """``Where`` on a comparison of a variable (:meth:`Lowering.where_compare`)."""
@@ -357,28 +564,53 @@ class _OnnxImporter:
     def _op_Cast(self, ins: list, at: dict) -> Value:
         from onnx import helper
 
-        dt = np.dtype(helper.tensor_dtype_to_np_dtype(int(at["to"])))
-        if not isinstance(ins[0], Var):
-            return np.asarray(ins[0]).astype(dt)
-        if dt.kind != "f":
-            raise _Unsupported(f"cast of a variable to {dt}")
-        return ins[0]
+        to = int(at["to"])
+        TP = self.onnx.TensorProto
+        if isinstance(ins[0], Var):
+            # float32 is read as exact (float64): the certificate is about the real-valued
+            # function (docs/ir.md); a half-precision cast rounds far coarser: refused
+            if to not in (TP.FLOAT, TP.DOUBLE):
+                name = TP.DataType.Name(to) if to in TP.DataType.values() else str(to)
+                raise _Unsupported(f"cast of a variable to {name} (only FLOAT and DOUBLE "
+                                   "are read as exact)")
+            return ins[0]
+        dt = np.dtype(helper.tensor_dtype_to_np_dtype(to))
+        return np.asarray(ins[0]).astype(dt)
 
     def _op_Clip(self, ins: list, at: dict) -> Value:
         lo = ins[1] if len(ins) > 1 else at.get("min")
         hi = ins[2] if len(ins) > 2 else at.get("max")
         if isinstance(lo, Var) or isinstance(hi, Var):
             raise _Unsupported("variable clip bounds")
+        if lo is not None and hi is not None and np.any(np.asarray(lo) > np.asarray(hi)):
+            # the ONNX spec (and onnxruntime): min > max sets every value to max
+            lo = np.minimum(np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64))
+            if np.all(np.asarray(lo) == np.asarray(hi)):
+                return np.broadcast_to(np.asarray(hi, dtype=np.float64),
+                                       self.lw.shape(ins[0])).copy()
         return self.lw.clamp(ins[0], lo, hi)
 
+    def _op_Dropout(self, ins: list, at: dict) -> Value:
+        training = ins[2] if len(ins) > 2 else None
+        if isinstance(training, Var):
+            raise _Unsupported("a variable training_mode input")
+        if training is not None and bool(np.asarray(training).ravel()[0]):
+            raise _Unsupported("dropout in training mode (training_mode is true)")
+        if int(at.get("is_test", 1)) == 0:
+            raise _Unsupported("dropout in training mode (is_test=0)")
+        if any(self._outputs[1:]):
+            raise _Unsupported("the mask output of Dropout")
+        return ins[0]
+
     def _op_LeakyRelu(self, ins: list, at: dict) -> Value:
-        return self.lw.prelu(ins[0], float(at.get("alpha", 0.01)))
+        return self.lw.prelu(ins[0], float(at.get("alpha", _f32(0.01))))
 
     def _op_PRelu(self, ins: list, at: dict) -> Value:
         return self.lw.prelu(ins[0], self._const(ins[1], "PRelu slope"))
 
     def _op_HardSigmoid(self, ins: list, at: dict) -> Value:
-        return self.lw.hardsigmoid(ins[0], float(at.get("alpha", 0.2)), float(at.get("beta", 0.5)))
+        return self.lw.hardsigmoid(ins[0], float(at.get("alpha", _f32(0.2))),
+                                   float(at.get("beta", _f32(0.5))))
 
     def _op_HardSwish(self, ins: list, at: dict) -> Value:
         return self.lw.hardswish(ins[0])
@@ -453,9 +685,9 @@ class _OnnxImporter:
     def _op_Size(self, ins: list, at: dict) -> Value:
         return np.asarray(np.prod(self.lw.shape(ins[0]), dtype=np.int64))
 
-    def _op_Slice(self, ins: list, at: dict) -> Value:
-        x = ins[0]
-        rank = len(self.lw.shape(x))
+    def _slice_params(self, ins: list, at: dict) -> tuple[Any, Any, list[int], Any]:
+        """Starts, ends, axes (non-negative) and steps (None: all 1) of a Slice."""
+        rank = len(self.lw.shape(ins[0]))
         if len(ins) > 1:
             starts = self._const(ins[1], "starts").ravel()
             ends = self._const(ins[2], "ends").ravel()
@@ -466,6 +698,12 @@ class _OnnxImporter:
             starts, ends = np.asarray(at["starts"]), np.asarray(at["ends"])
             axes, steps = at.get("axes"), None
         axes = list(range(len(starts))) if axes is None else [int(a) % rank for a in axes]
+        return starts, ends, axes, steps
+
+    def _op_Slice(self, ins: list, at: dict) -> Value:
+        x = ins[0]
+        rank = len(self.lw.shape(x))
+        starts, ends, axes, steps = self._slice_params(ins, at)
         key = [slice(None)] * rank
         for j, ax in enumerate(axes):
             step = 1 if steps is None else int(steps[j])
@@ -478,6 +716,8 @@ class _OnnxImporter:
         return self.lw.index(ins[0], lambda t: np.take(t, idx, axis=axis))
 
     def _op_Concat(self, ins: list, at: dict) -> Value:
+        if "axis" not in at:
+            raise ValueError("missing attribute 'axis'")
         return self.lw.concat([v for v in ins if v is not None], int(at["axis"]))
 
     def _op_Reshape(self, ins: list, at: dict) -> Value:
@@ -505,8 +745,9 @@ class _OnnxImporter:
     def _op_Squeeze(self, ins: list, at: dict) -> Value:
         s = self.lw.shape(ins[0])
         axes = self._axes(ins, at, 1)
-        if axes is None:
-            new = [d for d in s if d != 1]
+        if axes is None:  # every axis of size 1, but the batch axis (of any size at run time)
+            keep = 1 if self.dynamic_batch and isinstance(ins[0], Var) and s else 0
+            new = list(s[:keep]) + [d for d in s[keep:] if d != 1]
         else:
             ax = {a % len(s) for a in axes}
             if any(s[a] != 1 for a in ax):
@@ -599,12 +840,13 @@ class _OnnxImporter:
         return self._reduce_extreme("minimum", ins, at)
 
     def _op_ReduceMean(self, ins: list, at: dict) -> Value:
-        s = self.lw.shape(ins[0])
-        axes = self._axes(ins, at, 1) or list(range(len(s)))
-        self._batch_reduction(ins[0], axes)
-        count = int(np.prod([s[a % len(s)] for a in axes], dtype=np.int64))
-        total = self.lw.reduce_sum(ins[0], axes, bool(at.get("keepdims", 1)))
-        return self.lw.mul(total, 1.0 / count)
+        def mean(x: Value, axes: list[int] | None, keep: bool) -> Value:
+            s = self.lw.shape(x)
+            over = range(len(s)) if axes is None else axes
+            count = int(np.prod([s[a % len(s)] for a in over], dtype=np.int64))
+            return self.lw.mul(self.lw.reduce_sum(x, axes, keep), 1.0 / count)
+
+        return self._reduce(ins, at, mean)
 
     def _op_LayerNormalization(self, ins: list, at: dict) -> Value | list[Value]:
         x = ins[0]
@@ -616,7 +858,8 @@ class _OnnxImporter:
         bias = None if len(ins) < 3 or ins[2] is None else self._const(ins[2], "B")
         if len(self._outputs) > 1 and any(self._outputs[1:]):
             raise _Unsupported("the Mean / InvStdDev outputs")
-        return self.lw.layer_norm(x, rank - axis, float(at.get("epsilon", 1e-5)), scale, bias)
+        return self.lw.layer_norm(x, rank - axis, float(at.get("epsilon", _f32(1e-5))), scale,
+                                  bias)
 
     def _op_Einsum(self, ins: list, at: dict) -> Value:
         eq = at["equation"]
@@ -706,9 +949,16 @@ class _OnnxImporter:
 
     def _op_BatchNormalization(self, ins: list, at: dict) -> Value:
         x = ins[0]
+        if int(at.get("training_mode", 0)):
+            raise _Unsupported("training-mode batch norm (training_mode=1 normalizes with "
+                               "the statistics of the batch)")
+        if not int(at.get("spatial", 1)):
+            raise _Unsupported("batch norm with spatial=0")
+        if any(self._outputs[1:]):
+            raise _Unsupported("the running statistics outputs (training-mode batch norm)")
         scale, bias, mean, var = (np.asarray(self._const(v, "parameters"), dtype=np.float64)
                                   for v in ins[1:5])
-        s = scale / np.sqrt(var + float(at.get("epsilon", 1e-5)))
+        s = scale / np.sqrt(var + float(at.get("epsilon", _f32(1e-5))))
         return self.lw.channel_affine(x, s, bias - mean * s)
 
 

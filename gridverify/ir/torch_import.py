@@ -17,7 +17,9 @@ each op is lowered by the handler of its ``torch.nn.functional`` counterpart.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import math
 import operator
 from collections.abc import Callable, Sequence
@@ -72,6 +74,51 @@ def _shape_args(args: list) -> list[int]:
     return [int(d) for d in args]
 
 
+class _Batch(int):
+    """The batch size (``x.size(0)``, ``x.shape[0]``) times the int's value (1 while
+    lowering), marked so that a reshape to ``(x.size(0), ...)`` keeps the batch axis
+    where a literal 1 would not, and ``(x.size(0) * k, ...)`` merges the batch with the
+    next axes (of ``k`` entries per sample) as torch.export's decomposed products do."""
+
+
+_BATCH_HINT = "mixes the samples of a batch or moves the batch axis (dim 0)"
+
+
+def _refuse_batch(what: str) -> None:
+    raise _Unsupported(f"{what} {_BATCH_HINT}: per sample it is not the function the model "
+                       "computes on a batch")
+
+
+def _vars(v: Any) -> list[Var]:
+    if isinstance(v, Var):
+        return [v]
+    if isinstance(v, tuple | list):
+        return [w for x in v for w in _vars(x)]
+    if isinstance(v, dict):
+        return [w for x in v.values() for w in _vars(x)]
+    return []
+
+
+def _same_rank(what: str, out: Any, *vals: Any) -> Any:
+    """A broadcasting op: a variable operand of fewer axes than the result would have its
+    batch axis moved off axis 0."""
+    rank = len(out.shape) if isinstance(out, Var) else None
+    if rank is not None and any(len(v.shape) != rank for v in vals if isinstance(v, Var)):
+        _refuse_batch(f"{what} broadcasting a variable to {rank} axes")
+    return out
+
+
+def _matmul_batch(a: Any, c: Any, out: Any) -> Any:
+    """``a @ c``: a variable left operand keeps its batch axis as a row (or batch) axis;
+    a variable right operand must have it as a batch axis (never the contracted one)."""
+    rank = len(out.shape) if isinstance(out, Var) else 0
+    if isinstance(a, Var) and (len(a.shape) < 2 or len(a.shape) != rank):
+        _refuse_batch("a matrix product that contracts or moves the batch axis")
+    if isinstance(c, Var) and (len(c.shape) < 3 or len(c.shape) != rank):
+        _refuse_batch("a matrix product that contracts over the batch axis")
+    return out
+
+
 class _TorchImporter:
     """One import: a value per fx node name."""
 
@@ -86,6 +133,8 @@ class _TorchImporter:
         self.b = GraphBuilder()
         self.lw = Lowering(self.b)
         self.env: dict[str, Any] = {}
+        # variables whose axis 0 is the batch merged with the next axes (x.size(0) * k)
+        self.merged: set[Var] = set()
 
     # ------------------------------------------------------------- plumbing
     def _arg(self, a: Any) -> Any:
@@ -192,6 +241,7 @@ class _TorchImporter:
             if handler is None:
                 raise _Unsupported("module type not supported by gridverify")
             self.env[node.name] = handler(self, mod, args, kwargs)
+            self._check_batch(self.env[node.name], args, kwargs)
             return
         if node.op in ("call_function", "call_method"):
             op = _call_name(node)
@@ -214,10 +264,25 @@ class _TorchImporter:
             self.env[node.name] = fn(self, args, kwargs)
             if isinstance(self.env[node.name], _ValuesIndices):
                 self.env[node.name][1].node = node.name
+            self._check_batch(self.env[node.name], args, kwargs)
         elif not _has_var(args) and not _has_var(kwargs):
             self.env[node.name] = _fold(node, args, kwargs)
         else:
             raise _Unsupported("not supported by gridverify")
+
+    def _check_batch(self, value: Any, args: list, kwargs: dict) -> None:
+        """Every variable keeps the batch as its axis 0 (of size 1 while lowering), or
+        the batch merged with the next axes (:class:`_Batch`) as an input of it was."""
+        if not _has_var(args) and not _has_var(kwargs):
+            return
+        rows = {v.shape[0] for v in _vars([args, kwargs]) if v in self.merged}
+        for v in _vars(value):
+            if v in self.merged:
+                continue
+            if v.shape and v.shape[0] in rows:
+                self.merged.add(v)
+            elif not v.shape or v.shape[0] != 1:
+                _refuse_batch(f"a result of shape {list(v.shape)}")
 
     def _check_inplace(self, traced: torch.fx.GraphModule, node: torch.fx.Node) -> None:
         """An in-place op is imported as its out-of-place form: only sound when its
@@ -401,12 +466,15 @@ def _binary(name: str) -> Handler:
         a = args[0] if args else kw["input"]
         c = args[1] if len(args) > 1 else kw["other"]
         if _is_num(a) and _is_num(c):
+            if name == "mul" and isinstance(a, _Batch) != isinstance(c, _Batch) and \
+                    isinstance(a, int) and isinstance(c, int):
+                return _Batch(int(a) * int(c))  # batch * k
             return py(a, c)
         if name in ("add", "sub") and kw.get("alpha", 1) != 1:
             c = self.lw.mul(c, kw["alpha"])
         if name == "div" and kw.get("rounding_mode") is not None:
             raise _Unsupported("division with rounding_mode")
-        return getattr(self.lw, name)(a, c)
+        return _same_rank(name, getattr(self.lw, name)(a, c), a, c)
 
     return h
 
@@ -476,7 +544,25 @@ def _getitem(self: _TorchImporter, args: list, kw: dict) -> Any:
     keys = key if isinstance(key, tuple) else (key,)
     if any(isinstance(k, Var) for k in keys):
         raise _Unsupported("indexing with a variable tensor")
+    if isinstance(obj, Var) and not _full_first(keys, len(obj.shape)):
+        _refuse_batch("indexing that does not take the whole of dim 0")
     return self.lw.index(obj, lambda t: t[key])
+
+
+def _full_slice(k: Any) -> bool:
+    """``k`` is ``:`` (a slice that takes an axis whole, whatever its length)."""
+    return isinstance(k, slice) and k.start in (None, 0) and k.step in (None, 1) and \
+        (k.stop is None or (isinstance(k.stop, int) and k.stop >= (1 << 31) - 1))
+
+
+def _full_first(keys: tuple, rank: int) -> bool:
+    """An index ``x[keys]`` keeps dim 0 whole and in place."""
+    if not keys:
+        return True
+    if keys[0] is Ellipsis:
+        real = [k for k in keys if k is not None and k is not Ellipsis]
+        return len(real) < rank
+    return _full_slice(keys[0])
 
 
 def _batch_first(self: _TorchImporter, shape: list[int]) -> list[int]:
@@ -489,6 +575,9 @@ def _batch_first(self: _TorchImporter, shape: list[int]) -> list[int]:
 
 def _reshape(self: _TorchImporter, args: list, kw: dict) -> Any:
     x = args[0]
+    raw = list(args[1:]) if len(args) > 1 else [kw["shape"]]
+    if len(raw) == 1 and isinstance(raw[0], tuple | list | np.ndarray):
+        raw = list(raw[0])
     shape = _shape_args(args[1:]) if len(args) > 1 else _shape_args([kw["shape"]])
     shape = _batch_first(self, shape)
     if shape.count(-1) == 1:
@@ -497,6 +586,23 @@ def _reshape(self: _TorchImporter, args: list, kw: dict) -> Any:
         if known == 0 or total % known:
             raise ValueError(f"cannot view {self.lw.shape(x)} as {shape}")
         shape[shape.index(-1)] = total // known
+    if not isinstance(x, Var) or not raw:
+        return self.lw.reshape(x, shape)
+    first = raw[0]
+    if isinstance(first, _Batch) and int(first) != 1:
+        # (x.size(0) * k, ...): the batch merged with the leading axes of k entries
+        s = self.lw.shape(x)
+        if not any(int(np.prod(s[:j], dtype=np.int64)) == int(first)
+                   for j in range(1, len(s) + 1)):
+            _refuse_batch(f"a reshape to {[int(d) for d in raw]}")
+        out = self.lw.reshape(x, shape)
+        self.merged.add(out)
+        return out
+    exported = self.exported_batch is not None and int(first) == self.exported_batch
+    if not isinstance(first, _Batch) and not exported and int(first) == 1 and \
+            -1 in [int(d) for d in raw[1:]]:
+        _refuse_batch(f"a reshape to {[int(d) for d in raw]} (a literal 1 first, not "
+                      "x.size(0))")
     return self.lw.reshape(x, shape)
 
 
@@ -509,6 +615,8 @@ def _flatten_with(start_default: int) -> Handler:
         if not s:
             return self.lw.reshape(x, (1,))
         start, end = _dim(start, len(s)), _dim(end, len(s))
+        if isinstance(x, Var) and start == 0 and end > 0:
+            _refuse_batch("a flatten from dim 0")
         mid = int(np.prod(s[start:end + 1], dtype=np.int64))
         return self.lw.reshape(x, s[:start] + (mid,) + s[end + 1:])
 
@@ -540,7 +648,8 @@ def _clamp(self: _TorchImporter, args: list, kw: dict) -> Any:
 
 def _minmax(op: str) -> Handler:
     def h(self: _TorchImporter, args: list, kw: dict) -> Any:
-        return self.lw.minmax(op, args[0], args[1] if len(args) > 1 else kw["other"])
+        other = args[1] if len(args) > 1 else kw["other"]
+        return _same_rank(op, self.lw.minmax(op, args[0], other), args[0], other)
 
     return h
 
@@ -549,6 +658,8 @@ def _cat(self: _TorchImporter, args: list, kw: dict) -> Any:
     tensors = args[0] if args else kw["tensors"]
     dim = args[1] if len(args) > 1 else kw.get("dim", 0)
     rank = len(self.lw.shape(tensors[0]))
+    if _has_var(list(tensors)) and _dim(dim, rank) == 0:
+        _refuse_batch("a concatenation along dim 0")
     return self.lw.concat(list(tensors), _dim(dim, rank))
 
 
@@ -557,6 +668,8 @@ def _stack(self: _TorchImporter, args: list, kw: dict) -> Any:
     dim = args[1] if len(args) > 1 else kw.get("dim", 0)
     rank = len(self.lw.shape(tensors[0])) + 1
     d = _dim(dim, rank)
+    if _has_var(list(tensors)) and d == 0:
+        _refuse_batch("a stack along dim 0")
     parts = []
     for t in tensors:
         s = list(self.lw.shape(t))
@@ -566,9 +679,15 @@ def _stack(self: _TorchImporter, args: list, kw: dict) -> Any:
 
 
 def _size(self: _TorchImporter, args: list, kw: dict) -> Any:
-    s = self.lw.shape(args[0])
+    s = _marked_shape(args[0], self.lw.shape(args[0]))
     dim = args[1] if len(args) > 1 else kw.get("dim")
     return tuple(s) if dim is None else s[_dim(dim, len(s))]
+
+
+def _marked_shape(x: Any, s: Sequence[int]) -> tuple[int, ...]:
+    """The shape of ``x``, its batch size marked (:class:`_Batch`) for a variable."""
+    s = tuple(s)
+    return (_Batch(s[0]), *s[1:]) if isinstance(x, Var) and s else s
 
 
 def _getattr(self: _TorchImporter, args: list, kw: dict) -> Any:
@@ -576,8 +695,10 @@ def _getattr(self: _TorchImporter, args: list, kw: dict) -> Any:
     if isinstance(obj, _ValuesIndices) and attr in ("values", "indices"):
         return _getitem(self, [obj, 0 if attr == "values" else 1], {})
     if attr == "shape":
-        return tuple(self.lw.shape(obj))
+        return _marked_shape(obj, self.lw.shape(obj))
     if attr in ("T", "mT") and len(self.lw.shape(obj)) == 2:
+        if isinstance(obj, Var):
+            _refuse_batch(f"x.{attr} (a transpose of dim 0)")
         return self.lw.index(obj, lambda t: t.T)
     if attr in ("dtype", "device"):
         return None
@@ -588,21 +709,30 @@ def _transpose(self: _TorchImporter, args: list, kw: dict) -> Any:
     x = args[0]
     rank = len(self.lw.shape(x))
     if len(args) == 1:  # .t()
+        if isinstance(x, Var) and rank == 2:
+            _refuse_batch("x.t() (a transpose of dim 0)")
         return self.lw.index(x, lambda t: t.T)
     d0, d1 = _dim(args[1], rank), _dim(args[2], rank)
+    if isinstance(x, Var) and d0 != d1 and 0 in (d0, d1):
+        _refuse_batch("a transpose of dim 0")
     return self.lw.index(x, lambda t: np.swapaxes(t, d0, d1))
 
 
 def _permute(self: _TorchImporter, args: list, kw: dict) -> Any:
     x = args[0]
     perm = _dims(_shape_args(args[1:]) if len(args) > 1 else kw["dims"], len(self.lw.shape(x)))
+    if isinstance(x, Var) and perm and perm[0] != 0:
+        _refuse_batch("a permute that moves dim 0")
     return self.lw.index(x, lambda t: np.transpose(t, perm))
 
 
 def _unsqueeze(self: _TorchImporter, args: list, kw: dict) -> Any:
     x = args[0]
     s = list(self.lw.shape(x))
-    s.insert(_dim(args[1] if len(args) > 1 else kw["dim"], len(s) + 1), 1)
+    d = _dim(args[1] if len(args) > 1 else kw["dim"], len(s) + 1)
+    if isinstance(x, Var) and d == 0:
+        _refuse_batch("an unsqueeze at dim 0")
+    s.insert(d, 1)
     return self.lw.reshape(x, s)
 
 
@@ -611,6 +741,10 @@ def _squeeze(self: _TorchImporter, args: list, kw: dict) -> Any:
     s = self.lw.shape(x)
     dim = args[1] if len(args) > 1 else kw.get("dim")
     drop = set(range(len(s))) if dim is None else set(_dims(dim, len(s)))
+    if isinstance(x, Var):
+        if dim is not None and 0 in drop:
+            _refuse_batch("a squeeze of dim 0")
+        drop.discard(0)  # the batch axis: of any size at run time
     return self.lw.reshape(x, [d for i, d in enumerate(s) if not (i in drop and d == 1)])
 
 
@@ -619,12 +753,14 @@ def _expand(self: _TorchImporter, args: list, kw: dict) -> Any:
     target = _batch_first(self, _shape_args(args[1:]))
     s = self.lw.shape(x)
     pad = len(target) - len(s)
+    if isinstance(x, Var) and pad > 0:
+        _refuse_batch(f"an expand to {len(target)} axes")
     shape = [s[i - pad] if d == -1 else d for i, d in enumerate(target)]
     return self.lw.broadcast(x, shape)
 
 
 def _matmul(self: _TorchImporter, args: list, kw: dict) -> Any:
-    return self.lw.matmul(args[0], args[1])
+    return _matmul_batch(args[0], args[1], self.lw.matmul(args[0], args[1]))
 
 
 def _f_linear(self: _TorchImporter, args: list, kw: dict) -> Any:
@@ -642,6 +778,8 @@ def _f_layer_norm(self: _TorchImporter, args: list, kw: dict) -> Any:
     if isinstance(w, Var) or isinstance(bias, Var):
         raise _Unsupported("layer norm with a variable weight")
     n_axes = 1 if isinstance(shape, int) else len(shape)
+    if isinstance(args[0], Var) and n_axes >= len(args[0].shape):
+        _refuse_batch("a layer norm over every axis")
     return self.lw.layer_norm(args[0], n_axes, float(args[4] if len(args) > 4
                                                     else kw.get("eps", 1e-5)), w, bias)
 
@@ -720,6 +858,7 @@ def _split(self: _TorchImporter, args: list, kw: dict) -> Any:
         k = kw.get("split_sizes", kw.get("split_size"))
     shape = self.lw.shape(x)
     dim = _dim(_arg(args, kw, 2, "dim", 0), len(shape))
+    _per_sample(x, [dim], "split")
     if isinstance(k, (int, np.integer)):
         n = shape[dim]
         k = [min(int(k), n - a) for a in range(0, n, int(k))] if k > 0 else []
@@ -1027,11 +1166,23 @@ class _NoIndices:
 def _einsum(self: _TorchImporter, args: list, kw: dict) -> Any:
     """``torch.einsum(eq, *operands)`` (operands also as one list)."""
     ops = list(args[1]) if len(args) == 2 and isinstance(args[1], list | tuple) else list(args[1:])
+    eq = str(args[0]).replace(" ", "")
+    terms, arrow, out = eq.partition("->")
+    names = terms.split(",")
+    for t, v in zip(names, ops):
+        if not isinstance(v, Var):
+            continue
+        lead = "..." if t.startswith("...") else t[:1]
+        if not arrow or not out.startswith(lead) or any(
+                lead in u for u, w in zip(names, ops) if not isinstance(w, Var)):
+            _refuse_batch(f"einsum {eq!r} (dim 0 of a variable operand must be the output's "
+                          "first axis, not read from a constant)")
     return self.lw.einsum(str(args[0]), ops)
 
 
 def _bmm(self: _TorchImporter, args: list, kw: dict) -> Any:
-    return self.lw.matmul(args[0], _arg(args, kw, 1, "mat2", None))
+    c = _arg(args, kw, 1, "mat2", None)
+    return _matmul_batch(args[0], c, self.lw.matmul(args[0], c))
 
 
 def _aten_dim(self: _TorchImporter, args: list, kw: dict) -> Any:
@@ -1155,6 +1306,8 @@ _MODULES: dict[type, Callable[..., Any]] = {
     nn.Hardtanh: lambda self, m, args, kw: self.lw.clamp(args[0], m.min_val, m.max_val),
     nn.ReLU6: lambda self, m, args, kw: self.lw.clamp(args[0], 0.0, 6.0),
     nn.BatchNorm1d: _mod_batchnorm,
+    nn.BatchNorm2d: _mod_batchnorm,
+    nn.BatchNorm3d: _mod_batchnorm,
     nn.LayerNorm: lambda self, m, args, kw: self.lw.layer_norm(
         args[0], len(m.normalized_shape), m.eps,
         None if m.weight is None else _tensor_const(m.weight),
@@ -1184,13 +1337,28 @@ _MODULES: dict[type, Callable[..., Any]] = {
 def _aten_addmm(self: _TorchImporter, args: list, kw: dict) -> Any:
     """``beta * bias + alpha * (a @ b)``."""
     beta, alpha = float(kw.get("beta", 1.0)), float(kw.get("alpha", 1.0))
-    prod = self.lw.matmul(args[1], args[2])
+    prod = _matmul_batch(args[1], args[2], self.lw.matmul(args[1], args[2]))
     if alpha != 1.0:
         prod = self.lw.mul(prod, alpha)
     return self.lw.add(prod, args[0] if beta == 1.0 else self.lw.mul(args[0], beta))
 
 
 _FUNCTIONS[torch.addmm] = _aten_addmm
+
+
+def _f_batch_norm(self: _TorchImporter, args: list, kw: dict) -> Any:
+    """``F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum,
+    eps)`` in evaluation mode (the running statistics, constants)."""
+    if bool(_arg(args, kw, 5, "training", False)):
+        raise _Unsupported("batch norm in training mode (training=True uses the statistics "
+                           "of the batch)")
+    mean, var = _arg(args, kw, 1, "running_mean", None), _arg(args, kw, 2, "running_var", None)
+    w, b = _arg(args, kw, 3, "weight", None), _arg(args, kw, 4, "bias", None)
+    eps = _arg(args, kw, 7, "eps", 1e-5)
+    return _BATCH_NORM_EVAL(self, [args[0], w, b, mean, var, False, 0.1, eps], {})
+
+
+_FUNCTIONS[F.batch_norm] = _f_batch_norm
 _METHODS["addmm"] = _aten_addmm
 
 
@@ -1201,6 +1369,8 @@ def _aten_slice(self: _TorchImporter, args: list, kw: dict) -> Any:
     key = (slice(None),) * dim + (slice(_arg(args, kw, 2, "start", None),
                                         _arg(args, kw, 3, "end", None),
                                         _arg(args, kw, 4, "step", 1)),)
+    if isinstance(x, Var) and dim == 0 and not _full_slice(key[0]):
+        _refuse_batch("a slice of dim 0")
     return self.lw.index(x, lambda t: t[key])
 
 
@@ -1208,6 +1378,7 @@ def _aten_select(self: _TorchImporter, args: list, kw: dict) -> Any:
     """``select.int(x, dim, index)``: the axis is dropped."""
     x = args[0]
     dim = _dim(args[1], len(self.lw.shape(x)))
+    _per_sample(x, [dim], "select")
     key = (slice(None),) * dim + (int(args[2]),)
     return self.lw.index(x, lambda t: t[key])
 
@@ -1218,6 +1389,8 @@ def _aten_index(self: _TorchImporter, args: list, kw: dict) -> Any:
     indices = args[1]
     if any(isinstance(i, Var) for i in indices):
         raise _Unsupported("indexing with a variable tensor")
+    if isinstance(args[0], Var) and indices and indices[0] is not None:
+        _refuse_batch("indexing dim 0")
     key = tuple(slice(None) if i is None else np.asarray(i) for i in indices)
     return self.lw.index(args[0], lambda t: t[key])
 
@@ -1410,7 +1583,8 @@ def from_torch(
     try:
         return _TorchImporter(module, shape).run(merge_pwl)
     except _Untraceable as fx_error:
-        program = _export_or_none(module, shape)
+        dtype = torch.as_tensor(example).dtype if example is not None else None
+        program = _export_or_none(module, shape, dtype)
         if program is None:
             raise GraphError(f"{fx_error} and torch.export cannot export it either") from None
         return from_exported(program, merge_pwl)
@@ -1434,15 +1608,36 @@ class _Untraceable(GraphError):
     """torch.fx cannot trace the module (torch.export may: see :func:`from_torch`)."""
 
 
-def _export_or_none(module: nn.Module, shape: tuple[int, ...]) -> Any:
+def _export_or_none(module: nn.Module, shape: tuple[int, ...],
+                    dtype: torch.dtype | None = None) -> Any:
     """``module`` exported by :func:`torch.export.export` on a batch of 2 with a
     dynamic batch axis (``None`` when it cannot be): the fallback for modules
-    torch.fx cannot trace but torch can run (Python logic on shapes, ...)."""
-    dtype = next((t.dtype for t in list(module.parameters()) + list(module.buffers())
-                  if t.is_floating_point()), torch.float32)
+    torch.fx cannot trace but torch can run (Python logic on shapes, ...).  ``dtype``:
+    the example's (else the module's parameters', else float32)."""
+    if dtype is None or not dtype.is_floating_point:
+        dtype = next((t.dtype for t in list(module.parameters()) + list(module.buffers())
+                      if t.is_floating_point()), torch.float32)
     example = (torch.zeros(2, *shape[1:], dtype=dtype),)
     try:
-        return torch.export.export(copy.deepcopy(module).eval(), example,
-                                   dynamic_shapes=({0: torch.export.Dim("batch")},))
+        with _quiet_torch_logs():
+            return torch.export.export(copy.deepcopy(module).eval(), example,
+                                       dynamic_shapes=({0: torch.export.Dim("batch")},))
     except Exception:  # noqa: BLE001 - export raises many types on what it cannot trace
         return None
+
+
+@contextlib.contextmanager
+def _quiet_torch_logs() -> Any:
+    """torch's loggers silenced below CRITICAL (a failed export logs its traceback; the
+    importer reports the failure itself, in one line)."""
+    names = ("torch", "torch._dynamo", "torch.export", "torch._export", "torch._guards",
+             "torch.fx.experimental.symbolic_shapes", "torch._subclasses")
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, saved):
+            lg.setLevel(level)
