@@ -29,6 +29,7 @@ __all__ = [
     "atomic_write_text",
     "check_output_path",
     "default_file_mode",
+    "is_writable",
     "process_umask",
     "require_file",
 ]
@@ -144,6 +145,14 @@ def require_file(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def is_writable(path: str | os.PathLike[str]) -> bool:
+    """Whether an existing file or folder may be written (replaced): the process has
+    write access and its owner's write permission bit is set.  The bit counts for
+    root too (to whom ``os.access`` says yes to everything): ``chmod a-w`` marks a
+    file or folder as not to be replaced."""
+    return os.access(path, os.W_OK) and bool(os.stat(path).st_mode & 0o200)
+
+
 def check_output_path(path: str | os.PathLike[str], what: str, *, folder: bool = False) -> Path:
     """Check before any computation that ``path`` can be written; return it as a ``Path``.
 
@@ -151,9 +160,11 @@ def check_output_path(path: str | os.PathLike[str], what: str, *, folder: bool =
     target (``folder=False``) must not be a folder or a special file, and an
     existing one must be writable (an existing file without write permission is
     not replaced).  A folder target (``folder=True``) must be a folder if it
-    exists.  Missing parent folders are fine (they are created on writing) as
-    long as the nearest existing one is a writable folder; when it exists, a
-    temporary file is created and removed in it to be sure.  Raises
+    exists, and a writable one (:func:`is_writable`; a folder without write
+    permission is not replaced or written into).  Missing parent folders are
+    fine (they are created on writing) as long as the nearest existing one is a
+    writable folder; when it exists, a temporary file is created and removed in
+    it to be sure.  Raises
     :class:`~gridverify.errors.OutputPathError` naming ``what`` and the path.
     """
     from gridverify.errors import OutputPathError
@@ -169,9 +180,9 @@ def check_output_path(path: str | os.PathLike[str], what: str, *, folder: bool =
                 raise OutputPathError(f"{what} {target}: is a folder (give a file path)")
             if not target.is_file():
                 raise OutputPathError(f"{what} {target}: exists and is not a regular file")
-            if not os.access(target, os.W_OK) or not target.stat().st_mode & 0o200:
-                raise OutputPathError(f"{what} {target}: exists and is not writable "
-                                "(not replaced)")
+        if not is_writable(target):
+            raise OutputPathError(f"{what} {target}: exists and is not writable "
+                                  "(not replaced)")
     parent = target if folder and target.is_dir() else target.parent
     probe = parent
     while not probe.exists():

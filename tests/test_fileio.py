@@ -75,3 +75,41 @@ def test_no_mkdir_raises_for_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError):
         atomic_write_bytes(tmp_path / "missing" / "a.bin", b"", mkdir=False)
     assert not (tmp_path / "missing").exists()
+
+
+def _read_only(path) -> int:
+    old = stat.S_IMODE(os.stat(path).st_mode)
+    os.chmod(path, old & ~0o222)
+    return old
+
+
+def test_existing_folder_without_write_permission_is_refused(tmp_path):
+    from gridverify.errors import OutputPathError
+    from gridverify.fileio import check_output_path, is_writable
+
+    target = tmp_path / "model"
+    target.mkdir()
+    assert check_output_path(target, "--out", folder=True) == target
+    old = _read_only(target)
+    try:
+        # the permission bit counts for root too, as for an existing file
+        assert not is_writable(target)
+        with pytest.raises(OutputPathError) as info:
+            check_output_path(target, "--out", folder=True)
+        assert str(info.value) == f"--out {target}: exists and is not writable (not replaced)"
+    finally:
+        os.chmod(target, old)
+
+
+def test_existing_file_without_write_permission_is_refused(tmp_path):
+    from gridverify.errors import OutputPathError
+    from gridverify.fileio import check_output_path
+
+    target = tmp_path / "x.h5"
+    target.write_bytes(b"x")
+    old = _read_only(target)
+    try:
+        with pytest.raises(OutputPathError, match="exists and is not writable"):
+            check_output_path(target, "--out")
+    finally:
+        os.chmod(target, old)

@@ -23,6 +23,7 @@ __all__ = [
     "add_progress_flag",
     "count",
     "fraction",
+    "int_range",
     "hidden_sizes",
     "nonneg_float",
     "positive_float",
@@ -100,6 +101,20 @@ def count(minimum: int) -> Callable[[str], int]:
         return value
 
     parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def int_range(minimum: int, maximum: int) -> Callable[[str], int]:
+    """An integer in ``[minimum, maximum]``."""
+
+    def parse(text: str) -> int:
+        value = _integer(text)
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(
+                f"must be in [{minimum}, {maximum}], got {text}")
+        return value
+
+    parse.__name__ = f"integer in [{minimum}, {maximum}]"
     return parse
 
 

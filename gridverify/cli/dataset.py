@@ -3,7 +3,10 @@
 ``dataset make CASE --samples N --out FILE.h5 [--region box:0.9,1.1 |
 pglearn:0.8,1.2,0.1] [--seed S] [--workers K]`` samples loads, solves every
 AC-OPF and writes the HDF5 schema of :mod:`gridverify.opf.dataset` (also in
-docs/dataset.md).  Re-running the same command on an existing file resumes it.
+docs/dataset.md).  ``--workers`` is capped at the CPUs here and the number of
+samples (a note on stderr says so); a dataset too large for this machine's
+memory or disk is refused before anything is written.  Re-running the same
+command on an existing file resumes it.
 Exit status 0 when every sample is done (whatever its solver status), 2 on bad
 input.  ``dataset info FILE.h5 [--json]`` prints the attributes and status
 counts.
@@ -24,20 +27,30 @@ def _make(args: argparse.Namespace) -> int:
     from gridverify.cli.opf import solver_options_from_args
     from gridverify.fileio import check_output_path
     from gridverify.grid import load_compiled
-    from gridverify.opf.dataset import make_dataset
+    from gridverify.opf.dataset import check_dataset_size, make_dataset, max_workers
     from gridverify.opf.samplers import sampler_from_spec
 
-    check_output_path(args.out, "--out")  # an existing dataset is resumed in place
+    out = check_output_path(args.out, "--out")  # an existing dataset is resumed in place
     sampler = sampler_from_spec(args.region, "--region")
     options = solver_options_from_args(args)
     case = load_compiled(args.case, emit_warnings=False)
+    if not out.exists():
+        check_dataset_size(case, args.samples, out, "--samples")
+    workers = min(args.workers, max_workers(), args.samples)
+    if workers < args.workers:
+        limits = [f"the {max_workers()} CPUs here"] if args.workers > max_workers() else []
+        if args.workers > args.samples:
+            limits.append(f"the {args.samples} samples")
+        print(f"gridverify: note: --workers {args.workers} is more than "
+              f"{' and '.join(limits)}; using {workers} worker process"
+              f"{'es' if workers > 1 else ''}", file=sys.stderr)
     d = make_dataset(
         case,
         args.samples,
         args.out,
         sampler=sampler,
         seed=args.seed,
-        workers=args.workers,
+        workers=workers,
         options=options,
         progress=show_progress(args, quiet=args.json),
     )
@@ -100,7 +113,9 @@ def register(subparsers: Any) -> None:
         "times per-load noise 1+U(-R,R))",
     )
     m.add_argument("--seed", type=seed, default=0, help="random seed")
-    m.add_argument("--workers", type=count(1), default=1, help="worker processes")
+    m.add_argument("--workers", type=count(1), default=1,
+                   help="worker processes; at most one per CPU and one per sample (more "
+                        "are capped, with a note on stderr)")
     m.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     add_progress_flag(m)
     add_solver_arguments(m)

@@ -19,8 +19,8 @@ __all__ = ["register", "solver_options_from_args", "add_solver_arguments"]
 
 def add_solver_arguments(p: argparse.ArgumentParser) -> None:
     """The solver flags shared by ``opf solve`` and ``dataset make`` (one set of defaults)."""
-    from gridverify.cli._args import count, positive_float
-    from gridverify.opf.solvers import SOLVER_NAMES, SolverOptions
+    from gridverify.cli._args import count, int_range, positive_float
+    from gridverify.opf.solvers import PRINT_LEVEL_MAX, SOLVER_NAMES, SolverOptions
 
     d = SolverOptions()
     p.add_argument(
@@ -33,8 +33,9 @@ def add_solver_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-iter", type=count(1), default=d.max_iter, help="iteration limit")
     p.add_argument("--time-limit", type=positive_float, default=d.time_limit,
                    help="wall-clock limit per solve, s (default: none)")
-    p.add_argument("--print-level", type=count(0), default=d.print_level,
-                   help="solver print level")
+    p.add_argument("--print-level", type=int_range(0, PRINT_LEVEL_MAX), default=d.print_level,
+                   help=f"solver print level, 0 (silent) to {PRINT_LEVEL_MAX} (Ipopt's range); "
+                        "the solver's log goes to stderr")
 
 
 def solver_options_from_args(args: argparse.Namespace) -> Any:

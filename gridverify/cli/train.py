@@ -39,7 +39,8 @@ def register(sub: Any) -> None:
                    help="OPF dataset(s) (HDF5) made by `gridverify dataset make`; several "
                         "files of one case and region (different seeds) are concatenated")
     p.add_argument("--out", required=True, help="model directory to write (an existing "
-                   "model directory is replaced whole)")
+                   "model directory is replaced whole, unless it or a file of it has no "
+                   "write permission)")
     p.add_argument("--case", default=None,
                    help="case name or file (default: the dataset's case_name attribute)")
     p.add_argument("--hidden", type=hidden_sizes, default=d.hidden,
@@ -108,7 +109,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from gridverify.cli._args import show_progress
     from gridverify.fileio import check_output_path
     from gridverify.grid import load_compiled
-    from gridverify.proxy.artifacts import is_model_dir, write_model_dir
+    from gridverify.proxy.artifacts import check_replaceable, is_model_dir, write_model_dir
     from gridverify.proxy.data import read_proxy_data_many
     from gridverify.proxy.train import TrainOptions, train_proxy
 
@@ -132,6 +133,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if out_dir.is_dir() and any(out_dir.iterdir()) and not is_model_dir(out_dir):
         raise ProxyError(f"--out {out_dir}: exists and is not a model directory; "
                          "not overwriting")
+    check_replaceable(out_dir, "--out")  # a file of it without write permission: before training
     paths = [Path(p) for p in args.data]
     case_ref = args.case or _dataset_case_name(paths[0])
     case = load_compiled(case_ref, emit_warnings=False)
@@ -153,13 +155,19 @@ def _dataset_case_name(path: Path) -> str:
 
     from gridverify.fileio import require_file
     from gridverify.grid.case import bundled_cases_dir, resolve_case_path
+    from gridverify.opf.dataset import H5_ERRORS, reading
 
     require_file(path)
     try:
-        with h5py.File(path, "r") as fh:
-            name, source = fh.attrs.get("case_name"), fh.attrs.get("case_source")
-    except OSError as exc:
-        raise DatasetError(f"{path}: not an HDF5 file ({exc})") from None
+        fh = h5py.File(path, "r")
+    except H5_ERRORS as exc:
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        raise DatasetError(f"{path}: not an HDF5 file ({why})") from None
+    with reading(path, "the file"), fh:
+        with reading(path, "attribute 'case_name'"):
+            name = fh.attrs.get("case_name")
+        with reading(path, "attribute 'case_source'"):
+            source = fh.attrs.get("case_source")
     name, source = (v.decode() if isinstance(v, bytes) else v for v in (name, source))
     if not name:
         raise DatasetError(f"{path}: attribute case_name: missing (pass --case)")

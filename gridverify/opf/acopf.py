@@ -50,7 +50,9 @@ from gridverify.physics.equations import angle_limits
 
 STATUSES = ("optimal", "locally_infeasible", "max_iter", "time_limit", "error")
 
-ACCEPTABLE_RESIDUAL = 1e-6  # p.u.; "acceptable" solves must meet this to count as optimal
+#: p.u. (and radians); an "acceptable" solve counts as optimal only when its power-balance
+#: residual and every limit violation (:func:`max_limit_violation`) are within this
+ACCEPTABLE_RESIDUAL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -380,8 +382,13 @@ class ACOPFModel:
             residual = max_balance_residual(c, values["vm"], values["va"], pg, values["qg"], pd, qd)
             objective = c.generation_cost(pg)
         if status == "acceptable":
-            # Ipopt's "solved to acceptable level": optimal only if physically tight.
-            status = "optimal" if residual <= ACCEPTABLE_RESIDUAL else "error"
+            # Ipopt's "solved to acceptable level" (its constraint violation may be up
+            # to acceptable_constr_viol_tol): optimal only if physically tight, the
+            # balance and every limit (bounds, thermal, angle difference) re-checked.
+            tight = residual <= ACCEPTABLE_RESIDUAL and max_limit_violation(
+                c, values["vm"], values["va"], values["pg"], values["qg"]
+            ) <= ACCEPTABLE_RESIDUAL
+            status = "optimal" if tight else "error"
         if status == "optimal" and not math.isfinite(residual):
             status = "error"
         for v in values.values():
@@ -423,6 +430,48 @@ def max_balance_residual(
     if any(not np.all(np.isfinite(v)) for v in vals):
         return math.nan
     return float(max(float(v.max()) if v.size else 0.0 for v in vals))
+
+
+def max_limit_violation(
+    case: CompiledCase, vm: np.ndarray, va: np.ndarray, pg: np.ndarray, qg: np.ndarray
+) -> float:
+    """Largest violation of the OPF's limits at a point, recomputed from (vm, va, pg, qg).
+
+    Voltage and generator bounds (p.u.; an infinite limit is none), thermal limits
+    ``sqrt(p^2 + q^2) - rate_a`` at both branch ends (p.u., flows from vm and va by
+    :func:`gridverify.grid.flows.branch_flows`) and angle-difference limits (radians,
+    as the model corrects them).  NaN anywhere gives ``inf``; 0 or less is feasible.
+    """
+    worst = 0.0
+    values = {"vm": vm, "pg": pg, "qg": qg}
+    for fam, (lo_name, hi_name) in {"vm": ("vm_min", "vm_max"), "pg": ("pg_min", "pg_max"),
+                                    "qg": ("qg_min", "qg_max")}.items():
+        v = np.asarray(values[fam], dtype=np.float64)
+        lo, hi = eq.limit_values(case, lo_name), eq.limit_values(case, hi_name)
+        with np.errstate(invalid="ignore"):
+            viol = np.maximum(np.where(np.isfinite(lo), lo - v, -np.inf),
+                              np.where(np.isfinite(hi), v - hi, -np.inf))
+        if np.any(np.isnan(v)):
+            return math.inf
+        if viol.size:
+            worst = max(worst, float(viol.max()))
+    vm = np.asarray(vm, dtype=np.float64)
+    va = np.asarray(va, dtype=np.float64)
+    if not (np.all(np.isfinite(vm)) and np.all(np.isfinite(va))):
+        return math.inf
+    if case.n_branch:
+        flows = branch_flows(case, vm, va)
+        rate = np.asarray(case.rate_a, dtype=np.float64)
+        rated = np.isfinite(rate)
+        for p, q in ((flows.pf, flows.qf), (flows.pt, flows.qt)):
+            s_abs = np.hypot(np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64))
+            if np.any(rated):
+                worst = max(worst, float((s_abs[rated] - rate[rated]).max()))
+        lo, hi = eq.limit_values(case, "angle_min"), eq.limit_values(case, "angle_max")
+        dva = va[np.asarray(case.f_bus, dtype=np.int64)] - va[np.asarray(case.t_bus,
+                                                                           dtype=np.int64)]
+        worst = max(worst, float(np.maximum(lo - dva, dva - hi).max()))
+    return worst if math.isfinite(worst) else math.inf
 
 
 def _as_case(case: CompiledCase | str | Path) -> CompiledCase:
@@ -469,6 +518,7 @@ __all__ = [
     "STATUSES",
     "angle_limits",
     "max_balance_residual",
+    "max_limit_violation",
     "shift_angles",
     "solve_opf",
     "start_power",

@@ -17,8 +17,12 @@ Two backends, chosen by the resolved solver route (see :mod:`.solvers`):
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +54,40 @@ class RawResult:
     values: dict[str, np.ndarray] | None  # family -> values (index order)
     iterations: int | None = None
     warm_data: Any = None
+
+
+@contextlib.contextmanager
+def solver_output_to_stderr(enabled: bool = True) -> Iterator[None]:
+    """Send what a solver prints (its log, ``print_level`` > 0) to stderr, not stdout.
+
+    stdout carries a command's results (``--json`` output is valid JSON alone on
+    stdout), so the log goes to stderr: Python's ``sys.stdout`` (Pyomo's ``tee``)
+    and file descriptor 1 (POUNCE in-process and any native code write there) both
+    point at stderr inside the block.  A no-op when ``enabled`` is false.
+    """
+    if not enabled:
+        yield
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = None
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no usable descriptor 1 or 2: only Python's stream is redirected
+        if saved is not None:
+            os.close(saved)
+        saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 class NlBackend:
@@ -150,12 +188,13 @@ class NlBackend:
         prob = self.problem.variant(x0=x0, g_l=g_l, g_u=g_u)
         opts = self.options.ipopt_options()
         try:
-            if warm is not None and len(warm[0]) == self.n:
-                [(x, info)] = pounce.solve_nlp_batch(
-                    [prob], options=opts, parallel=False, warms=[warm]
-                )
-            else:
-                [(x, info)] = pounce.solve_nlp_batch([prob], options=opts, parallel=False)
+            with solver_output_to_stderr(self.options.print_level > 0):
+                if warm is not None and len(warm[0]) == self.n:
+                    [(x, info)] = pounce.solve_nlp_batch(
+                        [prob], options=opts, parallel=False, warms=[warm]
+                    )
+                else:
+                    [(x, info)] = pounce.solve_nlp_batch([prob], options=opts, parallel=False)
         except (RuntimeError, ValueError) as exc:
             return RawResult("error", "exception", f"{type(exc).__name__}: {exc}", None)
         code = int(info.get("status", -100))
@@ -200,13 +239,12 @@ class PyomoBackend:
             for i, v in enumerate(vals):
                 if not var[i].fixed:
                     var[i].set_value(float(v), skip_validation=True)
+        tee = self.options.print_level > 0
         try:
-            results = self.solver.solve(
-                m,
-                options=self.options.ipopt_options(),
-                tee=self.options.print_level > 0,
-                load_solutions=False,
-            )
+            with solver_output_to_stderr(tee):
+                results = self.solver.solve(
+                    m, options=self.options.ipopt_options(), tee=tee, load_solutions=False
+                )
         except (OSError, RuntimeError, ValueError) as exc:
             return RawResult("error", "exception", f"{type(exc).__name__}: {exc}", None)
         tc = results.solver.termination_condition

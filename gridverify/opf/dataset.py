@@ -41,10 +41,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,15 +182,36 @@ def _plain(v: Any) -> Any:
 # --------------------------------------------------------------------------
 # reading and validation
 # --------------------------------------------------------------------------
+#: what h5py raises on a damaged or unreadable file (RuntimeError: "Can't synchronously
+#: read data", "Error iterating over attributes"...; OSError; KeyError of a bad link)
+H5_ERRORS: tuple[type[BaseException], ...] = (OSError, RuntimeError, KeyError, ValueError,
+                                              TypeError)
+
+
+def read_error(path: str | os.PathLike[str], what: str, exc: BaseException) -> DatasetError:
+    """The one-line DatasetError of an h5py failure: ``<file>: cannot read <what>: <why>``."""
+    why = " ".join(str(exc).split()) or type(exc).__name__
+    return DatasetError(f"{path}: cannot read {what}: {why}")
+
+
+@contextmanager
+def reading(path: str | os.PathLike[str], what: str) -> Iterator[None]:
+    """Turn an h5py/OS error raised in the block into :func:`read_error` naming ``what``."""
+    try:
+        yield
+    except H5_ERRORS as exc:
+        raise read_error(path, what, exc) from None
+
+
 def _read_attrs(f: Any, path: str) -> dict[str, Any]:
     attrs = {}
-    for key in (*_ATTRS, "status_codes"):
-        if key not in f.attrs:
+    for key in (*_ATTRS, "status_codes", *_OPTIONAL_ATTRS):
+        with reading(path, f"attribute {key!r}"):
+            present = key in f.attrs
+            if present:
+                attrs[key] = _plain(f.attrs[key])
+        if not present and key not in _OPTIONAL_ATTRS:  # optional: absent in older files
             raise DatasetError(f"{path}: missing attribute {key!r}")
-        attrs[key] = _plain(f.attrs[key])
-    for key in _OPTIONAL_ATTRS:  # absent in files of older versions
-        if key in f.attrs:
-            attrs[key] = _plain(f.attrs[key])
     if attrs["schema_version"] != SCHEMA_VERSION:
         raise DatasetError(
             f"{path}: schema_version {attrs['schema_version']} (this gridverify reads "
@@ -197,15 +220,75 @@ def _read_attrs(f: Any, path: str) -> dict[str, Any]:
     return attrs
 
 
-def _check_structure(f: Any, path: str) -> tuple[int, int, int, int]:
+#: the two datasets whose second axis is one count, and the name of that count
+_WIDTHS = (
+    (("inputs/pd", "inputs/qd"), "loads"),
+    (("outputs/pg", "outputs/qg"), "generators"),
+    (("outputs/vm", "outputs/va"), "buses"),
+)
+
+
+def _recorded_case_dims(
+    f: Any, path: str, attrs: dict[str, Any]
+) -> tuple[int, int, int] | None:
+    """(loads, gens, buses) of the case the file says it was made from, when that case
+    (its recorded file, else a bundled case of that name) is here with the recorded hash."""
+    from gridverify.grid import load_compiled
+
+    with reading(path, "attribute 'case_source'"):
+        source = _plain(f.attrs["case_source"]) if "case_source" in f.attrs else None
+    for ref in (source, attrs.get("case_name")):
+        if not ref:
+            continue
+        try:
+            case = load_compiled(str(ref), emit_warnings=False)
+        except Exception:  # noqa: BLE001 - no such case here: nothing to compare with
+            continue
+        if case.content_hash == attrs.get("case_hash"):
+            return case.n_load, case.n_gen, case.n_bus
+    return None
+
+
+def _check_structure(
+    f: Any, path: str, attrs: dict[str, Any], dims: tuple[int, int, int] | None = None
+) -> tuple[int, int, int, int]:
+    """Check every dataset's shape; ``dims`` = the case's (loads, gens, buses) when known.
+
+    Without ``dims`` the two datasets of one count must agree; when they do not, the
+    recorded case (if it is here) tells which one is wrong.
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
     for key in _DATASETS:
-        if key not in f:
-            raise DatasetError(f"{path}: missing dataset {key!r}")
-    s = int(f.attrs.get("n_samples", -1))
-    n_load = f["inputs/pd"].shape[-1] if f["inputs/pd"].ndim == 2 else -1
-    n_gen = f["outputs/pg"].shape[-1] if f["outputs/pg"].ndim == 2 else -1
-    n_bus = f["outputs/vm"].shape[-1] if f["outputs/vm"].ndim == 2 else -1
-    expect = {
+        with reading(path, f"dataset {key!r}"):
+            if key not in f:
+                raise DatasetError(f"{path}: missing dataset {key!r}")
+            shapes[key] = tuple(int(n) for n in f[key].shape)
+    try:
+        s = int(attrs["n_samples"])
+    except (TypeError, ValueError):
+        raise DatasetError(f"{path}: attribute 'n_samples' is not an integer: "
+                           f"{attrs['n_samples']!r}") from None
+    if s < 0:
+        raise DatasetError(f"{path}: attribute 'n_samples' is negative: {s}")
+    counts: list[int | None] = []
+    for k, (pair, noun) in enumerate(_WIDTHS):
+        if dims is not None:
+            counts.append(int(dims[k]))
+            continue
+        widths = {shapes[key][1] for key in pair if len(shapes[key]) == 2}
+        if len(widths) > 1:  # which one is wrong: ask the case the file was made from
+            dims = _recorded_case_dims(f, path, attrs)
+            if dims is None:
+                a, b = pair
+                raise DatasetError(
+                    f"{path}: datasets {a!r} {shapes[a]} and {b!r} {shapes[b]} disagree on "
+                    f"the number of {noun}"
+                )
+            counts.append(int(dims[k]))
+        else:
+            counts.append(widths.pop() if widths else None)
+    n_load, n_gen, n_bus = counts
+    expect: dict[str, tuple[int | None, ...]] = {
         "inputs/pd": (s, n_load),
         "inputs/qd": (s, n_load),
         "outputs/pg": (s, n_gen),
@@ -217,11 +300,16 @@ def _check_structure(f: Any, path: str) -> tuple[int, int, int, int]:
         "status": (s,),
         "done": (s,),
     }
+    nouns = {key: noun for pair, noun in _WIDTHS for key in pair}
     for key, shape in expect.items():
-        if tuple(f[key].shape) != shape or min(shape) < 0:
+        if shapes[key] != shape:
+            want = ", ".join(f"number of {nouns[key]}" if n is None else str(n)
+                             for n in shape)
+            want = f"({want},)" if len(shape) == 1 else f"({want})"
             raise DatasetError(
-                f"{path}: dataset {key!r} has shape {tuple(f[key].shape)}, expected {shape}"
+                f"{path}: dataset {key!r} has shape {shapes[key]}, expected {want}"
             )
+    assert n_load is not None and n_gen is not None and n_bus is not None
     return s, n_load, n_gen, n_bus
 
 
@@ -246,7 +334,11 @@ def _check_rows(path: str, d: OPFDataset) -> None:
 
 
 def load_dataset(path: str | Path, case: CompiledCase | None = None) -> OPFDataset:
-    """Read and validate an OPF dataset; with ``case``, also check it is that case's."""
+    """Read and validate an OPF dataset; with ``case``, also check it is that case's.
+
+    A file h5py cannot read (damaged, truncated, not HDF5) is a one-line
+    :class:`DatasetError` naming the file and what could not be read.
+    """
     import h5py
 
     path = str(path)
@@ -255,27 +347,34 @@ def load_dataset(path: str | Path, case: CompiledCase | None = None) -> OPFDatas
         # No HDF5 file lock: a reader may look at a file that a run is filling
         # (rows change in place and only become visible through `done`).
         f = h5py.File(path, "r", locking=False)
-    except OSError:
+    except H5_ERRORS:
         try:  # this process holds the file open with locking
             f = h5py.File(path, "r")
-        except OSError as exc:
-            raise DatasetError(f"{path}: not a readable HDF5 file ({exc})") from None
-    with f:
+        except H5_ERRORS as exc:
+            why = " ".join(str(exc).split()) or type(exc).__name__
+            raise DatasetError(f"{path}: not a readable HDF5 file ({why})") from None
+    with reading(path, "the file"), f:
         attrs = _read_attrs(f, path)
-        _check_structure(f, path)
-        arrays = {key.split("/")[-1]: np.asarray(f[key][...]) for key in _DATASETS}
+        dims = None  # the case's sizes, when the file says it is of that case
+        if case is not None and attrs["case_hash"] == case.content_hash:
+            dims = (case.n_load, case.n_gen, case.n_bus)
+        _check_structure(f, path, attrs, dims)
+        arrays = {}
+        for key in _DATASETS:
+            with reading(path, f"dataset {key!r}"):
+                arrays[key.split("/")[-1]] = np.asarray(f[key][...])
     d = OPFDataset(
         path=path,
-        pd=arrays["pd"].astype(np.float64),
-        qd=arrays["qd"].astype(np.float64),
-        pg=arrays["pg"].astype(np.float64),
-        qg=arrays["qg"].astype(np.float64),
-        vm=arrays["vm"].astype(np.float64),
-        va=arrays["va"].astype(np.float64),
-        objective=arrays["objective"].astype(np.float64),
-        solve_seconds=arrays["solve_seconds"].astype(np.float64),
-        status=arrays["status"].astype(np.int8),
-        done=arrays["done"].astype(bool),
+        pd=arrays["pd"].astype(np.float64, copy=False),
+        qd=arrays["qd"].astype(np.float64, copy=False),
+        pg=arrays["pg"].astype(np.float64, copy=False),
+        qg=arrays["qg"].astype(np.float64, copy=False),
+        vm=arrays["vm"].astype(np.float64, copy=False),
+        va=arrays["va"].astype(np.float64, copy=False),
+        objective=arrays["objective"].astype(np.float64, copy=False),
+        solve_seconds=arrays["solve_seconds"].astype(np.float64, copy=False),
+        status=arrays["status"].astype(np.int8, copy=False),
+        done=arrays["done"].astype(bool, copy=False),
         attrs=attrs,
     )
     _check_rows(path, d)
@@ -508,6 +607,66 @@ def _batches(
         yield [(i, pd[i], qd[i]) for i in chunk]
 
 
+def machine_memory_bytes() -> int | None:
+    """This machine's physical memory in bytes (None when the OS does not say)."""
+    try:
+        n = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+    return int(n) if n > 0 else None
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes for a message: ``1.5 GiB``, ``512 KiB``..."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"  # pragma: no cover
+
+
+def dataset_bytes(case: CompiledCase, n_samples: int) -> int:
+    """Size of a dataset's arrays (the file's data; what reading it back takes in memory)."""
+    per_row = 8 * (2 * case.n_load + 2 * case.n_gen + 2 * case.n_bus + 2) + 2
+    return int(n_samples) * per_row
+
+
+def check_dataset_size(
+    case: CompiledCase, n_samples: int, path: str | os.PathLike[str], what: str = "n_samples"
+) -> None:
+    """DatasetError (naming ``what``, e.g. ``--samples``) when a new dataset of
+    ``n_samples`` rows cannot fit this machine's memory or the free space of the
+    folder of ``path``; checked before anything is allocated or written."""
+    need = dataset_bytes(case, n_samples)
+    memory = machine_memory_bytes()
+    if memory is not None and need > memory:
+        raise DatasetError(
+            f"{what} {n_samples}: a dataset of case {case.name} that size takes "
+            f"{format_bytes(need)}, more than this machine's {format_bytes(memory)} of "
+            "memory; use fewer samples (several files of one region with different "
+            "seeds can be trained on together)"
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if need > free:
+        raise DatasetError(
+            f"{what} {n_samples}: a dataset of case {case.name} that size takes "
+            f"{format_bytes(need)}, more than the {format_bytes(free)} free in {folder}"
+        )
+
+
+def max_workers() -> int:
+    """The most worker processes a dataset run starts: the CPUs this process may use."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, n)
+
+
 def make_dataset(
     case: CompiledCase | str | Path,
     n_samples: int,
@@ -524,7 +683,10 @@ def make_dataset(
     An existing file made with the same case, sampler, seed, sample count,
     solver and solver settings (:meth:`SolverOptions.settings`, recorded as the
     ``solver_settings`` attribute) is resumed (only rows not ``done`` are solved);
-    other settings raise DatasetError.  ``workers`` >= 1 processes (1 = in this process).  Default
+    other settings raise DatasetError.  ``workers`` >= 1 processes (1 = in this
+    process), capped at :func:`max_workers` (the CPUs here) and at the number of
+    samples left.  A new file must fit this machine's memory and the free disk
+    space (:func:`check_dataset_size`).  Default
     ``options``: ``SolverOptions(max_iter=DATASET_MAX_ITER)``.  Returns the
     finished dataset as read back from disk.
     """
@@ -549,11 +711,22 @@ def make_dataset(
     if os.path.exists(path):
         existing = _check_resume(path, case, n_samples, sampler, seed, info.name, settings)
     else:
-        _create_file(path, case, n_samples, sampler, seed, info.name, info.version, settings)
+        check_dataset_size(case, n_samples, path)
+        try:
+            _create_file(path, case, n_samples, sampler, seed, info.name, info.version, settings)
+        except MemoryError:
+            raise DatasetError(
+                f"{path}: not enough memory for {n_samples} samples of case {case.name} "
+                f"({format_bytes(dataset_bytes(case, n_samples))}); nothing written"
+            ) from None
         existing = load_dataset(path)
     pending = [int(i) for i in np.nonzero(~existing.done)[0]]
     if pending:
+        # one process per CPU at most, and no more processes than samples to solve
+        # (the results do not depend on the number of workers)
+        workers = min(workers, max_workers(), len(pending))
         _run(case, existing, pending, path, workers, options, progress, batch_size)
+    del existing  # not twice in memory
     return load_dataset(path, case)
 
 
@@ -573,9 +746,10 @@ def _run(
     bar = _progress(progress, case.name, d.n_samples, d.n_samples - len(pending))
     try:
         handle = h5py.File(path, "r+")
-    except OSError as exc:
+    except H5_ERRORS as exc:
+        why = " ".join(str(exc).split()) or type(exc).__name__
         raise DatasetError(
-            f"{path}: cannot open for writing; is another run filling it? ({exc})"
+            f"{path}: cannot open for writing; is another run filling it? ({why})"
         ) from None
     with handle as f, bar as (advance):
         writer = _Writer(f, case, flush_every=max(8, 4 * size * workers), flush_seconds=2.0)

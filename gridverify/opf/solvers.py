@@ -36,6 +36,8 @@ from typing import Any
 from gridverify.errors import SolverError
 
 SOLVER_NAMES = ("auto", "ipopt", "pounce", "pounce-cli")
+#: Ipopt's ``print_level`` range (0 silent ... 12 everything); the log goes to stderr
+PRINT_LEVEL_MAX = 12
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,8 @@ class SolverOptions:
     ``name``: ``"auto"`` (a real ``ipopt`` on PATH, else POUNCE), ``"ipopt"``,
     ``"pounce"`` or ``"pounce-cli"``.  ``tol``/``max_iter``/``print_level``/``linear_solver``/
     ``time_limit`` map onto the Ipopt options ``tol``, ``max_iter``,
-    ``print_level``, ``linear_solver`` and ``max_wall_time`` (seconds).
+    ``print_level`` (0..12; the solver's log goes to stderr), ``linear_solver`` and
+    ``max_wall_time`` (seconds).
     ``constr_viol_tol`` is Ipopt's absolute constraint-violation tolerance; the
     default keeps power-balance residuals far below 1e-6 p.u.  ``extra`` holds
     further ``(option, value)`` pairs passed verbatim.
@@ -78,6 +81,9 @@ class SolverOptions:
             raise SolverError("solver option tol/constr_viol_tol must be positive")
         if self.max_iter < 1:
             raise SolverError("solver option max_iter must be >= 1")
+        if not 0 <= self.print_level <= PRINT_LEVEL_MAX:
+            raise SolverError(f"solver option print_level must be in [0, {PRINT_LEVEL_MAX}], "
+                              f"got {self.print_level}")
         if self.time_limit is not None and not self.time_limit > 0:
             raise SolverError("solver option time_limit must be positive")
 

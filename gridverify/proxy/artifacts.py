@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from gridverify.errors import ProxyError
-from gridverify.fileio import process_umask
+from gridverify.fileio import is_writable, process_umask
 from gridverify.proxy.model import ProxyArch, ProxyMLP, module_from_arrays
 from gridverify.proxy.onnx_export import export_onnx
 
@@ -122,6 +122,7 @@ def write_model_dir(
         if not card.get(key):
             raise ProxyError(f"model card needs {key}")
     out = Path(out)
+    check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
@@ -136,6 +137,7 @@ def write_model_dir(
         (tmp / CARD_FILE).write_text(json.dumps(_jsonable(full), indent=2, sort_keys=True) + "\n")
         old = None
         if out.exists():
+            check_replaceable(out)
             if not is_model_dir(out) and any(out.iterdir()):
                 raise ProxyError(f"{out}: exists and is not a model directory; not overwriting")
             old = out.with_name(f".{out.name}.old")
@@ -149,6 +151,19 @@ def write_model_dir(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def check_replaceable(out: str | os.PathLike[str], what: str = "") -> None:
+    """ProxyError when an existing ``out`` (or a file of it that a model directory
+    holds) has no write permission: it is not replaced (as an existing output file
+    without write permission never is).  ``what`` (a flag) prefixes the message."""
+    out = Path(out)
+    if not out.is_dir():
+        return
+    for p in (out, *(out / name for name in (*HASHED_FILES, CARD_FILE))):
+        if (p is out or p.is_file()) and not is_writable(p):
+            where = f"{what} {p}" if what else str(p)
+            raise ProxyError(f"{where}: exists and is not writable (not replaced)")
 
 
 def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:

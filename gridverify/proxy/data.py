@@ -51,6 +51,10 @@ class ProxyData:
         return int(self.x.shape[0])
 
 
+def _why(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _attr(v: Any) -> Any:
     if isinstance(v, bytes):
         return v.decode()
@@ -66,14 +70,16 @@ def read_proxy_data(path: str | os.PathLike[str], case: Any) -> ProxyData:
     import h5py
 
     from gridverify.fileio import require_file
+    from gridverify.opf.dataset import H5_ERRORS, reading
 
     path = require_file(path)
     try:
         fh = h5py.File(path, "r")
-    except OSError as exc:
-        raise DatasetError(f"{path}: not an HDF5 file ({exc})") from None
-    with fh:
-        attrs = {k: _attr(v) for k, v in fh.attrs.items()}
+    except H5_ERRORS as exc:
+        raise DatasetError(f"{path}: not an HDF5 file ({_why(exc)})") from None
+    with reading(path, "the file"), fh:
+        with reading(path, "the attributes"):
+            attrs = {k: _attr(v) for k, v in fh.attrs.items()}
         ver = attrs.get("schema_version")
         if ver != SCHEMA_VERSION:
             raise DatasetError(f"{path}: attribute schema_version: expected 1, got {ver!r}")
@@ -95,9 +101,10 @@ def read_proxy_data(path: str | os.PathLike[str], case: Any) -> ProxyData:
         arrays: dict[str, np.ndarray] = {}
         n_rows = None
         for key, width in want.items():
-            if key not in fh:
-                raise DatasetError(f"{path}: field {key}: missing")
-            a = np.asarray(fh[key][()], dtype=np.float64)
+            with reading(path, f"dataset {key!r}"):
+                if key not in fh:
+                    raise DatasetError(f"{path}: field {key}: missing")
+                a = np.asarray(fh[key][()], dtype=np.float64)
             if a.ndim != 2 or a.shape[1] != width:
                 raise DatasetError(
                     f"{path}: field {key}: shape {a.shape}, case {case.name!r} needs (S, {width})"
@@ -107,9 +114,10 @@ def read_proxy_data(path: str | os.PathLike[str], case: Any) -> ProxyData:
             elif a.shape[0] != n_rows:
                 raise DatasetError(f"{path}: field {key}: {a.shape[0]} rows, expected {n_rows}")
             arrays[key] = a
-        if "status" not in fh:
-            raise DatasetError(f"{path}: field status: missing")
-        status = np.asarray(fh["status"][()])
+        with reading(path, "dataset 'status'"):
+            if "status" not in fh:
+                raise DatasetError(f"{path}: field status: missing")
+            status = np.asarray(fh["status"][()])
         if status.shape != (n_rows,):
             raise DatasetError(f"{path}: field status: shape {status.shape}, expected ({n_rows},)")
     assert n_rows is not None

@@ -168,6 +168,55 @@ def build_training_module(
     return module, out_mean, out_std
 
 
+def _hidden_text(options: TrainOptions) -> str:
+    return ",".join(str(int(h)) for h in options.hidden)
+
+
+def training_memory_bytes(case: Any, options: TrainOptions, n_train: int) -> tuple[int, int]:
+    """``(weights, bytes)``: the network's parameter count and a lower estimate of the
+    memory training it takes (float32 weights, their gradients, Adam's two moments,
+    the best weights kept and the deployed copy; the activations of a batch)."""
+    sizes = [2 * case.n_load, *(int(h) for h in options.hidden),
+             2 * case.n_gen + 2 * case.n_bus]
+    weights = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    batch = max(1, min(int(options.batch_size), int(n_train)))
+    activations = 3 * batch * sum(sizes)
+    return weights, 4 * (8 * weights + activations)
+
+
+def check_training_memory(case: Any, options: TrainOptions, n_train: int) -> None:
+    """ProxyError naming ``--hidden`` (and ``--batch-size``) when training cannot fit
+    this machine's memory; checked before any tensor is allocated."""
+    from gridverify.opf.dataset import format_bytes, machine_memory_bytes
+
+    memory = machine_memory_bytes()
+    weights, need = training_memory_bytes(case, options, n_train)
+    if memory is not None and need > memory:
+        raise ProxyError(
+            f"--hidden {_hidden_text(options)} (--batch-size {options.batch_size}): the "
+            f"network has {weights:.3g} weights and training it takes at least "
+            f"{format_bytes(need)}, more than this machine's {format_bytes(memory)} of "
+            "memory; use smaller hidden layers"
+        )
+
+
+@contextlib.contextmanager
+def _out_of_memory(options: TrainOptions) -> Iterator[None]:
+    """A failed allocation (MemoryError, torch's allocator RuntimeError) as a ProxyError."""
+    try:
+        yield
+    except MemoryError:
+        raise ProxyError(f"--hidden {_hidden_text(options)} (--batch-size "
+                         f"{options.batch_size}): out of memory while training") from None
+    except RuntimeError as exc:
+        text = str(exc)
+        if "allocate" not in text and "out of memory" not in text.lower():
+            raise
+        raise ProxyError(f"--hidden {_hidden_text(options)} (--batch-size "
+                         f"{options.batch_size}): out of memory while training "
+                         f"({' '.join(text.split())[-120:]})") from None
+
+
 def train_proxy(
     case: Any,
     data: ProxyData,
@@ -189,9 +238,10 @@ def train_proxy(
     except ProxyError as exc:  # name the dataset
         raise ProxyError(f"{data.path}: {exc}") from None
     x, y = data.x, data.y
+    check_training_memory(case, options, len(split.train))
     t0 = time.perf_counter()
     c0 = time.process_time()
-    with deterministic_torch(1), torch.random.fork_rng(devices=[]):
+    with deterministic_torch(1), torch.random.fork_rng(devices=[]), _out_of_memory(options):
         torch.manual_seed(options.seed)
         module, out_mean, out_std = build_training_module(
             case, x[split.train], y[split.train], options
