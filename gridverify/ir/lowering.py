@@ -32,6 +32,24 @@ _DENSE_MAX_ENTRIES = 50_000_000
 _SPARSE_MIN_ENTRIES = 1 << 16
 
 
+
+def einsum_keeps_batch(equation: str, variables: Sequence[bool]) -> bool:
+    """Whether an einsum keeps the batch axis: every variable operand's first axis
+    (or its leading ``...``) is the output's first axis, and no constant operand reads
+    that axis.  ``variables[k]``: whether operand ``k`` is a variable.  An equation
+    without an explicit output (``->``) counts as not keeping it."""
+    eq = equation.replace(" ", "")
+    terms, arrow, out = eq.partition("->")
+    names = terms.split(",")
+    for t, is_var in zip(names, variables):
+        if not is_var:
+            continue
+        lead = "..." if t.startswith("...") else t[:1]
+        if not arrow or not out.startswith(lead) or any(
+                lead in u for u, w in zip(names, variables) if not w):
+            return False
+    return True
+
 @dataclass(frozen=True)
 class Var:
     """A batch-dependent tensor: IR node ``node`` holding ``shape`` per sample."""

@@ -34,6 +34,7 @@ from gridverify.ir.lowering import (
     Value,
     Var,
     _Unsupported,
+    einsum_keeps_batch,
     prune,
 )
 from gridverify.ir.ops import OPS, UNARY_NONLINEAR
@@ -413,17 +414,10 @@ class _OnnxImporter:
             self._reshape_keeps_batch(op, node, ins, at, res, refuse)
         elif op == "Einsum":
             eq = at["equation"]
-            eq = (eq.decode() if isinstance(eq, bytes) else str(eq)).replace(" ", "")
-            terms, _, out = eq.partition("->")
-            terms_l = terms.split(",")
-            for t, v in zip(terms_l, ins):
-                if not isinstance(v, Var):
-                    continue
-                lead = "..." if t.startswith("...") else t[:1]
-                if not _ or not out.startswith(lead) or any(
-                        lead in u for u, w in zip(terms_l, ins) if not isinstance(w, Var)):
-                    refuse("an Einsum that does not keep the batch axis as the output's "
-                           "first axis (or that reads it from a constant)")
+            eq = eq.decode() if isinstance(eq, bytes) else str(eq)
+            if not einsum_keeps_batch(eq, [isinstance(v, Var) for v in ins]):
+                refuse("an Einsum that does not keep the batch axis as the output's "
+                       "first axis (or that reads it from a constant)")
         for v in outs:
             if not v.shape or v.shape[0] != 1:
                 refuse(f"{op} giving shape {list(v.shape)} (the batch axis must stay axis 0)")

@@ -39,6 +39,7 @@ from gridverify.ir.lowering import (
     Value,
     Var,
     _Unsupported,
+    einsum_keeps_batch,
     prune,
 )
 from gridverify.ir.ops import OPS
@@ -1167,16 +1168,9 @@ def _einsum(self: _TorchImporter, args: list, kw: dict) -> Any:
     """``torch.einsum(eq, *operands)`` (operands also as one list)."""
     ops = list(args[1]) if len(args) == 2 and isinstance(args[1], list | tuple) else list(args[1:])
     eq = str(args[0]).replace(" ", "")
-    terms, arrow, out = eq.partition("->")
-    names = terms.split(",")
-    for t, v in zip(names, ops):
-        if not isinstance(v, Var):
-            continue
-        lead = "..." if t.startswith("...") else t[:1]
-        if not arrow or not out.startswith(lead) or any(
-                lead in u for u, w in zip(names, ops) if not isinstance(w, Var)):
-            _refuse_batch(f"einsum {eq!r} (dim 0 of a variable operand must be the output's "
-                          "first axis, not read from a constant)")
+    if not einsum_keeps_batch(eq, [isinstance(v, Var) for v in ops]):
+        _refuse_batch(f"einsum {eq!r} (dim 0 of a variable operand must be the output's "
+                      "first axis, not read from a constant)")
     return self.lw.einsum(str(args[0]), ops)
 
 
