@@ -21,7 +21,7 @@ from gridverify.ir import Graph, GraphBuilder, Node
 from gridverify.ir.ops import OPS, np_softplus
 from gridverify.ir.windows import windows
 
-__all__ = ["COMPARE_HINT", "Compare", "Lowering", "Value", "Var", "prune"]
+__all__ = ["COMPARE_HINT", "Compare", "Lowering", "Value", "Var", "einsum_keeps_batch", "prune"]
 
 # A sparse map with at least this density (and at most this many entries) is
 # emitted as a dense ``linear``; sparser maps become ``sparse_linear``.
