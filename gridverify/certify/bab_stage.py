@@ -187,7 +187,7 @@ def _run_bab(fn: Any, st: State, graph: Any, region: Region, case: Any,
                 pass
             if not running:
                 return
-            for fut in SearchPool.first_done(running):
+            for fut in pool.first_done(running):
                 k, decide, final = running.pop(fut)
                 try:
                     outcome = fut.result()

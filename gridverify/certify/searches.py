@@ -9,7 +9,12 @@ once; with more, in a pool of ``jobs`` spawned worker processes, each search
 on one core, so that the searches of different constraints run side by side
 (the graphs are small: one torch thread per search uses a core better than two
 threads on one search; see docs/tightness.md).  The caller keeps the state and
-applies each outcome when it arrives; a search knows nothing of it.
+applies each outcome when it arrives; a search knows nothing of it.  A worker's
+search reports its progress (its bound so far) through a queue, at most every
+:data:`PROGRESS_SECONDS`; the pool hands it to the ``progress`` of the search's
+:meth:`SearchPool.submit` while it waits, and once more when it is left on an
+error or Ctrl-C, so that an interrupted run keeps what the searches under way
+had reached.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import queue
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -30,6 +36,11 @@ import numpy as np
 from gridverify._worker import die_with_parent, terminate_pool
 
 __all__ = ["BrokenProcessPool", "RowSearch", "SearchOutcome", "SearchPool", "run_search"]
+
+#: a worker's search puts its progress on the pool's queue at most this often (seconds)
+PROGRESS_SECONDS = 0.5
+#: the worker's end of the pool's progress queue (set by :func:`_worker_init`)
+_PROGRESS_QUEUE: Any = None
 
 
 @dataclass(frozen=True)
@@ -122,18 +133,38 @@ def _with_row(progress: Callable[[dict], None], row: int, info: dict) -> None:
     progress({**info, "row": row})
 
 
-def _worker_init(parent_pid: int, threads: int) -> None:
+def _worker_init(parent_pid: int, threads: int, progress_queue: Any = None) -> None:
     """Pool initializer: die with the parent (even a SIGKILLed one), one torch thread
-    count for every search of this worker."""
+    count for every search of this worker, the queue its searches report on."""
+    global _PROGRESS_QUEUE
     die_with_parent(parent_pid)
+    _PROGRESS_QUEUE = progress_queue
     import torch
 
     torch.set_num_threads(threads)
 
 
-def _worker_search(fn: Any, graph: Any, lower: Any, upper: Any,
-                   task: RowSearch) -> SearchOutcome:
-    return run_search(fn, graph, lower, upper, task)
+class _Relay:
+    """A worker search's ``progress``: puts ``(search id, info)`` on the pool's queue,
+    at most every :data:`PROGRESS_SECONDS`."""
+
+    def __init__(self, search_id: int) -> None:
+        self.search_id, self.last = search_id, -math.inf
+
+    def __call__(self, info: dict) -> None:
+        now = time.monotonic()
+        if _PROGRESS_QUEUE is None or now - self.last < PROGRESS_SECONDS:
+            return
+        self.last = now
+        try:
+            _PROGRESS_QUEUE.put_nowait((self.search_id, info))
+        except (queue.Full, OSError, ValueError):  # a closed queue: the parent is leaving
+            pass
+
+
+def _worker_search(fn: Any, graph: Any, lower: Any, upper: Any, task: RowSearch,
+                   search_id: int = -1) -> SearchOutcome:
+    return run_search(fn, graph, lower, upper, task, _Relay(search_id))
 
 
 class SearchPool:
@@ -151,6 +182,9 @@ class SearchPool:
         self.lower, self.upper = np.asarray(lower), np.asarray(upper)
         self.jobs, self.threads = int(jobs), int(threads)
         self._pool: ProcessPoolExecutor | None = None
+        self._queue: Any = None
+        self._progress: dict[int, Callable[[dict], None]] = {}  # search id -> progress
+        self._next_id = 0
 
     def __enter__(self) -> SearchPool:
         return self
@@ -161,10 +195,24 @@ class SearchPool:
 
     def _close(self, terminate: bool) -> None:
         if self._pool is not None:
+            self.relay()  # what the searches under way reached, before they end
             if terminate:
                 terminate_pool(self._pool)
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+            self._queue.close()
+            self._queue, self._progress = None, {}
+
+    def relay(self) -> None:
+        """Hand the progress the worker searches reported to their ``progress``."""
+        while self._queue is not None:
+            try:
+                sid, info = self._queue.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                return
+            report = self._progress.get(sid)
+            if report is not None:
+                report(info)
 
     def run_here(self) -> None:
         """Run the remaining searches in this process (after a worker died)."""
@@ -183,14 +231,24 @@ class SearchPool:
                 fut.set_exception(exc)
             return fut
         if self._pool is None:
+            ctx = multiprocessing.get_context("spawn")
+            self._queue = ctx.Queue()
             self._pool = ProcessPoolExecutor(
-                max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_worker_init, initargs=(os.getpid(), self.threads))
+                max_workers=self.jobs, mp_context=ctx, initializer=_worker_init,
+                initargs=(os.getpid(), self.threads, self._queue))
+        sid, self._next_id = self._next_id, self._next_id + 1
+        if progress is not None:
+            self._progress[sid] = progress
+        # a report that arrives after the search ended is still a bound that holds
         return self._pool.submit(_worker_search, self.fn, self.graph, self.lower, self.upper,
-                                 task)
+                                 task, sid)
 
-    @staticmethod
-    def first_done(futures: Iterable[Future]) -> set[Future]:
-        """Wait until at least one of ``futures`` is done; those that are."""
-        done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
-        return done
+    def first_done(self, futures: Iterable[Future]) -> set[Future]:
+        """Wait until at least one of ``futures`` is done, relaying the searches'
+        progress meanwhile; those that are done."""
+        futures = list(futures)
+        while True:
+            done, _ = wait(futures, timeout=PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
+            self.relay()
+            if done:
+                return done

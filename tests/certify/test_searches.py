@@ -48,7 +48,7 @@ def test_worker_processes_give_the_searches_of_this_process() -> None:
         futs = [pool.submit(t) for t in tasks]
         done: set = set()
         while len(done) < 2:
-            done |= SearchPool.first_done([f for f in futs if f not in done])
+            done |= pool.first_done([f for f in futs if f not in done])
         remote = [f.result() for f in futs]
     x = torch.from_numpy(np.random.default_rng(0).uniform(lo, hi, (20000, 4)))
     with torch.no_grad():
@@ -148,3 +148,26 @@ def test_a_dead_worker_leaves_sound_bounds_and_the_rest_runs_here(tiny_mlp, chec
     ub0 = {(c.family, c.component): c.upper_bound for c in before.constraints}
     for c in died:
         assert c.upper_bound <= ub0[(c.family, c.component)] + 1e-12
+
+
+def test_worker_searches_report_their_progress_to_the_parent() -> None:
+    """A search in a worker process hands its bounds so far to the ``progress`` given at
+    submit, in this process (an interrupted run keeps them); each reported bound holds."""
+    fn, graph, lo, hi, net = _net_graph()
+    seen: dict[int, list[dict]] = {0: [], 1: []}
+    with SearchPool(fn, graph, lo, hi, jobs=2, threads=1) as pool:
+        futs = [pool.submit(_task([r], domains=400), seen[r].append) for r in (0, 1)]
+        done: set = set()
+        while len(done) < 2:
+            done |= pool.first_done([f for f in futs if f not in done])
+        t0 = time.time()
+        while not (seen[0] and seen[1]) and time.time() - t0 < 10:  # reports still in flight
+            pool.relay()
+            time.sleep(0.05)
+    x = torch.from_numpy(np.random.default_rng(1).uniform(lo, hi, (20000, 4)))
+    with torch.no_grad():
+        y = net(x).numpy()
+    for r in (0, 1):
+        assert seen[r], f"no progress reported for row {r}"
+        assert all(info["row"] == r for info in seen[r])
+        assert all(y[:, r].max() <= info["bound"] for info in seen[r])
