@@ -64,7 +64,12 @@ def case_summary(name_or_path: str, zones: int | None = None) -> dict[str, Any]:
 
 
 def _info(args: argparse.Namespace) -> int:
-    info = case_summary(args.case, args.zones)
+    from gridverify.errors import SpecError
+
+    try:
+        info = case_summary(args.case, args.zones)
+    except SpecError as exc:  # the zones: name the flag
+        raise SpecError(f"--zones {args.zones}: {exc}") from None
     if args.json:
         print(json.dumps(info))
         return 0
@@ -114,7 +119,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``case info`` and ``case list`` to the ``gridverify`` parser."""
-    from gridverify.cli._args import add_case_argument
+    from gridverify.cli._args import add_case_argument, count
 
     p = subparsers.add_parser("case", help="inspect grid cases (info, list)",
                               description="Inspect grid cases.")
@@ -128,7 +133,7 @@ def register(subparsers: Any) -> None:
     )
     add_case_argument(info)
     info.add_argument("--json", action="store_true", help="print one JSON object")
-    info.add_argument("--zones", type=int, default=None, metavar="K",
+    info.add_argument("--zones", type=count(1), default=None, metavar="K",
                       help="also list the K zones of the grid that --region zones:A,B,K "
                       "moves apart (buses, loads, demand, load bus ids)")
     info.set_defaults(func=_info)

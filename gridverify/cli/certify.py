@@ -204,7 +204,10 @@ def _build_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
         raise SpecError("constraints: the selection is empty for this case")
     thr = spec.thresholds if spec else ThresholdSpec()
     if args.threshold is not None:
-        over = parse_threshold(args.threshold)
+        try:
+            over = parse_threshold(args.threshold)
+        except SpecError as exc:
+            raise SpecError(f"--threshold {args.threshold}: {exc}") from None
         merged = dict(thr.rules)
         merged.update(dict(over.rules))
         thr = ThresholdSpec(tuple(merged.items()))

@@ -64,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("onnx", help="the ONNX model (.onnx or .onnx.gz)")
     run.add_argument("vnnlib", help="the VNN-LIB property (.vnnlib or .vnnlib.gz)")
     run.add_argument("result", nargs="?", metavar="RESULT",
-                     help="the result file to write (or --out)")
+                     help="the result file to write, right after VNNLIB (or --out "
+                     "anywhere)")
     run.add_argument("--timeout", type=positive_float, required=True, help="seconds")
     run.add_argument("--out", help="the result file to write (or RESULT)")
     run.add_argument(
@@ -91,7 +92,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="multiply every timeout by this",
     )
     batch.add_argument("--expected", help="CSV onnx,vnnlib,expected-result to score against")
-    batch.add_argument("--out", required=True, help="results CSV (onnx,vnnlib,result,seconds)")
+    batch.add_argument("--out", required=True,
+                       help="results CSV (onnx,vnnlib,result,seconds,detail)")
     add_progress_flag(batch)
     _common(batch)
     batch.set_defaults(func=_batch)

@@ -532,12 +532,12 @@ def _write_csvs(out: Path, onnx_rel: str, specs: list[InstanceSpec], timeout: fl
     w = csv.writer(buf, lineterminator="\n")
     for s in specs:
         w.writerow([onnx_rel, f"vnnlib/{s.name}", f"{timeout:g}"])
-    inst = "\n".join([ln for ln in keep(old_inst) if ln]) + ("\n" if old_inst.strip() else "")
+    inst = "".join(ln + "\n" for ln in keep(old_inst) if ln)  # the rows of other graphs
     write_atomic(inst_path, inst + buf.getvalue())
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     for s in specs:
         if s.expected != "unknown":
             w.writerow([onnx_rel, f"vnnlib/{s.name}", s.expected])
-    exp = "\n".join([ln for ln in keep(old_exp) if ln]) + "\n"
+    exp = "".join(ln + "\n" for ln in keep(old_exp) if ln)  # its header kept
     write_atomic(exp_path, exp + buf.getvalue())

@@ -194,6 +194,8 @@ def test_spec_file(model_dir, capsys, tmp_path):
         (["--spec", ""], "--spec: empty file name"),
         (["--out", ""], "--out: empty file name"),
         (["--constraints", ""], "--constraints: empty selection"),
+        (["--threshold", "thermal_fr=rel:0.1"],
+         "--threshold thermal_fr=rel:0.1: threshold.thermal_fr: relative thresholds"),
     ],
 )
 def test_bad_input_exit_2(model_dir, capsys, extra, match):

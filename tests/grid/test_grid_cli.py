@@ -60,7 +60,9 @@ def test_case_info_lists_the_zones_of_a_zone_region(capsys):
     assert main(["case", "info", "pglib_opf_case14_ieee", "--zones", "12"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "zones: k=12 must be between 1 and the number of loads (11)" in err
+    assert "--zones 12: zones: k=12 must be between 1 and the number of loads (11)" in err
+    assert main(["case", "info", "pglib_opf_case14_ieee", "--zones", "0"]) == 2
+    assert "argument --zones: must be >= 1, got 0" in capsys.readouterr().err
 
 
 def _pandapower_file(tmp_path):

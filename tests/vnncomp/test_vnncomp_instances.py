@@ -287,3 +287,22 @@ def test_folder_mode_and_skipped_kind_warning(tmp_path: Path, capsys) -> None:
     assert len(warn) == 1 and "thermal_one" in warn[0] and "thermal rating" in warn[0]
     assert not any("thermal_one" in p.name for p in (out / "vnnlib").iterdir())
     assert any("gen_limits" in p.name for p in (out / "vnnlib").iterdir())
+
+
+def test_instance_lists_merge_graphs_and_stay_free_of_blank_lines(tmp_path):
+    """Writing a graph's instances again replaces its rows, keeps the other graphs'
+    rows, and leaves no blank line (a rerun into the same folder)."""
+    from gridverify.vnncomp.instances import InstanceSpec, _write_csvs
+
+    specs = [InstanceSpec(f"p{i}.vnnlib", "balance_one", 0.1, "holds", "unsat", "", 0.0)
+             for i in range(2)]
+    for _ in range(3):
+        _write_csvs(tmp_path, "onnx/a.onnx", specs, 30.0)
+    _write_csvs(tmp_path, "onnx/b.onnx", specs[:1], 30.0)
+    _write_csvs(tmp_path, "onnx/a.onnx", specs, 30.0)
+    inst = (tmp_path / "instances.csv").read_text().splitlines()
+    exp = (tmp_path / "expected.csv").read_text().splitlines()
+    assert "" not in inst and "" not in exp
+    assert sorted(inst) == ["onnx/a.onnx,vnnlib/p0.vnnlib,30", "onnx/a.onnx,vnnlib/p1.vnnlib,30",
+                            "onnx/b.onnx,vnnlib/p0.vnnlib,30"]
+    assert exp[0] == "onnx,vnnlib,result" and len(exp) == 4
