@@ -40,7 +40,7 @@ from torch import nn
 
 from gridverify.errors import GridverifyError, SolverError
 from gridverify.physics import equations as eq
-from gridverify.spec.constraints import Constraint
+from gridverify.spec.constraints import BALANCE_FAMILIES, Constraint
 
 _EXP_LIMIT = 40.0  # |z| beyond which exp(z) is not written (SCIP infinity is 1e20)
 
@@ -241,7 +241,7 @@ def _violation_expr(case: Any, c: Constraint, sign: float, x: list[Any], y: list
         return eq.limit_violation(alg, case, fam, value, idx)[0]
     base = eq.base_terms(alg, case, vm, va)
     flows = eq.branch_flows(alg, case, base)
-    if fam in ("p_balance", "q_balance"):
+    if fam in BALANCE_FAMILIES:
         if fam == "q_balance":
             res = eq.bus_balance(alg, case, True, qg, vec(x[L:]), base.vm2, flows.qf, flows.qt)
         else:
@@ -304,7 +304,7 @@ def exact_worst_case(
     hi = np.asarray(upper, dtype=np.float64)
     layers = mlp_layers(module)
     t0 = time.perf_counter()
-    signs = (1.0, -1.0) if constraint.family in ("p_balance", "q_balance") else (1.0,)
+    signs = (1.0, -1.0) if constraint.family in BALANCE_FAMILIES else (1.0,)
     best = None
     bound = -np.inf
     statuses = []

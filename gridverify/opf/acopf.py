@@ -437,41 +437,29 @@ def max_limit_violation(
 ) -> float:
     """Largest violation of the OPF's limits at a point, recomputed from (vm, va, pg, qg).
 
-    Voltage and generator bounds (p.u.; an infinite limit is none), thermal limits
-    ``sqrt(p^2 + q^2) - rate_a`` at both branch ends (p.u., flows from vm and va by
-    :func:`gridverify.grid.flows.branch_flows`) and angle-difference limits (radians,
-    as the model corrects them).  NaN anywhere gives ``inf``; 0 or less is feasible.
+    The value of every limit family of :mod:`gridverify.spec.constraints` (voltage and
+    generator bounds in p.u., thermal ``pf^2 + qf^2 - rate_a^2`` at both ends in p.u.^2,
+    angle differences in radians) by :func:`gridverify.physics.evaluate.violation_values`,
+    the equations the certificates use.  NaN anywhere gives ``inf``; 0 or less is feasible.
     """
-    worst = 0.0
-    values = {"vm": vm, "pg": pg, "qg": qg}
-    for fam, (lo_name, hi_name) in {"vm": ("vm_min", "vm_max"), "pg": ("pg_min", "pg_max"),
-                                    "qg": ("qg_min", "qg_max")}.items():
-        v = np.asarray(values[fam], dtype=np.float64)
-        lo, hi = eq.limit_values(case, lo_name), eq.limit_values(case, hi_name)
-        with np.errstate(invalid="ignore"):
-            viol = np.maximum(np.where(np.isfinite(lo), lo - v, -np.inf),
-                              np.where(np.isfinite(hi), v - hi, -np.inf))
-        if np.any(np.isnan(v)):
-            return math.inf
-        if viol.size:
-            worst = max(worst, float(viol.max()))
-    vm = np.asarray(vm, dtype=np.float64)
-    va = np.asarray(va, dtype=np.float64)
-    if not (np.all(np.isfinite(vm)) and np.all(np.isfinite(va))):
+    from gridverify.physics.evaluate import violation_values
+    from gridverify.spec.constraints import (
+        BALANCE_FAMILIES,
+        FAMILIES,
+        ConstraintSelection,
+        select_constraints,
+    )
+
+    limits = tuple(f for f in FAMILIES if f not in BALANCE_FAMILIES)
+    cons = select_constraints(case, ConstraintSelection(families=limits))
+    y = np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1) for a in (pg, qg, vm, va)])
+    if not np.all(np.isfinite(y)):
         return math.inf
-    if case.n_branch:
-        flows = branch_flows(case, vm, va)
-        rate = np.asarray(case.rate_a, dtype=np.float64)
-        rated = np.isfinite(rate)
-        for p, q in ((flows.pf, flows.qf), (flows.pt, flows.qt)):
-            s_abs = np.hypot(np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64))
-            if np.any(rated):
-                worst = max(worst, float((s_abs[rated] - rate[rated]).max()))
-        lo, hi = eq.limit_values(case, "angle_min"), eq.limit_values(case, "angle_max")
-        dva = va[np.asarray(case.f_bus, dtype=np.int64)] - va[np.asarray(case.t_bus,
-                                                                           dtype=np.int64)]
-        worst = max(worst, float(np.maximum(lo - dva, dva - hi).max()))
-    return worst if math.isfinite(worst) else math.inf
+    if not cons:
+        return 0.0
+    x = np.concatenate([case.pd, case.qd])  # the limit families do not read the loads
+    worst = float(np.max(violation_values(case, cons, x[None], y[None])))
+    return max(worst, 0.0) if not math.isnan(worst) else math.inf
 
 
 def _as_case(case: CompiledCase | str | Path) -> CompiledCase:

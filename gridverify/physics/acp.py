@@ -38,7 +38,7 @@ from gridverify.errors import GraphError
 from gridverify.ir.builder import GraphBuilder, compose
 from gridverify.ir.graph import Graph
 from gridverify.physics import equations as eq
-from gridverify.spec.constraints import Constraint
+from gridverify.spec.constraints import BALANCE_FAMILIES, Constraint
 
 LOAD_INPUT = "load"
 PROXY_INPUT = "proxy_out"
@@ -369,7 +369,7 @@ def _linear_rows(case: Any, constraints: tuple[Constraint, ...], lay: _Layout, l
             r = int(lin.new_rows(1)[0])
             limit_at.setdefault(fam, []).append((r, i))
             lin_rows.append((r, pos, 1))
-        elif fam in ("p_balance", "q_balance"):
+        elif fam in BALANCE_FAMILIES:
             for sgn in (1.0, -1.0):
                 key = (fam == "q_balance", sgn)
                 if key not in bal_rows:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from gridverify.physics import equations as eq
-from gridverify.spec.constraints import Constraint
+from gridverify.spec.constraints import BALANCE_FAMILIES, Constraint
 
 
 def split_output(case: Any, y: Any) -> tuple[Any, Any, Any, Any]:
@@ -53,7 +53,7 @@ def violation_values(case: Any, constraints: Sequence[Constraint], x: Any, y: An
     blocks, order = [], []
     for fam, pos in fam_pos.items():
         idx = np.array([constraints[k].index for k in pos], dtype=np.int64)
-        if fam in ("p_balance", "q_balance"):
+        if fam in BALANCE_FAMILIES:
             v = abs(alg.take(res_p if fam == "p_balance" else res_q, idx))
         elif fam in ("thermal_fr", "thermal_to"):
             assert flows is not None

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from gridverify.spec.constraints import BALANCE_FAMILIES
+
 __all__ = [
     "FigureInfo",
     "bound_time_figure",
@@ -342,7 +344,7 @@ def bound_time_figure(results: Any, case: str | None = None) -> Any:
     for (model, region), grp in groups:
         pts = []
         for job_id, g in grp.groupby("job_id", sort=False):
-            bal = g[g.family.isin(["p_balance", "q_balance"])].upper_bound
+            bal = g[g.family.isin(list(BALANCE_FAMILIES))].upper_bound
             fin = g.gap[np.isfinite(g.gap)]
             pts.append((g.method.iloc[0], float(jobs.loc[job_id, "seconds"]),
                         float(bal.max()) if len(bal) else math.nan,
@@ -396,7 +398,7 @@ def _bab_traces(results: Any, key: str, axes: Sequence[Any]) -> None:
             arr = np.array([[np.nan if v is None else v for v in row[:3]] for row in hist],
                            dtype=float)
             kw = {"where": "post", "linewidth": 0.7, "alpha": 0.6, "color": "0.35"}
-            if run.get("family") in ("p_balance", "q_balance"):
+            if run.get("family") in BALANCE_FAMILIES:
                 axes[0].step(arr[:, 0], arr[:, 1], **kw)
             axes[1].step(arr[:, 0], arr[:, 1] - arr[:, 2], **kw)
 

@@ -32,6 +32,9 @@ FAMILIES: tuple[str, ...] = (
     "angle_min",
 )
 
+#: the power-balance families (a residual, in both signs); every other family is a limit
+BALANCE_FAMILIES: tuple[str, ...] = ("p_balance", "q_balance")
+
 #: component kind of every family: "bus", "branch" or "gen"
 FAMILY_KIND: dict[str, str] = {
     "p_balance": "bus",

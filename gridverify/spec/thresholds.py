@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 
 from gridverify.errors import SpecError
-from gridverify.spec.constraints import FAMILIES, FAMILY_KIND, Constraint
+from gridverify.spec.constraints import BALANCE_FAMILIES, FAMILIES, FAMILY_KIND, Constraint
 
 DEFAULT_BALANCE_THRESHOLD = 1e-3
 DEFAULT_LIMIT_THRESHOLD = 1e-6
 
-_RELATIVE_FAMILIES = ("p_balance", "q_balance")
+_RELATIVE_FAMILIES = BALANCE_FAMILIES
 
 
 @dataclass(frozen=True)
