@@ -151,6 +151,15 @@ class _OnnxImporter:
         # starting with it means the batch axis, as a static export writes x.view(B, -1)
         self.file_batch: int | None = None
 
+    @property
+    def keeps_batch(self) -> bool:
+        """Whether every variable must keep the batch as its axis 0 (:meth:`_batch_check`):
+        a proxy (``batch_axis``), which gridverify evaluates on batches of samples.  A
+        graph read for one sample (``vnncomp run``, ``compute_bounds``, ``check-physics``:
+        a symbolic leading axis read at size 1, as VNN-COMP runs a model) is the model's
+        function of that sample; only a reduction over its axis 0 is refused there."""
+        return self.batch_axis and self.dynamic_batch
+
     # -------------------------------------------------------------- helpers
     def _attrs(self, node: Any) -> dict[str, Any]:
         from onnx import helper, numpy_helper
@@ -317,7 +326,7 @@ class _OnnxImporter:
                 raise _Unsupported("the legacy 'broadcast' attribute (opset 6 and older)")
             self._outputs = list(node.output)
             res = self._dispatch(op, ins, at, node)
-            if self.dynamic_batch and any(isinstance(v, Var) for v in ins):
+            if self.keeps_batch and any(isinstance(v, Var) for v in ins):
                 self._batch_check(op, node, ins, at, res)
             self._shadow(op, node, ins, at, res)
         except _Unsupported as e:
@@ -740,7 +749,7 @@ class _OnnxImporter:
         s = self.lw.shape(ins[0])
         axes = self._axes(ins, at, 1)
         if axes is None:  # every axis of size 1, but the batch axis (of any size at run time)
-            keep = 1 if self.dynamic_batch and isinstance(ins[0], Var) and s else 0
+            keep = 1 if self.keeps_batch and isinstance(ins[0], Var) and s else 0
             new = list(s[:keep]) + [d for d in s[keep:] if d != 1]
         else:
             ax = {a % len(s) for a in axes}

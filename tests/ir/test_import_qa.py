@@ -118,8 +118,28 @@ def test_b4_onnx_ops_across_the_batch_axis_are_refused(label):
                          [nh.from_array(np.ones((3, 1)), "w")]),
     }
     nodes, inits = cases[label]
+    with pytest.raises(UnsupportedOpError, match="batch"):  # a proxy: evaluated on batches
+        from_onnx(_batch_model(nodes, [1, 4], inits), batch_axis=True)
+
+
+def test_a_graph_read_for_one_sample_keeps_its_batch_one_function():
+    """Without ``batch_axis`` (vnncomp run, compute_bounds: one sample, as VNN-COMP runs
+    a model) a symbolic leading axis is read at size 1 and a graph that merges it (a
+    literal Reshape to [-1]) imports as the model's function of one sample."""
+    ort = pytest.importorskip("onnxruntime")
+    i64 = lambda v, n: nh.from_array(np.array(v, dtype=np.int64), n)  # noqa: E731
+    nodes = [helper.make_node("Reshape", ["x", "flat"], ["f"]),
+             helper.make_node("Reshape", ["f", "row"], ["g"]),
+             helper.make_node("MatMul", ["g", "w"], ["y"])]
+    w = np.arange(8.0).reshape(4, 2)
+    m = _batch_model(nodes, [1, 2], [i64([-1], "flat"), i64([1, 4], "row"),
+                                     nh.from_array(w, "w")])
     with pytest.raises(UnsupportedOpError, match="batch"):
-        from_onnx(_batch_model(nodes, [1, 4], inits))
+        from_onnx(m, batch_axis=True)
+    x = np.array([[0.5, -1.0, 2.0, 0.25]])
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {"x": x})[0]
+    np.testing.assert_allclose(_ev(m, x), want, rtol=1e-12)
 
 
 def test_b4_onnx_batch_preserving_reshapes_still_import():
@@ -285,4 +305,5 @@ def test_b4_static_batch_reshape_with_batch_axis():
 
     assert from_onnx(model([1, 2, 2]), batch_axis=True).output_size == 4  # x.view(B, -1)
     with pytest.raises(UnsupportedOpError, match="merges or moves the batch axis"):
-        from_onnx(model(["N", 2, 2]))
+        from_onnx(model(["N", 2, 2]), batch_axis=True)
+    assert from_onnx(model(["N", 2, 2])).output_size == 4  # one sample: [1, 4]
