@@ -19,10 +19,10 @@ what is left:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from gridverify.errors import GridverifyError
+from gridverify.sysmem import available_mb, resident_mb
 
 __all__ = ["DEFAULT_SHARE", "MemoryBudget", "MemoryCapError", "available_mb", "resident_mb"]
 
@@ -33,37 +33,6 @@ _MB = 2.0**20
 
 class MemoryCapError(GridverifyError):
     """A run cannot proceed within its memory cap."""
-
-
-def _meminfo_mb(key: str) -> float | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
-
-
-def available_mb() -> float | None:
-    """Memory the machine has available now (MB), or ``None`` when unknown."""
-    mb = _meminfo_mb("MemAvailable")
-    if mb is not None:
-        return mb
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / _MB
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def resident_mb() -> float:
-    """Resident memory of this process (MB); 0 when unknown."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / _MB
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 @dataclass(frozen=True)

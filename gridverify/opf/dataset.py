@@ -59,6 +59,7 @@ from gridverify.fileio import atomic_path, require_file
 from gridverify.grid.compiled import CompiledCase
 from gridverify.opf.samplers import BoxSampler, LoadSampler, PGLearnSampler
 from gridverify.opf.solvers import SolverOptions, resolve_solver
+from gridverify.sysmem import format_bytes, memory_shortfall
 
 SCHEMA_VERSION = 1
 # Iteration limit of dataset solves unless options say otherwise: the same default
@@ -607,24 +608,6 @@ def _batches(
         yield [(i, pd[i], qd[i]) for i in chunk]
 
 
-def machine_memory_bytes() -> int | None:
-    """This machine's physical memory in bytes (None when the OS does not say)."""
-    try:
-        n = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):
-        return None
-    return int(n) if n > 0 else None
-
-
-def format_bytes(n: float) -> str:
-    """``n`` bytes for a message: ``1.5 GiB``, ``512 KiB``..."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} PiB"  # pragma: no cover
-
-
 def dataset_bytes(case: CompiledCase, n_samples: int) -> int:
     """Size of a dataset's arrays (the file's data; what reading it back takes in memory)."""
     per_row = 8 * (2 * case.n_load + 2 * case.n_gen + 2 * case.n_bus + 2) + 2
@@ -638,13 +621,12 @@ def check_dataset_size(
     ``n_samples`` rows cannot fit this machine's memory or the free space of the
     folder of ``path``; checked before anything is allocated or written."""
     need = dataset_bytes(case, n_samples)
-    memory = machine_memory_bytes()
-    if memory is not None and need > memory:
+    short = memory_shortfall(need)
+    if short is not None:
         raise DatasetError(
-            f"{what} {n_samples}: a dataset of case {case.name} that size takes "
-            f"{format_bytes(need)}, more than this machine's {format_bytes(memory)} of "
-            "memory; use fewer samples (several files of one region with different "
-            "seeds can be trained on together)"
+            f"{what} {n_samples}: a dataset of case {case.name} that size {short}; use "
+            "fewer samples (several files of one region with different seeds can be "
+            "trained on together)"
         )
     folder = os.path.dirname(os.path.abspath(path))
     try:

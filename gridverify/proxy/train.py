@@ -168,8 +168,10 @@ def build_training_module(
     return module, out_mean, out_std
 
 
-def _hidden_text(options: TrainOptions) -> str:
-    return ",".join(str(int(h)) for h in options.hidden)
+def _flags(options: TrainOptions) -> str:
+    """The flags a memory message names: ``--hidden 64,64 (--batch-size 64)``."""
+    hidden = ",".join(str(int(h)) for h in options.hidden)
+    return f"--hidden {hidden} (--batch-size {options.batch_size})"
 
 
 def training_memory_bytes(case: Any, options: TrainOptions, n_train: int) -> tuple[int, int]:
@@ -187,16 +189,14 @@ def training_memory_bytes(case: Any, options: TrainOptions, n_train: int) -> tup
 def check_training_memory(case: Any, options: TrainOptions, n_train: int) -> None:
     """ProxyError naming ``--hidden`` (and ``--batch-size``) when training cannot fit
     this machine's memory; checked before any tensor is allocated."""
-    from gridverify.opf.dataset import format_bytes, machine_memory_bytes
+    from gridverify.sysmem import memory_shortfall
 
-    memory = machine_memory_bytes()
     weights, need = training_memory_bytes(case, options, n_train)
-    if memory is not None and need > memory:
+    short = memory_shortfall(need)
+    if short is not None:
         raise ProxyError(
-            f"--hidden {_hidden_text(options)} (--batch-size {options.batch_size}): the "
-            f"network has {weights:.3g} weights and training it takes at least "
-            f"{format_bytes(need)}, more than this machine's {format_bytes(memory)} of "
-            "memory; use smaller hidden layers"
+            f"{_flags(options)}: the network has {weights:.3g} weights and training it "
+            f"at least {short}; use smaller hidden layers"
         )
 
 
@@ -206,14 +206,12 @@ def _out_of_memory(options: TrainOptions) -> Iterator[None]:
     try:
         yield
     except MemoryError:
-        raise ProxyError(f"--hidden {_hidden_text(options)} (--batch-size "
-                         f"{options.batch_size}): out of memory while training") from None
+        raise ProxyError(f"{_flags(options)}: out of memory while training") from None
     except RuntimeError as exc:
         text = str(exc)
         if "allocate" not in text and "out of memory" not in text.lower():
             raise
-        raise ProxyError(f"--hidden {_hidden_text(options)} (--batch-size "
-                         f"{options.batch_size}): out of memory while training "
+        raise ProxyError(f"{_flags(options)}: out of memory while training "
                          f"({' '.join(text.split())[-120:]})") from None
 
 

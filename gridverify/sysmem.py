@@ -1,0 +1,75 @@
+"""What this machine has: its physical and available memory, this process's resident
+memory, and sizes written for messages.
+
+The one home of these queries: the memory guard of certification
+(:mod:`gridverify.certify.memory`), the size checks of ``dataset make`` and of
+``train`` read them here.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["available_mb", "format_bytes", "machine_memory_bytes", "memory_shortfall",
+           "resident_mb"]
+
+_MB = 2.0**20
+
+
+def _meminfo_mb(key: str) -> float | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def available_mb() -> float | None:
+    """Memory the machine has available now (MB), or ``None`` when unknown."""
+    mb = _meminfo_mb("MemAvailable")
+    if mb is not None:
+        return mb
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / _MB
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def resident_mb() -> float:
+    """Resident memory of this process (MB); 0 when unknown."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / _MB
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def machine_memory_bytes() -> int | None:
+    """This machine's physical memory in bytes (None when the OS does not say)."""
+    try:
+        n = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+    return int(n) if n > 0 else None
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes for a message: ``1.5 GiB``, ``512 KiB``..."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"
+
+
+def memory_shortfall(need: int) -> str | None:
+    """``"takes N, more than this machine's M of memory"`` when ``need`` bytes exceed
+    the physical memory, else ``None`` (also when the memory is unknown)."""
+    memory = machine_memory_bytes()
+    if memory is None or need <= memory:
+        return None
+    return (f"takes {format_bytes(need)}, more than this machine's {format_bytes(memory)} "
+            "of memory")
