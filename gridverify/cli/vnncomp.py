@@ -58,7 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "rounding of a float32 runtime evaluating the graph is not modelled, so on a "
             "float32 model onnxruntime can exceed a proved bound by its own rounding "
             "(about 1e-7 of the magnitudes the graph adds up; more where a sum cancels "
-            "large terms), as with the other verifiers of the competition."
+            "large terms), as with the other verifiers of the competition.  Floor, a "
+            "step, is bounded over its input widened by 2^-17 of its magnitude, so that "
+            "such rounding does not move it to the next step unseen."
         ),
     )
     run.add_argument("onnx", help="the ONNX model (.onnx or .onnx.gz)")

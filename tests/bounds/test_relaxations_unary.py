@@ -224,3 +224,21 @@ def test_thresholded_softplus_random_intervals(t: float, a: float, w: float, see
     for alpha in _alphas(entry, l, seed, full=False):
         v = unary_violation(entry, l, u, alpha, n=2000, seed=seed)
         assert v.worst() <= TOL, (t, v)
+
+
+def test_floor_allows_for_float32_rounding_of_its_input() -> None:
+    """float32 evaluates ``10 * 0.7f`` as 7 where the exact product is 6.99999988:
+    floor's bounds over the exact interval must reach the step float32 lands on."""
+    import numpy as np
+
+    w = float(np.float32(0.7))
+    assert np.float32(10.0) * np.float32(w) == np.float32(7.0) and 10.0 * w < 7.0
+    l = torch.tensor([9.0 * w, -10.0 * w], dtype=F64)
+    u = torch.tensor([10.0 * w, -9.0 * w], dtype=F64)
+    entry = RELAXATIONS["floor"]
+    lo, hi = entry.interval(l, u)
+    assert hi[0] >= 7.0 and lo[1] <= -8.0
+    rel = entry.relax(l, u, None)
+    # the upper line at the interval's top end, the lower line at the negative one's bottom
+    assert float(rel.uw[0] * u[0] + rel.ub[0]) >= 7.0
+    assert float(rel.lw[1] * l[1] + rel.lb[1]) <= -8.0

@@ -352,3 +352,29 @@ def test_input_pinned_off_float32_gets_the_nearest_float32(tmp_path: Path) -> No
     prop = _prop(tmp_path, "pin2.vnnlib", [0.3, 0.0], [0.31, 1.0], 2, [["(>= Y_0 0.5)"]])
     out = run_instance(model, prop, QUICK)
     assert out.result == "sat" and 0.3 <= out.x[0] <= 0.31
+
+
+@needs_bounds
+def test_floor_of_a_float32_product_is_not_proved_unsat(tmp_path: Path) -> None:
+    """onnxruntime computes floor(10 * 0.7f) = 7 (the float32 product rounds up to 7);
+    the property ``y >= 7`` on ``x in [9, 10]`` therefore has a counterexample and
+    must not come out unsat, whatever the exact product of the stored weight says."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "c"], ["z"]), helper.make_node("Floor", ["z"], ["y"])],
+        "floor", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+        [numpy_helper.from_array(np.array([0.7], np.float32), "c")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "floor.onnx")
+    sess = ort.InferenceSession(str(tmp_path / "floor.onnx"))
+    assert sess.run(None, {"x": np.array([[10.0]], np.float32)})[0][0, 0] == 7.0
+    (tmp_path / "p.vnnlib").write_text(
+        "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
+        "(assert (>= X_0 9.0))\n(assert (<= X_0 10.0))\n(assert (>= Y_0 7.0))\n")
+    out = run_instance(tmp_path / "floor.onnx", tmp_path / "p.vnnlib",
+                       RunOptions(timeout=10.0, extend_attack=False))
+    assert out.result != "unsat", out

@@ -17,6 +17,13 @@ floor
     integer, so only the extreme integers matter.  The slope is the chord of the
     staircase when ``[l, u]`` spans at least one unit, else ``0`` (the constant
     lines ``floor(l)``, ``floor(u)``).  No parameters.
+
+    Both are taken over ``[l, u]`` widened by :data:`FLOOR_INPUT_PAD` of its
+    larger end (at least 1): a step function turns the rounding of its input
+    into a whole step, and graphs evaluated in float32 (ONNX runtimes) round
+    ``10 * 0.7`` up to ``7`` where the exact product of the stored weights is
+    ``6.99999988``.  The bounds therefore hold for the exact function and for
+    evaluations whose input to floor is off by up to that much.
 """
 
 from __future__ import annotations
@@ -81,9 +88,21 @@ RELU = UnaryRelaxation(
 )
 
 
+FLOOR_INPUT_PAD = 2.0**-17
+"""Relative widening of floor's input interval (64 float32 ulps of its larger end)."""
+
+
+def _widen(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    """``[l, u]`` widened by :data:`FLOOR_INPUT_PAD` of ``max(1, |l|, |u|)``."""
+    pad = FLOOR_INPUT_PAD * torch.maximum(torch.maximum(l.abs(), u.abs()),
+                                          torch.ones_like(l))
+    return l - pad, u + pad
+
+
 def floor_interval(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-    """Exact ``floor([l, u])``."""
-    return torch.floor(l), torch.floor(u)
+    """``floor`` over ``[l, u]`` widened for its input's rounding (:data:`FLOOR_INPUT_PAD`)."""
+    wl, wu = _widen(l, u)
+    return torch.floor(wl), torch.floor(wu)
 
 
 def _floor_offsets(l: Tensor, u: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
@@ -106,7 +125,7 @@ def _floor_offsets(l: Tensor, u: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
 def floor_relax(l: Tensor, u: Tensor, alpha: Tensor | None = None) -> Relaxation:
     """Relaxation of floor on ``[l, u]`` (no parameters; ``alpha`` is ignored)."""
     dtype = l.dtype
-    l64, u64 = as64(l), as64(u)
+    l64, u64 = _widen(as64(l), as64(u))
     fl, fu = torch.floor(l64), torch.floor(u64)
     wide = (u64 - l64) >= 1.0
     zero = torch.zeros_like(l64)
