@@ -23,6 +23,7 @@ import torch
 
 from gridverify.bounds.alpha import alphas_per_entry
 from gridverify.bounds.domains import DomainBounds, bound_domains
+from gridverify.bounds.ibp import nan_as
 from gridverify.ir.graph import Graph, Node
 from gridverify.ir.ops import OPS
 
@@ -133,7 +134,7 @@ class Bounder:
         hi = ihi[:, cols].to(self._hs_a)
         a = self._hs_a[None].expand(lo.shape[0], -1, -1)
         t = torch.cat([lo - self._hs_b, self._hs_b - hi], -1)
-        return a, torch.nan_to_num(t, nan=-torch.inf)
+        return a, nan_as(t, -torch.inf)
 
     # ------------------------------------------------------------------ rows
     def restrict_rows(self, rows: torch.Tensor) -> None:

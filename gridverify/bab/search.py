@@ -46,6 +46,7 @@ from gridverify.bab.domains import DomainStore
 from gridverify.bab.options import BabOptions, BabOptionsError
 from gridverify.bab.points import load_tables
 from gridverify.bounds.clip import clip_halfspaces, clip_union
+from gridverify.bounds.ibp import nan_as
 from gridverify.errors import GridverifyError, SpecError
 
 __all__ = ["BabResult", "bab_maximize"]
@@ -139,7 +140,7 @@ class _Falsifier:
             y = self.graph.evaluate_flat(x.to(self.device, torch.float64), dtype=torch.float64,
                                          device=self.device)
             v = (y @ self.spec.T).max(-1).values
-        return torch.nan_to_num(v, nan=-torch.inf).cpu()
+        return nan_as(v, -torch.inf).cpu()
 
     def offer(self, x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> bool:
         """Re-check points ``x`` (clipped to the root box) and keep the best; True if better."""
@@ -192,7 +193,7 @@ def _clip(db: Any, lo: torch.Tensor, hi: torch.Tensor,
         return lo, hi, torch.zeros(lo.shape[0], dtype=torch.bool)
     uA, ub = db.row_lin
     dev = uA.device
-    active = torch.nan_to_num(db.row_upper, nan=torch.inf) >= level
+    active = nan_as(db.row_upper, torch.inf) >= level
     nlo, nhi, empty = clip_union(lo.to(dev, uA.dtype), hi.to(dev, uA.dtype), uA, level - ub,
                                  active)
     return nlo.cpu(), nhi.cpu(), empty.cpu()

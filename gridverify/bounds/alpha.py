@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import torch
 
 from gridverify.bounds.crown import Engine, LinearBounds
-from gridverify.bounds.ibp import node_relaxation
+from gridverify.bounds.ibp import nan_as, node_relaxation
 from gridverify.ir.graph import Node
 from gridverify.ir.ops import OPS
 
@@ -219,8 +219,8 @@ def optimize_alpha(
             his.append(hi.detach())
             lins.append(lin)
         lo, hi = torch.cat(los, 1), torch.cat(his, 1)
-        best_l = torch.maximum(best_l, torch.nan_to_num(lo, nan=-torch.inf))
-        best_u = torch.minimum(best_u, torch.nan_to_num(hi, nan=torch.inf))
+        best_l = torch.maximum(best_l, nan_as(lo, -torch.inf))
+        best_u = torch.minimum(best_u, nan_as(hi, torch.inf))
         if not finite:
             break
         obj = float((hi - lo).sum())

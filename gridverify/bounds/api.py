@@ -12,8 +12,9 @@ import torch
 
 from gridverify.bounds.alpha import alpha_rows, optimize_alpha
 from gridverify.bounds.crown import Engine, LinearBounds
-from gridverify.bounds.ibp import BoundError, Interval
+from gridverify.bounds.ibp import BoundError, Interval, nan_as
 from gridverify.bounds.options import METHODS, BoundOptions, BoundOptionsError
+from gridverify.bounds.relaxations._common import out_interval
 from gridverify.bounds.selection import RowSelection, selection_starts
 from gridverify.errors import GraphError
 from gridverify.ir.graph import Graph
@@ -82,14 +83,24 @@ def _as_tensor(x: Any) -> torch.Tensor:
     return torch.as_tensor(x)
 
 
+def _outward_cast(lower: Any, upper: Any, dtype: torch.dtype,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``lower``/``upper`` as ``dtype`` tensors rounded outward (down, up), so that a
+    box or interval given in float64 keeps every point it holds in float32."""
+    lo = torch.as_tensor(lower).to(device=device, dtype=torch.float64)
+    hi = torch.as_tensor(upper).to(device=device, dtype=torch.float64)
+    if dtype == torch.float64:
+        return lo, hi
+    return out_interval(lo, hi, dtype)
+
+
 def _batch_box(graph: Graph, lower: Any, upper: Any, dtype: torch.dtype,
                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     n = graph.input_size
     if n == 0:
         raise BoundError("the graph has no inputs (input size 0): there is no input box to "
                          "bound over")
-    lo = torch.as_tensor(lower).to(device=device, dtype=dtype)
-    hi = torch.as_tensor(upper).to(device=device, dtype=dtype)
+    lo, hi = _outward_cast(lower, upper, dtype, device)
     if lo.shape != hi.shape:
         raise BoundError(f"lower shape {tuple(lo.shape)} != upper shape {tuple(hi.shape)}")
     if lo.numel() == n:
@@ -115,8 +126,8 @@ def _interm(graph: Graph, interm: Mapping[int, tuple[Any, Any]] | None, batch: i
             raise BoundError(f"interm: #{nid} is not a node of the graph")
         node = graph.nodes[int(nid)]
         pair = []
-        for v in (lo, hi):
-            t = torch.as_tensor(v).to(device=device, dtype=dtype).reshape(-1, node.size)
+        for v in _outward_cast(lo, hi, dtype, device):
+            t = v.reshape(-1, node.size)
             if t.shape[0] not in (1, batch):
                 raise BoundError(f"interm bounds of node {node.name!r}: batch {t.shape[0]} "
                                  f"!= {batch} domains")
@@ -273,8 +284,8 @@ def compute_bounds(
                 out_lo, out_hi = out_lo.clone(), out_hi.clone()
                 out_lo[:, rows] = torch.maximum(out_lo[:, rows], cl.detach())
                 out_hi[:, rows] = torch.minimum(out_hi[:, rows], cu.detach())
-    out_lo = torch.nan_to_num(out_lo, nan=-torch.inf)
-    out_hi = torch.nan_to_num(out_hi, nan=torch.inf)
+    out_lo = nan_as(out_lo, -torch.inf)
+    out_hi = nan_as(out_hi, torch.inf)
     kept: dict[int, Interval] = {}
     if options.keep_intermediate:
         kept = {n: eng.bounds[n] for n in sorted(eng.needed) if eng.bounds[n] is not None}

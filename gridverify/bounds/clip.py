@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import torch
 
+from gridverify.bounds.ibp import nan_as
+
 __all__ = ["clip_halfspaces", "clip_union"]
 
 # relative padding of the slack: a few hundred float64 ulps of the terms summed
@@ -58,8 +60,8 @@ def _clip_one(lo: torch.Tensor, hi: torch.Tensor, a: torch.Tensor,
     pad = _REL_PAD * (hi.abs() + lo.abs() + step)
     new_lo = torch.where(a > 0, hi - step - pad, lo)
     new_hi = torch.where(a < 0, lo + step + pad, hi)
-    new_lo = torch.maximum(lo, torch.nan_to_num(new_lo, nan=-torch.inf))
-    new_hi = torch.minimum(hi, torch.nan_to_num(new_hi, nan=torch.inf))
+    new_lo = torch.maximum(lo, nan_as(new_lo, -torch.inf))
+    new_hi = torch.minimum(hi, nan_as(new_hi, torch.inf))
     keep = ~empty[..., None]
     return torch.where(keep, new_lo, lo), torch.where(keep, new_hi, hi), empty
 

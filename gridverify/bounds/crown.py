@@ -85,15 +85,19 @@ def _dot_off(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 def _mix(a: torch.Tensor, an: torch.Tensor, w_pos: torch.Tensor,
          w_neg: torch.Tensor) -> torch.Tensor:
-    """``max(a,0) * w_pos + min(a,0) * w_neg`` (``an = min(a, 0)``), weights ``(B, n)``."""
-    return torch.addcmul(a * w_pos.unsqueeze(-2), an, (w_neg - w_pos).unsqueeze(-2))
+    """``max(a,0) * w_pos + min(a,0) * w_neg`` (``an = min(a, 0)``), weights ``(B, n)``.
+
+    Each entry is one product (``a - an`` is ``max(a, 0)`` exactly and one of the
+    two terms is zero): ``a * w_pos + an * (w_neg - w_pos)`` would cancel, and
+    lose the line that is used to the steepness of the one that is not."""
+    return torch.addcmul((a - an) * w_pos.unsqueeze(-2), an, w_neg.unsqueeze(-2))
 
 
 def _bias(a: torch.Tensor, an: torch.Tensor, b_pos: torch.Tensor,
           b_neg: torch.Tensor) -> torch.Tensor:
     """``max(a,0) . b_pos + min(a,0) . b_neg`` -> ``(B, m)``, infinite offsets allowed."""
     if bool(torch.isfinite(b_pos).all()) and bool(torch.isfinite(b_neg).all()):
-        return _dot(a, b_pos) + _dot(an, b_neg - b_pos)
+        return _dot(a - an, b_pos) + _dot(an, b_neg)  # no cancellation (see _mix)
     return _dot_off(a - an, b_pos) + _dot_off(an, b_neg)
 
 

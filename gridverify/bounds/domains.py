@@ -27,6 +27,7 @@ import torch
 
 from gridverify.bounds.alpha import alpha_rows, optimize_alpha
 from gridverify.bounds.crown import Engine
+from gridverify.bounds.ibp import nan_as
 from gridverify.bounds.options import BoundOptions
 from gridverify.bounds.relaxations.base import BilinearRelaxation, Relaxation
 from gridverify.ir.graph import Graph, Node
@@ -188,7 +189,7 @@ def bound_domains(
         row_up = torch.minimum(row_up, au.detach())
         warm_out = eng.warm_betas or None
         alpha_out = eng.warm_alphas or None
-    row_up = torch.nan_to_num(row_up, nan=torch.inf)
+    row_up = nan_as(row_up, torch.inf)
     infeasible = eng.infeasible.clone()
     up = row_up.max(1).values
     up = torch.where(infeasible, torch.full_like(up, -torch.inf), up)

@@ -66,6 +66,13 @@ def node_relaxation(node: Node):  # noqa: ANN201 - UnaryRelaxation
     return unary_relaxation(node.op, int(node.attrs["k"]) if node.op == "pow" else None)
 
 
+def nan_as(x: torch.Tensor, fill: float) -> torch.Tensor:
+    """``x`` with its NaNs replaced by ``fill`` and its infinities kept
+    (``torch.nan_to_num`` would make them the largest finite float: a bound that
+    overflowed would read as a finite, unsound one)."""
+    return torch.where(torch.isnan(x), torch.full_like(x, fill), x)
+
+
 def _outward(lo: torch.Tensor, hi: torch.Tensor,
              scale: torch.Tensor | None = None) -> Interval:
     """``[lo, hi]`` widened by the rounding error of the arithmetic that made it:

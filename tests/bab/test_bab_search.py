@@ -317,3 +317,16 @@ def test_clipped_parts_count_in_the_bound(branching: str, seed: int) -> None:
     assert r.status in ("certified", "open") and r.upper_bound >= smax - 1e-9
     if r.status == "certified":
         assert r.upper_bound <= thr
+
+
+def test_an_overflowing_maximum_is_infinite_not_certified() -> None:
+    """exp on [0, 1000] overflows every float: the bound and the value found are
+    +inf, never the largest finite float, and a threshold below it is violated."""
+    b = GraphBuilder()
+    b.output(b.exp(b.input("x", 1)), "y")
+    g = b.build()
+    r = bab_maximize(g, [0.0], [1000.0], [1.0], options=BabOptions(timeout=3),
+                     mode="optimization")
+    assert r.upper_bound == float("inf") and r.status != "certified"
+    r = bab_maximize(g, [0.0], [1000.0], [1.0], threshold=1e308, options=BabOptions(timeout=3))
+    assert r.status == "violated"

@@ -4,6 +4,8 @@ extremes found by projected gradient ascent."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from engine_graphs import acopf_small, pgd_extremes, random_graph, sample_box
@@ -131,3 +133,59 @@ def test_wide_intervals_are_rounded_outward(method: str) -> None:
     exact_hi1 = -fl[0] + fh[1] + Fraction(0.3) + c  # -x0 + x1: low x0, high x1
     assert Fraction(float(out.lower[0, 0])) <= exact_lo0
     assert Fraction(float(out.upper[0, 1])) >= exact_hi1
+
+
+def test_a_steep_unused_line_does_not_cancel_the_used_one() -> None:
+    """A negative coefficient takes the upper line of atan; alpha makes the lower
+    line steep.  Mixing the two as ``a w_pos + min(a, 0) (w_neg - w_pos)`` lost the
+    used line to cancellation and gave an upper bound below the true maximum."""
+    from gridverify.ir import GraphBuilder
+
+    b = GraphBuilder()
+    x = b.input("x", 1)
+    b.output(x, "x")
+    b.output(b.unary("atan", x), "y")
+    g = b.build()
+    spec = torch.tensor([[0.0, 1.0], [0.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [0.5, 1.0],
+                         [-2.0, 1.0]], dtype=torch.float64)
+    for dtype, scale in ((torch.float32, 1.0), (torch.float64, 1.0), (torch.float64, 1e6)):
+        lo, hi = -24399.184080359242 * scale, 12041.043186207224 * scale
+        box = torch.tensor([lo, hi], dtype=torch.float64)
+        r = compute_bounds(g, box[:1], box[1:], method="alpha-crown",
+                           spec=spec, dtype=dtype,
+                           options=BoundOptions(alpha_iterations=10, alpha_lr=0.3))
+        assert float(r.upper[0, 1]) >= -math.atan(lo), (dtype, scale)
+        assert float(r.lower[0, 0]) <= math.atan(lo), (dtype, scale)
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown", "alpha-crown"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_overflowing_bounds_stay_infinite(method: str, dtype: torch.dtype) -> None:
+    """exp on [0, 1000] exceeds every float: its upper bound is +inf, never the
+    largest finite float (a finite bound below the true value)."""
+    from gridverify.ir import GraphBuilder
+
+    b = GraphBuilder()
+    b.output(b.exp(b.input("x", 1)), "y")
+    r = compute_bounds(b.build(), torch.tensor([0.0]), torch.tensor([1000.0]), method=method,
+                       dtype=dtype)
+    assert float(r.upper.reshape(-1)[0]) == math.inf
+    b = GraphBuilder()
+    b.output(b.reciprocal(b.input("x", 1)), "y")
+    r = compute_bounds(b.build(), torch.tensor([0.0]), torch.tensor([1.0]), method=method,
+                       dtype=dtype)
+    assert float(r.upper.reshape(-1)[0]) == math.inf
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown", "alpha-crown"])
+def test_a_float64_box_is_rounded_outward_to_float32(method: str) -> None:
+    """10000.0004 is not a float32; rounded to nearest (10000.0) the box would
+    lose the one point it holds, and sin there differs by 4e-4."""
+    from gridverify.ir import GraphBuilder
+
+    b = GraphBuilder()
+    b.output(b.sin(b.input("x", 1)), "y")
+    v = 10000.0004
+    box = torch.tensor([v], dtype=torch.float64)
+    r = compute_bounds(b.build(), box, box, method=method, dtype=torch.float32)
+    assert float(r.lower.reshape(-1)[0]) <= math.sin(v) <= float(r.upper.reshape(-1)[0])
