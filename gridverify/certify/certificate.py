@@ -11,6 +11,14 @@ JSON form (the output contract of ``gridverify certify --json``)::
 
 Non-finite numbers are written as ``null`` (an ``upper_bound`` of ``null`` means
 no finite bound was obtained; such a constraint is never certified).
+
+Reading (:meth:`Certificate.from_dict`, :meth:`Certificate.read`) checks every field's
+type and refuses, with a :class:`~gridverify.errors.SpecError` naming the field, a
+certificate whose statuses contradict their own numbers (:func:`status_conflict`),
+that lists a constraint twice or that names an unknown family.  ``summary`` and
+``families`` are derived from the constraints: they are recomputed from them, and
+what the file says there is not read (a file cut down to some constraints stays
+readable; a summary edited by hand changes nothing).
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ import numpy as np
 
 from gridverify._html import HtmlView
 from gridverify._values import ArrayValueEq
-from gridverify.certify.options import radius_text
+from gridverify.certify.options import CertifyOptions, radius_text
+from gridverify.certify.state import padded
 from gridverify.errors import SpecError
 from gridverify.fileio import atomic_write_text
 from gridverify.spec.constraints import FAMILIES, FAMILY_UNIT
@@ -52,12 +61,98 @@ def decide_status(upper_bound: float, attained: float, threshold: float) -> str:
     return OPEN
 
 
+def status_conflict(status: str, upper_bound: float, attained: float, threshold: float,
+                    reason: str | None, options: CertifyOptions | None = None) -> str | None:
+    """Why ``status`` contradicts the numbers (``None`` when certify could have given it).
+
+    Certify gives :func:`decide_status` of the (rounding-padded) upper bound, the
+    attained violation and the threshold, except that a constraint whose proxy is
+    undefined (NaN) at some loads stays open, with that reason.  So: ``violated``
+    needs ``attained > threshold``; ``certified`` needs no such violation and a
+    finite ``upper_bound`` at most the threshold padded by ``options``' rounding pad
+    (``pad_abs``, ``pad_rel``: the pad certify adds to every bound; defaults when
+    ``None``); ``open`` needs neither a violation nor, unless it has a ``reason``,
+    a bound at most the threshold.  Timeouts and other reasons never change a status.
+    """
+    decided = decide_status(upper_bound, attained, threshold)
+    if status == decided:
+        return None
+    nums = ", ".join(f"{k} {float(v) + 0.0!r}" for k, v in (
+        ("upper_bound", upper_bound), ("attained", attained), ("threshold", threshold)))
+    if decided == VIOLATED:
+        return f"status {status!r} but attained > threshold ({nums}): violated"
+    if status == VIOLATED:
+        return f"status 'violated' but attained <= threshold ({nums})"
+    if status == CERTIFIED:
+        pad = padded(threshold, options or CertifyOptions())
+        if decide_status(upper_bound, attained, pad) == CERTIFIED:
+            return None  # above the threshold by less than the rounding pad
+        return f"status 'certified' but upper_bound > threshold ({nums})"
+    if reason:  # open with a certifying bound: certify says why (the proxy is undefined)
+        return None
+    return f"status 'open' but upper_bound <= threshold ({nums}) and no reason given"
+
+
 def _num(v: float) -> float | None:
     return float(v) if v is not None and math.isfinite(float(v)) else None
 
 
-def _from_num(v: Any, missing: float) -> float:
-    return missing if v is None else float(v)
+def _is_number(v: Any) -> bool:
+    """A JSON number (``bool`` is not one)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _type_name(v: Any) -> str:
+    """The JSON name of ``v``'s type, for error messages."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+             type(None): "null", int: "a number", float: "a number"}
+    return names.get(type(v), type(v).__name__)
+
+
+def _number(d: dict[str, Any], key: str, where: str, missing: float | None = None,
+            null: float | None = None) -> float:
+    """``d[key]`` as a float: a number; ``null`` gives ``null`` where that is not
+    ``None``; an absent key gives ``missing`` where that is not ``None``. SpecError
+    naming ``where.key`` otherwise (also for NaN)."""
+    if key not in d:
+        if missing is None:
+            raise SpecError(f"{where}: missing {key!r}")
+        return missing
+    v = d[key]
+    if v is None and null is not None:
+        return null
+    if not _is_number(v):
+        also = " or null" if null is not None else ""
+        raise SpecError(f"{where}.{key}: expected a number{also}, got {_type_name(v)} ({v!r})"
+                        if isinstance(v, str) else
+                        f"{where}.{key}: expected a number{also}, got {_type_name(v)}")
+    if isinstance(v, float) and math.isnan(v):
+        raise SpecError(f"{where}: {key} is NaN")
+    return float(v)
+
+
+def _optional(d: dict[str, Any], key: str, where: str, kind: type, what: str) -> Any:
+    """``d[key]`` when of type ``kind`` (``bool`` never counts as a number), ``None``
+    when absent or null; SpecError naming ``where.key`` otherwise."""
+    v = d.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, kind) or isinstance(v, bool):
+        raise SpecError(f"{where}.{key}: expected {what} or null, got {_type_name(v)}")
+    return v
+
+
+def _vector(v: Any, name: str) -> np.ndarray | None:
+    """A list of finite numbers as a float64 array (``None`` for null); SpecError
+    naming ``name`` otherwise."""
+    if v is None:
+        return None
+    if not isinstance(v, list) or not all(_is_number(x) for x in v):
+        raise SpecError(f"{name}: expected a list of numbers or null")
+    arr = np.asarray(v, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise SpecError(f"{name}: not every entry is a finite number")
+    return arr
 
 
 def _fmt(v: float) -> str:
@@ -160,34 +255,66 @@ class ConstraintResult(ArrayValueEq):
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ConstraintResult:
-        """Inverse of :meth:`to_dict` (SpecError naming the constraint when a status
-        is unknown, a bound is missing or a number is NaN)."""
-        where = f"constraint {d.get('family')}[{d.get('component')}]"
-        if d.get("status") not in STATUSES:
-            raise SpecError(f"{where}: unknown status {d.get('status')!r} "
+    def from_dict(cls, d: dict[str, Any], where: str | None = None,
+                  options: CertifyOptions | None = None) -> ConstraintResult:
+        """Inverse of :meth:`to_dict`.
+
+        SpecError naming the constraint (``where``, e.g. ``constraints[3]``, then its
+        ``family[component]``) and the field when ``d`` is not an object, a field is
+        missing or of the wrong type, the family or status is unknown, a number is
+        NaN, or the status contradicts the numbers (:func:`status_conflict`, with the
+        rounding pad of ``options``: the certificate's run options).
+        """
+        label = where or "constraint"
+        if not isinstance(d, dict):
+            raise SpecError(f"{label}: expected an object, got {_type_name(d)}")
+        fam = d.get("family")
+        if not isinstance(fam, str):
+            raise SpecError(f"{label}: missing 'family'" if fam is None else
+                            f"{label}.family: expected a string, got {_type_name(fam)}")
+        if fam not in FAMILIES:
+            raise SpecError(f"{label}.family: unknown family {fam!r} "
+                            f"(known: {', '.join(FAMILIES)})")
+        comp = d.get("component")
+        if not isinstance(comp, int) or isinstance(comp, bool):
+            raise SpecError(f"{label}: missing 'component'" if comp is None else
+                            f"{label}.component: expected an integer, got {_type_name(comp)}")
+        where = f"{where} ({fam}[{comp}])" if where else f"constraint {fam}[{comp}]"
+        status = d.get("status")
+        if status not in STATUSES:
+            raise SpecError(f"{where}: unknown status {status!r} "
                             f"(one of {', '.join(STATUSES)})")
         if "upper_bound" not in d:
             raise SpecError(f"{where}: no upper_bound (null stands for none)")
-        for key in ("upper_bound", "attained", "threshold"):
-            v = d.get(key)
-            if isinstance(v, float) and math.isnan(v):
-                raise SpecError(f"{where}: {key} is NaN")
-        wl = d.get("worst_load", d.get("witness"))
+        ub = _number(d, "upper_bound", where, null=math.inf)
+        att = _number(d, "attained", where, missing=-math.inf, null=-math.inf)
+        thr = _number(d, "threshold", where)
+        if not math.isfinite(thr):
+            raise SpecError(f"{where}.threshold: not a finite number ({thr})")
+        index = _optional(d, "index", where, int, "an integer")
+        rate = _optional(d, "rate", where, (int, float), "a number")
+        radius = _optional(d, "radius", where, (int, float), "a number")
+        reason = _optional(d, "reason", where, str, "a string")
+        method = _optional(d, "method", where, str, "a string")
+        key = "worst_load" if d.get("worst_load") is not None else "witness"
+        worst = _vector(d.get(key), f"{where}.{key}")
+        why = status_conflict(status, ub, att, thr, reason, options)
+        if why is not None:
+            raise SpecError(f"{where}: {why}")
         return cls(
-            family=str(d["family"]),
-            component=int(d["component"]),
-            index=int(d.get("index", -1)),
-            upper_bound=_from_num(d.get("upper_bound"), math.inf),
-            attained=_from_num(d.get("attained"), -math.inf),
-            threshold=float(d["threshold"]),
-            status=str(d["status"]),
-            method=str(d.get("method", "")),
-            seconds=float(d.get("seconds", 0.0)),
-            worst_load=None if wl is None else np.asarray(wl, dtype=np.float64),
-            rate=None if d.get("rate") is None else float(d["rate"]),
-            reason=None if d.get("reason") is None else str(d["reason"]),
-            radius=None if d.get("radius") is None else float(d["radius"]),
+            family=fam,
+            component=comp,
+            index=-1 if index is None else index,
+            upper_bound=ub,
+            attained=att,
+            threshold=thr,
+            status=status,
+            method=method or "",
+            seconds=_number(d, "seconds", where, missing=0.0),
+            worst_load=worst,
+            rate=None if rate is None else float(rate),
+            reason=reason,
+            radius=None if radius is None else float(radius),
         )
 
 
@@ -333,26 +460,72 @@ class Certificate(ArrayValueEq, HtmlView):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Certificate:
-        """Inverse of :meth:`to_dict` (SpecError on a malformed object)."""
+        """Inverse of :meth:`to_dict`.
+
+        SpecError naming the field (``certificate: constraints[3] (p_balance[1]).
+        upper_bound: ...``) when ``d`` is not an object, a field is missing or of the
+        wrong type, a constraint is listed twice, names an unknown family or has a
+        status that contradicts its numbers (:func:`status_conflict`, with the
+        rounding pad of ``provenance["options"]``).  ``summary`` and ``families``
+        are not read: they are recomputed from the constraints.
+        """
         try:
-            if d.get("format", FORMAT) != FORMAT:
-                raise SpecError(f"certificate: format {d.get('format')!r} is not {FORMAT!r}")
-            version = d.get("version", FORMAT_VERSION)
-            if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-                raise SpecError(f"certificate: version {version!r} (this gridverify reads "
-                                f"versions 1 to {FORMAT_VERSION})")
-            return cls(
-                case=str(d["case"]),
-                model=str(d["model"]),
-                region=Region.from_dict(d["region"]),
-                method=str(d["method"]),
-                seconds=float(d["seconds"]),
-                constraints=tuple(ConstraintResult.from_dict(c) for c in d["constraints"]),
-                provenance=dict(d.get("provenance", {})),
-                warnings=tuple(d.get("warnings", ())),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
+            return cls._from_dict(d)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a check missed
             raise SpecError(f"certificate: malformed ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def _from_dict(cls, d: Any) -> Certificate:
+        if not isinstance(d, dict):
+            raise SpecError(f"certificate: expected a JSON object, got {_type_name(d)}")
+        if d.get("format", FORMAT) != FORMAT:
+            raise SpecError(f"certificate: format {d.get('format')!r} is not {FORMAT!r}")
+        version = d.get("version", FORMAT_VERSION)
+        if (not isinstance(version, int) or isinstance(version, bool)
+                or not 1 <= version <= FORMAT_VERSION):
+            raise SpecError(f"certificate: version {version!r} (this gridverify reads "
+                            f"versions 1 to {FORMAT_VERSION})")
+        text = {}
+        for key in ("case", "model", "method"):
+            v = d.get(key)
+            if not isinstance(v, str):
+                raise SpecError(f"certificate: missing {key!r}" if key not in d else
+                                f"certificate: {key}: expected a string, got {_type_name(v)}")
+            text[key] = v
+        seconds = d.get("seconds")
+        if not _is_number(seconds) or not math.isfinite(seconds):
+            got = f"{seconds}" if _is_number(seconds) else _type_name(seconds)
+            raise SpecError("certificate: missing 'seconds'" if "seconds" not in d else
+                            f"certificate: seconds: expected a finite number, got {got}")
+        region = d.get("region")
+        if not isinstance(region, dict):
+            raise SpecError("certificate: missing 'region'" if "region" not in d else
+                            f"certificate: region: expected an object, got {_type_name(region)}")
+        if not isinstance(region.get("params", {}) or {}, dict):
+            raise SpecError("certificate: region.params: expected an object")
+        prov = d.get("provenance", {})
+        if not isinstance(prov, dict):
+            raise SpecError(f"certificate: provenance: expected an object, got {_type_name(prov)}")
+        warns = d.get("warnings", [])
+        if not isinstance(warns, list) or not all(isinstance(w, str) for w in warns):
+            raise SpecError("certificate: warnings: expected a list of strings")
+        rows = d.get("constraints")
+        if not isinstance(rows, list):
+            raise SpecError("certificate: missing 'constraints'" if "constraints" not in d else
+                            f"certificate: constraints: expected a list, got {_type_name(rows)}")
+        opts = _pad_options(prov.get("options"))
+        cons: list[ConstraintResult] = []
+        seen: dict[tuple[str, int], int] = {}
+        for i, row in enumerate(rows):
+            c = ConstraintResult.from_dict(row, f"certificate: constraints[{i}]", opts)
+            first = seen.setdefault((c.family, c.component), i)
+            if first != i:
+                raise SpecError(f"certificate: constraints[{i}]: {c.family}[{c.component}] "
+                                f"is listed twice (also constraints[{first}])")
+            cons.append(c)
+        return cls(case=text["case"], model=text["model"], region=Region.from_dict(region),
+                   method=text["method"], seconds=float(seconds), constraints=tuple(cons),
+                   provenance=dict(prov), warnings=tuple(warns))
 
     @classmethod
     def from_json(cls, text: str) -> Certificate:
@@ -384,6 +557,17 @@ class Certificate(ArrayValueEq, HtmlView):
             return cls.from_json(text)
         except SpecError as exc:
             raise SpecError(f"{path}: {str(exc).removeprefix('certificate: ')}") from None
+
+
+def _pad_options(options: Any) -> CertifyOptions:
+    """Run options with the rounding pad recorded in ``provenance["options"]`` (the
+    defaults where it records none), to judge statuses by (:func:`status_conflict`)."""
+    rec = options if isinstance(options, dict) else {}
+    pads = {k: rec[k] for k in ("pad_rel", "pad_abs") if k in rec}
+    try:
+        return CertifyOptions(**pads)
+    except SpecError as exc:
+        raise SpecError(f"certificate: provenance.{exc}") from None
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

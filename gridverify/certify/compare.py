@@ -6,13 +6,15 @@ classifies each pair by status, ranked ``certified`` (best) over ``open`` over
 ``violated`` (worst): a *regression* ranks lower in the new certificate (a
 constraint certified before and open or violated now, or open before and
 violated now), an *improvement* higher, *unchanged* the same; constraints in one
-certificate only are *added* or *removed*.  The :class:`CertificateDiff` also
-carries the per-family counts and worst values of both, and says where the two
-are not like for like (other regions, thresholds or methods), since a change of
-status may then come from them rather than from the proxy.
+certificate only are *added* or *removed*, and a removed constraint that the old
+certificate certified is a *lost* certificate (:attr:`ConstraintChange.lost`).
+The :class:`CertificateDiff` also carries the per-family counts and worst values
+of both, and says where the two are not like for like (other constraint
+selections, regions, thresholds or methods), since a change of status may then
+come from them rather than from the proxy.
 
 ``gridverify compare OLD.json NEW.json`` prints it (exit status 1 when a
-regression is found: a check for a retrained proxy in CI).
+regression or a lost certificate is found: a check for a retrained proxy in CI).
 """
 
 from __future__ import annotations
@@ -62,6 +64,13 @@ class ConstraintChange:
         return "regression" if d < 0 else ("improvement" if d > 0 else "unchanged")
 
     @property
+    def lost(self) -> bool:
+        """Whether the old certificate certified this constraint and the new one lacks it
+        (a ``removed`` constraint that counts against the new certificate, as a
+        regression does)."""
+        return self.new is None and self.old is not None and self.old.status == CERTIFIED
+
+    @property
     def name(self) -> str:
         """``family[component]``."""
         return f"{self.family}[{self.component}]"
@@ -93,7 +102,7 @@ class CertificateDiff(HtmlView):
     ``changes``: one :class:`ConstraintChange` per constraint of either certificate,
     regressions first (the new status worst first, then the old status best first,
     then the largest rise of the worst found), then improvements, added, removed
-    and unchanged constraints.
+    (lost certificates first) and unchanged constraints.
     ``notes``: where the two certificates are not like for like.
     """
 
@@ -116,9 +125,16 @@ class CertificateDiff(HtmlView):
         return {k: sum(c.kind == k for c in self.changes) for k in KINDS}
 
     @property
+    def lost(self) -> list[ConstraintChange]:
+        """The removed constraints that the old certificate certified
+        (:attr:`ConstraintChange.lost`)."""
+        return [c for c in self.changes if c.lost]
+
+    @property
     def regressed(self) -> bool:
-        """Whether any constraint ranks lower in the new certificate."""
-        return any(c.kind == "regression" for c in self.changes)
+        """Whether any constraint ranks lower in the new certificate, or is certified in
+        the old one and absent from the new one (a lost certificate)."""
+        return any(c.kind == "regression" or c.lost for c in self.changes)
 
     def families(self) -> dict[str, dict[str, Any]]:
         """Per family (of either certificate): ``Certificate.families()`` of the old and
@@ -141,7 +157,8 @@ class CertificateDiff(HtmlView):
                     "region": c.region.describe(), "summary": c.summary}
 
         return {"old": head(self.old), "new": head(self.new), "counts": self.counts,
-                "regressed": self.regressed, "notes": list(self.notes),
+                "lost": len(self.lost), "regressed": self.regressed,
+                "notes": list(self.notes),
                 "families": self.families(),
                 "changes": [c.to_dict() for c in self.changes
                             if every or c.kind != "unchanged"]}
@@ -152,7 +169,10 @@ def _order(c: ConstraintChange) -> tuple[Any, ...]:
     side = c.new if c.new is not None else c.old
     assert side is not None
     rise = c.delta("attained")
-    worst = (_RANK[side.status], -_RANK[c.old.status]) if c.kind == "regression" else (0, 0)
+    if c.kind == "regression":
+        worst = (_RANK[side.status], -_RANK[c.old.status])
+    else:
+        worst = (-c.lost, 0)  # lost certificates first among the removed
     return (kind, *worst, -(rise if math.isfinite(rise) else -math.inf), side.family,
             side.component)
 
@@ -170,7 +190,7 @@ def compare_certificates(old: Certificate | str | os.PathLike[str],
     keys = list(dict.fromkeys([*by_key_old, *by_key_new]))
     changes = sorted((ConstraintChange(f, k, by_key_old.get((f, k)), by_key_new.get((f, k)))
                       for f, k in keys), key=_order)
-    notes = []
+    notes = _selection_notes(by_key_old, by_key_new)
     if old.region.to_dict() != new.region.to_dict():
         notes.append(f"the regions differ (old: {old.region.describe()}; new: "
                      f"{new.region.describe()})")
@@ -182,6 +202,23 @@ def compare_certificates(old: Certificate | str | os.PathLike[str],
         notes.append(f"the methods differ (old: {old.method}; new: {new.method})")
     notes += _option_notes(old, new)
     return CertificateDiff(old, new, tuple(changes), tuple(notes))
+
+
+def _selection_notes(old: dict[tuple[str, int], ConstraintResult],
+                     new: dict[tuple[str, int], ConstraintResult]) -> list[str]:
+    """A note when the two certificates cover other constraints (``--constraints``),
+    with how many of the old one's certificates the new one lacks."""
+    if old.keys() == new.keys():
+        return []
+    gone = [k for k in old if k not in new]
+    lost = sum(old[k].status == CERTIFIED for k in gone)
+    extra = sum(k not in old for k in new)
+    note = (f"the constraint selections differ (old: {len(old)} constraints, new: "
+            f"{len(new)}; {len(gone)} only in the old, {extra} only in the new)")
+    if lost:
+        note += (f"; {lost} constraint(s) certified in the old certificate are absent from "
+                 "the new one: lost certificates, counted against it")
+    return [note]
 
 
 def _option_notes(old: Certificate, new: Certificate) -> list[str]:

@@ -2,7 +2,10 @@
 
 Thin wrapper over :func:`gridverify.certify.compare.compare_certificates`.  Exit
 status 0 when no constraint regressed, 1 when one did (certified before and
-open or violated now, or open before and violated now), 2 on bad input.
+open or violated now, or open before and violated now) or lost its certificate
+(certified before and absent now: the new certificate covers other constraints),
+2 on bad input (a file that is no certificate, or whose statuses contradict their
+numbers: see :meth:`gridverify.certify.Certificate.from_dict`).
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ def register(subparsers: Any) -> None:
             "proxy and of its retrained version, over the same region) and show, per "
             "constraint family, the status counts and worst values of both, then the "
             "constraints whose status changed: regressions (certified before, open or "
-            "violated now; open before, violated now) and improvements.  Says where the two "
-            "are not like for like (other regions, thresholds or methods).  Exit status 0 "
-            "no regression, 1 a regression, 2 bad input."
+            "violated now; open before, violated now), lost certificates (certified before, "
+            "absent now) and improvements.  Says where the two are not like for like (other "
+            "constraint selections, regions, thresholds or methods).  Exit status 0 no "
+            "regression, 1 a regression or a lost certificate, 2 bad input (a certificate "
+            "whose statuses contradict its numbers too)."
         ),
         epilog=(
             "examples:\n"
@@ -141,21 +146,29 @@ def _print(diff: Any, limit: int | None) -> None:
                   "sound upper bound of the family; found: largest violation found "
                   "(old -> new where they differ)", markup=False, soft_wrap=True)
     c = diff.counts
+    lost = diff.lost
     console.print(f"{c['regression']} regressed, {c['improvement']} improved, "
                   f"{c['unchanged']} unchanged" + "".join(
-                      f", {c[k]} {k}" for k in ("added", "removed") if c[k]))
-    for kind, title, style in (("regression", "regressions", "red"),
-                               ("improvement", "improvements", "green"),
-                               ("added", "only in the new certificate", "default"),
-                               ("removed", "only in the old certificate", "default")):
-        changed = diff.of_kind(kind)
+                      f", {c[k]} {k}" for k in ("added", "removed") if c[k])
+                  + (f" ({len(lost)} of them certified before: lost certificates)"
+                     if lost else ""), markup=False, soft_wrap=True)
+    sections = (("regression", "regressions", "red"),
+                ("lost", "lost certificates: certified in the old certificate, absent from "
+                         "the new one", "red"),
+                ("improvement", "improvements", "green"),
+                ("added", "only in the new certificate", "default"),
+                ("removed", "only in the old certificate", "default"))
+    for kind, title, style in sections:
+        changed = lost if kind == "lost" else [
+            ch for ch in diff.of_kind(kind) if not ch.lost]
         if not changed:
             continue
         console.print(f"[{style}]{title}[/{style}] (status, bound, found):")
         for ch in changed[:limit]:
             a, b = ch.old, ch.new
+            status = _arrow(a.status if a else "absent", b.status if b else "absent")
             console.print(
-                f"  {ch.name:<16} {_arrow(a and a.status, b and b.status)}  "
+                f"  {ch.name:<16} {status}  "
                 f"bound {_arrow(a and a.upper_bound, b and b.upper_bound, '.3g')}  "
                 f"found {_arrow(a and a.attained, b and b.attained, '.3g')}", markup=False,
                 soft_wrap=True)

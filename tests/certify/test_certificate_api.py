@@ -162,3 +162,170 @@ def test_study_results_repr_is_one_short_line(tmp_path: Path) -> None:
                  "open=16", "seconds=5.0"):
         assert part in text, (part, text)
     json.dumps(res.records)  # the records stay plain JSON data
+
+
+def _cert_dict(**changes: object) -> dict:
+    """The JSON object of ``_cert(n=6)`` (constraints 1 and 4 open, the others certified)."""
+    return json.loads(_cert(n=6, **changes).to_json())
+
+
+def _edit(path: str, value: object):
+    """An edit of a certificate dict: set (or, for ``...``, delete) the item at
+    ``path`` (keys and list indices separated by ``/``)."""
+    def edit(d: dict) -> dict:
+        *head, last = path.split("/")
+        obj: object = d
+        for k in head:
+            obj = obj[int(k)] if isinstance(obj, list) else obj[k]
+        key = int(last) if isinstance(obj, list) else last
+        if value is ...:
+            del obj[key]
+        else:
+            obj[key] = value
+        return d
+    return edit
+
+
+@pytest.mark.parametrize("doc", [[], "certificate", 3, None, True])
+def test_read_refuses_a_json_value_that_is_no_object(tmp_path: Path, doc: object) -> None:
+    with pytest.raises(SpecError, match="^certificate: expected a JSON object, got "):
+        Certificate.from_dict(doc)  # type: ignore[arg-type]
+    path = tmp_path / "l.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(SpecError, match=f"^{path}: expected a JSON object"):
+        Certificate.read(path)
+
+
+@pytest.mark.parametrize("path, value, match", [
+    ("constraints", ..., "missing 'constraints'"),
+    ("constraints", {"a": 1}, "constraints: expected a list, got an object"),
+    ("constraints/2", [], r"constraints\[2\]: expected an object, got a list"),
+    ("constraints/2", "x", r"constraints\[2\]: expected an object, got a string"),
+    ("constraints/2/family", ..., r"constraints\[2\]: missing 'family'"),
+    ("constraints/2/family", 3, r"constraints\[2\].family: expected a string"),
+    ("constraints/2/family", "vm_maxx", r"constraints\[2\].family: unknown family 'vm_maxx' "
+                                        r"\(known: p_balance, "),
+    ("constraints/2/component", ..., r"constraints\[2\]: missing 'component'"),
+    ("constraints/2/component", "3", r"constraints\[2\].component: expected an integer"),
+    ("constraints/2/component", 3.0, r"constraints\[2\].component: expected an integer"),
+    ("constraints/2/upper_bound", "abc",
+     r"constraints\[2\] \(vm_max\[3\]\).upper_bound: expected a number or null, got a "
+     r"string \('abc'\)"),
+    ("constraints/2/upper_bound", True, r"\(vm_max\[3\]\).upper_bound: expected a number"),
+    ("constraints/2/upper_bound", ..., r"\(vm_max\[3\]\): no upper_bound"),
+    ("constraints/2/attained", [1.0], r"\(vm_max\[3\]\).attained: expected a number"),
+    ("constraints/2/threshold", ..., r"\(vm_max\[3\]\): missing 'threshold'"),
+    ("constraints/2/threshold", None, r"\(vm_max\[3\]\).threshold: expected a number, got null"),
+    ("constraints/2/status", "fine", r"\(vm_max\[3\]\): unknown status 'fine'"),
+    ("constraints/2/seconds", "1", r"\(vm_max\[3\]\).seconds: expected a number"),
+    ("constraints/2/reason", 1, r"\(vm_max\[3\]\).reason: expected a string or null"),
+    ("constraints/2/worst_load", ["a"], r"\(vm_max\[3\]\).worst_load: expected a list of"),
+    ("constraints/2/worst_load", 1.0, r"\(vm_max\[3\]\).worst_load: expected a list of"),
+    ("constraints/2/index", 1.5, r"\(vm_max\[3\]\).index: expected an integer or null"),
+    ("case", ..., "missing 'case'"),
+    ("model", 1, "model: expected a string, got a number"),
+    ("seconds", "12", "seconds: expected a finite number, got a string"),
+    ("region", ..., "missing 'region'"),
+    ("region", [], "region: expected an object, got a list"),
+    ("region/lower", ..., "region: missing key 'lower'"),
+    ("region/params", [1], "region.params: expected an object"),
+    ("provenance", [], "provenance: expected an object, got a list"),
+    ("provenance/options/pad_abs", "x", "provenance.options.pad_abs: a number >= 0"),
+    ("warnings", "w", "warnings: expected a list of strings"),
+])
+def test_read_names_the_malformed_field(tmp_path: Path, path: str, value: object,
+                                        match: str) -> None:
+    """Any malformed content is a SpecError naming the field (study reports rely on it),
+    one line, prefixed with the file by ``read``."""
+    d = _edit(path, value)(_cert_dict())
+    with pytest.raises(SpecError) as info:
+        Certificate.from_dict(d)
+    msg = str(info.value)
+    assert "\n" not in msg and "Error:" not in msg, msg  # no leaked KeyError or TypeError
+    assert msg.startswith(("certificate: ", "region")), msg
+    import re
+    assert re.search(match, msg), (match, msg)
+    file = tmp_path / "c.json"
+    file.write_text(json.dumps(d))
+    with pytest.raises(SpecError, match=f"^{re.escape(str(file))}: "):
+        Certificate.read(file)
+
+
+def _one(status: str, ub: float | None, att: float | None, reason: str | None = None,
+         thr: float = 1e-3) -> dict:
+    d = _cert_dict()
+    d["constraints"][0].update(status=status, upper_bound=ub, attained=att, threshold=thr,
+                               reason=reason)
+    return d
+
+
+@pytest.mark.parametrize("status, ub, att, reason, match", [
+    # a violated constraint edited to certified (QA: bound 0.146, found 0.0132 > 0.001)
+    ("certified", 0.146, 0.0132, None, "status 'certified' but attained > threshold"),
+    ("certified", 0.0011, -1.0, None, "status 'certified' but upper_bound > threshold"),
+    ("certified", None, -1.0, None, "status 'certified' but upper_bound > threshold"),
+    ("open", 0.146, 0.0132, "bound above threshold", "status 'open' but attained > threshold"),
+    ("violated", 0.146, 0.0005, None, "status 'violated' but attained <= threshold"),
+    ("violated", 0.146, None, None, "status 'violated' but attained <= threshold"),
+    ("open", 0.0005, -1.0, None, "status 'open' but upper_bound <= threshold .* no reason"),
+])
+def test_read_refuses_statuses_that_contradict_their_numbers(status, ub, att, reason,
+                                                             match) -> None:
+    with pytest.raises(SpecError, match=r"^certificate: constraints\[0\] \(vm_max\[1\]\): "
+                                        + match):
+        Certificate.from_dict(_one(status, ub, att, reason))
+
+
+@pytest.mark.parametrize("status, ub, att, reason", [
+    ("certified", 0.001, 0.001, None),  # at the threshold: certified, not violated
+    ("certified", 0.001 + 1e-9, -1.0, None),  # above it by less than the rounding pad
+    ("violated", None, 0.0011, None),  # a violation needs no bound
+    ("violated", 0.0005, 0.0011, None),  # (an unsound bound: the violation decides)
+    ("open", None, None, None),
+    ("open", 0.5, -1.0, "not reached: timeout (bab)"),
+    ("open", 0.0005, -1.0, "the proxy is undefined (NaN) at some loads"),  # as certify does
+])
+def test_read_accepts_statuses_certify_gives(status, ub, att, reason) -> None:
+    c = Certificate.from_dict(_one(status, ub, att, reason)).constraints[0]
+    assert c.status == status and c.reason == reason
+
+
+def test_read_judges_certified_by_the_recorded_pad() -> None:
+    """Certify pads every bound by ``pad_abs + pad_rel |ub|``: a bound above the
+    threshold by less than the recorded pad may be certified, by more may not."""
+    d = _one("certified", 0.001 + 5e-6, -1.0)
+    with pytest.raises(SpecError, match="upper_bound > threshold"):
+        Certificate.from_dict(d)
+    d["provenance"]["options"].update(pad_abs=1e-5)
+    assert Certificate.from_dict(d).constraints[0].status == "certified"
+
+
+def test_read_refuses_a_constraint_listed_twice() -> None:
+    d = _cert_dict()
+    d["constraints"].append(dict(d["constraints"][1]))
+    with pytest.raises(SpecError, match=r"^certificate: constraints\[6\]: vm_max\[2\] is "
+                                        r"listed twice \(also constraints\[1\]\)$"):
+        Certificate.from_dict(d)
+
+
+def test_summary_and_families_are_recomputed_from_the_constraints() -> None:
+    """What the file says in ``summary`` and ``families`` is not read: a falsified
+    summary changes nothing, and a file cut down to some constraints stays readable."""
+    d = _cert_dict()
+    d["summary"] = {"certified": 999, "violated": 0, "open": 0, "total": 999}
+    d["families"]["vm_max"]["certified"] = 999
+    cert = Certificate.from_dict(d)
+    assert cert.summary == {"certified": 4, "violated": 0, "open": 2, "total": 6}
+    assert cert.to_dict()["families"]["vm_max"]["certified"] == 4
+    del d["summary"], d["families"]
+    d["constraints"] = d["constraints"][:2]
+    assert Certificate.from_dict(d).summary["total"] == 2
+
+
+def test_constraint_result_from_dict_alone_names_the_constraint() -> None:
+    row = _cert_dict()["constraints"][0]
+    assert ConstraintResult.from_dict(row) == _cert(n=6).constraints[0]
+    with pytest.raises(SpecError, match=r"^constraint vm_max\[1\].threshold: expected a "):
+        ConstraintResult.from_dict({**row, "threshold": "1e-6"})
+    with pytest.raises(SpecError, match="^constraint: expected an object, got a list"):
+        ConstraintResult.from_dict([])  # type: ignore[arg-type]

@@ -138,3 +138,91 @@ def test_plot(two_certs):
     assert n == sum(np.isfinite(c.old.upper_bound) and np.isfinite(c.new.upper_bound)
                     for c in d.changes)
     _plt().close(fig)
+
+
+def test_a_lost_certificate_counts_against_the_new_one(two_certs):
+    """A constraint certified in the old certificate and absent from the new one (the new
+    one certifies another ``--constraints`` selection) is lost: regressed, listed, and
+    the notes say the selections differ; constraints only in the new one are not."""
+    a, _ = two_certs
+    keep = [c for c in a.constraints if c.family == "vm_max"]
+    fewer = dataclasses.replace(a, constraints=tuple(keep))
+    gone = [c for c in a.constraints if c.family != "vm_max"]
+    certified_gone = [(c.family, c.component) for c in gone if c.status == CERTIFIED]
+    assert certified_gone and len(certified_gone) < len(gone)  # some were not certified
+    d = compare_certificates(a, fewer)
+    assert d.regressed and d.counts["regression"] == 0
+    assert d.counts["removed"] == len(gone)
+    assert [(c.family, c.component) for c in d.lost] == sorted(certified_gone)
+    assert all(c.kind == "removed" and c.lost for c in d.lost)
+    removed = d.of_kind("removed")
+    assert removed[:len(d.lost)] == d.lost  # lost certificates listed first
+    notes = " | ".join(d.notes)
+    assert (f"the constraint selections differ (old: {len(a.constraints)} constraints, new: "
+            f"{len(keep)}; {len(gone)} only in the old, 0 only in the new)") in notes
+    assert f"{len(certified_gone)} constraint(s) certified in the old certificate" in notes
+    js = d.to_dict()
+    assert js["regressed"] and js["lost"] == len(certified_gone)
+    back = compare_certificates(fewer, a)  # constraints gained: no regression
+    assert not back.regressed and not back.lost and back.counts["added"] == len(gone)
+    assert "the constraint selections differ" in " | ".join(back.notes)
+    # removed constraints that were open or violated are no lost certificate
+    none_certified = dataclasses.replace(a, constraints=tuple(
+        c for c in a.constraints if (c.family, c.component) not in certified_gone))
+    rest = compare_certificates(none_certified, fewer)
+    assert not rest.lost and not rest.regressed and rest.counts["removed"] > 0
+
+
+def test_compare_cli_exit_status(two_certs, tmp_path, capsys):
+    """``gridverify compare``: 2 and one line for a file that is no certificate or whose
+    statuses contradict its numbers; 1 for a lost certificate, listed."""
+    from gridverify.cli import main
+
+    a, _ = two_certs
+    old = a.write(tmp_path / "a.json")
+    fewer = dataclasses.replace(a, constraints=tuple(c for c in a.constraints
+                                                     if c.family == "vm_max"))
+    new = fewer.write(tmp_path / "c.json")
+    (tmp_path / "l.json").write_text("[]")
+    forged = json.loads(old.read_text())
+    row = next(c for c in forged["constraints"] if c["status"] == VIOLATED)
+    row["status"] = CERTIFIED
+    (tmp_path / "forged.json").write_text(json.dumps(forged))
+    for name, match in (("l.json", "l.json: expected a JSON object, got a list"),
+                        ("forged.json", "status 'certified' but attained > threshold")):
+        assert main(["compare", str(old), str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert match in err and "\n" not in err and "Traceback" not in err, err
+    assert main(["compare", str(old), str(new), "--all"]) == 1
+    out = capsys.readouterr().out
+    assert "note: the constraint selections differ" in out
+    assert "lost certificates: certified in the old certificate, absent from the new" in out
+    lost = compare_certificates(a, fewer).lost
+    assert f"({len(lost)} of them certified before: lost certificates)" in out
+    assert f"{lost[0].name:<16} certified -> absent" in out
+    assert main(["compare", str(new), str(old), "--quiet"]) == 0
+
+
+def test_certificates_certify_writes_read_back(tiny_mlp):
+    """Every certificate the tool writes passes the reader's status checks: each method
+    (branch-and-bound too), a region with violations, open constraints, timeouts."""
+    from gridverify.bab.options import BabOptions
+
+    net = tiny_mlp(_CASE, seed=0, out_scale=0.05)
+    region = box_region(_CASE, 0.8, 1.2)
+    runs = [("ibp", CertifyOptions(samples=64, radius=True)),
+            ("crown", CertifyOptions(samples=64, radius=False)),
+            ("alpha-crown", CertifyOptions(samples=64, radius=False)),
+            ("bab", CertifyOptions(samples=64, radius=False, timeout=3.0,
+                                   bab=BabOptions(timeout=0.5))),
+            ("crown", CertifyOptions(samples=64, radius=False, timeout=0.02))]
+    statuses, reasons = set(), set()
+    for method, opts in runs:
+        cert = certify(_CASE, net, region, method=method, options=opts)
+        back = Certificate.from_json(cert.to_json())
+        assert back == cert, method
+        assert not compare_certificates(cert, back).regressed
+        statuses |= {c.status for c in cert.constraints}
+        reasons |= {(c.reason or "").split(" (")[0] for c in cert.constraints}
+    assert statuses == {CERTIFIED, VIOLATED, OPEN}
+    assert {"not reached: timeout", "bound above threshold"} <= reasons, reasons
