@@ -156,6 +156,9 @@ def certificate_diff_html(diff: Any) -> str:
 
     c = diff.counts
     one_side = "".join(f", {c[k]} {k}" for k in ("added", "removed") if c[k])
+    if diff.lost:
+        one_side += (f" (<span style='color:#c62828'>{len(diff.lost)} of them certified before: "
+                     "lost certificates</span>)")
     head = (f"<p><b>comparison</b> {html.escape(diff.old.case)}: "
             f"{html.escape(diff.old.model)} ({html.escape(diff.old.method)}) &rarr; "
             f"{html.escape(diff.new.model)} ({html.escape(diff.new.method)}): "

@@ -118,6 +118,8 @@ def test_diff_html_shows_added_removed_and_dashes(case14) -> None:
     head = h[:h.index("</p>")]
     assert f"{case14.n_bus} unchanged, {case14.n_bus} removed" in head, head
     assert "added" not in head  # only kinds that occur
+    lost = sum(c.status == "certified" for c in old.constraints if c.family != "vm_max")
+    assert lost > 0 and f"{lost} of them certified before: lost certificates" in head, head
     assert "NaN" not in h and "nan" not in h and "None" not in h
     fam_table = h[h.index("<table"):h.index("</table>")]
     row = fam_table[fam_table.index("<td>p_balance</td>"):]
