@@ -36,7 +36,8 @@ _REPORT_EPILOG = """\
 examples:
   gridverify report reports/demo          re-render index.md, index.html and figures
   gridverify report reports/demo --json   summary table as JSON
-exit status: like `study run` (from the stored results); 2 bad input
+exit status: like `study run` (from the stored results); 2 bad input, or damaged
+stored files (named; `study run` runs their jobs again)
 """
 
 _COMPLETION_EPILOG = """\
@@ -106,11 +107,16 @@ def _usage(p: argparse.ArgumentParser) -> int:
     return 2
 
 
+def _warn(message: str) -> None:
+    """A one-line warning on stderr."""
+    print(f"gridverify: warning: {' '.join(message.split())}", file=sys.stderr, flush=True)
+
+
 def _progress_runner(spec: Any, out: Path, opts: Any, show: bool) -> Any:
     from gridverify.study.runner import run_study
 
     if not show:
-        return run_study(spec, out, opts)
+        return run_study(spec, out, opts, warn=_warn)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -135,7 +141,7 @@ def _progress_runner(spec: Any, out: Path, opts: Any, show: bool) -> Any:
                     "0 failed")
             bar.update(task, description=desc, total=ev.total, completed=ev.done + ev.failed)
 
-        return run_study(spec, out, opts, progress=cb)
+        return run_study(spec, out, opts, progress=cb, warn=_warn)
 
 
 def run_study_cmd(args: argparse.Namespace) -> int:
@@ -161,6 +167,7 @@ def run_study_cmd(args: argparse.Namespace) -> int:
         print(json.dumps({
             "study": spec.name, "out": str(out), "jobs": len(run.jobs), "ran": list(run.ran),
             "skipped": list(run.skipped), "failed": list(run.failed),
+            "damaged": list(run.damaged),
             "seconds": run.seconds, "exit_status": run.exit_status,
             "report": None if files is None else {"markdown": str(files.markdown),
                                                   "html": str(files.html)},

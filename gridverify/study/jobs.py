@@ -21,10 +21,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from gridverify.errors import StudyError
 from gridverify.study.spec import StudySpec
 
-__all__ = ["DONE", "FAILED", "Job", "checkpoint_path", "comparable_record", "expand_jobs",
-           "run_job"]
+__all__ = ["DONE", "FAILED", "HOW_NOT_WHAT", "Job", "checkpoint_path", "comparable_record",
+           "expand_jobs", "job_id", "run_job"]
 
 DONE = "done"
 FAILED = "failed"
@@ -64,17 +65,40 @@ class Job:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Job:
-        """Inverse of :meth:`to_dict`."""
+    def from_dict(cls, d: Any) -> Job:
+        """Inverse of :meth:`to_dict`; :class:`~gridverify.errors.StudyError` naming the
+        field when ``d`` is not a job's dict (a field missing or of the wrong type)."""
+        if not isinstance(d, dict):
+            raise StudyError(f"a job: expected an object, got {type(d).__name__}")
+        for k in cls.__dataclass_fields__:
+            if k not in d:
+                if k in _REQUIRED:
+                    raise StudyError(f"a job: no {k!r}")
+                continue
+            kinds = _FIELD_TYPES[k]
+            if not isinstance(d[k], kinds):
+                raise StudyError(f"a job: {k!r} is a {type(d[k]).__name__}, expected a "
+                                 f"{' or '.join(t.__name__ for t in kinds if t is not _NONE)}")
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     @property
     def digest(self) -> str:
         """sha256 of the job's canonical JSON (a changed job is re-run on resume).
 
-        It covers the case and model content, so re-trained models run again.
+        It covers the case and model content, so re-trained models run again.  It
+        does not cover how the job is run, only what it computes: the options of
+        :data:`HOW_NOT_WHAT` (``threads``) are hashed as their defaults whatever
+        they are (as the memory cap, which is not in the job at all), so a study
+        run again with other threads skips its finished jobs, and the hashes of
+        jobs stored before stay.
         """
-        text = json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
+        d = self.to_dict()
+        opts = dict(d["options"])
+        for k, default in HOW_NOT_WHAT.items():
+            if k in opts:
+                opts[k] = default
+        d["options"] = opts
+        text = json.dumps(d, sort_keys=True, allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()
 
     def describe(self) -> str:
@@ -83,13 +107,49 @@ class Job:
                 f"{self.constraint_set} / {self.method}")
 
 
+#: study options that say how a job runs, not what it computes, and the value each is
+#: hashed as (:attr:`Job.digest`)
+HOW_NOT_WHAT: dict[str, Any] = {"threads": 1}
+
+_NONE = type(None)
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    **{k: (str,) for k in ("id", "case_key", "case", "case_name", "model_label", "model",
+                           "region_name", "constraint_set", "method", "case_hash",
+                           "model_digest")},
+    **{k: (dict,) for k in ("region", "selection", "options", "thresholds")},
+    "layout": (dict, _NONE),
+}
+_REQUIRED = tuple(k for k in _FIELD_TYPES if k not in ("case_hash", "model_digest", "layout"))
+
+
 def job_id(case_key: str, model: str, region: str, cset: str, method: str) -> str:
-    """File-safe job id."""
+    """File-safe job id (characters other than letters, digits, ``_ . -`` become ``-``;
+    the parts are joined by ``__``).  Two jobs may get the same id: :func:`expand_jobs`
+    refuses a study where they do."""
     return "__".join(_SAFE.sub("-", p) for p in (case_key, model, region, cset, method))
 
 
+def _check_unique_ids(spec: StudySpec, jobs: list[Job]) -> None:
+    """StudyError naming two jobs of ``spec`` that got the same id (their files would
+    overwrite each other); the one check of the final ids."""
+    seen: dict[str, Job] = {}
+    for j in jobs:
+        other = seen.setdefault(j.id, j)
+        if other is not j:
+            raise StudyError(
+                f"{spec.source}: jobs '{other.describe()}' and '{j.describe()}' get the same "
+                f"job id {j.id!r} (ids keep letters, digits, _ . - of the case key, model "
+                "folder name, region, constraint set and method, and join them with '__'); "
+                "rename a case, model folder, region or constraint set")
+
+
 def expand_jobs(spec: StudySpec) -> list[Job]:
-    """Every job of a checked study, in a stable order (case, model, region, set, method)."""
+    """Every job of a checked study, in a stable order (case, model, region, set, method).
+
+    Raises :class:`~gridverify.errors.StudyError` naming two jobs that would get the
+    same id (e.g. models ``m a`` and ``m-a``, or case ``a__b`` with model ``c`` and
+    case ``a`` with model ``b__c``).
+    """
     if not spec.region_boxes:
         raise ValueError("expand_jobs needs a study parsed with check=True")
     jobs = []
@@ -106,6 +166,7 @@ def expand_jobs(spec: StudySpec) -> list[Job]:
                             options=_options_for(spec, m), thresholds=dict(spec.thresholds),
                             case_hash=e.case_hash, model_digest=digest, layout=e.layout,
                         ))
+    _check_unique_ids(spec, jobs)
     return jobs
 
 
@@ -193,7 +254,6 @@ def _certify(job: Job, memory_cap_mb: float | None, checkpoint: Path | None = No
     import torch
 
     from gridverify.certify import certify
-    from gridverify.errors import StudyError
     from gridverify.grid import load_compiled
     from gridverify.proxy.layout import ProxyLayout
     from gridverify.proxy.load import load_proxy

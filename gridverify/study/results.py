@@ -21,11 +21,14 @@ from typing import Any
 from gridverify.certify.certificate import decide_status
 from gridverify.errors import StudyError
 from gridverify.study.jobs import DONE, FAILED
-from gridverify.study.storage import StudyStore
+from gridverify.study.storage import DAMAGED, PENDING, StudyStore
 
 __all__ = ["StudyResults", "UnknownJobError", "load_results"]
 
 _KEYS = ("case", "model", "region")
+_JOB_COLUMNS = ("job_id", "case", "case_name", "model", "region", "constraint_set", "method",
+                "state", "certified", "violated", "open", "total", "relus_unstable",
+                "relus_total", "seconds", "error")
 
 
 def _f(v: Any, missing: float) -> float:
@@ -141,7 +144,7 @@ class StudyResults:
                 "seconds": r.get("seconds"),
                 "error": f"{err.get('type')}: {err.get('message')}" if err else "",
             })
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=list(_JOB_COLUMNS))  # the columns even without jobs
 
     def constraints_frame(self) -> Any:
         """One row per job and constraint: bound, attained, gap, threshold, status, loading,
@@ -302,13 +305,28 @@ def _loading(v: float, rate: Any) -> float:
 
 
 def load_results(root: str | os.PathLike[str]) -> StudyResults:
-    """Read a study output folder (jobs without a record are ``pending``)."""
+    """Read a study output folder (jobs without a record are ``pending``).
+
+    Each job's state is :meth:`StudyStore.job_record`'s, as for ``study run``.
+    :class:`~gridverify.errors.StudyError` (one line) naming the damaged files when
+    ``study.json`` or some job's files are damaged (``study run`` runs those jobs
+    again).
+    """
     store = StudyStore(root)
     records = []
+    damaged = []
     for entry in store.job_list():
-        rec = store.read_record(entry["id"])
-        if rec is None or rec.get("job_hash") != entry["hash"]:
-            rec = {"job_id": entry["id"], "job": entry["job"], "state": "pending",
-                   "certificate": None, "error": None}
+        jr = store.job_record(entry["id"], entry["hash"])
+        if jr.state == DAMAGED:
+            damaged.append(jr.problem)
+            continue
+        rec = dict(jr.record) if jr.record is not None else {
+            "job_id": entry["id"], "state": PENDING, "certificate": None, "error": None}
+        rec["job"] = entry["job"]  # the job as the study records it (of the same hash)
         records.append(rec)
+    if damaged:
+        more = f" (and {len(damaged) - 3} more)" if len(damaged) > 3 else ""
+        raise StudyError(f"{store.root}: {len(damaged)} damaged job file(s): "
+                         + "; ".join(damaged[:3]) + more
+                         + "; `gridverify study run` runs those jobs again")
     return StudyResults(Path(root), store.study_name(), tuple(records))

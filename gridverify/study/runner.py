@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -12,8 +13,9 @@ from typing import Any
 
 from gridverify.study.executors import ExecutorOptions, run_jobs
 from gridverify.study.jobs import DONE, Job, expand_jobs
+from gridverify.study.lock import study_lock
 from gridverify.study.spec import StudySpec
-from gridverify.study.storage import StudyStore
+from gridverify.study.storage import DAMAGED, StudyStore
 
 __all__ = ["ProgressEvent", "StudyRun", "run_study"]
 
@@ -42,6 +44,7 @@ class StudyRun:
     failed: tuple[str, ...]
     seconds: float
     exit_statuses: dict[str, int] = field(default_factory=dict)
+    damaged: tuple[str, ...] = ()  # jobs whose stored files were damaged (run again)
 
     @property
     def exit_status(self) -> int:
@@ -59,36 +62,55 @@ def run_study(
     out: str | os.PathLike[str],
     executor: ExecutorOptions | None = None,
     progress: Callable[[ProgressEvent], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> StudyRun:
     """Run every job of ``spec`` not already finished in ``out``; returns what happened.
 
-    Finished jobs (stored ``done`` with the same job hash) are skipped; failed
-    ones run again.  Each job's files are written as soon as it ends.  Raises
-    StudyError, before writing anything, when ``out`` holds the results of another
-    study (:meth:`StudyStore.check_owner`).
+    Finished jobs (:meth:`StudyStore.job_record`: stored ``done`` with the same job
+    hash, readable, with their bounds) are skipped; failed, changed and damaged
+    ones run again (a damaged one with a warning naming its file).  Each job's
+    files are written as soon as it ends.  The run holds the folder's lock
+    (:func:`~gridverify.study.lock.study_lock`) until it ends, however it ends.
+    Raises StudyError, before writing anything, when ``out`` holds the results of
+    another study (:meth:`StudyStore.check_owner`), when two jobs would get the
+    same id (:func:`expand_jobs`), or when another run holds the lock.
+    ``warn``: receives one-line warnings (default: :func:`warnings.warn`).
     """
     t0 = time.perf_counter()
     opts = executor or ExecutorOptions()
     store = StudyStore(out)
-    store.check_owner(spec.name)
+    store.check_owner(spec.name)  # before anything is written, the lock included
+    jobs = expand_jobs(spec)
+    say = warn or (lambda message: warnings.warn(message, stacklevel=3))
+    with study_lock(store.root, say):
+        store.check_owner(spec.name)  # again: another study may have begun here meanwhile
+        return _run_locked(spec, store, jobs, opts, progress, say, t0)
+
+
+def _run_locked(spec: StudySpec, store: StudyStore, jobs: list[Job], opts: ExecutorOptions,
+                progress: Callable[[ProgressEvent], None] | None, say: Callable[[str], None],
+                t0: float) -> StudyRun:
     if opts.checkpoint_dir is None:  # bab jobs cut short resume from their progress
         opts = replace(opts, checkpoint_dir=str(store.root / "checkpoints"))
-    jobs = expand_jobs(spec)
     store.write_study(spec.text, spec.name, jobs, spec.source)
     todo: list[Job] = []
     skipped: list[str] = []
+    damaged: list[str] = []
     statuses: dict[str, int] = {}
     for j in jobs:
-        if store.is_finished(j):
+        jr = store.job_record(j.id, j.digest)
+        if jr.finished:
             skipped.append(j.id)
-            rec = store.read_record(j.id) or {}
-            if rec.get("exit_status") is not None:
-                statuses[j.id] = int(rec["exit_status"])
-        else:
-            todo.append(j)
+            statuses[j.id] = int(jr.record["exit_status"])  # type: ignore[index]
+            continue
+        if jr.state == DAMAGED:
+            say(f"{jr.problem}; the job runs again")
+            damaged.append(j.id)
+        todo.append(j)
     run_id = uuid.uuid4().hex[:12]
     store.append_event({"event": "run_start", "run_id": run_id, "executor": opts.kind,
-                        "workers": opts.workers, "todo": len(todo), "skipped": len(skipped)})
+                        "workers": opts.workers, "todo": len(todo), "skipped": len(skipped),
+                        "damaged": len(damaged)})
     state = {"done": len(skipped), "failed": 0}
     running: set[str] = set()
     ran: list[str] = []
@@ -124,6 +146,5 @@ def run_study(
     run_jobs(todo, opts, on_start, on_finish)
     store.append_event({"event": "run_end", "run_id": run_id, "ran": len(ran),
                         "failed": len(failed)})
-    return StudyRun(Path(out), run_id, tuple(j.id for j in jobs), tuple(skipped), tuple(ran),
-                    tuple(failed), time.perf_counter() - t0, statuses)
-
+    return StudyRun(store.root, run_id, tuple(j.id for j in jobs), tuple(skipped), tuple(ran),
+                    tuple(failed), time.perf_counter() - t0, statuses, tuple(damaged))

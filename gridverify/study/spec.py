@@ -13,7 +13,8 @@ A study file::
     refine = "auto"                      # auto | undecided | all (as certify --refine)
     radius = true                        # radius of each uncertified constraint (default)
     radius_steps = 2                     # its bisection steps (as certify --radius-steps)
-    threads = 1                          # torch threads per job
+    threads = 1                          # torch threads per job (how, not what: not
+                                         # part of the job hash, as the memory cap)
 
     [cases.case14]                       # one table per case; the key names it
     case = "pglib_opf_case14_ieee"       # bundled case name or MATPOWER file
@@ -86,7 +87,8 @@ class StudyOptions:
 
     @property
     def threads(self) -> int:
-        """torch CPU threads of a job (certify's ``threads``; None counts as 1)."""
+        """torch CPU threads of a job (certify's ``threads``; None counts as 1).  How a
+        job runs, not what it computes: not part of its hash (:attr:`Job.digest`)."""
         return self.certify.threads or 1
 
     def to_dict(self) -> dict[str, Any]:
@@ -295,6 +297,12 @@ def _parse_options(ctx: _Ctx, st: Mapping[str, Any]) -> StudyOptions:
     })
 
 
+def _plain_name(name: Any) -> bool:
+    """Whether ``name`` can name a study: a plain folder name (the default output folder
+    is ``reports/NAME``): letters, digits, ``_ . -``, and not ``.`` or ``..``."""
+    return isinstance(name, str) and bool(_NAME.match(name)) and name not in (".", "..")
+
+
 def _resolve_path(base: Path, value: str) -> Path:
     p = Path(value).expanduser()
     return p if p.is_absolute() else (base / p)
@@ -322,10 +330,13 @@ def parse_study(text: str, source: str = "<study>", base: Path | None = None,
     _check_keys(ctx, data, (), _TOP)
     st = data.get("study", {})
     _check_keys(ctx, st, ("study",), _STUDY_KEYS)
-    default_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(source).stem) or "study"
-    name = st.get("name", default_name if source != "<study>" else "study")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ctx.error(("study", "name"), "expected a name of letters, digits, _ . -")
+    default_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(source).stem)
+    if source == "<study>" or not _plain_name(default_name):
+        default_name = "study"
+    name = st.get("name", default_name)
+    if not _plain_name(name):
+        raise ctx.error(("study", "name"), f"expected a folder name of letters, digits, _ . - "
+                        f"(not . or ..), got {name!r}")
     description = st.get("description", "")
     if not isinstance(description, str):
         raise ctx.error(("study", "description"), "expected a string")
@@ -345,6 +356,9 @@ def parse_study(text: str, source: str = "<study>", base: Path | None = None,
     _check_tables(ctx, regions_raw, ("regions",))
     for rname, rtab in regions_raw.items():  # unknown keys: named here, on their own line
         _check_keys(ctx, rtab, ("regions", rname), REGION_KEYS)
+        if "dataset" in rtab and not isinstance(rtab["dataset"], str):
+            raise ctx.error(("regions", rname, "dataset"),
+                            f"expected a string (a dataset file), got {rtab['dataset']!r}")
     sets_raw = data.get("constraints", {"all": {"families": ["all"]}})
     _check_tables(ctx, sets_raw, ("constraints",))
     thresholds_raw = data.get("thresholds", {})
@@ -465,15 +479,34 @@ def _check_sets(ctx: _Ctx, raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         comps = tab.get("components", {})
         if not isinstance(comps, Mapping):
             raise ctx.error(path + ("components",), "expected a table family = [ids]")
-        for f in comps:
+        for f, ids in comps.items():
             if f not in FAMILIES:
                 raise ctx.error(path + ("components", f), f"unknown family {f!r}")
+            _check_ids(ctx, ids, path + ("components", f))
         try:
             out[name] = selection_from_mapping(tab).to_dict()
         except GridverifyError as exc:
             sub = next((k for k in comps if f".{k}" in str(exc)), None)
             raise ctx.error(path + (("components", sub) if sub else ()), str(exc)) from None
     return out
+
+
+_ID_MAX = 2**63 - 1  # component ids are stored as 64-bit integers (the job's HDF5 file)
+
+
+def _check_ids(ctx: _Ctx, ids: Any, path: tuple[str, ...]) -> None:
+    """``components.FAMILY``: a non-empty list of integer ids (TOML integers, no
+    floats) between 0 and 2**63 - 1."""
+    if not isinstance(ids, list):
+        raise ctx.error(path, f"expected a list of component ids, got {ids!r}")
+    if not ids:
+        raise ctx.error(path, "empty list of component ids (give ids, or leave the family "
+                        "out of components for all of its components)")
+    for v in ids:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ctx.error(path, f"id {v!r} is not an integer")
+        if not 0 <= v <= _ID_MAX:
+            raise ctx.error(path, f"id {v} is out of range (0 to 2**63 - 1)")
 
 
 def _region_key(tab: Mapping[str, Any], exc: Exception) -> str | None:

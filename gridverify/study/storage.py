@@ -7,11 +7,28 @@ Layout of ``reports/NAME``::
     jobs/ID.json          the job's record: state, error, certificate (summary form)
     jobs/ID.h5            the job's bounds: per-constraint arrays and worst loads
     events.jsonl          one line per finished job and run (append-only log)
+    study.lock            while a ``study run`` writes here: its pid and host
+                          (:mod:`gridverify.study.lock`)
 
-A job counts as finished when ``jobs/ID.json`` exists with state ``done``, its
-job hash equals the job's, and ``jobs/ID.h5`` exists: the HDF5 file is written
-first, the JSON last, each through a temporary file and ``os.replace``, so a
-study killed at any point leaves either a complete job or none.
+:meth:`StudyStore.job_record` is the one answer to "is this job finished, and
+is its record readable", for ``study run`` (which skips finished jobs) and the
+report alike.  A job is
+
+* ``done`` (finished) when ``jobs/ID.json`` is a job record of state ``done``
+  whose job hash equals the job's, whose certificate reads back
+  (:meth:`~gridverify.certify.certificate.Certificate.from_dict`) and whose
+  ``jobs/ID.h5`` exists;
+* ``failed`` when the record is a readable ``failed`` one of the job's hash;
+* ``pending`` when there is no record, or one of another job hash (the job
+  changed since; it runs again);
+* ``damaged`` otherwise: a record that is not UTF-8 JSON (truncated, empty,
+  overwritten), not a job record, whose certificate does not read back, or a
+  ``done`` one whose HDF5 file is gone.  ``study run`` runs it again (with a
+  warning naming the file); the report refuses to show it (naming the file).
+
+The HDF5 file is written first, the JSON last, each through a temporary file
+and ``os.replace``, so a study killed at any point leaves either a complete
+job or none.
 
 The JSON keeps the certificate's contract form without the ``worst_load`` key
 (the ``witness`` of a violated constraint stays); every constraint's worst load
@@ -22,18 +39,26 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gridverify.errors import StudyError
+from gridverify.errors import GridverifyError, StudyError
 from gridverify.fileio import atomic_path, atomic_write_bytes, atomic_write_json
-from gridverify.study.jobs import DONE, Job
+from gridverify.study.jobs import DONE, FAILED, RECORD_FORMAT, Job
 
-__all__ = ["StudyStore", "write_bytes_atomic", "write_json_atomic"]
+__all__ = ["DAMAGED", "PENDING", "JobRecord", "StudyStore", "write_bytes_atomic",
+           "write_json_atomic"]
+
+PENDING = "pending"
+DAMAGED = "damaged"
+_STUDY_FORMAT = "gridverify-study"
+_FILE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")  # a job id names files in jobs/
 
 _FILE_MODE = 0o644  # readable reports (mkstemp creates 0600)
 _STATUS_CODE = {"certified": 0, "violated": 1, "open": 3}
@@ -95,6 +120,59 @@ def _slim_certificate(cert: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class JobRecord:
+    """What a study folder holds for one job (see the module docstring).
+
+    ``state``: ``done``, ``failed``, ``pending`` or ``damaged``.  ``record``: the
+    stored record of a ``done`` or ``failed`` job (None otherwise); a done one's
+    ``certificate`` is the certificate as it reads back (summary form, without
+    worst loads) and its ``exit_status`` the certificate's.  ``problem``: a
+    damaged job's file and what is wrong with it, in one line.
+    """
+
+    job_id: str
+    state: str
+    record: dict[str, Any] | None = None
+    problem: str = ""
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job is done (``study run`` skips it)."""
+        return self.state == DONE
+
+
+def _json_problem(raw: bytes) -> tuple[Any, str]:
+    """``(value, "")`` of UTF-8 JSON bytes, or ``(None, why not)``."""
+    try:
+        return json.loads(raw.decode("utf-8")), ""
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        if not raw.strip():
+            return None, "empty"
+        return None, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+
+
+def _read_certificate(cert: Any) -> tuple[dict[str, Any] | None, int | None, str]:
+    """A stored certificate read back: ``(its summary form, exit status, "")`` or
+    ``(None, None, why not)``."""
+    from gridverify.certify.certificate import Certificate
+
+    if not isinstance(cert, dict):
+        return None, None, "a done record without a certificate"
+    try:
+        c = Certificate.from_dict(cert)
+        return _slim_certificate(c.to_dict()), c.exit_status, ""
+    except GridverifyError as exc:
+        why = str(exc).removeprefix("certificate: ")
+    # from_dict's SpecError covers what it checks; a value of another type inside
+    # (a constraint that is not an object, an unknown family) fails on reading
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        why = f"malformed ({type(exc).__name__}: {exc})"
+    return None, None, f"its certificate does not read back: {why}"
+
+
 class StudyStore:
     """The output folder of one study (see the module docstring)."""
 
@@ -126,7 +204,7 @@ class StudyStore:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise StudyError(f"{self.root}: its study.json is unreadable ({exc}); not "
                              f"writing study {name!r} over it") from None
-        if not isinstance(data, dict) or data.get("format") != "gridverify-study":
+        if not isinstance(data, dict) or data.get("format") != _STUDY_FORMAT:
             raise StudyError(f"{self.root}: its study.json is not a gridverify study's; not "
                              f"writing study {name!r} over it")
         old = data.get("name")
@@ -140,27 +218,57 @@ class StudyStore:
         jobs = list(jobs)
         write_bytes_atomic(self.root / "study.toml", text.encode())
         write_json_atomic(self.root / "study.json", {
-            "format": "gridverify-study", "version": 1, "name": name, "source": source,
+            "format": _STUDY_FORMAT, "version": 1, "name": name, "source": source,
             "jobs": [{"id": j.id, "hash": j.digest, "job": j.to_dict()} for j in jobs],
         })
 
-    def read_record(self, job_id: str) -> dict[str, Any] | None:
-        """A job's record, or None when absent or unreadable (a partial write never is)."""
+    def job_record(self, job_id: str, job_hash: str) -> JobRecord:
+        """The one answer to "is this job finished, and is its record readable": the
+        state of job ``job_id`` of hash ``job_hash`` in this folder (see the module
+        docstring), for ``study run`` and the report alike."""
         p = self.json_path(job_id)
+
+        def damaged(why: str, path: Path = p) -> JobRecord:
+            return JobRecord(job_id, DAMAGED, None, f"{path}: {why}")
+
         try:
-            return json.loads(p.read_text(encoding="utf-8"))
+            raw = p.read_bytes()
         except FileNotFoundError:
-            return None
-        except (OSError, json.JSONDecodeError):
-            return None
+            return JobRecord(job_id, PENDING)
+        except OSError as exc:
+            return damaged(f"cannot be read ({exc.strerror or exc})")
+        rec, why = _json_problem(raw)
+        if why:
+            return damaged(why)
+        if not isinstance(rec, dict) or rec.get("format") != RECORD_FORMAT:
+            return damaged(f"not a study job record (format {RECORD_FORMAT!r})")
+        if not isinstance(rec.get("job_hash"), str):
+            return damaged("a job record without its job hash")
+        if rec["job_hash"] != job_hash:  # of the job before it changed: it runs again
+            return JobRecord(job_id, PENDING)
+        if rec.get("job_id") != job_id:
+            return damaged(f"the record of another job ({rec.get('job_id')!r})")
+        secs = rec.get("seconds")
+        if secs is not None and (isinstance(secs, bool) or not isinstance(secs, (int, float))):
+            return damaged(f"seconds {secs!r} is not a number")
+        state = rec.get("state")
+        if state == FAILED:
+            if rec.get("error") is not None and not isinstance(rec["error"], dict):
+                return damaged("a failed record whose error is not an object")
+            return JobRecord(job_id, FAILED, {**rec, "certificate": None, "exit_status": None})
+        if state != DONE:
+            return damaged(f"unknown state {state!r} (expected {DONE} or {FAILED})")
+        cert, status, why = _read_certificate(rec.get("certificate"))
+        if why:
+            return damaged(why)
+        h5 = self.h5_path(job_id)
+        if not h5.is_file():
+            return damaged("missing (the bounds of the done job)", h5)
+        return JobRecord(job_id, DONE, {**rec, "certificate": cert, "exit_status": status})
 
     def is_finished(self, job: Job) -> bool:
-        """Whether the job has a stored ``done`` record of the same job hash and its bounds."""
-        rec = self.read_record(job.id)
-        return bool(
-            rec is not None and rec.get("state") == DONE and rec.get("job_hash") == job.digest
-            and self.h5_path(job.id).exists()
-        )
+        """Whether the job is done here (:meth:`job_record`)."""
+        return self.job_record(job.id, job.digest).finished
 
     def write_record(self, rec: dict[str, Any]) -> None:
         """Store a finished job: HDF5 bounds first (done jobs), then the JSON record."""
@@ -200,15 +308,38 @@ class StudyStore:
         return out
 
     def job_list(self) -> list[dict[str, Any]]:
-        """The jobs recorded in ``study.json``."""
+        """The jobs recorded in ``study.json``: ``{"id", "hash", "job"}`` each.
+
+        :class:`~gridverify.errors.StudyError` naming the file when it is missing,
+        unreadable or not a study's job list.
+        """
         p = self.root / "study.json"
-        if not p.exists():
-            raise StudyError(f"{self.root}: not a study output folder (no study.json)")
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-            return list(data["jobs"])
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise StudyError(f"{p}: malformed ({exc})") from None
+            raw = p.read_bytes()
+        except FileNotFoundError:
+            raise StudyError(f"{self.root}: not a study output folder (no study.json)") from None
+        except OSError as exc:
+            raise StudyError(f"{p}: cannot be read ({exc.strerror or exc})") from None
+        data, why = _json_problem(raw)
+        if why:
+            raise StudyError(f"{p}: damaged: {why}")
+        if not isinstance(data, dict) or data.get("format") != _STUDY_FORMAT:
+            raise StudyError(f"{p}: damaged: not a gridverify study's study.json")
+        jobs = data.get("jobs")
+        if not isinstance(jobs, list):
+            raise StudyError(f"{p}: damaged: 'jobs' is {jobs!r:.40}, not a list of the "
+                             "study's jobs")
+        if not jobs:
+            raise StudyError(f"{p}: damaged: 'jobs' is empty (a study has at least one job)")
+        seen: set[str] = set()
+        for i, e in enumerate(jobs):
+            why = _entry_problem(e)
+            if not why and e["id"] in seen:
+                why = f"job id {e['id']!r} repeated"
+            if why:
+                raise StudyError(f"{p}: damaged: jobs[{i}]: {why}")
+            seen.add(e["id"])
+        return jobs
 
     def _study_json(self) -> dict[str, Any]:
         try:
@@ -236,3 +367,21 @@ class StudyStore:
         out["family"] = np.array([s.decode() if isinstance(s, bytes) else s
                                   for s in out["family"]])
         return out
+
+
+def _entry_problem(e: Any) -> str:
+    """What is wrong with an entry of ``study.json``'s job list ("" when nothing)."""
+    if not isinstance(e, dict):
+        return "not an object"
+    jid = e.get("id")
+    if not isinstance(jid, str) or not _FILE_ID.match(jid) or jid in (".", ".."):
+        return f"id {jid!r} is not a job id"
+    if not isinstance(e.get("hash"), str):
+        return "no job hash"
+    try:
+        job = Job.from_dict(e.get("job"))
+    except StudyError as exc:
+        return str(exc).replace("a job: ", "job: ", 1)
+    if job.id != jid:
+        return f"the job of id {jid!r} is job {job.id!r}"
+    return ""

@@ -31,6 +31,26 @@ pglearn = [0.9, 1.1, 0.05]
 families = ["all"]
 """
 
+# one quick job (ibp, no sampling, one family)
+ONE_JOB_STUDY = f"""
+[study]
+name = "tiny"
+methods = ["ibp"]
+samples = 0
+attack = "none"
+radius = false
+
+[cases.c14]
+case = "pglib_opf_case14_ieee"
+models = ["{MODEL}"]
+
+[regions.near]
+box = [0.97, 1.03]
+
+[constraints.some]
+families = ["vm_max"]
+"""
+
 
 def write_small_study(folder: Path) -> Path:
     """Write the small study file (4 jobs) into ``folder``."""

@@ -99,6 +99,24 @@ BAD = [
      "radius_steps", "study.radius_steps"),
     ("case names an undefined region", ("models = [", 'regions = ["far"]\nmodels = ['),
      "regions = [", "cases.c14.regions"),
+    ("study name ..", ('name = "small"', 'name = ".."'), 'name = ".."', "study.name"),
+    ("study name .", ('name = "small"', 'name = "."'), 'name = "."', "study.name"),
+    ("study name with a slash", ('name = "small"', 'name = "a/b"'), 'name = "a/b"',
+     "study.name"),
+    ("empty component list", ('families = ["all"]', 'families = ["all"]\n'
+                              "components = { p_balance = [] }"), "components",
+     "constraints.all.components.p_balance"),
+    ("component id out of range", ('families = ["all"]', 'families = ["all"]\n'
+                                   "components = { p_balance = [99999999999999999999] }"),
+     "components", "constraints.all.components.p_balance"),
+    ("fractional component id", ('families = ["all"]', 'families = ["all"]\n'
+                                 "components = { p_balance = [1.5] }"), "components",
+     "constraints.all.components.p_balance"),
+    ("float component id", ('families = ["all"]', 'families = ["all"]\n'
+                            "components = { p_balance = [1e30] }"), "components",
+     "constraints.all.components.p_balance"),
+    ("dataset not a string", ("box = [0.97, 1.03]", "dataset = 5"), "dataset = 5",
+     "regions.near.dataset"),
 ]
 
 
@@ -253,3 +271,100 @@ def load_study_text(folder: Path, text: str):
     p = folder / "study.toml"
     p.write_text(text, encoding="utf-8")
     return load_study(p)
+
+
+@pytest.mark.parametrize("ids,message", [
+    ("[]", "empty list of component ids"),
+    ("[99999999999999999999]", "id 99999999999999999999 is out of range"),
+    ("[-1]", "id -1 is out of range"),
+    ("[1.5]", "id 1.5 is not an integer"),
+    ("[1e30]", "id 1e+30 is not an integer"),
+    ("[2.0]", "id 2.0 is not an integer"),
+    ("[true]", "id True is not an integer"),
+])
+def test_component_ids_are_integers_in_range(ids: str, message: str) -> None:
+    text = SMALL_STUDY.replace('families = ["all"]',
+                               f'families = ["all"]\ncomponents = {{ p_balance = {ids} }}', 1)
+    with pytest.raises(StudyError) as info:
+        parse_study(text, "bad.toml", check=False)
+    assert str(info.value).endswith(message + (
+        " (give ids, or leave the family out of components for all of its components)"
+        if ids == "[]" else " (0 to 2**63 - 1)" if "range" in message else "")), info.value
+
+
+def test_dataset_region_must_be_a_string() -> None:
+    text = SMALL_STUDY.replace("box = [0.97, 1.03]", "dataset = 5", 1)
+    with pytest.raises(StudyError, match=r"regions.near.dataset: expected a string .*got 5$"):
+        parse_study(text, "bad.toml", check=False)
+
+
+@pytest.mark.parametrize("stem", [".", ".."])
+def test_default_name_of_a_dotted_file_is_a_folder_name(stem: str) -> None:
+    text = SMALL_STUDY.replace('name = "small"\n', "", 1)
+    assert parse_study(text, f"/tmp/{stem}.toml", check=False).name == "study"
+
+
+def test_cli_refuses_dot_names_before_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A study named ``..`` would write its results beside reports/ (``reports/..``)."""
+    monkeypatch.chdir(tmp_path)  # the default output folder: here, whatever happens
+    p = tmp_path / "s.toml"
+    p.write_text(SMALL_STUDY.replace('name = "small"', 'name = ".."', 1))
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["study", "run", str(p), "--quiet", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "study.name" in err and "'..'" in err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def _collision_study(tmp_path: Path, cases: dict[str, list[str]]) -> Path:
+    """A study of ``cases`` (key -> model folder names, each a copy of the shipped proxy)."""
+    import shutil
+
+    text = SMALL_STUDY.split("[cases.c14]")[0]
+    for key, models in cases.items():
+        for m in models:
+            if not (tmp_path / m).exists():
+                shutil.copytree(MODEL, tmp_path / m)
+        listed = ", ".join(f'"{tmp_path / m}"' for m in models)
+        text += (f'[cases."{key}"]\ncase = "pglib_opf_case14_ieee"\nmodels = [{listed}]\n'
+                 'regions = ["near"]\n\n')
+    text += '[regions.near]\nbox = [0.97, 1.03]\n\n[constraints.all]\nfamilies = ["all"]\n'
+    p = tmp_path / "collide.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+@pytest.mark.parametrize("cases,first,second", [
+    ({"c14": ["m a", "m-a"]}, "c14 / m a / near", "c14 / m-a / near"),
+    ({"a__b": ["c"], "a": ["b__c"]}, "a__b / c / near", "a / b__c / near"),
+], ids=["sanitized labels", "separator in keys"])
+def test_jobs_with_the_same_id_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           cases: dict[str, list[str]], first: str,
+                                           second: str) -> None:
+    """Two jobs stored under one id would overwrite each other's files."""
+    p = _collision_study(tmp_path, cases)
+    with pytest.raises(StudyError) as info:
+        expand_jobs(load_study(p))
+    msg = str(info.value)
+    assert f"'{first} / all / ibp'" in msg and f"'{second} / all / ibp'" in msg, msg
+    assert "same job id" in msg
+    assert main(["study", "check", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and first in err and second in err
+    out = tmp_path / "out"
+    assert main(["study", "run", str(p), "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not out.exists()  # nothing written
+
+
+def test_threads_are_not_in_the_job_hash_but_timeout_is() -> None:
+    """Threads say how a job runs, not what it computes (as the memory cap)."""
+    base = expand_jobs(parse_study(SMALL_STUDY, "small.toml"))
+    more = expand_jobs(parse_study(SMALL_STUDY.replace("seed = 3", "seed = 3\nthreads = 4", 1),
+                                   "small.toml"))
+    assert all(j.options["threads"] == 4 for j in more)  # the jobs still run with 4
+    assert [j.digest for j in more] == [j.digest for j in base]
+    timed = expand_jobs(parse_study(SMALL_STUDY.replace("seed = 3", "seed = 3\ntimeout = 60",
+                                                        1), "small.toml"))
+    assert {j.digest for j in timed}.isdisjoint({j.digest for j in base})
