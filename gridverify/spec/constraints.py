@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -282,6 +283,27 @@ def _parse_ids(text: str, fam: str) -> list[int]:
     return out
 
 
+COMPONENT_ID_MAX = 2**63 - 1
+"""The largest component id (ids are stored as 64-bit integers)."""
+
+
+def _component_ids(ids: Any, where: str) -> tuple[int, ...]:
+    """A spec file's list of component ids: a non-empty list of integers (no floats,
+    no booleans) in ``0 .. COMPONENT_ID_MAX``; SpecError naming ``where`` otherwise."""
+    if not isinstance(ids, Iterable) or isinstance(ids, (str, bytes, Mapping)):
+        raise SpecError(f"{where}: expected a list of ids")
+    vals = list(ids)
+    if not vals:
+        raise SpecError(f"{where}: empty list of component ids (give ids, or leave the "
+                        "family out of components for all of its components)")
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, Integral):
+            raise SpecError(f"{where}: id {v!r} is not an integer")
+        if not 0 <= int(v) <= COMPONENT_ID_MAX:
+            raise SpecError(f"{where}: id {v} is out of range (0 to 2**63 - 1)")
+    return tuple(int(v) for v in vals)
+
+
 def selection_from_mapping(data: Mapping[str, Any]) -> ConstraintSelection:
     """A selection from a spec-file ``[constraints]`` table.
 
@@ -306,14 +328,7 @@ def selection_from_mapping(data: Mapping[str, Any]) -> ConstraintSelection:
         raise SpecError("constraints.components: expected a table family = [ids]")
     comps: list[tuple[str, tuple[int, ...]]] = []
     for fam, ids in comps_raw.items():
-        if not isinstance(ids, Iterable) or isinstance(ids, (str, bytes)):
-            raise SpecError(f"constraints.components.{fam}: expected a list of ids")
-        vals = []
-        for v in ids:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v):
-                raise SpecError(f"constraints.components.{fam}: id {v!r} is not an integer")
-            vals.append(int(v))
-        comps.append((fam, tuple(vals)))
+        comps.append((fam, _component_ids(ids, f"constraints.components.{fam}")))
     fam_t = tuple(fams)
     for fam, _ in comps:
         if fam in FAMILY_KIND and fam not in fam_t:

@@ -38,6 +38,7 @@ case has no negative active load, no active load may go below zero.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -507,7 +508,10 @@ def region_from_mapping(case: Any, data: dict[str, Any], base: Path | None = Non
         if kind in data:
             return _number_region(case, kind, data[kind], f"region.{kind}", spec=True)
     if "dataset" in data:
-        p = Path(str(data["dataset"]))
+        if not isinstance(data["dataset"], (str, os.PathLike)):
+            raise SpecError(f"region.dataset: expected a string (a dataset file), got "
+                            f"{data['dataset']!r}")
+        p = Path(data["dataset"])
         if base is not None and not p.is_absolute():
             p = base / p
         return dataset_region(case, p)

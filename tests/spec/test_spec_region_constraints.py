@@ -317,3 +317,29 @@ def test_bad_threshold_rules_name_the_form_their_kind_needs(text, match):
     assert "\n" not in str(info.value)
     if "max:" in text or "rel:" in text:  # the kind was recognized: no "not a number"
         assert "not a number" not in str(info.value)
+
+
+@pytest.mark.parametrize("ids, msg", [
+    ([], "empty list of component ids"),
+    ([1.5], "id 1.5 is not an integer"),
+    ([2.0], "id 2.0 is not an integer"),
+    ([1e30], "is not an integer"),
+    ([True], "id True is not an integer"),
+    ([99999999999999999999], "out of range"),
+    ([-1], "out of range"),
+    ("3", "expected a list of ids"),
+])
+def test_component_ids_are_a_non_empty_list_of_integers(ids, msg) -> None:
+    from gridverify.spec.constraints import selection_from_mapping
+
+    with pytest.raises(SpecError, match=rf"constraints\.components\.p_balance: .*{msg}"):
+        selection_from_mapping({"components": {"p_balance": ids}})
+    sel = selection_from_mapping({"components": {"p_balance": [np.int64(3), 4]}})
+    assert sel.components == (("p_balance", (3, 4)),)
+
+
+def test_dataset_region_file_must_be_a_string(case14) -> None:
+    from gridverify.spec.region import region_from_mapping
+
+    with pytest.raises(SpecError, match="region.dataset: expected a string"):
+        region_from_mapping(case14, {"dataset": 5})
