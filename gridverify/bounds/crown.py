@@ -94,11 +94,24 @@ def _mix(a: torch.Tensor, an: torch.Tensor, w_pos: torch.Tensor,
 
 
 def _bias(a: torch.Tensor, an: torch.Tensor, b_pos: torch.Tensor,
-          b_neg: torch.Tensor) -> torch.Tensor:
-    """``max(a,0) . b_pos + min(a,0) . b_neg`` -> ``(B, m)``, infinite offsets allowed."""
+          b_neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``max(a,0) . b_pos + min(a,0) . b_neg`` -> ``(B, m)``, infinite offsets allowed,
+    and the sum of its terms' magnitudes (what its rounding error is relative to)."""
+    ap = a - an  # max(a, 0), exactly: no cancellation (see _mix)
     if bool(torch.isfinite(b_pos).all()) and bool(torch.isfinite(b_neg).all()):
-        return _dot(a - an, b_pos) + _dot(an, b_neg)  # no cancellation (see _mix)
-    return _dot_off(a - an, b_pos) + _dot_off(an, b_neg)
+        val = _dot(ap, b_pos) + _dot(an, b_neg)
+    else:
+        val = _dot_off(ap, b_pos) + _dot_off(an, b_neg)
+    with torch.no_grad():
+        mag = _dot_off(ap, b_pos.abs()) - _dot_off(an, b_neg.abs())
+    return val, mag
+
+
+def _vec_mag(a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``a @ v`` and the sum of its terms' magnitudes ``|a| @ |v|``."""
+    with torch.no_grad():
+        mag = _vec(a.abs(), v.abs())
+    return _vec(a, v), mag
 
 
 def _vec(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -380,6 +393,7 @@ class Engine:
             _acc(Al, Au, k, al0, au0)
         zero = torch.zeros((), dtype=self.dtype, device=self.device)
         bl, bu = zero, zero
+        ml, mu = zero, zero  # the offsets' terms' magnitudes (their rounding is relative to)
         in_l: dict[int, torch.Tensor] = {}
         in_u: dict[int, torch.Tensor] = {}
         for nid in range(max(starts), -1, -1):
@@ -393,14 +407,13 @@ class Engine:
                 continue
             if op == "constant":
                 v = g.attr(node, "value", self.dtype, self.device)
-                bl = bl + _vec(al, v)
-                bu = bu + _vec(au, v)
+                dbl, dbu = _vec_mag(al, v), _vec_mag(au, v)
+                bl, bu, ml, mu = bl + dbl[0], bu + dbu[0], ml + dbl[1], mu + dbu[1]
                 continue
             if OPS[op].nonlinear:
-                if op == "mul":
-                    bl, bu = self._back_mul(node, al, au, Al, Au, bl, bu, relax)
-                else:
-                    bl, bu = self._back_unary(node, al, au, Al, Au, bl, bu, relax)
+                back = self._back_mul if op == "mul" else self._back_unary
+                dbl, dbu = back(node, al, au, Al, Au, relax)
+                bl, bu, ml, mu = bl + dbl[0], bu + dbu[0], ml + dbl[1], mu + dbu[1]
                 continue
             shared = al is au
             outs_l, dbl = self._back_linear(node, al)
@@ -409,8 +422,7 @@ class Engine:
             else:
                 outs_u, dbu = self._back_linear(node, au)
             if dbl is not None:
-                bl = bl + dbl
-                bu = bu + dbu
+                bl, bu, ml, mu = bl + dbl[0], bu + dbu[0], ml + dbl[1], mu + dbu[1]
             skip_zero = op == "concat" and len(outs_l) > 1
             for (i, nl), (_, nu) in zip(outs_l, outs_u):
                 # a spec that reads a few parts of a concatenation (one constraint of
@@ -419,15 +431,20 @@ class Engine:
                 if skip_zero and not bool(nl.any()) and (nu is nl or not bool(nu.any())):
                     continue
                 _acc(Al, Au, i, nl, nu)
-        lower = bl
-        upper = bu
         # rounding: the products and sums above and below are widened by their
-        # error bound, (n + graph size) eps * sum |a| |x| (the offsets included),
-        # so that a bound computed in floating point holds the exact one
+        # error bound, (n + graph size) eps * sum |a| |x| (the offsets included:
+        # the sum of their terms' magnitudes, which may cancel to a small bl), so
+        # that a bound computed in floating point holds the exact one
         eps = torch.finfo(self.dtype).eps
         n_ops = len(g.nodes) + 3
-        pad_l = bl.detach().abs() * (n_ops * eps)
-        pad_u = bu.detach().abs() * (n_ops * eps)
+        widest = max(g.nodes[i].size for i in self.active) if self.active else 1
+        k_off = (n_ops + widest) * eps
+        bl = bl - k_off * (ml + bl.detach().abs())
+        bu = bu + k_off * (mu + bu.detach().abs())
+        lower = bl
+        upper = bu
+        pad_l = torch.zeros_like(bl.detach())
+        pad_u = torch.zeros_like(bu.detach())
         for i, al in in_l.items():
             lo_i, hi_i = self.boxes[i]
             c, r = (hi_i + lo_i) / 2, (hi_i - lo_i) / 2
@@ -460,20 +477,21 @@ class Engine:
     def _back_linear(
         self, node: Node, a: torch.Tensor
     ) -> tuple[list[tuple[int, torch.Tensor]], torch.Tensor | None]:
-        """Coefficients for the inputs of an affine node, and the bias term."""
+        """Coefficients for the inputs of an affine node, and the bias term with its
+        terms' magnitudes (:func:`_vec_mag`), or None."""
         g, op, dt, dev = self.graph, node.op, self.dtype, self.device
         ins = node.inputs
         if op == "linear":
             w = g.attr(node, "weight", dt, dev)
             bias = None
             if node.attrs.get("bias") is not None:
-                bias = _vec(a, g.attr(node, "bias", dt, dev))
+                bias = _vec_mag(a, g.attr(node, "bias", dt, dev))
             return [(ins[0], a @ w)], bias
         if op == "sparse_linear":
             out = sparse_transpose_apply(g, node, a, dt, dev)  # a @ W, one CSR product
             bias = None
             if node.attrs.get("bias") is not None:
-                bias = _vec(a, g.attr(node, "bias", dt, dev))
+                bias = _vec_mag(a, g.attr(node, "bias", dt, dev))
             return [(ins[0], out)], bias
         if op == "add":
             return [(ins[0], a), (ins[1], a)], None
@@ -484,7 +502,7 @@ class Engine:
         if op == "scale":
             return [(ins[0], a * g.attr(node, "coef", dt, dev))], None
         if op == "add_const":
-            return [(ins[0], a)], _vec(a, g.attr(node, "const", dt, dev))
+            return [(ins[0], a)], _vec_mag(a, g.attr(node, "const", dt, dev))
         if op == "gather":
             idx = g.attr(node, "index", dt, dev)
             out = a.new_zeros(*a.shape[:-1], g.nodes[ins[0]].size)
@@ -497,35 +515,38 @@ class Engine:
             return [(ins[0], a)], None
         raise AssertionError(f"no backward rule for {op}")  # pragma: no cover
 
-    def _back_unary(self, node, al, au, Al, Au, bl, bu, relax):  # noqa: ANN001, ANN202
+    def _back_unary(self, node, al, au, Al, Au, relax):  # noqa: ANN001, ANN202
+        """Coefficients through a unary relaxation; the offsets of both streams, each
+        with its terms' magnitudes."""
         i = node.inputs[0]
         rl = relax(node, 0)
         ru = rl if relax == self.default_relax else relax(node, 1)
         # lower stream: positive coefficients take the lower line, negative the upper
         an = al.clamp(max=0)
         new_l = _mix(al, an, rl.lw, rl.uw)
-        bl = bl + _bias(al, an, rl.lb, rl.ub)
+        dbl = _bias(al, an, rl.lb, rl.ub)
         an = au.clamp(max=0)
         new_u = _mix(au, an, ru.uw, ru.lw)
-        bu = bu + _bias(au, an, ru.ub, ru.lb)
+        dbu = _bias(au, an, ru.ub, ru.lb)
         _acc(Al, Au, i, new_l, new_u)
-        return bl, bu
+        return dbl, dbu
 
-    def _back_mul(self, node, al, au, Al, Au, bl, bu, relax):  # noqa: ANN001, ANN202
+    def _back_mul(self, node, al, au, Al, Au, relax):  # noqa: ANN001, ANN202
+        """Coefficients through a product's planes; offsets as :meth:`_back_unary`."""
         x, y = node.inputs
         rl = relax(node, 0)
         ru = rl if relax == self.default_relax else relax(node, 1)
         an = al.clamp(max=0)
         lx = _mix(al, an, rl.lwx, rl.uwx)
         ly = _mix(al, an, rl.lwy, rl.uwy)
-        bl = bl + _bias(al, an, rl.lb, rl.ub)
+        dbl = _bias(al, an, rl.lb, rl.ub)
         an = au.clamp(max=0)
         ux = _mix(au, an, ru.uwx, ru.lwx)
         uy = _mix(au, an, ru.uwy, ru.lwy)
-        bu = bu + _bias(au, an, ru.ub, ru.lb)
+        dbu = _bias(au, an, ru.ub, ru.lb)
         _acc(Al, Au, x, lx, ux)
         _acc(Al, Au, y, ly, uy)
-        return bl, bu
+        return dbl, dbu
 
     # ------------------------------------------------------------ final bounds
     def output_starts(self, spec: torch.Tensor | None) -> tuple[dict[int, torch.Tensor], int]:

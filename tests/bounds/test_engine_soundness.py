@@ -189,3 +189,24 @@ def test_a_float64_box_is_rounded_outward_to_float32(method: str) -> None:
     box = torch.tensor([v], dtype=torch.float64)
     r = compute_bounds(b.build(), box, box, method=method, dtype=torch.float32)
     assert float(r.lower.reshape(-1)[0]) <= math.sin(v) <= float(r.upper.reshape(-1)[0])
+
+
+@pytest.mark.parametrize("method", ["crown", "alpha-crown"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_offsets_that_cancel_are_padded_by_their_magnitudes(method: str,
+                                                            dtype: torch.dtype) -> None:
+    """``s sin(1e5 tanh(z))`` on a box where tanh is 1: the offsets of sin's lines
+    (about -s 1e5) and of tanh's (about +s 1e5) cancel to a value near ``s sin(1e5)``;
+    a rounding pad taken on that small sum left the true value outside the float32
+    bounds (s = 1000: [40.0, 40.0] against 35.75)."""
+    from gridverify.ir import GraphBuilder
+
+    for s in (2.0, 191.45583053805643, 1000.0):
+        b = GraphBuilder()
+        z = b.input("z", 1)
+        b.output(b.linear(b.sin(b.linear(b.tanh(z), [[1e5]])), [[s]]), "y")
+        g = b.build()
+        true = float(g.evaluate_flat(torch.tensor([[25.0]], dtype=torch.float64))[0, 0])
+        r = compute_bounds(g, torch.tensor([20.0], dtype=torch.float64),
+                           torch.tensor([30.0], dtype=torch.float64), method=method, dtype=dtype)
+        assert float(r.lower.reshape(-1)[0]) <= true <= float(r.upper.reshape(-1)[0]), s
