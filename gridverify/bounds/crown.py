@@ -434,7 +434,11 @@ class Engine:
         # rounding: the products and sums above and below are widened by their
         # error bound, (n + graph size) eps * sum |a| |x| (the offsets included:
         # the sum of their terms' magnitudes, which may cancel to a small bl), so
-        # that a bound computed in floating point holds the exact one
+        # that a bound computed in floating point holds the exact one.  The
+        # coefficients' own rounding in the back-substitution (a @ W) is covered
+        # relative to the coefficients it gives, not to the terms of each product:
+        # weights whose products cancel to tiny coefficients are covered in float64
+        # by certify's pad (CertifyOptions.pad_rel/pad_abs), not by this one
         eps = torch.finfo(self.dtype).eps
         n_ops = len(g.nodes) + 3
         widest = max(g.nodes[i].size for i in self.active) if self.active else 1
