@@ -437,8 +437,9 @@ class Engine:
         # that a bound computed in floating point holds the exact one.  The
         # coefficients' own rounding in the back-substitution (a @ W) is covered
         # relative to the coefficients it gives, not to the terms of each product:
-        # weights whose products cancel to tiny coefficients are covered in float64
-        # by certify's pad (CertifyOptions.pad_rel/pad_abs), not by this one
+        # for weights whose products cancel to tiny coefficients, that error (about
+        # 1e-16 of the products' terms in float64) is left to certify's pad
+        # (CertifyOptions.pad_rel/pad_abs, 1e-9)
         eps = torch.finfo(self.dtype).eps
         n_ops = len(g.nodes) + 3
         widest = max(g.nodes[i].size for i in self.active) if self.active else 1
