@@ -388,6 +388,7 @@ def _certify(t0: float, case: Any, proxy: Any, region: Region | str | None, cons
     cons = _resolve_constraints(case, constraints)
     thr = resolve_thresholds(case, cons, thresholds)
     module = prox.module  # float64, evaluation mode (load_proxy's contract)
+    _check_source(prox, region, opts.seed)
     notify = progress or (lambda stage, frac: None)
     budget = Budget(t0, opts.timeout)
     memory = MemoryBudget.resolve(opts.memory_cap_mb)
@@ -757,6 +758,26 @@ def _focus(st: State, order: np.ndarray, per_family: int) -> np.ndarray:
         pick += list(mine[und[fams == fam]][:per_family])  # order: nearest first
         pick += list(mine[np.argsort(-st.att[mine], kind="stable")][:per_family])
     return np.array(sorted(set(pick)), dtype=np.int64)
+
+
+#: region points at which an imported proxy is compared with its file's own runtime
+_SOURCE_POINTS = 8
+
+
+def _check_source(prox: Any, region: Region, seed: int) -> None:
+    """A proxy read from a file, against the file's own runtime at the region's
+    centre, its two extreme corners and random points of it
+    (:func:`~gridverify.proxy.load.check_source`)."""
+    from gridverify.proxy.load import check_source
+
+    if getattr(prox.module, "reference_name", None) is None:
+        return
+    space = region.search_box()
+    rng = np.random.default_rng(seed)
+    pts = [space.center, space.lower, space.upper]
+    pts += list(rng.uniform(space.lower, space.upper, (_SOURCE_POINTS - len(pts),
+                                                       space.lower.size)))
+    check_source(prox, region.to_loads(np.stack(pts)))
 
 
 def _source_recheck(st: State, case: Any, prox: Any) -> list[str]:

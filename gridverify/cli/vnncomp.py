@@ -352,9 +352,19 @@ def _make(args: argparse.Namespace) -> int:
     from gridverify.cli._args import layout_from_args
 
     if args.model:
-        from gridverify.proxy.load import load_proxy
+        import numpy as np
 
-        module = load_proxy(args.model, case, layout=layout_from_args(args)).module
+        from gridverify.proxy.load import check_source, load_proxy
+
+        proxy = load_proxy(args.model, case, layout=layout_from_args(args))
+        # the export writes the imported graph: it must be the file's function over the
+        # widest box exported
+        w = max(widths, default=0.0)
+        nominal = np.concatenate([case.pd, case.qd])
+        rng = np.random.default_rng(args.seed)
+        check_source(proxy, np.vstack([nominal, nominal * rng.uniform(1 - w, 1 + w, (7,
+                                                                       nominal.size))]))
+        module = proxy.module
         prefix = f"{case.name}_{Path(args.model).stem}"
     else:
         from gridverify.proxy.model import ProxyArch, ProxyMLP, case_limits

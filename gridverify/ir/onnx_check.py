@@ -12,7 +12,27 @@ import numpy as np
 
 from gridverify.errors import GraphError
 
-__all__ = ["OnnxChecker"]
+__all__ = ["REFERENCE_RTOL", "OnnxChecker", "first_disagreement"]
+
+REFERENCE_RTOL = 1e-3
+"""How far an imported graph's outputs may be from its source's runtime, relative
+to ``1 + |runtime value|``: float32 models round at 1e-7, a wrong import is off
+by far more."""
+
+
+def first_disagreement(y: np.ndarray, y_ref: np.ndarray,
+                       rtol: float = REFERENCE_RTOL) -> int | None:
+    """The first flat index at which graph outputs ``y`` and the source runtime's
+    ``y_ref`` (same shape) differ by more than ``rtol * (1 + |y_ref|)``, else None.
+    NaN against NaN (and an infinity against the same one) agrees; NaN against a
+    number does not."""
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    y_ref = np.asarray(y_ref, dtype=np.float64).reshape(-1)
+    with np.errstate(invalid="ignore"):
+        close = np.abs(y - y_ref) <= rtol * (1.0 + np.abs(y_ref))
+    same = (np.isnan(y) & np.isnan(y_ref)) | (y == y_ref)
+    bad = np.flatnonzero(~(close | same))
+    return int(bad[0]) if bad.size else None
 
 
 class OnnxChecker:

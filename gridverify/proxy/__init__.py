@@ -15,6 +15,7 @@ _EXPORTS: dict[str, str] = {
     "InputRegion": "gridverify.proxy.load",
     "Proxy": "gridverify.proxy.load",
     "load_proxy": "gridverify.proxy.load",
+    "check_source": "gridverify.proxy.load",
     "save_checkpoint": "gridverify.proxy.load",
     "ModelDir": "gridverify.proxy.artifacts",
     "read_card": "gridverify.proxy.artifacts",

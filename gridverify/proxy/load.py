@@ -507,3 +507,36 @@ def save_checkpoint(
     path = Path(path)
     write_bytes_atomic(path, buf.getvalue())
     return path
+
+
+def check_source(proxy: Proxy, loads: np.ndarray) -> None:
+    """The proxy's module (the graph gridverify imported from a file) against the
+    file's own runtime (:meth:`~gridverify.proxy.graph_proxy.GraphProxy.reference`:
+    onnxruntime, torch.export, TorchScript) at the rows of ``loads`` (``(n, 2L)``,
+    per unit); ProxyError naming the file at the first output that differs
+    (:func:`~gridverify.ir.onnx_check.first_disagreement`): bounds of the graph
+    would be those of another function.  Nothing to do for a proxy without such
+    a runtime (model folders, pickled modules)."""
+    from gridverify.ir.onnx_check import first_disagreement
+
+    module = proxy.module
+    who = getattr(module, "reference_name", None)
+    if who is None:
+        return
+    x = np.asarray(loads, dtype=np.float64)
+    ref = module.reference(x)
+    if ref is None:
+        return
+    n = proxy.output_size
+    ref = np.asarray(ref, dtype=np.float64)[:, :n]
+    with torch.no_grad():
+        y = module(torch.from_numpy(x)).double().numpy()[:, :n]
+    for i in range(x.shape[0]):
+        j = first_disagreement(y[i], ref[i])
+        if j is not None:
+            raise ProxyError(
+                f"{proxy.source or 'proxy'}: the graph gridverify imported from it "
+                f"disagrees with {who} (output {j}: {float(y[i, j])!r} against "
+                f"{float(ref[i, j])!r} at one of the loads compared); "
+                "its bounds would be those of another function: save the model with "
+                "torch.export (a .pt2 file) or export it to ONNX")

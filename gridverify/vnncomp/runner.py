@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from gridverify.errors import GraphError, GridverifyError, VnnlibError
-from gridverify.ir.onnx_check import OnnxChecker
+from gridverify.ir.onnx_check import OnnxChecker, first_disagreement
 from gridverify.vnncomp.vnnlib import Property, PropertyCase, parse_vnnlib
 
 __all__ = [
@@ -343,8 +343,8 @@ def graph_disagreement(inst: _Instance, points: int = 4, seed: int = 0) -> str |
     """Compare the imported graph (float64) with onnxruntime at a few points of each box.
 
     Bounds are proved on the graph; a wrong import must not turn into a wrong
-    ``unsat``.  Returns a message on disagreement (relative 1e-3 of the output
-    scale, the model being float32), else None.
+    ``unsat``.  Returns a message on disagreement (:func:`~gridverify.ir.onnx_check.
+    first_disagreement`), else None.
     """
     rng = np.random.default_rng(seed)
     checker = inst.onnx()
@@ -359,10 +359,8 @@ def graph_disagreement(inst: _Instance, points: int = 4, seed: int = 0) -> str |
             y = y.reshape(-1).numpy()
             if y.shape != y_ref.shape:
                 return f"graph has {y.size} outputs, onnxruntime {y_ref.size}"
-            scale = 1.0 + np.abs(y_ref)
-            err = np.abs(y - y_ref) / scale
-            if not np.all(np.isfinite(y)) or err.max(initial=0.0) > 1e-3:
-                j = int(np.nanargmax(np.where(np.isfinite(err), err, np.inf)))
+            j = first_disagreement(y, y_ref)
+            if j is not None:
                 return f"graph and onnxruntime disagree at Y_{j}: {y[j]!r} vs {y_ref[j]!r}"
     return None
 

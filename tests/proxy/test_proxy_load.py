@@ -532,3 +532,48 @@ def test_arch_json_fields_of_the_wrong_type_name_the_file_and_field(case14, tmp_
                tmp_path / "emb.pt")
     with pytest.raises(ProxyError, match=r"emb\.pt \(its 'arch' entry\): arch field clamp_head"):
         load_proxy(tmp_path / "emb.pt", case=case14)
+
+
+class _OneHotMask(torch.nn.Module):
+    """vm of bus 1 = 1 + 0.5 (pd_1 - 3), through a one-hot mask written in place: torch's
+    TorchScript converter drops the write (the mask stays zero)."""
+
+    def __init__(self, base: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("base", base)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros(1, self.base.shape[0], dtype=x.dtype)
+        mask[0, 10] = 1.0
+        return self.base[None] + 0.5 * (x[:, :1] - 3.0) * mask
+
+
+def test_an_import_that_differs_from_the_files_runtime_is_refused(tmp_path, capsys) -> None:
+    """certify (and make-instances) compare the imported graph with the file's own
+    runtime over the region: a graph that is another function is refused (exit 2),
+    never certified."""
+    from gridverify.certify import certify
+    from gridverify.grid import load_compiled
+    from gridverify.proxy import check_source
+
+    c = load_compiled("pglib_opf_case5_pjm")
+    base = torch.tensor(np.concatenate([(c.pmin + c.pmax) / 2, np.zeros(c.n_gen),
+                                        np.ones(c.n_bus), np.zeros(c.n_bus)]))
+    loads = torch.from_numpy(np.concatenate([c.pd, c.qd]))[None].repeat(2, 1)
+    ts = torch.jit.trace(_OneHotMask(base).eval(), loads)
+    path = tmp_path / "mask.pt"
+    ts.save(path)
+    p = load_proxy(path, case=c)
+    x = np.concatenate([c.pd, c.qd])[None] * np.array([[0.9], [1.1]])
+    assert not np.allclose(p.module.reference(x), p.module(torch.from_numpy(x)).numpy())
+    with pytest.raises(ProxyError, match="disagrees with TorchScript"):
+        check_source(p, x)
+    with pytest.raises(ProxyError, match="mask.pt: the graph gridverify imported"):
+        certify(c, p, method="ibp")
+    assert main(["certify", "pglib_opf_case5_pjm", "--model", str(path), "--method", "ibp",
+                 "--quiet"]) == 2
+    assert "disagrees with TorchScript" in capsys.readouterr().err
+    # a faithful archive passes the same check
+    lin = torch.jit.trace(torch.nn.Linear(2 * c.n_load, base.numel()).double().eval(), loads)
+    lin.save(tmp_path / "lin.pt")
+    check_source(load_proxy(tmp_path / "lin.pt", case=c), x)
