@@ -22,7 +22,8 @@ class BabOptions:
     """How :func:`gridverify.bab.bab_maximize` searches.
 
     ``timeout``: seconds of wall time (``None``: no limit; then ``max_domains`` or
-    ``memory_mb`` end an unfinished search).  ``memory_mb``: cap on the host memory
+    ``memory_mb`` end an unfinished search); a round that the last one's time says
+    would end past it is not started.  ``memory_mb``: cap on the host memory
     of the domain store; reaching it ends the search with status ``open``.
     ``batch``: domains popped and split per round (children are bounded in one
     engine call, ``2 * batch`` domains).  ``branching``: ``"input"`` (split the

@@ -293,7 +293,9 @@ def bab_maximize(
         search.record(notify)
         if search.finished():
             break
+        start = search.elapsed()
         search.round()
+        search.last_round = search.elapsed() - start
     return search.result()
 
 
@@ -328,6 +330,8 @@ class _Search:
                                  warm_width=self.bounder.warm_width if self.warm else 0)
         self.tables = None
         self.visited = 0
+        #: seconds (of ``clock``) the last round took
+        self.last_round = 0.0
         self.rounds = 0
         self.pruned_max = self.stuck_max = -math.inf
         self.history: list[tuple[float, float, float]] = []
@@ -391,7 +395,10 @@ class _Search:
             self.reason = "memory" if self.store.full else "unsplittable"
         elif self.store.full:
             self.reason = "memory"
-        elif opts.timeout is not None and self.elapsed() > opts.timeout:
+        elif opts.timeout is not None and self.elapsed() + self.last_round > opts.timeout:
+            # a round is not cut short: one that the last round's time says would end
+            # past the timeout is not started (on a loaded machine rounds slow down,
+            # and a search overran its timeout by rounds several seconds long)
             self.reason = "timeout"
         elif opts.max_domains is not None and self.visited >= opts.max_domains:
             self.reason = "max_domains"
