@@ -83,27 +83,31 @@ def _dot_off(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return out + contrib.sum(-1)
 
 
-def _mix(a: torch.Tensor, an: torch.Tensor, w_pos: torch.Tensor,
+def _split(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(max(a, 0), min(a, 0))``, exactly (one of the two is zero in each entry)."""
+    an = a.clamp(max=0)
+    return a - an, an
+
+
+def _mix(ap: torch.Tensor, an: torch.Tensor, w_pos: torch.Tensor,
          w_neg: torch.Tensor) -> torch.Tensor:
-    """``max(a,0) * w_pos + min(a,0) * w_neg`` (``an = min(a, 0)``), weights ``(B, n)``.
+    """``ap * w_pos + an * w_neg`` for ``(ap, an) = _split(a)``, weights ``(B, n)``.
 
-    Each entry is one product (``a - an`` is ``max(a, 0)`` exactly and one of the
-    two terms is zero): ``a * w_pos + an * (w_neg - w_pos)`` would cancel, and
-    lose the line that is used to the steepness of the one that is not."""
-    return torch.addcmul((a - an) * w_pos.unsqueeze(-2), an, w_neg.unsqueeze(-2))
+    Each entry is one product: ``a * w_pos + an * (w_neg - w_pos)`` would cancel,
+    and lose the line that is used to the steepness of the one that is not."""
+    return torch.addcmul(ap * w_pos.unsqueeze(-2), an, w_neg.unsqueeze(-2))
 
 
-def _bias(a: torch.Tensor, an: torch.Tensor, b_pos: torch.Tensor,
+def _bias(ap: torch.Tensor, an: torch.Tensor, b_pos: torch.Tensor,
           b_neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``max(a,0) . b_pos + min(a,0) . b_neg`` -> ``(B, m)``, infinite offsets allowed,
-    and the sum of its terms' magnitudes (what its rounding error is relative to)."""
-    ap = a - an  # max(a, 0), exactly: no cancellation (see _mix)
-    if bool(torch.isfinite(b_pos).all()) and bool(torch.isfinite(b_neg).all()):
-        val = _dot(ap, b_pos) + _dot(an, b_neg)
-    else:
-        val = _dot_off(ap, b_pos) + _dot_off(an, b_neg)
+    """``ap . b_pos + an . b_neg`` -> ``(B, m)`` for ``(ap, an) = _split(a)``, infinite
+    offsets allowed, and the sum of its terms' magnitudes (what its rounding error
+    is relative to)."""
+    finite = bool(torch.isfinite(b_pos).all()) and bool(torch.isfinite(b_neg).all())
+    dot = _dot if finite else _dot_off
+    val = dot(ap, b_pos) + dot(an, b_neg)
     with torch.no_grad():
-        mag = _dot_off(ap, b_pos.abs()) - _dot_off(an, b_neg.abs())
+        mag = dot(ap, b_pos.abs()) - dot(an, b_neg.abs())
     return val, mag
 
 
@@ -527,12 +531,12 @@ class Engine:
         rl = relax(node, 0)
         ru = rl if relax == self.default_relax else relax(node, 1)
         # lower stream: positive coefficients take the lower line, negative the upper
-        an = al.clamp(max=0)
-        new_l = _mix(al, an, rl.lw, rl.uw)
-        dbl = _bias(al, an, rl.lb, rl.ub)
-        an = au.clamp(max=0)
-        new_u = _mix(au, an, ru.uw, ru.lw)
-        dbu = _bias(au, an, ru.ub, ru.lb)
+        ap, an = _split(al)
+        new_l = _mix(ap, an, rl.lw, rl.uw)
+        dbl = _bias(ap, an, rl.lb, rl.ub)
+        ap, an = _split(au)
+        new_u = _mix(ap, an, ru.uw, ru.lw)
+        dbu = _bias(ap, an, ru.ub, ru.lb)
         _acc(Al, Au, i, new_l, new_u)
         return dbl, dbu
 
@@ -541,14 +545,14 @@ class Engine:
         x, y = node.inputs
         rl = relax(node, 0)
         ru = rl if relax == self.default_relax else relax(node, 1)
-        an = al.clamp(max=0)
-        lx = _mix(al, an, rl.lwx, rl.uwx)
-        ly = _mix(al, an, rl.lwy, rl.uwy)
-        dbl = _bias(al, an, rl.lb, rl.ub)
-        an = au.clamp(max=0)
-        ux = _mix(au, an, ru.uwx, ru.lwx)
-        uy = _mix(au, an, ru.uwy, ru.lwy)
-        dbu = _bias(au, an, ru.ub, ru.lb)
+        ap, an = _split(al)
+        lx = _mix(ap, an, rl.lwx, rl.uwx)
+        ly = _mix(ap, an, rl.lwy, rl.uwy)
+        dbl = _bias(ap, an, rl.lb, rl.ub)
+        ap, an = _split(au)
+        ux = _mix(ap, an, ru.uwx, ru.lwx)
+        uy = _mix(ap, an, ru.uwy, ru.lwy)
+        dbu = _bias(ap, an, ru.ub, ru.lb)
         _acc(Al, Au, x, lx, ux)
         _acc(Al, Au, y, ly, uy)
         return dbl, dbu
