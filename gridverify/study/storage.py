@@ -23,8 +23,9 @@ report alike.  A job is
   changed since; it runs again);
 * ``damaged`` otherwise: a record that is not UTF-8 JSON (truncated, empty,
   overwritten), not a job record, whose certificate does not read back, or a
-  ``done`` one whose HDF5 file is gone.  ``study run`` runs it again (with a
-  warning naming the file); the report refuses to show it (naming the file).
+  ``done`` one whose HDF5 file is gone or does not open as the job's bounds.
+  ``study run`` runs it again (with a warning naming the file); the report
+  refuses to show it (naming the file).
 
 The HDF5 file is written first, the JSON last, each through a temporary file
 and ``os.replace``, so a study killed at any point leaves either a complete
@@ -90,7 +91,7 @@ def _write_h5_atomic(path: Path, cert: dict[str, Any], job: dict[str, Any]) -> N
             if c.get("worst_load") is not None:
                 wl[i] = c["worst_load"]
         with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = "gridverify-study-bounds"
+            f.attrs["format"] = _H5_FORMAT
             f.attrs["version"] = 1
             f.attrs["job_id"] = job["id"]
             f.attrs["case"] = cert["case"]
@@ -110,6 +111,26 @@ def _write_h5_atomic(path: Path, cert: dict[str, Any], job: dict[str, Any]) -> N
             f.create_dataset("worst_load", data=wl, compression="gzip", shuffle=True)
             f.create_dataset("region_lower", data=np.asarray(cert["region"]["lower"]))
             f.create_dataset("region_upper", data=np.asarray(cert["region"]["upper"]))
+
+
+_H5_FORMAT = "gridverify-study-bounds"
+
+
+def _h5_problem(path: Path, job_id: str) -> str:
+    """What is wrong with a done job's HDF5 file ("" when it opens as the bounds file
+    of ``job_id``: a truncated or overwritten file does not)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            fmt, jid = f.attrs.get("format"), f.attrs.get("job_id")
+    except OSError as exc:
+        return f"not a readable HDF5 file ({' '.join(str(exc).split())[:120]})"
+    if fmt != _H5_FORMAT:
+        return f"not a study bounds file (format {_H5_FORMAT!r})"
+    if jid != job_id:
+        return f"the bounds of another job ({jid!r})"
+    return ""
 
 
 def _slim_certificate(cert: dict[str, Any]) -> dict[str, Any]:
@@ -264,6 +285,9 @@ class StudyStore:
         h5 = self.h5_path(job_id)
         if not h5.is_file():
             return damaged("missing (the bounds of the done job)", h5)
+        why = _h5_problem(h5, job_id)
+        if why:
+            return damaged(why, h5)
         return JobRecord(job_id, DONE, {**rec, "certificate": cert, "exit_status": status})
 
     def is_finished(self, job: Job) -> bool:

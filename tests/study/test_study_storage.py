@@ -220,3 +220,25 @@ def test_threads_changed_skips_finished_jobs(out: Path) -> None:
     study.write_text(TINY.replace('radius = false', 'radius = false\ntimeout = 600'))
     run = run_study(load_study(study), out, ExecutorOptions(workers=1))
     assert run.ran == (_job_id(out),)  # the timeout is what it computes: run again
+
+
+@pytest.mark.parametrize("how", ["truncated", "another job's"])
+def test_damaged_bounds_file_is_not_finished(out: Path, how: str) -> None:
+    """A done record whose .h5 does not open as its bounds (cut short, or another
+    job's file copied over it) is damaged: run reruns it."""
+    import h5py
+
+    store = StudyStore(out)
+    spec = load_study(out.parent / "tiny.toml")
+    (job,) = expand_jobs(spec)
+    h5 = store.h5_path(job.id)
+    if how == "truncated":
+        h5.write_bytes(h5.read_bytes()[:100])
+    else:
+        with h5py.File(h5, "r+") as f:
+            f.attrs["job_id"] = "some__other__job"
+    jr = store.job_record(job.id, job.digest)
+    assert jr.state == DAMAGED and not store.is_finished(job), jr
+    assert jr.problem.startswith(str(h5)) and "\n" not in jr.problem
+    run = run_study(spec, out, ExecutorOptions(workers=1), warn=lambda w: None)
+    assert run.damaged == (job.id,) and store.is_finished(job)
