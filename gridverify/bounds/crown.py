@@ -157,6 +157,8 @@ class Engine:
         # nodes to bound: ancestors of the outputs, of fixed-bound nodes and of
         # ``extra_nodes`` (nodes whose linear bounds are wanted)
         self.active = graph.ancestors([*graph.outputs, *self.interm, *extra_nodes])
+        #: size of the largest node a backward pass goes through
+        self.widest = max([graph.nodes[i].size for i in self.active] + [1])
         self.needed = self._needed_nodes()
         # nodes whose bounds CROWN could not improve (CROWN-bounded, or exact
         # interval images of such nodes): their output rows skip the final pass
@@ -373,8 +375,7 @@ class Engine:
 
     def row_chunk(self) -> int:
         """Spec rows per backward pass so one coefficient tensor fits ``memory_mb``."""
-        width = max([n.size for n in self.graph.nodes if n.id in self.active] + [1])
-        per_row = self.batch * width * torch.finfo(self.dtype).bits / 8 * 4
+        per_row = self.batch * self.widest * torch.finfo(self.dtype).bits / 8 * 4
         return max(1, int(self.options.memory_mb * 2**20 // max(per_row, 1)))
 
     def backward(
@@ -446,8 +447,7 @@ class Engine:
         # (CertifyOptions.pad_rel/pad_abs, 1e-9)
         eps = torch.finfo(self.dtype).eps
         n_ops = len(g.nodes) + 3
-        widest = max(g.nodes[i].size for i in self.active) if self.active else 1
-        k_off = (n_ops + widest) * eps
+        k_off = (n_ops + self.widest) * eps
         bl = bl - k_off * (ml + bl.detach().abs())
         bu = bu + k_off * (mu + bu.detach().abs())
         lower = bl
