@@ -11,6 +11,7 @@ import argparse
 import json
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +113,12 @@ def _warn(message: str) -> None:
     print(f"gridverify: warning: {' '.join(message.split())}", file=sys.stderr, flush=True)
 
 
-def _progress_runner(spec: Any, out: Path, opts: Any, show: bool) -> Any:
+def _progress_runner(spec: Any, out: Path, opts: Any, show: bool,
+                     after: Callable[[Any], object]) -> Any:
     from gridverify.study.runner import run_study
 
     if not show:
-        return run_study(spec, out, opts, warn=_warn)
+        return run_study(spec, out, opts, warn=_warn, after=after)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -141,7 +143,7 @@ def _progress_runner(spec: Any, out: Path, opts: Any, show: bool) -> Any:
                     "0 failed")
             bar.update(task, description=desc, total=ev.total, completed=ev.done + ev.failed)
 
-        return run_study(spec, out, opts, progress=cb, warn=_warn)
+        return run_study(spec, out, opts, progress=cb, warn=_warn, after=after)
 
 
 def run_study_cmd(args: argparse.Namespace) -> int:
@@ -158,11 +160,15 @@ def run_study_cmd(args: argparse.Namespace) -> int:
     out = check_output_path(args.out if args.out is not None else Path("reports") / spec.name,
                             "--out", folder=True)
     show = show_progress(args, quiet=args.quiet or args.json)
-    run = _progress_runner(spec, out, opts, show)
-    files = None
-    if not args.no_report:
-        cmd = "gridverify study run " + " ".join(shlex.quote(a) for a in _argv_tail(args, out))
-        files = render_report(out, command=cmd)
+    rendered: list[Any] = []
+
+    def report(_run: Any) -> None:  # under the folder's lock: no other run writes meanwhile
+        if not args.no_report:
+            cmd = "gridverify study run " + " ".join(shlex.quote(a) for a in _argv_tail(args, out))
+            rendered.append(render_report(out, command=cmd))
+
+    run = _progress_runner(spec, out, opts, show, report)
+    files = rendered[0] if rendered else None
     if args.json:
         print(json.dumps({
             "study": spec.name, "out": str(out), "jobs": len(run.jobs), "ran": list(run.ran),

@@ -63,6 +63,7 @@ def run_study(
     executor: ExecutorOptions | None = None,
     progress: Callable[[ProgressEvent], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    after: Callable[[StudyRun], object] | None = None,
 ) -> StudyRun:
     """Run every job of ``spec`` not already finished in ``out``; returns what happened.
 
@@ -75,6 +76,8 @@ def run_study(
     another study (:meth:`StudyStore.check_owner`), when two jobs would get the
     same id (:func:`expand_jobs`), or when another run holds the lock.
     ``warn``: receives one-line warnings (default: :func:`warnings.warn`).
+    ``after``: called with the run's result while the lock is still held (``study
+    run`` renders the report there, so that no other run writes meanwhile).
     """
     t0 = time.perf_counter()
     opts = executor or ExecutorOptions()
@@ -84,7 +87,10 @@ def run_study(
     say = warn or (lambda message: warnings.warn(message, stacklevel=3))
     with study_lock(store.root, say):
         store.check_owner(spec.name)  # again: another study may have begun here meanwhile
-        return _run_locked(spec, store, jobs, opts, progress, say, t0)
+        run = _run_locked(spec, store, jobs, opts, progress, say, t0)
+        if after is not None:
+            after(run)
+        return run
 
 
 def _run_locked(spec: StudySpec, store: StudyStore, jobs: list[Job], opts: ExecutorOptions,

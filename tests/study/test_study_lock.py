@@ -124,3 +124,21 @@ def test_the_lock_is_released_on_ctrl_c_and_errors(study: Path, tmp_path: Path,
     assert not (out / LOCK_NAME).exists()
     run = run_study(load_study(study), out, ExecutorOptions(workers=1))  # not locked out
     assert len(run.ran) == 1
+
+
+def test_study_run_renders_its_report_under_the_lock(study: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import gridverify.report as report
+
+    out = tmp_path / "out"
+    held: list[bool] = []
+    render = report.render_report
+
+    def watched(folder: Path, **kw: object) -> object:
+        held.append((Path(folder) / LOCK_NAME).exists())
+        return render(folder, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(report, "render_report", watched)
+    assert main(["study", "run", str(study), "--out", str(out), "--quiet"]) in (0, 1)
+    assert held == [True]  # no other run can write while the report is rendered
+    assert (out / "index.md").exists() and not (out / LOCK_NAME).exists()
