@@ -136,13 +136,29 @@ def atomic_write_json(
 
 def require_file(path: str | os.PathLike[str]) -> Path:
     """``path`` as a Path when it is an existing file; else the OS error the CLI
-    reports in one line (``file not found: X``, ``X: Is a directory``)."""
+    reports in one line (``file not found: X``, ``X: Is a directory``, ``X: not a
+    regular file`` for a device or pipe, ``X: Y is not a folder`` for a path through
+    the regular file ``Y``)."""
     p = Path(path)
     if p.is_dir():
         raise IsADirectoryError(errno.EISDIR, "Is a directory", str(p))
+    if p.exists() and not p.is_file():
+        raise OSError(errno.EINVAL, "not a regular file", str(p))
     if not p.is_file():
+        blocker = file_on_path(p)
+        if blocker is not None:
+            raise NotADirectoryError(errno.ENOTDIR, f"{blocker} is not a folder", str(p))
         raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(p))
     return p
+
+
+def file_on_path(path: str | os.PathLike[str]) -> Path | None:
+    """The nearest existing ancestor of ``path`` when it is not a folder (``a.txt`` of
+    ``a.txt/b.m``: the path cannot exist), else None."""
+    probe = Path(path).parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe if probe.exists() and not probe.is_dir() else None
 
 
 def is_writable(path: str | os.PathLike[str]) -> bool:

@@ -113,3 +113,23 @@ def test_existing_file_without_write_permission_is_refused(tmp_path):
             check_output_path(target, "--out")
     finally:
         os.chmod(target, old)
+
+
+def test_require_file_names_what_is_wrong(tmp_path):
+    from gridverify.cli import os_error_message
+    from gridverify.fileio import require_file
+
+    (tmp_path / "a.txt").write_text("x")
+    assert require_file(tmp_path / "a.txt") == tmp_path / "a.txt"
+    cases = {
+        tmp_path / "gone.h5": "file not found: ",
+        tmp_path: ": Is a directory",
+        tmp_path / "a.txt" / "b.h5": "a.txt is not a folder",
+        tmp_path / "a.txt" / "deeper" / "b.h5": "a.txt is not a folder",
+    }
+    if os.path.exists("/dev/null"):
+        cases[type(tmp_path)("/dev/null")] = "/dev/null: not a regular file"
+    for path, want in cases.items():
+        with pytest.raises(OSError) as info:
+            require_file(path)
+        assert want in os_error_message(info.value)

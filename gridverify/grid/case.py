@@ -21,6 +21,7 @@ import numpy as np
 
 from gridverify._values import ArrayValueEq
 from gridverify.errors import CaseFormatError
+from gridverify.fileio import file_on_path
 from gridverify.grid.matpower import MatpowerFile, read_matpower
 
 __all__ = [
@@ -137,6 +138,9 @@ def resolve_case_path(name_or_path: str | Path) -> Path:
                 return f
     if p.exists():
         raise CaseFormatError("not a regular file", source=str(p))
+    blocker = file_on_path(p)
+    if blocker is not None:
+        raise CaseFormatError(f"{blocker} is not a folder", source=str(p))
     bundled = ", ".join(list_bundled_cases()) or "none"
     raise CaseFormatError(
         f"no such case file or bundled case (bundled: {bundled})", source=str(name_or_path)

@@ -204,6 +204,27 @@ def reading(path: str | os.PathLike[str], what: str) -> Iterator[None]:
         raise read_error(path, what, exc) from None
 
 
+#: the attributes holding a JSON object (the rest are strings but for _INT_ATTRS)
+_JSON_ATTRS = ("sampler", "status_codes", "solver_settings")
+_INT_ATTRS = ("schema_version", "seed", "n_samples")
+
+
+def _check_attr(path: str, key: str, value: Any) -> None:
+    """DatasetError unless the attribute ``key`` holds what this module writes there."""
+    if key in _INT_ATTRS:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise DatasetError(f"{path}: attribute {key!r} is not an integer: {value!r}")
+    elif not isinstance(value, str):
+        raise DatasetError(f"{path}: attribute {key!r} is not a string: {value!r}")
+    elif key in _JSON_ATTRS:
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}: attribute {key!r} is not valid JSON ({exc})") from None
+        if not isinstance(parsed, dict):
+            raise DatasetError(f"{path}: attribute {key!r} is not a JSON object: {value!r}")
+
+
 def _read_attrs(f: Any, path: str) -> dict[str, Any]:
     attrs = {}
     for key in (*_ATTRS, "status_codes", *_OPTIONAL_ATTRS):
@@ -213,11 +234,13 @@ def _read_attrs(f: Any, path: str) -> dict[str, Any]:
                 attrs[key] = _plain(f.attrs[key])
         if not present and key not in _OPTIONAL_ATTRS:  # optional: absent in older files
             raise DatasetError(f"{path}: missing attribute {key!r}")
-    if attrs["schema_version"] != SCHEMA_VERSION:
-        raise DatasetError(
-            f"{path}: schema_version {attrs['schema_version']} (this gridverify reads "
-            f"{SCHEMA_VERSION})"
-        )
+        if present:
+            _check_attr(path, key, attrs[key])
+        if key == "schema_version" and attrs[key] != SCHEMA_VERSION:  # before the others:
+            raise DatasetError(  # another schema may store them otherwise
+                f"{path}: schema_version {attrs['schema_version']} (this gridverify reads "
+                f"{SCHEMA_VERSION})"
+            )
     return attrs
 
 
@@ -364,6 +387,10 @@ def load_dataset(path: str | Path, case: CompiledCase | None = None) -> OPFDatas
         for key in _DATASETS:
             with reading(path, f"dataset {key!r}"):
                 arrays[key.split("/")[-1]] = np.asarray(f[key][...])
+            kind = arrays[key.split("/")[-1]].dtype.kind
+            if kind not in "biuf":  # bytes, strings, objects, complex: not this module's
+                raise DatasetError(f"{path}: dataset {key!r} is not numeric "
+                                   f"(dtype {arrays[key.split('/')[-1]].dtype})")
     d = OPFDataset(
         path=path,
         pd=arrays["pd"].astype(np.float64, copy=False),

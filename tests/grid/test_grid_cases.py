@@ -110,6 +110,9 @@ def test_case_by_path_and_unknown(tmp_path):
         load_case("case99_nowhere")
     with pytest.raises(CaseFormatError, match="not a regular file"):
         load_case(tmp_path)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(CaseFormatError, match="notes.txt is not a folder"):
+        load_case(tmp_path / "notes.txt" / "case.m")
 
 
 def test_units_and_costs_case5():

@@ -312,3 +312,18 @@ def test_acceptable_counts_only_when_every_limit_holds(monkeypatch: pytest.Monke
     qg = np.array(sol.qg)
     qg[0] = CASE14.qmax[0] + 1e-4  # a bound off by more than the tolerance
     assert model._solution(raw(qg=qg), pd, qd, 0.0).status == "error"
+
+
+def test_make_over_a_file_with_a_damaged_attribute_is_one_line(
+        tmp_path: Path, fresh14: bytes, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "a.h5"
+    path.write_bytes(fresh14)
+    with h5py.File(path, "r+") as f:
+        f.attrs["sampler"] = "{not json"
+    code, _, err = run(capsys, "dataset", "make", "pglib_opf_case14_ieee", "--samples", "10",
+                       "--out", str(path))
+    assert code == 2
+    assert one_line(err).startswith(f"gridverify: error: {path}: attribute 'sampler' is not "
+                                     "valid JSON")
+    code, _, err = run(capsys, "dataset", "info", str(path))
+    assert code == 2 and "attribute 'sampler'" in one_line(err)
