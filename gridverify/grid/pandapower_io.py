@@ -22,6 +22,19 @@ which ``pandapower.converter.pypower.to_ppc`` also uses but trims) into a
   transformers then exclude the iron losses (noted);
 * asymmetric branch impedances and in-service DC lines are rejected
   (:class:`CaseFormatError`);
+* the converter models the element tables in :data:`MODELLED_ELEMENTS` (bus,
+  line, trafo, trafo3w, impedance, switch, ext_grid, gen, sgen, load, storage,
+  motor, shunt, ward, xward); any other element table with in-service rows
+  (svc, ssc, tcsc, vsc, asymmetric_load, asymmetric_sgen, DC grid elements, ...)
+  is rejected (:class:`CaseFormatError` naming the table and the first such
+  row) rather than silently dropped.  An element table is a table of the
+  network with an ``in_service`` column and a column naming a bus (``bus``,
+  ``from_bus``, ``hv_bus``, ``bus_dc``, ...), or another bus table
+  (``bus_dc``); results, standard types, costs, geodata, controllers, groups
+  and measurements are not element tables.  Out-of-service rows are fine
+  (pandapower ignores them too);
+* a network without a reference bus (no in-service ext_grid, no gen with
+  ``slack=True``) is rejected (:class:`CaseFormatError`);
 * a network without bus voltage limits gets [0.9, 1.1] pu (noted);
 * voltage angles are relative to the reference bus, whose angle is 0
   (PowerModels' convention): an ext_grid's ``va_degree`` is not kept, and a
@@ -70,7 +83,8 @@ from gridverify.grid import case as C
 from gridverify.grid.case import RawCase
 from gridverify.grid.compiled import CompiledCase
 
-__all__ = ["PandapowerCase", "from_pandapower", "read_pandapower_json", "to_pandapower", "ppc_of"]
+__all__ = ["MODELLED_ELEMENTS", "PandapowerCase", "from_pandapower", "read_pandapower_json",
+           "to_pandapower", "ppc_of"]
 
 _SOURCE = "<pandapower>"
 # pandapower's extra branch columns (pandapower.pypower.idx_brch)
@@ -208,8 +222,18 @@ def _convert(net: Any, name: str | None, source: str = _SOURCE) -> PandapowerCas
     except CaseFormatError:
         raise
     except Exception as exc:  # pandapower, or odd values in a network's tables
-        raise CaseFormatError(f"cannot convert the pandapower network ({_reason(exc)})",
-                              source=source) from exc
+        raise _pandapower_failure(exc, source) from exc
+
+
+def _pandapower_failure(exc: BaseException, source: str) -> CaseFormatError:
+    """The :class:`CaseFormatError` of an exception pandapower's converter raised."""
+    if isinstance(exc, UserWarning) and str(exc).startswith("No reference bus is available"):
+        # pandapower raises its UserWarning; say it as the MATPOWER reader does
+        return CaseFormatError("no reference bus (pandapower needs an in-service ext_grid, or "
+                               "a gen with slack=True, at an in-service bus)", source=source,
+                               field="ext_grid")
+    return CaseFormatError(f"cannot convert the pandapower network ({_reason(exc)})",
+                           source=source)
 
 
 def _reason(exc: BaseException) -> str:
@@ -252,6 +276,50 @@ def _check_bus_references(net: Any, source: str) -> None:
                                           "network", source=source, field=f"{et}.{col}")
 
 
+# the element tables the converter models (through pandapower's own case); an
+# in-service row of any other element table is rejected, not dropped
+MODELLED_ELEMENTS = ("bus", "line", "trafo", "trafo3w", "impedance", "switch", "ext_grid", "gen",
+                     "sgen", "load", "storage", "motor", "shunt", "ward", "xward")
+
+
+def _is_bus_column(col: Any) -> bool:
+    """A column naming a bus: ``bus``, ``from_bus``, ``hv_bus``, ``bus_dc``, ``bus_dc_plus``..."""
+    return "bus" in str(col).split("_")
+
+
+def _check_unsupported_elements(net: Any, source: str) -> None:
+    """No element table outside :data:`MODELLED_ELEMENTS` has an in-service row.
+
+    An element table is a table of the network with an ``in_service`` column and
+    a column naming a bus, or a bus table of its own (``bus_dc``: pandapower needs
+    a DC reference bus for any in-service one): this covers pandapower's elements
+    it does not list itself (svc, tcsc, vsc, ...) and ones of later versions, and
+    leaves out result tables, costs, geodata, controllers, groups, measurements
+    and characteristics.
+    """
+    import pandas as pd
+
+    for et in sorted(str(k) for k in net.keys()):
+        if et in MODELLED_ELEMENTS or et.startswith(("res_", "_")):
+            continue
+        table = net[et]
+        if not isinstance(table, pd.DataFrame) or len(table) == 0 \
+                or "in_service" not in table.columns:
+            continue
+        # an element at a bus, a branch, or a bus table of its own (bus_dc)
+        if not (_is_bus_column(et) or any(_is_bus_column(c) for c in table.columns)):
+            continue
+        # pandapower's own reading of the column (its _is_elements)
+        on = table.index[np.asarray(table["in_service"].values.astype(bool))]
+        if len(on) == 0:
+            continue
+        count = f" ({len(on)} of them)" if len(on) > 1 else ""
+        raise CaseFormatError(f"in-service {et} elements{count} are not supported (the "
+                              f"converter models only {', '.join(MODELLED_ELEMENTS)}); set their "
+                              "in_service to False or remove them", source=source,
+                              field=f"{et} {on[0]}")
+
+
 def _convert_tables(net: Any, name: str | None, source: str) -> PandapowerCase:
     import copy
 
@@ -263,6 +331,7 @@ def _convert_tables(net: Any, name: str | None, source: str) -> PandapowerCase:
         raise CaseFormatError("in-service DC lines are not supported (as mpc.dcline in MATPOWER "
                               "cases); set their in_service to False or remove them",
                               source=source, field=f"dcline {k}")
+    _check_unsupported_elements(net, source)
     net = copy.deepcopy(net)
     notes: list[str] = []
     if "ext_grid" in net and len(net.ext_grid) and "va_degree" in net.ext_grid:
