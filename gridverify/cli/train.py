@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,11 @@ def register(sub: Any) -> None:
         help="train an AC-OPF proxy from an OPF dataset",
         description=(
             "Train an MLP proxy (loads -> AC-OPF solution) on the optimal rows of an OPF "
-            "dataset and write a model directory (weights, arch.json, model.onnx, card.json)."
+            "dataset and write a model directory (weights, arch.json, model.onnx, card.json).  "
+            "An interrupted run resumes: the progress is saved beside --out (.OUT.train-"
+            "progress.pt: every 30 s, on Ctrl-C and at the end) and the same command goes on "
+            "from the last saved epoch, ending with the model an uninterrupted run gives; "
+            "the file is removed once the model is written."
         ),
         epilog="example:\n  gridverify train data/case14.h5 --out models/case14_relu --seed 0",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -111,7 +116,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from gridverify.grid import load_compiled
     from gridverify.proxy.artifacts import check_replaceable, is_model_dir, write_model_dir
     from gridverify.proxy.data import read_proxy_data_many
-    from gridverify.proxy.train import TrainOptions, train_proxy
+    from gridverify.proxy.train import TrainOptions, TrainProgress, train_proxy
 
     options = TrainOptions(
         hidden=args.hidden,
@@ -138,8 +143,10 @@ def _run_train(args: argparse.Namespace) -> int:
     case_ref = args.case or _dataset_case_name(paths[0])
     case = load_compiled(case_ref, emit_warnings=False)
     data = read_proxy_data_many(paths, case)
-    result = train_proxy(case, data, options)
+    resume = TrainProgress(progress_path(out_dir), say=_note)
+    result = train_proxy(case, data, options, resume=resume)
     out = write_model_dir(args.out, result.module, result.card)
+    resume.remove()  # the model it led to is written
     if args.json:
         print((out / "card.json").read_text(), end="")
         return 0
@@ -147,6 +154,16 @@ def _run_train(args: argparse.Namespace) -> int:
 
     _print_summary(out, read_card(out))
     return 0
+
+
+def progress_path(out_dir: Path) -> Path:
+    """The progress file of ``train --out OUT``: ``.OUT.train-progress.pt`` beside it (the
+    model folder itself is only replaced when training ends)."""
+    return out_dir.parent / f".{out_dir.name}.train-progress.pt"
+
+
+def _note(message: str) -> None:
+    print(f"gridverify: {' '.join(message.split())}", file=sys.stderr, flush=True)
 
 
 def _dataset_case_name(path: Path) -> str:

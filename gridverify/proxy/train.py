@@ -13,23 +13,37 @@ halving; early stopping on the validation loss keeps the best weights.
 Determinism: the split, the initialization and the batch order come from the
 seed only; training runs single-threaded with ``torch.use_deterministic_algorithms``
 (both settings are restored afterwards).
+
+Resuming: with a progress file (:class:`TrainProgress`; ``gridverify train``
+keeps one beside ``--out``), the state at the end of an epoch (weights,
+optimizer, learning-rate schedule, batch-order generator, best weights so far,
+history) is saved at most every :data:`SAVE_EVERY_S` seconds, on Ctrl-C (the state
+copied at most :data:`CAPTURE_EVERY_S` before) and when training ends.  A run
+with the same case, data and options starts from it and ends with the model an
+uninterrupted run gives, to the bit; a file of another run is ignored (and
+replaced) with a note.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import io
+import json
 import math
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from gridverify.errors import ProxyError
+from gridverify.fileio import atomic_write_bytes
 from gridverify.proxy.data import ProxyData, region_from_sampler
 from gridverify.proxy.metrics import (
     ProxyMetrics,
@@ -43,6 +57,12 @@ from gridverify.proxy.options import TrainOptions
 
 _STD_FLOOR = 1e-6
 _LOGIT_CLIP = 1e-3
+#: seconds between two saves of the training progress (also saved on Ctrl-C and at the end)
+SAVE_EVERY_S = 30.0
+#: seconds between two copies of the state at an epoch's end (what Ctrl-C saves: a copy
+#: every epoch would cost ~5 % of a small proxy's training)
+CAPTURE_EVERY_S = 1.0
+_PROGRESS_FORMAT = "gridverify-train-progress-1"
 
 
 @dataclass(frozen=True)
@@ -215,6 +235,55 @@ def _out_of_memory(options: TrainOptions) -> Iterator[None]:
                          f"({' '.join(text.split())[-120:]})") from None
 
 
+def progress_key(case: Any, data: ProxyData, options: TrainOptions) -> str:
+    """sha256 of what makes two training runs the same run (case, data, options)."""
+    ident = {"format": _PROGRESS_FORMAT, "case": str(case.content_hash),
+             "data": data.content_sha256, "options": options.to_dict(),
+             "torch": torch.__version__}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """The progress file of a training run (see the module docstring).
+
+    ``path``: the file (written to a temporary name and renamed); ``say``: receives
+    one-line notes (resuming, a file of another run ignored, progress saved on
+    Ctrl-C); default: none.
+    """
+
+    path: Path
+    say: Callable[[str], None] = field(default=lambda message: None)
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        """The saved state of the run ``key``; None (with a note) for none or another."""
+        if not self.path.exists():
+            return None
+        try:
+            snap = torch.load(self.path, map_location="cpu", weights_only=True)
+            ok = isinstance(snap, dict) and snap.get("format") == _PROGRESS_FORMAT
+        except Exception as exc:  # noqa: BLE001 - a damaged file: start afresh
+            self.say(f"{self.path}: training progress unreadable ({type(exc).__name__}); "
+                     "starting afresh")
+            return None
+        if not ok or snap.get("key") != key:
+            self.say(f"{self.path}: training progress of another run (other case, data or "
+                     "options); starting afresh")
+            return None
+        return snap
+
+    def save(self, snap: dict[str, Any]) -> None:
+        """Write the state ``snap`` (its history cut to the epochs it covers)."""
+        snap = {**snap, "hist": snap["hist"][: snap.pop("n_hist", len(snap["hist"]))]}
+        buf = io.BytesIO()
+        torch.save(snap, buf)
+        atomic_write_bytes(self.path, buf.getvalue())
+
+    def remove(self) -> None:
+        """Delete the file (once the model it leads to is written)."""
+        self.path.unlink(missing_ok=True)
+
+
 def train_proxy(
     case: Any,
     data: ProxyData,
@@ -222,11 +291,16 @@ def train_proxy(
     *,
     baseline: np.ndarray | None = None,
     compute_baseline: bool = True,
+    resume: TrainProgress | None = None,
 ) -> TrainResult:
     """Train a proxy for ``case`` on ``data``; see module docstring.
 
     ``baseline``: the nominal AC-OPF output vector; when None and
-    ``compute_baseline``, it is solved here with :func:`solve_opf`.
+    ``compute_baseline``, it is solved here with :func:`solve_opf`.  ``resume``:
+    the run's progress file; training starts from the state saved there by an
+    interrupted run of the same case, data and options, and saves its own.  The
+    file stays when training ends (a rerun then finishes at once); remove it
+    (:meth:`TrainProgress.remove`) once the model is written.
     """
     if data.case_hash != case.content_hash:
         raise ProxyError(f"dataset {data.path} is not of case {case.name!r}")
@@ -247,14 +321,16 @@ def train_proxy(
         region = training_region(case, data)
         box = (torch.tensor(np.asarray(region["lower"]), dtype=torch.float32),
                torch.tensor(np.asarray(region["upper"]), dtype=torch.float32))
-        best_state, hist, best_epoch, best_val, epochs_run = _fit(
-            case, module, x, y, split, out_mean, out_std, options, box
+        key = progress_key(case, data, options)
+        best_state, hist, best_epoch, best_val, epochs_run, before = _fit(
+            case, module, x, y, split, out_mean, out_std, options, box,
+            resume, key, (time.perf_counter() - t0, time.process_time() - c0)
         )
         module.load_state_dict(best_state)
         module.eval()
         deployed = module.folded(torch.float32)
-    train_seconds = time.perf_counter() - t0
-    cpu_seconds = time.process_time() - c0
+    train_seconds = time.perf_counter() - t0 + before[0]  # earlier runs' time included
+    cpu_seconds = time.process_time() - c0 + before[1]
     with torch.no_grad():
         pred = copy.deepcopy(deployed).double()(torch.from_numpy(x[split.test])).numpy()
     metrics = evaluate_predictions(case, x[split.test], y[split.test], pred)
@@ -382,7 +458,13 @@ def _fit(
     out_std: np.ndarray,
     options: TrainOptions,
     box: tuple[torch.Tensor, torch.Tensor],
-) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int, float, int]:
+    resume: TrainProgress | None = None,
+    key: str = "",
+    spent: tuple[float, float] = (0.0, 0.0),
+) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int, float, int,
+           tuple[float, float]]:
+    """The epochs; returns the best weights, the history, the best epoch and loss, the
+    epochs run and the (wall, CPU) seconds of earlier runs resumed from."""
     data_loss = _loss_fn(case, options, out_mean, out_std)
     ws = float(options.stability_weight)
 
@@ -408,8 +490,40 @@ def _fit(
     best_epoch = 0
     hist: list[dict[str, float]] = []
     epochs_run = 0
-    with _progress(options.progress, options.epochs, case.name) as advance:
-        for epoch in range(1, options.epochs + 1):
+    finished = False
+    before = (0.0, 0.0)  # seconds of the earlier runs this one resumes
+    t0, c0 = time.perf_counter() - spent[0], time.process_time() - spent[1]
+    snap = resume.load(key) if resume is not None else None
+    if snap is not None:
+        module.load_state_dict(snap["module"])
+        opt.load_state_dict(snap["opt"])
+        sched.load_state_dict(snap["sched"])
+        gen.set_state(snap["gen"])
+        best_state, best_val, best_epoch = snap["best_state"], snap["best_val"], snap["best"]
+        hist, epochs_run, finished = snap["hist"], snap["epoch"], snap["finished"]
+        before = snap["seconds"]
+        assert resume is not None
+        resume.say(f"{resume.path}: resuming training after epoch {epochs_run} (delete the "
+                   "file to start afresh)")
+
+    def capture(done: bool) -> dict[str, Any]:
+        # copies of what the next epoch changes in place; best_state is replaced, never
+        # changed, and hist only grows (a slice of it is taken when saving)
+        return {"format": _PROGRESS_FORMAT, "key": key, "epoch": epochs_run, "finished": done,
+                "module": copy.deepcopy(module.state_dict()),
+                "opt": copy.deepcopy(opt.state_dict()), "sched": copy.deepcopy(sched.state_dict()),
+                "gen": gen.get_state(), "best_state": best_state, "best_val": best_val,
+                "best": best_epoch, "hist": hist, "n_hist": len(hist),
+                "seconds": (before[0] + time.perf_counter() - t0,
+                            before[1] + time.process_time() - c0)}
+
+    last_save = last_capture = time.monotonic()
+    epoch_end = capture(finished) if resume is not None else None  # what Ctrl-C saves
+    with contextlib.ExitStack() as stack:
+        advance = stack.enter_context(_progress(options.progress, options.epochs, case.name))
+        if resume is not None:
+            stack.enter_context(_saved_on_interrupt(resume, lambda: epoch_end))
+        for epoch in range(epochs_run + 1, 0 if finished else options.epochs + 1):
             module.train()
             perm = torch.randperm(n, generator=gen)
             total = 0.0
@@ -435,7 +549,30 @@ def _fit(
             advance(epoch, total / n, val, best_val)
             if epoch - best_epoch >= options.patience:
                 break
-    return best_state, hist, best_epoch, best_val, epochs_run
+            now = time.monotonic()
+            if resume is not None and now - last_capture >= CAPTURE_EVERY_S:
+                epoch_end, last_capture = capture(False), now
+                if now - last_save >= SAVE_EVERY_S:
+                    resume.save(epoch_end)
+                    last_save = now
+    if resume is not None:
+        resume.save(capture(True))
+    return best_state, hist, best_epoch, best_val, epochs_run, before
+
+
+@contextlib.contextmanager
+def _saved_on_interrupt(resume: TrainProgress,
+                        last: Callable[[], dict[str, Any] | None]) -> Iterator[None]:
+    """On Ctrl-C, save the state at the end of the last whole epoch (``last()``)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        snap = last()
+        if snap is not None:
+            resume.save(snap)
+            resume.say(f"{resume.path}: training progress saved after epoch {snap['epoch']}; "
+                       "the same command resumes from there")
+        raise
 
 
 @contextlib.contextmanager
