@@ -33,16 +33,18 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from _common import model_path
 
 from gridverify.bab import BabOptions, bab_maximize
 
+#: key -> (case name, shipped proxy folder: absolute, so any working directory will do)
 CASES = {
-    "case14": ("pglib_opf_case14_ieee", "models/case14_relu"),
-    "case57": ("pglib_opf_case57_ieee", "models/case57_relu"),
-    "case118": ("pglib_opf_case118_ieee", "models/case118_relu"),
-    "case300": ("pglib_opf_case300_ieee", "models/case300_relu"),
-    "case14s": ("pglib_opf_case14_ieee", "models/case14_relu_stable"),
-    "case57s": ("pglib_opf_case57_ieee", "models/case57_relu_stable"),
+    "case14": ("pglib_opf_case14_ieee", model_path("case14_relu")),
+    "case57": ("pglib_opf_case57_ieee", model_path("case57_relu")),
+    "case118": ("pglib_opf_case118_ieee", model_path("case118_relu")),
+    "case300": ("pglib_opf_case300_ieee", model_path("case300_relu")),
+    "case14s": ("pglib_opf_case14_ieee", model_path("case14_relu_stable")),
+    "case57s": ("pglib_opf_case57_ieee", model_path("case57_relu_stable")),
 }
 ABLATION = {
     "widest": BabOptions(branching="widest", points="midpoint"),

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import REPO
 
 from gridverify.bab import BabOptions
 from gridverify.certify import CertifyOptions, certify
@@ -54,7 +55,7 @@ def run(case: str, model: str, jobs: int, timeout: float, bab_timeout: float,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", default="case14")
-    ap.add_argument("--model", default=None, help="default: models/<case>_relu")
+    ap.add_argument("--model", default=None, help="default: the shipped models/<case>_relu")
     ap.add_argument("--jobs", default="1,2")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--bab-timeout", type=float, default=8.0)
@@ -64,7 +65,8 @@ def main() -> None:
     torch.set_num_threads(1)
     case = a.case if a.case.startswith("pglib") else f"pglib_opf_{a.case}_ieee"
     model = a.model or f"models/{a.case.replace('pglib_opf_', '').replace('_ieee', '')}_relu"
-    res = [run(case, model, int(j), a.timeout, a.bab_timeout, a.constraints)
+    path = model if a.model else str(REPO / model)  # the shipped one, from any directory
+    res = [run(case, path, int(j), a.timeout, a.bab_timeout, a.constraints)
            for j in a.jobs.split(",")]
     base = res[0]
     lines = [f"`certify {case} --model {model} --method bab --timeout {a.timeout:g} "

@@ -15,6 +15,7 @@ import sys
 import time
 
 import torch
+from _common import cuda_missing
 
 from gridverify.bab import BabOptions, bab_maximize
 
@@ -61,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     rows = []
     for dev in args.devices.split(","):
-        if dev.startswith("cuda") and not torch.cuda.is_available():
-            print(f"{dev}: skipped (no CUDA)")
+        if cuda_missing(dev):
             continue
         batch = args.gpu_batch if dev.startswith("cuda") else args.batch
         row = measure(dev, args.seconds, batch, args.family, args.branching, args.clock,

@@ -19,6 +19,9 @@ floor of 1 MiB for IBP).
     .venv/bin/python benchmarks/bounds.py                       # cpu, everything
     .venv/bin/python benchmarks/bounds.py --device cuda --json out.json
     .venv/bin/python benchmarks/bounds.py --sizes small,medium --domains 1,16
+
+``--device cuda`` on a machine without CUDA prints ``cuda: skipped (no CUDA)`` and
+exits 0 (no JSON is written).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "bounds"))
+from _common import cuda_missing  # noqa: E402
 from engine_graphs import mlp_physics_graph  # noqa: E402
 
 from gridverify.bounds import BoundOptions, compute_bounds  # noqa: E402
@@ -153,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--json", default=None, help="write the rows to this JSON file")
     args = p.parse_args(argv)
+    if cuda_missing(args.device):
+        return 0
     args.sizes = [s for s in args.sizes.split(",") if s]
     args.domains = [int(d) for d in args.domains.split(",") if d]
     args.methods = [m for m in args.methods.split(",") if m]

@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/falsify.py [--proxies case14_relu,case57_relu] [--factor 10]
-                                 [--top 4] [--random 4] [--out FILE]
+                                 [--top 3] [--random 2] [--out FILE]
 
 For each shipped proxy (``models/*``; default: every one), over its training
 region, per constraint family: the worst violation found by the falsification
@@ -99,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--proxies", default=",".join(_proxies()))
     ap.add_argument("--factor", type=int, default=10)
-    ap.add_argument("--top", type=int, default=3)
-    ap.add_argument("--random", type=int, default=2)
+    ap.add_argument("--top", type=int, default=3,
+                    help="per family, the constraints the default attack found worst (default 3)")
+    ap.add_argument("--random", type=int, default=2,
+                    help="per family, further constraints picked at random (seeded, default 2)")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)

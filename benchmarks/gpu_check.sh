@@ -4,7 +4,8 @@
 # The interpreter is $PYTHON, else .venv/bin/python, else python3; the checkout is put on
 # PYTHONPATH so that a machine with torch but without our install runs it as is (the
 # GPU tests and benchmarks need numpy, torch, tqdm and onnx only).  Output: one log,
-# gpu_check.log, and one JSON per benchmark (six files in all).
+# gpu_check.log, and one JSON per benchmark (six files in all).  Without CUDA the GPU-only
+# benchmarks print `cuda: skipped (no CUDA)`, exit 0 and write no JSON, and the run goes on.
 # Others append their GPU benchmarks at the end of this file.
 set -u
 cd "$(dirname "$0")/.."

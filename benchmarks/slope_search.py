@@ -7,6 +7,9 @@ engine picks for the tensor's size and device against plain bisection
 
     .venv/bin/python benchmarks/slope_search.py
     .venv/bin/python benchmarks/slope_search.py --sizes 64,4096 --device cuda --json out.json
+
+``--device cuda`` on a machine without CUDA prints ``cuda: skipped (no CUDA)`` and
+exits 0 (no JSON is written).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import time
 
 import torch
+from _common import cuda_missing
 
 from gridverify.bounds.relaxations import smooth, sshaped, trig
 
@@ -65,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    if cuda_missing(args.device):
+        return 0
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     rows = [measure(op, int(n), device, args.repeats)

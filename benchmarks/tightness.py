@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/tightness.py [--cases case14,case57] [--families p_balance,...]
                                    [--timeout 60] [--configs default,no-beta,...]
-                                   [--out rows.json] [--md docs/tightness.md]
+                                   [--out rows.json] [--md /tmp/tightness_tables.md]
 
 Per shipped proxy (``bab_ablation.CASES`` keys, ``case14t``/``case57t``/... for the
 tanh proxies) over its training region ``[0.9, 1.1] x nominal`` and per constraint
@@ -31,7 +31,10 @@ same process (the ablation): ``default``, ``no-beta`` (split multipliers off),
 ``no-clip`` (input clipping off), ``input`` (input splitting), ``babsr``.
 
 One torch thread; timeouts are CPU seconds.  Prints markdown; ``--md`` also writes
-it to a file (atomically).
+it to a file (atomically).  That file holds only the generated tables and is
+overwritten whole, so give it a file of its own and paste from it into
+``docs/tightness.md`` (never ``--md docs/tightness.md``: the hand-written page
+would be replaced).
 """
 
 from __future__ import annotations
@@ -49,16 +52,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bab_ablation import CASES, families, instance  # noqa: E402
+from _common import model_path  # noqa: E402
+from bab_ablation import CASES as ABLATION_CASES  # noqa: E402
+from bab_ablation import families, instance  # noqa: E402
 
 from gridverify.bab import BabOptions, bab_maximize  # noqa: E402
 
 CASES = {
-    **CASES,
-    "case14t": ("pglib_opf_case14_ieee", "models/case14_tanh"),
-    "case57t": ("pglib_opf_case57_ieee", "models/case57_tanh"),
-    "case118t": ("pglib_opf_case118_ieee", "models/case118_tanh"),
-    "case300t": ("pglib_opf_case300_ieee", "models/case300_tanh"),
+    **ABLATION_CASES,
+    "case14t": ("pglib_opf_case14_ieee", model_path("case14_tanh")),
+    "case57t": ("pglib_opf_case57_ieee", model_path("case57_tanh")),
+    "case118t": ("pglib_opf_case118_ieee", model_path("case118_tanh")),
+    "case300t": ("pglib_opf_case300_ieee", model_path("case300_tanh")),
 }
 CONFIGS = {
     "default": BabOptions(),
@@ -67,6 +72,16 @@ CONFIGS = {
     "input": BabOptions(branching="input"),
     "babsr": BabOptions(branching="babsr"),
 }
+
+
+def _ablation_key(case_key: str) -> str:
+    """``case_key`` as ``bab_ablation`` takes it: itself, or ``KEY=MODEL_DIR`` (a key of the
+    same case) for the proxies only this script knows (the tanh ones)."""
+    if case_key in ABLATION_CASES:
+        return case_key
+    name, model = CASES[case_key]
+    base = next(k for k, (n, _) in ABLATION_CASES.items() if n == name)
+    return f"{base}={model}"
 
 
 def _parts(case_key: str, family: str):
@@ -144,7 +159,7 @@ def diagnose(case_key: str, family: str) -> dict:
 
 
 def run(case_key: str, family: str, opts: BabOptions) -> dict:
-    g, lo, hi, spec = instance(case_key, family)
+    g, lo, hi, spec = instance(_ablation_key(case_key), family)
     t0 = time.perf_counter()
     r = bab_maximize(g, lo, hi, spec, options=opts, mode="optimization")
     root_b = r.history[0][1]
@@ -171,14 +186,18 @@ def _f(v: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", default="case14,case57")
+    p.add_argument("--cases", default="case14,case57", help=f"comma list of {sorted(CASES)}")
     p.add_argument("--families", default=None, help="comma list (default: every family)")
     p.add_argument("--timeout", type=float, default=60.0, help="CPU seconds per family")
     p.add_argument("--configs", default="default", help=f"comma list of {sorted(CONFIGS)}")
     p.add_argument("--diagnose", action="store_true", help="also the stage diagnosis")
     p.add_argument("--out", default=None, help="write the rows as JSON")
-    p.add_argument("--md", default=None, help="write the markdown tables to this file")
+    p.add_argument("--md", default=None,
+                   help="write the generated tables (only) to this file, replacing it")
     a = p.parse_args(argv)
+    unknown = [c for c in a.cases.split(",") if c not in CASES]
+    if unknown:
+        p.error(f"--cases: unknown {', '.join(unknown)} (valid: {', '.join(CASES)})")
     torch.set_num_threads(1)
     lines: list[str] = []
 
@@ -192,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     emit("| case | family | config | alpha-CROWN | BaB | found | gap shrink | branching "
          "| domains | s |")
     emit("|---|---|---|---|---|---|---|---|---|---|")
-    fams_of = {ck: (a.families.split(",") if a.families else families(ck))
+    fams_of = {ck: (a.families.split(",") if a.families else families(_ablation_key(ck)))
                for ck in a.cases.split(",")}
     for ck, fams in fams_of.items():
         for fam in fams:

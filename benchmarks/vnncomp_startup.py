@@ -11,6 +11,7 @@ Run: ``.venv/bin/python benchmarks/vnncomp_startup.py [MODEL.onnx PROP.vnnlib]``
 
 from __future__ import annotations
 
+import argparse
 import re
 import resource
 import subprocess
@@ -55,9 +56,21 @@ def make_instance(folder: Path) -> tuple[Path, Path]:
     return model, prop
 
 
-def main() -> None:
-    if len(sys.argv) == 3:
-        model, prop = Path(sys.argv[1]), Path(sys.argv[2])
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Without arguments it builds the case300 proxy instance in a temporary folder "
+               "and times that.  Prints a breakdown and the start-up figure, "
+               "best of three runs.")
+    ap.add_argument("model", nargs="?", type=Path, metavar="MODEL.onnx",
+                    help="with PROP.vnnlib: time this instance instead")
+    ap.add_argument("prop", nargs="?", type=Path, metavar="PROP.vnnlib",
+                    help="the property of that instance")
+    args = ap.parse_args(argv)
+    if (args.model is None) != (args.prop is None):
+        ap.error("give both MODEL.onnx and PROP.vnnlib, or neither")
+    if args.model is not None:
+        model, prop = args.model, args.prop
         tmp = None
     else:
         tmp = tempfile.TemporaryDirectory()

@@ -9,7 +9,7 @@ time depends on the machine's load; the CPU time of this process does much less.
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 
 from gridverify.vnncomp.vnnlib import parse_vnnlib_text
@@ -49,8 +49,13 @@ def input_disjunction(n_assert: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Prints the best of three parses (wall and CPU seconds) for each shape.")
+    ap.add_argument("n_assertions", nargs="?", type=int, default=20000, metavar="N_ASSERTIONS",
+                    help="assertions per generated property (default 20000)")
+    n = ap.parse_args(argv).n_assertions
     for name, make in (
         ("input bounds", box_property),
         ("output disjunction", output_property),
