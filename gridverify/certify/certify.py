@@ -112,7 +112,11 @@ class RegionWarning(UserWarning):
 def _resolve_case(case: Any) -> Any:
     from gridverify.grid import compile_case
 
-    return compile_case(case)  # a compiled case, a name or path, a RawCase, a pandapower net
+    compiled = compile_case(case)  # a compiled case, a name or path, a RawCase, a pandapower net
+    if compiled.n_load == 0:
+        raise SpecError(f"case {compiled.name!r} has no in-service load: there is no load "
+                        "region to certify a proxy over (its inputs are the loads)")
+    return compiled
 
 
 def _resolve_proxy(proxy: Any, case: Any) -> Any:

@@ -81,9 +81,13 @@ class Checkpoint:
         if path.is_dir():
             raise SpecError(f"checkpoint {path}: is a folder (give a file path)")
         try:
+            with path.open("rb") as fh:
+                if fh.read(4) != b"PK\x03\x04":  # an .npz archive is a zip file
+                    raise SpecError(f"checkpoint {path}: not a gridverify checkpoint (not an "
+                                    ".npz archive); remove it or give another file")
             with np.load(path, allow_pickle=False) as z:
                 saved = {k: z[k] for k in z.files}
-        except OSError:
+        except (OSError, SpecError):
             raise
         except Exception as exc:  # noqa: BLE001 - truncated, empty or corrupt: zip, npy, EOF
             reason = str(exc) or type(exc).__name__

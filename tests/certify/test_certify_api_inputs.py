@@ -64,6 +64,18 @@ def test_a_pandapower_network_is_a_case_everywhere(tiny_mlp):
     assert np.array_equal(ub_a, ub_b)
 
 
+def test_a_case_without_loads_is_refused_naming_it():
+    pp = pytest.importorskip("pandapower")
+    net = pp.create_empty_network()
+    b0, b1 = pp.create_bus(net, 20.0), pp.create_bus(net, 20.0)
+    pp.create_ext_grid(net, b0)
+    pp.create_line(net, b0, b1, 1.0, "NAYY 4x50 SE")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(SpecError, match="'pandapower_net' has no in-service load"):
+            certify(net, torch.nn.Linear(2, 2))
+
+
 def test_thresholds_as_a_number_a_string_or_a_mapping(case14, tiny_mlp):
     assert as_thresholds(None) == ThresholdSpec()
     assert as_thresholds(0.01) == parse_threshold("0.01") == as_thresholds({"default": 0.01})
