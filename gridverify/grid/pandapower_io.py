@@ -320,6 +320,27 @@ def _check_unsupported_elements(net: Any, source: str) -> None:
                               field=f"{et} {on[0]}")
 
 
+def _voltage_dependent_loads(net: Any, source: str) -> list[str]:
+    """The note saying that in-service loads with constant-impedance or constant-current
+    parts (``const_z_*_percent``, ``const_i_*_percent``) are taken as constant power,
+    as in pandapower's OPF; none when there are none."""
+    load = net["load"] if "load" in net else None
+    if load is None or len(load) == 0:
+        return []
+    cols = [c for c in load.columns if str(c).startswith(("const_z_", "const_i_"))
+            and str(c).endswith("percent")]
+    if not cols:
+        return []
+    on = load["in_service"].astype(bool) if "in_service" in load else True
+    parts = load[cols].fillna(0).astype(float).abs().sum(axis=1)
+    rows = load.index[(parts > 0) & on]
+    if len(rows) == 0:
+        return []
+    return [f"{source}: {len(rows)} load(s) with constant-impedance or constant-current "
+            f"parts (first: load {rows[0]}) are taken as constant power at their p_mw and "
+            "q_mvar, as in pandapower's OPF"]
+
+
 def _convert_tables(net: Any, name: str | None, source: str) -> PandapowerCase:
     import copy
 
@@ -342,6 +363,7 @@ def _convert_tables(net: Any, name: str | None, source: str) -> PandapowerCase:
                 notes.append(f"{source}: ext_grid {k} has va_degree {float(va):g}; angles are "
                              "relative to the reference bus (0 there, PowerModels' convention), "
                              f"so they differ from pandapower's by {float(va):g} degrees")
+    notes.extend(_voltage_dependent_loads(net, source))
     if "max_vm_pu" not in net.bus or "min_vm_pu" not in net.bus:
         if "max_vm_pu" not in net.bus:
             net.bus["max_vm_pu"] = 1.1

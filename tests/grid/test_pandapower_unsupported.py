@@ -173,3 +173,15 @@ def test_network_without_reference_bus_is_a_clean_error():
     msg = str(info.value)
     assert "\n" not in msg and "UserWarning" not in msg
     assert "no reference bus (pandapower needs an in-service ext_grid" in msg
+
+
+def test_voltage_dependent_load_parts_are_noted_as_constant_power() -> None:
+    plain = _net()
+    zip_load = _net()
+    zip_load.load.loc[0, "const_z_p_percent"] = 30.0
+    quiet, noted = (from_pandapower(n) for n in (plain, zip_load))
+    assert not any("constant-impedance" in w for w in quiet.notes)
+    note = [w for w in noted.notes if "constant-impedance" in w]
+    assert len(note) == 1 and "load 0" in note[0] and "constant power" in note[0]
+    zip_load.load.loc[0, "in_service"] = False  # an out-of-service one: nothing to say
+    assert not any("constant-impedance" in w for w in from_pandapower(zip_load).notes)
