@@ -209,8 +209,9 @@ _JSON_ATTRS = ("sampler", "status_codes", "solver_settings")
 _INT_ATTRS = ("schema_version", "seed", "n_samples")
 
 
-def _check_attr(path: str, key: str, value: Any) -> None:
-    """DatasetError unless the attribute ``key`` holds what this module writes there."""
+def check_attr(path: str, key: str, value: Any) -> None:
+    """DatasetError unless the attribute ``key`` holds what this module writes there (an
+    integer, a JSON object or a string), naming the file and the attribute."""
     if key in _INT_ATTRS:
         if not isinstance(value, int) or isinstance(value, bool):
             raise DatasetError(f"{path}: attribute {key!r} is not an integer: {value!r}")
@@ -235,7 +236,7 @@ def _read_attrs(f: Any, path: str) -> dict[str, Any]:
         if not present and key not in _OPTIONAL_ATTRS:  # optional: absent in older files
             raise DatasetError(f"{path}: missing attribute {key!r}")
         if present:
-            _check_attr(path, key, attrs[key])
+            check_attr(path, key, attrs[key])
         if key == "schema_version" and attrs[key] != SCHEMA_VERSION:  # before the others:
             raise DatasetError(  # another schema may store them otherwise
                 f"{path}: schema_version {attrs['schema_version']} (this gridverify reads "
@@ -866,6 +867,7 @@ __all__ = [
     "OPFDataset",
     "SCHEMA_VERSION",
     "STATUS_CODES",
+    "check_attr",
     "check_case",
     "load_dataset",
     "make_dataset",

@@ -70,7 +70,7 @@ def read_proxy_data(path: str | os.PathLike[str], case: Any) -> ProxyData:
     import h5py
 
     from gridverify.fileio import require_file
-    from gridverify.opf.dataset import H5_ERRORS, reading
+    from gridverify.opf.dataset import H5_ERRORS, check_attr, reading
 
     path = require_file(path)
     try:
@@ -83,6 +83,9 @@ def read_proxy_data(path: str | os.PathLike[str], case: Any) -> ProxyData:
         ver = attrs.get("schema_version")
         if ver != SCHEMA_VERSION:
             raise DatasetError(f"{path}: attribute schema_version: expected 1, got {ver!r}")
+        for key in ("sampler", "seed"):  # optional here; when present, as written
+            if key in attrs:
+                check_attr(str(path), key, attrs[key])
         name = attrs.get("case_name")
         chash = attrs.get("case_hash")
         if chash != case.content_hash:
@@ -136,12 +139,7 @@ def read_proxy_data(path: str | os.PathLike[str], case: Any) -> ProxyData:
             )
     if rows.size == 0:
         raise DatasetError(f"{path}: no optimal rows (status == 1) to train on")
-    sampler = None
-    if "sampler" in attrs:
-        try:
-            sampler = json.loads(attrs["sampler"]) if isinstance(attrs["sampler"], str) else None
-        except json.JSONDecodeError:
-            sampler = None
+    sampler = json.loads(attrs["sampler"]) if "sampler" in attrs else None  # checked above
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(x).tobytes())
     h.update(np.ascontiguousarray(y).tobytes())

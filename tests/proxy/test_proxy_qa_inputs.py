@@ -80,3 +80,23 @@ def test_read_only_model_directory_is_not_replaced(tmp_path: Path, trained14, ca
     finally:
         _chmod_tree(out, writable=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize(("value", "why"), [("{not json", "is not valid JSON"),
+                                            (3, "is not a string: 3")])
+def test_a_damaged_sampler_attribute_is_refused_not_dropped(
+        tmp_path: Path, case14_data: Path, value: object, why: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    import h5py
+
+    bad = tmp_path / "bad.h5"
+    shutil.copy(case14_data, bad)
+    with h5py.File(bad, "r+") as f:
+        f.attrs["sampler"] = value  # the training region comes from it
+    code = main(["train", str(bad), "--out", str(tmp_path / "m"), "--epochs", "1",
+                 "--no-progress"])
+    line = _one_line(capsys.readouterr().err)
+    assert code == 2 and f"{bad}: attribute 'sampler' {why}" in line
+    assert not (tmp_path / "m").exists()
