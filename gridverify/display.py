@@ -23,7 +23,7 @@ import html
 import math
 from typing import Any
 
-from gridverify._html import register_plot, register_view
+from gridverify._html import NO_BOUND_NOTE, register_plot, register_view, value_text
 from gridverify.errors import SpecError
 
 __all__ = [
@@ -39,11 +39,6 @@ __all__ = [
     "study_plot",
     "to_dataframe",
 ]
-
-
-def _num(v: float) -> str:
-    """A table number: 4 significant digits, -0 shown as 0."""
-    return f"{v + 0.0:.4g}"
 
 
 def _kv_table(title: str, items: list[tuple[str, Any]]) -> str:
@@ -90,11 +85,37 @@ def proxy_html(proxy: Any) -> str:
     ])
 
 
-def certificate_frame(cert: Any) -> Any:
-    """One row per constraint: bound, attained, gap, threshold, margin, status, loading and
-    radius (NaN where none)."""
+#: the columns (and dtypes) of :func:`certificate_frame`
+CERTIFICATE_COLUMNS: dict[str, str] = {
+    "family": "object", "component": "int64", "status": "object", "upper_bound": "float64",
+    "attained": "float64", "gap": "float64", "threshold": "float64", "margin": "float64",
+    "unit": "object", "method": "object", "seconds": "float64", "index": "int64",
+    "rate": "float64", "radius": "float64", "loading_upper_bound": "float64",
+    "loading_attained": "float64",
+}
+
+#: the columns (and dtypes) of :func:`certificate_diff_frame`
+DIFF_COLUMNS: dict[str, str] = {
+    "family": "object", "component": "int64", "kind": "object",
+    **{f"{side}_{k}": "object" if k == "status" else "float64" for side in ("old", "new")
+       for k in ("status", "upper_bound", "attained", "threshold")},
+}
+
+
+def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> Any:
+    """A DataFrame of ``rows`` with ``columns`` (in that order); without rows, an empty
+    frame that still has them, with their dtypes."""
     import pandas as pd
 
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+    return pd.DataFrame(rows, columns=list(columns))
+
+
+def certificate_frame(cert: Any) -> Any:
+    """One row per constraint: bound, attained, gap, threshold, margin, status, loading and
+    radius (NaN where none; ``rate`` NaN for non-thermal constraints).  A certificate
+    without constraints gives an empty frame with the same columns."""
     rows = []
     for c in cert.constraints:
         ld = c.loading()
@@ -102,18 +123,36 @@ def certificate_frame(cert: Any) -> Any:
             "family": c.family, "component": c.component, "status": c.status,
             "upper_bound": c.upper_bound, "attained": c.attained, "gap": c.gap,
             "threshold": c.threshold, "margin": c.upper_bound - c.threshold, "unit": c.unit,
-            "method": c.method, "seconds": c.seconds, "index": c.index, "rate": c.rate,
+            "method": c.method, "seconds": c.seconds, "index": c.index,
+            "rate": math.nan if c.rate is None else c.rate,
             "radius": math.nan if c.radius is None else c.radius,
             "loading_upper_bound": ld[1] if ld else math.nan,
             "loading_attained": ld[0] if ld else math.nan,
         })
-    return pd.DataFrame(rows)
+    return _frame(rows, CERTIFICATE_COLUMNS)
+
+
+def _text_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """An HTML table of ``rows``, every value written by :func:`~gridverify._html.value_text`
+    (``inf`` where there is no finite bound, ``-`` where there is no value)."""
+    import pandas as pd
+
+    if not rows:
+        return ""
+    cells = [{c: value_text(r.get(c)) for c in columns} for r in rows]
+    return pd.DataFrame(cells, columns=columns).to_html(index=False)
+
+
+def _no_bound_note(values: list[Any]) -> str:
+    """The note on ``inf`` (:data:`~gridverify._html.NO_BOUND_NOTE`) when one of
+    ``values`` is shown as ``inf``."""
+    shown = any(value_text(v) == "inf" for v in values)
+    return f"<p>{html.escape(NO_BOUND_NOTE)}.</p>" if shown else ""
 
 
 def certificate_html(cert: Any) -> str:
-    """HTML view of a certificate: status counts and the per-family summary table."""
-    import pandas as pd
-
+    """HTML view of a certificate: status counts and the per-family summary table
+    (``inf`` where a family has no finite bound)."""
     s = cert.summary
     head = (f"<p><b>certificate</b> {html.escape(cert.case)} | {html.escape(cert.model)} | "
             f"{html.escape(cert.region.describe())} | {html.escape(cert.method)}: "
@@ -121,12 +160,13 @@ def certificate_html(cert: Any) -> str:
             f"<span style='color:#c62828'>{s['violated']} violated</span>, "
             f"<span style='color:#b26a00'>{s['open']} open</span> of {s['total']} "
             f"in {cert.seconds:.1f} s</p>")
-    fam = pd.DataFrame([{"family": k, **v} for k, v in cert.families().items()])
+    fams = cert.families(null_nonfinite=False)
     cols = ["family", "count", "certified", "violated", "open", "max_upper_bound",
             "max_attained", "gap", "unit"]
-    if len(fam) and fam["radius"].notna().any():
+    if any(d["radius"] is not None for d in fams.values()):
         cols.append("radius")
-    table = fam[cols].to_html(index=False, float_format=_num) if len(fam) else ""
+    table = _text_table([{"family": k, **v} for k, v in fams.items()], cols)
+    table += _no_bound_note([d["max_upper_bound"] for d in fams.values()])
     note = cert.relu_note()
     if note:
         head += (f"<p>{html.escape(note)} (see docs/tightness.md for what closes open "
@@ -137,23 +177,12 @@ def certificate_html(cert: Any) -> str:
     return head + table
 
 
-def _cell(v: Any) -> str:
-    """A table cell: ``-`` where there is no value (a family absent from one side, or no
-    finite bound), counts as integers, other numbers as in :func:`_num`."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return str(v) if isinstance(v, int) else _num(v)
-    return str(v)
-
-
 def certificate_diff_html(diff: Any) -> str:
     """HTML view of a comparison of two certificates: the counts of each kind of change
     (constraints added or removed too, when any), per-family counts and worst values
-    of both (``-`` where a family is absent from one of them), then the constraints
-    whose status changed or that are in one certificate only."""
-    import pandas as pd
-
+    of both (``-`` where a family is absent from one of them, ``inf`` where it has no
+    finite bound), then the constraints whose status changed or that are in one
+    certificate only."""
     c = diff.counts
     one_side = "".join(f", {c[k]} {k}" for k in ("added", "removed") if c[k])
     if diff.lost:
@@ -167,30 +196,37 @@ def certificate_diff_html(diff: Any) -> str:
             f"{c['unchanged']} unchanged{one_side}</p>")
     head += "".join(f"<p>note: {html.escape(n)}</p>" for n in diff.notes)
     rows = []
-    for fam, d in diff.families().items():
+    for fam, d in diff.families(null_nonfinite=False).items():
         row: dict[str, Any] = {"family": fam}
         for side in ("old", "new"):
             for k in ("certified", "violated", "open", "max_upper_bound", "max_attained"):
-                row[f"{k} ({side})"] = _cell((d[side] or {}).get(k))
+                row[f"{k} ({side})"] = (d[side] or {}).get(k)
         rows.append(row)
-    table = pd.DataFrame(rows).to_html(index=False) if rows else ""
+    table = _text_table(rows, list(rows[0]) if rows else [])
+    shown = [r[f"max_upper_bound ({side})"] for r in rows for side in ("old", "new")]
     changed = certificate_diff_frame(diff)
+    changed = changed[changed.kind != "unchanged"]
     if len(changed):
-        changed = changed[changed.kind != "unchanged"]
-    if len(changed):
-        changed = changed.copy()
-        for col in changed.select_dtypes(include="object").columns:  # a status of no side
-            changed[col] = [_cell(v) for v in changed[col]]
-        table += changed.to_html(index=False, float_format=_num, na_rep="-")
-    return head + table
+        table += _text_table(changed.to_dict("records"), list(changed.columns))
+        shown += [*changed.old_upper_bound, *changed.new_upper_bound]
+    return head + table + _no_bound_note(shown)
 
 
 def certificate_diff_frame(diff: Any) -> Any:
     """One row per constraint of a comparison of two certificates: its kind of change,
-    old and new status, upper bound, attained value and threshold (None where absent)."""
-    import pandas as pd
-
-    return pd.DataFrame([ch.to_dict() for ch in diff.changes])
+    old and new status, upper bound, attained value and threshold (status ``None`` and
+    numbers NaN where the constraint is absent from that certificate; an upper bound
+    ``inf`` where it has no finite bound).  Empty frames keep the columns."""
+    rows = []
+    for ch in diff.changes:
+        row: dict[str, Any] = {"family": ch.family, "component": int(ch.component),
+                               "kind": ch.kind}
+        for side, c in (("old", ch.old), ("new", ch.new)):
+            row[f"{side}_status"] = None if c is None else c.status
+            for k in ("upper_bound", "attained", "threshold"):
+                row[f"{side}_{k}"] = math.nan if c is None else float(getattr(c, k))
+        rows.append(row)
+    return _frame(rows, DIFF_COLUMNS)
 
 
 def to_dataframe(obj: Any, level: str = "summary") -> Any:
@@ -235,13 +271,21 @@ def _case_of(cert: Any) -> Any:
 def study_plot(results: Any, kind: str = "grid", **kwargs: Any) -> Any:
     """Figures of study results (:meth:`StudyResults.plot`): ``grid`` (topology colored
     by worst violation), ``gaps``, ``time``, ``radius`` (share certified against the
-    radius, per model and region); the report's figure functions."""
+    radius, per model and region); the report's figure functions.
+
+    ``case``: the study's case key (default: the first case); ``ax``: the axes to draw
+    on (``gaps`` and ``radius``, which draw one axes; the others draw several)."""
     from gridverify.report import figures
 
     fn = {"grid": figures.grid_figure, "gaps": figures.gap_figure,
           "time": figures.bound_time_figure, "radius": figures.study_radius_figure}
     if kind not in fn:
         raise ValueError(f"kind: one of {', '.join(fn)}, got {kind!r}")
+    if kwargs.get("ax") is not None and kind not in ("gaps", "radius"):
+        raise TypeError(f"plot: kind {kind!r} draws a figure of several axes; ax= is for "
+                        "kinds 'gaps' and 'radius'")
+    if "ax" in kwargs and kwargs["ax"] is None:  # the figure functions make their own
+        del kwargs["ax"]
     return fn[kind](results, **kwargs)
 
 
@@ -267,13 +311,27 @@ def plot(obj: Any, case: Any = None, ax: Any = None, **kwargs: Any) -> Any:
     not the certificate's case), or with
     ``kind="radius"`` the share of each family certified against the radius of
     the box about the region's centre (:func:`~gridverify.report.figures.radius_figure`).
-    A compiled case: its topology.  Study results: :func:`study_plot` (``kind=...``).
+    A compiled case: its topology.  Study results: :func:`study_plot` (``kind=...``;
+    ``case``: the study's case key, default its first case; ``ax`` for the one-axes
+    kinds).  A comparison of two certificates (:func:`~gridverify.compare_certificates`):
+    :meth:`CertificateDiff.plot <gridverify.certify.compare.CertificateDiff.plot>`.
     """
     from gridverify.report import figures
 
     plt = figures._plt()
     if hasattr(obj, "plot") and hasattr(obj, "records"):
-        return study_plot(obj, **kwargs)
+        extra = {k: v for k, v in (("case", case), ("ax", ax)) if v is not None}
+        return study_plot(obj, **kwargs, **extra)
+    if hasattr(obj, "changes") and hasattr(obj, "counts"):
+        kind = kwargs.pop("kind", "compare")
+        if kind != "compare":
+            raise ValueError(f"kind: a comparison has one figure ('compare'), got {kind!r}")
+        bad = ([] if case is None else ["case"]) + sorted(kwargs.keys() - {"figsize"})
+        if bad:
+            raise TypeError(f"plot: a comparison takes no {'=, '.join(bad)}=")
+        if ax is None and "figsize" in kwargs:
+            _, ax = plt.subplots(figsize=kwargs["figsize"])
+        return obj.plot(ax=ax)
     kind = kwargs.pop("kind", "grid")
     if kind not in ("grid", "radius"):
         raise ValueError(f"kind: 'grid' or 'radius', got {kind!r}")
@@ -302,7 +360,7 @@ def plot(obj: Any, case: Any = None, ax: Any = None, **kwargs: Any) -> Any:
     else:
         raise TypeError(f"plot: unsupported object {type(obj).__name__}")
     if ax is None:
-        fig, ax = plt.subplots(figsize=kwargs.pop("figsize", (7, 5.5)))
+        fig, ax = plt.subplots(figsize=kwargs.pop("figsize", (7, 5.5)), layout="constrained")
     figures.draw_grid(ax, cc, vals, title, colorbars=hasattr(obj, "constraints"))
     return ax.figure
 

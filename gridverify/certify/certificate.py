@@ -350,12 +350,16 @@ class Certificate(ArrayValueEq, HtmlView):
         out["total"] = len(self.constraints)
         return out
 
-    def families(self) -> dict[str, dict[str, Any]]:
+    def families(self, null_nonfinite: bool = True) -> dict[str, dict[str, Any]]:
         """Per-family summary: counts, worst upper bound and attained, their gap, and
         the family's ``radius``: the largest radius on which every constraint of the
         family is certified (the least of their ``ConstraintResult.radius``; 1.0 when
         all are certified over the region, 0.0 when one of them has no radius,
-        ``None`` when no radius was computed)."""
+        ``None`` when no radius was computed).
+
+        ``null_nonfinite``: worst values that are not finite are ``None`` (the JSON
+        form's null); ``False`` keeps them as floats (``inf``: no finite bound)."""
+        num = _num if null_nonfinite else float
         asked = self._radius_asked()
         out: dict[str, dict[str, Any]] = {}
         for fam in FAMILIES:
@@ -371,9 +375,9 @@ class Certificate(ArrayValueEq, HtmlView):
                 "certified": sum(c.status == CERTIFIED for c in rows),
                 "violated": sum(c.status == VIOLATED for c in rows),
                 "open": sum(c.status == OPEN for c in rows),
-                "max_upper_bound": _num(ub),
-                "max_attained": _num(att),
-                "gap": _num(ub - att),
+                "max_upper_bound": num(ub),
+                "max_attained": num(att),
+                "gap": num(ub - att),
                 "worst_upper_bound_component": int(worst_ub.component),
                 "worst_attained_component": int(worst_att.component),
                 "unit": FAMILY_UNIT[fam],

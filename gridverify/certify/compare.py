@@ -113,6 +113,18 @@ class CertificateDiff(HtmlView):
     changes: tuple[ConstraintChange, ...]
     notes: tuple[str, ...]
 
+    # the dataclass repr would print both certificates and every change (hundreds of KB)
+    def __repr__(self) -> str:
+        c = self.counts
+        one_side = "".join(f", {k}={c[k]}" for k in ("added", "removed") if c[k])
+        lost = f", lost={len(self.lost)}" if self.lost else ""
+        o, n = self.old, self.new
+        method = o.method if o.method == n.method else f"{o.method} -> {n.method}"
+        return (f"CertificateDiff(case={o.case!r}, old_model={o.model!r}, "
+                f"new_model={n.model!r}, method={method!r}, "
+                f"regression={c['regression']}, improvement={c['improvement']}, "
+                f"unchanged={c['unchanged']}{one_side}{lost}, notes={len(self.notes)})")
+
     def of_kind(self, kind: str) -> list[ConstraintChange]:
         """The changes of one kind (see :data:`KINDS`)."""
         if kind not in KINDS:
@@ -136,10 +148,11 @@ class CertificateDiff(HtmlView):
         the old one and absent from the new one (a lost certificate)."""
         return any(c.kind == "regression" or c.lost for c in self.changes)
 
-    def families(self) -> dict[str, dict[str, Any]]:
+    def families(self, null_nonfinite: bool = True) -> dict[str, dict[str, Any]]:
         """Per family (of either certificate): ``Certificate.families()`` of the old and
-        of the new certificate (``None`` where the family is absent)."""
-        fo, fn = self.old.families(), self.new.families()
+        of the new certificate (``None`` where the family is absent; ``null_nonfinite``
+        as for :meth:`Certificate.families`)."""
+        fo, fn = (c.families(null_nonfinite) for c in (self.old, self.new))
         return {f: {"old": fo.get(f), "new": fn.get(f)} for f in dict.fromkeys([*fo, *fn])}
 
     def plot(self, ax: Any = None) -> Any:

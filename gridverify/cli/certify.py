@@ -329,9 +329,11 @@ def _with_progress(certify: Any, case: Any, proxy: Any, region: Any, cons: Any, 
 
 
 def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    return f"{v + 0.0:.3g}"  # + 0.0: -0.0 prints as 0
+    """A number of the table, as the certificate's other views show it (``inf``: no
+    finite bound)."""
+    from gridverify._html import value_text
+
+    return value_text(v, digits=3)
 
 
 # Columns of the certify table: (wide header, compact header, justify, cell).  The
@@ -387,7 +389,7 @@ def certify_table(cert: Any, width: int) -> tuple[Any, int, str | None]:
     thr_by_fam: dict[str, float] = {}
     for c in cert.constraints:
         thr_by_fam[c.family] = max(thr_by_fam.get(c.family, -float("inf")), c.threshold)
-    fams = cert.families()
+    fams = cert.families(null_nonfinite=False)  # inf where there is no finite bound
     with_radius = any(d.get("radius") is not None for d in fams.values())
     layouts = [(cols, compact) for cols in ((*_COLUMNS, _RADIUS_COLUMN), _COLUMNS)
                if with_radius or cols is _COLUMNS for compact in (False, True)]

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
+
+from gridverify._html import value_text
 
 __all__ = ["register"]
 
@@ -97,7 +100,9 @@ def _arrow(a: Any, b: Any, fmt: str = "") -> str:
     """``a`` when equal, else ``a -> b``; numbers that ``fmt`` rounds alike get the
     digits that tell them apart (``1.2900e-08 -> 1.2901e-08``, not the same twice)."""
     def f(v: Any, spec: str) -> str:
-        return "-" if v is None else format(v + 0.0 if isinstance(v, float) else v, spec)
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            return value_text(v)  # '-': absent; 'inf': no finite bound
+        return format(v + 0.0 if isinstance(v, float) else v, spec)
 
     if a == b:
         return f(a, fmt)
@@ -120,7 +125,7 @@ def _print(diff: Any, limit: int | None) -> None:
     o, n = diff.old, diff.new
     headers = ["family", "cert", "viol", "open", "bound", "found", "unit"]
     rows, styles = [], []
-    for fam, d in diff.families().items():
+    for fam, d in diff.families(null_nonfinite=False).items():
         a, b = d["old"] or {}, d["new"] or {}
         cells = [_arrow(a.get(k), b.get(k)) for k in ("certified", "violated", "open")]
         cells += [_arrow(a.get(k), b.get(k), ".3g") for k in ("max_upper_bound",

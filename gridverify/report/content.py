@@ -4,18 +4,26 @@
 the written figures into a :class:`Report`: sections of text, tables (already
 formatted strings) and figures.  :mod:`gridverify.report.markdown` and
 :mod:`gridverify.report.html` render it.
+
+Titles, table cells, notes and figure captions are plain text, shown as they are.
+Paragraphs are inline markup, a small subset of Markdown that both renderers read
+with :func:`inline`: code spans (between two runs of as many backticks, as in
+CommonMark), emphasis (between two asterisks) and backslash escapes of a
+backslash, backtick or asterisk.  User text (case names, model paths, ...) goes
+into a paragraph through :func:`literal` or :func:`code`, so that it shows as it is.
 """
 
 from __future__ import annotations
 
-import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from gridverify._html import value_text
 from gridverify.report.figures import FigureInfo
 
-__all__ = ["Report", "Section", "Table", "build_report", "fmt"]
+__all__ = ["Report", "Section", "Table", "build_report", "code", "fmt", "inline", "literal"]
 
 TOP_CONSTRAINTS = 12
 
@@ -32,7 +40,8 @@ class Table:
 
 @dataclass(frozen=True)
 class Section:
-    """A report section: paragraphs, tables and figures, at heading ``level``."""
+    """A report section: paragraphs (inline markup, see the module docstring), tables and
+    figures, at heading ``level``."""
 
     title: str
     paragraphs: tuple[str, ...] = ()
@@ -50,26 +59,61 @@ class Report:
 
 
 def fmt(v: Any) -> str:
-    """Compact number formatting (``inf``, ``-`` for missing)."""
-    if v is None:
-        return "-"
-    if isinstance(v, str):
-        return v
-    if isinstance(v, (bool,)):
-        return str(v)
-    if isinstance(v, int):
-        return str(v)
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return str(v)
-    if math.isnan(f):
-        return "-"
-    if math.isinf(f):
-        return "inf" if f > 0 else "-inf"
-    if f == int(f) and abs(f) < 1e6 and isinstance(v, int):
-        return str(int(f))
-    return f"{f:.4g}"
+    """Compact number formatting: :func:`gridverify._html.value_text`, as in the notebook
+    views (``inf`` where there is no finite bound, ``-`` for missing)."""
+    return value_text(v)
+
+
+def literal(text: Any) -> str:
+    """``text`` as inline markup that shows it as it is (backslashes, backticks and
+    asterisks escaped with a backslash; line breaks as spaces)."""
+    s = " ".join(str(text).splitlines())
+    return re.sub(r"([\\`*])", r"\\\1", s)
+
+
+def code(text: Any) -> str:
+    """``text`` as a code span of inline markup (and of Markdown): fenced by one more
+    backtick than its longest run of backticks, padded with a space where it starts or
+    ends with a backtick (CommonMark's rule)."""
+    s = " ".join(str(text).splitlines())
+    if not s:
+        return ""
+    fence = "`" * (max((len(r) for r in re.findall(r"`+", s)), default=0) + 1)
+    pad = " " if s[0] == "`" or s[-1] == "`" or (s[0] == s[-1] == " " and s.strip()) else ""
+    return f"{fence}{pad}{s}{pad}{fence}"
+
+
+_INLINE = re.compile(r"\\([\\`*])"                       # an escaped character
+                     r"|(?:(?<=\\`)|(?<!`))(`+)(?!`)(.*?[^`])\2(?!`)"  # a code span
+                     r"|\*((?:\\.|[^*\\])+)\*", re.S)      # emphasis
+
+
+def inline(text: str) -> list[tuple[str, str]]:
+    """A paragraph's inline markup as ``(kind, text)`` pieces in order, ``kind`` one of
+    ``text``, ``code`` and ``em``, each ``text`` unescaped (what is shown)."""
+    out: list[tuple[str, str]] = []
+
+    def add(kind: str, t: str) -> None:
+        if out and out[-1][0] == kind == "text":
+            out[-1] = (kind, out[-1][1] + t)
+        elif t:
+            out.append((kind, t))
+
+    pos = 0
+    for m in _INLINE.finditer(text):
+        add("text", text[pos:m.start()])
+        pos = m.end()
+        if m.group(1) is not None:
+            add("text", m.group(1))
+        elif m.group(2) is not None:
+            body = m.group(3)
+            if len(body) > 1 and body[0] == body[-1] == " " and body.strip():
+                body = body[1:-1]
+            add("code", body)
+        else:
+            add("em", re.sub(r"\\([\\`*])", r"\1", m.group(4)))
+    add("text", text[pos:])
+    return out
 
 
 def _regions_paragraph(results: Any) -> str:
@@ -79,7 +123,7 @@ def _regions_paragraph(results: Any) -> str:
         reg = j["region"]
         params = ", ".join(f"{k}={v}" for k, v in sorted(reg.get("params", {}).items()))
         seen.setdefault(j["region_name"], f"{reg.get('kind', 'explicit')}({params})")
-    return "Regions: " + "; ".join(f"`{k}` = {v}" for k, v in seen.items()) + "."
+    return "Regions: " + "; ".join(f"{code(k)} = {literal(v)}" for k, v in seen.items()) + "."
 
 
 def _overview(results: Any, command: str | None) -> Section:
@@ -88,11 +132,12 @@ def _overview(results: Any, command: str | None) -> Section:
     done = int((jobs.state == "done").sum()) if n else 0
     failed = int((jobs.state == "failed").sum()) if n else 0
     pending = n - done - failed
-    secs = float(jobs.seconds.fillna(0).sum()) if n else 0.0
-    methods = ", ".join(dict.fromkeys(jobs.method)) if n else "-"
-    cases = ", ".join(f"{c} ({cn})" for c, cn in dict.fromkeys(zip(jobs.case, jobs.case_name)))
+    secs = float(jobs.seconds.astype(float).fillna(0).sum()) if n else 0.0
+    methods = ", ".join(map(literal, dict.fromkeys(jobs.method))) if n else "-"
+    cases = ", ".join(f"{literal(c)} ({literal(cn)})"
+                      for c, cn in dict.fromkeys(zip(jobs.case, jobs.case_name)))
     paras = [
-        f"Study `{results.name}` — {n} jobs: {done} done, {failed} failed, {pending} pending; "
+        f"Study {code(results.name)} — {n} jobs: {done} done, {failed} failed, {pending} pending; "
         f"total job time {secs:.1f} s (summed over jobs).",
         f"Cases: {cases}. Methods: {methods}.",
         _regions_paragraph(results),
@@ -105,7 +150,7 @@ def _overview(results: Any, command: str | None) -> Section:
         f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
     ]
     if command:
-        paras.append(f"Reproduce with: `{command}`")
+        paras.append(f"Reproduce with: {code(command)}")
     return Section("Overview", tuple(paras))
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "gap_figure",
     "grid_figure",
     "grid_values",
+    "literal_text",
     "study_radius_figure",
     "write_figures",
 ]
@@ -60,6 +61,32 @@ def _plt() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def literal_text(text: Any) -> str:
+    """``text`` (a case name, model path, region, ...) made safe to show literally in a
+    matplotlib title, label, legend entry or annotation: the one home of that escaping,
+    used by every figure function.
+
+    Matplotlib reads a text with an even number of unescaped ``$`` as mathtext (and
+    fails on a ``$\\x$`` at draw time): each ``$`` becomes ``\\$``, which matplotlib
+    shows as ``$`` (mathtext's only trigger).  With ``text.parse_math`` off the text
+    is left as it is; with ``text.usetex`` on, TeX's special characters are escaped.
+    Compose a whole string first and escape it once (escaping twice shows the
+    backslashes)."""
+    import matplotlib
+
+    s = str(text)
+    if matplotlib.rcParams["text.usetex"]:
+        return "".join(_TEX_ESCAPES.get(ch, ch) for ch in s)
+    if not matplotlib.rcParams["text.parse_math"]:
+        return s
+    return s.replace("$", r"\$")
+
+
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&",
+                "#": r"\#", "%": r"\%", "_": r"\_", "^": r"\^{}", "~": r"\~{}",
+                "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}
 
 
 @dataclass(frozen=True)
@@ -174,6 +201,7 @@ def draw_grid(ax: Any, case: Any, values: dict[str, np.ndarray], title: str = ""
               norms: tuple[Any, Any] | None = None) -> None:
     """Draw one grid map on ``ax`` (see the module docstring for the encoding).
 
+    ``title``: plain text, shown literally (:func:`literal_text`).
     ``norms``: (bus, branch) color norms shared between maps (default: this map's).
     ``colorbars``: add the two colorbars next to ``ax``.
     """
@@ -216,7 +244,7 @@ def draw_grid(ax: Any, case: Any, values: dict[str, np.ndarray], title: str = ""
         for i in range(case.n_bus):
             ax.annotate(str(int(case.bus_ids[i])), xy[i], fontsize=fs, ha="center",
                         va="center", zorder=4, color="white" if levels[i] > 0.65 else "black")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(literal_text(title), fontsize=9)
     ax.set_aspect("equal")
     ax.axis("off")
     pad = 0.08
@@ -228,15 +256,17 @@ def draw_grid(ax: Any, case: Any, values: dict[str, np.ndarray], title: str = ""
 
 def _colorbars(fig: Any, norms: tuple[Any, Any], ax: Any = None,
                caxes: tuple[Any, Any] | None = None) -> None:
+    """The bus and branch colorbars: in ``caxes`` when given, else on the left and the
+    right of ``ax``."""
     plt = _plt()
     sm_b = plt.cm.ScalarMappable(norm=norms[0], cmap=plt.get_cmap("YlOrRd"))
     sm_l = plt.cm.ScalarMappable(norm=norms[1], cmap=plt.get_cmap("coolwarm"))
     if caxes is not None:
         cb1 = fig.colorbar(sm_b, cax=caxes[0])
         cb2 = fig.colorbar(sm_l, cax=caxes[1])
-    else:
-        cb1 = fig.colorbar(sm_b, ax=ax, fraction=0.04, pad=0.01)
-        cb2 = fig.colorbar(sm_l, ax=ax, fraction=0.04, pad=0.08)
+    else:  # one on each side of the map: neither one's ticks and label reach the other
+        cb1 = fig.colorbar(sm_b, ax=ax, fraction=0.04, pad=0.02, location="left")
+        cb2 = fig.colorbar(sm_l, ax=ax, fraction=0.04, pad=0.02, location="right")
     cb1.set_label("bus: certified worst violation (pu)", fontsize=7)
     cb2.set_label("branch: certified max |S|/rate", fontsize=7)
     for cb in (cb1, cb2):
@@ -316,8 +346,8 @@ def grid_figure(results: Any, case: str | None = None, compiled: Any = None) -> 
     if not models:
         axes[0][0].text(0.5, 0.5, "no finished jobs", ha="center")
         axes[0][0].axis("off")
-    fig.suptitle(f"{cc.name}: certified worst violation per bus and branch (best of methods)",
-                 fontsize=10)
+    fig.suptitle(literal_text(f"{cc.name}: certified worst violation per bus and branch "
+                              "(best of methods)"), fontsize=10)
     _legend(fig)
     right = 1.0 - 1.1 / fig.get_figwidth()
     fig.tight_layout(rect=(0, 0.04, right, 0.96))
@@ -354,10 +384,11 @@ def bound_time_figure(results: Any, case: str | None = None) -> Any:
         t = [p[1] for p in pts]
         for ax, col in zip(axes, (2, 3, 4)):
             y = [p[col] for p in pts]
-            line = ax.plot(t, y, marker="o", label=f"{model} | {region}")[0]
+            line = ax.plot(t, y, marker="o", label=literal_text(f"{model} | {region}"))[0]
             for p, yy in zip(pts, y):
                 if yy == yy:
-                    ax.annotate(p[0], (p[1], yy), fontsize=6, color=line.get_color(),
+                    ax.annotate(literal_text(p[0]), (p[1], yy), fontsize=6,
+                                color=line.get_color(),
                                 xytext=(3, 3), textcoords="offset points")
     _bab_traces(results, key, axes)
     titles = ("worst power-balance upper bound (pu)", "median gap: bound - attained",
@@ -373,9 +404,10 @@ def bound_time_figure(results: Any, case: str | None = None) -> Any:
     else:
         axes[0].set_yscale("symlog", linthresh=1e-3)
     axes[1].set_yscale("log")
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"{key}: bound and gap against time (points: methods, in order of effort)",
-                 fontsize=10)
+    if axes[0].get_legend_handles_labels()[0]:  # no finished job of the case: no legend
+        axes[0].legend(fontsize=7)
+    fig.suptitle(literal_text(f"{key}: bound and gap against time (points: methods, in "
+                              "order of effort)"), fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -403,13 +435,16 @@ def _bab_traces(results: Any, key: str, axes: Sequence[Any]) -> None:
             axes[1].step(arr[:, 0], arr[:, 1] - arr[:, 2], **kw)
 
 
-def gap_figure(results: Any, case: str | None = None) -> Any:
-    """Histogram of ``log10(bound - attained)`` per method for one case (default the first)."""
+def gap_figure(results: Any, case: str | None = None, ax: Any = None) -> Any:
+    """Histogram of ``log10(bound - attained)`` per method for one case (default the first),
+    on ``ax`` (default: a new figure)."""
     plt = _plt()
     key = _case_keys(results, case)[0]
     df = results.constraints_frame()
     df = df[df.case == key] if not df.empty else df
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.8))
+    fig = ax.figure
     methods = sorted(set(df.method), key=_method_key) if not df.empty else []
     bins = np.linspace(-10, 2, 49)
     for m in methods:
@@ -418,10 +453,11 @@ def gap_figure(results: Any, case: str | None = None) -> Any:
         n_inf = int((~np.isfinite(g)).sum())
         vals = np.clip(np.log10(np.maximum(fin, 1e-10)), bins[0], bins[-1])
         label = f"{m} ({len(fin)} finite" + (f", {n_inf} no bound)" if n_inf else ")")
-        ax.hist(vals, bins=bins, histtype="step", linewidth=1.6, label=label)
+        ax.hist(vals, bins=bins, histtype="step", linewidth=1.6, label=literal_text(label))
     ax.set_xlabel("log10 gap = log10(upper bound - attained)  (each family in its unit)")
     ax.set_ylabel("constraints")
-    ax.set_title(f"{key}: distribution of gaps (all models and regions)", fontsize=10)
+    ax.set_title(literal_text(f"{key}: distribution of gaps (all models and regions)"),
+                 fontsize=10)
     ax.grid(alpha=0.3)
     if methods:
         ax.legend(fontsize=8)
@@ -442,14 +478,15 @@ def _radius_curves(ax: Any, groups: dict[str, list[float | None]], bold: str | N
     for k, (name, radii) in enumerate(groups.items()):
         r = np.array([-1.0 if v is None else v for v in radii])
         share = [(r >= x).mean() for x in xs]  # between two radii: the larger one's share
-        ax.plot(xs, share, drawstyle="steps-pre", marker=".", label=f"{name} ({r.size})",
+        ax.plot(xs, share, drawstyle="steps-pre", marker=".",
+                label=literal_text(f"{name} ({r.size})"),
                 linewidth=2.4 if name == bold else 1.2,
                 color="black" if name == bold else colors[k])
     ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("radius: fraction of the region's half-widths about its centre")
     ax.set_ylabel("share certified on that box")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(literal_text(title), fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncol=2)
     ax.figure.tight_layout()
@@ -504,17 +541,20 @@ def comparison_figure(diff: Any, ax: Any = None) -> Any:
     per constraint in both, the margin ``upper bound - threshold`` of the old certificate
     (x) against the new one's (y), on symmetric-log axes in each family's unit.  Below
     the diagonal the new bound is tighter; left of x = 0 (below y = 0) the old (new)
-    certificate certifies the constraint.  Colors: regressed, improved, same status."""
+    certificate certifies the constraint.  Colors: regressed, improved, same status.
+    A constraint without a finite bound in a certificate (``inf``, say a regression from
+    certified to no bound) is drawn at that axis' edge with a diamond; the legend counts
+    every constraint drawn, those at the edge too."""
+    from matplotlib.lines import Line2D
+
     if ax is None:
         _, ax = _plt().subplots(figsize=(6.2, 5.4))
     pts: dict[str, list[tuple[float, float]]] = {k: [] for k in _KIND_COLOR}
     for ch in diff.changes:
         if ch.old is None or ch.new is None or ch.kind not in pts:
             continue
-        x, y = ch.old.upper_bound - ch.old.threshold, ch.new.upper_bound - ch.new.threshold
-        if np.isfinite(x) and np.isfinite(y):
-            pts[ch.kind].append((x, y))
-    every = [abs(v) for kind in pts.values() for p in kind for v in p]
+        pts[ch.kind].append((_margin(ch.old), _margin(ch.new)))
+    every = [abs(v) for kind in pts.values() for p in kind for v in p if np.isfinite(v)]
     top = int(np.ceil(np.log10(max(every + [1e-6]))))
     small = [v for v in every if v > 0]
     low = max(int(np.floor(np.log10(min(small)))) if small else top - 6, top - 8)
@@ -524,24 +564,49 @@ def comparison_figure(diff: Any, ax: Any = None) -> Any:
     for axis in ("x", "y"):
         getattr(ax, f"set_{axis}scale")("symlog", linthresh=10.0 ** low)
         getattr(ax, f"set_{axis}ticks")(ticks)
-    lim = (-1.5 * 10.0 ** top, 1.5 * 10.0 ** top)
+    edge = 1.5 * 10.0 ** top
+    lim = (-edge, edge)
     ax.plot(lim, lim, color="black", lw=0.8, ls="--", zorder=1)
     ax.axhline(0.0, color="black", lw=0.6)
     ax.axvline(0.0, color="black", lw=0.6)
+    handles = []
+    n_edge = 0
     for kind in ("unchanged", "improvement", "regression"):  # regressions drawn on top
-        if pts[kind]:
-            xy = np.asarray(pts[kind])
-            ax.scatter(xy[:, 0], xy[:, 1], s=14, color=_KIND_COLOR[kind], zorder=2,
-                       label=f"{kind} ({len(xy)})", alpha=0.8)
+        if not pts[kind]:
+            continue
+        xy = np.asarray(pts[kind], dtype=float)
+        out = ~np.isfinite(xy).all(axis=1)
+        xy = np.clip(xy, -edge, edge)  # no finite bound: at the edge
+        color = _KIND_COLOR[kind]
+        if (~out).any():
+            ax.scatter(xy[~out, 0], xy[~out, 1], s=14, color=color, zorder=2, alpha=0.8)
+        if out.any():
+            ax.scatter(xy[out, 0], xy[out, 1], s=42, marker="D", color=color,
+                       edgecolors="black", linewidths=0.8, zorder=3, clip_on=False)
+            n_edge += int(out.sum())
+        handles.append(Line2D([], [], marker="o", linestyle="", color=color, alpha=0.8,
+                              label=f"{kind} ({len(xy)})"))
+    if n_edge:
+        handles.append(Line2D([], [], marker="D", linestyle="", markerfacecolor="white",
+                              markeredgecolor="black",
+                              label=f"no finite bound, at the axis edge ({n_edge})"))
     ax.set_xlim(lim)
     ax.set_ylim(lim)
-    ax.set_xlabel(f"old: bound - threshold ({Path(diff.old.model).name})")
-    ax.set_ylabel(f"new: bound - threshold ({Path(diff.new.model).name})")
-    ax.set_title(f"{diff.old.case}: certificates compared (below the diagonal: tighter)",
-                 fontsize=10)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.set_xlabel(literal_text(f"old: bound - threshold ({Path(diff.old.model).name})"))
+    ax.set_ylabel(literal_text(f"new: bound - threshold ({Path(diff.new.model).name})"))
+    ax.set_title(literal_text(f"{diff.old.case}: certificates compared (below the diagonal: "
+                              "tighter)"), fontsize=10)
+    if handles:
+        ax.legend(handles=handles, fontsize=8, loc="upper left")
     ax.figure.tight_layout()
     return ax.figure
+
+
+def _margin(c: Any) -> float:
+    """``upper bound - threshold`` of a constraint result; ``inf`` without a finite
+    bound (an infinite or NaN one)."""
+    m = float(c.upper_bound - c.threshold)
+    return math.inf if math.isnan(m) else m
 
 
 def write_figures(results: Any, out_dir: str | Path, dpi: int = 110) -> list[FigureInfo]:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import base64
 import html
-import re
 
-from gridverify.report.content import Report, Table
+from gridverify.report.content import Report, Table, inline
 
 __all__ = ["render_html"]
 
@@ -29,10 +28,10 @@ _STATUS = {"certified", "violated", "open", "failed"}
 
 
 def _inline(text: str) -> str:
-    """Escape text; render ``code`` spans and *emphasis* like the Markdown form."""
-    out = html.escape(text)
-    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
-    return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", out)
+    """A paragraph's inline markup (:func:`~gridverify.report.content.inline`: code spans,
+    emphasis, escapes) as HTML, its text escaped, like the Markdown form."""
+    tags = {"code": "<code>{}</code>", "em": "<em>{}</em>", "text": "{}"}
+    return "".join(tags[kind].format(html.escape(t)) for kind, t in inline(text))
 
 
 def _table(t: Table) -> str:

@@ -31,6 +31,40 @@ _JOB_COLUMNS = ("job_id", "case", "case_name", "model", "region", "constraint_se
                 "relus_total", "seconds", "error")
 
 
+_S, _I, _F, _B = "object", "int64", "float64", "bool"
+_ROW_KEYS = (("job_id", _S), ("case", _S), ("model", _S), ("region", _S),
+             ("constraint_set", _S), ("method", _S))
+# the columns (and their dtypes) of each frame, kept by frames without rows too
+_CONSTRAINT_COLUMNS = dict((*_ROW_KEYS, ("family", _S), ("component", _I), ("index", _I),
+                            ("upper_bound", _F), ("attained", _F), ("gap", _F),
+                            ("threshold", _F), ("status", _S), ("unit", _S), ("seconds", _F),
+                            ("rate", _F), ("loading_upper_bound", _F),
+                            ("loading_attained", _F), ("radius", _F)))
+_FAMILY_COLUMNS = dict((*_ROW_KEYS, ("family", _S), ("count", _I), ("certified", _I),
+                        ("violated", _I), ("open", _I), ("max_upper_bound", _F),
+                        ("max_attained", _F), ("gap", _F), ("unit", _S), ("radius", _F),
+                        ("seconds", _F)))
+_COMBINED_COLUMNS = {"case": _S, "model": _S, "region": _S, "family": _S, "component": _I,
+                     "upper_bound": _F, "attained": _F, "threshold": _F, "unit": _S,
+                     "index": _I, "rate": _F, "methods": _S, "radius": _F,
+                     "best_method": _S, "gap": _F, "status": _S,
+                     "loading_upper_bound": _F, "loading_attained": _F}
+_SUMMARY_COLUMNS = {"case": _S, "model": _S, "region": _S, "family": _S, "count": _I,
+                    "certified": _I, "violated": _I, "open": _I, "max_upper_bound": _F,
+                    "max_attained": _F, "gap": _F, "unit": _S, "seconds": _F,
+                    "open_radius": _F, "radius_known": _B}
+
+
+def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> Any:
+    """A DataFrame of ``rows`` with ``columns`` (in that order); without rows, an empty
+    frame that still has them, with their dtypes (a study whose jobs are all pending)."""
+    import pandas as pd
+
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+    return pd.DataFrame(rows, columns=list(columns))
+
+
 def _f(v: Any, missing: float) -> float:
     return missing if v is None else float(v)
 
@@ -148,9 +182,9 @@ class StudyResults:
 
     def constraints_frame(self) -> Any:
         """One row per job and constraint: bound, attained, gap, threshold, status, loading,
-        radius (``CertifyOptions.radius``; NaN where none)."""
-        import pandas as pd
-
+        radius (``CertifyOptions.radius``; NaN where none; ``rate`` NaN for constraints
+        other than thermal ones).  Without finished jobs (or
+        constraints), an empty frame with the same columns, as for every frame."""
         rows = []
         for r in self.done:
             j = r["job"]
@@ -165,17 +199,15 @@ class StudyResults:
                     "upper_bound": ub, "attained": att, "gap": ub - att,
                     "threshold": float(c["threshold"]), "status": c["status"],
                     "unit": c.get("unit", ""), "seconds": float(c.get("seconds", 0.0)),
-                    "rate": c.get("rate"),
+                    "rate": _f(c.get("rate"), math.nan),
                     "loading_upper_bound": _f(c.get("loading_upper_bound"), math.nan),
                     "loading_attained": _f(c.get("loading_attained"), math.nan),
                     "radius": _f(c.get("radius"), math.nan),
                 })
-        return pd.DataFrame(rows)
+        return _frame(rows, _CONSTRAINT_COLUMNS)
 
     def families_frame(self) -> Any:
         """One row per job and family (the certificate's family summary and the job time)."""
-        import pandas as pd
-
         rows = []
         for r in self.done:
             j = r["job"]
@@ -190,7 +222,7 @@ class StudyResults:
                     "gap": _f(d.get("gap"), math.inf), "unit": d["unit"],
                     "radius": _f(d.get("radius"), math.nan), "seconds": r.get("seconds"),
                 })
-        return pd.DataFrame(rows)
+        return _frame(rows, _FAMILY_COLUMNS)
 
     def combined_frame(self) -> Any:
         """Per case, model, region and constraint: the best of all methods.
@@ -204,7 +236,7 @@ class StudyResults:
 
         df = self.constraints_frame()
         if df.empty:
-            return df
+            return _frame([], _COMBINED_COLUMNS)
         keys = list(_KEYS) + ["family", "component"]
         idx_ub = df.groupby(keys, sort=False)["upper_bound"].idxmin()
         g = df.groupby(keys, sort=False)
@@ -226,7 +258,7 @@ class StudyResults:
         out["loading_upper_bound"] = [_loading(u, r) for u, r in zip(out["upper_bound"],
                                                                      out["rate"])]
         out["loading_attained"] = [_loading(a, r) for a, r in zip(out["attained"], out["rate"])]
-        return out
+        return out[list(_COMBINED_COLUMNS)]
 
     def summary_frame(self) -> Any:
         """Per case, model, region and family: counts and worst values of the combined results.
@@ -238,11 +270,9 @@ class StudyResults:
         ``radius_known`` whether the family has any radius (certificates made
         without ``CertifyOptions.radius`` have none).
         """
-        import pandas as pd
-
         comb = self.combined_frame()
         if comb.empty:
-            return comb
+            return _frame([], _SUMMARY_COLUMNS)
         jobs = self.jobs_frame()
         secs = jobs[jobs.state == DONE].groupby(list(_KEYS))["seconds"].sum()
         rows = []
@@ -263,7 +293,7 @@ class StudyResults:
                 else math.nan,
                 "radius_known": bool(grp.radius.notna().any()),
             })
-        return pd.DataFrame(rows)
+        return _frame(rows, _SUMMARY_COLUMNS)
 
     def to_dataframe(self, level: str = "summary") -> Any:
         """``summary``, ``jobs``, ``families``, ``constraints`` or ``combined`` as a DataFrame."""

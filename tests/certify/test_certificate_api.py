@@ -329,3 +329,29 @@ def test_constraint_result_from_dict_alone_names_the_constraint() -> None:
         ConstraintResult.from_dict({**row, "threshold": "1e-6"})
     with pytest.raises(SpecError, match="^constraint: expected an object, got a list"):
         ConstraintResult.from_dict([])  # type: ignore[arg-type]
+
+
+def test_frames_of_a_certificate_without_constraints_keep_their_columns() -> None:
+    """``constraints: []`` reads (a file cut down to no constraint); its frame, and that
+    of a comparison without constraints, have the usual columns and dtypes."""
+    import pandas as pd
+
+    from gridverify import display
+    from gridverify.certify import compare_certificates
+
+    full = display.to_dataframe(_cert(n=3))
+    empty = Certificate.from_dict(_cert_dict(constraints=()))
+    assert empty.summary["total"] == 0
+    df = display.to_dataframe(empty)
+    assert len(df) == 0 and list(df.columns) == list(full.columns)
+    assert df.dtypes.to_dict() == full.dtypes.to_dict()
+    assert df[df.status == "open"].empty and df.upper_bound.dtype == np.float64
+    assert full.rate.dtype == np.float64 and full.rate.isna().all()  # no thermal constraint
+    diff = display.to_dataframe(compare_certificates(empty, empty))
+    every = display.to_dataframe(compare_certificates(_cert(n=3), _cert(n=2)))
+    assert isinstance(diff, pd.DataFrame) and len(diff) == 0
+    assert list(diff.columns) == list(every.columns)
+    assert diff.dtypes.to_dict() == every.dtypes.to_dict()
+    gone = every[every.kind == "removed"].iloc[0]  # absent from the new one: None and NaN
+    assert gone.new_status is None and np.isnan(gone.new_upper_bound)
+    assert sorted(every[every.kind == "unchanged"].new_upper_bound) == [-0.25, np.inf]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 
 import numpy as np
@@ -135,9 +136,53 @@ def test_plot(two_certs):
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert any(lab.startswith("unchanged (") for lab in labels)
     n = sum(len(c.get_offsets()) for c in fig.axes[0].collections)
-    assert n == sum(np.isfinite(c.old.upper_bound) and np.isfinite(c.new.upper_bound)
-                    for c in d.changes)
+    assert n == sum(c.old is not None and c.new is not None for c in d.changes)
     _plt().close(fig)
+
+
+def test_plot_draws_constraints_without_a_finite_bound(two_certs):
+    """A regression from certified to no finite bound (``inf``) is drawn, at the edge of
+    the axes with its own marker, and counted in the legend."""
+    import gridverify  # noqa: F401 - registers the figure
+    from gridverify.report.figures import _plt
+
+    a, _ = two_certs
+    c = next(c for c in a.constraints if c.status == CERTIFIED)
+    new = Certificate.from_json(_with(a, {(c.family, c.component): {
+        "upper_bound": np.inf, "status": OPEN}}).to_json())
+    d = compare_certificates(a, new)
+    assert d.counts["regression"] == 1
+    fig = d.plot()
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "regression (1)" in labels and "no finite bound, at the axis edge (1)" in labels
+    edge = [col for col in ax.collections if len(col.get_offsets()) and
+            np.isclose(np.asarray(col.get_offsets())[:, 1], ax.get_ylim()[1]).all()]
+    assert len(edge) == 1 and len(edge[0].get_offsets()) == 1
+    assert np.isfinite(np.asarray(edge[0].get_offsets())).all()
+    x = np.asarray(edge[0].get_offsets())[0, 0]
+    assert np.isclose(x, c.upper_bound - c.threshold)  # the old margin, as it was
+    n = sum(len(col.get_offsets()) for col in ax.collections)
+    assert n == len(a.constraints)  # every constraint is drawn
+    _plt().close(fig)
+
+
+def test_repr_is_one_short_line(two_certs):
+    """Not the dataclass repr, which prints both certificates and every change (360 KB
+    for case118): counts, as the certificate's own repr."""
+    a, b = two_certs
+    d = compare_certificates(a, b)
+    text = repr(d)
+    assert text == str(d) and "\n" not in text and len(text) < 400, text
+    c = d.counts
+    for part in (f"case={a.case!r}", f"old_model={a.model!r}", "method='crown'",
+                 f"regression={c['regression']}", f"improvement={c['improvement']}",
+                 f"unchanged={c['unchanged']}"):
+        assert part in text, (part, text)
+    assert "added" not in text and "lost" not in text  # only kinds that occur
+    fewer = compare_certificates(a, dataclasses.replace(a, constraints=a.constraints[1:],
+                                                        method="ibp"))
+    assert "removed=1" in repr(fewer) and "method='crown -> ibp'" in repr(fewer)
 
 
 def test_a_lost_certificate_counts_against_the_new_one(two_certs):
@@ -226,3 +271,30 @@ def test_certificates_certify_writes_read_back(tiny_mlp):
         reasons |= {(c.reason or "").split(" (")[0] for c in cert.constraints}
     assert statuses == {CERTIFIED, VIOLATED, OPEN}
     assert {"not reached: timeout", "bound above threshold"} <= reasons, reasons
+
+
+def test_cli_tables_show_inf_where_there_is_no_finite_bound(two_certs, tmp_path, capsys,
+                                                            monkeypatch):
+    """The CLI's tables say ``inf`` as the notebook views do (not ``-``, which reads as
+    'no value'), and ``-`` for a family absent from one certificate."""
+    from rich.console import Console
+
+    from gridverify.cli import main
+    from gridverify.cli.certify import certify_table
+
+    a, _ = two_certs
+    c = next(c for c in a.constraints if c.status == CERTIFIED)
+    new = Certificate.from_json(_with(a, {(c.family, c.component): {
+        "upper_bound": np.inf, "status": OPEN}}).to_json())
+    table, _, _ = certify_table(new, 160)
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(table)
+    row = next(line for line in console.export_text().splitlines()
+               if line.split() and line.split()[0] == c.family)
+    assert "inf" in row.split() and " - " not in row
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["compare", str(a.write(tmp_path / "a.json")),
+                 str(new.write(tmp_path / "b.json"))]) == 1
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if line.split() and line.split()[0] == c.family)
+    assert "-> inf" in row

@@ -4,6 +4,7 @@ own case only, and a comparison's HTML shows every kind of change."""
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -139,3 +140,46 @@ def test_diff_html_without_changes(case14) -> None:
     h = compare_certificates(cert, cert)._repr_html_()
     head = h[:h.index("</p>")]
     assert "0 regressed" in head and "added" not in head and "removed" not in head
+
+
+def test_views_agree_on_no_finite_bound(tmp_path: Path, case14) -> None:
+    """A family without a finite bound shows ``inf`` (with a note saying what it means) in
+    the certificate's view, in a comparison's view and in the study report, never
+    ``NaN``, ``None`` or the ``-`` of an absent value."""
+    from dataclasses import replace
+
+    from gridverify._html import NO_BOUND_NOTE, value_text
+    from gridverify.report.content import fmt
+
+    old = _cert(case14)
+    rows = tuple(replace(c, upper_bound=np.inf, status="open")
+                 if (c.family, c.index) == ("p_balance", 0) else c for c in old.constraints)
+    new = Certificate.from_json(replace(old, constraints=rows).to_json())  # null in the file
+    assert new.get("p_balance", int(case14.bus_ids[0])).upper_bound == np.inf
+
+    def row_of(h: str, first: str) -> list[str]:
+        row = next(r for r in re.findall(r"<tr>(.*?)</tr>", h, re.S) if f"<td>{first}</td>" in r)
+        return re.findall(r"<td>(.*?)</td>", row, re.S)
+
+    h = new._repr_html_()
+    fam = row_of(h, "p_balance")
+    assert fam[5] == "inf" and fam[7] == "inf", fam  # max_upper_bound, gap
+    assert NO_BOUND_NOTE in h and not re.search(r"NaN|None|nan", h)
+    assert NO_BOUND_NOTE not in old._repr_html_()
+    d = compare_certificates(old, new)._repr_html_()
+    fam = row_of(d, "p_balance")
+    assert fam[4] == "0.01" and fam[9] == "inf", fam  # old, new max_upper_bound
+    cells = row_of(d, "regression")  # the changed constraints' table
+    assert cells[3] == "certified" and cells[8] == "inf", cells  # old status, new bound
+    assert NO_BOUND_NOTE in d and not re.search(r"NaN|None|nan", d)
+    # the study report writes it so too, with the same helper
+    assert fmt(np.inf) == value_text(np.inf) == "inf" and fmt(-np.inf) == "-inf"
+    assert fmt(None) == fmt(np.nan) == "-" and fmt(-0.0) == "0" and fmt(np.int64(3)) == "3"
+    res = _study(tmp_path, new)
+    summ = res.summary_frame()
+    assert summ[summ.family == "p_balance"].max_upper_bound.iloc[0] == np.inf
+    from gridverify.report.content import _summary
+
+    table = _summary(res).tables[0]
+    row = next(r for r in table.rows if r[2] == "p_balance")
+    assert row[8] == "inf" and row[10] == "inf", row
