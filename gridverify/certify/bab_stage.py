@@ -160,10 +160,12 @@ def _run_bab(fn: Any, st: State, graph: Any, region: Region, case: Any,
     wall0 = time.time() - (time.perf_counter() - budget.t0)  # budget.t0 on the wall clock
     K = len(st.thresholds)
     started_decide = searched.copy()  # decision searches started (those running included)
-    running: dict[Any, tuple[int, bool, bool]] = {}  # future -> (constraint, decide, final)
+    # future -> (constraint, decide, final, cut: its time limit was cut by the decision
+    # phase's end, so it does not count as one of the constraint's searches)
+    running: dict[Any, tuple[int, bool, bool, bool]] = {}
 
     def start(pool: SearchPool, k: int, per: float | None, decide: bool, label: str,
-              frac: float, final: bool) -> None:
+              frac: float, final: bool, cut: bool = False) -> None:
         def show(info: dict) -> None:
             # a search's bound holds at any moment: keep it, so that an interrupted
             # run's checkpoint has the progress of the search it was in
@@ -177,7 +179,7 @@ def _run_bab(fn: Any, st: State, graph: Any, region: Region, case: Any,
         if notify is not None and pool.jobs > 1:
             notify(f"{label} ({len(running) + 1} of {pool.jobs} searches running)", frac)
         running[pool.submit(_row_search(st, k, per, decide, opts, budget), show)] = (
-            k, decide, final)
+            k, decide, final, cut)
 
     def run_all(pool: SearchPool, start_next: Callable[[], bool]) -> None:
         """Keep ``pool.jobs`` searches running while ``start_next()`` starts one (False:
@@ -188,17 +190,19 @@ def _run_bab(fn: Any, st: State, graph: Any, region: Region, case: Any,
             if not running:
                 return
             for fut in pool.first_done(running):
-                k, decide, final = running.pop(fut)
+                k, decide, final, cut = running.pop(fut)
                 try:
                     outcome = fut.result()
                 except BrokenProcessPool:  # its bounds stand; the rest runs in this process
                     st.reason[k] = st.reason[k] or WORKER_DIED
                     pool.run_here()
                     continue
-                _apply_search(st, k, outcome, decide, final, case, module, region, opts,
-                              budget, runs, wall0)
+                _apply_search(st, k, outcome, decide, final and not cut, case, module,
+                              region, opts, budget, runs, wall0)
                 if decide:
-                    if not budget.expired():  # cut short: a resumed run decides it again
+                    # cut short by the budget or by the decision phase's end: a resumed
+                    # run (or this run's tightening) searches it again
+                    if not budget.expired() and not cut:
                         searched[k] += 1
                 else:
                     # a tightening cut short by the budget counts too: its bound is kept,
@@ -225,18 +229,19 @@ def _run_bab(fn: Any, st: State, graph: Any, region: Region, case: Any,
             if phase.expired():
                 return False
             busy = np.zeros(K, dtype=bool)
-            busy[[k for k, _, _ in running.values()]] = True
+            busy[[k for k, _, _, _ in running.values()]] = True
             k = _next_search(st, started_decide, shares, busy)
             if k is None:
                 return False
             n = int(started_decide[k])
-            limit = min(math.inf if per is None else per * shares[n], phase.left())
+            own = math.inf if per is None else per * shares[n]
+            limit = min(own, phase.left())
             c = st.physics.constraints[k]
             started_decide[k] += 1
             start(pool, k, limit if math.isfinite(limit) else None, True,
                   f"bab decide {c.family}[{c.component}] (search {n + 1}/{len(shares)})",
                   0.85 + 0.1 * started_decide.sum() / max(len(shares) * K, 1),
-                  final=n == len(shares) - 1)
+                  final=n == len(shares) - 1, cut=limit < own)
             return True
 
         run_all(pool, decide_next)

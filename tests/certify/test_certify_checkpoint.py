@@ -138,3 +138,22 @@ def test_sigterm_saves_the_checkpoint_and_exits_143(tmp_path):
     assert ck.stat().st_mtime_ns >= first  # saved again on the way out
     with np.load(ck) as z:
         assert str(z["format"]) and np.isfinite(z["row_ub"]).any()
+
+
+def test_a_decision_search_cut_by_the_phase_end_is_not_counted_as_done(tmp_path):
+    """Each decision search may take its share of ``bab.timeout`` (here 1/16 of 1000 s),
+    but the decision phase ends at half the time left: a search cut there is not one of
+    the constraint's searches, so a resumed run searches it again (it used to count,
+    and an open constraint kept its bound for good)."""
+    from gridverify.resources import bundled_model
+
+    case = load_compiled("pglib_opf_case14_ieee")
+    path = tmp_path / "run.ckpt"
+    opts = CertifyOptions(samples=64, timeout=8.0, bab=BabOptions(timeout=1000.0))
+    cert = certify(case, str(bundled_model("case14_tanh")), method="bab",
+                   constraints="pg_max,qg_max", options=opts, checkpoint=path)
+    opened = [k for k, c in enumerate(cert.constraints) if c.status == "open"]
+    assert opened  # the instance keeps constraints open: otherwise nothing is tested
+    with np.load(path) as z:
+        searched = z["searched"]
+    assert (searched[opened] == 0).all()  # every search of theirs was cut short
