@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 __all__ = ["register", "run_certify"]
@@ -76,6 +78,7 @@ def register(sub: Any) -> None:
         add_layout_arguments,
         add_progress_flag,
         count,
+        fraction,
         nonneg_float,
         positive_float,
         seed,
@@ -133,10 +136,10 @@ def register(sub: Any) -> None:
                    "stops there")
     p.add_argument("--gap-tolerance", type=nonneg_float, default=_Default("bab.tolerance"),
                    metavar="G", help="--method bab: gap left alone")
-    p.add_argument("--gap-rel-tolerance", type=nonneg_float,
+    p.add_argument("--gap-rel-tolerance", type=fraction,
                    default=_Default("bab.rel_tolerance"), metavar="R",
-                   help="--method bab: gap left alone, as a fraction of the worst value "
-                   "found (0.01: within 1%%), where larger than --gap-tolerance")
+                   help="--method bab: gap left alone, as a fraction in [0, 1) of the worst "
+                   "value found (0.01: within 1%%), where larger than --gap-tolerance")
     p.add_argument("--memory-cap", type=positive_float, metavar="MB",
                    help="memory cap of the run, counted on top of what the process holds "
                    "once the case and the proxy are loaded (torch alone takes a few hundred "
@@ -264,6 +267,9 @@ def run_certify(args: argparse.Namespace) -> int:
         if args.method != "bab":
             raise SpecError("--checkpoint: only --method bab saves progress")
         check_output_path(args.checkpoint, "--checkpoint")
+        if args.out and _same_file(args.out, args.checkpoint):
+            raise SpecError(f"--out {args.out} and --checkpoint {args.checkpoint} name the same "
+                            "file (the certificate would replace the progress); give two paths")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -326,6 +332,14 @@ def _with_progress(certify: Any, case: Any, proxy: Any, region: Any, cons: Any, 
 
         return certify(case, proxy, region, constraints=cons, method=method, options=opts,
                        thresholds=thr, progress=cb)
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether the paths ``a`` and ``b`` name one file (existing or not)."""
+    pa, pb = Path(a), Path(b)
+    if pa.exists() and pb.exists():
+        return os.path.samefile(pa, pb)
+    return pa.resolve() == pb.resolve()
 
 
 def _fmt(v: Any) -> str:

@@ -196,6 +196,11 @@ def test_spec_file(model_dir, capsys, tmp_path):
         (["--constraints", ""], "--constraints: empty selection"),
         (["--threshold", "thermal_fr=rel:0.1"],
          "--threshold thermal_fr=rel:0.1: threshold.thermal_fr: relative thresholds"),
+        (["--method", "bab", "--out", "x.json", "--checkpoint", "./x.json"],
+         "--out x.json and --checkpoint ./x.json name the same file"),
+        (["--method", "bab", "--gap-rel-tolerance", "1"],
+         "argument --gap-rel-tolerance: must be in [0, 1), got 1"),
+        (["--gap-rel-tolerance", "2"], "argument --gap-rel-tolerance: must be in [0, 1)"),
     ],
 )
 def test_bad_input_exit_2(model_dir, capsys, extra, match):
