@@ -114,6 +114,12 @@ def mlp_layers(module: nn.Module) -> list[_Layer]:
             out.append(_Layer("head", _np(m.head_lo), _np(m.head_span)))
         return out
     if isinstance(module, nn.Sequential):
+        kinds = [isinstance(sub, nn.Linear) for sub in module]
+        # an activation reads the pre-activation bounds of the Linear just before it
+        if not kinds or not kinds[0] or not kinds[-1] or any(
+                not a and not b for a, b in zip(kinds, kinds[1:])):
+            raise ExactError("exact check: an nn.Sequential MLP starts and ends with Linear, "
+                             "with one ReLU/Tanh/Sigmoid at most between two Linear layers")
         for sub in module:
             if isinstance(sub, nn.Linear):
                 bias = _np(sub.bias) if sub.bias is not None else np.zeros(sub.out_features)
@@ -283,6 +289,41 @@ def _solve_one(
     return float(m.getObjVal()), float(m.getDualbound()), np.clip(x, lo, hi), status
 
 
+def combined_status(statuses: list[str]) -> str:
+    """The status of a worst case solved as several problems (the two signs of a
+    balance residual): ``optimal`` only when every one is, else the first that is not
+    (a time or gap limit of one sign leaves the bracket open whatever the other did)."""
+    return next((s for s in statuses if s != "optimal"), "optimal")
+
+
+def _check_problem(case: Any, layers: list[_Layer], lo: np.ndarray, hi: np.ndarray,
+                   c: Constraint) -> None:
+    """ExactError unless the box, the network and the constraint fit the case."""
+    from gridverify.spec.constraints import FAMILIES, family_candidates
+
+    n_in, n_out = 2 * case.n_load, 2 * case.n_gen + 2 * case.n_bus
+    if lo.shape != (n_in,) or hi.shape != (n_in,):
+        raise ExactError(f"exact check: the box must have {n_in} entries (2L), got "
+                         f"{lo.shape} and {hi.shape}")
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        raise ExactError("exact check: the box must be finite (no NaN or infinity)")
+    if (lo > hi).any():
+        k = int(np.flatnonzero(lo > hi)[0])
+        raise ExactError(f"exact check: the box is empty (lower {lo[k]:g} > upper {hi[k]:g} "
+                         f"at input {k})")
+    w = [lay.w for lay in layers if lay.kind == "linear"]
+    if w[0].shape[1] != n_in or w[-1].shape[0] != n_out:
+        raise ExactError(f"exact check: the network maps {w[0].shape[1]} inputs to "
+                         f"{w[-1].shape[0]} outputs; case {case.name!r} needs {n_in} -> {n_out}")
+    if c.family not in FAMILIES:
+        raise ExactError(f"exact check: unknown constraint family {c.family!r}")
+    idx, _ = family_candidates(case, c.family)
+    if c.index not in set(idx.tolist()):
+        raise ExactError(f"exact check: {c.family} has no constraint at index {c.index} in "
+                         f"case {case.name!r} (an unrated branch has no thermal limit, an "
+                         "infinite limit is none)")
+
+
 def exact_worst_case(
     case: Any,
     module: nn.Module,
@@ -303,6 +344,7 @@ def exact_worst_case(
     lo = np.asarray(lower, dtype=np.float64)
     hi = np.asarray(upper, dtype=np.float64)
     layers = mlp_layers(module)
+    _check_problem(case, layers, lo, hi, constraint)
     t0 = time.perf_counter()
     signs = (1.0, -1.0) if constraint.family in BALANCE_FAMILIES else (1.0,)
     best = None
@@ -319,6 +361,6 @@ def exact_worst_case(
     with torch.no_grad():
         yw = mod64(torch.from_numpy(best[1][None, :])).numpy()
     wv = float(violation_values(case, [constraint], best[1][None, :], yw)[0, 0])
-    status = "optimal" if all(s == "optimal" for s in statuses) else statuses[-1]
+    status = combined_status(statuses)
     return ExactResult(constraint, best[0], float(bound), best[1], wv, status,
                        time.perf_counter() - t0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("pyscipopt")
 
@@ -104,3 +105,31 @@ def test_exact_on_proxy_mlp_with_clamp_head(check_sound):
     check_sound(cert, case, m)
     _bracket(case, m, cert, ["p_balance", "vm_max", "qg_min"], time_limit=10)
     assert np.isfinite(cert.constraints[0].upper_bound)
+
+
+def test_exact_refuses_problems_that_do_not_fit_the_case(tiny_mlp):
+    case = load_compiled("pglib_opf_case5_pjm")
+    net = tiny_mlp(case)
+    n = 2 * case.n_load
+    lo, hi = np.full(n, 0.5), np.full(n, 1.0)
+    vm = Constraint("vm_max", 1, 0)
+    bad = {
+        "the box must have 6 entries": (net, lo[:-1], hi[:-1], vm),
+        "the box must be finite": (net, np.full(n, np.nan), hi, vm),
+        "the box is empty": (net, hi, lo, vm),
+        "unknown constraint family 'foo'": (net, lo, hi, Constraint("foo", 1, 0)),
+        "has no constraint at index 999": (net, lo, hi, Constraint("vm_max", 1000, 999)),
+        "starts and ends with Linear": (torch.nn.Sequential(torch.nn.ReLU(), *net), lo, hi, vm),
+        "needs 6 -> ": (torch.nn.Sequential(torch.nn.Linear(n, 3)), lo, hi, vm),
+    }
+    for match, (module, a, b, c) in bad.items():
+        with pytest.raises(ExactError, match=match):
+            exact_worst_case(case, module, a, b, c)
+
+
+def test_a_balance_worst_case_is_optimal_only_when_both_signs_are():
+    from gridverify.exact.scip import combined_status
+
+    assert combined_status(["optimal", "optimal"]) == "optimal"
+    assert combined_status(["gaplimit", "optimal"]) == "gaplimit"  # was: optimal
+    assert combined_status(["optimal", "timelimit"]) == "timelimit"
