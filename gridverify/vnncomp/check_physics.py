@@ -558,11 +558,35 @@ class _Names:
         return f"bus {int(self.case.bus_ids[i])}"
 
 
+def _check_graph(model: Any, source: str) -> None:
+    """GraphError unless ``model`` is a graph every ONNX runtime loads: outputs, float
+    inputs and consistent types (``onnx.checker`` with its type and shape inference;
+    the lax reference evaluator would run graphs onnxruntime refuses)."""
+    import onnx
+
+    g = model.graph
+    if not g.output:
+        raise GraphError(f"{source}: the ONNX graph has no outputs")
+    fed = {t.name for t in g.initializer}
+    TP = onnx.TensorProto
+    for vi in g.input:
+        kind = vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else None
+        if vi.name not in fed and kind not in (TP.FLOAT, TP.DOUBLE):
+            name = TP.DataType.Name(kind) if kind in TP.DataType.values() else str(kind)
+            raise GraphError(f"{source}: input {vi.name!r} has element type {name}; the ACOPF "
+                             "layout takes float or double loads")
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:  # noqa: BLE001 - onnx raises its own types (ValidationError...)
+        raise GraphError(f"{source}: not a valid ONNX graph ({_one_line(exc)[:200]})") from None
+
+
 def check_physics(model: Any, case: CompiledCase, options: CheckOptions | None = None
                   ) -> PhysicsCheck:
     """Compare the physics outputs of ``model`` (path or ModelProto) with ``case``'s equations."""
     opts = options or CheckOptions()
     m, source = _load_model(model)
+    _check_graph(m, source)
     ev = _Evaluator(m, source)
     tol = opts.tol if ev.exact else max(opts.tol, FLOAT32_TOL)
     n_in = 2 * case.n_load

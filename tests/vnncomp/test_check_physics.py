@@ -243,6 +243,23 @@ def test_bad_input_is_one_line_exit_2(shifted, proxy14, tmp_path, capsys):
         check_physics(m, case, OPTS)
     with pytest.raises(SpecError):
         CheckOptions(width=1.5)
+    # no outputs; an integer input feeding float MatMuls (no runtime loads it; the lax
+    # reference evaluator used to run it and say it agrees)
+    none = onnx.load(path)
+    del none.graph.output[:]
+    with pytest.raises(GraphError, match="the ONNX graph has no outputs"):
+        check_physics(none, case, OPTS)
+    ints = onnx.load(path)
+    ints.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.INT64
+    with pytest.raises(GraphError, match="input '.*' has element type INT64"):
+        check_physics(ints, case, OPTS)
+    typed = onnx.load(path)  # a float input whose first node expects another type
+    typed.graph.node.insert(0, onnx.helper.make_node("Cast", [typed.graph.input[0].name],
+                                                     ["X_int"], to=onnx.TensorProto.INT64))
+    for node in typed.graph.node[1:]:
+        node.input[:] = ["X_int" if i == typed.graph.input[0].name else i for i in node.input]
+    with pytest.raises(GraphError, match="not a valid ONNX graph"):
+        check_physics(typed, case, OPTS)
 
 
 def test_float64_widening_keeps_the_graph(shifted, proxy14, tmp_path):
