@@ -153,6 +153,13 @@ def fraction(text: str) -> float:
     return value
 
 
+def stderr_line(message: str, kind: str | None = None) -> None:
+    """``message`` as one line on stderr: ``gridverify: [KIND: ]message`` (line breaks and
+    runs of spaces folded), flushed at once (a progress bar may follow)."""
+    head = f"gridverify: {kind}: " if kind else "gridverify: "
+    print(head + " ".join(str(message).split()), file=sys.stderr, flush=True)
+
+
 CASE_HELP = ("bundled case name (see `gridverify case list`), MATPOWER .m file, or "
              "pandapower network saved with pandapower.to_json (.json)")
 

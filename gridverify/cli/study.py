@@ -110,7 +110,9 @@ def _usage(p: argparse.ArgumentParser) -> int:
 
 def _warn(message: str) -> None:
     """A one-line warning on stderr."""
-    print(f"gridverify: warning: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    from gridverify.cli._args import stderr_line
+
+    stderr_line(message, "warning")
 
 
 def _progress_runner(spec: Any, out: Path, opts: Any, show: bool,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +110,7 @@ def register(sub: Any) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from gridverify.cli._args import show_progress
+    from gridverify.cli._args import show_progress, stderr_line
     from gridverify.fileio import check_output_path
     from gridverify.grid import load_compiled
     from gridverify.proxy.artifacts import check_replaceable, is_model_dir, write_model_dir
@@ -143,7 +142,7 @@ def _run_train(args: argparse.Namespace) -> int:
     case_ref = args.case or _dataset_case_name(paths[0])
     case = load_compiled(case_ref, emit_warnings=False)
     data = read_proxy_data_many(paths, case)
-    resume = TrainProgress(progress_path(out_dir), say=_note)
+    resume = TrainProgress(progress_path(out_dir), say=stderr_line)
     result = train_proxy(case, data, options, resume=resume)
     out = write_model_dir(args.out, result.module, result.card)
     resume.remove()  # the model it led to is written
@@ -160,10 +159,6 @@ def progress_path(out_dir: Path) -> Path:
     """The progress file of ``train --out OUT``: ``.OUT.train-progress.pt`` beside it (the
     model folder itself is only replaced when training ends)."""
     return out_dir.parent / f".{out_dir.name}.train-progress.pt"
-
-
-def _note(message: str) -> None:
-    print(f"gridverify: {' '.join(message.split())}", file=sys.stderr, flush=True)
 
 
 def _dataset_case_name(path: Path) -> str:
