@@ -31,10 +31,10 @@ _PLOTS: dict[str, Callable[..., Any]] = {}
 def value_text(v: Any, digits: int = 4) -> str:
     """A table value as every view shows it (the HTML views of certificates and of their
     comparisons, the study report, the CLI's tables): integers as they are, other
-    numbers with ``digits`` significant digits (``-0`` as ``0``), ``inf`` where there is no finite bound (an
-    infinite upper bound or gap; ``-inf``: no attained value), ``-`` where there is no
-    value (``None``, NaN: say a family absent from one certificate), other values as
-    ``str``."""
+    numbers with ``digits`` significant digits (``-0`` as ``0``), ``inf`` where there
+    is no finite bound (an infinite upper bound or gap; ``-inf``: no attained value),
+    ``-`` where there is no value (``None``, NaN: say a family absent from one
+    certificate), other values as ``str``."""
     if v is None:
         return "-"
     if isinstance(v, (str, bool)):

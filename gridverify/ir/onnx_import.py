@@ -41,12 +41,19 @@ from gridverify.ir.ops import OPS, UNARY_NONLINEAR
 from gridverify.ir.pwl_merge import merge_pwl
 from gridverify.ir.windows import same_pads
 
-__all__ = ["Lowering", "Var", "from_onnx", "prune"]
+__all__ = ["Lowering", "Var", "from_onnx", "onnx_type_name", "prune"]
 
 #: the default-domain opsets the importer implements (opset 7 replaced the legacy
 #: ``broadcast``/``axis`` attributes of Add/Mul/... by numpy broadcasting; later
 #: opsets than the highest here may change an op's semantics unseen)
 OPSET_MIN, OPSET_MAX = 7, 22
+
+
+def onnx_type_name(code: int) -> str:
+    """The name of an ONNX tensor element type (``INT64``), or the code when unknown."""
+    from onnx import TensorProto as TP
+
+    return TP.DataType.Name(code) if code in TP.DataType.values() else str(code)
 
 
 def _f32(v: float) -> float:
@@ -278,9 +285,8 @@ class _OnnxImporter:
             raise GraphError(f"{self.source}: input {vi.name!r} is not a tensor")
         TP = self.onnx.TensorProto
         if tt.elem_type not in (TP.FLOAT, TP.DOUBLE):
-            kind = TP.DataType.Name(tt.elem_type) if tt.elem_type in TP.DataType.values() \
-                else str(tt.elem_type)
-            raise GraphError(f"{self.source}: input {vi.name!r} has element type {kind}; "
+            raise GraphError(f"{self.source}: input {vi.name!r} has element type "
+                             f"{onnx_type_name(tt.elem_type)}; "
                              "only float and double inputs can be bounded")
         if not tt.HasField("shape"):
             raise GraphError(f"{self.source}: input {vi.name!r} has no shape (unknown rank); "
@@ -573,9 +579,8 @@ class _OnnxImporter:
             # float32 is read as exact (float64): the certificate is about the real-valued
             # function (docs/ir.md); a half-precision cast rounds far coarser: refused
             if to not in (TP.FLOAT, TP.DOUBLE):
-                name = TP.DataType.Name(to) if to in TP.DataType.values() else str(to)
-                raise _Unsupported(f"cast of a variable to {name} (only FLOAT and DOUBLE "
-                                   "are read as exact)")
+                raise _Unsupported(f"cast of a variable to {onnx_type_name(to)} (only FLOAT "
+                                   "and DOUBLE are read as exact)")
             return ins[0]
         dt = np.dtype(helper.tensor_dtype_to_np_dtype(to))
         return np.asarray(ins[0]).astype(dt)

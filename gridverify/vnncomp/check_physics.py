@@ -572,8 +572,10 @@ def _check_graph(model: Any, source: str) -> None:
     for vi in g.input:
         kind = vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else None
         if vi.name not in fed and kind not in (TP.FLOAT, TP.DOUBLE):
-            name = TP.DataType.Name(kind) if kind in TP.DataType.values() else str(kind)
-            raise GraphError(f"{source}: input {vi.name!r} has element type {name}; the ACOPF "
+            from gridverify.ir.onnx_import import onnx_type_name
+
+            raise GraphError(f"{source}: input {vi.name!r} has element type "
+                             f"{onnx_type_name(kind)}; the ACOPF "
                              "layout takes float or double loads")
     try:
         onnx.checker.check_model(model, full_check=True)
