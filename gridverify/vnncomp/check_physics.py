@@ -21,10 +21,11 @@ float32 rounding of a graph's constants stays near 1e-7 while a modelling
 mistake stands out by orders of magnitude.  For every branch or bus that
 disagrees, the check re-evaluates gridverify's equations with one known mistake
 applied to that element and names the mistake whose equations reproduce the
-graph: a phase-shift sign flipped, the tap on the wrong side, the tap ratio
-inverted, line charging missing; a shunt conductance or susceptance left out or
-of the wrong sign; a thermal rating that differs; a whole block with the
-opposite sign convention.  Balance and thermal residuals that disagree only
+graph: a phase-shift sign flipped or in degrees used as radians, the tap on the
+wrong side, the tap ratio inverted, line charging missing or not halved; a shunt
+conductance or susceptance left out or of the wrong sign, loads in MW rather
+than per unit; a thermal rating that differs; a whole block with the opposite
+sign convention; NaN or infinite outputs.  Balance and thermal residuals that disagree only
 because the branch flows do (recognised or not) are attributed to those branches.
 
 Lookup tables: a graph whose ``sin`` and ``cos`` are piecewise-linear
@@ -92,6 +93,8 @@ BRANCH_MISTAKES: dict[str, str] = {
     "tap_side": "tap on the wrong side (to end instead of from end)",
     "tap_inverted": "tap ratio inverted (1/tap)",
     "no_charging": "line charging missing",
+    "charging_not_halved": "line charging not halved (b at each end instead of b/2)",
+    "shift_degrees": "phase shift in degrees used as radians",
 }
 """Branch modelling mistakes the check recognises (key: description)."""
 
@@ -99,6 +102,7 @@ BUS_MISTAKES: dict[str, str] = {
     "no_gs": "shunt conductance left out",
     "no_bs": "shunt susceptance left out",
     "bs_sign": "shunt susceptance sign flipped",
+    "load_mw": "loads taken in MW / MVAr, not per unit (not divided by the case's base)",
 }
 """Bus modelling mistakes the check recognises (key: description)."""
 
@@ -228,8 +232,10 @@ def _branch_applicable(case: CompiledCase, key: str) -> np.ndarray:
         return (tap != 1) | (shift != 0)
     if key == "tap_inverted":
         return tap != 1
-    if key == "no_charging":
+    if key in ("no_charging", "charging_not_halved"):
         return b != 0
+    if key == "shift_degrees":
+        return shift != 0
     raise KeyError(key)
 
 
@@ -249,6 +255,10 @@ def with_branch_mistake(case: CompiledCase, branches: Any, key: str) -> Compiled
         tap = 1.0 / tap
     elif key == "no_charging":
         b = np.zeros_like(b)
+    elif key == "charging_not_halved":
+        b = 2.0 * b
+    elif key == "shift_degrees":
+        shift = np.rad2deg(shift)
     elif key != "tap_side":
         raise KeyError(key)
     pf, qf, pt, qt = flow_templates(r, xx, b, tap, shift)
@@ -267,7 +277,8 @@ def with_branch_mistake(case: CompiledCase, branches: Any, key: str) -> Compiled
 
 
 def with_bus_mistake(case: CompiledCase, buses: Any, key: str) -> CompiledCase:
-    """``case`` whose shunts at ``buses`` carry mistake ``key`` (BUS_MISTAKES)."""
+    """``case`` whose shunts at ``buses`` carry mistake ``key`` (BUS_MISTAKES but
+    ``load_mw``, a mistake of the loads, not of the case)."""
     i = np.asarray(buses, dtype=np.int64).reshape(-1)
     gs, bs = np.array(case.gs, dtype=np.float64), np.array(case.bs, dtype=np.float64)
     if key == "no_gs":
@@ -558,6 +569,13 @@ class _Names:
         return f"bus {int(self.case.bus_ids[i])}"
 
 
+def _element_entries(lay: AcopfLayout, fam: str, idx: int, flags: np.ndarray) -> bool:
+    """Whether ``flags`` (per entry of block ``fam``) holds at an entry of element ``idx``."""
+    if fam in THERMAL_FAMILIES:
+        return bool(flags[np.asarray(lay.thermal_branches) == idx].any())
+    return bool(flags[idx])
+
+
 def _check_graph(model: Any, source: str) -> None:
     """GraphError unless ``model`` is a graph every ONNX runtime loads: outputs, float
     inputs and consistent types (``onnx.checker`` with its type and shape inference;
@@ -634,6 +652,13 @@ def _judge(case: CompiledCase, lay: AcopfLayout, xs: np.ndarray, ys: np.ndarray,
         return _err(got[f][:, cols], value, scale[f][:, cols])[1].max(axis=0)
 
     errs = {f: _err(got[f], ref[f], scale[f]) for f in PHYSICS_FAMILIES}
+    not_finite = {f: ~np.isfinite(got[f]) & ~np.isneginf(ref[f]) for f in PHYSICS_FAMILIES}
+    nf_samples = int(np.any([m.any(axis=1) for m in not_finite.values()], axis=0).sum())
+    if nf_samples:
+        fams = ", ".join(f for f, m in not_finite.items() if m.any())
+        notes.append(f"the graph's outputs are NaN or infinite at {nf_samples} of "
+                     f"{xs.shape[0]} load samples ({fams})")
+    not_finite = {f: m.any(axis=0) for f, m in not_finite.items()}  # per element
     elem_err = {f: errs[f][1].max(axis=0) for f in PHYSICS_FAMILIES}  # per element
 
     def element_of(fam: str, j: int) -> tuple[str, int]:
@@ -698,9 +723,11 @@ def _judge(case: CompiledCase, lay: AcopfLayout, xs: np.ndarray, ys: np.ndarray,
         pg, qg = ys[:, lay.block("pg")], ys[:, lay.block("qg")]
         own = Flows(*(got[f] for f in ("pf", "qf", "pt", "qt")))
 
-        def bal_err(c: CompiledCase, graph_flows: bool) -> np.ndarray:
-            """Balance disagreement with ``c``'s equations (optionally the graph's own flows)."""
-            res = list(balance_residuals(c, pg, qg, vm, va, xs[:, :L], xs[:, L:]))
+        def bal_err(c: CompiledCase, graph_flows: bool, load_scale: float = 1.0) -> np.ndarray:
+            """Balance disagreement with ``c``'s equations (optionally the graph's own flows
+            and the loads scaled by ``load_scale``)."""
+            loads = load_scale * xs
+            res = list(balance_residuals(c, pg, qg, vm, va, loads[:, :L], loads[:, L:]))
             if graph_flows:  # residual = ... - flows out: swap gridverify's flows for the graph's
                 for k, (mine, theirs) in enumerate(zip(bus_injections(c, vm, va),
                                                        bus_injections(c, vm, va, own))):
@@ -719,11 +746,17 @@ def _judge(case: CompiledCase, lay: AcopfLayout, xs: np.ndarray, ys: np.ndarray,
             rest = np.array([i for i in bad_bus if i not in bus_via and i not in bus_cause],
                             dtype=np.int64)
             for key in BUS_MISTAKES:
-                shunt = np.asarray(case.gs if key == "no_gs" else case.bs)
-                cand = rest[shunt[rest] != 0] if rest.size else rest
+                if key == "load_mw":
+                    has = np.isin(np.arange(case.n_bus), np.asarray(case.load_bus))
+                else:
+                    has = np.asarray(case.gs if key == "no_gs" else case.bs) != 0
+                cand = rest[has[rest]] if rest.size else rest
                 if not cand.size:
                     continue
-                e_alt = bal_err(with_bus_mistake(fixed, cand, key), graph_flows)[cand]
+                if key == "load_mw":
+                    e_alt = bal_err(fixed, graph_flows, float(case.base_mva))[cand]
+                else:
+                    e_alt = bal_err(with_bus_mistake(fixed, cand, key), graph_flows)[cand]
                 bus_cause.update({int(i): key for i in cand[e_alt <= tol]})
                 rest = np.array([i for i in rest if i not in bus_cause], dtype=np.int64)
 
@@ -739,7 +772,10 @@ def _judge(case: CompiledCase, lay: AcopfLayout, xs: np.ndarray, ys: np.ndarray,
         fams = tuple(f for f, _, _ in items)
         key: str | None = None
         cause: str | None = None
-        if kind == "branch" and idx in br_cause:
+        bad = [f for f in fams if _element_entries(lay, f, idx, not_finite[f])]
+        if bad:
+            key, cause = "not_finite", f"the graph's {','.join(bad)} output is NaN or infinite"
+        elif kind == "branch" and idx in br_cause:
             key = br_cause[idx]
             cause = BRANCH_MISTAKES[key]
         elif kind == "branch" and idx in therm_cause:

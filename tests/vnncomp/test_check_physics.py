@@ -126,6 +126,71 @@ def test_tap_side_and_shunt_mistakes_are_named(shifted, proxy14, tmp_path):
     assert only.families == ("rq",)
 
 
+@pytest.mark.parametrize("mistake", ["shift_degrees", "charging_not_halved"])
+def test_unit_and_charging_mistakes_are_named(shifted, proxy14, tmp_path, mistake):
+    """Shift in degrees read as radians; b at each end instead of b/2."""
+    raw, case, tr_row = shifted
+    row = tr_row if mistake == "shift_degrees" else int(np.argmax(raw.branch[:, BR_B]))
+    e = int(np.nonzero(case.branch_row == row + 1)[0][0])
+    bad = with_branch_mistake(case, [e], mistake)
+    res = check_physics(_export(bad, proxy14, tmp_path / "m.onnx"), case, OPTS)
+    found = _by_element(res)
+    name = _branch_name(case, row)
+    assert found[name].cause_key == mistake, found[name]
+    assert all(f.element == name or f.cause_key == "via_branch" for f in res.findings)
+
+
+def _with_loads_in_mw(case, proxy, path: Path) -> Path:
+    """The export whose balance rows subtract the loads in MW / MVAr (times the base)."""
+    from gridverify.ir import GraphBuilder
+    from gridverify.vnncomp.instances import acopf_layout
+
+    graph, _ = acopf_graph(case, proxy)
+    lay = acopf_layout(case)
+    L, N = case.n_load, case.n_bus
+    m = np.zeros((lay.size, 2 * L))
+    for k, fam in enumerate(("rp", "rq")):
+        rows = np.arange(lay.size)[lay.block(fam)]
+        m[rows[np.asarray(case.load_bus)], k * L + np.arange(L)] -= case.base_mva - 1.0
+    assert rows.size == N
+    b = GraphBuilder(graph)
+    y = b.add(graph.outputs[0], b.linear(graph.inputs[0], torch.tensor(m)), name="Y")
+    b.output(y, "Y")
+    g = b.build()
+    g = dataclasses.replace(g, outputs=(y,), output_names=("Y",))
+    return export_onnx(g, path)
+
+
+def test_loads_in_mw_are_named(shifted, proxy14, tmp_path):
+    _, case, _ = shifted
+    res = check_physics(_with_loads_in_mw(case, proxy14, tmp_path / "mw.onnx"), case, OPTS)
+    assert not res.ok
+    buses = {int(case.bus_ids[i]) for i in np.unique(case.load_bus)}
+    assert {f.element for f in res.findings} == {f"bus {i}" for i in buses}
+    assert {f.cause_key for f in res.findings} == {"load_mw"}
+
+
+def test_nan_outputs_are_named(shifted, proxy14, tmp_path):
+    """A graph whose outputs are NaN: a note and the cause, not a bare 'off by inf'."""
+    from gridverify.ir import GraphBuilder
+
+    _, case, _ = shifted
+    graph, _ = acopf_graph(case, proxy14)
+    b = GraphBuilder(graph)
+    y = graph.outputs[0]
+    minus_one = b.linear(graph.inputs[0], torch.zeros(b.size(y), graph.input_size,
+                                                      dtype=torch.float64),
+                         torch.full((b.size(y),), -1.0, dtype=torch.float64))
+    nan = b.sqrt(minus_one)
+    y2 = b.add(y, nan, name="Y")
+    b.output(y2, "Y")
+    g = dataclasses.replace(b.build(), outputs=(y2,), output_names=("Y",))
+    res = check_physics(export_onnx(g, tmp_path / "nan.onnx"), case, OPTS)
+    assert not res.ok
+    assert any("NaN or infinite at 8 of 8" in n for n in res.notes), res.notes
+    assert res.findings and all(f.cause_key == "not_finite" for f in res.findings)
+
+
 def test_unknown_branch_mistake_still_explains_its_buses(shifted, proxy14, tmp_path):
     """A resistance doubled: no known cause, but the buses' residuals follow from its flows."""
     raw, case, _ = shifted
