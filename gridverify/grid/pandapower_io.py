@@ -160,8 +160,8 @@ def _element_rows(net: Any, look: dict[str, Any], et: str, n_rows: int) -> list[
     ``<et>_controllable``.
     """
     key = f"{et}_controllable" if et in ("sgen", "storage", "load") else et
-    if et not in net or len(net[et]) == 0 or key not in look:
-        return []
+    if et not in net or len(net[et]) == 0 or look.get(key) is None:
+        return []  # pandapower leaves None where no element of the type is in service
     rows = np.asarray(look[key]).ravel()
     out = []
     for k in net[et].index:
@@ -562,13 +562,51 @@ def ppc_of(case: RawCase) -> dict[str, Any]:
     return out
 
 
+def _high_voltage_first(ppc: dict[str, Any]) -> dict[str, Any]:
+    """``ppc`` with every transformer whose to bus has the higher base voltage reversed.
+
+    ``from_ppc`` treats a branch with a tap other than 0 or 1, or a phase shift,
+    as a transformer whose ratio sits at its high-voltage bus.  MATPOWER puts it
+    at the from bus, so a branch whose from bus is the low-voltage one is passed
+    as its exact reverse: tap ``1/t``, shift ``-shift``, series impedance
+    ``t**2 (r + jx)`` and charging ``b / t**2`` give the same admittance matrix
+    seen from the other end (rating and limits unchanged; angle limits negated
+    and swapped).
+    """
+    br = np.array(ppc["branch"], dtype=np.float64, copy=True)
+    ids = ppc["bus"][:, C.BUS_I].astype(np.int64)
+    kv = dict(zip(ids.tolist(), ppc["bus"][:, C.BASE_KV].tolist()))
+    tap = br[:, C.TAP]
+    trafo = ((tap != 0) & (tap != 1)) | (br[:, C.SHIFT] != 0)
+    f_kv = np.array([kv.get(int(b), 0.0) for b in br[:, C.F_BUS]])
+    t_kv = np.array([kv.get(int(b), 0.0) for b in br[:, C.T_BUS]])
+    rev = trafo & (t_kv > f_kv)
+    if rev.any():
+        t = np.where(tap[rev] == 0, 1.0, tap[rev])
+        r = br[rev]
+        r[:, [C.F_BUS, C.T_BUS]] = r[:, [C.T_BUS, C.F_BUS]]
+        r[:, C.TAP] = 1.0 / t
+        r[:, C.SHIFT] = -r[:, C.SHIFT]
+        r[:, C.BR_R] *= t**2
+        r[:, C.BR_X] *= t**2
+        r[:, C.BR_B] /= t**2
+        r[:, [C.ANGMIN, C.ANGMAX]] = -r[:, [C.ANGMAX, C.ANGMIN]]
+        br[rev] = r
+    return {**ppc, "branch": br}
+
+
 def to_pandapower(case: RawCase | CompiledCase, f_hz: float = 50.0) -> Any:
     """A pandapower network of a raw case (``pandapower.converter.from_ppc``).
 
     A compiled case is re-read from its source file (inactive elements included).
 
     Branch ``k`` of the raw table becomes the element
-    ``net._from_ppc_lookups["branch"].loc[k]`` (a line or a transformer).
+    ``net._from_ppc_lookups["branch"].loc[k]`` (a line or a transformer).  A
+    transformer whose from bus has the lower base voltage is handed to
+    ``from_ppc`` reversed (see :func:`_high_voltage_first`): ``from_ppc`` puts every
+    ratio on the high-voltage side, which for such a branch is not MATPOWER's
+    model (tap at the from bus).  Its from-end flows are then pandapower's
+    low-voltage ones (``p_lv_mw``, ``q_lv_mvar``).
     """
     if isinstance(case, CompiledCase):
         from gridverify.grid.case import load_case
@@ -579,7 +617,7 @@ def to_pandapower(case: RawCase | CompiledCase, f_hz: float = 50.0) -> Any:
         case = load_case(case.source)
     from pandapower.converter.pypower import from_ppc
 
-    ppc = ppc_of(case)
+    ppc = _high_voltage_first(ppc_of(case))
     if "gencost" in ppc:
         ppc["gencost"] = _even_pwl_gencost(ppc["gencost"])
     with warnings.catch_warnings():

@@ -44,9 +44,11 @@ def _side_results(net, et: str, idx: int, base: float) -> np.ndarray:
     return np.array([r[f"p_{a}_mw"], r[f"q_{a}_mvar"], r[f"p_{b}_mw"], r[f"q_{b}_mvar"]]) / base
 
 
-@pytest.mark.parametrize("name", ["case14_ieee", "case57_ieee", "case118_ieee"])
+@pytest.mark.parametrize("name", ["case14_ieee", "case24_ieee_rts", "case57_ieee",
+                                  "case118_ieee"])
 def test_flows_match_runpp(name):
-    """Our flows at pandapower's solved voltages equal its line/trafo results."""
+    """Our flows at pandapower's solved voltages equal its line/trafo results
+    (case24: transformers whose tap sits at their low-voltage from bus)."""
     raw = load_case(name)
     cc = compile_case(raw, emit_warnings=False)
     net = to_pandapower(raw)
@@ -62,7 +64,10 @@ def test_flows_match_runpp(name):
         row = lookup.loc[int(cc.branch_row[k]) - 1]
         et, idx = str(row.element_type), int(row.element)
         kinds.add(et)
-        np.testing.assert_allclose(ours[k], _side_results(net, et, idx, cc.base_mva),
+        theirs = _side_results(net, et, idx, cc.base_mva)
+        if et == "trafo" and net.trafo.lv_bus[idx] == cc.bus_ids[cc.f_bus[k]]:
+            theirs = theirs[[2, 3, 0, 1]]  # from bus on the low-voltage side
+        np.testing.assert_allclose(ours[k], theirs,
                                    rtol=0, atol=TOL, err_msg=f"branch row {cc.branch_row[k]}")
     assert {"line", "trafo"} <= kinds
     # bus level: pandapower's bus result (consumption positive, shunts included) is
@@ -123,6 +128,23 @@ def test_from_pandapower_case14_costs_and_ids():
     assert cc.cost_c2[0] == pytest.approx(cost.cp2_eur_per_mw2 * cc.base_mva**2)
     assert cc.cost_c1[0] == pytest.approx(cost.cp1_eur_per_mw * cc.base_mva)
     assert np.isclose(cc.pd.sum() * cc.base_mva, net.load.p_mw.sum())
+
+
+@pytest.mark.parametrize("edit", ["gen_out", "gen_bus_out", "slack_gen_only"])
+def test_from_pandapower_with_no_element_of_a_type_in_service(edit):
+    """pandapower's lookup of a type with nothing in service is None: no such element,
+    whether or not a power flow ran on the network before."""
+    net = pn.example_simple()
+    if edit == "gen_out":
+        net.gen["in_service"] = False
+    elif edit == "gen_bus_out":
+        net.bus["in_service"] = net.bus.index != int(net.gen.bus.iloc[0])
+    else:
+        net.gen["slack"] = True
+        net.ext_grid["in_service"] = False
+    cc = compile_case(from_pandapower(net), emit_warnings=False)
+    assert cc.n_gen == 1  # the ext_grid or the gen, whichever is in service
+    _check_net(net, flows=False)
 
 
 def test_from_pandapower_with_switches_and_iron_losses():
