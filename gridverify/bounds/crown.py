@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gridverify.bounds.ibp import Interval, ibp_node, node_relaxation
+from gridverify.bounds.ibp import Interval, ibp_node, nan_as, node_relaxation
 from gridverify.bounds.options import BoundOptions
 from gridverify.ir.graph import Graph, Node, sparse_transpose_apply
 from gridverify.ir.ops import OPS, UNARY_NONLINEAR
@@ -81,6 +81,22 @@ def _dot_off(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     vv = v.unsqueeze(-2).expand_as(hit) if a.dim() == 3 else v.unsqueeze(-2)
     contrib = torch.where(hit, a.sign() * vv, torch.zeros((), dtype=a.dtype, device=a.device))
     return out + contrib.sum(-1)
+
+
+def _abs_dot(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``_dot_off(|a|, v)`` for ``v >= 0`` without a product the size of ``a``
+    (one ``|a|`` temporary, a batched matrix-vector product)."""
+    with torch.no_grad():
+        fin = torch.isfinite(v)
+        vf = v if bool(fin.all()) else torch.where(fin, v, torch.zeros_like(v))
+        aa = a.detach().abs()
+        out = vf @ aa.T if aa.dim() == 2 else torch.bmm(aa, vf.unsqueeze(-1)).squeeze(-1)
+        if vf is not v:  # a nonzero coefficient on an unbounded entry
+            hit = (aa > 0).to(v.dtype)
+            inf = (~fin).to(v.dtype)
+            cnt = inf @ hit.T if aa.dim() == 2 else torch.bmm(hit, inf.unsqueeze(-1)).squeeze(-1)
+            out = torch.where(cnt > 0, torch.full_like(out, torch.inf), out)
+        return out
 
 
 def _split(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -262,7 +278,8 @@ class Engine:
                     if lin is not None:
                         self.linear[node.id] = lin
                     cl, cu = self._alpha_rows(node.id, eye, cl, cu)
-                    lo, hi = torch.maximum(lo, cl), torch.minimum(hi, cu)
+                    lo = torch.maximum(lo, nan_as(cl, -torch.inf))
+                    hi = torch.minimum(hi, nan_as(cu, torch.inf))
                     self.tight.add(node.id)
                 elif rows.numel():
                     spec = self.one_hot(rows, node.size)
@@ -270,8 +287,8 @@ class Engine:
                                                   return_A=want_lin)
                     cl, cu = self._alpha_rows(node.id, spec, cl, cu)
                     lo, hi = lo.clone(), hi.clone()
-                    lo[:, rows] = torch.maximum(lo[:, rows], cl)
-                    hi[:, rows] = torch.minimum(hi[:, rows], cu)
+                    lo[:, rows] = torch.maximum(lo[:, rows], nan_as(cl, -torch.inf))
+                    hi[:, rows] = torch.minimum(hi[:, rows], nan_as(cu, torch.inf))
                     if lin is not None:
                         self.linear[node.id] = self._scatter_linear(lin, rows, node.size)
                 lo, hi = self._tighten(node.id, lo, hi)
@@ -392,11 +409,12 @@ class Engine:
         g = self.graph
         Al: dict[int, torch.Tensor] = {}
         Au: dict[int, torch.Tensor] = {}
+        zero = torch.zeros((), dtype=self.dtype, device=self.device)
+        acc = _Accumulator(self, Al, Au, zero, starts)
         for k, a in starts.items():
             # a pair gives the lower and the upper stream different starts
             al0, au0 = a if isinstance(a, tuple) else (a, a)
-            _acc(Al, Au, k, al0, au0)
-        zero = torch.zeros((), dtype=self.dtype, device=self.device)
+            acc(k, al0, au0)
         bl, bu = zero, zero
         ml, mu = zero, zero  # the offsets' terms' magnitudes (their rounding is relative to)
         in_l: dict[int, torch.Tensor] = {}
@@ -417,7 +435,7 @@ class Engine:
                 continue
             if OPS[op].nonlinear:
                 back = self._back_mul if op == "mul" else self._back_unary
-                dbl, dbu = back(node, al, au, Al, Au, relax)
+                dbl, dbu = back(node, al, au, acc, relax)
                 bl, bu, ml, mu = bl + dbl[0], bu + dbu[0], ml + dbl[1], mu + dbu[1]
                 continue
             shared = al is au
@@ -428,6 +446,7 @@ class Engine:
                 outs_u, dbu = self._back_linear(node, au)
             if dbl is not None:
                 bl, bu, ml, mu = bl + dbl[0], bu + dbu[0], ml + dbl[1], mu + dbu[1]
+            acc.charge_affine(node, al, au)
             skip_zero = op == "concat" and len(outs_l) > 1
             for (i, nl), (_, nu) in zip(outs_l, outs_u):
                 # a spec that reads a few parts of a concatenation (one constraint of
@@ -435,16 +454,16 @@ class Engine:
                 # relaxations included, would only add zeros
                 if skip_zero and not bool(nl.any()) and (nu is nl or not bool(nu.any())):
                     continue
-                _acc(Al, Au, i, nl, nu)
+                acc(i, nl, nu)
         # rounding: the products and sums above and below are widened by their
         # error bound, (n + graph size) eps * sum |a| |x| (the offsets included:
         # the sum of their terms' magnitudes, which may cancel to a small bl), so
         # that a bound computed in floating point holds the exact one.  The
-        # coefficients' own rounding in the back-substitution (a @ W) is covered
-        # relative to the coefficients it gives, not to the terms of each product:
-        # for weights whose products cancel to tiny coefficients, that error (about
-        # 1e-16 of the products' terms in float64) is left to certify's pad
-        # (CertifyOptions.pad_rel/pad_abs, 1e-9)
+        # coefficients' own rounding (sums in a @ W and in accumulation, products,
+        # weights rounded to the engine's dtype) was charged step by step to the
+        # offsets (:class:`_Accumulator`): a bound holds even where the products
+        # cancel to tiny coefficients
+        bl, bu = bl - acc.charge_l, bu + acc.charge_u
         eps = torch.finfo(self.dtype).eps
         n_ops = len(g.nodes) + 3
         k_off = (n_ops + self.widest) * eps
@@ -524,7 +543,7 @@ class Engine:
             return [(ins[0], a)], None
         raise AssertionError(f"no backward rule for {op}")  # pragma: no cover
 
-    def _back_unary(self, node, al, au, Al, Au, relax):  # noqa: ANN001, ANN202
+    def _back_unary(self, node, al, au, acc, relax):  # noqa: ANN001, ANN202
         """Coefficients through a unary relaxation; the offsets of both streams, each
         with its terms' magnitudes."""
         i = node.inputs[0]
@@ -537,10 +556,14 @@ class Engine:
         ap, an = _split(au)
         new_u = _mix(ap, an, ru.uw, ru.lw)
         dbu = _bias(ap, an, ru.ub, ru.lb)
-        _acc(Al, Au, i, new_l, new_u)
+        acc(i, new_l, new_u)
+        if not acc.deferred(i):
+            z, k = acc.zmax(i), 1.0 + acc.sums(i)
+            acc.charge(al, au, [(_steepest(rl.lw, rl.uw, z), None if ru is rl else
+                                 _steepest(ru.lw, ru.uw, z), k)])
         return dbl, dbu
 
-    def _back_mul(self, node, al, au, Al, Au, relax):  # noqa: ANN001, ANN202
+    def _back_mul(self, node, al, au, acc, relax):  # noqa: ANN001, ANN202
         """Coefficients through a product's planes; offsets as :meth:`_back_unary`."""
         x, y = node.inputs
         rl = relax(node, 0)
@@ -553,8 +576,17 @@ class Engine:
         ux = _mix(ap, an, ru.uwx, ru.lwx)
         uy = _mix(ap, an, ru.uwy, ru.lwy)
         dbu = _bias(ap, an, ru.ub, ru.lb)
-        _acc(Al, Au, x, lx, ux)
-        _acc(Al, Au, y, ly, uy)
+        acc(x, lx, ux)
+        acc(y, ly, uy)
+        items = []
+        for i, (lw, uw), (lw2, uw2) in ((x, (rl.lwx, rl.uwx), (ru.lwx, ru.uwx)),
+                                        (y, (rl.lwy, rl.uwy), (ru.lwy, ru.uwy))):
+            if not acc.deferred(i) or x == y:
+                z = acc.zmax(i)
+                items.append((_steepest(lw, uw, z),
+                              None if ru is rl else _steepest(lw2, uw2, z), 1.0 + acc.sums(i)))
+        if items:
+            acc.charge(al, au, items)
         return dbl, dbu
 
     # ------------------------------------------------------------ final bounds
@@ -592,16 +624,149 @@ class Engine:
         return _dot_off(sp, lo) + _dot_off(sn, hi), _dot_off(sp, hi) + _dot_off(sn, lo)
 
 
-def _acc(Al: dict, Au: dict, i: int, nl: torch.Tensor, nu: torch.Tensor) -> None:
-    """Accumulate coefficients into both streams, keeping shared tensors shared."""
-    ol, ou = Al.get(i), Au.get(i)
-    if nl is nu and ol is ou:
-        v = nl if ol is None else ol + nl
-        Al[i] = v
-        Au[i] = v
-        return
-    Al[i] = nl if ol is None else ol + nl
-    Au[i] = nu if ou is None else ou + nu
+class _Accumulator:
+    """Coefficients accumulated into both streams of a backward pass (shared tensors
+    kept shared), with the rounding of every coefficient charged to the offsets.
+
+    The pass computes coefficients ``c~`` that differ from the exact ones ``c`` by
+    rounding; everything after a step is a valid bound for the coefficients it was
+    given, so the error of the step, ``(c - c~) . z`` over the node's values ``z``,
+    is what the bound must absorb: at most ``err(c) . max|z|`` with ``max|z|``
+    from the node's interval (``0 * inf = 0``; a nonzero error on an unbounded
+    node makes the bound infinite).  Each step through a node with coefficients
+    ``a`` charges, per input, ``k eps |a| . v``: ``v`` bounds the magnitudes of the
+    terms of the input's coefficients times ``max|z_in|`` (``|W| max|z_in|`` for an
+    affine op, the larger line slope times ``max|z_in|`` for a relaxation), ``k``
+    counts the roundings: the sums of ``a @ W`` (``n + 2`` for ``n`` terms and the
+    weights rounded to the engine's dtype), one product, and the sums of the
+    contributions the input receives from its consumers (each partial sum is at
+    most the sum of the contributions' magnitudes).  ``charge_l`` and ``charge_u``,
+    ``(B, m)`` or scalar zero, are subtracted from the lower and added to the upper
+    offset.
+    """
+
+    def __init__(self, engine: Engine, Al: dict, Au: dict, zero: torch.Tensor,
+                 starts: Mapping[int, object]) -> None:
+        self.engine, self.Al, self.Au = engine, Al, Au
+        self.starts = starts
+        self.eps = torch.finfo(engine.dtype).eps
+        self.charge_l = zero
+        self.charge_u = zero
+
+    def zmax(self, nid: int) -> torch.Tensor:
+        """``max(|lower|, |upper|)`` of node ``nid``, ``(B, size)``."""
+        e = self.engine
+        b = e.boxes[nid] if e.graph.nodes[nid].op == "input" else e.bounds[nid]
+        if b is None:
+            raise AssertionError(f"node #{nid} reached by a backward pass has no bounds")
+        return torch.maximum(b[0].detach().abs(), b[1].detach().abs())
+
+    def sums(self, nid: int) -> float:
+        """Additions of contributions node ``nid`` can see in a pass (one fewer than
+        its consumers, plus one when it is a start)."""
+        n = len(self.engine._consumers.get(nid, ())) - 1 + (nid in self.starts)
+        return float(max(n, 0))
+
+    def deferred(self, nid: int) -> bool:
+        """Whether a product's rounding of node ``nid``'s coefficients is left to
+        :meth:`charge_affine` at ``nid``: an affine node whose coefficients are that
+        one contribution (its charge covers ``eps |a| . max|z|``)."""
+        e = self.engine
+        return (e.graph.nodes[nid].op in ("linear", "sparse_linear")
+                and self.sums(nid) == 0)
+
+    def charge(self, al: torch.Tensor, au: torch.Tensor,
+               items: list[tuple[torch.Tensor, torch.Tensor | None, float]]) -> None:
+        """Charge ``k eps |a| . v`` per item ``(v_l, v_u, k)`` (``v_u`` None: ``v_l``)."""
+        with torch.no_grad():
+            for v_l, v_u, k in items:
+                cl = k * self.eps * _abs_dot(al, v_l)
+                self.charge_l = self.charge_l + cl
+                if v_u is None and au is al:
+                    self.charge_u = self.charge_u + cl
+                else:
+                    v = v_l if v_u is None else v_u
+                    self.charge_u = self.charge_u + k * self.eps * _abs_dot(au, v)
+
+    def __call__(self, i: int, nl: torch.Tensor, nu: torch.Tensor) -> None:
+        """Add ``nl`` / ``nu`` to node ``i``'s coefficients."""
+        Al, Au = self.Al, self.Au
+        ol, ou = Al.get(i), Au.get(i)
+        if nl is nu and ol is ou:
+            v = nl if ol is None else ol + nl
+            Al[i] = v
+            Au[i] = v
+            return
+        Al[i] = nl if ol is None else ol + nl
+        Au[i] = nu if ou is None else ou + nu
+
+    def charge_affine(self, node: Node, al: torch.Tensor, au: torch.Tensor) -> None:
+        """The roundings of a backward step through an affine node."""
+        e = self.engine
+        g, op = e.graph, node.op
+        if op == "concat":
+            k = max(self.sums(i) for i in node.inputs)
+            if k > 0:
+                self.charge(al, au, [(torch.cat([self.zmax(i) for i in node.inputs], -1),
+                                      None, k)])
+            return
+        z_in = self.zmax(node.inputs[0])
+        if op in ("linear", "sparse_linear"):
+            # |W| max|z_in| (+ |bias|: at least max|z| of this node, whose own product
+            # rounding, when deferred here, is charged by the extra 1 in k)
+            v = _abs_weight_apply(g, node, z_in, e.dtype, e.device)
+            if node.attrs.get("bias") is not None:
+                v = v + g.attr(node, "bias", e.dtype, e.device).abs()
+            k = node.size + 2.0 + 1.0 + 1.0 + self.sums(node.inputs[0])
+        elif op == "gather":
+            idx = g.attr(node, "index", e.dtype, e.device)
+            reps = int(torch.bincount(idx).max()) if idx.numel() else 0
+            v, k = z_in.index_select(-1, idx), float(reps) + self.sums(node.inputs[0])
+        elif op == "scale":
+            coef = g.attr(node, "coef", e.dtype, e.device).abs()
+            v, k = _times_off(coef, z_in), 1.0 + self.sums(node.inputs[0])
+        elif op in ("add", "sub"):
+            k = max(self.sums(i) for i in node.inputs)
+            v = z_in + self.zmax(node.inputs[1])
+        else:  # neg, reshape, add_const: the coefficients pass unchanged
+            v, k = z_in, self.sums(node.inputs[0])
+        if k > 0:  # copies into a node no other contribution is added to: exact
+            self.charge(al, au, [(v, None, k)])
+
+
+def _steepest(w1: torch.Tensor, w2: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``max(|w1|, |w2|) * z``: what a product of a coefficient with either slope,
+    times the values ``z >= 0``, is at most per unit of the coefficient."""
+    return _times_off(torch.maximum(w1.detach().abs(), w2.detach().abs()), z)
+
+
+def _times_off(w: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``w * z`` for ``w, z >= 0`` with ``0 * inf = 0``."""
+    return torch.where(w == 0, torch.zeros_like(z), w * z)
+
+
+def _abs_weight_apply(g: Graph, node: Node, z: torch.Tensor, dtype: torch.dtype,
+                      device: torch.device) -> torch.Tensor:
+    """``|W| @ z`` per domain for ``z >= 0`` that may be infinite (``0 * inf = 0``)."""
+    fin = torch.isfinite(z)
+    zf = torch.where(fin, z, torch.zeros_like(z))
+    inf = (~fin).to(dtype)
+    if node.op == "linear":
+        wa = g.attr(node, "weight", dtype, device).abs()
+        out = zf @ wa.T
+        hit = (inf @ (wa > 0).to(dtype).T) > 0 if not bool(fin.all()) else None
+    else:
+        rows = g.attr(node, "rows", dtype, device)
+        cols = g.attr(node, "cols", dtype, device)
+        va = g.attr(node, "vals", dtype, device).abs()
+        out = zf.new_zeros(*zf.shape[:-1], node.size)
+        out.index_add_(-1, rows, zf.index_select(-1, cols) * va)
+        hit = None
+        if not bool(fin.all()):
+            cnt = zf.new_zeros(*zf.shape[:-1], node.size)
+            cnt.index_add_(-1, rows, inf.index_select(-1, cols) * (va > 0).to(dtype))
+            hit = cnt > 0
+    return out if hit is None else torch.where(hit, torch.full_like(out, torch.inf), out)
 
 
 def _full(b: torch.Tensor, batch: int, m: int) -> torch.Tensor:

@@ -10,6 +10,7 @@ elementwise unary op (monotone or not).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import lru_cache
 
 import torch
@@ -96,13 +97,80 @@ def ibp_node(
     dtype: torch.dtype,
     device: torch.device,
 ) -> Interval:
-    """Interval ``(lower, upper)``, each ``(B, size)``, of ``node`` given its inputs' intervals."""
+    """Interval ``(lower, upper)``, each ``(B, size)``, of ``node`` given its inputs' intervals.
+
+    Never NaN: an end the arithmetic leaves undefined (``inf - inf`` where an
+    input is unbounded) is no bound, ``-inf`` below and ``+inf`` above, so that
+    no later op can read it as a finite one.
+    """
+    lo, hi = _ibp_node(graph, node, ins, batch, dtype, device)
+    return nan_as(lo, -torch.inf), nan_as(hi, torch.inf)
+
+
+def _linear_unbounded(graph: Graph, node: Node, l: torch.Tensor, u: torch.Tensor,
+                      dtype: torch.dtype, device: torch.device) -> Interval:
+    """``linear`` / ``sparse_linear`` on an interval with infinite ends: each output
+    end from the weights' signs, ``0 * inf = 0``, an infinite term making the end
+    infinite (the midpoint-radius form would give ``inf - inf``)."""
+    def apply(x: torch.Tensor, vals: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        if node.op == "linear":
+            return x @ vals(graph.attr(node, "weight", dtype, device)).T
+        rows = graph.attr(node, "rows", dtype, device)
+        cols = graph.attr(node, "cols", dtype, device)
+        y = x.new_zeros(*x.shape[:-1], node.size)
+        y.index_add_(-1, rows, x.index_select(-1, cols)
+                     * vals(graph.attr(node, "vals", dtype, device)))
+        return y
+
+    big = torch.full_like(l, torch.finfo(dtype).max)
+    zero = torch.zeros_like(l)
+    # a lower end of +inf (or an upper end of -inf) overflowed: the value is at least
+    # (at most) the largest finite float
+    lf = torch.where(torch.isfinite(l), l, torch.where(l > 0, big, zero))
+    uf = torch.where(torch.isfinite(u), u, torch.where(u < 0, -big, zero))
+    l_inf, u_inf = torch.isneginf(l).to(dtype), torch.isposinf(u).to(dtype)
+
+    def pos(w: torch.Tensor) -> torch.Tensor:
+        return w.clamp(min=0)
+
+    def neg(w: torch.Tensor) -> torch.Tensor:
+        return w.clamp(max=0)
+
+    def is_pos(w: torch.Tensor) -> torch.Tensor:
+        return (w > 0).to(dtype)
+
+    def is_neg(w: torch.Tensor) -> torch.Tensor:
+        return (w < 0).to(dtype)
+
+    lo = apply(lf, pos) + apply(uf, neg)
+    hi = apply(uf, pos) + apply(lf, neg)
+    mag = apply(lf.abs(), torch.abs) + apply(uf.abs(), torch.abs)
+    if node.attrs.get("bias") is not None:
+        bias = graph.attr(node, "bias", dtype, device)
+        lo, hi, mag = lo + bias, hi + bias, mag + bias.abs()
+    fan_in = l.shape[-1] if node.op == "sparse_linear" else node.attrs["weight"].shape[1]
+    lo, hi = _outward(lo, hi, (fan_in + 3) * mag)
+    lo = torch.where((apply(l_inf, is_pos) + apply(u_inf, is_neg)) > 0, -torch.inf, lo)
+    hi = torch.where((apply(u_inf, is_pos) + apply(l_inf, is_neg)) > 0, torch.inf, hi)
+    return lo, hi
+
+
+def _ibp_node(
+    graph: Graph,
+    node: Node,
+    ins: list[Interval],
+    batch: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> Interval:
     op = node.op
     if op == "constant":
         v = graph.attr(node, "value", dtype, device).reshape(1, -1).expand(batch, -1)
         return v, v
     if op in ("linear", "sparse_linear"):
         l, u = ins[0]
+        if not (bool(torch.isfinite(l).all()) and bool(torch.isfinite(u).all())):
+            return _linear_unbounded(graph, node, l, u, dtype, device)
         mid, rad = (u + l) / 2, (u - l) / 2
         if op == "linear":
             w = graph.attr(node, "weight", dtype, device)

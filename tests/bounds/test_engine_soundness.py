@@ -11,7 +11,7 @@ import torch
 from engine_graphs import acopf_small, pgd_extremes, random_graph, sample_box
 
 from gridverify.bounds import BoundOptions, compute_bounds
-from gridverify.ir import OPS
+from gridverify.ir import OPS, GraphBuilder
 
 METHODS = ["ibp", "crown", "alpha-crown"]
 OPTS = BoundOptions(alpha_iterations=8, alpha_lr=0.2)
@@ -210,3 +210,74 @@ def test_offsets_that_cancel_are_padded_by_their_magnitudes(method: str,
         r = compute_bounds(g, torch.tensor([20.0], dtype=torch.float64),
                            torch.tensor([30.0], dtype=torch.float64), method=method, dtype=dtype)
         assert float(r.lower.reshape(-1)[0]) <= true <= float(r.upper.reshape(-1)[0]), s
+
+
+def _overflow_pwl_graph():
+    """``z = relu(5 - exp(x))``: on x in [0, 720] exp overflows float64 (interval
+    ``[1, inf]``), and ``inf - inf`` in the next affine op must not become a NaN
+    that a later op reads as a finite end.  Max 4 at x = 0."""
+    from gridverify.ir import GraphBuilder
+
+    b = GraphBuilder()
+    x = b.input("x", 1)
+    y = b.linear(b.exp(x), [[-1.0]])
+    b.output(b.pwl(y, [-5.0], [1.0]), "z")
+    return b.build()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_an_unbounded_interval_never_becomes_a_finite_wrong_one(method: str) -> None:
+    g = _overflow_pwl_graph()
+    lo, hi = (torch.tensor([v], dtype=torch.float64) for v in (0.0, 720.0))
+    bd = compute_bounds(g, lo, hi, method=method, options=BoundOptions(keep_intermediate=True))
+    assert float(bd.upper) >= 4.0
+    y_lo, y_hi = bd.interm[g.nodes[g.outputs[0]].inputs[0]]
+    assert float(y_lo) == -math.inf and -1.0 <= float(y_hi) < -1.0 + 1e-12
+    # a product with the unbounded node: 0 * inf corners are 0, NaN inputs are not
+    b = GraphBuilder()
+    t, w = b.input("t", 1), b.input("w", 1)
+    y = b.add_const(b.linear(b.exp(t), [[-1.0]]), 10.0)  # 10 - exp(t) <= 9
+    b.output(b.mul(y, w), "z")
+    g2 = b.build()
+    bd = compute_bounds(g2, [torch.tensor([0.0], dtype=torch.float64),
+                             torch.tensor([1.0], dtype=torch.float64)],
+                        [torch.tensor([720.0], dtype=torch.float64),
+                         torch.tensor([2.0], dtype=torch.float64)], method=method)
+    assert float(bd.upper) >= 18.0 and float(bd.lower) == -math.inf
+
+
+@pytest.mark.parametrize("method", ["crown", "alpha-crown"])
+def test_weights_rounded_to_float32_that_cancel_are_padded(method: str) -> None:
+    """``(1e8 + 1) x - 1e8 x = x``: in float32 both weights round to 1e8 and the
+    coefficients cancel to 0; the bound must still hold ``[1, 2]``."""
+
+    b = GraphBuilder()
+    x = b.input("x", 1)
+    b.output(b.sub(b.linear(x, [[1e8 + 1.0]]), b.linear(x, [[1e8]])), "y")
+    g = b.build()
+    bd = compute_bounds(g, torch.tensor([1.0]), torch.tensor([2.0]), method=method,
+                        dtype=torch.float32)
+    assert float(bd.lower) <= 1.0 and float(bd.upper) >= 2.0
+
+
+@pytest.mark.parametrize("method", ["crown", "alpha-crown"])
+@pytest.mark.parametrize("scale", [1e8, 1e12])
+def test_coefficients_that_cancel_in_back_substitution_are_padded(method: str,
+                                                                  scale: float) -> None:
+    """``(1/3)(3x) - x`` is ``-5.55e-17 x`` with the stored weights, evaluated in
+    float64 down to about ``-1.2e-16 x``: on a box near ``scale`` the bounds must hold
+    every float64 evaluation, which the rounding of ``a @ W`` alone would miss."""
+
+    b = GraphBuilder()
+    x = b.input("x", 1)
+    y = b.linear(b.linear(x, [[3.0]]), [[1.0 / 3.0]])
+    b.output(b.sub(y, x), "y")
+    g = b.build()
+    lo = torch.tensor([scale], dtype=torch.float64)
+    hi = lo + 1000.0
+    bd = compute_bounds(g, lo, hi, method=method)
+    xs = torch.linspace(scale, scale + 1000.0, 20001, dtype=torch.float64)[:, None]
+    v = g.evaluate_flat(xs)
+    exact = -5.551115123125783e-17 * xs  # real arithmetic with the stored weights
+    for vals in (v, exact):
+        assert float(bd.lower) <= float(vals.min()) and float(bd.upper) >= float(vals.max())
