@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gridverify._consistency import below_attained
 from gridverify.bab.bounding import Bounder
 from gridverify.bab.branching import (
     INPUT,
@@ -64,7 +65,9 @@ class BabResult:
     float64; ``-inf`` and ``None`` when nothing was evaluated); ``status``:
     ``certified``, ``violated`` or ``open``; ``reason``: why the search stopped
     (``threshold``, ``violation``, ``gap``, ``timeout``, ``memory``,
-    ``max_domains``, ``unsplittable``, ``error: ...``); ``domains_visited``:
+    ``max_domains``, ``unsplittable``, ``error: ...``, ``inconsistent: ...`` (the
+    bound fell below a value attained: a bug; ``upper_bound`` is then ``inf``));
+    ``domains_visited``:
     domains bounded (root included); ``open_domains``: left in the store;
     ``history``: ``(seconds, bound, attained)`` after every round.
     """
@@ -409,6 +412,14 @@ class _Search:
         status, thr = self.status, self.threshold
         if self.mode == "optimization" and thr is not None and status == CERTIFIED:
             status = CERTIFIED if gub <= thr else (VIOLATED if self.fals.best > thr else OPEN)
+        att = self.fals.best
+        if below_attained(gub, att):
+            # a sound bound never lies below a value attained in the box: a bug, and
+            # nothing this search bounded is to be trusted
+            status = VIOLATED if thr is not None and att > thr else OPEN
+            self.reason = (f"inconsistent: bound {gub:.6g} below the value {att:.6g} "
+                           "attained (a bug; please report it)")
+            gub = math.inf
         return BabResult(
             upper_bound=gub, attained=self.fals.best, witness=self.fals.witness,
             status=status, domains_visited=self.visited, seconds=self.elapsed(),

@@ -48,6 +48,8 @@ def bab_entry() -> Any:
     return bab_maximize
 
 
+#: the reason of a constraint whose search the certificate's time budget ended
+CUT_SHORT = "cut short: timeout (bab)"
 #: the reason of a constraint whose search was lost with its worker process
 WORKER_DIED = "bab worker died"
 #: why branch-and-bound stopped (BabResult.reason) -> the constraint's reason
@@ -302,7 +304,7 @@ def _apply_search(st: State, k: int, outcome: SearchOutcome, decide: bool, final
     if out is not None and not closed and not settled and (final or budget.expired()):
         reason = _BAB_REASONS.get(str(out.reason), f"bab {out.reason}")
         if str(out.reason) == "timeout" and budget.expired():
-            reason = "not reached: timeout (bab)"
+            reason = CUT_SHORT  # searched, but the certificate's budget ran out
         st.reason[k] = reason
     st.seconds[k] += outcome.seconds
 

@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from gridverify._consistency import below_attained
 from gridverify._html import HtmlView
 from gridverify._values import ArrayValueEq
 from gridverify.certify.options import CertifyOptions, radius_text
@@ -73,12 +74,18 @@ def status_conflict(status: str, upper_bound: float, attained: float, threshold:
     (``pad_abs``, ``pad_rel``: the pad certify adds to every bound; defaults when
     ``None``); ``open`` needs neither a violation nor, unless it has a ``reason``,
     a bound at most the threshold.  Timeouts and other reasons never change a status.
+    A bound below the attained value (:func:`~gridverify._consistency.below_attained`)
+    is a conflict unless the status is not ``certified`` and the reason says the
+    bound is inconsistent (as certify reports it).
     """
+    nums = ", ".join(f"{k} {float(v) + 0.0!r}" for k, v in (
+        ("upper_bound", upper_bound), ("attained", attained), ("threshold", threshold)))
+    if below_attained(upper_bound, attained) and (
+            status == CERTIFIED or not (reason or "").startswith("inconsistent")):
+        return f"upper_bound below attained ({nums}): the bound cannot hold"
     decided = decide_status(upper_bound, attained, threshold)
     if status == decided:
         return None
-    nums = ", ".join(f"{k} {float(v) + 0.0!r}" for k, v in (
-        ("upper_bound", upper_bound), ("attained", attained), ("threshold", threshold)))
     if decided == VIOLATED:
         return f"status {status!r} but attained > threshold ({nums}): violated"
     if status == VIOLATED:
@@ -171,7 +178,9 @@ class ConstraintResult(ArrayValueEq):
     ``seconds``: this constraint's share of the batched bounding and attack time.
     ``reason``: why the work on this constraint stopped short, ``None`` when it
     was fully processed (``not reached: timeout (stage)``: the certificate's
-    time budget ran out before that stage; ``memory cap``: branch-and-bound
+    time budget ran out before that stage; ``cut short: timeout (bab)``: it ran
+    out during the constraint's branch-and-bound search, whose bound at that
+    point is kept; ``memory cap``: branch-and-bound
     filled its domain store; ``gap above tolerance``: branch-and-bound left the
     bound above the worst found by more than the tolerance; ``bound above
     threshold``: an open constraint of the other methods).  ``radius``: the constraint is

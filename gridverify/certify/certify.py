@@ -58,7 +58,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from gridverify.certify.bab_stage import WORKER_DIED, bab_available, bab_entry, run_bab
+from gridverify._consistency import below_attained
+from gridverify.certify.bab_stage import (
+    CUT_SHORT,
+    WORKER_DIED,
+    bab_available,
+    bab_entry,
+    run_bab,
+)
 from gridverify.certify.certificate import (
     CERTIFIED,
     OPEN,
@@ -442,7 +449,8 @@ def _certify(t0: float, case: Any, proxy: Any, region: Region | str | None, cons
         budget.lap("bab")
     warn_list += _source_recheck(st, case, prox)
     budget.lap("onnx recheck")
-    warn_list += _budget_warnings(st, opts) + _nan_warnings(st, cons)
+    warn_list += (_budget_warnings(st, opts) + _nan_warnings(st, cons)
+                  + _inconsistent_warnings(st, cons))
     notify("done", 1.0)
     return _certificate(st, case, prox, module, cons, region, method, opts, thresholds,
                         warn_list, bab_runs, t0, budget.laps)
@@ -811,7 +819,8 @@ def _source_recheck(st: State, case: Any, prox: Any) -> list[str]:
 def _budget_warnings(st: State, opts: CertifyOptions) -> list[str]:
     """A warning per kind of work left undone (timeout, memory cap)."""
     out = []
-    n = sum(r is not None and r.startswith("not reached: timeout") for r in st.reason)
+    n = sum(r is not None and r.startswith(("not reached: timeout", CUT_SHORT))
+            for r in st.reason)
     if n:
         out.append(f"timeout: the {opts.timeout:g} s budget ran out before {n} constraint(s) "
                    "were fully processed (see each constraint's reason)")
@@ -825,6 +834,24 @@ def _budget_warnings(st: State, opts: CertifyOptions) -> list[str]:
         out.append(f"memory cap: branch-and-bound stopped at its {opts.bab.memory_mb:g} MB "
                    f"domain store on {n} constraint(s)")
     return out
+
+
+#: the reason of a constraint whose sound bound lies below the value found at a
+#: load of the region (:func:`gridverify._consistency.below_attained`): never
+#: certified, a bug, reported
+INCONSISTENT = "inconsistent: bound below the worst found (a bug; please report it)"
+
+
+def _inconsistent_warnings(st: State, cons: list[Constraint]) -> list[str]:
+    """A warning when a bound lies below the value found at a load (never certified)."""
+    bad = np.flatnonzero(below_attained(st.ub, st.att))
+    if not bad.size:
+        return []
+    k = int(bad[0])
+    return [f"{bad.size} constraint(s) have a bound below the worst value found, e.g. "
+            f"{cons[k].family}[{cons[k].component}]: bound {st.ub[k]:.6g}, found "
+            f"{st.att[k]:.6g}; they are reported open or violated, never certified. This "
+            "is a bug in gridverify's bounds; please report it with the case and the proxy"]
 
 
 def _nan_warnings(st: State, cons: list[Constraint]) -> list[str]:
@@ -852,6 +879,9 @@ def _certificate(st: State, case: Any, prox: Any, module: torch.nn.Module,
         reason = st.reason[k]
         if st.nan_count[k] and status == CERTIFIED:  # a bound says nothing of a NaN
             status, reason = OPEN, "the proxy is undefined (NaN) at some loads"
+        if below_attained(ub, att):  # a bound below a load's value
+            status = VIOLATED if att > thr[k] else OPEN
+            reason = INCONSISTENT
         if reason is None and status == OPEN:  # branch-and-bound has a gap tolerance
             reason = "gap above tolerance" if method == "bab" else "bound above threshold"
         how = method if reason is None or not reason.startswith("not reached") else st.stage[k]

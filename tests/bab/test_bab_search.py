@@ -330,3 +330,42 @@ def test_an_overflowing_maximum_is_infinite_not_certified() -> None:
     assert r.upper_bound == float("inf") and r.status != "certified"
     r = bab_maximize(g, [0.0], [1000.0], [1.0], threshold=1e308, options=BabOptions(timeout=3))
     assert r.status == "violated"
+
+
+def test_a_narrow_peak_beyond_an_overflow_is_not_certified():
+    """``relu(2.001 - 2 cosh(x - 0.37))`` on [-720, 720]: exp overflows float64 at the
+    box's ends; the peak 0.001 at x = 0.37 is above the claim 1e-4, which must not be
+    certified (an overflowed interval once became a NaN read as a finite end)."""
+
+    b = GraphBuilder()
+    x = b.input("x", 1)
+    t = b.add_const(x, -0.37)
+    y = b.linear(b.concat([b.exp(t), b.exp(b.neg(t))]), [[-1.0, -1.0]])
+    b.output(b.pwl(y, [-2.001], [1.0]), "z")
+    g = b.build()
+    r = bab_maximize(g, np.array([-720.0]), np.array([720.0]), np.array([1.0]), threshold=1e-4,
+                     options=BabOptions(timeout=20.0))
+    assert r.status != "certified" and r.upper_bound >= 0.001 - 1e-12
+
+
+def test_a_bound_below_a_value_attained_is_reported_inconsistent(monkeypatch):
+    """Fault injection: an engine whose upper bounds are 1 too low.  The search must
+    say so (open, reason 'inconsistent', bound inf), never certify."""
+    from gridverify.bounds import crown
+
+    b = GraphBuilder()
+    x = b.input("x", 2)
+    b.output(b.linear(b.relu(b.linear(x, [[1.0, -1.0], [0.5, 1.0]])), [[1.0, 1.0]]), "y")
+    g = b.build()
+    real = crown.Engine.backward
+
+    def too_low(self, starts, relax, return_A=False):
+        lo, up, lin = real(self, starts, relax, return_A)
+        return lo, up - 1.0, lin
+
+    monkeypatch.setattr(crown.Engine, "backward", too_low)
+    for thr in (None, 10.0):
+        r = bab_maximize(g, np.array([-1.0, -1.0]), np.array([1.0, 1.0]), np.array([1.0]),
+                         threshold=thr, options=BabOptions(timeout=10.0))
+        assert r.status == "open" and r.reason.startswith("inconsistent"), r
+        assert r.upper_bound == math.inf

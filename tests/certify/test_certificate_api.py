@@ -268,6 +268,10 @@ def _one(status: str, ub: float | None, att: float | None, reason: str | None = 
     ("violated", 0.146, 0.0005, None, "status 'violated' but attained <= threshold"),
     ("violated", 0.146, None, None, "status 'violated' but attained <= threshold"),
     ("open", 0.0005, -1.0, None, "status 'open' but upper_bound <= threshold .* no reason"),
+    # a bound below a value attained cannot hold: only certify's own report of it
+    ("violated", 0.0005, 0.0011, None, "upper_bound below attained"),
+    ("certified", 0.0005, 0.0009, None, "upper_bound below attained"),
+    ("certified", 0.0005, 0.0009, "inconsistent: x", "upper_bound below attained"),
 ])
 def test_read_refuses_statuses_that_contradict_their_numbers(status, ub, att, reason,
                                                              match) -> None:
@@ -280,9 +284,12 @@ def test_read_refuses_statuses_that_contradict_their_numbers(status, ub, att, re
     ("certified", 0.001, 0.001, None),  # at the threshold: certified, not violated
     ("certified", 0.001 + 1e-9, -1.0, None),  # above it by less than the rounding pad
     ("violated", None, 0.0011, None),  # a violation needs no bound
-    ("violated", 0.0005, 0.0011, None),  # (an unsound bound: the violation decides)
+    # a bound below the worst found, as certify reports it: never certified
+    ("violated", 0.0005, 0.0011, "inconsistent: bound below the worst found"),
+    ("open", 0.0005, 0.0009, "inconsistent: bound below the worst found"),
     ("open", None, None, None),
     ("open", 0.5, -1.0, "not reached: timeout (bab)"),
+    ("open", 0.5, -1.0, "cut short: timeout (bab)"),
     ("open", 0.0005, -1.0, "the proxy is undefined (NaN) at some loads"),  # as certify does
 ])
 def test_read_accepts_statuses_certify_gives(status, ub, att, reason) -> None:

@@ -150,6 +150,30 @@ def test_decide_status_never_certifies_nan():
     assert decide_status(0.2, 0.0, 0.1) == "open"
 
 
+def test_a_bound_below_the_worst_found_is_never_certified(case14, tiny_mlp, monkeypatch):
+    """Fault injection: an engine whose upper bounds are far too low.  Every constraint
+    whose bound then lies below its worst found is reported open or violated with the
+    'inconsistent' reason and a warning; none of them certified."""
+    from gridverify.bounds import crown
+
+    real = crown.Engine.backward
+
+    def too_low(self, starts, relax, return_A=False):
+        lo, up, lin = real(self, starts, relax, return_A)
+        return lo, up - 10.0, lin
+
+    monkeypatch.setattr(crown.Engine, "backward", too_low)
+    net = tiny_mlp(case14)
+    cert = certify(case14, net, box_region(case14, 0.9, 1.1), method="crown",
+                   constraints="p_balance,vm_max", options=CertifyOptions(samples=64))
+    bad = [c for c in cert.constraints if c.attained > c.upper_bound + 1e-6]
+    assert bad
+    for c in bad:
+        assert c.status != "certified" and c.reason.startswith("inconsistent"), c
+    assert any("bound below the worst value found" in w for w in cert.warnings)
+    Certificate.from_dict(json.loads(json.dumps(cert.to_dict())))  # a readable file
+
+
 def test_timeout_leaves_constraints_open(case14, tiny_mlp, check_sound):
     net = tiny_mlp(case14)
     cert = certify(case14, net, box_region(case14, 0.9, 1.1), method="crown",
