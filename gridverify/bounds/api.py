@@ -77,18 +77,21 @@ def to_graph(model: Any, lower: torch.Tensor | None = None) -> Graph:
 
 def _as_tensor(x: Any) -> torch.Tensor:
     """``x`` as a tensor; a read-only numpy array (a region's box) is copied, as torch
-    would warn about sharing it."""
-    if isinstance(x, np.ndarray) and not x.flags.writeable:
-        x = np.array(x)
-    return torch.as_tensor(x)
+    would warn about sharing it; Python numbers and lists are read in float64 (torch's
+    default, float32, would round them before the box or spec is cast outward)."""
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        return torch.as_tensor(np.array(x) if not x.flags.writeable else x)
+    return torch.as_tensor(x, dtype=torch.float64)
 
 
 def _outward_cast(lower: Any, upper: Any, dtype: torch.dtype,
                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """``lower``/``upper`` as ``dtype`` tensors rounded outward (down, up), so that a
     box or interval given in float64 keeps every point it holds in float32."""
-    lo = torch.as_tensor(lower).to(device=device, dtype=torch.float64)
-    hi = torch.as_tensor(upper).to(device=device, dtype=torch.float64)
+    lo = _as_tensor(lower).to(device=device, dtype=torch.float64)
+    hi = _as_tensor(upper).to(device=device, dtype=torch.float64)
     if dtype == torch.float64:
         return lo, hi
     return out_interval(lo, hi, dtype)
@@ -140,7 +143,7 @@ def _spec(spec: Any, graph: Graph, batch: int, dtype: torch.dtype,
           device: torch.device) -> torch.Tensor | None:
     if spec is None:
         return None
-    c = torch.as_tensor(spec).to(device=device, dtype=dtype)
+    c = _as_tensor(spec).to(device=device, dtype=dtype)
     if c.dim() == 1:
         c = c.unsqueeze(0)
     if c.shape[-1] != graph.output_size or c.dim() not in (2, 3):
@@ -153,6 +156,24 @@ def _spec(spec: Any, graph: Graph, batch: int, dtype: torch.dtype,
     if not torch.isfinite(c).all():
         raise BoundError("spec has non-finite entries")
     return c
+
+
+def _spec_rounding(eng: Engine, spec: Any, c: torch.Tensor, lo: torch.Tensor,
+                   hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[lo, hi]`` widened by ``|spec - c| . max|y|``: the spec rounded to the engine's
+    dtype (``c``, ``(m, n)`` or ``(B, m, n)``) is not the one asked for; ``y`` ranges
+    over the outputs' intervals."""
+    c64 = _as_tensor(spec).to(device=c.device, dtype=torch.float64)
+    c64 = (c64.unsqueeze(0) if c64.dim() == 1 else c64).expand_as(c)
+    d = (c64 - c.double()).abs()
+    if not bool((d > 0).any()):
+        return lo, hi
+    ylo, yhi = eng.output_interval(None)
+    ymax = torch.maximum(ylo.abs(), yhi.abs()).double()[:, None, :]  # (B, 1, n)
+    zero = torch.zeros((), dtype=torch.float64, device=d.device)
+    pad = torch.where(d == 0, zero, d * ymax).sum(-1)  # 0 * inf = 0
+    pad = (pad * (1 + 2.0**-20)).to(lo.dtype)  # rounded up past the cast's own rounding
+    return lo - pad, hi + pad
 
 
 def _rows_to_bound(graph: Graph, eng: Engine, spec: torch.Tensor | None, want_out: bool,
@@ -284,6 +305,8 @@ def compute_bounds(
                 out_lo, out_hi = out_lo.clone(), out_hi.clone()
                 out_lo[:, rows] = torch.maximum(out_lo[:, rows], cl.detach())
                 out_hi[:, rows] = torch.minimum(out_hi[:, rows], cu.detach())
+    if c is not None and dtype != torch.float64:
+        out_lo, out_hi = _spec_rounding(eng, spec, c, out_lo, out_hi)
     out_lo = nan_as(out_lo, -torch.inf)
     out_hi = nan_as(out_hi, torch.inf)
     kept: dict[int, Interval] = {}

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gridverify.bounds.ibp import Interval, ibp_node, nan_as, node_relaxation
+from gridverify.bounds.ibp import Interval, ibp_node, nan_as, node_relaxation, sparse_terms
 from gridverify.bounds.options import BoundOptions
 from gridverify.ir.graph import Graph, Node, sparse_transpose_apply
 from gridverify.ir.ops import OPS, UNARY_NONLINEAR
@@ -717,7 +717,8 @@ class _Accumulator:
             v = _abs_weight_apply(g, node, z_in, e.dtype, e.device)
             if node.attrs.get("bias") is not None:
                 v = v + g.attr(node, "bias", e.dtype, e.device).abs()
-            k = node.size + 2.0 + 1.0 + 1.0 + self.sums(node.inputs[0])
+            terms = node.size if op == "linear" else sparse_terms(node, "cols")
+            k = terms + 2.0 + 1.0 + 1.0 + self.sums(node.inputs[0])
         elif op == "gather":
             idx = g.attr(node, "index", e.dtype, e.device)
             reps = int(torch.bincount(idx).max()) if idx.numel() else 0

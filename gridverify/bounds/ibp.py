@@ -56,6 +56,26 @@ def _pwl_relaxation(node: Node):  # noqa: ANN202 - UnaryRelaxation
     return entry
 
 
+_TERMS_CACHE: OrderedDict[int, tuple[torch.Tensor, int]] = OrderedDict()
+
+
+def sparse_terms(node: Node, key: str) -> int:
+    """Most entries of a ``sparse_linear`` node that share one row (``key="rows"``:
+    the terms of an output's sum) or one column (``"cols"``: the terms of an input's
+    coefficient in ``a @ W``), repeated (row, col) pairs counted; at least 1.  Cached
+    by the identity of the index tensor (kept alive in the cache)."""
+    t = node.attrs[key]
+    hit = _TERMS_CACHE.get(id(t))
+    if hit is not None and hit[0] is t:
+        return hit[1]
+    idx = torch.as_tensor(t).reshape(-1).long().cpu()
+    n = max(int(torch.bincount(idx).max()), 1) if idx.numel() else 1
+    _TERMS_CACHE[id(t)] = (t, n)
+    while len(_TERMS_CACHE) > _PWL_CACHE_SIZE:
+        _TERMS_CACHE.popitem(last=False)
+    return n
+
+
 def node_relaxation(node: Node):  # noqa: ANN201 - UnaryRelaxation
     """The relaxation-table entry of a unary nonlinear node."""
     if node.op == "pwl":
@@ -148,7 +168,8 @@ def _linear_unbounded(graph: Graph, node: Node, l: torch.Tensor, u: torch.Tensor
     if node.attrs.get("bias") is not None:
         bias = graph.attr(node, "bias", dtype, device)
         lo, hi, mag = lo + bias, hi + bias, mag + bias.abs()
-    fan_in = l.shape[-1] if node.op == "sparse_linear" else node.attrs["weight"].shape[1]
+    fan_in = (sparse_terms(node, "rows") if node.op == "sparse_linear"
+              else node.attrs["weight"].shape[1])
     lo, hi = _outward(lo, hi, (fan_in + 3) * mag)
     lo = torch.where((apply(l_inf, is_pos) + apply(u_inf, is_neg)) > 0, -torch.inf, lo)
     hi = torch.where((apply(u_inf, is_pos) + apply(l_inf, is_neg)) > 0, torch.inf, hi)
@@ -166,7 +187,9 @@ def _ibp_node(
     op = node.op
     if op == "constant":
         v = graph.attr(node, "value", dtype, device).reshape(1, -1).expand(batch, -1)
-        return v, v
+        if dtype == torch.float64:
+            return v, v
+        return _outward(v, v)  # the stored value rounded to ``dtype``
     if op in ("linear", "sparse_linear"):
         l, u = ins[0]
         if not (bool(torch.isfinite(l).all()) and bool(torch.isfinite(u).all())):
@@ -187,7 +210,7 @@ def _ibp_node(
             ym.index_add_(-1, rows, mid.index_select(-1, cols) * vals)
             yr.index_add_(-1, rows, rad.index_select(-1, cols) * vals.abs())
             ya.index_add_(-1, rows, mid.abs().index_select(-1, cols) * vals.abs())
-            fan_in = mid.shape[-1]  # at least any row's count: no data-dependent sync
+            fan_in = sparse_terms(node, "rows")  # repeated entries counted
         if node.attrs.get("bias") is not None:
             bias = graph.attr(node, "bias", dtype, device)
             ym, ya = ym + bias, ya + bias.abs()
@@ -205,7 +228,11 @@ def _ibp_node(
         return _outward(torch.minimum(a, b), torch.maximum(a, b))
     if op == "add_const":
         c = graph.attr(node, "const", dtype, device)
-        return _outward(ins[0][0] + c, ins[0][1] + c)
+        lo, hi = ins[0][0] + c, ins[0][1] + c
+        if dtype == torch.float64:
+            return _outward(lo, hi)
+        # the sum's rounding and the constant's own, rounded to ``dtype``
+        return _outward(lo, hi, lo.detach().abs() + hi.detach().abs() + c.abs())
     if op == "gather":
         idx = graph.attr(node, "index", dtype, device)
         return ins[0][0].index_select(-1, idx), ins[0][1].index_select(-1, idx)

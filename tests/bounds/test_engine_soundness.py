@@ -281,3 +281,47 @@ def test_coefficients_that_cancel_in_back_substitution_are_padded(method: str,
     exact = -5.551115123125783e-17 * xs  # real arithmetic with the stored weights
     for vals in (v, exact):
         assert float(bd.lower) <= float(vals.min()) and float(bd.upper) >= float(vals.max())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_repeated_sparse_entries_count_as_terms(method: str) -> None:
+    """``W = 1 + 1000 * 2**-54`` spelt as 1001 repeated (row, col) entries: its sum has
+    1001 terms, not one per input, and ``W x - x`` at x = 1 is ``5.55e-14``."""
+    n = 1000
+    b = GraphBuilder()
+    x = b.input("x", 1)
+    t = b.sparse_linear(x, [0] * (n + 1), [0] * (n + 1), [1.0] + [2.0**-54] * n, 1)
+    b.output(b.sub(t, x), "y")
+    g = b.build()
+    one = torch.tensor([1.0], dtype=torch.float64)
+    bd = compute_bounds(g, one, one, method=method)
+    for v in (n * 2.0**-54, float(g.evaluate_flat(one[None]))):
+        assert float(bd.lower) <= v <= float(bd.upper)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_float32_engine_covers_constants_it_cannot_hold(method: str) -> None:
+    """``relu(1e8 + 1 - x)`` at x = 1e8 is 1; float32 holds neither 1e8 + 1 nor the
+    result's neighbourhood exactly, and the interval must still contain 1."""
+    b = GraphBuilder()
+    x = b.input("x", 1)
+    b.output(b.relu(b.neg(b.add_const(x, -(1e8 + 1.0)))), "y")
+    g = b.build()
+    X = torch.tensor([1e8], dtype=torch.float64)
+    bd = compute_bounds(g, X, X, method=method, dtype=torch.float32)
+    assert float(bd.lower) <= 1.0 <= float(bd.upper)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_boxes_and_specs_given_as_lists_are_read_in_float64(dtype: torch.dtype) -> None:
+    """A list is not rounded to torch's default float32 before the outward cast, and a
+    spec the engine's dtype cannot hold is padded by its rounding times the outputs."""
+    b = GraphBuilder()
+    x = b.input("x", 2)
+    b.output(b.scale(x, 1.0), "y")
+    g = b.build()
+    bd = compute_bounds(g, [0.1, 0.1], [0.1, 0.1], method="crown", dtype=dtype)
+    assert (bd.lower.double() <= 0.1).all() and (bd.upper.double() >= 0.1).all()
+    bd = compute_bounds(g, [1.0, 1.0], [1.0, 1.0], method="crown", dtype=dtype,
+                        spec=[[1e8 + 1.0, -1e8]])
+    assert float(bd.lower) <= 1.0 <= float(bd.upper)
