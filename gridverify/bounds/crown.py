@@ -29,7 +29,7 @@ import torch
 
 from gridverify.bounds.ibp import Interval, ibp_node, nan_as, node_relaxation, sparse_terms
 from gridverify.bounds.options import BoundOptions
-from gridverify.ir.graph import Graph, Node, sparse_transpose_apply
+from gridverify.ir.graph import Graph, Node, sparse_forward_gather, sparse_transpose_apply
 from gridverify.ir.ops import OPS, UNARY_NONLINEAR
 
 # ops through which exact interval bounds pass: when such a node needs tight
@@ -757,16 +757,11 @@ def _abs_weight_apply(g: Graph, node: Node, z: torch.Tensor, dtype: torch.dtype,
         out = zf @ wa.T
         hit = (inf @ (wa > 0).to(dtype).T) > 0 if not bool(fin.all()) else None
     else:
-        rows = g.attr(node, "rows", dtype, device)
-        cols = g.attr(node, "cols", dtype, device)
-        va = g.attr(node, "vals", dtype, device).abs()
-        out = zf.new_zeros(*zf.shape[:-1], node.size)
-        out.index_add_(-1, rows, zf.index_select(-1, cols) * va)
+        out = sparse_forward_gather(g, node, zf, dtype, device, torch.abs)
         hit = None
         if not bool(fin.all()):
-            cnt = zf.new_zeros(*zf.shape[:-1], node.size)
-            cnt.index_add_(-1, rows, inf.index_select(-1, cols) * (va > 0).to(dtype))
-            hit = cnt > 0
+            hit = sparse_forward_gather(g, node, inf, dtype, device,
+                                        lambda v: (v != 0).to(dtype)) > 0
     return out if hit is None else torch.where(hit, torch.full_like(out, torch.inf), out)
 
 

@@ -9,6 +9,7 @@ elementwise unary op (monotone or not).
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import lru_cache
@@ -17,7 +18,7 @@ import torch
 
 from gridverify.bounds.relaxations import interval_mul
 from gridverify.errors import GraphError
-from gridverify.ir.graph import Graph, Node
+from gridverify.ir.graph import Graph, Node, sparse_forward_gather
 from gridverify.ir.ops import UNARY_NONLINEAR
 
 Interval = tuple[torch.Tensor, torch.Tensor]
@@ -109,24 +110,6 @@ def _outward(lo: torch.Tensor, hi: torch.Tensor,
     return lo - pad, hi + pad
 
 
-def ibp_node(
-    graph: Graph,
-    node: Node,
-    ins: list[Interval],
-    batch: int,
-    dtype: torch.dtype,
-    device: torch.device,
-) -> Interval:
-    """Interval ``(lower, upper)``, each ``(B, size)``, of ``node`` given its inputs' intervals.
-
-    Never NaN: an end the arithmetic leaves undefined (``inf - inf`` where an
-    input is unbounded) is no bound, ``-inf`` below and ``+inf`` above, so that
-    no later op can read it as a finite one.
-    """
-    lo, hi = _ibp_node(graph, node, ins, batch, dtype, device)
-    return nan_as(lo, -torch.inf), nan_as(hi, torch.inf)
-
-
 def _linear_unbounded(graph: Graph, node: Node, l: torch.Tensor, u: torch.Tensor,
                       dtype: torch.dtype, device: torch.device) -> Interval:
     """``linear`` / ``sparse_linear`` on an interval with infinite ends: each output
@@ -135,12 +118,7 @@ def _linear_unbounded(graph: Graph, node: Node, l: torch.Tensor, u: torch.Tensor
     def apply(x: torch.Tensor, vals: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         if node.op == "linear":
             return x @ vals(graph.attr(node, "weight", dtype, device)).T
-        rows = graph.attr(node, "rows", dtype, device)
-        cols = graph.attr(node, "cols", dtype, device)
-        y = x.new_zeros(*x.shape[:-1], node.size)
-        y.index_add_(-1, rows, x.index_select(-1, cols)
-                     * vals(graph.attr(node, "vals", dtype, device)))
-        return y
+        return sparse_forward_gather(graph, node, x, dtype, device, vals)
 
     big = torch.full_like(l, torch.finfo(dtype).max)
     zero = torch.zeros_like(l)
@@ -176,7 +154,20 @@ def _linear_unbounded(graph: Graph, node: Node, l: torch.Tensor, u: torch.Tensor
     return lo, hi
 
 
-def _ibp_node(
+def _never_nan(fn: Callable[..., Interval]) -> Callable[..., Interval]:
+    """``fn`` with an end its arithmetic leaves undefined (``inf - inf`` where an input
+    is unbounded) made no bound, ``-inf`` below and ``+inf`` above, so that no later
+    op can read it as a finite one."""
+    @functools.wraps(fn)
+    def wrapped(*args: object, **kwargs: object) -> Interval:
+        lo, hi = fn(*args, **kwargs)
+        return nan_as(lo, -torch.inf), nan_as(hi, torch.inf)
+
+    return wrapped
+
+
+@_never_nan
+def ibp_node(
     graph: Graph,
     node: Node,
     ins: list[Interval],
@@ -184,6 +175,8 @@ def _ibp_node(
     dtype: torch.dtype,
     device: torch.device,
 ) -> Interval:
+    """Interval ``(lower, upper)``, each ``(B, size)``, of ``node`` given its inputs'
+    intervals; never NaN (see :func:`_never_nan`)."""
     op = node.op
     if op == "constant":
         v = graph.attr(node, "value", dtype, device).reshape(1, -1).expand(batch, -1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -534,12 +534,15 @@ def sparse_transpose_apply(
 
 
 def sparse_forward_gather(
-    graph: Graph, node: Node, x: torch.Tensor, dtype: torch.dtype, device: torch.device
+    graph: Graph, node: Node, x: torch.Tensor, dtype: torch.dtype, device: torch.device,
+    vals: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """``sparse_linear`` without bias: a ``(batch, nnz)`` gather, then ``index_add`` (any dtype)."""
+    """``sparse_linear`` without bias: a ``(batch, nnz)`` gather, then ``index_add`` (any
+    dtype); ``vals`` maps the entries first (e.g. ``torch.abs`` for ``|W| x``)."""
     rows = graph.attr(node, "rows", dtype, device)
     cols = graph.attr(node, "cols", dtype, device)
-    vals = graph.attr(node, "vals", dtype, device)
+    v = graph.attr(node, "vals", dtype, device)
+    vals = v if vals is None else vals(v)
     y = x.new_zeros(*x.shape[:-1], node.size)
     y.index_add_(-1, rows, x.index_select(-1, cols) * vals)
     return y
