@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["INCONSISTENT_TOL", "below_attained"]
+__all__ = ["INCONSISTENT", "INCONSISTENT_TOL", "below_attained"]
 
 #: how far (relative to ``1 + |value|``) a bound may lie below a value attained
 #: before it counts as inconsistent: far above the rounding of evaluating either
 INCONSISTENT_TOL = 1e-6
+
+#: how the reason of such a constraint or search begins
+INCONSISTENT = "inconsistent"
 
 
 def below_attained(bound: float | np.ndarray, value: float | np.ndarray) -> bool | np.ndarray:

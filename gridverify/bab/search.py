@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gridverify._consistency import below_attained
+from gridverify._consistency import INCONSISTENT, below_attained
 from gridverify.bab.bounding import Bounder
 from gridverify.bab.branching import (
     INPUT,
@@ -417,7 +417,7 @@ class _Search:
             # a sound bound never lies below a value attained in the box: a bug, and
             # nothing this search bounded is to be trusted
             status = VIOLATED if thr is not None and att > thr else OPEN
-            self.reason = (f"inconsistent: bound {gub:.6g} below the value {att:.6g} "
+            self.reason = (f"{INCONSISTENT}: bound {gub:.6g} below the value {att:.6g} "
                            "attained (a bug; please report it)")
             gub = math.inf
         return BabResult(

@@ -722,7 +722,8 @@ class _Accumulator:
         elif op == "gather":
             idx = g.attr(node, "index", e.dtype, e.device)
             reps = int(torch.bincount(idx).max()) if idx.numel() else 0
-            v, k = z_in.index_select(-1, idx), float(reps) + self.sums(node.inputs[0])
+            # no repeated index: a scatter, exact; r repeats: r - 1 additions
+            v, k = z_in.index_select(-1, idx), float(max(reps - 1, 0)) + self.sums(node.inputs[0])
         elif op == "scale":
             coef = g.attr(node, "coef", e.dtype, e.device).abs()
             v, k = _times_off(coef, z_in), 1.0 + self.sums(node.inputs[0])

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from gridverify._consistency import below_attained
+from gridverify._consistency import INCONSISTENT, below_attained
 from gridverify._html import HtmlView
 from gridverify._values import ArrayValueEq
 from gridverify.certify.options import CertifyOptions, radius_text
@@ -81,7 +81,7 @@ def status_conflict(status: str, upper_bound: float, attained: float, threshold:
     nums = ", ".join(f"{k} {float(v) + 0.0!r}" for k, v in (
         ("upper_bound", upper_bound), ("attained", attained), ("threshold", threshold)))
     if below_attained(upper_bound, attained) and (
-            status == CERTIFIED or not (reason or "").startswith("inconsistent")):
+            status == CERTIFIED or not (reason or "").startswith(INCONSISTENT)):
         return f"upper_bound below attained ({nums}): the bound cannot hold"
     decided = decide_status(upper_bound, attained, threshold)
     if status == decided:

@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gridverify._consistency import below_attained
+from gridverify._consistency import INCONSISTENT, below_attained
 from gridverify.certify.bab_stage import (
     CUT_SHORT,
     WORKER_DIED,
@@ -839,7 +839,7 @@ def _budget_warnings(st: State, opts: CertifyOptions) -> list[str]:
 #: the reason of a constraint whose sound bound lies below the value found at a
 #: load of the region (:func:`gridverify._consistency.below_attained`): never
 #: certified, a bug, reported
-INCONSISTENT = "inconsistent: bound below the worst found (a bug; please report it)"
+INCONSISTENT_REASON = f"{INCONSISTENT}: bound below the worst found (a bug; please report it)"
 
 
 def _inconsistent_warnings(st: State, cons: list[Constraint]) -> list[str]:
@@ -881,7 +881,7 @@ def _certificate(st: State, case: Any, prox: Any, module: torch.nn.Module,
             status, reason = OPEN, "the proxy is undefined (NaN) at some loads"
         if below_attained(ub, att):  # a bound below a load's value
             status = VIOLATED if att > thr[k] else OPEN
-            reason = INCONSISTENT
+            reason = INCONSISTENT_REASON
         if reason is None and status == OPEN:  # branch-and-bound has a gap tolerance
             reason = "gap above tolerance" if method == "bab" else "bound above threshold"
         how = method if reason is None or not reason.startswith("not reached") else st.stage[k]
