@@ -29,8 +29,19 @@ from gridverify.bounds.ibp import nan_as
 
 __all__ = ["clip_halfspaces", "clip_union"]
 
-# relative padding of the slack: a few hundred float64 ulps of the terms summed
+# least relative padding of the slack: a few thousand float64 ulps of the terms summed
 _REL_PAD = 1e-12
+
+
+def _rel_pad(x: torch.Tensor) -> float:
+    """Relative rounding pad of a sum of ``x.shape[-1] + 2`` terms in ``x``'s dtype.
+
+    A sum of ``m`` products in floating point is off by at most about
+    ``m * eps`` times the sum of the magnitudes; four times that, and never
+    less than ``_REL_PAD`` (float32 boxes get about ``1e-7 * m``).
+    """
+    eps = torch.finfo(x.dtype).eps
+    return max(_REL_PAD, 4.0 * (x.shape[-1] + 2) * eps)
 
 
 def _slack(a: torch.Tensor, t: torch.Tensor, lo: torch.Tensor,
@@ -38,7 +49,7 @@ def _slack(a: torch.Tensor, t: torch.Tensor, lo: torch.Tensor,
     """Slack ``max_box a.x - t``, padded for rounding, ``(...,)``."""
     terms = torch.maximum(a * lo, a * hi)
     scale = terms.abs().sum(-1) + t.abs()
-    return terms.sum(-1) - t + _REL_PAD * scale + 1e-300
+    return terms.sum(-1) - t + _rel_pad(a) * scale + torch.finfo(a.dtype).tiny
 
 
 def _clip_one(lo: torch.Tensor, hi: torch.Tensor, a: torch.Tensor,
@@ -57,7 +68,7 @@ def _clip_one(lo: torch.Tensor, hi: torch.Tensor, a: torch.Tensor,
     safe = torch.where(a != 0, a.abs(), torch.ones_like(a))
     step = sn / safe
     # outward rounding of the subtraction/addition below
-    pad = _REL_PAD * (hi.abs() + lo.abs() + step)
+    pad = _rel_pad(a) * (hi.abs() + lo.abs() + step)
     new_lo = torch.where(a > 0, hi - step - pad, lo)
     new_hi = torch.where(a < 0, lo + step + pad, hi)
     new_lo = torch.maximum(lo, nan_as(new_lo, -torch.inf))
@@ -83,7 +94,7 @@ def clip_halfspaces(lo: torch.Tensor, hi: torch.Tensor, a: torch.Tensor, t: torc
     B, K, n = a.shape
     terms = torch.minimum(a * lo[:, None], a * hi[:, None])
     low = terms.sum(-1)
-    noise = 4 * _REL_PAD * (terms.abs().sum(-1) + t.abs().nan_to_num(0.0, 0.0, 0.0))
+    noise = 4 * _rel_pad(a) * (terms.abs().sum(-1) + t.abs().nan_to_num(0.0, 0.0, 0.0))
     cuts = torch.isfinite(t) & (t > low + noise)
     kmax = int(cuts.sum(1).max()) if B else 0
     order = torch.arange(K, device=t.device).expand(B, K)

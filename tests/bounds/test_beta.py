@@ -226,3 +226,25 @@ def test_clip_skips_only_halfspaces_that_cut_nothing() -> None:
         clo, chi, empty = clip_halfspaces(lo, hi, a, t)
         assert torch.equal(empty, ref_empty)
         assert torch.equal(clo, ref_lo) and torch.equal(chi, ref_hi), trial
+
+
+def test_clip_float32_keeps_a_tight_vertex() -> None:
+    """A halfspace met only at a vertex of the box, in float32: the vertex stays.
+
+    The level is the exact (float64) value of ``a . x`` at the best vertex,
+    rounded down to float32; a float32 sum may round the box's maximum below
+    it, so the slack needs a float32 pad, not a float64 one."""
+    gen = torch.Generator().manual_seed(11)
+    for trial in range(200):
+        n = 40
+        lo = (torch.randn(1, n, generator=gen, dtype=torch.float64) * 10).float()
+        hi = lo + (torch.rand(1, n, generator=gen, dtype=torch.float64) * 10).float()
+        a = torch.randn(1, 1, n, generator=gen, dtype=torch.float64).float()
+        vertex = torch.where(a[0, 0] > 0, hi[0], lo[0])
+        exact = (a[0, 0].double() * vertex.double()).sum()
+        t32 = torch.tensor([[exact.item()]], dtype=torch.float32)
+        if t32.double().item() > exact.item():
+            t32 = torch.nextafter(t32, torch.tensor(-torch.inf))
+        clo, chi, empty = clip_halfspaces(lo, hi, a, t32)
+        assert not bool(empty[0]), trial
+        assert bool((vertex >= clo[0]).all()) and bool((vertex <= chi[0]).all()), trial
