@@ -109,9 +109,21 @@ def _beta_starts(starts: dict[int, torch.Tensor], betas: dict[int, tuple], m: in
         else:  # a split node that is also a start (an output)
             pl, pu = prev if isinstance(prev, tuple) else (prev, prev)
             out[nid] = (pl + wl, pu + wu)
-        cu = cu + (bu_u * hi - bl_u * lo).sum(-1, keepdim=True)
-        cl = cl + (bl_l * lo - bu_l * hi).sum(-1, keepdim=True)
+        tu = torch.cat([bu_u * hi, -bl_u * lo], -1)
+        tl = torch.cat([bl_l * lo, -bu_l * hi], -1)
+        # rounding of the sums (and of the running total), outward
+        eps = torch.finfo(tu.dtype).eps
+        cu = cu + tu.sum(-1, keepdim=True)
+        cu = cu + (tu.shape[-1] + 2) * eps * (tu.abs().sum(-1, keepdim=True) + cu.abs())
+        cl = cl + tl.sum(-1, keepdim=True)
+        cl = cl - (tl.shape[-1] + 2) * eps * (tl.abs().sum(-1, keepdim=True) + cl.abs())
     return out, cl, cu
+
+
+def _add_outward(x: torch.Tensor, c: torch.Tensor, side: float) -> torch.Tensor:
+    """``x + c`` moved by its rounding towards ``side`` (+1 up, -1 down)."""
+    eps = torch.finfo(x.dtype).eps
+    return x + c + side * eps * (x.abs() + c.abs())
 
 
 def _init_betas(splits: Splits, warm: Mapping[int, torch.Tensor] | None
@@ -207,10 +219,11 @@ def optimize_alpha(
                       for n, (lo, hi, ps, (fl, fh)) in betas.items()}
             full, c_lo, c_hi = _beta_starts(part, masked, mk, engine.batch)
             lo, hi, lin = engine.backward(full, relax, return_A=return_A)
-            lo, hi = lo + c_lo, hi + c_hi
-            if lin is not None:
-                lin.lbias = lin.lbias + c_lo
-                lin.ubias = lin.ubias + c_hi
+            if betas:  # the dualized splits' offsets (none without splits)
+                lo, hi = _add_outward(lo, c_lo, -1.0), _add_outward(hi, c_hi, 1.0)
+                if lin is not None:
+                    lin.lbias = _add_outward(lin.lbias, c_lo, -1.0)
+                    lin.ubias = _add_outward(lin.ubias, c_hi, 1.0)
             loss = w_hi * hi.sum() - w_lo * lo.sum()
             finite = finite and bool(torch.isfinite(loss))
             if finite and loss.requires_grad:

@@ -248,3 +248,29 @@ def test_clip_float32_keeps_a_tight_vertex() -> None:
         clo, chi, empty = clip_halfspaces(lo, hi, a, t32)
         assert not bool(empty[0]), trial
         assert bool((vertex >= clo[0]).all()) and bool((vertex <= chi[0]).all()), trial
+
+
+def test_split_offsets_rounded_outward() -> None:
+    """The split multipliers' constant offsets bound the exact (rational) sums:
+    the upper stream's from above, the lower stream's from below, in float32 and
+    float64, with terms that cancel."""
+    from fractions import Fraction
+
+    from gridverify.bounds.alpha import _beta_starts
+
+    gen = torch.Generator().manual_seed(13)
+    for dtype in (torch.float32, torch.float64):
+        for trial in range(50):
+            size = 64
+            lo = torch.randn(1, size, generator=gen, dtype=torch.float64).to(dtype) * 1e3
+            hi = lo + torch.rand(1, size, generator=gen, dtype=torch.float64).to(dtype)
+            b = [torch.rand(1, size, generator=gen, dtype=torch.float64).to(dtype)
+                 for _ in range(4)]
+            _, cl, cu = _beta_starts({}, {7: (lo, hi, tuple(b))}, 1, 1)
+            bl_l, bu_l, bl_u, bu_u = ([Fraction(float(v)) for v in x[0]] for x in b)
+            los = [Fraction(float(v)) for v in lo[0]]
+            his = [Fraction(float(v)) for v in hi[0]]
+            exact_u = sum(p * h - q * lw for p, q, h, lw in zip(bu_u, bl_u, his, los))
+            exact_l = sum(q * lw - p * h for p, q, h, lw in zip(bu_l, bl_l, his, los))
+            assert Fraction(float(cu.reshape(-1)[0])) >= exact_u, (dtype, trial)
+            assert Fraction(float(cl.reshape(-1)[0])) <= exact_l, (dtype, trial)
