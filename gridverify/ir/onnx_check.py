@@ -29,7 +29,8 @@ def first_disagreement(y: np.ndarray, y_ref: np.ndarray,
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     y_ref = np.asarray(y_ref, dtype=np.float64).reshape(-1)
     with np.errstate(invalid="ignore"):
-        close = np.abs(y - y_ref) <= rtol * (1.0 + np.abs(y_ref))
+        # only finite values can be close; infinities and NaN must match exactly
+        close = np.isfinite(y_ref) & (np.abs(y - y_ref) <= rtol * (1.0 + np.abs(y_ref)))
     same = (np.isnan(y) & np.isnan(y_ref)) | (y == y_ref)
     bad = np.flatnonzero(~(close | same))
     return int(bad[0]) if bad.size else None

@@ -123,10 +123,12 @@ def _resolve_shape(in_shape: Sequence[int], target: Sequence[int], allowzero: bo
     if -1 in shp:
         known = int(np.prod([d for d in shp if d != -1], dtype=np.int64))
         if known == 0 or total % known:
-            raise ValueError(f"reshape: cannot infer -1 for {list(in_shape)} -> {list(target)}")
+            raise ValueError(f"reshape: cannot infer -1 for {[int(d) for d in in_shape]} -> "
+                             f"{[int(d) for d in target]}")
         shp[shp.index(-1)] = total // known
     if int(np.prod(shp, dtype=np.int64)) != total:
-        raise ValueError(f"reshape: {list(in_shape)} -> {list(target)} changes the size")
+        raise ValueError(f"reshape: {[int(d) for d in in_shape]} -> {[int(d) for d in target]} "
+                         "changes the size")
     return shp
 
 

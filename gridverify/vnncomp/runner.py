@@ -361,7 +361,8 @@ def graph_disagreement(inst: _Instance, points: int = 4, seed: int = 0) -> str |
                 return f"graph has {y.size} outputs, onnxruntime {y_ref.size}"
             j = first_disagreement(y, y_ref)
             if j is not None:
-                return f"graph and onnxruntime disagree at Y_{j}: {y[j]!r} vs {y_ref[j]!r}"
+                return (f"graph and onnxruntime disagree at Y_{j}: "
+                        f"{float(y[j])!r} vs {float(y_ref[j])!r}")
     return None
 
 

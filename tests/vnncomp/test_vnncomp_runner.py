@@ -378,3 +378,28 @@ def test_floor_of_a_float32_product_is_not_proved_unsat(tmp_path: Path) -> None:
     out = run_instance(tmp_path / "floor.onnx", tmp_path / "p.vnnlib",
                        RunOptions(timeout=10.0, extend_attack=False))
     assert out.result != "unsat", out
+
+
+@needs_bounds
+def test_runtime_saturating_to_infinity_is_not_unsat(tmp_path: Path) -> None:
+    """``log(sigmoid(x))`` on x in [-30, -20]: onnxruntime's float32 sigmoid is 0
+    there, so its output is -inf and ``Y_0 <= -1000`` holds everywhere; the graph
+    (float64) says -30..-20.  The runner must not claim ``unsat``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [helper.make_node("Sigmoid", ["x"], ["q"]), helper.make_node("Log", ["q"], ["y"])],
+        "logsig",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx_path = tmp_path / "logsig.onnx"
+    onnx.save(m, onnx_path)
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
+                    "(assert (>= X_0 -30))\n(assert (<= X_0 -20))\n(assert (<= Y_0 -1000))\n")
+    res = run_instance(onnx_path, prop, QUICK)
+    assert res.result != "unsat"
