@@ -52,6 +52,56 @@ def _size(shape) -> int:
     return int(np.prod([int(d) for d in shape])) if len(shape) else 1
 
 
+def _top_level_asserts(text: str) -> list[tuple[int, int, int]]:
+    """``(start, body_start, end)`` of each top-level ``(assert ...)`` form.
+
+    ``text[body_start:end - 1]`` is the asserted formula; ``;`` comments are
+    skipped.  Unbalanced text gives what was found (the parser reports it).
+    """
+    found: list[tuple[int, int, int]] = []
+    depth, i, n = 0, 0, len(text)
+    start = body = -1
+    while i < n:
+        ch = text[i]
+        if ch == ";":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        if ch == "(":
+            if depth == 0 and re.match(r"\(\s*assert\b", text[i:i + 64]):
+                start = i
+                body = text.index("assert", i) + len("assert")
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0 and start >= 0:
+                found.append((start, body, i + 1))
+                start = -1
+        i += 1
+    return found
+
+
+def _one_assert(text: str) -> str | None:
+    """The query with its asserts joined into one ``(assert (and ...))``, or None
+    when it has fewer than two.
+
+    Asserts are a conjunction, but the ``vnnlib`` package's ``compat`` transform
+    reads separate compound asserts as alternatives (``(assert (and box))
+    (assert (>= Y 100))`` gave "any output, or Y >= 100"); one assert holding
+    their conjunction transforms correctly.
+    """
+    spans = _top_level_asserts(text)
+    if len(spans) < 2:
+        return None
+    bodies = [text[b:e - 1].strip() for _, b, e in spans]
+    rest, last = [], 0
+    for s0, _, e in spans:
+        rest.append(text[last:s0])
+        last = e
+    rest.append(text[last:])
+    return "".join(rest) + "\n(assert (and " + " ".join(bodies) + "))\n"
+
+
 def parse_vnnlib2_text(text: str, source: str = "<string>") -> Property:
     """Parse VNN-LIB 2.0 text into a :class:`Property` (needs the ``vnnlib`` package)."""
     if not vnnlib2_available():
@@ -62,8 +112,10 @@ def parse_vnnlib2_text(text: str, source: str = "<string>") -> Property:
     import vnnlib.compat
 
     try:
-        query = vnnlib.parse_query_string(text)
-        cases = vnnlib.compat.transform(query)
+        query = vnnlib.parse_query_string(text)  # errors name the lines of the file
+        merged = _one_assert(text)
+        cases = vnnlib.compat.transform(
+            query if merged is None else vnnlib.parse_query_string(merged))
     except vnnlib.VNNLibException as exc:
         raise VnnlibError(_message(exc, source)) from None
     networks = list(query.networks)

@@ -79,3 +79,33 @@ def test_version2_instance_runs(tmp_path: Path) -> None:
     out = run_instance(model, p, RunOptions(timeout=10, extend_attack=False))
     assert out.result == "sat" and out.y[0] >= 1.9 and out.y[1] <= 0.1
     assert np.all(out.x >= 0) and np.all(out.x <= 1)
+
+
+V1_AND = """(declare-const X_0 Real)
+(declare-const X_1 Real)
+(declare-const Y_0 Real)
+(declare-const Y_1 Real)
+(assert (and (<= X_0 1.0) (>= X_0 0.0) (<= X_1 1.0) (>= X_1 0.0)))
+(assert (or (>= Y_0 100.0) (<= Y_1 -3.0)))
+(assert (<= Y_0 200.0))
+"""
+
+
+def test_version2_separate_compound_asserts_are_a_conjunction(tmp_path: Path) -> None:
+    """The box in one ``(and ...)`` assert, the outputs in others: the property is
+    their conjunction (the ``vnnlib`` package alone reads them as alternatives)."""
+    p = tmp_path / "v2.vnnlib"
+    p.write_text(HEAD2 + "; box first\n"
+                 "(assert (and (<= X[0] 1.0) (>= X[0] 0.0) (<= X[1] 1.0) (>= X[1] 0.0)))\n"
+                 "(assert (or (>= Y[0] 100.0) (<= Y[1] -3.0)))  ; (assert (<= Y[0] 0))\n"
+                 "(assert (<= Y[0] 200.0))\n")
+    v2 = parse_vnnlib(p)
+    assert _polys(v2) == _polys(parse_vnnlib_text(V1_AND))
+    assert all(len(A) == 2 for case in v2.cases for A, _ in case.output)
+    # a model whose outputs stay in [0, 1] meets no disjunct: unsat
+    model = mlp_onnx(tmp_path / "tiny.onnx", tiny_relu_weights())
+    q = tmp_path / "two.vnnlib"
+    q.write_text(HEAD2 + "(assert (and (<= X[0] 1.0) (>= X[0] 0.0) (<= X[1] 1.0) "
+                 "(>= X[1] 0.0)))\n(assert (>= Y[0] 100.0))\n")
+    out = run_instance(model, q, RunOptions(timeout=10, extend_attack=False))
+    assert out.result == "unsat", out
