@@ -28,7 +28,7 @@ from pathlib import Path
 from gridverify.errors import GridverifyError, VnnlibError
 from gridverify.vnncomp.result import write_atomic
 from gridverify.vnncomp.runner import RunOptions, RunOutcome, run_instance
-from gridverify.vnncomp.vnnlib import gz_fallback
+from gridverify.vnncomp.vnnlib import gz_fallback, read_text
 
 __all__ = ["BatchRow", "BatchSummary", "Instance", "read_expected", "read_instances", "run_batch"]
 
@@ -89,7 +89,7 @@ class BatchSummary:
 
 
 def _rows(path: Path) -> list[tuple[int, list[str]]]:
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     out = []
     for n, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         row = [c.strip() for c in row]

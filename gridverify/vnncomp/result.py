@@ -56,7 +56,9 @@ def read_result(path: str | Path) -> tuple[str, dict[str, float]]:
 
     Accepts the historical synonyms ``holds`` (unsat) and ``violated`` (sat).
     """
-    text = Path(path).read_text(encoding="utf-8")
+    from gridverify.vnncomp.vnnlib import read_text
+
+    text = read_text(path)
     lines = text.strip().splitlines()
     if not lines:
         raise VnnlibError(f"{path}:1: empty result file")

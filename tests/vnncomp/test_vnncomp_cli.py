@@ -192,6 +192,13 @@ def test_instance_and_expected_errors(tmp_path: Path) -> None:
     e.write_text("a,b,sat\na,c,perhaps\n")
     with pytest.raises(VnnlibError, match=r"expected.csv:2: unknown expected result"):
         read_expected(e)
+    # bytes that are not UTF-8 are named, not a traceback
+    p.write_bytes(b"\xff\xfe\n")
+    with pytest.raises(VnnlibError, match=r"instances.csv: not a UTF-8 text file"):
+        read_instances(p)
+    e.write_bytes(b"a,b,sat\n\xff,c,unsat\n")
+    with pytest.raises(VnnlibError, match=r"expected.csv: not a UTF-8 text file"):
+        read_expected(e)
 
 
 def test_cli_run_reads_gz_siblings(bench: Path, tmp_path: Path) -> None:
