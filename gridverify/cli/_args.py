@@ -190,6 +190,15 @@ def add_layout_arguments(p: argparse.ArgumentParser) -> None:
                         "it, in its own layout and units: input_mean, input_std (it reads "
                         "(u - mean) / std), output_mean, output_std (its output v means "
                         "v * std + mean); any key may be left out")
+    g.add_argument("--keep-outputs", action="store_true",
+                   help="an ONNX proxy with outputs after the solution (residuals, "
+                        "extra heads): keep only its first 2G + 2N output entries")
+
+
+def keep_outputs_from_args(args: argparse.Namespace) -> bool:
+    """``--keep-outputs`` of :func:`add_layout_arguments` (``load_proxy``'s
+    ``onnx_keep_outputs``)."""
+    return bool(getattr(args, "keep_outputs", False))
 
 
 def layout_from_args(args: argparse.Namespace) -> Any:

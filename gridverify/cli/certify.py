@@ -180,7 +180,7 @@ def register(sub: Any) -> None:
 
 
 def _build_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
-    from gridverify.cli._args import layout_from_args
+    from gridverify.cli._args import keep_outputs_from_args, layout_from_args
     from gridverify.errors import SpecError
     from gridverify.grid import load_compiled
     from gridverify.proxy.load import load_proxy
@@ -194,7 +194,8 @@ def _build_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
     from gridverify.spec.thresholds import ThresholdSpec, parse_threshold
 
     case = load_compiled(args.case)
-    proxy = load_proxy(args.model, case=case, layout=layout_from_args(args))
+    proxy = load_proxy(args.model, case=case, layout=layout_from_args(args),
+                       onnx_keep_outputs=keep_outputs_from_args(args))
     spec = load_spec(args.spec, case) if args.spec is not None else None
     region = (parse_region(args.region, case) if args.region is not None
               else (spec.region if spec else None))

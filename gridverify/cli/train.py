@@ -249,11 +249,12 @@ def _run_info(args: argparse.Namespace) -> int:
             return _file_info(path, args)
         raise ProxyError(f"{path}: not a model directory or a proxy file "
                          f"({', '.join(PROXY_FILE_SUFFIXES)})")
-    from gridverify.cli._args import layout_from_args
+    from gridverify.cli._args import keep_outputs_from_args, layout_from_args
 
-    if layout_from_args(args) is not None:
+    if layout_from_args(args) is not None or keep_outputs_from_args(args):
         raise ProxyError(f"{path}: a gridverify model directory follows the convention; "
-                         "--inputs/--outputs/--*-units are for proxy files trained elsewhere")
+                         "--inputs/--outputs/--*-units/--keep-outputs are for proxy files "
+                         "trained elsewhere")
     md = read_model_dir(path, verify=True)
     if args.case is not None:  # the directory must be a proxy for that case
         from gridverify.proxy import load_proxy
@@ -307,14 +308,15 @@ def proxy_summary(proxy: Any, case: Any, region: Any) -> dict[str, Any]:
 
 
 def _file_info(path: Path, args: argparse.Namespace) -> int:
-    from gridverify.cli._args import layout_from_args
+    from gridverify.cli._args import keep_outputs_from_args, layout_from_args
     from gridverify.grid import load_compiled
     from gridverify.proxy import load_proxy
     from gridverify.spec.region import parse_region
 
     case = load_compiled(args.case, emit_warnings=False) if args.case is not None else None
     try:
-        proxy = load_proxy(path, case=case, layout=layout_from_args(args))
+        proxy = load_proxy(path, case=case, layout=layout_from_args(args),
+                           onnx_keep_outputs=keep_outputs_from_args(args))
     except ProxyError as exc:
         if args.case is None and "case=" in str(exc):
             raise ProxyError(f"{path}: the file does not name its case; pass --case") from None

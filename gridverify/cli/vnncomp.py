@@ -349,14 +349,15 @@ def _make(args: argparse.Namespace) -> int:
     for k in kinds:
         if k not in KINDS:
             raise SpecError(f"--kinds: unknown kind {k!r} (known: {', '.join(KINDS)})")
-    from gridverify.cli._args import layout_from_args
+    from gridverify.cli._args import keep_outputs_from_args, layout_from_args
 
     if args.model:
         import numpy as np
 
         from gridverify.proxy.load import check_source, load_proxy
 
-        proxy = load_proxy(args.model, case, layout=layout_from_args(args))
+        proxy = load_proxy(args.model, case, layout=layout_from_args(args),
+                           onnx_keep_outputs=keep_outputs_from_args(args))
         # the export writes the imported graph: it must be the file's function over the
         # widest box exported
         w = max(widths, default=0.0)

@@ -154,6 +154,9 @@ def load_proxy(
         if bundled is None:
             raise FileNotFoundError(2, "No such file or directory", str(path))
         path = bundled
+    if onnx_keep_outputs is not False and path.suffix.lower() != ".onnx":
+        raise ProxyError(f"{path}: keeping the first outputs (--keep-outputs) is for ONNX "
+                         "proxy files only")
     if path.is_dir():
         if not is_model_dir(path):
             raise ProxyError(f"{path}: not a model directory (no card.json)")
@@ -300,7 +303,7 @@ def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int,
                 f"{path}: onnx_keep_outputs={keep_outputs}, but the case needs 2G + 2N = {n_out}"
             )
         keep_outputs = True
-    d_in, d_outs = probe_sizes(m)
+    d_in, d_outs = probe_sizes(m, source=str(path))
     if d_in is not None and d_in != n_in:
         raise ProxyError(f"{path}: ONNX input has {d_in} entries, the case needs 2L = {n_in}")
     known = [d for d in d_outs if d is not None]
@@ -312,7 +315,8 @@ def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int,
         widths = ", ".join(str(d) for d in d_outs)
         raise ProxyError(
             f"{path}: ONNX outputs have widths [{widths}], the case needs one output of "
-            f"2G + 2N = {n_out} (use onnx_keep_outputs to keep the first {n_out} entries)"
+            f"2G + 2N = {n_out} (--keep-outputs, onnx_keep_outputs=True in Python, keeps "
+            f"the first {n_out} entries)"
         )
     # (keeping more output entries than the graph has is the importer's ProxyError)
     module = OnnxModule(m, keep=n_out if keep_outputs else None, source=str(path)).eval()

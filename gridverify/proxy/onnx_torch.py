@@ -58,15 +58,12 @@ class OnnxModule(GraphProxy):
     def __init__(self, m: onnx.ModelProto, *, keep: int | None = None, source: str = "onnx"):
         from gridverify.ir import from_onnx
 
-        init_names = {t.name for t in m.graph.initializer}
-        inputs = [i.name for i in m.graph.input if i.name not in init_names]
-        if len(inputs) != 1:
-            raise ProxyError(f"{source}: a proxy ONNX graph needs exactly one input, "
-                             f"found {len(inputs)}")
+        _graph_inputs(m, source)
         try:
             graph = from_onnx(m, keep_outputs=keep, source=source, batch_axis=True)
-        except GraphError as exc:
-            raise ProxyError(str(exc)) from None
+        except GraphError as exc:  # name the file, as for every other format
+            text = str(exc)
+            raise ProxyError(text if text.startswith(source) else f"{source}: {text}") from None
         except UnsupportedOpError as exc:  # name the file (the importer saw the model)
             exc.args = (f"{source}: {exc}",)
             raise
@@ -87,8 +84,21 @@ class OnnxModule(GraphProxy):
         return np.stack([checker.run(xi) for xi in np.asarray(x, dtype=np.float64)])
 
 
-def probe_sizes(m: onnx.ModelProto) -> tuple[int | None, list[int | None]]:
-    """Declared input width and output widths (None where symbolic)."""
+def _graph_inputs(m: onnx.ModelProto, source: str) -> list[onnx.ValueInfoProto]:
+    """The graph's inputs that are not initializers; a proxy has exactly one."""
+    init = {t.name for t in m.graph.initializer}
+    ins = [i for i in m.graph.input if i.name not in init]
+    if len(ins) != 1:
+        names = ", ".join(i.name for i in ins)
+        raise ProxyError(f"{source}: a proxy ONNX graph needs exactly one input, "
+                         f"found {len(ins)}" + (f" ({names})" if names else ""))
+    return ins
+
+
+def probe_sizes(m: onnx.ModelProto, source: str = "onnx"
+                ) -> tuple[int | None, list[int | None]]:
+    """Declared input width and output widths (None where symbolic); a graph
+    without exactly one input is refused."""
 
     def width(vi: onnx.ValueInfoProto) -> int | None:
         dims = vi.type.tensor_type.shape.dim
@@ -97,7 +107,5 @@ def probe_sizes(m: onnx.ModelProto) -> tuple[int | None, list[int | None]]:
         d = dims[-1]
         return int(d.dim_value) if d.HasField("dim_value") else None
 
-    init = {t.name for t in m.graph.initializer}
-    ins = [i for i in m.graph.input if i.name not in init]
-    n_in = width(ins[0]) if ins else None
+    n_in = width(_graph_inputs(m, source)[0])
     return n_in, [width(o) for o in m.graph.output]

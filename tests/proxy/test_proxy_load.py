@@ -94,7 +94,7 @@ def test_onnx_with_extra_outputs(trained14, case14, tmp_path):
     del m.metadata_props[:]
     path = tmp_path / "extra.onnx"
     onnx.save(m, path)
-    with pytest.raises(ProxyError, match="onnx_keep_outputs"):
+    with pytest.raises(ProxyError, match="--keep-outputs, onnx_keep_outputs"):
         load_proxy(path, case=case14)
     with pytest.raises(ProxyError, match="needs case"):
         load_proxy(path, onnx_keep_outputs=True)
@@ -105,6 +105,37 @@ def test_onnx_with_extra_outputs(trained14, case14, tmp_path):
     ref = load_proxy(out)
     x = _x(ref)
     assert torch.allclose(p.module(x), ref.module(x), atol=1e-10, rtol=0)
+    # the command line: --keep-outputs (ONNX files only)
+    assert main(["model", "info", str(path), "--case", case14.name, "--json"]) == 2
+    assert main(["model", "info", str(path), "--case", case14.name, "--json",
+                 "--keep-outputs"]) == 0
+    assert main(["model", "info", str(out), "--keep-outputs"]) == 2
+    with pytest.raises(ProxyError, match="ONNX proxy files only"):
+        load_proxy(out, onnx_keep_outputs=True)
+
+
+def test_onnx_errors_name_the_file(trained14, case14, tmp_path):
+    """A non-finite weight and a second graph input are refused naming the file."""
+    _, out = trained14
+    m = onnx.load(out / "model.onnx")
+    init = m.graph.initializer[0]
+    arr = onnx.numpy_helper.to_array(init).copy()
+    arr.flat[0] = np.nan
+    init.CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
+    del m.metadata_props[:]
+    bad = tmp_path / "nan.onnx"
+    onnx.save(m, bad)
+    with pytest.raises(ProxyError, match=r"^.*nan\.onnx: .*non-finite"):
+        load_proxy(bad, case=case14)
+    m2 = onnx.load(out / "model.onnx")
+    m2.graph.input.append(helper.make_tensor_value_info("qd", onnx.TensorProto.FLOAT,
+                                                        ["batch", 11]))
+    del m2.metadata_props[:]
+    two = tmp_path / "two.onnx"
+    onnx.save(m2, two)
+    with pytest.raises(ProxyError, match=r"two\.onnx: a proxy ONNX graph needs exactly one "
+                                         r"input, found 2"):
+        load_proxy(two, case=case14)
 
 
 # ---------------------------------------------------------------- bad models
