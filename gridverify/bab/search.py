@@ -53,6 +53,9 @@ from gridverify.errors import GridverifyError, SpecError
 __all__ = ["BabResult", "bab_maximize"]
 
 CERTIFIED, VIOLATED, OPEN = "certified", "violated", "open"
+#: the root attack's share of the search's time: a short search keeps the rest to
+#: bound (a 0.5 s search spent 0.8 s in its root attack)
+_ROOT_ATTACK_SHARE = 0.25
 Progress = Callable[[dict[str, float]], None]
 
 
@@ -157,13 +160,15 @@ class _Falsifier:
         return False
 
     def attack(self, lo: torch.Tensor, hi: torch.Tensor, restarts: int, steps: int,
-               rows: torch.Tensor | None = None) -> torch.Tensor:
+               rows: torch.Tensor | None = None, deadline: float | None = None
+               ) -> torch.Tensor:
         """Best points of the falsifier on each box ``(D, n)``; returns candidate points.
 
         Each objective is one (box, spec row) pair (the maximum of the rows
         follows only the row that is largest at the start, and misses the
         others): every box is attacked on the target ``rows`` (default: every
         row; at most ``restarts`` of them), with the restarts shared among them.
+        ``deadline``: a :func:`time.monotonic` time the attack stops at.
         """
         from gridverify.attack import AttackOptions, falsify, linear_objectives
 
@@ -179,7 +184,7 @@ class _Falsifier:
         opts = AttackOptions(restarts=per, steps=steps, seed=self.seed + self.calls,
                              rounds=1, vertex_rounds=2, polish_steps=5)
         res = falsify(self.graph, blo, bhi, linear_objectives(c.cpu(), self.graph.output_size),
-                      opts, device=self.device)
+                      opts, device=self.device, deadline=deadline)
         # candidates: every objective's best point (offer() re-checks them on every row)
         return res.inputs
 
@@ -344,6 +349,13 @@ class _Search:
     def elapsed(self) -> float:
         return self.clock() - self.c0
 
+    def deadline(self, share: float = 1.0) -> float | None:
+        """A :func:`time.monotonic` time ``share`` of the time left from now (None
+        without a timeout): attacks stop there, so a short search keeps its time."""
+        if self.opts.timeout is None:
+            return None
+        return time.monotonic() + share * max(0.0, self.opts.timeout - self.elapsed())
+
     def bound_now(self) -> float:
         """The sound upper bound over the whole box right now."""
         return max(self.store.max_upper(), self.pruned_max, self.stuck_max,
@@ -489,7 +501,8 @@ class _Search:
             n_r = min(max(4 * opts.attack_restarts, 2 * opts.attack_restarts * live.numel()),
                       1024)
             fals.offer(fals.attack(self.lo[None], self.hi[None], n_r, 5 * opts.attack_steps,
-                                   rows=live), self.lo, self.hi)
+                                   rows=live, deadline=self.deadline(_ROOT_ATTACK_SHARE)),
+                       self.lo, self.hi)
 
     def round(self) -> None:
         """Pop the best domains, split them, bound every child in one call, prune,
@@ -551,7 +564,8 @@ class _Search:
         """PGD on the best open boxes; a better point prunes domains (optimization mode)."""
         opts, fals, store = self.opts, self.fals, self.store
         blo, bhi = store.peek_boxes(opts.attack_domains)
-        xs = fals.attack(blo, bhi, opts.attack_restarts, opts.attack_steps, rows=fals.top_rows)
+        xs = fals.attack(blo, bhi, opts.attack_restarts, opts.attack_steps, rows=fals.top_rows,
+                         deadline=self.deadline())
         if fals.offer(xs, self.lo, self.hi) and self.mode != "decision":
             known = self.known()
             n, worst = store.prune(known + opts.gap_tolerance(known))

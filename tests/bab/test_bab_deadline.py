@@ -41,3 +41,28 @@ def test_rounds_are_not_started_past_the_timeout(monkeypatch) -> None:
                      options=BabOptions(timeout=1.0), mode="optimization")
     assert r.reason == "timeout" and r.status == "open"
     assert len(rounds) <= 1, len(rounds)
+
+
+def test_attacks_stop_at_the_search_deadline(monkeypatch) -> None:
+    """The root attack gets at most a quarter of the search's time, the attacks in
+    the search at most what is left: a short search is not spent attacking (a
+    0.5 s search took 0.8 s in its root attack)."""
+    import gridverify.attack as attack
+
+    real = attack.falsify
+    calls: list[tuple[float, float | None]] = []
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append((time.monotonic(), kwargs.get("deadline")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(attack, "falsify", spy)
+    start = time.monotonic()
+    timeout = 2.0
+    bab_maximize(_relu_net(), [-1.0] * 8, [1.0] * 8, [1.0],
+                 options=BabOptions(timeout=timeout, attack_every=1), mode="optimization")
+    assert len(calls) >= 2
+    t_root, d_root = calls[0]
+    assert d_root is not None and d_root <= t_root + 0.25 * timeout + 1e-6
+    for _, d in calls[1:]:
+        assert d is not None and d <= start + timeout + 1e-3
