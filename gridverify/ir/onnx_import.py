@@ -662,6 +662,13 @@ class _OnnxImporter:
         sa, sb = self.lw.shape(a), self.lw.shape(bm)
         if len(sa) != 2 or len(sb) != 2:
             raise ValueError(f"Gemm needs 2-D operands, got {sa} and {sb}")
+        if int(sa[1]) != int(sb[0]):
+            raise ValueError(f"operands of shapes {[int(d) for d in sa]} and "
+                             f"{[int(d) for d in sb]} (after transA/transB) do not multiply")
+        for what, v in (("weight", bm), ("bias", c)):
+            if v is not None and not isinstance(v, Var) and not np.isfinite(
+                    np.asarray(v, dtype=np.float64)).all():
+                raise ValueError(f"the {what} holds NaN or inf")
         if isinstance(a, Var) and not isinstance(bm, Var) and sa[0] == 1 and not isinstance(c, Var):
             out_shape = (1, sb[1])
             bias = None
@@ -1010,4 +1017,6 @@ def from_onnx(path_or_model: Any, keep_outputs: int | None = None,
     cannot be lowered, and :class:`GraphError` for a malformed model.
     """
     model, name = _load(path_or_model)
+    if not model.HasField("graph"):  # an empty file parses as an empty model
+        raise GraphError(f"{source or name}: not an ONNX model (no graph)")
     return _OnnxImporter(model, source or name, batch_axis).run(keep_outputs, merge_pwl)

@@ -77,6 +77,29 @@ def test_gemm_attributes(trans_a, trans_b, alpha, beta):
     assert_matches_ort(model, tuple(x_shape))
 
 
+def test_gemm_bad_weights_name_the_node():
+    """A weight of the wrong shape or with NaN is refused naming the ONNX node (the
+    importer used to leave it to the graph builder, which names its own nodes)."""
+    node = helper.make_node("Gemm", ["x", "W", "C"], ["y"], name="dense0", transB=1)
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TP.DOUBLE, [1, 2])],
+        [helper.make_tensor_value_info("y", TP.DOUBLE, [1, 2])],
+        [numpy_helper.from_array(RNG.normal(size=(2, 3)), "W"),
+         numpy_helper.from_array(np.zeros(2), "C")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(GraphError, match=r"'dense0' \(Gemm\): operands of shapes \[1, 2\] "
+                                         r"and \[3, 2\]"):
+        from_onnx(model)
+    for bad, what in ((np.array([[1.0, np.nan], [0.0, 1.0]]), None), (None, np.inf)):
+        w = bad if bad is not None else np.eye(2)
+        c = np.array([0.0, what]) if what is not None else np.zeros(2)
+        m = make_model([helper.make_node("Gemm", ["x", "W", "C"], ["y"], name="dense1")],
+                       [("x", [1, 2])], [("y", [1, 2])], {"W": w, "C": c})
+        kind = "weight" if bad is not None else "bias"
+        with pytest.raises(GraphError, match=rf"'dense1' \(Gemm\): the {kind} holds NaN"):
+            from_onnx(m)
+
+
 def test_gemm_variable_right_operand():
     a = RNG.normal(size=(3, 4))
     model = make_model([helper.make_node("Gemm", ["A", "x"], ["y"], transB=1, alpha=0.7)],
@@ -342,6 +365,10 @@ def test_bad_files_and_dynamic_feature_dims(tmp_path):
     bad.write_bytes(b"\x08\x07garbage-not-a-model" * 10)
     with pytest.raises(GraphError, match="bad.onnx"):
         from_onnx(bad)
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(GraphError, match="empty.onnx: not an ONNX model"):
+        from_onnx(empty)
     model = make_model([helper.make_node("Relu", ["x"], ["y"])], [("x", ["N", "M"])],
                        [("y", ["N", "M"])])
     with pytest.raises(GraphError, match="axis 1"):
