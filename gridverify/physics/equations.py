@@ -147,7 +147,11 @@ def angle_limits(case: Any) -> tuple[np.ndarray, np.ndarray]:
     degrees): about 0 on a branch without one, as in PowerModels, and about the
     shift on a phase-shifting transformer, whose bus angles differ by about
     the shift (a 150-degree vector group of a pandapower network, say, would
-    be infeasible under +-60 degrees about 0).  This is the only place the
+    be infeasible under +-60 degrees about 0).  When only one side is
+    corrected and that would cross or meet the side kept, it is PowerModels' +-60
+    degrees about 0 instead, or, should that cross too, 60 degrees beyond the
+    kept side: a 100-degree shifter limited to ``angmax = 30`` gets
+    ``[-60, 30]``, not the empty ``[40, 30]``.  This is the only place the
     correction is written.
     """
     lo = np.array(case.angmin, dtype=np.float64)
@@ -155,9 +159,17 @@ def angle_limits(case: Any) -> tuple[np.ndarray, np.ndarray]:
     shift = np.broadcast_to(np.asarray(getattr(case, "shift", 0.0), dtype=np.float64), lo.shape)
     centre = np.remainder(shift + math.pi, 2 * math.pi) - math.pi  # 330 degrees is -30
     both_zero = (lo == 0) & (hi == 0)
-    lo = np.where((lo <= -math.pi / 2) | both_zero, centre - ANGLE_PAD, lo)
-    hi = np.where((hi >= math.pi / 2) | both_zero, centre + ANGLE_PAD, hi)
-    return lo, hi
+    fix_lo = (lo <= -math.pi / 2) | both_zero
+    fix_hi = (hi >= math.pi / 2) | both_zero
+    # the first candidate on the right side of the other limit (corrected or kept)
+    top = np.where(fix_hi, centre + ANGLE_PAD, hi)
+    bottom = np.where(fix_lo, centre - ANGLE_PAD, lo)
+    gap = 1e-9  # a candidate meeting the other limit (up to rounding) leaves no range
+    new_lo = np.where(centre - ANGLE_PAD < top - gap, centre - ANGLE_PAD,
+                      np.where(-ANGLE_PAD < top - gap, -ANGLE_PAD, top - ANGLE_PAD))
+    new_hi = np.where(centre + ANGLE_PAD > bottom + gap, centre + ANGLE_PAD,
+                      np.where(ANGLE_PAD > bottom + gap, ANGLE_PAD, bottom + ANGLE_PAD))
+    return np.where(fix_lo, new_lo, lo), np.where(fix_hi, new_hi, hi)
 
 
 def limit_values(case: Any, family: str) -> np.ndarray:

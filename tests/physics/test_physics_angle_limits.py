@@ -103,6 +103,32 @@ def test_correction_is_centred_on_a_phase_shift():
     np.testing.assert_allclose(np.rad2deg(hi), [b for _, b in want], atol=1e-12)
 
 
+def test_one_sided_correction_never_empties_the_range():
+    """One side corrected about a large shift would cross the kept side: it falls
+    back to PowerModels' +-60 about 0, then to 60 degrees beyond the kept side."""
+    from types import SimpleNamespace
+
+    raw = [(-360.0, 30.0, 100.0), (-30.0, 360.0, -100.0), (-360.0, 0.0, 60.0),
+           (-360.0, -70.0, 0.0), (70.0, 360.0, 0.0), (-360.0, 30.0, -20.0),
+           (-360.0, -80.0, 150.0)]
+    want = [(-60.0, 30.0), (-30.0, 60.0), (-60.0, 0.0), (-130.0, -70.0), (70.0, 130.0),
+            (-80.0, 30.0), (-140.0, -80.0)]
+    branches = SimpleNamespace(**{name: np.deg2rad([r[i] for r in raw])
+                                  for i, name in enumerate(("angmin", "angmax", "shift"))})
+    lo, hi = angle_limits(branches)
+    np.testing.assert_allclose(np.rad2deg(lo), [a for a, _ in want], atol=1e-12)
+    np.testing.assert_allclose(np.rad2deg(hi), [b for _, b in want], atol=1e-12)
+    # on random limits and shifts the corrected range is never empty
+    rng = np.random.default_rng(0)
+    n = 20_000
+    a = rng.choice([-360.0, -120.0, -90.0, -45.0, 0.0, 10.0, 80.0], n)
+    b = a + rng.choice([0.0, 20.0, 90.0, 200.0, 720.0], n)
+    rand = SimpleNamespace(angmin=np.deg2rad(a), angmax=np.deg2rad(b),
+                           shift=np.deg2rad(rng.uniform(-180, 180, n)))
+    lo, hi = angle_limits(rand)
+    assert bool((lo <= hi).all()) and bool(np.isfinite(lo).all() & np.isfinite(hi).all())
+
+
 def test_opf_model_uses_corrected_limits(case):
     import pyomo.environ as pyo
 
