@@ -606,7 +606,11 @@ def to_pandapower(case: RawCase | CompiledCase, f_hz: float = 50.0) -> Any:
     ``from_ppc`` reversed (see :func:`_high_voltage_first`): ``from_ppc`` puts every
     ratio on the high-voltage side, which for such a branch is not MATPOWER's
     model (tap at the from bus).  Its from-end flows are then pandapower's
-    low-voltage ones (``p_lv_mw``, ``q_lv_mvar``).
+    low-voltage ones (``p_lv_mw``, ``q_lv_mvar``).  A transformer's line
+    charging becomes bus shunts (:func:`_charging_to_shunts`: its end flows in
+    pandapower leave it out); branches out of service or touching an isolated
+    bus are out of service whatever element they become; polynomial costs with
+    zero coefficients above the quadratic one are cut to quadratics.
     """
     if isinstance(case, CompiledCase):
         from gridverify.grid.case import load_case
@@ -617,12 +621,82 @@ def to_pandapower(case: RawCase | CompiledCase, f_hz: float = 50.0) -> Any:
         case = load_case(case.source)
     from pandapower.converter.pypower import from_ppc
 
-    ppc = _high_voltage_first(ppc_of(case))
+    ppc = _high_voltage_first(_charging_to_shunts(_isolated_branches_off(ppc_of(case))))
     if "gencost" in ppc:
-        ppc["gencost"] = _even_pwl_gencost(ppc["gencost"])
+        ppc["gencost"] = _even_pwl_gencost(_quadratic_gencost(ppc["gencost"], case.source))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return from_ppc(ppc, f_hz=f_hz)
+        net = from_ppc(ppc, f_hz=f_hz)
+    # from_ppc gives its impedance elements no status: a branch out of service in
+    # the case is taken out here, whatever element it became
+    lookup = net._from_ppc_lookups["branch"]
+    for k in np.flatnonzero(ppc["branch"][:, C.BR_STATUS] <= 0):
+        row = lookup.loc[int(k)]
+        net[str(row.element_type)].loc[int(row.element), "in_service"] = False
+    return net
+
+
+def _isolated_branches_off(ppc: dict[str, Any]) -> dict[str, Any]:
+    """``ppc`` with the branches that touch an isolated bus (type 4) out of service,
+    as MATPOWER and :func:`~gridverify.grid.compile_case` take them (``from_ppc``
+    keeps them, with an open end that still injects its line charging)."""
+    ids = ppc["bus"][:, C.BUS_I].astype(np.int64)
+    isolated = set(ids[ppc["bus"][:, C.BUS_TYPE] == 4].tolist())
+    if not isolated:
+        return ppc
+    br = np.array(ppc["branch"], dtype=np.float64, copy=True)
+    touch = np.array([int(f) in isolated or int(t) in isolated
+                      for f, t in br[:, [C.F_BUS, C.T_BUS]]], dtype=bool)
+    br[touch, C.BR_STATUS] = 0
+    return {**ppc, "branch": br}
+
+
+def _charging_to_shunts(ppc: dict[str, Any]) -> dict[str, Any]:
+    """``ppc`` with the line charging of its transformers moved to bus shunts.
+
+    pandapower's transformer has no line charging (``from_ppc`` turns ``b`` into a
+    magnetizing current and drops its sign).  MATPOWER's model puts ``j b / 2`` at
+    the to bus and ``j b / 2 / |t|**2`` at the from bus (behind the tap): the same
+    admittance matrix as bus shunts of ``b / 2 / |t|**2`` and ``b / 2`` (in MVAr at
+    1 pu).  The transformer's end flows then leave its charging out; the buses'
+    balance is MATPOWER's.  Branches out of service keep theirs (they carry none).
+    """
+    br = np.array(ppc["branch"], dtype=np.float64, copy=True)
+    tap = br[:, C.TAP]
+    trafo = ((tap != 0) & (tap != 1)) | (br[:, C.SHIFT] != 0)
+    move = np.flatnonzero(trafo & (br[:, C.BR_B] != 0) & (br[:, C.BR_STATUS] > 0))
+    if move.size == 0:
+        return ppc
+    bus = np.array(ppc["bus"], dtype=np.float64, copy=True)
+    row_of = {int(b): i for i, b in enumerate(bus[:, C.BUS_I].astype(np.int64))}
+    base = float(ppc["baseMVA"])
+    for k in move:
+        t = 1.0 if tap[k] == 0 else float(tap[k])
+        half = br[k, C.BR_B] / 2.0 * base
+        bus[row_of[int(br[k, C.F_BUS])], C.BS] += half / t**2
+        bus[row_of[int(br[k, C.T_BUS])], C.BS] += half
+        br[k, C.BR_B] = 0.0
+    return {**ppc, "bus": bus, "branch": br}
+
+
+def _quadratic_gencost(gc: np.ndarray, source: str | None) -> np.ndarray:
+    """``gc`` with every polynomial row of more than three coefficients cut to its
+    last three (``from_ppc`` takes quadratics at most); a row whose higher
+    coefficients are not all 0 is a :class:`CaseFormatError` naming it."""
+    gc = np.array(gc, dtype=np.float64, copy=True)
+    if gc.ndim != 2 or gc.shape[1] <= C.COST:
+        return gc
+    for i in np.flatnonzero((gc[:, C.MODEL] == 2) & (gc[:, C.NCOST] > 3)):
+        n = int(gc[i, C.NCOST])
+        coefs = gc[i, C.COST : C.COST + n].copy()
+        if np.any(coefs[: n - 3] != 0):
+            raise CaseFormatError(
+                f"gencost row {i + 1}: a polynomial of degree {n - 1}; pandapower takes "
+                "quadratic costs at most", source=source, field="gencost")
+        gc[i, C.COST : C.COST + n] = 0.0
+        gc[i, C.COST : C.COST + 3] = coefs[n - 3 :]
+        gc[i, C.NCOST] = 3
+    return gc
 
 
 def _split_widest(pts: list[tuple[float, float]], count: int) -> list[tuple[float, float]]:

@@ -360,3 +360,67 @@ def test_admittances_match_pypower(name):
     np.testing.assert_allclose(fl.pf + 1j * fl.qf, sf, rtol=0, atol=1e-9)
     np.testing.assert_allclose(fl.pt + 1j * fl.qt, st_, rtol=0, atol=1e-9)
     assert np.any(cc.shift != 0) or name != "case300_ieee"
+
+
+ODD_CASE = """function mpc = odd4
+mpc.version = '2';
+mpc.baseMVA = 100;
+mpc.bus = [
+	1	3	0	0	0	0	1	1.02	0	230	1	1.1	0.9;
+	2	2	30	10	0	5	1	1.0	0	230	1	1.1	0.9;
+	3	1	60	20	2	-3	1	1.0	0	115	1	1.1	0.9;
+	4	4	0	0	0	0	1	1.0	0	115	1	1.1	0.9;
+];
+mpc.gen = [
+	1	50	0	100	-100	1.02	100	1	200	0;
+	2	40	0	100	-100	1.0	100	1	200	0;
+];
+mpc.gencost = [
+	2	0	0	4	0	0.01	20	0;
+	2	0	0	3	0.02	15	0	0;
+];
+mpc.branch = [
+	1	2	0.01	0.08	0.10	0	0	0	0	0	1	-30	30;
+	1	3	0.01	0.09	0.20	0	0	0	1.05	0	1	-30	30;
+	2	3	0.02	0.10	0.05	0	0	0	0.98	-5	1	-30	30;
+	1	3	0.02	0.10	0.04	0	0	0	0	0	0	-30	30;
+	3	4	0.02	0.10	0.20	0	0	0	0	0	1	-30	30;
+];
+"""
+
+
+def test_to_pandapower_odd_case_balances(tmp_path):
+    """A branch out of service between buses of different voltage (``from_ppc`` makes
+    it an impedance, in service), a line to an isolated bus, transformers with line
+    charging (pandapower's transformer has none) and a cubic cost with a zero
+    leading coefficient: runpp's bus results are MATPOWER's."""
+    path = tmp_path / "odd4.m"
+    path.write_text(ODD_CASE)
+    raw = load_case(path)
+    cc = compile_case(raw, emit_warnings=False)
+    net = to_pandapower(raw)
+    _runpp(net)
+    assert net.converged
+    vm = net.res_bus.vm_pu.loc[cc.bus_ids].to_numpy()
+    va = np.deg2rad(net.res_bus.va_degree.loc[cc.bus_ids].to_numpy())
+    # the generators' outputs at runpp's solution balance every bus in MATPOWER's
+    # model (the charging pandapower holds as bus shunts is in our branch flows)
+    gens = net._from_ppc_lookups["gen"]
+    pg, qg = np.zeros(cc.n_gen), np.zeros(cc.n_gen)
+    for j, row in enumerate(cc.gen_row):
+        g = gens.loc[int(row) - 1]
+        r = net["res_" + str(g.element_type)].loc[int(g.element)]
+        pg[j], qg[j] = r.p_mw / cc.base_mva, r.q_mvar / cc.base_mva
+    rp, rq = balance_residuals(cc, pg, qg, vm, va)
+    assert np.abs(rp).max() < TOL and np.abs(rq).max() < TOL
+    lookup = net._from_ppc_lookups["branch"]
+    for k in (3, 4):  # out of service, and to the isolated bus
+        row = lookup.loc[k]
+        assert not bool(net[str(row.element_type)].in_service.loc[int(row.element)])
+    cost = net.poly_cost.set_index("element").sort_index()
+    assert list(cost.cp2_eur_per_mw2) == [0.01, 0.02]
+    # a true cubic (which load_case refuses already) is refused, not cut
+    from gridverify.grid.pandapower_io import _quadratic_gencost
+
+    with pytest.raises(CaseFormatError, match="gencost row 1: a polynomial of degree 3"):
+        _quadratic_gencost(np.array([[2, 0, 0, 4, 0.5, 0.01, 20, 0]]), "odd4.m")
