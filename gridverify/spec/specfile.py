@@ -74,7 +74,12 @@ def load_spec_mapping(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise SpecError(f"spec file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise SpecError(f"{path}: is a folder, not a spec file") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text, object_pairs_hook=functools.partial(_unique_keys, path))
@@ -90,7 +95,11 @@ def load_spec_mapping(path: str | Path) -> dict[str, Any]:
     for k in data:
         if k not in _TOP_KEYS:
             raise SpecError(f"{path}: unknown key {k!r} (expected {', '.join(_TOP_KEYS)})")
-    _reject_nan(data, str(path))
+    for k, v in data.items():
+        try:
+            _reject_nan(v, k)
+        except SpecError as exc:  # "FILE: region.box[1]: ...", as the other errors
+            raise SpecError(f"{path}: {exc}") from None
     return data
 
 

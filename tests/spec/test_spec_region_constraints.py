@@ -274,6 +274,17 @@ def test_bad_spec_files(case14, tmp_path, body, suffix, match):
         select_constraints(case14, spec.constraints)
 
 
+def test_spec_file_not_utf8_or_a_folder(case14, tmp_path):
+    p = tmp_path / "bin.toml"
+    p.write_bytes(b"\xff\xfe[region]\n")
+    with pytest.raises(SpecError, match=r"bin.toml: not UTF-8 text"):
+        load_spec(p, case14)
+    d = tmp_path / "dir.toml"
+    d.mkdir()
+    with pytest.raises(SpecError, match=r"dir.toml: is a folder"):
+        load_spec(d, case14)
+
+
 @pytest.mark.parametrize(
     "body, suffix, key",
     [
@@ -289,6 +300,8 @@ def test_bad_spec_files(case14, tmp_path, body, suffix, match):
         ('{"thresholds": {"vm_max": 0.1, "vm_max": 0.2}}', ".json", "key 'vm_max' is given twice"),
         ('{"region": {"box": [0.9, 1.1]}, "region": {"box": [0.8, 1.2]}}', ".json",
          "key 'region' is given twice"),
+        ("[thresholds]\ndefault = nan\n", ".toml", "thresholds.default: not a finite number"),
+        ('{"region": {"box": [0.9, NaN]}}', ".json", "region.box[1]: not a finite number"),
     ],
 )
 def test_spec_file_errors_name_the_file_and_key(case14, tmp_path, body, suffix, key):
