@@ -1,6 +1,6 @@
 """Reading OPF datasets (HDF5, schema version 1) as proxy training data.
 
-Only rows with ``status == 1`` (optimal) are used.  The dataset must belong to
+Only rows that are ``done`` with ``status == 1`` (optimal) are used.  The dataset must belong to
 the given case (name and content hash), have the case's dimensions, and hold no
 NaN/inf in any optimal row; anything else is a :class:`DatasetError` naming the
 dataset, field and row.
@@ -18,9 +18,6 @@ from typing import Any
 import numpy as np
 
 from gridverify.errors import DatasetError
-
-SCHEMA_VERSION = 1
-STATUS_OPTIMAL = 1
 
 
 @dataclass(frozen=True)
@@ -70,7 +67,13 @@ def read_proxy_data(path: str | os.PathLike[str], case: Any) -> ProxyData:
     import h5py
 
     from gridverify.fileio import require_file
-    from gridverify.opf.dataset import H5_ERRORS, check_attr, reading
+    from gridverify.opf.dataset import (
+        H5_ERRORS,
+        SCHEMA_VERSION,
+        STATUS_CODES,
+        check_attr,
+        reading,
+    )
 
     path = require_file(path)
     try:
@@ -82,7 +85,8 @@ def read_proxy_data(path: str | os.PathLike[str], case: Any) -> ProxyData:
             attrs = {k: _attr(v) for k, v in fh.attrs.items()}
         ver = attrs.get("schema_version")
         if ver != SCHEMA_VERSION:
-            raise DatasetError(f"{path}: attribute schema_version: expected 1, got {ver!r}")
+            raise DatasetError(f"{path}: attribute schema_version: expected {SCHEMA_VERSION}, "
+                               f"got {ver!r}")
         for key in ("sampler", "seed"):  # optional here; when present, as written
             if key in attrs:
                 check_attr(str(path), key, attrs[key])
@@ -123,8 +127,23 @@ def read_proxy_data(path: str | os.PathLike[str], case: Any) -> ProxyData:
             status = np.asarray(fh["status"][()])
         if status.shape != (n_rows,):
             raise DatasetError(f"{path}: field status: shape {status.shape}, expected ({n_rows},)")
+        with reading(path, "dataset 'done'"):
+            if "done" not in fh:
+                raise DatasetError(f"{path}: field done: missing")
+            done = np.asarray(fh["done"][()])
+        if done.shape != (n_rows,) or done.dtype != np.bool_:
+            raise DatasetError(f"{path}: field done: shape {done.shape} of {done.dtype}, "
+                               f"expected ({n_rows},) of bool")
     assert n_rows is not None
-    rows = np.flatnonzero(status == STATUS_OPTIMAL)
+    known = set(STATUS_CODES.values())
+    odd = np.flatnonzero(~np.isin(status, list(known)) | (status != np.round(status)))
+    if odd.size:
+        r = int(odd[0])
+        raise DatasetError(f"{path}: field status: row {r}: unknown status code "
+                           f"{status[r].item()!r}")
+    # a row is final once ``done``: a run killed between writing a row's outputs
+    # and its ``done`` flag leaves rows that are not (docs/dataset.md)
+    rows = np.flatnonzero(done & (status == STATUS_CODES["optimal"]))
     x = np.concatenate([arrays["inputs/pd"], arrays["inputs/qd"]], axis=1)[rows]
     y = np.concatenate(
         [arrays[k] for k in ("outputs/pg", "outputs/qg", "outputs/vm", "outputs/va")], axis=1
@@ -138,7 +157,7 @@ def read_proxy_data(path: str | os.PathLike[str], case: Any) -> ProxyData:
                 f"({int(bad.sum())} such rows)"
             )
     if rows.size == 0:
-        raise DatasetError(f"{path}: no optimal rows (status == 1) to train on")
+        raise DatasetError(f"{path}: no optimal rows (done, status == 1) to train on")
     sampler = json.loads(attrs["sampler"]) if "sampler" in attrs else None  # checked above
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(x).tobytes())

@@ -483,6 +483,28 @@ def test_dataset_nan_rows(case14, case14_data, tmp_path):
     assert d.n_samples == 79 and 7 not in d.rows
 
 
+def test_dataset_rows_not_done_or_of_unknown_status(case14, case14_data, tmp_path):
+    """Only rows that are done count (a killed run can leave outputs without the flag);
+    a status code the schema does not know is an error, as in ``load_dataset``."""
+    bad = _copy(case14_data, tmp_path / "notdone.h5")
+    with h5py.File(bad, "r+") as f:
+        assert f["status"][5] == 1 and bool(f["done"][5])
+        f["done"][5] = False
+    d = read_proxy_data(bad, case14)
+    assert d.n_samples == 79 and 5 not in d.rows
+    with h5py.File(bad, "r+") as f:
+        f["done"][...] = False
+    with pytest.raises(DatasetError, match="no optimal rows"):
+        read_proxy_data(bad, case14)
+    assert main(["train", str(bad), "--out", str(tmp_path / "m"), "--no-progress"]) == 2
+    odd = _copy(case14_data, tmp_path / "odd.h5")
+    with h5py.File(odd, "r+") as f:
+        f["status"][0] = 9
+    with pytest.raises(DatasetError, match=r"field status: row 0: unknown status code 9$"):
+        read_proxy_data(odd, case14)
+    assert not (tmp_path / "m").exists()
+
+
 def test_dataset_not_hdf5_and_missing(tmp_path):
     p = tmp_path / "x.h5"
     p.write_text("hello")
