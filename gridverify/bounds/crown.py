@@ -27,7 +27,14 @@ from dataclasses import dataclass
 
 import torch
 
-from gridverify.bounds.ibp import Interval, ibp_node, nan_as, node_relaxation, sparse_terms
+from gridverify.bounds.ibp import (
+    Interval,
+    _outward,
+    ibp_node,
+    nan_as,
+    node_relaxation,
+    sparse_terms,
+)
 from gridverify.bounds.options import BoundOptions
 from gridverify.ir.graph import Graph, Node, sparse_forward_gather, sparse_transpose_apply
 from gridverify.ir.ops import OPS, UNARY_NONLINEAR
@@ -621,7 +628,16 @@ class Engine:
             return lo, hi
         sp, sn = spec.clamp(min=0), spec.clamp(max=0)
         # an output a spec row does not read adds nothing, even an unbounded one
-        return _dot_off(sp, lo) + _dot_off(sn, hi), _dot_off(sp, hi) + _dot_off(sn, lo)
+        out_lo = _dot_off(sp, lo) + _dot_off(sn, hi)
+        out_hi = _dot_off(sp, hi) + _dot_off(sn, lo)
+        # the rounding of the sums: at most (k + 1) eps times the terms' magnitudes for
+        # k terms; a row reading one output with coefficient +-1 (a selection) is exact
+        mag = _dot_off(spec.abs(), torch.maximum(lo.abs(), hi.abs()))
+        nnz = (spec != 0).sum(-1)
+        exact = (nnz <= 1) & ((spec == 0) | (spec.abs() == 1)).all(-1)
+        k = torch.where(exact, torch.zeros_like(nnz), nnz + 1).to(mag.dtype)
+        pad = torch.where(k == 0, torch.zeros_like(mag), k * mag)  # 0 * inf = 0
+        return _outward(out_lo, out_hi, pad)
 
 
 class _Accumulator:

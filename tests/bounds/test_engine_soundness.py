@@ -325,3 +325,20 @@ def test_boxes_and_specs_given_as_lists_are_read_in_float64(dtype: torch.dtype) 
     bd = compute_bounds(g, [1.0, 1.0], [1.0, 1.0], method="crown", dtype=dtype,
                         spec=[[1e8 + 1.0, -1e8]])
     assert float(bd.lower) <= 1.0 <= float(bd.upper)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_spec_sums_of_outputs_are_rounded_outward(method: str) -> None:
+    """``spec @ outputs`` over exact output intervals: ``1e8 + 1 - 1e8`` is 0 in
+    float32 and ``2**54 + 3 - 2**54`` is 4 in float64; the true value (1, 3) must
+    stay inside the bounds (the interval of the spec rows was not padded)."""
+    b = GraphBuilder()
+    x = b.input("x", 3)
+    b.output(b.gather(x, [0, 1, 2]))
+    g = b.build()
+    spec = torch.tensor([[1.0, 1.0, -1.0]], dtype=torch.float64)
+    for dtype, big, small in ((torch.float32, 1e8, 1.0), (torch.float64, 2.0**54, 3.0),
+                              (torch.float64, 2.0**54, 1.0)):
+        box = torch.tensor([big, small, big], dtype=torch.float64)
+        r = compute_bounds(g, box, box, method=method, spec=spec, dtype=dtype)
+        assert float(r.lower.reshape(-1)[0]) <= small <= float(r.upper.reshape(-1)[0]), dtype
