@@ -38,6 +38,17 @@ def _runpp(net) -> None:
                  max_iteration=30, numba=False)
 
 
+def _solved(raw):
+    """The compiled case, its pandapower network solved by runpp, and the voltages."""
+    cc = compile_case(raw, emit_warnings=False)
+    net = to_pandapower(raw)
+    _runpp(net)
+    assert net.converged
+    vm = net.res_bus.vm_pu.loc[cc.bus_ids].to_numpy()
+    va = np.deg2rad(net.res_bus.va_degree.loc[cc.bus_ids].to_numpy())
+    return cc, net, vm, va
+
+
 def _side_results(net, et: str, idx: int, base: float) -> np.ndarray:
     r = net["res_" + et].loc[idx]
     a, b = ("from", "to") if "p_from_mw" in r.index else ("hv", "lv")
@@ -49,13 +60,7 @@ def _side_results(net, et: str, idx: int, base: float) -> np.ndarray:
 def test_flows_match_runpp(name):
     """Our flows at pandapower's solved voltages equal its line/trafo results
     (case24: transformers whose tap sits at their low-voltage from bus)."""
-    raw = load_case(name)
-    cc = compile_case(raw, emit_warnings=False)
-    net = to_pandapower(raw)
-    _runpp(net)
-    assert net.converged
-    vm = net.res_bus.vm_pu.loc[cc.bus_ids].to_numpy()
-    va = np.deg2rad(net.res_bus.va_degree.loc[cc.bus_ids].to_numpy())
+    cc, net, vm, va = _solved(load_case(name))
     fl = branch_flows(cc, vm, va)
     ours = np.stack([fl.pf, fl.qf, fl.pt, fl.qt], axis=1)
     lookup = net._from_ppc_lookups["branch"]
@@ -396,13 +401,7 @@ def test_to_pandapower_odd_case_balances(tmp_path):
     leading coefficient: runpp's bus results are MATPOWER's."""
     path = tmp_path / "odd4.m"
     path.write_text(ODD_CASE)
-    raw = load_case(path)
-    cc = compile_case(raw, emit_warnings=False)
-    net = to_pandapower(raw)
-    _runpp(net)
-    assert net.converged
-    vm = net.res_bus.vm_pu.loc[cc.bus_ids].to_numpy()
-    va = np.deg2rad(net.res_bus.va_degree.loc[cc.bus_ids].to_numpy())
+    cc, net, vm, va = _solved(load_case(path))
     # the generators' outputs at runpp's solution balance every bus in MATPOWER's
     # model (the charging pandapower holds as bus shunts is in our branch flows)
     gens = net._from_ppc_lookups["gen"]
