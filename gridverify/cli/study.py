@@ -241,9 +241,13 @@ def report_cmd(args: argparse.Namespace) -> int:
         raise StudyError(f"{folder}: not a study folder but a file (give the folder that "
                          "`study run --out` wrote)")
     res = load_results(folder)
-    source = StudyStore(folder).study_source()  # the report says how the results were made
-    cmd = (None if source is None else
-           f"gridverify study run {shlex.quote(source)} --out {shlex.quote(str(folder))}")
+    # the report says how the results were made, in paths that work from here (none
+    # when the study file cannot be found from here: no command is better than a wrong one)
+    source = StudyStore(folder).study_source()
+    cmd = None
+    if source is not None and Path(source).is_file():
+        cmd = (f"gridverify study run {shlex.quote(_from_here(source))} "
+               f"--out {shlex.quote(_from_here(folder))}")
     files = render_report(folder, command=cmd, results=res)
     if args.json:
         summ = res.summary_frame()
@@ -255,6 +259,15 @@ def report_cmd(args: argparse.Namespace) -> int:
         _print_jobs(folder, res)
         print(f"report: {files.markdown} and {files.html}")
     return _exit_from_results(res)
+
+
+def _from_here(path: str | Path) -> str:
+    """``path`` relative to the current directory when it lies below it, else absolute."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
 
 
 def _print_jobs(folder: Path, res: Any = None) -> None:

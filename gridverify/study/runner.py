@@ -98,7 +98,10 @@ def _run_locked(spec: StudySpec, store: StudyStore, jobs: list[Job], opts: Execu
                 t0: float) -> StudyRun:
     if opts.checkpoint_dir is None:  # bab jobs cut short resume from their progress
         opts = replace(opts, checkpoint_dir=str(store.root / "checkpoints"))
-    store.write_study(spec.text, spec.name, jobs, spec.source)
+    # the study file's absolute path: `report` run from elsewhere still finds it
+    source = (spec.source if spec.source.startswith("<")
+              else str(Path(spec.source).resolve()))
+    store.write_study(spec.text, spec.name, jobs, source)
     todo: list[Job] = []
     skipped: list[str] = []
     damaged: list[str] = []

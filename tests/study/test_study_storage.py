@@ -242,3 +242,23 @@ def test_damaged_bounds_file_is_not_finished(out: Path, how: str) -> None:
     assert jr.problem.startswith(str(h5)) and "\n" not in jr.problem
     run = run_study(spec, out, ExecutorOptions(workers=1), warn=lambda w: None)
     assert run.damaged == (job.id,) and store.is_finished(job)
+
+
+def test_report_reproduce_command_works_from_where_report_runs(
+        tiny_done: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The study file is recorded by its absolute path; ``report`` run from another
+    folder names it and the output folder as seen from there; a study file that is
+    gone gives no command rather than a wrong one."""
+    data = json.loads((tiny_done / "out" / "study.json").read_text())
+    assert data["source"] == str((tiny_done / "tiny.toml").resolve())
+    work = tmp_path / "elsewhere"
+    shutil.copytree(tiny_done / "out", work / "copy")
+    monkeypatch.chdir(work)
+    assert main(["report", "copy", "--quiet"]) == 0
+    text = (work / "copy" / "index.md").read_text()
+    want = f"gridverify study run {(tiny_done / 'tiny.toml').resolve()} --out copy"
+    assert want in text, text
+    recorded = dict(data, source=str(tmp_path / "gone.toml"))
+    (work / "copy" / "study.json").write_text(json.dumps(recorded))
+    assert main(["report", "copy", "--quiet"]) == 0
+    assert "Reproduce with" not in (work / "copy" / "index.md").read_text()
