@@ -47,8 +47,9 @@ def run_key(case: Any, model_digest: str, region: Any, constraints: list[Any],
     ident = {
         "case": str(case.content_hash),
         "model": model_digest,
-        "region": [region.kind, np.asarray(region.lower, dtype=np.float64).tolist(),
-                   np.asarray(region.upper, dtype=np.float64).tolist()],
+        # the whole region: a factor region's matrix, not only its bounding box (zones
+        # of any count share the box of the system load level)
+        "region": region.to_dict(),
         "constraints": [[c.family, int(c.component)] for c in constraints],
         "thresholds": np.asarray(thresholds, dtype=np.float64).tolist(),
         "seed": int(seed),
@@ -118,7 +119,11 @@ class Checkpoint:
         ub0, att0 = st.ub.copy(), st.att.copy()
         row_ub = self._saved["row_ub"].astype(np.float64)
         worst = self._saved.get("worst")
-        if worst is not None and worst.shape == st.worst.shape:
+        if worst is not None and worst.shape != st.worst.shape:
+            raise SpecError(f"checkpoint {self.path}: its worst loads are of shape "
+                            f"{worst.shape}, this run's {st.worst.shape}: saved by another "
+                            "run; remove it")
+        if worst is not None:
             found = np.isfinite(self._saved["att"])
             update_attained(st, case, module, worst[found])
         # a saved bound below a value attained (here, by its own worst loads or by

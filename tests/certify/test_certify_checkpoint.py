@@ -157,3 +157,21 @@ def test_a_decision_search_cut_by_the_phase_end_is_not_counted_as_done(tmp_path)
     with np.load(path) as z:
         searched = z["searched"]
     assert (searched[opened] == 0).all()  # every search of theirs was cut short
+
+
+def test_the_run_key_tells_factor_regions_of_one_box_apart():
+    """``zones:a,b,K`` of every K (and the system load level) share their bounding box
+    and their kind: the key must still differ, or one run's bounds would be
+    imported into another region's certificate."""
+    from gridverify.certify.checkpoint import run_key
+    from gridverify.spec.constraints import ConstraintSelection, select_constraints
+    from gridverify.spec.region import parse_region
+
+    case = load_compiled("pglib_opf_case14_ieee")
+    cons = select_constraints(case, ConstraintSelection(("p_balance",)))
+    thr = np.zeros(len(cons))
+    regions = [parse_region(t, case) for t in ("zones:0.9,1.1,1", "zones:0.9,1.1,3",
+                                               "zones:0.9,1.1,11")]
+    assert all(np.array_equal(r.lower, regions[0].lower) for r in regions)
+    keys = {run_key(case, "m", r, cons, thr, 0, (0.0, 0.0)) for r in regions}
+    assert len(keys) == 3
