@@ -27,14 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gridverify.bounds.ibp import (
-    Interval,
-    _outward,
-    ibp_node,
-    nan_as,
-    node_relaxation,
-    sparse_terms,
-)
+from gridverify.bounds.ibp import Interval, ibp_node, nan_as, node_relaxation, sparse_terms
 from gridverify.bounds.options import BoundOptions
 from gridverify.ir.graph import Graph, Node, sparse_forward_gather, sparse_transpose_apply
 from gridverify.ir.ops import OPS, UNARY_NONLINEAR
@@ -630,14 +623,19 @@ class Engine:
         # an output a spec row does not read adds nothing, even an unbounded one
         out_lo = _dot_off(sp, lo) + _dot_off(sn, hi)
         out_hi = _dot_off(sp, hi) + _dot_off(sn, lo)
-        # the rounding of the sums: at most (k + 1) eps times the terms' magnitudes for
-        # k terms; a row reading one output with coefficient +-1 (a selection) is exact
-        mag = _dot_off(spec.abs(), torch.maximum(lo.abs(), hi.abs()))
+        # the rounding of each end's sum: at most (k + 1) eps times its terms'
+        # magnitudes for k terms (infinite only where that end is); a row reading one
+        # output with coefficient +-1 (a selection) is exact
         nnz = (spec != 0).sum(-1)
         exact = (nnz <= 1) & ((spec == 0) | (spec.abs() == 1)).all(-1)
-        k = torch.where(exact, torch.zeros_like(nnz), nnz + 1).to(mag.dtype)
-        pad = torch.where(k == 0, torch.zeros_like(mag), k * mag)  # 0 * inf = 0
-        return _outward(out_lo, out_hi, pad)
+        k = torch.where(exact, torch.zeros_like(nnz), nnz + 1).to(lo.dtype)
+        fi = torch.finfo(lo.dtype)
+
+        def pad(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            mag = _dot_off(sp, a.abs()) + _dot_off(-sn, b.abs())
+            return torch.where(k == 0, torch.zeros_like(mag), k * fi.eps * mag) + fi.tiny
+
+        return out_lo - pad(lo, hi), out_hi + pad(hi, lo)
 
 
 class _Accumulator:

@@ -342,3 +342,19 @@ def test_spec_sums_of_outputs_are_rounded_outward(method: str) -> None:
         box = torch.tensor([big, small, big], dtype=torch.float64)
         r = compute_bounds(g, box, box, method=method, spec=spec, dtype=dtype)
         assert float(r.lower.reshape(-1)[0]) <= small <= float(r.upper.reshape(-1)[0]), dtype
+
+
+def test_spec_rounding_pad_keeps_a_finite_end_finite() -> None:
+    """An output bounded below but not above (exp overflows): the spec row's lower
+    end stays finite (the rounding pad of each end reads only that end's terms)."""
+    b = GraphBuilder()
+    x = b.input("x", 2)
+    b.output(b.concat([b.exp(b.gather(x, [0])), b.gather(x, [1])]))
+    g = b.build()
+    lo = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    hi = torch.tensor([1000.0, 3.0], dtype=torch.float64)
+    spec = torch.tensor([[0.5, 2.0]], dtype=torch.float64)
+    r = compute_bounds(g, lo, hi, method="ibp", spec=spec)
+    low = float(r.lower.reshape(-1)[0])
+    assert math.isfinite(low) and low <= 2.5
+    assert float(r.upper.reshape(-1)[0]) == math.inf
