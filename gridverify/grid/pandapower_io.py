@@ -562,6 +562,12 @@ def ppc_of(case: RawCase) -> dict[str, Any]:
     return out
 
 
+def _from_ppc_transformers(branch: np.ndarray) -> np.ndarray:
+    """The rows ``from_ppc`` makes transformers: a tap other than 0 or 1, or a shift."""
+    tap = branch[:, C.TAP]
+    return ((tap != 0) & (tap != 1)) | (branch[:, C.SHIFT] != 0)
+
+
 def _high_voltage_first(ppc: dict[str, Any]) -> dict[str, Any]:
     """``ppc`` with every transformer whose to bus has the higher base voltage reversed.
 
@@ -577,7 +583,7 @@ def _high_voltage_first(ppc: dict[str, Any]) -> dict[str, Any]:
     ids = ppc["bus"][:, C.BUS_I].astype(np.int64)
     kv = dict(zip(ids.tolist(), ppc["bus"][:, C.BASE_KV].tolist()))
     tap = br[:, C.TAP]
-    trafo = ((tap != 0) & (tap != 1)) | (br[:, C.SHIFT] != 0)
+    trafo = _from_ppc_transformers(br)
     f_kv = np.array([kv.get(int(b), 0.0) for b in br[:, C.F_BUS]])
     t_kv = np.array([kv.get(int(b), 0.0) for b in br[:, C.T_BUS]])
     rev = trafo & (t_kv > f_kv)
@@ -663,7 +669,7 @@ def _charging_to_shunts(ppc: dict[str, Any]) -> dict[str, Any]:
     """
     br = np.array(ppc["branch"], dtype=np.float64, copy=True)
     tap = br[:, C.TAP]
-    trafo = ((tap != 0) & (tap != 1)) | (br[:, C.SHIFT] != 0)
+    trafo = _from_ppc_transformers(br)
     move = np.flatnonzero(trafo & (br[:, C.BR_B] != 0) & (br[:, C.BR_STATUS] > 0))
     if move.size == 0:
         return ppc
