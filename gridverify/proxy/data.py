@@ -131,12 +131,13 @@ def read_proxy_data(path: str | os.PathLike[str], case: Any) -> ProxyData:
             if "done" not in fh:
                 raise DatasetError(f"{path}: field done: missing")
             done = np.asarray(fh["done"][()])
-        if done.shape != (n_rows,) or done.dtype != np.bool_:
+        if (done.shape != (n_rows,) or done.dtype.kind not in "biu"
+                or not np.isin(done, (0, 1)).all()):
             raise DatasetError(f"{path}: field done: shape {done.shape} of {done.dtype}, "
                                f"expected ({n_rows},) of bool")
+        done = done.astype(bool)
     assert n_rows is not None
-    known = set(STATUS_CODES.values())
-    odd = np.flatnonzero(~np.isin(status, list(known)) | (status != np.round(status)))
+    odd = np.flatnonzero(~np.isin(status, list(STATUS_CODES.values())))
     if odd.size:
         r = int(odd[0])
         raise DatasetError(f"{path}: field status: row {r}: unknown status code "
