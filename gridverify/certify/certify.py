@@ -596,8 +596,27 @@ def _radius_stage(st: State, graph: Any, region: Region, opts: CertifyOptions,
     constraint with a radius has a bracket, its radius and the smallest radius
     tried that failed; the constraints whose brackets share a midpoint
     (:func:`radius_midpoint`) are bounded in one pass at it, largest first.
-    Only radii at which a pass certified are recorded.
+    Only radii at which a pass certified are recorded.  Passes the memory cap
+    skips are summed up in one note (they cost a radius, not a bound); the
+    passes' other memory notes are given once each.
     """
+    skipped: list[str] = []
+    try:
+        _radius_ladder(st, graph, region, opts, budget, notify, memory, notes, skipped)
+    finally:
+        gone = [n for n in skipped if "; skipped" in n]
+        notes.extend(dict.fromkeys(n for n in skipped if "; skipped" not in n))
+        if gone:
+            why = gone[0].split("; skipped")[0]
+            notes.append(f"radius stage: {len(gone)} CROWN pass(es) skipped ({why}); "
+                         "the constraints they held have no radius from them")
+
+
+def _radius_ladder(st: State, graph: Any, region: Region, opts: CertifyOptions,
+                   budget: Budget, notify: Progress, memory: MemoryBudget,
+                   notes: list[str], skipped: list[str]) -> None:
+    """The ladder and the bisection of :func:`_radius_stage`; the passes' memory
+    notes go to ``skipped``."""
     todo = st.uncertified()
     failed = np.ones(len(st.thresholds))  # per constraint: smallest radius tried that failed
     for r in RADII:
@@ -607,7 +626,7 @@ def _radius_stage(st: State, graph: Any, region: Region, opts: CertifyOptions,
             notes.append(f"timeout: the radius stage stopped before radius {r:g}; "
                          f"{int(todo.sum())} constraint(s) have no radius")
             return
-        hit = _radius_pass(st, graph, region, r, todo, opts, notify, memory, notes)
+        hit = _radius_pass(st, graph, region, r, todo, opts, notify, memory, skipped)
         st.radius[hit] = r
         todo &= ~hit
         failed[todo] = r
@@ -623,7 +642,7 @@ def _radius_stage(st: State, graph: Any, region: Region, opts: CertifyOptions,
                              f"of {opts.radius_steps}; the radii found so far stand")
                 return
             sel = mids == m
-            hit = _radius_pass(st, graph, region, m, sel, opts, notify, memory, notes)
+            hit = _radius_pass(st, graph, region, m, sel, opts, notify, memory, skipped)
             st.radius[hit] = m
             failed[sel & ~hit] = m
 

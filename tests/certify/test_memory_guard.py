@@ -172,3 +172,16 @@ def test_attack_sized_to_the_memory_left(case300):
     assert small[0] * point_mb <= left / 2 + 1e-9 and small[1] * obj_mb <= left / 2 + 1e-9
     tiny = 0.5 * 2.0 * R * point_mb
     assert _attack_sizes(_Left(tiny, "x", 0.0, fixed_left=tiny), graph, R) is None
+
+
+def test_radius_passes_skipped_for_memory_are_one_note(monkeypatch):
+    """With no memory left every radius pass is skipped: one note says so (it used to
+    repeat the stage's note once per pass, as if constraints were left open)."""
+    case = load_compiled("pglib_opf_case14_ieee")
+    proxy = load_proxy("case14_relu", case=case)
+    monkeypatch.setattr(MemoryBudget, "left", lambda self: 0.01)
+    cert = certify(case, proxy, constraints="p_balance[1,2,3],vm_max[1,2]", method="crown",
+                   options=CertifyOptions(samples=64, attack="none"))
+    radius = [w for w in cert.warnings if w.startswith("radius stage:")]
+    assert len(radius) == 1 and "have no radius" in radius[0], cert.warnings
+    assert len(cert.warnings) == len(set(cert.warnings))
