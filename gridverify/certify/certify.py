@@ -252,6 +252,10 @@ def _bound_rows(graph: Any, region: Region, rows: np.ndarray, n_rows: int, metho
     return np.where(np.isnan(up), np.inf, up)
 
 
+#: how a stage note says the stage was skipped for memory (the radius stage sums
+#: those of its passes up by it)
+_SKIPPED = "; skipped"
+
 def _fit_stage(graph: Any, method: str, m: int, opts: Any, budget: MemoryBudget,
                notes: list[str] | None) -> tuple[str, Any] | None:
     """The method and options of a bound stage that fit the memory left, or ``None``.
@@ -287,7 +291,7 @@ def _fit_stage(graph: Any, method: str, m: int, opts: Any, budget: MemoryBudget,
                 else "their constraints are left open")
         notes.append(
             f"memory cap {budget.cap_mb:.0f} MB: the {method} stage on {m} rows needs "
-            f"~{need.fixed:.0f} MB even in one-row chunks, {left:.0f} MB left; skipped, {what}"
+            f"~{need.fixed:.0f} MB even in one-row chunks, {left:.0f} MB left{_SKIPPED}, {what}"
         )
     return None
 
@@ -604,10 +608,10 @@ def _radius_stage(st: State, graph: Any, region: Region, opts: CertifyOptions,
     try:
         _radius_ladder(st, graph, region, opts, budget, notify, memory, notes, skipped)
     finally:
-        gone = [n for n in skipped if "; skipped" in n]
-        notes.extend(dict.fromkeys(n for n in skipped if "; skipped" not in n))
+        gone = [n for n in skipped if _SKIPPED in n]
+        notes.extend(dict.fromkeys(n for n in skipped if _SKIPPED not in n))
         if gone:
-            why = gone[0].split("; skipped")[0]
+            why = gone[0].split(_SKIPPED)[0]
             notes.append(f"radius stage: {len(gone)} CROWN pass(es) skipped ({why}); "
                          "the constraints they held have no radius from them")
 
