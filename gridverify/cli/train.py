@@ -327,6 +327,10 @@ def _file_info(path: Path, args: argparse.Namespace) -> int:
         except (GridverifyError, OSError):
             raise ProxyError(f"{path}: its case {proxy.case_name!r} is not a bundled case; "
                              "pass --case") from None
+        if proxy.case_hash != case.content_hash:
+            raise ProxyError(f"{path}: its case {proxy.case_name!r} (hash {proxy.case_hash[:12]}"
+                             f"...) is not the bundled case of that name (hash "
+                             f"{case.content_hash[:12]}...); pass --case")
     region = parse_region(args.region, case) if args.region else None
     info = proxy_summary(proxy, case, region)
     if args.json:

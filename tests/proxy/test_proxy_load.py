@@ -14,7 +14,7 @@ from onnx import helper
 
 from gridverify.cli import main
 from gridverify.errors import DatasetError, ProxyError
-from gridverify.proxy import load_proxy, save_checkpoint
+from gridverify.proxy import export_onnx, load_proxy, save_checkpoint
 from gridverify.proxy.data import read_proxy_data
 
 CASE5 = "pglib_opf_case5_pjm"
@@ -407,6 +407,13 @@ def test_model_info_on_proxy_files(trained14, case14, tmp_path, capsys):
     assert main(["model", "info", str(out), "--case", CASE5]) == 2
     assert "not to case" in capsys.readouterr().err
     assert main(["model", "info", str(out), "--case", case14.name]) == 0
+    # an ONNX file naming a bundled case whose content differs from its own
+    other = export_onnx(p.module, tmp_path / "other.onnx", case_name=case14.name,
+                        case_hash="0" * 64)
+    capsys.readouterr()
+    assert main(["model", "info", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "is not the bundled case of that name" in err and err.count("\n") == 1
     # the relu census over a region, as certificates record it
     capsys.readouterr()
     assert main(["model", "info", "models/case57_relu_stable/model.onnx", "--json"]) == 0
