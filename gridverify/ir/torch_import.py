@@ -286,18 +286,27 @@ class _TorchImporter:
                 _refuse_batch(f"a result of shape {list(v.shape)}")
 
     def _check_inplace(self, traced: torch.fx.GraphModule, node: torch.fx.Node) -> None:
-        """An in-place op is imported as its out-of-place form: only sound when its
-        input is not read again afterwards (fx would still name the old value)."""
-        inplace = bool(node.kwargs.get("inplace", False))
-        if node.op == "call_module":
-            inplace = bool(getattr(traced.get_submodule(str(node.target)), "inplace", False))
-        elif node.op == "call_method" and str(node.target).endswith("_"):
-            inplace = True
-        if not inplace or not node.args or not isinstance(node.args[0], torch.fx.Node):
+        """An in-place op is imported as its out-of-place form: only sound when nothing
+        that shares memory with what it writes into (the tensor, the tensor it is a view
+        of, their other views) is read afterwards; fx would still name the old value."""
+        written = _written(traced, node)
+        if written is None:
             return
-        order = self._order
-        if any(order[u] > order[node] for u in node.args[0].users if u is not node):
-            raise _Unsupported("in-place op whose input is used again later")
+        base = written
+        while (up := _view_of(traced, base)) is not None:
+            base = up
+        order, seen, stack = self._order, {base}, [base]
+        while stack:  # every tensor sharing memory with base, but node's own result
+            for u in stack.pop().users:
+                if u is not node and u not in seen and _view_of(traced, u) in seen:
+                    seen.add(u)
+                    stack.append(u)
+        for a in seen:
+            for u in a.users:
+                if u is not node and u not in seen and order[u] > order[node]:
+                    what = "its input" if a is written else f"{a.name}, which shares its memory,"
+                    raise _Unsupported(f"in-place op: {what} is read again later; write the "
+                                       "model without in-place ops")
 
     def _inline(self, graph: Graph, x: Any) -> Var:
         """A submodule that evaluates a gridverify graph (a proxy read from a file):
@@ -372,6 +381,65 @@ class _TorchImporter:
 #: comparison ops (fx functions, methods and ATen packets by name): True for ``>``
 _COMPARISONS = {"gt": True, "ge": True, "greater": True, "greater_equal": True,
                 "lt": False, "le": False, "less": False, "less_equal": False}
+
+
+#: fx-level functions and tensor methods whose result may share memory with an input
+_VIEW_CALLS = frozenset({
+    "getitem", "__getitem__", "view", "view_as", "reshape", "reshape_as", "flatten",
+    "unflatten", "transpose", "t", "T", "mT", "permute", "unsqueeze", "squeeze", "expand",
+    "expand_as", "narrow", "select", "chunk", "split", "tensor_split", "unbind", "movedim",
+    "moveaxis", "swapaxes", "swapdims", "diagonal", "as_strided", "detach", "contiguous",
+    "real", "imag", "view_as_real", "view_as_complex", "unfold", "alias", "hsplit", "vsplit",
+    "dsplit", "ravel", "to", "type_as", "type", "float", "double", "dropout", "alpha_dropout",
+    "feature_alpha_dropout", "dropout1d", "dropout2d", "dropout3d"})
+#: modules whose result may be their input itself or a view of it
+_VIEW_MODULES = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
+                 nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+
+
+def _written(traced: torch.fx.GraphModule, node: torch.fx.Node) -> torch.fx.Node | None:
+    """The fx node whose tensor ``node`` writes into (``None``: it writes into none)."""
+    if node.op not in ("call_function", "call_method", "call_module") or not node.args:
+        return None
+    first = node.args[0] if isinstance(node.args[0], torch.fx.Node) else None
+    if node.op == "call_module":
+        mod = traced.get_submodule(str(node.target))
+        return first if bool(getattr(mod, "inplace", False)) else None
+    if node.op == "call_method":
+        name = str(node.target)
+        inplace = name.endswith("_") and not name.endswith("__") or name == "__setitem__"
+        return first if inplace else None
+    target = node.target
+    if isinstance(target, torch._ops.OpOverload):
+        for k, a in enumerate(target._schema.arguments):
+            if a.alias_info is not None and a.alias_info.is_write:
+                v = node.args[k] if k < len(node.args) else node.kwargs.get(a.name)
+                if isinstance(v, torch.fx.Node):
+                    return v
+        return None
+    name = str(getattr(target, "__name__", ""))
+    if name in ("setitem", "__setitem__") or bool(node.kwargs.get("inplace", False)) or (
+            name.endswith("_") and not name.endswith("__")):
+        return first
+    return None
+
+
+def _view_of(traced: torch.fx.GraphModule, node: torch.fx.Node) -> torch.fx.Node | None:
+    """The fx node whose memory ``node``'s value may share (a view of it, or the tensor
+    an in-place op wrote into), ``None`` for a fresh tensor."""
+    written = _written(traced, node)
+    if written is not None:
+        return written
+    first = node.args[0] if node.args and isinstance(node.args[0], torch.fx.Node) else None
+    if first is None or node.op in ("placeholder", "get_attr", "output"):
+        return None
+    if node.op == "call_module":
+        return first if isinstance(traced.get_submodule(str(node.target)), _VIEW_MODULES) \
+            else None
+    target = node.target
+    if isinstance(target, torch._ops.OpOverload):
+        return first if any(r.alias_info is not None for r in target._schema.returns) else None
+    return first if _call_name(node) in _VIEW_CALLS else None
 
 
 def _call_name(node: torch.fx.Node) -> str:
@@ -1486,6 +1554,12 @@ _ATEN: dict[str, Handler] = {
     "_adaptive_avg_pool3d": _f_adaptive("average"),
     **{f"adaptive_max_pool{n}d": _aten_tuple(_f_adaptive("max"), 2) for n in (1, 2, 3)},
 }
+# in-place ATen ops (relu_, add_, ...) as their out-of-place forms: same arguments, and
+# _check_inplace refuses them where the tensor written into is read again
+_ATEN.update({name + "_": _ATEN[name] for name in (
+    *_ARITH, *_UNARY, "neg", "pow", "abs", "square", "clamp", "clip", "clamp_min",
+    "clamp_max", "hardtanh", "leaky_relu", "elu", "celu", "selu", "silu", "hardsigmoid",
+    "hardswish", "mish", "relu6", "log1p", "expm1", "log") if name in _ATEN})
 #: ATen ops of an exported program that check its inputs and compute nothing
 _ATEN_SKIP = frozenset({"_assert_tensor_metadata", "_assert_scalar", "_assert_async",
                         "sym_constrain_range", "sym_constrain_range_for_size"})

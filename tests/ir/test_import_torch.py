@@ -268,6 +268,65 @@ def test_structural_module_through_torch_onnx_export(dynamic):
 # ------------------------------------------------- torch.export programs (from_exported)
 
 
+class _MaskWrite(nn.Module):
+    """A constant mask written in place (``zeros``, ``select``, ``copy_`` once exported),
+    then read: the write must not be lost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = torch.zeros(4, dtype=x.dtype)
+        m[2] = 5.0
+        return self.fc(x) + m
+
+
+class _ViewWrite(nn.Module):
+    """An in-place op on a view of a tensor that is read afterwards."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x)
+        h[:, :2].relu_()
+        return h * 2.0
+
+
+class _DeadWrites(nn.Module):
+    """In-place ops on tensors (and views) nothing reads afterwards: imported as is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x)
+        v = h.view(-1, 2, 2)
+        return v.relu_().mul_(3.0).reshape(-1, 4)
+
+
+@pytest.mark.parametrize("decompose", [False, True])
+def test_exported_inplace_writes_are_refused_or_exact(decompose):
+    """Exported as written, the writes are refused; decomposed (functional ATen), each
+    program imports exactly or names an op it lacks."""
+    torch.manual_seed(0)
+    x = torch.rand(9, 3, dtype=torch.float64) * 4 - 2
+    for module in (_MaskWrite(), _ViewWrite(), _DeadWrites()):
+        module = module.double().eval()
+        try:
+            g = _exported(module, 3, True, decompose)
+        except UnsupportedOpError as e:
+            assert decompose or "in-place op" in str(e), e
+            assert not isinstance(module, _DeadWrites), e
+            continue
+        assert decompose or isinstance(module, _DeadWrites)
+        with torch.no_grad():
+            torch.testing.assert_close(g.evaluate_flat(x), module(x), atol=1e-12, rtol=1e-12)
+
+
 class Activations(nn.Module):
     """The activations and norms of torch.nn, as torch.export keeps them (ATen ops)."""
 
