@@ -62,6 +62,30 @@ def decide_status(upper_bound: float, attained: float, threshold: float) -> str:
     return OPEN
 
 
+#: the reason of a constraint whose proxy is NaN at some load of the region: never
+#: certified, whatever its bound
+UNDEFINED_REASON = "the proxy is undefined (NaN) at some loads"
+#: the reason of a constraint whose sound bound lies below the value found at a
+#: load of the region (:func:`gridverify._consistency.below_attained`): never
+#: certified, a bug, reported
+INCONSISTENT_REASON = f"{INCONSISTENT}: bound below the worst found (a bug; please report it)"
+
+
+def final_status(upper_bound: float, attained: float, threshold: float,
+                 undefined: bool) -> tuple[str, str | None]:
+    """The status certify reports, and the reason that overrides any other (``None``
+    where none does): :func:`decide_status`, except that a constraint whose proxy is
+    NaN at some load (``undefined``) is never certified, and a bound below the
+    attained value is no bound (``open``, or ``violated`` by the attained value)."""
+    status, reason = decide_status(upper_bound, attained, threshold), None
+    if undefined and status == CERTIFIED:
+        status, reason = OPEN, UNDEFINED_REASON
+    if below_attained(upper_bound, attained):
+        status = VIOLATED if math.isfinite(attained) and attained > threshold else OPEN
+        reason = INCONSISTENT_REASON
+    return status, reason
+
+
 def status_conflict(status: str, upper_bound: float, attained: float, threshold: float,
                     reason: str | None, options: CertifyOptions | None = None) -> str | None:
     """Why ``status`` contradicts the numbers (``None`` when certify could have given it).

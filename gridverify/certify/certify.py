@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gridverify._consistency import INCONSISTENT, below_attained
+from gridverify._consistency import below_attained
 from gridverify.certify.bab_stage import (
     CUT_SHORT,
     WORKER_DIED,
@@ -72,7 +72,7 @@ from gridverify.certify.certificate import (
     VIOLATED,
     Certificate,
     ConstraintResult,
-    decide_status,
+    final_status,
 )
 from gridverify.certify.checkpoint import Checkpoint, run_key
 from gridverify.certify.memory import MemoryBudget
@@ -859,12 +859,6 @@ def _budget_warnings(st: State, opts: CertifyOptions) -> list[str]:
     return out
 
 
-#: the reason of a constraint whose sound bound lies below the value found at a
-#: load of the region (:func:`gridverify._consistency.below_attained`): never
-#: certified, a bug, reported
-INCONSISTENT_REASON = f"{INCONSISTENT}: bound below the worst found (a bug; please report it)"
-
-
 def _inconsistent_warnings(st: State, cons: list[Constraint]) -> list[str]:
     """A warning when a bound lies below the value found at a load (never certified)."""
     bad = np.flatnonzero(below_attained(st.ub, st.att))
@@ -898,13 +892,8 @@ def _certificate(st: State, case: Any, prox: Any, module: torch.nn.Module,
     thr = st.thresholds
     for k, c in enumerate(cons):
         ub, att = float(st.ub[k]), float(st.att[k])
-        status = decide_status(ub, att, float(thr[k]))
-        reason = st.reason[k]
-        if st.nan_count[k] and status == CERTIFIED:  # a bound says nothing of a NaN
-            status, reason = OPEN, "the proxy is undefined (NaN) at some loads"
-        if below_attained(ub, att):  # a bound below a load's value
-            status = VIOLATED if att > thr[k] else OPEN
-            reason = INCONSISTENT_REASON
+        status, reason = final_status(ub, att, float(thr[k]), bool(st.nan_count[k]))
+        reason = reason or st.reason[k]
         if reason is None and status == OPEN:  # branch-and-bound has a gap tolerance
             reason = "gap above tolerance" if method == "bab" else "bound above threshold"
         how = method if reason is None or not reason.startswith("not reached") else st.stage[k]

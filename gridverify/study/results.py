@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gridverify.certify.certificate import decide_status
+from gridverify.certify.certificate import UNDEFINED_REASON, final_status
 from gridverify.errors import StudyError
 from gridverify.study.jobs import DONE, FAILED
 from gridverify.study.storage import DAMAGED, PENDING, StudyStore
@@ -39,7 +39,7 @@ _CONSTRAINT_COLUMNS = dict((*_ROW_KEYS, ("family", _S), ("component", _I), ("ind
                             ("upper_bound", _F), ("attained", _F), ("gap", _F),
                             ("threshold", _F), ("status", _S), ("unit", _S), ("seconds", _F),
                             ("rate", _F), ("loading_upper_bound", _F),
-                            ("loading_attained", _F), ("radius", _F)))
+                            ("loading_attained", _F), ("radius", _F), ("reason", _S)))
 _FAMILY_COLUMNS = dict((*_ROW_KEYS, ("family", _S), ("count", _I), ("certified", _I),
                         ("violated", _I), ("open", _I), ("max_upper_bound", _F),
                         ("max_attained", _F), ("gap", _F), ("unit", _S), ("radius", _F),
@@ -203,6 +203,7 @@ class StudyResults:
                     "loading_upper_bound": _f(c.get("loading_upper_bound"), math.nan),
                     "loading_attained": _f(c.get("loading_attained"), math.nan),
                     "radius": _f(c.get("radius"), math.nan),
+                    "reason": str(c.get("reason") or ""),
                 })
         return _frame(rows, _CONSTRAINT_COLUMNS)
 
@@ -230,7 +231,8 @@ class StudyResults:
         ``upper_bound`` is the smallest bound, ``attained`` the largest attained
         value over the jobs; ``status`` is decided again from them; ``methods``
         lists the methods that contributed, ``best_method`` the one whose bound
-        is the smallest; ``radius`` is the largest over the jobs (each holds).
+        is the smallest; ``radius`` is the largest over the jobs (each holds).  A
+        constraint whose proxy some job found undefined (NaN) is never certified.
         """
         import pandas as pd
 
@@ -249,12 +251,15 @@ class StudyResults:
             "rate": g["rate"].first(),
             "methods": g["method"].agg(lambda s: ",".join(sorted(set(s)))),
             "radius": g["radius"].max(),  # every job's radius holds: the largest does
+            # the proxy is NaN at some load (any job saw it): never certified
+            "undefined": g["reason"].agg(lambda s: bool((s == UNDEFINED_REASON).any())),
         })
         out["best_method"] = df.loc[idx_ub.values, "method"].values
         out = out.reset_index()
         out["gap"] = out["upper_bound"] - out["attained"]
-        out["status"] = [decide_status(u, a, t) for u, a, t in
-                         zip(out["upper_bound"], out["attained"], out["threshold"])]
+        out["status"] = [final_status(u, a, t, n)[0] for u, a, t, n in
+                         zip(out["upper_bound"], out["attained"], out["threshold"],
+                             out["undefined"])]
         out["loading_upper_bound"] = [_loading(u, r) for u, r in zip(out["upper_bound"],
                                                                      out["rate"])]
         out["loading_attained"] = [_loading(a, r) for a, r in zip(out["attained"], out["rate"])]

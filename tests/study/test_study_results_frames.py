@@ -64,3 +64,33 @@ def test_frames_with_rows_keep_their_columns_in_order(tmp_path: Path) -> None:
     assert comb.upper_bound.tolist() == [math.inf, -0.25, math.inf, -0.25]
     summ = full.summary_frame()
     assert summ.max_upper_bound.iloc[0] == math.inf and summ.open.iloc[0] == 2
+
+
+def _one(status: str, ub: float, att: float, reason: str | None) -> Certificate:
+    region = Region(np.full(4, 0.9), np.full(4, 1.1), "box", (("a", 0.9), ("b", 1.1)))
+    c = ConstraintResult(family="vm_max", component=1, index=0, upper_bound=ub, attained=att,
+                         threshold=1e-6, status=status, method="crown", seconds=0.01,
+                         reason=reason, radius=None)
+    return Certificate(case="pglib_opf_case14_ieee", model="m", region=region, method="crown",
+                       seconds=1.0, constraints=(c,))
+
+
+def test_combined_status_keeps_what_certify_never_certifies(tmp_path: Path) -> None:
+    """A constraint some job found undefined (NaN) stays open across methods, and a
+    bound below another job's worst found certifies nothing; the summary follows."""
+    from gridverify.certify.certificate import INCONSISTENT_REASON, UNDEFINED_REASON
+
+    cases = {  # (job ibp, job crown) -> combined status
+        "undefined": ((("open", -0.2, -0.5, UNDEFINED_REASON)),
+                      ("open", -0.25, -0.5, UNDEFINED_REASON), "open"),
+        "inconsistent": (("open", -0.9, -0.95, INCONSISTENT_REASON),
+                         ("certified", -0.1, -0.5, None), "open"),
+        "plain": (("open", 0.3, -0.5, "bound above threshold"),
+                  ("certified", -0.1, -0.5, None), "certified"),
+    }
+    for name, (a, b, want) in cases.items():
+        res = StudyResults(tmp_path, "t", (_record("ibp", _one(*a)), _record("crown", _one(*b))))
+        comb = res.combined_frame()
+        assert comb.status.tolist() == [want], name
+        summ = res.summary_frame()
+        assert int(summ[want].iloc[0]) == 1, name
