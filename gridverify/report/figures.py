@@ -398,12 +398,12 @@ def bound_time_figure(results: Any, case: str | None = None) -> Any:
         ax.set_xlabel("job time (s)")
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
-    ys = [v for line in axes[0].get_lines() for v in line.get_ydata() if v == v]
-    if ys and min(ys) > 0:
-        axes[0].set_yscale("log")
-    else:
-        axes[0].set_yscale("symlog", linthresh=1e-3)
-    axes[1].set_yscale("log")
+    for ax in axes[:2]:  # log where every finite value is positive (and there is one)
+        ys = [v for line in ax.get_lines() for v in line.get_ydata() if math.isfinite(v)]
+        if ys and min(ys) > 0:
+            ax.set_yscale("log")
+        elif ys:
+            ax.set_yscale("symlog", linthresh=1e-3)
     if axes[0].get_legend_handles_labels()[0]:  # no finished job of the case: no legend
         axes[0].legend(fontsize=7)
     fig.suptitle(literal_text(f"{key}: bound and gap against time (points: methods, in "

@@ -183,3 +183,19 @@ def test_grid_map_colorbars_keep_apart(case14, own_axes: bool) -> None:
     if not own_axes:  # the figure display.plot makes has room for both
         page = fig.bbox
         assert all(page.x0 <= b.x0 and b.x1 <= page.x1 for b in boxes)
+
+
+@pytest.mark.filterwarnings("ignore:Attempting to set identical")  # one job
+def test_report_of_jobs_without_a_finite_bound_renders(tmp_path: Path, case14) -> None:
+    """Every bound infinite (a timeout, a proxy undefined everywhere): the gap panel has
+    no finite value to put on a log scale, and the report renders all the same."""
+    from gridverify.report import render_report
+
+    cert = _cert(case14)
+    cons = tuple(dataclasses.replace(c, upper_bound=float("inf"), status="open")
+                 for c in cert.constraints)
+    res = _study(tmp_path, dataclasses.replace(cert, constraints=cons))
+    fig = figures.bound_time_figure(res)
+    fig.savefig(io.BytesIO(), format="png")
+    files = render_report(tmp_path / "report", results=res)
+    assert all(p.exists() for p in files[2])
