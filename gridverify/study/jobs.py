@@ -122,6 +122,11 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 _REQUIRED = tuple(k for k in _FIELD_TYPES if k not in ("case_hash", "model_digest", "layout"))
 
 
+#: the longest job id: its files (``ID.json``, ``ID.h5``) and their temporary names
+#: (``.ID.json.XXXXXXXX.tmp``) keep within the 255 bytes of a file name
+MAX_ID_BYTES = 200
+
+
 def job_id(case_key: str, model: str, region: str, cset: str, method: str) -> str:
     """File-safe job id (characters other than letters, digits, ``_ . -`` become ``-``;
     the parts are joined by ``__``).  Two jobs may get the same id: :func:`expand_jobs`
@@ -131,9 +136,15 @@ def job_id(case_key: str, model: str, region: str, cset: str, method: str) -> st
 
 def _check_unique_ids(spec: StudySpec, jobs: list[Job]) -> None:
     """StudyError naming two jobs of ``spec`` that got the same id (their files would
-    overwrite each other); the one check of the final ids."""
+    overwrite each other) or an id too long for a file name; the one check of the final
+    ids."""
     seen: dict[str, Job] = {}
     for j in jobs:
+        if len(j.id.encode("utf-8")) > MAX_ID_BYTES:
+            raise StudyError(
+                f"{spec.source}: job '{j.describe()}' gets an id of {len(j.id.encode('utf-8'))} "
+                f"bytes, longer than the {MAX_ID_BYTES} its file names allow; shorten its "
+                "case key, model folder name, region or constraint set name")
         other = seen.setdefault(j.id, j)
         if other is not j:
             raise StudyError(

@@ -368,3 +368,18 @@ def test_threads_are_not_in_the_job_hash_but_timeout_is() -> None:
     timed = expand_jobs(parse_study(SMALL_STUDY.replace("seed = 3", "seed = 3\ntimeout = 60",
                                                         1), "small.toml"))
     assert {j.digest for j in timed}.isdisjoint({j.digest for j in base})
+
+
+def test_job_ids_too_long_for_a_file_name_are_refused_before_any_job_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A case key of 240 characters: its job files could not be written, so the study is
+    refused by ``study check`` as by ``study run``, and nothing is written."""
+    p = _collision_study(tmp_path, {"k" * 240: ["m"]})
+    with pytest.raises(StudyError, match="longer than the 200"):
+        expand_jobs(load_study(p))
+    assert main(["study", "check", str(p)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    out = tmp_path / "out"
+    assert main(["study", "run", str(p), "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not out.exists()
