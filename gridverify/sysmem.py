@@ -1,5 +1,5 @@
 """What this machine has: its physical and available memory, this process's resident
-memory, and sizes written for messages.
+memory, sizes written for messages, and the most threads or processes a run may ask for.
 
 The one home of these queries: the memory guard of certification
 (:mod:`gridverify.certify.memory`), the size checks of ``dataset make`` and of
@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["available_mb", "format_bytes", "machine_memory_bytes", "memory_shortfall",
-           "resident_mb"]
+__all__ = ["MAX_WORKERS", "available_mb", "format_bytes", "machine_memory_bytes",
+           "memory_shortfall", "resident_mb"]
 
 _MB = 2.0**20
+#: the most threads or worker processes a run may ask for (libgomp fails to create tens
+#: of thousands of threads, and torch then crashes the process)
+MAX_WORKERS = 1024
 
 
 def _meminfo_mb(key: str) -> float | None:

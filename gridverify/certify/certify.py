@@ -75,7 +75,7 @@ from gridverify.certify.certificate import (
     final_status,
 )
 from gridverify.certify.checkpoint import Checkpoint, run_key
-from gridverify.certify.memory import MemoryBudget
+from gridverify.certify.memory import MemoryBudget, MemoryCapError
 from gridverify.certify.options import (
     ATTACKS,
     BAB_MODES,
@@ -523,6 +523,12 @@ def _sample_stage(st: State, case: Any, module: torch.nn.Module, region: Region,
     space = region.search_box()  # points of the search space (update_attained maps them)
     pts = [space.center[None, :], space.lower[None, :], space.upper[None, :]]
     if opts.samples:
+        need = 3.0 * opts.samples * space.lower.size * 8 / 2.0**20  # drawn, stacked, mapped
+        if need > memory.left():
+            raise MemoryCapError(
+                f"samples {opts.samples} (--samples): that many loads of {space.lower.size} "
+                f"inputs take about {need:.0f} MB, more than the {max(memory.left(), 0):.0f} "
+                f"MB left of the memory cap ({memory.source}); lower --samples")
         pts.append(space.sample(opts.samples, rng))
     if region.factors is None:
         pts.append(_dataset_points(case, region, opts.samples, rng))

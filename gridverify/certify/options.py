@@ -19,6 +19,7 @@ from gridverify.bab.options import BabOptions
 from gridverify.bounds.options import BoundOptions
 from gridverify.errors import SpecError
 from gridverify.seeds import seed_problem
+from gridverify.sysmem import MAX_WORKERS
 
 __all__ = ["ATTACKS", "BAB_MODES", "RADII", "REFINES", "CertifyOptions", "radius_midpoint",
            "radius_text"]
@@ -50,12 +51,15 @@ def radius_text(radius: float) -> str:
     return f"{math.floor(radius / scale * (1 + 1e-12)) * scale:.3g}"
 
 
-def _check_int(opts: Any, name: str, minimum: int) -> None:
-    """SpecError unless ``opts.name`` is an integer ``>= minimum``; a numpy integer
-    is stored as a Python ``int`` (the options go into the certificate's JSON)."""
+def _check_int(opts: Any, name: str, minimum: int, maximum: int | None = None) -> None:
+    """SpecError unless ``opts.name`` is an integer ``>= minimum`` (and ``<= maximum``);
+    a numpy integer is stored as a Python ``int`` (the options go into the certificate's
+    JSON)."""
     value = getattr(opts, name)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise SpecError(f"options.{name}: an integer >= {minimum}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum \
+            or (maximum is not None and value > maximum):
+        within = f"an integer >= {minimum}" + ("" if maximum is None else f" and <= {maximum}")
+        raise SpecError(f"options.{name}: {within}, got {value!r}")
     object.__setattr__(opts, name, int(value))
 
 
@@ -178,9 +182,9 @@ class CertifyOptions:
                             f"got {self.bab_mode!r}")
         _check_number(self, "memory_cap_mb", "a number of MB > 0 (or None: a share of the "
                       "available memory)", positive=True, optional=True)
-        _check_int(self, "jobs", 1)
+        _check_int(self, "jobs", 1, MAX_WORKERS)
         if self.threads is not None:
-            _check_int(self, "threads", 1)
+            _check_int(self, "threads", 1, MAX_WORKERS)
         _check_int(self, "radius_steps", 0)
         for name in ("pad_rel", "pad_abs"):
             _check_number(self, name, "a number >= 0", positive=False)

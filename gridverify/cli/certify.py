@@ -79,10 +79,12 @@ def register(sub: Any) -> None:
         add_progress_flag,
         count,
         fraction,
+        int_range,
         nonneg_float,
         positive_float,
         seed,
     )
+    from gridverify.sysmem import MAX_WORKERS
 
     p = sub.add_parser(
         "certify",
@@ -146,10 +148,10 @@ def register(sub: Any) -> None:
                    "MB): stages shrink, fall back or leave constraints open to stay under it "
                    "(default: 80%% of the available memory; branch-and-bound's domain store "
                    "gets min(512, MB/2))")
-    p.add_argument("--threads", type=count(1), default=1, metavar="N",
+    p.add_argument("--threads", type=int_range(1, MAX_WORKERS), default=1, metavar="N",
                    help="torch CPU threads for this run (the graphs are small and "
                    "extra threads mostly contend)")
-    p.add_argument("--jobs", type=count(1), default=_Default("jobs"), metavar="N",
+    p.add_argument("--jobs", type=int_range(1, MAX_WORKERS), default=_Default("jobs"), metavar="N",
                    help="--method bab: searches of different constraints run side by side in "
                    "N worker processes, each with --threads threads (on a machine with N "
                    "free cores: about N times the searches in the same time)")

@@ -90,8 +90,9 @@ def _info(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Install ``gridverify dataset make`` and ``gridverify dataset info``."""
-    from gridverify.cli._args import add_case_argument, add_progress_flag, count, seed
+    from gridverify.cli._args import add_case_argument, add_progress_flag, count, int_range, seed
     from gridverify.cli.opf import add_solver_arguments
+    from gridverify.sysmem import MAX_WORKERS
 
     p = subparsers.add_parser("dataset", help="make and inspect OPF datasets (HDF5)")
     sub = p.add_subparsers(dest="dataset_command", metavar="SUBCOMMAND", parser_class=type(p))
@@ -113,7 +114,7 @@ def register(subparsers: Any) -> None:
         "times per-load noise 1+U(-R,R))",
     )
     m.add_argument("--seed", type=seed, default=0, help="random seed")
-    m.add_argument("--workers", type=count(1), default=1,
+    m.add_argument("--workers", type=int_range(1, MAX_WORKERS), default=1,
                    help="worker processes; at most one per CPU and one per sample (more "
                         "are capped, with a note on stderr)")
     m.add_argument("--json", action="store_true", help="print the summary as one JSON object")

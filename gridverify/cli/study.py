@@ -51,7 +51,8 @@ examples:
 
 def register(sub: Any) -> None:
     """Install ``study`` (run, check), ``report`` and ``completion``."""
-    from gridverify.cli._args import add_progress_flag, count, positive_float
+    from gridverify.cli._args import add_progress_flag, int_range, positive_float
+    from gridverify.sysmem import MAX_WORKERS
 
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("study", help="run batch certification studies (cases x models x "
@@ -69,7 +70,7 @@ def register(sub: Any) -> None:
                      help="local process pool (default) or a Ray cluster")
     run.add_argument("--address", metavar="ADDR",
                      help="Ray cluster address (default: start a local one for the run)")
-    run.add_argument("--workers", type=count(1), default=1, metavar="K",
+    run.add_argument("--workers", type=int_range(1, MAX_WORKERS), default=1, metavar="K",
                      help="jobs in parallel")
     run.add_argument("--memory-cap", type=positive_float, metavar="MB",
                      help="memory cap of each job (see gridverify certify --memory-cap); "

@@ -105,6 +105,8 @@ def test_thresholds_as_a_number_a_string_or_a_mapping(case14, tiny_mlp):
     ("pad_abs", "0", "options.pad_abs"),
     ("threads", 0, "options.threads: an integer >= 1"),
     ("threads", 1.0, "options.threads"),
+    ("threads", 100_000, r"options.threads: an integer >= 1 and <= 1024"),
+    ("jobs", 5000, r"options.jobs: an integer >= 1 and <= 1024"),
     ("seed", 2**40, r"options.seed: must be an integer in \[0, 4294967295\]"),
     ("radius", "no", "options.radius: True or False"),
 ])
@@ -198,3 +200,14 @@ def test_constraints_as_any_collection_of_names_or_constraint_objects(case14, ti
         certify(case14, net, constraints=3, options=FAST)
     with pytest.raises(SpecError, match="empty"):
         certify(case14, net, constraints=[], options=FAST)
+
+
+def test_more_samples_than_memory_holds_are_one_line_errors(case14, tiny_mlp):
+    """The sample points are drawn at once: a count whose points cannot fit the memory
+    cap is refused, naming --samples, before anything is allocated."""
+    from gridverify.certify.memory import MemoryCapError
+
+    opts = CertifyOptions(samples=10**11, radius=False, attack="none")
+    with pytest.raises(MemoryCapError, match=r"^samples 100000000000 \(--samples\)") as info:
+        certify(case14, tiny_mlp(case14), constraints="vm_max", method="ibp", options=opts)
+    assert "\n" not in str(info.value)
