@@ -116,20 +116,25 @@ def _write_h5_atomic(path: Path, cert: dict[str, Any], job: dict[str, Any]) -> N
 _H5_FORMAT = "gridverify-study-bounds"
 
 
-def _h5_problem(path: Path, job_id: str) -> str:
+def _h5_problem(path: Path, job_id: str, n_constraints: int) -> str:
     """What is wrong with a done job's HDF5 file ("" when it opens as the bounds file
-    of ``job_id``: a truncated or overwritten file does not)."""
+    of ``job_id`` with one row per constraint of its record's ``n_constraints``: a
+    truncated or overwritten file, or a record edited apart from it, does not)."""
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
             fmt, jid = f.attrs.get("format"), f.attrs.get("job_id")
+            rows = f["upper_bound"].shape[0] if "upper_bound" in f else None
     except OSError as exc:
         return f"not a readable HDF5 file ({' '.join(str(exc).split())[:120]})"
     if fmt != _H5_FORMAT:
         return f"not a study bounds file (format {_H5_FORMAT!r})"
     if jid != job_id:
         return f"the bounds of another job ({jid!r})"
+    if rows != n_constraints:
+        return (f"{rows} rows of bounds, but its job record has {n_constraints} "
+                "constraints")
     return ""
 
 
@@ -285,7 +290,7 @@ class StudyStore:
         h5 = self.h5_path(job_id)
         if not h5.is_file():
             return damaged("missing (the bounds of the done job)", h5)
-        why = _h5_problem(h5, job_id)
+        why = _h5_problem(h5, job_id, len(cert["constraints"]))
         if why:
             return damaged(why, h5)
         return JobRecord(job_id, DONE, {**rec, "certificate": cert, "exit_status": status})

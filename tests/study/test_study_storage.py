@@ -222,10 +222,11 @@ def test_threads_changed_skips_finished_jobs(out: Path) -> None:
     assert run.ran == (_job_id(out),)  # the timeout is what it computes: run again
 
 
-@pytest.mark.parametrize("how", ["truncated", "another job's"])
+@pytest.mark.parametrize("how", ["truncated", "another job's", "record emptied"])
 def test_damaged_bounds_file_is_not_finished(out: Path, how: str) -> None:
-    """A done record whose .h5 does not open as its bounds (cut short, or another
-    job's file copied over it) is damaged: run reruns it."""
+    """A done record whose .h5 does not open as its bounds (cut short, another job's
+    file copied over it, or rows for constraints its record no longer has) is damaged:
+    run reruns it."""
     import h5py
 
     store = StudyStore(out)
@@ -234,6 +235,8 @@ def test_damaged_bounds_file_is_not_finished(out: Path, how: str) -> None:
     h5 = store.h5_path(job.id)
     if how == "truncated":
         h5.write_bytes(h5.read_bytes()[:100])
+    elif how == "record emptied":
+        _edit_record(lambda r: r["certificate"].update(constraints=[]))(store.json_path(job.id))
     else:
         with h5py.File(h5, "r+") as f:
             f.attrs["job_id"] = "some__other__job"
