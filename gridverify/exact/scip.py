@@ -277,7 +277,7 @@ def _solve_one(
         m.setParam("numerics/feastol", float(opts.feastol))
     xs = [m.addVar(f"x{j}", lb=float(lo[j]), ub=float(hi[j])) for j in range(lo.size)]
     y = _encode_mlp(m, layers, xs, lo, hi)
-    t = m.addVar("t", lb=-1e6, ub=1e6)
+    t = m.addVar("t", lb=None, ub=None)  # free: a cap would cut off the true worst case
     m.addCons(t <= _violation_expr(case, c, sign, xs, y))
     m.setObjective(t, "maximize")
     m.optimize()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -133,3 +135,35 @@ def test_a_balance_worst_case_is_optimal_only_when_both_signs_are():
     assert combined_status(["optimal", "optimal"]) == "optimal"
     assert combined_status(["gaplimit", "optimal"]) == "gaplimit"  # was: optimal
     assert combined_status(["optimal", "timelimit"]) == "timelimit"
+
+
+def test_exact_worst_cases_of_any_magnitude_are_bracketed():
+    """A worst case far beyond 1e6 (vm = 40 pu squared into a 0.5 pu thermal rating) and
+    one far below -1e6 (a huge rating): SCIP's dual bound stays above every sampled
+    value, and the problem is never called infeasible."""
+    from torch import nn
+
+    from gridverify.physics.evaluate import violation_values
+
+    case = load_compiled("pglib_opf_case3_lmbd")
+    L, G, N = case.n_load, case.n_gen, case.n_bus
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(2 * L, 8), nn.ReLU(), nn.Linear(8, 2 * G + 2 * N)).double()
+    with torch.no_grad():
+        net[-1].weight.mul_(0.01)
+        net[-1].bias.zero_()
+        net[-1].bias[2 * G:2 * G + N] = 40.0
+        net[-1].bias[2 * G + N:] = torch.tensor([0.0, 0.5, -0.5], dtype=torch.float64)
+    reg = box_region(case, 0.9, 1.1)
+    x = reg.lower + np.random.default_rng(0).random((500, reg.lower.size)) * (
+        reg.upper - reg.lower)
+    with torch.no_grad():
+        y = net(torch.from_numpy(x)).numpy()
+    huge = dataclasses.replace(case, rate_a=np.asarray(case.rate_a) * 3000.0)
+    for c in (case, huge):
+        con = Constraint("thermal_fr", 2, 1)
+        worst = float(violation_values(c, [con], x, y).max())
+        ex = exact_worst_case(c, net, reg.lower, reg.upper, con, ExactOptions(time_limit=20))
+        assert abs(worst) > 1e6
+        assert ex.bound >= worst - TOL * abs(worst), (ex.bound, worst)
+        assert ex.witness_value == pytest.approx(ex.value, rel=1e-6)
