@@ -57,7 +57,7 @@ from gridverify._worker import die_with_parent
 from gridverify.errors import DatasetError, SolverError
 from gridverify.fileio import atomic_path, require_file
 from gridverify.grid.compiled import CompiledCase
-from gridverify.opf.samplers import BoxSampler, LoadSampler, PGLearnSampler
+from gridverify.opf.samplers import BoxSampler, LoadSampler, PGLearnSampler, SamplerError
 from gridverify.opf.solvers import SolverOptions, resolve_solver
 from gridverify.sysmem import format_bytes, memory_shortfall
 
@@ -448,8 +448,14 @@ def _create_file(
     s = n_samples
     pd = np.empty((s, case.n_load))
     qd = np.empty((s, case.n_load))
-    for i in range(s):
-        pd[i], qd[i] = sampler.sample(case, seed, i)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused just below
+        for i in range(s):
+            pd[i], qd[i] = sampler.sample(case, seed, i)
+    bad = np.flatnonzero(~(np.isfinite(pd).all(1) & np.isfinite(qd).all(1)))
+    if bad.size:
+        spec = ",".join(f"{v:g}" for v in sampler.params().values())
+        raise SamplerError(f"region {sampler.kind}:{spec}: the loads of sample {int(bad[0])} "
+                           "overflow (not finite); use smaller factors")
     # no fsync, no folder creation; the usual file permissions
     with atomic_path(os.path.abspath(path), fsync=False, mkdir=False) as tmp:
         with h5py.File(tmp, "w") as f:

@@ -177,6 +177,16 @@ def test_huge_sample_count_is_refused_before_writing(tmp_path: Path,
     assert list(tmp_path.iterdir()) == []
 
 
+def test_load_factors_that_overflow_are_refused_before_writing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "x.h5"
+    code, _, err = run(capsys, "dataset", "make", "pglib_opf_case5_pjm", "--samples", "2",
+                       "--region", "box:1e308,1e308", "--out", str(out), "--no-progress")
+    line = one_line(err)
+    assert code == 2 and "box:1e+308,1e+308" in line and "overflow" in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_dataset_larger_than_free_disk_is_refused(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
