@@ -13,7 +13,7 @@ import torch
 from onnx import helper
 
 from gridverify.cli import main
-from gridverify.errors import DatasetError, ProxyError
+from gridverify.errors import DatasetError, ProxyError, UnsupportedOpError
 from gridverify.proxy import export_onnx, load_proxy, save_checkpoint
 from gridverify.proxy.data import read_proxy_data
 
@@ -609,11 +609,14 @@ class _OneHotMask(torch.nn.Module):
 
 
 def test_an_import_that_differs_from_the_files_runtime_is_refused(tmp_path, capsys) -> None:
-    """certify (and make-instances) compare the imported graph with the file's own
-    runtime over the region: a graph that is another function is refused (exit 2),
-    never certified."""
+    """A constant mask written in place (a write torch.export keeps as ``copy_`` into a
+    view) is refused by the importer, naming the op; and certify compares the imported
+    graph with the file's own runtime over the region: a graph that is another function
+    (here a faithful archive's graph swapped for another, as an importer bug would) is
+    refused, never certified."""
     from gridverify.certify import certify
     from gridverify.grid import load_compiled
+    from gridverify.ir import from_torch
     from gridverify.proxy import check_source
 
     c = load_compiled("pglib_opf_case5_pjm")
@@ -623,17 +626,20 @@ def test_an_import_that_differs_from_the_files_runtime_is_refused(tmp_path, caps
     ts = torch.jit.trace(_OneHotMask(base).eval(), loads)
     path = tmp_path / "mask.pt"
     ts.save(path)
-    p = load_proxy(path, case=c)
-    x = np.concatenate([c.pd, c.qd])[None] * np.array([[0.9], [1.1]])
-    assert not np.allclose(p.module.reference(x), p.module(torch.from_numpy(x)).numpy())
-    with pytest.raises(ProxyError, match="disagrees with TorchScript"):
-        check_source(p, x)
-    with pytest.raises(ProxyError, match="mask.pt: the graph gridverify imported"):
-        certify(c, p, method="ibp")
+    with pytest.raises(UnsupportedOpError, match="mask.pt: unsupported op 'aten.copy_'"):
+        load_proxy(path, case=c)
     assert main(["certify", "pglib_opf_case5_pjm", "--model", str(path), "--method", "ibp",
                  "--quiet"]) == 2
-    assert "disagrees with TorchScript" in capsys.readouterr().err
-    # a faithful archive passes the same check
+    assert "in-place op" in capsys.readouterr().err
+    # a faithful archive passes the check; with another graph in its place it fails
+    torch.manual_seed(0)
     lin = torch.jit.trace(torch.nn.Linear(2 * c.n_load, base.numel()).double().eval(), loads)
     lin.save(tmp_path / "lin.pt")
-    check_source(load_proxy(tmp_path / "lin.pt", case=c), x)
+    x = np.concatenate([c.pd, c.qd])[None] * np.array([[0.9], [1.1]])
+    p = load_proxy(tmp_path / "lin.pt", case=c)
+    check_source(p, x)
+    p.module.graph = from_torch(torch.nn.Linear(2 * c.n_load, base.numel()).double())
+    with pytest.raises(ProxyError, match="disagrees with TorchScript"):
+        check_source(p, x)
+    with pytest.raises(ProxyError, match="lin.pt: the graph gridverify imported"):
+        certify(c, p, method="ibp")
