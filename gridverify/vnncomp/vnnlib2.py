@@ -99,7 +99,8 @@ def _one_assert(text: str) -> str | None:
         rest.append(text[last:s0])
         last = e
     rest.append(text[last:])
-    return "".join(rest) + "\n(assert (and " + " ".join(bodies) + "))\n"
+    # one body per line: a body may end in a ``;`` comment, which ends at its line
+    return "".join(rest) + "\n(assert (and\n" + "\n".join(bodies) + "\n))\n"
 
 
 def parse_vnnlib2_text(text: str, source: str = "<string>") -> Property:

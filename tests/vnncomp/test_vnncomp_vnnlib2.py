@@ -109,3 +109,13 @@ def test_version2_separate_compound_asserts_are_a_conjunction(tmp_path: Path) ->
                  "(>= X[1] 0.0)))\n(assert (>= Y[0] 100.0))\n")
     out = run_instance(model, q, RunOptions(timeout=10, extend_attack=False))
     assert out.result == "unsat", out
+
+
+def test_version2_comment_inside_an_assert_reads(tmp_path: Path) -> None:
+    """A ``;`` comment at the end of an assert's body (its closing parenthesis on the
+    next line) comments out nothing of the asserts joined after it."""
+    p = tmp_path / "v2.vnnlib"
+    text = BODY2.replace("(assert (<= X[1] 1.0))", "(assert (<= X[1] 1.0) ; the upper end\n)")
+    assert text != BODY2
+    p.write_text(HEAD2 + text)
+    assert _polys(parse_vnnlib(p)) == _polys(parse_vnnlib_text(V1))
