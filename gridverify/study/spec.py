@@ -55,6 +55,7 @@ from gridverify.certify.options import ATTACKS, REFINES, CertifyOptions
 from gridverify.errors import GridverifyError, StudyError
 from gridverify.resources import bundled_model
 from gridverify.spec.region import REGION_KEYS
+from gridverify.sysmem import MAX_WORKERS
 
 __all__ = [
     "CaseEntry",
@@ -237,7 +238,8 @@ def _str_list(ctx: _Ctx, value: Any, path: tuple[str, ...], allow_empty: bool = 
     return list(value)
 
 
-def _number(ctx: _Ctx, value: Any, path: tuple[str, ...], integer: bool, minimum: float) -> Any:
+def _number(ctx: _Ctx, value: Any, path: tuple[str, ...], integer: bool, minimum: float,
+            maximum: float = math.inf) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ctx.error(path, f"expected a number, got {value!r}")
     if integer and not isinstance(value, int):
@@ -246,6 +248,8 @@ def _number(ctx: _Ctx, value: Any, path: tuple[str, ...], integer: bool, minimum
         raise ctx.error(path, f"expected a finite number, got {value!r}")
     if not value >= minimum:
         raise ctx.error(path, f"must be >= {minimum:g}, got {value!r}")
+    if not value <= maximum:
+        raise ctx.error(path, f"must be <= {maximum:g}, got {value!r}")
     return value
 
 
@@ -292,7 +296,8 @@ def _parse_options(ctx: _Ctx, st: Mapping[str, Any]) -> StudyOptions:
         "radius": radius,
         "radius_steps": int(_number(ctx, st.get("radius_steps", base.radius_steps),
                                     ("study", "radius_steps"), True, 0)),
-        "threads": int(_number(ctx, st.get("threads", 1), ("study", "threads"), True, 1)),
+        "threads": int(_number(ctx, st.get("threads", 1), ("study", "threads"), True, 1,
+                               MAX_WORKERS)),
         "bab_timeout": bab_timeout,
     })
 

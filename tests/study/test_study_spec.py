@@ -93,6 +93,8 @@ BAD = [
      "study.refine"),
     ("radius not a boolean", ("samples = 64", 'samples = 64\nradius = "yes"'), "radius",
      "study.radius"),
+    ("threads past the limit", ("samples = 64", "samples = 64\nthreads = 5000"),
+     "threads", "study.threads"),
     ("negative radius_steps", ("samples = 64", "samples = 64\nradius_steps = -1"),
      "radius_steps", "study.radius_steps"),
     ("fractional radius_steps", ("samples = 64", "samples = 64\nradius_steps = 1.5"),
