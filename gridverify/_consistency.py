@@ -24,7 +24,10 @@ INCONSISTENT = "inconsistent"
 
 def below_attained(bound: float | np.ndarray, value: float | np.ndarray) -> bool | np.ndarray:
     """Whether ``bound`` lies below ``value`` by more than :data:`INCONSISTENT_TOL`
-    (elementwise for arrays; an infinite or NaN bound is never below)."""
+    (elementwise for arrays; an infinite or NaN bound is never below, and every finite
+    bound is below an infinite value)."""
+    v = np.asarray(value, dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        out = np.asarray(value) > np.asarray(bound) + INCONSISTENT_TOL * (1.0 + np.abs(value))
+        scale = 1.0 + np.where(np.isfinite(v), np.abs(v), 0.0)
+        out = v > np.asarray(bound) + INCONSISTENT_TOL * scale
     return bool(out) if np.ndim(out) == 0 else out

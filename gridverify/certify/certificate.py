@@ -36,7 +36,6 @@ from gridverify._consistency import INCONSISTENT, below_attained
 from gridverify._html import HtmlView
 from gridverify._values import ArrayValueEq
 from gridverify.certify.options import CertifyOptions, radius_text
-from gridverify.certify.state import padded
 from gridverify.errors import SpecError
 from gridverify.fileio import atomic_write_text
 from gridverify.spec.constraints import FAMILIES, FAMILY_UNIT
@@ -53,9 +52,10 @@ FORMAT_VERSION = 1
 def decide_status(upper_bound: float, attained: float, threshold: float) -> str:
     """``violated`` if attained > threshold, ``certified`` if upper_bound <= threshold, else open.
 
-    NaN or missing values never give ``certified``.
+    NaN or missing values never give ``certified``; an infinite attained value (a load
+    where the constraint's value overflows) is a violation.
     """
-    if math.isfinite(attained) and attained > threshold:
+    if not math.isnan(attained) and attained > threshold:
         return VIOLATED
     if math.isfinite(upper_bound) and upper_bound <= threshold:
         return CERTIFIED
@@ -64,7 +64,9 @@ def decide_status(upper_bound: float, attained: float, threshold: float) -> str:
 
 #: the reason of a constraint whose proxy is NaN at some load of the region: never
 #: certified, whatever its bound
-UNDEFINED_REASON = "the proxy is undefined (NaN) at some loads"
+UNDEFINED_REASON = "the proxy is undefined (NaN or infinite) at some loads"
+#: how that reason begins, in certificates of every version
+UNDEFINED = "the proxy is undefined"
 #: the reason of a constraint whose sound bound lies below the value found at a
 #: load of the region (:func:`gridverify._consistency.below_attained`): never
 #: certified, a bug, reported
@@ -81,22 +83,22 @@ def final_status(upper_bound: float, attained: float, threshold: float,
     if undefined and status == CERTIFIED:
         status, reason = OPEN, UNDEFINED_REASON
     if below_attained(upper_bound, attained):
-        status = VIOLATED if math.isfinite(attained) and attained > threshold else OPEN
+        status = VIOLATED if not math.isnan(attained) and attained > threshold else OPEN
         reason = INCONSISTENT_REASON
     return status, reason
 
 
 def status_conflict(status: str, upper_bound: float, attained: float, threshold: float,
-                    reason: str | None, options: CertifyOptions | None = None) -> str | None:
+                    reason: str | None) -> str | None:
     """Why ``status`` contradicts the numbers (``None`` when certify could have given it).
 
     Certify gives :func:`decide_status` of the (rounding-padded) upper bound, the
     attained violation and the threshold, except that a constraint whose proxy is
-    undefined (NaN) at some loads stays open, with that reason.  So: ``violated``
-    needs ``attained > threshold``; ``certified`` needs no such violation and a
-    finite ``upper_bound`` at most the threshold padded by ``options``' rounding pad
-    (``pad_abs``, ``pad_rel``: the pad certify adds to every bound; defaults when
-    ``None``); ``open`` needs neither a violation nor, unless it has a ``reason``,
+    undefined (NaN or infinite) at some loads stays open, with that reason.  So: ``violated``
+    needs ``attained > threshold``; ``certified`` needs no such violation, a finite
+    ``upper_bound`` at most the threshold (certify's bounds carry their rounding pad
+    already) and no reason saying the proxy is undefined; ``open`` needs neither a
+    violation nor, unless it has a ``reason``,
     a bound at most the threshold.  Timeouts and other reasons never change a status.
     A bound below the attained value (:func:`~gridverify._consistency.below_attained`)
     is a conflict unless the status is not ``certified`` and the reason says the
@@ -107,6 +109,8 @@ def status_conflict(status: str, upper_bound: float, attained: float, threshold:
     if below_attained(upper_bound, attained) and (
             status == CERTIFIED or not (reason or "").startswith(INCONSISTENT)):
         return f"upper_bound below attained ({nums}): the bound cannot hold"
+    if status == CERTIFIED and (reason or "").startswith(UNDEFINED):
+        return f"status 'certified' but its reason says {reason!r}"
     decided = decide_status(upper_bound, attained, threshold)
     if status == decided:
         return None
@@ -114,10 +118,7 @@ def status_conflict(status: str, upper_bound: float, attained: float, threshold:
         return f"status {status!r} but attained > threshold ({nums}): violated"
     if status == VIOLATED:
         return f"status 'violated' but attained <= threshold ({nums})"
-    if status == CERTIFIED:
-        pad = padded(threshold, options or CertifyOptions())
-        if decide_status(upper_bound, attained, pad) == CERTIFIED:
-            return None  # above the threshold by less than the rounding pad
+    if status == CERTIFIED:  # certify's bounds are padded already: no slack here
         return f"status 'certified' but upper_bound > threshold ({nums})"
     if reason:  # open with a certifying bound: certify says why (the proxy is undefined)
         return None
@@ -288,15 +289,13 @@ class ConstraintResult(ArrayValueEq):
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str | None = None,
-                  options: CertifyOptions | None = None) -> ConstraintResult:
+    def from_dict(cls, d: dict[str, Any], where: str | None = None) -> ConstraintResult:
         """Inverse of :meth:`to_dict`.
 
         SpecError naming the constraint (``where``, e.g. ``constraints[3]``, then its
         ``family[component]``) and the field when ``d`` is not an object, a field is
         missing or of the wrong type, the family or status is unknown, a number is
-        NaN, or the status contradicts the numbers (:func:`status_conflict`, with the
-        rounding pad of ``options``: the certificate's run options).
+        NaN, or the status contradicts the numbers (:func:`status_conflict`).
         """
         label = where or "constraint"
         if not isinstance(d, dict):
@@ -331,7 +330,7 @@ class ConstraintResult(ArrayValueEq):
         method = _optional(d, "method", where, str, "a string")
         key = "worst_load" if d.get("worst_load") is not None else "witness"
         worst = _vector(d.get(key), f"{where}.{key}")
-        why = status_conflict(status, ub, att, thr, reason, options)
+        why = status_conflict(status, ub, att, thr, reason)
         if why is not None:
             raise SpecError(f"{where}: {why}")
         return cls(
@@ -393,7 +392,7 @@ class Certificate(ArrayValueEq, HtmlView):
         ``null_nonfinite``: worst values that are not finite are ``None`` (the JSON
         form's null); ``False`` keeps them as floats (``inf``: no finite bound)."""
         num = _num if null_nonfinite else float
-        asked = self._radius_asked()
+        asked = self.radius_asked()
         out: dict[str, dict[str, Any]] = {}
         for fam in FAMILIES:
             rows = [c for c in self.constraints if c.family == fam]
@@ -418,8 +417,9 @@ class Certificate(ArrayValueEq, HtmlView):
             }
         return out
 
-    def _radius_asked(self) -> bool:
-        """Whether radii were computed (asked in the options, or present on a constraint)."""
+    def radius_asked(self) -> bool:
+        """Whether radii were computed (asked in the options, or present on a constraint);
+        a constraint without one then holds on no box about the centre."""
         return bool((self.provenance.get("options") or {}).get("radius")) or any(
             c.radius is not None for c in self.constraints)
 
@@ -439,7 +439,7 @@ class Certificate(ArrayValueEq, HtmlView):
     def radius_note(self) -> str | None:
         """How near the region's centre the constraints it does not certify hold
         (``ConstraintResult.radius``; ``None`` when no such radius was computed)."""
-        asked = self._radius_asked()
+        asked = self.radius_asked()
         parts = []
         for status in (OPEN, VIOLATED):
             rows = [c for c in self.constraints if c.status == status]
@@ -502,8 +502,8 @@ class Certificate(ArrayValueEq, HtmlView):
         SpecError naming the field (``certificate: constraints[3] (p_balance[1]).
         upper_bound: ...``) when ``d`` is not an object, a field is missing or of the
         wrong type, a constraint is listed twice, names an unknown family or has a
-        status that contradicts its numbers (:func:`status_conflict`, with the
-        rounding pad of ``provenance["options"]``).  ``summary`` and ``families``
+        status that contradicts its numbers (:func:`status_conflict`), or malformed
+        run options or relu census in its provenance.  ``summary`` and ``families``
         are not read: they are recomputed from the constraints.
         """
         try:
@@ -550,11 +550,11 @@ class Certificate(ArrayValueEq, HtmlView):
         if not isinstance(rows, list):
             raise SpecError("certificate: missing 'constraints'" if "constraints" not in d else
                             f"certificate: constraints: expected a list, got {_type_name(rows)}")
-        opts = _pad_options(prov.get("options"))
+        _check_provenance(prov)
         cons: list[ConstraintResult] = []
         seen: dict[tuple[str, int], int] = {}
         for i, row in enumerate(rows):
-            c = ConstraintResult.from_dict(row, f"certificate: constraints[{i}]", opts)
+            c = ConstraintResult.from_dict(row, f"certificate: constraints[{i}]")
             first = seen.setdefault((c.family, c.component), i)
             if first != i:
                 raise SpecError(f"certificate: constraints[{i}]: {c.family}[{c.component}] "
@@ -596,15 +596,33 @@ class Certificate(ArrayValueEq, HtmlView):
             raise SpecError(f"{path}: {str(exc).removeprefix('certificate: ')}") from None
 
 
-def _pad_options(options: Any) -> CertifyOptions:
-    """Run options with the rounding pad recorded in ``provenance["options"]`` (the
-    defaults where it records none), to judge statuses by (:func:`status_conflict`)."""
-    rec = options if isinstance(options, dict) else {}
-    pads = {k: rec[k] for k in ("pad_rel", "pad_abs") if k in rec}
-    try:
-        return CertifyOptions(**pads)
+def _check_provenance(prov: dict[str, Any]) -> None:
+    """SpecError naming the field when the provenance's run options are not an object
+    (or record a rounding pad that is not a number >= 0), or its relu census
+    (``proxy_relus``) is not two counts ``0 <= unstable <= total``: what the
+    certificate's notes and views read."""
+    options = prov.get("options")
+    if options is not None and not isinstance(options, dict):
+        raise SpecError(f"certificate: provenance.options: expected an object, got "
+                        f"{_type_name(options)}")
+    try:  # the rounding pads the bounds carry: numbers >= 0
+        CertifyOptions(**{k: options[k] for k in ("pad_rel", "pad_abs") if k in (options or {})})
     except SpecError as exc:
         raise SpecError(f"certificate: provenance.{exc}") from None
+    relus = prov.get("proxy_relus")
+    if relus is None:
+        return
+    if not isinstance(relus, dict):
+        raise SpecError(f"certificate: provenance.proxy_relus: expected an object, got "
+                        f"{_type_name(relus)}")
+    for key in ("unstable", "total"):
+        v = relus.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise SpecError(f"certificate: provenance.proxy_relus.{key}: expected an integer "
+                            f">= 0, got {v!r}")
+    if relus["unstable"] > relus["total"]:
+        raise SpecError("certificate: provenance.proxy_relus: more unstable relus than relus "
+                        f"({relus['unstable']} of {relus['total']})")
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

@@ -511,6 +511,10 @@ def _point_bytes(graph: Any) -> float:
     return 16.0 * sum(n.size for n in graph.nodes)
 
 
+#: an allocation this small (MB) goes ahead whatever is left of the memory cap
+_SMALL_MB = 64.0
+
+
 def _sample_stage(st: State, case: Any, module: torch.nn.Module, region: Region,
                   opts: CertifyOptions, memory: MemoryBudget, per_point: float) -> None:
     """Uniform loads, the box centre and its two extreme corners, in float64.
@@ -524,7 +528,7 @@ def _sample_stage(st: State, case: Any, module: torch.nn.Module, region: Region,
     pts = [space.center[None, :], space.lower[None, :], space.upper[None, :]]
     if opts.samples:
         need = 3.0 * opts.samples * space.lower.size * 8 / 2.0**20  # drawn, stacked, mapped
-        if need > memory.left():
+        if need > max(memory.left(), _SMALL_MB):  # what a cap cannot hold, not a few MB
             raise MemoryCapError(
                 f"samples {opts.samples} (--samples): that many loads of {space.lower.size} "
                 f"inputs take about {need:.0f} MB, more than the {max(memory.left(), 0):.0f} "
@@ -884,8 +888,9 @@ def _nan_warnings(st: State, cons: list[Constraint]) -> list[str]:
         return []
     k = int(bad[0])
     load = ", ".join(f"{v:.6g}" for v in st.to_loads(st.nan_point[k])[0])
-    return [f"the proxy is undefined (NaN values) at loads of the region: {bad.size} "
-            f"constraint(s) are NaN at some evaluated load and are never certified; e.g. "
+    return [f"the proxy is undefined (NaN or infinite values) at loads of the region: {bad.size} "
+            f"constraint(s) are NaN or infinite at some evaluated load and are never "
+            f"certified; e.g. "
             f"{cons[k].family}[{cons[k].component}] at the load ({load})"]
 
 

@@ -172,8 +172,10 @@ def update_attained(st: State, case: Any, module: torch.nn.Module, x: np.ndarray
     if x.shape[0] == 0:
         return
     v = evaluate_violations(case, module, st.physics.constraints, st.to_loads(x), batch=batch)
-    nan = np.isnan(v)
-    if nan.any():  # the proxy is undefined there: never certified, and said (certify)
+    # NaN, or overflowing to +inf: the proxy is undefined there (a JSON attained value
+    # is finite); never certified, and said (certify)
+    nan = np.isnan(v) | (v == np.inf)
+    if nan.any():
         hit = nan.any(axis=0)
         first = nan.argmax(axis=0)
         fresh = hit & (st.nan_count == 0)

@@ -138,11 +138,15 @@ def _run_train(args: argparse.Namespace) -> int:
         raise ProxyError(f"--out {out_dir}: exists and is not a model directory; "
                          "not overwriting")
     check_replaceable(out_dir, "--out")  # a file of it without write permission: before training
+    prog = progress_path(out_dir)
+    if prog.exists() and not prog.is_file():
+        raise ProxyError(f"{prog}: the progress file of --out {out_dir} is not a file; "
+                         "remove it")
     paths = [Path(p) for p in args.data]
     case_ref = args.case or _dataset_case_name(paths[0])
     case = load_compiled(case_ref, emit_warnings=False)
     data = read_proxy_data_many(paths, case)
-    resume = TrainProgress(progress_path(out_dir), say=stderr_line)
+    resume = TrainProgress(prog, say=stderr_line)
     result = train_proxy(case, data, options, resume=resume)
     out = write_model_dir(args.out, result.module, result.card)
     resume.remove()  # the model it led to is written

@@ -496,7 +496,7 @@ def radius_figure(cert: Any, ax: Any = None) -> Any:
     """Share of each family's constraints certified on the box about the region's centre,
     against that box's radius (``ConstraintResult.radius``; a certified constraint counts
     at every radius).  Raises ``ValueError`` for a certificate without radii."""
-    if not any(c.radius is not None for c in cert.constraints):
+    if not cert.radius_asked():
         raise ValueError("the certificate has no radius: certify with CertifyOptions(radius=True)")
     if ax is None:
         _, ax = _plt().subplots(figsize=(7, 4))

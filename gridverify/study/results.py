@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gridverify.certify.certificate import UNDEFINED_REASON, final_status
+from gridverify.certify.certificate import UNDEFINED, final_status
 from gridverify.errors import StudyError
 from gridverify.study.jobs import DONE, FAILED
 from gridverify.study.storage import DAMAGED, PENDING, StudyStore
@@ -232,7 +232,8 @@ class StudyResults:
         value over the jobs; ``status`` is decided again from them; ``methods``
         lists the methods that contributed, ``best_method`` the one whose bound
         is the smallest; ``radius`` is the largest over the jobs (each holds).  A
-        constraint whose proxy some job found undefined (NaN) is never certified.
+        constraint whose proxy some job found undefined (NaN or infinite) is never
+        certified.
         """
         import pandas as pd
 
@@ -252,7 +253,7 @@ class StudyResults:
             "methods": g["method"].agg(lambda s: ",".join(sorted(set(s)))),
             "radius": g["radius"].max(),  # every job's radius holds: the largest does
             # the proxy is NaN at some load (any job saw it): never certified
-            "undefined": g["reason"].agg(lambda s: bool((s == UNDEFINED_REASON).any())),
+            "undefined": g["reason"].agg(lambda s: bool(s.str.startswith(UNDEFINED).any())),
         })
         out["best_method"] = df.loc[idx_ub.values, "method"].values
         out = out.reset_index()

@@ -272,6 +272,13 @@ def _one(status: str, ub: float | None, att: float | None, reason: str | None = 
     ("violated", 0.0005, 0.0011, None, "upper_bound below attained"),
     ("certified", 0.0005, 0.0009, None, "upper_bound below attained"),
     ("certified", 0.0005, 0.0009, "inconsistent: x", "upper_bound below attained"),
+    # certify's bounds are padded already: no slack above the threshold
+    ("certified", 0.001 + 1e-9, -1.0, None, "status 'certified' but upper_bound > threshold"),
+    # a value that overflows at a load of the region is a violation, under no finite bound
+    ("certified", 0.0005, float("inf"), None, "upper_bound below attained"),
+    ("open", None, float("inf"), "bound above threshold", "status 'open' but attained > "),
+    ("certified", 0.0005, -1.0, "the proxy is undefined (NaN) at some loads",
+     "status 'certified' but its reason says"),
 ])
 def test_read_refuses_statuses_that_contradict_their_numbers(status, ub, att, reason,
                                                              match) -> None:
@@ -282,7 +289,7 @@ def test_read_refuses_statuses_that_contradict_their_numbers(status, ub, att, re
 
 @pytest.mark.parametrize("status, ub, att, reason", [
     ("certified", 0.001, 0.001, None),  # at the threshold: certified, not violated
-    ("certified", 0.001 + 1e-9, -1.0, None),  # above it by less than the rounding pad
+    ("violated", None, float("inf"), None),  # overflows at a load: violated
     ("violated", None, 0.0011, None),  # a violation needs no bound
     # a bound below the worst found, as certify reports it: never certified
     ("violated", 0.0005, 0.0011, "inconsistent: bound below the worst found"),
@@ -297,14 +304,33 @@ def test_read_accepts_statuses_certify_gives(status, ub, att, reason) -> None:
     assert c.status == status and c.reason == reason
 
 
-def test_read_judges_certified_by_the_recorded_pad() -> None:
-    """Certify pads every bound by ``pad_abs + pad_rel |ub|``: a bound above the
-    threshold by less than the recorded pad may be certified, by more may not."""
-    d = _one("certified", 0.001 + 5e-6, -1.0)
-    with pytest.raises(SpecError, match="upper_bound > threshold"):
+def test_read_gives_a_certified_bound_no_slack_whatever_pad_is_recorded() -> None:
+    """Certify pads every bound by ``pad_abs + pad_rel |ub|`` before it decides: a
+    certified bound above the threshold is refused, even with a huge recorded pad
+    (a tampered pad made any bound pass)."""
+    for pad in ({}, {"pad_abs": 1e9}, {"pad_rel": 1e12}):
+        d = _one("certified", 0.001 + 5e-6, -1.0)
+        d["provenance"]["options"].update(pad)
+        with pytest.raises(SpecError, match="upper_bound > threshold"):
+            Certificate.from_dict(d)
+
+
+@pytest.mark.parametrize("path, value, match", [
+    ("options", "x", r"provenance\.options: expected an object, got a string"),
+    ("options", [1], r"provenance\.options: expected an object, got a list"),
+    ("proxy_relus", "x", r"provenance\.proxy_relus: expected an object"),
+    ("proxy_relus", {"unstable": "a", "total": 3}, r"proxy_relus\.unstable: expected an"),
+    ("proxy_relus", {"unstable": 2}, r"proxy_relus\.total: expected an integer"),
+    ("proxy_relus", {"unstable": 4, "total": 3}, r"proxy_relus: more unstable relus than"),
+])
+def test_read_refuses_malformed_provenance_it_reads(path, value, match) -> None:
+    """What the certificate's notes, views and ``compare`` read of the provenance is
+    checked on reading (they crashed with AttributeError or KeyError)."""
+    d = _cert_dict()
+    d.setdefault("provenance", {})[path] = value
+    with pytest.raises(SpecError, match=r"^certificate: provenance\." + match.removeprefix(
+            r"provenance\.")):
         Certificate.from_dict(d)
-    d["provenance"]["options"].update(pad_abs=1e-5)
-    assert Certificate.from_dict(d).constraints[0].status == "certified"
 
 
 def test_read_refuses_a_constraint_listed_twice() -> None:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import gridverify as gv
-from gridverify.certify import CertifyOptions
+from gridverify.certify import Certificate, CertifyOptions
 
 CASE = "pglib_opf_case14_ieee"
 
@@ -53,3 +53,34 @@ def test_nan_proxy_is_never_certified(method: str) -> None:
                       method=method, options=opts)
     assert [c.status for c in cert.constraints] == ["certified", "certified"]
     assert not any("NaN" in w for w in cert.warnings)
+
+
+class _OverflowProxy(_SqrtProxy):
+    """vm at bus 1 is ``0.95 + exp(1e5 (pd_1 - shift))``: +inf on part of the region."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x + 0.0 * x)  # the sqrt part is defined: shift below the range
+        bump = torch.exp(1e5 * (x[:, :1] - self.bump_at))
+        n_g = self.pg.numel()
+        return torch.cat([y[:, :2 * n_g], y[:, 2 * n_g:2 * n_g + 1] + bump,
+                          y[:, 2 * n_g + 1:]], 1)
+
+
+def test_a_proxy_overflowing_to_infinity_is_undefined_and_reads_back(tmp_path) -> None:
+    """A value that overflows to +inf at loads of the region is no attained value (a
+    certificate's JSON holds finite ones): those loads count as undefined, said in a
+    warning, and the certificate written reads back."""
+    case = gv.load_compiled(CASE)
+    region = gv.certify.default_region(case, None)
+    lo1, hi1 = float(region.lower[0]), float(region.upper[0])
+    proxy = _OverflowProxy(case, lo1 - 0.01).double()
+    proxy.bump_at = (lo1 + hi1) / 2
+    cert = gv.certify(case, proxy, region=region, constraints="vm_max[1],vm_min[1]",
+                      method="crown", options=CertifyOptions(samples=64, radius=False))
+    vm_max = next(c for c in cert.constraints if c.family == "vm_max")
+    # violated where the bump is finite and large, never certified; its value finite
+    assert vm_max.status in ("open", "violated") and np.isfinite(vm_max.attained)
+    assert any("NaN or infinite" in w for w in cert.warnings)
+    path = cert.write(tmp_path / "cert.json")
+    back = Certificate.read(path)
+    assert [c.status for c in back.constraints] == [c.status for c in cert.constraints]

@@ -119,3 +119,10 @@ def test_the_cli_removes_the_progress_file_once_the_model_is_written(
                  "--hidden", "8", "--no-progress", "--json"]) == 0
     assert (out / "card.json").exists() and not stale.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    # a folder in the progress file's place: refused before training, nothing written
+    out2 = tmp_path / "m2"
+    stale2 = progress_path(out2)
+    stale2.mkdir()
+    assert main(["train", str(case14_data), "--out", str(out2), "--epochs", "2",
+                 "--hidden", "8", "--no-progress", "--json"]) == 2
+    assert not out2.exists()

@@ -199,3 +199,18 @@ def test_report_of_jobs_without_a_finite_bound_renders(tmp_path: Path, case14) -
     fig.savefig(io.BytesIO(), format="png")
     files = render_report(tmp_path / "report", results=res)
     assert all(p.exists() for p in files[2])
+
+
+def test_radius_figure_of_a_certificate_whose_radii_are_all_none(case14) -> None:
+    """Radii computed, every constraint violated (none holds on any box): the figure is
+    drawn (all curves at zero), not refused as if no radius had been asked."""
+    cert = _cert(case14)
+    cons = tuple(dataclasses.replace(c, status="violated", attained=0.5, upper_bound=0.6,
+                                     radius=None) for c in cert.constraints)
+    cert = dataclasses.replace(cert, constraints=cons, provenance={
+        **cert.provenance, "options": {"radius": True}})
+    fig = display.plot(cert, kind="radius")
+    fig.savefig(io.BytesIO(), format="png")
+    unasked = dataclasses.replace(cert, provenance={"options": {"radius": False}})
+    with pytest.raises(ValueError, match="has no radius"):
+        display.plot(unasked, kind="radius")
