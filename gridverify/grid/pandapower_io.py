@@ -16,10 +16,11 @@ which ``pandapower.converter.pypower.to_ppc`` also uses but trims) into a
   points ``runopp`` builds); a network without costs gets a cost of 1 per
   MW on every generator row, as ``runopp`` (it minimizes the total generation),
   and a note;
-* branch conductance (transformer iron losses, ``BR_G``) has no MATPOWER column
-  and becomes bus shunt conductance at both ends (``g/2/tap^2`` at the from
-  bus, ``g/2`` at the to bus): bus balances are exact, branch flows of those
-  transformers then exclude the iron losses (noted);
+* branch conductance (a line's ``g_us_per_km``, a transformer's iron losses,
+  ``BR_G``) has no MATPOWER column and becomes bus shunt conductance at both
+  ends (``g/2/tap^2`` at the from bus, ``g/2`` at the to bus): bus balances are
+  exact, the flows of those branches, and so their thermal limits, exclude it
+  (noted, naming how many lines and transformers);
 * asymmetric branch impedances and in-service DC lines are rejected
   (:class:`CaseFormatError`);
 * the converter models the element tables in :data:`MODELLED_ELEMENTS` (bus,
@@ -341,6 +342,17 @@ def _voltage_dependent_loads(net: Any, source: str) -> list[str]:
             "q_mvar, as in pandapower's OPF"]
 
 
+def _branch_kinds(look: Any, rows: np.ndarray) -> str:
+    """``"2 lines and 1 trafo"``: the pandapower element tables of branch ``rows``
+    (pandapower's branch lookup: a row range per table)."""
+    ranges = look.get("branch", {}) if isinstance(look, dict) else {}
+    counts: dict[str, int] = {}
+    for k in rows:
+        kind = next((str(name) for name, (a, b) in ranges.items() if a <= k < b), "branch")
+        counts[kind] = counts.get(kind, 0) + 1
+    return " and ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in counts.items())
+
+
 def _convert_tables(net: Any, name: str | None, source: str) -> PandapowerCase:
     import copy
 
@@ -425,8 +437,12 @@ def _convert_tables(net: Any, name: str | None, source: str) -> PandapowerCase:
             bus[fb, C.GS] += g[k] / 2.0 / tap**2 * base
             bus[tb, C.GS] += g[k] / 2.0 * base
         if gk.size:
-            notes.append(f"{source}: branch conductance of {gk.size} branches (transformer "
-                         "iron losses) moved to bus shunts")
+            kinds = _branch_kinds(look, gk)
+            notes.append(f"{source}: branch conductance of {kinds} (line conductance, "
+                         "transformer iron losses) moved to bus shunts: bus balances are "
+                         "exact, but those branches' flows, and so their thermal limits, "
+                         "exclude it (largest g "
+                         f"{float(np.max(np.abs(g[gk]))):.3g} p.u.)")
     if branch.size:
         branch[:, C.F_BUS] = remap(branch[:, C.F_BUS])
         branch[:, C.T_BUS] = remap(branch[:, C.T_BUS])
