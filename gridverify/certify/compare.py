@@ -192,12 +192,19 @@ def _order(c: ConstraintChange) -> tuple[Any, ...]:
 
 def compare_certificates(old: Certificate | str | os.PathLike[str],
                          new: Certificate | str | os.PathLike[str]) -> CertificateDiff:
-    """Compare two certificates of the same case (:class:`SpecError` otherwise); each
+    """Compare two certificates of the same case (:class:`SpecError` otherwise: other case
+    names, or the same name with other contents, by ``provenance["case_hash"]``); each
     a :class:`Certificate` or the path of its JSON file (``certify --out``)."""
     old, new = (c if isinstance(c, Certificate) else Certificate.read(c) for c in (old, new))
     if old.case != new.case:
         raise SpecError(f"compare: the certificates are of different cases ({old.case!r} and "
                         f"{new.case!r})")
+    hashes = [c.provenance.get("case_hash") for c in (old, new)]
+    if all(isinstance(h, str) for h in hashes) and hashes[0] != hashes[1]:
+        raise SpecError(f"compare: the certificates are of two cases named {old.case!r} with "
+                        f"different contents (case_hash {hashes[0][:12]}... and "
+                        f"{hashes[1][:12]}...): an edited case file, or two pandapower "
+                        "networks")
     by_key_old = {(c.family, c.component): c for c in old.constraints}
     by_key_new = {(c.family, c.component): c for c in new.constraints}
     keys = list(dict.fromkeys([*by_key_old, *by_key_new]))

@@ -113,6 +113,11 @@ def test_added_removed_notes_and_other_cases(two_certs):
     other = dataclasses.replace(b, case="pglib_opf_case14_ieee")
     with pytest.raises(SpecError, match="different cases"):
         compare_certificates(a, other)
+    # the same name, other contents (an edited case file, two pandapower networks)
+    assert isinstance(a.provenance.get("case_hash"), str)
+    edited = dataclasses.replace(b, provenance={**b.provenance, "case_hash": "0" * 64})
+    with pytest.raises(SpecError, match="different contents"):
+        compare_certificates(a, edited)
 
 
 def test_notebook_view(two_certs):
