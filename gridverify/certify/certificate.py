@@ -319,7 +319,7 @@ class ConstraintResult(ArrayValueEq):
         if "upper_bound" not in d:
             raise SpecError(f"{where}: no upper_bound (null stands for none)")
         ub = _number(d, "upper_bound", where, null=math.inf)
-        att = _number(d, "attained", where, missing=-math.inf, null=-math.inf)
+        att = _number(d, "attained", where, null=-math.inf)
         thr = _number(d, "threshold", where)
         if not math.isfinite(thr):
             raise SpecError(f"{where}.threshold: not a finite number ({thr})")
@@ -553,14 +553,19 @@ class Certificate(ArrayValueEq, HtmlView):
         _check_provenance(prov)
         cons: list[ConstraintResult] = []
         seen: dict[tuple[str, int], int] = {}
+        reg = Region.from_dict(region)
         for i, row in enumerate(rows):
             c = ConstraintResult.from_dict(row, f"certificate: constraints[{i}]")
+            if c.worst_load is not None and c.worst_load.size != reg.n_input:
+                raise SpecError(f"certificate: constraints[{i}] ({c.family}[{c.component}]): "
+                                f"its load has {c.worst_load.size} entries, the region "
+                                f"{reg.n_input}")
             first = seen.setdefault((c.family, c.component), i)
             if first != i:
                 raise SpecError(f"certificate: constraints[{i}]: {c.family}[{c.component}] "
                                 f"is listed twice (also constraints[{first}])")
             cons.append(c)
-        return cls(case=text["case"], model=text["model"], region=Region.from_dict(region),
+        return cls(case=text["case"], model=text["model"], region=reg,
                    method=text["method"], seconds=float(seconds), constraints=tuple(cons),
                    provenance=dict(prov), warnings=tuple(warns))
 

@@ -214,6 +214,9 @@ def test_read_refuses_a_json_value_that_is_no_object(tmp_path: Path, doc: object
     ("constraints/2/upper_bound", True, r"\(vm_max\[3\]\).upper_bound: expected a number"),
     ("constraints/2/upper_bound", ..., r"\(vm_max\[3\]\): no upper_bound"),
     ("constraints/2/attained", [1.0], r"\(vm_max\[3\]\).attained: expected a number"),
+    ("constraints/2/attained", ..., r"\(vm_max\[3\]\): missing 'attained'"),
+    ("constraints/2/worst_load", [1.0], r"\(vm_max\[3\]\): its load has 1 entries, the "
+                                        r"region \d+"),
     ("constraints/2/threshold", ..., r"\(vm_max\[3\]\): missing 'threshold'"),
     ("constraints/2/threshold", None, r"\(vm_max\[3\]\).threshold: expected a number, got null"),
     ("constraints/2/status", "fine", r"\(vm_max\[3\]\): unknown status 'fine'"),
