@@ -62,8 +62,8 @@ def decide_status(upper_bound: float, attained: float, threshold: float) -> str:
     return OPEN
 
 
-#: the reason of a constraint whose proxy is NaN at some load of the region: never
-#: certified, whatever its bound
+#: the reason of a constraint whose proxy is NaN (or +inf) at some load of the region:
+#: never certified, whatever its bound
 UNDEFINED_REASON = "the proxy is undefined (NaN or infinite) at some loads"
 #: how that reason begins, in certificates of every version
 UNDEFINED = "the proxy is undefined"
@@ -94,12 +94,12 @@ def status_conflict(status: str, upper_bound: float, attained: float, threshold:
 
     Certify gives :func:`decide_status` of the (rounding-padded) upper bound, the
     attained violation and the threshold, except that a constraint whose proxy is
-    undefined (NaN or infinite) at some loads stays open, with that reason.  So: ``violated``
-    needs ``attained > threshold``; ``certified`` needs no such violation, a finite
-    ``upper_bound`` at most the threshold (certify's bounds carry their rounding pad
-    already) and no reason saying the proxy is undefined; ``open`` needs neither a
-    violation nor, unless it has a ``reason``,
-    a bound at most the threshold.  Timeouts and other reasons never change a status.
+    undefined (NaN or infinite) at some loads stays open, with that reason.  So:
+    ``violated`` needs ``attained > threshold``; ``certified`` needs no such
+    violation, a finite ``upper_bound`` at most the threshold (certify's bounds carry
+    their rounding pad already) and no reason saying the proxy is undefined; ``open``
+    needs neither a violation nor, unless it has a ``reason``, a bound at most the
+    threshold.  Timeouts and other reasons never change a status.
     A bound below the attained value (:func:`~gridverify._consistency.below_attained`)
     is a conflict unless the status is not ``certified`` and the reason says the
     bound is inconsistent (as certify reports it).
