@@ -1688,7 +1688,9 @@ def _export_or_none(module: nn.Module, shape: tuple[int, ...],
     example = (torch.zeros(2, *shape[1:], dtype=dtype),)
     try:
         with _quiet_torch_logs():
-            return torch.export.export(copy.deepcopy(module).eval(), example,
+            # in its own mode: a module in training mode exports training ops (batch
+            # norm on batch statistics, dropout), which the importer refuses
+            return torch.export.export(copy.deepcopy(module), example,
                                        dynamic_shapes=({0: torch.export.Dim("batch")},))
     except Exception:  # noqa: BLE001 - export raises many types on what it cannot trace
         return None

@@ -308,6 +308,32 @@ class _DeadWrites(nn.Module):
         return v.relu_().mul_(3.0).reshape(-1, 4)
 
 
+class _ShapeBranchNorm(nn.Module):
+    """Python logic on a shape (torch.fx cannot trace it: torch.export does), then a
+    batch norm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+        self.bn = nn.BatchNorm1d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] == 2:
+            x = self.fc(x)
+        return self.bn(x)
+
+
+def test_a_module_in_training_mode_is_refused_on_every_path():
+    """The export fallback (modules fx cannot trace) bounds the module in its own mode:
+    in training mode its batch norm uses batch statistics and is refused, as on the fx
+    path; it used to be put in evaluation mode and bounded as another function."""
+    torch.manual_seed(0)
+    for module in (_ShapeBranchNorm(), nn.BatchNorm1d(2)):
+        with pytest.raises(UnsupportedOpError, match="training mode"):
+            from_torch(module.double().train(), input_size=2)
+    _check(_ShapeBranchNorm().eval(), 2, input_size=2)
+
+
 @pytest.mark.parametrize("decompose", [False, True])
 def test_exported_inplace_writes_are_refused_or_exact(decompose):
     """Exported as written, the writes are refused; decomposed (functional ATen), each
