@@ -291,7 +291,8 @@ def bab_maximize(
         raise BabOptionsError("mode 'decision' needs a threshold")
     if mode == "auto":
         mode = "decision" if threshold is not None else "optimization"
-    g = to_graph(graph)
+    g = to_graph(graph, torch.as_tensor(lower, dtype=torch.float64)
+                 if isinstance(graph, torch.nn.Module) else None)  # its size from the box
     lo, hi = _as_box(g, lower, upper)
     search = _Search(g, lo, hi, _as_spec(g, spec), threshold, opts, mode, t0,
                      -math.inf if floor is None or mode == "decision" else float(floor))

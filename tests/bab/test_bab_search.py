@@ -369,3 +369,27 @@ def test_a_bound_below_a_value_attained_is_reported_inconsistent(monkeypatch):
                          threshold=thr, options=BabOptions(timeout=10.0))
         assert r.status == "open" and r.reason.startswith("inconsistent"), r
         assert r.upper_bound == math.inf
+
+
+class _Features(torch.nn.Module):
+    """``[x, sin x]`` into a dense layer: its first nn.Linear takes twice the inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(6, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.cat([x, torch.sin(x)], 1))
+
+
+def test_a_module_takes_its_input_size_from_the_box() -> None:
+    """A module whose first nn.Linear does not take the input (features made first) is
+    bounded over the box given, as compute_bounds does."""
+    torch.manual_seed(0)
+    m = _Features().double()
+    lo, hi = -torch.ones(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    res = bab_maximize(m, lo, hi, torch.ones(1, dtype=torch.float64), timeout=5)
+    x = lo + (hi - lo) * torch.rand(2000, 3, dtype=torch.float64)
+    with torch.no_grad():
+        assert float(m(x).max()) <= res.upper_bound + 1e-9
+    assert res.upper_bound <= float(compute_bounds(m, lo, hi, method="ibp").upper.max()) + 1e-9
