@@ -882,16 +882,15 @@ def _inconsistent_warnings(st: State, cons: list[Constraint]) -> list[str]:
 
 
 def _nan_warnings(st: State, cons: list[Constraint]) -> list[str]:
-    """A warning when the proxy's constraint values are NaN at evaluated loads."""
+    """A warning when the proxy's constraint values are NaN (or +inf) at evaluated loads."""
     bad = np.flatnonzero(st.nan_count)
     if not bad.size:
         return []
     k = int(bad[0])
     load = ", ".join(f"{v:.6g}" for v in st.to_loads(st.nan_point[k])[0])
-    return [f"the proxy is undefined (NaN or infinite values) at loads of the region: {bad.size} "
-            f"constraint(s) are NaN or infinite at some evaluated load and are never "
-            f"certified; e.g. "
-            f"{cons[k].family}[{cons[k].component}] at the load ({load})"]
+    return [f"the proxy is undefined (NaN or infinite values) at loads of the region: "
+            f"{bad.size} constraint(s) are NaN or infinite at some evaluated load and are "
+            f"never certified; e.g. {cons[k].family}[{cons[k].component}] at the load ({load})"]
 
 
 def _certificate(st: State, case: Any, prox: Any, module: torch.nn.Module,

@@ -32,6 +32,8 @@ class GraphProxy(nn.Module):
 
     #: the runtime :meth:`reference` runs (``None``: none)
     reference_name: str | None = None
+    #: what to try when the imported graph disagrees with that runtime
+    instead = "save the model with torch.export (a .pt2 file) or export it to ONNX"
     #: :func:`gridverify.ir.from_torch` imports the module as its graph
     evaluates_graph = True
 
@@ -113,6 +115,7 @@ class ExportedModule(GraphProxy):
     """
 
     reference_name = "torch.export"
+    instead = "export the model to ONNX instead, or write it without in-place ops"
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         path = os.fspath(path)

@@ -513,15 +513,6 @@ def save_checkpoint(
     return path
 
 
-def _other_format(runtime: str) -> str:
-    """What to try when the graph imported from a file of ``runtime`` disagrees with it."""
-    if "onnx" in runtime.lower():
-        return "save the model with torch.export (a .pt2 file) instead"
-    if "export" in runtime.lower():
-        return "export the model to ONNX instead, or write it without in-place ops"
-    return "save the model with torch.export (a .pt2 file) or export it to ONNX"
-
-
 def check_source(proxy: Proxy, loads: np.ndarray) -> None:
     """The proxy's module (the graph gridverify imported from a file) against the
     file's own runtime (:meth:`~gridverify.proxy.graph_proxy.GraphProxy.reference`:
@@ -551,4 +542,4 @@ def check_source(proxy: Proxy, loads: np.ndarray) -> None:
                 f"{proxy.source or 'proxy'}: the graph gridverify imported from it "
                 f"disagrees with {who} (output {j}: {float(y[i, j])!r} against "
                 f"{float(ref[i, j])!r} at one of the loads compared); "
-                "its bounds would be those of another function: " + _other_format(who))
+                "its bounds would be those of another function: " + module.instead)

@@ -54,6 +54,8 @@ class OnnxModule(GraphProxy):
     """
 
     reference_name = "onnxruntime"
+    #: what to try when the imported graph disagrees with onnxruntime
+    instead = "save the model with torch.export (a .pt2 file) instead"
 
     def __init__(self, m: onnx.ModelProto, *, keep: int | None = None, source: str = "onnx"):
         from gridverify.ir import from_onnx
