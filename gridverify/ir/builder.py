@@ -414,7 +414,8 @@ class GraphBuilder:
 
     def clamp(self, x: int, lo: TensorLike | None = None, hi: TensorLike | None = None,
               name: str | None = None) -> int:
-        """``clamp(x, lo, hi) = hi - relu(hi - lo - relu(x - lo))`` (constant lo/hi).
+        """``clamp(x, lo, hi) = hi - relu(hi - lo - relu(x - lo))`` (constant lo/hi; ``hi``
+        where ``lo > hi``, as torch and ONNX clamp).
 
         The nested form (the min of a max) rather than ``lo + relu(x - lo) -
         relu(x - hi)``: the same function, whose intervals stay in ``[lo, hi]`` (the
@@ -429,9 +430,9 @@ class GraphBuilder:
         hi_t = self._full(x, hi, "hi")
         if lo is None:  # min(x, hi) = x - relu(x - hi)
             return self.sub(x, self.relu(self.add_const(x, -hi_t)), name=name)
-        lo_t = self._full(x, lo, "lo")
-        if (lo_t > hi_t).any():
-            raise GraphError(f"clamp of node {self._node(x).name!r}: lo > hi")
+        # min(max(x, lo), hi) is hi where lo > hi (torch's and ONNX's clamp): so is
+        # the clamp to [min(lo, hi), hi]
+        lo_t = np.minimum(self._full(x, lo, "lo"), hi_t)
         r1 = self.relu(self.add_const(x, -lo_t))  # max(x, lo) - lo
         r2 = self.relu(self.add_const(self.neg(r1), hi_t - lo_t))  # hi - min(max(x, lo), hi)
         return self.add_const(self.neg(r2), hi_t, name=name)

@@ -525,3 +525,30 @@ def test_split_and_chunk_import_through_fx_and_export():
     for g in (from_torch(m, input_size=7), from_exported(ep),
               from_exported(ep.run_decompositions())):
         torch.testing.assert_close(g.evaluate(x)[0], m(x), rtol=0, atol=1e-12)
+
+
+def test_clamp_with_min_above_max_is_max_as_in_torch():
+    """torch (and ONNX Clip) give ``max`` where ``min > max``: imported exactly, bounded
+    soundly, not refused."""
+
+    class Crossed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+            self.register_buffer("lo", torch.tensor([-1.0, 0.5, 2.0]))
+            self.register_buffer("hi", torch.tensor([1.0, 0.2, 2.5]))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.fc(x)
+            return torch.cat([torch.clamp(h, 1.0, -1.0), torch.clamp(h, self.lo, self.hi)], 1)
+
+    torch.manual_seed(0)
+    g = _check(Crossed(), 3)
+    from gridverify.bounds import compute_bounds
+
+    lo, hi = -torch.ones(1, 3, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64)
+    b = compute_bounds(g, lo, hi, method="crown")
+    x = lo + (hi - lo) * torch.rand(500, 3, dtype=torch.float64)
+    y = g.evaluate_flat(x)
+    assert (y <= b.upper + 1e-9).all() and (y >= b.lower - 1e-9).all()
+    assert torch.allclose(y[:, :3], torch.full_like(y[:, :3], -1.0))
