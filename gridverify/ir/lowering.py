@@ -572,11 +572,16 @@ class Lowering:
             sp = self.softplus_where(cond.z, cond.t, a, b)
             if sp is not None:
                 return sp
-        root = self.compare_root(cond)
-        x, t = root.z, root.t
-        k_hi = 0 if root.above else 1
-        at_t = [relower(x, k, np.full(x.shape, t)) for k in (k_hi, 1 - k_hi)]
-        if any(isinstance(v, Var) for v in at_t):
+        # the variable the comparison is an affine image of, else the one it names (an
+        # affine image the importer cannot substitute into the branches: log(sigmoid(x))
+        # is -softplus(-x), whose softplus no node of the model computes)
+        for root in dict.fromkeys((self.compare_root(cond), cond)):
+            x, t = root.z, root.t
+            k_hi = 0 if root.above else 1
+            at_t = [relower(x, k, np.full(x.shape, t)) for k in (k_hi, 1 - k_hi)]
+            if not any(isinstance(v, Var) for v in at_t):
+                break
+        else:
             raise _Unsupported("where(x > t, a, b): the branches read variables other than "
                                "the compared x")
         try:

@@ -303,6 +303,29 @@ def test_where_activation_bounds_contain_sampled_and_attacked_outputs():
     _assert_bounds_hold(from_torch(WhereActivations().double().eval(), input_size=5))
 
 
+def test_where_on_a_variable_that_is_an_affine_image_of_an_inner_one():
+    """``z = logsigmoid(h)`` is ``-softplus(-h)``: the comparison ``z > t`` is one of the
+    softplus, which no node of the module computes; the branches are functions of ``z``
+    itself, and the import reads them so (it refused them)."""
+
+    class LogSigmoidWhere(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(5, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            z = F.logsigmoid(self.lin(x))
+            return torch.where(z > -0.3, 2.0 * z + 0.3, z)
+
+    torch.manual_seed(5)
+    m = LogSigmoidWhere().double().eval()
+    g = from_torch(m, input_size=5)
+    x = _x(4000)
+    with torch.no_grad():
+        np.testing.assert_allclose(g.evaluate(x)[0].numpy(), m(x).numpy(), rtol=0, atol=1e-12)
+    _assert_bounds_hold(g)
+
+
 class _Where(nn.Module):
     def __init__(self, fn) -> None:
         super().__init__()
