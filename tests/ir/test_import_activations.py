@@ -80,6 +80,12 @@ def _x(n: int = 64) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(3).uniform(-4, 4, (n, 5)))
 
 
+def _assert_computes(g, m: nn.Module, x: torch.Tensor, atol: float = 1e-12) -> None:
+    """The imported graph ``g`` is the module ``m`` at the rows of ``x``."""
+    with torch.no_grad():
+        np.testing.assert_allclose(g.evaluate(x)[0].numpy(), m(x).numpy(), rtol=0, atol=atol)
+
+
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS | THRESHOLDED))
 def test_torch_import_computes_the_module(name):
     m = _mlp({**ACTIVATIONS, **THRESHOLDED}[name]()).double()
@@ -141,8 +147,7 @@ def test_torch_softplus_pattern_imports_as_torch_computes_it(beta, t):
     g = from_onnx(model)
     assert [n.op for n in g.nodes].count("softplus") == 1
     x = _x(4000)
-    with torch.no_grad():
-        np.testing.assert_allclose(g.evaluate(x)[0].numpy(), m(x).numpy(), rtol=0, atol=1e-12)
+    _assert_computes(g, m, x)
     # exported again, it is the same pattern, and the same function
     from gridverify.ir.onnx_export import to_onnx
 
@@ -220,9 +225,7 @@ def test_functional_layer_norm_and_its_range():
     torch.manual_seed(2)
     m = FL().double().eval()
     g = from_torch(m, input_size=5)
-    x = _x(500)
-    with torch.no_grad():
-        np.testing.assert_allclose(g.evaluate(x)[0].numpy(), m(x).numpy(), rtol=0, atol=1e-12)
+    _assert_computes(g, m, _x(500))
     lo, hi = -torch.ones(5, dtype=torch.float64), torch.ones(5, dtype=torch.float64)
     for method in ("ibp", "crown"):
         r = compute_bounds(g, lo, hi, method=method)
@@ -320,9 +323,7 @@ def test_where_on_a_variable_that_is_an_affine_image_of_an_inner_one():
     torch.manual_seed(5)
     m = LogSigmoidWhere().double().eval()
     g = from_torch(m, input_size=5)
-    x = _x(4000)
-    with torch.no_grad():
-        np.testing.assert_allclose(g.evaluate(x)[0].numpy(), m(x).numpy(), rtol=0, atol=1e-12)
+    _assert_computes(g, m, _x(4000))
     _assert_bounds_hold(g)
 
 
@@ -366,9 +367,7 @@ def test_onnx_where_activations_import_and_bound_soundly():
     torch.manual_seed(5)
     m = WhereOnnx().double().eval()
     g = from_onnx(_onnx(m))
-    x = _x(4000) * 2.0
-    with torch.no_grad():
-        np.testing.assert_allclose(g.evaluate(x)[0].numpy(), m(x).numpy(), rtol=0, atol=1e-11)
+    _assert_computes(g, m, _x(4000) * 2.0, atol=1e-11)
     _assert_bounds_hold(g)
 
 
