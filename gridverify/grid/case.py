@@ -175,14 +175,18 @@ def raw_from_matpower(mf: MatpowerFile, name: str | None = None) -> RawCase:
             line=mf.lines.get("version"),
             field="version",
         )
-    if "baseMVA" not in mf.scalars:
+    base_table = mf.tables.get("baseMVA")
+    if "baseMVA" not in mf.scalars and base_table is not None and base_table.values.size == 1:
+        base = float(base_table.values.reshape(-1)[0])  # ``[100]``: a 1x1 matrix is a number
+    elif "baseMVA" not in mf.scalars:
         raise CaseFormatError(
             "missing or non-numeric mpc.baseMVA",
             source=src,
             line=mf.lines.get("baseMVA"),
             field="baseMVA",
         )
-    base = float(mf.scalars["baseMVA"])
+    else:
+        base = float(mf.scalars["baseMVA"])
     tabs = {}
     for tname in ("bus", "gen", "branch"):
         tabs[tname] = _table(mf, tname, required=True)

@@ -8,7 +8,11 @@ MATPOWER and PGLib-OPF case files use:
 * ``mpc.NAME = [ ... ];`` numeric matrices, whose rows are separated by ``;``
   or newlines and whose elements are separated by blanks or commas;
 * ``mpc.NAME = { ... };`` cell arrays of strings or numbers (e.g. ``bus_name``);
-* ``%`` line comments, ``%{ ... %}`` block comments and ``...`` continuations.
+* ``%`` line comments, ``%{ ... %}`` block comments (nested, as in MATLAB) and
+  ``...`` continuations.
+
+The file is UTF-8 (or latin-1, or UTF-16 with a byte-order mark); names and
+numbers are ASCII, as in MATLAB, and any other character is an error.
 
 Numbers may carry a sign, a decimal point and an exponent; ``Inf``/``NaN`` are
 read as floats (the validator decides whether they are acceptable).  Anything
@@ -24,6 +28,7 @@ later errors can point at the offending row.
 
 from __future__ import annotations
 
+import codecs
 import math
 import re
 from dataclasses import dataclass, field
@@ -68,9 +73,12 @@ class MatpowerFile:
 # --------------------------------------------------------------------------- tokens
 
 _NUMBER_RE = re.compile(
-    r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eEdD][+-]?\d+)?|[Ii]nf(?:inity)?\b|NaN\b|nan\b)"
+    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eEdD][+-]?[0-9]+)?|[Ii]nf(?:inity)?\b|NaN\b"
+    r"|nan\b)"
 )
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+_DIGITS = frozenset("0123456789")
+_IDENT_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,7 @@ def _after_number(raw: str, start: int, end: int, source: str, lineno: int) -> i
     if end >= len(raw) or raw.startswith("...", end):
         return end
     nxt = raw[end]
-    if nxt.isalnum() or nxt in "_.":
+    if nxt.isalnum() or nxt in "_.":  # any letter or digit, ASCII or not
         raise _err(source, lineno, f"malformed number near {raw[start:end + 1]!r}")
     if nxt in "+-":
         raise _err(
@@ -118,15 +126,15 @@ def _after_number(raw: str, start: int, end: int, source: str, lineno: int) -> i
 def _tokenize(text: str, source: str) -> list[_Tok]:
     """Split the file into tokens; comments and continuations are dropped."""
     toks: list[_Tok] = []
-    in_block = False
+    depth = 0  # block comments nest, as in MATLAB
     for lineno, raw in enumerate(text.splitlines(), start=1):
         stripped = raw.strip()
-        if in_block:
-            if stripped == "%}":
-                in_block = False
-            continue
         if stripped == "%{":
-            in_block = True
+            depth += 1
+            continue
+        if depth:
+            if stripped == "%}":
+                depth -= 1
             continue
         i, n = 0, len(raw)
         continued = False
@@ -160,7 +168,7 @@ def _tokenize(text: str, source: str) -> list[_Tok]:
                 toks.append(_Tok("str", raw[i : j + 1], lineno, "".join(buf)))
                 i = j + 1
                 continue
-            if ch in "+-" or ch.isdigit() or (ch == "." and i + 1 < n and raw[i + 1].isdigit()):
+            if ch in "+-" or ch in _DIGITS or (ch == "." and i + 1 < n and raw[i + 1] in _DIGITS):
                 m = _NUMBER_RE.match(raw, i)
                 if m is None:
                     raise _err(
@@ -174,9 +182,9 @@ def _tokenize(text: str, source: str) -> list[_Tok]:
                 toks.append(_Tok("num", raw[i:end], lineno, _to_float(raw[i:end])))
                 i = _after_number(raw, i, end, source, lineno)
                 continue
-            if ch.isalpha() or ch == "_":
+            if ch in _IDENT_START:
                 m = _IDENT_RE.match(raw, i)
-                assert m is not None
+                assert m is not None  # the pattern matches every letter or ``_`` of ASCII
                 word = m.group(0)
                 if word.lower() in ("inf", "infinity", "nan"):
                     toks.append(_Tok("num", word, lineno, _to_float(word)))
@@ -391,8 +399,15 @@ def parse_matpower(text: str, source: str = "<string>") -> MatpowerFile:
 def read_matpower(path: str | Path) -> MatpowerFile:
     """Read and parse a MATPOWER ``.m`` file; errors name the file and line."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        text = p.read_text(encoding="latin-1")
+    data = p.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # saved as UTF-16
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError as e:
+            raise CaseFormatError(f"not valid UTF-16 text ({e.reason})", source=str(p)) from None
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
     return parse_matpower(text, source=str(p))

@@ -54,6 +54,7 @@ BRANCH_FIELDS = ("fbus", "tbus", "r", "x", "b", "rateA", "rateB", "rateC", "rati
 MAX_ANGLE_WARN_DEG = 60.0
 TAP_WARN_RANGE = (0.5, 1.5)
 GROUP_LIMIT = 5  # more warnings of one kind than this are summarised in one line
+MAX_BUS_ID = 2**53  # the largest id float64 still tells apart from its neighbours
 
 
 @dataclass(frozen=True)
@@ -125,9 +126,13 @@ class _V:
                 continue
             table = items[0][1]
             rows = [r + 1 for _, _, r in items if r is not None]
+            first = items[0][0].split(": ", 1)[1]
+            if table is None or not rows:  # not about table rows (islands)
+                out.append(f"{self.src}: {key}: {len(items)}; first: {first}")
+                continue
             shown = ", ".join(str(r) for r in rows[:GROUP_LIMIT])
             out.append(f"{self.src}: {key} on {len(items)} {table} rows ({shown}, ...); "
-                       f"first: {items[0][0].split(': ', 1)[1]}")
+                       f"first: {first}")
         return tuple(out)
 
 
@@ -174,6 +179,9 @@ def validate_case(raw: RawCase) -> CaseCheck:
     for i, bid in enumerate(ids):
         if bid != np.round(bid) or bid <= 0:
             raise v.fail(f"bus id {bid:g} is not a positive integer", "bus", i, "bus.bus_i")
+        if bid > MAX_BUS_ID:  # beyond, float64 ids are no longer distinct integers
+            raise v.fail(f"bus id {bid:g} is too large (at most 2^53 = {MAX_BUS_ID})", "bus",
+                         i, "bus.bus_i")
     index: dict[int, int] = {}
     for i, bid in enumerate(ids.astype(np.int64)):
         if int(bid) in index:

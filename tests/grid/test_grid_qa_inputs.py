@@ -303,3 +303,68 @@ def test_even_pwl_gencost_keeps_functions_and_polynomials():
     np.testing.assert_array_equal(out2[1, :11], gc2[1])
     # rows already even are returned unchanged
     np.testing.assert_array_equal(_even_pwl_gencost(out), out)
+
+
+# ------------------------------------------------- non-ASCII text, big ids, MATLAB forms
+
+
+@pytest.mark.parametrize("bad, shown", [
+    ("é", "é"),            # a non-ASCII letter alone on a line
+    ("µ98.61", "µ"),       # one inside a matrix
+    ("\uff13", "\uff13"),  # a full-width digit is not the digit 3
+])
+def test_non_ascii_characters_are_named_not_asserted(tmp_path, bad, shown):
+    text = _tiny().replace("mpc.bus = [ 7 3 50", f"mpc.bus = [ 7 3 {bad}")
+    err = _error(_write(tmp_path, text))
+    assert err.line == 4 and f"unexpected character {shown!r}" in str(err)
+
+
+def test_non_ascii_cli_exit_2(tmp_path, capsys):
+    path = _write(tmp_path, _tiny() + "é\n")
+    line = _cli_one_line_error(["case", "info", str(path)], capsys, "case.m")
+    assert "'é'" in line
+
+
+def test_utf16_file_reads_as_utf8(tmp_path):
+    plain = load_case(_write(tmp_path, _tiny(), "plain.m"))
+    path = tmp_path / "wide.m"
+    path.write_bytes(_tiny().encode("utf-16"))  # with its byte-order mark
+    wide = load_case(path)
+    np.testing.assert_array_equal(wide.bus, plain.bus)
+    np.testing.assert_array_equal(wide.branch, plain.branch)
+
+
+def test_nested_block_comments(tmp_path):
+    text = _tiny().replace("mpc.baseMVA = 100;\n", "mpc.baseMVA = 100;\n%{\n outer\n%{\n"
+                           " inner\n%}\n mpc.bus = oops(1);\n%}\n")
+    case = load_case(_write(tmp_path, text))
+    assert case.bus.shape == (2, 13)
+
+
+def test_base_mva_as_a_one_by_one_matrix(tmp_path):
+    case = load_case(_write(tmp_path, _tiny().replace("mpc.baseMVA = 100;",
+                                                      "mpc.baseMVA = [ 50 ];")))
+    assert case.base_mva == 50.0
+
+
+def test_bus_id_beyond_float_integers_is_rejected_on_its_row(tmp_path):
+    text = _tiny().replace(" 8 1 20", " 1e19 1 20").replace("7 8 0.01", "7 1e19 0.01")
+    err = _error(_write(tmp_path, text))
+    assert err.field == "bus.bus_i" and "too large" in str(err) and err.line == 5
+
+
+def test_grouped_island_warnings_do_not_name_a_table(tmp_path):
+    buses = "".join(f" {b} {3 if b == 1 else 1} 10 0 0 0 1 1 0 230 1 1.1 0.9;\n"
+                    for b in range(1, 15))
+    gens = "".join(f" {b} 10 0 100 -100 1 100 1 100 0;\n" for b in range(1, 15))
+    branches = "".join(f" {b} {b + 1} 0.01 0.1 0 100 0 0 0 0 1 -30 30;\n"
+                       for b in range(1, 15, 2))
+    costs = "".join(" 2 0 0 2 1 0;\n" for _ in range(14))
+    text = (f"function mpc = islands\nmpc.version = '2';\nmpc.baseMVA = 100;\n"
+            f"mpc.bus = [\n{buses}];\nmpc.gen = [\n{gens}];\nmpc.branch = [\n{branches}];\n"
+            f"mpc.gencost = [\n{costs}];\n")
+    from gridverify.grid.validate import validate_case
+
+    warnings = validate_case(load_case(_write(tmp_path, text))).warnings
+    line = next(w for w in warnings if "islands without a reference bus" in w)
+    assert "None" not in line and "islands without a reference bus: 6;" in line
