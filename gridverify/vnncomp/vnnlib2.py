@@ -103,6 +103,80 @@ def _one_assert(text: str) -> str | None:
     return "".join(rest) + "\n(assert (and\n" + "\n".join(bodies) + "\n))\n"
 
 
+def _operand_end(text: str, i: int) -> int:
+    """The end of the s-expression operand starting at ``text[i]`` (a blank-free atom
+    such as ``Y[0]`` or ``-1.5e3``, or a balanced parenthesised form)."""
+    if text[i] != "(":
+        j = i
+        while j < len(text) and not text[j].isspace() and text[j] not in "();":
+            j += 1
+        return j
+    depth, j = 0, i
+    while j < len(text):
+        if text[j] == ";":  # a comment runs to the end of its line
+            nl = text.find("\n", j)
+            j = len(text) if nl < 0 else nl
+            continue
+        depth += text[j] == "("
+        depth -= text[j] == ")"
+        j += 1
+        if depth == 0:
+            return j
+    return j
+
+
+def _skip_blank(text: str, i: int) -> int:
+    """The first position from ``i`` on that is neither a blank nor in a ``;`` comment."""
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+        elif text[i] == ";":
+            nl = text.find("\n", i)
+            i = len(text) if nl < 0 else nl
+        else:
+            break
+    return i
+
+
+_EQUALITY = re.compile(r"\(\s*==(?=[\s(;])")
+
+
+def _split_equalities(text: str, source: str) -> str:
+    """``text`` with every ``(== A B)`` written ``(and (<= A B) (>= A B))``.
+
+    The ``vnnlib`` package's ``compat`` transform keeps only the ``<=`` half of an
+    equality (``(== Y[0] 5)`` became ``Y[0] <= 5``, ``(== X[0] 0.5)`` the box
+    ``X[0] <= 0.5``): spelled as two inequalities it transforms correctly.  Operands
+    are linear terms, so an equality holds no other comparison.
+    """
+    out, i, n = [], 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == ";":
+            nl = text.find("\n", i)
+            nl = n if nl < 0 else nl
+            out.append(text[i:nl])
+            i = nl
+            continue
+        m = _EQUALITY.match(text, i) if ch == "(" else None
+        if m is None:
+            out.append(ch)
+            i += 1
+            continue
+        a0 = _skip_blank(text, m.end())
+        a1 = _operand_end(text, a0) if a0 < n else a0
+        b0 = _skip_blank(text, a1)
+        b1 = _operand_end(text, b0) if b0 < n else b0
+        close = _skip_blank(text, b1)
+        if a1 == a0 or b1 == b0 or close >= n or text[close] != ")":
+            line = text.count("\n", 0, i) + 1
+            raise VnnlibError(f"{source}:{line}: an equality (==) needs two operands")
+        lhs, rhs = text[a0:a1], text[b0:b1]
+        out.append(f"(and (<= {lhs} {rhs}) (>= {lhs} {rhs}))")
+        i = close + 1
+    return "".join(out)
+
+
 def parse_vnnlib2_text(text: str, source: str = "<string>") -> Property:
     """Parse VNN-LIB 2.0 text into a :class:`Property` (needs the ``vnnlib`` package)."""
     if not vnnlib2_available():
@@ -114,9 +188,9 @@ def parse_vnnlib2_text(text: str, source: str = "<string>") -> Property:
 
     try:
         query = vnnlib.parse_query_string(text)  # errors name the lines of the file
-        merged = _one_assert(text)
+        merged = _split_equalities(_one_assert(text) or text, source)
         cases = vnnlib.compat.transform(
-            query if merged is None else vnnlib.parse_query_string(merged))
+            query if merged == text else vnnlib.parse_query_string(merged))
     except vnnlib.VNNLibException as exc:
         raise VnnlibError(_message(exc, source)) from None
     networks = list(query.networks)

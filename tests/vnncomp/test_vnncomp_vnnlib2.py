@@ -119,3 +119,28 @@ def test_version2_comment_inside_an_assert_reads(tmp_path: Path) -> None:
     assert text != BODY2
     p.write_text(HEAD2 + text)
     assert _polys(parse_vnnlib(p)) == _polys(parse_vnnlib_text(V1))
+
+
+@pytest.mark.parametrize("v2, v1", [
+    ("(== Y[0] 5.0)", "(= Y_0 5.0)"),
+    ("(== 5.0 ; five\n Y[0])", "(= 5.0 Y_0)"),
+    ("(or (== (+ Y[0] Y[1]) 1.0) (<= Y[1] -2.0))", "(or (= (+ Y_0 Y_1) 1.0) (<= Y_1 -2.0))"),
+    ("(and (==  X[0]  0.5) (>= Y[1] 1.0))", "(and (= X_0 0.5) (>= Y_1 1.0))"),
+])
+def test_version2_equality_is_both_inequalities(tmp_path: Path, v2: str, v1: str) -> None:
+    """``(== A B)`` holds A <= B and A >= B: the ``vnnlib`` package's transform alone
+    kept only the first (an impossible ``Y[0] == 5`` read ``Y[0] <= 5`` gave sat)."""
+    p = tmp_path / "v2.vnnlib"
+    p.write_text(HEAD2 + BODY2.splitlines(keepends=True)[0] + "".join(
+        BODY2.splitlines(keepends=True)[1:4]) + f"(assert {v2})\n")
+    head1 = "".join(V1.splitlines(keepends=True)[:8])
+    assert _polys(parse_vnnlib(p)) == _polys(parse_vnnlib_text(head1 + f"(assert {v1})\n"))
+
+
+def test_version2_impossible_equality_is_unsat(tmp_path: Path) -> None:
+    model = mlp_onnx(tmp_path / "tiny.onnx", tiny_relu_weights())  # outputs in [0, 1]
+    p = tmp_path / "eq.vnnlib"
+    p.write_text(HEAD2 + "".join(BODY2.splitlines(keepends=True)[:4])
+                 + "(assert (== Y[0] 5.0))\n")
+    out = run_instance(model, p, RunOptions(timeout=10, extend_attack=False))
+    assert out.result == "unsat", out
