@@ -83,7 +83,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     batch = sub.add_parser(
         "batch",
         help="run every instance of a benchmark folder",
-        description="Run every row (onnx,vnnlib,timeout) of BENCHMARK_DIR/instances.csv.",
+        description="Run every row (onnx,vnnlib,timeout) of BENCHMARK_DIR/instances.csv. "
+        "A row whose files cannot be read or parsed is recorded as error and the others "
+        "still run; the results CSV is rewritten after every row.",
+        epilog="exit status: 0 done (rows that error or time out are counted in the "
+        "summary), 1 a result contradicts --expected, 2 bad input (the folder, the CSV, "
+        "the options)",
     )
     batch.add_argument("benchmark_dir", help="benchmark folder (instances.csv, onnx/, vnnlib/)")
     batch.add_argument("--instances", help="instances CSV (default BENCHMARK_DIR/instances.csv)")

@@ -195,6 +195,9 @@ def run_batch(
                 result, detail = outcome.result, f"{outcome.stage}: {outcome.detail}"
             except GridverifyError as exc:
                 result, detail = "error", str(exc)
+            except OSError as exc:  # a file of the row unreadable: the others still run
+                where = exc.filename or root / inst.vnnlib
+                result, detail = "error", f"{where}: {exc.strerror or exc}"
             row = BatchRow(inst.onnx, inst.vnnlib, result, time.monotonic() - t0, detail)
             results.append(row)
             _write_csv(out, results)

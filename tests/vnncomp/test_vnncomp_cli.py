@@ -237,6 +237,22 @@ def test_batch_missing_file_is_named(bench: Path, tmp_path: Path, capsys) -> Non
     assert "ERROR: onnx/tiny.onnx vnnlib/nope.vnnlib: " in printed and "nope.vnnlib" in printed
 
 
+def test_batch_row_with_an_unreadable_file_is_an_error_row(bench: Path, tmp_path: Path,
+                                                          capsys) -> None:
+    """A property path that is a folder (an OS error, not a parse error) makes its row
+    an error; the rows after it still run."""
+    (bench / "vnnlib" / "folder.vnnlib").mkdir()
+    (bench / "instances.csv").write_text(
+        "onnx/tiny.onnx,vnnlib/sat.vnnlib,5\nonnx/tiny.onnx,vnnlib/folder.vnnlib,5\n"
+        "onnx/tiny.onnx,vnnlib/unsat.vnnlib,5\n")
+    out = tmp_path / "r.csv"
+    rc = main(["vnncomp", "batch", str(bench), "--out", str(out), "--no-progress"])
+    capsys.readouterr()
+    rows = list(csv.reader(out.open()))
+    assert rc == 0 and [r[2] for r in rows[1:]] == ["sat", "error", "unsat"]
+    assert "folder.vnnlib" in rows[2][4]
+
+
 @pytest.mark.skipif(not os.access("/bin/bash", os.X_OK), reason="needs bash")
 def test_competition_scripts(bench: Path, tmp_path: Path) -> None:
     scripts = REPO / "vnncomp_scripts"
