@@ -83,3 +83,11 @@ class StudyError(GridverifyError):
 class OutputPathError(GridverifyError):
     """An output path cannot be written (a folder where a file is meant, no permission,
     a file in the way of a folder); checked before any computation starts."""
+
+
+def one_line(exc: BaseException, limit: int = 160) -> str:
+    """The last non-empty line of an exception's message (at most ``limit`` characters;
+    the type's name when the message is empty): what a one-line report shows of an
+    error raised by a library (onnx, torch) whose messages run over several lines."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:limit]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gridverify.errors import GraphError, ProxyError, UnsupportedOpError
+from gridverify.errors import GraphError, ProxyError, UnsupportedOpError, one_line
 
 
 class GraphProxy(nn.Module):
@@ -159,8 +159,7 @@ class TorchScriptModule(GraphProxy):
                 script(*example)
         except Exception as exc:  # noqa: BLE001 - a user's module may raise anything
             # TorchScript's message carries the script's traceback; its last line says why
-            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            why = (lines[-1] if lines else type(exc).__name__)[:200]
+            why = one_line(exc, 200)
             raise ProxyError(f"{path}: the module does not accept inputs of size 2L = "
                              f"{input_size}: {why}") from None
         try:

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from gridverify.errors import GraphError, SpecError
+from gridverify.errors import GraphError, SpecError, one_line
 from gridverify.grid.compile import flow_templates
 from gridverify.grid.compiled import CompiledCase, FlowTemplate
 from gridverify.grid.flows import (
@@ -346,7 +346,7 @@ class _Evaluator:
             self.name = "onnxruntime float64"
             return
         except Exception as exc:  # noqa: BLE001 - no float64 kernel, or a graph we cannot widen
-            why = _one_line(exc)
+            why = one_line(exc)
         if wide is not None:
             try:
                 from onnx.reference import ReferenceEvaluator
@@ -364,7 +364,7 @@ class _Evaluator:
         try:
             self._checker = OnnxChecker(model.SerializeToString())
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
-            raise GraphError(f"{source}: onnxruntime cannot run the model ({_one_line(exc)})"
+            raise GraphError(f"{source}: onnxruntime cannot run the model ({one_line(exc)})"
                              ) from None
         self.name = "onnxruntime as stored"
         self.notes.append(f"the graph runs only as stored ({why[:100]}): tolerance at least "
@@ -397,12 +397,6 @@ class _Evaluator:
     def cast(self, x: np.ndarray) -> np.ndarray:
         """``x`` as the model sees it (rounded to float32 when run as stored)."""
         return x if self._ref is not None else self._checker.cast(x)
-
-
-def _one_line(exc: BaseException) -> str:
-    """The last non-empty line of an exception's message (at most 160 characters)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return (lines[-1] if lines else type(exc).__name__)[:160]
 
 
 def _static_shape(vi: Any) -> tuple[int, ...]:
@@ -598,7 +592,7 @@ def _check_graph(model: Any, source: str) -> None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # noqa: BLE001 - onnx raises its own types (ValidationError...)
-        raise GraphError(f"{source}: not a valid ONNX graph ({_one_line(exc)[:200]})") from None
+        raise GraphError(f"{source}: not a valid ONNX graph ({one_line(exc)[:200]})") from None
 
 
 def check_physics(model: Any, case: CompiledCase, options: CheckOptions | None = None

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gridverify.errors import GraphError, GridverifyError, VnnlibError
+from gridverify.errors import GraphError, GridverifyError, VnnlibError, one_line
 from gridverify.ir.onnx_check import OnnxChecker, first_disagreement
 from gridverify.vnncomp.vnnlib import Property, PropertyCase, parse_vnnlib
 
@@ -245,23 +245,27 @@ def decide(inst: _Instance, opts: RunOptions, clock: _Clock) -> RunOutcome:
     device = torch.device(opts.device)
     dtype = torch.float64 if opts.attack_dtype == "float64" else torch.float32
 
-    # 2. cheap attack
-    hit = _attack_round(
-        inst,
-        opts,
-        clock,
-        device,
-        dtype,
-        opts.seed,
-        opts.attack_restarts,
-        opts.attack_steps,
-        share=0.3,
-    )
+    # 2. cheap attack (a crash of it, e.g. restarts beyond memory, finds nothing)
+    attack_note = ""
+    try:
+        hit = _attack_round(
+            inst,
+            opts,
+            clock,
+            device,
+            dtype,
+            opts.seed,
+            opts.attack_restarts,
+            opts.attack_steps,
+            share=0.3,
+        )
+    except (RuntimeError, MemoryError) as exc:
+        hit, attack_note = None, f"; attack failed: {type(exc).__name__}: {one_line(exc)}"
     clock.lap("attack")
     if hit is not None:
         return _outcome("sat", clock, "attack", "counterexample confirmed by onnxruntime", *hit)
     if clock.left() <= 0:
-        return _outcome("timeout", clock, "attack")
+        return _outcome("timeout", clock, "attack", attack_note[2:])
 
     # 3. bounds: which disjuncts of which boxes remain open
     open_items: list[tuple[int, int]] = [
@@ -291,7 +295,7 @@ def decide(inst: _Instance, opts: RunOptions, clock: _Clock) -> RunOutcome:
                 inst, clock, "bounds", f"every disjunct infeasible by {opts.bound_method}"
             )
     if clock.left() <= 0:
-        return _outcome("timeout", clock, "bounds", bound_note)
+        return _outcome("timeout", clock, "bounds", bound_note + attack_note)
 
     # 4. branch-and-bound
     if opts.use_bab:
@@ -309,26 +313,29 @@ def decide(inst: _Instance, opts: RunOptions, clock: _Clock) -> RunOutcome:
 
     # 5. more attack rounds with the remaining time
     rnd = 1
-    while opts.extend_attack and clock.left() > 0.05 * opts.timeout:
-        hit = _attack_round(
-            inst,
-            opts,
-            clock,
-            device,
-            dtype,
-            opts.seed + 1000 * rnd,
-            opts.attack_restarts * 2,
-            opts.attack_steps * 2,
-            share=1.0,
-            items=open_items,
-        )
+    while opts.extend_attack and not attack_note and clock.left() > 0.05 * opts.timeout:
+        try:
+            hit = _attack_round(
+                inst,
+                opts,
+                clock,
+                device,
+                dtype,
+                opts.seed + 1000 * rnd,
+                opts.attack_restarts * 2,
+                opts.attack_steps * 2,
+                share=1.0,
+                items=open_items,
+            )
+        except (RuntimeError, MemoryError) as exc:
+            hit, attack_note = None, f"; attack failed: {type(exc).__name__}: {one_line(exc)}"
         clock.lap("attack")
         if hit is not None:
             return _outcome("sat", clock, "attack", "counterexample confirmed by onnxruntime", *hit)
         rnd += 1
     if opts.extend_attack:
-        return _outcome("timeout", clock, "attack", bound_note)
-    return _outcome("unknown", clock, "bounds", bound_note)
+        return _outcome("timeout", clock, "attack", bound_note + attack_note)
+    return _outcome("unknown", clock, "bounds", bound_note + attack_note)
 
 
 def _unsat(inst: _Instance, clock: _Clock, stage: str, detail: str) -> RunOutcome:

@@ -139,6 +139,19 @@ def test_unknown_without_bounds_and_timeout_respected(tiny: Path, tmp_path: Path
     assert time.monotonic() - t0 < 2.5
 
 
+def test_attack_beyond_memory_finds_nothing_and_the_run_goes_on(tiny: Path,
+                                                                tmp_path: Path) -> None:
+    """Restarts whose starting points cannot be allocated: the attack stage fails (it
+    proves nothing), the verdict comes from the stages after it, no traceback."""
+    prop = _prop(tmp_path, "unsat.vnnlib", [0, 0], [1, 1], 2, [["(>= Y_0 2.5)"]])
+    huge = RunOptions(timeout=10, attack_restarts=10**15, bound_method="none", use_bab=False)
+    out = run_instance(tiny, prop, huge)
+    assert out.result == "timeout" and "attack failed" in out.detail, out
+    if _bounds_available():
+        out = run_instance(tiny, prop, RunOptions(timeout=10, attack_restarts=10**15))
+        assert out.result == "unsat", out
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_random_networks_answers_are_consistent(tmp_path: Path, seed: int) -> None:
     """sat below the sampled maximum (confirmed); never unsat where sampling violates."""
