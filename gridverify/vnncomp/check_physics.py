@@ -61,6 +61,7 @@ from gridverify.grid.flows import (
     bus_injections,
     thermal_residuals,
 )
+from gridverify.sysmem import memory_shortfall
 from gridverify.vnncomp.instances import AcopfLayout, acopf_layout
 
 __all__ = [
@@ -607,12 +608,16 @@ def check_physics(model: Any, case: CompiledCase, options: CheckOptions | None =
     if ev.input_size != n_in:
         raise GraphError(f"{source}: the model takes {ev.input_size} inputs; case {case.name} "
                          f"has {case.n_load} loads, so the ACOPF layout needs {n_in} ([pd, qd])")
+    cands = _layouts(case)
+    # the samples, the graph's outputs and the equations' values (a few copies of each)
+    short = memory_shortfall(8 * 8 * opts.samples * (n_in + max(lay.size for _, lay in cands)))
+    if short is not None:
+        raise SpecError(f"--samples {opts.samples}: the samples and their outputs {short}")
     x0 = np.concatenate([case.pd, case.qd]).astype(np.float64)
     rng = np.random.default_rng(opts.seed)
     xs = x0 * (1.0 + opts.width * rng.uniform(-1.0, 1.0, size=(opts.samples, n_in)))
     xs = np.stack([ev.cast(x) for x in xs])
     first = ev.run(xs[0])
-    cands = _layouts(case)
     match = [(nm, lay) for nm, lay in cands if lay.size == first.size]
     if not match:
         sizes = " or ".join(str(lay.size) for _, lay in cands)

@@ -29,6 +29,7 @@ import torch
 
 from gridverify.errors import SpecError
 from gridverify.ir import Graph, Node
+from gridverify.sysmem import format_bytes, memory_shortfall
 
 __all__ = ["LUT_OPS", "lut_graph", "table_attrs"]
 
@@ -80,6 +81,23 @@ def _input_intervals(graph: Graph, lo: np.ndarray, hi: np.ndarray,
     return out
 
 
+ONNX_LIMIT_BYTES = 2**31  # protobuf's limit on one ONNX model
+
+
+def _check_table_size(entries: int, n_points: int) -> None:
+    """Refuse tables that cannot be built or written: ``entries`` tables of ``n_points``
+    points hold at least two float32 numbers per point (the point and its slope
+    change) in the ONNX model, and four float64 ones while they are built."""
+    onnx_bytes = 8 * entries * n_points
+    if onnx_bytes > ONNX_LIMIT_BYTES:
+        raise SpecError(f"--lut-points {n_points}: {entries} tables of {n_points} points take "
+                        f"{format_bytes(onnx_bytes)} in the ONNX model, more than ONNX's "
+                        f"{format_bytes(ONNX_LIMIT_BYTES)} limit")
+    short = memory_shortfall(32 * entries * n_points)
+    if short is not None:
+        raise SpecError(f"--lut-points {n_points}: {entries} tables of {n_points} points {short}")
+
+
 def lut_graph(graph: Graph, lo: np.ndarray, hi: np.ndarray, n_points: int = 32,
               ops: tuple[str, ...] = LUT_OPS, pad: float = 0.05) -> Graph:
     """``graph`` with every node of ``ops`` replaced by its lookup table (see module doc).
@@ -93,6 +111,7 @@ def lut_graph(graph: Graph, lo: np.ndarray, hi: np.ndarray, n_points: int = 32,
     targets = [n for n in graph.nodes if n.op in ops]
     if not targets:
         return graph
+    _check_table_size(sum(n.size for n in targets), int(n_points))
     ivs = _input_intervals(graph, lo, hi, sorted({n.inputs[0] for n in targets}))
     nodes = list(graph.nodes)
     for nd in targets:

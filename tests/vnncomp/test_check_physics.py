@@ -295,6 +295,7 @@ def test_bad_input_is_one_line_exit_2(shifted, proxy14, tmp_path, capsys):
         ["check-physics", str(path), "pglib_opf_case14_ieee", "--samples", "0"],
         ["check-physics", str(path), "pglib_opf_case14_ieee", "--tol", "-1"],
         ["check-physics", str(path), "pglib_opf_case14_ieee", "--seed", "-1"],
+        ["check-physics", str(path), "pglib_opf_case14_ieee", "--samples", "100000000000"],
     ):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err

@@ -122,3 +122,23 @@ def test_make_instances_lut_flags(tmp_path: Path, capsys):
     assert len(names) == 2 and names[0] == model.name, names
     rows = list(csv.reader((tmp_path / "instances.csv").open()))
     assert {r[0] for r in rows} == {f"onnx/{n}" for n in names}
+
+
+def test_tables_beyond_onnx_or_memory_are_refused_before_building(case5, tmp_path: Path,
+                                                                  capsys):
+    """Points that cannot fit the ONNX model (or memory) are refused naming --lut-points,
+    before any table is built (a linspace of 1e11 points ended in a traceback)."""
+    from gridverify.cli import main
+    from gridverify.errors import SpecError
+
+    graph, _ = acopf_graph(case5, _proxy(case5))
+    lo, hi = _box(case5, 0.1)
+    with pytest.raises(SpecError, match=r"--lut-points 100000000000: \d+ tables .* limit"):
+        lut_graph(graph, lo, hi, 10**11)
+    argv = ["vnncomp", "make-instances", "pglib_opf_case5_pjm", "--out", str(tmp_path / "b"),
+            "--hidden", "4", "--kinds", "thermal_one", "--widths", "0.05", "--nonlinear", "lut",
+            "--lut-points", str(10**11)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gridverify: error: --lut-points") and "\n" not in err
+    assert not (tmp_path / "b" / "onnx").exists()
