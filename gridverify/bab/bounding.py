@@ -180,6 +180,7 @@ class Bounder:
         beta_lr: float = 0.05,
         intermediate: str = "crown",
         warm: torch.Tensor | None = None,
+        deadline: float | None = None,
     ) -> DomainBounds:
         """Bound ``B`` domains (input boxes ``lo``/``hi``, split intervals ``ilo``/``ihi``).
 
@@ -187,7 +188,8 @@ class Bounder:
         :func:`gridverify.bounds.domains.bound_domains`, which does the work
         (see there for the options).  ``warm``: ``(B, warm_width)`` flat split
         multipliers and alphas (:meth:`flat_warm` of the parents' bounds) to start
-        from (NaN alphas: the default start).
+        from (NaN alphas: the default start).  ``deadline``: a :func:`time.monotonic`
+        time at which the optimizations stop at the iteration they are in.
         """
         dev, dt = self.device, self.dtype
         splits = None
@@ -209,7 +211,7 @@ class Bounder:
             self.spec, split_nodes=self.split_nodes, relevant=self.relevant, method=method,
             alpha_iterations=alpha_iterations, beta_iterations=beta_iterations, beta_lr=beta_lr,
             intermediate=intermediate, want_coef=want_coef, want_lin=want_lin, warm=wd,
-            warm_alpha=wa,
+            warm_alpha=wa, deadline=deadline,
         )
 
     def unflat4(self, flat: torch.Tensor) -> dict[int, torch.Tensor]:

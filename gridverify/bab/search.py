@@ -449,7 +449,7 @@ class _Search:
         db = bounder.bound(lo[None], hi[None], None, None, method=root_method,
                            alpha_iterations=opts.root_alpha_iterations,
                            want_lin=self.heuristic == "bbps",
-                           intermediate=opts.root_intermediate)
+                           intermediate=opts.root_intermediate, deadline=self.deadline())
         self.visited = 1
         root_rows = db.row_upper[0].detach().cpu()
         self._root_attack(root_rows)
@@ -519,7 +519,8 @@ class _Search:
                                beta_iterations=opts.beta_iterations if neuron else 0,
                                beta_lr=opts.beta_lr,
                                intermediate=opts.domain_intermediate if neuron else "crown",
-                               warm=ch.get("warm") if neuron else None)
+                               warm=ch.get("warm") if neuron else None,
+                               deadline=self.deadline())
             cdec = choose(bounder, cb, ch["lo"], ch["hi"], self.heuristic, self.tables)
         except (GridverifyError, RuntimeError) as exc:
             # keep the parents' (sound) bounds and stop: never crash mid-search

@@ -16,6 +16,7 @@ bounds, so alpha-CROWN is never looser than CROWN.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 import torch
@@ -245,6 +246,8 @@ def optimize_alpha(
                 {k: torch.cat([x.uA[k] for x in lins], 1).detach() for k in lins[0].uA},
                 torch.cat([x.ubias for x in lins], 1).detach(),
             )
+        if engine.deadline is not None and time.monotonic() >= engine.deadline:
+            break  # out of time: the best bounds so far are sound
         optim.step()
     engine.warm_betas = {n: torch.stack([p.detach() for p in ps])
                          for n, (_, _, ps, _) in betas.items()}

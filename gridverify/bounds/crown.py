@@ -153,8 +153,13 @@ class Engine:
         extra_nodes: frozenset[int] = frozenset(),
         relevant: Mapping[int, torch.Tensor] | None = None,
         refine: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.graph = graph
+        #: a :func:`time.monotonic` time after which optimizations (alphas, split
+        #: multipliers) stop at the iteration they are in, keeping their best bounds
+        #: so far (any alphas are sound); None: they run every iteration
+        self.deadline = deadline
         #: ``refine(engine, nid, spec, lower, upper) -> (lower, upper)`` tightens
         #: intermediate bounds when ``options.intermediate == "alpha-crown"``
         #: (:func:`gridverify.bounds.alpha.alpha_rows`); None: CROWN's are kept

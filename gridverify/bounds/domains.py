@@ -95,6 +95,7 @@ def bound_domains(
     want_lin: bool = False,
     warm: Mapping[int, torch.Tensor] | None = None,
     warm_alpha: Mapping[int, torch.Tensor] | None = None,
+    deadline: float | None = None,
 ) -> DomainBounds:
     """Bound ``B`` domains: input boxes ``lo``/``hi`` ``(B, n_in)`` (their device and
     dtype are the bounding's), split constraints ``{node: (lo, hi)}`` ``(B, size)``
@@ -113,6 +114,8 @@ def bound_domains(
     (``(4, B, size)``, e.g. the parent's ``DomainBounds.warm``); ``warm_alpha``:
     initial alphas of the final bound per nonlinear node (``(n_alpha, B, size)``,
     e.g. the parent's ``DomainBounds.warm_alpha``; any alphas are sound).
+    ``deadline``: a :func:`time.monotonic` time at which the optimizations stop
+    early (see :class:`~gridverify.bounds.crown.Engine`).
     """
     dev, dt = lo.device, lo.dtype
     B = lo.shape[0]
@@ -123,7 +126,7 @@ def bound_domains(
     opts = BoundOptions(alpha_iterations=alpha_iterations,
                         intermediate="crown" if inherit else intermediate)
     eng = Engine(graph, _boxes(graph, lo, hi), dt, dev, opts, fixed,
-                 relevant=relevant, refine=alpha_rows)
+                 relevant=relevant, refine=alpha_rows, deadline=deadline)
     with torch.no_grad():
         eng.compute_intermediate(
             use_crown=not inherit,
