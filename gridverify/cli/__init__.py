@@ -36,6 +36,9 @@ EXIT_OK = 0
 EXIT_VIOLATED = 1
 EXIT_BAD_INPUT = 2
 EXIT_OPEN = 3
+#: an error of gridverify itself (a bug): the traceback is printed; never 1, which
+#: says a violation was found
+EXIT_INTERNAL = 4
 #: stdout's reader went away (`| head`): 128 + SIGPIPE, as a command the signal ends
 EXIT_BROKEN_PIPE = 141
 
@@ -67,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  gridverify case info pglib_opf_case14_ieee\n"
             "  gridverify opf solve pglib_opf_case14_ieee --json\n"
             "  gridverify certify pglib_opf_case14_ieee --model models/case14_relu\n"
-            "\nexit status: 0 ok/all certified, 1 violation found, 2 bad input, 3 open"
+            "\nexit status: 0 ok/all certified, 1 violation found, 2 bad input, 3 open, "
+            "4 internal error"
         ),
     )
     from gridverify import __version__
@@ -134,6 +138,16 @@ def run_handler(func: Callable[[argparse.Namespace], int | None], args: argparse
     except KeyboardInterrupt:
         print("gridverify: interrupted", file=sys.stderr)
         return 130
+    except MemoryError as exc:
+        _error(f"out of memory{': ' + str(exc) if str(exc) else ''} (a smaller problem, "
+               "fewer samples or a lower --memory-cap where the command has one)")
+    except Exception:  # noqa: BLE001 - a bug: say so, never exit 1 (a violation)
+        import traceback
+
+        traceback.print_exc()
+        print("gridverify: internal error (a bug; please report it with the traceback "
+              "above)", file=sys.stderr)
+        return EXIT_INTERNAL
     finally:
         if previous is not _NOT_SET:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

@@ -295,6 +295,27 @@ def test_every_os_error_is_one_line(exc: OSError, expect: str,
     assert err == f"gridverify: error: {expect}\n"
 
 
+def test_a_bug_exits_4_with_its_traceback_never_1(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unexpected exception is an internal error (exit 4, traceback, one closing
+    line), not Python's exit status 1, which says a violation was found."""
+    def handler(args: object) -> int:
+        return {"a": 1}["b"]
+
+    assert run_handler(handler, None) == 4  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "KeyError: 'b'" in err
+    assert err.rstrip().splitlines()[-1].startswith("gridverify: internal error (a bug")
+
+
+def test_out_of_memory_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    def handler(args: object) -> int:
+        raise MemoryError
+
+    assert run_handler(handler, None) == 2  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert err.startswith("gridverify: error: out of memory (") and err.count("\n") == 1
+
+
 def _unprivileged() -> list[str] | None:
     """A command prefix that runs as an unprivileged user, or None."""
     if os.geteuid() != 0:
