@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 from collections.abc import Callable
@@ -254,12 +255,29 @@ def report_cmd(args: argparse.Namespace) -> int:
         summ = res.summary_frame()
         print(json.dumps({
             "study": res.name, "markdown": str(files.markdown), "html": str(files.html),
-            "summary": json.loads(summ.to_json(orient="records")) if not summ.empty else [],
+            "summary": _json_records(summ),
         }))
     elif not args.quiet:
         _print_jobs(folder, res)
         print(f"report: {files.markdown} and {files.html}")
     return _exit_from_results(res)
+
+
+def _json_records(frame: Any) -> list[dict[str, Any]]:
+    """The rows of a DataFrame as JSON objects, numbers at full precision (pandas'
+    ``to_json`` rounds to a fixed count of decimals: a bound of 4.9e-11 read 0.0),
+    NaN and infinities as null."""
+    import pandas as pd
+
+    def plain(v: Any) -> Any:
+        v = v.item() if hasattr(v, "item") else v
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, (str, bool, int, float)) or not pd.api.types.is_scalar(v):
+            return v
+        return None if pd.isna(v) else v
+
+    return [{str(k): plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
 
 
 def _from_here(path: str | Path) -> str:

@@ -75,7 +75,8 @@ def write_json_atomic(path: Path, obj: Any, indent: int | None = None) -> None:
     atomic_write_json(path, obj, indent=indent, mode=_FILE_MODE)
 
 
-def _write_h5_atomic(path: Path, cert: dict[str, Any], job: dict[str, Any]) -> None:
+def _write_h5_atomic(path: Path, cert: dict[str, Any], job: dict[str, Any],
+                     job_hash: str) -> None:
     import h5py
 
     with atomic_path(path, mode=_FILE_MODE) as tmp:
@@ -94,6 +95,7 @@ def _write_h5_atomic(path: Path, cert: dict[str, Any], job: dict[str, Any]) -> N
             f.attrs["format"] = _H5_FORMAT
             f.attrs["version"] = 1
             f.attrs["job_id"] = job["id"]
+            f.attrs["job_hash"] = job_hash  # of the run that wrote it (its record's)
             f.attrs["case"] = cert["case"]
             f.attrs["model"] = cert["model"]
             f.attrs["method"] = cert["method"]
@@ -116,15 +118,19 @@ def _write_h5_atomic(path: Path, cert: dict[str, Any], job: dict[str, Any]) -> N
 _H5_FORMAT = "gridverify-study-bounds"
 
 
-def _h5_problem(path: Path, job_id: str, n_constraints: int) -> str:
+def _h5_problem(path: Path, job_id: str, n_constraints: int, job_hash: str) -> str:
     """What is wrong with a done job's HDF5 file ("" when it opens as the bounds file
-    of ``job_id`` with one row per constraint of its record's ``n_constraints``: a
-    truncated or overwritten file, or a record edited apart from it, does not)."""
+    of ``job_id`` written by the run of ``job_hash``, its record's, with one row per
+    constraint of the record's ``n_constraints``: a truncated or overwritten file, a
+    record edited apart from it, or the file of another run of the job (a run killed
+    between writing the two, the study's file changed back) does not).  Files of
+    studies made before the hash was recorded have none and pass that check."""
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
             fmt, jid = f.attrs.get("format"), f.attrs.get("job_id")
+            jh = f.attrs.get("job_hash")
             rows = f["upper_bound"].shape[0] if "upper_bound" in f else None
     except OSError as exc:
         return f"not a readable HDF5 file ({' '.join(str(exc).split())[:120]})"
@@ -132,6 +138,8 @@ def _h5_problem(path: Path, job_id: str, n_constraints: int) -> str:
         return f"not a study bounds file (format {_H5_FORMAT!r})"
     if jid != job_id:
         return f"the bounds of another job ({jid!r})"
+    if jh is not None and jh != job_hash:
+        return "the bounds of another run of the job (its job hash differs from the record's)"
     if rows != n_constraints:
         return (f"{rows} rows of bounds, but its job record has {n_constraints} "
                 "constraints")
@@ -278,9 +286,9 @@ class StudyStore:
         if secs is not None and (isinstance(secs, bool) or not isinstance(secs, (int, float))):
             return damaged(f"seconds {secs!r} is not a number")
         state = rec.get("state")
+        if rec.get("error") is not None and not isinstance(rec["error"], dict):
+            return damaged("a record whose error is not an object")
         if state == FAILED:
-            if rec.get("error") is not None and not isinstance(rec["error"], dict):
-                return damaged("a failed record whose error is not an object")
             return JobRecord(job_id, FAILED, {**rec, "certificate": None, "exit_status": None})
         if state != DONE:
             return damaged(f"unknown state {state!r} (expected {DONE} or {FAILED})")
@@ -290,7 +298,7 @@ class StudyStore:
         h5 = self.h5_path(job_id)
         if not h5.is_file():
             return damaged("missing (the bounds of the done job)", h5)
-        why = _h5_problem(h5, job_id, len(cert["constraints"]))
+        why = _h5_problem(h5, job_id, len(cert["constraints"]), job_hash)
         if why:
             return damaged(why, h5)
         return JobRecord(job_id, DONE, {**rec, "certificate": cert, "exit_status": status})
@@ -305,7 +313,8 @@ class StudyStore:
         out = dict(rec)
         out["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if rec.get("certificate") is not None:
-            _write_h5_atomic(self.h5_path(job_id), rec["certificate"], rec["job"])
+            _write_h5_atomic(self.h5_path(job_id), rec["certificate"], rec["job"],
+                             rec["job_hash"])
             out["certificate"] = _slim_certificate(rec["certificate"])
         else:
             h5 = self.h5_path(job_id)

@@ -159,6 +159,14 @@ def test_report_cli(study_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     out = json.loads(capsys.readouterr().out)
     assert out["study"] == "t" and Path(out["html"]).exists()
     assert {row["family"] for row in out["summary"]} >= {"p_balance", "thermal_to"}
+    # every number as stored, at full precision (pandas' to_json rounded to 10 decimals)
+    from gridverify.study.results import load_results
+
+    frame = load_results(study_dir).summary_frame()
+    for row, (_, want) in zip(out["summary"], frame.iterrows(), strict=True):
+        for key in ("max_upper_bound", "max_attained", "gap"):
+            v = float(want[key])
+            assert row[key] == (v if math.isfinite(v) else None), (key, row[key], v)
     assert main(["report", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nope" in err

@@ -82,6 +82,7 @@ DAMAGE: dict[str, Callable[[Path], None]] = {
     "unknown state": _edit_record(lambda r: r.update(state="finished")),
     "seconds not a number": _edit_record(lambda r: r.update(seconds="abc")),
     "another job's record": _edit_record(lambda r: r.update(job_id="other")),
+    "done with a string error": _edit_record(lambda r: r.update(error="x")),
 }
 
 
@@ -222,7 +223,8 @@ def test_threads_changed_skips_finished_jobs(out: Path) -> None:
     assert run.ran == (_job_id(out),)  # the timeout is what it computes: run again
 
 
-@pytest.mark.parametrize("how", ["truncated", "another job's", "record emptied"])
+@pytest.mark.parametrize("how", ["truncated", "another job's", "record emptied",
+                                 "another run's"])
 def test_damaged_bounds_file_is_not_finished(out: Path, how: str) -> None:
     """A done record whose .h5 does not open as its bounds (cut short, another job's
     file copied over it, or rows for constraints its record no longer has) is damaged:
@@ -237,6 +239,11 @@ def test_damaged_bounds_file_is_not_finished(out: Path, how: str) -> None:
         h5.write_bytes(h5.read_bytes()[:100])
     elif how == "record emptied":
         _edit_record(lambda r: r["certificate"].update(constraints=[]))(store.json_path(job.id))
+    elif how == "another run's":  # of the job as the study file said before (a run
+        # killed between writing the .h5 and the record, the study file changed back)
+        with h5py.File(h5, "r+") as f:
+            assert f.attrs["job_hash"] == job.digest
+            f.attrs["job_hash"] = "0" * len(job.digest)
     else:
         with h5py.File(h5, "r+") as f:
             f.attrs["job_id"] = "some__other__job"
