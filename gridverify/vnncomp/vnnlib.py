@@ -293,7 +293,15 @@ class _Parser:
         return v
 
     def term(self, t) -> tuple[dict[str, float], float]:
-        """A linear term as (coefficients by variable, constant)."""
+        """A linear term as (coefficients by variable, constant); arithmetic that
+        overflows (``(* 1e300 1e300 Y_0)``) is an error, not an infinite coefficient."""
+        coefs, const = self._term(t)
+        if not (math.isfinite(const) and all(math.isfinite(v) for v in coefs.values())):
+            raise self.err(t.pos, "the arithmetic overflows (a coefficient or constant is "
+                           "not finite)")
+        return coefs, const
+
+    def _term(self, t) -> tuple[dict[str, float], float]:
         if isinstance(t, _Atom):
             v = self.number(t)
             if v is not None:

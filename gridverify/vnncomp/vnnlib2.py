@@ -214,6 +214,9 @@ def parse_vnnlib2_text(text: str, source: str = "<string>") -> Property:
         for p in case.output_constraints:
             A = np.array(p.coeff_matrix, dtype=np.float64).reshape(-1, n_out)
             b = np.array(p.rhs, dtype=np.float64).reshape(-1)
+            if not (np.isfinite(A).all() and np.isfinite(b).all()):
+                raise VnnlibError(f"{source}: the arithmetic of an output constraint "
+                                  "overflows (a coefficient or constant is not finite)")
             A.setflags(write=False)
             b.setflags(write=False)
             polys.append((A, b))
