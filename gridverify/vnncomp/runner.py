@@ -246,21 +246,8 @@ def decide(inst: _Instance, opts: RunOptions, clock: _Clock) -> RunOutcome:
     dtype = torch.float64 if opts.attack_dtype == "float64" else torch.float32
 
     # 2. cheap attack (a crash of it, e.g. restarts beyond memory, finds nothing)
-    attack_note = ""
-    try:
-        hit = _attack_round(
-            inst,
-            opts,
-            clock,
-            device,
-            dtype,
-            opts.seed,
-            opts.attack_restarts,
-            opts.attack_steps,
-            share=0.3,
-        )
-    except (RuntimeError, MemoryError) as exc:
-        hit, attack_note = None, f"; attack failed: {type(exc).__name__}: {one_line(exc)}"
+    hit, attack_note = _safe_attack(inst, opts, clock, device, dtype, opts.seed,
+                                    opts.attack_restarts, opts.attack_steps, share=0.3)
     clock.lap("attack")
     if hit is not None:
         return _outcome("sat", clock, "attack", "counterexample confirmed by onnxruntime", *hit)
@@ -314,21 +301,9 @@ def decide(inst: _Instance, opts: RunOptions, clock: _Clock) -> RunOutcome:
     # 5. more attack rounds with the remaining time
     rnd = 1
     while opts.extend_attack and not attack_note and clock.left() > 0.05 * opts.timeout:
-        try:
-            hit = _attack_round(
-                inst,
-                opts,
-                clock,
-                device,
-                dtype,
-                opts.seed + 1000 * rnd,
-                opts.attack_restarts * 2,
-                opts.attack_steps * 2,
-                share=1.0,
-                items=open_items,
-            )
-        except (RuntimeError, MemoryError) as exc:
-            hit, attack_note = None, f"; attack failed: {type(exc).__name__}: {one_line(exc)}"
+        hit, attack_note = _safe_attack(inst, opts, clock, device, dtype, opts.seed + 1000 * rnd,
+                                        opts.attack_restarts * 2, opts.attack_steps * 2,
+                                        share=1.0, items=open_items)
         clock.lap("attack")
         if hit is not None:
             return _outcome("sat", clock, "attack", "counterexample confirmed by onnxruntime", *hit)
@@ -375,6 +350,17 @@ def graph_disagreement(inst: _Instance, points: int = 4, seed: int = 0) -> str |
 
 #: disjuncts of one box above which an attack round screens before it searches
 _SCREEN_ABOVE = 16
+
+
+def _safe_attack(inst, opts, clock, device, dtype, seed, restarts, steps, share, items=None):
+    """:func:`_attack_round` and a note: an attack that fails (restarts beyond memory)
+    finds nothing, which proves nothing either way; the note (``""`` when it ran)
+    says why, for the outcome's detail."""
+    try:
+        return _attack_round(inst, opts, clock, device, dtype, seed, restarts, steps, share,
+                             items), ""
+    except (RuntimeError, MemoryError) as exc:
+        return None, f"; attack failed: {type(exc).__name__}: {one_line(exc)}"
 
 
 def _attack_round(inst, opts, clock, device, dtype, seed, restarts, steps, share, items=None):
