@@ -379,7 +379,8 @@ def parse_study(text: str, source: str = "<study>", base: Path | None = None,
     sets = _check_sets(ctx, sets_raw)
     boxes: list[tuple[tuple[str, str], dict[str, Any]]] = []
     if check:
-        entries, boxes = _check_against_cases(ctx, entries, regions_raw, sets, base)
+        entries, boxes = _check_against_cases(ctx, entries, regions_raw, sets, base,
+                                              options.certify.samples)
     return StudySpec(
         name=name, source=source, description=description, methods=tuple(methods),
         options=options, cases=tuple(entries),
@@ -506,9 +507,10 @@ def _region_key(tab: Mapping[str, Any], exc: Exception) -> str | None:
 
 def _check_against_cases(
     ctx: _Ctx, entries: list[CaseEntry], regions: Mapping[str, Any],
-    sets: Mapping[str, dict[str, Any]], base: Path,
+    sets: Mapping[str, dict[str, Any]], base: Path, samples: int,
 ) -> tuple[list[CaseEntry], list[tuple[tuple[str, str], dict[str, Any]]]]:
-    """Load every case and proxy, build every region and constraint set per case."""
+    """Load every case and proxy, build every region and constraint set per case;
+    ``samples`` random loads of every region must fit this machine's memory."""
     import warnings
 
     from gridverify.grid import load_compiled
@@ -516,6 +518,7 @@ def _check_against_cases(
     from gridverify.proxy.load import load_proxy
     from gridverify.spec.constraints import ConstraintSelection, select_constraints
     from gridverify.spec.region import region_from_mapping
+    from gridverify.sysmem import memory_shortfall
 
     out_entries = []
     boxes = []
@@ -542,6 +545,11 @@ def _check_against_cases(
                 k = _region_key(tab, exc)
                 raise ctx.error(("regions", r) + ((k,) if k else ()),
                                 f"for case {e.key} ({case.name}): {_msg(exc)}") from None
+            n_in = reg.search_box().lower.size
+            short = memory_shortfall(3 * 8 * samples * n_in)  # drawn, stacked, mapped
+            if short is not None:
+                raise ctx.error(("study", "samples"), f"{samples} random loads of {n_in} "
+                                f"inputs (case {e.key}, region {r}) {short}")
             boxes.append(((e.key, r), reg.to_dict()))
         for s in e.constraint_sets:
             d = sets[s]

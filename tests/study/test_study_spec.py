@@ -119,6 +119,9 @@ BAD = [
      "constraints.all.components.p_balance"),
     ("dataset not a string", ("box = [0.97, 1.03]", "dataset = 5"), "dataset = 5",
      "regions.near.dataset"),
+    # refused by the check, not by every job it makes failing at run time
+    ("samples beyond memory", ("samples = 64", "samples = 100000000000000000"),
+     "samples = 1", "study.samples"),
 ]
 
 
