@@ -171,7 +171,7 @@ def _dataset_case_name(path: Path) -> str:
 
     from gridverify.fileio import require_file
     from gridverify.grid.case import bundled_cases_dir, resolve_case_path
-    from gridverify.opf.dataset import H5_ERRORS, reading
+    from gridverify.opf.dataset import H5_ERRORS, read_attr, reading
 
     require_file(path)
     try:
@@ -180,11 +180,8 @@ def _dataset_case_name(path: Path) -> str:
         why = " ".join(str(exc).split()) or type(exc).__name__
         raise DatasetError(f"{path}: not an HDF5 file ({why})") from None
     with reading(path, "the file"), fh:
-        with reading(path, "attribute 'case_name'"):
-            name = fh.attrs.get("case_name")
-        with reading(path, "attribute 'case_source'"):
-            source = fh.attrs.get("case_source")
-    name, source = (v.decode() if isinstance(v, bytes) else v for v in (name, source))
+        name = read_attr(fh, str(path), "case_name")
+        source = read_attr(fh, str(path), "case_source")
     if not name:
         raise DatasetError(f"{path}: attribute case_name: missing (pass --case)")
     try:

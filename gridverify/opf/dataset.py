@@ -57,7 +57,13 @@ from gridverify._worker import die_with_parent
 from gridverify.errors import DatasetError, SolverError
 from gridverify.fileio import atomic_path, require_file
 from gridverify.grid.compiled import CompiledCase
-from gridverify.opf.samplers import BoxSampler, LoadSampler, PGLearnSampler, SamplerError
+from gridverify.opf.samplers import (
+    BoxSampler,
+    LoadSampler,
+    PGLearnSampler,
+    SamplerError,
+    sampler_from_json,
+)
 from gridverify.opf.solvers import SolverOptions, resolve_solver
 from gridverify.sysmem import format_bytes, memory_shortfall
 
@@ -224,6 +230,23 @@ def check_attr(path: str, key: str, value: Any) -> None:
             raise DatasetError(f"{path}: attribute {key!r} is not valid JSON ({exc})") from None
         if not isinstance(parsed, dict):
             raise DatasetError(f"{path}: attribute {key!r} is not a JSON object: {value!r}")
+        if key == "sampler":  # a kind and its parameters, finite and in range
+            try:
+                sampler_from_json(value)
+            except SamplerError as exc:
+                raise DatasetError(f"{path}: attribute 'sampler': {exc}") from None
+
+
+def read_attr(f: Any, path: str, key: str) -> Any:
+    """The attribute ``key`` of the open file ``f`` as this module writes it (checked by
+    :func:`check_attr`), or None when absent; undecodable bytes or another type name
+    the file and the attribute in one line."""
+    with reading(path, f"attribute {key!r}"):
+        if key not in f.attrs:
+            return None
+        value = _plain(f.attrs[key])
+    check_attr(path, key, value)
+    return value
 
 
 def _read_attrs(f: Any, path: str) -> dict[str, Any]:
@@ -282,11 +305,16 @@ def _check_structure(
     Without ``dims`` the two datasets of one count must agree; when they do not, the
     recorded case (if it is here) tells which one is wrong.
     """
+    import h5py
+
     shapes: dict[str, tuple[int, ...]] = {}
     for key in _DATASETS:
         with reading(path, f"dataset {key!r}"):
             if key not in f:
                 raise DatasetError(f"{path}: missing dataset {key!r}")
+            if not isinstance(f[key], h5py.Dataset):  # a group or a named datatype
+                raise DatasetError(f"{path}: {key!r} is not a dataset but a "
+                                   f"{type(f[key]).__name__.lower()}")
             shapes[key] = tuple(int(n) for n in f[key].shape)
     try:
         s = int(attrs["n_samples"])
@@ -338,15 +366,29 @@ def _check_structure(
     return s, n_load, n_gen, n_bus
 
 
+def checked_flags(path: str, status: np.ndarray, done: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``status`` (int8) and ``done`` (bool) columns as read from ``path``, after
+    checking them: status an integer array of known codes and done one of 0/1 (a
+    cast alone read an int16 257 as 1, optimal, a float 1.5 as optimal, a done of 0.5
+    as true)."""
+    if status.dtype.kind not in "biu":
+        raise DatasetError(f"{path}: field status: dtype {status.dtype}, expected integers")
+    odd = np.flatnonzero(~np.isin(status, list(STATUS_CODES.values())))
+    if odd.size:
+        r = int(odd[0])
+        raise DatasetError(f"{path}: field status: row {r}: unknown status code "
+                           f"{status[r].item()!r}")
+    if done.dtype.kind not in "biu" or not np.isin(done, (0, 1)).all():
+        raise DatasetError(f"{path}: field done: {done.dtype} values other than 0 and 1, "
+                           "expected bool")
+    return status.astype(np.int8), done.astype(bool)
+
+
 def _check_rows(path: str, d: OPFDataset) -> None:
     if not (np.all(np.isfinite(d.pd)) and np.all(np.isfinite(d.qd))):
         bad = np.nonzero(~(np.isfinite(d.pd).all(1) & np.isfinite(d.qd).all(1)))[0]
         raise DatasetError(f"{path}: inputs contain NaN/inf (first sample {int(bad[0])})")
-    codes = set(STATUS_CODES.values())
-    bad_status = ~np.isin(d.status, list(codes))
-    if bad_status.any():
-        i = int(np.nonzero(bad_status)[0][0])
-        raise DatasetError(f"{path}: sample {i}: unknown status code {int(d.status[i])}")
     pending_done = d.done & (d.status == 0)
     if pending_done.any():
         i = int(np.nonzero(pending_done)[0][0])
@@ -392,6 +434,7 @@ def load_dataset(path: str | Path, case: CompiledCase | None = None) -> OPFDatas
             if kind not in "biuf":  # bytes, strings, objects, complex: not this module's
                 raise DatasetError(f"{path}: dataset {key!r} is not numeric "
                                    f"(dtype {arrays[key.split('/')[-1]].dtype})")
+    status, done = checked_flags(path, arrays["status"], arrays["done"])
     d = OPFDataset(
         path=path,
         pd=arrays["pd"].astype(np.float64, copy=False),
@@ -402,8 +445,8 @@ def load_dataset(path: str | Path, case: CompiledCase | None = None) -> OPFDatas
         va=arrays["va"].astype(np.float64, copy=False),
         objective=arrays["objective"].astype(np.float64, copy=False),
         solve_seconds=arrays["solve_seconds"].astype(np.float64, copy=False),
-        status=arrays["status"].astype(np.int8, copy=False),
-        done=arrays["done"].astype(bool, copy=False),
+        status=status,
+        done=done,
         attrs=attrs,
     )
     _check_rows(path, d)

@@ -50,6 +50,10 @@ class LoadSampler(Protocol):
         """The sampler's parameters (JSON-able)."""
         ...
 
+    def factor_range(self) -> tuple[float, float]:
+        """The least and largest factor a load's pd and qd can be scaled by."""
+        ...
+
     def to_json(self) -> str:
         """``{"kind": ..., **params}`` as canonical JSON."""
         ...
@@ -90,6 +94,10 @@ class BoxSampler:
         u = _rng(seed, index).uniform(self.low, self.high, size=case.n_load)
         return np.asarray(case.pd) * u, np.asarray(case.qd) * u
 
+    def factor_range(self) -> tuple[float, float]:
+        """The least and largest factor a load can get: ``(low, high)``."""
+        return float(self.low), float(self.high)
+
     def params(self) -> dict[str, float]:
         """``{"low": ..., "high": ...}``."""
         return {"low": float(self.low), "high": float(self.high)}
@@ -122,6 +130,10 @@ class PGLearnSampler:
         eta = rng.uniform(1.0 - self.r, 1.0 + self.r, size=case.n_load)
         factor = alpha * eta
         return np.asarray(case.pd) * factor, np.asarray(case.qd) * factor
+
+    def factor_range(self) -> tuple[float, float]:
+        """The least and largest factor a load can get: ``(a (1 - r), b (1 + r))``."""
+        return float(self.a) * (1.0 - float(self.r)), float(self.b) * (1.0 + float(self.r))
 
     def params(self) -> dict[str, float]:
         """``{"a": ..., "b": ..., "r": ...}``."""
@@ -176,4 +188,7 @@ def sampler_from_json(text: str) -> BoxSampler | PGLearnSampler:
         raise SamplerError(f"sampler attribute {text!r} is not a known sampler ({exc})") from None
     if set(data) != set(names):
         raise SamplerError(f"sampler attribute {text!r}: expected parameters {names}")
+    bad = [k for k in names if isinstance(data[k], bool) or not isinstance(data[k], (int, float))]
+    if bad:
+        raise SamplerError(f"sampler attribute {text!r}: parameter {bad[0]} is not a number")
     return cls(**{k: float(data[k]) for k in names})

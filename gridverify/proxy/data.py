@@ -72,6 +72,7 @@ def read_proxy_data(path: str | os.PathLike[str], case: Any) -> ProxyData:
         SCHEMA_VERSION,
         STATUS_CODES,
         check_attr,
+        checked_flags,
         reading,
     )
 
@@ -131,17 +132,10 @@ def read_proxy_data(path: str | os.PathLike[str], case: Any) -> ProxyData:
             if "done" not in fh:
                 raise DatasetError(f"{path}: field done: missing")
             done = np.asarray(fh["done"][()])
-        if (done.shape != (n_rows,) or done.dtype.kind not in "biu"
-                or not np.isin(done, (0, 1)).all()):
-            raise DatasetError(f"{path}: field done: shape {done.shape} of {done.dtype}, "
-                               f"expected ({n_rows},) of bool")
-        done = done.astype(bool)
+        if done.shape != (n_rows,):
+            raise DatasetError(f"{path}: field done: shape {done.shape}, expected ({n_rows},)")
     assert n_rows is not None
-    odd = np.flatnonzero(~np.isin(status, list(STATUS_CODES.values())))
-    if odd.size:
-        r = int(odd[0])
-        raise DatasetError(f"{path}: field status: row {r}: unknown status code "
-                           f"{status[r].item()!r}")
+    status, done = checked_flags(path, status, done)
     # a row is final once ``done``: a run killed between writing a row's outputs
     # and its ``done`` flag leaves rows that are not (docs/dataset.md)
     rows = np.flatnonzero(done & (status == STATUS_CODES["optimal"]))
@@ -244,19 +238,11 @@ def region_from_sampler(case: Any, sampler: dict[str, Any] | None) -> tuple[np.n
     Both samplers scale a load's pd and qd by one factor ``u`` in ``[f_lo, f_hi]``
     (box: ``[low, high]``; pglearn: ``[a (1 - r), b (1 + r)]``).
     """
-    if not sampler or "kind" not in sampler:
+    from gridverify.opf.samplers import sampler_from_json
+
+    if not sampler:
         raise DatasetError("dataset has no sampler attribute to derive the region from")
-    kind = sampler["kind"]
-    try:
-        if kind == "box":
-            f_lo, f_hi = float(sampler["low"]), float(sampler["high"])
-        elif kind == "pglearn":
-            a, b, r = float(sampler["a"]), float(sampler["b"]), float(sampler["r"])
-            f_lo, f_hi = a * (1 - r), b * (1 + r)
-        else:
-            raise DatasetError(f"sampler kind {kind!r} is not known")
-    except (KeyError, TypeError, ValueError):
-        raise DatasetError(f"sampler {sampler!r}: missing or bad parameters") from None
+    f_lo, f_hi = sampler_from_json(json.dumps(sampler)).factor_range()
     nom = np.concatenate([np.asarray(case.pd), np.asarray(case.qd)]).astype(np.float64)
     lo = np.minimum(f_lo * nom, f_hi * nom)
     hi = np.maximum(f_lo * nom, f_hi * nom)

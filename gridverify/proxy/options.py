@@ -9,6 +9,8 @@ from typing import Any
 from gridverify.errors import ProxyError
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "silu", "elu", "leaky_relu", "softplus")
+#: the largest float32: the weights, and the learning rate and decay Adam applies to them
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,14 @@ class TrainOptions:
         checks = {  # option: (holds, the rule)
             "epochs": (self.epochs >= 1, ">= 1"),
             "batch_size": (self.batch_size >= 1, ">= 1"),
-            "lr": (self.lr > 0 and finite(self.lr), "> 0"),
+            # Adam keeps both in the weights' float32: larger ones overflow
+            "lr": (0 < self.lr <= _FLOAT32_MAX, f"in (0, {_FLOAT32_MAX:.4g}]"),
             "balance_weight": (self.balance_weight >= 0 and finite(self.balance_weight),
                                ">= 0"),
             "stability_weight": (self.stability_weight >= 0 and finite(self.stability_weight),
                                  ">= 0"),
-            "weight_decay": (self.weight_decay >= 0, ">= 0"),
+            "weight_decay": (0 <= self.weight_decay <= _FLOAT32_MAX,
+                             f"in [0, {_FLOAT32_MAX:.4g}]"),
             "seed": (self.seed >= 0, ">= 0"),
             "patience": (self.patience >= 1, ">= 1"),
             "val_fraction": (0 < self.val_fraction < 0.5, "in (0, 0.5)"),

@@ -533,7 +533,14 @@ def _fit(
                 opt.zero_grad(set_to_none=True)
                 lv = loss_fn(xb, module(xb), yb)
                 lv.backward()
-                opt.step()
+                try:
+                    opt.step()
+                except RuntimeError as exc:  # a step size beyond float32 (a huge --lr)
+                    if "overflow" not in str(exc):
+                        raise
+                    raise ProxyError(f"training diverged at epoch {epoch}: the optimizer's "
+                                     "step overflows float32 (lower --lr or --weight-decay)"
+                                     ) from None
                 total += float(lv.detach()) * idx.shape[0]
             module.eval()
             with torch.no_grad():

@@ -337,3 +337,79 @@ def test_make_over_a_file_with_a_damaged_attribute_is_one_line(
                                      "valid JSON")
     code, _, err = run(capsys, "dataset", "info", str(path))
     assert code == 2 and "attribute 'sampler'" in one_line(err)
+
+
+# ------------------------------------- datasets edited by hand: types and values
+def _replace(key: str, value: object) -> object:
+    def edit(f: h5py.File) -> None:
+        n = f[key].shape[0]
+        del f[key]
+        if value == "group":
+            f.create_group(key)
+        elif value == "datatype":
+            f[key] = np.dtype("f8")
+        else:
+            data = np.zeros(n, dtype=np.asarray(value).dtype)
+            data[2] = value
+            f.create_dataset(key, data=data)
+    return edit
+
+
+def _attr(key: str, value: object) -> object:
+    def edit(f: h5py.File) -> None:
+        f.attrs[key] = value
+    return edit
+
+
+EDITS = {  # what is done to a fresh dataset, what the one-line error says
+    "a dataset made a group": (_replace("outputs/pg", "group"),
+                               "'outputs/pg' is not a dataset but a group"),
+    "a dataset made a named type": (_replace("done", "datatype"), "'done' is not a dataset"),
+    "status 257 in int16 (wraps to 1)": (_replace("status", np.int16(257)),
+                                         "unknown status code 257"),
+    "status 1.5": (_replace("status", 1.5), "field status: dtype float64"),
+    "done 0.5": (_replace("done", 0.5), "field done: float64"),
+    "sampler with NaN": (_attr("sampler", '{"high":1.1,"kind":"box","low":NaN}'),
+                         "attribute 'sampler': sampler parameter low must be finite"),
+    "sampler with strings": (_attr("sampler", '{"high":"b","kind":"box","low":"a"}'),
+                             "parameter low is not a number"),
+    "sampler of no kind": (_attr("sampler", '{"kind":"weird","x":1}'), "not a known sampler"),
+}
+
+
+@pytest.mark.parametrize("what", list(EDITS))
+def test_hand_edited_dataset_is_one_line_for_info_and_train(
+        tmp_path: Path, fresh14: bytes, capsys: pytest.CaptureFixture[str], what: str) -> None:
+    """A dtype that a cast would wrap or round (status 257 read as optimal, done 0.5 as
+    true), a group where a dataset belongs, a sampler no region can be made of: every
+    reader refuses the file in one line (info crashed, or read another valid value)."""
+    from gridverify.proxy.data import read_proxy_data
+
+    edit, message = EDITS[what]
+    path = tmp_path / "d.h5"
+    path.write_bytes(fresh14)
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    code, _, err = run(capsys, "dataset", "info", str(path))
+    line = one_line(err)
+    assert code == 2 and str(path) in line and message in line, line
+    with pytest.raises(DatasetError, match=str(path)):  # train's reader
+        read_proxy_data(path, CASE14)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("case_name", np.void(b"\xff\xfe"), "attribute 'case_name'"),
+    ("case_source", np.array([1.0, 2.0]), "attribute 'case_source' is not a string"),
+    ("case_name", np.array([b"a", b"b"]), "attribute 'case_name' is not a string"),
+])
+def test_train_names_a_bad_case_attribute(tmp_path: Path, fresh14: bytes,
+                                          capsys: pytest.CaptureFixture[str], key: str,
+                                          value: object, message: str) -> None:
+    path = tmp_path / "d.h5"
+    path.write_bytes(fresh14)
+    with h5py.File(path, "r+") as f:
+        f.attrs[key] = value
+    code, _, err = run(capsys, "train", str(path), "--out", str(tmp_path / "m"),
+                       "--epochs", "1", "--no-progress")
+    line = one_line(err)
+    assert code == 2 and message in line, line

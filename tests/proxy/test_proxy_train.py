@@ -116,6 +116,20 @@ def test_bad_options():
         TrainOptions(val_fraction=0.7)
     with pytest.raises(ProxyError, match="stability_weight"):
         TrainOptions(stability_weight=-0.1)
+    # beyond float32, where Adam keeps them (it raised an overflow RuntimeError)
+    with pytest.raises(ProxyError, match=r"lr = 1e\+39 \(--lr must be in \(0, 3.403e\+38\]"):
+        TrainOptions(lr=1e39)
+    with pytest.raises(ProxyError, match="weight_decay"):
+        TrainOptions(weight_decay=float("inf"))
+
+
+def test_a_step_beyond_float32_is_divergence(case14, case14_data, nominal14):
+    """A learning rate within float32 whose first Adam step (lr / (1 - beta1) = 10 lr)
+    is not: training diverged (a one-line error), not an overflow RuntimeError."""
+    data = read_proxy_data(case14_data, case14)
+    opts = TrainOptions(hidden=(8,), epochs=1, lr=3e38, progress=False)
+    with pytest.raises(ProxyError, match="diverged at epoch 1: the optimizer's step overflows"):
+        train_proxy(case14, data, opts, baseline=nominal14)
 
 
 def _random_training_module(activation: str, seed: int):
