@@ -60,7 +60,8 @@ def atomic_path(
     fsync: bool = True,
     mkdir: bool = True,
 ) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; ``os.replace`` it onto ``path`` on success.
+    """Yield a temporary path next to ``path``; ``os.replace`` it onto ``path`` on success
+    (onto the file a symbolic link ``path`` leads to, the link kept).
 
     The body writes the file at the yielded path (any writer that opens it by
     name: ``h5py.File(tmp, "w")``, ``onnx.save``...).  When the body raises,
@@ -69,6 +70,8 @@ def atomic_path(
     module docstring.
     """
     target = Path(path)
+    if target.is_symlink():  # written through, as ``>`` does: replacing it cut the link
+        target = Path(os.path.realpath(target))  # (``--out /dev/stdout`` replaced that)
     if target.is_dir():  # refused before anything is written (not a temp file's name)
         raise IsADirectoryError(errno.EISDIR, "Is a directory (give a file path)", str(target))
     folder = target.parent

@@ -133,3 +133,38 @@ def test_require_file_names_what_is_wrong(tmp_path):
         with pytest.raises(OSError) as info:
             require_file(path)
         assert want in os_error_message(info.value)
+
+
+def test_a_link_is_written_through_not_replaced(tmp_path):
+    """``--out link.json`` writes the file the link leads to and keeps the link (it
+    was replaced by a regular file; ``--out /dev/stdout`` replaced that link), also
+    through a chain of links and a link to a file not there yet."""
+    target = tmp_path / "data" / "target.json"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    chain = tmp_path / "chain.json"
+    chain.symlink_to(link)
+    atomic_write_text(link, "one")
+    assert link.is_symlink() and target.read_text() == "one"
+    atomic_write_text(chain, "two")
+    assert chain.is_symlink() and link.is_symlink() and target.read_text() == "two"
+    ahead = tmp_path / "ahead.json"
+    ahead.symlink_to(tmp_path / "data" / "new.json")
+    atomic_write_text(ahead, "three")
+    assert ahead.is_symlink() and (tmp_path / "data" / "new.json").read_text() == "three"
+    assert sorted(x.name for x in target.parent.iterdir()) == ["new.json", "target.json"]
+
+
+def test_certify_out_through_a_link(tmp_path):
+    from gridverify.cli import main
+
+    target = tmp_path / "target.json"
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    rc = main(["certify", "pglib_opf_case14_ieee", "--model", "case14_relu", "--region",
+               "box:1,1", "--constraints", "vm_max[1]", "--method", "crown", "--quiet",
+               "--out", str(link)])
+    assert rc in (0, 1, 3) and link.is_symlink()
+    assert json.loads(target.read_text())["case"] == "pglib_opf_case14_ieee"
