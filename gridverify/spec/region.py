@@ -233,7 +233,17 @@ def _factors_from_dict(d: Any, n_input: int) -> np.ndarray:
     return g
 
 
+def _text_or_bool(value: Any) -> bool:
+    """A string or a boolean, which float() and numpy would take for a number ("0.9",
+    true as 1) but a spec file's number never is."""
+    return isinstance(value, (str, bytes, bool, np.bool_))
+
+
 def _as_vector(values: Any, name: str) -> np.ndarray:
+    if not isinstance(values, np.ndarray) or values.dtype == object:
+        bad = [v for v in np.asarray(values, dtype=object).reshape(-1) if _text_or_bool(v)]
+        if bad or _text_or_bool(values):
+            raise SpecError(f"{name}: not a list of numbers ({(bad or [values])[0]!r})")
     try:
         arr = np.asarray(values, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError) as exc:
@@ -283,6 +293,11 @@ def validate_region(case: Any, region: Region, name: str = "region") -> Region:
             f"(expected {n_in} inputs: pd then qd)"
         )
     _check_bounds(region.lower, region.upper, name)
+    with np.errstate(over="ignore", invalid="ignore"):
+        spans = (region.upper - region.lower, region.lower + region.upper)
+    if not all(np.isfinite(v).all() for v in spans):  # box:1e308,1e308: the centre is inf
+        raise SpecError(f"{name}: loads too large for float64 arithmetic (the box's width "
+                        "or centre overflows)")
     pd_nom = np.asarray(case.pd, dtype=np.float64)
     if pd_nom.size and np.all(pd_nom >= 0):
         neg = np.flatnonzero(region.lower[: case.n_load] < 0)
@@ -300,6 +315,8 @@ def _nominal(case: Any) -> np.ndarray:
 
 
 def _check_number(value: Any, name: str) -> float:
+    if _text_or_bool(value):
+        raise SpecError(f"{name}: not a number ({value!r})")
     try:
         v = float(value)
     except (TypeError, ValueError):

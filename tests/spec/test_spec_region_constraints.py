@@ -116,6 +116,7 @@ def test_bad_regions(case14, lower_fn, upper_fn, match):
         ("foo:1,2", "expected"),
         ("", "empty"),
         ("dataset:/nonexistent.h5", "not found"),
+        ("box:1e308,1e308", "overflows"),  # the centre was inf (a JSON error at the end)
     ],
 )
 def test_bad_region_strings(case14, text, match):
@@ -356,3 +357,19 @@ def test_dataset_region_file_must_be_a_string(case14) -> None:
 
     with pytest.raises(SpecError, match="region.dataset: expected a string"):
         region_from_mapping(case14, {"dataset": 5})
+
+
+@pytest.mark.parametrize("table, match", [
+    ({"box": [True, 1.1]}, r"factor a: not a number \(True\)"),
+    ({"box": ["0.9", "1.1"]}, r"factor a: not a number \('0.9'\)"),
+    ({"pglearn": [0.9, 1.1, False]}, "noise r: not a number"),
+    ({"zones": [0.9, 1.1, "3"]}, "count k: not a number"),
+    ({"lower": ["0.1"] * 22, "upper": [1.0] * 22}, r"region.lower: not a list of numbers"),
+    ({"lower": [0.1] * 22, "upper": [True] * 22}, r"region.upper: not a list of numbers"),
+])
+def test_spec_file_numbers_are_numbers(case14, table, match):
+    """A spec file's string or boolean is no number (true read as 1, "0.9" as 0.9)."""
+    from gridverify.spec.region import region_from_mapping
+
+    with pytest.raises(SpecError, match=match):
+        region_from_mapping(case14, table)
