@@ -214,9 +214,7 @@ def _build_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
             over = parse_threshold(args.threshold)
         except SpecError as exc:
             raise SpecError(f"--threshold {args.threshold}: {exc}") from None
-        merged = dict(thr.rules)
-        merged.update(dict(over.rules))
-        thr = ThresholdSpec(tuple(merged.items()))
+        thr = thr.overridden(over)
     return case, proxy, region, cons, thr
 
 

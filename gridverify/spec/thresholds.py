@@ -67,9 +67,12 @@ def default_rule(family: str) -> ThresholdRule:
 
 @dataclass(frozen=True)
 class ThresholdSpec:
-    """Per-family threshold rules; families without a rule use :func:`default_rule`."""
+    """Per-family threshold rules; ``default``, when given, is the rule of every family
+    without one (a relative or max default: of the balance families only); the others
+    use :func:`default_rule`."""
 
     rules: tuple[tuple[str, ThresholdRule], ...] = field(default_factory=tuple)
+    default: ThresholdRule | None = None
 
     def __post_init__(self) -> None:
         for fam, rule in self.rules:
@@ -82,7 +85,23 @@ class ThresholdSpec:
 
     def rule(self, family: str) -> ThresholdRule:
         """The rule of a family."""
-        return dict(self.rules).get(family, default_rule(family))
+        own = dict(self.rules).get(family)
+        if own is not None:
+            return own
+        d = self.default
+        if d is not None and (d.kind == "absolute" or family in _RELATIVE_FAMILIES):
+            return d
+        return default_rule(family)
+
+    def overridden(self, over: ThresholdSpec) -> ThresholdSpec:
+        """This spec with ``over``'s rules in place of its own for the same families
+        and ``over``'s default, when it has one, in place of its default only (a
+        ``--threshold 0.01`` over a file's ``default = 0.2, thermal_fr = 0`` keeps the
+        file's ``thermal_fr``)."""
+        rules = dict(self.rules)
+        rules.update(dict(over.rules))
+        return ThresholdSpec(tuple(rules.items()),
+                             over.default if over.default is not None else self.default)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every family's rule."""
@@ -169,18 +188,14 @@ def thresholds_from_mapping(data: Mapping[str, Any]) -> ThresholdSpec:
     ``default`` (absolute) applies to every family not listed.
     """
     rules: dict[str, ThresholdRule] = {}
-    if "default" in data:
-        r = _rule_from_value("default", data["default"])
-        for fam in FAMILIES:
-            if r.kind == "absolute" or fam in _RELATIVE_FAMILIES:
-                rules[fam] = r
+    default = _rule_from_value("default", data["default"]) if "default" in data else None
     for fam, value in data.items():
         if fam == "default":
             continue
         if fam not in FAMILY_KIND:
             raise SpecError(f"threshold: unknown family {fam!r} (known: {', '.join(FAMILIES)})")
         rules[fam] = _rule_from_value(fam, value)
-    return ThresholdSpec(tuple(rules.items()))
+    return ThresholdSpec(tuple(rules.items()), default)
 
 
 def as_thresholds(value: Any) -> ThresholdSpec:

@@ -373,3 +373,25 @@ def test_spec_file_numbers_are_numbers(case14, table, match):
 
     with pytest.raises(SpecError, match=match):
         region_from_mapping(case14, table)
+
+
+def test_command_line_default_replaces_the_files_default_only(tmp_path):
+    """``--threshold 0.01`` is a default: over a file's ``default = 0.2, thermal_fr = 0,
+    p_balance = {relative = 0.01}`` the named families keep the file's rules (every
+    family became 0.01); a family rule replaces the file's rule of that family only."""
+    import tomllib
+
+    from gridverify.spec.thresholds import parse_threshold, thresholds_from_mapping
+
+    file = thresholds_from_mapping(tomllib.loads(
+        "default = 0.2\nthermal_fr = 0\np_balance = { relative = 0.01 }\n"))
+    both = file.overridden(parse_threshold("0.01"))
+    assert both.rule("thermal_fr").a == 0.0
+    assert both.rule("p_balance").kind == "relative" and both.rule("p_balance").b == 0.01
+    assert both.rule("vm_max").a == 0.01 and both.rule("q_balance").a == 0.01
+    one = file.overridden(parse_threshold("vm_max=0.5,thermal_fr=0.3"))
+    assert one.rule("vm_max").a == 0.5 and one.rule("thermal_fr").a == 0.3
+    assert one.rule("vm_min").a == 0.2
+    # a relative default reaches the balance families only, the others keep theirs
+    rel = thresholds_from_mapping({"default": {"relative": 0.05}})
+    assert rel.rule("p_balance").kind == "relative" and rel.rule("vm_max").a == 1e-6
