@@ -93,11 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gridverify`` console command: returns the exit status
     (usage errors, ``--help`` and ``--version`` included; it never raises
     ``SystemExit``)."""
-    parser = build_parser()
     try:
+        parser = build_parser()
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version (0) or a usage error (2): a status too
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except Exception:  # noqa: BLE001 - a bug (an import, a parser's type): never exit 1
+        return _internal_error()
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
@@ -142,16 +144,21 @@ def run_handler(func: Callable[[argparse.Namespace], int | None], args: argparse
         _error(f"out of memory{': ' + str(exc) if str(exc) else ''} (a smaller problem, "
                "fewer samples or a lower --memory-cap where the command has one)")
     except Exception:  # noqa: BLE001 - a bug: say so, never exit 1 (a violation)
-        import traceback
-
-        traceback.print_exc()
-        print("gridverify: internal error (a bug; please report it with the traceback "
-              "above)", file=sys.stderr)
-        return EXIT_INTERNAL
+        return _internal_error()
     finally:
         if previous is not _NOT_SET:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return EXIT_BAD_INPUT
+
+
+def _internal_error() -> int:
+    """Print the exception being handled with a closing line; :data:`EXIT_INTERNAL`."""
+    import traceback
+
+    traceback.print_exc()
+    print("gridverify: internal error (a bug; please report it with the traceback above)",
+          file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 class Terminated(KeyboardInterrupt):

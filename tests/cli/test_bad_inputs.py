@@ -307,6 +307,19 @@ def test_a_bug_exits_4_with_its_traceback_never_1(capsys: pytest.CaptureFixture[
     assert err.rstrip().splitlines()[-1].startswith("gridverify: internal error (a bug")
 
 
+def test_a_bug_building_the_parser_exits_4(monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import gridverify.cli as cli
+
+    def broken() -> None:
+        raise ImportError("a command module failed to import")
+
+    monkeypatch.setattr(cli, "build_parser", broken)
+    assert main(["case", "list"]) == 4
+    err = capsys.readouterr().err
+    assert "ImportError: a command module" in err and "internal error" in err
+
+
 def test_out_of_memory_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     def handler(args: object) -> int:
         raise MemoryError
