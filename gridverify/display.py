@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import html
 import math
+import os
 from typing import Any
 
 from gridverify._html import NO_BOUND_NOTE, register_plot, register_view, value_text
@@ -307,7 +308,8 @@ def plot(obj: Any, case: Any = None, ax: Any = None, **kwargs: Any) -> Any:
     """One-call figure; returns the matplotlib Figure.
 
     A certificate: the grid colored by certified worst violations (``case``:
-    the compiled case, default loaded from the certificate; SpecError when it is
+    the compiled case or its name or file, default loaded from the certificate;
+    SpecError when it is
     not the certificate's case), or with
     ``kind="radius"`` the share of each family certified against the radius of
     the box about the region's centre (:func:`~gridverify.report.figures.radius_figure`).
@@ -340,6 +342,10 @@ def plot(obj: Any, case: Any = None, ax: Any = None, **kwargs: Any) -> Any:
             raise TypeError(f"plot: kind 'radius' needs a certificate, not {type(obj).__name__}")
         return figures.radius_figure(obj, ax=ax)
     if hasattr(obj, "constraints") and hasattr(obj, "families"):
+        if isinstance(case, (str, os.PathLike)):  # a case's name or file, as elsewhere
+            from gridverify.grid import load_compiled
+
+            case = load_compiled(case, emit_warnings=False)
         cc = case if case is not None else _case_of(obj)
         prov = obj.provenance or {}
         try:

@@ -148,11 +148,12 @@ def load_proxy(
                          f"proxy's name or an nn.Module, got {type(path_or_module).__name__}")
     path = Path(path_or_module)
     if not path.exists():
-        from gridverify.resources import bundled_model
+        from gridverify.resources import bundled_model, list_bundled_models
 
         bundled = bundled_model(str(path))
         if bundled is None:
-            raise FileNotFoundError(2, "No such file or directory", str(path))
+            raise ProxyError(f"{path}: no such model file or folder, nor a bundled proxy of "
+                             f"that name (bundled: {', '.join(list_bundled_models())})")
         path = bundled
     if onnx_keep_outputs is not False and path.suffix.lower() != ".onnx":
         raise ProxyError(f"{path}: keeping the first outputs (--keep-outputs) is for ONNX "

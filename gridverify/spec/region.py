@@ -71,6 +71,9 @@ class Region(ArrayValueEq):
     factors: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.kind, str):
+            raise SpecError(f"region: kind must be a string, got {self.kind!r}")
+        object.__setattr__(self, "params", _checked_params(self.params))
         lo = np.array(self.lower, dtype=np.float64).reshape(-1)
         hi = np.array(self.upper, dtype=np.float64).reshape(-1)
         if self.factors is not None:
@@ -174,8 +177,11 @@ class Region(ArrayValueEq):
     def describe(self) -> str:
         """Short human-readable description (``box:0.9,1.1`` style when known)."""
         p = dict(self.params)
-        if self.kind in NUMBER_KINDS:  # kind:a,b[,r], as given on the command line
-            return f"{self.kind}:" + ",".join(f"{p[k]:g}" for k in _NUMBER_NAMES[self.kind])
+        names = _NUMBER_NAMES.get(self.kind, "")
+        if names and all(isinstance(p.get(k), (int, float)) for k in names):
+            return f"{self.kind}:" + ",".join(f"{p[k]:g}" for k in names)  # as on the CLI
+        if names:  # a number kind built without its numbers
+            return f"{self.kind} ({self.n_input} inputs)"
         if self.kind == "dataset":
             return f"dataset:{p.get('path', '?')}"
         if self.kind == "training":
@@ -206,11 +212,39 @@ class Region(ArrayValueEq):
         except KeyError as exc:
             raise SpecError(f"region: missing key {exc.args[0]!r}") from None
         _check_bounds(lower, upper, "region")
-        params = data.get("params", {}) or {}
-        kind, items = str(data.get("kind", "explicit")), tuple(sorted(params.items()))
+        params = data.get("params", {})
+        params = {} if params is None else params
+        if not isinstance(params, dict):
+            raise SpecError(f"region.params: expected an object, got {params!r}")
+        kind = data.get("kind", "explicit")
+        if not isinstance(kind, str):
+            raise SpecError(f"region.kind: expected a string, got {kind!r}")
+        items = tuple(sorted(params.items()))
         if data.get("factors") is None:
             return cls(lower, upper, kind, items)
         return cls(lower, upper, kind, items, _factors_from_dict(data["factors"], lower.size))
+
+
+def _checked_params(params: Any) -> tuple[tuple[str, Any], ...]:
+    """A region's ``params`` as sorted ``(name, value)`` pairs (a mapping is taken too):
+    names strings, values JSON numbers (finite), strings, booleans or None, so that a
+    certificate writes and reads them back unchanged."""
+    items = params.items() if isinstance(params, dict) else params
+    try:
+        pairs = [(k, v) for k, v in items]
+    except (TypeError, ValueError):
+        raise SpecError(f"region: params must be (name, value) pairs, got {params!r}") from None
+    for k, v in pairs:
+        if not isinstance(k, str):
+            raise SpecError(f"region: params name {k!r} is not a string")
+        if isinstance(v, (np.integer, np.floating)):
+            v = v.item()
+        if not (v is None or isinstance(v, (str, bool, int, float))):
+            raise SpecError(f"region: params {k} = {v!r} is not a number or a string")
+        if isinstance(v, float) and not np.isfinite(v):
+            raise SpecError(f"region: params {k} = {v!r} is not finite")
+    return tuple(sorted((k, v.item() if isinstance(v, (np.integer, np.floating)) else v)
+                        for k, v in pairs))
 
 
 def _factors_from_dict(d: Any, n_input: int) -> np.ndarray:

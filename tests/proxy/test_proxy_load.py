@@ -643,3 +643,14 @@ def test_an_import_that_differs_from_the_files_runtime_is_refused(tmp_path, caps
         check_source(p, x)
     with pytest.raises(ProxyError, match="lin.pt: the graph gridverify imported"):
         certify(c, p, method="ibp")
+
+
+def test_a_missing_proxy_is_a_proxy_error_naming_the_bundled_ones(tmp_path):
+    """A mistyped bundled name or a missing path: a ProxyError listing the bundled
+    proxies (Python callers got a bare FileNotFoundError)."""
+    from gridverify.grid import load_compiled
+
+    case = load_compiled("pglib_opf_case14_ieee", emit_warnings=False)
+    for what in ("case14_rleu", str(tmp_path / "nope")):
+        with pytest.raises(ProxyError, match=r"no such model file or folder.*case14_relu"):
+            load_proxy(what, case=case)

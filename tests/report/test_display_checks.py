@@ -58,6 +58,19 @@ def test_plot_on_its_own_case(case14) -> None:
     assert fig.axes[0].get_title().startswith(case14.name)
 
 
+def test_plot_takes_a_case_by_name_or_file(case14) -> None:
+    """``case=`` a case's name or .m file, as every other function takes it (an
+    AttributeError on the string before)."""
+    from gridverify.grid.case import resolve_case_path
+
+    cert = _cert(case14)
+    for given in (case14.name, resolve_case_path(case14.name)):
+        fig = display.plot(cert, case=given)
+        assert fig.axes[0].get_title().startswith(case14.name)
+    with pytest.raises(SpecError, match="pglib_opf_case5_pjm"):
+        display.plot(cert, case="pglib_opf_case5_pjm")
+
+
 def test_plot_on_another_case_names_both(case14, case5) -> None:
     cert = _cert(case14)
     for other in (case5, _case("pglib_opf_case30_ieee")):  # fewer and more buses

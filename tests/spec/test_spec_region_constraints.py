@@ -395,3 +395,28 @@ def test_command_line_default_replaces_the_files_default_only(tmp_path):
     # a relative default reaches the balance families only, the others keep theirs
     rel = thresholds_from_mapping({"default": {"relative": 0.05}})
     assert rel.rule("p_balance").kind == "relative" and rel.rule("vm_max").a == 1e-6
+
+
+def test_region_kind_and_params_are_checked_and_always_describable(case14):
+    """A hand-built box without its numbers is described by its size (repr of its
+    certificate raised KeyError); a kind that is no string, params that are not
+    finite JSON values are refused when the region is built or read."""
+    base = box_region(case14, 0.9, 1.1)
+    bare = Region(base.lower, base.upper, "box")
+    assert bare.describe() == f"box ({base.n_input} inputs)"
+    assert Region(base.lower, base.upper, "box", {"b": 1.1, "a": np.float64(0.9)}) == base
+    with pytest.raises(SpecError, match="kind must be a string"):
+        Region(base.lower, base.upper, 5)
+    with pytest.raises(SpecError, match="is not finite"):
+        Region(base.lower, base.upper, "box", (("a", float("nan")),))
+    with pytest.raises(SpecError, match="not a number or a string"):
+        Region(base.lower, base.upper, "box", (("a", [1, 2]),))
+    d = base.to_dict()
+    for params, ok in (({}, True), (None, True), ("x", False), ({"a": "0.9", "b": 1.1}, True)):
+        if ok:
+            assert Region.from_dict({**d, "params": params}).describe().startswith("box")
+        else:
+            with pytest.raises(SpecError, match="region.params"):
+                Region.from_dict({**d, "params": params})
+    with pytest.raises(SpecError, match="region.kind"):
+        Region.from_dict({**d, "kind": 3})
