@@ -172,6 +172,12 @@ class CertifyOptions:
         _check_int(self, "attack_focus", 0)
         if self.refine not in REFINES:
             raise SpecError(f"options.refine: one of {', '.join(REFINES)}, got {self.refine!r}")
+        for name, kind in (("bounds", BoundOptions), ("attack_options", AttackOptions),
+                           ("bab", BabOptions)):
+            value = getattr(self, name)
+            if not isinstance(value, kind):  # a dict failed deep inside certify
+                raise SpecError(f"options.{name}: expected {kind.__name__}(...), got "
+                                f"{type(value).__name__}")
         if self.bounds.intermediate not in ("crown", "alpha-crown"):
             raise SpecError(
                 f"options.bounds.intermediate: 'crown' or 'alpha-crown', "

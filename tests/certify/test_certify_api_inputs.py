@@ -109,6 +109,10 @@ def test_thresholds_as_a_number_a_string_or_a_mapping(case14, tiny_mlp):
     ("jobs", 5000, r"options.jobs: an integer >= 1 and <= 1024"),
     ("seed", 2**40, r"options.seed: must be an integer in \[0, 4294967295\]"),
     ("radius", "no", "options.radius: True or False"),
+    # nested options as dicts failed deep inside certify (AttributeError)
+    ("bounds", {}, r"options.bounds: expected BoundOptions\(...\), got dict"),
+    ("bab", {"timeout": 1}, r"options.bab: expected BabOptions\(...\), got dict"),
+    ("attack_options", None, r"options.attack_options: expected AttackOptions"),
 ])
 def test_options_of_the_wrong_type_are_one_line_errors(field, value, match):
     with pytest.raises(SpecError, match=match) as info:
