@@ -190,12 +190,26 @@ def _order(c: ConstraintChange) -> tuple[Any, ...]:
             side.component)
 
 
-def compare_certificates(old: Certificate | str | os.PathLike[str],
-                         new: Certificate | str | os.PathLike[str]) -> CertificateDiff:
+def _certificate(value: Any, which: str) -> Certificate:
+    """The certificate ``value`` stands for (see :func:`compare_certificates`)."""
+    if isinstance(value, Certificate):
+        return value
+    if isinstance(value, dict):
+        return Certificate.from_dict(value)
+    if isinstance(value, (str, os.PathLike)):
+        return Certificate.read(value)
+    raise SpecError(f"compare: {which}: expected a Certificate, its dict or a JSON file's "
+                    f"path, got {type(value).__name__}")
+
+
+def compare_certificates(old: Certificate | dict[str, Any] | str | os.PathLike[str],
+                         new: Certificate | dict[str, Any] | str | os.PathLike[str]
+                         ) -> CertificateDiff:
     """Compare two certificates of the same case (:class:`SpecError` otherwise: other case
     names, or the same name with other contents, by ``provenance["case_hash"]``); each
-    a :class:`Certificate` or the path of its JSON file (``certify --out``)."""
-    old, new = (c if isinstance(c, Certificate) else Certificate.read(c) for c in (old, new))
+    a :class:`Certificate`, its dict form (:meth:`Certificate.to_dict`) or the path of its
+    JSON file (``certify --out``)."""
+    old, new = (_certificate(c, which) for c, which in ((old, "old"), (new, "new")))
     if old.case != new.case:
         raise SpecError(f"compare: the certificates are of different cases ({old.case!r} and "
                         f"{new.case!r})")

@@ -303,3 +303,15 @@ def test_cli_tables_show_inf_where_there_is_no_finite_bound(two_certs, tmp_path,
     row = next(line for line in capsys.readouterr().out.splitlines()
                if line.split() and line.split()[0] == c.family)
     assert "-> inf" in row
+
+
+def test_certificates_as_dicts_and_wrong_types(two_certs):
+    """A certificate's dict form compares as the certificate; another type is a
+    SpecError naming the argument (a TypeError from deep inside before)."""
+    a, b = two_certs
+    want = compare_certificates(a, b)
+    got = compare_certificates(a.to_dict(), b.to_dict())
+    assert got.counts == want.counts and got.to_dict() == want.to_dict()
+    for bad in ((None, b), (a, 5)):
+        with pytest.raises(SpecError, match=r"compare: (old|new): expected a Certificate"):
+            compare_certificates(*bad)
