@@ -220,3 +220,25 @@ def check_output_path(path: str | os.PathLike[str], what: str, *, folder: bool =
     os.close(fd)
     os.unlink(tmp)
     return target
+
+
+def json_loads(text: str | bytes, **kwargs: Any) -> Any:
+    """``json.loads`` whose every failure on bad text is a ``json.JSONDecodeError``:
+    nesting deeper than Python's recursion (``[[[...``) and an integer of more digits
+    than Python converts (a ``RecursionError`` and a ``ValueError`` from ``json``
+    itself) become one too, so that readers of user files that catch
+    ``JSONDecodeError`` report them in one line."""
+    try:
+        return json.loads(text, **kwargs)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", _as_text(text), 0) from None
+    except ValueError as exc:
+        if kwargs.get("object_pairs_hook") is not None and "digits" not in str(exc):
+            raise  # a hook's own error (a duplicate key): the caller's to report
+        raise json.JSONDecodeError(str(exc).split("; ")[0], _as_text(text), 0) from None
+
+
+def _as_text(text: str | bytes) -> str:
+    return text if isinstance(text, str) else text.decode("utf-8", "replace")

@@ -168,3 +168,21 @@ def test_certify_out_through_a_link(tmp_path):
                "--out", str(link)])
     assert rc in (0, 1, 3) and link.is_symlink()
     assert json.loads(target.read_text())["case"] == "pglib_opf_case14_ieee"
+
+
+@pytest.mark.parametrize("text, what", [
+    ("[" * 100_000, "nested too deeply"),
+    ('{"a":' * 100_000, "nested too deeply"),
+    ("1" * 5001, "digits"),
+    ("[1, 2", "Expecting"),
+])
+def test_json_loads_fails_as_a_decode_error(text, what):
+    """Every failure on bad text is a JSONDecodeError (readers catch that one), also
+    deep nesting (RecursionError) and huge integers (ValueError)."""
+    import json as _json
+
+    from gridverify.fileio import json_loads
+
+    with pytest.raises(_json.JSONDecodeError, match=what):
+        json_loads(text)
+    assert json_loads('{"a": [1, 2.5]}') == {"a": [1, 2.5]}

@@ -37,7 +37,7 @@ from gridverify._html import HtmlView
 from gridverify._values import ArrayValueEq
 from gridverify.certify.options import CertifyOptions, radius_text
 from gridverify.errors import SpecError
-from gridverify.fileio import atomic_write_text
+from gridverify.fileio import atomic_write_text, json_loads
 from gridverify.spec.constraints import FAMILIES, FAMILY_UNIT
 from gridverify.spec.region import Region
 
@@ -325,7 +325,11 @@ class ConstraintResult(ArrayValueEq):
             raise SpecError(f"{where}.threshold: not a finite number ({thr})")
         index = _optional(d, "index", where, int, "an integer")
         rate = _optional(d, "rate", where, (int, float), "a number")
+        if rate is not None and not (math.isfinite(rate) and rate > 0):
+            raise SpecError(f"{where}.rate: a branch rating is a finite number > 0, got {rate}")
         radius = _optional(d, "radius", where, (int, float), "a number")
+        if radius is not None and not 0 < radius <= 1:  # a share of the half-widths
+            raise SpecError(f"{where}.radius: expected a number in (0, 1] or null, got {radius}")
         reason = _optional(d, "reason", where, str, "a string")
         method = _optional(d, "method", where, str, "a string")
         key = "worst_load" if d.get("worst_load") is not None else "witness"
@@ -573,7 +577,7 @@ class Certificate(ArrayValueEq, HtmlView):
     def from_json(cls, text: str) -> Certificate:
         """Parse the JSON form."""
         try:
-            return cls.from_dict(json.loads(text))
+            return cls.from_dict(json_loads(text))
         except json.JSONDecodeError as exc:
             raise SpecError(f"certificate: invalid JSON at line {exc.lineno} ({exc.msg})") from None
 

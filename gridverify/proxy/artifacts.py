@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from gridverify.errors import ProxyError
-from gridverify.fileio import is_writable, process_umask
+from gridverify.fileio import is_writable, json_loads, process_umask
 from gridverify.proxy.model import ProxyArch, ProxyMLP, module_from_arrays
 from gridverify.proxy.onnx_export import export_onnx
 
@@ -172,7 +172,7 @@ def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not p.is_file():
         raise ProxyError(f"{Path(path)}: not a model directory (no {CARD_FILE})")
     try:
-        card = json.loads(p.read_text())
+        card = json_loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ProxyError(f"{p}: not valid JSON: {exc}") from None
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
@@ -216,7 +216,7 @@ def read_model_dir(path: str | os.PathLike[str], *, verify: bool = True) -> Mode
     card = verify_model_dir(path) if verify else read_card(path)
     arch_path = path / ARCH_FILE
     try:
-        arch_json = json.loads(arch_path.read_text())
+        arch_json = json_loads(arch_path.read_text())
     except FileNotFoundError:
         raise ProxyError(f"{path}: file {ARCH_FILE} is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from gridverify.errors import ProxyError
+from gridverify.fileio import json_loads
 
 __all__ = ["INPUT_BLOCKS", "OUTPUT_BLOCKS", "LayoutModule", "Normalization", "ProxyLayout",
            "adapt"]
@@ -60,14 +61,13 @@ class Normalization:
     def read(cls, path: str | os.PathLike[str]) -> Normalization:
         """Read a ``.npz`` (plain arrays) or ``.json`` normalization file."""
         import hashlib
-        import json
         import zipfile
 
         p = Path(path)
         data = p.read_bytes()
         try:
             if p.suffix.lower() == ".json":
-                raw = json.loads(data)
+                raw = json_loads(data)
                 if not isinstance(raw, dict):
                     raise ValueError("expected an object with the keys " + ", ".join(_NORM_KEYS))
             else:

@@ -23,6 +23,7 @@ from torch import nn
 
 from gridverify._html import HtmlView
 from gridverify.errors import ProxyError
+from gridverify.fileio import json_loads
 from gridverify.proxy.artifacts import is_model_dir, read_model_dir
 from gridverify.proxy.layout import ProxyLayout, adapt
 from gridverify.proxy.model import ProxyArch, ProxyMLP, _IOSizes, module_from_arrays
@@ -466,7 +467,7 @@ def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any,
         for cand in (path.with_suffix(".json"), path.parent / "arch.json"):
             if cand.is_file():
                 try:
-                    arch_d = json.loads(cand.read_text())
+                    arch_d = json_loads(cand.read_text())
                 except json.JSONDecodeError as exc:
                     raise ProxyError(f"{cand}: not valid JSON: {exc}") from None
                 arch_src = str(cand)

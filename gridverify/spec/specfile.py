@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from gridverify.errors import SpecError
+from gridverify.fileio import json_loads
 from gridverify.spec.constraints import (
     ConstraintSelection,
     select_constraints,
@@ -82,7 +83,7 @@ def load_spec_mapping(path: str | Path) -> dict[str, Any]:
         raise SpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(text, object_pairs_hook=functools.partial(_unique_keys, path))
+            data = json_loads(text, object_pairs_hook=functools.partial(_unique_keys, path))
         except json.JSONDecodeError as exc:
             raise SpecError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
     else:

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gridverify.errors import StudyError
+from gridverify.fileio import json_loads
 
 __all__ = ["LOCK_NAME", "pid_alive", "study_lock"]
 
@@ -48,7 +49,7 @@ def _owner(path: Path) -> dict[str, object] | None:
     """The pid and host a lock file records (None when it is gone); StudyError when it
     cannot be read as a lock."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json_loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from gridverify.errors import GridverifyError, StudyError
-from gridverify.fileio import atomic_path, atomic_write_bytes, atomic_write_json
+from gridverify.fileio import atomic_path, atomic_write_bytes, atomic_write_json, json_loads
 from gridverify.study.jobs import DONE, FAILED, RECORD_FORMAT, Job
 
 __all__ = ["DAMAGED", "PENDING", "JobRecord", "StudyStore", "write_bytes_atomic",
@@ -179,7 +179,7 @@ class JobRecord:
 def _json_problem(raw: bytes) -> tuple[Any, str]:
     """``(value, "")`` of UTF-8 JSON bytes, or ``(None, why not)``."""
     try:
-        return json.loads(raw.decode("utf-8")), ""
+        return json_loads(raw.decode("utf-8")), ""
     except UnicodeDecodeError:
         return None, "not UTF-8 text"
     except json.JSONDecodeError as exc:
@@ -234,7 +234,7 @@ class StudyStore:
         if not p.exists():
             return
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
+            data = json_loads(p.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise StudyError(f"{self.root}: its study.json is unreadable ({exc}); not "
                              f"writing study {name!r} over it") from None
@@ -381,7 +381,7 @@ class StudyStore:
 
     def _study_json(self) -> dict[str, Any]:
         try:
-            data = json.loads((self.root / "study.json").read_text(encoding="utf-8"))
+            data = json_loads((self.root / "study.json").read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return {}
         return data if isinstance(data, dict) else {}

@@ -116,6 +116,20 @@ def test_read_errors_name_the_file(tmp_path: Path) -> None:
         assert msg.startswith(f"{path}: ") and match in msg and "\n" not in msg, msg
     good = _cert().write(tmp_path / "good.json")
     assert Certificate.read(good) == _cert()
+    # text json cannot parse (deep nesting, huge integers) and radii or ratings out of
+    # their range: one line naming the file (a traceback and exit 4 before)
+    d = _cert().to_dict()
+    bad = {"deep.json": "[" * 100_000, "huge.json": "1" * 5001}
+    for key, value in (("radius", float("nan")), ("radius", 2.0), ("radius", 0),
+                       ("rate", float("inf")), ("rate", -1.0)):
+        row = {**d["constraints"][0], key: value}
+        bad[f"{key}{value}.json"] = json.dumps({**d, "constraints": [row]})
+    for name, text in bad.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(SpecError) as info:
+            Certificate.read(tmp_path / name)
+        msg = str(info.value)
+        assert msg.startswith(f"{tmp_path / name}: ") and "\n" not in msg, msg
 
 
 def _record(job_id: str, state: str, cert: Certificate | None) -> dict:
