@@ -182,6 +182,24 @@ def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
     for key in ("case_name", "case_hash", "files"):
         if key not in card:
             raise ProxyError(f"{p}: missing field {key!r}")
+    # the card is not among the hashed files: what readers take from it is checked here
+    for key in ("case_name", "case_hash"):
+        if not isinstance(card[key], str) or not card[key]:
+            raise ProxyError(f"{p}: field {key}: expected a string, got {card[key]!r}")
+    for key in ("files", "arch", "dataset", "training", "metrics", "region"):
+        if key in card and not isinstance(card[key], dict):
+            raise ProxyError(f"{p}: field {key}: expected an object, got {card[key]!r}")
+    for split, values in card.get("metrics", {}).items():
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ProxyError(f"{p}: field metrics.{split}: expected an object")
+        if split not in ("test", "baseline_nominal"):  # the numbers `model info` shows
+            continue
+        for name, v in values.items():
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise ProxyError(f"{p}: field metrics.{split}.{name}: expected a number or "
+                                 f"null, got {v!r}")
     return card
 
 

@@ -166,6 +166,27 @@ def test_missing_or_altered_files(trained14, tmp_path):
     assert main(["model", "info", str(out)]) == 0
 
 
+@pytest.mark.parametrize("edit, message", [
+    ({"case_hash": 5}, "field case_hash: expected a string"),
+    ({"arch": None}, "field arch: expected an object"),
+    ({"metrics": {"test": {"mae_pg": "x"}}}, "field metrics.test.mae_pg: expected a number"),
+])
+def test_hand_edited_card_is_one_line(trained14, tmp_path, capsys, edit, message):
+    """card.json is not hashed: the fields readers use are type-checked (model info and
+    certify raised TypeError/AttributeError)."""
+    _, out = trained14
+    d = tmp_path / "edited"
+    shutil.copytree(out, d)
+    card = json.loads((d / "card.json").read_text())
+    (d / "card.json").write_text(json.dumps({**card, **edit}))
+    with pytest.raises(ProxyError, match=message):
+        load_proxy(d)
+    capsys.readouterr()
+    assert main(["model", "info", str(d)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
 def test_card_with_wrong_case(trained14, case14, tmp_path):
     _, out = trained14
     with pytest.raises(ProxyError, match="not to case"):
