@@ -20,7 +20,7 @@ def field_table(title: str, rows: Iterable[tuple[str, Any]], float_format: str =
 
     table = Table(title=escape(title), show_header=False)
     table.add_column("field", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")  # long values (hashes, paths) wrap, never cut
     for key, val in rows:
         text = format(val, float_format) if isinstance(val, float) else str(val)
         table.add_row(escape(str(key)), escape(text))

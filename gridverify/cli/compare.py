@@ -89,9 +89,11 @@ def _run(args: argparse.Namespace) -> int:
     diff = compare_certificates(_read(args.old), _read(args.new))
     if args.plot is not None:
         _write_plot(diff, args.plot)
-    if args.json:
+    if args.quiet:  # the exit status only, --json or not
+        pass
+    elif args.json:
         print(json.dumps(diff.to_dict(every=args.all), allow_nan=False))
-    elif not args.quiet:
+    else:
         _print(diff, None if args.all else args.limit)
     return 1 if diff.regressed else 0
 

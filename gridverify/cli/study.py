@@ -46,7 +46,8 @@ _COMPLETION_EPILOG = """\
 examples:
   source <(gridverify completion bash)                     # this shell
   gridverify completion bash > ~/.local/share/bash-completion/completions/gridverify
-  gridverify completion zsh > ~/.zfunc/_gridverify          # zsh (uses bashcompinit)
+  source <(gridverify completion zsh)                      # zsh (bashcompinit): a line
+                                                           # of ~/.zshrc, not an fpath file
 """
 
 

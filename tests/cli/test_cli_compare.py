@@ -53,6 +53,9 @@ def test_json(certs, capsys):
     assert main(["compare", str(plain), str(plain), "--json", "--all"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert len(d["changes"]) == d["old"]["summary"]["total"] and not d["notes"]
+    # --quiet prints nothing, with --json too (it printed the JSON)
+    assert main(["compare", str(stable), str(plain), "--json", "--quiet"]) == 1
+    assert capsys.readouterr().out == ""
 
 
 def test_bad_input_is_one_line_exit_2(certs, tmp_path, capsys):
