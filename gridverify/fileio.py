@@ -234,9 +234,7 @@ def json_loads(text: str | bytes, **kwargs: Any) -> Any:
         raise
     except RecursionError:
         raise json.JSONDecodeError("nested too deeply", _as_text(text), 0) from None
-    except ValueError as exc:
-        if kwargs.get("object_pairs_hook") is not None and "digits" not in str(exc):
-            raise  # a hook's own error (a duplicate key): the caller's to report
+    except ValueError as exc:  # json's own (a hook's errors are the caller's types)
         raise json.JSONDecodeError(str(exc).split("; ")[0], _as_text(text), 0) from None
 
 

@@ -75,7 +75,7 @@ from gridverify.certify.certificate import (
     final_status,
 )
 from gridverify.certify.checkpoint import Checkpoint, run_key
-from gridverify.certify.memory import MemoryBudget, MemoryCapError
+from gridverify.certify.memory import MemoryBudget, MemoryCapError, sample_bytes
 from gridverify.certify.options import (
     ATTACKS,
     BAB_MODES,
@@ -527,7 +527,7 @@ def _sample_stage(st: State, case: Any, module: torch.nn.Module, region: Region,
     space = region.search_box()  # points of the search space (update_attained maps them)
     pts = [space.center[None, :], space.lower[None, :], space.upper[None, :]]
     if opts.samples:
-        need = 3.0 * opts.samples * space.lower.size * 8 / 2.0**20  # drawn, stacked, mapped
+        need = sample_bytes(opts.samples, space.lower.size) / 2.0**20
         if need > max(memory.left(), _SMALL_MB):  # what a cap cannot hold, not a few MB
             raise MemoryCapError(
                 f"samples {opts.samples} (--samples): that many loads of {space.lower.size} "

@@ -80,3 +80,10 @@ class MemoryBudget:
         n = int(left // max(bytes_per_item, 1.0)) if left > 0 else 0
         n = min(largest, n)
         return n if n >= smallest else 0
+
+
+def sample_bytes(samples: int, n_inputs: int) -> int:
+    """Bytes the sampling stage holds for ``samples`` random points of ``n_inputs``
+    float64 entries: drawn, stacked with the other starts, mapped to loads (three
+    copies)."""
+    return 3 * 8 * int(samples) * int(n_inputs)

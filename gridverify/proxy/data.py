@@ -235,8 +235,8 @@ def read_proxy_data_many(paths: list[str | os.PathLike[str]], case: Any) -> Prox
 def region_from_sampler(case: Any, sampler: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
     """Input box ``(lower, upper)`` of length ``2L`` of a box or pglearn sampler.
 
-    Both samplers scale a load's pd and qd by one factor ``u`` in ``[f_lo, f_hi]``
-    (box: ``[low, high]``; pglearn: ``[a (1 - r), b (1 + r)]``).
+    Both samplers scale a load's pd and qd by one factor in the sampler's
+    :meth:`~gridverify.opf.samplers.BoxSampler.factor_range`.
     """
     from gridverify.opf.samplers import sampler_from_json
 

@@ -234,17 +234,17 @@ def _checked_params(params: Any) -> tuple[tuple[str, Any], ...]:
         pairs = [(k, v) for k, v in items]
     except (TypeError, ValueError):
         raise SpecError(f"region: params must be (name, value) pairs, got {params!r}") from None
+    out = []
     for k, v in pairs:
         if not isinstance(k, str):
             raise SpecError(f"region: params name {k!r} is not a string")
-        if isinstance(v, (np.integer, np.floating)):
-            v = v.item()
+        v = v.item() if isinstance(v, (np.integer, np.floating)) else v
         if not (v is None or isinstance(v, (str, bool, int, float))):
             raise SpecError(f"region: params {k} = {v!r} is not a number or a string")
         if isinstance(v, float) and not np.isfinite(v):
             raise SpecError(f"region: params {k} = {v!r} is not finite")
-    return tuple(sorted((k, v.item() if isinstance(v, (np.integer, np.floating)) else v)
-                        for k, v in pairs))
+        out.append((k, v))
+    return tuple(sorted(out))
 
 
 def _factors_from_dict(d: Any, n_input: int) -> np.ndarray:

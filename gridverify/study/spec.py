@@ -513,6 +513,7 @@ def _check_against_cases(
     ``samples`` random loads of every region must fit this machine's memory."""
     import warnings
 
+    from gridverify.certify.memory import sample_bytes
     from gridverify.grid import load_compiled
     from gridverify.proxy.layout import ProxyLayout
     from gridverify.proxy.load import load_proxy
@@ -546,7 +547,7 @@ def _check_against_cases(
                 raise ctx.error(("regions", r) + ((k,) if k else ()),
                                 f"for case {e.key} ({case.name}): {_msg(exc)}") from None
             n_in = reg.search_box().lower.size
-            short = memory_shortfall(3 * 8 * samples * n_in)  # drawn, stacked, mapped
+            short = memory_shortfall(sample_bytes(samples, n_in))
             if short is not None:
                 raise ctx.error(("study", "samples"), f"{samples} random loads of {n_in} "
                                 f"inputs (case {e.key}, region {r}) {short}")
