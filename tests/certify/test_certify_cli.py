@@ -240,7 +240,7 @@ def test_bad_input_exit_2_spec_and_model(model_dir, capsys, tmp_path):
     code, _, err = _run(capsys, "pglib_opf_case30_ieee", "--model", str(model_dir))
     assert code == 2 and "case" in err
     code, _, err = _run(capsys, CASE, "--model", str(tmp_path / "missing"))
-    assert code == 2 and "not found" in err
+    assert code == 2 and "missing: no such model file or folder" in err
 
 
 def _argparse_exit(capsys, *args):

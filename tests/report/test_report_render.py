@@ -58,7 +58,7 @@ def test_records_and_bounds_files(study_dir: Path) -> None:
     res = load_results(study_dir)
     assert [r["state"] for r in res.records] == ["done", "done", "done", "failed"]
     bad = res.failed[0]
-    assert bad["error"]["type"] == "FileNotFoundError"
+    assert bad["error"]["type"] == "ProxyError"
     assert "no_such_model" in bad["error"]["message"]
     assert not store.h5_path(bad["job_id"]).exists()
     for r in res.done:
