@@ -52,6 +52,13 @@ def _size(shape) -> int:
     return int(np.prod([int(d) for d in shape])) if len(shape) else 1
 
 
+def _comment_end(text: str, i: int) -> int:
+    """The end of the ``;`` comment at ``text[i]``: the end of its line (the newline
+    itself not included) or of the text."""
+    nl = text.find("\n", i)
+    return len(text) if nl < 0 else nl
+
+
 def _top_level_asserts(text: str) -> list[tuple[int, int, int]]:
     """``(start, body_start, end)`` of each top-level ``(assert ...)`` form.
 
@@ -64,8 +71,7 @@ def _top_level_asserts(text: str) -> list[tuple[int, int, int]]:
     while i < n:
         ch = text[i]
         if ch == ";":
-            j = text.find("\n", i)
-            i = n if j < 0 else j
+            i = _comment_end(text, i)
             continue
         if ch == "(":
             if depth == 0 and re.match(r"\(\s*assert\b", text[i:i + 64]):
@@ -113,9 +119,8 @@ def _operand_end(text: str, i: int) -> int:
         return j
     depth, j = 0, i
     while j < len(text):
-        if text[j] == ";":  # a comment runs to the end of its line
-            nl = text.find("\n", j)
-            j = len(text) if nl < 0 else nl
+        if text[j] == ";":
+            j = _comment_end(text, j)
             continue
         depth += text[j] == "("
         depth -= text[j] == ")"
@@ -131,8 +136,7 @@ def _skip_blank(text: str, i: int) -> int:
         if text[i].isspace():
             i += 1
         elif text[i] == ";":
-            nl = text.find("\n", i)
-            i = len(text) if nl < 0 else nl
+            i = _comment_end(text, i)
         else:
             break
     return i
@@ -153,10 +157,9 @@ def _split_equalities(text: str, source: str) -> str:
     while i < n:
         ch = text[i]
         if ch == ";":
-            nl = text.find("\n", i)
-            nl = n if nl < 0 else nl
-            out.append(text[i:nl])
-            i = nl
+            end = _comment_end(text, i)
+            out.append(text[i:end])
+            i = end
             continue
         m = _EQUALITY.match(text, i) if ch == "(" else None
         if m is None:
