@@ -79,6 +79,7 @@ from gridverify.certify.memory import MemoryBudget, MemoryCapError, sample_bytes
 from gridverify.certify.options import (
     ATTACKS,
     BAB_MODES,
+    METHODS,
     RADII,
     CertifyOptions,
     radius_midpoint,
@@ -107,9 +108,6 @@ from gridverify.spec.constraints import (
 )
 from gridverify.spec.region import Region, box_region, parse_region, validate_region
 from gridverify.spec.thresholds import ThresholdSpec, as_thresholds, resolve_thresholds
-
-METHODS = ("ibp", "crown", "alpha-crown", "bab")
-
 
 
 class RegionWarning(UserWarning):

@@ -16,14 +16,18 @@ import numpy as np
 
 from gridverify.attack.options import AttackOptions
 from gridverify.bab.options import BabOptions
+from gridverify.bounds.options import METHODS as BOUND_METHODS
 from gridverify.bounds.options import BoundOptions
 from gridverify.errors import SpecError
 from gridverify.seeds import seed_problem
 from gridverify.sysmem import MAX_WORKERS
 
-__all__ = ["ATTACKS", "BAB_MODES", "RADII", "REFINES", "CertifyOptions", "radius_midpoint",
-           "radius_text"]
+__all__ = ["ATTACKS", "BAB_MODES", "METHODS", "RADII", "REFINES", "CertifyOptions",
+           "radius_midpoint", "radius_text"]
 
+#: the bounding methods of ``certify``, cheap to strong: the bound engine's, then
+#: branch-and-bound
+METHODS = (*BOUND_METHODS, "bab")
 #: which constraints the attack stage targets (see :class:`CertifyOptions`)
 ATTACKS = ("uncertified", "undecided", "all", "none")
 #: what method ``bab`` does with branch-and-bound (see :class:`CertifyOptions`)

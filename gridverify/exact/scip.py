@@ -30,6 +30,7 @@ tolerances.  Balance constraints (``|residual|``) are solved twice (both signs).
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,7 @@ from torch import nn
 
 from gridverify.errors import GridverifyError, SolverError
 from gridverify.physics import equations as eq
-from gridverify.spec.constraints import BALANCE_FAMILIES, Constraint
+from gridverify.spec.constraints import BALANCE_FAMILIES, THERMAL_FAMILIES, Constraint
 
 _EXP_LIMIT = 40.0  # |z| beyond which exp(z) is not written (SCIP infinity is 1e20)
 
@@ -57,6 +58,20 @@ class ExactOptions:
     gap: float = 1e-6
     feastol: float | None = None
     verbose: bool = False
+
+    def __post_init__(self) -> None:
+        def number(name: str, v: Any, positive: bool) -> None:
+            ok = (isinstance(v, int | float) and not isinstance(v, bool)
+                  and math.isfinite(v) and (v > 0 if positive else v >= 0))
+            if not ok:
+                what = "> 0" if positive else ">= 0"
+                raise ExactError(f"exact options: {name} must be a finite number {what}, "
+                                 f"got {v!r}")
+
+        number("time_limit", self.time_limit, positive=False)
+        number("gap", self.gap, positive=False)
+        if self.feastol is not None:
+            number("feastol", self.feastol, positive=True)
 
 
 @dataclass(frozen=True)
@@ -299,7 +314,7 @@ def combined_status(statuses: list[str]) -> str:
 def _check_problem(case: Any, layers: list[_Layer], lo: np.ndarray, hi: np.ndarray,
                    c: Constraint) -> None:
     """ExactError unless the box, the network and the constraint fit the case."""
-    from gridverify.spec.constraints import FAMILIES, family_candidates
+    from gridverify.spec.constraints import FAMILIES, LIMITS, family_candidates
 
     n_in, n_out = 2 * case.n_load, 2 * case.n_gen + 2 * case.n_bus
     if lo.shape != (n_in,) or hi.shape != (n_in,):
@@ -319,9 +334,10 @@ def _check_problem(case: Any, layers: list[_Layer], lo: np.ndarray, hi: np.ndarr
         raise ExactError(f"exact check: unknown constraint family {c.family!r}")
     idx, _ = family_candidates(case, c.family)
     if c.index not in set(idx.tolist()):
+        why = (" (an unrated branch has no thermal limit)" if c.family in THERMAL_FAMILIES
+               else " (an infinite limit is no constraint)" if c.family in LIMITS else "")
         raise ExactError(f"exact check: {c.family} has no constraint at index {c.index} in "
-                         f"case {case.name!r} (an unrated branch has no thermal limit, an "
-                         "infinite limit is none)")
+                         f"case {case.name!r}{why}")
 
 
 def exact_worst_case(

@@ -38,7 +38,7 @@ from gridverify.errors import GraphError
 from gridverify.ir.builder import GraphBuilder, compose
 from gridverify.ir.graph import Graph
 from gridverify.physics import equations as eq
-from gridverify.spec.constraints import BALANCE_FAMILIES, Constraint
+from gridverify.spec.constraints import BALANCE_FAMILIES, THERMAL_FAMILIES, Constraint
 
 LOAD_INPUT = "load"
 PROXY_INPUT = "proxy_out"
@@ -321,7 +321,7 @@ class _Layout:
                             _Rows.identity(self.ws, n_br)) if flows else None
 
 
-_FLOW_FAMILIES = frozenset({"p_balance", "q_balance", "thermal_fr", "thermal_to"})
+_FLOW_FAMILIES = frozenset(BALANCE_FAMILIES + THERMAL_FAMILIES)
 
 
 def _base_vector(b: GraphBuilder, case: Any, lay: _Layout) -> int:
@@ -375,7 +375,7 @@ def _linear_rows(case: Any, constraints: tuple[Constraint, ...], lay: _Layout, l
                 if key not in bal_rows:
                     bal_rows[key] = lin.new_rows(case.n_bus)
                 lin_rows.append((int(bal_rows[key][i]), pos, int(sgn)))
-        elif fam in ("thermal_fr", "thermal_to"):
+        elif fam in THERMAL_FAMILIES:
             thermal.append((pos, i, 0 if fam == "thermal_fr" else 1))
         else:  # pragma: no cover - guarded by ConstraintSelection
             raise GraphError(f"physics graph: unknown family {fam!r}")

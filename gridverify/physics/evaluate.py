@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from gridverify.physics import equations as eq
-from gridverify.spec.constraints import BALANCE_FAMILIES, Constraint
+from gridverify.spec.constraints import BALANCE_FAMILIES, THERMAL_FAMILIES, Constraint
 
 
 def split_output(case: Any, y: Any) -> tuple[Any, Any, Any, Any]:
@@ -40,7 +40,7 @@ def violation_values(case: Any, constraints: Sequence[Constraint], x: Any, y: An
     parts = {"pg": pg, "qg": qg, "vm": vm, "va": va}
     fams = {c.family for c in constraints}
     flows = res_p = res_q = None
-    if fams & {"thermal_fr", "thermal_to", "p_balance", "q_balance"}:
+    if fams.intersection(BALANCE_FAMILIES + THERMAL_FAMILIES):
         base = eq.base_terms(alg, case, vm, va)
         flows = eq.branch_flows(alg, case, base)
         if "p_balance" in fams:
@@ -55,7 +55,7 @@ def violation_values(case: Any, constraints: Sequence[Constraint], x: Any, y: An
         idx = np.array([constraints[k].index for k in pos], dtype=np.int64)
         if fam in BALANCE_FAMILIES:
             v = abs(alg.take(res_p if fam == "p_balance" else res_q, idx))
-        elif fam in ("thermal_fr", "thermal_to"):
+        elif fam in THERMAL_FAMILIES:
             assert flows is not None
             p_, q_ = (flows.pf, flows.qf) if fam == "thermal_fr" else (flows.pt, flows.qt)
             rate = np.asarray(case.rate_a, dtype=np.float64)[idx]

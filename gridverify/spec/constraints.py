@@ -36,6 +36,9 @@ FAMILIES: tuple[str, ...] = (
 #: the power-balance families (a residual, in both signs); every other family is a limit
 BALANCE_FAMILIES: tuple[str, ...] = ("p_balance", "q_balance")
 
+#: the branch thermal-limit families (from and to ends; rated branches only)
+THERMAL_FAMILIES: tuple[str, ...] = ("thermal_fr", "thermal_to")
+
 #: component kind of every family: "bus", "branch" or "gen"
 FAMILY_KIND: dict[str, str] = {
     "p_balance": "bus",
@@ -164,7 +167,7 @@ def family_candidates(case: Any, family: str) -> tuple[np.ndarray, np.ndarray]:
                                              dtype=np.float64))]
         ids = case.bus_ids if kind == "bus" else case.gen_row
         return idx, np.asarray(ids, dtype=np.int64)[idx]
-    if family in ("thermal_fr", "thermal_to"):
+    if family in THERMAL_FAMILIES:
         rate = np.asarray(case.rate_a, dtype=np.float64)
         idx = np.flatnonzero(np.isfinite(rate) & (rate > 0))
     else:  # angle_max, angle_min: the corrected limit exists unless the raw one is NaN

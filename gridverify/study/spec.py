@@ -51,7 +51,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from gridverify.certify.options import ATTACKS, REFINES, CertifyOptions
+from gridverify.certify.options import ATTACKS, METHODS, REFINES, CertifyOptions
 from gridverify.errors import GridverifyError, StudyError
 from gridverify.resources import bundled_model
 from gridverify.spec.region import REGION_KEYS
@@ -66,7 +66,6 @@ __all__ = [
     "parse_study",
 ]
 
-_METHODS = ("ibp", "crown", "alpha-crown", "bab")
 _TOP = ("study", "cases", "regions", "constraints", "thresholds")
 _STUDY_KEYS = ("name", "description", "methods", "timeout", "samples", "seed", "attack",
                "refine", "threads", "bab_timeout", "radius", "radius_steps")
@@ -347,9 +346,9 @@ def parse_study(text: str, source: str = "<study>", base: Path | None = None,
         raise ctx.error(("study", "description"), "expected a string")
     methods = _str_list(ctx, st.get("methods", ["alpha-crown"]), ("study", "methods"))
     for m in methods:
-        if m not in _METHODS:
+        if m not in METHODS:
             raise ctx.error(("study", "methods"),
-                            f"unknown method {m!r} (expected {', '.join(_METHODS)})")
+                            f"unknown method {m!r} (expected {', '.join(METHODS)})")
     options = _parse_options(ctx, st)
     if check and "bab" in methods:
         _check_bab(ctx)

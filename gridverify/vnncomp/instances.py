@@ -107,7 +107,10 @@ class AcopfLayout:
 
 def acopf_layout(case: Any) -> AcopfLayout:
     """The output layout of :func:`acopf_graph` for ``case`` (thermal rows: rated branches)."""
-    from gridverify.spec.constraints import ConstraintSelection, select_constraints
+    from gridverify.spec.constraints import (
+        ConstraintSelection,
+        select_constraints,
+    )
 
     sel = select_constraints(case, ConstraintSelection(families=("thermal_fr",)))
     thermal = np.array([c.index for c in sel if c.family == "thermal_fr"], dtype=np.int64)
@@ -123,7 +126,11 @@ def acopf_graph(case: Any, proxy: Any) -> tuple[Any, AcopfLayout]:
     """
     from gridverify.ir import GraphBuilder, compose, from_torch
     from gridverify.physics.acp import LOAD_INPUT, PROXY_INPUT, build_physics_graph
-    from gridverify.spec.constraints import ConstraintSelection, select_constraints
+    from gridverify.spec.constraints import (
+        THERMAL_FAMILIES,
+        ConstraintSelection,
+        select_constraints,
+    )
 
     n_load, n_gen, n_bus, n_br = case.n_load, case.n_gen, case.n_bus, case.n_branch
     pg = proxy if isinstance(proxy, Graph) else from_torch(proxy.eval(), 2 * n_load)
@@ -131,7 +138,7 @@ def acopf_graph(case: Any, proxy: Any) -> tuple[Any, AcopfLayout]:
         raise GraphError(f"proxy graph must have one input of size {2 * n_load}")
     if pg.nodes[pg.outputs[0]].size != 2 * n_gen + 2 * n_bus:
         raise GraphError(f"proxy output must have {2 * n_gen + 2 * n_bus} entries")
-    sel = select_constraints(case, ConstraintSelection(families=("thermal_fr", "thermal_to")))
+    sel = select_constraints(case, ConstraintSelection(families=THERMAL_FAMILIES))
     physics = build_physics_graph(case, sel, expose_flows=True)
     layout = acopf_layout(case)
     thermal = layout.thermal_branches
@@ -475,7 +482,10 @@ def _exact(case, proxy, lo, hi, kind: str, C: np.ndarray, lay: AcopfLayout, time
     None when the exact encoding refuses the model (then that kind is not cross-checked).
     """
     from gridverify.exact.scip import ExactOptions, exact_worst_case
-    from gridverify.spec.constraints import ConstraintSelection, select_constraints
+    from gridverify.spec.constraints import (
+        ConstraintSelection,
+        select_constraints,
+    )
 
     j = int(np.nonzero(C[0])[0][0])
     if kind == "thermal_one":

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gridverify.bounds.options import METHODS as BOUND_METHODS
 from gridverify.errors import GraphError, GridverifyError, VnnlibError, one_line
 from gridverify.ir.onnx_check import OnnxChecker, first_disagreement
 from gridverify.vnncomp.vnnlib import Property, PropertyCase, parse_vnnlib
@@ -83,7 +84,7 @@ class RunOptions:
             raise VnncompOptionError(
                 f"attack_dtype must be float32 or float64, got {self.attack_dtype}"
             )
-        if self.bound_method not in ("none", "ibp", "crown", "alpha-crown"):
+        if self.bound_method != "none" and self.bound_method not in BOUND_METHODS:
             raise VnncompOptionError(f"unknown bound method {self.bound_method!r}")
         if self.memory_cap_mb is not None and not self.memory_cap_mb > 0:
             raise VnncompOptionError(f"memory cap must be > 0 MB, got {self.memory_cap_mb}")
@@ -480,8 +481,7 @@ def _bound_filter(inst, opts, clock, device, items, budget):
     """
     from gridverify.bounds import compute_bounds
 
-    ladder = ("ibp", "crown", "alpha-crown")
-    methods = ladder[: ladder.index(opts.bound_method) + 1]
+    methods = BOUND_METHODS[: BOUND_METHODS.index(opts.bound_method) + 1]
     remaining = list(items)
     for method in methods:
         if not remaining or clock.left() <= 0:

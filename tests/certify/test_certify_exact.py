@@ -127,6 +127,21 @@ def test_exact_refuses_problems_that_do_not_fit_the_case(tiny_mlp):
     for match, (module, a, b, c) in bad.items():
         with pytest.raises(ExactError, match=match):
             exact_worst_case(case, module, a, b, c)
+    # the hint names what applies to the family only
+    with pytest.raises(ExactError) as err:
+        exact_worst_case(case, net, lo, hi, Constraint("p_balance", 1000, 999))
+    assert "thermal" not in str(err.value) and "limit" not in str(err.value)
+    with pytest.raises(ExactError, match="unrated branch"):
+        exact_worst_case(case, net, lo, hi, Constraint("thermal_fr", 1000, 999))
+
+
+@pytest.mark.parametrize("kw", [{"time_limit": -1.0}, {"time_limit": float("nan")},
+                                {"gap": -1e-3}, {"gap": float("inf")}, {"feastol": 0.0},
+                                {"time_limit": "60"}, {"gap": True}])
+def test_bad_exact_options_name_the_option(kw):
+    """Refused before SCIP sees them (SCIP would print C errors, then a bare ValueError)."""
+    with pytest.raises(ExactError, match=f"exact options: {next(iter(kw))}"):
+        ExactOptions(**kw)
 
 
 def test_a_balance_worst_case_is_optimal_only_when_both_signs_are():

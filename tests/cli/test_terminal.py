@@ -170,3 +170,16 @@ def test_progress_flag_draws_on_stderr_when_it_is_not_a_terminal() -> None:
     assert r.returncode in (0, 1, 3), r.stderr
     assert "certify" in r.stderr and "\x1b[" in r.stderr  # the bar, drawn
     assert "\x1b[" not in r.stdout and r.stdout.lstrip().startswith("{")
+
+
+def test_method_choices_are_the_library_methods() -> None:
+    """The parsers spell the method lists out (building them imports nothing heavy):
+    they must stay the ones ``certify`` and the bound engine accept."""
+    from gridverify.bounds.options import METHODS as BOUND_METHODS
+    from gridverify.certify.options import METHODS
+
+    choices = {(path, act.option_strings[0]): tuple(act.choices)
+               for path, _, act in _options(build_parser())
+               if act.option_strings and act.choices is not None}
+    assert choices[("gridverify certify", "--method")] == METHODS
+    assert choices[("gridverify vnncomp run", "--bounds")] == ("none", *BOUND_METHODS)
