@@ -22,7 +22,8 @@ Pipeline (one batched pass over all constraints):
    for ONNX proxies once more in onnxruntime, and kept as the witness.
 4. **Radius** (``CertifyOptions.radius``): for every constraint the bound does
    not certify, the largest box about the region's centre on which CROWN
-   certifies it (a ladder of radii, then bisection steps).
+   certifies it (IBP with ``method="ibp"``: never a stronger bound than the
+   method's own; a ladder of radii, then bisection steps).
 5. ``bab`` (:func:`gridverify.bab.bab_maximize`; the stage is
    :mod:`gridverify.certify.bab_stage`): first the open constraints
    are decided at their threshold, the nearly certified first, in searches of
@@ -430,7 +431,8 @@ def _certify(t0: float, case: Any, proxy: Any, region: Region | str | None, cons
                   last=bab_fn is None, memory=memory, notes=warn_list)
     budget.lap("attack")
     if opts.radius:
-        _radius_stage(st, graph, space, opts, budget, notify, memory, warn_list)
+        _radius_stage(st, graph, space, _radius_engine(method), opts, budget, notify, memory,
+                      warn_list)
         budget.lap("radius")
     bab_runs: list[dict[str, Any]] = []
     if bab_fn is not None:
@@ -596,13 +598,20 @@ def _bound_stages(st: State, graph: Any, region: Region, method: str, opts: Cert
             st.seconds[touched] += dt / max(touched.size, 1)
 
 
-def _radius_stage(st: State, graph: Any, region: Region, opts: CertifyOptions,
+def _radius_engine(method: str) -> str:
+    """The bound of the radius stage: CROWN, or IBP when the certificate's method is
+    IBP (a stronger bound than the method's own would certify, on boxes all but as
+    wide as the region, constraints the certificate leaves open)."""
+    return "ibp" if method == "ibp" else "crown"
+
+
+def _radius_stage(st: State, graph: Any, region: Region, engine: str, opts: CertifyOptions,
                   budget: Budget, notify: Progress, memory: MemoryBudget,
                   notes: list[str]) -> None:
     """For every constraint the bound does not certify: the largest radius at which
-    CROWN certifies it on ``region.shrunk(radius)``.
+    ``engine`` (:func:`_radius_engine`) certifies it on ``region.shrunk(radius)``.
 
-    First the ladder :data:`RADII`: one CROWN pass per radius, largest first, over
+    First the ladder :data:`RADII`: one pass per radius, largest first, over
     the rows of the constraints not certified at a larger one (a smaller box is
     tried only for those).  Then ``opts.radius_steps`` bisection steps: each
     constraint with a radius has a bracket, its radius and the smallest radius
@@ -614,19 +623,20 @@ def _radius_stage(st: State, graph: Any, region: Region, opts: CertifyOptions,
     """
     skipped: list[str] = []
     try:
-        _radius_ladder(st, graph, region, opts, budget, notify, memory, notes, skipped)
+        _radius_ladder(st, graph, region, engine, opts, budget, notify, memory, notes,
+                       skipped)
     finally:
         gone = [n for n in skipped if _SKIPPED in n]
         notes.extend(dict.fromkeys(n for n in skipped if _SKIPPED not in n))
         if gone:
             why = gone[0].split(_SKIPPED)[0]
-            notes.append(f"radius stage: {len(gone)} CROWN pass(es) skipped ({why}); "
+            notes.append(f"radius stage: {len(gone)} {engine.upper()} pass(es) skipped ({why}); "
                          "the constraints they held have no radius from them")
 
 
-def _radius_ladder(st: State, graph: Any, region: Region, opts: CertifyOptions,
-                   budget: Budget, notify: Progress, memory: MemoryBudget,
-                   notes: list[str], skipped: list[str]) -> None:
+def _radius_ladder(st: State, graph: Any, region: Region, engine: str,
+                   opts: CertifyOptions, budget: Budget, notify: Progress,
+                   memory: MemoryBudget, notes: list[str], skipped: list[str]) -> None:
     """The ladder and the bisection of :func:`_radius_stage`; the passes' memory
     notes go to ``skipped``."""
     todo = st.uncertified()
@@ -638,7 +648,7 @@ def _radius_ladder(st: State, graph: Any, region: Region, opts: CertifyOptions,
             notes.append(f"timeout: the radius stage stopped before radius {r:g}; "
                          f"{int(todo.sum())} constraint(s) have no radius")
             return
-        hit = _radius_pass(st, graph, region, r, todo, opts, notify, memory, skipped)
+        hit = _radius_pass(st, graph, region, engine, r, todo, opts, notify, memory, skipped)
         st.radius[hit] = r
         todo &= ~hit
         failed[todo] = r
@@ -654,19 +664,20 @@ def _radius_ladder(st: State, graph: Any, region: Region, opts: CertifyOptions,
                              f"of {opts.radius_steps}; the radii found so far stand")
                 return
             sel = mids == m
-            hit = _radius_pass(st, graph, region, m, sel, opts, notify, memory, skipped)
+            hit = _radius_pass(st, graph, region, engine, m, sel, opts, notify, memory,
+                               skipped)
             st.radius[hit] = m
             failed[sel & ~hit] = m
 
 
-def _radius_pass(st: State, graph: Any, region: Region, radius: float, cons: np.ndarray,
-                 opts: CertifyOptions, notify: Progress, memory: MemoryBudget,
-                 notes: list[str]) -> np.ndarray:
-    """Constraint mask: those of ``cons`` CROWN certifies on ``region.shrunk(radius)``."""
+def _radius_pass(st: State, graph: Any, region: Region, engine: str, radius: float,
+                 cons: np.ndarray, opts: CertifyOptions, notify: Progress,
+                 memory: MemoryBudget, notes: list[str]) -> np.ndarray:
+    """Constraint mask: those of ``cons`` ``engine`` certifies on ``region.shrunk(radius)``."""
     rows = st.rows_of(cons)
     notify(f"radius {radius:g} ({rows.size} rows)", 0.8)
-    up = padded(_bound_rows(graph, region.shrunk(radius), rows, st.physics.n_rows, "crown", 0,
-                             budget=memory, notes=notes), opts)
+    up = padded(_bound_rows(graph, region.shrunk(radius), rows, st.physics.n_rows, engine, 0,
+                            budget=memory, notes=notes), opts)
     return cons & (st.row_max(rows, up) <= st.thresholds)
 
 

@@ -133,7 +133,8 @@ class CertifyOptions:
     small and extra threads mostly contend: 1, as ``certify --threads``
     defaults; ``None``: torch's current setting).
     ``radius``: for every constraint the bound does not certify over the region,
-    the largest radius found at which CROWN certifies it on the smaller box
+    the largest radius found at which CROWN (IBP for ``method="ibp"``, never a
+    stronger bound than the certificate's) certifies it on the smaller box
     about the region's centre (:meth:`Region.shrunk
     <gridverify.spec.region.Region.shrunk>`): a sound statement for loads nearer
     the centre (``ConstraintResult.radius``).  First the ladder :data:`RADII`

@@ -187,3 +187,22 @@ def test_radius_text_rounds_down():
         shown = float(radius_text(r))
         assert shown <= r and shown > r * (1 - 1e-2)
     assert radius_text(0.2726) == "0.272" and radius_text(0.0078) == "0.0078"
+
+
+def test_ibp_radii_are_ibp_claims():
+    """With ``method="ibp"`` the radius stage bounds with IBP too: a stronger bound would
+    give constraints that IBP leaves open radii of 0.9999 (CROWN certifies them on the
+    whole region).  Every radius is one IBP certifies the constraint at."""
+    case = load_compiled("pglib_opf_case14_ieee")
+    proxy = load_proxy(_MODELS / "case14_relu", case=case)
+    region = box_region(case, 0.9, 1.1)
+    cert = certify(case, proxy, region, constraints="p_balance,thermal_fr", method="ibp",
+                   options=CertifyOptions(samples=64, radius_steps=1))
+    partial = [c for c in cert.constraints if c.radius is not None and c.radius < 1]
+    assert partial and {c.status for c in cert.constraints} >= {"open", "certified"}
+    for c in partial:
+        again = certify(case, proxy, region.shrunk(c.radius),
+                        constraints=[Constraint(c.family, c.component, c.index)],
+                        method="ibp", options=CertifyOptions(samples=0, attack="none",
+                                                             radius=False))
+        assert again.constraints[0].status == "certified", (c.family, c.component, c.radius)
