@@ -443,7 +443,7 @@ def _certify(t0: float, case: Any, proxy: Any, region: Region | str | None, cons
                           (opts.pad_abs, opts.pad_rel))
             ck = Checkpoint.open(checkpoint, key, K, physics.n_rows)
             if ck.searched is not None:
-                n = ck.restore(st, case, module)
+                n = ck.restore(st, case, module, space)
                 warn_list.append(f"resumed from checkpoint {checkpoint}: {n} constraints "
                                  f"tightened or violated further by the earlier run, "
                                  f"{int(ck.searched.sum())} decision and "

@@ -13,7 +13,8 @@ Soundness: the saved bounds were computed on the same graph over the same
 region (the file's run key, :func:`run_key`, covers the case, the proxy, the
 region, the constraints, the thresholds, the seed and the rounding pad), so the
 smaller of a saved and a new bound is a bound; saved worst loads are
-re-evaluated on the proxy and the grid equations, never taken on trust.  The
+re-evaluated on the proxy and the grid equations, never taken on trust (one
+outside the region, or not finite, marks the file as damaged).  The
 file is written to a temporary name and renamed (never half-written).
 """
 
@@ -100,20 +101,19 @@ class Checkpoint:
             raise SpecError(f"checkpoint {path}: saved by another run (case, proxy, region, "
                             "constraints, thresholds or seed differ); remove it or give "
                             "another file")
-        want = {"row_ub": n_rows, "att": n_constraints, "searched": n_constraints,
-                "tightened": n_constraints}
-        for name, n in want.items():
-            if name not in saved or saved[name].shape[0] != n:
-                raise SpecError(f"checkpoint {path}: field {name} is missing or of the wrong "
-                                "size")
+        _check_fields(path, saved, n_constraints, n_rows)
         ck._saved = saved
         ck.searched = saved["searched"].astype(np.int64)
         ck.tightened = saved["tightened"].astype(bool)
         return ck
 
-    def restore(self, st: State, case: Any, module: torch.nn.Module) -> int:
+    def restore(self, st: State, case: Any, module: torch.nn.Module, space: Any) -> int:
         """Fold the saved bounds and worst loads into ``st``; the number of
-        constraints whose bound or worst found it changed."""
+        constraints whose bound or worst found it changed.
+
+        ``space``: the run's search box (``lower``, ``upper``); a saved worst load
+        outside it, or not finite, marks the file as damaged (SpecError).
+        """
         if not self._saved:
             return 0
         ub0, att0 = st.ub.copy(), st.att.copy()
@@ -124,8 +124,14 @@ class Checkpoint:
                             f"{worst.shape}, this run's {st.worst.shape}: saved by another "
                             "run; remove it")
         if worst is not None:
-            found = np.isfinite(self._saved["att"])
-            update_attained(st, case, module, worst[found])
+            pts = worst[np.isfinite(self._saved["att"])].astype(np.float64)
+            lo, hi = np.asarray(space.lower), np.asarray(space.upper)
+            out = ~(np.isfinite(pts) & (pts >= lo) & (pts <= hi)).all(axis=1)
+            if out.any():
+                raise SpecError(f"checkpoint {self.path}: {int(out.sum())} of its worst loads "
+                                "lie outside the region or are not finite: the file is "
+                                "damaged; remove it")
+            update_attained(st, case, module, pts)
         # a saved bound below a value attained (here, by its own worst loads or by
         # this run's samples) cannot come from the same run: refuse, never use it
         saved_ub = st.row_max(np.arange(row_ub.size), np.where(np.isnan(row_ub), np.inf,
@@ -153,3 +159,29 @@ class Checkpoint:
                  tightened=np.asarray(tightened, dtype=bool))
         atomic_write_bytes(self.path, buf.getvalue())
         self._last = now
+
+
+#: the fields of a checkpoint: (numpy dtype kinds accepted, what they hold)
+_FIELDS = {"row_ub": ("f", "numbers"), "att": ("f", "numbers"),
+           "searched": ("iu", "integers"), "tightened": ("b", "booleans")}
+
+
+def _check_fields(path: Path, saved: dict[str, np.ndarray], n_constraints: int,
+                  n_rows: int) -> None:
+    """SpecError naming the first field of ``saved`` that is missing, of the wrong kind
+    or shape, or (``searched``) negative; ``worst``, when there, a float matrix."""
+    size = {"row_ub": n_rows, "att": n_constraints, "searched": n_constraints,
+            "tightened": n_constraints}
+    for name, (kinds, what) in _FIELDS.items():
+        a = saved.get(name)
+        if a is None or a.ndim != 1 or a.shape[0] != size[name]:
+            raise SpecError(f"checkpoint {path}: field {name} is missing or of the wrong "
+                            f"size (expected {size[name]} entries); remove it")
+        if a.dtype.kind not in kinds:
+            raise SpecError(f"checkpoint {path}: field {name} holds {a.dtype} values, not "
+                            f"{what}; remove it")
+    if (saved["searched"] < 0).any():
+        raise SpecError(f"checkpoint {path}: field searched holds a negative count; remove it")
+    w = saved.get("worst")
+    if w is not None and (w.ndim != 2 or w.dtype.kind != "f"):
+        raise SpecError(f"checkpoint {path}: field worst is not a matrix of numbers; remove it")

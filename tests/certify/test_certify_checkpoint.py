@@ -175,3 +175,40 @@ def test_the_run_key_tells_factor_regions_of_one_box_apart():
     assert all(np.array_equal(r.lower, regions[0].lower) for r in regions)
     keys = {run_key(case, "m", r, cons, thr, 0, (0.0, 0.0)) for r in regions}
     assert len(keys) == 3
+
+
+def test_damaged_fields_and_worst_loads_are_refused(tmp_path, tiny_mlp):
+    """A valid archive with a field of the wrong kind or shape, a negative search count,
+    or worst loads outside the region (or NaN): one SpecError naming it, never a crash
+    deep in the run nor loads from outside the region counted as found."""
+    case = load_compiled("pglib_opf_case5_pjm")
+    net = tiny_mlp(case, act="relu", seed=3, out_scale=0.3)
+    path = tmp_path / "run.ckpt"
+    _run(case, net, path, timeout=2.0)
+    with np.load(path) as z:
+        good = {k: z[k] for k in z.files}
+    region = box_region(case, 0.8, 1.2)
+    found = np.isfinite(good["att"])
+    assert found.any()
+    outside = good["worst"].copy()
+    outside[found] = region.upper * 1.03
+    nan_worst = good["worst"].copy()
+    nan_worst[found] = np.nan
+    cases = {
+        "field att holds <U": {"att": good["att"].astype(str)},
+        "field row_ub holds <U": {"row_ub": good["row_ub"].astype(str)},
+        "field searched holds <U": {"searched": good["searched"].astype(str)},
+        "field searched is missing or of the wrong size": {"searched": np.array(3)},
+        "field row_ub is missing or of the wrong size": {
+            "row_ub": np.stack([good["row_ub"], good["row_ub"]], axis=1)},
+        "field searched holds a negative count": {"searched": good["searched"] - 5},
+        "field worst is not a matrix": {"worst": good["worst"][0]},
+        "worst loads lie outside the region": {"worst": outside},
+        "worst loads lie outside the region or are not finite": {"worst": nan_worst},
+    }
+    for k, (match, change) in enumerate(cases.items()):
+        bad = tmp_path / f"bad{k}.ckpt"
+        with open(bad, "wb") as fh:
+            np.savez(fh, **{**good, **change})
+        with pytest.raises(SpecError, match=match):
+            _run(case, net, bad, timeout=2.0)
