@@ -201,6 +201,13 @@ def keep_outputs_from_args(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "keep_outputs", False))
 
 
+def layout_flags_given(args: argparse.Namespace) -> list[str]:
+    """The flags of :func:`add_layout_arguments` given on the command line."""
+    names = ("inputs", "outputs", "load_units", "gen_units", "angle_units", "normalization")
+    given = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n, None) is not None]
+    return given + (["--keep-outputs"] if keep_outputs_from_args(args) else [])
+
+
 def layout_from_args(args: argparse.Namespace) -> Any:
     """The :class:`~gridverify.proxy.layout.ProxyLayout` of :func:`add_layout_arguments`'s
     flags (``None`` for the convention)."""

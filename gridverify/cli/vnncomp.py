@@ -27,6 +27,9 @@ __all__ = ["main", "register"]
 
 _EXIT = {"unsat": 0, "sat": 1, "unknown": 3, "timeout": 3}
 _KINDS = ("balance_all", "thermal_one", "gen_limits", "voltage_limits", "balance_one")
+#: the untrained proxy of make-instances (without --model)
+_HIDDEN = (32, 32)
+_ACTIVATION = "relu"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -128,10 +131,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "default: an untrained seeded proxy with the clamp head",
     )
     add_layout_arguments(mk)
-    mk.add_argument("--hidden", type=hidden_sizes, default=(32, 32),
-                    help="hidden sizes of the untrained proxy")
-    mk.add_argument("--activation", default="relu", choices=ACTIVATIONS,
-                    help="activation of the untrained proxy")
+    mk.add_argument("--hidden", type=hidden_sizes, default=None,
+                    help="hidden sizes of the untrained proxy, without --model (default "
+                    f"{','.join(map(str, _HIDDEN))})")
+    mk.add_argument("--activation", default=None, choices=ACTIVATIONS,
+                    help=f"activation of the untrained proxy, without --model (default "
+                    f"{_ACTIVATION})")
     mk.add_argument(
         "--widths",
         default="0.01,0.2",
@@ -351,11 +356,20 @@ def _make(args: argparse.Namespace) -> int:
     if any(not (0 <= w < 1) for w in widths):
         raise SpecError(f"--widths: each width must be in [0, 1), got {args.widths!r}")
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    if not kinds:
+        raise SpecError(f"--kinds: empty list (known: {', '.join(KINDS)})")
     for k in kinds:
         if k not in KINDS:
             raise SpecError(f"--kinds: unknown kind {k!r} (known: {', '.join(KINDS)})")
-    from gridverify.cli._args import keep_outputs_from_args, layout_from_args
+    from gridverify.cli._args import keep_outputs_from_args, layout_flags_given, layout_from_args
 
+    given = layout_flags_given(args)
+    if not args.model and given:
+        raise SpecError(f"{given[0]}: only with --model (the untrained proxy has "
+                        "gridverify's layout, docs/proxy.md)")
+    if args.model and (args.hidden is not None or args.activation is not None):
+        flag = "--hidden" if args.hidden is not None else "--activation"
+        raise SpecError(f"{flag}: only without --model (it shapes the untrained proxy)")
     if args.model:
         import numpy as np
 
@@ -375,12 +389,13 @@ def _make(args: argparse.Namespace) -> int:
     else:
         from gridverify.proxy.model import ProxyArch, ProxyMLP, case_limits
 
-        hidden = args.hidden
-        arch = ProxyArch(case.n_load, case.n_gen, case.n_bus, hidden, args.activation, True)
+        hidden = args.hidden or _HIDDEN
+        act = args.activation or _ACTIVATION
+        arch = ProxyArch(case.n_load, case.n_gen, case.n_bus, hidden, act, True)
         lo, hi = case_limits(case)
         torch.manual_seed(args.seed)
         module = ProxyMLP(arch, head_lo=lo, head_hi=hi, dtype=torch.float64).eval()
-        prefix = f"{case.name}_{args.activation}{'x'.join(map(str, hidden))}_s{args.seed}"
+        prefix = f"{case.name}_{act}{'x'.join(map(str, hidden))}_s{args.seed}"
     methods = ("ibp", "crown", "alpha-crown") if args.alpha else ("ibp", "crown")
     if args.lut_points is not None and args.nonlinear != "lut":
         raise SpecError("--lut-points: only with --nonlinear lut (the smooth model has no "

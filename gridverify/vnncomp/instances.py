@@ -384,11 +384,17 @@ def make_benchmark(
     The model is ``<name>_<sha8>.onnx`` instead when ``onnx/<name>.onnx`` holds
     another graph in ``out_dir`` or in ``merge_into`` (the folder a staging
     ``out_dir`` is merged into afterwards; see :func:`model_name`); the
-    properties are named after the model.
+    properties are named after the model.  A width or kind given twice counts once;
+    no kind at all, or no width, is a SpecError.
     """
     from gridverify.ir.onnx_check import OnnxChecker
     from gridverify.vnncomp.vnnlib import parse_vnnlib_text
 
+    widths = tuple(dict.fromkeys(float(w) for w in widths))
+    kinds = tuple(dict.fromkeys(kinds))
+    if not widths or not kinds:
+        raise SpecError(f"make_benchmark: no {'width' if not widths else 'kind'} of "
+                        "property given")
     out = Path(out_dir)
     (out / "onnx").mkdir(parents=True, exist_ok=True)
     (out / "vnnlib").mkdir(parents=True, exist_ok=True)

@@ -306,3 +306,12 @@ def test_instance_lists_merge_graphs_and_stay_free_of_blank_lines(tmp_path):
     assert sorted(inst) == ["onnx/a.onnx,vnnlib/p0.vnnlib,30", "onnx/a.onnx,vnnlib/p1.vnnlib,30",
                             "onnx/b.onnx,vnnlib/p0.vnnlib,30"]
     assert exp[0] == "onnx,vnnlib,result" and len(exp) == 4
+
+
+def test_a_kind_or_width_given_twice_counts_once(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "b"
+    assert _make(out, "--kinds", "thermal_one,thermal_one", "--widths", "0.05,0.05,0.050",
+                 "--hidden", "4") == 0
+    rows = (out / "instances.csv").read_text().splitlines()
+    assert rows and len(rows) == len(set(rows)) == len(list((out / "vnnlib").glob("*")))
+    assert f"wrote {len(rows)} properties" in capsys.readouterr().out
