@@ -2,7 +2,7 @@
 together, on the shipped relu proxies, in the same process.
 
 Usage: ``python benchmarks/factor_regions.py [--cases case14,case57] [--regions
-box:0.9,1.1,scale:0.9,1.1,...] [--method bab] [--timeout 120] [--jobs 1]``
+'box:0.9,1.1;scale:0.9,1.1;...'] [--method bab] [--timeout 120] [--jobs 1]``
 
 Per proxy and region (the box first: the baseline), one ``certify`` run with the
 given method and time limit for the whole certificate, one torch thread: the
@@ -39,17 +39,28 @@ def _family(cert, fam: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from gridverify.certify import CertifyOptions, certify
+    from gridverify.certify.options import METHODS
+    from gridverify.errors import GridverifyError
     from gridverify.spec import parse_region
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", default="case14,case57")
+    ap.add_argument("--cases", default="case14,case57",
+                    help="shipped relu proxies, comma separated (default %(default)s)")
     ap.add_argument("--regions",
                     default="box:0.9,1.1;scale:0.9,1.1;zones:0.9,1.1,4;zones:0.9,1.1,8;"
-                            "load-factors:0.9,1.1;correlated:0.92,1.08,0.02")
-    ap.add_argument("--method", default="bab")
-    ap.add_argument("--timeout", type=float, default=120.0)
-    ap.add_argument("--jobs", type=int, default=1)
+                            "load-factors:0.9,1.1;correlated:0.92,1.08,0.02",
+                    help="regions separated by ';' (their numbers use commas), the "
+                    "first the baseline (default %(default)s)")
+    ap.add_argument("--method", default="bab", choices=METHODS,
+                    help="certify method (default %(default)s)")
+    ap.add_argument("--timeout", type=float, default=120.0,
+                    help="seconds per certificate (default %(default)s)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="branch-and-bound searches side by side (default %(default)s)")
     a = ap.parse_args(argv)
+    texts = [t.strip() for t in a.regions.split(";") if t.strip()]
+    if not texts:
+        ap.error("--regions: no region given")
     torch.set_num_threads(1)
     opts = CertifyOptions(timeout=a.timeout, jobs=a.jobs)
     print(f"method {a.method}, --timeout {a.timeout:g} s per certificate, --jobs {a.jobs}")
@@ -59,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     for key in a.cases.split(","):
         case, proxy = case_and_proxy(key)
         base = None
-        for text in a.regions.split(";"):
-            region = parse_region(text, case)
+        for text in texts:
+            try:
+                region = parse_region(text, case)
+            except GridverifyError as exc:
+                ap.error(f"--regions: {exc} (regions are separated by ';')")
             t0 = time.perf_counter()
             cert = certify(case, proxy, region, method=a.method, options=opts)
             dt = time.perf_counter() - t0
