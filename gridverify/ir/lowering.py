@@ -83,9 +83,9 @@ class Compare:
 _WHERE_ROUNDING = 1e-12
 
 #: the one-line reason an importer gives for a comparison it cannot use
-COMPARE_HINT = ("a comparison of a variable with a constant is supported only as the "
-                "condition of a where whose branches agree at the threshold (or torch's "
-                "softplus pattern)")
+COMPARE_HINT = ("a comparison of a variable with a constant scalar (one threshold for "
+                "every entry) is supported only as the condition of a where whose branches "
+                "agree at the threshold (or torch's softplus pattern)")
 
 
 def _f64(a: Any) -> torch.Tensor:
