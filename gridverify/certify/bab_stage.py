@@ -41,6 +41,7 @@ def bab_available() -> bool:
 
 
 def bab_entry() -> Any:
+    """:func:`gridverify.bab.bab_maximize`, or SpecError when it cannot be imported."""
     try:
         from gridverify.bab import bab_maximize
     except ImportError:

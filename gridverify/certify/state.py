@@ -70,6 +70,7 @@ class State:
         self.nan_point = np.full((k, self.worst.shape[1]), np.nan)
 
     def rows_of(self, cons_mask: np.ndarray) -> np.ndarray:
+        """Indices of the violation rows of the constraints in ``cons_mask``."""
         return np.flatnonzero(cons_mask[self.physics.row_constraint])
 
     def row_max(self, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -195,6 +196,9 @@ def padded(up: Any, opts: CertifyOptions) -> Any:
 
 
 def apply_row_bounds(st: State, rows: np.ndarray, up: np.ndarray, opts: CertifyOptions) -> None:
+    """Fold new upper bounds ``up`` of violation ``rows`` (padded for rounding) into
+    ``st``: each row keeps the smaller bound, and a constraint's bound becomes the
+    max over its rows once all of them were bounded in this call."""
     up = padded(up, opts)
     st.row_ub[rows] = np.minimum(st.row_ub[rows], up)
     K = len(st.physics.constraints)

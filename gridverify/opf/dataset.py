@@ -136,22 +136,27 @@ class OPFDataset:
 
     @property
     def n_samples(self) -> int:
+        """Number of load samples (rows), solved or not."""
         return int(self.pd.shape[0])
 
     @property
     def case_name(self) -> str:
+        """Name of the case the dataset was made on."""
         return str(self.attrs["case_name"])
 
     @property
     def case_hash(self) -> str:
+        """Content hash of that case (``CompiledCase.content_hash``)."""
         return str(self.attrs["case_hash"])
 
     @property
     def sampler(self) -> dict[str, Any]:
+        """The load sampler's settings (its JSON, as written by ``to_json()``)."""
         return dict(json.loads(self.attrs["sampler"]))
 
     @property
     def seed(self) -> int:
+        """Seed of the load sampling."""
         return int(self.attrs["seed"])
 
     def status_counts(self) -> dict[str, int]:
