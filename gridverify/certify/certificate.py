@@ -2,7 +2,8 @@
 
 JSON form (the output contract of ``gridverify certify --json``)::
 
-    {"case": ..., "model": ..., "region": {"kind", "params", "lower", "upper"},
+    {"case": ..., "model": ..., "region": {"kind", "params", "lower", "upper",
+                                              "center", "factors" (factor regions)},
      "method": ..., "seconds": ..., "summary": {"certified", "violated", "open", "total"},
      "families": {family: {...per-family summary...}},
      "constraints": [{"family", "component", "upper_bound", "attained", "threshold",

@@ -84,10 +84,14 @@ class Region(ArrayValueEq):
             if not np.all(np.isfinite(g)):
                 raise SpecError("region: factors must be finite")
             spread = np.abs(g).sum(axis=1)
-            c = 0.5 * (lo + hi)
+            c = 0.5 * (lo + hi)  # exact from from_factors (lower == upper == centre)
             lo, hi = c - spread, c + spread
             g.setflags(write=False)
+            c.setflags(write=False)
             object.__setattr__(self, "factors", g)
+            # the centre as given: 0.5 * (lower + upper) may be an ulp off it, which would
+            # put the loads of e = -1 an ulp outside lower
+            object.__setattr__(self, "_center", c)
         lo.setflags(write=False)
         hi.setflags(write=False)
         object.__setattr__(self, "lower", lo)
@@ -118,7 +122,8 @@ class Region(ArrayValueEq):
         x = np.atleast_2d(np.asarray(points, dtype=np.float64))
         if self.factors is None:
             return x
-        return self.center + x @ self.factors.T
+        # inside the box mathematically: the clip only removes rounding
+        return np.clip(self.center + x @ self.factors.T, self.lower, self.upper)
 
     @property
     def n_input(self) -> int:
@@ -127,7 +132,9 @@ class Region(ArrayValueEq):
 
     @property
     def center(self) -> np.ndarray:
-        """Midpoint of the box."""
+        """Midpoint of the box (a factor region: its centre ``c`` as given)."""
+        if self.factors is not None:
+            return self._center
         return 0.5 * (self.lower + self.upper)
 
     def shrunk(self, radius: float) -> Region:
@@ -190,7 +197,8 @@ class Region(ArrayValueEq):
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with ``kind``, ``params``, ``lower``, ``upper`` and, for a factor
-        region, ``factors``: its nonzero entries ``{"shape", "rows", "cols", "values"}``."""
+        region, ``center`` and ``factors``: its nonzero entries ``{"shape", "rows",
+        "cols", "values"}``."""
         d: dict[str, Any] = {
             "kind": self.kind,
             "params": dict(self.params),
@@ -199,6 +207,7 @@ class Region(ArrayValueEq):
         }
         if self.factors is not None:
             r, c = np.nonzero(self.factors)
+            d["center"] = [float(v) for v in self.center]
             d["factors"] = {"shape": list(self.factors.shape), "rows": r.tolist(),
                             "cols": c.tolist(), "values": self.factors[r, c].tolist()}
         return d
@@ -222,7 +231,18 @@ class Region(ArrayValueEq):
         items = tuple(sorted(params.items()))
         if data.get("factors") is None:
             return cls(lower, upper, kind, items)
-        return cls(lower, upper, kind, items, _factors_from_dict(data["factors"], lower.size))
+        factors = _factors_from_dict(data["factors"], lower.size)
+        if data.get("center") is None:  # written before the centre was: the box's midpoint
+            return cls(lower, upper, kind, items, factors)
+        center = _as_vector(data["center"], "region.center")
+        if center.size != lower.size:
+            raise SpecError(f"region.center: {center.size} entries, lower has {lower.size}")
+        region = cls.from_factors(center, factors, kind, items)
+        scale = 1.0 + np.abs(region.upper) + np.abs(region.lower)
+        if (np.abs(region.lower - lower) > 1e-9 * scale).any() or \
+                (np.abs(region.upper - upper) > 1e-9 * scale).any():
+            raise SpecError("region: lower and upper are not center -/+ the factors' spread")
+        return region
 
 
 def _checked_params(params: Any) -> tuple[tuple[str, Any], ...]:

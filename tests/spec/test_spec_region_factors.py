@@ -196,3 +196,36 @@ def test_bad_factor_matrix():
         Region.from_factors(np.ones(4), np.ones((3, 1)))
     with pytest.raises(SpecError, match="factors must be finite"):
         Region.from_factors(np.ones(2), np.array([[np.inf], [0.0]]))
+
+
+@pytest.mark.parametrize("text", ["scale:0.85,1.15", "zones:0.9,1.1,3", "load-factors:0.9,1.1",
+                                  "correlated:0.9,1.1,0.02"])
+def test_factor_regions_keep_their_centre_to_the_bit(case14, text):
+    """The loads of the search box's vertices and samples lie inside ``lower``/``upper``
+    (no ulp outside: the centre is kept as given, not re-derived as the midpoint), and
+    a certificate's region reads back bit for bit (centre, bounds, factors)."""
+    reg = parse_region(text, case14)
+    p = reg.n_search
+    rng = np.random.default_rng(0)
+    e = np.vstack([-np.ones(p), np.ones(p), rng.choice([-1.0, 1.0], (64, p)),
+                   rng.uniform(-1, 1, (64, p))])
+    x = reg.to_loads(e)
+    assert np.all(x >= reg.lower) and np.all(x <= reg.upper)
+    if p == 1 or text.startswith(("zones", "load-factors")):  # one factor per load: exact
+        down = np.where(reg.factors.sum(axis=1) >= 0, reg.lower, reg.upper)
+        np.testing.assert_array_equal(reg.to_loads(-np.ones(p))[0], down)
+    back = Region.from_dict(json.loads(json.dumps(reg.to_dict())))
+    for name in ("center", "lower", "upper", "factors"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(reg, name), err_msg=name)
+    again = Region.from_dict(json.loads(json.dumps(back.to_dict())))
+    assert again.to_dict() == reg.to_dict()
+
+
+def test_a_factor_dict_whose_bounds_contradict_its_centre_is_refused(case14):
+    d = scale_region(case14, 0.9, 1.1).to_dict()
+    d["lower"] = [v - 0.01 for v in d["lower"]]
+    with pytest.raises(SpecError, match="not center"):
+        Region.from_dict(d)
+    old = scale_region(case14, 0.9, 1.1).to_dict()
+    del old["center"]  # written before the centre was: still read
+    assert Region.from_dict(old).factors is not None
