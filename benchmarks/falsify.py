@@ -7,11 +7,12 @@ Usage::
 
 For each shipped proxy (``models/*``; default: every one), over its training
 region, per constraint family: the worst violation found by the falsification
-of ``gridverify certify`` (sampling, then the attack with the default
-:class:`~gridverify.attack.AttackOptions` on every constraint, ``attack="all"``,
-bounds by IBP so that the attack dominates the time) against a heavy attack
-(``AttackOptions().heavy(factor)``: ``factor`` times the restarts, steps,
-polish and vertex effort, every phase; no focused second attack) in the same
+of ``gridverify certify`` (sampling, then the attack with certify's default
+options, ``CertifyOptions().attack_options``: a float32 search, on every
+constraint, ``attack="all"``, bounds by IBP so that the attack dominates the
+time) against a heavy attack (``AttackOptions().heavy(factor)``: a float64
+search with ``factor`` times the restarts, steps, polish and vertex effort,
+every phase; no focused second attack) in the same
 run, and the seconds of each (the default's include its focused attack,
 ``CertifyOptions.attack_focus``).
 
@@ -22,7 +23,8 @@ best of the default's and the heavy run's (the heavy run can only add points).
 ``short`` is ``(heavy - default) / max(|heavy|, tiny)`` and ``ok`` says whether
 the default is within 1 % or 1e-5 absolute of the heavy worst.
 
-One torch thread.  Prints a markdown table; ``--out FILE`` writes the rows as JSON.
+One torch thread.  Prints a markdown table; ``--out FILE`` writes the rows as JSON
+(written to a temporary file, then renamed).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def bench(name: str, factor: int, top: int, n_random: int, seed: int = 0) -> lis
     model = ROOT / "models" / name
     case = load_compiled(_case_of(model))
     proxy = load_proxy(str(model), case=case)
-    default, t_def = _run(case, proxy, None, AttackOptions())
+    default, t_def = _run(case, proxy, None, CertifyOptions().attack_options)
     rng = np.random.default_rng(seed)
     pick: list = []
     fams = sorted({f for f, _ in default})
@@ -97,26 +99,47 @@ def bench(name: str, factor: int, top: int, n_random: int, seed: int = 0) -> lis
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--proxies", default=",".join(_proxies()))
-    ap.add_argument("--factor", type=int, default=10)
+    ap.add_argument("--proxies", default=",".join(_proxies()),
+                    help="shipped proxies (models/NAME), comma separated (default: every one)")
+    ap.add_argument("--factor", type=int, default=10,
+                    help="effort of the heavy attack, x the default's (default 10)")
     ap.add_argument("--top", type=int, default=3,
                     help="per family, the constraints the default attack found worst (default 3)")
     ap.add_argument("--random", type=int, default=2,
                     help="per family, further constraints picked at random (seeded, default 2)")
-    ap.add_argument("--out")
+    ap.add_argument("--out", help="write the rows as JSON to this file")
     args = ap.parse_args(argv)
+    names = [n.strip() for n in args.proxies.split(",") if n.strip()]
+    unknown = [n for n in names if n not in _proxies()]
+    if not names or unknown:
+        ap.error(f"--proxies: unknown {unknown[0]!r} (shipped: {', '.join(_proxies())})"
+                 if unknown else "--proxies: empty list")
+    if args.factor < 1:
+        ap.error(f"--factor: must be >= 1, got {args.factor}")
+    if args.top < 0 or args.random < 0 or args.top + args.random == 0:
+        ap.error("--top and --random: >= 0, and not both 0 (the heavy attack needs rows)")
+    if args.out:
+        from gridverify.errors import GridverifyError
+        from gridverify.fileio import check_output_path
+
+        try:
+            check_output_path(args.out, "--out")
+        except GridverifyError as exc:
+            ap.error(str(exc))
     torch.set_num_threads(1)
     rows: list[dict] = []
     print("| proxy | family | default | heavy | short | ok | s default | s heavy |")
     print("|---|---|---:|---:|---:|---|---:|---:|")
-    for name in args.proxies.split(","):
+    for name in names:
         for r in bench(name, args.factor, args.top, args.random):
             rows.append(r)
             print(f"| {r['proxy']} | {r['family']} | {r['default']:.6g} | {r['heavy']:.6g} | "
                   f"{100 * r['short']:.2f} % | {'yes' if r['ok'] else 'NO'} | "
                   f"{r['seconds_default']:.1f} | {r['seconds_heavy']:.1f} |", flush=True)
     if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=1))
+        from gridverify.fileio import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(rows, indent=1))
     bad = [r for r in rows if not r["ok"]]
     print(f"\n{len(rows) - len(bad)} of {len(rows)} families within 1 % (or 1e-5) of heavy")
     return 0
