@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from gridverify._typed import check_field_types
 from gridverify.errors import GridverifyError
 
 __all__ = ["PHASES", "AttackOptions", "AttackOptionsError"]
@@ -53,6 +54,7 @@ class AttackOptions:
     dtype: str = "float64"
 
     def __post_init__(self) -> None:
+        check_field_types(self, AttackOptionsError, "attack")
         if self.rounds < 1:
             raise AttackOptionsError(f"attack.rounds: must be >= 1, got {self.rounds}")
         if self.restarts < 1 or self.steps < 0:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gridverify._typed import check_field_types
 from gridverify.errors import GridverifyError
 
 BRANCHINGS = ("auto", "input", "bbps", "babsr", "widest")
@@ -105,6 +106,7 @@ class BabOptions:
         return float(out) if out.ndim == 0 else out
 
     def __post_init__(self) -> None:
+        check_field_types(self, BabOptionsError, "bab")
         if self.timeout is not None and not self.timeout > 0:
             raise BabOptionsError(f"timeout: must be > 0 seconds, got {self.timeout!r}")
         if not self.memory_mb > 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gridverify._typed import check_field_types
 from gridverify.errors import GridverifyError
 
 METHODS = ("ibp", "crown", "alpha-crown")
@@ -45,6 +46,7 @@ class BoundOptions:
     relevance: bool = True
 
     def __post_init__(self) -> None:
+        check_field_types(self, BoundOptionsError, "bounds")
         if self.alpha_iterations < 0:
             raise BoundOptionsError(f"alpha_iterations must be >= 0, got {self.alpha_iterations}")
         if not self.alpha_lr > 0:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from gridverify._typed import check_field_types
 from gridverify.attack.options import AttackOptions
 from gridverify.bab.options import BabOptions
 from gridverify.bounds.options import METHODS as BOUND_METHODS
@@ -166,6 +167,7 @@ class CertifyOptions:
     radius_steps: int = 2
 
     def __post_init__(self) -> None:
+        check_field_types(self, SpecError, "options")
         _check_number(self, "timeout", "a number of seconds > 0 (or None: no limit)",
                       positive=True, optional=True)
         _check_int(self, "samples", 0)

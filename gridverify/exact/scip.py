@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gridverify._typed import check_field_types
 from gridverify.errors import GridverifyError, SolverError
 from gridverify.physics import equations as eq
 from gridverify.spec.constraints import BALANCE_FAMILIES, THERMAL_FAMILIES, Constraint
@@ -60,6 +61,7 @@ class ExactOptions:
     verbose: bool = False
 
     def __post_init__(self) -> None:
+        check_field_types(self, ExactError, "exact options")
         def number(name: str, v: Any, positive: bool) -> None:
             ok = (isinstance(v, int | float) and not isinstance(v, bool)
                   and math.isfinite(v) and (v > 0 if positive else v >= 0))

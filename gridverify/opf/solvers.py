@@ -33,6 +33,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
+from gridverify._typed import check_field_types
 from gridverify.errors import SolverError
 
 SOLVER_NAMES = ("auto", "ipopt", "pounce", "pounce-cli")
@@ -73,6 +74,7 @@ class SolverOptions:
                           for k, v in self.extra]}
 
     def __post_init__(self) -> None:
+        check_field_types(self, SolverError, "solver options")
         if self.name not in SOLVER_NAMES:
             raise SolverError(
                 f"unknown solver {self.name!r}; choose one of {', '.join(SOLVER_NAMES)}"

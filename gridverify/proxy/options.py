@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from gridverify._typed import check_field_types
 from gridverify.errors import ProxyError
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "silu", "elu", "leaky_relu", "softplus")
@@ -41,6 +42,7 @@ class TrainOptions:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        check_field_types(self, ProxyError, "train options")
         if self.activation not in ACTIVATIONS:
             raise ProxyError(f"activation must be one of {', '.join(ACTIVATIONS)}")
         if not self.hidden or any(h <= 0 for h in self.hidden):

@@ -20,6 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
+from gridverify._typed import check_field_types
 from gridverify._worker import die_with_parent, terminate_pool
 from gridverify.errors import GridverifyError
 from gridverify.study.jobs import FAILED, Job, run_job, warm_up
@@ -58,6 +59,7 @@ class ExecutorOptions:
     checkpoint_dir: str | None = None
 
     def __post_init__(self) -> None:
+        check_field_types(self, GridverifyError, "executor options")
         if self.kind not in ("local", "ray"):
             raise GridverifyError(f"--executor: expected local or ray, got {self.kind!r}")
         if self.workers < 1:

@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from gridverify._typed import check_field_types
 from gridverify.errors import GraphError, SpecError, one_line
 from gridverify.grid.compile import flow_templates
 from gridverify.grid.compiled import CompiledCase, FlowTemplate
@@ -118,6 +119,7 @@ class CheckOptions:
     tol: float = 1e-6
 
     def __post_init__(self) -> None:
+        check_field_types(self, SpecError, "check options")
         if self.samples < 1:
             raise SpecError(f"--samples must be at least 1, got {self.samples}")
         if self.seed < 0:

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gridverify._typed import check_field_types
 from gridverify.bounds.options import METHODS as BOUND_METHODS
 from gridverify.errors import GraphError, GridverifyError, VnnlibError, one_line
 from gridverify.ir.onnx_check import OnnxChecker, first_disagreement
@@ -78,6 +79,7 @@ class RunOptions:
     memory_cap_mb: float | None = None
 
     def __post_init__(self) -> None:
+        check_field_types(self, VnncompOptionError, "run options")
         if not self.timeout > 0:
             raise VnncompOptionError(f"timeout must be > 0 seconds, got {self.timeout}")
         if self.attack_dtype not in ("float32", "float64"):
