@@ -210,6 +210,7 @@ def compute_bounds(
     dtype: torch.dtype = torch.float64,
     interm: Mapping[int, tuple[Any, Any]] | None = None,
     return_A: bool | Sequence[int] = False,
+    deadline: float | None = None,
 ) -> Bounds:
     """Sound bounds of ``model``'s outputs (or ``spec @ outputs``) over input boxes.
 
@@ -226,6 +227,10 @@ def compute_bounds(
     w.r.t. the inputs, key ``"output"``; or a list of node ids (and/or
     ``"output"``) whose linear bounds to return (CROWN methods only).
     Bounds that came out NaN are replaced by ``-inf``/``+inf``.
+    ``deadline``: a :func:`time.monotonic` time at which alpha-CROWN's
+    optimizations (the output's and, with ``intermediate="alpha-crown"``, each
+    node's) stop at the iteration they are in and keep their best bounds so far,
+    which are sound; ``None``: every iteration runs.
     """
     if method not in METHODS:
         raise BoundOptionsError(f"method must be one of {METHODS}, got {method!r}")
@@ -268,7 +273,7 @@ def compute_bounds(
 
         relevant = relevant_entries(graph, picked)
     eng = Engine(graph, boxes, dtype, device, options, fixed, extra_nodes=lin_nodes,
-                 relevant=relevant, refine=alpha_rows)
+                 relevant=relevant, refine=alpha_rows, deadline=deadline)
     with torch.no_grad():
         eng.compute_intermediate(
             use_crown=method != "ibp" and options.intermediate != "ibp",

@@ -206,7 +206,8 @@ class ConstraintResult(ArrayValueEq):
     was fully processed (``not reached: timeout (stage)``: the certificate's
     time budget ran out before that stage; ``cut short: timeout (bab)``: it ran
     out during the constraint's branch-and-bound search, whose bound at that
-    point is kept; ``memory cap``: branch-and-bound
+    point is kept (``cut short: timeout (alpha-crown)``: during its alpha-CROWN
+    optimization, whose best bound so far is kept); ``memory cap``: branch-and-bound
     filled its domain store; ``gap above tolerance``: branch-and-bound left the
     bound above the worst found by more than the tolerance; ``bound above
     threshold``: an open constraint of the other methods).  ``radius``: the constraint is

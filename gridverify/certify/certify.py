@@ -226,11 +226,14 @@ def _versions() -> dict[str, str]:
 def _bound_rows(graph: Any, region: Region, rows: np.ndarray, n_rows: int, method: str,
                 alpha_iterations: int, intermediate: str = "crown",
                 budget: MemoryBudget | None = None,
-                notes: list[str] | None = None) -> np.ndarray:
+                notes: list[str] | None = None,
+                deadline: float | None = None) -> np.ndarray:
     """Upper bounds (float64) of the given violation rows (``inf``: not bounded).
 
     With a ``budget`` the stage is sized to the memory left (see
     :mod:`gridverify.certify.memory`); what it gave up is appended to ``notes``.
+    ``deadline``: when alpha-CROWN's optimizations stop (:func:`compute_bounds
+    <gridverify.bounds.compute_bounds>`).
     """
     from gridverify.bounds import BoundOptions, compute_bounds
     from gridverify.bounds.selection import RowSelection
@@ -245,11 +248,15 @@ def _bound_rows(graph: Any, region: Region, rows: np.ndarray, n_rows: int, metho
         method, opts = plan
     b = compute_bounds(
         graph, torch.from_numpy(region.lower.copy()), torch.from_numpy(region.upper.copy()),
-        method=method, spec=spec, options=opts, dtype=torch.float64,
+        method=method, spec=spec, options=opts, dtype=torch.float64, deadline=deadline,
     )
     up = b.upper.detach().to(torch.float64).cpu().numpy().reshape(-1)
     return np.where(np.isnan(up), np.inf, up)
 
+
+#: the reason of a constraint whose alpha-CROWN optimization the time budget stopped
+#: early (its bound, from the iterations run, is sound)
+ALPHA_CUT_SHORT = "cut short: timeout (alpha-crown)"
 
 #: how a stage note says the stage was skipped for memory (the radius stage sums
 #: those of its passes up by it)
@@ -587,15 +594,21 @@ def _bound_stages(st: State, graph: Any, region: Region, method: str, opts: Cert
                 continue
             notify(f"{stage} ({rows.size} rows)", 0.1 + 0.5 * i / len(stages))
             ts = time.perf_counter()
+            left = budget.left()
+            deadline = time.monotonic() + left if math.isfinite(left) else None
             up = _bound_rows(graph, region, rows, physics.n_rows, stage,
                              opts.bounds.alpha_iterations, opts.bounds.intermediate,
-                             budget=memory, notes=notes)
+                             budget=memory, notes=notes, deadline=deadline)
             apply_row_bounds(st, rows, up, opts)
             dt = time.perf_counter() - ts
             touched = np.unique(physics.row_constraint[rows])
             for k in touched:
                 st.stage[k] = stage
             st.seconds[touched] += dt / max(touched.size, 1)
+            if stage == "alpha-crown" and budget.expired():  # optimization stopped early
+                for k in touched:
+                    if st.reason[k] is None:
+                        st.reason[k] = ALPHA_CUT_SHORT
 
 
 def _radius_engine(method: str) -> str:
@@ -861,7 +874,7 @@ def _source_recheck(st: State, case: Any, prox: Any) -> list[str]:
 def _budget_warnings(st: State, opts: CertifyOptions) -> list[str]:
     """A warning per kind of work left undone (timeout, memory cap)."""
     out = []
-    n = sum(r is not None and r.startswith(("not reached: timeout", CUT_SHORT))
+    n = sum(r is not None and r.startswith(("not reached: timeout", CUT_SHORT, ALPHA_CUT_SHORT))
             for r in st.reason)
     if n:
         out.append(f"timeout: the {opts.timeout:g} s budget ran out before {n} constraint(s) "

@@ -423,3 +423,49 @@ def test_torch_file_witnesses_are_rechecked_by_torch(tmp_path, kind) -> None:
         v = violation_values(case, [Constraint(c.family, c.component, c.index)],
                              torch.from_numpy(c.witness[None]), torch.from_numpy(y))
         assert float(v[0, 0]) >= c.attained - 1e-12 and float(v[0, 0]) > c.threshold
+
+
+def test_the_time_budget_reaches_alpha_crown_as_a_deadline(case14, tiny_mlp,
+                                                          monkeypatch) -> None:
+    """The bound stages hand the budget's end to the engine (alpha-CROWN ran to its
+    last iteration past ``--timeout``); a pass it stops early says so, and its
+    constraints keep sound bounds."""
+    import importlib
+    import time
+
+    certify_module = importlib.import_module("gridverify.certify.certify")
+
+    seen: list[tuple[str, float | None]] = []
+    real = certify_module._bound_rows
+
+    def spy(*args, **kw):
+        seen.append((args[4], kw.get("deadline")))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(certify_module, "_bound_rows", spy)
+    net = tiny_mlp(case14)
+    region = box_region(case14, 0.9, 1.1)
+    t = time.monotonic()
+    certify(case14, net, region, method="alpha-crown", constraints="p_balance",
+            options=CertifyOptions(timeout=600, samples=8, radius=False, refine="all"))
+    stages = dict(seen)
+    assert set(stages) >= {"crown", "alpha-crown"}
+    assert t + 590 < stages["alpha-crown"] < time.monotonic() + 600
+    seen.clear()
+    certify(case14, net, region, method="alpha-crown", constraints="p_balance",
+            options=CertifyOptions(samples=8, radius=False, refine="all"))
+    assert dict(seen)["alpha-crown"] is None  # no timeout: every iteration
+
+    def late(*args, **kw):  # the budget runs out during the alpha-CROWN pass
+        out = real(*args, **kw)
+        if args[4] == "alpha-crown":
+            time.sleep(1.2)
+        return out
+
+    monkeypatch.setattr(certify_module, "_bound_rows", late)
+    cert = certify(case14, net, region, method="alpha-crown", constraints="p_balance",
+                   options=CertifyOptions(timeout=1.0, samples=8, radius=False,
+                                          refine="all"))
+    reasons = {c.reason for c in cert.constraints}
+    assert "cut short: timeout (alpha-crown)" in reasons, reasons
+    assert any(w.startswith("timeout") for w in cert.warnings)
