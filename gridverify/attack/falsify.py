@@ -258,7 +258,11 @@ def falsify(
     run = _Run(graph, objectives, lo, hi, opts, device, deadline, target, max_batch)
     extra = None
     if starts is not None and shared:
-        s = _f64(starts).reshape(-1, lo.shape[1])
+        s = _f64(starts)
+        if s.numel() % lo.shape[1] or (s.ndim >= 2 and s.shape[-1] != lo.shape[1]):
+            raise SpecError(f"falsify: starts must be points of {lo.shape[1]} inputs, got "
+                            f"shape {tuple(s.shape)}")
+        s = s.reshape(-1, lo.shape[1])
         extra = torch.maximum(torch.minimum(s, hi[0]), lo[0]) if s.shape[0] else None
     for rnd in range(opts.rounds):
         if rnd and run.stop():

@@ -160,3 +160,16 @@ def test_subsets_of_every_kind_of_objectives_agree_with_the_whole() -> None:
         torch.testing.assert_close(sub.every(y), obj.every(y)[:, 1:3], rtol=0, atol=0)
         rows = torch.tensor([0, 1, 1, 0, 1])
         torch.testing.assert_close(sub.at(y, rows), obj.at(y, rows + 1), rtol=0, atol=0)
+
+
+def test_starts_of_another_width_are_refused() -> None:
+    from gridverify.errors import SpecError
+
+    g, _, _ = _abs_net(9, n_in=3)
+    obj = row_objectives([0, 0], 2)
+    opts = AttackOptions(restarts=2, steps=2)
+    for bad in (np.zeros((2, 4)), np.zeros(5)):
+        with pytest.raises(SpecError, match="starts must be points of 3 inputs"):
+            falsify(g, -np.ones(3), np.ones(3), obj, opts, starts=bad)
+    res = falsify(g, -np.ones(3), np.ones(3), obj, opts, starts=np.zeros(3))  # one point
+    assert res.values.shape == (2,)
