@@ -167,7 +167,6 @@ class CertifyOptions:
     radius_steps: int = 2
 
     def __post_init__(self) -> None:
-        check_field_types(self, SpecError, "options")
         _check_number(self, "timeout", "a number of seconds > 0 (or None: no limit)",
                       positive=True, optional=True)
         _check_int(self, "samples", 0)
@@ -204,6 +203,8 @@ class CertifyOptions:
         if not isinstance(self.radius, (bool, np.bool_)):
             raise SpecError(f"options.radius: True or False, got {self.radius!r}")
         object.__setattr__(self, "radius", bool(self.radius))
+        # after the checks above, whose messages say the range too: the fields left
+        check_field_types(self, SpecError, "options")
 
     def refines_all(self, method: str) -> bool:
         """Whether the alpha-CROWN stage of ``method`` also tightens the decided constraints."""

@@ -61,7 +61,6 @@ class ExactOptions:
     verbose: bool = False
 
     def __post_init__(self) -> None:
-        check_field_types(self, ExactError, "exact options")
         def number(name: str, v: Any, positive: bool) -> None:
             ok = (isinstance(v, int | float) and not isinstance(v, bool)
                   and math.isfinite(v) and (v > 0 if positive else v >= 0))
@@ -74,6 +73,7 @@ class ExactOptions:
         number("gap", self.gap, positive=False)
         if self.feastol is not None:
             number("feastol", self.feastol, positive=True)
+        check_field_types(self, ExactError, "exact options")  # verbose
 
 
 @dataclass(frozen=True)
