@@ -479,7 +479,9 @@ def _bound_filter(inst, opts, clock, device, items, budget):
     """The (case, disjunct) pairs that the bound engine cannot rule out.
 
     Methods are tried from cheap to strong (IBP, CROWN, alpha-CROWN, up to
-    ``opts.bound_method``), each on what the previous one left open.
+    ``opts.bound_method``), each on what the previous one left open; alpha-CROWN
+    stops its optimization at the instance's soft deadline (its bounds so far are
+    sound).
     """
     from gridverify.bounds import compute_bounds
 
@@ -488,11 +490,12 @@ def _bound_filter(inst, opts, clock, device, items, budget):
     for method in methods:
         if not remaining or clock.left() <= 0:
             break
-        remaining = _bound_pass(compute_bounds, inst, method, device, remaining, budget)
+        remaining = _bound_pass(compute_bounds, inst, method, device, remaining, budget,
+                                clock.soft)
     return remaining
 
 
-def _bound_pass(compute_bounds, inst, method, device, items, budget):
+def _bound_pass(compute_bounds, inst, method, device, items, budget, deadline=None):
     prop = inst.prop
     remaining = []
     by_case: dict[int, list[int]] = {}
@@ -506,7 +509,7 @@ def _bound_pass(compute_bounds, inst, method, device, items, budget):
             continue
         C = np.concatenate([case.output[d][0] for d in dis], axis=0)
         bvec = np.concatenate([case.output[d][1] for d in dis])
-        lb = _spec_lower(compute_bounds, inst.graph, case, C, method, device, budget)
+        lb = _spec_lower(compute_bounds, inst.graph, case, C, method, device, budget, deadline)
         margin = lb - bvec  # > 0: that row can never hold on the box
         at = 0
         for d, k in zip(dis, sizes):
@@ -517,7 +520,8 @@ def _bound_pass(compute_bounds, inst, method, device, items, budget):
     return remaining
 
 
-def _spec_lower(compute_bounds, graph, case, C, method, device, budget) -> np.ndarray:
+def _spec_lower(compute_bounds, graph, case, C, method, device, budget,
+                deadline: float | None = None) -> np.ndarray:
     """Lower bounds of ``C @ y`` over the case's box (float64 numpy, NaN -> -inf).
 
     Row chunks are sized to what ``budget`` (a :class:`MemoryBudget`) has left;
@@ -532,7 +536,8 @@ def _spec_lower(compute_bounds, graph, case, C, method, device, budget) -> np.nd
     opts = fit_options(graph, method, C.shape[0], BoundOptions(), budget.left())
     if opts is None:
         return np.full(C.shape[0], -math.inf)
-    res = compute_bounds(graph, lo, hi, method=method, spec=spec, device=device, options=opts)
+    res = compute_bounds(graph, lo, hi, method=method, spec=spec, device=device, options=opts,
+                         deadline=deadline)
     lower = res.lower.detach().to(torch.float64).reshape(-1).cpu().numpy()
     if lower.size != C.shape[0]:
         raise GraphError(f"bound engine returned {lower.size} bounds for {C.shape[0]} rows")

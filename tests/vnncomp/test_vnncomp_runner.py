@@ -127,6 +127,27 @@ def test_unsat_by_bounds(tiny: Path, tmp_path: Path) -> None:
     assert out.result == "unsat" and out.stage == "bounds"
 
 
+@needs_bounds
+def test_bound_passes_get_the_instance_deadline(tiny: Path, tmp_path: Path, monkeypatch) -> None:
+    """Every bound pass gets the instance's (soft) deadline, at which alpha-CROWN's
+    optimization stops (it ran all its iterations past the timeout)."""
+    import gridverify.bounds as bounds
+
+    seen: dict[str, float | None] = {}
+    real = bounds.compute_bounds
+
+    def spy(*args, **kw):
+        seen[kw.get("method", "ibp")] = kw.get("deadline")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(bounds, "compute_bounds", spy)
+    prop = _prop(tmp_path, "unsat.vnnlib", [0, 0], [1, 1], 2, [["(>= Y_0 2.5)"]])
+    t0 = time.monotonic()
+    out = run_instance(tiny, prop, RunOptions(timeout=20.0, extend_attack=False, use_bab=False))
+    assert out.result == "unsat" and seen, seen
+    assert all(d is not None and t0 + 15 < d <= t0 + 20.5 for d in seen.values()), seen
+
+
 def test_unknown_without_bounds_and_timeout_respected(tiny: Path, tmp_path: Path) -> None:
     prop = _prop(tmp_path, "unsat.vnnlib", [0, 0], [1, 1], 2, [["(>= Y_0 2.5)"]])
     out = run_instance(
