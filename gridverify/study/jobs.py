@@ -90,7 +90,11 @@ class Job:
         :data:`HOW_NOT_WHAT` (``threads``) are hashed as their defaults whatever
         they are (as the memory cap, which is not in the job at all), so a study
         run again with other threads skips its finished jobs, and the hashes of
-        jobs stored before stay.
+        jobs stored before stay.  Likewise the constraint selection is hashed in
+        canonical order (families as in :data:`~gridverify.spec.constraints.FAMILIES`,
+        component ids ascending) and the thresholds table only for the families the
+        job selects (and ``default``): reordering a set, or changing another
+        family's threshold, does not change what the job computes.
         """
         d = self.to_dict()
         opts = dict(d["options"])
@@ -98,6 +102,7 @@ class Job:
             if k in opts:
                 opts[k] = default
         d["options"] = opts
+        d["selection"], d["thresholds"] = _canonical(d["selection"], d["thresholds"])
         text = json.dumps(d, sort_keys=True, allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -105,6 +110,20 @@ class Job:
         """``case / model / region / set / method``."""
         return (f"{self.case_key} / {self.model_label} / {self.region_name} / "
                 f"{self.constraint_set} / {self.method}")
+
+
+def _canonical(selection: dict[str, Any],
+               thresholds: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A job's selection in canonical order and the thresholds that apply to it."""
+    from gridverify.spec.constraints import FAMILIES
+
+    fams = list(selection.get("families", []))
+    order = {f: i for i, f in enumerate(FAMILIES)}
+    fams = sorted(fams, key=lambda f: (order.get(f, len(order)), str(f)))
+    comps = {f: sorted(ids) for f, ids in dict(selection.get("components", {})).items()}
+    sel = {**selection, "families": fams, "components": comps}
+    keep = set(fams) | {"default"}
+    return sel, {k: v for k, v in thresholds.items() if k in keep}
 
 
 #: study options that say how a job runs, not what it computes, and the value each is

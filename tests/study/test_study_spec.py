@@ -375,6 +375,29 @@ def test_threads_are_not_in_the_job_hash_but_timeout_is() -> None:
     assert {j.digest for j in timed}.isdisjoint({j.digest for j in base})
 
 
+def test_reordered_sets_and_other_families_thresholds_keep_the_job_hash() -> None:
+    """Resume reruns only what computes something else: a constraint set written in
+    another order, or a threshold of a family the job does not select, is the same job;
+    a threshold of a family it selects is not."""
+    sets = ('[constraints.th]\nfamilies = ["thermal_fr", "vm_max"]\n'
+            'components = { p_balance = [2, 3, 4] }\n')
+
+    def jobs(text: str) -> dict[str, str]:
+        return {j.id: j.digest for j in expand_jobs(parse_study(SMALL_STUDY + text,
+                                                                "small.toml"))}
+
+    base = jobs(sets)
+    swapped = sets.replace('"thermal_fr", "vm_max"', '"vm_max", "thermal_fr"').replace(
+        "[2, 3, 4]", "[4, 2, 3]")
+    assert jobs(swapped) == base
+    other = jobs(sets + "[thresholds]\nq_balance = 0.002\n")
+    th = [k for k in base if "__th__" in k]
+    assert th and all(other[k] == base[k] for k in th)  # q_balance: not in the th set
+    assert any(other[k] != base[k] for k in base if k not in th)  # but in the all set
+    mine = jobs(sets + "[thresholds]\nvm_max = 0.002\n")
+    assert all(mine[k] != base[k] for k in th)
+
+
 def test_job_ids_too_long_for_a_file_name_are_refused_before_any_job_runs(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A case key of 240 characters: its job files could not be written, so the study is
