@@ -139,6 +139,7 @@ def _overview(results: Any, command: str | None) -> Section:
     paras = [
         f"Study {code(results.name)} — {n} jobs: {done} done, {failed} failed, {pending} pending; "
         f"total job time {secs:.1f} s (summed over jobs).",
+        *([literal(results.description)] if getattr(results, "description", "") else []),
         f"Cases: {cases}. Methods: {methods}.",
         _regions_paragraph(results),
         "A constraint is *certified* when its sound upper bound on the violation is at most "

@@ -92,6 +92,8 @@ class StudyResults:
     root: Path
     name: str
     records: tuple[dict[str, Any], ...]
+    #: the study file's ``[study] description`` ("" when none)
+    description: str = ""
 
     @property
     def done(self) -> list[dict[str, Any]]:
@@ -365,4 +367,5 @@ def load_results(root: str | os.PathLike[str]) -> StudyResults:
         raise StudyError(f"{store.root}: {len(damaged)} damaged job file(s): "
                          + "; ".join(damaged[:3]) + more
                          + "; `gridverify study run` runs those jobs again")
-    return StudyResults(Path(root), store.study_name(), tuple(records))
+    return StudyResults(Path(root), store.study_name(), tuple(records),
+                        store.study_description())

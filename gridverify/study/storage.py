@@ -390,6 +390,18 @@ class StudyStore:
         """The study's name from ``study.json``."""
         return str(self._study_json().get("name", self.root.name))
 
+    def study_description(self) -> str:
+        """The ``[study] description`` of the study file kept here (``study.toml``);
+        empty when there is none or the file cannot be read."""
+        import tomllib
+
+        try:
+            text = (self.root / "study.toml").read_text(encoding="utf-8-sig")
+            desc = tomllib.loads(text).get("study", {}).get("description", "")
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError):
+            return ""
+        return desc.strip() if isinstance(desc, str) else ""
+
     def study_source(self) -> str | None:
         """The study file the study was run from, as ``study.json`` records it (None
         when unknown)."""

@@ -92,7 +92,10 @@ def _study(tmp_path: Path) -> StudyResults:
            "constraint_set": "all", "method": "crown"}
     rec = {"job_id": "j", "job": job, "state": "done", "certificate": cert.to_dict(),
            "seconds": 1.0, "error": None}
-    return StudyResults(tmp_path, "study `t` <x>", (rec,))
+    return StudyResults(tmp_path, "study `t` <x>", (rec,), DESCRIPTION)
+
+
+DESCRIPTION = "Ünïcödé *loads* <b>up</b> 10 %"  # the study file's description
 
 
 @pytest.mark.filterwarnings("ignore:Attempting to set identical")  # one job
@@ -108,7 +111,7 @@ def test_report_files_show_user_text_literally(tmp_path: Path) -> None:
     for page in (_md_html(md), files.html.read_text()):
         assert "<b>" not in page and "<i>" not in page
         text = _text_of(page)
-        for part in (f"Cases: {KEY} ({CASE_NAME})", "Study study `t` <x>",
+        for part in (f"Cases: {KEY} ({CASE_NAME})", "Study study `t` <x>", DESCRIPTION,
                      f"Reproduce with: {command}", "Regions: near* = box(",
                      f"{KEY} | {MODEL} | near*"):
             assert part in text, (part, text[:2000])

@@ -272,3 +272,18 @@ def test_report_reproduce_command_works_from_where_report_runs(
     (work / "copy" / "study.json").write_text(json.dumps(recorded))
     assert main(["report", "copy", "--quiet"]) == 0
     assert "Reproduce with" not in (work / "copy" / "index.md").read_text()
+
+
+def test_the_description_comes_from_the_kept_study_file(out: Path) -> None:
+    """``[study] description`` reaches the results (and so the report) from the study
+    file the folder keeps; none, or an unreadable file, is an empty one."""
+    from gridverify.study.results import load_results
+
+    store = StudyStore(out)
+    assert store.study_description() == "" and load_results(out).description == ""
+    kept = out / "study.toml"
+    kept.write_text(TINY.replace('name = "tiny"', 'name = "tiny"\ndescription = " Ünï *x* "'),
+                    encoding="utf-8")
+    assert load_results(out).description == "Ünï *x*"
+    kept.write_text("[study\n", encoding="utf-8")
+    assert store.study_description() == ""
