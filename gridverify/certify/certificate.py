@@ -482,6 +482,10 @@ class Certificate(ArrayValueEq, HtmlView):
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of the output contract."""
+        return self._object([c.to_dict() for c in self.constraints])
+
+    def _object(self, constraints: Any) -> dict[str, Any]:
+        """:meth:`to_dict` with ``constraints`` as its constraints' value."""
         return {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -492,14 +496,29 @@ class Certificate(ArrayValueEq, HtmlView):
             "seconds": float(self.seconds),
             "summary": self.summary,
             "families": self.families(),
-            "constraints": [c.to_dict() for c in self.constraints],
+            "constraints": constraints,
             "provenance": self.provenance,
             "warnings": list(self.warnings),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        """JSON text (strict JSON: non-finite numbers are null)."""
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+        """JSON text (strict JSON: non-finite numbers are null).
+
+        With ``indent`` the object is indented but each constraint is written on one
+        line of its own (its load vectors would otherwise take a line per entry: a
+        case300 certificate was 38 MB of mostly indentation, 220 MB to build).
+        """
+        if indent is None:
+            return json.dumps(self.to_dict(), allow_nan=False)
+        mark = "\x00constraints\x00"
+        head = json.dumps(self._object(mark), indent=indent, allow_nan=False)
+        pad = " " * (2 * indent)
+        rows = ",\n".join(pad + json.dumps(c.to_dict(), allow_nan=False)
+                          for c in self.constraints)
+        body = f"[\n{rows}\n{' ' * indent}]" if rows else "[]"
+        quoted = json.dumps(mark)
+        assert head.count(quoted) == 1
+        return head.replace(quoted, body)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Certificate:

@@ -63,6 +63,22 @@ def test_certificates_that_differ_compare_unequal(change) -> None:
     assert a not in [b]
 
 
+def test_the_json_text_puts_one_constraint_on_a_line() -> None:
+    """Indented, but a constraint (and its load vectors) on one line: the text stays
+    small for large cases; compact and indented forms hold the same object."""
+    import json
+
+    cert = _cert(5)
+    text = cert.to_json()
+    lines = [ln for ln in text.splitlines() if '"family": "vm_max"' in ln]
+    assert len(lines) == 5 and all(ln.startswith("    {") for ln in lines)
+    assert json.loads(text) == json.loads(cert.to_json(indent=None)) == cert.to_dict()
+    assert Certificate.from_json(text) == cert
+    empty = _cert(0)
+    assert '"constraints": []' in empty.to_json()
+    assert Certificate.from_json(empty.to_json()) == empty
+
+
 def test_certificate_not_equal_to_other_types() -> None:
     a = _cert()
     assert a != a.to_dict() and a != "certificate" and a is not None
