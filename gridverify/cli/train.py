@@ -319,7 +319,7 @@ def _file_info(path: Path, args: argparse.Namespace) -> int:
         proxy = load_proxy(path, case=case, layout=layout_from_args(args),
                            onnx_keep_outputs=keep_outputs_from_args(args))
     except ProxyError as exc:
-        if args.case is None and "case=" in str(exc):
+        if args.case is None and "case=" in str(exc) and "layout" not in str(exc):
             raise ProxyError(f"{path}: the file does not name its case; pass --case") from None
         raise
     if case is None:  # the file names its case

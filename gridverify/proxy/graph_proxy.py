@@ -78,7 +78,8 @@ def _graph_of(path: str, program: Any, input_size: int | None = None) -> Any:
 def _dict_keys(program: Any) -> list[str] | None:
     """The keys of a program's output when it is one flat dict, else ``None``."""
     spec = getattr(getattr(program, "call_spec", None), "out_spec", None)
-    if spec is None or getattr(spec, "type", None) is not dict:
+    kind = getattr(spec, "type", None)  # dict, or torch.fx's immutable_dict (TorchScript)
+    if spec is None or not (isinstance(kind, type) and issubclass(kind, dict)):
         return None
     return [str(k) for k in spec.context]
 
@@ -176,6 +177,8 @@ class TorchScriptModule(GraphProxy):
         super().__init__(_graph_of(path, program, int(input_size)), "torchscript_sha256",
                          digest)
         self.path, self.dtype = path, dtype
+        #: the keys of an archive returning a dict (its outputs, in that order)
+        self.output_names = _dict_keys(program)
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         """The archive run by TorchScript, in its floating dtype."""

@@ -75,9 +75,9 @@ class Normalization:
 
                 with np.load(io.BytesIO(data), allow_pickle=False) as z:
                     raw = {k: z[k] for k in z.files}
-        except (ValueError, TypeError, OSError, zipfile.BadZipFile) as exc:
-            raise ProxyError(f"{p}: not a normalization file (.npz or .json): "
-                             f"{' '.join(str(exc).split())}") from None
+        except (ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            why = " ".join(str(exc).split()) or type(exc).__name__
+            raise ProxyError(f"{p}: not a normalization file (.npz or .json): {why}") from None
         unknown = sorted(set(raw) - set(_NORM_KEYS))
         if unknown:
             raise ProxyError(f"{p}: unknown key(s) {', '.join(unknown)} (known: "
@@ -88,6 +88,8 @@ class Normalization:
                 a = np.asarray(v, dtype=np.float64).reshape(-1)
             except (TypeError, ValueError):
                 raise ProxyError(f"{p}: {k}: expected numbers") from None
+            if a.size == 0:
+                raise ProxyError(f"{p}: {k}: no entries (leave the key out for none)")
             if not np.all(np.isfinite(a)) or (k.endswith("std") and np.any(a <= 0)):
                 raise ProxyError(f"{p}: {k}: expected finite numbers"
                                  + (", all positive" if k.endswith("std") else ""))

@@ -309,9 +309,14 @@ def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int,
     if d_in is not None and d_in != n_in:
         raise ProxyError(f"{path}: ONNX input has {d_in} entries, the case needs 2L = {n_in}")
     known = [d for d in d_outs if d is not None]
-    heads = len(d_outs) > 1 and len(known) == len(d_outs) and sum(known) == n_out
-    if heads and not keep_outputs:
-        _check_head_order(path, [o.name for o in m.graph.output], layout=layout)
+    n_heads = len(d_outs)
+    if keep_outputs and len(known) == len(d_outs):  # the outputs that fill the kept entries
+        ends = np.cumsum(known).tolist()
+        n_heads = ends.index(n_out) + 1 if n_out in ends else 0
+    heads = n_heads > 1 and len(known) == len(d_outs) and sum(known[:n_heads]) == n_out
+    head_names = [o.name for o in m.graph.output][:n_heads]
+    if heads:  # kept or not, named heads are read in the layout's order
+        _check_head_order(path, head_names, layout=layout)
     elif not keep_outputs and (len(d_outs) != 1 or (d_outs[0] is not None
                                                     and d_outs[0] != n_out)):
         widths = ", ".join(str(d) for d in d_outs)
@@ -322,11 +327,11 @@ def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int,
         )
     # (keeping more output entries than the graph has is the importer's ProxyError)
     module = OnnxModule(m, keep=n_out if keep_outputs else None, source=str(path)).eval()
-    if heads and not keep_outputs:
+    if heads:
         n_gen, n_bus = ((compiled.n_gen, compiled.n_bus) if compiled is not None
                         else (arch.n_gen, arch.n_bus))
-        _check_head_widths(path, [o.name for o in m.graph.output], _output_widths(module),
-                           "ONNX outputs", layout, n_gen, n_bus)
+        widths = known[:n_heads] if keep_outputs else _output_widths(module)
+        _check_head_widths(path, head_names, widths, "ONNX outputs", layout, n_gen, n_bus)
     return _finish(module, compiled, name, chash, arch, source=str(path), card=None,
                    layout=layout)
 
@@ -353,8 +358,10 @@ def _load_torchscript(path: Path, compiled: Any, layout: ProxyLayout | None = No
     if compiled is None:
         raise ProxyError(f"{path}: a TorchScript archive needs case=...")
     module = TorchScriptModule(path, 2 * compiled.n_load).eval()
-    _check_head_widths(path, None, _output_widths(module), "the archive's outputs", layout,
-                       compiled.n_gen, compiled.n_bus)
+    if module.output_names is not None:  # a dict of outputs: read in its order
+        _check_head_order(path, module.output_names, "the archive's outputs", layout)
+    _check_head_widths(path, module.output_names, _output_widths(module),
+                       "the archive's outputs", layout, compiled.n_gen, compiled.n_bus)
     return _finish(module, compiled, None, None, None, source=str(path), card=None,
                    layout=layout)
 

@@ -349,3 +349,73 @@ def test_model_info_refuses_unnamed_heads_cut_across(convention, tmp_path, capsy
     assert err.count("\n") == 0 and str(path) in err and "[14, 14, 5, 5]" in err
     assert main(["model", "info", str(path), "--case", _CASE.name,
                  "--outputs", ",".join(order)]) == 0
+
+
+class _DictHeads(nn.Module):
+    """The convention proxy returning its blocks as a dict, in ``order``."""
+
+    def __init__(self, inner: nn.Module, order: tuple[str, ...]) -> None:
+        super().__init__()
+        self.inner, self.order = inner, order
+
+    def forward(self, u: torch.Tensor) -> dict[str, torch.Tensor]:
+        G, N = _CASE.n_gen, _CASE.n_bus
+        pg, qg, vm, va = torch.split(self.inner(u), [G, G, N, N], 1)
+        blocks = {"pg": pg, "qg": qg, "vm": vm, "va": va}
+        return {k: blocks[k] for k in self.order}
+
+
+def test_a_torchscript_dict_in_another_order_is_refused(convention, tmp_path):
+    """As for .pt2 and ONNX: dict keys naming the blocks in another order than the
+    layout's are refused (they were read as pg, qg, vm, va: silently wrong when the
+    widths agree), and accepted with that order given."""
+    order = ("va", "vm", "pg", "qg")
+    path = tmp_path / "dict.pt"
+    example = torch.zeros(2, 2 * _CASE.n_load, dtype=torch.float64)
+    traced = torch.jit.trace(_DictHeads(convention.module, order).eval(), example, strict=False)
+    torch.jit.save(traced, path)
+    with pytest.raises(ProxyError, match=r"archive's outputs \['va', 'vm', 'pg', 'qg'\] are "
+                                         "read in order as pg, qg, vm, va"):
+        load_proxy(path, case=_CASE)
+    p = load_proxy(path, case=_CASE, layout=ProxyLayout(outputs=order))
+    with torch.no_grad():
+        torch.testing.assert_close(p.module(_loads()), convention.module(_loads()),
+                                   rtol=0, atol=1e-12)
+
+
+def test_kept_outputs_are_still_read_as_named_heads(convention, tmp_path):
+    """--keep-outputs keeps the first 2G + 2N entries; when named heads fill them, their
+    names and widths are checked as without it (va, vm, pg, qg were read as pg, qg...)."""
+    class HeadsAndResidual(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, u: torch.Tensor):  # noqa: ANN202
+            G, N = _CASE.n_gen, _CASE.n_bus
+            pg, qg, vm, va = torch.split(self.inner(u), [G, G, N, N], 1)
+            return va, vm, pg, qg, u[:, :3]
+
+    path = tmp_path / "heads_resid.onnx"
+    path.write_bytes(_onnx(HeadsAndResidual(convention.module).eval(),
+                           ["va", "vm", "pg", "qg", "resid"]))
+    with pytest.raises(ProxyError, match="read in order as pg, qg, vm, va"):
+        load_proxy(path, case=_CASE, onnx_keep_outputs=True)
+    p = load_proxy(path, case=_CASE, onnx_keep_outputs=True,
+                   layout=ProxyLayout(outputs=("va", "vm", "pg", "qg")))
+    with torch.no_grad():
+        torch.testing.assert_close(p.module(_loads()), convention.module(_loads()),
+                                   rtol=0, atol=1e-6)
+
+
+def test_empty_normalization_files_and_arrays_are_refused(tmp_path):
+    empty = tmp_path / "zero.npz"
+    empty.write_bytes(b"")
+    with pytest.raises(ProxyError, match="zero.npz: not a normalization file"):
+        ProxyLayout.parse(normalization=empty)
+    for name, write in (("a.npz", lambda p: np.savez(p, input_std=np.zeros(0))),
+                        ("a.json", lambda p: p.write_text('{"input_std": []}'))):
+        path = tmp_path / name
+        write(path)
+        with pytest.raises(ProxyError, match="input_std: no entries"):
+            ProxyLayout.parse(normalization=path)
