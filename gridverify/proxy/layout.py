@@ -84,15 +84,19 @@ class Normalization:
                              f"{', '.join(_NORM_KEYS)})")
         vals = {}
         for k, v in raw.items():
-            try:
-                a = np.asarray(v, dtype=np.float64).reshape(-1)
-            except (TypeError, ValueError):
-                raise ProxyError(f"{p}: {k}: expected numbers") from None
+            given = np.asarray(v)
+            if given.dtype.kind not in "iuf" or given.ndim > 1:  # bools, complex, strings
+                raise ProxyError(f"{p}: {k}: expected a list of real numbers (or one)")
+            a = given.astype(np.float64).reshape(-1)
             if a.size == 0:
                 raise ProxyError(f"{p}: {k}: no entries (leave the key out for none)")
-            if not np.all(np.isfinite(a)) or (k.endswith("std") and np.any(a <= 0)):
+            with np.errstate(divide="ignore", over="ignore"):
+                bad_std = k.endswith("std") and (np.any(a <= 0)
+                                                 or not np.all(np.isfinite(1.0 / a)))
+            if not np.all(np.isfinite(a)) or bad_std:
                 raise ProxyError(f"{p}: {k}: expected finite numbers"
-                                 + (", all positive" if k.endswith("std") else ""))
+                                 + (", all positive (and not so small that 1/std "
+                                    "overflows)" if k.endswith("std") else ""))
             vals[k] = tuple(float(x) for x in a)
         return cls(str(p), hashlib.sha256(data).hexdigest(), **vals)
 

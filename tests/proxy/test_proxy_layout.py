@@ -419,3 +419,20 @@ def test_empty_normalization_files_and_arrays_are_refused(tmp_path):
         write(path)
         with pytest.raises(ProxyError, match="input_std: no entries"):
             ProxyLayout.parse(normalization=path)
+
+
+def test_normalization_values_must_be_real_vectors(tmp_path):
+    n_in = 2 * _CASE.n_load
+    cases = (("c.npz", lambda p: np.savez(p, input_mean=np.zeros(n_in) + 1j),
+              "expected a list of real numbers"),
+             ("b.json", lambda p: p.write_text('{"input_mean": true}'),
+              "expected a list of real numbers"),
+             ("m.json", lambda p: p.write_text('{"input_mean": [[0, 1], [2, 3]]}'),
+              "expected a list of real numbers"),
+             ("t.npz", lambda p: np.savez(p, input_std=np.full(n_in, 1e-320)),
+              "1/std overflows"))
+    for name, write, match in cases:
+        path = tmp_path / name
+        write(path)
+        with pytest.raises(ProxyError, match=match):
+            ProxyLayout.parse(normalization=path)
