@@ -183,3 +183,11 @@ def test_method_choices_are_the_library_methods() -> None:
                if act.option_strings and act.choices is not None}
     assert choices[("gridverify certify", "--method")] == METHODS
     assert choices[("gridverify vnncomp run", "--bounds")] == ("none", *BOUND_METHODS)
+
+
+def test_make_instances_kinds_are_the_library_kinds() -> None:
+    """The parser spells the property kinds out (building it imports nothing heavy)."""
+    from gridverify.cli.vnncomp import _KINDS
+    from gridverify.vnncomp.instances import KINDS
+
+    assert _KINDS == KINDS
