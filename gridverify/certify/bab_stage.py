@@ -248,15 +248,17 @@ def _run_bab(fn: Any, st: State, graph: Any, region: Region, case: Any,
             return True
 
         run_all(pool, decide_next)
-        if budget.expired():
-            st.skip(st.undecided() & (searched < len(shares)), "bab")
+        # the tightening takes those whose gap exceeds the tolerance, but not the
+        # undecided ones open after every search nor those an earlier run tightened
+        spent = st.undecided() & (searched >= len(shares))
+        todo_mask = (~(st.ub - st.att <= opts.bab.gap_tolerance(st.att)) & ~spent
+                     & ~tightened) if tighten else np.zeros(K, dtype=bool)
+        if budget.expired():  # neither the decisions left nor the tightening were reached
+            st.skip((st.undecided() & (searched < len(shares))) | todo_mask, "bab")
             return runs
         if not tighten:
             return runs
-        # the tightening takes the undecided ones left (not those an earlier run tightened)
-        gap = st.ub - st.att
-        spent = st.undecided() & (searched >= len(shares))  # open after every search
-        todo = st.priority(~(gap <= opts.bab.gap_tolerance(st.att)) & ~spent & ~tightened)
+        todo = st.priority(todo_mask)
         started = 0
 
         def tighten_next() -> bool:

@@ -469,3 +469,38 @@ def test_the_time_budget_reaches_alpha_crown_as_a_deadline(case14, tiny_mlp,
     reasons = {c.reason for c in cert.constraints}
     assert "cut short: timeout (alpha-crown)" in reasons, reasons
     assert any(w.startswith("timeout") for w in cert.warnings)
+
+
+@pytest.mark.skipif(not bab_available(), reason="bab unavailable")
+def test_a_budget_spent_before_tightening_names_what_it_left(case14, tiny_mlp,
+                                                             monkeypatch) -> None:
+    """``bab_mode="tighten"`` with the budget gone before branch-and-bound: every
+    constraint it would have tightened (gap above the tolerance, certified and
+    violated ones too) says so, as when the budget runs out during the tightening."""
+    import importlib
+    import time
+
+    from gridverify.certify.state import Budget
+
+    certify_module = importlib.import_module("gridverify.certify.certify")
+    real = certify_module._radius_stage
+
+    def slow(*args, **kw):  # the stage before branch-and-bound spends the budget
+        real(*args, **kw)
+        budget = next(a for a in args if isinstance(a, Budget))
+        while not budget.expired():
+            time.sleep(0.05)
+
+    monkeypatch.setattr(certify_module, "_radius_stage", slow)
+    net = tiny_mlp(case14)
+    opts = CertifyOptions(timeout=3.0, samples=8, bab=BabOptions(timeout=1.0))
+    cert = certify(case14, net, box_region(case14, 0.9, 1.1), method="bab",
+                   constraints="p_balance,vm_max", options=opts)
+    tol = opts.bab.gap_tolerance
+    left = [c for c in cert.constraints
+            if c.reason is None and not c.upper_bound - c.attained <= tol(c.attained)]
+    assert not left, [(c.family, c.component, c.status) for c in left[:5]]
+    n = sum(c.reason is not None and c.reason.startswith(("not reached: timeout",
+                                                          "cut short: timeout"))
+            for c in cert.constraints)
+    assert n and any(f"before {n} constraint(s)" in w for w in cert.warnings)
