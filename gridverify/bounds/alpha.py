@@ -79,8 +79,11 @@ def alpha_rows(engine: Engine, nid: int, spec: torch.Tensor, cl: torch.Tensor,
     ``intermediate="alpha-crown"``: never looser than CROWN's ``cl``/``cu``; the
     relaxations built meanwhile are on final input intervals (the sweep is in
     graph order).  Linear bounds kept for ``linear_nodes`` stay CROWN's (sound,
-    if looser).
+    if looser).  Past ``engine.deadline`` CROWN's are kept as they are (an
+    optimization would still run one iteration, a CROWN pass, per node).
     """
+    if engine.deadline is not None and time.monotonic() >= engine.deadline:
+        return cl, cu
     with torch.enable_grad():
         al, au, _ = optimize_alpha(engine, {nid: spec}, cl, cu)
     return al.detach(), au.detach()
