@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import os
 import platform
 import time
@@ -594,11 +593,9 @@ def _bound_stages(st: State, graph: Any, region: Region, method: str, opts: Cert
                 continue
             notify(f"{stage} ({rows.size} rows)", 0.1 + 0.5 * i / len(stages))
             ts = time.perf_counter()
-            left = budget.left()
-            deadline = time.monotonic() + left if math.isfinite(left) else None
             up = _bound_rows(graph, region, rows, physics.n_rows, stage,
                              opts.bounds.alpha_iterations, opts.bounds.intermediate,
-                             budget=memory, notes=notes, deadline=deadline)
+                             budget=memory, notes=notes, deadline=budget.deadline())
             apply_row_bounds(st, rows, up, opts)
             dt = time.perf_counter() - ts
             touched = np.unique(physics.row_constraint[rows])
@@ -728,9 +725,7 @@ def _attack_stage(st: State, graph: Any, pgraph: Any, region: Region, case: Any,
                      "samples'")
         return
     notify("attack", 0.7)
-    left = budget.left()
-    share = 1.0 if last else opts.attack_options.time_share
-    deadline = None if math.isinf(left) else time.monotonic() + share * left
+    deadline = budget.deadline(1.0 if last else opts.attack_options.time_share)
     ext = output_extremizers(pgraph, region.lower, region.upper, deadline=deadline,
                              outputs=_proxy_outputs_read(st.physics, mask),
                              max_batch=sizes[0], max_objectives=sizes[1]).numpy()

@@ -145,6 +145,12 @@ class Budget:
             return math.inf
         return self.timeout - (time.perf_counter() - self.t0)
 
+    def deadline(self, share: float = 1.0) -> float | None:
+        """The :func:`time.monotonic` time at which ``share`` of the seconds left are
+        spent (``None`` without a timeout): the deadline handed to a stage's searches."""
+        left = self.left()
+        return None if math.isinf(left) else time.monotonic() + share * left
+
     def expired(self) -> bool:
         """Whether the budget is spent."""
         return self.left() <= 0
