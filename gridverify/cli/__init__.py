@@ -93,11 +93,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gridverify`` console command: returns the exit status
     (usage errors, ``--help`` and ``--version`` included; it never raises
     ``SystemExit``)."""
+    saved = sys.stdout
+    sys.stdout = _NamedStdout(saved)  # type: ignore[assignment]
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout = saved
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version (0) or a usage error (2): a status too
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        try:
+            sys.stdout.flush()  # --help into a full disk is an error, not a success
+        except BrokenPipeError:
+            return _quiet_stdout()
+        except OSError as err:
+            _error(os_error_message(err))
+            return EXIT_BAD_INPUT
+        return code
+    except OSError as exc:  # --help written to a closed stdout
+        _error(os_error_message(exc))
+        return EXIT_BAD_INPUT
     except Exception:  # noqa: BLE001 - a bug (an import, a parser's type): never exit 1
         return _internal_error()
     func = getattr(args, "func", None)
@@ -105,6 +125,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     return run_handler(func, args)
+
+
+class _NamedStdout:
+    """``sys.stdout`` while :func:`main` runs: a failed write (a full disk, a closed
+    descriptor) raises an ``OSError`` naming ``stdout``, so that the command's one
+    error line says what could not be written; everything else is the stream's."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        # the first failed write: a flush raises it again (argparse's --help and
+        # --version swallow errors of their write)
+        self._lost: OSError | None = None
+
+    def _call(self, name: str, *args: Any) -> Any:
+        import errno
+
+        if self._stream is None:  # started with stdout closed (`>&-`)
+            raise OSError(errno.EBADF, "closed, nothing can be printed", "stdout")
+        try:
+            result = getattr(self._stream, name)(*args)
+        except OSError as exc:  # EPIPE stays a BrokenPipeError (a reader gone)
+            self._lost = self._lost or OSError(exc.errno, exc.strerror or str(exc), "stdout")
+            raise self._lost from None
+        if name == "flush" and self._lost is not None:
+            raise self._lost
+        return result
+
+    def write(self, text: str) -> int:
+        return int(self._call("write", text))
+
+    def writelines(self, lines: Any) -> None:
+        self._call("writelines", lines)
+
+    def flush(self) -> None:
+        self._call("flush")
+
+    def fileno(self) -> int:
+        return int(self._call("fileno"))
+
+    def isatty(self) -> bool:
+        return self._stream is not None and bool(self._stream.isatty())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _quiet_stdout() -> int:
+    """stdout's reader went away (`| head`): stdout goes nowhere from now on, so the
+    exit's flush stays quiet; :data:`EXIT_BROKEN_PIPE`."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
 
 
 def run_handler(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
@@ -126,11 +197,8 @@ def run_handler(func: Callable[[argparse.Namespace], int | None], args: argparse
         return 128 + signal.SIGTERM
     except GridverifyError as exc:
         _error(str(exc))
-    except BrokenPipeError:
-        # the reader of stdout went away (`| head`): not an error of the command;
-        # stdout goes nowhere from now on, so the exit's flush stays quiet
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
+    except BrokenPipeError:  # the reader of stdout went away: not the command's error
+        return _quiet_stdout()
     except SystemExit as exc:
         if isinstance(exc.__context__, BrokenPipeError):  # rich's console met it first
             return EXIT_BROKEN_PIPE

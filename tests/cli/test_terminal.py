@@ -159,6 +159,28 @@ def test_a_closed_pipe_is_not_an_error(argv: list[str]) -> None:
     assert "error" not in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv", [["case", "list"], ["--help"], ["--version"],
+                                  ["case", "info", "pglib_opf_case14_ieee", "--json"]])
+@pytest.mark.parametrize("stdout", ["full", "closed"])
+def test_an_unwritable_stdout_is_one_line_naming_stdout(argv: list[str], stdout: str) -> None:
+    """stdout on a full disk or closed (``>&-``): one error line naming stdout and exit
+    status 2 (no traceback, and ``--help`` is no success when its text was lost)."""
+    if stdout == "full" and not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "gridverify", *argv]
+    if stdout == "full":
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, text=True,
+                                  env=env, timeout=120)
+    else:  # the child starts with file descriptor 1 closed
+        proc = subprocess.run(["sh", "-c", '"$@" >&-', "sh", *cmd], stderr=subprocess.PIPE,
+                              text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("gridverify: error: stdout: "), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
 def test_progress_flag_draws_on_stderr_when_it_is_not_a_terminal() -> None:
     """``--progress`` forces the bar where stderr is a file or a pipe; stdout keeps
     only the command's own output."""
