@@ -444,7 +444,8 @@ def _staged_folder(out: Path) -> Iterator[Path]:
     the body succeeds and is removed when it fails: a failed run writes nothing.
 
     The staging folder starts with ``out``'s CSV files, which the body updates;
-    the merge moves every new file into ``out`` with ``os.replace``.
+    the merge moves every new file into ``out`` with ``os.replace``, the CSV files
+    last: a merge that fails part-way leaves them listing only files that exist.
     """
     from gridverify.fileio import process_umask
 
@@ -461,11 +462,14 @@ def _staged_folder(out: Path) -> Iterator[Path]:
         if not out.exists():
             os.replace(stage, out)
             return
-        for src in sorted(stage.rglob("*")):
-            if src.is_file():
-                dst = out / src.relative_to(stage)
+        files = [p for p in sorted(stage.rglob("*")) if p.is_file()]
+        for src in sorted(files, key=lambda p: p.parent == stage):  # the CSV files last
+            dst = out / src.relative_to(stage)
+            try:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(src, dst)
+            except OSError as exc:  # name the folder written into, not the staging one
+                raise OSError(exc.errno, exc.strerror, str(dst.parent)) from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

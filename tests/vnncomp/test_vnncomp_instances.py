@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -315,3 +316,35 @@ def test_a_kind_or_width_given_twice_counts_once(tmp_path: Path, capsys) -> None
     rows = (out / "instances.csv").read_text().splitlines()
     assert rows and len(rows) == len(set(rows)) == len(list((out / "vnnlib").glob("*")))
     assert f"wrote {len(rows)} properties" in capsys.readouterr().out
+
+
+def test_make_instances_failing_merge_leaves_the_csvs_listing_existing_files(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    """A second run into the same folder whose files cannot all be moved in (a read-only
+    ``vnnlib/``) keeps the CSV files as they were, and names that folder, not the
+    staging one."""
+    import errno
+
+    from gridverify.cli import main
+    from gridverify.cli import vnncomp as cli_vnncomp
+
+    argv = ["vnncomp", "make-instances", "pglib_opf_case5_pjm", "--out", str(tmp_path),
+            "--hidden", "4", "--widths", "0.05"]
+    assert main([*argv, "--kinds", "thermal_one"]) == 0
+    before = {n: (tmp_path / n).read_text() for n in ("instances.csv", "expected.csv")}
+    real_replace = os.replace
+
+    def replace(src, dst, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if Path(dst).parent == tmp_path / "vnnlib":
+            raise PermissionError(errno.EACCES, "Permission denied", str(src))
+        return real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(cli_vnncomp.os, "replace", replace)
+    capsys.readouterr()
+    assert main([*argv, "--kinds", "gen_limits"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'vnnlib'}: Permission denied" in err and ".tmp" not in err, err
+    for name, text in before.items():
+        assert (tmp_path / name).read_text() == text
+    listed = [line.split(",")[1] for line in before["instances.csv"].splitlines() if line]
+    assert all((tmp_path / rel).is_file() for rel in listed)
