@@ -77,7 +77,10 @@ def atomic_path(
     folder = target.parent
     if mkdir:
         folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:  # the folder refuses a new file: name it, not a temp file's name
+        raise OSError(exc.errno, exc.strerror, str(folder)) from None
     os.close(fd)
     try:
         os.chmod(tmp, default_file_mode() if mode is None else mode)

@@ -72,9 +72,11 @@ def test_atomic_path_body_may_remove_temp_on_failure(tmp_path):
 
 
 def test_no_mkdir_raises_for_missing_folder(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError) as info:
         atomic_write_bytes(tmp_path / "missing" / "a.bin", b"", mkdir=False)
     assert not (tmp_path / "missing").exists()
+    # the folder that refused the new file is named, not the temporary file's name
+    assert info.value.filename == str(tmp_path / "missing")
 
 
 def _read_only(path) -> int:
