@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -239,6 +240,32 @@ def json_loads(text: str | bytes, **kwargs: Any) -> Any:
         raise json.JSONDecodeError("nested too deeply", _as_text(text), 0) from None
     except ValueError as exc:  # json's own (a hook's errors are the caller's types)
         raise json.JSONDecodeError(str(exc).split("; ")[0], _as_text(text), 0) from None
+
+
+def toml_error_message(source: str | os.PathLike[str], text: str, exc: ValueError) -> str:
+    """One line for a ``tomllib.TOMLDecodeError`` of ``text`` read from ``source``:
+    ``source:LINE: invalid TOML (reason, column C): `the line```, and for a key given
+    twice the key's path (``key study.samples given twice``), which tomllib does
+    not name."""
+    msg = str(exc)
+    m = re.search(r"^(.*) \(at line (\d+), column (\d+)\)$", msg)
+    if m is None:
+        return f"{source}: invalid TOML ({msg})"
+    reason, line_no, col = m.group(1), int(m.group(2)), m.group(3)
+    lines = text.splitlines()
+    line = lines[line_no - 1].strip() if 0 < line_no <= len(lines) else ""
+    where = f"{source}:{line_no}: invalid TOML"
+    key = re.match(r"^([A-Za-z0-9_\-.\"' ]+?)\s*=", line)
+    if reason == "Cannot overwrite a value" and key is not None:
+        table = ""
+        for prev in reversed(lines[:line_no - 1]):  # the table the line is in
+            head = re.match(r"^\s*\[+\s*([^\]]+?)\s*\]+", prev)
+            if head is not None:
+                table = head.group(1) + "."
+                break
+        return f"{where}: key {table}{key.group(1).strip()} given twice"
+    shown = f": `{line[:80]}`" if line else ""
+    return f"{where} ({reason[:1].lower() + reason[1:]}, column {col}){shown}"
 
 
 def _as_text(text: str | bytes) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from gridverify.errors import SpecError
-from gridverify.fileio import json_loads
+from gridverify.fileio import json_loads, toml_error_message
 from gridverify.spec.constraints import (
     ConstraintSelection,
     select_constraints,
@@ -90,7 +90,7 @@ def load_spec_mapping(path: str | Path) -> dict[str, Any]:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise SpecError(f"{path}: invalid TOML ({exc})") from None
+            raise SpecError(toml_error_message(path, text, exc)) from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: top level must be a table/object")
     for k in data:

@@ -53,6 +53,7 @@ from typing import Any
 
 from gridverify.certify.options import ATTACKS, METHODS, REFINES, CertifyOptions
 from gridverify.errors import GridverifyError, StudyError
+from gridverify.fileio import toml_error_message
 from gridverify.resources import bundled_model
 from gridverify.spec.region import REGION_KEYS
 from gridverify.sysmem import MAX_WORKERS
@@ -240,9 +241,9 @@ def _str_list(ctx: _Ctx, value: Any, path: tuple[str, ...], allow_empty: bool = 
 def _number(ctx: _Ctx, value: Any, path: tuple[str, ...], integer: bool, minimum: float,
             maximum: float = math.inf) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ctx.error(path, f"expected a number, got {value!r}")
+        raise ctx.error(path, f"expected a number, got {_toml(value)}")
     if integer and not isinstance(value, int):
-        raise ctx.error(path, f"expected an integer, got {value!r}")
+        raise ctx.error(path, f"expected an integer, got {_toml(value)}")
     if not math.isfinite(value):
         raise ctx.error(path, f"expected a finite number, got {value!r}")
     if not value >= minimum:
@@ -250,6 +251,13 @@ def _number(ctx: _Ctx, value: Any, path: tuple[str, ...], integer: bool, minimum
     if not value <= maximum:
         raise ctx.error(path, f"must be <= {maximum:g}, got {value!r}")
     return value
+
+
+def _toml(value: Any) -> str:
+    """A value as the study file spells it (``true``, not Python's ``True``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
 
 
 def _seconds(ctx: _Ctx, st: Mapping[str, Any], key: str) -> float | None:
@@ -268,7 +276,8 @@ def _choice(ctx: _Ctx, st: Mapping[str, Any], key: str, allowed: tuple[str, ...]
     """``[study] key``: one of ``allowed`` (``default`` when absent)."""
     value = st.get(key, default)
     if value not in allowed:
-        raise ctx.error(("study", key), f"expected one of {', '.join(allowed)}, got {value!r}")
+        raise ctx.error(("study", key),
+                        f"expected one of {', '.join(allowed)}, got {_toml(value)}")
     return value
 
 
@@ -280,7 +289,7 @@ def _parse_options(ctx: _Ctx, st: Mapping[str, Any]) -> StudyOptions:
     refine = _choice(ctx, st, "refine", REFINES, base.refine)
     radius = st.get("radius", base.radius)
     if not isinstance(radius, bool):
-        raise ctx.error(("study", "radius"), f"expected true or false, got {radius!r}")
+        raise ctx.error(("study", "radius"), f"expected true or false, got {_toml(radius)}")
     from gridverify.seeds import seed_problem
 
     if "seed" in st and (problem := seed_problem(st["seed"])):
@@ -330,7 +339,7 @@ def parse_study(text: str, source: str = "<study>", base: Path | None = None,
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise StudyError(f"{source}: invalid TOML ({exc})") from None
+        raise StudyError(toml_error_message(source, text, exc)) from None
     _check_keys(ctx, data, (), _TOP)
     st = data.get("study", {})
     _check_keys(ctx, st, ("study",), _STUDY_KEYS)

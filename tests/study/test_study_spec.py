@@ -149,8 +149,19 @@ def test_unknown_region_key_is_found_without_checking_cases() -> None:
 
 def test_toml_syntax_error_names_line() -> None:
     text = SMALL_STUDY.replace("samples = 64", "samples = = 64")
-    with pytest.raises(StudyError, match=r"bad.toml: invalid TOML .*line 5"):
+    with pytest.raises(StudyError, match=r"^bad.toml:5: invalid TOML \(invalid value, "
+                       r"column \d+\): `samples = = 64`$"):
         parse_study(text, "bad.toml")
+
+
+def test_toml_duplicate_key_names_its_path() -> None:
+    """tomllib says only 'Cannot overwrite a value': the message names the key."""
+    text = SMALL_STUDY.replace("box = [0.97, 1.03]", "box = [0.97, 1.03]\nbox = [0.9, 1.1]", 1)
+    line = _line_of(text, "box = [0.9, 1.1]")
+    with pytest.raises(StudyError) as info:
+        parse_study(text, "bad.toml", check=False)
+    assert str(info.value) == (f"bad.toml:{line}: invalid TOML: key regions.near.box "
+                               "given twice"), info.value
 
 
 def test_cli_rejects_before_any_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -411,3 +422,9 @@ def test_job_ids_too_long_for_a_file_name_are_refused_before_any_job_runs(
     assert main(["study", "run", str(p), "--out", str(out), "--quiet"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert not out.exists()
+
+
+def test_a_boolean_where_a_number_is_expected_is_spelled_as_in_toml() -> None:
+    text = SMALL_STUDY.replace("samples = 64", "samples = true", 1)
+    with pytest.raises(StudyError, match=r"key study.samples: expected a number, got true$"):
+        parse_study(text, "bad.toml", check=False)
