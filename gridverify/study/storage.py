@@ -58,6 +58,9 @@ __all__ = ["DAMAGED", "PENDING", "JobRecord", "StudyStore", "write_bytes_atomic"
 
 PENDING = "pending"
 DAMAGED = "damaged"
+#: how a folder whose study.json is damaged gets its report again
+_REMOVE_HINT = ("if the folder holds that study's results, remove study.json and run "
+                "'gridverify study run' again: its finished jobs are kept")
 _STUDY_FORMAT = "gridverify-study"
 _FILE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")  # a job id names files in jobs/
 
@@ -207,6 +210,11 @@ def _read_certificate(cert: Any) -> tuple[dict[str, Any] | None, int | None, str
     return None, None, f"its certificate does not read back: {why}"
 
 
+def _damaged(path: Path, why: str) -> StudyError:
+    """The error for a damaged ``study.json``, with how to get the report back."""
+    return StudyError(f"{path}: damaged: {why} ({_REMOVE_HINT})")
+
+
 class StudyStore:
     """The output folder of one study (see the module docstring)."""
 
@@ -237,7 +245,7 @@ class StudyStore:
             data = json_loads(p.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise StudyError(f"{self.root}: its study.json is unreadable ({exc}); not "
-                             f"writing study {name!r} over it") from None
+                             f"writing study {name!r} over it ({_REMOVE_HINT})") from None
         if not isinstance(data, dict) or data.get("format") != _STUDY_FORMAT:
             raise StudyError(f"{self.root}: its study.json is not a gridverify study's; not "
                              f"writing study {name!r} over it")
@@ -360,22 +368,21 @@ class StudyStore:
             raise StudyError(f"{p}: cannot be read ({exc.strerror or exc})") from None
         data, why = _json_problem(raw)
         if why:
-            raise StudyError(f"{p}: damaged: {why}")
+            raise _damaged(p, why)
         if not isinstance(data, dict) or data.get("format") != _STUDY_FORMAT:
-            raise StudyError(f"{p}: damaged: not a gridverify study's study.json")
+            raise _damaged(p, "not a gridverify study's study.json")
         jobs = data.get("jobs")
         if not isinstance(jobs, list):
-            raise StudyError(f"{p}: damaged: 'jobs' is {jobs!r:.40}, not a list of the "
-                             "study's jobs")
+            raise _damaged(p, f"'jobs' is {jobs!r:.40}, not a list of the study's jobs")
         if not jobs:
-            raise StudyError(f"{p}: damaged: 'jobs' is empty (a study has at least one job)")
+            raise _damaged(p, "'jobs' is empty (a study has at least one job)")
         seen: set[str] = set()
         for i, e in enumerate(jobs):
             why = _entry_problem(e)
             if not why and e["id"] in seen:
                 why = f"job id {e['id']!r} repeated"
             if why:
-                raise StudyError(f"{p}: damaged: jobs[{i}]: {why}")
+                raise _damaged(p, f"jobs[{i}]: {why}")
             seen.add(e["id"])
         return jobs
 

@@ -203,6 +203,12 @@ def test_unreadable_study_json_is_refused_by_the_report(
     assert main(["report", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(out / "study.json") in err
+    assert "remove study.json" in err  # the way back, which the next lines take
+    (out / "study.json").unlink()
+    study = str(out.parent / "tiny.toml")
+    assert main(["study", "run", study, "--out", str(out)]) == 0
+    assert "0 jobs ran, 1 skipped" in capsys.readouterr().out  # the finished job kept
+    assert main(["report", str(out), "--quiet"]) == 0
 
 
 def test_jobs_frame_of_no_jobs_has_its_columns(tmp_path: Path) -> None:
