@@ -89,12 +89,28 @@ def atomic_path(
         if fsync:
             _fsync_path(tmp)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        written = _write_error(exc, tmp)
+        if written is not None:  # name the file being written, not its temporary name
+            raise OSError(written, os.strerror(written), str(target)) from None
         raise
+
+
+def _write_error(exc: BaseException, tmp: str) -> int | None:
+    """The errno of a failed write into ``tmp`` (a full disk...) that does not name
+    the file: an ``OSError`` without a file name or naming ``tmp``, or the
+    ``RuntimeError`` with which h5py reports HDF5's failed writes; else ``None``."""
+    if isinstance(exc, OSError) and exc.errno is not None and exc.filename in (None, tmp):
+        return int(exc.errno)
+    if isinstance(exc, RuntimeError):  # h5py: "... file write failed: ... errno = 28, ..."
+        m = re.search(r"write failed.*?errno = (\d+)", str(exc))
+        if m is not None:
+            return int(m.group(1))
+    return None
 
 
 def atomic_write_bytes(

@@ -188,3 +188,27 @@ def test_json_loads_fails_as_a_decode_error(text, what):
     with pytest.raises(_json.JSONDecodeError, match=what):
         json_loads(text)
     assert json_loads('{"a": [1, 2.5]}') == {"a": [1, 2.5]}
+
+
+@pytest.mark.parametrize("error", [
+    OSError(28, "No space left on device"),
+    RuntimeError("Can't close file (file write failed: time = x, filename = 'f.tmp', "
+                 "file descriptor = 3, errno = 28, error message = 'No space left on "
+                 "device', buf = 0x1, total write size = 4096)"),  # how h5py says it
+])
+def test_a_failed_write_names_the_file_not_its_temporary(tmp_path, error):
+    """A full disk while the body writes: the error names the file being written
+    (an OSError without a name, or h5py's RuntimeError), and no temporary is left."""
+    target = tmp_path / "data.h5"
+    with pytest.raises(OSError) as info:
+        with atomic_path(target):
+            raise error
+    assert info.value.errno == 28 and info.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_error_naming_another_file_is_kept(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        with atomic_path(tmp_path / "out.bin"):
+            open(tmp_path / "missing.txt").close()
+    assert info.value.filename == str(tmp_path / "missing.txt")

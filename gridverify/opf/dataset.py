@@ -690,6 +690,12 @@ def _batches(
         yield [(i, pd[i], qd[i]) for i in chunk]
 
 
+#: room a dataset file takes beyond its arrays: HDF5's superblock, object headers and
+#: attributes (13 KB for every case measured), with a margin; a full disk in the
+#: middle of HDF5's writes leaves h5py in a state that can crash the process
+_FILE_HEADROOM = 64 * 1024
+
+
 def dataset_bytes(case: CompiledCase, n_samples: int) -> int:
     """Size of a dataset's arrays (the file's data; what reading it back takes in memory)."""
     per_row = 8 * (2 * case.n_load + 2 * case.n_gen + 2 * case.n_bus + 2) + 2
@@ -715,6 +721,7 @@ def check_dataset_size(
         free = shutil.disk_usage(folder).free
     except OSError:
         return
+    need += _FILE_HEADROOM  # HDF5's own records (about 13 KB, measured)
     if need > free:
         raise DatasetError(
             f"{what} {n_samples}: a dataset of case {case.name} that size takes "
