@@ -166,34 +166,23 @@ def progress_path(out_dir: Path) -> Path:
 
 
 def _dataset_case_name(path: Path) -> str:
-    """The dataset's case: its bundled name, else the case file it was made from."""
-    import h5py
+    """The dataset's case: the case file it was made from, else the bundled case of
+    its name, the first with the recorded content hash."""
+    from gridverify.opf.dataset import open_dataset, read_attr, reading, recorded_case
 
-    from gridverify.fileio import require_file
-    from gridverify.grid.case import bundled_cases_dir, resolve_case_path
-    from gridverify.opf.dataset import H5_ERRORS, read_attr, reading
-
-    require_file(path)
-    try:
-        fh = h5py.File(path, "r")
-    except H5_ERRORS as exc:
-        why = " ".join(str(exc).split()) or type(exc).__name__
-        raise DatasetError(f"{path}: not an HDF5 file ({why})") from None
+    fh = open_dataset(str(path))
     with reading(path, "the file"), fh:
         name = read_attr(fh, str(path), "case_name")
         source = read_attr(fh, str(path), "case_source")
-    if not name:
-        raise DatasetError(f"{path}: attribute case_name: missing (pass --case)")
-    try:
-        bundled = resolve_case_path(Path(str(name)).name).parent == bundled_cases_dir()
-    except GridverifyError:
-        bundled = False
-    if bundled:
-        return str(name)
-    if source and Path(str(source)).is_file():
-        return str(source)
-    raise DatasetError(f"{path}: case {name!r} is not a bundled case and its file "
-                       f"{source or '(not recorded)'} is not there; pass --case")
+        chash = read_attr(fh, str(path), "case_hash")
+        if not name:
+            raise DatasetError(f"{path}: attribute case_name: missing (pass --case)")
+        found = recorded_case(fh, str(path), {"case_name": name, "case_hash": chash})
+    if found is not None:
+        return found[0]
+    raise DatasetError(f"{path}: neither its case file {source or '(not recorded)'} nor a "
+                       f"bundled case {name!r} is here with the content it was made from; "
+                       "pass --case")
 
 
 def _print_summary(out: Path, card: dict[str, Any]) -> None:

@@ -286,6 +286,17 @@ def _recorded_case_dims(
 ) -> tuple[int, int, int] | None:
     """(loads, gens, buses) of the case the file says it was made from, when that case
     (its recorded file, else a bundled case of that name) is here with the recorded hash."""
+    found = recorded_case(f, path, attrs)
+    if found is None:
+        return None
+    case = found[1]
+    return case.n_load, case.n_gen, case.n_bus
+
+
+def recorded_case(f: Any, path: str, attrs: dict[str, Any]) -> tuple[str, CompiledCase] | None:
+    """The case the open dataset file ``f`` was made from, as ``(reference, case)``:
+    its recorded file (``case_source``), else the bundled case of its name, the first
+    whose content has the recorded hash; ``None`` when neither is here."""
     from gridverify.grid import load_compiled
 
     with reading(path, "attribute 'case_source'"):
@@ -298,8 +309,26 @@ def _recorded_case_dims(
         except Exception:  # noqa: BLE001 - no such case here: nothing to compare with
             continue
         if case.content_hash == attrs.get("case_hash"):
-            return case.n_load, case.n_gen, case.n_bus
+            return str(ref), case
     return None
+
+
+def open_dataset(path: str) -> Any:
+    """The dataset file at ``path`` open for reading (an ``h5py.File``), without HDF5's
+    file lock: a reader may look at a file that a run is filling (rows change in place
+    and only become visible through ``done``).  A file h5py cannot open is a one-line
+    :class:`DatasetError`."""
+    import h5py
+
+    require_file(path)
+    try:
+        return h5py.File(path, "r", locking=False)
+    except H5_ERRORS:
+        try:  # this process holds the file open with locking
+            return h5py.File(path, "r")
+        except H5_ERRORS as exc:
+            why = " ".join(str(exc).split()) or type(exc).__name__
+            raise DatasetError(f"{path}: not a readable HDF5 file ({why})") from None
 
 
 def _check_structure(
@@ -399,10 +428,12 @@ def _check_rows(path: str, d: OPFDataset) -> None:
         i = int(np.nonzero(pending_done)[0][0])
         raise DatasetError(f"{path}: sample {i} is marked done with status pending")
     sol = d.solved
-    outs = np.concatenate([d.pg, d.qg, d.vm, d.va, d.objective[:, None]], axis=1)
-    bad = sol & ~np.isfinite(outs).all(1)
-    if bad.any():
-        raise DatasetError(f"{path}: sample {int(np.nonzero(bad)[0][0])} optimal but has NaN")
+    for key, a in (("outputs/pg", d.pg), ("outputs/qg", d.qg), ("outputs/vm", d.vm),
+                   ("outputs/va", d.va), ("objective", d.objective[:, None])):
+        bad = sol & ~np.isfinite(a).all(1)
+        if bad.any():
+            raise DatasetError(f"{path}: dataset {key!r}: sample {int(np.flatnonzero(bad)[0])} "
+                               "is optimal but holds NaN/inf")
 
 
 def load_dataset(path: str | Path, case: CompiledCase | None = None) -> OPFDataset:
@@ -411,20 +442,8 @@ def load_dataset(path: str | Path, case: CompiledCase | None = None) -> OPFDatas
     A file h5py cannot read (damaged, truncated, not HDF5) is a one-line
     :class:`DatasetError` naming the file and what could not be read.
     """
-    import h5py
-
     path = str(path)
-    require_file(path)
-    try:
-        # No HDF5 file lock: a reader may look at a file that a run is filling
-        # (rows change in place and only become visible through `done`).
-        f = h5py.File(path, "r", locking=False)
-    except H5_ERRORS:
-        try:  # this process holds the file open with locking
-            f = h5py.File(path, "r")
-        except H5_ERRORS as exc:
-            why = " ".join(str(exc).split()) or type(exc).__name__
-            raise DatasetError(f"{path}: not a readable HDF5 file ({why})") from None
+    f = open_dataset(path)
     with reading(path, "the file"), f:
         attrs = _read_attrs(f, path)
         dims = None  # the case's sizes, when the file says it is of that case
@@ -465,7 +484,7 @@ def check_case(d: OPFDataset, case: CompiledCase) -> None:
     if d.case_hash != case.content_hash:
         raise DatasetError(
             f"{d.path}: dataset is of case {d.case_name!r} (hash {d.case_hash[:12]}), "
-            f"not {case.name!r} (hash {case.content_hash[:12]})"
+            f"not of case {case.name!r} (hash {case.content_hash[:12]})"
         )
     dims = (d.pd.shape[1], d.pg.shape[1], d.vm.shape[1])
     if dims != (case.n_load, case.n_gen, case.n_bus):

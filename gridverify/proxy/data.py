@@ -48,130 +48,62 @@ class ProxyData:
         return int(self.x.shape[0])
 
 
-def _why(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _attr(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return v
-
-
 def read_proxy_data(path: str | os.PathLike[str], case: Any) -> ProxyData:
-    """Read ``path`` for the compiled ``case``; see module docstring for the checks."""
-    import h5py
+    """Read ``path`` for the compiled ``case``; see module docstring for the checks.
 
+    The file is read and checked by :func:`gridverify.opf.dataset.load_dataset`
+    (the reader of ``dataset info``: structure, dtypes, status codes, finite
+    optimal rows, the case's hash and sizes), without HDF5's file lock, so that
+    the finished rows of a dataset another run is still filling can be read.
+    """
     from gridverify.fileio import require_file
-    from gridverify.opf.dataset import (
-        H5_ERRORS,
-        SCHEMA_VERSION,
-        STATUS_CODES,
-        check_attr,
-        checked_flags,
-        reading,
-    )
+    from gridverify.opf.dataset import load_dataset
 
     path = require_file(path)
-    try:
-        fh = h5py.File(path, "r")
-    except H5_ERRORS as exc:
-        raise DatasetError(f"{path}: not an HDF5 file ({_why(exc)})") from None
-    with reading(path, "the file"), fh:
-        with reading(path, "the attributes"):
-            attrs = {k: _attr(v) for k, v in fh.attrs.items()}
-        ver = attrs.get("schema_version")
-        if ver != SCHEMA_VERSION:
-            raise DatasetError(f"{path}: attribute schema_version: expected {SCHEMA_VERSION}, "
-                               f"got {ver!r}")
-        for key in ("sampler", "seed"):  # optional here; when present, as written
-            if key in attrs:
-                check_attr(str(path), key, attrs[key])
-        name = attrs.get("case_name")
-        chash = attrs.get("case_hash")
-        if chash != case.content_hash:
-            raise DatasetError(
-                f"{path}: dataset is of case {name!r} (hash {str(chash)[:12]}...), not of case "
-                f"{case.name!r} (hash {case.content_hash[:12]}...)"
-            )
-        want = {
-            "inputs/pd": case.n_load,
-            "inputs/qd": case.n_load,
-            "outputs/pg": case.n_gen,
-            "outputs/qg": case.n_gen,
-            "outputs/vm": case.n_bus,
-            "outputs/va": case.n_bus,
-        }
-        arrays: dict[str, np.ndarray] = {}
-        n_rows = None
-        for key, width in want.items():
-            with reading(path, f"dataset {key!r}"):
-                if key not in fh:
-                    raise DatasetError(f"{path}: field {key}: missing")
-                a = np.asarray(fh[key][()], dtype=np.float64)
-            if a.ndim != 2 or a.shape[1] != width:
-                raise DatasetError(
-                    f"{path}: field {key}: shape {a.shape}, case {case.name!r} needs (S, {width})"
-                )
-            if n_rows is None:
-                n_rows = a.shape[0]
-            elif a.shape[0] != n_rows:
-                raise DatasetError(f"{path}: field {key}: {a.shape[0]} rows, expected {n_rows}")
-            arrays[key] = a
-        with reading(path, "dataset 'status'"):
-            if "status" not in fh:
-                raise DatasetError(f"{path}: field status: missing")
-            status = np.asarray(fh["status"][()])
-        if status.shape != (n_rows,):
-            raise DatasetError(f"{path}: field status: shape {status.shape}, expected ({n_rows},)")
-        with reading(path, "dataset 'done'"):
-            if "done" not in fh:
-                raise DatasetError(f"{path}: field done: missing")
-            done = np.asarray(fh["done"][()])
-        if done.shape != (n_rows,):
-            raise DatasetError(f"{path}: field done: shape {done.shape}, expected ({n_rows},)")
-    assert n_rows is not None
-    status, done = checked_flags(path, status, done)
-    # a row is final once ``done``: a run killed between writing a row's outputs
-    # and its ``done`` flag leaves rows that are not (docs/dataset.md)
-    rows = np.flatnonzero(done & (status == STATUS_CODES["optimal"]))
-    x = np.concatenate([arrays["inputs/pd"], arrays["inputs/qd"]], axis=1)[rows]
-    y = np.concatenate(
-        [arrays[k] for k in ("outputs/pg", "outputs/qg", "outputs/vm", "outputs/va")], axis=1
-    )[rows]
-    for label, a in (("inputs", x), ("outputs", y)):
-        bad = ~np.all(np.isfinite(a), axis=1)
-        if np.any(bad):
-            r = int(rows[np.flatnonzero(bad)[0]])
-            raise DatasetError(
-                f"{path}: field {label}: row {r} has status optimal but holds NaN/inf "
-                f"({int(bad.sum())} such rows)"
-            )
+    d = load_dataset(path, case)
+    rows = np.flatnonzero(d.solved)  # done and optimal (docs/dataset.md)
     if rows.size == 0:
         raise DatasetError(f"{path}: no optimal rows (done, status == 1) to train on")
-    sampler = json.loads(attrs["sampler"]) if "sampler" in attrs else None  # checked above
+    x = np.concatenate([d.pd, d.qd], axis=1)[rows]
+    y = np.concatenate([d.pg, d.qg, d.vm, d.va], axis=1)[rows]
+    _check_spread(path, rows, x, ("inputs/pd", "inputs/qd"), case.n_load)
+    _check_spread(path, rows, y, ("outputs/pg", "outputs/qg"), case.n_gen)
+    _check_spread(path, rows, y[:, 2 * case.n_gen:], ("outputs/vm", "outputs/va"), case.n_bus)
+    attrs = d.attrs
+    sampler = json.loads(attrs["sampler"]) if "sampler" in attrs else None  # checked
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(x).tobytes())
     h.update(np.ascontiguousarray(y).tobytes())
     seed = attrs.get("seed")
     return ProxyData(
         path=path,
-        case_name=str(name),
-        case_hash=str(chash),
+        case_name=str(attrs.get("case_name")),
+        case_hash=str(attrs.get("case_hash")),
         x=x,
         y=y,
         rows=rows,
-        n_rows=int(n_rows),
+        n_rows=int(d.pd.shape[0]),
         sampler=sampler,
         seed=int(seed) if isinstance(seed, (int, np.integer)) else None,
         file_sha256=_sha256(path),
         content_sha256=h.hexdigest(),
         attrs=attrs,
     )
+
+
+def _check_spread(path: Path, rows: np.ndarray, a: np.ndarray, fields: tuple[str, str],
+                  width: int) -> None:
+    """DatasetError naming the field and row of a value too large to normalize: the
+    first ``2 * width`` columns of ``a`` are the two ``fields``, ``width`` each (a
+    finite 1e300 overflowed the standard deviation, and training reported it as
+    diverging)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        spread = np.std(a[:, :2 * width], axis=0)
+    for col in np.flatnonzero(~np.isfinite(spread)):
+        r = int(np.argmax(np.abs(a[:, col])))
+        raise DatasetError(
+            f"{path}: field {fields[col // width]}: row {int(rows[r])}: value "
+            f"{a[r, col]:.3g} is too large to train on (its column's spread overflows)")
 
 
 def read_proxy_data_many(paths: list[str | os.PathLike[str]], case: Any) -> ProxyData:

@@ -101,7 +101,7 @@ def test_rerun_complete_file_is_noop_and_mismatch_is_error(case14_20: Path) -> N
                                            r"0.01"):
         make_dataset(CASE14, 20, case14_20, BoxSampler(0.9, 1.1), seed=11, progress=False,
                      options=replace(OPTS, max_iter=3, tol=1e-2))
-    with pytest.raises(DatasetError, match="not 'pglib_opf_case5_pjm'"):
+    with pytest.raises(DatasetError, match="not of case 'pglib_opf_case5_pjm'"):
         load_dataset(case14_20, CASE5)
 
 
@@ -121,7 +121,8 @@ def _corrupt(src: Path, dst: Path, edit) -> Path:  # noqa: ANN001
                              f.create_dataset("objective", (7,), dtype="f8")), "shape"),
         ("naninput", lambda f: f["inputs/pd"].__setitem__((3, 0), np.nan), "NaN"),
         ("status", lambda f: f["status"].__setitem__(2, 9), "unknown status"),
-        ("optnan", lambda f: f["outputs/vm"].__setitem__((4, 1), np.nan), "optimal but has NaN"),
+        ("optnan", lambda f: f["outputs/vm"].__setitem__((4, 1), np.nan),
+         "sample 4 is optimal but holds NaN"),
         ("schema", lambda f: f.attrs.__setitem__("schema_version", 7), "schema_version"),
         ("samplerjson", lambda f: f.attrs.__setitem__("sampler", "{not json"),
          "attribute 'sampler' is not valid JSON"),

@@ -358,6 +358,14 @@ def _replace(key: str, value: object) -> object:
     return edit
 
 
+def _retype(key: str, dtype: object) -> object:
+    def edit(f: h5py.File) -> None:  # the same shape, zeros of another dtype
+        shape = f[key].shape
+        del f[key]
+        f.create_dataset(key, data=np.zeros(shape, dtype=dtype))
+    return edit
+
+
 def _attr(key: str, value: object) -> object:
     def edit(f: h5py.File) -> None:
         f.attrs[key] = value
@@ -372,6 +380,10 @@ EDITS = {  # what is done to a fresh dataset, what the one-line error says
                                          "unknown status code 257"),
     "status 1.5": (_replace("status", 1.5), "field status: dtype float64"),
     "done 0.5": (_replace("done", 0.5), "field done: float64"),
+    # train's reader cast these to float64 (the imaginary part dropped, zeros read)
+    "complex voltages": (_retype("outputs/vm", np.complex128),
+                         "'outputs/vm' is not numeric (dtype complex128)"),
+    "a compound type": (_retype("outputs/pg", [("a", "<f8")]), "'outputs/pg' is not numeric"),
     "sampler with NaN": (_attr("sampler", '{"high":1.1,"kind":"box","low":NaN}'),
                          "attribute 'sampler': sampler parameter low must be finite"),
     "sampler with strings": (_attr("sampler", '{"high":"b","kind":"box","low":"a"}'),

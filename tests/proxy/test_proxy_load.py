@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -491,7 +492,7 @@ def test_dataset_wrong_shapes(case14, case14_data, tmp_path):
         pd = f["inputs/pd"][()]
         del f["inputs/pd"]
         f["inputs/pd"] = pd[:, :-1]
-    with pytest.raises(DatasetError, match=r"field inputs/pd: shape \(80, 10\)"):
+    with pytest.raises(DatasetError, match=r"dataset 'inputs/pd' has shape \(80, 10\)"):
         read_proxy_data(bad, case14)
     assert main(["train", str(bad), "--out", str(tmp_path / "m"), "--no-progress"]) == 2
 
@@ -501,7 +502,7 @@ def test_dataset_nan_rows(case14, case14_data, tmp_path):
     with h5py.File(bad, "r+") as f:
         f["outputs/vm"][7, 3] = np.nan
         assert f["status"][7] == 1
-    with pytest.raises(DatasetError, match="row 7 has status optimal but holds NaN"):
+    with pytest.raises(DatasetError, match="'outputs/vm': sample 7 is optimal but holds NaN"):
         read_proxy_data(bad, case14)
     assert main(["train", str(bad), "--out", str(tmp_path / "m"), "--no-progress"]) == 2
     # a NaN row whose status is not optimal is simply skipped
@@ -509,6 +510,38 @@ def test_dataset_nan_rows(case14, case14_data, tmp_path):
         f["status"][7] = 4
     d = read_proxy_data(bad, case14)
     assert d.n_samples == 79 and 7 not in d.rows
+
+
+def test_dataset_value_too_large_to_normalize(case14, case14_data, tmp_path):
+    """A finite 1e300 in an optimal row overflowed the normalization's spread, and
+    training said it diverged: the reader names the field and the row."""
+    bad = _copy(case14_data, tmp_path / "huge.h5")
+    with h5py.File(bad, "r+") as f:
+        assert f["status"][2] == 1
+        f["outputs/vm"][2, 2] = 1e300
+    with pytest.raises(DatasetError, match=r"field outputs/vm: row 2: value 1e\+300 is too "
+                                           "large to train on"):
+        read_proxy_data(bad, case14)
+
+
+def test_dataset_of_a_case_file_named_as_a_bundled_case(tmp_path):
+    """A dataset made from an edited copy of a bundled case, under the bundled name:
+    train finds the recorded case file (it took the bundled case, of another hash)."""
+    from gridverify.cli.train import _dataset_case_name
+    from gridverify.grid import load_compiled
+    from gridverify.opf.dataset import make_dataset
+
+    src = Path(load_compiled("pglib_opf_case5_pjm").source).read_text()
+    assert "300.0" in src
+    mine = tmp_path / "mine" / "pglib_opf_case5_pjm.m"
+    mine.parent.mkdir()
+    mine.write_text(src.replace("300.0", "310.0", 1))
+    edited = load_compiled(str(mine))
+    assert edited.content_hash != load_compiled("pglib_opf_case5_pjm").content_hash
+    data = tmp_path / "mine.h5"
+    make_dataset(edited, 4, data, seed=0, progress=False)
+    assert Path(_dataset_case_name(data)) == mine.resolve()
+    assert read_proxy_data(data, edited).n_samples >= 1
 
 
 def test_dataset_rows_not_done_or_of_unknown_status(case14, case14_data, tmp_path):
