@@ -60,10 +60,16 @@ def _make(args: argparse.Namespace) -> int:
     else:
         counts = ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items() if v)
         print(f"{args.out}: {summary['n_done']}/{d.n_samples} samples done ({counts})")
-    if summary["n_done"] and not summary["status_counts"].get("optimal"):
-        print(f"gridverify: warning: no sample of {args.out} solved to optimality; the AC-OPF of "
-              f"{args.case} may be infeasible over the region (try `gridverify opf solve "
-              f"{args.case}`)", file=sys.stderr)
+    counts = summary["status_counts"]
+    if summary["n_done"] and not counts.get("optimal"):
+        if counts.get("max_iter") == summary["n_done"]:  # the limits, not the case
+            why = ("every solve stopped at its iteration or time limit (raise --max-iter or "
+                   "--time-limit)")
+        else:
+            why = (f"the AC-OPF of {args.case} may be infeasible over the region (try "
+                   f"`gridverify opf solve {args.case}`)")
+        print(f"gridverify: warning: no sample of {args.out} solved to optimality; {why}",
+              file=sys.stderr)
     return 0 if summary["n_done"] == d.n_samples else 1
 
 

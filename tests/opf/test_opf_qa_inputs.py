@@ -428,3 +428,14 @@ def test_train_names_a_bad_case_attribute(tmp_path: Path, fresh14: bytes,
                        "--epochs", "1", "--no-progress")
     line = one_line(err)
     assert code == 2 and message in line, line
+
+
+def test_every_solve_at_its_limit_blames_the_limit_not_the_case(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--max-iter 1``: no sample is optimal because of the limit; the warning said
+    the case may be infeasible."""
+    out = tmp_path / "mi.h5"
+    code, _, err = run(capsys, "dataset", "make", "pglib_opf_case14_ieee", "--samples", "2",
+                       "--out", str(out), "--max-iter", "1", "--no-progress")
+    assert code == 0, err
+    assert "iteration or time limit (raise --max-iter" in err and "infeasible" not in err, err
