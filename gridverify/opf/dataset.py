@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from gridverify._signals import held_interrupts
 from gridverify._worker import die_with_parent
 from gridverify.errors import DatasetError, SolverError
 from gridverify.fileio import atomic_path, require_file
@@ -523,8 +524,11 @@ def _create_file(
         spec = ",".join(f"{v:g}" for v in sampler.params().values())
         raise SamplerError(f"region {sampler.kind}:{spec}: the loads of sample {int(bad[0])} "
                            "overflow (not finite); use smaller factors")
-    # no fsync, no folder creation; the usual file permissions
-    with atomic_path(os.path.abspath(path), fsync=False, mkdir=False) as tmp:
+    # no fsync, no folder creation; the usual file permissions.  Ctrl-C in h5py's own
+    # code was lost (h5py prints it as "Exception ignored"): held until the file is
+    # closed, then raised (the temporary file removed)
+    with atomic_path(os.path.abspath(path), fsync=False, mkdir=False) as tmp, \
+            held_interrupts():
         with h5py.File(tmp, "w") as f:
 
             def put(name: str, data: np.ndarray) -> None:
