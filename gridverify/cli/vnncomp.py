@@ -88,7 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run every instance of a benchmark folder",
         description="Run every row (onnx,vnnlib,timeout) of BENCHMARK_DIR/instances.csv. "
         "A row whose files cannot be read or parsed is recorded as error and the others "
-        "still run; the results CSV is rewritten after every row.",
+        "still run; the results CSV is rewritten after every row. A stopped run resumes: "
+        "the same command again keeps the rows --out already holds for the same "
+        "instances (errors run again) and runs the others (--fresh: every row).",
         epilog="exit status: 0 done (rows that error or time out are counted in the "
         "summary), 1 a result contradicts --expected, 2 bad input (the folder, the CSV, "
         "the options)",
@@ -104,6 +106,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     batch.add_argument("--expected", help="CSV onnx,vnnlib,expected-result to score against")
     batch.add_argument("--out", required=True,
                        help="results CSV (onnx,vnnlib,result,seconds,detail)")
+    batch.add_argument("--fresh", action="store_true",
+                       help="run every row again, replacing the results --out holds "
+                       "(default: keep them and run the rest)")
     add_progress_flag(batch)
     _common(batch)
     batch.set_defaults(func=_batch)
@@ -321,6 +326,7 @@ def _batch(args: argparse.Namespace) -> int:
         expected=args.expected,
         options=opts,
         progress=show_progress(args),
+        resume=not args.fresh,
     )
     for line in summary.lines():
         print(line)

@@ -30,7 +30,8 @@ from gridverify.vnncomp.result import write_atomic
 from gridverify.vnncomp.runner import RunOptions, RunOutcome, run_instance
 from gridverify.vnncomp.vnnlib import gz_fallback, read_text
 
-__all__ = ["BatchRow", "BatchSummary", "Instance", "read_expected", "read_instances", "run_batch"]
+__all__ = ["BatchRow", "BatchSummary", "Instance", "read_expected", "read_instances",
+           "read_results", "run_batch"]
 
 _SYNONYMS = {"holds": "unsat", "violated": "sat"}
 
@@ -131,19 +132,56 @@ def _key(onnx: str, vnnlib: str) -> tuple[str, str]:
 
 
 def read_expected(path: str | Path) -> dict[tuple[str, str], str]:
-    """Expected results by (onnx, vnnlib): ``sat``/``unsat`` (others are ignored)."""
+    """Expected results by (onnx, vnnlib): ``sat``/``unsat`` (``unknown`` rows are not
+    scored).  Another word, or one instance given two different answers, is an error
+    naming the line."""
     p = Path(path)
     out: dict[tuple[str, str], str] = {}
+    lines: dict[tuple[str, str], int] = {}
     for n, row in _rows(p):
         if len(row) < 3:
             raise VnnlibError(f"{p}:{n}: expected onnx,vnnlib,result, got {len(row)} field(s)")
         word = _SYNONYMS.get(row[2].lower(), row[2].lower())
         if word not in ("sat", "unsat", "unknown"):
-            if n == 1:
-                continue  # header
-            raise VnnlibError(f"{p}:{n}: unknown expected result {row[2]!r}")
-        if word != "unknown":
-            out[_key(row[0], row[1])] = word
+            if n == 1 and not _key(row[0], row[1])[0].lower().endswith(".onnx"):
+                continue  # a header row (onnx,vnnlib,result)
+            raise VnnlibError(f"{p}:{n}: unknown expected result {row[2]!r} (expected sat, "
+                              "unsat, unknown, violated or holds)")
+        key = _key(row[0], row[1])
+        if word == "unknown":
+            continue
+        if out.get(key, word) != word:
+            raise VnnlibError(f"{p}:{n}: expected result {word} for {row[1]}, but line "
+                              f"{lines[key]} says {out[key]}")
+        out[key], lines[key] = word, n
+    return out
+
+
+#: the header of a results CSV
+_RESULTS_HEADER = ["onnx", "vnnlib", "result", "seconds", "detail"]
+
+
+def read_results(path: str | Path) -> list[BatchRow]:
+    """The rows of a results CSV that :func:`run_batch` wrote (to resume it); a file
+    that is not one is an error naming it (it is not replaced)."""
+    p = Path(path)
+    try:
+        rows = list(csv.reader(io.StringIO(p.read_text(encoding="utf-8"))))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise VnnlibError(f"{p}: exists and is not a results CSV of vnncomp batch ({exc}); "
+                          "not replaced (give another --out, or remove it)") from None
+    if not rows or rows[0] != _RESULTS_HEADER:
+        raise VnnlibError(f"{p}: exists and is not a results CSV of vnncomp batch (its first "
+                          f"line is not {','.join(_RESULTS_HEADER)}); not replaced (give "
+                          "another --out, or remove it)")
+    out = []
+    for n, row in enumerate(rows[1:], start=2):
+        try:
+            onnx, vnnlib, result, seconds, detail = row
+            out.append(BatchRow(onnx, vnnlib, result, float(seconds), detail))
+        except ValueError:
+            raise VnnlibError(f"{p}:{n}: not a row onnx,vnnlib,result,seconds,detail; "
+                              "remove the file to run every instance again") from None
     return out
 
 
@@ -164,8 +202,14 @@ def run_batch(
     options: RunOptions | None = None,
     progress: bool = True,
     on_row: Callable[[BatchRow], None] | None = None,
+    resume: bool = True,
 ) -> BatchSummary:
-    """Run every instance, write the results CSV atomically after each row, summarize."""
+    """Run every instance, write the results CSV atomically after each row, summarize.
+
+    ``resume``: when ``out`` already holds results of this list (a run that was
+    stopped), the rows it holds for the same instances, in order, are kept (but
+    errors, which run again) and only the others run; ``False`` runs every row.
+    """
     root = Path(benchmark_dir)
     if not root.is_dir():
         raise VnnlibError(f"{root}: not a folder")
@@ -174,8 +218,13 @@ def run_batch(
         csv_path = root / csv_path
     if not timeout_scale > 0:
         raise VnnlibError(f"--timeout-scale must be > 0, got {timeout_scale}")
+    for what, given in (("instances CSV", csv_path), ("expected results", expected)):
+        if given is not None and Path(out).exists() and Path(given).exists() \
+                and Path(out).samefile(given):
+            raise VnnlibError(f"--out {out}: is the {what}; give another file for the results")
     rows_in = read_instances(csv_path)
     exp = read_expected(expected) if expected is not None else None
+    done = read_results(out) if resume and Path(out).is_file() else []
     base = options or RunOptions()
     # Check every path first: when none can run, fail before any work.
     missing = [_missing(root, i, csv_path) for i in rows_in]
@@ -185,7 +234,12 @@ def run_batch(
     results: list[BatchRow] = []
 
     def run_all(advance: Callable[[str], None]) -> None:
-        for inst, gone in zip(rows_in, missing):
+        for k, (inst, gone) in enumerate(zip(rows_in, missing)):
+            if k < len(done) and _key(done[k].onnx, done[k].vnnlib) == \
+                    _key(inst.onnx, inst.vnnlib) and done[k].result != "error":
+                results.append(done[k])  # finished by the run this one resumes
+                advance(f"{Path(inst.vnnlib).name}: {done[k].result} (kept)")
+                continue
             opts = replace(base, timeout=inst.timeout * timeout_scale)
             t0 = time.monotonic()
             try:
@@ -235,7 +289,7 @@ def run_batch(
 def _write_csv(path: str | Path, rows: list[BatchRow]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["onnx", "vnnlib", "result", "seconds", "detail"])
+    w.writerow(_RESULTS_HEADER)
     for r in rows:
         w.writerow([r.onnx, r.vnnlib, r.result, f"{r.seconds:.3f}", " ".join(r.detail.split())])
     write_atomic(path, buf.getvalue())

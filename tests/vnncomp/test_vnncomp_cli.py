@@ -353,3 +353,55 @@ def test_watchdog_writes_timeout_and_ends_the_process(tmp_path: Path) -> None:
 
     time.sleep(0.4)
     assert out.read_text() == "unsat\n"
+
+
+def test_batch_resumes_from_the_rows_it_wrote(bench: Path, tmp_path: Path, capsys) -> None:
+    """A stopped batch run again keeps the rows its results file holds for the same
+    instances, in order (errors run again); --fresh runs every row; --out must not be
+    the instance list, nor a file that is not a results CSV."""
+    from gridverify.vnncomp.batch import read_results
+
+    (bench / "instances.csv").write_text(
+        "onnx/tiny.onnx,vnnlib/sat.vnnlib,5\nonnx/tiny.onnx,vnnlib/unsat.vnnlib,5\n"
+        "onnx/tiny.onnx,vnnlib/sat2.vnnlib,5\n")
+    out = tmp_path / "r.csv"
+    # as a run stopped after two rows left it, marked so that a kept row shows
+    out.write_text("onnx,vnnlib,result,seconds,detail\n"
+                   "onnx/tiny.onnx,vnnlib/sat.vnnlib,sat,1.5,kept row\n"
+                   "onnx/tiny.onnx,vnnlib/unsat.vnnlib,error,0.1,was broken\n")
+    assert main(["vnncomp", "batch", str(bench), "--out", str(out), "--no-progress"]) == 0
+    rows = read_results(out)
+    assert [(r.vnnlib, r.result) for r in rows] == [
+        ("vnnlib/sat.vnnlib", "sat"), ("vnnlib/unsat.vnnlib", "unsat"),
+        ("vnnlib/sat2.vnnlib", "sat")]
+    assert rows[0].detail == "kept row" and rows[0].seconds == 1.5  # not run again
+    assert rows[1].detail != "was broken"  # an error row runs again
+    assert main(["vnncomp", "batch", str(bench), "--out", str(out), "--no-progress",
+                 "--fresh"]) == 0
+    assert read_results(out)[0].detail != "kept row"
+    capsys.readouterr()
+    listing = (bench / "instances.csv").read_text()
+    assert main(["vnncomp", "batch", str(bench), "--out", str(bench / "instances.csv"),
+                 "--no-progress"]) == 2
+    assert "is the instances CSV" in capsys.readouterr().err
+    assert (bench / "instances.csv").read_text() == listing
+    other = tmp_path / "notes.csv"
+    other.write_text("my,own,notes\n")
+    assert main(["vnncomp", "batch", str(bench), "--out", str(other), "--no-progress"]) == 2
+    assert "is not a results CSV" in capsys.readouterr().err
+    assert other.read_text() == "my,own,notes\n"
+
+
+def test_expected_answers_must_be_known_and_agree(tmp_path: Path) -> None:
+    from gridverify.errors import VnnlibError
+
+    e = tmp_path / "expected.csv"
+    e.write_text("m.onnx,p.vnnlib,maybe\n")  # a first row naming a model is no header
+    with pytest.raises(VnnlibError, match=r"expected.csv:1: unknown expected result 'maybe'"):
+        read_expected(e)
+    e.write_text("m.onnx,p.vnnlib,unsat\nm.onnx,./p.vnnlib,sat\n")
+    with pytest.raises(VnnlibError, match=r"expected.csv:2: expected result sat for "
+                                          r"\./p.vnnlib, but line 1 says unsat"):
+        read_expected(e)
+    e.write_text("onnx,vnnlib,result\nm.onnx,p.vnnlib,holds\nm.onnx,p.vnnlib,unsat\n")
+    assert read_expected(e) == {("m.onnx", "p.vnnlib"): "unsat"}
