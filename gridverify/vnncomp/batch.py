@@ -105,7 +105,9 @@ def read_instances(path: str | Path) -> list[Instance]:
     p = Path(path)
     out = []
     for n, row in _rows(p):
-        if len(row) < 3:
+        while len(row) > 3 and not row[-1]:
+            row = row[:-1]  # trailing commas
+        if len(row) != 3:
             raise VnnlibError(f"{p}:{n}: expected onnx,vnnlib,timeout, got {len(row)} field(s)")
         try:
             timeout = float(row[2])

@@ -174,6 +174,12 @@ def test_instance_and_expected_errors(tmp_path: Path) -> None:
     p.write_text("a.onnx,b.vnnlib,10\n\na.onnx,b.vnnlib\n")
     with pytest.raises(VnnlibError, match=r"instances.csv:3: expected onnx,vnnlib,timeout"):
         read_instances(p)
+    p.write_text("a.onnx,b.vnnlib,10,x\n")  # a field more was dropped without a word
+    with pytest.raises(VnnlibError, match=r"instances.csv:1: expected onnx,vnnlib,timeout, "
+                                          r"got 4 field\(s\)"):
+        read_instances(p)
+    p.write_text("a.onnx,b.vnnlib,10,\n")  # a trailing comma is no field
+    assert read_instances(p)[0].timeout == 10
     p.write_text("onnx,vnnlib,timeout\nx,y,1\n")  # a header row is skipped
     assert len(read_instances(p)) == 1
     p.write_text("a.onnx,b.vnnlib,10s\nx,y,1\n")  # a first row naming a model is not one
