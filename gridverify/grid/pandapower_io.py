@@ -321,6 +321,63 @@ def _check_unsupported_elements(net: Any, source: str) -> None:
                               field=f"{et} {on[0]}")
 
 
+# the columns of each modelled element table that the model reads and that have no
+# "not set" meaning: a row's value must be a finite number (pandapower's
+# converter carried a NaN or inf into the bus and branch tables, and the error named
+# those: "bus row 4: NaN in column Pd" for a load's p_mw)
+_VALUE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "bus": ("vn_kv",),
+    "load": ("p_mw", "q_mvar", "scaling"),
+    "sgen": ("p_mw", "q_mvar", "scaling"),
+    "storage": ("p_mw", "q_mvar", "scaling"),
+    "motor": ("pn_mech_mw", "cos_phi", "efficiency_percent", "loading_percent", "scaling"),
+    "gen": ("p_mw", "vm_pu", "scaling"),
+    "ext_grid": ("vm_pu", "va_degree"),
+    "shunt": ("p_mw", "q_mvar", "step", "vn_kv"),
+    "ward": ("ps_mw", "qs_mvar", "pz_mw", "qz_mvar"),
+    "xward": ("ps_mw", "qs_mvar", "pz_mw", "qz_mvar", "r_ohm", "x_ohm", "vm_pu"),
+    "line": ("length_km", "r_ohm_per_km", "x_ohm_per_km", "c_nf_per_km", "parallel"),
+    "trafo": ("sn_mva", "vn_hv_kv", "vn_lv_kv", "vk_percent", "vkr_percent", "pfe_kw",
+              "i0_percent", "shift_degree", "parallel"),
+    "trafo3w": ("sn_hv_mva", "sn_mv_mva", "sn_lv_mva", "vn_hv_kv", "vn_mv_kv", "vn_lv_kv",
+                "vk_hv_percent", "vk_mv_percent", "vk_lv_percent", "vkr_hv_percent",
+                "vkr_mv_percent", "vkr_lv_percent", "pfe_kw", "i0_percent"),
+    "impedance": ("rft_pu", "xft_pu", "rtf_pu", "xtf_pu", "sn_mva"),
+}
+#: of those, the ones that must be > 0 (a voltage level, a rating, a length)
+_POSITIVE_COLUMNS = frozenset({"vn_kv", "vn_hv_kv", "vn_mv_kv", "vn_lv_kv", "sn_mva",
+                               "sn_hv_mva", "sn_mv_mva", "sn_lv_mva", "length_km", "parallel"})
+
+
+def _check_element_values(net: Any, source: str) -> None:
+    """Every value the model reads from an element is a finite number (and
+    > 0 where it is a voltage level, a rating, a length or a count), named by element,
+    row and column."""
+    import pandas as pd
+
+    for et, cols in _VALUE_COLUMNS.items():
+        table = net[et] if et in net else None
+        if not isinstance(table, pd.DataFrame) or len(table) == 0:
+            continue
+        # out-of-service rows too: pandapower's converter reads them (p_mw * in_service
+        # is NaN for a NaN p_mw)
+        on = np.ones(len(table), bool)
+        for col in (c for c in cols if c in table.columns):
+            values = pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=float)
+            bad = on & ~np.isfinite(values)
+            if col in _POSITIVE_COLUMNS:
+                with np.errstate(invalid="ignore"):
+                    bad |= on & ~(values > 0)
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                raw = table[col].iloc[k]
+                shown = f"{values[k]:g}" if np.isfinite(values[k]) or isinstance(
+                    raw, (float, np.floating)) else repr(raw)
+                need = "> 0" if col in _POSITIVE_COLUMNS else "a finite number"
+                raise CaseFormatError(f"{et} {table.index[k]}: {col} is {shown} (must be "
+                                      f"{need})", source=source, field=f"{et}.{col}")
+
+
 def _voltage_dependent_loads(net: Any, source: str) -> list[str]:
     """The note saying that in-service loads with constant-impedance or constant-current
     parts (``const_z_*_percent``, ``const_i_*_percent``) are taken as constant power,
@@ -365,6 +422,7 @@ def _convert_tables(net: Any, name: str | None, source: str) -> PandapowerCase:
                               "cases); set their in_service to False or remove them",
                               source=source, field=f"dcline {k}")
     _check_unsupported_elements(net, source)
+    _check_element_values(net, source)
     net = copy.deepcopy(net)
     notes: list[str] = []
     if "ext_grid" in net and len(net.ext_grid) and "va_degree" in net.ext_grid:

@@ -159,3 +159,30 @@ def test_row_errors_name_the_pandapower_element():
     net.line.loc[1, ["r_ohm_per_km", "x_ohm_per_km"]] = 0.0
     with pytest.raises(CaseFormatError, match=r"branch row 2 \(line 1\): zero impedance"):
         _compiled(net)
+
+
+@pytest.mark.parametrize(("table", "idx", "col", "value", "message"), [
+    ("load", 0, "p_mw", np.nan, "load 0: p_mw is nan (must be a finite number)"),
+    ("load", 1, "q_mvar", np.inf, "load 1: q_mvar is inf (must be a finite number)"),
+    ("bus", 2, "vn_kv", 0.0, "bus 2: vn_kv is 0 (must be > 0)"),
+    ("line", 1, "x_ohm_per_km", np.nan, "line 1: x_ohm_per_km is nan"),
+    ("gen", 0, "vm_pu", -np.inf, "gen 0: vm_pu is -inf"),
+])
+def test_a_bad_value_of_an_element_is_named_by_the_element(table, idx, col, value, message):
+    """pandapower's converter carried the value into its bus and branch tables, and the
+    error named those ("bus row 4: NaN in column Pd" for a load's p_mw)."""
+    net = _net3()
+    net[table][col] = net[table][col].astype(float)
+    net[table].loc[idx, col] = value
+    with pytest.raises(CaseFormatError) as info:
+        from_pandapower(net)
+    text = str(info.value)
+    assert message in text and f"field {table}.{col}" in text, text
+
+
+def test_a_bad_value_of_an_element_out_of_service_is_named_too():
+    """pandapower's converter reads it (``p_mw * in_service`` is NaN)."""
+    net = _net3()
+    pp.create_load(net, 1, p_mw=np.nan, q_mvar=0.0, in_service=False)
+    with pytest.raises(CaseFormatError, match="load 2: p_mw is nan"):
+        from_pandapower(net)
