@@ -349,6 +349,26 @@ _POSITIVE_COLUMNS = frozenset({"vn_kv", "vn_hv_kv", "vn_mv_kv", "vn_lv_kv", "sn_
                                "sn_hv_mva", "sn_mv_mva", "sn_lv_mva", "length_km", "parallel"})
 
 
+def _reference_angle_notes(net: Any, look: Any, bus: np.ndarray, source: str) -> list[str]:
+    """The note on an ext_grid's ``va_degree`` where its bus is the reference bus (an
+    ext_grid at another bus pandapower makes a generator: its angle is free)."""
+    if "ext_grid" not in net or not len(net.ext_grid) or "va_degree" not in net.ext_grid:
+        return []
+    on = net.ext_grid[net.ext_grid.in_service.astype(bool)] \
+        if "in_service" in net.ext_grid else net.ext_grid
+    lk = np.asarray(look["bus"])
+    notes = []
+    for k, va in on.va_degree.items():
+        b = int(on.bus[k])
+        j = int(lk[b]) if 0 <= b < lk.shape[0] else -1
+        at_ref = 0 <= j < bus.shape[0] and int(bus[j, C.BUS_TYPE]) == 3
+        if at_ref and np.isfinite(float(va)) and float(va) != 0:
+            notes.append(f"{source}: ext_grid {k} has va_degree {float(va):g}; angles are "
+                         "relative to the reference bus (0 there, PowerModels' convention), "
+                         f"so they differ from pandapower's by {float(va):g} degrees")
+    return notes
+
+
 def _check_element_values(net: Any, source: str) -> None:
     """Every value the model reads from an element is a finite number (and
     > 0 where it is a voltage level, a rating, a length or a count), named by element,
@@ -425,14 +445,6 @@ def _convert_tables(net: Any, name: str | None, source: str) -> PandapowerCase:
     _check_element_values(net, source)
     net = copy.deepcopy(net)
     notes: list[str] = []
-    if "ext_grid" in net and len(net.ext_grid) and "va_degree" in net.ext_grid:
-        on = net.ext_grid[net.ext_grid.in_service.astype(bool)] \
-            if "in_service" in net.ext_grid else net.ext_grid
-        for k, va in on.va_degree.items():
-            if np.isfinite(float(va)) and float(va) != 0:
-                notes.append(f"{source}: ext_grid {k} has va_degree {float(va):g}; angles are "
-                             "relative to the reference bus (0 there, PowerModels' convention), "
-                             f"so they differ from pandapower's by {float(va):g} degrees")
     notes.extend(_voltage_dependent_loads(net, source))
     if "max_vm_pu" not in net.bus or "min_vm_pu" not in net.bus:
         if "max_vm_pu" not in net.bus:
@@ -447,6 +459,7 @@ def _convert_tables(net: Any, name: str | None, source: str) -> PandapowerCase:
     base = float(ppc["baseMVA"])
     bus = np.real(np.array(ppc["bus"])).astype(np.float64)
     nb = bus.shape[0]
+    notes.extend(_reference_angle_notes(net, look, bus, source))
     # ppc bus index -> case bus id
     ppc_to_id = np.full(nb, -1, dtype=np.int64)
     pp_to_id: dict[int, int] = {}

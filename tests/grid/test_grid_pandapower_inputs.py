@@ -186,3 +186,21 @@ def test_a_bad_value_of_an_element_out_of_service_is_named_too():
     pp.create_load(net, 1, p_mw=np.nan, q_mvar=0.0, in_service=False)
     with pytest.raises(CaseFormatError, match="load 2: p_mw is nan"):
         from_pandapower(net)
+
+
+def test_only_the_reference_ext_grids_angle_is_noted():
+    """A second ext_grid is a generator for the OPF (its angle is free): its va_degree
+    says nothing of how the angles differ from pandapower's."""
+    net = _net3()
+    pp.create_ext_grid(net, 1, vm_pu=1.0, va_degree=5.0, min_p_mw=-100, max_p_mw=100,
+                       min_q_mvar=-100, max_q_mvar=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = from_pandapower(net)
+    assert not [n for n in raw.notes if "va_degree" in n]
+    net.ext_grid.loc[0, "va_degree"] = 10.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = from_pandapower(net)
+    notes = [n for n in raw.notes if "va_degree" in n]
+    assert len(notes) == 1 and "ext_grid 0 has va_degree 10" in notes[0], notes
