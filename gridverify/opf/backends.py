@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from gridverify.errors import SolverError
-from gridverify.opf.solvers import SolverInfo, SolverOptions, make_pyomo_solver
+from gridverify.opf.solvers import SolverInfo, SolverOptions, import_pounce, make_pyomo_solver
 
 # Ipopt ApplicationReturnStatus -> gridverify status
 _IPOPT_STATUS = {
@@ -94,8 +94,9 @@ class NlBackend:
     """In-process POUNCE on a parsed ``.nl`` evaluator (see module docstring)."""
 
     def __init__(self, model: Any, info: SolverInfo, options: SolverOptions) -> None:
-        import pounce
         from pyomo.repn.plugins.nl_writer import NLWriter
+
+        pounce = import_pounce()
 
         self.info = info
         self.options = options
@@ -175,7 +176,7 @@ class NlBackend:
         self, pd: np.ndarray, qd: np.ndarray, start: dict[str, np.ndarray], warm: Any
     ) -> RawResult:
         """Solve with loads (pd, qd) from ``start`` (and duals from ``warm`` if given)."""
-        import pounce
+        pounce = import_pounce()
 
         g_l, g_u = self.g_l.copy(), self.g_u.copy()
         bp = (self.load_map @ pd)[self.bus_p] + self.off_p

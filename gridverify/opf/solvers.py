@@ -119,6 +119,18 @@ class SolverInfo:
         return f"{self.name} {self.version}"
 
 
+def import_pounce() -> Any:
+    """The ``pounce`` module (in-process POUNCE).  Its Rust log (``RUST_LOG``, read when
+    the module loads) is kept to warnings unless the user set it: its INFO lines
+    ("refusing an acceptable-level termination ...") reached stderr at print_level 0."""
+    import os
+
+    os.environ.setdefault("RUST_LOG", "warn")
+    import pounce
+
+    return pounce
+
+
 def _version_of(executable: str) -> str:
     try:
         out = subprocess.run(
@@ -160,8 +172,8 @@ def _resolve(name: str) -> SolverInfo | None:
         try:
             from importlib.metadata import version
 
-            import pounce
             from pyomo.repn.plugins.nl_writer import NLWriter  # noqa: F401
+            pounce = import_pounce()
         except ImportError:
             return None
         if not hasattr(pounce, "parse_nl_text") or not hasattr(pounce, "solve_nlp_batch"):

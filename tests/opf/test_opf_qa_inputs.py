@@ -439,3 +439,28 @@ def test_every_solve_at_its_limit_blames_the_limit_not_the_case(
                        "--out", str(out), "--max-iter", "1", "--no-progress")
     assert code == 0, err
     assert "iteration or time limit (raise --max-iter" in err and "infeasible" not in err, err
+
+
+@pytest.mark.parametrize("user", [None, "debug"])
+def test_pounce_log_is_warnings_only_unless_the_user_sets_it(tmp_path: Path, user) -> None:
+    """At print_level 0, POUNCE's Rust INFO lines reached stderr (``--tol 1e-300``:
+    "refusing an acceptable-level termination ..."); a RUST_LOG the user set is kept."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "RUST_LOG"}
+    if user is not None:
+        env["RUST_LOG"] = user
+    code = ("import os; from gridverify.opf.solvers import import_pounce; import_pounce(); "
+            "print(os.environ['RUST_LOG'])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (user or "warn")
+    if user is None:  # the solve that logged at INFO level
+        proc = subprocess.run(
+            [sys.executable, "-m", "gridverify", "dataset", "make", "pglib_opf_case14_ieee",
+             "--samples", "1", "--out", str(tmp_path / "d.h5"), "--tol", "1e-300",
+             "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0 and "INFO" not in proc.stderr, proc.stderr
