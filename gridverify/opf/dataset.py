@@ -227,6 +227,8 @@ def check_attr(path: str, key: str, value: Any) -> None:
     if key in _INT_ATTRS:
         if not isinstance(value, int) or isinstance(value, bool):
             raise DatasetError(f"{path}: attribute {key!r} is not an integer: {value!r}")
+        if key == "seed" and value < 0:  # as --seed: the sampler's seeds are >= 0
+            raise DatasetError(f"{path}: attribute 'seed' is negative: {value}")
     elif not isinstance(value, str):
         raise DatasetError(f"{path}: attribute {key!r} is not a string: {value!r}")
     elif key in _JSON_ATTRS:

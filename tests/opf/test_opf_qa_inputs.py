@@ -389,6 +389,7 @@ EDITS = {  # what is done to a fresh dataset, what the one-line error says
     "sampler with strings": (_attr("sampler", '{"high":"b","kind":"box","low":"a"}'),
                              "parameter low is not a number"),
     "sampler of no kind": (_attr("sampler", '{"kind":"weird","x":1}'), "not a known sampler"),
+    "a negative seed": (_attr("seed", -3), "attribute 'seed' is negative: -3"),
 }
 
 
