@@ -408,7 +408,7 @@ def _certify(t0: float, case: Any, proxy: Any, region: Region | str | None, cons
     cons = _resolve_constraints(case, constraints)
     thr = resolve_thresholds(case, cons, thresholds)
     module = prox.module  # float64, evaluation mode (load_proxy's contract)
-    _check_source(prox, region, opts.seed)
+    warn_list += _check_source(prox, region, opts.seed)
     notify = progress or (lambda stage, frac: None)
     budget = Budget(t0, opts.timeout)
     memory = MemoryBudget.resolve(opts.memory_cap_mb)
@@ -826,10 +826,11 @@ def _focus(st: State, order: np.ndarray, per_family: int) -> np.ndarray:
 _SOURCE_POINTS = 8
 
 
-def _check_source(prox: Any, region: Region, seed: int) -> None:
+def _check_source(prox: Any, region: Region, seed: int) -> list[str]:
     """A proxy read from a file, against the file's own runtime at the region's
     centre, its two extreme corners and random points of it
-    (:func:`~gridverify.proxy.load.check_source`)."""
+    (:func:`~gridverify.proxy.load.check_source`); a warning when that runtime
+    cannot run the model."""
     from gridverify.proxy.load import check_source
 
     if getattr(prox.module, "reference_name", None) is None:
@@ -840,6 +841,11 @@ def _check_source(prox: Any, region: Region, seed: int) -> None:
     pts += list(rng.uniform(space.lower, space.upper, (_SOURCE_POINTS - len(pts),
                                                        space.lower.size)))
     check_source(prox, region.to_loads(np.stack(pts)))
+    problem = getattr(prox.module, "reference_problem", None)
+    if problem is None:
+        return []
+    return [f"{prox.module.reference_name} cannot run the proxy file ({problem}): the graph "
+            "gridverify imported from it is not checked against it, nor are its witnesses"]
 
 
 def _source_recheck(st: State, case: Any, prox: Any) -> list[str]:
@@ -854,7 +860,10 @@ def _source_recheck(st: State, case: Any, prox: Any) -> list[str]:
     if who is None or not ks.size:
         return []
     x = st.to_loads(st.worst[ks])
-    y = prox.module.reference(x)[:, : prox.output_size]
+    y = prox.module.reference(x)
+    if y is None:  # the runtime cannot run it (said at the start)
+        return []
+    y = y[:, : prox.output_size]
     v = violation_values(case, st.physics.constraints, torch.from_numpy(x),
                          torch.from_numpy(y)).numpy()
     ort = np.where(np.isnan(v[np.arange(ks.size), ks]), -np.inf, v[np.arange(ks.size), ks])

@@ -32,6 +32,8 @@ class GraphProxy(nn.Module):
 
     #: the runtime :meth:`reference` runs (``None``: none)
     reference_name: str | None = None
+    #: why that runtime could not run the model (:meth:`reference` returned ``None``)
+    reference_problem: str | None = None
     #: what to try when the imported graph disagrees with that runtime
     instead = "save the model with torch.export (a .pt2 file) or export it to ONNX"
     #: :func:`gridverify.ir.from_torch` imports the module as its graph

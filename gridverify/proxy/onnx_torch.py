@@ -77,12 +77,21 @@ class OnnxModule(GraphProxy):
         self.keep = keep
         self._onnx = data
 
-    def reference(self, x: np.ndarray) -> np.ndarray:
+    def reference(self, x: np.ndarray) -> np.ndarray | None:
         """The model run by onnxruntime on each row of ``x``: ``(n, n_out)`` float64
-        (a model exported with a fixed batch runs on copies of the row)."""
+        (a model exported with a fixed batch runs on copies of the row); ``None``
+        when onnxruntime has no kernel for one of its ops in the model's dtype (a
+        float64 ``Elu``, ``Softplus``, ``Erf``...), with the reason in
+        :attr:`reference_problem`."""
         from gridverify.ir.onnx_check import OnnxChecker
 
-        checker = OnnxChecker(self._onnx, batch_axis=True)
+        try:
+            checker = OnnxChecker(self._onnx, batch_axis=True)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
+            if type(exc).__name__ != "NotImplemented":
+                raise
+            self.reference_problem = " ".join(str(exc).split(":")[-1].split())
+            return None
         return np.stack([checker.run(xi) for xi in np.asarray(x, dtype=np.float64)])
 
 

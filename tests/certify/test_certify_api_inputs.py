@@ -215,3 +215,30 @@ def test_more_samples_than_memory_holds_are_one_line_errors(case14, tiny_mlp):
     with pytest.raises(MemoryCapError, match=r"^samples 100000000000 \(--samples\)") as info:
         certify(case14, tiny_mlp(case14), constraints="vm_max", method="ibp", options=opts)
     assert "\n" not in str(info.value)
+
+
+def test_a_float64_onnx_proxy_onnxruntime_cannot_run_is_certified_with_a_warning(
+        case14, tmp_path):
+    """onnxruntime has no float64 Elu: the cross-check against it is skipped with a
+    warning (it was an internal error), and the bounds are still those of the graph."""
+    n_in, n_out = 2 * case14.n_load, 2 * case14.n_gen + 2 * case14.n_bus
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(n_in, 8), torch.nn.ELU(),
+                              torch.nn.Linear(8, n_out)).double()
+    with torch.no_grad():
+        net[2].weight.mul_(0.01)
+        net[2].bias.copy_(torch.as_tensor(np.concatenate([
+            (case14.pmin + case14.pmax) / 2, (case14.qmin + case14.qmax) / 2,
+            np.ones(case14.n_bus), np.zeros(case14.n_bus)])))
+    path = tmp_path / "elu64.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(1, n_in, dtype=torch.float64),), str(path),
+                          input_names=["x"], dynamic_axes={"x": {0: "b"}}, dynamo=False)
+    proxy = load_proxy(str(path), case=case14)
+    cert = certify(case14, proxy, constraints="vm_max", method="ibp", options=FAST)
+    assert any("onnxruntime cannot run the proxy file" in w and "Elu" in w
+               for w in cert.warnings), cert.warnings
+    y = proxy.module(torch.as_tensor(np.concatenate([case14.pd, case14.qd]))[None])
+    assert torch.isfinite(y).all()
+    assert all(np.isfinite(r.upper_bound) for r in cert.constraints)
