@@ -122,7 +122,12 @@ def resolve_thresholds(
             out[k] = rule.a
             continue
         d = pd_bus[c.index] if c.family == "p_balance" else qd_bus[c.index]
-        out[k] = rule.b * d if rule.kind == "relative" else max(rule.a, rule.b * d)
+        with np.errstate(over="ignore"):
+            out[k] = rule.b * d if rule.kind == "relative" else max(rule.a, rule.b * d)
+        if not np.isfinite(out[k]):  # a finite factor times the demand overflowed
+            raise SpecError(f"threshold {c.family}: relative factor {rule.b:g} times the "
+                            f"demand {d:g} pu at bus index {c.index} is not a finite "
+                            "threshold; use a smaller factor")
     return out
 
 

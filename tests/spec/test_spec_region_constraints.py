@@ -217,6 +217,11 @@ def test_thresholds_rules(case14):
     assert parsed.rule("p_balance") == ThresholdRule("max", 0.002, 0.05)
     assert parsed.rule("vm_max") == ThresholdRule("absolute", 0.01)
     assert parse_threshold("0.5").rule("angle_min").a == 0.5
+    # a finite factor whose product with a demand overflows: one line, not an
+    # internal error when the certificate is written as JSON
+    with pytest.raises(SpecError, match=r"threshold p_balance: relative factor 1e\+308 "
+                                        r"times the demand .* is not a finite threshold"):
+        resolve_thresholds(case14, cons, parse_threshold("p_balance=rel:1e308"))
 
 
 @pytest.mark.parametrize(
