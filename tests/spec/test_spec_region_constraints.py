@@ -221,7 +221,9 @@ def test_thresholds_rules(case14):
     # internal error when the certificate is written as JSON
     with pytest.raises(SpecError, match=r"threshold p_balance: relative factor 1e\+308 "
                                         r"times the demand .* is not a finite threshold"):
-        resolve_thresholds(case14, cons, parse_threshold("p_balance=rel:1e308"))
+        case5 = load_compiled("pglib_opf_case5_pjm")  # demands of 3 pu
+        resolve_thresholds(case5, select_constraints(case5, parse_constraints("p_balance")),
+                           parse_threshold("p_balance=rel:1e308"))
 
 
 @pytest.mark.parametrize(
