@@ -619,7 +619,13 @@ def parse_region(text: str, case: Any) -> Region:
         data = load_spec_mapping(text)
         if "region" not in data or not isinstance(data["region"], dict):
             raise SpecError(f"{text}: no [region] table")
-        return region_from_mapping(case, data["region"], base=Path(text).parent)
+        try:  # checked here, where the file is known: every error names it
+            return validate_region(case, region_from_mapping(case, data["region"],
+                                                             base=Path(text).parent))
+        except SpecError as exc:
+            if str(exc).startswith(text):
+                raise
+            raise SpecError(f"{text}: {exc}") from None
     raise SpecError(
         f"region {text!r}: expected {', '.join(_usage(k) for k in NUMBER_KINDS)}, "
         "dataset:FILE.h5 or a .toml/.json file"

@@ -427,3 +427,19 @@ def test_region_kind_and_params_are_checked_and_always_describable(case14):
                 Region.from_dict({**d, "params": params})
     with pytest.raises(SpecError, match="region.kind"):
         Region.from_dict({**d, "kind": 3})
+
+
+@pytest.mark.parametrize("body, match", [
+    ("[region]\nbox = [1.1, 0.9]\n", "region box: inverted factors"),
+    ("[region]\nlower = [1.0, 1.0]\nupper = [2.0, 2.0]\n", "2 inputs, but case"),
+    ("[region]\nlower = [" + ", ".join(["1.0"] * 22) + "]\nupper = ["
+     + ", ".join(["0.5"] * 22) + "]\n", "inverted bounds at input 0"),
+])
+def test_region_file_errors_name_the_file(case14, tmp_path, body, match):
+    """``--region FILE``: every error starts with the file (an inverted box or a wrong
+    size were found later, without it)."""
+    p = tmp_path / "r.toml"
+    p.write_text(body)
+    with pytest.raises(SpecError) as info:
+        parse_region(str(p), case14)
+    assert str(info.value).startswith(f"{p}: ") and match in str(info.value), info.value
