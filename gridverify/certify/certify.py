@@ -834,7 +834,7 @@ def _check_source(prox: Any, region: Region, seed: int) -> list[str]:
     from gridverify.proxy.load import check_source
 
     if getattr(prox.module, "reference_name", None) is None:
-        return
+        return []
     space = region.search_box()
     rng = np.random.default_rng(seed)
     pts = [space.center, space.lower, space.upper]
