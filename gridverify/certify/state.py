@@ -179,9 +179,10 @@ def update_attained(st: State, case: Any, module: torch.nn.Module, x: np.ndarray
     if x.shape[0] == 0:
         return
     v = evaluate_violations(case, module, st.physics.constraints, st.to_loads(x), batch=batch)
-    # NaN, or overflowing to +inf: the proxy is undefined there (a JSON attained value
-    # is finite); never certified, and said (certify)
-    nan = np.isnan(v) | (v == np.inf)
+    # NaN or infinite (an output overflowed: vm = +inf makes vm_min's value -inf): the
+    # proxy is undefined there (a JSON attained value is finite); never certified, and
+    # said (certify)
+    nan = ~np.isfinite(v)
     if nan.any():
         hit = nan.any(axis=0)
         first = nan.argmax(axis=0)

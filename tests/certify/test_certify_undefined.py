@@ -84,3 +84,18 @@ def test_a_proxy_overflowing_to_infinity_is_undefined_and_reads_back(tmp_path) -
     path = cert.write(tmp_path / "cert.json")
     back = Certificate.read(path)
     assert [c.status for c in back.constraints] == [c.status for c in cert.constraints]
+
+
+def test_an_infinite_output_leaves_the_lower_limit_open_too() -> None:
+    """vm = +inf at part of the region makes vm_min's value -inf there: the proxy is
+    undefined at those loads for that constraint as well (it was certified, though the
+    warning said constraints undefined at some load are never certified)."""
+    case = gv.load_compiled(CASE)
+    region = gv.certify.default_region(case, None)
+    lo1, hi1 = float(region.lower[0]), float(region.upper[0])
+    proxy = _OverflowProxy(case, lo1 - 0.01).double()
+    proxy.bump_at = (lo1 + hi1) / 2
+    cert = gv.certify(case, proxy, region=region, constraints="vm_min[1]", method="crown",
+                      options=CertifyOptions(samples=64, radius=False))
+    (vm_min,) = cert.constraints
+    assert vm_min.status == "open" and "undefined" in (vm_min.reason or ""), vm_min
