@@ -64,6 +64,11 @@ class GraphError(GridverifyError):
     """A graph is malformed (shapes, missing inputs, cycles) or cannot be bounded."""
 
 
+class RuntimeUnavailableError(GraphError):
+    """onnxruntime cannot run a model (no kernel for one of its ops in its dtype: a
+    float64 ``Elu``, ``Softplus``, ``Erf``...); the message says which."""
+
+
 class ProxyError(GridverifyError):
     """A proxy model cannot be loaded or does not match its case."""
 

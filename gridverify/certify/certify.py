@@ -844,8 +844,8 @@ def _check_source(prox: Any, region: Region, seed: int) -> list[str]:
     problem = getattr(prox.module, "reference_problem", None)
     if problem is None:
         return []
-    return [f"{prox.module.reference_name} cannot run the proxy file ({problem}): the graph "
-            "gridverify imported from it is not checked against it, nor are its witnesses"]
+    return [f"{problem}: the graph gridverify imported from the proxy file is not checked "
+            "against it, nor are its witnesses"]
 
 
 def _source_recheck(st: State, case: Any, prox: Any) -> list[str]:

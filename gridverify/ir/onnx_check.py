@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gridverify.errors import GraphError
+from gridverify.errors import GraphError, RuntimeUnavailableError
 
 __all__ = ["REFERENCE_RTOL", "OnnxChecker", "first_disagreement"]
 
@@ -47,9 +47,15 @@ class OnnxChecker:
 
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            model_bytes, sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        try:
+            self.session = ort.InferenceSession(
+                model_bytes, sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
+            if type(exc).__name__ != "NotImplemented":
+                raise
+            why = " ".join(str(exc).split(":")[-1].split())
+            raise RuntimeUnavailableError(f"onnxruntime cannot run the model ({why})") from None
         self.inputs = []
         self.copies = 1
         for inp in self.session.get_inputs():

@@ -32,7 +32,8 @@ class GraphProxy(nn.Module):
 
     #: the runtime :meth:`reference` runs (``None``: none)
     reference_name: str | None = None
-    #: why that runtime could not run the model (:meth:`reference` returned ``None``)
+    #: why that runtime cannot run the model (:meth:`reference` returned ``None``), in
+    #: words that start with the runtime's name
     reference_problem: str | None = None
     #: what to try when the imported graph disagrees with that runtime
     instead = "save the model with torch.export (a .pt2 file) or export it to ONNX"

@@ -83,14 +83,13 @@ class OnnxModule(GraphProxy):
         when onnxruntime has no kernel for one of its ops in the model's dtype (a
         float64 ``Elu``, ``Softplus``, ``Erf``...), with the reason in
         :attr:`reference_problem`."""
+        from gridverify.errors import RuntimeUnavailableError
         from gridverify.ir.onnx_check import OnnxChecker
 
         try:
             checker = OnnxChecker(self._onnx, batch_axis=True)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
-            if type(exc).__name__ != "NotImplemented":
-                raise
-            self.reference_problem = " ".join(str(exc).split(":")[-1].split())
+        except RuntimeUnavailableError as exc:
+            self.reference_problem = str(exc)
             return None
         return np.stack([checker.run(xi) for xi in np.asarray(x, dtype=np.float64)])
 

@@ -39,7 +39,13 @@ import torch
 
 from gridverify._typed import check_field_types
 from gridverify.bounds.options import METHODS as BOUND_METHODS
-from gridverify.errors import GraphError, GridverifyError, VnnlibError, one_line
+from gridverify.errors import (
+    GraphError,
+    GridverifyError,
+    RuntimeUnavailableError,
+    VnnlibError,
+    one_line,
+)
 from gridverify.ir.onnx_check import OnnxChecker, first_disagreement
 from gridverify.vnncomp.vnnlib import Property, PropertyCase, parse_vnnlib
 
@@ -192,10 +198,14 @@ class _Instance:
     prop: Property
     model_bytes: bytes
     checker: OnnxChecker | None = None
+    path: str = "<onnx model>"
 
     def onnx(self) -> OnnxChecker:
         if self.checker is None:
-            self.checker = OnnxChecker(self.model_bytes)
+            try:
+                self.checker = OnnxChecker(self.model_bytes)
+            except RuntimeUnavailableError as exc:  # name the file
+                raise RuntimeUnavailableError(f"{self.path}: {exc}") from None
         return self.checker
 
 
@@ -222,7 +232,7 @@ def load_instance(onnx_path: str | Path, vnnlib_path: str | Path) -> _Instance:
             f"{vnnlib_path}: the property declares {prop.n_outputs} outputs, "
             f"the model {onnx_path} has {graph.output_size}"
         )
-    return _Instance(graph, prop, model.SerializeToString())
+    return _Instance(graph, prop, model.SerializeToString(), path=str(onnx_path))
 
 
 def run_instance(

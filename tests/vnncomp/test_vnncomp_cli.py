@@ -411,3 +411,28 @@ def test_expected_answers_must_be_known_and_agree(tmp_path: Path) -> None:
         read_expected(e)
     e.write_text("onnx,vnnlib,result\nm.onnx,p.vnnlib,holds\nm.onnx,p.vnnlib,unsat\n")
     assert read_expected(e) == {("m.onnx", "p.vnnlib"): "unsat"}
+
+
+def test_a_model_onnxruntime_cannot_run_is_one_line(tmp_path: Path, capsys) -> None:
+    """onnxruntime has no float64 Elu: confirming a counterexample with it was an
+    internal error (exit 4); it is one line naming the file."""
+    import warnings
+
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ELU(),
+                              torch.nn.Linear(4, 1)).double()
+    model = tmp_path / "elu64.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(1, 2, dtype=torch.float64),), str(model),
+                          dynamo=False)
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n"
+                    "(declare-const Y_0 Real)\n(assert (>= X_0 0))\n(assert (<= X_0 1))\n"
+                    "(assert (>= X_1 0))\n(assert (<= X_1 1))\n(assert (>= Y_0 -1e9))\n")
+    rc = main(["vnncomp", "run", str(model), str(prop), "--timeout", "10", "--out",
+               str(tmp_path / "r.txt")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert f"{model}: onnxruntime cannot run the model" in err and "Elu" in err, err
