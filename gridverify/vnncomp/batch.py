@@ -112,8 +112,8 @@ def read_instances(path: str | Path) -> list[Instance]:
         try:
             timeout = float(row[2])
         except ValueError:
-            if n == 1 and not _key(row[0], row[1])[0].lower().endswith(".onnx"):
-                continue  # a header row (onnx,vnnlib,timeout)
+            if _is_header(n, row):
+                continue
             raise VnnlibError(f"{p}:{n}: bad timeout {row[2]!r}") from None
         if not (timeout > 0 and math.isfinite(timeout)):
             raise VnnlibError(f"{p}:{n}: timeout must be a number > 0, got {row[2]!r}")
@@ -133,6 +133,12 @@ def _key(onnx: str, vnnlib: str) -> tuple[str, str]:
     return norm(onnx), norm(vnnlib)
 
 
+def _is_header(n: int, row: list[str]) -> bool:
+    """Line ``n`` of a CSV is a header (``onnx,vnnlib,...``): the first line, naming no
+    ONNX model (a first row that names one is data, and its errors are reported)."""
+    return n == 1 and not _key(row[0], row[1])[0].lower().endswith(".onnx")
+
+
 def read_expected(path: str | Path) -> dict[tuple[str, str], str]:
     """Expected results by (onnx, vnnlib): ``sat``/``unsat`` (``unknown`` rows are not
     scored).  Another word, or one instance given two different answers, is an error
@@ -145,8 +151,8 @@ def read_expected(path: str | Path) -> dict[tuple[str, str], str]:
             raise VnnlibError(f"{p}:{n}: expected onnx,vnnlib,result, got {len(row)} field(s)")
         word = _SYNONYMS.get(row[2].lower(), row[2].lower())
         if word not in ("sat", "unsat", "unknown"):
-            if n == 1 and not _key(row[0], row[1])[0].lower().endswith(".onnx"):
-                continue  # a header row (onnx,vnnlib,result)
+            if _is_header(n, row):
+                continue
             raise VnnlibError(f"{p}:{n}: unknown expected result {row[2]!r} (expected sat, "
                               "unsat, unknown, violated or holds)")
         key = _key(row[0], row[1])
