@@ -426,6 +426,7 @@ def _certify(t0: float, case: Any, proxy: Any, region: Region | str | None, cons
                 np.tile(space.center, (K, 1)), np.zeros(K))
     st.to_loads = region.to_loads
     st.relus = _relu_stability(pgraph, space)
+    warn_list += _float32_range_warnings(pgraph, space)
 
     budget.lap("setup")  # the case, the proxy, the graphs, the relu census
     notify("sampling", 0.05)
@@ -510,6 +511,45 @@ def _relu_stability(pgraph: Any, region: Region) -> tuple[int, int] | None:
     except MemoryError:  # a diagnosis only: the certificate does without it
         return None
     return counts if counts[1] else None
+
+
+#: float32's largest finite number: a runtime computing in float32 overflows beyond it
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _float32_range_warnings(pgraph: Any, space: Region) -> list[str]:
+    """A warning when some value inside the proxy can leave float32's range over
+    the region (IBP intervals of every node of ``pgraph``, on the search space).
+
+    The certificate is about the function the proxy's graph defines, computed
+    exactly (docs/physics.md on rounding); a runtime evaluating it in float32
+    (onnxruntime on a float32 model, a float32 torch module) overflows to
+    ``inf`` where a value passes ``_FLOAT32_MAX``, and its outputs are then not
+    that function's.  Intervals over-approximate, so the warning says *may*.
+    """
+    from gridverify.bounds.ibp import ibp
+
+    lo, hi = (torch.from_numpy(np.array(v, dtype=np.float64))[None] for v in (space.lower,
+                                                                                 space.upper))
+    try:
+        bounds = ibp(pgraph, {pgraph.inputs[0]: (lo, hi)}, torch.float64, torch.device("cpu"))
+    except MemoryError:  # a diagnosis only: the certificate does without it
+        return []
+    worst = None
+    for node, b in zip(pgraph.nodes, bounds, strict=True):
+        if b is None or node.op == "input":
+            continue
+        m = float(torch.maximum(b[0].abs(), b[1].abs()).nan_to_num(nan=np.inf).max())
+        if m > _FLOAT32_MAX and (worst is None or m > worst[1]):
+            worst = (node, m)
+    if worst is None:
+        return []
+    node, m = worst
+    return [f"op {node.op!r} at proxy node {node.name!r} (#{node.id}) can reach |value| "
+            f"{m:.3g} over the region (interval bound), beyond float32's range "
+            f"({_FLOAT32_MAX:.3g}): a float32 runtime of this proxy (onnxruntime on a float32 "
+            "model, a float32 torch module) may overflow to inf there; this certificate is "
+            "about the proxy's function computed exactly, not that runtime's outputs"]
 
 
 def _point_bytes(graph: Any) -> float:

@@ -99,3 +99,36 @@ def test_an_infinite_output_leaves_the_lower_limit_open_too() -> None:
                       options=CertifyOptions(samples=64, radius=False))
     (vm_min,) = cert.constraints
     assert vm_min.status == "open" and "undefined" in (vm_min.reason or ""), vm_min
+
+
+class _Float32OverflowProxy(_SqrtProxy):
+    """vm at bus 1 is ``0.95 + 0.1 sqrt(pd_1 - shift) + ((b 1e30) 1e30) 1e-60`` with
+    ``b = relu(pd_1 - at)``: exact in float64, while a float32 runtime overflows the
+    product ``b 1e60`` to inf wherever ``b > 0``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        b = torch.relu(x[:, :1] - self.at)
+        bump = ((b * 1e30) * 1e30) * 1e-60
+        n_g = self.pg.numel()
+        return torch.cat([y[:, :2 * n_g], y[:, 2 * n_g:2 * n_g + 1] + bump,
+                          y[:, 2 * n_g + 1:]], 1)
+
+
+def test_values_beyond_float32_range_are_said() -> None:
+    """Certified (the function computed exactly stays in range), with a warning that
+    a float32 runtime of the proxy may overflow, naming the op; none for a proxy
+    whose values stay within float32's range over the region."""
+    case = gv.load_compiled(CASE)
+    region = gv.certify.default_region(case, None)
+    lo1, hi1 = float(region.lower[0]), float(region.upper[0])
+    opts = CertifyOptions(samples=64, radius=False)
+    for at, beyond in ((hi1 - 1e-3, True), (hi1 + 1.0, False)):
+        proxy = _Float32OverflowProxy(case, lo1 - 0.01).double()
+        proxy.at = at
+        cert = gv.certify(case, proxy, region=region, constraints="vm_max[1],vm_min[1]",
+                          method="crown", options=opts)
+        said = [w for w in cert.warnings if "float32" in w]
+        assert bool(said) == beyond, (at, cert.warnings)
+        if beyond:
+            assert "may overflow" in said[0] and "'scale'" in said[0], said
