@@ -529,7 +529,7 @@ def _create_file(
     # no fsync, no folder creation; the usual file permissions.  Ctrl-C in h5py's own
     # code was lost (h5py prints it as "Exception ignored"): held until the file is
     # closed, then raised (the temporary file removed)
-    with atomic_path(os.path.abspath(path), fsync=False, mkdir=False) as tmp, \
+    with atomic_path(os.path.abspath(path), fsync=False) as tmp, \
             held_interrupts():
         with h5py.File(tmp, "w") as f:
 
@@ -741,7 +741,9 @@ def check_dataset_size(
             "fewer samples (several files of one region with different seeds can be "
             "trained on together)"
         )
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = Path(os.path.abspath(path)).parent
+    while not folder.exists() and folder != folder.parent:  # created on writing
+        folder = folder.parent
     try:
         free = shutil.disk_usage(folder).free
     except OSError:
@@ -800,9 +802,6 @@ def make_dataset(
     options = options or SolverOptions(max_iter=DATASET_MAX_ITER)
     info = resolve_solver(options)
     path = str(out_path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise DatasetError(f"{path}: output directory {directory} does not exist")
     settings = options.settings()
     if os.path.exists(path):
         existing = _check_resume(path, case, n_samples, sampler, seed, info.name, settings)

@@ -271,3 +271,13 @@ def test_file_in_use_by_another_run(tmp_path: Path) -> None:
         holder.wait()
     assert make_dataset(CASE5, 2, out, BoxSampler(), seed=0, options=OPTS,
                         progress=False).done.all()
+
+
+def test_missing_output_folders_are_created(tmp_path: Path) -> None:
+    """As every other output (and as ``dataset make``'s path check promises): the
+    dataset is written into folders created for it."""
+    path = tmp_path / "a" / "b" / "d.h5"
+    ds = make_dataset(CASE5, 2, path, BoxSampler(0.95, 1.05), seed=1, options=OPTS,
+                      progress=False)
+    assert path.is_file() and ds.done.all()
+    assert [p.name for p in path.parent.iterdir()] == ["d.h5"]  # no temporary left
