@@ -200,9 +200,18 @@ def _region_warnings(region: Region, proxy: Any) -> list[str]:
     return []
 
 
-def model_hash(module: torch.nn.Module) -> str:
-    """sha256 of the module's state (names, shapes, float64 bytes)."""
-    h = hashlib.sha256()
+def model_hash(module: torch.nn.Module, graph: Any = None) -> str:
+    """sha256 identifying the proxy's function: the module's state (names, shapes,
+    float64 bytes) and its IR graph (:meth:`~gridverify.ir.Graph.digest`: the ops
+    too, such as the activation a model folder's ``arch.json`` names, which no
+    state holds).  ``graph``: the module's graph when already imported (as
+    :func:`proxy_graph` imports it), else :func:`~gridverify.ir.from_torch` of
+    the module."""
+    if graph is None:
+        from gridverify.ir import from_torch
+
+        graph = from_torch(module)
+    h = hashlib.sha256(graph.digest().encode())
     for name, t in sorted(module.state_dict().items()):
         h.update(name.encode())
         arr = t.detach().to(torch.float64).cpu().contiguous().numpy()
@@ -419,6 +428,7 @@ def _certify(t0: float, case: Any, proxy: Any, region: Region | str | None, cons
     # the stages below search and bound over `space`: the loads, or a factor region's factors
     space = region.search_box()
     pg = proxy_graph(prox)
+    mhash = model_hash(module, pg)
     pgraph = on_search_space(pg, region)
     graph = on_search_space(compose_with_proxy(physics, pg), region)
     K = len(cons)
@@ -446,7 +456,7 @@ def _certify(t0: float, case: Any, proxy: Any, region: Region | str | None, cons
         notify("bab", 0.85)
         ck = None
         if checkpoint is not None:
-            key = run_key(case, model_hash(module), region, cons, thr, opts.seed,
+            key = run_key(case, mhash, region, cons, thr, opts.seed,
                           (opts.pad_abs, opts.pad_rel))
             ck = Checkpoint.open(checkpoint, key, K, physics.n_rows)
             if ck.searched is not None:
@@ -463,7 +473,7 @@ def _certify(t0: float, case: Any, proxy: Any, region: Region | str | None, cons
     warn_list += (_budget_warnings(st, opts) + _nan_warnings(st, cons)
                   + _inconsistent_warnings(st, cons))
     notify("done", 1.0)
-    return _certificate(st, case, prox, module, cons, region, method, opts, thresholds,
+    return _certificate(st, case, prox, mhash, cons, region, method, opts, thresholds,
                         warn_list, bab_runs, t0, budget.laps)
 
 
@@ -959,7 +969,7 @@ def _nan_warnings(st: State, cons: list[Constraint]) -> list[str]:
             f"never certified; e.g. {cons[k].family}[{cons[k].component}] at the load ({load})"]
 
 
-def _certificate(st: State, case: Any, prox: Any, module: torch.nn.Module,
+def _certificate(st: State, case: Any, prox: Any, mhash: str,
                  cons: list[Constraint], region: Region, method: str, opts: CertifyOptions,
                  thresholds: ThresholdSpec | None, warn_list: list[str],
                  bab_runs: list[dict[str, Any]], t0: float,
@@ -987,7 +997,7 @@ def _certificate(st: State, case: Any, prox: Any, module: torch.nn.Module,
         "case_hash": case.content_hash,
         "case_source": str(getattr(case, "source", "")),
         "model_source": prox.source,
-        "model_hash": model_hash(module),
+        "model_hash": mhash,
         "proxy_case_hash": prox.case_hash,
         "proxy_layout": None if prox.layout is None else prox.layout.to_dict(),
         "options": opts.to_dict(),

@@ -293,7 +293,7 @@ def proxy_summary(proxy: Any, case: Any, region: Any) -> dict[str, Any]:
         "nonlinear_entries": dict(sorted(entries.items())),
         "region": region.describe(),
         "relus": {"unstable": unstable, "total": total},
-        "model_hash": model_hash(proxy.module),
+        "model_hash": model_hash(proxy.module, g),
     }
 
 

@@ -47,6 +47,39 @@ class Node:
         return op_info(self.op, dict(self.attrs))
 
 
+def _digest_value(h: Any, v: Any) -> None:
+    """Feed an attribute's value to the hash ``h`` (tensors and arrays by dtype, shape
+    and bytes, sparse tensors by their parts, containers item by item)."""
+    if isinstance(v, torch.Tensor):
+        if v.layout == torch.sparse_coo:
+            v = v.coalesce()
+            parts = [v.indices(), v.values()]
+        elif v.layout == torch.sparse_csr:
+            parts = [v.crow_indices(), v.col_indices(), v.values()]
+        elif v.layout == torch.strided:
+            parts = [v]
+        else:
+            parts = [v.to_dense()]
+        h.update(f"tensor{tuple(v.shape)}".encode())
+        for t in parts:
+            _digest_value(h, t.detach().cpu().contiguous().numpy())
+    elif isinstance(v, np.ndarray):
+        a = np.ascontiguousarray(v)
+        h.update(f"array{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    elif isinstance(v, list | tuple):
+        h.update(f"{type(v).__name__}{len(v)}".encode())
+        for x in v:
+            _digest_value(h, x)
+    elif isinstance(v, Mapping):
+        h.update(f"map{len(v)}".encode())
+        for k in sorted(v, key=repr):
+            h.update(repr(k).encode())
+            _digest_value(h, v[k])
+    else:
+        h.update(f"{type(v).__name__}:{v!r}".encode())
+
+
 def _err(node: Node | None, msg: str) -> GraphError:
     if node is None:
         return GraphError(msg)
@@ -203,6 +236,21 @@ class Graph:
 
     def __len__(self) -> int:
         return len(self.nodes)
+
+    def digest(self) -> str:
+        """sha256 of the function the graph computes, as written: every node's op,
+        inputs, shape and constants (their dtype, shape and bytes), the outputs.
+        Node and output names are left out (they change no value)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for node in self.nodes:
+            h.update(f"{node.op}|{node.inputs}|{node.size}|{node.shape}|".encode())
+            for key in sorted(node.attrs):
+                h.update(key.encode())
+                _digest_value(h, node.attrs[key])
+        h.update(str(self.outputs).encode())
+        return h.hexdigest()
 
     def __repr__(self) -> str:
         return (

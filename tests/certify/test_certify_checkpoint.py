@@ -67,6 +67,9 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path, tiny_mlp):
         _run(case, net, path, seed=1, timeout=2.0)
     with pytest.raises(SpecError, match="another run"):
         _run(case, tiny_mlp(case, act="relu", seed=4, out_scale=0.3), path, timeout=2.0)
+    # the same weights under another activation: another function, another run
+    with pytest.raises(SpecError, match="another run"):
+        _run(case, tiny_mlp(case, act="tanh", seed=3, out_scale=0.3), path, timeout=2.0)
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(SpecError, match=r"not a gridverify checkpoint \(not an .npz archive\)"):

@@ -393,3 +393,32 @@ def test_attack_starts_from_the_extremes_of_the_proxy_outputs_the_rows_read(case
     cons = _resolve_constraints(case14, "all")
     every = _proxy_outputs_read(build_physics_graph(case14, cons), np.ones(len(cons), bool))
     assert every.size > 2 * N  # the whole grid reads (nearly) every output
+
+
+def test_model_hash_tells_the_function_not_only_the_weights(tmp_path) -> None:
+    """A model folder whose arch.json names another activation holds the same
+    weights (the same state dict) and is another function: another hash."""
+    import hashlib
+    import json
+    import shutil
+    from pathlib import Path
+
+    from gridverify.certify import model_hash
+    from gridverify.proxy import load_proxy
+
+    src = Path(__file__).resolve().parents[2] / "models" / "case14_relu"
+    dst = tmp_path / "m"
+    shutil.copytree(src, dst)
+    arch = json.loads((dst / "arch.json").read_text())
+    assert arch["activation"] == "relu", arch
+    old = hashlib.sha256((dst / "arch.json").read_bytes()).hexdigest()
+    arch["activation"] = "softplus"
+    (dst / "arch.json").write_text(json.dumps(arch))
+    new = hashlib.sha256((dst / "arch.json").read_bytes()).hexdigest()
+    card = json.loads((dst / "card.json").read_text().replace(old, new))
+    card["arch"]["activation"] = "softplus"
+    (dst / "card.json").write_text(json.dumps(card))
+    a, b = load_proxy(src), load_proxy(dst)
+    assert a.module.state_dict().keys() == b.module.state_dict().keys()
+    assert model_hash(a.module) == model_hash(load_proxy(src).module)
+    assert model_hash(a.module) != model_hash(b.module)

@@ -295,3 +295,22 @@ def test_graph_pickles_and_copies_after_evaluation():
     y = g.evaluate_flat(x)  # fills the cache (a CSR matrix, which torch cannot pickle)
     for g2 in (pickle.loads(pickle.dumps(g)), copy.deepcopy(g)):
         assert torch.equal(g2.evaluate_flat(x), y)
+
+
+def _digest_of(w: np.ndarray, act: str = "relu", names: tuple[str, str] = ("x", "y")) -> str:
+    b = GraphBuilder()
+    x = b.input(names[0], 2)
+    h = b.linear(x, w, np.zeros(w.shape[0]))
+    b.output(b.relu(h) if act == "relu" else b.unary(act, h), names[1])
+    return b.build().digest()
+
+
+def test_digest_tells_functions_apart_and_ignores_names() -> None:
+    w = np.array([[1.0, -2.0], [0.5, 3.0]])
+    same = _digest_of(w.copy())
+    assert _digest_of(w) == same
+    assert _digest_of(w, names=("loads", "out")) == same  # names change no value
+    assert _digest_of(w, act="tanh") != same  # the op
+    w2 = w.copy()
+    w2[1, 1] = np.nextafter(3.0, 4.0)
+    assert _digest_of(w2) != same  # one constant, one ulp
