@@ -49,7 +49,8 @@ class ProxyData:
 
 
 def read_proxy_data(path: str | os.PathLike[str], case: Any) -> ProxyData:
-    """Read ``path`` for the compiled ``case``; see module docstring for the checks.
+    """Read ``path`` for ``case`` (compiled, or a name, path or network
+    :func:`~gridverify.grid.compile_case` takes); see module docstring for the checks.
 
     The file is read and checked by :func:`gridverify.opf.dataset.load_dataset`
     (the reader of ``dataset info``: structure, dtypes, status codes, finite
@@ -57,8 +58,10 @@ def read_proxy_data(path: str | os.PathLike[str], case: Any) -> ProxyData:
     the finished rows of a dataset another run is still filling can be read.
     """
     from gridverify.fileio import require_file
+    from gridverify.grid import compile_case
     from gridverify.opf.dataset import load_dataset
 
+    case = compile_case(case)
     path = require_file(path)
     d = load_dataset(path, case)
     rows = np.flatnonzero(d.solved)  # done and optimal (docs/dataset.md)
@@ -115,6 +118,9 @@ def read_proxy_data_many(paths: list[str | os.PathLike[str]], case: Any) -> Prox
     """
     if not paths:
         raise DatasetError("no dataset given")
+    from gridverify.grid import compile_case
+
+    case = compile_case(case)  # once for every file
     ds = [read_proxy_data(p, case) for p in paths]
     parts = tuple(
         {

@@ -486,6 +486,15 @@ def test_dataset_of_another_case(case14, case14_data, tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+def test_dataset_read_for_a_case_name(case14, case14_data):
+    """As ``train_proxy`` does, the readers take a case by name (compiled on the way)."""
+    from gridverify.proxy.data import read_proxy_data_many
+
+    by_name = read_proxy_data(case14_data, "pglib_opf_case14_ieee")
+    np.testing.assert_array_equal(by_name.x, read_proxy_data(case14_data, case14).x)
+    assert read_proxy_data_many([case14_data], "pglib_opf_case14_ieee").x.shape == by_name.x.shape
+
+
 def test_dataset_wrong_shapes(case14, case14_data, tmp_path):
     bad = _copy(case14_data, tmp_path / "shape.h5")
     with h5py.File(bad, "r+") as f:
