@@ -11,7 +11,31 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["progress_console"]
+__all__ = ["progress_console", "progress_wanted", "stderr_is_terminal"]
+
+
+def stderr_is_terminal() -> bool:
+    """Whether stderr is an interactive terminal (not a file, a pipe or a dumb one)."""
+    import os
+    import sys
+
+    try:
+        return bool(sys.stderr.isatty()) and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):  # no stderr, or a closed one
+        return False
+
+
+def progress_wanted(progress: bool | None) -> bool:
+    """Whether to draw a bar: ``progress`` when given; ``None`` (the Python API's
+    default): when stderr is a terminal or in a notebook, so that a script whose
+    stderr goes to a log gets no escape codes."""
+    if progress is not None:
+        return bool(progress)
+    if stderr_is_terminal():
+        return True
+    from rich.console import Console
+
+    return bool(Console(stderr=True).is_jupyter)
 
 
 def progress_console() -> Any:

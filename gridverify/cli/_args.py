@@ -8,7 +8,6 @@ file is read or any computation starts.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -230,11 +229,6 @@ def show_progress(args: argparse.Namespace, *, quiet: bool = False) -> bool:
     flag: Any = getattr(args, "progress", None)
     if flag is not None:
         return bool(flag)
-    return not quiet and _is_terminal(sys.stderr)
+    from gridverify._progress import stderr_is_terminal
 
-
-def _is_terminal(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty()) and os.environ.get("TERM") != "dumb"
-    except (AttributeError, ValueError):
-        return False
+    return not quiet and stderr_is_terminal()

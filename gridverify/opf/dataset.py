@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from gridverify._progress import progress_wanted
 from gridverify._signals import held_interrupts
 from gridverify._worker import die_with_parent
 from gridverify.errors import DatasetError, SolverError
@@ -773,7 +774,7 @@ def make_dataset(
     seed: int = 0,
     workers: int = 1,
     options: SolverOptions | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     batch_size: int | None = None,
 ) -> OPFDataset:
     """Sample ``n_samples`` load vectors, solve each AC-OPF, write ``out_path``.
@@ -832,13 +833,13 @@ def _run(
     path: str,
     workers: int,
     options: SolverOptions,
-    progress: bool,
+    progress: bool | None,
     batch_size: int | None,
 ) -> None:
     import h5py
 
     size = batch_size or max(1, min(8, len(pending) // (4 * workers) or 1))
-    bar = _progress(progress, case.name, d.n_samples, d.n_samples - len(pending))
+    bar = _progress(progress_wanted(progress), case.name, d.n_samples, d.n_samples - len(pending))
     try:
         handle = h5py.File(path, "r+")
     except H5_ERRORS as exc:

@@ -39,7 +39,7 @@ class TrainOptions:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     std_floor: float = 0.05
-    progress: bool = True
+    progress: bool | None = None
 
     def __post_init__(self) -> None:
         check_field_types(self, ProxyError, "train options")

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gridverify._progress import progress_wanted
 from gridverify.errors import ProxyError
 from gridverify.fileio import atomic_write_bytes
 from gridverify.proxy.data import ProxyData, region_from_sampler
@@ -520,7 +521,8 @@ def _fit(
     last_save = last_capture = time.monotonic()
     epoch_end = capture(finished) if resume is not None else None  # what Ctrl-C saves
     with contextlib.ExitStack() as stack:
-        advance = stack.enter_context(_progress(options.progress, options.epochs, case.name))
+        advance = stack.enter_context(_progress(progress_wanted(options.progress),
+                                                      options.epochs, case.name))
         if resume is not None:
             stack.enter_context(_saved_on_interrupt(resume, lambda: epoch_end))
         for epoch in range(epochs_run + 1, 0 if finished else options.epochs + 1):

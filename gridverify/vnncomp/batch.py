@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from gridverify._progress import progress_wanted
 from gridverify.errors import GridverifyError, VnnlibError
 from gridverify.vnncomp.result import write_atomic
 from gridverify.vnncomp.runner import RunOptions, RunOutcome, run_instance
@@ -208,7 +209,7 @@ def run_batch(
     timeout_scale: float = 1.0,
     expected: str | Path | None = None,
     options: RunOptions | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     on_row: Callable[[BatchRow], None] | None = None,
     resume: bool = True,
 ) -> BatchSummary:
@@ -267,7 +268,7 @@ def run_batch(
                 on_row(row)
             advance(f"{Path(inst.vnnlib).name}: {result}")
 
-    if progress and rows_in:
+    if progress_wanted(progress) and rows_in:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
