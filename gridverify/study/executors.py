@@ -153,8 +153,9 @@ def run_ray(jobs: Sequence[Job], opts: ExecutorOptions, on_start: OnStart,
     """Run jobs as Ray tasks on the cluster at ``opts.address`` or on a local one.
 
     A local cluster gets ``opts.workers`` CPUs and is shut down at the end; on an
-    existing cluster at most ``opts.workers`` jobs run at once.  Tasks whose
-    worker dies are retried by Ray (``max_retries``).
+    existing cluster at most ``opts.workers`` jobs run at once.  A job whose
+    worker dies is submitted again, up to ``opts.max_attempts`` times in all (as
+    :func:`run_local` does; the record counts them).
     """
     try:
         import ray
@@ -174,15 +175,17 @@ def run_ray(jobs: Sequence[Job], opts: ExecutorOptions, on_start: OnStart,
             where = opts.address or "a local cluster"
             raise RayUnavailableError(f"cannot start or reach Ray at {where}: {exc}") from None
         started_here = True
-    remote = ray.remote(num_cpus=1, max_retries=opts.max_attempts - 1)(run_job)
+    remote = ray.remote(num_cpus=1, max_retries=0)(run_job)  # retried here, counted
     cap = opts.job_memory_cap()
     ckdir = opts.checkpoint_dir if opts.address is None else None
     pending = list(jobs)[::-1]
     running: dict[Any, Job] = {}
+    attempts: dict[str, int] = {}
     try:
         while pending or running:
             while pending and len(running) < opts.workers:
                 job = pending.pop()
+                attempts[job.id] = attempts.get(job.id, 0) + 1
                 running[remote.remote(job.to_dict(), cap, ckdir)] = job
                 on_start(job)
             ready, _ = ray.wait(list(running), num_returns=1)
@@ -190,9 +193,12 @@ def run_ray(jobs: Sequence[Job], opts: ExecutorOptions, on_start: OnStart,
                 job = running.pop(ref)
                 try:
                     rec = ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - worker crash after retries
-                    rec = _died(job, opts.max_attempts, f"{type(exc).__name__}: {exc}")
-                rec.setdefault("attempts", 1)
+                except Exception as exc:  # noqa: BLE001 - the worker died (run_job records its errors)
+                    if attempts[job.id] < opts.max_attempts:
+                        pending.append(job)
+                        continue
+                    rec = _died(job, attempts[job.id], f"{type(exc).__name__}: {exc}")
+                rec["attempts"] = attempts[job.id]
                 on_finish(job, rec)
     finally:
         for ref in running:
