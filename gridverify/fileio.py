@@ -5,10 +5,12 @@ never a half-written file; on failure the temporary file is removed and the
 target is left as it was.
 
 The temporary file is made by :func:`tempfile.mkstemp` (named
-``.NAME.XXXXXXXX.tmp`` next to the target) and given ``mode`` before the
-contents are written; ``mode=None`` gives what a plain ``open(path, "w")``
+``.NAME.HOST-PID.XXXXXXXX.tmp`` next to the target) and given ``mode`` before
+the contents are written; ``mode=None`` gives what a plain ``open(path, "w")``
 would create (``0o666`` less the process umask).  ``fsync=True`` flushes the
-contents to disk before the replace.
+contents to disk before the replace.  A process killed outright (SIGKILL, power
+loss) leaves its temporary file behind: the next write of the same target from
+this machine removes those of processes that no longer run here.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import errno
 import json
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,8 +81,12 @@ def atomic_path(
     folder = target.parent
     if mkdir:
         folder.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(folder, target.name)
+    prefix = f".{target.name}.{_HOST}-{os.getpid()}."
+    if len(os.fsencode(prefix)) + 12 > 255:  # mkstemp adds 8 characters, then ".tmp"
+        prefix = f".{target.name}."  # a file name's 255 bytes: the tag left out
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
     except OSError as exc:  # the folder refuses a new file: name it, not a temp file's name
         raise OSError(exc.errno, exc.strerror, str(folder)) from None
     os.close(fd)
@@ -98,6 +105,39 @@ def atomic_path(
         if written is not None:  # name the file being written, not its temporary name
             raise OSError(written, os.strerror(written), str(target)) from None
         raise
+
+
+#: this machine's name as temporary files carry it (letters, digits, ``_``)
+_HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:16] or "host"
+
+
+def _pid_runs(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (one we may not signal counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it runs, as another user
+        return True
+    return True
+
+
+def _remove_stale_temps(folder: Path, name: str) -> None:
+    """Remove the temporary files of ``name`` that processes of this machine which
+    no longer run left in ``folder`` (killed while writing).  Those of other
+    machines (a shared folder) and of running processes stay."""
+    prefix = f".{name}.{_HOST}-"
+    try:
+        entries = [e for e in os.listdir(folder) if e.startswith(prefix) and e.endswith(".tmp")]
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_runs(int(pid)):
+            try:
+                os.unlink(folder / entry)
+            except OSError:
+                pass
 
 
 def _write_error(exc: BaseException, tmp: str) -> int | None:

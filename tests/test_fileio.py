@@ -212,3 +212,43 @@ def test_an_error_naming_another_file_is_kept(tmp_path):
         with atomic_path(tmp_path / "out.bin"):
             open(tmp_path / "missing.txt").close()
     assert info.value.filename == str(tmp_path / "missing.txt")
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
+    """SIGKILL while writing leaves ``.NAME.HOST-PID.XXXXXXXX.tmp``: the next write of
+    that target removes it; a running writer's, another machine's and another
+    target's stay."""
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / "d.h5"
+    code = ("import os, sys, time\n"
+            "from gridverify.fileio import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as tmp:\n"
+            "    open(tmp, 'wb').write(b'x' * 1000)\n"
+            "    print(tmp, flush=True)\n"
+            "    time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE,
+                            text=True)
+    left = proc.stdout.readline().strip()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    from gridverify.fileio import _HOST
+
+    assert os.path.basename(left).startswith(f".d.h5.{_HOST}-{proc.pid}.")
+    alive = tmp_path / f".d.h5.{_HOST}-1.abcdefgh.tmp"  # pid 1 runs
+    elsewhere = tmp_path / f".d.h5.another_host-{proc.pid}.abcdefgh.tmp"
+    other = tmp_path / f".e.h5.{_HOST}-{proc.pid}.abcdefgh.tmp"
+    for p in (alive, elsewhere, other):
+        p.write_bytes(b"")
+    atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert not os.path.exists(left)
+    assert alive.exists() and elsewhere.exists() and other.exists()
+
+
+def test_a_long_name_keeps_within_a_file_names_bytes(tmp_path):
+    target = tmp_path / ("n" * 240)
+    atomic_write_bytes(target, b"ok")
+    assert target.read_bytes() == b"ok" and os.listdir(tmp_path) == [target.name]

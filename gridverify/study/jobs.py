@@ -142,7 +142,8 @@ _REQUIRED = tuple(k for k in _FIELD_TYPES if k not in ("case_hash", "model_diges
 
 
 #: the longest job id: its files (``ID.json``, ``ID.h5``) and their temporary names
-#: (``.ID.json.XXXXXXXX.tmp``) keep within the 255 bytes of a file name
+#: (``.ID.json.HOST-PID.XXXXXXXX.tmp``, the tag left out where it does not fit)
+#: keep within the 255 bytes of a file name
 MAX_ID_BYTES = 200
 
 
