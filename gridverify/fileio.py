@@ -18,13 +18,15 @@ from __future__ import annotations
 import errno
 import json
 import os
+import platform
 import re
-import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from gridverify._lock import pid_alive
 
 __all__ = [
     "atomic_path",
@@ -63,9 +65,12 @@ def atomic_path(
     mode: int | None = None,
     fsync: bool = True,
     mkdir: bool = True,
+    exclusive: bool = False,
 ) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; ``os.replace`` it onto ``path`` on success
-    (onto the file a symbolic link ``path`` leads to, the link kept).
+    (onto the file a symbolic link ``path`` leads to, the link kept).  ``exclusive``:
+    create ``path``, never replace it: ``FileExistsError`` (the temporary removed)
+    when it exists by then, as when another process created it meanwhile.
 
     The body writes the file at the yielded path (any writer that opens it by
     name: ``h5py.File(tmp, "w")``, ``onnx.save``...).  When the body raises,
@@ -95,7 +100,10 @@ def atomic_path(
         yield Path(tmp)
         if fsync:
             _fsync_path(tmp)
-        os.replace(tmp, target)
+        if exclusive:
+            _link_new(tmp, target)
+        else:
+            os.replace(tmp, target)
     except BaseException as exc:
         try:
             os.unlink(tmp)
@@ -108,18 +116,7 @@ def atomic_path(
 
 
 #: this machine's name as temporary files carry it (letters, digits, ``_``)
-_HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:16] or "host"
-
-
-def _pid_runs(pid: int) -> bool:
-    """Whether a process ``pid`` runs on this machine (one we may not signal counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: it runs, as another user
-        return True
-    return True
+_HOST = re.sub(r"[^A-Za-z0-9]", "_", platform.node())[:16] or "host"
 
 
 def _remove_stale_temps(folder: Path, name: str) -> None:
@@ -133,11 +130,28 @@ def _remove_stale_temps(folder: Path, name: str) -> None:
         return
     for entry in entries:
         pid = entry[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_runs(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             try:
                 os.unlink(folder / entry)
             except OSError:
                 pass
+
+
+def _link_new(tmp: str, target: Path) -> None:
+    """Give ``tmp`` the new name ``target`` (FileExistsError when it exists: one of
+    two processes creating it wins) and drop the temporary name."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "File exists (created meanwhile)",
+                              str(target)) from None
+    except OSError:  # a file system without hard links: the narrow check-then-replace
+        if target.exists():
+            raise FileExistsError(errno.EEXIST, "File exists (created meanwhile)",
+                                  str(target)) from None
+        os.replace(tmp, target)
+        return
+    os.unlink(tmp)
 
 
 def _write_error(exc: BaseException, tmp: str) -> int | None:

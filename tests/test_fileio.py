@@ -252,3 +252,18 @@ def test_a_long_name_keeps_within_a_file_names_bytes(tmp_path):
     target = tmp_path / ("n" * 240)
     atomic_write_bytes(target, b"ok")
     assert target.read_bytes() == b"ok" and os.listdir(tmp_path) == [target.name]
+
+
+def test_exclusive_creation_never_replaces_a_file_created_meanwhile(tmp_path):
+    from gridverify.fileio import atomic_path
+
+    target = tmp_path / "d.h5"
+    with pytest.raises(FileExistsError, match="d.h5"):
+        with atomic_path(target, exclusive=True) as tmp:
+            tmp.write_bytes(b"mine")
+            target.write_bytes(b"theirs")  # another process, meanwhile
+    assert target.read_bytes() == b"theirs" and os.listdir(tmp_path) == ["d.h5"]
+    fresh = tmp_path / "e.h5"
+    with atomic_path(fresh, exclusive=True) as tmp:
+        tmp.write_bytes(b"new")
+    assert fresh.read_bytes() == b"new" and sorted(os.listdir(tmp_path)) == ["d.h5", "e.h5"]

@@ -110,6 +110,7 @@ def register(sub: Any) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from gridverify._lock import lock_beside, run_lock
     from gridverify.cli._args import show_progress, stderr_line
     from gridverify.fileio import check_output_path
     from gridverify.grid import load_compiled
@@ -145,11 +146,14 @@ def _run_train(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.data]
     case_ref = args.case or _dataset_case_name(paths[0])
     case = load_compiled(case_ref, emit_warnings=False)
-    data = read_proxy_data_many(paths, case)
-    resume = TrainProgress(prog, say=stderr_line)
-    result = train_proxy(case, data, options, resume=resume)
-    out = write_model_dir(args.out, result.module, result.card)
-    resume.remove()  # the model it led to is written
+    # one run at a time trains into --out (and its progress file): a second is refused
+    with run_lock(lock_beside(out_dir), out_dir, "train", ProxyError,
+                  lambda m: stderr_line(m, "warning")):
+        data = read_proxy_data_many(paths, case)
+        resume = TrainProgress(prog, say=stderr_line)
+        result = train_proxy(case, data, options, resume=resume)
+        out = write_model_dir(args.out, result.module, result.card)
+        resume.remove()  # the model it led to is written
     if args.json:
         print((out / "card.json").read_text(), end="")
         return 0

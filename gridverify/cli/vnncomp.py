@@ -351,7 +351,9 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 def _make(args: argparse.Namespace) -> int:
     import torch
 
-    from gridverify.errors import SpecError
+    from gridverify._lock import lock_beside, run_lock
+    from gridverify.cli._args import stderr_line
+    from gridverify.errors import OutputPathError, SpecError
     from gridverify.fileio import check_output_path
     from gridverify.grid import load_compiled
     from gridverify.vnncomp.instances import KINDS, make_benchmark
@@ -419,7 +421,9 @@ def _make(args: argparse.Namespace) -> int:
             print(f"gridverify: warning: --kinds thermal_one: case {case.name} has no branch "
                   "with a thermal rating (rate_a), so no thermal_one property is written",
                   file=sys.stderr)
-    with _staged_folder(out) as stage:
+    # one run at a time writes into the folder: its CSV files and graph names are merged
+    with run_lock(lock_beside(out), out, "vnncomp make-instances", OutputPathError,
+                  lambda m: stderr_line(m, "warning")), _staged_folder(out) as stage:
         specs = make_benchmark(
             case,
             module,

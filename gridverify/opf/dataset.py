@@ -527,10 +527,11 @@ def _create_file(
         spec = ",".join(f"{v:g}" for v in sampler.params().values())
         raise SamplerError(f"region {sampler.kind}:{spec}: the loads of sample {int(bad[0])} "
                            "overflow (not finite); use smaller factors")
-    # no fsync, no folder creation; the usual file permissions.  Ctrl-C in h5py's own
-    # code was lost (h5py prints it as "Exception ignored"): held until the file is
-    # closed, then raised (the temporary file removed)
-    with atomic_path(os.path.abspath(path), fsync=False) as tmp, \
+    # no fsync; the usual file permissions; created, never replacing a file another run
+    # created meanwhile (that run fills it).  Ctrl-C in h5py's own code was lost (h5py
+    # prints it as "Exception ignored"): held until the file is closed, then raised (the
+    # temporary file removed)
+    with atomic_path(os.path.abspath(path), fsync=False, exclusive=True) as tmp, \
             held_interrupts():
         with h5py.File(tmp, "w") as f:
 
@@ -810,6 +811,12 @@ def make_dataset(
         check_dataset_size(case, n_samples, path)
         try:
             _create_file(path, case, n_samples, sampler, seed, info.name, info.version, settings)
+        except FileExistsError:
+            raise DatasetError(
+                f"{path}: another run created this dataset while this one was creating it "
+                "(two runs into one file); let that run fill it, then run this command "
+                "again to resume it"
+            ) from None
         except MemoryError:
             raise DatasetError(
                 f"{path}: not enough memory for {n_samples} samples of case {case.name} "

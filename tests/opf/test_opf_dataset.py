@@ -281,3 +281,27 @@ def test_missing_output_folders_are_created(tmp_path: Path) -> None:
                       progress=False)
     assert path.is_file() and ds.done.all()
     assert [p.name for p in path.parent.iterdir()] == ["d.h5"]  # no temporary left
+
+
+class _RacedSampler(BoxSampler):
+    """A box sampler that, while this run creates its file, has another run create it
+    first (a real dataset of that other run)."""
+
+    def sample(self, case, seed, index):  # noqa: ANN001, ANN201
+        if index == 0 and not self.other.exists():
+            make_dataset(CASE5, 2, self.other, BoxSampler(0.95, 1.05), seed=7, options=OPTS,
+                         progress=False)
+        return super().sample(case, seed, index)
+
+
+def test_two_runs_creating_one_file_never_replace_each_other(tmp_path: Path) -> None:
+    """The run that loses the race to create the file is refused (one line naming the
+    file) and the winner's dataset is left as it was, never replaced by an empty one."""
+    path = tmp_path / "d.h5"
+    sampler = _RacedSampler(0.9, 1.1)
+    object.__setattr__(sampler, "other", path)
+    with pytest.raises(DatasetError, match="another run created this dataset"):
+        make_dataset(CASE5, 3, path, sampler, seed=1, options=OPTS, progress=False)
+    ds = load_dataset(path)
+    assert ds.n_samples == 2 and ds.done.all() and ds.attrs["seed"] == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.h5"]

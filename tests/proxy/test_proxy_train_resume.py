@@ -126,3 +126,34 @@ def test_the_cli_removes_the_progress_file_once_the_model_is_written(
     assert main(["train", str(case14_data), "--out", str(out2), "--epochs", "2",
                  "--hidden", "8", "--no-progress", "--json"]) == 2
     assert not out2.exists()
+
+
+def test_a_second_train_into_the_same_out_is_refused(case14_data, tmp_path: Path,
+                                                     capsys) -> None:  # noqa: ANN001
+    """While a run trains into --out (it holds ``.OUT.lock`` beside it), another is
+    refused at once, one line, exit 2, nothing written; a lock left by a killed run
+    (a pid that no longer runs) is taken over with a warning."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    from gridverify._lock import lock_beside, run_lock
+    from gridverify.cli import main
+    from gridverify.errors import ProxyError
+
+    out = tmp_path / "m"
+    argv = ["train", str(case14_data), "--out", str(out), "--epochs", "2", "--hidden", "8",
+            "--no-progress", "--json"]
+    with run_lock(lock_beside(out), out, "train", ProxyError):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "another train run" in err[0] and f"pid {os.getpid()}" in err[0]
+        assert not out.exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    lock_beside(out).write_text(f'{{"pid": {int(dead.stdout)}, "host": "{platform.node()}"}}')
+    assert main(argv) == 0
+    assert "took over the lock" in capsys.readouterr().err
+    assert (out / "card.json").exists() and not lock_beside(out).exists()

@@ -348,3 +348,23 @@ def test_make_instances_failing_merge_leaves_the_csvs_listing_existing_files(
         assert (tmp_path / name).read_text() == text
     listed = [line.split(",")[1] for line in before["instances.csv"].splitlines() if line]
     assert all((tmp_path / rel).is_file() for rel in listed)
+
+
+def test_a_second_run_into_the_same_folder_is_refused(tmp_path: Path, capsys) -> None:
+    """Two runs merging into one folder at once would each rewrite its CSV files (the
+    last one's rows win) and could give two graphs one name: while one holds the
+    folder's lock (``.OUT.lock`` beside it) another is refused, one line, exit 2."""
+    import os
+
+    from gridverify._lock import lock_beside, run_lock
+    from gridverify.errors import OutputPathError
+
+    out = tmp_path / "bench"
+    with run_lock(lock_beside(out), out, "vnncomp make-instances", OutputPathError):
+        capsys.readouterr()
+        assert _make(out, "--kinds", "balance_one", "--hidden", "4") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"pid {os.getpid()}" in err[0] and str(out) in err[0]
+        assert not out.exists()
+    assert _make(out, "--kinds", "balance_one", "--hidden", "4") == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench"]  # lock released
