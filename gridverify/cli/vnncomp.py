@@ -311,23 +311,28 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from gridverify.cli._args import show_progress
+    from gridverify._lock import lock_beside, run_lock
+    from gridverify.cli._args import show_progress, stderr_line
+    from gridverify.errors import OutputPathError
     from gridverify.fileio import check_output_path
     from gridverify.vnncomp.batch import run_batch
 
     check_output_path(args.out, "--out")
 
     opts = _options(args, 1.0)
-    summary = run_batch(
-        args.benchmark_dir,
-        args.out,
-        instances=args.instances,
-        timeout_scale=args.timeout_scale,
-        expected=args.expected,
-        options=opts,
-        progress=show_progress(args),
-        resume=not args.fresh,
-    )
+    # one run at a time writes (and resumes) the results file
+    with run_lock(lock_beside(args.out), args.out, "vnncomp batch", OutputPathError,
+                  lambda m: stderr_line(m, "warning")):
+        summary = run_batch(
+            args.benchmark_dir,
+            args.out,
+            instances=args.instances,
+            timeout_scale=args.timeout_scale,
+            expected=args.expected,
+            options=opts,
+            progress=show_progress(args),
+            resume=not args.fresh,
+        )
     for line in summary.lines():
         print(line)
     print(f"results: {args.out}")

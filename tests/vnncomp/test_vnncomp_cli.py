@@ -396,6 +396,15 @@ def test_batch_resumes_from_the_rows_it_wrote(bench: Path, tmp_path: Path, capsy
     assert main(["vnncomp", "batch", str(bench), "--out", str(other), "--no-progress"]) == 2
     assert "is not a results CSV" in capsys.readouterr().err
     assert other.read_text() == "my,own,notes\n"
+    # while another run writes the results file, a second is refused
+    from gridverify._lock import lock_beside, run_lock
+    from gridverify.errors import OutputPathError
+
+    before = out.read_text()
+    with run_lock(lock_beside(out), out, "vnncomp batch", OutputPathError):
+        assert main(["vnncomp", "batch", str(bench), "--out", str(out), "--no-progress"]) == 2
+        assert "another vnncomp batch run" in capsys.readouterr().err
+    assert out.read_text() == before and not lock_beside(out).exists()
 
 
 def test_expected_answers_must_be_known_and_agree(tmp_path: Path) -> None:
