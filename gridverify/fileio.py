@@ -10,7 +10,8 @@ the contents are written; ``mode=None`` gives what a plain ``open(path, "w")``
 would create (``0o666`` less the process umask).  ``fsync=True`` flushes the
 contents to disk before the replace.  A process killed outright (SIGKILL, power
 loss) leaves its temporary file behind: the next write of the same target from
-this machine removes those of processes that no longer run here.
+this machine removes those of processes that no longer run here, once unchanged
+for an hour.
 """
 
 from __future__ import annotations
@@ -119,10 +120,19 @@ def atomic_path(
 _HOST = re.sub(r"[^A-Za-z0-9]", "_", platform.node())[:16] or "host"
 
 
+#: seconds without a change after which a dead process's temporary file is stale: a
+#: process of another pid namespace with this host name (a container) may look dead
+#: while it writes, and a writer changes its file far more often than that
+_STALE_AFTER_S = 3600.0
+
+
 def _remove_stale_temps(folder: Path, name: str) -> None:
     """Remove the temporary files of ``name`` that processes of this machine which
-    no longer run left in ``folder`` (killed while writing).  Those of other
-    machines (a shared folder) and of running processes stay."""
+    no longer run left in ``folder`` (killed while writing), unchanged for
+    ``_STALE_AFTER_S``.  Those of other machines (a shared folder), of running
+    processes and recent ones stay."""
+    import time
+
     prefix = f".{name}.{_HOST}-"
     try:
         entries = [e for e in os.listdir(folder) if e.startswith(prefix) and e.endswith(".tmp")]
@@ -130,11 +140,13 @@ def _remove_stale_temps(folder: Path, name: str) -> None:
         return
     for entry in entries:
         pid = entry[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-            try:
+        if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
+            continue
+        try:
+            if time.time() - os.stat(folder / entry).st_mtime > _STALE_AFTER_S:
                 os.unlink(folder / entry)
-            except OSError:
-                pass
+        except OSError:
+            pass
 
 
 def _link_new(tmp: str, target: Path) -> None:

@@ -215,9 +215,9 @@ def test_an_error_naming_another_file_is_kept(tmp_path):
 
 
 def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
-    """SIGKILL while writing leaves ``.NAME.HOST-PID.XXXXXXXX.tmp``: the next write of
-    that target removes it; a running writer's, another machine's and another
-    target's stay."""
+    """SIGKILL while writing leaves ``.NAME.HOST-PID.XXXXXXXX.tmp``: a write of that
+    target an hour later removes it; a running writer's, another machine's and
+    another target's stay."""
     import signal
     import subprocess
     import sys
@@ -242,6 +242,11 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
     other = tmp_path / f".e.h5.{_HOST}-{proc.pid}.abcdefgh.tmp"
     for p in (alive, elsewhere, other):
         p.write_bytes(b"")
+    atomic_write_bytes(target, b"new")
+    assert os.path.exists(left)  # changed within the hour: may be a live writer elsewhere
+    old = os.stat(left).st_mtime - 3700
+    for p in (left, alive, elsewhere, other):
+        os.utime(p, (old, old))
     atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"new"
     assert not os.path.exists(left)
