@@ -62,8 +62,8 @@ def _f32(v: float) -> float:
 
 
 #: ONNX ops that broadcast their operands (numpy rules) elementwise
-_BROADCASTING = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Where", "Sum", "Max", "Min",
-                           "PRelu"})
+_BROADCASTING = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Where", "Sum", "Mean", "Max",
+                           "Min", "PRelu"})
 #: the batch message: per sample the graph would not be the model's function
 _BATCH_HINT = ("of a model whose batch is dynamic: per sample it is not the function the "
                "model computes on a batch")
@@ -94,6 +94,7 @@ _ALGEBRA: dict[str, Callable[[Lowering, list], Value]] = {
     "Where": lambda lw, v: lw.where(v[0], v[1], v[2]),
     "Log": lambda lw, v: lw.log(v[0]),
     "Sum": lambda lw, v: functools.reduce(lw.add, v),
+    "Mean": lambda lw, v: lw.div(functools.reduce(lw.add, v), np.array(float(len(v)))),
     "Max": lambda lw, v: functools.reduce(lambda a, c: lw.minmax("maximum", a, c), v),
     "Min": lambda lw, v: functools.reduce(lambda a, c: lw.minmax("minimum", a, c), v),
 }
@@ -979,16 +980,38 @@ class _OnnxImporter:
         return self.lw.channel_affine(x, s, bias - mean * s)
 
 
+def _unloaded_external(model: Any, name: str) -> Any:
+    """``model`` (in memory) when none of its tensors is still in an external file:
+    such a tensor would be read relative to the current folder, not the model's
+    (another model's weights, or protobuf's error)."""
+    import onnx
+
+    if not model.HasField("graph"):
+        return model
+    g = model.graph
+    tensors = list(g.initializer) + [a.t for node in g.node for a in node.attribute
+                                     if a.type == onnx.AttributeProto.TENSOR]
+    for t in tensors:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            where = {e.key: e.value for e in t.external_data}.get("location", "?")
+            raise GraphError(
+                f"{name}: tensor {t.name!r} is stored in the external file {where!r}, which "
+                "was not loaded: give the model's path, or onnx.load it with its external "
+                "data (load_external_data=True)")
+    return model
+
+
 def _load(path_or_model: Any) -> tuple[Any, str]:
     import onnx
 
     if isinstance(path_or_model, onnx.ModelProto):
-        return path_or_model, "<onnx model>"
+        return _unloaded_external(path_or_model, "<onnx model>"), "<onnx model>"
     if isinstance(path_or_model, (bytes, bytearray)):
         try:
-            return onnx.load_from_string(bytes(path_or_model)), "<onnx bytes>"
+            model = onnx.load_from_string(bytes(path_or_model))
         except Exception as e:  # noqa: BLE001 - protobuf raises several types
             raise GraphError(f"<onnx bytes>: not an ONNX model ({e})") from None
+        return _unloaded_external(model, "<onnx bytes>"), "<onnx bytes>"
     path = os.fspath(path_or_model)
     if not os.path.isfile(path):
         raise GraphError(f"{path}: no such ONNX file")

@@ -486,3 +486,61 @@ def test_where_of_a_negated_comparison():
     x = torch.linspace(-3, 3, 12, dtype=torch.float64).reshape(4, 3)
     want = torch.where(x >= 1.0, 0.5 * x + 0.5, x)
     torch.testing.assert_close(from_onnx(model).evaluate(x)[0], want)
+
+
+def test_an_in_memory_model_with_unloaded_external_weights_is_refused(tmp_path, monkeypatch):
+    """Its tensors would be read relative to the current folder (another model's file
+    of the same name there): refused in one line naming the tensor and the file; by
+    its path the model reads its own weights."""
+    from gridverify.errors import GraphError
+    from gridverify.ir import from_onnx
+
+    def save(w: np.ndarray, folder: Path) -> Path:
+        g = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
+            [helper.make_tensor_value_info("x", TP.FLOAT, ["N", 4])],
+            [helper.make_tensor_value_info("y", TP.FLOAT, ["N", 4])],
+            [numpy_helper.from_array(w, "W")])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+        m.ir_version = 8
+        folder.mkdir()
+        onnx.save_model(m, folder / "m.onnx", save_as_external_data=True,
+                        location="m.onnx.data", size_threshold=0)
+        return folder / "m.onnx"
+
+    path = save(np.eye(4, dtype=np.float32), tmp_path / "model")
+    save(-7 * np.eye(4, dtype=np.float32), tmp_path / "other")
+    monkeypatch.chdir(tmp_path / "other")
+    bare = onnx.load(path, load_external_data=False)
+    for given in (bare, bare.SerializeToString()):
+        with pytest.raises(GraphError, match=r"tensor 'W' is stored in the external file "
+                                             r"'m.onnx.data', which was not loaded"):
+            from_onnx(given)
+    y = from_onnx(path).evaluate_flat(torch.ones(1, 4, dtype=torch.float64))
+    assert y.tolist() == [[1.0, 1.0, 1.0, 1.0]]
+    assert from_onnx(onnx.load(path)).evaluate_flat(torch.ones(1, 4, dtype=torch.float64)
+                                                    ).tolist() == [[1.0, 1.0, 1.0, 1.0]]
+
+
+def test_mean_of_several_inputs_with_broadcasting() -> None:
+    """``Mean`` is the sum of its inputs over their count (numpy broadcasting), as
+    onnxruntime computes it, and its bounds bracket it."""
+    from gridverify.bounds import compute_bounds
+    from gridverify.ir import from_onnx
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(size=(3, 4)).astype(np.float32), "w")
+    c = numpy_helper.from_array(rng.normal(size=(4,)).astype(np.float32), "c")
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("Mean", ["h", "r", "c"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TP.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("y", TP.FLOAT, ["N", 4])], [w, c])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    graph = from_onnx(m)
+    x = rng.uniform(-1, 1, size=(50, 3)).astype(np.float32)  # no float64 Mean kernel
+    (ref,) = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})
+    got = graph.evaluate_flat(torch.from_numpy(x).double()).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+    b = compute_bounds(graph, -np.ones(3), np.ones(3), method="crown")
+    assert (b.lower.numpy() <= got.min(0)).all() and (got.max(0) <= b.upper.numpy()).all()
