@@ -6,9 +6,10 @@ into it, and removes it when the run ends, however it ends (an error, Ctrl-C,
 SIGTERM).  A second run is refused with the caller's error class, naming the
 output and the holder's pid and host.  A lock left by a run that was killed
 outright (SIGKILL, a crash of the machine) names a process that no longer
-exists on this host: it is *stale*, and the next run takes it over, with a
-warning.  A lock held by a process on another host (a shared file system)
-cannot be checked and is never taken over.
+exists on this host (or a boot of the machine before this one): it is *stale*,
+and the next run takes it over, with a warning.  A lock held by a process on
+another host (a shared file system) or in another pid namespace of this one (a
+container sharing the host name) cannot be checked and is never taken over.
 """
 
 from __future__ import annotations
@@ -43,9 +44,43 @@ def pid_alive(pid: int) -> bool:
 
 def lock_beside(target: str | os.PathLike[str]) -> Path:
     """The lock file of an output that is replaced as a whole (a model folder, a
-    benchmark folder): ``.NAME.lock`` next to it, so that it outlives the swap."""
-    t = Path(os.path.abspath(target))
+    benchmark folder): ``.NAME.lock`` next to it, so that it outlives the swap.
+    Links are followed (every name of one output gets its one lock).  An existing
+    folder whose parent cannot be written (``--out .`` in a read-only parent) holds
+    its lock itself: ``OUT/.gridverify.lock``."""
+    t = Path(os.path.realpath(target))
+    if t.is_dir() and not os.access(t.parent, os.W_OK | os.X_OK):
+        return t / ".gridverify.lock"
     return t.parent / f".{t.name}.lock"
+
+
+def _identity() -> dict[str, object]:
+    """What tells this process apart in a lock: pid and host, and where the system
+    says them, its pid namespace and the machine's boot (a pid is checked only in
+    its own namespace and boot)."""
+    me: dict[str, object] = {"pid": os.getpid(), "host": platform.node()}
+    try:
+        me["pidns"] = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        pass
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            me["boot"] = f.read().strip()
+    except OSError:
+        pass
+    return me
+
+
+def _holder_runs(owner: dict[str, object], me: dict[str, object]) -> bool | None:
+    """Whether the process holding a lock runs: ``None`` when this process cannot
+    tell (another host, another pid namespace of this boot)."""
+    if owner["host"] != me["host"]:
+        return None
+    if "boot" in owner and "boot" in me and owner["boot"] != me["boot"]:
+        return False  # the machine restarted since: every process of then is gone
+    if owner.get("pidns", me.get("pidns")) != me.get("pidns"):
+        return None
+    return pid_alive(int(owner["pid"]))  # type: ignore[call-overload]
 
 
 def _owner(path: Path, damaged: Callable[[], Exception]) -> dict[str, object] | None:
@@ -122,8 +157,7 @@ def run_lock(path: str | os.PathLike[str], target: str | os.PathLike[str], name:
         return error(f"{target}: its lock {path} is not a {name} lock (damaged, or being "
                      f"written); if no {name} run is writing {target}, remove the file")
 
-    host = platform.node()
-    me: dict[str, object] = {"pid": os.getpid(), "host": host}
+    me = _identity()
     for _ in range(_TRIES):
         if _create(path, me):
             break
@@ -131,7 +165,12 @@ def run_lock(path: str | os.PathLike[str], target: str | os.PathLike[str], name:
         if owner is None:  # released meanwhile
             continue
         pid, where = int(owner["pid"]), str(owner["host"])  # type: ignore[call-overload]
-        if where != host or pid_alive(pid):
+        runs = _holder_runs(owner, me)
+        if runs is None:
+            raise error(f"{target}: another {name} run (pid {pid} on host {where}, which this "
+                        f"process cannot check) holds its lock {path}; if no such run is "
+                        "writing it, remove the file, or give another --out")
+        if runs:
             raise error(f"{target}: another {name} run (pid {pid} on host {where}) is "
                         f"writing it (lock {path}); wait for it to end, or give another --out")
         if _take_over_stale(path, owner, damaged):

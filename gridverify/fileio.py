@@ -30,6 +30,7 @@ from typing import Any
 from gridverify._lock import pid_alive
 
 __all__ = [
+    "CreatedMeanwhileError",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
@@ -70,8 +71,8 @@ def atomic_path(
 ) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; ``os.replace`` it onto ``path`` on success
     (onto the file a symbolic link ``path`` leads to, the link kept).  ``exclusive``:
-    create ``path``, never replace it: ``FileExistsError`` (the temporary removed)
-    when it exists by then, as when another process created it meanwhile.
+    create ``path``, never replace it: :class:`CreatedMeanwhileError` (the
+    temporary removed) when it exists by then, as when another process created it.
 
     The body writes the file at the yielded path (any writer that opens it by
     name: ``h5py.File(tmp, "w")``, ``onnx.save``...).  When the body raises,
@@ -149,18 +150,25 @@ def _remove_stale_temps(folder: Path, name: str) -> None:
             pass
 
 
+class CreatedMeanwhileError(FileExistsError):
+    """An exclusive :func:`atomic_path` found its target created by then (by another
+    process: of two creating it, one wins)."""
+
+
 def _link_new(tmp: str, target: Path) -> None:
-    """Give ``tmp`` the new name ``target`` (FileExistsError when it exists: one of
-    two processes creating it wins) and drop the temporary name."""
+    """Give ``tmp`` the new name ``target`` (:class:`CreatedMeanwhileError` when it
+    exists) and drop the temporary name."""
+    def exists() -> CreatedMeanwhileError:
+        return CreatedMeanwhileError(errno.EEXIST, "File exists (created meanwhile)",
+                                     str(target))
+
     try:
         os.link(tmp, target)
     except FileExistsError:
-        raise FileExistsError(errno.EEXIST, "File exists (created meanwhile)",
-                              str(target)) from None
+        raise exists() from None
     except OSError:  # a file system without hard links: the narrow check-then-replace
         if target.exists():
-            raise FileExistsError(errno.EEXIST, "File exists (created meanwhile)",
-                                  str(target)) from None
+            raise exists() from None
         os.replace(tmp, target)
         return
     os.unlink(tmp)

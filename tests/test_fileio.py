@@ -260,10 +260,10 @@ def test_a_long_name_keeps_within_a_file_names_bytes(tmp_path):
 
 
 def test_exclusive_creation_never_replaces_a_file_created_meanwhile(tmp_path):
-    from gridverify.fileio import atomic_path
+    from gridverify.fileio import CreatedMeanwhileError, atomic_path
 
     target = tmp_path / "d.h5"
-    with pytest.raises(FileExistsError, match="d.h5"):
+    with pytest.raises(CreatedMeanwhileError, match="d.h5"):
         with atomic_path(target, exclusive=True) as tmp:
             tmp.write_bytes(b"mine")
             target.write_bytes(b"theirs")  # another process, meanwhile

@@ -57,7 +57,7 @@ from gridverify._progress import progress_wanted
 from gridverify._signals import held_interrupts
 from gridverify._worker import die_with_parent
 from gridverify.errors import DatasetError, SolverError
-from gridverify.fileio import atomic_path, require_file
+from gridverify.fileio import CreatedMeanwhileError, atomic_path, require_file
 from gridverify.grid.compiled import CompiledCase
 from gridverify.opf.samplers import (
     BoxSampler,
@@ -811,7 +811,7 @@ def make_dataset(
         check_dataset_size(case, n_samples, path)
         try:
             _create_file(path, case, n_samples, sampler, seed, info.name, info.version, settings)
-        except FileExistsError:
+        except CreatedMeanwhileError:
             raise DatasetError(
                 f"{path}: another run created this dataset while this one was creating it "
                 "(two runs into one file); let that run fill it, then run this command "

@@ -305,3 +305,11 @@ def test_two_runs_creating_one_file_never_replace_each_other(tmp_path: Path) -> 
     ds = load_dataset(path)
     assert ds.n_samples == 2 and ds.done.all() and ds.attrs["seed"] == 7
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.h5"]
+
+
+def test_a_file_in_the_way_of_the_folder_is_not_called_another_run(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(OSError, match="afile") as err:
+        make_dataset(CASE5, 2, tmp_path / "afile" / "b.h5", BoxSampler(0.95, 1.05), seed=1,
+                     options=OPTS, progress=False)
+    assert "another run" not in str(err.value)
