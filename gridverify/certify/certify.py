@@ -549,7 +549,9 @@ def _float32_range_warnings(pgraph: Any, space: Region) -> list[str]:
     for node, b in zip(pgraph.nodes, bounds, strict=True):
         if b is None or node.op == "input":
             continue
-        m = float(torch.maximum(b[0].abs(), b[1].abs()).nan_to_num(nan=np.inf).max())
+        mag = torch.maximum(b[0].abs(), b[1].abs())
+        mag = mag[torch.isfinite(mag)]  # unbounded (undefined) values: said elsewhere
+        m = float(mag.max()) if mag.numel() else 0.0
         if m > _FLOAT32_MAX and (worst is None or m > worst[1]):
             worst = (node, m)
     if worst is None:
