@@ -249,11 +249,11 @@ def _run_info(args: argparse.Namespace) -> int:
         raise ProxyError(f"{path}: a gridverify model directory follows the convention; "
                          "--inputs/--outputs/--*-units/--keep-outputs are for proxy files "
                          "trained elsewhere")
-    md = read_model_dir(path, verify=True)
-    if args.case is not None:  # the directory must be a proxy for that case
-        from gridverify.proxy import load_proxy
+    from gridverify.proxy import load_proxy
 
-        load_proxy(path, case=args.case)
+    md = read_model_dir(path, verify=True)
+    # the directory must be a proxy for --case (else for the case it names)
+    proxy = load_proxy(path, case=args.case)
     if args.json:
         print(json.dumps(md.card, indent=2, sort_keys=True))
         return 0
@@ -262,6 +262,10 @@ def _run_info(args: argparse.Namespace) -> int:
     for name, digest in sorted(files.items()):
         size = (path / name).stat().st_size
         print(f"  {name:12s} {size:>9d} B  sha256 {digest[:16]}...  ok")
+    from gridverify.certify.certify import model_hash, proxy_graph
+
+    print(f"model hash {model_hash(proxy.module, proxy_graph(proxy))[:16]}... (as "
+          "certificates record it)")
     return 0
 
 

@@ -422,3 +422,16 @@ def test_model_hash_tells_the_function_not_only_the_weights(tmp_path) -> None:
     assert a.module.state_dict().keys() == b.module.state_dict().keys()
     assert model_hash(a.module) == model_hash(load_proxy(src).module)
     assert model_hash(a.module) != model_hash(b.module)
+
+
+def test_model_info_of_a_model_directory_shows_the_hash_certificates_record(capsys) -> None:
+    from gridverify.cli import main
+
+    case = load_compiled("pglib_opf_case14_ieee")
+    assert main(["model", "info", "case14_relu"]) == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("model hash")]
+    cert = certify(case, load_proxy("case14_relu", case=case),
+                   region=box_region(case, 0.95, 1.05), constraints="vm_max",
+                   method="ibp", options=CertifyOptions(samples=8, radius=False))
+    assert line == [f"model hash {cert.provenance['model_hash'][:16]}... (as certificates "
+                    "record it)"]
