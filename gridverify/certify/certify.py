@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import platform
 import time
@@ -185,6 +186,26 @@ def default_region(case: Any, proxy: Any) -> Region:
             name="proxy training region",
         )
     return box_region(case, 0.9, 1.1)
+
+
+def _power_factor_note(proxy: Any) -> list[str]:
+    """The default region of a proxy whose data kept each load's power factor (a
+    ``box`` sampler: one factor for a load's pd and qd) is the box enclosing those
+    loads, where pd and qd vary apart: a note naming the region the data came from."""
+    reg = getattr(proxy, "region", None)
+    sampler = getattr(reg, "sampler", None) or {}
+    if sampler.get("kind") != "box":
+        return []
+    try:
+        lo, hi = float(sampler["low"]), float(sampler["high"])
+    except (KeyError, TypeError, ValueError):
+        return []
+    if lo == hi:
+        return []
+    return [f"the proxy's data kept each load's power factor (dataset region box:{lo:g},"
+            f"{hi:g}: one factor for a load's pd and qd); the default region, the box "
+            "enclosing those loads, lets pd and qd vary apart; --region "
+            f"load-factors:{lo:g},{hi:g} is the set of loads the data came from"]
 
 
 def _region_warnings(region: Region, proxy: Any) -> list[str]:
@@ -407,6 +428,7 @@ def _certify(t0: float, case: Any, proxy: Any, region: Region | str | None, cons
     warn_list: list[str] = []
     if region is None:
         region = default_region(case, prox)
+        warn_list += _power_factor_note(prox)
     else:
         if isinstance(region, str):  # as certify --region takes it
             region = parse_region(region, case)
@@ -418,6 +440,7 @@ def _certify(t0: float, case: Any, proxy: Any, region: Region | str | None, cons
     thr = resolve_thresholds(case, cons, thresholds)
     module = prox.module  # float64, evaluation mode (load_proxy's contract)
     warn_list += _check_source(prox, region, opts.seed)
+    warn_list += _layout_warnings(case, module, region)
     notify = progress or (lambda stage, frac: None)
     budget = Budget(t0, opts.timeout)
     memory = MemoryBudget.resolve(opts.memory_cap_mb)
@@ -876,6 +899,38 @@ def _focus(st: State, order: np.ndarray, per_family: int) -> np.ndarray:
 
 #: region points at which an imported proxy is compared with its file's own runtime
 _SOURCE_POINTS = 8
+
+
+#: |va| beyond this (rad) at the region's centre reads as degrees
+_VA_PLAUSIBLE = math.pi
+#: vm outside this band (pu) at the region's centre reads as another layout or units
+_VM_PLAUSIBLE = (0.5, 1.5)
+
+
+def _layout_warnings(case: Any, module: torch.nn.Module, region: Region) -> list[str]:
+    """A warning when the proxy's outputs at the region's centre read as another
+    layout or units than the one declared (voltages far from 1 pu, angles beyond
+    pi, generation far from the load): the certificate is then about another
+    function than the engineer's, though sound for the one declared."""
+    x = region.to_loads(region.search_box().center[None, :])
+    with torch.no_grad():
+        y = module(torch.from_numpy(np.asarray(x, dtype=np.float64))).double().numpy()[0]
+    g, n = int(case.n_gen), int(case.n_bus)
+    pg, vm, va = y[:g], y[2 * g:2 * g + n], y[2 * g + n:2 * g + 2 * n]
+    odd = []
+    if vm.size and (vm.min() < _VM_PLAUSIBLE[0] or vm.max() > _VM_PLAUSIBLE[1]):
+        odd.append(f"vm {vm.min():.3g} to {vm.max():.3g} pu")
+    if va.size and np.abs(va).max() > _VA_PLAUSIBLE:
+        odd.append(f"|va| up to {np.abs(va).max():.3g} rad")
+    load = float(np.sum(x[0, : x.shape[1] // 2]))
+    if g and abs(float(pg.sum()) - load) > 0.5 * abs(load) + 1.0:
+        odd.append(f"total pg {pg.sum():.4g} pu for a total load of {load:.4g} pu")
+    if not odd:
+        return []
+    return ["the proxy's outputs at the region's centre look like another layout or units "
+            f"than declared ({'; '.join(odd)}): check the order and units of its inputs and "
+            "outputs (certify --inputs, --outputs, --load-units, --gen-units, --angle-units; "
+            "docs/proxy.md)"]
 
 
 def _check_source(prox: Any, region: Region, seed: int) -> list[str]:

@@ -35,10 +35,13 @@ PROXY_FILE_SUFFIXES = (".onnx", ".pt2", *_CHECKPOINT_SUFFIXES)
 
 
 class InputRegion(NamedTuple):
-    """Per-input box ``lower <= x <= upper`` (length ``2L``) the proxy was trained on."""
+    """Per-input box ``lower <= x <= upper`` (length ``2L``) the proxy was trained on,
+    and the sampler its data came from (``{"kind": "box", "low": .., "high": ..}``, as
+    the model card records it; ``None`` when unknown)."""
 
     lower: np.ndarray
     upper: np.ndarray
+    sampler: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -276,7 +279,8 @@ def _region_from_card(card: dict[str, Any], arch: ProxyArch, source: str) -> Inp
         raise ProxyError(f"{source}/card.json: field region: bad bounds for 2L = {arch.input_size}")
     lo.setflags(write=False)
     hi.setflags(write=False)
-    return InputRegion(lo, hi)
+    sampler = reg.get("sampler")
+    return InputRegion(lo, hi, dict(sampler) if isinstance(sampler, dict) else None)
 
 
 def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int,

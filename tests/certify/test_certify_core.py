@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import gridverify
 from gridverify.attack import AttackOptions
@@ -435,3 +436,48 @@ def test_model_info_of_a_model_directory_shows_the_hash_certificates_record(caps
                    method="ibp", options=CertifyOptions(samples=8, radius=False))
     assert line == [f"model hash {cert.provenance['model_hash'][:16]}... (as certificates "
                     "record it)"]
+
+
+class _StartPoint(torch.nn.Module):
+    """The case's start point whatever the loads, angles scaled by ``va_scale`` (a
+    proxy in degrees read as radians: 180 / pi)."""
+
+    def __init__(self, case, va_scale: float = 1.0) -> None:  # noqa: ANN001
+        super().__init__()
+        va = np.asarray(case.va0) * va_scale
+        va[0] = 0.5 * va_scale  # an angle a degrees proxy would give as 0.5 * 57
+        y0 = np.concatenate([case.pg0, case.qg0, case.vm0, va])
+        self.register_buffer("y0", torch.from_numpy(y0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.y0.expand(x.shape[0], -1) + 0.0 * x[:, :1]
+
+
+def test_outputs_in_another_layout_or_units_are_said() -> None:
+    """Angles of a degrees proxy read as radians: certified as declared (sound for
+    that function) with a warning naming what looks off; the same in radians: none."""
+    import math
+
+    case = load_compiled("pglib_opf_case14_ieee")
+    opts = CertifyOptions(samples=8, radius=False)
+    for scale, odd in ((180 / math.pi, True), (1.0, False)):
+        cert = certify(case, _StartPoint(case, scale).double(), region=box_region(case, 0.95,
+                                                                                  1.05),
+                       constraints="vm_max", method="ibp", options=opts)
+        said = [w for w in cert.warnings if "another layout or units" in w]
+        assert bool(said) == odd, cert.warnings
+        if odd:
+            assert "|va| up to 28.6 rad" in said[0] and "--angle-units" in said[0]
+
+
+def test_the_default_region_of_a_box_trained_proxy_names_the_load_factors_region() -> None:
+    case = load_compiled("pglib_opf_case14_ieee")
+    proxy = load_proxy("case14_relu", case=case)
+    assert proxy.region.sampler == {"kind": "box", "low": 0.9, "high": 1.1}
+    opts = CertifyOptions(samples=8, radius=False)
+    with pytest.warns(RegionWarning, match="load-factors:0.9,1.1"):
+        cert = certify(case, proxy, constraints="vm_max", method="ibp", options=opts)
+    assert any("power factor" in w for w in cert.warnings)
+    cert = certify(case, proxy, region="load-factors:0.9,1.1", constraints="vm_max",
+                   method="ibp", options=opts)
+    assert not any("power factor" in w for w in cert.warnings)
