@@ -139,7 +139,8 @@ def load_proxy(
     if layout is not None and layout.is_convention:
         layout = None
     if layout is not None and compiled is None:
-        raise ProxyError("a proxy layout needs case=... (its base MVA converts MW)")
+        raise ProxyError("a proxy layout needs case=... (--case on the command line: its base MVA "
+                         "converts MW)")
     if isinstance(path_or_module, nn.Module):
         if compiled is None:
             raise ProxyError("loading an nn.Module needs case=... (the compiled case)")
@@ -225,7 +226,8 @@ def _finish(
     elif arch is not None and case_name is not None and case_hash is not None:
         n_load, n_gen, n_bus = arch.n_load, arch.n_gen, arch.n_bus
     else:
-        raise ProxyError(f"{source}: the case is unknown; pass case=...")
+        raise ProxyError(f"{source}: the case is unknown; pass case=... (--case on the "
+                         "command line)")
     _check_io(module, n_load, 2 * n_gen + 2 * n_bus, source)
     return Proxy(
         module=module,
@@ -297,7 +299,8 @@ def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int,
     name = meta.get("gridverify.case_name") or None
     chash = meta.get("gridverify.case_hash") or None
     if compiled is None and (arch is None or not name or not chash):
-        raise ProxyError(f"{path}: an ONNX proxy without gridverify metadata needs case=...")
+        raise ProxyError(f"{path}: an ONNX proxy without gridverify metadata needs case=... "
+                         "(--case on the command line)")
     if compiled is not None:
         n_out = 2 * compiled.n_gen + 2 * compiled.n_bus
         n_in = 2 * compiled.n_load
@@ -324,6 +327,12 @@ def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int,
     elif not keep_outputs and (len(d_outs) != 1 or (d_outs[0] is not None
                                                     and d_outs[0] != n_out)):
         widths = ", ".join(str(d) for d in d_outs)
+        if len(known) == len(d_outs) and sum(known) < n_out:
+            raise ProxyError(
+                f"{path}: ONNX outputs have widths [{widths}], {sum(known)} entries in all; "
+                f"the case needs 2G + 2N = {n_out}: pg and qg (G each), vm and va (N each), "
+                "all four (every constraint reads them)"
+            )
         raise ProxyError(
             f"{path}: ONNX outputs have widths [{widths}], the case needs one output of "
             f"2G + 2N = {n_out} (--keep-outputs, onnx_keep_outputs=True in Python, keeps "
@@ -345,7 +354,8 @@ def _load_exported(path: Path, compiled: Any, layout: ProxyLayout | None = None)
     from gridverify.proxy.graph_proxy import ExportedModule
 
     if compiled is None:
-        raise ProxyError(f"{path}: a torch.export program (.pt2) needs case=...")
+        raise ProxyError(f"{path}: a torch.export program (.pt2) needs case=... "
+                         "(--case on the command line)")
     module = ExportedModule(path).eval()
     if module.output_names is not None:  # a dict of outputs: read in its order
         _check_head_order(path, module.output_names, "the program's outputs", layout)
@@ -360,7 +370,8 @@ def _load_torchscript(path: Path, compiled: Any, layout: ProxyLayout | None = No
     from gridverify.proxy.graph_proxy import TorchScriptModule
 
     if compiled is None:
-        raise ProxyError(f"{path}: a TorchScript archive needs case=...")
+        raise ProxyError(f"{path}: a TorchScript archive needs case=... "
+                         "(--case on the command line)")
     module = TorchScriptModule(path, 2 * compiled.n_load).eval()
     if module.output_names is not None:  # a dict of outputs: read in its order
         _check_head_order(path, module.output_names, "the archive's outputs", layout)
@@ -493,7 +504,8 @@ def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any,
     else:
         arch = ProxyArch.from_dict(arch_d, source=arch_src)
     if compiled is None:
-        raise ProxyError(f"{path}: loading a torch checkpoint needs case=...")
+        raise ProxyError(f"{path}: loading a torch checkpoint needs case=... "
+                         "(--case on the command line)")
     module = module_from_arrays(arch, state, source=str(path))
     if chash is not None and not isinstance(chash, str):
         chash = None

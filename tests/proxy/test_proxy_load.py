@@ -717,3 +717,20 @@ def test_a_missing_proxy_is_a_proxy_error_naming_the_bundled_ones(tmp_path):
     for what in ("case14_rleu", str(tmp_path / "nope")):
         with pytest.raises(ProxyError, match=r"no such model file or folder.*case14_relu"):
             load_proxy(what, case=case)
+
+
+def test_a_proxy_with_fewer_outputs_than_the_case_needs_is_told_what_is_missing(
+        case14, tmp_path):
+    """Not the --keep-outputs advice (for a model with more entries): all four of pg,
+    qg, vm, va are needed."""
+    import io
+
+    buf = io.BytesIO()
+    torch.onnx.export(torch.nn.Linear(22, 19).double(), (torch.zeros(1, 22, dtype=torch.float64),),
+                      buf, input_names=["x"], output_names=["y"], dynamo=False,
+                      dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
+    path = tmp_path / "partial.onnx"
+    path.write_bytes(buf.getvalue())
+    with pytest.raises(ProxyError, match=r"19 entries in all; the case needs 2G \+ 2N = 38: "
+                                         r"pg and qg \(G each\), vm and va \(N each\), all four"):
+        load_proxy(path, case=case14)
