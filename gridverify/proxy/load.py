@@ -451,7 +451,8 @@ def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any,
         what = f" (it refers to {found.group(1)})" if found else ""
         raise ProxyError(
             f"{path}: the checkpoint needs unpickling code, which gridverify never runs{what}; "
-            "save a plain state dict (model.state_dict()) plus an architecture instead"
+            "export the model to ONNX or save it with torch.export (a .pt2 file), or save a "
+            "plain state dict (model.state_dict()) of an MLP plus its architecture"
         ) from None
     except FileNotFoundError:
         raise
@@ -495,9 +496,13 @@ def _load_checkpoint(path: Path, compiled: Any, arch_arg: Any,
                 arch_src = str(cand)
                 break
     if arch_d is None:
+        from gridverify.proxy.model import ARCH_EXAMPLE
+
         raise ProxyError(
-            f"{path}: no architecture: embed it as checkpoint['arch'], put "
-            f"{path.with_suffix('.json').name} or arch.json next to it, or pass arch=..."
+            f"{path}: no architecture: put {path.with_suffix('.json').name} or arch.json "
+            f"next to it holding {ARCH_EXAMPLE} (or embed it as checkpoint['arch'], or pass "
+            "arch=... in Python); a model that is not a plain MLP loads as ONNX or a "
+            "torch.export .pt2 file instead"
         )
     if isinstance(arch_d, ProxyArch):
         arch = arch_d

@@ -31,6 +31,11 @@ from gridverify.proxy.options import ACTIVATIONS  # noqa: E402
 
 ARCH_FORMAT = "gridverify-proxy-mlp"
 ARCH_VERSION = 1
+#: the fields every architecture gives
+_ARCH_REQUIRED = ("n_load", "n_gen", "n_bus", "hidden", "activation")
+#: an architecture as messages show it (the case's sizes, the hidden widths, the activation)
+ARCH_EXAMPLE = ('{"n_load": L, "n_gen": G, "n_bus": N, "hidden": [64, 64], '
+                '"activation": "relu"}, plus "clamp_head": true for gridverify\'s clamp head')
 
 
 class _IOSizes:
@@ -114,9 +119,10 @@ class ProxyArch(_IOSizes):
         ver = d.get("version", ARCH_VERSION)
         if ver != ARCH_VERSION or not isinstance(ver, int) or isinstance(ver, bool):
             raise ProxyError(f"{source}: field version: unsupported version {ver!r}")
-        for key in ("n_load", "n_gen", "n_bus", "hidden", "activation"):
+        for key in _ARCH_REQUIRED:
             if key not in d:
-                raise ProxyError(f"{source}: missing field {key!r}")
+                raise ProxyError(f"{source}: missing field {key!r} (an architecture is "
+                                 f"{ARCH_EXAMPLE})")
         # a misspelt field (``clamphead``) would silently describe another network
         known = {"format", "version", *(f.name for f in fields(cls))}
         unknown = sorted(str(k) for k in d if k not in known)
@@ -336,7 +342,12 @@ def module_from_arrays(
     missing = [k for k in want if k not in arrays]
     extra = sorted(k for k in arrays if k not in want)
     if missing:
-        raise ProxyError(f"{source}: weights lack {', '.join(missing)}")
+        raise ProxyError(
+            f"{source}: weights lack {', '.join(missing)} (the state dict of gridverify's "
+            "MLP has layers.<i>.weight/bias, that of a plain nn.Sequential 0.weight, "
+            "2.weight, ...: give the Sequential's own state_dict(), its input normalization "
+            "as --normalization FILE; keys found: "
+            f"{', '.join(sorted(arrays)[:6])}{', ...' if len(arrays) > 6 else ''})")
     if extra:
         raise ProxyError(f"{source}: unexpected weights {', '.join(extra)}")
     model = ProxyMLP(arch, dtype=dtype)
@@ -365,6 +376,12 @@ def module_from_arrays(
 def _normalize_keys(arch: ProxyArch, arrays: dict[str, Any], source: str) -> dict[str, Any]:
     if any(k.startswith("layers.") for k in arrays):
         return arrays
+    heads = {k.split(".", 1)[0] for k in arrays}
+    if len(heads) == 1 and all(k.count(".") >= 2 for k in arrays):
+        # the state dict of a module holding the network as its one child (``net.0.weight``)
+        arrays = {k.split(".", 1)[1]: v for k, v in arrays.items()}
+        if any(k.startswith("layers.") for k in arrays):
+            return arrays
     # nn.Sequential numbering: take "<n>.weight"/"<n>.bias" pairs in numeric order
     idx = sorted(
         {int(k.split(".")[0]) for k in arrays if k.split(".")[0].isdigit() and k.count(".") == 1}

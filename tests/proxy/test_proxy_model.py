@@ -98,7 +98,8 @@ def test_arch_validation():
         ProxyArch(2, 1, 3, (), "relu", False)
     with pytest.raises(ProxyError, match="n_bus"):
         ProxyArch(2, 1, 0, (4,), "relu", False)
-    with pytest.raises(ProxyError, match="missing field 'n_gen'"):
+    with pytest.raises(ProxyError, match=r"missing field 'n_gen' \(an architecture is "
+                                         r"\{\"n_load\": L, \"n_gen\": G"):
         ProxyArch.from_dict({"n_load": 2, "n_bus": 3, "hidden": [4], "activation": "relu"})
     a = ProxyArch(2, 1, 3, (4, 5), "tanh", True)
     assert ProxyArch.from_dict(a.to_dict()) == a
@@ -190,3 +191,17 @@ def test_arch_constructor_checks_clamp_head_and_activation_types():
         ProxyArch(2, 1, 3, (4,), None, False)
     a = ProxyArch(2, 1, 3, (4,), "relu", np.bool_(True))  # a numpy flag is a boolean
     assert a.clamp_head is True and ProxyArch.from_dict(a.to_dict()) == a
+
+
+def test_a_sequential_held_as_a_modules_one_child_loads_and_missing_keys_are_shown():
+    """``model.state_dict()`` of a module whose one child is the Sequential
+    (``net.0.weight``) is that Sequential's; keys that fit no form are listed."""
+    arch = ProxyArch(2, 1, 3, (4,), "relu", False)
+    seq = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 8))
+    wrapped = {f"net.{k}": v for k, v in seq.state_dict().items()}
+    m = module_from_arrays(arch, wrapped, source="t")
+    x = torch.rand(3, 4, dtype=torch.float64)
+    torch.testing.assert_close(m(x), seq.double()(x))
+    with pytest.raises(ProxyError, match=r"weights lack layers.0.weight.*keys found: "
+                                         r"mean, net.0.bias"):
+        module_from_arrays(arch, {**wrapped, "mean": torch.zeros(4)}, source="t")
