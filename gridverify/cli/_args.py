@@ -178,6 +178,9 @@ def add_layout_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--outputs", metavar="ORDER", default=None,
                    help="order of the blocks it returns, e.g. va,vm,pg,qg (default "
                         "pg,qg,vm,va)")
+    g.add_argument("--interleaved-loads", action="store_true", default=None,
+                   help="the proxy reads its loads load by load, the --inputs blocks "
+                        "alternating (pd_1, qd_1, pd_2, qd_2, ... for pd,qd)")
     g.add_argument("--load-units", choices=("pu", "mw", "MW"), default=None,
                    help="units of pd, qd: per unit or MW and MVAr (default pu)")
     g.add_argument("--gen-units", choices=("pu", "mw", "MW"), default=None,
@@ -202,7 +205,8 @@ def keep_outputs_from_args(args: argparse.Namespace) -> bool:
 
 def layout_flags_given(args: argparse.Namespace) -> list[str]:
     """The flags of :func:`add_layout_arguments` given on the command line."""
-    names = ("inputs", "outputs", "load_units", "gen_units", "angle_units", "normalization")
+    names = ("inputs", "outputs", "load_units", "gen_units", "angle_units", "normalization",
+             "interleaved_loads")
     given = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n, None) is not None]
     return given + (["--keep-outputs"] if keep_outputs_from_args(args) else [])
 
@@ -213,7 +217,8 @@ def layout_from_args(args: argparse.Namespace) -> Any:
     from gridverify.proxy.layout import ProxyLayout
 
     lay = ProxyLayout.parse(args.inputs, args.outputs, args.load_units, args.gen_units,
-                            args.angle_units, args.normalization)
+                            args.angle_units, args.normalization,
+                            bool(getattr(args, "interleaved_loads", None)))
     return None if lay.is_convention else lay
 
 

@@ -130,8 +130,10 @@ class ProxyLayout:
     ``pg, qg, vm, va``); ``load_units``: ``"pu"`` or ``"mw"`` (MW and MVAr) for
     ``pd, qd``; ``gen_units``: the same for ``pg, qg``; ``angle_units``:
     ``"rad"`` or ``"deg"`` for ``va``; ``normalization``: affine maps the proxy
-    expects around it (:class:`Normalization`).  Within a block the entries keep
-    the case's order (loads, generators, buses: ``docs/proxy.md``).
+    expects around it (:class:`Normalization`); ``interleaved``: the proxy reads
+    its loads load by load, the input blocks alternating (``pd_1, qd_1, pd_2,
+    qd_2, ...`` for inputs ``pd,qd``).  Within a block the entries keep the
+    case's order (loads, generators, buses: ``docs/proxy.md``).
     """
 
     inputs: tuple[str, ...] = INPUT_BLOCKS
@@ -140,8 +142,12 @@ class ProxyLayout:
     gen_units: str = "pu"
     angle_units: str = "rad"
     normalization: Normalization | None = None
+    interleaved: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.interleaved, bool):
+            raise ProxyError(f"layout: interleaved must be true or false, got "
+                             f"{self.interleaved!r}")
         for what, got, want in (("inputs", self.inputs, INPUT_BLOCKS),
                                 ("outputs", self.outputs, OUTPUT_BLOCKS)):
             if not isinstance(got, tuple) or sorted(got) != sorted(want):
@@ -158,7 +164,8 @@ class ProxyLayout:
     def parse(cls, inputs: str | None = None, outputs: str | None = None,
               load_units: str | None = None, gen_units: str | None = None,
               angle_units: str | None = None,
-              normalization: str | os.PathLike[str] | None = None) -> ProxyLayout:
+              normalization: str | os.PathLike[str] | None = None,
+              interleaved: bool = False) -> ProxyLayout:
         """From text (``"qd,pd"``, ``"va,vm,pg,qg"``, ``"MW"``, ``"deg"``, a
         normalization file's path; ``None``: the convention's), as the command line
         gives it."""
@@ -172,7 +179,7 @@ class ProxyLayout:
         norm = None if normalization is None else Normalization.read(normalization)
         return cls(blocks(inputs, INPUT_BLOCKS), blocks(outputs, OUTPUT_BLOCKS),
                    unit(load_units, "pu"), unit(gen_units, "pu"), unit(angle_units, "rad"),
-                   norm)
+                   norm, interleaved)
 
     @classmethod
     def from_dict(cls, d: Any) -> ProxyLayout:
@@ -198,8 +205,12 @@ class ProxyLayout:
             norm, want = norm.get("source"), norm.get("sha256")
         if norm is not None and not isinstance(norm, str):
             raise ProxyError(f"layout: normalization: expected a file path, got {norm!r}")
+        inter = d.get("interleaved", False)
+        if not isinstance(inter, bool):
+            raise ProxyError(f"layout: interleaved must be true or false, got {inter!r}")
         lay = cls.parse(*(text(d.get(k)) for k in cls.__dataclass_fields__
-                          if k != "normalization"), normalization=norm)
+                          if k not in ("normalization", "interleaved")),
+                        normalization=norm, interleaved=inter)
         if want is not None and lay.normalization is not None \
                 and lay.normalization.sha256 != want:
             raise ProxyError(f"{norm}: the normalization file changed since it was recorded")
@@ -214,7 +225,8 @@ class ProxyLayout:
         """One line: ``inputs qd,pd (mw); outputs va,vm,pg,qg (mw, deg)[; normalized by F]``."""
         norm = "" if self.normalization is None else (
             f"; normalized by {Path(self.normalization.source).name}")
-        return (f"inputs {','.join(self.inputs)} ({self.load_units}); outputs "
+        return (f"inputs {','.join(self.inputs)}{' per load' if self.interleaved else ''} "
+                f"({self.load_units}); outputs "
                 f"{','.join(self.outputs)} ({self.gen_units}, {self.angle_units}){norm}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -224,6 +236,8 @@ class ProxyLayout:
                              "angle_units": self.angle_units}
         if self.normalization is not None:
             d["normalization"] = self.normalization.to_dict()
+        if self.interleaved:  # left out otherwise: records of block layouts stay as they were
+            d["interleaved"] = True
         return d
 
     def maps(self, n_load: int, n_gen: int, n_bus: int, base_mva: float
@@ -237,7 +251,12 @@ class ProxyLayout:
         mw = float(base_mva)
         sizes_in = {"pd": n_load, "qd": n_load}
         start = {"pd": 0, "qd": n_load}
-        in_index = np.concatenate([start[b] + np.arange(sizes_in[b]) for b in self.inputs])
+        if self.interleaved:  # load by load: the blocks' entries alternate
+            in_index = (np.array([start[b] for b in self.inputs])[None, :]
+                        + np.arange(n_load)[:, None]).reshape(-1)
+        else:
+            in_index = np.concatenate([start[b] + np.arange(sizes_in[b])
+                                       for b in self.inputs])
         in_scale = np.full(2 * n_load, mw if self.load_units == "mw" else 1.0)
         sizes = {"pg": n_gen, "qg": n_gen, "vm": n_bus, "va": n_bus}
         at, pos = 0, {}

@@ -30,7 +30,9 @@ class Foreign(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         L, G, N, mva = _CASE.n_load, _CASE.n_gen, _CASE.n_bus, _CASE.base_mva
         k = mva if self.layout.load_units == "mw" else 1.0
-        parts = dict(zip(self.layout.inputs, (u[:, :L] / k, u[:, L:] / k)))
+        first, second = (u[:, 0::2], u[:, 1::2]) if self.layout.interleaved else (u[:, :L],
+                                                                                  u[:, L:])
+        parts = dict(zip(self.layout.inputs, (first / k, second / k)))
         y = self.inner(torch.cat([parts["pd"], parts["qd"]], 1))
         blocks = dict(zip(OUTPUT_BLOCKS, torch.split(y, [G, G, N, N], 1)))
         if self.layout.gen_units == "mw":
@@ -42,7 +44,8 @@ class Foreign(nn.Module):
 
 _LAYOUTS = [ProxyLayout(("qd", "pd"), ("va", "vm", "pg", "qg"), "mw", "mw", "deg"),
             ProxyLayout(outputs=("vm", "va", "pg", "qg")),
-            ProxyLayout(load_units="mw", angle_units="deg")]
+            ProxyLayout(load_units="mw", angle_units="deg"),
+            ProxyLayout(("qd", "pd"), load_units="mw", interleaved=True)]
 
 
 @pytest.fixture(scope="module")
@@ -436,3 +439,29 @@ def test_normalization_values_must_be_real_vectors(tmp_path):
         write(path)
         with pytest.raises(ProxyError, match=match):
             ProxyLayout.parse(normalization=path)
+
+
+def test_interleaved_loads_flag_and_records(convention, tmp_path, capsys):
+    """``--interleaved-loads``: loads read load by load; recorded only when set (block
+    layouts keep their records), read back from a record and a study's table."""
+    from gridverify.cli import main
+
+    lay = _LAYOUTS[-1]
+    assert lay.interleaved and lay.to_dict()["interleaved"] is True
+    assert "interleaved" not in _LAYOUTS[0].to_dict()
+    assert ProxyLayout.from_dict(lay.to_dict()) == lay
+    assert ProxyLayout.from_dict({"inputs": "qd,pd", "load_units": "mw",
+                                  "interleaved": True}) == lay
+    with pytest.raises(ProxyError, match="interleaved must be true or false"):
+        ProxyLayout.from_dict({"interleaved": "yes"})
+    path = tmp_path / "foreign.onnx"
+    path.write_bytes(_onnx(Foreign(convention.module, lay).eval()))
+    flags = ["--inputs", "qd,pd", "--load-units", "MW", "--interleaved-loads"]
+    assert main(["model", "info", str(path), "--case", _CASE.name, *flags]) == 0
+    assert "inputs qd,pd per load (mw)" in capsys.readouterr().out
+    p = load_proxy(path, case=_CASE, layout=lay)
+    x = _loads(16)
+    torch.testing.assert_close(p.module(x), convention.module(x), rtol=0, atol=1e-9)
+    # without the flag the same file reads other loads: another function
+    q = load_proxy(path, case=_CASE, layout=ProxyLayout(("qd", "pd"), load_units="mw"))
+    assert not torch.allclose(q.module(x), convention.module(x), atol=1e-6)
