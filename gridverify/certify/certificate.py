@@ -442,6 +442,26 @@ class Certificate(ArrayValueEq, HtmlView):
         return (f"{relus['unstable']} of {relus['total']} relus of the proxy are unstable "
                 "over the region, and every bound through them is loose")
 
+    def region_note(self) -> str | None:
+        """What the region is against the proxy's data (``None`` when nothing to say):
+        the default region of a proxy whose data kept each load's power factor (a
+        ``box`` sampler, one factor for a load's pd and qd: ``provenance
+        ["training_sampler"]``) is the box enclosing those loads, where pd and qd
+        vary apart; ``load-factors`` is the set the data came from."""
+        s = self.provenance.get("training_sampler") or {}
+        if self.region.kind != "training" or s.get("kind") != "box":
+            return None
+        try:
+            lo, hi = float(s["low"]), float(s["high"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not lo < hi:
+            return None
+        return (f"region: the box enclosing the proxy's data, whose loads kept their power "
+                f"factor (dataset region box:{lo:g},{hi:g}, one factor for a load's pd and "
+                f"qd); here pd and qd vary apart; --region load-factors:{lo:g},{hi:g} is "
+                "the set of loads the data came from")
+
     def radius_note(self) -> str | None:
         """How near the region's centre the constraints it does not certify hold
         (``ConstraintResult.radius``; ``None`` when no such radius was computed)."""

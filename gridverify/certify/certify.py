@@ -188,26 +188,6 @@ def default_region(case: Any, proxy: Any) -> Region:
     return box_region(case, 0.9, 1.1)
 
 
-def _power_factor_note(proxy: Any) -> list[str]:
-    """The default region of a proxy whose data kept each load's power factor (a
-    ``box`` sampler: one factor for a load's pd and qd) is the box enclosing those
-    loads, where pd and qd vary apart: a note naming the region the data came from."""
-    reg = getattr(proxy, "region", None)
-    sampler = getattr(reg, "sampler", None) or {}
-    if sampler.get("kind") != "box":
-        return []
-    try:
-        lo, hi = float(sampler["low"]), float(sampler["high"])
-    except (KeyError, TypeError, ValueError):
-        return []
-    if lo == hi:
-        return []
-    return [f"the proxy's data kept each load's power factor (dataset region box:{lo:g},"
-            f"{hi:g}: one factor for a load's pd and qd); the default region, the box "
-            "enclosing those loads, lets pd and qd vary apart; --region "
-            f"load-factors:{lo:g},{hi:g} is the set of loads the data came from"]
-
-
 def _region_warnings(region: Region, proxy: Any) -> list[str]:
     reg = getattr(proxy, "region", None)
     if reg is None:
@@ -428,7 +408,6 @@ def _certify(t0: float, case: Any, proxy: Any, region: Region | str | None, cons
     warn_list: list[str] = []
     if region is None:
         region = default_region(case, prox)
-        warn_list += _power_factor_note(prox)
     else:
         if isinstance(region, str):  # as certify --region takes it
             region = parse_region(region, case)
@@ -1057,6 +1036,10 @@ def _certificate(st: State, case: Any, prox: Any, mhash: str,
         "model_hash": mhash,
         "proxy_case_hash": prox.case_hash,
         "proxy_layout": None if prox.layout is None else prox.layout.to_dict(),
+        # the sampler of the proxy's data, where the region is the box enclosing it
+        # (Certificate.region_note)
+        "training_sampler": (getattr(prox.region, "sampler", None)
+                             if region.kind == "training" else None),
         "options": opts.to_dict(),
         "thresholds": (thresholds or ThresholdSpec()).to_dict(),
         "versions": _versions(),

@@ -448,9 +448,9 @@ def _print_table(cert: Any) -> None:
     for w in cert.warnings:
         if w.startswith(("timeout", "memory cap")):
             console.print(f"[yellow]incomplete: {escape(w)}[/yellow]")
-    note = cert.radius_note()
-    if note:
-        console.print(note, markup=False)
+    for note in (cert.radius_note(), cert.region_note()):
+        if note:
+            console.print(note, markup=False)
     hint = open_hint(cert)
     if hint:
         console.print(hint, markup=False)

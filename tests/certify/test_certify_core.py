@@ -475,9 +475,13 @@ def test_the_default_region_of_a_box_trained_proxy_names_the_load_factors_region
     proxy = load_proxy("case14_relu", case=case)
     assert proxy.region.sampler == {"kind": "box", "low": 0.9, "high": 1.1}
     opts = CertifyOptions(samples=8, radius=False)
-    with pytest.warns(RegionWarning, match="load-factors:0.9,1.1"):
-        cert = certify(case, proxy, constraints="vm_max", method="ibp", options=opts)
-    assert any("power factor" in w for w in cert.warnings)
-    cert = certify(case, proxy, region="load-factors:0.9,1.1", constraints="vm_max",
-                   method="ibp", options=opts)
-    assert not any("power factor" in w for w in cert.warnings)
+    cert = certify(case, proxy, constraints="vm_max", method="ibp", options=opts)
+    assert not cert.warnings  # a note, not a warning
+    assert "--region load-factors:0.9,1.1 is the set of loads the data came from" in \
+        cert.region_note()
+    back = Certificate.from_dict(json.loads(json.dumps(cert.to_dict())))
+    assert back.region_note() == cert.region_note()
+    for region in ("load-factors:0.9,1.1", "box:0.9,1.1"):
+        cert = certify(case, proxy, region=region, constraints="vm_max", method="ibp",
+                       options=opts)
+        assert cert.region_note() is None
