@@ -70,6 +70,7 @@ def _positive(text: str) -> int:
 
 
 def _read(path: str) -> Any:
+    """A certificate file, or a study's job record (``OUT/jobs/ID.json``) holding one."""
     from gridverify.certify import Certificate
     from gridverify.errors import SpecError
 
@@ -77,6 +78,32 @@ def _read(path: str) -> Any:
         return Certificate.read(path)  # its errors name the file
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a certificate (not UTF-8 text)") from None
+    except SpecError:
+        rec = _job_record(path)
+        if rec is None:
+            raise
+    if not isinstance(rec.get("certificate"), dict):
+        raise SpecError(f"{path}: a study job record without a certificate (job "
+                        f"{rec.get('job_id')!r}, state {rec.get('state')!r})")
+    try:
+        return Certificate.from_dict(rec["certificate"])
+    except SpecError as exc:
+        raise SpecError(f"{path}: its certificate: "
+                        f"{str(exc).removeprefix('certificate: ')}") from None
+
+
+def _job_record(path: str) -> dict[str, Any] | None:
+    """The study job record ``path`` holds (``None`` when it is none)."""
+    import json
+
+    from gridverify.study.jobs import RECORD_FORMAT
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            rec = json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) and rec.get("format") == RECORD_FORMAT else None
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 from gridverify._typed import check_field_types
 from gridverify._worker import die_with_parent, terminate_pool
 from gridverify.errors import GridverifyError
-from gridverify.study.jobs import FAILED, Job, run_job, warm_up
+from gridverify.study.jobs import FAILED, RECORD_FORMAT, Job, run_job, warm_up
 
 __all__ = ["ExecutorOptions", "RayUnavailableError", "run_jobs", "run_local", "run_ray"]
 
@@ -83,7 +83,7 @@ class ExecutorOptions:
 
 def _died(job: Job, attempts: int, detail: str) -> dict[str, Any]:
     return {
-        "format": "gridverify-study-job", "version": 1, "job_id": job.id,
+        "format": RECORD_FORMAT, "version": 1, "job_id": job.id,
         "job_hash": job.digest, "job": job.to_dict(), "state": FAILED, "certificate": None,
         "exit_status": None, "seconds": 0.0,
         "error": {"type": "WorkerDied", "message": f"the worker died {attempts} time(s): {detail}",

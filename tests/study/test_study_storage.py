@@ -293,3 +293,27 @@ def test_the_description_comes_from_the_kept_study_file(out: Path) -> None:
     assert load_results(out).description == "Ünï *x*"
     kept.write_text("[study\n", encoding="utf-8")
     assert store.study_description() == ""
+
+
+def test_compare_reads_a_study_jobs_record(reference_study: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """``gridverify compare`` takes a job record (``OUT/jobs/ID.json``) as the certificate
+    it holds, the same as that job's certificate; a failed job's record is one line."""
+    from gridverify.study.results import load_results
+
+    jobs = sorted((reference_study / "jobs").glob("*.json"))
+    a, b = jobs[0], jobs[1]
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b), "--json"]) in (0, 1)
+    got = json.loads(capsys.readouterr().out)
+    res = load_results(reference_study)
+    cert_a = tmp_path / "a.json"
+    res.certificate(a.stem).write(cert_a)
+    assert main(["compare", str(cert_a), str(b), "--json"]) in (0, 1)
+    assert json.loads(capsys.readouterr().out)["counts"] == got["counts"]
+    failed = tmp_path / "failed.json"
+    failed.write_text(json.dumps({**json.loads(a.read_text()), "state": "failed",
+                                  "certificate": None}))
+    assert main(["compare", str(failed), str(b)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a study job record without a certificate" in err[0]
