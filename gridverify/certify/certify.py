@@ -419,7 +419,7 @@ def _certify(t0: float, case: Any, proxy: Any, region: Region | str | None, cons
     thr = resolve_thresholds(case, cons, thresholds)
     module = prox.module  # float64, evaluation mode (load_proxy's contract)
     warn_list += _check_source(prox, region, opts.seed)
-    warn_list += _layout_warnings(case, module, region)
+    warn_list += _layout_warnings(case, prox)
     notify = progress or (lambda stage, frac: None)
     budget = Budget(t0, opts.timeout)
     memory = MemoryBudget.resolve(opts.memory_cap_mb)
@@ -886,12 +886,20 @@ _VA_PLAUSIBLE = math.pi
 _VM_PLAUSIBLE = (0.5, 1.5)
 
 
-def _layout_warnings(case: Any, module: torch.nn.Module, region: Region) -> list[str]:
-    """A warning when the proxy's outputs at the region's centre read as another
-    layout or units than the one declared (voltages far from 1 pu, angles beyond
-    pi, generation far from the load): the certificate is then about another
-    function than the engineer's, though sound for the one declared."""
-    x = region.to_loads(region.search_box().center[None, :])
+def _layout_warnings(case: Any, prox: Any) -> list[str]:
+    """A warning when the proxy's outputs at the loads it was trained about (its
+    training region's centre, else the case's nominal loads: in distribution, so
+    that a poor extrapolation is not taken for a layout) read as another layout or
+    units than the one declared (voltages far from 1 pu, angles beyond pi,
+    generation far from the load): the certificate is then about another function
+    than the engineer's, though sound for the one declared.  None for gridverify's
+    model directories, which follow the convention."""
+    if prox.card is not None:
+        return []
+    module = prox.module
+    reg = prox.region
+    x = (0.5 * (np.asarray(reg.lower) + np.asarray(reg.upper)) if reg is not None
+         else np.concatenate([case.pd, case.qd]))[None, :]
     with torch.no_grad():
         y = module(torch.from_numpy(np.asarray(x, dtype=np.float64))).double().numpy()[0]
     g, n = int(case.n_gen), int(case.n_bus)
@@ -906,7 +914,7 @@ def _layout_warnings(case: Any, module: torch.nn.Module, region: Region) -> list
         odd.append(f"total pg {pg.sum():.4g} pu for a total load of {load:.4g} pu")
     if not odd:
         return []
-    return ["the proxy's outputs at the region's centre look like another layout or units "
+    return ["the proxy's outputs at its nominal loads look like another layout or units "
             f"than declared ({'; '.join(odd)}): check the order and units of its inputs and "
             "outputs (certify --inputs, --outputs, --load-units, --gen-units, --angle-units; "
             "docs/proxy.md)"]

@@ -243,11 +243,12 @@ def _run_info(args: argparse.Namespace) -> int:
             return _file_info(path, args)
         raise ProxyError(f"{path}: not a model directory or a proxy file "
                          f"({', '.join(PROXY_FILE_SUFFIXES)})")
-    from gridverify.cli._args import keep_outputs_from_args, layout_from_args
+    from gridverify.cli._args import keep_outputs_from_args, layout_flags_given, layout_from_args
 
     if layout_from_args(args) is not None or keep_outputs_from_args(args):
+        given = layout_flags_given(args)
         raise ProxyError(f"{path}: a gridverify model directory follows the convention; "
-                         "--inputs/--outputs/--*-units/--keep-outputs are for proxy files "
+                         f"{', '.join(given)} (the layout flags) are for proxy files "
                          "trained elsewhere")
     from gridverify.proxy import load_proxy
 

@@ -468,6 +468,14 @@ def test_outputs_in_another_layout_or_units_are_said() -> None:
         assert bool(said) == odd, cert.warnings
         if odd:
             assert "|va| up to 28.6 rad" in said[0] and "--angle-units" in said[0]
+    # far from its data a proxy extrapolates, which is no layout: checked at the loads
+    # it was trained about (and never for gridverify's model directories)
+    case57 = load_compiled("pglib_opf_case57_ieee")
+    for model in ("models/case57_relu", "models/case57_relu/model.onnx"):
+        cert = certify(case57, load_proxy(model, case=case57), region=box_region(case57, 0.0,
+                                                                                  0.2),
+                       constraints="vm_max", method="ibp", options=opts)
+        assert not any("another layout" in w for w in cert.warnings), (model, cert.warnings)
 
 
 def test_the_default_region_of_a_box_trained_proxy_names_the_load_factors_region() -> None:

@@ -196,6 +196,8 @@ def test_cli_flags(convention, tmp_path, capsys):
     assert "wrote 2 properties" in capsys.readouterr().out
     assert main(["model", "info", "case14_relu", "--angle-units", "deg"]) == 2
     assert "follows the convention" in capsys.readouterr().err
+    assert main(["model", "info", "case14_relu", "--interleaved-loads"]) == 2
+    assert "--interleaved-loads (the layout flags)" in capsys.readouterr().err
     assert main(["certify", _CASE.name, "--model", str(path), "--outputs", "pg,qg"]) == 2
     assert "outputs must be an order" in capsys.readouterr().err
     missing = tmp_path / "norm.npz"
