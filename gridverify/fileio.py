@@ -118,7 +118,7 @@ def atomic_path(
 
 
 #: this machine's name as temporary files carry it (letters, digits, ``_``)
-_HOST = re.sub(r"[^A-Za-z0-9]", "_", platform.node())[:16] or "host"
+_HOST = re.sub(r"[^A-Za-z0-9]", "_", platform.node())[:64] or "host"
 
 
 #: seconds without a change after which a dead process's temporary file is stale: a
