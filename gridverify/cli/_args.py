@@ -222,6 +222,16 @@ def layout_from_args(args: argparse.Namespace) -> Any:
     return None if lay.is_convention else lay
 
 
+def output_lock(out: Any, name: str, error: type[Exception]) -> Any:
+    """The lock of ``--out`` for a ``name`` run (:func:`gridverify._lock.run_lock` on
+    :func:`~gridverify._lock.lock_beside`): ``error`` while another run writes it; a
+    stale lock taken over with a warning on stderr."""
+    from gridverify._lock import lock_beside, run_lock
+
+    return run_lock(lock_beside(out), out, name, error,
+                    lambda m: stderr_line(m, "warning"))
+
+
 def add_progress_flag(p: argparse.ArgumentParser, what: str = "progress bar") -> None:
     """``--progress/--no-progress``: draw the bar on stderr; default only on a terminal."""
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,

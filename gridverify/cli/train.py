@@ -110,8 +110,7 @@ def register(sub: Any) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from gridverify._lock import lock_beside, run_lock
-    from gridverify.cli._args import show_progress, stderr_line
+    from gridverify.cli._args import output_lock, show_progress, stderr_line
     from gridverify.fileio import check_output_path
     from gridverify.grid import load_compiled
     from gridverify.proxy.artifacts import check_replaceable, is_model_dir, write_model_dir
@@ -147,8 +146,7 @@ def _run_train(args: argparse.Namespace) -> int:
     case_ref = args.case or _dataset_case_name(paths[0])
     case = load_compiled(case_ref, emit_warnings=False)
     # one run at a time trains into --out (and its progress file): a second is refused
-    with run_lock(lock_beside(out_dir), out_dir, "train", ProxyError,
-                  lambda m: stderr_line(m, "warning")):
+    with output_lock(out_dir, "train", ProxyError):
         data = read_proxy_data_many(paths, case)
         resume = TrainProgress(prog, say=stderr_line)
         result = train_proxy(case, data, options, resume=resume)

@@ -311,8 +311,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from gridverify._lock import lock_beside, run_lock
-    from gridverify.cli._args import show_progress, stderr_line
+    from gridverify.cli._args import output_lock, show_progress
     from gridverify.errors import OutputPathError
     from gridverify.fileio import check_output_path
     from gridverify.vnncomp.batch import run_batch
@@ -321,8 +320,7 @@ def _batch(args: argparse.Namespace) -> int:
 
     opts = _options(args, 1.0)
     # one run at a time writes (and resumes) the results file
-    with run_lock(lock_beside(args.out), args.out, "vnncomp batch", OutputPathError,
-                  lambda m: stderr_line(m, "warning")):
+    with output_lock(args.out, "vnncomp batch", OutputPathError):
         summary = run_batch(
             args.benchmark_dir,
             args.out,
@@ -356,8 +354,7 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 def _make(args: argparse.Namespace) -> int:
     import torch
 
-    from gridverify._lock import lock_beside, run_lock
-    from gridverify.cli._args import stderr_line
+    from gridverify.cli._args import output_lock
     from gridverify.errors import OutputPathError, SpecError
     from gridverify.fileio import check_output_path
     from gridverify.grid import load_compiled
@@ -427,8 +424,8 @@ def _make(args: argparse.Namespace) -> int:
                   "with a thermal rating (rate_a), so no thermal_one property is written",
                   file=sys.stderr)
     # one run at a time writes into the folder: its CSV files and graph names are merged
-    with run_lock(lock_beside(out), out, "vnncomp make-instances", OutputPathError,
-                  lambda m: stderr_line(m, "warning")), _staged_folder(out) as stage:
+    with output_lock(out, "vnncomp make-instances", OutputPathError), \
+            _staged_folder(out) as stage:
         specs = make_benchmark(
             case,
             module,
