@@ -910,7 +910,10 @@ def _layout_warnings(case: Any, prox: Any) -> list[str]:
     if va.size and np.abs(va).max() > _VA_PLAUSIBLE:
         odd.append(f"|va| up to {np.abs(va).max():.3g} rad")
     load = float(np.sum(x[0, : x.shape[1] // 2]))
-    if g and abs(float(pg.sum()) - load) > 0.5 * abs(load) + 1.0:
+    # generation covers the load and the losses: far above reads as MW, far below as
+    # reactive power (qg totals a fifth to a third of the load) or kW
+    low, high = load - 0.4 * abs(load) - 0.25, load + 0.5 * abs(load) + 1.0
+    if g and not low <= float(pg.sum()) <= high:
         odd.append(f"total pg {pg.sum():.4g} pu for a total load of {load:.4g} pu")
     if not odd:
         return []

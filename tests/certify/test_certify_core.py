@@ -442,11 +442,12 @@ class _StartPoint(torch.nn.Module):
     """The case's start point whatever the loads, angles scaled by ``va_scale`` (a
     proxy in degrees read as radians: 180 / pi)."""
 
-    def __init__(self, case, va_scale: float = 1.0) -> None:  # noqa: ANN001
+    def __init__(self, case, va_scale: float = 1.0, swap_pq: bool = False) -> None:  # noqa: ANN001
         super().__init__()
         va = np.asarray(case.va0) * va_scale
         va[0] = 0.5 * va_scale  # an angle a degrees proxy would give as 0.5 * 57
-        y0 = np.concatenate([case.pg0, case.qg0, case.vm0, va])
+        pq = [case.qg0, case.pg0] if swap_pq else [case.pg0, case.qg0]
+        y0 = np.concatenate([*pq, case.vm0, va])
         self.register_buffer("y0", torch.from_numpy(y0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -468,6 +469,12 @@ def test_outputs_in_another_layout_or_units_are_said() -> None:
         assert bool(said) == odd, cert.warnings
         if odd:
             assert "|va| up to 28.6 rad" in said[0] and "--angle-units" in said[0]
+    # reactive power where the active is declared: generation far below the load
+    cert = certify(case, _StartPoint(case, swap_pq=True).double(),
+                   region=box_region(case, 0.95, 1.05), constraints="vm_max", method="ibp",
+                   options=opts)
+    said = [w for w in cert.warnings if "another layout or units" in w]
+    assert said and "total pg 0.43 pu for a total load of 2.59 pu" in said[0], cert.warnings
     # far from its data a proxy extrapolates, which is no layout: checked at the loads
     # it was trained about (and never for gridverify's model directories)
     case57 = load_compiled("pglib_opf_case57_ieee")
