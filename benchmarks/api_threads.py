@@ -17,21 +17,23 @@ from __future__ import annotations
 import argparse
 import time
 
+import _common
 import numpy as np
 import torch
 
 from gridverify.certify import CertifyOptions, certify
+from gridverify.certify.options import METHODS
 from gridverify.grid import load_compiled
 from gridverify.proxy.load import load_proxy
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", default="pglib_opf_case14_ieee")
     ap.add_argument("--model", default="case14_relu")
-    ap.add_argument("--method", default="crown")
-    ap.add_argument("--samples", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--method", default="crown", choices=METHODS)
+    ap.add_argument("--samples", type=_common.count(1), default=64)
+    ap.add_argument("--repeats", type=_common.count(1), default=3)
     args = ap.parse_args()
     case = load_compiled(args.case, emit_warnings=False)
     proxy = load_proxy(args.model, case=case)
@@ -51,7 +53,8 @@ def main() -> None:
           f"ratio {one / default:.2f}")
     same = np.allclose(bounds["threads=1"], bounds["threads=None"], rtol=1e-9, atol=1e-12)
     print(f"bounds agree: {same}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    _common.run(main)

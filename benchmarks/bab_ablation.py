@@ -26,25 +26,25 @@ tables; ``--out FILE`` also writes the rows as JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from dataclasses import replace
 
+import _common
 import numpy as np
 import torch
-from _common import model_path
 
 from gridverify.bab import BabOptions, bab_maximize
+from gridverify.bab.options import BRANCHINGS
+from gridverify.errors import SpecError
 
 #: key -> (case name, shipped proxy folder: absolute, so any working directory will do)
 CASES = {
-    "case14": ("pglib_opf_case14_ieee", model_path("case14_relu")),
-    "case57": ("pglib_opf_case57_ieee", model_path("case57_relu")),
-    "case118": ("pglib_opf_case118_ieee", model_path("case118_relu")),
-    "case300": ("pglib_opf_case300_ieee", model_path("case300_relu")),
-    "case14s": ("pglib_opf_case14_ieee", model_path("case14_relu_stable")),
-    "case57s": ("pglib_opf_case57_ieee", model_path("case57_relu_stable")),
+    "case14": ("pglib_opf_case14_ieee", _common.model_path("case14_relu")),
+    "case57": ("pglib_opf_case57_ieee", _common.model_path("case57_relu")),
+    "case118": ("pglib_opf_case118_ieee", _common.model_path("case118_relu")),
+    "case300": ("pglib_opf_case300_ieee", _common.model_path("case300_relu")),
+    "case14s": ("pglib_opf_case14_ieee", _common.model_path("case14_relu_stable")),
+    "case57s": ("pglib_opf_case57_ieee", _common.model_path("case57_relu_stable")),
 }
 ABLATION = {
     "widest": BabOptions(branching="widest", points="midpoint"),
@@ -108,15 +108,17 @@ def whole_instance(case_key: str):
 
 
 def constraint_spec(g, ph, family: str) -> np.ndarray:
-    """The rows of the first constraint of ``family``."""
-    k = next(i for i, c in enumerate(ph.constraints) if c.family == family)
+    """The rows of the first constraint of ``family`` (:class:`SpecError` if it has none)."""
+    k = next((i for i, c in enumerate(ph.constraints) if c.family == family), None)
+    if k is None:
+        raise SpecError(f"no {family} constraint in this case")
     rows = np.flatnonzero(ph.row_constraint == k)
     spec = np.zeros((rows.size, g.output_size))
     spec[np.arange(rows.size), rows] = 1.0
     return spec
 
 
-def families(case_key: str) -> list[str]:
+def case_families(case_key: str) -> list[str]:
     from gridverify.grid import load_compiled
     from gridverify.spec import FAMILIES
     from gridverify.spec.constraints import ConstraintSelection, select_constraints
@@ -155,7 +157,7 @@ def effect(cases: list[str], fams: list[str] | None, timeout: float, out: list,
           "| gap BaB | shrink | domains | s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for ck in cases:
-        for fam in fams or families(ck):
+        for fam in fams or case_families(ck):
             row = run(ck, fam, BabOptions(timeout=timeout, clock="cpu", branching=branching))
             out.append(row)
             tol = BabOptions().tolerance
@@ -209,32 +211,36 @@ def focus(cases: list[str], fams: list[str], timeout: float, out: list,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("what", choices=("effect", "ablation", "focus"))
-    ap.add_argument("--cases", default="case14,case57")
-    ap.add_argument("--families", default=None, help="comma list (default: every family; "
-                    "ablation: angle_max,p_balance)")
-    ap.add_argument("--timeout", type=float, default=None)
-    ap.add_argument("--branching", default="auto", help="effect: the branching heuristic")
+    ap.add_argument("--cases", type=_common.keys(CASES, "case"), default="case14,case57",
+                    help=f"comma list of {', '.join(CASES)}")
+    ap.add_argument("--families", type=_common.families, default=None,
+                    help="comma list (default: every family; ablation: angle_max,p_balance)")
+    ap.add_argument("--timeout", type=_common.positive_float, default=None,
+                    help="CPU seconds per search (default: effect 60, else 20)")
+    ap.add_argument("--branching", default="auto", choices=BRANCHINGS,
+                    help="effect: the branching heuristic")
     ap.add_argument("--whole", action="store_true",
                     help="focus: the first constraint of each family on the graph of every "
                          "constraint (as certify --method bab runs it)")
     ap.add_argument("--out", default=None, help="write the rows as JSON")
     args = ap.parse_args(argv)
+    _common.check_outputs(out=args.out)
     torch.set_num_threads(1)
-    cases = args.cases.split(",")
-    fams = args.families.split(",") if args.families else None
+    cases, fams = args.cases, args.families
+    timeout = args.timeout
+    if timeout is None:  # an explicit value is kept (0 and below are refused at parse time)
+        timeout = 60.0 if args.what == "effect" else 20.0
     rows: list = []
     if args.what == "effect":
-        effect(cases, fams, args.timeout or 60.0, rows, args.branching)
+        effect(cases, fams, timeout, rows, args.branching)
     elif args.what == "focus":
-        focus(cases, fams or ["p_balance", "thermal_fr"], args.timeout or 20.0, rows,
-              args.whole)
+        focus(cases, fams or ["p_balance", "thermal_fr"], timeout, rows, args.whole)
     else:
-        ablation(cases, fams or ["angle_max", "p_balance"], args.timeout or 20.0, rows)
+        ablation(cases, fams or ["angle_max", "p_balance"], timeout, rows)
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(rows, f, indent=1)
+        _common.write_json(args.out, rows)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)

@@ -27,12 +27,13 @@ import math
 import time
 from pathlib import Path
 
+import _common
 import torch
-from _common import REPO
 
 from gridverify.bab import BabOptions
 from gridverify.certify import CertifyOptions, certify
 from gridverify.fileio import atomic_write_text
+from gridverify.grid import load_compiled
 
 
 def run(case: str, model: str, jobs: int, timeout: float, bab_timeout: float,
@@ -52,22 +53,29 @@ def run(case: str, model: str, jobs: int, timeout: float, bab_timeout: float,
             "certified": st.count("certified"), "violated": st.count("violated"), "gap": gap}
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", default="case14")
     ap.add_argument("--model", default=None, help="default: the shipped models/<case>_relu")
-    ap.add_argument("--jobs", default="1,2")
-    ap.add_argument("--timeout", type=float, default=120.0)
-    ap.add_argument("--bab-timeout", type=float, default=8.0)
+    ap.add_argument("--jobs", type=_common.number_list(), default="1,2",
+                    help="comma list of job counts, the first the baseline")
+    ap.add_argument("--timeout", type=_common.positive_float, default=120.0)
+    ap.add_argument("--bab-timeout", type=_common.positive_float, default=8.0)
     ap.add_argument("--constraints", default=None)
     ap.add_argument("--md", default=None)
     a = ap.parse_args()
+    _common.check_outputs(md=a.md)
     torch.set_num_threads(1)
     case = a.case if a.case.startswith("pglib") else f"pglib_opf_{a.case}_ieee"
-    model = a.model or f"models/{a.case.replace('pglib_opf_', '').replace('_ieee', '')}_relu"
-    path = model if a.model else str(REPO / model)  # the shipped one, from any directory
-    res = [run(case, path, int(j), a.timeout, a.bab_timeout, a.constraints)
-           for j in a.jobs.split(",")]
+    load_compiled(case, emit_warnings=False)  # an unknown case: one line now, not later
+    if a.model is None:  # the shipped one, from any directory
+        model = f"models/{a.case.replace('pglib_opf_', '').replace('_ieee', '')}_relu"
+        path = str(_common.REPO / model)
+        if not (_common.REPO / model).is_dir():
+            ap.error(f"--case {a.case}: no shipped {model} (give --model)")
+    else:
+        model = path = a.model
+    res = [run(case, path, j, a.timeout, a.bab_timeout, a.constraints) for j in a.jobs]
     base = res[0]
     lines = [f"`certify {case} --model {model} --method bab --timeout {a.timeout:g} "
              f"--bab-timeout {a.bab_timeout:g}`" + (f" (`{a.constraints}`)" if a.constraints
@@ -85,7 +93,8 @@ def main() -> None:
     print(text)
     if a.md:
         atomic_write_text(Path(a.md), text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    _common.run(main)

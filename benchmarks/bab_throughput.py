@@ -10,14 +10,14 @@ bounded after the root, over the time after the root.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 
+import _common
 import torch
-from _common import cuda_missing
+from bab_ablation import CASES
 
 from gridverify.bab import BabOptions, bab_maximize
+from gridverify.bab.options import BRANCHINGS
 
 
 def build(family: str, case: str = "case57"):
@@ -46,23 +46,28 @@ def measure(device: str, seconds: float, batch: int, family: str, branching: str
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--devices", default="cpu,cuda")
-    ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--batch", type=int, default=64, help="domains popped per round (CPU)")
-    ap.add_argument("--gpu-batch", type=int, default=2048, help="domains popped per round (GPU)")
-    ap.add_argument("--family", default="p_balance")
-    ap.add_argument("--case", default="case57",
+    ap.add_argument("--devices", type=_common.devices, default="cpu,cuda",
+                    help="comma list of cpu, cuda, cuda:N")
+    ap.add_argument("--seconds", type=_common.positive_float, default=30.0)
+    ap.add_argument("--batch", type=_common.count(1), default=64,
+                    help="domains popped per round (CPU)")
+    ap.add_argument("--gpu-batch", type=_common.count(1), default=2048,
+                    help="domains popped per round (GPU)")
+    ap.add_argument("--family", type=_common.family, default="p_balance")
+    ap.add_argument("--case", default="case57", choices=CASES,
                     help="a bab_ablation case key (case57s: the verification-friendly proxy)")
-    ap.add_argument("--branching", default="auto")
+    ap.add_argument("--branching", default="auto", choices=BRANCHINGS)
     ap.add_argument("--clock", default="wall", choices=("wall", "cpu"),
                     help="what --seconds measures (cpu: process CPU time, for loaded machines)")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--threads", type=_common.count(1), default=1,
+                    help="torch CPU threads (default 1)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    _common.check_outputs(json=args.json)
     torch.set_num_threads(args.threads)
     rows = []
-    for dev in args.devices.split(","):
-        if cuda_missing(dev):
+    for dev in args.devices:
+        if _common.cuda_missing(dev):
             continue
         batch = args.gpu_batch if dev.startswith("cuda") else args.batch
         row = measure(dev, args.seconds, batch, args.family, args.branching, args.clock,
@@ -71,14 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{dev:6s} {row['branching']:6s} batch {row['batch']}: {row['visited']} domains, "
               f"{row['domains_per_s']:.1f} domains/s, bound {row['bound']:.5g}, "
               f"attained {row['attained']:.5g}", flush=True)
-    if len(rows) == 2:
+    if len(rows) == 2 and rows[0]["domains_per_s"] > 0:
         ratio = rows[1]["domains_per_s"] / rows[0]["domains_per_s"]
         print(f"GPU/CPU domains/s ratio: {ratio:.1f}x")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        _common.write_json(args.json, rows)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)

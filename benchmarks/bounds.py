@@ -27,20 +27,18 @@ exits 0 (no JSON is written).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "bounds"))
-from _common import cuda_missing  # noqa: E402
+import _common  # noqa: E402
 from engine_graphs import mlp_physics_graph  # noqa: E402
 
 from gridverify.bounds import BoundOptions, compute_bounds  # noqa: E402
+from gridverify.bounds.options import METHODS  # noqa: E402
 
 SIZES = {
     "small": (22, (32, 32, 32), 38, 20),
@@ -146,22 +144,23 @@ def _fmt(r: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command line entry (see module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--sizes", default="small,medium,large")
-    p.add_argument("--domains", default="1,256")
-    p.add_argument("--methods", default="ibp,crown,alpha-crown")
-    p.add_argument("--alpha-iterations", type=int, default=20)
+    p.add_argument("--device", type=_common.device,
+                   default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--sizes", type=_common.keys(SIZES, "size"), default="small,medium,large")
+    p.add_argument("--domains", type=_common.number_list(), default="1,256")
+    p.add_argument("--methods", type=_common.keys(METHODS, "method"),
+                   default="ibp,crown,alpha-crown")
+    p.add_argument("--alpha-iterations", type=_common.count(0), default=20)
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
-    p.add_argument("--radius", type=float, default=0.05)
-    p.add_argument("--memory-mb", type=float, default=2048.0)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--radius", type=_common.positive_float, default=0.05)
+    p.add_argument("--memory-mb", type=_common.positive_float, default=2048.0)
+    p.add_argument("--threads", type=_common.count(0), default=0,
+                   help="torch CPU threads (0: default)")
     p.add_argument("--json", default=None, help="write the rows to this JSON file")
     args = p.parse_args(argv)
-    if cuda_missing(args.device):
+    _common.check_outputs(json=args.json)
+    if _common.cuda_missing(args.device):
         return 0
-    args.sizes = [s for s in args.sizes.split(",") if s]
-    args.domains = [int(d) for d in args.domains.split(",") if d]
-    args.methods = [m for m in args.methods.split(",") if m]
     if "ibp" in args.methods:
         args.methods.remove("ibp")
     args.methods.insert(0, "ibp")
@@ -174,14 +173,9 @@ def main(argv: list[str] | None = None) -> int:
           f"alpha iterations {args.alpha_iterations}, radius {args.radius}", flush=True)
     rows = run(args)
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"device": name, "dtype": args.dtype, "rows": rows}, f, indent=1)
-        os.replace(tmp, out)
+        _common.write_json(args.json, {"device": name, "dtype": args.dtype, "rows": rows})
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+import _common
 import numpy as np
 import torch
 from torch import nn
@@ -51,7 +52,7 @@ def widths(net: nn.Module, half: float, form) -> dict[str, float]:  # noqa: ANN0
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--nets", type=int, default=12)
+    ap.add_argument("--nets", type=_common.count(1), default=12)
     args = ap.parse_args(argv)
     acts = (nn.Hardtanh, nn.ReLU6, nn.Hardsigmoid, nn.Hardswish)
     ratios: dict[str, list[float]] = {m: [] for m in METHODS}
@@ -77,4 +78,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _common.run(main)

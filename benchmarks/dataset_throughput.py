@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _common
+
 
 def _cpu() -> float:
     """CPU seconds of this process and its reaped children (the pool's workers)."""
@@ -53,31 +55,40 @@ def _run(
     return wall, cpu
 
 
-def main() -> None:
+def main() -> int:
     """Parse flags, run every (case, workers) pair, print the rates."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="case14_ieee,case118_ieee,case300_ieee")
-    parser.add_argument("--samples", default="300,200,60",
+    parser.add_argument("--samples", type=_common.number_list(), default="300,200,60",
                         help="samples per case (one number, or one per case)")
-    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--workers", type=_common.number_list(), default="1,2",
+                        help="comma list of worker counts (each >= 1)")
     parser.add_argument("--region", default="box:0.9,1.1")
     parser.add_argument("--solver", default="auto")
     args = parser.parse_args()
 
     from gridverify.grid import load_compiled
+    from gridverify.opf.samplers import sampler_from_spec
 
-    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    samples = [int(s) for s in args.samples.split(",")]
+    names = [c.strip() for c in args.cases.split(",") if c.strip()]
+    if not names:
+        parser.error("--cases: no case given")
+    samples = args.samples
     if len(samples) == 1:
-        samples = samples * len(cases)
-    workers_list = [int(w) for w in args.workers.split(",")]
+        samples = samples * len(names)
+    if len(samples) < len(names):
+        parser.error(f"--samples: one number, or one per case ({len(names)}), "
+                     f"got {len(samples)}")
+    sampler_from_spec(args.region)  # a bad region: one line now, not after the first case
+    # every case loaded first: an unknown one is reported before any run
+    cases = [(name, load_compiled(name if name.startswith("pglib_opf_") else f"pglib_opf_{name}",
+                                  emit_warnings=False)) for name in names]
+    workers_list = args.workers
     print(f"cpus {os.cpu_count()}, load average {os.getloadavg()}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for name, n in zip(cases, samples):
-            full = name if name.startswith("pglib_opf_") else f"pglib_opf_{name}"
-            case = load_compiled(full, emit_warnings=False)
+        for (name, case), n in zip(cases, samples):
             print(f"{name}: warm-up (imports, first parse; not counted)")
             _run(case, 1, 1, args.region, args.solver, folder)
             for workers in workers_list:
@@ -94,7 +105,8 @@ def main() -> None:
           f"{'steady/min':>11s} {'cpu-bound/min':>14s}")
     for name, workers, n, e2e, steady, idle in rows:
         print(f"{name:16s} {workers:7d} {n:7d} {e2e:15.0f} {steady:11.0f} {idle:14.0f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    _common.run(main)

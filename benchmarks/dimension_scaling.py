@@ -39,9 +39,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bab_ablation import instance  # noqa: E402
+import _common  # noqa: E402
+from bab_ablation import CASES, instance  # noqa: E402
 
 from gridverify.bab import BabOptions, bab_maximize  # noqa: E402
+from gridverify.bab.options import BRANCHINGS  # noqa: E402
 from gridverify.fileio import atomic_write_text  # noqa: E402
 
 
@@ -66,11 +68,16 @@ def influence(g, lo: np.ndarray, hi: np.ndarray, x0: np.ndarray, row: np.ndarray
     return out
 
 
-def _shrink_at(history: list[tuple[float, float, float]], t: float, root_gap: float) -> float:
-    """Gap shrink ``root gap / gap`` at the last round ending by ``t`` seconds."""
+def _gap_at(history: list[tuple[float, float, float]], t: float) -> float:
+    """The gap (bound minus found) at the last round ending by ``t`` seconds."""
     seen = [(b, a) for s, b, a in history if s <= t] or [history[0][1:]]
     b, a = seen[-1]
-    return root_gap / max(b - a, 1e-12)
+    return b - a
+
+
+def _shrink(root_gap: float, gap: float, tolerance: float) -> str:
+    """Gap shrink ``root gap / gap``, or ``closed`` when the gap is within the tolerance."""
+    return "closed" if gap <= tolerance else f"{root_gap / gap:.2f}x"
 
 
 def scaling(case_key: str, family: str, dims: list[int], timeout: float,
@@ -109,8 +116,10 @@ def scaling(case_key: str, family: str, dims: list[int], timeout: float,
             hit = next((s for s, b, a in r.history
                         if b - r.attained <= max(root_gap / 10, opts.tolerance)), None)
             ten = "-" if hit is None else f"{hit:.1f}"
-            shrinks = [f"{_shrink_at(r.history, timeout * f, root_gap):.2f}x"
-                       for f in (1 / 6, 1 / 2, 1.0)]
+            # the last column is the final result: the last round ends just after the
+            # timeout, so the history up to ``timeout`` seconds would leave it out
+            gaps = [_gap_at(r.history, timeout * f) for f in (1 / 6, 1 / 2)] + [r.gap]
+            shrinks = [_shrink(root_gap, gap, opts.tolerance) for gap in gaps]
         out.append(f"| {case_key} | {family} | {k} | {r.branching} | {root_b:.4g} | "
                    f"{r.attained:.4g} | {r.upper_bound:.4g} | {' / '.join(shrinks)} | {ten} | "
                    f"{r.domains_visited} | {r.reason} | {secs:.0f} |")
@@ -120,25 +129,28 @@ def scaling(case_key: str, family: str, dims: list[int], timeout: float,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--case", default="case14", help="key of bab_ablation.CASES")
-    ap.add_argument("--family", default="p_balance")
-    ap.add_argument("--dims", default="1,2,4,8,22", help="comma list of free-load counts")
-    ap.add_argument("--timeout", type=float, default=60.0, help="CPU seconds per sub-box")
-    ap.add_argument("--branching", default="auto", help="BabOptions.branching")
+    ap.add_argument("--case", default="case14", choices=CASES, help="key of bab_ablation.CASES")
+    ap.add_argument("--family", type=_common.family, default="p_balance")
+    ap.add_argument("--dims", type=_common.number_list(), default="1,2,4,8,22",
+                    help="comma list of free-load counts")
+    ap.add_argument("--timeout", type=_common.positive_float, default=60.0,
+                    help="CPU seconds per sub-box")
+    ap.add_argument("--branching", default="auto", choices=BRANCHINGS,
+                    help="BabOptions.branching")
     ap.add_argument("--md", default=None)
     args = ap.parse_args(argv)
+    _common.check_outputs(md=args.md)
     torch.set_num_threads(1)
     head = ["| case | family | free loads | branching | root bound | found | bound | "
             f"gap shrink at {args.timeout / 6:g} / {args.timeout / 2:g} / {args.timeout:g} s | "
             "s to 10x | domains | stop | s |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     print("\n".join(head), flush=True)
-    rows = scaling(args.case, args.family, [int(d) for d in args.dims.split(",")],
-                   args.timeout, args.branching)
+    rows = scaling(args.case, args.family, args.dims, args.timeout, args.branching)
     if args.md:
         atomic_write_text(Path(args.md), "\n".join(head + rows) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _common.run(main)

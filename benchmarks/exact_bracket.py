@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _common  # noqa: E402
 from bab_ablation import CASES  # noqa: E402
 
 from gridverify.certify import CertifyOptions, certify  # noqa: E402
@@ -72,12 +73,15 @@ def brackets(case_key: str, family: str, rows: int, seconds: float) -> list[str]
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--case", default="case14", help="key of bab_ablation.CASES")
-    ap.add_argument("--family", default="p_balance")
-    ap.add_argument("--rows", type=int, default=1, help="constraints, loosest bound first")
-    ap.add_argument("--seconds", type=float, default=300.0, help="SCIP time per sign")
+    ap.add_argument("--case", default="case14", choices=CASES, help="key of bab_ablation.CASES")
+    ap.add_argument("--family", type=_common.family, default="p_balance")
+    ap.add_argument("--rows", type=_common.count(1), default=1,
+                    help="constraints, loosest bound first")
+    ap.add_argument("--seconds", type=_common.positive_float, default=300.0,
+                    help="SCIP time per sign")
     ap.add_argument("--md", default=None)
     args = ap.parse_args(argv)
+    _common.check_outputs(md=args.md)
     torch.set_num_threads(1)
     head = ("| proxy | constraint | certify: worst found | certify: bound (seconds) "
             "| SCIP: primal value | SCIP: dual bound | SCIP: status, seconds |\n"
@@ -90,4 +94,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _common.run(main)

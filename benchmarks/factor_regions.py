@@ -25,7 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bab_ablation import case_and_proxy  # noqa: E402
+import _common  # noqa: E402
+from bab_ablation import CASES, case_and_proxy  # noqa: E402
 
 
 def _family(cert, fam: str) -> str:
@@ -44,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     from gridverify.spec import parse_region
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", default="case14,case57",
-                    help="shipped relu proxies, comma separated (default %(default)s)")
+    ap.add_argument("--cases", type=_common.keys(CASES, "case"), default="case14,case57",
+                    help=f"comma list of {', '.join(CASES)} (default %(default)s)")
     ap.add_argument("--regions",
                     default="box:0.9,1.1;scale:0.9,1.1;zones:0.9,1.1,4;zones:0.9,1.1,8;"
                             "load-factors:0.9,1.1;correlated:0.92,1.08,0.02",
@@ -53,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
                     "first the baseline (default %(default)s)")
     ap.add_argument("--method", default="bab", choices=METHODS,
                     help="certify method (default %(default)s)")
-    ap.add_argument("--timeout", type=float, default=120.0,
+    ap.add_argument("--timeout", type=_common.positive_float, default=120.0,
                     help="seconds per certificate (default %(default)s)")
-    ap.add_argument("--jobs", type=int, default=1,
+    ap.add_argument("--jobs", type=_common.count(1), default=1,
                     help="branch-and-bound searches side by side (default %(default)s)")
     a = ap.parse_args(argv)
     texts = [t.strip() for t in a.regions.split(";") if t.strip()]
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| proxy | region | factors | certified / violated / open | summed gap (x box) "
           "| p_balance bound (found) | thermal_fr bound (found) | s |")
     print("|---|---|---|---|---|---|---|---|")
-    for key in a.cases.split(","):
+    for key in a.cases:
         case, proxy = case_and_proxy(key)
         base = None
         for text in texts:
@@ -92,4 +93,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _common.run(main)

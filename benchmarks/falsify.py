@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
+import _common
 import numpy as np
 import torch
 
@@ -46,10 +46,6 @@ from gridverify.proxy.load import load_proxy
 from gridverify.spec.constraints import Constraint
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _proxies() -> list[str]:
-    return sorted(p.name for p in (ROOT / "models").iterdir() if (p / "card.json").exists())
 
 
 def _case_of(model: Path) -> str:
@@ -99,33 +95,21 @@ def bench(name: str, factor: int, top: int, n_random: int, seed: int = 0) -> lis
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--proxies", default=",".join(_proxies()),
+    shipped = _common.shipped_models()
+    ap.add_argument("--proxies", type=_common.keys(shipped, "proxy"), default=",".join(shipped),
                     help="shipped proxies (models/NAME), comma separated (default: every one)")
-    ap.add_argument("--factor", type=int, default=10,
+    ap.add_argument("--factor", type=_common.count(1), default=10,
                     help="effort of the heavy attack, x the default's (default 10)")
-    ap.add_argument("--top", type=int, default=3,
+    ap.add_argument("--top", type=_common.count(0), default=3,
                     help="per family, the constraints the default attack found worst (default 3)")
-    ap.add_argument("--random", type=int, default=2,
+    ap.add_argument("--random", type=_common.count(0), default=2,
                     help="per family, further constraints picked at random (seeded, default 2)")
     ap.add_argument("--out", help="write the rows as JSON to this file")
     args = ap.parse_args(argv)
-    names = [n.strip() for n in args.proxies.split(",") if n.strip()]
-    unknown = [n for n in names if n not in _proxies()]
-    if not names or unknown:
-        ap.error(f"--proxies: unknown {unknown[0]!r} (shipped: {', '.join(_proxies())})"
-                 if unknown else "--proxies: empty list")
-    if args.factor < 1:
-        ap.error(f"--factor: must be >= 1, got {args.factor}")
-    if args.top < 0 or args.random < 0 or args.top + args.random == 0:
-        ap.error("--top and --random: >= 0, and not both 0 (the heavy attack needs rows)")
-    if args.out:
-        from gridverify.errors import GridverifyError
-        from gridverify.fileio import check_output_path
-
-        try:
-            check_output_path(args.out, "--out")
-        except GridverifyError as exc:
-            ap.error(str(exc))
+    names = args.proxies
+    if args.top + args.random == 0:
+        ap.error("--top and --random: not both 0 (the heavy attack needs rows)")
+    _common.check_outputs(out=args.out)
     torch.set_num_threads(1)
     rows: list[dict] = []
     print("| proxy | family | default | heavy | short | ok | s default | s heavy |")
@@ -137,13 +121,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{100 * r['short']:.2f} % | {'yes' if r['ok'] else 'NO'} | "
                   f"{r['seconds_default']:.1f} | {r['seconds_heavy']:.1f} |", flush=True)
     if args.out:
-        from gridverify.fileio import atomic_write_text
-
-        atomic_write_text(args.out, json.dumps(rows, indent=1))
+        _common.write_json(args.out, rows)
     bad = [r for r in rows if not r["ok"]]
     print(f"\n{len(rows) - len(bad)} of {len(rows)} families within 1 % (or 1e-5) of heavy")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)

@@ -3,9 +3,11 @@
 # Usage: bash benchmarks/gpu_check.sh [OUT_DIR]   (results land in OUT_DIR, default $OUT or ./gpu_out)
 # The interpreter is $PYTHON, else .venv/bin/python, else python3; the checkout is put on
 # PYTHONPATH so that a machine with torch but without our install runs it as is (the
-# GPU tests and benchmarks need numpy, torch, tqdm and onnx only).  Output: one log,
-# gpu_check.log, and one JSON per benchmark (six files in all).  Without CUDA the GPU-only
-# benchmarks print `cuda: skipped (no CUDA)`, exit 0 and write no JSON, and the run goes on.
+# GPU benchmarks need numpy, torch, tqdm, scipy and networkx: bab_throughput.py compiles
+# its case with gridverify.grid; the GPU tests need those and pytest and hypothesis; onnx
+# is not needed).  Output: one log, gpu_check.log, and one JSON per benchmark (six files
+# in all).  Without CUDA the GPU-only benchmarks print `cuda: skipped (no CUDA)`, exit 0
+# and write no JSON, and the run goes on.
 # Others append their GPU benchmarks at the end of this file.
 set -u
 cd "$(dirname "$0")/.."

@@ -24,9 +24,9 @@ measured when it was made: docs/scaling.md.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
+import _common
 import torch
 from bab_ablation import CASES, instance
 
@@ -66,14 +66,14 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--case", default="case300", choices=sorted(CASES))
-    ap.add_argument("--batch", type=int, default=4096)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--batches", default="128,256,512,1024,3348",
+    ap.add_argument("--batch", type=_common.count(1), default=4096)
+    ap.add_argument("--repeats", type=_common.count(1), default=5)
+    ap.add_argument("--batches", type=_common.number_list(), default="128,256,512,1024,3348",
                     help="batch sizes of the batch table (the last one is the baseline)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     g, lo, hi, _ = instance(args.case)
-    batch_table(g, lo, hi, [int(b) for b in args.batches.split(",")], args.repeats)
+    batch_table(g, lo, hi, args.batches, args.repeats)
     print()
     dt, dev = torch.float64, torch.device("cpu")
     gen = torch.Generator().manual_seed(0)
@@ -104,4 +104,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)

@@ -43,9 +43,7 @@ One torch thread.  Prints markdown; ``--md`` also writes it to a file (atomicall
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -54,9 +52,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tightness import _parts  # noqa: E402
+import _common  # noqa: E402
+from tightness import CASES, _parts  # noqa: E402
 
 from gridverify.bounds import BoundOptions, compute_bounds  # noqa: E402
+from gridverify.fileio import atomic_write_text  # noqa: E402
 from gridverify.ir.graph import Graph  # noqa: E402
 
 NONLINEAR = ("relu", "sigmoid", "tanh", "mul", "sin", "cos", "square")
@@ -134,7 +134,7 @@ def milp_upper(w1: np.ndarray, b1: np.ndarray, row: np.ndarray, lo: np.ndarray,
     return float("inf") if bound is None else -float(bound)
 
 
-def run(case_key: str, family: str, factors: list[float], milp_s: float,
+def oracle(case_key: str, family: str, factors: list[float], milp_s: float,
         milp_k: int) -> list[str]:
     from gridverify.physics.acp import compose_with_proxy
     from gridverify.spec.thresholds import default_rule
@@ -218,28 +218,27 @@ def run(case_key: str, family: str, factors: list[float], milp_s: float,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", default="case14,case57")
-    ap.add_argument("--families", default="p_balance,thermal_fr")
-    ap.add_argument("--factors", default="1,1.5,2")
-    ap.add_argument("--milp-seconds", type=float, default=2.0)
-    ap.add_argument("--milp-neurons", type=int, default=0)
+    ap.add_argument("--cases", type=_common.keys(CASES, "case"), default="case14,case57",
+                    help=f"comma list of {', '.join(CASES)}")
+    ap.add_argument("--families", type=_common.families, default="p_balance,thermal_fr")
+    ap.add_argument("--factors", type=_common.number_list(_common.positive_float),
+                    default="1,1.5,2")
+    ap.add_argument("--milp-seconds", type=_common.positive_float, default=2.0)
+    ap.add_argument("--milp-neurons", type=_common.count(0), default=0)
     ap.add_argument("--md", default=None)
     args = ap.parse_args(argv)
+    _common.check_outputs(md=args.md)
     torch.set_num_threads(1)
-    factors = [float(f) for f in args.factors.split(",")]
     lines: list[str] = []
-    for case_key in args.cases.split(","):
-        for family in args.families.split(","):
-            part = run(case_key, family, factors, args.milp_seconds, args.milp_neurons)
+    for case_key in args.cases:
+        for family in args.families:
+            part = oracle(case_key, family, args.factors, args.milp_seconds, args.milp_neurons)
             print("\n".join(part), flush=True)
             lines += part
     if args.md:
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.md)) or ".")
-        with os.fdopen(fd, "w") as fh:
-            fh.write("\n".join(lines) + "\n")
-        os.replace(tmp, args.md)
+        atomic_write_text(args.md, "\n".join(lines) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _common.run(main)

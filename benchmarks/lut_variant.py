@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import _common
 
 
 def _decide(onnx_path: Path, vnnlib: Path, timeout: float, merge: bool) -> tuple[str, float]:
@@ -48,26 +48,33 @@ def _decide(onnx_path: Path, vnnlib: Path, timeout: float, merge: bool) -> tuple
     return out.result, time.perf_counter() - t0
 
 
-def main() -> None:
+def _ratio(a: float, b: float) -> str:
+    """``a / b`` to two places, ``-`` when ``b`` is 0 (no instance decided by both)."""
+    return f"{a / b:.2f}" if b > 0 else "-"
+
+
+def main() -> int:
+    from gridverify.vnncomp.instances import KINDS, make_benchmark
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", default="pglib_opf_case14_ieee")
-    ap.add_argument("--model", default=str(REPO / "models" / "case14_relu"))
-    ap.add_argument("--width", type=float, default=0.1)
-    ap.add_argument("--points", type=int, default=32)
-    ap.add_argument("--timeout", type=float, default=60.0)
-    ap.add_argument("--kinds", default=None, help="comma-separated kinds (default: all)")
+    ap.add_argument("--model", default=_common.model_path("case14_relu"))
+    ap.add_argument("--width", type=_common.positive_float, default=0.1)
+    ap.add_argument("--points", type=_common.count(2), default=32)
+    ap.add_argument("--timeout", type=_common.positive_float, default=60.0)
+    ap.add_argument("--kinds", type=_common.keys(KINDS, "kind"), default=None,
+                    help=f"comma-separated kinds of {', '.join(KINDS)} (default: all)")
     args = ap.parse_args()
 
     import torch
 
     from gridverify.grid import load_compiled
     from gridverify.proxy.load import load_proxy
-    from gridverify.vnncomp.instances import KINDS, make_benchmark
 
     torch.set_num_threads(1)
     case = load_compiled(args.case, emit_warnings=False)
     proxy = load_proxy(args.model, case).module
-    kinds = tuple(args.kinds.split(",")) if args.kinds else KINDS
+    kinds = tuple(args.kinds) if args.kinds else KINDS
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         for lut in (None, args.points):
@@ -96,16 +103,17 @@ def main() -> None:
     two = decided(("smooth", "lut"))
     s2, l2 = (sum(res[w][k][1] for k in two) for w in ("smooth", "lut"))
     print(f"decided by smooth and lut: {len(two)} of {len(names)}; seconds: smooth {s2:.1f}, "
-          f"lut {l2:.1f}; lut/smooth {l2 / s2:.2f}")
+          f"lut {l2:.1f}; lut/smooth {_ratio(l2, s2)}")
     three = decided(("smooth", "lut", "relus"))
     tot = {w: sum(res[w][k][1] for k in three) for w, _, _ in ways}
     print(f"decided by all three: {len(three)} of {len(names)}; seconds: "
           + ", ".join(f"{w} {tot[w]:.1f}" for w, _, _ in ways)
-          + f"; lut/smooth {tot['lut'] / tot['smooth']:.2f}, "
-          f"relus/smooth {tot['relus'] / tot['smooth']:.2f}")
+          + f"; lut/smooth {_ratio(tot['lut'], tot['smooth'])}, "
+          f"relus/smooth {_ratio(tot['relus'], tot['smooth'])}")
     for w, _, _ in ways:
         print(f"decided {w}: {sum(r in ('sat', 'unsat') for r, _ in res[w])} of {len(names)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    _common.run(main)

@@ -35,16 +35,16 @@ LPs are solved by HiGHS (through scipy), one torch thread.  Prints markdown;
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 
+import _common
 import numpy as np
 import scipy.sparse as sp
 import torch
 from scipy.optimize import linprog
 
+from gridverify.fileio import atomic_write_text
 from gridverify.proxy.load import load_proxy
 
 
@@ -241,26 +241,25 @@ def table(results: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", default="case14,case57")
-    ap.add_argument("--outputs", type=int, default=10,
+    relu = [m.removesuffix("_relu") for m in _common.shipped_models() if m.endswith("_relu")]
+    ap.add_argument("--cases", type=_common.keys(relu, "case"), default="case14,case57",
+                    help=f"comma list of cases with a shipped relu proxy ({', '.join(relu)})")
+    ap.add_argument("--outputs", type=_common.count(1), default=10,
                     help="pre-head outputs bounded (both signs), the first ones")
     ap.add_argument("--md", help="also write the table to this markdown file")
     a = ap.parse_args(argv)
+    _common.check_outputs(md=a.md)
     torch.set_num_threads(1)
     results = []
-    for case in a.cases.split(","):
-        results.append(run_case(case.strip(), a.outputs))
+    for case in a.cases:
+        results.append(run_case(case, a.outputs))
         print(f"{case}: done", file=sys.stderr)
     text = table(results)
     print(text)
     if a.md:
-        d = os.path.dirname(os.path.abspath(a.md))
-        fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text + "\n")
-        os.replace(tmp, a.md)
+        atomic_write_text(a.md, text + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)

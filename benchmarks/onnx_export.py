@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import _common
 import numpy as np
 import torch
-from _common import REPO
 
 CASES = {"case118": "pglib_opf_case118_ieee", "case300": "pglib_opf_case300_ieee",
          "case1354": "pglib_opf_case1354_pegase"}
@@ -34,9 +34,9 @@ CASES = {"case118": "pglib_opf_case118_ieee", "case300": "pglib_opf_case300_ieee
 def _baseline_module(rev: str):
     try:
         src = subprocess.run(["git", "show", f"{rev}:gridverify/ir/onnx_export.py"],
-                             check=True, capture_output=True, text=True, cwd=REPO).stdout
+                             check=True, capture_output=True, text=True, cwd=_common.REPO).stdout
     except subprocess.CalledProcessError as e:
-        raise SystemExit(f"--baseline {rev}: git show failed in {REPO}: {e.stderr.strip()}") from e
+        _common.fail(f"--baseline {rev}: git show failed in {_common.REPO}: {e.stderr.strip()}")
     path = Path(tempfile.mkdtemp()) / "baseline_onnx_export.py"
     path.write_text(src)
     spec = importlib.util.spec_from_file_location("baseline_onnx_export", path)
@@ -91,19 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     from gridverify.vnncomp.instances import acopf_graph
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", default="case300",
+    ap.add_argument("--cases", type=_common.keys(CASES, "case"), default="case300",
                     help=f"comma-separated, of {', '.join(CASES)} (default case300)")
     ap.add_argument("--baseline", default="4d7ea73")
-    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--runs", type=_common.count(1), default=200)
     args = ap.parse_args(argv)
-    unknown = [k for k in args.cases.split(",") if k not in CASES]
-    if unknown:
-        ap.error(f"--cases: unknown {', '.join(unknown)} (valid: {', '.join(CASES)})")
     torch.set_num_threads(1)
     base = _baseline_module(args.baseline)
     print("| case | quantity | baseline | this | this/baseline |")
     print("|---|---|---|---|---|")
-    for key in args.cases.split(","):
+    for key in args.cases:
         case = load_compiled(CASES[key], emit_warnings=False)
         arch = ProxyArch(case.n_load, case.n_gen, case.n_bus, (64, 64), "relu", True)
         lo_h, hi_h = case_limits(case)
@@ -130,4 +127,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)

@@ -15,16 +15,14 @@ difference of its bounds from the directory's (0: the same graph).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
+import _common
 import numpy as np
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _best(fn, runs: int) -> tuple[float, object]:
@@ -42,7 +40,7 @@ def measure(model: str, runs: int, folder: Path) -> list[dict]:
     from gridverify.proxy import load_proxy
     from gridverify.spec.region import parse_region
 
-    directory = REPO / "models" / model
+    directory = Path(_common.model_path(model))
     base = load_proxy(directory)
     case = load_compiled(base.case_name, emit_warnings=False)
     module = base.module.float().eval()  # what a user saves: float32 weights
@@ -75,15 +73,18 @@ def measure(model: str, runs: int, folder: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", default="case14_relu,case118_relu")
-    ap.add_argument("--runs", type=int, default=3)
+    shipped = _common.shipped_models()
+    ap.add_argument("--models", type=_common.keys(shipped, "model"),
+                    default="case14_relu,case118_relu",
+                    help=f"comma list of shipped models ({', '.join(shipped)})")
+    ap.add_argument("--runs", type=_common.count(1), default=3)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     print(f"{'model':14s} {'format':12s} {'load s':>8s} {'load/dir':>9s} {'certify/dir':>12s} "
           f"{'bound diff':>11s}")
     with tempfile.TemporaryDirectory() as tmp:
-        for model in args.models.split(","):
-            for r in measure(model.strip(), args.runs, Path(tmp)):
+        for model in args.models:
+            for r in measure(model, args.runs, Path(tmp)):
                 print(f"{r['model']:14s} {r['format']:12s} {r['load_s']:8.3f} "
                       f"{r['load_ratio']:9.2f} {r['certify_ratio']:12.2f} "
                       f"{r['max_rel_bound_diff']:11.1e}", flush=True)
@@ -91,4 +92,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)

@@ -24,7 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bab_ablation import case_and_proxy  # noqa: E402
+import _common  # noqa: E402
+from bab_ablation import CASES, case_and_proxy  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     from gridverify.spec import box_region
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", default="case57,case118")
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--cases", type=_common.keys(CASES, "case"), default="case57,case118",
+                    help=f"comma list of {', '.join(CASES)}")
+    ap.add_argument("--repeats", type=_common.count(1), default=1)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     steps = CertifyOptions().radius_steps
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
           "| violated with a radius (min / median), ladder -> refined | radii the steps "
           "raised |")
     print("|---|---|---|---|---|---|")
-    for key in a.cases.split(","):
+    for key in a.cases:
         case, proxy = case_and_proxy(key)
         region = box_region(case, 0.9, 1.1)
         # warm-up (imports, first graph builds) outside the timed runs
@@ -77,4 +79,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)

@@ -27,6 +27,7 @@ import argparse
 import sys
 import time
 
+import _common
 import torch
 
 from gridverify.bounds import BoundOptions, compute_bounds
@@ -36,22 +37,19 @@ def main(argv: list[str] | None = None) -> int:
     from bab_ablation import CASES, constraint_spec, whole_instance
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", default="case57,case118",
+    ap.add_argument("--cases", type=_common.keys(CASES, "case"), default="case57,case118",
                     help=f"comma-separated keys of bab_ablation.CASES ({', '.join(CASES)})")
-    ap.add_argument("--families", default="p_balance,thermal_fr")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--families", type=_common.families, default="p_balance,thermal_fr")
+    ap.add_argument("--repeats", type=_common.count(1), default=3)
     args = ap.parse_args(argv)
-    unknown = [c for c in args.cases.split(",") if c not in CASES]
-    if unknown:
-        ap.error(f"--cases: unknown {', '.join(unknown)} (valid: {', '.join(CASES)})")
     torch.set_num_threads(1)
     mismatches = 0
     print("| case | spec | method | all entries (s) | relevant entries (s) | speed-up | bound "
           "| difference (rel.) |")
     print("|---|---|---|---|---|---|---|---|")
-    for case in args.cases.split(","):
+    for case in args.cases:
         g, lo, hi, ph = whole_instance(case)
-        for fam in args.families.split(","):
+        for fam in args.families:
             spec = constraint_spec(g, ph, fam)
             for method in ("crown", "alpha-crown"):
                 res = {}
@@ -79,4 +77,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)

@@ -42,7 +42,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import _common
+
+from gridverify.certify.options import ATTACKS, METHODS
+
+ROOT = _common.REPO
 CACHE = ROOT / ".cache" / "scaling"
 CASES = {
     "case14": "pglib_opf_case14_ieee",
@@ -241,15 +245,17 @@ def table(results: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", default=",".join(CASES))
-    ap.add_argument("--methods", default="ibp,crown,alpha-crown")
-    ap.add_argument("--samples", type=int, default=1024)
-    ap.add_argument("--attack", default="uncertified")
-    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per worker")
-    ap.add_argument("--memory-limit", type=float, default=12.0,
+    ap.add_argument("--cases", type=_common.keys(CASES, "case"), default=",".join(CASES))
+    ap.add_argument("--methods", type=_common.keys(METHODS, "method"),
+                    default="ibp,crown,alpha-crown")
+    ap.add_argument("--samples", type=_common.count(1), default=1024)
+    ap.add_argument("--attack", default="uncertified", choices=ATTACKS)
+    ap.add_argument("--timeout", type=_common.positive_float, default=900.0,
+                    help="seconds per worker")
+    ap.add_argument("--memory-limit", type=_common.positive_float, default=12.0,
                     help="address-space limit of a worker, GB")
     ap.add_argument("--json", help="also write the raw results here")
-    ap.add_argument("--render", nargs="+", metavar="JSON",
+    ap.add_argument("--render", nargs="+", metavar="JSON", type=_common.existing_file,
                     help="print the table of results saved with --json (no runs)")
     ap.add_argument("--worker", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -263,26 +269,33 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(*args.worker, args.samples, args.attack, {})))
         return 0
     if args.render:
-        saved = [r for f in args.render for r in json.loads(Path(f).read_text())]
+        saved = []
+        for f in args.render:
+            try:
+                data = json.loads(f.read_text())
+            except ValueError as exc:
+                ap.error(f"--render {f}: not JSON ({exc})")
+            if not isinstance(data, list) or not all(
+                    isinstance(r, dict) and "case" in r and "method" in r for r in data):
+                ap.error(f"--render {f}: not a results file of --json")
+            saved += data
         print(table(saved))
         return 0
-    for case in args.cases.split(","):
-        if case not in CASES:
-            print(f"--cases: unknown case {case!r} (one of {', '.join(CASES)})", file=sys.stderr)
-            return 2
+    _common.check_outputs(json=args.json)
+    for case in args.cases:
         model_for(case)
     results = []
-    for case in args.cases.split(","):
-        for method in args.methods.split(","):
+    for case in args.cases:
+        for method in args.methods:
             res = _run_worker(case, method, args)
             results.append(res)
             summary = res.get("failed") or f"{res['total']:.1f} s, peak {res['peak_mb']:.0f} MB"
             print(f"{case} {method}: {summary}", file=sys.stderr, flush=True)
     print(table(results))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+        _common.write_json(args.json, results)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)

@@ -15,11 +15,10 @@ exits 0 (no JSON is written).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
+import _common
 import torch
-from _common import cuda_missing
 
 from gridverify.bounds.relaxations import smooth, sshaped, trig
 
@@ -62,28 +61,28 @@ def measure(name: str, n: int, device: torch.device, repeats: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", default="64,512,2048,8192")
-    ap.add_argument("--ops", default=",".join(OPS))
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--sizes", type=_common.number_list(), default="64,512,2048,8192")
+    ap.add_argument("--ops", type=_common.keys(OPS, "op"), default=",".join(OPS))
+    ap.add_argument("--device", type=_common.device, default="cpu")
+    ap.add_argument("--repeats", type=_common.count(1), default=10)
+    ap.add_argument("--threads", type=_common.count(1), default=1,
+                    help="torch CPU threads (default 1)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    if cuda_missing(args.device):
+    _common.check_outputs(json=args.json)
+    if _common.cuda_missing(args.device):
         return 0
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    rows = [measure(op, int(n), device, args.repeats)
-            for op in args.ops.split(",") for n in args.sizes.split(",")]
+    rows = [measure(op, n, device, args.repeats) for op in args.ops for n in args.sizes]
     print(f"{'op':8} {'n':>6} {'grid':>4} {'bisection ms':>12} {'search ms':>10} {'speedup':>7}")
     for r in rows:
         print(f"{r['op']:8} {r['n']:>6} {r['grid']:>4} {r['bisection_ms']:>12.2f} "
               f"{r['search_ms']:>10.2f} {r['speedup']:>6.2f}x")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+        _common.write_json(args.json, rows)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _common.run(main)

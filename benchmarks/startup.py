@@ -26,7 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import _common
+
+ROOT = _common.REPO
 
 
 def _tiny_instance(folder: Path) -> tuple[Path, Path]:
@@ -53,7 +55,8 @@ def _tiny_instance(folder: Path) -> tuple[Path, Path]:
 
 
 def _vnncomp_entry(checkout: Path) -> str:
-    text = (checkout / "gridverify" / "cli" / "vnncomp.py").read_text()
+    entry = checkout / "gridverify" / "cli" / "vnncomp.py"
+    text = entry.read_text() if entry.is_file() else ""
     return "gridverify.cli.vnncomp" if "def main(" in text else "gridverify.vnncomp"
 
 
@@ -73,9 +76,12 @@ def _time(checkout: Path, args: list[str], cwd: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--against", type=Path, help="another checkout to time in the same run")
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--against", type=_common.existing_dir,
+                    help="another checkout to time in the same run")
+    ap.add_argument("--repeats", type=_common.count(1), default=7)
     a = ap.parse_args(argv)
+    if a.against and not (a.against / "gridverify" / "__init__.py").is_file():
+        ap.error(f"--against {a.against}: not a gridverify checkout (no gridverify/__init__.py)")
     checkouts = {"this": ROOT} | ({"against": a.against.resolve()} if a.against else {})
     with tempfile.TemporaryDirectory() as tmp:
         model, prop = _tiny_instance(Path(tmp))
@@ -103,4 +109,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _common.run(main)

@@ -40,10 +40,7 @@ would be replaced).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -52,18 +49,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import model_path  # noqa: E402
+import _common  # noqa: E402
 from bab_ablation import CASES as ABLATION_CASES  # noqa: E402
-from bab_ablation import families, instance  # noqa: E402
+from bab_ablation import case_families, instance  # noqa: E402
 
 from gridverify.bab import BabOptions, bab_maximize  # noqa: E402
+from gridverify.fileio import atomic_write_text  # noqa: E402
 
 CASES = {
     **ABLATION_CASES,
-    "case14t": ("pglib_opf_case14_ieee", model_path("case14_tanh")),
-    "case57t": ("pglib_opf_case57_ieee", model_path("case57_tanh")),
-    "case118t": ("pglib_opf_case118_ieee", model_path("case118_tanh")),
-    "case300t": ("pglib_opf_case300_ieee", model_path("case300_tanh")),
+    "case14t": ("pglib_opf_case14_ieee", _common.model_path("case14_tanh")),
+    "case57t": ("pglib_opf_case57_ieee", _common.model_path("case57_tanh")),
+    "case118t": ("pglib_opf_case118_ieee", _common.model_path("case118_tanh")),
+    "case300t": ("pglib_opf_case300_ieee", _common.model_path("case300_tanh")),
 }
 CONFIGS = {
     "default": BabOptions(),
@@ -158,7 +156,7 @@ def diagnose(case_key: str, family: str) -> dict:
     }
 
 
-def run(case_key: str, family: str, opts: BabOptions) -> dict:
+def search(case_key: str, family: str, opts: BabOptions) -> dict:
     g, lo, hi, spec = instance(_ablation_key(case_key), family)
     t0 = time.perf_counter()
     r = bab_maximize(g, lo, hi, spec, options=opts, mode="optimization")
@@ -186,18 +184,20 @@ def _f(v: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", default="case14,case57", help=f"comma list of {sorted(CASES)}")
-    p.add_argument("--families", default=None, help="comma list (default: every family)")
-    p.add_argument("--timeout", type=float, default=60.0, help="CPU seconds per family")
-    p.add_argument("--configs", default="default", help=f"comma list of {sorted(CONFIGS)}")
+    p.add_argument("--cases", type=_common.keys(CASES, "case"), default="case14,case57",
+                   help=f"comma list of {', '.join(CASES)}")
+    p.add_argument("--families", type=_common.families, default=None,
+                   help="comma list (default: every family)")
+    p.add_argument("--timeout", type=_common.positive_float, default=60.0,
+                   help="CPU seconds per family")
+    p.add_argument("--configs", type=_common.keys(CONFIGS, "config"), default="default",
+                   help=f"comma list of {', '.join(CONFIGS)}")
     p.add_argument("--diagnose", action="store_true", help="also the stage diagnosis")
     p.add_argument("--out", default=None, help="write the rows as JSON")
     p.add_argument("--md", default=None,
                    help="write the generated tables (only) to this file, replacing it")
     a = p.parse_args(argv)
-    unknown = [c for c in a.cases.split(",") if c not in CASES]
-    if unknown:
-        p.error(f"--cases: unknown {', '.join(unknown)} (valid: {', '.join(CASES)})")
+    _common.check_outputs(out=a.out, md=a.md)
     torch.set_num_threads(1)
     lines: list[str] = []
 
@@ -206,17 +206,16 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(s)
 
     rows: list[dict] = []
-    cfgs = a.configs.split(",")
+    cfgs = a.configs
     emit(f"Branch-and-bound: {a.timeout:g} CPU s per family, optimization mode.\n")
     emit("| case | family | config | alpha-CROWN | BaB | found | gap shrink | branching "
          "| domains | s |")
     emit("|---|---|---|---|---|---|---|---|---|---|")
-    fams_of = {ck: (a.families.split(",") if a.families else families(_ablation_key(ck)))
-               for ck in a.cases.split(",")}
+    fams_of = {ck: (a.families or case_families(_ablation_key(ck))) for ck in a.cases}
     for ck, fams in fams_of.items():
         for fam in fams:
             for cfg in cfgs:
-                row = run(ck, fam, replace(CONFIGS[cfg], timeout=a.timeout, clock="cpu"))
+                row = search(ck, fam, replace(CONFIGS[cfg], timeout=a.timeout, clock="cpu"))
                 row["config"] = cfg
                 rows.append(row)
                 emit(f"| {ck} | {fam} | {cfg} | {_f(row['root_bound'])} | {_f(row['bound'])} "
@@ -237,15 +236,12 @@ def main(argv: list[str] | None = None) -> int:
                      f"| {_f(d['physics_bounded_box'])} | {_f(d['sampled_max'])} "
                      f"| {d['proxy_width_ratio_median']:.1f} "
                      f"| {d['open_root']} / {d['constraints']} |")
-    for path, text in ((a.out, json.dumps(rows, indent=1)), (a.md, "\n".join(lines) + "\n")):
-        if path:
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)))
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
+    if a.out:
+        _common.write_json(a.out, rows)
+    if a.md:
+        atomic_write_text(a.md, "\n".join(lines) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _common.run(main)

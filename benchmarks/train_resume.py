@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _common
 import torch
 
 from gridverify.grid import load_compiled
@@ -27,17 +28,20 @@ from gridverify.proxy.train import TrainOptions, TrainProgress, train_proxy
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--samples", type=int, default=400, help="dataset rows to solve")
-    ap.add_argument("--epochs", type=int, default=150, help="epochs per training run")
-    ap.add_argument("--hidden", default="64,64", help="hidden sizes")
-    ap.add_argument("--repeats", type=int, default=3, help="timed pairs of runs")
+    ap.add_argument("--samples", type=_common.count(1), default=400,
+                    help="dataset rows to solve")
+    ap.add_argument("--epochs", type=_common.count(1), default=150,
+                    help="epochs per training run")
+    ap.add_argument("--hidden", type=_common.hidden_sizes, default="64,64",
+                    help="hidden sizes")
+    ap.add_argument("--repeats", type=_common.count(1), default=3, help="timed pairs of runs")
     args = ap.parse_args()
     case = load_compiled("pglib_opf_case14_ieee", emit_warnings=False)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "case14.h5"
         make_dataset(case, args.samples, path, BoxSampler(0.9, 1.1), seed=0, progress=False)
         data = read_proxy_data(path, case)
-        hidden = tuple(int(h) for h in args.hidden.split(","))
+        hidden = args.hidden
         opts = TrainOptions(hidden=hidden, epochs=args.epochs, patience=10 * args.epochs,
                             progress=False)
         train_proxy(case, data, TrainOptions(hidden=hidden, epochs=3, progress=False),
@@ -61,4 +65,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _common.run(main)

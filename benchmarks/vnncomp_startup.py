@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import _common
 
 
 def make_instance(folder: Path) -> tuple[Path, Path]:
@@ -56,15 +56,15 @@ def make_instance(folder: Path) -> tuple[Path, Path]:
     return model, prop
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Without arguments it builds the case300 proxy instance in a temporary folder "
                "and times that.  Prints a breakdown and the start-up figure, "
                "best of three runs.")
-    ap.add_argument("model", nargs="?", type=Path, metavar="MODEL.onnx",
+    ap.add_argument("model", nargs="?", type=_common.existing_file, metavar="MODEL.onnx",
                     help="with PROP.vnnlib: time this instance instead")
-    ap.add_argument("prop", nargs="?", type=Path, metavar="PROP.vnnlib",
+    ap.add_argument("prop", nargs="?", type=_common.existing_file, metavar="PROP.vnnlib",
                     help="the property of that instance")
     args = ap.parse_args(argv)
     if (args.model is None) != (args.prop is None):
@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     if tmp is not None:
         tmp.cleanup()
     print("(wall times depend on machine load; the CPU time is the load-independent figure)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    _common.run(main)

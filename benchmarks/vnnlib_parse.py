@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import time
 
+import _common
+
 from gridverify.vnncomp.vnnlib import parse_vnnlib_text
 
 
@@ -49,11 +51,12 @@ def input_disjunction(n_assert: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Prints the best of three parses (wall and CPU seconds) for each shape.")
-    ap.add_argument("n_assertions", nargs="?", type=int, default=20000, metavar="N_ASSERTIONS",
+    ap.add_argument("n_assertions", nargs="?", type=_common.count(1), default=20000,
+                    metavar="N_ASSERTIONS",
                     help="assertions per generated property (default 20000)")
     n = ap.parse_args(argv).n_assertions
     for name, make in (
@@ -74,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{best:.3f} s wall, {best_cpu:.3f} s CPU  (cases {len(prop.cases)}, "
             f"output disjuncts {n_out_rows})"
         )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    _common.run(main)
