@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["die_with_parent", "terminate_pool"]
+__all__ = ["die_with_parent", "spawn_context", "terminate_pool"]
 
 _PR_SET_PDEATHSIG = 1
 _WATCH_SECONDS = 0.5
@@ -61,3 +61,24 @@ def terminate_pool(pool: Any) -> None:
     for proc in list(procs.values()):
         if proc.is_alive():
             proc.terminate()
+
+
+#: the warning multiprocessing's resource tracker prints at exit for a lock a
+#: terminated worker created and could not release (pyomo creates one at import):
+#: the tracker releases it itself, so after a Ctrl-C it is noise, not a leak
+_TRACKER_LEAK_WARNING = "ignore:resource_tracker:UserWarning"
+
+
+def spawn_context() -> Any:
+    """The ``spawn`` multiprocessing context for worker pools.
+
+    The resource tracker it starts (once per process) reads its warning filters
+    from this process's ``-W`` options: the one that hides its "leaked semaphore"
+    warning for locks of workers :func:`terminate_pool` ended is added first, so
+    that an interrupted command ends with its one line.
+    """
+    import multiprocessing
+
+    if _TRACKER_LEAK_WARNING not in sys.warnoptions:
+        sys.warnoptions.append(_TRACKER_LEAK_WARNING)
+    return multiprocessing.get_context("spawn")

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -48,10 +49,17 @@ def _alive(pids: set[int]) -> set[int]:
     return {p for p in pids if p in table and table[p][1] != "Z"}
 
 
-def _kill_and_check(argv: list[str], cwd: Path, n_workers: int) -> None:
+def _sigkill(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+
+
+def _kill_and_check(argv: list[str], cwd: Path, n_workers: int,
+                    stop: Callable[[subprocess.Popen], None] = _sigkill) -> tuple[int, str]:
+    """Run ``gridverify ARGV``, ``stop`` it once its workers run (SIGKILL by default),
+    check that no worker outlives it; its exit status and stderr."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "gridverify", *argv], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         kids: set[int] = set()
@@ -66,12 +74,13 @@ def _kill_and_check(argv: list[str], cwd: Path, n_workers: int) -> None:
             time.sleep(0.2)
         assert proc.poll() is None, "the command ended before its workers started"
         assert kids, "no worker started"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        stop(proc)
+        rc = proc.wait(timeout=60)
         deadline = time.monotonic() + 30
         while _alive(kids) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not _alive(kids), f"orphans survived: {sorted(_alive(kids))}"
+        return rc, proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -98,6 +107,26 @@ def test_dataset_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
     _kill_and_check(["dataset", "make", "pglib_opf_case14_ieee", "--samples", "400",
                      "--workers", "2", "--out", str(tmp_path / "d.h5"), "--no-progress"],
                     tmp_path, 2)
+
+
+def _two_ctrl_c(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_dataset_make_ends_on_two_ctrl_c_with_one_line(tmp_path: Path) -> None:
+    """Ctrl-C twice while workers solve: the workers are ended, not waited for (the
+    second Ctrl-C once left a pool half shut and the command hanging at exit), and
+    stderr is the one line, without the resource tracker's warning about the locks
+    of the ended workers."""
+    rc, err = _kill_and_check(["dataset", "make", "pglib_opf_case14_ieee", "--samples", "400",
+                               "--workers", "2", "--out", str(tmp_path / "d.h5"),
+                               "--no-progress"], tmp_path, 2, stop=_two_ctrl_c)
+    assert rc == 130, err
+    assert err.strip().splitlines()[0] == "gridverify: interrupted", err
+    assert "Traceback" not in err and "leaked" not in err, err
 
 
 def test_die_with_parent_is_harmless_in_a_live_child() -> None:

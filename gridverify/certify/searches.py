@@ -20,7 +20,6 @@ had reached.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import queue
 import time
@@ -33,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from gridverify._worker import die_with_parent, terminate_pool
+from gridverify._worker import die_with_parent, spawn_context, terminate_pool
 
 __all__ = ["BrokenProcessPool", "RowSearch", "SearchOutcome", "SearchPool", "run_search"]
 
@@ -231,7 +230,7 @@ class SearchPool:
                 fut.set_exception(exc)
             return fut
         if self._pool is None:
-            ctx = multiprocessing.get_context("spawn")
+            ctx = spawn_context()
             self._queue = ctx.Queue()
             self._pool = ProcessPoolExecutor(
                 max_workers=self.jobs, mp_context=ctx, initializer=_worker_init,

@@ -118,6 +118,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except OSError as exc:  # --help written to a closed stdout
         _error(os_error_message(exc))
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # Ctrl-C while the command modules are imported
+        return _interrupted()
     except Exception:  # noqa: BLE001 - a bug (an import, a parser's type): never exit 1
         return _internal_error()
     func = getattr(args, "func", None)
@@ -187,7 +189,7 @@ def run_handler(func: Callable[[argparse.Namespace], int | None], args: argparse
     """
     from gridverify.errors import GridverifyError
 
-    previous = _catch_sigterm()
+    signals = _Signals()
     try:
         status = int(func(args) or 0)
         sys.stdout.flush()  # a reader gone (`| head`) shows here, not at exit
@@ -206,17 +208,21 @@ def run_handler(func: Callable[[argparse.Namespace], int | None], args: argparse
     except OSError as exc:
         _error(os_error_message(exc))
     except KeyboardInterrupt:
-        print("gridverify: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
     except MemoryError as exc:
         _error(f"out of memory{': ' + str(exc) if str(exc) else ''} (a smaller problem, "
                "fewer samples or a lower --memory-cap where the command has one)")
     except Exception:  # noqa: BLE001 - a bug: say so, never exit 1 (a violation)
         return _internal_error()
     finally:
-        if previous is not _NOT_SET:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        signals.restore()
     return EXIT_BAD_INPUT
+
+
+def _interrupted() -> int:
+    """Ctrl-C: one line, exit status 130 (128 + SIGINT, as shells report it)."""
+    print("gridverify: interrupted", file=sys.stderr)
+    return 128 + signal.SIGINT
 
 
 def _internal_error() -> int:
@@ -234,26 +240,54 @@ class Terminated(KeyboardInterrupt):
     unwinds as Ctrl-C does, so checkpoints and partial results are saved on the way."""
 
 
-def _catch_sigterm() -> Any:
-    """Make SIGTERM raise :class:`Terminated` in this process (not in worker processes
-    forked from it, which end as the signal's default says); the previous handler,
-    or ``_NOT_SET`` when handlers cannot be set here (not the main thread)."""
-    pid = os.getpid()
+class _Signals:
+    """SIGINT and SIGTERM while a command runs in this process.
 
-    def on_term(signum: int, frame: Any) -> None:
-        if os.getpid() != pid:  # a forked worker: die as SIGTERM's default does
+    The first raises ``KeyboardInterrupt`` (Ctrl-C) or :class:`Terminated`
+    (SIGTERM), which unwinds the command: checkpoints and partial results are
+    saved and worker processes stopped on the way.  A second one while that runs is
+    ignored, so that the unwinding completes (a pool shut down halfway leaves its
+    workers behind); a third ends the process at once, exit status 128 + the
+    signal.  After an interrupt both stay ignored until the process exits, whose own
+    clean-up (multiprocessing's) must not end in a traceback.  Worker processes
+    forked from this one keep the signals' usual effect.  Outside the main thread,
+    where handlers cannot be set, nothing changes.
+    """
+
+    _CAUGHT = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received = 0
+        self._pid = os.getpid()
+        self._previous: dict[int, Any] = {}
+        try:
+            for s in self._CAUGHT:
+                self._previous[s] = signal.signal(s, self._on_signal)
+        except ValueError:  # not the main thread
+            self._previous = {}
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self._pid:  # a forked worker: as the signal does by default
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        raise Terminated
+        self.received += 1
+        if self.received == 1:
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        if self.received == 2:
+            print("gridverify: stopping (saving what is done); once more to quit at once",
+                  file=sys.stderr, flush=True)
+            return
+        os._exit(128 + signum)
 
-    try:
-        return signal.signal(signal.SIGTERM, on_term)
-    except ValueError:  # not the main thread
-        return _NOT_SET
-
-
-_NOT_SET = object()  # _catch_sigterm set no handler
+    def restore(self) -> None:
+        """The handlers in place before, or, after an interrupt, ignored."""
+        for s, handler in self._previous.items():
+            if self.received:
+                handler = signal.SIG_IGN
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
 def _error(message: str) -> None:

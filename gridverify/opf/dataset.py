@@ -55,7 +55,7 @@ import numpy as np
 
 from gridverify._progress import progress_wanted
 from gridverify._signals import held_interrupts
-from gridverify._worker import die_with_parent
+from gridverify._worker import die_with_parent, spawn_context, terminate_pool
 from gridverify.errors import DatasetError, SolverError
 from gridverify.fileio import CreatedMeanwhileError, atomic_path, require_file
 from gridverify.grid.compiled import CompiledCase
@@ -879,36 +879,45 @@ def _run_pool(
     writer: _Writer,
     advance: Any,
 ) -> None:
-    import multiprocessing
 
-    ctx = multiprocessing.get_context("spawn")
+    ctx = spawn_context()
     batches = _batches(pending, d.pd, d.qd, size)
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_pool_init,
         initargs=(case, options, os.getpid())
     ) as pool:
-        in_flight: set[Future] = set()
-        exhausted = False
-        while True:
-            while not exhausted and len(in_flight) < 2 * workers:
-                batch = next(batches, None)
-                if batch is None:
-                    exhausted = True
-                    break
-                in_flight.add(pool.submit(_pool_solve_batch, batch))
-            if not in_flight:
+        try:
+            _drive_pool(pool, batches, workers, writer, advance)
+        except BaseException:
+            terminate_pool(pool)  # Ctrl-C or an error: do not wait for the solves under way
+            raise
+
+
+def _drive_pool(pool: ProcessPoolExecutor, batches: Any, workers: int, writer: _Writer,
+                advance: Any) -> None:
+    """Keep ``2 * workers`` batches in flight; write each result as it comes."""
+    in_flight: set[Future] = set()
+    exhausted = False
+    while True:
+        while not exhausted and len(in_flight) < 2 * workers:
+            batch = next(batches, None)
+            if batch is None:
+                exhausted = True
                 break
-            finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                try:
-                    res = fut.result()
-                except BrokenProcessPool:
-                    raise SolverError(
-                        "a dataset worker process died (out of memory or a solver crash); "
-                        "the finished samples are saved: re-run the same command to resume"
-                    ) from None
-                writer.add(res)
-                advance(len(res))
+            in_flight.add(pool.submit(_pool_solve_batch, batch))
+        if not in_flight:
+            break
+        finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            try:
+                res = fut.result()
+            except BrokenProcessPool:
+                raise SolverError(
+                    "a dataset worker process died (out of memory or a solver crash); "
+                    "the finished samples are saved: re-run the same command to resume"
+                ) from None
+            writer.add(res)
+            advance(len(res))
 
 
 class _NoBar:

@@ -12,7 +12,6 @@ Ray is optional (``pip install gridverify[ray]``): it is imported only by
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gridverify._typed import check_field_types
-from gridverify._worker import die_with_parent, terminate_pool
+from gridverify._worker import die_with_parent, spawn_context, terminate_pool
 from gridverify.errors import GridverifyError
 from gridverify.study.jobs import FAILED, RECORD_FORMAT, Job, run_job, warm_up
 
@@ -100,7 +99,7 @@ def _worker_init(parent_pid: int) -> None:
 def run_local(jobs: Sequence[Job], opts: ExecutorOptions, on_start: OnStart,
               on_finish: OnFinish) -> None:
     """Run jobs in a pool of ``opts.workers`` fresh (spawned) processes."""
-    ctx = multiprocessing.get_context("spawn")
+    ctx = spawn_context()
     cap = opts.job_memory_cap()
     pending = list(jobs)[::-1]  # pop() from the end keeps the given order
     attempts: dict[str, int] = {}
