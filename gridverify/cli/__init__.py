@@ -209,6 +209,10 @@ def run_handler(func: Callable[[argparse.Namespace], int | None], args: argparse
         _error(os_error_message(exc))
     except KeyboardInterrupt:
         return _interrupted()
+    except ModuleNotFoundError as exc:
+        if (exc.name or "gridverify").partition(".")[0] == "gridverify":
+            return _internal_error()  # our own module: a bug, not the installation
+        _error(_missing_module(exc.name or ""))
     except MemoryError as exc:
         _error(f"out of memory{': ' + str(exc) if str(exc) else ''} (a smaller problem, "
                "fewer samples or a lower --memory-cap where the command has one)")
@@ -217,6 +221,40 @@ def run_handler(func: Callable[[argparse.Namespace], int | None], args: argparse
     finally:
         signals.restore()
     return EXIT_BAD_INPUT
+
+
+def _missing_module(name: str) -> str:
+    """The line for a module this installation lacks: the extra that installs it
+    (from gridverify's own metadata), else a broken installation."""
+    top = name.partition(".")[0]
+    extra = _extra_of(top)
+    if extra is None:
+        return (f"the Python module {top!r} is not installed (an incomplete installation: "
+                "reinstall gridverify, see the README)")
+    line = f"the Python module {top!r} is not installed: pip install 'gridverify[{extra}]'"
+    if top == "torch":  # the cpu extra pins the CPU build; an unpinned torch is CUDA's
+        line += " for the CPU build of torch, or install your CUDA build of torch first"
+    return line
+
+
+def _extra_of(module: str) -> str | None:
+    """The extra of gridverify's metadata that requires the distribution named like
+    ``module`` (``torch``: ``cpu``), ``dev`` last; ``None`` when none does."""
+    import re
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        reqs = requires("gridverify") or []
+    except PackageNotFoundError:
+        return None
+    found = []
+    for req in reqs:
+        name = re.split(r"[\s;<>=!~\[(]", req, maxsplit=1)[0]
+        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", req)
+        if extra and name.lower().replace("-", "_") == module.lower():
+            found.append(extra.group(1))
+    found.sort(key=lambda e: e == "dev")
+    return found[0] if found else None
 
 
 def _interrupted() -> int:

@@ -228,14 +228,9 @@ def _fmt(v: Any) -> str:
 
 def _run_info(args: argparse.Namespace) -> int:
     from gridverify.proxy.artifacts import read_model_dir
-    from gridverify.proxy.load import PROXY_FILE_SUFFIXES
-    from gridverify.resources import bundled_model
+    from gridverify.proxy.load import PROXY_FILE_SUFFIXES, find_model
 
-    path = Path(args.dir)
-    if not path.exists():
-        path = bundled_model(args.dir) or path
-    if not path.exists():
-        raise FileNotFoundError(2, "No such file or directory", str(path))
+    path = find_model(args.dir)
     if not path.is_dir():
         if path.suffix.lower() in PROXY_FILE_SUFFIXES:
             return _file_info(path, args)

@@ -103,6 +103,26 @@ class Proxy(_IOSizes, HtmlView):
         }
 
 
+def find_model(path_or_name: str | os.PathLike[str]) -> Path:
+    """The proxy ``path_or_name`` names: a model file or folder that exists, else the
+    bundled proxy of that name (``case14_relu`` or ``models/case14_relu``).  Raises
+    :class:`~gridverify.errors.ProxyError` naming the path and the bundled proxies."""
+    from gridverify.resources import bundled_model, list_bundled_models
+
+    path = Path(path_or_name)
+    if path.exists():
+        return path
+    bundled = bundled_model(str(path))
+    if bundled is not None:
+        return bundled
+    names = list_bundled_models()
+    if path.name in names:  # a path to a copy of a bundled proxy that is not there
+        raise ProxyError(f"{path}: no such model file or folder (a bundled proxy is named "
+                         f"{path.name!r}: give that name alone)")
+    raise ProxyError(f"{path}: no such model file or folder, nor a bundled proxy of that "
+                     f"name (bundled: {', '.join(names)})")
+
+
 def load_proxy(
     path_or_module: str | os.PathLike[str] | nn.Module,
     case: Any = None,
@@ -151,15 +171,7 @@ def load_proxy(
     if not isinstance(path_or_module, (str, os.PathLike)):
         raise ProxyError(f"expected a proxy: a model directory or file path, a bundled "
                          f"proxy's name or an nn.Module, got {type(path_or_module).__name__}")
-    path = Path(path_or_module)
-    if not path.exists():
-        from gridverify.resources import bundled_model, list_bundled_models
-
-        bundled = bundled_model(str(path))
-        if bundled is None:
-            raise ProxyError(f"{path}: no such model file or folder, nor a bundled proxy of "
-                             f"that name (bundled: {', '.join(list_bundled_models())})")
-        path = bundled
+    path = find_model(path_or_module)
     if onnx_keep_outputs is not False and path.suffix.lower() != ".onnx":
         raise ProxyError(f"{path}: keeping the first outputs (--keep-outputs) is for ONNX "
                          "proxy files only")

@@ -409,3 +409,30 @@ def test_unreadable_case_is_one_line(shared_dir: Path) -> None:
 def test_permission_errors_are_one_line(shared_dir: Path) -> None:
     """Unreadable case, weights, spec and VNN-LIB files; an unwritable output folder."""
     _run_unprivileged(shared_dir, None)
+
+
+_WITHOUT_TORCH = """
+import sys
+
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NoTorch())
+from gridverify.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_an_installation_without_torch_says_how_to_install_it() -> None:
+    """torch comes with the `cpu` extra (or the user's CUDA build): without it a command
+    that needs it says so in one line (it was an internal error with a traceback)."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _WITHOUT_TORCH, "model", "info",
+                          "case14_relu"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.count("\n") == 1 and "gridverify[cpu]" in run.stderr, run.stderr

@@ -42,6 +42,16 @@ def test_wheel_installs_and_runs_the_main_job_anywhere(tmp_path: Path) -> None:
     assert len(wheels) == 1 and len(sdists) == 1
     _ok(_run([sys.executable, "-m", "twine", "check", "--strict", *map(str, wheels + sdists)],
              tmp_path))
+    import tarfile
+    import zipfile
+
+    with tarfile.open(sdists[0]) as tar:
+        in_sdist = [n.split("/", 1)[1] for n in tar.getnames() if "/" in n]
+    with zipfile.ZipFile(wheels[0]) as whl:
+        in_wheel = whl.namelist()
+    assert not [n for n in in_sdist if n.startswith("tests/")]  # all of them or none
+    assert "LICENSE" in in_sdist and "cases/LICENSE" in in_sdist
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in in_wheel), in_wheel
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)

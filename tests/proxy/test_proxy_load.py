@@ -717,6 +717,19 @@ def test_a_missing_proxy_is_a_proxy_error_naming_the_bundled_ones(tmp_path):
     for what in ("case14_rleu", str(tmp_path / "nope")):
         with pytest.raises(ProxyError, match=r"no such model file or folder.*case14_relu"):
             load_proxy(what, case=case)
+    # a path to a copy of a bundled proxy that is not there (a study moved out of the
+    # checkout: ../models/case14_relu): said so, not "nor a bundled proxy of that name"
+    with pytest.raises(ProxyError) as err:
+        load_proxy(str(tmp_path / "models" / "case14_relu"), case=case)
+    assert "give that name alone" in str(err.value) and "nor a bundled" not in str(err.value)
+
+
+def test_model_info_names_the_bundled_proxies_of_a_missing_model(capsys) -> None:
+    from gridverify.cli import main
+
+    assert main(["model", "info", "case14_rleu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nor a bundled proxy of that name" in err, err
 
 
 def test_a_proxy_with_fewer_outputs_than_the_case_needs_is_told_what_is_missing(
