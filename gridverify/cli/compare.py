@@ -224,14 +224,11 @@ def _plot_format(path: str) -> str:
 
 
 def _write_plot(diff: Any, path: str) -> None:
-    import io
-
     import gridverify.display  # noqa: F401 - registers the figure
     from gridverify.fileio import atomic_write_bytes
-    from gridverify.report.figures import _plt
+    from gridverify.report.figures import _plt, save_figure
 
     fig = diff.plot()
-    buf = io.BytesIO()
-    fig.savefig(buf, format=_plot_format(path), dpi=110)
+    data = save_figure(fig, _plot_format(path), dpi=110)  # the same bytes each time
     _plt().close(fig)
-    atomic_write_bytes(path, buf.getvalue(), fsync=False)
+    atomic_write_bytes(path, data, fsync=False)

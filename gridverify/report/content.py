@@ -26,6 +26,9 @@ from gridverify.report.figures import FigureInfo
 __all__ = ["Report", "Section", "Table", "build_report", "code", "fmt", "inline", "literal"]
 
 TOP_CONSTRAINTS = 12
+#: the summary's note where no job finished (every one failed or is pending)
+NO_FINISHED_JOBS = ("No finished jobs: every job failed or is pending, so there is nothing to "
+                    "summarise (see Jobs for the errors).")
 
 
 @dataclass(frozen=True)
@@ -175,11 +178,12 @@ def _summary(results: Any) -> Section:
                                 "fraction of its half-widths (none: not every one; -: none "
                                 "open, or no radius computed); time: total time of the jobs "
                                 "of that model and region"))
-    return Section(
-        "Summary per case, model and family", (
-            "Worst certified upper bound, worst attained violation and their gap per family "
-            "(best of all methods), with status counts.",
-        ), tuple(tables))
+    paras = ["Worst certified upper bound, worst attained violation and their gap per family "
+             "(best of all methods), with status counts."]
+    if not tables:
+        paras.append(NO_FINISHED_JOBS if not results.done else
+                     "No constraint results: the finished jobs certified no constraint.")
+    return Section("Summary per case, model and family", tuple(paras), tuple(tables))
 
 
 def _open_radius(n_open: Any, radius: Any, known: Any) -> str:

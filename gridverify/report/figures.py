@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ _BUS_FAMILIES = ("p_balance", "q_balance", "vm_max", "vm_min")
 _GEN_FAMILIES = ("pg_max", "pg_min", "qg_max", "qg_min")
 _BRANCH_FAMILIES = ("thermal_fr", "thermal_to", "angle_max", "angle_min")
 _BUS_FLOOR = 1e-4  # pu: bus values at or below this share the lightest color
+_NO_BUS = "bus: no bus or generator constraint (white)"
 
 
 def _plt() -> Any:
@@ -87,6 +89,134 @@ def literal_text(text: Any) -> str:
 _TEX_ESCAPES = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&",
                 "#": r"\#", "%": r"\%", "_": r"\_", "^": r"\^{}", "~": r"\~{}",
                 "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}
+
+
+_BREAK = re.compile(r"[^ _/\\|-]*[ _/\\|-]*")  # pieces ending after a break character
+
+
+def text_width(text: str, fontsize: float) -> float:
+    """Width in inches of one line of plain ``text`` at ``fontsize`` (the default font,
+    measured without a renderer, so for any backend)."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    if not text:
+        return 0.0
+    w, _, _ = TextToPath().get_text_width_height_descent(text, FontProperties(size=fontsize),
+                                                         ismath=False)
+    return float(w) / 72.0
+
+
+def _wrap(text: str, width: float, fontsize: float) -> list[str]:
+    """``text`` broken greedily into lines at most ``width`` inches wide: after spaces,
+    ``_ / \\ | -`` where it can, inside a piece too long for a line where it must."""
+    lines: list[str] = []
+    line = ""
+    for piece in (p for p in _BREAK.findall(text) if p):
+        if text_width((line + piece).rstrip(), fontsize) <= width:
+            line += piece
+            continue
+        if line:
+            lines.append(line.rstrip())
+            line = ""
+        while text_width(piece.rstrip(), fontsize) > width and len(piece) > 1:
+            k = len(piece) - 1
+            while k > 1 and text_width(piece[:k], fontsize) > width:
+                k -= 1
+            lines.append(piece[:k])
+            piece = piece[k:]
+        line = piece
+    if line.strip() or not lines:
+        lines.append(line.rstrip())
+    return lines
+
+
+def fit_text(text: Any, width: float, fontsize: float = 9.0, min_fontsize: float = 6.0,
+             max_lines: int = 3) -> tuple[str, float]:
+    """Plain ``text`` made to fit ``width`` inches: wrapped (:func:`_wrap`), the font
+    shrunk from ``fontsize`` towards ``min_fontsize`` while it takes more than
+    ``max_lines`` lines, and, still longer at the smallest font, its last line cut with
+    an ellipsis.  Returns ``(shown, fontsize)``, ``shown`` escaped by :func:`literal_text`
+    (each line apart): the one home of the fitting of titles, labels and legend entries
+    to their room."""
+    s = " ".join(str(text).splitlines())
+    fs = float(fontsize)
+    lines = _wrap(s, width, fs)
+    while len(lines) > max_lines and fs - 0.5 >= min_fontsize:
+        fs -= 0.5
+        lines = _wrap(s, width, fs)
+    if len(lines) > max_lines:
+        last = lines[max_lines - 1]
+        while last and text_width(last + "\u2026", fs) > width:
+            last = last[:-1]
+        lines = lines[:max_lines - 1] + [last + "\u2026"]
+    return "\n".join(literal_text(line) for line in lines), fs
+
+
+def fit_suptitle(fig: Any, text: Any, fontsize: float = 10.0) -> None:
+    """``text`` as ``fig``'s suptitle fitted to the figure's width (``tight_layout``
+    makes room for it, however many lines it takes)."""
+    shown, fs = fit_text(text, fig.get_figwidth() - 0.3, fontsize, max_lines=3)
+    fig.suptitle(shown, fontsize=fs)
+
+
+def fit_title(ax: Any, text: Any, fontsize: float = 9.0, width: float | None = None,
+              max_lines: int = 3) -> None:
+    """``text`` as ``ax``'s title fitted to ``width`` inches (default: the axes' width)."""
+    if width is None:
+        width = ax.get_position().width * ax.figure.get_figwidth()
+    shown, fs = fit_text(text, width, fontsize, max_lines=max_lines)
+    ax.set_title(shown, fontsize=fs)
+
+
+def no_data(ax: Any, message: str) -> None:
+    """Mark ``ax`` as a panel without data: no ticks, ``message`` in its middle (fitted to
+    the panel)."""
+    width = ax.get_position().width * ax.figure.get_figwidth() * 0.9
+    shown, fs = fit_text(message, width, 9.0, max_lines=4)
+    for minor in (False, True):
+        ax.set_xticks([], minor=minor)
+        ax.set_yticks([], minor=minor)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.text(0.5, 0.5, shown, transform=ax.transAxes, ha="center", va="center", fontsize=fs,
+            color="0.4")
+
+
+def figure_legend(fig: Any, handles: Sequence[Any], labels: Sequence[str],
+                  fontsize: float = 7.0, grow: bool = True) -> float:
+    """A legend of plain ``labels`` below the axes of ``fig``, across its width, as many
+    columns as the labels allow and each label fitted to its column; the figure grows
+    by the legend's height when ``grow``.  Returns the figure fraction the legend takes
+    at the bottom (the bottom of the ``rect`` for ``tight_layout``)."""
+    if not handles:
+        return 0.0
+    room = fig.get_figwidth() - 0.3
+    extra = 5.0 * fontsize / 72.0  # handle, padding and column spacing (in em)
+    widest = max(text_width(str(t), fontsize) for t in labels) + extra
+    ncol = max(1, min(len(labels), 4, int(room // widest)))
+    fitted = [fit_text(t, room / ncol - extra, fontsize, max_lines=2) for t in labels]
+    legend = fig.legend(handles, [t for t, _ in fitted], loc="lower center", ncol=ncol,
+                        fontsize=min(f for _, f in fitted), frameon=False,
+                        bbox_to_anchor=(0.5, 0.0))
+    height = legend.get_window_extent().height / fig.dpi + 0.05
+    if grow:
+        fig.set_figheight(fig.get_figheight() + height)
+    return height / fig.get_figheight()
+
+
+def save_figure(fig: Any, fmt: str, dpi: int = 110) -> bytes:
+    """``fig`` as the bytes of a ``png``, ``svg`` or ``pdf`` file, the same bytes for the
+    same figure (no creation date; fixed SVG ids): the one way figures are written."""
+    import io
+
+    import matplotlib
+
+    meta = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt, {})
+    buf = io.BytesIO()
+    with matplotlib.rc_context({"svg.hashsalt": "gridverify"}):
+        fig.savefig(buf, format=fmt, dpi=dpi, metadata=meta)
+    return buf.getvalue()
 
 
 @dataclass(frozen=True)
@@ -198,10 +328,11 @@ def grid_norms(values: Sequence[dict[str, np.ndarray]]) -> tuple[Any, Any]:
 
 def draw_grid(ax: Any, case: Any, values: dict[str, np.ndarray], title: str = "",
               pos: dict[int, np.ndarray] | None = None, colorbars: bool = True,
-              norms: tuple[Any, Any] | None = None) -> None:
+              norms: tuple[Any, Any] | None = None, title_width: float | None = None) -> None:
     """Draw one grid map on ``ax`` (see the module docstring for the encoding).
 
-    ``title``: plain text, shown literally (:func:`literal_text`).
+    ``title``: plain text, shown literally and fitted to ``title_width`` inches
+    (:func:`fit_text`; default: the map's width).
     ``norms``: (bus, branch) color norms shared between maps (default: this map's).
     ``colorbars``: add the two colorbars next to ``ax``.
     """
@@ -244,33 +375,69 @@ def draw_grid(ax: Any, case: Any, values: dict[str, np.ndarray], title: str = ""
         for i in range(case.n_bus):
             ax.annotate(str(int(case.bus_ids[i])), xy[i], fontsize=fs, ha="center",
                         va="center", zorder=4, color="white" if levels[i] > 0.65 else "black")
-    ax.set_title(literal_text(title), fontsize=9)
+    if title_width is None:  # the colorbars, added beside the map, narrow it
+        title_width = ax.get_position().width * ax.figure.get_figwidth() * (
+            0.8 if colorbars else 1.0)
+    fit_title(ax, title, 9.0, width=title_width)
     ax.set_aspect("equal")
     ax.axis("off")
     pad = 0.08
     ax.set_xlim(xy[:, 0].min() - pad, xy[:, 0].max() + pad)
     ax.set_ylim(xy[:, 1].min() - pad, xy[:, 1].max() + pad)
     if colorbars:
-        _colorbars(ax.figure, (bus_norm, ld_norm), ax=ax)
+        _colorbars(ax.figure, (bus_norm, ld_norm), ax=ax, bus_note=bus_scale_note([values]))
+
+
+def bus_scale_note(values: Sequence[dict[str, np.ndarray]]) -> str | None:
+    """What the bus colorbar says instead of a scale when no bus value is above
+    ``_BUS_FLOOR`` (every bus the lightest color, or white without a bus constraint);
+    None when there is a scale."""
+    bus = np.concatenate([v["bus_value"] for v in values]) if values else np.zeros(0)
+    if (np.isfinite(bus) & (bus > _BUS_FLOOR)).any() or np.isposinf(bus).any():
+        return None
+    if not (~np.isnan(bus)).any():
+        return _NO_BUS
+    if (bus[~np.isnan(bus)] <= 0).all():
+        return "bus: every certified worst violation <= 0 (all certified)"
+    return f"bus: every certified worst violation <= {_BUS_FLOOR:g} pu"
 
 
 def _colorbars(fig: Any, norms: tuple[Any, Any], ax: Any = None,
-               caxes: tuple[Any, Any] | None = None) -> None:
+               caxes: tuple[Any, Any] | None = None, bus_note: str | None = None) -> None:
     """The bus and branch colorbars: in ``caxes`` when given, else on the left and the
-    right of ``ax``."""
+    right of ``ax``.  The bus bar's triangle at its bottom stands for every value at or
+    below its lowest (certified ones too); ``bus_note`` (:func:`bus_scale_note`): one
+    plain color and that note instead of a scale."""
+    import matplotlib.colors as mcolors
+
     plt = _plt()
-    sm_b = plt.cm.ScalarMappable(norm=norms[0], cmap=plt.get_cmap("YlOrRd"))
+    bus_cmap = plt.get_cmap("YlOrRd")
+    if bus_note is None:
+        sm_b = plt.cm.ScalarMappable(norm=norms[0], cmap=bus_cmap)
+    else:
+        plain = "white" if bus_note == _NO_BUS else bus_cmap(0.0)  # as the buses are drawn
+        sm_b = plt.cm.ScalarMappable(norm=mcolors.Normalize(0, 1),
+                                     cmap=mcolors.ListedColormap([plain]))
     sm_l = plt.cm.ScalarMappable(norm=norms[1], cmap=plt.get_cmap("coolwarm"))
+    extend = "min" if bus_note is None else "neither"
     if caxes is not None:
-        cb1 = fig.colorbar(sm_b, cax=caxes[0])
+        cb1 = fig.colorbar(sm_b, cax=caxes[0], extend=extend)
         cb2 = fig.colorbar(sm_l, cax=caxes[1])
     else:  # one on each side of the map: neither one's ticks and label reach the other
-        cb1 = fig.colorbar(sm_b, ax=ax, fraction=0.04, pad=0.02, location="left")
+        cb1 = fig.colorbar(sm_b, ax=ax, fraction=0.04, pad=0.02, location="left",
+                           extend=extend)
         cb2 = fig.colorbar(sm_l, ax=ax, fraction=0.04, pad=0.02, location="right")
-    cb1.set_label("bus: certified worst violation (pu)", fontsize=7)
-    cb2.set_label("branch: certified max |S|/rate", fontsize=7)
-    for cb in (cb1, cb2):
-        cb.ax.tick_params(labelsize=6)
+    length = cb1.ax.get_position().height * fig.get_figheight()
+    if bus_note is None:
+        label = (f"bus: certified worst violation (pu); triangle: <= {norms[0].vmin:.2g}, "
+                 "certified ones too")
+    else:
+        cb1.set_ticks([])
+        label = bus_note
+    for cb, text in ((cb1, label), (cb2, "branch: certified max |S|/rate")):
+        shown, fs = fit_text(text, length, 7.0, min_fontsize=5.5, max_lines=2)
+        cb.set_label(shown, fontsize=fs)
+        cb.ax.tick_params(which="both", labelsize=6)
 
 
 def _legend(fig: Any) -> None:
@@ -336,25 +503,36 @@ def grid_figure(results: Any, case: str | None = None, compiled: Any = None) -> 
     vals = {(m, r): grid_values(cc, comb[(comb.model == m) & (comb.region == r)])
             for m in models for r in regions}
     norms = grid_norms(list(vals.values()))
+    slot = (fig.get_figwidth() - 1.2) / nc - 0.35  # a map's column, less the gap to the next
+    titles: dict[tuple[int, int], str] = {}
     for i, m in enumerate(models):
         for j, r in enumerate(regions):
             if not ((comb.model == m) & (comb.region == r)).any():
                 axes[i][j].axis("off")
                 continue
-            draw_grid(axes[i][j], cc, vals[(m, r)], f"{key} | {m} | {r}", pos=pos,
-                      colorbars=False, norms=norms)
+            titles[(i, j)] = f"{key} | {m} | {r}"
+            draw_grid(axes[i][j], cc, vals[(m, r)], titles[(i, j)], pos=pos,
+                      colorbars=False, norms=norms, title_width=slot)
+    fit_suptitle(fig, f"{cc.name}: certified worst violation per bus and branch "
+                            "(best of methods)")
     if not models:
-        axes[0][0].text(0.5, 0.5, "no finished jobs", ha="center")
+        no_data(axes[0][0], "no finished jobs")
         axes[0][0].axis("off")
-    fig.suptitle(literal_text(f"{cc.name}: certified worst violation per bus and branch "
-                              "(best of methods)"), fontsize=10)
+        fig.tight_layout()
+        return fig
     _legend(fig)
     right = 1.0 - 1.1 / fig.get_figwidth()
-    fig.tight_layout(rect=(0, 0.04, right, 0.96))
-    if models:
-        cax1 = fig.add_axes((right + 0.01, 0.55, 0.015, 0.36))
-        cax2 = fig.add_axes((right + 0.01, 0.10, 0.015, 0.36))
-        _colorbars(fig, norms, caxes=(cax1, cax2))
+    fig.tight_layout(rect=(0, 0.04, right, 1))
+    if nc > 1:  # a title wider than its (equal-aspect) map pushes the maps together
+        xs = [axes[0][j].get_position(original=True) for j in range(nc)]
+        step = min(b.x0 + b.x1 - a.x0 - a.x1 for a, b in zip(xs, xs[1:])) / 2  # centres
+        width = min(slot, step * fig.get_figwidth() - 0.3)
+        for (i, j), title in titles.items():
+            fit_title(axes[i][j], title, 9.0, width=width)
+        fig.tight_layout(rect=(0, 0.04, right, 1))  # narrower titles: only more room
+    cax1 = fig.add_axes((right + 0.01, 0.55, 0.015, 0.36))
+    cax2 = fig.add_axes((right + 0.01, 0.10, 0.015, 0.36))
+    _colorbars(fig, norms, caxes=(cax1, cax2), bus_note=bus_scale_note(list(vals.values())))
     return fig
 
 
@@ -364,6 +542,9 @@ def _method_key(m: str) -> int:
 
 def bound_time_figure(results: Any, case: str | None = None) -> Any:
     """Bound, gap and open count against time, one line per model and region of a case."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
     plt = _plt()
     key = _case_keys(results, case)[0]
     df = results.constraints_frame()
@@ -371,6 +552,7 @@ def bound_time_figure(results: Any, case: str | None = None) -> Any:
     df = df[df.case == key] if not df.empty else df
     groups = df.groupby(["model", "region"], sort=False) if not df.empty else []
     jobs = results.jobs_frame().set_index("job_id")
+    handles, labels = [], []
     for (model, region), grp in groups:
         pts = []
         for job_id, g in grp.groupby("job_id", sort=False):
@@ -390,13 +572,17 @@ def bound_time_figure(results: Any, case: str | None = None) -> Any:
                     ax.annotate(literal_text(p[0]), (p[1], yy), fontsize=6,
                                 color=line.get_color(),
                                 xytext=(3, 3), textcoords="offset points")
-    _bab_traces(results, key, axes)
-    titles = ("worst power-balance upper bound (pu)", "median gap: bound - attained",
-              "open constraints")
+        handles.append(line)
+        labels.append(f"{model} | {region}")
+    if _bab_traces(results, key, axes):
+        handles.append(Line2D([], [], **_BAB_STYLE))
+        labels.append("branch-and-bound trace of one constraint (bound against its time)")
+    titles = ("worst power-balance upper bound (pu)",
+              "median gap: bound - attained (family units)", "open constraints")
     for ax, title in zip(axes, titles):
         ax.set_xscale("log")
         ax.set_xlabel("job time (s)")
-        ax.set_title(title, fontsize=9)
+        fit_title(ax, title, 9.0)
         ax.grid(alpha=0.3)
     for ax in axes[:2]:  # log where every finite value is positive (and there is one)
         ys = [v for line in ax.get_lines() for v in line.get_ydata() if math.isfinite(v)]
@@ -404,21 +590,33 @@ def bound_time_figure(results: Any, case: str | None = None) -> Any:
             ax.set_yscale("log")
         elif ys:
             ax.set_yscale("symlog", linthresh=1e-3)
-    if axes[0].get_legend_handles_labels()[0]:  # no finished job of the case: no legend
-        axes[0].legend(fontsize=7)
-    fig.suptitle(literal_text(f"{key}: bound and gap against time (points: methods, in "
-                              "order of effort)"), fontsize=10)
-    fig.tight_layout()
+    counts = [v for line in axes[2].get_lines() for v in line.get_ydata() if v == v]
+    top = max(counts + [1.0])
+    axes[2].set_ylim(-0.04 * top, 1.08 * top)  # counts: integer ticks from 0
+    axes[2].yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if df.empty:
+        for ax in axes:
+            no_data(ax, "no finished jobs")
+    elif not df.family.isin(list(BALANCE_FAMILIES)).any():
+        no_data(axes[0], "no power-balance constraints selected")
+    bottom = figure_legend(fig, handles, labels)  # first: it makes the figure taller
+    fit_suptitle(fig, f"{key}: bound and gap against time (points: methods, in "
+                            "order of effort)")
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     return fig
 
 
-def _bab_traces(results: Any, key: str, axes: Sequence[Any]) -> None:
-    """Branch-and-bound traces, when certificates carry them.
+_BAB_STYLE = {"linewidth": 0.7, "alpha": 0.6, "color": "0.35"}
+
+
+def _bab_traces(results: Any, key: str, axes: Sequence[Any]) -> bool:
+    """Branch-and-bound traces, when certificates carry them; whether there was one.
 
     Read from ``provenance["bab"]``: a list of ``{"family", "component",
     "history": [[seconds, bound, attained], ...]}`` (one per BaB call).  Balance
     constraints go to the bound panel, every trace to the gap panel.
     """
+    drawn = False
     for r in results.done:
         if r["job"]["case_key"] != key:
             continue
@@ -429,10 +627,11 @@ def _bab_traces(results: Any, key: str, axes: Sequence[Any]) -> None:
                 continue
             arr = np.array([[np.nan if v is None else v for v in row[:3]] for row in hist],
                            dtype=float)
-            kw = {"where": "post", "linewidth": 0.7, "alpha": 0.6, "color": "0.35"}
             if run.get("family") in BALANCE_FAMILIES:
-                axes[0].step(arr[:, 0], arr[:, 1], **kw)
-            axes[1].step(arr[:, 0], arr[:, 1] - arr[:, 2], **kw)
+                axes[0].step(arr[:, 0], arr[:, 1], where="post", **_BAB_STYLE)
+            axes[1].step(arr[:, 0], arr[:, 1] - arr[:, 2], where="post", **_BAB_STYLE)
+            drawn = True
+    return drawn
 
 
 def gap_figure(results: Any, case: str | None = None, ax: Any = None) -> Any:
@@ -456,40 +655,57 @@ def gap_figure(results: Any, case: str | None = None, ax: Any = None) -> Any:
         ax.hist(vals, bins=bins, histtype="step", linewidth=1.6, label=literal_text(label))
     ax.set_xlabel("log10 gap = log10(upper bound - attained)  (each family in its unit)")
     ax.set_ylabel("constraints")
-    ax.set_title(literal_text(f"{key}: distribution of gaps (all models and regions)"),
-                 fontsize=10)
+    fit_title(ax, f"{key}: distribution of gaps (all models and regions)", 10.0)
     ax.grid(alpha=0.3)
     if methods:
         ax.legend(fontsize=8)
+    else:
+        no_data(ax, "no finished jobs")
     fig.tight_layout()
     return fig
 
 
+#: tab20 without its reds and greens, which mean violated and certified elsewhere
+_CURVE_COLORS = tuple(k for k in range(20) if k not in (4, 5, 6, 7))
+
+
 def _radius_curves(ax: Any, groups: dict[str, list[float | None]], bold: str | None,
-                   title: str) -> None:
+                   title: str, own: bool) -> None:
     """One step curve per group: the share of its constraints whose radius is at least
-    ``x`` (``None``: no radius; 1.0: certified over the whole region), on a log axis."""
+    ``x`` (``None``: no radius; 1.0: certified over the whole region), on a log axis.
+    ``own``: the figure is this axes' alone (the legend goes below it, the figure grows);
+    else the legend's entries are fitted to the axes' width."""
     from gridverify.certify.options import RADII
 
     plt = _plt()
     xs = np.array(sorted({*RADII, 1.0, *(r for v in groups.values() for r in v
                                          if r is not None)}))
-    colors = plt.get_cmap("tab20")(np.arange(len(groups)) % 20)
+    tab = plt.get_cmap("tab20")
+    handles, labels = [], []
     for k, (name, radii) in enumerate(groups.items()):
         r = np.array([-1.0 if v is None else v for v in radii])
         share = [(r >= x).mean() for x in xs]  # between two radii: the larger one's share
-        ax.plot(xs, share, drawstyle="steps-pre", marker=".",
-                label=literal_text(f"{name} ({r.size})"),
-                linewidth=2.4 if name == bold else 1.2,
-                color="black" if name == bold else colors[k])
+        labels.append(f"{name} ({r.size})")  # the line's label in full, the legend's fitted
+        handles += ax.plot(xs, share, drawstyle="steps-pre", marker=".",
+                           label=literal_text(labels[-1]), linewidth=2.4 if name == bold else 1.2,
+                           color="black" if name == bold else
+                           tab(_CURVE_COLORS[k % len(_CURVE_COLORS)]))
     ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("radius: fraction of the region's half-widths about its centre")
     ax.set_ylabel("share certified on that box")
-    ax.set_title(literal_text(title), fontsize=10)
+    fit_title(ax, title, 10.0)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, ncol=2)
-    ax.figure.tight_layout()
+    fig = ax.figure
+    if own:
+        bottom = figure_legend(fig, handles, labels)
+        fig.tight_layout(rect=(0, bottom, 1, 1))
+        fit_title(ax, title, 10.0)  # to the width the layout gave the axes
+        return
+    width = ax.get_position().width * fig.get_figwidth() - 0.6
+    fitted = [fit_text(t, width, 7.0, max_lines=2) for t in labels]
+    ax.legend(handles, [t for t, _ in fitted], fontsize=min(f for _, f in fitted))
+    fig.tight_layout()
 
 
 def radius_figure(cert: Any, ax: Any = None) -> Any:
@@ -498,13 +714,15 @@ def radius_figure(cert: Any, ax: Any = None) -> Any:
     at every radius).  Raises ``ValueError`` for a certificate without radii."""
     if not cert.radius_asked():
         raise ValueError("the certificate has no radius: certify with CertifyOptions(radius=True)")
+    own = ax is None
     if ax is None:
         _, ax = _plt().subplots(figsize=(7, 4))
     groups: dict[str, list[float | None]] = {}
     for c in cert.constraints:
         groups.setdefault(c.family, []).append(c.radius)
     groups["all"] = [r for fam in list(groups) for r in groups[fam]]
-    _radius_curves(ax, groups, "all", f"{cert.case} | {cert.model} | {cert.region.describe()}")
+    _radius_curves(ax, groups, "all", f"{cert.case} | {cert.model} | {cert.region.describe()}",
+                   own)
     return ax.figure
 
 
@@ -519,6 +737,7 @@ def study_radius_figure(results: Any, case: str | None = None, ax: Any = None) -
     df = df[df.case == key] if not df.empty else df
     if df.empty or not df.radius.notna().any():
         raise ValueError(f"case {key!r}: no job computed a radius")
+    own = ax is None
     if ax is None:
         _, ax = _plt().subplots(figsize=(7, 4))
     groups: dict[str, list[float | None]] = {}
@@ -529,7 +748,7 @@ def study_radius_figure(results: Any, case: str | None = None, ax: Any = None) -
             1.0 if st == "certified" else None if r != r else float(r)
             for r, st in zip(g.radius, g.status)]
     _radius_curves(ax, groups, None, f"{key}: where the constraints hold (all families; "
-                   "certified ones at radius 1)")
+                   "certified ones at radius 1)", own)
     return ax.figure
 
 
@@ -592,14 +811,38 @@ def comparison_figure(diff: Any, ax: Any = None) -> Any:
                               label=f"no finite bound, at the axis edge ({n_edge})"))
     ax.set_xlim(lim)
     ax.set_ylim(lim)
-    ax.set_xlabel(literal_text(f"old: bound - threshold ({Path(diff.old.model).name})"))
-    ax.set_ylabel(literal_text(f"new: bound - threshold ({Path(diff.new.model).name})"))
-    ax.set_title(literal_text(f"{diff.old.case}: certificates compared (below the diagonal: "
-                              "tighter)"), fontsize=10)
+    names, differ = _compared(diff.old, diff.new)
+    fig = ax.figure
+    width = ax.get_position().width * fig.get_figwidth()
+    height = ax.get_position().height * fig.get_figheight()
+    for which, name, set_label, room in (("old", names[0], ax.set_xlabel, width),
+                                         ("new", names[1], ax.set_ylabel, height)):
+        shown, fs = fit_text(f"{which}: bound - threshold ({name})", room, 10.0, max_lines=2)
+        set_label(shown, fontsize=fs)
+    fit_title(ax, f"{diff.old.case}: certificates compared (below the diagonal: tighter)"
+              + (f"; they differ in {' and '.join(differ)}" if differ else ""), 10.0,
+              max_lines=2)
     if handles:
         ax.legend(handles=handles, fontsize=8, loc="upper left")
-    ax.figure.tight_layout()
-    return ax.figure
+    fig.tight_layout()
+    return fig
+
+
+def _compared(old: Any, new: Any) -> tuple[tuple[str, str], list[str]]:
+    """How the comparison figure names the two certificates (model: its folder's name, the
+    whole path where both names are the same; region and method where they differ), and
+    which of region and method differ."""
+    a, b = str(old.model), str(new.model)
+    same_base = Path(a).name == Path(b).name
+    models = (a, b) if same_base and a != b else (Path(a).name, Path(b).name)
+    parts: list[tuple[str, str]] = [models]
+    differ = []
+    for what, pair in (("region", (old.region.describe(), new.region.describe())),
+                       ("method", (str(old.method), str(new.method)))):
+        if pair[0] != pair[1]:
+            parts.append(pair)
+            differ.append(what)
+    return (" | ".join(p[0] for p in parts), " | ".join(p[1] for p in parts)), differ
 
 
 def _margin(c: Any) -> float:
@@ -619,8 +862,6 @@ def write_figures(results: Any, out_dir: str | Path, dpi: int = 110) -> list[Fig
     infos: list[FigureInfo] = []
     if not results.done:
         return infos
-    import io
-
     df = results.constraints_frame()  # once: which cases have radii to draw
     radius_cases = set(df.case[df.radius.notna()]) if not df.empty else set()
     for key in _case_keys(results, None):
@@ -632,8 +873,9 @@ def write_figures(results: Any, out_dir: str | Path, dpi: int = 110) -> list[Fig
              "constraints at the bus; branches: certified max |S|/rate; outline and width: "
              "status (green certified, orange open, red violated)."),
             ("bound_time", bound_time_figure, f"{key}: bound and gap against time",
-             "Worst power-balance bound, median gap and open constraints against job time; "
-             "one point per method."),
+             "Worst power-balance bound, median gap (each family in its unit) and open "
+             "constraints against job time; one point per method; thin grey steps: "
+             "branch-and-bound traces, where certificates carry them."),
             ("gaps", gap_figure, f"{key}: gap distribution",
              "Histogram of log10(upper bound - attained) over all constraints, per method "
              "(gaps outside [1e-10, 1e2] are counted in the end bins)."),
@@ -646,10 +888,9 @@ def write_figures(results: Any, out_dir: str | Path, dpi: int = 110) -> list[Fig
                 "radius; certified ones count up to 1, those without a radius nowhere)."))
         for stem, fn, title, caption in specs:
             fig = fn(results, key)
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=dpi)
+            data = save_figure(fig, "png", dpi)
             plt.close(fig)
             path = out / f"{stem}_{key}.png"
-            write_bytes_atomic(path, buf.getvalue())
+            write_bytes_atomic(path, data)
             infos.append(FigureInfo(title, path, caption))
     return infos

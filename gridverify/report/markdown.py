@@ -18,14 +18,15 @@ from gridverify.report.content import Report, Table, code, inline
 __all__ = ["md_escape", "render_markdown"]
 
 # Markdown punctuation that can start markup anywhere in a line ("_" is handled apart)
-_SPECIAL = re.compile(r"[\\`*\[\]|#~]")
+_SPECIAL = re.compile(r"[\\`*\[\]|#~$]")
 
 
 def md_escape(text: object) -> str:
     """``text`` as Markdown that shows it literally: ``&``, ``<`` and ``>`` as HTML
     entities (no inline HTML), a backslash before the characters that start markup
-    (``\\ ` * [ ] | # ~``, and ``_`` unless it joins two letters or digits, as in
-    ``p_balance``: no emphasis there); line breaks become spaces."""
+    (``\\ ` * [ ] | # ~ $``: ``$`` starts inline math on GitHub), and before ``_``
+    unless it joins two letters or digits, as in ``p_balance`` (no emphasis there);
+    line breaks become spaces."""
     s = " ".join(str(text).splitlines())
     s = _SPECIAL.sub(lambda m: "\\" + m.group(0), html.escape(s, quote=False))
 
