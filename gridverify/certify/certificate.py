@@ -321,7 +321,9 @@ class ConstraintResult(ArrayValueEq):
         if "upper_bound" not in d:
             raise SpecError(f"{where}: no upper_bound (null stands for none)")
         ub = _number(d, "upper_bound", where, null=math.inf)
-        att = _number(d, "attained", where, null=-math.inf)
+        # null: nothing found (-inf), or on a violated constraint a load where the value
+        # overflows (+inf; to_dict writes both as null)
+        att = _number(d, "attained", where, null=math.inf if status == VIOLATED else -math.inf)
         thr = _number(d, "threshold", where)
         if not math.isfinite(thr):
             raise SpecError(f"{where}.threshold: not a finite number ({thr})")

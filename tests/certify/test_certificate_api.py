@@ -421,3 +421,15 @@ def test_frames_of_a_certificate_without_constraints_keep_their_columns() -> Non
     gone = every[every.kind == "removed"].iloc[0]  # absent from the new one: None and NaN
     assert gone.new_status is None and np.isnan(gone.new_upper_bound)
     assert sorted(every[every.kind == "unchanged"].new_upper_bound) == [-0.25, np.inf]
+
+
+def test_an_overflowing_violation_reads_back_as_violated() -> None:
+    """A load where the constraint's value overflows is a violation (attained +inf);
+    JSON writes it null, and reading it back kept -inf, which contradicted the status
+    and refused the certificate."""
+    row = _result(1, "violated", [0.95] * 4, attained=math.inf)
+    assert row.status == "violated" and row.to_dict()["attained"] is None
+    back = ConstraintResult.from_dict(row.to_dict())
+    assert back.attained == math.inf and back.status == "violated"
+    nothing = _result(2, "open", None, attained=-math.inf)
+    assert ConstraintResult.from_dict(nothing.to_dict()).attained == -math.inf
