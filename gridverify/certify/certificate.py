@@ -321,9 +321,10 @@ class ConstraintResult(ArrayValueEq):
         if "upper_bound" not in d:
             raise SpecError(f"{where}: no upper_bound (null stands for none)")
         ub = _number(d, "upper_bound", where, null=math.inf)
-        # null: nothing found (-inf), or on a violated constraint a load where the value
-        # overflows (+inf; to_dict writes both as null)
-        att = _number(d, "attained", where, null=math.inf if status == VIOLATED else -math.inf)
+        # null: nothing found (-inf), or, on a violated constraint with its witness, a
+        # load where the value overflows (+inf; to_dict writes both as null)
+        overflow = status == VIOLATED and d.get("witness") is not None
+        att = _number(d, "attained", where, null=math.inf if overflow else -math.inf)
         thr = _number(d, "threshold", where)
         if not math.isfinite(thr):
             raise SpecError(f"{where}.threshold: not a finite number ({thr})")
@@ -356,6 +357,18 @@ class ConstraintResult(ArrayValueEq):
             reason=reason,
             radius=None if radius is None else float(radius),
         )
+
+
+def _worst_component(rows: list[ConstraintResult], key: str) -> int | None:
+    """The component of the largest ``key`` value of ``rows`` (an infinite bound, no
+    bound at all, is the largest), or ``None`` when none of them has a finite value:
+    then every one is missing and no component is the worst."""
+    values = [getattr(c, key) for c in rows]
+    if not any(math.isfinite(v) for v in values):
+        return None
+    worst = max(range(len(rows)), key=lambda k: -math.inf if math.isnan(values[k])
+                else values[k])
+    return int(rows[worst].component)
 
 
 @dataclass(frozen=True, eq=False)
@@ -391,16 +404,18 @@ class Certificate(ArrayValueEq, HtmlView):
         return out
 
     def families(self, null_nonfinite: bool = True) -> dict[str, dict[str, Any]]:
-        """Per-family summary: counts, worst upper bound and attained, their gap, and
-        the family's ``radius``: the largest radius on which every constraint of the
-        family is certified (the least of their ``ConstraintResult.radius``; 1.0 when
-        all are certified over the region, 0.0 when one of them has no radius,
-        ``None`` when no radius was computed).
+        """Per-family summary: counts, worst upper bound and attained, their gap, the
+        components of those worst values (``None`` when no constraint of the family has
+        a finite one: no bound computed, no load evaluated), and the family's
+        ``radius``: the largest radius on which every constraint of the family is
+        certified (the least of their ``ConstraintResult.radius``; 1.0 when all are
+        certified over the region, 0.0 when one of them has no radius, ``None`` when no
+        constraint of the family has one: no radius was computed, ``--no-radius``, or
+        the radius stage never reached them).
 
         ``null_nonfinite``: worst values that are not finite are ``None`` (the JSON
         form's null); ``False`` keeps them as floats (``inf``: no finite bound)."""
         num = _num if null_nonfinite else float
-        asked = self.radius_asked()
         out: dict[str, dict[str, Any]] = {}
         for fam in FAMILIES:
             rows = [c for c in self.constraints if c.family == fam]
@@ -408,8 +423,6 @@ class Certificate(ArrayValueEq, HtmlView):
                 continue
             ub = max(c.upper_bound for c in rows)
             att = max(c.attained for c in rows)
-            worst_ub = max(rows, key=lambda c: c.upper_bound)
-            worst_att = max(rows, key=lambda c: c.attained)
             out[fam] = {
                 "count": len(rows),
                 "certified": sum(c.status == CERTIFIED for c in rows),
@@ -418,10 +431,11 @@ class Certificate(ArrayValueEq, HtmlView):
                 "max_upper_bound": num(ub),
                 "max_attained": num(att),
                 "gap": num(ub - att),
-                "worst_upper_bound_component": int(worst_ub.component),
-                "worst_attained_component": int(worst_att.component),
+                "worst_upper_bound_component": _worst_component(rows, "upper_bound"),
+                "worst_attained_component": _worst_component(rows, "attained"),
                 "unit": FAMILY_UNIT[fam],
-                "radius": min(c.radius or 0.0 for c in rows) if asked else None,
+                "radius": (min(c.radius or 0.0 for c in rows)
+                           if any(c.radius is not None for c in rows) else None),
             }
         return out
 

@@ -88,7 +88,9 @@ def _info(args: argparse.Namespace) -> int:
     keys = ("case_name", "case_hash", "sampler", "seed", "n_samples", "n_done", "n_solved",
             "n_load", "n_gen", "n_bus", "solver_name", "solver_version",
             "gridverify_version", "mean_solve_seconds")
-    table = field_table(f"OPF dataset {args.file}", [(k, summary.get(k)) for k in keys])
+    rows = [(k, json.dumps(v) if isinstance(v, dict) else v)
+            for k, v in ((k, summary.get(k)) for k in keys)]
+    table = field_table(f"OPF dataset {args.file}", rows)
     table.add_row("status", ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items()))
     Console().print(table)
     return 0

@@ -1,10 +1,14 @@
 """``gridverify opf``: solve a case's AC-OPF (``opf solve``) and list solvers.
 
 ``opf solve CASE --json`` prints one JSON object with at least ``case``,
-``status`` (``"optimal"`` when solved to optimality), ``objective`` ($/h),
-``max_balance_residual_pu``, ``solve_seconds``, ``solver`` and ``warnings`` (what
-reading the case noted).  Exit status 0
-when optimal, 1 when the solver ended otherwise, 2 on bad input.
+``status`` (:data:`gridverify.opf.acopf.STATUSES`: ``"optimal"`` when solved to
+optimality), ``objective`` ($/h), ``max_balance_residual_pu``, ``solve_seconds``,
+``solver``, ``termination`` (an Ipopt return-status name on every route, see
+:data:`gridverify.opf.backends.IPOPT_RETURN_STATUS`), ``message``, ``iterations``
+(``None`` where the route's output does not give it) and ``warnings`` (what reading
+the case noted); docs/cli.md lists the values.  Exit status 0 when optimal, 1 when
+the solver ended otherwise, 2 on bad input.  ``opf solvers --json`` prints
+:func:`gridverify.opf.solvers.solver_routes`.
 """
 
 from __future__ import annotations
@@ -97,13 +101,12 @@ def _print_table(case: Any, sol: Any) -> None:
 
 
 def _solvers(args: argparse.Namespace) -> int:
-    from gridverify.opf.solvers import available_solvers
+    from gridverify.opf.solvers import available_solvers, solver_routes
 
-    report = available_solvers()
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(solver_routes()))
     else:
-        for name, what in report.items():
+        for name, what in available_solvers().items():
             print(f"{name:11s} {what}")
     return 0
 

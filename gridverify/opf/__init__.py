@@ -13,6 +13,7 @@ _EXPORTS: dict[str, str] = {
     "solve_opf": "gridverify.opf.acopf",
     "SolverOptions": "gridverify.opf.solvers",
     "available_solvers": "gridverify.opf.solvers",
+    "solver_routes": "gridverify.opf.solvers",
     "resolve_solver": "gridverify.opf.solvers",
 }
 

@@ -63,6 +63,10 @@ class OPFSolution:
     ``"time_limit"``, ``"error"``.  When the solver returned no point the arrays
     are NaN.  ``max_balance_residual_pu`` is recomputed from (vm, va, pg, qg)
     by :func:`gridverify.grid.flows.balance_residuals`, not taken from the solver.
+    ``termination`` is the solver's exit as an Ipopt return-status name on every route
+    (:data:`gridverify.opf.backends.IPOPT_RETURN_STATUS`; ``"exception"``,
+    ``"unknown"``), ``message`` its own text, ``iterations`` None where the route's
+    output does not give the count.
     """
 
     case: str

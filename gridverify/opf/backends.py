@@ -31,7 +31,35 @@ import numpy as np
 from gridverify.errors import SolverError
 from gridverify.opf.solvers import SolverInfo, SolverOptions, import_pounce, make_pyomo_solver
 
-# Ipopt ApplicationReturnStatus -> gridverify status
+#: Ipopt's ApplicationReturnStatus (POUNCE ports the same twenty exits), code -> name.
+#: The ``termination`` of every route is one of these names (what in-process POUNCE
+#: reports as ``status_msg``), ``"exception"`` when the solver raised, or
+#: ``"unknown"`` when a route's output names none of them.
+IPOPT_RETURN_STATUS: dict[int, str] = {
+    0: "Solve_Succeeded",
+    1: "Solved_To_Acceptable_Level",
+    2: "Infeasible_Problem_Detected",
+    3: "Search_Direction_Becomes_Too_Small",
+    4: "Diverging_Iterates",
+    5: "User_Requested_Stop",
+    6: "Feasible_Point_Found",
+    -1: "Maximum_Iterations_Exceeded",
+    -2: "Restoration_Failed",
+    -3: "Error_In_Step_Computation",
+    -4: "Maximum_CpuTime_Exceeded",
+    -5: "Maximum_WallTime_Exceeded",
+    -10: "Not_Enough_Degrees_Of_Freedom",
+    -11: "Invalid_Problem_Definition",
+    -12: "Invalid_Option",
+    -13: "Invalid_Number_Detected",
+    -100: "Unrecoverable_Exception",
+    -101: "NonIpopt_Exception_Thrown",
+    -102: "Insufficient_Memory",
+    -199: "Internal_Error",
+}
+_RETURN_CODE = {name: code for code, name in IPOPT_RETURN_STATUS.items()}
+#: Ipopt return code -> gridverify status ("acceptable" is settled by the caller);
+#: every other code is "error"
 _IPOPT_STATUS = {
     0: "optimal",
     1: "acceptable",
@@ -40,6 +68,52 @@ _IPOPT_STATUS = {
     -4: "time_limit",
     -5: "time_limit",
 }
+#: the ``.sol`` messages of Ipopt's AMPL interface that name no return status
+_IPOPT_SOL_MESSAGES = {
+    "Optimal Solution Found": "Solve_Succeeded",
+    "Converged to a locally infeasible point. Problem may be infeasible.":
+        "Infeasible_Problem_Detected",
+    "Maximum Number of Iterations Exceeded.": "Maximum_Iterations_Exceeded",
+}
+
+
+def _squash(text: str) -> str:
+    """Lower-case letters and digits only: ``SolveSucceeded`` ~ ``Solve_Succeeded``."""
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
+_BY_SQUASHED = {_squash(name): name for name in (*IPOPT_RETURN_STATUS.values(),
+                                                 *_IPOPT_SOL_MESSAGES)}
+
+
+def decode_sol_message(message: str) -> str:
+    """A solver message as Pyomo's ``.sol`` reader stores it, its escaped colons
+    (``\\x3a``, kept out of Pyomo's YAML results) decoded."""
+    return message.replace("\\x3a", ":")
+
+
+def termination_from_output(message: str, log: str) -> str:
+    """The Ipopt return-status name a ``.sol`` route's output states: the log's
+    ``Status: NAME`` line (a print level above 0), else the ``.sol`` message after
+    ``"SOLVER VERSION: "`` (POUNCE writes the name in CamelCase, Ipopt one of
+    :data:`_IPOPT_SOL_MESSAGES`); ``"unknown"`` when neither names one."""
+    for line in reversed(log.splitlines()):
+        key, _, value = line.strip().partition(":")
+        if key == "Status" and value.strip() in _RETURN_CODE:
+            return value.strip()
+    text = message.split(": ", 1)[-1].strip()
+    name = _BY_SQUASHED.get(_squash(text), "unknown")
+    return _IPOPT_SOL_MESSAGES.get(name, name)
+
+
+def iterations_from_log(log: str) -> int | None:
+    """The iteration count of an Ipopt-style log (``Number of Iterations....: 22``,
+    printed at a print level above 0), or None when the log has none."""
+    for line in reversed(log.splitlines()):
+        key, _, value = line.partition(":")
+        if key.startswith("Number of Iterations") and value.strip().isdigit():
+            return int(value.strip())
+    return None
 
 VAR_FAMILIES = ("vm", "va", "pg", "qg", "p_fr", "q_fr", "p_to", "q_to")
 
@@ -205,7 +279,7 @@ class NlBackend:
         keep = {k: info[k] for k in ("mult_g", "mult_x_L", "mult_x_U", "mu") if k in info}
         return RawResult(
             status=status,
-            termination=str(info.get("status_msg", code)),
+            termination=IPOPT_RETURN_STATUS.get(code, "unknown"),
             message=str(info.get("status_msg", "")),
             values=values,
             iterations=int(info.get("iter_count", 0)),
@@ -226,8 +300,6 @@ class PyomoBackend:
         self, pd: np.ndarray, qd: np.ndarray, start: dict[str, np.ndarray], warm: Any
     ) -> RawResult:
         """Set loads and start values on the Pyomo model and run the executable."""
-        from pyomo.opt import TerminationCondition as TC
-
         m = self.acopf.model
         for i in range(len(pd)):
             m.pd[i].set_value(float(pd[i]))
@@ -248,20 +320,16 @@ class PyomoBackend:
                 )
         except (OSError, RuntimeError, ValueError) as exc:
             return RawResult("error", "exception", f"{type(exc).__name__}: {exc}", None)
-        tc = results.solver.termination_condition
-        if tc in (TC.optimal, TC.locallyOptimal, TC.globallyOptimal):
-            status = "optimal"
-        elif tc in (TC.infeasible, TC.infeasibleOrUnbounded):
-            status = "locally_infeasible"
-        elif tc == TC.maxIterations:
-            status = "max_iter"
-        elif tc in (TC.maxTimeLimit, TC.maxEvaluations):
-            status = "time_limit"
+        message = decode_sol_message(str(getattr(results.solver, "message", "") or ""))
+        log = str(getattr(self.solver, "_log", "") or "")  # Pyomo keeps the run's output
+        termination = termination_from_output(message, log)
+        if termination in _RETURN_CODE:
+            status = _IPOPT_STATUS.get(_RETURN_CODE[termination], "error")
         else:
-            status = "error"
-        message = str(getattr(results.solver, "message", "") or "")
+            status = _status_of_condition(results.solver.termination_condition)
+        iterations = iterations_from_log(log)
         if len(results.solution) == 0:
-            return RawResult(status, str(tc), message, None)
+            return RawResult(status, termination, message, None, iterations)
         m.solutions.load_from(results)
         values = {}
         for fam in VAR_FAMILIES:
@@ -270,4 +338,20 @@ class PyomoBackend:
                 [math.nan if var[i].value is None else float(var[i].value)
                  for i in sorted(var.keys())]
             )
-        return RawResult(status, str(tc), message, values)
+        return RawResult(status, termination, message, values, iterations)
+
+
+def _status_of_condition(tc: Any) -> str:
+    """The gridverify status of a Pyomo termination condition: the fallback of a
+    ``.sol`` route whose output names no Ipopt return status."""
+    from pyomo.opt import TerminationCondition as TC
+
+    if tc in (TC.optimal, TC.locallyOptimal, TC.globallyOptimal):
+        return "optimal"
+    if tc in (TC.infeasible, TC.infeasibleOrUnbounded):
+        return "locally_infeasible"
+    if tc == TC.maxIterations:
+        return "max_iter"
+    if tc in (TC.maxTimeLimit, TC.maxEvaluations):
+        return "time_limit"
+    return "error"

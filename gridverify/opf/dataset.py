@@ -18,8 +18,14 @@ all in the compiled case's orders, per-unit on the case base, radians)::
     attrs: schema_version=1, case_name, case_hash (CompiledCase.content_hash),
            sampler (JSON: {"kind": "box", "low":..,"high":..} or
            {"kind": "pglearn", "a":..,"b":..,"r":..}), seed, n_samples,
-           solver_name, solver_version, gridverify_version,
-           status_codes (JSON: {"pending": 0, "optimal": 1, ...})
+           solver_name, solver_version, solver_settings (JSON), gridverify_version,
+           status_codes (JSON: {"pending": 0, "optimal": 1, ...}),
+           case_source (absent for a case built in memory)
+
+The ``status`` codes are coarser than an :class:`~gridverify.opf.acopf.OPFSolution`'s
+status (``_FROM_SOLUTION``, the one mapping): ``locally_infeasible`` is stored as
+``infeasible`` and both ``max_iter`` and ``time_limit`` as ``max_iter`` (the solve
+stopped at a limit: rerun with a larger one).
 
 All inputs are written when the file is created (sample i's loads are a pure
 function of (seed, i), see :mod:`gridverify.opf.samplers`).  Failed samples keep
@@ -81,6 +87,7 @@ STATUS_CODES: dict[str, int] = {
     "max_iter": 3,
     "error": 4,
 }
+#: OPFSolution.status (acopf.STATUSES) -> dataset status code: the one mapping
 _FROM_SOLUTION = {
     "optimal": 1,
     "locally_infeasible": 2,
@@ -100,7 +107,8 @@ _DATASETS = (
     "status",
     "done",
 )
-_OPTIONAL_ATTRS = ("solver_settings",)
+#: absent in files of older versions (solver_settings) or of a case built in memory
+_OPTIONAL_ATTRS = ("case_source", "solver_settings")
 _ATTRS = (
     "schema_version",
     "case_name",
@@ -170,11 +178,14 @@ class OPFDataset:
         return counts
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-ready description (attributes, shapes, status counts, timings)."""
+        """A JSON-ready description (attributes, shapes, status counts, timings); the
+        attributes holding JSON text (``sampler``, ``status_codes``,
+        ``solver_settings``) as the objects they hold."""
         secs = self.solve_seconds[self.done]
+        attrs = {k: _plain(v) for k, v in self.attrs.items()}
         return {
             "path": self.path,
-            **{k: _plain(v) for k, v in self.attrs.items()},
+            **{k: json.loads(v) if k in _JSON_ATTRS else v for k, v in attrs.items()},
             "n_load": int(self.pd.shape[1]),
             "n_gen": int(self.pg.shape[1]),
             "n_bus": int(self.vm.shape[1]),

@@ -19,7 +19,7 @@ Routes, in the order ``name="auto"`` tries them:
 ``cyipopt`` (real Ipopt 3.14 bundled in ``cyipopt-wheels``) is *not* a route:
 Pyomo's ``cyipopt`` interface evaluates the model through PyNumero's compiled
 AMPL-solver-library extension, which is not pip-installable and is absent here;
-:func:`available_solvers` reports it with that reason.
+:func:`solver_routes` reports it with that reason.
 
 Options are the Ipopt option names (both solvers accept them): ``tol``,
 ``max_iter``, ``print_level``, ``linear_solver``, ``max_wall_time``.
@@ -182,10 +182,21 @@ def _resolve(name: str) -> SolverInfo | None:
     return None
 
 
+#: the routes ``name="auto"`` tries, in order
+AUTO_ORDER = ("ipopt", "pounce")
+#: why a route is unusable, for error messages and :func:`solver_routes`
+_UNAVAILABLE = {
+    "ipopt": "no `ipopt` executable on PATH",
+    "pounce": "pounce-solver/pyomo-pounce not installed (or too old)",
+    "pounce-cli": "pounce-solver/pyomo-pounce not installed (or its executable does not run)",
+}
+_CYIPOPT = "not a route: Pyomo's cyipopt interface needs PyNumero's AMPL (ASL) extension"
+
+
 def resolve_solver(options: SolverOptions | None = None) -> SolverInfo:
     """The solver route that ``options.name`` selects; SolverError if none is usable."""
     options = options or SolverOptions()
-    order = ("ipopt", "pounce") if options.name == "auto" else (options.name,)
+    order = AUTO_ORDER if options.name == "auto" else (options.name,)
     for name in order:
         info = _resolve(name)
         if info is not None:
@@ -195,25 +206,30 @@ def resolve_solver(options: SolverOptions | None = None) -> SolverInfo:
             "no NLP solver available: no `ipopt` executable on PATH and the "
             "pyomo-pounce solver is not installed (pip install pyomo-pounce)"
         )
-    hint = (
-        "no `ipopt` executable on PATH"
-        if options.name == "ipopt"
-        else "pounce-solver/pyomo-pounce not installed (or too old, or its executable "
-        "does not run)"
-    )
-    raise SolverError(f"solver {options.name!r} is not available: {hint}")
+    raise SolverError(f"solver {options.name!r} is not available: {_UNAVAILABLE[options.name]}")
+
+
+def solver_routes() -> dict[str, Any]:
+    """Every known route, machine-readable: ``{"routes": {name: {"available": bool,
+    "detail": str}}, "default": name or None}``.  ``detail`` is ``"name version"``
+    for a usable route, else why it is not; ``default`` is the route ``--solver auto``
+    takes (None when none is usable).  ``cyipopt`` is listed, never available."""
+    routes: dict[str, dict[str, Any]] = {}
+    for name in ("ipopt", "pounce", "pounce-cli"):
+        info = _resolve(name)
+        routes[name] = {"available": info is not None,
+                        "detail": info.label if info else _UNAVAILABLE[name]}
+    routes["cyipopt"] = {"available": False, "detail": _CYIPOPT}
+    default = next((name for name in AUTO_ORDER if routes[name]["available"]), None)
+    return {"routes": routes, "default": default}
 
 
 def available_solvers() -> dict[str, str]:
-    """Every known route with ``"name version"`` or the reason it is unusable."""
-    report: dict[str, str] = {}
-    for name in ("ipopt", "pounce", "pounce-cli"):
-        info = _resolve(name)
-        report[name] = info.label if info else "not available"
-    report["cyipopt"] = (
-        "not a route: Pyomo's cyipopt interface needs PyNumero's AMPL (ASL) extension"
-    )
-    return report
+    """Every known route with ``"name version"``, ``"not available"`` or (cyipopt) the
+    reason it is no route: the text of ``gridverify opf solvers``; see
+    :func:`solver_routes` for the machine-readable form."""
+    return {name: route["detail"] if route["available"] or name == "cyipopt"
+            else "not available" for name, route in solver_routes()["routes"].items()}
 
 
 def make_pyomo_solver(info: SolverInfo) -> Any:

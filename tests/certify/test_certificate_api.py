@@ -433,3 +433,52 @@ def test_an_overflowing_violation_reads_back_as_violated() -> None:
     assert back.attained == math.inf and back.status == "violated"
     nothing = _result(2, "open", None, attained=-math.inf)
     assert ConstraintResult.from_dict(nothing.to_dict()).attained == -math.inf
+
+
+def _missing(component: int, family: str = "p_balance", radius: float | None = None,
+             ub: float = math.inf, att: float = -math.inf) -> ConstraintResult:
+    """A constraint that a timeout left without a bound (and without a load evaluated
+    unless ``att`` is given)."""
+    status = "violated" if att > 1e-3 else "open"
+    return ConstraintResult(family=family, component=component, index=component - 1,
+                            upper_bound=ub, attained=att, threshold=1e-3, status=status,
+                            method="none", seconds=0.0, reason="not reached: timeout",
+                            radius=radius)
+
+
+def test_families_name_no_worst_component_or_radius_that_was_not_computed() -> None:
+    """A timeout before any bound and before the radius stage: the worst-bound component
+    was an arbitrary argmax (1) over missing bounds, and the radius 0.0 ("certified on no
+    box") though no radius was computed; both are null."""
+    from gridverify.cli.certify import certify_table
+
+    cons = (_missing(1), _missing(2, att=0.02), _missing(3, att=0.05),
+            _missing(1, "vm_max", radius=0.5, ub=0.1, att=-0.2),
+            _missing(2, "vm_max", ub=math.inf, att=-0.1))
+    cert = _cert(constraints=cons, provenance={"options": {"radius": True}})
+    fams = cert.to_dict()["families"]
+    p = fams["p_balance"]
+    assert (p["max_upper_bound"], p["gap"], p["worst_upper_bound_component"]) == (
+        None, None, None)
+    assert (p["max_attained"], p["worst_attained_component"]) == (0.05, 3)
+    assert p["radius"] is None
+    v = fams["vm_max"]  # an unbounded constraint is the worst; the stage reached one
+    assert v["worst_upper_bound_component"] == 2 and v["worst_attained_component"] == 2
+    assert v["radius"] == 0.0
+    none_at_all = _cert(constraints=(_missing(1), _missing(2)),
+                        provenance={"options": {"radius": True}}).families()["p_balance"]
+    assert none_at_all["worst_attained_component"] is None and none_at_all["radius"] is None
+    again = Certificate.from_json(cert.to_json())
+    assert again.to_dict()["families"] == fams
+    table, _, _ = certify_table(cert, 200)
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(table)
+    rows = {ln.split()[0]: ln.split() for ln in console.export_text().splitlines()
+            if ln.split() and ln.split()[0] in fams}
+    assert rows["p_balance"][-1] == "-" and rows["vm_max"][-1] == "none"
+    from gridverify.certify import compare_certificates
+
+    diff = compare_certificates(cert, cert).to_dict()
+    assert diff["families"]["p_balance"]["old"]["worst_upper_bound_component"] is None

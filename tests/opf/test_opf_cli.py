@@ -59,7 +59,7 @@ def test_dataset_make_and_info(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert code == 0
     info = json.loads(stdout)
     assert info["case_name"] == "pglib_opf_case5_pjm" and info["n_samples"] == 6
-    assert json.loads(info["sampler"]) == {"kind": "pglearn", "a": 0.9, "b": 1.05, "r": 0.05}
+    assert info["sampler"] == {"kind": "pglearn", "a": 0.9, "b": 1.05, "r": 0.05}
     code, stdout, _ = run(capsys, "dataset", "info", str(out))
     assert code == 0 and "pglib_opf_case5_pjm" in stdout
     # same command on a finished file: nothing to do, still complete
