@@ -1,13 +1,17 @@
 """The Certificate: per-constraint bounds, attained violations, witnesses, provenance.
 
-JSON form (the output contract of ``gridverify certify --json``)::
+JSON form (the output contract of ``gridverify certify --json``; every field in
+docs/formats.md)::
 
-    {"case": ..., "model": ..., "region": {"kind", "params", "lower", "upper",
-                                              "center", "factors" (factor regions)},
+    {"format": "gridverify-certificate", "version": 1, "case": ..., "model": ...,
+     "region": {"kind", "params", "lower", "upper"; factor regions also "center",
+                "factors"},
      "method": ..., "seconds": ..., "summary": {"certified", "violated", "open", "total"},
      "families": {family: {...per-family summary...}},
      "constraints": [{"family", "component", "upper_bound", "attained", "threshold",
-                      "status", "witness", "method", "seconds", "unit", "reason", ...}],
+                      "status", "witness", "method", "seconds", "unit", "index",
+                      "worst_load", "reason", "radius"; rated branches also "rate",
+                      "loading_attained", "loading_upper_bound"}],
      "provenance": {...}, "warnings": [...]}
 
 Non-finite numbers are written as ``null`` (an ``upper_bound`` of ``null`` means
@@ -62,6 +66,10 @@ def decide_status(upper_bound: float, attained: float, threshold: float) -> str:
         return CERTIFIED
     return OPEN
 
+
+#: how the warning of a radius stage the time budget cut short begins: the
+#: constraints it did not reach have no radius (:meth:`Certificate.radius_note`)
+RADIUS_STOPPED = "timeout: the radius stage stopped"
 
 #: the reason of a constraint whose proxy is NaN (or +inf) at some load of the region:
 #: never certified, whatever its bound
@@ -496,8 +504,11 @@ class Certificate(ArrayValueEq, HtmlView):
         if not parts:
             return None
         of = "its factors' ranges" if self.region.factors is not None else "its half-widths"
+        cut = any(w.startswith(RADIUS_STOPPED) for w in self.warnings)
         return ("certified on a smaller box about the region's centre (radius: a fraction "
-                f"of {of}): " + "; ".join(parts))
+                f"of {of}): " + "; ".join(parts)
+                + ("; the radius stage stopped early (timeout): the others were not all "
+                   "tried" if cut else ""))
 
     @property
     def exit_status(self) -> int:

@@ -4,9 +4,9 @@ Layout of ``reports/NAME``::
 
     study.toml            the study file as run
     study.json            the jobs of the study (ids, hashes)
-    jobs/ID.json          the job's record: state, error, certificate (summary form)
+    jobs/ID.json          the job's record: state, error, certificate (without worst_load)
     jobs/ID.h5            the job's bounds: per-constraint arrays and worst loads
-    events.jsonl          one line per finished job and run (append-only log)
+    events.jsonl          one line per finished job, run_start and run_end per run (append-only)
     study.lock            while a ``study run`` writes here: its pid and host
                           (:mod:`gridverify.study.lock`)
 

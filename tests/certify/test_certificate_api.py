@@ -482,3 +482,16 @@ def test_families_name_no_worst_component_or_radius_that_was_not_computed() -> N
 
     diff = compare_certificates(cert, cert).to_dict()
     assert diff["families"]["p_balance"]["old"]["worst_upper_bound_component"] is None
+
+
+def test_the_radius_note_says_when_the_radius_stage_was_cut_short() -> None:
+    """"0 of 13 open" read as "certified on no box" though the stage never ran."""
+    from gridverify.certify.certificate import RADIUS_STOPPED
+
+    ran = _cert(n=6, provenance={"options": {"radius": True}})
+    assert ran.radius_note().endswith("0 of 2 open")
+    cut = _cert(n=6, provenance={"options": {"radius": True}},
+                warnings=(f"{RADIUS_STOPPED} before radius 0.7071; 2 constraint(s) have "
+                          "no radius",))
+    assert cut.radius_note().endswith("the radius stage stopped early (timeout): the others "
+                                      "were not all tried")
