@@ -523,13 +523,19 @@ def grid_figure(results: Any, case: str | None = None, compiled: Any = None) -> 
     _legend(fig)
     right = 1.0 - 1.1 / fig.get_figwidth()
     fig.tight_layout(rect=(0, 0.04, right, 1))
-    if nc > 1:  # a title wider than its (equal-aspect) map pushes the maps together
+    # a title wider than its (equal-aspect) map pushes the maps together; titles fitted
+    # to the maps' spacing let the layout move them closer again: until it settles
+    width = slot
+    for _ in range(4 if nc > 1 else 0):
         xs = [axes[0][j].get_position(original=True) for j in range(nc)]
         step = min(b.x0 + b.x1 - a.x0 - a.x1 for a, b in zip(xs, xs[1:])) / 2  # centres
-        width = min(slot, step * fig.get_figwidth() - 0.3)
+        fits = step * fig.get_figwidth() - 0.3
+        if fits >= width - 1e-3:  # the titles, fitted to ``width``, stay apart
+            break
+        width = fits
         for (i, j), title in titles.items():
             fit_title(axes[i][j], title, 9.0, width=width)
-        fig.tight_layout(rect=(0, 0.04, right, 1))  # narrower titles: only more room
+        fig.tight_layout(rect=(0, 0.04, right, 1))
     cax1 = fig.add_axes((right + 0.01, 0.55, 0.015, 0.36))
     cax2 = fig.add_axes((right + 0.01, 0.10, 0.015, 0.36))
     _colorbars(fig, norms, caxes=(cax1, cax2), bus_note=bus_scale_note(list(vals.values())))
