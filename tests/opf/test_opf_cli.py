@@ -8,17 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from gridverify.cli import main
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse usage errors
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from opf_helpers import run
 
 
 def test_opf_solve_json_contract(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
+from opf_helpers import run
 
-from gridverify.cli import main
 from gridverify.opf.acopf import STATUSES
 from gridverify.opf.backends import (
     IPOPT_RETURN_STATUS,
@@ -24,15 +24,6 @@ from gridverify.opf.solvers import _resolve, available_solvers
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 needs_cli = pytest.mark.skipif(_resolve("pounce-cli") is None,
                                reason="pounce executable not available")
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse usage errors
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def solve_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:

@@ -28,11 +28,6 @@ def _case(name: str):
 
 
 @pytest.fixture(scope="module")
-def case14():
-    return _case("pglib_opf_case14_ieee")
-
-
-@pytest.fixture(scope="module")
 def case5():
     return _case("pglib_opf_case5_pjm")
 

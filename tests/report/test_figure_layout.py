@@ -6,7 +6,6 @@ the Markdown report escapes ``$``."""
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from pathlib import Path
 
 import matplotlib
@@ -14,7 +13,6 @@ import pytest
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.legend import Legend  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
@@ -27,21 +25,6 @@ from gridverify.study.results import StudyResults  # noqa: E402
 LONG_MODEL = ("models/case14_relu_retrained_with_stability_weight_0.01_and_a_very_long_"
               "descriptive_name_v2$final$")
 LONG_REGION = "near_nominal_region_with_long_name"
-
-
-@pytest.fixture(scope="module")
-def case14():
-    from gridverify.grid import load_compiled
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load_compiled("pglib_opf_case14_ieee", emit_warnings=False)
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def _cert(case, families=("vm_max", "p_balance", "thermal_fr"), bound: float = 0.01,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import warnings
 from pathlib import Path
 
 import matplotlib
@@ -27,21 +26,6 @@ from gridverify.study.results import StudyResults  # noqa: E402
 MODEL = "/tmp/m$\\x$/run $\\foo$"
 CASE_KEY = "c$\\x$"
 REGION = "near $\\alpha_{x$"
-
-
-@pytest.fixture(scope="module")
-def case14():
-    from gridverify.grid import load_compiled
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load_compiled("pglib_opf_case14_ieee", emit_warnings=False)
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def _cert(case, model: str = MODEL) -> Certificate:
