@@ -1,5 +1,5 @@
 import sys
 
-from gridverify.cli import main
+from gridverify.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

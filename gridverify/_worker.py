@@ -72,13 +72,22 @@ _TRACKER_LEAK_WARNING = "ignore:resource_tracker:UserWarning"
 def spawn_context() -> Any:
     """The ``spawn`` multiprocessing context for worker pools.
 
-    The resource tracker it starts (once per process) reads its warning filters
-    from this process's ``-W`` options: the one that hides its "leaked semaphore"
-    warning for locks of workers :func:`terminate_pool` ended is added first, so
-    that an interrupted command ends with its one line.
+    Starts multiprocessing's resource tracker (once per process) with a warning
+    filter that hides its "leaked semaphore" warning for the locks of workers
+    :func:`terminate_pool` ended, so that an interrupted command ends with its one
+    line.  The tracker takes its filters from this process's ``-W`` options: the
+    filter is added for its start only (workers and later children keep this
+    process's own).  A tracker already running is left as it is.
     """
     import multiprocessing
+    from multiprocessing import resource_tracker
 
-    if _TRACKER_LEAK_WARNING not in sys.warnoptions:
+    added = _TRACKER_LEAK_WARNING not in sys.warnoptions
+    if added:
         sys.warnoptions.append(_TRACKER_LEAK_WARNING)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        if added:
+            sys.warnoptions.remove(_TRACKER_LEAK_WARNING)
     return multiprocessing.get_context("spawn")

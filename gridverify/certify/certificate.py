@@ -67,9 +67,10 @@ def decide_status(upper_bound: float, attained: float, threshold: float) -> str:
     return OPEN
 
 
-#: how the warning of a radius stage the time budget cut short begins: the
-#: constraints it did not reach have no radius (:meth:`Certificate.radius_note`)
-RADIUS_STOPPED = "timeout: the radius stage stopped"
+#: how the warning of a radius ladder the time budget cut short begins: the
+#: constraints it did not reach have no radius (:meth:`Certificate.radius_note`; a
+#: stop during the bisection that follows leaves every radius found standing)
+RADIUS_STOPPED = "timeout: the radius stage stopped before radius"
 
 #: the reason of a constraint whose proxy is NaN (or +inf) at some load of the region:
 #: never certified, whatever its bound
@@ -132,6 +133,15 @@ def status_conflict(status: str, upper_bound: float, attained: float, threshold:
     if reason:  # open with a certifying bound: certify says why (the proxy is undefined)
         return None
     return f"status 'open' but upper_bound <= threshold ({nums}) and no reason given"
+
+
+def null_attained(row: dict[str, Any]) -> float:
+    """What a ``null`` attained value of a constraint's JSON ``row`` stands for: on a
+    violated constraint with its witness, a load where the value overflows (+inf);
+    otherwise nothing found (-inf).  :meth:`ConstraintResult.to_dict` writes both as
+    ``null``; every reader of the JSON reads them back here."""
+    return math.inf if row.get("status") == VIOLATED and row.get("witness") is not None \
+        else -math.inf
 
 
 def _num(v: float) -> float | None:
@@ -329,10 +339,7 @@ class ConstraintResult(ArrayValueEq):
         if "upper_bound" not in d:
             raise SpecError(f"{where}: no upper_bound (null stands for none)")
         ub = _number(d, "upper_bound", where, null=math.inf)
-        # null: nothing found (-inf), or, on a violated constraint with its witness, a
-        # load where the value overflows (+inf; to_dict writes both as null)
-        overflow = status == VIOLATED and d.get("witness") is not None
-        att = _number(d, "attained", where, null=math.inf if overflow else -math.inf)
+        att = _number(d, "attained", where, null=null_attained(d))
         thr = _number(d, "threshold", where)
         if not math.isfinite(thr):
             raise SpecError(f"{where}.threshold: not a finite number ({thr})")
@@ -369,10 +376,12 @@ class ConstraintResult(ArrayValueEq):
 
 def _worst_component(rows: list[ConstraintResult], key: str) -> int | None:
     """The component of the largest ``key`` value of ``rows`` (an infinite bound, no
-    bound at all, is the largest), or ``None`` when none of them has a finite value:
-    then every one is missing and no component is the worst."""
+    bound at all, is the largest; an attained +inf, an overflow found, too), or
+    ``None`` when none of them has a value: every one is missing (bounds: none finite;
+    attained: none above -inf) and no component is the worst."""
     values = [getattr(c, key) for c in rows]
-    if not any(math.isfinite(v) for v in values):
+    known = (math.isfinite(v) or (key == "attained" and v == math.inf) for v in values)
+    if not any(known):
         return None
     worst = max(range(len(rows)), key=lambda k: -math.inf if math.isnan(values[k])
                 else values[k])
@@ -442,10 +451,24 @@ class Certificate(ArrayValueEq, HtmlView):
                 "worst_upper_bound_component": _worst_component(rows, "upper_bound"),
                 "worst_attained_component": _worst_component(rows, "attained"),
                 "unit": FAMILY_UNIT[fam],
-                "radius": (min(c.radius or 0.0 for c in rows)
-                           if any(c.radius is not None for c in rows) else None),
+                "radius": self._family_radius(rows),
             }
         return out
+
+    def _family_radius(self, rows: list[ConstraintResult]) -> float | None:
+        """The least radius of ``rows`` (a constraint without one: 0.0), or ``None`` when
+        radii were not computed for them: not asked, or the radius stage cut short
+        before its first rung reached any of them."""
+        if not self.radius_asked():
+            return None
+        if all(c.radius is None for c in rows) and self.radius_cut_short():
+            return None
+        return min(c.radius or 0.0 for c in rows)
+
+    def radius_cut_short(self) -> bool:
+        """Whether the time budget stopped the radius stage's ladder, so that some
+        constraints without a radius were not tried (its warning says so)."""
+        return any(w.startswith(RADIUS_STOPPED) for w in self.warnings)
 
     def radius_asked(self) -> bool:
         """Whether radii were computed (asked in the options, or present on a constraint);
@@ -504,7 +527,7 @@ class Certificate(ArrayValueEq, HtmlView):
         if not parts:
             return None
         of = "its factors' ranges" if self.region.factors is not None else "its half-widths"
-        cut = any(w.startswith(RADIUS_STOPPED) for w in self.warnings)
+        cut = self.radius_cut_short()
         return ("certified on a smaller box about the region's centre (radius: a fraction "
                 f"of {of}): " + "; ".join(parts)
                 + ("; the radius stage stopped early (timeout): the others were not all "

@@ -710,7 +710,7 @@ def _radius_ladder(st: State, graph: Any, region: Region, engine: str,
         if not todo.any():
             break
         if budget.expired():
-            notes.append(f"{RADIUS_STOPPED} before radius {r:g}; "
+            notes.append(f"{RADIUS_STOPPED} {r:g}; "
                          f"{int(todo.sum())} constraint(s) have no radius")
             return
         hit = _radius_pass(st, graph, region, engine, r, todo, opts, notify, memory, skipped)
@@ -725,7 +725,7 @@ def _radius_ladder(st: State, graph: Any, region: Region, engine: str,
         mids[~((mids > st.radius) & (mids < failed))] = np.nan  # bracket too narrow
         for m in sorted(set(mids[np.isfinite(mids)].tolist()), reverse=True):
             if budget.expired():
-                notes.append(f"{RADIUS_STOPPED} at bisection step {step + 1} "
+                notes.append(f"timeout: the radius stage stopped at bisection step {step + 1} "
                              f"of {opts.radius_steps}; the radii found so far stand")
                 return
             sel = mids == m

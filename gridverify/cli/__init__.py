@@ -101,6 +101,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = saved
 
 
+#: exit statuses of a command ended by Ctrl-C or SIGTERM
+_INTERRUPTED = (128 + signal.SIGINT, 128 + signal.SIGTERM)
+
+
+def console_main() -> int:
+    """The ``gridverify`` console script: :func:`main` on the command line's arguments;
+    after an interrupt, Ctrl-C and SIGTERM are ignored while the process exits (a
+    second Ctrl-C in multiprocessing's clean-up printed a traceback)."""
+    status = main()
+    if status in _INTERRUPTED:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
+    return status
+
+
 def _main(argv: Sequence[str] | None) -> int:
     try:
         parser = build_parser()
@@ -286,8 +301,9 @@ class _Signals:
     saved and worker processes stopped on the way.  A second one while that runs is
     ignored, so that the unwinding completes (a pool shut down halfway leaves its
     workers behind); a third ends the process at once, exit status 128 + the
-    signal.  After an interrupt both stay ignored until the process exits, whose own
-    clean-up (multiprocessing's) must not end in a traceback.  Worker processes
+    signal.  The handlers before are restored when the command ends
+    (:func:`console_main` then ignores both while the process exits, whose own
+    clean-up, multiprocessing's, must not end in a traceback).  Worker processes
     forked from this one keep the signals' usual effect.  Outside the main thread,
     where handlers cannot be set, nothing changes.
     """
@@ -321,10 +337,8 @@ class _Signals:
         os._exit(128 + signum)
 
     def restore(self) -> None:
-        """The handlers in place before, or, after an interrupt, ignored."""
+        """The handlers in place before (the process may go on: Jupyter, tests)."""
         for s, handler in self._previous.items():
-            if self.received:
-                handler = signal.SIG_IGN
             signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 

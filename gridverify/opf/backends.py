@@ -68,12 +68,29 @@ _IPOPT_STATUS = {
     -4: "time_limit",
     -5: "time_limit",
 }
-#: the ``.sol`` messages of Ipopt's AMPL interface that name no return status
+#: the messages of Ipopt's AMPL interface (``.sol``) and of its log's ``EXIT:`` line
+#: that do not spell their return status (compared letters and digits only)
 _IPOPT_SOL_MESSAGES = {
     "Optimal Solution Found": "Solve_Succeeded",
     "Converged to a locally infeasible point. Problem may be infeasible.":
         "Infeasible_Problem_Detected",
+    "Converged to a point of local infeasibility. Problem may be infeasible.":
+        "Infeasible_Problem_Detected",
     "Maximum Number of Iterations Exceeded.": "Maximum_Iterations_Exceeded",
+    "Maximum CPU Time Exceeded.": "Maximum_CpuTime_Exceeded",
+    "Maximum Wallclock Time Exceeded.": "Maximum_WallTime_Exceeded",
+    "Search Direction is becoming Too Small.": "Search_Direction_Becomes_Too_Small",
+    "Iterates diverging; problem might be unbounded.": "Diverging_Iterates",
+    "Restoration Phase Failed.": "Restoration_Failed",
+    "Restoration Failed!": "Restoration_Failed",
+    "Found feasible point for square problem.": "Feasible_Point_Found",
+    "Feasible point for square problem found.": "Feasible_Point_Found",
+    "Stopping optimization at current point as requested by user.": "User_Requested_Stop",
+    "Error in step computation (regularization becomes too large?)!":
+        "Error_In_Step_Computation",
+    "Invalid number in NLP function or derivative detected.": "Invalid_Number_Detected",
+    "Problem has too few degrees of freedom.": "Not_Enough_Degrees_Of_Freedom",
+    "Not enough memory.": "Insufficient_Memory",
 }
 
 
@@ -101,8 +118,14 @@ def termination_from_output(message: str, log: str) -> str:
         key, _, value = line.strip().partition(":")
         if key == "Status" and value.strip() in _RETURN_CODE:
             return value.strip()
-    text = message.split(": ", 1)[-1].strip()
-    name = _BY_SQUASHED.get(_squash(text), "unknown")
+        if key == "EXIT" and _squash(value) in _BY_SQUASHED:  # Ipopt's own log
+            return _named(value)
+    return _named(message.split(": ", 1)[-1])
+
+
+def _named(text: str) -> str:
+    """The return-status name ``text`` spells or states, else ``"unknown"``."""
+    name = _BY_SQUASHED.get(_squash(text.strip()), "unknown")
     return _IPOPT_SOL_MESSAGES.get(name, name)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gridverify.certify.certificate import UNDEFINED, final_status
+from gridverify.certify.certificate import UNDEFINED, final_status, null_attained
 from gridverify.errors import StudyError
 from gridverify.study.jobs import DONE, FAILED
 from gridverify.study.storage import DAMAGED, PENDING, StudyStore
@@ -192,7 +192,7 @@ class StudyResults:
             j = r["job"]
             for c in r["certificate"]["constraints"]:
                 ub = _f(c.get("upper_bound"), math.inf)
-                att = _f(c.get("attained"), -math.inf)
+                att = _f(c.get("attained"), null_attained(c))
                 rows.append({
                     "job_id": r["job_id"], "case": j["case_key"], "model": j["model_label"],
                     "region": j["region_name"], "constraint_set": j["constraint_set"],
@@ -221,7 +221,9 @@ class StudyResults:
                     "method": j["method"], "family": fam, "count": d["count"],
                     "certified": d["certified"], "violated": d["violated"], "open": d["open"],
                     "max_upper_bound": _f(d.get("max_upper_bound"), math.inf),
-                    "max_attained": _f(d.get("max_attained"), -math.inf),
+                    # null with violations: an overflow found (+inf), else none found
+                    "max_attained": _f(d.get("max_attained"),
+                                       math.inf if d.get("violated") else -math.inf),
                     "gap": _f(d.get("gap"), math.inf), "unit": d["unit"],
                     "radius": _f(d.get("radius"), math.nan), "seconds": r.get("seconds"),
                 })

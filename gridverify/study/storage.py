@@ -82,6 +82,8 @@ def _write_h5_atomic(path: Path, cert: dict[str, Any], job: dict[str, Any],
                      job_hash: str) -> None:
     import h5py
 
+    from gridverify.certify.certificate import null_attained
+
     with atomic_path(path, mode=_FILE_MODE) as tmp:
         cons = cert["constraints"]
         n_in = len(cert["region"]["lower"])
@@ -108,7 +110,9 @@ def _write_h5_atomic(path: Path, cert: dict[str, Any], job: dict[str, Any],
             f.create_dataset("component", data=np.array([c["component"] for c in cons],
                                                         dtype=np.int64))
             f.create_dataset("upper_bound", data=arr("upper_bound", np.inf))
-            f.create_dataset("attained", data=arr("attained", -np.inf))
+            f.create_dataset("attained", data=np.array(
+                [null_attained(c) if c.get("attained") is None else c["attained"]
+                 for c in cons], dtype=np.float64))
             f.create_dataset("threshold", data=arr("threshold", np.nan))
             f.create_dataset("status", data=np.array([_STATUS_CODE[c["status"]] for c in cons],
                                                      dtype=np.int8))

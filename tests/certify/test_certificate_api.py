@@ -455,7 +455,10 @@ def test_families_name_no_worst_component_or_radius_that_was_not_computed() -> N
     cons = (_missing(1), _missing(2, att=0.02), _missing(3, att=0.05),
             _missing(1, "vm_max", radius=0.5, ub=0.1, att=-0.2),
             _missing(2, "vm_max", ub=math.inf, att=-0.1))
-    cert = _cert(constraints=cons, provenance={"options": {"radius": True}})
+    from gridverify.certify.certificate import RADIUS_STOPPED
+
+    cut = (f"{RADIUS_STOPPED} 0.7071; 5 constraint(s) have no radius",)
+    cert = _cert(constraints=cons, provenance={"options": {"radius": True}}, warnings=cut)
     fams = cert.to_dict()["families"]
     p = fams["p_balance"]
     assert (p["max_upper_bound"], p["gap"], p["worst_upper_bound_component"]) == (
@@ -465,9 +468,15 @@ def test_families_name_no_worst_component_or_radius_that_was_not_computed() -> N
     v = fams["vm_max"]  # an unbounded constraint is the worst; the stage reached one
     assert v["worst_upper_bound_component"] == 2 and v["worst_attained_component"] == 2
     assert v["radius"] == 0.0
-    none_at_all = _cert(constraints=(_missing(1), _missing(2)),
+    none_at_all = _cert(constraints=(_missing(1), _missing(2)), warnings=cut,
                         provenance={"options": {"radius": True}}).families()["p_balance"]
     assert none_at_all["worst_attained_component"] is None and none_at_all["radius"] is None
+    # the stage ran and certified none of them on any box: 0.0 ("none"), not null
+    ran = _cert(constraints=cons, provenance={"options": {"radius": True}}).families()
+    assert ran["p_balance"]["radius"] == 0.0
+    # an overflow found is a finding: its component is the worst attained
+    over = _cert(constraints=(_missing(1), _missing(3, att=math.inf)))
+    assert over.families()["p_balance"]["worst_attained_component"] == 3
     again = Certificate.from_json(cert.to_json())
     assert again.to_dict()["families"] == fams
     table, _, _ = certify_table(cert, 200)
@@ -495,3 +504,18 @@ def test_the_radius_note_says_when_the_radius_stage_was_cut_short() -> None:
                           "no radius",))
     assert cut.radius_note().endswith("the radius stage stopped early (timeout): the others "
                                       "were not all tried")
+
+
+def test_study_frames_read_an_overflow_as_violated(tmp_path: Path) -> None:
+    """A job whose certificate found an overflow (attained +inf, written null): the
+    study's frames read it as the certificate does (they read -inf, and the combined
+    status became open, the summary counting no violation)."""
+    over = dataclasses.replace(_result(1, "violated", [0.95] * 4, attained=math.inf),
+                               family="p_balance")
+    cert = _cert(constraints=(over, _result(2, "certified", [0.9] * 4)))
+    res = StudyResults(tmp_path, "t", (_record("crown", "done", cert),))
+    cons = res.constraints_frame()
+    assert cons.attained.tolist()[0] == math.inf
+    assert res.combined_frame().status.tolist()[0] == "violated"
+    fams = res.families_frame().set_index("family")
+    assert fams.loc["p_balance", "max_attained"] == math.inf

@@ -37,9 +37,23 @@ try:
     os.kill(os.getpid(), signal.SIGTERM)
 except Terminated:
     pass
-signals.restore()
-assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+signals.restore()  # the process goes on (Jupyter, tests): its own handlers are back
+assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+print("ok")
+"""
+
+_CONSOLE = """
+import signal
+import gridverify.cli as cli
+cli.main = lambda: 130  # a command Ctrl-C ended
+assert cli.console_main() == 130
+assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # while the process exits
 assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+cli.main = lambda: 3
+signal.signal(signal.SIGINT, signal.default_int_handler)
+assert cli.console_main() == 3
+assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 print("ok")
 """
 
@@ -57,10 +71,15 @@ def test_a_second_ctrl_c_is_ignored_and_a_third_ends_the_process() -> None:
     assert "once more to quit at once" in run.stderr and "Traceback" not in run.stderr
 
 
-def test_handlers_are_restored_and_stay_ignored_after_an_interrupt() -> None:
-    """Untouched: the handlers before; after an interrupt both signals are ignored until
-    the process exits (its multiprocessing clean-up must not end in a traceback)."""
+def test_handlers_are_restored_after_a_command_interrupted_or_not() -> None:
+    """An interrupted command called in-process leaves the caller's Ctrl-C working."""
     run = _python(_RESTORE)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+
+
+def test_the_console_script_ignores_signals_while_it_exits_after_an_interrupt() -> None:
+    """(a second Ctrl-C in multiprocessing's exit clean-up printed a traceback)"""
+    run = _python(_CONSOLE)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
 
 

@@ -72,6 +72,17 @@ def test_a_time_limit_is_one_status_on_both_routes(capsys: pytest.CaptureFixture
     ("Ipopt 3.14.16\\x3a something new", "", "unknown"),
     ("Ipopt 3.14.16\\x3a something new", "EXIT: ...\nStatus: Restoration_Failed\n",
      "Restoration_Failed"),
+    # Ipopt's other exits (a wall-time stop read as an iteration limit before)
+    ("Ipopt 3.14.16\\x3a Maximum Wallclock Time Exceeded.", "", "Maximum_WallTime_Exceeded"),
+    ("Ipopt 3.14.16\\x3a Restoration Phase Failed.", "", "Restoration_Failed"),
+    ("Ipopt 3.14.16\\x3a Iterates diverging; problem might be unbounded.", "",
+     "Diverging_Iterates"),
+    ("Ipopt 3.14.16\\x3a Found feasible point for square problem.", "",
+     "Feasible_Point_Found"),
+    # Ipopt's log says EXIT (it has no Status line)
+    ("Ipopt 3.14.16\\x3a something new",
+     "EXIT: Converged to a point of local infeasibility. Problem may be infeasible.\n",
+     "Infeasible_Problem_Detected"),
 ])
 def test_termination_of_an_executable_route(message: str, log: str, name: str) -> None:
     assert termination_from_output(decode_sol_message(message), log) == name
