@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from gridverify._names import sidecar_stem
+
 __all__ = ["lock_beside", "pid_alive", "run_lock"]
 
 _TRIES = 5  # takeovers of stale locks raced by other runs before giving up
@@ -51,7 +53,7 @@ def lock_beside(target: str | os.PathLike[str]) -> Path:
     t = Path(os.path.realpath(target))
     if t.is_dir() and not os.access(t.parent, os.W_OK | os.X_OK):
         return t / ".gridverify.lock"
-    return t.parent / f".{t.name}.lock"
+    return t.parent / f".{sidecar_stem(t.name, len('..lock'))}.lock"
 
 
 def _identity() -> dict[str, object]:

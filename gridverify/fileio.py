@@ -89,9 +89,7 @@ def atomic_path(
     if mkdir:
         folder.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(folder, target.name)
-    prefix = f".{target.name}.{_HOST}-{os.getpid()}."
-    if len(os.fsencode(prefix)) + 12 > 255:  # mkstemp adds 8 characters, then ".tmp"
-        prefix = f".{target.name}."  # a file name's 255 bytes: the tag left out
+    prefix = f".{_temp_stem(target.name)}.{_HOST}-{os.getpid()}."
     try:
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
     except OSError as exc:  # the folder refuses a new file: name it, not a temp file's name
@@ -121,6 +119,14 @@ def atomic_path(
 _HOST = re.sub(r"[^A-Za-z0-9]", "_", platform.node())[:64] or "host"
 
 
+def _temp_stem(name: str) -> str:
+    """``NAME`` as it stands in ``.NAME.HOST-PID.XXXXXXXX.tmp`` (a pid of up to 10
+    digits; mkstemp's 8 characters): shortened where that would pass 255 bytes."""
+    from gridverify._names import sidecar_stem
+
+    return sidecar_stem(name, len(os.fsencode(f"..{_HOST}-.")) + 10 + 8 + len(".tmp"))
+
+
 #: seconds without a change after which a dead process's temporary file is stale: a
 #: process of another pid namespace with this host name (a container) may look dead
 #: while it writes, and a writer changes its file far more often than that
@@ -134,7 +140,7 @@ def _remove_stale_temps(folder: Path, name: str) -> None:
     processes and recent ones stay."""
     import time
 
-    prefix = f".{name}.{_HOST}-"
+    prefix = f".{_temp_stem(name)}.{_HOST}-"
     try:
         entries = [e for e in os.listdir(folder) if e.startswith(prefix) and e.endswith(".tmp")]
     except OSError:

@@ -253,10 +253,20 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
     assert alive.exists() and elsewhere.exists() and other.exists()
 
 
-def test_a_long_name_keeps_within_a_file_names_bytes(tmp_path):
-    target = tmp_path / ("n" * 240)
+@pytest.mark.parametrize("length", [240, 250, 255])
+def test_a_long_name_keeps_within_a_file_names_bytes(tmp_path, length):
+    """Names up to 255 bytes are legal: their temporary files, locks and progress files
+    are shortened (a 245-byte --out was refused after the whole computation)."""
+    from gridverify._lock import lock_beside
+    from gridverify.cli.train import progress_path
+
+    target = tmp_path / ("n" * (length - 2) + "é")  # a 2-byte character at the end
     atomic_write_bytes(target, b"ok")
     assert target.read_bytes() == b"ok" and os.listdir(tmp_path) == [target.name]
+    for side in (lock_beside(target), progress_path(target)):
+        side.write_bytes(b"")  # a name the file system takes
+        assert len(os.fsencode(side.name)) <= 255
+    assert lock_beside(target) != lock_beside(tmp_path / ("n" * (length - 2) + "e"))
 
 
 def test_exclusive_creation_never_replaces_a_file_created_meanwhile(tmp_path):

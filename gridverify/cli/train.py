@@ -164,7 +164,10 @@ def _run_train(args: argparse.Namespace) -> int:
 def progress_path(out_dir: Path) -> Path:
     """The progress file of ``train --out OUT``: ``.OUT.train-progress.pt`` beside it (the
     model folder itself is only replaced when training ends)."""
-    return out_dir.parent / f".{out_dir.name}.train-progress.pt"
+    from gridverify._names import sidecar_stem
+
+    suffix = ".train-progress.pt"
+    return out_dir.parent / f".{sidecar_stem(out_dir.name, 1 + len(suffix))}{suffix}"
 
 
 def _dataset_case_name(path: Path) -> str:
