@@ -681,7 +681,7 @@ class Certificate(ArrayValueEq, HtmlView):
         """Read a certificate JSON file (SpecError naming it when it cannot be read, is
         a folder, is not UTF-8 JSON or is not a certificate)."""
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = Path(path).read_text(encoding="utf-8-sig")  # a BOM from an editor: fine
         except IsADirectoryError:
             raise SpecError(f"{path}: is a folder, not a certificate JSON file") from None
         except FileNotFoundError:

@@ -94,11 +94,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     (usage errors, ``--help`` and ``--version`` included; it never raises
     ``SystemExit``)."""
     saved = sys.stdout
+    _lenient(saved)
     sys.stdout = _NamedStdout(saved)  # type: ignore[assignment]
     try:
         return _main(argv)
     finally:
         sys.stdout = saved
+
+
+def _lenient(stream: Any) -> None:
+    """A text stream whose encoding cannot write every character (an ASCII terminal,
+    ``PYTHONIOENCODING=ascii``) writes what it cannot as escapes: a case or model name
+    in another script is shown, not a crash."""
+    encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+    if encoding in ("utf8", "utf16", "utf32") or not hasattr(stream, "reconfigure"):
+        return
+    try:
+        stream.reconfigure(errors="backslashreplace")
+    except (ValueError, OSError):  # a stream that cannot be reconfigured now
+        pass
 
 
 #: exit statuses of a command ended by Ctrl-C or SIGTERM

@@ -175,7 +175,7 @@ def read_results(path: str | Path) -> list[BatchRow]:
     that is not one is an error naming it (it is not replaced)."""
     p = Path(path)
     try:
-        rows = list(csv.reader(io.StringIO(p.read_text(encoding="utf-8"))))
+        rows = list(csv.reader(io.StringIO(p.read_text(encoding="utf-8-sig"))))
     except (UnicodeDecodeError, csv.Error) as exc:
         raise VnnlibError(f"{p}: exists and is not a results CSV of vnncomp batch ({exc}); "
                           "not replaced (give another --out, or remove it)") from None

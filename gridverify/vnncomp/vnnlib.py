@@ -172,11 +172,13 @@ def read_onnx_file(path: str | Path) -> Any:
 
 
 def read_text(path: str | Path) -> str:
-    """The text of a property file; ``.gz`` files are decompressed in memory."""
+    """The text of a property file (or an instances CSV); ``.gz`` files are decompressed
+    in memory; a UTF-8 byte-order mark (editors' "UTF-8 with BOM", Excel's CSV) is
+    dropped."""
     p = gz_fallback(path)
     data = read_bytes(p)
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise VnnlibError(f"{p}: not a UTF-8 text file ({exc.reason})") from None
 

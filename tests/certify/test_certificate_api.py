@@ -519,3 +519,9 @@ def test_study_frames_read_an_overflow_as_violated(tmp_path: Path) -> None:
     assert res.combined_frame().status.tolist()[0] == "violated"
     fams = res.families_frame().set_index("family")
     assert fams.loc["p_balance", "max_attained"] == math.inf
+
+
+def test_a_certificate_saved_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_bytes(b"\xef\xbb\xbf" + _cert(n=3).to_json().encode())
+    assert Certificate.read(path) == _cert(n=3)

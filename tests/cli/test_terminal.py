@@ -213,3 +213,22 @@ def test_make_instances_kinds_are_the_library_kinds() -> None:
     from gridverify.vnncomp.instances import KINDS
 
     assert _KINDS == KINDS
+
+
+def test_names_in_other_scripts_on_an_ascii_stdout_are_escaped(tmp_path) -> None:
+    """An ASCII stdout (PYTHONIOENCODING=ascii, an old terminal) and a case named in
+    another script: shown escaped (it was a UnicodeEncodeError, exit 4)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "cases" / "pglib_opf_case14_ieee.m"
+    case = tmp_path / "cas \u00e9 \u65e5\u672c.m"
+    shutil.copy(src, case)
+    env = dict(os.environ, PYTHONIOENCODING="ascii")
+    run = subprocess.run([sys.executable, "-m", "gridverify", "case", "info", str(case)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "cas \\xe9 \\u65e5\\u672c" in run.stdout

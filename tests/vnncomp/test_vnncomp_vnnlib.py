@@ -227,3 +227,19 @@ def test_random_linear_atom_semantics(coefs, const, op, swap, ys) -> None:
         a, c = (float(const), left) if swap else (left, float(const))
         expect = a <= c if op in ("<=", "<") else a >= c  # strict read as closure
         assert _unsafe(prop, x, y) == expect
+
+
+def test_a_byte_order_mark_is_dropped(tmp_path) -> None:
+    """Editors' "UTF-8 with BOM" (and Excel's CSV): the property reads as without it, and
+    an instances CSV's first row keeps its file name (a U+FEFF went into the path)."""
+    from gridverify.vnncomp.vnnlib import parse_vnnlib, read_text
+
+    text = DECL + BOX + "(assert (<= Y_2 -1e-3))\n"
+    plain, bom = tmp_path / "p.vnnlib", tmp_path / "b.vnnlib"
+    plain.write_text(text)
+    bom.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert parse_vnnlib(bom).input_boxes[0][1].tolist() == \
+        parse_vnnlib(plain).input_boxes[0][1].tolist()
+    csv = tmp_path / "instances.csv"
+    csv.write_bytes(b"\xef\xbb\xbfonnx/a.onnx,vnnlib/a.vnnlib,60\n")
+    assert read_text(csv).startswith("onnx/a.onnx,")
