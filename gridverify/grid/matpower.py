@@ -396,10 +396,19 @@ def parse_matpower(text: str, source: str = "<string>") -> MatpowerFile:
     return _Parser(toks, source).parse()
 
 
+#: the first bytes of compressed files a case may come in
+_ARCHIVES = ((b"\x1f\x8b", "gzip-compressed"), (b"PK\x03\x04", "zip"),
+             (b"BZh", "bzip2-compressed"), (b"\xfd7zXZ\x00", "xz-compressed"))
+
+
 def read_matpower(path: str | Path) -> MatpowerFile:
     """Read and parse a MATPOWER ``.m`` file; errors name the file and line."""
     p = Path(path)
     data = p.read_bytes()
+    for magic, kind in _ARCHIVES:
+        if data.startswith(magic):
+            raise CaseFormatError(f"a {kind} file, not a MATPOWER text file: extract the .m "
+                                  "file first", source=str(p))
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # saved as UTF-16
         try:
             text = data.decode("utf-16")

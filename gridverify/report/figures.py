@@ -65,6 +65,23 @@ def _plt() -> Any:
     return plt
 
 
+def _quiet_glyphs(func: Any) -> Any:
+    """Run ``func`` without matplotlib's "Glyph N missing from font(s)" warnings: a
+    name in a script the default font lacks (CJK, emoji) is drawn as boxes, and the
+    command's stderr stays its own lines.  Only those warnings, only while it runs."""
+    import functools
+    import warnings
+
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from",
+                                    category=UserWarning)
+            return func(*args, **kwargs)
+
+    return run
+
+
 def literal_text(text: Any) -> str:
     """``text`` (a case name, model path, region, ...) made safe to show literally in a
     matplotlib title, label, legend entry or annotation: the one home of that escaping,
@@ -94,6 +111,7 @@ _TEX_ESCAPES = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "
 _BREAK = re.compile(r"[^ _/\\|-]*[ _/\\|-]*")  # pieces ending after a break character
 
 
+@_quiet_glyphs
 def text_width(text: str, fontsize: float) -> float:
     """Width in inches of one line of plain ``text`` at ``fontsize`` (the default font,
     measured without a renderer, so for any backend)."""
@@ -205,6 +223,7 @@ def figure_legend(fig: Any, handles: Sequence[Any], labels: Sequence[str],
     return height / fig.get_figheight()
 
 
+@_quiet_glyphs
 def save_figure(fig: Any, fmt: str, dpi: int = 110) -> bytes:
     """``fig`` as the bytes of a ``png``, ``svg`` or ``pdf`` file, the same bytes for the
     same figure (no creation date; fixed SVG ids): the one way figures are written."""
@@ -326,6 +345,7 @@ def grid_norms(values: Sequence[dict[str, np.ndarray]]) -> tuple[Any, Any]:
             mcolors.TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=vmax_ld))
 
 
+@_quiet_glyphs
 def draw_grid(ax: Any, case: Any, values: dict[str, np.ndarray], title: str = "",
               pos: dict[int, np.ndarray] | None = None, colorbars: bool = True,
               norms: tuple[Any, Any] | None = None, title_width: float | None = None) -> None:
@@ -482,6 +502,7 @@ def _check_study_case(results: Any, key: str, cc: Any) -> None:
             return
 
 
+@_quiet_glyphs
 def grid_figure(results: Any, case: str | None = None, compiled: Any = None) -> Any:
     """Grid maps of one case (default: the first) for every model x region of the study.
 
@@ -546,6 +567,7 @@ def _method_key(m: str) -> int:
     return _METHOD_ORDER.index(m) if m in _METHOD_ORDER else len(_METHOD_ORDER)
 
 
+@_quiet_glyphs
 def bound_time_figure(results: Any, case: str | None = None) -> Any:
     """Bound, gap and open count against time, one line per model and region of a case."""
     from matplotlib.lines import Line2D
@@ -640,6 +662,7 @@ def _bab_traces(results: Any, key: str, axes: Sequence[Any]) -> bool:
     return drawn
 
 
+@_quiet_glyphs
 def gap_figure(results: Any, case: str | None = None, ax: Any = None) -> Any:
     """Histogram of ``log10(bound - attained)`` per method for one case (default the first),
     on ``ax`` (default: a new figure)."""
@@ -714,6 +737,7 @@ def _radius_curves(ax: Any, groups: dict[str, list[float | None]], bold: str | N
     fig.tight_layout()
 
 
+@_quiet_glyphs
 def radius_figure(cert: Any, ax: Any = None) -> Any:
     """Share of each family's constraints certified on the box about the region's centre,
     against that box's radius (``ConstraintResult.radius``; a certified constraint counts
@@ -732,6 +756,7 @@ def radius_figure(cert: Any, ax: Any = None) -> Any:
     return ax.figure
 
 
+@_quiet_glyphs
 def study_radius_figure(results: Any, case: str | None = None, ax: Any = None) -> Any:
     """For one case of a study (default the first): per model and region, the share of
     the constraints certified on the box about the region's centre against its radius
@@ -761,6 +786,7 @@ def study_radius_figure(results: Any, case: str | None = None, ax: Any = None) -
 _KIND_COLOR = {"regression": "#d62728", "improvement": "#2ca02c", "unchanged": "#7f7f7f"}
 
 
+@_quiet_glyphs
 def comparison_figure(diff: Any, ax: Any = None) -> Any:
     """Two certificates side by side (:class:`~gridverify.certify.compare.CertificateDiff`):
     per constraint in both, the margin ``upper bound - threshold`` of the old certificate
@@ -858,6 +884,7 @@ def _margin(c: Any) -> float:
     return math.inf if math.isnan(m) else m
 
 
+@_quiet_glyphs
 def write_figures(results: Any, out_dir: str | Path, dpi: int = 110) -> list[FigureInfo]:
     """Write every report figure as PNG into ``out_dir``; returns them in report order."""
     from gridverify.study.storage import write_bytes_atomic

@@ -100,3 +100,23 @@ def test_matrix_roundtrip_exact(rows, sep, rowsep):
 def test_scalar_roundtrip(v):
     text = repr(v).replace("inf", "Inf")
     assert parse_matpower(f"mpc.s = {text};").scalars["s"] == v
+
+
+def test_a_compressed_case_file_says_to_extract_it(tmp_path) -> None:
+    """A .m.gz (as some archives ship cases) was "unexpected character '\\x1f'"."""
+    import gzip
+    import zipfile
+
+    from gridverify.errors import CaseFormatError
+    from gridverify.grid.matpower import read_matpower
+    from gridverify.resources import data_dir
+
+    text = (data_dir() / "cases" / "pglib_opf_case14_ieee.m").read_bytes()
+    gz = tmp_path / "c.m.gz"
+    gz.write_bytes(gzip.compress(text))
+    zp = tmp_path / "c.zip"
+    with zipfile.ZipFile(zp, "w") as z:
+        z.writestr("c.m", text)
+    for path, kind in ((gz, "gzip-compressed"), (zp, "zip")):
+        with pytest.raises(CaseFormatError, match=f"a {kind} file, not a MATPOWER text file"):
+            read_matpower(path)

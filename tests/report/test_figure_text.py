@@ -198,3 +198,19 @@ def test_radius_figure_of_a_certificate_whose_radii_are_all_none(case14) -> None
     unasked = dataclasses.replace(cert, provenance={"options": {"radius": False}})
     with pytest.raises(ValueError, match="has no radius"):
         display.plot(unasked, kind="radius")
+
+
+def test_names_the_font_lacks_draw_without_warnings() -> None:
+    """A model named with CJK or emoji: boxes in the figure, not nine warnings on the
+    command's stderr (compare --plot, study run, report)."""
+    import warnings
+
+    name = "mod\u00e8le \u65e5\u672c \U0001f389"
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        fig, ax = plt.subplots()
+        figures.fit_title(ax, name)
+        ax.set_xlabel(name)
+        assert figures.save_figure(fig, "png")
+    glyphs = [w for w in seen if "Glyph" in str(w.message)]
+    assert not glyphs, [str(w.message) for w in glyphs]
