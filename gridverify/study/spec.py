@@ -310,10 +310,22 @@ def _parse_options(ctx: _Ctx, st: Mapping[str, Any]) -> StudyOptions:
     })
 
 
+def _ascii_name(stem: str) -> str:
+    """A study name from a file's stem: accents dropped (``étude`` -> ``etude``), other
+    characters outside ASCII letters, digits and ``_ . -`` as ``-``, no ``-`` at the
+    ends."""
+    import unicodedata
+
+    plain = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", plain).strip("-")
+
+
 def _plain_name(name: Any) -> bool:
     """Whether ``name`` can name a study: a plain folder name (the default output folder
-    is ``reports/NAME``): letters, digits, ``_ . -``, and not ``.`` or ``..``."""
-    return isinstance(name, str) and bool(_NAME.match(name)) and name not in (".", "..")
+    is ``reports/NAME``): ASCII letters, digits, ``_ . -``, not starting with ``-``, and
+    not ``.`` or ``..``."""
+    return (isinstance(name, str) and bool(_NAME.match(name)) and name not in (".", "..")
+            and not name.startswith("-"))  # reports/-x reads as an option to rm, ls
 
 
 def _resolve_path(base: Path, value: str) -> Path:
@@ -343,13 +355,13 @@ def parse_study(text: str, source: str = "<study>", base: Path | None = None,
     _check_keys(ctx, data, (), _TOP)
     st = data.get("study", {})
     _check_keys(ctx, st, ("study",), _STUDY_KEYS)
-    default_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(source).stem)
+    default_name = _ascii_name(Path(source).stem)
     if source == "<study>" or not _plain_name(default_name):
         default_name = "study"
     name = st.get("name", default_name)
     if not _plain_name(name):
-        raise ctx.error(("study", "name"), f"expected a folder name of letters, digits, _ . - "
-                        f"(not . or ..), got {name!r}")
+        raise ctx.error(("study", "name"), f"expected a folder name of ASCII letters, digits, "
+                        f"_ . - (not starting with -, not . or ..), got {name!r}")
     description = st.get("description", "")
     if not isinstance(description, str):
         raise ctx.error(("study", "description"), "expected a string")

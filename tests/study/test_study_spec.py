@@ -428,3 +428,14 @@ def test_a_boolean_where_a_number_is_expected_is_spelled_as_in_toml() -> None:
     text = SMALL_STUDY.replace("samples = 64", "samples = true", 1)
     with pytest.raises(StudyError, match=r"key study.samples: expected a number, got true$"):
         parse_study(text, "bad.toml", check=False)
+
+
+def test_a_study_file_named_in_another_script_gets_a_readable_name() -> None:
+    """``étude 日本.toml`` without [study] name was ``-tude-`` (reports/-tude-: an option
+    to rm and ls); a name of one's own may not start with ``-`` either."""
+    text = SMALL_STUDY.replace('name = "small"\n', "")
+    assert "name =" not in text.split("[cases")[0]
+    assert parse_study(text, "\u00e9tude \u65e5\u672c.toml").name == "etude"
+    assert parse_study(text, "\u65e5\u672c.toml").name == "study"
+    with pytest.raises(StudyError, match="not starting with -"):
+        parse_study(SMALL_STUDY.replace('name = "small"', 'name = "-x"'), "s.toml")
