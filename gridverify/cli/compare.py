@@ -163,8 +163,13 @@ def _print(diff: Any, limit: int | None) -> None:
         worse = any(c.kind == "regression" and c.family == fam for c in diff.changes)
         better = any(c.kind == "improvement" and c.family == fam for c in diff.changes)
         styles.append("red" if worse else ("green" if better else "default"))
-    console = Console(highlight=False)  # never cut a cell: wider than the console if need be
-    console = Console(highlight=False, width=max(console.width, _table_width(headers, rows)))
+    # the table fits the terminal: a cell "old -> new" wraps after its arrow where the
+    # width asks for it; family names and units are never cut (wider than a terminal
+    # narrower than them)
+    console = Console(highlight=False)
+    narrowest = _table_width(headers, [[r[0], *(c.split(" -> ")[0] for c in r[1:-1]), r[-1]]
+                                       for r in rows])
+    console = Console(highlight=False, width=max(console.width, narrowest))
     console.print(f"{o.case} | {_short_model(o.model)} ({o.method}) -> "
                   f"{_short_model(n.model)} ({n.method})", markup=False, soft_wrap=True)
     for note in diff.notes:
@@ -172,13 +177,13 @@ def _print(diff: Any, limit: int | None) -> None:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1, 0, 0))
     for h in headers:
         table.add_column(h, justify="left" if h in ("family", "unit") else "right",
-                         no_wrap=True)
+                         no_wrap=h in ("family", "unit"))
     for row, style in zip(rows, styles):
         table.add_row(f"[{style}]{row[0]}[/{style}]", *row[1:])
     console.print(table)
     console.print("cert / viol / open: constraints certified, violated, open; bound: largest "
                   "sound upper bound of the family; found: largest violation found "
-                  "(old -> new where they differ)", markup=False, soft_wrap=True)
+                  "(old -> new where they differ)", markup=False)
     c = diff.counts
     lost = diff.lost
     console.print(f"{c['regression']} regressed, {c['improvement']} improved, "

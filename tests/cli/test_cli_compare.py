@@ -87,3 +87,16 @@ def test_bad_input_is_one_line_exit_2(certs, tmp_path, capsys):
     other.write_text(json.dumps(d))
     assert main(["compare", str(plain), str(other)]) == 2
     assert "different cases" in capsys.readouterr().err
+
+
+def test_the_family_table_fits_an_80_column_terminal(certs, capsys, monkeypatch):
+    """Cells "old -> new" wrap after the arrow (the table was 89 columns wide and every
+    row wrapped on an 80-column terminal); family names stay whole."""
+    plain, stable = certs
+    monkeypatch.setenv("COLUMNS", "80")
+    main(["compare", str(plain), str(stable)])
+    lines = capsys.readouterr().out.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("family"))
+    end = next(i for i, ln in enumerate(lines) if ln.startswith("cert / viol"))
+    assert all(len(ln) <= 80 for ln in lines[start:end]), "\n".join(lines[start:end])
+    assert any(ln.startswith("p_balance") for ln in lines[start:end])
