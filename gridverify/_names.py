@@ -20,14 +20,5 @@ def sidecar_stem(name: str, room: int) -> str:
         return name
     digest = hashlib.sha256(raw).hexdigest()[:12]
     keep = max(0, NAME_MAX - room - len(digest) - 1)
-    start = raw[:keep].decode("utf-8", errors="ignore") if _utf8(raw) else os.fsdecode(
-        raw[:keep])
+    start = raw[:keep].decode("utf-8", errors="ignore")  # a character cut in two: dropped
     return f"{start}~{digest}"
-
-
-def _utf8(raw: bytes) -> bool:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -69,7 +70,6 @@ def _quiet_glyphs(func: Any) -> Any:
     """Run ``func`` without matplotlib's "Glyph N missing from font(s)" warnings: a
     name in a script the default font lacks (CJK, emoji) is drawn as boxes, and the
     command's stderr stays its own lines.  Only those warnings, only while it runs."""
-    import functools
     import warnings
 
     @functools.wraps(func)
@@ -111,18 +111,24 @@ _TEX_ESCAPES = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "
 _BREAK = re.compile(r"[^ _/\\|-]*[ _/\\|-]*")  # pieces ending after a break character
 
 
-@_quiet_glyphs
 def text_width(text: str, fontsize: float) -> float:
     """Width in inches of one line of plain ``text`` at ``fontsize`` (the default font,
     measured without a renderer, so for any backend)."""
-    from matplotlib.font_manager import FontProperties
-    from matplotlib.textpath import TextToPath
-
     if not text:
         return 0.0
-    w, _, _ = TextToPath().get_text_width_height_descent(text, FontProperties(size=fontsize),
+    from matplotlib.font_manager import FontProperties  # the rcParams' font of now
+
+    w, _, _ = _text_path().get_text_width_height_descent(text, FontProperties(size=fontsize),
                                                          ismath=False)
     return float(w) / 72.0
+
+
+@functools.cache
+def _text_path() -> Any:
+    """One text measurer for every :func:`text_width` (it keeps no state of a text)."""
+    from matplotlib.textpath import TextToPath
+
+    return TextToPath()
 
 
 def _wrap(text: str, width: float, fontsize: float) -> list[str]:
@@ -149,6 +155,7 @@ def _wrap(text: str, width: float, fontsize: float) -> list[str]:
     return lines
 
 
+@_quiet_glyphs
 def fit_text(text: Any, width: float, fontsize: float = 9.0, min_fontsize: float = 6.0,
              max_lines: int = 3) -> tuple[str, float]:
     """Plain ``text`` made to fit ``width`` inches: wrapped (:func:`_wrap`), the font
@@ -201,6 +208,7 @@ def no_data(ax: Any, message: str) -> None:
             color="0.4")
 
 
+@_quiet_glyphs
 def figure_legend(fig: Any, handles: Sequence[Any], labels: Sequence[str],
                   fontsize: float = 7.0, grow: bool = True) -> float:
     """A legend of plain ``labels`` below the axes of ``fig``, across its width, as many
