@@ -631,6 +631,10 @@ def _bound_stages(st: State, graph: Any, region: Region, method: str, opts: Cert
     ones.
     """
     physics = st.physics
+    # with an attack to follow, the bounds may not take all the time: their
+    # optimization stops at a deadline (unlike the attack's finds, its last
+    # iterations improve bounds a little)
+    deadline = budget.deadline(1.0 if opts.attack == "none" else opts.bounds_time_share)
     stages = {"ibp": ["ibp"], "crown": ["crown"], "alpha-crown": ["crown", "alpha-crown"],
               "bab": ["crown", "alpha-crown"]}[method]
     for i, stage in enumerate(stages):
@@ -643,24 +647,29 @@ def _bound_stages(st: State, graph: Any, region: Region, method: str, opts: Cert
             rows = st.rows_of(cmask)
             if rows.size == 0:
                 continue
-            if budget.expired():
+            if budget.expired() or _past(deadline):
                 st.skip(cmask, stage)
                 continue
             notify(f"{stage} ({rows.size} rows)", 0.1 + 0.5 * i / len(stages))
             ts = time.perf_counter()
             up = _bound_rows(graph, region, rows, physics.n_rows, stage,
                              opts.bounds.alpha_iterations, opts.bounds.intermediate,
-                             budget=memory, notes=notes, deadline=budget.deadline())
+                             budget=memory, notes=notes, deadline=deadline)
             apply_row_bounds(st, rows, up, opts)
             dt = time.perf_counter() - ts
             touched = np.unique(physics.row_constraint[rows])
             for k in touched:
                 st.stage[k] = stage
             st.seconds[touched] += dt / max(touched.size, 1)
-            if stage == "alpha-crown" and budget.expired():  # optimization stopped early
+            if stage == "alpha-crown" and _past(deadline):  # optimization stopped early
                 for k in touched:
                     if st.reason[k] is None:
                         st.reason[k] = ALPHA_CUT_SHORT
+
+
+def _past(deadline: float | None) -> bool:
+    """Whether the :func:`time.monotonic` ``deadline`` (``None``: none) has passed."""
+    return deadline is not None and time.monotonic() >= deadline
 
 
 def _radius_engine(method: str) -> str:

@@ -428,7 +428,8 @@ def test_torch_file_witnesses_are_rechecked_by_torch(tmp_path, kind) -> None:
 def test_the_time_budget_reaches_alpha_crown_as_a_deadline(case14, tiny_mlp,
                                                           monkeypatch) -> None:
     """The bound stages hand the budget's end to the engine (alpha-CROWN ran to its
-    last iteration past ``--timeout``); a pass it stops early says so, and its
+    last iteration past ``--timeout``), or with an attack to follow the end of their
+    share of it (``bounds_time_share``); a pass it stops early says so, and its
     constraints keep sound bounds."""
     import importlib
     import time
@@ -447,10 +448,20 @@ def test_the_time_budget_reaches_alpha_crown_as_a_deadline(case14, tiny_mlp,
     region = box_region(case14, 0.9, 1.1)
     t = time.monotonic()
     certify(case14, net, region, method="alpha-crown", constraints="p_balance",
-            options=CertifyOptions(timeout=600, samples=8, radius=False, refine="all"))
+            options=CertifyOptions(timeout=600, samples=8, radius=False, refine="all",
+                                   attack="none"))
     stages = dict(seen)
     assert set(stages) >= {"crown", "alpha-crown"}
     assert t + 590 < stages["alpha-crown"] < time.monotonic() + 600
+    for share in (0.75, 0.3):  # the attack's share is kept from the bounds
+        seen.clear()
+        t = time.monotonic()
+        opts = CertifyOptions(timeout=600, samples=8, radius=False, refine="all")
+        opts = opts if share == 0.75 else replace(opts, bounds_time_share=share)
+        assert opts.bounds_time_share == share
+        certify(case14, net, region, method="alpha-crown", constraints="p_balance",
+                options=opts)
+        assert t + share * 600 - 10 < dict(seen)["alpha-crown"] < t + share * 600 + 1
     seen.clear()
     certify(case14, net, region, method="alpha-crown", constraints="p_balance",
             options=CertifyOptions(samples=8, radius=False, refine="all"))
