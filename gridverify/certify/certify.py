@@ -631,9 +631,8 @@ def _bound_stages(st: State, graph: Any, region: Region, method: str, opts: Cert
     ones.
     """
     physics = st.physics
-    # with an attack to follow, the bounds may not take all the time: their
-    # optimization stops at a deadline (unlike the attack's finds, its last
-    # iterations improve bounds a little)
+    # with an attack to follow, the bound stages leave it a share of the time:
+    # alpha-CROWN's last iterations gain little, the attack's first ones much
     deadline = budget.deadline(1.0 if opts.attack == "none" else opts.bounds_time_share)
     stages = {"ibp": ["ibp"], "crown": ["crown"], "alpha-crown": ["crown", "alpha-crown"],
               "bab": ["crown", "alpha-crown"]}[method]
