@@ -35,7 +35,8 @@ class AttackOptions:
     piecewise-linear proxies have their worst cases) run.  ``pool``: random
     points and random vertices screened once for starts.  ``time_share``: the
     share of the caller's remaining time budget the attack may take (read by
-    callers that hold a budget: ``certify``, ``vnncomp run``).  ``seed``:
+    ``certify`` when branch-and-bound follows; ``vnncomp run`` splits its
+    deadline by its own rule).  ``seed``:
     random starts.  ``dtype``: ``"float64"`` or ``"float32"`` for the search;
     results are always re-evaluated in float64.
     """
