@@ -53,6 +53,7 @@ BRANCH_FIELDS = ("fbus", "tbus", "r", "x", "b", "rateA", "rateB", "rateC", "rati
 
 MAX_ANGLE_WARN_DEG = 60.0
 TAP_WARN_RANGE = (0.5, 1.5)
+MAX_SHIFT_WARN_DEG = 360.0  # a phase shift beyond a full turn is a typo or a unit mix-up
 GROUP_LIMIT = 5  # more warnings of one kind than this are summarised in one line
 MAX_BUS_ID = 2**53  # the largest id float64 still tells apart from its neighbours
 
@@ -280,6 +281,10 @@ def validate_case(raw: RawCase) -> CaseCheck:
             v.warn(f"negative resistance r = {r:g}", "branch", k, kind="negative resistance")
         if tap != 0 and not (TAP_WARN_RANGE[0] <= tap <= TAP_WARN_RANGE[1]):
             v.warn(f"unusual tap ratio {tap:g}", "branch", k, kind="unusual tap ratios")
+        if abs(br[k, C.SHIFT]) > MAX_SHIFT_WARN_DEG:
+            v.warn(f"phase shift {br[k, C.SHIFT]:g} deg beyond a full turn "
+                   f"(+-{MAX_SHIFT_WARN_DEG:g} deg)", "branch", k,
+                   kind=f"phase shifts beyond +-{MAX_SHIFT_WARN_DEG:g} deg")
         if max(abs(br[k, C.ANGMIN]), abs(br[k, C.ANGMAX])) > MAX_ANGLE_WARN_DEG:
             v.warn(f"angle-difference limits [{br[k, C.ANGMIN]:g}, {br[k, C.ANGMAX]:g}] deg "
                    f"wider than {MAX_ANGLE_WARN_DEG:g} deg", "branch", k,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,21 @@ def test_unusual_but_finite_tap_ratio_only_warns(tmp_path, tap):
     for t in (cc.pf_t, cc.qf_t, cc.pt_t, cc.qt_t):
         assert np.all(np.isfinite(t.vv)) and np.all(np.isfinite(t.c)) and np.all(np.isfinite(t.s))
     assert np.all(np.isfinite(cc.ybus.data))
+
+
+@pytest.mark.parametrize("shift, warns", [
+    ("1e300", True), ("-400", True), ("360", False), ("-359.5", False), ("30", False),
+])
+def test_phase_shift_beyond_a_full_turn_warns(tmp_path, shift, warns):
+    path = _write(tmp_path, _tiny(f"7 8 0.01 0.1 0.02 100 0 0 1 {shift} 1 -30 30"))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        cc = compile_case(load_case(path))
+    text = " ".join(str(w.message) for w in seen)
+    assert ("beyond a full turn" in text) == warns, text
+    if warns:
+        assert f"phase shift {float(shift):g} deg" in text
+    assert np.all(np.isfinite(cc.pf_t.c)) and np.all(np.isfinite(cc.pf_t.s))
 
 
 @pytest.mark.parametrize("command", [["case", "info"], ["opf", "solve"]])
