@@ -548,9 +548,16 @@ class _Run:
                 live[li[~acc]] = False
 
     def result(self, t0: float) -> AttackResult:
-        """Best points, projected exactly in float64 and re-evaluated in float64."""
-        x = self.best_x.detach().to("cpu", torch.float64)
-        x = torch.maximum(torch.minimum(x, self.hi64), self.lo64)
+        """Best points, projected exactly in float64 and re-evaluated in float64.
+
+        A coordinate the search left on a bound of the box (in its dtype) is put on
+        the float64 bound: a float32 search holds a bound rounded, perhaps into the
+        box, and a violation at a vertex can be smaller than that rounding's cost."""
+        x = self.best_x.detach()
+        on_lo, on_hi = (x <= self.lo).cpu(), (x >= self.hi).cpu()
+        lo64, hi64 = self.lo64.cpu(), self.hi64.cpu()
+        x = torch.where(on_lo, lo64, torch.where(on_hi, hi64, x.to("cpu", torch.float64)))
+        x = torch.maximum(torch.minimum(x, hi64), lo64)
         vals = []
         with torch.no_grad():
             for s in range(0, self.m, self.chunk):

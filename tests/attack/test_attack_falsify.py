@@ -47,6 +47,24 @@ def test_vertex_phase_finds_the_best_vertex(seed: int) -> None:
     assert np.all(np.isin(res.inputs.numpy(), [-1.0, 1.0]))
 
 
+def test_a_float32_search_returns_the_float64_vertex() -> None:
+    """Bounds float32 rounds into the box (1.18323 -> 1.1832300424...): the vertex the
+    search reaches is returned on the float64 bounds, not 1e-7 inside them, where a
+    violation smaller than that rounding would be lost."""
+    lo = np.array([2.7, 0.88749, 1.18323, -0.1])
+    hi = np.array([3.3, 1.08471, 1.4461700000000002, 0.1])
+    a = np.array([1.0, -1.0, 1.0, -1.0])
+    b = GraphBuilder()
+    x = b.input("x", 4)
+    b.output(b.linear(x, torch.tensor(a[None, :]), torch.zeros(1)), "y")
+    g = b.build()
+    best = np.where(a > 0, hi, lo)
+    for dtype in ("float32", "float64"):
+        res = falsify(g, lo, hi, row_objectives([0], 1), AttackOptions(dtype=dtype))
+        np.testing.assert_array_equal(res.inputs.numpy()[0], best)
+        assert res.values[0].item() == float(a @ best)
+
+
 def test_per_objective_boxes_and_row_objectives() -> None:
     g, W, b0 = _abs_net(3, n_in=3)
     lo = torch.tensor([[-1.0, -1, -1], [0.0, 0, 0]])
