@@ -58,6 +58,7 @@ def test_cli_tiny_memory_cap_on_case300_is_one_line_exit_2():
     assert err.startswith("gridverify: error: memory cap 0 MB (--memory-cap) used up before")
 
 
+@pytest.mark.slow  # 35 s; the chunking itself: test_small_cap_on_case300_chunks_to_the_same_bounds
 def test_cli_small_memory_cap_on_case300_completes(capsys):
     code = main(["certify", CASE300, "--model", "models/case300_relu", "--method", "crown",
                  "--memory-cap", "48", "--samples", "16", "--constraints",
