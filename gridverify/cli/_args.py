@@ -181,6 +181,11 @@ def add_layout_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--interleaved-loads", action="store_true", default=None,
                    help="the proxy reads its loads load by load, the --inputs blocks "
                         "alternating (pd_1, qd_1, pd_2, qd_2, ... for pd,qd)")
+    g.add_argument("--interleaved-outputs", action="store_true", default=None,
+                   help="the proxy returns its solution generator by generator and bus by "
+                        "bus, pg alternating with qg and vm with va in the --outputs order "
+                        "(pg_1, qg_1, pg_2, qg_2, ..., vm_1, va_1, ...: heads of shape "
+                        "(G, 2) and (N, 2))")
     g.add_argument("--load-units", choices=("pu", "mw", "MW"), default=None,
                    help="units of pd, qd: per unit or MW and MVAr (default pu)")
     g.add_argument("--gen-units", choices=("pu", "mw", "MW"), default=None,
@@ -206,7 +211,7 @@ def keep_outputs_from_args(args: argparse.Namespace) -> bool:
 def layout_flags_given(args: argparse.Namespace) -> list[str]:
     """The flags of :func:`add_layout_arguments` given on the command line."""
     names = ("inputs", "outputs", "load_units", "gen_units", "angle_units", "normalization",
-             "interleaved_loads")
+             "interleaved_loads", "interleaved_outputs")
     given = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n, None) is not None]
     return given + (["--keep-outputs"] if keep_outputs_from_args(args) else [])
 
@@ -218,7 +223,8 @@ def layout_from_args(args: argparse.Namespace) -> Any:
 
     lay = ProxyLayout.parse(args.inputs, args.outputs, args.load_units, args.gen_units,
                             args.angle_units, args.normalization,
-                            bool(getattr(args, "interleaved_loads", None)))
+                            bool(getattr(args, "interleaved_loads", None)),
+                            bool(getattr(args, "interleaved_outputs", None)))
     return None if lay.is_convention else lay
 
 

@@ -35,6 +35,8 @@ INPUT_BLOCKS = ("pd", "qd")
 OUTPUT_BLOCKS = ("pg", "qg", "vm", "va")
 _POWER_UNITS = ("pu", "mw")
 _ANGLE_UNITS = ("rad", "deg")
+#: the output blocks that come in pairs, one pair entry per generator or bus
+_OUTPUT_PAIRS = (frozenset({"pg", "qg"}), frozenset({"vm", "va"}))
 
 
 _NORM_KEYS = ("input_mean", "input_std", "output_mean", "output_std")
@@ -132,7 +134,12 @@ class ProxyLayout:
     ``"rad"`` or ``"deg"`` for ``va``; ``normalization``: affine maps the proxy
     expects around it (:class:`Normalization`); ``interleaved``: the proxy reads
     its loads load by load, the input blocks alternating (``pd_1, qd_1, pd_2,
-    qd_2, ...`` for inputs ``pd,qd``).  Within a block the entries keep the
+    qd_2, ...`` for inputs ``pd,qd``); ``interleaved_outputs``: it returns its
+    solution generator by generator and bus by bus, the two generator blocks
+    alternating and the two bus blocks alternating (``pg_1, qg_1, pg_2, qg_2,
+    ..., vm_1, va_1, ...`` for outputs ``pg,qg,vm,va``: a network whose heads
+    are ``(G, 2)`` and ``(N, 2)`` tensors), so ``outputs`` must keep ``pg, qg``
+    together and ``vm, va`` together.  Within a block the entries keep the
     case's order (loads, generators, buses: ``docs/proxy.md``).
     """
 
@@ -143,11 +150,13 @@ class ProxyLayout:
     angle_units: str = "rad"
     normalization: Normalization | None = None
     interleaved: bool = False
+    interleaved_outputs: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.interleaved, bool):
-            raise ProxyError(f"layout: interleaved must be true or false, got "
-                             f"{self.interleaved!r}")
+        for name in ("interleaved", "interleaved_outputs"):
+            if not isinstance(getattr(self, name), bool):
+                raise ProxyError(f"layout: {name} must be true or false, got "
+                                 f"{getattr(self, name)!r}")
         for what, got, want in (("inputs", self.inputs, INPUT_BLOCKS),
                                 ("outputs", self.outputs, OUTPUT_BLOCKS)):
             if not isinstance(got, tuple) or sorted(got) != sorted(want):
@@ -159,13 +168,17 @@ class ProxyLayout:
                                 ("angle_units", self.angle_units, _ANGLE_UNITS)):
             if got not in want:
                 raise ProxyError(f"layout: {what} must be one of {', '.join(want)}, got {got!r}")
+        if self.interleaved_outputs and frozenset(self.outputs[:2]) not in _OUTPUT_PAIRS:
+            raise ProxyError(f"layout: interleaved outputs alternate pg with qg and vm with "
+                             f"va, so the output order must keep each pair together, got "
+                             f"{','.join(self.outputs)}")
 
     @classmethod
     def parse(cls, inputs: str | None = None, outputs: str | None = None,
               load_units: str | None = None, gen_units: str | None = None,
               angle_units: str | None = None,
               normalization: str | os.PathLike[str] | None = None,
-              interleaved: bool = False) -> ProxyLayout:
+              interleaved: bool = False, interleaved_outputs: bool = False) -> ProxyLayout:
         """From text (``"qd,pd"``, ``"va,vm,pg,qg"``, ``"MW"``, ``"deg"``, a
         normalization file's path; ``None``: the convention's), as the command line
         gives it."""
@@ -179,7 +192,7 @@ class ProxyLayout:
         norm = None if normalization is None else Normalization.read(normalization)
         return cls(blocks(inputs, INPUT_BLOCKS), blocks(outputs, OUTPUT_BLOCKS),
                    unit(load_units, "pu"), unit(gen_units, "pu"), unit(angle_units, "rad"),
-                   norm, interleaved)
+                   norm, interleaved, interleaved_outputs)
 
     @classmethod
     def from_dict(cls, d: Any) -> ProxyLayout:
@@ -205,12 +218,13 @@ class ProxyLayout:
             norm, want = norm.get("source"), norm.get("sha256")
         if norm is not None and not isinstance(norm, str):
             raise ProxyError(f"layout: normalization: expected a file path, got {norm!r}")
-        inter = d.get("interleaved", False)
-        if not isinstance(inter, bool):
-            raise ProxyError(f"layout: interleaved must be true or false, got {inter!r}")
+        flags = {k: d.get(k, False) for k in ("interleaved", "interleaved_outputs")}
+        for k, v in flags.items():
+            if not isinstance(v, bool):
+                raise ProxyError(f"layout: {k} must be true or false, got {v!r}")
         lay = cls.parse(*(text(d.get(k)) for k in cls.__dataclass_fields__
-                          if k not in ("normalization", "interleaved")),
-                        normalization=norm, interleaved=inter)
+                          if k != "normalization" and k not in flags),
+                        normalization=norm, **flags)
         if want is not None and lay.normalization is not None \
                 and lay.normalization.sha256 != want:
             raise ProxyError(f"{norm}: the normalization file changed since it was recorded")
@@ -227,7 +241,9 @@ class ProxyLayout:
             f"; normalized by {Path(self.normalization.source).name}")
         return (f"inputs {','.join(self.inputs)}{' per load' if self.interleaved else ''} "
                 f"({self.load_units}); outputs "
-                f"{','.join(self.outputs)} ({self.gen_units}, {self.angle_units}){norm}")
+                f"{','.join(self.outputs)}"
+                f"{' per generator and bus' if self.interleaved_outputs else ''} "
+                f"({self.gen_units}, {self.angle_units}){norm}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (as certificates record it)."""
@@ -236,8 +252,10 @@ class ProxyLayout:
                              "angle_units": self.angle_units}
         if self.normalization is not None:
             d["normalization"] = self.normalization.to_dict()
-        if self.interleaved:  # left out otherwise: records of block layouts stay as they were
-            d["interleaved"] = True
+        # left out otherwise: records of block layouts stay as they were
+        for name in ("interleaved", "interleaved_outputs"):
+            if getattr(self, name):
+                d[name] = True
         return d
 
     def maps(self, n_load: int, n_gen: int, n_bus: int, base_mva: float
@@ -263,7 +281,13 @@ class ProxyLayout:
         for b in self.outputs:  # where each block starts in the proxy's output
             pos[b] = at
             at += sizes[b]
-        out_index = np.concatenate([pos[b] + np.arange(sizes[b]) for b in OUTPUT_BLOCKS])
+        if self.interleaved_outputs:  # a pair's blocks alternate from the first's start
+            first = {b: self.outputs[self.outputs.index(b) & ~1] for b in OUTPUT_BLOCKS}
+            out_index = np.concatenate([
+                pos[first[b]] + 2 * np.arange(sizes[b]) + (first[b] != b)
+                for b in OUTPUT_BLOCKS])
+        else:
+            out_index = np.concatenate([pos[b] + np.arange(sizes[b]) for b in OUTPUT_BLOCKS])
         unit = {"pg": 1.0 / mw if self.gen_units == "mw" else 1.0,
                 "qg": 1.0 / mw if self.gen_units == "mw" else 1.0, "vm": 1.0,
                 "va": math.pi / 180.0 if self.angle_units == "deg" else 1.0}

@@ -421,21 +421,27 @@ def _check_head_widths(path: Path | str, names: list[str] | None, widths: list[i
     quantity, in the layout's order (the convention's ``pg, qg, vm, va``): their
     widths must be those quantities' sizes in that order (``G, G, N, N``), or the
     heads would be cut across (a ``va`` head of ``N`` read as ``pg`` and part of
-    ``qg``...).  One output, or widths that do not add up (the size check's
-    error), pass here."""
+    ``qg``...); with interleaved outputs, one head per pair of quantities (``2G,
+    2N`` for ``pg,qg,vm,va``).  One output, or widths that do not add up (the size
+    check's error), pass here."""
     if len(widths) <= 1 or sum(widths) != 2 * n_gen + 2 * n_bus:
         return
-    order = (layout or ProxyLayout()).outputs
+    lay = layout or ProxyLayout()
+    order = lay.outputs
     size = {"pg": n_gen, "qg": n_gen, "vm": n_bus, "va": n_bus}
-    want = [size[b] for b in order]
+    if lay.interleaved_outputs:
+        want = [2 * size[order[0]], 2 * size[order[2]]]
+        per = f"one per pair of quantities, as {','.join(order[:2])} and {','.join(order[2:])}"
+    else:
+        want = [size[b] for b in order]
+        per = f"one per quantity, as {', '.join(order)}"
     if list(widths) == want:
         return
     shown = f"{what} {list(names)}" if names else what
     raise ProxyError(
         f"{path}: {shown} are {len(widths)} heads of widths {list(widths)}, but several "
-        f"outputs are read one per quantity, as {', '.join(order)}, which needs widths "
-        f"{want}; name the outputs after the quantities, or give their order "
-        "(--outputs ORDER, ProxyLayout(outputs=...))")
+        f"outputs are read {per}, which needs widths {want}; name the outputs after the "
+        "quantities, or give their order (--outputs ORDER, ProxyLayout(outputs=...))")
 
 
 #: keys under which a training checkpoint keeps the model's state dict (gridverify's

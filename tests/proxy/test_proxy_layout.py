@@ -39,13 +39,20 @@ class Foreign(nn.Module):
             blocks["pg"], blocks["qg"] = blocks["pg"] * mva, blocks["qg"] * mva
         if self.layout.angle_units == "deg":
             blocks["va"] = blocks["va"] * (180.0 / math.pi)
-        return torch.cat([blocks[b] for b in self.layout.outputs], 1)
+        order = self.layout.outputs
+        if self.layout.interleaved_outputs:  # heads (G, 2) and (N, 2), flattened
+            return torch.cat([torch.stack([blocks[a], blocks[b]], 2).flatten(1)
+                              for a, b in (order[:2], order[2:])], 1)
+        return torch.cat([blocks[b] for b in order], 1)
 
 
 _LAYOUTS = [ProxyLayout(("qd", "pd"), ("va", "vm", "pg", "qg"), "mw", "mw", "deg"),
             ProxyLayout(outputs=("vm", "va", "pg", "qg")),
             ProxyLayout(load_units="mw", angle_units="deg"),
-            ProxyLayout(("qd", "pd"), load_units="mw", interleaved=True)]
+            ProxyLayout(("qd", "pd"), load_units="mw", interleaved=True),
+            ProxyLayout(outputs=("qg", "pg", "va", "vm"), interleaved_outputs=True),
+            ProxyLayout(("qd", "pd"), ("va", "vm", "pg", "qg"), "mw", "mw", "deg",
+                        interleaved=True, interleaved_outputs=True)]
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +92,10 @@ def test_adapted_proxy_is_the_convention_proxy(convention, layout, tmp_path):
     np.testing.assert_allclose(ref, want.numpy(), rtol=0, atol=1e-9)
 
 
-def test_exported_program_and_the_graph_the_bounds_see(convention, tmp_path):
+@pytest.mark.parametrize("layout", [_LAYOUTS[0], _LAYOUTS[-1]], ids=["blocks", "pairs"])
+def test_exported_program_and_the_graph_the_bounds_see(convention, tmp_path, layout):
     from gridverify.certify.certify import proxy_graph
 
-    layout = _LAYOUTS[0]
     foreign = Foreign(convention.module, layout).eval()
     ep = torch.export.export(foreign, (_loads(3),),
                              dynamic_shapes=({0: torch.export.Dim("b")},))
@@ -448,7 +455,7 @@ def test_interleaved_loads_flag_and_records(convention, tmp_path, capsys):
     layouts keep their records), read back from a record and a study's table."""
     from gridverify.cli import main
 
-    lay = _LAYOUTS[-1]
+    lay = _LAYOUTS[3]
     assert lay.interleaved and lay.to_dict()["interleaved"] is True
     assert "interleaved" not in _LAYOUTS[0].to_dict()
     assert ProxyLayout.from_dict(lay.to_dict()) == lay
@@ -467,3 +474,61 @@ def test_interleaved_loads_flag_and_records(convention, tmp_path, capsys):
     # without the flag the same file reads other loads: another function
     q = load_proxy(path, case=_CASE, layout=ProxyLayout(("qd", "pd"), load_units="mw"))
     assert not torch.allclose(q.module(x), convention.module(x), atol=1e-6)
+
+
+def test_interleaved_outputs_flag_records_and_pair_heads(convention, tmp_path, capsys):
+    """``--interleaved-outputs``: the solution read generator by generator and bus by
+    bus (``pg_1, qg_1, ...`` in the ``--outputs`` order); recorded only when set, read
+    back from a record; two heads of shapes ``(G, 2)`` and ``(N, 2)`` load as one per
+    pair; an order that splits a pair is refused."""
+    from gridverify.cli import main
+
+    lay = _LAYOUTS[4]
+    assert lay.to_dict()["interleaved_outputs"] is True
+    assert "interleaved_outputs" not in _LAYOUTS[3].to_dict()
+    assert ProxyLayout.from_dict(lay.to_dict()) == lay
+    assert ProxyLayout.from_dict({"outputs": "qg,pg,va,vm",
+                                  "interleaved_outputs": True}) == lay
+    with pytest.raises(ProxyError, match="interleaved_outputs must be true or false"):
+        ProxyLayout.from_dict({"interleaved_outputs": 1})
+    with pytest.raises(ProxyError, match="keep each pair together, got pg,vm,qg,va"):
+        ProxyLayout(outputs=("pg", "vm", "qg", "va"), interleaved_outputs=True)
+    assert lay.maps(2, 2, 3, 100.0)[3].tolist() == [1, 3, 0, 2, 5, 7, 9, 4, 6, 8]
+    path = tmp_path / "pairs.onnx"
+    path.write_bytes(_onnx(Foreign(convention.module, lay).eval()))
+    flags = ["--outputs", "qg,pg,va,vm", "--interleaved-outputs"]
+    assert main(["model", "info", str(path), "--case", _CASE.name, *flags]) == 0
+    assert "outputs qg,pg,va,vm per generator and bus (pu, rad)" in capsys.readouterr().out
+    x = _loads(16)
+    with torch.no_grad():
+        want = convention.module(x)
+        torch.testing.assert_close(load_proxy(path, case=_CASE, layout=lay).module(x), want,
+                                   rtol=0, atol=1e-12)
+        # without the flag the same file reads another solution
+        other = load_proxy(path, case=_CASE, layout=ProxyLayout(outputs=lay.outputs))
+        assert not torch.allclose(other.module(x), want, atol=1e-6)
+
+    class PairHeads(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.foreign = Foreign(convention.module, lay)
+
+        def forward(self, u):  # noqa: ANN001, ANN201
+            v = self.foreign(u)
+            return v[:, :2 * _CASE.n_gen], v[:, 2 * _CASE.n_gen:]
+
+    heads = tmp_path / "heads.onnx"
+    heads.write_bytes(_onnx(PairHeads().eval(), ["gens", "buses"]))
+    with torch.no_grad():
+        torch.testing.assert_close(load_proxy(heads, case=_CASE, layout=lay).module(x), want,
+                                   rtol=0, atol=1e-12)
+    with pytest.raises(ProxyError, match=r"are 2 heads of widths \[10, 28\].* one per "
+                                         r"quantity, as qg, pg, va, vm, which needs widths "
+                                         r"\[5, 5, 14, 14\]"):
+        load_proxy(heads, case=_CASE, layout=ProxyLayout(outputs=lay.outputs))
+    four = tmp_path / "four.onnx"
+    four.write_bytes(_onnx(_TupleHeads(convention.module, lay.outputs).eval(),
+                           ["o1", "o2", "o3", "o4"]))
+    with pytest.raises(ProxyError, match=r"one per pair of quantities, as qg,pg and va,vm, "
+                                         r"which needs widths \[10, 28\]"):
+        load_proxy(four, case=_CASE, layout=lay)
