@@ -242,14 +242,39 @@ def run_handler(func: Callable[[argparse.Namespace], int | None], args: argparse
         if (exc.name or "gridverify").partition(".")[0] == "gridverify":
             return _internal_error()  # our own module: a bug, not the installation
         _error(_missing_module(exc.name or ""))
-    except MemoryError as exc:
-        _error(f"out of memory{': ' + str(exc) if str(exc) else ''} (a smaller problem, "
-               "fewer samples or a lower --memory-cap where the command has one)")
-    except Exception:  # noqa: BLE001 - a bug: say so, never exit 1 (a violation)
-        return _internal_error()
+    except Exception as exc:  # noqa: BLE001 - a bug: say so, never exit 1 (a violation)
+        why = out_of_memory(exc)
+        if why is None:
+            return _internal_error()
+        _error(f"out of memory{': ' + why if why else ''} (a smaller problem, fewer samples "
+               "or a lower --memory-cap where the command has one)")
     finally:
         signals.restore()
     return EXIT_BAD_INPUT
+
+
+#: what torch, the C++ runtime and the dynamic loader say when an allocation fails
+#: (torch raises RuntimeError, CUDA's its OutOfMemoryError; a shared library that
+#: cannot be mapped under an address-space limit raises ImportError)
+_NO_MEMORY = ("can't allocate memory", "std::bad_alloc", "out of memory",
+              "failed to map segment")
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """Why ``exc`` is the machine running out of memory (``""`` for a bare
+    ``MemoryError``), or ``None`` when it is not: ``MemoryError``, and the
+    ``RuntimeError``/``ImportError`` of an allocation torch or the loader could not
+    make (a message of :data:`_NO_MEMORY`)."""
+    if isinstance(exc, MemoryError):
+        return str(exc)
+    if not isinstance(exc, (RuntimeError, ImportError)):
+        return None
+    text = str(exc)
+    found = next((k for k in _NO_MEMORY if k in text.lower()), None)
+    if found is None:
+        return None
+    line = next((ln for ln in text.splitlines() if found in ln.lower()), text)
+    return " ".join(line.split())[:200]
 
 
 def _missing_module(name: str) -> str:

@@ -335,6 +335,54 @@ def test_out_of_memory_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert err.startswith("gridverify: error: out of memory (") and err.count("\n") == 1
 
 
+_TORCH_OOM = ("[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: can't "
+              "allocate memory: you tried to allocate 80000000000 bytes. Error code 12 "
+              "(Cannot allocate memory)")
+
+
+@pytest.mark.parametrize("exc, shown", [
+    (RuntimeError(_TORCH_OOM), "DefaultCPUAllocator: can't allocate memory"),
+    (RuntimeError("std::bad_alloc"), "std::bad_alloc"),
+    (ImportError("libtorch_cpu.so: failed to map segment from shared object"),
+     "failed to map segment"),
+])
+def test_an_allocation_torch_or_the_loader_could_not_make_is_one_line(
+        capsys: pytest.CaptureFixture[str], exc: Exception, shown: str) -> None:
+    """torch's allocator fails with RuntimeError, a library mapped under an
+    address-space limit with ImportError: out of memory, not a bug (exit 4)."""
+    def handler(args: object) -> int:
+        raise exc
+
+    assert run_handler(handler, None) == 2  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert err.startswith("gridverify: error: out of memory: ") and err.count("\n") == 1
+    assert shown in err
+
+
+def test_other_runtime_errors_are_still_bugs(capsys: pytest.CaptureFixture[str]) -> None:
+    def handler(args: object) -> int:
+        raise RuntimeError("shape mismatch")
+
+    assert run_handler(handler, None) == 4  # type: ignore[arg-type]
+    assert "internal error" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS as Linux enforces it")
+def test_a_real_torch_allocation_failure_is_one_line(tmp_path: Path) -> None:
+    """Under an address-space limit torch's own allocation fails: one line, exit 2."""
+    code = ("import resource, sys, torch\n"
+            "from gridverify.cli import run_handler\n"
+            "soft, hard = resource.getrlimit(resource.RLIMIT_AS)\n"
+            "with open('/proc/self/statm') as f: vsz = int(f.read().split()[0]) * 4096\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (vsz + 2**28, hard))\n"
+            "sys.exit(run_handler(lambda a: torch.empty(10**10).sum(), None))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith("gridverify: error: out of memory: ")
+    assert run.stderr.count("\n") == 1
+
+
 def _unprivileged() -> list[str] | None:
     """A command prefix that runs as an unprivileged user, or None."""
     if os.geteuid() != 0:
