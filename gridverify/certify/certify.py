@@ -77,7 +77,7 @@ from gridverify.certify.certificate import (
     final_status,
 )
 from gridverify.certify.checkpoint import Checkpoint, run_key
-from gridverify.certify.memory import MemoryBudget, MemoryCapError, sample_bytes
+from gridverify.certify.memory import MemoryBudget, MemoryCapError, mb_text, sample_bytes
 from gridverify.certify.options import (
     ATTACKS,
     BAB_MODES,
@@ -296,9 +296,11 @@ def _fit_stage(graph: Any, method: str, m: int, opts: Any, budget: MemoryBudget,
         if fitted is not None:
             if (meth, fitted.intermediate) != (method, opts.intermediate) and notes is not None:
                 notes.append(
-                    f"memory cap {budget.cap_mb:.0f} MB: the {method} stage on {m} rows would "
-                    f"need ~{estimate_mb(graph, method, m, opts).total:.0f} MB, "
-                    f"{left:.0f} MB left; ran {meth} (intermediate {fitted.intermediate}) instead"
+                    f"memory cap {mb_text(budget.cap_mb)} MB: the {method} stage on {m} rows "
+                    f"would need ~{estimate_mb(graph, method, m, opts).total:.0f} MB, "
+                    f"{mb_text(left)} MB left; ran {meth}"
+                    f"{'' if meth == 'ibp' else f' (intermediate {fitted.intermediate})'} "
+                    "instead"
                 )
             return meth, fitted
     if notes is not None:
@@ -306,8 +308,9 @@ def _fit_stage(graph: Any, method: str, m: int, opts: Any, budget: MemoryBudget,
         what = ("its rows keep their CROWN bounds" if method == "alpha-crown"
                 else "their constraints are left open")
         notes.append(
-            f"memory cap {budget.cap_mb:.0f} MB: the {method} stage on {m} rows needs "
-            f"~{need.fixed:.0f} MB even in one-row chunks, {left:.0f} MB left{_SKIPPED}, {what}"
+            f"memory cap {mb_text(budget.cap_mb)} MB: the {method} stage on {m} rows needs "
+            f"~{need.fixed:.0f} MB even in one-row chunks, {mb_text(left)} MB left{_SKIPPED}, "
+            f"{what}"
         )
     return None
 
@@ -592,7 +595,7 @@ def _sample_stage(st: State, case: Any, module: torch.nn.Module, region: Region,
         if need > max(memory.left(), _SMALL_MB):  # what a cap cannot hold, not a few MB
             raise MemoryCapError(
                 f"samples {opts.samples} (--samples): that many loads of {space.lower.size} "
-                f"inputs take about {need:.0f} MB, more than the {max(memory.left(), 0):.0f} "
+                f"inputs take about {need:.0f} MB, more than the {mb_text(memory.left())} "
                 f"MB left of the memory cap ({memory.source}); lower --samples")
         pts.append(space.sample(opts.samples, rng))
     if region.factors is None:
@@ -783,8 +786,8 @@ def _attack_stage(st: State, graph: Any, pgraph: Any, region: Region, case: Any,
         return
     sizes = _attack_sizes(memory, graph, 4 * opts.attack_options.restarts)
     if sizes is None:
-        notes.append(f"memory cap {memory.cap_mb:.0f} MB: no room for the attack "
-                     f"({memory.left():.0f} MB left); skipped, the worst found is the "
+        notes.append(f"memory cap {mb_text(memory.cap_mb)} MB: no room for the attack "
+                     f"({mb_text(memory.left())} MB left); skipped, the worst found is the "
                      "samples'")
         return
     notify("attack", 0.7)

@@ -4,8 +4,10 @@ The cap (``CertifyOptions.memory_cap_mb``, ``--memory-cap``) is what a run may
 allocate on top of what the process holds when it starts (the imports, the
 loaded case and model); it defaults to a share (:data:`DEFAULT_SHARE`) of the
 memory the machine has available then (``MemAvailable`` of ``/proc/meminfo``).
-Before each stage the process's resident memory is read and the stage is given
-what is left:
+Before each stage the memory the process has allocated is read
+(:func:`~gridverify.sysmem.allocated_mb`: anonymous resident memory once freed
+heap pages are handed back, so that neither library code nor the allocator's
+reserve is counted) and the stage is given what is left:
 
 * **bounds**: the engine's estimate (:mod:`gridverify.bounds.memory`) picks
   the largest row chunk that fits; when none does the stage falls back to a
@@ -13,8 +15,12 @@ what is left:
   fit, the rows are left ``open`` with a warning saying why;
 * **sampling** and **attack**: their batch shrinks to fit (the attack is
   skipped, with a warning, when not even one objective's starts fit);
-* when the run has already used up its cap before a stage, certification stops
-  with :class:`MemoryCapError` (one line; exit status 2 at the command line).
+* when the run has already used up its cap before building the graph or
+  sampling, certification stops with :class:`MemoryCapError` (one line; exit
+  status 2 at the command line); a later stage finds what is left (nothing, at
+  worst) and falls back or is skipped as above, with its warning;
+* branch-and-bound (method ``bab``) caps its domain store (half the cap, split
+  among ``--jobs``); the working memory of its searches is not counted.
 """
 
 from __future__ import annotations
@@ -22,13 +28,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gridverify.errors import GridverifyError
-from gridverify.sysmem import available_mb, resident_mb
+from gridverify.sysmem import allocated_mb, available_mb, resident_mb
 
-__all__ = ["DEFAULT_SHARE", "MemoryBudget", "MemoryCapError", "available_mb", "resident_mb"]
+__all__ = ["DEFAULT_SHARE", "MemoryBudget", "MemoryCapError", "allocated_mb", "available_mb",
+           "mb_text", "resident_mb"]
 
 #: share of the available memory a run may use when no cap is given
 DEFAULT_SHARE = 0.8
 _MB = 2.0**20
+
+
+def mb_text(mb: float) -> str:
+    """``mb`` MB for a message: whole MB, two digits below 1 MB (a cap of 0.0001 MB is
+    not "0 MB"), and nothing left is 0, never negative."""
+    mb = max(float(mb), 0.0)
+    return f"{mb:.2g}" if 0 < mb < 1 else f"{mb:.0f}"
 
 
 class MemoryCapError(GridverifyError):
@@ -47,8 +61,9 @@ class MemoryBudget:
     @classmethod
     def resolve(cls, cap_mb: float | None) -> MemoryBudget:
         """The given cap, or :data:`DEFAULT_SHARE` of the available memory (infinite when
-        the machine does not say), counted from this process's resident memory now."""
-        base = resident_mb()
+        the machine does not say), counted from what this process has allocated now
+        (:func:`~gridverify.sysmem.allocated_mb`)."""
+        base = allocated_mb()
         if cap_mb is not None:
             return cls(float(cap_mb), "--memory-cap", base)
         avail = available_mb()
@@ -57,8 +72,9 @@ class MemoryBudget:
         return cls(DEFAULT_SHARE * avail, "default", base)
 
     def used(self) -> float:
-        """MB the run has allocated so far (resident now minus the start)."""
-        return max(resident_mb() - self.base_mb, 0.0)
+        """MB the run has allocated so far (:func:`~gridverify.sysmem.allocated_mb` now
+        minus at the start)."""
+        return max(allocated_mb() - self.base_mb, 0.0)
 
     def left(self) -> float:
         """MB a stage may still allocate."""
@@ -69,8 +85,8 @@ class MemoryBudget:
         used = self.used()
         if used >= self.cap_mb:
             raise MemoryCapError(
-                f"memory cap {self.cap_mb:.0f} MB ({self.source}) used up before {what}: "
-                f"the run already allocated {used:.0f} MB; raise --memory-cap"
+                f"memory cap {mb_text(self.cap_mb)} MB ({self.source}) used up before "
+                f"{what}: the run already allocated {mb_text(used)} MB; raise --memory-cap"
             )
 
     def batch(self, bytes_per_item: float, largest: int, smallest: int = 1) -> int:
