@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["MAX_WORKERS", "allocated_mb", "available_mb", "format_bytes",
+__all__ = ["MAX_WORKERS", "allocated_mb", "available_mb", "cgroup_left_mb", "format_bytes",
            "machine_memory_bytes", "memory_shortfall", "resident_mb"]
 
 _MB = 2.0**20
@@ -32,14 +32,69 @@ def _meminfo_mb(key: str) -> float | None:
 
 
 def available_mb() -> float | None:
-    """Memory the machine has available now (MB), or ``None`` when unknown."""
+    """Memory this process may still take now (MB), or ``None`` when unknown: what the
+    machine has available (``MemAvailable``), but no more than what its container's
+    memory limit (cgroup v2 or v1) and its address-space limit (``ulimit -v``) leave."""
     mb = _meminfo_mb("MemAvailable")
-    if mb is not None:
-        return mb
+    if mb is None:
+        try:
+            mb = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / _MB
+        except (ValueError, OSError, AttributeError):
+            mb = None
+    limits = [x for x in (mb, cgroup_left_mb(), _address_space_left_mb()) if x is not None]
+    return min(limits) if limits else None
+
+
+#: (limit, usage, statistics, reclaimable page-cache key) of cgroup v2, then v1
+_CGROUPS = (("memory.max", "memory.current", "memory.stat", "inactive_file"),
+            ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes",
+             "memory/memory.stat", "total_inactive_file"))
+_NO_LIMIT = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
+
+
+def cgroup_left_mb(root: str = "/sys/fs/cgroup") -> float | None:
+    """What this process's cgroup (a container's memory limit) leaves (MB): its limit
+    minus its usage, the page cache it could drop (inactive files) not counted as
+    used; ``None`` without a cgroup limit."""
+    for limit_file, usage_file, stat_file, cache_key in _CGROUPS:
+        try:
+            with open(os.path.join(root, limit_file)) as f:
+                text = f.read().strip()
+            if text == "max":
+                return None
+            limit = int(text)
+            with open(os.path.join(root, usage_file)) as f:
+                usage = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit >= _NO_LIMIT:
+            return None
+        cache = 0
+        try:
+            with open(os.path.join(root, stat_file)) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == cache_key:
+                        cache = int(value)
+        except (OSError, ValueError):
+            pass
+        return max(limit - max(usage - cache, 0), 0) / _MB
+    return None
+
+
+def _address_space_left_mb() -> float | None:
+    """What the address-space limit (``ulimit -v``, ``RLIMIT_AS``) leaves (MB) beyond
+    this process's virtual size; ``None`` without one."""
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / _MB
-    except (ValueError, OSError, AttributeError):
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, OSError, ValueError):
         return None
+    size = _status_mb("VmSize")
+    if soft == resource.RLIM_INFINITY or size is None:
+        return None
+    return max(soft / _MB - size, 0.0)
 
 
 def resident_mb() -> float:

@@ -3,7 +3,8 @@
 The cap (``CertifyOptions.memory_cap_mb``, ``--memory-cap``) is what a run may
 allocate on top of what the process holds when it starts (the imports, the
 loaded case and model); it defaults to a share (:data:`DEFAULT_SHARE`) of the
-memory the machine has available then (``MemAvailable`` of ``/proc/meminfo``).
+memory available then (:func:`~gridverify.sysmem.available_mb`: ``MemAvailable``,
+within a container's memory limit and ``ulimit -v``).
 Before each stage the memory the process has allocated is read
 (:func:`~gridverify.sysmem.allocated_mb`: anonymous resident memory once freed
 heap pages are handed back, so that neither library code nor the allocator's
