@@ -319,6 +319,9 @@ def _print_jobs(folder: Path, res: Any = None) -> None:
                         for v in (r.certified, r.violated, r.open)),
                       "-" if r.seconds is None or r.seconds != r.seconds else f"{r.seconds:.1f}")
     console.print(table)
+    for _, r in df[df.state == "failed"].iterrows():  # why, where the table has no room
+        print(f"gridverify: job {r.job_id} ({r.case}, {r.model}, {r.region}) failed: "
+              f"{' '.join(str(r.error).split()) or 'no error recorded'}", file=sys.stderr)
 
 
 def completion_cmd(args: argparse.Namespace) -> int:
