@@ -104,7 +104,7 @@ class CertifyOptions:
     stops there and keeps its best bounds; the rest is the attack's: on
     case300_relu at a 20 s timeout, 0.75 instead of all of it left the attack
     the time to find thermal violations of 540 pu^2 where the samples found
-    0.56, and certified 7 constraints fewer).
+    0.56, and certified 2 constraints fewer; ``benchmarks/time_split.py``).
     ``attack_focus``: per family, that many undecided constraints nearest their
     threshold and that many with the largest worst found get a second attack
     with 2x the restarts and 8x the steps (0: none).  ``bounds``: the bound
