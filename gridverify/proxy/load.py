@@ -327,6 +327,10 @@ def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int,
     d_in, d_outs = probe_sizes(m, source=str(path))
     if d_in is not None and d_in != n_in:
         raise ProxyError(f"{path}: ONNX input has {d_in} entries, the case needs 2L = {n_in}")
+    whole = None  # the graph with every output, once imported
+    if len(d_outs) > 1 and None in d_outs:  # heads of symbolic widths: the import knows them
+        whole = OnnxModule(m, keep=None, source=str(path)).eval()
+        d_outs = _output_widths(whole)
     known = [d for d in d_outs if d is not None]
     n_heads = len(d_outs)
     if keep_outputs and len(known) == len(d_outs):  # the outputs that fill the kept entries
@@ -351,7 +355,8 @@ def _load_onnx(path: Path, compiled: Any, keep_outputs: bool | int,
             f"the first {n_out} entries)"
         )
     # (keeping more output entries than the graph has is the importer's ProxyError)
-    module = OnnxModule(m, keep=n_out if keep_outputs else None, source=str(path)).eval()
+    module = (whole if whole is not None and not keep_outputs
+              else OnnxModule(m, keep=n_out if keep_outputs else None, source=str(path)).eval())
     if heads:
         n_gen, n_bus = ((compiled.n_gen, compiled.n_bus) if compiled is not None
                         else (arch.n_gen, arch.n_bus))

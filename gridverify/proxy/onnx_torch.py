@@ -16,6 +16,7 @@ whose ONNX has extra outputs after the solution, e.g. physics residuals).
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from typing import TYPE_CHECKING
 
@@ -108,14 +109,23 @@ def _graph_inputs(m: onnx.ModelProto, source: str) -> list[onnx.ValueInfoProto]:
 def probe_sizes(m: onnx.ModelProto, source: str = "onnx"
                 ) -> tuple[int | None, list[int | None]]:
     """Declared input width and output widths (None where symbolic); a graph
-    without exactly one input is refused."""
+    without exactly one input is refused.  An output's width is the number of
+    entries per sample (its dimensions after the batch multiplied: heads of shape
+    ``(B, G, 2)`` are ``2G`` wide, as the module flattens them); the input's is
+    its last dimension."""
 
-    def width(vi: onnx.ValueInfoProto) -> int | None:
-        dims = vi.type.tensor_type.shape.dim
-        if not dims:
-            return None
-        d = dims[-1]
-        return int(d.dim_value) if d.HasField("dim_value") else None
+    def dims(vi: onnx.ValueInfoProto) -> list[int | None]:
+        return [int(d.dim_value) if d.HasField("dim_value") else None
+                for d in vi.type.tensor_type.shape.dim]
 
-    n_in = width(_graph_inputs(m, source)[0])
-    return n_in, [width(o) for o in m.graph.output]
+    def last(vi: onnx.ValueInfoProto) -> int | None:
+        return (dims(vi) or [None])[-1]
+
+    def per_sample(vi: onnx.ValueInfoProto) -> int | None:
+        d = dims(vi)
+        if len(d) <= 2:
+            return (d or [None])[-1]
+        return None if None in d[1:] else math.prod(d[1:])
+
+    n_in = last(_graph_inputs(m, source)[0])
+    return n_in, [per_sample(o) for o in m.graph.output]

@@ -517,11 +517,19 @@ def test_interleaved_outputs_flag_records_and_pair_heads(convention, tmp_path, c
             v = self.foreign(u)
             return v[:, :2 * _CASE.n_gen], v[:, 2 * _CASE.n_gen:]
 
+    class Heads3d(PairHeads):  # the same heads as (B, G, 2) and (B, N, 2) tensors
+        def forward(self, u):  # noqa: ANN001, ANN201
+            g, b = super().forward(u)
+            return g.reshape(-1, _CASE.n_gen, 2), b.reshape(-1, _CASE.n_bus, 2)
+
     heads = tmp_path / "heads.onnx"
     heads.write_bytes(_onnx(PairHeads().eval(), ["gens", "buses"]))
+    heads3 = tmp_path / "heads3d.onnx"
+    heads3.write_bytes(_onnx(Heads3d().eval(), ["gens", "buses"]))
     with torch.no_grad():
-        torch.testing.assert_close(load_proxy(heads, case=_CASE, layout=lay).module(x), want,
-                                   rtol=0, atol=1e-12)
+        for src in (heads, heads3):
+            torch.testing.assert_close(load_proxy(src, case=_CASE, layout=lay).module(x),
+                                       want, rtol=0, atol=1e-12)
     with pytest.raises(ProxyError, match=r"are 2 heads of widths \[10, 28\].* one per "
                                          r"quantity, as qg, pg, va, vm, which needs widths "
                                          r"\[5, 5, 14, 14\]"):
