@@ -31,55 +31,95 @@ def _meminfo_mb(key: str) -> float | None:
     return None
 
 
-def available_mb() -> float | None:
+def available_mb(processes: int = 1) -> float | None:
     """Memory this process may still take now (MB), or ``None`` when unknown: what the
-    machine has available (``MemAvailable``), but no more than what its container's
-    memory limit (cgroup v2 or v1) and its address-space limit (``ulimit -v``) leave."""
+    machine has available (``MemAvailable``), but no more than what its cgroups'
+    memory limits (a container's, a job's: :func:`cgroup_left_mb`) and its
+    address-space limit (``ulimit -v``) leave.  With ``processes`` started together
+    (study workers), each one's part: the machine's and the cgroups' memory is
+    shared among them, each has an address-space limit of its own."""
     mb = _meminfo_mb("MemAvailable")
     if mb is None:
         try:
             mb = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / _MB
         except (ValueError, OSError, AttributeError):
             mb = None
-    limits = [x for x in (mb, cgroup_left_mb(), _address_space_left_mb()) if x is not None]
+    shared = [x / processes for x in (mb, cgroup_left_mb()) if x is not None]
+    limits = [*shared, *[x for x in (_address_space_left_mb(),) if x is not None]]
     return min(limits) if limits else None
 
 
-#: (limit, usage, statistics, reclaimable page-cache key) of cgroup v2, then v1
-_CGROUPS = (("memory.max", "memory.current", "memory.stat", "inactive_file"),
-            ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes",
-             "memory/memory.stat", "total_inactive_file"))
+#: (limit, usage, statistics, reclaimable page-cache key) of a cgroup v2, then v1, folder
+_CGROUP_FILES = {2: ("memory.max", "memory.current", "memory.stat", "inactive_file"),
+                 1: ("memory.limit_in_bytes", "memory.usage_in_bytes", "memory.stat",
+                     "total_inactive_file")}
 _NO_LIMIT = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
 
 
-def cgroup_left_mb(root: str = "/sys/fs/cgroup") -> float | None:
-    """What this process's cgroup (a container's memory limit) leaves (MB): its limit
-    minus its usage, the page cache it could drop (inactive files) not counted as
-    used; ``None`` without a cgroup limit."""
-    for limit_file, usage_file, stat_file, cache_key in _CGROUPS:
-        try:
-            with open(os.path.join(root, limit_file)) as f:
-                text = f.read().strip()
-            if text == "max":
-                return None
-            limit = int(text)
-            with open(os.path.join(root, usage_file)) as f:
-                usage = int(f.read().strip())
-        except (OSError, ValueError):
-            continue
-        if limit >= _NO_LIMIT:
+def _cgroup_folder_left(folder: str, version: int) -> float | None:
+    """What one cgroup folder's memory limit leaves (bytes): its limit minus its usage,
+    the page cache it could drop (inactive files) not counted as used; ``None`` when
+    it has no limit (or no such files)."""
+    limit_file, usage_file, stat_file, cache_key = _CGROUP_FILES[version]
+    try:
+        with open(os.path.join(folder, limit_file)) as f:
+            text = f.read().strip()
+        if text == "max":
             return None
-        cache = 0
-        try:
-            with open(os.path.join(root, stat_file)) as f:
-                for line in f:
-                    key, _, value = line.partition(" ")
-                    if key == cache_key:
-                        cache = int(value)
-        except (OSError, ValueError):
-            pass
-        return max(limit - max(usage - cache, 0), 0) / _MB
-    return None
+        limit = int(text)
+        with open(os.path.join(folder, usage_file)) as f:
+            usage = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    if limit >= _NO_LIMIT:
+        return None
+    cache = 0
+    try:
+        with open(os.path.join(folder, stat_file)) as f:
+            for line in f:
+                key, _, value = line.partition(" ")
+                if key == cache_key:
+                    cache = int(value)
+    except (OSError, ValueError):
+        pass
+    return float(max(limit - max(usage - cache, 0), 0))
+
+
+def _own_cgroups(proc_cgroup: str) -> dict[int, str]:
+    """This process's cgroup path per version (``/proc/self/cgroup``: ``0::PATH`` for
+    v2, ``N:...memory...:PATH`` for v1's memory controller); empty when unknown."""
+    found: dict[int, str] = {}
+    try:
+        with open(proc_cgroup) as f:
+            for line in f:
+                hier, _, rest = line.strip().partition(":")
+                controllers, _, path = rest.partition(":")
+                if hier == "0" and controllers == "":
+                    found[2] = path
+                elif "memory" in controllers.split(","):
+                    found[1] = path
+    except OSError:
+        pass
+    return found
+
+
+def cgroup_left_mb(root: str = "/sys/fs/cgroup",
+                   proc_cgroup: str = "/proc/self/cgroup") -> float | None:
+    """What this process's cgroups leave (MB): the least, over its own cgroup (named by
+    ``proc_cgroup``) and every one above it up to ``root``, of limit minus usage (a
+    container's limit, a Slurm job's, a ``systemd-run -p MemoryMax`` scope's);
+    ``None`` without a limit.  A path the mount does not show (a container's view of
+    its own cgroup as the root) is skipped for its nearest shown parent."""
+    own = _own_cgroups(proc_cgroup)
+    lefts = []
+    for version, base in ((2, root), (1, os.path.join(root, "memory"))):
+        parts = [p for p in own.get(version, "/").split("/") if p]
+        for i in range(len(parts), -1, -1):
+            folder = os.path.join(base, *parts[:i])
+            left = _cgroup_folder_left(folder, version) if os.path.isdir(folder) else None
+            if left is not None:
+                lefts.append(left)
+    return min(lefts) / _MB if lefts else None
 
 
 def _address_space_left_mb() -> float | None:
@@ -136,15 +176,16 @@ def _trim_heap() -> None:
 
 
 def allocated_mb() -> float:
-    """Memory this process has allocated (MB): its anonymous resident memory (heap,
-    arrays and tensors; ``RssAnon`` of ``/proc/self/status``) once the heap's freed
-    pages are handed back.  Not the code of the libraries it maps, which the OS
+    """Memory this process has allocated (MB): its anonymous and shared resident memory
+    (heap, arrays and tensors, also those moved to shared memory for worker processes;
+    ``RssAnon + RssShmem`` of ``/proc/self/status``) once the heap's freed pages are
+    handed back.  Not the code of the libraries it maps, which the OS
     loads and drops as it likes, nor what the allocator keeps after a free: both
     made the same run's figure vary by tens of MB.  :func:`resident_mb` where the
     OS does not say."""
     _trim_heap()
-    mb = _status_mb("RssAnon")
-    return resident_mb() if mb is None else mb
+    anon, shmem = _status_mb("RssAnon"), _status_mb("RssShmem")
+    return resident_mb() if anon is None else anon + (shmem or 0.0)
 
 
 def machine_memory_bytes() -> int | None:

@@ -76,8 +76,8 @@ class ExecutorOptions:
             return self.memory_cap_mb
         from gridverify.certify.memory import DEFAULT_SHARE, available_mb
 
-        avail = available_mb()
-        return None if avail is None else DEFAULT_SHARE * avail / self.workers
+        avail = available_mb(self.workers)  # each worker's part
+        return None if avail is None else DEFAULT_SHARE * avail
 
 
 def _died(job: Job, attempts: int, detail: str) -> dict[str, Any]:
