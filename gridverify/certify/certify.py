@@ -931,8 +931,8 @@ def _layout_warnings(case: Any, prox: Any) -> list[str]:
         return []
     return ["the proxy's outputs at its nominal loads look like another layout or units "
             f"than declared ({'; '.join(odd)}): check the order and units of its inputs and "
-            "outputs (certify --inputs, --outputs, --load-units, --gen-units, --angle-units; "
-            "docs/proxy.md)"]
+            "outputs (certify --inputs, --outputs, --interleaved-loads, --interleaved-outputs, "
+            "--load-units, --gen-units, --angle-units; docs/proxy.md)"]
 
 
 def _check_source(prox: Any, region: Region, seed: int) -> list[str]:

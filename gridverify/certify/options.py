@@ -100,7 +100,8 @@ class CertifyOptions:
     shipped proxies the worst cases differ from a float64 search's by less than
     a change of seed moves them, in about half the time; docs/physics.md).
     ``bounds_time_share``: with a ``timeout`` and an attack to follow, the share
-    of the time left that each bound stage may take (alpha-CROWN's optimization
+    of the time left that the bound stages may take together (one deadline for
+    CROWN and alpha-CROWN, counted from the end of sampling; alpha-CROWN's optimization
     stops there and keeps its best bounds; the rest is the attack's: on
     case300_relu at a 20 s timeout, 0.75 instead of all of it left the attack
     the time to find thermal violations of 540 pu^2 where the samples found

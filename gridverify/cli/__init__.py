@@ -235,7 +235,8 @@ def run_handler(func: Callable[[argparse.Namespace], int | None], args: argparse
             return EXIT_BROKEN_PIPE
         raise
     except OSError as exc:
-        _error(os_error_message(exc))
+        _error(_out_of_memory_line(exc) if out_of_memory(exc) is not None
+               else os_error_message(exc))
     except KeyboardInterrupt:
         return _interrupted()
     except ModuleNotFoundError as exc:
@@ -243,11 +244,9 @@ def run_handler(func: Callable[[argparse.Namespace], int | None], args: argparse
             return _internal_error()  # our own module: a bug, not the installation
         _error(_missing_module(exc.name or ""))
     except Exception as exc:  # noqa: BLE001 - a bug: say so, never exit 1 (a violation)
-        why = out_of_memory(exc)
-        if why is None:
+        if out_of_memory(exc) is None:
             return _internal_error()
-        _error(f"out of memory{': ' + why if why else ''} (a smaller problem, fewer samples "
-               "or a lower --memory-cap where the command has one)")
+        _error(_out_of_memory_line(exc))
     finally:
         signals.restore()
     return EXIT_BAD_INPUT
@@ -262,11 +261,16 @@ _NO_MEMORY = ("can't allocate memory", "std::bad_alloc", "out of memory",
 
 def out_of_memory(exc: BaseException) -> str | None:
     """Why ``exc`` is the machine running out of memory (``""`` for a bare
-    ``MemoryError``), or ``None`` when it is not: ``MemoryError``, and the
-    ``RuntimeError``/``ImportError`` of an allocation torch or the loader could not
-    make (a message of :data:`_NO_MEMORY`)."""
+    ``MemoryError``), or ``None`` when it is not: ``MemoryError``, an ``OSError`` of
+    errno ``ENOMEM`` (a failed ``mmap``), and the ``RuntimeError``/``ImportError`` of
+    an allocation torch or the loader could not make (a message of
+    :data:`_NO_MEMORY`)."""
+    import errno
+
     if isinstance(exc, MemoryError):
         return str(exc)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:
+        return os_error_message(exc)
     if not isinstance(exc, (RuntimeError, ImportError)):
         return None
     text = str(exc)
@@ -275,6 +279,13 @@ def out_of_memory(exc: BaseException) -> str | None:
         return None
     line = next((ln for ln in text.splitlines() if found in ln.lower()), text)
     return " ".join(line.split())[:200]
+
+
+def _out_of_memory_line(exc: BaseException) -> str:
+    """The one line of an exception :func:`out_of_memory` recognizes."""
+    why = out_of_memory(exc)
+    return (f"out of memory{': ' + why if why else ''} (a smaller problem, fewer samples or "
+            "a lower --memory-cap where the command has one)")
 
 
 def _missing_module(name: str) -> str:

@@ -188,6 +188,8 @@ def run_study_cmd(args: argparse.Namespace) -> int:
         print(f"{len(run.ran)} jobs ran, {len(run.skipped)} skipped (finished before), "
               f"{len(run.failed)} failed in {run.seconds:.1f} s; results in {out}"
               + (f"; report {files.markdown}" if files else ""))
+    if (args.json or args.quiet) and run.failed:  # errors are said however quiet
+        _print_failures(out)
     return run.exit_status
 
 
@@ -319,7 +321,15 @@ def _print_jobs(folder: Path, res: Any = None) -> None:
                         for v in (r.certified, r.violated, r.open)),
                       "-" if r.seconds is None or r.seconds != r.seconds else f"{r.seconds:.1f}")
     console.print(table)
-    for _, r in df[df.state == "failed"].iterrows():  # why, where the table has no room
+    _print_failures(folder, res)  # why, where the table has no room
+
+
+def _print_failures(folder: Path, res: Any = None) -> None:
+    """On stderr, one line per failed job of the study in ``folder``: why it failed."""
+    from gridverify.study.results import load_results
+
+    df = (res if res is not None else load_results(folder)).jobs_frame()
+    for _, r in df[df.state == "failed"].iterrows():
         print(f"gridverify: job {r.job_id} ({r.case}, {r.model}, {r.region}) failed: "
               f"{' '.join(str(r.error).split()) or 'no error recorded'}", file=sys.stderr)
 

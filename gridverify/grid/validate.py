@@ -282,7 +282,7 @@ def validate_case(raw: RawCase) -> CaseCheck:
         if tap != 0 and not (TAP_WARN_RANGE[0] <= tap <= TAP_WARN_RANGE[1]):
             v.warn(f"unusual tap ratio {tap:g}", "branch", k, kind="unusual tap ratios")
         if abs(br[k, C.SHIFT]) > MAX_SHIFT_WARN_DEG:
-            v.warn(f"phase shift {br[k, C.SHIFT]:g} deg beyond a full turn "
+            v.warn(f"phase shift {br[k, C.SHIFT]:.10g} deg beyond a full turn "
                    f"(+-{MAX_SHIFT_WARN_DEG:g} deg)", "branch", k,
                    kind=f"phase shifts beyond +-{MAX_SHIFT_WARN_DEG:g} deg")
         if max(abs(br[k, C.ANGMIN]), abs(br[k, C.ANGMAX])) > MAX_ANGLE_WARN_DEG:

@@ -345,6 +345,7 @@ _TORCH_OOM = ("[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: ca
     (RuntimeError("std::bad_alloc"), "std::bad_alloc"),
     (ImportError("libtorch_cpu.so: failed to map segment from shared object"),
      "failed to map segment"),
+    (OSError(12, "Cannot allocate memory"), "Cannot allocate memory"),  # ENOMEM of mmap
 ])
 def test_an_allocation_torch_or_the_loader_could_not_make_is_one_line(
         capsys: pytest.CaptureFixture[str], exc: Exception, shown: str) -> None:

@@ -38,15 +38,16 @@ def test_failed_job_is_recorded_and_others_go_on(tmp_path: Path, capsys) -> None
         assert rec["error"]["type"] == "FileNotFoundError"
         assert "case14_gone" in rec["error"]["message"]
         assert not (out / "jobs" / f"{jid}.h5").exists()
-    from gridverify.cli.study import _print_jobs
+    from gridverify.cli.study import _print_failures, _print_jobs
 
-    capsys.readouterr()
-    _print_jobs(out)  # the table, and on stderr why each failed job failed
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == len(run.failed)
-    for jid, line in zip(sorted(run.failed), sorted(err)):
-        assert line.startswith(f"gridverify: job {jid} (") and "FileNotFoundError" in line
-        assert "case14_gone" in line
+    for show in (_print_jobs, _print_failures):  # with the table, or alone (--quiet, --json)
+        capsys.readouterr()
+        show(out)
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == len(run.failed)
+        for jid, line in zip(sorted(run.failed), sorted(err)):
+            assert line.startswith(f"gridverify: job {jid} (") and "FileNotFoundError" in line
+            assert "case14_gone" in line
     store = StudyStore(out)  # a resumed run skips the done jobs and runs the failed ones again
     for j in expand_jobs(spec):
         assert store.is_finished(j) == (j.id in run.ran)
