@@ -20,15 +20,21 @@ _MB = 2.0**20
 MAX_WORKERS = 1024
 
 
-def _meminfo_mb(key: str) -> float | None:
+def _kb_field_mb(path: str, key: str) -> float | None:
+    """A ``KEY: N kB`` line of a ``/proc`` file in MB (``None`` when unknown)."""
     try:
-        with open("/proc/meminfo") as f:
+        with open(path) as f:
             for line in f:
                 if line.startswith(key + ":"):
                     return int(line.split()[1]) / 1024.0
-    except OSError:
+    except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def _meminfo_mb(key: str) -> float | None:
+    """A field of ``/proc/meminfo`` (the machine's) in MB."""
+    return _kb_field_mb("/proc/meminfo", key)
 
 
 def available_mb(processes: int = 1) -> float | None:
@@ -147,15 +153,8 @@ def resident_mb() -> float:
 
 
 def _status_mb(key: str) -> float | None:
-    """A ``kB`` field of ``/proc/self/status`` in MB (``None`` when unknown)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    """A field of ``/proc/self/status`` (this process's) in MB."""
+    return _kb_field_mb("/proc/self/status", key)
 
 
 _TRIM: list[Any] = []  # glibc's malloc_trim once looked up (None: there is none)
