@@ -4,11 +4,11 @@ The cap (``CertifyOptions.memory_cap_mb``, ``--memory-cap``) is what a run may
 allocate on top of what the process holds when it starts (the imports, the
 loaded case and model); it defaults to a share (:data:`DEFAULT_SHARE`) of the
 memory available then (:func:`~gridverify.sysmem.available_mb`: ``MemAvailable``,
-within a container's memory limit and ``ulimit -v``).
+within the process's cgroup limits and ``ulimit -v``).
 Before each stage the memory the process has allocated is read
-(:func:`~gridverify.sysmem.allocated_mb`: anonymous resident memory once freed
-heap pages are handed back, so that neither library code nor the allocator's
-reserve is counted) and the stage is given what is left:
+(:func:`~gridverify.sysmem.allocated_mb`: anonymous and shared resident memory
+once freed heap pages are handed back, so that neither library code nor the
+allocator's reserve is counted) and the stage is given what is left:
 
 * **bounds**: the engine's estimate (:mod:`gridverify.bounds.memory`) picks
   the largest row chunk that fits; when none does the stage falls back to a

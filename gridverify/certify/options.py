@@ -69,14 +69,16 @@ def _check_int(opts: Any, name: str, minimum: int, maximum: int | None = None) -
 
 
 def _check_number(opts: Any, name: str, what: str, *, positive: bool,
-                  optional: bool = False) -> None:
+                  optional: bool = False, maximum: float | None = None) -> None:
     """SpecError unless ``opts.name`` is a real number ``> 0`` (``positive``) or
-    ``>= 0`` (``None`` too when ``optional``); stored as a Python ``float``."""
+    ``>= 0`` (and ``<= maximum``; ``None`` too when ``optional``); stored as a Python
+    ``float``."""
     value = getattr(opts, name)
     if value is None and optional:
         return
     if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
-            or math.isnan(value) or not (value > 0 if positive else value >= 0)):
+            or math.isnan(value) or not (value > 0 if positive else value >= 0)
+            or (maximum is not None and value > maximum)):
         raise SpecError(f"options.{name}: {what}, got {value!r}")
     object.__setattr__(opts, name, float(value))
 
@@ -184,12 +186,7 @@ class CertifyOptions:
         if self.attack not in ATTACKS:
             raise SpecError(f"options.attack: one of {', '.join(ATTACKS)}, got {self.attack!r}")
         _check_int(self, "attack_focus", 0)
-        if not (isinstance(self.bounds_time_share, (int, float, np.integer, np.floating))
-                and not isinstance(self.bounds_time_share, bool)
-                and 0 < self.bounds_time_share <= 1):
-            raise SpecError(f"options.bounds_time_share: in (0, 1], "
-                            f"got {self.bounds_time_share!r}")
-        object.__setattr__(self, "bounds_time_share", float(self.bounds_time_share))
+        _check_number(self, "bounds_time_share", "in (0, 1]", positive=True, maximum=1.0)
         if self.refine not in REFINES:
             raise SpecError(f"options.refine: one of {', '.join(REFINES)}, got {self.refine!r}")
         for name, kind in (("bounds", BoundOptions), ("attack_options", AttackOptions),
