@@ -54,7 +54,8 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_BAD_INPUT, f"gridverify: error: {message} (see --help)\n")
+        self.exit(EXIT_BAD_INPUT,
+                  f"gridverify: error: {one_printable_line(message)} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -392,9 +393,15 @@ class _Signals:
             signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
+def one_printable_line(message: str) -> str:
+    """``message`` on one line with its control characters escaped (``\\x1b``): a
+    file name or field read from a file cannot break the line or drive the terminal."""
+    line = " ".join(message.split())
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in line)
+
+
 def _error(message: str) -> None:
-    line = " ".join(message.split())  # always one line
-    print(f"gridverify: error: {line}", file=sys.stderr)
+    print(f"gridverify: error: {one_printable_line(message)}", file=sys.stderr)
 
 
 def os_error_message(exc: OSError) -> str:

@@ -267,6 +267,20 @@ def test_bad_input_is_one_clean_line(argv: list[str], expect: str, work: Path,
     assert _files(work) == before, "something was written"
 
 
+def test_control_characters_in_a_name_are_escaped(work: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    name = "bad\nname\x1b[31m\x07.m"
+    (work / name).write_text("function mpc = x\nmpc.baseMVA = 100;\n")
+    for argv in (["case", "info", name], ["case", "bogus\x1b[2J"]):
+        code, _, err = _run(argv, capsys)
+        assert code == 2, err
+        assert err.count("\n") == 1 and err.endswith("\n"), err
+        assert not any(c != "\n" and not c.isprintable() for c in err), repr(err)
+        assert "\\x1b[" in err, err
+    code, _, err = _run(["case", "info", "bad\u00e9.m"], capsys)
+    assert "bad\u00e9.m" in err, err  # printable text is kept as it is
+
+
 def test_make_instances_failure_writes_nothing(work: Path, capsys: pytest.CaptureFixture[str],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A failure in the middle of make-instances leaves no folder behind."""
