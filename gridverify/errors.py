@@ -96,3 +96,10 @@ def one_line(exc: BaseException, limit: int = 160) -> str:
     error raised by a library (onnx, torch) whose messages run over several lines."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return (lines[-1] if lines else type(exc).__name__)[:limit]
+
+
+def one_printable_line(message: str) -> str:
+    """``message`` on one line with its control characters escaped (``\\x1b``): a
+    file name or field read from a file cannot break the line or drive the terminal."""
+    line = " ".join(message.split())
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in line)

@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from gridverify.errors import one_printable_line
+
 # Command modules, in the order they appear in --help.  A module that is not
 # present yet (work in progress) is skipped.
 _COMMAND_MODULES = (
@@ -391,13 +393,6 @@ class _Signals:
         """The handlers in place before (the process may go on: Jupyter, tests)."""
         for s, handler in self._previous.items():
             signal.signal(s, signal.SIG_DFL if handler is None else handler)
-
-
-def one_printable_line(message: str) -> str:
-    """``message`` on one line with its control characters escaped (``\\x1b``): a
-    file name or field read from a file cannot break the line or drive the terminal."""
-    line = " ".join(message.split())
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in line)
 
 
 def _error(message: str) -> None:

@@ -274,6 +274,8 @@ def run_certify(args: argparse.Namespace) -> int:
                             "file (the certificate would replace the progress); give two paths")
     import torch
 
+    from gridverify.errors import one_printable_line
+
     torch.set_num_threads(args.threads)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -287,7 +289,7 @@ def run_certify(args: argparse.Namespace) -> int:
                        options=opts, thresholds=thr)
     del caught  # certify's warnings are in cert.warnings
     for w in cert.warnings:
-        print(f"gridverify: warning: {w}", file=sys.stderr)
+        print(one_printable_line(f"gridverify: warning: {w}"), file=sys.stderr)
     if args.out:
         cert.write(args.out)
     if args.json:

@@ -326,12 +326,14 @@ def _print_jobs(folder: Path, res: Any = None) -> None:
 
 def _print_failures(folder: Path, res: Any = None) -> None:
     """On stderr, one line per failed job of the study in ``folder``: why it failed."""
+    from gridverify.errors import one_printable_line
     from gridverify.study.results import load_results
 
     df = (res if res is not None else load_results(folder)).jobs_frame()
     for _, r in df[df.state == "failed"].iterrows():
-        print(f"gridverify: job {r.job_id} ({r.case}, {r.model}, {r.region}) failed: "
-              f"{' '.join(str(r.error).split()) or 'no error recorded'}", file=sys.stderr)
+        why = str(r.error).strip() or "no error recorded"
+        print(one_printable_line(f"gridverify: job {r.job_id} ({r.case}, {r.model}, "
+                                 f"{r.region}) failed: {why}"), file=sys.stderr)
 
 
 def completion_cmd(args: argparse.Namespace) -> int:
