@@ -75,6 +75,52 @@ def test_graph_matches_flow_equations(name):
     np.testing.assert_allclose(inj[1] - case.bs * vm**2, yq, rtol=0, atol=1e-8)
 
 
+@pytest.mark.parametrize("name", ["pglib_opf_case300_ieee", "pglib_opf_case14_ieee"])
+def test_violations_match_the_textbook_branch_model(name):
+    """Balance and thermal violations against MATPOWER's pi model written out here, with
+    complex numbers (``1/(r + jx)``, charging ``jb/2``, tap ``tau e^{j shift}`` on the
+    from side): independent of ``physics/equations.py``, which the graph and
+    ``violation_values`` share.  case300 has bus conductances ``gs`` and phase
+    shifters."""
+    case = load_compiled(name)
+    cons = select_constraints(case)
+    rng = np.random.default_rng(3)
+    b, n, L = 8, case.n_bus, case.n_load
+    x, y = _random_point(case, rng, b)
+    pg, qg, vm, va = _split(case, y)
+    ref = violation_values(case, cons, x, y)
+    v = vm * np.exp(1j * va)
+    ys = 1 / (case.r + 1j * case.x)
+    tap = case.tap * np.exp(1j * case.shift)
+    vf, vt = v[:, case.f_bus], v[:, case.t_bus]
+    sf = vf * np.conj((ys + 0.5j * case.b) / np.abs(tap) ** 2 * vf - ys / np.conj(tap) * vt)
+    st = vt * np.conj((ys + 0.5j * case.b) * vt - ys / tap * vf)
+
+    def per_bus(values, bus):
+        out = np.zeros((b, n), dtype=values.dtype)
+        np.add.at(out.T, bus, values.T)
+        return out
+
+    out = per_bus(sf, case.f_bus) + per_bus(st, case.t_bus)
+    res_p = (per_bus(pg, case.gen_bus) - per_bus(x[:, :L], case.load_bus)
+             - case.gs * vm**2 - out.real)
+    res_q = (per_bus(qg, case.gen_bus) - per_bus(x[:, L:], case.load_bus)
+             + case.bs * vm**2 - out.imag)
+    expect = {"p_balance": lambda i: np.abs(res_p[:, i]),
+              "q_balance": lambda i: np.abs(res_q[:, i]),
+              "thermal_fr": lambda i: np.abs(sf[:, i]) ** 2 - case.rate_a[i] ** 2,
+              "thermal_to": lambda i: np.abs(st[:, i]) ** 2 - case.rate_a[i] ** 2}
+    checked = {f: 0 for f in expect}
+    for k, con in enumerate(cons):
+        if con.family in expect:
+            np.testing.assert_allclose(ref[:, k], expect[con.family](con.index),
+                                       rtol=1e-12, atol=1e-9, err_msg=str(con))
+            checked[con.family] += 1
+    assert min(checked.values()) > 0, checked
+    if name == "pglib_opf_case300_ieee":
+        assert np.any(case.gs != 0) and np.any(case.shift != 0)
+
+
 def test_graph_rows_and_signs():
     case = load_compiled("pglib_opf_case14_ieee")
     cons = select_constraints(case)
