@@ -49,6 +49,26 @@ def value_at(g, x, spec) -> float:
 FAST = BabOptions(timeout=2.0, batch=16, root_alpha_iterations=5, attack_steps=10)
 
 
+def assert_consistent(res) -> None:
+    """A finite bound, never below the value attained: the search reports ``inf`` with
+    an ``inconsistent`` reason when its bookkeeping lost part of the box, which the
+    soundness checks (bound >= sampled maximum) alone would let pass."""
+    assert math.isfinite(res.upper_bound), (res.upper_bound, res.reason)
+    assert not res.reason.startswith(("inconsistent", "error")), res.reason
+    assert res.attained <= res.upper_bound
+
+
+def relu_net(seed: int, n_in: int = 2, hidden: int = 10):
+    """A two-layer relu network with one output: every relu unstable over [-1, 1]^2."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder()
+    x = b.input("x", n_in)
+    h = b.relu(b.linear(x, rng.normal(size=(hidden, n_in)), rng.normal(size=hidden) * 0.2))
+    h = b.relu(b.linear(h, rng.normal(size=(hidden, hidden)) / 2, rng.normal(size=hidden) * 0.2))
+    b.output(b.linear(h, rng.normal(size=(1, hidden)), None), "y")
+    return b.build()
+
+
 @pytest.mark.parametrize("branching", ["input", "bbps", "babsr", "widest"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_bound_is_sound_and_tighter(branching, seed):
@@ -60,7 +80,7 @@ def test_bound_is_sound_and_tighter(branching, seed):
         **{**FAST.__dict__, "branching": branching}))
     smax = sampled_max(g, lo, hi, spec)
     assert res.upper_bound >= smax - 1e-9, (res.upper_bound, smax)
-    assert res.attained <= res.upper_bound
+    assert_consistent(res)
     # the witness is a point of the box whose float64 value is the attained value
     assert np.all(res.witness >= lo) and np.all(res.witness <= hi)
     assert value_at(g, res.witness, spec) == pytest.approx(res.attained, abs=1e-12)
@@ -102,6 +122,7 @@ def test_product_with_a_graph_input_operand(branching):
     lo, hi, spec = np.array([-2.0, -1.0]), np.array([2.0, 1.5]), np.array([1.0, 1.0])
     res = bab_maximize(g, lo, hi, spec, options=replace(FAST, branching=branching))
     assert res.upper_bound >= sampled_max(g, lo, hi, spec) - 1e-12
+    assert_consistent(res)
     assert res.domains_visited > 1
 
 
@@ -169,7 +190,7 @@ def test_keyword_overrides_and_progress():
     res = bab_maximize(g, -np.ones(3), np.ones(3), np.eye(g.output_size)[1], timeout=0.5,
                        memory_mb=16, progress=seen.append)
     assert seen and {"open", "bound", "attained", "gap", "visited", "seconds"} <= set(seen[0])
-    assert res.seconds < 30
+    assert_consistent(res)
 
 
 def test_bad_input_named_errors():
@@ -197,7 +218,7 @@ def test_beta_multipliers_keep_bounds_sound():
                          "beta_lr": 0.01, "max_domains": 200})
     res = bab_maximize(g, lo, hi, spec, options=opts, mode="optimization")
     assert res.upper_bound >= sampled_max(g, lo, hi, spec) - 1e-9
-    assert res.attained <= res.upper_bound
+    assert_consistent(res)
 
 
 def _two_rows_graph():
@@ -289,6 +310,7 @@ def test_focus_bounds_the_kept_rows_exactly_and_stays_sound():
         r = bab_maximize(g, lo, hi, spec, mode="optimization",
                          options=replace(FAST, focus=focus, timeout=None, max_domains=400))
         assert r.upper_bound >= smax - 1e-9 and r.attained <= smax + 1e-12
+        assert_consistent(r)
         res[focus] = r
     assert res[True].upper_bound == pytest.approx(res[False].upper_bound, rel=0.05, abs=1e-3)
 
@@ -309,12 +331,13 @@ def test_clipped_parts_count_in_the_bound(branching: str, seed: int) -> None:
                           root_alpha_iterations=0)
         r = bab_maximize(g, lo, hi, spec, options=opts, mode="optimization")
         assert r.upper_bound >= smax - 1e-9, (clip, r.upper_bound, smax)
-        assert r.upper_bound >= r.attained
+        assert_consistent(r)
     # decision mode: a bound never ties a threshold because of a clipped part
     thr = smax + 0.05
     r = bab_maximize(g, lo, hi, spec, threshold=thr,
                      options=BabOptions(timeout=3.0, batch=8, branching=branching))
     assert r.status in ("certified", "open") and r.upper_bound >= smax - 1e-9
+    assert_consistent(r)
     if r.status == "certified":
         assert r.upper_bound <= thr
 
@@ -393,3 +416,88 @@ def test_a_module_takes_its_input_size_from_the_box() -> None:
     with torch.no_grad():
         assert float(m(x).max()) <= res.upper_bound + 1e-9
     assert res.upper_bound <= float(compute_bounds(m, lo, hi, method="ibp").upper.max()) + 1e-9
+
+
+@pytest.mark.parametrize("branching", ["babsr", "bbps", "widest", "input"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_search_closes_the_gap_to_the_true_maximum(branching: str, seed: int) -> None:
+    """On a small relu network the search runs to a closed gap: the bound ends within
+    the tolerance of the value attained and above the true maximum (dense grid), so
+    a split that loses part of a domain, or a pruned or clipped part left out of the
+    bound, shows as a bound below the maximum or an inconsistent search."""
+    g = relu_net(seed)
+    lo, hi, spec = -np.ones(2), np.ones(2), np.array([1.0])
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 1001)] * 2), -1).reshape(-1, 2)
+    truth = float(g.evaluate_flat(torch.from_numpy(grid), dtype=torch.float64).max())
+    r = bab_maximize(g, lo, hi, spec, mode="optimization",
+                     options=BabOptions(timeout=60.0, batch=8, branching=branching,
+                                        tolerance=1e-6))
+    assert_consistent(r)
+    assert r.status == "certified" and r.reason == "gap", r.reason
+    assert r.upper_bound >= truth - 1e-9
+    assert r.upper_bound - r.attained <= 1e-6 + 1e-12
+    assert r.domains_visited > 1
+
+
+def test_rows_dropped_at_the_root_still_count() -> None:
+    """Row 0 is the constant 1 (its root bound is exact, so the search drops it);
+    row 1 is a relu network whose maximum is below 1 and whose root bound is far
+    above.  The search closes row 1's gap under the level, and the reported bound
+    still covers row 0's value (clipping off: the part it drops would cover it)."""
+    b = GraphBuilder()
+    x = b.input("x", 2)
+    rng = np.random.default_rng(7)
+    h = b.relu(b.linear(x, rng.normal(size=(12, 2)), rng.normal(size=12) * 0.2))
+    y = b.linear(h, rng.normal(size=(1, 12)) * 0.4, np.array([-0.6]))
+    b.output(b.concat([b.linear(x, np.zeros((1, 2)), np.array([1.0])), y]), "y")
+    g = b.build()
+    lo, hi, spec = -np.ones(2), np.ones(2), np.eye(2)
+    root = compute_bounds(g, lo, hi, method="crown", spec=spec).upper
+    truth = sampled_max(g, lo, hi, spec[1:])
+    assert truth < 1.0 < float(root.reshape(-1)[1])  # the setting the test needs
+    for focus in (True, False):
+        r = bab_maximize(g, lo, hi, spec, mode="optimization",
+                         options=BabOptions(timeout=30.0, batch=8, branching="babsr",
+                                            tolerance=1e-6, focus=focus, clip=False))
+        assert_consistent(r)
+        assert r.attained == pytest.approx(1.0, abs=1e-12)
+        assert r.upper_bound >= 1.0
+        assert r.reason == "gap"
+
+
+def test_the_bound_counts_every_part_of_the_box() -> None:
+    """``bound_now`` is the largest of the open domains' bounds, the pruned and the
+    unsplittable parts' and what the memory cap refused: each one alone sets it."""
+    import time
+
+    from gridverify.bab.search import _Search
+
+    g = mixed_graph(0)
+    lo, hi = torch.from_numpy(-np.ones(3)), torch.from_numpy(np.ones(3))
+    c = torch.eye(g.output_size, dtype=torch.float64)[:1]
+    s = _Search(g, lo, hi, c, None, FAST, "optimization", time.perf_counter())
+    assert s.bound_now() == -math.inf
+    for name, value in (("pruned_max", 3.0), ("stuck_max", 5.0)):
+        setattr(s, name, value)
+        assert s.bound_now() == value
+    s.store.lost_upper = 7.0
+    assert s.bound_now() == 7.0
+
+
+@pytest.mark.parametrize("branching", ["babsr", "input"])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_parts_clipped_after_a_better_value_count(branching: str, seed: int) -> None:
+    """An attack that improves the value found round by round (no gradient steps, box
+    centres only) raises the clipping level: the parts clipped in a round lie below
+    the level of that round, not the root's, and the bound must still cover them."""
+    g = relu_net(seed)
+    lo, hi, spec = -np.ones(2), np.ones(2), np.array([1.0])
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 1001)] * 2), -1).reshape(-1, 2)
+    truth = float(g.evaluate_flat(torch.from_numpy(grid), dtype=torch.float64).max())
+    r = bab_maximize(g, lo, hi, spec, mode="optimization",
+                     options=BabOptions(timeout=20.0, batch=4, branching=branching,
+                                        tolerance=1e-6, attack_steps=0, attack_restarts=1,
+                                        attack_every=1, root_alpha_iterations=0))
+    assert_consistent(r)
+    assert r.upper_bound >= truth - 1e-9
+    assert r.reason == "gap"
