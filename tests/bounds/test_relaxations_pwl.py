@@ -162,3 +162,51 @@ def test_infinite_ends_no_nan_and_sound() -> None:
 def test_unary_pwl_needs_attributes() -> None:
     with pytest.raises(RelaxationError, match="pwl_entry"):
         unary("pwl")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_infinite_ends_lines_hold_out_there(seed: int) -> None:
+    """Random kinks (functions that grow, fall or level off beyond them) on intervals
+    with an infinite end, default and random alphas (0 gives flat lines on a stretch
+    where slope 0 lies between the outer slopes): every line holds at points far out."""
+    import math
+
+    rng = np.random.default_rng(seed)
+    params = random_pwl(rng, 6, 3)
+    entry = pwl_entry(*params)
+    inf = math.inf
+    l = torch.tensor([-inf, -inf, 0.0, -inf, 5.0, -2.0], dtype=F64)
+    u = torch.tensor([inf, 0.0, inf, -4.0, inf, inf], dtype=F64)
+    for alpha in (None, torch.zeros(2, 6, dtype=F64), torch.ones(2, 6, dtype=F64),
+                  torch.tensor(rng.random((2, 6)), dtype=F64)):
+        assert unary_violation(entry, l, u, alpha).worst() <= TOL, alpha
+    # the kink beyond which relu(x - 5) grows: no flat line may stand above it
+    relu5 = pwl_entry(torch.tensor([[5.0]], dtype=F64), torch.tensor([[1.0]], dtype=F64),
+                      torch.zeros(1, dtype=F64), torch.zeros(1, dtype=F64))
+    for alpha in (None, torch.zeros(2, 1, dtype=F64)):
+        r = relu5.relax(torch.zeros(1, dtype=F64), torch.full((1,), inf, dtype=F64), alpha)
+        assert float(r.ub[0]) == inf
+
+
+def test_no_kinks_is_an_affine_function() -> None:
+    """A ``pwl`` with no kinks (``K = 0``): ``b + s x``, bounded exactly by IBP and
+    CROWN alike."""
+    from gridverify.bounds import compute_bounds
+    from gridverify.ir import GraphBuilder
+
+    b = GraphBuilder()
+    x = b.input("x", 2)
+    b.output(b.pwl(x, np.zeros((2, 0)), np.zeros((2, 0)), slope=2.0, bias=1.0), "y")
+    g = b.build()
+    for method in ("ibp", "crown", "alpha-crown"):
+        r = compute_bounds(g, np.array([1.0, -2.0]), np.array([3.0, 0.0]), method=method)
+        np.testing.assert_allclose(r.lower.reshape(-1).numpy(), [3.0, -3.0], atol=1e-9)
+        np.testing.assert_allclose(r.upper.reshape(-1).numpy(), [7.0, 1.0], atol=1e-9)
+    entry = pwl_entry(torch.zeros(2, 0, dtype=F64), torch.zeros(2, 0, dtype=F64),
+                      torch.full((2,), 2.0, dtype=F64), torch.ones(2, dtype=F64))
+    l, u = torch.tensor([1.0, -2.0], dtype=F64), torch.tensor([3.0, 0.0], dtype=F64)
+    for alpha in (None, torch.full((2, 2), 0.3, dtype=F64)):
+        r = entry.relax(l, u, alpha)
+        np.testing.assert_allclose(r.lw.numpy(), [2.0, 2.0])
+        np.testing.assert_allclose(r.uw.numpy(), [2.0, 2.0])
+        assert unary_violation(entry, l, u, alpha).worst() <= TOL

@@ -242,3 +242,22 @@ def test_floor_allows_for_float32_rounding_of_its_input() -> None:
     # the upper line at the interval's top end, the lower line at the negative one's bottom
     assert float(rel.uw[0] * u[0] + rel.ub[0]) >= 7.0
     assert float(rel.lw[1] * l[1] + rel.lb[1]) <= -8.0
+
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_infinite_ends_are_sound(op: str) -> None:
+    """A line's offset on an interval with an infinite end must hold out there too (a
+    flat line's offset taken over finite points only was once kept)."""
+    inf = float("inf")
+    ends = [(-inf, inf), (-inf, 0.0), (0.0, inf), (-inf, -3.0), (2.0, inf), (-inf, 40.0)]
+    if op in POSITIVE:
+        ends = [(1e-3, inf), (2.0, inf), (0.5, inf)]
+    l = torch.tensor([a for a, _ in ends], dtype=F64)
+    u = torch.tensor([b for _, b in ends], dtype=F64)
+    entry = unary(op)
+    alphas = [None]
+    if entry.n_alpha:
+        alphas += [torch.full((entry.n_alpha, l.numel()), v, dtype=F64) for v in (0.0, 0.5, 1.0)]
+    for alpha in alphas:
+        assert unary_violation(entry, l, u, alpha).worst() <= TOL, (op, alpha)

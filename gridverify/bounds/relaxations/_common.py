@@ -113,8 +113,10 @@ def finalize(
     if dtype != F64:
         lb = lb - (lw_o.to(F64) - lw).abs() * ms
         ub = ub + (uw_o.to(F64) - uw).abs() * ms
-    bad_l = ~torch.isfinite(lw_o) | torch.isnan(lb) | (lb == INF) | (~fin & (lw != 0))
-    bad_u = ~torch.isfinite(uw_o) | torch.isnan(ub) | (ub == -INF) | (~fin & (uw != 0))
+    # on an infinite interval every line falls back to the interval bound: a sloped one
+    # is unbounded there, and a flat one's offset was taken over finite points only
+    bad_l = ~torch.isfinite(lw_o) | torch.isnan(lb) | (lb == INF) | ~fin
+    bad_u = ~torch.isfinite(uw_o) | torch.isnan(ub) | (ub == -INF) | ~fin
     zero = torch.zeros_like(lw_o)
     lo = torch.where(torch.isnan(lo), torch.full_like(lo, -INF), lo)
     hi = torch.where(torch.isnan(hi), torch.full_like(hi, INF), hi)

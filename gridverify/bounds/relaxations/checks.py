@@ -10,7 +10,8 @@ of a few units or more means the line crosses the function.
 Sampling: ``n`` evenly spaced points including both endpoints, ``n`` uniform
 random points, then a second dense pass of ``n`` points around the worst
 sample of each element (so that a line that is slightly wrong near a tangent
-point is still caught).
+point is still caught).  An infinite end is sampled out to :data:`FAR` beyond
+the other end, and at offsets from ``1e-3`` to ``FAR`` from it.
 """
 
 from __future__ import annotations
@@ -40,19 +41,43 @@ class Violation(NamedTuple):
         return max(self)
 
 
+#: how far out an infinite end of an interval is sampled
+FAR = 1e6
+
+
+def _stand_ins(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    """Finite stand-ins for infinite ends: :data:`FAR` beyond the other end (about 0
+    when both are infinite)."""
+    lf = torch.where(torch.isfinite(l), l, torch.where(torch.isfinite(u), u, 0.0) - FAR)
+    uf = torch.where(torch.isfinite(u), u, torch.where(torch.isfinite(l), l, 0.0) + FAR)
+    return lf, uf
+
+
 def _grid(l: Tensor, u: Tensor, n: int, gen: torch.Generator | None) -> Tensor:
+    lf, uf = _stand_ins(l, u)
     t = torch.linspace(0.0, 1.0, n, dtype=F64, device=l.device)
     t = t.view(-1, *([1] * l.dim()))
     r = torch.rand((n, *l.shape), dtype=F64, generator=gen).to(l.device)
-    x = torch.cat([l + (u - l) * t, l + (u - l) * r])
+    parts = [lf + (uf - lf) * t, lf + (uf - lf) * r]
+    if not bool((torch.isfinite(l) & torch.isfinite(u)).all()):
+        # out along an infinite end: offsets from 1e-3 to FAR from the finite end
+        off = torch.logspace(-3.0, 6.0, n, dtype=F64, device=l.device)
+        off = off.view(-1, *([1] * l.dim()))
+        start = torch.where(torch.isfinite(l), l, torch.where(torch.isfinite(u), u, 0.0))
+        parts += [start + off, start - off]
+    x = torch.cat(parts)
     return torch.minimum(torch.maximum(x, l), u)
 
 
 def _scaled(gap: Tensor, fx: Tensor, wx: Tensor, b: Tensor) -> Tensor:
-    """``gap`` (positive = violation) in units of the float64 rounding of the check."""
+    """``gap`` (positive = violation) in units of the float64 rounding of the check.
+    Where ``f(x)`` overflows to an infinity the check is exact: ``inf`` when the
+    bound does not reach it (``gap > 0``), ``-inf`` when it does."""
     scale = EPS64 * (fx.abs() + wx.abs() + b.abs()) + TINY
     v = gap / scale
-    return torch.where(torch.isnan(v), torch.full_like(v, float("inf")), v)
+    v = torch.where(torch.isnan(v), torch.full_like(v, float("inf")), v)
+    inf = torch.full_like(v, float("inf"))
+    return torch.where(torch.isinf(fx), torch.where(gap > 0, inf, -inf), v)
 
 
 def _line_viol(f, x: Tensor, w: Tensor, b: Tensor, upper: bool) -> Tensor:  # noqa: ANN001
@@ -69,7 +94,8 @@ def _refine(l: Tensor, u: Tensor, x: Tensor, viol: Tensor, n: int) -> Tensor:
     """``n`` points spread around the worst sample of each element."""
     idx = viol.argmax(0, keepdim=True)
     xw = x.gather(0, idx).squeeze(0)
-    h = (u - l) / max(n, 2) * 4.0
+    lf, uf = _stand_ins(l, u)
+    h = (uf - lf) / max(n, 2) * 4.0
     t = torch.linspace(-1.0, 1.0, n, dtype=F64, device=l.device).view(-1, *([1] * l.dim()))
     xr = xw + h * t
     return torch.minimum(torch.maximum(xr, l), u)

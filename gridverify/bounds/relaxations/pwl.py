@@ -159,8 +159,8 @@ def _slope_range(p: PwlParams, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Te
     br, _, _, _, pieces, _ = p.on(l.device)
     lf, uf = _finite_ends(p, l, u)
     n_k = br.shape[-1]
-    left = torch.cat([torch.full_like(br[:, :1], -INF), br], -1)  # (n, K+1)
-    right = torch.cat([br, torch.full_like(br[:, :1], INF)], -1)
+    left = torch.cat([br.new_full((br.shape[0], 1), -INF), br], -1)  # (n, K+1)
+    right = torch.cat([br, br.new_full((br.shape[0], 1), INF)], -1)
     meets = (left <= uf.unsqueeze(-1)) & (right >= lf.unsqueeze(-1))
     shape = (*l.shape, n_k + 1)
     pc = pieces.expand(shape)
