@@ -134,3 +134,29 @@ def test_shapes_are_kept(shape: tuple[int, ...]) -> None:
     ly, uy = torch.minimum(a[2], a[3]), torch.maximum(a[2], a[3])
     rel = relax_mul(lx, ux, ly, uy, torch.rand(2, *shape, dtype=F64))
     assert all(t.shape == shape for t in rel)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_planes_hold_exactly_at_the_corners(seed: int) -> None:
+    """In exact rational arithmetic, with the planes' float64 coefficients: each plane
+    lies on the right side of ``x y`` at the four corners, where McCormick's planes
+    touch the product, so float64 rounding of their offsets would show (the
+    sampling check forgives a few ulps)."""
+    from fractions import Fraction
+
+    g = torch.Generator().manual_seed(seed)
+    n = 400
+    c = (torch.rand(2, n, generator=g, dtype=F64) - 0.5) * 10
+    w = torch.rand(2, n, generator=g, dtype=F64) * torch.tensor([[1e-3], [3.0]], dtype=F64)
+    lx, ly = c[0], c[1]
+    ux, uy = lx + w[0], ly + w[1]
+    for alpha in _alphas(n, seed):
+        r = relax_mul(lx, ux, ly, uy, alpha)
+        cols = [t.tolist() for t in (lx, ux, ly, uy, *r)]
+        for i in range(n):
+            bx = [Fraction(cols[k][i]) for k in range(4)]
+            lwx, lwy, lb, uwx, uwy, ub = (Fraction(cols[k][i]) for k in range(4, 10))
+            for x in bx[:2]:
+                for y in bx[2:]:
+                    assert lwx * x + lwy * y + lb <= x * y, (i, float(x), float(y))
+                    assert uwx * x + uwy * y + ub >= x * y, (i, float(x), float(y))
