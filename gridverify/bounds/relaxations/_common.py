@@ -11,8 +11,10 @@ Every relaxation is computed in float64 whatever the input dtype, then
    outward (``cast_down``/``cast_up``);
 3. a line whose slope is not finite (overflow) or whose offset is NaN or of the
    wrong infinity falls back to the constant line given by the interval bound,
-   so no result is ever NaN; a line that lies beyond the interval bound at both
-   ends of ``[l, u]`` is replaced by that constant bound (it dominates it).
+   so no result is ever NaN; so does every line on an interval with an infinite
+   end (a relaxation's offsets are taken over finite points); a line that lies
+   beyond the interval bound at both ends of ``[l, u]`` is replaced by that
+   constant bound (it dominates it).
 """
 
 from __future__ import annotations
