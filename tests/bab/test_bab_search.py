@@ -58,6 +58,12 @@ def assert_consistent(res) -> None:
     assert res.attained <= res.upper_bound
 
 
+def grid_max(g) -> float:  # noqa: ANN001
+    """The largest value of a one-output graph on a 1001 x 1001 grid of [-1, 1]^2."""
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 1001)] * 2), -1).reshape(-1, 2)
+    return float(g.evaluate_flat(torch.from_numpy(grid), dtype=torch.float64).max())
+
+
 def relu_net(seed: int, n_in: int = 2, hidden: int = 10):
     """A two-layer relu network with one output: every relu unstable over [-1, 1]^2."""
     rng = np.random.default_rng(seed)
@@ -427,8 +433,7 @@ def test_search_closes_the_gap_to_the_true_maximum(branching: str, seed: int) ->
     bound, shows as a bound below the maximum or an inconsistent search."""
     g = relu_net(seed)
     lo, hi, spec = -np.ones(2), np.ones(2), np.array([1.0])
-    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 1001)] * 2), -1).reshape(-1, 2)
-    truth = float(g.evaluate_flat(torch.from_numpy(grid), dtype=torch.float64).max())
+    truth = grid_max(g)
     r = bab_maximize(g, lo, hi, spec, mode="optimization",
                      options=BabOptions(timeout=60.0, batch=8, branching=branching,
                                         tolerance=1e-6))
@@ -492,8 +497,7 @@ def test_parts_clipped_after_a_better_value_count(branching: str, seed: int) -> 
     the level of that round, not the root's, and the bound must still cover them."""
     g = relu_net(seed)
     lo, hi, spec = -np.ones(2), np.ones(2), np.array([1.0])
-    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 1001)] * 2), -1).reshape(-1, 2)
-    truth = float(g.evaluate_flat(torch.from_numpy(grid), dtype=torch.float64).max())
+    truth = grid_max(g)
     r = bab_maximize(g, lo, hi, spec, mode="optimization",
                      options=BabOptions(timeout=20.0, batch=4, branching=branching,
                                         tolerance=1e-6, attack_steps=0, attack_restarts=1,
