@@ -19,6 +19,8 @@ respect to the inputs (for input splitting).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from gridverify.bounds.alpha import alphas_per_entry
@@ -26,6 +28,16 @@ from gridverify.bounds.domains import DomainBounds, bound_domains
 from gridverify.bounds.ibp import nan_as
 from gridverify.ir.graph import Graph, Node
 from gridverify.ir.ops import OPS
+
+
+class AffineMap(NamedTuple):
+    """A split node affine in the inputs: ``z = a x + b`` up to ``err_a . |x| + err_b``
+    (``a`` ``(size, n_in)``, ``b`` ``(size,)``, ``err_a`` like ``a``, ``err_b`` like ``b``)."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+    err_a: torch.Tensor
+    err_b: torch.Tensor
 
 __all__ = ["Bounder", "DomainBounds"]
 
@@ -90,19 +102,27 @@ class Bounder:
         #: ``z = A x + b`` turns their split constraints into halfspaces of the input
         self.affine = self._affine_maps()
         if self.affine:  # stacked once: halfspace rows, offsets, flat entries they read
-            A = torch.cat([a for a, _ in self.affine.values()])
+            A = torch.cat([m.a for m in self.affine.values()])
             self._hs_a = torch.cat([A, -A])
-            self._hs_b = torch.cat([v for _, v in self.affine.values()])
+            self._hs_b = torch.cat([m.b for m in self.affine.values()])
+            #: the maps' error: ``|z - (A x + b)| <= err_a . |x| + err_b`` exactly
+            self._hs_err_a = torch.cat([m.err_a for m in self.affine.values()])
+            self._hs_err_b = torch.cat([m.err_b for m in self.affine.values()])
             self._hs_cols = torch.cat([
                 torch.arange(self.offsets[i], self.offsets[i] + graph.nodes[i].size)
                 for i in self.affine])
 
-    def _affine_maps(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-        """``{split node: (A (size, n_in), b (size,))}`` for nodes affine in the inputs.
+    def _affine_maps(self) -> dict[int, AffineMap]:
+        """``{split node: its map z = A x + b}`` for nodes affine in the inputs.
 
-        Read off the graph's own evaluation at 0 and at the unit vectors (exact
-        up to float64 rounding, which the clipping pads for).
+        Read off the graph's own evaluation at 0 and at the unit vectors; these
+        carry float64 rounding (about ``eps |b|`` per entry of ``A``, far more than
+        the clipping's own padding when ``|b|`` is large), so each map comes with
+        a bound on its error from IBP's outward-rounded enclosures of the exact
+        values at the same points.
         """
+        from gridverify.bounds.ibp import ibp
+
         g = self.graph
         nodes = [i for i in self.split_nodes
                  if not any(OPS[g.nodes[a].op].nonlinear for a in g.ancestors([i]))]
@@ -110,22 +130,42 @@ class Bounder:
             return {}
         x = torch.cat([torch.zeros(1, self.n_in, dtype=torch.float64),
                        torch.eye(self.n_in, dtype=torch.float64)])
+        boxes, at = {}, 0
+        for i in g.inputs:
+            sz = g.nodes[i].size
+            boxes[i] = (x[:, at:at + sz], x[:, at:at + sz])
+            at += sz
         with torch.no_grad():
             vals = g.evaluate_all(x)
+            encl = ibp(g, boxes, torch.float64, torch.device("cpu"))
         out = {}
+        tiny = torch.finfo(torch.float64).tiny
         for i in nodes:
+            if encl[i] is None:
+                continue  # not read by an output: no clipping by it
             v = vals[i].to(torch.float64)
-            b = v[0]
-            out[i] = ((v[1:] - b).T.contiguous().to(self.device, self.dtype),
-                      b.to(self.device, self.dtype))
+            lo, hi = encl[i]
+            if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()):
+                continue
+            b, a = v[0], v[1:] - v[0]
+            # exact z(e_j) - z(0) lies in [lo_j - hi_0, hi_j - lo_0], z(0) in [lo_0, hi_0]
+            err_a = torch.maximum((hi[1:] - lo[0] - a).abs(), (a - (lo[1:] - hi[0])).abs())
+            err_b = torch.maximum(hi[0] - b, b - lo[0])
+            err_a = err_a * (1 + 1e-12) + tiny
+            err_b = err_b * (1 + 1e-12) + tiny
+            out[i] = AffineMap(*(t.T.contiguous().to(self.device, self.dtype) if t.dim() == 2
+                                 else t.to(self.device, self.dtype)
+                                 for t in (a, b, err_a, err_b)))
         return out
 
-    def split_halfspaces(self, ilo: torch.Tensor, ihi: torch.Tensor
-                         ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def split_halfspaces(self, ilo: torch.Tensor, ihi: torch.Tensor, xlo: torch.Tensor,
+                         xhi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The split constraints of the affine split nodes as halfspaces ``a.x >= t``.
 
-        ``ilo``/``ihi`` ``(B, F)`` flat intervals; returns ``a`` ``(B, K, n_in)``
-        and ``t`` ``(B, K)`` (``-inf`` where an end is infinite), or ``None``.
+        ``ilo``/``ihi`` ``(B, F)`` flat intervals, ``xlo``/``xhi`` ``(B, n_in)`` the
+        input boxes (the maps' error over them loosens each halfspace, so every
+        point meeting the splits keeps it); returns ``a`` ``(B, K, n_in)`` and
+        ``t`` ``(B, K)`` (``-inf`` where an end is infinite), or ``None``.
         """
         if not self.affine:
             return None
@@ -133,7 +173,9 @@ class Bounder:
         lo = ilo[:, cols].to(self._hs_a)
         hi = ihi[:, cols].to(self._hs_a)
         a = self._hs_a[None].expand(lo.shape[0], -1, -1)
-        t = torch.cat([lo - self._hs_b, self._hs_b - hi], -1)
+        mag = torch.maximum(xlo.abs(), xhi.abs()).to(self._hs_a)
+        err = (mag @ self._hs_err_a.T + self._hs_err_b) * (1 + 1e-12)
+        t = torch.cat([lo - self._hs_b - err, self._hs_b - hi - err], -1)
         return a, nan_as(t, -torch.inf)
 
     # ------------------------------------------------------------------ rows

@@ -215,7 +215,7 @@ def _clip_splits(bounder: Bounder, db: Any, lo: torch.Tensor, hi: torch.Tensor
     they are halfspaces of the input, so the box shrinks to their intersection
     (empty: the domain holds no point).  Returns CPU boxes and the empty mask.
     """
-    hs = bounder.split_halfspaces(db.ilo, db.ihi)
+    hs = bounder.split_halfspaces(db.ilo, db.ihi, lo, hi)
     if hs is None:
         return lo, hi, torch.zeros(lo.shape[0], dtype=torch.bool)
     a, t = hs

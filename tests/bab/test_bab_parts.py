@@ -226,7 +226,7 @@ def test_affine_split_halfspaces_keep_every_point_of_the_domain():
     g = b.build()
     bounder = Bounder(g, torch.eye(1, dtype=torch.float64), torch.device("cpu"))
     assert list(bounder.affine) == [z]
-    A, c = bounder.affine[z]
+    A, c = bounder.affine[z].a, bounder.affine[z].b
     lo, hi = -torch.ones(2, 3, dtype=torch.float64), torch.ones(2, 3, dtype=torch.float64)
     xs = lo[0] + (hi[0] - lo[0]) * torch.rand(50_000, 3, dtype=torch.float64)
     vals = g.evaluate_all(xs)[z]
@@ -245,6 +245,40 @@ def test_affine_split_halfspaces_keep_every_point_of_the_domain():
     inside = xs[vals[:, 0] >= p]
     assert bool((inside >= clo[0]).all()) and bool((inside <= chi[0]).all())
     assert float((chi[0] - clo[0]).prod()) < 8.0  # the box did shrink
+
+
+def test_affine_maps_with_a_large_offset_keep_the_split_points():
+    """``u = -0.001 x + 1e6`` on ``x`` near 1e9: the map read off the graph carries
+    rounding of about eps * 1e6 per weight, 5e-8 relative; the halfspace of the
+    split ``u >= 0`` must still keep ``x = 999999980`` (where ``u = 0.02``), and a
+    search must not certify ``relu(u0) - 2 relu(u1) <= 0.01`` (its value there is
+    0.02)."""
+    from gridverify.bab import BabOptions, bab_maximize
+    from gridverify.bab.search import _clip_splits
+    from gridverify.bounds.domains import DomainBounds
+
+    b = GraphBuilder()
+    x = b.input("x", 1)
+    u = b.linear(x, np.array([[-1e-3], [-1e-3]]), np.array([1e6, 1e6 - 0.02]))
+    b.output(b.linear(b.relu(u), np.array([[1.0, -2.0]]), None), "y")
+    g = b.build()
+    lo = torch.tensor([[0.999e9]], dtype=torch.float64)
+    hi = torch.tensor([[1.001e9]], dtype=torch.float64)
+    bounder = Bounder(g, torch.eye(1, dtype=torch.float64), torch.device("cpu"))
+    ilo = torch.tensor([[0.0, -torch.inf]], dtype=torch.float64)
+    ihi = torch.full((1, 2), torch.inf, dtype=torch.float64)
+    db = DomainBounds(torch.zeros(1, 1), torch.zeros(1), torch.zeros(1, dtype=torch.bool),
+                      ilo, ihi, None, None)
+    clo, chi, empty = _clip_splits(bounder, db, lo, hi)
+    xp = 999999980.0
+    assert not bool(empty[0]) and float(clo[0, 0]) <= xp <= float(chi[0, 0])
+    assert float(g.evaluate_flat(torch.tensor([[xp]], dtype=torch.float64))) > 0.0199
+    for branching in ("babsr", "widest"):
+        r = bab_maximize(g, lo[0].numpy(), hi[0].numpy(), np.array([1.0]), threshold=0.01,
+                         options=BabOptions(timeout=4, branching=branching, attack_every=0,
+                                            attack_restarts=1, attack_steps=1,
+                                            root_alpha_iterations=0, points="midpoint"))
+        assert r.status != "certified" and r.upper_bound >= 0.0199, (branching, r)
 
 
 def _relu_mlp(seed: int = 0):
