@@ -191,3 +191,19 @@ def test_starts_of_another_width_are_refused() -> None:
             falsify(g, -np.ones(3), np.ones(3), obj, opts, starts=bad)
     res = falsify(g, -np.ones(3), np.ones(3), obj, opts, starts=np.zeros(3))  # one point
     assert res.values.shape == (2,)
+
+
+def test_starts_outside_the_box_are_clipped_into_it() -> None:
+    """A start outside the box (where the value is 30) must not stand as the best: it is
+    clipped into the box first, and the value found is the box's maximum, 1 at -1."""
+    b = GraphBuilder()
+    x = b.input("x", 1)
+    r1 = b.relu(b.linear(x, torch.tensor([[1.0]]), torch.tensor([-2.0])))
+    r2 = b.relu(b.neg(x))
+    b.output(b.linear(b.concat([r1, r2]), torch.tensor([[10.0, 1.0]]), torch.zeros(1)), "y")
+    g = b.build()
+    res = falsify(g, -np.ones(1), np.ones(1), linear_objectives([[1.0]], 1),
+                  AttackOptions(restarts=2, steps=10, rounds=1, pool=0),
+                  starts=np.array([[5.0]]))
+    assert res.values.tolist() == [1.0]
+    assert res.inputs.tolist() == [[-1.0]]

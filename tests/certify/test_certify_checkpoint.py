@@ -180,6 +180,26 @@ def test_the_run_key_tells_factor_regions_of_one_box_apart():
     assert len(keys) == 3
 
 
+def test_every_ingredient_of_the_run_key_changes_it():
+    """Model, region, constraints, thresholds, seed and either rounding pad: a run that
+    differs in any of them must not import another's bounds (a smaller pad would
+    pass off less-padded bounds as this run's)."""
+    from gridverify.certify.checkpoint import run_key
+    from gridverify.spec.constraints import ConstraintSelection, select_constraints
+
+    case = load_compiled("pglib_opf_case14_ieee")
+    cons = select_constraints(case, ConstraintSelection(("p_balance",)))
+    thr = np.zeros(len(cons))
+    base = dict(case=case, model_digest="m", region=box_region(case, 0.9, 1.1),
+                constraints=cons, thresholds=thr, seed=0, pad=(1e-9, 1e-9))
+    variants = [{"model_digest": "n"}, {"region": box_region(case, 0.9, 1.2)},
+                {"constraints": cons[:-1], "thresholds": thr[:-1]},
+                {"thresholds": thr + 1e-3}, {"seed": 1}, {"pad": (0.0, 1e-9)},
+                {"pad": (1e-9, 0.0)}]
+    keys = [run_key(**base)] + [run_key(**{**base, **v}) for v in variants]
+    assert len(set(keys)) == len(keys)
+
+
 def test_damaged_fields_and_worst_loads_are_refused(tmp_path, tiny_mlp):
     """A valid archive with a field of the wrong kind or shape, a negative search count,
     or worst loads outside the region (or NaN): one SpecError naming it, never a crash

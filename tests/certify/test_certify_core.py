@@ -497,3 +497,25 @@ def test_the_default_region_of_a_box_trained_proxy_names_the_load_factors_region
         cert = certify(case, proxy, region=region, constraints="vm_max", method="ibp",
                        options=opts)
         assert cert.region_note() is None
+
+
+def test_bab_bounds_are_padded_like_every_stage(case14, tiny_mlp):
+    """A constraint bounded by branch-and-bound carries the search's bound plus the
+    rounding pad (``ub + pad_abs + pad_rel |ub|``), as the bounds of the other stages do."""
+    from gridverify.spec import ThresholdRule, ThresholdSpec
+
+    net = tiny_mlp(case14, hidden=(8, 8), act="relu", seed=7, out_scale=3.0)
+    region = box_region(case14, 0.9, 1.1)
+    opts = CertifyOptions(samples=64, attack="none", bab=BabOptions(timeout=5), pad_abs=1e-3)
+    crown = certify(case14, net, region, constraints="thermal_fr[18]", method="crown",
+                    options=opts)
+    c0 = crown.constraints[0]
+    mid = 0.5 * (c0.attained + c0.upper_bound)
+    thr = ThresholdSpec((("thermal_fr", ThresholdRule("absolute", mid)),))
+    bab = certify(case14, net, region, constraints="thermal_fr[18]", method="bab",
+                  options=opts, thresholds=thr)
+    found = [h[1] for run in bab.provenance["bab"] for h in run["history"] if h[1] is not None]
+    best = min(found)
+    assert best < c0.upper_bound - 1e-3  # the search's bound is the one kept
+    assert bab.constraints[0].upper_bound == pytest.approx(best + 1e-3 + 1e-9 * abs(best),
+                                                           rel=0, abs=1e-12)

@@ -182,3 +182,34 @@ def test_exact_worst_cases_of_any_magnitude_are_bracketed():
         assert abs(worst) > 1e6
         assert ex.bound >= worst - TOL * abs(worst), (ex.bound, worst)
         assert ex.witness_value == pytest.approx(ex.value, rel=1e-6)
+
+
+def test_a_balance_mismatch_of_one_sign_is_bracketed_by_both_rows() -> None:
+    """A proxy that leaves every load unmet (no generation, flat voltages): the
+    mismatch at a load bus has one sign, so only one of the balance constraint's two
+    rows holds its worst case, and the exact value is that row's, not the other's."""
+    from torch import nn
+
+    from gridverify.physics.evaluate import violation_values
+
+    case = load_compiled("pglib_opf_case3_lmbd")
+    L, G, N = case.n_load, case.n_gen, case.n_bus
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(2 * L, 8), nn.ReLU(), nn.Linear(8, 2 * G + 2 * N)).double()
+    with torch.no_grad():
+        net[-1].weight.mul_(0.01)
+        net[-1].bias.zero_()
+        net[-1].bias[2 * G:2 * G + N] = 1.0
+    region = box_region(case, 0.9, 1.1)
+    for family in ("p_balance", "q_balance"):
+        bus = int(case.load_bus[0])
+        con = Constraint(family, int(case.bus_ids[bus]), bus)
+        x = region.sample(2000, np.random.default_rng(0))
+        with torch.no_grad():
+            y = net(torch.from_numpy(x)).numpy()
+        sampled = float(np.max(violation_values(case, [con], x, y)))
+        assert sampled > 0.05  # the loads are unmet
+        ex = exact_worst_case(case, net, region.lower, region.upper, con,
+                              ExactOptions(time_limit=20))
+        assert ex.bound >= sampled - TOL * (1 + sampled), (family, ex.bound, sampled)
+        assert ex.value >= sampled - TOL * (1 + sampled), (family, ex.value, sampled)
