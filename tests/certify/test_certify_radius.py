@@ -116,6 +116,14 @@ def test_bisection_refines_the_ladder(case57):
     assert [r is None for r in ladder] == [r is None for r in refined]
     above = dict(zip(RADII, (1.0, *RADII[:-1])))  # ladder radius -> the failed one above it
     moved = 0
+
+    def certified_at(c, radius: float) -> bool:  # noqa: ANN001
+        again = certify(case57, proxy, region.shrunk(radius),
+                        constraints=[Constraint(c.family, c.component, c.index)],
+                        method="crown", options=CertifyOptions(samples=0, attack="none",
+                                                               radius=False))
+        return again.constraints[0].status == "certified"
+
     for c, lo, r in zip(certs[3].constraints, ladder, refined):
         if lo is None or lo == 1.0:
             assert r == lo
@@ -123,11 +131,15 @@ def test_bisection_refines_the_ladder(case57):
         assert lo <= r < above[lo]
         assert r in _bisection_points(lo, above[lo], 3)
         moved += r > lo
-        again = certify(case57, proxy, region.shrunk(r),
-                        constraints=[Constraint(c.family, c.component, c.index)],
-                        method="crown", options=CertifyOptions(samples=0, attack="none",
-                                                               radius=False))
-        assert again.constraints[0].status == "certified", (c.family, c.component, r)
+        # the same three bisection steps, one constraint at a time: each step keeps
+        # the half whose end it certified
+        a, b = lo, above[lo]
+        for _ in range(3):
+            m = radius_midpoint(a, b)
+            if not a < m < b:
+                break
+            a, b = (m, b) if certified_at(c, m) else (a, m)
+        assert r == a, (c.family, c.component, r, a)
     assert moved > 0
     with pytest.raises(SpecError, match="radius_steps"):
         CertifyOptions(radius_steps=-1)
