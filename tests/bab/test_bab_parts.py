@@ -275,7 +275,7 @@ def test_affine_maps_with_a_large_offset_keep_the_split_points():
     assert float(g.evaluate_flat(torch.tensor([[xp]], dtype=torch.float64))) > 0.0199
     for branching in ("babsr", "widest"):
         r = bab_maximize(g, lo[0].numpy(), hi[0].numpy(), np.array([1.0]), threshold=0.01,
-                         options=BabOptions(timeout=4, branching=branching, attack_every=0,
+                         options=BabOptions(timeout=2, branching=branching, attack_every=0,
                                             attack_restarts=1, attack_steps=1,
                                             root_alpha_iterations=0, points="midpoint"))
         assert r.status != "certified" and r.upper_bound >= 0.0199, (branching, r)
