@@ -268,3 +268,82 @@ def test_nodes_off_the_output_paths() -> None:
         assert bool((low <= v + 1e-9).all())
     with pytest.raises(BoundError, match="return_A"):
         compute_bounds(g, lo, hi, method="crown", return_A=[99])
+
+
+def test_float32_linear_intervals_hold_exactly() -> None:
+    """IBP of a float32 linear layer on boxes centred at 0 (so the midpoint term is 0
+    and only the radius sum is padded): the upper ends are at least the exact maximum
+    ``sum |W_ji| hi_i`` computed in rational arithmetic."""
+    from fractions import Fraction
+
+    from gridverify.bounds.ibp import ibp
+
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        n = 16
+        w = torch.randn(3, n, generator=gen, dtype=torch.float64).float().double()
+        b = GraphBuilder()
+        x = b.input("x", n)
+        y = b.linear(x, w.numpy())
+        b.output(y, "y")
+        g = b.build()
+        r = (torch.rand(1, n, generator=gen, dtype=torch.float64) + 0.5).float()
+        lo, hi = ibp(g, {x: (-r, r)}, torch.float32, torch.device("cpu"))[y]
+        for j in range(3):
+            exact = sum(abs(Fraction(float(w[j, i]))) * Fraction(float(r[0, i]))
+                        for i in range(n))
+            assert Fraction(float(hi[0, j])) >= exact
+            assert Fraction(float(lo[0, j])) <= -exact
+
+
+def test_an_infeasible_domain_has_no_upper_bound_above_minus_infinity() -> None:
+    """A split no input reaches (``z0 >= 5`` where ``z0 <= 2``): the domain is flagged
+    infeasible and its bound is ``-inf`` (it holds no point), next to a feasible one."""
+    from gridverify.bounds.domains import bound_domains
+
+    b = GraphBuilder()
+    x = b.input("x", 2)
+    z = b.linear(x, np.array([[1.0, 1.0], [1.0, -1.0]]))
+    b.output(b.linear(b.relu(z), np.array([[1.0, 1.0]])), "y")
+    g = b.build()
+    lo = -torch.ones(2, 2, dtype=torch.float64)
+    inf = torch.inf
+    slo = torch.tensor([[-inf, -inf], [5.0, -inf]], dtype=torch.float64)
+    shi = torch.full((2, 2), inf, dtype=torch.float64)
+    db = bound_domains(g, lo, -lo, {z: (slo, shi)}, torch.eye(1, dtype=torch.float64),
+                       split_nodes=[z])
+    assert db.infeasible.tolist() == [False, True]
+    assert float(db.upper[0]) >= 2.0 and float(db.upper[1]) == -inf
+
+
+def test_domain_row_bounds_are_never_above_ibp() -> None:
+    """Each domain row's upper bound is the better of CROWN's and IBP's: on a wide box
+    of a tanh network, where CROWN is looser than IBP on some rows, never above IBP."""
+    from engine_graphs import mlp_physics_graph
+
+    from gridverify.bounds.domains import bound_domains
+    from gridverify.bounds.ibp import ibp
+
+    g = mlp_physics_graph(4, (8, 8), 8, 4, seed=1, activation="tanh")
+    gen = torch.Generator().manual_seed(1)
+    c = torch.randn(1, g.input_size, generator=gen, dtype=torch.float64)
+    lo, hi = c - 3.0, c + 3.0
+    db = bound_domains(g, lo, hi, None, torch.eye(g.output_size, dtype=torch.float64))
+    iv = ibp(g, {g.inputs[0]: (lo, hi)}, torch.float64, torch.device("cpu"))
+    ibp_hi = torch.cat([iv[o][1] for o in g.outputs], -1)
+    assert bool((db.row_upper <= ibp_hi).all())
+
+
+def test_alpha_crown_tightens_lower_bounds_too() -> None:
+    """alpha-CROWN optimizes the lower bounds as well as the upper ones: on a relu
+    network it beats CROWN's lower bound strictly on some rows."""
+    from engine_graphs import mlp_physics_graph
+
+    g = mlp_physics_graph(4, (16, 16), 8, 4, seed=0, activation="relu")
+    gen = torch.Generator().manual_seed(0)
+    c = torch.randn(1, g.input_size, generator=gen, dtype=torch.float64)
+    o = BoundOptions(alpha_iterations=20, alpha_lr=0.1)
+    cr = compute_bounds(g, c - 0.5, c + 0.5, method="crown", options=o)
+    al = compute_bounds(g, c - 0.5, c + 0.5, method="alpha-crown", options=o)
+    assert bool((al.lower >= cr.lower - 1e-12).all())
+    assert bool((al.lower > cr.lower + 1e-6).any())
