@@ -143,14 +143,20 @@ def test_quadratic_cost_scaling_case3():
     assert np.sum(cc.cost_c2 * pg**2 + cc.cost_c1 * pg + cc.cost_c0) == pytest.approx(cost_mw)
 
 
-def test_taps_shifts_radians_case118():
-    raw = load_case("case118_ieee")
-    cc = _compile("case118_ieee")
-    ratio = raw.branch[:, 8]
+@pytest.mark.parametrize("name", ["case118_ieee", "case300_ieee"])
+def test_taps_shifts_radians(name):
+    """Taps (0 means 1) and phase shifts in radians with MATPOWER's sign, per branch
+    row; case300 has phase shifters."""
+    raw = load_case(name)
+    cc = _compile(name)
+    br = raw.branch[np.asarray(cc.branch_row) - 1]
+    ratio = br[:, 8]
     np.testing.assert_array_equal(cc.tap, np.where(ratio == 0, 1.0, ratio))
-    np.testing.assert_allclose(cc.shift, np.deg2rad(raw.branch[:, 9]))
+    np.testing.assert_allclose(cc.shift, np.deg2rad(br[:, 9]), rtol=0, atol=1e-15)
     np.testing.assert_allclose(cc.va0, np.deg2rad(raw.bus[:, 8]))
     assert np.any(cc.tap != 1.0)
+    if name == "case300_ieee":
+        assert np.any(br[:, 9] != 0)
 
 
 def test_status_rate_zero_and_isolated_bus(tmp_path):

@@ -18,6 +18,7 @@ from gridverify.grid import (
     ybus_injections,
 )
 from gridverify.physics.acp import build_physics_graph
+from gridverify.physics.equations import angle_limits
 from gridverify.physics.evaluate import violation_values
 from gridverify.spec.constraints import FAMILIES, ConstraintSelection, select_constraints
 
@@ -77,7 +78,7 @@ def test_graph_matches_flow_equations(name):
 
 @pytest.mark.parametrize("name", ["pglib_opf_case300_ieee", "pglib_opf_case14_ieee"])
 def test_violations_match_the_textbook_branch_model(name):
-    """Balance and thermal violations against MATPOWER's pi model written out here, with
+    """Every family's violations against MATPOWER's pi model and limits written out here, with
     complex numbers (``1/(r + jx)``, charging ``jb/2``, tap ``tau e^{j shift}`` on the
     from side): independent of ``physics/equations.py``, which the graph and
     ``violation_values`` share.  case300 has bus conductances ``gs`` and phase
@@ -106,10 +107,20 @@ def test_violations_match_the_textbook_branch_model(name):
              - case.gs * vm**2 - out.real)
     res_q = (per_bus(qg, case.gen_bus) - per_bus(x[:, L:], case.load_bus)
              + case.bs * vm**2 - out.imag)
+    dva = va[:, case.f_bus] - va[:, case.t_bus]
+    amin, amax = angle_limits(case)  # PowerModels' correction, tested on its own
     expect = {"p_balance": lambda i: np.abs(res_p[:, i]),
               "q_balance": lambda i: np.abs(res_q[:, i]),
               "thermal_fr": lambda i: np.abs(sf[:, i]) ** 2 - case.rate_a[i] ** 2,
-              "thermal_to": lambda i: np.abs(st[:, i]) ** 2 - case.rate_a[i] ** 2}
+              "thermal_to": lambda i: np.abs(st[:, i]) ** 2 - case.rate_a[i] ** 2,
+              "vm_max": lambda i: vm[:, i] - case.vmax[i],
+              "vm_min": lambda i: case.vmin[i] - vm[:, i],
+              "pg_max": lambda i: pg[:, i] - case.pmax[i],
+              "pg_min": lambda i: case.pmin[i] - pg[:, i],
+              "qg_max": lambda i: qg[:, i] - case.qmax[i],
+              "qg_min": lambda i: case.qmin[i] - qg[:, i],
+              "angle_max": lambda i: dva[:, i] - amax[i],
+              "angle_min": lambda i: amin[i] - dva[:, i]}
     checked = {f: 0 for f in expect}
     for k, con in enumerate(cons):
         if con.family in expect:

@@ -2,7 +2,7 @@
 
 The case is ``pglib_opf_case5_pjm`` with its six branches' angle limits
 rewritten to values that need the correction (both 0, beyond +-90 degrees,
-+-360 degrees) and values that do not.  The OPF model, the physics graph, the
++-90 degrees exactly, unlimited) and values that do not.  The OPF model, the physics graph, the
 sampled evaluation and the exact SCIP check must all use the corrected limits.
 """
 
@@ -25,8 +25,10 @@ from gridverify.physics.equations import angle_limits, limit_values
 from gridverify.physics.evaluate import violation_values
 from gridverify.spec.constraints import Constraint
 
-# raw (angmin, angmax) in degrees per branch, and PowerModels' corrected limits
-RAW = [(0.0, 0.0), (-100.0, 100.0), (-360.0, 360.0), (-30.0, 45.0), (-89.0, 91.0), (0.0, 30.0)]
+# raw (angmin, angmax) in degrees per branch, and PowerModels' corrected limits (a limit
+# at +-90 degrees exactly is corrected: PowerModels tests angmin <= -pi/2, angmax >= pi/2)
+RAW = [(0.0, 0.0), (-90.0, 90.0), (-math.inf, math.inf), (-30.0, 45.0), (-89.0, 91.0),
+       (0.0, 30.0)]
 CORRECTED = [(-60.0, 60.0), (-60.0, 60.0), (-60.0, 60.0), (-30.0, 45.0), (-89.0, 60.0),
              (0.0, 30.0)]
 
@@ -41,7 +43,7 @@ def case(tmp_path_factory):
     out = []
     for ln, (lo, hi) in zip(lines, RAW):
         cols = re.split(r"\s+", ln.strip().rstrip(";"))
-        cols[-2:] = [f"{lo:g}", f"{hi:g}"]
+        cols[-2:] = [f"{lo:g}".replace("inf", "Inf"), f"{hi:g}".replace("inf", "Inf")]
         out.append("\t" + "\t ".join(cols) + ";")
     path = tmp_path_factory.mktemp("anglimits") / "case5_anglimits.m"
     path.write_text(head + "mpc.branch = [\n" + "\n".join(out) + "\n];" + tail)
@@ -179,7 +181,8 @@ def test_exact_check_uses_corrected_limits(case):
 
 def test_selection_covers_every_branch_the_opf_limits(case):
     """The angle families of a selection are the branches the AC-OPF limits (all six,
-    the 360-degree one included, at its corrected 60 degrees), in the graph's rows too."""
+    the unlimited one (``Inf``) included, at its corrected 60 degrees), in the graph's
+    rows too."""
     from gridverify.spec.constraints import ConstraintSelection, select_constraints
 
     cons = select_constraints(case, ConstraintSelection(("angle_max", "angle_min")))

@@ -443,3 +443,33 @@ def test_region_file_errors_name_the_file(case14, tmp_path, body, match):
     with pytest.raises(SpecError) as info:
         parse_region(str(p), case14)
     assert str(info.value).startswith(f"{p}: ") and match in str(info.value), info.value
+
+
+def test_generator_families_are_named_by_case_rows_when_one_is_out(tmp_path):
+    """case5 with its first generator out of service: the generator families' components
+    are the case's generator rows of the ones in service (2 to 5), so ``pg_max[5]``
+    names row 5 and ``pg_max[1]`` names none."""
+    import re
+    import warnings
+
+    from gridverify.grid.case import resolve_case_path
+
+    text = resolve_case_path("pglib_opf_case5_pjm").read_text()
+    head, body = text.split("mpc.gen = [\n", 1)
+    first, rest = body.split("\n", 1)
+    cols = re.split(r"\s+", first.strip().rstrip(";"))
+    cols[7] = "0"  # GEN_STATUS
+    path = tmp_path / "case5_gen_out.m"
+    path.write_text(head + "mpc.gen = [\n\t" + "\t".join(cols) + ";\n" + rest)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        case = load_compiled(path, emit_warnings=False)
+    assert case.gen_row.tolist() == [2, 3, 4, 5]
+    for fam in ("pg_max", "pg_min", "qg_max", "qg_min"):
+        cons = select_constraints(case, ConstraintSelection((fam,)))
+        assert [c.component for c in cons] == [2, 3, 4, 5]
+        assert [c.index for c in cons] == [0, 1, 2, 3]
+    (c5,) = select_constraints(case, parse_constraints("pg_max[5]"))
+    assert (c5.component, c5.index) == (5, 3)
+    with pytest.raises(SpecError, match="no component 1"):
+        select_constraints(case, parse_constraints("pg_max[1]"))
