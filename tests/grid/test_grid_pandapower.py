@@ -395,13 +395,22 @@ mpc.branch = [
 """
 
 
-def test_to_pandapower_odd_case_balances(tmp_path):
+# the phase shifter written from its low-voltage end (pandapower's transformer runs
+# from the high-voltage side: the shift changes sign when the ends are swapped)
+_SHIFTER = "\t2\t3\t0.02\t0.10\t0.05\t0\t0\t0\t0.98\t-5\t1\t-30\t30;"
+_REVERSED = "\t3\t2\t0.02\t0.10\t0.05\t0\t0\t0\t0.98\t-5\t1\t-30\t30;"
+
+
+@pytest.mark.parametrize("reversed_shifter", [False, True])
+def test_to_pandapower_odd_case_balances(tmp_path, reversed_shifter):
     """A branch out of service between buses of different voltage (``from_ppc`` makes
     it an impedance, in service), a line to an isolated bus, transformers with line
-    charging (pandapower's transformer has none) and a cubic cost with a zero
-    leading coefficient: runpp's bus results are MATPOWER's."""
+    charging (pandapower's transformer has none), a phase shifter written from either
+    end and a cubic cost with a zero leading coefficient: runpp's bus results are
+    MATPOWER's."""
+    assert _SHIFTER in ODD_CASE
     path = tmp_path / "odd4.m"
-    path.write_text(ODD_CASE)
+    path.write_text(ODD_CASE.replace(_SHIFTER, _REVERSED) if reversed_shifter else ODD_CASE)
     cc, net, vm, va = _solved(load_case(path))
     # the generators' outputs at runpp's solution balance every bus in MATPOWER's
     # model (the charging pandapower holds as bus shunts is in our branch flows)
