@@ -225,3 +225,26 @@ def test_isolated_bus_without_load(tmp_path: Path) -> None:
     assert sol.optimal
     assert sol.objective == pytest.approx(solved("case5_pjm")[1].objective, rel=1e-7)
     assert sol.max_balance_residual_pu <= 1e-6
+
+
+def test_a_bus_with_only_a_shunt_keeps_its_balance(tmp_path) -> None:
+    """A bus with no branch, load or generator but a 50 MVAr shunt: its reactive
+    balance ``bs vm^2 = 0`` stays in the model (as in PowerModels), and with
+    ``vm >= 0.9`` it cannot hold, so the solve is not reported optimal."""
+    import warnings
+
+    from gridverify.grid.case import resolve_case_path
+
+    text = resolve_case_path("pglib_opf_case5_pjm").read_text()
+    head, body = text.split("mpc.bus = [\n", 1)
+    rows, tail = body.split("];", 1)
+    path = tmp_path / "case5_shunt_bus.m"
+    path.write_text(head + "mpc.bus = [\n" + rows
+                    + "\t6\t1\t0\t0\t0\t50\t1\t1\t0\t230\t1\t1.1\t0.9;\n];" + tail)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        case = load_compiled(path, emit_warnings=False)
+    assert case.n_bus == 6 and case.bs[-1] == pytest.approx(0.5)
+    m = ACOPFModel(case)
+    assert 5 in m.model.bal_q and 5 not in m.model.bal_p
+    assert m.solve().status != "optimal"
