@@ -347,3 +347,20 @@ def test_alpha_crown_tightens_lower_bounds_too() -> None:
     al = compute_bounds(g, c - 0.5, c + 0.5, method="alpha-crown", options=o)
     assert bool((al.lower >= cr.lower - 1e-12).all())
     assert bool((al.lower > cr.lower + 1e-6).any())
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_alpha_crown_is_never_looser_than_crown_whatever_the_step(act: str) -> None:
+    """The best bound over the iterations is kept, never the last one: with steps so
+    large that the slopes overshoot, alpha-CROWN still ends at or inside CROWN."""
+    from engine_graphs import mlp_physics_graph
+
+    for seed in range(2):
+        g = mlp_physics_graph(4, (16, 16), 8, 4, seed=seed, activation=act)
+        gen = torch.Generator().manual_seed(seed)
+        c = torch.randn(1, g.input_size, generator=gen, dtype=torch.float64)
+        for lr in (5.0, 50.0):
+            o = BoundOptions(alpha_iterations=6, alpha_lr=lr)
+            cr = compute_bounds(g, c - 0.5, c + 0.5, method="crown", options=o)
+            al = compute_bounds(g, c - 0.5, c + 0.5, method="alpha-crown", options=o)
+            assert bool((al.upper <= cr.upper).all() and (al.lower >= cr.lower).all())
