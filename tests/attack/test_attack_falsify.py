@@ -207,3 +207,50 @@ def test_starts_outside_the_box_are_clipped_into_it() -> None:
                   starts=np.array([[5.0]]))
     assert res.values.tolist() == [1.0]
     assert res.inputs.tolist() == [[-1.0]]
+
+
+def test_the_ascent_phase_alone_climbs_to_an_interior_maximum() -> None:
+    """``-sum |x - 0.3|`` on [-1, 1]^4 with the ascent phase only (no vertex or polish
+    phase to make up for it): the gradient steps reach the interior maximum 0."""
+    n = 4
+    b = GraphBuilder()
+    x = b.input("x", n)
+    z = b.add_const(x, torch.full((n,), -0.3, dtype=torch.float64))
+    b.output(b.linear(b.concat([b.relu(z), b.relu(b.neg(z))]), -torch.ones(1, 2 * n),
+                      torch.zeros(1)), "y")
+    g = b.build()
+    res = falsify(g, -np.ones(n), np.ones(n), row_objectives([0], 1),
+                  AttackOptions(restarts=3, steps=50, rounds=1, phases=("ascent",), pool=0))
+    assert res.values[0] > -0.05
+
+
+def test_each_objective_ascends_from_its_own_starts() -> None:
+    """Two objectives on disjoint boxes, three restarts each, ascent only: each climbs
+    in its own box to its own maximum (``x0 - 2 |x1 - 0.5|``: 1 and 4)."""
+    b = GraphBuilder()
+    x = b.input("x", 2)
+    x1 = b.add_const(b.slice(x, 1, 2), torch.tensor([-0.5], dtype=torch.float64))
+    ab = b.add(b.relu(x1), b.relu(b.neg(x1)))
+    b.output(b.sub(b.slice(x, 0, 1), b.scale(ab, torch.tensor([2.0], dtype=torch.float64))),
+             "y")
+    g = b.build()
+    lo = torch.tensor([[0.0, 0.0], [3.0, 0.4]], dtype=torch.float64)
+    hi = torch.tensor([[1.0, 1.0], [4.0, 0.6]], dtype=torch.float64)
+    res = falsify(g, lo, hi, row_objectives([0, 0], 1),
+                  AttackOptions(restarts=3, steps=50, rounds=1, phases=("ascent",), pool=0))
+    assert res.values.tolist() == pytest.approx([1.0, 4.0], rel=1e-9)
+
+
+def test_values_belong_to_their_points_across_batches() -> None:
+    """Ten objectives searched four at a time: every value returned is its objective at
+    the point returned with it (re-evaluated here), in every chunk."""
+    b = GraphBuilder()
+    x = b.input("x", 3)
+    w = torch.tensor(np.random.default_rng(0).normal(size=(10, 3)))
+    b.output(b.linear(x, w, torch.zeros(10)), "y")
+    g = b.build()
+    res = falsify(g, -np.ones(3), np.ones(3),
+                  linear_objectives(torch.eye(10, dtype=torch.float64), 10), AttackOptions(),
+                  max_batch=4)
+    want = (torch.as_tensor(res.inputs) @ w.T).diagonal()
+    np.testing.assert_allclose(np.asarray(res.values), want.numpy(), rtol=0, atol=1e-12)

@@ -313,3 +313,22 @@ def test_a_file_in_the_way_of_the_folder_is_not_called_another_run(tmp_path: Pat
         make_dataset(CASE5, 2, tmp_path / "afile" / "b.h5", BoxSampler(0.95, 1.05), seed=1,
                      options=OPTS, progress=False)
     assert "another run" not in str(err.value)
+
+
+def test_counts_and_mean_time_read_only_the_samples_done(tmp_path: Path) -> None:
+    """A file killed between two flushes (status written, ``done`` not yet): those
+    samples count as pending and their solve times stay out of the mean; a rerun with
+    fewer samples than the file holds is refused like one with more."""
+    p = tmp_path / "a.h5"
+    make_dataset(CASE5, 4, p, BoxSampler(0.95, 1.05), seed=1, options=OPTS, progress=False)
+    with h5py.File(p, "r+") as f:
+        f["done"][2] = False
+        f["done"][3] = False
+        f["solve_seconds"][3] = 1000.0
+        secs = np.asarray(f["solve_seconds"][:2])
+    d = load_dataset(p)
+    assert d.status_counts()["pending"] == 2
+    assert sum(v for k, v in d.status_counts().items() if k != "pending") == 2
+    assert d.summary()["mean_solve_seconds"] == pytest.approx(float(secs.mean()))
+    with pytest.raises(DatasetError, match="n_samples"):
+        make_dataset(CASE5, 3, p, BoxSampler(0.95, 1.05), seed=1, options=OPTS, progress=False)

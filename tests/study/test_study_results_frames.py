@@ -94,3 +94,23 @@ def test_combined_status_keeps_what_certify_never_certifies(tmp_path: Path) -> N
         assert comb.status.tolist() == [want], name
         summ = res.summary_frame()
         assert int(summ[want].iloc[0]) == 1, name
+
+
+def test_summary_gap_and_report_row_use_the_worst_of_each(tmp_path: Path) -> None:
+    """Two constraints of one family, (bound, attained) = (0.3, -0.1) and (0.5, -0.4):
+    the summary's worst bound is 0.5, worst attained -0.1 and gap 0.6 (not the spread
+    to the smallest attained), and the report's summary row prints those three."""
+    from gridverify.report.content import _summary
+
+    region = Region(np.full(4, 0.9), np.full(4, 1.1), "box", (("a", 0.9), ("b", 1.1)))
+    cons = tuple(ConstraintResult(
+        family="vm_max", component=i + 1, index=i, upper_bound=u, attained=a,
+        threshold=1e-6, status="open", method="crown", seconds=0.01, radius=None)
+        for i, (u, a) in enumerate([(0.3, -0.1), (0.5, -0.4)]))
+    cert = Certificate(case="pglib_opf_case14_ieee", model="m", region=region,
+                       method="crown", seconds=1.0, constraints=cons)
+    res = StudyResults(tmp_path, "t", (_record("crown", cert),))
+    (row,) = res.summary_frame()[["max_upper_bound", "max_attained", "gap"]].to_dict("records")
+    assert row == pytest.approx({"max_upper_bound": 0.5, "max_attained": -0.1, "gap": 0.6})
+    cells = _summary(res).tables[0].rows[0]
+    assert cells[8:11] == ("0.5", "-0.1", "0.6")
