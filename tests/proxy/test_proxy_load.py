@@ -619,6 +619,20 @@ def test_several_datasets(case14, case14_data, tmp_path, capsys):
     make_dataset(case14, 6, second, sampler=BoxSampler(0.9, 1.1), seed=12, progress=False)
     d = read_proxy_data_many([case14_data, second], case14)
     assert d.n_samples == 86 and d.rows[-1] == 85
+    # a first file with a sample that is not optimal: the second file's rows follow
+    # all of the first file's rows (its sample count), with no row twice
+    import shutil
+
+    import h5py
+
+    from gridverify.opf.dataset import STATUS_CODES
+
+    holed = shutil.copy(case14_data, tmp_path / "holed.h5")
+    with h5py.File(holed, "r+") as f:
+        f["status"][1] = STATUS_CODES["infeasible"]
+    d = read_proxy_data_many([holed, second], case14)
+    assert d.n_samples == 85 and d.rows[-1] == 85
+    assert len(set(d.rows.tolist())) == d.rows.size
     out = tmp_path / "two"
     assert main(["train", str(case14_data), str(second), "--out", str(out), "--hidden", "8",
                  "--epochs", "2", "--no-progress", "--json"]) == 0
