@@ -552,3 +552,31 @@ def test_clamp_with_min_above_max_is_max_as_in_torch():
     y = g.evaluate_flat(x)
     assert (y <= b.upper + 1e-9).all() and (y >= b.lower - 1e-9).all()
     assert torch.allclose(y[:, :3], torch.full_like(y[:, :3], -1.0))
+
+
+class _OnThreeAxes(nn.Module):
+    """``Linear``, ``LayerNorm`` over two axes and ``cat`` along axis 1, on ``(B, 2, 3)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 3).double()
+        self.norm = nn.LayerNorm([2, 3]).double()
+        with torch.no_grad():
+            self.norm.weight.uniform_(0.5, 2.0)
+            self.norm.bias.uniform_(-1.0, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = x.view(x.size(0), 2, 3)
+        return torch.cat([self.lin(r), self.norm(r), -r], dim=1).flatten(1)
+
+
+def test_layers_on_three_axis_tensors_compute_the_module() -> None:
+    """A linear layer on the last axis of a 3-D tensor, a layer norm over its two
+    trailing axes and a concatenation along axis 1: the graph computes what torch does."""
+    torch.manual_seed(0)
+    m = _OnThreeAxes().eval()
+    g = from_torch(m, input_size=6)
+    x = torch.randn(5, 6, dtype=torch.float64)
+    with torch.no_grad():
+        want = m(x)
+    torch.testing.assert_close(g.evaluate_flat(x), want, rtol=1e-12, atol=1e-12)

@@ -761,3 +761,11 @@ def test_a_proxy_with_fewer_outputs_than_the_case_needs_is_told_what_is_missing(
     with pytest.raises(ProxyError, match=r"19 entries in all; the case needs 2G \+ 2N = 38: "
                                          r"pg and qg \(G each\), vm and va \(N each\), all four"):
         load_proxy(path, case=case14)
+
+
+def test_a_torch_proxy_wider_than_the_case_needs_is_refused(case14):
+    """A module mapping the loads to two more columns than the case's outputs is not
+    this case's proxy: refused, never read as its first columns."""
+    n_in, n_out = 2 * case14.n_load, 2 * case14.n_gen + 2 * case14.n_bus
+    with pytest.raises(ProxyError, match=rf"\(B, {n_out}\)"):
+        load_proxy(torch.nn.Linear(n_in, n_out + 2).double(), case=case14)

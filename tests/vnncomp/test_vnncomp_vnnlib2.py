@@ -144,3 +144,20 @@ def test_version2_impossible_equality_is_unsat(tmp_path: Path) -> None:
                  + "(assert (== Y[0] 5.0))\n")
     out = run_instance(model, p, RunOptions(timeout=10, extend_attack=False))
     assert out.result == "unsat", out
+
+
+def test_scaled_input_bounds_divide_by_the_coefficient() -> None:
+    """``2 X_0 <= 1`` and ``4 X_0 >= -1``: the input box is ``[-0.25, 0.5]``."""
+    p = parse_vnnlib_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
+                          "(assert (<= (* 2.0 X_0) 1.0))\n(assert (>= (* 4.0 X_0) -1.0))\n"
+                          "(assert (>= Y_0 0.0))\n")
+    assert p.cases[0].lower.tolist() == [-0.25] and p.cases[0].upper.tolist() == [0.5]
+
+
+def test_historical_result_words_read_as_their_verdicts(tmp_path: Path) -> None:
+    """``holds`` is the old word for ``unsat`` (verified), ``violated`` for ``sat``."""
+    from gridverify.vnncomp.result import read_result
+
+    for word, verdict in (("holds", "unsat"), ("violated", "sat")):
+        (tmp_path / word).write_text(word + "\n")
+        assert read_result(tmp_path / word)[0] == verdict
