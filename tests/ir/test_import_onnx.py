@@ -108,7 +108,8 @@ def test_gemm_variable_right_operand():
 
 
 @pytest.mark.parametrize("case", ["vec_mat", "mat_vec", "const_left", "batched", "var_var",
-                                  "vec_vec", "rows"])
+                                  "vec_vec", "rows", "broadcast_up", "flatten_neg_axis",
+                                  "concat_axis1"])
 def test_matmul_shapes(case):
     if case == "vec_mat":  # 1-D variable times matrix
         model = make_model([helper.make_node("MatMul", ["x", "W"], ["y"])],
@@ -137,6 +138,22 @@ def test_matmul_shapes(case):
         model = make_model([helper.make_node("MatMul", ["v", "x"], ["y"])],
                            [("x", [4])], [("y", [])], {"v": RNG.normal(size=(4,))})
         shape = (4,)
+    elif case == "broadcast_up":  # (1,2,4) @ (3,4,5): the constant has more leading axes
+        model = make_model([helper.make_node("MatMul", ["x", "W"], ["y"])],
+                           [("x", [1, 2, 4])], [("y", [3, 2, 5])],
+                           {"W": RNG.normal(size=(3, 4, 5))})
+        shape = (1, 2, 4)
+    elif case == "flatten_neg_axis":  # Flatten(axis=-1) of (1,2,3) is (2,3), then @ (3,4)
+        model = make_model([helper.make_node("Flatten", ["x"], ["f"], axis=-1),
+                            helper.make_node("MatMul", ["f", "W"], ["y"])],
+                           [("x", [1, 2, 3])], [("y", [2, 4])], {"W": RNG.normal(size=(3, 4))})
+        shape = (1, 2, 3)
+    elif case == "concat_axis1":  # (1,2,3) and its negation joined along axis 1, then @
+        model = make_model([helper.make_node("Neg", ["x"], ["n"]),
+                            helper.make_node("Concat", ["x", "n"], ["c"], axis=1),
+                            helper.make_node("MatMul", ["c", "W"], ["y"])],
+                           [("x", [1, 2, 3])], [("y", [1, 4, 2])], {"W": RNG.normal(size=(3, 2))})
+        shape = (1, 2, 3)
     else:  # several rows of the variable times a matrix
         model = make_model([helper.make_node("MatMul", ["x", "W"], ["y"])],
                            [("x", [3, 4])], [("y", [3, 2])], {"W": RNG.normal(size=(4, 2))})
