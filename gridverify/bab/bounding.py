@@ -25,9 +25,11 @@ import torch
 
 from gridverify.bounds.alpha import alphas_per_entry
 from gridverify.bounds.domains import DomainBounds, bound_domains
-from gridverify.bounds.ibp import nan_as
+from gridverify.bounds.ibp import ibp, input_boxes, nan_as
 from gridverify.ir.graph import Graph, Node
 from gridverify.ir.ops import OPS
+
+__all__ = ["Bounder", "DomainBounds"]
 
 
 class AffineMap(NamedTuple):
@@ -39,7 +41,6 @@ class AffineMap(NamedTuple):
     err_a: torch.Tensor
     err_b: torch.Tensor
 
-__all__ = ["Bounder", "DomainBounds"]
 
 
 class Bounder:
@@ -121,8 +122,6 @@ class Bounder:
         a bound on its error from IBP's outward-rounded enclosures of the exact
         values at the same points.
         """
-        from gridverify.bounds.ibp import ibp
-
         g = self.graph
         nodes = [i for i in self.split_nodes
                  if not any(OPS[g.nodes[a].op].nonlinear for a in g.ancestors([i]))]
@@ -130,14 +129,9 @@ class Bounder:
             return {}
         x = torch.cat([torch.zeros(1, self.n_in, dtype=torch.float64),
                        torch.eye(self.n_in, dtype=torch.float64)])
-        boxes, at = {}, 0
-        for i in g.inputs:
-            sz = g.nodes[i].size
-            boxes[i] = (x[:, at:at + sz], x[:, at:at + sz])
-            at += sz
         with torch.no_grad():
             vals = g.evaluate_all(x)
-            encl = ibp(g, boxes, torch.float64, torch.device("cpu"))
+            encl = ibp(g, input_boxes(g, x, x), torch.float64, torch.device("cpu"))
         out = {}
         tiny = torch.finfo(torch.float64).tiny
         for i in nodes:

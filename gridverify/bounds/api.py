@@ -12,7 +12,7 @@ import torch
 
 from gridverify.bounds.alpha import alpha_rows, optimize_alpha
 from gridverify.bounds.crown import Engine, LinearBounds
-from gridverify.bounds.ibp import BoundError, Interval, nan_as
+from gridverify.bounds.ibp import BoundError, Interval, input_boxes, nan_as
 from gridverify.bounds.options import METHODS, BoundOptions, BoundOptionsError
 from gridverify.bounds.relaxations._common import out_interval
 from gridverify.bounds.selection import RowSelection, selection_starts
@@ -244,12 +244,7 @@ def compute_bounds(
     graph = to_graph(model, lower)
     lo, hi = _batch_box(graph, lower, upper, dtype, device)
     batch = lo.shape[0]
-    boxes: dict[int, Interval] = {}
-    off = 0
-    for i in graph.inputs:
-        sz = graph.nodes[i].size
-        boxes[i] = (lo[:, off:off + sz], hi[:, off:off + sz])
-        off += sz
+    boxes = input_boxes(graph, lo, hi)
     fixed = _interm(graph, interm, batch, dtype, device)
     sel = spec if isinstance(spec, RowSelection) else None
     if sel is not None and sel.n_out != graph.output_size:

@@ -27,7 +27,7 @@ import torch
 
 from gridverify.bounds.alpha import alpha_rows, optimize_alpha
 from gridverify.bounds.crown import Engine
-from gridverify.bounds.ibp import nan_as
+from gridverify.bounds.ibp import input_boxes, nan_as
 from gridverify.bounds.options import BoundOptions
 from gridverify.bounds.relaxations.base import BilinearRelaxation, Relaxation
 from gridverify.ir.graph import Graph, Node
@@ -66,15 +66,6 @@ class DomainBounds:
     #: upper-stream alphas after the optimization, ``{nonlinear node: (n_alpha, B,
     #: size)}`` (the warm start of the children; ``None`` when none were optimized)
     warm_alpha: dict[int, torch.Tensor] | None = None
-
-
-def _boxes(graph: Graph, lo: torch.Tensor, hi: torch.Tensor) -> dict[int, tuple]:
-    boxes, off = {}, 0
-    for i in graph.inputs:
-        sz = graph.nodes[i].size
-        boxes[i] = (lo[:, off:off + sz], hi[:, off:off + sz])
-        off += sz
-    return boxes
 
 
 def bound_domains(
@@ -125,7 +116,7 @@ def bound_domains(
     inherit = intermediate == "inherit"
     opts = BoundOptions(alpha_iterations=alpha_iterations,
                         intermediate="crown" if inherit else intermediate)
-    eng = Engine(graph, _boxes(graph, lo, hi), dt, dev, opts, fixed,
+    eng = Engine(graph, input_boxes(graph, lo, hi), dt, dev, opts, fixed,
                  relevant=relevant, refine=alpha_rows, deadline=deadline)
     with torch.no_grad():
         eng.compute_intermediate(

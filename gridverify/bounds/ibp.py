@@ -245,6 +245,16 @@ def ibp_node(
 
 
 
+def input_boxes(graph: Graph, lo: torch.Tensor, hi: torch.Tensor) -> dict[int, Interval]:
+    """A flat input box ``(B, input_size)`` as the box of each input node, in order."""
+    boxes, off = {}, 0
+    for i in graph.inputs:
+        sz = graph.nodes[i].size
+        boxes[i] = (lo[:, off:off + sz], hi[:, off:off + sz])
+        off += sz
+    return boxes
+
+
 def ibp(
     graph: Graph,
     boxes: dict[int, Interval],

@@ -57,16 +57,11 @@ def _input_intervals(graph: Graph, lo: np.ndarray, hi: np.ndarray,
                      ids: list[int]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Bounds of the nodes ``ids`` over the box: IBP, intersected with CROWN's where kept."""
     from gridverify.bounds import BoundOptions, compute_bounds
-    from gridverify.bounds.ibp import ibp
+    from gridverify.bounds.ibp import ibp, input_boxes
 
     lo_t = torch.as_tensor(lo, dtype=torch.float64).reshape(1, -1)
     hi_t = torch.as_tensor(hi, dtype=torch.float64).reshape(1, -1)
-    boxes, at = {}, 0
-    for i in graph.inputs:
-        sz = graph.nodes[i].size
-        boxes[i] = (lo_t[:, at:at + sz], hi_t[:, at:at + sz])
-        at += sz
-    iv = ibp(graph, boxes, torch.float64, torch.device("cpu"))
+    iv = ibp(graph, input_boxes(graph, lo_t, hi_t), torch.float64, torch.device("cpu"))
     out = {i: (iv[i][0][0], iv[i][1][0]) for i in ids}
     try:
         r = compute_bounds(graph, lo_t, hi_t, method="crown",
