@@ -152,13 +152,10 @@ def test_a_balance_worst_case_is_optimal_only_when_both_signs_are():
     assert combined_status(["optimal", "timelimit"]) == "timelimit"
 
 
-def test_exact_worst_cases_of_any_magnitude_are_bracketed():
-    """A worst case far beyond 1e6 (vm = 40 pu squared into a 0.5 pu thermal rating) and
-    one far below -1e6 (a huge rating): SCIP's dual bound stays above every sampled
-    value, and the problem is never called infeasible."""
+def _case3_flat_net(vm: float):
+    """case3 and a relu proxy whose outputs barely move with the loads: no generation,
+    voltage magnitudes ``vm``, angles 0 (its last layer's weights scaled by 0.01)."""
     from torch import nn
-
-    from gridverify.physics.evaluate import violation_values
 
     case = load_compiled("pglib_opf_case3_lmbd")
     L, G, N = case.n_load, case.n_gen, case.n_bus
@@ -167,8 +164,20 @@ def test_exact_worst_cases_of_any_magnitude_are_bracketed():
     with torch.no_grad():
         net[-1].weight.mul_(0.01)
         net[-1].bias.zero_()
-        net[-1].bias[2 * G:2 * G + N] = 40.0
-        net[-1].bias[2 * G + N:] = torch.tensor([0.0, 0.5, -0.5], dtype=torch.float64)
+        net[-1].bias[2 * G:2 * G + N] = vm
+    return case, net
+
+
+def test_exact_worst_cases_of_any_magnitude_are_bracketed():
+    """A worst case far beyond 1e6 (vm = 40 pu squared into a 0.5 pu thermal rating) and
+    one far below -1e6 (a huge rating): SCIP's dual bound stays above every sampled
+    value, and the problem is never called infeasible."""
+    from gridverify.physics.evaluate import violation_values
+
+    case, net = _case3_flat_net(vm=40.0)
+    with torch.no_grad():
+        net[-1].bias[2 * case.n_gen + case.n_bus:] = torch.tensor([0.0, 0.5, -0.5],
+                                                                   dtype=torch.float64)
     reg = box_region(case, 0.9, 1.1)
     x = reg.lower + np.random.default_rng(0).random((500, reg.lower.size)) * (
         reg.upper - reg.lower)
@@ -188,18 +197,9 @@ def test_a_balance_mismatch_of_one_sign_is_bracketed_by_both_rows() -> None:
     """A proxy that leaves every load unmet (no generation, flat voltages): the
     mismatch at a load bus has one sign, so only one of the balance constraint's two
     rows holds its worst case, and the exact value is that row's, not the other's."""
-    from torch import nn
-
     from gridverify.physics.evaluate import violation_values
 
-    case = load_compiled("pglib_opf_case3_lmbd")
-    L, G, N = case.n_load, case.n_gen, case.n_bus
-    torch.manual_seed(3)
-    net = nn.Sequential(nn.Linear(2 * L, 8), nn.ReLU(), nn.Linear(8, 2 * G + 2 * N)).double()
-    with torch.no_grad():
-        net[-1].weight.mul_(0.01)
-        net[-1].bias.zero_()
-        net[-1].bias[2 * G:2 * G + N] = 1.0
+    case, net = _case3_flat_net(vm=1.0)
     region = box_region(case, 0.9, 1.1)
     for family in ("p_balance", "q_balance"):
         bus = int(case.load_bus[0])
