@@ -211,3 +211,22 @@ def test_every_metric_has_a_unit():
     from gridverify.proxy.metrics import METRIC_UNITS, ProxyMetrics
 
     assert list(METRIC_UNITS) == [f.name for f in fields(ProxyMetrics) if f.name != "n_samples"]
+
+
+def test_test_rows_do_not_reach_training(case14, case14_data, nominal14):
+    """Normalization statistics and fitting read the training rows only: changing the
+    held-out test rows leaves the trained weights exactly as they were."""
+    import dataclasses
+
+    data = read_proxy_data(case14_data, case14)
+    opts = TrainOptions(hidden=(8,), activation="relu", clamp_head=True, epochs=1,
+                        batch_size=16, seed=2, progress=False)
+    split = split_indices(data.n_samples, opts.seed, opts.val_fraction, opts.test_fraction)
+    x, y = data.x.copy(), data.y.copy()
+    x[split.test] *= 1.3
+    y[split.test] *= 1.2
+    other = dataclasses.replace(data, x=x, y=y)
+    a = train_proxy(case14, data, opts, baseline=nominal14).module.state_dict()
+    b = train_proxy(case14, other, opts, baseline=nominal14).module.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
