@@ -248,3 +248,21 @@ def test_a_bus_with_only_a_shunt_keeps_its_balance(tmp_path) -> None:
     m = ACOPFModel(case)
     assert 5 in m.model.bal_q and 5 not in m.model.bal_p
     assert m.solve().status != "optimal"
+
+
+def test_model_objective_is_the_generation_cost() -> None:
+    """The objective Ipopt minimizes is the case's cost, constant terms included
+    (case24_ieee_rts has nonzero c0), at any generator output, not only at the optimum."""
+    import pyomo.environ as pyo
+
+    from gridverify.opf.acopf import _build_model
+
+    case = load_compiled("pglib_opf_case24_ieee_rts")
+    assert np.any(case.cost_c0 != 0)
+    m = _build_model(case)
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        pg = rng.uniform(case.pmin, case.pmax)
+        for g in range(case.n_gen):
+            m.pg[g].set_value(float(pg[g]))
+        assert pyo.value(m.cost) == pytest.approx(case.generation_cost(pg), rel=1e-12)
