@@ -27,8 +27,10 @@ from gridverify.certify import (
 )
 from gridverify.errors import GridverifyError, ProxyError, SpecError
 from gridverify.grid import load_compiled
+from gridverify.physics.evaluate import violation_values
 from gridverify.proxy.load import InputRegion, load_proxy
 from gridverify.spec import FAMILIES, box_region, explicit_region, pglearn_region
+from gridverify.spec.constraints import Constraint
 
 
 @pytest.fixture(scope="module")
@@ -287,13 +289,22 @@ def test_bundled_case14_proxy_sound_and_onnx_agrees(case14, check_sound):
     cert = certify(case14, proxy, region, method="alpha-crown",
                    options=CertifyOptions(samples=512))
     check_sound(cert, case14, proxy.module)
-    onnx = certify(case14, load_proxy(_MODEL14 / "model.onnx", case=case14), region,
+    oprox = load_proxy(_MODEL14 / "model.onnx", case=case14)
+    onnx = certify(case14, oprox, region,
                    method="crown", constraints="p_balance,thermal_fr,vm_min",
                    options=CertifyOptions(samples=64, attack="none"))
     check_sound(onnx, case14, proxy.module)
     for c in onnx.constraints:
         ref = cert.get(c.family, c.component)
         assert c.upper_bound >= ref.upper_bound - 1e-6 * (1 + abs(ref.upper_bound))
+    # a violation counts at the lower of the graph's and onnxruntime's values
+    viol = [c for c in onnx.constraints if c.status == "violated"]
+    assert viol
+    x = np.stack([c.worst_load for c in viol])
+    y = oprox.module.reference(x)[:, : oprox.output_size]
+    cons = [Constraint(c.family, c.component, c.index) for c in viol]
+    ort = violation_values(case14, cons, x, y)[np.arange(len(viol)), np.arange(len(viol))]
+    assert all(c.attained <= v for c, v in zip(viol, ort))
 
 
 def test_bab_method_sound(case14, tiny_mlp, check_sound):
