@@ -99,3 +99,21 @@ def test_an_address_space_limit_bounds_what_is_available() -> None:
     assert each_of_four == pytest.approx(one, abs=5)
     machine = available_mb()
     assert machine is None or machine > 0
+
+
+def test_sizes_for_messages() -> None:
+    from gridverify.sysmem import format_bytes, machine_memory_bytes, memory_shortfall
+
+    assert format_bytes(0) == "0 B"
+    assert format_bytes(1023) == "1023 B"
+    assert format_bytes(1024) == "1.0 KiB"
+    assert format_bytes(1536) == "1.5 KiB"
+    assert format_bytes(3 * 2**29) == "1.5 GiB"
+    assert format_bytes(2 * 2**50) == "2.0 PiB"
+    machine = machine_memory_bytes()
+    assert machine is None or machine > 0
+    assert memory_shortfall(0) is None
+    if machine is not None:
+        assert memory_shortfall(machine) is None
+        msg = memory_shortfall(machine + 1)
+        assert msg is not None and msg.startswith("takes ") and "more than this machine" in msg
