@@ -125,21 +125,32 @@ def _write_h5_atomic(path: Path, cert: dict[str, Any], job: dict[str, Any],
 _H5_FORMAT = "gridverify-study-bounds"
 
 
-def _h5_problem(path: Path, job_id: str, n_constraints: int, job_hash: str) -> str:
+#: the arrays of a bounds file: name -> shape, ``n`` one row per constraint and ``i``
+#: one entry per load of the region (``_write_h5_atomic`` writes them)
+_H5_ARRAYS = {"family": ("n",), "component": ("n",), "upper_bound": ("n",),
+              "attained": ("n",), "threshold": ("n",), "status": ("n",),
+              "worst_load": ("n", "i"), "region_lower": ("i",), "region_upper": ("i",)}
+
+
+def _h5_problem(path: Path, job_id: str, n_constraints: int, n_inputs: int,
+                job_hash: str) -> str:
     """What is wrong with a done job's HDF5 file ("" when it opens as the bounds file
     of ``job_id`` written by the run of ``job_hash``, its record's, with one row per
-    constraint of the record's ``n_constraints``: a truncated or overwritten file, a
+    constraint of the record's ``n_constraints`` and one column per load of its
+    region's ``n_inputs`` in each of its arrays: a truncated or overwritten file, a
     record edited apart from it, or the file of another run of the job (a run killed
     between writing the two, the study's file changed back) does not).  Files of
     studies made before the hash was recorded have none and pass that check."""
     import h5py
 
+    sizes = {"n": n_constraints, "i": n_inputs}
     try:
         with h5py.File(path, "r") as f:
             fmt, jid = f.attrs.get("format"), f.attrs.get("job_id")
             jh = f.attrs.get("job_hash")
-            rows = f["upper_bound"].shape[0] if "upper_bound" in f else None
-    except OSError as exc:
+            shapes = {k: ((f[k].shape, f[k].dtype.kind) if isinstance(f.get(k), h5py.Dataset)
+                          else None) for k in _H5_ARRAYS}
+    except Exception as exc:  # noqa: BLE001 (h5py raises OSError, KeyError, RuntimeError...)
         return f"not a readable HDF5 file ({' '.join(str(exc).split())[:120]})"
     if fmt != _H5_FORMAT:
         return f"not a study bounds file (format {_H5_FORMAT!r})"
@@ -147,9 +158,18 @@ def _h5_problem(path: Path, job_id: str, n_constraints: int, job_hash: str) -> s
         return f"the bounds of another job ({jid!r})"
     if jh is not None and jh != job_hash:
         return "the bounds of another run of the job (its job hash differs from the record's)"
-    if rows != n_constraints:
-        return (f"{rows} rows of bounds, but its job record has {n_constraints} "
-                "constraints")
+    for name, dims in _H5_ARRAYS.items():
+        want = tuple(sizes[d] for d in dims)
+        if shapes[name] is None:
+            return f"no {name} array"
+        shape, kind = shapes[name]
+        if shape != want:
+            if name == "upper_bound" and len(shape) == 1:
+                return (f"{shape[0]} rows of bounds, but its job record has "
+                        f"{n_constraints} constraints")
+            return f"its {name} array is of shape {shape}, not {want}"
+        if name != "family" and kind not in "fiu":
+            return f"its {name} array is not numeric"
     return ""
 
 
@@ -310,7 +330,8 @@ class StudyStore:
         h5 = self.h5_path(job_id)
         if not h5.is_file():
             return damaged("missing (the bounds of the done job)", h5)
-        why = _h5_problem(h5, job_id, len(cert["constraints"]), job_hash)
+        why = _h5_problem(h5, job_id, len(cert["constraints"]),
+                          len(cert["region"]["lower"]), job_hash)
         if why:
             return damaged(why, h5)
         return JobRecord(job_id, DONE, {**rec, "certificate": cert, "exit_status": status})

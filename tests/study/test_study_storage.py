@@ -230,7 +230,8 @@ def test_threads_changed_skips_finished_jobs(out: Path) -> None:
 
 
 @pytest.mark.parametrize("how", ["truncated", "another job's", "record emptied",
-                                 "another run's"])
+                                 "another run's", "bounds a group", "no worst loads",
+                                 "worst loads of another region", "text bounds"])
 def test_damaged_bounds_file_is_not_finished(out: Path, how: str) -> None:
     """A done record whose .h5 does not open as its bounds (cut short, another job's
     file copied over it, or rows for constraints its record no longer has) is damaged:
@@ -250,12 +251,32 @@ def test_damaged_bounds_file_is_not_finished(out: Path, how: str) -> None:
         with h5py.File(h5, "r+") as f:
             assert f.attrs["job_hash"] == job.digest
             f.attrs["job_hash"] = "0" * len(job.digest)
+    elif how == "bounds a group":  # the arrays' names, but not arrays
+        with h5py.File(h5, "r") as f:
+            attrs = dict(f.attrs)
+        with h5py.File(h5, "w") as f:
+            f.attrs.update(attrs)
+            f.create_group("upper_bound")
+    elif how == "text bounds":
+        with h5py.File(h5, "r+") as f:
+            n = f["upper_bound"].shape[0]
+            del f["upper_bound"]
+            f.create_dataset("upper_bound", data=["x"] * n, dtype=h5py.string_dtype())
     else:
         with h5py.File(h5, "r+") as f:
-            f.attrs["job_id"] = "some__other__job"
+            if how == "another job's":
+                f.attrs["job_id"] = "some__other__job"
+            else:
+                wl = f["worst_load"][()]
+                del f["worst_load"]
+                if how == "worst loads of another region":
+                    f.create_dataset("worst_load", data=wl[:, 1:])
     jr = store.job_record(job.id, job.digest)
     assert jr.state == DAMAGED and not store.is_finished(job), jr
     assert jr.problem.startswith(str(h5)) and "\n" not in jr.problem
+    assert main(["report", str(out), "--quiet"]) == 2
+    if how in ("no worst loads", "worst loads of another region", "text bounds"):
+        return  # rerun as the others
     run = run_study(spec, out, ExecutorOptions(workers=1), warn=lambda w: None)
     assert run.damaged == (job.id,) and store.is_finished(job)
 
