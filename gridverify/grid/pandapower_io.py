@@ -47,7 +47,9 @@ which ``pandapower.converter.pypower.to_ppc`` also uses but trims) into a
   ext_grid and voltage limits from the ``max_``/``min_`` columns, an ext_grid
   without a ``controllable`` column fixes its bus voltage, controllable sgen,
   load and storage become generators, and a branch without
-  ``max_loading_percent`` (no column, or NaN in it) is unlimited;
+  ``max_loading_percent`` (no column, or NaN in it) is unlimited (a given one,
+  and a limited line's ``max_i_ka``, must be > 0: read as 0 they would make it
+  unlimited silently);
 * a line's limit becomes an MVA rating at nominal voltage (``max_i_ka`` times
   ``vn_kv`` times sqrt 3, the MATPOWER and PowerModels convention, as in
   pandapower's ``runpm``); ``runopp`` limits the current instead, the same
@@ -394,6 +396,37 @@ def _check_element_values(net: Any, source: str) -> None:
                 shown = f"{values[k]:g}" if np.isfinite(values[k]) or isinstance(
                     raw, (float, np.floating)) else repr(raw)
                 need = "> 0" if col in _POSITIVE_COLUMNS else "a finite number"
+                raise CaseFormatError(f"{et} {table.index[k]}: {col} is {shown} (must be "
+                                      f"{need})", source=source, field=f"{et}.{col}")
+    _check_branch_limits(net, source)
+
+
+def _check_branch_limits(net: Any, source: str) -> None:
+    """A branch's ``max_loading_percent`` is NaN (unlimited) or > 0, and a limited
+    line's ``max_i_ka`` a number > 0: either read as 0 would silently make the branch
+    unlimited (MATPOWER's rating 0)."""
+    import pandas as pd
+
+    for et in ("line", "trafo", "trafo3w"):
+        table = net[et] if et in net else None
+        if not isinstance(table, pd.DataFrame) or "max_loading_percent" not in table.columns:
+            continue
+        pct = pd.to_numeric(table["max_loading_percent"], errors="coerce").to_numpy(float)
+        limited = ~np.isnan(pct)
+        checks = [("max_loading_percent", pct)]
+        if et == "line" and "max_i_ka" in table.columns:
+            checks.append(("max_i_ka", pd.to_numeric(table["max_i_ka"], errors="coerce")
+                           .to_numpy(float)))
+        for col, values in checks:
+            with np.errstate(invalid="ignore"):
+                bad = limited & ~(values > 0)
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                raw = table[col].iloc[k]
+                shown = f"{values[k]:g}" if not np.isnan(values[k]) or isinstance(
+                    raw, (float, np.floating)) else repr(raw)
+                need = ("> 0, or NaN for an unlimited branch" if col == "max_loading_percent"
+                        else f"> 0 where max_loading_percent is given, {pct[k]:g} here")
                 raise CaseFormatError(f"{et} {table.index[k]}: {col} is {shown} (must be "
                                       f"{need})", source=source, field=f"{et}.{col}")
 

@@ -180,6 +180,25 @@ def test_a_bad_value_of_an_element_is_named_by_the_element(table, idx, col, valu
     assert message in text and f"field {table}.{col}" in text, text
 
 
+@pytest.mark.parametrize(("col", "value", "message"), [
+    ("max_i_ka", np.nan, "line 1: max_i_ka is nan (must be > 0 where max_loading_percent "
+                         "is given, 80 here)"),
+    ("max_i_ka", 0.0, "line 1: max_i_ka is 0"),
+    ("max_loading_percent", 0.0, "line 1: max_loading_percent is 0 (must be > 0, or NaN"),
+    ("max_loading_percent", -5.0, "line 1: max_loading_percent is -5"),
+])
+def test_a_limit_read_as_zero_is_refused_not_unlimited(col, value, message):
+    """A limited line whose rating would come out 0 (MATPOWER's "unlimited") is refused;
+    a NaN max_loading_percent alone is unlimited (the partial-limits test above)."""
+    net = _net3()
+    net.line["max_loading_percent"] = [np.nan, 80.0, np.nan]
+    net.line.loc[0, "max_i_ka"] = np.nan  # of an unlimited line: not read
+    net.line.loc[1, col] = value
+    with pytest.raises(CaseFormatError) as info:
+        from_pandapower(net)
+    assert message in str(info.value) and f"field line.{col}" in str(info.value)
+
+
 def test_a_bad_value_of_an_element_out_of_service_is_named_too():
     """pandapower's converter reads it (``p_mw * in_service`` is NaN)."""
     net = _net3()
