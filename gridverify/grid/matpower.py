@@ -127,7 +127,10 @@ def _tokenize(text: str, source: str) -> list[_Tok]:
     """Split the file into tokens; comments and continuations are dropped."""
     toks: list[_Tok] = []
     depth = 0  # block comments nest, as in MATLAB
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    # lines end at \n, \r\n or \r only, as editors number them (str.splitlines also
+    # splits at form feeds, \x85 and others, which shifted every later line number)
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    for lineno, raw in enumerate(lines, start=1):
         stripped = raw.strip()
         if stripped == "%{":
             depth += 1

@@ -68,6 +68,11 @@ def test_nan_is_read_as_float():
         ("mpc.bus = [1 2x];", "malformed number", 1),
         ("eval('x')", "unsupported statement starting with 'eval'", 1),
         ("x = 3", "unsupported statement starting with 'x'", 1),
+        # lines end at \n, \r\n and \r only: a form feed, \x85 (a cp1252 ellipsis read
+        # as latin-1) or U+2028 in a line or a comment does not start another
+        ("mpc.a = 1;\fmpc.b = 2;\r\nmpc.bus = [1 2];\rmpc.bus = 3;", "assigned twice", 3),
+        ("% note\x85 more\u2028 and more\nmpc.bus = [1 2];\nmpc.bus = 3;", "assigned twice",
+         3),
     ],
 )
 def test_rejected_constructs(text, fragment, line):
