@@ -185,7 +185,7 @@ def _pwl_costs(net: Any, where: dict[tuple[str, int], int], gc: np.ndarray, sour
     """
     rows: dict[int, list[tuple[float, float]]] = {}
     q_cost = False
-    for idx, pc in net.pwl_cost.iterrows():
+    for _, pc in net.pwl_cost.iterrows():
         if str(pc.get("power_type", "p")) != "p":
             q_cost = True
             continue
@@ -195,14 +195,10 @@ def _pwl_costs(net: Any, where: dict[tuple[str, int], int], gc: np.ndarray, sour
             continue
         sign = _COST_SIGN.get(et, 1.0)
         pts: list[tuple[float, float]] = []
-        for lower, upper, slope in pc["points"]:
+        for lower, upper, slope in pc["points"]:  # consecutive (_check_pwl_costs)
             lower, upper, slope = float(lower), float(upper), float(slope)
             if not pts:
                 pts.append((lower, lower * slope * sign))
-            elif pts[-1][0] != lower:
-                raise CaseFormatError(f"pwl_cost {idx}: areas are not consecutive "
-                                      f"({pts[-1][0]:g} MW, then {lower:g} MW)",
-                                      source=source, field="pwl_cost")
             pts.append((upper, pts[-1][1] + (upper - lower) * slope * sign))
         rows[row] = pts
     if q_cost:
@@ -215,6 +211,30 @@ def _pwl_costs(net: Any, where: dict[tuple[str, int], int], gc: np.ndarray, sour
         out[row, C.MODEL], out[row, C.NCOST] = 1, len(pts)
         out[row, C.COST : C.COST + 2 * len(pts)] = np.ravel(pts)
     return out
+
+
+def _check_pwl_costs(net: Any, source: str) -> None:
+    """Every ``pwl_cost`` row's ``points`` are areas ``[p_from, p_to, slope]`` of
+    finite numbers, each starting where the one before ends (pandapower's converter
+    refuses others without naming the row)."""
+    table = net["pwl_cost"] if "pwl_cost" in net else None
+    if table is None or len(table) == 0 or "points" not in table.columns:
+        return
+    for idx, points in table["points"].items():
+        try:
+            areas = np.asarray(points, dtype=np.float64)
+        except (TypeError, ValueError):
+            areas = np.empty((0, 0))
+        if areas.ndim != 2 or areas.shape[0] == 0 or areas.shape[1] != 3 or not np.all(
+                np.isfinite(areas)):
+            raise CaseFormatError(f"pwl_cost {idx}: points must be areas [p_from, p_to, "
+                                  "slope] of finite numbers", source=source, field="pwl_cost")
+        gap = np.flatnonzero(areas[1:, 0] != areas[:-1, 1])
+        if gap.size:
+            k = int(gap[0])
+            raise CaseFormatError(f"pwl_cost {idx}: areas are not consecutive "
+                                  f"({areas[k, 1]:g} MW, then {areas[k + 1, 0]:g} MW)",
+                                  source=source, field="pwl_cost")
 
 
 def _convert(net: Any, name: str | None, source: str = _SOURCE) -> PandapowerCase:
@@ -476,6 +496,7 @@ def _convert_tables(net: Any, name: str | None, source: str) -> PandapowerCase:
                               source=source, field=f"dcline {k}")
     _check_unsupported_elements(net, source)
     _check_element_values(net, source)
+    _check_pwl_costs(net, source)
     net = copy.deepcopy(net)
     notes: list[str] = []
     notes.extend(_voltage_dependent_loads(net, source))

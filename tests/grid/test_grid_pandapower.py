@@ -292,7 +292,12 @@ def test_from_pandapower_rejects_gaps_between_cost_areas():
     net = pn.case9()
     net.poly_cost = net.poly_cost.iloc[0:0]
     pp.create_pwl_cost(net, 0, "gen", [[0, 100, 12], [150, 300, 25]])
-    with pytest.raises(CaseFormatError, match="(?i)non-consecutive|not consecutive"):
+    with pytest.raises(CaseFormatError) as info:  # named by row, not pandapower's words
+        from_pandapower(net)
+    assert "pwl_cost 0: areas are not consecutive (100 MW, then 150 MW)" in str(info.value)
+    assert "field pwl_cost" in str(info.value)
+    net.pwl_cost.at[0, "points"] = [[0, 100]]
+    with pytest.raises(CaseFormatError, match="pwl_cost 0: points must be areas"):
         from_pandapower(net)
 
 
