@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vnncomp"))
+from cli_run import run  # noqa: E402
 from vnncomp_fixtures import mlp_onnx, tiny_relu_weights, vnnlib_text  # noqa: E402
 
 from gridverify.cli import main, run_handler  # noqa: E402
@@ -237,15 +238,6 @@ CORPUS: list[tuple[list[str], str]] = [
 ]
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse usage errors
-        code = exc.code if isinstance(exc.code, int) else 2
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_corpus_is_large() -> None:
     assert len(CORPUS) >= 60
     commands = {argv[0] for argv, _ in CORPUS}
@@ -257,7 +249,7 @@ def test_corpus_is_large() -> None:
 def test_bad_input_is_one_clean_line(argv: list[str], expect: str, work: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     before = _files(work)
-    code, _, err = _run(argv, capsys)
+    code, _, err = run(capsys, *argv)
     lines = err.strip().splitlines()
     assert code == 2, err
     assert len(lines) == 1, err
@@ -272,12 +264,12 @@ def test_control_characters_in_a_name_are_escaped(work: Path,
     name = "bad\nname\x1b[31m\x07.m"
     (work / name).write_text("function mpc = x\nmpc.baseMVA = 100;\n")
     for argv in (["case", "info", name], ["case", "bogus\x1b[2J"]):
-        code, _, err = _run(argv, capsys)
+        code, _, err = run(capsys, *argv)
         assert code == 2, err
         assert err.count("\n") == 1 and err.endswith("\n"), err
         assert not any(c != "\n" and not c.isprintable() for c in err), repr(err)
         assert "\\x1b[" in err, err
-    code, _, err = _run(["case", "info", "bad\u00e9.m"], capsys)
+    code, _, err = run(capsys, "case", "info", "bad\u00e9.m")
     assert "bad\u00e9.m" in err, err  # printable text is kept as it is
 
 
@@ -291,7 +283,7 @@ def test_make_instances_failure_writes_nothing(work: Path, capsys: pytest.Captur
 
     monkeypatch.setattr(inst, "make_benchmark", boom)
     before = _files(work)
-    code, _, err = _run(MK + ["--kinds", "thermal_one"], capsys)
+    code, _, err = run(capsys, *MK + ["--kinds", "thermal_one"])
     assert code == 2 and err.count("\n") == 1 and "No space left on device" in err
     assert _files(work) == before
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_run import run
 
-from gridverify.cli import build_parser, main
+from gridverify.cli import build_parser
 from gridverify.grid.case import RATE_A, load_case
 from gridverify.grid.compile import compile_case
 from gridverify.proxy.model import ProxyArch, ProxyMLP, case_limits
@@ -24,16 +25,6 @@ REPO = Path(__file__).resolve().parents[2]
 CASE5 = "pglib_opf_case5_pjm"
 CERTIFY = ["certify", "pglib_opf_case14_ieee", "--model", str(REPO / "models" / "case14_relu"),
            "--quiet", "--method", "bab"]
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``gridverify ARGV`` in this process: (exit status, stdout, stderr)."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse usage errors
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _one_error_line(err: str) -> str:

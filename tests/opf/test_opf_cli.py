@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from opf_helpers import run
+from cli_run import run
 
 
 def test_opf_solve_json_contract(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from opf_helpers import run
+from cli_run import run
 
 from gridverify.opf.acopf import STATUSES
 from gridverify.opf.backends import (

@@ -12,9 +12,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from cli_run import run
 
 import gridverify.opf.dataset as ds
-from gridverify.cli import main
 from gridverify.errors import DatasetError, SolverError
 from gridverify.grid import load_compiled
 from gridverify.opf import SolverOptions
@@ -23,12 +23,6 @@ from gridverify.opf.samplers import BoxSampler
 
 CASE14 = load_compiled("pglib_opf_case14_ieee", emit_warnings=False)
 CASE5 = load_compiled("pglib_opf_case5_pjm", emit_warnings=False)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line(err: str) -> str:

@@ -1,4 +1,5 @@
-"""Helpers of the OPF tests (imported by name: pytest puts this folder on sys.path)."""
+"""Running ``gridverify`` in the test process (imported by name: the folder of the
+top-level ``conftest.py`` is on ``sys.path``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,6 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     try:
         code = main(list(argv))
     except SystemExit as exc:  # argparse usage errors
-        code = int(exc.code or 0)
+        code = exc.code if isinstance(exc.code, int) else 2
     out, err = capsys.readouterr()
     return code, out, err
