@@ -15,9 +15,10 @@ import pytest
 pp = pytest.importorskip("pandapower")
 pn = pytest.importorskip("pandapower.networks")
 
+from pandapower_helpers import TOL, check_net, runpp, side_results  # noqa: E402
+
 from gridverify.errors import CaseFormatError  # noqa: E402
 from gridverify.grid import (  # noqa: E402
-    GridverifyWarning,
     balance_residuals,
     branch_flows,
     bus_injections,
@@ -27,37 +28,21 @@ from gridverify.grid import (  # noqa: E402
 )
 from gridverify.grid.pandapower_io import from_pandapower_mapped, to_pandapower  # noqa: E402
 
-TOL = 1e-6  # pu
-TRAFO_MODEL = "pi"  # MATPOWER puts line charging and magnetizing as a pi; see module doc
-
-
-def _runpp(net) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pp.runpp(net, calculate_voltage_angles=True, trafo_model=TRAFO_MODEL, tolerance_mva=1e-9,
-                 max_iteration=30, numba=False)
-
 
 def _solved(raw):
     """The compiled case, its pandapower network solved by runpp, and the voltages."""
     cc = compile_case(raw, emit_warnings=False)
     net = to_pandapower(raw)
-    _runpp(net)
+    runpp(net)
     assert net.converged
     vm = net.res_bus.vm_pu.loc[cc.bus_ids].to_numpy()
     va = np.deg2rad(net.res_bus.va_degree.loc[cc.bus_ids].to_numpy())
     return cc, net, vm, va
 
 
-def _side_results(net, et: str, idx: int, base: float) -> np.ndarray:
-    r = net["res_" + et].loc[idx]
-    a, b = ("from", "to") if "p_from_mw" in r.index else ("hv", "lv")
-    return np.array([r[f"p_{a}_mw"], r[f"q_{a}_mvar"], r[f"p_{b}_mw"], r[f"q_{b}_mvar"]]) / base
-
-
 @pytest.mark.parametrize("name", ["case14_ieee", "case24_ieee_rts", "case57_ieee",
                                   "case118_ieee"])
-def test_flows_match_runpp(name):
+def test_flows_matchrunpp(name):
     """Our flows at pandapower's solved voltages equal its line/trafo results
     (case24: transformers whose tap sits at their low-voltage from bus)."""
     cc, net, vm, va = _solved(load_case(name))
@@ -69,7 +54,7 @@ def test_flows_match_runpp(name):
         row = lookup.loc[int(cc.branch_row[k]) - 1]
         et, idx = str(row.element_type), int(row.element)
         kinds.add(et)
-        theirs = _side_results(net, et, idx, cc.base_mva)
+        theirs = side_results(net, et, idx, cc.base_mva)
         if et == "trafo" and net.trafo.lv_bus[idx] == cc.bus_ids[cc.f_bus[k]]:
             theirs = theirs[[2, 3, 0, 1]]  # from bus on the low-voltage side
         np.testing.assert_allclose(ours[k], theirs,
@@ -85,40 +70,9 @@ def test_flows_match_runpp(name):
     assert np.any(cc.bs != 0) or name != "case14_ieee"
 
 
-def _check_net(net, *, flows: bool = True) -> None:
-    pc = from_pandapower_mapped(net)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", GridverifyWarning)
-        cc = compile_case(pc.raw)
-    _runpp(net)
-    ppc = net._ppc
-    ids = pc.raw.bus[:, 0].astype(int)
-    vm = np.zeros(cc.n_bus)
-    va = np.zeros(cc.n_bus)
-    for row, bid in enumerate(ids):
-        if bid in cc.bus_index:
-            vm[cc.bus_index[bid]] = ppc["bus"][row, 7].real
-            va[cc.bus_index[bid]] = np.deg2rad(ppc["bus"][row, 8].real)
-    # pandapower buses map onto case buses by id = index + 1 (or the merged bus)
-    for b in net.bus.index[net.bus.in_service]:
-        i = cc.bus_index[pc.bus_ids[int(b)]]
-        assert vm[i] == pytest.approx(net.res_bus.vm_pu.loc[b], abs=1e-12)
-    pg = np.real(ppc["gen"][cc.gen_row - 1, 1]) / cc.base_mva
-    qg = np.real(ppc["gen"][cc.gen_row - 1, 2]) / cc.base_mva
-    rp, rq = balance_residuals(cc, pg, qg, vm, va)
-    assert np.abs(rp).max() < TOL and np.abs(rq).max() < TOL
-    if flows:
-        fl = branch_flows(cc, vm, va)
-        ours = np.stack([fl.pf, fl.qf, fl.pt, fl.qt], axis=1)
-        for k in range(cc.n_branch):
-            et, idx = pc.branch_elements[int(cc.branch_row[k]) - 1]
-            np.testing.assert_allclose(ours[k], _side_results(net, et, idx, cc.base_mva),
-                                       rtol=0, atol=TOL)
-
-
 @pytest.mark.parametrize("factory", [pn.case14, pn.case57, pn.case118])
 def test_from_pandapower_builtin_cases(factory):
-    _check_net(factory())
+    check_net(factory())
 
 
 def test_from_pandapower_case14_costs_and_ids():
@@ -149,7 +103,7 @@ def test_from_pandapower_with_no_element_of_a_type_in_service(edit):
         net.ext_grid["in_service"] = False
     cc = compile_case(from_pandapower(net), emit_warnings=False)
     assert cc.n_gen == 1  # the ext_grid or the gen, whichever is in service
-    _check_net(net, flows=False)
+    check_net(net, flows=False)
 
 
 def test_from_pandapower_with_switches_and_iron_losses():
@@ -159,11 +113,11 @@ def test_from_pandapower_with_switches_and_iron_losses():
     assert any("1 trafo (line conductance, transformer iron losses) moved to bus shunts" in n
                for n in pc.raw.notes), pc.raw.notes
     # flows of transformers exclude the iron losses, so compare bus balances only there
-    _check_net(net, flows=False)
+    check_net(net, flows=False)
 
 
 def test_from_pandapower_distribution_grid():
-    _check_net(pn.mv_oberrhein(), flows=False)
+    check_net(pn.mv_oberrhein(), flows=False)
 
 
 def _runopp_cost(net) -> float:

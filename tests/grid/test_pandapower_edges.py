@@ -4,63 +4,18 @@ three-winding transformers' rows, and transformers reversed for ``from_ppc``."""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
 pp = pytest.importorskip("pandapower")
 
-from gridverify.grid import (  # noqa: E402
-    GridverifyWarning,
-    balance_residuals,
-    branch_flows,
-    compile_case,
-)
+from pandapower_helpers import check_net  # noqa: E402
+
 from gridverify.grid import case as C  # noqa: E402
 from gridverify.grid.pandapower_io import (  # noqa: E402
     _high_voltage_first,
     from_pandapower_mapped,
 )
-
-TOL = 1e-6
-
-
-def _runpp(net) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pp.runpp(net, calculate_voltage_angles=True, trafo_model="pi", tolerance_mva=1e-9,
-                 max_iteration=30, numba=False)
-
-
-def _matches_runpp(net, flows: bool = True) -> None:
-    """Every bus balance (and every branch flow) of the converted case at runpp's
-    solution is pandapower's."""
-    pc = from_pandapower_mapped(net)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", GridverifyWarning)
-        cc = compile_case(pc.raw, emit_warnings=False)
-    _runpp(net)
-    ppc = net._ppc
-    vm, va = np.zeros(cc.n_bus), np.zeros(cc.n_bus)
-    for row, bid in enumerate(pc.raw.bus[:, 0].astype(int)):
-        if bid in cc.bus_index:
-            vm[cc.bus_index[bid]] = ppc["bus"][row, 7].real
-            va[cc.bus_index[bid]] = np.deg2rad(ppc["bus"][row, 8].real)
-    pg = np.real(ppc["gen"][cc.gen_row - 1, 1]) / cc.base_mva
-    qg = np.real(ppc["gen"][cc.gen_row - 1, 2]) / cc.base_mva
-    rp, rq = balance_residuals(cc, pg, qg, vm, va)
-    assert np.abs(rp).max() < TOL and np.abs(rq).max() < TOL
-    if flows:
-        fl = branch_flows(cc, vm, va)
-        for k in range(cc.n_branch):
-            et, idx = pc.branch_elements[int(cc.branch_row[k]) - 1]
-            r = net["res_" + et].loc[idx]
-            a, b = ("from", "to") if "p_from_mw" in r.index else ("hv", "lv")
-            theirs = np.array([r[f"p_{a}_mw"], r[f"q_{a}_mvar"], r[f"p_{b}_mw"],
-                               r[f"q_{b}_mvar"]]) / cc.base_mva
-            ours = np.array([fl.pf[k], fl.qf[k], fl.pt[k], fl.qt[k]])
-            np.testing.assert_allclose(ours, theirs, rtol=0, atol=TOL)
 
 
 def _two_bus(vn_lv: float = 20.0):
@@ -106,7 +61,7 @@ def test_load_pwl_cost_starts_at_its_first_area_with_the_load_sign() -> None:
     assert gc[C.COST:C.COST + 6].tolist() == [5.0, -10.0, 10.0, -20.0, 15.0, -40.0]
 
 
-def test_iron_losses_behind_an_off_nominal_tap_balance_as_runpp() -> None:
+def test_iron_losses_behind_an_off_nominal_tap_balance_asrunpp() -> None:
     """The transformer's conductance goes to the from (tapped, high-voltage) bus as
     g/2/tap^2 and to the other as g/2: bus balances are pandapower's."""
     net, hv, lv = _two_bus()
@@ -117,7 +72,7 @@ def test_iron_losses_behind_an_off_nominal_tap_balance_as_runpp() -> None:
         tap_changer_type="Ratio")
     raw = from_pandapower_mapped(net).raw
     assert raw.branch[0, C.TAP] != 1.0
-    _matches_runpp(net, flows=False)
+    check_net(net, flows=False)
 
 
 def test_buses_merged_by_a_switch_take_the_first_ones_id() -> None:
@@ -128,7 +83,7 @@ def test_buses_merged_by_a_switch_take_the_first_ones_id() -> None:
     pp.create_transformer(net, hv, b2, "25 MVA 110/20 kV")
     pc = from_pandapower_mapped(net)
     assert pc.bus_ids[lv] == pc.bus_ids[b2] == lv + 1
-    _matches_runpp(net, flows=False)  # iron losses: flows leave them out
+    check_net(net, flows=False)  # iron losses: flows leave them out
 
 
 def test_two_three_winding_transformers_rows_name_their_own_element() -> None:
@@ -153,7 +108,7 @@ def test_two_three_winding_transformers_rows_name_their_own_element() -> None:
         # one end is the star point (an auxiliary bus), the other a bus of that element
         assert {ids.get(f), ids.get(t)} & ends[el], (k, el)
     assert pc.raw.branch_is_transformer[rows].all()
-    _matches_runpp(net, flows=False)
+    check_net(net, flows=False)
 
 
 def test_a_reversed_transformer_has_the_same_admittances_and_mirrored_angle_limits() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from study_helpers import MODEL, ONE_JOB_STUDY
+from study_helpers import ONE_JOB_STUDY
 
 from gridverify.certify import Certificate, ConstraintResult
 from gridverify.errors import StudyError
@@ -67,13 +67,6 @@ def test_a_run_with_a_failed_job_exits_3(tmp_path: Path) -> None:
     # a violation wins over a failed job
     assert StudyRun(tmp_path, "r", ("a", "b"), (), ("a",), ("b",), 1.0,
                     {"a": 1}).exit_status == 1
-
-
-@pytest.fixture(scope="module")
-def one_job_spec():
-    if not MODEL.exists():
-        pytest.skip("shipped proxy models/case14_relu not present")
-    return parse_study(ONE_JOB_STUDY, "tiny.toml")
 
 
 def test_rerunning_a_finished_study_reports_every_job_done(one_job_spec, tmp_path: Path) -> None:

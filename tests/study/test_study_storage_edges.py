@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from study_helpers import MODEL, ONE_JOB_STUDY
 
 from gridverify.certify import Certificate, ConstraintResult
 from gridverify.errors import StudyError
@@ -17,7 +16,6 @@ from gridverify.spec.region import Region
 from gridverify.study import runner
 from gridverify.study.jobs import RECORD_FORMAT, Job, checkpoint_path, expand_jobs
 from gridverify.study.runner import StudyRun, run_study
-from gridverify.study.spec import parse_study
 from gridverify.study.storage import StudyStore
 
 
@@ -100,13 +98,6 @@ def test_the_checkpoint_is_named_by_job_and_hash(tmp_path: Path) -> None:
 def test_a_violation_wins_over_a_failed_job() -> None:
     run = StudyRun(Path("."), "r", ("a", "b"), ("a",), (), ("b",), 1.0, {"a": 1})
     assert run.exit_status == 1
-
-
-@pytest.fixture(scope="module")
-def one_job_spec():
-    if not MODEL.exists():
-        pytest.skip("shipped proxy models/case14_relu not present")
-    return parse_study(ONE_JOB_STUDY, "tiny.toml")
 
 
 def test_a_skipped_job_keeps_its_exit_status(one_job_spec, tmp_path: Path) -> None:
