@@ -444,6 +444,12 @@ def _certify(t0: float, case: Any, proxy: Any, region: Region | str | None, cons
     st.relus = _relu_stability(pgraph, space)
     warn_list += _float32_range_warnings(pgraph, space)
 
+    ck = None
+    if bab_fn is not None and checkpoint is not None:
+        # a foreign or damaged file is refused now, not after the bounds and the attack
+        key = run_key(case, mhash, region, cons, thr, opts.seed, (opts.pad_abs, opts.pad_rel))
+        ck = Checkpoint.open(checkpoint, key, K, physics.n_rows)
+        ck.worst_loads(space, st.worst.shape)
     budget.lap("setup")  # the case, the proxy, the graphs, the relu census
     notify("sampling", 0.05)
     _sample_stage(st, case, module, region, opts, memory, _point_bytes(graph))
@@ -460,17 +466,12 @@ def _certify(t0: float, case: Any, proxy: Any, region: Region | str | None, cons
     bab_runs: list[dict[str, Any]] = []
     if bab_fn is not None:
         notify("bab", 0.85)
-        ck = None
-        if checkpoint is not None:
-            key = run_key(case, mhash, region, cons, thr, opts.seed,
-                          (opts.pad_abs, opts.pad_rel))
-            ck = Checkpoint.open(checkpoint, key, K, physics.n_rows)
-            if ck.searched is not None:
-                n = ck.restore(st, case, module, space)
-                warn_list.append(f"resumed from checkpoint {checkpoint}: {n} constraints "
-                                 f"tightened or violated further by the earlier run, "
-                                 f"{int(ck.searched.sum())} decision and "
-                                 f"{int(ck.tightened.sum())} tightening searches done")
+        if ck is not None and ck.searched is not None:
+            n = ck.restore(st, case, module, space)
+            warn_list.append(f"resumed from checkpoint {checkpoint}: {n} constraints "
+                             f"tightened or violated further by the earlier run, "
+                             f"{int(ck.searched.sum())} decision and "
+                             f"{int(ck.tightened.sum())} tightening searches done")
         bab_runs = run_bab(bab_fn, st, graph, space, case, module, opts, budget, notify,
                            checkpoint=ck)
         budget.lap("bab")

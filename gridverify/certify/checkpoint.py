@@ -118,19 +118,8 @@ class Checkpoint:
             return 0
         ub0, att0 = st.ub.copy(), st.att.copy()
         row_ub = self._saved["row_ub"].astype(np.float64)
-        worst = self._saved.get("worst")
-        if worst is not None and worst.shape != st.worst.shape:
-            raise SpecError(f"checkpoint {self.path}: its worst loads are of shape "
-                            f"{worst.shape}, this run's {st.worst.shape}: saved by another "
-                            "run; remove it")
-        if worst is not None:
-            pts = worst[np.isfinite(self._saved["att"])].astype(np.float64)
-            lo, hi = np.asarray(space.lower), np.asarray(space.upper)
-            out = ~(np.isfinite(pts) & (pts >= lo) & (pts <= hi)).all(axis=1)
-            if out.any():
-                raise SpecError(f"checkpoint {self.path}: {int(out.sum())} of its worst loads "
-                                "lie outside the region or are not finite: the file is "
-                                "damaged; remove it")
+        pts = self.worst_loads(space, st.worst.shape)
+        if pts is not None:
             update_attained(st, case, module, pts)
         # a saved bound below a value attained (here, by its own worst loads or by
         # this run's samples) cannot come from the same run: refuse, never use it
@@ -145,6 +134,27 @@ class Checkpoint:
         st.row_ub = np.minimum(st.row_ub, np.where(np.isnan(row_ub), np.inf, row_ub))
         st.ub = np.minimum(st.ub, st.row_max(np.arange(st.row_ub.size), st.row_ub))
         return int(np.count_nonzero((st.ub < ub0) | (st.att > att0)))
+
+    def worst_loads(self, space: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+        """The saved worst loads found (float64), checked against this run: ``shape``
+        (its worst-load array's) and ``space`` (its search box: a load outside it, or
+        not finite, marks the file as damaged); SpecError otherwise.  ``None`` when
+        the file holds none."""
+        worst = self._saved.get("worst") if self._saved else None
+        if worst is None:
+            return None
+        if worst.shape != tuple(shape):
+            raise SpecError(f"checkpoint {self.path}: its worst loads are of shape "
+                            f"{worst.shape}, this run's {tuple(shape)}: saved by another "
+                            "run; remove it")
+        pts = worst[np.isfinite(self._saved["att"])].astype(np.float64)
+        lo, hi = np.asarray(space.lower), np.asarray(space.upper)
+        out = ~(np.isfinite(pts) & (pts >= lo) & (pts <= hi)).all(axis=1)
+        if out.any():
+            raise SpecError(f"checkpoint {self.path}: {int(out.sum())} of its worst loads "
+                            "lie outside the region or are not finite: the file is "
+                            "damaged; remove it")
+        return pts
 
     def save(self, st: State, searched: np.ndarray, tightened: np.ndarray, *,
              force: bool = False) -> None:

@@ -68,8 +68,14 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path, tiny_mlp):
     net = tiny_mlp(case, act="relu", seed=3, out_scale=0.3)
     path = tmp_path / "run.ckpt"
     _run(case, net, path, timeout=2.0)
+    # refused before any work: not after the sampling, bounds and attack stages
+    stages: list[str] = []
     with pytest.raises(SpecError, match="another run"):
-        _run(case, net, path, seed=1, timeout=2.0)
+        certify(case, net, box_region(case, 0.8, 1.2), method="bab",
+                constraints="p_balance,q_balance", checkpoint=path,
+                options=CertifyOptions(samples=128, seed=1, timeout=2.0),
+                progress=lambda stage, frac: stages.append(stage))
+    assert "sampling" not in stages and "bounds" not in stages, stages
     with pytest.raises(SpecError, match="another run"):
         _run(case, tiny_mlp(case, act="relu", seed=4, out_scale=0.3), path, timeout=2.0)
     # the same weights under another activation: another function, another run
