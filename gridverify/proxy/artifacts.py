@@ -123,6 +123,8 @@ def write_model_dir(
             raise ProxyError(f"model card needs {key}")
     out = Path(out)
     check_replaceable(out)
+    if out.exists() and not out.is_dir():
+        raise ProxyError(f"{out}: exists and is a file, not a model directory; not overwriting")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
@@ -196,7 +198,9 @@ def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise ProxyError(f"{p}: field metrics.{split}: expected an object")
         if split not in ("test", "baseline_nominal"):  # the numbers `model info` shows
             continue
-        for name, v in values.items():
+        for name, v in list(values.items()):
+            if v in ("inf", "-inf"):  # how the writer keeps an infinite metric (_jsonable)
+                values[name] = v = float(v)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 raise ProxyError(f"{p}: field metrics.{split}.{name}: expected a number or "
                                  f"null, got {v!r}")
