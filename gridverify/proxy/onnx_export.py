@@ -10,7 +10,8 @@ chain of ``Gemm`` + activation nodes; with the clamp head, the clamped rows
 Case identity and the architecture go into the model's metadata.  The opset is
 gridverify's :data:`~gridverify.ir.onnx_export.OPSET`, stated in the file, and
 every op is one of :data:`~gridverify.ir.onnx_export.PORTABLE_OPS` (read by
-onnxruntime, onnx2torch and onnx2pytorch).
+onnxruntime, onnx2torch and onnx2pytorch; onnxruntime has no float64 ``Erf``, so a
+float64 export of a GELU proxy does not run there: the float32 default does).
 """
 
 from __future__ import annotations
