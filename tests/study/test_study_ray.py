@@ -14,6 +14,7 @@ from gridverify.study.spec import load_study
 ray = pytest.importorskip("ray")
 
 
+@pytest.mark.slow  # ~20 s: kept out of the default run to keep CI under its limit
 def test_ray_equals_local(tmp_path: Path, reference_study: Path) -> None:
     spec = load_study(write_small_study(tmp_path))
     out = tmp_path / "ray"
