@@ -412,13 +412,16 @@ def _check_element_values(net: Any, source: str) -> None:
                     bad |= on & ~(values > 0)
             if bad.any():
                 k = int(np.flatnonzero(bad)[0])
-                raw = table[col].iloc[k]
-                shown = f"{values[k]:g}" if np.isfinite(values[k]) or isinstance(
-                    raw, (float, np.floating)) else repr(raw)
+                shown = _value_text(table[col].iloc[k], values[k])
                 need = "> 0" if col in _POSITIVE_COLUMNS else "a finite number"
                 raise CaseFormatError(f"{et} {table.index[k]}: {col} is {shown} (must be "
                                       f"{need})", source=source, field=f"{et}.{col}")
-    _check_branch_limits(net, source)
+
+
+def _value_text(raw: Any, value: float) -> str:
+    """A table entry for an error: its number, or the entry itself where it is not one."""
+    return f"{value:g}" if np.isfinite(value) or isinstance(raw, (float, np.floating)) \
+        else repr(raw)
 
 
 def _check_branch_limits(net: Any, source: str) -> None:
@@ -442,9 +445,7 @@ def _check_branch_limits(net: Any, source: str) -> None:
                 bad = limited & ~(values > 0)
             if bad.any():
                 k = int(np.flatnonzero(bad)[0])
-                raw = table[col].iloc[k]
-                shown = f"{values[k]:g}" if not np.isnan(values[k]) or isinstance(
-                    raw, (float, np.floating)) else repr(raw)
+                shown = _value_text(table[col].iloc[k], values[k])
                 need = ("> 0, or NaN for an unlimited branch" if col == "max_loading_percent"
                         else f"> 0 where max_loading_percent is given, {pct[k]:g} here")
                 raise CaseFormatError(f"{et} {table.index[k]}: {col} is {shown} (must be "
@@ -496,6 +497,7 @@ def _convert_tables(net: Any, name: str | None, source: str) -> PandapowerCase:
                               source=source, field=f"dcline {k}")
     _check_unsupported_elements(net, source)
     _check_element_values(net, source)
+    _check_branch_limits(net, source)
     _check_pwl_costs(net, source)
     net = copy.deepcopy(net)
     notes: list[str] = []
